@@ -1,0 +1,39 @@
+# Tandem's user-facing targets: make demo, make test, make bench.
+# Each installs what is missing (scripts/deps.sh), configures, builds, then runs.
+BUILD      ?= build
+BUILD_SAN  ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_OPTS ?=
+
+.PHONY: demo test bench deps build build-san clean
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTANDEM_WERROR=ON $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-san: deps
+	@cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_WERROR=ON \
+	  -DTANDEM_SANITIZE=address,undefined $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(BUILD_SAN) -j $(JOBS)
+
+# Every test, then every test again under AddressSanitizer + UBSan.
+test: build build-san
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) -LE slow
+
+demo: build
+	@echo "demo: the private inference demo arrives with the ONNX issue; until then this runs the kernel benchmark."
+	@$(BUILD)/tandem bench --kernel gemm --shape 512x512x512
+
+bench: build
+	@$(BUILD)/tandem bench --kernel gemm --shape 512x512x512
+	@$(BUILD)/tandem bench --kernel gemm --shape 128x784x128
+	@$(BUILD)/tandem bench --kernel prg
+	@$(BUILD)/tandem bench --kernel trunc
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

@@ -1,0 +1,50 @@
+/* tandem.c - the entry point of the tandem binary: dispatches to subcommands.
+ * Exit codes: 0 success, 1 error (one line on stderr), 2 usage. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "apps.h"
+
+typedef struct {
+  const char *name;
+  int (*main)(int argc, char **argv);
+  const char *help;
+} subcommand_t;
+
+static const subcommand_t subcommands[] = {
+    {"bench", tandem_bench_main, "measure kernels (and later protocols) against baselines"},
+};
+
+void tandem_app_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "tandem %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: tandem <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+    fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].help);
+  fprintf(out, "\n'tandem <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+    if (strcmp(argv[1], subcommands[i].name) == 0)
+      return subcommands[i].main(argc - 1, argv + 1);
+  fprintf(stderr, "tandem: unknown command '%s' (try 'tandem --help')\n", argv[1]);
+  return 2;
+}

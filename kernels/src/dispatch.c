@@ -1,0 +1,146 @@
+/* dispatch.c - chooses, once, which kernel variant fills each slot.
+ *
+ * CPUID says what the CPU implements; XGETBV says whether the OS saves the
+ * wider register state (an AVX-512 CPU under an OS that does not enable ZMM
+ * state must not run AVX-512 code). The environment variable TANDEM_KERNEL
+ * forces one variant, validated. Only GEMM has optimised variants: the
+ * element-wise ring operations are memory-bound and the compiler vectorises
+ * the reference loops as well as hand code would.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kern_int.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define KERN_X86 1
+#endif
+
+static const char *const isa_names[KERN_NISA] = {"ref", "avx2", "avx512"};
+
+static int initialised;
+static kern_isa_t active = KERN_REF;
+static int nthreads;
+
+#ifdef KERN_X86
+static uint64_t xgetbv0(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
+int kern_isa_supported(kern_isa_t isa) {
+  if (isa == KERN_REF)
+    return 1;
+#ifdef KERN_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d))
+    return 0;
+  /* OSXSAVE (ecx bit 27) is required before XGETBV may be executed. */
+  if (!(c & (1u << 27)) || !(c & (1u << 28)))
+    return 0;
+  uint64_t xcr0 = xgetbv0();
+  if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */
+    return 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return 0;
+  int avx2 = (b >> 5) & 1;
+  if (isa == KERN_AVX2)
+    return avx2;
+  if (isa == KERN_AVX512) {
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1;
+    /* opmask, upper ZMM0-15 and ZMM16-31 state */
+    return avx2 && f && dq && (xcr0 & 0xe0) == 0xe0;
+  }
+#endif
+  return 0;
+}
+
+const char *kern_isa_name(kern_isa_t isa) {
+  return ((unsigned)isa < KERN_NISA) ? isa_names[isa] : "?";
+}
+
+int kern_isa_parse(const char *name, kern_isa_t *out) {
+  if (name == NULL)
+    return TANDEM_EINVAL;
+  for (int i = 0; i < KERN_NISA; i++) {
+    if (strcmp(name, isa_names[i]) == 0) {
+      *out = (kern_isa_t)i;
+      return 0;
+    }
+  }
+  return TANDEM_EINVAL;
+}
+
+int kern_isa_select(kern_isa_t isa) {
+  if ((unsigned)isa >= KERN_NISA)
+    return TANDEM_EINVAL;
+  if (!kern_isa_supported(isa))
+    return TANDEM_ENOTSUP;
+  active = isa;
+  initialised = 1;
+  return 0;
+}
+
+static kern_isa_t best_isa(void) {
+  for (int i = KERN_NISA - 1; i > 0; i--)
+    if (kern_isa_supported((kern_isa_t)i))
+      return (kern_isa_t)i;
+  return KERN_REF;
+}
+
+int kern_init(void) {
+  if (initialised)
+    return 0;
+  initialised = 1;
+  active = KERN_REF;
+  const char *env = getenv("TANDEM_KERNEL");
+  if (env != NULL && env[0] != '\0') {
+    kern_isa_t want;
+    int rc = kern_isa_parse(env, &want);
+    if (rc != 0)
+      return rc;
+    return kern_isa_select(want);
+  }
+  active = best_isa();
+  return 0;
+}
+
+kern_isa_t kern_isa_active(void) {
+  if (!initialised)
+    (void)kern_init(); /* an invalid TANDEM_KERNEL leaves the reference */
+  return active;
+}
+
+const kern__gemm_impl_t *kern__gemm_impl(kern_isa_t isa) {
+  switch (isa) {
+  case KERN_AVX2:
+    return &kern__gemm_avx2;
+  case KERN_AVX512:
+    return &kern__gemm_avx512;
+  default:
+    return NULL;
+  }
+}
+
+const kern__gemm_impl_t *kern__active_gemm(void) {
+  return kern__gemm_impl(kern_isa_active());
+}
+
+int kern_set_threads(int n) {
+  if (n < 1 || n > 64)
+    return TANDEM_EINVAL;
+  nthreads = n;
+  return 0;
+}
+
+int kern_threads(void) {
+  if (nthreads == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    nthreads = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+  }
+  return nthreads;
+}
