@@ -199,6 +199,39 @@ TANDEM_WUR int kern_prg_u64(kern_prg_t *prg, uint64_t *out, size_t n);
  * {0, 1}. */
 TANDEM_WUR int kern_prg_bits(kern_prg_t *prg, uint8_t *out, size_t n);
 
+/* ------------------------------------------------------------------------ */
+/* DCF: distributed comparison function (Boyle et al., Eurocrypt 2021),      */
+/* on fixed-key AES (OpenSSL, AES-NI). Key generation and evaluation are     */
+/* batched over `count` independent instances.                               */
+
+/* For alpha in [0, 2^nbits) and a payload beta in (Z_2^64)^width, the function
+ *   f(x) = beta  if x < alpha (unsigned, x in [0, 2^nbits)),  else 0.
+ * kern_dcf_gen gives two keys; evaluating key b at x gives y_b with
+ * y_0 + y_1 = f(x) mod 2^64, component-wise. Each key alone is pseudorandom:
+ * it reveals neither alpha nor beta. 1 <= nbits <= 64, 1 <= width <= 8. */
+#define KERN_DCF_MAX_WIDTH 8u
+
+/* Bytes of one party's key for one instance (the wire size: keys are flat,
+ * position-independent byte strings, little-endian on every CPU). 0 for
+ * parameters out of range. */
+size_t kern_dcf_key_bytes(unsigned nbits, unsigned width);
+
+/* Generates count instances: alpha[i], beta[i*width .. i*width+width). Keys
+ * are written to k0 and k1 (count * kern_dcf_key_bytes each). Root seeds are
+ * drawn from prg (seeded by the caller from the OS). High bits of alpha above
+ * nbits must be 0. Returns 0, TANDEM_EINVAL or TANDEM_ECRYPTO. Wipe the keys
+ * after use (they are secrets of the dealer's recipients). */
+TANDEM_WUR int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width,
+                            size_t count, const uint64_t *alpha,
+                            const uint64_t *beta, uint8_t *k0, uint8_t *k1);
+
+/* Party b (0 or 1) evaluates its keys at x[i] (taken mod 2^nbits):
+ * y[i*width .. i*width+width) = its share of f_i(x[i]). Returns 0,
+ * TANDEM_EINVAL or TANDEM_ECRYPTO. Local: no communication. */
+TANDEM_WUR int kern_dcf_eval(int party, unsigned nbits, unsigned width,
+                             size_t count, const uint8_t *keys,
+                             const uint64_t *x, uint64_t *y);
+
 #ifdef __cplusplus
 }
 #endif
