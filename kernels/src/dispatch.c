@@ -110,8 +110,10 @@ int kern_init(void) {
 }
 
 kern_isa_t kern_isa_active(void) {
-  if (!initialised)
-    (void)kern_init(); /* an invalid TANDEM_KERNEL leaves the reference */
+  /* An invalid TANDEM_KERNEL leaves the reference; kern_init reports it to
+   * the callers that ask (tandem checks it at start-up). */
+  if (!initialised && kern_init() != 0)
+    return KERN_REF;
   return active;
 }
 

@@ -1,0 +1,292 @@
+/* mpc.h - the public interface of Tandem's protocol layer (the glue).
+ *
+ * Two compute parties P0 and P1 hold additive shares over Z_2^64 of every
+ * secret; a dealer supplies correlated randomness from the public plan alone;
+ * the client masks its input and alone reconstructs the output; the model owner
+ * shares the weights once. A model is a small graph (mpc_graph_t: operators and
+ * shapes, no weights) compiled into a plan (mpc_plan_t: an ordered list of
+ * gates). Every role runs the same plan:
+ *   dealer   mpc_dealer_model / mpc_dealer_query  -> preprocessing messages
+ *   owner    mpc_owner_share                      -> one weight share per party
+ *   party    mpc_party_new, mpc_party_setup (opens W + R_W once, 1 round),
+ *            mpc_party_query (offline from the dealer's message, then online)
+ *   client   mpc_client_mask (X + R_X), mpc_client_output (adds the shares)
+ * Messages travel through an mpc_transport_t: in-memory here (tests, threads of
+ * one process), libuv sockets in net/. The coordinator batches every opening of
+ * a round into one exchange per peer.
+ *
+ * Round budget (checked by tests): 0 online rounds for linear layers; 2 for a
+ * ReLU (with the truncation after a product fused in); 1 per comparison level
+ * plus 1 for MaxPool; the client's input and the output shares cost no
+ * inter-party round.
+ *
+ * Thread affinity: objects are not shared between threads; distinct objects may
+ * be used from distinct threads at once (the in-memory tests run each role in
+ * its own thread).
+ */
+#ifndef TANDEM_MPC_H
+#define TANDEM_MPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kern.h"
+#include "tandem_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Roles and transport                                                       */
+
+typedef enum {
+  MPC_P0 = 0,
+  MPC_P1 = 1,
+  MPC_DEALER = 2,
+  MPC_CLIENT = 3,
+  MPC_OWNER = 4
+} mpc_role_t;
+#define MPC_NROLES 5
+
+const char *mpc_role_name(mpc_role_t role);
+
+typedef enum { MPC_PHASE_SETUP = 0, MPC_PHASE_OFFLINE = 1, MPC_PHASE_ONLINE = 2 } mpc_phase_t;
+#define MPC_NPHASES 3
+
+/* Traffic counters of one role: bytes by peer and phase, and inter-party
+ * rounds (exchanges between P0 and P1) by phase. */
+typedef struct {
+  uint64_t sent[MPC_NROLES][MPC_NPHASES];
+  uint64_t recvd[MPC_NROLES][MPC_NPHASES];
+  uint64_t rounds[MPC_NPHASES];
+  double seconds[MPC_NPHASES];
+} mpc_stats_t;
+
+/* A transport moves whole messages between roles. Message sizes always follow
+ * from the public plan, so a receiver names the length it expects; a message
+ * of another length is an error (TANDEM_EPROTO). Implementations: the in-memory
+ * one below, and net/'s sockets. Every call blocks until done or failed. */
+typedef struct mpc_transport_s mpc_transport_t;
+typedef struct {
+  /* Sends len bytes to role `to`. */
+  int (*send)(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len);
+  /* Receives exactly len bytes from role `from`. */
+  int (*recv)(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len);
+  /* One round with `peer`: sends sbuf and receives rlen bytes into rbuf, full
+   * duplex (both sides may call it at once with large buffers). */
+  int (*exchange)(mpc_transport_t *t, mpc_role_t peer, const void *sbuf,
+                  size_t slen, void *rbuf, size_t rlen);
+  void (*close)(mpc_transport_t *t);
+} mpc_transport_ops_t;
+
+struct mpc_transport_s {
+  const mpc_transport_ops_t *ops;
+  mpc_role_t self;
+  mpc_phase_t phase; /* the phase the counters charge; set by the protocol */
+  mpc_stats_t stats; /* updated by the mpc_net_* wrappers below */
+};
+
+/* Wrappers that count bytes and rounds (an exchange between P0 and P1 is one
+ * round) and forward to the ops. */
+TANDEM_WUR int mpc_net_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len);
+TANDEM_WUR int mpc_net_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len);
+TANDEM_WUR int mpc_net_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf,
+                                size_t slen, void *rbuf, size_t rlen);
+
+/* In-memory transport for the roles of one process, each used by one thread.
+ * mpc_memnet_new creates a hub; mpc_memnet_endpoint gives the transport of one
+ * role (owned by the hub). timeout_ms bounds every blocking wait (a role that
+ * never answers becomes TANDEM_ETIMEDOUT, never a hang). Optional tap: every
+ * delivered message is also passed to tap(ctx, from, to, buf, len) (view tests).
+ * mpc_memnet_free after every thread is done with its endpoint. */
+typedef struct mpc_memnet_s mpc_memnet_t;
+typedef void (*mpc_tap_cb)(void *ctx, mpc_role_t from, mpc_role_t to,
+                           const void *buf, size_t len);
+TANDEM_WUR int mpc_memnet_new(mpc_memnet_t **out, int timeout_ms);
+mpc_transport_t *mpc_memnet_endpoint(mpc_memnet_t *hub, mpc_role_t role);
+void mpc_memnet_set_tap(mpc_memnet_t *hub, mpc_tap_cb tap, void *ctx);
+/* Makes every blocked or later call of role `role` fail with TANDEM_ECLOSED
+ * (fault tests: a party that dies). */
+void mpc_memnet_kill(mpc_memnet_t *hub, mpc_role_t role);
+void mpc_memnet_free(mpc_memnet_t *hub);
+
+/* ------------------------------------------------------------------------ */
+/* Graphs: operators and shapes only (the public part of a model).           */
+
+#define MPC_MAX_DIMS 6
+
+typedef struct {
+  unsigned ndim;
+  size_t dim[MPC_MAX_DIMS];
+} mpc_shape_t;
+
+size_t mpc_shape_numel(const mpc_shape_t *s);
+
+typedef enum {
+  MPC_OP_INPUT,     /* a client input: out shape = shape (dim[0] is the batch) */
+  MPC_OP_PARAM,     /* a weight or bias of the model owner: out shape = shape */
+  MPC_OP_CONST,     /* a public constant (data in the graph) */
+  MPC_OP_MATMUL,    /* in0 (B x K) times in1 (K x N); either may be a PARAM */
+  MPC_OP_GEMM,      /* alpha*op(in0)*op(in1) + beta*in2 (ONNX Gemm) */
+  MPC_OP_CONV,      /* 2-D convolution NCHW, weights in1 (M x C x kh x kw), bias in2 */
+  MPC_OP_ADD,       /* in0 + in1 (same shape, or in1 broadcast over leading dims) */
+  MPC_OP_SUB,       /* in0 - in1 (same broadcasting) */
+  MPC_OP_MULC,      /* in0 * public scalar attr.scalar */
+  MPC_OP_RELU,      /* max(in0, 0) */
+  MPC_OP_MAXPOOL,   /* 2-D max pooling NCHW */
+  MPC_OP_AVGPOOL,   /* 2-D average pooling NCHW (count_include_pad attr) */
+  MPC_OP_RESHAPE,   /* same elements, new shape (row-major order kept) */
+  MPC_OP_TRANSPOSE, /* permutation of axes attr.perm */
+  MPC_OP_OUTPUT     /* marks in0 as a graph output */
+} mpc_op_t;
+
+const char *mpc_op_name(mpc_op_t op);
+
+typedef struct {
+  int trans_a, trans_b;              /* GEMM */
+  double alpha, beta;                /* GEMM: public scalars */
+  double scalar;                     /* MULC */
+  size_t kh, kw;                     /* CONV (from weights), pools */
+  size_t pads[4];                    /* top, left, bottom, right */
+  size_t strides[2], dilations[2];   /* CONV, pools */
+  int count_include_pad;             /* AVGPOOL */
+  unsigned perm[MPC_MAX_DIMS];       /* TRANSPOSE */
+} mpc_attr_t;
+
+typedef struct {
+  mpc_op_t op;
+  int in[3];            /* value indices (node indices), -1 where absent */
+  mpc_attr_t attr;
+  mpc_shape_t shape;    /* output shape, filled by mpc_graph_add / infer */
+  const double *cdata;  /* MPC_OP_CONST: numel(shape) values (borrowed) */
+  char name[64];        /* for error messages */
+} mpc_node_t;
+
+/* A graph is an append-only list of nodes in topological order; a node's
+ * value is referred to by its index. */
+typedef struct {
+  mpc_node_t *nodes;
+  size_t nnodes, cap;
+  unsigned frac_bits;   /* f: fixed-point fractional bits (default 16) */
+  unsigned bound_bits;  /* |activation| * 2^(2f) < 2^bound_bits before truncation (default 62) */
+} mpc_graph_t;
+
+void mpc_graph_init(mpc_graph_t *g);
+void mpc_graph_close(mpc_graph_t *g);
+
+/* Appends a node (shape inferred from its inputs; for INPUT/PARAM/CONST the
+ * node's shape is given). Returns the new index (>= 0) or a negative error:
+ * TANDEM_ESHAPE with a message in err (if not NULL) for incompatible shapes,
+ * TANDEM_EINVAL, TANDEM_ENOMEM. */
+int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errlen);
+
+/* Convenience builders over mpc_graph_add. */
+int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
+int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
+int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
+                 const mpc_attr_t *attr, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* Plaintext tensors (float64) for the client, the owner and the references. */
+
+typedef struct {
+  mpc_shape_t shape;
+  double *data; /* numel(shape) values, row-major */
+} mpc_ftensor_t;
+
+/* Allocates data (zeroed). 0 or TANDEM_ENOMEM/TANDEM_EINVAL. */
+TANDEM_WUR int mpc_ftensor_init(mpc_ftensor_t *t, const mpc_shape_t *shape);
+/* Wipes and frees data. */
+void mpc_ftensor_close(mpc_ftensor_t *t);
+
+/* Weights of a graph: one tensor per PARAM node (indexed by node), owned by the
+ * model owner. */
+typedef struct {
+  const mpc_graph_t *graph;
+  mpc_ftensor_t *param; /* graph->nnodes entries; data NULL for non-params */
+} mpc_weights_t;
+
+TANDEM_WUR int mpc_weights_init(mpc_weights_t *w, const mpc_graph_t *g);
+void mpc_weights_close(mpc_weights_t *w);
+
+/* Plaintext references of the graph. mpc_eval_float: IEEE double. mpc_eval_fixed:
+ * the exact fixed-point semantics the protocol implements (f fractional bits,
+ * round to nearest at encoding, floor at truncation), the bound tests use.
+ * inputs: one tensor per INPUT node in node order; outputs: one per OUTPUT node,
+ * initialised by the callee (caller closes). */
+TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
+                              const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs);
+
+/* ------------------------------------------------------------------------ */
+/* Plans                                                                     */
+
+typedef struct mpc_plan_s mpc_plan_t;
+
+/* Compiles g for batch size `batch` (replacing dim[0] of every INPUT). The plan
+ * keeps a pointer to g (which must outlive it). Errors: TANDEM_EUNSUPOP naming
+ * the node in err, TANDEM_ESHAPE, TANDEM_EINVAL, TANDEM_ENOMEM. */
+TANDEM_WUR int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch,
+                            char *err, size_t errlen);
+void mpc_plan_free(mpc_plan_t *p);
+
+/* Online inter-party rounds a query of this plan takes. */
+unsigned mpc_plan_rounds(const mpc_plan_t *p);
+/* Number of INPUT and OUTPUT nodes, and their shapes (for the batch). */
+size_t mpc_plan_ninputs(const mpc_plan_t *p);
+size_t mpc_plan_noutputs(const mpc_plan_t *p);
+const mpc_shape_t *mpc_plan_input_shape(const mpc_plan_t *p, size_t i);
+const mpc_shape_t *mpc_plan_output_shape(const mpc_plan_t *p, size_t i);
+/* Bytes of the dealer's query message to role (P0, P1 or CLIENT). */
+size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role);
+
+/* A human-readable listing of the gates (one line each: kind, shape, rounds). */
+void mpc_plan_describe(const mpc_plan_t *p, void (*line)(void *ctx, const char *s), void *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Roles                                                                     */
+
+/* The model owner: encodes the weights in fixed point (weights at f bits,
+ * biases at 2f, as the plan uses them) and sends one additive share of each to
+ * P0 and P1 over t (setup phase). Shares are drawn from a PRG seeded by
+ * randombytes_buf. Errors: TANDEM_ERANGE (a weight outside the fixed-point
+ * range, named in err), transport errors. */
+TANDEM_WUR int mpc_owner_share(const mpc_plan_t *p, const mpc_weights_t *w,
+                               mpc_transport_t *t, char *err, size_t errlen);
+
+/* The dealer. A dealer object holds, per model, the seeds of the weight masks
+ * R_W (never the weights). mpc_dealer_model sends P0 and P1 their weight-mask
+ * seeds (setup phase); mpc_dealer_query generates one query's preprocessing
+ * from fresh OS seeds and sends it to P0, P1 and the client (offline phase). */
+typedef struct mpc_dealer_s mpc_dealer_t;
+TANDEM_WUR int mpc_dealer_new(mpc_dealer_t **out, const mpc_plan_t *p);
+void mpc_dealer_free(mpc_dealer_t *d);
+TANDEM_WUR int mpc_dealer_model(mpc_dealer_t *d, mpc_transport_t *t);
+TANDEM_WUR int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t);
+
+/* A compute party (P0 or P1). mpc_party_setup receives the owner's weight
+ * shares and the dealer's weight-mask seeds, opens W^ = W + R_W with the other
+ * party (one setup round) and keeps it for every later query. mpc_party_query
+ * receives one query's preprocessing (offline), then the client's masked input,
+ * runs the plan online with the other party, and sends its output shares to
+ * the client. */
+typedef struct mpc_party_s mpc_party_t;
+TANDEM_WUR int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t self);
+void mpc_party_free(mpc_party_t *party);
+TANDEM_WUR int mpc_party_setup(mpc_party_t *party, mpc_transport_t *t);
+TANDEM_WUR int mpc_party_query(mpc_party_t *party, mpc_transport_t *t);
+
+/* The client: receives its preprocessing from the dealer, encodes and masks
+ * inputs (one tensor per INPUT node) and sends X + R_X to both parties, then
+ * receives both output shares and decodes them. outputs are initialised by the
+ * callee. Errors: TANDEM_ESHAPE (wrong input shape), TANDEM_ERANGE (an input
+ * outside the fixed-point range), transport errors. */
+TANDEM_WUR int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t,
+                              const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
+                              char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TANDEM_MPC_H */

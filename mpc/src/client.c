@@ -1,0 +1,95 @@
+/* client.c - the client: masks its inputs with the dealer-seeded R_X, sends
+ * X + R_X to both parties (neither learns X: each sees X masked by a mask it
+ * holds only a share of), then adds the two output shares it alone receives.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpc_int.h"
+
+static int shapes_equal(const mpc_shape_t *a, const mpc_shape_t *b) {
+  if (a->ndim != b->ndim)
+    return 0;
+  for (unsigned d = 0; d < a->ndim; d++)
+    if (a->dim[d] != b->dim[d])
+      return 0;
+  return 1;
+}
+
+int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t *inputs,
+                   mpc_ftensor_t *outputs, char *err, size_t errlen) {
+  if (p == NULL || t == NULL || inputs == NULL || outputs == NULL)
+    return TANDEM_EINVAL;
+  for (size_t i = 0; i < p->ninputs; i++) {
+    const mpc__val_t *v = &p->vals[p->inputs[i]];
+    if (!shapes_equal(&inputs[i].shape, &v->shape) || inputs[i].data == NULL) {
+      if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "input '%s' has the wrong shape",
+                 p->graph->nodes[v->node].name);
+      return TANDEM_ESHAPE;
+    }
+  }
+  size_t nbuf = p->in_words > p->out_words ? p->in_words : p->out_words;
+  uint64_t *buf = mpc__calloc(nbuf, 8), *other = mpc__calloc(p->out_words, 8);
+  uint64_t *r = mpc__calloc(nbuf, 8);
+  uint8_t seed[MPC__SEED_BYTES];
+  kern_prg_t prg;
+  int rc = TANDEM_ENOMEM, prg_open = 0, nout = 0;
+  if (buf == NULL || other == NULL || r == NULL)
+    goto done;
+  t->phase = MPC_PHASE_OFFLINE;
+  if ((rc = mpc_net_recv(t, MPC_DEALER, seed, sizeof seed)) < 0)
+    goto done;
+  rc = TANDEM_ECRYPTO;
+  if (kern_prg_init(&prg, seed, sizeof seed) != 0)
+    goto done;
+  prg_open = 1;
+  t->phase = MPC_PHASE_ONLINE;
+  size_t off = 0;
+  for (size_t i = 0; i < p->ninputs; i++) {
+    size_t n = p->vals[p->inputs[i]].n, bad = 0;
+    rc = kern_fix_encode(buf + off, inputs[i].data, n, p->f, &bad);
+    if (rc < 0) {
+      if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "input '%s' element %zu is outside the fixed-point range",
+                 p->graph->nodes[p->vals[p->inputs[i]].node].name, bad);
+      goto done;
+    }
+    if (kern_prg_u64(&prg, r + off, n) != 0) {
+      rc = TANDEM_ECRYPTO;
+      goto done;
+    }
+    off += n;
+  }
+  kern_add(buf, buf, r, p->in_words);
+  if ((rc = mpc_net_send(t, MPC_P0, buf, p->in_words * 8)) < 0 ||
+      (rc = mpc_net_send(t, MPC_P1, buf, p->in_words * 8)) < 0)
+    goto done;
+  if ((rc = mpc_net_recv(t, MPC_P0, buf, p->out_words * 8)) < 0 ||
+      (rc = mpc_net_recv(t, MPC_P1, other, p->out_words * 8)) < 0)
+    goto done;
+  kern_add(buf, buf, other, p->out_words);
+  off = 0;
+  for (size_t i = 0; i < p->noutputs; i++, nout++) {
+    const mpc__val_t *v = &p->vals[p->outputs[i]];
+    if ((rc = mpc_ftensor_init(&outputs[i], &v->shape)) < 0)
+      goto done;
+    for (size_t j = 0; j < v->n; j++)
+      outputs[i].data[j] = mpc__decode(buf[off + j], p->f, v->scale);
+    off += v->n;
+  }
+  rc = 0;
+done:
+  if (rc < 0)
+    while (nout-- > 0)
+      mpc_ftensor_close(&outputs[nout]);
+  if (prg_open)
+    kern_prg_close(&prg);
+  sodium_memzero(seed, sizeof seed);
+  mpc__wipe_free(buf, (nbuf ? nbuf : 1) * 8);
+  mpc__wipe_free(other, (p->out_words ? p->out_words : 1) * 8);
+  mpc__wipe_free(r, (nbuf ? nbuf : 1) * 8);
+  return rc;
+}

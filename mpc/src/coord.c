@@ -1,0 +1,358 @@
+/* coord.c - a compute party and the coordinator that runs a plan round by
+ * round.
+ *
+ * mpc_party_setup takes the owner's weight shares and the dealer's weight-mask
+ * seed and opens W + R_W with the other party once (one setup round for all
+ * weights together). mpc_party_query takes one query's preprocessing, the
+ * client's masked input, and then walks the schedule: in round r it first runs
+ * every local gate whose inputs exist at r, then writes the words of every
+ * one-round gate scheduled at r into ONE frame, exchanges it with the other
+ * party, and lets each of those gates finish on the two halves. The output
+ * shares go to the client in one message.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mpc_int.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- gate dispatch -------------------------------------------------------- */
+
+int mpc__gate_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d) {
+  switch (g->kind) {
+  case MPC__G_BILIN:
+  case MPC__G_TRIPLE:
+    return mpc__bilin_dealer(p, g, d);
+  case MPC__G_NONLIN:
+  case MPC__G_MAXLEVEL:
+    return mpc__fss_dealer(p, g, d);
+  default:
+    return mpc__linear_dealer(p, g, d);
+  }
+}
+
+int mpc__gate_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                      mpc__prep_t *prep) {
+  switch (g->kind) {
+  case MPC__G_BILIN:
+  case MPC__G_TRIPLE:
+    return mpc__bilin_offline(p, g, pt, prep);
+  case MPC__G_NONLIN:
+  case MPC__G_MAXLEVEL:
+    return mpc__fss_offline(p, g, pt, prep);
+  default:
+    return mpc__linear_offline(p, g, pt, prep);
+  }
+}
+
+int mpc__gate_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                   uint64_t *out) {
+  switch (g->kind) {
+  case MPC__G_NONLIN:
+  case MPC__G_MAXLEVEL:
+    return mpc__fss_send(p, g, pt, out);
+  default:
+    return mpc__linear_send(p, g, pt, out);
+  }
+}
+
+int mpc__gate_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                     const uint64_t *mine, const uint64_t *theirs) {
+  switch (g->kind) {
+  case MPC__G_BILIN:
+  case MPC__G_TRIPLE:
+    return mpc__bilin_finish(p, g, pt);
+  case MPC__G_NONLIN:
+  case MPC__G_MAXLEVEL:
+    return mpc__fss_finish(p, g, pt, mine, theirs);
+  default:
+    return mpc__linear_finish(p, g, pt, mine, theirs);
+  }
+}
+
+/* ---- party object ---------------------------------------------------------- */
+
+static size_t max_round_words(const mpc_plan_t *p) {
+  size_t m = 0;
+  for (unsigned r = 0; r < p->rounds; r++)
+    if (p->round_words[r] > m)
+      m = p->round_words[r];
+  if (p->weight_words > m)
+    m = p->weight_words;
+  if (p->in_words > m)
+    m = p->in_words;
+  if (p->out_words > m)
+    m = p->out_words;
+  if (p->owner_words > m)
+    m = p->owner_words;
+  return m;
+}
+
+int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t self) {
+  *out = NULL;
+  if (p == NULL || (self != MPC_P0 && self != MPC_P1))
+    return TANDEM_EINVAL;
+  mpc_party_t *pt = calloc(1, sizeof *pt);
+  if (pt == NULL)
+    return TANDEM_ENOMEM;
+  pt->plan = p;
+  pt->self = self == MPC_P0 ? 0 : 1;
+  pt->slot = calloc(p->nvals ? p->nvals : 1, sizeof *pt->slot);
+  pt->gs = calloc(p->ngates ? p->ngates : 1, sizeof *pt->gs);
+  size_t mw = max_round_words(p);
+  pt->sendbuf = mpc__calloc(mw, sizeof *pt->sendbuf);
+  pt->recvbuf = mpc__calloc(mw, sizeof *pt->recvbuf);
+  pt->prepbytes = mpc_plan_prep_bytes(p, self);
+  pt->prepbuf = mpc__calloc(pt->prepbytes, 1);
+  if (pt->slot == NULL || pt->gs == NULL || pt->sendbuf == NULL || pt->recvbuf == NULL ||
+      pt->prepbuf == NULL)
+    goto fail;
+  for (size_t v = 0; v < p->nvals; v++) {
+    const mpc__val_t *val = &p->vals[v];
+    mpc__slot_t *s = &pt->slot[v];
+    int need_pub = val->kind == MPC__V_MASKED || val->kind == MPC__V_WEIGHT ||
+                   val->kind == MPC__V_PUBLIC;
+    int need_msh = val->kind == MPC__V_MASKED || val->kind == MPC__V_WEIGHT;
+    int need_sh = val->kind != MPC__V_MASKED && val->kind != MPC__V_PUBLIC;
+    if ((need_pub && (s->pub = mpc__calloc(val->n, 8)) == NULL) ||
+        (need_msh && (s->msh = mpc__calloc(val->n, 8)) == NULL) ||
+        (need_sh && (s->sh = mpc__calloc(val->n, 8)) == NULL))
+      goto fail;
+    if (val->kind == MPC__V_PUBLIC) {
+      const mpc_node_t *nd = &p->graph->nodes[val->node];
+      if (mpc__encode(s->pub, nd->cdata, val->n, p->f, val->scale, val->fold, NULL) != 0)
+        goto fail_range;
+    }
+  }
+  *out = pt;
+  return 0;
+fail_range:
+  mpc_party_free(pt);
+  return TANDEM_ERANGE;
+fail:
+  mpc_party_free(pt);
+  return TANDEM_ENOMEM;
+}
+
+void mpc_party_free(mpc_party_t *pt) {
+  if (pt == NULL)
+    return;
+  const mpc_plan_t *p = pt->plan;
+  if (pt->slot != NULL)
+    for (size_t v = 0; v < p->nvals; v++) {
+      size_t b = (p->vals[v].n ? p->vals[v].n : 1) * 8;
+      mpc__wipe_free(pt->slot[v].pub, b);
+      mpc__wipe_free(pt->slot[v].msh, b);
+      mpc__wipe_free(pt->slot[v].sh, b);
+    }
+  if (pt->gs != NULL)
+    for (size_t i = 0; i < p->ngates; i++) {
+      mpc__wipe_free(pt->gs[i].pre, pt->gs[i].npre * 8);
+      mpc__wipe_free(pt->gs[i].consts, pt->gs[i].nconsts * 8);
+    }
+  free(pt->slot);
+  free(pt->gs);
+  size_t mw = max_round_words(p);
+  mpc__wipe_free(pt->sendbuf, (mw ? mw : 1) * 8);
+  mpc__wipe_free(pt->recvbuf, (mw ? mw : 1) * 8);
+  mpc__wipe_free(pt->prepbuf, pt->prepbytes ? pt->prepbytes : 1);
+  free(pt);
+}
+
+/* ---- setup: weights, once per model ------------------------------------------ */
+
+int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
+  const mpc_plan_t *p = pt->plan;
+  double t0 = now_s();
+  t->phase = MPC_PHASE_SETUP;
+  uint8_t seed[MPC__SEED_BYTES];
+  kern_prg_t prg;
+  int rc;
+  /* The owner's shares: P0 gets a seed, P1 the corrected values. */
+  if (pt->self == 0) {
+    if ((rc = mpc_net_recv(t, MPC_OWNER, seed, sizeof seed)) < 0)
+      return rc;
+    if (kern_prg_init(&prg, seed, sizeof seed) != 0)
+      return TANDEM_ECRYPTO;
+    sodium_memzero(seed, sizeof seed);
+    for (size_t i = 0; i < p->nparams && rc == 0; i++) {
+      int v = p->params[i];
+      if (kern_prg_u64(&prg, pt->slot[v].sh, p->vals[v].n) != 0)
+        rc = TANDEM_ECRYPTO;
+    }
+    kern_prg_close(&prg);
+  } else {
+    uint64_t *buf = pt->sendbuf;
+    if ((rc = mpc_net_recv(t, MPC_OWNER, buf, p->owner_words * 8)) < 0)
+      return rc;
+    size_t off = 0;
+    for (size_t i = 0; i < p->nparams; i++) {
+      int v = p->params[i];
+      memcpy(pt->slot[v].sh, buf + off, p->vals[v].n * 8);
+      off += p->vals[v].n;
+    }
+  }
+  if (rc < 0)
+    return rc;
+  /* The dealer's weight masks. */
+  if ((rc = mpc_net_recv(t, MPC_DEALER, seed, sizeof seed)) < 0)
+    return rc;
+  if (kern_prg_init(&prg, seed, sizeof seed) != 0)
+    return TANDEM_ECRYPTO;
+  sodium_memzero(seed, sizeof seed);
+  size_t off = 0;
+  for (size_t i = 0; i < p->nparams && rc == 0; i++) {
+    int v = p->params[i];
+    const mpc__val_t *val = &p->vals[v];
+    if (val->kind != MPC__V_WEIGHT)
+      continue;
+    if (kern_prg_u64(&prg, pt->slot[v].msh, val->n) != 0)
+      rc = TANDEM_ECRYPTO;
+    kern_add(pt->sendbuf + off, pt->slot[v].sh, pt->slot[v].msh, val->n);
+    off += val->n;
+  }
+  kern_prg_close(&prg);
+  if (rc < 0)
+    return rc;
+  /* Open W^ = W + R_W: one round for every weight of the model. */
+  mpc_role_t other = pt->self == 0 ? MPC_P1 : MPC_P0;
+  if (p->weight_words > 0 &&
+      (rc = mpc_net_exchange(t, other, pt->sendbuf, p->weight_words * 8, pt->recvbuf,
+                             p->weight_words * 8)) < 0)
+    return rc;
+  off = 0;
+  for (size_t i = 0; i < p->nparams; i++) {
+    int v = p->params[i];
+    if (p->vals[v].kind != MPC__V_WEIGHT)
+      continue;
+    kern_add(pt->slot[v].pub, pt->sendbuf + off, pt->recvbuf + off, p->vals[v].n);
+    off += p->vals[v].n;
+  }
+  pt->setup_done = 1;
+  t->stats.seconds[MPC_PHASE_SETUP] += now_s() - t0;
+  return 0;
+}
+
+/* ---- one query ----------------------------------------------------------------- */
+
+static int offline(mpc_party_t *pt, mpc_transport_t *t) {
+  const mpc_plan_t *p = pt->plan;
+  t->phase = MPC_PHASE_OFFLINE;
+  int rc = mpc_net_recv(t, MPC_DEALER, pt->prepbuf, pt->prepbytes);
+  if (rc < 0)
+    return rc;
+  mpc__prep_t prep;
+  memset(&prep, 0, sizeof prep);
+  prep.party = pt->self;
+  if (kern_prg_init(&prep.prg, pt->prepbuf, MPC__SEED_BYTES) != 0)
+    return TANDEM_ECRYPTO;
+  uint8_t *cur = pt->prepbuf + MPC__SEED_BYTES;
+  if (pt->self == 1) {
+    prep.corr = (uint64_t *)(void *)cur; /* 8-aligned: calloc'd, seed is 32 bytes */
+    prep.ncorr = p->ncorr;
+    cur += 8 * p->ncorr;
+  }
+  prep.keys = cur;
+  prep.nkey = p->nkey;
+  for (size_t i = 0; i < p->ngates && rc == 0; i++) {
+    double g0 = now_s();
+    rc = mpc__gate_offline(p, &p->gates[i], pt, &prep);
+    pt->gs[i].seconds = now_s() - g0;
+  }
+  if (rc == 0 && (prep.corr_pos != prep.ncorr || prep.key_pos != prep.nkey))
+    rc = TANDEM_EPROTO;
+  kern_prg_close(&prep.prg);
+  return rc;
+}
+
+static int run_local(mpc_party_t *pt, unsigned r) {
+  const mpc_plan_t *p = pt->plan;
+  for (size_t i = 0; i < p->ngates; i++) {
+    const mpc__gate_t *g = &p->gates[i];
+    if (g->rounds || g->ready != r)
+      continue;
+    double g0 = now_s();
+    int rc = mpc__gate_finish(p, g, pt, NULL, NULL);
+    pt->gs[i].seconds += now_s() - g0;
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int online(mpc_party_t *pt, mpc_transport_t *t) {
+  const mpc_plan_t *p = pt->plan;
+  t->phase = MPC_PHASE_ONLINE;
+  /* The client's masked inputs, concatenated in input order. */
+  int rc = mpc_net_recv(t, MPC_CLIENT, pt->recvbuf, p->in_words * 8);
+  if (rc < 0)
+    return rc;
+  size_t off = 0;
+  for (size_t i = 0; i < p->ninputs; i++) {
+    int v = p->inputs[i];
+    memcpy(pt->slot[v].pub, pt->recvbuf + off, p->vals[v].n * 8);
+    off += p->vals[v].n;
+  }
+  mpc_role_t other = pt->self == 0 ? MPC_P1 : MPC_P0;
+  for (unsigned r = 0; r <= p->rounds; r++) {
+    if ((rc = run_local(pt, r)) < 0)
+      return rc;
+    if (r == p->rounds)
+      break;
+    off = 0;
+    for (size_t i = 0; i < p->ngates; i++) {
+      const mpc__gate_t *g = &p->gates[i];
+      if (!g->rounds || g->round != r)
+        continue;
+      double g0 = now_s();
+      rc = mpc__gate_send(p, g, pt, pt->sendbuf + off);
+      pt->gs[i].seconds += now_s() - g0;
+      if (rc < 0)
+        return rc;
+      off += g->nsend;
+    }
+    size_t bytes = p->round_words[r] * 8;
+    if ((rc = mpc_net_exchange(t, other, pt->sendbuf, bytes, pt->recvbuf, bytes)) < 0)
+      return rc;
+    off = 0;
+    for (size_t i = 0; i < p->ngates; i++) {
+      const mpc__gate_t *g = &p->gates[i];
+      if (!g->rounds || g->round != r)
+        continue;
+      double g0 = now_s();
+      rc = mpc__gate_finish(p, g, pt, pt->sendbuf + off, pt->recvbuf + off);
+      pt->gs[i].seconds += now_s() - g0;
+      if (rc < 0)
+        return rc;
+      off += g->nsend;
+    }
+  }
+  /* Output shares to the client. */
+  off = 0;
+  for (size_t i = 0; i < p->noutputs; i++) {
+    int v = p->outputs[i];
+    mpc__share_of(p, pt, v, pt->sendbuf + off);
+    off += p->vals[v].n;
+  }
+  return mpc_net_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
+}
+
+int mpc_party_query(mpc_party_t *pt, mpc_transport_t *t) {
+  if (!pt->setup_done)
+    return TANDEM_EINVAL;
+  double t0 = now_s();
+  int rc = offline(pt, t);
+  double t1 = now_s();
+  t->stats.seconds[MPC_PHASE_OFFLINE] += t1 - t0;
+  if (rc == 0)
+    rc = online(pt, t);
+  t->stats.seconds[MPC_PHASE_ONLINE] += now_s() - t1;
+  return rc;
+}

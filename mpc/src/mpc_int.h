@@ -1,0 +1,262 @@
+/* mpc_int.h - private structures of the protocol layer: plan values, gates,
+ * the preprocessing streams and the per-role runtime state. Never included
+ * from outside mpc/.
+ *
+ * How the pieces fit. plan.c lowers a graph to gates over plan values. A value
+ * is MASKED (both parties hold the same public v^ = v + R and additive shares of
+ * the mask R, which the dealer knows), SHARED (additive shares only) or a model
+ * parameter. Each gate kind has four hooks, run in plan order by every role:
+ *   dealer   generate this gate's correlated randomness (mpc__dealer_t);
+ *   offline  a party reads it (mpc__prep_t) and precomputes what it can;
+ *   send     (1-round gates) the party's words for the round's single frame;
+ *   finish   local work once the round's frame (if any) has arrived.
+ * The dealer and the parties draw from their preprocessing streams in the same
+ * order, so a party's share of a dealer random value is the next output of its
+ * PRG (P0: every share; P1: shares of uniform masks) or, for a value the dealer
+ * fixes (a product of masks, an FSS constant), P1's next correction word.
+ */
+#ifndef TANDEM_MPC_INT_H
+#define TANDEM_MPC_INT_H
+
+#include <stdint.h>
+
+#include "mpc.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "Tandem's wire format is little-endian; big-endian hosts need byte swaps"
+#endif
+
+#define MPC__SEED_BYTES 32u
+
+/* ---- plan values -------------------------------------------------------- */
+
+typedef enum {
+  MPC__V_MASKED,  /* pub = v + R (same at both parties), msh = share of R */
+  MPC__V_SHARED,  /* sh = additive share */
+  MPC__V_WEIGHT,  /* param used as a bilinear operand: sh, pub = W + R_W, msh */
+  MPC__V_ADDEND,  /* param added to an activation: sh */
+  MPC__V_PUBLIC   /* public constant: pub */
+} mpc__vkind_t;
+
+typedef struct {
+  mpc_shape_t shape;
+  size_t n;            /* elements */
+  mpc__vkind_t kind;
+  unsigned scale;      /* fixed-point scale in units of f: 0, 1 or 2 */
+  int node;            /* graph node it comes from, or -1 */
+  double fold;         /* params: factor the owner folds in (Gemm alpha/beta) */
+  int pidx;            /* params: index among params (owner stream order) */
+} mpc__val_t;
+
+/* ---- gates -------------------------------------------------------------- */
+
+typedef enum {
+  MPC__G_INPUT,    /* client input -> MASKED s1 */
+  MPC__G_BILIN,    /* MASKED s1 x WEIGHT -> SHARED s2: 0 rounds */
+  MPC__G_TRIPLE,   /* MASKED s1 x MASKED s1 -> SHARED s2: 0 rounds */
+  MPC__G_OPEN,     /* SHARED -> MASKED, same scale: 1 round */
+  MPC__G_NONLIN,   /* ReLU and/or truncation by FSS: 1 round (0 on MASKED) */
+  MPC__G_MAXLEVEL, /* one level of a max tree: 1 round */
+  MPC__G_ADD,      /* a + b (b broadcast by an index map), SHARED */
+  MPC__G_SUB,
+  MPC__G_MULC,     /* times a public ring constant (scale may grow) */
+  MPC__G_LAYOUT,   /* out[i] = in[map[i]] (reshape, transpose, gather) */
+  MPC__G_AVGPOOL,  /* window sums times public 1/count: scale +1 */
+  MPC__G_OUTPUT    /* shares to the client */
+} mpc__gkind_t;
+
+/* Bilinear forms, evaluated by kernels on any operands (public or shares). */
+typedef enum {
+  MPC__L_XW,  /* X [B x K] * W [K x N] */
+  MPC__L_XWT, /* X [B x K] * W^T, W [N x K] */
+  MPC__L_WX,  /* W [M x K] * X [K x N] */
+  MPC__L_CONV /* per image: W [M x CKK] * im2col(X_n) [CKK x OHW] */
+} mpc__lform_t;
+
+typedef struct {
+  mpc__lform_t form;
+  size_t m, k, n;       /* XW: B,K,N; XWT: B,K,N; WX: M,K,N */
+  kern_conv2d_t conv;   /* CONV geometry (per image) */
+  size_t batch, cout, ohw; /* CONV: images, output channels, output plane */
+} mpc__lin_t;
+
+typedef struct mpc__gate_s {
+  mpc__gkind_t kind;
+  int in[2];            /* plan value indices, -1 where absent */
+  int out;
+  unsigned rounds;      /* 0 or 1 */
+  unsigned round;       /* for 1-round gates: the round it sends in */
+  unsigned ready;       /* round at which its output is available */
+  size_t nsend;         /* words sent in its round */
+  size_t ncorr;         /* P1 correction words it consumes */
+  size_t nkey;          /* FSS key bytes per party it consumes */
+  mpc__lin_t lin;       /* BILIN, TRIPLE */
+  /* NONLIN / MAXLEVEL */
+  int relu;             /* NONLIN: 1 = ReLU (truncating if shift > 0), 0 = truncation only */
+  unsigned shift;       /* truncation shift s (0 or f) */
+  unsigned bound;       /* L: |input| < 2^L */
+  size_t levelm, levelp; /* MAXLEVEL: candidates in, positions */
+  /* ADD/SUB: b index = bmap ? bmap[i] : i; b may be an ADDEND or PUBLIC */
+  uint32_t *bmap;
+  uint64_t bscale;      /* multiply b by this (aligning scales), 1 if none */
+  uint64_t ascale;      /* multiply a by this, 1 if none */
+  /* MULC */
+  uint64_t cmul;
+  /* LAYOUT */
+  uint32_t *map;        /* NULL: identity (reshape) */
+  /* AVGPOOL: window index lists flattened; -1 entries skipped */
+  int32_t *win;         /* [npos][wsize] */
+  uint64_t *wcoef;      /* [npos] public 1/count at f bits */
+  size_t wsize;
+  char label[80];       /* "Gemm fc1 1x784x128" for stats */
+} mpc__gate_t;
+
+struct mpc_plan_s {
+  const mpc_graph_t *graph;
+  size_t batch;
+  unsigned f;           /* fractional bits */
+  unsigned bound;       /* L */
+  mpc__val_t *vals;
+  size_t nvals, capvals;
+  mpc__gate_t *gates;
+  size_t ngates, capgates;
+  int *inputs, *outputs;       /* value indices of INPUT / OUTPUT (in node order) */
+  size_t ninputs, noutputs;
+  int *params;                 /* value indices of params, owner order */
+  size_t nparams;
+  unsigned rounds;             /* online inter-party rounds */
+  size_t *round_words;         /* words each party sends in round r */
+  size_t ncorr, nkey;          /* totals of P1 corrections and key bytes */
+  size_t in_words, out_words;  /* client input / output words */
+  size_t weight_words;         /* sum of WEIGHT sizes (setup exchange) */
+  size_t owner_words;          /* sum of param sizes (owner to P1) */
+};
+
+/* ---- preprocessing streams ---------------------------------------------- */
+
+/* One party's view of a query's (or model's) preprocessing: its PRG and, for
+ * P1, the correction words; both parties get FSS key bytes. */
+typedef struct {
+  int party;            /* 0 or 1 */
+  kern_prg_t prg;
+  int prg_open;
+  uint64_t *corr;       /* P1 only */
+  size_t ncorr, corr_pos;
+  uint8_t *keys;
+  size_t nkey, key_pos;
+} mpc__prep_t;
+
+/* The dealer's side: both parties' PRGs, and the buffers it fills. */
+typedef struct {
+  kern_prg_t prg[2];
+  kern_prg_t client;    /* the client's input masks */
+  kern_prg_t coins;     /* the dealer's own randomness (FSS root seeds) */
+  int open;
+  uint64_t *corr;       /* to P1 */
+  size_t ncorr, corr_pos;
+  uint8_t *keys[2];
+  size_t nkey, key_pos;
+  uint64_t **mask;      /* per plan value: the full mask of MASKED values and weights */
+} mpc__dealer_t;
+
+/* P_i's share of a fresh uniform mask (n words). */
+int mpc__prep_rand(mpc__prep_t *p, uint64_t *share, size_t n);
+/* P_i's share of a value fixed by the dealer (P0: PRG, P1: correction). */
+int mpc__prep_fixed(mpc__prep_t *p, uint64_t *share, size_t n);
+/* The next nbytes of FSS keys (pointer into the stream). */
+const uint8_t *mpc__prep_keys(mpc__prep_t *p, size_t nbytes);
+
+/* Dealer: a fresh uniform mask R (both parties' PRG shares summed). */
+int mpc__deal_rand(mpc__dealer_t *d, uint64_t *r, size_t n);
+/* Dealer: shares a value v it fixed (P0 share from its PRG, P1 correction). */
+int mpc__deal_fixed(mpc__dealer_t *d, const uint64_t *v, size_t n);
+/* Dealer: room for the next nbytes of keys of each party. */
+int mpc__deal_keys(mpc__dealer_t *d, size_t nbytes, uint8_t **k0, uint8_t **k1);
+
+/* ---- party runtime ------------------------------------------------------ */
+
+typedef struct {
+  uint64_t *pub;   /* MASKED: v^; WEIGHT: W^; PUBLIC: value */
+  uint64_t *msh;   /* MASKED: share of R; WEIGHT: share of R_W */
+  uint64_t *sh;    /* SHARED, WEIGHT, ADDEND: share of the value */
+} mpc__slot_t;
+
+/* Per-gate state a party precomputes offline. */
+typedef struct {
+  uint64_t *pre;        /* BILIN/TRIPLE: offset; NONLIN/MAXLEVEL: the round mask share */
+  uint64_t *consts;     /* NONLIN/MAXLEVEL: shares of the FSS constants */
+  size_t npre, nconsts; /* their allocated words (for wiping) */
+  const uint8_t *keys;  /* NONLIN/MAXLEVEL: this party's FSS keys */
+  double seconds;       /* time spent (offline + online) on the last query */
+} mpc__gstate_t;
+
+struct mpc_party_s {
+  const mpc_plan_t *plan;
+  int self;             /* 0 or 1 */
+  mpc__slot_t *slot;    /* per value */
+  mpc__gstate_t *gs;    /* per gate */
+  uint64_t *sendbuf, *recvbuf; /* max round words */
+  uint8_t *prepbuf;     /* the dealer's query message */
+  size_t prepbytes;
+  int setup_done;
+};
+
+/* Gate hooks (gate_*.c, dispatched by kind in coord.c). */
+int mpc__gate_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
+int mpc__gate_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                      mpc__prep_t *prep);
+/* Writes g->nsend words to out. */
+int mpc__gate_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                    uint64_t *out);
+/* mine/theirs: the two halves of this gate's opening (NULL for 0-round gates). */
+int mpc__gate_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                     const uint64_t *mine, const uint64_t *theirs);
+
+/* Per-kind hooks. */
+int mpc__bilin_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
+int mpc__bilin_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                       mpc__prep_t *prep);
+int mpc__bilin_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt);
+/* Y (=|+=) L(X, W) for the gate's form; X, W any ring operands. */
+int mpc__bilin_apply(const mpc__gate_t *g, const uint64_t *x, const uint64_t *w,
+                     uint64_t *y, int accumulate);
+
+int mpc__fss_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
+int mpc__fss_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                     mpc__prep_t *prep);
+int mpc__fss_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                   uint64_t *out);
+int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                    const uint64_t *mine, const uint64_t *theirs);
+/* FSS sizes for n elements: correction words and key bytes per party. */
+void mpc__fss_sizes(int relu, unsigned shift, unsigned bound, size_t n,
+                    size_t *ncorr, size_t *nkey);
+
+/* Local linear gates (gate_linear.c). */
+int mpc__linear_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
+int mpc__linear_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                        mpc__prep_t *prep);
+int mpc__linear_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                       const uint64_t *mine, const uint64_t *theirs);
+int mpc__linear_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                      uint64_t *out);
+
+/* A party's additive share of value v whatever its kind (MASKED: [i=0]v^ - <R>;
+ * PUBLIC: [i=0]v), written to out (n words). */
+void mpc__share_of(const mpc_plan_t *p, const mpc_party_t *pt, int v, uint64_t *out);
+
+/* Fixed-point encoding of n reals times `fold` at scale*f fractional bits
+ * (scale 1 or 2). 0, TANDEM_ERANGE (index in *bad) or TANDEM_ENOMEM. */
+int mpc__encode(uint64_t *out, const double *in, size_t n, unsigned f, unsigned scale,
+                double fold, size_t *bad);
+/* The inverse for one value at scale*f bits. */
+double mpc__decode(uint64_t v, unsigned f, unsigned scale);
+
+/* Fresh OS randomness (libsodium randombytes_buf). */
+void mpc__os_random(void *buf, size_t n);
+
+/* Allocation that wipes on free (shares, masks, keys). */
+void *mpc__calloc(size_t n, size_t size);
+void mpc__wipe_free(void *ptr, size_t bytes);
+
+#endif /* TANDEM_MPC_INT_H */

@@ -1,0 +1,973 @@
+/* plan.c - compiles a graph into a plan: an ordered list of gates over plan
+ * values, with the shapes the dealer needs and nothing more.
+ *
+ * Lowering keeps every activation in one of two forms: MASKED (a public masked
+ * value, what a bilinear layer needs) or SHARED (what local linear operators
+ * and the FSS gates produce). Conversions are inserted only where a consumer
+ * needs them: a product's output has scale 2f and is truncated inside the next
+ * ReLU (fused) or by a truncation gate; a SHARED value feeding a bilinear layer
+ * is opened under a fresh mask. The schedule then gives every one-round gate
+ * the earliest round at which its inputs exist, so that independent openings of
+ * one round share one frame.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpc_int.h"
+
+typedef struct {
+  mpc_plan_t *p;
+  const mpc_graph_t *g;
+  int *act;    /* node -> value for activations and constants, -1 */
+  int *weight; /* node -> WEIGHT value, -1 */
+  int *addend; /* node -> ADDEND value, -1 */
+  char *err;
+  size_t errlen;
+} cc_t;
+
+static int fail(cc_t *cc, int code, int node, const char *what) {
+  if (cc->err != NULL && cc->errlen > 0) {
+    if (node >= 0)
+      snprintf(cc->err, cc->errlen, "node '%s' (%s): %s", cc->g->nodes[node].name,
+               mpc_op_name(cc->g->nodes[node].op), what);
+    else
+      snprintf(cc->err, cc->errlen, "%s", what);
+  }
+  return code;
+}
+
+static int new_val(cc_t *cc, const mpc_shape_t *shape, mpc__vkind_t kind,
+                   unsigned scale, int node) {
+  mpc_plan_t *p = cc->p;
+  if (p->nvals == p->capvals) {
+    size_t cap = p->capvals ? 2 * p->capvals : 64;
+    mpc__val_t *v = realloc(p->vals, cap * sizeof *v);
+    if (v == NULL)
+      return TANDEM_ENOMEM;
+    p->vals = v;
+    p->capvals = cap;
+  }
+  mpc__val_t *v = &p->vals[p->nvals];
+  memset(v, 0, sizeof *v);
+  v->shape = *shape;
+  v->n = mpc_shape_numel(shape);
+  v->kind = kind;
+  v->scale = scale;
+  v->node = node;
+  v->fold = 1.0;
+  v->pidx = -1;
+  return (int)p->nvals++;
+}
+
+static mpc__gate_t *new_gate(cc_t *cc, mpc__gkind_t kind, int in0, int in1, int out,
+                             const char *label) {
+  mpc_plan_t *p = cc->p;
+  if (p->ngates == p->capgates) {
+    size_t cap = p->capgates ? 2 * p->capgates : 64;
+    mpc__gate_t *g = realloc(p->gates, cap * sizeof *g);
+    if (g == NULL)
+      return NULL;
+    p->gates = g;
+    p->capgates = cap;
+  }
+  mpc__gate_t *g = &p->gates[p->ngates++];
+  memset(g, 0, sizeof *g);
+  g->kind = kind;
+  g->in[0] = in0;
+  g->in[1] = in1;
+  g->out = out;
+  g->bscale = g->ascale = 1;
+  snprintf(g->label, sizeof g->label, "%s", label);
+  return g;
+}
+
+static int push_index(int **arr, size_t *n, int v) {
+  int *a = realloc(*arr, (*n + 1) * sizeof *a);
+  if (a == NULL)
+    return TANDEM_ENOMEM;
+  a[(*n)++] = v;
+  *arr = a;
+  return 0;
+}
+
+static uint64_t pow2(unsigned s) { return s >= 64 ? 0 : (uint64_t)1 << s; }
+
+/* ---- conversions --------------------------------------------------------- */
+
+/* A SHARED value at scale 1 from v at scale 2: a truncation gate (one round;
+ * none if v is MASKED, whose mask the dealer already knows). */
+static int truncate_val(cc_t *cc, int v, const char *label) {
+  mpc__val_t *val = &cc->p->vals[v];
+  mpc_shape_t shape = val->shape;
+  int out = new_val(cc, &shape, MPC__V_SHARED, 1, val->node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_NONLIN, v, -1, out, label);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->relu = 0;
+  g->shift = cc->p->f;
+  g->bound = cc->p->bound;
+  return out;
+}
+
+/* A MASKED value at scale 1 from v, as a bilinear layer needs. */
+static int masked_s1(cc_t *cc, int v, const char *label) {
+  mpc__val_t *val = &cc->p->vals[v];
+  if (val->kind == MPC__V_MASKED && val->scale == 1)
+    return v;
+  if (val->kind != MPC__V_MASKED && val->kind != MPC__V_SHARED)
+    return TANDEM_EUNSUPOP;
+  if (val->scale == 2) {
+    v = truncate_val(cc, v, label);
+    if (v < 0)
+      return v;
+  } else if (val->scale != 1) {
+    return TANDEM_EUNSUPOP;
+  }
+  mpc_shape_t shape = cc->p->vals[v].shape;
+  int out = new_val(cc, &shape, MPC__V_MASKED, 1, cc->p->vals[v].node);
+  if (out < 0)
+    return out;
+  if (new_gate(cc, MPC__G_OPEN, v, -1, out, label) == NULL)
+    return TANDEM_ENOMEM;
+  return out;
+}
+
+/* A dynamic value at scale 1 (truncating a product), any form. */
+static int scale1(cc_t *cc, int v, const char *label) {
+  if (cc->p->vals[v].scale == 2)
+    return truncate_val(cc, v, label);
+  return v;
+}
+
+static int is_dynamic(const mpc__val_t *v) {
+  return v->kind == MPC__V_MASKED || v->kind == MPC__V_SHARED;
+}
+
+/* The parameter at node used as a bilinear weight (scale 1, alpha folded). */
+static int weight_of(cc_t *cc, int node, double fold) {
+  if (cc->addend[node] >= 0)
+    return fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
+  if (cc->weight[node] >= 0) {
+    if (cc->p->vals[cc->weight[node]].fold != fold)
+      return fail(cc, TANDEM_EUNSUPOP, node, "a weight shared by layers with different alpha");
+    return cc->weight[node];
+  }
+  int v = new_val(cc, &cc->g->nodes[node].shape, MPC__V_WEIGHT, 1, node);
+  if (v < 0)
+    return v;
+  cc->p->vals[v].fold = fold;
+  cc->p->vals[v].pidx = (int)cc->p->nparams;
+  int rc = push_index(&cc->p->params, &cc->p->nparams, v);
+  if (rc < 0)
+    return rc;
+  cc->weight[node] = v;
+  return v;
+}
+
+/* The parameter (or public constant) at node added at `scale`. */
+static int addend_of(cc_t *cc, int node, unsigned scale, double fold) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  if (nd->op == MPC_OP_CONST) {
+    int v = new_val(cc, &nd->shape, MPC__V_PUBLIC, scale, node);
+    if (v >= 0)
+      cc->p->vals[v].fold = fold;
+    return v;
+  }
+  if (cc->weight[node] >= 0)
+    return fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
+  if (cc->addend[node] >= 0) {
+    const mpc__val_t *a = &cc->p->vals[cc->addend[node]];
+    if (a->scale != scale || a->fold != fold)
+      return fail(cc, TANDEM_EUNSUPOP, node, "a parameter added at two different scales");
+    return cc->addend[node];
+  }
+  int v = new_val(cc, &nd->shape, MPC__V_ADDEND, scale, node);
+  if (v < 0)
+    return v;
+  cc->p->vals[v].fold = fold;
+  cc->p->vals[v].pidx = (int)cc->p->nparams;
+  int rc = push_index(&cc->p->params, &cc->p->nparams, v);
+  if (rc < 0)
+    return rc;
+  cc->addend[node] = v;
+  return v;
+}
+
+/* bmap[i] = index into b (shape bs) of element i of a (shape as), numpy
+ * broadcasting with b's dims aligned to the right. NULL map if same shape. */
+static int broadcast_map(const mpc_shape_t *as, const mpc_shape_t *bs, uint32_t **out) {
+  *out = NULL;
+  size_t na = mpc_shape_numel(as), nb = mpc_shape_numel(bs);
+  if (na == nb)
+    return 0; /* same element count: the graph checked the shapes agree */
+  if (bs->ndim > as->ndim || na > UINT32_MAX)
+    return TANDEM_ESHAPE;
+  uint32_t *map = malloc(na * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  unsigned off = as->ndim - bs->ndim;
+  for (size_t i = 0; i < na; i++) {
+    size_t rem = i, bi = 0, bstride = 1;
+    for (int d = (int)as->ndim - 1; d >= 0; d--) {
+      size_t coord = rem % as->dim[d];
+      rem /= as->dim[d];
+      if (d >= (int)off) {
+        size_t bd = bs->dim[d - off];
+        bi += (bd == 1 ? 0 : coord) * bstride;
+        bstride *= bd;
+      }
+    }
+    map[i] = (uint32_t)bi;
+  }
+  *out = map;
+  return 0;
+}
+
+/* ---- lowering of each operator ------------------------------------------ */
+
+static int add_bias(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
+  const mpc__val_t *yv = &cc->p->vals[y];
+  unsigned scale = yv->scale;
+  mpc_shape_t shape = yv->shape;
+  int b = addend_of(cc, bnode, scale, fold);
+  if (b < 0)
+    return b;
+  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_ADD, y, b, out, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  const mpc__val_t *bv = &cc->p->vals[b];
+  if (channel) {
+    /* Conv bias [M] over [N, M, OH, OW]. */
+    size_t n = cc->p->vals[out].n, m = shape.dim[1], plane = shape.dim[2] * shape.dim[3];
+    if (bv->n != m)
+      return fail(cc, TANDEM_ESHAPE, node, "bias length differs from output channels");
+    g->bmap = malloc(n * sizeof *g->bmap);
+    if (g->bmap == NULL)
+      return TANDEM_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+      g->bmap[i] = (uint32_t)((i / plane) % m);
+    return out;
+  }
+  int rc = broadcast_map(&shape, &bv->shape, &g->bmap);
+  if (rc < 0)
+    return fail(cc, rc, node, "bias does not broadcast to the output");
+  return out;
+}
+
+static int lower_gemm(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  const mpc_graph_t *g = cc->g;
+  int a = nd->in[0], b = nd->in[1];
+  int trans_a = nd->op == MPC_OP_GEMM && nd->attr.trans_a;
+  int trans_b = nd->op == MPC_OP_GEMM && nd->attr.trans_b;
+  double alpha = nd->op == MPC_OP_GEMM ? nd->attr.alpha : 1.0;
+  double beta = nd->op == MPC_OP_GEMM ? nd->attr.beta : 1.0;
+  int a_param = g->nodes[a].op == MPC_OP_PARAM, b_param = g->nodes[b].op == MPC_OP_PARAM;
+  if (g->nodes[a].op == MPC_OP_CONST || g->nodes[b].op == MPC_OP_CONST)
+    return fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
+  if (a_param && b_param)
+    return fail(cc, TANDEM_EUNSUPOP, node, "both operands are parameters (fold them offline)");
+  int y;
+  if (b_param) {
+    if (trans_a)
+      return fail(cc, TANDEM_EUNSUPOP, node, "transA with a dynamic A is not supported");
+    int x = masked_s1(cc, cc->act[a], nd->name);
+    if (x < 0)
+      return fail(cc, x, node, "operand cannot be masked");
+    int w = weight_of(cc, b, alpha);
+    if (w < 0)
+      return w;
+    const mpc__val_t *xv = &cc->p->vals[x], *wv = &cc->p->vals[w];
+    mpc_shape_t ys;
+    ys.ndim = 2;
+    size_t kdim = trans_b ? wv->shape.dim[1] : wv->shape.dim[0];
+    size_t ndim = trans_b ? wv->shape.dim[0] : wv->shape.dim[1];
+    if (kdim == 0 || xv->n % kdim != 0)
+      return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
+    ys.dim[0] = xv->n / kdim;
+    ys.dim[1] = ndim;
+    mpc_shape_t full = xv->shape; /* [.., M, K] -> [.., M, N] */
+    if (full.ndim >= 2 && full.dim[full.ndim - 1] == kdim)
+      full.dim[full.ndim - 1] = ndim;
+    else
+      full = ys;
+    y = new_val(cc, &full, MPC__V_SHARED, 2, node);
+    if (y < 0)
+      return y;
+    mpc__gate_t *gt = new_gate(cc, MPC__G_BILIN, x, w, y, nd->name);
+    if (gt == NULL)
+      return TANDEM_ENOMEM;
+    gt->lin.form = trans_b ? MPC__L_XWT : MPC__L_XW;
+    gt->lin.m = ys.dim[0];
+    gt->lin.k = kdim;
+    gt->lin.n = ndim;
+  } else if (a_param) {
+    if (trans_a || trans_b)
+      return fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
+    int x = masked_s1(cc, cc->act[b], nd->name);
+    if (x < 0)
+      return fail(cc, x, node, "operand cannot be masked");
+    int w = weight_of(cc, a, alpha);
+    if (w < 0)
+      return w;
+    const mpc__val_t *xv = &cc->p->vals[x], *wv = &cc->p->vals[w];
+    if (xv->shape.ndim != 2 || wv->shape.ndim != 2 || wv->shape.dim[1] != xv->shape.dim[0])
+      return fail(cc, TANDEM_ESHAPE, node, "W x X needs 2-D operands with matching inner dimension");
+    size_t kdim = wv->shape.dim[1];
+    mpc_shape_t ys = {2, {wv->shape.dim[0], xv->shape.dim[1]}};
+    y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
+    if (y < 0)
+      return y;
+    mpc__gate_t *gt = new_gate(cc, MPC__G_BILIN, x, w, y, nd->name);
+    if (gt == NULL)
+      return TANDEM_ENOMEM;
+    gt->lin.form = MPC__L_WX;
+    gt->lin.m = ys.dim[0];
+    gt->lin.k = kdim;
+    gt->lin.n = ys.dim[1];
+  } else {
+    if (trans_a || trans_b)
+      return fail(cc, TANDEM_EUNSUPOP, node, "transposes of two dynamic operands are not supported");
+    int x = masked_s1(cc, cc->act[a], nd->name);
+    if (x < 0)
+      return fail(cc, x, node, "operand cannot be masked");
+    int z = masked_s1(cc, cc->act[b], nd->name);
+    if (z < 0)
+      return fail(cc, z, node, "operand cannot be masked");
+    const mpc__val_t *xv = &cc->p->vals[x], *zv = &cc->p->vals[z];
+    if (zv->shape.ndim != 2 || xv->shape.dim[xv->shape.ndim - 1] != zv->shape.dim[0])
+      return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
+    size_t kdim = zv->shape.dim[0];
+    mpc_shape_t ys = {2, {xv->n / kdim, zv->shape.dim[1]}};
+    y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
+    if (y < 0)
+      return y;
+    mpc__gate_t *gt = new_gate(cc, MPC__G_TRIPLE, x, z, y, nd->name);
+    if (gt == NULL)
+      return TANDEM_ENOMEM;
+    gt->lin.form = MPC__L_XW;
+    gt->lin.m = ys.dim[0];
+    gt->lin.k = kdim;
+    gt->lin.n = ys.dim[1];
+    if (alpha != 1.0)
+      return fail(cc, TANDEM_EUNSUPOP, node, "alpha != 1 with two dynamic operands");
+  }
+  if (nd->op == MPC_OP_GEMM && nd->in[2] >= 0 && beta != 0.0) {
+    int c = nd->in[2];
+    if (g->nodes[c].op == MPC_OP_PARAM || g->nodes[c].op == MPC_OP_CONST) {
+      y = add_bias(cc, node, y, c, beta, 0);
+    } else {
+      if (beta != 1.0)
+        return fail(cc, TANDEM_EUNSUPOP, node, "beta != 1 with a dynamic C");
+      return fail(cc, TANDEM_EUNSUPOP, node, "a dynamic C operand is not supported");
+    }
+    if (y < 0)
+      return y;
+  }
+  cc->act[node] = y;
+  return 0;
+}
+
+static int lower_conv(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int wnode = nd->in[1];
+  if (cc->g->nodes[wnode].op != MPC_OP_PARAM)
+    return fail(cc, TANDEM_EUNSUPOP, node, "convolution weights must be model parameters");
+  int x = masked_s1(cc, cc->act[nd->in[0]], nd->name);
+  if (x < 0)
+    return fail(cc, x, node, "operand cannot be masked");
+  int w = weight_of(cc, wnode, 1.0);
+  if (w < 0)
+    return w;
+  const mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
+  mpc_shape_t ys = nd->shape;
+  ys.dim[0] = xs.dim[0];
+  int y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
+  if (y < 0)
+    return y;
+  mpc__gate_t *gt = new_gate(cc, MPC__G_BILIN, x, w, y, nd->name);
+  if (gt == NULL)
+    return TANDEM_ENOMEM;
+  gt->lin.form = MPC__L_CONV;
+  kern_conv2d_t *cv = &gt->lin.conv;
+  cv->c = xs.dim[1];
+  cv->h = xs.dim[2];
+  cv->w = xs.dim[3];
+  cv->kh = ws.dim[2];
+  cv->kw = ws.dim[3];
+  cv->pad_t = nd->attr.pads[0];
+  cv->pad_l = nd->attr.pads[1];
+  cv->pad_b = nd->attr.pads[2];
+  cv->pad_r = nd->attr.pads[3];
+  cv->stride_h = nd->attr.strides[0] ? nd->attr.strides[0] : 1;
+  cv->stride_w = nd->attr.strides[1] ? nd->attr.strides[1] : 1;
+  cv->dil_h = nd->attr.dilations[0] ? nd->attr.dilations[0] : 1;
+  cv->dil_w = nd->attr.dilations[1] ? nd->attr.dilations[1] : 1;
+  size_t oh, ow;
+  if (kern_conv2d_out(cv, &oh, &ow) != 0 || oh != ys.dim[2] || ow != ys.dim[3])
+    return fail(cc, TANDEM_ESHAPE, node, "convolution geometry is inconsistent");
+  gt->lin.batch = ys.dim[0];
+  gt->lin.cout = ws.dim[0];
+  gt->lin.ohw = oh * ow;
+  gt->lin.m = gt->lin.cout;
+  gt->lin.k = cv->c * cv->kh * cv->kw;
+  gt->lin.n = oh * ow;
+  if (nd->in[2] >= 0) {
+    y = add_bias(cc, node, y, nd->in[2], 1.0, 1);
+    if (y < 0)
+      return y;
+  }
+  cc->act[node] = y;
+  return 0;
+}
+
+static int lower_addsub(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int a = nd->in[0], b = nd->in[1];
+  int a_static = cc->act[a] < 0 || !is_dynamic(&cc->p->vals[cc->act[a]]);
+  int b_static = cc->act[b] < 0 || !is_dynamic(&cc->p->vals[cc->act[b]]);
+  if (a_static && b_static)
+    return fail(cc, TANDEM_EUNSUPOP, node, "both operands are static (fold them offline)");
+  if (a_static) {
+    if (nd->op == MPC_OP_SUB)
+      return fail(cc, TANDEM_EUNSUPOP, node, "a static minuend is not supported");
+    int t = a;
+    a = b;
+    b = t;
+  }
+  int av = cc->act[a];
+  mpc_shape_t shape = cc->p->vals[av].shape;
+  int bv;
+  uint64_t ascale = 1, bscale = 1;
+  unsigned scale = cc->p->vals[av].scale;
+  if (b_static || a_static) {
+    bv = addend_of(cc, b, scale, 1.0);
+    if (bv < 0)
+      return bv;
+  } else {
+    bv = cc->act[b];
+    unsigned sb = cc->p->vals[bv].scale;
+    if (sb < scale)
+      bscale = pow2(cc->p->f * (scale - sb));
+    else if (sb > scale) {
+      ascale = pow2(cc->p->f * (sb - scale));
+      scale = sb;
+    }
+  }
+  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, nd->op == MPC_OP_ADD ? MPC__G_ADD : MPC__G_SUB, av, bv,
+                            out, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->ascale = ascale;
+  g->bscale = bscale;
+  int rc = broadcast_map(&shape, &cc->p->vals[bv].shape, &g->bmap);
+  if (rc < 0)
+    return fail(cc, rc, node, "operands do not broadcast");
+  cc->act[node] = out;
+  return 0;
+}
+
+static int lower_mulc(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  double c = nd->attr.scalar;
+  if (!isfinite(c))
+    return fail(cc, TANDEM_EINVAL, node, "the constant is not finite");
+  int v = cc->act[nd->in[0]];
+  uint64_t cm;
+  unsigned scale = cc->p->vals[v].scale;
+  if (c == nearbyint(c) && fabs(c) < 1048576.0) {
+    cm = (uint64_t)(int64_t)c; /* an integer: exact, no scale change */
+  } else {
+    v = scale1(cc, v, nd->name);
+    if (v < 0)
+      return v;
+    size_t bad;
+    if (kern_fix_encode(&cm, &c, 1, cc->p->f, &bad) != 0)
+      return fail(cc, TANDEM_ERANGE, node, "the constant is outside the fixed-point range");
+    scale = 2;
+  }
+  mpc_shape_t shape = cc->p->vals[v].shape;
+  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_MULC, v, -1, out, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->cmul = cm;
+  cc->act[node] = out;
+  return 0;
+}
+
+static int lower_relu(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = cc->act[nd->in[0]];
+  const mpc__val_t *val = &cc->p->vals[v];
+  unsigned shift = val->scale == 2 ? cc->p->f : 0;
+  mpc_shape_t shape = val->shape;
+  int out = new_val(cc, &shape, MPC__V_SHARED, val->scale == 2 ? 1 : val->scale, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_NONLIN, v, -1, out, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->relu = 1;
+  g->shift = shift;
+  g->bound = cc->p->bound;
+  cc->act[node] = out;
+  return 0;
+}
+
+static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map) {
+  const mpc__val_t *val = &cc->p->vals[v];
+  mpc__vkind_t kind = val->kind == MPC__V_MASKED ? MPC__V_MASKED : MPC__V_SHARED;
+  int out = new_val(cc, shape, kind, val->scale, node);
+  if (out < 0) {
+    free(map);
+    return out;
+  }
+  mpc__gate_t *g = new_gate(cc, MPC__G_LAYOUT, v, -1, out, cc->g->nodes[node].name);
+  if (g == NULL) {
+    free(map);
+    return TANDEM_ENOMEM;
+  }
+  g->map = map;
+  return out;
+}
+
+static int lower_transpose(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = cc->act[nd->in[0]];
+  const mpc_shape_t *is = &cc->p->vals[v].shape;
+  mpc_shape_t os = nd->shape;
+  os.dim[0] = nd->attr.perm[0] == 0 ? is->dim[0] : os.dim[0];
+  for (unsigned d = 0; d < is->ndim; d++)
+    os.dim[d] = is->dim[nd->attr.perm[d]];
+  size_t n = cc->p->vals[v].n;
+  if (n > UINT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  uint32_t *map = malloc((n ? n : 1) * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  size_t istride[MPC_MAX_DIMS];
+  size_t s = 1;
+  for (int d = (int)is->ndim - 1; d >= 0; d--) {
+    istride[d] = s;
+    s *= is->dim[d];
+  }
+  for (size_t i = 0; i < n; i++) {
+    size_t rem = i, src = 0;
+    for (int d = (int)os.ndim - 1; d >= 0; d--) {
+      size_t coord = rem % os.dim[d];
+      rem /= os.dim[d];
+      src += coord * istride[nd->attr.perm[d]];
+    }
+    map[i] = (uint32_t)src;
+  }
+  int out = lower_layout(cc, node, v, &os, map);
+  if (out < 0)
+    return out;
+  cc->act[node] = out;
+  return 0;
+}
+
+static void pool_geometry(const mpc_node_t *nd, const mpc_shape_t *is, size_t *sh,
+                          size_t *sw, size_t *dh, size_t *dw, size_t *oh, size_t *ow) {
+  *sh = nd->attr.strides[0] ? nd->attr.strides[0] : 1;
+  *sw = nd->attr.strides[1] ? nd->attr.strides[1] : 1;
+  *dh = nd->attr.dilations[0] ? nd->attr.dilations[0] : 1;
+  *dw = nd->attr.dilations[1] ? nd->attr.dilations[1] : 1;
+  size_t eh = (nd->attr.kh - 1) * *dh + 1, ew = (nd->attr.kw - 1) * *dw + 1;
+  *oh = (is->dim[2] + nd->attr.pads[0] + nd->attr.pads[2] - eh) / *sh + 1;
+  *ow = (is->dim[3] + nd->attr.pads[1] + nd->attr.pads[3] - ew) / *sw + 1;
+}
+
+/* The input index of window element (ki, kj) of output (b, c, oy, ox), or -1
+ * in the padding. */
+static long window_src(const mpc_node_t *nd, const mpc_shape_t *is, size_t b, size_t c,
+                       size_t oy, size_t ox, size_t ki, size_t kj, size_t sh, size_t sw,
+                       size_t dh, size_t dw) {
+  long iy = (long)(oy * sh + ki * dh) - (long)nd->attr.pads[0];
+  long ix = (long)(ox * sw + kj * dw) - (long)nd->attr.pads[1];
+  if (iy < 0 || ix < 0 || iy >= (long)is->dim[2] || ix >= (long)is->dim[3])
+    return -1;
+  return (long)(((b * is->dim[1] + c) * is->dim[2] + (size_t)iy) * is->dim[3] + (size_t)ix);
+}
+
+static int lower_maxpool(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = cc->act[nd->in[0]];
+  const mpc_shape_t is = cc->p->vals[v].shape;
+  size_t sh, sw, dh, dw, oh, ow;
+  pool_geometry(nd, &is, &sh, &sw, &dh, &dw, &oh, &ow);
+  size_t K = nd->attr.kh * nd->attr.kw;
+  size_t P = is.dim[0] * is.dim[1] * oh * ow;
+  if (K * P > UINT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  size_t nmap = K * P;
+  uint32_t *map = malloc((nmap ? nmap : 1) * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  size_t pos = 0;
+  for (size_t b = 0; b < is.dim[0]; b++)
+    for (size_t c = 0; c < is.dim[1]; c++)
+      for (size_t oy = 0; oy < oh; oy++)
+        for (size_t ox = 0; ox < ow; ox++, pos++) {
+          long first = -1;
+          for (size_t j = 0; j < K && first < 0; j++)
+            first = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
+          if (first < 0) {
+            free(map);
+            return fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
+          }
+          for (size_t j = 0; j < K; j++) {
+            long s = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
+            /* Padding repeats a real element of the window: max is unchanged. */
+            map[j * P + pos] = (uint32_t)(s < 0 ? first : s);
+          }
+        }
+  mpc_shape_t cs = {2, {K, P}};
+  int cur = lower_layout(cc, node, v, &cs, map);
+  if (cur < 0)
+    return cur;
+  unsigned scale = cc->p->vals[v].scale;
+  for (size_t m = K; m > 1; m = (m + 1) / 2) {
+    mpc_shape_t ls = {2, {(m + 1) / 2, P}};
+    int out = new_val(cc, &ls, MPC__V_SHARED, scale, node);
+    if (out < 0)
+      return out;
+    mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, nd->name);
+    if (g == NULL)
+      return TANDEM_ENOMEM;
+    g->levelm = m;
+    g->levelp = P;
+    g->bound = cc->p->bound;
+    cur = out;
+  }
+  mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
+  int out = lower_layout(cc, node, cur, &os, NULL);
+  if (out < 0)
+    return out;
+  cc->act[node] = out;
+  return 0;
+}
+
+static int lower_avgpool(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = scale1(cc, cc->act[nd->in[0]], nd->name);
+  if (v < 0)
+    return v;
+  const mpc_shape_t is = cc->p->vals[v].shape;
+  size_t sh, sw, dh, dw, oh, ow;
+  pool_geometry(nd, &is, &sh, &sw, &dh, &dw, &oh, &ow);
+  size_t K = nd->attr.kh * nd->attr.kw;
+  size_t P = is.dim[0] * is.dim[1] * oh * ow;
+  mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
+  int out = new_val(cc, &os, MPC__V_SHARED, 2, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, v, -1, out, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->wsize = K;
+  size_t nwin = K * P;
+  g->win = malloc((nwin ? nwin : 1) * sizeof *g->win);
+  g->wcoef = malloc((P ? P : 1) * sizeof *g->wcoef);
+  if (g->win == NULL || g->wcoef == NULL)
+    return TANDEM_ENOMEM;
+  size_t pos = 0;
+  for (size_t b = 0; b < is.dim[0]; b++)
+    for (size_t c = 0; c < is.dim[1]; c++)
+      for (size_t oy = 0; oy < oh; oy++)
+        for (size_t ox = 0; ox < ow; ox++, pos++) {
+          size_t count = 0;
+          for (size_t j = 0; j < K; j++) {
+            long s = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
+            g->win[pos * K + j] = (int32_t)s;
+            count += s >= 0;
+          }
+          double div = nd->attr.count_include_pad ? (double)K : (double)count;
+          if (div == 0)
+            return fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
+          double inv = 1.0 / div;
+          if (kern_fix_encode(&g->wcoef[pos], &inv, 1, cc->p->f, NULL) != 0)
+            return TANDEM_ERANGE;
+        }
+  cc->act[node] = out;
+  return 0;
+}
+
+static int lower_node(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  mpc_plan_t *p = cc->p;
+  switch (nd->op) {
+  case MPC_OP_INPUT: {
+    mpc_shape_t s = nd->shape;
+    s.dim[0] = p->batch;
+    int v = new_val(cc, &s, MPC__V_MASKED, 1, node);
+    if (v < 0)
+      return v;
+    if (new_gate(cc, MPC__G_INPUT, -1, -1, v, nd->name) == NULL)
+      return TANDEM_ENOMEM;
+    cc->act[node] = v;
+    return push_index(&p->inputs, &p->ninputs, v);
+  }
+  case MPC_OP_PARAM:
+  case MPC_OP_CONST:
+    return 0; /* lowered at their use, where their role and scale are known */
+  case MPC_OP_MATMUL:
+  case MPC_OP_GEMM:
+    return lower_gemm(cc, node);
+  case MPC_OP_CONV:
+    return lower_conv(cc, node);
+  case MPC_OP_ADD:
+  case MPC_OP_SUB:
+    return lower_addsub(cc, node);
+  default:
+    break;
+  }
+  /* The remaining operators take one dynamic operand. */
+  int in = nd->in[0];
+  if (in < 0 || cc->act[in] < 0 || !is_dynamic(&p->vals[cc->act[in]]))
+    return fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
+  switch (nd->op) {
+  case MPC_OP_MULC:
+    return lower_mulc(cc, node);
+  case MPC_OP_RELU:
+    return lower_relu(cc, node);
+  case MPC_OP_MAXPOOL:
+    return lower_maxpool(cc, node);
+  case MPC_OP_AVGPOOL:
+    return lower_avgpool(cc, node);
+  case MPC_OP_RESHAPE: {
+    mpc_shape_t s = nd->shape;
+    const mpc__val_t *iv = &p->vals[cc->act[in]];
+    size_t rest = 1;
+    for (unsigned d = 1; d < s.ndim; d++)
+      rest *= s.dim[d];
+    if (s.ndim > 0 && rest > 0 && iv->n % rest == 0)
+      s.dim[0] = iv->n / rest; /* the batch dimension follows the plan's batch */
+    if (mpc_shape_numel(&s) != iv->n)
+      return fail(cc, TANDEM_ESHAPE, node, "reshape changes the element count");
+    int out = lower_layout(cc, node, cc->act[in], &s, NULL);
+    if (out < 0)
+      return out;
+    cc->act[node] = out;
+    return 0;
+  }
+  case MPC_OP_TRANSPOSE:
+    return lower_transpose(cc, node);
+  case MPC_OP_OUTPUT: {
+    int v = cc->act[in];
+    if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
+      return TANDEM_ENOMEM;
+    cc->act[node] = v;
+    return push_index(&p->outputs, &p->noutputs, v);
+  }
+  default:
+    return fail(cc, TANDEM_EUNSUPOP, node, "operator not supported by the protocol");
+  }
+}
+
+/* ---- schedule and sizes --------------------------------------------------- */
+
+static int schedule(mpc_plan_t *p) {
+  unsigned *ready = calloc(p->nvals ? p->nvals : 1, sizeof *ready);
+  if (ready == NULL)
+    return TANDEM_ENOMEM;
+  unsigned rounds = 0;
+  for (size_t i = 0; i < p->ngates; i++) {
+    mpc__gate_t *g = &p->gates[i];
+    unsigned start = 0;
+    for (int j = 0; j < 2; j++)
+      if (g->in[j] >= 0 && ready[g->in[j]] > start)
+        start = ready[g->in[j]];
+    size_t n = g->out >= 0 ? p->vals[g->out].n : 0;
+    g->rounds = 0;
+    g->nsend = g->ncorr = g->nkey = 0;
+    switch (g->kind) {
+    case MPC__G_INPUT:
+      g->ncorr = n;
+      break;
+    case MPC__G_BILIN:
+    case MPC__G_TRIPLE:
+      g->ncorr = n;
+      break;
+    case MPC__G_OPEN:
+      g->rounds = 1;
+      g->nsend = n;
+      break;
+    case MPC__G_NONLIN:
+      g->rounds = p->vals[g->in[0]].kind == MPC__V_MASKED ? 0 : 1;
+      g->nsend = g->rounds ? n : 0;
+      mpc__fss_sizes(g->relu, g->shift, g->bound, n, &g->ncorr, &g->nkey);
+      break;
+    case MPC__G_MAXLEVEL: {
+      size_t pairs = (g->levelm / 2) * g->levelp;
+      g->rounds = 1;
+      g->nsend = pairs;
+      mpc__fss_sizes(1, 0, g->bound, pairs, &g->ncorr, &g->nkey);
+      break;
+    }
+    default:
+      break;
+    }
+    g->round = start;
+    g->ready = start + g->rounds;
+    if (g->out >= 0)
+      ready[g->out] = g->ready;
+    if (g->rounds && start + 1 > rounds)
+      rounds = start + 1;
+    p->ncorr += g->ncorr;
+    p->nkey += g->nkey;
+  }
+  free(ready);
+  p->rounds = rounds;
+  p->round_words = calloc(rounds ? rounds : 1, sizeof *p->round_words);
+  if (p->round_words == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < p->ngates; i++)
+    if (p->gates[i].rounds)
+      p->round_words[p->gates[i].round] += p->gates[i].nsend;
+  for (size_t i = 0; i < p->ninputs; i++)
+    p->in_words += p->vals[p->inputs[i]].n;
+  for (size_t i = 0; i < p->noutputs; i++)
+    p->out_words += p->vals[p->outputs[i]].n;
+  for (size_t i = 0; i < p->nparams; i++) {
+    const mpc__val_t *v = &p->vals[p->params[i]];
+    p->owner_words += v->n;
+    if (v->kind == MPC__V_WEIGHT)
+      p->weight_words += v->n;
+  }
+  return 0;
+}
+
+int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err,
+                 size_t errlen) {
+  *out = NULL;
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
+  if (g == NULL || batch == 0 || g->nnodes == 0)
+    return TANDEM_EINVAL;
+  unsigned f = g->frac_bits ? g->frac_bits : KERN_FIX_FRAC_DEFAULT;
+  if (f < KERN_FIX_FRAC_MIN || f > KERN_FIX_FRAC_MAX)
+    return TANDEM_EINVAL;
+  unsigned bound = g->bound_bits ? g->bound_bits : (2 * f + 16 > 62 ? 62 : 2 * f + 16);
+  if (bound > 62 || bound <= f + 1)
+    return TANDEM_EINVAL;
+  mpc_plan_t *p = calloc(1, sizeof *p);
+  cc_t cc = {p, g, NULL, NULL, NULL, err, errlen};
+  int rc = TANDEM_ENOMEM;
+  if (p == NULL)
+    return rc;
+  p->graph = g;
+  p->batch = batch;
+  p->f = f;
+  p->bound = bound;
+  cc.act = malloc(g->nnodes * sizeof *cc.act);
+  cc.weight = malloc(g->nnodes * sizeof *cc.weight);
+  cc.addend = malloc(g->nnodes * sizeof *cc.addend);
+  if (cc.act == NULL || cc.weight == NULL || cc.addend == NULL)
+    goto fail;
+  for (size_t i = 0; i < g->nnodes; i++)
+    cc.act[i] = cc.weight[i] = cc.addend[i] = -1;
+  for (size_t i = 0; i < g->nnodes; i++) {
+    rc = lower_node(&cc, (int)i);
+    if (rc < 0) {
+      if (err != NULL && errlen > 0 && err[0] == '\0')
+        fail(&cc, rc, (int)i, tandem_strerror(rc));
+      goto fail;
+    }
+  }
+  if (p->ninputs == 0 || p->noutputs == 0) {
+    rc = fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one input and one output");
+    goto fail;
+  }
+  rc = schedule(p);
+  if (rc < 0)
+    goto fail;
+  free(cc.act);
+  free(cc.weight);
+  free(cc.addend);
+  *out = p;
+  return 0;
+fail:
+  free(cc.act);
+  free(cc.weight);
+  free(cc.addend);
+  mpc_plan_free(p);
+  return rc;
+}
+
+void mpc_plan_free(mpc_plan_t *p) {
+  if (p == NULL)
+    return;
+  for (size_t i = 0; i < p->ngates; i++) {
+    free(p->gates[i].bmap);
+    free(p->gates[i].map);
+    free(p->gates[i].win);
+    free(p->gates[i].wcoef);
+  }
+  free(p->gates);
+  free(p->vals);
+  free(p->inputs);
+  free(p->outputs);
+  free(p->params);
+  free(p->round_words);
+  free(p);
+}
+
+unsigned mpc_plan_rounds(const mpc_plan_t *p) { return p->rounds; }
+size_t mpc_plan_ninputs(const mpc_plan_t *p) { return p->ninputs; }
+size_t mpc_plan_noutputs(const mpc_plan_t *p) { return p->noutputs; }
+
+const mpc_shape_t *mpc_plan_input_shape(const mpc_plan_t *p, size_t i) {
+  return i < p->ninputs ? &p->vals[p->inputs[i]].shape : NULL;
+}
+
+const mpc_shape_t *mpc_plan_output_shape(const mpc_plan_t *p, size_t i) {
+  return i < p->noutputs ? &p->vals[p->outputs[i]].shape : NULL;
+}
+
+size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role) {
+  switch (role) {
+  case MPC_P0:
+    return MPC__SEED_BYTES + p->nkey;
+  case MPC_P1:
+    return MPC__SEED_BYTES + 8 * p->ncorr + p->nkey;
+  case MPC_CLIENT:
+    return MPC__SEED_BYTES;
+  default:
+    return 0;
+  }
+}
+
+static const char *gate_kind_name(mpc__gkind_t k) {
+  static const char *const names[] = {"input", "bilinear", "triple", "open", "fss",
+                                      "max-level", "add", "sub", "mulc", "layout",
+                                      "avgpool", "output"};
+  return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
+void mpc_plan_describe(const mpc_plan_t *p, void (*line)(void *ctx, const char *s), void *ctx) {
+  char buf[256];
+  for (size_t i = 0; i < p->ngates; i++) {
+    const mpc__gate_t *g = &p->gates[i];
+    const char *what = gate_kind_name(g->kind);
+    if (g->kind == MPC__G_NONLIN)
+      what = g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";
+    size_t n = g->out >= 0 ? p->vals[g->out].n : p->vals[g->in[0]].n;
+    snprintf(buf, sizeof buf, "%3zu %-10s %-24s n=%-8zu round=%u%s", i, what, g->label, n,
+             g->round, g->rounds ? " (1 round)" : "");
+    line(ctx, buf);
+  }
+}

@@ -1,0 +1,28 @@
+/* proto_harness.h - runs a graph privately with every role (owner, dealer, P0,
+ * P1, client) in its own thread over the in-memory hub, for the protocol
+ * tests. Shared by tests/mpc/test_*.c; not part of the library. */
+#ifndef TANDEM_PROTO_HARNESS_H
+#define TANDEM_PROTO_HARNESS_H
+
+#include "mpc.h"
+
+typedef struct {
+  mpc_stats_t stats[MPC_NROLES]; /* counters of each role's endpoint */
+  unsigned plan_rounds;
+  int rc[MPC_NROLES];            /* each role's return code */
+} harness_result_t;
+
+/* Runs `queries` queries of g (weights w) on inputs at batch `batch`; the
+ * outputs of the last query go to outputs (initialised by the callee when
+ * every role succeeded). tap, if not NULL, sees every message. Returns 0 if
+ * every role succeeded, else the first role's error. */
+int harness_run(const mpc_graph_t *g, const mpc_weights_t *w, size_t batch,
+                const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs, int queries,
+                mpc_tap_cb tap, void *tapctx, harness_result_t *res);
+
+/* Deterministic test data (splitmix64). */
+uint64_t harness_rand(uint64_t *state);
+double harness_uniform(uint64_t *state, double lo, double hi);
+void harness_fill(mpc_ftensor_t *t, uint64_t *state, double lo, double hi);
+
+#endif

@@ -1,0 +1,587 @@
+/* test_protocol.c - every gate and whole networks run privately (all five
+ * roles as threads over the in-memory hub) against the float reference
+ * (mpc_eval_float), with the round and byte counts the design promises.
+ *
+ * Error bound used by these tests. Encoding rounds inputs and weights to
+ * 2^-(f+1); each truncation is a floor plus at most one dropped carry, so it
+ * errs by less than 2 * 2^-f. For a layer y = W x + b with K inputs, |x| <= X,
+ * |W| <= A, and an input error d, the output error is at most
+ *   K A d + K (X + A) 2^-(f+1) + 2^-(f+1) + 2 * 2^-f,
+ * and ReLU and max do not increase it. layer_bound() applies this per layer.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto_harness.h"
+
+static mpc_attr_t gemm_attr(int trans_b) {
+  mpc_attr_t a;
+  memset(&a, 0, sizeof a);
+  a.alpha = 1.0;
+  a.beta = 1.0;
+  a.trans_b = trans_b;
+  return a;
+}
+
+static double layer_bound(double d_in, size_t k, double xmax, double amax, unsigned f) {
+  double u = ldexp(1.0, -(int)f);
+  return (double)k * amax * d_in + (double)k * (xmax + amax) * u / 2 + u / 2 + 2 * u;
+}
+
+static double max_abs_diff(const mpc_ftensor_t *a, const mpc_ftensor_t *b) {
+  size_t n = mpc_shape_numel(&a->shape);
+  ck_assert_uint_eq(n, mpc_shape_numel(&b->shape));
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs(a->data[i] - b->data[i]);
+    if (d > m || isnan(d))
+      m = isnan(d) ? INFINITY : d;
+  }
+  return m;
+}
+
+/* Builds an MLP in -> hidden... -> out with ReLU between layers (Gemm with
+ * transB = 1, as PyTorch exports Linear). Returns the weights, filled. */
+static void build_mlp(mpc_graph_t *g, mpc_weights_t *w, const size_t *sizes, size_t nl,
+                      size_t batch, unsigned f, uint64_t *seed, double wmax) {
+  mpc_graph_init(g);
+  g->frac_bits = f;
+  size_t dim[2] = {batch, sizes[0]};
+  int x = mpc_graph_input(g, "x", 2, dim);
+  ck_assert_int_ge(x, 0);
+  int wn[8], bn[8];
+  for (size_t l = 0; l + 1 < nl; l++) {
+    char name[32];
+    size_t wd[2] = {sizes[l + 1], sizes[l]}, bd[1] = {sizes[l + 1]};
+    snprintf(name, sizeof name, "w%zu", l);
+    wn[l] = mpc_graph_param(g, name, 2, wd);
+    snprintf(name, sizeof name, "b%zu", l);
+    bn[l] = mpc_graph_param(g, name, 1, bd);
+    mpc_attr_t a = gemm_attr(1);
+    snprintf(name, sizeof name, "fc%zu", l);
+    x = mpc_graph_op(g, MPC_OP_GEMM, x, wn[l], bn[l], &a, name);
+    ck_assert_int_ge(x, 0);
+    if (l + 2 < nl) {
+      snprintf(name, sizeof name, "relu%zu", l);
+      x = mpc_graph_op(g, MPC_OP_RELU, x, -1, -1, NULL, name);
+      ck_assert_int_ge(x, 0);
+    }
+  }
+  ck_assert_int_ge(mpc_graph_op(g, MPC_OP_OUTPUT, x, -1, -1, NULL, "y"), 0);
+  ck_assert_int_eq(mpc_weights_init(w, g), 0);
+  for (size_t l = 0; l + 1 < nl; l++) {
+    harness_fill(&w->param[wn[l]], seed, -wmax, wmax);
+    harness_fill(&w->param[bn[l]], seed, -wmax, wmax);
+  }
+}
+
+/* Runs g privately and in float; checks the error against tol and returns
+ * the harness result. */
+static harness_result_t check_private(const mpc_graph_t *g, const mpc_weights_t *w,
+                                      size_t batch, mpc_ftensor_t *in, size_t nin,
+                                      double tol, int queries) {
+  harness_result_t res;
+  mpc_ftensor_t priv[4], ref[4];
+  int rc = harness_run(g, w, batch, in, priv, queries, NULL, NULL, &res);
+  ck_assert_msg(rc == 0, "private run failed: %s (p0 %d p1 %d dealer %d client %d owner %d)",
+                tandem_strerror(rc), res.rc[0], res.rc[1], res.rc[2], res.rc[3], res.rc[4]);
+  ck_assert_int_eq(mpc_eval_float(g, w, in, ref), 0);
+  (void)nin;
+  size_t nout = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    nout += g->nodes[i].op == MPC_OP_OUTPUT;
+  for (size_t o = 0; o < nout; o++) {
+    double err = max_abs_diff(&priv[o], &ref[o]);
+    ck_assert_msg(err <= tol, "output %zu: error %g exceeds the bound %g", o, err, tol);
+    mpc_ftensor_close(&priv[o]);
+    mpc_ftensor_close(&ref[o]);
+  }
+  return res;
+}
+
+static uint64_t online_sent(const harness_result_t *r, mpc_role_t role) {
+  uint64_t s = 0;
+  for (int to = 0; to < MPC_NROLES; to++)
+    s += r->stats[role].sent[to][MPC_PHASE_ONLINE];
+  return s;
+}
+
+/* ---- tests ------------------------------------------------------------------- */
+
+START_TEST(test_linear_gemm) {
+  uint64_t seed = 11;
+  size_t sizes[2] = {7, 5};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  build_mlp(&g, &w, sizes, 2, 3, 16, &seed, 1.0);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {3, 7}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, -2, 2);
+  double tol = layer_bound(0, 7, 2, 1, 16);
+  harness_result_t r = check_private(&g, &w, 3, &in, 1, tol, 2);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 0);
+  ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 0);
+  /* Online, a linear layer sends only the output shares to the client. */
+  ck_assert_uint_eq(online_sent(&r, MPC_P0), 2 * 3 * 5 * 8);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+static void mlp_case(size_t batch, unsigned f, int queries) {
+  uint64_t seed = 1000 + batch + f;
+  size_t sizes[4] = {784, 128, 128, 10};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  double wmax = 0.05;
+  build_mlp(&g, &w, sizes, 4, batch, f, &seed, wmax);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {batch, 784}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, 0, 1);
+  double d = layer_bound(0, 784, 1, wmax, f);
+  d = layer_bound(d, 128, 784 * wmax + wmax, wmax, f);
+  d = layer_bound(d, 128, 128 * (784 * wmax + wmax) * wmax, wmax, f);
+  harness_result_t r = check_private(&g, &w, batch, &in, 1, d, queries);
+  /* Two ReLU layers: two rounds each, whatever the batch. */
+  ck_assert_uint_eq(r.plan_rounds, 4);
+  ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 4u * (unsigned)queries);
+  ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 4u * (unsigned)queries);
+  if (batch == 1) {
+    uint64_t per_query = online_sent(&r, MPC_P0) / (uint64_t)queries;
+    ck_assert_msg(per_query <= 8192, "P0 sends %llu online bytes per query",
+                  (unsigned long long)per_query);
+    ck_assert_uint_eq(online_sent(&r, MPC_P1), online_sent(&r, MPC_P0));
+  }
+  /* The dealer receives nothing, ever. */
+  for (int from = 0; from < MPC_NROLES; from++)
+    for (int ph = 0; ph < MPC_NPHASES; ph++)
+      ck_assert_uint_eq(r.stats[MPC_DEALER].recvd[from][ph], 0);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+
+START_TEST(test_mlp_batch1) { mlp_case(1, 16, 3); }
+END_TEST
+START_TEST(test_mlp_batch100) { mlp_case(100, 16, 1); }
+END_TEST
+START_TEST(test_mlp_frac_bits) {
+  mlp_case(4, 12, 1);
+  mlp_case(4, 20, 1);
+}
+END_TEST
+
+/* ReLU straight on the client's masked input: no round at all. */
+START_TEST(test_relu_on_input) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t dim[2] = {1, 12};
+  int x = mpc_graph_input(&g, "x", 2, dim);
+  int y = mpc_graph_op(&g, MPC_OP_RELU, x, -1, -1, NULL, "relu");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {1, 12}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  /* Values near zero and near the range edge (|y| < 2^(L - f) at scale f,
+   * L = 48 for f = 16). */
+  double v[12] = {0, 1e-5, -1e-5, 1.0 / 65536, -1.0 / 65536, 3.25, -3.25,
+                  2147483647.0, -2147483647.0, 1e6, -1e6, 0.5};
+  memcpy(in.data, v, sizeof v);
+  harness_result_t r = check_private(&g, &w, 1, &in, 1, ldexp(1.0, -16), 1);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Two linear layers in a row: a standalone truncation (one round) and an
+ * opening (one round). */
+START_TEST(test_trunc_between_linear) {
+  uint64_t seed = 5;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t dim[2] = {2, 9}, w0d[2] = {9, 6}, w1d[2] = {6, 4};
+  int x = mpc_graph_input(&g, "x", 2, dim);
+  int w0 = mpc_graph_param(&g, "w0", 2, w0d), w1 = mpc_graph_param(&g, "w1", 2, w1d);
+  int h = mpc_graph_op(&g, MPC_OP_MATMUL, x, w0, -1, NULL, "mm0");
+  int y = mpc_graph_op(&g, MPC_OP_MATMUL, h, w1, -1, NULL, "mm1");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[w0], &seed, -1, 1);
+  harness_fill(&w.param[w1], &seed, -1, 1);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {2, 9}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, -3, 3);
+  double d = layer_bound(layer_bound(0, 9, 3, 1, 16), 6, 27, 1, 16);
+  harness_result_t r = check_private(&g, &w, 2, &in, 1, d, 1);
+  ck_assert_uint_eq(r.plan_rounds, 2);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Both operands secret per query: a fresh matrix triple. */
+START_TEST(test_triple_matmul) {
+  uint64_t seed = 7;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t ad[2] = {5, 8}, bd[2] = {8, 3};
+  int a = mpc_graph_input(&g, "a", 2, ad);
+  int b = mpc_graph_input(&g, "b", 2, bd);
+  int y = mpc_graph_op(&g, MPC_OP_MATMUL, a, b, -1, NULL, "mm");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  mpc_ftensor_t in[2];
+  mpc_shape_t s0 = {2, {5, 8}}, s1 = {2, {8, 3}};
+  ck_assert_int_eq(mpc_ftensor_init(&in[0], &s0), 0);
+  ck_assert_int_eq(mpc_ftensor_init(&in[1], &s1), 0);
+  harness_fill(&in[0], &seed, -2, 2);
+  harness_fill(&in[1], &seed, -2, 2);
+  harness_result_t r = check_private(&g, &w, 5, in, 2, layer_bound(0, 8, 2, 2, 16), 2);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* A LeNet-style CNN: Conv, ReLU, MaxPool, Reshape, Gemm. */
+START_TEST(test_small_cnn) {
+  uint64_t seed = 9;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t xd[4] = {2, 1, 8, 8}, cwd[4] = {4, 1, 3, 3}, cbd[1] = {4}, fwd[2] = {3, 64},
+         fbd[1] = {3};
+  int x = mpc_graph_input(&g, "x", 4, xd);
+  int cw = mpc_graph_param(&g, "cw", 4, cwd), cb = mpc_graph_param(&g, "cb", 1, cbd);
+  mpc_attr_t ca;
+  memset(&ca, 0, sizeof ca);
+  ca.pads[0] = ca.pads[1] = ca.pads[2] = ca.pads[3] = 1;
+  int c = mpc_graph_op(&g, MPC_OP_CONV, x, cw, cb, &ca, "conv");
+  ck_assert_int_ge(c, 0);
+  int r1 = mpc_graph_op(&g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 2;
+  pa.strides[0] = pa.strides[1] = 2;
+  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, r1, -1, -1, &pa, "pool");
+  ck_assert_int_ge(mp, 0);
+  mpc_node_t rs;
+  memset(&rs, 0, sizeof rs);
+  rs.op = MPC_OP_RESHAPE;
+  rs.in[0] = mp;
+  rs.in[1] = rs.in[2] = -1;
+  rs.shape.ndim = 2;
+  rs.shape.dim[0] = 2;
+  rs.shape.dim[1] = 64;
+  snprintf(rs.name, sizeof rs.name, "flatten");
+  int fl = mpc_graph_add(&g, &rs, NULL, 0);
+  ck_assert_int_ge(fl, 0);
+  int fw = mpc_graph_param(&g, "fw", 2, fwd), fb = mpc_graph_param(&g, "fb", 1, fbd);
+  mpc_attr_t ga = gemm_attr(1);
+  int y = mpc_graph_op(&g, MPC_OP_GEMM, fl, fw, fb, &ga, "fc");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[cw], &seed, -0.5, 0.5);
+  harness_fill(&w.param[cb], &seed, -0.5, 0.5);
+  harness_fill(&w.param[fw], &seed, -0.5, 0.5);
+  harness_fill(&w.param[fb], &seed, -0.5, 0.5);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {4, {2, 1, 8, 8}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, 0, 1);
+  double d = layer_bound(layer_bound(0, 9, 1, 0.5, 16), 64, 5, 0.5, 16);
+  harness_result_t r = check_private(&g, &w, 2, &in, 1, d, 2);
+  /* ReLU (1) + two max levels (2) + the opening before the Gemm (1). */
+  ck_assert_uint_eq(r.plan_rounds, 4);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Local linear operators and pools with padding. */
+START_TEST(test_local_ops_and_pools) {
+  uint64_t seed = 13;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t xd[4] = {1, 2, 5, 5};
+  int a = mpc_graph_input(&g, "a", 4, xd);
+  int b = mpc_graph_input(&g, "b", 4, xd);
+  int s = mpc_graph_op(&g, MPC_OP_ADD, a, b, -1, NULL, "add");
+  int d = mpc_graph_op(&g, MPC_OP_SUB, s, b, -1, NULL, "sub");
+  mpc_attr_t m;
+  memset(&m, 0, sizeof m);
+  m.scalar = 0.375;
+  int mc = mpc_graph_op(&g, MPC_OP_MULC, d, -1, -1, &m, "mulc");
+  m.scalar = -3;
+  int mi = mpc_graph_op(&g, MPC_OP_MULC, a, -1, -1, &m, "muli");
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 3;
+  pa.strides[0] = pa.strides[1] = 2;
+  pa.pads[0] = pa.pads[1] = pa.pads[2] = pa.pads[3] = 1;
+  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, mc, -1, -1, &pa, "maxpool");
+  pa.count_include_pad = 1;
+  int ap1 = mpc_graph_op(&g, MPC_OP_AVGPOOL, mi, -1, -1, &pa, "avg_incl");
+  pa.count_include_pad = 0;
+  int ap0 = mpc_graph_op(&g, MPC_OP_AVGPOOL, b, -1, -1, &pa, "avg_excl");
+  mpc_attr_t ta;
+  memset(&ta, 0, sizeof ta);
+  ta.perm[0] = 0;
+  ta.perm[1] = 2;
+  ta.perm[2] = 3;
+  ta.perm[3] = 1;
+  int tr = mpc_graph_op(&g, MPC_OP_TRANSPOSE, mp, -1, -1, &ta, "transpose");
+  ck_assert_int_ge(tr, 0);
+  ck_assert_int_ge(ap1, 0);
+  ck_assert_int_ge(ap0, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, tr, -1, -1, NULL, "y0"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, ap1, -1, -1, NULL, "y1"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, ap0, -1, -1, NULL, "y2"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  mpc_ftensor_t in[2];
+  mpc_shape_t sh = {4, {1, 2, 5, 5}};
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(mpc_ftensor_init(&in[i], &sh), 0);
+    harness_fill(&in[i], &seed, -4, 4);
+  }
+  harness_result_t r = check_private(&g, &w, 1, in, 2, 8 * ldexp(1.0, -16), 1);
+  /* MaxPool 3x3: ceil(log2 9) = 4 levels, one round each; the rest is local. */
+  ck_assert_uint_eq(r.plan_rounds, 4);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Size-1 everything. */
+START_TEST(test_size_one) {
+  uint64_t seed = 17;
+  size_t sizes[3] = {1, 1, 1};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  build_mlp(&g, &w, sizes, 3, 1, 16, &seed, 1.0);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {1, 1}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  in.data[0] = -0.75;
+  check_private(&g, &w, 1, &in, 1, layer_bound(layer_bound(0, 1, 1, 1, 16), 1, 2, 1, 16), 1);
+  in.data[0] = 0.75;
+  check_private(&g, &w, 1, &in, 1, layer_bound(layer_bound(0, 1, 1, 1, 16), 1, 2, 1, 16), 1);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* ---- view test ------------------------------------------------------------------ */
+
+typedef struct {
+  uint8_t *buf[MPC_NROLES];
+  size_t len[MPC_NROLES], cap[MPC_NROLES];
+} view_t;
+
+static void view_tap(void *ctx, mpc_role_t from, mpc_role_t to, const void *b, size_t n) {
+  view_t *v = ctx;
+  (void)from;
+  if (v->len[to] + n > v->cap[to]) {
+    size_t cap = (v->len[to] + n) * 2;
+    v->buf[to] = realloc(v->buf[to], cap);
+    ck_assert_ptr_nonnull(v->buf[to]);
+    v->cap[to] = cap;
+  }
+  memcpy(v->buf[to] + v->len[to], b, n);
+  v->len[to] += n;
+}
+
+/* Whether any 16-byte window of secret (two consecutive ring words) occurs in
+ * hay, at 8-byte alignment. */
+static int contains_words(const uint8_t *hay, size_t hlen, const uint64_t *secret, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (secret[i] == 0 && secret[i + 1] == 0)
+      continue;
+    for (size_t off = 0; off + 16 <= hlen; off += 8)
+      if (memcmp(hay + off, &secret[i], 16) == 0)
+        return 1;
+  }
+  return 0;
+}
+
+START_TEST(test_views_hide_inputs_and_weights) {
+  uint64_t seed = 21;
+  size_t sizes[3] = {64, 32, 4};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  build_mlp(&g, &w, sizes, 3, 8, 16, &seed, 0.5);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {8, 64}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, -1, 1);
+  view_t v;
+  memset(&v, 0, sizeof v);
+  harness_result_t r;
+  mpc_ftensor_t out[1];
+  ck_assert_int_eq(harness_run(&g, &w, 8, &in, out, 2, view_tap, &v, &r), 0);
+  mpc_ftensor_close(&out[0]);
+  /* The plaintext encodings that must never travel. */
+  uint64_t xenc[512], wenc[64 * 32];
+  ck_assert_int_eq(kern_fix_encode(xenc, in.data, 512, 16, NULL), 0);
+  ck_assert_int_eq(kern_fix_encode(wenc, w.param[1].data, 64 * 32, 16, NULL), 0);
+  for (int role = 0; role < MPC_NROLES; role++) {
+    if (role == MPC_OWNER || role == MPC_CLIENT)
+      continue; /* they own the plaintexts */
+    ck_assert_msg(!contains_words(v.buf[role], v.len[role], xenc, 512),
+                  "%s received the plaintext input", mpc_role_name((mpc_role_t)role));
+    ck_assert_msg(!contains_words(v.buf[role], v.len[role], wenc, 64 * 32),
+                  "%s received the plaintext weights", mpc_role_name((mpc_role_t)role));
+  }
+  ck_assert_uint_eq(v.len[MPC_DEALER], 0);
+  /* What P0 receives looks uniform: every bit position of its 64-bit words is
+   * set about half the time (the low bits especially, where fixed-point
+   * values of small magnitude would show structure). */
+  size_t nw = v.len[MPC_P0] / 8;
+  ck_assert_uint_gt(nw, 1000);
+  for (unsigned bit = 0; bit < 64; bit++) {
+    size_t ones = 0;
+    for (size_t i = 0; i < nw; i++) {
+      uint64_t x;
+      memcpy(&x, v.buf[MPC_P0] + 8 * i, 8);
+      ones += (x >> bit) & 1;
+    }
+    double frac = (double)ones / (double)nw;
+    ck_assert_msg(fabs(frac - 0.5) < 0.05, "bit %u set in %.3f of P0's received words", bit, frac);
+  }
+  for (int i = 0; i < MPC_NROLES; i++)
+    free(v.buf[i]);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* ---- errors -------------------------------------------------------------------- */
+
+START_TEST(test_plan_errors_name_the_node) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t d2[2] = {1, 4};
+  int x = mpc_graph_input(&g, "x", 2, d2);
+  int p = mpc_graph_param(&g, "w", 2, d2);
+  int r = mpc_graph_op(&g, MPC_OP_RELU, p, -1, -1, NULL, "relu_of_weight");
+  ck_assert_int_ge(r, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, x, -1, -1, NULL, "y"), 0);
+  mpc_plan_t *plan;
+  char err[256];
+  ck_assert_int_eq(mpc_plan_new(&plan, &g, 1, err, sizeof err), TANDEM_EUNSUPOP);
+  ck_assert_msg(strstr(err, "relu_of_weight") != NULL, "message: %s", err);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+START_TEST(test_client_rejects_bad_input) {
+  uint64_t seed = 3;
+  size_t sizes[2] = {4, 2};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  build_mlp(&g, &w, sizes, 2, 1, 16, &seed, 1.0);
+  mpc_ftensor_t in, out[1];
+  harness_result_t r;
+  mpc_shape_t bad = {2, {1, 5}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &bad), 0);
+  ck_assert_int_eq(harness_run(&g, &w, 1, &in, out, 1, NULL, NULL, &r), TANDEM_ESHAPE);
+  mpc_ftensor_close(&in);
+  mpc_shape_t ok = {2, {1, 4}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &ok), 0);
+  in.data[2] = 1e300;
+  int rc = harness_run(&g, &w, 1, &in, out, 1, NULL, NULL, &r);
+  ck_assert_int_eq(r.rc[MPC_CLIENT], TANDEM_ERANGE);
+  ck_assert_int_ne(rc, 0);
+  in.data[2] = NAN;
+  harness_run(&g, &w, 1, &in, out, 1, NULL, NULL, &r);
+  ck_assert_int_eq(r.rc[MPC_CLIENT], TANDEM_ERANGE);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* P1 dies in the middle of the online phase: every role ends with an error,
+ * none hangs. */
+static mpc_memnet_t *kill_hub;
+static void kill_p1_tap(void *ctx, mpc_role_t from, mpc_role_t to, const void *b, size_t n) {
+  (void)ctx;
+  (void)b;
+  (void)n;
+  if (from == MPC_P1 && to == MPC_P0 && kill_hub != NULL)
+    mpc_memnet_kill(kill_hub, MPC_P1);
+}
+
+START_TEST(test_dead_party_is_an_error) {
+  uint64_t seed = 4;
+  size_t sizes[3] = {8, 8, 2};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  build_mlp(&g, &w, sizes, 3, 1, 16, &seed, 1.0);
+  mpc_plan_t *plan;
+  ck_assert_int_eq(mpc_plan_new(&plan, &g, 1, NULL, 0), 0);
+  ck_assert_int_eq(mpc_memnet_new(&kill_hub, 5000), 0);
+  /* Set-up exchange first (P1 -> P0 is the weight opening): kill then. */
+  mpc_memnet_set_tap(kill_hub, kill_p1_tap, NULL);
+  mpc_party_t *p1;
+  ck_assert_int_eq(mpc_party_new(&p1, plan, MPC_P1), 0);
+  mpc_transport_t *t1 = mpc_memnet_endpoint(kill_hub, MPC_P1);
+  mpc_transport_t *t0 = mpc_memnet_endpoint(kill_hub, MPC_P0);
+  /* P1 receives no owner or dealer message and waits: kill it from here. */
+  mpc_memnet_kill(kill_hub, MPC_P1);
+  ck_assert_int_eq(mpc_party_setup(p1, t1), TANDEM_ECLOSED);
+  uint8_t b[8];
+  ck_assert_int_eq(mpc_net_recv(t0, MPC_P1, b, sizeof b), TANDEM_ECLOSED);
+  mpc_party_free(p1);
+  mpc_memnet_free(kill_hub);
+  kill_hub = NULL;
+  mpc_plan_free(plan);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+Suite *protocol_suite(void) {
+  Suite *s = suite_create("protocol");
+  TCase *tc = tcase_create("gates");
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, test_linear_gemm);
+  tcase_add_test(tc, test_relu_on_input);
+  tcase_add_test(tc, test_trunc_between_linear);
+  tcase_add_test(tc, test_triple_matmul);
+  tcase_add_test(tc, test_local_ops_and_pools);
+  tcase_add_test(tc, test_size_one);
+  tcase_add_test(tc, test_small_cnn);
+  tcase_add_test(tc, test_mlp_batch1);
+  tcase_add_test(tc, test_mlp_batch100);
+  tcase_add_test(tc, test_mlp_frac_bits);
+  tcase_add_test(tc, test_views_hide_inputs_and_weights);
+  tcase_add_test(tc, test_plan_errors_name_the_node);
+  tcase_add_test(tc, test_client_rejects_bad_input);
+  tcase_add_test(tc, test_dead_party_is_an_error);
+  suite_add_tcase(s, tc);
+  return s;
+}
