@@ -1,0 +1,956 @@
+/* graph.c - the public part of a model (operators and shapes) and its
+ * plaintext floating-point reference.
+ *
+ * A graph sits at the bottom of mpc/: the ONNX importer and the tests append
+ * nodes here, plan.c lowers the finished graph to gates, and mpc_eval_float is
+ * the IEEE-double reference that every private result is compared with (and
+ * what `tandem run --plaintext` prints). Nothing here is secret-dependent or
+ * talks to a peer. Shape inference is one function, infer(), used twice: by
+ * mpc_graph_add on the declared shapes, so a bad model is rejected with a
+ * message naming the node before any protocol starts, and by mpc_eval_float
+ * on the shapes of the actual inputs, so a graph declared for one batch size
+ * evaluates at any other. Sizes are bounded (2^40 elements per tensor, 2^16
+ * for every window attribute) so that no shape arithmetic below can overflow
+ * a 64-bit size_t.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "mpc.h"
+
+/* The largest tensor a graph may hold, in elements. Far above any model this
+ * project runs, and low enough that products of two dimensions and byte counts
+ * (8 * numel) stay far from SIZE_MAX. */
+#define MAX_NUMEL ((uint64_t)1 << 40)
+/* The largest kernel size, padding, stride or dilation accepted. With
+ * dimensions below 2^40 this keeps every window computation in range. */
+#define MAX_WINDOW ((size_t)1 << 16)
+
+/* ---- names --------------------------------------------------------------- */
+
+const char *mpc_role_name(mpc_role_t role) {
+  static const char *const names[MPC_NROLES] = {"p0", "p1", "dealer", "client", "owner"};
+  /* An out-of-range enum may come from a config or a cast; never index with it. */
+  return (unsigned)role < MPC_NROLES ? names[role] : "unknown";
+}
+
+const char *mpc_op_name(mpc_op_t op) {
+  static const char *const names[] = {
+      "Input", "Param",   "Const",       "MatMul",  "Gemm",      "Conv",   "Add",
+      "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
+      "Output"};
+  return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
+}
+
+/* ---- shapes -------------------------------------------------------------- */
+
+/* 0 stands for "no valid element count": a NULL shape, too many dimensions, a
+ * zero dimension or a product that overflows size_t (never a wrapped or
+ * saturated value). Graphs never hold such a shape: mpc_graph_add refuses
+ * every shape whose count is 0 here or above 2^40. */
+size_t mpc_shape_numel(const mpc_shape_t *s) {
+  if (s == NULL || s->ndim > MPC_MAX_DIMS)
+    return 0;
+  size_t n = 1;
+  for (unsigned d = 0; d < s->ndim; d++) {
+    if (s->dim[d] == 0 || n > SIZE_MAX / s->dim[d])
+      return 0;
+    n *= s->dim[d];
+  }
+  return n;
+}
+
+static int shape_eq(const mpc_shape_t *a, const mpc_shape_t *b) {
+  if (a->ndim != b->ndim)
+    return 0;
+  for (unsigned d = 0; d < a->ndim; d++)
+    if (a->dim[d] != b->dim[d])
+      return 0;
+  return 1;
+}
+
+/* "[100, 784]" for error messages. Returned by value so that several shapes
+ * can appear in one printf call (the temporary lives to the end of the full
+ * expression). */
+typedef struct {
+  char s[MPC_MAX_DIMS * 22 + 4];
+} sstr_t;
+
+static sstr_t sstr(const mpc_shape_t *s) {
+  sstr_t r;
+  size_t pos = 0;
+  unsigned nd = s->ndim > MPC_MAX_DIMS ? MPC_MAX_DIMS : s->ndim;
+  r.s[pos++] = '[';
+  for (unsigned d = 0; d < nd; d++) {
+    int w = snprintf(r.s + pos, sizeof r.s - pos, d ? ", %zu" : "%zu", s->dim[d]);
+    if (w < 0 || (size_t)w >= sizeof r.s - pos)
+      break;
+    pos += (size_t)w;
+  }
+  if (pos < sizeof r.s - 1)
+    r.s[pos++] = ']';
+  r.s[pos] = '\0';
+  return r;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Where a message goes and which node it names. buf may be NULL (the builders
+ * and the evaluator have no message buffer). */
+typedef struct {
+  char *buf;
+  size_t len;
+  const char *name;
+  mpc_op_t op;
+} ectx_t;
+
+__attribute__((format(printf, 3, 4)))
+static int efail(const ectx_t *e, int code, const char *fmt, ...) {
+  if (e != NULL && e->buf != NULL && e->len > 0) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(e->buf, e->len, "node '%s' (%s): %s", e->name, mpc_op_name(e->op), what);
+  }
+  return code;
+}
+
+/* A shape a graph may hold: 1..MPC_MAX_DIMS dimensions, each at least 1, at
+ * most MAX_NUMEL elements. */
+static int check_shape(const ectx_t *e, const mpc_shape_t *s, const char *what) {
+  if (s->ndim < 1 || s->ndim > MPC_MAX_DIMS)
+    return efail(e, TANDEM_ESHAPE, "%s has %u dimensions (want 1 to %d)", what, s->ndim,
+                 MPC_MAX_DIMS);
+  for (unsigned d = 0; d < s->ndim; d++)
+    if (s->dim[d] == 0)
+      return efail(e, TANDEM_ESHAPE, "%s %s has a zero dimension", what, sstr(s).s);
+  size_t n = mpc_shape_numel(s);
+  if (n == 0 || (uint64_t)n > MAX_NUMEL)
+    return efail(e, TANDEM_ESHAPE, "%s %s has more than 2^40 elements", what, sstr(s).s);
+  return 0;
+}
+
+/* ---- shape inference ----------------------------------------------------- */
+
+/* How many inputs an operator takes: req mandatory ones, then opt optional. */
+static void arity(mpc_op_t op, int *req, int *opt) {
+  *opt = 0;
+  switch (op) {
+  case MPC_OP_INPUT:
+  case MPC_OP_PARAM:
+  case MPC_OP_CONST:
+    *req = 0;
+    break;
+  case MPC_OP_MATMUL:
+  case MPC_OP_ADD:
+  case MPC_OP_SUB:
+    *req = 2;
+    break;
+  case MPC_OP_GEMM:
+  case MPC_OP_CONV:
+    *req = 2;
+    *opt = 1;
+    break;
+  default:
+    *req = 1;
+    break;
+  }
+}
+
+/* The operator is known and its input slots refer to earlier nodes (which is
+ * what keeps a graph topologically ordered and acyclic); unused slots are -1,
+ * so that a half-filled node (say a zeroed struct whose in[] are all node 0)
+ * is caught here rather than silently read. */
+static int check_inputs(const mpc_node_t *nd, size_t idx, const ectx_t *e) {
+  if ((unsigned)nd->op > (unsigned)MPC_OP_OUTPUT)
+    return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
+  int req, opt;
+  arity(nd->op, &req, &opt);
+  for (int k = 0; k < 3; k++) {
+    int v = nd->in[k];
+    if (k >= req + opt) {
+      if (v != -1)
+        return efail(e, TANDEM_EINVAL, "takes %d input%s but in[%d] is %d (want -1)", req + opt,
+                     req + opt == 1 ? "" : "s", k, v);
+      continue;
+    }
+    if (v == -1 && k >= req)
+      continue;
+    if (v < 0 || (size_t)v >= idx)
+      return efail(e, TANDEM_EINVAL,
+                   "input %d refers to node %d, which is not an earlier node (nodes must be "
+                   "appended in topological order; this is node %zu)",
+                   k, v, idx);
+  }
+  return 0;
+}
+
+/* 1 if b broadcasts to a without enlarging it (numpy rules, b aligned to the
+ * right: each of b's dimensions equals a's or is 1). */
+static int broadcasts(const mpc_shape_t *b, const mpc_shape_t *a) {
+  if (b->ndim > a->ndim)
+    return 0;
+  for (unsigned i = 0; i < b->ndim; i++) {
+    size_t bd = b->dim[b->ndim - 1 - i], ad = a->dim[a->ndim - 1 - i];
+    if (bd != ad && bd != 1)
+      return 0;
+  }
+  return 1;
+}
+
+/* Output length of one spatial axis of a convolution or pooling window, or 0
+ * when the (dilated) window is longer than the padded input. Arguments are
+ * bounded (dimensions by MAX_NUMEL, the rest by MAX_WINDOW), so nothing
+ * overflows. */
+static size_t axis_out(size_t in, size_t p0, size_t p1, size_t k, size_t s, size_t d) {
+  size_t ext = (k - 1) * d + 1, padded = in + p0 + p1;
+  if (ext > padded)
+    return 0;
+  return (padded - ext) / s + 1;
+}
+
+/* 1 if the window of output position o along one axis has a tap inside the
+ * input rather than in the padding. */
+static int window_hits(size_t o, size_t in, size_t p0, size_t k, size_t s, size_t d) {
+  long long st = (long long)(o * s) - (long long)p0;
+  if (st >= 0)
+    return st < (long long)in;
+  long long i0 = (-st + (long long)d - 1) / (long long)d; /* first tap at >= 0 */
+  return i0 < (long long)k && st + i0 * (long long)d < (long long)in;
+}
+
+/* 1 if no window along the axis lies entirely in the padding (where a max is
+ * undefined and an average without the padding divides by zero). Only windows
+ * that start before the input or after its end can miss it, and there are at
+ * most p0/s + p1/s + 2 of them, so this is cheap. */
+static int axis_covered(size_t in, size_t p0, size_t k, size_t s, size_t d, size_t out) {
+  size_t lead = (p0 + s - 1) / s;       /* windows o with o*s < p0 start in the padding */
+  size_t tail = (in + p0 + s - 1) / s;  /* windows from here on start after the input */
+  for (size_t o = 0; o < out && o < lead; o++)
+    if (!window_hits(o, in, p0, k, s, d))
+      return 0;
+  for (size_t o = tail > lead ? tail : lead; o < out; o++)
+    if (!window_hits(o, in, p0, k, s, d))
+      return 0;
+  return 1;
+}
+
+/* Window attributes shared by Conv and the pools: all bounded, strides and
+ * dilations of 0 normalised to 1 (the ONNX default). */
+static int check_window(const ectx_t *e, mpc_attr_t *at) {
+  size_t v[10] = {at->kh,         at->kw,         at->pads[0],     at->pads[1],
+                  at->pads[2],    at->pads[3],    at->strides[0],  at->strides[1],
+                  at->dilations[0], at->dilations[1]};
+  for (int i = 0; i < 10; i++)
+    if (v[i] > MAX_WINDOW)
+      return efail(e, TANDEM_EINVAL,
+                   "kernel, padding, stride or dilation %zu exceeds the limit of %zu", v[i],
+                   MAX_WINDOW);
+  for (int i = 0; i < 2; i++) {
+    if (at->strides[i] == 0)
+      at->strides[i] = 1;
+    if (at->dilations[i] == 0)
+      at->dilations[i] = 1;
+  }
+  return 0;
+}
+
+/* The output shape of node nd from the shapes of its inputs (in[k] NULL for
+ * absent inputs), and its attributes with defaults filled in (*attr). With
+ * follow_batch, a Reshape whose declared target has the wrong element count
+ * lets its first dimension follow the input (the evaluator at another batch);
+ * otherwise element counts must agree exactly. */
+static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follow_batch,
+                 mpc_shape_t *out, mpc_attr_t *attr, const ectx_t *e) {
+  const mpc_shape_t *a = in[0], *b = in[1], *c = in[2];
+  int rc;
+  *attr = nd->attr;
+  memset(out, 0, sizeof *out);
+  switch (nd->op) {
+  case MPC_OP_INPUT:
+  case MPC_OP_PARAM:
+  case MPC_OP_CONST:
+    if (nd->op == MPC_OP_CONST && nd->cdata == NULL)
+      return efail(e, TANDEM_EINVAL, "a constant needs data (cdata is NULL)");
+    rc = check_shape(e, &nd->shape, "shape");
+    if (rc != 0)
+      return rc;
+    *out = nd->shape;
+    break;
+
+  case MPC_OP_MATMUL: {
+    if (a->ndim < 2 || b->ndim != 2)
+      return efail(e, TANDEM_ESHAPE, "needs in0 of rank 2 or more and a 2-D in1, got %s and %s",
+                   sstr(a).s, sstr(b).s);
+    size_t k = a->dim[a->ndim - 1];
+    if (k != b->dim[0])
+      return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
+                   b->dim[0], sstr(a).s, sstr(b).s);
+    *out = *a; /* [.., M, K] x [K, N] -> [.., M, N] */
+    out->dim[a->ndim - 1] = b->dim[1];
+    break;
+  }
+
+  case MPC_OP_GEMM: {
+    if (a->ndim != 2 || b->ndim != 2)
+      return efail(e, TANDEM_ESHAPE, "needs 2-D operands, got %s and %s", sstr(a).s, sstr(b).s);
+    if (!isfinite(attr->alpha) || !isfinite(attr->beta))
+      return efail(e, TANDEM_EINVAL, "alpha and beta must be finite");
+    size_t m = attr->trans_a ? a->dim[1] : a->dim[0];
+    size_t k = attr->trans_a ? a->dim[0] : a->dim[1];
+    size_t k2 = attr->trans_b ? b->dim[1] : b->dim[0];
+    size_t n = attr->trans_b ? b->dim[0] : b->dim[1];
+    if (k != k2)
+      return efail(e, TANDEM_ESHAPE,
+                   "inner dimensions differ: %zu vs %zu (in0 %s%s, in1 %s%s)", k, k2,
+                   sstr(a).s, attr->trans_a ? " transposed" : "", sstr(b).s,
+                   attr->trans_b ? " transposed" : "");
+    out->ndim = 2;
+    out->dim[0] = m;
+    out->dim[1] = n;
+    if (c != NULL && !broadcasts(c, out))
+      return efail(e, TANDEM_ESHAPE, "bias %s does not broadcast to the output %s", sstr(c).s,
+                   sstr(out).s);
+    break;
+  }
+
+  case MPC_OP_CONV: {
+    if (a->ndim != 4 || b->ndim != 4)
+      return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input and 4-D weights, got %s and %s",
+                   sstr(a).s, sstr(b).s);
+    if (a->dim[1] != b->dim[1])
+      return efail(e, TANDEM_ESHAPE,
+                   "input channels differ: %zu vs %zu (in0 %s, weights %s; grouped "
+                   "convolution is not supported)",
+                   a->dim[1], b->dim[1], sstr(a).s, sstr(b).s);
+    /* The kernel size comes from the weights; a kernel_shape attribute, when
+     * given, must agree with them. */
+    if ((attr->kh != 0 && attr->kh != b->dim[2]) || (attr->kw != 0 && attr->kw != b->dim[3]))
+      return efail(e, TANDEM_ESHAPE, "kernel attribute %zux%zu differs from weights %s",
+                   attr->kh, attr->kw, sstr(b).s);
+    attr->kh = b->dim[2];
+    attr->kw = b->dim[3];
+    rc = check_window(e, attr);
+    if (rc != 0)
+      return rc;
+    size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
+                         attr->dilations[0]);
+    size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
+                         attr->dilations[1]);
+    if (oh == 0 || ow == 0)
+      return efail(e, TANDEM_ESHAPE,
+                   "kernel %zux%zu (dilated %zux%zu) is larger than the padded input %zux%zu",
+                   attr->kh, attr->kw, (attr->kh - 1) * attr->dilations[0] + 1,
+                   (attr->kw - 1) * attr->dilations[1] + 1,
+                   a->dim[2] + attr->pads[0] + attr->pads[2],
+                   a->dim[3] + attr->pads[1] + attr->pads[3]);
+    if (c != NULL && (c->ndim != 1 || c->dim[0] != b->dim[0]))
+      return efail(e, TANDEM_ESHAPE, "bias must be [%zu] (one per output channel), got %s",
+                   b->dim[0], sstr(c).s);
+    out->ndim = 4;
+    out->dim[0] = a->dim[0];
+    out->dim[1] = b->dim[0];
+    out->dim[2] = oh;
+    out->dim[3] = ow;
+    break;
+  }
+
+  case MPC_OP_ADD:
+  case MPC_OP_SUB:
+    if (!broadcasts(b, a))
+      return efail(e, TANDEM_ESHAPE,
+                   "in1 %s does not broadcast to in0 %s (in1 may only be broadcast, never in0)",
+                   sstr(b).s, sstr(a).s);
+    *out = *a;
+    break;
+
+  case MPC_OP_MULC:
+    if (!isfinite(attr->scalar))
+      return efail(e, TANDEM_EINVAL, "the scalar must be finite");
+    *out = *a;
+    break;
+
+  case MPC_OP_RELU:
+  case MPC_OP_OUTPUT:
+    *out = *a;
+    break;
+
+  case MPC_OP_MAXPOOL:
+  case MPC_OP_AVGPOOL: {
+    if (a->ndim != 4)
+      return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input, got %s", sstr(a).s);
+    if (attr->kh == 0 || attr->kw == 0)
+      return efail(e, TANDEM_EINVAL, "kernel %zux%zu is empty", attr->kh, attr->kw);
+    rc = check_window(e, attr);
+    if (rc != 0)
+      return rc;
+    size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
+                         attr->dilations[0]);
+    size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
+                         attr->dilations[1]);
+    if (oh == 0 || ow == 0)
+      return efail(e, TANDEM_ESHAPE, "window %zux%zu is larger than the padded input %zux%zu",
+                   attr->kh, attr->kw, a->dim[2] + attr->pads[0] + attr->pads[2],
+                   a->dim[3] + attr->pads[1] + attr->pads[3]);
+    /* A window entirely in the padding has no defined max, nor an average
+     * that leaves the padding out. */
+    if ((nd->op == MPC_OP_MAXPOOL || !attr->count_include_pad) &&
+        (!axis_covered(a->dim[2], attr->pads[0], attr->kh, attr->strides[0],
+                       attr->dilations[0], oh) ||
+         !axis_covered(a->dim[3], attr->pads[1], attr->kw, attr->strides[1],
+                       attr->dilations[1], ow)))
+      return efail(e, TANDEM_ESHAPE, "a pooling window lies entirely in the padding (pads %zu %zu "
+                   "%zu %zu, window %zux%zu)", attr->pads[0], attr->pads[1], attr->pads[2],
+                   attr->pads[3], attr->kh, attr->kw);
+    out->ndim = 4;
+    out->dim[0] = a->dim[0];
+    out->dim[1] = a->dim[1];
+    out->dim[2] = oh;
+    out->dim[3] = ow;
+    break;
+  }
+
+  case MPC_OP_RESHAPE: {
+    rc = check_shape(e, &nd->shape, "target shape");
+    if (rc != 0)
+      return rc;
+    *out = nd->shape;
+    size_t nin = mpc_shape_numel(a);
+    if (follow_batch && mpc_shape_numel(out) != nin) {
+      /* The batch dimension follows the input, as plan.c lowers it. */
+      size_t rest = 1;
+      for (unsigned d = 1; d < out->ndim; d++)
+        rest *= out->dim[d];
+      if (nin % rest == 0)
+        out->dim[0] = nin / rest;
+    }
+    if (mpc_shape_numel(out) != nin)
+      return efail(e, TANDEM_ESHAPE, "reshape of %s to %s changes the element count", sstr(a).s,
+                   sstr(&nd->shape).s);
+    break;
+  }
+
+  case MPC_OP_TRANSPOSE: {
+    unsigned seen = 0;
+    for (unsigned d = 0; d < a->ndim; d++) {
+      unsigned p = attr->perm[d];
+      if (p >= a->ndim || (seen >> p) & 1u)
+        return efail(e, TANDEM_EINVAL, "perm is not a permutation of the %u axes of %s",
+                     a->ndim, sstr(a).s);
+      seen |= 1u << p;
+    }
+    out->ndim = a->ndim;
+    for (unsigned d = 0; d < a->ndim; d++)
+      out->dim[d] = a->dim[attr->perm[d]];
+    break;
+  }
+
+  default:
+    return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
+  }
+  return check_shape(e, out, "output shape");
+}
+
+/* ---- graphs -------------------------------------------------------------- */
+
+void mpc_graph_init(mpc_graph_t *g) {
+  memset(g, 0, sizeof *g);
+  g->frac_bits = KERN_FIX_FRAC_DEFAULT;
+  g->bound_bits = KERN_FIX_BOUND_BITS;
+}
+
+void mpc_graph_close(mpc_graph_t *g) {
+  if (g == NULL)
+    return;
+  free(g->nodes);
+  mpc_graph_init(g); /* a closed graph is an empty one: closing twice is harmless */
+}
+
+/* Copies a name of at most sizeof dst - 1 bytes; src need not be terminated
+ * within that length (node names arrive in fixed arrays). */
+static void copy_name(char dst[64], const char *src) {
+  size_t n = src != NULL ? strnlen(src, 63) : 0;
+  memcpy(dst, src != NULL ? src : "", n);
+  dst[n] = '\0';
+}
+
+int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errlen) {
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
+  if (g == NULL || node == NULL || (g->nnodes > 0 && g->nodes == NULL)) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "mpc_graph_add: no graph or no node");
+    return TANDEM_EINVAL;
+  }
+  size_t idx = g->nnodes;
+  mpc_node_t nd = *node;
+  copy_name(nd.name, node->name);
+  if (nd.name[0] == '\0')
+    snprintf(nd.name, sizeof nd.name, "%s_%zu", mpc_op_name(nd.op), idx);
+  ectx_t e = {err, errlen, nd.name, nd.op};
+  if (idx >= (size_t)INT_MAX)
+    return efail(&e, TANDEM_EINVAL, "the graph is full");
+
+  int rc = check_inputs(&nd, idx, &e);
+  if (rc != 0)
+    return rc;
+  const mpc_shape_t *in[3];
+  for (int k = 0; k < 3; k++)
+    in[k] = nd.in[k] >= 0 ? &g->nodes[nd.in[k]].shape : NULL;
+  mpc_shape_t shape;
+  mpc_attr_t attr;
+  rc = infer(&nd, in, 0, &shape, &attr, &e);
+  if (rc != 0)
+    return rc;
+  nd.shape = shape;
+  nd.attr = attr;
+
+  if (g->nnodes == g->cap) {
+    size_t cap = g->cap ? 2 * g->cap : 16;
+    mpc_node_t *nodes = realloc(g->nodes, cap * sizeof *nodes);
+    if (nodes == NULL)
+      return efail(&e, TANDEM_ENOMEM, "out of memory");
+    g->nodes = nodes;
+    g->cap = cap;
+  }
+  g->nodes[idx] = nd;
+  g->nnodes++;
+  return (int)idx;
+}
+
+/* INPUT and PARAM nodes differ only in their op. */
+static int add_source(mpc_graph_t *g, mpc_op_t op, const char *name, unsigned ndim,
+                      const size_t *dim) {
+  if (g == NULL || ndim > MPC_MAX_DIMS || (ndim > 0 && dim == NULL))
+    return TANDEM_EINVAL;
+  mpc_node_t nd;
+  memset(&nd, 0, sizeof nd);
+  nd.op = op;
+  nd.in[0] = nd.in[1] = nd.in[2] = -1;
+  nd.shape.ndim = ndim;
+  for (unsigned d = 0; d < ndim; d++)
+    nd.shape.dim[d] = dim[d];
+  copy_name(nd.name, name);
+  return mpc_graph_add(g, &nd, NULL, 0);
+}
+
+int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim) {
+  return add_source(g, MPC_OP_INPUT, name, ndim, dim);
+}
+
+int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim) {
+  return add_source(g, MPC_OP_PARAM, name, ndim, dim);
+}
+
+/* attr NULL means the ONNX defaults: alpha = beta = 1, no transposes, no
+ * padding, unit strides and dilations, scalar 1, and for Transpose the
+ * reversal of in0's axes. Reshape through this builder flattens in0 to
+ * [dim0, rest] (ONNX Flatten with axis 1); other targets need mpc_graph_add
+ * with node->shape. Source nodes (Input, Param, Const) need a shape and are
+ * refused here. */
+int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
+                 const mpc_attr_t *attr, const char *name) {
+  if (g == NULL || op == MPC_OP_INPUT || op == MPC_OP_PARAM || op == MPC_OP_CONST)
+    return TANDEM_EINVAL;
+  mpc_node_t nd;
+  memset(&nd, 0, sizeof nd);
+  nd.op = op;
+  nd.in[0] = in0;
+  nd.in[1] = in1;
+  nd.in[2] = in2;
+  const mpc_shape_t *s0 =
+      in0 >= 0 && (size_t)in0 < g->nnodes ? &g->nodes[in0].shape : NULL;
+  if (attr != NULL) {
+    nd.attr = *attr;
+  } else {
+    nd.attr.alpha = nd.attr.beta = nd.attr.scalar = 1.0;
+    if (op == MPC_OP_TRANSPOSE && s0 != NULL)
+      for (unsigned d = 0; d < s0->ndim; d++)
+        nd.attr.perm[d] = s0->ndim - 1 - d;
+  }
+  if (op == MPC_OP_RESHAPE && s0 != NULL && s0->ndim >= 1) {
+    nd.shape.ndim = 2;
+    nd.shape.dim[0] = s0->dim[0];
+    nd.shape.dim[1] = mpc_shape_numel(s0) / s0->dim[0];
+  }
+  copy_name(nd.name, name);
+  return mpc_graph_add(g, &nd, NULL, 0);
+}
+
+/* ---- plaintext tensors and weights -------------------------------------- */
+
+/* A scalar (ndim 0) holds one element; an empty tensor (a zero dimension) is
+ * refused, like every shape a graph can hold. */
+int mpc_ftensor_init(mpc_ftensor_t *t, const mpc_shape_t *shape) {
+  if (t == NULL)
+    return TANDEM_EINVAL;
+  memset(t, 0, sizeof *t);
+  size_t n = mpc_shape_numel(shape);
+  if (n == 0 || (uint64_t)n > MAX_NUMEL)
+    return TANDEM_EINVAL;
+  t->data = calloc(n, sizeof *t->data);
+  if (t->data == NULL)
+    return TANDEM_ENOMEM;
+  t->shape = *shape;
+  return 0;
+}
+
+/* Activations and weights are the secrets this project protects; the client's
+ * and the owner's plaintext copies are wiped before they are freed. */
+void mpc_ftensor_close(mpc_ftensor_t *t) {
+  if (t == NULL)
+    return;
+  if (t->data != NULL) {
+    sodium_memzero(t->data, mpc_shape_numel(&t->shape) * sizeof *t->data);
+    free(t->data);
+  }
+  memset(t, 0, sizeof *t);
+}
+
+/* One entry per node, so that a PARAM is found by its node index. The array's
+ * length is g->nnodes at this call: weights must be made once the graph is
+ * complete (mpc_weights_t does not record its length, so the evaluator and
+ * mpc_weights_close read it from the graph). */
+int mpc_weights_init(mpc_weights_t *w, const mpc_graph_t *g) {
+  if (w == NULL)
+    return TANDEM_EINVAL;
+  memset(w, 0, sizeof *w);
+  if (g == NULL || (g->nnodes > 0 && g->nodes == NULL))
+    return TANDEM_EINVAL;
+  w->param = calloc(g->nnodes ? g->nnodes : 1, sizeof *w->param);
+  if (w->param == NULL)
+    return TANDEM_ENOMEM;
+  w->graph = g;
+  for (size_t i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].op != MPC_OP_PARAM)
+      continue;
+    int rc = mpc_ftensor_init(&w->param[i], &g->nodes[i].shape);
+    if (rc != 0) {
+      mpc_weights_close(w);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void mpc_weights_close(mpc_weights_t *w) {
+  if (w == NULL)
+    return;
+  if (w->param != NULL && w->graph != NULL)
+    for (size_t i = 0; i < w->graph->nnodes; i++)
+      mpc_ftensor_close(&w->param[i]);
+  free(w->param);
+  memset(w, 0, sizeof *w);
+}
+
+/* ---- the floating-point evaluator --------------------------------------- */
+
+/* out[i] = sa * a[i] + sb * b[j(i)] over a's shape, with b broadcast to it
+ * (aligned right, dimensions of 1 repeated). An odometer over a's coordinates
+ * carries b's index along, so no division happens per element. out may be a. */
+static void ev_bcast(double sa, const double *a, const mpc_shape_t *as, double sb,
+                     const double *b, const mpc_shape_t *bs, double *out) {
+  size_t st[MPC_MAX_DIMS], coord[MPC_MAX_DIMS] = {0};
+  unsigned off = as->ndim - bs->ndim;
+  size_t s = 1;
+  for (int d = (int)as->ndim - 1; d >= 0; d--) {
+    if ((unsigned)d < off) {
+      st[d] = 0;
+      continue;
+    }
+    size_t bd = bs->dim[(unsigned)d - off];
+    st[d] = bd == 1 ? 0 : s;
+    s *= bd;
+  }
+  size_t n = mpc_shape_numel(as), bi = 0;
+  for (size_t i = 0; i < n; i++) {
+    out[i] = sa * a[i] + sb * b[bi];
+    for (int d = (int)as->ndim - 1; d >= 0; d--) {
+      coord[d]++;
+      bi += st[d];
+      if (coord[d] < as->dim[d])
+        break;
+      bi -= st[d] * coord[d];
+      coord[d] = 0;
+    }
+  }
+}
+
+/* c[m][n] = sum_k opA(m,k) * opB(k,n), where element (m,k) of opA lives at
+ * a[m*ams + k*aks] (strides express the transposes). The k-outer, n-inner
+ * order streams through b and c rows when b is not transposed. */
+static void ev_matmul(size_t m, size_t n, size_t k, const double *a, size_t ams, size_t aks,
+                      const double *b, size_t bks, size_t bns, double *c) {
+  memset(c, 0, m * n * sizeof *c);
+  for (size_t i = 0; i < m; i++) {
+    double *crow = c + i * n;
+    for (size_t p = 0; p < k; p++) {
+      double av = a[i * ams + p * aks];
+      const double *bp = b + p * bks;
+      for (size_t j = 0; j < n; j++)
+        crow[j] += av * bp[j * bns];
+    }
+  }
+}
+
+/* Direct convolution. For each (batch, out channel, in channel, tap) the
+ * whole output plane is updated, so the inner loop runs along a row. */
+static void ev_conv(const mpc_attr_t *at, const double *x, const mpc_shape_t *xs,
+                    const double *w, const mpc_shape_t *ws, const double *bias,
+                    const mpc_shape_t *os, double *y) {
+  size_t nb = xs->dim[0], ci = xs->dim[1], h = xs->dim[2], wd = xs->dim[3];
+  size_t co = ws->dim[0], kh = ws->dim[2], kw = ws->dim[3];
+  size_t oh = os->dim[2], ow = os->dim[3];
+  size_t sh = at->strides[0], sw = at->strides[1], dh = at->dilations[0], dw = at->dilations[1];
+  long long pt = (long long)at->pads[0], pl = (long long)at->pads[1];
+  for (size_t b = 0; b < nb; b++)
+    for (size_t m = 0; m < co; m++) {
+      double *plane = y + (b * co + m) * oh * ow;
+      double b0 = bias != NULL ? bias[m] : 0.0;
+      for (size_t i = 0; i < oh * ow; i++)
+        plane[i] = b0;
+      for (size_t c = 0; c < ci; c++) {
+        const double *xp = x + (b * ci + c) * h * wd;
+        for (size_t ki = 0; ki < kh; ki++)
+          for (size_t kj = 0; kj < kw; kj++) {
+            double wv = w[((m * ci + c) * kh + ki) * kw + kj];
+            for (size_t oy = 0; oy < oh; oy++) {
+              long long iy = (long long)(oy * sh + ki * dh) - pt;
+              if (iy < 0 || iy >= (long long)h)
+                continue;
+              for (size_t ox = 0; ox < ow; ox++) {
+                long long ix = (long long)(ox * sw + kj * dw) - pl;
+                if (ix >= 0 && ix < (long long)wd)
+                  plane[oy * ow + ox] += wv * xp[(size_t)iy * wd + (size_t)ix];
+              }
+            }
+          }
+      }
+    }
+}
+
+/* Max or average pooling; taps in the padding are skipped (a max over -inf
+ * padding, an average whose divisor counts them or not). Shape inference has
+ * ensured every window has at least one tap inside the input. */
+static void ev_pool(int is_max, const mpc_attr_t *at, const double *x, const mpc_shape_t *xs,
+                    const mpc_shape_t *os, double *y) {
+  size_t planes = xs->dim[0] * xs->dim[1], h = xs->dim[2], wd = xs->dim[3];
+  size_t oh = os->dim[2], ow = os->dim[3];
+  long long pt = (long long)at->pads[0], pl = (long long)at->pads[1];
+  for (size_t p = 0; p < planes; p++) {
+    const double *xp = x + p * h * wd;
+    for (size_t oy = 0; oy < oh; oy++)
+      for (size_t ox = 0; ox < ow; ox++) {
+        double acc = is_max ? -INFINITY : 0.0;
+        size_t cnt = 0;
+        for (size_t ki = 0; ki < at->kh; ki++) {
+          long long iy = (long long)(oy * at->strides[0] + ki * at->dilations[0]) - pt;
+          if (iy < 0 || iy >= (long long)h)
+            continue;
+          for (size_t kj = 0; kj < at->kw; kj++) {
+            long long ix = (long long)(ox * at->strides[1] + kj * at->dilations[1]) - pl;
+            if (ix < 0 || ix >= (long long)wd)
+              continue;
+            double v = xp[(size_t)iy * wd + (size_t)ix];
+            if (is_max)
+              acc = v > acc ? v : acc;
+            else
+              acc += v;
+            cnt++;
+          }
+        }
+        if (!is_max)
+          acc /= (double)(at->count_include_pad ? at->kh * at->kw : cnt);
+        y[(p * oh + oy) * ow + ox] = acc;
+      }
+  }
+}
+
+/* y = x with axes permuted: y's axis d is x's axis perm[d]. */
+static void ev_transpose(const unsigned *perm, const double *x, const mpc_shape_t *xs,
+                         const mpc_shape_t *ys, double *y) {
+  size_t xst[MPC_MAX_DIMS], st[MPC_MAX_DIMS], coord[MPC_MAX_DIMS] = {0};
+  size_t s = 1;
+  for (int d = (int)xs->ndim - 1; d >= 0; d--) {
+    xst[d] = s;
+    s *= xs->dim[d];
+  }
+  for (unsigned d = 0; d < ys->ndim; d++)
+    st[d] = xst[perm[d]];
+  size_t n = mpc_shape_numel(ys), src = 0;
+  for (size_t i = 0; i < n; i++) {
+    y[i] = x[src];
+    for (int d = (int)ys->ndim - 1; d >= 0; d--) {
+      coord[d]++;
+      src += st[d];
+      if (coord[d] < ys->dim[d])
+        break;
+      src -= st[d] * coord[d];
+      coord[d] = 0;
+    }
+  }
+}
+
+/* Computes a non-source node into y (shape ys, attributes at as inferred). */
+static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
+                    const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
+  size_t n = mpc_shape_numel(ys);
+  switch (nd->op) {
+  case MPC_OP_MATMUL: {
+    size_t k = s[1]->dim[0], cols = s[1]->dim[1];
+    ev_matmul(mpc_shape_numel(s[0]) / k, cols, k, v[0], k, 1, v[1], cols, 1, y);
+    break;
+  }
+  case MPC_OP_GEMM: {
+    /* A is [M,K] or, transposed, [K,M]; B is [K,N] or [N,K]. Either way the
+     * row stride of the stored matrix is its second dimension. */
+    size_t a0 = s[0]->dim[0], a1 = s[0]->dim[1], b1 = s[1]->dim[1];
+    size_t m = ys->dim[0], cols = ys->dim[1], k = at->trans_a ? a0 : a1;
+    ev_matmul(m, cols, k, v[0], at->trans_a ? 1 : a1, at->trans_a ? a1 : 1, v[1],
+              at->trans_b ? 1 : b1, at->trans_b ? b1 : 1, y);
+    if (v[2] != NULL)
+      ev_bcast(at->alpha, y, ys, at->beta, v[2], s[2], y);
+    else
+      for (size_t i = 0; i < n; i++)
+        y[i] *= at->alpha;
+    break;
+  }
+  case MPC_OP_CONV:
+    ev_conv(at, v[0], s[0], v[1], s[1], v[2], ys, y);
+    break;
+  case MPC_OP_ADD:
+  case MPC_OP_SUB:
+    ev_bcast(1.0, v[0], s[0], nd->op == MPC_OP_ADD ? 1.0 : -1.0, v[1], s[1], y);
+    break;
+  case MPC_OP_MULC:
+    for (size_t i = 0; i < n; i++)
+      y[i] = v[0][i] * at->scalar;
+    break;
+  case MPC_OP_RELU:
+    for (size_t i = 0; i < n; i++)
+      y[i] = v[0][i] > 0.0 ? v[0][i] : 0.0;
+    break;
+  case MPC_OP_MAXPOOL:
+  case MPC_OP_AVGPOOL:
+    ev_pool(nd->op == MPC_OP_MAXPOOL, at, v[0], s[0], ys, y);
+    break;
+  case MPC_OP_TRANSPOSE:
+    ev_transpose(at->perm, v[0], s[0], ys, y);
+    break;
+  default: /* RESHAPE, OUTPUT: the same elements in the same order */
+    memcpy(y, v[0], n * sizeof *y);
+    break;
+  }
+}
+
+/* The evaluator keeps one value per node: borrowed for inputs, weights and
+ * constants, owned for computed nodes (freed, wiped, at the end). Shapes are
+ * inferred again from the actual inputs, so the batch of the inputs flows
+ * through the graph. */
+int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w, const mpc_ftensor_t *inputs,
+                   mpc_ftensor_t *outputs) {
+  if (g == NULL || (g->nnodes > 0 && g->nodes == NULL))
+    return TANDEM_EINVAL;
+  size_t nn = g->nnodes, nin = 0, nout = 0, npar = 0;
+  for (size_t i = 0; i < nn; i++) {
+    nin += g->nodes[i].op == MPC_OP_INPUT;
+    nout += g->nodes[i].op == MPC_OP_OUTPUT;
+    npar += g->nodes[i].op == MPC_OP_PARAM;
+  }
+  if ((nin > 0 && inputs == NULL) || (nout > 0 && outputs == NULL))
+    return TANDEM_EINVAL;
+  if (npar > 0 && (w == NULL || w->graph != g || w->param == NULL))
+    return TANDEM_EINVAL;
+  for (size_t j = 0; j < nout; j++)
+    memset(&outputs[j], 0, sizeof outputs[j]); /* closable whatever happens */
+
+  int rc = TANDEM_ENOMEM;
+  size_t ii = 0, oi = 0;
+  mpc_shape_t *shp = calloc(nn ? nn : 1, sizeof *shp);
+  const double **val = calloc(nn ? nn : 1, sizeof *val);
+  double **own = calloc(nn ? nn : 1, sizeof *own);
+  if (shp == NULL || val == NULL || own == NULL)
+    goto fail;
+
+  for (size_t i = 0; i < nn; i++) {
+    const mpc_node_t *nd = &g->nodes[i];
+    rc = check_inputs(nd, i, NULL);
+    if (rc != 0)
+      goto fail;
+    if (nd->op == MPC_OP_INPUT) {
+      const mpc_ftensor_t *t = &inputs[ii++];
+      /* Only the batch (dim 0) may differ from the declared shape. */
+      mpc_shape_t want = nd->shape;
+      want.dim[0] = t->shape.ndim >= 1 ? t->shape.dim[0] : 0;
+      rc = TANDEM_ESHAPE;
+      if (t->data == NULL || !shape_eq(&t->shape, &want) || check_shape(NULL, &t->shape, "") != 0)
+        goto fail;
+      shp[i] = t->shape;
+      val[i] = t->data;
+      continue;
+    }
+    if (nd->op == MPC_OP_PARAM) {
+      const mpc_ftensor_t *t = &w->param[i];
+      rc = TANDEM_ESHAPE;
+      if (t->data == NULL || !shape_eq(&t->shape, &nd->shape) ||
+          check_shape(NULL, &t->shape, "") != 0)
+        goto fail;
+      shp[i] = t->shape;
+      val[i] = t->data;
+      continue;
+    }
+    const mpc_shape_t *s[3];
+    const double *v[3];
+    for (int k = 0; k < 3; k++) {
+      s[k] = nd->in[k] >= 0 ? &shp[nd->in[k]] : NULL;
+      v[k] = nd->in[k] >= 0 ? val[nd->in[k]] : NULL;
+    }
+    mpc_attr_t at;
+    rc = infer(nd, s, 1, &shp[i], &at, NULL);
+    if (rc != 0)
+      goto fail;
+    if (nd->op == MPC_OP_CONST) {
+      val[i] = nd->cdata;
+      continue;
+    }
+    double *y;
+    if (nd->op == MPC_OP_OUTPUT) {
+      rc = mpc_ftensor_init(&outputs[oi], &shp[i]);
+      if (rc != 0)
+        goto fail;
+      y = outputs[oi++].data;
+    } else {
+      y = own[i] = malloc(mpc_shape_numel(&shp[i]) * sizeof *y);
+      rc = TANDEM_ENOMEM;
+      if (y == NULL)
+        goto fail;
+    }
+    ev_node(nd, &at, v, s, &shp[i], y);
+    val[i] = y;
+  }
+  rc = 0;
+
+fail:
+  if (rc != 0)
+    for (size_t j = 0; j < oi; j++)
+      mpc_ftensor_close(&outputs[j]);
+  if (own != NULL)
+    for (size_t i = 0; i < nn; i++)
+      if (own[i] != NULL) {
+        sodium_memzero(own[i], mpc_shape_numel(&shp[i]) * sizeof *own[i]);
+        free(own[i]);
+      }
+  free(own);
+  free(val);
+  free(shp);
+  return rc;
+}
