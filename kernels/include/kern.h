@@ -219,15 +219,17 @@ size_t kern_dcf_key_bytes(unsigned nbits, unsigned width);
 /* Generates count instances: alpha[i], beta[i*width .. i*width+width). Keys
  * are written to k0 and k1 (count * kern_dcf_key_bytes each). Root seeds are
  * drawn from prg (seeded by the caller from the OS). High bits of alpha above
- * nbits must be 0. Returns 0, TANDEM_EINVAL or TANDEM_ECRYPTO. Wipe the keys
- * after use (they are secrets of the dealer's recipients). */
+ * nbits must be 0. Returns 0, TANDEM_EINVAL, TANDEM_ENOMEM (scratch, allocated
+ * once per call) or TANDEM_ECRYPTO; on error both key buffers are wiped. Wipe
+ * the keys after use (they are secrets of the dealer's recipients). */
 TANDEM_WUR int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width,
                             size_t count, const uint64_t *alpha,
                             const uint64_t *beta, uint8_t *k0, uint8_t *k1);
 
 /* Party b (0 or 1) evaluates its keys at x[i] (taken mod 2^nbits):
  * y[i*width .. i*width+width) = its share of f_i(x[i]). Returns 0,
- * TANDEM_EINVAL or TANDEM_ECRYPTO. Local: no communication. */
+ * TANDEM_EINVAL, TANDEM_ENOMEM or TANDEM_ECRYPTO (y is then wiped). Local: no
+ * communication. */
 TANDEM_WUR int kern_dcf_eval(int party, unsigned nbits, unsigned width,
                              size_t count, const uint8_t *keys,
                              const uint64_t *x, uint64_t *y);
