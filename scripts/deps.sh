@@ -7,6 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config
   libuv1-dev libsodium-dev libssl-dev check zlib1g-dev libopenblas-dev
+  libonnx-dev protobuf-c-compiler libprotobuf-c-dev
 )
 
 missing=()

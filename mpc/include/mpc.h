@@ -285,6 +285,58 @@ TANDEM_WUR int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
                               char *err, size_t errlen);
 
+/* ------------------------------------------------------------------------ */
+/* ONNX import and tensor files                                              */
+
+/* The largest model or tensor file read, in bytes (1 GiB). */
+#define MPC_FILE_MAX ((size_t)1 << 30)
+
+/* Imports an ONNX model (opsets 9 to 17) into g and its weights into w.
+ * g and w are initialised by the callee (any previous content is ignored);
+ * on success the caller closes w and then g (mpc_weights_close before
+ * mpc_graph_close: w refers to g). On failure both are left closed.
+ * Graph inputs that are not initializers become INPUT nodes (the client's),
+ * named as in the model, in the model's order; a symbolic or 0 first
+ * dimension is the batch and is declared as 1 (mpc_plan_new and
+ * mpc_eval_float substitute the real one). Initializers and Constant tensors
+ * used as operands become PARAM nodes (the model owner's) with their values in
+ * w; shape-only tensors (Reshape's shape, axes, pads) are consumed here. Graph
+ * outputs become OUTPUT nodes named as in the model, in the model's order.
+ * BatchNormalization is folded into a Conv or Gemm it directly follows, Pad
+ * into the Conv or AveragePool it feeds. Nothing is sent anywhere.
+ * Errors, each with one line in err naming the node and its operator where
+ * there is one: TANDEM_EUNSUPOP (an operator, attribute value or opset outside
+ * the supported set), TANDEM_EPARSE (not a protobuf ModelProto, dangling
+ * names, cycles, wrong data types or lengths), TANDEM_ESHAPE (inconsistent
+ * shapes), TANDEM_ERANGE (a weight that is NaN or infinite), TANDEM_ENOMEM,
+ * -errno for I/O. mpc_onnx_load_buffer parses len bytes at buf (not kept). */
+TANDEM_WUR int mpc_onnx_load(const char *path, mpc_graph_t *g, mpc_weights_t *w,
+                             char *err, size_t errlen);
+TANDEM_WUR int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g,
+                                    mpc_weights_t *w, char *err, size_t errlen);
+
+/* Reads a tensor file: an ONNX TensorProto (.pb, FLOAT or DOUBLE, as in the
+ * ONNX backend test data) or a NumPy array (.npy, format 1.0 or 2.0, dtype
+ * <f4 or <f8, C order). The format is the .npy magic if present, else
+ * TensorProto; a path ending in .npy must have the magic. *out is initialised
+ * by the callee (the caller closes it with mpc_ftensor_close); on failure it
+ * is left closed. Rank 0 (a scalar) to MPC_MAX_DIMS, at least one element.
+ * Errors: TANDEM_EPARSE (malformed, truncated), TANDEM_EUNSUPOP (big-endian,
+ * Fortran order, another dtype or version), TANDEM_ESHAPE (rank or size),
+ * TANDEM_ENOMEM, -errno; a message in err. mpc_tensor_load_buffer parses len
+ * bytes at buf. */
+TANDEM_WUR int mpc_tensor_load(const char *path, mpc_ftensor_t *out, char *err,
+                               size_t errlen);
+TANDEM_WUR int mpc_tensor_load_buffer(const void *buf, size_t len, mpc_ftensor_t *out,
+                                      char *err, size_t errlen);
+
+/* Writes t to path as float64, losslessly: a NumPy 1.0 '<f8' array if path
+ * ends in .npy, else an ONNX TensorProto of type DOUBLE with little-endian
+ * raw_data. The file is written to a temporary name in the same directory,
+ * flushed and renamed, so a reader never sees half a file. Returns 0,
+ * TANDEM_EINVAL (no data or a bad shape), TANDEM_ENOMEM or -errno. */
+TANDEM_WUR int mpc_tensor_save(const char *path, const mpc_ftensor_t *t);
+
 #ifdef __cplusplus
 }
 #endif
