@@ -223,7 +223,8 @@ TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
 
 typedef struct mpc_plan_s mpc_plan_t;
 
-/* Compiles g for batch size `batch` (replacing dim[0] of every INPUT). The plan
+/* Compiles g for batch size `batch` (replacing dim[0] of every INPUT; 0 keeps
+ * the shapes the graph declares). Also initialises libsodium. The plan
  * keeps a pointer to g (which must outlive it). Errors: TANDEM_EUNSUPOP naming
  * the node in err, TANDEM_ESHAPE, TANDEM_EINVAL, TANDEM_ENOMEM. */
 TANDEM_WUR int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch,

@@ -11,6 +11,7 @@
  * one round share one frame.
  */
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -712,7 +713,8 @@ static int lower_node(cc_t *cc, int node) {
   switch (nd->op) {
   case MPC_OP_INPUT: {
     mpc_shape_t s = nd->shape;
-    s.dim[0] = p->batch;
+    if (p->batch != 0)
+      s.dim[0] = p->batch; /* batch 0: the shapes the graph declares */
     int v = new_val(cc, &s, MPC__V_MASKED, 1, node);
     if (v < 0)
       return v;
@@ -856,8 +858,12 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   *out = NULL;
   if (err != NULL && errlen > 0)
     err[0] = '\0';
-  if (g == NULL || batch == 0 || g->nnodes == 0)
+  if (g == NULL || g->nnodes == 0)
     return TANDEM_EINVAL;
+  /* Every role compiles a plan first: the place to make libsodium ready
+   * (sodium_malloc and randombytes_buf need it; it is idempotent). */
+  if (sodium_init() < 0)
+    return TANDEM_ECRYPTO;
   unsigned f = g->frac_bits ? g->frac_bits : KERN_FIX_FRAC_DEFAULT;
   if (f < KERN_FIX_FRAC_MIN || f > KERN_FIX_FRAC_MAX)
     return TANDEM_EINVAL;
