@@ -1,0 +1,1203 @@
+/* bench.c - `tandem bench`, the benchmark subcommand of the tandem binary.
+ *
+ * It measures one workload against a baseline timed in the same run, on the
+ * same data, and prints a few aligned lines or, with --json, one JSON object on
+ * one line. The workloads are rows of a table (name, accepted options, run
+ * function); today they are the kernels (GEMM over Z_2^64 against OpenBLAS
+ * dgemm, the AES-CTR PRG against raw OpenSSL AES-128-CTR, truncation against
+ * memcpy), and the protocol workloads of later issues become further rows that
+ * reuse the same option parser, timer and report printer. Every rate comes from
+ * the median of R timed repetitions after a warm-up. A kernel whose result is
+ * wrong never gets a speed: each workload checks its output before timing it.
+ */
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apps.h"
+#include "kern.h"
+#include "tandem_err.h"
+
+/* Debian's OpenBLAS cblas.h declares it; reference CBLAS headers do not. */
+#ifndef OPENBLAS_VERSION
+void openblas_set_num_threads(int n);
+#endif
+
+#define CMD "bench"
+
+/* Exit codes of the subcommand (apps.h). */
+#define EXIT_OK 0
+#define EXIT_ERR 1
+#define EXIT_USAGE 2
+
+/* Timing policy: one rep lasts at least REP_MIN_S (short operations run
+ * several times per rep so the clock's resolution does not matter), and a
+ * measurement is about TARGET_S of timed reps unless --reps says otherwise. */
+#define REP_MIN_S 2e-3
+#define TARGET_S 0.4
+#define REPS_AUTO_MAX 400
+#define REPS_MAX 10000
+
+#define SHAPE_DIM_MAX 65536u
+#define THREADS_MAX 64
+/* Up to this many MACs the GEMM result is compared with the reference in
+ * full; above it, Freivalds' test (FREIVALDS_TRIALS random vectors). Over
+ * Z_2^64 one trial misses a wrong product with probability at most 1/2 (an
+ * error of 2^63 survives every even vector), so several trials are run. */
+#define VERIFY_FULL_MACS (1ull << 27)
+#define FREIVALDS_TRIALS 16
+/* The micro-kernel's packed panels for the peak figure fit in half of a
+ * 32 KiB L1 data cache together. */
+#define PEAK_PANEL_BYTES 16384u
+/* The reference's kern_gemm is a plain loop, not a micro-kernel: its peak
+ * is kern_gemm on this cube. */
+#define PEAK_REF_DIM 32u
+
+#define PRG_CALL_BYTES (1u << 20)
+#define PRG_TOTAL_BYTES (64u << 20)
+#define TRUNC_ELEMS (16u << 20)
+#define TRUNC_SHIFT 16u
+
+/* ------------------------------------------------------------------------ */
+/* Options and the workload table                                            */
+
+enum { OPT_SHAPE = 1u << 0, OPT_THREADS = 1u << 1 };
+
+typedef struct {
+  const char *kernel; /* --kernel value, NULL if absent */
+  int have_shape;
+  size_t m, k, n; /* --shape MxKxN */
+  int have_threads;
+  int threads; /* --threads, default 1 */
+  int reps;    /* --reps, 0: automatic */
+  int json;
+  kern_isa_t isa;   /* after kern_init */
+  int isa_from_env; /* TANDEM_KERNEL chose it */
+} bench_opts_t;
+
+/* A report: the figures a workload measured, printed as aligned lines or as
+ * one JSON object. A field with no key is human output only; one with no
+ * label is JSON only. */
+typedef enum { FIELD_STR, FIELD_INT, FIELD_NUM } field_kind_t;
+
+typedef struct {
+  const char *key;
+  int human;      /* printed in human output, under label */
+  char label[32];
+  field_kind_t kind;
+  char str[48];
+  long long i;
+  double d;
+  int digits;     /* decimals in human output */
+  char note[128]; /* human output: unit and context */
+} field_t;
+
+#define REPORT_MAX 24
+typedef struct {
+  field_t f[REPORT_MAX];
+  int n;
+} report_t;
+
+/* A workload fills the report and returns an exit code; on error it has
+ * already printed its one line on stderr. */
+typedef struct {
+  const char *name;
+  unsigned opts; /* OPT_* accepted besides --reps and --json */
+  int (*run)(const bench_opts_t *o, report_t *r);
+  const char *help;
+} workload_t;
+
+static int run_gemm(const bench_opts_t *o, report_t *r);
+static int run_prg(const bench_opts_t *o, report_t *r);
+static int run_trunc(const bench_opts_t *o, report_t *r);
+
+static const workload_t kernel_workloads[] = {
+    {"gemm", OPT_SHAPE | OPT_THREADS, run_gemm,
+     "C = A*B over Z_2^64 with kern_gemm vs OpenBLAS cblas_dgemm"},
+    {"prg", 0, run_prg,
+     "kern_prg_u64 vs raw OpenSSL EVP AES-128-CTR over the same bytes"},
+    {"trunc", 0, run_trunc, "kern_trunc vs memcpy of the same bytes"},
+};
+#define N_KERNEL_WORKLOADS (sizeof kernel_workloads / sizeof kernel_workloads[0])
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: tandem bench --kernel gemm --shape MxKxN [--threads N] "
+          "[--reps R] [--json]\n"
+          "       tandem bench --kernel prg|trunc [--reps R] [--json]\n"
+          "\n"
+          "Measures a kernel against a baseline timed in the same run on the "
+          "same data.\n"
+          "Every output is checked before it is timed: a wrong kernel gets an "
+          "error, not a speed.\n\n"
+          "kernels:\n");
+  for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
+    fprintf(out, "  %-7s %s\n", kernel_workloads[i].name,
+            kernel_workloads[i].help);
+  fprintf(
+      out,
+      "\n"
+      "  gemm:  A is MxK, B is KxN, uniform ring elements from kern_prg. The "
+      "result is\n"
+      "         compared with the reference variant (up to 2^27 MACs) or "
+      "checked with\n"
+      "         %d rounds of Freivalds' test. Baselines: cblas_dgemm with 1 "
+      "thread and\n"
+      "         with N threads.\n"
+      "  prg:   %u MiB per rep in %u MiB calls; baseline: EVP AES-128-CTR in "
+      "place over\n"
+      "         the same bytes, so the ratio is the wrapper's overhead. The "
+      "streams are\n"
+      "         checked equal first.\n"
+      "  trunc: arithmetic shift by %u of %u Mi elements, out of place; "
+      "baseline: memcpy\n"
+      "         of the same bytes.\n"
+      "\n"
+      "options:\n"
+      "  --kernel NAME   the workload: gemm, prg or trunc\n"
+      "  --shape MxKxN   gemm only; each 1..%u\n"
+      "  --threads N     gemm only; kern_set_threads(N) and N OpenBLAS "
+      "threads for the\n"
+      "                  threaded baseline (1..%d, default 1)\n"
+      "  --reps R        timed repetitions (1..%d; default: enough for about "
+      "%.1f s)\n"
+      "  --json          one JSON object on one line on stdout\n"
+      "  --help          this text\n"
+      "\n"
+      "figures (each from the MEDIAN time of R reps after one warm-up rep):\n"
+      "  gmacs           M*K*N / seconds / 1e9\n"
+      "  ratio           Tandem rate / baseline rate; for gemm the baseline "
+      "is OpenBLAS\n"
+      "                  with the same thread count (baseline_gmacs; "
+      "baseline_gmacs_1t is\n"
+      "                  1 thread)\n"
+      "  peak_gmacs      mr*nr*k*calls / seconds of the selected variant's "
+      "register-tile\n"
+      "                  micro-kernel on L1-resident packed panels, 1 thread "
+      "(for the\n"
+      "                  reference, whose kern_gemm is a plain loop: kern_gemm "
+      "on a\n"
+      "                  %ux%ux%u product)\n"
+      "  efficiency      gmacs / (peak_gmacs * threads), per-core efficiency\n"
+      "  gbps            bytes written / seconds / 1e9\n"
+      "\n"
+      "environment: TANDEM_KERNEL=ref|avx2|avx512 forces a variant (default: "
+      "the best\n"
+      "this CPU and OS support).\n",
+      FREIVALDS_TRIALS, PRG_TOTAL_BYTES >> 20, PRG_CALL_BYTES >> 20,
+      TRUNC_SHIFT, TRUNC_ELEMS >> 20, SHAPE_DIM_MAX, THREADS_MAX, REPS_MAX,
+      TARGET_S, PEAK_REF_DIM, PEAK_REF_DIM, PEAK_REF_DIM);
+}
+
+/* Parses a decimal integer in [lo, hi] made of digits only (no sign, no
+ * spaces) from s up to the first character not a digit; *end gets it. */
+static int parse_uint(const char *s, unsigned long lo, unsigned long hi,
+                      unsigned long *out, const char **end) {
+  unsigned long v = 0;
+  const char *p = s;
+  if (*p < '0' || *p > '9')
+    return TANDEM_EINVAL;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    v = v * 10 + (unsigned long)(*p - '0');
+    if (v > hi)
+      return TANDEM_EINVAL; /* also stops before v can overflow */
+  }
+  if (v < lo)
+    return TANDEM_EINVAL;
+  *out = v;
+  *end = p;
+  return 0;
+}
+
+static int parse_int_arg(const char *s, int lo, int hi, int *out) {
+  unsigned long v;
+  const char *end;
+  if (parse_uint(s, (unsigned long)lo, (unsigned long)hi, &v, &end) != 0 ||
+      *end != '\0')
+    return TANDEM_EINVAL;
+  *out = (int)v;
+  return 0;
+}
+
+static int parse_shape(const char *s, size_t *m, size_t *k, size_t *n) {
+  unsigned long d[3];
+  const char *p = s;
+  for (int i = 0; i < 3; i++) {
+    if (parse_uint(p, 1, SHAPE_DIM_MAX, &d[i], &p) != 0)
+      return TANDEM_EINVAL;
+    if (*p != (i < 2 ? 'x' : '\0'))
+      return TANDEM_EINVAL;
+    p++;
+  }
+  *m = d[0];
+  *k = d[1];
+  *n = d[2];
+  return 0;
+}
+
+static int usage_error(const char *msg, const char *arg) {
+  if (arg != NULL)
+    tandem_app_error(CMD, "%s '%s' (try 'tandem bench --help')", msg, arg);
+  else
+    tandem_app_error(CMD, "%s (try 'tandem bench --help')", msg);
+  return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reports                                                                   */
+
+static field_t *report_add(report_t *r, const char *key, const char *label,
+                           field_kind_t kind) {
+  assert(r->n < REPORT_MAX);
+  field_t *f = &r->f[r->n++];
+  memset(f, 0, sizeof *f);
+  f->key = key;
+  if (label != NULL) {
+    f->human = 1;
+    snprintf(f->label, sizeof f->label, "%s", label);
+  }
+  f->kind = kind;
+  f->digits = 2;
+  return f;
+}
+
+static void field_note(field_t *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void field_note(field_t *f, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->note, sizeof f->note, fmt, ap);
+  va_end(ap);
+}
+
+static field_t *report_str(report_t *r, const char *key, const char *label,
+                           const char *s) {
+  field_t *f = report_add(r, key, label, FIELD_STR);
+  snprintf(f->str, sizeof f->str, "%s", s);
+  return f;
+}
+
+static field_t *report_int(report_t *r, const char *key, const char *label,
+                           long long v) {
+  field_t *f = report_add(r, key, label, FIELD_INT);
+  f->i = v;
+  return f;
+}
+
+static field_t *report_num(report_t *r, const char *key, const char *label,
+                           double v, int digits) {
+  field_t *f = report_add(r, key, label, FIELD_NUM);
+  f->d = v;
+  f->digits = digits;
+  return f;
+}
+
+static void json_string(FILE *out, const char *s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(out, "\\%c", ch);
+    else if (ch < 0x20)
+      fprintf(out, "\\u%04x", ch);
+    else
+      fputc(ch, out);
+  }
+  fputc('"', out);
+}
+
+static void report_print_json(const report_t *r, FILE *out) {
+  int first = 1;
+  fputc('{', out);
+  for (int i = 0; i < r->n; i++) {
+    const field_t *f = &r->f[i];
+    if (f->key == NULL)
+      continue;
+    if (!first)
+      fputc(',', out);
+    first = 0;
+    json_string(out, f->key);
+    fputc(':', out);
+    switch (f->kind) {
+    case FIELD_STR:
+      json_string(out, f->str);
+      break;
+    case FIELD_INT:
+      fprintf(out, "%lld", f->i);
+      break;
+    case FIELD_NUM:
+      /* JSON has no NaN or infinity. */
+      if (isfinite(f->d))
+        fprintf(out, "%.6g", f->d);
+      else
+        fputs("null", out);
+      break;
+    }
+  }
+  fputs("}\n", out);
+}
+
+static void report_print_human(const report_t *r, FILE *out) {
+  int width = 0;
+  for (int i = 0; i < r->n; i++)
+    if (r->f[i].human && (int)strlen(r->f[i].label) > width)
+      width = (int)strlen(r->f[i].label);
+  for (int i = 0; i < r->n; i++) {
+    const field_t *f = &r->f[i];
+    char val[64];
+    if (!f->human)
+      continue;
+    switch (f->kind) {
+    case FIELD_STR:
+      snprintf(val, sizeof val, "%s", f->str);
+      break;
+    case FIELD_INT:
+      snprintf(val, sizeof val, "%lld", f->i);
+      break;
+    case FIELD_NUM:
+      snprintf(val, sizeof val, "%.*f", f->digits, f->d);
+      break;
+    }
+    if (f->note[0] != '\0')
+      fprintf(out, "%-*s  %-10s %s\n", width, f->label, val, f->note);
+    else
+      fprintf(out, "%-*s  %s\n", width, f->label, val);
+  }
+}
+
+/* The selected variant, and who selected it. */
+static void report_kernel(report_t *r, const bench_opts_t *o) {
+  field_t *f = report_str(r, "kernel", "kernel", kern_isa_name(o->isa));
+  field_note(f, "(%s)",
+             o->isa_from_env ? "forced by TANDEM_KERNEL"
+                             : "the best this CPU and OS support");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Timing                                                                    */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* One operation to time; returns 0 or a negative Tandem error code. */
+typedef int (*bench_op_fn)(void *ctx);
+
+typedef struct {
+  double sec; /* median seconds of one operation */
+  int reps;   /* timed reps */
+  long inner; /* operations per rep */
+} timing_t;
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Runs op once to warm up (page faults, packing buffers, caches), once more
+ * to calibrate, then reps timed reps of `inner` operations each; t gets the
+ * median time of one operation. reps_opt 0 picks reps for about TARGET_S. */
+static int time_op(bench_op_fn op, void *ctx, int reps_opt, timing_t *t) {
+  int rc = op(ctx);
+  if (rc != 0)
+    return rc;
+  double t0 = now_s();
+  rc = op(ctx);
+  double one = now_s() - t0;
+  if (rc != 0)
+    return rc;
+  if (one < 1e-9)
+    one = 1e-9;
+  long inner = 1;
+  if (one < REP_MIN_S)
+    inner = (long)ceil(REP_MIN_S / one);
+  int reps;
+  if (reps_opt > 0) {
+    reps = reps_opt;
+  } else if (one >= TARGET_S) {
+    /* One operation is a whole measurement already: the calibration run is
+     * the measurement. */
+    t->sec = one;
+    t->reps = 1;
+    t->inner = 1;
+    return 0;
+  } else {
+    double r = TARGET_S / (one * (double)inner);
+    reps = r < 1 ? 1 : r > REPS_AUTO_MAX ? REPS_AUTO_MAX : (int)r;
+  }
+  double *times = malloc((size_t)reps * sizeof *times);
+  if (times == NULL)
+    return TANDEM_ENOMEM;
+  for (int i = 0; i < reps && rc == 0; i++) {
+    t0 = now_s();
+    for (long j = 0; j < inner && rc == 0; j++)
+      rc = op(ctx);
+    times[i] = (now_s() - t0) / (double)inner;
+  }
+  if (rc == 0) {
+    qsort(times, (size_t)reps, sizeof *times, cmp_double);
+    t->sec = (reps % 2) ? times[reps / 2]
+                        : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+    if (t->sec < 1e-12)
+      t->sec = 1e-12;
+    t->reps = reps;
+    t->inner = inner;
+  }
+  free(times);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared helpers                                                            */
+
+static int mul_size(size_t a, size_t b, size_t *out) {
+  if (b != 0 && a > SIZE_MAX / b)
+    return TANDEM_ENOMEM;
+  *out = a * b;
+  return 0;
+}
+
+/* 64-byte aligned storage for n elements of `size` bytes (free with free);
+ * NULL on overflow or exhaustion. */
+static void *alloc64(size_t n, size_t size) {
+  size_t bytes;
+  if (mul_size(n, size, &bytes) != 0 || bytes > SIZE_MAX - 63)
+    return NULL;
+  bytes = (bytes + 63) & ~(size_t)63;
+  return aligned_alloc(64, bytes == 0 ? 64 : bytes);
+}
+
+/* Physical memory in bytes, 0 if unknown. */
+static uint64_t phys_bytes(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0)
+    return 0;
+  return (uint64_t)pages * (uint64_t)page;
+}
+
+/* A PRG with a fresh seed from the OS. The seed lives in sodium_malloc'd
+ * memory and is wiped before return; the caller closes prg on success. */
+static int prg_fresh(kern_prg_t *prg) {
+  uint8_t *seed = sodium_malloc(KERN_PRG_SEED_BYTES);
+  if (seed == NULL)
+    return TANDEM_ENOMEM;
+  randombytes_buf(seed, KERN_PRG_SEED_BYTES);
+  int rc = kern_prg_init(prg, seed, KERN_PRG_SEED_BYTES);
+  sodium_memzero(seed, KERN_PRG_SEED_BYTES);
+  sodium_free(seed);
+  return rc;
+}
+
+static int fail(const char *what, int rc) {
+  tandem_app_error(CMD, "%s: %s", what, tandem_strerror(rc));
+  return EXIT_ERR;
+}
+
+/* ------------------------------------------------------------------------ */
+/* GEMM                                                                      */
+
+typedef struct {
+  size_t m, k, n;
+  const uint64_t *a, *b;
+  uint64_t *c;
+  const double *ad, *bd;
+  double *cd;
+  /* the peak measurement */
+  kern_ukr_fn ukr;
+  size_t uk, mr, nr;
+  const uint64_t *ap, *bp;
+  uint64_t *cc;
+} gemm_ctx_t;
+
+static int op_kern_gemm(void *p) {
+  gemm_ctx_t *g = p;
+  return kern_gemm(KERN_NOTRANS, KERN_NOTRANS, g->m, g->n, g->k, g->a, g->k,
+                   g->b, g->n, 0, g->c, g->n);
+}
+
+static int op_dgemm(void *p) {
+  gemm_ctx_t *g = p;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->m, (int)g->n,
+              (int)g->k, 1.0, g->ad, (int)g->k, g->bd, (int)g->n, 0.0, g->cd,
+              (int)g->n);
+  return 0;
+}
+
+#define PEAK_CALLS 64
+static int op_ukr(void *p) {
+  gemm_ctx_t *g = p;
+  for (int i = 0; i < PEAK_CALLS; i++)
+    g->ukr(g->uk, g->ap, g->bp, g->cc, g->nr);
+  return 0;
+}
+
+static int op_ref_cube(void *p) {
+  gemm_ctx_t *g = p;
+  return kern_gemm_isa(KERN_REF, KERN_NOTRANS, KERN_NOTRANS, PEAK_REF_DIM,
+                       PEAK_REF_DIM, PEAK_REF_DIM, g->ap, PEAK_REF_DIM, g->bp,
+                       PEAK_REF_DIM, 0, g->cc, PEAK_REF_DIM);
+}
+
+/* y = X v for row-major X (rows x cols) over Z_2^64. */
+static void matvec(uint64_t *y, const uint64_t *x, size_t rows, size_t cols,
+                   const uint64_t *v) {
+  for (size_t i = 0; i < rows; i++) {
+    uint64_t s = 0;
+    for (size_t j = 0; j < cols; j++)
+      s += x[i * cols + j] * v[j];
+    y[i] = s;
+  }
+}
+
+/* Checks C == A*B: in full against the reference for small products, else by
+ * Freivalds' test. 0, 1 for a mismatch (message printed), or an error code. */
+static int gemm_verify(const gemm_ctx_t *g, kern_prg_t *prg, char *how,
+                       size_t how_len) {
+  size_t m = g->m, k = g->k, n = g->n;
+  int rc;
+  if ((uint64_t)m * k * n <= VERIFY_FULL_MACS) {
+    snprintf(how, how_len, "ref");
+    uint64_t *want = alloc64(m * n, sizeof *want);
+    if (want == NULL)
+      return TANDEM_ENOMEM;
+    rc = kern_gemm_isa(KERN_REF, KERN_NOTRANS, KERN_NOTRANS, m, n, k, g->a, k,
+                       g->b, n, 0, want, n);
+    if (rc == 0) {
+      for (size_t i = 0; i < m * n; i++) {
+        if (want[i] != g->c[i]) {
+          tandem_app_error(CMD,
+                           "kern_gemm (%s) is wrong: C[%zu][%zu] differs from "
+                           "the reference; no speed reported",
+                           kern_isa_name(kern_isa_active()), i / n, i % n);
+          rc = 1;
+          break;
+        }
+      }
+    }
+    free(want);
+    return rc;
+  }
+  snprintf(how, how_len, "freivalds");
+  size_t len = m > k ? m : k;
+  len = len > n ? len : n;
+  uint64_t *v = malloc(len * sizeof *v), *bv = malloc(len * sizeof *bv);
+  uint64_t *abv = malloc(len * sizeof *abv), *cv = malloc(len * sizeof *cv);
+  rc = (v && bv && abv && cv) ? 0 : TANDEM_ENOMEM;
+  for (int t = 0; rc == 0 && t < FREIVALDS_TRIALS; t++) {
+    rc = kern_prg_u64(prg, v, n);
+    if (rc != 0)
+      break;
+    matvec(bv, g->b, k, n, v);
+    matvec(abv, g->a, m, k, bv);
+    matvec(cv, g->c, m, n, v);
+    for (size_t i = 0; i < m; i++) {
+      if (abv[i] != cv[i]) {
+        tandem_app_error(CMD,
+                         "kern_gemm (%s) is wrong: row %zu of C fails "
+                         "Freivalds' test; no speed reported",
+                         kern_isa_name(kern_isa_active()), i);
+        rc = 1;
+        break;
+      }
+    }
+  }
+  free(cv);
+  free(abv);
+  free(bv);
+  free(v);
+  return rc;
+}
+
+/* The single-threaded peak of the active variant's micro-kernel on packed
+ * panels that stay in L1, in GMAC/s; *how describes what was measured. */
+static int gemm_peak(kern_prg_t *prg, int reps, double *gmacs, char *how,
+                     size_t how_len) {
+  kern_isa_t isa = kern_isa_active();
+  kern_gemm_info_t info;
+  gemm_ctx_t g;
+  timing_t t;
+  int rc;
+  memset(&g, 0, sizeof g);
+  memset(&info, 0, sizeof info);
+  /* The reference's kern_gemm is the plain loop, not the portable
+   * micro-kernel kern_gemm_info describes for it, so its peak is the plain
+   * loop's rate on L1-resident data (below). */
+  rc = isa == KERN_REF ? TANDEM_ENOTSUP : kern_gemm_info(isa, &info);
+  if (rc == 0 && info.ukr != NULL && info.mr >= 1 && info.mr <= 64 &&
+      info.nr >= 1 && info.nr <= 64) {
+    size_t uk = PEAK_PANEL_BYTES / (sizeof(uint64_t) * (info.mr + info.nr));
+    uk = uk < 8 ? 8 : uk & ~(size_t)7;
+    g.ukr = info.ukr;
+    g.uk = uk;
+    g.mr = info.mr;
+    g.nr = info.nr;
+    uint64_t *ap = alloc64(uk * info.mr, sizeof *ap);
+    uint64_t *bp = alloc64(uk * info.nr, sizeof *bp);
+    uint64_t *cc = alloc64(info.mr * info.nr, sizeof *cc);
+    rc = (ap && bp && cc) ? 0 : TANDEM_ENOMEM;
+    if (rc == 0)
+      rc = kern_prg_u64(prg, ap, uk * info.mr);
+    if (rc == 0)
+      rc = kern_prg_u64(prg, bp, uk * info.nr);
+    if (rc == 0) {
+      memset(cc, 0, info.mr * info.nr * sizeof *cc);
+      g.ap = ap;
+      g.bp = bp;
+      g.cc = cc;
+      rc = time_op(op_ukr, &g, reps, &t);
+    }
+    if (rc == 0) {
+      *gmacs = (double)(info.mr * info.nr * uk) * PEAK_CALLS / t.sec / 1e9;
+      snprintf(how, how_len, "%zux%zu micro-kernel, k=%zu, L1-resident",
+               info.mr, info.nr, uk);
+    }
+    free(cc);
+    free(bp);
+    free(ap);
+    return rc;
+  }
+  /* The reference (or a variant without a usable micro-kernel): kern_gemm
+   * on a product that fits L1. */
+  size_t d2 = (size_t)PEAK_REF_DIM * PEAK_REF_DIM;
+  uint64_t *ap = alloc64(d2, sizeof *ap), *bp = alloc64(d2, sizeof *bp);
+  uint64_t *cc = alloc64(d2, sizeof *cc);
+  rc = (ap && bp && cc) ? 0 : TANDEM_ENOMEM;
+  if (rc == 0)
+    rc = kern_prg_u64(prg, ap, d2);
+  if (rc == 0)
+    rc = kern_prg_u64(prg, bp, d2);
+  if (rc == 0) {
+    g.ap = ap;
+    g.bp = bp;
+    g.cc = cc;
+    rc = time_op(op_ref_cube, &g, reps, &t);
+  }
+  if (rc == 0) {
+    *gmacs = (double)d2 * PEAK_REF_DIM / t.sec / 1e9;
+    snprintf(how, how_len, "reference loop: kern_gemm %ux%ux%u, L1-resident",
+             PEAK_REF_DIM, PEAK_REF_DIM, PEAK_REF_DIM);
+  }
+  free(cc);
+  free(bp);
+  free(ap);
+  return rc;
+}
+
+/* Uniform ring elements, and doubles in [0, 1) from the same bits, so dgemm
+ * never meets a NaN or a denormal (which would slow it down). */
+static void to_unit_doubles(double *d, const uint64_t *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    d[i] = (double)(x[i] >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int run_gemm(const bench_opts_t *o, report_t *r) {
+  size_t m = o->m, k = o->k, n = o->n, mk, kn, mn, need;
+  int threads = o->threads, ex = EXIT_ERR, rc;
+  gemm_ctx_t g;
+  kern_prg_t prg;
+  int prg_open = 0;
+  uint64_t *a = NULL, *b = NULL, *c = NULL;
+  double *ad = NULL, *bd = NULL, *cd = NULL;
+  timing_t tt, tb1, tbn;
+  double peak = 0;
+  char check[16], peak_how[96];
+
+  memset(&g, 0, sizeof g);
+  /* Each matrix in u64 and in double, plus the reference product when the
+   * check is in full; refuse what the machine cannot hold rather than let
+   * the kernel's out-of-memory killer end the process. */
+  if (mul_size(m, k, &mk) || mul_size(k, n, &kn) || mul_size(m, n, &mn) ||
+      mk > SIZE_MAX - kn || mk + kn > SIZE_MAX - 2 * mn ||
+      mul_size(mk + kn + 2 * mn, 2 * sizeof(uint64_t), &need)) {
+    tandem_app_error(CMD, "shape %zux%zux%zu: too large for this machine", m,
+                     k, n);
+    return EXIT_ERR;
+  }
+  uint64_t phys = phys_bytes();
+  if (phys != 0 && (uint64_t)need > phys / 4 * 3) {
+    tandem_app_error(CMD,
+                     "shape %zux%zux%zu needs %.1f GiB, more than 3/4 of the "
+                     "%.1f GiB of memory",
+                     m, k, n, (double)need / (1u << 30),
+                     (double)phys / (1u << 30));
+    return EXIT_ERR;
+  }
+
+  rc = kern_set_threads(threads);
+  if (rc != 0) {
+    fail("kern_set_threads", rc);
+    return EXIT_ERR;
+  }
+  rc = prg_fresh(&prg);
+  if (rc != 0) {
+    fail("kern_prg_init", rc);
+    return EXIT_ERR;
+  }
+  prg_open = 1;
+
+  a = alloc64(mk, sizeof *a);
+  b = alloc64(kn, sizeof *b);
+  c = alloc64(mn, sizeof *c);
+  ad = alloc64(mk, sizeof *ad);
+  bd = alloc64(kn, sizeof *bd);
+  cd = alloc64(mn, sizeof *cd);
+  if (!a || !b || !c || !ad || !bd || !cd) {
+    fail("matrices", TANDEM_ENOMEM);
+    goto out;
+  }
+  if ((rc = kern_prg_u64(&prg, a, mk)) != 0 ||
+      (rc = kern_prg_u64(&prg, b, kn)) != 0) {
+    fail("kern_prg_u64", rc);
+    goto out;
+  }
+  to_unit_doubles(ad, a, mk);
+  to_unit_doubles(bd, b, kn);
+  g.m = m;
+  g.k = k;
+  g.n = n;
+  g.a = a;
+  g.b = b;
+  g.c = c;
+  g.ad = ad;
+  g.bd = bd;
+  g.cd = cd;
+
+  /* Correctness first: a wrong kernel gets no speed. */
+  rc = op_kern_gemm(&g);
+  if (rc != 0) {
+    fail("kern_gemm", rc);
+    goto out;
+  }
+  rc = gemm_verify(&g, &prg, check, sizeof check);
+  if (rc == 1)
+    goto out;
+  if (rc != 0) {
+    fail("verification", rc);
+    goto out;
+  }
+
+  if ((rc = time_op(op_kern_gemm, &g, o->reps, &tt)) != 0) {
+    fail("kern_gemm", rc);
+    goto out;
+  }
+  openblas_set_num_threads(1);
+  rc = time_op(op_dgemm, &g, o->reps, &tb1);
+  tbn = tb1;
+  if (rc == 0 && threads > 1) {
+    openblas_set_num_threads(threads);
+    rc = time_op(op_dgemm, &g, o->reps, &tbn);
+  }
+  if (rc != 0) {
+    fail("cblas_dgemm timing", rc);
+    goto out;
+  }
+  if ((rc = gemm_peak(&prg, o->reps, &peak, peak_how, sizeof peak_how)) !=
+      0) {
+    fail("peak measurement", rc);
+    goto out;
+  }
+
+  double macs = (double)m * (double)k * (double)n;
+  double gmacs = macs / tt.sec / 1e9;
+  double base = macs / tbn.sec / 1e9, base1 = macs / tb1.sec / 1e9;
+  char shape[48];
+  snprintf(shape, sizeof shape, "%zux%zux%zu", m, k, n);
+  field_t *f;
+
+  /* JSON keys in the order of the documented example. */
+  report_str(r, "workload", NULL, "gemm");
+  report_str(r, "shape", NULL, shape);
+  report_kernel(r, o);
+  report_int(r, "threads", "threads", threads);
+  f = report_str(r, NULL, "shape", shape);
+  field_note(f, "(M x K x N; result checked: %s)",
+             strcmp(check, "ref") == 0 ? "equal to the reference"
+                                       : "Freivalds' test");
+  f = report_num(r, "gmacs", "tandem", gmacs, 2);
+  field_note(f, "GMAC/s  kern_gemm, median of %d reps", tt.reps);
+  report_str(r, "baseline", NULL, "openblas-dgemm");
+  f = report_num(r, "baseline_gmacs_1t", "openblas 1 thread", base1, 2);
+  field_note(f, "GMAC/s  cblas_dgemm, median of %d reps", tb1.reps);
+  if (threads > 1) {
+    char label[32];
+    snprintf(label, sizeof label, "openblas %d threads", threads);
+    f = report_num(r, NULL, label, base, 2);
+    field_note(f, "GMAC/s  cblas_dgemm, median of %d reps", tbn.reps);
+  }
+  report_num(r, "baseline_gmacs", NULL, base, 6);
+  f = report_num(r, "ratio", "ratio", gmacs / base, 2);
+  field_note(f, "tandem / openblas, both with %d thread%s", threads,
+             threads > 1 ? "s" : "");
+  f = report_num(r, "peak_gmacs", "peak", peak, 2);
+  field_note(f, "GMAC/s  1 thread, %s", peak_how);
+  f = report_num(r, "efficiency", "efficiency", gmacs / (peak * threads), 2);
+  field_note(f, "gmacs / (peak * threads)");
+  report_int(r, "reps", NULL, tt.reps);
+  report_str(r, "stat", NULL, "median");
+  report_str(r, "check", NULL, check);
+  ex = EXIT_OK;
+
+out:
+  free(cd);
+  free(bd);
+  free(ad);
+  free(c);
+  free(b);
+  free(a);
+  if (prg_open)
+    kern_prg_close(&prg);
+  return ex;
+}
+
+/* ------------------------------------------------------------------------ */
+/* PRG                                                                       */
+
+typedef struct {
+  kern_prg_t *prg;
+  EVP_CIPHER_CTX *evp;
+  uint8_t *buf; /* PRG_CALL_BYTES */
+} prg_ctx_t;
+
+static int op_prg(void *p) {
+  prg_ctx_t *x = p;
+  for (size_t i = 0; i < PRG_TOTAL_BYTES / PRG_CALL_BYTES; i++) {
+    int rc = kern_prg_u64(x->prg, (uint64_t *)(void *)x->buf,
+                          PRG_CALL_BYTES / sizeof(uint64_t));
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* The same keystream straight from OpenSSL, encrypting the buffer in place. */
+static int op_evp(void *p) {
+  prg_ctx_t *x = p;
+  for (size_t i = 0; i < PRG_TOTAL_BYTES / PRG_CALL_BYTES; i++) {
+    int len = 0;
+    if (EVP_EncryptUpdate(x->evp, x->buf, &len, x->buf, (int)PRG_CALL_BYTES) !=
+            1 ||
+        len != (int)PRG_CALL_BYTES)
+      return TANDEM_ECRYPTO;
+  }
+  return 0;
+}
+
+static int run_prg(const bench_opts_t *o, report_t *r) {
+  static const uint8_t zero_iv[16];
+  int ex = EXIT_ERR, rc, prg_open = 0;
+  kern_prg_t prg;
+  prg_ctx_t x = {&prg, NULL, NULL};
+  uint8_t *key = NULL, *want = NULL;
+  timing_t tp, tb;
+
+  key = sodium_malloc(KERN_PRG_SEED_BYTES);
+  x.buf = alloc64(PRG_CALL_BYTES, 1);
+  want = alloc64(PRG_CALL_BYTES, 1);
+  x.evp = EVP_CIPHER_CTX_new();
+  if (key == NULL || x.buf == NULL || want == NULL || x.evp == NULL) {
+    fail("buffers", TANDEM_ENOMEM);
+    goto out;
+  }
+  /* One key for both: a 16-byte seed is the AES key with a zero counter
+   * block (kern.h), so both must produce the same stream, which is checked
+   * before anything is timed. */
+  randombytes_buf(key, KERN_PRG_SEED_BYTES);
+  if ((rc = kern_prg_init(&prg, key, KERN_PRG_SEED_BYTES)) != 0) {
+    fail("kern_prg_init", rc);
+    goto out;
+  }
+  prg_open = 1;
+  if (EVP_EncryptInit_ex(x.evp, EVP_aes_128_ctr(), NULL, key, zero_iv) != 1) {
+    fail("EVP_EncryptInit_ex", TANDEM_ECRYPTO);
+    goto out;
+  }
+  sodium_memzero(key, KERN_PRG_SEED_BYTES);
+
+  memset(want, 0, PRG_CALL_BYTES);
+  int len = 0;
+  if (EVP_EncryptUpdate(x.evp, want, &len, want, (int)PRG_CALL_BYTES) != 1 ||
+      len != (int)PRG_CALL_BYTES) {
+    fail("EVP_EncryptUpdate", TANDEM_ECRYPTO);
+    goto out;
+  }
+  if ((rc = kern_prg_u64(&prg, (uint64_t *)(void *)x.buf,
+                         PRG_CALL_BYTES / sizeof(uint64_t))) != 0) {
+    fail("kern_prg_u64", rc);
+    goto out;
+  }
+  if (memcmp(x.buf, want, PRG_CALL_BYTES) != 0) {
+    tandem_app_error(CMD, "kern_prg_u64 is wrong: its stream differs from "
+                          "AES-128-CTR; no speed reported");
+    goto out;
+  }
+
+  if ((rc = time_op(op_prg, &x, o->reps, &tp)) != 0) {
+    fail("kern_prg_u64", rc);
+    goto out;
+  }
+  if ((rc = time_op(op_evp, &x, o->reps, &tb)) != 0) {
+    fail("EVP_EncryptUpdate", rc);
+    goto out;
+  }
+
+  double gbps = PRG_TOTAL_BYTES / tp.sec / 1e9;
+  double base = PRG_TOTAL_BYTES / tb.sec / 1e9;
+  field_t *f;
+  report_str(r, "workload", NULL, "prg");
+  report_kernel(r, o);
+  f = report_num(r, "gbps", "tandem", gbps, 2);
+  field_note(f, "GB/s  kern_prg_u64, %u MiB in %u MiB calls, median of %d reps",
+             PRG_TOTAL_BYTES >> 20, PRG_CALL_BYTES >> 20, tp.reps);
+  report_str(r, "baseline", NULL, "openssl-evp-aes-128-ctr");
+  f = report_num(r, "baseline_gbps", "openssl", base, 2);
+  field_note(f, "GB/s  EVP AES-128-CTR in place, same bytes, median of %d reps",
+             tb.reps);
+  f = report_num(r, "ratio", "ratio", gbps / base, 2);
+  field_note(f, "tandem / openssl (1.00: no wrapper overhead)");
+  report_int(r, "bytes", NULL, PRG_TOTAL_BYTES);
+  report_int(r, "reps", NULL, tp.reps);
+  report_str(r, "stat", NULL, "median");
+  ex = EXIT_OK;
+
+out:
+  if (x.evp != NULL)
+    EVP_CIPHER_CTX_free(x.evp); /* cleanses the key schedule */
+  if (prg_open)
+    kern_prg_close(&prg);
+  free(want);
+  free(x.buf);
+  if (key != NULL) {
+    sodium_memzero(key, KERN_PRG_SEED_BYTES);
+    sodium_free(key);
+  }
+  return ex;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Truncation                                                                */
+
+typedef struct {
+  const uint64_t *x;
+  uint64_t *z;
+  size_t n;
+} trunc_ctx_t;
+
+static int op_trunc(void *p) {
+  trunc_ctx_t *t = p;
+  kern_trunc(t->z, t->x, t->n, TRUNC_SHIFT);
+  return 0;
+}
+
+static int op_memcpy(void *p) {
+  trunc_ctx_t *t = p;
+  memcpy(t->z, t->x, t->n * sizeof *t->z);
+  return 0;
+}
+
+/* The arithmetic shift, written without relying on >> of a negative value. */
+static uint64_t sar(uint64_t v, unsigned s) {
+  uint64_t fill = (v >> 63) ? ~(~(uint64_t)0 >> s) : 0;
+  return (v >> s) | fill;
+}
+
+static int run_trunc(const bench_opts_t *o, report_t *r) {
+  int ex = EXIT_ERR, rc;
+  kern_prg_t prg;
+  trunc_ctx_t t;
+  timing_t tt, tb;
+  uint64_t *x = alloc64(TRUNC_ELEMS, sizeof *x);
+  uint64_t *z = alloc64(TRUNC_ELEMS, sizeof *z);
+
+  if (x == NULL || z == NULL) {
+    fail("buffers", TANDEM_ENOMEM);
+    goto out;
+  }
+  if ((rc = prg_fresh(&prg)) != 0) {
+    fail("kern_prg_init", rc);
+    goto out;
+  }
+  rc = kern_prg_u64(&prg, x, TRUNC_ELEMS);
+  kern_prg_close(&prg);
+  if (rc != 0) {
+    fail("kern_prg_u64", rc);
+    goto out;
+  }
+  t.x = x;
+  t.z = z;
+  t.n = TRUNC_ELEMS;
+  op_trunc(&t);
+  for (size_t i = 0; i < TRUNC_ELEMS; i++) {
+    if (z[i] != sar(x[i], TRUNC_SHIFT)) {
+      tandem_app_error(CMD,
+                       "kern_trunc is wrong at element %zu; no speed reported",
+                       i);
+      goto out;
+    }
+  }
+  if ((rc = time_op(op_trunc, &t, o->reps, &tt)) != 0 ||
+      (rc = time_op(op_memcpy, &t, o->reps, &tb)) != 0) {
+    fail("timing", rc);
+    goto out;
+  }
+
+  double bytes = (double)TRUNC_ELEMS * sizeof(uint64_t);
+  double eps = TRUNC_ELEMS / tt.sec;
+  double gbps = bytes / tt.sec / 1e9, base = bytes / tb.sec / 1e9;
+  field_t *f;
+  report_str(r, "workload", NULL, "trunc");
+  report_kernel(r, o);
+  report_int(r, "elements", NULL, TRUNC_ELEMS);
+  f = report_num(r, NULL, "tandem", eps / 1e6, 1);
+  field_note(f, "Melem/s  kern_trunc by %u, %u Mi elements, median of %d reps",
+             TRUNC_SHIFT, TRUNC_ELEMS >> 20, tt.reps);
+  report_num(r, "elems_per_s", NULL, eps, 0);
+  f = report_num(r, "gbps", "", gbps, 2);
+  field_note(f, "GB/s written (8 bytes an element)");
+  report_str(r, "baseline", NULL, "memcpy");
+  f = report_num(r, "baseline_gbps", "memcpy", base, 2);
+  field_note(f, "GB/s  same bytes, median of %d reps", tb.reps);
+  f = report_num(r, "ratio", "ratio", gbps / base, 2);
+  field_note(f, "tandem / memcpy");
+  report_int(r, "reps", NULL, tt.reps);
+  report_str(r, "stat", NULL, "median");
+  ex = EXIT_OK;
+
+out:
+  free(z);
+  free(x);
+  return ex;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entry point                                                               */
+
+/* The value of option `name` at argv[*i]: "--name=value" or "--name value".
+ * NULL if argv[*i] is not this option; *missing set if it lacks its value. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name,
+                             int *missing) {
+  size_t len = strlen(name);
+  const char *arg = argv[*i];
+  if (strncmp(arg, name, len) != 0)
+    return NULL;
+  if (arg[len] == '=')
+    return arg + len + 1;
+  if (arg[len] != '\0')
+    return NULL;
+  if (*i + 1 >= argc) {
+    *missing = 1;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int tandem_bench_main(int argc, char **argv) {
+  bench_opts_t o;
+  const char *shape_arg = NULL, *threads_arg = NULL;
+  report_t *rep = NULL;
+  int rc;
+
+  memset(&o, 0, sizeof o);
+  o.threads = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *v;
+    int missing = 0;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return EXIT_OK;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      o.json = 1;
+    } else if ((v = opt_value(argc, argv, &i, "--kernel", &missing))) {
+      o.kernel = v;
+    } else if ((v = opt_value(argc, argv, &i, "--shape", &missing))) {
+      shape_arg = v;
+    } else if ((v = opt_value(argc, argv, &i, "--threads", &missing))) {
+      threads_arg = v;
+    } else if ((v = opt_value(argc, argv, &i, "--reps", &missing))) {
+      if (parse_int_arg(v, 1, REPS_MAX, &o.reps) != 0)
+        return usage_error("--reps wants an integer in 1..10000, not", v);
+    } else if (missing) {
+      return usage_error("option needs a value:", argv[i]);
+    } else if (argv[i][0] == '-') {
+      return usage_error("unknown option", argv[i]);
+    } else {
+      return usage_error("unexpected argument", argv[i]);
+    }
+  }
+
+  if (o.kernel == NULL)
+    return usage_error("missing --kernel gemm|prg|trunc", NULL);
+  const workload_t *w = NULL;
+  for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
+    if (strcmp(o.kernel, kernel_workloads[i].name) == 0)
+      w = &kernel_workloads[i];
+  if (w == NULL)
+    return usage_error("unknown --kernel (want gemm, prg or trunc):",
+                       o.kernel);
+  if (shape_arg != NULL) {
+    if (!(w->opts & OPT_SHAPE))
+      return usage_error("--shape applies to --kernel gemm only, not",
+                         o.kernel);
+    if (parse_shape(shape_arg, &o.m, &o.k, &o.n) != 0)
+      return usage_error("--shape wants MxKxN, each an integer in 1..65536, "
+                         "not",
+                         shape_arg);
+    o.have_shape = 1;
+  } else if (w->opts & OPT_SHAPE) {
+    return usage_error("missing --shape MxKxN for --kernel", o.kernel);
+  }
+  if (threads_arg != NULL) {
+    if (!(w->opts & OPT_THREADS))
+      return usage_error("--threads applies to --kernel gemm only, not",
+                         o.kernel);
+    if (parse_int_arg(threads_arg, 1, THREADS_MAX, &o.threads) != 0)
+      return usage_error("--threads wants an integer in 1..64, not",
+                         threads_arg);
+    o.have_threads = 1;
+  }
+
+  if (sodium_init() < 0) {
+    tandem_app_error(CMD, "libsodium failed to initialise");
+    return EXIT_ERR;
+  }
+  rc = kern_init();
+  if (rc != 0) {
+    const char *env = getenv("TANDEM_KERNEL");
+    tandem_app_error(CMD, "TANDEM_KERNEL=%s: %s", env ? env : "",
+                     tandem_strerror(rc));
+    return EXIT_ERR;
+  }
+  o.isa = kern_isa_active();
+  {
+    const char *env = getenv("TANDEM_KERNEL");
+    o.isa_from_env = env != NULL && env[0] != '\0';
+  }
+
+  rep = calloc(1, sizeof *rep);
+  if (rep == NULL)
+    return fail("report", TANDEM_ENOMEM);
+  int ex = w->run(&o, rep);
+  if (ex == EXIT_OK) {
+    if (o.json)
+      report_print_json(rep, stdout);
+    else
+      report_print_human(rep, stdout);
+    if (fflush(stdout) != 0) {
+      tandem_app_error(CMD, "writing the report: %s", strerror(errno));
+      ex = EXIT_ERR;
+    }
+  }
+  free(rep);
+  return ex;
+}
