@@ -170,6 +170,7 @@ typedef struct {
   size_t nnodes, cap;
   unsigned frac_bits;   /* f: fixed-point fractional bits (default 16) */
   unsigned bound_bits;  /* |activation| * 2^(2f) < 2^bound_bits before truncation (default 62) */
+  double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
 } mpc_graph_t;
 
 void mpc_graph_init(mpc_graph_t *g);
@@ -285,6 +286,32 @@ TANDEM_WUR int mpc_party_query(mpc_party_t *party, mpc_transport_t *t);
 TANDEM_WUR int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
                               char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Persistence: the public graph and the model state of a party or dealer.   */
+
+/* The public part of a model (operators, attributes, shapes, public
+ * constants; never a weight) as bytes, for the parties and the dealer.
+ * *out is malloc'd (caller frees). 0 or TANDEM_ENOMEM/TANDEM_EINVAL. */
+TANDEM_WUR int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len);
+/* Rebuilds a graph saved by mpc_graph_save, re-checking every node through
+ * mpc_graph_add. g is initialised by the callee; close it with mpc_graph_close.
+ * TANDEM_EPARSE (message in err) for anything malformed. */
+TANDEM_WUR int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
+                              size_t errlen);
+
+/* A party's model state after mpc_party_setup (its weight shares, its share of
+ * R_W, and W + R_W): exactly mpc_party_state_bytes(plan) bytes. The state
+ * does not depend on the plan's batch size, so it imports into a party of any
+ * plan of the same graph (then ready for queries, as after setup). Import:
+ * TANDEM_EPARSE (not a state), TANDEM_ESHAPE (the state of another model). */
+size_t mpc_party_state_bytes(const mpc_plan_t *p);
+TANDEM_WUR int mpc_party_export(const mpc_party_t *pt, void *buf, size_t len);
+TANDEM_WUR int mpc_party_import(mpc_party_t *pt, const void *buf, size_t len);
+/* The dealer's model state after mpc_dealer_model (the weight masks R_W). */
+size_t mpc_dealer_state_bytes(const mpc_plan_t *p);
+TANDEM_WUR int mpc_dealer_export(const mpc_dealer_t *d, void *buf, size_t len);
+TANDEM_WUR int mpc_dealer_import(mpc_dealer_t *d, const void *buf, size_t len);
 
 /* ------------------------------------------------------------------------ */
 /* ONNX import and tensor files                                              */

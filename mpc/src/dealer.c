@@ -21,6 +21,11 @@ struct mpc_dealer_s {
   int model_ready;
 };
 
+int mpc__dealer_ready(const mpc_dealer_t *d) { return d->model_ready; }
+void mpc__dealer_set_ready(mpc_dealer_t *d) { d->model_ready = 1; }
+const mpc_plan_t *mpc__dealer_plan(const mpc_dealer_t *d) { return d->plan; }
+uint64_t *mpc__dealer_mask(const mpc_dealer_t *d, int v) { return d->mask[v]; }
+
 int mpc_dealer_new(mpc_dealer_t **out, const mpc_plan_t *p) {
   *out = NULL;
   if (p == NULL)

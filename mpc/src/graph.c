@@ -472,6 +472,7 @@ void mpc_graph_close(mpc_graph_t *g) {
   if (g == NULL)
     return;
   free(g->nodes);
+  free(g->cstore);
   mpc_graph_init(g); /* a closed graph is an empty one: closing twice is harmless */
 }
 

@@ -255,6 +255,12 @@ double mpc__decode(uint64_t v, unsigned f, unsigned scale);
 /* Fresh OS randomness (libsodium randombytes_buf). */
 void mpc__os_random(void *buf, size_t n);
 
+/* The dealer's internals, for persist.c. */
+int mpc__dealer_ready(const mpc_dealer_t *d);
+void mpc__dealer_set_ready(mpc_dealer_t *d);
+const mpc_plan_t *mpc__dealer_plan(const mpc_dealer_t *d);
+uint64_t *mpc__dealer_mask(const mpc_dealer_t *d, int v);
+
 /* Allocation that wipes on free (shares, masks, keys). */
 void *mpc__calloc(size_t n, size_t size);
 void mpc__wipe_free(void *ptr, size_t bytes);

@@ -2,6 +2,7 @@
  * thread per role over mpc_memnet, with a timeout so a protocol bug is a test
  * failure, never a hung test. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto_harness.h"
@@ -15,8 +16,65 @@ typedef struct {
   const mpc_ftensor_t *inputs;
   mpc_ftensor_t *outputs;
   int queries;
+  const mpc_plan_t *setup_plan; /* reload mode: setup under this plan */
   int rc;
 } role_ctx_t;
+
+/* Reload mode (harness_run_reload): the dealer and the parties set the model
+ * up under a plan of another batch size, export their state, free everything,
+ * and import the state into fresh objects of the query plan, as a restarted
+ * daemon does. */
+static size_t reload_setup_batch;
+
+static int party_reload(role_ctx_t *c, mpc_party_t **out) {
+  mpc_party_t *pt;
+  int rc = mpc_party_new(&pt, c->setup_plan, c->role);
+  if (rc != 0)
+    return rc;
+  size_t n = mpc_party_state_bytes(c->setup_plan);
+  uint8_t *state = malloc(n);
+  if (state == NULL) {
+    mpc_party_free(pt);
+    return TANDEM_ENOMEM;
+  }
+  if ((rc = mpc_party_setup(pt, c->t)) == 0)
+    rc = mpc_party_export(pt, state, n);
+  mpc_party_free(pt);
+  if (rc == 0 && (rc = mpc_party_new(&pt, c->plan, c->role)) == 0) {
+    rc = mpc_party_import(pt, state, n);
+    if (rc == 0)
+      *out = pt;
+    else
+      mpc_party_free(pt);
+  }
+  free(state);
+  return rc;
+}
+
+static int dealer_reload(role_ctx_t *c, mpc_dealer_t **out) {
+  mpc_dealer_t *d;
+  int rc = mpc_dealer_new(&d, c->setup_plan);
+  if (rc != 0)
+    return rc;
+  size_t n = mpc_dealer_state_bytes(c->setup_plan);
+  uint8_t *state = malloc(n);
+  if (state == NULL) {
+    mpc_dealer_free(d);
+    return TANDEM_ENOMEM;
+  }
+  if ((rc = mpc_dealer_model(d, c->t)) == 0)
+    rc = mpc_dealer_export(d, state, n);
+  mpc_dealer_free(d);
+  if (rc == 0 && (rc = mpc_dealer_new(&d, c->plan)) == 0) {
+    rc = mpc_dealer_import(d, state, n);
+    if (rc == 0)
+      *out = d;
+    else
+      mpc_dealer_free(d);
+  }
+  free(state);
+  return rc;
+}
 
 static void *role_main(void *arg) {
   role_ctx_t *c = arg;
@@ -24,13 +82,17 @@ static void *role_main(void *arg) {
   char err[256];
   switch (c->role) {
   case MPC_OWNER:
-    rc = mpc_owner_share(c->plan, c->w, c->t, err, sizeof err);
+    rc = mpc_owner_share(c->setup_plan ? c->setup_plan : c->plan, c->w, c->t, err,
+                         sizeof err);
     break;
   case MPC_DEALER: {
     mpc_dealer_t *d;
-    if ((rc = mpc_dealer_new(&d, c->plan)) != 0)
+    if (c->setup_plan != NULL)
+      rc = dealer_reload(c, &d);
+    else if ((rc = mpc_dealer_new(&d, c->plan)) == 0)
+      rc = mpc_dealer_model(d, c->t);
+    if (rc != 0)
       break;
-    rc = mpc_dealer_model(d, c->t);
     for (int q = 0; q < c->queries && rc == 0; q++)
       rc = mpc_dealer_query(d, c->t);
     mpc_dealer_free(d);
@@ -39,9 +101,12 @@ static void *role_main(void *arg) {
   case MPC_P0:
   case MPC_P1: {
     mpc_party_t *pt;
-    if ((rc = mpc_party_new(&pt, c->plan, c->role)) != 0)
+    if (c->setup_plan != NULL)
+      rc = party_reload(c, &pt);
+    else if ((rc = mpc_party_new(&pt, c->plan, c->role)) == 0)
+      rc = mpc_party_setup(pt, c->t);
+    if (rc != 0)
       break;
-    rc = mpc_party_setup(pt, c->t);
     for (int q = 0; q < c->queries && rc == 0; q++)
       rc = mpc_party_query(pt, c->t);
     mpc_party_free(pt);
@@ -72,8 +137,15 @@ int harness_run(const mpc_graph_t *g, const mpc_weights_t *w, size_t batch,
   if (rc != 0)
     return rc;
   res->plan_rounds = mpc_plan_rounds(plan);
+  mpc_plan_t *setup_plan = NULL;
+  if (reload_setup_batch != 0 &&
+      (rc = mpc_plan_new(&setup_plan, g, reload_setup_batch, err, sizeof err)) != 0) {
+    mpc_plan_free(plan);
+    return rc;
+  }
   mpc_memnet_t *hub;
   if ((rc = mpc_memnet_new(&hub, 60000)) != 0) {
+    mpc_plan_free(setup_plan);
     mpc_plan_free(plan);
     return rc;
   }
@@ -83,7 +155,7 @@ int harness_run(const mpc_graph_t *g, const mpc_weights_t *w, size_t batch,
   pthread_t th[MPC_NROLES];
   for (int r = 0; r < MPC_NROLES; r++) {
     ctx[r] = (role_ctx_t){(mpc_role_t)r, plan, w, mpc_memnet_endpoint(hub, (mpc_role_t)r),
-                          hub, inputs, outputs, queries, 0};
+                          hub, inputs, outputs, queries, setup_plan, 0};
     pthread_create(&th[r], NULL, role_main, &ctx[r]);
   }
   rc = 0;
@@ -98,7 +170,17 @@ int harness_run(const mpc_graph_t *g, const mpc_weights_t *w, size_t batch,
     for (size_t i = 0; i < mpc_plan_noutputs(plan); i++)
       mpc_ftensor_close(&outputs[i]);
   mpc_memnet_free(hub);
+  mpc_plan_free(setup_plan);
   mpc_plan_free(plan);
+  return rc;
+}
+
+int harness_run_reload(const mpc_graph_t *g, const mpc_weights_t *w, size_t setup_batch,
+                       size_t batch, const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
+                       int queries, harness_result_t *res) {
+  reload_setup_batch = setup_batch;
+  int rc = harness_run(g, w, batch, inputs, outputs, queries, NULL, NULL, res);
+  reload_setup_batch = 0;
   return rc;
 }
 

@@ -20,6 +20,13 @@ int harness_run(const mpc_graph_t *g, const mpc_weights_t *w, size_t batch,
                 const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs, int queries,
                 mpc_tap_cb tap, void *tapctx, harness_result_t *res);
 
+/* The same, but the dealer and the parties set the model up under a plan of
+ * batch size setup_batch, export their model state, and import it into fresh
+ * objects of the batch-`batch` plan for the queries (a daemon's restart). */
+int harness_run_reload(const mpc_graph_t *g, const mpc_weights_t *w, size_t setup_batch,
+                       size_t batch, const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
+                       int queries, harness_result_t *res);
+
 /* Deterministic test data (splitmix64). */
 uint64_t harness_rand(uint64_t *state);
 double harness_uniform(uint64_t *state, double lo, double hi);
