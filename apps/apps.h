@@ -6,6 +6,13 @@
 #define TANDEM_APPS_H
 
 int tandem_bench_main(int argc, char **argv);
+int tandem_keygen_main(int argc, char **argv);
+int tandem_party_main(int argc, char **argv);
+int tandem_dealer_main(int argc, char **argv);
+int tandem_share_model_main(int argc, char **argv);
+int tandem_infer_main(int argc, char **argv);
+int tandem_run_main(int argc, char **argv);
+int tandem_demo_main(int argc, char **argv);
 
 /* Prints "tandem <cmd>: <message>" on stderr. */
 void tandem_app_error(const char *cmd, const char *fmt, ...)

@@ -13,7 +13,14 @@ typedef struct {
 } subcommand_t;
 
 static const subcommand_t subcommands[] = {
-    {"bench", tandem_bench_main, "measure kernels (and later protocols) against baselines"},
+    {"keygen", tandem_keygen_main, "make an identity keypair (NAME.key 0600, NAME.pub)"},
+    {"party", tandem_party_main, "run a compute party daemon (p0 or p1)"},
+    {"dealer", tandem_dealer_main, "run the dealer daemon"},
+    {"share-model", tandem_share_model_main, "secret-share an ONNX model's weights (owner)"},
+    {"infer", tandem_infer_main, "run one private inference (client)"},
+    {"run", tandem_run_main, "one private inference on a throw-away loopback cluster"},
+    {"demo", tandem_demo_main, "private Fashion-MNIST classification on loopback"},
+    {"bench", tandem_bench_main, "measure kernels and protocols against baselines"},
 };
 
 void tandem_app_error(const char *cmd, const char *fmt, ...) {

@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake pkg-config
   libuv1-dev libsodium-dev libssl-dev check zlib1g-dev libopenblas-dev
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev
+  libinih-dev dataset-fashion-mnist python3
 )
 
 missing=()

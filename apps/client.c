@@ -1,0 +1,230 @@
+/* client.c - the owner's and the client's protocol against a cluster
+ * (client.h).
+ *
+ * A query: the client asks the dealer (REQ); the dealer answers with the
+ * public graph and a sequence number and tells both parties; the client gets
+ * its input-mask seed from the dealer, sends X + R_X to both parties, and
+ * adds the two output shares it receives. Each party then sends its counters
+ * (ACK). The client alone sees the input and the result.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+int cli_open(cli_session_t *s, const cl_config_t *cfg, int self, char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  s->cfg = cfg;
+  s->self = self;
+  int rc = cl_node_open(cfg, self, 0, &s->node, NULL, NULL, err, errlen);
+  if (rc != 0)
+    return rc;
+  static const int peers[3] = {CL_DEALER, CL_P0, CL_P1};
+  for (int i = 0; i < 3; i++) {
+    rc = cl_connect(s->node, peers[i], cfg->timeout_ms);
+    if (rc != 0) {
+      const cl_member_t *m = &cfg->m[peers[i]];
+      snprintf(err, errlen, "cannot reach %s at %s port %u: %s", m->name, m->host,
+               (unsigned)m->port, tandem_strerror(rc));
+      net_node_free(s->node);
+      s->node = NULL;
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void cli_close(cli_session_t *s) {
+  if (s->node != NULL)
+    net_node_free(s->node);
+  s->node = NULL;
+}
+
+/* Waits for a control message of type `type` from peer; a refusal's text
+ * goes to err. */
+static int wait_ctrl(cli_session_t *s, int peer, uint32_t type, cl_ctrl_t *h,
+                     uint8_t **payload, size_t *plen, char *err, size_t errlen) {
+  int rc = cl_ctrl_recv(s->node, peer, h, payload, plen, s->cfg->timeout_ms);
+  const char *who = s->cfg->m[peer].name;
+  if (rc != 0) {
+    snprintf(err, errlen, "no answer from %s: %s", who, tandem_strerror(rc));
+    return rc;
+  }
+  if (h->type != type) {
+    snprintf(err, errlen, "unexpected message %u from %s", h->type, who);
+    free(*payload);
+    *payload = NULL;
+    return TANDEM_EPROTO;
+  }
+  if (h->status != 0) {
+    snprintf(err, errlen, "%s: %s", who,
+             *payload != NULL ? (const char *)*payload : tandem_strerror(h->status));
+    free(*payload);
+    *payload = NULL;
+    return h->status < 0 ? h->status : TANDEM_EPROTO;
+  }
+  return 0;
+}
+
+int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, char *err,
+                    size_t errlen) {
+  if (!cl_name_ok(name)) {
+    snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
+             name);
+    return TANDEM_EINVAL;
+  }
+  mpc_graph_t g;
+  mpc_weights_t w;
+  int rc = mpc_onnx_load(onnx_path, &g, &w, err, errlen);
+  if (rc != 0)
+    return rc;
+  uint8_t *gb = NULL, *payload = NULL;
+  size_t glen = 0, plen = 0;
+  mpc_plan_t *plan = NULL;
+  if ((rc = mpc_plan_new(&plan, &g, 1, err, errlen)) != 0)
+    goto done;
+  if ((rc = mpc_graph_save(&g, &gb, &glen)) != 0) {
+    snprintf(err, errlen, "cannot serialise the graph: %s", tandem_strerror(rc));
+    goto done;
+  }
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_SHARE;
+  snprintf(h.name, sizeof h.name, "%s", name);
+  if ((rc = cl_ctrl_send(s->node, CL_DEALER, &h, gb, glen)) != 0) {
+    snprintf(err, errlen, "cannot send the graph to the dealer: %s", tandem_strerror(rc));
+    goto done;
+  }
+  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, &h, &payload, &plen, err, errlen)) != 0)
+    goto done;
+  cl_link_t link;
+  cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag);
+  char why[512];
+  if ((rc = mpc_owner_share(plan, &w, &link.base, why, sizeof why)) != 0) {
+    snprintf(err, errlen, "sharing the weights failed: %s",
+             why[0] ? why : tandem_strerror(rc));
+    goto done;
+  }
+  for (int id = CL_P0; id <= CL_P1 && rc == 0; id++) {
+    free(payload);
+    payload = NULL;
+    rc = wait_ctrl(s, id, CL_MSG_ACK, &h, &payload, &plen, err, errlen);
+  }
+done:
+  free(payload);
+  free(gb);
+  mpc_plan_free(plan);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  return rc;
+}
+
+int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
+              mpc_ftensor_t *out, cli_stats_t *st, char *err, size_t errlen) {
+  memset(st, 0, sizeof *st);
+  double t0 = cl_now();
+  if (input->shape.ndim == 0 || input->shape.dim[0] == 0) {
+    snprintf(err, errlen, "the input has no batch dimension");
+    return TANDEM_ESHAPE;
+  }
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = input->shape.dim[0];
+  snprintf(h.name, sizeof h.name, "%s", name);
+  int rc = cl_ctrl_send(s->node, CL_DEALER, &h, NULL, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot reach the dealer: %s", tandem_strerror(rc));
+    return rc;
+  }
+  uint8_t *graph = NULL;
+  size_t glen = 0;
+  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, &h, &graph, &glen, err, errlen)) != 0)
+    return rc;
+  st->waited = (h.flags & CL_FLAG_WAITED) != 0;
+  mpc_graph_t g;
+  mpc_plan_t *plan = NULL;
+  rc = mpc_graph_load(&g, graph, glen, err, errlen);
+  free(graph);
+  if (rc != 0)
+    return rc;
+  if ((rc = mpc_plan_new(&plan, &g, (size_t)h.batch, err, errlen)) != 0) {
+    mpc_graph_close(&g);
+    return rc;
+  }
+  if (mpc_plan_ninputs(plan) != 1 || mpc_plan_noutputs(plan) != 1) {
+    snprintf(err, errlen, "model %s has %zu inputs and %zu outputs (tandem infer takes one "
+                          "of each)", name, mpc_plan_ninputs(plan), mpc_plan_noutputs(plan));
+    rc = TANDEM_EUNSUPOP;
+    /* The parties already expect this query: they time out on it. */
+    goto done;
+  }
+  cl_link_t link;
+  cl_link_init(&link, s->node, MPC_CLIENT, s->self, h.tag);
+  err[0] = '\0';
+  rc = mpc_client_run(plan, &link.base, input, out, err, errlen);
+  if (rc != 0) {
+    /* A party that gave up on the query says why on the control channel. */
+    for (int id = CL_P0; id <= CL_P1; id++) {
+      cl_ctrl_t a;
+      uint8_t *payload = NULL;
+      size_t plen = 0;
+      if (cl_ctrl_recv(s->node, id, &a, &payload, &plen, 0) == 0 && a.status != 0 &&
+          payload != NULL) {
+        snprintf(err, errlen, "%s: %s", s->cfg->m[id].name, (const char *)payload);
+        free(payload);
+        goto done;
+      }
+      free(payload);
+    }
+    if (err[0] == '\0')
+      snprintf(err, errlen, "the query failed: %s", tandem_strerror(rc));
+    goto done;
+  }
+  st->client_offline = link.base.stats.recvd[MPC_DEALER][MPC_PHASE_OFFLINE];
+  for (int id = CL_P0; id <= CL_P1; id++) {
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    cl_ctrl_t a;
+    rc = wait_ctrl(s, id, CL_MSG_ACK, &a, &payload, &plen, err, errlen);
+    if (rc == 0 && plen == sizeof(cl_party_stats_t)) {
+      cl_party_stats_t ps;
+      memcpy(&ps, payload, sizeof ps);
+      if (ps.rounds > st->rounds)
+        st->rounds = (unsigned)ps.rounds;
+      st->online_bytes[id] = ps.online_sent;
+      st->offline_bytes[id] = ps.offline_recvd;
+      if (ps.online_s > st->online_s)
+        st->online_s = ps.online_s;
+      if (ps.offline_s > st->offline_s)
+        st->offline_s = ps.offline_s;
+    }
+    free(payload);
+    if (rc != 0) {
+      mpc_ftensor_close(out);
+      goto done;
+    }
+  }
+  st->wall_s = cl_now() - t0;
+done:
+  mpc_plan_free(plan);
+  mpc_graph_close(&g);
+  return rc;
+}
+
+int cli_stats_write(const char *path, const cli_stats_t *st) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL)
+    return -errno;
+  fprintf(f,
+          "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
+          "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
+          "\"online_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,\"waited\":%s}\n",
+          st->rounds, (unsigned long long)st->online_bytes[0],
+          (unsigned long long)st->online_bytes[1], (unsigned long long)st->offline_bytes[0],
+          (unsigned long long)st->offline_bytes[1], (unsigned long long)st->client_offline,
+          st->online_s, st->offline_s, st->wall_s, st->waited ? "true" : "false");
+  return fclose(f) == 0 ? 0 : -errno;
+}

@@ -1,0 +1,43 @@
+/* client.h - the model owner's and the client's side of a cluster, used by
+ * `tandem share-model`, `tandem infer`, `tandem run` and `tandem demo`. */
+#ifndef TANDEM_CLIENT_H
+#define TANDEM_CLIENT_H
+
+#include "cluster.h"
+
+typedef struct {
+  const cl_config_t *cfg;
+  int self;          /* CL_OWNER or a client id */
+  net_node_t *node;
+} cli_session_t;
+
+/* Loads self's key and connects to the dealer, P0 and P1 (retrying refused
+ * connections for up to the config's timeout). Message in err. */
+int cli_open(cli_session_t *s, const cl_config_t *cfg, int self, char *err, size_t errlen);
+void cli_close(cli_session_t *s);
+
+/* The owner: imports an ONNX model, sends its public graph to the dealer and
+ * the weight shares to the parties, and waits until both parties stored it. */
+int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, char *err,
+                    size_t errlen);
+
+/* Figures of one query. */
+typedef struct {
+  unsigned rounds;
+  uint64_t online_bytes[2];   /* sent online by P0, P1 */
+  uint64_t offline_bytes[2];  /* sent by the dealer to P0, P1 */
+  uint64_t client_offline;    /* sent by the dealer to the client */
+  double online_s, offline_s; /* the slower party's */
+  double wall_s;              /* the whole query at the client */
+  int waited;                 /* the dealer made the preprocessing on demand */
+} cli_stats_t;
+
+/* One private inference of model `name` on one input tensor (its first
+ * dimension is the batch); *out is initialised by the callee. */
+int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
+              mpc_ftensor_t *out, cli_stats_t *st, char *err, size_t errlen);
+
+/* Writes the --stats JSON object. */
+int cli_stats_write(const char *path, const cli_stats_t *st);
+
+#endif

@@ -1,0 +1,210 @@
+/* cmds.c - the short-lived commands: `tandem keygen`, `tandem share-model`
+ * and `tandem infer`. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "apps.h"
+#include "client.h"
+
+int tandem_keygen_main(int argc, char **argv) {
+  const char *out = NULL, *id = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+      out = argv[++i];
+    else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
+      id = argv[++i];
+    else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: tandem keygen --out DIR --id NAME\n"
+             "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub.\n");
+      return 0;
+    } else {
+      fprintf(stderr, "usage: tandem keygen --out DIR --id NAME\n");
+      return 2;
+    }
+  }
+  if (out == NULL || id == NULL) {
+    fprintf(stderr, "usage: tandem keygen --out DIR --id NAME\n");
+    return 2;
+  }
+  if (!cl_name_ok(id)) {
+    tandem_app_error("keygen", "bad id '%s' (letters, digits, '_', '-', '.')", id);
+    return 1;
+  }
+  if (sodium_init() < 0) {
+    tandem_app_error("keygen", "libsodium failed to initialise");
+    return 1;
+  }
+  int rc = cl_mkdirs(out);
+  if (rc != 0) {
+    tandem_app_error("keygen", "%s: %s", out, tandem_strerror(rc));
+    return 1;
+  }
+  char kpath[1200], ppath[1200];
+  snprintf(kpath, sizeof kpath, "%s/%s.key", out, id);
+  snprintf(ppath, sizeof ppath, "%s/%s.pub", out, id);
+  struct stat st;
+  if (stat(kpath, &st) == 0) {
+    tandem_app_error("keygen", "%s exists; remove it first to make a new identity", kpath);
+    return 1;
+  }
+  unsigned char pk[NET_KEY_BYTES];
+  unsigned char *sk = sodium_malloc(NET_KEY_BYTES);
+  if (sk == NULL)
+    return 1;
+  net_keypair(pk, sk);
+  rc = net_key_save(kpath, sk);
+  sodium_free(sk);
+  if (rc == 0)
+    rc = net_pub_save(ppath, pk);
+  if (rc != 0) {
+    tandem_app_error("keygen", "cannot write the keys in %s: %s", out, tandem_strerror(rc));
+    return 1;
+  }
+  char hex[2 * NET_KEY_BYTES + 1];
+  sodium_bin2hex(hex, sizeof hex, pk, NET_KEY_BYTES);
+  printf("%s %s\n", id, hex);
+  return 0;
+}
+
+int tandem_share_model_main(int argc, char **argv) {
+  const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      config = argv[++i];
+    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      model = argv[++i];
+    else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+      name = argv[++i];
+    else if (strcmp(argv[i], "--as") == 0 && i + 1 < argc)
+      as = argv[++i];
+    else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: tandem share-model --config FILE --model M.onnx --name NAME\n"
+             "The model owner secret-shares the weights of M.onnx between the parties;\n"
+             "only the public graph reaches the dealer.\n");
+      return 0;
+    } else {
+      fprintf(stderr, "usage: tandem share-model --config FILE --model M.onnx --name NAME\n");
+      return 2;
+    }
+  }
+  if (config == NULL || model == NULL || name == NULL) {
+    fprintf(stderr, "usage: tandem share-model --config FILE --model M.onnx --name NAME\n");
+    return 2;
+  }
+  if (sodium_init() < 0)
+    return 1;
+  static cl_config_t cfg;
+  char err[1024];
+  if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
+    tandem_app_error("share-model", "%s", err);
+    return 1;
+  }
+  int self = cl_member_id(&cfg, as);
+  if (self != CL_OWNER) {
+    tandem_app_error("share-model", "%s: no [owner] section", config);
+    return 1;
+  }
+  cli_session_t s;
+  if (cli_open(&s, &cfg, self, err, sizeof err) != 0) {
+    tandem_app_error("share-model", "%s", err);
+    return 1;
+  }
+  int rc = cli_share_model(&s, model, name, err, sizeof err);
+  cli_close(&s);
+  if (rc != 0) {
+    tandem_app_error("share-model", "%s", err);
+    return 1;
+  }
+  printf("model %s shared\n", name);
+  return 0;
+}
+
+/* Writes a tensor as .npy or .pb by the extension. */
+static int save_tensor(const char *path, const mpc_ftensor_t *t) {
+  return mpc_tensor_save(path, t);
+}
+
+int tandem_infer_main(int argc, char **argv) {
+  const char *config = NULL, *model = NULL, *input = NULL, *output = NULL, *stats = NULL,
+             *as = "client";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      config = argv[++i];
+    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      model = argv[++i];
+    else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
+      input = argv[++i];
+    else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc)
+      output = argv[++i];
+    else if (strcmp(argv[i], "--stats") == 0 && i + 1 < argc)
+      stats = argv[++i];
+    else if (strcmp(argv[i], "--as") == 0 && i + 1 < argc)
+      as = argv[++i];
+    else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: tandem infer --config FILE --model NAME --input X --output Y "
+             "[--stats FILE] [--as CLIENT]\n"
+             "Runs one private inference; X and Y are .npy or .pb (ONNX TensorProto).\n");
+      return 0;
+    } else {
+      fprintf(stderr, "usage: tandem infer --config FILE --model NAME --input X --output Y "
+                      "[--stats FILE]\n");
+      return 2;
+    }
+  }
+  if (config == NULL || model == NULL || input == NULL || output == NULL) {
+    fprintf(stderr, "usage: tandem infer --config FILE --model NAME --input X --output Y "
+                    "[--stats FILE]\n");
+    return 2;
+  }
+  if (sodium_init() < 0)
+    return 1;
+  static cl_config_t cfg;
+  char err[1024];
+  if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
+    tandem_app_error("infer", "%s", err);
+    return 1;
+  }
+  int self = cl_member_id(&cfg, as);
+  if (self < CL_CLIENT0) {
+    tandem_app_error("infer", "%s: no client section named '%s'", config, as);
+    return 1;
+  }
+  mpc_ftensor_t x, y;
+  if (mpc_tensor_load(input, &x, err, sizeof err) != 0) {
+    tandem_app_error("infer", "%s", err);
+    return 1;
+  }
+  cli_session_t s;
+  if (cli_open(&s, &cfg, self, err, sizeof err) != 0) {
+    mpc_ftensor_close(&x);
+    tandem_app_error("infer", "%s", err);
+    return 1;
+  }
+  cli_stats_t st;
+  int rc = cli_query(&s, model, &x, &y, &st, err, sizeof err);
+  cli_close(&s);
+  mpc_ftensor_close(&x);
+  if (rc != 0) {
+    tandem_app_error("infer", "%s", err);
+    return 1;
+  }
+  if (st.waited)
+    fprintf(stderr, "tandem infer: note: the dealer had no preprocessing ready for this "
+                    "query and made it on demand\n");
+  rc = save_tensor(output, &y);
+  mpc_ftensor_close(&y);
+  if (rc != 0) {
+    tandem_app_error("infer", "%s: %s", output, tandem_strerror(rc));
+    return 1;
+  }
+  if (stats != NULL && (rc = cli_stats_write(stats, &st)) != 0) {
+    tandem_app_error("infer", "%s: %s", stats, tandem_strerror(rc));
+    return 1;
+  }
+  return 0;
+}

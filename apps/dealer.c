@@ -1,0 +1,594 @@
+/* dealer.c - `tandem dealer --config FILE`: the dealer daemon, which also
+ * sequences the cluster.
+ *
+ * Owners and clients talk to the dealer first: a model owner's SHARE (the
+ * public graph of a model) and a client's REQ (one query of a model at a
+ * batch size) go into one FIFO, and a single worker thread serves it in
+ * order, so both parties see the same SETUP and QUERY messages in the same
+ * order. The dealer never receives a weight, an input or an output: it holds
+ * the weight masks R_W of each model (stored sealed under its data
+ * directory) and makes fresh correlated randomness per query.
+ *
+ * The preprocessing of queries is made ahead of time: a generator thread
+ * keeps up to `pool` ready queries for every (model, batch size) it has been
+ * asked for (batch 1 from the start), so the online phase of a query never
+ * waits for key generation while queries arrive slower than the dealer makes
+ * them; a query that finds its pool empty waits for the generator and the
+ * client is told (CL_FLAG_WAITED). One reader thread per connected owner or
+ * client feeds the FIFO; a dead client only ends its own reader.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "apps.h"
+#include "daemon.h"
+
+#define WHO "dealer"
+#define MAX_KEYS 64
+
+/* ---- one query's preprocessing, captured in memory --------------------------- */
+
+typedef struct {
+  uint8_t *msg[3]; /* P0, P1, client */
+  size_t len[3];
+} prep_t;
+
+static void prep_free(prep_t *p) {
+  for (int i = 0; i < 3; i++)
+    if (p->msg[i] != NULL) {
+      sodium_memzero(p->msg[i], p->len[i]);
+      free(p->msg[i]);
+    }
+  free(p);
+}
+
+typedef struct {
+  mpc_transport_t base;
+  prep_t *prep;
+} capture_t;
+
+static int cap_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
+  capture_t *c = (capture_t *)t;
+  int slot = to == MPC_P0 ? 0 : to == MPC_P1 ? 1 : to == MPC_CLIENT ? 2 : -1;
+  if (slot < 0 || c->prep->msg[slot] != NULL)
+    return TANDEM_EINVAL;
+  if ((c->prep->msg[slot] = malloc(len ? len : 1)) == NULL)
+    return TANDEM_ENOMEM;
+  memcpy(c->prep->msg[slot], buf, len);
+  c->prep->len[slot] = len;
+  return 0;
+}
+static int cap_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+  (void)t, (void)from, (void)buf, (void)len;
+  return TANDEM_EINVAL;
+}
+static int cap_exchange(mpc_transport_t *t, mpc_role_t peer, const void *s, size_t sl,
+                        void *r, size_t rl) {
+  (void)t, (void)peer, (void)s, (void)sl, (void)r, (void)rl;
+  return TANDEM_EINVAL;
+}
+static void cap_close(mpc_transport_t *t) { (void)t; }
+static const mpc_transport_ops_t cap_ops = {cap_send, cap_recv, cap_exchange, cap_close};
+
+/* ---- state -------------------------------------------------------------------- */
+
+typedef struct {
+  char name[CL_NAME_MAX];
+  size_t batch;
+  prep_t *ready[64];
+  unsigned n;
+  unsigned waiting; /* queries blocked on this pool */
+} pool_t;
+
+typedef struct job_s {
+  cl_ctrl_t h;
+  int from;
+  uint8_t *payload;
+  size_t plen;
+  struct job_s *next;
+} job_t;
+
+typedef struct {
+  const cl_config_t *cfg;
+  net_node_t *node;
+  pthread_mutex_t gen_mu;  /* held by the generator while it uses a model */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;       /* jobs, pool changes */
+  job_t *head, *tail;
+  pool_t pools[MAX_KEYS];
+  unsigned npools;
+  dm_store_t store;        /* guarded by mu */
+  int reader_running[NET_MAX_PEERS];
+  uint64_t seq;
+} dealer_t;
+
+static dealer_t D;
+
+static pool_t *pool_find(const char *name, size_t batch, int create) {
+  for (unsigned i = 0; i < D.npools; i++)
+    if (D.pools[i].batch == batch && strcmp(D.pools[i].name, name) == 0)
+      return &D.pools[i];
+  if (!create)
+    return NULL;
+  if (D.npools == MAX_KEYS) {
+    /* Forget the least useful pool: the last one. */
+    pool_t *p = &D.pools[MAX_KEYS - 1];
+    for (unsigned i = 0; i < p->n; i++)
+      prep_free(p->ready[i]);
+    D.npools--;
+  }
+  pool_t *p = &D.pools[D.npools++];
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "%s", name);
+  p->batch = batch;
+  return p;
+}
+
+static void pools_drop_model(const char *name) {
+  for (unsigned i = 0; i < D.npools;) {
+    if (strcmp(D.pools[i].name, name) == 0) {
+      for (unsigned j = 0; j < D.pools[i].n; j++)
+        prep_free(D.pools[i].ready[j]);
+      D.pools[i] = D.pools[--D.npools];
+    } else {
+      i++;
+    }
+  }
+}
+
+/* ---- the generator ------------------------------------------------------------ */
+
+/* Lock order: gen_mu, then mu. The generator holds gen_mu from choosing a
+ * pool to storing its result, so a model (and the dealer object in its plan)
+ * is never replaced by a SHARE while keys are being made from it. */
+static void *generator_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&D.gen_mu);
+  pthread_mutex_lock(&D.mu);
+  while (!dm_stop) {
+    pthread_mutex_unlock(&D.mu);
+    pthread_mutex_unlock(&D.gen_mu);
+    pthread_mutex_lock(&D.gen_mu);
+    pthread_mutex_lock(&D.mu);
+    /* The pool most in need: one with a waiting query first, else the
+     * emptiest below its target. */
+    pool_t *best = NULL;
+    unsigned target = D.cfg->pool ? D.cfg->pool : 1;
+    for (unsigned i = 0; i < D.npools; i++) {
+      pool_t *p = &D.pools[i];
+      if (p->waiting > 0 && p->n < 64 && (best == NULL || best->waiting == 0))
+        best = p;
+      else if ((best == NULL || best->waiting == 0) && p->n < target &&
+               (best == NULL || p->n < best->n))
+        best = p;
+    }
+    if (best == NULL) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 200 * 1000 * 1000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&D.cv, &D.mu, &ts);
+      continue;
+    }
+    char name[CL_NAME_MAX], err[512];
+    snprintf(name, sizeof name, "%s", best->name);
+    size_t batch = best->batch;
+    dm_model_t *m;
+    dm_plan_t *pl;
+    int rc = dm_store_get(&D.store, name, &m, err, sizeof err);
+    if (rc == 0)
+      rc = dm_model_plan(&D.store, m, batch, &pl, err, sizeof err);
+    if (rc != 0) {
+      dm_log(WHO, "cannot prepare %s at batch %zu: %s", name, batch, err);
+      pools_drop_model(name);
+      pthread_cond_broadcast(&D.cv);
+      continue;
+    }
+    /* Key generation runs outside the lock; the plan object stays valid
+     * because only this thread replaces plans. */
+    mpc_dealer_t *dl = pl->obj;
+    pthread_mutex_unlock(&D.mu);
+    prep_t *prep = calloc(1, sizeof *prep);
+    capture_t cap;
+    memset(&cap, 0, sizeof cap);
+    cap.base.ops = &cap_ops;
+    cap.base.self = MPC_DEALER;
+    cap.prep = prep;
+    rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_query(dl, &cap.base);
+    pthread_mutex_lock(&D.mu);
+    if (rc != 0) {
+      dm_log(WHO, "preprocessing for %s at batch %zu failed: %s", name, batch,
+             tandem_strerror(rc));
+      if (prep != NULL)
+        prep_free(prep);
+      continue;
+    }
+    pool_t *p = pool_find(name, batch, 0);
+    if (p == NULL || p->n == 64)
+      prep_free(prep);
+    else
+      p->ready[p->n++] = prep;
+    pthread_cond_broadcast(&D.cv);
+  }
+  pthread_mutex_unlock(&D.mu);
+  pthread_mutex_unlock(&D.gen_mu);
+  return NULL;
+}
+
+/* ---- the worker --------------------------------------------------------------- */
+
+static void reply(int peer, const cl_ctrl_t *req, int status, uint64_t seq, uint32_t flags,
+                  uint64_t tag, const void *payload, size_t plen) {
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.tag = tag;
+  h.type = CL_MSG_REPLY;
+  h.status = status;
+  h.seq = seq;
+  h.batch = req->batch;
+  h.flags = flags;
+  memcpy(h.name, req->name, sizeof h.name);
+  if (cl_ctrl_send(D.node, peer, &h, payload, plen) != 0)
+    dm_log(WHO, "could not reply to peer %d", peer);
+}
+
+static int parties_up(char *err, size_t errlen) {
+  for (int id = CL_P0; id <= CL_P1; id++)
+    if (!net_peer_up(D.node, id) && net_accept(D.node, id, D.cfg->timeout_ms) != 0) {
+      snprintf(err, errlen, "compute party p%d is not connected to the dealer", id);
+      return TANDEM_ECLOSED;
+    }
+  return 0;
+}
+
+static void do_share(job_t *j) {
+  char err[512] = "";
+  mpc_graph_t g;
+  mpc_plan_t *plan = NULL;
+  mpc_dealer_t *d = NULL;
+  uint8_t *state = NULL;
+  size_t slen = 0;
+  int rc;
+  if (j->from != CL_OWNER) {
+    rc = TANDEM_EAUTH;
+    snprintf(err, sizeof err, "only the model owner may share a model");
+    goto out;
+  }
+  if (!cl_name_ok(j->h.name)) {
+    rc = TANDEM_EINVAL;
+    snprintf(err, sizeof err, "bad model name '%s' (use letters, digits, '_', '-', '.')",
+             j->h.name);
+    goto out;
+  }
+  if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
+    goto out;
+  if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
+      (rc = mpc_dealer_new(&d, plan)) != 0 || (rc = parties_up(err, sizeof err)) != 0)
+    goto done;
+  uint64_t tag;
+  randombytes_buf(&tag, sizeof tag);
+  reply(j->from, &j->h, 0, 0, 0, tag, NULL, 0);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_SETUP;
+  h.tag = tag;
+  h.peer = (uint32_t)j->from;
+  memcpy(h.name, j->h.name, sizeof h.name);
+  cl_link_t link;
+  cl_link_init(&link, D.node, MPC_DEALER, -1, tag);
+  if ((rc = cl_ctrl_send(D.node, CL_P0, &h, j->payload, j->plen)) != 0 ||
+      (rc = cl_ctrl_send(D.node, CL_P1, &h, j->payload, j->plen)) != 0 ||
+      (rc = mpc_dealer_model(d, &link.base)) != 0) {
+    snprintf(err, sizeof err, "could not send the setup to the parties: %s",
+             tandem_strerror(rc));
+    goto done;
+  }
+  slen = mpc_dealer_state_bytes(plan);
+  if ((state = sodium_malloc(slen)) == NULL) {
+    rc = TANDEM_ENOMEM;
+    goto done;
+  }
+  if ((rc = mpc_dealer_export(d, state, slen)) != 0)
+    goto done;
+  pthread_mutex_lock(&D.gen_mu);
+  pthread_mutex_lock(&D.mu);
+  pools_drop_model(j->h.name);
+  rc = dm_store_put(&D.store, j->h.name, j->payload, j->plen, state, slen, err, sizeof err);
+  if (rc == 0)
+    pool_find(j->h.name, 1, 1);
+  pthread_cond_broadcast(&D.cv);
+  pthread_mutex_unlock(&D.mu);
+  pthread_mutex_unlock(&D.gen_mu);
+done:
+  if (state != NULL)
+    sodium_free(state);
+  mpc_dealer_free(d);
+  mpc_plan_free(plan);
+  mpc_graph_close(&g);
+out:
+  if (rc == 0) {
+    dm_log(WHO, "model %s: setup sent to the parties", j->h.name);
+  } else {
+    dm_log(WHO, "model %s refused: %s", j->h.name, err);
+    reply(j->from, &j->h, rc, 0, 0, 0, err, strlen(err));
+  }
+}
+
+static void do_query(job_t *j) {
+  char err[512] = "";
+  int rc = 0;
+  uint32_t flags = 0;
+  prep_t *prep = NULL;
+  uint8_t *graph = NULL;
+  size_t glen = 0;
+  if (j->from < CL_CLIENT0) {
+    snprintf(err, sizeof err, "only clients send queries");
+    reply(j->from, &j->h, TANDEM_EAUTH, 0, 0, 0, err, strlen(err));
+    return;
+  }
+  size_t batch = (size_t)j->h.batch;
+  pthread_mutex_lock(&D.mu);
+  dm_model_t *m;
+  rc = dm_store_get(&D.store, j->h.name, &m, err, sizeof err);
+  if (rc == 0 && (batch == 0 || batch > DM_MAX_BATCH)) {
+    rc = TANDEM_EINVAL;
+    snprintf(err, sizeof err, "batch size %zu outside 1..%u", batch, DM_MAX_BATCH);
+  }
+  if (rc == 0 && (graph = malloc(m->graph_len)) == NULL)
+    rc = TANDEM_ENOMEM;
+  if (rc == 0) {
+    memcpy(graph, m->graph_bytes, m->graph_len);
+    glen = m->graph_len;
+    pool_t *p = pool_find(j->h.name, batch, 1);
+    double deadline = cl_now() + D.cfg->timeout_ms / 1000.0;
+    if (p->n == 0)
+      flags |= CL_FLAG_WAITED;
+    while (p != NULL && p->n == 0 && !dm_stop && cl_now() < deadline) {
+      p->waiting++;
+      pthread_cond_broadcast(&D.cv);
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += 1;
+      pthread_cond_timedwait(&D.cv, &D.mu, &ts);
+      p->waiting--;
+      p = pool_find(j->h.name, batch, 0); /* the generator may have dropped it */
+    }
+    if (p == NULL || p->n == 0) {
+      rc = TANDEM_ETIMEDOUT;
+      snprintf(err, sizeof err, "no preprocessing for %s at batch %zu", j->h.name, batch);
+    } else {
+      prep = p->ready[0];
+      memmove(p->ready, p->ready + 1, (p->n - 1) * sizeof p->ready[0]);
+      p->n--;
+      pthread_cond_broadcast(&D.cv);
+    }
+  }
+  pthread_mutex_unlock(&D.mu);
+  if (rc == 0)
+    rc = parties_up(err, sizeof err);
+  uint64_t seq = ++D.seq;
+  if (rc != 0) {
+    dm_log(WHO, "query from client %d refused: %s", j->from, err);
+    reply(j->from, &j->h, rc, seq, 0, 0, err, strlen(err));
+    goto out;
+  }
+  uint64_t tag;
+  randombytes_buf(&tag, sizeof tag);
+  reply(j->from, &j->h, 0, seq, flags, tag, graph, glen);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_QUERY;
+  h.seq = seq;
+  h.batch = batch;
+  h.peer = (uint32_t)j->from;
+  h.tag = tag;
+  memcpy(h.name, j->h.name, sizeof h.name);
+  for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
+    rc = cl_ctrl_send(D.node, id, &h, NULL, 0);
+  cl_link_t link;
+  cl_link_init(&link, D.node, MPC_DEALER, j->from, tag);
+  static const mpc_role_t to[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  for (int i = 0; i < 3 && rc == 0; i++)
+    rc = link.base.ops->send(&link.base, to[i], prep->msg[i], prep->len[i]);
+  if (rc != 0)
+    dm_log(WHO, "query %llu: sending the preprocessing failed: %s", (unsigned long long)seq,
+           tandem_strerror(rc));
+  else
+    dm_log(WHO, "query %llu (%s, batch %zu, client %d): preprocessing sent%s",
+           (unsigned long long)seq, j->h.name, batch, j->from,
+           flags & CL_FLAG_WAITED ? " (made on demand)" : "");
+out:
+  if (prep != NULL)
+    prep_free(prep);
+  free(graph);
+}
+
+static void *worker_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&D.mu);
+  while (!dm_stop) {
+    if (D.head == NULL) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 200 * 1000 * 1000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&D.cv, &D.mu, &ts);
+      continue;
+    }
+    job_t *j = D.head;
+    D.head = j->next;
+    if (D.head == NULL)
+      D.tail = NULL;
+    pthread_mutex_unlock(&D.mu);
+    if (j->h.type == CL_MSG_SHARE)
+      do_share(j);
+    else if (j->h.type == CL_MSG_REQ)
+      do_query(j);
+    else
+      dm_log(WHO, "unexpected control message %u from peer %d", j->h.type, j->from);
+    free(j->payload);
+    free(j);
+    pthread_mutex_lock(&D.mu);
+  }
+  pthread_mutex_unlock(&D.mu);
+  return NULL;
+}
+
+/* ---- readers ------------------------------------------------------------------ */
+
+static void *reader_main(void *arg) {
+  int id = (int)(intptr_t)arg;
+  while (!dm_stop) {
+    job_t *j = calloc(1, sizeof *j);
+    if (j == NULL)
+      break;
+    int rc = cl_ctrl_recv(D.node, id, &j->h, &j->payload, &j->plen, 500);
+    if (rc == TANDEM_ETIMEDOUT) {
+      free(j);
+      continue;
+    }
+    if (rc != 0) {
+      free(j);
+      if (rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
+        dm_log(WHO, "peer %d: %s", id, tandem_strerror(rc));
+      break;
+    }
+    j->from = id;
+    pthread_mutex_lock(&D.mu);
+    if (D.tail != NULL)
+      D.tail->next = j;
+    else
+      D.head = j;
+    D.tail = j;
+    pthread_cond_broadcast(&D.cv);
+    pthread_mutex_unlock(&D.mu);
+  }
+  pthread_mutex_lock(&D.mu);
+  D.reader_running[id] = 0;
+  pthread_mutex_unlock(&D.mu);
+  return NULL;
+}
+
+static void start_reader(int id) {
+  pthread_mutex_lock(&D.mu);
+  int running = D.reader_running[id];
+  D.reader_running[id] = 1;
+  pthread_mutex_unlock(&D.mu);
+  if (running)
+    return;
+  pthread_t th;
+  if (pthread_create(&th, NULL, reader_main, (void *)(intptr_t)id) != 0) {
+    pthread_mutex_lock(&D.mu);
+    D.reader_running[id] = 0;
+    pthread_mutex_unlock(&D.mu);
+    return;
+  }
+  pthread_detach(th);
+}
+
+int tandem_dealer_main(int argc, char **argv) {
+  const char *config = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      config = argv[++i];
+    else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: tandem dealer --config FILE\nRuns the dealer until SIGINT or SIGTERM.\n");
+      return 0;
+    } else {
+      fprintf(stderr, "usage: tandem dealer --config FILE\n");
+      return 2;
+    }
+  }
+  if (config == NULL) {
+    fprintf(stderr, "usage: tandem dealer --config FILE\n");
+    return 2;
+  }
+  if (sodium_init() < 0) {
+    tandem_app_error("dealer", "libsodium failed to initialise");
+    return 1;
+  }
+  static cl_config_t cfg;
+  char err[1024];
+  if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
+    tandem_app_error("dealer", "%s", err);
+    return 1;
+  }
+  const char *dir = cfg.m[CL_DEALER].data_dir;
+  if (dir[0] == '\0') {
+    tandem_app_error("dealer", "%s: [dealer] has no data directory", config);
+    return 1;
+  }
+  int rc = cl_mkdirs(dir);
+  if (rc != 0) {
+    tandem_app_error("dealer", "%s: %s", dir, tandem_strerror(rc));
+    return 1;
+  }
+  memset(&D, 0, sizeof D);
+  D.cfg = &cfg;
+  pthread_mutex_init(&D.gen_mu, NULL);
+  pthread_mutex_init(&D.mu, NULL);
+  pthread_cond_init(&D.cv, NULL);
+  dm_signals();
+  if (cl_node_open(&cfg, CL_DEALER, 1, &D.node, dm_net_log, (void *)WHO, err, sizeof err) !=
+      0) {
+    tandem_app_error("dealer", "%s", err);
+    return 1;
+  }
+  dm_store_init(&D.store, dir, MPC_DEALER);
+  dm_log(WHO, "listening on %s port %u, pool of %u queries per model", cfg.m[CL_DEALER].host,
+         (unsigned)cfg.m[CL_DEALER].port, cfg.pool);
+  pthread_t worker, gen;
+  pthread_create(&worker, NULL, worker_main, NULL);
+  pthread_create(&gen, NULL, generator_main, NULL);
+  while (!dm_stop) {
+    int id;
+    rc = net_accept_any(D.node, &id, 300);
+    if (rc == 0 && (id == CL_OWNER || id >= CL_CLIENT0))
+      start_reader(id);
+    else if (rc == 0)
+      dm_log(WHO, "%s connected", id == CL_P0 ? "p0" : id == CL_P1 ? "p1" : "a peer");
+  }
+  dm_log(WHO, "stopping");
+  pthread_mutex_lock(&D.mu);
+  pthread_cond_broadcast(&D.cv);
+  pthread_mutex_unlock(&D.mu);
+  pthread_join(worker, NULL);
+  pthread_join(gen, NULL);
+  /* Readers poll dm_stop every 500 ms; give them the time to leave. */
+  for (int i = 0; i < 20; i++) {
+    int any = 0;
+    pthread_mutex_lock(&D.mu);
+    for (int id = 0; id < NET_MAX_PEERS; id++)
+      any |= D.reader_running[id];
+    pthread_mutex_unlock(&D.mu);
+    if (!any)
+      break;
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  net_node_free(D.node);
+  pthread_mutex_lock(&D.mu);
+  for (unsigned i = 0; i < D.npools; i++)
+    for (unsigned j = 0; j < D.pools[i].n; j++)
+      prep_free(D.pools[i].ready[j]);
+  dm_store_close(&D.store);
+  while (D.head != NULL) {
+    job_t *j = D.head;
+    D.head = j->next;
+    free(j->payload);
+    free(j);
+  }
+  pthread_mutex_unlock(&D.mu);
+  return 0;
+}

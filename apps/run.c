@@ -1,0 +1,624 @@
+/* run.c - `tandem run` and `tandem demo`: a throw-away cluster on loopback.
+ *
+ * Both make fresh keys and a config in a temporary directory, start P0, P1
+ * and the dealer as separate processes (this binary, re-executed) on free
+ * loopback ports, share a model as its owner and run queries as a client, then
+ * stop the daemons and delete the directory. `run` does one inference on an
+ * input file (or the plaintext evaluator with --plaintext); `demo` classifies
+ * the Fashion-MNIST test set privately and compares with the plaintext model.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <sodium.h>
+
+#include "apps.h"
+#include "client.h"
+
+/* ---- the throw-away cluster ---------------------------------------------------- */
+
+typedef struct {
+  char dir[256];
+  char config[300];
+  pid_t pid[3]; /* p0, p1, dealer */
+  cl_config_t cfg;
+} lcluster_t;
+
+static const char *const daemon_names[3] = {"p0", "p1", "dealer"};
+
+/* A port the kernel considers free now (bind to 0, read, close). Another
+ * process could take it before the daemon binds; the daemon then fails with
+ * a clear "address in use" and the caller can retry. */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+static int make_key(const char *dir, const char *name, char *hex) {
+  unsigned char pk[NET_KEY_BYTES];
+  unsigned char *sk = sodium_malloc(NET_KEY_BYTES);
+  if (sk == NULL)
+    return TANDEM_ENOMEM;
+  net_keypair(pk, sk);
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s.key", dir, name);
+  int rc = net_key_save(path, sk);
+  sodium_free(sk);
+  sodium_bin2hex(hex, 2 * NET_KEY_BYTES + 1, pk, NET_KEY_BYTES);
+  return rc;
+}
+
+static void lc_stop(lcluster_t *c) {
+  for (int i = 0; i < 3; i++)
+    if (c->pid[i] > 0)
+      kill(c->pid[i], SIGTERM);
+  for (int i = 0; i < 3; i++) {
+    if (c->pid[i] <= 0)
+      continue;
+    int status;
+    for (int t = 0; t < 100; t++) {
+      if (waitpid(c->pid[i], &status, WNOHANG) != 0)
+        goto reaped;
+      struct timespec ts = {0, 50 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    kill(c->pid[i], SIGKILL);
+    waitpid(c->pid[i], &status, 0);
+  reaped:
+    c->pid[i] = 0;
+  }
+  if (c->dir[0] != '\0' && getenv("TANDEM_KEEP_TMP") == NULL)
+    nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  c->dir[0] = '\0';
+}
+
+/* Prints the tail of a daemon's log (after a failure). */
+static void lc_show_logs(const lcluster_t *c) {
+  for (int i = 0; i < 3; i++) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s.log", c->dir, daemon_names[i]);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+      continue;
+    char line[1024];
+    while (fgets(line, sizeof line, f) != NULL)
+      fprintf(stderr, "  %s", line);
+    fclose(f);
+  }
+}
+
+static volatile sig_atomic_t lc_interrupted;
+static void lc_on_signal(int sig) {
+  (void)sig;
+  lc_interrupted = 1;
+}
+
+static int lc_start(lcluster_t *c, const char *cmd, char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  const char *tmp = getenv("TMPDIR");
+  snprintf(c->dir, sizeof c->dir, "%s/tandem-XXXXXX", tmp != NULL ? tmp : "/tmp");
+  if (mkdtemp(c->dir) == NULL) {
+    snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
+    c->dir[0] = '\0';
+    return -errno;
+  }
+  static const char *const names[5] = {"p0", "p1", "dealer", "owner", "client"};
+  char hex[5][2 * NET_KEY_BYTES + 1];
+  for (int i = 0; i < 5; i++)
+    if (make_key(c->dir, names[i], hex[i]) != 0) {
+      snprintf(err, errlen, "cannot write keys in %s", c->dir);
+      lc_stop(c);
+      return TANDEM_EIO;
+    }
+  int port[3];
+  for (int i = 0; i < 3; i++)
+    if ((port[i] = free_port()) <= 0) {
+      snprintf(err, errlen, "no free loopback port");
+      lc_stop(c);
+      return TANDEM_EIO;
+    }
+  snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
+  FILE *f = fopen(c->config, "w");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: %s", c->config, strerror(errno));
+    lc_stop(c);
+    return TANDEM_EIO;
+  }
+  const char *timeout = getenv("TANDEM_TIMEOUT_MS");
+  fprintf(f, "; made by tandem %s, deleted when it ends\n[cluster]\ntimeout_ms = %s\n"
+             "pool = 2\n\n", cmd, timeout != NULL ? timeout : "30000");
+  for (int i = 0; i < 3; i++)
+    fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n\n",
+            names[i], port[i], hex[i], names[i], names[i]);
+  fprintf(f, "[owner]\npubkey = %s\nkey = owner.key\n\n[client]\npubkey = %s\nkey = "
+             "client.key\n", hex[3], hex[4]);
+  fclose(f);
+  char why[512];
+  if (cl_config_load(c->config, &c->cfg, why, sizeof why) != 0) {
+    snprintf(err, errlen, "%s", why);
+    lc_stop(c);
+    return TANDEM_ECONFIG;
+  }
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    snprintf(err, errlen, "cannot find the tandem binary");
+    lc_stop(c);
+    return TANDEM_EIO;
+  }
+  self[n] = '\0';
+  /* The dealer first: the parties dial it. */
+  static const int order[3] = {2, 1, 0};
+  for (int k = 0; k < 3; k++) {
+    int i = order[k];
+    char log[400];
+    snprintf(log, sizeof log, "%s/%s.log", c->dir, daemon_names[i]);
+    pid_t pid = fork();
+    if (pid < 0) {
+      snprintf(err, errlen, "fork: %s", strerror(errno));
+      lc_stop(c);
+      return TANDEM_EIO;
+    }
+    if (pid == 0) {
+      int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+      }
+      int nul = open("/dev/null", O_RDWR);
+      if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        close(nul);
+      }
+      if (i == 2)
+        execl(self, "tandem", "dealer", "--config", c->config, (char *)NULL);
+      else
+        execl(self, "tandem", "party", "--config", c->config, "--id", daemon_names[i],
+              (char *)NULL);
+      _exit(127);
+    }
+    c->pid[i] = pid;
+  }
+  return 0;
+}
+
+/* A daemon that exited already (a port taken, a bad key) is an error now
+ * rather than a timeout later. */
+static int lc_check(lcluster_t *c, char *err, size_t errlen) {
+  for (int i = 0; i < 3; i++) {
+    int status;
+    if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
+      c->pid[i] = 0;
+      snprintf(err, errlen, "the %s daemon exited early; its log:", daemon_names[i]);
+      return TANDEM_EIO;
+    }
+  }
+  return 0;
+}
+
+/* ---- tandem run -------------------------------------------------------------------- */
+
+static int run_usage(void) {
+  fprintf(stderr, "usage: tandem run --model M.onnx --input X --output Y [--plaintext] "
+                  "[--stats FILE]\n");
+  return 2;
+}
+
+int tandem_run_main(int argc, char **argv) {
+  const char *model = NULL, *input = NULL, *output = NULL, *stats = NULL;
+  int plaintext = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      model = argv[++i];
+    else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
+      input = argv[++i];
+    else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc)
+      output = argv[++i];
+    else if (strcmp(argv[i], "--stats") == 0 && i + 1 < argc)
+      stats = argv[++i];
+    else if (strcmp(argv[i], "--plaintext") == 0)
+      plaintext = 1;
+    else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: tandem run --model M.onnx --input X --output Y [--plaintext] "
+             "[--stats FILE]\n"
+             "Starts P0, P1 and the dealer on loopback with throw-away keys, shares the\n"
+             "model, runs one private inference and cleans up. --plaintext evaluates the\n"
+             "model in the clear instead (the reference).\n");
+      return 0;
+    } else
+      return run_usage();
+  }
+  if (model == NULL || input == NULL || output == NULL)
+    return run_usage();
+  if (sodium_init() < 0)
+    return 1;
+  char err[1024];
+  mpc_ftensor_t x, y;
+  if (mpc_tensor_load(input, &x, err, sizeof err) != 0) {
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  /* The model is imported here first, so that a bad file is reported before
+   * any process starts. */
+  mpc_graph_t g;
+  mpc_weights_t w;
+  if (mpc_onnx_load(model, &g, &w, err, sizeof err) != 0) {
+    mpc_ftensor_close(&x);
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  int rc;
+  if (plaintext) {
+    mpc_ftensor_t outs[1];
+    size_t nout = 0;
+    for (size_t i = 0; i < g.nnodes; i++)
+      nout += g.nodes[i].op == MPC_OP_OUTPUT;
+    size_t nin = 0;
+    for (size_t i = 0; i < g.nnodes; i++)
+      nin += g.nodes[i].op == MPC_OP_INPUT;
+    if (nout != 1 || nin != 1) {
+      tandem_app_error("run", "%s: %zu inputs and %zu outputs (run takes one of each)", model,
+                       nin, nout);
+      rc = 1;
+    } else if ((rc = mpc_eval_float(&g, &w, &x, outs)) != 0) {
+      tandem_app_error("run", "%s: %s (input shape or values)", model, tandem_strerror(rc));
+      rc = 1;
+    } else {
+      rc = mpc_tensor_save(output, &outs[0]);
+      mpc_ftensor_close(&outs[0]);
+      if (rc != 0) {
+        tandem_app_error("run", "%s: %s", output, tandem_strerror(rc));
+        rc = 1;
+      }
+    }
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+    mpc_ftensor_close(&x);
+    return rc;
+  }
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = lc_on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  lcluster_t c;
+  if (lc_start(&c, "run", err, sizeof err) != 0) {
+    mpc_ftensor_close(&x);
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  cli_session_t owner, client;
+  cli_stats_t st;
+  rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
+  if (rc == 0) {
+    rc = cli_share_model(&owner, model, "model", err, sizeof err);
+    cli_close(&owner);
+  }
+  if (rc == 0 && (rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
+    rc = cli_query(&client, "model", &x, &y, &st, err, sizeof err);
+    cli_close(&client);
+  }
+  if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
+    rc = TANDEM_EIO;
+  mpc_ftensor_close(&x);
+  if (rc != 0) {
+    tandem_app_error("run", "%s", err);
+    if (getenv("TANDEM_VERBOSE") != NULL || rc == TANDEM_EIO)
+      lc_show_logs(&c);
+    lc_stop(&c);
+    return 1;
+  }
+  lc_stop(&c);
+  if ((rc = mpc_tensor_save(output, &y)) != 0) {
+    mpc_ftensor_close(&y);
+    tandem_app_error("run", "%s: %s", output, tandem_strerror(rc));
+    return 1;
+  }
+  mpc_ftensor_close(&y);
+  if (stats != NULL && (rc = cli_stats_write(stats, &st)) != 0) {
+    tandem_app_error("run", "%s: %s", stats, tandem_strerror(rc));
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- tandem demo ----------------------------------------------------------------- */
+
+#define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* Reads a gzip'd IDX file of unsigned bytes: dims and data. */
+static int idx_load(const char *path, unsigned want_dims, size_t *dims, uint8_t **data,
+                    char *err, size_t errlen) {
+  gzFile f = gzopen(path, "rb");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: cannot open (install dataset-fashion-mnist)", path);
+    return TANDEM_ENOENT;
+  }
+  uint8_t hdr[4];
+  size_t total = 1;
+  int rc = 0;
+  if (gzread(f, hdr, 4) != 4 || hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 ||
+      hdr[3] != want_dims) {
+    rc = TANDEM_EPARSE;
+    goto out;
+  }
+  for (unsigned i = 0; i < want_dims; i++) {
+    uint8_t b[4];
+    if (gzread(f, b, 4) != 4) {
+      rc = TANDEM_EPARSE;
+      goto out;
+    }
+    dims[i] = (size_t)b[0] << 24 | (size_t)b[1] << 16 | (size_t)b[2] << 8 | b[3];
+    if (dims[i] == 0 || dims[i] > 1000000) {
+      rc = TANDEM_EPARSE;
+      goto out;
+    }
+    total *= dims[i];
+  }
+  if (total > ((size_t)1 << 31) || (*data = malloc(total)) == NULL) {
+    rc = TANDEM_ENOMEM;
+    goto out;
+  }
+  if ((size_t)gzread(f, *data, (unsigned)total) != total) {
+    free(*data);
+    *data = NULL;
+    rc = TANDEM_EPARSE;
+  }
+out:
+  gzclose(f);
+  if (rc == TANDEM_EPARSE)
+    snprintf(err, errlen, "%s: not an IDX file of bytes with %u dimensions", path, want_dims);
+  return rc;
+}
+
+static size_t argmax(const double *v, size_t n) {
+  size_t best = 0;
+  for (size_t i = 1; i < n; i++)
+    if (v[i] > v[best])
+      best = i;
+  return best;
+}
+
+static void progress(size_t done, size_t total, double secs) {
+  int width = 40, fill = total ? (int)(width * done / total) : width;
+  fprintf(stderr, "\r  [%.*s%*s] %5zu/%zu images  %.1f s", fill,
+          "########################################", width - fill, "", done, total, secs);
+  fflush(stderr);
+}
+
+int tandem_demo_main(int argc, char **argv) {
+  const char *model = NULL;
+  size_t images = 10000, batch = 100;
+  int json = 0;
+  for (int i = 1; i < argc; i++) {
+    char *end;
+    if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      model = argv[++i];
+    else if (strcmp(argv[i], "--images") == 0 && i + 1 < argc) {
+      images = strtoull(argv[++i], &end, 10);
+      if (*end != '\0' || images == 0) {
+        tandem_app_error("demo", "--images wants a positive number");
+        return 2;
+      }
+    } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
+      batch = strtoull(argv[++i], &end, 10);
+      if (*end != '\0' || batch == 0 || batch > 10000) {
+        tandem_app_error("demo", "--batch wants a number in 1..10000");
+        return 2;
+      }
+    } else if (strcmp(argv[i], "--json") == 0)
+      json = 1;
+    else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]\n"
+             "Classifies the Fashion-MNIST test set privately (P0, P1 and the dealer as\n"
+             "separate processes on loopback) and compares with the plaintext model.\n");
+      return 0;
+    } else {
+      fprintf(stderr, "usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]\n");
+      return 2;
+    }
+  }
+  char defmodel[4096];
+  if (model == NULL) {
+    /* models/fashion_mlp.onnx beside the source tree the binary was built from. */
+    snprintf(defmodel, sizeof defmodel, "%s/models/fashion_mlp.onnx", TANDEM_SOURCE_DIR);
+    model = defmodel;
+  }
+  if (sodium_init() < 0)
+    return 1;
+  char err[1024];
+  size_t idims[3], ldims[1];
+  uint8_t *pix = NULL, *labels = NULL;
+  if (idx_load(FMNIST_DIR "/t10k-images-idx3-ubyte.gz", 3, idims, &pix, err, sizeof err) != 0 ||
+      idx_load(FMNIST_DIR "/t10k-labels-idx1-ubyte.gz", 1, ldims, &labels, err, sizeof err) !=
+          0) {
+    free(pix);
+    tandem_app_error("demo", "%s", err);
+    return 1;
+  }
+  if (images > idims[0])
+    images = idims[0];
+  if (ldims[0] < images || idims[1] != 28 || idims[2] != 28) {
+    free(pix);
+    free(labels);
+    tandem_app_error("demo", "unexpected Fashion-MNIST file shapes");
+    return 1;
+  }
+  mpc_graph_t g;
+  mpc_weights_t w;
+  if (mpc_onnx_load(model, &g, &w, err, sizeof err) != 0) {
+    free(pix);
+    free(labels);
+    tandem_app_error("demo", "%s", err);
+    return 1;
+  }
+  /* The model's input shape decides the layout: [B,784] or [B,1,28,28]. */
+  mpc_shape_t in_shape;
+  memset(&in_shape, 0, sizeof in_shape);
+  for (size_t i = 0; i < g.nnodes; i++)
+    if (g.nodes[i].op == MPC_OP_INPUT) {
+      in_shape = g.nodes[i].shape;
+      break;
+    }
+  if (mpc_shape_numel(&in_shape) / (in_shape.dim[0] ? in_shape.dim[0] : 1) != 784) {
+    tandem_app_error("demo", "%s: the input is not one 28x28 image per row", model);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+    free(pix);
+    free(labels);
+    return 1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = lc_on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  int tty = isatty(2) && !json;
+  if (!json)
+    fprintf(stderr, "tandem demo: %s on %zu Fashion-MNIST test images, batches of %zu\n",
+            model, images, batch);
+  lcluster_t c;
+  int rc = lc_start(&c, "demo", err, sizeof err);
+  cli_session_t owner, client;
+  double t_share0 = cl_now();
+  if (rc == 0 && (rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
+    rc = cli_share_model(&owner, model, "demo", err, sizeof err);
+    cli_close(&owner);
+  }
+  double t_share = cl_now() - t_share0;
+  int client_open = 0;
+  if (rc == 0 && (rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0)
+    client_open = 1;
+  size_t agree = 0, priv_ok = 0, plain_ok = 0, done = 0, batches = 0;
+  unsigned rounds = 0;
+  uint64_t on_bytes = 0, off_bytes = 0;
+  double on_s = 0, off_s = 0, t0 = cl_now(), max_err = 0;
+  while (rc == 0 && done < images && !lc_interrupted) {
+    size_t b = images - done < batch ? images - done : batch;
+    mpc_shape_t s = in_shape;
+    s.dim[0] = b;
+    mpc_ftensor_t x, y, ref[1];
+    if ((rc = mpc_ftensor_init(&x, &s)) != 0)
+      break;
+    for (size_t i = 0; i < b * 784; i++)
+      x.data[i] = pix[done * 784 + i] / 255.0;
+    cli_stats_t st;
+    rc = cli_query(&client, "demo", &x, &y, &st, err, sizeof err);
+    if (rc == 0 && (rc = mpc_eval_float(&g, &w, &x, ref)) != 0) {
+      snprintf(err, sizeof err, "plaintext evaluation failed: %s", tandem_strerror(rc));
+      mpc_ftensor_close(&y);
+    }
+    mpc_ftensor_close(&x);
+    if (rc != 0)
+      break;
+    size_t k = mpc_shape_numel(&y.shape) / b;
+    for (size_t i = 0; i < b; i++) {
+      size_t pp = argmax(y.data + i * k, k), pr = argmax(ref[0].data + i * k, k);
+      agree += pp == pr;
+      priv_ok += pp == labels[done + i];
+      plain_ok += pr == labels[done + i];
+      for (size_t j = 0; j < k; j++) {
+        double e = fabs(y.data[i * k + j] - ref[0].data[i * k + j]);
+        if (e > max_err)
+          max_err = e;
+      }
+    }
+    mpc_ftensor_close(&y);
+    mpc_ftensor_close(&ref[0]);
+    if (st.rounds > rounds)
+      rounds = st.rounds;
+    on_bytes += st.online_bytes[0] + st.online_bytes[1];
+    off_bytes += st.offline_bytes[0] + st.offline_bytes[1] + st.client_offline;
+    on_s += st.online_s;
+    off_s += st.offline_s;
+    done += b;
+    batches++;
+    if (tty)
+      progress(done, images, cl_now() - t0);
+  }
+  double total_s = cl_now() - t0;
+  if (tty)
+    fputc('\n', stderr);
+  if (rc == 0 && lc_interrupted) {
+    rc = TANDEM_EIO;
+    snprintf(err, sizeof err, "interrupted");
+  }
+  if (client_open)
+    cli_close(&client);
+  if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
+    lc_show_logs(&c);
+  lc_stop(&c);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  free(pix);
+  free(labels);
+  if (rc != 0) {
+    tandem_app_error("demo", "%s", err);
+    return 1;
+  }
+  double pa = (double)priv_ok / (double)done, pl = (double)plain_ok / (double)done;
+  double ag = (double)agree / (double)done;
+  if (json) {
+    printf("{\"model\":\"%s\",\"images\":%zu,\"batch\":%zu,\"private_accuracy\":%.4f,"
+           "\"plaintext_accuracy\":%.4f,\"agreement\":%.4f,\"max_logit_error\":%.6f,"
+           "\"rounds_per_batch\":%u,\"online_bytes\":%llu,\"offline_bytes\":%llu,"
+           "\"online_s\":%.3f,\"offline_s\":%.3f,\"total_s\":%.3f,\"share_s\":%.3f,"
+           "\"s_per_image\":%.6f}\n",
+           model, done, batch, pa, pl, ag, max_err, rounds, (unsigned long long)on_bytes,
+           (unsigned long long)off_bytes, on_s, off_s, total_s, t_share,
+           total_s / (double)done);
+  } else {
+    printf("images               %zu in %zu batches of %zu\n", done, batches, batch);
+    printf("private accuracy     %.4f\n", pa);
+    printf("plaintext accuracy   %.4f\n", pl);
+    printf("agreement            %.4f (%zu of %zu predictions equal)\n", ag, agree, done);
+    printf("max logit error      %.5f\n", max_err);
+    printf("rounds per batch     %u (online, between P0 and P1)\n", rounds);
+    printf("online bytes         %.2f MB sent by P0 and P1 together (%.1f KB per image)\n",
+           on_bytes / 1e6, on_bytes / 1e3 / (double)done);
+    printf("offline bytes        %.2f MB sent by the dealer (%.1f KB per image)\n",
+           off_bytes / 1e6, off_bytes / 1e3 / (double)done);
+    printf("time                 %.2f s total, %.2f ms per image (online %.2f s, offline "
+           "%.2f s)\n",
+           total_s, 1e3 * total_s / (double)done, on_s, off_s);
+    printf("who learns what      the client: its images and the predictions; P0, P1: "
+           "masked values only; the dealer: nothing but the model's shape\n");
+  }
+  return 0;
+}

@@ -1,0 +1,250 @@
+/* net.h - the public interface of Tandem's transport: authenticated, encrypted
+ * message links between the processes of a cluster (P0, P1, the dealer, the
+ * model owner, clients).
+ *
+ * A node is one process's endpoint. It owns a libuv loop that runs in its own
+ * thread; every public call below is made from the caller's threads, hands its
+ * work to the loop (uv_async) and blocks on a condition variable until the work
+ * is done, fails, or times out. Peers are numbered by the caller (0 to
+ * NET_MAX_PEERS-1, typically the MPC role) and are known by their static
+ * X25519 public key: a node only ever talks to keys it was given. A link to a
+ * peer is one TCP connection, secured by a mutual-authentication handshake and
+ * then AES-256-GCM frames with per-direction keys and counter nonces
+ * (the design is in net/src/handshake.c and net/src/frame.c). Messages keep
+ * their boundaries: a message of any size (up to max_msg) is split into frames
+ * of at most max_frame payload bytes and delivered whole. Each message carries
+ * a channel tag (0-255) so several logical streams can share a link; receivers
+ * take the next message of the channel they ask for.
+ *
+ * Errors (every call): 0, or one negative code of tandem_err.h. A link that
+ * sees a forged frame ends with TANDEM_EAUTH, a replayed, reordered, truncated
+ * or malformed one with TANDEM_EPROTO, a peer that closes with TANDEM_ECLOSED;
+ * the caller blocked on that peer gets the code, and so does every later call
+ * to the peer until a new link is made (net_connect, or the peer connecting
+ * again: a new authenticated link from a peer replaces the old one, and calls
+ * blocked on the old one fail with TANDEM_ECONNRESET). A call that waits longer
+ * than its timeout fails with TANDEM_ETIMEDOUT and leaves the link up.
+ *
+ * Thread affinity: a node may be used from any number of threads at once,
+ * except net_node_free (no other call may run or start once it is called).
+ * Messages to one peer on one channel are delivered in the order their
+ * net_*send calls returned.
+ */
+#ifndef TANDEM_NET_H
+#define TANDEM_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tandem_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NET_KEY_BYTES 32         /* an X25519 public or secret key */
+#define NET_MAX_PEERS 32         /* peer ids are 0 .. NET_MAX_PEERS-1 */
+#define NET_FRAME_LIMIT (16u << 20) /* the largest max_frame a config may ask */
+
+/* Defaults used where a config field is 0. */
+#define NET_DEFAULT_MAX_FRAME (256u << 10)       /* payload bytes per frame */
+#define NET_DEFAULT_MAX_MSG ((size_t)1 << 30)    /* bytes per message */
+#define NET_DEFAULT_QUEUE_BYTES ((size_t)64 << 20)
+#define NET_DEFAULT_TIMEOUT_MS 30000
+#define NET_DEFAULT_HANDSHAKE_MS 10000
+
+/* A timeout argument below 0 means the node's configured default. */
+#define NET_TIMEOUT_DEFAULT (-1)
+
+typedef struct net_node_s net_node_t;
+
+typedef struct {
+  /* Numeric IPv4 or IPv6 address to listen on, or NULL for a node that only
+   * dials out. Port 0 lets the kernel choose (read it with net_node_port). */
+  const char *listen_host;
+  uint16_t listen_port;
+  /* The node's own static identity (NET_KEY_BYTES each); copied into locked
+   * memory by net_node_new, so the caller may wipe its copy afterwards. */
+  const unsigned char *pk;
+  const unsigned char *sk;
+  size_t max_frame;   /* payload bytes per frame, 1 .. NET_FRAME_LIMIT */
+  size_t max_msg;     /* the largest message accepted from a peer */
+  size_t queue_bytes; /* per peer: bound of queued outbound bytes (a sender
+                         waits while its queue is over it) and of received
+                         messages not yet taken (reading pauses above it) */
+  int timeout_ms;     /* default bound of every blocking call */
+  int handshake_timeout_ms; /* connect plus handshake, and an inbound
+                               connection's handshake */
+  /* Optional: one line per event (connections, rejections, link errors; never
+   * a secret). Called on the loop thread, so it must not call into the node. */
+  void (*log)(void *ctx, const char *line);
+  void *log_ctx;
+} net_config_t;
+
+/* Counters of one peer, summed over every link to it. Payload bytes are
+ * message bytes as the caller sees them; wire bytes are what crossed the
+ * socket (frame headers, tags and handshakes included). */
+typedef struct {
+  uint64_t payload_sent, payload_recvd;
+  uint64_t wire_sent, wire_recvd;
+  uint64_t msgs_sent, msgs_recvd;
+  uint64_t links;       /* authenticated links made (reconnections + 1) */
+} net_stats_t;
+
+/* Node-wide counters (tests and logs). */
+typedef struct {
+  uint64_t handshakes_ok;
+  uint64_t handshakes_failed; /* rejected keys, garbage, timeouts */
+  uint64_t links_failed;      /* established links ended by an error */
+} net_node_stats_t;
+
+/* ---- nodes ------------------------------------------------------------- */
+
+/* Creates a node: copies cfg (0 fields take the defaults above), binds and
+ * listens if cfg->listen_host is set, and starts the loop thread.
+ * *out is the caller's to free with net_node_free. Errors: TANDEM_EINVAL (a
+ * bad field, an address that is not numeric), TANDEM_EADDRINUSE, TANDEM_ENOMEM,
+ * -errno. Not blocking beyond the bind. */
+TANDEM_WUR int net_node_new(net_node_t **out, const net_config_t *cfg);
+
+/* Stops the loop: closes every link and the listener, joins the thread, wipes
+ * every key and frees the node. Messages still queued for sending may be lost
+ * (net_peer_close first to flush). No call on the node may be running. */
+void net_node_free(net_node_t *node);
+
+/* The port the node listens on (the kernel's choice if cfg asked for 0), or 0
+ * for a node without a listener. */
+uint16_t net_node_port(const net_node_t *node);
+
+void net_node_stats(net_node_t *node, net_node_stats_t *out);
+
+/* ---- peers ------------------------------------------------------------- */
+
+/* Declares peer `id`: its static public key (NET_KEY_BYTES, copied), and the
+ * numeric address and port it listens on (host may be NULL for a peer that
+ * only dials in). Only declared keys pass the handshake. Redeclaring an id
+ * changes its address and key for later links (a live link is dropped if the
+ * key changes). Errors: TANDEM_EINVAL (id out of range, a key already used by
+ * another id). Does not block. */
+TANDEM_WUR int net_peer_add(net_node_t *node, int id, const char *host, uint16_t port,
+                            const unsigned char *pk);
+
+/* Dials peer id, runs the handshake as initiator and makes the result the
+ * peer's link (replacing any previous one). Blocks for at most the handshake
+ * timeout. Errors: TANDEM_EAUTH (the peer's key is not the declared one, or it
+ * rejected ours), TANDEM_ETIMEDOUT, TANDEM_ECLOSED (closed during the
+ * handshake), TANDEM_EPROTO (not a Tandem peer), -errno such as -ECONNREFUSED. */
+TANDEM_WUR int net_connect(net_node_t *node, int id);
+
+/* Waits until peer id has an authenticated link (made by either side).
+ * Returns at once if it has one. Errors: TANDEM_ETIMEDOUT, TANDEM_EINVAL. */
+TANDEM_WUR int net_accept(net_node_t *node, int id, int timeout_ms);
+
+/* Waits until some peer has an authenticated link made after this call's
+ * previous return, and returns its id in *id (daemons: "who connected").
+ * Returns TANDEM_ETIMEDOUT if none. */
+TANDEM_WUR int net_accept_any(net_node_t *node, int *id, int timeout_ms);
+
+/* 1 if peer id has a link up, else 0. Does not block. */
+int net_peer_up(net_node_t *node, int id);
+
+/* Waits (up to the default timeout) until everything sent to peer id has been
+ * handed to the kernel, then closes the link. The peer's next receive sees
+ * TANDEM_ECLOSED after the messages already sent. Returns 0 if there was no
+ * link; TANDEM_ETIMEDOUT if the queue did not drain (the link is closed
+ * anyway). */
+int net_peer_close(net_node_t *node, int id);
+
+/* Counters of peer id (zeros for an unknown id). */
+void net_peer_stats(net_node_t *node, int id, net_stats_t *out);
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Sends len bytes (0 allowed) as one message on channel 0 (net_send) or on
+ * `chan`. The message is encrypted on the calling thread and queued; the call
+ * returns once it is queued, after first waiting (up to the default timeout)
+ * while more than queue_bytes are already queued to that peer. buf is not
+ * kept. An error of the link that happens after the return is reported by
+ * the next call on that peer. Errors: TANDEM_ECLOSED (no link), the error that
+ * ended the link, TANDEM_ETIMEDOUT (queue stayed full), TANDEM_EINVAL (len
+ * above max_msg), TANDEM_ENOMEM. */
+TANDEM_WUR int net_send(net_node_t *node, int peer, const void *buf, size_t len);
+TANDEM_WUR int net_msg_send(net_node_t *node, int peer, uint8_t chan, const void *buf,
+                            size_t len);
+
+/* Receives the next message of channel 0 from peer into buf, which must be
+ * exactly len bytes long: a message of another length is taken, dropped and
+ * reported as TANDEM_EPROTO. Waits up to the default timeout. Messages that
+ * arrived before the link ended are still delivered. Errors: TANDEM_ETIMEDOUT
+ * (the link stays up), TANDEM_ECLOSED, TANDEM_ECONNRESET (the link was replaced
+ * while waiting), TANDEM_EAUTH/TANDEM_EPROTO (the link ended on a bad frame). */
+TANDEM_WUR int net_recv(net_node_t *node, int peer, void *buf, size_t len);
+
+/* Receives the next message of channel chan from peer, of any length up to
+ * cap, into buf; its length goes to *len. A longer message is dropped and
+ * reported as TANDEM_EPROTO. timeout_ms: NET_TIMEOUT_DEFAULT, 0 to poll, or
+ * milliseconds. Errors as net_recv. */
+TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf, size_t cap,
+                            size_t *len, int timeout_ms);
+
+/* One full-duplex round on channel 0: queues sbuf (slen bytes) to peer and
+ * receives exactly rlen bytes from it into rbuf. Both sides may call it at
+ * once with messages of any size (the loop always reads while sends are
+ * queued), which is how an MPC round is run. Errors as net_send and net_recv. */
+TANDEM_WUR int net_exchange(net_node_t *node, int peer, const void *sbuf, size_t slen,
+                            void *rbuf, size_t rlen);
+
+/* ---- key files --------------------------------------------------------- */
+
+/* A key file holds one line, "tandem-x25519-sk <64 hex digits>" (secret) or
+ * "tandem-x25519-pk <64 hex digits>" (public). */
+
+/* Makes a fresh identity keypair (crypto_kx_keypair). Secret into sk. */
+void net_keypair(unsigned char pk[NET_KEY_BYTES], unsigned char sk[NET_KEY_BYTES]);
+
+/* Reads a secret key file into sk and derives the public key into pk (may be
+ * NULL). The file must be a regular file not readable or writable by group or
+ * others: else TANDEM_EKEYPERM, before anything is read. Other errors:
+ * TANDEM_EPARSE (not a secret key file), -errno (TANDEM_ENOENT...). The caller
+ * should keep sk in sodium_malloc'd memory; the read buffer is wiped. */
+TANDEM_WUR int net_key_load(const char *path, unsigned char pk[NET_KEY_BYTES],
+                            unsigned char sk[NET_KEY_BYTES]);
+
+/* Writes sk as a secret key file, mode 0600, through a temporary file in the
+ * same directory that is fsync'd and renamed over path (a crash leaves the old
+ * file or the new one, never half of one). Errors: -errno. */
+TANDEM_WUR int net_key_save(const char *path, const unsigned char sk[NET_KEY_BYTES]);
+
+/* Public key files: the same, mode 0644, no permission check on load. */
+TANDEM_WUR int net_pub_load(const char *path, unsigned char pk[NET_KEY_BYTES]);
+TANDEM_WUR int net_pub_save(const char *path, const unsigned char pk[NET_KEY_BYTES]);
+
+/* Parses 64 hex digits (a public key written in a config). TANDEM_EPARSE. */
+TANDEM_WUR int net_pub_parse(const char *hex, unsigned char pk[NET_KEY_BYTES]);
+
+/* ---- measurement (tandem bench --net) ----------------------------------- */
+
+typedef struct {
+  size_t small_bytes;   /* round-trip message size (0: 64) */
+  unsigned rtt_iters;   /* round trips timed (0: 2000) */
+  size_t big_bytes;     /* exchanged each way per round (0: 8 MiB) */
+  unsigned big_iters;   /* exchanges timed (0: 20) */
+} net_bench_opts_t;
+
+typedef struct {
+  double rtt_us_secure, rtt_us_plain;       /* mean round trip, microseconds */
+  double xchg_mbps_secure, xchg_mbps_plain; /* MB/s (1e6 bytes) each way */
+} net_bench_result_t;
+
+/* Runs two nodes with fresh keys on 127.0.0.1 in this process and measures
+ * the round trip of small messages and the throughput of full-duplex
+ * exchanges through the secure channel, and the same patterns over plain TCP
+ * sockets (blocking, TCP_NODELAY, length-prefixed). Takes a few seconds with
+ * the defaults. Errors: any of the calls above. */
+TANDEM_WUR int net_bench_run(const net_bench_opts_t *opts, net_bench_result_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TANDEM_NET_H */

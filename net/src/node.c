@@ -1,0 +1,1215 @@
+/* node.c - a net node: the libuv loop thread, its connections, and the
+ * blocking public calls of net.h that hand work to it.
+ *
+ * One mutex (node->mu) guards all shared state: the peer table, every
+ * connection's queues and state, the counters. The loop thread holds it for
+ * the whole of each libuv callback; caller threads hold it while they look at
+ * or change that state and wait on one condition variable (node->cv), which
+ * every change broadcasts. Callers never touch libuv handles: they queue work
+ * (a connect request, a message to write, a close) and wake the loop with
+ * uv_async_send. Encryption of an outgoing message happens on the caller's
+ * thread under the connection's send_mu (which orders frames and sequence
+ * numbers of concurrent senders), outside node->mu; a reference count keeps
+ * the connection alive meanwhile. The loop reads from every connection at all
+ * times, whatever is queued for writing, so two peers exchanging large
+ * messages at once cannot deadlock; it pauses reading a connection only while
+ * the peer's received-but-not-taken messages exceed queue_bytes.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "net_int.h"
+
+#define READ_CHUNK (64u << 10)
+
+typedef struct rmsg_s {
+  struct rmsg_s *next;
+  uint8_t chan;
+  size_t len;
+  unsigned char *data;
+} rmsg_t;
+
+typedef struct conn_s conn_t;
+
+typedef struct wreq_s {
+  uv_write_t req;
+  struct wreq_s *next;
+  conn_t *c;
+  size_t len;   /* bytes at buf */
+  size_t qbytes; /* bytes counted in c->queued (0 for handshake frames) */
+  unsigned char buf[];
+} wreq_t;
+
+typedef struct creq_s {
+  struct creq_s *next;
+  int id;
+  int result;
+  int done;
+  conn_t *c;
+} creq_t;
+
+typedef enum { C_CONNECTING, C_WAIT1, C_WAIT2, C_WAIT3, C_UP, C_CLOSING } cstate_t;
+
+struct conn_s {
+  net_node_t *node;
+  conn_t *next;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_connect_t connect;
+  uv_shutdown_t shutdown;
+  int handles; /* open libuv handles */
+  int refs;    /* senders using tx */
+  cstate_t state;
+  int peer; /* -1 until the handshake names it */
+  int initiator;
+  int want_close; /* 1 graceful (flush then FIN), 2 hard */
+  int kill_err;
+  creq_t *cr;
+  net__hs_t *hs;
+  net__aead_t tx, rx;
+  uv_mutex_t send_mu;
+  /* receive parser */
+  unsigned char hdr_raw[NET_HDR_BYTES];
+  size_t hdr_have;
+  int have_hdr;
+  net__hdr_t h;
+  unsigned char hsbuf[NET_HS1_BYTES];
+  unsigned char *fbuf; /* max_frame + tag, allocated once the link is up */
+  unsigned char *fdst;
+  size_t fhave, fneed;
+  unsigned char *rbuf;
+  rmsg_t *cur;
+  size_t cur_off;
+  int paused;
+  /* send queue: frames not yet handed to uv_write */
+  wreq_t *pend_head, *pend_tail;
+  size_t queued;
+  uint64_t wire_in, wire_out;
+};
+
+typedef struct {
+  int declared;
+  unsigned char pk[NET_KEY_BYTES];
+  int has_addr;
+  struct sockaddr_storage addr;
+  conn_t *link;
+  int err;
+  uint64_t gen;
+  uint64_t up_seq;
+  rmsg_t *rq_head, *rq_tail;
+  size_t rq_bytes;
+  net_stats_t st;
+} peer_t;
+
+struct net_node_s {
+  net_config_t cfg;
+  unsigned char *keys; /* sodium_malloc'd: pk | sk */
+  uv_loop_t loop;
+  uv_thread_t thread;
+  int thread_started;
+  uv_async_t async;
+  uv_tcp_t listener;
+  int listening;
+  uint16_t port;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  peer_t peers[NET_MAX_PEERS];
+  conn_t *conns;
+  creq_t *creqs;
+  int stopping;
+  uint64_t up_seq, any_seen;
+  net_node_stats_t st;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void node_log(net_node_t *n, const char *fmt, ...) {
+  char line[256];
+  va_list ap;
+  if (!n->cfg.log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  n->cfg.log(n->cfg.log_ctx, line);
+}
+
+static void key_hint(char out[17], const unsigned char *pk) {
+  net__hex_encode(out, pk, 8);
+}
+
+static uint64_t deadline_of(int timeout_ms) {
+  return uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* Waits on node->cv until the deadline; returns nonzero once it has passed. */
+static int wait_until(net_node_t *n, uint64_t deadline) {
+  uint64_t now = uv_hrtime();
+  if (now >= deadline)
+    return 1;
+  (void)uv_cond_timedwait(&n->cv, &n->mu, deadline - now);
+  return 0;
+}
+
+static void wake(net_node_t *n) {
+  uv_async_send(&n->async);
+}
+
+static void rmsg_free(rmsg_t *m) {
+  if (!m)
+    return;
+  free(m->data);
+  free(m);
+}
+
+static void conn_maybe_free(conn_t *c) {
+  if (c->handles > 0 || c->refs > 0)
+    return;
+  net__hs_free(c->hs);
+  net__aead_free(&c->tx);
+  net__aead_free(&c->rx);
+  uv_mutex_destroy(&c->send_mu);
+  rmsg_free(c->cur);
+  free(c->fbuf);
+  free(c->rbuf);
+  free(c);
+}
+
+static void conn_unlink(conn_t *c) {
+  conn_t **pp = &c->node->conns;
+  while (*pp && *pp != c)
+    pp = &(*pp)->next;
+  if (*pp)
+    *pp = c->next;
+}
+
+static void handle_close_cb(uv_handle_t *h) {
+  conn_t *c = h->data;
+  net_node_t *n = c->node;
+  if (--c->handles == 0)
+    conn_unlink(c);
+  conn_maybe_free(c);
+  uv_cond_broadcast(&n->cv);
+}
+
+static void conn_close_handles(conn_t *c) {
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, handle_close_cb);
+  if (!uv_is_closing((uv_handle_t *)&c->timer))
+    uv_close((uv_handle_t *)&c->timer, handle_close_cb);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  conn_t *c = req->data;
+  net_node_t *n = c->node;
+  (void)status;
+  uv_mutex_lock(&n->mu);
+  conn_close_handles(c);
+  uv_mutex_unlock(&n->mu);
+}
+
+static void write_cb(uv_write_t *req, int status);
+
+/* Hands the queued frames of c to libuv. */
+static int conn_flush(conn_t *c) {
+  while (c->pend_head) {
+    wreq_t *w = c->pend_head;
+    uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+    int r;
+    c->pend_head = w->next;
+    if (!c->pend_head)
+      c->pend_tail = NULL;
+    w->req.data = w;
+    r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    if (r < 0) {
+      c->queued -= w->qbytes;
+      free(w);
+      return r;
+    }
+  }
+  return 0;
+}
+
+/* Ends connection c with err (0 for a local close). graceful: send what is
+ * queued, then FIN. Wakes every caller that waits on it. */
+static void conn_close(conn_t *c, int err, int graceful) {
+  net_node_t *n = c->node;
+  if (c->state == C_CLOSING)
+    return;
+  if (c->cr) {
+    c->cr->result = err ? err : TANDEM_ECLOSED;
+    c->cr->done = 1;
+    c->cr = NULL;
+  }
+  if (c->state == C_UP && c->peer >= 0 && n->peers[c->peer].link == c) {
+    n->peers[c->peer].link = NULL;
+    n->peers[c->peer].err = err ? err : TANDEM_ECLOSED;
+  }
+  c->state = C_CLOSING;
+  uv_timer_stop(&c->timer);
+  if (graceful && uv_is_active((uv_handle_t *)&c->tcp) && conn_flush(c) == 0) {
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, shutdown_cb) == 0) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      goto out;
+    }
+  }
+  while (c->pend_head) {
+    wreq_t *w = c->pend_head;
+    c->pend_head = w->next;
+    c->queued -= w->qbytes;
+    free(w);
+  }
+  c->pend_tail = NULL;
+  conn_close_handles(c);
+out:
+  uv_cond_broadcast(&n->cv);
+}
+
+/* A handshake failed (err) or an established link broke: count and log it. */
+static void conn_fail(conn_t *c, int err) {
+  net_node_t *n = c->node;
+  if (c->state == C_CLOSING)
+    return;
+  if (c->state == C_UP) {
+    if (err != TANDEM_ECLOSED)
+      n->st.links_failed++;
+    node_log(n, "net: link to peer %d ended: %s", c->peer, tandem_strerror(err));
+  } else {
+    n->st.handshakes_failed++;
+    node_log(n, "net: handshake failed (%s, peer %d): %s", c->initiator ? "outbound" : "inbound", c->peer,
+             tandem_strerror(err));
+  }
+  conn_close(c, err, 0);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  wreq_t *w = req->data;
+  conn_t *c = w->c;
+  net_node_t *n = c->node;
+  uv_mutex_lock(&n->mu);
+  c->queued -= w->qbytes;
+  if (status == 0) {
+    c->wire_out += w->len;
+    if (c->state == C_UP && c->peer >= 0)
+      n->peers[c->peer].st.wire_sent += w->len;
+  }
+  free(w);
+  if (status < 0 && status != UV_ECANCELED)
+    conn_fail(c, TANDEM_ECLOSED);
+  uv_cond_broadcast(&n->cv);
+  uv_mutex_unlock(&n->mu);
+}
+
+/* Writes one handshake frame (type, payload of len bytes) from the loop. */
+static int send_hs(conn_t *c, uint8_t type, const unsigned char *payload, size_t len) {
+  wreq_t *w = malloc(sizeof(*w) + NET_HDR_BYTES + len);
+  net__hdr_t h = {.type = type, .len = (uint32_t)len};
+  uv_buf_t b;
+  int r;
+  if (!w)
+    return TANDEM_ENOMEM;
+  w->c = c;
+  w->len = NET_HDR_BYTES + len;
+  w->qbytes = 0;
+  w->next = NULL;
+  net__hdr_put(w->buf, &h);
+  if (len)
+    memcpy(w->buf + NET_HDR_BYTES, payload, len);
+  w->req.data = w;
+  b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+  r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  if (r < 0)
+    free(w);
+  return r;
+}
+
+/* Makes c, whose handshake just finished, the link of its peer. */
+static int link_up(conn_t *c) {
+  net_node_t *n = c->node;
+  peer_t *p = &n->peers[c->peer];
+  const unsigned char *tx, *rx;
+  uint32_t link_id;
+  char hint[17];
+  int r;
+  net__hs_keys(c->hs, &tx, &rx, &link_id);
+  r = net__aead_init(&c->tx, tx, link_id);
+  if (r == 0)
+    r = net__aead_init(&c->rx, rx, link_id);
+  net__hs_free(c->hs);
+  c->hs = NULL;
+  if (r)
+    return r;
+  c->fbuf = malloc(n->cfg.max_frame + NET_TAG_BYTES);
+  if (!c->fbuf)
+    return TANDEM_ENOMEM;
+  uv_timer_stop(&c->timer);
+  if (p->link && p->link != c) {
+    node_log(n, "net: peer %d: new link replaces the old one", c->peer);
+    conn_close(p->link, TANDEM_ECONNRESET, 0);
+  }
+  c->state = C_UP;
+  p->link = c;
+  p->err = 0;
+  p->gen++;
+  p->up_seq = ++n->up_seq;
+  p->st.links++;
+  p->st.wire_sent += c->wire_out;
+  p->st.wire_recvd += c->wire_in;
+  n->st.handshakes_ok++;
+  if (c->cr) {
+    c->cr->result = 0;
+    c->cr->done = 1;
+    c->cr = NULL;
+  }
+  key_hint(hint, p->pk);
+  node_log(n, "net: link up with peer %d (key %s..., %s)", c->peer, hint,
+           c->initiator ? "outbound" : "inbound");
+  uv_cond_broadcast(&n->cv);
+  return 0;
+}
+
+/* Checks a header against the connection state and says where its payload
+ * goes. Every length is checked here, before anything is allocated. */
+static int on_header(conn_t *c) {
+  net_node_t *n = c->node;
+  net__hdr_t *h = &c->h;
+  int r = net__hdr_get(h, c->hdr_raw);
+  if (r)
+    return r;
+  switch (c->state) {
+  case C_WAIT1:
+    if (h->type != NET_FT_HS1 || h->len != NET_HS1_BYTES)
+      return TANDEM_EPROTO;
+    break;
+  case C_WAIT2:
+    if (h->type == NET_FT_REJECT)
+      return h->len == 0 ? TANDEM_EAUTH : TANDEM_EPROTO;
+    if (h->type != NET_FT_HS2 || h->len != NET_HS2_BYTES)
+      return TANDEM_EPROTO;
+    break;
+  case C_WAIT3:
+    if (h->type != NET_FT_HS3 || h->len != NET_HS3_BYTES)
+      return TANDEM_EPROTO;
+    break;
+  case C_UP:
+    if (h->type != NET_FT_DATA || h->len > n->cfg.max_frame || h->msg_len > n->cfg.max_msg)
+      return TANDEM_EPROTO;
+    if (h->seq != c->rx.seq || h->link_id != c->rx.link_id)
+      return TANDEM_EPROTO;
+    if (c->cur) {
+      if ((h->flags & NET_FF_FIRST) || h->chan != c->cur->chan || h->msg_len != c->cur->len)
+        return TANDEM_EPROTO;
+    } else if (!(h->flags & NET_FF_FIRST)) {
+      return TANDEM_EPROTO;
+    }
+    {
+      uint64_t off = c->cur ? c->cur_off : 0;
+      if (off + h->len > h->msg_len || (h->len == 0 && h->msg_len != 0) ||
+          !(h->flags & NET_FF_LAST) != (off + h->len != h->msg_len))
+        return TANDEM_EPROTO;
+    }
+    c->fdst = c->fbuf;
+    c->fneed = h->len + NET_TAG_BYTES;
+    c->fhave = 0;
+    return 0;
+  default:
+    return TANDEM_EPROTO;
+  }
+  c->fdst = c->hsbuf;
+  c->fneed = h->len;
+  c->fhave = 0;
+  return 0;
+}
+
+static int find_peer_by_key(net_node_t *n, const unsigned char *pk) {
+  for (int i = 0; i < NET_MAX_PEERS; i++)
+    if (n->peers[i].declared && sodium_memcmp(n->peers[i].pk, pk, NET_KEY_BYTES) == 0)
+      return i;
+  return -1;
+}
+
+/* Rejects an inbound handshake: REJECT, then FIN. */
+static void reject(conn_t *c, const char *why) {
+  net_node_t *n = c->node;
+  char hint[17];
+  key_hint(hint, c->hsbuf + 32);
+  node_log(n, "net: rejected inbound handshake from key %s...: %s", hint, why);
+  n->st.handshakes_failed++;
+  (void)send_hs(c, NET_FT_REJECT, NULL, 0);
+  conn_close(c, TANDEM_EAUTH, 1);
+}
+
+/* Adds the payload of a checked, decrypted DATA frame to its message. */
+static int on_data(conn_t *c) {
+  net_node_t *n = c->node;
+  peer_t *p = &n->peers[c->peer];
+  net__hdr_t *h = &c->h;
+  int r = net__frame_open(&c->rx, h, c->hdr_raw, c->fbuf);
+  if (r)
+    return r;
+  if (!c->cur) {
+    rmsg_t *m = calloc(1, sizeof(*m));
+    if (!m)
+      return TANDEM_ENOMEM;
+    m->data = malloc(h->msg_len ? h->msg_len : 1);
+    if (!m->data) {
+      free(m);
+      return TANDEM_ENOMEM;
+    }
+    m->chan = h->chan;
+    m->len = h->msg_len;
+    c->cur = m;
+    c->cur_off = 0;
+  }
+  if (h->len)
+    memcpy(c->cur->data + c->cur_off, c->fbuf, h->len);
+  c->cur_off += h->len;
+  if (h->flags & NET_FF_LAST) {
+    rmsg_t *m = c->cur;
+    c->cur = NULL;
+    if (p->rq_tail)
+      p->rq_tail->next = m;
+    else
+      p->rq_head = m;
+    p->rq_tail = m;
+    p->rq_bytes += m->len;
+    p->st.payload_recvd += m->len;
+    p->st.msgs_recvd++;
+    uv_cond_broadcast(&n->cv);
+    if (p->rq_bytes > n->cfg.queue_bytes && !c->paused) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->paused = 1;
+    }
+  }
+  return 0;
+}
+
+/* A whole frame has arrived. */
+static int on_frame(conn_t *c) {
+  net_node_t *n = c->node;
+  unsigned char out[NET_HS2_BYTES];
+  int r, id;
+  switch (c->h.type) {
+  case NET_FT_HS1:
+    if (sodium_memcmp(c->hsbuf + 64, n->keys, NET_KEY_BYTES) != 0) {
+      reject(c, "it expects another key");
+      return 0;
+    }
+    id = find_peer_by_key(n, c->hsbuf + 32);
+    if (id < 0) {
+      reject(c, "unknown key");
+      return 0;
+    }
+    r = net__hs_respond(&c->hs, n->keys, n->keys + NET_KEY_BYTES, c->hsbuf, out);
+    if (r)
+      return r;
+    c->peer = id;
+    c->state = C_WAIT3;
+    return send_hs(c, NET_FT_HS2, out, NET_HS2_BYTES);
+  case NET_FT_HS2:
+    r = net__hs_finish_initiator(c->hs, c->hsbuf, out);
+    if (r)
+      return r;
+    r = send_hs(c, NET_FT_HS3, out, NET_HS3_BYTES);
+    return r ? r : link_up(c);
+  case NET_FT_HS3:
+    r = net__hs_finish_responder(c->hs, c->hsbuf);
+    return r ? r : link_up(c);
+  case NET_FT_DATA:
+    return on_data(c);
+  default:
+    return TANDEM_EPROTO;
+  }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn_t *c = h->data;
+  (void)suggested;
+  if (!c->rbuf)
+    c->rbuf = malloc(READ_CHUNK);
+  *buf = uv_buf_init((char *)c->rbuf, c->rbuf ? READ_CHUNK : 0);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  net_node_t *n = c->node;
+  const unsigned char *p = (const unsigned char *)buf->base;
+  size_t left;
+  uv_mutex_lock(&n->mu);
+  if (c->state == C_CLOSING || nread == 0)
+    goto out;
+  if (nread < 0) {
+    int mid = c->hdr_have > 0 || c->cur != NULL;
+    conn_fail(c, nread == UV_ENOBUFS ? TANDEM_ENOMEM : mid ? TANDEM_EPROTO : TANDEM_ECLOSED);
+    goto out;
+  }
+  left = (size_t)nread;
+  c->wire_in += left;
+  if (c->state == C_UP)
+    n->peers[c->peer].st.wire_recvd += left;
+  while (left > 0 && c->state != C_CLOSING) {
+    size_t take;
+    int r;
+    if (!c->have_hdr) {
+      take = NET_HDR_BYTES - c->hdr_have;
+      take = take < left ? take : left;
+      memcpy(c->hdr_raw + c->hdr_have, p, take);
+      c->hdr_have += take;
+      p += take;
+      left -= take;
+      if (c->hdr_have < NET_HDR_BYTES)
+        break;
+      r = on_header(c);
+      if (r) {
+        conn_fail(c, r);
+        break;
+      }
+      c->have_hdr = 1;
+    } else {
+      take = c->fneed - c->fhave;
+      take = take < left ? take : left;
+      memcpy(c->fdst + c->fhave, p, take);
+      c->fhave += take;
+      p += take;
+      left -= take;
+    }
+    if (c->have_hdr && c->fhave == c->fneed) {
+      c->have_hdr = 0;
+      c->hdr_have = 0;
+      r = on_frame(c);
+      if (r) {
+        conn_fail(c, r);
+        break;
+      }
+    }
+  }
+out:
+  uv_mutex_unlock(&n->mu);
+}
+
+static void timer_cb(uv_timer_t *t) {
+  conn_t *c = t->data;
+  net_node_t *n = c->node;
+  uv_mutex_lock(&n->mu);
+  if (c->state != C_UP)
+    conn_fail(c, TANDEM_ETIMEDOUT);
+  uv_mutex_unlock(&n->mu);
+}
+
+static conn_t *conn_new(net_node_t *n) {
+  conn_t *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  if (uv_mutex_init(&c->send_mu) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->node = n;
+  c->peer = -1;
+  uv_tcp_init(&n->loop, &c->tcp);
+  uv_timer_init(&n->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles = 2;
+  c->next = n->conns;
+  n->conns = c;
+  uv_timer_start(&c->timer, timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
+  return c;
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+  conn_t *c = req->data;
+  net_node_t *n = c->node;
+  unsigned char msg1[NET_HS1_BYTES];
+  int r = status;
+  uv_mutex_lock(&n->mu);
+  if (c->state == C_CLOSING)
+    goto out;
+  if (r == 0) {
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    r = net__hs_start(&c->hs, n->keys, n->keys + NET_KEY_BYTES, n->peers[c->peer].pk, msg1);
+  }
+  if (r == 0)
+    r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+  if (r == 0)
+    r = send_hs(c, NET_FT_HS1, msg1, NET_HS1_BYTES);
+  if (r) {
+    conn_fail(c, r);
+    goto out;
+  }
+  c->state = C_WAIT2;
+out:
+  uv_mutex_unlock(&n->mu);
+}
+
+static void start_connect(net_node_t *n, creq_t *cr) {
+  peer_t *p = &n->peers[cr->id];
+  conn_t *c;
+  int r;
+  if (!p->declared || !p->has_addr) {
+    cr->result = TANDEM_EINVAL;
+    cr->done = 1;
+    return;
+  }
+  c = conn_new(n);
+  if (!c) {
+    cr->result = TANDEM_ENOMEM;
+    cr->done = 1;
+    return;
+  }
+  c->peer = cr->id;
+  c->initiator = 1;
+  c->state = C_CONNECTING;
+  c->cr = cr;
+  cr->c = c;
+  c->connect.data = c;
+  r = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr, connect_cb);
+  if (r)
+    conn_fail(c, r);
+}
+
+static void connection_cb(uv_stream_t *server, int status) {
+  net_node_t *n = server->data;
+  conn_t *c;
+  uv_mutex_lock(&n->mu);
+  if (status < 0 || n->stopping)
+    goto out;
+  c = conn_new(n);
+  if (!c)
+    goto out;
+  c->state = C_WAIT1;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+      uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+    conn_close(c, TANDEM_ECLOSED, 0);
+    goto out;
+  }
+  (void)uv_tcp_nodelay(&c->tcp, 1);
+out:
+  uv_mutex_unlock(&n->mu);
+}
+
+static void close_any_cb(uv_handle_t *h) {
+  (void)h;
+}
+
+static void async_cb(uv_async_t *a) {
+  net_node_t *n = a->data;
+  conn_t *c, *next;
+  uv_mutex_lock(&n->mu);
+  if (n->stopping) {
+    for (c = n->conns; c; c = next) {
+      next = c->next;
+      conn_close(c, TANDEM_ECLOSED, 0);
+      conn_close_handles(c); /* also those still waiting for a shutdown */
+    }
+    if (n->listening)
+      uv_close((uv_handle_t *)&n->listener, close_any_cb);
+    uv_close((uv_handle_t *)&n->async, close_any_cb);
+    uv_mutex_unlock(&n->mu);
+    return;
+  }
+  while (n->creqs) {
+    creq_t *cr = n->creqs;
+    n->creqs = cr->next;
+    cr->next = NULL;
+    start_connect(n, cr);
+  }
+  for (c = n->conns; c; c = next) {
+    next = c->next;
+    if (c->state == C_CLOSING)
+      continue;
+    if (c->want_close) {
+      conn_close(c, c->kill_err, c->want_close == 1);
+      continue;
+    }
+    if (c->state != C_UP)
+      continue;
+    if (conn_flush(c) != 0) {
+      conn_fail(c, TANDEM_ECLOSED);
+      continue;
+    }
+    if (c->paused && n->peers[c->peer].rq_bytes <= n->cfg.queue_bytes) {
+      c->paused = 0;
+      if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+        conn_fail(c, TANDEM_ECLOSED);
+    }
+  }
+  uv_cond_broadcast(&n->cv);
+  uv_mutex_unlock(&n->mu);
+}
+
+static void loop_main(void *arg) {
+  net_node_t *n = arg;
+  sigset_t set;
+  /* A write to a socket the peer reset raises SIGPIPE in the writing thread;
+   * blocked here, the write just fails with EPIPE. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  uv_run(&n->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- public calls --------------------------------------------------------- */
+
+static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return TANDEM_EINVAL;
+}
+
+static void node_release(net_node_t *n) {
+  for (int i = 0; i < NET_MAX_PEERS; i++) {
+    peer_t *p = &n->peers[i];
+    while (p->rq_head) {
+      rmsg_t *m = p->rq_head;
+      p->rq_head = m->next;
+      rmsg_free(m);
+    }
+  }
+  if (n->keys) {
+    sodium_memzero(n->keys, 2 * NET_KEY_BYTES);
+    sodium_free(n->keys);
+  }
+  uv_cond_destroy(&n->cv);
+  uv_mutex_destroy(&n->mu);
+  free(n);
+}
+
+int net_node_new(net_node_t **out, const net_config_t *cfg) {
+  net_node_t *n;
+  struct sockaddr_storage ss;
+  int r;
+  if (!out || !cfg || !cfg->pk || !cfg->sk)
+    return TANDEM_EINVAL;
+  *out = NULL;
+  if (cfg->max_frame > NET_FRAME_LIMIT || cfg->timeout_ms < 0 || cfg->handshake_timeout_ms < 0)
+    return TANDEM_EINVAL;
+  if (cfg->listen_host && parse_addr(cfg->listen_host, cfg->listen_port, &ss) != 0)
+    return TANDEM_EINVAL;
+  if (sodium_init() < 0)
+    return TANDEM_ECRYPTO;
+  n = calloc(1, sizeof(*n));
+  if (!n)
+    return TANDEM_ENOMEM;
+  n->cfg = *cfg;
+  n->cfg.listen_host = NULL; /* not kept: the caller owns the string */
+  if (!n->cfg.max_frame)
+    n->cfg.max_frame = NET_DEFAULT_MAX_FRAME;
+  if (!n->cfg.max_msg)
+    n->cfg.max_msg = NET_DEFAULT_MAX_MSG;
+  if (!n->cfg.queue_bytes)
+    n->cfg.queue_bytes = NET_DEFAULT_QUEUE_BYTES;
+  if (!n->cfg.timeout_ms)
+    n->cfg.timeout_ms = NET_DEFAULT_TIMEOUT_MS;
+  if (!n->cfg.handshake_timeout_ms)
+    n->cfg.handshake_timeout_ms = NET_DEFAULT_HANDSHAKE_MS;
+  if (uv_mutex_init(&n->mu) != 0) {
+    free(n);
+    return TANDEM_ENOMEM;
+  }
+  if (uv_cond_init(&n->cv) != 0) {
+    uv_mutex_destroy(&n->mu);
+    free(n);
+    return TANDEM_ENOMEM;
+  }
+  n->keys = sodium_malloc(2 * NET_KEY_BYTES);
+  if (!n->keys) {
+    node_release(n);
+    return TANDEM_ENOMEM;
+  }
+  memcpy(n->keys, cfg->pk, NET_KEY_BYTES);
+  memcpy(n->keys + NET_KEY_BYTES, cfg->sk, NET_KEY_BYTES);
+  r = uv_loop_init(&n->loop);
+  if (r) {
+    node_release(n);
+    return r;
+  }
+  r = uv_async_init(&n->loop, &n->async, async_cb);
+  if (r)
+    goto fail_loop;
+  n->async.data = n;
+  if (cfg->listen_host) {
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    uv_tcp_init(&n->loop, &n->listener);
+    n->listener.data = n;
+    n->listening = 1;
+    r = uv_tcp_bind(&n->listener, (const struct sockaddr *)&ss, 0);
+    if (r == 0)
+      r = uv_listen((uv_stream_t *)&n->listener, 128, connection_cb);
+    if (r == 0)
+      r = uv_tcp_getsockname(&n->listener, (struct sockaddr *)&bound, &blen);
+    if (r)
+      goto fail_handles;
+    n->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  }
+  r = uv_thread_create(&n->thread, loop_main, n);
+  if (r)
+    goto fail_handles;
+  n->thread_started = 1;
+  *out = n;
+  return 0;
+fail_handles:
+  if (n->listening)
+    uv_close((uv_handle_t *)&n->listener, close_any_cb);
+  uv_close((uv_handle_t *)&n->async, close_any_cb);
+  uv_run(&n->loop, UV_RUN_DEFAULT);
+fail_loop:
+  (void)uv_loop_close(&n->loop);
+  node_release(n);
+  return r;
+}
+
+void net_node_free(net_node_t *n) {
+  if (!n)
+    return;
+  uv_mutex_lock(&n->mu);
+  n->stopping = 1;
+  uv_mutex_unlock(&n->mu);
+  wake(n);
+  uv_thread_join(&n->thread);
+  (void)uv_loop_close(&n->loop);
+  node_release(n);
+}
+
+uint16_t net_node_port(const net_node_t *n) {
+  return n ? n->port : 0;
+}
+
+void net_node_stats(net_node_t *n, net_node_stats_t *out) {
+  uv_mutex_lock(&n->mu);
+  *out = n->st;
+  uv_mutex_unlock(&n->mu);
+}
+
+static int bad_id(int id) {
+  return id < 0 || id >= NET_MAX_PEERS;
+}
+
+static int timeout_or_default(net_node_t *n, int timeout_ms) {
+  return timeout_ms < 0 ? n->cfg.timeout_ms : timeout_ms;
+}
+
+int net_peer_add(net_node_t *n, int id, const char *host, uint16_t port, const unsigned char *pk) {
+  struct sockaddr_storage ss;
+  peer_t *p;
+  if (!n || bad_id(id) || !pk)
+    return TANDEM_EINVAL;
+  if (host && parse_addr(host, port, &ss) != 0)
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  for (int i = 0; i < NET_MAX_PEERS; i++) {
+    if (i != id && n->peers[i].declared && sodium_memcmp(n->peers[i].pk, pk, NET_KEY_BYTES) == 0) {
+      uv_mutex_unlock(&n->mu);
+      return TANDEM_EINVAL;
+    }
+  }
+  p = &n->peers[id];
+  if (p->declared && p->link && sodium_memcmp(p->pk, pk, NET_KEY_BYTES) != 0) {
+    p->link->want_close = 2;
+    p->link->kill_err = TANDEM_ECLOSED;
+    wake(n);
+  }
+  p->declared = 1;
+  memcpy(p->pk, pk, NET_KEY_BYTES);
+  p->has_addr = host != NULL;
+  if (host)
+    p->addr = ss;
+  uv_mutex_unlock(&n->mu);
+  return 0;
+}
+
+int net_connect(net_node_t *n, int id) {
+  creq_t cr = {.id = id};
+  uint64_t deadline;
+  int r;
+  if (!n || bad_id(id))
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  if (!n->peers[id].declared || !n->peers[id].has_addr) {
+    uv_mutex_unlock(&n->mu);
+    return TANDEM_EINVAL;
+  }
+  /* The loop's handshake timer ends the attempt; the margin only guards
+   * against a loop that cannot run. */
+  deadline = deadline_of(n->cfg.handshake_timeout_ms + 2000);
+  cr.next = n->creqs;
+  n->creqs = &cr;
+  wake(n);
+  while (!cr.done) {
+    if (wait_until(n, deadline)) {
+      creq_t **pp = &n->creqs;
+      while (*pp && *pp != &cr)
+        pp = &(*pp)->next;
+      if (*pp)
+        *pp = cr.next;
+      if (cr.c) {
+        cr.c->cr = NULL;
+        cr.c->want_close = 2;
+        cr.c->kill_err = TANDEM_ETIMEDOUT;
+        wake(n);
+      }
+      cr.result = TANDEM_ETIMEDOUT;
+      break;
+    }
+  }
+  r = cr.result;
+  uv_mutex_unlock(&n->mu);
+  return r;
+}
+
+int net_accept(net_node_t *n, int id, int timeout_ms) {
+  uint64_t deadline;
+  int r = 0;
+  if (!n || bad_id(id))
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  deadline = deadline_of(timeout_or_default(n, timeout_ms));
+  while (!n->peers[id].link) {
+    if (wait_until(n, deadline)) {
+      r = TANDEM_ETIMEDOUT;
+      break;
+    }
+  }
+  uv_mutex_unlock(&n->mu);
+  return r;
+}
+
+int net_accept_any(net_node_t *n, int *id, int timeout_ms) {
+  uint64_t deadline;
+  int r = TANDEM_ETIMEDOUT;
+  if (!n || !id)
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  deadline = deadline_of(timeout_or_default(n, timeout_ms));
+  for (;;) {
+    int best = -1;
+    for (int i = 0; i < NET_MAX_PEERS; i++) {
+      uint64_t s = n->peers[i].up_seq;
+      if (s > n->any_seen && (best < 0 || s < n->peers[best].up_seq))
+        best = i;
+    }
+    if (best >= 0) {
+      n->any_seen = n->peers[best].up_seq;
+      *id = best;
+      r = 0;
+      break;
+    }
+    if (wait_until(n, deadline))
+      break;
+  }
+  uv_mutex_unlock(&n->mu);
+  return r;
+}
+
+int net_peer_up(net_node_t *n, int id) {
+  int up;
+  if (!n || bad_id(id))
+    return 0;
+  uv_mutex_lock(&n->mu);
+  up = n->peers[id].link != NULL;
+  uv_mutex_unlock(&n->mu);
+  return up;
+}
+
+int net_peer_close(net_node_t *n, int id) {
+  peer_t *p;
+  conn_t *c;
+  uint64_t deadline;
+  int r = 0;
+  if (!n || bad_id(id))
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  p = &n->peers[id];
+  c = p->link;
+  deadline = deadline_of(n->cfg.timeout_ms);
+  while (c && p->link == c && c->queued > 0) {
+    if (wait_until(n, deadline)) {
+      r = TANDEM_ETIMEDOUT;
+      break;
+    }
+  }
+  if (c && p->link == c) {
+    p->link = NULL;
+    p->err = TANDEM_ECLOSED;
+    c->want_close = r ? 2 : 1;
+    c->kill_err = 0;
+    node_log(n, "net: closing link to peer %d", id);
+    wake(n);
+    uv_cond_broadcast(&n->cv);
+  }
+  uv_mutex_unlock(&n->mu);
+  return r;
+}
+
+void net_peer_stats(net_node_t *n, int id, net_stats_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (!n || bad_id(id))
+    return;
+  uv_mutex_lock(&n->mu);
+  *out = n->peers[id].st;
+  uv_mutex_unlock(&n->mu);
+}
+
+static int link_error(peer_t *p) {
+  return p->err ? p->err : TANDEM_ECLOSED;
+}
+
+int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t len) {
+  peer_t *p;
+  conn_t *c;
+  wreq_t *w;
+  size_t wire;
+  uint64_t deadline, gen;
+  int r = 0;
+  if (!n || bad_id(id) || (!buf && len))
+    return TANDEM_EINVAL;
+  if (len > n->cfg.max_msg)
+    return TANDEM_EINVAL;
+  wire = net__msg_wire_bytes(len, n->cfg.max_frame);
+  p = &n->peers[id];
+  uv_mutex_lock(&n->mu);
+  deadline = deadline_of(n->cfg.timeout_ms);
+  for (;;) {
+    c = p->link;
+    if (!c) {
+      r = link_error(p);
+      uv_mutex_unlock(&n->mu);
+      return r;
+    }
+    if (c->queued <= n->cfg.queue_bytes)
+      break;
+    if (wait_until(n, deadline)) {
+      uv_mutex_unlock(&n->mu);
+      return TANDEM_ETIMEDOUT;
+    }
+  }
+  c->refs++;
+  gen = p->gen;
+  uv_mutex_unlock(&n->mu);
+
+  w = malloc(sizeof(*w) + wire);
+  uv_mutex_lock(&c->send_mu);
+  if (!w)
+    r = TANDEM_ENOMEM;
+  else
+    r = net__msg_seal(&c->tx, chan, buf, len, n->cfg.max_frame, w->buf);
+  uv_mutex_lock(&n->mu);
+  if (r == 0 && c->state != C_UP)
+    r = p->gen != gen ? TANDEM_ECONNRESET : link_error(p);
+  if (r == 0) {
+    w->c = c;
+    w->len = wire;
+    w->qbytes = wire;
+    w->next = NULL;
+    if (c->pend_tail)
+      c->pend_tail->next = w;
+    else
+      c->pend_head = w;
+    c->pend_tail = w;
+    c->queued += wire;
+    p->st.payload_sent += len;
+    p->st.msgs_sent++;
+    wake(n);
+  } else {
+    free(w);
+    if (r == TANDEM_ECRYPTO && c->state == C_UP) {
+      c->want_close = 2; /* the sequence numbers are out of step */
+      c->kill_err = r;
+      wake(n);
+    }
+  }
+  uv_mutex_unlock(&n->mu);
+  uv_mutex_unlock(&c->send_mu);
+  uv_mutex_lock(&n->mu);
+  c->refs--;
+  conn_maybe_free(c);
+  uv_mutex_unlock(&n->mu);
+  return r;
+}
+
+int net_send(net_node_t *n, int id, const void *buf, size_t len) {
+  return net_msg_send(n, id, 0, buf, len);
+}
+
+int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, size_t *len,
+                 int timeout_ms) {
+  peer_t *p;
+  rmsg_t *m = NULL, **pp;
+  uint64_t deadline, gen;
+  int r = 0;
+  if (!n || bad_id(id) || (!buf && cap))
+    return TANDEM_EINVAL;
+  p = &n->peers[id];
+  uv_mutex_lock(&n->mu);
+  deadline = deadline_of(timeout_or_default(n, timeout_ms));
+  gen = p->gen;
+  for (;;) {
+    rmsg_t *prev = NULL;
+    for (pp = &p->rq_head; *pp; prev = *pp, pp = &(*pp)->next) {
+      if ((*pp)->chan == chan) {
+        m = *pp;
+        *pp = m->next;
+        if (p->rq_tail == m)
+          p->rq_tail = prev;
+        p->rq_bytes -= m->len;
+        if (p->link && p->link->paused)
+          wake(n);
+        break;
+      }
+    }
+    if (m)
+      break;
+    if (p->gen != gen) {
+      r = TANDEM_ECONNRESET;
+      break;
+    }
+    if (!p->link) {
+      r = link_error(p);
+      break;
+    }
+    if (wait_until(n, deadline)) {
+      r = TANDEM_ETIMEDOUT;
+      break;
+    }
+  }
+  uv_mutex_unlock(&n->mu);
+  if (!m)
+    return r;
+  if (m->len > cap) {
+    r = TANDEM_EPROTO;
+  } else {
+    if (m->len)
+      memcpy(buf, m->data, m->len);
+    if (len)
+      *len = m->len;
+  }
+  rmsg_free(m);
+  return r;
+}
+
+int net_recv(net_node_t *n, int id, void *buf, size_t len) {
+  size_t got = 0;
+  int r = net_msg_recv(n, id, 0, buf, len, &got, NET_TIMEOUT_DEFAULT);
+  if (r == 0 && got != len)
+    r = TANDEM_EPROTO;
+  return r;
+}
+
+int net_exchange(net_node_t *n, int id, const void *sbuf, size_t slen, void *rbuf, size_t rlen) {
+  int r = net_send(n, id, sbuf, slen);
+  if (r)
+    return r;
+  return net_recv(n, id, rbuf, rlen);
+}

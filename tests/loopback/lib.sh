@@ -1,0 +1,99 @@
+# lib.sh - helpers shared by the loopback tests (sourced, not run): failure
+# counting, free ports, .npy comparison in plain Python (no NumPy), and
+# starting and stopping daemons with their logs kept for failures.
+
+failures=0
+fail() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
+
+finish() {
+  if [ "$failures" -ne 0 ]; then
+    echo "$failures failure(s)"
+    exit 1
+  fi
+  echo "all passed"
+  exit 0
+}
+
+# free_ports N: N distinct ports the kernel reports free now.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# npy_check A B TOL [ARGMAX]: the float tensors in A and B have the same
+# shape and differ by at most TOL everywhere; with ARGMAX=1 the argmax of
+# every row agrees too. Reads float32/float64 little-endian C-order .npy.
+npy_check() {
+  python3 - "$@" <<'PY'
+import ast, struct, sys
+def load(path):
+    b = open(path, "rb").read()
+    if b[:6] != b"\x93NUMPY":
+        sys.exit("%s: not .npy" % path)
+    hl = struct.unpack("<H", b[8:10])[0] if b[6] == 1 else struct.unpack("<I", b[8:12])[0]
+    off = 10 if b[6] == 1 else 12
+    h = ast.literal_eval(b[off:off + hl].decode())
+    fmt = {"<f4": "f", "<f8": "d"}[h["descr"]]
+    n = 1
+    for d in h["shape"]:
+        n *= d
+    vals = struct.unpack("<%d%s" % (n, fmt), b[off + hl:off + hl + n * struct.calcsize(fmt)])
+    return h["shape"], vals
+sa, a = load(sys.argv[1])
+sb, b = load(sys.argv[2])
+tol = float(sys.argv[3])
+if tuple(sa) != tuple(sb):
+    sys.exit("shapes differ: %s vs %s" % (sa, sb))
+err = max(abs(x - y) for x, y in zip(a, b)) if a else 0.0
+if err > tol:
+    sys.exit("max difference %g > %g" % (err, tol))
+if len(sys.argv) > 4 and sys.argv[4] == "1":
+    k = sa[-1]
+    for r in range(len(a) // k):
+        ra, rb = a[r*k:(r+1)*k], b[r*k:(r+1)*k]
+        if ra.index(max(ra)) != rb.index(max(rb)):
+            sys.exit("row %d: argmax differs" % r)
+PY
+}
+
+# npy_rows SRC DST N: the first N rows of SRC (any float .npy) into DST.
+npy_rows() {
+  python3 - "$@" <<'PY'
+import ast, struct, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+b = open(src, "rb").read()
+hl = struct.unpack("<H", b[8:10])[0]
+h = ast.literal_eval(b[10:10 + hl].decode())
+shape = list(h["shape"])
+row = 1
+for d in shape[1:]:
+    row *= d
+size = 4 if h["descr"] == "<f4" else 8
+shape[0] = n
+hdr = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+    h["descr"], ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else ""))
+hdr = hdr + " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+out = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode()
+open(dst, "wb").write(out + b[10 + hl:10 + hl + n * row * size])
+PY
+}
+
+# json_get FILE EXPR: evaluates EXPR on the JSON object in FILE (as `o`).
+json_get() {
+  python3 -c "import json,sys; o=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+# one_line FILE: FILE has exactly one line (the error contract).
+one_line() {
+  [ "$(wc -l <"$1")" -eq 1 ]
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# labels: loopback
+#
+# test_daemons.sh - the long-running daemons and the commands around them, as
+# separate processes on free loopback ports: keygen (0600 keys), a config for
+# P0, P1, the dealer, an owner and two clients; share-model; infer (.npy and
+# .pb) checked against the plaintext evaluator; restarts (a restarted party
+# still serves the stored model; P1 killed, then back); faults (garbage and a
+# wrong key on a party's port, the dealer down, a corrupt stored model) and
+# operator errors (world-readable key, port in use, malformed config, unknown
+# model): each ends in a clear error, never a hang, and the daemons go on.
+set -u
+TANDEM=${1:?usage: test_daemons.sh <path-to-tandem>}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/loopback/lib.sh"
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${TANDEM_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+M=$SRC/models
+cd "$TMP"
+
+# --- keys and config ---------------------------------------------------------
+for id in p0 p1 dealer owner alice bob; do
+  "$TANDEM" keygen --out keys --id $id >/dev/null 2>"$TMP/err" || fail "keygen $id: $(cat err)"
+done
+[ "$(stat -c %a keys/p0.key)" = 600 ] || fail "p0.key mode is $(stat -c %a keys/p0.key)"
+"$TANDEM" keygen --out keys --id p0 >/dev/null 2>err && fail "keygen overwrote a key"
+pub() { cut -d' ' -f2 "keys/$1.pub"; }
+read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
+write_config() { # FILE TIMEOUT
+  cat >"$1" <<CFG
+[cluster]
+timeout_ms = $2
+pool = 2
+[p0]
+host = 127.0.0.1
+port = $PORT0
+pubkey = $(pub p0)
+key = keys/p0.key
+data = data/p0
+[p1]
+host = 127.0.0.1
+port = $PORT1
+pubkey = $(pub p1)
+key = keys/p1.key
+data = data/p1
+[dealer]
+host = 127.0.0.1
+port = $PORTD
+pubkey = $(pub dealer)
+key = keys/dealer.key
+data = data/dealer
+[owner]
+pubkey = $(pub owner)
+key = keys/owner.key
+[client alice]
+pubkey = $(pub alice)
+key = keys/alice.key
+[client bob]
+pubkey = $(pub bob)
+key = keys/bob.key
+CFG
+}
+write_config cluster.ini 5000
+
+declare -A PID
+start() { # NAME
+  if [ "$1" = dealer ]; then
+    "$TANDEM" dealer --config cluster.ini 2>>"log.$1" &
+  else
+    "$TANDEM" party --config cluster.ini --id "$1" 2>>"log.$1" &
+  fi
+  PID[$1]=$!
+  PIDS+=($!)
+}
+stop() { # NAME [SIGNAL]
+  kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null
+  wait "${PID[$1]}" 2>/dev/null
+}
+start dealer; start p1; start p0
+
+# --- share and infer -------------------------------------------------------------
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp >out 2>err ||
+  fail "share-model: $(cat err)"
+ls -l data/p0/mlp.p0 2>/dev/null | grep -q '^-rw-------' || fail "stored share not 0600"
+grep -c . log.dealer >/dev/null
+"$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$M/fashion_test16.npy" --output plain.npy
+infer_ok() { # TAG [CLIENT]
+  if "$TANDEM" infer --config cluster.ini --model mlp --input "$M/fashion_test16.npy" \
+      --output "out.$1.npy" --stats "stats.$1" --as "${2:-alice}" 2>"err.$1"; then
+    npy_check "out.$1.npy" plain.npy 0.02 1 || fail "$1: private output differs"
+  else
+    fail "$1: infer failed: $(cat "err.$1")"
+  fi
+}
+infer_ok first
+[ "$(json_get stats.first "o['rounds']")" -le 4 ] || fail "more than 4 rounds"
+# Several clients at once (one link per identity: a second process with the
+# same key replaces the first one's link, so each runs as its own client).
+infer_ok a alice >q.a & qa=$!
+infer_ok b bob >q.b & qb=$!
+wait $qa $qb
+cat q.a q.b
+grep -q FAIL q.a q.b && failures=$((failures + 1))
+# .pb output (ONNX TensorProto) too.
+"$TANDEM" infer --config cluster.ini --model mlp --input "$M/fashion_test16.npy" --output out.pb \
+  2>err || fail "infer to .pb: $(cat err)"
+[ -s out.pb ] || fail "no .pb output"
+
+# --- a restarted party still serves the stored model --------------------------------
+stop p0; start p0
+infer_ok restart_p0
+# --- P1 killed in the middle: an error within the timeout, then service again ------
+stop p1 KILL
+t0=$(date +%s)
+if "$TANDEM" infer --config cluster.ini --model mlp --input "$M/fashion_test16.npy" --output x.npy \
+    2>err.dead; then
+  fail "infer succeeded with P1 dead"
+fi
+t1=$(date +%s)
+[ $((t1 - t0)) -le 15 ] || fail "P1 dead: error after $((t1 - t0)) s (timeout 5 s)"
+one_line err.dead || fail "P1 dead: not one line: $(cat err.dead)"
+start p1
+sleep 0.5
+infer_ok p1_back
+
+# --- garbage, a wrong key: the connection is dropped, the daemon goes on --------------
+head -c 5000 /dev/urandom >/dev/tcp/127.0.0.1/$PORT0 2>/dev/null
+printf 'GET / HTTP/1.0\r\n\r\n' >/dev/tcp/127.0.0.1/$PORT1 2>/dev/null
+"$TANDEM" keygen --out keys --id mallory >/dev/null
+sed "s#keys/alice.key#keys/mallory.key#" cluster.ini >mallory.ini
+# mallory's key does not match alice's pubkey: refused before any traffic.
+"$TANDEM" infer --config mallory.ini --model mlp --input "$M/fashion_test16.npy" --output x.npy \
+  2>err.m && fail "a wrong key was accepted"
+infer_ok after_garbage
+
+# --- operator errors: one line, non-zero -------------------------------------------------
+expect_fail() { # WHAT PATTERN CMD...
+  local what=$1 pat=$2
+  shift 2
+  if timeout 30 "$@" >out.e 2>err.e; then
+    fail "$what: succeeded"
+  elif ! one_line err.e || ! grep -qi -- "$pat" err.e; then
+    fail "$what: want one line with '$pat', got: $(cat err.e)"
+  fi
+}
+expect_fail "unknown model" "unknown model" "$TANDEM" infer --config cluster.ini --model nope \
+  --input "$M/fashion_test16.npy" --output x.npy
+cp keys/p0.key keys/loose.key; chmod 644 keys/loose.key
+sed "s#keys/p0.key#keys/loose.key#" cluster.ini >loose.ini
+expect_fail "world-readable key" "0600" "$TANDEM" party --config loose.ini --id p0
+sed "s#keys/p0.key#keys/none.key#" cluster.ini >nokey.ini
+expect_fail "missing key" "none.key" "$TANDEM" party --config nokey.ini --id p0
+expect_fail "port in use" "in use" "$TANDEM" party --config cluster.ini --id p0
+printf '[p0\nhost=1\n' >bad.ini
+expect_fail "malformed config" "bad.ini" "$TANDEM" party --config bad.ini --id p0
+expect_fail "missing config" "nope.ini" "$TANDEM" dealer --config nope.ini
+expect_fail "bad id" "p0 or p1" "$TANDEM" party --config cluster.ini --id p2
+
+# --- a corrupt stored model is reported by name ---------------------------------------------
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp2 2>err ||
+  fail "share mlp2: $(cat err)"
+stop p1
+printf 'X' | dd of=data/p1/mlp2.p1 bs=1 seek=100 conv=notrunc 2>/dev/null
+start p1
+sleep 0.3
+expect_fail "corrupt model" "mlp2" "$TANDEM" infer --config cluster.ini --model mlp2 \
+  --input "$M/fashion_test16.npy" --output x.npy
+grep -q "mlp2.p1: corrupt" log.p1 || fail "p1 did not log the corrupt file by name"
+infer_ok after_corrupt
+
+# --- the dealer down: a clear error after the timeout; the parties keep running -------------------
+stop dealer
+expect_fail "dealer down" "dealer" "$TANDEM" infer --config cluster.ini --model mlp \
+  --input "$M/fashion_test16.npy" --output x.npy
+kill -0 "${PID[p0]}" && kill -0 "${PID[p1]}" || fail "a party died with the dealer"
+start dealer
+sleep 0.5
+infer_ok dealer_back
+
+# --- clean stop on SIGTERM --------------------------------------------------------------------------
+for n in p0 p1 dealer; do
+  kill -TERM "${PID[$n]}"
+  if ! timeout 10 tail --pid="${PID[$n]}" -f /dev/null; then fail "$n did not stop on SIGTERM"; fi
+done
+grep -qiE "share|seed|secret" log.p0 log.p1 log.dealer && grep -iE "seed|secret" log.p0 log.p1 log.dealer | head -3
+finish

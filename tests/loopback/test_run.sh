@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# labels: loopback
+#
+# test_run.sh - `tandem run`: one private inference on a throw-away cluster
+# (P0, P1 and the dealer as separate processes on free loopback ports). The
+# private logits of the demo models must match the plaintext evaluator
+# (`--plaintext`) within the fixed-point bound with the same predictions, the
+# plaintext evaluator must match PyTorch's stored logits, the --stats JSON
+# must show the round and byte budget of the MLP at batch 1 (<= 4 rounds,
+# <= 8 KiB online per party), and bad input must end in one line on stderr
+# and a non-zero exit, leaving no process behind.
+set -u
+TANDEM=${1:?usage: test_run.sh <path-to-tandem>}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/loopback/lib.sh"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+export TANDEM_TIMEOUT_MS=20000
+# run's temporary clusters go here, so the test can see they are cleaned up.
+export TMPDIR=$TMP/t
+mkdir -p "$TMPDIR"
+M=$SRC/models
+
+# The CNN runs on 2 images: its preprocessing is about 90 MB per party and
+# image (FSS keys for 12,544 ReLUs and the max-pool trees), the MLP's 0.75 MB.
+npy_rows "$M/fashion_test16.npy" "$TMP/two.npy" 2
+for model in fashion_mlp fashion_cnn; do
+  [ -f "$M/$model.onnx" ] || { fail "$model.onnx missing"; continue; }
+  in=$M/fashion_test16.npy
+  [ $model = fashion_cnn ] && in=$TMP/two.npy
+  if ! "$TANDEM" run --plaintext --model "$M/$model.onnx" --input "$in" \
+      --output "$TMP/$model.plain.npy" 2>"$TMP/err"; then
+    fail "$model --plaintext: $(cat "$TMP/err")"; continue
+  fi
+  npy_rows "$M/${model}_logits16.npy" "$TMP/$model.torch.npy" "$(python3 -c "import sys; print(2 if sys.argv[1] == 'fashion_cnn' else 16)" $model)"
+  npy_check "$TMP/$model.plain.npy" "$TMP/$model.torch.npy" 1e-4 1 ||
+    fail "$model: plaintext evaluator differs from PyTorch"
+  if ! "$TANDEM" run --model "$M/$model.onnx" --input "$in" \
+      --output "$TMP/$model.priv.npy" --stats "$TMP/$model.stats" 2>"$TMP/err"; then
+    fail "$model private run: $(cat "$TMP/err")"; continue
+  fi
+  npy_check "$TMP/$model.priv.npy" "$TMP/$model.plain.npy" 0.02 1 ||
+    fail "$model: private logits differ from plaintext"
+  for k in rounds online_bytes offline_bytes online_s offline_s; do
+    json_get "$TMP/$model.stats" "o['$k']" >/dev/null 2>&1 || fail "$model stats lack $k"
+  done
+done
+
+# The MLP at batch 1: the round and byte budget of the gates issue, measured
+# over real sockets.
+npy_rows "$M/fashion_test16.npy" "$TMP/one.npy" 1
+if "$TANDEM" run --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/one.out.npy" \
+    --stats "$TMP/one.stats" 2>"$TMP/err"; then
+  r=$(json_get "$TMP/one.stats" "o['rounds']")
+  b0=$(json_get "$TMP/one.stats" "o['online_bytes']['p0']")
+  b1=$(json_get "$TMP/one.stats" "o['online_bytes']['p1']")
+  [ "$r" -le 4 ] || fail "MLP batch 1: $r rounds > 4"
+  [ "$b0" -le 8192 ] && [ "$b1" -le 8192 ] || fail "MLP batch 1: online bytes $b0/$b1 > 8 KiB"
+  echo "MLP batch 1: $r rounds, online bytes p0 $b0 p1 $b1"
+else
+  fail "MLP batch 1: $(cat "$TMP/err")"
+fi
+
+# Bad input: one line on stderr, exit 1.
+expect_error() { # WHAT PATTERN ARGS...
+  local what=$1 pat=$2
+  shift 2
+  if "$TANDEM" run "$@" >"$TMP/out" 2>"$TMP/err"; then
+    fail "$what: succeeded"
+  elif ! one_line "$TMP/err" || ! grep -q "$pat" "$TMP/err"; then
+    fail "$what: want one line matching '$pat', got: $(cat "$TMP/err")"
+  fi
+}
+expect_error "missing model" "no-such.onnx" --model "$TMP/no-such.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
+head -c 1000 /dev/urandom >"$TMP/garbage.onnx"
+expect_error "garbage model" "garbage.onnx" --model "$TMP/garbage.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
+printf 'not a tensor' >"$TMP/bad.npy"
+expect_error "bad tensor" "bad.npy" --model "$M/fashion_mlp.onnx" --input "$TMP/bad.npy" --output "$TMP/x.npy"
+npy_rows "$M/fashion_mlp_logits16.npy" "$TMP/ten.npy" 1
+expect_error "wrong input shape" "shape" --model "$M/fashion_mlp.onnx" --input "$TMP/ten.npy" --output "$TMP/x.npy"
+if "$TANDEM" run --model "$M/fashion_mlp.onnx" >/dev/null 2>&1; then fail "usage error accepted"; fi
+
+# No daemon left behind by any of the above.
+sleep 0.5
+if pgrep -f "$TMPDIR/tandem-" >/dev/null 2>&1; then
+  fail "daemons left running: $(pgrep -af "$TMPDIR/tandem-")"
+fi
+[ -z "$(ls -A "$TMPDIR")" ] || fail "temporary clusters left behind: $(ls "$TMPDIR")"
+finish

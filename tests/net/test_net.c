@@ -1,0 +1,352 @@
+/* test_net.c - Check suite for net links between two nodes of this process on
+ * 127.0.0.1: handshakes, unknown keys, message sizes around max_frame and a
+ * 64 MiB full-duplex exchange, channels and order, timeouts, length
+ * mismatches, reconnection. Payloads come from a fixed-seed generator. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "net_harness.h"
+
+static void fill(unsigned char *p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    p[i] = (unsigned char)(seed >> 56);
+  }
+}
+
+typedef struct {
+  net_node_t *a, *b;
+  th_id_t ia, ib;
+} duo_t;
+
+static void duo_up(duo_t *d, size_t max_frame, int timeout_ms) {
+  th_id(&d->ia);
+  th_id(&d->ib);
+  d->a = th_node(&d->ia, max_frame, timeout_ms);
+  d->b = th_node(&d->ib, max_frame, timeout_ms);
+  th_pair(d->a, &d->ia, d->b, &d->ib);
+  ck_assert_int_eq(net_connect(d->a, 0), 0);
+  ck_assert_int_eq(net_accept(d->b, 0, 2000), 0);
+}
+
+static void duo_free(duo_t *d) {
+  net_node_free(d->a);
+  net_node_free(d->b);
+}
+
+START_TEST(handshake_ok) {
+  duo_t d;
+  net_stats_t st;
+  net_node_stats_t ns;
+  int id = -1;
+  duo_up(&d, 0, 2000);
+  ck_assert_int_eq(net_peer_up(d.a, 0), 1);
+  ck_assert_int_eq(net_peer_up(d.b, 0), 1);
+  ck_assert_int_eq(net_accept_any(d.b, &id, 1000), 0);
+  ck_assert_int_eq(id, 0);
+  ck_assert_int_eq(net_accept_any(d.b, &id, 50), TANDEM_ETIMEDOUT);
+  net_peer_stats(d.a, 0, &st);
+  ck_assert_uint_eq(st.links, 1);
+  net_node_stats(d.b, &ns);
+  ck_assert_uint_eq(ns.handshakes_ok, 1);
+  ck_assert_int_eq(net_peer_up(d.a, 5), 0);
+  ck_assert_int_eq(net_send(d.a, 5, "x", 1), TANDEM_ECLOSED);
+  duo_free(&d);
+}
+END_TEST
+
+START_TEST(unknown_key_rejected) {
+  th_id_t ia, ib, ix;
+  net_node_t *a, *b;
+  net_node_stats_t ns;
+  th_id(&ia);
+  th_id(&ib);
+  th_id(&ix);
+  a = th_node(&ia, 0, 2000);
+  b = th_node(&ib, 0, 2000);
+  /* b knows a stranger's key as peer 0, not a's: a is rejected. */
+  ck_assert_int_eq(net_peer_add(a, 0, "127.0.0.1", net_node_port(b), ib.pk), 0);
+  ck_assert_int_eq(net_peer_add(b, 0, "127.0.0.1", net_node_port(a), ix.pk), 0);
+  ck_assert_int_eq(net_connect(a, 0), TANDEM_EAUTH);
+  ck_assert_int_eq(net_peer_up(b, 0), 0);
+  /* The other direction: a expects another key at b's address. */
+  ck_assert_int_eq(net_peer_add(a, 1, "127.0.0.1", net_node_port(b), ix.pk), 0);
+  ck_assert_int_eq(net_peer_add(b, 1, NULL, 0, ia.pk), 0);
+  ck_assert_int_eq(net_connect(a, 1), TANDEM_EAUTH);
+  ck_assert_int_eq(net_peer_up(a, 1), 0);
+  net_node_stats(b, &ns);
+  ck_assert_uint_eq(ns.handshakes_ok, 0);
+  ck_assert_uint_ge(ns.handshakes_failed, 2);
+  /* A key used by two ids is refused. */
+  ck_assert_int_eq(net_peer_add(a, 2, NULL, 0, ib.pk), TANDEM_EINVAL);
+  ck_assert_int_eq(net_peer_add(a, NET_MAX_PEERS, NULL, 0, ib.pk), TANDEM_EINVAL);
+  ck_assert_int_eq(net_peer_add(a, 3, "localhost", 1, ib.pk), TANDEM_EINVAL);
+  /* Nobody listening. */
+  net_node_free(b);
+  ck_assert_int_lt(net_connect(a, 0), 0);
+  net_node_free(a);
+}
+END_TEST
+
+START_TEST(msg_sizes) {
+  enum { MF = 1000 };
+  duo_t d;
+  size_t sizes[] = {0, 1, MF - 1, MF, MF + 1, 3 * MF, 3 * MF + 7, 100000};
+  unsigned char *s = malloc(100000), *r = malloc(100000);
+  duo_up(&d, MF, 2000);
+  for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+    size_t n = sizes[i], got = 12345;
+    fill(s, n, 1 + i);
+    ck_assert_int_eq(net_send(d.a, 0, s, n), 0);
+    memset(r, 0, 100000);
+    ck_assert_int_eq(net_recv(d.b, 0, r, n), 0);
+    ck_assert_msg(memcmp(s, r, n) == 0, "size %zu", n);
+    ck_assert_int_eq(net_msg_send(d.b, 0, 0, s, n), 0);
+    ck_assert_int_eq(net_msg_recv(d.a, 0, 0, r, 100000, &got, 2000), 0);
+    ck_assert_uint_eq(got, n);
+    ck_assert(memcmp(s, r, n) == 0);
+  }
+  /* Above max_msg of the sender. */
+  duo_free(&d);
+  free(s);
+  free(r);
+}
+END_TEST
+
+typedef struct {
+  net_node_t *n;
+  const unsigned char *s;
+  unsigned char *r;
+  size_t len;
+  int rc;
+} xchg_t;
+
+static void xchg_main(void *arg) {
+  xchg_t *x = arg;
+  x->rc = net_exchange(x->n, 0, x->s, x->len, x->r, x->len);
+}
+
+START_TEST(big_full_duplex) {
+  const size_t n = (size_t)64 << 20;
+  duo_t d;
+  unsigned char *sa = malloc(n), *sb = malloc(n), *ra = malloc(n), *rb = malloc(n);
+  xchg_t xa, xb;
+  uv_thread_t ta, tb;
+  net_stats_t st;
+  ck_assert(sa && sb && ra && rb);
+  fill(sa, n, 11);
+  fill(sb, n, 12);
+  duo_up(&d, 0, 10000);
+  xa = (xchg_t){.n = d.a, .s = sa, .r = ra, .len = n};
+  xb = (xchg_t){.n = d.b, .s = sb, .r = rb, .len = n};
+  ck_assert_int_eq(uv_thread_create(&ta, xchg_main, &xa), 0);
+  ck_assert_int_eq(uv_thread_create(&tb, xchg_main, &xb), 0);
+  uv_thread_join(&ta);
+  uv_thread_join(&tb);
+  ck_assert_msg(xa.rc == 0, "a: %s", tandem_err_name(xa.rc));
+  ck_assert_msg(xb.rc == 0, "b: %s", tandem_err_name(xb.rc));
+  ck_assert(memcmp(sa, rb, n) == 0);
+  ck_assert(memcmp(sb, ra, n) == 0);
+  net_peer_stats(d.a, 0, &st);
+  ck_assert_uint_eq(st.payload_sent, n);
+  ck_assert_uint_eq(st.payload_recvd, n);
+  ck_assert_uint_gt(st.wire_sent, n);
+  duo_free(&d);
+  free(sa);
+  free(sb);
+  free(ra);
+  free(rb);
+}
+END_TEST
+
+START_TEST(channels_and_order) {
+  duo_t d;
+  uint32_t v;
+  size_t got;
+  duo_up(&d, 0, 2000);
+  for (uint32_t i = 0; i < 100; i++) {
+    ck_assert_int_eq(net_msg_send(d.a, 0, (uint8_t)(i % 3), &i, sizeof(i)), 0);
+  }
+  /* Channel 2 first, then 0, then 1: each in send order. */
+  for (uint8_t c = 3; c-- > 0;) {
+    uint8_t ch = c == 2 ? 2 : c == 1 ? 0 : 1;
+    for (uint32_t i = ch; i < 100; i += 3) {
+      ck_assert_int_eq(net_msg_recv(d.b, 0, ch, &v, sizeof(v), &got, 2000), 0);
+      ck_assert_uint_eq(got, sizeof(v));
+      ck_assert_uint_eq(v, i);
+    }
+  }
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 7, &v, sizeof(v), &got, 0), TANDEM_ETIMEDOUT);
+  duo_free(&d);
+}
+END_TEST
+
+START_TEST(timeouts_and_mismatch) {
+  duo_t d;
+  unsigned char buf[16] = {0};
+  size_t got;
+  uint64_t t0;
+  duo_up(&d, 0, 300);
+  /* A stalled peer: nothing arrives. */
+  t0 = uv_hrtime();
+  ck_assert_int_eq(net_recv(d.a, 0, buf, 8), TANDEM_ETIMEDOUT);
+  ck_assert_uint_ge(uv_hrtime() - t0, 250u * 1000000u);
+  ck_assert_int_eq(net_peer_up(d.a, 0), 1);
+  ck_assert_int_eq(net_msg_recv(d.a, 0, 0, buf, 8, &got, 50), TANDEM_ETIMEDOUT);
+  /* A message of another length is taken and reported. */
+  ck_assert_int_eq(net_send(d.b, 0, buf, 9), 0);
+  ck_assert_int_eq(net_recv(d.a, 0, buf, 8), TANDEM_EPROTO);
+  ck_assert_int_eq(net_send(d.b, 0, buf, 16), 0);
+  ck_assert_int_eq(net_msg_recv(d.a, 0, 0, buf, 8, &got, 1000), TANDEM_EPROTO);
+  /* The link is still good. */
+  ck_assert_int_eq(net_send(d.b, 0, "abcdefgh", 8), 0);
+  ck_assert_int_eq(net_recv(d.a, 0, buf, 8), 0);
+  ck_assert(memcmp(buf, "abcdefgh", 8) == 0);
+  duo_free(&d);
+}
+END_TEST
+
+START_TEST(handshake_timeout) {
+  th_id_t ia;
+  net_node_t *a;
+  net_node_stats_t ns;
+  int fd;
+  uv_tcp_t *dummy = NULL;
+  (void)dummy;
+  th_id(&ia);
+  a = th_node(&ia, 0, 500);
+  /* A client that connects and says nothing is dropped. */
+  fd = th_tcp_connect(net_node_port(a));
+  ck_assert_int_eq(th_wait_closed(fd, 5000), 1);
+  close(fd);
+  net_node_stats(a, &ns);
+  ck_assert_uint_eq(ns.handshakes_failed, 1);
+  net_node_free(a);
+}
+END_TEST
+
+START_TEST(close_and_reconnect) {
+  duo_t d;
+  unsigned char buf[4];
+  net_stats_t st;
+  int id;
+  duo_up(&d, 0, 2000);
+  ck_assert_int_eq(net_accept_any(d.b, &id, 0), 0);
+  ck_assert_int_eq(net_send(d.a, 0, "1234", 4), 0);
+  ck_assert_int_eq(net_peer_close(d.a, 0), 0);
+  ck_assert_int_eq(net_recv(d.b, 0, buf, 4), 0);
+  ck_assert_int_eq(net_recv(d.b, 0, buf, 4), TANDEM_ECLOSED);
+  ck_assert_int_eq(net_send(d.a, 0, "1234", 4), TANDEM_ECLOSED);
+  /* a restarts with the same identity (and a new port) and dials again. */
+  net_node_free(d.a);
+  d.a = th_node(&d.ia, 0, 2000);
+  ck_assert_int_eq(net_peer_add(d.a, 0, "127.0.0.1", net_node_port(d.b), d.ib.pk), 0);
+  ck_assert_int_eq(net_connect(d.a, 0), 0);
+  ck_assert_int_eq(net_accept(d.b, 0, 2000), 0);
+  ck_assert_int_eq(net_accept_any(d.b, &id, 2000), 0);
+  ck_assert_int_eq(id, 0);
+  ck_assert_int_eq(net_send(d.b, 0, NULL, 0), 0);
+  ck_assert_int_eq(net_exchange(d.a, 0, "abcd", 4, buf, 0), 0);
+  ck_assert_int_eq(net_recv(d.b, 0, buf, 4), 0);
+  /* A second link from a while the first is up replaces it. */
+  ck_assert_int_eq(net_connect(d.a, 0), 0);
+  ck_assert_int_eq(net_send(d.a, 0, "wxyz", 4), 0);
+  /* b learns of the new link a moment later; a receive blocked across the
+   * switch would fail with ECONNRESET, so wait for it. */
+  for (int i = 0; i < 200; i++) {
+    net_peer_stats(d.b, 0, &st);
+    if (st.links == 3)
+      break;
+    usleep(10000);
+  }
+  ck_assert_int_eq(net_recv(d.b, 0, buf, 4), 0);
+  ck_assert(memcmp(buf, "wxyz", 4) == 0);
+  net_peer_stats(d.b, 0, &st);
+  ck_assert_uint_eq(st.links, 3);
+  duo_free(&d);
+}
+END_TEST
+
+START_TEST(bench_small) {
+  net_bench_opts_t o = {.small_bytes = 64, .rtt_iters = 50, .big_bytes = 1 << 20, .big_iters = 3};
+  net_bench_result_t res;
+  ck_assert_int_eq(net_bench_run(&o, &res), 0);
+  ck_assert(res.rtt_us_secure > 0 && res.rtt_us_plain > 0);
+  ck_assert(res.xchg_mbps_secure > 0 && res.xchg_mbps_plain > 0);
+}
+END_TEST
+
+static void count_log(void *ctx, const char *line) {
+  ck_assert_ptr_nonnull(strstr(line, "net: "));
+  ++*(int *)ctx;
+}
+
+/* queue_bytes bounds what a peer buffers: a receiver that takes nothing
+ * pauses reading, the sender's queue fills and net_send times out, the link
+ * stays up and everything sent arrives once the receiver reads. */
+START_TEST(backpressure) {
+  const size_t q = 1 << 20, m = 1 << 20;
+  th_id_t ia, ib;
+  net_node_t *a, *b;
+  int logs = 0, logs_b = 0, r = 0, sent = 0;
+  unsigned char *buf = malloc(m), *got = malloc(m);
+  th_id(&ia);
+  th_id(&ib);
+  net_config_t ca = {.listen_host = "127.0.0.1", .pk = ia.pk, .sk = ia.sk, .queue_bytes = q,
+                     .timeout_ms = 300, .log = count_log, .log_ctx = &logs};
+  net_config_t cb = ca;
+  cb.pk = ib.pk;
+  cb.sk = ib.sk;
+  cb.log_ctx = &logs_b; /* each node logs on its own thread */
+  ck_assert_int_eq(net_node_new(&a, &ca), 0);
+  ck_assert_int_eq(net_node_new(&b, &cb), 0);
+  th_pair(a, &ia, b, &ib);
+  ck_assert_int_eq(net_connect(a, 0), 0);
+  ck_assert_int_eq(net_accept(b, 0, 1000), 0);
+  while (sent < 200) {
+    fill(buf, m, (uint64_t)sent);
+    r = net_send(a, 0, buf, m);
+    if (r)
+      break;
+    sent++;
+  }
+  ck_assert_int_eq(r, TANDEM_ETIMEDOUT);
+  ck_assert_int_lt(sent, 200);
+  ck_assert_int_eq(net_peer_up(a, 0), 1);
+  for (int i = 0; i < sent; i++) {
+    fill(buf, m, (uint64_t)i);
+    ck_assert_int_eq(net_recv(b, 0, got, m), 0);
+    ck_assert(memcmp(buf, got, m) == 0);
+  }
+  ck_assert_int_eq(net_send(a, 0, buf, 1), 0);
+  ck_assert_int_eq(net_recv(b, 0, got, 1), 0);
+  net_node_free(a);
+  net_node_free(b);
+  ck_assert_int_ge(logs, 1);
+  ck_assert_int_ge(logs_b, 1);
+  free(buf);
+  free(got);
+}
+END_TEST
+
+Suite *net_suite(void) {
+  Suite *s = suite_create("net");
+  TCase *tc = tcase_create("links");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, handshake_ok);
+  tcase_add_test(tc, unknown_key_rejected);
+  tcase_add_test(tc, msg_sizes);
+  tcase_add_test(tc, big_full_duplex);
+  tcase_add_test(tc, channels_and_order);
+  tcase_add_test(tc, timeouts_and_mismatch);
+  tcase_add_test(tc, handshake_timeout);
+  tcase_add_test(tc, close_and_reconnect);
+  tcase_add_test(tc, bench_small);
+  tcase_add_test(tc, backpressure);
+  suite_add_tcase(s, tc);
+  return s;
+}
