@@ -25,9 +25,11 @@ test: build build-san
 	@cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE slow
 
+# The private Fashion-MNIST demo: P0, P1 and the dealer as separate processes
+# on loopback (DEMO_OPTS, e.g. --images 1000 --model models/fashion_cnn.onnx).
+DEMO_OPTS ?=
 demo: build
-	@echo "demo: the private inference demo arrives with the ONNX issue; until then this runs the kernel benchmark."
-	@$(BUILD)/tandem bench --kernel gemm --shape 512x512x512
+	@$(BUILD)/tandem demo $(DEMO_OPTS)
 
 bench: build
 	@$(BUILD)/tandem bench --kernel gemm --shape 512x512x512

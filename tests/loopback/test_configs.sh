@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# labels: loopback
+#
+# test_configs.sh - the shipped configs: configs/local.ini runs as documented
+# in its header (keys made with keygen beside a copy of it, its ports moved
+# to free ones), and configs/demo.ini parses (its placeholder keys are
+# rejected only where a key is loaded: here, as a missing key file).
+set -u
+TANDEM=${1:?usage: test_configs.sh <path-to-tandem>}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/loopback/lib.sh"
+TMP=$(mktemp -d)
+PIDS=()
+trap 'kill ${PIDS[*]} 2>/dev/null; sleep 0.2; rm -rf "$TMP"' EXIT
+cd "$TMP"
+mkdir configs
+read -r PD P0 P1 <<<"$(free_ports 3)"
+sed -e "s/^port = 7100/port = $PD/" -e "s/^port = 7101/port = $P0/" -e "s/^port = 7102/port = $P1/" \
+  "$SRC/configs/local.ini" >configs/local.ini
+for id in p0 p1 dealer owner client; do
+  "$TANDEM" keygen --out configs/keys --id $id >/dev/null || fail "keygen $id"
+done
+"$TANDEM" dealer --config configs/local.ini 2>dealer.log & PIDS+=($!)
+"$TANDEM" party --config configs/local.ini --id p1 2>p1.log & PIDS+=($!)
+"$TANDEM" party --config configs/local.ini --id p0 2>p0.log & PIDS+=($!)
+"$TANDEM" share-model --config configs/local.ini --model "$SRC/models/fashion_mlp.onnx" --name mlp \
+  >/dev/null 2>err || fail "share-model: $(cat err)"
+"$TANDEM" infer --config configs/local.ini --model mlp --input "$SRC/models/fashion_test16.npy" \
+  --output logits.npy --stats stats.json 2>err || fail "infer: $(cat err)"
+"$TANDEM" run --plaintext --model "$SRC/models/fashion_mlp.onnx" --input "$SRC/models/fashion_test16.npy" \
+  --output plain.npy || fail "plaintext"
+npy_check logits.npy plain.npy 0.02 1 || fail "local.ini: private logits differ"
+# demo.ini parses; p0's key file does not exist here, and that is the error.
+if "$TANDEM" party --config "$SRC/configs/demo.ini" --id p0 2>err; then
+  fail "demo.ini: party started without its key"
+fi
+grep -q "/etc/tandem/p0.key" err || fail "demo.ini: unexpected error: $(cat err)"
+finish
