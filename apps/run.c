@@ -40,24 +40,36 @@ typedef struct {
 
 static const char *const daemon_names[3] = {"p0", "p1", "dealer"};
 
-/* A port the kernel considers free now (bind to 0, read, close). Another
- * process could take it before the daemon binds; the daemon then fails with
- * a clear "address in use" and the caller can retry. */
+/* A port free now, below the kernel's range of ephemeral ports (read from
+ * /proc, 32768 by default): a port in that range can be given to an outgoing
+ * connection, and a dial to a daemon not yet listening there can then
+ * connect the socket to itself. Another process could take the port before
+ * the daemon binds; the daemon then fails with a clear "address in use". */
 static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
+  unsigned lo = 32768;
+  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (f != NULL) {
+    if (fscanf(f, "%u", &lo) != 1 || lo < 2048 || lo > 65535)
+      lo = 32768;
+    fclose(f);
+  }
+  for (int attempt = 0; attempt < 200; attempt++) {
+    uint32_t r = randombytes_uniform(lo - 1024);
+    int port = 1024 + (int)r;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (ok)
+      return port;
+  }
+  return -1;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {

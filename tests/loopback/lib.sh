@@ -17,16 +17,25 @@ finish() {
   exit 0
 }
 
-# free_ports N: N distinct ports the kernel reports free now.
+# free_ports N: N distinct ports free now, below the kernel's ephemeral range
+# (a dial to a port in that range can connect a socket to itself).
 free_ports() {
   python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
+import random, socket, sys
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < int(sys.argv[1]):
+    p = random.randrange(1024, lo)
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    if p not in ports:
+        ports.append(p)
+print(" ".join(map(str, ports)))
 PY
 }
 
