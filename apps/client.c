@@ -101,7 +101,7 @@ int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, c
     goto done;
   cl_link_t link;
   cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag);
-  char why[512];
+  char why[512] = "";
   if ((rc = mpc_owner_share(plan, &w, &link.base, why, sizeof why)) != 0) {
     snprintf(err, errlen, "sharing the weights failed: %s",
              why[0] ? why : tandem_strerror(rc));
@@ -166,18 +166,27 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
   err[0] = '\0';
   rc = mpc_client_run(plan, &link.base, input, out, err, errlen);
   if (rc != 0) {
-    /* A party that gave up on the query says why on the control channel. */
+    /* A party that gave up on the query says why on the control channel.
+     * When one party's failure made the other's (a dropped link), the cause
+     * is the message that is not about a failed phase. */
+    char why[2][512] = {"", ""};
     for (int id = CL_P0; id <= CL_P1; id++) {
       cl_ctrl_t a;
       uint8_t *payload = NULL;
       size_t plen = 0;
-      if (cl_ctrl_recv(s->node, id, &a, &payload, &plen, 0) == 0 && a.status != 0 &&
-          payload != NULL) {
-        snprintf(err, errlen, "%s: %s", s->cfg->m[id].name, (const char *)payload);
-        free(payload);
-        goto done;
-      }
+      if (cl_ctrl_recv(s->node, id, &a, &payload, &plen, 500) == 0 && a.status != 0 &&
+          payload != NULL)
+        snprintf(why[id], sizeof why[id], "%s: %s", s->cfg->m[id].name,
+                 (const char *)payload);
       free(payload);
+    }
+    int pick = -1;
+    for (int id = CL_P0; id <= CL_P1; id++)
+      if (why[id][0] != '\0' && (pick < 0 || strstr(why[pick], "phase failed") != NULL))
+        pick = id;
+    if (pick >= 0) {
+      snprintf(err, errlen, "%s", why[pick]);
+      goto done;
     }
     if (err[0] == '\0')
       snprintf(err, errlen, "the query failed: %s", tandem_strerror(rc));

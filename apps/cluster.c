@@ -99,7 +99,7 @@ static int on_entry(void *user, const char *section, const char *key, const char
       c->max_msg = (size_t)u;
     else if (strcmp(key, "queue_bytes") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0)
       c->queue_bytes = (size_t)u;
-    else if (strcmp(key, "pool") == 0 && parse_uint(value, 1024, &u) == 0)
+    else if (strcmp(key, "pool") == 0 && parse_uint(value, 64, &u) == 0)
       c->pool = (unsigned)u;
     else
       return set_err(p, "[cluster] %s = %s: unknown key or bad value", key, value);
@@ -156,6 +156,20 @@ int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen)
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return TANDEM_ECONFIG;
   }
+  /* Debian's inih splits lines longer than its buffer (200 bytes) and
+   * parses the rest as a new line; refuse them instead. */
+  int c, col = 0, lineno = 1;
+  while ((c = fgetc(f)) != EOF) {
+    if (c == '\n') {
+      lineno++;
+      col = 0;
+    } else if (++col >= 199) {
+      fclose(f);
+      snprintf(err, errlen, "%s: line %d: longer than 198 characters", path, lineno);
+      return TANDEM_ECONFIG;
+    }
+  }
+  rewind(f);
   int line = ini_parse_file(f, on_entry, &p);
   fclose(f);
   if (p.err[0] != '\0') {
@@ -292,6 +306,7 @@ static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t 
   if (len > 0)
     memcpy(m + 8, buf, len);
   int rc = net_msg_send(l->node, l->peer[to], CL_CHAN_DATA, m, len + 8);
+  sodium_memzero(m, len + 8); /* shares, seeds and keys pass through here */
   free(m);
   return rc;
 }

@@ -9,11 +9,11 @@
 
 #include "daemon.h"
 
-volatile sig_atomic_t dm_stop;
+atomic_int dm_stop;
 
 static void on_signal(int sig) {
   (void)sig;
-  dm_stop = 1;
+  atomic_store(&dm_stop, 1);
 }
 
 void dm_signals(void) {

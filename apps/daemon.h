@@ -6,10 +6,12 @@
 #define TANDEM_DAEMON_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "cluster.h"
 
-extern volatile sig_atomic_t dm_stop;
+/* Set by the signal handler, read by every thread (lock-free on Linux). */
+extern atomic_int dm_stop;
 
 /* Installs SIGINT/SIGTERM handlers that set dm_stop, ignores SIGPIPE. */
 void dm_signals(void);

@@ -30,6 +30,8 @@
 
 #define WHO "dealer"
 #define MAX_KEYS 64
+#define POOL_MAX 64 /* ready queries per (model, batch) */
+#define JOBS_PER_PEER 4
 
 /* ---- one query's preprocessing, captured in memory --------------------------- */
 
@@ -80,7 +82,7 @@ static const mpc_transport_ops_t cap_ops = {cap_send, cap_recv, cap_exchange, ca
 typedef struct {
   char name[CL_NAME_MAX];
   size_t batch;
-  prep_t *ready[64];
+  prep_t *ready[POOL_MAX];
   unsigned n;
   unsigned waiting; /* queries blocked on this pool */
 } pool_t;
@@ -103,7 +105,9 @@ typedef struct {
   pool_t pools[MAX_KEYS];
   unsigned npools;
   dm_store_t store;        /* guarded by mu */
-  int reader_running[NET_MAX_PEERS];
+  pthread_t readers[NET_MAX_PEERS];
+  int reader_started[NET_MAX_PEERS];
+  unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
   uint64_t seq;
 } dealer_t;
 
@@ -143,39 +147,60 @@ static void pools_drop_model(const char *name) {
 
 /* ---- the generator ------------------------------------------------------------ */
 
-/* Lock order: gen_mu, then mu. The generator holds gen_mu from choosing a
- * pool to storing its result, so a model (and the dealer object in its plan)
- * is never replaced by a SHARE while keys are being made from it. */
+/* Drops the pool of one (model, batch). Under D.mu. */
+static void pool_drop(const char *name, size_t batch) {
+  for (unsigned i = 0; i < D.npools; i++)
+    if (D.pools[i].batch == batch && strcmp(D.pools[i].name, name) == 0) {
+      for (unsigned j = 0; j < D.pools[i].n; j++)
+        prep_free(D.pools[i].ready[j]);
+      D.pools[i] = D.pools[--D.npools];
+      return;
+    }
+}
+
+/* The pool most in need: one with a waiting query first, else the emptiest
+ * below the target. Under D.mu. */
+static pool_t *pool_pick(void) {
+  pool_t *best = NULL;
+  unsigned target = D.cfg->pool ? D.cfg->pool : 1;
+  if (target > POOL_MAX)
+    target = POOL_MAX;
+  for (unsigned i = 0; i < D.npools; i++) {
+    pool_t *p = &D.pools[i];
+    if (p->waiting > 0 && p->n < POOL_MAX && (best == NULL || best->waiting == 0))
+      best = p;
+    else if ((best == NULL || best->waiting == 0) && p->n < target &&
+             (best == NULL || p->n < best->n))
+      best = p;
+  }
+  return best;
+}
+
+static void timed_wait_ms(long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += ms * 1000 * 1000;
+  ts.tv_sec += ts.tv_nsec / 1000000000;
+  ts.tv_nsec %= 1000000000;
+  pthread_cond_timedwait(&D.cv, &D.mu, &ts);
+}
+
+/* Lock order: gen_mu, then mu. The generator holds gen_mu only while it
+ * makes keys from a model (never while idle), so a SHARE never replaces the
+ * model, and the dealer object in its plan, under it. */
 static void *generator_main(void *arg) {
   (void)arg;
-  pthread_mutex_lock(&D.gen_mu);
-  pthread_mutex_lock(&D.mu);
-  while (!dm_stop) {
+  while (!atomic_load(&dm_stop)) {
+    pthread_mutex_lock(&D.mu);
+    if (pool_pick() == NULL)
+      timed_wait_ms(200);
     pthread_mutex_unlock(&D.mu);
-    pthread_mutex_unlock(&D.gen_mu);
     pthread_mutex_lock(&D.gen_mu);
     pthread_mutex_lock(&D.mu);
-    /* The pool most in need: one with a waiting query first, else the
-     * emptiest below its target. */
-    pool_t *best = NULL;
-    unsigned target = D.cfg->pool ? D.cfg->pool : 1;
-    for (unsigned i = 0; i < D.npools; i++) {
-      pool_t *p = &D.pools[i];
-      if (p->waiting > 0 && p->n < 64 && (best == NULL || best->waiting == 0))
-        best = p;
-      else if ((best == NULL || best->waiting == 0) && p->n < target &&
-               (best == NULL || p->n < best->n))
-        best = p;
-    }
+    pool_t *best = pool_pick();
     if (best == NULL) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 200 * 1000 * 1000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
-      pthread_cond_timedwait(&D.cv, &D.mu, &ts);
+      pthread_mutex_unlock(&D.mu);
+      pthread_mutex_unlock(&D.gen_mu);
       continue;
     }
     char name[CL_NAME_MAX], err[512];
@@ -186,14 +211,26 @@ static void *generator_main(void *arg) {
     int rc = dm_store_get(&D.store, name, &m, err, sizeof err);
     if (rc == 0)
       rc = dm_model_plan(&D.store, m, batch, &pl, err, sizeof err);
+    if (rc == 0) {
+      /* A query whose preprocessing exceeds the largest message is refused
+       * here, before any key is made. */
+      static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+      size_t max = D.cfg->max_msg ? D.cfg->max_msg : NET_DEFAULT_MAX_MSG;
+      for (int i = 0; i < 3 && rc == 0; i++)
+        if (mpc_plan_prep_bytes(pl->plan, roles[i]) + 8 > max) {
+          rc = TANDEM_EINVAL;
+          snprintf(err, sizeof err, "its preprocessing (%zu bytes for %s) exceeds max_msg",
+                   mpc_plan_prep_bytes(pl->plan, roles[i]), mpc_role_name(roles[i]));
+        }
+    }
     if (rc != 0) {
       dm_log(WHO, "cannot prepare %s at batch %zu: %s", name, batch, err);
-      pools_drop_model(name);
+      pool_drop(name, batch);
       pthread_cond_broadcast(&D.cv);
+      pthread_mutex_unlock(&D.mu);
+      pthread_mutex_unlock(&D.gen_mu);
       continue;
     }
-    /* Key generation runs outside the lock; the plan object stays valid
-     * because only this thread replaces plans. */
     mpc_dealer_t *dl = pl->obj;
     pthread_mutex_unlock(&D.mu);
     prep_t *prep = calloc(1, sizeof *prep);
@@ -204,22 +241,23 @@ static void *generator_main(void *arg) {
     cap.prep = prep;
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_query(dl, &cap.base);
     pthread_mutex_lock(&D.mu);
+    pool_t *p = pool_find(name, batch, 0);
     if (rc != 0) {
+      /* Not retried: the next query of this batch size asks again. */
       dm_log(WHO, "preprocessing for %s at batch %zu failed: %s", name, batch,
              tandem_strerror(rc));
       if (prep != NULL)
         prep_free(prep);
-      continue;
-    }
-    pool_t *p = pool_find(name, batch, 0);
-    if (p == NULL || p->n == 64)
+      pool_drop(name, batch);
+    } else if (p == NULL || p->n == POOL_MAX) {
       prep_free(prep);
-    else
+    } else {
       p->ready[p->n++] = prep;
+    }
     pthread_cond_broadcast(&D.cv);
+    pthread_mutex_unlock(&D.mu);
+    pthread_mutex_unlock(&D.gen_mu);
   }
-  pthread_mutex_unlock(&D.mu);
-  pthread_mutex_unlock(&D.gen_mu);
   return NULL;
 }
 
@@ -348,18 +386,19 @@ static void do_query(job_t *j) {
     memcpy(graph, m->graph_bytes, m->graph_len);
     glen = m->graph_len;
     pool_t *p = pool_find(j->h.name, batch, 1);
-    double deadline = cl_now() + D.cfg->timeout_ms / 1000.0;
+    /* Half the timeout, so the client (which waits the whole timeout for
+     * this reply) gets a refusal rather than a timeout of its own. */
+    double deadline = cl_now() + D.cfg->timeout_ms / 2000.0;
     if (p->n == 0)
       flags |= CL_FLAG_WAITED;
-    while (p != NULL && p->n == 0 && !dm_stop && cl_now() < deadline) {
+    while (p != NULL && p->n == 0 && !atomic_load(&dm_stop) && cl_now() < deadline) {
       p->waiting++;
       pthread_cond_broadcast(&D.cv);
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_sec += 1;
-      pthread_cond_timedwait(&D.cv, &D.mu, &ts);
-      p->waiting--;
-      p = pool_find(j->h.name, batch, 0); /* the generator may have dropped it */
+      timed_wait_ms(100);
+      /* The generator may have dropped or moved the pool meanwhile. */
+      p = pool_find(j->h.name, batch, 0);
+      if (p != NULL)
+        p->waiting--;
     }
     if (p == NULL || p->n == 0) {
       rc = TANDEM_ETIMEDOUT;
@@ -414,22 +453,16 @@ out:
 static void *worker_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&D.mu);
-  while (!dm_stop) {
+  while (!atomic_load(&dm_stop)) {
     if (D.head == NULL) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 200 * 1000 * 1000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
-      pthread_cond_timedwait(&D.cv, &D.mu, &ts);
+      timed_wait_ms(200);
       continue;
     }
     job_t *j = D.head;
     D.head = j->next;
     if (D.head == NULL)
       D.tail = NULL;
+    D.jobs[j->from]--;
     pthread_mutex_unlock(&D.mu);
     if (j->h.type == CL_MSG_SHARE)
       do_share(j);
@@ -447,25 +480,47 @@ static void *worker_main(void *arg) {
 
 /* ---- readers ------------------------------------------------------------------ */
 
+/* One reader per owner or client for the dealer's lifetime: it moves the
+ * peer's control messages into the FIFO (at most JOBS_PER_PEER waiting, so
+ * one client cannot crowd out the others) and waits for the peer to come
+ * back when its link ends. */
 static void *reader_main(void *arg) {
   int id = (int)(intptr_t)arg;
-  while (!dm_stop) {
+  while (!atomic_load(&dm_stop)) {
+    if (!net_peer_up(D.node, id)) {
+      if (net_accept(D.node, id, 500) != 0)
+        continue; /* not connected yet: look at dm_stop again */
+      continue;
+    }
+    pthread_mutex_lock(&D.mu);
+    int full = D.jobs[id] >= JOBS_PER_PEER;
+    if (full)
+      timed_wait_ms(100);
+    pthread_mutex_unlock(&D.mu);
+    if (full)
+      continue;
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
       break;
     int rc = cl_ctrl_recv(D.node, id, &j->h, &j->payload, &j->plen, 500);
-    if (rc == TANDEM_ETIMEDOUT) {
-      free(j);
-      continue;
-    }
     if (rc != 0) {
       free(j);
-      if (rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
+      if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
         dm_log(WHO, "peer %d: %s", id, tandem_strerror(rc));
-      break;
+      if (rc != TANDEM_ETIMEDOUT && net_peer_up(D.node, id))
+        (void)net_peer_close(D.node, id); /* a bad message ends that link */
+      continue;
+    }
+    if (j->h.type == CL_MSG_REQ && j->plen != 0) {
+      dm_log(WHO, "peer %d: a query with a payload; link closed", id);
+      free(j->payload);
+      free(j);
+      (void)net_peer_close(D.node, id);
+      continue;
     }
     j->from = id;
     pthread_mutex_lock(&D.mu);
+    D.jobs[id]++;
     if (D.tail != NULL)
       D.tail->next = j;
     else
@@ -474,27 +529,7 @@ static void *reader_main(void *arg) {
     pthread_cond_broadcast(&D.cv);
     pthread_mutex_unlock(&D.mu);
   }
-  pthread_mutex_lock(&D.mu);
-  D.reader_running[id] = 0;
-  pthread_mutex_unlock(&D.mu);
   return NULL;
-}
-
-static void start_reader(int id) {
-  pthread_mutex_lock(&D.mu);
-  int running = D.reader_running[id];
-  D.reader_running[id] = 1;
-  pthread_mutex_unlock(&D.mu);
-  if (running)
-    return;
-  pthread_t th;
-  if (pthread_create(&th, NULL, reader_main, (void *)(intptr_t)id) != 0) {
-    pthread_mutex_lock(&D.mu);
-    D.reader_running[id] = 0;
-    pthread_mutex_unlock(&D.mu);
-    return;
-  }
-  pthread_detach(th);
 }
 
 int tandem_dealer_main(int argc, char **argv) {
@@ -551,13 +586,21 @@ int tandem_dealer_main(int argc, char **argv) {
   pthread_t worker, gen;
   pthread_create(&worker, NULL, worker_main, NULL);
   pthread_create(&gen, NULL, generator_main, NULL);
-  while (!dm_stop) {
-    int id;
-    rc = net_accept_any(D.node, &id, 300);
-    if (rc == 0 && (id == CL_OWNER || id >= CL_CLIENT0))
-      start_reader(id);
-    else if (rc == 0)
-      dm_log(WHO, "%s connected", id == CL_P0 ? "p0" : id == CL_P1 ? "p1" : "a peer");
+  /* A reader for the owner and for every client of the config. */
+  for (int id = 0; id < NET_MAX_PEERS; id++)
+    if (cfg.m[id].present && (id == CL_OWNER || id >= CL_CLIENT0) &&
+        pthread_create(&D.readers[id], NULL, reader_main, (void *)(intptr_t)id) == 0)
+      D.reader_started[id] = 1;
+  int was_up[2] = {0, 0};
+  while (!atomic_load(&dm_stop)) {
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    for (int id = CL_P0; id <= CL_P1; id++) {
+      int up = net_peer_up(D.node, id);
+      if (up != was_up[id])
+        dm_log(WHO, "p%d %s", id, up ? "connected" : "disconnected");
+      was_up[id] = up;
+    }
   }
   dm_log(WHO, "stopping");
   pthread_mutex_lock(&D.mu);
@@ -565,18 +608,9 @@ int tandem_dealer_main(int argc, char **argv) {
   pthread_mutex_unlock(&D.mu);
   pthread_join(worker, NULL);
   pthread_join(gen, NULL);
-  /* Readers poll dm_stop every 500 ms; give them the time to leave. */
-  for (int i = 0; i < 20; i++) {
-    int any = 0;
-    pthread_mutex_lock(&D.mu);
-    for (int id = 0; id < NET_MAX_PEERS; id++)
-      any |= D.reader_running[id];
-    pthread_mutex_unlock(&D.mu);
-    if (!any)
-      break;
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
+  for (int id = 0; id < NET_MAX_PEERS; id++)
+    if (D.reader_started[id])
+      pthread_join(D.readers[id], NULL);
   net_node_free(D.node);
   pthread_mutex_lock(&D.mu);
   for (unsigned i = 0; i < D.npools; i++)

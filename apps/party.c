@@ -249,7 +249,7 @@ int tandem_party_main(int argc, char **argv) {
   dm_log(P.who, "listening on %s port %u", cfg.m[P.self].host, (unsigned)cfg.m[P.self].port);
   int dealer_was_up = 0;
   double next_try = 0;
-  while (!dm_stop) {
+  while (!atomic_load(&dm_stop)) {
     /* The parties dial the dealer (and P0 dials P1); a peer that restarts is
      * dialled again here. */
     double now = cl_now();

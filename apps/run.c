@@ -214,6 +214,10 @@ static int lc_start(lcluster_t *c, const char *cmd, char *err, size_t errlen) {
         dup2(nul, 1);
         close(nul);
       }
+      /* Nothing of the caller's (pipes, sockets) leaks into a daemon. */
+      long maxfd = sysconf(_SC_OPEN_MAX);
+      for (long cfd = 3; cfd < (maxfd > 0 && maxfd < 65536 ? maxfd : 65536); cfd++)
+        close((int)cfd);
       if (i == 2)
         execl(self, "tandem", "dealer", "--config", c->config, (char *)NULL);
       else
@@ -229,13 +233,18 @@ static int lc_start(lcluster_t *c, const char *cmd, char *err, size_t errlen) {
 /* A daemon that exited already (a port taken, a bad key) is an error now
  * rather than a timeout later. */
 static int lc_check(lcluster_t *c, char *err, size_t errlen) {
-  for (int i = 0; i < 3; i++) {
-    int status;
-    if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
-      c->pid[i] = 0;
-      snprintf(err, errlen, "the %s daemon exited early; its log:", daemon_names[i]);
-      return TANDEM_EIO;
+  /* A daemon may be exiting just now: look for half a second. */
+  for (int t = 0; t < 10; t++) {
+    for (int i = 0; i < 3; i++) {
+      int status;
+      if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
+        c->pid[i] = 0;
+        snprintf(err, errlen, "the %s daemon exited early; its log:", daemon_names[i]);
+        return TANDEM_EIO;
+      }
     }
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
   }
   return 0;
 }

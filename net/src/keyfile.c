@@ -4,6 +4,7 @@
  * temporary file in the same directory, fsync'd and renamed, then the
  * directory is fsync'd, so a crash leaves the old file or the new one.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -145,6 +146,29 @@ int net_pub_load(const char *path, unsigned char pk[NET_KEY_BYTES]) {
   return load(path, pk_tag, 0, pk);
 }
 
+/* Creates a fresh temporary file beside path (its name into tmp) the way
+ * mkstemp does, but close-on-exec from the start: a process that forks and
+ * execs while a key is being written must not hand the file to its child
+ * (mkostemp is a GNU extension outside this build's feature macros). */
+static int open_tmp(const char *path, char *tmp, size_t cap) {
+  for (int tries = 0; tries < 16; tries++) {
+    unsigned char rnd[6];
+    char hex[2 * sizeof(rnd) + 1];
+    int n, fd;
+    randombytes_buf(rnd, sizeof(rnd));
+    net__hex_encode(hex, rnd, sizeof(rnd));
+    n = snprintf(tmp, cap, "%s.tmp%s", path, hex);
+    if (n < 0 || (size_t)n >= cap)
+      return TANDEM_EINVAL;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+      return fd;
+    if (errno != EEXIST)
+      return -errno;
+  }
+  return -EEXIST;
+}
+
 static int save(const char *path, const char *tag, const unsigned char key[32], mode_t mode) {
   char line[LINE_MAX_BYTES], tmp[4096], dir[4096];
   size_t len;
@@ -152,17 +176,20 @@ static int save(const char *path, const char *tag, const unsigned char key[32], 
   const char *slash;
   if (!path)
     return TANDEM_EINVAL;
-  n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
+  n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXXXXXXXX", path);
   if (n < 0 || (size_t)n >= sizeof(tmp))
     return TANDEM_EINVAL;
+  if (sodium_init() < 0)
+    return TANDEM_ECRYPTO;
   len = strlen(tag);
   memcpy(line, tag, len);
   net__hex_encode(line + len, key, 32);
   len += 64;
   line[len++] = '\n';
-  fd = mkstemp(tmp);
+  fd = open_tmp(path, tmp, sizeof(tmp));
   if (fd < 0) {
-    r = -errno;
+    r = fd;
+    fd = -1;
     goto done;
   }
   if (fchmod(fd, mode) != 0) {

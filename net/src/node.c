@@ -161,9 +161,13 @@ static void wake(net_node_t *n) {
   uv_async_send(&n->async);
 }
 
+/* Received messages are decrypted plaintext (shares, seeds, masked inputs):
+ * wiped before their memory goes back to the allocator. */
 static void rmsg_free(rmsg_t *m) {
   if (!m)
     return;
+  if (m->data)
+    sodium_memzero(m->data, m->len ? m->len : 1);
   free(m->data);
   free(m);
 }
@@ -176,6 +180,8 @@ static void conn_maybe_free(conn_t *c) {
   net__aead_free(&c->rx);
   uv_mutex_destroy(&c->send_mu);
   rmsg_free(c->cur);
+  if (c->fbuf) /* the last frame's plaintext */
+    sodium_memzero(c->fbuf, c->node->cfg.max_frame + NET_TAG_BYTES);
   free(c->fbuf);
   free(c->rbuf);
   free(c);

@@ -1,6 +1,7 @@
 /* seeds.c - writes the fuzzers' seed corpora: small valid ONNX models built
  * with the tests' model builder (tests/mpc/onnx_build.c), one per supported
- * operator family, and tensor files in both formats.
+ * operator family (and the folding paths between them), and tensor files in
+ * both formats.
  *
  * Usage: fuzz_seeds DIR  (creates DIR/onnx and DIR/tensor). A fuzzer that
  * starts from valid protobuf reaches the importer's operator code in
@@ -114,6 +115,57 @@ int main(int argc, char **argv) {
   ob_node(b, "MatMul", "mm", "fl,W", "y");
   ob_output(b, "y");
   save(b, argv[1], "opset9");
+
+  /* Gemm + BatchNormalization (folded into the Gemm's weights), then a
+   * BatchNormalization after a Relu (a stand-alone diagonal Gemm), MatMul,
+   * Add: the paths a Conv-only seed never reaches. */
+  b = ob_new(15);
+  ob_input(b, "x", F, 2, I64(-1, 4));
+  ob_init_f(b, "W", 2, I64(3, 4), vals);
+  ob_init_f(b, "C", 1, I64(3), vals + 12);
+  ob_init_f(b, "s", 1, I64(3), vals + 60);
+  ob_init_f(b, "bb", 1, I64(3), vals);
+  ob_init_f(b, "m", 1, I64(3), vals + 3);
+  ob_init_f(b, "v", 1, I64(3), vals + 61);
+  ob_init_f(b, "W2", 2, I64(3, 2), vals + 20);
+  ob_init_f(b, "B2", 1, I64(2), vals + 30);
+  n = ob_node(b, "Gemm", "fc", "x,W,C", "h");
+  ob_attr_i(b, n, "transB", 1);
+  ob_attr_f(b, n, "alpha", 0.5f);
+  n = ob_node(b, "BatchNormalization", "bn1", "h,s,bb,m,v", "hb");
+  ob_attr_f(b, n, "epsilon", 1e-3f);
+  ob_node(b, "Relu", "r", "hb", "hr");
+  ob_node(b, "BatchNormalization", "bn2", "hr,s,bb,m,v", "hn");
+  ob_node(b, "MatMul", "mm", "hn,W2", "o");
+  ob_node(b, "Add", "add", "o,B2", "y");
+  ob_output(b, "y");
+  save(b, argv[1], "gemm_bn");
+
+  /* Opset 13 Pad with a constant_value input before a dilated Conv,
+   * and the pools' less common attributes. */
+  b = ob_new(13);
+  ob_input(b, "x", F, 4, I64(-1, 2, 6, 6));
+  ob_init_i64(b, "pads", 8, I64(0, 0, 1, 2, 0, 0, 2, 1));
+  static const double zero = 0.0; /* the only padding value supported */
+  ob_add_init(b, ob_tensor(b, "cv", F, 1, 0, NULL, &zero));
+  ob_init_f(b, "wg", 4, I64(4, 2, 2, 2), vals);
+  ob_init_f(b, "bg", 1, I64(4), vals + 8);
+  ob_node(b, "Pad", "pad", "x,pads,cv", "xp");
+  n = ob_node(b, "Conv", "conv", "xp,wg,bg", "c");
+  ob_attr_i(b, n, "group", 1); /* grouped convolution is refused */
+  ob_attr_ints(b, n, "dilations", 2, I64(2, 2));
+  ob_attr_s(b, n, "auto_pad", "NOTSET");
+  n = ob_node(b, "MaxPool", "mp", "c", "p");
+  ob_attr_ints(b, n, "kernel_shape", 2, I64(3, 3));
+  ob_attr_ints(b, n, "strides", 2, I64(2, 2));
+  ob_attr_i(b, n, "ceil_mode", 1);
+  n = ob_node(b, "AveragePool", "ap", "p", "q");
+  ob_attr_ints(b, n, "kernel_shape", 2, I64(2, 2));
+  ob_attr_ints(b, n, "pads", 4, I64(1, 0, 0, 1));
+  ob_attr_i(b, n, "count_include_pad", 0);
+  ob_node(b, "Flatten", "fl", "q", "y");
+  ob_output(b, "y");
+  save(b, argv[1], "pad13");
 
   mpc_ftensor_t t;
   mpc_shape_t s = {2, {2, 3}};

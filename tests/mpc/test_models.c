@@ -22,9 +22,6 @@
  * beside it, where <stem> is the file name up to "_opset" or ".onnx". The
  * source tree is TANDEM_SRC_DIR (a compile definition) if defined, else the
  * TANDEM_SRC environment variable, else derived from this file's path.
- *
- * The suite also keeps the regression inputs found by fuzzing
- * (tests/fuzz/): each must be refused with an error, without a crash or leak.
  */
 #include <check.h>
 #include <dirent.h>

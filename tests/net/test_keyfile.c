@@ -60,7 +60,11 @@ START_TEST(roundtrip) {
   unlink(p);
   unlink(q);
   ck_assert_int_eq(net_key_load(p, pk2, sk2), TANDEM_ENOENT);
-  rmdir(dir);
+  /* A directory that does not exist: an error, nothing written. */
+  path_of(p, sizeof(p), "none/id.key");
+  ck_assert_int_eq(net_key_save(p, sk), TANDEM_ENOENT);
+  /* No temporary file was left behind, so the directory is empty. */
+  ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
 
