@@ -136,6 +136,17 @@ static void lc_on_signal(int sig) {
   lc_interrupted = 1;
 }
 
+/* SIGINT/SIGTERM end the run or demo cleanly (the daemons are stopped and
+ * the directory removed); a dead peer's socket is an error, not a signal. */
+static void lc_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = lc_on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
 static int lc_start(lcluster_t *c, const char *cmd, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   const char *tmp = getenv("TMPDIR");
@@ -331,12 +342,7 @@ int tandem_run_main(int argc, char **argv) {
   }
   mpc_weights_close(&w);
   mpc_graph_close(&g);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = lc_on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  lc_signals();
   lcluster_t c;
   if (lc_start(&c, "run", err, sizeof err) != 0) {
     mpc_ftensor_close(&x);
@@ -524,12 +530,7 @@ int tandem_demo_main(int argc, char **argv) {
     free(labels);
     return 1;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = lc_on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  lc_signals();
   int tty = isatty(2) && !json;
   if (!json)
     fprintf(stderr, "tandem demo: %s on %zu Fashion-MNIST test images, batches of %zu\n",

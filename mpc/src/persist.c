@@ -263,6 +263,29 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
 
 /* ---- model state ------------------------------------------------------------ */
 
+/* The 16-byte header of a state: magic, version, words that follow. */
+static void state_header_put(uint8_t *b, uint32_t magic, uint64_t words) {
+  uint32_t hdr[2] = {magic, FORMAT_VERSION};
+  memcpy(b, hdr, 8);
+  memcpy(b + 8, &words, 8);
+}
+
+/* 0, TANDEM_EPARSE (not a state of this kind) or TANDEM_ESHAPE (a state of
+ * another model: `words` or the length differ). */
+static int state_header_check(const uint8_t *b, size_t len, uint32_t magic, uint64_t words) {
+  uint32_t hdr[2];
+  uint64_t got;
+  if (len < 16)
+    return TANDEM_EPARSE;
+  memcpy(hdr, b, 8);
+  memcpy(&got, b + 8, 8);
+  if (hdr[0] != magic || hdr[1] != FORMAT_VERSION)
+    return TANDEM_EPARSE;
+  if (got != words || len != 16 + 8 * words)
+    return TANDEM_ESHAPE;
+  return 0;
+}
+
 /* Words of state per param: the share, and for a weight R_W's share and W^. */
 static size_t party_words(const mpc_plan_t *p) {
   size_t words = 0;
@@ -284,10 +307,7 @@ int mpc_party_export(const mpc_party_t *pt, void *buf, size_t len) {
   if (len != mpc_party_state_bytes(p))
     return TANDEM_EINVAL;
   uint8_t *b = buf;
-  uint32_t hdr[2] = {PARTY_MAGIC, FORMAT_VERSION};
-  uint64_t words = party_words(p);
-  memcpy(b, hdr, 8);
-  memcpy(b + 8, &words, 8);
+  state_header_put(b, PARTY_MAGIC, party_words(p));
   size_t off = 16;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
@@ -308,16 +328,9 @@ int mpc_party_import(mpc_party_t *pt, const void *buf, size_t len) {
     return TANDEM_EINVAL;
   const mpc_plan_t *p = pt->plan;
   const uint8_t *b = buf;
-  uint32_t hdr[2];
-  uint64_t words;
-  if (len < 16)
-    return TANDEM_EPARSE;
-  memcpy(hdr, b, 8);
-  memcpy(&words, b + 8, 8);
-  if (hdr[0] != PARTY_MAGIC || hdr[1] != FORMAT_VERSION)
-    return TANDEM_EPARSE;
-  if (words != party_words(p) || len != mpc_party_state_bytes(p))
-    return TANDEM_ESHAPE; /* state of another model */
+  int rc = state_header_check(b, len, PARTY_MAGIC, party_words(p));
+  if (rc != 0)
+    return rc;
   size_t off = 16;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
@@ -355,10 +368,7 @@ int mpc_dealer_export(const mpc_dealer_t *d, void *buf, size_t len) {
   if (len != mpc_dealer_state_bytes(p))
     return TANDEM_EINVAL;
   uint8_t *b = buf;
-  uint32_t hdr[2] = {DEALER_MAGIC, FORMAT_VERSION};
-  uint64_t words = dealer_words(p);
-  memcpy(b, hdr, 8);
-  memcpy(b + 8, &words, 8);
+  state_header_put(b, DEALER_MAGIC, dealer_words(p));
   size_t off = 16;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
@@ -375,16 +385,9 @@ int mpc_dealer_import(mpc_dealer_t *d, const void *buf, size_t len) {
     return TANDEM_EINVAL;
   const mpc_plan_t *p = mpc__dealer_plan(d);
   const uint8_t *b = buf;
-  uint32_t hdr[2];
-  uint64_t words;
-  if (len < 16)
-    return TANDEM_EPARSE;
-  memcpy(hdr, b, 8);
-  memcpy(&words, b + 8, 8);
-  if (hdr[0] != DEALER_MAGIC || hdr[1] != FORMAT_VERSION)
-    return TANDEM_EPARSE;
-  if (words != dealer_words(p) || len != mpc_dealer_state_bytes(p))
-    return TANDEM_ESHAPE;
+  int rc = state_header_check(b, len, DEALER_MAGIC, dealer_words(p));
+  if (rc != 0)
+    return rc;
   size_t off = 16;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
