@@ -36,6 +36,7 @@ bench: build
 	@$(BUILD)/tandem bench --kernel gemm --shape 128x784x128
 	@$(BUILD)/tandem bench --kernel prg
 	@$(BUILD)/tandem bench --kernel trunc
+	@$(BUILD)/tandem bench --net
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

@@ -9,6 +9,10 @@
  * reuse the same option parser, timer and report printer. Every rate comes from
  * the median of R timed repetitions after a warm-up. A kernel whose result is
  * wrong never gets a speed: each workload checks its output before timing it.
+ * The --net workload is the transport's: net_bench_run times small round trips
+ * and full-duplex exchanges through the secure channel and over plain TCP on
+ * loopback in one run, and the report gives both and their ratios (its
+ * figures are means over the iterations, as net_bench_run measures them).
  */
 #include <assert.h>
 #include <cblas.h>
@@ -26,6 +30,7 @@
 
 #include "apps.h"
 #include "kern.h"
+#include "net.h"
 #include "tandem_err.h"
 
 /* Debian's OpenBLAS cblas.h declares it; reference CBLAS headers do not. */
@@ -68,10 +73,29 @@ void openblas_set_num_threads(int n);
 #define TRUNC_ELEMS (16u << 20)
 #define TRUNC_SHIFT 16u
 
+/* --net: the bounds of its options, and the targets its ratios are read
+ * against (printed with the figures; missing one is not an error). The
+ * defaults are net_bench_run's own (net.h): 2000 round trips of 64 bytes and
+ * 20 exchanges of 8 MiB each way. The exchange size stays within the node's
+ * default per-peer queue bound, and the four buffers it needs stay modest. */
+#define NET_RTT_ITERS_MAX 1000000
+#define NET_XCHG_BYTES_MAX NET_DEFAULT_QUEUE_BYTES
+#define NET_XCHG_BYTES_DEFAULT ((size_t)8 << 20)
+#define NET_RTT_ITERS_DEFAULT 2000
+#define NET_XCHG_ITERS_DEFAULT 20
+#define NET_SMALL_BYTES 64
+#define NET_TARGET_THROUGHPUT 0.5 /* secure / plain, at least */
+#define NET_TARGET_RTT 2.0        /* secure / plain, at most */
+
 /* ------------------------------------------------------------------------ */
 /* Options and the workload table                                            */
 
-enum { OPT_SHAPE = 1u << 0, OPT_THREADS = 1u << 1 };
+enum {
+  OPT_SHAPE = 1u << 0,
+  OPT_THREADS = 1u << 1,
+  OPT_ITERS = 1u << 2,
+  OPT_BYTES = 1u << 3
+};
 
 typedef struct {
   const char *kernel; /* --kernel value, NULL if absent */
@@ -81,6 +105,9 @@ typedef struct {
   int threads; /* --threads, default 1 */
   int reps;    /* --reps, 0: automatic */
   int json;
+  int net;          /* --net */
+  unsigned iters;   /* --iters (net round trips), 0: default */
+  size_t bytes;     /* --bytes (net exchange size), 0: default */
   kern_isa_t isa;   /* after kern_init */
   int isa_from_env; /* TANDEM_KERNEL chose it */
 } bench_opts_t;
@@ -120,6 +147,7 @@ typedef struct {
 static int run_gemm(const bench_opts_t *o, report_t *r);
 static int run_prg(const bench_opts_t *o, report_t *r);
 static int run_trunc(const bench_opts_t *o, report_t *r);
+static int run_net(const bench_opts_t *o, report_t *r);
 
 static const workload_t kernel_workloads[] = {
     {"gemm", OPT_SHAPE | OPT_THREADS, run_gemm,
@@ -130,14 +158,21 @@ static const workload_t kernel_workloads[] = {
 };
 #define N_KERNEL_WORKLOADS (sizeof kernel_workloads / sizeof kernel_workloads[0])
 
+static const workload_t net_workload = {
+    "net", OPT_ITERS | OPT_BYTES, run_net,
+    "secure channel vs plain TCP on loopback: round trip and exchange rate"};
+
 static void usage(FILE *out) {
   fprintf(out,
           "usage: tandem bench --kernel gemm --shape MxKxN [--threads N] "
           "[--reps R] [--json]\n"
           "       tandem bench --kernel prg|trunc [--reps R] [--json]\n"
+          "       tandem bench --net [--iters N] [--bytes B] [--reps R] "
+          "[--json]\n"
           "\n"
-          "Measures a kernel against a baseline timed in the same run on the "
-          "same data.\n"
+          "Measures a kernel, or the transport, against a baseline timed in "
+          "the same run\n"
+          "on the same data.\n"
           "Every output is checked before it is timed: a wrong kernel gets an "
           "error, not a speed.\n\n"
           "kernels:\n");
@@ -162,15 +197,28 @@ static void usage(FILE *out) {
       "  trunc: arithmetic shift by %u of %u Mi elements, out of place; "
       "baseline: memcpy\n"
       "         of the same bytes.\n"
+      "  net:   %s.\n"
+      "         Two nodes of this process with fresh keys on 127.0.0.1: N "
+      "round trips of a\n"
+      "         %d-byte message, then R full-duplex exchanges of B bytes each "
+      "way, through\n"
+      "         the secure channel (AES-256-GCM frames), then the same over "
+      "plain blocking\n"
+      "         TCP sockets (TCP_NODELAY, length-prefixed) as the baseline.\n"
       "\n"
       "options:\n"
       "  --kernel NAME   the workload: gemm, prg or trunc\n"
+      "  --net           the transport workload (instead of --kernel)\n"
+      "  --iters N       net only; round trips timed (1..%d, default %d)\n"
+      "  --bytes B       net only; bytes each way per exchange (1..%zu, "
+      "default %zu)\n"
       "  --shape MxKxN   gemm only; each 1..%u\n"
       "  --threads N     gemm only; kern_set_threads(N) and N OpenBLAS "
       "threads for the\n"
       "                  threaded baseline (1..%d, default 1)\n"
       "  --reps R        timed repetitions (1..%d; default: enough for about "
-      "%.1f s)\n"
+      "%.1f s);\n"
+      "                  for net, the exchanges timed (default %d)\n"
       "  --json          one JSON object on one line on stdout\n"
       "  --help          this text\n"
       "\n"
@@ -190,13 +238,23 @@ static void usage(FILE *out) {
       "                  %ux%ux%u product)\n"
       "  efficiency      gmacs / (peak_gmacs * threads), per-core efficiency\n"
       "  gbps            bytes written / seconds / 1e9\n"
+      "  net (MEANS over the iterations, not medians):\n"
+      "  rtt_us_*        microseconds per round trip, secure channel and "
+      "plain TCP\n"
+      "  xchg_mbps_*     1e6 bytes per second each way during the exchanges\n"
+      "  rtt_ratio       rtt_us_secure / rtt_us_plain (target <= %.1f)\n"
+      "  throughput_ratio xchg_mbps_secure / xchg_mbps_plain (target >= "
+      "%.1f)\n"
       "\n"
       "environment: TANDEM_KERNEL=ref|avx2|avx512 forces a variant (default: "
       "the best\n"
       "this CPU and OS support).\n",
       FREIVALDS_TRIALS, PRG_TOTAL_BYTES >> 20, PRG_CALL_BYTES >> 20,
-      TRUNC_SHIFT, TRUNC_ELEMS >> 20, SHAPE_DIM_MAX, THREADS_MAX, REPS_MAX,
-      TARGET_S, PEAK_REF_DIM, PEAK_REF_DIM, PEAK_REF_DIM);
+      TRUNC_SHIFT, TRUNC_ELEMS >> 20, net_workload.help, NET_SMALL_BYTES,
+      NET_RTT_ITERS_MAX, NET_RTT_ITERS_DEFAULT, (size_t)NET_XCHG_BYTES_MAX,
+      NET_XCHG_BYTES_DEFAULT, SHAPE_DIM_MAX, THREADS_MAX, REPS_MAX, TARGET_S,
+      NET_XCHG_ITERS_DEFAULT, PEAK_REF_DIM, PEAK_REF_DIM, PEAK_REF_DIM,
+      NET_TARGET_RTT, NET_TARGET_THROUGHPUT);
 }
 
 /* Parses a decimal integer in [lo, hi] made of digits only (no sign, no
@@ -1081,6 +1139,72 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
+/* The transport                                                             */
+
+/* The note of a ratio against its target: "met" or "missed", never an error
+ * (a loaded machine can miss it; the figures are still worth printing). */
+static void note_target(field_t *f, const char *what, int met,
+                        const char *target) {
+  field_note(f, "%s (target %s: %s)", what, target, met ? "met" : "missed");
+}
+
+static int run_net(const bench_opts_t *o, report_t *r) {
+  net_bench_opts_t nb;
+  net_bench_result_t res;
+  field_t *f;
+  char target[16];
+
+  memset(&nb, 0, sizeof nb);
+  nb.small_bytes = NET_SMALL_BYTES;
+  nb.rtt_iters = o->iters ? o->iters : NET_RTT_ITERS_DEFAULT;
+  nb.big_bytes = o->bytes ? o->bytes : NET_XCHG_BYTES_DEFAULT;
+  nb.big_iters = o->reps > 0 ? (unsigned)o->reps : NET_XCHG_ITERS_DEFAULT;
+  int rc = net_bench_run(&nb, &res);
+  if (rc != 0)
+    return fail("net_bench_run", rc);
+  /* A figure of zero (a clock that did not move) would make a ratio
+   * meaningless: refuse it rather than print an infinity. */
+  if (!(res.rtt_us_secure > 0 && res.rtt_us_plain > 0 &&
+        res.xchg_mbps_secure > 0 && res.xchg_mbps_plain > 0 &&
+        isfinite(res.xchg_mbps_secure) && isfinite(res.xchg_mbps_plain))) {
+    tandem_app_error(CMD, "net_bench_run measured no time; try more --iters "
+                          "or --reps");
+    return EXIT_ERR;
+  }
+
+  double rtt_ratio = res.rtt_us_secure / res.rtt_us_plain;
+  double tput_ratio = res.xchg_mbps_secure / res.xchg_mbps_plain;
+  /* JSON keys in the order of the documented object, then the run's
+   * parameters. */
+  report_str(r, "workload", NULL, "net");
+  f = report_num(r, "rtt_us_secure", "rtt secure", res.rtt_us_secure, 1);
+  field_note(f, "us  %zu-byte message and reply, secure channel, mean of %u",
+             nb.small_bytes, nb.rtt_iters);
+  f = report_num(r, "rtt_us_plain", "rtt plain", res.rtt_us_plain, 1);
+  field_note(f, "us  the same over plain TCP (TCP_NODELAY)");
+  f = report_num(r, "rtt_ratio", "rtt ratio", rtt_ratio, 2);
+  snprintf(target, sizeof target, "<= %.1f", NET_TARGET_RTT);
+  note_target(f, "secure / plain", rtt_ratio <= NET_TARGET_RTT, target);
+  f = report_num(r, "xchg_mbps_secure", "exchange secure",
+                 res.xchg_mbps_secure, 1);
+  field_note(f, "MB/s each way, %zu-byte full-duplex exchanges, mean of %u",
+             nb.big_bytes, nb.big_iters);
+  f = report_num(r, "xchg_mbps_plain", "exchange plain", res.xchg_mbps_plain,
+                 1);
+  field_note(f, "MB/s each way, the same over plain TCP");
+  f = report_num(r, "throughput_ratio", "throughput ratio", tput_ratio, 2);
+  snprintf(target, sizeof target, ">= %.1f", NET_TARGET_THROUGHPUT);
+  note_target(f, "secure / plain", tput_ratio >= NET_TARGET_THROUGHPUT,
+              target);
+  report_int(r, "small_bytes", NULL, (long long)nb.small_bytes);
+  report_int(r, "rtt_iters", NULL, nb.rtt_iters);
+  report_int(r, "xchg_bytes", NULL, (long long)nb.big_bytes);
+  report_int(r, "xchg_iters", NULL, nb.big_iters);
+  report_str(r, "stat", NULL, "mean");
+  return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Entry point                                                               */
 
 /* The value of option `name` at argv[*i]: "--name=value" or "--name value".
@@ -1105,6 +1229,7 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name,
 int tandem_bench_main(int argc, char **argv) {
   bench_opts_t o;
   const char *shape_arg = NULL, *threads_arg = NULL;
+  const char *iters_arg = NULL, *bytes_arg = NULL;
   report_t *rep = NULL;
   int rc;
 
@@ -1118,6 +1243,12 @@ int tandem_bench_main(int argc, char **argv) {
       return EXIT_OK;
     } else if (strcmp(argv[i], "--json") == 0) {
       o.json = 1;
+    } else if (strcmp(argv[i], "--net") == 0) {
+      o.net = 1;
+    } else if ((v = opt_value(argc, argv, &i, "--iters", &missing))) {
+      iters_arg = v;
+    } else if ((v = opt_value(argc, argv, &i, "--bytes", &missing))) {
+      bytes_arg = v;
     } else if ((v = opt_value(argc, argv, &i, "--kernel", &missing))) {
       o.kernel = v;
     } else if ((v = opt_value(argc, argv, &i, "--shape", &missing))) {
@@ -1136,19 +1267,27 @@ int tandem_bench_main(int argc, char **argv) {
     }
   }
 
-  if (o.kernel == NULL)
-    return usage_error("missing --kernel gemm|prg|trunc", NULL);
   const workload_t *w = NULL;
-  for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
-    if (strcmp(o.kernel, kernel_workloads[i].name) == 0)
-      w = &kernel_workloads[i];
-  if (w == NULL)
-    return usage_error("unknown --kernel (want gemm, prg or trunc):",
-                       o.kernel);
+  if (o.net && o.kernel != NULL)
+    return usage_error("--net and --kernel are two workloads; give one, not "
+                       "both",
+                       NULL);
+  if (o.net) {
+    w = &net_workload;
+  } else {
+    if (o.kernel == NULL)
+      return usage_error("missing --kernel gemm|prg|trunc or --net", NULL);
+    for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
+      if (strcmp(o.kernel, kernel_workloads[i].name) == 0)
+        w = &kernel_workloads[i];
+    if (w == NULL)
+      return usage_error("unknown --kernel (want gemm, prg or trunc):",
+                         o.kernel);
+  }
   if (shape_arg != NULL) {
     if (!(w->opts & OPT_SHAPE))
       return usage_error("--shape applies to --kernel gemm only, not",
-                         o.kernel);
+                         w->name);
     if (parse_shape(shape_arg, &o.m, &o.k, &o.n) != 0)
       return usage_error("--shape wants MxKxN, each an integer in 1..65536, "
                          "not",
@@ -1160,26 +1299,49 @@ int tandem_bench_main(int argc, char **argv) {
   if (threads_arg != NULL) {
     if (!(w->opts & OPT_THREADS))
       return usage_error("--threads applies to --kernel gemm only, not",
-                         o.kernel);
+                         w->name);
     if (parse_int_arg(threads_arg, 1, THREADS_MAX, &o.threads) != 0)
       return usage_error("--threads wants an integer in 1..64, not",
                          threads_arg);
     o.have_threads = 1;
+  }
+  if (iters_arg != NULL) {
+    int n;
+    if (!(w->opts & OPT_ITERS))
+      return usage_error("--iters applies to --net only, not", w->name);
+    if (parse_int_arg(iters_arg, 1, NET_RTT_ITERS_MAX, &n) != 0)
+      return usage_error("--iters wants an integer in 1..1000000, not",
+                         iters_arg);
+    o.iters = (unsigned)n;
+  }
+  if (bytes_arg != NULL) {
+    unsigned long b;
+    const char *end;
+    if (!(w->opts & OPT_BYTES))
+      return usage_error("--bytes applies to --net only, not", w->name);
+    if (parse_uint(bytes_arg, 1, NET_XCHG_BYTES_MAX, &b, &end) != 0 ||
+        *end != '\0')
+      return usage_error("--bytes wants an integer in 1..67108864, not",
+                         bytes_arg);
+    o.bytes = (size_t)b;
   }
 
   if (sodium_init() < 0) {
     tandem_app_error(CMD, "libsodium failed to initialise");
     return EXIT_ERR;
   }
-  rc = kern_init();
-  if (rc != 0) {
-    const char *env = getenv("TANDEM_KERNEL");
-    tandem_app_error(CMD, "TANDEM_KERNEL=%s: %s", env ? env : "",
-                     tandem_strerror(rc));
-    return EXIT_ERR;
-  }
-  o.isa = kern_isa_active();
-  {
+  /* The transport does no arithmetic: --net neither needs nor reports a
+   * kernel variant, so a TANDEM_KERNEL meant for other runs does not stop
+   * it. */
+  if (!o.net) {
+    rc = kern_init();
+    if (rc != 0) {
+      const char *env = getenv("TANDEM_KERNEL");
+      tandem_app_error(CMD, "TANDEM_KERNEL=%s: %s", env ? env : "",
+                       tandem_strerror(rc));
+      return EXIT_ERR;
+    }
+    o.isa = kern_isa_active();
     const char *env = getenv("TANDEM_KERNEL");
     o.isa_from_env = env != NULL && env[0] != '\0';
   }

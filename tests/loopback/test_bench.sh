@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # labels: loopback
 #
-# test_bench.sh - end-to-end test of `tandem bench`, the kernel benchmark: runs
-# the binary given as $1 on small shapes with --json and checks the object's
-# keys and figures, checks that TANDEM_KERNEL selects the named variant (each
-# variant this CPU lacks must be refused, and is reported as skipped), and that
-# every bad invocation exits non-zero with exactly one line on stderr. Runs as
-# a CTest loopback test (`bash test_bench.sh <path-to-tandem>`), in a few
-# seconds.
+# test_bench.sh - end-to-end test of `tandem bench`, the kernel and transport
+# benchmark: runs the binary given as $1 on small shapes with --json and checks
+# the object's keys and figures, checks that TANDEM_KERNEL selects the named
+# variant (each variant this CPU lacks must be refused, and is reported as
+# skipped), runs --net with small counts and checks its figures and ratios, and
+# checks that every bad invocation exits non-zero with exactly one line on
+# stderr. Runs as a CTest loopback test (`bash test_bench.sh <path-to-tandem>`),
+# in a few seconds.
 set -u
 
 TANDEM=${1:?usage: test_bench.sh <path-to-tandem>}
@@ -21,8 +22,9 @@ fail() {
 }
 
 # check_json FILE WORKLOAD KERNEL KEY... : FILE holds exactly one line, a JSON
-# object whose workload and kernel are as given, with every KEY present and
-# every number in it positive and finite.
+# object whose workload and kernel are as given (an empty KERNEL: any, or none
+# as for --net), with every KEY present and every number in it positive and
+# finite.
 check_json() {
   python3 - "$@" <<'EOF'
 import json, math, sys
@@ -78,6 +80,44 @@ if "$TANDEM" bench --kernel trunc --json --reps 2 >"$TMP/out" 2>"$TMP/err"; then
 else
   fail "trunc exited $?: $(cat "$TMP/err")"
 fi
+
+# --net: one short run (few round trips, small exchanges). The ratios must be
+# the quotients of the figures beside them; the targets (throughput_ratio >=
+# 0.5, rtt_ratio <= 2) are printed, not asserted: a loaded machine can miss them.
+NET_KEYS="rtt_us_secure rtt_us_plain rtt_ratio xchg_mbps_secure xchg_mbps_plain throughput_ratio"
+if "$TANDEM" bench --net --iters 50 --reps 2 --bytes 262144 --json >"$TMP/out" 2>"$TMP/err"; then
+  check_json "$TMP/out" net "" $NET_KEYS || fail "net JSON: $(cat "$TMP/out")"
+  python3 - "$TMP/out" <<'PY' || fail "net JSON figures: $(cat "$TMP/out")"
+import json, sys
+o = json.load(open(sys.argv[1]))
+def close(a, b):
+    return abs(a - b) <= 1e-3 * max(abs(a), abs(b))
+if not close(o["rtt_ratio"], o["rtt_us_secure"] / o["rtt_us_plain"]):
+    sys.exit("rtt_ratio is not rtt_us_secure / rtt_us_plain")
+if not close(o["throughput_ratio"], o["xchg_mbps_secure"] / o["xchg_mbps_plain"]):
+    sys.exit("throughput_ratio is not xchg_mbps_secure / xchg_mbps_plain")
+if "kernel" in o:
+    sys.exit("--net reports a kernel variant it does not use")
+if (o.get("rtt_iters"), o.get("xchg_iters"), o.get("xchg_bytes")) != (50, 2, 262144):
+    sys.exit("--iters/--reps/--bytes are not reported as given")
+print("net (small run): rtt_ratio %.2f, throughput_ratio %.2f"
+      % (o["rtt_ratio"], o["throughput_ratio"]))
+PY
+else
+  fail "net exited $?: $(cat "$TMP/err")"
+fi
+if "$TANDEM" bench --net --iters 20 --reps 1 --bytes 65536 >"$TMP/out" 2>"$TMP/err"; then
+  for label in "rtt secure" "rtt plain" "rtt ratio" "exchange secure" "exchange plain" \
+      "throughput ratio"; do
+    grep -q "^$label " "$TMP/out" || fail "net human output lacks '$label': $(cat "$TMP/out")"
+  done
+  grep -q '{' "$TMP/out" && fail "net human output contains JSON"
+else
+  fail "human net exited $?: $(cat "$TMP/err")"
+fi
+# The transport uses no kernel: a bad TANDEM_KERNEL does not stop it.
+TANDEM_KERNEL=bogus "$TANDEM" bench --net --iters 5 --reps 1 --bytes 4096 --json \
+  >"$TMP/out" 2>"$TMP/err" || fail "net with TANDEM_KERNEL=bogus: $(cat "$TMP/err")"
 
 # Human output: aligned lines, no JSON.
 if "$TANDEM" bench --kernel gemm --shape 16x16x16 --reps 1 >"$TMP/out" 2>"$TMP/err"; then
@@ -141,6 +181,18 @@ expect_error 2 "" --kernel gemm --shape 8x8x8 --threads 65
 expect_error 2 "" --kernel gemm --shape 8x8x8 --reps
 expect_error 2 "" --kernel gemm --shape 8x8x8 --frobnicate
 expect_error 2 ""
+expect_error 2 "" --net --kernel prg
+expect_error 2 "" --net --shape 8x8x8
+expect_error 2 "" --net --threads 2
+expect_error 2 "" --net --iters 0
+expect_error 2 "" --net --iters 1000001
+expect_error 2 "" --net --bytes 0
+expect_error 2 "" --net --bytes 67108865
+expect_error 2 "" --net --bytes 1k
+expect_error 2 "" --net --bytes
+expect_error 2 "" --net --reps 0
+expect_error 2 "" --kernel prg --iters 10
+expect_error 2 "" --kernel trunc --bytes 4096
 expect_error 1 "TANDEM_KERNEL=bogus" --kernel gemm --shape 8x8x8
 # The largest shape needs 256 GiB: refused, unless this machine could hold it.
 mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null)
