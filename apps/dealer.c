@@ -105,6 +105,12 @@ typedef struct {
   pool_t pools[MAX_KEYS];
   unsigned npools;
   dm_store_t store;        /* guarded by mu */
+  struct { /* why the generator gave up on a (model, batch), for the client */
+    char name[CL_NAME_MAX];
+    size_t batch;
+    char why[256];
+  } failed[8];
+  unsigned nfailed;
   pthread_t readers[NET_MAX_PEERS];
   int reader_started[NET_MAX_PEERS];
   unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
@@ -156,6 +162,23 @@ static void pool_drop(const char *name, size_t batch) {
       D.pools[i] = D.pools[--D.npools];
       return;
     }
+}
+
+/* Records why a (model, batch) cannot be prepared. Under D.mu. */
+static void failure_note(const char *name, size_t batch, const char *why) {
+  unsigned i = D.nfailed++ % 8;
+  snprintf(D.failed[i].name, sizeof D.failed[i].name, "%s", name);
+  D.failed[i].batch = batch;
+  snprintf(D.failed[i].why, sizeof D.failed[i].why, "%s", why);
+}
+
+static const char *failure_find(const char *name, size_t batch) {
+  for (unsigned k = 0; k < 8 && k < D.nfailed; k++) {
+    unsigned i = (D.nfailed - 1 - k) % 8;
+    if (D.failed[i].batch == batch && strcmp(D.failed[i].name, name) == 0)
+      return D.failed[i].why;
+  }
+  return NULL;
 }
 
 /* The pool most in need: one with a waiting query first, else the emptiest
@@ -225,6 +248,7 @@ static void *generator_main(void *arg) {
     }
     if (rc != 0) {
       dm_log(WHO, "cannot prepare %s at batch %zu: %s", name, batch, err);
+      failure_note(name, batch, err);
       pool_drop(name, batch);
       pthread_cond_broadcast(&D.cv);
       pthread_mutex_unlock(&D.mu);
@@ -248,6 +272,7 @@ static void *generator_main(void *arg) {
              tandem_strerror(rc));
       if (prep != NULL)
         prep_free(prep);
+      failure_note(name, batch, tandem_strerror(rc));
       pool_drop(name, batch);
     } else if (p == NULL || p->n == POOL_MAX) {
       prep_free(prep);
@@ -386,6 +411,10 @@ static void do_query(job_t *j) {
     memcpy(graph, m->graph_bytes, m->graph_len);
     glen = m->graph_len;
     pool_t *p = pool_find(j->h.name, batch, 1);
+    /* A new request clears an old failure: memory or limits may have changed. */
+    for (unsigned k = 0; k < 8; k++)
+      if (D.failed[k].batch == batch && strcmp(D.failed[k].name, j->h.name) == 0)
+        D.failed[k].name[0] = '\0';
     /* Half the timeout, so the client (which waits the whole timeout for
      * this reply) gets a refusal rather than a timeout of its own. */
     double deadline = cl_now() + D.cfg->timeout_ms / 2000.0;
@@ -401,8 +430,11 @@ static void do_query(job_t *j) {
         p->waiting--;
     }
     if (p == NULL || p->n == 0) {
-      rc = TANDEM_ETIMEDOUT;
-      snprintf(err, sizeof err, "no preprocessing for %s at batch %zu", j->h.name, batch);
+      const char *why = p == NULL ? failure_find(j->h.name, batch) : NULL;
+      rc = why != NULL ? TANDEM_EINVAL : TANDEM_ETIMEDOUT;
+      snprintf(err, sizeof err, "no preprocessing for %s at batch %zu%s%s", j->h.name, batch,
+               why != NULL ? ": " : " (the dealer is still making it)",
+               why != NULL ? why : "");
     } else {
       prep = p->ready[0];
       memmove(p->ready, p->ready + 1, (p->n - 1) * sizeof p->ready[0]);
