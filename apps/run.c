@@ -450,7 +450,8 @@ static void progress(size_t done, size_t total, double secs) {
 
 int tandem_demo_main(int argc, char **argv) {
   const char *model = NULL;
-  size_t images = 10000, batch = 100;
+  size_t images = 10000, batch = 0; /* 0: 100, or fewer where a batch's
+                                        preprocessing would not fit a message */
   int json = 0;
   for (int i = 1; i < argc; i++) {
     char *end;
@@ -473,7 +474,9 @@ int tandem_demo_main(int argc, char **argv) {
     else if (strcmp(argv[i], "--help") == 0) {
       printf("usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]\n"
              "Classifies the Fashion-MNIST test set privately (P0, P1 and the dealer as\n"
-             "separate processes on loopback) and compares with the plaintext model.\n");
+             "separate processes on loopback) and compares with the plaintext model.\n"
+             "Defaults: models/fashion_mlp.onnx, all 10,000 images, batches of 100 (or\n"
+             "as many as keep one batch's preprocessing under 1 GiB).\n");
       return 0;
     } else {
       fprintf(stderr, "usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]\n");
@@ -513,6 +516,18 @@ int tandem_demo_main(int argc, char **argv) {
     free(labels);
     tandem_app_error("demo", "%s", err);
     return 1;
+  }
+  if (batch == 0) {
+    /* The dealer's message for a batch must stay under the default max_msg
+     * (1 GiB); the CNN's preprocessing is about 100 MB per image. */
+    mpc_plan_t *one;
+    batch = 100;
+    if (mpc_plan_new(&one, &g, 1, err, sizeof err) == 0) {
+      size_t per = mpc_plan_prep_bytes(one, MPC_P1);
+      size_t fit = per > 0 ? (NET_DEFAULT_MAX_MSG / 10 * 9) / per : 100;
+      batch = fit < 1 ? 1 : fit < 100 ? fit : 100;
+      mpc_plan_free(one);
+    }
   }
   /* The model's input shape decides the layout: [B,784] or [B,1,28,28]. */
   mpc_shape_t in_shape;
