@@ -370,7 +370,7 @@ void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id
 
 /* ---- control messages ------------------------------------------------------------ */
 
-#define CTRL_HDR 104
+#define CTRL_HDR 112
 
 static void ctrl_pack(const cl_ctrl_t *h, uint8_t *b) {
   memset(b, 0, CTRL_HDR);
@@ -382,6 +382,7 @@ static void ctrl_pack(const cl_ctrl_t *h, uint8_t *b) {
   memcpy(b + 28, &h->flags, 4);
   memcpy(b + 32, h->name, CL_NAME_MAX);
   memcpy(b + 96, &h->tag, 8);
+  memcpy(b + 104, &h->version, 8);
 }
 
 int cl_ctrl_send(net_node_t *node, int peer, const cl_ctrl_t *h, const void *payload,
@@ -428,6 +429,7 @@ int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, si
   memcpy(h->name, b + 32, CL_NAME_MAX);
   h->name[CL_NAME_MAX - 1] = '\0';
   memcpy(&h->tag, b + 96, 8);
+  memcpy(&h->version, b + 104, 8);
   if (len > CTRL_HDR) {
     *plen = len - CTRL_HDR;
     *payload = malloc(*plen + 1);

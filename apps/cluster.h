@@ -105,6 +105,7 @@ typedef struct {
   uint32_t flags;
   char name[CL_NAME_MAX];  /* the model */
   uint64_t tag;            /* SETUP, QUERY, REPLY: the step's message tag */
+  uint64_t version;        /* QUERY: the model's version (its setup's tag) */
 } cl_ctrl_t;
 
 int cl_ctrl_send(net_node_t *node, int peer, const cl_ctrl_t *h, const void *payload,

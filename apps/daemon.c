@@ -43,11 +43,6 @@ void dm_log(const char *who, const char *fmt, ...) {
 
 void dm_net_log(void *ctx, const char *line) { dm_log((const char *)ctx, "%s", line); }
 
-int dm_plan_for(const mpc_graph_t *g, size_t batch, mpc_plan_t **out, char *err,
-                size_t errlen) {
-  return mpc_plan_new(out, g, batch, err, errlen);
-}
-
 void dm_store_init(dm_store_t *s, const char *dir, int role) {
   memset(s, 0, sizeof *s);
   snprintf(s->dir, sizeof s->dir, "%s", dir);
@@ -84,7 +79,9 @@ void dm_store_close(dm_store_t *s) {
   }
 }
 
-static int model_make(dm_store_t *s, const char *name, const uint8_t *graph, size_t glen,
+/* A cached model from its graph bytes and its state (sodium_malloc'd; owned
+ * by the model on success). */
+static int model_make(const char *name, const uint8_t *graph, size_t glen, uint64_t version,
                       uint8_t *state, size_t slen, dm_model_t **out, char *err,
                       size_t errlen) {
   dm_model_t *m = calloc(1, sizeof *m);
@@ -108,22 +105,23 @@ static int model_make(dm_store_t *s, const char *name, const uint8_t *graph, siz
   }
   m->state = state;
   m->state_len = slen;
-  (void)s;
+  m->version = version;
   *out = m;
   return 0;
 }
 
-static void store_insert(dm_store_t *s, dm_model_t *m) {
-  dm_model_t **pp = &s->models;
-  while (*pp != NULL) {
-    if (strcmp((*pp)->name, m->name) == 0) {
+static void store_drop(dm_store_t *s, const char *name) {
+  for (dm_model_t **pp = &s->models; *pp != NULL; pp = &(*pp)->next_model)
+    if (strcmp((*pp)->name, name) == 0) {
       dm_model_t *old = *pp;
       *pp = old->next_model;
       model_free(s->role, old);
-      break;
+      return;
     }
-    pp = &(*pp)->next_model;
-  }
+}
+
+static void store_insert(dm_store_t *s, dm_model_t *m) {
+  store_drop(s, m->name);
   m->next_model = s->models;
   s->models = m;
 }
@@ -155,11 +153,25 @@ int dm_store_get(dm_store_t *s, const char *name, dm_model_t **out, char *err,
     sodium_free(g);
     return rc;
   }
+  uint64_t version = 0;
+  uint8_t *state = NULL;
+  if (slen < 8) {
+    snprintf(err, errlen, "%s: corrupt (no version)", spath);
+    rc = TANDEM_EPARSE;
+  } else if ((state = sodium_malloc(slen - 8 ? slen - 8 : 1)) == NULL) {
+    rc = TANDEM_ENOMEM;
+  } else {
+    memcpy(&version, st, 8);
+    memcpy(state, st + 8, slen - 8);
+  }
+  sodium_free(st);
   dm_model_t *m;
-  rc = model_make(s, name, g, glen, st, slen, &m, err, errlen);
+  if (rc == 0)
+    rc = model_make(name, g, glen, version, state, slen - 8, &m, err, errlen);
   sodium_free(g);
   if (rc != 0) {
-    sodium_free(st);
+    if (state != NULL)
+      sodium_free(state);
     return rc;
   }
   store_insert(s, m);
@@ -168,7 +180,8 @@ int dm_store_get(dm_store_t *s, const char *name, dm_model_t **out, char *err,
 }
 
 int dm_store_put(dm_store_t *s, const char *name, const uint8_t *graph, size_t glen,
-                 const uint8_t *state, size_t slen, char *err, size_t errlen) {
+                 uint64_t version, const uint8_t *state, size_t slen, char *err,
+                 size_t errlen) {
   int rc = cl_mkdirs(s->dir);
   if (rc != 0) {
     snprintf(err, errlen, "%s: %s", s->dir, tandem_strerror(rc));
@@ -177,19 +190,29 @@ int dm_store_put(dm_store_t *s, const char *name, const uint8_t *graph, size_t g
   char gpath[1200], spath[1200];
   snprintf(gpath, sizeof gpath, "%s/%s.graph", s->dir, name);
   snprintf(spath, sizeof spath, "%s/%s.%s", s->dir, name, s->suffix);
-  /* State first, graph last: a model is visible once both files exist. */
-  if ((rc = cl_file_seal(spath, state, slen)) != 0 ||
-      (rc = cl_file_seal(gpath, graph, glen)) != 0) {
-    snprintf(err, errlen, "cannot store model %s: %s", name, tandem_strerror(rc));
-    return rc;
-  }
-  uint8_t *st = sodium_malloc(slen ? slen : 1);
-  if (st == NULL)
+  uint8_t *file = sodium_malloc(slen + 8), *st = sodium_malloc(slen ? slen : 1);
+  if (file == NULL || st == NULL) {
+    if (file != NULL)
+      sodium_free(file);
+    if (st != NULL)
+      sodium_free(st);
     return TANDEM_ENOMEM;
+  }
+  memcpy(file, &version, 8);
+  memcpy(file + 8, state, slen);
   memcpy(st, state, slen);
+  /* State first, graph last: a model is visible once both files exist. */
+  if ((rc = cl_file_seal(spath, file, slen + 8)) != 0 ||
+      (rc = cl_file_seal(gpath, graph, glen)) != 0)
+    snprintf(err, errlen, "cannot store model %s: %s", name, tandem_strerror(rc));
+  sodium_free(file);
   dm_model_t *m;
-  if ((rc = model_make(s, name, graph, glen, st, slen, &m, err, errlen)) != 0) {
+  if (rc == 0)
+    rc = model_make(name, graph, glen, version, st, slen, &m, err, errlen);
+  if (rc != 0) {
     sodium_free(st);
+    /* The cached copy of an older setup must not serve queries any more. */
+    store_drop(s, name);
     return rc;
   }
   store_insert(s, m);

@@ -37,6 +37,7 @@ typedef struct dm_model_s {
   size_t graph_len;
   uint8_t *state; /* sodium_malloc'd */
   size_t state_len;
+  uint64_t version; /* the tag of the setup that made the state */
   dm_plan_t plans[DM_PLANS];
   unsigned next; /* round-robin replacement */
   struct dm_model_s *next_model;
@@ -53,15 +54,15 @@ void dm_store_init(dm_store_t *s, const char *dir, int role);
 void dm_store_close(dm_store_t *s);
 /* Finds a model, loading it from disk if needed (errors name the file). */
 int dm_store_get(dm_store_t *s, const char *name, dm_model_t **out, char *err, size_t errlen);
-/* Saves graph and state (sealed) and replaces the cached model. */
+/* Saves graph and state (sealed; the state file starts with the 8-byte
+ * version, the tag of the setup that made it) and replaces the cached model.
+ * The dealer names the version in every query, so a party whose setup of a
+ * model failed refuses queries instead of mixing two setups' states. */
 int dm_store_put(dm_store_t *s, const char *name, const uint8_t *graph, size_t glen,
-                 const uint8_t *state, size_t slen, char *err, size_t errlen);
+                 uint64_t version, const uint8_t *state, size_t slen, char *err,
+                 size_t errlen);
 /* The plan of batch size `batch` with a party/dealer object holding the state. */
 int dm_model_plan(dm_store_t *s, dm_model_t *m, size_t batch, dm_plan_t **out, char *err,
                   size_t errlen);
-
-/* Compiles a graph into a plan for a batch size (0 if fine; message in err). */
-int dm_plan_for(const mpc_graph_t *g, size_t batch, mpc_plan_t **out, char *err,
-                size_t errlen);
 
 #endif

@@ -364,7 +364,8 @@ static void do_share(job_t *j) {
   pthread_mutex_lock(&D.gen_mu);
   pthread_mutex_lock(&D.mu);
   pools_drop_model(j->h.name);
-  rc = dm_store_put(&D.store, j->h.name, j->payload, j->plen, state, slen, err, sizeof err);
+  rc = dm_store_put(&D.store, j->h.name, j->payload, j->plen, tag, state, slen, err,
+                    sizeof err);
   if (rc == 0)
     pool_find(j->h.name, 1, 1);
   pthread_cond_broadcast(&D.cv);
@@ -407,9 +408,11 @@ static void do_query(job_t *j) {
   }
   if (rc == 0 && (graph = malloc(m->graph_len)) == NULL)
     rc = TANDEM_ENOMEM;
+  uint64_t version = 0;
   if (rc == 0) {
     memcpy(graph, m->graph_bytes, m->graph_len);
     glen = m->graph_len;
+    version = m->version;
     pool_t *p = pool_find(j->h.name, batch, 1);
     /* A new request clears an old failure: memory or limits may have changed. */
     for (unsigned k = 0; k < 8; k++)
@@ -461,6 +464,7 @@ static void do_query(job_t *j) {
   h.batch = batch;
   h.peer = (uint32_t)j->from;
   h.tag = tag;
+  h.version = version;
   memcpy(h.name, j->h.name, sizeof h.name);
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     rc = cl_ctrl_send(D.node, id, &h, NULL, 0);

@@ -111,7 +111,8 @@ static void do_setup(party_t *P, const cl_ctrl_t *h, const uint8_t *graph, size_
     goto done;
   }
   if ((rc = mpc_party_export(pt, state, slen)) != 0 ||
-      (rc = dm_store_put(&P->store, h->name, graph, glen, state, slen, err, sizeof err)) != 0)
+      (rc = dm_store_put(&P->store, h->name, graph, glen, h->tag, state, slen, err,
+                         sizeof err)) != 0)
     goto done;
 done:
   if (state != NULL)
@@ -138,7 +139,16 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
     (void)net_peer_close(P->node, CL_DEALER);
     return;
   }
-  if ((rc = dm_store_get(&P->store, h->name, &m, err, sizeof err)) != 0 ||
+  if ((rc = dm_store_get(&P->store, h->name, &m, err, sizeof err)) == 0 &&
+      m->version != h->version) {
+    /* A setup of this model failed here but not at the dealer: this party's
+     * state belongs to another setup, and mixing them would give garbage. */
+    rc = TANDEM_ESHAPE;
+    snprintf(err, sizeof err,
+             "model %s: this party holds another setup than the dealer's; share it again",
+             h->name);
+  }
+  if (rc != 0 ||
       (rc = dm_model_plan(&P->store, m, (size_t)h->batch, &pl, err, sizeof err)) != 0) {
     /* The dealer's preprocessing for this query cannot be read without the
      * plan: drop the dealer link, which discards it (the loop reconnects). */

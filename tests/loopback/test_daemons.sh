@@ -175,6 +175,27 @@ expect_fail "corrupt model" "mlp2" "$TANDEM" infer --config cluster.ini --model 
 grep -q "mlp2.p1: corrupt" log.p1 || fail "p1 did not log the corrupt file by name"
 infer_ok after_corrupt
 
+# --- a party holding the state of an older setup refuses, never mixes two setups -------------------
+# (what a setup that failed at one party leaves behind; here P1 is given its
+# files of the first setup back after a second one).
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 2>err ||
+  fail "share mlp3: $(cat err)"
+mkdir old3 && cp data/p1/mlp3.graph data/p1/mlp3.p1 old3/
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 2>err ||
+  fail "share mlp3 again: $(cat err)"
+stop p1
+cp old3/* data/p1/
+start p1
+sleep 0.3
+expect_fail "stale setup at p1" "share it again" "$TANDEM" infer --config cluster.ini --model mlp3 \
+  --input "$M/fashion_test16.npy" --output stale.npy
+[ -e stale.npy ] && fail "a failed query wrote its output"
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 2>err ||
+  fail "share mlp3 a third time: $(cat err)"
+"$TANDEM" infer --config cluster.ini --model mlp3 --input "$M/fashion_test16.npy" --output fresh3.npy \
+  2>err || fail "mlp3 after sharing again: $(cat err)"
+npy_check fresh3.npy plain.npy 0.02 1 || fail "mlp3: private output differs"
+
 # --- the dealer down: a clear error after the timeout; the parties keep running -------------------
 stop dealer
 expect_fail "dealer down" "dealer" "$TANDEM" infer --config cluster.ini --model mlp \
