@@ -12,23 +12,15 @@
 #include "client.h"
 
 int tandem_keygen_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem keygen --out DIR --id NAME";
   const char *out = NULL, *id = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
-      out = argv[++i];
-    else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
-      id = argv[++i];
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem keygen --out DIR --id NAME\n"
-             "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub.\n");
-      return 0;
-    } else {
-      fprintf(stderr, "usage: tandem keygen --out DIR --id NAME\n");
-      return 2;
-    }
-  }
+  const tandem_opt_t opts[] = {{"out", &out, NULL}, {"id", &id, NULL}, {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub.\n");
+  if (rc >= 0)
+    return rc;
   if (out == NULL || id == NULL) {
-    fprintf(stderr, "usage: tandem keygen --out DIR --id NAME\n");
+    fprintf(stderr, "%s\n", use);
     return 2;
   }
   if (!cl_name_ok(id)) {
@@ -39,7 +31,7 @@ int tandem_keygen_main(int argc, char **argv) {
     tandem_app_error("keygen", "libsodium failed to initialise");
     return 1;
   }
-  int rc = cl_mkdirs(out);
+  rc = cl_mkdirs(out);
   if (rc != 0) {
     tandem_app_error("keygen", "%s: %s", out, tandem_strerror(rc));
     return 1;
@@ -72,28 +64,18 @@ int tandem_keygen_main(int argc, char **argv) {
 }
 
 int tandem_share_model_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-      config = argv[++i];
-    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
-      model = argv[++i];
-    else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
-      name = argv[++i];
-    else if (strcmp(argv[i], "--as") == 0 && i + 1 < argc)
-      as = argv[++i];
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem share-model --config FILE --model M.onnx --name NAME\n"
-             "The model owner secret-shares the weights of M.onnx between the parties;\n"
-             "only the public graph reaches the dealer.\n");
-      return 0;
-    } else {
-      fprintf(stderr, "usage: tandem share-model --config FILE --model M.onnx --name NAME\n");
-      return 2;
-    }
-  }
+  const tandem_opt_t opts[] = {{"config", &config, NULL}, {"model", &model, NULL},
+                               {"name", &name, NULL},     {"as", &as, NULL},
+                               {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "The model owner secret-shares the weights of M.onnx between the parties;\n"
+                       "only the public graph reaches the dealer.\n");
+  if (rc >= 0)
+    return rc;
   if (config == NULL || model == NULL || name == NULL) {
-    fprintf(stderr, "usage: tandem share-model --config FILE --model M.onnx --name NAME\n");
+    fprintf(stderr, "%s\n", use);
     return 2;
   }
   if (sodium_init() < 0)
@@ -114,7 +96,7 @@ int tandem_share_model_main(int argc, char **argv) {
     tandem_app_error("share-model", "%s", err);
     return 1;
   }
-  int rc = cli_share_model(&s, model, name, err, sizeof err);
+  rc = cli_share_model(&s, model, name, err, sizeof err);
   cli_close(&s);
   if (rc != 0) {
     tandem_app_error("share-model", "%s", err);
@@ -124,41 +106,21 @@ int tandem_share_model_main(int argc, char **argv) {
   return 0;
 }
 
-/* Writes a tensor as .npy or .pb by the extension. */
-static int save_tensor(const char *path, const mpc_ftensor_t *t) {
-  return mpc_tensor_save(path, t);
-}
-
 int tandem_infer_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem infer --config FILE --model NAME --input X "
+                            "--output Y [--stats FILE] [--as CLIENT]";
   const char *config = NULL, *model = NULL, *input = NULL, *output = NULL, *stats = NULL,
              *as = "client";
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-      config = argv[++i];
-    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
-      model = argv[++i];
-    else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
-      input = argv[++i];
-    else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc)
-      output = argv[++i];
-    else if (strcmp(argv[i], "--stats") == 0 && i + 1 < argc)
-      stats = argv[++i];
-    else if (strcmp(argv[i], "--as") == 0 && i + 1 < argc)
-      as = argv[++i];
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem infer --config FILE --model NAME --input X --output Y "
-             "[--stats FILE] [--as CLIENT]\n"
-             "Runs one private inference; X and Y are .npy or .pb (ONNX TensorProto).\n");
-      return 0;
-    } else {
-      fprintf(stderr, "usage: tandem infer --config FILE --model NAME --input X --output Y "
-                      "[--stats FILE]\n");
-      return 2;
-    }
-  }
+  const tandem_opt_t opts[] = {{"config", &config, NULL}, {"model", &model, NULL},
+                               {"input", &input, NULL},   {"output", &output, NULL},
+                               {"stats", &stats, NULL},   {"as", &as, NULL},
+                               {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Runs one private inference; X and Y are .npy or .pb (ONNX TensorProto).\n");
+  if (rc >= 0)
+    return rc;
   if (config == NULL || model == NULL || input == NULL || output == NULL) {
-    fprintf(stderr, "usage: tandem infer --config FILE --model NAME --input X --output Y "
-                    "[--stats FILE]\n");
+    fprintf(stderr, "%s\n", use);
     return 2;
   }
   if (sodium_init() < 0)
@@ -186,7 +148,7 @@ int tandem_infer_main(int argc, char **argv) {
     return 1;
   }
   cli_stats_t st;
-  int rc = cli_query(&s, model, &x, &y, &st, err, sizeof err);
+  rc = cli_query(&s, model, &x, &y, &st, err, sizeof err);
   cli_close(&s);
   mpc_ftensor_close(&x);
   if (rc != 0) {
@@ -196,7 +158,7 @@ int tandem_infer_main(int argc, char **argv) {
   if (st.waited)
     fprintf(stderr, "tandem infer: note: the dealer had no preprocessing ready for this "
                     "query and made it on demand\n");
-  rc = save_tensor(output, &y);
+  rc = mpc_tensor_save(output, &y);
   mpc_ftensor_close(&y);
   if (rc != 0) {
     tandem_app_error("infer", "%s: %s", output, tandem_strerror(rc));

@@ -569,20 +569,14 @@ static void *reader_main(void *arg) {
 }
 
 int tandem_dealer_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem dealer --config FILE";
   const char *config = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-      config = argv[++i];
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem dealer --config FILE\nRuns the dealer until SIGINT or SIGTERM.\n");
-      return 0;
-    } else {
-      fprintf(stderr, "usage: tandem dealer --config FILE\n");
-      return 2;
-    }
-  }
+  const tandem_opt_t opts[] = {{"config", &config, NULL}, {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use, "Runs the dealer until SIGINT or SIGTERM.\n");
+  if (rc >= 0)
+    return rc;
   if (config == NULL) {
-    fprintf(stderr, "usage: tandem dealer --config FILE\n");
+    fprintf(stderr, "%s\n", use);
     return 2;
   }
   if (sodium_init() < 0) {
@@ -600,7 +594,7 @@ int tandem_dealer_main(int argc, char **argv) {
     tandem_app_error("dealer", "%s: [dealer] has no data directory", config);
     return 1;
   }
-  int rc = cl_mkdirs(dir);
+  rc = cl_mkdirs(dir);
   if (rc != 0) {
     tandem_app_error("dealer", "%s: %s", dir, tandem_strerror(rc));
     return 1;

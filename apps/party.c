@@ -197,27 +197,18 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
          (unsigned long long)st.rounds, 1e3 * st.online_s);
 }
 
-static int usage(void) {
-  fprintf(stderr, "usage: tandem party --config FILE --id p0|p1\n");
-  return 2;
-}
-
 int tandem_party_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem party --config FILE --id p0|p1";
   const char *config = NULL, *id = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-      config = argv[++i];
-    else if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
-      id = argv[++i];
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem party --config FILE --id p0|p1\n"
-             "Runs a compute party until SIGINT or SIGTERM.\n");
-      return 0;
-    } else
-      return usage();
+  const tandem_opt_t opts[] = {{"config", &config, NULL}, {"id", &id, NULL},
+                               {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use, "Runs a compute party until SIGINT or SIGTERM.\n");
+  if (rc >= 0)
+    return rc;
+  if (config == NULL || id == NULL) {
+    fprintf(stderr, "%s\n", use);
+    return 2;
   }
-  if (config == NULL || id == NULL)
-    return usage();
   if (sodium_init() < 0) {
     tandem_app_error("party", "libsodium failed to initialise");
     return 1;
@@ -245,7 +236,7 @@ int tandem_party_main(int argc, char **argv) {
     tandem_app_error("party", "%s: [%s] has no data directory", config, id);
     return 1;
   }
-  int rc = cl_mkdirs(cfg.m[P.self].data_dir);
+  rc = cl_mkdirs(cfg.m[P.self].data_dir);
   if (rc != 0) {
     tandem_app_error("party", "%s: %s", cfg.m[P.self].data_dir, tandem_strerror(rc));
     return 1;

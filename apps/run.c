@@ -262,38 +262,24 @@ static int lc_check(lcluster_t *c, char *err, size_t errlen) {
 
 /* ---- tandem run -------------------------------------------------------------------- */
 
-static int run_usage(void) {
-  fprintf(stderr, "usage: tandem run --model M.onnx --input X --output Y [--plaintext] "
-                  "[--stats FILE]\n");
-  return 2;
-}
-
 int tandem_run_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem run --model M.onnx --input X --output Y "
+                            "[--plaintext] [--stats FILE]";
   const char *model = NULL, *input = NULL, *output = NULL, *stats = NULL;
   int plaintext = 0;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
-      model = argv[++i];
-    else if (strcmp(argv[i], "--input") == 0 && i + 1 < argc)
-      input = argv[++i];
-    else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc)
-      output = argv[++i];
-    else if (strcmp(argv[i], "--stats") == 0 && i + 1 < argc)
-      stats = argv[++i];
-    else if (strcmp(argv[i], "--plaintext") == 0)
-      plaintext = 1;
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem run --model M.onnx --input X --output Y [--plaintext] "
-             "[--stats FILE]\n"
-             "Starts P0, P1 and the dealer on loopback with throw-away keys, shares the\n"
-             "model, runs one private inference and cleans up. --plaintext evaluates the\n"
-             "model in the clear instead (the reference).\n");
-      return 0;
-    } else
-      return run_usage();
+  const tandem_opt_t opts[] = {{"model", &model, NULL},   {"input", &input, NULL},
+                               {"output", &output, NULL}, {"stats", &stats, NULL},
+                               {"plaintext", NULL, &plaintext}, {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Starts P0, P1 and the dealer on loopback with throw-away keys, shares the\n"
+                       "model, runs one private inference and cleans up. --plaintext evaluates the\n"
+                       "model in the clear instead (the reference).\n");
+  if (rc >= 0)
+    return rc;
+  if (model == NULL || input == NULL || output == NULL) {
+    fprintf(stderr, "%s\n", use);
+    return 2;
   }
-  if (model == NULL || input == NULL || output == NULL)
-    return run_usage();
   if (sodium_init() < 0)
     return 1;
   char err[1024];
@@ -311,7 +297,6 @@ int tandem_run_main(int argc, char **argv) {
     tandem_app_error("run", "%s", err);
     return 1;
   }
-  int rc;
   if (plaintext) {
     mpc_ftensor_t outs[1];
     size_t nout = 0;
@@ -448,40 +433,40 @@ static void progress(size_t done, size_t total, double secs) {
   fflush(stderr);
 }
 
+/* A count option: 0 and *out set, or -1 for anything but a number in 1..max. */
+static int parse_count(const char *v, size_t max, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long x = v[0] == '-' ? 0 : strtoull(v, &end, 10);
+  if (v[0] == '-' || errno != 0 || *end != '\0' || x == 0 || x > max)
+    return -1;
+  *out = (size_t)x;
+  return 0;
+}
+
 int tandem_demo_main(int argc, char **argv) {
-  const char *model = NULL;
+  static const char use[] = "usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]";
+  const char *model = NULL, *images_s = NULL, *batch_s = NULL;
   size_t images = 10000, batch = 0; /* 0: 100, or fewer where a batch's
                                         preprocessing would not fit a message */
   int json = 0;
-  for (int i = 1; i < argc; i++) {
-    char *end;
-    if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
-      model = argv[++i];
-    else if (strcmp(argv[i], "--images") == 0 && i + 1 < argc) {
-      images = strtoull(argv[++i], &end, 10);
-      if (*end != '\0' || images == 0) {
-        tandem_app_error("demo", "--images wants a positive number");
-        return 2;
-      }
-    } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
-      batch = strtoull(argv[++i], &end, 10);
-      if (*end != '\0' || batch == 0 || batch > 10000) {
-        tandem_app_error("demo", "--batch wants a number in 1..10000");
-        return 2;
-      }
-    } else if (strcmp(argv[i], "--json") == 0)
-      json = 1;
-    else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]\n"
-             "Classifies the Fashion-MNIST test set privately (P0, P1 and the dealer as\n"
-             "separate processes on loopback) and compares with the plaintext model.\n"
-             "Defaults: models/fashion_mlp.onnx, all 10,000 images, batches of 100 (or\n"
-             "as many as keep one batch's preprocessing under 1 GiB).\n");
-      return 0;
-    } else {
-      fprintf(stderr, "usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]\n");
-      return 2;
-    }
+  const tandem_opt_t opts[] = {{"model", &model, NULL},    {"images", &images_s, NULL},
+                               {"batch", &batch_s, NULL},  {"json", NULL, &json},
+                               {NULL, NULL, NULL}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Classifies the Fashion-MNIST test set privately (P0, P1 and the dealer as\n"
+                       "separate processes on loopback) and compares with the plaintext model.\n"
+                       "Defaults: models/fashion_mlp.onnx, all 10,000 images, batches of 100 (or\n"
+                       "as many as keep one batch's preprocessing under 1 GiB).\n");
+  if (rc >= 0)
+    return rc;
+  if (images_s != NULL && parse_count(images_s, SIZE_MAX, &images) != 0) {
+    tandem_app_error("demo", "--images wants a positive number");
+    return 2;
+  }
+  if (batch_s != NULL && parse_count(batch_s, 10000, &batch) != 0) {
+    tandem_app_error("demo", "--batch wants a number in 1..10000");
+    return 2;
   }
   char defmodel[4096];
   if (model == NULL) {
@@ -551,7 +536,7 @@ int tandem_demo_main(int argc, char **argv) {
     fprintf(stderr, "tandem demo: %s on %zu Fashion-MNIST test images, batches of %zu\n",
             model, images, batch);
   lcluster_t c;
-  int rc = lc_start(&c, "demo", err, sizeof err);
+  rc = lc_start(&c, "demo", err, sizeof err);
   cli_session_t owner, client;
   double t_share0 = cl_now();
   if (rc == 0 && (rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {

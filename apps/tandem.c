@@ -1,5 +1,6 @@
 /* tandem.c - the entry point of the tandem binary: dispatches to subcommands.
  * Exit codes: 0 success, 1 error (one line on stderr), 2 usage. */
+#include <getopt.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,6 +32,39 @@ void tandem_app_error(const char *cmd, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
+}
+
+int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usage,
+                const char *help) {
+  struct option lo[32];
+  size_t n = 0;
+  for (; opts[n].name != NULL && n < 30; n++)
+    lo[n] = (struct option){opts[n].name, opts[n].value != NULL ? required_argument : no_argument,
+                            NULL, (int)n};
+  lo[n] = (struct option){"help", no_argument, NULL, (int)n};
+  lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+  opterr = 0; /* our usage line is the one error message */
+  optind = 1;
+  int o;
+  while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    if (o == (int)n) {
+      printf("%s\n%s", usage, help);
+      return 0;
+    }
+    if (o < 0 || o > (int)n) {
+      fprintf(stderr, "%s\n", usage);
+      return 2;
+    }
+    if (opts[o].value != NULL)
+      *opts[o].value = optarg;
+    else
+      *opts[o].flag = 1;
+  }
+  if (optind != argc) {
+    fprintf(stderr, "%s\n", usage);
+    return 2;
+  }
+  return -1;
 }
 
 static void usage(FILE *out) {

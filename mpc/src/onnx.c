@@ -1135,6 +1135,45 @@ static int window_input(ctx_t *c, size_t k, int allow_pad, mpc_attr_t *at, int *
   return 0;
 }
 
+/* Emits node nd of node k with a following BatchNormalization (node bk)
+ * folded in: nd's weight operand becomes the PARAM "<node>.<wsuffix>" of the
+ * folded weights w2 (wndim, wdim) and its bias the PARAM "<node>.<bsuffix>"
+ * of the folded bias b2 (length nb). Takes ownership of w2 and b2. */
+static int emit_folded(ctx_t *c, size_t k, size_t bk, mpc_node_t *nd, const char *wsuffix,
+                       unsigned wndim, const size_t *wdim, double *w2, const char *bsuffix,
+                       size_t nb, double *b2) {
+  char pn[80];
+  size_t bd[1] = {nb};
+  snprintf(pn, sizeof pn, "%.60s.%s", node_name(c, k), wsuffix);
+  nd->in[1] = make_param(c, k, pn, wndim, wdim, w2);
+  if (nd->in[1] < 0) {
+    free(b2);
+    return nd->in[1];
+  }
+  snprintf(pn, sizeof pn, "%.60s.%s", node_name(c, k), bsuffix);
+  if ((nd->in[2] = make_param(c, k, pn, 1, bd, b2)) < 0)
+    return nd->in[2];
+  int r = add_node(c, k, nd);
+  if (r < 0)
+    return r;
+  bn_folded(c, k, bk, r);
+  return 0;
+}
+
+/* Emits node nd of node k with its own weight (input 1, required) and bias
+ * (input 2, optional) as operands. */
+static int emit_plain(ctx_t *c, size_t k, mpc_node_t *nd) {
+  int rc;
+  if ((rc = in_operand(c, k, 1, 1, &nd->in[1])) != 0 ||
+      (rc = in_operand(c, k, 2, 0, &nd->in[2])) != 0)
+    return rc;
+  int r = add_node(c, k, nd);
+  if (r < 0)
+    return r;
+  def_act(c, k, 0, r);
+  return 0;
+}
+
 static int op_conv(ctx_t *c, size_t k) {
   static const char *const known[] = {"auto_pad",     "dilations", "group", "kernel_shape",
                                       "pads",         "strides",   NULL};
@@ -1179,32 +1218,9 @@ static int op_conv(ctx_t *c, size_t k) {
     }
     free(s);
     free(t);
-    char pn[80];
-    size_t bd[1] = {m};
-    snprintf(pn, sizeof pn, "%.60s.W_bn", node_name(c, k));
-    nd.in[1] = make_param(c, k, pn, 4, wt->dim, w2);
-    if (nd.in[1] < 0) {
-      free(b2);
-      return nd.in[1];
-    }
-    snprintf(pn, sizeof pn, "%.60s.B_bn", node_name(c, k));
-    if ((nd.in[2] = make_param(c, k, pn, 1, bd, b2)) < 0)
-      return nd.in[2];
-    int r = add_node(c, k, &nd);
-    if (r < 0)
-      return r;
-    bn_folded(c, k, bk, r);
-    return 0;
+    return emit_folded(c, k, bk, &nd, "W_bn", 4, wt->dim, w2, "B_bn", m, b2);
   }
-  if ((rc = in_operand(c, k, 1, 1, &nd.in[1])) != 0)
-    return rc;
-  if ((rc = in_operand(c, k, 2, 0, &nd.in[2])) != 0)
-    return rc;
-  int r = add_node(c, k, &nd);
-  if (r < 0)
-    return r;
-  def_act(c, k, 0, r);
-  return 0;
+  return emit_plain(c, k, &nd);
 }
 
 static int op_gemm(ctx_t *c, size_t k) {
@@ -1254,32 +1270,9 @@ static int op_gemm(ctx_t *c, size_t k) {
     free(s);
     free(t);
     nd.attr.alpha = nd.attr.beta = 1.0;
-    char pn[80];
-    size_t cd[1] = {n};
-    snprintf(pn, sizeof pn, "%.60s.B_bn", node_name(c, k));
-    nd.in[1] = make_param(c, k, pn, 2, bt->dim, b2);
-    if (nd.in[1] < 0) {
-      free(c2);
-      return nd.in[1];
-    }
-    snprintf(pn, sizeof pn, "%.60s.C_bn", node_name(c, k));
-    if ((nd.in[2] = make_param(c, k, pn, 1, cd, c2)) < 0)
-      return nd.in[2];
-    int r = add_node(c, k, &nd);
-    if (r < 0)
-      return r;
-    bn_folded(c, k, bk, r);
-    return 0;
+    return emit_folded(c, k, bk, &nd, "B_bn", 2, bt->dim, b2, "C_bn", n, c2);
   }
-  if ((rc = in_operand(c, k, 1, 1, &nd.in[1])) != 0)
-    return rc;
-  if ((rc = in_operand(c, k, 2, 0, &nd.in[2])) != 0)
-    return rc;
-  int r = add_node(c, k, &nd);
-  if (r < 0)
-    return r;
-  def_act(c, k, 0, r);
-  return 0;
+  return emit_plain(c, k, &nd);
 }
 
 static int op_matmul(ctx_t *c, size_t k) {

@@ -262,6 +262,25 @@ static int add_bias(cc_t *cc, int node, int y, int bnode, double fold, int chann
   return out;
 }
 
+/* The output value (SHARED, scale 2f, of shape vshape) of a matrix product
+ * x * w of form `form` with dimensions m x k x n, and its gate. Returns the
+ * value or a negative error. */
+static int matrix_gate(cc_t *cc, int node, mpc__gkind_t kind, int x, int w,
+                       const mpc_shape_t *vshape, mpc__lform_t form, size_t m, size_t k,
+                       size_t n) {
+  int y = new_val(cc, vshape, MPC__V_SHARED, 2, node);
+  if (y < 0)
+    return y;
+  mpc__gate_t *gt = new_gate(cc, kind, x, w, y, cc->g->nodes[node].name);
+  if (gt == NULL)
+    return TANDEM_ENOMEM;
+  gt->lin.form = form;
+  gt->lin.m = m;
+  gt->lin.k = k;
+  gt->lin.n = n;
+  return y;
+}
+
 static int lower_gemm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   const mpc_graph_t *g = cc->g;
@@ -299,16 +318,10 @@ static int lower_gemm(cc_t *cc, int node) {
       full.dim[full.ndim - 1] = ndim;
     else
       full = ys;
-    y = new_val(cc, &full, MPC__V_SHARED, 2, node);
+    y = matrix_gate(cc, node, MPC__G_BILIN, x, w, &full, trans_b ? MPC__L_XWT : MPC__L_XW,
+                    ys.dim[0], kdim, ndim);
     if (y < 0)
       return y;
-    mpc__gate_t *gt = new_gate(cc, MPC__G_BILIN, x, w, y, nd->name);
-    if (gt == NULL)
-      return TANDEM_ENOMEM;
-    gt->lin.form = trans_b ? MPC__L_XWT : MPC__L_XW;
-    gt->lin.m = ys.dim[0];
-    gt->lin.k = kdim;
-    gt->lin.n = ndim;
   } else if (a_param) {
     if (trans_a || trans_b)
       return fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
@@ -323,16 +336,9 @@ static int lower_gemm(cc_t *cc, int node) {
       return fail(cc, TANDEM_ESHAPE, node, "W x X needs 2-D operands with matching inner dimension");
     size_t kdim = wv->shape.dim[1];
     mpc_shape_t ys = {2, {wv->shape.dim[0], xv->shape.dim[1]}};
-    y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
+    y = matrix_gate(cc, node, MPC__G_BILIN, x, w, &ys, MPC__L_WX, ys.dim[0], kdim, ys.dim[1]);
     if (y < 0)
       return y;
-    mpc__gate_t *gt = new_gate(cc, MPC__G_BILIN, x, w, y, nd->name);
-    if (gt == NULL)
-      return TANDEM_ENOMEM;
-    gt->lin.form = MPC__L_WX;
-    gt->lin.m = ys.dim[0];
-    gt->lin.k = kdim;
-    gt->lin.n = ys.dim[1];
   } else {
     if (trans_a || trans_b)
       return fail(cc, TANDEM_EUNSUPOP, node, "transposes of two dynamic operands are not supported");
@@ -347,16 +353,9 @@ static int lower_gemm(cc_t *cc, int node) {
       return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
     size_t kdim = zv->shape.dim[0];
     mpc_shape_t ys = {2, {xv->n / kdim, zv->shape.dim[1]}};
-    y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
+    y = matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim, ys.dim[1]);
     if (y < 0)
       return y;
-    mpc__gate_t *gt = new_gate(cc, MPC__G_TRIPLE, x, z, y, nd->name);
-    if (gt == NULL)
-      return TANDEM_ENOMEM;
-    gt->lin.form = MPC__L_XW;
-    gt->lin.m = ys.dim[0];
-    gt->lin.k = kdim;
-    gt->lin.n = ys.dim[1];
     if (alpha != 1.0)
       return fail(cc, TANDEM_EUNSUPOP, node, "alpha != 1 with two dynamic operands");
   }
