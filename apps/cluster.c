@@ -315,31 +315,24 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
   cl_link_t *l = (cl_link_t *)t;
   if (l->peer[from] < 0 || len > SIZE_MAX - 8)
     return TANDEM_EINVAL;
-  uint8_t *m = malloc(len + 8);
-  if (m == NULL)
-    return TANDEM_ENOMEM;
-  int rc;
   for (;;) {
-    size_t got = 0;
-    rc = net_msg_recv(l->node, l->peer[from], CL_CHAN_DATA, m, len + 8, &got,
-                      NET_TIMEOUT_DEFAULT);
+    unsigned char *m;
+    size_t got;
+    int rc = net_msg_take(l->node, l->peer[from], CL_CHAN_DATA, len + 8, &m, &got,
+                          NET_TIMEOUT_DEFAULT);
     if (rc == TANDEM_EPROTO)
       continue; /* longer than expected: a message of another step, dropped */
     if (rc != 0)
-      break;
-    if (got < 8 || memcmp(m, &l->tag, 8) != 0)
-      continue; /* another step's message */
-    if (got != len + 8) {
-      rc = TANDEM_EPROTO;
-      break;
-    }
-    if (len > 0)
+      return rc;
+    int mine = got >= 8 && memcmp(m, &l->tag, 8) == 0;
+    if (mine && got == len + 8 && len > 0)
       memcpy(buf, m + 8, len);
-    break;
+    sodium_memzero(m, got);
+    free(m);
+    if (mine)
+      return got == len + 8 ? 0 : TANDEM_EPROTO;
+    /* else another step's message: dropped */
   }
-  sodium_memzero(m, len + 8);
-  free(m);
-  return rc;
 }
 
 /* A round: the message is queued (net sends while this side waits), then the
@@ -404,17 +397,11 @@ int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, si
                  int timeout_ms) {
   *payload = NULL;
   *plen = 0;
-  /* Control messages are small but for a graph; receive into a buffer of the
-   * largest size allowed, then shrink. */
-  size_t cap = CTRL_HDR + CL_CTRL_MAX, len = 0;
-  uint8_t *b = malloc(cap);
-  if (b == NULL)
-    return TANDEM_ENOMEM;
-  int rc = net_msg_recv(node, peer, CL_CHAN_CTRL, b, cap, &len, timeout_ms);
-  if (rc != 0) {
-    free(b);
+  unsigned char *b;
+  size_t len;
+  int rc = net_msg_take(node, peer, CL_CHAN_CTRL, CTRL_HDR + CL_CTRL_MAX, &b, &len, timeout_ms);
+  if (rc != 0)
     return rc;
-  }
   if (len < CTRL_HDR) {
     free(b);
     return TANDEM_EPROTO;
@@ -431,6 +418,7 @@ int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, si
   memcpy(&h->tag, b + 96, 8);
   memcpy(&h->version, b + 104, 8);
   if (len > CTRL_HDR) {
+    /* The payload, NUL-terminated for the texts among them. */
     *plen = len - CTRL_HDR;
     *payload = malloc(*plen + 1);
     if (*payload == NULL) {

@@ -187,6 +187,14 @@ TANDEM_WUR int net_recv(net_node_t *node, int peer, void *buf, size_t len);
 TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf, size_t cap,
                             size_t *len, int timeout_ms);
 
+/* The same without a copy: the next message of channel chan from peer (at
+ * most cap bytes) is handed over in *buf (malloc'd; never NULL on success,
+ * *len may be 0), which the caller wipes if secret and frees. For messages
+ * whose size the receiver cannot know in advance, and to avoid copying large
+ * ones. Errors as net_msg_recv. */
+TANDEM_WUR int net_msg_take(net_node_t *node, int peer, uint8_t chan, size_t cap,
+                            unsigned char **buf, size_t *len, int timeout_ms);
+
 /* One full-duplex round on channel 0: queues sbuf (slen bytes) to peer and
  * receives exactly rlen bytes from it into rbuf. Both sides may call it at
  * once with messages of any size (the loop always reads while sends are

@@ -1149,15 +1149,13 @@ int net_send(net_node_t *n, int id, const void *buf, size_t len) {
   return net_msg_send(n, id, 0, buf, len);
 }
 
-int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, size_t *len,
-                 int timeout_ms) {
-  peer_t *p;
+/* Takes the next message of channel chan from peer id, waiting up to
+ * timeout_ms. 0 with *out set, or the error. */
+static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, rmsg_t **out) {
+  peer_t *p = &n->peers[id];
   rmsg_t *m = NULL, **pp;
   uint64_t deadline, gen;
   int r = 0;
-  if (!n || bad_id(id) || (!buf && cap))
-    return TANDEM_EINVAL;
-  p = &n->peers[id];
   uv_mutex_lock(&n->mu);
   deadline = deadline_of(timeout_or_default(n, timeout_ms));
   gen = p->gen;
@@ -1191,7 +1189,17 @@ int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, siz
     }
   }
   uv_mutex_unlock(&n->mu);
-  if (!m)
+  *out = m;
+  return m ? 0 : r;
+}
+
+int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, size_t *len,
+                 int timeout_ms) {
+  rmsg_t *m;
+  int r;
+  if (!n || bad_id(id) || (!buf && cap))
+    return TANDEM_EINVAL;
+  if ((r = take_msg(n, id, chan, timeout_ms, &m)) != 0)
     return r;
   if (m->len > cap) {
     r = TANDEM_EPROTO;
@@ -1203,6 +1211,28 @@ int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, siz
   }
   rmsg_free(m);
   return r;
+}
+
+int net_msg_take(net_node_t *n, int id, uint8_t chan, size_t cap, unsigned char **buf,
+                 size_t *len, int timeout_ms) {
+  rmsg_t *m;
+  int r;
+  if (!n || bad_id(id) || !buf || !len)
+    return TANDEM_EINVAL;
+  *buf = NULL;
+  *len = 0;
+  if ((r = take_msg(n, id, chan, timeout_ms, &m)) != 0)
+    return r;
+  if (m->len > cap) {
+    rmsg_free(m);
+    return TANDEM_EPROTO;
+  }
+  /* The buffer changes hands: the caller wipes and frees it. */
+  *buf = m->data != NULL ? m->data : malloc(1);
+  *len = m->len;
+  m->data = NULL;
+  rmsg_free(m);
+  return *buf != NULL ? 0 : TANDEM_ENOMEM;
 }
 
 int net_recv(net_node_t *n, int id, void *buf, size_t len) {

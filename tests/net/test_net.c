@@ -185,6 +185,39 @@ START_TEST(channels_and_order) {
 }
 END_TEST
 
+/* net_msg_take hands the message over: same bytes as sent, a non-NULL buffer
+ * for an empty message, a message over cap dropped as TANDEM_EPROTO with the
+ * next one still delivered, and a timeout on an empty channel. */
+START_TEST(take_hands_over) {
+  duo_t d;
+  unsigned char big[70000], *got;
+  size_t len;
+  fill(big, sizeof big, 11);
+  duo_up(&d, 4096, 2000);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 5, big, sizeof big), 0);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 5, big, 0), 0);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 5, big, 100), 0);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 5, big, 10), 0);
+  ck_assert_int_eq(net_msg_take(d.b, 0, 5, sizeof big, &got, &len, 2000), 0);
+  ck_assert_uint_eq(len, sizeof big);
+  ck_assert_mem_eq(got, big, sizeof big);
+  free(got);
+  ck_assert_int_eq(net_msg_take(d.b, 0, 5, 0, &got, &len, 2000), 0);
+  ck_assert_ptr_nonnull(got);
+  ck_assert_uint_eq(len, 0);
+  free(got);
+  ck_assert_int_eq(net_msg_take(d.b, 0, 5, 99, &got, &len, 2000), TANDEM_EPROTO);
+  ck_assert_ptr_null(got);
+  ck_assert_int_eq(net_msg_take(d.b, 0, 5, 99, &got, &len, 2000), 0);
+  ck_assert_uint_eq(len, 10);
+  ck_assert_mem_eq(got, big, 10);
+  free(got);
+  ck_assert_int_eq(net_msg_take(d.b, 0, 5, 99, &got, &len, 0), TANDEM_ETIMEDOUT);
+  ck_assert_int_eq(net_msg_take(d.b, 0, 5, 99, NULL, &len, 0), TANDEM_EINVAL);
+  duo_free(&d);
+}
+END_TEST
+
 START_TEST(timeouts_and_mismatch) {
   duo_t d;
   unsigned char buf[16] = {0};
@@ -347,6 +380,7 @@ Suite *net_suite(void) {
   tcase_add_test(tc, close_and_reconnect);
   tcase_add_test(tc, bench_small);
   tcase_add_test(tc, backpressure);
+  tcase_add_test(tc, take_hands_over);
   suite_add_tcase(s, tc);
   return s;
 }
