@@ -251,6 +251,26 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
   nc.timeout_ms = cfg->timeout_ms;
   nc.log = log;
   nc.log_ctx = log_ctx;
+  /* Every peer is declared inside net_node_new, before the listener accepts:
+   * a peer that dials in the moment this daemon starts is then never
+   * rejected as an unknown key. Two members with one key are refused first,
+   * by name. */
+  net_peer_decl_t decl[NET_MAX_PEERS];
+  for (int id = 0; id < NET_MAX_PEERS; id++) {
+    const cl_member_t *m = &cfg->m[id];
+    if (id == self || !m->present || !m->has_pk)
+      continue;
+    for (size_t j = 0; j < nc.npeers; j++) {
+      if (memcmp(decl[j].pk, m->pk, NET_KEY_BYTES) == 0) {
+        snprintf(err, errlen, "%s: [%s] and [%s] have the same public key", cfg->path,
+                 cfg->m[decl[j].id].name, m->name);
+        sodium_free(sk);
+        return TANDEM_ECONFIG;
+      }
+    }
+    decl[nc.npeers++] = (net_peer_decl_t){id, m->port ? m->host : NULL, m->port, m->pk};
+  }
+  nc.peers = decl;
   net_node_t *node;
   rc = net_node_new(&node, &nc);
   sodium_free(sk);
@@ -261,18 +281,6 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
     else
       snprintf(err, errlen, "cannot start the network node: %s", tandem_strerror(rc));
     return rc;
-  }
-  for (int id = 0; id < NET_MAX_PEERS; id++) {
-    const cl_member_t *m = &cfg->m[id];
-    if (id == self || !m->present || !m->has_pk)
-      continue;
-    rc = net_peer_add(node, id, m->port ? m->host : NULL, m->port, m->pk);
-    if (rc != 0) {
-      snprintf(err, errlen, "%s: [%s]: %s (the same key twice?)", cfg->path, m->name,
-               tandem_strerror(rc));
-      net_node_free(node);
-      return TANDEM_ECONFIG;
-    }
   }
   *out = node;
   return 0;

@@ -58,6 +58,14 @@ extern "C" {
 
 typedef struct net_node_s net_node_t;
 
+/* A peer declared when the node is made (see net_peer_add for the fields). */
+typedef struct {
+  int id;
+  const char *host; /* NULL for a peer that only dials in */
+  uint16_t port;
+  const unsigned char *pk;
+} net_peer_decl_t;
+
 typedef struct {
   /* Numeric IPv4 or IPv6 address to listen on, or NULL for a node that only
    * dials out. Port 0 lets the kernel choose (read it with net_node_port). */
@@ -79,6 +87,12 @@ typedef struct {
    * a secret). Called on the loop thread, so it must not call into the node. */
   void (*log)(void *ctx, const char *line);
   void *log_ctx;
+  /* Optional: peers declared before the listener accepts anything, so that a
+   * peer dialling in the moment the node starts is never taken for an unknown
+   * key (declaring them with net_peer_add after net_node_new leaves a window
+   * in which an inbound handshake is rejected). */
+  const net_peer_decl_t *peers;
+  size_t npeers;
 } net_config_t;
 
 /* Counters of one peer, summed over every link to it. Payload bytes are
@@ -100,10 +114,11 @@ typedef struct {
 
 /* ---- nodes ------------------------------------------------------------- */
 
-/* Creates a node: copies cfg (0 fields take the defaults above), binds and
- * listens if cfg->listen_host is set, and starts the loop thread.
+/* Creates a node: copies cfg (0 fields take the defaults above), declares
+ * cfg->peers, binds and listens if cfg->listen_host is set, and starts the
+ * loop thread (the first connection is handled after every peer is declared).
  * *out is the caller's to free with net_node_free. Errors: TANDEM_EINVAL (a
- * bad field, an address that is not numeric), TANDEM_EADDRINUSE, TANDEM_ENOMEM,
+ * bad field or peer, an address that is not numeric), TANDEM_EADDRINUSE, TANDEM_ENOMEM,
  * -errno. Not blocking beyond the bind. */
 TANDEM_WUR int net_node_new(net_node_t **out, const net_config_t *cfg);
 

@@ -798,7 +798,8 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
   if (!out || !cfg || !cfg->pk || !cfg->sk)
     return TANDEM_EINVAL;
   *out = NULL;
-  if (cfg->max_frame > NET_FRAME_LIMIT || cfg->timeout_ms < 0 || cfg->handshake_timeout_ms < 0)
+  if (cfg->max_frame > NET_FRAME_LIMIT || cfg->timeout_ms < 0 || cfg->handshake_timeout_ms < 0 ||
+      (cfg->npeers && !cfg->peers) || cfg->npeers > NET_MAX_PEERS)
     return TANDEM_EINVAL;
   if (cfg->listen_host && parse_addr(cfg->listen_host, cfg->listen_port, &ss) != 0)
     return TANDEM_EINVAL;
@@ -809,6 +810,8 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
     return TANDEM_ENOMEM;
   n->cfg = *cfg;
   n->cfg.listen_host = NULL; /* not kept: the caller owns the string */
+  n->cfg.peers = NULL;
+  n->cfg.npeers = 0;
   if (!n->cfg.max_frame)
     n->cfg.max_frame = NET_DEFAULT_MAX_FRAME;
   if (!n->cfg.max_msg)
@@ -835,6 +838,14 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
   }
   memcpy(n->keys, cfg->pk, NET_KEY_BYTES);
   memcpy(n->keys + NET_KEY_BYTES, cfg->sk, NET_KEY_BYTES);
+  for (size_t i = 0; i < cfg->npeers; i++) {
+    const net_peer_decl_t *d = &cfg->peers[i];
+    r = net_peer_add(n, d->id, d->host, d->port, d->pk);
+    if (r) {
+      node_release(n);
+      return r;
+    }
+  }
   r = uv_loop_init(&n->loop);
   if (r) {
     node_release(n);

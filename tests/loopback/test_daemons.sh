@@ -126,6 +126,12 @@ fi
 t1=$(date +%s)
 [ $((t1 - t0)) -le 15 ] || fail "P1 dead: error after $((t1 - t0)) s (timeout 5 s)"
 one_line err.dead || fail "P1 dead: not one line: $(cat err.dead)"
+# Sharing a model while P1 is down: a clear error, and no half-stored model.
+if "$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp4 2>err.s4; then
+  fail "share-model succeeded with P1 dead"
+fi
+one_line err.s4 && grep -q "p1" err.s4 || fail "share with P1 dead: $(cat err.s4)"
+ls data/*/mlp4.* >/dev/null 2>&1 && fail "a half-shared model was stored: $(ls data/*/mlp4.*)"
 start p1
 sleep 0.5
 infer_ok p1_back

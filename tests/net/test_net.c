@@ -2,6 +2,7 @@
  * 127.0.0.1: handshakes, unknown keys, message sizes around max_frame and a
  * 64 MiB full-duplex exchange, channels and order, timeouts, length
  * mismatches, reconnection. Payloads come from a fixed-seed generator. */
+#include <errno.h>
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,72 @@ START_TEST(backpressure) {
 }
 END_TEST
 
+/* A peer that dials in while the node is starting is never rejected: peers
+ * given in the config are declared before the listener accepts (a daemon
+ * that declared them after starting could reject the first client). B dials
+ * A's port in a loop while A starts there. */
+typedef struct {
+  net_node_t *b;
+  int rc;
+} dialer_t;
+
+static void dial_until_answered(void *arg) {
+  dialer_t *d = arg;
+  for (int i = 0; i < 4000; i++) {
+    d->rc = net_connect(d->b, 0);
+    if (d->rc != -ECONNREFUSED)
+      return;
+    usleep(500);
+  }
+}
+
+START_TEST(peers_declared_at_start) {
+  th_id_t ia, ib, ix;
+  th_id(&ia);
+  th_id(&ib);
+  th_id(&ix);
+  net_node_t *probe = th_node(&ix, 0, 2000);
+  uint16_t port = net_node_port(probe);
+  net_node_free(probe);
+  net_config_t cb = {.pk = ib.pk, .sk = ib.sk, .timeout_ms = 2000, .handshake_timeout_ms = 2000};
+  net_peer_decl_t to_a = {0, "127.0.0.1", port, ia.pk};
+  cb.peers = &to_a;
+  cb.npeers = 1;
+  net_node_t *a = NULL, *b = NULL;
+  ck_assert_int_eq(net_node_new(&b, &cb), 0);
+  dialer_t d = {b, 1};
+  uv_thread_t t;
+  ck_assert_int_eq(uv_thread_create(&t, dial_until_answered, &d), 0);
+  usleep(2000);
+  net_peer_decl_t to_b = {3, NULL, 0, ib.pk};
+  net_config_t ca = {.listen_host = "127.0.0.1", .listen_port = port, .pk = ia.pk, .sk = ia.sk,
+                     .timeout_ms = 2000, .handshake_timeout_ms = 2000, .peers = &to_b,
+                     .npeers = 1};
+  ck_assert_int_eq(net_node_new(&a, &ca), 0);
+  uv_thread_join(&t);
+  ck_assert_msg(d.rc == 0, "dial during start: %s", tandem_err_name(d.rc));
+  ck_assert_int_eq(net_accept(a, 3, 2000), 0);
+  ck_assert_int_eq(net_send(b, 0, "hi", 2), 0);
+  char got[2];
+  ck_assert_int_eq(net_recv(a, 3, got, 2), 0);
+  ck_assert(memcmp(got, "hi", 2) == 0);
+  net_node_free(a);
+  net_node_free(b);
+  /* Bad declarations are refused before anything starts. */
+  net_peer_decl_t twice[2] = {{0, NULL, 0, ib.pk}, {1, NULL, 0, ib.pk}};
+  ca.peers = twice;
+  ca.npeers = 2;
+  ca.listen_port = 0;
+  ck_assert_int_eq(net_node_new(&a, &ca), TANDEM_EINVAL);
+  ca.peers = NULL;
+  ck_assert_int_eq(net_node_new(&a, &ca), TANDEM_EINVAL);
+  net_peer_decl_t bad_id = {NET_MAX_PEERS, NULL, 0, ib.pk};
+  ca.peers = &bad_id;
+  ca.npeers = 1;
+  ck_assert_int_eq(net_node_new(&a, &ca), TANDEM_EINVAL);
+}
+END_TEST
+
 Suite *net_suite(void) {
   Suite *s = suite_create("net");
   TCase *tc = tcase_create("links");
@@ -381,6 +448,7 @@ Suite *net_suite(void) {
   tcase_add_test(tc, bench_small);
   tcase_add_test(tc, backpressure);
   tcase_add_test(tc, take_hands_over);
+  tcase_add_test(tc, peers_declared_at_start);
   suite_add_tcase(s, tc);
   return s;
 }
