@@ -101,48 +101,56 @@ static void make_nonce(unsigned char nonce[12], uint64_t seq) {
   put64(nonce + 4, seq);
 }
 
-int net__msg_seal(net__aead_t *a, uint8_t chan, const unsigned char *msg, size_t len,
-                  size_t max_frame, unsigned char *out) {
-  size_t off = 0;
+int net__msg_seal_part(net__aead_t *a, uint8_t chan, const unsigned char *msg, size_t len,
+                       size_t off, size_t n, size_t max_frame, unsigned char *out) {
+  size_t end = off + n;
   do {
-    size_t n = len - off < max_frame ? len - off : max_frame;
+    size_t k = end - off < max_frame ? end - off : max_frame;
     net__hdr_t h = {.type = NET_FT_DATA,
                     .chan = chan,
                     .flags = (uint8_t)((off == 0 ? NET_FF_FIRST : 0) |
-                                       (off + n == len ? NET_FF_LAST : 0)),
+                                       (off + k == len ? NET_FF_LAST : 0)),
                     .link_id = a->link_id,
-                    .len = (uint32_t)n,
+                    .len = (uint32_t)k,
                     .seq = a->seq,
                     .msg_len = len};
     unsigned char nonce[12];
     int outl = 0, tmp = 0;
     net__hdr_put(out, &h);
     make_nonce(nonce, a->seq);
+    /* The plaintext is encrypted straight into the send buffer, after the
+     * header that is its AAD: one pass over the bytes. */
     if (EVP_EncryptInit_ex(a->ctx, NULL, NULL, NULL, nonce) != 1 ||
         EVP_EncryptUpdate(a->ctx, NULL, &tmp, out, NET_HDR_BYTES) != 1 ||
-        (n > 0 && EVP_EncryptUpdate(a->ctx, out + NET_HDR_BYTES, &outl, msg + off, (int)n) != 1) ||
+        (k > 0 && EVP_EncryptUpdate(a->ctx, out + NET_HDR_BYTES, &outl, msg + off, (int)k) != 1) ||
         EVP_EncryptFinal_ex(a->ctx, out + NET_HDR_BYTES + outl, &tmp) != 1 ||
         EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_GCM_GET_TAG, NET_TAG_BYTES,
-                            out + NET_HDR_BYTES + n) != 1)
+                            out + NET_HDR_BYTES + k) != 1)
       return TANDEM_ECRYPTO;
     a->seq++;
-    out += NET_HDR_BYTES + n + NET_TAG_BYTES;
-    off += n;
-  } while (off < len);
+    out += NET_HDR_BYTES + k + NET_TAG_BYTES;
+    off += k;
+  } while (off < end);
   return 0;
 }
 
+int net__msg_seal(net__aead_t *a, uint8_t chan, const unsigned char *msg, size_t len,
+                  size_t max_frame, unsigned char *out) {
+  return net__msg_seal_part(a, chan, msg, len, 0, len, max_frame, out);
+}
+
 int net__frame_open(net__aead_t *a, const net__hdr_t *h, const unsigned char raw[NET_HDR_BYTES],
-                    unsigned char *buf) {
-  unsigned char nonce[12];
+                    unsigned char *buf, const unsigned char tag[NET_TAG_BYTES]) {
+  unsigned char nonce[12], t[NET_TAG_BYTES];
   int outl = 0, tmp = 0;
   if (h->seq != a->seq || h->link_id != a->link_id)
     return TANDEM_EPROTO;
   make_nonce(nonce, a->seq);
+  memcpy(t, tag, NET_TAG_BYTES); /* OpenSSL's ctrl takes a non-const pointer */
   if (EVP_DecryptInit_ex(a->ctx, NULL, NULL, NULL, nonce) != 1 ||
       EVP_DecryptUpdate(a->ctx, NULL, &tmp, raw, NET_HDR_BYTES) != 1 ||
       (h->len > 0 && EVP_DecryptUpdate(a->ctx, buf, &outl, buf, (int)h->len) != 1) ||
-      EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_GCM_SET_TAG, NET_TAG_BYTES, buf + h->len) != 1)
+      EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_GCM_SET_TAG, NET_TAG_BYTES, t) != 1)
     return TANDEM_ECRYPTO;
   if (EVP_DecryptFinal_ex(a->ctx, buf + outl, &tmp) != 1)
     return TANDEM_EAUTH;

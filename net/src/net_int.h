@@ -61,11 +61,21 @@ size_t net__msg_wire_bytes(size_t len, size_t max_frame);
  * advancing a->seq once per frame. TANDEM_ECRYPTO on an OpenSSL failure. */
 TANDEM_WUR int net__msg_seal(net__aead_t *a, uint8_t chan, const unsigned char *msg, size_t len,
                              size_t max_frame, unsigned char *out);
+/* The same for the frames of bytes [off, off + n) of the message only (off a
+ * multiple of max_frame; off + n a multiple of it or len; n > 0 unless len is
+ * 0), so a long message can be sealed and queued piece by piece; out is
+ * net__msg_wire_bytes(n, max_frame) long. */
+TANDEM_WUR int net__msg_seal_part(net__aead_t *a, uint8_t chan, const unsigned char *msg,
+                                  size_t len, size_t off, size_t n, size_t max_frame,
+                                  unsigned char *out);
 /* Decrypts one DATA frame in place: raw is its 32-byte header (parsed into h),
- * buf holds h->len ciphertext bytes then the tag. Checks h->seq against the
- * expected one (TANDEM_EPROTO) and the tag (TANDEM_EAUTH); advances a->seq. */
+ * buf holds its h->len ciphertext bytes and tag its tag (the receiver reads
+ * the ciphertext straight into the message it belongs to). Checks h->seq
+ * against the expected one (TANDEM_EPROTO) and the tag (TANDEM_EAUTH);
+ * advances a->seq. */
 TANDEM_WUR int net__frame_open(net__aead_t *a, const net__hdr_t *h,
-                               const unsigned char raw[NET_HDR_BYTES], unsigned char *buf);
+                               const unsigned char raw[NET_HDR_BYTES], unsigned char *buf,
+                               const unsigned char tag[NET_TAG_BYTES]);
 
 /* Handshake (handshake.c). Message payloads, after a frame header: */
 #define NET_HS1_BYTES 96 /* E_i | S_i | S_r as the initiator expects it */

@@ -15,18 +15,32 @@
  * messages at once cannot deadlock; it pauses reading a connection only while
  * the peer's received-but-not-taken messages exceed queue_bytes.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 #include <sodium.h>
 #include <uv.h>
 
 #include "net_int.h"
 
+/* Bytes read at once where the parser is between messages (a burst of small
+ * messages is parsed out of one read). Inside a long message the ciphertext
+ * of each frame is read straight into the message instead. */
 #define READ_CHUNK (64u << 10)
+/* A long message is sealed and queued in pieces of about this many payload
+ * bytes, so the loop writes the first frames while the sender seals the
+ * rest. */
+#define SEAL_CHUNK ((size_t)1 << 20)
+/* A sender whose link has nothing queued writes a piece of at most this many
+ * wire bytes to the socket itself (non-blocking), saving the hand-off to the
+ * loop thread that dominates a small message's latency. */
+#define DIRECT_MAX ((size_t)256 << 10)
 
 typedef struct rmsg_s {
   struct rmsg_s *next;
@@ -41,7 +55,8 @@ typedef struct wreq_s {
   uv_write_t req;
   struct wreq_s *next;
   conn_t *c;
-  size_t len;   /* bytes at buf */
+  size_t len;    /* bytes at buf */
+  size_t off;    /* bytes of buf the sender already wrote to the socket */
   size_t qbytes; /* bytes counted in c->queued (0 for handshake frames) */
   unsigned char buf[];
 } wreq_t;
@@ -80,15 +95,21 @@ struct conn_s {
   int have_hdr;
   net__hdr_t h;
   unsigned char hsbuf[NET_HS1_BYTES];
-  unsigned char *fbuf; /* max_frame + tag, allocated once the link is up */
+  /* Where the current frame's body goes: hsbuf for a handshake frame, the
+   * message being reassembled (c->cur->data + c->cur_off) for a DATA frame,
+   * whose ciphertext is decrypted in place there; its tag goes to tag. */
   unsigned char *fdst;
   size_t fhave, fneed;
+  unsigned char tag[NET_TAG_BYTES];
+  size_t thave, tneed;
   unsigned char *rbuf;
   rmsg_t *cur;
   size_t cur_off;
   int paused;
+  int fd; /* the socket, for senders' direct writes (valid while C_UP) */
   /* send queue: frames not yet handed to uv_write */
   wreq_t *pend_head, *pend_tail;
+  unsigned inflight; /* uv_write requests not yet completed */
   size_t queued;
   uint64_t wire_in, wire_out;
 };
@@ -124,6 +145,7 @@ struct net_node_s {
   creq_t *creqs;
   int stopping;
   uint64_t up_seq, any_seen;
+  int qwaiters; /* callers waiting for a send queue to drain */
   net_node_stats_t st;
 };
 
@@ -179,10 +201,13 @@ static void conn_maybe_free(conn_t *c) {
   net__aead_free(&c->tx);
   net__aead_free(&c->rx);
   uv_mutex_destroy(&c->send_mu);
-  rmsg_free(c->cur);
-  if (c->fbuf) /* the last frame's plaintext */
-    sodium_memzero(c->fbuf, c->node->cfg.max_frame + NET_TAG_BYTES);
-  free(c->fbuf);
+  if (c->cur) {
+    /* Only the bytes received so far need wiping (a message cut short may
+     * be mostly untouched memory). */
+    size_t got = c->cur_off + (c->fdst == c->cur->data + c->cur_off ? c->fhave : 0);
+    c->cur->len = got < c->cur->len ? got : c->cur->len;
+    rmsg_free(c->cur);
+  }
   free(c->rbuf);
   free(c);
 }
@@ -226,7 +251,7 @@ static void write_cb(uv_write_t *req, int status);
 static int conn_flush(conn_t *c) {
   while (c->pend_head) {
     wreq_t *w = c->pend_head;
-    uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+    uv_buf_t b = uv_buf_init((char *)w->buf + w->off, (unsigned)(w->len - w->off));
     int r;
     c->pend_head = w->next;
     if (!c->pend_head)
@@ -238,6 +263,7 @@ static int conn_flush(conn_t *c) {
       free(w);
       return r;
     }
+    c->inflight++;
   }
   return 0;
 }
@@ -301,15 +327,19 @@ static void write_cb(uv_write_t *req, int status) {
   net_node_t *n = c->node;
   uv_mutex_lock(&n->mu);
   c->queued -= w->qbytes;
+  c->inflight--;
   if (status == 0) {
-    c->wire_out += w->len;
+    c->wire_out += w->len - w->off;
     if (c->state == C_UP && c->peer >= 0)
-      n->peers[c->peer].st.wire_sent += w->len;
+      n->peers[c->peer].st.wire_sent += w->len - w->off;
   }
   free(w);
   if (status < 0 && status != UV_ECANCELED)
     conn_fail(c, TANDEM_ECLOSED);
-  uv_cond_broadcast(&n->cv);
+  /* Only a sender over its queue bound or net_peer_close waits for this; a
+   * broadcast per write would wake every receiver for nothing. */
+  if (n->qwaiters > 0)
+    uv_cond_broadcast(&n->cv);
   uv_mutex_unlock(&n->mu);
 }
 
@@ -323,6 +353,7 @@ static int send_hs(conn_t *c, uint8_t type, const unsigned char *payload, size_t
     return TANDEM_ENOMEM;
   w->c = c;
   w->len = NET_HDR_BYTES + len;
+  w->off = 0;
   w->qbytes = 0;
   w->next = NULL;
   net__hdr_put(w->buf, &h);
@@ -333,6 +364,8 @@ static int send_hs(conn_t *c, uint8_t type, const unsigned char *payload, size_t
   r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
   if (r < 0)
     free(w);
+  else
+    c->inflight++;
   return r;
 }
 
@@ -352,9 +385,12 @@ static int link_up(conn_t *c) {
   c->hs = NULL;
   if (r)
     return r;
-  c->fbuf = malloc(n->cfg.max_frame + NET_TAG_BYTES);
-  if (!c->fbuf)
-    return TANDEM_ENOMEM;
+  {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+      return TANDEM_ECLOSED;
+    c->fd = fd;
+  }
   uv_timer_stop(&c->timer);
   if (p->link && p->link != c) {
     node_log(n, "net: peer %d: new link replaces the old one", c->peer);
@@ -421,9 +457,27 @@ static int on_header(conn_t *c) {
           !(h->flags & NET_FF_LAST) != (off + h->len != h->msg_len))
         return TANDEM_EPROTO;
     }
-    c->fdst = c->fbuf;
-    c->fneed = h->len + NET_TAG_BYTES;
+    if (!c->cur) {
+      /* The message is allocated at its first header, whose lengths were
+       * just checked, so its ciphertext can be read straight into it. */
+      rmsg_t *m = calloc(1, sizeof(*m));
+      if (!m)
+        return TANDEM_ENOMEM;
+      m->data = malloc(h->msg_len ? h->msg_len : 1);
+      if (!m->data) {
+        free(m);
+        return TANDEM_ENOMEM;
+      }
+      m->chan = h->chan;
+      m->len = h->msg_len;
+      c->cur = m;
+      c->cur_off = 0;
+    }
+    c->fdst = c->cur->data + c->cur_off;
+    c->fneed = h->len;
     c->fhave = 0;
+    c->tneed = NET_TAG_BYTES;
+    c->thave = 0;
     return 0;
   default:
     return TANDEM_EPROTO;
@@ -431,6 +485,8 @@ static int on_header(conn_t *c) {
   c->fdst = c->hsbuf;
   c->fneed = h->len;
   c->fhave = 0;
+  c->tneed = 0;
+  c->thave = 0;
   return 0;
 }
 
@@ -457,25 +513,9 @@ static int on_data(conn_t *c) {
   net_node_t *n = c->node;
   peer_t *p = &n->peers[c->peer];
   net__hdr_t *h = &c->h;
-  int r = net__frame_open(&c->rx, h, c->hdr_raw, c->fbuf);
+  int r = net__frame_open(&c->rx, h, c->hdr_raw, c->cur->data + c->cur_off, c->tag);
   if (r)
     return r;
-  if (!c->cur) {
-    rmsg_t *m = calloc(1, sizeof(*m));
-    if (!m)
-      return TANDEM_ENOMEM;
-    m->data = malloc(h->msg_len ? h->msg_len : 1);
-    if (!m->data) {
-      free(m);
-      return TANDEM_ENOMEM;
-    }
-    m->chan = h->chan;
-    m->len = h->msg_len;
-    c->cur = m;
-    c->cur_off = 0;
-  }
-  if (h->len)
-    memcpy(c->cur->data + c->cur_off, c->fbuf, h->len);
   c->cur_off += h->len;
   if (h->flags & NET_FF_LAST) {
     rmsg_t *m = c->cur;
@@ -535,12 +575,35 @@ static int on_frame(conn_t *c) {
   }
 }
 
+/* Where the next read goes. Inside a DATA frame's ciphertext: straight into
+ * the message (no copy; decrypted in place once the tag is in). Between the
+ * frames of a long message: just the rest of the tag and the next header, so
+ * that the read after it lands in the message again. Elsewhere (a handshake,
+ * a message boundary): READ_CHUNK bytes, parsed by read_cb. Runs on the loop
+ * thread, which alone touches the parser state, so no lock is needed. */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   conn_t *c = h->data;
+  size_t want = READ_CHUNK;
   (void)suggested;
+  if (c->have_hdr && c->cur && c->fhave < c->fneed) {
+    size_t left = c->fneed - c->fhave;
+    *buf = uv_buf_init((char *)c->fdst + c->fhave, (unsigned)left);
+    return;
+  }
+  if (c->cur && c->have_hdr && c->fhave == c->fneed && !(c->h.flags & NET_FF_LAST))
+    want = c->tneed - c->thave + NET_HDR_BYTES;
+  else if (c->cur && !c->have_hdr)
+    want = NET_HDR_BYTES - c->hdr_have;
   if (!c->rbuf)
     c->rbuf = malloc(READ_CHUNK);
-  *buf = uv_buf_init((char *)c->rbuf, c->rbuf ? READ_CHUNK : 0);
+  *buf = uv_buf_init((char *)c->rbuf, c->rbuf ? (unsigned)want : 0);
+}
+
+/* A whole frame is in (header, body, tag): handles it and resets the parser. */
+static int frame_done(conn_t *c) {
+  c->have_hdr = 0;
+  c->hdr_have = 0;
+  return on_frame(c);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -560,6 +623,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   c->wire_in += left;
   if (c->state == C_UP)
     n->peers[c->peer].st.wire_recvd += left;
+  if (buf->base != (char *)c->rbuf) {
+    /* Read in place (alloc_cb): ciphertext of the current frame only. */
+    c->fhave += left;
+    goto out;
+  }
   while (left > 0 && c->state != C_CLOSING) {
     size_t take;
     int r;
@@ -578,18 +646,23 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         break;
       }
       c->have_hdr = 1;
-    } else {
+    } else if (c->fhave < c->fneed) {
       take = c->fneed - c->fhave;
       take = take < left ? take : left;
       memcpy(c->fdst + c->fhave, p, take);
       c->fhave += take;
       p += take;
       left -= take;
+    } else {
+      take = c->tneed - c->thave;
+      take = take < left ? take : left;
+      memcpy(c->tag + c->thave, p, take);
+      c->thave += take;
+      p += take;
+      left -= take;
     }
-    if (c->have_hdr && c->fhave == c->fneed) {
-      c->have_hdr = 0;
-      c->hdr_have = 0;
-      r = on_frame(c);
+    if (c->have_hdr && c->fhave == c->fneed && c->thave == c->tneed) {
+      r = frame_done(c);
       if (r) {
         conn_fail(c, r);
         break;
@@ -721,11 +794,17 @@ static void async_cb(uv_async_t *a) {
     uv_mutex_unlock(&n->mu);
     return;
   }
-  while (n->creqs) {
-    creq_t *cr = n->creqs;
-    n->creqs = cr->next;
-    cr->next = NULL;
-    start_connect(n, cr);
+  /* Wakes callers only for a change they wait on: a connect request that
+   * failed at once (closes and failures broadcast themselves). A broadcast
+   * per wake-up would rouse every blocked receiver at each message sent. */
+  if (n->creqs) {
+    while (n->creqs) {
+      creq_t *cr = n->creqs;
+      n->creqs = cr->next;
+      cr->next = NULL;
+      start_connect(n, cr);
+    }
+    uv_cond_broadcast(&n->cv);
   }
   for (c = n->conns; c; c = next) {
     next = c->next;
@@ -747,7 +826,6 @@ static void async_cb(uv_async_t *a) {
         conn_fail(c, TANDEM_ECLOSED);
     }
   }
-  uv_cond_broadcast(&n->cv);
   uv_mutex_unlock(&n->mu);
 }
 
@@ -1052,7 +1130,11 @@ int net_peer_close(net_node_t *n, int id) {
   c = p->link;
   deadline = deadline_of(n->cfg.timeout_ms);
   while (c && p->link == c && c->queued > 0) {
-    if (wait_until(n, deadline)) {
+    int late;
+    n->qwaiters++;
+    late = wait_until(n, deadline);
+    n->qwaiters--;
+    if (late) {
       r = TANDEM_ETIMEDOUT;
       break;
     }
@@ -1083,22 +1165,42 @@ static int link_error(peer_t *p) {
   return p->err ? p->err : TANDEM_ECLOSED;
 }
 
+/* Writes as much of w as the socket takes now, from the caller's thread,
+ * if nothing is queued before it: with the queue empty and no uv_write in
+ * flight libuv does not touch the socket for writing, and node->mu (held)
+ * keeps the loop from closing it meanwhile. Returns 1 if w went out whole. */
+static int direct_write(conn_t *c, peer_t *p, wreq_t *w) {
+  ssize_t k;
+  if (c->pend_head || c->inflight || c->want_close || w->len > DIRECT_MAX)
+    return 0;
+  do
+    k = send(c->fd, w->buf, w->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (k < 0 && errno == EINTR);
+  if (k <= 0)
+    return 0; /* EAGAIN, or an error the loop's write will meet and report */
+  w->off = (size_t)k;
+  c->wire_out += (size_t)k;
+  p->st.wire_sent += (size_t)k;
+  return w->off == w->len;
+}
+
 int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t len) {
   peer_t *p;
   conn_t *c;
-  wreq_t *w;
-  size_t wire;
+  size_t chunk, off = 0;
   uint64_t deadline, gen;
   int r = 0;
   if (!n || bad_id(id) || (!buf && len))
     return TANDEM_EINVAL;
   if (len > n->cfg.max_msg)
     return TANDEM_EINVAL;
-  wire = net__msg_wire_bytes(len, n->cfg.max_frame);
+  chunk = SEAL_CHUNK / n->cfg.max_frame;
+  chunk = (chunk ? chunk : 1) * n->cfg.max_frame;
   p = &n->peers[id];
   uv_mutex_lock(&n->mu);
   deadline = deadline_of(n->cfg.timeout_ms);
   for (;;) {
+    int late;
     c = p->link;
     if (!c) {
       r = link_error(p);
@@ -1107,7 +1209,10 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
     }
     if (c->queued <= n->cfg.queue_bytes)
       break;
-    if (wait_until(n, deadline)) {
+    n->qwaiters++;
+    late = wait_until(n, deadline);
+    n->qwaiters--;
+    if (late) {
       uv_mutex_unlock(&n->mu);
       return TANDEM_ETIMEDOUT;
     }
@@ -1116,36 +1221,55 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
   gen = p->gen;
   uv_mutex_unlock(&n->mu);
 
-  w = malloc(sizeof(*w) + wire);
+  /* send_mu keeps the frames of one message together and in sequence. The
+   * message is sealed a piece at a time, each piece queued (or written) as
+   * soon as it is sealed. */
   uv_mutex_lock(&c->send_mu);
-  if (!w)
-    r = TANDEM_ENOMEM;
-  else
-    r = net__msg_seal(&c->tx, chan, buf, len, n->cfg.max_frame, w->buf);
-  uv_mutex_lock(&n->mu);
-  if (r == 0 && c->state != C_UP)
-    r = p->gen != gen ? TANDEM_ECONNRESET : link_error(p);
-  if (r == 0) {
-    w->c = c;
-    w->len = wire;
-    w->qbytes = wire;
-    w->next = NULL;
-    if (c->pend_tail)
-      c->pend_tail->next = w;
+  do {
+    size_t k = len - off < chunk ? len - off : chunk;
+    size_t wire = net__msg_wire_bytes(k, n->cfg.max_frame);
+    wreq_t *w = malloc(sizeof(*w) + wire);
+    if (!w)
+      r = TANDEM_ENOMEM;
     else
-      c->pend_head = w;
-    c->pend_tail = w;
-    c->queued += wire;
+      r = net__msg_seal_part(&c->tx, chan, buf, len, off, k, n->cfg.max_frame, w->buf);
+    uv_mutex_lock(&n->mu);
+    if (r == 0 && c->state != C_UP)
+      r = p->gen != gen ? TANDEM_ECONNRESET : link_error(p);
+    if (r == 0) {
+      w->c = c;
+      w->len = wire;
+      w->off = 0;
+      w->next = NULL;
+      if (direct_write(c, p, w)) {
+        free(w);
+      } else {
+        w->qbytes = wire - w->off;
+        if (c->pend_tail)
+          c->pend_tail->next = w;
+        else
+          c->pend_head = w;
+        c->pend_tail = w;
+        c->queued += w->qbytes;
+        wake(n);
+      }
+    } else {
+      free(w);
+      /* After an OpenSSL failure the sequence numbers are out of step; after
+       * a failure past the first piece the peer holds half a message. */
+      if ((r == TANDEM_ECRYPTO || off > 0) && c->state == C_UP) {
+        c->want_close = 2;
+        c->kill_err = r;
+        wake(n);
+      }
+    }
+    uv_mutex_unlock(&n->mu);
+    off += k;
+  } while (r == 0 && off < len);
+  uv_mutex_lock(&n->mu);
+  if (r == 0) {
     p->st.payload_sent += len;
     p->st.msgs_sent++;
-    wake(n);
-  } else {
-    free(w);
-    if (r == TANDEM_ECRYPTO && c->state == C_UP) {
-      c->want_close = 2; /* the sequence numbers are out of step */
-      c->kill_err = r;
-      wake(n);
-    }
   }
   uv_mutex_unlock(&n->mu);
   uv_mutex_unlock(&c->send_mu);
