@@ -45,6 +45,7 @@
 typedef struct rmsg_s {
   struct rmsg_s *next;
   uint8_t chan;
+  int user; /* data is a posted receiver's buffer, not ours */
   size_t len;
   unsigned char *data;
 } rmsg_t;
@@ -100,6 +101,8 @@ struct conn_s {
    * whose ciphertext is decrypted in place there; its tag goes to tag. */
   unsigned char *fdst;
   size_t fhave, fneed;
+  int fmsg;    /* fdst is in c->cur */
+  int in_read; /* a read into a posted buffer is under way (alloc_cb to read_cb) */
   unsigned char tag[NET_TAG_BYTES];
   size_t thave, tneed;
   unsigned char *rbuf;
@@ -114,6 +117,22 @@ struct conn_s {
   uint64_t wire_in, wire_out;
 };
 
+/* A receiver's buffer offered to the loop (net_msg_recv): the next message
+ * of chan that starts while nothing of chan is queued, and fits in cap, is
+ * decrypted straight into buf instead of a malloc'd message that the
+ * receiver would copy out and wipe. One per peer; other receivers queue. */
+typedef struct {
+  int active;
+  uint8_t chan;
+  unsigned char *buf;
+  size_t cap;
+  rmsg_t *m;  /* the message being received into buf, or NULL */
+  conn_t *c;  /* its connection */
+  int done;   /* buf holds a whole, authenticated message of len bytes */
+  size_t len;
+  int cancelling; /* the receiver waits for a read into buf to end */
+} post_t;
+
 typedef struct {
   int declared;
   unsigned char pk[NET_KEY_BYTES];
@@ -125,6 +144,7 @@ typedef struct {
   uint64_t up_seq;
   rmsg_t *rq_head, *rq_tail;
   size_t rq_bytes;
+  post_t post;
   net_stats_t st;
 } peer_t;
 
@@ -188,10 +208,42 @@ static void wake(net_node_t *n) {
 static void rmsg_free(rmsg_t *m) {
   if (!m)
     return;
-  if (m->data)
+  if (m->data && !m->user) {
     sodium_memzero(m->data, m->len ? m->len : 1);
-  free(m->data);
+    free(m->data);
+  }
   free(m);
+}
+
+/* Bytes of the message being reassembled on c that are in place so far. */
+static size_t msg_got(const conn_t *c) {
+  return c->cur_off + (c->have_hdr && c->fmsg ? c->fhave : 0);
+}
+
+/* Takes the message being received on c out of its posted buffer, which
+ * the receiver is leaving: what arrived is moved to a buffer of our own (or,
+ * with detach_only, dropped), and the receiver's copy is wiped. The caller
+ * holds node->mu and has made sure no read into the buffer is under way. */
+static int post_detach(conn_t *c, post_t *po, int detach_only) {
+  rmsg_t *m = c->cur;
+  size_t got = msg_got(c);
+  unsigned char *d = NULL;
+  int r = 0;
+  if (!detach_only) {
+    d = malloc(m->len ? m->len : 1);
+    if (d)
+      memcpy(d, m->data, got);
+    else
+      r = TANDEM_ENOMEM; /* the read path sees data == NULL and ends the link */
+  }
+  sodium_memzero(m->data, got ? got : 1);
+  m->data = d;
+  m->user = 0;
+  if (c->fmsg)
+    c->fdst = d ? d + c->cur_off : NULL;
+  po->m = NULL;
+  po->c = NULL;
+  return r;
 }
 
 static void conn_maybe_free(conn_t *c) {
@@ -204,7 +256,7 @@ static void conn_maybe_free(conn_t *c) {
   if (c->cur) {
     /* Only the bytes received so far need wiping (a message cut short may
      * be mostly untouched memory). */
-    size_t got = c->cur_off + (c->fdst == c->cur->data + c->cur_off ? c->fhave : 0);
+    size_t got = msg_got(c);
     c->cur->len = got < c->cur->len ? got : c->cur->len;
     rmsg_free(c->cur);
   }
@@ -274,6 +326,8 @@ static void conn_close(conn_t *c, int err, int graceful) {
   net_node_t *n = c->node;
   if (c->state == C_CLOSING)
     return;
+  if (c->cur && c->cur->user) /* reading stops here: hand the buffer back */
+    (void)post_detach(c, &n->peers[c->peer].post, 1);
   if (c->cr) {
     c->cr->result = err ? err : TANDEM_ECLOSED;
     c->cr->done = 1;
@@ -417,6 +471,13 @@ static int link_up(conn_t *c) {
   return 0;
 }
 
+static int chan_queued(const peer_t *p, uint8_t chan) {
+  for (const rmsg_t *m = p->rq_head; m; m = m->next)
+    if (m->chan == chan)
+      return 1;
+  return 0;
+}
+
 /* Checks a header against the connection state and says where its payload
  * goes. Every length is checked here, before anything is allocated. */
 static int on_header(conn_t *c) {
@@ -458,15 +519,26 @@ static int on_header(conn_t *c) {
         return TANDEM_EPROTO;
     }
     if (!c->cur) {
-      /* The message is allocated at its first header, whose lengths were
-       * just checked, so its ciphertext can be read straight into it. */
+      /* The message is placed at its first header, whose lengths were just
+       * checked, so its ciphertext can be read straight into it: into a
+       * waiting receiver's buffer if it may take this message (nothing of
+       * the channel queued before it), else into memory of our own. */
+      post_t *po = &n->peers[c->peer].post;
       rmsg_t *m = calloc(1, sizeof(*m));
       if (!m)
         return TANDEM_ENOMEM;
-      m->data = malloc(h->msg_len ? h->msg_len : 1);
-      if (!m->data) {
-        free(m);
-        return TANDEM_ENOMEM;
+      if (po->active && !po->m && !po->done && po->chan == h->chan && h->msg_len > 0 &&
+          h->msg_len <= po->cap && !chan_queued(&n->peers[c->peer], h->chan)) {
+        m->data = po->buf;
+        m->user = 1;
+        po->m = m;
+        po->c = c;
+      } else {
+        m->data = malloc(h->msg_len ? h->msg_len : 1);
+        if (!m->data) {
+          free(m);
+          return TANDEM_ENOMEM;
+        }
       }
       m->chan = h->chan;
       m->len = h->msg_len;
@@ -474,6 +546,7 @@ static int on_header(conn_t *c) {
       c->cur_off = 0;
     }
     c->fdst = c->cur->data + c->cur_off;
+    c->fmsg = 1;
     c->fneed = h->len;
     c->fhave = 0;
     c->tneed = NET_TAG_BYTES;
@@ -483,6 +556,7 @@ static int on_header(conn_t *c) {
     return TANDEM_EPROTO;
   }
   c->fdst = c->hsbuf;
+  c->fmsg = 0;
   c->fneed = h->len;
   c->fhave = 0;
   c->tneed = 0;
@@ -513,11 +587,25 @@ static int on_data(conn_t *c) {
   net_node_t *n = c->node;
   peer_t *p = &n->peers[c->peer];
   net__hdr_t *h = &c->h;
-  int r = net__frame_open(&c->rx, h, c->hdr_raw, c->cur->data + c->cur_off, c->tag);
+  int r;
+  if (!c->cur->data)
+    return TANDEM_ENOMEM; /* detached from a posted buffer with no memory */
+  r = net__frame_open(&c->rx, h, c->hdr_raw, c->cur->data + c->cur_off, c->tag);
   if (r)
     return r;
   c->cur_off += h->len;
-  if (h->flags & NET_FF_LAST) {
+  if ((h->flags & NET_FF_LAST) && c->cur->user) {
+    rmsg_t *m = c->cur;
+    c->cur = NULL;
+    p->post.m = NULL;
+    p->post.c = NULL;
+    p->post.done = 1;
+    p->post.len = m->len;
+    p->st.payload_recvd += m->len;
+    p->st.msgs_recvd++;
+    free(m);
+    uv_cond_broadcast(&n->cv);
+  } else if (h->flags & NET_FF_LAST) {
     rmsg_t *m = c->cur;
     c->cur = NULL;
     if (p->rq_tail)
@@ -586,8 +674,18 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   size_t want = READ_CHUNK;
   (void)suggested;
   if (c->have_hdr && c->cur && c->fhave < c->fneed) {
-    size_t left = c->fneed - c->fhave;
-    *buf = uv_buf_init((char *)c->fdst + c->fhave, (unsigned)left);
+    /* A receiver may take its posted buffer back (post_detach) between
+     * reads, so the pointer is read under the lock, and the read marked. */
+    net_node_t *n = c->node;
+    uv_mutex_lock(&n->mu);
+    if (c->fdst) {
+      size_t left = c->fneed - c->fhave;
+      c->in_read = c->cur->user;
+      *buf = uv_buf_init((char *)c->fdst + c->fhave, (unsigned)left);
+    } else {
+      *buf = uv_buf_init(NULL, 0); /* out of memory: read_cb gets UV_ENOBUFS */
+    }
+    uv_mutex_unlock(&n->mu);
     return;
   }
   if (c->cur && c->have_hdr && c->fhave == c->fneed && !(c->h.flags & NET_FF_LAST))
@@ -612,8 +710,17 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   const unsigned char *p = (const unsigned char *)buf->base;
   size_t left;
   uv_mutex_lock(&n->mu);
+  if (c->in_read) {
+    c->in_read = 0;
+    if (c->peer >= 0 && n->peers[c->peer].post.cancelling)
+      uv_cond_broadcast(&n->cv);
+  }
   if (c->state == C_CLOSING || nread == 0)
     goto out;
+  if (c->fmsg && c->have_hdr && !c->fdst) {
+    conn_fail(c, TANDEM_ENOMEM); /* a detached message found no memory */
+    goto out;
+  }
   if (nread < 0) {
     int mid = c->hdr_have > 0 || c->cur != NULL;
     conn_fail(c, nread == UV_ENOBUFS ? TANDEM_ENOMEM : mid ? TANDEM_EPROTO : TANDEM_ECLOSED);
@@ -1284,31 +1391,104 @@ int net_send(net_node_t *n, int id, const void *buf, size_t len) {
   return net_msg_send(n, id, 0, buf, len);
 }
 
+/* Unlinks and returns the first queued message of chan from p, or NULL. */
+static rmsg_t *dequeue(net_node_t *n, peer_t *p, uint8_t chan) {
+  rmsg_t *prev = NULL;
+  for (rmsg_t **pp = &p->rq_head; *pp; prev = *pp, pp = &(*pp)->next) {
+    rmsg_t *m = *pp;
+    if (m->chan != chan)
+      continue;
+    *pp = m->next;
+    if (p->rq_tail == m)
+      p->rq_tail = prev;
+    p->rq_bytes -= m->len;
+    if (p->link && p->link->paused)
+      wake(n);
+    return m;
+  }
+  return NULL;
+}
+
 /* Takes the next message of channel chan from peer id, waiting up to
- * timeout_ms. 0 with *out set, or the error. */
-static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, rmsg_t **out) {
+ * timeout_ms. With buf (cap > 0), the wait posts buf so that the message can
+ * be decrypted straight into it: then 0 is returned with *out NULL and its
+ * length in *len. Else 0 with *out set, or the error. */
+/* Posts buf for the next message of chan from p if the slot is free and
+ * nothing of chan is queued (else the queue serves the receiver). 1 if
+ * posted. Under node->mu. */
+static int post_start(peer_t *p, uint8_t chan, unsigned char *buf, size_t cap) {
+  post_t *po = &p->post;
+  if (!buf || cap == 0 || po->active || chan_queued(p, chan))
+    return 0;
+  memset(po, 0, sizeof(*po));
+  po->active = 1;
+  po->chan = chan;
+  po->buf = buf;
+  po->cap = cap;
+  return 1;
+}
+
+/* Withdraws p's posted buffer. A message half in it (the receiver timed out,
+ * or takes a message queued before it) is moved to the loop's own memory
+ * once no read into the buffer is under way, to complete and be queued for a
+ * later call; a whole one the receiver will not take (its send failed) is
+ * queued as a copy ahead of the rest. Under node->mu. */
+static void post_end(net_node_t *n, peer_t *p) {
+  post_t *po = &p->post;
+  if (po->m) {
+    conn_t *c = po->c;
+    po->cancelling = 1;
+    while (c->in_read)
+      (void)uv_cond_timedwait(&n->cv, &n->mu, 1000000u);
+    if (post_detach(c, po, 0) != 0)
+      wake(n);
+  }
+  memset(po, 0, sizeof(*po));
+}
+
+/* The same when the receiver leaves without the message its buffer holds. */
+static void post_abandon(net_node_t *n, peer_t *p) {
+  post_t *po = &p->post;
+  if (po->done) {
+    rmsg_t *m = calloc(1, sizeof(*m));
+    unsigned char *d = malloc(po->len);
+    if (m && d) {
+      memcpy(d, po->buf, po->len);
+      m->data = d;
+      m->len = po->len;
+      m->chan = po->chan;
+      m->next = p->rq_head;
+      p->rq_head = m;
+      if (!p->rq_tail)
+        p->rq_tail = m;
+      p->rq_bytes += m->len;
+    } else {
+      free(m);
+      free(d); /* the message is lost; the link's next receive cannot tell */
+    }
+  }
+  post_end(n, p);
+}
+
+/* posted: buf was posted by the caller already (net_exchange posts it
+ * before it sends, so that the peer's reply, which may start arriving while
+ * the send is being sealed, lands in it). */
+static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, unsigned char *buf,
+                    size_t cap, int posted, rmsg_t **out, size_t *len) {
   peer_t *p = &n->peers[id];
-  rmsg_t *m = NULL, **pp;
+  post_t *po = &p->post;
+  rmsg_t *m = NULL;
   uint64_t deadline, gen;
   int r = 0;
   uv_mutex_lock(&n->mu);
   deadline = deadline_of(timeout_or_default(n, timeout_ms));
   gen = p->gen;
   for (;;) {
-    rmsg_t *prev = NULL;
-    for (pp = &p->rq_head; *pp; prev = *pp, pp = &(*pp)->next) {
-      if ((*pp)->chan == chan) {
-        m = *pp;
-        *pp = m->next;
-        if (p->rq_tail == m)
-          p->rq_tail = prev;
-        p->rq_bytes -= m->len;
-        if (p->link && p->link->paused)
-          wake(n);
-        break;
-      }
+    if (posted && po->done) {
+      *len = po->len;
+      break;
     }
-    if (m)
+    if ((m = dequeue(n, p, chan)) != NULL)
       break;
     if (p->gen != gen) {
       r = TANDEM_ECONNRESET;
@@ -1318,24 +1498,36 @@ static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, rmsg_t 
       r = link_error(p);
       break;
     }
+    if (!posted && timeout_ms != 0)
+      posted = post_start(p, chan, buf, cap);
     if (wait_until(n, deadline)) {
       r = TANDEM_ETIMEDOUT;
       break;
     }
   }
+  if (posted)
+    post_end(n, p);
   uv_mutex_unlock(&n->mu);
   *out = m;
-  return m ? 0 : r;
+  return r;
 }
 
 int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, size_t *len,
                  int timeout_ms) {
   rmsg_t *m;
+  size_t got = 0;
   int r;
   if (!n || bad_id(id) || (!buf && cap))
     return TANDEM_EINVAL;
-  if ((r = take_msg(n, id, chan, timeout_ms, &m)) != 0)
+  if ((r = take_msg(n, id, chan, timeout_ms, buf, cap, 0, &m, &got)) != 0) {
+    rmsg_free(m);
     return r;
+  }
+  if (!m) { /* decrypted in place */
+    if (len)
+      *len = got;
+    return 0;
+  }
   if (m->len > cap) {
     r = TANDEM_EPROTO;
   } else {
@@ -1356,7 +1548,7 @@ int net_msg_take(net_node_t *n, int id, uint8_t chan, size_t cap, unsigned char 
     return TANDEM_EINVAL;
   *buf = NULL;
   *len = 0;
-  if ((r = take_msg(n, id, chan, timeout_ms, &m)) != 0)
+  if ((r = take_msg(n, id, chan, timeout_ms, NULL, 0, 0, &m, len)) != 0)
     return r;
   if (m->len > cap) {
     rmsg_free(m);
@@ -1379,8 +1571,34 @@ int net_recv(net_node_t *n, int id, void *buf, size_t len) {
 }
 
 int net_exchange(net_node_t *n, int id, const void *sbuf, size_t slen, void *rbuf, size_t rlen) {
-  int r = net_send(n, id, sbuf, slen);
-  if (r)
+  rmsg_t *m = NULL;
+  size_t got = 0;
+  int r, posted;
+  if (!n || bad_id(id) || (!rbuf && rlen))
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  posted = post_start(&n->peers[id], 0, rbuf, rlen);
+  uv_mutex_unlock(&n->mu);
+  r = net_send(n, id, sbuf, slen);
+  if (r) {
+    if (posted) {
+      uv_mutex_lock(&n->mu);
+      post_abandon(n, &n->peers[id]);
+      uv_mutex_unlock(&n->mu);
+    }
     return r;
-  return net_recv(n, id, rbuf, rlen);
+  }
+  r = take_msg(n, id, 0, NET_TIMEOUT_DEFAULT, rbuf, rlen, posted, &m, &got);
+  if (m) {
+    if (r == 0) {
+      if (m->len != rlen)
+        r = TANDEM_EPROTO;
+      else if (rlen)
+        memcpy(rbuf, m->data, rlen);
+    }
+    rmsg_free(m);
+  } else if (r == 0 && got != rlen) {
+    r = TANDEM_EPROTO;
+  }
+  return r;
 }

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "net_harness.h"
 
 typedef struct {
@@ -147,6 +149,54 @@ END_TEST
 START_TEST(oversized) { attack(F_BIGLEN, TANDEM_EPROTO); }
 END_TEST
 
+/* A receiver whose buffer was posted (net_msg_recv) times out while a
+ * message is half in it: the part that arrived moves to the node's memory
+ * and is wiped from the buffer, and the message, once complete, goes whole
+ * to the next receive. */
+typedef struct {
+  net_node_t *n;
+  unsigned char buf[3000];
+  size_t got;
+  int r;
+} late_rx_t;
+
+static void late_rx_main(void *arg) {
+  late_rx_t *l = arg;
+  l->r = net_msg_recv(l->n, 1, 0, l->buf, sizeof(l->buf), &l->got, 400);
+}
+
+START_TEST(posted_recv_timeout) {
+  arena_t a;
+  th_raw_t r;
+  late_rx_t l;
+  uv_thread_t t;
+  unsigned char w[4000], buf[3000];
+  size_t n, got, f = NET_HDR_BYTES + 1000 + NET_TAG_BYTES;
+  arena_up(&a);
+  ck_assert_int_eq(th_raw_open(&r, net_node_port(a.srv), &a.ix, a.is.pk), 0);
+  ck_assert_int_eq(net_accept(a.srv, 1, 1000), 0);
+  memset(&l, 0, sizeof(l));
+  memset(l.buf, 0xee, sizeof(l.buf));
+  l.n = a.srv;
+  ck_assert_int_eq(uv_thread_create(&t, late_rx_main, &l), 0);
+  uv_sleep(100); /* the receiver is waiting with its buffer posted */
+  n = seal(&r, w, 2500); /* three frames */
+  ck_assert_int_eq(th_write(r.fd, w, f + 300), 0); /* a frame and a bit */
+  uv_thread_join(&t);
+  ck_assert_int_eq(l.r, TANDEM_ETIMEDOUT);
+  for (size_t i = 0; i < sizeof(l.buf); i++)
+    ck_assert_msg(l.buf[i] != 0x5a, "plaintext left in a timed-out buffer at %zu", i);
+  ck_assert_int_eq(th_write(r.fd, w + f + 300, n - f - 300), 0);
+  ck_assert_int_eq(net_msg_recv(a.srv, 1, 0, buf, sizeof(buf), &got, 1000), 0);
+  ck_assert_uint_eq(got, 2500);
+  for (size_t i = 0; i < got; i++)
+    ck_assert_uint_eq(buf[i], 0x5a);
+  ck_assert_int_eq(net_peer_up(a.srv, 1), 1);
+  th_raw_close(&r);
+  arena_check_and_free(&a);
+}
+END_TEST
+
 START_TEST(raw_wrong_server_key) {
   arena_t a;
   th_raw_t r;
@@ -170,6 +220,7 @@ Suite *netfault_suite(void) {
   tcase_add_test(tc, reordered);
   tcase_add_test(tc, oversized);
   tcase_add_test(tc, raw_wrong_server_key);
+  tcase_add_test(tc, posted_recv_timeout);
   suite_add_tcase(s, tc);
   return s;
 }
