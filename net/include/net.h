@@ -93,6 +93,21 @@ typedef struct {
    * in which an inbound handshake is rejected). */
   const net_peer_decl_t *peers;
   size_t npeers;
+  /* Optional link emulation, for benchmarks on loopback or a LAN (the
+   * kernel's netem may be missing): applied in user space to every frame
+   * this node sends, on every link, handshakes included. 0 turns each off
+   * (the default; nothing is added then). A frame of s wire bytes leaves at
+   * max(now, the previous frame's departure) + s / emu_rate_bps seconds and
+   * reaches the socket emu_delay_us after it leaves; frames keep their order
+   * and stay counted in queue_bytes until then, so senders still wait on a
+   * full queue (the rate limits them). Set both on both ends for a
+   * symmetric link: the round trip grows by 2 * emu_delay_us. The loop's
+   * timers count milliseconds, so a frame may arrive up to about 1 ms after
+   * its time, never before. Long messages are then queued a frame at a time
+   * (the emulated wire's unit) and senders never write to the socket
+   * themselves. */
+  uint32_t emu_delay_us; /* one-way delay added to each frame (half an RTT) */
+  uint64_t emu_rate_bps; /* bytes per second each link may send */
 } net_config_t;
 
 /* Counters of one peer, summed over every link to it. Payload bytes are

@@ -59,6 +59,7 @@ typedef struct wreq_s {
   size_t len;    /* bytes at buf */
   size_t off;    /* bytes of buf the sender already wrote to the socket */
   size_t qbytes; /* bytes counted in c->queued (0 for handshake frames) */
+  uint64_t due;  /* link emulation: when it may reach the socket (uv_hrtime) */
   unsigned char buf[];
 } wreq_t;
 
@@ -114,6 +115,11 @@ struct conn_s {
   wreq_t *pend_head, *pend_tail;
   unsigned inflight; /* uv_write requests not yet completed */
   size_t queued;
+  /* link emulation (node->emu): frames held until their due time */
+  uv_timer_t emu_timer;
+  wreq_t *emu_head, *emu_tail;
+  uint64_t emu_busy; /* when the emulated wire is free again (uv_hrtime) */
+  int emu_shut;      /* a graceful close waits for the held frames */
   uint64_t wire_in, wire_out;
 };
 
@@ -166,6 +172,7 @@ struct net_node_s {
   int stopping;
   uint64_t up_seq, any_seen;
   int qwaiters; /* callers waiting for a send queue to drain */
+  int emu;      /* link emulation on (cfg.emu_delay_us or cfg.emu_rate_bps) */
   net_node_stats_t st;
 };
 
@@ -246,9 +253,21 @@ static int post_detach(conn_t *c, post_t *po, int detach_only) {
   return r;
 }
 
+static void wreq_list_free(conn_t *c, wreq_t **head, wreq_t **tail) {
+  while (*head) {
+    wreq_t *w = *head;
+    *head = w->next;
+    c->queued -= w->qbytes;
+    free(w);
+  }
+  *tail = NULL;
+}
+
 static void conn_maybe_free(conn_t *c) {
   if (c->handles > 0 || c->refs > 0)
     return;
+  wreq_list_free(c, &c->pend_head, &c->pend_tail);
+  wreq_list_free(c, &c->emu_head, &c->emu_tail);
   net__hs_free(c->hs);
   net__aead_free(&c->tx);
   net__aead_free(&c->rx);
@@ -286,6 +305,8 @@ static void conn_close_handles(conn_t *c) {
     uv_close((uv_handle_t *)&c->tcp, handle_close_cb);
   if (!uv_is_closing((uv_handle_t *)&c->timer))
     uv_close((uv_handle_t *)&c->timer, handle_close_cb);
+  if (c->node->emu && !uv_is_closing((uv_handle_t *)&c->emu_timer))
+    uv_close((uv_handle_t *)&c->emu_timer, handle_close_cb);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
@@ -298,24 +319,72 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 }
 
 static void write_cb(uv_write_t *req, int status);
+static void emu_timer_cb(uv_timer_t *t);
+static void conn_fail(conn_t *c, int err);
 
-/* Hands the queued frames of c to libuv. */
+/* Hands w to libuv (which frees it through write_cb); on failure frees it. */
+static int start_write(conn_t *c, wreq_t *w) {
+  uv_buf_t b = uv_buf_init((char *)w->buf + w->off, (unsigned)(w->len - w->off));
+  int r;
+  w->req.data = w;
+  r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  if (r < 0) {
+    c->queued -= w->qbytes;
+    free(w);
+    return r;
+  }
+  c->inflight++;
+  return 0;
+}
+
+/* Arms c's emulation timer for its first held frame. uv timers count whole
+ * milliseconds from a loop time that may lag, so the timeout is rounded up
+ * and emu_timer_cb checks the real time again. */
+static void emu_arm(conn_t *c) {
+  uint64_t now = uv_hrtime(), due = c->emu_head->due;
+  uint64_t ms = due > now ? (due - now + 999999u) / 1000000u : 0;
+  uv_update_time(&c->node->loop);
+  (void)uv_timer_start(&c->emu_timer, emu_timer_cb, ms, 0);
+}
+
+/* Sends w now, or with link emulation on, when the emulated wire would
+ * deliver it: it leaves once the wire is free and its bytes have been
+ * serialised at emu_rate_bps, and arrives emu_delay_us later. Frames keep
+ * their order (departures only grow), and they stay counted in c->queued
+ * until written, so senders still wait on a full queue. */
+static int emit(conn_t *c, wreq_t *w) {
+  net_node_t *n = c->node;
+  uint64_t now, start;
+  if (!n->emu)
+    return start_write(c, w);
+  now = uv_hrtime();
+  start = c->emu_busy > now ? c->emu_busy : now;
+  if (n->cfg.emu_rate_bps)
+    start += (uint64_t)((double)(w->len - w->off) * 1e9 / (double)n->cfg.emu_rate_bps);
+  c->emu_busy = start;
+  w->due = start + (uint64_t)n->cfg.emu_delay_us * 1000u;
+  w->next = NULL;
+  if (c->emu_tail) {
+    c->emu_tail->next = w;
+    c->emu_tail = w;
+    return 0;
+  }
+  c->emu_head = c->emu_tail = w;
+  emu_arm(c);
+  return 0;
+}
+
+/* Hands the queued frames of c to libuv (or to the emulated wire). */
 static int conn_flush(conn_t *c) {
   while (c->pend_head) {
     wreq_t *w = c->pend_head;
-    uv_buf_t b = uv_buf_init((char *)w->buf + w->off, (unsigned)(w->len - w->off));
     int r;
     c->pend_head = w->next;
     if (!c->pend_head)
       c->pend_tail = NULL;
-    w->req.data = w;
-    r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
-    if (r < 0) {
-      c->queued -= w->qbytes;
-      free(w);
+    r = emit(c, w);
+    if (r < 0)
       return r;
-    }
-    c->inflight++;
   }
   return 0;
 }
@@ -340,22 +409,54 @@ static void conn_close(conn_t *c, int err, int graceful) {
   c->state = C_CLOSING;
   uv_timer_stop(&c->timer);
   if (graceful && uv_is_active((uv_handle_t *)&c->tcp) && conn_flush(c) == 0) {
+    if (c->emu_head) { /* emu_timer_cb shuts down after the held frames */
+      c->emu_shut = 1;
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      goto out;
+    }
     c->shutdown.data = c;
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, shutdown_cb) == 0) {
       uv_read_stop((uv_stream_t *)&c->tcp);
       goto out;
     }
   }
-  while (c->pend_head) {
-    wreq_t *w = c->pend_head;
-    c->pend_head = w->next;
-    c->queued -= w->qbytes;
-    free(w);
-  }
-  c->pend_tail = NULL;
+  wreq_list_free(c, &c->pend_head, &c->pend_tail);
+  wreq_list_free(c, &c->emu_head, &c->emu_tail);
   conn_close_handles(c);
 out:
   uv_cond_broadcast(&n->cv);
+}
+
+/* Writes the held frames that are due, re-arms for the next, and after the
+ * last one finishes a graceful close that waited for them. */
+static void emu_timer_cb(uv_timer_t *t) {
+  conn_t *c = t->data;
+  net_node_t *n = c->node;
+  uint64_t now = uv_hrtime();
+  int r = 0;
+  uv_mutex_lock(&n->mu);
+  while (c->emu_head && c->emu_head->due <= now && r == 0) {
+    wreq_t *w = c->emu_head;
+    c->emu_head = w->next;
+    if (!c->emu_head)
+      c->emu_tail = NULL;
+    r = start_write(c, w);
+  }
+  if (r < 0) {
+    wreq_list_free(c, &c->emu_head, &c->emu_tail);
+    if (c->state == C_CLOSING)
+      conn_close_handles(c);
+    else
+      conn_fail(c, TANDEM_ECLOSED);
+  } else if (c->emu_head) {
+    emu_arm(c);
+  } else if (c->emu_shut) {
+    c->emu_shut = 0;
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
+      conn_close_handles(c);
+  }
+  uv_mutex_unlock(&n->mu);
 }
 
 /* A handshake failed (err) or an established link broke: count and log it. */
@@ -401,8 +502,6 @@ static void write_cb(uv_write_t *req, int status) {
 static int send_hs(conn_t *c, uint8_t type, const unsigned char *payload, size_t len) {
   wreq_t *w = malloc(sizeof(*w) + NET_HDR_BYTES + len);
   net__hdr_t h = {.type = type, .len = (uint32_t)len};
-  uv_buf_t b;
-  int r;
   if (!w)
     return TANDEM_ENOMEM;
   w->c = c;
@@ -413,14 +512,7 @@ static int send_hs(conn_t *c, uint8_t type, const unsigned char *payload, size_t
   net__hdr_put(w->buf, &h);
   if (len)
     memcpy(w->buf + NET_HDR_BYTES, payload, len);
-  w->req.data = w;
-  b = uv_buf_init((char *)w->buf, (unsigned)w->len);
-  r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
-  if (r < 0)
-    free(w);
-  else
-    c->inflight++;
-  return r;
+  return emit(c, w);
 }
 
 /* Makes c, whose handshake just finished, the link of its peer. */
@@ -804,6 +896,11 @@ static conn_t *conn_new(net_node_t *n) {
   c->tcp.data = c;
   c->timer.data = c;
   c->handles = 2;
+  if (n->emu) {
+    uv_timer_init(&n->loop, &c->emu_timer);
+    c->emu_timer.data = c;
+    c->handles = 3;
+  }
   c->next = n->conns;
   n->conns = c;
   uv_timer_start(&c->timer, timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
@@ -1007,6 +1104,7 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
     n->cfg.timeout_ms = NET_DEFAULT_TIMEOUT_MS;
   if (!n->cfg.handshake_timeout_ms)
     n->cfg.handshake_timeout_ms = NET_DEFAULT_HANDSHAKE_MS;
+  n->emu = n->cfg.emu_delay_us > 0 || n->cfg.emu_rate_bps > 0;
   if (uv_mutex_init(&n->mu) != 0) {
     free(n);
     return TANDEM_ENOMEM;
@@ -1278,7 +1376,7 @@ static int link_error(peer_t *p) {
  * keeps the loop from closing it meanwhile. Returns 1 if w went out whole. */
 static int direct_write(conn_t *c, peer_t *p, wreq_t *w) {
   ssize_t k;
-  if (c->pend_head || c->inflight || c->want_close || w->len > DIRECT_MAX)
+  if (c->node->emu || c->pend_head || c->inflight || c->want_close || w->len > DIRECT_MAX)
     return 0;
   do
     k = send(c->fd, w->buf, w->len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -1301,7 +1399,8 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
     return TANDEM_EINVAL;
   if (len > n->cfg.max_msg)
     return TANDEM_EINVAL;
-  chunk = SEAL_CHUNK / n->cfg.max_frame;
+  /* With link emulation a frame is the unit of the emulated wire. */
+  chunk = n->emu ? 1 : SEAL_CHUNK / n->cfg.max_frame;
   chunk = (chunk ? chunk : 1) * n->cfg.max_frame;
   p = &n->peers[id];
   uv_mutex_lock(&n->mu);
