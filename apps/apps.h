@@ -5,7 +5,11 @@
 #ifndef TANDEM_APPS_H
 #define TANDEM_APPS_H
 
+#include <stddef.h>
+
 int tandem_bench_main(int argc, char **argv);
+/* tandem bench --matmul / --model (bench_proto.c), called by tandem_bench_main. */
+int tandem_bench_proto_main(int argc, char **argv);
 int tandem_keygen_main(int argc, char **argv);
 int tandem_party_main(int argc, char **argv);
 int tandem_dealer_main(int argc, char **argv);
@@ -15,12 +19,18 @@ int tandem_run_main(int argc, char **argv);
 int tandem_demo_main(int argc, char **argv);
 
 /* One option of a command: --name VALUE into *value, or the flag --name
- * setting *flag to 1 (value NULL). */
+ * setting *flag to 1 (value NULL). With count set, the option may be given up
+ * to max times: value is then an array of max strings, filled in order, and
+ * *count says how many were given (one more is a usage error). */
 typedef struct {
   const char *name;
   const char **value;
   int *flag;
+  size_t *count;
+  size_t max;
 } tandem_opt_t;
+
+#define TANDEM_MAX_TENSORS 8 /* --input / --output files of one query */
 
 /* Parses argv (getopt_long, long options only) against opts, a table ended
  * by a NULL name. Returns -1 when the command should go on, 0 after printing

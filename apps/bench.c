@@ -169,6 +169,9 @@ static void usage(FILE *out) {
           "       tandem bench --kernel prg|trunc [--reps R] [--json]\n"
           "       tandem bench --net [--iters N] [--bytes B] [--reps R] "
           "[--json]\n"
+          "       tandem bench --matmul MxKxN | --model M.onnx ... (private "
+          "workloads:\n"
+          "                    'tandem bench --matmul 1x1x1 --help')\n"
           "\n"
           "Measures a kernel, or the transport, against a baseline timed in "
           "the same run\n"
@@ -1233,6 +1236,10 @@ int tandem_bench_main(int argc, char **argv) {
   report_t *rep = NULL;
   int rc;
 
+  /* The protocol workloads have their own options (bench_proto.c). */
+  for (int i = 1; i < argc; i++)
+    if (strncmp(argv[i], "--matmul", 8) == 0 || strncmp(argv[i], "--model", 7) == 0)
+      return tandem_bench_proto_main(argc, argv);
   memset(&o, 0, sizeof o);
   o.threads = 1;
   for (int i = 1; i < argc; i++) {

@@ -80,12 +80,26 @@ int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, c
   int rc = mpc_onnx_load(onnx_path, &g, &w, err, errlen);
   if (rc != 0)
     return rc;
+  rc = cli_share_graph(s, &g, &w, name, err, errlen);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  return rc;
+}
+
+int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t *w,
+                    const char *name, char *err, size_t errlen) {
+  int rc;
+  if (!cl_name_ok(name)) {
+    snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
+             name);
+    return TANDEM_EINVAL;
+  }
   uint8_t *gb = NULL, *payload = NULL;
   size_t glen = 0, plen = 0;
   mpc_plan_t *plan = NULL;
-  if ((rc = mpc_plan_new(&plan, &g, 1, err, errlen)) != 0)
+  if ((rc = mpc_plan_new(&plan, g, 1, err, errlen)) != 0)
     goto done;
-  if ((rc = mpc_graph_save(&g, &gb, &glen)) != 0) {
+  if ((rc = mpc_graph_save(g, &gb, &glen)) != 0) {
     snprintf(err, errlen, "cannot serialise the graph: %s", tandem_strerror(rc));
     goto done;
   }
@@ -102,7 +116,7 @@ int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, c
   cl_link_t link;
   cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag);
   char why[512] = "";
-  if ((rc = mpc_owner_share(plan, &w, &link.base, why, sizeof why)) != 0) {
+  if ((rc = mpc_owner_share(plan, w, &link.base, why, sizeof why)) != 0) {
     snprintf(err, errlen, "sharing the weights failed: %s",
              why[0] ? why : tandem_strerror(rc));
     goto done;
@@ -116,23 +130,29 @@ done:
   free(payload);
   free(gb);
   mpc_plan_free(plan);
-  mpc_weights_close(&w);
-  mpc_graph_close(&g);
   return rc;
 }
 
-int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
-              mpc_ftensor_t *out, cli_stats_t *st, char *err, size_t errlen) {
+int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, size_t ninputs,
+              mpc_ftensor_t *outputs, size_t noutputs, cli_stats_t *st, char *err,
+              size_t errlen) {
   memset(st, 0, sizeof *st);
   double t0 = cl_now();
-  if (input->shape.ndim == 0 || input->shape.dim[0] == 0) {
+  if (ninputs == 0 || inputs[0].shape.ndim == 0 || inputs[0].shape.dim[0] == 0) {
     snprintf(err, errlen, "the input has no batch dimension");
     return TANDEM_ESHAPE;
+  }
+  for (size_t i = 1; i < ninputs; i++) {
+    if (inputs[i].shape.ndim == 0 || inputs[i].shape.dim[0] != inputs[0].shape.dim[0]) {
+      snprintf(err, errlen, "input %zu has another batch size than input 1 (%zu)", i + 1,
+               inputs[0].shape.dim[0]);
+      return TANDEM_ESHAPE;
+    }
   }
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_REQ;
-  h.batch = input->shape.dim[0];
+  h.batch = inputs[0].shape.dim[0];
   snprintf(h.name, sizeof h.name, "%s", name);
   int rc = cl_ctrl_send(s->node, CL_DEALER, &h, NULL, 0);
   if (rc != 0) {
@@ -154,17 +174,17 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
     mpc_graph_close(&g);
     return rc;
   }
-  if (mpc_plan_ninputs(plan) != 1 || mpc_plan_noutputs(plan) != 1) {
-    snprintf(err, errlen, "model %s has %zu inputs and %zu outputs (tandem infer takes one "
-                          "of each)", name, mpc_plan_ninputs(plan), mpc_plan_noutputs(plan));
-    rc = TANDEM_EUNSUPOP;
+  if (mpc_plan_ninputs(plan) != ninputs || mpc_plan_noutputs(plan) != noutputs) {
+    snprintf(err, errlen, "model %s has %zu inputs and %zu outputs, not %zu and %zu", name,
+             mpc_plan_ninputs(plan), mpc_plan_noutputs(plan), ninputs, noutputs);
+    rc = TANDEM_ESHAPE;
     /* The parties already expect this query: they time out on it. */
     goto done;
   }
   cl_link_t link;
   cl_link_init(&link, s->node, MPC_CLIENT, s->self, h.tag);
   err[0] = '\0';
-  rc = mpc_client_run(plan, &link.base, input, out, err, errlen);
+  rc = mpc_client_run(plan, &link.base, inputs, outputs, err, errlen);
   if (rc != 0) {
     /* A party that gave up on the query says why on the control channel.
      * When one party's failure made the other's (a dropped link), the cause
@@ -193,12 +213,15 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
     goto done;
   }
   st->client_offline = link.base.stats.recvd[MPC_DEALER][MPC_PHASE_OFFLINE];
+  st->ngates = mpc_plan_ngates(plan);
+  st->gate_offline_s = calloc(st->ngates + 1, sizeof(double));
+  st->gate_online_s = calloc(st->ngates + 1, sizeof(double));
   for (int id = CL_P0; id <= CL_P1; id++) {
     uint8_t *payload = NULL;
     size_t plen = 0;
     cl_ctrl_t a;
     rc = wait_ctrl(s, id, CL_MSG_ACK, &a, &payload, &plen, err, errlen);
-    if (rc == 0 && plen == sizeof(cl_party_stats_t)) {
+    if (rc == 0 && plen >= sizeof(cl_party_stats_t)) {
       cl_party_stats_t ps;
       memcpy(&ps, payload, sizeof ps);
       if (ps.rounds > st->rounds)
@@ -210,9 +233,22 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
       if (ps.offline_s > st->offline_s)
         st->offline_s = ps.offline_s;
     }
+    /* Each gate's times follow the stats (a party that sends none leaves 0). */
+    if (rc == 0 && plen == sizeof(cl_party_stats_t) + st->ngates * 2 * sizeof(double) &&
+        st->gate_offline_s != NULL && st->gate_online_s != NULL) {
+      for (size_t i = 0; i < st->ngates; i++) {
+        double t[2];
+        memcpy(t, payload + sizeof(cl_party_stats_t) + i * sizeof t, sizeof t);
+        if (t[0] > st->gate_offline_s[i])
+          st->gate_offline_s[i] = t[0];
+        if (t[1] > st->gate_online_s[i])
+          st->gate_online_s[i] = t[1];
+      }
+    }
     free(payload);
     if (rc != 0) {
-      mpc_ftensor_close(out);
+      for (size_t i = 0; i < noutputs; i++)
+        mpc_ftensor_close(&outputs[i]);
       goto done;
     }
   }
@@ -221,6 +257,42 @@ done:
   mpc_plan_free(plan);
   mpc_graph_close(&g);
   return rc;
+}
+
+void cli_stats_close(cli_stats_t *st) {
+  free(st->gate_offline_s);
+  free(st->gate_online_s);
+  st->gate_offline_s = st->gate_online_s = NULL;
+  st->ngates = 0;
+}
+
+int cli_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, char *err,
+                     size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = mpc_tensor_load(paths[i], &t[i], err, errlen);
+    if (rc != 0) {
+      cli_tensors_close(t, i);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+int cli_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t *t, char *err,
+                     size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = mpc_tensor_save(paths[i], &t[i]);
+    if (rc != 0) {
+      snprintf(err, errlen, "%s: %s", paths[i], tandem_strerror(rc));
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void cli_tensors_close(mpc_ftensor_t *t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    mpc_ftensor_close(&t[i]);
 }
 
 int cli_stats_write(const char *path, const cli_stats_t *st) {

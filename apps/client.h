@@ -20,6 +20,9 @@ void cli_close(cli_session_t *s);
  * the weight shares to the parties, and waits until both parties stored it. */
 int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, char *err,
                     size_t errlen);
+/* The same for a graph and weights already in memory (not kept). */
+int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t *w,
+                    const char *name, char *err, size_t errlen);
 
 /* Figures of one query. */
 typedef struct {
@@ -30,12 +33,29 @@ typedef struct {
   double online_s, offline_s; /* the slower party's */
   double wall_s;              /* the whole query at the client */
   int waited;                 /* the dealer made the preprocessing on demand */
+  /* Per gate of the query's plan (ngates entries, the slower party's), or
+   * NULL: malloc'd by cli_query, freed by cli_stats_close. */
+  size_t ngates;
+  double *gate_offline_s, *gate_online_s;
 } cli_stats_t;
 
-/* One private inference of model `name` on one input tensor (its first
- * dimension is the batch); *out is initialised by the callee. */
-int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *input,
-              mpc_ftensor_t *out, cli_stats_t *st, char *err, size_t errlen);
+/* One private inference of model `name` on the graph's inputs (ninputs
+ * tensors, in graph order, each with the batch as its first dimension); the
+ * model's noutputs outputs are initialised by the callee. *st is filled (free
+ * it with cli_stats_close) whether or not the query succeeds. */
+int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, size_t ninputs,
+              mpc_ftensor_t *outputs, size_t noutputs, cli_stats_t *st, char *err,
+              size_t errlen);
+void cli_stats_close(cli_stats_t *st);
+
+/* Loads n tensor files (.npy or .pb) into t[0..n-1]; on failure none is left
+ * open and err names the file. */
+int cli_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, char *err,
+                     size_t errlen);
+/* Saves t[i] to paths[i]; err names a file that failed. Closes nothing. */
+int cli_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t *t, char *err,
+                     size_t errlen);
+void cli_tensors_close(mpc_ftensor_t *t, size_t n);
 
 /* Writes the --stats JSON object. */
 int cli_stats_write(const char *path, const cli_stats_t *st);

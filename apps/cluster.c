@@ -101,6 +101,13 @@ static int on_entry(void *user, const char *section, const char *key, const char
       c->queue_bytes = (size_t)u;
     else if (strcmp(key, "pool") == 0 && parse_uint(value, 64, &u) == 0)
       c->pool = (unsigned)u;
+    else if (strcmp(key, "threads") == 0 && parse_uint(value, 64, &u) == 0)
+      c->threads = (unsigned)u;
+    else if (strcmp(key, "emulate_delay_us") == 0 && parse_uint(value, 10000000, &u) == 0)
+      c->emulate_delay_us = (unsigned long)u;
+    else if (strcmp(key, "emulate_rate_bps") == 0 &&
+             parse_uint(value, 1000000000000ull, &u) == 0)
+      c->emulate_rate_bps = u;
     else
       return set_err(p, "[cluster] %s = %s: unknown key or bad value", key, value);
     return 1;

@@ -46,6 +46,14 @@ typedef struct {
   int timeout_ms;          /* every blocking wait (default 30000) */
   size_t max_frame, max_msg, queue_bytes;
   unsigned pool;           /* dealer: preprocessed queries kept per model */
+  /* Benchmarks: every link of every process delayed by emulate_delay_us one
+   * way and limited to emulate_rate_bps bytes/s (net/'s emulation); 0: off. */
+  unsigned long emulate_delay_us;
+  /* Kernel threads of each compute party (0: one per core). A cluster whose
+   * parties share one machine gives each its half. The dealer keeps every
+   * core: it works while the parties wait. */
+  unsigned threads;
+  unsigned long long emulate_rate_bps;
 } cl_config_t;
 
 /* Reads an INI config (inih). Relative paths are taken from the config's

@@ -14,7 +14,7 @@
 int tandem_keygen_main(int argc, char **argv) {
   static const char use[] = "usage: tandem keygen --out DIR --id NAME";
   const char *out = NULL, *id = NULL;
-  const tandem_opt_t opts[] = {{"out", &out, NULL}, {"id", &id, NULL}, {NULL, NULL, NULL}};
+  const tandem_opt_t opts[] = {{"out", &out, NULL, NULL, 0}, {"id", &id, NULL, NULL, 0}, {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub.\n");
   if (rc >= 0)
@@ -66,9 +66,9 @@ int tandem_keygen_main(int argc, char **argv) {
 int tandem_share_model_main(int argc, char **argv) {
   static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
-  const tandem_opt_t opts[] = {{"config", &config, NULL}, {"model", &model, NULL},
-                               {"name", &name, NULL},     {"as", &as, NULL},
-                               {NULL, NULL, NULL}};
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"model", &model, NULL, NULL, 0},
+                               {"name", &name, NULL, NULL, 0},     {"as", &as, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "The model owner secret-shares the weights of M.onnx between the parties;\n"
                        "only the public graph reaches the dealer.\n");
@@ -108,18 +108,25 @@ int tandem_share_model_main(int argc, char **argv) {
 
 int tandem_infer_main(int argc, char **argv) {
   static const char use[] = "usage: tandem infer --config FILE --model NAME --input X "
-                            "--output Y [--stats FILE] [--as CLIENT]";
-  const char *config = NULL, *model = NULL, *input = NULL, *output = NULL, *stats = NULL,
-             *as = "client";
-  const tandem_opt_t opts[] = {{"config", &config, NULL}, {"model", &model, NULL},
-                               {"input", &input, NULL},   {"output", &output, NULL},
-                               {"stats", &stats, NULL},   {"as", &as, NULL},
-                               {NULL, NULL, NULL}};
+                            "[--input X2 ...] --output Y [--output Y2 ...] [--stats FILE] "
+                            "[--as CLIENT]";
+  const char *config = NULL, *model = NULL, *stats = NULL, *as = "client";
+  const char *in[TANDEM_MAX_TENSORS], *out[TANDEM_MAX_TENSORS];
+  size_t nin = 0, nout = 0;
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0},
+                               {"model", &model, NULL, NULL, 0},
+                               {"input", in, NULL, &nin, TANDEM_MAX_TENSORS},
+                               {"output", out, NULL, &nout, TANDEM_MAX_TENSORS},
+                               {"stats", &stats, NULL, NULL, 0},
+                               {"as", &as, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
-                       "Runs one private inference; X and Y are .npy or .pb (ONNX TensorProto).\n");
+                       "Runs one private inference; X and Y are .npy or .pb (ONNX TensorProto),\n"
+                       "one --input per graph input and one --output per graph output, in the\n"
+                       "graph's order.\n");
   if (rc >= 0)
     return rc;
-  if (config == NULL || model == NULL || input == NULL || output == NULL) {
+  if (config == NULL || model == NULL || nin == 0 || nout == 0) {
     fprintf(stderr, "%s\n", use);
     return 2;
   }
@@ -136,21 +143,22 @@ int tandem_infer_main(int argc, char **argv) {
     tandem_app_error("infer", "%s: no client section named '%s'", config, as);
     return 1;
   }
-  mpc_ftensor_t x, y;
-  if (mpc_tensor_load(input, &x, err, sizeof err) != 0) {
+  mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
+  if (cli_tensors_load(in, nin, x, err, sizeof err) != 0) {
     tandem_app_error("infer", "%s", err);
     return 1;
   }
   cli_session_t s;
   if (cli_open(&s, &cfg, self, err, sizeof err) != 0) {
-    mpc_ftensor_close(&x);
+    cli_tensors_close(x, nin);
     tandem_app_error("infer", "%s", err);
     return 1;
   }
   cli_stats_t st;
-  rc = cli_query(&s, model, &x, &y, &st, err, sizeof err);
+  rc = cli_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
   cli_close(&s);
-  mpc_ftensor_close(&x);
+  cli_tensors_close(x, nin);
+  cli_stats_close(&st);
   if (rc != 0) {
     tandem_app_error("infer", "%s", err);
     return 1;
@@ -158,10 +166,10 @@ int tandem_infer_main(int argc, char **argv) {
   if (st.waited)
     fprintf(stderr, "tandem infer: note: the dealer had no preprocessing ready for this "
                     "query and made it on demand\n");
-  rc = mpc_tensor_save(output, &y);
-  mpc_ftensor_close(&y);
+  rc = cli_tensors_save(out, nout, y, err, sizeof err);
+  cli_tensors_close(y, nout);
   if (rc != 0) {
-    tandem_app_error("infer", "%s: %s", output, tandem_strerror(rc));
+    tandem_app_error("infer", "%s", err);
     return 1;
   }
   if (stats != NULL && (rc = cli_stats_write(stats, &st)) != 0) {

@@ -571,7 +571,7 @@ static void *reader_main(void *arg) {
 int tandem_dealer_main(int argc, char **argv) {
   static const char use[] = "usage: tandem dealer --config FILE";
   const char *config = NULL;
-  const tandem_opt_t opts[] = {{"config", &config, NULL}, {NULL, NULL, NULL}};
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use, "Runs the dealer until SIGINT or SIGTERM.\n");
   if (rc >= 0)
     return rc;

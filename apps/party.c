@@ -23,6 +23,7 @@
 
 #include "apps.h"
 #include "daemon.h"
+#include "kern.h"
 
 typedef struct {
   const cl_config_t *cfg;
@@ -191,7 +192,23 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
   st.offline_recvd = s->recvd[MPC_DEALER][MPC_PHASE_OFFLINE];
   st.online_s = s->seconds[MPC_PHASE_ONLINE];
   st.offline_s = s->seconds[MPC_PHASE_OFFLINE];
-  send_status(P, client, CL_MSG_ACK, h, 0, &st, sizeof st);
+  /* The stats, then each gate's offline and online seconds (for bench
+   * --by-gate); the client sizes the list from its own plan. */
+  size_t ng = mpc_plan_ngates(pl->plan);
+  size_t alen = sizeof st + ng * 2 * sizeof(double);
+  uint8_t *ack = malloc(alen);
+  if (ack != NULL) {
+    memcpy(ack, &st, sizeof st);
+    for (size_t i = 0; i < ng; i++) {
+      double t[2];
+      if (mpc_party_gate_times(pl->obj, i, &t[0], &t[1]) != 0)
+        t[0] = t[1] = 0;
+      memcpy(ack + sizeof st + i * sizeof t, t, sizeof t);
+    }
+  }
+  send_status(P, client, CL_MSG_ACK, h, 0, ack != NULL ? (void *)ack : (void *)&st,
+              ack != NULL ? alen : sizeof st);
+  free(ack);
   dm_log(P->who, "query %llu (%s, batch %llu, client %d): ok, %llu rounds, %.2f ms online",
          (unsigned long long)h->seq, h->name, (unsigned long long)h->batch, client,
          (unsigned long long)st.rounds, 1e3 * st.online_s);
@@ -200,8 +217,8 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
 int tandem_party_main(int argc, char **argv) {
   static const char use[] = "usage: tandem party --config FILE --id p0|p1";
   const char *config = NULL, *id = NULL;
-  const tandem_opt_t opts[] = {{"config", &config, NULL}, {"id", &id, NULL},
-                               {NULL, NULL, NULL}};
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"id", &id, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use, "Runs a compute party until SIGINT or SIGTERM.\n");
   if (rc >= 0)
     return rc;
@@ -217,6 +234,10 @@ int tandem_party_main(int argc, char **argv) {
   char err[1024];
   if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
     tandem_app_error("party", "%s", err);
+    return 1;
+  }
+  if (cfg.threads > 0 && kern_set_threads((int)cfg.threads) != 0) {
+    tandem_app_error("party", "%s: bad threads = %u", config, cfg.threads);
     return 1;
   }
   party_t P;

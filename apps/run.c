@@ -28,326 +28,101 @@
 
 #include "apps.h"
 #include "client.h"
-
-/* ---- the throw-away cluster ---------------------------------------------------- */
-
-typedef struct {
-  char dir[256];
-  char config[300];
-  pid_t pid[3]; /* p0, p1, dealer */
-  cl_config_t cfg;
-} lcluster_t;
-
-static const char *const daemon_names[3] = {"p0", "p1", "dealer"};
-
-/* A port free now, below the kernel's range of ephemeral ports (read from
- * /proc, 32768 by default): a port in that range can be given to an outgoing
- * connection, and a dial to a daemon not yet listening there can then
- * connect the socket to itself. Another process could take the port before
- * the daemon binds; the daemon then fails with a clear "address in use". */
-static int free_port(void) {
-  unsigned lo = 32768;
-  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-  if (f != NULL) {
-    if (fscanf(f, "%u", &lo) != 1 || lo < 2048 || lo > 65535)
-      lo = 32768;
-    fclose(f);
-  }
-  for (int attempt = 0; attempt < 200; attempt++) {
-    uint32_t r = randombytes_uniform(lo - 1024);
-    int port = 1024 + (int)r;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-      return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    if (ok)
-      return port;
-  }
-  return -1;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-
-static int make_key(const char *dir, const char *name, char *hex) {
-  unsigned char pk[NET_KEY_BYTES];
-  unsigned char *sk = sodium_malloc(NET_KEY_BYTES);
-  if (sk == NULL)
-    return TANDEM_ENOMEM;
-  net_keypair(pk, sk);
-  char path[400];
-  snprintf(path, sizeof path, "%s/%s.key", dir, name);
-  int rc = net_key_save(path, sk);
-  sodium_free(sk);
-  sodium_bin2hex(hex, 2 * NET_KEY_BYTES + 1, pk, NET_KEY_BYTES);
-  return rc;
-}
-
-static void lc_stop(lcluster_t *c) {
-  for (int i = 0; i < 3; i++)
-    if (c->pid[i] > 0)
-      kill(c->pid[i], SIGTERM);
-  for (int i = 0; i < 3; i++) {
-    if (c->pid[i] <= 0)
-      continue;
-    int status;
-    for (int t = 0; t < 100; t++) {
-      if (waitpid(c->pid[i], &status, WNOHANG) != 0)
-        goto reaped;
-      struct timespec ts = {0, 50 * 1000 * 1000};
-      nanosleep(&ts, NULL);
-    }
-    kill(c->pid[i], SIGKILL);
-    waitpid(c->pid[i], &status, 0);
-  reaped:
-    c->pid[i] = 0;
-  }
-  if (c->dir[0] != '\0' && getenv("TANDEM_KEEP_TMP") == NULL)
-    nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-  c->dir[0] = '\0';
-}
-
-/* Prints the tail of a daemon's log (after a failure). */
-static void lc_show_logs(const lcluster_t *c) {
-  for (int i = 0; i < 3; i++) {
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s.log", c->dir, daemon_names[i]);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-      continue;
-    char line[1024];
-    while (fgets(line, sizeof line, f) != NULL)
-      fprintf(stderr, "  %s", line);
-    fclose(f);
-  }
-}
-
-static volatile sig_atomic_t lc_interrupted;
-static void lc_on_signal(int sig) {
-  (void)sig;
-  lc_interrupted = 1;
-}
-
-/* SIGINT/SIGTERM end the run or demo cleanly (the daemons are stopped and
- * the directory removed); a dead peer's socket is an error, not a signal. */
-static void lc_signals(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = lc_on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-}
-
-static int lc_start(lcluster_t *c, const char *cmd, char *err, size_t errlen) {
-  memset(c, 0, sizeof *c);
-  const char *tmp = getenv("TMPDIR");
-  snprintf(c->dir, sizeof c->dir, "%s/tandem-XXXXXX", tmp != NULL ? tmp : "/tmp");
-  if (mkdtemp(c->dir) == NULL) {
-    snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
-    c->dir[0] = '\0';
-    return -errno;
-  }
-  static const char *const names[5] = {"p0", "p1", "dealer", "owner", "client"};
-  char hex[5][2 * NET_KEY_BYTES + 1];
-  for (int i = 0; i < 5; i++)
-    if (make_key(c->dir, names[i], hex[i]) != 0) {
-      snprintf(err, errlen, "cannot write keys in %s", c->dir);
-      lc_stop(c);
-      return TANDEM_EIO;
-    }
-  int port[3];
-  for (int i = 0; i < 3; i++)
-    if ((port[i] = free_port()) <= 0) {
-      snprintf(err, errlen, "no free loopback port");
-      lc_stop(c);
-      return TANDEM_EIO;
-    }
-  snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
-  FILE *f = fopen(c->config, "w");
-  if (f == NULL) {
-    snprintf(err, errlen, "%s: %s", c->config, strerror(errno));
-    lc_stop(c);
-    return TANDEM_EIO;
-  }
-  const char *timeout = getenv("TANDEM_TIMEOUT_MS");
-  fprintf(f, "; made by tandem %s, deleted when it ends\n[cluster]\ntimeout_ms = %s\n"
-             "pool = 2\n\n", cmd, timeout != NULL ? timeout : "30000");
-  for (int i = 0; i < 3; i++)
-    fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n\n",
-            names[i], port[i], hex[i], names[i], names[i]);
-  fprintf(f, "[owner]\npubkey = %s\nkey = owner.key\n\n[client]\npubkey = %s\nkey = "
-             "client.key\n", hex[3], hex[4]);
-  fclose(f);
-  char why[512];
-  if (cl_config_load(c->config, &c->cfg, why, sizeof why) != 0) {
-    snprintf(err, errlen, "%s", why);
-    lc_stop(c);
-    return TANDEM_ECONFIG;
-  }
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) {
-    snprintf(err, errlen, "cannot find the tandem binary");
-    lc_stop(c);
-    return TANDEM_EIO;
-  }
-  self[n] = '\0';
-  /* The dealer first: the parties dial it. */
-  static const int order[3] = {2, 1, 0};
-  for (int k = 0; k < 3; k++) {
-    int i = order[k];
-    char log[400];
-    snprintf(log, sizeof log, "%s/%s.log", c->dir, daemon_names[i]);
-    pid_t pid = fork();
-    if (pid < 0) {
-      snprintf(err, errlen, "fork: %s", strerror(errno));
-      lc_stop(c);
-      return TANDEM_EIO;
-    }
-    if (pid == 0) {
-      int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (fd >= 0) {
-        dup2(fd, 2);
-        close(fd);
-      }
-      int nul = open("/dev/null", O_RDWR);
-      if (nul >= 0) {
-        dup2(nul, 0);
-        dup2(nul, 1);
-        close(nul);
-      }
-      /* Nothing of the caller's (pipes, sockets) leaks into a daemon. */
-      long maxfd = sysconf(_SC_OPEN_MAX);
-      for (long cfd = 3; cfd < (maxfd > 0 && maxfd < 65536 ? maxfd : 65536); cfd++)
-        close((int)cfd);
-      if (i == 2)
-        execl(self, "tandem", "dealer", "--config", c->config, (char *)NULL);
-      else
-        execl(self, "tandem", "party", "--config", c->config, "--id", daemon_names[i],
-              (char *)NULL);
-      _exit(127);
-    }
-    c->pid[i] = pid;
-  }
-  return 0;
-}
-
-/* A daemon that exited already (a port taken, a bad key) is an error now
- * rather than a timeout later. */
-static int lc_check(lcluster_t *c, char *err, size_t errlen) {
-  /* A daemon may be exiting just now: look for half a second. */
-  for (int t = 0; t < 10; t++) {
-    for (int i = 0; i < 3; i++) {
-      int status;
-      if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
-        c->pid[i] = 0;
-        snprintf(err, errlen, "the %s daemon exited early; its log:", daemon_names[i]);
-        return TANDEM_EIO;
-      }
-    }
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  return 0;
-}
+#include "lcluster.h"
 
 /* ---- tandem run -------------------------------------------------------------------- */
 
 int tandem_run_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem run --model M.onnx --input X --output Y "
-                            "[--plaintext] [--stats FILE]";
-  const char *model = NULL, *input = NULL, *output = NULL, *stats = NULL;
+  static const char use[] = "usage: tandem run --model M.onnx --input X [--input X2 ...] "
+                            "--output Y [--output Y2 ...] [--plaintext] [--stats FILE]";
+  const char *model = NULL, *stats = NULL;
+  const char *in[TANDEM_MAX_TENSORS], *out[TANDEM_MAX_TENSORS];
+  size_t nin = 0, nout = 0;
   int plaintext = 0;
-  const tandem_opt_t opts[] = {{"model", &model, NULL},   {"input", &input, NULL},
-                               {"output", &output, NULL}, {"stats", &stats, NULL},
-                               {"plaintext", NULL, &plaintext}, {NULL, NULL, NULL}};
+  const tandem_opt_t opts[] = {{"model", &model, NULL, NULL, 0},
+                               {"input", in, NULL, &nin, TANDEM_MAX_TENSORS},
+                               {"output", out, NULL, &nout, TANDEM_MAX_TENSORS},
+                               {"stats", &stats, NULL, NULL, 0},
+                               {"plaintext", NULL, &plaintext, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "Starts P0, P1 and the dealer on loopback with throw-away keys, shares the\n"
                        "model, runs one private inference and cleans up. --plaintext evaluates the\n"
-                       "model in the clear instead (the reference).\n");
+                       "model in the clear instead (the reference). One --input per graph input\n"
+                       "and one --output per graph output, in the graph's order.\n");
   if (rc >= 0)
     return rc;
-  if (model == NULL || input == NULL || output == NULL) {
+  if (model == NULL || nin == 0 || nout == 0) {
     fprintf(stderr, "%s\n", use);
     return 2;
   }
   if (sodium_init() < 0)
     return 1;
   char err[1024];
-  mpc_ftensor_t x, y;
-  if (mpc_tensor_load(input, &x, err, sizeof err) != 0) {
+  mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
+  if (cli_tensors_load(in, nin, x, err, sizeof err) != 0) {
     tandem_app_error("run", "%s", err);
     return 1;
   }
-  /* The model is imported here first, so that a bad file is reported before
-   * any process starts. */
+  /* The model is imported here first, so that a bad file or a wrong number
+   * of tensors is reported before any process starts. */
   mpc_graph_t g;
   mpc_weights_t w;
   if (mpc_onnx_load(model, &g, &w, err, sizeof err) != 0) {
-    mpc_ftensor_close(&x);
+    cli_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
   }
-  if (plaintext) {
-    mpc_ftensor_t outs[1];
-    size_t nout = 0;
-    for (size_t i = 0; i < g.nnodes; i++)
-      nout += g.nodes[i].op == MPC_OP_OUTPUT;
-    size_t nin = 0;
-    for (size_t i = 0; i < g.nnodes; i++)
-      nin += g.nodes[i].op == MPC_OP_INPUT;
-    if (nout != 1 || nin != 1) {
-      tandem_app_error("run", "%s: %zu inputs and %zu outputs (run takes one of each)", model,
-                       nin, nout);
-      rc = 1;
-    } else if ((rc = mpc_eval_float(&g, &w, &x, outs)) != 0) {
+  size_t gin = 0, gout = 0;
+  rc = 0;
+  for (size_t i = 0; i < g.nnodes; i++) {
+    gin += g.nodes[i].op == MPC_OP_INPUT;
+    gout += g.nodes[i].op == MPC_OP_OUTPUT;
+  }
+  if (gin != nin || gout != nout) {
+    tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
+                     "--output (got %zu and %zu)", model, gin, gout, nin, nout);
+    rc = 1;
+  } else if (plaintext) {
+    if ((rc = mpc_eval_float(&g, &w, x, y)) != 0) {
       tandem_app_error("run", "%s: %s (input shape or values)", model, tandem_strerror(rc));
       rc = 1;
     } else {
-      rc = mpc_tensor_save(output, &outs[0]);
-      mpc_ftensor_close(&outs[0]);
-      if (rc != 0) {
-        tandem_app_error("run", "%s: %s", output, tandem_strerror(rc));
-        rc = 1;
-      }
+      rc = cli_tensors_save(out, nout, y, err, sizeof err) != 0;
+      if (rc)
+        tandem_app_error("run", "%s", err);
+      cli_tensors_close(y, nout);
     }
-    mpc_weights_close(&w);
-    mpc_graph_close(&g);
-    mpc_ftensor_close(&x);
-    return rc;
   }
   mpc_weights_close(&w);
   mpc_graph_close(&g);
+  if (rc != 0 || plaintext) {
+    cli_tensors_close(x, nin);
+    return rc;
+  }
   lc_signals();
   lcluster_t c;
-  if (lc_start(&c, "run", err, sizeof err) != 0) {
-    mpc_ftensor_close(&x);
+  if (lc_start(&c, "run", NULL, err, sizeof err) != 0) {
+    cli_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
   }
   cli_session_t owner, client;
   cli_stats_t st;
+  memset(&st, 0, sizeof st);
   rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
   if (rc == 0) {
     rc = cli_share_model(&owner, model, "model", err, sizeof err);
     cli_close(&owner);
   }
   if (rc == 0 && (rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
-    rc = cli_query(&client, "model", &x, &y, &st, err, sizeof err);
+    rc = cli_query(&client, "model", x, nin, y, nout, &st, err, sizeof err);
     cli_close(&client);
   }
+  cli_stats_close(&st);
   if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
     rc = TANDEM_EIO;
-  mpc_ftensor_close(&x);
+  cli_tensors_close(x, nin);
   if (rc != 0) {
     tandem_app_error("run", "%s", err);
     if (getenv("TANDEM_VERBOSE") != NULL || rc == TANDEM_EIO)
@@ -356,12 +131,12 @@ int tandem_run_main(int argc, char **argv) {
     return 1;
   }
   lc_stop(&c);
-  if ((rc = mpc_tensor_save(output, &y)) != 0) {
-    mpc_ftensor_close(&y);
-    tandem_app_error("run", "%s: %s", output, tandem_strerror(rc));
+  rc = cli_tensors_save(out, nout, y, err, sizeof err);
+  cli_tensors_close(y, nout);
+  if (rc != 0) {
+    tandem_app_error("run", "%s", err);
     return 1;
   }
-  mpc_ftensor_close(&y);
   if (stats != NULL && (rc = cli_stats_write(stats, &st)) != 0) {
     tandem_app_error("run", "%s: %s", stats, tandem_strerror(rc));
     return 1;
@@ -450,9 +225,9 @@ int tandem_demo_main(int argc, char **argv) {
   size_t images = 10000, batch = 0; /* 0: 100, or fewer where a batch's
                                         preprocessing would not fit a message */
   int json = 0;
-  const tandem_opt_t opts[] = {{"model", &model, NULL},    {"images", &images_s, NULL},
-                               {"batch", &batch_s, NULL},  {"json", NULL, &json},
-                               {NULL, NULL, NULL}};
+  const tandem_opt_t opts[] = {{"model", &model, NULL, NULL, 0},    {"images", &images_s, NULL, NULL, 0},
+                               {"batch", &batch_s, NULL, NULL, 0},  {"json", NULL, &json, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "Classifies the Fashion-MNIST test set privately (P0, P1 and the dealer as\n"
                        "separate processes on loopback) and compares with the plaintext model.\n"
@@ -536,7 +311,7 @@ int tandem_demo_main(int argc, char **argv) {
     fprintf(stderr, "tandem demo: %s on %zu Fashion-MNIST test images, batches of %zu\n",
             model, images, batch);
   lcluster_t c;
-  rc = lc_start(&c, "demo", err, sizeof err);
+  rc = lc_start(&c, "demo", NULL, err, sizeof err);
   cli_session_t owner, client;
   double t_share0 = cl_now();
   if (rc == 0 && (rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
@@ -561,7 +336,8 @@ int tandem_demo_main(int argc, char **argv) {
     for (size_t i = 0; i < b * 784; i++)
       x.data[i] = pix[done * 784 + i] / 255.0;
     cli_stats_t st;
-    rc = cli_query(&client, "demo", &x, &y, &st, err, sizeof err);
+    rc = cli_query(&client, "demo", &x, 1, &y, 1, &st, err, sizeof err);
+    cli_stats_close(&st);
     if (rc == 0 && (rc = mpc_eval_float(&g, &w, &x, ref)) != 0) {
       snprintf(err, sizeof err, "plaintext evaluation failed: %s", tandem_strerror(rc));
       mpc_ftensor_close(&y);

@@ -55,7 +55,13 @@ int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usa
       fprintf(stderr, "%s\n", usage);
       return 2;
     }
-    if (opts[o].value != NULL)
+    if (opts[o].count != NULL) {
+      if (*opts[o].count >= opts[o].max) {
+        fprintf(stderr, "%s\n(--%s at most %zu times)\n", usage, opts[o].name, opts[o].max);
+        return 2;
+      }
+      opts[o].value[(*opts[o].count)++] = optarg;
+    } else if (opts[o].value != NULL)
       *opts[o].value = optarg;
     else
       *opts[o].flag = 1;

@@ -242,6 +242,23 @@ const mpc_shape_t *mpc_plan_output_shape(const mpc_plan_t *p, size_t i);
 /* Bytes of the dealer's query message to role (P0, P1 or CLIENT). */
 size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role);
 
+/* The gates of a plan, in execution order: what a per-gate table shows. */
+typedef struct {
+  const char *kind;      /* "bilinear", "triple", "relu+trunc", "trunc", ... (static) */
+  const char *label;     /* the graph node and shape, e.g. "fc1" (owned by the plan) */
+  size_t n;              /* elements of its output */
+  unsigned rounds;       /* online inter-party rounds it sends in (0 or 1) */
+  unsigned round;        /* the round it sends in, if rounds = 1 */
+  uint64_t online_bytes; /* bytes each party sends the other for it online */
+  uint64_t prep_bytes[2];/* dealer bytes it consumes at P0, P1 (beyond seeds) */
+  /* BILIN/TRIPLE: its ring GEMM, gemm_count products of m x k by k x n
+   * (a convolution is one per image); zeros for other gates. */
+  size_t gemm_m, gemm_k, gemm_n, gemm_count;
+} mpc_gate_info_t;
+size_t mpc_plan_ngates(const mpc_plan_t *p);
+/* Gate i (0 .. ngates-1) into *out. 0 or TANDEM_EINVAL. */
+TANDEM_WUR int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out);
+
 /* A human-readable listing of the gates (one line each: kind, shape, rounds). */
 void mpc_plan_describe(const mpc_plan_t *p, void (*line)(void *ctx, const char *s), void *ctx);
 
@@ -271,12 +288,19 @@ TANDEM_WUR int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t);
  * party (one setup round) and keeps it for every later query. mpc_party_query
  * receives one query's preprocessing (offline), then the client's masked input,
  * runs the plan online with the other party, and sends its output shares to
- * the client. */
+ * the client. Time goes to t->stats.seconds: OFFLINE from the call to the end
+ * of the offline work, ONLINE from the masked input's arrival to the output
+ * shares sent (waiting for the client is not counted). */
 typedef struct mpc_party_s mpc_party_t;
 TANDEM_WUR int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t self);
 void mpc_party_free(mpc_party_t *party);
 TANDEM_WUR int mpc_party_setup(mpc_party_t *party, mpc_transport_t *t);
 TANDEM_WUR int mpc_party_query(mpc_party_t *party, mpc_transport_t *t);
+/* The time gate i took in the last query: its offline preparation and its
+ * online work (local compute; the exchange it shares with its round is not
+ * charged to any gate). 0 or TANDEM_EINVAL. */
+TANDEM_WUR int mpc_party_gate_times(const mpc_party_t *party, size_t i, double *offline_s,
+                                    double *online_s);
 
 /* The client: receives its preprocessing from the dealer, encodes and masks
  * inputs (one tensor per INPUT node) and sends X + R_X to both parties, then

@@ -261,10 +261,12 @@ static int offline(mpc_party_t *pt, mpc_transport_t *t) {
   }
   prep.keys = cur;
   prep.nkey = p->nkey;
+  for (size_t i = 0; i < p->ngates; i++)
+    pt->gs[i].online_s = 0;
   for (size_t i = 0; i < p->ngates && rc == 0; i++) {
     double g0 = now_s();
     rc = mpc__gate_offline(p, &p->gates[i], pt, &prep);
-    pt->gs[i].seconds = now_s() - g0;
+    pt->gs[i].offline_s = now_s() - g0;
   }
   if (rc == 0 && (prep.corr_pos != prep.ncorr || prep.key_pos != prep.nkey))
     rc = TANDEM_EPROTO;
@@ -280,7 +282,7 @@ static int run_local(mpc_party_t *pt, unsigned r) {
       continue;
     double g0 = now_s();
     int rc = mpc__gate_finish(p, g, pt, NULL, NULL);
-    pt->gs[i].seconds += now_s() - g0;
+    pt->gs[i].online_s += now_s() - g0;
     if (rc < 0)
       return rc;
   }
@@ -294,6 +296,9 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
   int rc = mpc_net_recv(t, MPC_CLIENT, pt->recvbuf, p->in_words * 8);
   if (rc < 0)
     return rc;
+  /* The online phase is timed from the masked input's arrival: how long the
+   * client takes to send it is not the protocol's work. */
+  double t_in = now_s();
   size_t off = 0;
   for (size_t i = 0; i < p->ninputs; i++) {
     int v = p->inputs[i];
@@ -313,7 +318,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
         continue;
       double g0 = now_s();
       rc = mpc__gate_send(p, g, pt, pt->sendbuf + off);
-      pt->gs[i].seconds += now_s() - g0;
+      pt->gs[i].online_s += now_s() - g0;
       if (rc < 0)
         return rc;
       off += g->nsend;
@@ -328,7 +333,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
         continue;
       double g0 = now_s();
       rc = mpc__gate_finish(p, g, pt, pt->sendbuf + off, pt->recvbuf + off);
-      pt->gs[i].seconds += now_s() - g0;
+      pt->gs[i].online_s += now_s() - g0;
       if (rc < 0)
         return rc;
       off += g->nsend;
@@ -341,7 +346,9 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
     mpc__share_of(p, pt, v, pt->sendbuf + off);
     off += p->vals[v].n;
   }
-  return mpc_net_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
+  rc = mpc_net_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
+  t->stats.seconds[MPC_PHASE_ONLINE] += now_s() - t_in;
+  return rc;
 }
 
 int mpc_party_query(mpc_party_t *pt, mpc_transport_t *t) {
@@ -349,10 +356,16 @@ int mpc_party_query(mpc_party_t *pt, mpc_transport_t *t) {
     return TANDEM_EINVAL;
   double t0 = now_s();
   int rc = offline(pt, t);
-  double t1 = now_s();
-  t->stats.seconds[MPC_PHASE_OFFLINE] += t1 - t0;
+  t->stats.seconds[MPC_PHASE_OFFLINE] += now_s() - t0;
   if (rc == 0)
     rc = online(pt, t);
-  t->stats.seconds[MPC_PHASE_ONLINE] += now_s() - t1;
   return rc;
+}
+
+int mpc_party_gate_times(const mpc_party_t *pt, size_t i, double *offline_s, double *online_s) {
+  if (pt == NULL || i >= pt->plan->ngates)
+    return TANDEM_EINVAL;
+  *offline_s = pt->gs[i].offline_s;
+  *online_s = pt->gs[i].online_s;
+  return 0;
 }

@@ -187,7 +187,7 @@ typedef struct {
   uint64_t *consts;     /* NONLIN/MAXLEVEL: shares of the FSS constants */
   size_t npre, nconsts; /* their allocated words (for wiping) */
   const uint8_t *keys;  /* NONLIN/MAXLEVEL: this party's FSS keys */
-  double seconds;       /* time spent (offline + online) on the last query */
+  double offline_s, online_s; /* time spent on the last query, by phase */
 } mpc__gstate_t;
 
 struct mpc_party_s {

@@ -963,13 +963,51 @@ static const char *gate_kind_name(mpc__gkind_t k) {
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
+size_t mpc_plan_ngates(const mpc_plan_t *p) {
+  return p->ngates;
+}
+
+static const char *gate_what(const mpc__gate_t *g) {
+  if (g->kind == MPC__G_NONLIN)
+    return g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";
+  return gate_kind_name(g->kind);
+}
+
+int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
+  if (p == NULL || out == NULL || i >= p->ngates)
+    return TANDEM_EINVAL;
+  const mpc__gate_t *g = &p->gates[i];
+  memset(out, 0, sizeof *out);
+  out->kind = gate_what(g);
+  out->label = g->label;
+  out->n = g->out >= 0 ? p->vals[g->out].n : p->vals[g->in[0]].n;
+  out->rounds = g->rounds;
+  out->round = g->round;
+  out->online_bytes = (uint64_t)g->nsend * 8;
+  out->prep_bytes[0] = g->nkey;
+  out->prep_bytes[1] = g->nkey + (uint64_t)g->ncorr * 8;
+  if (g->kind == MPC__G_BILIN || g->kind == MPC__G_TRIPLE) {
+    const mpc__lin_t *l = &g->lin;
+    if (l->form == MPC__L_CONV) {
+      out->gemm_m = l->cout;
+      out->gemm_k = l->k;
+      out->gemm_n = l->ohw;
+      out->gemm_count = l->batch;
+    } else {
+      out->gemm_m = l->m;
+      out->gemm_k = l->k;
+      out->gemm_n = l->n;
+      out->gemm_count = 1;
+    }
+  }
+  return 0;
+}
+
 void mpc_plan_describe(const mpc_plan_t *p, void (*line)(void *ctx, const char *s), void *ctx) {
   char buf[256];
   for (size_t i = 0; i < p->ngates; i++) {
     const mpc__gate_t *g = &p->gates[i];
-    const char *what = gate_kind_name(g->kind);
-    if (g->kind == MPC__G_NONLIN)
-      what = g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";
+    const char *what = gate_what(g);
     size_t n = g->out >= 0 ? p->vals[g->out].n : p->vals[g->in[0]].n;
     snprintf(buf, sizeof buf, "%3zu %-10s %-24s n=%-8zu round=%u%s", i, what, g->label, n,
              g->round, g->rounds ? " (1 round)" : "");

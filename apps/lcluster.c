@@ -1,0 +1,255 @@
+/* lcluster.c - the throw-away cluster of `tandem run`, `tandem demo` and
+ * `tandem bench` (lcluster.h): fresh keys and a config in a temporary
+ * directory, P0, P1 and the dealer as separate processes (this binary,
+ * re-executed) on free loopback ports, stopped and deleted at the end.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "lcluster.h"
+
+static const char *const daemon_names[3] = {"p0", "p1", "dealer"};
+
+/* A port free now, below the kernel's range of ephemeral ports (read from
+ * /proc, 32768 by default): a port in that range can be given to an outgoing
+ * connection, and a dial to a daemon not yet listening there can then
+ * connect the socket to itself. Another process could take the port before
+ * the daemon binds; the daemon then fails with a clear "address in use". */
+static int free_port(void) {
+  unsigned lo = 32768;
+  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (f != NULL) {
+    if (fscanf(f, "%u", &lo) != 1 || lo < 2048 || lo > 65535)
+      lo = 32768;
+    fclose(f);
+  }
+  for (int attempt = 0; attempt < 200; attempt++) {
+    uint32_t r = randombytes_uniform(lo - 1024);
+    int port = 1024 + (int)r;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (ok)
+      return port;
+  }
+  return -1;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+static int make_key(const char *dir, const char *name, char *hex) {
+  unsigned char pk[NET_KEY_BYTES];
+  unsigned char *sk = sodium_malloc(NET_KEY_BYTES);
+  if (sk == NULL)
+    return TANDEM_ENOMEM;
+  net_keypair(pk, sk);
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s.key", dir, name);
+  int rc = net_key_save(path, sk);
+  sodium_free(sk);
+  sodium_bin2hex(hex, 2 * NET_KEY_BYTES + 1, pk, NET_KEY_BYTES);
+  return rc;
+}
+
+void lc_stop(lcluster_t *c) {
+  for (int i = 0; i < 3; i++)
+    if (c->pid[i] > 0)
+      kill(c->pid[i], SIGTERM);
+  for (int i = 0; i < 3; i++) {
+    if (c->pid[i] <= 0)
+      continue;
+    int status;
+    for (int t = 0; t < 100; t++) {
+      if (waitpid(c->pid[i], &status, WNOHANG) != 0)
+        goto reaped;
+      struct timespec ts = {0, 50 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    kill(c->pid[i], SIGKILL);
+    waitpid(c->pid[i], &status, 0);
+  reaped:
+    c->pid[i] = 0;
+  }
+  if (c->dir[0] != '\0' && getenv("TANDEM_KEEP_TMP") == NULL)
+    nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  c->dir[0] = '\0';
+}
+
+/* Prints the tail of a daemon's log (after a failure). */
+void lc_show_logs(const lcluster_t *c) {
+  for (int i = 0; i < 3; i++) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s.log", c->dir, daemon_names[i]);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+      continue;
+    char line[1024];
+    while (fgets(line, sizeof line, f) != NULL)
+      fprintf(stderr, "  %s", line);
+    fclose(f);
+  }
+}
+
+volatile sig_atomic_t lc_interrupted;
+static void lc_on_signal(int sig) {
+  (void)sig;
+  lc_interrupted = 1;
+}
+
+/* SIGINT/SIGTERM end the run or demo cleanly (the daemons are stopped and
+ * the directory removed); a dead peer's socket is an error, not a signal. */
+void lc_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = lc_on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int lc_party_threads(void) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus >= 4 ? (int)(cpus / 2 > 64 ? 64 : cpus / 2) : 1;
+}
+
+int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  const char *tmp = getenv("TMPDIR");
+  snprintf(c->dir, sizeof c->dir, "%s/tandem-XXXXXX", tmp != NULL ? tmp : "/tmp");
+  if (mkdtemp(c->dir) == NULL) {
+    snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
+    c->dir[0] = '\0';
+    return -errno;
+  }
+  static const char *const names[5] = {"p0", "p1", "dealer", "owner", "client"};
+  char hex[5][2 * NET_KEY_BYTES + 1];
+  for (int i = 0; i < 5; i++)
+    if (make_key(c->dir, names[i], hex[i]) != 0) {
+      snprintf(err, errlen, "cannot write keys in %s", c->dir);
+      lc_stop(c);
+      return TANDEM_EIO;
+    }
+  int port[3];
+  for (int i = 0; i < 3; i++)
+    if ((port[i] = free_port()) <= 0) {
+      snprintf(err, errlen, "no free loopback port");
+      lc_stop(c);
+      return TANDEM_EIO;
+    }
+  snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
+  FILE *f = fopen(c->config, "w");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: %s", c->config, strerror(errno));
+    lc_stop(c);
+    return TANDEM_EIO;
+  }
+  const char *timeout = getenv("TANDEM_TIMEOUT_MS");
+  /* P0 and P1 compute at the same moments: on one machine each gets half
+   * of the cores (two parties each running a thread per core would fight
+   * over every core). */
+  fprintf(f, "; made by tandem %s, deleted when it ends\n[cluster]\ntimeout_ms = %s\n"
+             "pool = 2\nthreads = %d\n%s\n", cmd, timeout != NULL ? timeout : "30000",
+          lc_party_threads(), extra != NULL ? extra : "");
+  for (int i = 0; i < 3; i++)
+    fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n\n",
+            names[i], port[i], hex[i], names[i], names[i]);
+  fprintf(f, "[owner]\npubkey = %s\nkey = owner.key\n\n[client]\npubkey = %s\nkey = "
+             "client.key\n", hex[3], hex[4]);
+  fclose(f);
+  char why[512];
+  if (cl_config_load(c->config, &c->cfg, why, sizeof why) != 0) {
+    snprintf(err, errlen, "%s", why);
+    lc_stop(c);
+    return TANDEM_ECONFIG;
+  }
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    snprintf(err, errlen, "cannot find the tandem binary");
+    lc_stop(c);
+    return TANDEM_EIO;
+  }
+  self[n] = '\0';
+  /* The dealer first: the parties dial it. */
+  static const int order[3] = {2, 1, 0};
+  for (int k = 0; k < 3; k++) {
+    int i = order[k];
+    char log[400];
+    snprintf(log, sizeof log, "%s/%s.log", c->dir, daemon_names[i]);
+    pid_t pid = fork();
+    if (pid < 0) {
+      snprintf(err, errlen, "fork: %s", strerror(errno));
+      lc_stop(c);
+      return TANDEM_EIO;
+    }
+    if (pid == 0) {
+      int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+      }
+      int nul = open("/dev/null", O_RDWR);
+      if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        close(nul);
+      }
+      /* Nothing of the caller's (pipes, sockets) leaks into a daemon. */
+      long maxfd = sysconf(_SC_OPEN_MAX);
+      for (long cfd = 3; cfd < (maxfd > 0 && maxfd < 65536 ? maxfd : 65536); cfd++)
+        close((int)cfd);
+      if (i == 2)
+        execl(self, "tandem", "dealer", "--config", c->config, (char *)NULL);
+      else
+        execl(self, "tandem", "party", "--config", c->config, "--id", daemon_names[i],
+              (char *)NULL);
+      _exit(127);
+    }
+    c->pid[i] = pid;
+  }
+  return 0;
+}
+
+/* A daemon that exited already (a port taken, a bad key) is an error now
+ * rather than a timeout later. */
+int lc_check(lcluster_t *c, char *err, size_t errlen) {
+  /* A daemon may be exiting just now: look for half a second. */
+  for (int t = 0; t < 10; t++) {
+    for (int i = 0; i < 3; i++) {
+      int status;
+      if (c->pid[i] > 0 && waitpid(c->pid[i], &status, WNOHANG) == c->pid[i]) {
+        c->pid[i] = 0;
+        snprintf(err, errlen, "the %s daemon exited early; its log:", daemon_names[i]);
+        return TANDEM_EIO;
+      }
+    }
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
