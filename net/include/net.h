@@ -191,10 +191,12 @@ void net_peer_stats(net_node_t *node, int id, net_stats_t *out);
 /* ---- messages ---------------------------------------------------------- */
 
 /* Sends len bytes (0 allowed) as one message on channel 0 (net_send) or on
- * `chan`. The message is encrypted on the calling thread and queued; the call
- * returns once it is queued, after first waiting (up to the default timeout)
- * while more than queue_bytes are already queued to that peer. buf is not
- * kept. An error of the link that happens after the return is reported by
+ * `chan`. The message is encrypted on the calling thread and queued (a long
+ * one piece by piece, the loop writing the first pieces while the rest are
+ * sealed; a short one to an idle link is written to the socket by this
+ * thread); the call returns once it is queued, after first waiting (up to
+ * the default timeout) while more than queue_bytes are already queued to
+ * that peer. buf is not kept. An error of the link that happens after the return is reported by
  * the next call on that peer. Errors: TANDEM_ECLOSED (no link), the error that
  * ended the link, TANDEM_ETIMEDOUT (queue stayed full), TANDEM_EINVAL (len
  * above max_msg), TANDEM_ENOMEM. */
@@ -213,7 +215,9 @@ TANDEM_WUR int net_recv(net_node_t *node, int peer, void *buf, size_t len);
 /* Receives the next message of channel chan from peer, of any length up to
  * cap, into buf; its length goes to *len. A longer message is dropped and
  * reported as TANDEM_EPROTO. timeout_ms: NET_TIMEOUT_DEFAULT, 0 to poll, or
- * milliseconds. Errors as net_recv. */
+ * milliseconds. While the call waits, the loop may decrypt the message
+ * straight into buf (no copy); after an error buf holds nothing of it (a
+ * part that arrived is moved back and wiped). Errors as net_recv. */
 TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf, size_t cap,
                             size_t *len, int timeout_ms);
 
@@ -228,7 +232,11 @@ TANDEM_WUR int net_msg_take(net_node_t *node, int peer, uint8_t chan, size_t cap
 /* One full-duplex round on channel 0: queues sbuf (slen bytes) to peer and
  * receives exactly rlen bytes from it into rbuf. Both sides may call it at
  * once with messages of any size (the loop always reads while sends are
- * queued), which is how an MPC round is run. Errors as net_send and net_recv. */
+ * queued), which is how an MPC round is run. rbuf is offered to the loop
+ * before the send, so the reply is decrypted straight into it even if it
+ * starts arriving while sbuf is being sealed. If the send fails, a reply
+ * already received stays queued for the next receive. Errors as net_send and
+ * net_recv. */
 TANDEM_WUR int net_exchange(net_node_t *node, int peer, const void *sbuf, size_t slen,
                             void *rbuf, size_t rlen);
 

@@ -5,15 +5,31 @@
  * connection's queues and state, the counters. The loop thread holds it for
  * the whole of each libuv callback; caller threads hold it while they look at
  * or change that state and wait on one condition variable (node->cv), which
- * every change broadcasts. Callers never touch libuv handles: they queue work
- * (a connect request, a message to write, a close) and wake the loop with
- * uv_async_send. Encryption of an outgoing message happens on the caller's
- * thread under the connection's send_mu (which orders frames and sequence
- * numbers of concurrent senders), outside node->mu; a reference count keeps
- * the connection alive meanwhile. The loop reads from every connection at all
- * times, whatever is queued for writing, so two peers exchanging large
- * messages at once cannot deadlock; it pauses reading a connection only while
- * the peer's received-but-not-taken messages exceed queue_bytes.
+ * is broadcast on the changes callers wait for (a message complete, a link
+ * up or down, a send queue drained while a sender waits on it). Callers
+ * never touch libuv handles: they queue work (a connect request, frames to
+ * write, a close) and wake the loop with uv_async_send. Encryption of an
+ * outgoing message happens on the caller's thread under the connection's
+ * send_mu (which orders frames and sequence numbers of concurrent senders),
+ * outside node->mu, a piece of about SEAL_CHUNK bytes at a time, each piece
+ * queued as soon as it is sealed; a reference count keeps the connection
+ * alive meanwhile. A sender that finds nothing queued or in flight writes a
+ * small piece to the socket itself, under node->mu (libuv then has nothing
+ * to write, and the loop cannot close the socket meanwhile).
+ *
+ * Receiving copies nothing in user space: the ciphertext of a frame is read
+ * straight into the message it belongs to and decrypted there in place once
+ * its tag is in. The message is either memory of the node's, queued for a
+ * later receive, or the buffer a waiting receiver posted (post_t), when
+ * nothing of its channel is queued before it. The loop reads from every
+ * connection at all times, whatever is queued for writing, so two peers
+ * exchanging large messages at once cannot deadlock; it pauses reading a
+ * connection only while the peer's received-but-not-taken messages exceed
+ * queue_bytes.
+ *
+ * With link emulation on (cfg.emu_*), frames pass through a per-connection
+ * queue of held frames released by a timer (emit), after the write queue and
+ * before the socket.
  */
 #include <errno.h>
 #include <signal.h>
