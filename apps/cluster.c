@@ -258,6 +258,8 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
   nc.timeout_ms = cfg->timeout_ms;
   nc.log = log;
   nc.log_ctx = log_ctx;
+  nc.emu_delay_us = (uint32_t)cfg->emulate_delay_us;
+  nc.emu_rate_bps = cfg->emulate_rate_bps;
   /* Every peer is declared inside net_node_new, before the listener accepts:
    * a peer that dials in the moment this daemon starts is then never
    * rejected as an unknown key. Two members with one key are refused first,
