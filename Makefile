@@ -31,12 +31,10 @@ DEMO_OPTS ?=
 demo: build
 	@$(BUILD)/tandem demo $(DEMO_OPTS)
 
+# The standard benchmark set: bench/results.json and bench/online.png.
 bench: build
-	@$(BUILD)/tandem bench --kernel gemm --shape 512x512x512
-	@$(BUILD)/tandem bench --kernel gemm --shape 128x784x128
-	@$(BUILD)/tandem bench --kernel prg
-	@$(BUILD)/tandem bench --kernel trunc
-	@$(BUILD)/tandem bench --net
+	@bash scripts/deps.sh gnuplot-nox
+	@bash scripts/bench.sh $(BUILD)/tandem bench
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# deps.sh - installs the Debian packages Tandem needs, and only those missing.
+# deps.sh [PKG...] - installs the Debian packages Tandem needs (and the extra
+# PKGs a target asks for, e.g. gnuplot-nox for make bench), only those missing.
 # Checks each with dpkg-query; calls apt-get (as root, or through sudo) only when
 # something is absent, so on a ready machine it is a no-op that needs no network.
 set -euo pipefail
@@ -9,6 +10,7 @@ PKGS=(
   libuv1-dev libsodium-dev libssl-dev check zlib1g-dev libopenblas-dev
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev
   libinih-dev dataset-fashion-mnist python3
+  "$@"
 )
 
 missing=()

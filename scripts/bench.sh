@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# bench.sh TANDEM OUTDIR - the standard benchmark set of `make bench`: the
+# kernels, the secure channel, private matrix products (128x784x128 and
+# 512x512x512, fresh and reused masks) and the Fashion-MNIST MLP and CNN at
+# several batch sizes, with LAN and WAN projections, each over real processes
+# on loopback. Writes OUTDIR/results.json (an array of the JSON objects of
+# `tandem bench --json`; a workload that cannot run is an object with its
+# "error") and OUTDIR/online.png (online time and bytes against batch size,
+# gnuplot). Prints one line per workload as it goes.
+set -u
+TANDEM=${1:?usage: bench.sh TANDEM OUTDIR}
+OUT=${2:?usage: bench.sh TANDEM OUTDIR}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+M=$SRC/models
+mkdir -p "$OUT"
+LINES=$(mktemp)
+trap 'rm -f "$LINES" "$LINES".*' EXIT
+
+# run LABEL ARGS...: one workload; its JSON object (or an error object) is
+# appended to the results.
+run() {
+  local label=$1
+  shift
+  printf '%-44s ' "$label"
+  if "$TANDEM" bench "$@" --json >"$LINES.one" 2>"$LINES.err"; then
+    cat "$LINES.one" >>"$LINES"
+    python3 - "$LINES.one" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+if o["workload"] in ("matmul", "model"):
+    s = "rounds %d, online %.2f ms, %d B/party online, %.1f KB/party offline" % (
+        o["rounds"], 1e3 * o["online_s"], max(o["online_bytes"].values()),
+        max(o["offline_bytes"].values()) / 1e3)
+    if "net" in o:
+        s += ", projected %.1f ms on %s" % (1e3 * o["net"]["projected_online_s"], o["net"]["name"])
+        if "emulated_online_s" in o["net"]:
+            s += " (emulated %.1f ms)" % (1e3 * o["net"]["emulated_online_s"])
+    print(s)
+elif o["workload"] == "net":
+    print("rtt ratio %.2f, throughput ratio %.2f" % (o["rtt_ratio"], o["throughput_ratio"]))
+else:
+    print(", ".join("%s %s" % (k, o[k]) for k in ("kernel", "ratio") if k in o))
+PY
+  else
+    local why
+    why=$(head -1 "$LINES.err")
+    echo "not run: $why"
+    python3 -c 'import json,sys; print(json.dumps({"args": sys.argv[2:], "error": sys.argv[1]}))' \
+      "$why" "$@" >>"$LINES"
+  fi
+}
+
+run "gemm 512x512x512, 1 thread" --kernel gemm --shape 512x512x512
+run "gemm 128x784x128, 1 thread" --kernel gemm --shape 128x784x128
+run "prg" --kernel prg
+run "trunc" --kernel trunc
+run "secure channel" --net
+for shape in 128x784x128 512x512x512; do
+  run "matmul $shape, fresh" --matmul "$shape" --by-gate
+  run "matmul $shape, reused weight mask" --matmul "$shape" --mask reused --by-gate
+done
+for b in 1 10 100; do
+  run "MLP batch $b" --model "$M/fashion_mlp.onnx" --batch "$b" --by-gate --net lan
+done
+run "MLP batch 1, wan (emulated)" --model "$M/fashion_mlp.onnx" --batch 1 --net wan --emulate
+run "MLP batch 100, wan" --model "$M/fashion_mlp.onnx" --batch 100 --net wan
+for b in 1 4 100; do
+  run "CNN batch $b" --model "$M/fashion_cnn.onnx" --batch "$b" --by-gate --net lan --reps 3
+done
+
+python3 - "$LINES" "$OUT" <<'PY'
+import json, os, sys
+objs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = sys.argv[2]
+with open(os.path.join(out, "results.json"), "w") as f:
+    json.dump(objs, f, indent=1)
+    f.write("\n")
+for name in ("mlp", "cnn"):
+    rows = sorted((o["batch"], 1e3 * o["online_s"], max(o["online_bytes"].values()))
+                  for o in objs if o.get("workload") == "model" and name in o.get("model", ""))
+    with open(os.path.join(out, name + ".dat"), "w") as f:
+        f.write("# batch online_ms online_bytes_per_party\n")
+        for r in rows:
+            f.write("%d %.6g %d\n" % r)
+PY
+if command -v gnuplot >/dev/null 2>&1; then
+  gnuplot <<GP
+set terminal pngcairo size 1100,450 noenhanced
+set output "$OUT/online.png"
+set multiplot layout 1,2 title "Tandem on loopback (2 vCPU): online phase against batch size"
+set logscale xy
+set grid
+set key top left
+set xlabel "batch size"
+set ylabel "online time per query (ms)"
+plot "$OUT/mlp.dat" using 1:2 with linespoints title "MLP 784-128-128-10", \
+     "$OUT/cnn.dat" using 1:2 with linespoints title "CNN"
+set ylabel "online bytes sent per party"
+plot "$OUT/mlp.dat" using 1:3 with linespoints title "MLP 784-128-128-10", \
+     "$OUT/cnn.dat" using 1:3 with linespoints title "CNN"
+unset multiplot
+GP
+  echo "wrote $OUT/results.json and $OUT/online.png"
+else
+  echo "wrote $OUT/results.json (no gnuplot: no plot)"
+fi

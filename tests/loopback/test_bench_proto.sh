@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# labels: loopback
+#
+# test_bench_proto.sh - the protocol workloads of `tandem bench` over real
+# processes on loopback: --matmul (fresh triple and reused weight mask) and
+# --model (the Fashion-MNIST MLP), checked for their counts (rounds, online
+# bytes per party, dealer bytes) against what the protocol must send, their
+# per-gate table, the float check of the private result, the --net projection
+# against --emulate (within 20%), and one clear line and a non-zero exit for
+# every bad invocation.
+set -u
+TANDEM=${1:?usage: test_bench_proto.sh <path-to-tandem>}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/loopback/lib.sh"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+M=$SRC/models
+
+# bench TAG ARGS...: runs tandem bench ARGS --json into $TMP/TAG.json.
+bench() {
+  local tag=$1
+  shift
+  if ! "$TANDEM" bench "$@" --json >"$TMP/$tag.json" 2>"$TMP/$tag.err"; then
+    fail "$tag: bench $* failed: $(cat "$TMP/$tag.err")"
+    return 1
+  fi
+  [ "$(wc -l <"$TMP/$tag.json")" -eq 1 ] || fail "$tag: not one line of JSON"
+}
+# want TAG PYEXPR: PYEXPR over the object `o` is true.
+want() {
+  [ "$(json_get "$TMP/$1.json" "int(bool($2))" 2>/dev/null)" = 1 ] ||
+    fail "$1: want $2 in $(cat "$TMP/$1.json")"
+}
+
+# --- a fresh matrix triple: 0 rounds, the output shares to the client ----------
+if bench fresh --matmul 24x40x24 --reps 2 --by-gate; then
+  want fresh "o['workload'] == 'matmul' and o['shape'] == '24x40x24' and o['mask'] == 'fresh'"
+  want fresh "o['rounds'] == 0"
+  want fresh "o['online_bytes']['p0'] == 24 * 24 * 8 and o['online_bytes']['p1'] == 24 * 24 * 8"
+  # P0 gets seeds only; P1 one correction per element of the triple's product.
+  want fresh "o['offline_bytes']['p0'] < 100 and o['offline_bytes']['p1'] >= 24 * 24 * 8"
+  want fresh "0 <= o['max_abs_error'] < 1e-2"
+  want fresh "o['online_s'] > 0 and o['offline_s'] > 0 and o['plaintext_ring_gemm_s'] > 0"
+  want fresh "o['plaintext_float'] == 'OpenBLAS dgemm' and o['plaintext_dgemm_s'] > 0"
+  want fresh "[g['kind'] for g in o['gates']].count('triple') == 1"
+  want fresh "all(g['online_ms'] >= 0 and g['offline_ms'] >= 0 for g in o['gates'])"
+fi
+# --- a reused weight mask: the dealer sends P1 the mask product only ---------
+if bench reused --matmul 16x40x24 --mask reused --reps 2 --by-gate; then
+  want reused "o['mask'] == 'reused' and o['rounds'] == 0"
+  want reused "o['online_bytes']['p0'] == 16 * 24 * 8"
+  want reused "[g['kind'] for g in o['gates']].count('bilinear') == 1"
+  want reused "'triple' not in [g['kind'] for g in o['gates']]"
+fi
+# --- the MLP: 4 rounds at any batch, 4176 bytes per image and party ----------
+if bench mlp --model "$M/fashion_mlp.onnx" --batch 3 --reps 2 --by-gate; then
+  want mlp "o['workload'] == 'model' and o['batch'] == 3 and o['rounds'] == 4"
+  want mlp "o['online_bytes']['p0'] == 3 * 4176 and o['online_bytes']['p1'] == 3 * 4176"
+  want mlp "o['offline_bytes']['p0'] > 256 * 3 * 1000"
+  want mlp "o['max_abs_error'] < 0.05"
+  want mlp "o['target_rounds_met'] is True"
+  want mlp "sum(g['rounds'] for g in o['gates']) == 4"
+  want mlp "sum(g['online_bytes'] for g in o['gates']) == 3 * 4096"
+  want mlp "o['plaintext_float_s'] > 0 and o['dealer_gen_s'] > 0"
+fi
+# --- a network: the projection, and the emulation that checks it -------------
+# 40 ms of round trip dominates four rounds, so the two agree even on a busy
+# machine; the offline figure is not compared (the dealer works ahead).
+if bench wan --model "$M/fashion_mlp.onnx" --reps 2 --net 40:0.4 --emulate; then
+  want wan "o['net']['rtt_ms'] == 40 and o['net']['gbps'] == 0.4"
+  want wan "o['net']['projected_online_s'] >= o['online_s'] + 4 * 0.020"
+  want wan "o['net']['emulated_online_s'] >= 4 * 0.020"
+  want wan "o['net']['agree_within_20pct'] is True"
+fi
+if bench lan --model "$M/fashion_mlp.onnx" --reps 2 --net lan; then
+  want lan "o['net']['name'] == 'lan' and o['net']['rtt_ms'] == 0.3 and o['net']['gbps'] == 3"
+  want lan "'emulated_online_s' not in o['net']"
+fi
+"$TANDEM" bench --model "$M/fashion_mlp.onnx" --reps 1 >"$TMP/human" 2>"$TMP/err" ||
+  fail "human output: $(cat "$TMP/err")"
+grep -q "rounds *4 online" "$TMP/human" || fail "human output lacks the rounds: $(cat "$TMP/human")"
+
+# --- bad invocations: exit code and one line on stderr -----------------------
+bad() { # WANT_EXIT ARGS...
+  local want=$1
+  shift
+  "$TANDEM" bench "$@" >/dev/null 2>"$TMP/err"
+  local got=$?
+  [ "$got" -eq "$want" ] || fail "bench $*: exit $got, want $want"
+  one_line "$TMP/err" || fail "bench $*: not one line: $(cat "$TMP/err")"
+}
+bad 2 --matmul 0x4x4
+bad 2 --matmul 4x4
+bad 2 --matmul 4x4x4 --model "$M/fashion_mlp.onnx"
+bad 2 --matmul 4x4x4 --mask other
+bad 2 --model "$M/fashion_mlp.onnx" --mask fresh
+bad 2 --model "$M/fashion_mlp.onnx" --batch 0
+bad 2 --model "$M/fashion_mlp.onnx" --emulate
+bad 2 --model "$M/fashion_mlp.onnx" --net 40
+bad 2 --model "$M/fashion_mlp.onnx" --net fast
+bad 2 --matmul 4x4x4 --reps 0
+bad 1 --matmul 4x8x5
+bad 1 --model "$TMP/missing.onnx"
+printf 'not onnx' >"$TMP/bad.onnx"
+bad 1 --model "$TMP/bad.onnx"
+finish
