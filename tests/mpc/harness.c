@@ -1,11 +1,62 @@
 /* harness.c - the in-process protocol harness (see proto_harness.h): one
  * thread per role over mpc_memnet, with a timeout so a protocol bug is a test
  * failure, never a hung test. */
+#include <check.h>
+#include <math.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto_harness.h"
+
+/* ---- fixed coins ------------------------------------------------------------ */
+
+static uint64_t coins_seed;           /* 0: off */
+static _Thread_local int coins_role = -1; /* set by role_main */
+static _Thread_local uint64_t coins_state;
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static const char *coins_name(void) { return "tandem-test-fixed-coins"; }
+
+static void coins_buf(void *const buf, const size_t size) {
+  if (__atomic_load_n(&coins_seed, __ATOMIC_ACQUIRE) == 0 || coins_role < 0) {
+    randombytes_sysrandom_implementation.buf(buf, size);
+    return;
+  }
+  uint8_t *b = buf;
+  for (size_t i = 0; i < size; i += 8) {
+    uint64_t z = splitmix(&coins_state);
+    memcpy(b + i, &z, size - i < 8 ? size - i : 8);
+  }
+}
+
+static uint32_t coins_random(void) {
+  uint32_t r;
+  coins_buf(&r, sizeof r);
+  return r;
+}
+
+static randombytes_implementation coins_impl = {coins_name, coins_random, NULL, NULL,
+                                                coins_buf, NULL};
+
+void harness_fix_coins(uint64_t seed) {
+  static int installed;
+  if (!installed) {
+    /* libsodium reads the implementation pointer at every call, so it can be
+     * swapped after sodium_init; outside fixed mode it forwards to the
+     * system's generator. */
+    randombytes_set_implementation(&coins_impl);
+    installed = 1;
+  }
+  __atomic_store_n(&coins_seed, seed, __ATOMIC_RELEASE);
+}
 
 typedef struct {
   mpc_role_t role;
@@ -79,6 +130,9 @@ static int dealer_reload(role_ctx_t *c, mpc_dealer_t **out) {
 static void *role_main(void *arg) {
   role_ctx_t *c = arg;
   int rc = 0;
+  coins_role = (int)c->role;
+  coins_state = __atomic_load_n(&coins_seed, __ATOMIC_ACQUIRE) ^
+                (0x1000193ull * (uint64_t)(c->role + 1));
   char err[256];
   switch (c->role) {
   case MPC_OWNER:
@@ -182,6 +236,47 @@ int harness_run_reload(const mpc_graph_t *g, const mpc_weights_t *w, size_t setu
   int rc = harness_run(g, w, batch, inputs, outputs, queries, NULL, NULL, res);
   reload_setup_batch = 0;
   return rc;
+}
+
+double harness_layer_bound(double d_in, size_t k, double xmax, double amax, unsigned f) {
+  double u = ldexp(1.0, -(int)f);
+  return (double)k * amax * d_in + (double)k * (xmax + amax) * u / 2 + u / 2 + 2 * u;
+}
+
+double harness_max_abs_diff(const mpc_ftensor_t *a, const mpc_ftensor_t *b) {
+  size_t n = mpc_shape_numel(&a->shape);
+  ck_assert_uint_eq(a->shape.ndim, b->shape.ndim);
+  for (unsigned d = 0; d < a->shape.ndim; d++)
+    ck_assert_uint_eq(a->shape.dim[d], b->shape.dim[d]);
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs(a->data[i] - b->data[i]);
+    if (d > m || isnan(d))
+      m = isnan(d) ? INFINITY : d;
+  }
+  return m;
+}
+
+harness_result_t harness_check_private(const mpc_graph_t *g, const mpc_weights_t *w,
+                                       size_t batch, const mpc_ftensor_t *in, double tol,
+                                       int queries) {
+  harness_result_t res;
+  mpc_ftensor_t priv[8], ref[8];
+  size_t nout = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    nout += g->nodes[i].op == MPC_OP_OUTPUT;
+  ck_assert_uint_le(nout, 8);
+  int rc = harness_run(g, w, batch, in, priv, queries, NULL, NULL, &res);
+  ck_assert_msg(rc == 0, "private run failed: %s (p0 %d p1 %d dealer %d client %d owner %d)",
+                tandem_strerror(rc), res.rc[0], res.rc[1], res.rc[2], res.rc[3], res.rc[4]);
+  ck_assert_int_eq(mpc_eval_float(g, w, in, ref), 0);
+  for (size_t o = 0; o < nout; o++) {
+    double err = harness_max_abs_diff(&priv[o], &ref[o]);
+    ck_assert_msg(err <= tol, "output %zu: error %g exceeds the bound %g", o, err, tol);
+    mpc_ftensor_close(&priv[o]);
+    mpc_ftensor_close(&ref[o]);
+  }
+  return res;
 }
 
 uint64_t harness_rand(uint64_t *s) {

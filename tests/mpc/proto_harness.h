@@ -27,6 +27,25 @@ int harness_run_reload(const mpc_graph_t *g, const mpc_weights_t *w, size_t setu
                        size_t batch, const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
                        int queries, harness_result_t *res);
 
+/* The error bound of one layer y = W x + b (see test_protocol.c's header):
+ * K inputs, |x| <= xmax, |W| <= amax, an input error d_in, at f bits. */
+double harness_layer_bound(double d_in, size_t k, double xmax, double amax, unsigned f);
+/* max |a - b| over the elements (infinity if any is NaN); shapes must agree. */
+double harness_max_abs_diff(const mpc_ftensor_t *a, const mpc_ftensor_t *b);
+/* Runs g privately (harness_run) and with mpc_eval_float, and fails the
+ * current Check test unless every role succeeded and every output is within
+ * tol of the float reference. Returns the harness result. */
+harness_result_t harness_check_private(const mpc_graph_t *g, const mpc_weights_t *w,
+                                       size_t batch, const mpc_ftensor_t *in, double tol,
+                                       int queries);
+
+/* Fixed coins for view tests: while on, every randombytes_buf of a role
+ * thread the harness starts draws from a splitmix64 stream seeded by seed and
+ * the role, so two runs with the same seed give the dealer and the owner the
+ * same seeds whatever the threads' interleaving. Other threads keep the
+ * system's randomness. harness_fix_coins(0) turns it off. */
+void harness_fix_coins(uint64_t seed);
+
 /* Deterministic test data (splitmix64). */
 uint64_t harness_rand(uint64_t *state);
 double harness_uniform(uint64_t *state, double lo, double hi);

@@ -7,7 +7,7 @@
  * errs by less than 2 * 2^-f. For a layer y = W x + b with K inputs, |x| <= X,
  * |W| <= A, and an input error d, the output error is at most
  *   K A d + K (X + A) 2^-(f+1) + 2^-(f+1) + 2 * 2^-f,
- * and ReLU and max do not increase it. layer_bound() applies this per layer.
+ * and ReLU and max do not increase it. harness_layer_bound() applies this per layer.
  */
 #include <check.h>
 #include <math.h>
@@ -24,23 +24,6 @@ static mpc_attr_t gemm_attr(int trans_b) {
   a.beta = 1.0;
   a.trans_b = trans_b;
   return a;
-}
-
-static double layer_bound(double d_in, size_t k, double xmax, double amax, unsigned f) {
-  double u = ldexp(1.0, -(int)f);
-  return (double)k * amax * d_in + (double)k * (xmax + amax) * u / 2 + u / 2 + 2 * u;
-}
-
-static double max_abs_diff(const mpc_ftensor_t *a, const mpc_ftensor_t *b) {
-  size_t n = mpc_shape_numel(&a->shape);
-  ck_assert_uint_eq(n, mpc_shape_numel(&b->shape));
-  double m = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs(a->data[i] - b->data[i]);
-    if (d > m || isnan(d))
-      m = isnan(d) ? INFINITY : d;
-  }
-  return m;
 }
 
 /* Builds an MLP in -> hidden... -> out with ReLU between layers (Gemm with
@@ -78,30 +61,6 @@ static void build_mlp(mpc_graph_t *g, mpc_weights_t *w, const size_t *sizes, siz
   }
 }
 
-/* Runs g privately and in float; checks the error against tol and returns
- * the harness result. */
-static harness_result_t check_private(const mpc_graph_t *g, const mpc_weights_t *w,
-                                      size_t batch, mpc_ftensor_t *in, size_t nin,
-                                      double tol, int queries) {
-  harness_result_t res;
-  mpc_ftensor_t priv[4], ref[4];
-  int rc = harness_run(g, w, batch, in, priv, queries, NULL, NULL, &res);
-  ck_assert_msg(rc == 0, "private run failed: %s (p0 %d p1 %d dealer %d client %d owner %d)",
-                tandem_strerror(rc), res.rc[0], res.rc[1], res.rc[2], res.rc[3], res.rc[4]);
-  ck_assert_int_eq(mpc_eval_float(g, w, in, ref), 0);
-  (void)nin;
-  size_t nout = 0;
-  for (size_t i = 0; i < g->nnodes; i++)
-    nout += g->nodes[i].op == MPC_OP_OUTPUT;
-  for (size_t o = 0; o < nout; o++) {
-    double err = max_abs_diff(&priv[o], &ref[o]);
-    ck_assert_msg(err <= tol, "output %zu: error %g exceeds the bound %g", o, err, tol);
-    mpc_ftensor_close(&priv[o]);
-    mpc_ftensor_close(&ref[o]);
-  }
-  return res;
-}
-
 static uint64_t online_sent(const harness_result_t *r, mpc_role_t role) {
   uint64_t s = 0;
   for (int to = 0; to < MPC_NROLES; to++)
@@ -121,8 +80,8 @@ START_TEST(test_linear_gemm) {
   mpc_shape_t s = {2, {3, 7}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
   harness_fill(&in, &seed, -2, 2);
-  double tol = layer_bound(0, 7, 2, 1, 16);
-  harness_result_t r = check_private(&g, &w, 3, &in, 1, tol, 2);
+  double tol = harness_layer_bound(0, 7, 2, 1, 16);
+  harness_result_t r = harness_check_private(&g, &w, 3, &in, tol, 2);
   ck_assert_uint_eq(r.plan_rounds, 0);
   ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 0);
   ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 0);
@@ -145,10 +104,10 @@ static void mlp_case(size_t batch, unsigned f, int queries) {
   mpc_shape_t s = {2, {batch, 784}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
   harness_fill(&in, &seed, 0, 1);
-  double d = layer_bound(0, 784, 1, wmax, f);
-  d = layer_bound(d, 128, 784 * wmax + wmax, wmax, f);
-  d = layer_bound(d, 128, 128 * (784 * wmax + wmax) * wmax, wmax, f);
-  harness_result_t r = check_private(&g, &w, batch, &in, 1, d, queries);
+  double d = harness_layer_bound(0, 784, 1, wmax, f);
+  d = harness_layer_bound(d, 128, 784 * wmax + wmax, wmax, f);
+  d = harness_layer_bound(d, 128, 128 * (784 * wmax + wmax) * wmax, wmax, f);
+  harness_result_t r = harness_check_private(&g, &w, batch, &in, d, queries);
   /* Two ReLU layers: two rounds each, whatever the batch. */
   ck_assert_uint_eq(r.plan_rounds, 4);
   ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 4u * (unsigned)queries);
@@ -196,7 +155,7 @@ START_TEST(test_relu_on_input) {
   double v[12] = {0, 1e-5, -1e-5, 1.0 / 65536, -1.0 / 65536, 3.25, -3.25,
                   2147483647.0, -2147483647.0, 1e6, -1e6, 0.5};
   memcpy(in.data, v, sizeof v);
-  harness_result_t r = check_private(&g, &w, 1, &in, 1, ldexp(1.0, -16), 1);
+  harness_result_t r = harness_check_private(&g, &w, 1, &in, ldexp(1.0, -16), 1);
   ck_assert_uint_eq(r.plan_rounds, 0);
   mpc_ftensor_close(&in);
   mpc_weights_close(&w);
@@ -224,8 +183,8 @@ START_TEST(test_trunc_between_linear) {
   mpc_shape_t s = {2, {2, 9}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
   harness_fill(&in, &seed, -3, 3);
-  double d = layer_bound(layer_bound(0, 9, 3, 1, 16), 6, 27, 1, 16);
-  harness_result_t r = check_private(&g, &w, 2, &in, 1, d, 1);
+  double d = harness_layer_bound(harness_layer_bound(0, 9, 3, 1, 16), 6, 27, 1, 16);
+  harness_result_t r = harness_check_private(&g, &w, 2, &in, d, 1);
   ck_assert_uint_eq(r.plan_rounds, 2);
   mpc_ftensor_close(&in);
   mpc_weights_close(&w);
@@ -251,7 +210,7 @@ START_TEST(test_triple_matmul) {
   ck_assert_int_eq(mpc_ftensor_init(&in[1], &s1), 0);
   harness_fill(&in[0], &seed, -2, 2);
   harness_fill(&in[1], &seed, -2, 2);
-  harness_result_t r = check_private(&g, &w, 0, in, 2, layer_bound(0, 8, 2, 2, 16), 2);
+  harness_result_t r = harness_check_private(&g, &w, 0, in, harness_layer_bound(0, 8, 2, 2, 16), 2);
   ck_assert_uint_eq(r.plan_rounds, 0);
   mpc_ftensor_close(&in[0]);
   mpc_ftensor_close(&in[1]);
@@ -306,8 +265,8 @@ START_TEST(test_small_cnn) {
   mpc_shape_t s = {4, {2, 1, 8, 8}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
   harness_fill(&in, &seed, 0, 1);
-  double d = layer_bound(layer_bound(0, 9, 1, 0.5, 16), 64, 5, 0.5, 16);
-  harness_result_t r = check_private(&g, &w, 2, &in, 1, d, 2);
+  double d = harness_layer_bound(harness_layer_bound(0, 9, 1, 0.5, 16), 64, 5, 0.5, 16);
+  harness_result_t r = harness_check_private(&g, &w, 2, &in, d, 2);
   /* ReLU (1) + two max levels (2) + the opening before the Gemm (1). */
   ck_assert_uint_eq(r.plan_rounds, 4);
   mpc_ftensor_close(&in);
@@ -365,7 +324,7 @@ START_TEST(test_local_ops_and_pools) {
   }
   /* Average pools multiply a window sum (|sum| <= 9 * 12 here) by 1/9 encoded
    * to 2^-(f+1): 108 * 2^-17 plus a few ulps elsewhere. */
-  harness_result_t r = check_private(&g, &w, 1, in, 2, 108 * ldexp(1.0, -17) + 8 * ldexp(1.0, -16), 1);
+  harness_result_t r = harness_check_private(&g, &w, 1, in, 108 * ldexp(1.0, -17) + 8 * ldexp(1.0, -16), 1);
   /* MaxPool 3x3: ceil(log2 9) = 4 levels, one round each; the rest is local. */
   ck_assert_uint_eq(r.plan_rounds, 4);
   mpc_ftensor_close(&in[0]);
@@ -386,9 +345,9 @@ START_TEST(test_size_one) {
   mpc_shape_t s = {2, {1, 1}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
   in.data[0] = -0.75;
-  check_private(&g, &w, 1, &in, 1, layer_bound(layer_bound(0, 1, 1, 1, 16), 1, 2, 1, 16), 1);
+  harness_check_private(&g, &w, 1, &in, harness_layer_bound(harness_layer_bound(0, 1, 1, 1, 16), 1, 2, 1, 16), 1);
   in.data[0] = 0.75;
-  check_private(&g, &w, 1, &in, 1, layer_bound(layer_bound(0, 1, 1, 1, 16), 1, 2, 1, 16), 1);
+  harness_check_private(&g, &w, 1, &in, harness_layer_bound(harness_layer_bound(0, 1, 1, 1, 16), 1, 2, 1, 16), 1);
   mpc_ftensor_close(&in);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
