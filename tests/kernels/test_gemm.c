@@ -57,10 +57,38 @@ static int run_variant(const variant_t *v, kern_trans_t ta, kern_trans_t tb,
                        acc, c, ldc);
 }
 
-/* The variants this CPU runs; the skipped ones are reported once. */
+/* The variant TANDEM_KERNEL forces, or -1 when it is unset or empty. An
+ * unknown name fails the test rather than testing nothing. */
+static int forced_isa(void) {
+  const char *env = getenv("TANDEM_KERNEL");
+  if (env == NULL || env[0] == '\0')
+    return -1;
+  kern_isa_t isa;
+  ck_assert_msg(kern_isa_parse(env, &isa) == 0,
+                "TANDEM_KERNEL=%s: not a kernel variant", env);
+  return (int)isa;
+}
+
+/* The variants under test. CTest runs this suite once per variant
+ * (unit_kernels_ref, _avx2, _avx512), each with TANDEM_KERNEL naming it:
+ * only that variant is compared with the reference, and for "ref" that is
+ * the blocked driver with the portable micro-kernel as well as the public
+ * entry point. A forced variant the CPU lacks leaves nothing to test, and
+ * test_variant_available says so in the line CTest reads as "skipped".
+ * Without TANDEM_KERNEL (the binary run by hand) every variant this CPU
+ * runs is tested and the others are reported once. */
 static size_t variants(variant_t *out) {
   static int reported;
   size_t nv = 0;
+  int forced = forced_isa();
+  if (forced >= 0) {
+    if (!kern_isa_supported((kern_isa_t)forced))
+      return 0;
+    if (forced == KERN_REF)
+      out[nv++] = (variant_t){-1, "portable-blocked"};
+    out[nv++] = (variant_t){forced, kern_isa_name((kern_isa_t)forced)};
+    return nv;
+  }
   out[nv++] = (variant_t){-1, "portable-blocked"};
   for (int isa = 0; isa < KERN_NISA; isa++) {
     if (kern_isa_supported((kern_isa_t)isa))
@@ -72,6 +100,26 @@ static size_t variants(variant_t *out) {
   reported = 1;
   return nv;
 }
+
+START_TEST(test_variant_available) {
+  /* The one place a forced variant's absence is reported: CTest's
+   * SKIP_REGULAR_EXPRESSION for unit_kernels_<isa> matches this line. */
+  int forced = forced_isa();
+  if (forced >= 0 && !kern_isa_supported((kern_isa_t)forced)) {
+    fprintf(stderr,
+            "test_gemm: TANDEM_KERNEL=%s: not supported by this CPU/OS: "
+            "SKIPPED\n",
+            kern_isa_name((kern_isa_t)forced));
+    return;
+  }
+  variant_t vs[KERN_NISA + 1];
+  size_t nv = variants(vs);
+  ck_assert_uint_ge(nv, 1);
+  for (size_t vi = 0; vi < nv; vi++)
+    fprintf(stderr, "test_gemm: testing %s against the reference\n",
+            vs[vi].name);
+}
+END_TEST
 
 static void tile_of(const variant_t *v, kern_gemm_info_t *info) {
   if (v->isa < 0) {
@@ -392,6 +440,11 @@ Suite *gemm_suite(void) {
   Suite *s = suite_create("gemm");
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 120);
+  /* Every test here runs per variant (see variants()): the tag lets CTest
+   * run this suite alone under each TANDEM_KERNEL and the other kernel
+   * suites once. */
+  tcase_set_tags(tc, "variant");
+  tcase_add_test(tc, test_variant_available);
   tcase_add_test(tc, test_small_all_options);
   tcase_add_test(tc, test_edge_shapes);
   tcase_add_test(tc, test_blocks_and_threads);
