@@ -281,6 +281,28 @@ static int matrix_gate(cc_t *cc, int node, mpc__gkind_t kind, int x, int w,
   return y;
 }
 
+static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map);
+
+/* The 2-D value v transposed by a local layout gate (no round: a MASKED value
+ * stays masked, the dealer permuting its mask alike), for a Gemm's transA or
+ * transB on a dynamic operand. Returns the new value or a negative error. */
+static int transpose_2d(cc_t *cc, int node, int v) {
+  const mpc__val_t *val = &cc->p->vals[v];
+  if (val->shape.ndim != 2)
+    return fail(cc, TANDEM_ESHAPE, node, "a transposed operand must be 2-D");
+  size_t r = val->shape.dim[0], c = val->shape.dim[1];
+  if (val->n > UINT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  uint32_t *map = malloc((val->n ? val->n : 1) * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < c; i++)
+    for (size_t j = 0; j < r; j++)
+      map[i * r + j] = (uint32_t)(j * c + i); /* out[i][j] = in[j][i] */
+  mpc_shape_t ts = {2, {c, r}};
+  return lower_layout(cc, node, v, &ts, map);
+}
+
 static int lower_gemm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   const mpc_graph_t *g = cc->g;
@@ -296,9 +318,10 @@ static int lower_gemm(cc_t *cc, int node) {
     return fail(cc, TANDEM_EUNSUPOP, node, "both operands are parameters (fold them offline)");
   int y;
   if (b_param) {
-    if (trans_a)
-      return fail(cc, TANDEM_EUNSUPOP, node, "transA with a dynamic A is not supported");
-    int x = masked_s1(cc, cc->act[a], nd->name);
+    int av = cc->act[a];
+    if (trans_a && (av = transpose_2d(cc, node, av)) < 0)
+      return av;
+    int x = masked_s1(cc, av, nd->name);
     if (x < 0)
       return fail(cc, x, node, "operand cannot be masked");
     int w = weight_of(cc, b, alpha);
@@ -340,12 +363,15 @@ static int lower_gemm(cc_t *cc, int node) {
     if (y < 0)
       return y;
   } else {
-    if (trans_a || trans_b)
-      return fail(cc, TANDEM_EUNSUPOP, node, "transposes of two dynamic operands are not supported");
-    int x = masked_s1(cc, cc->act[a], nd->name);
+    int av = cc->act[a], bv = cc->act[b];
+    if (trans_a && (av = transpose_2d(cc, node, av)) < 0)
+      return av;
+    if (trans_b && (bv = transpose_2d(cc, node, bv)) < 0)
+      return bv;
+    int x = masked_s1(cc, av, nd->name);
     if (x < 0)
       return fail(cc, x, node, "operand cannot be masked");
-    int z = masked_s1(cc, cc->act[b], nd->name);
+    int z = masked_s1(cc, bv, nd->name);
     if (z < 0)
       return fail(cc, z, node, "operand cannot be masked");
     const mpc__val_t *xv = &cc->p->vals[x], *zv = &cc->p->vals[z];
