@@ -801,6 +801,20 @@ int tandem_bench_proto_main(int argc, char **argv) {
       goto fail;
     }
   }
+  /* What the cluster's dealer would refuse is refused here, before this
+   * process makes that much preprocessing itself. */
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  for (int i = 0; i < 3; i++) {
+    size_t need = mpc_plan_prep_bytes(plan, roles[i]);
+    if (need + 8 > NET_DEFAULT_MAX_MSG) {
+      snprintf(err, sizeof err,
+               "one query's preprocessing is %.2f GB for %s, over the largest message "
+               "(%.2f GB): use a smaller batch",
+               need / 1e9, mpc_role_name(roles[i]), NET_DEFAULT_MAX_MSG / 1e9);
+      rc = TANDEM_EINVAL;
+      goto fail;
+    }
+  }
   double deal_s = 0;
   if ((rc = time_dealer(plan, &deal_s)) != 0) {
     snprintf(err, sizeof err, "timing the dealer: %s", tandem_strerror(rc));
