@@ -137,10 +137,15 @@ START_TEST(test_mlp_frac_bits) {
 }
 END_TEST
 
-/* ReLU straight on the client's masked input: no round at all. */
+/* ReLU straight on the client's masked input: no round at all. The plan's
+ * bound L is the graph's bound_bits, 62 by default at every f (graph.c), and
+ * the encoder accepts exactly the reals with |x| * 2^f < 2^62, so the gate
+ * sees every encodable value: the largest, just below 2^(62-f), must come out
+ * right, and 2^(62-f) itself is refused by the client with TANDEM_ERANGE. */
 START_TEST(test_relu_on_input) {
   mpc_graph_t g;
   mpc_graph_init(&g);
+  ck_assert_uint_eq(g.bound_bits, 62);
   size_t dim[2] = {1, 12};
   int x = mpc_graph_input(&g, "x", 2, dim);
   int y = mpc_graph_op(&g, MPC_OP_RELU, x, -1, -1, NULL, "relu");
@@ -150,16 +155,138 @@ START_TEST(test_relu_on_input) {
   mpc_ftensor_t in;
   mpc_shape_t s = {2, {1, 12}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
-  /* Values near zero and near the range edge (|y| < 2^(L - f) at scale f,
-   * L = 48 for f = 16). */
+  double edge = nextafter(ldexp(1.0, 62 - 16), 0); /* scaled: 2^62 - 512 */
   double v[12] = {0, 1e-5, -1e-5, 1.0 / 65536, -1.0 / 65536, 3.25, -3.25,
-                  2147483647.0, -2147483647.0, 1e6, -1e6, 0.5};
+                  edge, -edge, edge / 3, -edge / 3, 0.5};
   memcpy(in.data, v, sizeof v);
   harness_result_t r = harness_check_private(&g, &w, 1, &in, ldexp(1.0, -16), 1);
   ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_t out[1];
+  for (int sign = -1; sign <= 1; sign += 2) {
+    in.data[7] = sign * ldexp(1.0, 62 - 16);
+    ck_assert_int_ne(harness_run(&g, &w, 1, &in, out, 1, NULL, NULL, &r), 0);
+    ck_assert_int_eq(r.rc[MPC_CLIENT], TANDEM_ERANGE);
+  }
   mpc_ftensor_close(&in);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
+}
+END_TEST
+
+/* The gates at f = 12, 16 and 20: a bilinear layer (MatMul by a weight), the
+ * standalone truncation between two products with the opening after it, a
+ * ReLU with its truncation fused in, and a 2x2 MaxPool, on random data. */
+static void gates_case(unsigned f) {
+  uint64_t seed = 700 + f;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  g.frac_bits = f;
+  size_t xd[2] = {2, 12}, w0d[2] = {12, 8}, w1d[2] = {8, 16};
+  int x = mpc_graph_input(&g, "x", 2, xd);
+  int w0 = mpc_graph_param(&g, "w0", 2, w0d), w1 = mpc_graph_param(&g, "w1", 2, w1d);
+  int h0 = mpc_graph_op(&g, MPC_OP_MATMUL, x, w0, -1, NULL, "mm0");
+  int h1 = mpc_graph_op(&g, MPC_OP_MATMUL, h0, w1, -1, NULL, "mm1");
+  int r = mpc_graph_op(&g, MPC_OP_RELU, h1, -1, -1, NULL, "relu");
+  mpc_node_t rs;
+  memset(&rs, 0, sizeof rs);
+  rs.op = MPC_OP_RESHAPE;
+  rs.in[0] = r;
+  rs.in[1] = rs.in[2] = -1;
+  rs.shape.ndim = 4;
+  rs.shape.dim[0] = 2;
+  rs.shape.dim[1] = 1;
+  rs.shape.dim[2] = rs.shape.dim[3] = 4;
+  snprintf(rs.name, sizeof rs.name, "to_image");
+  int img = mpc_graph_add(&g, &rs, NULL, 0);
+  ck_assert_int_ge(img, 0);
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 2;
+  pa.strides[0] = pa.strides[1] = 2;
+  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, img, -1, -1, &pa, "pool");
+  ck_assert_int_ge(mp, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, mp, -1, -1, NULL, "y"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, h0, -1, -1, NULL, "h0"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[w0], &seed, -1, 1);
+  harness_fill(&w.param[w1], &seed, -1, 1);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {2, 12}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, -2, 2);
+  double d = harness_layer_bound(harness_layer_bound(0, 12, 2, 1, f), 8, 24, 1, f);
+  harness_result_t res = harness_check_private(&g, &w, 2, &in, d, 1);
+  /* Truncation (1) + opening (1) + ReLU (1) + two max levels (2). */
+  ck_assert_uint_eq(res.plan_rounds, 5);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+
+START_TEST(test_gates_frac_bits) {
+  for (unsigned f = 12; f <= 20; f += 4)
+    gates_case(f);
+}
+END_TEST
+
+/* Values near the edge the plan really uses, at f = 12, 16, 20 (L = 62):
+ * a ReLU on the input at the encoder's limit |x| < 2^(62-f); a MaxPool on the
+ * input at the same limit, whose comparisons open b - a with |b - a| * 2^f up
+ * to 2^63 - 2^10 either way (at L = 62 the comparison works on n = L + 2 = 64
+ * bits, the whole ring, so the sign of any int64 difference is exact); and a
+ * ReLU after a product, whose scale-2f value must satisfy |y| < 2^(62-2f)
+ * (here 0.9 of it; beyond, the truncation's wrap term is wrong for some masks
+ * and the result is garbage, which nothing refuses). */
+static void edges_case(unsigned f) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  g.frac_bits = f;
+  size_t xd[2] = {1, 4}, pd[4] = {1, 2, 2, 2}, wd[2] = {1, 1};
+  int x = mpc_graph_input(&g, "x", 2, xd);
+  int rx = mpc_graph_op(&g, MPC_OP_RELU, x, -1, -1, NULL, "relu_in");
+  int p = mpc_graph_input(&g, "p", 4, pd);
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 2;
+  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, p, -1, -1, &pa, "pool_in");
+  size_t qd[2] = {4, 1};
+  int q = mpc_graph_input(&g, "q", 2, qd);
+  int wq = mpc_graph_param(&g, "wq", 2, wd);
+  int hq = mpc_graph_op(&g, MPC_OP_MATMUL, q, wq, -1, NULL, "mm");
+  int rq = mpc_graph_op(&g, MPC_OP_RELU, hq, -1, -1, NULL, "relu_prod");
+  ck_assert_int_ge(rq, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, rx, -1, -1, NULL, "y0"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, mp, -1, -1, NULL, "y1"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, rq, -1, -1, NULL, "y2"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  double v = sqrt(0.9) * ldexp(1.0, 31 - (int)f);
+  w.param[wq].data[0] = v;
+  mpc_ftensor_t in[3];
+  mpc_shape_t s0 = {2, {1, 4}}, s1 = {4, {1, 2, 2, 2}}, s2 = {2, {4, 1}};
+  ck_assert_int_eq(mpc_ftensor_init(&in[0], &s0), 0);
+  ck_assert_int_eq(mpc_ftensor_init(&in[1], &s1), 0);
+  ck_assert_int_eq(mpc_ftensor_init(&in[2], &s2), 0);
+  double e62 = nextafter(ldexp(1.0, 62 - (int)f), 0);
+  const double x0[4] = {e62, -e62, e62 / 2, -ldexp(1.0, -(int)f)};
+  /* Two channels: the first comparison of each opens +-(2^63 - 2^10). */
+  const double x1[8] = {-e62, e62, -e62 / 2, 0.25, e62, -e62, 0.25, -e62 / 2};
+  const double x2[4] = {v, -v, v / 2, -v / 3};
+  memcpy(in[0].data, x0, sizeof x0);
+  memcpy(in[1].data, x1, sizeof x1);
+  memcpy(in[2].data, x2, sizeof x2);
+  double tol = harness_layer_bound(0, 1, v, v, f);
+  harness_check_private(&g, &w, 0, in, tol, 1);
+  for (int i = 0; i < 3; i++)
+    mpc_ftensor_close(&in[i]);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+
+START_TEST(test_edges_of_the_bound) {
+  for (unsigned f = 12; f <= 20; f += 4)
+    edges_case(f);
 }
 END_TEST
 
@@ -354,6 +481,109 @@ START_TEST(test_size_one) {
 }
 END_TEST
 
+/* Size-1 gates: a 1x1 convolution on a 1x1 image, a 1x1 MaxPool (no
+ * comparison level at all) and AveragePool, and a 1x1x1 matrix triple. */
+START_TEST(test_size_one_gates) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t xd[4] = {1, 1, 1, 1}, wd[4] = {1, 1, 1, 1}, bd[1] = {1}, md[2] = {1, 1};
+  int x = mpc_graph_input(&g, "x", 4, xd);
+  int cw = mpc_graph_param(&g, "cw", 4, wd), cb = mpc_graph_param(&g, "cb", 1, bd);
+  mpc_attr_t ca;
+  memset(&ca, 0, sizeof ca);
+  int c = mpc_graph_op(&g, MPC_OP_CONV, x, cw, cb, &ca, "conv");
+  int r = mpc_graph_op(&g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 1;
+  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, r, -1, -1, &pa, "maxpool");
+  int ap = mpc_graph_op(&g, MPC_OP_AVGPOOL, mp, -1, -1, &pa, "avgpool");
+  int a = mpc_graph_input(&g, "a", 2, md), b = mpc_graph_input(&g, "b", 2, md);
+  int t = mpc_graph_op(&g, MPC_OP_MATMUL, a, b, -1, NULL, "triple");
+  ck_assert_int_ge(ap, 0);
+  ck_assert_int_ge(t, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, ap, -1, -1, NULL, "y0"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, t, -1, -1, NULL, "y1"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  w.param[cw].data[0] = -1.25;
+  w.param[cb].data[0] = 0.5;
+  mpc_ftensor_t in[3];
+  for (int i = 0; i < 3; i++) {
+    mpc_shape_t s = i == 0 ? (mpc_shape_t){4, {1, 1, 1, 1}} : (mpc_shape_t){2, {1, 1}};
+    ck_assert_int_eq(mpc_ftensor_init(&in[i], &s), 0);
+  }
+  in[1].data[0] = 1.5;
+  in[2].data[0] = -0.75;
+  double tol = harness_layer_bound(harness_layer_bound(0, 1, 1, 1.25, 16), 1, 2, 1, 16);
+  for (int sign = -1; sign <= 1; sign += 2) {
+    in[0].data[0] = 0.875 * sign; /* both sides of the ReLU */
+    harness_result_t res = harness_check_private(&g, &w, 0, in, tol, 1);
+    /* ReLU (1); the 1x1 MaxPool adds no level. */
+    ck_assert_uint_eq(res.plan_rounds, 1);
+  }
+  for (int i = 0; i < 3; i++)
+    mpc_ftensor_close(&in[i]);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Zero-size shapes are refused wherever one can be declared: graph inputs,
+ * parameters and reshapes (TANDEM_ESHAPE, naming the node), plaintext tensors
+ * (TANDEM_EINVAL), and an empty tensor handed to the client (TANDEM_ESHAPE). */
+START_TEST(test_zero_size_is_an_error) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t z0[2] = {0, 4}, z1[2] = {1, 0}, ok[2] = {1, 4};
+  char err[256];
+  mpc_node_t nd;
+  memset(&nd, 0, sizeof nd);
+  nd.op = MPC_OP_INPUT;
+  nd.in[0] = nd.in[1] = nd.in[2] = -1;
+  nd.shape.ndim = 2;
+  nd.shape.dim[0] = 0;
+  nd.shape.dim[1] = 4;
+  snprintf(nd.name, sizeof nd.name, "empty_in");
+  ck_assert_int_eq(mpc_graph_add(&g, &nd, err, sizeof err), TANDEM_ESHAPE);
+  ck_assert_msg(strstr(err, "empty_in") != NULL && strstr(err, "zero") != NULL, "message: %s",
+                err);
+  ck_assert_int_eq(mpc_graph_input(&g, "x", 2, z1), TANDEM_ESHAPE);
+  ck_assert_int_eq(mpc_graph_param(&g, "w", 2, z0), TANDEM_ESHAPE);
+  ck_assert_uint_eq(g.nnodes, 0);
+  int x = mpc_graph_input(&g, "x", 2, ok);
+  ck_assert_int_ge(x, 0);
+  memset(&nd, 0, sizeof nd);
+  nd.op = MPC_OP_RESHAPE;
+  nd.in[0] = x;
+  nd.in[1] = nd.in[2] = -1;
+  nd.shape.ndim = 3;
+  nd.shape.dim[0] = 1;
+  nd.shape.dim[1] = 0;
+  nd.shape.dim[2] = 4;
+  snprintf(nd.name, sizeof nd.name, "empty_reshape");
+  ck_assert_int_eq(mpc_graph_add(&g, &nd, err, sizeof err), TANDEM_ESHAPE);
+  ck_assert_msg(strstr(err, "empty_reshape") != NULL, "message: %s", err);
+  int y = mpc_graph_op(&g, MPC_OP_RELU, x, -1, -1, NULL, "relu");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_ftensor_t t;
+  mpc_shape_t zs = {2, {0, 4}};
+  ck_assert_int_eq(mpc_ftensor_init(&t, &zs), TANDEM_EINVAL);
+  ck_assert_ptr_null(t.data);
+  /* An empty tensor built by hand reaches the client: a shape error, before
+   * anything is sent. */
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  double dummy[4] = {0};
+  mpc_ftensor_t empty = {zs, dummy}, out[1];
+  harness_result_t r;
+  ck_assert_int_ne(harness_run(&g, &w, 1, &empty, out, 1, NULL, NULL, &r), 0);
+  ck_assert_int_eq(r.rc[MPC_CLIENT], TANDEM_ESHAPE);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 /* ---- view test ------------------------------------------------------------------ */
 
 typedef struct {
@@ -536,6 +766,10 @@ Suite *protocol_suite(void) {
   tcase_add_test(tc, test_triple_matmul);
   tcase_add_test(tc, test_local_ops_and_pools);
   tcase_add_test(tc, test_size_one);
+  tcase_add_test(tc, test_size_one_gates);
+  tcase_add_test(tc, test_zero_size_is_an_error);
+  tcase_add_test(tc, test_gates_frac_bits);
+  tcase_add_test(tc, test_edges_of_the_bound);
   tcase_add_test(tc, test_small_cnn);
   tcase_add_test(tc, test_mlp_batch1);
   tcase_add_test(tc, test_mlp_batch100);
