@@ -10,7 +10,10 @@
  * register tiles. Packing absorbs the transposes and the leading dimensions
  * and zero-pads ragged edges, so the micro-kernels only ever see full,
  * contiguous, 64-byte aligned panels; edge tiles of C go through a small
- * temporary tile. Threads (OpenMP) each own a disjoint rectangle of C and pack
+ * temporary tile. Products with only a few rows (m <= the descriptor's
+ * small_m: a batch-1 layer is a matrix-vector product) skip all of that and
+ * run the variant's small-m path straight on the operands, since packing B
+ * would cost as much as using it once. Threads (OpenMP) each own a disjoint rectangle of C and pack
  * their own panels, so no two threads ever write the same element and no
  * synchronisation is needed inside the loops. Because ring addition is exact
  * (associative and commutative mod 2^64), the result is bit-identical for
@@ -235,6 +238,37 @@ static int gemm_trivial(size_t m, size_t n, size_t k, int accumulate,
   return 1;
 }
 
+/* The small-m path. Products big enough to share (a wide matrix-vector
+ * product) split the columns of C into one slice per thread, each a
+ * multiple of 16 columns so every slice but the last runs full vectors;
+ * each thread reads only its slice of B. */
+static int gemm_small(const kern__gemm_impl_t *impl, kern_trans_t ta,
+                      kern_trans_t tb, size_t m, size_t n, size_t k,
+                      const uint64_t *a, size_t lda, const uint64_t *b,
+                      size_t ldb, int accumulate, uint64_t *c, size_t ldc) {
+  size_t nt = (size_t)kern_threads();
+  if ((double)m * (double)n * (double)k < GEMM_MT_MIN_MACS)
+    nt = 1;
+  size_t slice = round_up(ceil_div(n, nt), 16);
+  nt = ceil_div(n, slice);
+  if (nt <= 1) {
+    impl->small(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+    return 0;
+  }
+#pragma omp parallel num_threads((int)nt)
+  {
+    size_t self = (size_t)omp_get_thread_num();
+    size_t got = (size_t)omp_get_num_threads();
+    for (size_t t = self; t < nt; t += got) {
+      size_t j0 = t * slice, j1 = min_sz(n, j0 + slice);
+      const uint64_t *bj = b + (tb == KERN_TRANS ? j0 * ldb : j0);
+      impl->small(ta, tb, m, j1 - j0, k, a, lda, bj, ldb, accumulate, c + j0,
+                  ldc);
+    }
+  }
+  return 0;
+}
+
 int kern__gemm_blocked(const kern__gemm_impl_t *impl, kern_trans_t ta,
                        kern_trans_t tb, size_t m, size_t n, size_t k,
                        const uint64_t *a, size_t lda, const uint64_t *b,
@@ -244,6 +278,10 @@ int kern__gemm_blocked(const kern__gemm_impl_t *impl, kern_trans_t ta,
     return rc;
   if (gemm_trivial(m, n, k, accumulate, c, ldc))
     return 0;
+
+  if (m <= impl->small_m && impl->small != NULL)
+    return gemm_small(impl, ta, tb, m, n, k, a, lda, b, ldb, accumulate, c,
+                      ldc);
 
   const size_t mr = impl->mr, nr = impl->nr;
   gemm_job_t job = {

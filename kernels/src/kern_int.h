@@ -14,15 +14,36 @@
 /* A blocked GEMM implementation: the register tile, the cache blocks and the
  * micro-kernel the generic driver (gemm.c) calls. The reference has no
  * descriptor: it is the plain loop in ref/gemm_ref.c. */
+/* The small-m path of an implementation: C = op(A) op(B) (or C +=, with
+ * accumulate) for 1 <= m <= small_m, n >= 1, k >= 1, arguments already
+ * checked, read straight from the operands with no packing and on the
+ * calling thread. A matrix-vector product (a batch-1 layer) touches each
+ * element of B once, so packing B, which the blocked path does, would cost
+ * as much as the product; and a register tile mr rows tall would waste
+ * mr - m of its rows. */
+typedef void (*kern__gemm_small_fn)(kern_trans_t ta, kern_trans_t tb, size_t m,
+                                    size_t n, size_t k, const uint64_t *a,
+                                    size_t lda, const uint64_t *b, size_t ldb,
+                                    int accumulate, uint64_t *c, size_t ldc);
+
 typedef struct {
   kern_isa_t isa;
   size_t mr, nr;     /* register tile: C block of mr x nr */
   size_t mc, kc, nc; /* cache blocks (multiples of mr, -, nr) */
   kern_ukr_fn ukr;   /* c[mr x nr] += ap (kc x mr packed) * bp (kc x nr packed) */
+  size_t small_m;    /* products with m <= small_m take small (0: none) */
+  kern__gemm_small_fn small;
 } kern__gemm_impl_t;
 
 extern const kern__gemm_impl_t kern__gemm_avx2;
 extern const kern__gemm_impl_t kern__gemm_avx512;
+
+/* The AVX2 small-m path (x86_64/avx2/gemm_avx2.c); the AVX-512 descriptor
+ * uses it too, since every AVX-512 CPU runs AVX2. */
+void kern__gemm_small_avx2(kern_trans_t ta, kern_trans_t tb, size_t m, size_t n,
+                           size_t k, const uint64_t *a, size_t lda,
+                           const uint64_t *b, size_t ldb, int accumulate,
+                           uint64_t *c, size_t ldc);
 
 /* The reference GEMM (the definition): straightforward loops, same contract
  * as kern_gemm, single-threaded. */

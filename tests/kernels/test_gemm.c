@@ -6,8 +6,10 @@
  * dimensions, one row or column, register tiles plus or minus one, depths
  * around the cache block, leading dimensions wider than the matrix (the gap
  * must stay untouched), all four transpose combinations, accumulate on and
- * off, one and two threads. The generic driver is also run with the portable
- * 4x4 micro-kernel, so it is tested on any CPU. Large products, where the
+ * off, one and two threads; the small-m path (no packing, a few rows of C)
+ * on its own row groups and vector widths, and split over threads. The
+ * generic driver is also run with the portable 4x4 micro-kernel, so it is
+ * tested on any CPU. Large products, where the
  * reference would be slow, are checked with Freivalds' test: C r == A (B r)
  * mod 2^64 for several random vectors r. Operands come from splitmix64 with
  * fixed seeds, printed in every failure message.
@@ -232,6 +234,56 @@ START_TEST(test_blocks_and_threads) {
 }
 END_TEST
 
+START_TEST(test_small_m) {
+  /* The small-m path (m up to 8 on AVX2, 4 on AVX-512; beyond, the
+   * blocked path takes over): every row-group split (4, 2, 1 rows), column
+   * counts around its vector widths (4, 8, 16 columns in the axpy form, 1,
+   * 2, 4 in the dot form) and depths around the dot form's 4-element step,
+   * in every transpose, padding and accumulate combination. */
+  static const size_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
+  static const size_t ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 130};
+  static const size_t ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 130};
+  variant_t vs[KERN_NISA + 1];
+  size_t nv = variants(vs);
+  uint64_t seed = 8000;
+  for (size_t vi = 0; vi < nv; vi++) {
+    unsigned opt = 0;
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+      for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+        for (size_t l = 0; l < sizeof ks / sizeof ks[0]; l++, seed++) {
+          /* Each shape in four of the eight transpose x accumulate
+           * combinations, rotating, with and without padding. */
+          for (int rep = 0; rep < 4; rep++, opt++) {
+            unsigned o = opt * 3;
+            check_one(&vs[vi], (kern_trans_t)(o & 1),
+                      (kern_trans_t)((o >> 1) & 1), ms[i], ns[j], ks[l],
+                      (o & 4) ? 3 : 0, (int)((o >> 2) & 1), 1, seed);
+          }
+        }
+  }
+}
+END_TEST
+
+START_TEST(test_small_m_threads) {
+  /* Small-m products large enough to be split by columns over threads:
+   * slices of whole 16-column groups, a ragged last slice, 1 to 3 threads
+   * (3 leaves one thread a slice shorter than the others), both forms. */
+  static const size_t shapes[][3] = {
+      {1, 601, 1900}, {2, 999, 700}, {4, 333, 1001}, {3, 17, 30000},
+      {8, 200, 700}};
+  variant_t vs[KERN_NISA + 1];
+  size_t nv = variants(vs);
+  uint64_t seed = 9000;
+  for (size_t vi = 0; vi < nv; vi++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      for (int opt = 0; opt < 6; opt++, seed++)
+        check_one(&vs[vi], (kern_trans_t)((opt >> 1) & 1),
+                  (kern_trans_t)(opt & 1), shapes[s][0], shapes[s][1],
+                  shapes[s][2], (opt & 2) ? 1 : 0, (opt >> 2) & 1,
+                  1 + (opt % 3), seed);
+}
+END_TEST
+
 START_TEST(test_ukr) {
   /* The micro-kernel alone, as the benchmark calls it, with a C tile inside
    * a wider matrix. */
@@ -448,6 +500,8 @@ Suite *gemm_suite(void) {
   tcase_add_test(tc, test_small_all_options);
   tcase_add_test(tc, test_edge_shapes);
   tcase_add_test(tc, test_blocks_and_threads);
+  tcase_add_test(tc, test_small_m);
+  tcase_add_test(tc, test_small_m_threads);
   tcase_add_test(tc, test_ukr);
   tcase_add_test(tc, test_large_freivalds);
   tcase_add_test(tc, test_thread_counts_identical);

@@ -62,4 +62,8 @@ const kern__gemm_impl_t kern__gemm_avx512 = {
     .kc = 256,
     .nc = 2048,
     .ukr = ukr_8x16,
+    /* A few rows of C are bound by reading B, not by multiplies: the AVX2
+     * small-m path serves (every AVX-512 CPU runs AVX2). */
+    .small_m = 4,
+    .small = kern__gemm_small_avx2,
 };
