@@ -101,11 +101,14 @@ typedef struct {
    * reaches the socket emu_delay_us after it leaves; frames keep their order
    * and stay counted in queue_bytes until then, so senders still wait on a
    * full queue (the rate limits them). Set both on both ends for a
-   * symmetric link: the round trip grows by 2 * emu_delay_us. The loop's
-   * timers count milliseconds, so a frame may arrive up to about 1 ms after
-   * its time, never before. Long messages are then queued a frame at a time
-   * (the emulated wire's unit) and senders never write to the socket
-   * themselves. */
+   * symmetric link: the round trip grows by 2 * emu_delay_us. A frame's
+   * time starts when its sender queues it; the loop sleeps until then on a
+   * timerfd (Linux, CLOCK_MONOTONIC, nanosecond deadlines), so a frame
+   * reaches the socket never before its time and typically within a few
+   * tens of microseconds after it (the scheduler's wake-up latency; more
+   * on a loaded machine). Each connection then holds one more file
+   * descriptor. Long messages are queued a frame at a time (the emulated
+   * wire's unit) and senders never write to the socket themselves. */
   uint32_t emu_delay_us; /* one-way delay added to each frame (half an RTT) */
   uint64_t emu_rate_bps; /* bytes per second each link may send */
 } net_config_t;

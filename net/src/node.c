@@ -28,8 +28,13 @@
  * queue_bytes.
  *
  * With link emulation on (cfg.emu_*), frames pass through a per-connection
- * queue of held frames released by a timer (emit), after the write queue and
- * before the socket.
+ * queue of held frames (emit), after the write queue and before the socket.
+ * A sender puts its frames there itself, under node->mu, with the time each
+ * may reach the socket; the loop writes them when a timerfd armed for the
+ * first one's time (absolute CLOCK_MONOTONIC nanoseconds) turns readable.
+ * libuv's own timers count milliseconds, too coarse for a LAN's 150 us; a
+ * timerfd fires within the scheduler's wake-up latency (tens of
+ * microseconds), and the loop sleeps in epoll meanwhile.
  */
 #include <errno.h>
 #include <signal.h>
@@ -39,6 +44,9 @@
 #include <string.h>
 
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <uv.h>
@@ -75,7 +83,7 @@ typedef struct wreq_s {
   size_t len;    /* bytes at buf */
   size_t off;    /* bytes of buf the sender already wrote to the socket */
   size_t qbytes; /* bytes counted in c->queued (0 for handshake frames) */
-  uint64_t due;  /* link emulation: when it may reach the socket (uv_hrtime) */
+  uint64_t due;  /* link emulation: when it may reach the socket (emu_now) */
   unsigned char buf[];
 } wreq_t;
 
@@ -131,10 +139,12 @@ struct conn_s {
   wreq_t *pend_head, *pend_tail;
   unsigned inflight; /* uv_write requests not yet completed */
   size_t queued;
-  /* link emulation (node->emu): frames held until their due time */
-  uv_timer_t emu_timer;
+  /* link emulation (node->emu): frames held until their due time, and a
+   * timerfd (emu_fd, watched by emu_poll) armed for the first one's */
+  uv_poll_t emu_poll;
+  int emu_fd;
   wreq_t *emu_head, *emu_tail;
-  uint64_t emu_busy; /* when the emulated wire is free again (uv_hrtime) */
+  uint64_t emu_busy; /* when the emulated wire is free again (emu_now) */
   int emu_shut;      /* a graceful close waits for the held frames */
   uint64_t wire_in, wire_out;
 };
@@ -310,6 +320,9 @@ static void conn_unlink(conn_t *c) {
 static void handle_close_cb(uv_handle_t *h) {
   conn_t *c = h->data;
   net_node_t *n = c->node;
+  /* libuv no longer watches the timerfd once its handle is closed. */
+  if (h == (uv_handle_t *)&c->emu_poll)
+    (void)close(c->emu_fd);
   if (--c->handles == 0)
     conn_unlink(c);
   conn_maybe_free(c);
@@ -321,8 +334,8 @@ static void conn_close_handles(conn_t *c) {
     uv_close((uv_handle_t *)&c->tcp, handle_close_cb);
   if (!uv_is_closing((uv_handle_t *)&c->timer))
     uv_close((uv_handle_t *)&c->timer, handle_close_cb);
-  if (c->node->emu && !uv_is_closing((uv_handle_t *)&c->emu_timer))
-    uv_close((uv_handle_t *)&c->emu_timer, handle_close_cb);
+  if (c->node->emu && !uv_is_closing((uv_handle_t *)&c->emu_poll))
+    uv_close((uv_handle_t *)&c->emu_poll, handle_close_cb);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status) {
@@ -335,7 +348,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 }
 
 static void write_cb(uv_write_t *req, int status);
-static void emu_timer_cb(uv_timer_t *t);
+static void emu_poll_cb(uv_poll_t *h, int status, int events);
 static void conn_fail(conn_t *c, int err);
 
 /* Hands w to libuv (which frees it through write_cb); on failure frees it. */
@@ -353,27 +366,37 @@ static int start_write(conn_t *c, wreq_t *w) {
   return 0;
 }
 
-/* Arms c's emulation timer for its first held frame. uv timers count whole
- * milliseconds from a loop time that may lag, so the timeout is rounded up
- * and emu_timer_cb checks the real time again. */
+/* The emulation's clock: CLOCK_MONOTONIC in nanoseconds, the clock of the
+ * timerfd, so a frame's due time is the timer's absolute deadline. */
+static uint64_t emu_now(void) {
+  struct timespec ts;
+  (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Arms c's timerfd for its first held frame's due time; one already past
+ * fires at once. A plain system call on the fd, so a sender may arm it as
+ * well as the loop (both under node->mu, which orders the arming with the
+ * queue it reflects). The due time is never 0, which would disarm. */
 static void emu_arm(conn_t *c) {
-  uint64_t now = uv_hrtime(), due = c->emu_head->due;
-  uint64_t ms = due > now ? (due - now + 999999u) / 1000000u : 0;
-  uv_update_time(&c->node->loop);
-  (void)uv_timer_start(&c->emu_timer, emu_timer_cb, ms, 0);
+  uint64_t due = c->emu_head->due;
+  struct itimerspec its = {.it_value = {.tv_sec = (time_t)(due / 1000000000u),
+                                        .tv_nsec = (long)(due % 1000000000u)}};
+  (void)timerfd_settime(c->emu_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 /* Sends w now, or with link emulation on, when the emulated wire would
  * deliver it: it leaves once the wire is free and its bytes have been
  * serialised at emu_rate_bps, and arrives emu_delay_us later. Frames keep
  * their order (departures only grow), and they stay counted in c->queued
- * until written, so senders still wait on a full queue. */
+ * until written, so senders still wait on a full queue. With emulation on
+ * this touches no libuv handle, so senders call it too (under node->mu). */
 static int emit(conn_t *c, wreq_t *w) {
   net_node_t *n = c->node;
   uint64_t now, start;
   if (!n->emu)
     return start_write(c, w);
-  now = uv_hrtime();
+  now = emu_now();
   start = c->emu_busy > now ? c->emu_busy : now;
   if (n->cfg.emu_rate_bps)
     start += (uint64_t)((double)(w->len - w->off) * 1e9 / (double)n->cfg.emu_rate_bps);
@@ -425,7 +448,7 @@ static void conn_close(conn_t *c, int err, int graceful) {
   c->state = C_CLOSING;
   uv_timer_stop(&c->timer);
   if (graceful && uv_is_active((uv_handle_t *)&c->tcp) && conn_flush(c) == 0) {
-    if (c->emu_head) { /* emu_timer_cb shuts down after the held frames */
+    if (c->emu_head) { /* emu_poll_cb shuts down after the held frames */
       c->emu_shut = 1;
       uv_read_stop((uv_stream_t *)&c->tcp);
       goto out;
@@ -443,14 +466,21 @@ out:
   uv_cond_broadcast(&n->cv);
 }
 
-/* Writes the held frames that are due, re-arms for the next, and after the
- * last one finishes a graceful close that waited for them. */
-static void emu_timer_cb(uv_timer_t *t) {
-  conn_t *c = t->data;
+/* The timerfd fired: writes the held frames that are due, re-arms for the
+ * next, and after the last one finishes a graceful close that waited for
+ * them. The expiry count is read first (else the fd stays readable and the
+ * loop would spin); a sender arming the timer meanwhile waits on node->mu,
+ * and the queue is looked at only after the read, so no expiry is lost. */
+static void emu_poll_cb(uv_poll_t *h, int status, int events) {
+  conn_t *c = h->data;
   net_node_t *n = c->node;
-  uint64_t now = uv_hrtime();
-  int r = 0;
+  uint64_t now, ticks;
+  int r = status; /* < 0: libuv stopped watching the fd, the frames cannot go */
+  (void)events;
   uv_mutex_lock(&n->mu);
+  while (r == 0 && read(c->emu_fd, &ticks, sizeof(ticks)) < 0 && errno == EINTR)
+    ;
+  now = emu_now();
   while (c->emu_head && c->emu_head->due <= now && r == 0) {
     wreq_t *w = c->emu_head;
     c->emu_head = w->next;
@@ -901,9 +931,14 @@ static conn_t *conn_new(net_node_t *n) {
   conn_t *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
-  if (uv_mutex_init(&c->send_mu) != 0) {
-    free(c);
-    return NULL;
+  c->emu_fd = -1;
+  if (uv_mutex_init(&c->send_mu) != 0)
+    goto fail;
+  if (n->emu) {
+    /* uv_poll_init leaves no handle behind when it fails. */
+    c->emu_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (c->emu_fd < 0 || uv_poll_init(&n->loop, &c->emu_poll, c->emu_fd) != 0)
+      goto fail_mu;
   }
   c->node = n;
   c->peer = -1;
@@ -913,14 +948,21 @@ static conn_t *conn_new(net_node_t *n) {
   c->timer.data = c;
   c->handles = 2;
   if (n->emu) {
-    uv_timer_init(&n->loop, &c->emu_timer);
-    c->emu_timer.data = c;
+    c->emu_poll.data = c;
+    (void)uv_poll_start(&c->emu_poll, UV_READABLE, emu_poll_cb); /* fails on bad events only */
     c->handles = 3;
   }
   c->next = n->conns;
   n->conns = c;
   uv_timer_start(&c->timer, timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
   return c;
+fail_mu:
+  if (c->emu_fd >= 0)
+    (void)close(c->emu_fd);
+  uv_mutex_destroy(&c->send_mu);
+fail:
+  free(c);
+  return NULL;
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
@@ -1465,6 +1507,13 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
       w->next = NULL;
       if (direct_write(c, p, w)) {
         free(w);
+      } else if (n->emu && !c->pend_head && !c->want_close) {
+        /* Straight onto the emulated wire: its time starts now, not when
+         * the loop would get round to it, and the timerfd wakes the loop
+         * when the frame is due (no hand-off to the loop before). */
+        w->qbytes = wire;
+        c->queued += wire;
+        (void)emit(c, w);
       } else {
         w->qbytes = wire - w->off;
         if (c->pend_tail)
