@@ -586,85 +586,205 @@ END_TEST
 
 /* ---- view test ------------------------------------------------------------------ */
 
+/* Everything each role receives, by sender (the tap sees every delivered
+ * message; memnet serialises tap calls). */
 typedef struct {
-  uint8_t *buf[MPC_NROLES];
-  size_t len[MPC_NROLES], cap[MPC_NROLES];
+  uint8_t *buf[MPC_NROLES][MPC_NROLES]; /* [from][to] */
+  size_t len[MPC_NROLES][MPC_NROLES], cap[MPC_NROLES][MPC_NROLES];
 } view_t;
 
 static void view_tap(void *ctx, mpc_role_t from, mpc_role_t to, const void *b, size_t n) {
   view_t *v = ctx;
-  (void)from;
-  if (v->len[to] + n > v->cap[to]) {
-    size_t cap = (v->len[to] + n) * 2;
-    v->buf[to] = realloc(v->buf[to], cap);
-    ck_assert_ptr_nonnull(v->buf[to]);
-    v->cap[to] = cap;
+  if (v->len[from][to] + n > v->cap[from][to]) {
+    size_t cap = (v->len[from][to] + n) * 2;
+    v->buf[from][to] = realloc(v->buf[from][to], cap);
+    ck_assert_ptr_nonnull(v->buf[from][to]);
+    v->cap[from][to] = cap;
   }
-  memcpy(v->buf[to] + v->len[to], b, n);
-  v->len[to] += n;
+  memcpy(v->buf[from][to] + v->len[from][to], b, n);
+  v->len[from][to] += n;
+}
+
+static void view_free(view_t *v) {
+  for (int i = 0; i < MPC_NROLES; i++)
+    for (int j = 0; j < MPC_NROLES; j++)
+      free(v->buf[i][j]);
+}
+
+typedef struct {
+  uint64_t word;
+  size_t idx;
+} wordpos_t;
+
+static int cmp_wordpos(const void *a, const void *b) {
+  uint64_t x = ((const wordpos_t *)a)->word, y = ((const wordpos_t *)b)->word;
+  return x < y ? -1 : x > y;
 }
 
 /* Whether any 16-byte window of secret (two consecutive ring words) occurs in
- * hay, at 8-byte alignment. */
+ * hay at any byte offset (messages carry key bytes of any length, so a word
+ * need not be 8-aligned in the stream). The first words, sorted, are
+ * looked up at each offset. */
 static int contains_words(const uint8_t *hay, size_t hlen, const uint64_t *secret, size_t n) {
-  for (size_t i = 0; i + 1 < n; i++) {
-    if (secret[i] == 0 && secret[i + 1] == 0)
-      continue;
-    for (size_t off = 0; off + 16 <= hlen; off += 8)
-      if (memcmp(hay + off, &secret[i], 16) == 0)
-        return 1;
+  if (n < 2 || hlen < 16)
+    return 0;
+  wordpos_t *t = malloc((n - 1) * sizeof *t);
+  ck_assert_ptr_nonnull(t);
+  size_t m = 0;
+  for (size_t i = 0; i + 1 < n; i++)
+    if (secret[i] != 0 || secret[i + 1] != 0)
+      t[m++] = (wordpos_t){secret[i], i};
+  qsort(t, m, sizeof *t, cmp_wordpos);
+  int found = 0;
+  for (size_t off = 0; off + 16 <= hlen && !found; off++) {
+    uint64_t x;
+    memcpy(&x, hay + off, 8);
+    size_t lo = 0, hi = m;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (t[mid].word < x)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (size_t k = lo; k < m && t[k].word == x && !found; k++)
+      found = memcmp(hay + off + 8, &secret[t[k].idx + 1], 8) == 0;
   }
-  return 0;
+  free(t);
+  return found;
 }
 
-START_TEST(test_views_hide_inputs_and_weights) {
-  uint64_t seed = 21;
-  size_t sizes[3] = {64, 32, 4};
-  mpc_graph_t g;
-  mpc_weights_t w;
-  build_mlp(&g, &w, sizes, 3, 8, 16, &seed, 0.5);
-  mpc_ftensor_t in;
-  mpc_shape_t s = {2, {8, 64}};
-  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
-  harness_fill(&in, &seed, -1, 1);
-  view_t v;
-  memset(&v, 0, sizeof v);
-  harness_result_t r;
-  mpc_ftensor_t out[1];
-  ck_assert_int_eq(harness_run(&g, &w, 8, &in, out, 2, view_tap, &v, &r), 0);
-  mpc_ftensor_close(&out[0]);
-  /* The plaintext encodings that must never travel. */
-  uint64_t xenc[512], wenc[64 * 32];
-  ck_assert_int_eq(kern_fix_encode(xenc, in.data, 512, 16, NULL), 0);
-  ck_assert_int_eq(kern_fix_encode(wenc, w.param[1].data, 64 * 32, 16, NULL), 0);
-  for (int role = 0; role < MPC_NROLES; role++) {
-    if (role == MPC_OWNER || role == MPC_CLIENT)
-      continue; /* they own the plaintexts */
-    ck_assert_msg(!contains_words(v.buf[role], v.len[role], xenc, 512),
-                  "%s received the plaintext input", mpc_role_name((mpc_role_t)role));
-    ck_assert_msg(!contains_words(v.buf[role], v.len[role], wenc, 64 * 32),
-                  "%s received the plaintext weights", mpc_role_name((mpc_role_t)role));
-  }
-  ck_assert_uint_eq(v.len[MPC_DEALER], 0);
-  /* What P0 receives looks uniform: every bit position of its 64-bit words is
-   * set about half the time (the low bits especially, where fixed-point
-   * values of small magnitude would show structure). */
-  size_t nw = v.len[MPC_P0] / 8;
-  ck_assert_uint_gt(nw, 1000);
+/* Every bit position of the 64-bit words in buf is set in 0.5 +- 0.05 of
+ * them (at the sizes below, more than 5 standard deviations), the low bits
+ * included, where fixed-point values of small magnitude would show. */
+static void check_uniform(const uint8_t *buf, size_t len, const char *what, int run) {
+  size_t nw = len / 8;
+  ck_assert_msg(nw >= 2000, "%s (run %d): only %zu words", what, run, nw);
   for (unsigned bit = 0; bit < 64; bit++) {
     size_t ones = 0;
     for (size_t i = 0; i < nw; i++) {
       uint64_t x;
-      memcpy(&x, v.buf[MPC_P0] + 8 * i, 8);
+      memcpy(&x, buf + 8 * i, 8);
       ones += (x >> bit) & 1;
     }
     double frac = (double)ones / (double)nw;
-    ck_assert_msg(fabs(frac - 0.5) < 0.05, "bit %u set in %.3f of P0's received words", bit, frac);
+    ck_assert_msg(fabs(frac - 0.5) < 0.05, "%s (run %d): bit %u set in %.3f of %zu words", what,
+                  run, bit, frac, nw);
   }
-  for (int i = 0; i < MPC_NROLES; i++)
-    free(v.buf[i]);
-  mpc_ftensor_close(&in);
-  mpc_weights_close(&w);
+}
+
+/* The issue's view test. One model (64 -> 32 -> 4 with a ReLU, batch 8, four
+ * queries) is evaluated twice, on two different inputs and two different
+ * weight sets, with the same coins everywhere else: the harness fixes the
+ * dealer's and the owner's randomness (harness_fix_coins), so both runs draw
+ * the same weight masks, input masks, FSS keys and share seeds. Then:
+ *   - the dealer receives nothing, and what it sends (seeds, corrections,
+ *     keys) is byte-identical in both runs: it depends on the plan and its
+ *     coins only, never on an input or a weight;
+ *   - no buffer P0, P1 or the dealer receives contains the plaintext input or
+ *     weights (their fixed-point encodings) of either run;
+ *   - every role's view has the same sizes in both runs;
+ *   - the values opened between P0 and P1 (the setup's W + R_W and every
+ *     online round) and the client's masked input look uniform, bit by bit,
+ *     at P0 and at P1, in both runs. With the same masks in both runs these
+ *     are the only parts of a party's view that differ between the runs. */
+START_TEST(test_views_hide_inputs_and_weights) {
+  size_t sizes[3] = {64, 32, 4};
+  mpc_graph_t g;
+  mpc_weights_t w[2];
+  mpc_ftensor_t in[2];
+  view_t v[2];
+  memset(v, 0, sizeof v);
+  mpc_shape_t s = {2, {8, 64}};
+  for (int run = 0; run < 2; run++) {
+    uint64_t seed = 21 + 1000 * (uint64_t)run;
+    if (run == 0) {
+      build_mlp(&g, &w[0], sizes, 3, 8, 16, &seed, 0.5);
+    } else {
+      ck_assert_int_eq(mpc_weights_init(&w[1], &g), 0);
+      for (size_t i = 0; i < g.nnodes; i++)
+        if (g.nodes[i].op == MPC_OP_PARAM)
+          harness_fill(&w[1].param[i], &seed, -0.5, 0.5);
+    }
+    ck_assert_int_eq(mpc_ftensor_init(&in[run], &s), 0);
+    harness_fill(&in[run], &seed, -1, 1);
+    harness_fix_coins(0x5eed);
+    harness_result_t r;
+    mpc_ftensor_t out[1];
+    int rc = harness_run(&g, &w[run], 8, &in[run], out, 4, view_tap, &v[run], &r);
+    harness_fix_coins(0);
+    ck_assert_int_eq(rc, 0);
+    mpc_ftensor_close(&out[0]);
+  }
+  ck_assert(in[0].data[0] != in[1].data[0]);
+  for (int from = 0; from < MPC_NROLES; from++) {
+    for (int to = 0; to < MPC_NROLES; to++)
+      ck_assert_uint_eq(v[0].len[from][to], v[1].len[from][to]);
+    ck_assert_uint_eq(v[0].len[from][MPC_DEALER], 0);
+  }
+  for (int to = 0; to < MPC_NROLES; to++)
+    if (v[0].len[MPC_DEALER][to] > 0)
+      ck_assert_msg(memcmp(v[0].buf[MPC_DEALER][to], v[1].buf[MPC_DEALER][to],
+                           v[0].len[MPC_DEALER][to]) == 0,
+                    "the dealer's message to %s depends on the input or the weights",
+                    mpc_role_name((mpc_role_t)to));
+  ck_assert_uint_gt(v[0].len[MPC_DEALER][MPC_P1], 0);
+
+  /* The plaintext encodings that must never travel: each run's input, its
+   * weights at f bits and its biases at f and at 2f bits. */
+  for (int run = 0; run < 2; run++) {
+    uint64_t xenc[512];
+    ck_assert_int_eq(kern_fix_encode(xenc, in[run].data, 512, 16, NULL), 0);
+    if (run == 0) { /* the search itself finds words at an odd offset */
+      uint8_t probe[64] = {0};
+      memcpy(probe + 13, xenc + 100, 16);
+      ck_assert(contains_words(probe, sizeof probe, xenc, 512));
+    }
+    for (int who = 0; who < 3; who++) { /* P0, P1, the dealer */
+      for (int r2 = 0; r2 < 2; r2++)
+        for (int from = 0; from < MPC_NROLES; from++)
+          ck_assert_msg(!contains_words(v[r2].buf[from][who], v[r2].len[from][who], xenc, 512),
+                        "%s received run %d's plaintext input from %s (run %d)",
+                        mpc_role_name((mpc_role_t)who), run, mpc_role_name((mpc_role_t)from),
+                        r2);
+    }
+    for (size_t i = 0; i < g.nnodes; i++) {
+      if (g.nodes[i].op != MPC_OP_PARAM)
+        continue;
+      size_t n = mpc_shape_numel(&g.nodes[i].shape);
+      uint64_t *enc = malloc(2 * n * sizeof *enc);
+      ck_assert_ptr_nonnull(enc);
+      ck_assert_int_eq(kern_fix_encode(enc, w[run].param[i].data, n, 16, NULL), 0);
+      for (size_t j = 0; j < n; j++)
+        enc[n + j] = enc[j] << 16;
+      for (int who = 0; who < 3; who++)
+        for (int from = 0; from < MPC_NROLES; from++)
+          for (int part = 0; part < 2; part++)
+            ck_assert_msg(!contains_words(v[run].buf[from][who], v[run].len[from][who],
+                                          enc + part * n, n),
+                          "%s received parameter '%s' of run %d from %s",
+                          mpc_role_name((mpc_role_t)who), g.nodes[i].name, run,
+                          mpc_role_name((mpc_role_t)from));
+      free(enc);
+    }
+  }
+
+  /* The opened values, at each party and in each run. */
+  for (int run = 0; run < 2; run++) {
+    check_uniform(v[run].buf[MPC_P1][MPC_P0], v[run].len[MPC_P1][MPC_P0],
+                  "openings P0 received from P1", run);
+    check_uniform(v[run].buf[MPC_P0][MPC_P1], v[run].len[MPC_P0][MPC_P1],
+                  "openings P1 received from P0", run);
+    check_uniform(v[run].buf[MPC_CLIENT][MPC_P0], v[run].len[MPC_CLIENT][MPC_P0],
+                  "masked input at P0", run);
+    check_uniform(v[run].buf[MPC_CLIENT][MPC_P1], v[run].len[MPC_CLIENT][MPC_P1],
+                  "masked input at P1", run);
+  }
+  for (int run = 0; run < 2; run++) {
+    view_free(&v[run]);
+    mpc_ftensor_close(&in[run]);
+    mpc_weights_close(&w[run]);
+  }
   mpc_graph_close(&g);
 }
 END_TEST
