@@ -12,12 +12,14 @@
  * the ring GEMMs of the plan's bilinear gates with kern_gemm. Every private
  * result is checked against the float reference before any time is printed.
  *
- * --net RTT_MS:GBPS (or lan, wan) projects the online and offline times on
- * that network from what was measured: each online round adds a one-way
- * delay (both parties send at once) and its bytes at the link rate, and the
- * dealer's message adds one delay and its bytes. --emulate runs the same
- * workload with net/'s per-link delay and rate limit on every process of the
- * cluster and measures it: the two must agree within 20%.
+ * --net RTT_MS:GBPS (or lan, wan) projects the online time on that network
+ * from what was measured: each online round adds a one-way delay (both
+ * parties send at once) and its bytes at the link rate; the dealer's message
+ * takes one delay and its bytes (ahead of the query: the dealer works ahead).
+ * --emulate runs the same workload with net/'s per-link delay and rate limit
+ * on every process of the cluster and measures it: the projection and the
+ * measurement must agree within 20% (compared on the fastest query of each
+ * run, which the other processes of a shared machine disturb least).
  */
 #include <cblas.h>
 #include <math.h>
@@ -366,6 +368,7 @@ typedef struct {
   unsigned rounds;
   uint64_t online_bytes[2], offline_bytes[2];
   double online_s, offline_s, setup_s, max_err;
+  double online_min_s; /* the fastest query: the least disturbed by other work */
   double deal_s; /* the dealer's generation of one query, in this process */
   size_t ngates;
   double *gate_on, *gate_off; /* medians per gate */
@@ -464,7 +467,8 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     rc = TANDEM_EIO;
     goto done;
   }
-  res->online_s = median(on, reps);
+  res->online_s = median(on, reps); /* sorts on */
+  res->online_min_s = on[0];
   res->offline_s = median(off, reps);
   res->gate_on = calloc(res->ngates + 1, sizeof(double));
   res->gate_off = calloc(res->ngates + 1, sizeof(double));
@@ -503,7 +507,9 @@ done:
 /* ---- projection ---------------------------------------------------------------------- */
 
 typedef struct {
-  double online_s, offline_s;
+  double online_s;  /* the loopback median plus net_s */
+  double net_s;     /* what the network adds to the online phase */
+  double offline_s; /* the dealer's message on that network: one delay and its bytes */
 } proj_t;
 
 /* The measured loopback times plus, per online round, one one-way delay and
@@ -527,7 +533,8 @@ static void project(const mpc_plan_t *plan, const pres_t *r, const netspec_t *sp
   uint64_t prep = r->offline_bytes[0] > r->offline_bytes[1] ? r->offline_bytes[0]
                                                             : r->offline_bytes[1];
   out->online_s = on;
-  out->offline_s = r->offline_s + d + (double)prep / rate;
+  out->net_s = on - r->online_s;
+  out->offline_s = d + (double)prep / rate;
 }
 
 /* ---- output ------------------------------------------------------------------------- */
@@ -619,24 +626,31 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
   if (proj != NULL) {
     if (json)
       fprintf(f, ",\"net\":{\"name\":\"%s\",\"rtt_ms\":%g,\"gbps\":%g,"
-                 "\"projected_online_s\":%.6g,\"projected_offline_s\":%.6g",
+                 "\"projected_online_s\":%.6g,\"projected_dealer_transfer_s\":%.6g",
               o->spec.name, o->spec.rtt_ms, o->spec.gbps, proj->online_s, proj->offline_s);
     else
-      fprintf(f, "  on %s (RTT %g ms, %g Gbps): projected online %.3f ms, offline %.3f ms "
-                 "(a projection from the loopback figures)\n",
+      fprintf(f, "  on %s (RTT %g ms, %g Gbps): projected online %.3f ms, the dealer's "
+                 "message %.3f ms (a projection from the loopback figures)\n",
               o->spec.name, o->spec.rtt_ms, o->spec.gbps, 1e3 * proj->online_s,
               1e3 * proj->offline_s);
     if (emu != NULL) {
-      double dev = fabs(emu->online_s - proj->online_s) / proj->online_s;
+      /* Compared on the fastest query of each run: on a shared machine the
+       * other processes only ever add time, and the medians of two short
+       * runs differ by that noise more than by the network. */
+      double want = r->online_min_s + proj->net_s;
+      double dev = fabs(emu->online_min_s - want) / want;
       if (json)
-        fprintf(f, ",\"emulated_online_s\":%.6g,\"emulated_offline_s\":%.6g,"
+        fprintf(f, ",\"emulated_online_s\":%.6g,\"emulated_online_min_s\":%.6g,"
+                   "\"projected_online_min_s\":%.6g,\"emulated_offline_s\":%.6g,"
                    "\"projection_error\":%.4g,\"agree_within_20pct\":%s",
-                emu->online_s, emu->offline_s, dev, dev <= 0.2 ? "true" : "false");
+                emu->online_s, emu->online_min_s, want, emu->offline_s, dev,
+                dev <= 0.2 ? "true" : "false");
       else
-        fprintf(f, "  emulated        online %.3f ms, offline %.3f ms (net/ delay and rate "
-                   "limit on every link); projection off by %.1f%% (%s 20%%)\n",
-                1e3 * emu->online_s, 1e3 * emu->offline_s, 100 * dev,
-                dev <= 0.2 ? "within" : "beyond");
+        fprintf(f, "  emulated        online %.3f ms (median; fastest %.3f ms against %.3f ms "
+                   "projected), offline %.3f ms (net/ delay and rate limit on every link); "
+                   "projection off by %.1f%% (%s 20%%)\n",
+                1e3 * emu->online_s, 1e3 * emu->online_min_s, 1e3 * want,
+                1e3 * emu->offline_s, 100 * dev, dev <= 0.2 ? "within" : "beyond");
     }
     if (json)
       fputc('}', f);
