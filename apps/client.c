@@ -99,7 +99,16 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
   mpc_plan_t *plan = NULL;
   if ((rc = mpc_plan_new(&plan, g, 1, err, errlen)) != 0)
     goto done;
-  if ((rc = mpc_graph_save(g, &gb, &glen)) != 0) {
+  /* The public graph carries the largest safe input, so that clients refuse
+   * what would overflow inside the model (its one figure about the weights). */
+  mpc_graph_t pub = *g;
+  if ((rc = mpc_weights_input_bound(g, w, &pub.input_bound)) != 0) {
+    snprintf(err, errlen, "%s",
+             rc == TANDEM_ERANGE ? "the model's weights overflow the fixed-point range"
+                                 : tandem_strerror(rc));
+    goto done;
+  }
+  if ((rc = mpc_graph_save(&pub, &gb, &glen)) != 0) {
     snprintf(err, errlen, "cannot serialise the graph: %s", tandem_strerror(rc));
     goto done;
   }

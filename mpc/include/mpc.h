@@ -170,6 +170,11 @@ typedef struct {
   size_t nnodes, cap;
   unsigned frac_bits;   /* f: fixed-point fractional bits (default 16) */
   unsigned bound_bits;  /* |activation| * 2^(2f) < 2^bound_bits before truncation (default 62) */
+  /* The largest |x| of a client input element for which no value of the
+   * graph leaves the fixed-point range (mpc_weights_input_bound, set by the
+   * model owner, who knows the weights); the client refuses larger inputs.
+   * 0: unknown, not checked. */
+  double input_bound;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
 } mpc_graph_t;
 
@@ -218,6 +223,15 @@ void mpc_weights_close(mpc_weights_t *w);
  * initialised by the callee (caller closes). */
 TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs);
+
+/* The largest B such that every client input with all |x| <= B keeps every
+ * value of the graph within the fixed-point range the protocol needs
+ * (|v| < 2^(bound_bits - 2 frac_bits)), whatever the input: a worst case over
+ * the weights' magnitudes (mpc/src/bound.c), for graph.input_bound. Runs the
+ * float evaluator a few dozen times at batch 1. Errors: TANDEM_ERANGE (the
+ * weights overflow even at input 0), TANDEM_EINVAL, TANDEM_ENOMEM. */
+TANDEM_WUR int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t *w,
+                                       double *bound);
 
 /* ------------------------------------------------------------------------ */
 /* Plans                                                                     */
@@ -306,7 +320,8 @@ TANDEM_WUR int mpc_party_gate_times(const mpc_party_t *party, size_t i, double *
  * inputs (one tensor per INPUT node) and sends X + R_X to both parties, then
  * receives both output shares and decodes them. outputs are initialised by the
  * callee. Errors: TANDEM_ESHAPE (wrong input shape), TANDEM_ERANGE (an input
- * outside the fixed-point range), transport errors. */
+ * outside the fixed-point range, or beyond the graph's input_bound, before
+ * anything is sent), transport errors. */
 TANDEM_WUR int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs,
                               char *err, size_t errlen);

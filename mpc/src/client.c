@@ -2,6 +2,7 @@
  * X + R_X to both parties (neither learns X: each sees X masked by a mask it
  * holds only a share of), then adds the two output shares it alone receives.
  */
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +23,26 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
                    mpc_ftensor_t *outputs, char *err, size_t errlen) {
   if (p == NULL || t == NULL || inputs == NULL || outputs == NULL)
     return TANDEM_EINVAL;
+  const double bound = p->graph->input_bound;
   for (size_t i = 0; i < p->ninputs; i++) {
     const mpc__val_t *v = &p->vals[p->inputs[i]];
+    const char *name = p->graph->nodes[v->node].name;
     if (!shapes_equal(&inputs[i].shape, &v->shape) || inputs[i].data == NULL) {
       if (err != NULL && errlen > 0)
-        snprintf(err, errlen, "input '%s' has the wrong shape",
-                 p->graph->nodes[v->node].name);
+        snprintf(err, errlen, "input '%s' has the wrong shape", name);
       return TANDEM_ESHAPE;
+    }
+    /* The model owner's bound: beyond it some value inside the model could
+     * leave the fixed-point range, and the result would be garbage. */
+    for (size_t j = 0; bound > 0 && j < v->n; j++) {
+      if (!(fabs(inputs[i].data[j]) <= bound)) {
+        if (err != NULL && errlen > 0)
+          snprintf(err, errlen,
+                   "input '%s' element %zu is %g, beyond the model's safe input range "
+                   "+-%.6g (a value inside the model could overflow the fixed-point range)",
+                   name, j, inputs[i].data[j], bound);
+        return TANDEM_ERANGE;
+      }
     }
   }
   size_t nbuf = p->in_words > p->out_words ? p->in_words : p->out_words;

@@ -28,7 +28,8 @@
 #define GRAPH_MAGIC 0x47444d54u /* "TMDG" */
 #define PARTY_MAGIC 0x50444d54u /* "TMDP" */
 #define DEALER_MAGIC 0x44444d54u /* "TMDD" */
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 1u      /* model states */
+#define GRAPH_VERSION 2u       /* public graphs; 2: input_bound */
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -97,9 +98,10 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
   *len = 0;
   wr_t w = {0};
   put_u32(&w, GRAPH_MAGIC);
-  put_u32(&w, FORMAT_VERSION);
+  put_u32(&w, GRAPH_VERSION);
   put_u32(&w, g->frac_bits);
   put_u32(&w, g->bound_bits);
+  put_f64(&w, g->input_bound);
   put_u64(&w, g->nnodes);
   for (size_t i = 0; i < g->nnodes; i++) {
     const mpc_node_t *nd = &g->nodes[i];
@@ -164,16 +166,18 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
   rd_t r = {buf, len, 0};
   uint32_t magic = get_u32(&r), version = get_u32(&r);
   uint32_t f = get_u32(&r), bound = get_u32(&r);
+  double input_bound = get_f64(&r);
   uint64_t nnodes = get_u64(&r);
   if (r.fail || magic != GRAPH_MAGIC)
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "not a Tandem public graph", 0);
-  if (version != FORMAT_VERSION)
+  if (version != GRAPH_VERSION)
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "unknown format version", 0);
   if (f < KERN_FIX_FRAC_MIN || f > KERN_FIX_FRAC_MAX || bound < 2 * f || bound > 62 ||
-      nnodes > MAX_NODES)
+      nnodes > MAX_NODES || !(input_bound >= 0 && input_bound < 1e300))
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "bad header fields", 0);
   g->frac_bits = f;
   g->bound_bits = bound;
+  g->input_bound = input_bound;
   /* Constants live in one array owned by the graph; its size is only known
    * once every node is read, so a first pass measures it. */
   size_t nconst = 0;

@@ -79,6 +79,18 @@ expect_error "bad tensor" "bad.npy" --model "$M/fashion_mlp.onnx" --input "$TMP/
 npy_rows "$M/fashion_mlp_logits16.npy" "$TMP/ten.npy" 1
 expect_error "wrong input shape" "shape" --model "$M/fashion_mlp.onnx" --input "$TMP/ten.npy" --output "$TMP/x.npy"
 if "$TANDEM" run --model "$M/fashion_mlp.onnx" >/dev/null 2>&1; then fail "usage error accepted"; fi
+# An input that would overflow inside the model (3e9 per pixel: encodable,
+# but the first layer's products leave the range) is refused by the client
+# against the bound the owner published, not answered with garbage.
+python3 - "$TMP/one.npy" "$TMP/huge.npy" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+off = 10 + struct.unpack("<H", b[8:10])[0]
+n = (len(b) - off) // 4
+open(sys.argv[2], "wb").write(b[:off] + struct.pack("<%df" % n, *([3e9] * n)))
+PY
+expect_error "overflowing input" "safe input range" --model "$M/fashion_mlp.onnx" --input "$TMP/huge.npy" --output "$TMP/x.npy"
+expect_error "two inputs for one" "1 inputs" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --input "$TMP/one.npy" --output "$TMP/x.npy"
 
 # No daemon left behind by any of the above.
 sleep 0.5

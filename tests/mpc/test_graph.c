@@ -1324,6 +1324,62 @@ START_TEST(test_cnn_batch) {
 }
 END_TEST
 
+/* The owner's input bound: the worst case of every value over the weights'
+ * magnitudes. Here relu(x W + b) * -3 peaks at 3 * 5 B (column 1 of W has
+ * magnitudes 2 and 3 and no bias), which must stay below 2^(62 - 2*16). */
+START_TEST(test_input_bound) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  int x = input(&g, "x", SHAPE(1, 2));
+  int w = param(&g, "W", SHAPE(2, 3));
+  int b = param(&g, "b", SHAPE(3));
+  int mm = op(&g, MPC_OP_MATMUL, x, w, -1, NULL, "mm");
+  int ad = op(&g, MPC_OP_ADD, mm, b, -1, NULL, "add");
+  int re = op(&g, MPC_OP_RELU, ad, -1, -1, NULL, "relu");
+  mpc_attr_t at = attr0();
+  at.scalar = -3;
+  int mc = op(&g, MPC_OP_MULC, re, -1, -1, &at, "mulc");
+  ASSERT_OK(op(&g, MPC_OP_OUTPUT, mc, -1, -1, NULL, "y"));
+  mpc_weights_t wt;
+  ck_assert_int_eq(mpc_weights_init(&wt, &g), 0);
+  static const double wv[6] = {1, -2, 0.5, -1, 3, 0}, bv[3] = {-4, 0, 1};
+  memcpy(wt.param[w].data, wv, sizeof wv);
+  memcpy(wt.param[b].data, bv, sizeof bv);
+  double bound = 0, want = ldexp(1.0, 30) / 15;
+  ck_assert_int_eq(mpc_weights_input_bound(&g, &wt, &bound), 0);
+  ck_assert_msg(bound <= want && bound >= want * (1 - 1e-6), "bound %.9g, want %.9g", bound,
+                want);
+  /* A subtraction counts as an addition of magnitudes: x - k peaks at B + 7. */
+  mpc_graph_t h;
+  mpc_graph_init(&h);
+  static const double kv[2] = {-7, 7};
+  int hx = input(&h, "x", SHAPE(1, 2));
+  int hk = constant(&h, SHAPE(2), kv, "k");
+  int hs = op(&h, MPC_OP_SUB, hx, hk, -1, NULL, "sub");
+  ASSERT_OK(op(&h, MPC_OP_OUTPUT, hs, -1, -1, NULL, "y"));
+  mpc_weights_t wh;
+  ck_assert_int_eq(mpc_weights_init(&wh, &h), 0);
+  want = ldexp(1.0, 30) - 7;
+  ck_assert_int_eq(mpc_weights_input_bound(&h, &wh, &bound), 0);
+  ck_assert_msg(bound <= want && bound >= want * (1 - 1e-6), "bound %.9g, want %.9g", bound,
+                want);
+  /* A bias that overflows whatever the input is refused. */
+  wt.param[b].data[2] = ldexp(1.0, 31);
+  ck_assert_int_eq(mpc_weights_input_bound(&g, &wt, &bound), TANDEM_ERANGE);
+  /* At f = 20 the range shrinks by 2^8. */
+  wt.param[b].data[2] = 1;
+  g.frac_bits = 20;
+  want = ldexp(1.0, 22) / 15;
+  ck_assert_int_eq(mpc_weights_input_bound(&g, &wt, &bound), 0);
+  ck_assert_msg(bound <= want && bound >= want * (1 - 1e-6), "f=20: bound %.9g, want %.9g",
+                bound, want);
+  mpc_weights_close(&wh);
+  mpc_graph_close(&h);
+  mpc_weights_close(&wt);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *graph_suite(void) {
   Suite *s = suite_create("graph");
   TCase *tc = tcase_create("build");
@@ -1352,6 +1408,7 @@ Suite *graph_suite(void) {
   tcase_add_test(tc, test_eval_errors);
   tcase_add_test(tc, test_mlp_batch);
   tcase_add_test(tc, test_cnn_batch);
+  tcase_add_test(tc, test_input_bound);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -62,12 +62,14 @@ START_TEST(test_graph_round_trip) {
   mpc_graph_t g, h;
   mpc_weights_t w, wh;
   build(&g, &w, 4, &seed);
+  g.input_bound = 1234.5;
   uint8_t *b1, *b2;
   size_t n1, n2;
   ck_assert_int_eq(mpc_graph_save(&g, &b1, &n1), 0);
   char err[256];
   ck_assert_int_eq(mpc_graph_load(&h, b1, n1, err, sizeof err), 0);
   ck_assert_uint_eq(h.nnodes, g.nnodes);
+  ck_assert(h.input_bound == 1234.5);
   ck_assert_int_eq(mpc_graph_save(&h, &b2, &n2), 0);
   ck_assert_uint_eq(n1, n2);
   ck_assert_mem_eq(b1, b2, n1);
