@@ -16,6 +16,17 @@
  * them; a query that finds its pool empty waits for the generator and the
  * client is told (CL_FLAG_WAITED). One reader thread per connected owner or
  * client feeds the FIFO; a dead client only ends its own reader.
+ *
+ * How long a query may wait: its client waits timeout_ms from sending the
+ * request for the dealer's reply, so the dealer answers before then, minus a
+ * margin for the reply's own trip, counting from the request's arrival (time
+ * spent in the FIFO behind other queries included). Within that budget it
+ * waits as long as its generator can still make the query's preprocessing:
+ * it refuses at once, with the reason, when the generator gave up on it, or
+ * when the generator's measured rate says the preprocessing takes several
+ * times the budget. A query whose client left or gave up meanwhile is
+ * dropped before the parties hear of it, and its unused preprocessing goes
+ * back to the pool.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -85,11 +96,16 @@ typedef struct {
   prep_t *ready[POOL_MAX];
   unsigned n;
   unsigned waiting; /* queries blocked on this pool */
+  int making;       /* the generator is making one for this pool now */
+  int was_full;     /* reached the target once (logged once) */
+  size_t bytes;     /* one query's preprocessing, all roles (0: not known yet) */
+  double since;     /* when the generator started the one it is making */
 } pool_t;
 
 typedef struct job_s {
   cl_ctrl_t h;
   int from;
+  double t_in; /* arrival (cl_now), from which the client's timeout runs */
   uint8_t *payload;
   size_t plen;
   struct job_s *next;
@@ -115,6 +131,12 @@ typedef struct {
   int reader_started[NET_MAX_PEERS];
   unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
   uint64_t seq;
+  int sending; /* the worker is sending a query's preprocessing */
+  struct { /* the generator's measured speed per model, for the wait estimate */
+    char name[CL_NAME_MAX];
+    double s_per_byte;
+  } rate[8];
+  unsigned nrate;
 } dealer_t;
 
 static dealer_t D;
@@ -181,13 +203,42 @@ static const char *failure_find(const char *name, size_t batch) {
   return NULL;
 }
 
+static unsigned pool_target(void) {
+  unsigned target = D.cfg->pool ? D.cfg->pool : 1;
+  return target > POOL_MAX ? POOL_MAX : target;
+}
+
+/* The generator's seconds per byte of preprocessing for a model (0: not
+ * measured yet). Under D.mu. */
+static double *rate_slot(const char *name, int create) {
+  for (unsigned i = 0; i < D.nrate && i < 8; i++)
+    if (strcmp(D.rate[i].name, name) == 0)
+      return &D.rate[i].s_per_byte;
+  if (!create)
+    return NULL;
+  unsigned i = D.nrate++ % 8;
+  snprintf(D.rate[i].name, sizeof D.rate[i].name, "%s", name);
+  D.rate[i].s_per_byte = 0;
+  return &D.rate[i].s_per_byte;
+}
+
+/* Seconds until the generator has one query's preprocessing ready for p,
+ * from its measured rate on that model; -1 when it cannot tell (no rate yet,
+ * or the size is not known until the generator first looks at the pool).
+ * Under D.mu. */
+static double pool_eta(const pool_t *p) {
+  const double *r = rate_slot(p->name, 0);
+  if (r == NULL || *r <= 0 || p->bytes == 0)
+    return -1;
+  double one = *r * (double)p->bytes;
+  return p->making ? one - (cl_now() - p->since) : one;
+}
+
 /* The pool most in need: one with a waiting query first, else the emptiest
  * below the target. Under D.mu. */
 static pool_t *pool_pick(void) {
   pool_t *best = NULL;
-  unsigned target = D.cfg->pool ? D.cfg->pool : 1;
-  if (target > POOL_MAX)
-    target = POOL_MAX;
+  unsigned target = pool_target();
   for (unsigned i = 0; i < D.npools; i++) {
     pool_t *p = &D.pools[i];
     if (p->waiting > 0 && p->n < POOL_MAX && (best == NULL || best->waiting == 0))
@@ -210,17 +261,23 @@ static void timed_wait_ms(long ms) {
 
 /* Lock order: gen_mu, then mu. The generator holds gen_mu only while it
  * makes keys from a model (never while idle), so a SHARE never replaces the
- * model, and the dealer object in its plan, under it. */
+ * model, and the dealer object in its plan, under it.
+ *
+ * It starts nothing while the worker sends a query's preprocessing: the
+ * parties wait for that message under their timeout, and on a small machine
+ * a generator filling the pool ahead takes the cores that seal it (and that
+ * the parties need to open it). No query waits for the pool meanwhile (the
+ * worker serves one job at a time). */
 static void *generator_main(void *arg) {
   (void)arg;
   while (!atomic_load(&dm_stop)) {
     pthread_mutex_lock(&D.mu);
-    if (pool_pick() == NULL)
+    if (D.sending || pool_pick() == NULL)
       timed_wait_ms(200);
     pthread_mutex_unlock(&D.mu);
     pthread_mutex_lock(&D.gen_mu);
     pthread_mutex_lock(&D.mu);
-    pool_t *best = pool_pick();
+    pool_t *best = D.sending ? NULL : pool_pick();
     if (best == NULL) {
       pthread_mutex_unlock(&D.mu);
       pthread_mutex_unlock(&D.gen_mu);
@@ -256,6 +313,13 @@ static void *generator_main(void *arg) {
       continue;
     }
     mpc_dealer_t *dl = pl->obj;
+    /* What a waiting query reads to tell whether it can still be served. */
+    static const mpc_role_t all[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+    best->bytes = 0;
+    for (int i = 0; i < 3; i++)
+      best->bytes += mpc_plan_prep_bytes(pl->plan, all[i]);
+    best->making = 1;
+    double t0 = best->since = cl_now();
     pthread_mutex_unlock(&D.mu);
     prep_t *prep = calloc(1, sizeof *prep);
     capture_t cap;
@@ -264,8 +328,16 @@ static void *generator_main(void *arg) {
     cap.base.self = MPC_DEALER;
     cap.prep = prep;
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_query(dl, &cap.base);
+    double took = cl_now() - t0;
     pthread_mutex_lock(&D.mu);
     pool_t *p = pool_find(name, batch, 0);
+    if (p != NULL)
+      p->making = 0;
+    if (rc == 0 && p != NULL && p->bytes > 0) {
+      /* The latest measure counts most: the machine's load changes. */
+      double *r = rate_slot(name, 1), now = took / (double)p->bytes;
+      *r = *r > 0 ? 0.5 * *r + 0.5 * now : now;
+    }
     if (rc != 0) {
       /* Not retried: the next query of this batch size asks again. */
       dm_log(WHO, "preprocessing for %s at batch %zu failed: %s", name, batch,
@@ -278,6 +350,11 @@ static void *generator_main(void *arg) {
       prep_free(prep);
     } else {
       p->ready[p->n++] = prep;
+      if (!p->was_full && p->n >= pool_target()) {
+        p->was_full = 1;
+        dm_log(WHO, "%s at batch %zu: %u queries prepared ahead (%.1f MB, %.2f s each)", name,
+               batch, p->n, (double)p->bytes / 1e6, took);
+      }
     }
     pthread_cond_broadcast(&D.cv);
     pthread_mutex_unlock(&D.mu);
@@ -303,13 +380,26 @@ static void reply(int peer, const cl_ctrl_t *req, int status, uint64_t seq, uint
     dm_log(WHO, "could not reply to peer %d", peer);
 }
 
-static int parties_up(char *err, size_t errlen) {
-  for (int id = CL_P0; id <= CL_P1; id++)
-    if (!net_peer_up(D.node, id) && net_accept(D.node, id, D.cfg->timeout_ms) != 0) {
+/* Both parties connected, waiting for them until `deadline` (cl_now). */
+static int parties_up(double deadline, char *err, size_t errlen) {
+  for (int id = CL_P0; id <= CL_P1; id++) {
+    double left_ms = (deadline - cl_now()) * 1e3;
+    if (!net_peer_up(D.node, id) &&
+        (left_ms < 1 || net_accept(D.node, id, (int)left_ms) != 0)) {
       snprintf(err, errlen, "compute party p%d is not connected to the dealer", id);
       return TANDEM_ECLOSED;
     }
+  }
   return 0;
+}
+
+/* When the dealer must have answered a request that arrived at t_in: the
+ * requester waits timeout_ms from its send for the reply, so the dealer
+ * keeps a margin (a tenth of the timeout, 0.2 to 2 s) for the reply's trip. */
+static double reply_deadline(double t_in) {
+  double budget = D.cfg->timeout_ms / 1000.0, margin = budget / 10;
+  margin = margin < 0.2 ? 0.2 : margin > 2.0 ? 2.0 : margin;
+  return t_in + budget - margin;
 }
 
 static void do_share(job_t *j) {
@@ -334,7 +424,8 @@ static void do_share(job_t *j) {
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
   if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
-      (rc = mpc_dealer_new(&d, plan)) != 0 || (rc = parties_up(err, sizeof err)) != 0)
+      (rc = mpc_dealer_new(&d, plan)) != 0 ||
+      (rc = parties_up(reply_deadline(j->t_in), err, sizeof err)) != 0)
     goto done;
   uint64_t tag;
   randombytes_buf(&tag, sizeof tag);
@@ -364,6 +455,9 @@ static void do_share(job_t *j) {
   pthread_mutex_lock(&D.gen_mu);
   pthread_mutex_lock(&D.mu);
   pools_drop_model(j->h.name);
+  double *r = rate_slot(j->h.name, 0);
+  if (r != NULL)
+    *r = 0; /* another graph under the same name: measure again */
   rc = dm_store_put(&D.store, j->h.name, j->payload, j->plen, tag, state, slen, err,
                     sizeof err);
   if (rc == 0)
@@ -386,6 +480,19 @@ out:
   }
 }
 
+/* Puts an unused preprocessing back at the front of its pool (it was never
+ * sent, so another query may use it), or frees it. Under D.mu. */
+static void pool_return(const char *name, size_t batch, prep_t *prep) {
+  pool_t *p = pool_find(name, batch, 0);
+  if (p == NULL || p->n == POOL_MAX) {
+    prep_free(prep);
+    return;
+  }
+  memmove(p->ready + 1, p->ready, p->n * sizeof p->ready[0]);
+  p->ready[0] = prep;
+  p->n++;
+}
+
 static void do_query(job_t *j) {
   char err[512] = "";
   int rc = 0;
@@ -393,12 +500,14 @@ static void do_query(job_t *j) {
   prep_t *prep = NULL;
   uint8_t *graph = NULL;
   size_t glen = 0;
+  double t_wait = 0;
   if (j->from < CL_CLIENT0) {
     snprintf(err, sizeof err, "only clients send queries");
     reply(j->from, &j->h, TANDEM_EAUTH, 0, 0, 0, err, strlen(err));
     return;
   }
   size_t batch = (size_t)j->h.batch;
+  double deadline = reply_deadline(j->t_in);
   pthread_mutex_lock(&D.mu);
   dm_model_t *m;
   rc = dm_store_get(&D.store, j->h.name, &m, err, sizeof err);
@@ -418,12 +527,27 @@ static void do_query(job_t *j) {
     for (unsigned k = 0; k < 8; k++)
       if (D.failed[k].batch == batch && strcmp(D.failed[k].name, j->h.name) == 0)
         D.failed[k].name[0] = '\0';
-    /* Half the timeout, so the client (which waits the whole timeout for
-     * this reply) gets a refusal rather than a timeout of its own. */
-    double deadline = cl_now() + D.cfg->timeout_ms / 2000.0;
-    if (p->n == 0)
+    double t0 = cl_now(), eta = -1;
+    if (p->n == 0) {
       flags |= CL_FLAG_WAITED;
+      dm_log(WHO, "query from client %d (%s, batch %zu): no preprocessing ready, waiting for it",
+             j->from, j->h.name, batch);
+    }
+    /* Wait while the generator can still make it in time: it is making it
+     * now or will next (a waiting pool comes first), it has not given up on
+     * it (the pool is gone then), and its rate does not say it takes far
+     * longer than the time left. */
+    int hopeless = 0, left = 0;
     while (p != NULL && p->n == 0 && !atomic_load(&dm_stop) && cl_now() < deadline) {
+      eta = pool_eta(p);
+      if (eta > 4.0 * (deadline - cl_now()) + 1.0) {
+        hopeless = 1;
+        break;
+      }
+      if (!net_peer_up(D.node, j->from)) {
+        left = 1;
+        break;
+      }
       p->waiting++;
       pthread_cond_broadcast(&D.cv);
       timed_wait_ms(100);
@@ -432,12 +556,27 @@ static void do_query(job_t *j) {
       if (p != NULL)
         p->waiting--;
     }
+    t_wait = cl_now() - t0;
     if (p == NULL || p->n == 0) {
       const char *why = p == NULL ? failure_find(j->h.name, batch) : NULL;
-      rc = why != NULL ? TANDEM_EINVAL : TANDEM_ETIMEDOUT;
-      snprintf(err, sizeof err, "no preprocessing for %s at batch %zu%s%s", j->h.name, batch,
-               why != NULL ? ": " : " (the dealer is still making it)",
-               why != NULL ? why : "");
+      if (why != NULL) {
+        rc = TANDEM_EINVAL;
+        snprintf(err, sizeof err, "no preprocessing for %s at batch %zu: %s", j->h.name, batch,
+                 why);
+      } else if (left) {
+        rc = TANDEM_ECLOSED;
+        snprintf(err, sizeof err, "the client left while its preprocessing was being made");
+      } else {
+        rc = TANDEM_ETIMEDOUT;
+        char est[96] = "";
+        if (eta >= 0)
+          snprintf(est, sizeof est, ", about %.0f s more at its current rate", eta);
+        snprintf(err, sizeof err,
+                 "no preprocessing for %s at batch %zu %s within the timeout (%.0f s): the "
+                 "dealer is still making it%s; ask again later, or raise timeout_ms",
+                 j->h.name, batch, hopeless ? "can be made" : "was made",
+                 D.cfg->timeout_ms / 1000.0, est);
+      }
     } else {
       prep = p->ready[0];
       memmove(p->ready, p->ready + 1, (p->n - 1) * sizeof p->ready[0]);
@@ -447,11 +586,30 @@ static void do_query(job_t *j) {
   }
   pthread_mutex_unlock(&D.mu);
   if (rc == 0)
-    rc = parties_up(err, sizeof err);
+    rc = parties_up(deadline, err, sizeof err);
+  /* A client that left, or gave up waiting for this reply, would never send
+   * its masked input: the parties are not told of the query at all. */
+  if (rc == 0 && (!net_peer_up(D.node, j->from) || cl_now() > j->t_in + D.cfg->timeout_ms / 1e3)) {
+    dm_log(WHO, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
+           j->h.name, batch, net_peer_up(D.node, j->from) ? "gave up waiting" : "left");
+    pthread_mutex_lock(&D.mu);
+    pool_return(j->h.name, batch, prep);
+    pthread_cond_broadcast(&D.cv);
+    pthread_mutex_unlock(&D.mu);
+    prep = NULL;
+    goto out;
+  }
   uint64_t seq = ++D.seq;
   if (rc != 0) {
     dm_log(WHO, "query from client %d refused: %s", j->from, err);
-    reply(j->from, &j->h, rc, seq, 0, 0, err, strlen(err));
+    if (prep != NULL) {
+      pthread_mutex_lock(&D.mu);
+      pool_return(j->h.name, batch, prep);
+      pthread_mutex_unlock(&D.mu);
+      prep = NULL;
+    }
+    if (net_peer_up(D.node, j->from))
+      reply(j->from, &j->h, rc, seq, 0, 0, err, strlen(err));
     goto out;
   }
   uint64_t tag;
@@ -470,16 +628,30 @@ static void do_query(job_t *j) {
     rc = cl_ctrl_send(D.node, id, &h, NULL, 0);
   cl_link_t link;
   cl_link_init(&link, D.node, MPC_DEALER, j->from, tag);
+  /* The client's small part first: its masked input then reaches the
+   * parties while they take in their large parts, and a party that dies
+   * meanwhile fails the client's send at once instead of leaving it waiting
+   * for a part the dealer no longer sends. */
+  static const int order[3] = {2, 0, 1};
   static const mpc_role_t to[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-  for (int i = 0; i < 3 && rc == 0; i++)
-    rc = link.base.ops->send(&link.base, to[i], prep->msg[i], prep->len[i]);
+  pthread_mutex_lock(&D.mu);
+  D.sending = 1;
+  pthread_mutex_unlock(&D.mu);
+  for (int k = 0; k < 3 && rc == 0; k++)
+    rc = link.base.ops->send(&link.base, to[order[k]], prep->msg[order[k]], prep->len[order[k]]);
+  pthread_mutex_lock(&D.mu);
+  D.sending = 0;
+  pthread_cond_broadcast(&D.cv);
+  pthread_mutex_unlock(&D.mu);
   if (rc != 0)
     dm_log(WHO, "query %llu: sending the preprocessing failed: %s", (unsigned long long)seq,
            tandem_strerror(rc));
+  else if (flags & CL_FLAG_WAITED)
+    dm_log(WHO, "query %llu (%s, batch %zu, client %d): preprocessing sent (made on demand, "
+           "waited %.2f s)", (unsigned long long)seq, j->h.name, batch, j->from, t_wait);
   else
-    dm_log(WHO, "query %llu (%s, batch %zu, client %d): preprocessing sent%s",
-           (unsigned long long)seq, j->h.name, batch, j->from,
-           flags & CL_FLAG_WAITED ? " (made on demand)" : "");
+    dm_log(WHO, "query %llu (%s, batch %zu, client %d): preprocessing sent",
+           (unsigned long long)seq, j->h.name, batch, j->from);
 out:
   if (prep != NULL)
     prep_free(prep);
@@ -555,6 +727,7 @@ static void *reader_main(void *arg) {
       continue;
     }
     j->from = id;
+    j->t_in = cl_now();
     pthread_mutex_lock(&D.mu);
     D.jobs[id]++;
     if (D.tail != NULL)
