@@ -13,6 +13,15 @@
  * abandoned: the party drops its links to that client and to the other party
  * (P0 dials again before the next query), so no stale message of the failed
  * query can be read by the next one. Logs never hold a share or a key.
+ *
+ * A step (setup or query) talks to the other party only over the link it
+ * began with. The party that gives a step up first closes that link, and P0
+ * may dial a new one for its next step before P1 has noticed: P1, still busy
+ * with the old step, would then wait on the new link for messages that never
+ * come (until its timeout) and drop the next step's messages meanwhile, and
+ * its own late reset would close the link the next step runs on. So a step
+ * fails as soon as the other party's link is not the one it began with, and
+ * a failed step closes only that link, never a newer one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +59,65 @@ static void send_status(party_t *P, int peer, uint32_t type, const cl_ctrl_t *re
     dm_log(P->who, "could not report to peer %d", peer);
 }
 
+/* Links made to the other party so far (net counts them): identifies the
+ * current link. */
+static uint64_t party_links(party_t *P) {
+  net_stats_t st;
+  net_peer_stats(P->node, P->other, &st);
+  return st.links;
+}
+
 /* After a failed step: the link to the other party may hold messages of the
- * abandoned step, so it is closed (P0 redials before the next step). */
-static void reset_party_link(party_t *P) {
-  if (net_peer_up(P->node, P->other))
+ * abandoned step, so it is closed (P0 redials before the next step), unless
+ * it is already a newer link than the step's own (`links`; 0: any), which
+ * the other party made for its next step. */
+static void reset_party_link(party_t *P, uint64_t links) {
+  if (net_peer_up(P->node, P->other) && (links == 0 || party_links(P) == links))
     (void)net_peer_close(P->node, P->other);
+}
+
+/* The transport of one step: cl_link's, failing with TANDEM_ECONNRESET
+ * (before any message is sent or taken) once the link to the other party is
+ * not the one the step began with. */
+typedef struct {
+  mpc_transport_t base;
+  cl_link_t link;
+  party_t *P;
+  uint64_t links;
+} step_link_t;
+
+static int step_check(step_link_t *s, mpc_role_t peer) {
+  if ((int)peer == s->P->other && party_links(s->P) != s->links)
+    return TANDEM_ECONNRESET;
+  return 0;
+}
+static int step_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
+  step_link_t *s = (step_link_t *)t;
+  int rc = step_check(s, to);
+  return rc != 0 ? rc : s->link.base.ops->send(&s->link.base, to, buf, len);
+}
+static int step_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+  step_link_t *s = (step_link_t *)t;
+  int rc = step_check(s, from);
+  return rc != 0 ? rc : s->link.base.ops->recv(&s->link.base, from, buf, len);
+}
+static int step_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sb, size_t sl,
+                         void *rb, size_t rl) {
+  step_link_t *s = (step_link_t *)t;
+  int rc = step_check(s, peer);
+  return rc != 0 ? rc : s->link.base.ops->exchange(&s->link.base, peer, sb, sl, rb, rl);
+}
+static void step_close(mpc_transport_t *t) { (void)t; }
+static const mpc_transport_ops_t step_ops = {step_send, step_recv, step_exchange, step_close};
+
+/* Call once both links of the step are up: the current party link is its. */
+static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t tag) {
+  memset(s, 0, sizeof *s);
+  cl_link_init(&s->link, P->node, (mpc_role_t)P->self, client, tag);
+  s->base.ops = &step_ops;
+  s->base.self = (mpc_role_t)P->self;
+  s->P = P;
+  s->links = party_links(P);
 }
 
 /* P0 dials P1; every other link is made by the peer. */
@@ -99,11 +162,11 @@ static void do_setup(party_t *P, const cl_ctrl_t *h, const uint8_t *graph, size_
     snprintf(err, sizeof err, "the other party is not connected: %s", tandem_strerror(rc));
     goto done;
   }
-  cl_link_t link;
-  cl_link_init(&link, P->node, (mpc_role_t)P->self, -1, h->tag);
+  step_link_t link;
+  step_link_init(&link, P, -1, h->tag);
   if ((rc = mpc_party_setup(pt, &link.base)) != 0) {
     snprintf(err, sizeof err, "setup failed: %s", tandem_strerror(rc));
-    reset_party_link(P);
+    reset_party_link(P, link.links);
     goto done;
   }
   slen = mpc_party_state_bytes(plan);
@@ -155,17 +218,22 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
      * plan: drop the dealer link, which discards it (the loop reconnects). */
     dm_log(P->who, "query %llu (%s): %s", (unsigned long long)h->seq, h->name, err);
     (void)net_peer_close(P->node, CL_DEALER);
-    reset_party_link(P); /* the other party fails fast instead of timing out */
+    reset_party_link(P, 0); /* the other party fails fast instead of timing out */
     send_status(P, client, CL_MSG_ACK, h, rc, err, strlen(err));
     return;
   }
-  cl_link_t link;
-  cl_link_init(&link, P->node, (mpc_role_t)P->self, client, h->tag);
+  /* Logged so that an operator (and the fault tests) can tell which query a
+   * party was running when it failed or was killed. */
+  dm_log(P->who, "query %llu (%s, batch %llu, client %d): started", (unsigned long long)h->seq,
+         h->name, (unsigned long long)h->batch, client);
+  step_link_t link;
+  memset(&link, 0, sizeof link);
   if ((rc = wait_peer(P, client)) != 0 || (rc = wait_peer(P, P->other)) != 0) {
     snprintf(err, sizeof err, "%s did not connect: %s",
              net_peer_up(P->node, client) ? "the other party" : "the client",
              tandem_strerror(rc));
   } else {
+    step_link_init(&link, P, client, h->tag);
     rc = mpc_party_query(pl->obj, &link.base);
     if (rc != 0)
       snprintf(err, sizeof err, "%s phase failed: %s",
@@ -180,7 +248,7 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
     send_status(P, client, CL_MSG_ACK, h, rc, err, strlen(err));
     if (net_peer_up(P->node, client))
       (void)net_peer_close(P->node, client);
-    reset_party_link(P);
+    reset_party_link(P, link.links);
     return;
   }
   const mpc_stats_t *s = &link.base.stats;

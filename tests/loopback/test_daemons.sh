@@ -5,7 +5,8 @@
 # separate processes on free loopback ports: keygen (0600 keys), a config for
 # P0, P1, the dealer, an owner and two clients; share-model; infer (.npy and
 # .pb) checked against the plaintext evaluator; restarts (a restarted party
-# still serves the stored model; P1 killed, then back); faults (garbage and a
+# still serves the stored model; P1 killed between queries, then back; faults
+# in the middle of a query are test_faults.sh's); faults (garbage and a
 # wrong key on a party's port, the dealer down, a corrupt stored model) and
 # operator errors (world-readable key, port in use, malformed config, unknown
 # model): each ends in a clear error, never a hang, and the daemons go on.
@@ -116,7 +117,7 @@ grep -q FAIL q.a q.b && failures=$((failures + 1))
 # --- a restarted party still serves the stored model --------------------------------
 stop p0; start p0
 infer_ok restart_p0
-# --- P1 killed in the middle: an error within the timeout, then service again ------
+# --- P1 killed between queries: an error within the timeout, then service again ---
 stop p1 KILL
 t0=$(date +%s)
 if "$TANDEM" infer --config cluster.ini --model mlp --input "$M/fashion_test16.npy" --output x.npy \

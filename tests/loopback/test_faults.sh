@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# labels: loopback
+#
+# test_faults.sh - faults in the middle of queries, and several clients at
+# once, against P0, P1 and the dealer as separate processes on free loopback
+# ports (timeout_ms 6000, pool 2, four clients):
+# - four clients query at once, each with other rows of the test set: each
+#   output must match the plaintext evaluator on its own rows;
+# - the dealer's pool: the first query of a new batch size waits for its
+#   preprocessing ("waited": true in infer's stats), the next ones do not;
+# - a client that stalls (SIGSTOP) after asking for a query, before it sends
+#   its masked input, holds nothing up beyond the timeout: the parties give
+#   the query up, another client is served, and the stalled one, resumed,
+#   ends in one line on stderr with no output written;
+# - a client killed (SIGKILL) while the parties run its query: the next
+#   client is served;
+# - P1 killed while it runs a query of a large batch: the client gets one
+#   line on stderr within the timeout, P0 and the dealer keep running, and
+#   once P1 is back the next query succeeds (the stored model is not lost).
+# Each fault's time to an error is bounded by the timeout plus a slack for a
+# loaded (or sanitised) build.
+set -u
+TANDEM=${1:?usage: test_faults.sh <path-to-tandem>}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/loopback/lib.sh"
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${TANDEM_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+M=$SRC/models
+cd "$TMP"
+TIMEOUT_S=6
+SLACK_S=20 # a loaded 2-core machine running a sanitised build
+
+# --- keys, config, daemons, one model ------------------------------------------
+CLIENTS="alice bob carol dave"
+for id in p0 p1 dealer owner $CLIENTS; do
+  "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
+done
+pub() { cut -d' ' -f2 "keys/$1.pub"; }
+read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
+{
+  printf '[cluster]\ntimeout_ms = %d\npool = 2\n' $((TIMEOUT_S * 1000))
+  printf '[p0]\nhost = 127.0.0.1\nport = %s\npubkey = %s\nkey = keys/p0.key\ndata = data/p0\n' \
+    "$PORT0" "$(pub p0)"
+  printf '[p1]\nhost = 127.0.0.1\nport = %s\npubkey = %s\nkey = keys/p1.key\ndata = data/p1\n' \
+    "$PORT1" "$(pub p1)"
+  printf '[dealer]\nhost = 127.0.0.1\nport = %s\npubkey = %s\nkey = keys/dealer.key\ndata = data/dealer\n' \
+    "$PORTD" "$(pub dealer)"
+  printf '[owner]\npubkey = %s\nkey = keys/owner.key\n' "$(pub owner)"
+  for c in $CLIENTS; do printf '[client %s]\npubkey = %s\nkey = keys/%s.key\n' "$c" "$(pub $c)" "$c"; done
+} >cluster.ini
+# Peer ids of the clients, in the order of their sections (cluster.h).
+declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11)
+
+declare -A PID
+start() { # NAME
+  if [ "$1" = dealer ]; then
+    "$TANDEM" dealer --config cluster.ini 2>>"log.$1" &
+  else
+    "$TANDEM" party --config cluster.ini --id "$1" 2>>"log.$1" &
+  fi
+  PID[$1]=$!
+  PIDS+=($!)
+}
+alive() { # NAME...
+  local n
+  for n in "$@"; do kill -0 "${PID[$n]}" 2>/dev/null || return 1; done
+}
+start dealer; start p1; start p0
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp >/dev/null 2>err ||
+  fail "share-model: $(cat err)"
+[ "$failures" -eq 0 ] || finish
+
+# rows SRC DST FROM N: rows FROM..FROM+N-1 of SRC (cycling through it) into DST.
+rows() {
+  python3 - "$@" <<'PY'
+import ast, struct, sys
+src, dst, start, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+b = open(src, "rb").read()
+hl = struct.unpack("<H", b[8:10])[0]
+h = ast.literal_eval(b[10:10 + hl].decode())
+shape = list(h["shape"])
+size = {"<f4": 4, "<f8": 8}[h["descr"]]
+row = size
+for d in shape[1:]:
+    row *= d
+data = b[10 + hl:10 + hl + shape[0] * row]
+out = b"".join(data[((start + i) % shape[0]) * row:((start + i) % shape[0] + 1) * row] for i in range(n))
+shape[0] = n
+hdr = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+    h["descr"], ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else ""))
+hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+open(dst, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + out)
+PY
+}
+# wait_log FILE FROM PATTERN SECS: a line after line FROM of FILE matches
+# PATTERN (grep -E) within SECS seconds.
+wait_log() {
+  local end=$(($(date +%s) + $4))
+  while [ "$(date +%s)" -le "$end" ]; do
+    tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -Eq -- "$3" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+lines() { wc -l <"$1"; }
+# query TAG CLIENT INPUT: a private query, checked against the plaintext
+# evaluator on the same rows.
+query() {
+  "$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$3" --output "plain.$1.npy" \
+    2>"err.$1" || { fail "$1: plaintext run: $(cat "err.$1")"; return; }
+  if "$TANDEM" infer --config cluster.ini --model mlp --input "$3" --output "out.$1.npy" \
+      --stats "stats.$1" --as "$2" 2>"err.$1"; then
+    npy_check "out.$1.npy" "plain.$1.npy" 0.02 1 || fail "$1: private output differs"
+  else
+    fail "$1: infer as $2 failed: $(cat "err.$1")"
+  fi
+}
+
+# --- several clients at once, each with its own rows -------------------------------
+# Different rows and batch sizes per client: an output handed to the wrong
+# client, or shares of two queries mixed, would not match.
+set -- 0 5 5 11 2 16 9 7 # FROM N per client, in the order of $CLIENTS
+for c in $CLIENTS; do
+  rows "$M/fashion_test16.npy" "in.$c.npy" "$1" "$2"
+  shift 2
+done
+qp=()
+for c in $CLIENTS; do
+  query "many_$c" "$c" "in.$c.npy" >"q.$c" 2>&1 &
+  qp+=($!)
+done
+wait "${qp[@]}"
+for c in $CLIENTS; do
+  cat "q.$c"
+  grep -q FAIL "q.$c" && failures=$((failures + 1))
+done
+
+# --- the pool: only the first query of a batch size waits ---------------------------
+rows "$M/fashion_test16.npy" in12.npy 3 12
+from=$(lines log.dealer)
+query pool1 alice in12.npy
+[ "$(json_get stats.pool1 "o['waited']")" = True ] ||
+  fail "the first query of batch 12 did not wait for its preprocessing: $(cat stats.pool1)"
+wait_log log.dealer "$from" "mlp at batch 12: 2 queries prepared ahead" 60 ||
+  fail "the dealer did not prepare batch 12 ahead: $(tail -n 5 log.dealer)"
+query pool2 alice in12.npy
+query pool3 bob in12.npy
+for t in pool2 pool3; do
+  [ "$(json_get stats.$t "o['waited']")" = False ] ||
+    fail "$t: a query of batch 12 waited with the pool prepared: $(cat stats.$t)"
+done
+
+# --- a stalled client holds nothing up beyond the timeout --------------------------------
+# carol asks for a batch size new to the dealer and is stopped while the
+# dealer makes its preprocessing, so she never sends her masked input.
+rows "$M/fashion_test16.npy" big.npy 0 200
+from=$(lines log.dealer); from0=$(lines log.p0); from1=$(lines log.p1)
+"$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.stall.npy --as carol \
+  2>err.stall &
+stalled=$!
+PIDS+=($stalled)
+if wait_log log.dealer "$from" "client ${CID[carol]} \(mlp, batch 200\): no preprocessing ready" 30; then
+  kill -STOP $stalled
+  t0=$(date +%s)
+  # Either the parties give her query up at their timeout, or (if the
+  # dealer could not make it in time) the dealer refused it.
+  gave_up="query [0-9]+ \(mlp, batch 200, client ${CID[carol]}\): .*(failed|did not connect)"
+  if wait_log log.p0 "$from0" "$gave_up" $((TIMEOUT_S + SLACK_S)) &&
+      wait_log log.p1 "$from1" "$gave_up" $((TIMEOUT_S + SLACK_S)); then
+    :
+  elif ! wait_log log.dealer "$from" "query from client ${CID[carol]} refused" 1; then
+    fail "stalled client: the parties did not give her query up: $(tail -n 3 log.p0 log.p1)"
+  fi
+  t1=$(date +%s)
+  [ $((t1 - t0)) -le $((TIMEOUT_S + SLACK_S)) ] || fail "stalled client held the parties $((t1 - t0)) s"
+  query after_stall bob "in.bob.npy"
+  kill -CONT $stalled
+  if timeout $((3 * TIMEOUT_S + SLACK_S)) tail --pid=$stalled -f /dev/null; then
+    wait $stalled && fail "the stalled client's query succeeded after the parties gave it up"
+    one_line err.stall || fail "stalled client: not one line: $(cat err.stall)"
+  else
+    fail "the resumed client did not end"
+  fi
+  [ -e out.stall.npy ] && fail "the stalled client wrote an output"
+else
+  fail "the dealer never started carol's query: $(tail -n 5 log.dealer)"
+fi
+alive dealer p0 p1 || fail "a daemon died with a stalled client"
+
+# --- a client killed while the parties run its query -------------------------------------
+from0=$(lines log.p0)
+"$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.killed.npy \
+  --as dave 2>/dev/null &
+victim=$!
+PIDS+=($victim)
+if wait_log log.p0 "$from0" "batch 200, client ${CID[dave]}\): started" 30; then
+  kill -KILL $victim
+  wait $victim 2>/dev/null
+  # P0 ends the query (at the latest at its timeout) and serves the next.
+  wait_log log.p0 "$from0" "batch 200, client ${CID[dave]}\): .*(failed|ok)" $((TIMEOUT_S + SLACK_S)) ||
+    fail "P0 did not end the killed client's query"
+  query after_kill alice "in.alice.npy"
+else
+  fail "P0 never started dave's query: $(tail -n 5 log.p0)"
+  kill -KILL $victim 2>/dev/null
+fi
+alive dealer p0 p1 || fail "a daemon died with a killed client"
+
+# --- P1 killed in the middle of a query ------------------------------------------------------
+from1=$(lines log.p1)
+"$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.p1dead.npy \
+  --as alice 2>err.p1dead &
+q=$!
+if wait_log log.p1 "$from1" "batch 200, client ${CID[alice]}\): started" 30; then
+  sleep 0.2 # into its offline or online phase
+  tail -n +"$((from1 + 1))" log.p1 | grep -q "client ${CID[alice]}): ok" &&
+    echo "note: P1 finished the query before it was killed"
+  kill -KILL "${PID[p1]}"
+  wait "${PID[p1]}" 2>/dev/null
+  t0=$(date +%s)
+  if timeout $((2 * TIMEOUT_S + SLACK_S)) tail --pid=$q -f /dev/null; then
+    t1=$(date +%s)
+    if wait $q; then
+      tail -n +"$((from1 + 1))" log.p1 | grep -q "client ${CID[alice]}): ok" ||
+        fail "the query succeeded though P1 was killed during it"
+    else
+      one_line err.p1dead || fail "P1 killed: not one line: $(cat err.p1dead)"
+      [ -e out.p1dead.npy ] && fail "a query that failed wrote its output"
+      [ $((t1 - t0)) -le $((TIMEOUT_S + SLACK_S)) ] ||
+        fail "P1 killed: the client's error came after $((t1 - t0)) s (timeout $TIMEOUT_S s)"
+    fi
+  else
+    fail "P1 killed: the client hangs"
+  fi
+  alive dealer p0 || fail "P0 or the dealer died with P1"
+  start p1
+  query p1_back bob "in.bob.npy"
+  query p1_back2 carol "in.carol.npy"
+else
+  fail "P1 never started the query: $(tail -n 5 log.p1)"
+fi
+alive dealer p0 p1 || fail "a daemon is down at the end"
+
+if [ "$failures" -ne 0 ]; then
+  for n in dealer p0 p1; do
+    echo "--- log.$n (last 30 lines)"
+    tail -n 30 "log.$n"
+  done
+fi
+finish
