@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apps.h"
 #include "client.h"
 
 int cli_open(cli_session_t *s, const cl_config_t *cfg, int self, char *err, size_t errlen) {
@@ -262,9 +263,116 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
     }
   }
   st->wall_s = cl_now() - t0;
+  st->queries = 1;
 done:
   mpc_plan_free(plan);
   mpc_graph_close(&g);
+  return rc;
+}
+
+size_t cli_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  mpc_plan_t *one;
+  if (mpc_plan_new(&one, g, 1, NULL, 0) != 0)
+    return cap; /* the query itself will say what is wrong */
+  size_t per = 0;
+  for (int i = 0; i < 3; i++) {
+    size_t b = mpc_plan_prep_bytes(one, roles[i]);
+    per = b > per ? b : per;
+  }
+  mpc_plan_free(one);
+  /* A tenth of headroom: a batch's message is a little over batch times
+   * one row's (seeds and framing). */
+  size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
+  return fit < cap ? fit : cap;
+}
+
+/* A view of rows [r0, r0 + n) of t (no copy). */
+static mpc_ftensor_t rows_of(const mpc_ftensor_t *t, size_t r0, size_t n) {
+  mpc_ftensor_t v = *t;
+  size_t row = t->shape.dim[0] ? mpc_shape_numel(&t->shape) / t->shape.dim[0] : 0;
+  v.shape.dim[0] = n;
+  v.data = t->data + r0 * row;
+  return v;
+}
+
+int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
+                      const mpc_ftensor_t *inputs, size_t ninputs, mpc_ftensor_t *outputs,
+                      size_t noutputs, cli_stats_t *st, char *err, size_t errlen) {
+  memset(st, 0, sizeof *st);
+  if (ninputs == 0 || ninputs > TANDEM_MAX_TENSORS || noutputs > TANDEM_MAX_TENSORS ||
+      inputs[0].shape.ndim == 0 || chunk == 0) {
+    snprintf(err, errlen, "the input has no batch dimension");
+    return TANDEM_ESHAPE;
+  }
+  size_t total = inputs[0].shape.dim[0];
+  if (total <= chunk) {
+    int rc = cli_query(s, name, inputs, ninputs, outputs, noutputs, st, err, errlen);
+    st->queries = 1;
+    return rc;
+  }
+  int rc = 0;
+  size_t done = 0, nout_open = 0;
+  while (rc == 0 && done < total) {
+    size_t n = total - done < chunk ? total - done : chunk;
+    mpc_ftensor_t in[TANDEM_MAX_TENSORS], out[TANDEM_MAX_TENSORS];
+    for (size_t i = 0; i < ninputs; i++) {
+      if (inputs[i].shape.ndim == 0 || inputs[i].shape.dim[0] != total) {
+        snprintf(err, errlen, "input %zu has another batch size than input 1 (%zu)", i + 1,
+                 total);
+        rc = TANDEM_ESHAPE;
+        break;
+      }
+      in[i] = rows_of(&inputs[i], done, n);
+    }
+    cli_stats_t q;
+    if (rc == 0)
+      rc = cli_query(s, name, in, ninputs, out, noutputs, &q, err, errlen);
+    if (rc != 0) {
+      cli_stats_close(&q);
+      break;
+    }
+    for (size_t i = 0; i < noutputs && rc == 0; i++) {
+      size_t row = n ? mpc_shape_numel(&out[i].shape) / n : 0;
+      if (done == 0) {
+        mpc_shape_t full = out[i].shape;
+        full.dim[0] = total;
+        if ((rc = mpc_ftensor_init(&outputs[i], &full)) == 0)
+          nout_open++;
+      }
+      if (rc == 0)
+        memcpy(outputs[i].data + done * row, out[i].data, n * row * sizeof(double));
+    }
+    cli_tensors_close(out, noutputs);
+    /* Sums over the queries, the rounds of one. */
+    st->rounds = q.rounds > st->rounds ? q.rounds : st->rounds;
+    for (int p = 0; p < 2; p++) {
+      st->online_bytes[p] += q.online_bytes[p];
+      st->offline_bytes[p] += q.offline_bytes[p];
+    }
+    st->client_offline += q.client_offline;
+    st->online_s += q.online_s;
+    st->offline_s += q.offline_s;
+    st->wall_s += q.wall_s;
+    st->waited |= q.waited;
+    if (st->gate_online_s == NULL && q.gate_online_s != NULL && q.gate_offline_s != NULL) {
+      st->ngates = q.ngates;
+      st->gate_online_s = q.gate_online_s;
+      st->gate_offline_s = q.gate_offline_s;
+      q.gate_online_s = q.gate_offline_s = NULL;
+    } else if (st->gate_online_s != NULL && q.gate_online_s != NULL &&
+               q.gate_offline_s != NULL && q.ngates == st->ngates) {
+      for (size_t i = 0; i < q.ngates; i++) {
+        st->gate_online_s[i] += q.gate_online_s[i];
+        st->gate_offline_s[i] += q.gate_offline_s[i];
+      }
+    }
+    cli_stats_close(&q);
+    st->queries++;
+    done += n;
+  }
+  if (rc != 0)
+    cli_tensors_close(outputs, nout_open);
   return rc;
 }
 
@@ -311,10 +419,12 @@ int cli_stats_write(const char *path, const cli_stats_t *st) {
   fprintf(f,
           "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
           "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
-          "\"online_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,\"waited\":%s}\n",
+          "\"online_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,\"waited\":%s,"
+          "\"queries\":%zu}\n",
           st->rounds, (unsigned long long)st->online_bytes[0],
           (unsigned long long)st->online_bytes[1], (unsigned long long)st->offline_bytes[0],
           (unsigned long long)st->offline_bytes[1], (unsigned long long)st->client_offline,
-          st->online_s, st->offline_s, st->wall_s, st->waited ? "true" : "false");
+          st->online_s, st->offline_s, st->wall_s, st->waited ? "true" : "false",
+          st->queries ? st->queries : 1);
   return fclose(f) == 0 ? 0 : -errno;
 }

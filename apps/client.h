@@ -33,6 +33,7 @@ typedef struct {
   double online_s, offline_s; /* the slower party's */
   double wall_s;              /* the whole query at the client */
   int waited;                 /* the dealer made the preprocessing on demand */
+  size_t queries;             /* cli_query_chunked: queries made (cli_query: 1) */
   /* Per gate of the query's plan (ngates entries, the slower party's), or
    * NULL: malloc'd by cli_query, freed by cli_stats_close. */
   size_t ngates;
@@ -47,6 +48,18 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
               mpc_ftensor_t *outputs, size_t noutputs, cli_stats_t *st, char *err,
               size_t errlen);
 void cli_stats_close(cli_stats_t *st);
+
+/* The largest batch (at most cap) of graph g whose preprocessing fits one
+ * message of max_msg bytes for every role; 0 if not even one row does. */
+size_t cli_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap);
+
+/* cli_query in queries of at most `chunk` rows: every input is split along
+ * its first dimension, the outputs are put back together in order. *st sums
+ * the bytes, seconds and gate times of the queries; st->rounds is per query,
+ * st->queries how many were made. */
+int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
+                      const mpc_ftensor_t *inputs, size_t ninputs, mpc_ftensor_t *outputs,
+                      size_t noutputs, cli_stats_t *st, char *err, size_t errlen);
 
 /* Loads n tensor files (.npy or .pb) into t[0..n-1]; on failure none is left
  * open and err names the file. */

@@ -94,8 +94,17 @@ int tandem_run_main(int argc, char **argv) {
       cli_tensors_close(y, nout);
     }
   }
+  /* A batch whose preprocessing would not fit one message (the throw-away
+   * cluster keeps the default) runs as several queries: the CNN's is about
+   * 100 MB per image. */
+  size_t rows = x[0].shape.ndim ? x[0].shape.dim[0] : 1;
+  size_t chunk = rc == 0 ? cli_batch_fit(&g, NET_DEFAULT_MAX_MSG, rows) : 0;
   mpc_weights_close(&w);
   mpc_graph_close(&g);
+  if (rc == 0 && !plaintext && chunk == 0) {
+    tandem_app_error("run", "%s: one row's preprocessing exceeds the largest message", model);
+    rc = 1;
+  }
   if (rc != 0 || plaintext) {
     cli_tensors_close(x, nin);
     return rc;
@@ -116,7 +125,10 @@ int tandem_run_main(int argc, char **argv) {
     cli_close(&owner);
   }
   if (rc == 0 && (rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
-    rc = cli_query(&client, "model", x, nin, y, nout, &st, err, sizeof err);
+    if (chunk < rows)
+      fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "
+                      "preprocessing must fit one message)\n", rows, chunk);
+    rc = cli_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err, sizeof err);
     cli_close(&client);
   }
   cli_stats_close(&st);
