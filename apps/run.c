@@ -98,7 +98,22 @@ int tandem_run_main(int argc, char **argv) {
    * cluster keeps the default) runs as several queries: the CNN's is about
    * 100 MB per image. */
   size_t rows = x[0].shape.ndim ? x[0].shape.dim[0] : 1;
-  size_t chunk = rc == 0 ? cli_batch_fit(&g, NET_DEFAULT_MAX_MSG, rows) : 0;
+  size_t max_msg = NET_DEFAULT_MAX_MSG;
+  char extra[64] = "";
+  const char *mm = getenv("TANDEM_MAX_MSG"); /* a smaller cluster limit, e.g. for tests */
+  if (mm != NULL) {
+    char *end;
+    unsigned long long v = strtoull(mm, &end, 10);
+    if (end == mm || *end != '\0' || v < 4096 || v > NET_DEFAULT_MAX_MSG) {
+      tandem_app_error("run", "TANDEM_MAX_MSG=%s: want 4096..%zu bytes", mm,
+                       (size_t)NET_DEFAULT_MAX_MSG);
+      rc = 1;
+    } else {
+      max_msg = (size_t)v;
+      snprintf(extra, sizeof extra, "max_msg = %llu\n", v);
+    }
+  }
+  size_t chunk = rc == 0 ? cli_batch_fit(&g, max_msg, rows) : 0;
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   if (rc == 0 && !plaintext && chunk == 0) {
@@ -111,7 +126,7 @@ int tandem_run_main(int argc, char **argv) {
   }
   lc_signals();
   lcluster_t c;
-  if (lc_start(&c, "run", NULL, err, sizeof err) != 0) {
+  if (lc_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
     cli_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
@@ -292,14 +307,9 @@ int tandem_demo_main(int argc, char **argv) {
   if (batch == 0) {
     /* The dealer's message for a batch must stay under the default max_msg
      * (1 GiB); the CNN's preprocessing is about 100 MB per image. */
-    mpc_plan_t *one;
-    batch = 100;
-    if (mpc_plan_new(&one, &g, 1, err, sizeof err) == 0) {
-      size_t per = mpc_plan_prep_bytes(one, MPC_P1);
-      size_t fit = per > 0 ? (NET_DEFAULT_MAX_MSG / 10 * 9) / per : 100;
-      batch = fit < 1 ? 1 : fit < 100 ? fit : 100;
-      mpc_plan_free(one);
-    }
+    batch = cli_batch_fit(&g, NET_DEFAULT_MAX_MSG, 100);
+    if (batch == 0)
+      batch = 1; /* the dealer will say why it cannot */
   }
   /* The model's input shape decides the layout: [B,784] or [B,1,28,28]. */
   mpc_shape_t in_shape;

@@ -61,6 +61,18 @@ else
   fail "MLP batch 1: $(cat "$TMP/err")"
 fi
 
+# A batch whose preprocessing exceeds the cluster's largest message runs as
+# several queries (here 16 rows at most 5 a query under a 6 MB limit; about
+# 0.96 MB per row), with the same result.
+if TANDEM_MAX_MSG=6000000 "$TANDEM" run --model "$M/fashion_mlp.onnx" --input "$M/fashion_test16.npy" \
+    --output "$TMP/chunked.npy" --stats "$TMP/chunked.stats" 2>"$TMP/err"; then
+  npy_check "$TMP/chunked.npy" "$TMP/fashion_mlp.plain.npy" 0.02 1 || fail "chunked run differs from plaintext"
+  [ "$(json_get "$TMP/chunked.stats" "o['queries']")" = 4 ] || fail "chunked run: $(cat "$TMP/chunked.stats")"
+  grep -q "queries of at most 5" "$TMP/err" || fail "chunked run: no note: $(cat "$TMP/err")"
+else
+  fail "chunked run: $(cat "$TMP/err")"
+fi
+
 # Bad input: one line on stderr, exit 1.
 expect_error() { # WHAT PATTERN ARGS...
   local what=$1 pat=$2
