@@ -41,7 +41,7 @@ if bench fresh --matmul 24x40x24 --reps 2 --by-gate; then
   want fresh "o['offline_bytes']['p0'] < 100 and o['offline_bytes']['p1'] >= 24 * 24 * 8"
   want fresh "0 <= o['max_abs_error'] < 1e-2"
   want fresh "o['online_s'] > 0 and o['offline_s'] > 0 and o['plaintext_ring_gemm_s'] > 0"
-  want fresh "o['plaintext_float'] == 'OpenBLAS dgemm' and o['plaintext_dgemm_s'] > 0"
+  want fresh "o['plaintext_float'] == 'OpenBLAS dgemm' and o['plaintext_dgemm_s'] > 0 and o['plaintext_eval_s'] > 0"
   want fresh "[g['kind'] for g in o['gates']].count('triple') == 1"
   want fresh "all(g['online_ms'] >= 0 and g['offline_ms'] >= 0 for g in o['gates'])"
 fi
