@@ -380,6 +380,13 @@ static void reply(int peer, const cl_ctrl_t *req, int status, uint64_t seq, uint
     dm_log(WHO, "could not reply to peer %d", peer);
 }
 
+/* Links made with peer id so far (net counts them): identifies the current one. */
+static uint64_t peer_links(int id) {
+  net_stats_t st;
+  net_peer_stats(D.node, id, &st);
+  return st.links;
+}
+
 /* Both parties connected, waiting for them until `deadline` (cl_now). */
 static int parties_up(double deadline, char *err, size_t errlen) {
   for (int id = CL_P0; id <= CL_P1; id++) {
@@ -624,6 +631,13 @@ static void do_query(job_t *j) {
   h.tag = tag;
   h.version = version;
   memcpy(h.name, j->h.name, sizeof h.name);
+  /* The links the parties learn of the query on: a party that restarts (or
+   * redials after giving the query up) meanwhile knows nothing of it, and a
+   * large part it never reads would stall its link (net stops reading a
+   * link whose unread messages exceed queue_bytes). */
+  uint64_t links[2];
+  for (int id = CL_P0; id <= CL_P1; id++)
+    links[id] = peer_links(id);
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     rc = cl_ctrl_send(D.node, id, &h, NULL, 0);
   cl_link_t link;
@@ -637,8 +651,15 @@ static void do_query(job_t *j) {
   pthread_mutex_lock(&D.mu);
   D.sending = 1;
   pthread_mutex_unlock(&D.mu);
-  for (int k = 0; k < 3 && rc == 0; k++)
-    rc = link.base.ops->send(&link.base, to[order[k]], prep->msg[order[k]], prep->len[order[k]]);
+  for (int k = 0; k < 3 && rc == 0; k++) {
+    int i = order[k];
+    if (i < 2 && peer_links(i) != links[i]) {
+      dm_log(WHO, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
+      rc = TANDEM_ECONNRESET;
+    } else {
+      rc = link.base.ops->send(&link.base, to[i], prep->msg[i], prep->len[i]);
+    }
+  }
   pthread_mutex_lock(&D.mu);
   D.sending = 0;
   pthread_cond_broadcast(&D.cv);
