@@ -164,23 +164,35 @@ int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen)
     return TANDEM_ECONFIG;
   }
   /* Debian's inih splits lines longer than its buffer (200 bytes) and
-   * parses the rest as a new line; refuse them instead. */
-  int c, col = 0, lineno = 1;
-  while ((c = fgetc(f)) != EOF) {
-    if (c == '\n') {
-      lineno++;
-      col = 0;
-    } else if (++col >= 199) {
+   * parses the rest as a new line; refuse them instead. Malformed lines are
+   * named here too: inih skips them and goes on, so the error it reports
+   * can be a later key that the bad line left in the wrong section. */
+  char lb[256];
+  for (int lineno = 1; fgets(lb, sizeof lb, f) != NULL; lineno++) {
+    size_t n = strlen(lb);
+    if (n >= 199 && lb[n - 1] != '\n') {
       fclose(f);
       snprintf(err, errlen, "%s: line %d: longer than 198 characters", path, lineno);
+      return TANDEM_ECONFIG;
+    }
+    const char *t = lb;
+    while (*t == ' ' || *t == '\t')
+      t++;
+    int blank = *t == '\0' || *t == '\n' || *t == '\r' || *t == ';' || *t == '#';
+    int ok = blank || (*t == '[' ? strchr(t, ']') != NULL : strpbrk(t, "=:") != NULL);
+    if (!ok) {
+      fclose(f);
+      snprintf(err, errlen, "%s: line %d: malformed (want [section] or key = value)", path,
+               lineno);
       return TANDEM_ECONFIG;
     }
   }
   rewind(f);
   int line = ini_parse_file(f, on_entry, &p);
   fclose(f);
+  /* inih gives the line of the first error: here, one the handler refused. */
   if (p.err[0] != '\0') {
-    snprintf(err, errlen, "%s: %s", path, p.err);
+    snprintf(err, errlen, "%s: line %d: %s", path, line, p.err);
     return TANDEM_ECONFIG;
   }
   if (line != 0) {

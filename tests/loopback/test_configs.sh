@@ -35,4 +35,12 @@ if "$TANDEM" party --config "$SRC/configs/demo.ini" --id p0 2>err; then
   fail "demo.ini: party started without its key"
 fi
 grep -q "/etc/tandem/p0.key" err || fail "demo.ini: unexpected error: $(cat err)"
+# A section line without its bracket is named by its line, not by the key
+# after it that it leaves in the wrong section.
+sed -e 's/^\[p1\]$/[p1/' configs/local.ini >broken.ini
+want=$(grep -n '^\[p1$' broken.ini | cut -d: -f1)
+if "$TANDEM" party --config broken.ini --id p0 2>err; then
+  fail "broken.ini: accepted"
+fi
+one_line err && grep -q "broken.ini: line $want: malformed" err || fail "broken.ini: $(cat err)"
 finish
