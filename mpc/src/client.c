@@ -19,6 +19,15 @@ static int shapes_equal(const mpc_shape_t *a, const mpc_shape_t *b) {
   return 1;
 }
 
+/* "[1, 784]" */
+static void shape_str(char *buf, size_t len, const mpc_shape_t *s) {
+  size_t o = (size_t)snprintf(buf, len, "[");
+  for (unsigned d = 0; d < s->ndim && d < MPC_MAX_DIMS && o < len; d++)
+    o += (size_t)snprintf(buf + o, len - o, "%s%zu", d ? ", " : "", s->dim[d]);
+  if (o < len)
+    snprintf(buf + o, len - o, "]");
+}
+
 int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t *inputs,
                    mpc_ftensor_t *outputs, char *err, size_t errlen) {
   if (p == NULL || t == NULL || inputs == NULL || outputs == NULL)
@@ -28,8 +37,12 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
     const mpc__val_t *v = &p->vals[p->inputs[i]];
     const char *name = p->graph->nodes[v->node].name;
     if (!shapes_equal(&inputs[i].shape, &v->shape) || inputs[i].data == NULL) {
-      if (err != NULL && errlen > 0)
-        snprintf(err, errlen, "input '%s' has the wrong shape", name);
+      if (err != NULL && errlen > 0) {
+        char want[96], got[96];
+        shape_str(want, sizeof want, &v->shape);
+        shape_str(got, sizeof got, &inputs[i].shape);
+        snprintf(err, errlen, "input '%s' has shape %s, the model wants %s", name, got, want);
+      }
       return TANDEM_ESHAPE;
     }
     /* The model owner's bound: beyond it some value inside the model could
