@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -222,6 +223,12 @@ int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_
       long maxfd = sysconf(_SC_OPEN_MAX);
       for (long cfd = 3; cfd < (maxfd > 0 && maxfd < 65536 ? maxfd : 65536); cfd++)
         close((int)cfd);
+      /* The dealer works ahead, refilling its pool while a query runs: on a
+       * machine it shares with the parties it must not take their cores
+       * during the online phase (measured: the MLP's online phase 3-4x
+       * slower at batch 100), so it runs at the lowest priority. */
+      if (i == 2 && setpriority(PRIO_PROCESS, 0, 19) != 0)
+        _exit(126);
       if (i == 2)
         execl(self, "tandem", "dealer", "--config", c->config, (char *)NULL);
       else
