@@ -226,7 +226,7 @@ TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
 
 /* The largest B such that every client input with all |x| <= B keeps every
  * value of the graph within the fixed-point range the protocol needs
- * (|v| < 2^(bound_bits - 2 frac_bits)), whatever the input: a worst case over
+ * (|v| < 2^(bound_bits - 2 frac_bits - 1)), whatever the input: a worst case over
  * the weights' magnitudes (mpc/src/bound.c), for graph.input_bound. Runs the
  * float evaluator a few dozen times at batch 1. Errors: TANDEM_ERANGE (the
  * weights overflow even at input 0), TANDEM_EINVAL, TANDEM_ENOMEM. */

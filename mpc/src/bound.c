@@ -5,8 +5,9 @@
  * for the comparison gates to be right, and nothing of this is visible to the
  * client, who sees only its input and the result. The model owner, who knows
  * the weights, computes here a bound B such that every input with all
- * |x| <= B keeps every value of the graph below 2^(L - 2f) in magnitude (the
- * strictest of the constraints, so it holds at either scale); the bound is
+ * |x| <= B keeps every value of the graph below 2^(L - 2f - 1) in magnitude
+ * (the strictest of the constraints, so it holds at either scale, with one
+ * bit left for the differences a max pool compares); the bound is
  * published with the public graph (mpc_graph_t.input_bound) and the client
  * refuses a larger input with TANDEM_ERANGE instead of getting garbage.
  *
@@ -142,7 +143,10 @@ int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t *w, double
   unsigned L = g->bound_bits ? g->bound_bits : KERN_FIX_BOUND_BITS;
   if (L <= 2 * f)
     return TANDEM_EINVAL;
-  double limit = ldexp(1.0, (int)(L - 2 * f));
+  /* One bit of headroom: a max pool may compare untruncated products (the
+   * plan moves a ReLU after the pool it feeds), whose differences are up
+   * to twice their size. */
+  double limit = ldexp(1.0, (int)(L - 2 * f) - 1);
   mag_t m;
   int rc = mag_open(&m, g, w);
   if (rc == 0) {

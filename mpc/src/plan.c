@@ -24,6 +24,7 @@ typedef struct {
   int *act;    /* node -> value for activations and constants, -1 */
   int *weight; /* node -> WEIGHT value, -1 */
   int *addend; /* node -> ADDEND value, -1 */
+  char *relu_later; /* node -> 1: a ReLU whose only consumer is a MaxPool (see lower_relu) */
   char *err;
   size_t errlen;
 } cc_t;
@@ -534,9 +535,9 @@ static int lower_mulc(cc_t *cc, int node) {
   return 0;
 }
 
-static int lower_relu(cc_t *cc, int node) {
+/* ReLU (with the truncation of a product fused in) of value v, for node. */
+static int relu_gate(cc_t *cc, int node, int v) {
   const mpc_node_t *nd = &cc->g->nodes[node];
-  int v = cc->act[nd->in[0]];
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned shift = val->scale == 2 ? cc->p->f : 0;
   mpc_shape_t shape = val->shape;
@@ -549,6 +550,24 @@ static int lower_relu(cc_t *cc, int node) {
   g->relu = 1;
   g->shift = shift;
   g->bound = cc->p->bound;
+  return out;
+}
+
+/* A ReLU feeding only a MaxPool is applied after the pool instead: ReLU
+ * and truncation are monotone, so relu(trunc(max x)) = max relu(trunc(x)),
+ * and the costly gate (two DCFs) then runs on one element per window, not
+ * on every element (the CNN's 2x2 pools: a quarter), with the same rounds.
+ * The pool then compares untruncated products, whose differences need one
+ * more bit: mpc_weights_input_bound keeps that bit free. */
+static int lower_relu(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  if (cc->relu_later[node]) {
+    cc->act[node] = cc->act[nd->in[0]];
+    return 0;
+  }
+  int out = relu_gate(cc, node, cc->act[nd->in[0]]);
+  if (out < 0)
+    return out;
   cc->act[node] = out;
   return 0;
 }
@@ -683,6 +702,8 @@ static int lower_maxpool(cc_t *cc, int node) {
   int out = lower_layout(cc, node, cur, &os, NULL);
   if (out < 0)
     return out;
+  if (cc->relu_later[nd->in[0]] && (out = relu_gate(cc, nd->in[0], out)) < 0)
+    return out;
   cc->act[node] = out;
   return 0;
 }
@@ -805,6 +826,22 @@ static int lower_node(cc_t *cc, int node) {
   }
 }
 
+/* Marks the ReLUs whose one consumer is a MaxPool (lower_relu). */
+static void mark_relu_before_pool(const mpc_graph_t *g, char *mark) {
+  for (size_t i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].op != MPC_OP_RELU)
+      continue;
+    size_t uses = 0, pools = 0;
+    for (size_t j = i + 1; j < g->nnodes; j++)
+      for (int k = 0; k < 3; k++)
+        if (g->nodes[j].in[k] == (int)i) {
+          uses++;
+          pools += g->nodes[j].op == MPC_OP_MAXPOOL && k == 0;
+        }
+    mark[i] = uses == 1 && pools == 1;
+  }
+}
+
 /* ---- schedule and sizes --------------------------------------------------- */
 
 static int schedule(mpc_plan_t *p) {
@@ -896,7 +933,7 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   if (bound > 62 || bound <= f + 1)
     return TANDEM_EINVAL;
   mpc_plan_t *p = calloc(1, sizeof *p);
-  cc_t cc = {p, g, NULL, NULL, NULL, err, errlen};
+  cc_t cc = {p, g, NULL, NULL, NULL, NULL, err, errlen};
   int rc = TANDEM_ENOMEM;
   if (p == NULL)
     return rc;
@@ -907,10 +944,12 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   cc.act = malloc(g->nnodes * sizeof *cc.act);
   cc.weight = malloc(g->nnodes * sizeof *cc.weight);
   cc.addend = malloc(g->nnodes * sizeof *cc.addend);
-  if (cc.act == NULL || cc.weight == NULL || cc.addend == NULL)
+  cc.relu_later = calloc(g->nnodes + 1, 1);
+  if (cc.act == NULL || cc.weight == NULL || cc.addend == NULL || cc.relu_later == NULL)
     goto fail;
   for (size_t i = 0; i < g->nnodes; i++)
     cc.act[i] = cc.weight[i] = cc.addend[i] = -1;
+  mark_relu_before_pool(g, cc.relu_later);
   for (size_t i = 0; i < g->nnodes; i++) {
     rc = lower_node(&cc, (int)i);
     if (rc < 0) {
@@ -929,12 +968,14 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   free(cc.act);
   free(cc.weight);
   free(cc.addend);
+  free(cc.relu_later);
   *out = p;
   return 0;
 fail:
   free(cc.act);
   free(cc.weight);
   free(cc.addend);
+  free(cc.relu_later);
   mpc_plan_free(p);
   return rc;
 }

@@ -1326,7 +1326,7 @@ END_TEST
 
 /* The owner's input bound: the worst case of every value over the weights'
  * magnitudes. Here relu(x W + b) * -3 peaks at 3 * 5 B (column 1 of W has
- * magnitudes 2 and 3 and no bias), which must stay below 2^(62 - 2*16). */
+ * magnitudes 2 and 3 and no bias), which must stay below 2^(62 - 2*16 - 1). */
 START_TEST(test_input_bound) {
   mpc_graph_t g;
   mpc_graph_init(&g);
@@ -1345,7 +1345,7 @@ START_TEST(test_input_bound) {
   static const double wv[6] = {1, -2, 0.5, -1, 3, 0}, bv[3] = {-4, 0, 1};
   memcpy(wt.param[w].data, wv, sizeof wv);
   memcpy(wt.param[b].data, bv, sizeof bv);
-  double bound = 0, want = ldexp(1.0, 30) / 15;
+  double bound = 0, want = ldexp(1.0, 29) / 15;
   ck_assert_int_eq(mpc_weights_input_bound(&g, &wt, &bound), 0);
   ck_assert_msg(bound <= want && bound >= want * (1 - 1e-6), "bound %.9g, want %.9g", bound,
                 want);
@@ -1359,17 +1359,17 @@ START_TEST(test_input_bound) {
   ASSERT_OK(op(&h, MPC_OP_OUTPUT, hs, -1, -1, NULL, "y"));
   mpc_weights_t wh;
   ck_assert_int_eq(mpc_weights_init(&wh, &h), 0);
-  want = ldexp(1.0, 30) - 7;
+  want = ldexp(1.0, 29) - 7;
   ck_assert_int_eq(mpc_weights_input_bound(&h, &wh, &bound), 0);
   ck_assert_msg(bound <= want && bound >= want * (1 - 1e-6), "bound %.9g, want %.9g", bound,
                 want);
   /* A bias that overflows whatever the input is refused. */
-  wt.param[b].data[2] = ldexp(1.0, 31);
+  wt.param[b].data[2] = ldexp(1.0, 30);
   ck_assert_int_eq(mpc_weights_input_bound(&g, &wt, &bound), TANDEM_ERANGE);
   /* At f = 20 the range shrinks by 2^8. */
   wt.param[b].data[2] = 1;
   g.frac_bits = 20;
-  want = ldexp(1.0, 22) / 15;
+  want = ldexp(1.0, 21) / 15;
   ck_assert_int_eq(mpc_weights_input_bound(&g, &wt, &bound), 0);
   ck_assert_msg(bound <= want && bound >= want * (1 - 1e-6), "f=20: bound %.9g, want %.9g",
                 bound, want);
