@@ -1380,6 +1380,48 @@ START_TEST(test_input_bound) {
 }
 END_TEST
 
+/* A ReLU feeding only a MaxPool runs after it (fewer elements through the
+ * two-DCF gate, same rounds); one with another consumer stays in place. */
+static void gate_kinds(const mpc_graph_t *g, char *buf, size_t len) {
+  mpc_plan_t *p;
+  char err[256];
+  ck_assert_msg(mpc_plan_new(&p, g, 1, err, sizeof err) == 0, "%s", err);
+  buf[0] = '\0';
+  for (size_t i = 0; i < mpc_plan_ngates(p); i++) {
+    mpc_gate_info_t gi;
+    ck_assert_int_eq(mpc_plan_gate(p, i, &gi), 0);
+    if (strcmp(gi.kind, "layout") != 0 && strcmp(gi.kind, "input") != 0)
+      snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? " " : "", gi.kind);
+  }
+  mpc_plan_free(p);
+}
+
+START_TEST(test_plan_relu_after_pool) {
+  mpc_attr_t at = attr0();
+  at.kh = at.kw = 2;
+  at.strides[0] = at.strides[1] = 2;
+  char kinds[256];
+  for (int shared = 0; shared < 2; shared++) {
+    mpc_graph_t g;
+    mpc_graph_init(&g);
+    int x = input(&g, "x", SHAPE(1, 1, 4, 4));
+    int w = param(&g, "w", SHAPE(1, 1, 1, 1));
+    int c = op(&g, MPC_OP_CONV, x, w, -1, NULL, "conv");
+    int r = op(&g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
+    int m = op(&g, MPC_OP_MAXPOOL, r, -1, -1, &at, "pool");
+    ASSERT_OK(op(&g, MPC_OP_OUTPUT, m, -1, -1, NULL, "y"));
+    if (shared)
+      ASSERT_OK(op(&g, MPC_OP_OUTPUT, r, -1, -1, NULL, "r"));
+    gate_kinds(&g, kinds, sizeof kinds);
+    if (!shared)
+      ck_assert_str_eq(kinds, "bilinear max-level max-level relu+trunc output");
+    else
+      ck_assert_str_eq(kinds, "bilinear relu+trunc max-level max-level output output");
+    mpc_graph_close(&g);
+  }
+}
+END_TEST
+
 Suite *graph_suite(void) {
   Suite *s = suite_create("graph");
   TCase *tc = tcase_create("build");
@@ -1409,6 +1451,7 @@ Suite *graph_suite(void) {
   tcase_add_test(tc, test_mlp_batch);
   tcase_add_test(tc, test_cnn_batch);
   tcase_add_test(tc, test_input_bound);
+  tcase_add_test(tc, test_plan_relu_after_pool);
   suite_add_tcase(s, tc);
   return s;
 }
