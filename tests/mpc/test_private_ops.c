@@ -432,7 +432,7 @@ START_TEST(test_gemm_trans_a) {
   uint64_t seed = 0x100a;
   ob_t *b = ob_new(13);
   double *w1 = rvec(&seed, 4 * 6, -1, 1), *c1 = rvec(&seed, 4, -1, 1);
-  double *w0 = rvec(&seed, 5 * 3, -1, 1), *w2 = rvec(&seed, 3 * 2, -1, 1);
+  double *w0 = rvec(&seed, 5 * 3, -1, 1), *w2 = rvec(&seed, 4 * 2, -1, 1);
   ob_input(b, "a", FLOAT, 2, I64(6, 3));  /* A^T is [3, 6] */
   ob_input(b, "x", FLOAT, 2, I64(4, 5));
   ob_init_f(b, "W1", 2, I64(4, 6), w1);   /* transB: W1^T is [6, 4] */
