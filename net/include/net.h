@@ -23,7 +23,11 @@
  * to the peer until a new link is made (net_connect, or the peer connecting
  * again: a new authenticated link from a peer replaces the old one, and calls
  * blocked on the old one fail with TANDEM_ECONNRESET). A call that waits longer
- * than its timeout fails with TANDEM_ETIMEDOUT and leaves the link up.
+ * than its timeout fails with TANDEM_ETIMEDOUT and leaves the link up. The
+ * timeout counts time without progress: a receive whose message is arriving
+ * waits while its bytes keep coming (one large message is not bounded by the
+ * timeout of the whole transfer), and a send or net_peer_close waiting for a
+ * full queue waits while the queue's writes keep completing.
  *
  * Thread affinity: a node may be used from any number of threads at once,
  * except net_node_free (no other call may run or start once it is called).
@@ -79,7 +83,12 @@ typedef struct {
   size_t max_msg;     /* the largest message accepted from a peer */
   size_t queue_bytes; /* per peer: bound of queued outbound bytes (a sender
                          waits while its queue is over it) and of received
-                         messages not yet taken (reading pauses above it) */
+                         messages not yet taken (reading pauses above it,
+                         except while a receiver waits on the peer: what it
+                         waits for is behind the unread bytes; then a
+                         message of a channel nobody waits on that takes
+                         the unread messages past twice queue_bytes ends
+                         the link with TANDEM_EPROTO) */
   int timeout_ms;     /* default bound of every blocking call */
   int handshake_timeout_ms; /* connect plus handshake, and an inbound
                                connection's handshake */

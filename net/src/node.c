@@ -25,7 +25,24 @@
  * connection at all times, whatever is queued for writing, so two peers
  * exchanging large messages at once cannot deadlock; it pauses reading a
  * connection only while the peer's received-but-not-taken messages exceed
- * queue_bytes.
+ * queue_bytes and no receiver waits on that peer. A waiting receiver has
+ * nothing of its channel queued (else it would have taken it), so what it
+ * waits for can only be behind the unread bytes of the stream: pausing then
+ * would starve it for good (a large message of a step nobody runs any more,
+ * on a data channel, in front of the control message that starts the next
+ * one). So a receiver that waits resumes reading, and the loop keeps reading
+ * while one waits; what bounds memory then is a second, hard limit of twice
+ * queue_bytes: a message of a channel nobody waits on that would take the
+ * peer's unread messages past it is dropped and ends the link (a peer that
+ * floods one channel while the receiver waits on another).
+ *
+ * Timeouts of a receive count time without progress: while bytes of the
+ * message a receiver waits for keep arriving (it is being reassembled on the
+ * link, and nothing of its channel is queued before it), its deadline moves
+ * on, so one very large message on a slow or loaded link is not cut off at
+ * the timeout of the whole transfer. A sender waiting for room in a full
+ * queue, and net_peer_close waiting for it to drain, count the same way the
+ * time since the last write that completed.
  *
  * With link emulation on (cfg.emu_*), frames pass through a per-connection
  * queue of held frames (emit), after the write queue and before the socket.
@@ -133,6 +150,8 @@ struct conn_s {
   unsigned char *rbuf;
   rmsg_t *cur;
   size_t cur_off;
+  uint64_t cur_prog; /* uv_hrtime of the last bytes read of cur */
+  uint64_t wprog;    /* uv_hrtime of the last write that completed */
   int paused;
   int fd; /* the socket, for senders' direct writes (valid while C_UP) */
   /* send queue: frames not yet handed to uv_write */
@@ -176,6 +195,10 @@ typedef struct {
   uint64_t up_seq;
   rmsg_t *rq_head, *rq_tail;
   size_t rq_bytes;
+  /* Receivers blocked on this peer, in all and per channel: each has nothing
+   * of its channel queued, so reading must go on while there is one. */
+  unsigned rwaiters;
+  unsigned rwait[256];
   post_t post;
   net_stats_t st;
 } peer_t;
@@ -221,6 +244,16 @@ static void key_hint(char out[17], const unsigned char *pk) {
 
 static uint64_t deadline_of(int timeout_ms) {
   return uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* Moves *deadline on to timeout_ms after `prog` (a uv_hrtime of the last
+ * progress) if that is later; returns nonzero if it did. */
+static int extend(uint64_t *deadline, uint64_t prog, int timeout_ms) {
+  uint64_t d = prog + (uint64_t)timeout_ms * 1000000u;
+  if (prog == 0 || d <= *deadline)
+    return 0;
+  *deadline = d;
+  return 1;
 }
 
 /* Waits on node->cv until the deadline; returns nonzero once it has passed. */
@@ -529,6 +562,7 @@ static void write_cb(uv_write_t *req, int status) {
   uv_mutex_lock(&n->mu);
   c->queued -= w->qbytes;
   c->inflight--;
+  c->wprog = uv_hrtime();
   if (status == 0) {
     c->wire_out += w->len - w->off;
     if (c->state == C_UP && c->peer >= 0)
@@ -746,6 +780,14 @@ static int on_data(conn_t *c) {
   } else if (h->flags & NET_FF_LAST) {
     rmsg_t *m = c->cur;
     c->cur = NULL;
+    if (p->rwaiters > 0 && !p->rwait[m->chan] && p->rq_bytes + m->len > 2 * n->cfg.queue_bytes) {
+      /* A receiver waits on another channel and this one's unread messages
+       * are past the hard bound: the peer floods (see the file comment). */
+      node_log(n, "net: peer %d: %zu bytes unread on other channels while a receiver waits; "
+               "link ended", c->peer, p->rq_bytes + m->len);
+      rmsg_free(m);
+      return TANDEM_EPROTO;
+    }
     if (p->rq_tail)
       p->rq_tail->next = m;
     else
@@ -755,7 +797,7 @@ static int on_data(conn_t *c) {
     p->st.payload_recvd += m->len;
     p->st.msgs_recvd++;
     uv_cond_broadcast(&n->cv);
-    if (p->rq_bytes > n->cfg.queue_bytes && !c->paused) {
+    if (p->rq_bytes > n->cfg.queue_bytes && p->rwaiters == 0 && !c->paused) {
       uv_read_stop((uv_stream_t *)&c->tcp);
       c->paused = 1;
     }
@@ -871,6 +913,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (buf->base != (char *)c->rbuf) {
     /* Read in place (alloc_cb): ciphertext of the current frame only. */
     c->fhave += left;
+    c->cur_prog = uv_hrtime();
     goto out;
   }
   while (left > 0 && c->state != C_CLOSING) {
@@ -914,6 +957,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       }
     }
   }
+  if (c->cur)
+    c->cur_prog = uv_hrtime();
 out:
   uv_mutex_unlock(&n->mu);
 }
@@ -1082,7 +1127,8 @@ static void async_cb(uv_async_t *a) {
       conn_fail(c, TANDEM_ECLOSED);
       continue;
     }
-    if (c->paused && n->peers[c->peer].rq_bytes <= n->cfg.queue_bytes) {
+    if (c->paused && (n->peers[c->peer].rq_bytes <= n->cfg.queue_bytes ||
+                      n->peers[c->peer].rwaiters > 0)) {
       c->paused = 0;
       if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
         conn_fail(c, TANDEM_ECLOSED);
@@ -1397,7 +1443,7 @@ int net_peer_close(net_node_t *n, int id) {
     n->qwaiters++;
     late = wait_until(n, deadline);
     n->qwaiters--;
-    if (late) {
+    if (late && !(p->link == c && extend(&deadline, c->wprog, n->cfg.timeout_ms))) {
       r = TANDEM_ETIMEDOUT;
       break;
     }
@@ -1476,7 +1522,8 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
     n->qwaiters++;
     late = wait_until(n, deadline);
     n->qwaiters--;
-    if (late) {
+    /* c may be gone once the wait returns: the link is looked up again. */
+    if (late && (c = p->link) != NULL && !extend(&deadline, c->wprog, n->cfg.timeout_ms)) {
       uv_mutex_unlock(&n->mu);
       return TANDEM_ETIMEDOUT;
     }
@@ -1643,9 +1690,10 @@ static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, unsigne
   post_t *po = &p->post;
   rmsg_t *m = NULL;
   uint64_t deadline, gen;
-  int r = 0;
+  int r = 0, late;
   uv_mutex_lock(&n->mu);
-  deadline = deadline_of(timeout_or_default(n, timeout_ms));
+  timeout_ms = timeout_or_default(n, timeout_ms);
+  deadline = deadline_of(timeout_ms);
   gen = p->gen;
   for (;;) {
     if (posted && po->done) {
@@ -1664,7 +1712,19 @@ static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, unsigne
     }
     if (!posted && timeout_ms != 0)
       posted = post_start(p, chan, buf, cap);
-    if (wait_until(n, deadline)) {
+    /* Nothing of chan is queued: what this receiver waits for is behind the
+     * unread bytes of the link, which must not stay paused (file comment). */
+    p->rwaiters++;
+    p->rwait[chan]++;
+    if (p->link->paused)
+      wake(n);
+    late = wait_until(n, deadline);
+    p->rwaiters--;
+    p->rwait[chan]--;
+    /* A message of chan being reassembled is the next one of chan, the one
+     * this receiver waits for: while its bytes arrive, the wait goes on. */
+    if (late && !(p->link && p->link->cur && p->link->cur->chan == chan &&
+                  extend(&deadline, p->link->cur_prog, timeout_ms))) {
       r = TANDEM_ETIMEDOUT;
       break;
     }

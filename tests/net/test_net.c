@@ -1,7 +1,8 @@
 /* test_net.c - Check suite for net links between two nodes of this process on
  * 127.0.0.1: handshakes, unknown keys, message sizes around max_frame and a
- * 64 MiB full-duplex exchange, channels and order, timeouts, length
- * mismatches, reconnection. Payloads come from a fixed-seed generator. */
+ * 64 MiB full-duplex exchange, channels and order, timeouts (counting time
+ * without progress), length mismatches, reconnection, flow control (a
+ * channel never starved behind an unread one; a flooding peer bounded). Payloads come from a fixed-seed generator. */
 #include <errno.h>
 #include <check.h>
 #include <stdlib.h>
@@ -367,6 +368,115 @@ START_TEST(backpressure) {
 }
 END_TEST
 
+/* Two nodes with queue_bytes q and timeout_ms t; a's link emulation sends
+ * rate bytes per second (0: off). Peer 0 of each is the other. */
+static void duo_cfg(duo_t *d, size_t q, int t, uint64_t rate) {
+  net_config_t ca = {.listen_host = "127.0.0.1", .queue_bytes = q, .timeout_ms = t};
+  net_config_t cb = ca;
+  th_id(&d->ia);
+  th_id(&d->ib);
+  ca.pk = d->ia.pk;
+  ca.sk = d->ia.sk;
+  ca.emu_rate_bps = rate;
+  cb.pk = d->ib.pk;
+  cb.sk = d->ib.sk;
+  ck_assert_int_eq(net_node_new(&d->a, &ca), 0);
+  ck_assert_int_eq(net_node_new(&d->b, &cb), 0);
+  th_pair(d->a, &d->ia, d->b, &d->ib);
+  ck_assert_int_eq(net_connect(d->a, 0), 0);
+  ck_assert_int_eq(net_accept(d->b, 0, 2000), 0);
+}
+
+/* A message nobody takes, larger than queue_bytes, on channel 0 pauses
+ * reading; a receiver that then waits on channel 1, whose message is behind
+ * it in the stream, still gets it (reading resumes while it waits), and the
+ * large one is delivered intact afterwards. */
+START_TEST(starved_channel) {
+  const size_t q = 1 << 20, big = 4 << 20;
+  duo_t d;
+  unsigned char *buf = malloc(big), *got = malloc(big), ctl[16] = "start";
+  size_t len = 0;
+  duo_cfg(&d, q, 1000, 0);
+  fill(buf, big, 7);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 0, buf, big), 0);
+  usleep(300 * 1000); /* the large message is in and reading paused */
+  ck_assert_int_eq(net_msg_send(d.a, 0, 1, ctl, sizeof ctl), 0);
+  memset(ctl, 0, sizeof ctl);
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 1, ctl, sizeof ctl, &len, 2000), 0);
+  ck_assert_uint_eq(len, sizeof ctl);
+  ck_assert_str_eq((char *)ctl, "start");
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 0, got, big, &len, 2000), 0);
+  ck_assert_uint_eq(len, big);
+  ck_assert(memcmp(buf, got, big) == 0);
+  duo_free(&d);
+  free(buf);
+  free(got);
+}
+END_TEST
+
+typedef struct {
+  net_node_t *a;
+  int n;
+  size_t len;
+} flood_t;
+
+static void flood_main(void *arg) {
+  flood_t *f = arg;
+  unsigned char *buf = calloc(1, f->len);
+  for (int i = 0; i < f->n; i++)
+    if (net_msg_send(f->a, 0, 0, buf, f->len) != 0)
+      break;
+  free(buf);
+}
+
+/* Memory stays bounded against a peer that floods channel 0 while the
+ * receiver waits on channel 1: past twice queue_bytes unread, the link ends
+ * and the waiting receiver gets the error instead of a hang. */
+START_TEST(flood_while_waiting) {
+  const size_t q = 1 << 20;
+  duo_t d;
+  flood_t f;
+  uv_thread_t t;
+  unsigned char ctl[16];
+  size_t len = 0;
+  duo_cfg(&d, q, 1000, 0);
+  f.a = d.a;
+  f.n = 16;
+  f.len = q;
+  ck_assert_int_eq(uv_thread_create(&t, flood_main, &f), 0);
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 1, ctl, sizeof ctl, &len, 5000), TANDEM_EPROTO);
+  uv_thread_join(&t);
+  ck_assert_int_eq(net_peer_up(d.b, 0), 0);
+  duo_free(&d);
+}
+END_TEST
+
+/* A receive's timeout counts time without progress: a message that takes
+ * several timeouts to arrive over a slow link (emulated at 4 MB/s) is
+ * received, and so is the send that waits for room in the full queue
+ * behind it. */
+START_TEST(timeout_is_idle_time) {
+  const size_t big = 6 << 20;
+  duo_t d;
+  unsigned char *buf = malloc(big), *got = malloc(big);
+  uint64_t t0;
+  duo_cfg(&d, 1 << 20, 300, 4000000);
+  fill(buf, big, 11);
+  t0 = uv_hrtime();
+  ck_assert_int_eq(net_send(d.a, 0, buf, big), 0);
+  ck_assert_int_eq(net_send(d.a, 0, buf, 1), 0); /* waits for the queue */
+  ck_assert_int_eq(net_recv(d.b, 0, got, big), 0);
+  ck_assert(memcmp(buf, got, big) == 0);
+  ck_assert_int_eq(net_recv(d.b, 0, got, 1), 0);
+  ck_assert_uint_gt(uv_hrtime() - t0, 900000000u); /* three timeouts at least */
+  /* With nothing arriving, the timeout still ends a wait. */
+  ck_assert_int_eq(net_recv(d.b, 0, got, 1), TANDEM_ETIMEDOUT);
+  duo_free(&d);
+  free(buf);
+  free(got);
+}
+END_TEST
+
 /* A peer that dials in while the node is starting is never rejected: peers
  * given in the config are declared before the listener accepts (a daemon
  * that declared them after starting could reject the first client). B dials
@@ -447,6 +557,9 @@ Suite *net_suite(void) {
   tcase_add_test(tc, close_and_reconnect);
   tcase_add_test(tc, bench_small);
   tcase_add_test(tc, backpressure);
+  tcase_add_test(tc, starved_channel);
+  tcase_add_test(tc, flood_while_waiting);
+  tcase_add_test(tc, timeout_is_idle_time);
   tcase_add_test(tc, take_hands_over);
   tcase_add_test(tc, peers_declared_at_start);
   suite_add_tcase(s, tc);
