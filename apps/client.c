@@ -226,6 +226,7 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
   st->ngates = mpc_plan_ngates(plan);
   st->gate_offline_s = calloc(st->ngates + 1, sizeof(double));
   st->gate_online_s = calloc(st->ngates + 1, sizeof(double));
+  double start[2] = {0, 0}, end[2] = {0, 0};
   for (int id = CL_P0; id <= CL_P1; id++) {
     uint8_t *payload = NULL;
     size_t plen = 0;
@@ -242,6 +243,8 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
         st->online_s = ps.online_s;
       if (ps.offline_s > st->offline_s)
         st->offline_s = ps.offline_s;
+      start[id] = ps.online_start;
+      end[id] = ps.online_end;
     }
     /* Each gate's times follow the stats (a party that sends none leaves 0). */
     if (rc == 0 && plen == sizeof(cl_party_stats_t) + st->ngates * 2 * sizeof(double) &&
@@ -264,6 +267,11 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
   }
   st->wall_s = cl_now() - t0;
   st->queries = 1;
+  {
+    double s0 = start[0] > start[1] ? start[0] : start[1];
+    double e0 = end[0] > end[1] ? end[0] : end[1];
+    st->online_span_s = s0 > 0 && e0 >= s0 ? e0 - s0 : st->online_s;
+  }
 done:
   mpc_plan_free(plan);
   mpc_graph_close(&g);
@@ -352,6 +360,7 @@ int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
     }
     st->client_offline += q.client_offline;
     st->online_s += q.online_s;
+    st->online_span_s += q.online_span_s;
     st->offline_s += q.offline_s;
     st->wall_s += q.wall_s;
     st->waited |= q.waited;
@@ -419,12 +428,14 @@ int cli_stats_write(const char *path, const cli_stats_t *st) {
   fprintf(f,
           "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
           "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
-          "\"online_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,\"waited\":%s,"
+          "\"online_s\":%.6f,\"online_span_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,"
+          "\"waited\":%s,"
           "\"queries\":%zu}\n",
           st->rounds, (unsigned long long)st->online_bytes[0],
           (unsigned long long)st->online_bytes[1], (unsigned long long)st->offline_bytes[0],
           (unsigned long long)st->offline_bytes[1], (unsigned long long)st->client_offline,
-          st->online_s, st->offline_s, st->wall_s, st->waited ? "true" : "false",
+          st->online_s, st->online_span_s, st->offline_s, st->wall_s,
+          st->waited ? "true" : "false",
           st->queries ? st->queries : 1);
   return fclose(f) == 0 ? 0 : -errno;
 }

@@ -31,6 +31,11 @@ typedef struct {
   uint64_t offline_bytes[2];  /* sent by the dealer to P0, P1 */
   uint64_t client_offline;    /* sent by the dealer to the client */
   double online_s, offline_s; /* the slower party's */
+  /* From the moment both parties hold the input and their preprocessing to
+   * the last output share sent: the online phase without the wait for the
+   * other party's offline work (valid when all run on one host, as bench's
+   * cluster does: it compares the parties' clocks). */
+  double online_span_s;
   double wall_s;              /* the whole query at the client */
   int waited;                 /* the dealer made the preprocessing on demand */
   size_t queries;             /* cli_query_chunked: queries made (cli_query: 1) */

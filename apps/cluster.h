@@ -128,6 +128,7 @@ typedef struct {
   uint64_t online_sent;    /* bytes sent online (to the other party and the client) */
   uint64_t offline_recvd;  /* bytes received from the dealer for the query */
   double online_s, offline_s;
+  double online_start, online_end; /* CLOCK_MONOTONIC (mpc_stats_t) */
 } cl_party_stats_t;
 
 /* ---- files ------------------------------------------------------------- */

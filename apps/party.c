@@ -260,6 +260,8 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
   st.offline_recvd = s->recvd[MPC_DEALER][MPC_PHASE_OFFLINE];
   st.online_s = s->seconds[MPC_PHASE_ONLINE];
   st.offline_s = s->seconds[MPC_PHASE_OFFLINE];
+  st.online_start = s->online_start;
+  st.online_end = s->online_end;
   /* The stats, then each gate's offline and online seconds (for bench
    * --by-gate); the client sizes the list from its own plan. */
   size_t ng = mpc_plan_ngates(pl->plan);

@@ -61,6 +61,10 @@ typedef struct {
   uint64_t recvd[MPC_NROLES][MPC_NPHASES];
   uint64_t rounds[MPC_NPHASES];
   double seconds[MPC_NPHASES];
+  /* The last query's online phase at a party: CLOCK_MONOTONIC seconds at its
+   * start (input and preprocessing both in hand) and end (output sent).
+   * Comparable across the processes of one host only. */
+  double online_start, online_end;
 } mpc_stats_t;
 
 /* A transport moves whole messages between roles. Message sizes always follow

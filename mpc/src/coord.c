@@ -299,6 +299,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
   /* The online phase is timed from the masked input's arrival: how long the
    * client takes to send it is not the protocol's work. */
   double t_in = now_s();
+  t->stats.online_start = t_in;
   size_t off = 0;
   for (size_t i = 0; i < p->ninputs; i++) {
     int v = p->inputs[i];
@@ -347,7 +348,8 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
     off += p->vals[v].n;
   }
   rc = mpc_net_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
-  t->stats.seconds[MPC_PHASE_ONLINE] += now_s() - t_in;
+  t->stats.online_end = now_s();
+  t->stats.seconds[MPC_PHASE_ONLINE] += t->stats.online_end - t_in;
   return rc;
 }
 

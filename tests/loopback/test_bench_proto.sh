@@ -62,6 +62,9 @@ if bench mlp --model "$M/fashion_mlp.onnx" --batch 3 --reps 2 --by-gate; then
   want mlp "sum(g['rounds'] for g in o['gates']) == 4"
   want mlp "sum(g['online_bytes'] for g in o['gates']) == 3 * 4096"
   want mlp "o['plaintext_float_s'] > 0 and o['dealer_gen_s'] > 0"
+  # The online span (both parties ready to the last share) is within what
+  # the slower party times, which also waits for the other's offline work.
+  want mlp "0 < o['online_s'] <= o['online_party_s'] * 1.05"
 fi
 # --- a network: the projection, and the emulation that checks it -------------
 # 40 ms of round trip dominates four rounds, so the two agree even on a busy
