@@ -76,8 +76,10 @@ with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(objs, f, indent=1)
     f.write("\n")
 for name in ("mlp", "cnn"):
+    # One point per batch size: the LAN runs (the WAN ones repeat a batch).
     rows = sorted((o["batch"], 1e3 * o["online_s"], max(o["online_bytes"].values()))
-                  for o in objs if o.get("workload") == "model" and name in o.get("model", ""))
+                  for o in objs if o.get("workload") == "model" and name in o.get("model", "")
+                  and o.get("net", {}).get("name", "lan") == "lan")
     with open(os.path.join(out, name + ".dat"), "w") as f:
         f.write("# batch online_ms online_bytes_per_party\n")
         for r in rows:
