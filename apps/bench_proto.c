@@ -552,6 +552,21 @@ typedef struct {
   const char *float_what;
 } plain_t;
 
+/* s as a JSON string. */
+static void json_str(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      fprintf(f, "\\%c", ch);
+    else if (ch < 0x20)
+      fprintf(f, "\\u%04x", ch);
+    else
+      fputc(ch, f);
+  }
+  fputc('"', f);
+}
+
 static void print_target(FILE *f, int json, const char *key, const char *what, int met) {
   if (json)
     fprintf(f, ",\"%s\":%s", key, met ? "true" : "false");
@@ -571,19 +586,24 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     fprintf(f, "{\"workload\":\"%s\",", is_mm ? "matmul" : "model");
     if (is_mm)
       fprintf(f, "\"shape\":\"%zux%zux%zu\",\"mask\":\"%s\",", o->m, o->k, o->n, o->mask);
-    else
-      fprintf(f, "\"model\":\"%s\",\"batch\":%zu,", o->model, o->batch);
+    else {
+      fprintf(f, "\"model\":");
+      json_str(f, o->model);
+      fprintf(f, ",\"batch\":%zu,", o->batch);
+    }
     fprintf(f,
             "\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
             "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu},\"online_s\":%.6g,"
-            "\"offline_s\":%.6g,\"online_party_s\":%.6g,\"setup_s\":%.6g,\"dealer_gen_s\":%.6g,\"reps\":%d,\"stat\":\"median\","
+            "\"offline_s\":%.6g,\"online_party_s\":%.6g,\"setup_s\":%.6g,"
+            "\"dealer_gen_s\":%.6g,\"reps\":%d,\"stat\":\"median\","
             "\"max_abs_error\":%.3g,\"plaintext_float_s\":%.6g,\"plaintext_float\":\"%s\","
             "\"plaintext_ring_gemm_s\":%.6g,\"online_vs_ring_gemm\":%.4g,"
             "\"online_vs_float\":%.4g,\"kernel\":\"%s\",\"threads\":%d",
             r->rounds, (unsigned long long)r->online_bytes[0],
             (unsigned long long)r->online_bytes[1], (unsigned long long)r->offline_bytes[0],
             (unsigned long long)r->offline_bytes[1], r->online_s, r->offline_s, r->online_wait_s,
-            r->setup_s, r->deal_s, o->reps, r->max_err, pl->float_s, pl->float_what, pl->ring_s, ratio_ring,
+            r->setup_s, r->deal_s, o->reps, r->max_err, pl->float_s, pl->float_what, pl->ring_s,
+            ratio_ring,
             ratio_float, kern_isa_name(kern_isa_active()), kern_threads());
     fprintf(f, ",\"plaintext_dgemm_s\":%.6g,\"plaintext_eval_s\":%.6g", pl->dgemm_s,
             pl->eval_s);
@@ -681,13 +701,8 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       double goff = i < r->ngates && r->gate_off ? r->gate_off[i] : 0;
       if (json) {
         fprintf(f, "%s{\"gate\":%zu,\"kind\":\"%s\",\"label\":", i ? "," : "", i, gi.kind);
-        fputc('"', f);
-        for (const char *p = gi.label; *p; p++)
-          if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-          else if ((unsigned char)*p >= 0x20)
-            fputc(*p, f);
-        fprintf(f, "\",\"elements\":%zu,\"rounds\":%u,\"online_bytes\":%llu,"
+        json_str(f, gi.label);
+        fprintf(f, ",\"elements\":%zu,\"rounds\":%u,\"online_bytes\":%llu,"
                    "\"online_ms\":%.4g,\"offline_ms\":%.4g}",
                 gi.n, gi.rounds, (unsigned long long)gi.online_bytes, 1e3 * gon, 1e3 * goff);
       } else {
