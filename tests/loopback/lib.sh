@@ -106,3 +106,22 @@ json_get() {
 one_line() {
   [ "$(wc -l <"$1")" -eq 1 ]
 }
+
+# start NAME: starts the dealer or party NAME (p0, p1) of cluster.ini in the
+# current directory, its stderr appended to log.NAME; its pid goes to
+# PID[NAME] and PIDS (the caller declares `declare -A PID` and PIDS=()).
+start() {
+  if [ "$1" = dealer ]; then
+    "$TANDEM" dealer --config cluster.ini 2>>"log.$1" &
+  else
+    "$TANDEM" party --config cluster.ini --id "$1" 2>>"log.$1" &
+  fi
+  PID[$1]=$!
+  PIDS+=($!)
+}
+
+# stop NAME [SIGNAL]: signals the daemon NAME (TERM by default) and reaps it.
+stop() {
+  kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null
+  wait "${PID[$1]}" 2>/dev/null
+}

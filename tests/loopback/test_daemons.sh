@@ -71,19 +71,6 @@ CFG
 write_config cluster.ini 5000
 
 declare -A PID
-start() { # NAME
-  if [ "$1" = dealer ]; then
-    "$TANDEM" dealer --config cluster.ini 2>>"log.$1" &
-  else
-    "$TANDEM" party --config cluster.ini --id "$1" 2>>"log.$1" &
-  fi
-  PID[$1]=$!
-  PIDS+=($!)
-}
-stop() { # NAME [SIGNAL]
-  kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null
-  wait "${PID[$1]}" 2>/dev/null
-}
 start dealer; start p1; start p0
 
 # --- share and infer -------------------------------------------------------------

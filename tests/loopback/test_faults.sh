@@ -61,15 +61,6 @@ read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
 declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11)
 
 declare -A PID
-start() { # NAME
-  if [ "$1" = dealer ]; then
-    "$TANDEM" dealer --config cluster.ini 2>>"log.$1" &
-  else
-    "$TANDEM" party --config cluster.ini --id "$1" 2>>"log.$1" &
-  fi
-  PID[$1]=$!
-  PIDS+=($!)
-}
 alive() { # NAME...
   local n
   for n in "$@"; do kill -0 "${PID[$n]}" 2>/dev/null || return 1; done
