@@ -117,6 +117,8 @@ static int truncate_val(cc_t *cc, int v, const char *label) {
 
 /* A MASKED value at scale 1 from v, as a bilinear layer needs. */
 static int masked_s1(cc_t *cc, int v, const char *label) {
+  if (v < 0) /* not an activation: a parameter or constant where one is needed */
+    return TANDEM_EUNSUPOP;
   mpc__val_t *val = &cc->p->vals[v];
   if (val->kind == MPC__V_MASKED && val->scale == 1)
     return v;
@@ -140,6 +142,8 @@ static int masked_s1(cc_t *cc, int v, const char *label) {
 
 /* A dynamic value at scale 1 (truncating a product), any form. */
 static int scale1(cc_t *cc, int v, const char *label) {
+  if (v < 0)
+    return TANDEM_EUNSUPOP;
   if (cc->p->vals[v].scale == 2)
     return truncate_val(cc, v, label);
   return v;

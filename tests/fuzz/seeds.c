@@ -1,9 +1,9 @@
 /* seeds.c - writes the fuzzers' seed corpora: small valid ONNX models built
  * with the tests' model builder (tests/mpc/onnx_build.c), one per supported
- * operator family (and the folding paths between them), and tensor files in
- * both formats.
+ * operator family (and the folding paths between them), the public graphs
+ * those that import make (mpc_graph_save), and tensor files in both formats.
  *
- * Usage: fuzz_seeds DIR  (creates DIR/onnx and DIR/tensor). A fuzzer that
+ * Usage: fuzz_seeds DIR  (creates DIR/onnx, DIR/graph and DIR/tensor). A fuzzer that
  * starts from valid protobuf reaches the importer's operator code in
  * seconds instead of having to discover the framing first.
  */
@@ -36,6 +36,26 @@ static void save(ob_t *b, const char *dir, const char *name) {
     exit(1);
   }
   fclose(f);
+  /* The public graph of a model that imports: the graph fuzzer's seed. */
+  mpc_graph_t g;
+  mpc_weights_t w;
+  char err[256];
+  if (mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err) == 0) {
+    uint8_t *gb;
+    size_t glen;
+    if (mpc_graph_save(&g, &gb, &glen) == 0) {
+      snprintf(path, sizeof path, "%s/graph/%s.graph", dir, name);
+      f = fopen(path, "wb");
+      if (f == NULL || fwrite(gb, 1, glen, f) != glen) {
+        perror(path);
+        exit(1);
+      }
+      fclose(f);
+      free(gb);
+    }
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+  }
   free(buf);
   ob_free(b);
 }
@@ -50,6 +70,8 @@ int main(int argc, char **argv) {
   snprintf(sub, sizeof sub, "%s/onnx", argv[1]);
   mkdir(sub, 0755);
   snprintf(sub, sizeof sub, "%s/tensor", argv[1]);
+  mkdir(sub, 0755);
+  snprintf(sub, sizeof sub, "%s/graph", argv[1]);
   mkdir(sub, 0755);
 
   ob_t *b = ob_new(13); /* MLP */

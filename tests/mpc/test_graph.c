@@ -1422,6 +1422,26 @@ START_TEST(test_plan_relu_after_pool) {
 }
 END_TEST
 
+/* Found by fuzz_graph: a convolution of a parameter (not an activation)
+ * made the plan compiler index value -1; it is refused, naming the node. */
+START_TEST(test_plan_conv_of_param) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  int x = input(&g, "x", SHAPE(1, 1, 4, 4));
+  int p = param(&g, "p", SHAPE(1, 1, 4, 4));
+  int w = param(&g, "w", SHAPE(1, 1, 1, 1));
+  int c = op(&g, MPC_OP_CONV, p, w, -1, NULL, "conv");
+  ck_assert_int_ge(c, 0);
+  ASSERT_OK(op(&g, MPC_OP_OUTPUT, c, -1, -1, NULL, "y"));
+  ASSERT_OK(op(&g, MPC_OP_OUTPUT, x, -1, -1, NULL, "x_out"));
+  mpc_plan_t *plan = NULL;
+  char err[256] = "";
+  ck_assert_int_eq(mpc_plan_new(&plan, &g, 1, err, sizeof err), TANDEM_EUNSUPOP);
+  ck_assert_msg(strstr(err, "conv") != NULL, "%s", err);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *graph_suite(void) {
   Suite *s = suite_create("graph");
   TCase *tc = tcase_create("build");
@@ -1452,6 +1472,7 @@ Suite *graph_suite(void) {
   tcase_add_test(tc, test_cnn_batch);
   tcase_add_test(tc, test_input_bound);
   tcase_add_test(tc, test_plan_relu_after_pool);
+  tcase_add_test(tc, test_plan_conv_of_param);
   suite_add_tcase(s, tc);
   return s;
 }
