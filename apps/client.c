@@ -124,7 +124,7 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
   if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, &h, &payload, &plen, err, errlen)) != 0)
     goto done;
   cl_link_t link;
-  cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag);
+  cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag, s->cfg->timeout_ms);
   char why[512] = "";
   if ((rc = mpc_owner_share(plan, w, &link.base, why, sizeof why)) != 0) {
     snprintf(err, errlen, "sharing the weights failed: %s",
@@ -192,7 +192,7 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
     goto done;
   }
   cl_link_t link;
-  cl_link_init(&link, s->node, MPC_CLIENT, s->self, h.tag);
+  cl_link_init(&link, s->node, MPC_CLIENT, s->self, h.tag, s->cfg->timeout_ms);
   err[0] = '\0';
   rc = mpc_client_run(plan, &link.base, inputs, outputs, err, errlen);
   if (rc != 0) {

@@ -344,11 +344,19 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
   cl_link_t *l = (cl_link_t *)t;
   if (l->peer[from] < 0 || len > SIZE_MAX - 8)
     return TANDEM_EINVAL;
+  /* One deadline for the receive, however many messages of other steps are
+   * dropped on the way: a fresh timeout per dropped message let a party wait
+   * forever for a message that never came while later steps' messages kept
+   * arriving (and were dropped unread by it). */
+  double end = cl_now() + l->timeout_ms / 1000.0;
   for (;;) {
     unsigned char *m;
     size_t got;
+    double left_ms = (end - cl_now()) * 1000.0;
+    if (left_ms < 1)
+      return TANDEM_ETIMEDOUT;
     int rc = net_msg_take(l->node, l->peer[from], CL_CHAN_DATA, len + 8, &m, &got,
-                          NET_TIMEOUT_DEFAULT);
+                          (int)left_ms);
     if (rc == TANDEM_EPROTO)
       continue; /* longer than expected: a message of another step, dropped */
     if (rc != 0)
@@ -377,9 +385,10 @@ static void link_close(mpc_transport_t *t) { (void)t; }
 static const mpc_transport_ops_t link_ops = {link_send, link_recv, link_exchange, link_close};
 
 void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id,
-                  uint64_t tag) {
+                  uint64_t tag, int timeout_ms) {
   memset(l, 0, sizeof *l);
   l->tag = tag;
+  l->timeout_ms = timeout_ms > 0 ? timeout_ms : NET_DEFAULT_TIMEOUT_MS;
   l->base.ops = &link_ops;
   l->base.self = self;
   l->node = node;

@@ -81,6 +81,7 @@ typedef struct {
   net_node_t *node;
   int peer[MPC_NROLES];
   uint64_t tag;
+  int timeout_ms; /* bound of one receive, stale messages dropped included */
 } cl_link_t;
 /* Every protocol message carries the 8-byte tag of its step (a query or a
  * model setup), chosen at random by the dealer: a receiver drops messages of
@@ -88,7 +89,7 @@ typedef struct {
  * link (net keeps what arrived before a link was replaced); the tag keeps
  * them from ever being read as part of a later step. */
 void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id,
-                  uint64_t tag);
+                  uint64_t tag, int timeout_ms);
 
 /* ---- control messages -------------------------------------------------- */
 

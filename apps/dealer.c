@@ -444,7 +444,7 @@ static void do_share(job_t *j) {
   h.peer = (uint32_t)j->from;
   memcpy(h.name, j->h.name, sizeof h.name);
   cl_link_t link;
-  cl_link_init(&link, D.node, MPC_DEALER, -1, tag);
+  cl_link_init(&link, D.node, MPC_DEALER, -1, tag, D.cfg->timeout_ms);
   if ((rc = cl_ctrl_send(D.node, CL_P0, &h, j->payload, j->plen)) != 0 ||
       (rc = cl_ctrl_send(D.node, CL_P1, &h, j->payload, j->plen)) != 0 ||
       (rc = mpc_dealer_model(d, &link.base)) != 0) {
@@ -641,7 +641,7 @@ static void do_query(job_t *j) {
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     rc = cl_ctrl_send(D.node, id, &h, NULL, 0);
   cl_link_t link;
-  cl_link_init(&link, D.node, MPC_DEALER, j->from, tag);
+  cl_link_init(&link, D.node, MPC_DEALER, j->from, tag, D.cfg->timeout_ms);
   /* The client's small part first: its masked input then reaches the
    * parties while they take in their large parts, and a party that dies
    * meanwhile fails the client's send at once instead of leaving it waiting

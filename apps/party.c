@@ -113,7 +113,7 @@ static const mpc_transport_ops_t step_ops = {step_send, step_recv, step_exchange
 /* Call once both links of the step are up: the current party link is its. */
 static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t tag) {
   memset(s, 0, sizeof *s);
-  cl_link_init(&s->link, P->node, (mpc_role_t)P->self, client, tag);
+  cl_link_init(&s->link, P->node, (mpc_role_t)P->self, client, tag, P->cfg->timeout_ms);
   s->base.ops = &step_ops;
   s->base.self = (mpc_role_t)P->self;
   s->P = P;
