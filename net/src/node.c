@@ -884,6 +884,17 @@ static int frame_done(conn_t *c) {
   return on_frame(c);
 }
 
+/* Moves up to need - *have bytes from *p (left of them) to dst + *have: one
+ * step of reading a header, a frame body or a tag that may arrive in pieces. */
+static void fill(unsigned char *dst, size_t *have, size_t need, const unsigned char **p,
+                 size_t *left) {
+  size_t take = need - *have < *left ? need - *have : *left;
+  memcpy(dst + *have, *p, take);
+  *have += take;
+  *p += take;
+  *left -= take;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = s->data;
   net_node_t *n = c->node;
@@ -917,15 +928,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     goto out;
   }
   while (left > 0 && c->state != C_CLOSING) {
-    size_t take;
     int r;
     if (!c->have_hdr) {
-      take = NET_HDR_BYTES - c->hdr_have;
-      take = take < left ? take : left;
-      memcpy(c->hdr_raw + c->hdr_have, p, take);
-      c->hdr_have += take;
-      p += take;
-      left -= take;
+      fill(c->hdr_raw, &c->hdr_have, NET_HDR_BYTES, &p, &left);
       if (c->hdr_have < NET_HDR_BYTES)
         break;
       r = on_header(c);
@@ -935,19 +940,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       }
       c->have_hdr = 1;
     } else if (c->fhave < c->fneed) {
-      take = c->fneed - c->fhave;
-      take = take < left ? take : left;
-      memcpy(c->fdst + c->fhave, p, take);
-      c->fhave += take;
-      p += take;
-      left -= take;
+      fill(c->fdst, &c->fhave, c->fneed, &p, &left);
     } else {
-      take = c->tneed - c->thave;
-      take = take < left ? take : left;
-      memcpy(c->tag + c->thave, p, take);
-      c->thave += take;
-      p += take;
-      left -= take;
+      fill(c->tag, &c->thave, c->tneed, &p, &left);
     }
     if (c->have_hdr && c->fhave == c->fneed && c->thave == c->tneed) {
       r = frame_done(c);

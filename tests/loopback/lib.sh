@@ -125,3 +125,13 @@ stop() {
   kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null
   wait "${PID[$1]}" 2>/dev/null
 }
+
+# stop_all: the EXIT trap of a test that starts processes: every pid in PIDS
+# is resumed (one may be stopped on purpose) and terminated, killed after a
+# moment if it lingers, and $TMP removed (kept if TANDEM_KEEP_TMP is set).
+stop_all() {
+  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${TANDEM_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}

@@ -16,13 +16,7 @@ SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$SRC/tests/loopback/lib.sh"
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.3
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -n "${TANDEM_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
+trap stop_all EXIT
 M=$SRC/models
 cd "$TMP"
 
