@@ -106,4 +106,6 @@ bad 1 --matmul 4x8x5
 bad 1 --model "$TMP/missing.onnx"
 printf 'not onnx' >"$TMP/bad.onnx"
 bad 1 --model "$TMP/bad.onnx"
+# More preprocessing than one message may carry: refused before any is made.
+bad 1 --model "$M/fashion_cnn.onnx" --batch 100
 finish

@@ -91,6 +91,8 @@ expect_error "bad tensor" "bad.npy" --model "$M/fashion_mlp.onnx" --input "$TMP/
 npy_rows "$M/fashion_mlp_logits16.npy" "$TMP/ten.npy" 1
 expect_error "wrong input shape" "shape" --model "$M/fashion_mlp.onnx" --input "$TMP/ten.npy" --output "$TMP/x.npy"
 if "$TANDEM" run --model "$M/fashion_mlp.onnx" >/dev/null 2>&1; then fail "usage error accepted"; fi
+TANDEM_MAX_MSG=10 expect_error "bad TANDEM_MAX_MSG" "TANDEM_MAX_MSG" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
+TANDEM_MAX_MSG=5000 expect_error "one row over the message limit" "largest message" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
 # An input that would overflow inside the model (3e9 per pixel: encodable,
 # but the first layer's products leave the range) is refused by the client
 # against the bound the owner published, not answered with garbage.
