@@ -367,7 +367,7 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
     sodium_memzero(m, got);
     free(m);
     if (mine)
-      return got == len + 8 ? 0 : TANDEM_EPROTO;
+      return got == len + 8 ? 0 : got == 8 ? TANDEM_ECANCELED : TANDEM_EPROTO;
     /* else another step's message: dropped */
   }
 }
@@ -381,6 +381,12 @@ static int link_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, 
 }
 
 static void link_close(mpc_transport_t *t) { (void)t; }
+
+int cl_link_cancel(cl_link_t *l, mpc_role_t to) {
+  if (l->peer[to] < 0)
+    return TANDEM_EINVAL;
+  return net_msg_send(l->node, l->peer[to], CL_CHAN_DATA, &l->tag, 8);
+}
 
 static const mpc_transport_ops_t link_ops = {link_send, link_recv, link_exchange, link_close};
 

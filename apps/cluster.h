@@ -87,9 +87,18 @@ typedef struct {
  * model setup), chosen at random by the dealer: a receiver drops messages of
  * any other tag. After a failed step, messages of it may still be queued on a
  * link (net keeps what arrived before a link was replaced); the tag keeps
- * them from ever being read as part of a later step. */
+ * them from ever being read as part of a later step.
+ *
+ * A message of the step's tag alone, where a body was expected, cancels the
+ * step: the receive fails with TANDEM_ECANCELED at once. The dealer sends it
+ * to a party in place of its preprocessing when it cannot send that after
+ * telling the party of the query (the client left), so the party neither
+ * waits out its timeout nor has to drop a link that holds nothing stale. */
 void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id,
                   uint64_t tag, int timeout_ms);
+
+/* Sends the cancel message of the link's step to role `to` (see above). */
+int cl_link_cancel(cl_link_t *l, mpc_role_t to);
 
 /* ---- control messages -------------------------------------------------- */
 

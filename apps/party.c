@@ -243,7 +243,9 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
   if (rc != 0) {
     dm_log(P->who, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
            h->name, (unsigned long long)h->batch, client, err);
-    if (link.base.phase == MPC_PHASE_OFFLINE)
+    /* A part of the dealer's cut short may be left on its link: dropped with
+     * the link. A cancelled query left nothing there. */
+    if (link.base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED)
       (void)net_peer_close(P->node, CL_DEALER);
     send_status(P, client, CL_MSG_ACK, h, rc, err, strlen(err));
     if (net_peer_up(P->node, client))

@@ -14,6 +14,11 @@
 #   ends in one line on stderr with no output written;
 # - a client killed (SIGKILL) while the parties run its query: the next
 #   client is served;
+# - a client killed after the parties were told of its query but before the
+#   dealer sent the query's preprocessing (the dealer pauses there for one
+#   client, TANDEM_FAULT_DEALER_PAUSE): the dealer cancels the query at both
+#   parties, which end it at once (not at their timeout) and keep their
+#   links to the dealer, and the next client is served;
 # - P1 killed while it runs a query of a large batch: the client gets one
 #   line on stderr within the timeout, P0 and the dealer keep running, and
 #   once P1 is back the next queries succeed (the stored model is not lost,
@@ -37,7 +42,8 @@ TIMEOUT_S=6
 SLACK_S=40
 
 # --- keys, config, daemons, one model ------------------------------------------
-CLIENTS="alice bob carol dave"
+CLIENTS="alice bob carol dave erin"
+MANY="alice bob carol dave" # the clients that query at once
 for id in p0 p1 dealer owner $CLIENTS; do
   "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
 done
@@ -55,14 +61,16 @@ read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
   for c in $CLIENTS; do printf '[client %s]\npubkey = %s\nkey = keys/%s.key\n' "$c" "$(pub $c)" "$c"; done
 } >cluster.ini
 # Peer ids of the clients, in the order of their sections (cluster.h).
-declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11)
+declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11 [erin]=12)
 
 declare -A PID
 alive() { # NAME...
   local n
   for n in "$@"; do kill -0 "${PID[$n]}" 2>/dev/null || return 1; done
 }
-start dealer; start p1; start p0
+# The dealer pauses 3 s before sending the preprocessing of erin's queries.
+TANDEM_FAULT_DEALER_PAUSE="${CID[erin]}:3000" start dealer
+start p1; start p0
 "$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp >/dev/null 2>err ||
   fail "share-model: $(cat err)"
 [ "$failures" -eq 0 ] || finish
@@ -116,18 +124,18 @@ query() {
 # --- several clients at once, each with its own rows -------------------------------
 # Different rows and batch sizes per client: an output handed to the wrong
 # client, or shares of two queries mixed, would not match.
-set -- 0 5 5 11 2 16 9 7 # FROM N per client, in the order of $CLIENTS
-for c in $CLIENTS; do
+set -- 0 5 5 11 2 16 9 7 # FROM N per client, in the order of $MANY
+for c in $MANY; do
   rows "$M/fashion_test16.npy" "in.$c.npy" "$1" "$2"
   shift 2
 done
 qp=()
-for c in $CLIENTS; do
+for c in $MANY; do
   query "many_$c" "$c" "in.$c.npy" >"q.$c" 2>&1 &
   qp+=($!)
 done
 wait "${qp[@]}"
-for c in $CLIENTS; do
+for c in $MANY; do
   cat "q.$c"
   grep -q FAIL "q.$c" && failures=$((failures + 1))
 done
@@ -185,14 +193,6 @@ fi
 alive dealer p0 p1 || fail "a daemon died with a stalled client"
 
 # --- a client killed while the parties run its query -------------------------------------
-# KNOWN BUG, open: in about one run in ten under load (twice seen, once in
-# a release build), P1 starts the killed client's query and never ends it,
-# so it serves nothing after (the later parts of this script then fail too).
-# Not reproduced on demand yet, so no stack; until it is fixed this case runs
-# only with TANDEM_FAULTS_ALL=1, so that CI does not fail on it at random.
-if [ -z "${TANDEM_FAULTS_ALL:-}" ]; then
-  echo "KNOWN BUG, not run: a client killed mid-query can leave P1 stuck (TANDEM_FAULTS_ALL=1 runs it)"
-else
 from0=$(lines log.p0)
 "$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.killed.npy \
   --as dave 2>/dev/null &
@@ -210,7 +210,40 @@ else
   kill -KILL $victim 2>/dev/null
 fi
 alive dealer p0 p1 || fail "a daemon died with a killed client"
+
+# --- a client killed before the dealer sent its query's preprocessing ------------------------
+rows "$M/fashion_test16.npy" in.erin.npy 4 3
+from0=$(lines log.p0); from1=$(lines log.p1); fromd=$(lines log.dealer)
+"$TANDEM" infer --config cluster.ini --model mlp --input in.erin.npy --output out.erin.npy \
+  --as erin 2>/dev/null &
+victim=$!
+PIDS+=($victim)
+if wait_log log.dealer "$fromd" "fault injection: pausing" 30 &&
+    wait_log log.p0 "$from0" "client ${CID[erin]}\): started" 5 &&
+    wait_log log.p1 "$from1" "client ${CID[erin]}\): started" 5; then
+  kill -KILL $victim
+  wait $victim 2>/dev/null
+  t0=$(date +%s)
+  cancelled="client ${CID[erin]}\): offline phase failed: cancelled by the dealer"
+  wait_log log.p0 "$from0" "$cancelled" $((TIMEOUT_S + SLACK_S)) ||
+    fail "P0 did not end erin's query by the dealer's cancel: $(tail -n 3 log.p0)"
+  wait_log log.p1 "$from1" "$cancelled" $((TIMEOUT_S + SLACK_S)) ||
+    fail "P1 did not end erin's query by the dealer's cancel: $(tail -n 3 log.p1)"
+  t1=$(date +%s)
+  # The cancel comes when the dealer's pause ends (3 s), not at the timeout.
+  [ $((t1 - t0)) -lt $((3 + TIMEOUT_S)) ] ||
+    fail "the cancelled query held the parties $((t1 - t0)) s"
+  query after_cancel bob "in.bob.npy"
+  for n in p0 p1; do
+    eval "from=\$from${n#p}"
+    tail -n +"$((from + 1))" "log.$n" | grep -q "waiting for the dealer" &&
+      fail "$n dropped its link to the dealer for a cancelled query"
+  done
+else
+  fail "erin's query never reached the dealer's pause: $(tail -n 3 log.dealer)"
+  kill -KILL $victim 2>/dev/null
 fi
+alive dealer p0 p1 || fail "a daemon died with a cancelled query"
 
 # --- P1 killed in the middle of a query ------------------------------------------------------
 from1=$(lines log.p1)
