@@ -334,7 +334,7 @@ static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t 
   memcpy(m, &l->tag, 8);
   if (len > 0)
     memcpy(m + 8, buf, len);
-  int rc = net_msg_send(l->node, l->peer[to], CL_CHAN_DATA, m, len + 8);
+  int rc = net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, m, len + 8);
   sodium_memzero(m, len + 8); /* shares, seeds and keys pass through here */
   free(m);
   return rc;
@@ -385,7 +385,7 @@ static void link_close(mpc_transport_t *t) { (void)t; }
 int cl_link_cancel(cl_link_t *l, mpc_role_t to) {
   if (l->peer[to] < 0)
     return TANDEM_EINVAL;
-  return net_msg_send(l->node, l->peer[to], CL_CHAN_DATA, &l->tag, 8);
+  return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, &l->tag, 8);
 }
 
 static const mpc_transport_ops_t link_ops = {link_send, link_recv, link_exchange, link_close};

@@ -80,6 +80,8 @@ typedef struct {
   mpc_transport_t base;
   net_node_t *node;
   int peer[MPC_NROLES];
+  uint64_t link[MPC_NROLES]; /* the link a role's messages go on (net_msg_send_on;
+                              * 0: the current one), set after cl_link_init */
   uint64_t tag;
   int timeout_ms; /* bound of one receive, stale messages dropped included */
 } cl_link_t;

@@ -663,6 +663,12 @@ static void do_query(job_t *j) {
              tandem_strerror(rc));
   cl_link_t link;
   cl_link_init(&link, D.node, MPC_DEALER, j->from, tag, D.cfg->timeout_ms);
+  /* A part goes only on the link its party was told of the query on: the
+   * check below logs a change, and net refuses a send begun after it (the
+   * copy of a large part takes a while, in which a killed party can be
+   * back, on a new link that knows nothing of the query). */
+  link.link[MPC_P0] = links[CL_P0];
+  link.link[MPC_P1] = links[CL_P1];
   /* The client's small part first: its masked input then reaches the
    * parties while they take in their large parts, and a party that dies
    * meanwhile fails the client's send at once instead of leaving it waiting

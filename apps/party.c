@@ -118,6 +118,9 @@ static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t tag)
   s->base.self = (mpc_role_t)P->self;
   s->P = P;
   s->links = party_links(P);
+  /* Sends to the other party go on this link only, even one begun just as
+   * it is replaced (step_check looks before, net_msg_send_on at the send). */
+  s->link.link[P->other] = s->links;
 }
 
 /* P0 dials P1; every other link is made by the peer. */

@@ -216,6 +216,16 @@ TANDEM_WUR int net_send(net_node_t *node, int peer, const void *buf, size_t len)
 TANDEM_WUR int net_msg_send(net_node_t *node, int peer, uint8_t chan, const void *buf,
                             size_t len);
 
+/* net_msg_send on one link of peer: `link` is the value of the peer's
+ * net_stats_t.links while that link was up (0: the link up at the call).
+ * TANDEM_ECONNRESET when the peer's link is another one by then, so a
+ * message meant for a link that ended (the peer restarted meanwhile) never
+ * reaches the newer link. Either way, a send that waits for room in a full
+ * queue stays on the link it began with: TANDEM_ECONNRESET if that link is
+ * replaced during the wait. */
+TANDEM_WUR int net_msg_send_on(net_node_t *node, int peer, uint64_t link, uint8_t chan,
+                               const void *buf, size_t len);
+
 /* Receives the next message of channel 0 from peer into buf, which must be
  * exactly len bytes long: a message of another length is taken, dropped and
  * reported as TANDEM_EPROTO. Waits up to the default timeout. Messages that

@@ -1489,6 +1489,11 @@ static int direct_write(conn_t *c, peer_t *p, wreq_t *w) {
 }
 
 int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t len) {
+  return net_msg_send_on(n, id, 0, chan, buf, len);
+}
+
+int net_msg_send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
+                    size_t len) {
   peer_t *p;
   conn_t *c;
   size_t chunk, off = 0;
@@ -1504,11 +1509,15 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
   p = &n->peers[id];
   uv_mutex_lock(&n->mu);
   deadline = deadline_of(n->cfg.timeout_ms);
+  /* The link's number (p->gen counts link_up, as st.links does): a wait for
+   * room below must not carry the message over to a link that came up
+   * meanwhile, which may be a restarted peer's that knows nothing of it. */
+  gen = link ? link : p->gen;
   for (;;) {
     int late;
     c = p->link;
-    if (!c) {
-      r = link_error(p);
+    if (!c || p->gen != gen) {
+      r = !c ? link_error(p) : TANDEM_ECONNRESET;
       uv_mutex_unlock(&n->mu);
       return r;
     }
@@ -1524,7 +1533,6 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
     }
   }
   c->refs++;
-  gen = p->gen;
   uv_mutex_unlock(&n->mu);
 
   /* send_mu keeps the frames of one message together and in sequence. The

@@ -496,6 +496,79 @@ static void dial_until_answered(void *arg) {
   }
 }
 
+/* A send bound to a link (net_msg_send_on) fails once that link is gone,
+ * and a send waiting for room in a full queue stays on the link it began
+ * with: when the link is replaced meanwhile it fails with ECONNRESET instead
+ * of going out on the new link (a restarted peer's, which knows nothing of
+ * it). Fails before net_msg_send_on captured the link at its start. */
+typedef struct {
+  net_node_t *a;
+  const unsigned char *buf;
+  size_t len;
+  int rc, done;
+} sender_t;
+
+static void sender_main(void *arg) {
+  sender_t *s = arg;
+  s->rc = net_send(s->a, 0, s->buf, s->len);
+  __atomic_store_n(&s->done, 1, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(send_stays_on_its_link) {
+  const size_t q = 1 << 20, m = 1 << 20;
+  duo_t d;
+  net_stats_t st;
+  unsigned char got[1], *buf = calloc(1, m);
+  duo_cfg(&d, q, 3000, 0);
+  net_peer_stats(d.a, 0, &st);
+  uint64_t first = st.links;
+  ck_assert_uint_eq(first, 1);
+  ck_assert_int_eq(net_msg_send_on(d.a, 0, first, 1, "x", 1), 0);
+  ck_assert_int_eq(net_msg_send_on(d.a, 0, first + 1, 1, "x", 1), TANDEM_ECONNRESET);
+  /* b takes nothing on channel 0: a's queue fills and a sender waits. */
+  int r = 0;
+  for (int i = 0; i < 64 && r == 0; i++) {
+    sender_t probe = {d.a, buf, m, 0, 0};
+    uv_thread_t t;
+    ck_assert_int_eq(uv_thread_create(&t, sender_main, &probe), 0);
+    usleep(100000);
+    if (__atomic_load_n(&probe.done, __ATOMIC_SEQ_CST)) {
+      uv_thread_join(&t);
+      ck_assert_int_eq(probe.rc, 0);
+      continue;
+    }
+    /* This one waits for room: a second link from a replaces the first. */
+    ck_assert_int_eq(net_connect(d.a, 0), 0);
+    uv_thread_join(&t);
+    ck_assert_int_eq(probe.rc, TANDEM_ECONNRESET);
+    r = 1;
+  }
+  ck_assert_msg(r == 1, "no send ever waited for room");
+  net_peer_stats(d.a, 0, &st);
+  ck_assert_uint_eq(st.links, first + 1);
+  ck_assert_int_eq(net_msg_send_on(d.a, 0, first, 1, "y", 1), TANDEM_ECONNRESET);
+  ck_assert_int_eq(net_msg_send_on(d.a, 0, first + 1, 1, "z", 1), 0);
+  ck_assert_int_eq(net_msg_send_on(d.a, 0, 0, 1, "w", 1), 0);
+  /* b: the message of the first link, then, once b has the new link (a
+   * receive across the switch fails with ECONNRESET), those of the second. */
+  size_t len;
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 1, got, 1, &len, 2000), 0);
+  ck_assert(got[0] == 'x');
+  for (int i = 0; i < 200; i++) {
+    net_peer_stats(d.b, 0, &st);
+    if (st.links == 2)
+      break;
+    usleep(10000);
+  }
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 1, got, 1, &len, 2000), 0);
+  ck_assert(got[0] == 'z');
+  ck_assert_int_eq(net_msg_recv(d.b, 0, 1, got, 1, &len, 2000), 0);
+  ck_assert(got[0] == 'w');
+  duo_free(&d);
+  free(buf);
+}
+END_TEST
+
 START_TEST(peers_declared_at_start) {
   th_id_t ia, ib, ix;
   th_id(&ia);
@@ -562,6 +635,7 @@ Suite *net_suite(void) {
   tcase_add_test(tc, timeout_is_idle_time);
   tcase_add_test(tc, take_hands_over);
   tcase_add_test(tc, peers_declared_at_start);
+  tcase_add_test(tc, send_stays_on_its_link);
   suite_add_tcase(s, tc);
   return s;
 }
