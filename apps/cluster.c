@@ -324,18 +324,25 @@ int cl_connect(net_node_t *node, int id, int timeout_ms) {
 
 /* ---- the mpc transport --------------------------------------------------------- */
 
+int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len) {
+  if (l->peer[to] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
+    return TANDEM_EINVAL;
+  memcpy(buf, &l->tag, CL_TAG_BYTES);
+  return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, buf,
+                         len + CL_TAG_BYTES);
+}
+
 static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
   cl_link_t *l = (cl_link_t *)t;
-  if (l->peer[to] < 0 || len > SIZE_MAX - 8)
+  if (len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
-  uint8_t *m = malloc(len + 8);
+  uint8_t *m = malloc(len + CL_TAG_BYTES);
   if (m == NULL)
     return TANDEM_ENOMEM;
-  memcpy(m, &l->tag, 8);
   if (len > 0)
-    memcpy(m + 8, buf, len);
-  int rc = net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, m, len + 8);
-  sodium_memzero(m, len + 8); /* shares, seeds and keys pass through here */
+    memcpy(m + CL_TAG_BYTES, buf, len);
+  int rc = cl_link_send_in_place(l, to, m, len);
+  sodium_memzero(m, len + CL_TAG_BYTES); /* shares, seeds and keys pass through here */
   free(m);
   return rc;
 }
@@ -349,14 +356,15 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
    * forever for a message that never came while later steps' messages kept
    * arriving (and were dropped unread by it). */
   double end = cl_now() + l->timeout_ms / 1000.0;
+  if (l->due[from] > 0 && l->due[from] < end)
+    end = l->due[from];
   for (;;) {
     unsigned char *m;
     size_t got;
+    /* Past the deadline, what is already queued is still taken (a poll). */
     double left_ms = (end - cl_now()) * 1000.0;
-    if (left_ms < 1)
-      return TANDEM_ETIMEDOUT;
     int rc = net_msg_take(l->node, l->peer[from], CL_CHAN_DATA, len + 8, &m, &got,
-                          (int)left_ms);
+                          left_ms < 1 ? 0 : (int)left_ms);
     if (rc == TANDEM_EPROTO)
       continue; /* longer than expected: a message of another step, dropped */
     if (rc != 0)

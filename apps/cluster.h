@@ -84,6 +84,8 @@ typedef struct {
                               * 0: the current one), set after cl_link_init */
   uint64_t tag;
   int timeout_ms; /* bound of one receive, stale messages dropped included */
+  double due[MPC_NROLES]; /* cl_now() by which a receive from a role ends at
+                           * the latest (0: none), set after cl_link_init */
 } cl_link_t;
 /* Every protocol message carries the 8-byte tag of its step (a query or a
  * model setup), chosen at random by the dealer: a receiver drops messages of
@@ -101,6 +103,13 @@ void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id
 
 /* Sends the cancel message of the link's step to role `to` (see above). */
 int cl_link_cancel(cl_link_t *l, mpc_role_t to);
+
+/* Sends one message of the step to role `to` without copying it: buf holds
+ * CL_TAG_BYTES of headroom, then the len bytes of the message; the step's
+ * tag is written into the headroom. What link's transport send does for a
+ * buffer of its own (the dealer keeps its large parts so). */
+#define CL_TAG_BYTES 8
+int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len);
 
 /* ---- control messages -------------------------------------------------- */
 

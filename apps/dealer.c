@@ -46,15 +46,18 @@
 
 /* ---- one query's preprocessing, captured in memory --------------------------- */
 
+/* Each part is kept behind CL_TAG_BYTES of headroom, where the query's tag
+ * goes when it is sent (cl_link_send_in_place): a part of hundreds of MB is
+ * sent without another copy. */
 typedef struct {
-  uint8_t *msg[3]; /* P0, P1, client */
+  uint8_t *msg[3]; /* P0, P1, client: headroom, then len bytes */
   size_t len[3];
 } prep_t;
 
 static void prep_free(prep_t *p) {
   for (int i = 0; i < 3; i++)
     if (p->msg[i] != NULL) {
-      sodium_memzero(p->msg[i], p->len[i]);
+      sodium_memzero(p->msg[i], p->len[i] + CL_TAG_BYTES);
       free(p->msg[i]);
     }
   free(p);
@@ -68,11 +71,11 @@ typedef struct {
 static int cap_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
   capture_t *c = (capture_t *)t;
   int slot = to == MPC_P0 ? 0 : to == MPC_P1 ? 1 : to == MPC_CLIENT ? 2 : -1;
-  if (slot < 0 || c->prep->msg[slot] != NULL)
+  if (slot < 0 || c->prep->msg[slot] != NULL || len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
-  if ((c->prep->msg[slot] = malloc(len ? len : 1)) == NULL)
+  if ((c->prep->msg[slot] = malloc(len + CL_TAG_BYTES)) == NULL)
     return TANDEM_ENOMEM;
-  memcpy(c->prep->msg[slot], buf, len);
+  memcpy(c->prep->msg[slot] + CL_TAG_BYTES, buf, len);
   c->prep->len[slot] = len;
   return 0;
 }
@@ -106,6 +109,7 @@ typedef struct job_s {
   cl_ctrl_t h;
   int from;
   double t_in; /* arrival (cl_now), from which the client's timeout runs */
+  uint64_t links; /* the requester's link it came on (net's count) */
   uint8_t *payload;
   size_t plen;
   struct job_s *next;
@@ -500,6 +504,21 @@ static void pool_return(const char *name, size_t batch, prep_t *prep) {
   p->n++;
 }
 
+/* One party's part of a query's preprocessing, sent from its own thread. */
+typedef struct {
+  cl_link_t *link;
+  mpc_role_t to;
+  uint8_t *buf; /* headroom, then len bytes */
+  size_t len;
+  int rc;
+} part_send_t;
+
+static void *part_send_main(void *arg) {
+  part_send_t *p = arg;
+  p->rc = cl_link_send_in_place(p->link, p->to, p->buf, p->len);
+  return NULL;
+}
+
 /* Fault injection for the loopback tests: TANDEM_FAULT_DEALER_PAUSE=PEER:MS
  * makes the dealer wait MS milliseconds between telling the parties of a
  * query of client PEER (its peer id) and sending the query's preprocessing,
@@ -515,6 +534,12 @@ static void fault_pause(int client) {
   dm_log(WHO, "fault injection: pausing %d ms before sending the preprocessing", ms);
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
+}
+
+/* The requester of j is still connected on the link its request came on (a
+ * client that died and started again under its name is another query). */
+static int requester_here(const job_t *j) {
+  return net_peer_up(D.node, j->from) && peer_links(j->from) == j->links;
 }
 
 static void do_query(job_t *j) {
@@ -568,7 +593,7 @@ static void do_query(job_t *j) {
         hopeless = 1;
         break;
       }
-      if (!net_peer_up(D.node, j->from)) {
+      if (!requester_here(j)) {
         left = 1;
         break;
       }
@@ -613,9 +638,9 @@ static void do_query(job_t *j) {
     rc = parties_up(deadline, err, sizeof err);
   /* A client that left, or gave up waiting for this reply, would never send
    * its masked input: the parties are not told of the query at all. */
-  if (rc == 0 && (!net_peer_up(D.node, j->from) || cl_now() > j->t_in + D.cfg->timeout_ms / 1e3)) {
+  if (rc == 0 && (!requester_here(j) || cl_now() > j->t_in + D.cfg->timeout_ms / 1e3)) {
     dm_log(WHO, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
-           j->h.name, batch, net_peer_up(D.node, j->from) ? "gave up waiting" : "left");
+           j->h.name, batch, requester_here(j) ? "gave up waiting" : "left");
     pthread_mutex_lock(&D.mu);
     pool_return(j->h.name, batch, prep);
     pthread_cond_broadcast(&D.cv);
@@ -632,7 +657,7 @@ static void do_query(job_t *j) {
       pthread_mutex_unlock(&D.mu);
       prep = NULL;
     }
-    if (net_peer_up(D.node, j->from))
+    if (requester_here(j))
       reply(j->from, &j->h, rc, seq, 0, 0, err, strlen(err));
     goto out;
   }
@@ -655,8 +680,7 @@ static void do_query(job_t *j) {
   uint64_t links[2];
   for (int id = CL_P0; id <= CL_P1; id++)
     links[id] = peer_links(id);
-  int told[3] = {0, 0, 1}; /* which parties know of the query (the client does) */
-  static const char *const names[3] = {"p0", "p1", "the client"};
+  int told[2] = {0, 0}; /* which parties know of the query */
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     if (!(told[id] = (rc = cl_ctrl_send(D.node, id, &h, NULL, 0)) == 0))
       dm_log(WHO, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
@@ -669,39 +693,57 @@ static void do_query(job_t *j) {
    * back, on a new link that knows nothing of the query). */
   link.link[MPC_P0] = links[CL_P0];
   link.link[MPC_P1] = links[CL_P1];
+  link.link[MPC_CLIENT] = j->links;
   /* The client's small part first: its masked input then reaches the
-   * parties while they take in their large parts, and a party that dies
-   * meanwhile fails the client's send at once instead of leaving it waiting
-   * for a part the dealer no longer sends. */
-  static const int order[3] = {2, 0, 1};
-  static const mpc_role_t to[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+   * parties while they take in their large parts. Then both parties' parts
+   * at once (P0's from a second thread): sent one after the other, the
+   * second party's receive would make no progress for as long as the first
+   * part takes, which on a loaded machine can exceed its timeout.
+   *
+   * Once told of the query, each party gets its part or, when the client's
+   * send failed (it left), the query's cancel message: withheld, its part
+   * would leave the party waiting out its timeout, then dropping its link to
+   * the dealer with the next query's messages on it. A party whose link
+   * changed meanwhile knows nothing of the query and gets neither (net
+   * refuses sends on another link than the step's). */
   pthread_mutex_lock(&D.mu);
   D.sending = 1;
   pthread_mutex_unlock(&D.mu);
   fault_pause(j->from);
-  /* Once told of the query, each party gets its part or, when a send before
-   * it failed (the client left, the other party went), the query's cancel
-   * message: withheld, its part would leave the party waiting out its
-   * timeout, then dropping its link to the dealer with the next query's
-   * messages on it. A party whose link changed meanwhile knows nothing of
-   * the query and gets neither. */
-  for (int k = 0; k < 3; k++) {
-    int i = order[k];
+  if (rc == 0) {
+    rc = cl_link_send_in_place(&link, MPC_CLIENT, prep->msg[2], prep->len[2]);
+    if (rc != 0)
+      dm_log(WHO, "query %llu: sending the client its preprocessing failed: %s",
+             (unsigned long long)seq, tandem_strerror(rc));
+  } else {
+    (void)cl_link_cancel(&link, MPC_CLIENT); /* its query cannot run: it hears so now */
+  }
+  part_send_t part[2];
+  pthread_t helper;
+  int helper_up = 0;
+  for (int i = 0; i < 2; i++) {
+    part[i] = (part_send_t){&link, (mpc_role_t)i, prep->msg[i], prep->len[i], 0};
     if (!told[i]) {
-      continue;
-    } else if (i < 2 && peer_links(i) != links[i]) {
-      if (rc == 0)
-        dm_log(WHO, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
-      rc = rc != 0 ? rc : TANDEM_ECONNRESET;
-    } else if (rc == 0) {
-      rc = link.base.ops->send(&link.base, to[i], prep->msg[i], prep->len[i]);
-      if (rc != 0)
-        dm_log(WHO, "query %llu: sending %s its preprocessing failed: %s",
-               (unsigned long long)seq, names[i], tandem_strerror(rc));
-    } else if (cl_link_cancel(&link, to[i]) == 0) {
-      dm_log(WHO, "query %llu: cancelled at %s", (unsigned long long)seq, names[i]);
+      part[i].rc = TANDEM_ECLOSED;
+    } else if (peer_links(i) != links[i]) {
+      dm_log(WHO, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
+      part[i].rc = TANDEM_ECONNRESET;
+    } else if (rc != 0) {
+      if (cl_link_cancel(&link, (mpc_role_t)i) == 0)
+        dm_log(WHO, "query %llu: cancelled at p%d", (unsigned long long)seq, i);
+      part[i].rc = rc;
+    } else if (i == 0 && pthread_create(&helper, NULL, part_send_main, &part[0]) == 0) {
+      helper_up = 1;
+    } else {
+      part_send_main(&part[i]);
     }
   }
+  if (helper_up)
+    pthread_join(helper, NULL);
+  for (int i = 0; i < 2 && rc == 0; i++)
+    if ((rc = part[i].rc) != 0 && rc != TANDEM_ECONNRESET)
+      dm_log(WHO, "query %llu: sending p%d its preprocessing failed: %s",
+             (unsigned long long)seq, i, tandem_strerror(rc));
   pthread_mutex_lock(&D.mu);
   D.sending = 0;
   pthread_cond_broadcast(&D.cv);
@@ -790,6 +832,7 @@ static void *reader_main(void *arg) {
     }
     j->from = id;
     j->t_in = cl_now();
+    j->links = peer_links(id);
     pthread_mutex_lock(&D.mu);
     D.jobs[id]++;
     if (D.tail != NULL)

@@ -43,9 +43,14 @@ typedef struct {
   dm_store_t store;
 } party_t;
 
-static void send_status(party_t *P, int peer, uint32_t type, const cl_ctrl_t *req, int status,
-                        const void *payload, size_t plen) {
-  if (peer < 0 || !net_peer_up(P->node, peer))
+static uint64_t peer_links(party_t *P, int id);
+
+/* Reports a step's end to its owner or client, on the link it began with
+ * (`links`, net's count; 0: the current one): a client that left and came
+ * back under its name is not told of its predecessor's query. */
+static void send_status(party_t *P, int peer, uint64_t links, uint32_t type, const cl_ctrl_t *req,
+                        int status, const void *payload, size_t plen) {
+  if (peer < 0 || !net_peer_up(P->node, peer) || (links != 0 && peer_links(P, peer) != links))
     return;
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
@@ -59,12 +64,16 @@ static void send_status(party_t *P, int peer, uint32_t type, const cl_ctrl_t *re
     dm_log(P->who, "could not report to peer %d", peer);
 }
 
-/* Links made to the other party so far (net counts them): identifies the
- * current link. */
-static uint64_t party_links(party_t *P) {
+/* Links made with peer id so far (net counts them): identifies the current
+ * link. */
+static uint64_t peer_links(party_t *P, int id) {
   net_stats_t st;
-  net_peer_stats(P->node, P->other, &st);
+  net_peer_stats(P->node, id, &st);
   return st.links;
+}
+
+static uint64_t party_links(party_t *P) {
+  return peer_links(P, P->other);
 }
 
 /* After a failed step: the link to the other party may hold messages of the
@@ -83,7 +92,8 @@ typedef struct {
   mpc_transport_t base;
   cl_link_t link;
   party_t *P;
-  uint64_t links;
+  uint64_t links;        /* the other party's link the step began with */
+  uint64_t client_links; /* and the client's (0: none) */
 } step_link_t;
 
 static int step_check(step_link_t *s, mpc_role_t peer) {
@@ -110,9 +120,13 @@ static int step_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sb, si
 static void step_close(mpc_transport_t *t) { (void)t; }
 static const mpc_transport_ops_t step_ops = {step_send, step_recv, step_exchange, step_close};
 
-/* Call once both links of the step are up: the current party link is its. */
-static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t tag) {
+/* Call once both links of the step are up: the current party link is its;
+ * client_links is the number of the client link the step began with (0: no
+ * client). */
+static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t client_links,
+                           uint64_t tag) {
   memset(s, 0, sizeof *s);
+  s->client_links = client_links;
   cl_link_init(&s->link, P->node, (mpc_role_t)P->self, client, tag, P->cfg->timeout_ms);
   s->base.ops = &step_ops;
   s->base.self = (mpc_role_t)P->self;
@@ -121,6 +135,15 @@ static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t tag)
   /* Sends to the other party go on this link only, even one begun just as
    * it is replaced (step_check looks before, net_msg_send_on at the send). */
   s->link.link[P->other] = s->links;
+  /* The client's masked input is due a timeout after the step begins, not
+   * after the offline phase: the client sends it as soon as it has its part
+   * of the preprocessing, which the dealer sends first, so it is in by the
+   * time a long offline phase ends; a stalled client then holds the parties
+   * for the longer of the two, not for their sum. */
+  if (client >= 0) {
+    s->link.due[MPC_CLIENT] = cl_now() + P->cfg->timeout_ms / 1000.0;
+    s->link.link[MPC_CLIENT] = s->client_links;
+  }
 }
 
 /* P0 dials P1; every other link is made by the peer. */
@@ -166,7 +189,7 @@ static void do_setup(party_t *P, const cl_ctrl_t *h, const uint8_t *graph, size_
     goto done;
   }
   step_link_t link;
-  step_link_init(&link, P, -1, h->tag);
+  step_link_init(&link, P, -1, 0, h->tag);
   if ((rc = mpc_party_setup(pt, &link.base)) != 0) {
     snprintf(err, sizeof err, "setup failed: %s", tandem_strerror(rc));
     reset_party_link(P, link.links);
@@ -192,7 +215,7 @@ done_nograph:
     dm_log(P->who, "model %s stored (%zu bytes of state)", h->name, slen);
   else
     dm_log(P->who, "model %s not set up: %s", h->name, err[0] ? err : tandem_strerror(rc));
-  send_status(P, owner, CL_MSG_ACK, h, rc, err, rc ? strlen(err) : 0);
+  send_status(P, owner, 0, CL_MSG_ACK, h, rc, err, rc ? strlen(err) : 0);
 }
 
 static void do_query(party_t *P, const cl_ctrl_t *h) {
@@ -222,7 +245,7 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
     dm_log(P->who, "query %llu (%s): %s", (unsigned long long)h->seq, h->name, err);
     (void)net_peer_close(P->node, CL_DEALER);
     reset_party_link(P, 0); /* the other party fails fast instead of timing out */
-    send_status(P, client, CL_MSG_ACK, h, rc, err, strlen(err));
+    send_status(P, client, 0, CL_MSG_ACK, h, rc, err, strlen(err));
     return;
   }
   /* Logged so that an operator (and the fault tests) can tell which query a
@@ -231,12 +254,15 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
          h->name, (unsigned long long)h->batch, client);
   step_link_t link;
   memset(&link, 0, sizeof link);
-  if ((rc = wait_peer(P, client)) != 0 || (rc = wait_peer(P, P->other)) != 0) {
+  uint64_t client_links = 0; /* the query's client link */
+  if ((rc = wait_peer(P, client)) == 0)
+    client_links = peer_links(P, client);
+  if (rc != 0 || (rc = wait_peer(P, P->other)) != 0) {
     snprintf(err, sizeof err, "%s did not connect: %s",
              net_peer_up(P->node, client) ? "the other party" : "the client",
              tandem_strerror(rc));
   } else {
-    step_link_init(&link, P, client, h->tag);
+    step_link_init(&link, P, client, client_links, h->tag);
     rc = mpc_party_query(pl->obj, &link.base);
     if (rc != 0)
       snprintf(err, sizeof err, "%s phase failed: %s",
@@ -250,8 +276,10 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
      * the link. A cancelled query left nothing there. */
     if (link.base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED)
       (void)net_peer_close(P->node, CL_DEALER);
-    send_status(P, client, CL_MSG_ACK, h, rc, err, strlen(err));
-    if (net_peer_up(P->node, client))
+    send_status(P, client, client_links, CL_MSG_ACK, h, rc, err, strlen(err));
+    /* Only the client link of this query: a client that retries at once
+     * (the same peer id) may already be on a newer one. */
+    if (client_links != 0 && peer_links(P, client) == client_links)
       (void)net_peer_close(P->node, client);
     reset_party_link(P, link.links);
     return;
@@ -281,7 +309,7 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
       memcpy(ack + sizeof st + i * sizeof t, t, sizeof t);
     }
   }
-  send_status(P, client, CL_MSG_ACK, h, 0, ack != NULL ? (void *)ack : (void *)&st,
+  send_status(P, client, client_links, CL_MSG_ACK, h, 0, ack != NULL ? (void *)ack : (void *)&st,
               ack != NULL ? alen : sizeof st);
   free(ack);
   dm_log(P->who, "query %llu (%s, batch %llu, client %d): ok, %llu rounds, %.2f ms online",

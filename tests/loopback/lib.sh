@@ -107,6 +107,20 @@ one_line() {
   [ "$(wc -l <"$1")" -eq 1 ]
 }
 
+# wait_log FILE FROM PATTERN SECS: a line after line FROM of FILE matches
+# PATTERN (grep -E) within SECS seconds.
+wait_log() {
+  local end=$(($(date +%s) + $4))
+  while [ "$(date +%s)" -le "$end" ]; do
+    tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -Eq -- "$3" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# lines FILE: how many lines FILE has now (a log's position for wait_log).
+lines() { wc -l <"$1"; }
+
 # start NAME: starts the dealer or party NAME (p0, p1) of cluster.ini in the
 # current directory, its stderr appended to log.NAME; its pid goes to
 # PID[NAME] and PIDS (the caller declares `declare -A PID` and PIDS=()).

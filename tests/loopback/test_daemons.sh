@@ -7,9 +7,11 @@
 # .pb) checked against the plaintext evaluator; restarts (a restarted party
 # still serves the stored model; P1 killed between queries, then back; faults
 # in the middle of a query are test_faults.sh's); faults (garbage and a
-# wrong key on a party's port, the dealer down, a corrupt stored model) and
-# operator errors (world-readable key, port in use, malformed config, unknown
-# model): each ends in a clear error, never a hang, and the daemons go on.
+# wrong key on a party's port; a client with a good key whose frames are
+# truncated, flipped, replayed or reordered, forged by net_forge; the dealer
+# down, a corrupt stored model) and operator errors (world-readable key, port
+# in use, malformed config, unknown model): each ends in a clear error, never
+# a hang, and the daemons go on.
 set -u
 TANDEM=${1:?usage: test_daemons.sh <path-to-tandem>}
 SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -127,6 +129,19 @@ sed "s#keys/alice.key#keys/mallory.key#" cluster.ini >mallory.ini
 "$TANDEM" infer --config mallory.ini --model mlp --input "$M/fashion_test16.npy" --output x.npy \
   2>err.m && fail "a wrong key was accepted"
 infer_ok after_garbage
+# An authenticated client (bob's key) that breaks the channel: P0 ends that
+# link and logs why, and serves the next query.
+FORGE=$(dirname "$TANDEM")/net_forge
+for attack in truncated flipped replayed reordered; do
+  from=$(lines log.p0)
+  "$FORGE" "$PORT0" keys/bob.key keys/p0.pub $attack 2>err.f ||
+    fail "forged frames ($attack): $(cat err.f)"
+  wait_log log.p0 "$from" "link to peer 9 ended: (authentication failed|protocol error)" 5 ||
+    fail "P0 did not log the end of the $attack link: $(tail -n 2 log.p0)"
+done
+alive_p0=$(kill -0 "${PID[p0]}" 2>/dev/null && echo yes)
+[ "$alive_p0" = yes ] || fail "P0 died of forged frames"
+infer_ok after_forged
 
 # --- operator errors: one line, non-zero -------------------------------------------------
 expect_fail() { # WHAT PATTERN CMD...

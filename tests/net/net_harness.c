@@ -35,15 +35,26 @@ void th_pair(net_node_t *a, const th_id_t *ia, net_node_t *b, const th_id_t *ib)
   ck_assert_int_eq(net_peer_add(b, 0, "127.0.0.1", net_node_port(a), ia->pk), 0);
 }
 
-int th_tcp_connect(uint16_t port) {
+int th_tcp_dial(uint16_t port) {
   struct sockaddr_in sa;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
+  if (fd < 0)
+    return -errno;
   memset(&sa, 0, sizeof(sa));
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  return fd;
+}
+
+int th_tcp_connect(uint16_t port) {
+  int fd = th_tcp_dial(port);
+  ck_assert_msg(fd >= 0, "connect to port %u: %s", (unsigned)port, tandem_strerror(fd));
   return fd;
 }
 
@@ -78,30 +89,39 @@ int th_raw_open(th_raw_t *r, uint16_t port, const th_id_t *me, const unsigned ch
   uint32_t link_id;
   int e;
   memset(r, 0, sizeof(*r));
-  r->fd = th_tcp_connect(port);
-  e = net__hs_start(&hs, me->pk, me->sk, peer_pk, frame + NET_HDR_BYTES);
-  ck_assert_int_eq(e, 0);
+  if ((r->fd = th_tcp_dial(port)) < 0)
+    return r->fd;
+  if ((e = net__hs_start(&hs, me->pk, me->sk, peer_pk, frame + NET_HDR_BYTES)) != 0)
+    goto fail;
   net__hdr_put(frame, &h);
-  ck_assert_int_eq(th_write(r->fd, frame, sizeof(frame)), 0);
+  if ((e = th_write(r->fd, frame, sizeof(frame))) != 0)
+    goto fail;
   if (read_n(r->fd, frame, NET_HDR_BYTES) != 0 || net__hdr_get(&h, frame) != 0 ||
       h.type != NET_FT_HS2 || read_n(r->fd, frame + NET_HDR_BYTES, NET_HS2_BYTES) != 0) {
-    net__hs_free(hs);
-    return TANDEM_EAUTH;
+    e = TANDEM_EAUTH;
+    goto fail;
   }
-  e = net__hs_finish_initiator(hs, frame + NET_HDR_BYTES, m3);
-  if (e) {
-    net__hs_free(hs);
-    return e;
-  }
+  if ((e = net__hs_finish_initiator(hs, frame + NET_HDR_BYTES, m3)) != 0)
+    goto fail;
   h = (net__hdr_t){.type = NET_FT_HS3, .len = NET_HS3_BYTES};
   net__hdr_put(frame, &h);
   memcpy(frame + NET_HDR_BYTES, m3, NET_HS3_BYTES);
-  ck_assert_int_eq(th_write(r->fd, frame, NET_HDR_BYTES + NET_HS3_BYTES), 0);
+  if ((e = th_write(r->fd, frame, NET_HDR_BYTES + NET_HS3_BYTES)) != 0)
+    goto fail;
   net__hs_keys(hs, &tx, &rx, &link_id);
-  ck_assert_int_eq(net__aead_init(&r->tx, tx, link_id), 0);
-  ck_assert_int_eq(net__aead_init(&r->rx, rx, link_id), 0);
+  if ((e = net__aead_init(&r->tx, tx, link_id)) != 0)
+    goto fail;
+  if ((e = net__aead_init(&r->rx, rx, link_id)) != 0) {
+    net__aead_free(&r->tx);
+    goto fail;
+  }
   net__hs_free(hs);
   return 0;
+fail:
+  net__hs_free(hs);
+  close(r->fd);
+  r->fd = -1;
+  return e;
 }
 
 void th_raw_close(th_raw_t *r) {

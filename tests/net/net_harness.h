@@ -21,8 +21,13 @@ typedef struct {
   net__aead_t tx, rx;
 } th_raw_t;
 
+/* A blocking TCP socket connected to 127.0.0.1:port, or -errno. The raw
+ * peer's functions below use no Check assertion (tests/net/forge.c runs them
+ * outside a suite); th_tcp_connect asserts that the connect succeeded. */
+int th_tcp_dial(uint16_t port);
 int th_tcp_connect(uint16_t port);
-/* Handshake as initiator with identity me to a node with key peer_pk. */
+/* Handshake as initiator with identity me to a node with key peer_pk: 0, or
+ * an error with nothing left open. */
 int th_raw_open(th_raw_t *r, uint16_t port, const th_id_t *me, const unsigned char *peer_pk);
 void th_raw_close(th_raw_t *r);
 int th_write(int fd, const void *p, size_t n);
