@@ -361,12 +361,14 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
   for (;;) {
     unsigned char *m;
     size_t got;
-    /* Past the deadline, what is already queued is still taken (a poll). */
+    /* Past the deadline, what is already queued is still taken (a poll).
+     * No length limit here: a message of another step may be longer, and is
+     * dropped below like any other; every error of net_msg_take is then the
+     * link's (a peer that died mid-message ends it with TANDEM_EPROTO, which
+     * read as "a longer message, dropped" made this loop spin for ever). */
     double left_ms = (end - cl_now()) * 1000.0;
-    int rc = net_msg_take(l->node, l->peer[from], CL_CHAN_DATA, len + 8, &m, &got,
+    int rc = net_msg_take(l->node, l->peer[from], CL_CHAN_DATA, SIZE_MAX, &m, &got,
                           left_ms < 1 ? 0 : (int)left_ms);
-    if (rc == TANDEM_EPROTO)
-      continue; /* longer than expected: a message of another step, dropped */
     if (rc != 0)
       return rc;
     int mine = got >= 8 && memcmp(m, &l->tag, 8) == 0;
