@@ -107,15 +107,20 @@ one_line() {
   [ "$(wc -l <"$1")" -eq 1 ]
 }
 
-# wait_log FILE FROM PATTERN SECS: a line after line FROM of FILE matches
-# PATTERN (grep -E) within SECS seconds.
+# seen FILE FROM PATTERN: a line after line FROM of FILE matches PATTERN
+# (grep -E) now.
+seen() {
+  tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -Eq -- "$3"
+}
+
+# wait_log FILE FROM PATTERN SECS: the same within SECS seconds.
 wait_log() {
   local end=$(($(date +%s) + $4))
   while [ "$(date +%s)" -le "$end" ]; do
-    tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -Eq -- "$3" && return 0
+    seen "$1" "$2" "$3" && return 0
     sleep 0.05
   done
-  return 1
+  seen "$1" "$2" "$3"
 }
 
 # lines FILE: how many lines FILE has now (a log's position for wait_log).
