@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "apps.h"
 #include "client.h"
 
@@ -43,17 +45,20 @@ void cli_close(cli_session_t *s) {
   s->node = NULL;
 }
 
-/* Takes the next control message from peer within timeout_ms, dropping a
- * party's ACK of another query than `seq` (0: any): one of an earlier query
- * of this client's name (its process died or gave up) that a party sent
- * after this client had connected in its place. */
-static int recv_ctrl(cli_session_t *s, int peer, uint64_t seq, int timeout_ms, cl_ctrl_t *h,
-                     uint8_t **payload, size_t *plen) {
+/* Takes the next control message from peer within timeout_ms, dropping
+ * what belongs to an earlier process of this client's name (it died or gave
+ * up, and the message reached this one, connected in its place): a party's
+ * ACK of another query than `seq`, a dealer's REPLY to another request than
+ * `nonce` (0: no such check). */
+static int recv_ctrl(cli_session_t *s, int peer, uint64_t seq, uint64_t nonce, int timeout_ms,
+                     cl_ctrl_t *h, uint8_t **payload, size_t *plen) {
   double end = cl_now() + timeout_ms / 1000.0;
   for (;;) {
     double left_ms = (end - cl_now()) * 1000.0;
     int rc = cl_ctrl_recv(s->node, peer, h, payload, plen, left_ms < 1 ? 0 : (int)left_ms);
-    if (rc != 0 || seq == 0 || h->type != CL_MSG_ACK || h->seq == seq)
+    if (rc != 0 || (h->type == CL_MSG_ACK && (seq == 0 || h->seq == seq)) ||
+        (h->type == CL_MSG_REPLY && (nonce == 0 || h->version == nonce)) ||
+        (h->type != CL_MSG_ACK && h->type != CL_MSG_REPLY))
       return rc;
     free(*payload);
     *payload = NULL;
@@ -62,9 +67,9 @@ static int recv_ctrl(cli_session_t *s, int peer, uint64_t seq, int timeout_ms, c
 
 /* Waits for a control message of type `type` from peer (an ACK: of query
  * seq); a refusal's text goes to err. */
-static int wait_ctrl(cli_session_t *s, int peer, uint32_t type, uint64_t seq, cl_ctrl_t *h,
-                     uint8_t **payload, size_t *plen, char *err, size_t errlen) {
-  int rc = recv_ctrl(s, peer, seq, s->cfg->timeout_ms, h, payload, plen);
+static int wait_ctrl(cli_session_t *s, int peer, uint32_t type, uint64_t seq, uint64_t nonce,
+                     cl_ctrl_t *h, uint8_t **payload, size_t *plen, char *err, size_t errlen) {
+  int rc = recv_ctrl(s, peer, seq, nonce, s->cfg->timeout_ms, h, payload, plen);
   const char *who = s->cfg->m[peer].name;
   if (rc != 0) {
     snprintf(err, errlen, "no answer from %s: %s", who, tandem_strerror(rc));
@@ -138,7 +143,7 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
     snprintf(err, errlen, "cannot send the graph to the dealer: %s", tandem_strerror(rc));
     goto done;
   }
-  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, 0, &h, &payload, &plen, err, errlen)) != 0)
+  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, 0, 0, &h, &payload, &plen, err, errlen)) != 0)
     goto done;
   cl_link_t link;
   cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag, s->cfg->timeout_ms);
@@ -151,7 +156,7 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++) {
     free(payload);
     payload = NULL;
-    rc = wait_ctrl(s, id, CL_MSG_ACK, 0, &h, &payload, &plen, err, errlen);
+    rc = wait_ctrl(s, id, CL_MSG_ACK, 0, 0, &h, &payload, &plen, err, errlen);
   }
 done:
   free(payload);
@@ -181,6 +186,12 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
   h.type = CL_MSG_REQ;
   h.batch = inputs[0].shape.dim[0];
   snprintf(h.name, sizeof h.name, "%s", name);
+  /* A nonce the dealer's REPLY echoes: a reply to a request of an earlier
+   * process of this client's name, which the dealer took only after this
+   * one had connected, is not this query's. */
+  uint64_t nonce;
+  randombytes_buf(&nonce, sizeof nonce);
+  h.version = nonce;
   int rc = cl_ctrl_send(s->node, CL_DEALER, &h, NULL, 0);
   if (rc != 0) {
     snprintf(err, errlen, "cannot reach the dealer: %s", tandem_strerror(rc));
@@ -188,7 +199,7 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
   }
   uint8_t *graph = NULL;
   size_t glen = 0;
-  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, 0, &h, &graph, &glen, err, errlen)) != 0)
+  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, 0, nonce, &h, &graph, &glen, err, errlen)) != 0)
     return rc;
   st->waited = (h.flags & CL_FLAG_WAITED) != 0;
   uint64_t seq = h.seq; /* the query's: the parties' ACKs carry it */
@@ -222,7 +233,7 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
       cl_ctrl_t a;
       uint8_t *payload = NULL;
       size_t plen = 0;
-      if (recv_ctrl(s, id, seq, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
+      if (recv_ctrl(s, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
           payload != NULL)
         snprintf(why[id], sizeof why[id], "%s: %s", s->cfg->m[id].name,
                  (const char *)payload);
@@ -249,7 +260,7 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
     uint8_t *payload = NULL;
     size_t plen = 0;
     cl_ctrl_t a;
-    rc = wait_ctrl(s, id, CL_MSG_ACK, seq, &a, &payload, &plen, err, errlen);
+    rc = wait_ctrl(s, id, CL_MSG_ACK, seq, 0, &a, &payload, &plen, err, errlen);
     if (rc == 0 && plen >= sizeof(cl_party_stats_t)) {
       cl_party_stats_t ps;
       memcpy(&ps, payload, sizeof ps);

@@ -367,8 +367,8 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
      * link's (a peer that died mid-message ends it with TANDEM_EPROTO, which
      * read as "a longer message, dropped" made this loop spin for ever). */
     double left_ms = (end - cl_now()) * 1000.0;
-    int rc = net_msg_take(l->node, l->peer[from], CL_CHAN_DATA, SIZE_MAX, &m, &got,
-                          left_ms < 1 ? 0 : (int)left_ms);
+    int rc = net_msg_take_on(l->node, l->peer[from], l->link[from], CL_CHAN_DATA, SIZE_MAX, &m,
+                             &got, left_ms < 1 ? 0 : (int)left_ms);
     if (rc != 0)
       return rc;
     int mine = got >= 8 && memcmp(m, &l->tag, 8) == 0;
@@ -434,6 +434,11 @@ static void ctrl_pack(const cl_ctrl_t *h, uint8_t *b) {
 
 int cl_ctrl_send(net_node_t *node, int peer, const cl_ctrl_t *h, const void *payload,
                  size_t plen) {
+  return cl_ctrl_send_on(node, peer, 0, h, payload, plen);
+}
+
+int cl_ctrl_send_on(net_node_t *node, int peer, uint64_t link, const cl_ctrl_t *h,
+                    const void *payload, size_t plen) {
   if (plen > CL_CTRL_MAX)
     return TANDEM_EINVAL;
   uint8_t *b = malloc(CTRL_HDR + plen);
@@ -442,7 +447,7 @@ int cl_ctrl_send(net_node_t *node, int peer, const cl_ctrl_t *h, const void *pay
   ctrl_pack(h, b);
   if (plen > 0)
     memcpy(b + CTRL_HDR, payload, plen);
-  int rc = net_msg_send(node, peer, CL_CHAN_CTRL, b, CTRL_HDR + plen);
+  int rc = net_msg_send_on(node, peer, link, CL_CHAN_CTRL, b, CTRL_HDR + plen);
   free(b);
   return rc;
 }

@@ -134,11 +134,15 @@ typedef struct {
   uint32_t flags;
   char name[CL_NAME_MAX];  /* the model */
   uint64_t tag;            /* SETUP, QUERY, REPLY: the step's message tag */
-  uint64_t version;        /* QUERY: the model's version (its setup's tag) */
+  uint64_t version;        /* QUERY: the model's version (its setup's tag);
+                            * REQ: the client's nonce, which the REPLY echoes */
 } cl_ctrl_t;
 
 int cl_ctrl_send(net_node_t *node, int peer, const cl_ctrl_t *h, const void *payload,
                  size_t plen);
+/* The same on one link of peer (net_msg_send_on's `link`; 0: the current). */
+int cl_ctrl_send_on(net_node_t *node, int peer, uint64_t link, const cl_ctrl_t *h,
+                    const void *payload, size_t plen);
 /* *payload is malloc'd (NULL when empty); the caller frees it. */
 int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, size_t *plen,
                  int timeout_ms);

@@ -369,8 +369,8 @@ static void *generator_main(void *arg) {
 
 /* ---- the worker --------------------------------------------------------------- */
 
-static void reply(int peer, const cl_ctrl_t *req, int status, uint64_t seq, uint32_t flags,
-                  uint64_t tag, const void *payload, size_t plen) {
+static void reply(int peer, uint64_t link, const cl_ctrl_t *req, int status, uint64_t seq,
+                  uint32_t flags, uint64_t tag, const void *payload, size_t plen) {
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.tag = tag;
@@ -379,8 +379,9 @@ static void reply(int peer, const cl_ctrl_t *req, int status, uint64_t seq, uint
   h.seq = seq;
   h.batch = req->batch;
   h.flags = flags;
+  h.version = req->version; /* the requester's nonce */
   memcpy(h.name, req->name, sizeof h.name);
-  if (cl_ctrl_send(D.node, peer, &h, payload, plen) != 0)
+  if (cl_ctrl_send_on(D.node, peer, link, &h, payload, plen) != 0)
     dm_log(WHO, "could not reply to peer %d", peer);
 }
 
@@ -440,7 +441,7 @@ static void do_share(job_t *j) {
     goto done;
   uint64_t tag;
   randombytes_buf(&tag, sizeof tag);
-  reply(j->from, &j->h, 0, 0, 0, tag, NULL, 0);
+  reply(j->from, j->links, &j->h, 0, 0, 0, tag, NULL, 0);
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_SETUP;
@@ -487,7 +488,7 @@ out:
     dm_log(WHO, "model %s: setup sent to the parties", j->h.name);
   } else {
     dm_log(WHO, "model %s refused: %s", j->h.name, err);
-    reply(j->from, &j->h, rc, 0, 0, 0, err, strlen(err));
+    reply(j->from, j->links, &j->h, rc, 0, 0, 0, err, strlen(err));
   }
 }
 
@@ -552,7 +553,7 @@ static void do_query(job_t *j) {
   double t_wait = 0;
   if (j->from < CL_CLIENT0) {
     snprintf(err, sizeof err, "only clients send queries");
-    reply(j->from, &j->h, TANDEM_EAUTH, 0, 0, 0, err, strlen(err));
+    reply(j->from, j->links, &j->h, TANDEM_EAUTH, 0, 0, 0, err, strlen(err));
     return;
   }
   size_t batch = (size_t)j->h.batch;
@@ -658,12 +659,12 @@ static void do_query(job_t *j) {
       prep = NULL;
     }
     if (requester_here(j))
-      reply(j->from, &j->h, rc, seq, 0, 0, err, strlen(err));
+      reply(j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
     goto out;
   }
   uint64_t tag;
   randombytes_buf(&tag, sizeof tag);
-  reply(j->from, &j->h, 0, seq, flags, tag, graph, glen);
+  reply(j->from, j->links, &j->h, 0, seq, flags, tag, graph, glen);
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_QUERY;
@@ -682,7 +683,7 @@ static void do_query(job_t *j) {
     links[id] = peer_links(id);
   int told[2] = {0, 0}; /* which parties know of the query */
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
-    if (!(told[id] = (rc = cl_ctrl_send(D.node, id, &h, NULL, 0)) == 0))
+    if (!(told[id] = (rc = cl_ctrl_send_on(D.node, id, links[id], &h, NULL, 0)) == 0))
       dm_log(WHO, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
              tandem_strerror(rc));
   cl_link_t link;
@@ -740,10 +741,15 @@ static void do_query(job_t *j) {
   }
   if (helper_up)
     pthread_join(helper, NULL);
-  for (int i = 0; i < 2 && rc == 0; i++)
-    if ((rc = part[i].rc) != 0 && rc != TANDEM_ECONNRESET)
+  for (int i = 0; i < 2; i++)
+    if (rc == 0 && part[i].rc != 0) {
+      rc = part[i].rc;
       dm_log(WHO, "query %llu: sending p%d its preprocessing failed: %s",
              (unsigned long long)seq, i, tandem_strerror(rc));
+    } else if (rc != 0 && part[i].rc != 0 && part[i].rc != rc && told[i]) {
+      dm_log(WHO, "query %llu: p%d: %s", (unsigned long long)seq, i,
+             tandem_strerror(part[i].rc));
+    }
   pthread_mutex_lock(&D.mu);
   D.sending = 0;
   pthread_cond_broadcast(&D.cv);

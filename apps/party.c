@@ -43,14 +43,12 @@ typedef struct {
   dm_store_t store;
 } party_t;
 
-static uint64_t peer_links(party_t *P, int id);
-
 /* Reports a step's end to its owner or client, on the link it began with
  * (`links`, net's count; 0: the current one): a client that left and came
  * back under its name is not told of its predecessor's query. */
 static void send_status(party_t *P, int peer, uint64_t links, uint32_t type, const cl_ctrl_t *req,
                         int status, const void *payload, size_t plen) {
-  if (peer < 0 || !net_peer_up(P->node, peer) || (links != 0 && peer_links(P, peer) != links))
+  if (peer < 0 || !net_peer_up(P->node, peer))
     return;
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
@@ -60,7 +58,7 @@ static void send_status(party_t *P, int peer, uint64_t links, uint32_t type, con
   h.batch = req->batch;
   h.peer = (uint32_t)P->self;
   memcpy(h.name, req->name, sizeof h.name);
-  if (cl_ctrl_send(P->node, peer, &h, payload, plen) != 0)
+  if (cl_ctrl_send_on(P->node, peer, links, &h, payload, plen) != 0)
     dm_log(P->who, "could not report to peer %d", peer);
 }
 

@@ -251,6 +251,13 @@ TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf,
 TANDEM_WUR int net_msg_take(net_node_t *node, int peer, uint8_t chan, size_t cap,
                             unsigned char **buf, size_t *len, int timeout_ms);
 
+/* net_msg_take on one link of peer (`link` as net_msg_send_on's; 0: any):
+ * TANDEM_ECONNRESET once the peer's link is another one, so a receive of
+ * a step that ended cannot take the next step's messages off a newer link.
+ * Messages that arrived before are still taken. */
+TANDEM_WUR int net_msg_take_on(net_node_t *node, int peer, uint64_t link, uint8_t chan,
+                               size_t cap, unsigned char **buf, size_t *len, int timeout_ms);
+
 /* One full-duplex round on channel 0: queues sbuf (slen bytes) to peer and
  * receives exactly rlen bytes from it into rbuf. Both sides may call it at
  * once with messages of any size (the loop always reads while sends are

@@ -1687,8 +1687,8 @@ static void post_abandon(net_node_t *n, peer_t *p) {
 /* posted: buf was posted by the caller already (net_exchange posts it
  * before it sends, so that the peer's reply, which may start arriving while
  * the send is being sealed, lands in it). */
-static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, unsigned char *buf,
-                    size_t cap, int posted, rmsg_t **out, size_t *len) {
+static int take_msg(net_node_t *n, int id, uint64_t link, uint8_t chan, int timeout_ms,
+                    unsigned char *buf, size_t cap, int posted, rmsg_t **out, size_t *len) {
   peer_t *p = &n->peers[id];
   post_t *po = &p->post;
   rmsg_t *m = NULL;
@@ -1697,7 +1697,7 @@ static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, unsigne
   uv_mutex_lock(&n->mu);
   timeout_ms = timeout_or_default(n, timeout_ms);
   deadline = deadline_of(timeout_ms);
-  gen = p->gen;
+  gen = link ? link : p->gen;
   for (;;) {
     if (posted && po->done) {
       *len = po->len;
@@ -1726,8 +1726,11 @@ static int take_msg(net_node_t *n, int id, uint8_t chan, int timeout_ms, unsigne
     p->rwait[chan]--;
     /* A message of chan being reassembled is the next one of chan, the one
      * this receiver waits for: while its bytes arrive, the wait goes on. */
+    /* (A poll, timeout 0, still waits for the rest of such a message, by the
+     * node's timeout without progress.) */
     if (late && !(p->link && p->link->cur && p->link->cur->chan == chan &&
-                  extend(&deadline, p->link->cur_prog, timeout_ms))) {
+                  extend(&deadline, p->link->cur_prog,
+                         timeout_ms ? timeout_ms : n->cfg.timeout_ms))) {
       r = TANDEM_ETIMEDOUT;
       break;
     }
@@ -1746,7 +1749,7 @@ int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, siz
   int r;
   if (!n || bad_id(id) || (!buf && cap))
     return TANDEM_EINVAL;
-  if ((r = take_msg(n, id, chan, timeout_ms, buf, cap, 0, &m, &got)) != 0) {
+  if ((r = take_msg(n, id, 0, chan, timeout_ms, buf, cap, 0, &m, &got)) != 0) {
     rmsg_free(m);
     return r;
   }
@@ -1769,13 +1772,18 @@ int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, siz
 
 int net_msg_take(net_node_t *n, int id, uint8_t chan, size_t cap, unsigned char **buf,
                  size_t *len, int timeout_ms) {
+  return net_msg_take_on(n, id, 0, chan, cap, buf, len, timeout_ms);
+}
+
+int net_msg_take_on(net_node_t *n, int id, uint64_t link, uint8_t chan, size_t cap,
+                    unsigned char **buf, size_t *len, int timeout_ms) {
   rmsg_t *m;
   int r;
   if (!n || bad_id(id) || !buf || !len)
     return TANDEM_EINVAL;
   *buf = NULL;
   *len = 0;
-  if ((r = take_msg(n, id, chan, timeout_ms, NULL, 0, 0, &m, len)) != 0)
+  if ((r = take_msg(n, id, link, chan, timeout_ms, NULL, 0, 0, &m, len)) != 0)
     return r;
   if (m->len > cap) {
     rmsg_free(m);
@@ -1815,7 +1823,7 @@ int net_exchange(net_node_t *n, int id, const void *sbuf, size_t slen, void *rbu
     }
     return r;
   }
-  r = take_msg(n, id, 0, NET_TIMEOUT_DEFAULT, rbuf, rlen, posted, &m, &got);
+  r = take_msg(n, id, 0, 0, NET_TIMEOUT_DEFAULT, rbuf, rlen, posted, &m, &got);
   if (m) {
     if (r == 0) {
       if (m->len != rlen)

@@ -531,7 +531,7 @@ START_TEST(send_stays_on_its_link) {
     sender_t probe = {d.a, buf, m, 0, 0};
     uv_thread_t t;
     ck_assert_int_eq(uv_thread_create(&t, sender_main, &probe), 0);
-    usleep(100000);
+    usleep(300000); /* it has sealed and queued 1 MiB by now, or it waits */
     if (__atomic_load_n(&probe.done, __ATOMIC_SEQ_CST)) {
       uv_thread_join(&t);
       ck_assert_int_eq(probe.rc, 0);
