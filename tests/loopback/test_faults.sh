@@ -122,6 +122,20 @@ for c in $MANY; do
   rows "$M/fashion_test16.npy" "in.$c.npy" "$1" "$2"
   shift 2
 done
+# The dealer makes each size's pool first (one request each, whatever its
+# outcome): queries arriving faster than the dealer makes them would wait in
+# its queue, one on-demand generation after the other, and on a loaded
+# machine the last could wait out its client's timeout (the pool section
+# below is where a query waits for its preprocessing).
+from=$(lines log.dealer)
+for c in $MANY; do
+  "$TANDEM" infer --config cluster.ini --model mlp --input "in.$c.npy" --output "warm.$c.npy" \
+    --as "$c" 2>/dev/null
+done
+for n in 5 11 16 7; do
+  wait_log log.dealer "$from" "mlp at batch $n: 2 queries prepared ahead" 60 ||
+    fail "the dealer did not prepare batch $n ahead: $(tail -n 3 log.dealer)"
+done
 qp=()
 for c in $MANY; do
   query "many_$c" "$c" "in.$c.npy" >"q.$c" 2>&1 &
