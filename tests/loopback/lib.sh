@@ -139,6 +139,24 @@ start() {
   PIDS+=($!)
 }
 
+# dump_stacks NAME...: on a failure, where each daemon NAME still running is:
+# its threads' stacks, Tandem's own frames only (gdb, where it can attach).
+# A party stuck in a query shows where without reproducing it.
+dump_stacks() {
+  command -v gdb >/dev/null || return 0
+  local n
+  for n in "$@"; do
+    kill -0 "${PID[$n]}" 2>/dev/null || continue
+    echo "--- $n: threads in Tandem's code"
+    # Frames of the tandem binary itself: without debug information gdb
+    # shows them with no arguments and no library, with it, at a source
+    # file of Tandem's.
+    timeout 30 gdb -p "${PID[$n]}" -batch -ex "thread apply all bt" 2>/dev/null |
+      grep -E "^Thread |^#[0-9]+ +0x[0-9a-f]+ in [^ ]+ \(\)\$|/(apps|net|mpc|kernels)/" |
+      grep -v -E "in (_start|clone3) " | grep -B1 "^#" | grep -v "^--\$" | cut -c1-160
+  done
+}
+
 # stop NAME [SIGNAL]: signals the daemon NAME (TERM by default) and reaps it.
 stop() {
   kill -"${2:-TERM}" "${PID[$1]}" 2>/dev/null

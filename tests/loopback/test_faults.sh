@@ -324,5 +324,6 @@ if [ "$failures" -ne 0 ]; then
     echo "--- log.$n (last 30 lines)"
     tail -n 30 "log.$n"
   done
+  dump_stacks dealer p0 p1
 fi
 finish
