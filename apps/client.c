@@ -56,9 +56,9 @@ static int recv_ctrl(cli_session_t *s, int peer, uint64_t seq, uint64_t nonce, i
   for (;;) {
     double left_ms = (end - cl_now()) * 1000.0;
     int rc = cl_ctrl_recv(s->node, peer, h, payload, plen, left_ms < 1 ? 0 : (int)left_ms);
-    if (rc != 0 || (h->type == CL_MSG_ACK && (seq == 0 || h->seq == seq)) ||
-        (h->type == CL_MSG_REPLY && (nonce == 0 || h->version == nonce)) ||
-        (h->type != CL_MSG_ACK && h->type != CL_MSG_REPLY))
+    int stale = rc == 0 && ((h->type == CL_MSG_ACK && seq != 0 && h->seq != seq) ||
+                            (h->type == CL_MSG_REPLY && nonce != 0 && h->version != nonce));
+    if (!stale)
       return rc;
     free(*payload);
     *payload = NULL;

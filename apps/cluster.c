@@ -307,6 +307,12 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
   return 0;
 }
 
+uint64_t cl_peer_link(net_node_t *node, int id) {
+  net_stats_t st;
+  net_peer_stats(node, id, &st);
+  return st.links;
+}
+
 int cl_connect(net_node_t *node, int id, int timeout_ms) {
   double end = cl_now() + timeout_ms / 1000.0;
   for (;;) {
@@ -349,7 +355,7 @@ static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t 
 
 static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
   cl_link_t *l = (cl_link_t *)t;
-  if (l->peer[from] < 0 || len > SIZE_MAX - 8)
+  if (l->peer[from] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
   /* One deadline for the receive, however many messages of other steps are
    * dropped on the way: a fresh timeout per dropped message let a party wait
@@ -371,13 +377,13 @@ static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len)
                              &got, left_ms < 1 ? 0 : (int)left_ms);
     if (rc != 0)
       return rc;
-    int mine = got >= 8 && memcmp(m, &l->tag, 8) == 0;
-    if (mine && got == len + 8 && len > 0)
-      memcpy(buf, m + 8, len);
+    int mine = got >= CL_TAG_BYTES && memcmp(m, &l->tag, CL_TAG_BYTES) == 0;
+    if (mine && got == len + CL_TAG_BYTES && len > 0)
+      memcpy(buf, m + CL_TAG_BYTES, len);
     sodium_memzero(m, got);
     free(m);
     if (mine)
-      return got == len + 8 ? 0 : got == 8 ? TANDEM_ECANCELED : TANDEM_EPROTO;
+      return got == len + CL_TAG_BYTES ? 0 : got == CL_TAG_BYTES ? TANDEM_ECANCELED : TANDEM_EPROTO;
     /* else another step's message: dropped */
   }
 }
@@ -395,7 +401,7 @@ static void link_close(mpc_transport_t *t) { (void)t; }
 int cl_link_cancel(cl_link_t *l, mpc_role_t to) {
   if (l->peer[to] < 0)
     return TANDEM_EINVAL;
-  return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, &l->tag, 8);
+  return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, &l->tag, CL_TAG_BYTES);
 }
 
 static const mpc_transport_ops_t link_ops = {link_send, link_recv, link_exchange, link_close};

@@ -27,6 +27,7 @@
 #define CL_CHAN_CTRL 1
 #define CL_CTRL_MAX ((size_t)64 << 20) /* the largest control payload */
 #define CL_NAME_MAX 64
+#define CL_TAG_BYTES 8 /* a step's tag, first in each of its protocol messages */
 
 typedef struct {
   char name[CL_NAME_MAX];  /* "p0", "p1", "dealer", "owner", "client NAME" */
@@ -71,6 +72,10 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
                  void (*log)(void *ctx, const char *line), void *log_ctx, char *err,
                  size_t errlen);
 
+/* The number of peer id's current link (net_stats_t.links, which counts the
+ * links made): what net_msg_send_on and cl_link_t.link take. */
+uint64_t cl_peer_link(net_node_t *node, int id);
+
 /* Connects to peer id, retrying refused connections until timeout_ms. */
 int cl_connect(net_node_t *node, int id, int timeout_ms);
 
@@ -108,7 +113,6 @@ int cl_link_cancel(cl_link_t *l, mpc_role_t to);
  * CL_TAG_BYTES of headroom, then the len bytes of the message; the step's
  * tag is written into the headroom. What link's transport send does for a
  * buffer of its own (the dealer keeps its large parts so). */
-#define CL_TAG_BYTES 8
 int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len);
 
 /* ---- control messages -------------------------------------------------- */

@@ -385,12 +385,6 @@ static void reply(int peer, uint64_t link, const cl_ctrl_t *req, int status, uin
     dm_log(WHO, "could not reply to peer %d", peer);
 }
 
-/* Links made with peer id so far (net counts them): identifies the current one. */
-static uint64_t peer_links(int id) {
-  net_stats_t st;
-  net_peer_stats(D.node, id, &st);
-  return st.links;
-}
 
 /* Both parties connected, waiting for them until `deadline` (cl_now). */
 static int parties_up(double deadline, char *err, size_t errlen) {
@@ -540,7 +534,7 @@ static void fault_pause(int client) {
 /* The requester of j is still connected on the link its request came on (a
  * client that died and started again under its name is another query). */
 static int requester_here(const job_t *j) {
-  return net_peer_up(D.node, j->from) && peer_links(j->from) == j->links;
+  return net_peer_up(D.node, j->from) && cl_peer_link(D.node, j->from) == j->links;
 }
 
 static void do_query(job_t *j) {
@@ -680,7 +674,7 @@ static void do_query(job_t *j) {
    * link whose unread messages exceed queue_bytes). */
   uint64_t links[2];
   for (int id = CL_P0; id <= CL_P1; id++)
-    links[id] = peer_links(id);
+    links[id] = cl_peer_link(D.node, id);
   int told[2] = {0, 0}; /* which parties know of the query */
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     if (!(told[id] = (rc = cl_ctrl_send_on(D.node, id, links[id], &h, NULL, 0)) == 0))
@@ -688,10 +682,9 @@ static void do_query(job_t *j) {
              tandem_strerror(rc));
   cl_link_t link;
   cl_link_init(&link, D.node, MPC_DEALER, j->from, tag, D.cfg->timeout_ms);
-  /* A part goes only on the link its party was told of the query on: the
-   * check below logs a change, and net refuses a send begun after it (the
-   * copy of a large part takes a while, in which a killed party can be
-   * back, on a new link that knows nothing of the query). */
+  /* A part goes only on the link its party was told of the query on: net
+   * refuses it on a newer one (a killed party that is back knows nothing of
+   * the query), with TANDEM_ECONNRESET. */
   link.link[MPC_P0] = links[CL_P0];
   link.link[MPC_P1] = links[CL_P1];
   link.link[MPC_CLIENT] = j->links;
@@ -721,18 +714,14 @@ static void do_query(job_t *j) {
   }
   part_send_t part[2];
   pthread_t helper;
-  int helper_up = 0;
+  int helper_up = 0, sending = rc == 0;
   for (int i = 0; i < 2; i++) {
     part[i] = (part_send_t){&link, (mpc_role_t)i, prep->msg[i], prep->len[i], 0};
-    if (!told[i]) {
-      part[i].rc = TANDEM_ECLOSED;
-    } else if (peer_links(i) != links[i]) {
-      dm_log(WHO, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
-      part[i].rc = TANDEM_ECONNRESET;
-    } else if (rc != 0) {
+    if (!told[i])
+      continue;
+    if (!sending) {
       if (cl_link_cancel(&link, (mpc_role_t)i) == 0)
         dm_log(WHO, "query %llu: cancelled at p%d", (unsigned long long)seq, i);
-      part[i].rc = rc;
     } else if (i == 0 && pthread_create(&helper, NULL, part_send_main, &part[0]) == 0) {
       helper_up = 1;
     } else {
@@ -741,25 +730,23 @@ static void do_query(job_t *j) {
   }
   if (helper_up)
     pthread_join(helper, NULL);
-  for (int i = 0; i < 2; i++)
-    if (rc == 0 && part[i].rc != 0) {
-      rc = part[i].rc;
+  for (int i = 0; i < 2 && sending; i++) {
+    if (part[i].rc == TANDEM_ECONNRESET)
+      dm_log(WHO, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
+    else if (part[i].rc != 0)
       dm_log(WHO, "query %llu: sending p%d its preprocessing failed: %s",
-             (unsigned long long)seq, i, tandem_strerror(rc));
-    } else if (rc != 0 && part[i].rc != 0 && part[i].rc != rc && told[i]) {
-      dm_log(WHO, "query %llu: p%d: %s", (unsigned long long)seq, i,
-             tandem_strerror(part[i].rc));
-    }
+             (unsigned long long)seq, i, tandem_strerror(part[i].rc));
+    if (rc == 0)
+      rc = part[i].rc;
+  }
   pthread_mutex_lock(&D.mu);
   D.sending = 0;
   pthread_cond_broadcast(&D.cv);
   pthread_mutex_unlock(&D.mu);
-  if (rc != 0)
-    ; /* logged above */
-  else if (flags & CL_FLAG_WAITED)
+  if (rc == 0 && (flags & CL_FLAG_WAITED))
     dm_log(WHO, "query %llu (%s, batch %zu, client %d): preprocessing sent (made on demand, "
            "waited %.2f s)", (unsigned long long)seq, j->h.name, batch, j->from, t_wait);
-  else
+  else if (rc == 0)
     dm_log(WHO, "query %llu (%s, batch %zu, client %d): preprocessing sent",
            (unsigned long long)seq, j->h.name, batch, j->from);
 out:
@@ -838,7 +825,7 @@ static void *reader_main(void *arg) {
     }
     j->from = id;
     j->t_in = cl_now();
-    j->links = peer_links(id);
+    j->links = cl_peer_link(D.node, id);
     pthread_mutex_lock(&D.mu);
     D.jobs[id]++;
     if (D.tail != NULL)

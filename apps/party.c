@@ -62,85 +62,32 @@ static void send_status(party_t *P, int peer, uint64_t links, uint32_t type, con
     dm_log(P->who, "could not report to peer %d", peer);
 }
 
-/* Links made with peer id so far (net counts them): identifies the current
- * link. */
-static uint64_t peer_links(party_t *P, int id) {
-  net_stats_t st;
-  net_peer_stats(P->node, id, &st);
-  return st.links;
-}
-
-static uint64_t party_links(party_t *P) {
-  return peer_links(P, P->other);
-}
-
 /* After a failed step: the link to the other party may hold messages of the
  * abandoned step, so it is closed (P0 redials before the next step), unless
  * it is already a newer link than the step's own (`links`; 0: any), which
  * the other party made for its next step. */
 static void reset_party_link(party_t *P, uint64_t links) {
-  if (net_peer_up(P->node, P->other) && (links == 0 || party_links(P) == links))
+  if (net_peer_up(P->node, P->other) && (links == 0 || cl_peer_link(P->node, P->other) == links))
     (void)net_peer_close(P->node, P->other);
 }
 
-/* The transport of one step: cl_link's, failing with TANDEM_ECONNRESET
- * (before any message is sent or taken) once the link to the other party is
- * not the one the step began with. */
-typedef struct {
-  mpc_transport_t base;
-  cl_link_t link;
-  party_t *P;
-  uint64_t links;        /* the other party's link the step began with */
-  uint64_t client_links; /* and the client's (0: none) */
-} step_link_t;
-
-static int step_check(step_link_t *s, mpc_role_t peer) {
-  if ((int)peer == s->P->other && party_links(s->P) != s->links)
-    return TANDEM_ECONNRESET;
-  return 0;
-}
-static int step_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
-  step_link_t *s = (step_link_t *)t;
-  int rc = step_check(s, to);
-  return rc != 0 ? rc : s->link.base.ops->send(&s->link.base, to, buf, len);
-}
-static int step_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
-  step_link_t *s = (step_link_t *)t;
-  int rc = step_check(s, from);
-  return rc != 0 ? rc : s->link.base.ops->recv(&s->link.base, from, buf, len);
-}
-static int step_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sb, size_t sl,
-                         void *rb, size_t rl) {
-  step_link_t *s = (step_link_t *)t;
-  int rc = step_check(s, peer);
-  return rc != 0 ? rc : s->link.base.ops->exchange(&s->link.base, peer, sb, sl, rb, rl);
-}
-static void step_close(mpc_transport_t *t) { (void)t; }
-static const mpc_transport_ops_t step_ops = {step_send, step_recv, step_exchange, step_close};
-
-/* Call once both links of the step are up: the current party link is its;
- * client_links is the number of the client link the step began with (0: no
+/* The transport of one step, cl_link's: call once its links are up. Its
+ * messages to and from the other party go on the current link only (net
+ * fails them with TANDEM_ECONNRESET once the link is another one), as do the
+ * client's on client_links, the client link the step began with (0: no
  * client). */
-static void step_link_init(step_link_t *s, party_t *P, int client, uint64_t client_links,
+static void step_link_init(cl_link_t *l, party_t *P, int client, uint64_t client_links,
                            uint64_t tag) {
-  memset(s, 0, sizeof *s);
-  s->client_links = client_links;
-  cl_link_init(&s->link, P->node, (mpc_role_t)P->self, client, tag, P->cfg->timeout_ms);
-  s->base.ops = &step_ops;
-  s->base.self = (mpc_role_t)P->self;
-  s->P = P;
-  s->links = party_links(P);
-  /* Sends to the other party go on this link only, even one begun just as
-   * it is replaced (step_check looks before, net_msg_send_on at the send). */
-  s->link.link[P->other] = s->links;
+  cl_link_init(l, P->node, (mpc_role_t)P->self, client, tag, P->cfg->timeout_ms);
+  l->link[P->other] = cl_peer_link(P->node, P->other);
   /* The client's masked input is due a timeout after the step begins, not
    * after the offline phase: the client sends it as soon as it has its part
    * of the preprocessing, which the dealer sends first, so it is in by the
    * time a long offline phase ends; a stalled client then holds the parties
    * for the longer of the two, not for their sum. */
   if (client >= 0) {
-    s->link.due[MPC_CLIENT] = cl_now() + P->cfg->timeout_ms / 1000.0;
-    s->link.link[MPC_CLIENT] = s->client_links;
+    l->due[MPC_CLIENT] = cl_now() + P->cfg->timeout_ms / 1000.0;
+    l->link[MPC_CLIENT] = client_links;
   }
 }
 
@@ -186,11 +133,11 @@ static void do_setup(party_t *P, const cl_ctrl_t *h, const uint8_t *graph, size_
     snprintf(err, sizeof err, "the other party is not connected: %s", tandem_strerror(rc));
     goto done;
   }
-  step_link_t link;
+  cl_link_t link;
   step_link_init(&link, P, -1, 0, h->tag);
   if ((rc = mpc_party_setup(pt, &link.base)) != 0) {
     snprintf(err, sizeof err, "setup failed: %s", tandem_strerror(rc));
-    reset_party_link(P, link.links);
+    reset_party_link(P, link.link[P->other]);
     goto done;
   }
   slen = mpc_party_state_bytes(plan);
@@ -250,11 +197,11 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
    * party was running when it failed or was killed. */
   dm_log(P->who, "query %llu (%s, batch %llu, client %d): started", (unsigned long long)h->seq,
          h->name, (unsigned long long)h->batch, client);
-  step_link_t link;
+  cl_link_t link;
   memset(&link, 0, sizeof link);
   uint64_t client_links = 0; /* the query's client link */
   if ((rc = wait_peer(P, client)) == 0)
-    client_links = peer_links(P, client);
+    client_links = cl_peer_link(P->node, client);
   if (rc != 0 || (rc = wait_peer(P, P->other)) != 0) {
     snprintf(err, sizeof err, "%s did not connect: %s",
              net_peer_up(P->node, client) ? "the other party" : "the client",
@@ -277,9 +224,9 @@ static void do_query(party_t *P, const cl_ctrl_t *h) {
     send_status(P, client, client_links, CL_MSG_ACK, h, rc, err, strlen(err));
     /* Only the client link of this query: a client that retries at once
      * (the same peer id) may already be on a newer one. */
-    if (client_links != 0 && peer_links(P, client) == client_links)
+    if (client_links != 0 && cl_peer_link(P->node, client) == client_links)
       (void)net_peer_close(P->node, client);
-    reset_party_link(P, link.links);
+    reset_party_link(P, link.link[P->other]);
     return;
   }
   const mpc_stats_t *s = &link.base.stats;

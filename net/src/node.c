@@ -1725,9 +1725,8 @@ static int take_msg(net_node_t *n, int id, uint64_t link, uint8_t chan, int time
     p->rwaiters--;
     p->rwait[chan]--;
     /* A message of chan being reassembled is the next one of chan, the one
-     * this receiver waits for: while its bytes arrive, the wait goes on. */
-    /* (A poll, timeout 0, still waits for the rest of such a message, by the
-     * node's timeout without progress.) */
+     * this receiver waits for: while its bytes arrive, the wait goes on (a
+     * poll's too, timeout 0, by the node's timeout without progress). */
     if (late && !(p->link && p->link->cur && p->link->cur->chan == chan &&
                   extend(&deadline, p->link->cur_prog,
                          timeout_ms ? timeout_ms : n->cfg.timeout_ms))) {

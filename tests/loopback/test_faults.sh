@@ -66,7 +66,18 @@ read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
 # Peer ids of the clients, in the order of their sections (cluster.h).
 declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11 [erin]=12)
 
-declare -A PID
+declare -A PID FROM
+# mark: where each daemon's log stands now (FROM[NAME]), for wait_log and seen.
+mark() {
+  local n
+  for n in dealer p0 p1; do FROM[$n]=$(lines "log.$n"); done
+}
+# prepared N SECS: the dealer's pool of batch N fills (once, logged once)
+# within SECS seconds after mark.
+prepared() {
+  wait_log log.dealer "${FROM[dealer]}" "mlp at batch $1: 2 queries prepared ahead" "$2" ||
+    fail "the dealer did not prepare batch $1 ahead: $(tail -n 3 log.dealer)"
+}
 alive() { # NAME...
   local n
   for n in "$@"; do kill -0 "${PID[$n]}" 2>/dev/null || return 1; done
@@ -127,15 +138,12 @@ done
 # its queue, one on-demand generation after the other, and on a loaded
 # machine the last could wait out its client's timeout (the pool section
 # below is where a query waits for its preprocessing).
-from=$(lines log.dealer)
+mark
 for c in $MANY; do
   "$TANDEM" infer --config cluster.ini --model mlp --input "in.$c.npy" --output "warm.$c.npy" \
     --as "$c" 2>/dev/null
 done
-for n in 5 11 16 7; do
-  wait_log log.dealer "$from" "mlp at batch $n: 2 queries prepared ahead" 60 ||
-    fail "the dealer did not prepare batch $n ahead: $(tail -n 3 log.dealer)"
-done
+for n in 5 11 16 7; do prepared $n 60; done
 qp=()
 for c in $MANY; do
   query "many_$c" "$c" "in.$c.npy" >"q.$c" 2>&1 &
@@ -149,12 +157,11 @@ done
 
 # --- the pool: only the first query of a batch size waits ---------------------------
 rows "$M/fashion_test16.npy" in12.npy 3 12
-from=$(lines log.dealer)
+mark
 query pool1 alice in12.npy
 [ "$(json_get stats.pool1 "o['waited']")" = True ] ||
   fail "the first query of batch 12 did not wait for its preprocessing: $(cat stats.pool1)"
-wait_log log.dealer "$from" "mlp at batch 12: 2 queries prepared ahead" 60 ||
-  fail "the dealer did not prepare batch 12 ahead: $(tail -n 5 log.dealer)"
+prepared 12 60
 query pool2 alice in12.npy
 query pool3 bob in12.npy
 for t in pool2 pool3; do
@@ -168,25 +175,24 @@ done
 # that one is served does not matter here: on a loaded machine it may be
 # refused, or its client give up while the parties take in their parts).
 rows "$M/fashion_test16.npy" big.npy 0 300
-from=$(lines log.dealer)
+mark
 "$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.warm.npy \
   --as bob 2>err.warm
-wait_log log.dealer "$from" "mlp at batch 300: 2 queries prepared ahead" 120 ||
-  fail "the dealer did not prepare batch 300 ahead: $(tail -n 3 log.dealer)"
+prepared 300 120
 # erin's queries pause in the dealer once the parties are told of them,
 # before the preprocessing goes out: she is stopped there, so she never sends
 # her masked input.
-from=$(lines log.dealer); from0=$(lines log.p0); from1=$(lines log.p1)
+mark
 "$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.stall.npy --as erin \
   2>err.stall &
 stalled=$!
 PIDS+=($stalled)
-if wait_log log.dealer "$from" "fault injection: pausing" 30; then
+if wait_log log.dealer "${FROM[dealer]}" "fault injection: pausing" 30; then
   kill -STOP $stalled
   t0=$(date +%s)
   gave_up="query [0-9]+ \(mlp, batch 300, client ${CID[erin]}\): .*(failed|did not connect)"
-  wait_log log.p0 "$from0" "$gave_up" $((TIMEOUT_S + SLACK_S)) &&
-    wait_log log.p1 "$from1" "$gave_up" $((TIMEOUT_S + SLACK_S)) ||
+  wait_log log.p0 "${FROM[p0]}" "$gave_up" $((TIMEOUT_S + SLACK_S)) &&
+    wait_log log.p1 "${FROM[p1]}" "$gave_up" $((TIMEOUT_S + SLACK_S)) ||
     fail "stalled client: the parties did not give her query up: $(tail -n 3 log.p0 log.p1)"
   t1=$(date +%s)
   [ $((t1 - t0)) -le $((TIMEOUT_S + SLACK_S)) ] || fail "stalled client held the parties $((t1 - t0)) s"
@@ -205,12 +211,12 @@ fi
 alive dealer p0 p1 || fail "a daemon died with a stalled client"
 
 # --- a client killed while the parties run its query -------------------------------------
-from0=$(lines log.p0); from1=$(lines log.p1)
+mark
 "$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.killed.npy \
   --as dave 2>/dev/null &
 victim=$!
 PIDS+=($victim)
-if wait_log log.p0 "$from0" "batch 300, client ${CID[dave]}\): started" 30; then
+if wait_log log.p0 "${FROM[p0]}" "batch 300, client ${CID[dave]}\): started" 30; then
   kill -KILL $victim
   wait $victim 2>/dev/null
   # Both parties end the query (at the latest at their timeout) and serve
@@ -218,8 +224,7 @@ if wait_log log.p0 "$from0" "batch 300, client ${CID[dave]}\): started" 30; then
   # sending its masked input ends the party's link with a protocol error,
   # which the receive took for a message to drop, and retried.)
   for n in p0 p1; do
-    eval "from=\$from${n#p}"
-    wait_log "log.$n" "$from" "batch 300, client ${CID[dave]}\): .*(failed|ok)" \
+    wait_log "log.$n" "${FROM[$n]}" "batch 300, client ${CID[dave]}\): .*(failed|ok)" \
       $((TIMEOUT_S + SLACK_S)) || fail "$n did not end the killed client's query"
   done
   query after_kill alice "in.alice.npy"
@@ -234,22 +239,22 @@ alive dealer p0 p1 || fail "a daemon died with a killed client"
 # make on demand could wait behind its refill of batch 300, and be refused
 # under load before the pause.
 rows "$M/fashion_test16.npy" in.erin.npy 4 5
-from0=$(lines log.p0); from1=$(lines log.p1); fromd=$(lines log.dealer)
+mark
 "$TANDEM" infer --config cluster.ini --model mlp --input in.erin.npy --output out.erin.npy \
   --as erin 2>/dev/null &
 victim=$!
 PIDS+=($victim)
-if wait_log log.dealer "$fromd" "fault injection: pausing" 30 &&
-    wait_log log.p0 "$from0" "client ${CID[erin]}\): started" 5 &&
-    wait_log log.p1 "$from1" "client ${CID[erin]}\): started" 5; then
+if wait_log log.dealer "${FROM[dealer]}" "fault injection: pausing" 30 &&
+    wait_log log.p0 "${FROM[p0]}" "client ${CID[erin]}\): started" 5 &&
+    wait_log log.p1 "${FROM[p1]}" "client ${CID[erin]}\): started" 5; then
   kill -KILL $victim
   wait $victim 2>/dev/null
   t0=$(date +%s)
   cancelled="client ${CID[erin]}\): offline phase failed: cancelled by the dealer"
-  wait_log log.p0 "$from0" "$cancelled" $((TIMEOUT_S + SLACK_S)) ||
-    fail "P0 did not end erin's query by the dealer's cancel: $(tail -n 3 log.p0)"
-  wait_log log.p1 "$from1" "$cancelled" $((TIMEOUT_S + SLACK_S)) ||
-    fail "P1 did not end erin's query by the dealer's cancel: $(tail -n 3 log.p1)"
+  for n in p0 p1; do
+    wait_log "log.$n" "${FROM[$n]}" "$cancelled" $((TIMEOUT_S + SLACK_S)) ||
+      fail "$n did not end erin's query by the dealer's cancel: $(tail -n 3 "log.$n")"
+  done
   t1=$(date +%s)
   # The cancel comes when the dealer's pause ends, not at the timeout.
   [ $((t1 - t0)) -lt $((PAUSE_S + TIMEOUT_S)) ] ||
@@ -258,8 +263,7 @@ if wait_log log.dealer "$fromd" "fault injection: pausing" 30 &&
   # A party that gave the query up in its offline phase would have closed
   # its link to the dealer (peer 2), and redialled at once.
   for n in p0 p1; do
-    eval "from=\$from${n#p}"
-    seen "log.$n" "$from" "closing link to peer 2|link to peer 2 ended" &&
+    seen "log.$n" "${FROM[$n]}" "closing link to peer 2|link to peer 2 ended" &&
       fail "$n dropped its link to the dealer for a cancelled query"
   done
 else
@@ -274,20 +278,20 @@ alive dealer p0 p1 || fail "a daemon died with a cancelled query"
 # again, up to three times, until P1 starts one.
 started="batch 300, client ${CID[alice]}\): started"
 for attempt in 1 2 3; do
-  from1=$(lines log.p1)
+  mark
   "$TANDEM" infer --config cluster.ini --model mlp --input big.npy --output out.p1dead.npy \
     --as alice 2>err.p1dead &
   q=$!
-  while kill -0 $q 2>/dev/null && ! seen log.p1 "$from1" "$started"; do
+  while kill -0 $q 2>/dev/null && ! seen log.p1 "${FROM[p1]}" "$started"; do
     sleep 0.05
   done
-  seen log.p1 "$from1" "$started" && break
+  seen log.p1 "${FROM[p1]}" "$started" && break
   wait $q
   echo "note: attempt $attempt at the P1-killed query did not start: $(cat err.p1dead)"
 done
-if seen log.p1 "$from1" "$started"; then
+if seen log.p1 "${FROM[p1]}" "$started"; then
   sleep 0.2 # into its offline or online phase
-  tail -n +"$((from1 + 1))" log.p1 | grep -q "client ${CID[alice]}): ok" &&
+  seen log.p1 "${FROM[p1]}" "client ${CID[alice]}\): ok" &&
     echo "note: P1 finished the query before it was killed"
   kill -KILL "${PID[p1]}"
   wait "${PID[p1]}" 2>/dev/null
@@ -295,7 +299,7 @@ if seen log.p1 "$from1" "$started"; then
   if timeout $((2 * TIMEOUT_S + SLACK_S)) tail --pid=$q -f /dev/null; then
     t1=$(date +%s)
     if wait $q; then
-      tail -n +"$((from1 + 1))" log.p1 | grep -q "client ${CID[alice]}): ok" ||
+      seen log.p1 "${FROM[p1]}" "client ${CID[alice]}\): ok" ||
         fail "the query succeeded though P1 was killed during it"
     else
       one_line err.p1dead || fail "P1 killed: not one line: $(cat err.p1dead)"
@@ -307,10 +311,10 @@ if seen log.p1 "$from1" "$started"; then
     fail "P1 killed: the client hangs"
   fi
   alive dealer p0 || fail "P0 or the dealer died with P1"
-  fromd=$(lines log.dealer); from0=$(lines log.p0)
+  mark
   start p1
   # Back once the dealer and P0 have their links to it again.
-  wait_log log.dealer "$fromd" "p1 connected" 30 && wait_log log.p0 "$from0" "link up with peer 1" 30 ||
+  wait_log log.dealer "${FROM[dealer]}" "p1 connected" 30 && wait_log log.p0 "${FROM[p0]}" "link up with peer 1" 30 ||
     fail "P1 did not come back: $(tail -n 5 log.p1)"
   query p1_back bob "in.bob.npy"
   query p1_back2 carol "in.carol.npy"

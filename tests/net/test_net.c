@@ -477,6 +477,63 @@ START_TEST(timeout_is_idle_time) {
 }
 END_TEST
 
+/* A poll (timeout 0) that finds a message of its channel half arrived waits
+ * for the rest while it keeps arriving (over a link emulated at 4 MB/s);
+ * with nothing arriving it returns at once. Before, the poll cut such a
+ * message off with TANDEM_ETIMEDOUT. */
+START_TEST(poll_waits_for_arriving_message) {
+  const size_t big = 2 << 20;
+  duo_t d;
+  unsigned char *buf = malloc(big), *m = NULL;
+  size_t len = 0;
+  duo_cfg(&d, 4 << 20, 1000, 4000000);
+  uint64_t t0 = uv_hrtime();
+  ck_assert_int_eq(net_msg_take(d.b, 0, 0, big, &m, &len, 0), TANDEM_ETIMEDOUT);
+  ck_assert_uint_lt(uv_hrtime() - t0, 100000000u);
+  fill(buf, big, 5);
+  ck_assert_int_eq(net_send(d.a, 0, buf, big), 0);
+  usleep(150000); /* about half a second to arrive in all; some of it is in */
+  ck_assert_int_eq(net_msg_take(d.b, 0, 0, big, &m, &len, 0), 0);
+  ck_assert_uint_eq(len, big);
+  ck_assert(memcmp(m, buf, big) == 0);
+  free(m);
+  duo_free(&d);
+  free(buf);
+}
+END_TEST
+
+/* A receive bound to a link (net_msg_take_on) still takes what arrived on
+ * it, then fails with ECONNRESET once the peer's link is another one; bound
+ * to the new link, or to none, it takes the new link's messages. */
+START_TEST(take_stays_on_its_link) {
+  duo_t d;
+  net_stats_t st;
+  unsigned char *m = NULL;
+  size_t len = 0;
+  duo_up(&d, 0, 2000);
+  net_peer_stats(d.b, 0, &st);
+  uint64_t first = st.links;
+  ck_assert_int_eq(net_msg_send(d.a, 0, 1, "old", 3), 0);
+  ck_assert_int_eq(net_connect(d.a, 0), 0); /* a second link replaces the first */
+  for (int i = 0; i < 200; i++) {
+    net_peer_stats(d.b, 0, &st);
+    if (st.links == first + 1)
+      break;
+    usleep(10000);
+  }
+  ck_assert_uint_eq(st.links, first + 1);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 1, "new", 3), 0);
+  ck_assert_int_eq(net_msg_take_on(d.b, 0, first, 1, 16, &m, &len, 2000), 0);
+  ck_assert(len == 3 && memcmp(m, "old", 3) == 0);
+  free(m);
+  ck_assert_int_eq(net_msg_take_on(d.b, 0, first, 1, 16, &m, &len, 2000), TANDEM_ECONNRESET);
+  ck_assert_int_eq(net_msg_take_on(d.b, 0, first + 1, 1, 16, &m, &len, 2000), 0);
+  ck_assert(len == 3 && memcmp(m, "new", 3) == 0);
+  free(m);
+  duo_free(&d);
+}
+END_TEST
+
 /* A peer that dials in while the node is starting is never rejected: peers
  * given in the config are declared before the listener accepts (a daemon
  * that declared them after starting could reject the first client). B dials
@@ -636,6 +693,8 @@ Suite *net_suite(void) {
   tcase_add_test(tc, take_hands_over);
   tcase_add_test(tc, peers_declared_at_start);
   tcase_add_test(tc, send_stays_on_its_link);
+  tcase_add_test(tc, take_stays_on_its_link);
+  tcase_add_test(tc, poll_waits_for_arriving_message);
   suite_add_tcase(s, tc);
   return s;
 }
