@@ -211,6 +211,14 @@ static int build_model(const popts_t *o, work_t *wk, char *err, size_t errlen) {
   if (rc != 0)
     return rc;
   wk->have_w = 1;
+  /* The gates' widths as the owner publishes them (cli_share_graph), so the
+   * per-gate table shows what the parties run. */
+  if ((rc = mpc_graph_set_bounds(&wk->g, &wk->w)) != 0) {
+    snprintf(err, errlen, "%s: cannot bound the model's values: %s", o->model,
+             tandem_strerror(rc));
+    work_close(wk);
+    return rc;
+  }
   mpc_plan_t *plan;
   if ((rc = mpc_plan_new(&plan, &wk->g, o->batch, err, errlen)) != 0) {
     work_close(wk);
@@ -691,8 +699,9 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     if (json)
       fprintf(f, ",\"gates\":[");
     else
-      fprintf(f, "  %-4s %-11s %-28s %10s %6s %10s %10s %10s\n", "gate", "kind", "label",
-              "elements", "rounds", "bytes", "online ms", "offline ms");
+      fprintf(f, "  %-4s %-11s %-28s %10s %6s %10s %10s %10s %5s %9s\n", "gate", "kind",
+              "label", "elements", "rounds", "bytes", "online ms", "offline ms", "bits",
+              "key B/el");
     for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
       mpc_gate_info_t gi;
       if (mpc_plan_gate(plan, i, &gi) != 0)
@@ -703,12 +712,20 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
         fprintf(f, "%s{\"gate\":%zu,\"kind\":\"%s\",\"label\":", i ? "," : "", i, gi.kind);
         json_str(f, gi.label);
         fprintf(f, ",\"elements\":%zu,\"rounds\":%u,\"online_bytes\":%llu,"
-                   "\"online_ms\":%.4g,\"offline_ms\":%.4g}",
-                gi.n, gi.rounds, (unsigned long long)gi.online_bytes, 1e3 * gon, 1e3 * goff);
+                   "\"online_ms\":%.4g,\"offline_ms\":%.4g,\"bound_bits\":%u,"
+                   "\"dcf_bits\":%u,\"key_bytes_per_element\":%.1f}",
+                gi.n, gi.rounds, (unsigned long long)gi.online_bytes, 1e3 * gon, 1e3 * goff,
+                gi.bound_bits, gi.dcf_bits,
+                gi.compared ? (double)gi.key_bytes / (double)gi.compared : 0.0);
       } else {
-        fprintf(f, "  %-4zu %-11s %-28.28s %10zu %6u %10llu %10.3f %10.3f\n", i, gi.kind,
-                gi.label, gi.n, gi.rounds, (unsigned long long)gi.online_bytes, 1e3 * gon,
-                1e3 * goff);
+        char bits[16] = "", kb[24] = "";
+        if (gi.compared) {
+          snprintf(bits, sizeof bits, "%u", gi.dcf_bits);
+          snprintf(kb, sizeof kb, "%.0f", (double)gi.key_bytes / (double)gi.compared);
+        }
+        fprintf(f, "  %-4zu %-11s %-28.28s %10zu %6u %10llu %10.3f %10.3f %5s %9s\n", i,
+                gi.kind, gi.label, gi.n, gi.rounds, (unsigned long long)gi.online_bytes,
+                1e3 * gon, 1e3 * goff, bits, kb);
       }
     }
     if (json)

@@ -125,13 +125,22 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
   /* The public graph carries the largest safe input, so that clients refuse
    * what would overflow inside the model (its one figure about the weights). */
   mpc_graph_t pub = *g;
-  if ((rc = mpc_weights_input_bound(g, w, &pub.input_bound)) != 0) {
+  int8_t *mag = NULL;
+  if ((rc = mpc_weights_bounds(g, w, g->input_bound, &pub.input_bound, &mag)) != 0) {
     snprintf(err, errlen, "%s",
-             rc == TANDEM_ERANGE ? "the model's weights overflow the fixed-point range"
-                                 : tandem_strerror(rc));
+             rc != TANDEM_ERANGE ? tandem_strerror(rc)
+             : g->input_bound > 0
+                 ? "the model's declared input range (tandem.input_bound) is more than "
+                   "its weights allow in the fixed-point range"
+                 : "the model's weights overflow the fixed-point range");
     goto done;
   }
-  if ((rc = mpc_graph_save(&pub, &gb, &glen)) != 0) {
+  /* The graph's magnitude exponents size each comparison gate. */
+  pub.mag_log2 = mag;
+  pub.nmag = g->nnodes;
+  rc = mpc_graph_save(&pub, &gb, &glen);
+  free(mag);
+  if (rc != 0) {
     snprintf(err, errlen, "cannot serialise the graph: %s", tandem_strerror(rc));
     goto done;
   }

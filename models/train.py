@@ -183,11 +183,34 @@ def pad_symbolic(g, x, pad, mode, value):
     return g.op("Pad", x, pads, mode_s="constant")
 
 
+def add_metadata(path, key, value):
+    """Appends one metadata_props entry (ModelProto field 14) to an ONNX file:
+    a protobuf message may carry its fields in any order, so appending the
+    encoded field is a valid edit, with no onnx package needed."""
+    def varint(n):
+        out = bytearray()
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    def field(num, data):
+        return varint(num << 3 | 2) + varint(len(data)) + data
+
+    entry = field(1, key.encode()) + field(2, value.encode())
+    with open(path, "ab") as f:
+        f.write(field(14, entry))
+
+
 def export(model, path, opset, fold=True):
     dummy = torch.zeros(1, 1, 28, 28)
     torch.onnx.export(model, dummy, path, opset_version=opset, do_constant_folding=fold,
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    # Pixels are in [0, 1]: Tandem sizes every comparison gate for that range.
+    add_metadata(path, "tandem.input_bound", "1")
 
 
 def main():

@@ -179,6 +179,13 @@ typedef struct {
    * model owner, who knows the weights); the client refuses larger inputs.
    * 0: unknown, not checked. */
   double input_bound;
+  /* NULL, or nmag = nnodes entries: mag_log2[i] = e such that node i's value
+   * satisfies |v| < 2^e (real units) for every client input within
+   * input_bound (mpc_weights_bounds, set by the model owner). The plan sizes
+   * each comparison gate from it (fewer DCF bits); without it every gate
+   * takes bound_bits. Owned by the graph (freed by mpc_graph_close). */
+  int8_t *mag_log2;
+  size_t nmag;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
 } mpc_graph_t;
 
@@ -237,6 +244,23 @@ TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
 TANDEM_WUR int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t *w,
                                        double *bound);
 
+/* What the model owner publishes with the graph: the input bound and, per
+ * node, the magnitude exponent of its value (mpc_graph_t.mag_log2). The
+ * bound is `declared` if > 0 (the range the model's inputs are known to
+ * take, e.g. 1 for pixels in [0, 1]; TANDEM_ERANGE if the weights do not
+ * allow it), else the largest safe bound (mpc_weights_input_bound). Each
+ * exponent covers the fixed-point rounding of the protocol (a relative
+ * 1% and an absolute 2^(10-f) of slack). *mag_log2 gets g->nnodes entries,
+ * malloc'd, the caller's to free (or to hand to a graph). This reveals, by
+ * design, one power of two per node about the weights: its worst-case gain.
+ * Errors as mpc_weights_input_bound. */
+TANDEM_WUR int mpc_weights_bounds(const mpc_graph_t *g, const mpc_weights_t *w,
+                                  double declared, double *input_bound, int8_t **mag_log2);
+
+/* The same into g itself: g->input_bound (declared if it was > 0) and
+ * g->mag_log2. 0 or the errors of mpc_weights_bounds (g unchanged). */
+TANDEM_WUR int mpc_graph_set_bounds(mpc_graph_t *g, const mpc_weights_t *w);
+
 /* ------------------------------------------------------------------------ */
 /* Plans                                                                     */
 
@@ -272,6 +296,13 @@ typedef struct {
   /* BILIN/TRIPLE: its ring GEMM, gemm_count products of m x k by k x n
    * (a convolution is one per image); zeros for other gates. */
   size_t gemm_m, gemm_k, gemm_n, gemm_count;
+  /* NONLIN/MAXLEVEL (FSS gates): the value bound L it assumes (|v| < 2^L
+   * at its scale), its first DCF's input bits, the elements it compares and
+   * its key bytes per party (key_bytes / compared per element); zeros for
+   * other gates. */
+  unsigned bound_bits, dcf_bits;
+  size_t compared;
+  uint64_t key_bytes;
 } mpc_gate_info_t;
 size_t mpc_plan_ngates(const mpc_plan_t *p);
 /* Gate i (0 .. ngates-1) into *out. 0 or TANDEM_EINVAL. */

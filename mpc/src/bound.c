@@ -182,3 +182,121 @@ int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t *w, double
   mag_close(&m);
   return rc;
 }
+
+/* Node i's worst-case magnitude from the magnitude graph run at b. */
+static int mag_nodes(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w, double b,
+                     double *mag) {
+  for (size_t i = 0; i < m->nin; i++) {
+    size_t n = mpc_shape_numel(&m->in[i].shape);
+    for (size_t j = 0; j < n; j++)
+      m->in[i].data[j] = b;
+  }
+  int rc = mpc_eval_float(&m->g, &m->w, m->in, m->out);
+  if (rc != 0)
+    return rc;
+  /* The evaluator returns the model's own outputs first (node order), then
+   * one per computed node, appended by mag_open. */
+  size_t k = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    k += g->nodes[i].op == MPC_OP_OUTPUT;
+  for (size_t i = 0; i < g->nnodes; i++) {
+    const mpc_node_t *nd = &g->nodes[i];
+    double v = 0;
+    size_t n = mpc_shape_numel(&nd->shape);
+    switch (nd->op) {
+    case MPC_OP_INPUT:
+      v = b;
+      break;
+    case MPC_OP_PARAM:
+      for (size_t j = 0; j < n; j++)
+        v = fmax(v, fabs(w->param[i].data[j]));
+      break;
+    case MPC_OP_CONST:
+      for (size_t j = 0; j < n; j++)
+        v = fmax(v, fabs(nd->cdata[j]));
+      break;
+    case MPC_OP_OUTPUT:
+      v = nd->in[0] >= 0 && (size_t)nd->in[0] < i ? mag[nd->in[0]] : 0;
+      break;
+    default: {
+      const mpc_ftensor_t *o = &m->out[k++];
+      size_t on = mpc_shape_numel(&o->shape);
+      for (size_t j = 0; j < on; j++)
+        if (!(o->data[j] <= v)) /* a NaN sticks, and is refused below */
+          v = o->data[j];
+      break;
+    }
+    }
+    mag[i] = v;
+  }
+  for (size_t i = 0; i < m->nout; i++)
+    mpc_ftensor_close(&m->out[i]);
+  return 0;
+}
+
+int mpc_weights_bounds(const mpc_graph_t *g, const mpc_weights_t *w, double declared,
+                       double *input_bound, int8_t **mag_log2) {
+  if (g == NULL || w == NULL || input_bound == NULL || mag_log2 == NULL ||
+      w->graph != g || !(declared >= 0))
+    return TANDEM_EINVAL;
+  *mag_log2 = NULL;
+  double b = 0;
+  int rc = mpc_weights_input_bound(g, w, &b);
+  if (rc != 0)
+    return rc;
+  if (declared > 0) {
+    if (declared > b)
+      return TANDEM_ERANGE;
+    b = declared;
+  }
+  unsigned f = g->frac_bits ? g->frac_bits : KERN_FIX_FRAC_DEFAULT;
+  double *mag = calloc(g->nnodes + 1, sizeof *mag);
+  int8_t *e = malloc(g->nnodes + 1);
+  mag_t m;
+  if (mag == NULL || e == NULL) {
+    free(mag);
+    free(e);
+    return TANDEM_ENOMEM;
+  }
+  rc = mag_open(&m, g, w);
+  if (rc == 0)
+    rc = mag_nodes(&m, g, w, b, mag);
+  mag_close(&m);
+  for (size_t i = 0; rc == 0 && i < g->nnodes; i++) {
+    /* The protocol's values differ from the real ones by rounding: a
+     * relative 1% and 2^10 ulps of slack cover the weights' rounding and the
+     * floors of every truncation before this node. */
+    double v = 1.01 * mag[i] + ldexp(1.0, 10 - (int)f);
+    if (!(v < ldexp(1.0, 100))) {
+      rc = TANDEM_ERANGE;
+      break;
+    }
+    int ex;
+    double fr = frexp(v, &ex); /* v = fr 2^ex, fr in [0.5, 1): v < 2^ex */
+    (void)fr;
+    e[i] = (int8_t)ex;
+  }
+  free(mag);
+  if (rc != 0) {
+    free(e);
+    return rc;
+  }
+  *input_bound = b;
+  *mag_log2 = e;
+  return 0;
+}
+
+int mpc_graph_set_bounds(mpc_graph_t *g, const mpc_weights_t *w) {
+  if (g == NULL)
+    return TANDEM_EINVAL;
+  double b = 0;
+  int8_t *mag = NULL;
+  int rc = mpc_weights_bounds(g, w, g->input_bound, &b, &mag);
+  if (rc != 0)
+    return rc;
+  free(g->mag_log2);
+  g->mag_log2 = mag;
+  g->nmag = g->nnodes;
+  g->input_bound = b;
+  return 0;
+}

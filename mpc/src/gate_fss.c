@@ -4,117 +4,132 @@
  *
  * The parties open y^ = y + r (one round; none when y is already a masked
  * value whose mask the dealer knows). Everything else is local: each party
- * evaluates DCF keys (kernels/dcf.c) at the public y^ and combines the outputs
- * with dealer-shared constants into a share of the result.
+ * evaluates DCF keys (kernels/dcf.c) at bits of the public y^ and combines
+ * the outputs with dealer-shared constants into a share of the result.
  *
- * The arithmetic. Let L be the value bound (|y| < 2^L), s the truncation shift
- * (0 or f), N = 2^64 and u = y + 2^L in [0, 2^(L+1)). The public u^ = y^ + 2^L
- * equals u + r mod N. Write a_h = u^ >> s, r_h = r >> s, w = [u + r >= N].
- * Then floor(u / 2^s) = a_h - r_h + 2^(64-s) w - [u^ mod 2^s < r mod 2^s]; we
- * drop the last term (a one-ulp truncation error, as SecureML and CrypTen), so
- *   trunc(y) ~ P - r_h + 2^(64-s) w,   P = a_h - 2^(L-s);
- *   ReLU(trunc(y)) ~ I1 (P - r_h) + 2^(64-s) [u >= T],
- * with I1 = [u >= 2^L] (y >= 0) and T = max(N - r, 2^L) (u wraps and y >= 0;
- * T = 2^(L+1), never, when N - r is out of u's range).
- * An indicator [u >= T] for a threshold T in [0, 2^(L+1)] the dealer knows:
- * with n = L + 2 bits, v = u - T fits n-bit two's complement and is masked by
- * r' = r + T mod 2^n (v + r' = u^ mod 2^n), so
- *   [u >= T] = k XOR m XOR c,  k = 1 - msb_n(u^) (public), m = msb_n(r'),
- *   c = [low_{n-1}(u^) < low_{n-1}(r')]  -- one DCF on n-1 = L+1 bits.
- * With e = m XOR c = m + c (1 - 2m), [u >= T] = k + (1 - 2k) e, linear in the
- * DCF output once the dealer puts (1 - 2m) (times whatever multiplies it) in
- * the DCF payload and shares the constants. Per element, ReLU with truncation
- * costs two DCFs (payload widths 2 and 1), ReLU alone one (width 2), truncation
- * alone one (width 1); P1 receives 3 (ReLU) or 2 (truncation) correction words.
+ * The arithmetic. L is the gate's own value bound (|y| < 2^(L-1) with one
+ * bit of margin, from the model owner's magnitude analysis: plan.c), s the
+ * truncation shift (0 or f), u = y + 2^L in [0, 2^(L+1)), m = L + 1 - s.
+ * The public x = y^ + 2^L equals u + r mod 2^64. Write X = (x >> s) mod 2^m
+ * and R = (r >> s) mod 2^m, and let c_s = [x mod 2^s < r mod 2^s] be the
+ * carry out of the low s bits. Then, exactly,
+ *   u >> s = H - c_s,   H = X - R + 2^m c_m,   c_m = [X < R]
+ * (H < 2^m needs u >> s < 2^m - 1, which the margin bit gives), and
+ * trunc(y) = floor(y / 2^s) = (u >> s) - 2^(m-1).
+ *
+ * Truncation alone is exact: one DCF on m bits gives c_m, one on s bits
+ * gives c_s, and z = X - 2^(m-1) - R + 2^m c_m - c_s, so a query's result
+ * does not depend on the dealer's coins.
+ *
+ * ReLU with truncation computes ReLU(H - 2^(m-1)) = ReLU(trunc(y) + c_s):
+ * the carry is dropped (at most one ulp, as SecureML and CrypTen), because
+ * ReLU(trunc(y)) needs the product of the sign with c_s, two bits the two
+ * DCFs give as independent shares, and a product of shares costs a round.
+ * ReLU without truncation (s = 0, c_s = 0) is exact. H - 2^(m-1) is an
+ * m-bit two's-complement value masked by R, so one DCF on the low m - 1 bits
+ * does everything: with chi = bit m-1 of X, rho = bit m-1 of R and
+ * c = [X mod 2^(m-1) < R mod 2^(m-1)],
+ *   sign = chi XOR rho XOR c,   c_m = [chi < rho] + [chi = rho] c,
+ * and z = sign (X - 2^(m-1) - R + 2^m c_m) is, for public chi,
+ *   chi = 0:  (P + 2^m) (rho + c - 2 rho c) - rho R - (1 - 2 rho) R c
+ *   chi = 1:  P (1 - rho - c + 2 rho c) - R + rho R + (1 - 2 rho) R c + 2^m rho c
+ * with P = X - 2^(m-1): linear in the DCF's output once its payload is
+ * (1, rho, (1 - 2 rho) R) and the dealer shares rho, rho R and R. Per
+ * element, ReLU costs one DCF of m - 1 bits and width 3 (at the MLP's
+ * widths about a third of the two 63-bit DCFs of widths 2 and 1 it took
+ * before per-gate widths), truncation two DCFs of width 1.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "mpc_int.h"
 
-/* Per-element layout of the dealer-shared constants: c0 = r_h; ReLU: c1 = m1,
- * c2 = -r_h m1 + W mT; truncation: c1 = W mT. */
-static size_t nconsts(int relu) { return relu ? 3 : 2; }
+static uint64_t mask_bits(unsigned b) { return b >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << b) - 1; }
+
+/* Dealer-shared constants per element: ReLU rho, rho R, R; truncation R. */
+static size_t nconsts(int relu) { return relu ? 3 : 1; }
+
+/* m = L + 1 - s: the bits of (u >> s). plan.c keeps L >= s + 1. */
+static unsigned fss_m(unsigned shift, unsigned bound) { return bound + 1 - shift; }
 
 void mpc__fss_sizes(int relu, unsigned shift, unsigned bound, size_t n, size_t *ncorr,
                     size_t *nkey) {
-  unsigned bits = bound + 1;
-  size_t kb = 0;
+  unsigned m = fss_m(shift, bound);
+  size_t kb;
   if (relu)
-    kb += kern_dcf_key_bytes(bits, 2);
-  if (shift > 0)
-    kb += kern_dcf_key_bytes(bits, 1);
+    kb = kern_dcf_key_bytes(m - 1, 3);
+  else
+    kb = kern_dcf_key_bytes(m, 1) + (shift ? kern_dcf_key_bytes(shift, 1) : 0);
   *ncorr = nconsts(relu) * n;
   *nkey = kb * n;
+}
+
+unsigned mpc__fss_dcf_bits(int relu, unsigned shift, unsigned bound) {
+  unsigned m = fss_m(shift, bound);
+  return relu ? m - 1 : m;
 }
 
 /* The dealer's half for n elements whose opened values are masked by r. */
 static int fss_deal(mpc__dealer_t *d, int relu, unsigned shift, unsigned bound, size_t n,
                     const uint64_t *r) {
-  const unsigned bits = bound + 1; /* DCF input bits, n - 1 */
-  const uint64_t low = ((uint64_t)1 << bits) - 1;
-  const uint64_t two_l = (uint64_t)1 << bound, two_l1 = (uint64_t)1 << (bound + 1);
-  const uint64_t W = shift ? (uint64_t)1 << (64 - shift) : 0;
-  size_t nc = nconsts(relu);
+  const unsigned m = fss_m(shift, bound);
+  const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
+  const size_t nc = nconsts(relu), w = relu ? 3 : 1;
   uint64_t *c = mpc__calloc(nc * n + 1, sizeof *c);
-  uint64_t *a1 = mpc__calloc(n + 1, sizeof *a1), *b1 = mpc__calloc(2 * n + 1, sizeof *b1);
-  uint64_t *at = mpc__calloc(n + 1, sizeof *at), *bt = mpc__calloc(n + 1, sizeof *bt);
+  uint64_t *alpha = mpc__calloc(n + 1, sizeof *alpha);
+  uint64_t *beta = mpc__calloc(w * n + 1, sizeof *beta);
+  uint64_t *alo = NULL, *blo = NULL;
   int rc = TANDEM_ENOMEM;
-  if (c == NULL || a1 == NULL || b1 == NULL || at == NULL || bt == NULL)
+  if (c == NULL || alpha == NULL || beta == NULL)
     goto done;
+  if (!relu && shift) {
+    alo = mpc__calloc(n + 1, sizeof *alo);
+    blo = mpc__calloc(n + 1, sizeof *blo);
+    if (alo == NULL || blo == NULL)
+      goto done;
+  }
   for (size_t i = 0; i < n; i++) {
-    uint64_t ri = r[i], rh = ri >> shift;
-    uint64_t m1 = 0, mt = 0;
+    uint64_t R = (r[i] >> shift) & mm;
     if (relu) {
-      uint64_t r1 = ri + two_l;
-      m1 = (r1 >> bits) & 1;
-      a1[i] = r1 & low;
-      b1[2 * i] = 1 - 2 * m1;
-      b1[2 * i + 1] = rh * (1 - 2 * m1);
-    }
-    if (shift) {
-      uint64_t negr = (uint64_t)0 - ri;
-      uint64_t t = (ri != 0 && negr < two_l1) ? negr : two_l1;
-      if (relu && t < two_l)
-        t = two_l;
-      uint64_t rt = ri + t;
-      mt = (rt >> bits) & 1;
-      at[i] = rt & low;
-      bt[i] = W * (1 - 2 * mt);
-    }
-    c[i] = rh;
-    if (relu) {
-      c[n + i] = m1;
-      c[2 * n + i] = W * mt - rh * m1;
+      uint64_t rho = R >> (m - 1);
+      alpha[i] = R & ml;
+      beta[3 * i] = 1;
+      beta[3 * i + 1] = rho;
+      beta[3 * i + 2] = (1 - 2 * rho) * R;
+      c[i] = rho;
+      c[n + i] = rho * R;
+      c[2 * n + i] = R;
     } else {
-      c[n + i] = W * mt;
+      alpha[i] = R;
+      beta[i] = 1;
+      c[i] = R;
+      if (alo != NULL) {
+        alo[i] = r[i] & ms;
+        blo[i] = 1;
+      }
     }
   }
-  rc = mpc__deal_fixed(d, c, nc * n);
-  if (rc < 0)
+  if ((rc = mpc__deal_fixed(d, c, nc * n)) < 0)
     goto done;
   uint8_t *k0, *k1;
-  if (relu) {
-    size_t kb = kern_dcf_key_bytes(bits, 2) * n;
-    if ((rc = mpc__deal_keys(d, kb, &k0, &k1)) < 0)
+  unsigned bits = relu ? m - 1 : m;
+  if ((rc = mpc__deal_keys(d, kern_dcf_key_bytes(bits, (unsigned)w) * n, &k0, &k1)) < 0)
+    goto done;
+  if ((rc = kern_dcf_gen(&d->coins, bits, (unsigned)w, n, alpha, beta, k0, k1)) < 0)
+    goto done;
+  if (alo != NULL) {
+    if ((rc = mpc__deal_keys(d, kern_dcf_key_bytes(shift, 1) * n, &k0, &k1)) < 0)
       goto done;
-    if ((rc = kern_dcf_gen(&d->coins, bits, 2, n, a1, b1, k0, k1)) < 0)
-      goto done;
-  }
-  if (shift) {
-    size_t kb = kern_dcf_key_bytes(bits, 1) * n;
-    if ((rc = mpc__deal_keys(d, kb, &k0, &k1)) < 0)
-      goto done;
-    if ((rc = kern_dcf_gen(&d->coins, bits, 1, n, at, bt, k0, k1)) < 0)
+    if ((rc = kern_dcf_gen(&d->coins, shift, 1, n, alo, blo, k0, k1)) < 0)
       goto done;
   }
   rc = 0;
 done:
   mpc__wipe_free(c, (nc * n + 1) * sizeof *c);
-  mpc__wipe_free(a1, (n + 1) * sizeof *a1);
-  mpc__wipe_free(b1, (2 * n + 1) * sizeof *b1);
-  mpc__wipe_free(at, (n + 1) * sizeof *at);
-  mpc__wipe_free(bt, (n + 1) * sizeof *bt);
+  mpc__wipe_free(alpha, (n + 1) * sizeof *alpha);
+  mpc__wipe_free(beta, (w * n + 1) * sizeof *beta);
+  mpc__wipe_free(alo, (n + 1) * sizeof *alo);
+  mpc__wipe_free(blo, (n + 1) * sizeof *blo);
   return rc;
 }
 
@@ -122,44 +137,53 @@ done:
 static int fss_eval(int party, int relu, unsigned shift, unsigned bound, size_t n,
                     const uint64_t *yhat, const uint64_t *consts, const uint8_t *keys,
                     uint64_t *z) {
-  const unsigned bits = bound + 1;
-  const uint64_t low = ((uint64_t)1 << bits) - 1;
-  const uint64_t two_l = (uint64_t)1 << bound;
-  const uint64_t W = shift ? (uint64_t)1 << (64 - shift) : 0;
-  const uint64_t off = two_l >> shift;
-  const uint64_t *c0 = consts, *c1 = consts + n, *c2 = consts + 2 * n;
-  uint64_t *x = malloc((n + 1) * sizeof *x);
-  uint64_t *e = mpc__calloc(2 * n + 1, sizeof *e), *gt = mpc__calloc(n + 1, sizeof *gt);
-  int rc = TANDEM_ENOMEM;
-  if (x == NULL || e == NULL || gt == NULL)
-    goto done;
-  for (size_t i = 0; i < n; i++)
-    x[i] = (yhat[i] + two_l) & low;
-  const uint8_t *kp = keys;
-  if (relu) {
-    if ((rc = kern_dcf_eval(party, bits, 2, n, kp, x, e)) < 0)
-      goto done;
-    kp += kern_dcf_key_bytes(bits, 2) * n;
-  }
-  if (shift && (rc = kern_dcf_eval(party, bits, 1, n, kp, x, gt)) < 0)
-    goto done;
+  const unsigned m = fss_m(shift, bound);
+  const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
+  const uint64_t two_l = (uint64_t)1 << bound, half = (uint64_t)1 << (m - 1);
+  const uint64_t two_m = m >= 64 ? 0 : (uint64_t)1 << m;
   const uint64_t p0 = party == 0;
-  for (size_t i = 0; i < n; i++) {
-    uint64_t u = yhat[i] + two_l;
-    uint64_t k = 1 - ((u >> bits) & 1);
-    uint64_t sgn = 1 - 2 * k; /* 1 - 2k: +1 or -1 */
-    uint64_t P = (u >> shift) - off;
-    if (relu)
-      z[i] = p0 * k * (P + W) - k * c0[i] +
-             sgn * (P * (c1[i] + e[2 * i]) + c2[i] - e[2 * i + 1] + gt[i]);
-    else
-      z[i] = p0 * (P + W * k) - c0[i] + sgn * (c1[i] + gt[i]);
+  const size_t w = relu ? 3 : 1;
+  uint64_t *x = malloc((n + 1) * sizeof *x);
+  uint64_t *e = mpc__calloc(w * n + 1, sizeof *e), *lo = NULL;
+  int rc = TANDEM_ENOMEM;
+  if (x == NULL || e == NULL)
+    goto done;
+  if (!relu && shift && (lo = mpc__calloc(n + 1, sizeof *lo)) == NULL)
+    goto done;
+  const unsigned bits = relu ? m - 1 : m;
+  const uint64_t mx = relu ? ml : mm;
+  for (size_t i = 0; i < n; i++)
+    x[i] = ((yhat[i] + two_l) >> shift) & mx;
+  if ((rc = kern_dcf_eval(party, bits, (unsigned)w, n, keys, x, e)) < 0)
+    goto done;
+  if (lo != NULL) {
+    for (size_t i = 0; i < n; i++)
+      x[i] = yhat[i] & ms; /* 2^L is a multiple of 2^s */
+    if ((rc = kern_dcf_eval(party, shift, 1, n, keys + kern_dcf_key_bytes(m, 1) * n, x,
+                            lo)) < 0)
+      goto done;
+  }
+  if (relu) {
+    const uint64_t *rho = consts, *rhoR = consts + n, *R = consts + 2 * n;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t X = ((yhat[i] + two_l) >> shift) & mm, P = X - half;
+      uint64_t c = e[3 * i], q = e[3 * i + 1], t = e[3 * i + 2];
+      if ((X >> (m - 1)) == 0)
+        z[i] = (P + two_m) * (rho[i] + c - 2 * q) - rhoR[i] - t;
+      else
+        z[i] = P * (p0 - rho[i] - c + 2 * q) - R[i] + rhoR[i] + t + two_m * q;
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      uint64_t X = ((yhat[i] + two_l) >> shift) & mm;
+      z[i] = p0 * (X - half) - consts[i] + two_m * e[i] - (lo != NULL ? lo[i] : 0);
+    }
   }
   rc = 0;
 done:
   free(x);
-  mpc__wipe_free(e, (2 * n + 1) * sizeof *e);
-  mpc__wipe_free(gt, (n + 1) * sizeof *gt);
+  mpc__wipe_free(e, (w * n + 1) * sizeof *e);
+  mpc__wipe_free(lo, (n + 1) * sizeof *lo);
   return rc;
 }
 

@@ -473,6 +473,7 @@ void mpc_graph_close(mpc_graph_t *g) {
     return;
   free(g->nodes);
   free(g->cstore);
+  free(g->mag_log2);
   mpc_graph_init(g); /* a closed graph is an empty one: closing twice is harmless */
 }
 

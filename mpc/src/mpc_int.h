@@ -229,6 +229,8 @@ int mpc__fss_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
 int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                     const uint64_t *mine, const uint64_t *theirs);
 /* FSS sizes for n elements: correction words and key bytes per party. */
+/* Input bits of the gate's (first) DCF: what `bench --by-gate` shows. */
+unsigned mpc__fss_dcf_bits(int relu, unsigned shift, unsigned bound);
 void mpc__fss_sizes(int relu, unsigned shift, unsigned bound, size_t n,
                     size_t *ncorr, size_t *nkey);
 

@@ -1914,6 +1914,28 @@ static int add_outputs(ctx_t *c) {
   return 0;
 }
 
+/* The range the model's inputs are known to take, if its author declared it
+ * in the model's metadata ("tandem.input_bound", a positive number: every
+ * input element satisfies |x| <= it). The model owner publishes it as the
+ * input bound, and every comparison gate is sized for it (mpc_weights_bounds),
+ * so a declared range much smaller than the largest safe one makes the gates
+ * narrower. */
+static int read_input_bound(ctx_t *c, const Onnx__ModelProto *m) {
+  for (size_t i = 0; i < m->n_metadata_props; i++) {
+    const Onnx__StringStringEntryProto *e = m->metadata_props[i];
+    if (e == NULL || e->key == NULL || strcmp(e->key, "tandem.input_bound") != 0)
+      continue;
+    const char *v = str_or(e->value, "");
+    char *end = NULL;
+    double b = strtod(v, &end);
+    if (end == v || *end != '\0' || !(b > 0 && b < 1e300))
+      return gfail(c, TANDEM_EPARSE,
+                   "metadata tandem.input_bound is '%.40s', not a positive number", v);
+    c->g->input_bound = b;
+  }
+  return 0;
+}
+
 static int check_opset(ctx_t *c, const Onnx__ModelProto *m) {
   c->opset = -1;
   for (size_t i = 0; i < m->n_opset_import; i++) {
@@ -2009,7 +2031,7 @@ int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g, mpc_weight
       }
     }
   }
-  if ((rc = add_outputs(&c)) != 0)
+  if ((rc = add_outputs(&c)) != 0 || (rc = read_input_bound(&c, m)) != 0)
     goto fail;
   if ((rc = mpc_weights_init(w, g)) != 0) {
     gfail(&c, rc, "cannot allocate the weights: %s", tandem_strerror(rc));

@@ -29,7 +29,7 @@
 #define PARTY_MAGIC 0x50444d54u /* "TMDP" */
 #define DEALER_MAGIC 0x44444d54u /* "TMDD" */
 #define FORMAT_VERSION 1u      /* model states */
-#define GRAPH_VERSION 2u       /* public graphs; 2: input_bound */
+#define GRAPH_VERSION 3u       /* public graphs; 2: input_bound; 3: mag_log2 */
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -138,6 +138,11 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
           put_f64(&w, nd->cdata[j]);
     }
   }
+  /* The per-node magnitude exponents, if the owner computed them. */
+  int has_mag = g->mag_log2 != NULL && g->nmag == g->nnodes;
+  put_u32(&w, (uint32_t)has_mag);
+  if (has_mag)
+    put(&w, g->mag_log2, g->nnodes);
   if (w.fail) {
     free(w.buf);
     return TANDEM_ENOMEM;
@@ -170,7 +175,7 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
   uint64_t nnodes = get_u64(&r);
   if (r.fail || magic != GRAPH_MAGIC)
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "not a Tandem public graph", 0);
-  if (version != GRAPH_VERSION)
+  if (version != GRAPH_VERSION && version != 2)
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "unknown format version", 0);
   if (f < KERN_FIX_FRAC_MIN || f > KERN_FIX_FRAC_MAX || bound < 2 * f || bound > 62 ||
       nnodes > MAX_NODES || !(input_bound >= 0 && input_bound < 1e300))
@@ -257,6 +262,21 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
           memcmp(got->dim, want.dim, want.ndim * sizeof want.dim[0]) != 0)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen,
                           "stored shape differs from the inferred one", i);
+    }
+    if (pass == 1 && version >= 3) {
+      uint32_t has_mag = get_u32(&q);
+      if (q.fail || has_mag > 1 || (has_mag && q.left < nnodes))
+        return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "truncated magnitudes",
+                          nnodes);
+      if (has_mag) {
+        if ((g->mag_log2 = malloc(nnodes + 1)) == NULL)
+          return gload_fail(g, store, TANDEM_ENOMEM, err, errlen, "out of memory", nnodes);
+        get(&q, g->mag_log2, nnodes);
+        g->nmag = nnodes;
+        for (size_t i = 0; i < nnodes; i++)
+          if (g->mag_log2[i] < -64 || g->mag_log2[i] > 64)
+            return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad magnitude", i);
+      }
     }
     if (pass == 1 && q.left != 0)
       return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "trailing bytes", nnodes);

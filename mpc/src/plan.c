@@ -98,6 +98,26 @@ static uint64_t pow2(unsigned s) { return s >= 64 ? 0 : (uint64_t)1 << s; }
 
 /* ---- conversions --------------------------------------------------------- */
 
+/* The value bound L (|value| * 2^(scale f) < 2^(L-1)) of the comparison
+ * gate on value v, whose candidates' differences need `extra` more bits: the
+ * model owner's per-node magnitude (graph.mag_log2) plus one bit of margin,
+ * never more than the graph-wide bound (plus extra), and at least shift + 2 (the gate's
+ * DCF takes L + 1 - shift - 1 >= 1 bits; gate_fss.c). */
+static unsigned gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra) {
+  const mpc__val_t *val = &cc->p->vals[v];
+  const mpc_graph_t *g = cc->g;
+  int L = (int)(cc->p->bound + extra); /* at most 63: m = L + 1 <= 64 */
+  if (g->mag_log2 != NULL && g->nmag == g->nnodes && val->node >= 0 &&
+      (size_t)val->node < g->nnodes) {
+    int e = g->mag_log2[val->node] + (int)(val->scale * cc->p->f) + 1 + (int)extra;
+    if (e < L)
+      L = e;
+  }
+  if (L < (int)shift + 2)
+    L = (int)shift + 2;
+  return (unsigned)L;
+}
+
 /* A SHARED value at scale 1 from v at scale 2: a truncation gate (one round;
  * none if v is MASKED, whose mask the dealer already knows). */
 static int truncate_val(cc_t *cc, int v, const char *label) {
@@ -111,7 +131,7 @@ static int truncate_val(cc_t *cc, int v, const char *label) {
     return TANDEM_ENOMEM;
   g->relu = 0;
   g->shift = cc->p->f;
-  g->bound = cc->p->bound;
+  g->bound = gate_bound(cc, v, g->shift, 0);
   return out;
 }
 
@@ -553,7 +573,7 @@ static int relu_gate(cc_t *cc, int node, int v) {
     return TANDEM_ENOMEM;
   g->relu = 1;
   g->shift = shift;
-  g->bound = cc->p->bound;
+  g->bound = gate_bound(cc, v, shift, 0);
   return out;
 }
 
@@ -699,7 +719,7 @@ static int lower_maxpool(cc_t *cc, int node) {
       return TANDEM_ENOMEM;
     g->levelm = m;
     g->levelp = P;
-    g->bound = cc->p->bound;
+    g->bound = gate_bound(cc, cur, 0, 1);
     cur = out;
   }
   mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
@@ -1057,6 +1077,14 @@ int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
   out->online_bytes = (uint64_t)g->nsend * 8;
   out->prep_bytes[0] = g->nkey;
   out->prep_bytes[1] = g->nkey + (uint64_t)g->ncorr * 8;
+  if (g->kind == MPC__G_NONLIN || g->kind == MPC__G_MAXLEVEL) {
+    int relu = g->kind == MPC__G_MAXLEVEL ? 1 : g->relu;
+    unsigned shift = g->kind == MPC__G_MAXLEVEL ? 0 : g->shift;
+    out->bound_bits = g->bound;
+    out->dcf_bits = mpc__fss_dcf_bits(relu, shift, g->bound);
+    out->compared = g->kind == MPC__G_MAXLEVEL ? (g->levelm / 2) * g->levelp : out->n;
+    out->key_bytes = g->nkey;
+  }
   if (g->kind == MPC__G_BILIN || g->kind == MPC__G_TRIPLE) {
     const mpc__lin_t *l = &g->lin;
     if (l->form == MPC__L_CONV) {

@@ -319,6 +319,149 @@ START_TEST(test_trunc_between_linear) {
 }
 END_TEST
 
+/* Exact truncation: a product truncated between two linear layers gives
+ * the same output bit for bit whatever the dealer's coins, and that output
+ * is the fixed-point reference computed here in integers (inputs and
+ * weights rounded to nearest at encoding, the middle product floored by
+ * 2^f, the last one decoded at scale 2f). Fails if the carry of the low f
+ * bits is dropped (then one ulp of the middle value depends on the mask). */
+START_TEST(test_exact_truncation) {
+  uint64_t seed = 55;
+  const unsigned f = 16;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t dim[2] = {3, 7}, w0d[2] = {7, 5}, w1d[2] = {5, 2};
+  int x = mpc_graph_input(&g, "x", 2, dim);
+  int w0 = mpc_graph_param(&g, "w0", 2, w0d), w1 = mpc_graph_param(&g, "w1", 2, w1d);
+  int h = mpc_graph_op(&g, MPC_OP_MATMUL, x, w0, -1, NULL, "mm0");
+  int y = mpc_graph_op(&g, MPC_OP_MATMUL, h, w1, -1, NULL, "mm1");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[w0], &seed, -1, 1);
+  harness_fill(&w.param[w1], &seed, -1, 1);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {3, 7}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, -2, 2);
+  /* The integer reference. */
+  double want[6];
+  for (size_t b = 0; b < 3; b++) {
+    int64_t hv[5];
+    for (size_t j = 0; j < 5; j++) {
+      int64_t acc = 0;
+      for (size_t k = 0; k < 7; k++)
+        acc += llround(ldexp(in.data[b * 7 + k], (int)f)) *
+               llround(ldexp(w.param[w0].data[k * 5 + j], (int)f));
+      hv[j] = acc >> f; /* floor: arithmetic shift */
+    }
+    for (size_t j = 0; j < 2; j++) {
+      int64_t acc = 0;
+      for (size_t k = 0; k < 5; k++)
+        acc += hv[k] * llround(ldexp(w.param[w1].data[k * 2 + j], (int)f));
+      want[b * 2 + j] = ldexp((double)acc, -2 * (int)f);
+    }
+  }
+  for (uint64_t coins = 1; coins <= 4; coins++) {
+    harness_fix_coins(0xc0de0000 + coins * 7919);
+    harness_result_t r;
+    mpc_ftensor_t out[1];
+    int rc = harness_run(&g, &w, 3, &in, out, 1, NULL, NULL, &r);
+    harness_fix_coins(0);
+    ck_assert_int_eq(rc, 0);
+    for (size_t i = 0; i < 6; i++)
+      ck_assert_msg(out[0].data[i] == want[i], "coins %llu, output %zu: %.17g, want %.17g",
+                    (unsigned long long)coins, i, out[0].data[i], want[i]);
+    mpc_ftensor_close(&out[0]);
+  }
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Per-gate widths (mpc_graph_set_bounds): with a declared input range of 1,
+ * each ReLU's DCF takes only the bits its value needs, and inputs at the
+ * edge of the range, chosen to reach each first-layer neuron's worst case
+ * (x_k = sign(w_kj)) and its opposite, still give the right result. A bound
+ * one bit short fails here (the comparison wraps). A declared range beyond
+ * what the weights allow is refused. */
+START_TEST(test_gate_widths_at_the_edge) {
+  uint64_t seed = 77;
+  const size_t K = 16, N = 6;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t dim[2] = {2 * N, K}, w0d[2] = {K, N}, bd[1] = {N}, w1d[2] = {N, 3};
+  int x = mpc_graph_input(&g, "x", 2, dim);
+  int w0 = mpc_graph_param(&g, "w0", 2, w0d), b0 = mpc_graph_param(&g, "b0", 1, bd);
+  int w1 = mpc_graph_param(&g, "w1", 2, w1d);
+  int h = mpc_graph_op(&g, MPC_OP_MATMUL, x, w0, -1, NULL, "mm0");
+  int hb = mpc_graph_op(&g, MPC_OP_ADD, h, b0, -1, NULL, "bias");
+  int r = mpc_graph_op(&g, MPC_OP_RELU, hb, -1, -1, NULL, "relu");
+  int y = mpc_graph_op(&g, MPC_OP_MATMUL, r, w1, -1, NULL, "mm1");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, r, -1, -1, NULL, "r"), 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[w0], &seed, -3, 3);
+  harness_fill(&w.param[b0], &seed, -1, 1);
+  harness_fill(&w.param[w1], &seed, -1, 1);
+  g.input_bound = 1e9; /* far beyond what 46 bits allow */
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), TANDEM_ERANGE);
+  ck_assert_ptr_null(g.mag_log2);
+  g.input_bound = 1;
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  ck_assert_double_eq(g.input_bound, 1);
+  /* The ReLU's value: |x w0 + b0| <= max_j sum_k |w_kj| + |b_j| =: M, so
+   * |v| < 2^e with e the exponent of 1.01 M + 2^(10-f) (the slack), then
+   * L = e + 2f + 1 and the DCF takes L - f bits. */
+  double M = 0;
+  for (size_t j = 0; j < N; j++) {
+    double sum = fabs(w.param[b0].data[j]);
+    for (size_t k = 0; k < K; k++)
+      sum += fabs(w.param[w0].data[k * N + j]);
+    M = fmax(M, sum);
+  }
+  int e;
+  frexp(1.01 * M + ldexp(1.0, 10 - 16), &e);
+  ck_assert_int_eq(g.mag_log2[hb], e);
+  ck_assert_int_le(e, 6);
+  mpc_plan_t *plan;
+  ck_assert_int_eq(mpc_plan_new(&plan, &g, 2 * N, NULL, 0), 0);
+  int seen = 0;
+  for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
+    mpc_gate_info_t gi;
+    ck_assert_int_eq(mpc_plan_gate(plan, i, &gi), 0);
+    if (strcmp(gi.kind, "relu+trunc") != 0)
+      continue;
+    seen = 1;
+    ck_assert_uint_eq(gi.bound_bits, (unsigned)e + 32 + 1);
+    ck_assert_uint_eq(gi.dcf_bits, (unsigned)e + 32 + 1 - 16);
+    ck_assert_uint_eq(gi.compared, 2 * N * N);
+    ck_assert_uint_eq(gi.key_bytes, 2 * N * N * kern_dcf_key_bytes((unsigned)e + 17, 3));
+  }
+  ck_assert(seen);
+  mpc_plan_free(plan);
+  /* Row 2j reaches neuron j's largest value, row 2j + 1 its most negative. */
+  mpc_ftensor_t in;
+  mpc_shape_t s = {2, {2 * N, K}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  for (size_t j = 0; j < N; j++)
+    for (size_t k = 0; k < K; k++) {
+      double sg = w.param[w0].data[k * N + j] >= 0 ? 1 : -1;
+      in.data[2 * j * K + k] = sg;
+      in.data[(2 * j + 1) * K + k] = -sg;
+    }
+  /* The worst row reaches M, more than a quarter of the gate's range. */
+  ck_assert_msg(M > ldexp(1.0, e - 2), "the edge case reaches only %g", M);
+  double tol = harness_layer_bound(harness_layer_bound(0, K, 1, 3, 16), N, 64, 1, 16);
+  harness_check_private(&g, &w, 2 * N, &in, tol, 1);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 /* Both operands secret per query: a fresh matrix triple. */
 START_TEST(test_triple_matmul) {
   uint64_t seed = 7;
@@ -883,6 +1026,8 @@ Suite *protocol_suite(void) {
   tcase_add_test(tc, test_linear_gemm);
   tcase_add_test(tc, test_relu_on_input);
   tcase_add_test(tc, test_trunc_between_linear);
+  tcase_add_test(tc, test_exact_truncation);
+  tcase_add_test(tc, test_gate_widths_at_the_edge);
   tcase_add_test(tc, test_triple_matmul);
   tcase_add_test(tc, test_local_ops_and_pools);
   tcase_add_test(tc, test_size_one);
