@@ -662,6 +662,22 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       print_target(f, json, "target_float_met", "online within 20x of float",
                    ratio_float <= 20);
     }
+    /* The FSS gate issue's targets (issue 10). */
+    double kmax = 0;
+    for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
+      mpc_gate_info_t gi;
+      if (mpc_plan_gate(plan, i, &gi) == 0 && gi.compared && strncmp(gi.kind, "relu", 4) == 0)
+        kmax = fmax(kmax, (double)gi.key_bytes / (double)gi.compared);
+    }
+    print_target(f, json, "target_relu_key_met", "ReLU keys <= 700 B per element and party",
+                 kmax <= 700);
+    print_target(f, json, "target_dealer_met", "dealer generation <= online phase",
+                 r->deal_s <= r->online_s);
+    if (o->batch == 1)
+      print_target(f, json, "target_fss_time_met", "online under 0.5 ms", r->online_s < 0.5e-3);
+    else if (o->batch == 100)
+      print_target(f, json, "target_fss_float_met", "online within 10x of float",
+                   ratio_float <= 10);
   }
   if (proj != NULL) {
     if (json)

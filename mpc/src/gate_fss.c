@@ -38,6 +38,17 @@
  * element, ReLU costs one DCF of m - 1 bits and width 3 (at the MLP's
  * widths about a third of the two 63-bit DCFs of widths 2 and 1 it took
  * before per-gate widths), truncation two DCFs of width 1.
+ *
+ * A max tree's level computes z = sign' (y) for y = b - a, untruncated: y
+ * itself is Y - r with Y = y^ public (mod 2^64, no wrap term), and sign' =
+ * chi XOR rho XOR c from the same m - 1 high bits as above, so
+ *   z = (a + (1 - 2a) c)(Y - r),  a = chi XOR rho,  1 - 2a = (1-2chi)(1-2rho),
+ * linear in the DCF's output with payload ((1 - 2 rho), (1 - 2 rho) r) and
+ * the dealer sharing rho, r and rho r: one DCF of width 2. When the values
+ * compared are untruncated products (scale 2f) the plan gives the level
+ * s = f: sign' is then the sign of trunc(y) + c_s, wrong only for
+ * -2^s <= y < 0, where the level keeps b for a, less than one ulp at scale
+ * f below the true maximum, and the DCF takes f fewer bits.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,35 +57,41 @@
 
 static uint64_t mask_bits(unsigned b) { return b >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << b) - 1; }
 
-/* Dealer-shared constants per element: ReLU rho, rho R, R; truncation R. */
-static size_t nconsts(int relu) { return relu ? 3 : 1; }
+/* The three gates of this file. */
+enum { FSS_TRUNC = 0, FSS_RELU = 1, FSS_MAX = 2 };
+
+/* Dealer-shared constants per element: ReLU rho, rho R, R; max rho, r,
+ * rho r; truncation R. */
+static size_t nconsts(int mode) { return mode == FSS_TRUNC ? 1 : 3; }
+static unsigned width(int mode) { return mode == FSS_RELU ? 3 : mode == FSS_MAX ? 2 : 1; }
 
 /* m = L + 1 - s: the bits of (u >> s). plan.c keeps L >= s + 1. */
 static unsigned fss_m(unsigned shift, unsigned bound) { return bound + 1 - shift; }
 
-void mpc__fss_sizes(int relu, unsigned shift, unsigned bound, size_t n, size_t *ncorr,
+void mpc__fss_sizes(int mode, unsigned shift, unsigned bound, size_t n, size_t *ncorr,
                     size_t *nkey) {
   unsigned m = fss_m(shift, bound);
   size_t kb;
-  if (relu)
-    kb = kern_dcf_key_bytes(m - 1, 3);
+  if (mode != FSS_TRUNC)
+    kb = kern_dcf_key_bytes(m - 1, width(mode));
   else
     kb = kern_dcf_key_bytes(m, 1) + (shift ? kern_dcf_key_bytes(shift, 1) : 0);
-  *ncorr = nconsts(relu) * n;
+  *ncorr = nconsts(mode) * n;
   *nkey = kb * n;
 }
 
-unsigned mpc__fss_dcf_bits(int relu, unsigned shift, unsigned bound) {
+unsigned mpc__fss_dcf_bits(int mode, unsigned shift, unsigned bound) {
   unsigned m = fss_m(shift, bound);
-  return relu ? m - 1 : m;
+  return mode != FSS_TRUNC ? m - 1 : m;
 }
 
 /* The dealer's half for n elements whose opened values are masked by r. */
-static int fss_deal(mpc__dealer_t *d, int relu, unsigned shift, unsigned bound, size_t n,
+static int fss_deal(mpc__dealer_t *d, int mode, unsigned shift, unsigned bound, size_t n,
                     const uint64_t *r) {
+  const int relu = mode != FSS_TRUNC;
   const unsigned m = fss_m(shift, bound);
   const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
-  const size_t nc = nconsts(relu), w = relu ? 3 : 1;
+  const size_t nc = nconsts(mode), w = width(mode);
   uint64_t *c = mpc__calloc(nc * n + 1, sizeof *c);
   uint64_t *alpha = mpc__calloc(n + 1, sizeof *alpha);
   uint64_t *beta = mpc__calloc(w * n + 1, sizeof *beta);
@@ -90,7 +107,15 @@ static int fss_deal(mpc__dealer_t *d, int relu, unsigned shift, unsigned bound, 
   }
   for (size_t i = 0; i < n; i++) {
     uint64_t R = (r[i] >> shift) & mm;
-    if (relu) {
+    if (mode == FSS_MAX) {
+      uint64_t rho = R >> (m - 1);
+      alpha[i] = R & ml;
+      beta[2 * i] = 1 - 2 * rho;
+      beta[2 * i + 1] = (1 - 2 * rho) * r[i];
+      c[i] = rho;
+      c[n + i] = r[i];
+      c[2 * n + i] = rho * r[i];
+    } else if (relu) {
       uint64_t rho = R >> (m - 1);
       alpha[i] = R & ml;
       beta[3 * i] = 1;
@@ -134,15 +159,16 @@ done:
 }
 
 /* A party's half: z = its share of the gate's output, from the opened yhat. */
-static int fss_eval(int party, int relu, unsigned shift, unsigned bound, size_t n,
+static int fss_eval(int party, int mode, unsigned shift, unsigned bound, size_t n,
                     const uint64_t *yhat, const uint64_t *consts, const uint8_t *keys,
                     uint64_t *z) {
+  const int relu = mode != FSS_TRUNC;
   const unsigned m = fss_m(shift, bound);
   const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
   const uint64_t two_l = (uint64_t)1 << bound, half = (uint64_t)1 << (m - 1);
   const uint64_t two_m = m >= 64 ? 0 : (uint64_t)1 << m;
   const uint64_t p0 = party == 0;
-  const size_t w = relu ? 3 : 1;
+  const size_t w = width(mode);
   uint64_t *x = malloc((n + 1) * sizeof *x);
   uint64_t *e = mpc__calloc(w * n + 1, sizeof *e), *lo = NULL;
   int rc = TANDEM_ENOMEM;
@@ -163,7 +189,17 @@ static int fss_eval(int party, int relu, unsigned shift, unsigned bound, size_t 
                             lo)) < 0)
       goto done;
   }
-  if (relu) {
+  if (mode == FSS_MAX) {
+    const uint64_t *rho = consts, *r = consts + n, *rhor = consts + 2 * n;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t X = ((yhat[i] + two_l) >> shift) & mm, Y = yhat[i];
+      uint64_t d1 = e[2 * i], d2 = e[2 * i + 1];
+      if ((X >> (m - 1)) == 0)
+        z[i] = Y * (rho[i] + d1) - rhor[i] - d2;
+      else
+        z[i] = Y * (p0 - rho[i] - d1) - r[i] + rhor[i] + d2;
+    }
+  } else if (relu) {
     const uint64_t *rho = consts, *rhoR = consts + n, *R = consts + 2 * n;
     for (size_t i = 0; i < n; i++) {
       uint64_t X = ((yhat[i] + two_l) >> shift) & mm, P = X - half;
@@ -194,19 +230,20 @@ static size_t fss_n(const mpc_plan_t *p, const mpc__gate_t *g) {
   return p->vals[g->out].n;
 }
 
-static int fss_relu(const mpc__gate_t *g) { return g->kind == MPC__G_MAXLEVEL ? 1 : g->relu; }
-static unsigned fss_shift(const mpc__gate_t *g) { return g->kind == MPC__G_MAXLEVEL ? 0 : g->shift; }
+static int fss_mode(const mpc__gate_t *g) {
+  return g->kind == MPC__G_MAXLEVEL ? FSS_MAX : g->relu ? FSS_RELU : FSS_TRUNC;
+}
 
 int mpc__fss_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d) {
   size_t n = fss_n(p, g);
   if (g->rounds == 0) /* opens nothing: the input's own mask */
-    return fss_deal(d, fss_relu(g), fss_shift(g), g->bound, n, d->mask[g->in[0]]);
+    return fss_deal(d, fss_mode(g), g->shift, g->bound, n, d->mask[g->in[0]]);
   uint64_t *r = mpc__calloc(n + 1, sizeof *r);
   if (r == NULL)
     return TANDEM_ENOMEM;
   int rc = mpc__deal_rand(d, r, n);
   if (rc == 0)
-    rc = fss_deal(d, fss_relu(g), fss_shift(g), g->bound, n, r);
+    rc = fss_deal(d, fss_mode(g), g->shift, g->bound, n, r);
   mpc__wipe_free(r, (n + 1) * sizeof *r);
   return rc;
 }
@@ -225,7 +262,7 @@ int mpc__fss_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
     if ((rc = mpc__prep_rand(prep, gs->pre, n)) < 0)
       return rc;
   }
-  size_t nc = nconsts(fss_relu(g)) * n;
+  size_t nc = nconsts(fss_mode(g)) * n;
   if (gs->consts == NULL) {
     if ((gs->consts = mpc__calloc(nc + 1, sizeof *gs->consts)) == NULL)
       return TANDEM_ENOMEM;
@@ -277,7 +314,7 @@ int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
     memcpy(yhat, pt->slot[g->in[0]].pub, n * sizeof *yhat);
   int rc;
   if (g->kind == MPC__G_NONLIN) {
-    rc = fss_eval(pt->self, g->relu, g->shift, g->bound, n, yhat, gs->consts, gs->keys,
+    rc = fss_eval(pt->self, fss_mode(g), g->shift, g->bound, n, yhat, gs->consts, gs->keys,
                   pt->slot[g->out].sh);
     free(yhat);
     return rc;
@@ -291,7 +328,7 @@ int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
     return TANDEM_ENOMEM;
   }
   mpc__share_of(p, pt, g->in[0], in);
-  rc = fss_eval(pt->self, 1, 0, g->bound, n, yhat, gs->consts, gs->keys, out);
+  rc = fss_eval(pt->self, FSS_MAX, g->shift, g->bound, n, yhat, gs->consts, gs->keys, out);
   if (rc == 0) {
     for (size_t j = 0; j < q; j++)
       kern_add(out + j * P, out + j * P, in + 2 * j * P, P);

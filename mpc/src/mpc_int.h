@@ -93,7 +93,8 @@ typedef struct mpc__gate_s {
   mpc__lin_t lin;       /* BILIN, TRIPLE */
   /* NONLIN / MAXLEVEL */
   int relu;             /* NONLIN: 1 = ReLU (truncating if shift > 0), 0 = truncation only */
-  unsigned shift;       /* truncation shift s (0 or f) */
+  unsigned shift;       /* NONLIN: truncation shift s (0 or f); MAXLEVEL: low bits
+                         * its comparisons ignore (f for untruncated products) */
   unsigned bound;       /* L: |input| < 2^L */
   size_t levelm, levelp; /* MAXLEVEL: candidates in, positions */
   /* ADD/SUB: b index = bmap ? bmap[i] : i; b may be an ADDEND or PUBLIC */
@@ -229,9 +230,10 @@ int mpc__fss_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
 int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                     const uint64_t *mine, const uint64_t *theirs);
 /* FSS sizes for n elements: correction words and key bytes per party. */
-/* Input bits of the gate's (first) DCF: what `bench --by-gate` shows. */
-unsigned mpc__fss_dcf_bits(int relu, unsigned shift, unsigned bound);
-void mpc__fss_sizes(int relu, unsigned shift, unsigned bound, size_t n,
+/* mode: 0 truncation, 1 ReLU (truncating by shift), 2 a max-tree level.
+ * Input bits of the gate's (first) DCF: what `bench --by-gate` shows. */
+unsigned mpc__fss_dcf_bits(int mode, unsigned shift, unsigned bound);
+void mpc__fss_sizes(int mode, unsigned shift, unsigned bound, size_t n,
                     size_t *ncorr, size_t *nkey);
 
 /* Local linear gates (gate_linear.c). */

@@ -719,7 +719,10 @@ static int lower_maxpool(cc_t *cc, int node) {
       return TANDEM_ENOMEM;
     g->levelm = m;
     g->levelp = P;
-    g->bound = gate_bound(cc, cur, 0, 1);
+    /* Untruncated products are compared on their bits above f (gate_fss.c:
+     * the level's maximum is then at most one ulp at scale f short). */
+    g->shift = scale == 2 ? cc->p->f : 0;
+    g->bound = gate_bound(cc, cur, g->shift, 1);
     cur = out;
   }
   mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
@@ -903,7 +906,7 @@ static int schedule(mpc_plan_t *p) {
       size_t pairs = (g->levelm / 2) * g->levelp;
       g->rounds = 1;
       g->nsend = pairs;
-      mpc__fss_sizes(1, 0, g->bound, pairs, &g->ncorr, &g->nkey);
+      mpc__fss_sizes(2, g->shift, g->bound, pairs, &g->ncorr, &g->nkey);
       break;
     }
     default:
@@ -1078,10 +1081,9 @@ int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
   out->prep_bytes[0] = g->nkey;
   out->prep_bytes[1] = g->nkey + (uint64_t)g->ncorr * 8;
   if (g->kind == MPC__G_NONLIN || g->kind == MPC__G_MAXLEVEL) {
-    int relu = g->kind == MPC__G_MAXLEVEL ? 1 : g->relu;
-    unsigned shift = g->kind == MPC__G_MAXLEVEL ? 0 : g->shift;
+    int mode = g->kind == MPC__G_MAXLEVEL ? 2 : g->relu;
     out->bound_bits = g->bound;
-    out->dcf_bits = mpc__fss_dcf_bits(relu, shift, g->bound);
+    out->dcf_bits = mpc__fss_dcf_bits(mode, g->shift, g->bound);
     out->compared = g->kind == MPC__G_MAXLEVEL ? (g->levelm / 2) * g->levelp : out->n;
     out->key_bytes = g->nkey;
   }
