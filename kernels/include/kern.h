@@ -200,6 +200,70 @@ TANDEM_WUR int kern_prg_u64(kern_prg_t *prg, uint64_t *out, size_t n);
 TANDEM_WUR int kern_prg_bits(kern_prg_t *prg, uint8_t *out, size_t n);
 
 /* ------------------------------------------------------------------------ */
+/* Batched AES-128 (encryption only), for fixed-key constructions.           */
+
+/* Implementations of the AES slot of the dispatch table. The reference is
+ * OpenSSL's EVP AES-128-ECB (no C table AES: kernels index no table with a
+ * secret). The others are hand-written and chosen by the kernel variant:
+ *   TANDEM_KERNEL=ref     -> KERN_AES_OPENSSL
+ *   TANDEM_KERNEL=avx2    -> KERN_AES_VAES256 if the CPU has VAES, else
+ *                            KERN_AES_AESNI if it has AES-NI, else OpenSSL
+ *   TANDEM_KERNEL=avx512  -> KERN_AES_VAES512 if the CPU has VAES, else
+ *                            KERN_AES_AESNI if it has AES-NI, else OpenSSL
+ * and the default choice follows the variant chosen for the GEMM the same
+ * way. Every implementation is bit-identical to OpenSSL's AES-128. */
+typedef enum {
+  KERN_AES_OPENSSL = 0, /* EVP AES-128-ECB, the reference */
+  KERN_AES_AESNI = 1,   /* AES-NI, 8 blocks in flight */
+  KERN_AES_VAES256 = 2, /* VAES on 256-bit vectors (2 blocks per register) */
+  KERN_AES_VAES512 = 3  /* VAES on 512-bit vectors (4 blocks per register) */
+} kern_aes_impl_t;
+
+#define KERN_AES_NIMPL 4
+
+/* An expanded AES-128 key. The caller allocates it (any alignment); it holds
+ * the key itself (for OpenSSL) and the eleven round keys (for the AES-NI and
+ * VAES code, filled when the CPU has AES-NI). Wipe it after use if the key
+ * is secret. */
+typedef struct {
+  uint8_t key[16];
+  uint8_t rk[11][16];
+} kern_aes_ks_t;
+
+/* Expands key (16 bytes) into ks. Never fails. */
+void kern_aes128_init(kern_aes_ks_t *ks, const uint8_t *key);
+
+/* out[16 i .. 16 i + 16) = AES-128_K(in[16 i .. 16 i + 16)) for i < nblocks
+ * (ECB, no padding), with the implementation the dispatch chose. in and out
+ * are byte buffers of any alignment; out may equal in but must not overlap it
+ * otherwise. nblocks may be 0. Returns 0, TANDEM_EINVAL (NULL with nblocks >
+ * 0) or TANDEM_ECRYPTO (OpenSSL failed; out is then unspecified). Local,
+ * single-threaded, safe to call from any thread. */
+TANDEM_WUR int kern_aes128_ecb(const kern_aes_ks_t *ks, const uint8_t *in,
+                               uint8_t *out, size_t nblocks);
+
+/* The same with an explicit implementation (tests, benchmarks).
+ * TANDEM_ENOTSUP where this CPU or OS cannot run it. */
+TANDEM_WUR int kern_aes128_ecb_impl(kern_aes_impl_t impl,
+                                    const kern_aes_ks_t *ks, const uint8_t *in,
+                                    uint8_t *out, size_t nblocks);
+
+/* 1 if this CPU and OS can run impl (cpuid AES-NI / VAES, and the OS saving
+ * the vector state), else 0. KERN_AES_OPENSSL is always 1. */
+int kern_aes_impl_supported(kern_aes_impl_t impl);
+
+/* "openssl", "aesni", "vaes256", "vaes512"; "?" out of range. */
+const char *kern_aes_impl_name(kern_aes_impl_t impl);
+
+/* The implementation kern_aes128_ecb and the DCF use now. */
+kern_aes_impl_t kern_aes_impl_active(void);
+
+/* Test and benchmark hook: makes impl the AES (and DCF) implementation until
+ * the next kern_isa_select. 0, TANDEM_EINVAL or TANDEM_ENOTSUP. Same thread
+ * rules as kern_isa_select. */
+TANDEM_WUR int kern_aes_impl_select(kern_aes_impl_t impl);
+
+/* ------------------------------------------------------------------------ */
 /* DCF: distributed comparison function (Boyle et al., Eurocrypt 2021),      */
 /* on fixed-key AES (OpenSSL, AES-NI). Key generation and evaluation are     */
 /* batched over `count` independent instances.                               */

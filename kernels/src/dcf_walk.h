@@ -1,0 +1,398 @@
+/* dcf_walk.h - the DCF's tree walk (key layout and proof in dcf.c), written
+ * once over GCC vector types and included by each AES implementation: dcf.c
+ * (128-bit vectors, OpenSSL as the AES: the reference), x86_64/aesni.c
+ * (128-bit, AES-NI), x86_64/avx2/aes_vaes256.c (256-bit, two instances per
+ * vector) and x86_64/avx512/aes_vaes512.c (512-bit, four per vector).
+ *
+ * One 128-bit lane holds one instance: its seed with the control bit t in
+ * bit 0 (seeds keep their two low bits clear, so t rides in the seed), a
+ * value word in the low half of a lane, and so on. A group of DCF_U vectors
+ * (DCF_U * DCF_VB / 16 instances) walks all levels with its state in
+ * registers: at each level the AES inputs are formed from the seeds, the
+ * whole group's blocks go through the AES rounds together (so 8 or more
+ * blocks are in flight), and the Matyas-Meyer-Oseas feed-forward, the
+ * correction words (loaded straight from the keys) and the value
+ * accumulation are applied to the AES output while it is still in registers:
+ * there is no separate folding pass and no state written back per level.
+ * Keys of one instance are read front to back, a stream per lane.
+ *
+ * The includer defines, before including:
+ *   DCF_VB, DCF_U     vector bytes (16, 32, 64) and vectors per group
+ *   DCF_NAME(s)       s with the implementation's suffix
+ *   vq                typedef uint64_t vq __attribute__((vector_size(DCF_VB)))
+ *   dcf_aes_t, dcf_aes_open(dcf_aes_t *, const kern_aes_ks_t *) -> int,
+ *   dcf_aes_close(dcf_aes_t *), dcf_aes_run(const dcf_aes_t *, vq *b,
+ *   unsigned n) -> int: encrypts the n vectors b[0..n) in place, every lane;
+ *   dcf_ld16(p, stride, n) / dcf_ld8(p, stride, n): lane j gets the 16 (or 8,
+ *   high half 0) bytes at p + j * stride for j < n, lanes j >= n repeat lane
+ *   n - 1 (1 <= n <= lanes); dcf_st16 / dcf_st8 (p, stride, v, n): the
+ *   reverse for lanes j < n only (n may be 0).
+ * It defines static DCF_NAME(dcf_eval) and DCF_NAME(dcf_gen) with the
+ * contracts of kern__aes_impl_t's dcf_eval and dcf_gen.
+ */
+#ifndef DCF_VB
+#error "define DCF_VB, DCF_U, DCF_NAME and the hooks before including dcf_walk.h"
+#endif
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the DCF walk reads key bytes as little-endian vector lanes"
+#endif
+
+#define DCF_L (DCF_VB / 16)  /* instances per vector */
+#define DCF_NQ (DCF_VB / 8)  /* 64-bit words per vector */
+#define DCF_G (DCF_U * DCF_L) /* instances per group */
+#define DCF_AI __attribute__((always_inline)) inline
+/* AES blocks per instance and level: eval 1 + ceil(w/2), gen 2 * (2 + w). */
+#define DCF_EB (1 + (KERN_DCF_MAX_WIDTH + 1) / 2)
+#define DCF_GB (2 * (2 + KERN_DCF_MAX_WIDTH))
+
+/* Every lane = (lo, hi). */
+static DCF_AI vq vpair(uint64_t lo, uint64_t hi) {
+  vq v;
+  for (unsigned i = 0; i < DCF_NQ; i += 2) {
+    v[i] = lo;
+    v[i + 1] = hi;
+  }
+  return v;
+}
+
+/* The two 64-bit halves of every lane swapped. */
+static DCF_AI vq vswap(vq v) {
+#if defined(__clang__)
+#if DCF_NQ == 2
+  return __builtin_shufflevector(v, v, 1, 0);
+#elif DCF_NQ == 4
+  return __builtin_shufflevector(v, v, 1, 0, 3, 2);
+#else
+  return __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6);
+#endif
+#else
+#if DCF_NQ == 2
+  const vq idx = {1, 0};
+#elif DCF_NQ == 4
+  const vq idx = {1, 0, 3, 2};
+#else
+  const vq idx = {1, 0, 3, 2, 5, 4, 7, 6};
+#endif
+  return __builtin_shuffle(v, idx);
+#endif
+}
+
+/* a where m is all ones, b where it is 0 (m is a mask, never a branch). */
+static DCF_AI vq vsel(vq m, vq a, vq b) { return (a & m) | (b & ~m); }
+
+/* Word q of the value words whose first block is blk[j0] (rows of u):
+ * in the low half of each lane. */
+#define WORD_AT(blk, j0, q, u)                                               \
+  (((q) & 1u) ? vswap((blk)[(j0) + ((q) >> 1)][u]) : (blk)[(j0) + ((q) >> 1)][u])
+
+/* Lane bookkeeping of a group of nv (1..DCF_G) instances: vector u covers
+ * instances u*L .. u*L+L-1; nl[u] lanes are loaded (at least 1: a vector
+ * beyond nv reloads instance 0, harmlessly) and ns[u] are stored. */
+static DCF_AI void group_lanes(size_t nv, size_t first[DCF_U],
+                               unsigned nl[DCF_U], unsigned ns[DCF_U]) {
+  for (unsigned u = 0; u < DCF_U; u++) {
+    size_t i0 = (size_t)u * DCF_L;
+    if (i0 < nv) {
+      size_t r = nv - i0;
+      first[u] = i0;
+      nl[u] = ns[u] = r < DCF_L ? (unsigned)r : DCF_L;
+    } else {
+      first[u] = 0;
+      nl[u] = 1;
+      ns[u] = 0;
+    }
+  }
+}
+
+/* One level of evaluation for a group. Not last: child seed block (tweak
+ * x_l) and the ceil(w/2) blocks holding the child's value words; s, t and V
+ * are updated. Last: the value blocks only, and V ends holding the leaf's
+ * share before the party's sign. */
+static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
+                             const int last, unsigned sh,
+                             const uint8_t *const kp[DCF_U], size_t kb,
+                             const unsigned nl[DCF_U], size_t off,
+                             vq S[DCF_U], const vq X[DCF_U],
+                             vq V[DCF_U][KERN_DCF_MAX_WIDTH]) {
+  const unsigned H = (W + 1) / 2;
+  const unsigned NB = last ? H : 1 + H;
+  const unsigned v0 = last ? 0 : 1;
+  const vq lo1 = vpair(1, 0);
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  vq B[DCF_EB][DCF_U], I[DCF_EB][DCF_U], MX[DCF_U];
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++) {
+    const vq xb = (X[u] >> sh) & lo1;
+    const vq base = S[u] & not3;
+    MX[u] = -xb; /* low half all ones where x's bit is 1 */
+    if (!last)
+      I[0][u] = base ^ xb;
+    /* The child's words xb*w .. xb*w+w-1 start in value block xb*w/2,
+     * whose tweak is 2 + xb*w/2. */
+    const vq j0 = vpair(2, 0) + ((MX[u] & vpair(W, 0)) >> 1);
+#pragma GCC unroll 8
+    for (unsigned j = 0; j < H; j++)
+      I[v0 + j][u] = base ^ (j0 + vpair(j, 0));
+  }
+#pragma GCC unroll 8
+  for (unsigned j = 0; j < NB; j++)
+#pragma GCC unroll 16
+    for (unsigned u = 0; u < DCF_U; u++)
+      B[j][u] = I[j][u];
+  int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_U);
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++) {
+#pragma GCC unroll 8
+    for (unsigned j = 0; j < NB; j++)
+      B[j][u] ^= I[j][u]; /* Matyas-Meyer-Oseas feed-forward */
+    const vq t = S[u] & lo1;
+    const vq mtl = -t;
+    if (!last) {
+      const vq mt = -(t | vswap(t));
+      const vq cw = dcf_ld16(kp[u] + off, kb, nl[u]);
+      const vq o = B[0][u];
+      /* t_CW^L is bit 0 of s_CW's first byte, t_CW^R bit 1. */
+      const vq tcw = vsel(MX[u], cw >> 1, cw) & lo1;
+      S[u] = ((o & not3) ^ (cw & not3 & mt)) | ((o & lo1) ^ (tcw & t));
+    }
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++) {
+      /* For odd w the right child's words start mid-block. */
+      vq wv = (W & 1u) ? vsel(MX[u], WORD_AT(B, v0, k + 1, u),
+                              WORD_AT(B, v0, k, u))
+                       : WORD_AT(B, v0, k, u);
+      vq c;
+      if (!last) {
+        c = dcf_ld8(kp[u] + off + 16 + 8 * k, kb, nl[u]);
+      } else {
+        vq cl = dcf_ld8(kp[u] + off + 8 * k, kb, nl[u]);
+        vq cr = dcf_ld8(kp[u] + off + 8 * (W + k), kb, nl[u]);
+        c = vsel(MX[u], cr, cl);
+      }
+      V[u][k] += wv + (c & mtl);
+    }
+  }
+  return rc;
+}
+
+static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
+                             unsigned nbits, const unsigned W,
+                             const uint8_t *keys, size_t kb,
+                             const uint64_t *x, uint64_t *y, size_t nv) {
+  size_t first[DCF_U];
+  unsigned nl[DCF_U], ns[DCF_U];
+  const uint8_t *kp[DCF_U];
+  vq S[DCF_U], X[DCF_U], V[DCF_U][KERN_DCF_MAX_WIDTH];
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  group_lanes(nv, first, nl, ns);
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++) {
+    kp[u] = keys + first[u] * kb;
+    S[u] = (dcf_ld16(kp[u], kb, nl[u]) & not3) | vpair(party, 0);
+    X[u] = dcf_ld8((const uint8_t *)(x + first[u]), 8, nl[u]);
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++)
+      V[u][k] = vpair(0, 0);
+  }
+  const size_t lb = 16 + 8 * (size_t)W;
+  size_t off = 16;
+  int rc = 0;
+  for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
+    rc |= eval_level(aes, W, 0, nbits - 1 - l, kp, kb, nl, off, S, X, V);
+  rc |= eval_level(aes, W, 1, 0, kp, kb, nl, off, S, X, V);
+  const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++)
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++)
+      dcf_st8((uint8_t *)(y + first[u] * W + k), 8 * (size_t)W,
+              (V[u][k] ^ mp) - mp, ns[u]);
+  return rc;
+}
+
+/* One level of generation for a group: both parties' children (not last:
+ * 2 seed blocks and w value blocks each; last: the w value blocks), the
+ * correction words written to both keys, the seeds walked along alpha. */
+static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
+                            const int last, unsigned sh,
+                            uint8_t *const kp0[DCF_U], uint8_t *const kp1[DCF_U],
+                            size_t kb, const uint64_t *const bp[DCF_U],
+                            const unsigned nl[DCF_U], const unsigned ns[DCF_U],
+                            size_t off, vq S0[DCF_U], vq S1[DCF_U],
+                            const vq A[DCF_U],
+                            vq V[DCF_U][KERN_DCF_MAX_WIDTH]) {
+  const unsigned NP = last ? W : 2 + W; /* blocks per party */
+  const unsigned tw0 = last ? 2 : 0;    /* tweak of the first */
+  const unsigned v0 = last ? 0 : 2;     /* first value block */
+  const vq lo1 = vpair(1, 0);
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  vq B[DCF_GB][DCF_U], I[DCF_GB][DCF_U];
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++) {
+    const vq b0 = S0[u] & not3, b1 = S1[u] & not3;
+#pragma GCC unroll 10
+    for (unsigned j = 0; j < NP; j++) {
+      I[j][u] = b0 ^ vpair(tw0 + j, 0);
+      I[NP + j][u] = b1 ^ vpair(tw0 + j, 0);
+    }
+  }
+#pragma GCC unroll 20
+  for (unsigned j = 0; j < 2 * NP; j++)
+#pragma GCC unroll 16
+    for (unsigned u = 0; u < DCF_U; u++)
+      B[j][u] = I[j][u];
+  int rc = dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_U);
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++) {
+#pragma GCC unroll 20
+    for (unsigned j = 0; j < 2 * NP; j++)
+      B[j][u] ^= I[j][u];
+    const vq a = (A[u] >> sh) & lo1;
+    const vq mal = -a;                 /* low half: alpha's bit */
+    const vq ma = -(a | vswap(a));     /* whole lane */
+    const vq t0 = S0[u] & lo1, t1 = S1[u] & lo1;
+    const vq m1 = -t1;
+    if (!last) {
+      const vq sl0 = B[0][u], sr0 = B[1][u];
+      const vq sl1 = B[NP][u], sr1 = B[NP + 1][u];
+      /* Lose is the left child where alpha's bit is 1. */
+      const vq scw = (vsel(ma, sl0, sr0) ^ vsel(ma, sl1, sr1)) & not3;
+      const vq tcwl = ((sl0 ^ sl1) & lo1) ^ a ^ lo1;
+      const vq tcwr = ((sr0 ^ sr1) & lo1) ^ a;
+      const vq cwb = scw | tcwl | (tcwr << 1);
+      dcf_st16(kp0[u] + off, kb, cwb, ns[u]);
+      dcf_st16(kp1[u] + off, kb, cwb, ns[u]);
+      const vq tcwk = vsel(mal, tcwr, tcwl);
+      const vq k0 = vsel(ma, sr0, sl0), k1 = vsel(ma, sr1, sl1);
+      const vq mt0 = -(t0 | vswap(t0)), mt1 = -(t1 | vswap(t1));
+#pragma GCC unroll 8
+      for (unsigned k = 0; k < W; k++) {
+        const vq be = dcf_ld8((const uint8_t *)(bp[u] + k), 8 * (size_t)W, nl[u]);
+        const vq vl0 = WORD_AT(B, v0, k, u), vr0 = WORD_AT(B, v0, W + k, u);
+        const vq vl1 = WORD_AT(B, NP + v0, k, u);
+        const vq vr1 = WORD_AT(B, NP + v0, W + k, u);
+        const vq lose0 = vsel(mal, vl0, vr0), keep0 = vsel(mal, vr0, vl0);
+        const vq lose1 = vsel(mal, vl1, vr1), keep1 = vsel(mal, vr1, vl1);
+        /* Leaving alpha's path to the left of a 1-bit means x < alpha:
+         * that correction also carries beta. */
+        const vq d = lose1 - lose0 - V[u][k] + (be & mal);
+        const vq vcw = (d ^ m1) - m1;
+        V[u][k] += keep0 - keep1 + ((vcw ^ m1) - m1);
+        dcf_st8(kp0[u] + off + 16 + 8 * k, kb, vcw, ns[u]);
+        dcf_st8(kp1[u] + off + 16 + 8 * k, kb, vcw, ns[u]);
+      }
+      S0[u] = ((k0 & not3) ^ (scw & mt0)) | ((k0 & lo1) ^ (tcwk & t0));
+      S1[u] = ((k1 & not3) ^ (scw & mt1)) | ((k1 & lo1) ^ (tcwk & t1));
+    } else {
+#pragma GCC unroll 8
+      for (unsigned k = 0; k < W; k++) {
+        const vq be = dcf_ld8((const uint8_t *)(bp[u] + k), 8 * (size_t)W, nl[u]);
+#pragma GCC unroll 2
+        for (unsigned c = 0; c < 2; c++) {
+          const vq w0 = WORD_AT(B, 0, c * W + k, u);
+          const vq w1 = WORD_AT(B, NP, c * W + k, u);
+          /* The left leaf is below alpha exactly when alpha's bit is 1. */
+          const vq d = w1 - w0 - V[u][k] + (c == 0 ? (be & mal) : vpair(0, 0));
+          const vq cw = (d ^ m1) - m1;
+          dcf_st8(kp0[u] + off + 8 * (c * W + k), kb, cw, ns[u]);
+          dcf_st8(kp1[u] + off + 8 * (c * W + k), kb, cw, ns[u]);
+        }
+      }
+    }
+  }
+  return rc;
+}
+
+static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
+                            const unsigned W, const uint64_t *alpha,
+                            const uint64_t *beta, uint8_t *k0, uint8_t *k1,
+                            size_t kb, size_t nv) {
+  size_t first[DCF_U];
+  unsigned nl[DCF_U], ns[DCF_U];
+  uint8_t *kp0[DCF_U], *kp1[DCF_U];
+  const uint64_t *bp[DCF_U];
+  vq S0[DCF_U], S1[DCF_U], A[DCF_U], V[DCF_U][KERN_DCF_MAX_WIDTH];
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  group_lanes(nv, first, nl, ns);
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_U; u++) {
+    kp0[u] = k0 + first[u] * kb;
+    kp1[u] = k1 + first[u] * kb;
+    bp[u] = beta + first[u] * W;
+    /* Root seeds are in the keys already; t_0 = 0, t_1 = 1. */
+    S0[u] = dcf_ld16(kp0[u], kb, nl[u]) & not3;
+    S1[u] = (dcf_ld16(kp1[u], kb, nl[u]) & not3) | vpair(1, 0);
+    A[u] = dcf_ld8((const uint8_t *)(alpha + first[u]), 8, nl[u]);
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++)
+      V[u][k] = vpair(0, 0);
+  }
+  const size_t lb = 16 + 8 * (size_t)W;
+  size_t off = 16;
+  int rc = 0;
+  for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
+    rc |= gen_level(aes, W, 0, nbits - 1 - l, kp0, kp1, kb, bp, nl, ns, off,
+                    S0, S1, A, V);
+  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, bp, nl, ns, off, S0, S1, A, V);
+  return rc;
+}
+
+#define DCF_WIDTH_CASES(CALL)                                                \
+  switch (width) {                                                           \
+  case 1: rc = CALL(1); break;                                               \
+  case 2: rc = CALL(2); break;                                               \
+  case 3: rc = CALL(3); break;                                               \
+  case 4: rc = CALL(4); break;                                               \
+  case 5: rc = CALL(5); break;                                               \
+  case 6: rc = CALL(6); break;                                               \
+  case 7: rc = CALL(7); break;                                               \
+  default: rc = CALL(8); break;                                              \
+  }
+
+static int DCF_NAME(dcf_eval)(const kern_aes_ks_t *ks, int party,
+                              unsigned nbits, unsigned width, size_t n,
+                              const uint8_t *keys, size_t kb,
+                              const uint64_t *x, uint64_t *y) {
+  dcf_aes_t aes;
+  int rc = dcf_aes_open(&aes, ks);
+  if (rc != 0)
+    return rc;
+  for (size_t g = 0; g < n && rc == 0; g += DCF_G) {
+    const size_t nv = n - g < DCF_G ? n - g : DCF_G;
+#define EVAL_W(w)                                                            \
+  eval_group(&aes, (uint64_t)party, nbits, w, keys + g * kb, kb, x + g,      \
+             y + g * (w), nv)
+    DCF_WIDTH_CASES(EVAL_W)
+#undef EVAL_W
+  }
+  dcf_aes_close(&aes);
+  return rc;
+}
+
+static int DCF_NAME(dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits,
+                             unsigned width, size_t n, const uint64_t *alpha,
+                             const uint64_t *beta, uint8_t *k0, uint8_t *k1,
+                             size_t kb) {
+  dcf_aes_t aes;
+  int rc = dcf_aes_open(&aes, ks);
+  if (rc != 0)
+    return rc;
+  for (size_t g = 0; g < n && rc == 0; g += DCF_G) {
+    const size_t nv = n - g < DCF_G ? n - g : DCF_G;
+#define GEN_W(w)                                                             \
+  gen_group(&aes, nbits, w, alpha + g, beta + g * (w), k0 + g * kb,          \
+            k1 + g * kb, kb, nv)
+    DCF_WIDTH_CASES(GEN_W)
+#undef GEN_W
+  }
+  dcf_aes_close(&aes);
+  return rc;
+}
+
+#undef DCF_WIDTH_CASES
+#undef WORD_AT
+#undef DCF_AI
