@@ -40,6 +40,7 @@ void kern__aes128_expand_aesni(kern_aes_ks_t *ks) {
 
 static inline __m128i enc1(const __m128i *rk, __m128i b) {
   b = _mm_xor_si128(b, rk[0]);
+#pragma GCC unroll 16
   for (int r = 1; r < 10; r++)
     b = _mm_aesenc_si128(b, rk[r]);
   return _mm_aesenclast_si128(b, rk[10]);
@@ -48,17 +49,22 @@ static inline __m128i enc1(const __m128i *rk, __m128i b) {
 static int ecb_aesni(const kern_aes_ks_t *ks, const uint8_t *in, uint8_t *out,
                      size_t nblocks) {
   __m128i rk[11];
+#pragma GCC unroll 16
   for (int i = 0; i < 11; i++)
     rk[i] = _mm_loadu_si128((const __m128i *)ks->rk[i]);
   size_t i = 0;
   for (; i + 8 <= nblocks; i += 8) {
     __m128i b[8];
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
       b[j] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(in + 16 * (i + j))),
                            rk[0]);
+#pragma GCC unroll 16
     for (int r = 1; r < 10; r++)
+#pragma GCC unroll 16
       for (int j = 0; j < 8; j++)
         b[j] = _mm_aesenc_si128(b[j], rk[r]);
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
       _mm_storeu_si128((__m128i *)(out + 16 * (i + j)),
                        _mm_aesenclast_si128(b[j], rk[10]));
@@ -94,6 +100,7 @@ dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
 #pragma GCC unroll 64
   for (unsigned j = 0; j < n; j++)
     b[j] ^= a->k[0];
+#pragma GCC unroll 16
   for (int r = 1; r < 10; r++)
 #pragma GCC unroll 64
     for (unsigned j = 0; j < n; j++)

@@ -13,17 +13,22 @@
 static int ecb_vaes256(const kern_aes_ks_t *ks, const uint8_t *in,
                        uint8_t *out, size_t nblocks) {
   __m256i rk[11];
+#pragma GCC unroll 16
   for (int i = 0; i < 11; i++)
     rk[i] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ks->rk[i]));
   size_t i = 0;
   for (; i + 16 <= nblocks; i += 16) {
     __m256i b[8];
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
       b[j] = _mm256_xor_si256(
           _mm256_loadu_si256((const __m256i *)(in + 16 * (i + 2 * j))), rk[0]);
+#pragma GCC unroll 16
     for (int r = 1; r < 10; r++)
+#pragma GCC unroll 16
       for (int j = 0; j < 8; j++)
         b[j] = _mm256_aesenc_epi128(b[j], rk[r]);
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
       _mm256_storeu_si256((__m256i *)(out + 16 * (i + 2 * j)),
                           _mm256_aesenclast_epi128(b[j], rk[10]));
@@ -31,6 +36,7 @@ static int ecb_vaes256(const kern_aes_ks_t *ks, const uint8_t *in,
   for (; i + 2 <= nblocks; i += 2) {
     __m256i b = _mm256_xor_si256(
         _mm256_loadu_si256((const __m256i *)(in + 16 * i)), rk[0]);
+#pragma GCC unroll 16
     for (int r = 1; r < 10; r++)
       b = _mm256_aesenc_epi128(b, rk[r]);
     _mm256_storeu_si256((__m256i *)(out + 16 * i),
@@ -39,6 +45,7 @@ static int ecb_vaes256(const kern_aes_ks_t *ks, const uint8_t *in,
   if (i < nblocks) {
     __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(in + 16 * i)),
                               _mm256_castsi256_si128(rk[0]));
+#pragma GCC unroll 16
     for (int r = 1; r < 10; r++)
       b = _mm_aesenc_si128(b, _mm256_castsi256_si128(rk[r]));
     _mm_storeu_si128((__m128i *)(out + 16 * i),
@@ -73,6 +80,7 @@ dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
 #pragma GCC unroll 64
   for (unsigned j = 0; j < n; j++)
     b[j] ^= a->k[0];
+#pragma GCC unroll 16
   for (int r = 1; r < 10; r++)
 #pragma GCC unroll 64
     for (unsigned j = 0; j < n; j++)

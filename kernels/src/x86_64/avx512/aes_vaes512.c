@@ -13,17 +13,22 @@
 static int ecb_vaes512(const kern_aes_ks_t *ks, const uint8_t *in,
                        uint8_t *out, size_t nblocks) {
   __m512i rk[11];
+#pragma GCC unroll 16
   for (int i = 0; i < 11; i++)
     rk[i] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ks->rk[i]));
   size_t i = 0;
   for (; i + 32 <= nblocks; i += 32) {
     __m512i b[8];
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
       b[j] = _mm512_xor_si512(
           _mm512_loadu_si512((const void *)(in + 16 * (i + 4 * j))), rk[0]);
+#pragma GCC unroll 16
     for (int r = 1; r < 10; r++)
+#pragma GCC unroll 16
       for (int j = 0; j < 8; j++)
         b[j] = _mm512_aesenc_epi128(b[j], rk[r]);
+#pragma GCC unroll 16
     for (int j = 0; j < 8; j++)
       _mm512_storeu_si512((void *)(out + 16 * (i + 4 * j)),
                           _mm512_aesenclast_epi128(b[j], rk[10]));
@@ -33,6 +38,7 @@ static int ecb_vaes512(const kern_aes_ks_t *ks, const uint8_t *in,
     size_t r4 = nblocks - i < 4 ? nblocks - i : 4;
     __mmask8 m = (__mmask8)((1u << (2 * r4)) - 1);
     __m512i b = _mm512_xor_si512(_mm512_maskz_loadu_epi64(m, in + 16 * i), rk[0]);
+#pragma GCC unroll 16
     for (int r = 1; r < 10; r++)
       b = _mm512_aesenc_epi128(b, rk[r]);
     _mm512_mask_storeu_epi64(out + 16 * i, m, _mm512_aesenclast_epi128(b, rk[10]));
@@ -66,6 +72,7 @@ dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
 #pragma GCC unroll 64
   for (unsigned j = 0; j < n; j++)
     b[j] ^= a->k[0];
+#pragma GCC unroll 16
   for (int r = 1; r < 10; r++)
 #pragma GCC unroll 64
     for (unsigned j = 0; j < n; j++)
