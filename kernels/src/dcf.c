@@ -85,9 +85,6 @@
  * gates' 10^4-instance batches. */
 #define DCF_SLICE 512u
 
-/* Root seeds drawn from the caller's PRG per round of this many instances. */
-#define DCF_SEED_BATCH 256u
-
 /* The fixed public AES key: the first 128 bits of the fractional part of pi,
  * a value nobody chose. */
 static const uint8_t dcf_aes_key[16] = {0x24, 0x3f, 0x6a, 0x88, 0x85, 0xa3,
@@ -106,7 +103,8 @@ typedef uint64_t vq __attribute__((vector_size(16)));
 #define DCF_VB 16
 /* 32 instances per EVP call: its fixed cost is spread over 64 blocks or
  * more. */
-#define DCF_U 32
+#define DCF_UE 32
+#define DCF_UG 32
 #define DCF_NAME(s) s##_openssl
 
 typedef struct {
@@ -197,20 +195,16 @@ int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width, size_t count,
   }
 
   /* Root seeds first, serially, in instance order: 16 bytes for party 0
-   * then 16 for party 1, two low bits cleared. */
-  int rc = 0;
-  uint8_t rnd[DCF_SEED_BATCH * 32];
-  for (size_t i0 = 0; i0 < count && rc == 0; i0 += DCF_SEED_BATCH) {
-    size_t cn = count - i0 < DCF_SEED_BATCH ? count - i0 : DCF_SEED_BATCH;
-    rc = kern_prg_bytes(prg, rnd, cn * 32);
-    for (size_t i = 0; i < cn && rc == 0; i++) {
-      memcpy(k0 + (i0 + i) * kb, rnd + 32 * i, 16);
-      memcpy(k1 + (i0 + i) * kb, rnd + 32 * i + 16, 16);
-      k0[(i0 + i) * kb] &= 0xfc;
-      k1[(i0 + i) * kb] &= 0xfc;
-    }
-  }
-  OPENSSL_cleanse(rnd, sizeof rnd);
+   * then 16 for party 1, two low bits cleared. They land in a compact
+   * buffer that the walk copies into the keys with the rest, so every key
+   * line is written once, in order. */
+  const size_t rbytes = count * 32; /* no overflow: kb >= 32 */
+  uint8_t *roots = malloc(rbytes);
+  if (roots == NULL)
+    return TANDEM_ENOMEM;
+  int rc = kern_prg_bytes(prg, roots, rbytes);
+  for (size_t i = 0; i < 2 * count && rc == 0; i++)
+    roots[16 * i] &= 0xfc;
 
   if (rc == 0) {
     kern_aes_ks_t ks;
@@ -222,7 +216,7 @@ int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width, size_t count,
     for (size_t s = 0; s < nslices; s++) {
       size_t i0 = s * DCF_SLICE;
       size_t n = count - i0 < DCF_SLICE ? count - i0 : DCF_SLICE;
-      int r = impl->dcf_gen(&ks, nbits, width, n, alpha + i0,
+      int r = impl->dcf_gen(&ks, nbits, width, n, roots + 32 * i0, alpha + i0,
                             beta + i0 * width, k0 + i0 * kb, k1 + i0 * kb, kb);
       if (r != 0) {
 #pragma omp atomic write
@@ -231,6 +225,8 @@ int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width, size_t count,
     }
     rc = err;
   }
+  OPENSSL_cleanse(roots, rbytes);
+  free(roots);
   if (rc != 0) {
     /* Half-written keys are of no use to anyone; do not leave them around. */
     OPENSSL_cleanse(k0, count * kb);

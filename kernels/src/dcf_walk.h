@@ -6,9 +6,10 @@
  *
  * One 128-bit lane holds one instance: its seed with the control bit t in
  * bit 0 (seeds keep their two low bits clear, so t rides in the seed), a
- * value word in the low half of a lane, and so on. A group of DCF_U vectors
- * (DCF_U * DCF_VB / 16 instances) walks all levels with its state in
- * registers: at each level the AES inputs are formed from the seeds, the
+ * value word in the low half of a lane, and so on. A group of vectors
+ * (DCF_UE or DCF_UG of them, four lanes each at most) walks all levels with
+ * its state in
+ * registers (DCF_UE or DCF_UG vectors): at each level the AES inputs are formed from the seeds, the
  * whole group's blocks go through the AES rounds together (so 8 or more
  * blocks are in flight), and the Matyas-Meyer-Oseas feed-forward, the
  * correction words (loaded straight from the keys) and the value
@@ -17,7 +18,8 @@
  * Keys of one instance are read front to back, a stream per lane.
  *
  * The includer defines, before including:
- *   DCF_VB, DCF_U     vector bytes (16, 32, 64) and vectors per group
+ *   DCF_VB            vector bytes (16, 32, 64)
+ *   DCF_UE, DCF_UG    vectors per group when evaluating, generating
  *   DCF_NAME(s)       s with the implementation's suffix
  *   vq                typedef uint64_t vq __attribute__((vector_size(DCF_VB)))
  *   dcf_aes_t, dcf_aes_open(dcf_aes_t *, const kern_aes_ks_t *) -> int,
@@ -31,7 +33,7 @@
  * contracts of kern__aes_impl_t's dcf_eval and dcf_gen.
  */
 #ifndef DCF_VB
-#error "define DCF_VB, DCF_U, DCF_NAME and the hooks before including dcf_walk.h"
+#error "define DCF_VB, DCF_UE, DCF_UG, DCF_NAME and the hooks before including dcf_walk.h"
 #endif
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the DCF walk reads key bytes as little-endian vector lanes"
@@ -39,7 +41,8 @@
 
 #define DCF_L (DCF_VB / 16)  /* instances per vector */
 #define DCF_NQ (DCF_VB / 8)  /* 64-bit words per vector */
-#define DCF_G (DCF_U * DCF_L) /* instances per group */
+#define DCF_GE (DCF_UE * DCF_L) /* instances per evaluation group */
+#define DCF_GG (DCF_UG * DCF_L) /* instances per generation group */
 #define DCF_AI __attribute__((always_inline)) inline
 /* AES blocks per instance and level: eval 1 + ceil(w/2), gen 2 * (2 + w). */
 #define DCF_EB (1 + (KERN_DCF_MAX_WIDTH + 1) / 2)
@@ -85,12 +88,12 @@ static DCF_AI vq vsel(vq m, vq a, vq b) { return (a & m) | (b & ~m); }
 #define WORD_AT(blk, j0, q, u)                                               \
   (((q) & 1u) ? vswap((blk)[(j0) + ((q) >> 1)][u]) : (blk)[(j0) + ((q) >> 1)][u])
 
-/* Lane bookkeeping of a group of nv (1..DCF_G) instances: vector u covers
+/* Lane bookkeeping of a group of nv (1..U*L) instances: vector u covers
  * instances u*L .. u*L+L-1; nl[u] lanes are loaded (at least 1: a vector
  * beyond nv reloads instance 0, harmlessly) and ns[u] are stored. */
-static DCF_AI void group_lanes(size_t nv, size_t first[DCF_U],
-                               unsigned nl[DCF_U], unsigned ns[DCF_U]) {
-  for (unsigned u = 0; u < DCF_U; u++) {
+static DCF_AI void group_lanes(size_t nv, const unsigned U, size_t *first,
+                               unsigned *nl, unsigned *ns) {
+  for (unsigned u = 0; u < U; u++) {
     size_t i0 = (size_t)u * DCF_L;
     if (i0 < nv) {
       size_t r = nv - i0;
@@ -104,49 +107,66 @@ static DCF_AI void group_lanes(size_t nv, size_t first[DCF_U],
   }
 }
 
+/* The keys are walked with a stride of kb bytes per lane, 16 to 32
+ * streams at once, which the hardware prefetchers do not follow: each level
+ * asks for the same bytes of the next group's keys (G instances on), so a
+ * group finds its key lines in cache and gen's stores find theirs owned.
+ * Prefetches never fault; past the last key they are merely wasted. */
+static DCF_AI void prefetch_group(const uint8_t *next, const unsigned G,
+                                  size_t kb, size_t off, const int write) {
+#pragma GCC unroll 32
+  for (unsigned i = 0; i < G; i++) {
+    if (write)
+      __builtin_prefetch(next + i * kb + off, 1);
+    else
+      __builtin_prefetch(next + i * kb + off, 0);
+  }
+}
+
 /* One level of evaluation for a group. Not last: child seed block (tweak
  * x_l) and the ceil(w/2) blocks holding the child's value words; s, t and V
  * are updated. Last: the value blocks only, and V ends holding the leaf's
  * share before the party's sign. */
 static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
                              const int last, unsigned sh,
-                             const uint8_t *const kp[DCF_U], size_t kb,
-                             const unsigned nl[DCF_U], size_t off,
-                             vq S[DCF_U], const vq X[DCF_U],
-                             vq V[DCF_U][KERN_DCF_MAX_WIDTH]) {
+                             const uint8_t *const kp[DCF_UE], size_t kb,
+                             const unsigned nl[DCF_UE], size_t off,
+                             vq S[DCF_UE], const vq X[DCF_UE],
+                             vq V[DCF_UE][KERN_DCF_MAX_WIDTH],
+                             const uint8_t *next) {
   const unsigned H = (W + 1) / 2;
   const unsigned NB = last ? H : 1 + H;
   const unsigned v0 = last ? 0 : 1;
   const vq lo1 = vpair(1, 0);
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  vq B[DCF_EB][DCF_U], I[DCF_EB][DCF_U], MX[DCF_U];
+  vq B[DCF_EB][DCF_UE], BASE[DCF_UE], MX[DCF_UE];
 
+  /* The AES input of block j is base ^ tweak_j: kept as base and the
+   * tweaks, recomputed for the feed-forward, so that only the blocks in
+   * flight occupy registers. */
+#define EVAL_TWEAK(u, j)                                                     \
+  ((!last && (j) == 0) ? (MX[u] & lo1)                                       \
+                       : vpair(2 + (j) - v0, 0) +                             \
+                             ((MX[u] & vpair(W, 0)) >> 1))
 #pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++) {
+  for (unsigned u = 0; u < DCF_UE; u++) {
     const vq xb = (X[u] >> sh) & lo1;
-    const vq base = S[u] & not3;
+    BASE[u] = S[u] & not3;
     MX[u] = -xb; /* low half all ones where x's bit is 1 */
-    if (!last)
-      I[0][u] = base ^ xb;
-    /* The child's words xb*w .. xb*w+w-1 start in value block xb*w/2,
-     * whose tweak is 2 + xb*w/2. */
-    const vq j0 = vpair(2, 0) + ((MX[u] & vpair(W, 0)) >> 1);
-#pragma GCC unroll 8
-    for (unsigned j = 0; j < H; j++)
-      I[v0 + j][u] = base ^ (j0 + vpair(j, 0));
-  }
-#pragma GCC unroll 8
-  for (unsigned j = 0; j < NB; j++)
-#pragma GCC unroll 16
-    for (unsigned u = 0; u < DCF_U; u++)
-      B[j][u] = I[j][u];
-  int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_U);
-
-#pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++) {
+    /* Block 0 is the child x takes (tweak xb); its words xb*w .. xb*w+w-1
+     * start in value block xb*w/2, whose tweak is 2 + xb*w/2. */
 #pragma GCC unroll 8
     for (unsigned j = 0; j < NB; j++)
-      B[j][u] ^= I[j][u]; /* Matyas-Meyer-Oseas feed-forward */
+      B[j][u] = BASE[u] ^ EVAL_TWEAK(u, j);
+  }
+  int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_UE);
+  prefetch_group(next, DCF_GE, kb, off, 0);
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UE; u++) {
+#pragma GCC unroll 8
+    for (unsigned j = 0; j < NB; j++) /* Matyas-Meyer-Oseas feed-forward */
+      B[j][u] ^= BASE[u] ^ EVAL_TWEAK(u, j);
     const vq t = S[u] & lo1;
     const vq mtl = -t;
     if (!last) {
@@ -174,6 +194,7 @@ static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
       V[u][k] += wv + (c & mtl);
     }
   }
+#undef EVAL_TWEAK
   return rc;
 }
 
@@ -181,14 +202,15 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
                              unsigned nbits, const unsigned W,
                              const uint8_t *keys, size_t kb,
                              const uint64_t *x, uint64_t *y, size_t nv) {
-  size_t first[DCF_U];
-  unsigned nl[DCF_U], ns[DCF_U];
-  const uint8_t *kp[DCF_U];
-  vq S[DCF_U], X[DCF_U], V[DCF_U][KERN_DCF_MAX_WIDTH];
+  size_t first[DCF_UE];
+  unsigned nl[DCF_UE], ns[DCF_UE];
+  const uint8_t *kp[DCF_UE];
+  vq S[DCF_UE], X[DCF_UE], V[DCF_UE][KERN_DCF_MAX_WIDTH];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  group_lanes(nv, first, nl, ns);
+  const uint8_t *next = keys + DCF_GE * kb;
+  group_lanes(nv, DCF_UE, first, nl, ns);
 #pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++) {
+  for (unsigned u = 0; u < DCF_UE; u++) {
     kp[u] = keys + first[u] * kb;
     S[u] = (dcf_ld16(kp[u], kb, nl[u]) & not3) | vpair(party, 0);
     X[u] = dcf_ld8((const uint8_t *)(x + first[u]), 8, nl[u]);
@@ -200,11 +222,12 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
   size_t off = 16;
   int rc = 0;
   for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
-    rc |= eval_level(aes, W, 0, nbits - 1 - l, kp, kb, nl, off, S, X, V);
-  rc |= eval_level(aes, W, 1, 0, kp, kb, nl, off, S, X, V);
+    rc |= eval_level(aes, W, 0, nbits - 1 - l, kp, kb, nl, off, S, X, V,
+                     next);
+  rc |= eval_level(aes, W, 1, 0, kp, kb, nl, off, S, X, V, next);
   const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
 #pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++)
+  for (unsigned u = 0; u < DCF_UE; u++)
 #pragma GCC unroll 8
     for (unsigned k = 0; k < W; k++)
       dcf_st8((uint8_t *)(y + first[u] * W + k), 8 * (size_t)W,
@@ -217,40 +240,42 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
  * correction words written to both keys, the seeds walked along alpha. */
 static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
                             const int last, unsigned sh,
-                            uint8_t *const kp0[DCF_U], uint8_t *const kp1[DCF_U],
-                            size_t kb, const uint64_t *const bp[DCF_U],
-                            const unsigned nl[DCF_U], const unsigned ns[DCF_U],
-                            size_t off, vq S0[DCF_U], vq S1[DCF_U],
-                            const vq A[DCF_U],
-                            vq V[DCF_U][KERN_DCF_MAX_WIDTH]) {
+                            uint8_t *const kp0[DCF_UG], uint8_t *const kp1[DCF_UG],
+                            size_t kb, const uint64_t *const bp[DCF_UG],
+                            const unsigned nl[DCF_UG], const unsigned ns[DCF_UG],
+                            size_t off, vq S0[DCF_UG], vq S1[DCF_UG],
+                            const vq A[DCF_UG],
+                            vq V[DCF_UG][KERN_DCF_MAX_WIDTH],
+                            const uint8_t *next0, const uint8_t *next1) {
   const unsigned NP = last ? W : 2 + W; /* blocks per party */
   const unsigned tw0 = last ? 2 : 0;    /* tweak of the first */
   const unsigned v0 = last ? 0 : 2;     /* first value block */
   const vq lo1 = vpair(1, 0);
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  vq B[DCF_GB][DCF_U], I[DCF_GB][DCF_U];
+  vq B[DCF_GB][DCF_UG], B0[DCF_UG], B1[DCF_UG];
 
+  /* Inputs are base ^ tweak, recomputed for the feed-forward (eval_level). */
 #pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++) {
-    const vq b0 = S0[u] & not3, b1 = S1[u] & not3;
+  for (unsigned u = 0; u < DCF_UG; u++) {
+    B0[u] = S0[u] & not3;
+    B1[u] = S1[u] & not3;
 #pragma GCC unroll 10
     for (unsigned j = 0; j < NP; j++) {
-      I[j][u] = b0 ^ vpair(tw0 + j, 0);
-      I[NP + j][u] = b1 ^ vpair(tw0 + j, 0);
+      B[j][u] = B0[u] ^ vpair(tw0 + j, 0);
+      B[NP + j][u] = B1[u] ^ vpair(tw0 + j, 0);
     }
   }
-#pragma GCC unroll 20
-  for (unsigned j = 0; j < 2 * NP; j++)
-#pragma GCC unroll 16
-    for (unsigned u = 0; u < DCF_U; u++)
-      B[j][u] = I[j][u];
-  int rc = dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_U);
+  int rc = dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_UG);
+  prefetch_group(next0, DCF_GG, kb, off, 1);
+  prefetch_group(next1, DCF_GG, kb, off, 1);
 
 #pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++) {
-#pragma GCC unroll 20
-    for (unsigned j = 0; j < 2 * NP; j++)
-      B[j][u] ^= I[j][u];
+  for (unsigned u = 0; u < DCF_UG; u++) {
+#pragma GCC unroll 10
+    for (unsigned j = 0; j < NP; j++) {
+      B[j][u] ^= B0[u] ^ vpair(tw0 + j, 0);
+      B[NP + j][u] ^= B1[u] ^ vpair(tw0 + j, 0);
+    }
     const vq a = (A[u] >> sh) & lo1;
     const vq mal = -a;                 /* low half: alpha's bit */
     const vq ma = -(a | vswap(a));     /* whole lane */
@@ -308,24 +333,28 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
 }
 
 static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
-                            const unsigned W, const uint64_t *alpha,
-                            const uint64_t *beta, uint8_t *k0, uint8_t *k1,
-                            size_t kb, size_t nv) {
-  size_t first[DCF_U];
-  unsigned nl[DCF_U], ns[DCF_U];
-  uint8_t *kp0[DCF_U], *kp1[DCF_U];
-  const uint64_t *bp[DCF_U];
-  vq S0[DCF_U], S1[DCF_U], A[DCF_U], V[DCF_U][KERN_DCF_MAX_WIDTH];
+                            const unsigned W, const uint8_t *roots,
+                            const uint64_t *alpha, const uint64_t *beta,
+                            uint8_t *k0, uint8_t *k1, size_t kb, size_t nv) {
+  size_t first[DCF_UG];
+  unsigned nl[DCF_UG], ns[DCF_UG];
+  uint8_t *kp0[DCF_UG], *kp1[DCF_UG];
+  const uint64_t *bp[DCF_UG];
+  vq S0[DCF_UG], S1[DCF_UG], A[DCF_UG], V[DCF_UG][KERN_DCF_MAX_WIDTH];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  group_lanes(nv, first, nl, ns);
+  group_lanes(nv, DCF_UG, first, nl, ns);
 #pragma GCC unroll 16
-  for (unsigned u = 0; u < DCF_U; u++) {
+  for (unsigned u = 0; u < DCF_UG; u++) {
     kp0[u] = k0 + first[u] * kb;
     kp1[u] = k1 + first[u] * kb;
     bp[u] = beta + first[u] * W;
-    /* Root seeds are in the keys already; t_0 = 0, t_1 = 1. */
-    S0[u] = dcf_ld16(kp0[u], kb, nl[u]) & not3;
-    S1[u] = (dcf_ld16(kp1[u], kb, nl[u]) & not3) | vpair(1, 0);
+    /* Root seeds: 32 bytes per instance, party 0's then party 1's, written
+     * to the keys here with the rest (t_0 = 0, t_1 = 1). */
+    S0[u] = dcf_ld16(roots + 32 * first[u], 32, nl[u]) & not3;
+    S1[u] = dcf_ld16(roots + 32 * first[u] + 16, 32, nl[u]) & not3;
+    dcf_st16(kp0[u], kb, S0[u], ns[u]);
+    dcf_st16(kp1[u], kb, S1[u], ns[u]);
+    S1[u] |= vpair(1, 0);
     A[u] = dcf_ld8((const uint8_t *)(alpha + first[u]), 8, nl[u]);
 #pragma GCC unroll 8
     for (unsigned k = 0; k < W; k++)
@@ -336,8 +365,9 @@ static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
   int rc = 0;
   for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
     rc |= gen_level(aes, W, 0, nbits - 1 - l, kp0, kp1, kb, bp, nl, ns, off,
-                    S0, S1, A, V);
-  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, bp, nl, ns, off, S0, S1, A, V);
+                    S0, S1, A, V, k0 + DCF_GG * kb, k1 + DCF_GG * kb);
+  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, bp, nl, ns, off, S0, S1, A, V,
+                  k0 + DCF_GG * kb, k1 + DCF_GG * kb);
   return rc;
 }
 
@@ -361,8 +391,8 @@ static int DCF_NAME(dcf_eval)(const kern_aes_ks_t *ks, int party,
   int rc = dcf_aes_open(&aes, ks);
   if (rc != 0)
     return rc;
-  for (size_t g = 0; g < n && rc == 0; g += DCF_G) {
-    const size_t nv = n - g < DCF_G ? n - g : DCF_G;
+  for (size_t g = 0; g < n && rc == 0; g += DCF_GE) {
+    const size_t nv = n - g < DCF_GE ? n - g : DCF_GE;
 #define EVAL_W(w)                                                            \
   eval_group(&aes, (uint64_t)party, nbits, w, keys + g * kb, kb, x + g,      \
              y + g * (w), nv)
@@ -374,18 +404,18 @@ static int DCF_NAME(dcf_eval)(const kern_aes_ks_t *ks, int party,
 }
 
 static int DCF_NAME(dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits,
-                             unsigned width, size_t n, const uint64_t *alpha,
-                             const uint64_t *beta, uint8_t *k0, uint8_t *k1,
-                             size_t kb) {
+                             unsigned width, size_t n, const uint8_t *roots,
+                             const uint64_t *alpha, const uint64_t *beta,
+                             uint8_t *k0, uint8_t *k1, size_t kb) {
   dcf_aes_t aes;
   int rc = dcf_aes_open(&aes, ks);
   if (rc != 0)
     return rc;
-  for (size_t g = 0; g < n && rc == 0; g += DCF_G) {
-    const size_t nv = n - g < DCF_G ? n - g : DCF_G;
+  for (size_t g = 0; g < n && rc == 0; g += DCF_GG) {
+    const size_t nv = n - g < DCF_GG ? n - g : DCF_GG;
 #define GEN_W(w)                                                             \
-  gen_group(&aes, nbits, w, alpha + g, beta + g * (w), k0 + g * kb,          \
-            k1 + g * kb, kb, nv)
+  gen_group(&aes, nbits, w, roots + 32 * g, alpha + g, beta + g * (w),       \
+            k0 + g * kb, k1 + g * kb, kb, nv)
     DCF_WIDTH_CASES(GEN_W)
 #undef GEN_W
   }

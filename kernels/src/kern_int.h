@@ -72,9 +72,10 @@ const kern__gemm_impl_t *kern__active_gemm(void);
  *
  * dcf_eval: party's shares for n instances, keys (kb bytes each) and x as in
  *   kern_dcf_eval, arguments already checked; single-threaded.
- * dcf_gen: n instances as in kern_dcf_gen, except that the root seeds are
- *   already in k0 and k1 (dcf.c draws them serially, so the keys do not
- *   depend on how instances are split over threads). */
+ * dcf_gen: n instances as in kern_dcf_gen, except that the root seeds come
+ *   in roots, 32 bytes per instance (party 0's 16 then party 1's, two low
+ *   bits clear): dcf.c draws them serially, so the keys do not depend on how
+ *   instances are split over threads. */
 typedef struct {
   kern_aes_impl_t id;
   int (*ecb)(const kern_aes_ks_t *ks, const uint8_t *in, uint8_t *out,
@@ -83,8 +84,8 @@ typedef struct {
                   unsigned width, size_t n, const uint8_t *keys, size_t kb,
                   const uint64_t *x, uint64_t *y);
   int (*dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits, unsigned width,
-                 size_t n, const uint64_t *alpha, const uint64_t *beta,
-                 uint8_t *k0, uint8_t *k1, size_t kb);
+                 size_t n, const uint8_t *roots, const uint64_t *alpha,
+                 const uint64_t *beta, uint8_t *k0, uint8_t *k1, size_t kb);
 } kern__aes_impl_t;
 
 extern const kern__aes_impl_t kern__aes_openssl;

@@ -58,8 +58,11 @@ static int ecb_vaes256(const kern_aes_ks_t *ks, const uint8_t *in,
 
 typedef uint64_t vq __attribute__((vector_size(32)));
 #define DCF_VB 32
-/* 4 registers, 8 instances: 16 blocks in flight per level at w <= 2. */
-#define DCF_U 4
+/* 16 YMM registers: 4 registers (8 instances, 16 blocks in flight at
+ * w <= 2) when evaluating, 1 (2 instances, 12 blocks at w = 1) when
+ * generating; more spill. */
+#define DCF_UE 4
+#define DCF_UG 1
 #define DCF_NAME(s) s##_vaes256
 
 typedef struct {

@@ -50,8 +50,12 @@ static int ecb_vaes512(const kern_aes_ks_t *ks, const uint8_t *in,
 
 typedef uint64_t vq __attribute__((vector_size(64)));
 #define DCF_VB 64
-/* 4 registers, 16 instances: 8 registers in flight per level at w <= 2. */
-#define DCF_U 4
+/* 32 ZMM registers: 4 registers (16 instances, 32 blocks in flight at
+ * w <= 2) when evaluating, 2 (8 instances, 48 blocks at w = 1) when
+ * generating. Larger groups spill; on the shared test machine gen at w = 1
+ * went from about 420 to about 200 ns per instance from 4 to 2 registers. */
+#define DCF_UE 4
+#define DCF_UG 2
 #define DCF_NAME(s) s##_vaes512
 
 typedef struct {
