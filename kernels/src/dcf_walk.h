@@ -371,16 +371,53 @@ static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
   return rc;
 }
 
-#define DCF_WIDTH_CASES(CALL)                                                \
+/* One function per width, with its group loop: the width is a literal in
+ * each, so the word loops unroll and the state arrays stay in registers. */
+#define DCF_DEFINE_WIDTH(w)                                                  \
+  static int DCF_NAME(eval_w##w)(const dcf_aes_t *aes, uint64_t party,       \
+                                 unsigned nbits, size_t n,                   \
+                                 const uint8_t *keys, size_t kb,             \
+                                 const uint64_t *x, uint64_t *y) {           \
+    int rc = 0;                                                              \
+    for (size_t g = 0; g < n; g += DCF_GE) {                                 \
+      const size_t nv = n - g < DCF_GE ? n - g : DCF_GE;                     \
+      rc |= eval_group(aes, party, nbits, w, keys + g * kb, kb, x + g,       \
+                       y + g * (w), nv);                                     \
+    }                                                                        \
+    return rc;                                                               \
+  }                                                                          \
+  static int DCF_NAME(gen_w##w)(const dcf_aes_t *aes, unsigned nbits,        \
+                                size_t n, const uint8_t *roots,              \
+                                const uint64_t *alpha, const uint64_t *beta, \
+                                uint8_t *k0, uint8_t *k1, size_t kb) {       \
+    int rc = 0;                                                              \
+    for (size_t g = 0; g < n; g += DCF_GG) {                                 \
+      const size_t nv = n - g < DCF_GG ? n - g : DCF_GG;                     \
+      rc |= gen_group(aes, nbits, w, roots + 32 * g, alpha + g,              \
+                      beta + g * (w), k0 + g * kb, k1 + g * kb, kb, nv);     \
+    }                                                                        \
+    return rc;                                                               \
+  }
+DCF_DEFINE_WIDTH(1)
+DCF_DEFINE_WIDTH(2)
+DCF_DEFINE_WIDTH(3)
+DCF_DEFINE_WIDTH(4)
+DCF_DEFINE_WIDTH(5)
+DCF_DEFINE_WIDTH(6)
+DCF_DEFINE_WIDTH(7)
+DCF_DEFINE_WIDTH(8)
+#undef DCF_DEFINE_WIDTH
+
+#define DCF_WIDTH_CASES(F, ...)                                              \
   switch (width) {                                                           \
-  case 1: rc = CALL(1); break;                                               \
-  case 2: rc = CALL(2); break;                                               \
-  case 3: rc = CALL(3); break;                                               \
-  case 4: rc = CALL(4); break;                                               \
-  case 5: rc = CALL(5); break;                                               \
-  case 6: rc = CALL(6); break;                                               \
-  case 7: rc = CALL(7); break;                                               \
-  default: rc = CALL(8); break;                                              \
+  case 1: rc = DCF_NAME(F##_w1)(__VA_ARGS__); break;                         \
+  case 2: rc = DCF_NAME(F##_w2)(__VA_ARGS__); break;                         \
+  case 3: rc = DCF_NAME(F##_w3)(__VA_ARGS__); break;                         \
+  case 4: rc = DCF_NAME(F##_w4)(__VA_ARGS__); break;                         \
+  case 5: rc = DCF_NAME(F##_w5)(__VA_ARGS__); break;                         \
+  case 6: rc = DCF_NAME(F##_w6)(__VA_ARGS__); break;                         \
+  case 7: rc = DCF_NAME(F##_w7)(__VA_ARGS__); break;                         \
+  default: rc = DCF_NAME(F##_w8)(__VA_ARGS__); break;                        \
   }
 
 static int DCF_NAME(dcf_eval)(const kern_aes_ks_t *ks, int party,
@@ -391,14 +428,7 @@ static int DCF_NAME(dcf_eval)(const kern_aes_ks_t *ks, int party,
   int rc = dcf_aes_open(&aes, ks);
   if (rc != 0)
     return rc;
-  for (size_t g = 0; g < n && rc == 0; g += DCF_GE) {
-    const size_t nv = n - g < DCF_GE ? n - g : DCF_GE;
-#define EVAL_W(w)                                                            \
-  eval_group(&aes, (uint64_t)party, nbits, w, keys + g * kb, kb, x + g,      \
-             y + g * (w), nv)
-    DCF_WIDTH_CASES(EVAL_W)
-#undef EVAL_W
-  }
+  DCF_WIDTH_CASES(eval, &aes, (uint64_t)party, nbits, n, keys, kb, x, y)
   dcf_aes_close(&aes);
   return rc;
 }
@@ -411,14 +441,7 @@ static int DCF_NAME(dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits,
   int rc = dcf_aes_open(&aes, ks);
   if (rc != 0)
     return rc;
-  for (size_t g = 0; g < n && rc == 0; g += DCF_GG) {
-    const size_t nv = n - g < DCF_GG ? n - g : DCF_GG;
-#define GEN_W(w)                                                             \
-  gen_group(&aes, nbits, w, roots + 32 * g, alpha + g, beta + g * (w),       \
-            k0 + g * kb, k1 + g * kb, kb, nv)
-    DCF_WIDTH_CASES(GEN_W)
-#undef GEN_W
-  }
+  DCF_WIDTH_CASES(gen, &aes, nbits, n, roots, alpha, beta, k0, k1, kb)
   dcf_aes_close(&aes);
   return rc;
 }

@@ -9,6 +9,7 @@
  * hand code would. The AES slot follows the chosen variant (aes_for below,
  * documented in kern.h); kern_aes_impl_select overrides it for tests.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,7 +65,10 @@ int kern_isa_supported(kern_isa_t isa) {
   return 0;
 }
 
-int kern__cpu_has_aesni(void) {
+/* CPUID traps to the hypervisor in a VM (a microsecond or more), and the
+ * DCF asks for AES-NI on every call: each answer is probed once and kept
+ * (a benign race: every thread stores the same value). */
+static int probe_aesni(void) {
 #ifdef KERN_X86
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d))
@@ -77,7 +81,7 @@ int kern__cpu_has_aesni(void) {
 #endif
 }
 
-int kern__cpu_has_vaes(void) {
+static int probe_vaes(void) {
 #ifdef KERN_X86
   unsigned a, b, c, d;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
@@ -86,6 +90,26 @@ int kern__cpu_has_vaes(void) {
 #else
   return 0;
 #endif
+}
+
+int kern__cpu_has_aesni(void) {
+  static atomic_int known = -1;
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v < 0) {
+    v = probe_aesni();
+    atomic_store_explicit(&known, v, memory_order_relaxed);
+  }
+  return v;
+}
+
+int kern__cpu_has_vaes(void) {
+  static atomic_int known = -1;
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v < 0) {
+    v = probe_vaes();
+    atomic_store_explicit(&known, v, memory_order_relaxed);
+  }
+  return v;
 }
 
 int kern_aes_impl_supported(kern_aes_impl_t impl) {
