@@ -1,13 +1,15 @@
 /* kern.h - the public interface of Tandem's kernels (the coprocessor).
  *
  * Pure arithmetic over plain arrays: ring Z_2^64 element-wise operations, GEMM,
- * im2col, fixed-point encoding and truncation, the AES-CTR PRG and the batched
- * distributed comparison function (DCF). No I/O, no sockets, no logging; the only
- * allocations are the packing buffers of a GEMM call, made once per call outside
+ * im2col, fixed-point encoding and truncation, the AES-CTR PRG, batched
+ * fixed-key AES and the batched distributed comparison function (DCF). No I/O,
+ * no sockets, no logging; the only allocations are the packing buffers of a
+ * GEMM call and the root seeds of a DCF generation, made once per call outside
  * the hot loops. Ring values are uint64_t and every operation wraps mod 2^64.
  *
  * Variants: each hot kernel has a portable reference (kernels/src/ref, the
- * definition of correctness) and optimised x86_64 variants (AVX2, AVX-512). A
+ * definition of correctness; OpenSSL for AES) and optimised x86_64 variants
+ * (AVX2, AVX-512; AES-NI and VAES for the AES slot). A
  * dispatch table is filled once, first with the reference, then slot by slot
  * with the best variant the CPU and OS support; TANDEM_KERNEL=ref|avx2|avx512
  * forces one. Every variant gives bit-identical results, so parties on
@@ -63,8 +65,9 @@ const char *kern_isa_name(kern_isa_t isa);
 /* Parses a variant name as accepted by TANDEM_KERNEL. 0 or TANDEM_EINVAL. */
 TANDEM_WUR int kern_isa_parse(const char *name, kern_isa_t *out);
 
-/* Worker threads for GEMM (1..64; default: the number of online CPUs, capped
- * at 64). Results never depend on the thread count. 0 or TANDEM_EINVAL. */
+/* Worker threads for GEMM and the DCF (1..64; default: the number of online
+ * CPUs, capped at 64). Results never depend on the thread count. 0 or
+ * TANDEM_EINVAL. */
 TANDEM_WUR int kern_set_threads(int n);
 int kern_threads(void);
 
@@ -200,15 +203,91 @@ TANDEM_WUR int kern_prg_u64(kern_prg_t *prg, uint64_t *out, size_t n);
 TANDEM_WUR int kern_prg_bits(kern_prg_t *prg, uint8_t *out, size_t n);
 
 /* ------------------------------------------------------------------------ */
+/* Batched AES-128 (encryption only), for fixed-key constructions.           */
+
+/* Implementations of the AES slot of the dispatch table. The reference is
+ * OpenSSL's EVP AES-128-ECB (no C table AES: kernels index no table with a
+ * secret). The others are hand-written and chosen by the kernel variant:
+ *   TANDEM_KERNEL=ref     -> KERN_AES_OPENSSL
+ *   TANDEM_KERNEL=avx2    -> KERN_AES_VAES256 if the CPU has VAES, else
+ *                            KERN_AES_AESNI if it has AES-NI, else OpenSSL
+ *   TANDEM_KERNEL=avx512  -> KERN_AES_VAES512 if the CPU has VAES, else
+ *                            KERN_AES_AESNI if it has AES-NI, else OpenSSL
+ * and the default choice follows the variant chosen for the GEMM the same
+ * way. Every implementation is bit-identical to OpenSSL's AES-128. */
+typedef enum {
+  KERN_AES_OPENSSL = 0, /* EVP AES-128-ECB, the reference */
+  KERN_AES_AESNI = 1,   /* AES-NI, 8 blocks in flight */
+  KERN_AES_VAES256 = 2, /* VAES on 256-bit vectors (2 blocks per register) */
+  KERN_AES_VAES512 = 3  /* VAES on 512-bit vectors (4 blocks per register) */
+} kern_aes_impl_t;
+
+#define KERN_AES_NIMPL 4
+
+/* An expanded AES-128 key. The caller allocates it (any alignment); it holds
+ * the key itself (for OpenSSL) and the eleven round keys (for the AES-NI and
+ * VAES code, filled when the CPU has AES-NI). Wipe it after use if the key
+ * is secret. */
+typedef struct {
+  uint8_t key[16];
+  uint8_t rk[11][16];
+} kern_aes_ks_t;
+
+/* Expands key (16 bytes) into ks. Never fails. */
+void kern_aes128_init(kern_aes_ks_t *ks, const uint8_t *key);
+
+/* out[16 i .. 16 i + 16) = AES-128_K(in[16 i .. 16 i + 16)) for i < nblocks
+ * (ECB, no padding), with the implementation the dispatch chose. in and out
+ * are byte buffers of any alignment; out may equal in but must not overlap it
+ * otherwise. nblocks may be 0. Returns 0, TANDEM_EINVAL (NULL with nblocks >
+ * 0) or TANDEM_ECRYPTO (OpenSSL failed; out is then unspecified). Local,
+ * single-threaded, safe to call from any thread. */
+TANDEM_WUR int kern_aes128_ecb(const kern_aes_ks_t *ks, const uint8_t *in,
+                               uint8_t *out, size_t nblocks);
+
+/* The same with an explicit implementation (tests, benchmarks).
+ * TANDEM_ENOTSUP where this CPU or OS cannot run it. */
+TANDEM_WUR int kern_aes128_ecb_impl(kern_aes_impl_t impl,
+                                    const kern_aes_ks_t *ks, const uint8_t *in,
+                                    uint8_t *out, size_t nblocks);
+
+/* 1 if this CPU and OS can run impl (cpuid AES-NI / VAES, and the OS saving
+ * the vector state), else 0. KERN_AES_OPENSSL is always 1. */
+int kern_aes_impl_supported(kern_aes_impl_t impl);
+
+/* "openssl", "aesni", "vaes256", "vaes512"; "?" out of range. */
+const char *kern_aes_impl_name(kern_aes_impl_t impl);
+
+/* The implementation kern_aes128_ecb and the DCF use now. */
+kern_aes_impl_t kern_aes_impl_active(void);
+
+/* Test and benchmark hook: makes impl the AES (and DCF) implementation until
+ * the next kern_isa_select. 0, TANDEM_EINVAL or TANDEM_ENOTSUP. Same thread
+ * rules as kern_isa_select. */
+TANDEM_WUR int kern_aes_impl_select(kern_aes_impl_t impl);
+
+/* ------------------------------------------------------------------------ */
 /* DCF: distributed comparison function (Boyle et al., Eurocrypt 2021),      */
-/* on fixed-key AES (OpenSSL, AES-NI). Key generation and evaluation are     */
-/* batched over `count` independent instances.                               */
+/* on the batched fixed-key AES kernel above (OpenSSL, AES-NI or VAES, as    */
+/* dispatched). Key generation and evaluation are batched over `count`       */
+/* independent instances and spread over kern_threads() threads.             */
 
 /* For alpha in [0, 2^nbits) and a payload beta in (Z_2^64)^width, the function
  *   f(x) = beta  if x < alpha (unsigned, x in [0, 2^nbits)),  else 0.
  * kern_dcf_gen gives two keys; evaluating key b at x gives y_b with
  * y_0 + y_1 = f(x) mod 2^64, component-wise. Each key alone is pseudorandom:
- * it reveals neither alpha nor beta. 1 <= nbits <= 64, 1 <= width <= 8. */
+ * it reveals neither alpha nor beta (126-bit seeds). 1 <= nbits <= 64,
+ * 1 <= width <= 8.
+ *
+ * Key of one party for one instance, w = width, little-endian on every CPU:
+ *   [0, 16)                        root seed (its two low bits 0)
+ *   16 + l (16 + 8w), l < nbits-1: s_CW (16 bytes; bit 0 = t_CW^L,
+ *                                  bit 1 = t_CW^R), V_CW (w words)
+ *   16 + (nbits-1)(16 + 8w):       CW_L (w words), CW_R (w words)
+ * so kern_dcf_key_bytes = 16 + (nbits - 1)(16 + 8 width) + 16 width:
+ * 1544 at nbits = 64, width 1; 992 at nbits = 41, width 1. Evaluation costs
+ * (nbits-1)(1 + ceil(w/2)) + ceil(w/2) AES blocks per instance, generation
+ * 2((nbits-1)(2 + w) + w). */
 #define KERN_DCF_MAX_WIDTH 8u
 
 /* Bytes of one party's key for one instance (the wire size: keys are flat,
@@ -218,18 +297,23 @@ size_t kern_dcf_key_bytes(unsigned nbits, unsigned width);
 
 /* Generates count instances: alpha[i], beta[i*width .. i*width+width). Keys
  * are written to k0 and k1 (count * kern_dcf_key_bytes each). Root seeds are
- * drawn from prg (seeded by the caller from the OS). High bits of alpha above
- * nbits must be 0. Returns 0, TANDEM_EINVAL, TANDEM_ENOMEM (scratch, allocated
- * once per call) or TANDEM_ECRYPTO; on error both key buffers are wiped. Wipe
- * the keys after use (they are secrets of the dealer's recipients). */
+ * drawn from prg (seeded by the caller from the OS), 32 bytes per instance in
+ * instance order before any other work, so the keys depend only on prg's
+ * stream, alpha and beta: never on the thread count or the AES
+ * implementation. High bits of alpha above nbits must be 0. Returns 0,
+ * TANDEM_EINVAL, TANDEM_ENOMEM (32 * count bytes for the root seeds, once per
+ * call) or TANDEM_ECRYPTO; on error both key buffers are wiped. Wipe the keys
+ * after use (they are secrets of the dealer's recipients). Uses
+ * kern_threads() OpenMP threads (one inside another OpenMP region). */
 TANDEM_WUR int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width,
                             size_t count, const uint64_t *alpha,
                             const uint64_t *beta, uint8_t *k0, uint8_t *k1);
 
 /* Party b (0 or 1) evaluates its keys at x[i] (taken mod 2^nbits):
  * y[i*width .. i*width+width) = its share of f_i(x[i]). Returns 0,
- * TANDEM_EINVAL, TANDEM_ENOMEM or TANDEM_ECRYPTO (y is then wiped). Local: no
- * communication. */
+ * TANDEM_EINVAL or TANDEM_ECRYPTO (y is then wiped); allocates nothing.
+ * Local: no communication. Uses kern_threads() OpenMP threads; y is the same
+ * for every thread count and AES implementation. */
 TANDEM_WUR int kern_dcf_eval(int party, unsigned nbits, unsigned width,
                              size_t count, const uint8_t *keys,
                              const uint64_t *x, uint64_t *y);

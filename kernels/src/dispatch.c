@@ -3,10 +3,13 @@
  * CPUID says what the CPU implements; XGETBV says whether the OS saves the
  * wider register state (an AVX-512 CPU under an OS that does not enable ZMM
  * state must not run AVX-512 code). The environment variable TANDEM_KERNEL
- * forces one variant, validated. Only GEMM has optimised variants: the
- * element-wise ring operations are memory-bound and the compiler vectorises
- * the reference loops as well as hand code would.
+ * forces one variant, validated. GEMM and the AES slot (batched AES and the
+ * DCF on it) have optimised variants: the element-wise ring operations are
+ * memory-bound and the compiler vectorises the reference loops as well as
+ * hand code would. The AES slot follows the chosen variant (aes_for below,
+ * documented in kern.h); kern_aes_impl_select overrides it for tests.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +26,9 @@ static const char *const isa_names[KERN_NISA] = {"ref", "avx2", "avx512"};
 static int initialised;
 static kern_isa_t active = KERN_REF;
 static int nthreads;
+static kern_aes_impl_t aes_active = KERN_AES_OPENSSL;
+static const char *const aes_names[KERN_AES_NIMPL] = {"openssl", "aesni",
+                                                      "vaes256", "vaes512"};
 
 #ifdef KERN_X86
 static uint64_t xgetbv0(void) {
@@ -59,6 +65,118 @@ int kern_isa_supported(kern_isa_t isa) {
   return 0;
 }
 
+/* CPUID traps to the hypervisor in a VM (a microsecond or more), and the
+ * DCF asks for AES-NI on every call: each answer is probed once and kept
+ * (a benign race: every thread stores the same value). */
+static int probe_aesni(void) {
+#ifdef KERN_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d))
+    return 0;
+  /* AES-NI (ecx bit 25) and SSE4.1 (bit 19), which the AES-NI file also
+   * uses; their XMM state is part of every x86_64 OS. */
+  return ((c >> 25) & 1) && ((c >> 19) & 1);
+#else
+  return 0;
+#endif
+}
+
+static int probe_vaes(void) {
+#ifdef KERN_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return 0;
+  return (c >> 9) & 1; /* VAES: leaf 7, ecx bit 9 */
+#else
+  return 0;
+#endif
+}
+
+int kern__cpu_has_aesni(void) {
+  static atomic_int known = -1;
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v < 0) {
+    v = probe_aesni();
+    atomic_store_explicit(&known, v, memory_order_relaxed);
+  }
+  return v;
+}
+
+int kern__cpu_has_vaes(void) {
+  static atomic_int known = -1;
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v < 0) {
+    v = probe_vaes();
+    atomic_store_explicit(&known, v, memory_order_relaxed);
+  }
+  return v;
+}
+
+int kern_aes_impl_supported(kern_aes_impl_t impl) {
+  switch (impl) {
+  case KERN_AES_OPENSSL:
+    return 1;
+  case KERN_AES_AESNI:
+    return kern__cpu_has_aesni();
+  case KERN_AES_VAES256:
+    /* kern_isa_supported checks the OS's YMM (and below, ZMM) state. */
+    return kern__cpu_has_aesni() && kern__cpu_has_vaes() &&
+           kern_isa_supported(KERN_AVX2);
+  case KERN_AES_VAES512:
+    return kern__cpu_has_aesni() && kern__cpu_has_vaes() &&
+           kern_isa_supported(KERN_AVX512);
+  default:
+    return 0;
+  }
+}
+
+const char *kern_aes_impl_name(kern_aes_impl_t impl) {
+  return ((unsigned)impl < KERN_AES_NIMPL) ? aes_names[impl] : "?";
+}
+
+/* The AES implementation that goes with a kernel variant (kern.h). */
+static kern_aes_impl_t aes_for(kern_isa_t isa) {
+  if (isa == KERN_AVX512 && kern_aes_impl_supported(KERN_AES_VAES512))
+    return KERN_AES_VAES512;
+  if (isa == KERN_AVX2 && kern_aes_impl_supported(KERN_AES_VAES256))
+    return KERN_AES_VAES256;
+  if (isa != KERN_REF && kern_aes_impl_supported(KERN_AES_AESNI))
+    return KERN_AES_AESNI;
+  return KERN_AES_OPENSSL;
+}
+
+int kern_aes_impl_select(kern_aes_impl_t impl) {
+  if ((unsigned)impl >= KERN_AES_NIMPL)
+    return TANDEM_EINVAL;
+  if (!kern_aes_impl_supported(impl))
+    return TANDEM_ENOTSUP;
+  (void)kern_isa_active(); /* settle the default choice first */
+  aes_active = impl;
+  return 0;
+}
+
+kern_aes_impl_t kern_aes_impl_active(void) {
+  (void)kern_isa_active();
+  return aes_active;
+}
+
+const kern__aes_impl_t *kern__aes_impl(kern_aes_impl_t impl) {
+  switch (impl) {
+  case KERN_AES_AESNI:
+    return &kern__aes_aesni;
+  case KERN_AES_VAES256:
+    return &kern__aes_vaes256;
+  case KERN_AES_VAES512:
+    return &kern__aes_vaes512;
+  default:
+    return &kern__aes_openssl;
+  }
+}
+
+const kern__aes_impl_t *kern__active_aes(void) {
+  return kern__aes_impl(kern_aes_impl_active());
+}
+
 const char *kern_isa_name(kern_isa_t isa) {
   return ((unsigned)isa < KERN_NISA) ? isa_names[isa] : "?";
 }
@@ -81,6 +199,7 @@ int kern_isa_select(kern_isa_t isa) {
   if (!kern_isa_supported(isa))
     return TANDEM_ENOTSUP;
   active = isa;
+  aes_active = aes_for(isa);
   initialised = 1;
   return 0;
 }
@@ -97,6 +216,7 @@ int kern_init(void) {
     return 0;
   initialised = 1;
   active = KERN_REF;
+  aes_active = KERN_AES_OPENSSL;
   const char *env = getenv("TANDEM_KERNEL");
   if (env != NULL && env[0] != '\0') {
     kern_isa_t want;
@@ -106,6 +226,7 @@ int kern_init(void) {
     return kern_isa_select(want);
   }
   active = best_isa();
+  aes_active = aes_for(active);
   return 0;
 }
 

@@ -64,4 +64,51 @@ const kern__gemm_impl_t *kern__gemm_impl(kern_isa_t isa);
  * with the default choice if nothing was chosen yet. */
 const kern__gemm_impl_t *kern__active_gemm(void);
 
+/* The AES slot: one descriptor per implementation (aes.c for OpenSSL,
+ * x86_64/aesni.c, x86_64/avx2/aes_vaes256.c, x86_64/avx512/aes_vaes512.c).
+ * Each carries the batched ECB kernel and the DCF walk built on it, with
+ * the Matyas-Meyer-Oseas feed-forward and the correction words applied to
+ * the AES output while it is still in registers (dcf_walk.h).
+ *
+ * dcf_eval: party's shares for n instances, keys (kb bytes each) and x as in
+ *   kern_dcf_eval, arguments already checked; single-threaded.
+ * dcf_gen: n instances as in kern_dcf_gen, except that the root seeds come
+ *   in roots, 32 bytes per instance (party 0's 16 then party 1's, two low
+ *   bits clear): dcf.c draws them serially, so the keys do not depend on how
+ *   instances are split over threads. */
+typedef struct {
+  kern_aes_impl_t id;
+  int (*ecb)(const kern_aes_ks_t *ks, const uint8_t *in, uint8_t *out,
+             size_t nblocks);
+  int (*dcf_eval)(const kern_aes_ks_t *ks, int party, unsigned nbits,
+                  unsigned width, size_t n, const uint8_t *keys, size_t kb,
+                  const uint64_t *x, uint64_t *y);
+  int (*dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits, unsigned width,
+                 size_t n, const uint8_t *roots, const uint64_t *alpha,
+                 const uint64_t *beta, uint8_t *k0, uint8_t *k1, size_t kb);
+} kern__aes_impl_t;
+
+extern const kern__aes_impl_t kern__aes_openssl;
+extern const kern__aes_impl_t kern__aes_aesni;
+extern const kern__aes_impl_t kern__aes_vaes256;
+extern const kern__aes_impl_t kern__aes_vaes512;
+
+/* The reference ECB kernel (aes.c); its descriptor, with the reference DCF
+ * walk, is in dcf.c. */
+int kern__aes_ecb_openssl(const kern_aes_ks_t *ks, const uint8_t *in,
+                          uint8_t *out, size_t nblocks);
+
+/* The AES-NI key expansion (x86_64/aesni.c); only called where the CPU has
+ * AES-NI. */
+void kern__aes128_expand_aesni(kern_aes_ks_t *ks);
+
+/* The descriptor for impl (caller checked support), and the active one
+ * (calls kern_init with the default choice if nothing was chosen yet). */
+const kern__aes_impl_t *kern__aes_impl(kern_aes_impl_t impl);
+const kern__aes_impl_t *kern__active_aes(void);
+
+/* CPU features for the AES slot (dispatch.c). */
+int kern__cpu_has_aesni(void);
+int kern__cpu_has_vaes(void);
+
 #endif /* TANDEM_KERN_INT_H */

@@ -1,12 +1,17 @@
-/* test_dcf.c - Check suite for the batched DCF (kernels/src/dcf.c): the two
- * shares always add up to beta below alpha and 0 elsewhere, on edge and random
- * points, exhaustively for 8-bit inputs and across the batching chunk; batched
- * and one-by-one evaluation agree; keys are deterministic in the PRG seed and
- * look random; bad parameters are refused. All randomness comes from fixed
- * seeds (printed in failure messages), never from the OS.
+/* test_dcf.c - Check suite for the batched DCF (kernels/src/dcf.c and
+ * dcf_walk.h): the two shares always add up to beta below alpha and 0
+ * elsewhere, on edge and random points, exhaustively for 8-bit inputs and
+ * across groups, slices and ragged tails, under every AES implementation this
+ * CPU runs (those it lacks are reported on stderr as skipped); every
+ * implementation and thread count gives the same keys and the same shares;
+ * batched and one-by-one evaluation agree; keys are deterministic in the PRG
+ * seed and look random; the key size follows its formula; bad parameters are
+ * refused. All randomness comes from fixed seeds (printed in failure
+ * messages), never from the OS.
  */
 #include <check.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,46 +78,155 @@ static void check_batch(unsigned nbits, unsigned width, size_t count,
   free(y1);
 }
 
+/* Selects AES implementation im for the DCF; 0 (and a line on stderr) if
+ * this CPU cannot run it. */
+static int use_impl(int im) {
+  if (!kern_aes_impl_supported((kern_aes_impl_t)im)) {
+    fprintf(stderr, "test_dcf: %s not supported by this CPU/OS: SKIPPED\n",
+            kern_aes_impl_name((kern_aes_impl_t)im));
+    return 0;
+  }
+  ck_assert_int_eq(kern_aes_impl_select((kern_aes_impl_t)im), 0);
+  return 1;
+}
+
 /* Random and edge alphas, each tried at x in {alpha-1, alpha, alpha+1, 0,
- * 2^nbits-1} and three random points; alpha = 0 and 2^nbits-1 always occur. */
+ * 2^nbits-1} and three random points; alpha = 0, 1 and 2^nbits-1 always
+ * occur. Every width, under every AES implementation. */
 START_TEST(test_dcf_correct) {
-  static const unsigned nb[] = {1, 2, 7, 16, 40, 63, 64};
-  static const unsigned wd[] = {1, 2, 3, 8};
+  static const unsigned nb[] = {1, 2, 16, 17, 40, 63, 64};
   const size_t nalpha = 24, per = 8, count = nalpha * per;
   uint64_t *alpha = xmalloc(count * 8), *x = xmalloc(count * 8);
   uint64_t *beta = xmalloc(count * KERN_DCF_MAX_WIDTH * 8);
-  for (size_t a = 0; a < sizeof nb / sizeof nb[0]; a++) {
-    for (size_t b = 0; b < sizeof wd / sizeof wd[0]; b++) {
-      const unsigned nbits = nb[a], width = wd[b];
-      const uint64_t m = mask_of(nbits);
-      sm_state = 0x1234 + 100 * nbits + width;
-      for (size_t i = 0; i < nalpha; i++) {
-        uint64_t al = sm_next() & m;
-        if (i == 0)
-          al = 0;
-        else if (i == 1)
-          al = m;
-        else if (i == 2)
-          al = 1 & m;
-        else if (i == 3)
-          al = (m >> 1) + 1; /* top bit only */
-        const uint64_t pts[8] = {(al - 1) & m, al, (al + 1) & m, 0, m,
-                                 sm_next() & m, sm_next() & m, sm_next()};
-        for (size_t j = 0; j < per; j++) {
-          alpha[i * per + j] = al;
-          /* The last point keeps its high bits: eval takes x mod 2^nbits. */
-          x[i * per + j] = pts[j];
-          for (unsigned k = 0; k < width; k++)
-            beta[(i * per + j) * width + k] = sm_next();
+  for (int im = 0; im < KERN_AES_NIMPL; im++) {
+    if (!use_impl(im))
+      continue;
+    for (size_t a = 0; a < sizeof nb / sizeof nb[0]; a++) {
+      for (unsigned width = 1; width <= KERN_DCF_MAX_WIDTH; width++) {
+        const unsigned nbits = nb[a];
+        const uint64_t m = mask_of(nbits);
+        sm_state = 0x1234 + 100 * nbits + width;
+        for (size_t i = 0; i < nalpha; i++) {
+          uint64_t al = sm_next() & m;
+          if (i == 0)
+            al = 0;
+          else if (i == 1)
+            al = m;
+          else if (i == 2)
+            al = 1 & m;
+          else if (i == 3)
+            al = (m >> 1) + 1; /* top bit only */
+          const uint64_t pts[8] = {(al - 1) & m, al, (al + 1) & m, 0, m,
+                                   sm_next() & m, sm_next() & m, sm_next()};
+          for (size_t j = 0; j < per; j++) {
+            alpha[i * per + j] = al;
+            /* The last point keeps its high bits: eval takes x mod 2^nbits. */
+            x[i * per + j] = pts[j];
+            for (unsigned k = 0; k < width; k++)
+              beta[(i * per + j) * width + k] = sm_next();
+          }
         }
+        check_batch(nbits, width, count, alpha, beta, x,
+                    (uint8_t)(nbits * 8 + width));
       }
-      check_batch(nbits, width, count, alpha, beta, x,
-                  (uint8_t)(nbits * 8 + width));
     }
   }
   free(alpha);
   free(beta);
   free(x);
+}
+END_TEST
+
+/* Generates count instances under AES implementation im and threads, then
+ * evaluates both parties the same way. */
+static void gen_eval(int im, int threads, unsigned nbits, unsigned width,
+                     size_t count, const uint64_t *alpha, const uint64_t *beta,
+                     const uint64_t *x, uint8_t *k0, uint8_t *k1, uint64_t *y0,
+                     uint64_t *y1) {
+  ck_assert_int_eq(kern_aes_impl_select((kern_aes_impl_t)im), 0);
+  ck_assert_int_eq(kern_set_threads(threads), 0);
+  kern_prg_t prg;
+  prg_open(&prg, 0x5a);
+  ck_assert_int_eq(kern_dcf_gen(&prg, nbits, width, count, alpha, beta, k0, k1),
+                   0);
+  kern_prg_close(&prg);
+  ck_assert_int_eq(kern_dcf_eval(0, nbits, width, count, k0, x, y0), 0);
+  ck_assert_int_eq(kern_dcf_eval(1, nbits, width, count, k1, x, y1), 0);
+}
+
+/* Every AES implementation and 1, 2 or 3 threads give byte-identical keys and
+ * shares to OpenSSL on one thread, over several slices (512 instances) with a
+ * ragged group tail, and the shares are right. */
+START_TEST(test_dcf_same_everywhere) {
+  static const unsigned nb[] = {41, 63};
+  static const unsigned wd[] = {1, 3};
+  const size_t count = 3 * 512 + 37;
+  for (size_t a = 0; a < 2; a++) {
+    const unsigned nbits = nb[a], width = wd[a];
+    const size_t kb = kern_dcf_key_bytes(nbits, width);
+    uint64_t *alpha = xmalloc(count * 8), *x = xmalloc(count * 8);
+    uint64_t *beta = xmalloc(count * width * 8);
+    uint8_t *r0 = xmalloc(count * kb), *r1 = xmalloc(count * kb);
+    uint8_t *k0 = xmalloc(count * kb), *k1 = xmalloc(count * kb);
+    uint64_t *ry0 = xmalloc(count * width * 8), *ry1 = xmalloc(count * width * 8);
+    uint64_t *y0 = xmalloc(count * width * 8), *y1 = xmalloc(count * width * 8);
+    sm_state = 0xe0e0 + nbits;
+    for (size_t i = 0; i < count; i++) {
+      alpha[i] = sm_next() & mask_of(nbits);
+      x[i] = (i % 3 == 0) ? alpha[i] : sm_next();
+      for (unsigned k = 0; k < width; k++)
+        beta[i * width + k] = sm_next();
+    }
+    gen_eval(KERN_AES_OPENSSL, 1, nbits, width, count, alpha, beta, x, r0, r1,
+             ry0, ry1);
+    for (size_t i = 0; i < count; i++) {
+      int below = (x[i] & mask_of(nbits)) < alpha[i];
+      for (unsigned k = 0; k < width; k++)
+        ck_assert_uint_eq(ry0[i * width + k] + ry1[i * width + k],
+                          below ? beta[i * width + k] : 0);
+    }
+    for (int im = 0; im < KERN_AES_NIMPL; im++) {
+      if (!kern_aes_impl_supported((kern_aes_impl_t)im)) {
+        (void)use_impl(im);
+        continue;
+      }
+      for (int thr = 1; thr <= 3; thr++) {
+        gen_eval(im, thr, nbits, width, count, alpha, beta, x, k0, k1, y0, y1);
+        ck_assert_msg(memcmp(k0, r0, count * kb) == 0 &&
+                          memcmp(k1, r1, count * kb) == 0,
+                      "%s, %d threads: keys differ from openssl, 1 thread",
+                      kern_aes_impl_name((kern_aes_impl_t)im), thr);
+        ck_assert_msg(memcmp(y0, ry0, count * width * 8) == 0 &&
+                          memcmp(y1, ry1, count * width * 8) == 0,
+                      "%s, %d threads: shares differ from openssl, 1 thread",
+                      kern_aes_impl_name((kern_aes_impl_t)im), thr);
+      }
+    }
+    free(alpha);
+    free(x);
+    free(beta);
+    free(r0);
+    free(r1);
+    free(k0);
+    free(k1);
+    free(ry0);
+    free(ry1);
+    free(y0);
+    free(y1);
+  }
+}
+END_TEST
+
+/* The key size: 16 + (nbits - 1)(16 + 8 width) + 16 width bytes. */
+START_TEST(test_dcf_key_size) {
+  for (unsigned n = 1; n <= 64; n++)
+    for (unsigned w = 1; w <= KERN_DCF_MAX_WIDTH; w++)
+      ck_assert_uint_eq(kern_dcf_key_bytes(n, w),
+                        16 + (n - 1) * (16 + 8 * w) + 16 * w);
+  ck_assert_uint_eq(kern_dcf_key_bytes(64, 1), 1544);
+  ck_assert_uint_eq(kern_dcf_key_bytes(41, 1), 992);
+  ck_assert_uint_eq(kern_dcf_key_bytes(41, 2), 1328);
+  ck_assert_uint_eq(kern_dcf_key_bytes(1, 1), 32);
 }
 END_TEST
 
@@ -141,9 +255,10 @@ START_TEST(test_dcf_exhaustive8) {
 }
 END_TEST
 
-/* More instances than one chunk (1024 in dcf.c; 8195 covers chunks up to
- * 4096 with a ragged tail), checked for correctness, and batched evaluation
- * equal to evaluating the same keys one at a time. */
+/* Many slices (512 instances in dcf.c) and groups (up to 32) with a ragged
+ * tail, under every AES implementation, checked for correctness; batched
+ * evaluation equals evaluating the same keys one, three or seventeen at a
+ * time (partial groups). */
 START_TEST(test_dcf_batch_chunks) {
   const unsigned nbits = 16, width = 1;
   const size_t count = 2 * 4096 + 3;
@@ -157,24 +272,38 @@ START_TEST(test_dcf_batch_chunks) {
     beta[i] = sm_next();
     x[i] = (i & 1) ? alpha[i] - (i & 2 ? 1 : 0) : sm_next();
   }
-  check_batch(nbits, width, count, alpha, beta, x, 0x31);
+  for (int im = 0; im < KERN_AES_NIMPL; im++) {
+    if (!use_impl(im))
+      continue;
+    check_batch(nbits, width, count, alpha, beta, x, 0x31);
 
-  kern_prg_t prg;
-  prg_open(&prg, 0x32);
-  ck_assert_int_eq(kern_dcf_gen(&prg, nbits, width, count, alpha, beta, k0, k1),
-                   0);
-  kern_prg_close(&prg);
-  for (int party = 0; party < 2; party++) {
-    const uint8_t *keys = party ? k1 : k0;
-    ck_assert_int_eq(kern_dcf_eval(party, nbits, width, count, keys, x, y), 0);
-    /* One at a time on a stride that hits both chunk edges. */
-    for (size_t i = 0; i < count; i += (i % 1024 < 2 || i % 1024 > 1021) ? 1 : 97) {
-      uint64_t yi;
-      ck_assert_int_eq(kern_dcf_eval(party, nbits, width, 1, keys + i * kb,
-                                     x + i, &yi),
+    kern_prg_t prg;
+    prg_open(&prg, 0x32);
+    ck_assert_int_eq(
+        kern_dcf_gen(&prg, nbits, width, count, alpha, beta, k0, k1), 0);
+    kern_prg_close(&prg);
+    for (int party = 0; party < 2; party++) {
+      const uint8_t *keys = party ? k1 : k0;
+      ck_assert_int_eq(kern_dcf_eval(party, nbits, width, count, keys, x, y),
                        0);
-      ck_assert_msg(yi == y[i], "party %d instance %zu: %#llx vs %#llx", party,
-                    i, (unsigned long long)yi, (unsigned long long)y[i]);
+      /* A few at a time on a stride that hits both slice edges. */
+      for (size_t i = 0; i < count;
+           i += (i % 512 < 2 || i % 512 > 509) ? 1 : 97) {
+        static const size_t few[] = {1, 3, 17};
+        size_t nf = few[i % 3];
+        if (nf > count - i)
+          nf = count - i;
+        uint64_t yi[17];
+        ck_assert_int_eq(kern_dcf_eval(party, nbits, width, nf, keys + i * kb,
+                                       x + i, yi),
+                         0);
+        for (size_t j = 0; j < nf; j++)
+          ck_assert_msg(yi[j] == y[i + j],
+                        "%s party %d instance %zu: %#llx vs %#llx",
+                        kern_aes_impl_name((kern_aes_impl_t)im), party, i + j,
+                        (unsigned long long)yi[j],
+                        (unsigned long long)y[i + j]);
+      }
     }
   }
   free(alpha);
@@ -294,7 +423,7 @@ START_TEST(test_dcf_keys_look_random) {
   uint8_t *d = xmalloc(kb);
   for (size_t i = 0; i < kb; i++)
     d[i] = k0[0][i] ^ k0[1][i];
-  /* The control-bit bytes carry 2 bits each; count over all the rest too. */
+  /* Byte 16 + l (16 + 8w) carries the two t_CW bits; counted as the rest. */
   size_t nbitsc = (kb - 16) * 8;
   unsigned diff = popcount_bytes(d + 16, kb - 16);
   ck_assert_msg(diff > nbitsc * 2 / 5 && diff < nbitsc * 3 / 5,
@@ -319,9 +448,6 @@ START_TEST(test_dcf_invalid) {
   ck_assert_uint_eq(kern_dcf_key_bytes(65, 1), 0);
   ck_assert_uint_eq(kern_dcf_key_bytes(8, 0), 0);
   ck_assert_uint_eq(kern_dcf_key_bytes(8, KERN_DCF_MAX_WIDTH + 1), 0);
-  ck_assert_uint_eq(kern_dcf_key_bytes(64, 1), 1624);
-  ck_assert_uint_eq(kern_dcf_key_bytes(64, 2), 2144);
-  ck_assert_uint_eq(kern_dcf_key_bytes(1, 1), 16 + 25 + 8);
 
   const size_t kb = kern_dcf_key_bytes(8, 1);
   uint8_t *k0 = xmalloc(2 * kb), *k1 = xmalloc(2 * kb);
@@ -370,6 +496,8 @@ Suite *dcf_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_dcf_correct);
+  tcase_add_test(tc, test_dcf_same_everywhere);
+  tcase_add_test(tc, test_dcf_key_size);
   tcase_add_test(tc, test_dcf_exhaustive8);
   tcase_add_test(tc, test_dcf_batch_chunks);
   tcase_add_test(tc, test_dcf_threads);

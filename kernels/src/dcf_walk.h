@@ -1,0 +1,451 @@
+/* dcf_walk.h - the DCF's tree walk (key layout and proof in dcf.c), written
+ * once over GCC vector types and included by each AES implementation: dcf.c
+ * (128-bit vectors, OpenSSL as the AES: the reference), x86_64/aesni.c
+ * (128-bit, AES-NI), x86_64/avx2/aes_vaes256.c (256-bit, two instances per
+ * vector) and x86_64/avx512/aes_vaes512.c (512-bit, four per vector).
+ *
+ * One 128-bit lane holds one instance: its seed with the control bit t in
+ * bit 0 (seeds keep their two low bits clear, so t rides in the seed), a
+ * value word in the low half of a lane, and so on. A group of vectors
+ * (DCF_UE or DCF_UG of them, four lanes each at most) walks all levels with
+ * its state in
+ * registers (DCF_UE or DCF_UG vectors): at each level the AES inputs are formed from the seeds, the
+ * whole group's blocks go through the AES rounds together (so 8 or more
+ * blocks are in flight), and the Matyas-Meyer-Oseas feed-forward, the
+ * correction words (loaded straight from the keys) and the value
+ * accumulation are applied to the AES output while it is still in registers:
+ * there is no separate folding pass and no state written back per level.
+ * Keys of one instance are read front to back, a stream per lane.
+ *
+ * The includer defines, before including:
+ *   DCF_VB            vector bytes (16, 32, 64)
+ *   DCF_UE, DCF_UG    vectors per group when evaluating, generating
+ *   DCF_NAME(s)       s with the implementation's suffix
+ *   vq                typedef uint64_t vq __attribute__((vector_size(DCF_VB)))
+ *   dcf_aes_t, dcf_aes_open(dcf_aes_t *, const kern_aes_ks_t *) -> int,
+ *   dcf_aes_close(dcf_aes_t *), dcf_aes_run(const dcf_aes_t *, vq *b,
+ *   unsigned n) -> int: encrypts the n vectors b[0..n) in place, every lane;
+ *   dcf_ld16(p, stride, n) / dcf_ld8(p, stride, n): lane j gets the 16 (or 8,
+ *   high half 0) bytes at p + j * stride for j < n, lanes j >= n repeat lane
+ *   n - 1 (1 <= n <= lanes); dcf_st16 / dcf_st8 (p, stride, v, n): the
+ *   reverse for lanes j < n only (n may be 0).
+ * It defines static DCF_NAME(dcf_eval) and DCF_NAME(dcf_gen) with the
+ * contracts of kern__aes_impl_t's dcf_eval and dcf_gen.
+ */
+#ifndef DCF_VB
+#error "define DCF_VB, DCF_UE, DCF_UG, DCF_NAME and the hooks before including dcf_walk.h"
+#endif
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the DCF walk reads key bytes as little-endian vector lanes"
+#endif
+
+#define DCF_L (DCF_VB / 16)  /* instances per vector */
+#define DCF_NQ (DCF_VB / 8)  /* 64-bit words per vector */
+#define DCF_GE (DCF_UE * DCF_L) /* instances per evaluation group */
+#define DCF_GG (DCF_UG * DCF_L) /* instances per generation group */
+#define DCF_AI __attribute__((always_inline)) inline
+/* AES blocks per instance and level: eval 1 + ceil(w/2), gen 2 * (2 + w). */
+#define DCF_EB (1 + (KERN_DCF_MAX_WIDTH + 1) / 2)
+#define DCF_GB (2 * (2 + KERN_DCF_MAX_WIDTH))
+
+/* Every lane = (lo, hi). */
+static DCF_AI vq vpair(uint64_t lo, uint64_t hi) {
+  vq v;
+  for (unsigned i = 0; i < DCF_NQ; i += 2) {
+    v[i] = lo;
+    v[i + 1] = hi;
+  }
+  return v;
+}
+
+/* The two 64-bit halves of every lane swapped. */
+static DCF_AI vq vswap(vq v) {
+#if defined(__clang__)
+#if DCF_NQ == 2
+  return __builtin_shufflevector(v, v, 1, 0);
+#elif DCF_NQ == 4
+  return __builtin_shufflevector(v, v, 1, 0, 3, 2);
+#else
+  return __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6);
+#endif
+#else
+#if DCF_NQ == 2
+  const vq idx = {1, 0};
+#elif DCF_NQ == 4
+  const vq idx = {1, 0, 3, 2};
+#else
+  const vq idx = {1, 0, 3, 2, 5, 4, 7, 6};
+#endif
+  return __builtin_shuffle(v, idx);
+#endif
+}
+
+/* a where m is all ones, b where it is 0 (m is a mask, never a branch). */
+static DCF_AI vq vsel(vq m, vq a, vq b) { return (a & m) | (b & ~m); }
+
+/* Word q of the value words whose first block is blk[j0] (rows of u):
+ * in the low half of each lane. */
+#define WORD_AT(blk, j0, q, u)                                               \
+  (((q) & 1u) ? vswap((blk)[(j0) + ((q) >> 1)][u]) : (blk)[(j0) + ((q) >> 1)][u])
+
+/* Lane bookkeeping of a group of nv (1..U*L) instances: vector u covers
+ * instances u*L .. u*L+L-1; nl[u] lanes are loaded (at least 1: a vector
+ * beyond nv reloads instance 0, harmlessly) and ns[u] are stored. */
+static DCF_AI void group_lanes(size_t nv, const unsigned U, size_t *first,
+                               unsigned *nl, unsigned *ns) {
+  for (unsigned u = 0; u < U; u++) {
+    size_t i0 = (size_t)u * DCF_L;
+    if (i0 < nv) {
+      size_t r = nv - i0;
+      first[u] = i0;
+      nl[u] = ns[u] = r < DCF_L ? (unsigned)r : DCF_L;
+    } else {
+      first[u] = 0;
+      nl[u] = 1;
+      ns[u] = 0;
+    }
+  }
+}
+
+/* The keys are walked with a stride of kb bytes per lane, 16 to 32
+ * streams at once, which the hardware prefetchers do not follow: each level
+ * asks for the same bytes of the next group's keys (G instances on), so a
+ * group finds its key lines in cache and gen's stores find theirs owned.
+ * Prefetches never fault; past the last key they are merely wasted. */
+static DCF_AI void prefetch_group(const uint8_t *next, const unsigned G,
+                                  size_t kb, size_t off, const int write) {
+#pragma GCC unroll 32
+  for (unsigned i = 0; i < G; i++) {
+    if (write)
+      __builtin_prefetch(next + i * kb + off, 1);
+    else
+      __builtin_prefetch(next + i * kb + off, 0);
+  }
+}
+
+/* One level of evaluation for a group. Not last: child seed block (tweak
+ * x_l) and the ceil(w/2) blocks holding the child's value words; s, t and V
+ * are updated. Last: the value blocks only, and V ends holding the leaf's
+ * share before the party's sign. */
+static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
+                             const int last, unsigned sh,
+                             const uint8_t *const kp[DCF_UE], size_t kb,
+                             const unsigned nl[DCF_UE], size_t off,
+                             vq S[DCF_UE], const vq X[DCF_UE],
+                             vq V[DCF_UE][KERN_DCF_MAX_WIDTH],
+                             const uint8_t *next) {
+  const unsigned H = (W + 1) / 2;
+  const unsigned NB = last ? H : 1 + H;
+  const unsigned v0 = last ? 0 : 1;
+  const vq lo1 = vpair(1, 0);
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  vq B[DCF_EB][DCF_UE], BASE[DCF_UE], MX[DCF_UE];
+
+  /* The AES input of block j is base ^ tweak_j: kept as base and the
+   * tweaks, recomputed for the feed-forward, so that only the blocks in
+   * flight occupy registers. */
+#define EVAL_TWEAK(u, j)                                                     \
+  ((!last && (j) == 0) ? (MX[u] & lo1)                                       \
+                       : vpair(2 + (j) - v0, 0) +                             \
+                             ((MX[u] & vpair(W, 0)) >> 1))
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UE; u++) {
+    const vq xb = (X[u] >> sh) & lo1;
+    BASE[u] = S[u] & not3;
+    MX[u] = -xb; /* low half all ones where x's bit is 1 */
+    /* Block 0 is the child x takes (tweak xb); its words xb*w .. xb*w+w-1
+     * start in value block xb*w/2, whose tweak is 2 + xb*w/2. */
+#pragma GCC unroll 8
+    for (unsigned j = 0; j < NB; j++)
+      B[j][u] = BASE[u] ^ EVAL_TWEAK(u, j);
+  }
+  int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_UE);
+  prefetch_group(next, DCF_GE, kb, off, 0);
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UE; u++) {
+#pragma GCC unroll 8
+    for (unsigned j = 0; j < NB; j++) /* Matyas-Meyer-Oseas feed-forward */
+      B[j][u] ^= BASE[u] ^ EVAL_TWEAK(u, j);
+    const vq t = S[u] & lo1;
+    const vq mtl = -t;
+    if (!last) {
+      const vq mt = -(t | vswap(t));
+      const vq cw = dcf_ld16(kp[u] + off, kb, nl[u]);
+      const vq o = B[0][u];
+      /* t_CW^L is bit 0 of s_CW's first byte, t_CW^R bit 1. */
+      const vq tcw = vsel(MX[u], cw >> 1, cw) & lo1;
+      S[u] = ((o & not3) ^ (cw & not3 & mt)) | ((o & lo1) ^ (tcw & t));
+    }
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++) {
+      /* For odd w the right child's words start mid-block. */
+      vq wv = (W & 1u) ? vsel(MX[u], WORD_AT(B, v0, k + 1, u),
+                              WORD_AT(B, v0, k, u))
+                       : WORD_AT(B, v0, k, u);
+      vq c;
+      if (!last) {
+        c = dcf_ld8(kp[u] + off + 16 + 8 * k, kb, nl[u]);
+      } else {
+        vq cl = dcf_ld8(kp[u] + off + 8 * k, kb, nl[u]);
+        vq cr = dcf_ld8(kp[u] + off + 8 * (W + k), kb, nl[u]);
+        c = vsel(MX[u], cr, cl);
+      }
+      V[u][k] += wv + (c & mtl);
+    }
+  }
+#undef EVAL_TWEAK
+  return rc;
+}
+
+static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
+                             unsigned nbits, const unsigned W,
+                             const uint8_t *keys, size_t kb,
+                             const uint64_t *x, uint64_t *y, size_t nv) {
+  size_t first[DCF_UE];
+  unsigned nl[DCF_UE], ns[DCF_UE];
+  const uint8_t *kp[DCF_UE];
+  vq S[DCF_UE], X[DCF_UE], V[DCF_UE][KERN_DCF_MAX_WIDTH];
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  const uint8_t *next = keys + DCF_GE * kb;
+  group_lanes(nv, DCF_UE, first, nl, ns);
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UE; u++) {
+    kp[u] = keys + first[u] * kb;
+    S[u] = (dcf_ld16(kp[u], kb, nl[u]) & not3) | vpair(party, 0);
+    X[u] = dcf_ld8((const uint8_t *)(x + first[u]), 8, nl[u]);
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++)
+      V[u][k] = vpair(0, 0);
+  }
+  const size_t lb = 16 + 8 * (size_t)W;
+  size_t off = 16;
+  int rc = 0;
+  for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
+    rc |= eval_level(aes, W, 0, nbits - 1 - l, kp, kb, nl, off, S, X, V,
+                     next);
+  rc |= eval_level(aes, W, 1, 0, kp, kb, nl, off, S, X, V, next);
+  const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UE; u++)
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++)
+      dcf_st8((uint8_t *)(y + first[u] * W + k), 8 * (size_t)W,
+              (V[u][k] ^ mp) - mp, ns[u]);
+  return rc;
+}
+
+/* One level of generation for a group: both parties' children (not last:
+ * 2 seed blocks and w value blocks each; last: the w value blocks), the
+ * correction words written to both keys, the seeds walked along alpha. */
+static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
+                            const int last, unsigned sh,
+                            uint8_t *const kp0[DCF_UG], uint8_t *const kp1[DCF_UG],
+                            size_t kb, const uint64_t *const bp[DCF_UG],
+                            const unsigned nl[DCF_UG], const unsigned ns[DCF_UG],
+                            size_t off, vq S0[DCF_UG], vq S1[DCF_UG],
+                            const vq A[DCF_UG],
+                            vq V[DCF_UG][KERN_DCF_MAX_WIDTH],
+                            const uint8_t *next0, const uint8_t *next1) {
+  const unsigned NP = last ? W : 2 + W; /* blocks per party */
+  const unsigned tw0 = last ? 2 : 0;    /* tweak of the first */
+  const unsigned v0 = last ? 0 : 2;     /* first value block */
+  const vq lo1 = vpair(1, 0);
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  vq B[DCF_GB][DCF_UG], B0[DCF_UG], B1[DCF_UG];
+
+  /* Inputs are base ^ tweak, recomputed for the feed-forward (eval_level). */
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UG; u++) {
+    B0[u] = S0[u] & not3;
+    B1[u] = S1[u] & not3;
+#pragma GCC unroll 10
+    for (unsigned j = 0; j < NP; j++) {
+      B[j][u] = B0[u] ^ vpair(tw0 + j, 0);
+      B[NP + j][u] = B1[u] ^ vpair(tw0 + j, 0);
+    }
+  }
+  int rc = dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_UG);
+  prefetch_group(next0, DCF_GG, kb, off, 1);
+  prefetch_group(next1, DCF_GG, kb, off, 1);
+
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UG; u++) {
+#pragma GCC unroll 10
+    for (unsigned j = 0; j < NP; j++) {
+      B[j][u] ^= B0[u] ^ vpair(tw0 + j, 0);
+      B[NP + j][u] ^= B1[u] ^ vpair(tw0 + j, 0);
+    }
+    const vq a = (A[u] >> sh) & lo1;
+    const vq mal = -a;                 /* low half: alpha's bit */
+    const vq ma = -(a | vswap(a));     /* whole lane */
+    const vq t0 = S0[u] & lo1, t1 = S1[u] & lo1;
+    const vq m1 = -t1;
+    if (!last) {
+      const vq sl0 = B[0][u], sr0 = B[1][u];
+      const vq sl1 = B[NP][u], sr1 = B[NP + 1][u];
+      /* Lose is the left child where alpha's bit is 1. */
+      const vq scw = (vsel(ma, sl0, sr0) ^ vsel(ma, sl1, sr1)) & not3;
+      const vq tcwl = ((sl0 ^ sl1) & lo1) ^ a ^ lo1;
+      const vq tcwr = ((sr0 ^ sr1) & lo1) ^ a;
+      const vq cwb = scw | tcwl | (tcwr << 1);
+      dcf_st16(kp0[u] + off, kb, cwb, ns[u]);
+      dcf_st16(kp1[u] + off, kb, cwb, ns[u]);
+      const vq tcwk = vsel(mal, tcwr, tcwl);
+      const vq k0 = vsel(ma, sr0, sl0), k1 = vsel(ma, sr1, sl1);
+      const vq mt0 = -(t0 | vswap(t0)), mt1 = -(t1 | vswap(t1));
+#pragma GCC unroll 8
+      for (unsigned k = 0; k < W; k++) {
+        const vq be = dcf_ld8((const uint8_t *)(bp[u] + k), 8 * (size_t)W, nl[u]);
+        const vq vl0 = WORD_AT(B, v0, k, u), vr0 = WORD_AT(B, v0, W + k, u);
+        const vq vl1 = WORD_AT(B, NP + v0, k, u);
+        const vq vr1 = WORD_AT(B, NP + v0, W + k, u);
+        const vq lose0 = vsel(mal, vl0, vr0), keep0 = vsel(mal, vr0, vl0);
+        const vq lose1 = vsel(mal, vl1, vr1), keep1 = vsel(mal, vr1, vl1);
+        /* Leaving alpha's path to the left of a 1-bit means x < alpha:
+         * that correction also carries beta. */
+        const vq d = lose1 - lose0 - V[u][k] + (be & mal);
+        const vq vcw = (d ^ m1) - m1;
+        V[u][k] += keep0 - keep1 + ((vcw ^ m1) - m1);
+        dcf_st8(kp0[u] + off + 16 + 8 * k, kb, vcw, ns[u]);
+        dcf_st8(kp1[u] + off + 16 + 8 * k, kb, vcw, ns[u]);
+      }
+      S0[u] = ((k0 & not3) ^ (scw & mt0)) | ((k0 & lo1) ^ (tcwk & t0));
+      S1[u] = ((k1 & not3) ^ (scw & mt1)) | ((k1 & lo1) ^ (tcwk & t1));
+    } else {
+#pragma GCC unroll 8
+      for (unsigned k = 0; k < W; k++) {
+        const vq be = dcf_ld8((const uint8_t *)(bp[u] + k), 8 * (size_t)W, nl[u]);
+#pragma GCC unroll 2
+        for (unsigned c = 0; c < 2; c++) {
+          const vq w0 = WORD_AT(B, 0, c * W + k, u);
+          const vq w1 = WORD_AT(B, NP, c * W + k, u);
+          /* The left leaf is below alpha exactly when alpha's bit is 1. */
+          const vq d = w1 - w0 - V[u][k] + (c == 0 ? (be & mal) : vpair(0, 0));
+          const vq cw = (d ^ m1) - m1;
+          dcf_st8(kp0[u] + off + 8 * (c * W + k), kb, cw, ns[u]);
+          dcf_st8(kp1[u] + off + 8 * (c * W + k), kb, cw, ns[u]);
+        }
+      }
+    }
+  }
+  return rc;
+}
+
+static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
+                            const unsigned W, const uint8_t *roots,
+                            const uint64_t *alpha, const uint64_t *beta,
+                            uint8_t *k0, uint8_t *k1, size_t kb, size_t nv) {
+  size_t first[DCF_UG];
+  unsigned nl[DCF_UG], ns[DCF_UG];
+  uint8_t *kp0[DCF_UG], *kp1[DCF_UG];
+  const uint64_t *bp[DCF_UG];
+  vq S0[DCF_UG], S1[DCF_UG], A[DCF_UG], V[DCF_UG][KERN_DCF_MAX_WIDTH];
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  group_lanes(nv, DCF_UG, first, nl, ns);
+#pragma GCC unroll 16
+  for (unsigned u = 0; u < DCF_UG; u++) {
+    kp0[u] = k0 + first[u] * kb;
+    kp1[u] = k1 + first[u] * kb;
+    bp[u] = beta + first[u] * W;
+    /* Root seeds: 32 bytes per instance, party 0's then party 1's, written
+     * to the keys here with the rest (t_0 = 0, t_1 = 1). */
+    S0[u] = dcf_ld16(roots + 32 * first[u], 32, nl[u]) & not3;
+    S1[u] = dcf_ld16(roots + 32 * first[u] + 16, 32, nl[u]) & not3;
+    dcf_st16(kp0[u], kb, S0[u], ns[u]);
+    dcf_st16(kp1[u], kb, S1[u], ns[u]);
+    S1[u] |= vpair(1, 0);
+    A[u] = dcf_ld8((const uint8_t *)(alpha + first[u]), 8, nl[u]);
+#pragma GCC unroll 8
+    for (unsigned k = 0; k < W; k++)
+      V[u][k] = vpair(0, 0);
+  }
+  const size_t lb = 16 + 8 * (size_t)W;
+  size_t off = 16;
+  int rc = 0;
+  for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
+    rc |= gen_level(aes, W, 0, nbits - 1 - l, kp0, kp1, kb, bp, nl, ns, off,
+                    S0, S1, A, V, k0 + DCF_GG * kb, k1 + DCF_GG * kb);
+  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, bp, nl, ns, off, S0, S1, A, V,
+                  k0 + DCF_GG * kb, k1 + DCF_GG * kb);
+  return rc;
+}
+
+/* One function per width, with its group loop: the width is a literal in
+ * each, so the word loops unroll and the state arrays stay in registers. */
+#define DCF_DEFINE_WIDTH(w)                                                  \
+  static int DCF_NAME(eval_w##w)(const dcf_aes_t *aes, uint64_t party,       \
+                                 unsigned nbits, size_t n,                   \
+                                 const uint8_t *keys, size_t kb,             \
+                                 const uint64_t *x, uint64_t *y) {           \
+    int rc = 0;                                                              \
+    for (size_t g = 0; g < n; g += DCF_GE) {                                 \
+      const size_t nv = n - g < DCF_GE ? n - g : DCF_GE;                     \
+      rc |= eval_group(aes, party, nbits, w, keys + g * kb, kb, x + g,       \
+                       y + g * (w), nv);                                     \
+    }                                                                        \
+    return rc;                                                               \
+  }                                                                          \
+  static int DCF_NAME(gen_w##w)(const dcf_aes_t *aes, unsigned nbits,        \
+                                size_t n, const uint8_t *roots,              \
+                                const uint64_t *alpha, const uint64_t *beta, \
+                                uint8_t *k0, uint8_t *k1, size_t kb) {       \
+    int rc = 0;                                                              \
+    for (size_t g = 0; g < n; g += DCF_GG) {                                 \
+      const size_t nv = n - g < DCF_GG ? n - g : DCF_GG;                     \
+      rc |= gen_group(aes, nbits, w, roots + 32 * g, alpha + g,              \
+                      beta + g * (w), k0 + g * kb, k1 + g * kb, kb, nv);     \
+    }                                                                        \
+    return rc;                                                               \
+  }
+DCF_DEFINE_WIDTH(1)
+DCF_DEFINE_WIDTH(2)
+DCF_DEFINE_WIDTH(3)
+DCF_DEFINE_WIDTH(4)
+DCF_DEFINE_WIDTH(5)
+DCF_DEFINE_WIDTH(6)
+DCF_DEFINE_WIDTH(7)
+DCF_DEFINE_WIDTH(8)
+#undef DCF_DEFINE_WIDTH
+
+#define DCF_WIDTH_CASES(F, ...)                                              \
+  switch (width) {                                                           \
+  case 1: rc = DCF_NAME(F##_w1)(__VA_ARGS__); break;                         \
+  case 2: rc = DCF_NAME(F##_w2)(__VA_ARGS__); break;                         \
+  case 3: rc = DCF_NAME(F##_w3)(__VA_ARGS__); break;                         \
+  case 4: rc = DCF_NAME(F##_w4)(__VA_ARGS__); break;                         \
+  case 5: rc = DCF_NAME(F##_w5)(__VA_ARGS__); break;                         \
+  case 6: rc = DCF_NAME(F##_w6)(__VA_ARGS__); break;                         \
+  case 7: rc = DCF_NAME(F##_w7)(__VA_ARGS__); break;                         \
+  default: rc = DCF_NAME(F##_w8)(__VA_ARGS__); break;                        \
+  }
+
+static int DCF_NAME(dcf_eval)(const kern_aes_ks_t *ks, int party,
+                              unsigned nbits, unsigned width, size_t n,
+                              const uint8_t *keys, size_t kb,
+                              const uint64_t *x, uint64_t *y) {
+  dcf_aes_t aes;
+  int rc = dcf_aes_open(&aes, ks);
+  if (rc != 0)
+    return rc;
+  DCF_WIDTH_CASES(eval, &aes, (uint64_t)party, nbits, n, keys, kb, x, y)
+  dcf_aes_close(&aes);
+  return rc;
+}
+
+static int DCF_NAME(dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits,
+                             unsigned width, size_t n, const uint8_t *roots,
+                             const uint64_t *alpha, const uint64_t *beta,
+                             uint8_t *k0, uint8_t *k1, size_t kb) {
+  dcf_aes_t aes;
+  int rc = dcf_aes_open(&aes, ks);
+  if (rc != 0)
+    return rc;
+  DCF_WIDTH_CASES(gen, &aes, nbits, n, roots, alpha, beta, k0, k1, kb)
+  dcf_aes_close(&aes);
+  return rc;
+}
+
+#undef DCF_WIDTH_CASES
+#undef WORD_AT
+#undef DCF_AI
