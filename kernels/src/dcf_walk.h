@@ -241,8 +241,9 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
 static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
                             const int last, unsigned sh,
                             uint8_t *const kp0[DCF_UG], uint8_t *const kp1[DCF_UG],
-                            size_t kb, const uint64_t *const bp[DCF_UG],
-                            const unsigned nl[DCF_UG], const unsigned ns[DCF_UG],
+                            size_t kb,
+                            const vq BE[DCF_UG][KERN_DCF_MAX_WIDTH],
+                            const unsigned ns[DCF_UG],
                             size_t off, vq S0[DCF_UG], vq S1[DCF_UG],
                             const vq A[DCF_UG],
                             vq V[DCF_UG][KERN_DCF_MAX_WIDTH],
@@ -296,7 +297,7 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
       const vq mt0 = -(t0 | vswap(t0)), mt1 = -(t1 | vswap(t1));
 #pragma GCC unroll 8
       for (unsigned k = 0; k < W; k++) {
-        const vq be = dcf_ld8((const uint8_t *)(bp[u] + k), 8 * (size_t)W, nl[u]);
+        const vq be = BE[u][k];
         const vq vl0 = WORD_AT(B, v0, k, u), vr0 = WORD_AT(B, v0, W + k, u);
         const vq vl1 = WORD_AT(B, NP + v0, k, u);
         const vq vr1 = WORD_AT(B, NP + v0, W + k, u);
@@ -315,7 +316,7 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
     } else {
 #pragma GCC unroll 8
       for (unsigned k = 0; k < W; k++) {
-        const vq be = dcf_ld8((const uint8_t *)(bp[u] + k), 8 * (size_t)W, nl[u]);
+        const vq be = BE[u][k];
 #pragma GCC unroll 2
         for (unsigned c = 0; c < 2; c++) {
           const vq w0 = WORD_AT(B, 0, c * W + k, u);
@@ -339,15 +340,14 @@ static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
   size_t first[DCF_UG];
   unsigned nl[DCF_UG], ns[DCF_UG];
   uint8_t *kp0[DCF_UG], *kp1[DCF_UG];
-  const uint64_t *bp[DCF_UG];
   vq S0[DCF_UG], S1[DCF_UG], A[DCF_UG], V[DCF_UG][KERN_DCF_MAX_WIDTH];
+  vq BE[DCF_UG][KERN_DCF_MAX_WIDTH];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
   group_lanes(nv, DCF_UG, first, nl, ns);
 #pragma GCC unroll 16
   for (unsigned u = 0; u < DCF_UG; u++) {
     kp0[u] = k0 + first[u] * kb;
     kp1[u] = k1 + first[u] * kb;
-    bp[u] = beta + first[u] * W;
     /* Root seeds: 32 bytes per instance, party 0's then party 1's, written
      * to the keys here with the rest (t_0 = 0, t_1 = 1). */
     S0[u] = dcf_ld16(roots + 32 * first[u], 32, nl[u]) & not3;
@@ -357,16 +357,19 @@ static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
     S1[u] |= vpair(1, 0);
     A[u] = dcf_ld8((const uint8_t *)(alpha + first[u]), 8, nl[u]);
 #pragma GCC unroll 8
-    for (unsigned k = 0; k < W; k++)
+    for (unsigned k = 0; k < W; k++) {
       V[u][k] = vpair(0, 0);
+      BE[u][k] = dcf_ld8((const uint8_t *)(beta + first[u] * W + k),
+                         8 * (size_t)W, nl[u]);
+    }
   }
   const size_t lb = 16 + 8 * (size_t)W;
   size_t off = 16;
   int rc = 0;
   for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
-    rc |= gen_level(aes, W, 0, nbits - 1 - l, kp0, kp1, kb, bp, nl, ns, off,
+    rc |= gen_level(aes, W, 0, nbits - 1 - l, kp0, kp1, kb, BE, ns, off,
                     S0, S1, A, V, k0 + DCF_GG * kb, k1 + DCF_GG * kb);
-  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, bp, nl, ns, off, S0, S1, A, V,
+  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, BE, ns, off, S0, S1, A, V,
                   k0 + DCF_GG * kb, k1 + DCF_GG * kb);
   return rc;
 }
