@@ -1,5 +1,5 @@
-/* onnx_int.h - private helpers shared by the ONNX importer (onnx.c) and the
- * tensor-file reader and writer (tensor_io.c).
+/* onnx_int.h - private helpers shared by the ONNX importer (onnx.c and the
+ * files of onnx_imp.h) and the tensor-file reader and writer (tensor_io.c).
  *
  * Both read ONNX TensorProto messages, so the one careful conversion of a
  * TensorProto into plain arrays lives in tensor_io.c and is used by both. The

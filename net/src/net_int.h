@@ -1,8 +1,10 @@
 /* net_int.h - private interface between the sources of the net module: the
- * wire format of a frame (frame.c), the AES-256-GCM record layer (frame.c) and
- * the handshake (handshake.c). node.c builds links from them. Never included
- * from outside net/, except by the net tests, which use it to play a peer by
- * hand and forge frames.
+ * wire format of a frame (frame.c), the AES-256-GCM record layer (frame.c),
+ * the handshake (handshake.c), and the node that builds links from them: its
+ * types and the net__ functions its sources (node.c, conn.c, read.c, recv.c,
+ * write.c, emu.c) call in one another. Never included from outside net/,
+ * except by the net tests, which use it to play a peer by hand and forge
+ * frames.
  */
 #ifndef TANDEM_NET_INT_H
 #define TANDEM_NET_INT_H
@@ -10,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <openssl/evp.h>
+#include <uv.h>
 
 #include "net.h"
 
@@ -106,5 +111,226 @@ void net__hs_free(net__hs_t *hs);
 
 /* Hex helpers (keyfile.c). */
 void net__hex_encode(char *out, const unsigned char *in, size_t n);
+
+/* ---- the node ------------------------------------------------------------
+ * node.c's file comment says how its threads share this state: node->mu
+ * guards all of it. The net__ functions below that take a connection, a peer
+ * or the node are called with node->mu held, except the libuv callbacks
+ * (net__*_cb), which take it themselves where they need it, and net__wake
+ * (any thread). */
+
+typedef struct net__rmsg_s {
+  struct net__rmsg_s *next;
+  uint8_t chan;
+  int user; /* data is a posted receiver's buffer, not ours */
+  size_t len;
+  unsigned char *data;
+} net__rmsg_t;
+
+typedef struct net__conn_s net__conn_t;
+
+typedef struct net__wreq_s {
+  uv_write_t req;
+  struct net__wreq_s *next;
+  net__conn_t *c;
+  size_t len;    /* bytes at buf */
+  size_t off;    /* bytes of buf the sender already wrote to the socket */
+  size_t qbytes; /* bytes counted in c->queued (0 for handshake frames) */
+  uint64_t due;  /* link emulation: when it may reach the socket (emu_now) */
+  unsigned char buf[];
+} net__wreq_t;
+
+typedef struct net__creq_s {
+  struct net__creq_s *next;
+  int id;
+  int result;
+  int done;
+  net__conn_t *c;
+} net__creq_t;
+
+typedef enum {
+  NET_C_CONNECTING,
+  NET_C_WAIT1,
+  NET_C_WAIT2,
+  NET_C_WAIT3,
+  NET_C_UP,
+  NET_C_CLOSING
+} net__cstate_t;
+
+struct net__conn_s {
+  net_node_t *node;
+  net__conn_t *next;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_connect_t connect;
+  uv_shutdown_t shutdown;
+  int handles; /* open libuv handles */
+  int refs;    /* senders using tx */
+  net__cstate_t state;
+  int peer; /* -1 until the handshake names it */
+  int initiator;
+  int want_close; /* 1 graceful (flush then FIN), 2 hard */
+  int kill_err;
+  net__creq_t *cr;
+  net__hs_t *hs;
+  net__aead_t tx, rx;
+  uv_mutex_t send_mu;
+  /* receive parser */
+  unsigned char hdr_raw[NET_HDR_BYTES];
+  size_t hdr_have;
+  int have_hdr;
+  net__hdr_t h;
+  unsigned char hsbuf[NET_HS1_BYTES];
+  /* Where the current frame's body goes: hsbuf for a handshake frame, the
+   * message being reassembled (c->cur->data + c->cur_off) for a DATA frame,
+   * whose ciphertext is decrypted in place there; its tag goes to tag. */
+  unsigned char *fdst;
+  size_t fhave, fneed;
+  int fmsg;    /* fdst is in c->cur */
+  int in_read; /* a read into a posted buffer is under way (net__alloc_cb to net__read_cb) */
+  unsigned char tag[NET_TAG_BYTES];
+  size_t thave, tneed;
+  unsigned char *rbuf;
+  net__rmsg_t *cur;
+  size_t cur_off;
+  uint64_t cur_prog; /* uv_hrtime of the last bytes read of cur */
+  uint64_t wprog;    /* uv_hrtime of the last write that completed */
+  int paused;
+  int fd; /* the socket, for senders' direct writes (valid while NET_C_UP) */
+  /* send queue: frames not yet handed to uv_write */
+  net__wreq_t *pend_head, *pend_tail;
+  unsigned inflight; /* uv_write requests not yet completed */
+  size_t queued;
+  /* link emulation (node->emu): frames held until their due time, and a
+   * timerfd (emu_fd, watched by emu_poll) armed for the first one's */
+  uv_poll_t emu_poll;
+  int emu_fd;
+  net__wreq_t *emu_head, *emu_tail;
+  uint64_t emu_busy; /* when the emulated wire is free again (emu_now) */
+  int emu_shut;      /* a graceful close waits for the held frames */
+  uint64_t wire_in, wire_out;
+};
+
+/* A receiver's buffer offered to the loop (net_msg_recv): the next message
+ * of chan that starts while nothing of chan is queued, and fits in cap, is
+ * decrypted straight into buf instead of a malloc'd message that the
+ * receiver would copy out and wipe. One per peer; other receivers queue. */
+typedef struct {
+  int active;
+  uint8_t chan;
+  unsigned char *buf;
+  size_t cap;
+  net__rmsg_t *m;  /* the message being received into buf, or NULL */
+  net__conn_t *c;  /* its connection */
+  int done;   /* buf holds a whole, authenticated message of len bytes */
+  size_t len;
+  int cancelling; /* the receiver waits for a read into buf to end */
+} net__post_t;
+
+typedef struct {
+  int declared;
+  unsigned char pk[NET_KEY_BYTES];
+  int has_addr;
+  struct sockaddr_storage addr;
+  net__conn_t *link;
+  int err;
+  uint64_t gen;
+  uint64_t up_seq;
+  net__rmsg_t *rq_head, *rq_tail;
+  size_t rq_bytes;
+  /* Receivers blocked on this peer, in all and per channel: each has nothing
+   * of its channel queued, so reading must go on while there is one. */
+  unsigned rwaiters;
+  unsigned rwait[256];
+  net__post_t post;
+  net_stats_t st;
+} net__peer_t;
+
+struct net_node_s {
+  net_config_t cfg;
+  unsigned char *keys; /* sodium_malloc'd: pk | sk */
+  uv_loop_t loop;
+  uv_thread_t thread;
+  int thread_started;
+  uv_async_t async;
+  uv_tcp_t listener;
+  int listening;
+  uint16_t port;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  net__peer_t peers[NET_MAX_PEERS];
+  net__conn_t *conns;
+  net__creq_t *creqs;
+  int stopping;
+  uint64_t up_seq, any_seen;
+  int qwaiters; /* callers waiting for a send queue to drain */
+  int emu;      /* link emulation on (cfg.emu_delay_us or cfg.emu_rate_bps) */
+  net_node_stats_t st;
+};
+
+/* node.c: helpers. */
+/* Calls the node's log hook with one formatted line (no-op without one). */
+void net__log(net_node_t *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first 8 bytes of a key in hex, for log lines. */
+void net__key_hint(char out[17], const unsigned char *pk);
+uint64_t net__deadline_of(int timeout_ms);
+/* Moves *deadline on to timeout_ms after `prog` (a uv_hrtime of the last
+ * progress) if that is later; returns nonzero if it did. */
+int net__extend(uint64_t *deadline, uint64_t prog, int timeout_ms);
+/* Waits on node->cv until the deadline; returns nonzero once it has passed. */
+int net__wait_until(net_node_t *n, uint64_t deadline);
+/* Wakes the loop thread (uv_async_send; any thread, with or without mu). */
+void net__wake(net_node_t *n);
+/* Frees a received message, wiping its plaintext first. */
+void net__rmsg_free(net__rmsg_t *m);
+int net__bad_id(int id);
+int net__timeout_or_default(net_node_t *n, int timeout_ms);
+/* The error a call on p's link returns when it has none. */
+int net__link_error(net__peer_t *p);
+
+/* conn.c: a connection's life cycle. */
+void net__wreq_list_free(net__conn_t *c, net__wreq_t **head, net__wreq_t **tail);
+/* Frees c once no libuv handle and no sender holds it. */
+void net__conn_maybe_free(net__conn_t *c);
+void net__conn_close_handles(net__conn_t *c);
+void net__shutdown_cb(uv_shutdown_t *req, int status);
+/* Ends connection c with err (0 for a local close). graceful: send what is
+ * queued, then FIN. Wakes every caller that waits on it. */
+void net__conn_close(net__conn_t *c, int err, int graceful);
+/* A handshake failed (err) or an established link broke: count and log it. */
+void net__conn_fail(net__conn_t *c, int err);
+/* Makes c, whose handshake just finished, the link of its peer. */
+TANDEM_WUR int net__link_up(net__conn_t *c);
+/* Starts the outbound connection of a connect request (loop thread). */
+void net__start_connect(net_node_t *n, net__creq_t *cr);
+/* The listener's callback: accepts an inbound connection. */
+void net__connection_cb(uv_stream_t *server, int status);
+
+/* read.c: the parser (loop thread). */
+/* Bytes of the message being reassembled on c that are in place so far. */
+size_t net__msg_got(const net__conn_t *c);
+/* Nonzero if a message of chan is queued from p. */
+int net__chan_queued(const net__peer_t *p, uint8_t chan);
+void net__alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void net__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* recv.c: the receiving calls. */
+/* Takes the message being received on c out of its posted buffer po (with
+ * detach_only, drops it); TANDEM_ENOMEM if no memory could hold it. */
+int net__post_detach(net__conn_t *c, net__post_t *po, int detach_only);
+
+/* write.c: the write queue. */
+/* Hands w to libuv (which frees it through its callback); on failure frees it. */
+TANDEM_WUR int net__start_write(net__conn_t *c, net__wreq_t *w);
+/* Hands the queued frames of c to libuv (or to the emulated wire). */
+TANDEM_WUR int net__conn_flush(net__conn_t *c);
+/* Writes one handshake frame (type, payload of len bytes) from the loop. */
+int net__send_hs(net__conn_t *c, uint8_t type, const unsigned char *payload, size_t len);
+
+/* emu.c: link emulation. */
+/* Sends w now, or with link emulation on, when the emulated wire would
+ * deliver it. */
+int net__emit(net__conn_t *c, net__wreq_t *w);
+void net__emu_poll_cb(uv_poll_t *h, int status, int events);
 
 #endif /* TANDEM_NET_INT_H */

@@ -1,0 +1,163 @@
+/* onnx_imp.h - the private interface between the four sources of the ONNX
+ * importer: onnx.c (the public calls and the walk over the nodes),
+ * onnx_read.c (the reader: messages, the name table, attributes, a node's
+ * inputs and outputs, constants, and the graph's inputs and outputs),
+ * onnx_ops.c (the operator handlers, in a table keyed by op_type) and
+ * onnx_fold.c (BatchNormalization folding and the constants computed at
+ * import). Included by nothing else; tensor_io.c shares onnx_int.h only.
+ */
+#ifndef TANDEM_ONNX_IMP_H
+#define TANDEM_ONNX_IMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpc.h"
+#include "onnx_int.h"
+
+/* ---- values -------------------------------------------------------------- */
+
+typedef enum { S_INIT, S_INPUT, S_NODE } src_t;
+typedef enum { V_UNDEF, V_ACT, V_CONST, V_PAD } vkind_t;
+
+/* A constant known at import, and the PARAM node made from it (-1 until an
+ * operator first needs it as an operand). */
+typedef struct {
+  mpc__ctensor_t t;
+  int param;
+} konst_t;
+
+/* One named value. */
+typedef struct {
+  const char *name;
+  src_t src;
+  size_t idx;   /* initializer, graph input or node index */
+  size_t nuse;  /* readers: node inputs and graph outputs */
+  size_t user;  /* the last node that reads it */
+  int gout;     /* also a graph output */
+  int folded;   /* read only by a BatchNormalization folded into its producer */
+  vkind_t kind;
+  int node;     /* V_ACT, V_PAD: the IR node */
+  int kidx;     /* V_CONST: index into ctx.konst, -1 for an initializer not yet read */
+  size_t pads[4];        /* V_PAD: top, left, bottom, right */
+  const char *pad_from;  /* V_PAD: the Pad node's name, for messages */
+} ent_t;
+
+typedef struct {
+  int node;
+  double *data;
+} pdata_t;
+
+typedef struct {
+  const Onnx__GraphProto *gp;
+  long opset;
+  mpc_graph_t *g;
+  char *err;
+  size_t errlen;
+
+  ent_t *ents;
+  size_t nents, capents;
+  int *tab; /* open addressing: ents index or -1 */
+  size_t tabmask;
+
+  konst_t *konst;
+  size_t nkonst, capkonst;
+  pdata_t *pdat;
+  size_t npdat, cappdat;
+
+  unsigned char *done; /* per node: already handled (Constant pre-pass, folded BN) */
+  char nbuf[96];       /* a node's display name */
+} ctx_t;
+
+typedef Onnx__AttributeProto attr_t;
+
+/* Dimensions of an input that may be an activation or a constant. */
+typedef struct {
+  unsigned ndim;
+  size_t dim[MPC__CT_MAX_DIMS];
+} dims_t;
+
+static inline const char *str_or(const char *s, const char *dflt) {
+  return s != NULL && s[0] != '\0' ? s : dflt;
+}
+
+static inline const Onnx__NodeProto *nodep(const ctx_t *c, size_t k) { return c->gp->node[k]; }
+
+static inline int is_type(const attr_t *a, Onnx__AttributeProto__AttributeType t, int has_field) {
+  return a->has_type ? a->type == t : has_field;
+}
+
+static inline const mpc_shape_t *shape_of(const ctx_t *c, int node) {
+  return &c->g->nodes[node].shape;
+}
+
+/* ---- onnx_read.c --------------------------------------------------------- */
+
+/* Messages: the error code, with the message in c->err (gfail: of the graph;
+ * nfail: "node 'name' (op): ..." of node k). */
+__attribute__((format(printf, 3, 4)))
+int mpc__onnx_gfail(ctx_t *c, int code, const char *fmt, ...);
+__attribute__((format(printf, 4, 5)))
+int mpc__onnx_nfail(ctx_t *c, size_t k, int code, const char *fmt, ...);
+/* The node's name, or "<op>_<index>" for an unnamed one (in a scratch buffer). */
+const char *mpc__onnx_node_name(ctx_t *c, size_t k);
+
+/* Steps 1 and 2 of the import (the name table, reader counts, the order),
+ * the graph's inputs and outputs as IR nodes, the opset check, the declared
+ * input range, and the context's memory. */
+int mpc__onnx_index_and_sort(ctx_t *c, size_t **order_out);
+int mpc__onnx_add_inputs(ctx_t *c);
+int mpc__onnx_add_outputs(ctx_t *c);
+int mpc__onnx_check_opset(ctx_t *c, const Onnx__ModelProto *m);
+/* The input range declared in the model's metadata, if any, into c->g. */
+int mpc__onnx_read_input_bound(ctx_t *c, const Onnx__ModelProto *m);
+void mpc__onnx_ctx_free(ctx_t *c);
+
+/* Values, constants and IR nodes. */
+ent_t *mpc__onnx_lookup(ctx_t *c, const char *name);
+int mpc__onnx_konst_add(ctx_t *c, mpc__ctensor_t *t);
+int mpc__onnx_add_node(ctx_t *c, size_t k, mpc_node_t *nd);
+void mpc__onnx_node_init(mpc_node_t *nd, mpc_op_t op, int in0, int in1, int in2);
+int mpc__onnx_make_param(ctx_t *c, size_t k, const char *name, unsigned ndim, const size_t *dim,
+                         double *data);
+double *mpc__onnx_dup_doubles(const double *src, size_t n);
+int mpc__onnx_load_init(ctx_t *c, size_t k, ent_t *e);
+
+/* Attributes of node k. */
+const attr_t *mpc__onnx_attr_find(const ctx_t *c, size_t k, const char *name);
+int mpc__onnx_attr_check(ctx_t *c, size_t k, const char *const *known);
+int mpc__onnx_attr_int(ctx_t *c, size_t k, const char *name, int64_t dflt, int64_t *out);
+int mpc__onnx_attr_float(ctx_t *c, size_t k, const char *name, double dflt, double *out);
+int mpc__onnx_attr_ints(ctx_t *c, size_t k, const char *name, const int64_t **v, size_t *n);
+int mpc__onnx_attr_str(ctx_t *c, size_t k, const char *name, const char *dflt, char *out,
+                       size_t outlen);
+
+/* Inputs j and outputs of node k. */
+const char *mpc__onnx_in_name(const ctx_t *c, size_t k, size_t j);
+ent_t *mpc__onnx_in_ent(ctx_t *c, size_t k, size_t j, int required, int *rc);
+int mpc__onnx_pad_error(ctx_t *c, size_t k, const ent_t *e);
+int mpc__onnx_in_act(ctx_t *c, size_t k, size_t j, int *node);
+int mpc__onnx_in_operand(ctx_t *c, size_t k, size_t j, int required, int *node);
+int mpc__onnx_in_const(ctx_t *c, size_t k, size_t j, int required, const mpc__ctensor_t **t);
+int mpc__onnx_in_ints(ctx_t *c, size_t k, size_t j, int required, const int64_t **v, size_t *n);
+ent_t *mpc__onnx_out_ent(ctx_t *c, size_t k, size_t j);
+void mpc__onnx_def_act(ctx_t *c, size_t k, size_t j, int node);
+void mpc__onnx_def_const(ctx_t *c, size_t k, size_t j, int kidx);
+void mpc__onnx_def_alias(ctx_t *c, size_t k, size_t j, const ent_t *src);
+
+/* ---- onnx_ops.c ---------------------------------------------------------- */
+
+/* Handles node k with the handler its op_type names in the table. */
+int mpc__onnx_run_node(ctx_t *c, size_t k);
+
+/* ---- onnx_fold.c --------------------------------------------------------- */
+
+int mpc__onnx_bn_params(ctx_t *c, size_t k, size_t ch, int quiet, double **sp, double **tp);
+int mpc__onnx_fold_conv(ctx_t *c, size_t k, mpc_node_t *nd, int *folded);
+int mpc__onnx_fold_gemm(ctx_t *c, size_t k, mpc_node_t *nd, int *folded);
+int mpc__onnx_const_reshape(ctx_t *c, size_t k, const ent_t *e, const dims_t *to);
+int mpc__onnx_const_transpose(ctx_t *c, size_t k, const ent_t *e, dims_t in,
+                              const unsigned perm[MPC__CT_MAX_DIMS]);
+int mpc__onnx_const_pass(ctx_t *c, const size_t *order);
+
+#endif /* TANDEM_ONNX_IMP_H */

@@ -1,0 +1,946 @@
+/* onnx_ops.c - the operator handlers of the ONNX importer, one per
+ * supported op_type (some serve two, told apart by a variant flag), in a
+ * table sorted by op_type that mpc__onnx_run_node searches. Each handler
+ * checks its node's attributes and inputs and appends the IR nodes of its
+ * result (onnx_read.c reads, onnx_fold.c folds).
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_imp.h"
+
+/* Windows, pads and strides above this are refused (graph.c has the same bound). */
+#define MAX_WIN ((int64_t)1 << 16)
+/* A BatchNormalization that cannot be folded becomes a C x C diagonal weight;
+ * above this many channels that is too wasteful to be worth it. */
+#define MAX_AFFINE_CH 1024
+
+/* A handler: node k, with the table's variant flag. */
+typedef int (*op_fn_t)(ctx_t *c, size_t k, int variant);
+typedef struct {
+  const char *op_type;
+  op_fn_t fn;
+  int variant;
+} op_entry_t;
+
+static int in_dims(ctx_t *c, size_t k, size_t j, ent_t **ep, dims_t *d) {
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, j, 1, &rc);
+  if (e == NULL)
+    return rc;
+  if (e->kind == V_PAD)
+    return mpc__onnx_pad_error(c, k, e);
+  memset(d, 0, sizeof *d);
+  if (e->kind == V_ACT) {
+    const mpc_shape_t *s = shape_of(c, e->node);
+    d->ndim = s->ndim;
+    for (unsigned i = 0; i < s->ndim; i++)
+      d->dim[i] = s->dim[i];
+  } else {
+    const mpc__ctensor_t *t = &c->konst[e->kidx].t;
+    d->ndim = t->ndim;
+    for (unsigned i = 0; i < t->ndim; i++)
+      d->dim[i] = t->dim[i];
+  }
+  *ep = e;
+  return 0;
+}
+
+/* Output 0 of node k is input value e with new dimensions (same elements in
+ * the same order): a RESHAPE node for an activation, a relabelled copy for a
+ * constant. */
+static int emit_reshape(ctx_t *c, size_t k, const ent_t *e, const dims_t *to) {
+  if (e->kind == V_CONST)
+    return mpc__onnx_const_reshape(c, k, e, to);
+  if (to->ndim < 1 || to->ndim > MPC_MAX_DIMS)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "result of rank %u (supported: 1 to %d)",
+                           to->ndim, MPC_MAX_DIMS);
+  const mpc_shape_t *s = shape_of(c, e->node);
+  int same = s->ndim == to->ndim;
+  for (unsigned i = 0; same && i < to->ndim; i++)
+    same = s->dim[i] == to->dim[i];
+  if (same) { /* nothing to do: keep the value */
+    mpc__onnx_def_act(c, k, 0, e->node);
+    return 0;
+  }
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, e->node, -1, -1);
+  nd.shape.ndim = to->ndim;
+  for (unsigned i = 0; i < to->ndim; i++)
+    nd.shape.dim[i] = to->dim[i];
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static size_t dims_numel(const dims_t *d) {
+  size_t n = 1;
+  for (unsigned i = 0; i < d->ndim; i++)
+    n *= d->dim[i]; /* bounded: every stored shape has at most 2^40 elements */
+  return n;
+}
+
+static int op_reshape(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"allowzero", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  int64_t allowzero;
+  if ((rc = mpc__onnx_attr_int(c, k, "allowzero", 0, &allowzero)) != 0)
+    return rc;
+  ent_t *e;
+  dims_t in, to;
+  if ((rc = in_dims(c, k, 0, &e, &in)) != 0)
+    return rc;
+  const int64_t *sv;
+  size_t sn;
+  if ((rc = mpc__onnx_in_ints(c, k, 1, 1, &sv, &sn)) != 0)
+    return rc;
+  if (sn > MPC__CT_MAX_DIMS)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "target shape has %zu dimensions", sn);
+  memset(&to, 0, sizeof to);
+  to.ndim = (unsigned)sn;
+  int infer = -1;
+  size_t known_n = 1, total = dims_numel(&in);
+  for (size_t i = 0; i < sn; i++) {
+    int64_t v = sv[i];
+    if (v == 0 && allowzero)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "allowzero=1 with a zero dimension (empty tensors are "
+                             "not supported)");
+    if (v == 0) {
+      if (i >= in.ndim)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE,
+                               "shape[%zu] = 0 copies a dimension the input (rank "
+                               "%u) does not have",
+                               i, in.ndim);
+      to.dim[i] = in.dim[i];
+    } else if (v == -1) {
+      if (infer >= 0)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "more than one -1 in the target shape");
+      infer = (int)i;
+      continue;
+    } else if (v < 0 || (uint64_t)v > MPC__CT_MAX_NUMEL) {
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "target dimension %" PRId64 " is invalid", v);
+    } else {
+      to.dim[i] = (size_t)v;
+    }
+    /* known_n * dim > total exactly when dim > floor(total / known_n), a
+     * test that cannot overflow. */
+    if (to.dim[i] == 0 || to.dim[i] > total / known_n)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE,
+                             "target shape has more elements than the input (%zu)", total);
+    known_n *= to.dim[i];
+  }
+  if (infer >= 0) {
+    if (total % known_n != 0)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE,
+                             "cannot infer the -1 dimension: %zu elements are not "
+                             "a multiple of %zu",
+                             total, known_n);
+    to.dim[infer] = total / known_n;
+  } else if (known_n != total) {
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "target shape has %zu elements, the input %zu",
+                           known_n, total);
+  }
+  return emit_reshape(c, k, e, &to);
+}
+
+static int op_flatten(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  int64_t axis;
+  if ((rc = mpc__onnx_attr_int(c, k, "axis", 1, &axis)) != 0)
+    return rc;
+  ent_t *e;
+  dims_t in, to;
+  if ((rc = in_dims(c, k, 0, &e, &in)) != 0)
+    return rc;
+  int64_t r = (int64_t)in.ndim;
+  if (axis < -r || axis > r)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis %" PRId64 " is outside [-%u, %u]", axis,
+                           in.ndim, in.ndim);
+  if (axis < 0)
+    axis += r;
+  memset(&to, 0, sizeof to);
+  to.ndim = 2;
+  to.dim[0] = to.dim[1] = 1;
+  for (unsigned i = 0; i < in.ndim; i++)
+    to.dim[(int64_t)i < axis ? 0 : 1] *= in.dim[i];
+  return emit_reshape(c, k, e, &to);
+}
+
+/* Axes from the attribute (opset < 13) or the second input (opset >= 13). */
+static int get_axes(ctx_t *c, size_t k, const int64_t **v, size_t *n) {
+  if (c->opset >= 13) {
+    if (mpc__onnx_attr_find(c, k, "axes") != NULL)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
+                             "axes is an input from opset 13 on, not an attribute");
+    return mpc__onnx_in_ints(c, k, 1, 0, v, n);
+  }
+  if (mpc__onnx_in_name(c, k, 1) != NULL)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
+                           "axes is an attribute before opset 13, not an input");
+  return mpc__onnx_attr_ints(c, k, "axes", v, n);
+}
+
+static int op_squeeze(ctx_t *c, size_t k, int unsq) {
+  static const char *const known[] = {"axes", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  ent_t *e;
+  dims_t in, to;
+  if ((rc = in_dims(c, k, 0, &e, &in)) != 0)
+    return rc;
+  const int64_t *ax;
+  size_t na;
+  if ((rc = get_axes(c, k, &ax, &na)) != 0)
+    return rc;
+  if (unsq && na == SIZE_MAX)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axes are required");
+  int64_t r = (int64_t)in.ndim + (unsq ? (int64_t)(na == SIZE_MAX ? 0 : na) : 0);
+  if (r > MPC__CT_MAX_DIMS)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "result would have %" PRId64 " dimensions", r);
+  unsigned mark = 0; /* bit d: axis d is listed */
+  for (size_t i = 0; na != SIZE_MAX && i < na; i++) {
+    int64_t a = ax[i];
+    if (a < -r || a >= r)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
+                             "axis %" PRId64 " is outside [-%" PRId64 ", %" PRId64 "]", a, r,
+                             r - 1);
+    if (a < 0)
+      a += r;
+    if ((mark >> a) & 1u)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis %" PRId64 " is listed twice", a);
+    mark |= 1u << a;
+  }
+  /* The graph's first dimension is the batch; an activation whose batch axis
+   * is removed or displaced could not be evaluated at another batch size. */
+  if (e->kind == V_ACT && (mark & 1u))
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "%s axis 0, the batch dimension, is not supported",
+                           unsq ? "inserting a dimension at" : "squeezing");
+  memset(&to, 0, sizeof to);
+  if (unsq) {
+    unsigned src = 0;
+    for (unsigned d = 0; d < (unsigned)r; d++)
+      to.dim[d] = (mark >> d) & 1u ? 1 : in.dim[src++];
+    to.ndim = (unsigned)r;
+  } else {
+    for (unsigned d = 0; d < in.ndim; d++) {
+      int listed = (mark >> d) & 1u;
+      if (listed && in.dim[d] != 1)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "cannot squeeze axis %u of size %zu", d,
+                               in.dim[d]);
+      /* Without axes every dimension of 1 goes, except an activation's batch. */
+      int drop = na == SIZE_MAX ? in.dim[d] == 1 && !(e->kind == V_ACT && d == 0) : listed;
+      if (!drop)
+        to.dim[to.ndim++] = in.dim[d];
+    }
+  }
+  return emit_reshape(c, k, e, &to);
+}
+
+static int op_transpose(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"perm", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  ent_t *e;
+  dims_t in;
+  if ((rc = in_dims(c, k, 0, &e, &in)) != 0)
+    return rc;
+  const int64_t *pv;
+  size_t pn;
+  if ((rc = mpc__onnx_attr_ints(c, k, "perm", &pv, &pn)) != 0)
+    return rc;
+  unsigned perm[MPC__CT_MAX_DIMS], seen = 0;
+  if (pn != SIZE_MAX && pn != in.ndim)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "perm has %zu entries for an input of rank %u", pn,
+                           in.ndim);
+  for (unsigned d = 0; d < in.ndim; d++) {
+    int64_t p = pn == SIZE_MAX ? (int64_t)(in.ndim - 1 - d) : pv[d];
+    if (p < 0 || p >= (int64_t)in.ndim || ((seen >> p) & 1u))
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "perm is not a permutation of %u axes", in.ndim);
+    seen |= 1u << p;
+    perm[d] = (unsigned)p;
+  }
+  if (e->kind == V_ACT) {
+    mpc_node_t nd;
+    mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, e->node, -1, -1);
+    for (unsigned d = 0; d < in.ndim; d++)
+      nd.attr.perm[d] = perm[d];
+    int r = mpc__onnx_add_node(c, k, &nd);
+    if (r < 0)
+      return r;
+    mpc__onnx_def_act(c, k, 0, r);
+    return 0;
+  }
+  /* A constant (a weight stored the other way round): permute it here. */
+  return mpc__onnx_const_transpose(c, k, e, in, perm);
+}
+
+static int op_batchnorm(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  int x, rc;
+  if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_shape_t xs = *shape_of(c, x);
+  if (xs.ndim < 2 || xs.ndim > 4)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (supported: 2 to 4)", xs.ndim);
+  size_t ch = xs.dim[1];
+  double *s, *t;
+  if ((rc = mpc__onnx_bn_params(c, k, ch, 0, &s, &t)) != 0)
+    return rc;
+  if (ch > MAX_AFFINE_CH) {
+    free(s);
+    free(t);
+    return mpc__onnx_nfail(
+        c, k, TANDEM_EUNSUPOP,
+        "cannot be folded into a preceding Conv or Gemm, and as a stand-alone per-channel "
+        "affine map it is supported for at most %d channels (got %zu)",
+        MAX_AFFINE_CH, ch);
+  }
+  /* The IR has no per-channel scale, so y = s*x + t is a layer with a
+   * diagonal weight: a Gemm for [N, C], a 1x1 Conv for [N, C, H, W] (and
+   * for [N, C, L] through a reshape to [N, C, L, 1]). */
+  double *diag = calloc(ch * ch, sizeof *diag);
+  if (diag == NULL) {
+    free(s);
+    free(t);
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < ch; i++)
+    diag[i * ch + i] = s[i];
+  free(s);
+  char pn[80];
+  size_t wd[4] = {ch, ch, 1, 1};
+  snprintf(pn, sizeof pn, "%.60s.scale", mpc__onnx_node_name(c, k));
+  int wn = mpc__onnx_make_param(c, k, pn, xs.ndim == 2 ? 2 : 4, wd, diag);
+  if (wn < 0) {
+    free(t);
+    return wn;
+  }
+  snprintf(pn, sizeof pn, "%.60s.shift", mpc__onnx_node_name(c, k));
+  int bn = mpc__onnx_make_param(c, k, pn, 1, wd, t);
+  if (bn < 0)
+    return bn;
+  mpc_node_t nd;
+  int r;
+  if (xs.ndim == 2) {
+    mpc__onnx_node_init(&nd, MPC_OP_GEMM, x, wn, bn);
+    r = mpc__onnx_add_node(c, k, &nd);
+  } else {
+    int xin = x;
+    if (xs.ndim == 3) {
+      mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, x, -1, -1);
+      nd.shape = xs;
+      nd.shape.ndim = 4;
+      nd.shape.dim[3] = 1;
+      if ((xin = mpc__onnx_add_node(c, k, &nd)) < 0)
+        return xin;
+    }
+    mpc__onnx_node_init(&nd, MPC_OP_CONV, xin, wn, bn);
+    r = mpc__onnx_add_node(c, k, &nd);
+    if (r >= 0 && xs.ndim == 3) {
+      mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, r, -1, -1);
+      nd.shape = xs;
+      r = mpc__onnx_add_node(c, k, &nd);
+    }
+  }
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+/* Reads a list attribute of exactly n non-negative values, each < MAX_WIN,
+ * with a lower bound lo (1 for strides). */
+static int attr_list(ctx_t *c, size_t k, const char *name, size_t n, int64_t lo, size_t *out) {
+  const int64_t *v;
+  size_t m;
+  int rc = mpc__onnx_attr_ints(c, k, name, &v, &m);
+  if (rc != 0 || m == SIZE_MAX)
+    return rc;
+  if (m != n)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "%s has %zu values (want %zu: only 2-D is supported)", name, m, n);
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < lo || v[i] > MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "%s[%zu] = %" PRId64 " is not supported", name,
+                             i, v[i]);
+    out[i] = (size_t)v[i];
+  }
+  return 0;
+}
+
+/* auto_pad must be NOTSET or VALID (explicit pads, or none). */
+static int check_autopad(ctx_t *c, size_t k, int *valid) {
+  char ap[32];
+  int rc = mpc__onnx_attr_str(c, k, "auto_pad", "NOTSET", ap, sizeof ap);
+  if (rc != 0)
+    return rc;
+  *valid = strcmp(ap, "VALID") == 0;
+  if (strcmp(ap, "NOTSET") != 0 && !*valid)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "auto_pad=%s is not supported (NOTSET or VALID; export "
+                           "with explicit pads)",
+                           ap);
+  return 0;
+}
+
+/* The window attributes common to Conv and the pools into at. */
+static int window_attrs(ctx_t *c, size_t k, int dil, mpc_attr_t *at) {
+  int valid, rc = check_autopad(c, k, &valid);
+  size_t ks[2] = {0, 0};
+  if (rc == 0)
+    rc = attr_list(c, k, "kernel_shape", 2, 1, ks);
+  at->kh = ks[0];
+  at->kw = ks[1];
+  at->strides[0] = at->strides[1] = 1;
+  at->dilations[0] = at->dilations[1] = 1;
+  if (rc == 0)
+    rc = attr_list(c, k, "strides", 2, 1, at->strides);
+  if (rc == 0 && dil)
+    rc = attr_list(c, k, "dilations", 2, 1, at->dilations);
+  if (rc == 0 && !valid)
+    rc = attr_list(c, k, "pads", 4, 0, at->pads);
+  return rc;
+}
+
+/* The input of a Conv or pool, with any pending Pad folded into at->pads. */
+static int window_input(ctx_t *c, size_t k, int allow_pad, mpc_attr_t *at, int *x, int *padded) {
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (e == NULL)
+    return rc;
+  *padded = 0;
+  if (e->kind == V_PAD) {
+    if (!allow_pad)
+      return mpc__onnx_pad_error(c, k, e);
+    for (int i = 0; i < 4; i++)
+      at->pads[i] += e->pads[i];
+    *padded = 1;
+    *x = e->node;
+  } else if ((rc = mpc__onnx_in_act(c, k, 0, x)) != 0) {
+    return rc;
+  }
+  const mpc_shape_t *s = shape_of(c, *x);
+  if (s->ndim != 4)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "input of rank %u: only 2-D windows over 4-D NCHW "
+                           "inputs are supported",
+                           s->ndim);
+  return 0;
+}
+
+/* Emits node nd of node k with its own weight (input 1, required) and bias
+ * (input 2, optional) as operands. */
+static int emit_plain(ctx_t *c, size_t k, mpc_node_t *nd) {
+  int rc;
+  if ((rc = mpc__onnx_in_operand(c, k, 1, 1, &nd->in[1])) != 0 ||
+      (rc = mpc__onnx_in_operand(c, k, 2, 0, &nd->in[2])) != 0)
+    return rc;
+  int r = mpc__onnx_add_node(c, k, nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static int op_conv(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"auto_pad",     "dilations", "group", "kernel_shape",
+                                      "pads",         "strides",   NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  int64_t group;
+  if ((rc = mpc__onnx_attr_int(c, k, "group", 1, &group)) != 0)
+    return rc;
+  if (group != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONV, -1, -1, -1);
+  int x, padded;
+  if ((rc = window_attrs(c, k, 1, &nd.attr)) != 0)
+    return rc;
+  if ((rc = window_input(c, k, 1, &nd.attr, &x, &padded)) != 0)
+    return rc;
+  nd.in[0] = x;
+
+  int folded;
+  if ((rc = mpc__onnx_fold_conv(c, k, &nd, &folded)) != 0 || folded)
+    return rc;
+  return emit_plain(c, k, &nd);
+}
+
+static int op_gemm(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"alpha", "beta", "transA", "transB", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_GEMM, -1, -1, -1);
+  int64_t ta, tb;
+  if ((rc = mpc__onnx_attr_float(c, k, "alpha", 1.0, &nd.attr.alpha)) != 0 ||
+      (rc = mpc__onnx_attr_float(c, k, "beta", 1.0, &nd.attr.beta)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "transA", 0, &ta)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "transB", 0, &tb)) != 0)
+    return rc;
+  nd.attr.trans_a = ta != 0;
+  nd.attr.trans_b = tb != 0;
+  if ((rc = mpc__onnx_in_operand(c, k, 0, 1, &nd.in[0])) != 0)
+    return rc;
+
+  int folded;
+  if ((rc = mpc__onnx_fold_gemm(c, k, &nd, &folded)) != 0 || folded)
+    return rc;
+  return emit_plain(c, k, &nd);
+}
+
+static int op_matmul(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_MATMUL, -1, -1, -1);
+  if ((rc = mpc__onnx_in_operand(c, k, 0, 1, &nd.in[0])) != 0 ||
+      (rc = mpc__onnx_in_operand(c, k, 1, 1, &nd.in[1])) != 0)
+    return rc;
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+/* ceil_mode=1 is accepted where it gives the floor's output size. */
+static int check_ceil(ctx_t *c, size_t k, int x, const mpc_attr_t *at) {
+  int64_t ceil_mode;
+  int rc = mpc__onnx_attr_int(c, k, "ceil_mode", 0, &ceil_mode);
+  if (rc != 0 || ceil_mode == 0)
+    return rc;
+  const mpc_shape_t *s = shape_of(c, x);
+  for (int a = 0; a < 2; a++) {
+    size_t in = s->dim[2 + a], kk = a ? at->kw : at->kh, st = at->strides[a];
+    size_t ext = (kk - 1) * at->dilations[a] + 1, padded = in + at->pads[a] + at->pads[a + 2];
+    if (ext <= padded && (padded - ext) % st != 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "ceil_mode=1 changes the output size here; only "
+                             "ceil_mode=0 is supported");
+  }
+  return 0;
+}
+
+static int op_pool(ctx_t *c, size_t k, int is_max) {
+  static const char *const kmax[] = {"auto_pad", "ceil_mode", "dilations", "kernel_shape",
+                                     "pads", "storage_order", "strides", NULL};
+  static const char *const kavg[] = {"auto_pad", "ceil_mode", "count_include_pad",
+                                     "kernel_shape", "pads", "strides", NULL};
+  int rc = mpc__onnx_attr_check(c, k, is_max ? kmax : kavg);
+  if (rc != 0)
+    return rc;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
+  if ((rc = window_attrs(c, k, is_max, &nd.attr)) != 0)
+    return rc;
+  if (nd.attr.kh == 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is required");
+  int64_t cip, so;
+  if ((rc = mpc__onnx_attr_int(c, k, "count_include_pad", 0, &cip)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "storage_order", 0, &so)) != 0)
+    return rc;
+  if (so != 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "storage_order=%" PRId64 " is not supported", so);
+  /* Zero padding from a Pad counts in every average, so it folds into an
+   * AveragePool only when the pool's own padding counts too (or it has none):
+   * the result is one padding with count_include_pad=1. */
+  int own_pads = nd.attr.pads[0] | nd.attr.pads[1] | nd.attr.pads[2] | nd.attr.pads[3];
+  int x, padded;
+  if ((rc = window_input(c, k, !is_max && (cip != 0 || !own_pads), &nd.attr, &x, &padded)) != 0)
+    return rc;
+  nd.attr.count_include_pad = cip != 0 || padded;
+  nd.in[0] = x;
+  if ((rc = check_ceil(c, k, x, &nd.attr)) != 0)
+    return rc;
+  for (size_t j = 1; j < nodep(c, k)->n_output; j++)
+    if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the Indices output is not supported");
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static int op_gap(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  int x, padded;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_AVGPOOL, -1, -1, -1);
+  if (rc == 0)
+    rc = window_input(c, k, 0, &nd.attr, &x, &padded);
+  if (rc != 0)
+    return rc;
+  const mpc_shape_t *s = shape_of(c, x);
+  nd.in[0] = x;
+  nd.attr.kh = s->dim[2];
+  nd.attr.kw = s->dim[3];
+  nd.attr.strides[0] = nd.attr.strides[1] = 1;
+  nd.attr.dilations[0] = nd.attr.dilations[1] = 1;
+  if (nd.attr.kh > (size_t)MAX_WIN || nd.attr.kw > (size_t)MAX_WIN)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "plane %zux%zu is too large", nd.attr.kh,
+                           nd.attr.kw);
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static int op_pad(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"mode", "pads", "value", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  char mode[32];
+  if ((rc = mpc__onnx_attr_str(c, k, "mode", "constant", mode, sizeof mode)) != 0)
+    return rc;
+  if (strcmp(mode, "constant") != 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported (only constant)", mode);
+  const int64_t *pv;
+  size_t pn;
+  double value = 0.0;
+  if (c->opset >= 11) {
+    if (mpc__onnx_attr_find(c, k, "pads") != NULL || mpc__onnx_attr_find(c, k, "value") != NULL)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "pads and value are inputs from opset 11 on");
+    if ((rc = mpc__onnx_in_ints(c, k, 1, 1, &pv, &pn)) != 0)
+      return rc;
+    const mpc__ctensor_t *cv;
+    if ((rc = mpc__onnx_in_const(c, k, 2, 0, &cv)) != 0)
+      return rc;
+    if (cv != NULL) {
+      if (cv->numel != 1)
+        return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "constant_value must be a scalar");
+      value = cv->f != NULL ? cv->f[0] : (double)cv->i[0];
+    }
+    if (mpc__onnx_in_name(c, k, 3) != NULL)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the axes input is not supported");
+  } else {
+    if ((rc = mpc__onnx_attr_ints(c, k, "pads", &pv, &pn)) != 0 ||
+        (rc = mpc__onnx_attr_float(c, k, "value", 0.0, &value)) != 0)
+      return rc;
+    if (pn == SIZE_MAX)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "pads is required");
+  }
+  if (value != 0.0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding value %g is not supported (only 0)",
+                           value);
+  int rc2;
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc2);
+  if (e == NULL)
+    return rc2;
+  if (e->kind == V_CONST)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
+  const mpc_shape_t *s = shape_of(c, e->node);
+  if (s->ndim != 4 || pn != 8)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "only padding of the two spatial axes of a 4-D NCHW "
+                           "input is supported (input rank %u, %zu pads)",
+                           s->ndim, pn == SIZE_MAX ? (size_t)0 : pn);
+  for (int i = 0; i < 8; i++) {
+    if (pv[i] < 0 || pv[i] > MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads[%d] = %" PRId64 " is not supported", i,
+                             pv[i]);
+    if ((i % 4) < 2 && pv[i] != 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "padding the batch or channel axis is not supported");
+  }
+  ent_t *o = mpc__onnx_out_ent(c, k, 0);
+  if (o == NULL)
+    return 0;
+  size_t add[4] = {(size_t)pv[2], (size_t)pv[3], (size_t)pv[6], (size_t)pv[7]};
+  if (!(add[0] | add[1] | add[2] | add[3])) {
+    mpc__onnx_def_alias(c, k, 0, e);
+    return 0;
+  }
+  o->kind = V_PAD;
+  o->node = e->node;
+  for (int i = 0; i < 4; i++) {
+    o->pads[i] = (e->kind == V_PAD ? e->pads[i] : 0) + add[i];
+    if (o->pads[i] > (size_t)MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "total padding %zu is too large", o->pads[i]);
+  }
+  /* node_name may return a scratch buffer: keep the model's own string where
+   * there is one, else name the padded value, which lives as long. */
+  if (e->kind == V_PAD)
+    o->pad_from = e->pad_from;
+  else
+    o->pad_from = str_or(nodep(c, k)->name, o->name);
+  return 0;
+}
+
+static int emit_mulc(ctx_t *c, size_t k, int x, double v) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_MULC, x, -1, -1);
+  nd.attr.scalar = v;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+static int op_addsub(ctx_t *c, size_t k, int sub) {
+  static const char *const known[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  ent_t *a = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (a == NULL)
+    return rc;
+  ent_t *b = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (b == NULL)
+    return rc;
+  if (a->kind == V_PAD)
+    return mpc__onnx_pad_error(c, k, a);
+  if (b->kind == V_PAD)
+    return mpc__onnx_pad_error(c, k, b);
+  if (a->kind == V_CONST && b->kind == V_CONST)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "both inputs are constants (export with constant "
+                           "folding)");
+  int an, bn;
+  if ((rc = mpc__onnx_in_operand(c, k, 0, 1, &an)) != 0 ||
+      (rc = mpc__onnx_in_operand(c, k, 1, 1, &bn)) != 0)
+    return rc;
+  /* The IR broadcasts only its second operand. When the first is the
+   * smaller one (a constant bias on the left, or a broadcast activation),
+   * swap them; for Sub that computes b - a, so negate after. */
+  const mpc_shape_t *as = shape_of(c, an), *bs = shape_of(c, bn);
+  int swap = a->kind == V_CONST || mpc_shape_numel(as) < mpc_shape_numel(bs);
+  if (b->kind == V_CONST)
+    swap = 0;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, sub ? MPC_OP_SUB : MPC_OP_ADD, swap ? bn : an, swap ? an : bn, -1);
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r >= 0 && swap && sub)
+    r = emit_mulc(c, k, r, -1.0);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static int op_muldiv(ctx_t *c, size_t k, int div) {
+  static const char *const known[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  ent_t *a = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (a == NULL)
+    return rc;
+  ent_t *b = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (b == NULL)
+    return rc;
+  if (a->kind == V_CONST && b->kind == V_CONST)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "both inputs are constants (export with constant "
+                           "folding)");
+  if (a->kind != V_CONST && b->kind != V_CONST)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "the product of two computed values is not supported "
+                           "(only multiplication or division by a constant scalar)");
+  if (div && a->kind == V_CONST)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "division by a computed value is not supported");
+  ent_t *x = a->kind == V_CONST ? b : a, *kc = a->kind == V_CONST ? a : b;
+  if (x->kind == V_PAD)
+    return mpc__onnx_pad_error(c, k, x);
+  const mpc__ctensor_t *t = &c->konst[kc->kidx].t;
+  char nb[16];
+  if (t->f == NULL)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
+                           "constant '%s' has data type %s (want FLOAT or DOUBLE)", kc->name,
+                           mpc__onnx_dtype_name(t->dtype, nb));
+  if (t->numel != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "multiplication by a constant tensor of %zu elements is "
+                           "not supported (only by a scalar)",
+                           t->numel);
+  const mpc_shape_t *xs = shape_of(c, x->node);
+  if (t->ndim > xs->ndim)
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "the constant has more dimensions than the input");
+  double v = t->f[0];
+  if (div) {
+    if (v == 0.0)
+      return mpc__onnx_nfail(c, k, TANDEM_ERANGE, "division by zero");
+    v = 1.0 / v;
+  }
+  if (!isfinite(v))
+    return mpc__onnx_nfail(c, k, TANDEM_ERANGE, "the scalar is not finite");
+  int r = emit_mulc(c, k, x->node, v);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static int op_relu(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_RELU, x, -1, -1);
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+static int op_identity(ctx_t *c, size_t k, int dropout) {
+  static const char *const kid[] = {NULL};
+  static const char *const kdrop[] = {"ratio", "seed", "is_test", NULL};
+  int rc = mpc__onnx_attr_check(c, k, dropout ? kdrop : kid);
+  if (rc != 0)
+    return rc;
+  if (dropout) {
+    int64_t is_test;
+    if ((rc = mpc__onnx_attr_int(c, k, "is_test", 1, &is_test)) != 0)
+      return rc;
+    const mpc__ctensor_t *tm = NULL;
+    if (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_const(c, k, 2, 0, &tm)) != 0)
+      return rc;
+    if (tm != NULL && (tm->numel != 1 || (tm->i != NULL ? tm->i[0] : tm->f[0]) != 0))
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "training_mode=true is not supported (inference only)");
+    for (size_t j = 1; j < nodep(c, k)->n_output; j++)
+      if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the mask output is not supported");
+  }
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (e == NULL)
+    return rc;
+  mpc__onnx_def_alias(c, k, 0, e);
+  return 0;
+}
+
+/* Constant: a tensor (or a float or int, or lists of them) known at import. */
+static int op_constant(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"value", "value_float", "value_floats", "value_int",
+                                      "value_ints", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0)
+    return rc;
+  const Onnx__NodeProto *n = nodep(c, k);
+  if (n->n_attribute != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "needs exactly one value attribute, has %zu",
+                           n->n_attribute);
+  const attr_t *a = n->attribute[0];
+  mpc__ctensor_t t;
+  memset(&t, 0, sizeof t);
+  if (strcmp(a->name, "value") == 0) {
+    char why[300];
+    if (!is_type(a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR, a->t != NULL) || a->t == NULL)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "value is not a tensor");
+    if ((rc = mpc__ctensor_from_proto(a->t, &t, why, sizeof why)) != 0)
+      return mpc__onnx_nfail(c, k, rc, "value: %s", why);
+  } else {
+    int isf = strcmp(a->name, "value_float") == 0 || strcmp(a->name, "value_floats") == 0;
+    int list = a->name[strlen(a->name) - 1] == 's';
+    int ok = list ? is_type(a, isf ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS
+                                   : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS,
+                            isf ? a->n_floats > 0 : a->n_ints > 0)
+                  : is_type(a, isf ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT
+                                   : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT,
+                            isf ? a->has_f : a->has_i);
+    if (!ok)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "attribute '%s' has the wrong type", a->name);
+    size_t cnt = list ? (isf ? a->n_floats : a->n_ints) : 1;
+    t.dtype = isf ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    t.ndim = list ? 1 : 0;
+    t.dim[0] = cnt;
+    t.numel = cnt;
+    if (isf)
+      t.f = malloc((cnt ? cnt : 1) * sizeof *t.f);
+    else
+      t.i = malloc((cnt ? cnt : 1) * sizeof *t.i);
+    if (t.f == NULL && t.i == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < cnt; i++) {
+      if (isf)
+        t.f[i] = list ? (double)a->floats[i] : (double)a->f;
+      else
+        t.i[i] = list ? a->ints[i] : a->i;
+    }
+  }
+  int ki = mpc__onnx_konst_add(c, &t);
+  if (ki < 0) {
+    mpc__ctensor_close(&t);
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  }
+  mpc__onnx_def_const(c, k, 0, ki);
+  return 0;
+}
+
+/* The supported operators of the default domain, sorted by op_type (for
+ * bsearch); variant tells apart the operators one handler serves. */
+static const op_entry_t ops[] = {
+    {"Add", op_addsub, 0},
+    {"AveragePool", op_pool, 0},
+    {"BatchNormalization", op_batchnorm, 0},
+    {"Constant", op_constant, 0},
+    {"Conv", op_conv, 0},
+    {"Div", op_muldiv, 1},
+    {"Dropout", op_identity, 1},
+    {"Flatten", op_flatten, 0},
+    {"Gemm", op_gemm, 0},
+    {"GlobalAveragePool", op_gap, 0},
+    {"Identity", op_identity, 0},
+    {"MatMul", op_matmul, 0},
+    {"MaxPool", op_pool, 1},
+    {"Mul", op_muldiv, 0},
+    {"Pad", op_pad, 0},
+    {"Relu", op_relu, 0},
+    {"Reshape", op_reshape, 0},
+    {"Squeeze", op_squeeze, 0},
+    {"Sub", op_addsub, 1},
+    {"Transpose", op_transpose, 0},
+    {"Unsqueeze", op_squeeze, 1},
+};
+
+static int op_cmp(const void *key, const void *entry) {
+  return strcmp(key, ((const op_entry_t *)entry)->op_type);
+}
+
+int mpc__onnx_run_node(ctx_t *c, size_t k) {
+  const Onnx__NodeProto *n = nodep(c, k);
+  const char *op = str_or(n->op_type, "");
+  if (n->domain != NULL && n->domain[0] != '\0' && strcmp(n->domain, "ai.onnx") != 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "operator %.80s.%.80s is not supported (only the "
+                           "default ONNX domain)",
+                           n->domain, op);
+  const op_entry_t *e = bsearch(op, ops, sizeof ops / sizeof ops[0], sizeof ops[0], op_cmp);
+  if (e != NULL)
+    return e->fn(c, k, e->variant);
+  return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "operator %.80s is not supported",
+                         op[0] ? op : "(empty)");
+}
