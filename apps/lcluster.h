@@ -7,7 +7,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
-#include "cluster.h"
+#include "mpc_cluster.h"
 
 typedef struct {
   char dir[256];

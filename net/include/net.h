@@ -295,6 +295,14 @@ TANDEM_WUR int net_key_save(const char *path, const unsigned char sk[NET_KEY_BYT
 TANDEM_WUR int net_pub_load(const char *path, unsigned char pk[NET_KEY_BYTES]);
 TANDEM_WUR int net_pub_save(const char *path, const unsigned char pk[NET_KEY_BYTES]);
 
+/* Writes the n buffers bufs[i] (lens[i] bytes each), one after the other, as
+ * the file path with mode `mode`, atomically: through a fresh temporary file
+ * in the same directory (O_CREAT|O_EXCL|O_NOFOLLOW, close-on-exec), fsync'd
+ * and renamed over path, then the directory fsync'd. A crash leaves the old
+ * file or the new one, never half of one. Errors: -errno, TANDEM_EINVAL. */
+TANDEM_WUR int net_file_write(const char *path, const void *const *bufs, const size_t *lens,
+                              size_t n, unsigned mode);
+
 /* Parses 64 hex digits (a public key written in a config). TANDEM_EPARSE. */
 TANDEM_WUR int net_pub_parse(const char *hex, unsigned char pk[NET_KEY_BYTES]);
 

@@ -1,8 +1,10 @@
 /* keyfile.c - identity keys and the one-line key files of net.h:
  * "tandem-x25519-sk <64 hex>" (mode 0600, checked before reading) and
- * "tandem-x25519-pk <64 hex>" (mode 0644). Files are written through a
- * temporary file in the same directory, fsync'd and renamed, then the
- * directory is fsync'd, so a crash leaves the old file or the new one.
+ * "tandem-x25519-pk <64 hex>" (mode 0644), and the one atomic file writer
+ * (net_file_write) that keys, tensors and the cluster's model files go
+ * through: a fresh temporary file in the same directory (O_EXCL|O_NOFOLLOW,
+ * never a file or link someone put there), fsync'd and renamed, then the
+ * directory fsync'd, so a crash leaves the old file or the new one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -169,42 +171,37 @@ static int open_tmp(const char *path, char *tmp, size_t cap) {
   return -EEXIST;
 }
 
-static int save(const char *path, const char *tag, const unsigned char key[32], mode_t mode) {
-  char line[LINE_MAX_BYTES], tmp[4096], dir[4096];
-  size_t len;
-  int fd = -1, r = 0, n;
+int net_file_write(const char *path, const void *const *bufs, const size_t *lens, size_t n,
+                   unsigned mode) {
+  char tmp[4096], dir[4096];
+  int fd = -1, r = 0, len;
   const char *slash;
-  if (!path)
+  if (!path || (n > 0 && (!bufs || !lens)))
     return TANDEM_EINVAL;
-  n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXXXXXXXX", path);
-  if (n < 0 || (size_t)n >= sizeof(tmp))
+  len = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXXXXXXXX", path);
+  if (len < 0 || (size_t)len >= sizeof(tmp))
     return TANDEM_EINVAL;
   if (sodium_init() < 0)
     return TANDEM_ECRYPTO;
-  len = strlen(tag);
-  memcpy(line, tag, len);
-  net__hex_encode(line + len, key, 32);
-  len += 64;
-  line[len++] = '\n';
   fd = open_tmp(path, tmp, sizeof(tmp));
-  if (fd < 0) {
-    r = fd;
-    fd = -1;
-    goto done;
-  }
-  if (fchmod(fd, mode) != 0) {
+  if (fd < 0)
+    return fd;
+  if (fchmod(fd, (mode_t)mode) != 0) {
     r = -errno;
     goto fail;
   }
-  for (size_t off = 0; off < len;) {
-    ssize_t w = write(fd, line + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      r = -errno;
-      goto fail;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *p = bufs[i];
+    for (size_t off = 0; off < lens[i];) {
+      ssize_t w = write(fd, p + off, lens[i] - off);
+      if (w < 0) {
+        if (errno == EINTR)
+          continue;
+        r = -errno;
+        goto fail;
+      }
+      off += (size_t)w;
     }
-    off += (size_t)w;
   }
   if (fsync(fd) != 0) {
     r = -errno;
@@ -242,12 +239,23 @@ static int save(const char *path, const char *tag, const unsigned char key[32], 
       close(dfd);
     }
   }
-  goto done;
+  return 0;
 fail:
   if (fd >= 0)
     close(fd);
   unlink(tmp);
-done:
+  return r;
+}
+
+static int save(const char *path, const char *tag, const unsigned char key[32], mode_t mode) {
+  char line[LINE_MAX_BYTES];
+  size_t len = strlen(tag);
+  memcpy(line, tag, len);
+  net__hex_encode(line + len, key, 32);
+  len += 64;
+  line[len++] = '\n';
+  const void *bufs[1] = {line};
+  int r = net_file_write(path, bufs, &len, 1, (unsigned)mode);
   sodium_memzero(line, sizeof(line));
   return r;
 }

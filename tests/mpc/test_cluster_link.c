@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cluster.h"
+#include "mpc_cluster.h"
 #include "net_harness.h"
 
 #define PARTY_TIMEOUT_MS 3000
@@ -142,7 +142,7 @@ END_TEST
 START_TEST(peer_dies_mid_message_past_due) { died_mid_message(-1.0); }
 END_TEST
 
-Suite *cluster_suite(void) {
+Suite *cluster_link_suite(void) {
   Suite *s = suite_create("cluster");
   TCase *tc = tcase_create("link");
   tcase_set_timeout(tc, 30);
