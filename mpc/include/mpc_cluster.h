@@ -113,7 +113,12 @@ typedef enum {
   /* Party: query `seq` is about to run (links up, offline phase next). A
    * non-zero return makes the party act as if it died there: it closes all
    * its links and abandons the query. */
-  CL_FAULT_PARTY_BEFORE_QUERY
+  CL_FAULT_PARTY_BEFORE_QUERY,
+  /* Dealer: a generator is about to make one query's preprocessing of batch
+   * size `seq`; `peer` is 1 for the on-demand generator (a query waits for
+   * it), 0 for the one refilling the pools ahead. May block (a slow
+   * generation); the return value is ignored. */
+  CL_FAULT_DEALER_GENERATE
 } cl_fault_t;
 
 /* Hooks of a service; any may be NULL. They run on the service's threads
@@ -272,6 +277,7 @@ typedef struct {
   size_t batch;
   mpc_plan_t *plan;
   void *obj; /* mpc_party_t or mpc_dealer_t with the model state imported */
+  int busy;  /* in use by a thread of the caller's: never the one replaced */
 } cl_plan_t;
 
 typedef struct cl_model_s {

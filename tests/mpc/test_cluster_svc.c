@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster_harness.h"
 
@@ -194,6 +195,86 @@ START_TEST(fake_clock_deadline) {
 }
 END_TEST
 
+/* The dealer's generators: a query of a batch size with no pool is made on
+ * demand while the refill of another size is held up (here by the fault
+ * hook, as a slow generation would): it does not wait behind it. */
+static atomic_int refill_held, release_refill;
+
+static int hold_refill(ch_cluster_t *c, int who, cl_fault_t where, uint64_t batch, int demand) {
+  (void)c;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_GENERATE && batch == 9 && !demand) {
+    atomic_store(&refill_held, 1);
+    while (!atomic_load(&release_refill)) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return 0;
+}
+
+START_TEST(on_demand_not_behind_refill) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&refill_held, 0);
+  atomic_store(&release_refill, 0);
+  c.fault = hold_refill;
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  /* Batch 9: the first query is made on demand, then the refill of its pool
+   * starts and is held. */
+  size_t from = ch_mark(&c);
+  ck_assert_msg(ch_query(&c, &cl, 0, 9, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  for (int i = 0; i < 500 && !atomic_load(&refill_held); i++) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  ck_assert(atomic_load(&refill_held));
+  /* Batch 4, never asked for: served while the refill of 9 is held. */
+  double t0 = cl_now();
+  int rc = ch_query(&c, &cl, 0, 4, &y, &st, err, sizeof err);
+  double took = cl_now() - t0;
+  atomic_store(&release_refill, 1);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert(st.waited);
+  ck_assert_msg(took < TIMEOUT_MS / 2000.0, "%.1f s", took);
+  (void)from;
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  c.fault = NULL;
+  ch_stop(&c);
+}
+END_TEST
+
+/* The pool is bounded: queries of more batch sizes than the dealer keeps
+ * pools for evict the one asked for least recently, and every query is
+ * still served. */
+START_TEST(pool_bounded) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  cl_client_t cl;
+  ch_client_open(&c, 1, &cl);
+  size_t from = ch_mark(&c);
+  for (size_t b = 2; b <= 11; b++) { /* 10 sizes, and batch 1's pool */
+    mpc_ftensor_t y;
+    cl_query_stats_t st;
+    char err[512] = "";
+    ck_assert_msg(ch_query(&c, &cl, 0, b, &y, &st, err, sizeof err) == 0, "batch %zu: %s", b,
+                  err);
+    mpc_ftensor_close(&y);
+    cl_query_stats_close(&st);
+  }
+  ck_assert(ch_wait_line(&c, from, "dealer", "pool evicted (8 pools at most)", 5000));
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_svc_suite(void) {
   Suite *s = suite_create("cluster_svc");
   TCase *tc = tcase_create("svc");
@@ -202,6 +283,8 @@ Suite *cluster_svc_suite(void) {
   tcase_add_test(tc, query_matches_float);
   tcase_add_test(tc, two_dealers_one_process);
   tcase_add_test(tc, fake_clock_deadline);
+  tcase_add_test(tc, on_demand_not_behind_refill);
+  tcase_add_test(tc, pool_bounded);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1,5 +1,5 @@
-/* dealer.c - `tandem dealer --config FILE`: the dealer daemon, which also
- * sequences the cluster.
+/* dealer.c - the dealer service (cl_dealer_t, mpc_cluster.h) of `tandem
+ * dealer`, which also sequences the cluster.
  *
  * Owners and clients talk to the dealer first: a model owner's SHARE (the
  * public graph of a model) and a client's REQ (one query of a model at a
@@ -11,9 +11,11 @@
  *
  * The preprocessing of queries is made ahead of time: a generator thread
  * keeps up to `pool` ready queries for every (model, batch size) it has been
- * asked for (batch 1 from the start), so the online phase of a query never
- * waits for key generation while queries arrive slower than the dealer makes
- * them; a query that finds its pool empty waits for the generator and the
+ * asked for (batch 1 from the start; at most POOLS_CAP such pools, the one
+ * asked for least recently evicted for a new one), so the online phase of a
+ * query never waits for key generation while queries arrive slower than the
+ * dealer makes them; a query that finds its pool empty waits for a second,
+ * on-demand generator (never behind the refill of another size) and the
  * client is told (CL_FLAG_WAITED). One reader thread per connected owner or
  * client feeds the FIFO; a dead client only ends its own reader.
  *
@@ -40,7 +42,12 @@
 #include "cluster_int.h"
 
 #define WHO "dealer"
-#define MAX_KEYS 64
+/* The pool's bound: at most POOLS_CAP (model, batch size) pools, each of at
+ * most the config's `pool` ready queries (POOL_MAX at the most). A query of
+ * a new (model, batch) when all POOLS_CAP are in use evicts the pool asked
+ * for least recently (not one being made or waited for), so the memory held
+ * ahead never grows with the number of batch sizes clients ask for. */
+#define POOLS_CAP 8
 #define POOL_MAX 64 /* ready queries per (model, batch) */
 #define JOBS_PER_PEER 4
 
@@ -69,7 +76,15 @@ typedef struct {
   int was_full;     /* reached the target once (logged once) */
   size_t bytes;     /* one query's preprocessing, all roles (0: not known yet) */
   double since;     /* when the generator started the one it is making */
+  double used;      /* when a query last asked for it (eviction) */
 } pool_t;
+
+/* A generator thread: `on_demand` makes only what a query waits for; the
+ * other refills the pools ahead. */
+typedef struct {
+  cl_dealer_t *d;
+  int on_demand;
+} gen_arg_t;
 
 typedef struct job_s {
   cl_ctrl_t h;
@@ -93,15 +108,17 @@ struct cl_dealer_s {
   cl__netlog_t netlog;
   atomic_int stop;
   int started;
-  pthread_t worker, gen;
+  pthread_t worker, gen[2];
+  gen_arg_t gen_arg[2];
+  int gens; /* generator threads started */
   reader_arg_t reader_arg[NET_MAX_PEERS];
   int was_up[2];           /* cl_dealer_step: the parties' links, last seen */
   net_node_t *node;
-  pthread_mutex_t gen_mu;  /* held by the generator while it uses a model */
+  pthread_rwlock_t gen_lock; /* read: a generator uses a model; write: a SHARE */
   pthread_mutex_t mu;
   pthread_cond_t cv;       /* jobs, pool changes */
   job_t *head, *tail;
-  pool_t pools[MAX_KEYS];
+  pool_t pools[POOLS_CAP];
   unsigned npools;
   cl_store_t store;        /* guarded by mu */
   struct { /* why the generator gave up on a (model, batch), for the client */
@@ -130,12 +147,22 @@ static pool_t *pool_find(cl_dealer_t *d, const char *name, size_t batch, int cre
       return &d->pools[i];
   if (!create)
     return NULL;
-  if (d->npools == MAX_KEYS) {
-    /* Forget the least useful pool: the last one. */
-    pool_t *p = &d->pools[MAX_KEYS - 1];
-    for (unsigned i = 0; i < p->n; i++)
-      prep_free(p->ready[i]);
-    d->npools--;
+  if (d->npools == POOLS_CAP) {
+    /* Evict the pool asked for least recently, of those nobody is making
+     * or waiting for (with two generators and one worker, one always is). */
+    pool_t *old = NULL;
+    for (unsigned i = 0; i < d->npools; i++) {
+      pool_t *q = &d->pools[i];
+      if (!q->making && q->waiting == 0 && (old == NULL || q->used < old->used))
+        old = q;
+    }
+    if (old == NULL)
+      return NULL;
+    LOG(d, "%s at batch %zu: pool evicted (%u pools at most)", old->name, old->batch,
+        (unsigned)POOLS_CAP);
+    for (unsigned i = 0; i < old->n; i++)
+      prep_free(old->ready[i]);
+    *old = d->pools[--d->npools];
   }
   pool_t *p = &d->pools[d->npools++];
   memset(p, 0, sizeof *p);
@@ -217,20 +244,25 @@ static double pool_eta(cl_dealer_t *d, const pool_t *p) {
   return p->making ? one - (cl__now(&d->hooks) - p->since) : one;
 }
 
-/* The pool most in need: one with a waiting query first, else the emptiest
- * below the target. Under d->mu. */
-static pool_t *pool_pick(cl_dealer_t *d) {
+/* The pool a generator should work on, none being made already: for the
+ * on-demand generator one a query waits for; for the refill generator the
+ * emptiest below the target, and none while a query waits (the cores are the
+ * on-demand one's then). Under d->mu. */
+static pool_t *pool_pick(cl_dealer_t *d, int on_demand) {
   pool_t *best = NULL;
   unsigned target = pool_target(d);
   for (unsigned i = 0; i < d->npools; i++) {
     pool_t *p = &d->pools[i];
-    if (p->waiting > 0 && p->n < POOL_MAX && (best == NULL || best->waiting == 0))
+    if (p->waiting > 0 && p->n == 0) {
+      if (!on_demand)
+        return NULL;
+      if (!p->making)
+        return p;
+    } else if (!on_demand && !p->making && p->n < target && (best == NULL || p->n < best->n)) {
       best = p;
-    else if ((best == NULL || best->waiting == 0) && p->n < target &&
-             (best == NULL || p->n < best->n))
-      best = p;
+    }
   }
-  return best;
+  return on_demand ? NULL : best;
 }
 
 static void timed_wait_ms(cl_dealer_t *d, long ms) {
@@ -242,9 +274,16 @@ static void timed_wait_ms(cl_dealer_t *d, long ms) {
   pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 }
 
-/* Lock order: gen_mu, then mu. The generator holds gen_mu only while it
- * makes keys from a model (never while idle), so a SHARE never replaces the
- * model, and the dealer object in its plan, under it.
+/* Two generators: one refills the pools ahead, the other makes only what a
+ * query waits for, so a query of a batch size with no pool never waits
+ * behind another size's refill (it shares the cores with it instead; the
+ * refill starts nothing new while a query waits). They never work on the
+ * same pool (`making`), so never on the same plan's dealer object, and the
+ * plan they use is marked busy, so the store never replaces it under them.
+ *
+ * Lock order: gen_lock, then mu. A generator holds gen_lock for reading only
+ * while it makes keys from a model (never while idle), so a SHARE (which
+ * takes it for writing) never replaces the model under it.
  *
  * It starts nothing while the worker sends a query's preprocessing: the
  * parties wait for that message under their timeout, and on a small machine
@@ -252,18 +291,19 @@ static void timed_wait_ms(cl_dealer_t *d, long ms) {
  * the parties need to open it). No query waits for the pool meanwhile (the
  * worker serves one job at a time). */
 static void *generator_main(void *arg) {
-  cl_dealer_t *d = arg;
+  gen_arg_t *ga = arg;
+  cl_dealer_t *d = ga->d;
   while (!atomic_load(&d->stop)) {
     pthread_mutex_lock(&d->mu);
-    if (d->sending || pool_pick(d) == NULL)
-      timed_wait_ms(d, 200);
+    if (d->sending || pool_pick(d, ga->on_demand) == NULL)
+      timed_wait_ms(d, ga->on_demand ? 50 : 200);
     pthread_mutex_unlock(&d->mu);
-    pthread_mutex_lock(&d->gen_mu);
+    pthread_rwlock_rdlock(&d->gen_lock);
     pthread_mutex_lock(&d->mu);
-    pool_t *best = d->sending ? NULL : pool_pick(d);
+    pool_t *best = d->sending ? NULL : pool_pick(d, ga->on_demand);
     if (best == NULL) {
       pthread_mutex_unlock(&d->mu);
-      pthread_mutex_unlock(&d->gen_mu);
+      pthread_rwlock_unlock(&d->gen_lock);
       continue;
     }
     char name[CL_NAME_MAX], err[512];
@@ -289,7 +329,7 @@ static void *generator_main(void *arg) {
       pool_drop(d, name, batch);
       pthread_cond_broadcast(&d->cv);
       pthread_mutex_unlock(&d->mu);
-      pthread_mutex_unlock(&d->gen_mu);
+      pthread_rwlock_unlock(&d->gen_lock);
       continue;
     }
     mpc_dealer_t *dl = pl->obj;
@@ -299,8 +339,10 @@ static void *generator_main(void *arg) {
     for (int i = 0; i < 3; i++)
       best->bytes += mpc_plan_prep_bytes(pl->plan, all[i]);
     best->making = 1;
+    pl->busy = 1;
     double t0 = best->since = cl__now(&d->hooks);
     pthread_mutex_unlock(&d->mu);
+    (void)cl__fault(&d->hooks, CL_FAULT_DEALER_GENERATE, batch, ga->on_demand);
     prep_t *prep = calloc(1, sizeof *prep);
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_prep(dl, CL_TAG_BYTES, prep);
     double took = cl__now(&d->hooks) - t0;
@@ -308,6 +350,7 @@ static void *generator_main(void *arg) {
     pool_t *p = pool_find(d, name, batch, 0);
     if (p != NULL)
       p->making = 0;
+    pl->busy = 0;
     if (rc == 0 && p != NULL && p->bytes > 0) {
       /* The latest measure counts most: the machine's load changes. */
       double *r = rate_slot(d, name, 1), now = took / (double)p->bytes;
@@ -332,7 +375,7 @@ static void *generator_main(void *arg) {
     }
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
-    pthread_mutex_unlock(&d->gen_mu);
+    pthread_rwlock_unlock(&d->gen_lock);
   }
   return NULL;
 }
@@ -428,7 +471,7 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   }
   if ((rc = mpc_dealer_export(md, state, slen)) != 0)
     goto done;
-  pthread_mutex_lock(&d->gen_mu);
+  pthread_rwlock_wrlock(&d->gen_lock);
   pthread_mutex_lock(&d->mu);
   pools_drop_model(d, j->h.name);
   double *r = rate_slot(d, j->h.name, 0);
@@ -440,7 +483,7 @@ static void do_share(cl_dealer_t *d, job_t *j) {
     pool_find(d, j->h.name, 1, 1);
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
-  pthread_mutex_unlock(&d->gen_mu);
+  pthread_rwlock_unlock(&d->gen_lock);
 done:
   if (state != NULL)
     sodium_free(state);
@@ -520,12 +563,15 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     glen = m->graph_len;
     version = m->version;
     pool_t *p = pool_find(d, j->h.name, batch, 1);
+    int no_room = p == NULL;
+    if (p != NULL)
+      p->used = cl__now(&d->hooks);
     /* A new request clears an old failure: memory or limits may have changed. */
     for (unsigned k = 0; k < 8; k++)
       if (d->failed[k].batch == batch && strcmp(d->failed[k].name, j->h.name) == 0)
         d->failed[k].name[0] = '\0';
     double t0 = cl__now(&d->hooks), eta = -1;
-    if (p->n == 0) {
+    if (p != NULL && p->n == 0) {
       flags |= CL_FLAG_WAITED;
       LOG(d, "query from client %d (%s, batch %zu): no preprocessing ready, waiting for it",
              j->from, j->h.name, batch);
@@ -556,7 +602,11 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     t_wait = cl__now(&d->hooks) - t0;
     if (p == NULL || p->n == 0) {
       const char *why = p == NULL ? failure_find(d, j->h.name, batch) : NULL;
-      if (why != NULL) {
+      if (no_room) {
+        rc = TANDEM_ENOMEM;
+        snprintf(err, sizeof err, "the dealer is making preprocessing for %u other batch "
+                 "sizes at once; ask again later", (unsigned)POOLS_CAP);
+      } else if (why != NULL) {
         rc = TANDEM_EINVAL;
         snprintf(err, sizeof err, "no preprocessing for %s at batch %zu: %s", j->h.name, batch,
                  why);
@@ -825,14 +875,14 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     d->hooks = *hooks;
   d->netlog = (cl__netlog_t){&d->hooks, WHO};
   atomic_init(&d->stop, 0);
-  pthread_mutex_init(&d->gen_mu, NULL);
+  pthread_rwlock_init(&d->gen_lock, NULL);
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cv, NULL);
   rc = cl_node_open(d->cfg, CL_DEALER, 1, &d->node, cl__net_log, &d->netlog, err, errlen);
   if (rc != 0) {
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
-    pthread_mutex_destroy(&d->gen_mu);
+    pthread_rwlock_destroy(&d->gen_lock);
     free(d);
     return rc;
   }
@@ -851,10 +901,15 @@ int cl_dealer_start(cl_dealer_t *d) {
   int rc = pthread_create(&d->worker, NULL, worker_main, d);
   if (rc != 0)
     return -rc;
-  if ((rc = pthread_create(&d->gen, NULL, generator_main, d)) != 0) {
-    atomic_store(&d->stop, 1);
-    pthread_join(d->worker, NULL);
-    return -rc;
+  for (int g = 0; g < 2; g++) {
+    d->gen_arg[g] = (gen_arg_t){d, g};
+    if ((rc = pthread_create(&d->gen[g], NULL, generator_main, &d->gen_arg[g])) != 0) {
+      atomic_store(&d->stop, 1);
+      pthread_join(d->worker, NULL);
+      while (g-- > 0)
+        pthread_join(d->gen[g], NULL);
+      return -rc;
+    }
   }
   d->started = 1;
   /* A reader for the owner and for every client of the config. */
@@ -887,7 +942,8 @@ void cl_dealer_stop(cl_dealer_t *d) {
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
   pthread_join(d->worker, NULL);
-  pthread_join(d->gen, NULL);
+  for (int g = 0; g < 2; g++)
+    pthread_join(d->gen[g], NULL);
   for (int id = 0; id < NET_MAX_PEERS; id++)
     if (d->reader_started[id]) {
       pthread_join(d->readers[id], NULL);
@@ -913,6 +969,6 @@ void cl_dealer_free(cl_dealer_t *d) {
   }
   pthread_cond_destroy(&d->cv);
   pthread_mutex_destroy(&d->mu);
-  pthread_mutex_destroy(&d->gen_mu);
+  pthread_rwlock_destroy(&d->gen_lock);
   free(d);
 }

@@ -285,7 +285,17 @@ int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out, c
     snprintf(err, errlen, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
     return TANDEM_EINVAL;
   }
-  cl_plan_t *p = &m->plans[m->next++ % CL_PLANS];
+  /* Round-robin replacement, skipping plans in use (busy). */
+  cl_plan_t *p = NULL;
+  for (int i = 0; i < CL_PLANS && p == NULL; i++) {
+    cl_plan_t *q = &m->plans[m->next++ % CL_PLANS];
+    if (!q->busy)
+      p = q;
+  }
+  if (p == NULL) {
+    snprintf(err, errlen, "model %s: every plan is in use", m->name);
+    return TANDEM_ENOMEM;
+  }
   plan_clear(s->role, p);
   int rc = mpc_plan_new(&p->plan, &m->graph, batch, err, errlen);
   if (rc != 0)
