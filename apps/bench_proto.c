@@ -400,8 +400,8 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   char extra[160] = "";
   if (emu != NULL)
     emu_lines(emu, extra, sizeof extra);
-  lcluster_t c;
-  int rc = lc_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
+  tandem_local_t c;
+  int rc = tandem_local_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
   if (rc != 0)
     return rc;
   size_t reps = (size_t)o->reps;
@@ -431,7 +431,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   if ((rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, errlen)) != 0)
     goto done;
   client_open = 1;
-  for (size_t r = 0; r <= reps && !lc_interrupted; r++) {
+  for (size_t r = 0; r <= reps && !atomic_load(&tandem_stop); r++) {
     mpc_ftensor_t out[TANDEM_MAX_TENSORS];
     cl_query_stats_t st;
     struct timespec gap = {(time_t)gap_s, (long)((gap_s - (double)(time_t)gap_s) * 1e9)};
@@ -468,7 +468,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     st.gate_online_s = st.gate_offline_s = NULL;
     cl_query_stats_close(&st);
   }
-  if (lc_interrupted) {
+  if (atomic_load(&tandem_stop)) {
     snprintf(err, errlen, "interrupted");
     rc = TANDEM_EIO;
     goto done;
@@ -496,9 +496,9 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
 done:
   if (client_open)
     cl_client_close(&client);
-  if (rc != 0 && lc_check(&c, err, errlen) != 0)
-    lc_show_logs(&c);
-  lc_stop(&c);
+  if (rc != 0 && tandem_local_check(&c, err, errlen) != 0)
+    tandem_local_logs(&c);
+  tandem_local_stop(&c);
   if (have_ref)
     tandem_tensors_close(ref, wk->nout);
   for (size_t r = 0; gon != NULL && goff != NULL && r < reps; r++) {
@@ -796,7 +796,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
     return 1;
   }
   /* The baselines get the threads each party of the cluster gets. */
-  int threads = lc_party_threads();
+  int threads = tandem_local_threads();
   if (kern_set_threads(threads) != 0)
     return 1;
   openblas_set_num_threads(threads);
@@ -862,7 +862,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
     goto fail;
   }
   double gap_s = 1.5 * deal_s + 0.01;
-  lc_signals();
+  tandem_signals();
   if ((rc = run_private(&o, &wk, NULL, gap_s, &res, err, sizeof err)) != 0)
     goto fail;
   res.deal_s = deal_s;

@@ -1,4 +1,5 @@
-/* daemon.h - what the daemon mains (`tandem party`, `tandem dealer`) share:
+/* daemon.h - what the mains share (the daemons `tandem party` and `tandem
+ * dealer`; run, demo and bench stop on the same flag):
  * the stop flag set by SIGINT/SIGTERM and one-line logging to stderr, as the
  * cluster services' log hook. */
 #ifndef TANDEM_DAEMON_H
@@ -8,7 +9,8 @@
 
 #include "mpc_cluster.h"
 
-/* Set by the signal handler, read by the run loop (lock-free on Linux). */
+/* Set by the signal handler, read by the run loops of the daemons and of
+ * run, demo and bench (lock-free on Linux). */
 extern atomic_int tandem_stop;
 
 /* Installs SIGINT/SIGTERM handlers that set tandem_stop, ignores SIGPIPE. */

@@ -124,9 +124,9 @@ int tandem_run_main(int argc, char **argv) {
     tandem_tensors_close(x, nin);
     return rc;
   }
-  lc_signals();
-  lcluster_t c;
-  if (lc_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
+  tandem_signals();
+  tandem_local_t c;
+  if (tandem_local_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
     tandem_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
@@ -147,17 +147,17 @@ int tandem_run_main(int argc, char **argv) {
     cl_client_close(&client);
   }
   cl_query_stats_close(&st);
-  if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
+  if (rc != 0 && tandem_local_check(&c, err, sizeof err) != 0)
     rc = TANDEM_EIO;
   tandem_tensors_close(x, nin);
   if (rc != 0) {
     tandem_app_error("run", "%s", err);
     if (getenv("TANDEM_VERBOSE") != NULL || rc == TANDEM_EIO)
-      lc_show_logs(&c);
-    lc_stop(&c);
+      tandem_local_logs(&c);
+    tandem_local_stop(&c);
     return 1;
   }
-  lc_stop(&c);
+  tandem_local_stop(&c);
   rc = tandem_tensors_save(out, nout, y, err, sizeof err);
   tandem_tensors_close(y, nout);
   if (rc != 0) {
@@ -327,13 +327,13 @@ int tandem_demo_main(int argc, char **argv) {
     free(labels);
     return 1;
   }
-  lc_signals();
+  tandem_signals();
   int tty = isatty(2) && !json;
   if (!json)
     fprintf(stderr, "tandem demo: %s on %zu Fashion-MNIST test images, batches of %zu\n",
             model, images, batch);
-  lcluster_t c;
-  rc = lc_start(&c, "demo", NULL, err, sizeof err);
+  tandem_local_t c;
+  rc = tandem_local_start(&c, "demo", NULL, err, sizeof err);
   cl_client_t owner, client;
   double t_share0 = cl_now();
   if (rc == 0 && (rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
@@ -348,7 +348,7 @@ int tandem_demo_main(int argc, char **argv) {
   unsigned rounds = 0;
   uint64_t on_bytes = 0, off_bytes = 0;
   double on_s = 0, off_s = 0, t0 = cl_now(), max_err = 0;
-  while (rc == 0 && done < images && !lc_interrupted) {
+  while (rc == 0 && done < images && !atomic_load(&tandem_stop)) {
     size_t b = images - done < batch ? images - done : batch;
     mpc_shape_t s = in_shape;
     s.dim[0] = b;
@@ -395,15 +395,15 @@ int tandem_demo_main(int argc, char **argv) {
   double total_s = cl_now() - t0;
   if (tty)
     fputc('\n', stderr);
-  if (rc == 0 && lc_interrupted) {
+  if (rc == 0 && atomic_load(&tandem_stop)) {
     rc = TANDEM_EIO;
     snprintf(err, sizeof err, "interrupted");
   }
   if (client_open)
     cl_client_close(&client);
-  if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
-    lc_show_logs(&c);
-  lc_stop(&c);
+  if (rc != 0 && tandem_local_check(&c, err, sizeof err) != 0)
+    tandem_local_logs(&c);
+  tandem_local_stop(&c);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   free(pix);

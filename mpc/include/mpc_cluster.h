@@ -259,7 +259,7 @@ void cl_stats_decode(const uint8_t in[CL_STATS_BYTES], cl_party_stats_t *s);
 int cl_name_ok(const char *name);
 
 /* Writes buf plus its BLAKE2b-256 to path, mode 0600, through the atomic
- * writer (net_file_write: a fresh temporary file, fsync'd and renamed, the
+ * writer (tandem_file.h: a fresh temporary file, fsync'd and renamed, the
  * directory fsync'd; a crash leaves the old file or the new). The hash
  * detects a damaged file; it is no seal against someone who can write it. */
 TANDEM_WUR int cl_file_write(const char *path, const void *buf, size_t len);

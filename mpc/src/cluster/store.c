@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "cluster_int.h"
+#include "tandem_file.h"
 
 /* ---- files ------------------------------------------------------------------------ */
 
@@ -50,7 +51,7 @@ int cl_file_write(const char *path, const void *buf, size_t len) {
   crypto_generichash(hash, sizeof hash, buf, len, NULL, 0);
   const void *bufs[2] = {buf, hash};
   const size_t lens[2] = {len, sizeof hash};
-  return net_file_write(path, bufs, lens, 2, 0600);
+  return tandem_file_write(path, bufs, lens, 2, 0600);
 }
 
 int cl_file_read(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
