@@ -1,5 +1,5 @@
 /* test_cluster.c - Check suite for the cluster layer's mpc transport over net
- * (apps/cluster.c): a step's messages carry its tag, a receive drops other
+ * (mpc/src/cluster/link.c): a step's messages carry its tag, a receive drops other
  * steps' messages within one deadline, a tag alone cancels the step, a
  * per-role due time bounds a receive, and a link that ends under a receive
  * ends it at once with the link's error (a peer that died mid-message, seen

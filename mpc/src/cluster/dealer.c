@@ -6,7 +6,7 @@
  * batch size) go into one FIFO, and a single worker thread serves it in
  * order, so both parties see the same SETUP and QUERY messages in the same
  * order. The dealer never receives a weight, an input or an output: it holds
- * the weight masks R_W of each model (stored sealed under its data
+ * the weight masks R_W of each model (stored checksummed under its data
  * directory) and makes fresh correlated randomness per query.
  *
  * The preprocessing of queries is made ahead of time: a generator thread
@@ -801,7 +801,7 @@ static void *reader_main(void *arg) {
   while (!atomic_load(&d->stop)) {
     if (!net_peer_up(d->node, id)) {
       if (net_accept(d->node, id, 500) != 0)
-        continue; /* not connected yet: look at dm_stop again */
+        continue; /* not connected yet: look at the stop flag again */
       continue;
     }
     pthread_mutex_lock(&d->mu);

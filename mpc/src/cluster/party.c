@@ -5,7 +5,7 @@
  * parties receive the same SETUP and QUERY messages in the same order, so
  * they always run the same protocol step against each other. A SETUP makes
  * the party receive the owner's weight shares and the dealer's weight-mask
- * seed, open W + R_W with the other party, and store its model state (sealed,
+ * seed, open W + R_W with the other party, and store its model state (checksummed,
  * 0600) under its data directory, so a restarted daemon serves the model
  * again. A QUERY runs one private inference for a client: the dealer's
  * preprocessing, the client's masked input, the online rounds with the other
