@@ -83,7 +83,7 @@ TANDEM_WUR int cl_config_load(const char *path, cl_config_t *cfg, char *err, siz
 
 /* The peer id of "p0", "p1", "dealer", "owner", "client" (the first client)
  * or a client's name; -1 if the config has no such member. */
-int cl_member_id(const cl_config_t *cfg, const char *name);
+TANDEM_WUR int cl_member_id(const cl_config_t *cfg, const char *name);
 
 /* Loads self's key (refusing a file others can read), creates the node
  * (listening if self has a port and `listen`), and declares every other

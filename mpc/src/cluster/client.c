@@ -345,6 +345,7 @@ int cl_client_query_chunked(cl_client_t *c, const char *name, size_t chunk,
                       const mpc_ftensor_t *inputs, size_t ninputs, mpc_ftensor_t *outputs,
                       size_t noutputs, cl_query_stats_t *st, char *err, size_t errlen) {
   memset(st, 0, sizeof *st);
+  st->fail_party = -1;
   if (ninputs == 0 || ninputs > CL_MAX_TENSORS || noutputs > CL_MAX_TENSORS ||
       inputs[0].shape.ndim == 0 || chunk == 0) {
     snprintf(err, errlen, "the input has no batch dimension");
@@ -371,9 +372,14 @@ int cl_client_query_chunked(cl_client_t *c, const char *name, size_t chunk,
       in[i] = rows_of(&inputs[i], done, n);
     }
     cl_query_stats_t q;
+    memset(&q, 0, sizeof q); /* closed below even when no query ran */
+    q.fail_party = -1;
     if (rc == 0)
       rc = cl_client_query(c, name, in, ninputs, out, noutputs, &q, err, errlen);
     if (rc != 0) {
+      st->fail_party = q.fail_party;
+      st->fail_where = q.fail_where;
+      st->fail_code = q.fail_code;
       cl_query_stats_close(&q);
       break;
     }
