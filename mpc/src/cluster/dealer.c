@@ -114,7 +114,7 @@ struct cl_dealer_s {
   reader_arg_t reader_arg[NET_MAX_PEERS];
   int was_up[2];           /* cl_dealer_step: the parties' links, last seen */
   net_node_t *node;
-  pthread_rwlock_t gen_lock; /* read: a generator uses a model; write: a SHARE */
+  pthread_mutex_t gen_mu[2]; /* held by generator g while it uses a model; both by a SHARE */
   pthread_mutex_t mu;
   pthread_cond_t cv;       /* jobs, pool changes */
   job_t *head, *tail;
@@ -281,9 +281,9 @@ static void timed_wait_ms(cl_dealer_t *d, long ms) {
  * same pool (`making`), so never on the same plan's dealer object, and the
  * plan they use is marked busy, so the store never replaces it under them.
  *
- * Lock order: gen_lock, then mu. A generator holds gen_lock for reading only
- * while it makes keys from a model (never while idle), so a SHARE (which
- * takes it for writing) never replaces the model under it.
+ * Lock order: gen_mu[0], gen_mu[1], then mu. Generator g holds gen_mu[g]
+ * only while it makes keys from a model (never while idle), so a SHARE
+ * (which takes both) never replaces the model under it.
  *
  * It starts nothing while the worker sends a query's preprocessing: the
  * parties wait for that message under their timeout, and on a small machine
@@ -298,12 +298,12 @@ static void *generator_main(void *arg) {
     if (d->sending || pool_pick(d, ga->on_demand) == NULL)
       timed_wait_ms(d, ga->on_demand ? 50 : 200);
     pthread_mutex_unlock(&d->mu);
-    pthread_rwlock_rdlock(&d->gen_lock);
+    pthread_mutex_lock(&d->gen_mu[ga->on_demand]);
     pthread_mutex_lock(&d->mu);
     pool_t *best = d->sending ? NULL : pool_pick(d, ga->on_demand);
     if (best == NULL) {
       pthread_mutex_unlock(&d->mu);
-      pthread_rwlock_unlock(&d->gen_lock);
+      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
       continue;
     }
     char name[CL_NAME_MAX], err[512];
@@ -329,7 +329,7 @@ static void *generator_main(void *arg) {
       pool_drop(d, name, batch);
       pthread_cond_broadcast(&d->cv);
       pthread_mutex_unlock(&d->mu);
-      pthread_rwlock_unlock(&d->gen_lock);
+      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
       continue;
     }
     mpc_dealer_t *dl = pl->obj;
@@ -375,7 +375,7 @@ static void *generator_main(void *arg) {
     }
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
-    pthread_rwlock_unlock(&d->gen_lock);
+    pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
   }
   return NULL;
 }
@@ -471,7 +471,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   }
   if ((rc = mpc_dealer_export(md, state, slen)) != 0)
     goto done;
-  pthread_rwlock_wrlock(&d->gen_lock);
+  pthread_mutex_lock(&d->gen_mu[0]);
+  pthread_mutex_lock(&d->gen_mu[1]);
   pthread_mutex_lock(&d->mu);
   pools_drop_model(d, j->h.name);
   double *r = rate_slot(d, j->h.name, 0);
@@ -483,7 +484,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
     pool_find(d, j->h.name, 1, 1);
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
-  pthread_rwlock_unlock(&d->gen_lock);
+  pthread_mutex_unlock(&d->gen_mu[1]);
+  pthread_mutex_unlock(&d->gen_mu[0]);
 done:
   if (state != NULL)
     sodium_free(state);
@@ -875,14 +877,16 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     d->hooks = *hooks;
   d->netlog = (cl__netlog_t){&d->hooks, WHO};
   atomic_init(&d->stop, 0);
-  pthread_rwlock_init(&d->gen_lock, NULL);
+  for (int g = 0; g < 2; g++)
+    pthread_mutex_init(&d->gen_mu[g], NULL);
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cv, NULL);
   rc = cl_node_open(d->cfg, CL_DEALER, 1, &d->node, cl__net_log, &d->netlog, err, errlen);
   if (rc != 0) {
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
-    pthread_rwlock_destroy(&d->gen_lock);
+    for (int g = 0; g < 2; g++)
+      pthread_mutex_destroy(&d->gen_mu[g]);
     free(d);
     return rc;
   }
@@ -969,6 +973,7 @@ void cl_dealer_free(cl_dealer_t *d) {
   }
   pthread_cond_destroy(&d->cv);
   pthread_mutex_destroy(&d->mu);
-  pthread_rwlock_destroy(&d->gen_lock);
+  for (int g = 0; g < 2; g++)
+    pthread_mutex_destroy(&d->gen_mu[g]);
   free(d);
 }
