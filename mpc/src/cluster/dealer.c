@@ -535,135 +535,92 @@ static int requester_here(cl_dealer_t *d, const job_t *j) {
   return net_peer_up(d->node, j->from) && cl_peer_link(d->node, j->from) == j->links;
 }
 
-static void do_query(cl_dealer_t *d, job_t *j) {
-  char err[512] = "";
+/* Takes one query's preprocessing for j out of its pool, waiting for the
+ * generators while they can still make it before `deadline` (cl__now).
+ * Under d->mu. 0 with *prep set, or an error with the reason in err. */
+static int prep_take(cl_dealer_t *d, const job_t *j, size_t batch, double deadline,
+                     prep_t **prep, uint32_t *flags, double *t_wait, char *err,
+                     size_t errlen) {
   int rc = 0;
-  uint32_t flags = 0;
-  prep_t *prep = NULL;
-  uint8_t *graph = NULL;
-  size_t glen = 0;
-  double t_wait = 0;
-  if (j->from < CL_CLIENT0) {
-    snprintf(err, sizeof err, "only clients send queries");
-    reply(d, j->from, j->links, &j->h, TANDEM_EAUTH, 0, 0, 0, err, strlen(err));
-    return;
+  pool_t *p = pool_find(d, j->h.name, batch, 1);
+  int no_room = p == NULL;
+  if (p != NULL)
+    p->used = cl__now(&d->hooks);
+  /* A new request clears an old failure: memory or limits may have changed. */
+  for (unsigned k = 0; k < 8; k++)
+    if (d->failed[k].batch == batch && strcmp(d->failed[k].name, j->h.name) == 0)
+      d->failed[k].name[0] = '\0';
+  double t0 = cl__now(&d->hooks), eta = -1;
+  if (p != NULL && p->n == 0) {
+    *flags |= CL_FLAG_WAITED;
+    LOG(d, "query from client %d (%s, batch %zu): no preprocessing ready, waiting for it",
+           j->from, j->h.name, batch);
   }
-  size_t batch = (size_t)j->h.batch;
-  double deadline = reply_deadline(d, j->t_in);
-  pthread_mutex_lock(&d->mu);
-  cl_model_t *m;
-  rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
-  if (rc == 0 && (batch == 0 || batch > CL_MAX_BATCH)) {
-    rc = TANDEM_EINVAL;
-    snprintf(err, sizeof err, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
-  }
-  if (rc == 0 && (graph = malloc(m->graph_len)) == NULL)
-    rc = TANDEM_ENOMEM;
-  uint64_t version = 0;
-  if (rc == 0) {
-    memcpy(graph, m->graph_bytes, m->graph_len);
-    glen = m->graph_len;
-    version = m->version;
-    pool_t *p = pool_find(d, j->h.name, batch, 1);
-    int no_room = p == NULL;
-    if (p != NULL)
-      p->used = cl__now(&d->hooks);
-    /* A new request clears an old failure: memory or limits may have changed. */
-    for (unsigned k = 0; k < 8; k++)
-      if (d->failed[k].batch == batch && strcmp(d->failed[k].name, j->h.name) == 0)
-        d->failed[k].name[0] = '\0';
-    double t0 = cl__now(&d->hooks), eta = -1;
-    if (p != NULL && p->n == 0) {
-      flags |= CL_FLAG_WAITED;
-      LOG(d, "query from client %d (%s, batch %zu): no preprocessing ready, waiting for it",
-             j->from, j->h.name, batch);
+  /* Wait while the generator can still make it in time: it is making it
+   * now or will next (a waiting pool comes first), it has not given up on
+   * it (the pool is gone then), and its rate does not say it takes far
+   * longer than the time left. */
+  int hopeless = 0, left = 0;
+  while (p != NULL && p->n == 0 && !atomic_load(&d->stop) && cl__now(&d->hooks) < deadline) {
+    eta = pool_eta(d, p);
+    if (eta > 4.0 * (deadline - cl__now(&d->hooks)) + 1.0) {
+      hopeless = 1;
+      break;
     }
-    /* Wait while the generator can still make it in time: it is making it
-     * now or will next (a waiting pool comes first), it has not given up on
-     * it (the pool is gone then), and its rate does not say it takes far
-     * longer than the time left. */
-    int hopeless = 0, left = 0;
-    while (p != NULL && p->n == 0 && !atomic_load(&d->stop) && cl__now(&d->hooks) < deadline) {
-      eta = pool_eta(d, p);
-      if (eta > 4.0 * (deadline - cl__now(&d->hooks)) + 1.0) {
-        hopeless = 1;
-        break;
-      }
-      if (!requester_here(d, j)) {
-        left = 1;
-        break;
-      }
-      p->waiting++;
-      pthread_cond_broadcast(&d->cv);
-      timed_wait_ms(d, 100);
-      /* The generator may have dropped or moved the pool meanwhile. */
-      p = pool_find(d, j->h.name, batch, 0);
-      if (p != NULL)
-        p->waiting--;
+    if (!requester_here(d, j)) {
+      left = 1;
+      break;
     }
-    t_wait = cl__now(&d->hooks) - t0;
-    if (p == NULL || p->n == 0) {
-      const char *why = p == NULL ? failure_find(d, j->h.name, batch) : NULL;
-      if (no_room) {
-        rc = TANDEM_ENOMEM;
-        snprintf(err, sizeof err, "the dealer is making preprocessing for %u other batch "
-                 "sizes at once; ask again later", (unsigned)POOLS_CAP);
-      } else if (why != NULL) {
-        rc = TANDEM_EINVAL;
-        snprintf(err, sizeof err, "no preprocessing for %s at batch %zu: %s", j->h.name, batch,
-                 why);
-      } else if (left) {
-        rc = TANDEM_ECLOSED;
-        snprintf(err, sizeof err, "the client left while its preprocessing was being made");
-      } else {
-        rc = TANDEM_ETIMEDOUT;
-        char est[96] = "";
-        if (eta >= 0)
-          snprintf(est, sizeof est, ", about %.0f s more at its current rate", eta);
-        snprintf(err, sizeof err,
-                 "no preprocessing for %s at batch %zu %s within the timeout (%.0f s): the "
-                 "dealer is still making it%s; ask again later, or raise timeout_ms",
-                 j->h.name, batch, hopeless ? "can be made" : "was made",
-                 d->cfg->timeout_ms / 1000.0, est);
-      }
-    } else {
-      prep = p->ready[0];
-      memmove(p->ready, p->ready + 1, (p->n - 1) * sizeof p->ready[0]);
-      p->n--;
-      pthread_cond_broadcast(&d->cv);
-    }
-  }
-  pthread_mutex_unlock(&d->mu);
-  if (rc == 0)
-    rc = parties_up(d, deadline, err, sizeof err);
-  /* A client that left, or gave up waiting for this reply, would never send
-   * its masked input: the parties are not told of the query at all. */
-  if (rc == 0 && (!requester_here(d, j) || cl__now(&d->hooks) > j->t_in + d->cfg->timeout_ms / 1e3)) {
-    LOG(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
-           j->h.name, batch, requester_here(d, j) ? "gave up waiting" : "left");
-    pthread_mutex_lock(&d->mu);
-    pool_return(d, j->h.name, batch, prep);
+    p->waiting++;
     pthread_cond_broadcast(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-    prep = NULL;
-    goto out;
+    timed_wait_ms(d, 100);
+    /* The generator may have dropped or moved the pool meanwhile. */
+    p = pool_find(d, j->h.name, batch, 0);
+    if (p != NULL)
+      p->waiting--;
   }
-  uint64_t seq = ++d->seq;
-  if (rc != 0) {
-    LOG(d, "query from client %d refused: %s", j->from, err);
-    if (prep != NULL) {
-      pthread_mutex_lock(&d->mu);
-      pool_return(d, j->h.name, batch, prep);
-      pthread_mutex_unlock(&d->mu);
-      prep = NULL;
+  *t_wait = cl__now(&d->hooks) - t0;
+  if (p == NULL || p->n == 0) {
+    const char *why = p == NULL ? failure_find(d, j->h.name, batch) : NULL;
+    if (no_room) {
+      rc = TANDEM_ENOMEM;
+      snprintf(err, errlen, "the dealer is making preprocessing for %u other batch "
+               "sizes at once; ask again later", (unsigned)POOLS_CAP);
+    } else if (why != NULL) {
+      rc = TANDEM_EINVAL;
+      snprintf(err, errlen, "no preprocessing for %s at batch %zu: %s", j->h.name, batch,
+               why);
+    } else if (left) {
+      rc = TANDEM_ECLOSED;
+      snprintf(err, errlen, "the client left while its preprocessing was being made");
+    } else {
+      rc = TANDEM_ETIMEDOUT;
+      char est[96] = "";
+      if (eta >= 0)
+        snprintf(est, sizeof est, ", about %.0f s more at its current rate", eta);
+      snprintf(err, errlen,
+               "no preprocessing for %s at batch %zu %s within the timeout (%.0f s): the "
+               "dealer is still making it%s; ask again later, or raise timeout_ms",
+               j->h.name, batch, hopeless ? "can be made" : "was made",
+               d->cfg->timeout_ms / 1000.0, est);
     }
-    if (requester_here(d, j))
-      reply(d, j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
-    goto out;
+  } else {
+    *prep = p->ready[0];
+    memmove(p->ready, p->ready + 1, (p->n - 1) * sizeof p->ready[0]);
+    p->n--;
+    pthread_cond_broadcast(&d->cv);
   }
-  uint64_t tag;
-  randombytes_buf(&tag, sizeof tag);
-  reply(d, j->from, j->links, &j->h, 0, seq, flags, tag, graph, glen);
+  return rc;
+}
+
+/* Tells both parties of query seq (tag, the model's version) and sends the
+ * client and each party its part of prep, or, when the client's part cannot
+ * go (it left), the query's cancel to each party told. 0 when every part
+ * went out. */
+static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag,
+                      uint64_t version, prep_t *prep) {
+  int rc = 0;
+  size_t batch = (size_t)j->h.batch;
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_QUERY;
@@ -750,6 +707,72 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   d->sending = 0;
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
+  return rc;
+}
+
+static void do_query(cl_dealer_t *d, job_t *j) {
+  char err[512] = "";
+  int rc = 0;
+  uint32_t flags = 0;
+  prep_t *prep = NULL;
+  uint8_t *graph = NULL;
+  size_t glen = 0;
+  double t_wait = 0;
+  if (j->from < CL_CLIENT0) {
+    snprintf(err, sizeof err, "only clients send queries");
+    reply(d, j->from, j->links, &j->h, TANDEM_EAUTH, 0, 0, 0, err, strlen(err));
+    return;
+  }
+  size_t batch = (size_t)j->h.batch;
+  double deadline = reply_deadline(d, j->t_in);
+  pthread_mutex_lock(&d->mu);
+  cl_model_t *m;
+  rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
+  if (rc == 0 && (batch == 0 || batch > CL_MAX_BATCH)) {
+    rc = TANDEM_EINVAL;
+    snprintf(err, sizeof err, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
+  }
+  if (rc == 0 && (graph = malloc(m->graph_len)) == NULL)
+    rc = TANDEM_ENOMEM;
+  uint64_t version = 0;
+  if (rc == 0) {
+    memcpy(graph, m->graph_bytes, m->graph_len);
+    glen = m->graph_len;
+    version = m->version;
+    rc = prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
+  }
+  pthread_mutex_unlock(&d->mu);
+  if (rc == 0)
+    rc = parties_up(d, deadline, err, sizeof err);
+  /* A client that left, or gave up waiting for this reply, would never send
+   * its masked input: the parties are not told of the query at all. */
+  if (rc == 0 && (!requester_here(d, j) || cl__now(&d->hooks) > j->t_in + d->cfg->timeout_ms / 1e3)) {
+    LOG(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
+           j->h.name, batch, requester_here(d, j) ? "gave up waiting" : "left");
+    pthread_mutex_lock(&d->mu);
+    pool_return(d, j->h.name, batch, prep);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    prep = NULL;
+    goto out;
+  }
+  uint64_t seq = ++d->seq;
+  if (rc != 0) {
+    LOG(d, "query from client %d refused: %s", j->from, err);
+    if (prep != NULL) {
+      pthread_mutex_lock(&d->mu);
+      pool_return(d, j->h.name, batch, prep);
+      pthread_mutex_unlock(&d->mu);
+      prep = NULL;
+    }
+    if (requester_here(d, j))
+      reply(d, j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
+    goto out;
+  }
+  uint64_t tag;
+  randombytes_buf(&tag, sizeof tag);
+  reply(d, j->from, j->links, &j->h, 0, seq, flags, tag, graph, glen);
+  rc = query_send(d, j, seq, tag, version, prep);
   if (rc == 0 && (flags & CL_FLAG_WAITED))
     LOG(d, "query %llu (%s, batch %zu, client %d): preprocessing sent (made on demand, "
            "waited %.2f s)", (unsigned long long)seq, j->h.name, batch, j->from, t_wait);
