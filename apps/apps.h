@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "mpc_cluster.h"
+
 int tandem_bench_main(int argc, char **argv);
 /* tandem bench --matmul / --model (bench_proto.c), called by tandem_bench_main. */
 int tandem_bench_proto_main(int argc, char **argv);
@@ -30,7 +32,7 @@ typedef struct {
   size_t max;
 } tandem_opt_t;
 
-#define TANDEM_MAX_TENSORS 8 /* --input / --output files of one query */
+#define TANDEM_MAX_TENSORS CL_MAX_TENSORS /* --input / --output files of one query */
 
 /* Parses argv (getopt_long, long options only) against opts, a table ended
  * by a NULL name. Returns -1 when the command should go on, 0 after printing
@@ -42,5 +44,38 @@ int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usa
 /* Prints "tandem <cmd>: <message>" on stderr. */
 void tandem_app_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Loads n tensor files (.npy or .pb) into t[0..n-1]; on failure none is left
+ * open and err names the file. */
+int tandem_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, char *err,
+                        size_t errlen);
+/* Saves t[i] to paths[i]; err names a file that failed. Closes nothing. */
+int tandem_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t *t, char *err,
+                        size_t errlen);
+void tandem_tensors_close(mpc_ftensor_t *t, size_t n);
+
+/* tandem bench --net (bench_net.c): the transport's own figures. */
+
+typedef struct {
+  size_t small_bytes;   /* round-trip message size (0: 64) */
+  unsigned rtt_iters;   /* round trips timed (0: 2000) */
+  size_t big_bytes;     /* exchanged each way per round (0: 8 MiB) */
+  unsigned big_iters;   /* exchanges timed (0: 20) */
+} tandem_net_bench_opts_t;
+
+typedef struct {
+  double rtt_us_secure, rtt_us_plain;       /* mean round trip, microseconds */
+  double xchg_mbps_secure, xchg_mbps_plain; /* MB/s (1e6 bytes) each way */
+} tandem_net_bench_result_t;
+
+/* Runs two nodes with fresh keys on 127.0.0.1 in this process and measures
+ * the round trip of small messages and the throughput of full-duplex
+ * exchanges through the secure channel, and the same patterns over plain TCP
+ * sockets (blocking, TCP_NODELAY, length-prefixed). Takes a few seconds with
+ * the defaults. Errors: any of the calls above. */
+int tandem_net_bench_run(const tandem_net_bench_opts_t *opts, tandem_net_bench_result_t *out);
+
+/* Writes the --stats JSON object of a query. */
+int tandem_stats_write(const char *path, const cl_query_stats_t *st);
 
 #endif

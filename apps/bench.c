@@ -9,10 +9,10 @@
  * reuse the same option parser, timer and report printer. Every rate comes from
  * the median of R timed repetitions after a warm-up. A kernel whose result is
  * wrong never gets a speed: each workload checks its output before timing it.
- * The --net workload is the transport's: net_bench_run times small round trips
+ * The --net workload is the transport's: tandem_net_bench_run times small round trips
  * and full-duplex exchanges through the secure channel and over plain TCP on
  * loopback in one run, and the report gives both and their ratios (its
- * figures are means over the iterations, as net_bench_run measures them).
+ * figures are means over the iterations, as tandem_net_bench_run measures them).
  */
 #include <assert.h>
 #include <cblas.h>
@@ -75,7 +75,7 @@ void openblas_set_num_threads(int n);
 
 /* --net: the bounds of its options, and the targets its ratios are read
  * against (printed with the figures; missing one is not an error). The
- * defaults are net_bench_run's own (net.h): 2000 round trips of 64 bytes and
+ * defaults are tandem_net_bench_run's own (net.h): 2000 round trips of 64 bytes and
  * 20 exchanges of 8 MiB each way. The exchange size stays within the node's
  * default per-peer queue bound, and the four buffers it needs stay modest. */
 #define NET_RTT_ITERS_MAX 1000000
@@ -1152,8 +1152,8 @@ static void note_target(field_t *f, const char *what, int met,
 }
 
 static int run_net(const bench_opts_t *o, report_t *r) {
-  net_bench_opts_t nb;
-  net_bench_result_t res;
+  tandem_net_bench_opts_t nb;
+  tandem_net_bench_result_t res;
   field_t *f;
   char target[16];
 
@@ -1162,15 +1162,15 @@ static int run_net(const bench_opts_t *o, report_t *r) {
   nb.rtt_iters = o->iters ? o->iters : NET_RTT_ITERS_DEFAULT;
   nb.big_bytes = o->bytes ? o->bytes : NET_XCHG_BYTES_DEFAULT;
   nb.big_iters = o->reps > 0 ? (unsigned)o->reps : NET_XCHG_ITERS_DEFAULT;
-  int rc = net_bench_run(&nb, &res);
+  int rc = tandem_net_bench_run(&nb, &res);
   if (rc != 0)
-    return fail("net_bench_run", rc);
+    return fail("tandem_net_bench_run", rc);
   /* A figure of zero (a clock that did not move) would make a ratio
    * meaningless: refuse it rather than print an infinity. */
   if (!(res.rtt_us_secure > 0 && res.rtt_us_plain > 0 &&
         res.xchg_mbps_secure > 0 && res.xchg_mbps_plain > 0 &&
         isfinite(res.xchg_mbps_secure) && isfinite(res.xchg_mbps_plain))) {
-    tandem_app_error(CMD, "net_bench_run measured no time; try more --iters "
+    tandem_app_error(CMD, "tandem_net_bench_run measured no time; try more --iters "
                           "or --reps");
     return EXIT_ERR;
   }

@@ -33,7 +33,7 @@
 #include <sodium.h>
 
 #include "apps.h"
-#include "client.h"
+#include "mpc_cluster.h"
 #include "kern.h"
 #include "lcluster.h"
 
@@ -135,7 +135,7 @@ typedef struct {
 } work_t;
 
 static void work_close(work_t *wk) {
-  cli_tensors_close(wk->in, wk->nin);
+  tandem_tensors_close(wk->in, wk->nin);
   if (wk->have_w)
     mpc_weights_close(&wk->w);
   mpc_graph_close(&wk->g);
@@ -327,7 +327,7 @@ static int op_float(void *p) {
   float_ctx_t *f = p;
   int rc = mpc_eval_float(&f->wk->g, &f->wk->w, f->wk->in, f->out);
   if (rc == 0)
-    cli_tensors_close(f->out, f->wk->nout);
+    tandem_tensors_close(f->out, f->wk->nout);
   return rc;
 }
 
@@ -408,8 +408,8 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   char extra[160] = "";
   if (emu != NULL)
     emu_lines(emu, extra, sizeof extra);
-  lcluster_t c;
-  int rc = lc_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
+  tandem_local_t c;
+  int rc = tandem_local_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
   if (rc != 0)
     return rc;
   size_t reps = (size_t)o->reps;
@@ -418,7 +418,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   double **gon = calloc(reps, sizeof *gon), **goff = calloc(reps, sizeof *goff);
   mpc_ftensor_t ref[TANDEM_MAX_TENSORS];
   int have_ref = 0, client_open = 0;
-  cli_session_t owner, client;
+  cl_client_t owner, client;
   if (on == NULL || off == NULL || onw == NULL || gon == NULL || goff == NULL) {
     rc = TANDEM_ENOMEM;
     goto done;
@@ -428,25 +428,25 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     goto done;
   }
   have_ref = 1;
-  if ((rc = cli_open(&owner, &c.cfg, CL_OWNER, err, errlen)) != 0)
+  if ((rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, errlen)) != 0)
     goto done;
   double t0 = now_s();
-  rc = cli_share_graph(&owner, &wk->g, &wk->w, "bench", err, errlen);
-  cli_close(&owner);
+  rc = cl_client_share_graph(&owner, &wk->g, &wk->w, "bench", err, errlen);
+  cl_client_close(&owner);
   if (rc != 0)
     goto done;
   res->setup_s = now_s() - t0;
-  if ((rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, errlen)) != 0)
+  if ((rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, errlen)) != 0)
     goto done;
   client_open = 1;
-  for (size_t r = 0; r <= reps && !lc_interrupted; r++) {
+  for (size_t r = 0; r <= reps && !atomic_load(&tandem_stop); r++) {
     mpc_ftensor_t out[TANDEM_MAX_TENSORS];
-    cli_stats_t st;
+    cl_query_stats_t st;
     struct timespec gap = {(time_t)gap_s, (long)((gap_s - (double)(time_t)gap_s) * 1e9)};
     nanosleep(&gap, NULL);
-    rc = cli_query(&client, "bench", wk->in, wk->nin, out, wk->nout, &st, err, errlen);
+    rc = cl_client_query(&client, "bench", wk->in, wk->nin, out, wk->nout, &st, err, errlen);
     if (rc != 0) {
-      cli_stats_close(&st);
+      cl_query_stats_close(&st);
       goto done;
     }
     for (size_t i = 0; i < wk->nout; i++) {
@@ -457,7 +457,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
           res->max_err = e;
       }
     }
-    cli_tensors_close(out, wk->nout);
+    tandem_tensors_close(out, wk->nout);
     if (r == 0) { /* the warm-up: counts only */
       res->rounds = st.rounds;
       for (int p = 0; p < 2; p++) {
@@ -465,7 +465,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
         res->offline_bytes[p] = st.offline_bytes[p];
       }
       res->ngates = st.ngates;
-      cli_stats_close(&st);
+      cl_query_stats_close(&st);
       continue;
     }
     on[r - 1] = st.online_span_s;
@@ -474,9 +474,9 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     gon[r - 1] = st.gate_online_s;
     goff[r - 1] = st.gate_offline_s;
     st.gate_online_s = st.gate_offline_s = NULL;
-    cli_stats_close(&st);
+    cl_query_stats_close(&st);
   }
-  if (lc_interrupted) {
+  if (atomic_load(&tandem_stop)) {
     snprintf(err, errlen, "interrupted");
     rc = TANDEM_EIO;
     goto done;
@@ -503,12 +503,12 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   }
 done:
   if (client_open)
-    cli_close(&client);
-  if (rc != 0 && lc_check(&c, err, errlen) != 0)
-    lc_show_logs(&c);
-  lc_stop(&c);
+    cl_client_close(&client);
+  if (rc != 0 && tandem_local_check(&c, err, errlen) != 0)
+    tandem_local_logs(&c);
+  tandem_local_stop(&c);
   if (have_ref)
-    cli_tensors_close(ref, wk->nout);
+    tandem_tensors_close(ref, wk->nout);
   for (size_t r = 0; gon != NULL && goff != NULL && r < reps; r++) {
     free(gon[r]);
     free(goff[r]);
@@ -829,7 +829,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
     return 1;
   }
   /* The baselines get the threads each party of the cluster gets. */
-  int threads = lc_party_threads();
+  int threads = tandem_local_threads();
   if (kern_set_threads(threads) != 0)
     return 1;
   openblas_set_num_threads(threads);
@@ -879,17 +879,15 @@ int tandem_bench_proto_main(int argc, char **argv) {
   }
   /* What the cluster's dealer would refuse is refused here, before this
    * process makes that much preprocessing itself. */
-  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-  for (int i = 0; i < 3; i++) {
-    size_t need = mpc_plan_prep_bytes(plan, roles[i]);
-    if (need + 8 > NET_DEFAULT_MAX_MSG) {
-      snprintf(err, sizeof err,
-               "one query's preprocessing is %.2f GB for %s, over the largest message "
-               "(%.2f GB): use a smaller batch",
-               need / 1e9, mpc_role_name(roles[i]), NET_DEFAULT_MAX_MSG / 1e9);
-      rc = TANDEM_EINVAL;
-      goto fail;
-    }
+  mpc_role_t big;
+  size_t need;
+  if (!cl_prep_fits(plan, NET_DEFAULT_MAX_MSG, &big, &need)) {
+    snprintf(err, sizeof err,
+             "one query's preprocessing is %.2f GB for %s, over the largest message "
+             "(%.2f GB): use a smaller batch",
+             need / 1e9, mpc_role_name(big), NET_DEFAULT_MAX_MSG / 1e9);
+    rc = TANDEM_EINVAL;
+    goto fail;
   }
   double deal_s = 0;
   if ((rc = time_dealer(plan, &deal_s)) != 0) {
@@ -897,7 +895,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
     goto fail;
   }
   double gap_s = 1.5 * deal_s + 0.01;
-  lc_signals();
+  tandem_signals();
   if ((rc = run_private(&o, &wk, NULL, gap_s, &res, err, sizeof err)) != 0)
     goto fail;
   res.deal_s = deal_s;

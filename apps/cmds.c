@@ -1,5 +1,5 @@
 /* cmds.c - the short-lived commands: `tandem keygen`, `tandem share-model`
- * and `tandem infer`. */
+ * and `tandem infer`, and the tensor files and stats JSON of the commands. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include <sodium.h>
 
 #include "apps.h"
-#include "client.h"
+#include "mpc_cluster.h"
 
 int tandem_keygen_main(int argc, char **argv) {
   static const char use[] = "usage: tandem keygen --out DIR --id NAME";
@@ -91,13 +91,13 @@ int tandem_share_model_main(int argc, char **argv) {
     tandem_app_error("share-model", "%s: no [owner] section", config);
     return 1;
   }
-  cli_session_t s;
-  if (cli_open(&s, &cfg, self, err, sizeof err) != 0) {
+  cl_client_t s;
+  if (cl_client_open(&s, &cfg, self, err, sizeof err) != 0) {
     tandem_app_error("share-model", "%s", err);
     return 1;
   }
-  rc = cli_share_model(&s, model, name, err, sizeof err);
-  cli_close(&s);
+  rc = cl_client_share_model(&s, model, name, err, sizeof err);
+  cl_client_close(&s);
   if (rc != 0) {
     tandem_app_error("share-model", "%s", err);
     return 1;
@@ -144,21 +144,21 @@ int tandem_infer_main(int argc, char **argv) {
     return 1;
   }
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  if (cli_tensors_load(in, nin, x, err, sizeof err) != 0) {
+  if (tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
     tandem_app_error("infer", "%s", err);
     return 1;
   }
-  cli_session_t s;
-  if (cli_open(&s, &cfg, self, err, sizeof err) != 0) {
-    cli_tensors_close(x, nin);
+  cl_client_t s;
+  if (cl_client_open(&s, &cfg, self, err, sizeof err) != 0) {
+    tandem_tensors_close(x, nin);
     tandem_app_error("infer", "%s", err);
     return 1;
   }
-  cli_stats_t st;
-  rc = cli_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
-  cli_close(&s);
-  cli_tensors_close(x, nin);
-  cli_stats_close(&st);
+  cl_query_stats_t st;
+  rc = cl_client_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
+  cl_client_close(&s);
+  tandem_tensors_close(x, nin);
+  cl_query_stats_close(&st);
   if (rc != 0) {
     tandem_app_error("infer", "%s", err);
     return 1;
@@ -166,15 +166,63 @@ int tandem_infer_main(int argc, char **argv) {
   if (st.waited)
     fprintf(stderr, "tandem infer: note: the dealer had no preprocessing ready for this "
                     "query and made it on demand\n");
-  rc = cli_tensors_save(out, nout, y, err, sizeof err);
-  cli_tensors_close(y, nout);
+  rc = tandem_tensors_save(out, nout, y, err, sizeof err);
+  tandem_tensors_close(y, nout);
   if (rc != 0) {
     tandem_app_error("infer", "%s", err);
     return 1;
   }
-  if (stats != NULL && (rc = cli_stats_write(stats, &st)) != 0) {
+  if (stats != NULL && (rc = tandem_stats_write(stats, &st)) != 0) {
     tandem_app_error("infer", "%s: %s", stats, tandem_strerror(rc));
     return 1;
   }
   return 0;
+}
+
+int tandem_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, char *err,
+                     size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = mpc_tensor_load(paths[i], &t[i], err, errlen);
+    if (rc != 0) {
+      tandem_tensors_close(t, i);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+int tandem_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t *t, char *err,
+                     size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = mpc_tensor_save(paths[i], &t[i]);
+    if (rc != 0) {
+      snprintf(err, errlen, "%s: %s", paths[i], tandem_strerror(rc));
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void tandem_tensors_close(mpc_ftensor_t *t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    mpc_ftensor_close(&t[i]);
+}
+
+int tandem_stats_write(const char *path, const cl_query_stats_t *st) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL)
+    return -errno;
+  fprintf(f,
+          "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
+          "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
+          "\"online_s\":%.6f,\"online_span_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,"
+          "\"waited\":%s,"
+          "\"queries\":%zu}\n",
+          st->rounds, (unsigned long long)st->online_bytes[0],
+          (unsigned long long)st->online_bytes[1], (unsigned long long)st->offline_bytes[0],
+          (unsigned long long)st->offline_bytes[1], (unsigned long long)st->client_offline,
+          st->online_s, st->online_span_s, st->offline_s, st->wall_s,
+          st->waited ? "true" : "false",
+          st->queries ? st->queries : 1);
+  return fclose(f) == 0 ? 0 : -errno;
 }

@@ -76,7 +76,7 @@ static int make_key(const char *dir, const char *name, char *hex) {
   return rc;
 }
 
-void lc_stop(lcluster_t *c) {
+void tandem_local_stop(tandem_local_t *c) {
   for (int i = 0; i < 3; i++)
     if (c->pid[i] > 0)
       kill(c->pid[i], SIGTERM);
@@ -101,7 +101,7 @@ void lc_stop(lcluster_t *c) {
 }
 
 /* Prints the tail of a daemon's log (after a failure). */
-void lc_show_logs(const lcluster_t *c) {
+void tandem_local_logs(const tandem_local_t *c) {
   for (int i = 0; i < 3; i++) {
     char path[400];
     snprintf(path, sizeof path, "%s/%s.log", c->dir, daemon_names[i]);
@@ -115,29 +115,12 @@ void lc_show_logs(const lcluster_t *c) {
   }
 }
 
-volatile sig_atomic_t lc_interrupted;
-static void lc_on_signal(int sig) {
-  (void)sig;
-  lc_interrupted = 1;
-}
-
-/* SIGINT/SIGTERM end the run or demo cleanly (the daemons are stopped and
- * the directory removed); a dead peer's socket is an error, not a signal. */
-void lc_signals(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = lc_on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-}
-
-int lc_party_threads(void) {
+int tandem_local_threads(void) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   return cpus >= 4 ? (int)(cpus / 2 > 64 ? 64 : cpus / 2) : 1;
 }
 
-int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_t errlen) {
+int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   const char *tmp = getenv("TMPDIR");
   snprintf(c->dir, sizeof c->dir, "%s/tandem-XXXXXX", tmp != NULL ? tmp : "/tmp");
@@ -151,21 +134,21 @@ int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_
   for (int i = 0; i < 5; i++)
     if (make_key(c->dir, names[i], hex[i]) != 0) {
       snprintf(err, errlen, "cannot write keys in %s", c->dir);
-      lc_stop(c);
+      tandem_local_stop(c);
       return TANDEM_EIO;
     }
   int port[3];
   for (int i = 0; i < 3; i++)
     if ((port[i] = free_port()) <= 0) {
       snprintf(err, errlen, "no free loopback port");
-      lc_stop(c);
+      tandem_local_stop(c);
       return TANDEM_EIO;
     }
   snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
   FILE *f = fopen(c->config, "w");
   if (f == NULL) {
     snprintf(err, errlen, "%s: %s", c->config, strerror(errno));
-    lc_stop(c);
+    tandem_local_stop(c);
     return TANDEM_EIO;
   }
   const char *timeout = getenv("TANDEM_TIMEOUT_MS");
@@ -174,7 +157,7 @@ int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_
    * over every core). */
   fprintf(f, "; made by tandem %s, deleted when it ends\n[cluster]\ntimeout_ms = %s\n"
              "pool = 2\nthreads = %d\n%s\n", cmd, timeout != NULL ? timeout : "30000",
-          lc_party_threads(), extra != NULL ? extra : "");
+          tandem_local_threads(), extra != NULL ? extra : "");
   for (int i = 0; i < 3; i++)
     fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n\n",
             names[i], port[i], hex[i], names[i], names[i]);
@@ -184,14 +167,14 @@ int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_
   char why[512];
   if (cl_config_load(c->config, &c->cfg, why, sizeof why) != 0) {
     snprintf(err, errlen, "%s", why);
-    lc_stop(c);
+    tandem_local_stop(c);
     return TANDEM_ECONFIG;
   }
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
     snprintf(err, errlen, "cannot find the tandem binary");
-    lc_stop(c);
+    tandem_local_stop(c);
     return TANDEM_EIO;
   }
   self[n] = '\0';
@@ -204,7 +187,7 @@ int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_
     pid_t pid = fork();
     if (pid < 0) {
       snprintf(err, errlen, "fork: %s", strerror(errno));
-      lc_stop(c);
+      tandem_local_stop(c);
       return TANDEM_EIO;
     }
     if (pid == 0) {
@@ -243,7 +226,7 @@ int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_
 
 /* A daemon that exited already (a port taken, a bad key) is an error now
  * rather than a timeout later. */
-int lc_check(lcluster_t *c, char *err, size_t errlen) {
+int tandem_local_check(tandem_local_t *c, char *err, size_t errlen) {
   /* A daemon may be exiting just now: look for half a second. */
   for (int t = 0; t < 10; t++) {
     for (int i = 0; i < 3; i++) {

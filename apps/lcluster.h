@@ -7,32 +7,29 @@
 #include <signal.h>
 #include <sys/types.h>
 
-#include "cluster.h"
+#include "daemon.h"
+#include "mpc_cluster.h"
 
 typedef struct {
   char dir[256];
   char config[300];
   pid_t pid[3]; /* p0, p1, dealer */
   cl_config_t cfg;
-} lcluster_t;
+} tandem_local_t;
 
 /* Makes the directory, keys and config (with `extra`, lines for the
  * [cluster] section, or NULL) and starts the daemons (without waiting for
  * them to listen: clients retry). cmd names the caller in the config. On
  * failure everything made is removed and err says why. */
-int lc_start(lcluster_t *c, const char *cmd, const char *extra, char *err, size_t errlen);
+int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, char *err, size_t errlen);
 /* Kernel threads each party of a loopback cluster gets: half the cores. */
-int lc_party_threads(void);
+int tandem_local_threads(void);
 /* Stops the daemons (SIGTERM, then SIGKILL after 5 s) and removes the
  * directory (kept if TANDEM_KEEP_TMP is set). */
-void lc_stop(lcluster_t *c);
+void tandem_local_stop(tandem_local_t *c);
 /* TANDEM_EIO with err set if a daemon has exited (looks for half a second). */
-int lc_check(lcluster_t *c, char *err, size_t errlen);
+int tandem_local_check(tandem_local_t *c, char *err, size_t errlen);
 /* The daemons' logs on stderr (after a failure). */
-void lc_show_logs(const lcluster_t *c);
-/* SIGINT/SIGTERM set lc_interrupted (so the caller can stop cleanly);
- * SIGPIPE is ignored. */
-void lc_signals(void);
-extern volatile sig_atomic_t lc_interrupted;
+void tandem_local_logs(const tandem_local_t *c);
 
 #endif

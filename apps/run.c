@@ -27,7 +27,7 @@
 #include <sodium.h>
 
 #include "apps.h"
-#include "client.h"
+#include "mpc_cluster.h"
 #include "lcluster.h"
 
 /* ---- tandem run -------------------------------------------------------------------- */
@@ -60,7 +60,7 @@ int tandem_run_main(int argc, char **argv) {
     return 1;
   char err[1024];
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  if (cli_tensors_load(in, nin, x, err, sizeof err) != 0) {
+  if (tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
     tandem_app_error("run", "%s", err);
     return 1;
   }
@@ -69,7 +69,7 @@ int tandem_run_main(int argc, char **argv) {
   mpc_graph_t g;
   mpc_weights_t w;
   if (mpc_onnx_load(model, &g, &w, err, sizeof err) != 0) {
-    cli_tensors_close(x, nin);
+    tandem_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
   }
@@ -88,10 +88,10 @@ int tandem_run_main(int argc, char **argv) {
       tandem_app_error("run", "%s: %s (input shape or values)", model, tandem_strerror(rc));
       rc = 1;
     } else {
-      rc = cli_tensors_save(out, nout, y, err, sizeof err) != 0;
+      rc = tandem_tensors_save(out, nout, y, err, sizeof err) != 0;
       if (rc)
         tandem_app_error("run", "%s", err);
-      cli_tensors_close(y, nout);
+      tandem_tensors_close(y, nout);
     }
   }
   /* A batch whose preprocessing would not fit one message (the throw-away
@@ -113,7 +113,7 @@ int tandem_run_main(int argc, char **argv) {
       snprintf(extra, sizeof extra, "max_msg = %llu\n", v);
     }
   }
-  size_t chunk = rc == 0 ? cli_batch_fit(&g, max_msg, rows) : 0;
+  size_t chunk = rc == 0 ? cl_batch_fit(&g, max_msg, rows) : 0;
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   if (rc == 0 && !plaintext && chunk == 0) {
@@ -121,50 +121,50 @@ int tandem_run_main(int argc, char **argv) {
     rc = 1;
   }
   if (rc != 0 || plaintext) {
-    cli_tensors_close(x, nin);
+    tandem_tensors_close(x, nin);
     return rc;
   }
-  lc_signals();
-  lcluster_t c;
-  if (lc_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
-    cli_tensors_close(x, nin);
+  tandem_signals();
+  tandem_local_t c;
+  if (tandem_local_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
+    tandem_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
   }
-  cli_session_t owner, client;
-  cli_stats_t st;
+  cl_client_t owner, client;
+  cl_query_stats_t st;
   memset(&st, 0, sizeof st);
-  rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
+  rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
   if (rc == 0) {
-    rc = cli_share_model(&owner, model, "model", err, sizeof err);
-    cli_close(&owner);
+    rc = cl_client_share_model(&owner, model, "model", err, sizeof err);
+    cl_client_close(&owner);
   }
-  if (rc == 0 && (rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
+  if (rc == 0 && (rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
     if (chunk < rows)
       fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "
                       "preprocessing must fit one message)\n", rows, chunk);
-    rc = cli_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err, sizeof err);
-    cli_close(&client);
+    rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err, sizeof err);
+    cl_client_close(&client);
   }
-  cli_stats_close(&st);
-  if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
+  cl_query_stats_close(&st);
+  if (rc != 0 && tandem_local_check(&c, err, sizeof err) != 0)
     rc = TANDEM_EIO;
-  cli_tensors_close(x, nin);
+  tandem_tensors_close(x, nin);
   if (rc != 0) {
     tandem_app_error("run", "%s", err);
     if (getenv("TANDEM_VERBOSE") != NULL || rc == TANDEM_EIO)
-      lc_show_logs(&c);
-    lc_stop(&c);
+      tandem_local_logs(&c);
+    tandem_local_stop(&c);
     return 1;
   }
-  lc_stop(&c);
-  rc = cli_tensors_save(out, nout, y, err, sizeof err);
-  cli_tensors_close(y, nout);
+  tandem_local_stop(&c);
+  rc = tandem_tensors_save(out, nout, y, err, sizeof err);
+  tandem_tensors_close(y, nout);
   if (rc != 0) {
     tandem_app_error("run", "%s", err);
     return 1;
   }
-  if (stats != NULL && (rc = cli_stats_write(stats, &st)) != 0) {
+  if (stats != NULL && (rc = tandem_stats_write(stats, &st)) != 0) {
     tandem_app_error("run", "%s: %s", stats, tandem_strerror(rc));
     return 1;
   }
@@ -307,7 +307,7 @@ int tandem_demo_main(int argc, char **argv) {
   if (batch == 0) {
     /* The dealer's message for a batch must stay under the default max_msg
      * (1 GiB); the CNN's preprocessing is about 100 MB per image. */
-    batch = cli_batch_fit(&g, NET_DEFAULT_MAX_MSG, 100);
+    batch = cl_batch_fit(&g, NET_DEFAULT_MAX_MSG, 100);
     if (batch == 0)
       batch = 1; /* the dealer will say why it cannot */
   }
@@ -327,28 +327,28 @@ int tandem_demo_main(int argc, char **argv) {
     free(labels);
     return 1;
   }
-  lc_signals();
+  tandem_signals();
   int tty = isatty(2) && !json;
   if (!json)
     fprintf(stderr, "tandem demo: %s on %zu Fashion-MNIST test images, batches of %zu\n",
             model, images, batch);
-  lcluster_t c;
-  rc = lc_start(&c, "demo", NULL, err, sizeof err);
-  cli_session_t owner, client;
+  tandem_local_t c;
+  rc = tandem_local_start(&c, "demo", NULL, err, sizeof err);
+  cl_client_t owner, client;
   double t_share0 = cl_now();
-  if (rc == 0 && (rc = cli_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
-    rc = cli_share_model(&owner, model, "demo", err, sizeof err);
-    cli_close(&owner);
+  if (rc == 0 && (rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
+    rc = cl_client_share_model(&owner, model, "demo", err, sizeof err);
+    cl_client_close(&owner);
   }
   double t_share = cl_now() - t_share0;
   int client_open = 0;
-  if (rc == 0 && (rc = cli_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0)
+  if (rc == 0 && (rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0)
     client_open = 1;
   size_t agree = 0, priv_ok = 0, plain_ok = 0, done = 0, batches = 0;
   unsigned rounds = 0;
   uint64_t on_bytes = 0, off_bytes = 0;
   double on_s = 0, off_s = 0, t0 = cl_now(), max_err = 0;
-  while (rc == 0 && done < images && !lc_interrupted) {
+  while (rc == 0 && done < images && !atomic_load(&tandem_stop)) {
     size_t b = images - done < batch ? images - done : batch;
     mpc_shape_t s = in_shape;
     s.dim[0] = b;
@@ -357,9 +357,9 @@ int tandem_demo_main(int argc, char **argv) {
       break;
     for (size_t i = 0; i < b * 784; i++)
       x.data[i] = pix[done * 784 + i] / 255.0;
-    cli_stats_t st;
-    rc = cli_query(&client, "demo", &x, 1, &y, 1, &st, err, sizeof err);
-    cli_stats_close(&st);
+    cl_query_stats_t st;
+    rc = cl_client_query(&client, "demo", &x, 1, &y, 1, &st, err, sizeof err);
+    cl_query_stats_close(&st);
     if (rc == 0 && (rc = mpc_eval_float(&g, &w, &x, ref)) != 0) {
       snprintf(err, sizeof err, "plaintext evaluation failed: %s", tandem_strerror(rc));
       mpc_ftensor_close(&y);
@@ -395,15 +395,15 @@ int tandem_demo_main(int argc, char **argv) {
   double total_s = cl_now() - t0;
   if (tty)
     fputc('\n', stderr);
-  if (rc == 0 && lc_interrupted) {
+  if (rc == 0 && atomic_load(&tandem_stop)) {
     rc = TANDEM_EIO;
     snprintf(err, sizeof err, "interrupted");
   }
   if (client_open)
-    cli_close(&client);
-  if (rc != 0 && lc_check(&c, err, sizeof err) != 0)
-    lc_show_logs(&c);
-  lc_stop(&c);
+    cl_client_close(&client);
+  if (rc != 0 && tandem_local_check(&c, err, sizeof err) != 0)
+    tandem_local_logs(&c);
+  tandem_local_stop(&c);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   free(pix);

@@ -332,6 +332,21 @@ void mpc_dealer_free(mpc_dealer_t *d);
 TANDEM_WUR int mpc_dealer_model(mpc_dealer_t *d, mpc_transport_t *t);
 TANDEM_WUR int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t);
 
+/* One query's preprocessing as the dealer's three messages, without sending
+ * them: msg[0] for P0, msg[1] for P1, msg[2] for the client, each with
+ * `headroom` bytes (a multiple of 8, else TANDEM_EINVAL) before its len[i]
+ * bytes (room for a transport's header,
+ * so that a message of hundreds of MB is sent without another copy).
+ * mpc_dealer_query is mpc_dealer_prep, then a send of each message. The
+ * caller frees the messages with mpc_prep_close (which wipes them). */
+typedef struct {
+  uint8_t *msg[3];
+  size_t len[3];
+  size_t headroom;
+} mpc_prep_t;
+TANDEM_WUR int mpc_dealer_prep(mpc_dealer_t *d, size_t headroom, mpc_prep_t *out);
+void mpc_prep_close(mpc_prep_t *p);
+
 /* A compute party (P0 or P1). mpc_party_setup receives the owner's weight
  * shares and the dealer's weight-mask seeds, opens W^ = W + R_W with the other
  * party (one setup round) and keeps it for every later query. mpc_party_query

@@ -100,32 +100,46 @@ done:
   return rc;
 }
 
-int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t) {
+void mpc_prep_close(mpc_prep_t *p) {
+  for (int i = 0; i < 3; i++) {
+    mpc__wipe_free(p->msg[i], p->len[i] + p->headroom);
+    p->msg[i] = NULL;
+    p->len[i] = 0;
+  }
+}
+
+int mpc_dealer_prep(mpc_dealer_t *d, size_t headroom, mpc_prep_t *out) {
   const mpc_plan_t *p = d->plan;
+  memset(out, 0, sizeof *out);
+  out->headroom = headroom;
   if (!d->model_ready)
     return TANDEM_EINVAL;
-  t->phase = MPC_PHASE_OFFLINE;
   size_t b0 = mpc_plan_prep_bytes(p, MPC_P0), b1 = mpc_plan_prep_bytes(p, MPC_P1);
+  /* The corrections are read as u64 in place: headroom keeps them aligned. */
+  if (headroom % 8 != 0 || b0 > SIZE_MAX - headroom || b1 > SIZE_MAX - headroom)
+    return TANDEM_EINVAL;
   /* seeds: P0, P1, client, coins */
   uint8_t *seeds = sodium_malloc(4 * MPC__SEED_BYTES);
-  uint8_t *m0 = mpc__calloc(b0, 1), *m1 = mpc__calloc(b1, 1);
+  uint8_t *m0 = mpc__calloc(b0 + headroom, 1), *m1 = mpc__calloc(b1 + headroom, 1);
+  uint8_t *mc = mpc__calloc(MPC__SEED_BYTES + headroom, 1);
   mpc__dealer_t st;
   memset(&st, 0, sizeof st);
   int rc = TANDEM_ENOMEM, opened = 0;
-  if (seeds == NULL || m0 == NULL || m1 == NULL)
+  kern_prg_t *prgs[4] = {&st.prg[0], &st.prg[1], &st.client, &st.coins};
+  if (seeds == NULL || m0 == NULL || m1 == NULL || mc == NULL)
     goto done;
   mpc__os_random(seeds, 4 * MPC__SEED_BYTES);
-  kern_prg_t *prgs[4] = {&st.prg[0], &st.prg[1], &st.client, &st.coins};
   rc = TANDEM_ECRYPTO;
   for (; opened < 4; opened++)
     if (kern_prg_init(prgs[opened], seeds + opened * MPC__SEED_BYTES, MPC__SEED_BYTES) != 0)
       goto done;
-  memcpy(m0, seeds, MPC__SEED_BYTES);
-  memcpy(m1, seeds + MPC__SEED_BYTES, MPC__SEED_BYTES);
-  st.corr = (uint64_t *)(void *)(m1 + MPC__SEED_BYTES);
+  memcpy(m0 + headroom, seeds, MPC__SEED_BYTES);
+  memcpy(m1 + headroom, seeds + MPC__SEED_BYTES, MPC__SEED_BYTES);
+  memcpy(mc + headroom, seeds + 2 * MPC__SEED_BYTES, MPC__SEED_BYTES);
+  st.corr = (uint64_t *)(void *)(m1 + headroom + MPC__SEED_BYTES);
   st.ncorr = p->ncorr;
-  st.keys[0] = m0 + MPC__SEED_BYTES;
-  st.keys[1] = m1 + MPC__SEED_BYTES + 8 * p->ncorr;
+  st.keys[0] = m0 + headroom + MPC__SEED_BYTES;
+  st.keys[1] = m1 + headroom + MPC__SEED_BYTES + 8 * p->ncorr;
   st.nkey = p->nkey;
   st.mask = d->mask;
   rc = 0;
@@ -133,22 +147,33 @@ int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t) {
     rc = mpc__gate_dealer(p, &p->gates[i], &st);
   if (rc == 0 && (st.corr_pos != st.ncorr || st.key_pos != st.nkey))
     rc = TANDEM_EINVAL; /* the plan's sizes and the gates disagree: a bug */
-  if (rc == 0)
-    rc = mpc_net_send(t, MPC_P0, m0, b0);
-  if (rc == 0)
-    rc = mpc_net_send(t, MPC_P1, m1, b1);
-  if (rc == 0)
-    rc = mpc_net_send(t, MPC_CLIENT, seeds + 2 * MPC__SEED_BYTES, MPC__SEED_BYTES);
 done:
   while (opened-- > 0)
     kern_prg_close(prgs[opened]);
-  mpc__wipe_free(m0, b0 ? b0 : 1);
-  mpc__wipe_free(m1, b1 ? b1 : 1);
   if (seeds != NULL)
     sodium_free(seeds);
   /* Query masks are not kept: the next query draws new ones. */
   for (size_t v = 0; v < p->nvals; v++)
     if (p->vals[v].kind == MPC__V_MASKED)
       sodium_memzero(d->mask[v], p->vals[v].n * 8);
+  out->msg[0] = m0;
+  out->msg[1] = m1;
+  out->msg[2] = mc;
+  out->len[0] = b0;
+  out->len[1] = b1;
+  out->len[2] = MPC__SEED_BYTES;
+  if (rc != 0)
+    mpc_prep_close(out);
+  return rc;
+}
+
+int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t) {
+  static const mpc_role_t to[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  mpc_prep_t prep;
+  t->phase = MPC_PHASE_OFFLINE;
+  int rc = mpc_dealer_prep(d, 0, &prep);
+  for (int i = 0; i < 3 && rc == 0; i++)
+    rc = mpc_net_send(t, to[i], prep.msg[i], prep.len[i]);
+  mpc_prep_close(&prep);
   return rc;
 }

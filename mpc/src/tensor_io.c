@@ -23,6 +23,7 @@
 
 #include "mpc.h"
 #include "onnx_int.h"
+#include "tandem_file.h"
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -162,51 +163,15 @@ fail:
   return rc;
 }
 
-/* Writes len bytes to a temporary file beside path, flushes it and renames
- * it over path: readers see the old file or the new one, never a part. */
+/* Writes len bytes through the one atomic writer (tandem_file.h): readers
+ * see the old file or the new one, never a part. A tensor file is an
+ * ordinary output, so it gets the mode a plain creat() would under the
+ * user's umask. */
 static int write_atomic(const char *path, const uint8_t *data, size_t len) {
-  size_t pl = strlen(path);
-  char *tmp = malloc(pl + 16);
-  if (tmp == NULL)
-    return TANDEM_ENOMEM;
-  memcpy(tmp, path, pl);
-  memcpy(tmp + pl, ".tmp.XXXXXX", 12);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return -e;
-  }
-  int rc = 0;
-  size_t done = 0;
-  while (done < len) {
-    ssize_t w = write(fd, data + done, len - done);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0) {
-      rc = -errno;
-      break;
-    }
-    done += (size_t)w;
-  }
-  /* mkstemp creates 0600; a tensor file is an ordinary output, so give it the
-   * mode a plain creat() would under the user's umask. */
-  if (rc == 0) {
-    mode_t um = umask(0);
-    umask(um);
-    if (fchmod(fd, 0666 & ~um) != 0)
-      rc = -errno;
-  }
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
-  if (close(fd) != 0 && rc == 0)
-    rc = -errno;
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = -errno;
-  if (rc != 0)
-    unlink(tmp);
-  free(tmp);
-  return rc;
+  mode_t um = umask(0);
+  umask(um);
+  const void *bufs[1] = {data};
+  return tandem_file_write(path, bufs, &len, 1, 0666 & ~um);
 }
 
 /* ---- TensorProto --------------------------------------------------------- */

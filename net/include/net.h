@@ -298,26 +298,6 @@ TANDEM_WUR int net_pub_save(const char *path, const unsigned char pk[NET_KEY_BYT
 /* Parses 64 hex digits (a public key written in a config). TANDEM_EPARSE. */
 TANDEM_WUR int net_pub_parse(const char *hex, unsigned char pk[NET_KEY_BYTES]);
 
-/* ---- measurement (tandem bench --net) ----------------------------------- */
-
-typedef struct {
-  size_t small_bytes;   /* round-trip message size (0: 64) */
-  unsigned rtt_iters;   /* round trips timed (0: 2000) */
-  size_t big_bytes;     /* exchanged each way per round (0: 8 MiB) */
-  unsigned big_iters;   /* exchanges timed (0: 20) */
-} net_bench_opts_t;
-
-typedef struct {
-  double rtt_us_secure, rtt_us_plain;       /* mean round trip, microseconds */
-  double xchg_mbps_secure, xchg_mbps_plain; /* MB/s (1e6 bytes) each way */
-} net_bench_result_t;
-
-/* Runs two nodes with fresh keys on 127.0.0.1 in this process and measures
- * the round trip of small messages and the throughput of full-duplex
- * exchanges through the secure channel, and the same patterns over plain TCP
- * sockets (blocking, TCP_NODELAY, length-prefixed). Takes a few seconds with
- * the defaults. Errors: any of the calls above. */
-TANDEM_WUR int net_bench_run(const net_bench_opts_t *opts, net_bench_result_t *out);
 
 #ifdef __cplusplus
 }

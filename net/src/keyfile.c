@@ -1,8 +1,8 @@
 /* keyfile.c - identity keys and the one-line key files of net.h:
  * "tandem-x25519-sk <64 hex>" (mode 0600, checked before reading) and
- * "tandem-x25519-pk <64 hex>" (mode 0644). Files are written through a
- * temporary file in the same directory, fsync'd and renamed, then the
- * directory is fsync'd, so a crash leaves the old file or the new one.
+ * "tandem-x25519-pk <64 hex>" (mode 0644), written through the one atomic
+ * file writer of every module (tandem_file.h), so a crash leaves the old
+ * file or the new one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "net_int.h"
+#include "tandem_file.h"
 
 static const char sk_tag[] = "tandem-x25519-sk ";
 static const char pk_tag[] = "tandem-x25519-pk ";
@@ -146,108 +147,15 @@ int net_pub_load(const char *path, unsigned char pk[NET_KEY_BYTES]) {
   return load(path, pk_tag, 0, pk);
 }
 
-/* Creates a fresh temporary file beside path (its name into tmp) the way
- * mkstemp does, but close-on-exec from the start: a process that forks and
- * execs while a key is being written must not hand the file to its child
- * (mkostemp is a GNU extension outside this build's feature macros). */
-static int open_tmp(const char *path, char *tmp, size_t cap) {
-  for (int tries = 0; tries < 16; tries++) {
-    unsigned char rnd[6];
-    char hex[2 * sizeof(rnd) + 1];
-    int n, fd;
-    randombytes_buf(rnd, sizeof(rnd));
-    net__hex_encode(hex, rnd, sizeof(rnd));
-    n = snprintf(tmp, cap, "%s.tmp%s", path, hex);
-    if (n < 0 || (size_t)n >= cap)
-      return TANDEM_EINVAL;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd >= 0)
-      return fd;
-    if (errno != EEXIST)
-      return -errno;
-  }
-  return -EEXIST;
-}
-
 static int save(const char *path, const char *tag, const unsigned char key[32], mode_t mode) {
-  char line[LINE_MAX_BYTES], tmp[4096], dir[4096];
-  size_t len;
-  int fd = -1, r = 0, n;
-  const char *slash;
-  if (!path)
-    return TANDEM_EINVAL;
-  n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXXXXXXXX", path);
-  if (n < 0 || (size_t)n >= sizeof(tmp))
-    return TANDEM_EINVAL;
-  if (sodium_init() < 0)
-    return TANDEM_ECRYPTO;
-  len = strlen(tag);
+  char line[LINE_MAX_BYTES];
+  size_t len = strlen(tag);
   memcpy(line, tag, len);
   net__hex_encode(line + len, key, 32);
   len += 64;
   line[len++] = '\n';
-  fd = open_tmp(path, tmp, sizeof(tmp));
-  if (fd < 0) {
-    r = fd;
-    fd = -1;
-    goto done;
-  }
-  if (fchmod(fd, mode) != 0) {
-    r = -errno;
-    goto fail;
-  }
-  for (size_t off = 0; off < len;) {
-    ssize_t w = write(fd, line + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      r = -errno;
-      goto fail;
-    }
-    off += (size_t)w;
-  }
-  if (fsync(fd) != 0) {
-    r = -errno;
-    goto fail;
-  }
-  if (close(fd) != 0) {
-    fd = -1;
-    r = -errno;
-    goto fail;
-  }
-  fd = -1;
-  if (rename(tmp, path) != 0) {
-    r = -errno;
-    goto fail;
-  }
-  /* Make the rename itself durable. */
-  slash = strrchr(path, '/');
-  if (slash) {
-    size_t dl = (size_t)(slash - path);
-    if (dl == 0)
-      dl = 1;
-    if (dl < sizeof(dir)) {
-      memcpy(dir, path, dl);
-      dir[dl] = '\0';
-    } else {
-      dir[0] = '\0';
-    }
-  } else {
-    strcpy(dir, ".");
-  }
-  if (dir[0]) {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      (void)fsync(dfd);
-      close(dfd);
-    }
-  }
-  goto done;
-fail:
-  if (fd >= 0)
-    close(fd);
-  unlink(tmp);
-done:
+  const void *bufs[1] = {line};
+  int r = tandem_file_write(path, bufs, &len, 1, (unsigned)mode);
   sodium_memzero(line, sizeof(line));
   return r;
 }

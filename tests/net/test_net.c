@@ -306,15 +306,6 @@ START_TEST(close_and_reconnect) {
 }
 END_TEST
 
-START_TEST(bench_small) {
-  net_bench_opts_t o = {.small_bytes = 64, .rtt_iters = 50, .big_bytes = 1 << 20, .big_iters = 3};
-  net_bench_result_t res;
-  ck_assert_int_eq(net_bench_run(&o, &res), 0);
-  ck_assert(res.rtt_us_secure > 0 && res.rtt_us_plain > 0);
-  ck_assert(res.xchg_mbps_secure > 0 && res.xchg_mbps_plain > 0);
-}
-END_TEST
-
 static void count_log(void *ctx, const char *line) {
   ck_assert_ptr_nonnull(strstr(line, "net: "));
   ++*(int *)ctx;
@@ -685,7 +676,6 @@ Suite *net_suite(void) {
   tcase_add_test(tc, timeouts_and_mismatch);
   tcase_add_test(tc, handshake_timeout);
   tcase_add_test(tc, close_and_reconnect);
-  tcase_add_test(tc, bench_small);
   tcase_add_test(tc, backpressure);
   tcase_add_test(tc, starved_channel);
   tcase_add_test(tc, flood_while_waiting);

@@ -1,8 +1,9 @@
-/* bench.c - net_bench_run: the round trip and full-duplex throughput of the
+/* bench_net.c - tandem_net_bench_run: the round trip and full-duplex throughput of the
  * secure channel between two nodes of this process on 127.0.0.1, next to the
  * same patterns over plain blocking TCP sockets (TCP_NODELAY, an 8-byte
  * length before each message), so `tandem bench --net` can show what the
- * framing and AES-GCM cost.
+ * framing and AES-GCM cost. It uses net's public interface only (a
+ * measurement, not part of the transport).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +16,8 @@
 #include <sodium.h>
 #include <uv.h>
 
-#include "net_int.h"
+#include "apps.h"
+#include "net.h"
 
 typedef struct {
   net_node_t *node;
@@ -194,8 +196,8 @@ done:
   return r;
 }
 
-int net_bench_run(const net_bench_opts_t *opts, net_bench_result_t *out) {
-  net_bench_opts_t o = opts ? *opts : (net_bench_opts_t){0};
+int tandem_net_bench_run(const tandem_net_bench_opts_t *opts, tandem_net_bench_result_t *out) {
+  tandem_net_bench_opts_t o = opts ? *opts : (tandem_net_bench_opts_t){0};
   unsigned char *pk = NULL, *sk = NULL;
   net_node_t *na = NULL, *nb = NULL;
   side_t a, b;

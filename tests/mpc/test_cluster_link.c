@@ -1,5 +1,5 @@
 /* test_cluster.c - Check suite for the cluster layer's mpc transport over net
- * (apps/cluster.c): a step's messages carry its tag, a receive drops other
+ * (mpc/src/cluster/link.c): a step's messages carry its tag, a receive drops other
  * steps' messages within one deadline, a tag alone cancels the step, a
  * per-role due time bounds a receive, and a link that ends under a receive
  * ends it at once with the link's error (a peer that died mid-message, seen
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cluster.h"
+#include "mpc_cluster.h"
 #include "net_harness.h"
 
 #define PARTY_TIMEOUT_MS 3000
@@ -142,7 +142,7 @@ END_TEST
 START_TEST(peer_dies_mid_message_past_due) { died_mid_message(-1.0); }
 END_TEST
 
-Suite *cluster_suite(void) {
+Suite *cluster_link_suite(void) {
   Suite *s = suite_create("cluster");
   TCase *tc = tcase_create("link");
   tcase_set_timeout(tc, 30);

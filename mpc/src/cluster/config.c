@@ -1,5 +1,5 @@
-/* cluster.c - config, peers, the mpc transport over net/, control messages
- * and sealed files (see cluster.h). */
+/* config.c - the cluster's config file (inih), its members' nodes and
+ * links, the clock, and the hooks' defaults (mpc_cluster.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -15,7 +15,7 @@
 
 #include <sodium.h>
 
-#include "cluster.h"
+#include "cluster_int.h"
 
 double cl_now(void) {
   struct timespec ts;
@@ -328,292 +328,28 @@ int cl_connect(net_node_t *node, int id, int timeout_ms) {
   }
 }
 
-/* ---- the mpc transport --------------------------------------------------------- */
+/* ---- hooks ------------------------------------------------------------------ */
 
-int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len) {
-  if (l->peer[to] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
-    return TANDEM_EINVAL;
-  memcpy(buf, &l->tag, CL_TAG_BYTES);
-  return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, buf,
-                         len + CL_TAG_BYTES);
+void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...) {
+  if (h == NULL || h->log == NULL)
+    return;
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  h->log(h->ctx, who, line);
 }
 
-static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
-  cl_link_t *l = (cl_link_t *)t;
-  if (len > SIZE_MAX - CL_TAG_BYTES)
-    return TANDEM_EINVAL;
-  uint8_t *m = malloc(len + CL_TAG_BYTES);
-  if (m == NULL)
-    return TANDEM_ENOMEM;
-  if (len > 0)
-    memcpy(m + CL_TAG_BYTES, buf, len);
-  int rc = cl_link_send_in_place(l, to, m, len);
-  sodium_memzero(m, len + CL_TAG_BYTES); /* shares, seeds and keys pass through here */
-  free(m);
-  return rc;
+void cl__net_log(void *ctx, const char *line) {
+  const cl__netlog_t *nl = ctx;
+  cl__log(nl->hooks, nl->who, "%s", line);
 }
 
-static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
-  cl_link_t *l = (cl_link_t *)t;
-  if (l->peer[from] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
-    return TANDEM_EINVAL;
-  /* One deadline for the receive, however many messages of other steps are
-   * dropped on the way: a fresh timeout per dropped message let a party wait
-   * forever for a message that never came while later steps' messages kept
-   * arriving (and were dropped unread by it). */
-  double end = cl_now() + l->timeout_ms / 1000.0;
-  if (l->due[from] > 0 && l->due[from] < end)
-    end = l->due[from];
-  for (;;) {
-    unsigned char *m;
-    size_t got;
-    /* Past the deadline, what is already queued is still taken (a poll).
-     * No length limit here: a message of another step may be longer, and is
-     * dropped below like any other; every error of net_msg_take is then the
-     * link's (a peer that died mid-message ends it with TANDEM_EPROTO, which
-     * read as "a longer message, dropped" made this loop spin for ever). */
-    double left_ms = (end - cl_now()) * 1000.0;
-    int rc = net_msg_take_on(l->node, l->peer[from], l->link[from], CL_CHAN_DATA, SIZE_MAX, &m,
-                             &got, left_ms < 1 ? 0 : (int)left_ms);
-    if (rc != 0)
-      return rc;
-    int mine = got >= CL_TAG_BYTES && memcmp(m, &l->tag, CL_TAG_BYTES) == 0;
-    if (mine && got == len + CL_TAG_BYTES && len > 0)
-      memcpy(buf, m + CL_TAG_BYTES, len);
-    sodium_memzero(m, got);
-    free(m);
-    if (mine)
-      return got == len + CL_TAG_BYTES ? 0 : got == CL_TAG_BYTES ? TANDEM_ECANCELED : TANDEM_EPROTO;
-    /* else another step's message: dropped */
-  }
+double cl__now(const cl_hooks_t *h) {
+  return h != NULL && h->now != NULL ? h->now(h->ctx) : cl_now();
 }
 
-/* A round: the message is queued (net sends while this side waits), then the
- * peer's is received, so both sides may call this at once. */
-static int link_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, size_t slen,
-                         void *rbuf, size_t rlen) {
-  int rc = link_send(t, peer, sbuf, slen);
-  return rc != 0 ? rc : link_recv(t, peer, rbuf, rlen);
-}
-
-static void link_close(mpc_transport_t *t) { (void)t; }
-
-int cl_link_cancel(cl_link_t *l, mpc_role_t to) {
-  if (l->peer[to] < 0)
-    return TANDEM_EINVAL;
-  return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, &l->tag, CL_TAG_BYTES);
-}
-
-static const mpc_transport_ops_t link_ops = {link_send, link_recv, link_exchange, link_close};
-
-void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id,
-                  uint64_t tag, int timeout_ms) {
-  memset(l, 0, sizeof *l);
-  l->tag = tag;
-  l->timeout_ms = timeout_ms > 0 ? timeout_ms : NET_DEFAULT_TIMEOUT_MS;
-  l->base.ops = &link_ops;
-  l->base.self = self;
-  l->node = node;
-  l->peer[MPC_P0] = CL_P0;
-  l->peer[MPC_P1] = CL_P1;
-  l->peer[MPC_DEALER] = CL_DEALER;
-  l->peer[MPC_OWNER] = CL_OWNER;
-  l->peer[MPC_CLIENT] = client_id;
-}
-
-/* ---- control messages ------------------------------------------------------------ */
-
-#define CTRL_HDR 112
-
-static void ctrl_pack(const cl_ctrl_t *h, uint8_t *b) {
-  memset(b, 0, CTRL_HDR);
-  memcpy(b, &h->type, 4);
-  memcpy(b + 4, &h->status, 4);
-  memcpy(b + 8, &h->seq, 8);
-  memcpy(b + 16, &h->batch, 8);
-  memcpy(b + 24, &h->peer, 4);
-  memcpy(b + 28, &h->flags, 4);
-  memcpy(b + 32, h->name, CL_NAME_MAX);
-  memcpy(b + 96, &h->tag, 8);
-  memcpy(b + 104, &h->version, 8);
-}
-
-int cl_ctrl_send(net_node_t *node, int peer, const cl_ctrl_t *h, const void *payload,
-                 size_t plen) {
-  return cl_ctrl_send_on(node, peer, 0, h, payload, plen);
-}
-
-int cl_ctrl_send_on(net_node_t *node, int peer, uint64_t link, const cl_ctrl_t *h,
-                    const void *payload, size_t plen) {
-  if (plen > CL_CTRL_MAX)
-    return TANDEM_EINVAL;
-  uint8_t *b = malloc(CTRL_HDR + plen);
-  if (b == NULL)
-    return TANDEM_ENOMEM;
-  ctrl_pack(h, b);
-  if (plen > 0)
-    memcpy(b + CTRL_HDR, payload, plen);
-  int rc = net_msg_send_on(node, peer, link, CL_CHAN_CTRL, b, CTRL_HDR + plen);
-  free(b);
-  return rc;
-}
-
-int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, size_t *plen,
-                 int timeout_ms) {
-  *payload = NULL;
-  *plen = 0;
-  unsigned char *b;
-  size_t len;
-  int rc = net_msg_take(node, peer, CL_CHAN_CTRL, CTRL_HDR + CL_CTRL_MAX, &b, &len, timeout_ms);
-  if (rc != 0)
-    return rc;
-  if (len < CTRL_HDR) {
-    free(b);
-    return TANDEM_EPROTO;
-  }
-  memset(h, 0, sizeof *h);
-  memcpy(&h->type, b, 4);
-  memcpy(&h->status, b + 4, 4);
-  memcpy(&h->seq, b + 8, 8);
-  memcpy(&h->batch, b + 16, 8);
-  memcpy(&h->peer, b + 24, 4);
-  memcpy(&h->flags, b + 28, 4);
-  memcpy(h->name, b + 32, CL_NAME_MAX);
-  h->name[CL_NAME_MAX - 1] = '\0';
-  memcpy(&h->tag, b + 96, 8);
-  memcpy(&h->version, b + 104, 8);
-  if (len > CTRL_HDR) {
-    /* The payload, NUL-terminated for the texts among them. */
-    *plen = len - CTRL_HDR;
-    *payload = malloc(*plen + 1);
-    if (*payload == NULL) {
-      free(b);
-      return TANDEM_ENOMEM;
-    }
-    memcpy(*payload, b + CTRL_HDR, *plen);
-    (*payload)[*plen] = '\0';
-  }
-  free(b);
-  return 0;
-}
-
-/* ---- files ------------------------------------------------------------------------ */
-
-int cl_name_ok(const char *name) {
-  size_t n = strlen(name);
-  if (n == 0 || n >= CL_NAME_MAX || name[0] == '.')
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = name[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_' || c == '-' || c == '.'))
-      return 0;
-  }
-  return 1;
-}
-
-int cl_mkdirs(const char *path) {
-  char tmp[1024];
-  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-    return TANDEM_EINVAL;
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return -errno;
-      *p = '/';
-    }
-  if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-    return -errno;
-  return 0;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-int cl_file_seal(const char *path, const void *buf, size_t len) {
-  char tmp[1100];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return -errno;
-  uint8_t hash[32];
-  crypto_generichash(hash, sizeof hash, buf, len, NULL, 0);
-  int rc = write_all(fd, buf, len);
-  if (rc == 0)
-    rc = write_all(fd, hash, sizeof hash);
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
-  close(fd);
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = -errno;
-  if (rc != 0) {
-    unlink(tmp);
-    return rc;
-  }
-  /* The rename is durable once the directory is synced. */
-  char dir[1024];
-  snprintf(dir, sizeof dir, "%s", path);
-  int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)fsync(dfd);
-    close(dfd);
-  }
-  return 0;
-}
-
-int cl_file_unseal(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
-  *buf = NULL;
-  *len = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    snprintf(err, errlen, "%s: %s", path, strerror(e));
-    return -e;
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 32 ||
-      (uint64_t)st.st_size > MPC_FILE_MAX) {
-    close(fd);
-    snprintf(err, errlen, "%s: corrupt (not a sealed Tandem file)", path);
-    return TANDEM_EPARSE;
-  }
-  size_t n = (size_t)st.st_size;
-  uint8_t *b = sodium_malloc(n);
-  if (b == NULL) {
-    close(fd);
-    return TANDEM_ENOMEM;
-  }
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, b + got, n - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-  }
-  close(fd);
-  uint8_t hash[32];
-  if (got == n)
-    crypto_generichash(hash, sizeof hash, b, n - 32, NULL, 0);
-  if (got != n || sodium_memcmp(hash, b + n - 32, 32) != 0) {
-    sodium_free(b);
-    snprintf(err, errlen, "%s: corrupt (checksum mismatch); share the model again", path);
-    return TANDEM_EPARSE;
-  }
-  *buf = b;
-  *len = n - 32;
-  return 0;
+int cl__fault(const cl_hooks_t *h, cl_fault_t where, uint64_t seq, int peer) {
+  return h != NULL && h->fault != NULL ? h->fault(h->ctx, where, seq, peer) : 0;
 }

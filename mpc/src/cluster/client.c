@@ -1,5 +1,5 @@
 /* client.c - the owner's and the client's protocol against a cluster
- * (client.h).
+ * (mpc_cluster.h).
  *
  * A query: the client asks the dealer (REQ); the dealer answers with the
  * public graph and a sequence number and tells both parties; the client gets
@@ -14,35 +14,34 @@
 
 #include <sodium.h>
 
-#include "apps.h"
-#include "client.h"
+#include "cluster_int.h"
 
-int cli_open(cli_session_t *s, const cl_config_t *cfg, int self, char *err, size_t errlen) {
-  memset(s, 0, sizeof *s);
-  s->cfg = cfg;
-  s->self = self;
-  int rc = cl_node_open(cfg, self, 0, &s->node, NULL, NULL, err, errlen);
+int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  c->cfg = cfg;
+  c->self = self;
+  int rc = cl_node_open(cfg, self, 0, &c->node, NULL, NULL, err, errlen);
   if (rc != 0)
     return rc;
   static const int peers[3] = {CL_DEALER, CL_P0, CL_P1};
   for (int i = 0; i < 3; i++) {
-    rc = cl_connect(s->node, peers[i], cfg->timeout_ms);
+    rc = cl_connect(c->node, peers[i], cfg->timeout_ms);
     if (rc != 0) {
       const cl_member_t *m = &cfg->m[peers[i]];
       snprintf(err, errlen, "cannot reach %s at %s port %u: %s", m->name, m->host,
                (unsigned)m->port, tandem_strerror(rc));
-      net_node_free(s->node);
-      s->node = NULL;
+      net_node_free(c->node);
+      c->node = NULL;
       return rc;
     }
   }
   return 0;
 }
 
-void cli_close(cli_session_t *s) {
-  if (s->node != NULL)
-    net_node_free(s->node);
-  s->node = NULL;
+void cl_client_close(cl_client_t *c) {
+  if (c->node != NULL)
+    net_node_free(c->node);
+  c->node = NULL;
 }
 
 /* Takes the next control message from peer within timeout_ms, dropping
@@ -50,12 +49,12 @@ void cli_close(cli_session_t *s) {
  * up, and the message reached this one, connected in its place): a party's
  * ACK of another query than `seq`, a dealer's REPLY to another request than
  * `nonce` (0: no such check). */
-static int recv_ctrl(cli_session_t *s, int peer, uint64_t seq, uint64_t nonce, int timeout_ms,
+static int recv_ctrl(cl_client_t *c, int peer, uint64_t seq, uint64_t nonce, int timeout_ms,
                      cl_ctrl_t *h, uint8_t **payload, size_t *plen) {
   double end = cl_now() + timeout_ms / 1000.0;
   for (;;) {
     double left_ms = (end - cl_now()) * 1000.0;
-    int rc = cl_ctrl_recv(s->node, peer, h, payload, plen, left_ms < 1 ? 0 : (int)left_ms);
+    int rc = cl_ctrl_recv(c->node, peer, h, payload, plen, left_ms < 1 ? 0 : (int)left_ms);
     int stale = rc == 0 && ((h->type == CL_MSG_ACK && seq != 0 && h->seq != seq) ||
                             (h->type == CL_MSG_REPLY && nonce != 0 && h->version != nonce));
     if (!stale)
@@ -67,10 +66,10 @@ static int recv_ctrl(cli_session_t *s, int peer, uint64_t seq, uint64_t nonce, i
 
 /* Waits for a control message of type `type` from peer (an ACK: of query
  * seq); a refusal's text goes to err. */
-static int wait_ctrl(cli_session_t *s, int peer, uint32_t type, uint64_t seq, uint64_t nonce,
+static int wait_ctrl(cl_client_t *c, int peer, uint32_t type, uint64_t seq, uint64_t nonce,
                      cl_ctrl_t *h, uint8_t **payload, size_t *plen, char *err, size_t errlen) {
-  int rc = recv_ctrl(s, peer, seq, nonce, s->cfg->timeout_ms, h, payload, plen);
-  const char *who = s->cfg->m[peer].name;
+  int rc = recv_ctrl(c, peer, seq, nonce, c->cfg->timeout_ms, h, payload, plen);
+  const char *who = c->cfg->m[peer].name;
   if (rc != 0) {
     snprintf(err, errlen, "no answer from %s: %s", who, tandem_strerror(rc));
     return rc;
@@ -82,8 +81,12 @@ static int wait_ctrl(cli_session_t *s, int peer, uint32_t type, uint64_t seq, ui
     return TANDEM_EPROTO;
   }
   if (h->status != 0) {
+    /* A query's ACK carries the party's stats (its failure record) before
+     * the text. */
+    size_t skip = (h->flags & CL_FLAG_STATS) && *plen >= CL_STATS_BYTES ? CL_STATS_BYTES : 0;
     snprintf(err, errlen, "%s: %s", who,
-             *payload != NULL ? (const char *)*payload : tandem_strerror(h->status));
+             *payload != NULL && *plen > skip ? (const char *)*payload + skip
+                                              : tandem_strerror(h->status));
     free(*payload);
     *payload = NULL;
     return h->status < 0 ? h->status : TANDEM_EPROTO;
@@ -91,7 +94,7 @@ static int wait_ctrl(cli_session_t *s, int peer, uint32_t type, uint64_t seq, ui
   return 0;
 }
 
-int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, char *err,
+int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name, char *err,
                     size_t errlen) {
   if (!cl_name_ok(name)) {
     snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
@@ -103,13 +106,13 @@ int cli_share_model(cli_session_t *s, const char *onnx_path, const char *name, c
   int rc = mpc_onnx_load(onnx_path, &g, &w, err, errlen);
   if (rc != 0)
     return rc;
-  rc = cli_share_graph(s, &g, &w, name, err, errlen);
+  rc = cl_client_share_graph(c, &g, &w, name, err, errlen);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   return rc;
 }
 
-int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t *w,
+int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g, const mpc_weights_t *w,
                     const char *name, char *err, size_t errlen) {
   int rc;
   if (!cl_name_ok(name)) {
@@ -148,14 +151,14 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_SHARE;
   snprintf(h.name, sizeof h.name, "%s", name);
-  if ((rc = cl_ctrl_send(s->node, CL_DEALER, &h, gb, glen)) != 0) {
+  if ((rc = cl_ctrl_send(c->node, CL_DEALER, &h, gb, glen)) != 0) {
     snprintf(err, errlen, "cannot send the graph to the dealer: %s", tandem_strerror(rc));
     goto done;
   }
-  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, 0, 0, &h, &payload, &plen, err, errlen)) != 0)
+  if ((rc = wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, 0, &h, &payload, &plen, err, errlen)) != 0)
     goto done;
   cl_link_t link;
-  cl_link_init(&link, s->node, MPC_OWNER, -1, h.tag, s->cfg->timeout_ms);
+  cl_link_init(&link, c->node, MPC_OWNER, -1, h.tag, c->cfg->timeout_ms);
   char why[512] = "";
   if ((rc = mpc_owner_share(plan, w, &link.base, why, sizeof why)) != 0) {
     snprintf(err, errlen, "sharing the weights failed: %s",
@@ -165,7 +168,7 @@ int cli_share_graph(cli_session_t *s, const mpc_graph_t *g, const mpc_weights_t 
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++) {
     free(payload);
     payload = NULL;
-    rc = wait_ctrl(s, id, CL_MSG_ACK, 0, 0, &h, &payload, &plen, err, errlen);
+    rc = wait_ctrl(c, id, CL_MSG_ACK, 0, 0, &h, &payload, &plen, err, errlen);
   }
 done:
   free(payload);
@@ -174,10 +177,11 @@ done:
   return rc;
 }
 
-int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, size_t ninputs,
-              mpc_ftensor_t *outputs, size_t noutputs, cli_stats_t *st, char *err,
+int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *inputs, size_t ninputs,
+              mpc_ftensor_t *outputs, size_t noutputs, cl_query_stats_t *st, char *err,
               size_t errlen) {
   memset(st, 0, sizeof *st);
+  st->fail_party = -1;
   double t0 = cl_now();
   if (ninputs == 0 || inputs[0].shape.ndim == 0 || inputs[0].shape.dim[0] == 0) {
     snprintf(err, errlen, "the input has no batch dimension");
@@ -201,14 +205,14 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
   uint64_t nonce;
   randombytes_buf(&nonce, sizeof nonce);
   h.version = nonce;
-  int rc = cl_ctrl_send(s->node, CL_DEALER, &h, NULL, 0);
+  int rc = cl_ctrl_send(c->node, CL_DEALER, &h, NULL, 0);
   if (rc != 0) {
     snprintf(err, errlen, "cannot reach the dealer: %s", tandem_strerror(rc));
     return rc;
   }
   uint8_t *graph = NULL;
   size_t glen = 0;
-  if ((rc = wait_ctrl(s, CL_DEALER, CL_MSG_REPLY, 0, nonce, &h, &graph, &glen, err, errlen)) != 0)
+  if ((rc = wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, &h, &graph, &glen, err, errlen)) != 0)
     return rc;
   st->waited = (h.flags & CL_FLAG_WAITED) != 0;
   uint64_t seq = h.seq; /* the query's: the parties' ACKs carry it */
@@ -230,29 +234,37 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
     goto done;
   }
   cl_link_t link;
-  cl_link_init(&link, s->node, MPC_CLIENT, s->self, h.tag, s->cfg->timeout_ms);
+  cl_link_init(&link, c->node, MPC_CLIENT, c->self, h.tag, c->cfg->timeout_ms);
   err[0] = '\0';
   rc = mpc_client_run(plan, &link.base, inputs, outputs, err, errlen);
   if (rc != 0) {
-    /* A party that gave up on the query says why on the control channel.
-     * When one party's failure made the other's (a dropped link), the cause
-     * is the message that is not about a failed phase. */
+    /* A party that gave up on the query says why, where and with which
+     * code (its stats' failure record, then a text). When one party's
+     * failure made the other's (a dropped link), the cause is the failure
+     * that came before either phase ran. */
     char why[2][512] = {"", ""};
+    cl_party_stats_t fail[2];
+    memset(fail, 0, sizeof fail);
     for (int id = CL_P0; id <= CL_P1; id++) {
       cl_ctrl_t a;
       uint8_t *payload = NULL;
       size_t plen = 0;
-      if (recv_ctrl(s, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
-          payload != NULL)
-        snprintf(why[id], sizeof why[id], "%s: %s", s->cfg->m[id].name,
-                 (const char *)payload);
+      if (recv_ctrl(c, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
+          (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
+        cl_stats_decode(payload, &fail[id]);
+        snprintf(why[id], sizeof why[id], "%s: %s", c->cfg->m[id].name,
+                 (const char *)payload + CL_STATS_BYTES);
+      }
       free(payload);
     }
     int pick = -1;
     for (int id = CL_P0; id <= CL_P1; id++)
-      if (why[id][0] != '\0' && (pick < 0 || strstr(why[pick], "phase failed") != NULL))
+      if (fail[id].fail_code != 0 && (pick < 0 || fail[pick].fail_where != CL_FAIL_BEFORE))
         pick = id;
     if (pick >= 0) {
+      st->fail_party = (int)fail[pick].fail_party;
+      st->fail_where = (cl_fail_where_t)fail[pick].fail_where;
+      st->fail_code = fail[pick].fail_code;
       snprintf(err, errlen, "%s", why[pick]);
       goto done;
     }
@@ -269,10 +281,10 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
     uint8_t *payload = NULL;
     size_t plen = 0;
     cl_ctrl_t a;
-    rc = wait_ctrl(s, id, CL_MSG_ACK, seq, 0, &a, &payload, &plen, err, errlen);
-    if (rc == 0 && plen >= sizeof(cl_party_stats_t)) {
+    rc = wait_ctrl(c, id, CL_MSG_ACK, seq, 0, &a, &payload, &plen, err, errlen);
+    if (rc == 0 && (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
       cl_party_stats_t ps;
-      memcpy(&ps, payload, sizeof ps);
+      cl_stats_decode(payload, &ps);
       if (ps.rounds > st->rounds)
         st->rounds = (unsigned)ps.rounds;
       st->online_bytes[id] = ps.online_sent;
@@ -284,12 +296,20 @@ int cli_query(cli_session_t *s, const char *name, const mpc_ftensor_t *inputs, s
       start[id] = ps.online_start;
       end[id] = ps.online_end;
     }
-    /* Each gate's times follow the stats (a party that sends none leaves 0). */
-    if (rc == 0 && plen == sizeof(cl_party_stats_t) + st->ngates * 2 * sizeof(double) &&
-        st->gate_offline_s != NULL && st->gate_online_s != NULL) {
+    /* Each gate's offline and online seconds follow the stats, as
+     * little-endian binary64 pairs (a party that sends none leaves 0). */
+    if (rc == 0 && (a.flags & CL_FLAG_STATS) &&
+        plen == CL_STATS_BYTES + st->ngates * 16 && st->gate_offline_s != NULL &&
+        st->gate_online_s != NULL) {
       for (size_t i = 0; i < st->ngates; i++) {
         double t[2];
-        memcpy(t, payload + sizeof(cl_party_stats_t) + i * sizeof t, sizeof t);
+        for (int k = 0; k < 2; k++) {
+          uint64_t v = 0;
+          for (int b = 0; b < 8; b++)
+            v |= (uint64_t)payload[CL_STATS_BYTES + i * 16 + (size_t)k * 8 + (size_t)b]
+                 << (8 * b);
+          memcpy(&t[k], &v, 8);
+        }
         if (t[0] > st->gate_offline_s[i])
           st->gate_offline_s[i] = t[0];
         if (t[1] > st->gate_online_s[i])
@@ -316,21 +336,9 @@ done:
   return rc;
 }
 
-size_t cli_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
-  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-  mpc_plan_t *one;
-  if (mpc_plan_new(&one, g, 1, NULL, 0) != 0)
-    return cap; /* the query itself will say what is wrong */
-  size_t per = 0;
-  for (int i = 0; i < 3; i++) {
-    size_t b = mpc_plan_prep_bytes(one, roles[i]);
-    per = b > per ? b : per;
-  }
-  mpc_plan_free(one);
-  /* A tenth of headroom: a batch's message is a little over batch times
-   * one row's (seeds and framing). */
-  size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
-  return fit < cap ? fit : cap;
+static void tensors_close(mpc_ftensor_t *t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    mpc_ftensor_close(&t[i]);
 }
 
 /* A view of rows [r0, r0 + n) of t (no copy). */
@@ -342,18 +350,19 @@ static mpc_ftensor_t rows_of(const mpc_ftensor_t *t, size_t r0, size_t n) {
   return v;
 }
 
-int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
+int cl_client_query_chunked(cl_client_t *c, const char *name, size_t chunk,
                       const mpc_ftensor_t *inputs, size_t ninputs, mpc_ftensor_t *outputs,
-                      size_t noutputs, cli_stats_t *st, char *err, size_t errlen) {
+                      size_t noutputs, cl_query_stats_t *st, char *err, size_t errlen) {
   memset(st, 0, sizeof *st);
-  if (ninputs == 0 || ninputs > TANDEM_MAX_TENSORS || noutputs > TANDEM_MAX_TENSORS ||
+  st->fail_party = -1;
+  if (ninputs == 0 || ninputs > CL_MAX_TENSORS || noutputs > CL_MAX_TENSORS ||
       inputs[0].shape.ndim == 0 || chunk == 0) {
     snprintf(err, errlen, "the input has no batch dimension");
     return TANDEM_ESHAPE;
   }
   size_t total = inputs[0].shape.dim[0];
   if (total <= chunk) {
-    int rc = cli_query(s, name, inputs, ninputs, outputs, noutputs, st, err, errlen);
+    int rc = cl_client_query(c, name, inputs, ninputs, outputs, noutputs, st, err, errlen);
     st->queries = 1;
     return rc;
   }
@@ -361,7 +370,7 @@ int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
   size_t done = 0, nout_open = 0;
   while (rc == 0 && done < total) {
     size_t n = total - done < chunk ? total - done : chunk;
-    mpc_ftensor_t in[TANDEM_MAX_TENSORS], out[TANDEM_MAX_TENSORS];
+    mpc_ftensor_t in[CL_MAX_TENSORS], out[CL_MAX_TENSORS];
     for (size_t i = 0; i < ninputs; i++) {
       if (inputs[i].shape.ndim == 0 || inputs[i].shape.dim[0] != total) {
         snprintf(err, errlen, "input %zu has another batch size than input 1 (%zu)", i + 1,
@@ -371,11 +380,16 @@ int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
       }
       in[i] = rows_of(&inputs[i], done, n);
     }
-    cli_stats_t q;
+    cl_query_stats_t q;
+    memset(&q, 0, sizeof q); /* closed below even when no query ran */
+    q.fail_party = -1;
     if (rc == 0)
-      rc = cli_query(s, name, in, ninputs, out, noutputs, &q, err, errlen);
+      rc = cl_client_query(c, name, in, ninputs, out, noutputs, &q, err, errlen);
     if (rc != 0) {
-      cli_stats_close(&q);
+      st->fail_party = q.fail_party;
+      st->fail_where = q.fail_where;
+      st->fail_code = q.fail_code;
+      cl_query_stats_close(&q);
       break;
     }
     for (size_t i = 0; i < noutputs && rc == 0; i++) {
@@ -389,7 +403,7 @@ int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
       if (rc == 0)
         memcpy(outputs[i].data + done * row, out[i].data, n * row * sizeof(double));
     }
-    cli_tensors_close(out, noutputs);
+    tensors_close(out, noutputs);
     /* Sums over the queries, the rounds of one. */
     st->rounds = q.rounds > st->rounds ? q.rounds : st->rounds;
     for (int p = 0; p < 2; p++) {
@@ -414,66 +428,20 @@ int cli_query_chunked(cli_session_t *s, const char *name, size_t chunk,
         st->gate_offline_s[i] += q.gate_offline_s[i];
       }
     }
-    cli_stats_close(&q);
+    cl_query_stats_close(&q);
     st->queries++;
     done += n;
   }
   if (rc != 0)
-    cli_tensors_close(outputs, nout_open);
+    tensors_close(outputs, nout_open);
   return rc;
 }
 
-void cli_stats_close(cli_stats_t *st) {
+
+
+void cl_query_stats_close(cl_query_stats_t *st) {
   free(st->gate_offline_s);
   free(st->gate_online_s);
   st->gate_offline_s = st->gate_online_s = NULL;
   st->ngates = 0;
-}
-
-int cli_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, char *err,
-                     size_t errlen) {
-  for (size_t i = 0; i < n; i++) {
-    int rc = mpc_tensor_load(paths[i], &t[i], err, errlen);
-    if (rc != 0) {
-      cli_tensors_close(t, i);
-      return rc;
-    }
-  }
-  return 0;
-}
-
-int cli_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t *t, char *err,
-                     size_t errlen) {
-  for (size_t i = 0; i < n; i++) {
-    int rc = mpc_tensor_save(paths[i], &t[i]);
-    if (rc != 0) {
-      snprintf(err, errlen, "%s: %s", paths[i], tandem_strerror(rc));
-      return rc;
-    }
-  }
-  return 0;
-}
-
-void cli_tensors_close(mpc_ftensor_t *t, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    mpc_ftensor_close(&t[i]);
-}
-
-int cli_stats_write(const char *path, const cli_stats_t *st) {
-  FILE *f = fopen(path, "w");
-  if (f == NULL)
-    return -errno;
-  fprintf(f,
-          "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
-          "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
-          "\"online_s\":%.6f,\"online_span_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,"
-          "\"waited\":%s,"
-          "\"queries\":%zu}\n",
-          st->rounds, (unsigned long long)st->online_bytes[0],
-          (unsigned long long)st->online_bytes[1], (unsigned long long)st->offline_bytes[0],
-          (unsigned long long)st->offline_bytes[1], (unsigned long long)st->client_offline,
-          st->online_s, st->online_span_s, st->offline_s, st->wall_s,
-          st->waited ? "true" : "false",
-          st->queries ? st->queries : 1);
-  return fclose(f) == 0 ? 0 : -errno;
 }

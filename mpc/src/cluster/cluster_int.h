@@ -1,0 +1,22 @@
+/* cluster_int.h - what the cluster's sources share and nobody else sees: the
+ * hooks' defaults (log, clock, faults) as the services call them. */
+#ifndef TANDEM_CLUSTER_INT_H
+#define TANDEM_CLUSTER_INT_H
+
+#include "mpc_cluster.h"
+
+/* "line" through hooks->log (nothing when it is NULL). */
+void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The net log adapter of a service: ctx is a cl__netlog_t. */
+typedef struct {
+  const cl_hooks_t *hooks;
+  const char *who;
+} cl__netlog_t;
+void cl__net_log(void *ctx, const char *line);
+/* hooks->now, or cl_now. */
+double cl__now(const cl_hooks_t *h);
+/* hooks->fault, or 0. */
+int cl__fault(const cl_hooks_t *h, cl_fault_t where, uint64_t seq, int peer);
+
+#endif

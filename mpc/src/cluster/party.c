@@ -1,0 +1,401 @@
+/* party.c - a compute party (cl_party_t, mpc_cluster.h), the service of
+ * `tandem party --config FILE --id p0|p1`.
+ *
+ * The party takes its work from the dealer, which sequences the cluster: both
+ * parties receive the same SETUP and QUERY messages in the same order, so
+ * they always run the same protocol step against each other. A SETUP makes
+ * the party receive the owner's weight shares and the dealer's weight-mask
+ * seed, open W + R_W with the other party, and store its model state (checksummed,
+ * 0600) under its data directory, so a restarted daemon serves the model
+ * again. A QUERY runs one private inference for a client: the dealer's
+ * preprocessing, the client's masked input, the online rounds with the other
+ * party, the output shares to the client, then its counters to the client.
+ * A query that fails (a peer died or stalled past the timeout) is logged and
+ * abandoned: the party drops its links to that client and to the other party
+ * (P0 dials again before the next query), so no stale message of the failed
+ * query can be read by the next one. Logs never hold a share or a key.
+ *
+ * A step (setup or query) talks to the other party only over the link it
+ * began with. The party that gives a step up first closes that link, and P0
+ * may dial a new one for its next step before P1 has noticed: P1, still busy
+ * with the old step, would then wait on the new link for messages that never
+ * come (until its timeout) and drop the next step's messages meanwhile, and
+ * its own late reset would close the link the next step runs on. So a step
+ * fails as soon as the other party's link is not the one it began with, and
+ * a failed step closes only that link, never a newer one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "cluster_int.h"
+
+struct cl_party_s {
+  cl_config_t cfg;
+  net_node_t *node;
+  int self;   /* CL_P0 or CL_P1 */
+  int other;
+  const char *who;
+  cl_store_t store;
+  cl_hooks_t hooks;
+  cl__netlog_t netlog;
+  int dealer_was_up;
+  double next_try;
+};
+
+#define LOG(P, ...) cl__log(&(P)->hooks, (P)->who, __VA_ARGS__)
+
+/* Reports a step's end to its owner or client, on the link it began with
+ * (`links`, net's count; 0: the current one): a client that left and came
+ * back under its name is not told of its predecessor's query. */
+static void send_status(cl_party_t *P, int peer, uint64_t links, uint32_t type,
+                        uint32_t flags, const cl_ctrl_t *req, int status, const void *payload,
+                        size_t plen) {
+  if (peer < 0 || !net_peer_up(P->node, peer))
+    return;
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = type;
+  h.status = status;
+  h.seq = req->seq;
+  h.batch = req->batch;
+  h.peer = (uint32_t)P->self;
+  h.flags = flags;
+  memcpy(h.name, req->name, sizeof h.name);
+  if (cl_ctrl_send_on(P->node, peer, links, &h, payload, plen) != 0)
+    LOG(P, "could not report to peer %d", peer);
+}
+
+/* After a failed step: the link to the other party may hold messages of the
+ * abandoned step, so it is closed (P0 redials before the next step), unless
+ * it is already a newer link than the step's own (`links`; 0: any), which
+ * the other party made for its next step. */
+static void reset_party_link(cl_party_t *P, uint64_t links) {
+  if (net_peer_up(P->node, P->other) && (links == 0 || cl_peer_link(P->node, P->other) == links))
+    (void)net_peer_close(P->node, P->other);
+}
+
+/* The transport of one step, cl_link's: call once its links are up. Its
+ * messages to and from the other party go on the current link only (net
+ * fails them with TANDEM_ECONNRESET once the link is another one), as do the
+ * client's on client_links, the client link the step began with (0: no
+ * client). */
+static void step_link_init(cl_link_t *l, cl_party_t *P, int client, uint64_t client_links,
+                           uint64_t tag) {
+  cl_link_init(l, P->node, (mpc_role_t)P->self, client, tag, P->cfg.timeout_ms);
+  l->link[P->other] = cl_peer_link(P->node, P->other);
+  /* The client's masked input is due a timeout after the step begins, not
+   * after the offline phase: the client sends it as soon as it has its part
+   * of the preprocessing, which the dealer sends first, so it is in by the
+   * time a long offline phase ends; a stalled client then holds the parties
+   * for the longer of the two, not for their sum. */
+  if (client >= 0) {
+    l->due[MPC_CLIENT] = cl_now() + P->cfg.timeout_ms / 1000.0;
+    l->link[MPC_CLIENT] = client_links;
+  }
+}
+
+/* P0 dials P1; every other link is made by the peer. */
+static int wait_peer(cl_party_t *P, int id) {
+  if (net_peer_up(P->node, id))
+    return 0;
+  if (P->self == CL_P0 && id == CL_P1)
+    return cl_connect(P->node, id, P->cfg.timeout_ms);
+  return net_accept(P->node, id, P->cfg.timeout_ms);
+}
+
+static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, size_t glen) {
+  char err[512] = "";
+  int owner = (int)h->peer;
+  if (owner != CL_OWNER) {
+    LOG(P, "setup of %s names peer %d as its owner; ignored", h->name, owner);
+    (void)net_peer_close(P->node, CL_DEALER);
+    return;
+  }
+  mpc_graph_t g;
+  mpc_plan_t *plan = NULL;
+  mpc_party_t *pt = NULL;
+  uint8_t *state = NULL;
+  size_t slen = 0;
+  int rc;
+  if (!cl_name_ok(h->name)) {
+    rc = TANDEM_EINVAL;
+    snprintf(err, sizeof err, "bad model name");
+    goto done_nograph;
+  }
+  if ((rc = mpc_graph_load(&g, graph, glen, err, sizeof err)) != 0)
+    goto done_nograph;
+  if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0)
+    goto done;
+  if ((rc = mpc_party_new(&pt, plan, (mpc_role_t)P->self)) != 0)
+    goto done;
+  if ((rc = wait_peer(P, owner)) != 0) {
+    snprintf(err, sizeof err, "the model owner did not connect: %s", tandem_strerror(rc));
+    goto done;
+  }
+  if ((rc = wait_peer(P, P->other)) != 0) {
+    snprintf(err, sizeof err, "the other party is not connected: %s", tandem_strerror(rc));
+    goto done;
+  }
+  cl_link_t link;
+  step_link_init(&link, P, -1, 0, h->tag);
+  if ((rc = mpc_party_setup(pt, &link.base)) != 0) {
+    snprintf(err, sizeof err, "setup failed: %s", tandem_strerror(rc));
+    reset_party_link(P, link.link[P->other]);
+    goto done;
+  }
+  slen = mpc_party_state_bytes(plan);
+  if ((state = sodium_malloc(slen)) == NULL) {
+    rc = TANDEM_ENOMEM;
+    goto done;
+  }
+  if ((rc = mpc_party_export(pt, state, slen)) != 0 ||
+      (rc = cl_store_put(&P->store, h->name, graph, glen, h->tag, state, slen, err,
+                         sizeof err)) != 0)
+    goto done;
+done:
+  if (state != NULL)
+    sodium_free(state);
+  mpc_party_free(pt);
+  mpc_plan_free(plan);
+  mpc_graph_close(&g);
+done_nograph:
+  if (rc == 0)
+    LOG(P, "model %s stored (%zu bytes of state)", h->name, slen);
+  else
+    LOG(P, "model %s not set up: %s", h->name, err[0] ? err : tandem_strerror(rc));
+  send_status(P, owner, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
+}
+
+/* Tells the client that query h failed here: the stats' failure record
+ * (which party, where, the code), then the text. */
+static void send_failure(cl_party_t *P, int client, uint64_t links, const cl_ctrl_t *h, int rc,
+                         cl_fail_where_t where, const char *err) {
+  uint8_t b[CL_STATS_BYTES + 512];
+  cl_party_stats_t st;
+  memset(&st, 0, sizeof st);
+  st.fail_party = (uint32_t)P->self;
+  st.fail_where = (uint32_t)where;
+  st.fail_code = rc;
+  cl_stats_encode(&st, b);
+  size_t n = strnlen(err, sizeof b - CL_STATS_BYTES - 1);
+  memcpy(b + CL_STATS_BYTES, err, n);
+  send_status(P, client, links, CL_MSG_ACK, CL_FLAG_STATS, h, rc, b, CL_STATS_BYTES + n);
+}
+
+/* As if this party died here (the fault hook): every link closed. */
+static void drop_all_links(cl_party_t *P) {
+  for (int id = 0; id < NET_MAX_PEERS; id++)
+    if (id != P->self && net_peer_up(P->node, id))
+      (void)net_peer_close(P->node, id);
+}
+
+static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
+  char err[512] = "";
+  int client = (int)h->peer;
+  cl_model_t *m;
+  cl_plan_t *pl;
+  int rc;
+  if (client < CL_CLIENT0 || client >= CL_CLIENT0 + P->cfg.nclients) {
+    LOG(P, "query %llu: unknown client %d", (unsigned long long)h->seq, client);
+    (void)net_peer_close(P->node, CL_DEALER);
+    return;
+  }
+  if ((rc = cl_store_get(&P->store, h->name, &m, err, sizeof err)) == 0 &&
+      m->version != h->version) {
+    /* A setup of this model failed here but not at the dealer: this party's
+     * state belongs to another setup, and mixing them would give garbage. */
+    rc = TANDEM_ESHAPE;
+    snprintf(err, sizeof err,
+             "model %s: this party holds another setup than the dealer's; share it again",
+             h->name);
+  }
+  if (rc != 0 ||
+      (rc = cl_model_plan(&P->store, m, (size_t)h->batch, &pl, err, sizeof err)) != 0) {
+    /* The dealer's preprocessing for this query cannot be read without the
+     * plan: drop the dealer link, which discards it (the loop reconnects). */
+    LOG(P, "query %llu (%s): %s", (unsigned long long)h->seq, h->name, err);
+    (void)net_peer_close(P->node, CL_DEALER);
+    reset_party_link(P, 0); /* the other party fails fast instead of timing out */
+    send_failure(P, client, 0, h, rc, CL_FAIL_BEFORE, err);
+    return;
+  }
+  /* Logged so that an operator (and the fault tests) can tell which query a
+   * party was running when it failed or was killed. */
+  LOG(P, "query %llu (%s, batch %llu, client %d): started", (unsigned long long)h->seq,
+         h->name, (unsigned long long)h->batch, client);
+  cl_link_t link;
+  memset(&link, 0, sizeof link);
+  uint64_t client_links = 0; /* the query's client link */
+  cl_fail_where_t where = CL_FAIL_BEFORE;
+  if (cl__fault(&P->hooks, CL_FAULT_PARTY_BEFORE_QUERY, h->seq, client) != 0) {
+    LOG(P, "fault injection: query %llu: this party dies", (unsigned long long)h->seq);
+    drop_all_links(P);
+    return;
+  }
+  if ((rc = wait_peer(P, client)) == 0)
+    client_links = cl_peer_link(P->node, client);
+  if (rc != 0 || (rc = wait_peer(P, P->other)) != 0) {
+    snprintf(err, sizeof err, "%s did not connect: %s",
+             net_peer_up(P->node, client) ? "the other party" : "the client",
+             tandem_strerror(rc));
+  } else {
+    step_link_init(&link, P, client, client_links, h->tag);
+    rc = mpc_party_query(pl->obj, &link.base);
+    where = link.base.phase == MPC_PHASE_OFFLINE ? CL_FAIL_OFFLINE : CL_FAIL_ONLINE;
+    if (rc != 0)
+      snprintf(err, sizeof err, "%s phase failed: %s",
+               link.base.phase == MPC_PHASE_OFFLINE ? "offline" : "online",
+               tandem_strerror(rc));
+  }
+  if (rc != 0) {
+    LOG(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
+           h->name, (unsigned long long)h->batch, client, err);
+    /* A part of the dealer's cut short may be left on its link: dropped with
+     * the link. A cancelled query left nothing there. */
+    if (link.base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED)
+      (void)net_peer_close(P->node, CL_DEALER);
+    send_failure(P, client, client_links, h, rc, where, err);
+    /* Only the client link of this query: a client that retries at once
+     * (the same peer id) may already be on a newer one. Closed, because a
+     * receive of a later query would not find its client's messages behind
+     * this one's: the step's receive drops every message of another tag,
+     * a later step's too. */
+    if (client_links != 0 && cl_peer_link(P->node, client) == client_links)
+      (void)net_peer_close(P->node, client);
+    reset_party_link(P, link.link[P->other]);
+    return;
+  }
+  const mpc_stats_t *s = &link.base.stats;
+  cl_party_stats_t st;
+  memset(&st, 0, sizeof st);
+  st.rounds = s->rounds[MPC_PHASE_ONLINE];
+  for (int r = 0; r < MPC_NROLES; r++)
+    st.online_sent += s->sent[r][MPC_PHASE_ONLINE];
+  st.offline_recvd = s->recvd[MPC_DEALER][MPC_PHASE_OFFLINE];
+  st.online_s = s->seconds[MPC_PHASE_ONLINE];
+  st.offline_s = s->seconds[MPC_PHASE_OFFLINE];
+  st.online_start = s->online_start;
+  st.online_end = s->online_end;
+  /* The stats, then each gate's offline and online seconds (for bench
+   * --by-gate); the client sizes the list from its own plan. */
+  size_t ng = mpc_plan_ngates(pl->plan);
+  size_t alen = CL_STATS_BYTES + ng * 16;
+  uint8_t *ack = malloc(alen), small[CL_STATS_BYTES];
+  cl_stats_encode(&st, ack != NULL ? ack : small);
+  for (size_t i = 0; ack != NULL && i < ng; i++) {
+    double t[2];
+    if (mpc_party_gate_times(pl->obj, i, &t[0], &t[1]) != 0)
+      t[0] = t[1] = 0;
+    for (int k = 0; k < 2; k++) {
+      uint64_t v;
+      memcpy(&v, &t[k], 8);
+      for (int j = 0; j < 8; j++)
+        ack[CL_STATS_BYTES + i * 16 + (size_t)k * 8 + (size_t)j] = (uint8_t)(v >> (8 * j));
+    }
+  }
+  send_status(P, client, client_links, CL_MSG_ACK, CL_FLAG_STATS, h, 0,
+              ack != NULL ? ack : small, ack != NULL ? alen : CL_STATS_BYTES);
+  free(ack);
+  LOG(P, "query %llu (%s, batch %llu, client %d): ok, %llu rounds, %.2f ms online",
+         (unsigned long long)h->seq, h->name, (unsigned long long)h->batch, client,
+         (unsigned long long)st.rounds, 1e3 * st.online_s);
+}
+
+
+/* ---- the service ---------------------------------------------------------------- */
+
+int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_hooks_t *hooks,
+                 char *err, size_t errlen) {
+  *out = NULL;
+  if (self != CL_P0 && self != CL_P1) {
+    snprintf(err, errlen, "a compute party is p0 or p1");
+    return TANDEM_EINVAL;
+  }
+  if (cfg->m[self].data_dir[0] == '\0') {
+    snprintf(err, errlen, "%s: [p%d] has no data directory", cfg->path, self);
+    return TANDEM_ECONFIG;
+  }
+  int rc = cl_mkdirs(cfg->m[self].data_dir);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s: %s", cfg->m[self].data_dir, tandem_strerror(rc));
+    return rc;
+  }
+  cl_party_t *P = calloc(1, sizeof *P);
+  if (P == NULL)
+    return TANDEM_ENOMEM;
+  P->cfg = *cfg;
+  if (hooks != NULL)
+    P->hooks = *hooks;
+  P->self = self;
+  P->other = 1 - self;
+  P->who = self == CL_P0 ? "party p0" : "party p1";
+  P->netlog = (cl__netlog_t){&P->hooks, P->who};
+  rc = cl_node_open(&P->cfg, self, 1, &P->node, cl__net_log, &P->netlog, err, errlen);
+  if (rc != 0) {
+    free(P);
+    return rc;
+  }
+  cl_store_init(&P->store, P->cfg.m[self].data_dir, self == CL_P0 ? MPC_P0 : MPC_P1);
+  LOG(P, "listening on %s port %u", P->cfg.m[self].host, (unsigned)P->cfg.m[self].port);
+  *out = P;
+  return 0;
+}
+
+net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
+
+void cl_party_step(cl_party_t *P, int timeout_ms) {
+  /* The parties dial the dealer (and P0 dials P1); a peer that restarts is
+   * dialled again here. A failed dial is retried a second later; the node
+   * logs why. */
+  double now = cl_now();
+  if (now >= P->next_try) {
+    int fails = 0;
+    if (!net_peer_up(P->node, CL_DEALER))
+      fails += net_connect(P->node, CL_DEALER) != 0;
+    if (P->self == CL_P0 && !net_peer_up(P->node, CL_P1))
+      fails += net_connect(P->node, CL_P1) != 0;
+    P->next_try = now + (fails ? 1.0 : 0.2);
+  }
+  int up = net_peer_up(P->node, CL_DEALER);
+  if (up != P->dealer_was_up)
+    LOG(P, up ? "connected to the dealer" : "waiting for the dealer");
+  P->dealer_was_up = up;
+  if (!up) {
+    int ms = timeout_ms < 100 ? timeout_ms : 100;
+    struct timespec ts = {0, (long)ms * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return;
+  }
+  cl_ctrl_t h;
+  uint8_t *payload;
+  size_t plen;
+  int rc = cl_ctrl_recv(P->node, CL_DEALER, &h, &payload, &plen, timeout_ms);
+  if (rc == TANDEM_ETIMEDOUT)
+    return;
+  if (rc != 0) {
+    if (rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
+      LOG(P, "dealer link: %s", tandem_strerror(rc));
+    (void)net_peer_close(P->node, CL_DEALER);
+    return;
+  }
+  if (h.type == CL_MSG_SETUP)
+    do_setup(P, &h, payload, plen);
+  else if (h.type == CL_MSG_QUERY)
+    do_query(P, &h);
+  else
+    LOG(P, "unexpected control message %u from the dealer", h.type);
+  free(payload);
+}
+
+void cl_party_free(cl_party_t *P) {
+  if (P == NULL)
+    return;
+  LOG(P, "stopping");
+  net_node_free(P->node);
+  cl_store_close(&P->store);
+  free(P);
+}

@@ -1,0 +1,359 @@
+/* store.c - the cluster's files (checksummed, written atomically) and the
+ * model store of a party or the dealer: the public graph and the role's
+ * model state of each model under a data directory, with plans compiled per
+ * batch size (mpc_cluster.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cluster_int.h"
+#include "tandem_file.h"
+
+/* ---- files ------------------------------------------------------------------------ */
+
+int cl_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n >= CL_NAME_MAX || name[0] == '.')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '-' || c == '.'))
+      return 0;
+  }
+  return 1;
+}
+
+int cl_mkdirs(const char *path) {
+  char tmp[1024];
+  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+    return TANDEM_EINVAL;
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return -errno;
+      *p = '/';
+    }
+  if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+int cl_file_write(const char *path, const void *buf, size_t len) {
+  uint8_t hash[32];
+  crypto_generichash(hash, sizeof hash, buf, len, NULL, 0);
+  const void *bufs[2] = {buf, hash};
+  const size_t lens[2] = {len, sizeof hash};
+  return tandem_file_write(path, bufs, lens, 2, 0600);
+}
+
+int cl_file_read(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
+  *buf = NULL;
+  *len = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    snprintf(err, errlen, "%s: %s", path, strerror(e));
+    return -e;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 32 ||
+      (uint64_t)st.st_size > MPC_FILE_MAX) {
+    close(fd);
+    snprintf(err, errlen, "%s: corrupt (not a checksummed Tandem file)", path);
+    return TANDEM_EPARSE;
+  }
+  size_t n = (size_t)st.st_size;
+  uint8_t *b = sodium_malloc(n);
+  if (b == NULL) {
+    close(fd);
+    return TANDEM_ENOMEM;
+  }
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, b + got, n - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
+  close(fd);
+  uint8_t hash[32];
+  if (got == n)
+    crypto_generichash(hash, sizeof hash, b, n - 32, NULL, 0);
+  if (got != n || sodium_memcmp(hash, b + n - 32, 32) != 0) {
+    sodium_free(b);
+    snprintf(err, errlen, "%s: corrupt (checksum mismatch); share the model again", path);
+    return TANDEM_EPARSE;
+  }
+  *buf = b;
+  *len = n - 32;
+  return 0;
+}
+
+void cl_store_init(cl_store_t *s, const char *dir, int role) {
+  memset(s, 0, sizeof *s);
+  snprintf(s->dir, sizeof s->dir, "%s", dir);
+  s->role = role;
+  s->suffix = role == MPC_P0 ? "p0" : role == MPC_P1 ? "p1" : "dealer";
+}
+
+static void plan_clear(int role, cl_plan_t *p) {
+  if (p->obj != NULL) {
+    if (role == MPC_DEALER)
+      mpc_dealer_free(p->obj);
+    else
+      mpc_party_free(p->obj);
+  }
+  mpc_plan_free(p->plan);
+  memset(p, 0, sizeof *p);
+}
+
+static void model_free(int role, cl_model_t *m) {
+  for (int i = 0; i < CL_PLANS; i++)
+    plan_clear(role, &m->plans[i]);
+  mpc_graph_close(&m->graph);
+  free(m->graph_bytes);
+  if (m->state != NULL)
+    sodium_free(m->state);
+  free(m);
+}
+
+void cl_store_close(cl_store_t *s) {
+  while (s->models != NULL) {
+    cl_model_t *m = s->models;
+    s->models = m->next_model;
+    model_free(s->role, m);
+  }
+}
+
+/* A cached model from its graph bytes and its state (sodium_malloc'd; owned
+ * by the model on success). */
+static int model_make(const char *name, const uint8_t *graph, size_t glen, uint64_t version,
+                      uint8_t *state, size_t slen, cl_model_t **out, char *err,
+                      size_t errlen) {
+  cl_model_t *m = calloc(1, sizeof *m);
+  if (m == NULL)
+    return TANDEM_ENOMEM;
+  snprintf(m->name, sizeof m->name, "%s", name);
+  m->graph_bytes = malloc(glen ? glen : 1);
+  if (m->graph_bytes == NULL) {
+    free(m);
+    return TANDEM_ENOMEM;
+  }
+  memcpy(m->graph_bytes, graph, glen);
+  m->graph_len = glen;
+  char why[512];
+  int rc = mpc_graph_load(&m->graph, graph, glen, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "model %s: %s", name, why);
+    free(m->graph_bytes);
+    free(m);
+    return rc;
+  }
+  m->state = state;
+  m->state_len = slen;
+  m->version = version;
+  *out = m;
+  return 0;
+}
+
+static void store_drop(cl_store_t *s, const char *name) {
+  for (cl_model_t **pp = &s->models; *pp != NULL; pp = &(*pp)->next_model)
+    if (strcmp((*pp)->name, name) == 0) {
+      cl_model_t *old = *pp;
+      *pp = old->next_model;
+      model_free(s->role, old);
+      return;
+    }
+}
+
+static void store_insert(cl_store_t *s, cl_model_t *m) {
+  store_drop(s, m->name);
+  m->next_model = s->models;
+  s->models = m;
+}
+
+int cl_store_get(cl_store_t *s, const char *name, cl_model_t **out, char *err,
+                 size_t errlen) {
+  for (cl_model_t *m = s->models; m != NULL; m = m->next_model)
+    if (strcmp(m->name, name) == 0) {
+      *out = m;
+      return 0;
+    }
+  if (!cl_name_ok(name)) {
+    snprintf(err, errlen, "bad model name");
+    return TANDEM_EINVAL;
+  }
+  char gpath[1200], spath[1200];
+  snprintf(gpath, sizeof gpath, "%s/%s.graph", s->dir, name);
+  snprintf(spath, sizeof spath, "%s/%s.%s", s->dir, name, s->suffix);
+  uint8_t *g = NULL, *st = NULL;
+  size_t glen = 0, slen = 0;
+  int rc = cl_file_read(gpath, &g, &glen, err, errlen);
+  if (rc == -ENOENT) {
+    snprintf(err, errlen, "unknown model '%s' (not shared with this cluster)", name);
+    return TANDEM_ENOENT;
+  }
+  if (rc != 0)
+    return rc;
+  if ((rc = cl_file_read(spath, &st, &slen, err, errlen)) != 0) {
+    sodium_free(g);
+    return rc;
+  }
+  uint64_t version = 0;
+  uint8_t *state = NULL;
+  if (slen < 8) {
+    snprintf(err, errlen, "%s: corrupt (no version)", spath);
+    rc = TANDEM_EPARSE;
+  } else if ((state = sodium_malloc(slen - 8 ? slen - 8 : 1)) == NULL) {
+    rc = TANDEM_ENOMEM;
+  } else {
+    memcpy(&version, st, 8);
+    memcpy(state, st + 8, slen - 8);
+  }
+  sodium_free(st);
+  cl_model_t *m;
+  if (rc == 0)
+    rc = model_make(name, g, glen, version, state, slen - 8, &m, err, errlen);
+  sodium_free(g);
+  if (rc != 0) {
+    if (state != NULL)
+      sodium_free(state);
+    return rc;
+  }
+  store_insert(s, m);
+  *out = m;
+  return 0;
+}
+
+int cl_store_put(cl_store_t *s, const char *name, const uint8_t *graph, size_t glen,
+                 uint64_t version, const uint8_t *state, size_t slen, char *err,
+                 size_t errlen) {
+  int rc = cl_mkdirs(s->dir);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s: %s", s->dir, tandem_strerror(rc));
+    return rc;
+  }
+  char gpath[1200], spath[1200];
+  snprintf(gpath, sizeof gpath, "%s/%s.graph", s->dir, name);
+  snprintf(spath, sizeof spath, "%s/%s.%s", s->dir, name, s->suffix);
+  uint8_t *file = sodium_malloc(slen + 8), *st = sodium_malloc(slen ? slen : 1);
+  if (file == NULL || st == NULL) {
+    if (file != NULL)
+      sodium_free(file);
+    if (st != NULL)
+      sodium_free(st);
+    return TANDEM_ENOMEM;
+  }
+  memcpy(file, &version, 8);
+  memcpy(file + 8, state, slen);
+  memcpy(st, state, slen);
+  /* State first, graph last: a model is visible once both files exist. */
+  if ((rc = cl_file_write(spath, file, slen + 8)) != 0 ||
+      (rc = cl_file_write(gpath, graph, glen)) != 0)
+    snprintf(err, errlen, "cannot store model %s: %s", name, tandem_strerror(rc));
+  sodium_free(file);
+  cl_model_t *m;
+  if (rc == 0)
+    rc = model_make(name, graph, glen, version, st, slen, &m, err, errlen);
+  if (rc != 0) {
+    sodium_free(st);
+    /* The cached copy of an older setup must not serve queries any more. */
+    store_drop(s, name);
+    return rc;
+  }
+  store_insert(s, m);
+  return 0;
+}
+
+int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out, char *err,
+                  size_t errlen) {
+  for (int i = 0; i < CL_PLANS; i++)
+    if (m->plans[i].plan != NULL && m->plans[i].batch == batch) {
+      *out = &m->plans[i];
+      return 0;
+    }
+  if (batch == 0 || batch > CL_MAX_BATCH) {
+    snprintf(err, errlen, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
+    return TANDEM_EINVAL;
+  }
+  /* Round-robin replacement, skipping plans in use (busy). */
+  cl_plan_t *p = NULL;
+  for (int i = 0; i < CL_PLANS && p == NULL; i++) {
+    cl_plan_t *q = &m->plans[m->next++ % CL_PLANS];
+    if (!q->busy)
+      p = q;
+  }
+  if (p == NULL) {
+    snprintf(err, errlen, "model %s: every plan is in use", m->name);
+    return TANDEM_ENOMEM;
+  }
+  plan_clear(s->role, p);
+  int rc = mpc_plan_new(&p->plan, &m->graph, batch, err, errlen);
+  if (rc != 0)
+    return rc;
+  if (s->role == MPC_DEALER) {
+    mpc_dealer_t *d;
+    if ((rc = mpc_dealer_new(&d, p->plan)) == 0) {
+      p->obj = d;
+      rc = mpc_dealer_import(d, m->state, m->state_len);
+    }
+  } else {
+    mpc_party_t *pt;
+    if ((rc = mpc_party_new(&pt, p->plan, (mpc_role_t)s->role)) == 0) {
+      p->obj = pt;
+      rc = mpc_party_import(pt, m->state, m->state_len);
+    }
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "model %s: stored state does not fit its graph (%s)", m->name,
+             tandem_strerror(rc));
+    plan_clear(s->role, p);
+    return rc;
+  }
+  p->batch = batch;
+  *out = p;
+  return 0;
+}
+
+int cl_prep_fits(const mpc_plan_t *p, size_t max_msg, mpc_role_t *role, size_t *bytes) {
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  size_t max = max_msg ? max_msg : NET_DEFAULT_MAX_MSG;
+  for (int i = 0; i < 3; i++) {
+    size_t b = mpc_plan_prep_bytes(p, roles[i]);
+    if (b > max || max - b < CL_TAG_BYTES) {
+      if (role != NULL)
+        *role = roles[i];
+      if (bytes != NULL)
+        *bytes = b;
+      return 0;
+    }
+  }
+  return 1;
+}
+
+size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  mpc_plan_t *one;
+  if (mpc_plan_new(&one, g, 1, NULL, 0) != 0)
+    return cap; /* the query itself will say what is wrong */
+  size_t per = 0;
+  for (int i = 0; i < 3; i++) {
+    size_t b = mpc_plan_prep_bytes(one, roles[i]);
+    per = b > per ? b : per;
+  }
+  mpc_plan_free(one);
+  /* A tenth of headroom: a batch's message is a little over batch times
+   * one row's (seeds and framing). */
+  size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
+  return fit < cap ? fit : cap;
+}

@@ -1,0 +1,261 @@
+/* cluster_harness.c - a whole cluster in one process (cluster_harness.h). */
+#define _GNU_SOURCE /* nftw, memmem */
+#include <check.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cluster_harness.h"
+
+static const char *const member[4] = {"p0", "p1", "dealer", "owner"};
+
+/* A loopback port free now (the kernel picks it). The services listen as
+ * soon as they are made, before anyone dials, so it is not lost meanwhile
+ * but to another process. */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ck_assert_int_ge(fd, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t len = sizeof a;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static void make_key(const char *dir, const char *name, char hex[2 * NET_KEY_BYTES + 1]) {
+  unsigned char pk[NET_KEY_BYTES];
+  unsigned char *sk = sodium_malloc(NET_KEY_BYTES);
+  ck_assert_ptr_nonnull(sk);
+  net_keypair(pk, sk);
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s.key", dir, name);
+  ck_assert_int_eq(net_key_save(path, sk), 0);
+  sodium_free(sk);
+  sodium_bin2hex(hex, 2 * NET_KEY_BYTES + 1, pk, NET_KEY_BYTES);
+}
+
+/* ---- hooks -------------------------------------------------------------------- */
+
+static void log_hook(void *ctx, const char *who, const char *line) {
+  ch_cluster_t *c = ((ch_svc_t *)ctx)->c;
+  if (c->on_log != NULL)
+    c->on_log(c, who, line);
+  pthread_mutex_lock(&c->mu);
+  size_t n = strlen(who) + strlen(line) + 3;
+  if (c->log_len + n + 1 > c->log_cap) {
+    size_t cap = (c->log_cap + n + 1) * 2;
+    char *b = realloc(c->log, cap);
+    if (b == NULL) {
+      pthread_mutex_unlock(&c->mu);
+      return;
+    }
+    c->log = b;
+    c->log_cap = cap;
+  }
+  c->log_len += (size_t)snprintf(c->log + c->log_len, c->log_cap - c->log_len, "%s: %s\n",
+                                 who, line);
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  if (getenv("CH_VERBOSE") != NULL)
+    fprintf(stderr, "%s: %s\n", who, line);
+}
+
+static double clock_hook(void *ctx) {
+  ch_cluster_t *c = ((ch_svc_t *)ctx)->c;
+  return cl_now() + (double)atomic_load(&c->offset_us) / 1e6;
+}
+
+static int fault_hook(void *ctx, cl_fault_t where, uint64_t seq, int peer) {
+  ch_svc_t *s = ctx;
+  return s->c->fault != NULL ? s->c->fault(s->c, s->who, where, seq, peer) : 0;
+}
+
+size_t ch_mark(ch_cluster_t *c) {
+  pthread_mutex_lock(&c->mu);
+  size_t n = c->log_len;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+/* A line after `from` of service `who` (its log prefix, NULL: any) that
+ * contains `what`. */
+static int seen_locked(ch_cluster_t *c, size_t from, const char *who, const char *what) {
+  if (c->log == NULL || from > c->log_len)
+    return 0;
+  size_t wl = who != NULL ? strlen(who) : 0;
+  for (const char *line = c->log + from; *line != '\0';) {
+    const char *end = strchr(line, '\n');
+    size_t n = end != NULL ? (size_t)(end - line) : strlen(line);
+    if ((who == NULL || (n > wl && strncmp(line, who, wl) == 0 && line[wl] == ':')) &&
+        memmem(line, n, what, strlen(what)) != NULL)
+      return 1;
+    line += n + (end != NULL);
+  }
+  return 0;
+}
+
+int ch_seen(ch_cluster_t *c, size_t from, const char *what) {
+  pthread_mutex_lock(&c->mu);
+  int r = seen_locked(c, from, NULL, what);
+  pthread_mutex_unlock(&c->mu);
+  return r;
+}
+
+int ch_wait_log(ch_cluster_t *c, size_t from, const char *what, int ms) {
+  return ch_wait_line(c, from, NULL, what, ms);
+}
+
+int ch_wait_line(ch_cluster_t *c, size_t from, const char *who, const char *what, int ms) {
+  struct timespec end;
+  clock_gettime(CLOCK_REALTIME, &end);
+  end.tv_sec += ms / 1000;
+  end.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (end.tv_nsec >= 1000000000L) {
+    end.tv_sec++;
+    end.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&c->mu);
+  int r;
+  while (!(r = seen_locked(c, from, who, what)))
+    if (pthread_cond_timedwait(&c->cv, &c->mu, &end) != 0) {
+      r = seen_locked(c, from, who, what);
+      break;
+    }
+  pthread_mutex_unlock(&c->mu);
+  return r;
+}
+
+/* ---- services ------------------------------------------------------------------- */
+
+static void *party_main(void *arg) {
+  ch_party_t *p = arg;
+  while (!atomic_load(&p->stop))
+    cl_party_step(p->party, 50);
+  return NULL;
+}
+
+void ch_party_start(ch_cluster_t *c, int id) {
+  ch_party_t *p = &c->party[id];
+  char err[512] = "";
+  p->c = c;
+  p->self = id;
+  atomic_store(&p->stop, 0);
+  ck_assert_msg(cl_party_new(&p->party, &c->cfg, id, &c->hooks[id], err, sizeof err) == 0, "%s",
+                err);
+  ck_assert_int_eq(pthread_create(&p->thread, NULL, party_main, p), 0);
+  p->running = 1;
+}
+
+void ch_party_stop(ch_cluster_t *c, int id) {
+  ch_party_t *p = &c->party[id];
+  if (!p->running)
+    return;
+  atomic_store(&p->stop, 1);
+  pthread_join(p->thread, NULL);
+  cl_party_free(p->party);
+  p->party = NULL;
+  p->running = 0;
+}
+
+static const char *src_root(void) {
+#ifdef TANDEM_SRC_DIR
+  return TANDEM_SRC_DIR;
+#else
+  return ".";
+#endif
+}
+
+void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share) {
+  memset(c, 0, sizeof *c);
+  ck_assert_int_ge(sodium_init(), 0);
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  atomic_init(&c->offset_us, 0);
+  for (int i = 0; i < 3; i++) {
+    c->svc[i] = (ch_svc_t){c, i};
+    c->hooks[i] = (cl_hooks_t){log_hook, clock_hook, fault_hook, &c->svc[i]};
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(c->dir, sizeof c->dir, "%s/tandem-ch-XXXXXX", tmp != NULL ? tmp : "/tmp");
+  ck_assert_ptr_nonnull(mkdtemp(c->dir));
+  char hex[4 + CH_CLIENTS][2 * NET_KEY_BYTES + 1];
+  for (int i = 0; i < 4; i++)
+    make_key(c->dir, member[i], hex[i]);
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    char name[16];
+    snprintf(name, sizeof name, "client%c", 'a' + k);
+    make_key(c->dir, name, hex[4 + k]);
+  }
+  snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
+  FILE *f = fopen(c->config, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "[cluster]\ntimeout_ms = %d\npool = %u\nthreads = 1\n", timeout_ms, pool);
+  for (int i = 0; i < 3; i++)
+    fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n",
+            member[i], free_port(), hex[i], member[i], member[i]);
+  fprintf(f, "[owner]\npubkey = %s\nkey = owner.key\n", hex[3]);
+  for (int k = 0; k < CH_CLIENTS; k++)
+    fprintf(f, "[client %c]\npubkey = %s\nkey = client%c.key\n", 'a' + k, hex[4 + k], 'a' + k);
+  fclose(f);
+  char err[512] = "";
+  ck_assert_msg(cl_config_load(c->config, &c->cfg, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(cl_dealer_new(&c->dealer, &c->cfg, &c->hooks[CL_DEALER], err, sizeof err) == 0, "%s", err);
+  ck_assert_int_eq(cl_dealer_start(c->dealer), 0);
+  ch_party_start(c, CL_P1);
+  ch_party_start(c, CL_P0);
+  char path[600];
+  snprintf(path, sizeof path, "%s/models/fashion_test16.npy", src_root());
+  ck_assert_msg(mpc_tensor_load(path, &c->images, err, sizeof err) == 0, "%s", err);
+  if (share) {
+    cl_client_t owner;
+    ck_assert_msg(cl_client_open(&owner, &c->cfg, CL_OWNER, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", src_root());
+    ck_assert_msg(cl_client_share_model(&owner, path, "mlp", err, sizeof err) == 0, "%s", err);
+    cl_client_close(&owner);
+  }
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+void ch_stop(ch_cluster_t *c) {
+  for (int id = 0; id < 2; id++)
+    ch_party_stop(c, id);
+  cl_dealer_free(c->dealer);
+  c->dealer = NULL;
+  mpc_ftensor_close(&c->images);
+  if (getenv("TANDEM_KEEP_TMP") == NULL)
+    nftw(c->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  free(c->log);
+  pthread_cond_destroy(&c->cv);
+  pthread_mutex_destroy(&c->mu);
+}
+
+void ch_client_open(ch_cluster_t *c, int k, cl_client_t *out) {
+  char err[512] = "";
+  ck_assert_msg(cl_client_open(out, &c->cfg, CL_CLIENT0 + k, err, sizeof err) == 0, "%s", err);
+}
+
+int ch_query(ch_cluster_t *c, cl_client_t *cl, size_t r0, size_t n, mpc_ftensor_t *y,
+             cl_query_stats_t *st, char *err, size_t errlen) {
+  mpc_ftensor_t x = c->images;
+  size_t row = mpc_shape_numel(&x.shape) / x.shape.dim[0];
+  ck_assert_uint_le(r0 + n, x.shape.dim[0]);
+  x.shape.dim[0] = n;
+  x.data = c->images.data + r0 * row;
+  return cl_client_query(cl, "mlp", &x, 1, y, 1, st, err, errlen);
+}

@@ -1,0 +1,291 @@
+/* test_cluster_faults.c - Check suite for the cluster services' fault
+ * handling in one process (cluster_harness.h, real loopback sockets), with
+ * the services' fault hooks in place of paused or killed daemons:
+ * - cancel: a client gone after the parties were told of its query, before
+ *   the dealer sent the preprocessing: the dealer sends both parties the
+ *   query's cancel, they end it at once (not at their timeout), keep their
+ *   dealer link, and the client learns it as a typed failure;
+ * - a stalled client (asks, never sends its input) holds the parties no
+ *   longer than the timeout; the next client is served;
+ * - a party dying mid-step (its fault hook drops every link) and restarting
+ *   on the same port: the query fails, the cluster serves the next queries
+ *   (messages stay on the link they were meant for);
+ * - retries with the same key: after a client process that dies right after
+ *   its request, the next processes under its key are served within a few
+ *   tries, each with its own answer (the dealer's link to the dead one ends
+ *   on its own, and is not closed once more under the newer process).
+ * Waits are for log lines (events), bounded below the timeout where the
+ * mechanism under test is what makes the difference. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_harness.h"
+
+#define TIMEOUT_MS 10000
+
+/* ---- cancel ------------------------------------------------------------------- */
+
+/* At the dealer's pause point for client b: its link to the client ends, as
+ * when the client dies there. */
+static int gone_at_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP && peer == CL_CLIENT0 + 1) {
+    net_node_t *n = cl_dealer_node(c->dealer);
+    if (net_peer_up(n, peer) && net_peer_close(n, peer) != 0)
+      return 0;
+  }
+  return 0;
+}
+
+START_TEST(cancel_when_client_gone) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  c.fault = gone_at_pause;
+  cl_client_t cb;
+  ch_client_open(&c, 1, &cb);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  double t0 = cl_now();
+  int rc = ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err);
+  ck_assert_int_ne(rc, 0);
+  /* Both parties end the query by the cancel, well before their timeout. */
+  const char *cancelled = "client 9): offline phase failed: cancelled by the dealer";
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", cancelled, TIMEOUT_MS / 3) &&
+                    ch_wait_line(&c, from, "party p1", cancelled, TIMEOUT_MS / 3),
+                "the parties did not end the query by the cancel.");
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the cancel took %.1f s",
+                cl_now() - t0);
+  /* The client hears which party said what, typed. */
+  if (st.fail_party >= 0) {
+    ck_assert_int_eq(st.fail_where, CL_FAIL_OFFLINE);
+    ck_assert_int_eq(st.fail_code, TANDEM_ECANCELED);
+  }
+  cl_query_stats_close(&st);
+  cl_client_close(&cb);
+  /* The parties kept their dealer link: a cancelled query left nothing on it. */
+  ck_assert_msg(!ch_seen(&c, from, "closing link to peer 2") &&
+                    !ch_seen(&c, from, "link to peer 2 ended"),
+                "a party dropped its dealer link.");
+  /* The next client is served. */
+  c.fault = NULL;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  ck_assert_msg(ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- a stalled client -------------------------------------------------------------- */
+
+START_TEST(stalled_client) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  /* Client a asks for a query, takes the reply, and sends nothing more. */
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = 1;
+  snprintf(h.name, sizeof h.name, "mlp");
+  ck_assert_int_eq(cl_ctrl_send(ca.node, CL_DEALER, &h, NULL, 0), 0);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(ca.node, CL_DEALER, &h, &payload, &plen, TIMEOUT_MS), 0);
+  free(payload);
+  ck_assert_int_eq(h.status, 0);
+  double t0 = cl_now();
+  /* Both parties give the query up by their timeout (plus a slack for a
+   * loaded, sanitised run). */
+  const char *gave_up = "client 8): online phase failed";
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", gave_up, 3 * TIMEOUT_MS) &&
+                    ch_wait_line(&c, from, "party p1", gave_up, 3 * TIMEOUT_MS),
+                "not given up.");
+  ck_assert_msg(cl_now() - t0 < 3 * TIMEOUT_MS / 1000.0, "held %.1f s", cl_now() - t0);
+  /* Another client is served. */
+  ch_client_open(&c, 1, &cb);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &cb, 2, 1, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- a party dying mid-step ------------------------------------------------------------ */
+
+static atomic_int die_once;
+
+static int p1_dies(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq, (void)peer;
+  if (who == CL_P1 && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&die_once, 0))
+    return 1;
+  return 0;
+}
+
+START_TEST(party_dies_mid_step) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&die_once, 1);
+  c.fault = p1_dies;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
+  ck_assert(ch_seen(&c, from, "this party dies"));
+  /* A typed failure, if a party reported one, is P0's, in a phase (P1 said
+   * nothing: it "died"). */
+  if (st.fail_party >= 0) {
+    ck_assert_int_eq(st.fail_party, CL_P0);
+    ck_assert_int_ne(st.fail_where, CL_FAIL_BEFORE);
+    ck_assert_int_ne(st.fail_code, 0);
+    ck_assert_msg(strncmp(err, "p0: ", 4) == 0, "%s", err);
+  }
+  cl_query_stats_close(&st);
+  /* P1 restarts on the same port (a new process, a new link), while P0
+   * may still be in the old query. */
+  ch_party_stop(&c, CL_P1);
+  from = ch_mark(&c);
+  ch_party_start(&c, CL_P1);
+  /* The next queries succeed, each with its own client. */
+  for (int k = 1; k < 3; k++) {
+    cl_client_t cl;
+    ch_client_open(&c, k, &cl);
+    int rc = ch_query(&c, &cl, (size_t)k, 2, &y, &st, err, sizeof err);
+    ck_assert_msg(rc == 0, "query %d after the restart: %s", k, err);
+    mpc_ftensor_close(&y);
+    cl_query_stats_close(&st);
+    cl_client_close(&cl);
+  }
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
+static void check_output(ch_cluster_t *c, size_t r0, size_t n, const mpc_ftensor_t *y) {
+  char path[600], err[512] = "";
+#ifdef TANDEM_SRC_DIR
+  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
+#else
+  snprintf(path, sizeof path, "models/fashion_mlp.onnx");
+#endif
+  mpc_graph_t g;
+  mpc_weights_t w;
+  ck_assert_msg(mpc_onnx_load(path, &g, &w, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_t x = c->images, ref;
+  size_t row = mpc_shape_numel(&x.shape) / x.shape.dim[0];
+  x.shape.dim[0] = n;
+  x.data = c->images.data + r0 * row;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref), 0);
+  for (size_t i = 0; i < mpc_shape_numel(&ref.shape); i++)
+    ck_assert_msg(fabs(ref.data[i] - y->data[i]) < 0.05, "output %zu: %f, float %f", i,
+                  y->data[i], ref.data[i]);
+  mpc_ftensor_close(&ref);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+
+/* ---- retries with the same key ------------------------------------------------------------ */
+
+/* Party `who` gave a query of client a up ("... failed: ..." or "the client
+ * did not connect") within ms. */
+static int gave_up(ch_cluster_t *c, size_t from, const char *who, int ms) {
+  double end = cl_now() + ms / 1000.0;
+  while (cl_now() < end)
+    if (ch_wait_line(c, from, who, "client 8): offline phase failed", 100) ||
+        ch_wait_line(c, from, who, "client 8): online phase failed", 0) ||
+        ch_wait_line(c, from, who, "client 8): the client did not connect", 0))
+      return 1;
+  return 0;
+}
+
+START_TEST(retry_same_key) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  for (int round = 0; round < 2; round++) {
+    /* A process of client a asks, then dies before its reply. */
+    size_t from = ch_mark(&c);
+    cl_client_t dead;
+    ch_client_open(&c, 0, &dead);
+    cl_ctrl_t h;
+    memset(&h, 0, sizeof h);
+    h.type = CL_MSG_REQ;
+    h.batch = 1;
+    h.version = 0x5eed0000u + (unsigned)round; /* its nonce */
+    snprintf(h.name, sizeof h.name, "mlp");
+    ck_assert_int_eq(cl_ctrl_send(dead.node, CL_DEALER, &h, NULL, 0), 0);
+    cl_client_close(&dead);
+    /* The dealer drops or refuses its request, or tells the parties of it
+     * (then they give it up, or are told it is cancelled). */
+    int told = 0;
+    for (double end = cl_now() + 3 * TIMEOUT_MS / 1000.0; cl_now() < end;) {
+      if (ch_wait_line(&c, from, "dealer", "dropped: the client", 100) ||
+          ch_wait_line(&c, from, "dealer", "query from client 8 refused", 0))
+        break;
+      if (ch_wait_line(&c, from, "party p0", "client 8): started", 0) ||
+          ch_wait_line(&c, from, "party p1", "client 8): started", 0)) {
+        told = 1;
+        break;
+      }
+    }
+    for (int id = 0; told && id < 2; id++)
+      ck_assert(gave_up(&c, from, id == 0 ? "party p0" : "party p1", 3 * TIMEOUT_MS));
+    /* The next process under the same key is served, with its own answer
+     * (the REPLY's nonce, the step's tags), within a few tries: a try that
+     * fails (the parties may still hold a query of a process of this name;
+     * see party.c on the client link) is given up, and the next process
+     * asks once both parties are done with it. */
+    cl_client_t cl;
+    mpc_ftensor_t y;
+    char err[512] = "";
+    int rc = -1;
+    for (int attempt = 0; attempt < 3 && rc != 0; attempt++) {
+      size_t at = ch_mark(&c);
+      cl_query_stats_t st;
+      ch_client_open(&c, 0, &cl);
+      rc = ch_query(&c, &cl, (size_t)(5 + round), 1, &y, &st, err, sizeof err);
+      cl_query_stats_close(&st);
+      if (rc != 0) {
+        cl_client_close(&cl);
+        for (int id = 0; id < 2; id++)
+          (void)gave_up(&c, at, id == 0 ? "party p0" : "party p1", 3 * TIMEOUT_MS);
+      }
+    }
+    if (rc != 0)
+      fprintf(stderr, "%s", c.log);
+    ck_assert_msg(rc == 0, "round %d: %s", round, err);
+    check_output(&c, (size_t)(5 + round), 1, &y);
+    mpc_ftensor_close(&y);
+    cl_client_close(&cl);
+  }
+  ch_stop(&c);
+}
+END_TEST
+
+Suite *cluster_faults_suite(void) {
+  Suite *s = suite_create("cluster_faults");
+  TCase *tc = tcase_create("faults");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, cancel_when_client_gone);
+  tcase_add_test(tc, stalled_client);
+  tcase_add_test(tc, party_dies_mid_step);
+  tcase_add_test(tc, retry_same_key);
+  suite_add_tcase(s, tc);
+  return s;
+}
