@@ -113,6 +113,7 @@ struct cl_dealer_s {
   int gens; /* generator threads started */
   reader_arg_t reader_arg[NET_MAX_PEERS];
   int was_up[2];           /* cl_dealer_step: the parties' links, last seen */
+  uint64_t was_link[2];    /* and their link numbers (a restart between two steps) */
   net_node_t *node;
   pthread_mutex_t gen_mu[2]; /* held by generator g while it uses a model; both by a SHARE */
   pthread_mutex_t mu;
@@ -954,9 +955,15 @@ void cl_dealer_step(cl_dealer_t *d, int timeout_ms) {
   nanosleep(&ts, NULL);
   for (int id = CL_P0; id <= CL_P1; id++) {
     int up = net_peer_up(d->node, id);
-    if (up != d->was_up[id])
+    uint64_t link = cl_peer_link(d->node, id);
+    /* A party that restarted between two steps is up both times on a new
+     * link: its old link's end and the new one are both logged. */
+    if (up && d->was_up[id] && link != d->was_link[id])
+      LOG(d, "p%d disconnected", id);
+    if (up != d->was_up[id] || (up && link != d->was_link[id]))
       LOG(d, "p%d %s", id, up ? "connected" : "disconnected");
     d->was_up[id] = up;
+    d->was_link[id] = link;
   }
 }
 

@@ -43,6 +43,7 @@ struct cl_party_s {
   cl_hooks_t hooks;
   cl__netlog_t netlog;
   int dealer_was_up;
+  uint64_t dealer_was_link; /* a dealer restarted between two steps: a new link */
   double next_try;
 };
 
@@ -361,9 +362,11 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
     P->next_try = now + (fails ? 1.0 : 0.2);
   }
   int up = net_peer_up(P->node, CL_DEALER);
-  if (up != P->dealer_was_up)
+  uint64_t link = cl_peer_link(P->node, CL_DEALER);
+  if (up != P->dealer_was_up || (up && link != P->dealer_was_link))
     LOG(P, up ? "connected to the dealer" : "waiting for the dealer");
   P->dealer_was_up = up;
+  P->dealer_was_link = link;
   if (!up) {
     int ms = timeout_ms < 100 ? timeout_ms : 100;
     struct timespec ts = {0, (long)ms * 1000 * 1000};
