@@ -252,10 +252,15 @@ TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf,
 TANDEM_WUR int net_msg_take(net_node_t *node, int peer, uint8_t chan, size_t cap,
                             unsigned char **buf, size_t *len, int timeout_ms);
 
-/* net_msg_take on one link of peer (`link` as net_msg_send_on's; 0: any):
- * TANDEM_ECONNRESET once the peer's link is another one, so a receive of
- * a step that ended cannot take the next step's messages off a newer link.
- * Messages that arrived before are still taken. */
+/* net_msg_take on one link of peer (`link` as net_msg_send_on's; 0: any,
+ * which is net_msg_take): takes only a message of chan that arrived on that
+ * link, so a receive of a step that ended cannot take the next step's
+ * messages off a newer link, nor a receive on the newer link the older
+ * one's; messages of other links stay queued for the receives that may take
+ * them. Messages that arrived on the link before it ended are still taken;
+ * once the peer's link is another one and none of them is left, the call
+ * fails with TANDEM_ECONNRESET (at once, whatever newer link's messages are
+ * queued). Until another link replaces it, errors as net_msg_take. */
 TANDEM_WUR int net_msg_take_on(net_node_t *node, int peer, uint64_t link, uint8_t chan,
                                size_t cap, unsigned char **buf, size_t *len, int timeout_ms);
 

@@ -171,6 +171,7 @@ int net__link_up(net__conn_t *c) {
   p->link = c;
   p->err = 0;
   p->gen++;
+  c->gen = p->gen; /* the number its messages carry (net__rmsg_t.link) */
   p->up_seq = ++n->up_seq;
   p->st.links++;
   p->st.wire_sent += c->wire_out;

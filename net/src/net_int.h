@@ -123,6 +123,10 @@ typedef struct net__rmsg_s {
   struct net__rmsg_s *next;
   uint8_t chan;
   int user; /* data is a posted receiver's buffer, not ours */
+  /* The number of the link it arrived on (its connection's gen): a receive
+   * bound to a link (net_msg_take_on) takes only that link's messages out of
+   * the peer's queue, which the peer's old and new links share. */
+  uint64_t link;
   size_t len;
   unsigned char *data;
 } net__rmsg_t;
@@ -168,6 +172,7 @@ struct net__conn_s {
   int refs;    /* senders using tx */
   net__cstate_t state;
   int peer; /* -1 until the handshake names it */
+  uint64_t gen; /* its number as its peer's link (net__peer_t.gen), once up */
   int initiator;
   int want_close; /* 1 graceful (flush then FIN), 2 hard */
   int kill_err;
@@ -224,6 +229,7 @@ typedef struct {
   net__conn_t *c;  /* its connection */
   int done;   /* buf holds a whole, authenticated message of len bytes */
   size_t len;
+  uint64_t link; /* the link it arrived on, once done */
   int cancelling; /* the receiver waits for a read into buf to end */
 } net__post_t;
 
@@ -239,7 +245,9 @@ typedef struct {
   net__rmsg_t *rq_head, *rq_tail;
   size_t rq_bytes;
   /* Receivers blocked on this peer, in all and per channel: each has nothing
-   * of its channel queued, so reading must go on while there is one. */
+   * of its channel queued that it may take (a receive bound to a link may
+   * leave other links' messages of its channel there), so what it waits for
+   * is behind the unread bytes and reading must go on while there is one. */
   unsigned rwaiters;
   unsigned rwait[256];
   net__post_t post;

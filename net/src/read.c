@@ -13,15 +13,19 @@
  * exchanging large messages at once cannot deadlock; it pauses reading a
  * connection only while the peer's received-but-not-taken messages exceed
  * queue_bytes and no receiver waits on that peer. A waiting receiver has
- * nothing of its channel queued (else it would have taken it), so what it
- * waits for can only be behind the unread bytes of the stream: pausing then
- * would starve it for good (a large message of a step nobody runs any more,
- * on a data channel, in front of the control message that starts the next
- * one). So a receiver that waits resumes reading, and the loop keeps reading
- * while one waits; what bounds memory then is a second, hard limit of twice
+ * nothing of its channel queued that it may take (else it would have taken
+ * it; one bound to a link leaves other links' messages queued, but waits
+ * only while its link is the one being read), so what it waits for can only
+ * be behind the unread bytes of the stream: pausing then would starve it
+ * for good (a large message of a step nobody runs any more, on a data
+ * channel, in front of the control message that starts the next one). So
+ * a receiver that waits resumes reading, and the loop keeps reading while
+ * one waits; what bounds memory then is a second, hard limit of twice
  * queue_bytes: a message of a channel nobody waits on that would take the
  * peer's unread messages past it is dropped and ends the link (a peer that
- * floods one channel while the receiver waits on another).
+ * floods one channel while the receiver waits on another). Both bounds
+ * count every unread message of the peer, those a replaced link left
+ * behind included: they are held in memory until a receive takes them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +116,7 @@ static int on_header(net__conn_t *c) {
       }
       m->chan = h->chan;
       m->len = h->msg_len;
+      m->link = c->gen;
       c->cur = m;
       c->cur_off = 0;
     }
@@ -171,6 +176,7 @@ static int on_data(net__conn_t *c) {
     p->post.c = NULL;
     p->post.done = 1;
     p->post.len = m->len;
+    p->post.link = m->link;
     p->st.payload_recvd += m->len;
     p->st.msgs_recvd++;
     free(m);

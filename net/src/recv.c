@@ -39,12 +39,13 @@ int net__post_detach(net__conn_t *c, net__post_t *po, int detach_only) {
   return r;
 }
 
-/* Unlinks and returns the first queued message of chan from p, or NULL. */
-static net__rmsg_t *dequeue(net_node_t *n, net__peer_t *p, uint8_t chan) {
+/* Unlinks and returns the first queued message of chan from p that arrived
+ * on link (0: on any link), or NULL. */
+static net__rmsg_t *dequeue(net_node_t *n, net__peer_t *p, uint64_t link, uint8_t chan) {
   net__rmsg_t *prev = NULL;
   for (net__rmsg_t **pp = &p->rq_head; *pp; prev = *pp, pp = &(*pp)->next) {
     net__rmsg_t *m = *pp;
-    if (m->chan != chan)
+    if (m->chan != chan || (link != 0 && m->link != link))
       continue;
     *pp = m->next;
     if (p->rq_tail == m)
@@ -101,6 +102,7 @@ static void post_abandon(net_node_t *n, net__peer_t *p) {
       m->data = d;
       m->len = po->len;
       m->chan = po->chan;
+      m->link = po->link;
       m->next = p->rq_head;
       p->rq_head = m;
       if (!p->rq_tail)
@@ -118,6 +120,11 @@ static void post_abandon(net_node_t *n, net__peer_t *p) {
  * timeout_ms. With buf (cap > 0), the wait posts buf so that the message can
  * be decrypted straight into it: then 0 is returned with *out NULL and its
  * length in *len. Else 0 with *out set, or the error.
+ * link: the link the receive is bound to (net_msg_take_on), whose messages
+ * alone it takes, or 0: the next message of chan whatever link it came on
+ * (TANDEM_ECONNRESET if the link is replaced while nothing is queued). A
+ * bound receive never posts a buffer: the loop would fill it with whatever
+ * message of chan comes next.
  * posted: buf was posted by the caller already (net_exchange posts it
  * before it sends, so that the peer's reply, which may start arriving while
  * the send is being sealed, lands in it). */
@@ -137,7 +144,14 @@ static int take_msg(net_node_t *n, int id, uint64_t link, uint8_t chan, int time
       *len = po->len;
       break;
     }
-    if ((m = dequeue(n, p, chan)) != NULL)
+    /* A bound receive looks at its own link's messages only: the queue is
+     * the peer's, shared by its old and new links, and taking the first
+     * message of chan before checking the link let a receive bound to the
+     * old link take one that had already come on the new link (or the
+     * reverse). Once its link is another one, no message of it can come
+     * any more (the old connection reads nothing after net__link_up closed
+     * it), so then it fails once none of them is left. */
+    if ((m = dequeue(n, p, link, chan)) != NULL)
       break;
     if (p->gen != gen) {
       r = TANDEM_ECONNRESET;

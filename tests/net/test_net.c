@@ -493,34 +493,83 @@ START_TEST(poll_waits_for_arriving_message) {
 }
 END_TEST
 
-/* A receive bound to a link (net_msg_take_on) still takes what arrived on
- * it, then fails with ECONNRESET once the peer's link is another one; bound
- * to the new link, or to none, it takes the new link's messages. */
+/* Waits (2 s at most) until node's peer 0 has had `links` links and
+ * `msgs` messages have arrived from it (queued, not yet taken). */
+static void wait_peer_counts(net_node_t *node, uint64_t links, uint64_t msgs) {
+  net_stats_t st;
+  for (int i = 0; i < 2000; i++) {
+    net_peer_stats(node, 0, &st);
+    if (st.links >= links && st.msgs_recvd >= msgs)
+      break;
+    usleep(1000);
+  }
+  ck_assert_uint_eq(st.links, links);
+  ck_assert_uint_eq(st.msgs_recvd, msgs);
+}
+
+/* Takes one message of channel 1 from peer 0 of node bound to link and
+ * checks it is want. */
+static void take_is(net_node_t *node, uint64_t link, const char *want) {
+  unsigned char *m = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(net_msg_take_on(node, 0, link, 1, 16, &m, &len, 2000), 0);
+  ck_assert_msg(len == strlen(want) && memcmp(m, want, len) == 0, "link %llu: got %.*s, want %s",
+                (unsigned long long)link, (int)len, (const char *)m, want);
+  free(m);
+}
+
+/* A receive bound to a link (net_msg_take_on) takes only what arrived on
+ * that link, though the peer's old and new links share its queue: bound to
+ * the old link it still takes the old link's messages, then fails with
+ * ECONNRESET even with the new link's queued; bound to the new link it
+ * takes the new link's, never the old one's queued ahead of them; unbound,
+ * it takes them all in the order they arrived. Each step waits until b has
+ * queued what it is sent, so the order of arrival and take is certain: the
+ * take used to pick the first message of its channel before checking its
+ * link, which failed here every time (and about one run in ten before the
+ * waits, when "new" happened to arrive before the second take). */
 START_TEST(take_stays_on_its_link) {
   duo_t d;
-  net_stats_t st;
   unsigned char *m = NULL;
   size_t len = 0;
   duo_up(&d, 0, 2000);
-  net_peer_stats(d.b, 0, &st);
-  uint64_t first = st.links;
+  const uint64_t first = 1;
+  wait_peer_counts(d.b, first, 0);
   ck_assert_int_eq(net_msg_send(d.a, 0, 1, "old", 3), 0);
+  /* b has it before the link is replaced (a replaced link's unread bytes
+   * are dropped). */
+  wait_peer_counts(d.b, first, 1);
   ck_assert_int_eq(net_connect(d.a, 0), 0); /* a second link replaces the first */
-  for (int i = 0; i < 200; i++) {
-    net_peer_stats(d.b, 0, &st);
-    if (st.links == first + 1)
-      break;
-    usleep(10000);
-  }
-  ck_assert_uint_eq(st.links, first + 1);
+  wait_peer_counts(d.b, first + 1, 1);
   ck_assert_int_eq(net_msg_send(d.a, 0, 1, "new", 3), 0);
-  ck_assert_int_eq(net_msg_take_on(d.b, 0, first, 1, 16, &m, &len, 2000), 0);
-  ck_assert(len == 3 && memcmp(m, "old", 3) == 0);
-  free(m);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 1, "new2", 4), 0);
+  wait_peer_counts(d.b, first + 1, 3); /* queued: old, new, new2 */
+  take_is(d.b, first + 1, "new");
+  take_is(d.b, first, "old");
   ck_assert_int_eq(net_msg_take_on(d.b, 0, first, 1, 16, &m, &len, 2000), TANDEM_ECONNRESET);
-  ck_assert_int_eq(net_msg_take_on(d.b, 0, first + 1, 1, 16, &m, &len, 2000), 0);
-  ck_assert(len == 3 && memcmp(m, "new", 3) == 0);
-  free(m);
+  ck_assert_ptr_null(m);
+  ck_assert_int_eq(net_msg_take_on(d.b, 0, first + 2, 1, 16, &m, &len, 2000), TANDEM_ECONNRESET);
+  take_is(d.b, first + 1, "new2");
+  /* Nothing of its own queued, its link up: a bound poll times out. */
+  ck_assert_int_eq(net_msg_take_on(d.b, 0, first + 1, 1, 16, &m, &len, 0), TANDEM_ETIMEDOUT);
+  /* Unbound (0): in order of arrival across the links, as before. */
+  ck_assert_int_eq(net_msg_send(d.a, 0, 1, "old3", 4), 0);
+  wait_peer_counts(d.b, first + 1, 4);
+  ck_assert_int_eq(net_connect(d.a, 0), 0);
+  wait_peer_counts(d.b, first + 2, 4);
+  ck_assert_int_eq(net_msg_send(d.a, 0, 1, "new3", 4), 0);
+  wait_peer_counts(d.b, first + 2, 5);
+  take_is(d.b, 0, "old3");
+  take_is(d.b, 0, "new3");
+  ck_assert_int_eq(net_msg_take_on(d.b, 0, first + 1, 1, 16, &m, &len, 0), TANDEM_ECONNRESET);
+  /* Everything taken, some from the middle and the tail of the queue: its
+   * byte count (what the memory bounds of read.c compare) is back to 0. */
+  uv_mutex_lock(&d.b->mu);
+  size_t rq_bytes = d.b->peers[0].rq_bytes;
+  int rq_empty = d.b->peers[0].rq_head == NULL && d.b->peers[0].rq_tail == NULL;
+  uv_mutex_unlock(&d.b->mu);
+  ck_assert_uint_eq(rq_bytes, 0);
+  ck_assert(rq_empty);
   duo_free(&d);
 }
 END_TEST
@@ -683,8 +732,13 @@ Suite *net_suite(void) {
   tcase_add_test(tc, take_hands_over);
   tcase_add_test(tc, peers_declared_at_start);
   tcase_add_test(tc, send_stays_on_its_link);
-  tcase_add_test(tc, take_stays_on_its_link);
   tcase_add_test(tc, poll_waits_for_arriving_message);
+  suite_add_tcase(s, tc);
+  /* In a case of its own, so that it can be looped alone
+   * (CK_RUN_SUITE=net CK_RUN_CASE=take_on). */
+  tc = tcase_create("take_on");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, take_stays_on_its_link);
   suite_add_tcase(s, tc);
   return s;
 }
