@@ -96,6 +96,13 @@ TANDEM_WUR int cl_node_open(const cl_config_t *cfg, int self, int listen, net_no
  * links made): what net_msg_send_on and cl_link_t.link take. */
 uint64_t cl_peer_link(net_node_t *node, int id);
 
+/* Frees whatever data-channel messages (CL_CHAN_DATA) of peer id's link
+ * `link` are still queued, once that link was closed after a failed step:
+ * net keeps a replaced link's messages for the receives bound to it, and
+ * none will come, so they would hold memory (and count against the node's
+ * queue bound) until the peer's next link ends. No effect for link 0. */
+void cl_link_drain(net_node_t *node, int id, uint64_t link);
+
 /* Connects to peer id, retrying refused connections until timeout_ms. */
 TANDEM_WUR int cl_connect(net_node_t *node, int id, int timeout_ms);
 

@@ -239,3 +239,19 @@ int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, si
   return 0;
 }
 
+
+void cl_link_drain(net_node_t *node, int id, uint64_t link) {
+  if (link == 0)
+    return;
+  /* Bounded: a closed link receives nothing more, so this ends once its
+   * queue is empty (ECONNRESET or another error); the bound only guards
+   * against a link that is, against the caller's word, still live. */
+  for (int i = 0; i < 4096; i++) {
+    unsigned char *b = NULL;
+    size_t len = 0;
+    if (net_msg_take_on(node, id, link, CL_CHAN_DATA, SIZE_MAX, &b, &len, 0) != 0)
+      return;
+    sodium_memzero(b, len); /* shares or keys of the abandoned step */
+    free(b);
+  }
+}

@@ -75,8 +75,10 @@ static void send_status(cl_party_t *P, int peer, uint64_t links, uint32_t type,
  * it is already a newer link than the step's own (`links`; 0: any), which
  * the other party made for its next step. */
 static void reset_party_link(cl_party_t *P, uint64_t links) {
-  if (net_peer_up(P->node, P->other) && (links == 0 || cl_peer_link(P->node, P->other) == links))
+  uint64_t cur = cl_peer_link(P->node, P->other);
+  if (net_peer_up(P->node, P->other) && (links == 0 || cur == links))
     (void)net_peer_close(P->node, P->other);
+  cl_link_drain(P->node, P->other, links ? links : cur);
 }
 
 /* The transport of one step, cl_link's: call once its links are up. Its
@@ -257,8 +259,11 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
            h->name, (unsigned long long)h->batch, client, err);
     /* A part of the dealer's cut short may be left on its link: dropped with
      * the link. A cancelled query left nothing there. */
-    if (link.base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED)
+    if (link.base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED) {
+      uint64_t dl = cl_peer_link(P->node, CL_DEALER);
       (void)net_peer_close(P->node, CL_DEALER);
+      cl_link_drain(P->node, CL_DEALER, dl);
+    }
     send_failure(P, client, client_links, h, rc, where, err);
     /* Only the client link of this query: a client that retries at once
      * (the same peer id) may already be on a newer one. Closed, because a
@@ -267,6 +272,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
      * a later step's too. */
     if (client_links != 0 && cl_peer_link(P->node, client) == client_links)
       (void)net_peer_close(P->node, client);
+    cl_link_drain(P->node, client, client_links);
     reset_party_link(P, link.link[P->other]);
     return;
   }
