@@ -115,13 +115,18 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
 
 /* 1 if inputs of magnitude b keep every value below limit, 0 if not, or an
  * error. */
-static int mag_fits(mag_t *m, double b, double limit) {
+/* Runs the magnitude graph with every input element at b. */
+static int mag_eval(mag_t *m, double b) {
   for (size_t i = 0; i < m->nin; i++) {
     size_t n = mpc_shape_numel(&m->in[i].shape);
     for (size_t j = 0; j < n; j++)
       m->in[i].data[j] = b;
   }
-  int rc = mpc_eval_float(&m->g, &m->w, m->in, m->out);
+  return mpc_eval_float(&m->g, &m->w, m->in, m->out);
+}
+
+static int mag_fits(mag_t *m, double b, double limit) {
+  int rc = mag_eval(m, b);
   if (rc != 0)
     return rc;
   int fits = 1;
@@ -186,12 +191,7 @@ int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t *w, double
 /* Node i's worst-case magnitude from the magnitude graph run at b. */
 static int mag_nodes(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w, double b,
                      double *mag) {
-  for (size_t i = 0; i < m->nin; i++) {
-    size_t n = mpc_shape_numel(&m->in[i].shape);
-    for (size_t j = 0; j < n; j++)
-      m->in[i].data[j] = b;
-  }
-  int rc = mpc_eval_float(&m->g, &m->w, m->in, m->out);
+  int rc = mag_eval(m, b);
   if (rc != 0)
     return rc;
   /* The evaluator returns the model's own outputs first (node order), then
