@@ -25,12 +25,15 @@
 
 static const char *const daemon_names[3] = {"p0", "p1", "dealer"};
 
-/* A port free now, below the kernel's range of ephemeral ports (read from
- * /proc, 32768 by default): a port in that range can be given to an outgoing
- * connection, and a dial to a daemon not yet listening there can then
- * connect the socket to itself. Another process could take the port before
- * the daemon binds; the daemon then fails with a clear "address in use". */
-static int free_port(void) {
+/* n distinct ports free now, below the kernel's range of ephemeral ports
+ * (read from /proc, 32768 by default): a port in that range can be given to
+ * an outgoing connection, and a dial to a daemon not yet listening there can
+ * then connect the socket to itself. Each chosen port stays bound until all
+ * n are chosen, so no two daemons of one cluster get the same port (a test
+ * run saw P0 and the dealer drawn on one port). Another process could take a
+ * port before the daemon binds; the daemon then fails with a clear "address
+ * in use". 0, or -1 if no free ports were found. */
+static int free_ports(int *port, int n) {
   unsigned lo = 32768;
   FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
   if (f != NULL) {
@@ -38,23 +41,30 @@ static int free_port(void) {
       lo = 32768;
     fclose(f);
   }
-  for (int attempt = 0; attempt < 200; attempt++) {
+  int fd[8], got = 0;
+  if (n > 8)
+    return -1;
+  for (int attempt = 0; attempt < 200 && got < n; attempt++) {
     uint32_t r = randombytes_uniform(lo - 1024);
-    int port = 1024 + (int)r;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-      return -1;
+    int p = 1024 + (int)r;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0)
+      break;
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    if (ok)
-      return port;
+    a.sin_port = htons((uint16_t)p);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) == 0) {
+      fd[got] = s;
+      port[got++] = p;
+    } else {
+      close(s);
+    }
   }
-  return -1;
+  for (int i = 0; i < got; i++)
+    close(fd[i]);
+  return got == n ? 0 : -1;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -138,12 +148,11 @@ int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, ch
       return TANDEM_EIO;
     }
   int port[3];
-  for (int i = 0; i < 3; i++)
-    if ((port[i] = free_port()) <= 0) {
-      snprintf(err, errlen, "no free loopback port");
-      tandem_local_stop(c);
-      return TANDEM_EIO;
-    }
+  if (free_ports(port, 3) != 0) {
+    snprintf(err, errlen, "no free loopback port");
+    tandem_local_stop(c);
+    return TANDEM_EIO;
+  }
   snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
   FILE *f = fopen(c->config, "w");
   if (f == NULL) {

@@ -17,21 +17,27 @@
 
 static const char *const member[4] = {"p0", "p1", "dealer", "owner"};
 
-/* A loopback port free now (the kernel picks it). The services listen as
- * soon as they are made, before anyone dials, so it is not lost meanwhile
- * but to another process. */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ck_assert_int_ge(fd, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-  socklen_t len = sizeof a;
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-  close(fd);
-  return ntohs(a.sin_port);
+/* n distinct loopback ports free now (the kernel picks them; each stays
+ * bound until all are picked, so two services never get the same one). The
+ * services listen as soon as they are made, before anyone dials, so a port
+ * is not lost meanwhile but to another process. */
+static void free_ports(int *port, int n) {
+  int fd[8];
+  ck_assert_int_le(n, 8);
+  for (int i = 0; i < n; i++) {
+    fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd[i], 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd[i], (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd[i], (struct sockaddr *)&a, &len), 0);
+    port[i] = ntohs(a.sin_port);
+  }
+  for (int i = 0; i < n; i++)
+    close(fd[i]);
 }
 
 static void make_key(const char *dir, const char *name, char hex[2 * NET_KEY_BYTES + 1]) {
@@ -202,9 +208,11 @@ void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share) {
   FILE *f = fopen(c->config, "w");
   ck_assert_ptr_nonnull(f);
   fprintf(f, "[cluster]\ntimeout_ms = %d\npool = %u\nthreads = 1\n", timeout_ms, pool);
+  int port[3];
+  free_ports(port, 3);
   for (int i = 0; i < 3; i++)
     fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n",
-            member[i], free_port(), hex[i], member[i], member[i]);
+            member[i], port[i], hex[i], member[i], member[i]);
   fprintf(f, "[owner]\npubkey = %s\nkey = owner.key\n", hex[3]);
   for (int k = 0; k < CH_CLIENTS; k++)
     fprintf(f, "[client %c]\npubkey = %s\nkey = client%c.key\n", 'a' + k, hex[4 + k], 'a' + k);
