@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -266,4 +267,30 @@ int ch_query(ch_cluster_t *c, cl_client_t *cl, size_t r0, size_t n, mpc_ftensor_
   x.shape.dim[0] = n;
   x.data = c->images.data + r0 * row;
   return cl_client_query(cl, "mlp", &x, 1, y, 1, st, err, errlen);
+}
+
+/* The query's output y for rows r0 .. r0+n of the test images matches the
+ * float evaluator of the MLP within 0.05. */
+void ch_check_output(ch_cluster_t *c, size_t r0, size_t n, const mpc_ftensor_t *y) {
+  char path[600], err[512] = "";
+#ifdef TANDEM_SRC_DIR
+  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
+#else
+  snprintf(path, sizeof path, "models/fashion_mlp.onnx");
+#endif
+  mpc_graph_t g;
+  mpc_weights_t w;
+  ck_assert_msg(mpc_onnx_load(path, &g, &w, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_t x = c->images, ref;
+  size_t row = mpc_shape_numel(&x.shape) / x.shape.dim[0];
+  x.shape.dim[0] = n;
+  x.data = c->images.data + r0 * row;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref), 0);
+  ck_assert_uint_eq(mpc_shape_numel(&ref.shape), mpc_shape_numel(&y->shape));
+  for (size_t i = 0; i < mpc_shape_numel(&ref.shape); i++)
+    ck_assert_msg(fabs(ref.data[i] - y->data[i]) < 0.05, "output %zu: %f, float %f", i,
+                  y->data[i], ref.data[i]);
+  mpc_ftensor_close(&ref);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
 }

@@ -83,4 +83,7 @@ void ch_client_open(ch_cluster_t *c, int k, cl_client_t *out);
 int ch_query(ch_cluster_t *c, cl_client_t *cl, size_t r0, size_t n, mpc_ftensor_t *y,
              cl_query_stats_t *st, char *err, size_t errlen);
 
+/* y (rows r0 .. r0+n of c->images) matches the MLP's float evaluator. */
+void ch_check_output(ch_cluster_t *c, size_t r0, size_t n, const mpc_ftensor_t *y);
+
 #endif

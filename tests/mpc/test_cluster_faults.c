@@ -178,29 +178,6 @@ START_TEST(party_dies_mid_step) {
 }
 END_TEST
 
-static void check_output(ch_cluster_t *c, size_t r0, size_t n, const mpc_ftensor_t *y) {
-  char path[600], err[512] = "";
-#ifdef TANDEM_SRC_DIR
-  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
-#else
-  snprintf(path, sizeof path, "models/fashion_mlp.onnx");
-#endif
-  mpc_graph_t g;
-  mpc_weights_t w;
-  ck_assert_msg(mpc_onnx_load(path, &g, &w, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_t x = c->images, ref;
-  size_t row = mpc_shape_numel(&x.shape) / x.shape.dim[0];
-  x.shape.dim[0] = n;
-  x.data = c->images.data + r0 * row;
-  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref), 0);
-  for (size_t i = 0; i < mpc_shape_numel(&ref.shape); i++)
-    ck_assert_msg(fabs(ref.data[i] - y->data[i]) < 0.05, "output %zu: %f, float %f", i,
-                  y->data[i], ref.data[i]);
-  mpc_ftensor_close(&ref);
-  mpc_weights_close(&w);
-  mpc_graph_close(&g);
-}
-
 /* ---- retries with the same key ------------------------------------------------------------ */
 
 /* Party `who` gave a query of client a up ("... failed: ..." or "the client
@@ -270,7 +247,7 @@ START_TEST(retry_same_key) {
     if (rc != 0)
       fprintf(stderr, "%s", c.log);
     ck_assert_msg(rc == 0, "round %d: %s", round, err);
-    check_output(&c, (size_t)(5 + round), 1, &y);
+    ch_check_output(&c, (size_t)(5 + round), 1, &y);
     mpc_ftensor_close(&y);
     cl_client_close(&cl);
   }

@@ -17,30 +17,6 @@
 
 #define TIMEOUT_MS 20000
 
-static void check_output(ch_cluster_t *c, size_t r0, size_t n, const mpc_ftensor_t *y) {
-  char path[600], err[512] = "";
-#ifdef TANDEM_SRC_DIR
-  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
-#else
-  snprintf(path, sizeof path, "models/fashion_mlp.onnx");
-#endif
-  mpc_graph_t g;
-  mpc_weights_t w;
-  ck_assert_msg(mpc_onnx_load(path, &g, &w, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_t x = c->images, ref;
-  size_t row = mpc_shape_numel(&x.shape) / x.shape.dim[0];
-  x.shape.dim[0] = n;
-  x.data = c->images.data + r0 * row;
-  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref), 0);
-  ck_assert_uint_eq(mpc_shape_numel(&ref.shape), mpc_shape_numel(&y->shape));
-  for (size_t i = 0; i < mpc_shape_numel(&ref.shape); i++)
-    ck_assert_msg(fabs(ref.data[i] - y->data[i]) < 0.05, "output %zu: %f, float %f", i,
-                  y->data[i], ref.data[i]);
-  mpc_ftensor_close(&ref);
-  mpc_weights_close(&w);
-  mpc_graph_close(&g);
-}
-
 /* A query's output matches the float evaluator, twice (fresh
  * preprocessing each time), with the MLP's 4 online rounds. */
 START_TEST(query_matches_float) {
@@ -58,8 +34,8 @@ START_TEST(query_matches_float) {
     ck_assert_uint_gt(st.online_bytes[1], 0);
     cl_query_stats_close(&st);
   }
-  check_output(&c, 3, 2, &y[0]);
-  check_output(&c, 3, 2, &y[1]);
+  ch_check_output(&c, 3, 2, &y[0]);
+  ch_check_output(&c, 3, 2, &y[1]);
   for (int k = 0; k < 2; k++)
     mpc_ftensor_close(&y[k]);
   cl_client_close(&cl);
@@ -81,7 +57,7 @@ START_TEST(two_dealers_one_process) {
     cl_query_stats_t st;
     char err[512] = "";
     ck_assert_msg(ch_query(&c[i], &cl, (size_t)i, 1, &y, &st, err, sizeof err) == 0, "%s", err);
-    check_output(&c[i], (size_t)i, 1, &y);
+    ch_check_output(&c[i], (size_t)i, 1, &y);
     mpc_ftensor_close(&y);
     cl_query_stats_close(&st);
     cl_client_close(&cl);
