@@ -142,15 +142,18 @@ typedef enum {
   MPC_OP_AVGPOOL,   /* 2-D average pooling NCHW (count_include_pad attr) */
   MPC_OP_RESHAPE,   /* same elements, new shape (row-major order kept) */
   MPC_OP_TRANSPOSE, /* permutation of axes attr.perm */
-  MPC_OP_OUTPUT     /* marks in0 as a graph output */
+  MPC_OP_OUTPUT,    /* marks in0 as a graph output */
+  MPC_OP_MUL        /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
+                     * owner's scale stays secret; or a computed value) */
 } mpc_op_t;
+#define MPC_OP_LAST MPC_OP_MUL
 
 const char *mpc_op_name(mpc_op_t op);
 
 typedef struct {
   int trans_a, trans_b;              /* GEMM */
   double alpha, beta;                /* GEMM: public scalars */
-  double scalar;                     /* MULC */
+  double scalar;                     /* MULC: a public number, never the owner's */
   size_t kh, kw;                     /* CONV (from weights), pools */
   size_t pads[4];                    /* top, left, bottom, right */
   size_t strides[2], dilations[2];   /* CONV, pools */

@@ -1,4 +1,5 @@
-/* gate_bilinear.c - bilinear layers: MatMul, Gemm and 2-D convolution.
+/* gate_bilinear.c - bilinear layers: MatMul, Gemm, 2-D convolution and the
+ * elementwise product (Mul by the owner's scale, or of two activations).
  *
  * With a weight W whose mask R_W was opened once at model setup (W^ = W + R_W
  * public to both parties) and a masked input X^ = X + R_X:
@@ -31,6 +32,12 @@ int mpc__bilin_apply(const mpc__gate_t *g, const uint64_t *x, const uint64_t *w,
     return kern_gemm(KERN_NOTRANS, KERN_TRANS, l->m, l->n, l->k, x, l->k, w, l->k, acc, y, l->n);
   case MPC__L_WX:
     return kern_gemm(KERN_NOTRANS, KERN_NOTRANS, l->m, l->n, l->k, w, l->k, x, l->n, acc, y, l->n);
+  case MPC__L_EW:
+    for (size_t i = 0; i < l->m; i++) {
+      uint64_t p = x[i] * w[g->bmap != NULL ? g->bmap[i] : i]; /* wraps mod 2^64 */
+      y[i] = acc ? y[i] + p : p;
+    }
+    return 0;
   case MPC__L_CONV: {
     size_t plane = l->conv.c * l->conv.h * l->conv.w;
     size_t ncols = l->k * l->ohw;

@@ -45,7 +45,7 @@ const char *mpc_op_name(mpc_op_t op) {
   static const char *const names[] = {
       "Input", "Param",   "Const",       "MatMul",  "Gemm",      "Conv",   "Add",
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
-      "Output"};
+      "Output", "Mul"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -153,6 +153,7 @@ static void arity(mpc_op_t op, int *req, int *opt) {
   case MPC_OP_MATMUL:
   case MPC_OP_ADD:
   case MPC_OP_SUB:
+  case MPC_OP_MUL:
     *req = 2;
     break;
   case MPC_OP_GEMM:
@@ -171,7 +172,7 @@ static void arity(mpc_op_t op, int *req, int *opt) {
  * so that a half-filled node (say a zeroed struct whose in[] are all node 0)
  * is caught here rather than silently read. */
 static int check_inputs(const mpc_node_t *nd, size_t idx, const ectx_t *e) {
-  if ((unsigned)nd->op > (unsigned)MPC_OP_OUTPUT)
+  if ((unsigned)nd->op > (unsigned)MPC_OP_LAST)
     return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
   int req, opt;
   arity(nd->op, &req, &opt);
@@ -366,6 +367,7 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
 
   case MPC_OP_ADD:
   case MPC_OP_SUB:
+  case MPC_OP_MUL:
     if (!broadcasts(b, a))
       return efail(e, TANDEM_ESHAPE,
                    "in1 %s does not broadcast to in0 %s (in1 may only be broadcast, never in0)",
@@ -659,8 +661,10 @@ void mpc_weights_close(mpc_weights_t *w) {
 /* out[i] = sa * a[i] + sb * b[j(i)] over a's shape, with b broadcast to it
  * (aligned right, dimensions of 1 repeated). An odometer over a's coordinates
  * carries b's index along, so no division happens per element. out may be a. */
+/* out = sa a + sb b, or a * b when sb is NAN (in1 broadcast to in0). */
 static void ev_bcast(double sa, const double *a, const mpc_shape_t *as, double sb,
                      const double *b, const mpc_shape_t *bs, double *out) {
+  int mul = isnan(sb);
   size_t st[MPC_MAX_DIMS], coord[MPC_MAX_DIMS] = {0};
   unsigned off = as->ndim - bs->ndim;
   size_t s = 1;
@@ -675,7 +679,7 @@ static void ev_bcast(double sa, const double *a, const mpc_shape_t *as, double s
   }
   size_t n = mpc_shape_numel(as), bi = 0;
   for (size_t i = 0; i < n; i++) {
-    out[i] = sa * a[i] + sb * b[bi];
+    out[i] = mul ? a[i] * b[bi] : sa * a[i] + sb * b[bi];
     for (int d = (int)as->ndim - 1; d >= 0; d--) {
       coord[d]++;
       bi += st[d];
@@ -836,6 +840,9 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   case MPC_OP_MULC:
     for (size_t i = 0; i < n; i++)
       y[i] = v[0][i] * at->scalar;
+    break;
+  case MPC_OP_MUL:
+    ev_bcast(1.0, v[0], s[0], NAN, v[1], s[1], y);
     break;
   case MPC_OP_RELU:
     for (size_t i = 0; i < n; i++)

@@ -70,7 +70,8 @@ typedef enum {
   MPC__L_XW,  /* X [B x K] * W [K x N] */
   MPC__L_XWT, /* X [B x K] * W^T, W [N x K] */
   MPC__L_WX,  /* W [M x K] * X [K x N] */
-  MPC__L_CONV /* per image: W [M x CKK] * im2col(X_n) [CKK x OHW] */
+  MPC__L_CONV, /* per image: W [M x CKK] * im2col(X_n) [CKK x OHW] */
+  MPC__L_EW    /* X [m] (*) W [k], elementwise, W[bmap[i]] (or W[i]) at i; n = 1 */
 } mpc__lform_t;
 
 typedef struct {

@@ -746,6 +746,37 @@ static int op_addsub(ctx_t *c, size_t k, int sub) {
   return 0;
 }
 
+/* The owner's constant factor of a Mul or Div as a PARAM: scales are weights
+ * (DESIGN.md), so they are secret-shared like any other, never written into
+ * the public graph. A Div takes the reciprocal, a new parameter. */
+static int factor_param(ctx_t *c, size_t k, size_t j, ent_t *kc, int div, int *node) {
+  const mpc__ctensor_t *t = &c->konst[kc->kidx].t;
+  char nb[16];
+  if (t->f == NULL)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
+                           "constant '%s' has data type %s (want FLOAT or DOUBLE)", kc->name,
+                           mpc__onnx_dtype_name(t->dtype, nb));
+  if (!div)
+    return mpc__onnx_in_operand(c, k, j, 1, node);
+  double *d = mpc__onnx_dup_doubles(t->f, t->numel);
+  if (d == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < t->numel; i++) {
+    if (d[i] == 0.0) {
+      free(d);
+      return mpc__onnx_nfail(c, k, TANDEM_ERANGE, "division by zero (divisor '%s')", kc->name);
+    }
+    d[i] = 1.0 / d[i];
+  }
+  char name[80];
+  snprintf(name, sizeof name, "1/%s", kc->name);
+  int r = mpc__onnx_make_param(c, k, name, t->ndim, t->dim, d);
+  if (r < 0)
+    return r;
+  *node = r;
+  return 0;
+}
+
 static int op_muldiv(ctx_t *c, size_t k, int div) {
   static const char *const known[] = {NULL};
   int rc = mpc__onnx_attr_check(c, k, known);
@@ -761,38 +792,33 @@ static int op_muldiv(ctx_t *c, size_t k, int div) {
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                            "both inputs are constants (export with constant "
                            "folding)");
-  if (a->kind != V_CONST && b->kind != V_CONST)
+  if (a->kind == V_PAD)
+    return mpc__onnx_pad_error(c, k, a);
+  if (b->kind == V_PAD)
+    return mpc__onnx_pad_error(c, k, b);
+  if (div && b->kind != V_CONST)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "the product of two computed values is not supported "
-                           "(only multiplication or division by a constant scalar)");
-  if (div && a->kind == V_CONST)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "division by a computed value is not supported");
-  ent_t *x = a->kind == V_CONST ? b : a, *kc = a->kind == V_CONST ? a : b;
-  if (x->kind == V_PAD)
-    return mpc__onnx_pad_error(c, k, x);
-  const mpc__ctensor_t *t = &c->konst[kc->kidx].t;
-  char nb[16];
-  if (t->f == NULL)
-    return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
-                           "constant '%s' has data type %s (want FLOAT or DOUBLE)", kc->name,
-                           mpc__onnx_dtype_name(t->dtype, nb));
-  if (t->numel != 1)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "multiplication by a constant tensor of %zu elements is "
-                           "not supported (only by a scalar)",
-                           t->numel);
-  const mpc_shape_t *xs = shape_of(c, x->node);
-  if (t->ndim > xs->ndim)
-    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "the constant has more dimensions than the input");
-  double v = t->f[0];
-  if (div) {
-    if (v == 0.0)
-      return mpc__onnx_nfail(c, k, TANDEM_ERANGE, "division by zero");
-    v = 1.0 / v;
+                           "division by a computed value is not supported");
+  int xn, fn;
+  if (a->kind == V_CONST || b->kind == V_CONST) {
+    ent_t *x = a->kind == V_CONST ? b : a, *kc = a->kind == V_CONST ? a : b;
+    xn = x->node;
+    if ((rc = factor_param(c, k, a->kind == V_CONST ? 0 : 1, kc, div, &fn)) != 0)
+      return rc;
+  } else {
+    /* Two activations: the IR broadcasts only its second operand. */
+    xn = a->node;
+    fn = b->node;
+    if (mpc_shape_numel(shape_of(c, xn)) < mpc_shape_numel(shape_of(c, fn))) {
+      xn = b->node;
+      fn = a->node;
+    }
   }
-  if (!isfinite(v))
-    return mpc__onnx_nfail(c, k, TANDEM_ERANGE, "the scalar is not finite");
-  int r = emit_mulc(c, k, x->node, v);
+  if (shape_of(c, fn)->ndim > shape_of(c, xn)->ndim)
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "the factor has more dimensions than the input");
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_MUL, xn, fn, -1);
+  int r = mpc__onnx_add_node(c, k, &nd);
   if (r < 0)
     return r;
   mpc__onnx_def_act(c, k, 0, r);

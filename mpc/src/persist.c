@@ -225,7 +225,7 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
       nd.name[sizeof nd.name - 1] = '\0';
       if (q.fail)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "truncated", i);
-      if (op > (uint32_t)MPC_OP_OUTPUT || nd.shape.ndim > MPC_MAX_DIMS)
+      if (op > (uint32_t)MPC_OP_LAST || nd.shape.ndim > MPC_MAX_DIMS)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad operator or rank", i);
       nd.op = (mpc_op_t)op;
       if (nd.op == MPC_OP_CONST) {

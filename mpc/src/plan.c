@@ -559,6 +559,37 @@ static int lower_mulc(cc_t *cc, int node) {
   return 0;
 }
 
+/* Mul: an activation times the owner's PARAM (a secret scale, broadcast to
+ * it) or times another activation, elementwise: a bilinear gate of form EW
+ * (no round with a weight, as for MatMul; a triple with two activations). */
+static int lower_mul(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int a = nd->in[0], b = nd->in[1];
+  mpc_op_t bop = cc->g->nodes[b].op;
+  if (cc->act[a] < 0 || !is_dynamic(&cc->p->vals[cc->act[a]]))
+    return fail(cc, TANDEM_EUNSUPOP, node, "the first operand must be an activation");
+  if (bop == MPC_OP_CONST)
+    return fail(cc, TANDEM_EUNSUPOP, node, "a public constant factor is not supported (use MulC)");
+  int x = masked_s1(cc, cc->act[a], nd->name);
+  if (x < 0)
+    return fail(cc, x, node, "operand cannot be masked");
+  int w = bop == MPC_OP_PARAM ? weight_of(cc, b, 1.0) : masked_s1(cc, cc->act[b], nd->name);
+  if (w < 0)
+    return bop == MPC_OP_PARAM ? w : fail(cc, w, node, "operand cannot be masked");
+  mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
+  size_t nx = cc->p->vals[x].n, nw = cc->p->vals[w].n;
+  int y = matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &xs,
+                      MPC__L_EW, nx, nw, 1);
+  if (y < 0)
+    return y;
+  mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
+  int rc = broadcast_map(&xs, &ws, &gt->bmap);
+  if (rc < 0)
+    return fail(cc, rc, node, "the factor does not broadcast to the operand");
+  cc->act[node] = y;
+  return 0;
+}
+
 /* ReLU (with the truncation of a product fused in) of value v, for node. */
 static int relu_gate(cc_t *cc, int node, int v) {
   const mpc_node_t *nd = &cc->g->nodes[node];
@@ -807,6 +838,8 @@ static int lower_node(cc_t *cc, int node) {
   case MPC_OP_ADD:
   case MPC_OP_SUB:
     return lower_addsub(cc, node);
+  case MPC_OP_MUL:
+    return lower_mul(cc, node);
   default:
     break;
   }

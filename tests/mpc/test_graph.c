@@ -179,10 +179,11 @@ START_TEST(test_names) {
   ck_assert_str_eq(mpc_role_name((mpc_role_t)-1), "unknown");
   static const char *const want[] = {"Input", "Param",   "Const",       "MatMul",  "Gemm",
                                      "Conv",  "Add",     "Sub",         "MulC",    "Relu",
-                                     "MaxPool", "AveragePool", "Reshape", "Transpose", "Output"};
-  for (int o = MPC_OP_INPUT; o <= MPC_OP_OUTPUT; o++)
+                                     "MaxPool", "AveragePool", "Reshape", "Transpose", "Output",
+                                     "Mul"};
+  for (int o = MPC_OP_INPUT; o <= MPC_OP_LAST; o++)
     ck_assert_str_eq(mpc_op_name((mpc_op_t)o), want[o]);
-  ck_assert_str_eq(mpc_op_name((mpc_op_t)(MPC_OP_OUTPUT + 1)), "unknown");
+  ck_assert_str_eq(mpc_op_name((mpc_op_t)(MPC_OP_LAST + 1)), "unknown");
 }
 END_TEST
 

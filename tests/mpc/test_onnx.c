@@ -676,7 +676,13 @@ START_TEST(test_scalar_ops) {
   mpc_graph_t g;
   mpc_weights_t w;
   load_ok(b, &g, &w);
-  ck_assert_uint_eq(count_op(&g, MPC_OP_MULC), 3); /* *2.5, /4, negation */
+  /* 2.5 and 1/4 are the owner's: secret parameters of two Mul nodes, never
+   * public numbers in the graph; the negation of Sub's swap is public. */
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MUL), 2);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MULC), 1);
+  for (size_t i = 0; i < g.nnodes; i++)
+    if (g.nodes[i].op == MPC_OP_MULC)
+      ck_assert(g.nodes[i].attr.scalar == -1.0);
   mpc_ftensor_t in = rin(SHAPE(2, 3));
   double y[6];
   for (int i = 0; i < 6; i++)
@@ -687,19 +693,27 @@ START_TEST(test_scalar_ops) {
   ob_free(b);
   free(bias);
 
-  /* Not a scalar; two computed values; division by zero. */
+  /* A factor that does not broadcast; division by a computed value;
+   * division by zero (also inside a tensor). */
   b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 3));
-  ob_init_f(b, "v", 1, I64(3), (double[]){1, 2, 3});
+  ob_init_f(b, "v", 1, I64(4), (double[]){1, 2, 3, 4});
   ob_node(b, "Mul", "m", "x,v", "y");
   ob_output(b, "y");
-  load_fail(b, TANDEM_EUNSUPOP, "node 'm' (Mul)", "scalar");
+  load_fail(b, TANDEM_ESHAPE, "node 'm' (Mul)", "broadcast");
   ob_free(b);
   b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 3));
-  ob_node(b, "Mul", "m", "x,x", "y");
+  ob_node(b, "Div", "m", "x,x", "y");
   ob_output(b, "y");
-  load_fail(b, TANDEM_EUNSUPOP, "node 'm' (Mul)", NULL);
+  load_fail(b, TANDEM_EUNSUPOP, "node 'm' (Div)", "computed");
+  ob_free(b);
+  b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(-1, 3));
+  ob_init_f(b, "v", 1, I64(3), (double[]){1, 0, 3});
+  ob_node(b, "Div", "d", "x,v", "y");
+  ob_output(b, "y");
+  load_fail(b, TANDEM_ERANGE, "node 'd' (Div)", "zero");
   ob_free(b);
   b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 3));

@@ -96,9 +96,9 @@ static void closeall(ob_t *b, mpc_graph_t *g, mpc_weights_t *w) {
 /* ---- scalar and layout operators ------------------------------------------ */
 
 /* y0 = Relu(x / 4) / 3 and y1 = x / 0.5: Div by a Constant (value_float) and
- * by an initializer scalar; 1/4 and 1/3 are not integers, so each is a
- * product at scale 2f (the first truncated inside the ReLU), 1/0.5 = 2 is an
- * exact integer multiple. */
+ * by an initializer scalar. Every divisor is the owner's: its reciprocal is a
+ * secret parameter, and each Div a product at scale 2f with it (the first
+ * truncated inside the ReLU). */
 START_TEST(test_div_constant) {
   uint64_t seed = 0x1001;
   ob_t *b = ob_new(13);
@@ -116,12 +116,45 @@ START_TEST(test_div_constant) {
   mpc_graph_t g;
   mpc_weights_t w;
   load(b, &g, &w);
-  ck_assert_uint_eq(count_op(&g, MPC_OP_MULC), 3);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MUL), 3);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MULC), 0);
   mpc_ftensor_t in = RIN(&seed, -3, 3, 4, 6);
   double d = harness_layer_bound(0, 1, 3, 0.25, F);
   d = harness_layer_bound(d, 1, 0.75, 1.0 / 3, F);
   harness_result_t r = harness_check_private(&g, &w, 4, &in, d, 2);
-  ck_assert_uint_eq(r.plan_rounds, 1); /* the ReLU on the product: one opening */
+  /* The ReLU on the product: one opening; its output masked for the secret
+   * 1/3: a second (with a public 1/3 it was local, and the number public). */
+  ck_assert_uint_eq(r.plan_rounds, 2);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* y = s * (Relu(x * c) * Relu(x * c)) with c a per-channel [2,1,1] initializer
+ * (broadcast over N, H, W) and s a scalar one: Mul by the owner's factors is
+ * a bilinear gate with a secret parameter (no round), the square of an
+ * activation a triple from the dealer. Against the float reference. */
+START_TEST(test_mul_private) {
+  uint64_t seed = 0x1003;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 2, 3, 4));
+  ob_init_f(b, "c", 3, I64(2, 1, 1), (double[]){0.75, -1.25});
+  ob_add_init(b, ob_tensor(b, "s", FLOAT, 1, 0, NULL, (double[]){-0.375}));
+  ob_node(b, "Mul", "scale", "x,c", "a");
+  ob_node(b, "Relu", "relu", "a", "r");
+  ob_node(b, "Mul", "square", "r,r", "q");
+  ob_node(b, "Mul", "out", "s,q", "y");
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MUL), 3);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MULC) + count_op(&g, MPC_OP_CONST), 0);
+  mpc_ftensor_t in = RIN(&seed, -2, 2, 3, 2, 3, 4);
+  /* |x c| <= 2.5 off by at most 2 ulps after the ReLU's truncation; the
+   * square then is off by 2 * 2.5 * 2 ulps (+1 for its own truncation), and
+   * the scale by 3/8 of that plus the last truncation: well under 40 ulps. */
+  harness_check_private(&g, &w, 3, &in, 40.0 / (1 << F), 2);
   mpc_ftensor_close(&in);
   closeall(b, &g, &w);
 }
@@ -515,6 +548,7 @@ Suite *private_ops_suite(void) {
   TCase *tc = tcase_create("onnx_ops");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_div_constant);
+  tcase_add_test(tc, test_mul_private);
   tcase_add_test(tc, test_layout_ops);
   tcase_add_test(tc, test_bn_folded);
   tcase_add_test(tc, test_bn_standalone);
