@@ -447,10 +447,37 @@ static int window_input(ctx_t *c, size_t k, int allow_pad, mpc_attr_t *at, int *
 
 /* Emits node nd of node k with its own weight (input 1, required) and bias
  * (input 2, optional) as operands. */
+/* Input j, a constant of the owner, times factor as a new PARAM: returns 1
+ * and sets *node, 0 if input j is absent or not a float constant (left to the
+ * caller), or a negative error. */
+static int scaled_operand(ctx_t *c, size_t k, size_t j, double factor, int *node) {
+  if (mpc__onnx_in_name(c, k, j) == NULL)
+    return 0;
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, j, 0, &rc);
+  if (e == NULL)
+    return rc;
+  if (e->kind != V_CONST || c->konst[e->kidx].t.f == NULL)
+    return 0;
+  const mpc__ctensor_t *t = &c->konst[e->kidx].t;
+  double *d = mpc__onnx_dup_doubles(t->f, t->numel);
+  if (d == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < t->numel; i++)
+    d[i] *= factor;
+  char name[80];
+  snprintf(name, sizeof name, "%s*%s", j == 1 ? "alpha" : "beta", e->name);
+  int r = mpc__onnx_make_param(c, k, name, t->ndim, t->dim, d);
+  if (r < 0)
+    return r;
+  *node = r;
+  return 1;
+}
+
 static int emit_plain(ctx_t *c, size_t k, mpc_node_t *nd) {
   int rc;
-  if ((rc = mpc__onnx_in_operand(c, k, 1, 1, &nd->in[1])) != 0 ||
-      (rc = mpc__onnx_in_operand(c, k, 2, 0, &nd->in[2])) != 0)
+  if ((nd->in[1] < 0 && (rc = mpc__onnx_in_operand(c, k, 1, 1, &nd->in[1])) != 0) ||
+      (nd->in[2] < 0 && (rc = mpc__onnx_in_operand(c, k, 2, 0, &nd->in[2])) != 0))
     return rc;
   int r = mpc__onnx_add_node(c, k, nd);
   if (r < 0)
@@ -507,6 +534,14 @@ static int op_gemm(ctx_t *c, size_t k, int variant) {
 
   int folded;
   if ((rc = mpc__onnx_fold_gemm(c, k, &nd, &folded)) != 0 || folded)
+    return rc;
+  /* alpha and beta are the owner's numbers too: folded into its constant B
+   * and C (as new secret parameters), they never reach the public graph. */
+  if (nd.attr.alpha != 1.0 && (rc = scaled_operand(c, k, 1, nd.attr.alpha, &nd.in[1])) > 0)
+    nd.attr.alpha = 1.0;
+  if (rc >= 0 && nd.attr.beta != 1.0 && (rc = scaled_operand(c, k, 2, nd.attr.beta, &nd.in[2])) > 0)
+    nd.attr.beta = 1.0;
+  if (rc < 0)
     return rc;
   return emit_plain(c, k, &nd);
 }

@@ -428,8 +428,8 @@ END_TEST
 
 /* ---- Gemm attributes ------------------------------------------------------- */
 
-/* alpha != 1 and beta != 1 (folded by the owner into the weight and the
- * bias), without and with transB. */
+/* alpha != 1 and beta != 1 (folded by the import into the weight and the
+ * bias, so the public graph holds neither), without and with transB. */
 START_TEST(test_gemm_alpha_beta) {
   for (int tb = 0; tb <= 1; tb++) {
     uint64_t seed = 0x1008 + (uint64_t)tb;
@@ -447,6 +447,8 @@ START_TEST(test_gemm_alpha_beta) {
     mpc_graph_t g;
     mpc_weights_t w;
     load(b, &g, &w);
+    for (size_t i = 0; i < g.nnodes; i++) /* the owner's numbers stay secret */
+      ck_assert(g.nodes[i].attr.alpha == 1.0 && g.nodes[i].attr.beta == 1.0);
     mpc_ftensor_t in = RIN(&seed, -2, 2, 3, 6);
     harness_check_private(&g, &w, 3, &in, harness_layer_bound(0, 6, 2, 0.375, F), 1);
     mpc_ftensor_close(&in);
