@@ -34,10 +34,11 @@ typedef struct {
 
 #define TANDEM_MAX_TENSORS CL_MAX_TENSORS /* --input / --output files of one query */
 
-/* Parses argv (getopt_long, long options only) against opts, a table ended
- * by a NULL name. Returns -1 when the command should go on, 0 after printing
- * `usage` and `help` for --help, 2 after printing `usage` on stderr for an
- * unknown option, a missing value or a stray argument. */
+/* Parses argv (getopt_long, long options only, each named exactly: no
+ * abbreviations) against opts, a table ended by a NULL name. Returns -1 when
+ * the command should go on, 0 after printing `usage` and `help` for --help
+ * (or the version for --version), 2 after one line on stderr naming an
+ * unknown option, a missing or unwanted value or a stray argument. */
 int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usage,
                 const char *help);
 

@@ -16,7 +16,8 @@ int tandem_keygen_main(int argc, char **argv) {
   const char *out = NULL, *id = NULL;
   const tandem_opt_t opts[] = {{"out", &out, NULL, NULL, 0}, {"id", &id, NULL, NULL, 0}, {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
-                       "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub.\n");
+                       "Writes DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub, and prints\n"
+                       "the config lines of this identity's section.\n");
   if (rc >= 0)
     return rc;
   if (out == NULL || id == NULL) {
@@ -59,7 +60,10 @@ int tandem_keygen_main(int argc, char **argv) {
   }
   char hex[2 * NET_KEY_BYTES + 1];
   sodium_bin2hex(hex, sizeof hex, pk, NET_KEY_BYTES);
-  printf("%s %s\n", id, hex);
+  /* What a config needs: the lines of this identity's section (a client's
+   * or the owner's section takes only pub; a daemon's host and port too). */
+  printf("; %s's identity, public key %s\n[%s]\npub = %s\nkey = %s  ; only on %s's host\n",
+         id, hex, id, ppath, kpath, id);
   return 0;
 }
 

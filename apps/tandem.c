@@ -34,21 +34,76 @@ void tandem_app_error(const char *cmd, const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+/* The option of opts named exactly by arg ("--name" or "--name=value"):
+ * its index, n for --help, n + 1 for --version, or -1. getopt_long alone
+ * would take any unique prefix (--nam for --name) without a word. */
+static int opt_exact(const char *arg, const tandem_opt_t *opts, size_t n) {
+  size_t len = strcspn(arg + 2, "=");
+  for (size_t i = 0; i < n; i++)
+    if (strlen(opts[i].name) == len && strncmp(arg + 2, opts[i].name, len) == 0)
+      return (int)i;
+  if (len == 4 && strncmp(arg + 2, "help", 4) == 0)
+    return (int)n;
+  if (len == 7 && strncmp(arg + 2, "version", 7) == 0)
+    return (int)n + 1;
+  return -1;
+}
+
+/* Every "--word" of argv names an option exactly, and every option that
+ * takes a value has one: else one line naming the argument. */
+static int opts_check(int argc, char **argv, const tandem_opt_t *opts, size_t n,
+                      const char *usage) {
+  const char *cmd = argv[0];
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0)
+      break;
+    if (a[0] != '-')
+      continue;
+    int o = a[1] == '-' ? opt_exact(a, opts, n) : -1;
+    if (o < 0) {
+      fprintf(stderr, "tandem %s: unknown option '%s' (try 'tandem %s --help')\n%s\n", cmd, a,
+              cmd, usage);
+      return 2;
+    }
+    int takes = o < (int)n && opts[o].value != NULL;
+    int inline_value = strchr(a, '=') != NULL;
+    if (!takes && inline_value) {
+      fprintf(stderr, "tandem %s: option '--%s' takes no value\n", cmd,
+              o < (int)n ? opts[o].name : o == (int)n ? "help" : "version");
+      return 2;
+    }
+    if (takes && !inline_value && ++i >= argc) {
+      fprintf(stderr, "tandem %s: option '--%s' needs a value\n%s\n", cmd, opts[o].name, usage);
+      return 2;
+    }
+  }
+  return -1;
+}
+
 int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usage,
                 const char *help) {
   struct option lo[32];
   size_t n = 0;
-  for (; opts[n].name != NULL && n < 30; n++)
+  for (; opts[n].name != NULL && n < 29; n++)
     lo[n] = (struct option){opts[n].name, opts[n].value != NULL ? required_argument : no_argument,
                             NULL, (int)n};
   lo[n] = (struct option){"help", no_argument, NULL, (int)n};
-  lo[n + 1] = (struct option){NULL, 0, NULL, 0};
-  opterr = 0; /* our usage line is the one error message */
+  lo[n + 1] = (struct option){"version", no_argument, NULL, (int)n + 1};
+  lo[n + 2] = (struct option){NULL, 0, NULL, 0};
+  int rc = opts_check(argc, argv, opts, n, usage);
+  if (rc >= 0)
+    return rc;
+  opterr = 0; /* opts_check wrote the one error message */
   optind = 1;
   int o;
   while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     if (o == (int)n) {
       printf("%s\n%s", usage, help);
+      return 0;
+    }
+    if (o == (int)n + 1) {
+      printf("tandem %s\n", TANDEM_VERSION);
       return 0;
     }
     if (o < 0 || o > (int)n) {
@@ -57,7 +112,8 @@ int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usa
     }
     if (opts[o].count != NULL) {
       if (*opts[o].count >= opts[o].max) {
-        fprintf(stderr, "%s\n(--%s at most %zu times)\n", usage, opts[o].name, opts[o].max);
+        fprintf(stderr, "tandem %s: --%s at most %zu times\n", argv[0], opts[o].name,
+                opts[o].max);
         return 2;
       }
       opts[o].value[(*opts[o].count)++] = optarg;
@@ -67,7 +123,7 @@ int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usa
       *opts[o].flag = 1;
   }
   if (optind != argc) {
-    fprintf(stderr, "%s\n", usage);
+    fprintf(stderr, "tandem %s: unexpected argument '%s'\n%s\n", argv[0], argv[optind], usage);
     return 2;
   }
   return -1;
@@ -98,6 +154,10 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+    printf("tandem %s\n", TANDEM_VERSION);
     return 0;
   }
   for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)

@@ -17,8 +17,15 @@ mkdir configs
 read -r PD P0 P1 <<<"$(free_ports 3)"
 sed -e "s/^port = 7100/port = $PD/" -e "s/^port = 7101/port = $P0/" -e "s/^port = 7102/port = $P1/" \
   "$SRC/configs/local.ini" >configs/local.ini
+# The README's first step: install, then call tandem from the PATH.
+if [ -f "$(dirname "$TANDEM")/cmake_install.cmake" ]; then
+  cmake --install "$(dirname "$TANDEM")" --prefix "$TMP/inst" >/dev/null || fail "cmake --install"
+  PATH="$TMP/inst/bin:$PATH" tandem --version | grep -q '^tandem ' || fail "installed tandem not on PATH"
+fi
 for id in p0 p1 dealer owner client; do
-  "$TANDEM" keygen --out configs/keys --id $id >/dev/null || fail "keygen $id"
+  "$TANDEM" keygen --out configs/keys --id $id >keygen.out || fail "keygen $id"
+  grep -qx "\[$id\]" keygen.out && grep -qx "pub = configs/keys/$id.pub" keygen.out ||
+    fail "keygen $id prints no config lines: $(cat keygen.out)"
 done
 "$TANDEM" dealer --config configs/local.ini 2>dealer.log & PIDS+=($!)
 "$TANDEM" party --config configs/local.ini --id p1 2>p1.log & PIDS+=($!)

@@ -97,6 +97,24 @@ expect_error "bad tensor" "bad.npy" --model "$M/fashion_mlp.onnx" --input "$TMP/
 npy_rows "$M/fashion_mlp_logits16.npy" "$TMP/ten.npy" 1
 expect_error "wrong input shape" "shape" --model "$M/fashion_mlp.onnx" --input "$TMP/ten.npy" --output "$TMP/x.npy"
 if "$TANDEM" run --model "$M/fashion_mlp.onnx" >/dev/null 2>&1; then fail "usage error accepted"; fi
+# The CLI names what is wrong: an unknown or abbreviated option, a missing
+# value, a stray argument; --version prints the version.
+cli_error() { # WHAT PATTERN ARGS...
+  local what=$1 pat=$2
+  shift 2
+  if "$TANDEM" "$@" >"$TMP/cli.out" 2>"$TMP/cli.err"; then
+    fail "$what: accepted"
+  elif [ $? -ne 2 ] || ! head -1 "$TMP/cli.err" | grep -q -- "$pat"; then
+    fail "$what: want exit 2 and '$pat' first, got: $(cat "$TMP/cli.err")"
+  fi
+}
+cli_error "unknown option" "unknown option '--bogus'" run --bogus
+cli_error "abbreviated option" "unknown option '--mod'" run --mod "$M/fashion_mlp.onnx"
+cli_error "missing value" "option '--model' needs a value" run --model
+cli_error "value to a flag" "option '--plaintext' takes no value" run --plaintext=1
+cli_error "stray argument" "unexpected argument 'extra'" keygen --out "$TMP" --id k extra
+"$TANDEM" --version | grep -qE '^tandem [0-9]+\.[0-9]+\.[0-9]+$' || fail "tandem --version"
+"$TANDEM" infer --version | grep -qE '^tandem [0-9]' || fail "tandem infer --version"
 TANDEM_MAX_MSG=10 expect_error "bad TANDEM_MAX_MSG" "TANDEM_MAX_MSG" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
 TANDEM_MAX_MSG=5000 expect_error "one row over the message limit" "largest message" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
 # An input that would overflow inside the model (3e9 per pixel: encodable,
