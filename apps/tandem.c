@@ -2,6 +2,8 @@
  * Exit codes: 0 success, 1 error (one line on stderr), 2 usage. */
 #include <getopt.h>
 #include <malloc.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,7 +138,20 @@ static void usage(FILE *out) {
   fprintf(out, "\n'tandem <command> --help' describes a command's options.\n");
 }
 
+/* Every command holds a secret (a key, a share, an input or a result): no
+ * core dump may write one to disk, and no other process of the user may read
+ * our memory (ptrace, /proc/PID/mem). Under LeakSanitizer, which needs to
+ * ptrace the process it checks, the process stays dumpable. */
+static void harden(void) {
+  struct rlimit no_core = {0, 0};
+  (void)setrlimit(RLIMIT_CORE, &no_core);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(TANDEM_LSAN)
+  (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
+}
+
 int main(int argc, char **argv) {
+  harden();
   /* Protocol messages are tens of megabytes (FSS keys), allocated and freed
    * per query. glibc would map and unmap each from the kernel and fault every
    * page in again (a third of the demo's time, measured with perf); keeping

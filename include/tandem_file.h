@@ -17,20 +17,19 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tandem_err.h"
 
 static inline int tandem_file_tmp(const char *path, char *tmp, size_t cap) {
-  static _Thread_local uint64_t counter;
   for (int tries = 0; tries < 16; tries++) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* Unique enough to make a clash rare; O_EXCL makes one harmless. */
-    uint64_t x = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec ^
-                 ((uint64_t)ts.tv_sec << 20) ^ (++counter * 0x9e3779b97f4a7c15ull);
+    /* A name nobody can predict (the OS's randomness), so nobody can plant
+     * a file or a link there first; O_EXCL|O_NOFOLLOW refuse one anyway. */
+    uint64_t x;
+    if (getrandom(&x, sizeof x, 0) != (ssize_t)sizeof x)
+      return errno ? -errno : TANDEM_EINVAL;
     int n = snprintf(tmp, cap, "%s.tmp%016llx", path, (unsigned long long)x);
     if (n < 0 || (size_t)n >= cap)
       return TANDEM_EINVAL;

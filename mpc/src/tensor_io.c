@@ -164,14 +164,12 @@ fail:
 }
 
 /* Writes len bytes through the one atomic writer (tandem_file.h): readers
- * see the old file or the new one, never a part. A tensor file is an
- * ordinary output, so it gets the mode a plain creat() would under the
- * user's umask. */
+ * see the old file or the new one, never a part. A tensor file holds a
+ * client's input or result, so only its owner may read it (0600), whatever
+ * the umask. */
 static int write_atomic(const char *path, const uint8_t *data, size_t len) {
-  mode_t um = umask(0);
-  umask(um);
   const void *bufs[1] = {data};
-  return tandem_file_write(path, bufs, &len, 1, 0666 & ~um);
+  return tandem_file_write(path, bufs, &len, 1, 0600);
 }
 
 /* ---- TensorProto --------------------------------------------------------- */

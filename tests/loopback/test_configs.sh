@@ -37,6 +37,12 @@ done
 "$TANDEM" run --plaintext --model "$SRC/models/fashion_mlp.onnx" --input "$SRC/models/fashion_test16.npy" \
   --output plain.npy || fail "plaintext"
 npy_check logits.npy plain.npy 0.02 1 || fail "local.ini: private logits differ"
+# Secrets stay in memory: a result is readable by its owner only, and no
+# daemon can dump core.
+[ "$(stat -c %a logits.npy)" = 600 ] || fail "the result is mode $(stat -c %a logits.npy), not 600"
+for pid in "${PIDS[@]}"; do
+  grep -q "^Max core file size *0 *0 " /proc/$pid/limits || fail "daemon $pid may dump core"
+done
 # demo.ini parses; p0's key file does not exist here, and that is the error.
 if "$TANDEM" party --config "$SRC/configs/demo.ini" --id p0 2>err; then
   fail "demo.ini: party started without its key"
