@@ -39,7 +39,8 @@
   XX(EKEYPERM, -4005, "key file is readable by others (want mode 0600)")     \
   XX(ECONFIG, -4006, "invalid configuration")                                \
   XX(ECRYPTO, -4007, "cryptographic library failure")                        \
-  XX(ECLOSED, -4008, "peer closed the connection")
+  XX(ECLOSED, -4008, "peer closed the connection")                          \
+  XX(EINPUTS, -4009, "the client sent the parties different masked inputs")
 
 enum tandem_err {
 #define TANDEM_ERR_ENUM(name, val, msg) TANDEM_##name = (val),

@@ -79,6 +79,10 @@ int mpc__gate_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
 
 /* ---- party object ---------------------------------------------------------- */
 
+/* The hash of the client's masked input each party adds to its first
+ * round's frame (32 bytes). */
+#define IN_HASH_WORDS 4
+
 static size_t max_round_words(const mpc_plan_t *p) {
   size_t m = 0;
   for (unsigned r = 0; r < p->rounds; r++)
@@ -92,7 +96,7 @@ static size_t max_round_words(const mpc_plan_t *p) {
     m = p->out_words;
   if (p->owner_words > m)
     m = p->owner_words;
-  return m;
+  return m + IN_HASH_WORDS; /* round 0 carries the masked input's hash too */
 }
 
 int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t self) {
@@ -306,11 +310,21 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
     memcpy(pt->slot[v].pub, pt->recvbuf + off, p->vals[v].n * 8);
     off += p->vals[v].n;
   }
+  /* P0 and P1 must hold the same masked input: a client that sent them
+   * different ones (X^_1 = X^_0 + D) would get outputs that depend on the
+   * weights beyond the model's result (L(D, <W>_1) in the first layer). Each
+   * adds a hash of its X^ (public to both, so the hash tells nothing new) to
+   * its first round's frame, no extra round, and no output share leaves
+   * before the two agree. A plan with no round exchanges the hashes alone,
+   * before the outputs. */
+  uint8_t in_hash[IN_HASH_WORDS * 8];
+  crypto_generichash(in_hash, sizeof in_hash, (const uint8_t *)pt->recvbuf, p->in_words * 8, NULL,
+                     0);
   mpc_role_t other = pt->self == 0 ? MPC_P1 : MPC_P0;
   for (unsigned r = 0; r <= p->rounds; r++) {
     if ((rc = run_local(pt, r)) < 0)
       return rc;
-    if (r == p->rounds)
+    if (r == p->rounds && r > 0)
       break;
     off = 0;
     for (size_t i = 0; i < p->ngates; i++) {
@@ -325,8 +339,17 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
       off += g->nsend;
     }
     size_t bytes = p->round_words[r] * 8;
+    if (r == 0) {
+      memcpy(pt->sendbuf + p->round_words[0], in_hash, sizeof in_hash);
+      bytes += sizeof in_hash;
+    }
     if ((rc = mpc_net_exchange(t, other, pt->sendbuf, bytes, pt->recvbuf, bytes)) < 0)
       return rc;
+    if (r == 0 &&
+        sodium_memcmp(pt->recvbuf + p->round_words[0], in_hash, sizeof in_hash) != 0)
+      return TANDEM_EINPUTS;
+    if (r == p->rounds)
+      break; /* a plan with no round: the hashes only */
     off = 0;
     for (size_t i = 0; i < p->ngates; i++) {
       const mpc__gate_t *g = &p->gates[i];

@@ -127,6 +127,46 @@ static int dealer_reload(role_ctx_t *c, mpc_dealer_t **out) {
   return rc;
 }
 
+/* A lying client (harness_lying_client): its online messages to P1 get
+ * `lie_delta` added to their first word, so P0 and P1 hold different masked
+ * inputs. The wrapper's stats are what the harness reports. */
+static uint64_t lie_delta;
+typedef struct {
+  mpc_transport_t t;
+  mpc_transport_t *inner;
+} lie_t;
+
+static int lie_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
+  lie_t *l = (lie_t *)t;
+  if (to != MPC_P1 || t->phase != MPC_PHASE_ONLINE || len < 8)
+    return l->inner->ops->send(l->inner, to, buf, len);
+  uint8_t *copy = malloc(len);
+  if (copy == NULL)
+    return TANDEM_ENOMEM;
+  memcpy(copy, buf, len);
+  uint64_t w;
+  memcpy(&w, copy, 8);
+  w += lie_delta;
+  memcpy(copy, &w, 8);
+  int rc = l->inner->ops->send(l->inner, to, copy, len);
+  free(copy);
+  return rc;
+}
+static int lie_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+  lie_t *l = (lie_t *)t;
+  return l->inner->ops->recv(l->inner, from, buf, len);
+}
+static int lie_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, size_t slen,
+                        void *rbuf, size_t rlen) {
+  lie_t *l = (lie_t *)t;
+  return l->inner->ops->exchange(l->inner, peer, sbuf, slen, rbuf, rlen);
+}
+static const mpc_transport_ops_t lie_ops = {lie_send, lie_recv, lie_exchange, NULL};
+
+void harness_lying_client(uint64_t delta) {
+  lie_delta = delta;
+}
+
 static void *role_main(void *arg) {
   role_ctx_t *c = arg;
   int rc = 0;
@@ -207,9 +247,16 @@ int harness_run(const mpc_graph_t *g, const mpc_weights_t *w, size_t batch,
     mpc_memnet_set_tap(hub, tap, tapctx);
   role_ctx_t ctx[MPC_NROLES];
   pthread_t th[MPC_NROLES];
+  lie_t liar;
+  memset(&liar, 0, sizeof liar);
+  liar.t.ops = &lie_ops;
+  liar.t.self = MPC_CLIENT;
+  liar.inner = mpc_memnet_endpoint(hub, MPC_CLIENT);
   for (int r = 0; r < MPC_NROLES; r++) {
-    ctx[r] = (role_ctx_t){(mpc_role_t)r, plan, w, mpc_memnet_endpoint(hub, (mpc_role_t)r),
-                          hub, inputs, outputs, queries, setup_plan, 0};
+    mpc_transport_t *t = mpc_memnet_endpoint(hub, (mpc_role_t)r);
+    if (r == MPC_CLIENT && lie_delta != 0)
+      t = &liar.t;
+    ctx[r] = (role_ctx_t){(mpc_role_t)r, plan, w, t, hub, inputs, outputs, queries, setup_plan, 0};
     pthread_create(&th[r], NULL, role_main, &ctx[r]);
   }
   rc = 0;

@@ -39,6 +39,11 @@ harness_result_t harness_check_private(const mpc_graph_t *g, const mpc_weights_t
                                        size_t batch, const mpc_ftensor_t *in, double tol,
                                        int queries);
 
+/* While delta != 0, the client of every harness_run adds delta to the first
+ * word of its masked input to P1 only (a client that sends P0 and P1
+ * different masked inputs). harness_lying_client(0) turns it off. */
+void harness_lying_client(uint64_t delta);
+
 /* Fixed coins for view tests: while on, every randombytes_buf of a role
  * thread the harness starts draws from a splitmix64 stream seeded by seed and
  * the role, so two runs with the same seed give the dealer and the owner the

@@ -83,10 +83,12 @@ START_TEST(test_linear_gemm) {
   double tol = harness_layer_bound(0, 7, 2, 1, 16);
   harness_result_t r = harness_check_private(&g, &w, 3, &in, tol, 2);
   ck_assert_uint_eq(r.plan_rounds, 0);
-  ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 0);
-  ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 0);
-  /* Online, a linear layer sends only the output shares to the client. */
-  ck_assert_uint_eq(online_sent(&r, MPC_P0), 2 * 3 * 5 * 8);
+  /* Online, a linear layer sends only the output shares to the client; the
+   * parties, whose plan has no round, exchange the hash of the masked input
+   * they received before the outputs go (one 32-byte round per query). */
+  ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 2);
+  ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 2);
+  ck_assert_uint_eq(online_sent(&r, MPC_P0), 2 * (3 * 5 * 8 + 32));
   mpc_ftensor_close(&in);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
@@ -1019,11 +1021,46 @@ START_TEST(test_dead_party_is_an_error) {
 }
 END_TEST
 
+/* A client that sends P0 and P1 different masked inputs (X^_1 = X^_0 + D)
+ * would learn L(D, <W>_1) beyond the model's result: both parties refuse the
+ * query with TANDEM_EINPUTS before any output share leaves, with a ReLU
+ * (the hashes ride in the first round) and without (a plan with no round
+ * exchanges them alone). Honest queries before and after are served. */
+START_TEST(test_different_masked_inputs) {
+  for (int relu = 0; relu <= 1; relu++) {
+    uint64_t seed = 0x4242 + (uint64_t)relu;
+    size_t sizes[3] = {6, 5, 3};
+    mpc_graph_t g;
+    mpc_weights_t w;
+    build_mlp(&g, &w, sizes, relu ? 3 : 2, 2, 16, &seed, 1.0);
+    mpc_ftensor_t in, out[1];
+    mpc_shape_t s = {2, {2, 6}};
+    ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+    harness_fill(&in, &seed, -1, 1);
+    harness_result_t r;
+    harness_lying_client(1u << 16);
+    int rc = harness_run(&g, &w, 2, &in, out, 1, NULL, NULL, &r);
+    harness_lying_client(0);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_int_eq(r.rc[MPC_P0], TANDEM_EINPUTS);
+    ck_assert_int_eq(r.rc[MPC_P1], TANDEM_EINPUTS);
+    ck_assert_int_ne(r.rc[MPC_CLIENT], 0);
+    ck_assert_uint_eq(r.stats[MPC_P0].sent[MPC_CLIENT][MPC_PHASE_ONLINE], 0);
+    ck_assert_uint_eq(r.stats[MPC_P1].sent[MPC_CLIENT][MPC_PHASE_ONLINE], 0);
+    harness_check_private(&g, &w, 2, &in, 1e-2, 1);
+    mpc_ftensor_close(&in);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+  }
+}
+END_TEST
+
 Suite *protocol_suite(void) {
   Suite *s = suite_create("protocol");
   TCase *tc = tcase_create("gates");
   tcase_set_timeout(tc, 240);
   tcase_add_test(tc, test_linear_gemm);
+  tcase_add_test(tc, test_different_masked_inputs);
   tcase_add_test(tc, test_relu_on_input);
   tcase_add_test(tc, test_trunc_between_linear);
   tcase_add_test(tc, test_exact_truncation);
