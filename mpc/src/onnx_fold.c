@@ -97,7 +97,7 @@ static size_t bn_after(ctx_t *c, size_t k) {
 }
 
 /* The constant behind input j, or NULL when it is not a float constant. */
-static const mpc__ctensor_t *peek_const(ctx_t *c, size_t k, size_t j) {
+const mpc__ctensor_t *mpc__onnx_peek_const(ctx_t *c, size_t k, size_t j) {
   const char *nm = mpc__onnx_in_name(c, k, j);
   ent_t *e = nm != NULL ? mpc__onnx_lookup(c, nm) : NULL;
   if (e == NULL || e->kind != V_CONST)
@@ -154,8 +154,8 @@ int mpc__onnx_fold_conv(ctx_t *c, size_t k, mpc_node_t *nd, int *folded) {
   *folded = 0;
   /* Fold a following BatchNormalization into constant weights and bias. */
   size_t bk = bn_after(c, k);
-  const mpc__ctensor_t *wt = peek_const(c, k, 1);
-  const mpc__ctensor_t *bt = mpc__onnx_in_name(c, k, 2) != NULL ? peek_const(c, k, 2) : NULL;
+  const mpc__ctensor_t *wt = mpc__onnx_peek_const(c, k, 1);
+  const mpc__ctensor_t *bt = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
   double *s = NULL, *t = NULL;
   if (bk != SIZE_MAX && wt != NULL && wt->ndim == 4 && wt->numel > 0 &&
       (mpc__onnx_in_name(c, k, 2) == NULL || (bt != NULL && bt->numel == wt->dim[0])) &&
@@ -190,8 +190,8 @@ int mpc__onnx_fold_gemm(ctx_t *c, size_t k, mpc_node_t *nd, int *folded) {
   /* Fold a following BatchNormalization (over the N output columns) into a
    * constant B and a bias that is a row vector, scalar or absent. */
   size_t bk = bn_after(c, k);
-  const mpc__ctensor_t *bt = peek_const(c, k, 1);
-  const mpc__ctensor_t *ct = mpc__onnx_in_name(c, k, 2) != NULL ? peek_const(c, k, 2) : NULL;
+  const mpc__ctensor_t *bt = mpc__onnx_peek_const(c, k, 1);
+  const mpc__ctensor_t *ct = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
   size_t n = bt != NULL && bt->ndim == 2 ? bt->dim[nd->attr.trans_b ? 0 : 1] : 0;
   int c_ok = mpc__onnx_in_name(c, k, 2) == NULL ||
              (ct != NULL && ct->ndim <= 2 &&

@@ -134,6 +134,9 @@ int mpc__onnx_attr_str(ctx_t *c, size_t k, const char *name, const char *dflt, c
 
 /* Inputs j and outputs of node k. */
 const char *mpc__onnx_in_name(const ctx_t *c, size_t k, size_t j);
+/* Input j of node k as a constant, loaded if need be, without an error: NULL
+ * if it is not one. */
+const mpc__ctensor_t *mpc__onnx_peek_const(ctx_t *c, size_t k, size_t j);
 ent_t *mpc__onnx_in_ent(ctx_t *c, size_t k, size_t j, int required, int *rc);
 int mpc__onnx_pad_error(ctx_t *c, size_t k, const ent_t *e);
 int mpc__onnx_in_act(ctx_t *c, size_t k, size_t j, int *node);

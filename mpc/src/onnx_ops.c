@@ -385,24 +385,31 @@ static int attr_list(ctx_t *c, size_t k, const char *name, size_t n, int64_t lo,
   return 0;
 }
 
-/* auto_pad must be NOTSET or VALID (explicit pads, or none). */
-static int check_autopad(ctx_t *c, size_t k, int *valid) {
+enum { PAD_NOTSET, PAD_VALID, PAD_SAME_UPPER, PAD_SAME_LOWER };
+
+/* auto_pad: NOTSET (explicit pads), VALID (none), SAME_UPPER or SAME_LOWER
+ * (computed from the input's size once it is known: apply_window_pads). */
+static int check_autopad(ctx_t *c, size_t k, int *mode) {
   char ap[32];
   int rc = mpc__onnx_attr_str(c, k, "auto_pad", "NOTSET", ap, sizeof ap);
   if (rc != 0)
     return rc;
-  *valid = strcmp(ap, "VALID") == 0;
-  if (strcmp(ap, "NOTSET") != 0 && !*valid)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "auto_pad=%s is not supported (NOTSET or VALID; export "
-                           "with explicit pads)",
-                           ap);
-  return 0;
+  static const char *const names[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"};
+  for (int i = 0; i < 4; i++)
+    if (strcmp(ap, names[i]) == 0) {
+      *mode = i;
+      return 0;
+    }
+  return mpc__onnx_nfail(c, k, TANDEM_EPARSE,
+                         "auto_pad=%s is not an ONNX value (NOTSET, VALID, SAME_UPPER, "
+                         "SAME_LOWER)",
+                         ap);
 }
 
 /* The window attributes common to Conv and the pools into at. */
-static int window_attrs(ctx_t *c, size_t k, int dil, mpc_attr_t *at) {
-  int valid, rc = check_autopad(c, k, &valid);
+static int window_attrs(ctx_t *c, size_t k, int dil, mpc_attr_t *at, int *pad_mode) {
+  int rc = check_autopad(c, k, pad_mode);
+  int valid = *pad_mode != PAD_NOTSET;
   size_t ks[2] = {0, 0};
   if (rc == 0)
     rc = attr_list(c, k, "kernel_shape", 2, 1, ks);
@@ -445,8 +452,45 @@ static int window_input(ctx_t *c, size_t k, int allow_pad, mpc_attr_t *at, int *
   return 0;
 }
 
-/* Emits node nd of node k with its own weight (input 1, required) and bias
- * (input 2, optional) as operands. */
+/* The pads of auto_pad SAME_* and of ceil_mode=1, from the input x's size:
+ * SAME gives ceil(in / stride) outputs, the odd pad at the end (UPPER) or at
+ * the start (LOWER); ceil_mode adds at the end what the last partial window
+ * needs (a window starting in the end padding is dropped, as ONNX and
+ * PyTorch do). Pads count in no max and, with count_include_pad=0, in no
+ * average; the extra cells of ceil_mode would count in an average with
+ * count_include_pad=1, which ONNX does not do, so that one is refused. */
+static int apply_window_pads(ctx_t *c, size_t k, int x, mpc_attr_t *at, int mode, int ceil_mode,
+                             int avg_counts_pads) {
+  const mpc_shape_t *s = shape_of(c, x);
+  for (int a = 0; a < 2; a++) {
+    size_t in = s->dim[2 + a], kk = a ? at->kw : at->kh, st = at->strides[a];
+    if (kk == 0 || st == 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is needed with auto_pad=SAME");
+    size_t ext = (kk - 1) * at->dilations[a] + 1;
+    if (mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) {
+      size_t out = (in + st - 1) / st, need = (out - 1) * st + ext;
+      size_t total = need > in ? need - in : 0;
+      at->pads[a] = mode == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+      at->pads[a + 2] = total - at->pads[a];
+    }
+    size_t padded = in + at->pads[a] + at->pads[a + 2];
+    if (!ceil_mode || ext > padded || (padded - ext) % st == 0)
+      continue;
+    size_t out = (padded - ext + st - 1) / st + 1;
+    if ((out - 1) * st >= in + at->pads[a])
+      out--; /* the last window would start in the end padding */
+    size_t need = (out - 1) * st + ext;
+    if (need <= padded)
+      continue;
+    if (avg_counts_pads)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "ceil_mode=1 with count_include_pad=1 and a partial last window "
+                             "is not supported");
+    at->pads[a + 2] += need - padded;
+  }
+  return 0;
+}
+
 /* Input j, a constant of the owner, times factor as a new PARAM: returns 1
  * and sets *node, 0 if input j is absent or not a float constant (left to the
  * caller), or a negative error. */
@@ -474,6 +518,8 @@ static int scaled_operand(ctx_t *c, size_t k, size_t j, double factor, int *node
   return 1;
 }
 
+/* Emits node nd of node k with its own weight (input 1, required) and bias
+ * (input 2, optional) as operands. */
 static int emit_plain(ctx_t *c, size_t k, mpc_node_t *nd) {
   int rc;
   if ((nd->in[1] < 0 && (rc = mpc__onnx_in_operand(c, k, 1, 1, &nd->in[1])) != 0) ||
@@ -500,12 +546,24 @@ static int op_conv(ctx_t *c, size_t k, int variant) {
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, MPC_OP_CONV, -1, -1, -1);
-  int x, padded;
-  if ((rc = window_attrs(c, k, 1, &nd.attr)) != 0)
+  int x, padded, mode;
+  if ((rc = window_attrs(c, k, 1, &nd.attr, &mode)) != 0)
     return rc;
   if ((rc = window_input(c, k, 1, &nd.attr, &x, &padded)) != 0)
     return rc;
   nd.in[0] = x;
+  if (mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) {
+    if (nd.attr.kh == 0) { /* the kernel's size from the weights */
+      const mpc__ctensor_t *wt = mpc__onnx_in_name(c, k, 1) != NULL ? mpc__onnx_peek_const(c, k, 1) : NULL;
+      if (wt == NULL || wt->ndim != 4)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                               "auto_pad=SAME needs kernel_shape or constant 4-D weights");
+      nd.attr.kh = wt->dim[2];
+      nd.attr.kw = wt->dim[3];
+    }
+    if ((rc = apply_window_pads(c, k, x, &nd.attr, mode, 0, 0)) != 0)
+      return rc;
+  }
 
   int folded;
   if ((rc = mpc__onnx_fold_conv(c, k, &nd, &folded)) != 0 || folded)
@@ -564,24 +622,6 @@ static int op_matmul(ctx_t *c, size_t k, int variant) {
   return 0;
 }
 
-/* ceil_mode=1 is accepted where it gives the floor's output size. */
-static int check_ceil(ctx_t *c, size_t k, int x, const mpc_attr_t *at) {
-  int64_t ceil_mode;
-  int rc = mpc__onnx_attr_int(c, k, "ceil_mode", 0, &ceil_mode);
-  if (rc != 0 || ceil_mode == 0)
-    return rc;
-  const mpc_shape_t *s = shape_of(c, x);
-  for (int a = 0; a < 2; a++) {
-    size_t in = s->dim[2 + a], kk = a ? at->kw : at->kh, st = at->strides[a];
-    size_t ext = (kk - 1) * at->dilations[a] + 1, padded = in + at->pads[a] + at->pads[a + 2];
-    if (ext <= padded && (padded - ext) % st != 0)
-      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                             "ceil_mode=1 changes the output size here; only "
-                             "ceil_mode=0 is supported");
-  }
-  return 0;
-}
-
 static int op_pool(ctx_t *c, size_t k, int is_max) {
   static const char *const kmax[] = {"auto_pad", "ceil_mode", "dilations", "kernel_shape",
                                      "pads", "storage_order", "strides", NULL};
@@ -592,7 +632,8 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
     return rc;
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
-  if ((rc = window_attrs(c, k, is_max, &nd.attr)) != 0)
+  int mode;
+  if ((rc = window_attrs(c, k, is_max, &nd.attr, &mode)) != 0)
     return rc;
   if (nd.attr.kh == 0)
     return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is required");
@@ -611,7 +652,10 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
     return rc;
   nd.attr.count_include_pad = cip != 0 || padded;
   nd.in[0] = x;
-  if ((rc = check_ceil(c, k, x, &nd.attr)) != 0)
+  int64_t ceil_mode;
+  if ((rc = mpc__onnx_attr_int(c, k, "ceil_mode", 0, &ceil_mode)) != 0 ||
+      (rc = apply_window_pads(c, k, x, &nd.attr, mode, ceil_mode != 0,
+                              !is_max && nd.attr.count_include_pad)) != 0)
     return rc;
   for (size_t j = 1; j < nodep(c, k)->n_output; j++)
     if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)

@@ -160,6 +160,66 @@ START_TEST(test_mul_private) {
 }
 END_TEST
 
+/* auto_pad SAME_UPPER and SAME_LOWER (a Conv without kernel_shape, a
+ * MaxPool) and ceil_mode=1 (an AveragePool whose last window is partial):
+ * the pads the import computes from the input's size, then the private run
+ * against the float evaluator. */
+START_TEST(test_same_and_ceil_pads) {
+  for (int lower = 0; lower <= 1; lower++) {
+    uint64_t seed = 0x1004 + (uint64_t)lower;
+    ob_t *b = ob_new(13);
+    double *wt = rvec(&seed, 2 * 1 * 2 * 3, -1, 1);
+    ob_input(b, "x", FLOAT, 4, I64(-1, 1, 5, 6));
+    ob_init_f(b, "W", 4, I64(2, 1, 2, 3), wt);
+    Onnx__NodeProto *n = ob_node(b, "Conv", "conv", "x,W", "c");
+    ob_attr_s(b, n, "auto_pad", lower ? "SAME_LOWER" : "SAME_UPPER");
+    n = ob_node(b, "MaxPool", "mp", "c", "m");
+    ob_attr_ints(b, n, "kernel_shape", 2, I64(3, 3));
+    ob_attr_ints(b, n, "strides", 2, I64(2, 2));
+    ob_attr_s(b, n, "auto_pad", lower ? "SAME_LOWER" : "SAME_UPPER");
+    n = ob_node(b, "AveragePool", "ap", "m", "y");
+    ob_attr_ints(b, n, "kernel_shape", 2, I64(2, 2));
+    ob_attr_ints(b, n, "strides", 2, I64(2, 2));
+    ob_attr_i(b, n, "ceil_mode", 1);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    const mpc_node_t *conv = NULL, *mp = NULL, *ap = NULL;
+    for (size_t i = 0; i < g.nnodes; i++) {
+      const mpc_node_t *nd = &g.nodes[i];
+      if (nd->op == MPC_OP_CONV)
+        conv = nd;
+      else if (nd->op == MPC_OP_MAXPOOL)
+        mp = nd;
+      else if (nd->op == MPC_OP_AVGPOOL)
+        ap = nd;
+    }
+    ck_assert(conv != NULL && mp != NULL && ap != NULL);
+    /* Conv 2x3 on 5x6: 1 row and 2 columns of padding, the odd one at the
+     * end (UPPER) or the start (LOWER); its output stays 5x6. */
+    ck_assert_uint_eq(conv->attr.pads[0], lower ? 1 : 0);
+    ck_assert_uint_eq(conv->attr.pads[2], lower ? 0 : 1);
+    ck_assert_uint_eq(conv->attr.pads[1] + conv->attr.pads[3], 2);
+    ck_assert_uint_eq(conv->shape.dim[2], 5);
+    ck_assert_uint_eq(conv->shape.dim[3], 6);
+    /* MaxPool 3x3 stride 2 on 5x6: ceil(5/2) x ceil(6/2) = 3x3 outputs. */
+    ck_assert_uint_eq(mp->shape.dim[2], 3);
+    ck_assert_uint_eq(mp->shape.dim[3], 3);
+    /* AveragePool 2x2 stride 2, ceil_mode on 3x3: 2x2, the last partial. */
+    ck_assert_uint_eq(ap->shape.dim[2], 2);
+    ck_assert_uint_eq(ap->shape.dim[3], 2);
+    ck_assert_uint_eq(ap->attr.pads[2], 1);
+    ck_assert_uint_eq(ap->attr.count_include_pad, 0);
+    mpc_ftensor_t in = RIN(&seed, -1, 1, 2, 1, 5, 6);
+    harness_check_private(&g, &w, 2, &in, harness_layer_bound(0, 6, 1, 1, F) * 2, 1);
+    mpc_ftensor_close(&in);
+    closeall(b, &g, &w);
+    free(wt);
+  }
+}
+END_TEST
+
 /* Identity, Unsqueeze, Dropout (inference: the identity), Squeeze and Flatten
  * between the input and a Gemm whose bias is a Constant node: layout gates on
  * the masked input, so the Gemm needs no opening. Both opset conventions for
@@ -551,6 +611,7 @@ Suite *private_ops_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_div_constant);
   tcase_add_test(tc, test_mul_private);
+  tcase_add_test(tc, test_same_and_ceil_pads);
   tcase_add_test(tc, test_layout_ops);
   tcase_add_test(tc, test_bn_folded);
   tcase_add_test(tc, test_bn_standalone);
