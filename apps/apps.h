@@ -46,10 +46,13 @@ int tandem_opts(int argc, char **argv, const tandem_opt_t *opts, const char *usa
 void tandem_app_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Loads n tensor files (.npy or .pb) into t[0..n-1]; on failure none is left
- * open and err names the file. */
+/* Loads n tensor files (.npy or .pb) into t[0..n-1], every value finite;
+ * on failure none is left open and err names the file. */
 int tandem_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, char *err,
                         size_t errlen);
+/* Every path can be written (not a directory, its directory writable), so
+ * that a typo is found before any work; err names the first that cannot. */
+int tandem_paths_writable(const char *const *paths, size_t n, char *err, size_t errlen);
 /* Saves t[i] to paths[i]; err names a file that failed. Closes nothing. */
 int tandem_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t *t, char *err,
                         size_t errlen);

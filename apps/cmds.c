@@ -1,10 +1,12 @@
 /* cmds.c - the short-lived commands: `tandem keygen`, `tandem share-model`
  * and `tandem infer`, and the tensor files and stats JSON of the commands. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -148,7 +150,8 @@ int tandem_infer_main(int argc, char **argv) {
     return 1;
   }
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  if (tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
+  if (tandem_paths_writable(out, nout, err, sizeof err) != 0 ||
+      tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
     tandem_app_error("infer", "%s", err);
     return 1;
   }
@@ -190,6 +193,39 @@ int tandem_tensors_load(const char *const *paths, size_t n, mpc_ftensor_t *t, ch
     if (rc != 0) {
       tandem_tensors_close(t, i);
       return rc;
+    }
+    size_t m = mpc_shape_numel(&t[i].shape);
+    for (size_t j = 0; j < m; j++)
+      if (!isfinite(t[i].data[j])) {
+        snprintf(err, errlen, "%s: element %zu is %g (want finite numbers)", paths[i], j,
+                 t[i].data[j]);
+        tandem_tensors_close(t, i + 1);
+        return TANDEM_ERANGE;
+      }
+  }
+  return 0;
+}
+
+int tandem_paths_writable(const char *const *paths, size_t n, char *err, size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    struct stat st;
+    if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+      snprintf(err, errlen, "%s: is a directory (want a file to write the result to)", paths[i]);
+      return TANDEM_EINVAL;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", paths[i]);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+      snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+      dir[1] = '\0';
+    else
+      *slash = '\0';
+    if (access(dir, W_OK | X_OK) != 0) {
+      int e = errno;
+      snprintf(err, errlen, "%s: cannot write in %s: %s", paths[i], dir, strerror(e));
+      return -e;
     }
   }
   return 0;

@@ -60,7 +60,8 @@ int tandem_run_main(int argc, char **argv) {
     return 1;
   char err[1024];
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  if (tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
+  if (tandem_paths_writable(out, nout, err, sizeof err) != 0 ||
+      tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
     tandem_app_error("run", "%s", err);
     return 1;
   }

@@ -113,6 +113,18 @@ cli_error "abbreviated option" "unknown option '--mod'" run --mod "$M/fashion_ml
 cli_error "missing value" "option '--model' needs a value" run --model
 cli_error "value to a flag" "option '--plaintext' takes no value" run --plaintext=1
 cli_error "stray argument" "unexpected argument 'extra'" keygen --out "$TMP" --id k extra
+# Found before any process starts: an output nobody can write, an input
+# that is not a number.
+expect_error "unwritable output" "cannot write in" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/no/such/dir/x.npy"
+expect_error "output is a directory" "is a directory" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP"
+python3 - "$TMP/one.npy" "$TMP/nan.npy" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+off = 10 + struct.unpack("<H", b[8:10])[0]
+b[off:off + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(b)
+PY
+expect_error "NaN input" "nan" --model "$M/fashion_mlp.onnx" --input "$TMP/nan.npy" --output "$TMP/x.npy"
 "$TANDEM" --version | grep -qE '^tandem [0-9]+\.[0-9]+\.[0-9]+$' || fail "tandem --version"
 "$TANDEM" infer --version | grep -qE '^tandem [0-9]' || fail "tandem infer --version"
 TANDEM_MAX_MSG=10 expect_error "bad TANDEM_MAX_MSG" "TANDEM_MAX_MSG" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
