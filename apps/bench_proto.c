@@ -60,6 +60,11 @@ typedef struct {
   int reps, by_gate, json, emulate;
   netspec_t spec;
   int have_net;
+  /* A batch whose preprocessing exceeds one message (max_msg: the cluster's,
+   * NET_DEFAULT_MAX_MSG or TANDEM_MAX_MSG) runs as nq queries of at most
+   * chunk rows, as `tandem run` does; nq = 1 otherwise. */
+  size_t max_msg, chunk, nq;
+  size_t prep_bytes; /* one query's dealer messages to P0, P1 and the client */
 } popts_t;
 
 static double now_s(void) {
@@ -372,6 +377,33 @@ static int time_dealer(const mpc_plan_t *plan, double *sec) {
   return rc;
 }
 
+/* The dealer's generation for the whole batch: one query, or the nq queries
+ * of a chunked batch (nq - 1 of chunk rows and the rest), each timed. */
+static int time_dealer_batch(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
+                             double *sec) {
+  if (o->nq <= 1)
+    return time_dealer(plan, sec);
+  size_t last = o->batch - (o->nq - 1) * o->chunk;
+  size_t sizes[2] = {o->chunk, last};
+  double times[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    if (i == 1 && last == o->chunk) {
+      times[1] = times[0];
+      break;
+    }
+    mpc_plan_t *p;
+    int rc = mpc_plan_new(&p, &wk->g, sizes[i], NULL, 0);
+    if (rc == 0) {
+      rc = time_dealer(p, &times[i]);
+      mpc_plan_free(p);
+    }
+    if (rc != 0)
+      return rc;
+  }
+  *sec = (double)(o->nq - 1) * times[0] + times[1];
+  return 0;
+}
+
 /* ---- the private runs ----------------------------------------------------------------- */
 
 typedef struct {
@@ -405,9 +437,28 @@ static void emu_lines(const netspec_t *spec, char *buf, size_t len) {
 static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, double gap_s,
                        pres_t *res, char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
-  char extra[160] = "";
+  char extra[320] = "";
   if (emu != NULL)
     emu_lines(emu, extra, sizeof extra);
+  size_t at = strlen(extra);
+  if (o->max_msg != NET_DEFAULT_MAX_MSG)
+    at += (size_t)snprintf(extra + at, sizeof extra - at, "max_msg = %zu\n", o->max_msg);
+  /* The dealer keeps every query of a chunked batch ready (the gap between
+   * batches lets it refill them all), so no chunk waits for a generation
+   * running beside its online phase. */
+  if (o->nq > 2 && at < sizeof extra)
+    at += (size_t)snprintf(extra + at, sizeof extra - at, "pool = %zu\n",
+                           o->nq < 64 ? o->nq : (size_t)64);
+  /* A query waits for its preprocessing, made on demand for the warm-up and
+   * sent through the secure channel: the CNN's 1.5 GB at batch 50 took 8 s
+   * to make and 23 s to send on a loaded 2-core machine, past the default
+   * 30 s. Such a workload gets 30 s per 256 MB (unless TANDEM_TIMEOUT_MS
+   * says otherwise). */
+  if (o->prep_bytes > ((size_t)256 << 20) && getenv("TANDEM_TIMEOUT_MS") == NULL &&
+      at < sizeof extra) {
+    double ms = 30e3 * (double)o->prep_bytes / (double)((size_t)256 << 20);
+    snprintf(extra + at, sizeof extra - at, "timeout_ms = %.0f\n", ms < 3.6e6 ? ms : 3.6e6);
+  }
   tandem_local_t c;
   int rc = tandem_local_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
   if (rc != 0)
@@ -444,7 +495,10 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     cl_query_stats_t st;
     struct timespec gap = {(time_t)gap_s, (long)((gap_s - (double)(time_t)gap_s) * 1e9)};
     nanosleep(&gap, NULL);
-    rc = cl_client_query(&client, "bench", wk->in, wk->nin, out, wk->nout, &st, err, errlen);
+    rc = o->nq > 1 ? cl_client_query_chunked(&client, "bench", o->chunk, wk->in, wk->nin, out,
+                                             wk->nout, &st, err, errlen)
+                   : cl_client_query(&client, "bench", wk->in, wk->nin, out, wk->nout, &st, err,
+                                     errlen);
     if (rc != 0) {
       cl_query_stats_close(&st);
       goto done;
@@ -531,9 +585,11 @@ typedef struct {
  * the round's bytes at the link rate (the parties send at once, so a round
  * costs one way, not a round trip), and for the offline phase one delay and
  * the dealer's bytes to the party that gets more. */
-static void project(const mpc_plan_t *plan, const pres_t *r, const netspec_t *spec,
+static void project(const mpc_plan_t *plan, size_t nq, const pres_t *r, const netspec_t *spec,
                     proj_t *out) {
-  double d = spec->rtt_ms * 1e-3 / 2, rate = spec->gbps * 1e9 / 8;
+  /* A chunked batch: nq queries one after the other, each with the plan's
+   * rounds (its delays nq times, the bytes of the whole batch once). */
+  double d = (double)nq * spec->rtt_ms * 1e-3 / 2, rate = spec->gbps * 1e9 / 8;
   unsigned rounds = mpc_plan_rounds(plan);
   double on = r->online_s;
   for (unsigned k = 0; k < rounds; k++) {
@@ -600,14 +656,14 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       fprintf(f, ",\"batch\":%zu,", o->batch);
     }
     fprintf(f,
-            "\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
+            "\"rounds\":%u,\"queries\":%zu,\"rows_per_query\":%zu,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
             "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu},\"online_s\":%.6g,"
             "\"offline_s\":%.6g,\"online_party_s\":%.6g,\"setup_s\":%.6g,"
             "\"dealer_gen_s\":%.6g,\"reps\":%d,\"stat\":\"median\","
             "\"max_abs_error\":%.3g,\"plaintext_float_s\":%.6g,\"plaintext_float\":\"%s\","
             "\"plaintext_ring_gemm_s\":%.6g,\"online_vs_ring_gemm\":%.4g,"
             "\"online_vs_float\":%.4g,\"kernel\":\"%s\",\"threads\":%d",
-            r->rounds, (unsigned long long)r->online_bytes[0],
+            r->rounds, o->nq, o->chunk, (unsigned long long)r->online_bytes[0],
             (unsigned long long)r->online_bytes[1], (unsigned long long)r->offline_bytes[0],
             (unsigned long long)r->offline_bytes[1], r->online_s, r->offline_s, r->online_wait_s,
             r->setup_s, r->deal_s, o->reps, r->max_err, pl->float_s, pl->float_what, pl->ring_s,
@@ -617,7 +673,12 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
             pl->eval_s);
   } else {
     fprintf(f, "%s\n", wk->title);
-    fprintf(f, "  rounds          %u online, between P0 and P1\n", r->rounds);
+    fprintf(f, "  rounds          %u online, between P0 and P1%s\n", r->rounds,
+            o->nq > 1 ? ", per query" : "");
+    if (o->nq > 1)
+      fprintf(f, "  queries         %zu of at most %zu rows, one after the other (one query's "
+                 "preprocessing must fit one message of %.2f GB); the bytes and times below "
+                 "are their sums\n", o->nq, o->chunk, o->max_msg / 1e9);
     fprintf(f, "  online bytes    P0 %llu, P1 %llu (to the other party and the client)\n",
             (unsigned long long)r->online_bytes[0], (unsigned long long)r->online_bytes[1]);
     fprintf(f, "  offline bytes   P0 %llu, P1 %llu (from the dealer)\n",
@@ -751,6 +812,66 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     fprintf(f, "}\n");
 }
 
+static size_t prep_total(const mpc_plan_t *p) {
+  return mpc_plan_prep_bytes(p, MPC_P0) + mpc_plan_prep_bytes(p, MPC_P1) +
+         mpc_plan_prep_bytes(p, MPC_CLIENT);
+}
+
+/* The queries a batch runs as. What the cluster's dealer would refuse is
+ * refused here, before this process makes that much preprocessing itself:
+ * a matmul (one query), or a model whose one row exceeds the message. A
+ * model's larger batch is split into the fewest queries that fit, of equal
+ * rows (the last may have fewer): what `tandem run` and `demo` do, and what
+ * any client of a cluster with that max_msg must do. */
+static int choose_chunks(popts_t *o, const work_t *wk, const mpc_plan_t *plan, char *err,
+                         size_t errlen) {
+  mpc_role_t big;
+  size_t need;
+  o->nq = 1;
+  o->chunk = o->batch;
+  o->prep_bytes = prep_total(plan);
+  if (cl_prep_fits(plan, o->max_msg, &big, &need))
+    return 0;
+  size_t fit = o->matmul != NULL ? 0 : cl_batch_fit(&wk->g, o->max_msg, o->batch);
+  while (fit > 0) {
+    o->nq = (o->batch + fit - 1) / fit;
+    o->chunk = (o->batch + o->nq - 1) / o->nq;
+    mpc_plan_t *p;
+    int rc = mpc_plan_new(&p, &wk->g, o->chunk, err, errlen);
+    if (rc != 0)
+      return rc;
+    int fits = cl_prep_fits(p, o->max_msg, &big, &need);
+    o->prep_bytes = prep_total(p);
+    mpc_plan_free(p);
+    if (fits)
+      return 0;
+    fit = o->chunk - 1; /* the per-row estimate was short: one row fewer */
+  }
+  snprintf(err, errlen,
+           "one query's preprocessing is %.2f GB for %s, over the largest message "
+           "(%.2f GB)%s", need / 1e9, mpc_role_name(big), o->max_msg / 1e9,
+           o->matmul != NULL ? ": use a smaller shape" : ", even for one row");
+  return TANDEM_EINVAL;
+}
+
+/* The cluster's max_msg: NET_DEFAULT_MAX_MSG, or TANDEM_MAX_MSG (a smaller
+ * limit for tests, as `tandem run` takes it). */
+static int max_msg_env(size_t *out) {
+  *out = NET_DEFAULT_MAX_MSG;
+  const char *mm = getenv("TANDEM_MAX_MSG");
+  if (mm == NULL)
+    return 0;
+  char *end;
+  unsigned long long v = strtoull(mm, &end, 10);
+  if (end == mm || *end != '\0' || mm[0] == '-' || v < 4096 || v > NET_DEFAULT_MAX_MSG) {
+    tandem_app_error(CMD, "TANDEM_MAX_MSG=%s: want 4096..%zu bytes", mm,
+                     (size_t)NET_DEFAULT_MAX_MSG);
+    return -1;
+  }
+  *out = (size_t)v;
+  return 0;
+}
+
 /* ---- entry ------------------------------------------------------------------------- */
 
 static int usage_error(const char *msg, const char *arg) {
@@ -824,6 +945,8 @@ int tandem_bench_proto_main(int argc, char **argv) {
   } else if (o.emulate) {
     return usage_error("--emulate needs --net SPEC", NULL);
   }
+  if (max_msg_env(&o.max_msg) != 0)
+    return 2;
   if (sodium_init() < 0 || kern_init() != 0) {
     tandem_app_error(CMD, "cannot initialise libsodium or the kernels (TANDEM_KERNEL?)");
     return 1;
@@ -877,20 +1000,10 @@ int tandem_bench_proto_main(int argc, char **argv) {
     snprintf(err, sizeof err, "the float evaluator failed: %s", tandem_strerror(rc));
     goto fail;
   }
-  /* What the cluster's dealer would refuse is refused here, before this
-   * process makes that much preprocessing itself. */
-  mpc_role_t big;
-  size_t need;
-  if (!cl_prep_fits(plan, NET_DEFAULT_MAX_MSG, &big, &need)) {
-    snprintf(err, sizeof err,
-             "one query's preprocessing is %.2f GB for %s, over the largest message "
-             "(%.2f GB): use a smaller batch",
-             need / 1e9, mpc_role_name(big), NET_DEFAULT_MAX_MSG / 1e9);
-    rc = TANDEM_EINVAL;
+  if ((rc = choose_chunks(&o, &wk, plan, err, sizeof err)) != 0)
     goto fail;
-  }
   double deal_s = 0;
-  if ((rc = time_dealer(plan, &deal_s)) != 0) {
+  if ((rc = time_dealer_batch(&o, &wk, plan, &deal_s)) != 0) {
     snprintf(err, sizeof err, "timing the dealer: %s", tandem_strerror(rc));
     goto fail;
   }
@@ -912,7 +1025,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
   }
   proj_t proj;
   if (o.have_net) {
-    project(plan, &res, &o.spec, &proj);
+    project(plan, o.nq, &res, &o.spec, &proj);
     if (o.emulate) {
       if ((rc = run_private(&o, &wk, &o.spec, gap_s, &emu, err, sizeof err)) != 0)
         goto fail;
