@@ -638,10 +638,9 @@ static void print_target(FILE *f, int json, const char *key, const char *what, i
     fprintf(f, "  target  %-44s %s\n", what, met ? "met" : "missed");
 }
 
-static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
-                         const pres_t *r, const plain_t *pl, const proj_t *proj,
-                         const pres_t *emu) {
-  FILE *f = stdout;
+/* The workload's figures: JSON members or the human summary. */
+static void print_summary(FILE *f, const popts_t *o, const work_t *wk, const pres_t *r,
+                          const plain_t *pl) {
   int json = o->json;
   int is_mm = o->matmul != NULL;
   double ratio_ring = pl->ring_s > 0 ? r->online_s / pl->ring_s : NAN;
@@ -656,7 +655,8 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       fprintf(f, ",\"batch\":%zu,", o->batch);
     }
     fprintf(f,
-            "\"rounds\":%u,\"queries\":%zu,\"rows_per_query\":%zu,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
+            "\"rounds\":%u,\"queries\":%zu,\"rows_per_query\":%zu,"
+            "\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
             "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu},\"online_s\":%.6g,"
             "\"offline_s\":%.6g,\"online_party_s\":%.6g,\"setup_s\":%.6g,"
             "\"dealer_gen_s\":%.6g,\"reps\":%d,\"stat\":\"median\","
@@ -702,7 +702,15 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     fprintf(f, "  ratios          online / ring GEMM %.2f, online / float %.2f\n", ratio_ring,
             ratio_float);
   }
-  /* The targets of the issue that asked for this benchmark. */
+}
+
+/* The targets of the issues that asked for this benchmark (met or missed). */
+static void print_targets(FILE *f, const popts_t *o, const mpc_plan_t *plan, const pres_t *r,
+                          const plain_t *pl) {
+  int json = o->json;
+  int is_mm = o->matmul != NULL;
+  double ratio_ring = pl->ring_s > 0 ? r->online_s / pl->ring_s : NAN;
+  double ratio_float = pl->float_s > 0 ? r->online_s / pl->float_s : NAN;
   if (is_mm && o->m == 512 && o->k == 512 && o->n == 512) {
     int fresh = strcmp(o->mask, "fresh") == 0;
     print_target(f, json, "target_met",
@@ -740,7 +748,13 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       print_target(f, json, "target_fss_float_met", "online within 10x of float",
                    ratio_float <= 10);
   }
-  if (proj != NULL) {
+}
+
+/* The network projection and, with --emulate, its check. */
+static void print_net(FILE *f, const popts_t *o, const pres_t *r, const proj_t *proj,
+                      const pres_t *emu) {
+  int json = o->json;
+  {
     if (json)
       fprintf(f, ",\"net\":{\"name\":\"%s\",\"rtt_ms\":%g,\"gbps\":%g,"
                  "\"projected_online_s\":%.6g,\"projected_dealer_transfer_s\":%.6g",
@@ -772,7 +786,12 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     if (json)
       fputc('}', f);
   }
-  if (o->by_gate) {
+}
+
+/* --by-gate: one row (or JSON object) per gate of the plan. */
+static void print_gates(FILE *f, const popts_t *o, const mpc_plan_t *plan, const pres_t *r) {
+  int json = o->json;
+  {
     if (json)
       fprintf(f, ",\"gates\":[");
     else
@@ -808,7 +827,19 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     if (json)
       fputc(']', f);
   }
-  if (json)
+}
+
+static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
+                         const pres_t *r, const plain_t *pl, const proj_t *proj,
+                         const pres_t *emu) {
+  FILE *f = stdout;
+  print_summary(f, o, wk, r, pl);
+  print_targets(f, o, plan, r, pl);
+  if (proj != NULL)
+    print_net(f, o, r, proj, emu);
+  if (o->by_gate)
+    print_gates(f, o, plan, r);
+  if (o->json)
     fprintf(f, "}\n");
 }
 
@@ -872,6 +903,41 @@ static int max_msg_env(size_t *out) {
   return 0;
 }
 
+/* The plaintext baselines of the same work, timed first on an idle machine
+ * (no cluster yet): the ring GEMMs and OpenBLAS dgemms of the plan's
+ * bilinear gates, and Tandem's float evaluator. */
+static int time_plaintext(const popts_t *o, work_t *wk, const mpc_plan_t *plan, plain_t *pl,
+                          char *err, size_t errlen) {
+  int rc;
+  for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
+    mpc_gate_info_t gi;
+    double s;
+    if (mpc_plan_gate(plan, i, &gi) != 0 || gi.gemm_count == 0)
+      continue;
+    double d;
+    if ((rc = time_gemm(gi.gemm_m, gi.gemm_k, gi.gemm_n, &s, &d)) != 0) {
+      snprintf(err, errlen, "timing the ring GEMM: %s", tandem_strerror(rc));
+      return rc;
+    }
+    pl->ring_s += s * (double)gi.gemm_count;
+    pl->dgemm_s += d * (double)gi.gemm_count;
+  }
+  /* The float baseline is OpenBLAS on the linear layers (what a plaintext
+   * inference spends its time on: the rest is elementwise); Tandem's own
+   * float evaluator, plain loops, is timed beside it. */
+  pl->float_s = pl->dgemm_s;
+  if (o->matmul != NULL)
+    pl->float_what = "OpenBLAS dgemm";
+  float_ctx_t fc;
+  memset(&fc, 0, sizeof fc);
+  fc.wk = wk;
+  if ((rc = time_plain(op_float, &fc, &pl->eval_s)) != 0) {
+    snprintf(err, errlen, "the float evaluator failed: %s", tandem_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
 /* ---- entry ------------------------------------------------------------------------- */
 
 static int usage_error(const char *msg, const char *arg) {
@@ -882,23 +948,23 @@ static int usage_error(const char *msg, const char *arg) {
   return 2;
 }
 
-int tandem_bench_proto_main(int argc, char **argv) {
+/* The options into *o: -1 to go on, else the exit code (0 for --help). */
+static int parse_popts(int argc, char **argv, popts_t *o) {
   static const char use[] =
       "usage: tandem bench --matmul MxKxN [--mask fresh|reused] [options]\n"
       "       tandem bench --model M.onnx [--batch B] [options]\n"
       "options: [--reps R] [--by-gate] [--json] [--net RTT_MS:GBPS|lan|wan [--emulate]]";
-  popts_t o;
-  memset(&o, 0, sizeof o);
+  memset(o, 0, sizeof *o);
   const char *batch_s = NULL, *reps_s = NULL;
-  const tandem_opt_t opts[] = {{"matmul", &o.matmul, NULL, NULL, 0},
-                               {"model", &o.model, NULL, NULL, 0},
-                               {"mask", &o.mask, NULL, NULL, 0},
+  const tandem_opt_t opts[] = {{"matmul", &o->matmul, NULL, NULL, 0},
+                               {"model", &o->model, NULL, NULL, 0},
+                               {"mask", &o->mask, NULL, NULL, 0},
                                {"batch", &batch_s, NULL, NULL, 0},
                                {"reps", &reps_s, NULL, NULL, 0},
-                               {"by-gate", NULL, &o.by_gate, NULL, 0},
-                               {"json", NULL, &o.json, NULL, 0},
-                               {"net", &o.net, NULL, NULL, 0},
-                               {"emulate", NULL, &o.emulate, NULL, 0},
+                               {"by-gate", NULL, &o->by_gate, NULL, 0},
+                               {"json", NULL, &o->json, NULL, 0},
+                               {"net", &o->net, NULL, NULL, 0},
+                               {"emulate", NULL, &o->emulate, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(
       argc, argv, opts, use,
@@ -918,35 +984,43 @@ int tandem_bench_proto_main(int argc, char **argv) {
       "  --json          one JSON object\n");
   if (rc >= 0)
     return rc;
-  if ((o.matmul == NULL) == (o.model == NULL))
+  if ((o->matmul == NULL) == (o->model == NULL))
     return usage_error("give one of --matmul MxKxN and --model M.onnx", NULL);
-  if (o.matmul != NULL && parse_mkn(o.matmul, &o.m, &o.k, &o.n) != 0)
-    return usage_error("--matmul wants MxKxN, each 1..65536, not", o.matmul);
-  if (o.mask == NULL)
-    o.mask = "fresh";
-  else if (o.matmul == NULL)
+  if (o->matmul != NULL && parse_mkn(o->matmul, &o->m, &o->k, &o->n) != 0)
+    return usage_error("--matmul wants MxKxN, each 1..65536, not", o->matmul);
+  if (o->mask == NULL)
+    o->mask = "fresh";
+  else if (o->matmul == NULL)
     return usage_error("--mask applies to --matmul only", NULL);
-  if (strcmp(o.mask, "fresh") != 0 && strcmp(o.mask, "reused") != 0)
-    return usage_error("--mask wants fresh or reused, not", o.mask);
-  o.batch = 1;
-  if (batch_s != NULL && (o.model == NULL || parse_size(batch_s, 1, 100000, &o.batch) != 0))
+  if (strcmp(o->mask, "fresh") != 0 && strcmp(o->mask, "reused") != 0)
+    return usage_error("--mask wants fresh or reused, not", o->mask);
+  o->batch = 1;
+  if (batch_s != NULL && (o->model == NULL || parse_size(batch_s, 1, 100000, &o->batch) != 0))
     return usage_error("--batch (with --model) wants 1..100000, not", batch_s);
-  o.reps = REPS_DEFAULT;
+  o->reps = REPS_DEFAULT;
   size_t reps;
   if (reps_s != NULL) {
     if (parse_size(reps_s, 1, REPS_MAX, &reps) != 0)
       return usage_error("--reps wants 1..1000, not", reps_s);
-    o.reps = (int)reps;
+    o->reps = (int)reps;
   }
-  if (o.net != NULL) {
-    if (parse_netspec(o.net, &o.spec) != 0)
-      return usage_error("--net wants RTT_MS:GBPS (e.g. 0.3:3), lan or wan, not", o.net);
-    o.have_net = 1;
-  } else if (o.emulate) {
+  if (o->net != NULL) {
+    if (parse_netspec(o->net, &o->spec) != 0)
+      return usage_error("--net wants RTT_MS:GBPS (e.g. 0.3:3), lan or wan, not", o->net);
+    o->have_net = 1;
+  } else if (o->emulate) {
     return usage_error("--emulate needs --net SPEC", NULL);
   }
-  if (max_msg_env(&o.max_msg) != 0)
+  if (max_msg_env(&o->max_msg) != 0)
     return 2;
+  return -1;
+}
+
+int tandem_bench_proto_main(int argc, char **argv) {
+  popts_t o;
+  int rc = parse_popts(argc, argv, &o);
+  if (rc >= 0)
+    return rc;
   if (sodium_init() < 0 || kern_init() != 0) {
     tandem_app_error(CMD, "cannot initialise libsodium or the kernels (TANDEM_KERNEL?)");
     return 1;
@@ -956,7 +1030,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
   if (kern_set_threads(threads) != 0)
     return 1;
   openblas_set_num_threads(threads);
-  char err[1024];
+  char err[1024] = "";
   work_t wk;
   memset(&wk, 0, sizeof wk);
   rc = o.matmul != NULL ? build_matmul(&o, &wk, err, sizeof err)
@@ -973,33 +1047,8 @@ int tandem_bench_proto_main(int argc, char **argv) {
   plain_t pl = {0, 0, 0, 0, "OpenBLAS dgemm of the linear layers"};
   if ((rc = mpc_plan_new(&plan, &wk.g, o.matmul ? 0 : o.batch, err, sizeof err)) != 0)
     goto fail;
-  /* The plaintext work first, on an idle cluster-free machine. */
-  for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
-    mpc_gate_info_t gi;
-    double s;
-    if (mpc_plan_gate(plan, i, &gi) != 0 || gi.gemm_count == 0)
-      continue;
-    double d;
-    if ((rc = time_gemm(gi.gemm_m, gi.gemm_k, gi.gemm_n, &s, &d)) != 0) {
-      snprintf(err, sizeof err, "timing the ring GEMM: %s", tandem_strerror(rc));
-      goto fail;
-    }
-    pl.ring_s += s * (double)gi.gemm_count;
-    pl.dgemm_s += d * (double)gi.gemm_count;
-  }
-  /* The float baseline is OpenBLAS on the linear layers (what a plaintext
-   * inference spends its time on: the rest is elementwise); Tandem's own
-   * float evaluator, plain loops, is timed beside it. */
-  pl.float_s = pl.dgemm_s;
-  if (o.matmul != NULL)
-    pl.float_what = "OpenBLAS dgemm";
-  float_ctx_t fc;
-  memset(&fc, 0, sizeof fc);
-  fc.wk = &wk;
-  if ((rc = time_plain(op_float, &fc, &pl.eval_s)) != 0) {
-    snprintf(err, sizeof err, "the float evaluator failed: %s", tandem_strerror(rc));
+  if ((rc = time_plaintext(&o, &wk, plan, &pl, err, sizeof err)) != 0)
     goto fail;
-  }
   if ((rc = choose_chunks(&o, &wk, plan, err, sizeof err)) != 0)
     goto fail;
   double deal_s = 0;
