@@ -69,17 +69,16 @@ static void dcf_aes_close(dcf_aes_t *a) { (void)a; }
 
 /* The n blocks of b through the ten rounds, round by round across all of
  * them, so n independent AES chains are in flight. */
-static inline __attribute__((always_inline)) int
-dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
-#pragma GCC unroll 64
+static KERN_AI int dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
+KERN_UNROLL(64)
   for (unsigned j = 0; j < n; j++)
     b[j] ^= a->k[0];
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (int r = 1; r < 10; r++)
-#pragma GCC unroll 64
+KERN_UNROLL(64)
     for (unsigned j = 0; j < n; j++)
       b[j] = AES_X86_ENC(b[j], a->k[r]);
-#pragma GCC unroll 64
+KERN_UNROLL(64)
   for (unsigned j = 0; j < n; j++)
     b[j] = AES_X86_ENCLAST(b[j], a->k[10]);
   return 0;
