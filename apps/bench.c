@@ -763,25 +763,14 @@ static void to_unit_doubles(double *d, const uint64_t *x, size_t n) {
     d[i] = (double)(x[i] >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static int run_gemm(const bench_opts_t *o, report_t *r) {
-  size_t m = o->m, k = o->k, n = o->n, mk, kn, mn, need;
-  int threads = o->threads, ex = EXIT_ERR, rc;
-  gemm_ctx_t g;
-  kern_prg_t prg;
-  int prg_open = 0;
-  uint64_t *a = NULL, *b = NULL, *c = NULL;
-  double *ad = NULL, *bd = NULL, *cd = NULL;
-  timing_t tt, tb1, tbn;
-  double peak = 0;
-  char check[16], peak_how[96];
-
-  memset(&g, 0, sizeof g);
-  /* Each matrix in u64 and in double, plus the reference product when the
-   * check is in full; refuse what the machine cannot hold rather than let
-   * the kernel's out-of-memory killer end the process. */
-  if (mul_size(m, k, &mk) || mul_size(k, n, &kn) || mul_size(m, n, &mn) ||
-      mk > SIZE_MAX - kn || mk + kn > SIZE_MAX - 2 * mn ||
-      mul_size(mk + kn + 2 * mn, 2 * sizeof(uint64_t), &need)) {
+/* Each matrix in u64 and in double, plus the reference product when the
+ * check is in full; refuse what the machine cannot hold rather than let the
+ * kernel's out-of-memory killer end the process. 0 or EXIT_ERR (said). */
+static int gemm_fits(size_t m, size_t k, size_t n, size_t *mk, size_t *kn, size_t *mn) {
+  size_t need;
+  if (mul_size(m, k, mk) || mul_size(k, n, kn) || mul_size(m, n, mn) ||
+      *mk > SIZE_MAX - *kn || *mk + *kn > SIZE_MAX - 2 * *mn ||
+      mul_size(*mk + *kn + 2 * *mn, 2 * sizeof(uint64_t), &need)) {
     tandem_app_error(CMD, "shape %zux%zux%zu: too large for this machine", m,
                      k, n);
     return EXIT_ERR;
@@ -795,6 +784,70 @@ static int run_gemm(const bench_opts_t *o, report_t *r) {
                      (double)phys / (1u << 30));
     return EXIT_ERR;
   }
+  return 0;
+}
+
+/* The GEMM workload's figures, from the measured timings. */
+static void gemm_report(const bench_opts_t *o, report_t *r, const timing_t *tt,
+                        const timing_t *tb1, const timing_t *tbn, double peak,
+                        const char *peak_how, const char *check) {
+  const size_t m = o->m, k = o->k, n = o->n;
+  const int threads = o->threads;
+  double macs = (double)m * (double)k * (double)n;
+  double gmacs = macs / tt->sec / 1e9;
+  double base = macs / tbn->sec / 1e9, base1 = macs / tb1->sec / 1e9;
+  char shape[48];
+  snprintf(shape, sizeof shape, "%zux%zux%zu", m, k, n);
+  field_t *f;
+
+  /* JSON keys in the order of the documented example. */
+  report_str(r, "workload", NULL, "gemm");
+  report_str(r, "shape", NULL, shape);
+  report_kernel(r, o);
+  report_int(r, "threads", "threads", threads);
+  f = report_str(r, NULL, "shape", shape);
+  field_note(f, "(M x K x N; result checked: %s)",
+             strcmp(check, "ref") == 0 ? "equal to the reference"
+                                       : "Freivalds' test");
+  f = report_num(r, "gmacs", "tandem", gmacs, 2);
+  field_note(f, "GMAC/s  kern_gemm, median of %d reps", tt->reps);
+  report_str(r, "baseline", NULL, "openblas-dgemm");
+  f = report_num(r, "baseline_gmacs_1t", "openblas 1 thread", base1, 2);
+  field_note(f, "GMAC/s  cblas_dgemm, median of %d reps", tb1->reps);
+  if (threads > 1) {
+    char label[32];
+    snprintf(label, sizeof label, "openblas %d threads", threads);
+    f = report_num(r, NULL, label, base, 2);
+    field_note(f, "GMAC/s  cblas_dgemm, median of %d reps", tbn->reps);
+  }
+  report_num(r, "baseline_gmacs", NULL, base, 6);
+  f = report_num(r, "ratio", "ratio", gmacs / base, 2);
+  field_note(f, "tandem / openblas, both with %d thread%s", threads,
+             threads > 1 ? "s" : "");
+  f = report_num(r, "peak_gmacs", "peak", peak, 2);
+  field_note(f, "GMAC/s  1 thread, %s", peak_how);
+  f = report_num(r, "efficiency", "efficiency", gmacs / (peak * threads), 2);
+  field_note(f, "gmacs / (peak * threads)");
+  report_int(r, "reps", NULL, tt->reps);
+  report_str(r, "stat", NULL, "median");
+  report_str(r, "check", NULL, check);
+}
+
+static int run_gemm(const bench_opts_t *o, report_t *r) {
+  size_t m = o->m, k = o->k, n = o->n, mk, kn, mn;
+  int threads = o->threads, ex = EXIT_ERR, rc;
+  gemm_ctx_t g;
+  kern_prg_t prg;
+  int prg_open = 0;
+  uint64_t *a = NULL, *b = NULL, *c = NULL;
+  double *ad = NULL, *bd = NULL, *cd = NULL;
+  timing_t tt, tb1, tbn;
+  double peak = 0;
+  char check[16], peak_how[96];
+
+  memset(&g, 0, sizeof g);
+  if (gemm_fits(m, k, n, &mk, &kn, &mn) != 0)
+    return EXIT_ERR;
 
   rc = kern_set_threads(threads);
   if (rc != 0) {
@@ -870,44 +923,7 @@ static int run_gemm(const bench_opts_t *o, report_t *r) {
     goto out;
   }
 
-  double macs = (double)m * (double)k * (double)n;
-  double gmacs = macs / tt.sec / 1e9;
-  double base = macs / tbn.sec / 1e9, base1 = macs / tb1.sec / 1e9;
-  char shape[48];
-  snprintf(shape, sizeof shape, "%zux%zux%zu", m, k, n);
-  field_t *f;
-
-  /* JSON keys in the order of the documented example. */
-  report_str(r, "workload", NULL, "gemm");
-  report_str(r, "shape", NULL, shape);
-  report_kernel(r, o);
-  report_int(r, "threads", "threads", threads);
-  f = report_str(r, NULL, "shape", shape);
-  field_note(f, "(M x K x N; result checked: %s)",
-             strcmp(check, "ref") == 0 ? "equal to the reference"
-                                       : "Freivalds' test");
-  f = report_num(r, "gmacs", "tandem", gmacs, 2);
-  field_note(f, "GMAC/s  kern_gemm, median of %d reps", tt.reps);
-  report_str(r, "baseline", NULL, "openblas-dgemm");
-  f = report_num(r, "baseline_gmacs_1t", "openblas 1 thread", base1, 2);
-  field_note(f, "GMAC/s  cblas_dgemm, median of %d reps", tb1.reps);
-  if (threads > 1) {
-    char label[32];
-    snprintf(label, sizeof label, "openblas %d threads", threads);
-    f = report_num(r, NULL, label, base, 2);
-    field_note(f, "GMAC/s  cblas_dgemm, median of %d reps", tbn.reps);
-  }
-  report_num(r, "baseline_gmacs", NULL, base, 6);
-  f = report_num(r, "ratio", "ratio", gmacs / base, 2);
-  field_note(f, "tandem / openblas, both with %d thread%s", threads,
-             threads > 1 ? "s" : "");
-  f = report_num(r, "peak_gmacs", "peak", peak, 2);
-  field_note(f, "GMAC/s  1 thread, %s", peak_how);
-  f = report_num(r, "efficiency", "efficiency", gmacs / (peak * threads), 2);
-  field_note(f, "gmacs / (peak * threads)");
-  report_int(r, "reps", NULL, tt.reps);
-  report_str(r, "stat", NULL, "median");
-  report_str(r, "check", NULL, check);
+  gemm_report(o, r, &tt, &tb1, &tbn, peak, peak_how, check);
   ex = EXIT_OK;
 
 out:

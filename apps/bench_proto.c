@@ -60,6 +60,11 @@ typedef struct {
   int reps, by_gate, json, emulate;
   netspec_t spec;
   int have_net;
+  /* A batch whose preprocessing exceeds one message (max_msg: the cluster's,
+   * NET_DEFAULT_MAX_MSG or TANDEM_MAX_MSG) runs as nq queries of at most
+   * chunk rows, as `tandem run` does; nq = 1 otherwise. */
+  size_t max_msg, chunk, nq;
+  size_t prep_bytes; /* one query's dealer messages to P0, P1 and the client */
 } popts_t;
 
 static double now_s(void) {
@@ -372,6 +377,33 @@ static int time_dealer(const mpc_plan_t *plan, double *sec) {
   return rc;
 }
 
+/* The dealer's generation for the whole batch: one query, or the nq queries
+ * of a chunked batch (nq - 1 of chunk rows and the rest), each timed. */
+static int time_dealer_batch(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
+                             double *sec) {
+  if (o->nq <= 1)
+    return time_dealer(plan, sec);
+  size_t last = o->batch - (o->nq - 1) * o->chunk;
+  size_t sizes[2] = {o->chunk, last};
+  double times[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    if (i == 1 && last == o->chunk) {
+      times[1] = times[0];
+      break;
+    }
+    mpc_plan_t *p;
+    int rc = mpc_plan_new(&p, &wk->g, sizes[i], NULL, 0);
+    if (rc == 0) {
+      rc = time_dealer(p, &times[i]);
+      mpc_plan_free(p);
+    }
+    if (rc != 0)
+      return rc;
+  }
+  *sec = (double)(o->nq - 1) * times[0] + times[1];
+  return 0;
+}
+
 /* ---- the private runs ----------------------------------------------------------------- */
 
 typedef struct {
@@ -405,9 +437,28 @@ static void emu_lines(const netspec_t *spec, char *buf, size_t len) {
 static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, double gap_s,
                        pres_t *res, char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
-  char extra[160] = "";
+  char extra[320] = "";
   if (emu != NULL)
     emu_lines(emu, extra, sizeof extra);
+  size_t at = strlen(extra);
+  if (o->max_msg != NET_DEFAULT_MAX_MSG)
+    at += (size_t)snprintf(extra + at, sizeof extra - at, "max_msg = %zu\n", o->max_msg);
+  /* The dealer keeps every query of a chunked batch ready (the gap between
+   * batches lets it refill them all), so no chunk waits for a generation
+   * running beside its online phase. */
+  if (o->nq > 2 && at < sizeof extra)
+    at += (size_t)snprintf(extra + at, sizeof extra - at, "pool = %zu\n",
+                           o->nq < 64 ? o->nq : (size_t)64);
+  /* A query waits for its preprocessing, made on demand for the warm-up and
+   * sent through the secure channel: the CNN's 1.5 GB at batch 50 took 8 s
+   * to make and 23 s to send on a loaded 2-core machine, past the default
+   * 30 s. Such a workload gets 30 s per 256 MB (unless TANDEM_TIMEOUT_MS
+   * says otherwise). */
+  if (o->prep_bytes > ((size_t)256 << 20) && getenv("TANDEM_TIMEOUT_MS") == NULL &&
+      at < sizeof extra) {
+    double ms = 30e3 * (double)o->prep_bytes / (double)((size_t)256 << 20);
+    snprintf(extra + at, sizeof extra - at, "timeout_ms = %.0f\n", ms < 3.6e6 ? ms : 3.6e6);
+  }
   tandem_local_t c;
   int rc = tandem_local_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
   if (rc != 0)
@@ -444,7 +495,10 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     cl_query_stats_t st;
     struct timespec gap = {(time_t)gap_s, (long)((gap_s - (double)(time_t)gap_s) * 1e9)};
     nanosleep(&gap, NULL);
-    rc = cl_client_query(&client, "bench", wk->in, wk->nin, out, wk->nout, &st, err, errlen);
+    rc = o->nq > 1 ? cl_client_query_chunked(&client, "bench", o->chunk, wk->in, wk->nin, out,
+                                             wk->nout, &st, err, errlen)
+                   : cl_client_query(&client, "bench", wk->in, wk->nin, out, wk->nout, &st, err,
+                                     errlen);
     if (rc != 0) {
       cl_query_stats_close(&st);
       goto done;
@@ -531,9 +585,11 @@ typedef struct {
  * the round's bytes at the link rate (the parties send at once, so a round
  * costs one way, not a round trip), and for the offline phase one delay and
  * the dealer's bytes to the party that gets more. */
-static void project(const mpc_plan_t *plan, const pres_t *r, const netspec_t *spec,
+static void project(const mpc_plan_t *plan, size_t nq, const pres_t *r, const netspec_t *spec,
                     proj_t *out) {
-  double d = spec->rtt_ms * 1e-3 / 2, rate = spec->gbps * 1e9 / 8;
+  /* A chunked batch: nq queries one after the other, each with the plan's
+   * rounds (its delays nq times, the bytes of the whole batch once). */
+  double d = (double)nq * spec->rtt_ms * 1e-3 / 2, rate = spec->gbps * 1e9 / 8;
   unsigned rounds = mpc_plan_rounds(plan);
   double on = r->online_s;
   for (unsigned k = 0; k < rounds; k++) {
@@ -582,10 +638,9 @@ static void print_target(FILE *f, int json, const char *key, const char *what, i
     fprintf(f, "  target  %-44s %s\n", what, met ? "met" : "missed");
 }
 
-static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
-                         const pres_t *r, const plain_t *pl, const proj_t *proj,
-                         const pres_t *emu) {
-  FILE *f = stdout;
+/* The workload's figures: JSON members or the human summary. */
+static void print_summary(FILE *f, const popts_t *o, const work_t *wk, const pres_t *r,
+                          const plain_t *pl) {
   int json = o->json;
   int is_mm = o->matmul != NULL;
   double ratio_ring = pl->ring_s > 0 ? r->online_s / pl->ring_s : NAN;
@@ -600,14 +655,15 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       fprintf(f, ",\"batch\":%zu,", o->batch);
     }
     fprintf(f,
-            "\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
+            "\"rounds\":%u,\"queries\":%zu,\"rows_per_query\":%zu,"
+            "\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
             "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu},\"online_s\":%.6g,"
             "\"offline_s\":%.6g,\"online_party_s\":%.6g,\"setup_s\":%.6g,"
             "\"dealer_gen_s\":%.6g,\"reps\":%d,\"stat\":\"median\","
             "\"max_abs_error\":%.3g,\"plaintext_float_s\":%.6g,\"plaintext_float\":\"%s\","
             "\"plaintext_ring_gemm_s\":%.6g,\"online_vs_ring_gemm\":%.4g,"
             "\"online_vs_float\":%.4g,\"kernel\":\"%s\",\"threads\":%d",
-            r->rounds, (unsigned long long)r->online_bytes[0],
+            r->rounds, o->nq, o->chunk, (unsigned long long)r->online_bytes[0],
             (unsigned long long)r->online_bytes[1], (unsigned long long)r->offline_bytes[0],
             (unsigned long long)r->offline_bytes[1], r->online_s, r->offline_s, r->online_wait_s,
             r->setup_s, r->deal_s, o->reps, r->max_err, pl->float_s, pl->float_what, pl->ring_s,
@@ -617,7 +673,12 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
             pl->eval_s);
   } else {
     fprintf(f, "%s\n", wk->title);
-    fprintf(f, "  rounds          %u online, between P0 and P1\n", r->rounds);
+    fprintf(f, "  rounds          %u online, between P0 and P1%s\n", r->rounds,
+            o->nq > 1 ? ", per query" : "");
+    if (o->nq > 1)
+      fprintf(f, "  queries         %zu of at most %zu rows, one after the other (one query's "
+                 "preprocessing must fit one message of %.2f GB); the bytes and times below "
+                 "are their sums\n", o->nq, o->chunk, o->max_msg / 1e9);
     fprintf(f, "  online bytes    P0 %llu, P1 %llu (to the other party and the client)\n",
             (unsigned long long)r->online_bytes[0], (unsigned long long)r->online_bytes[1]);
     fprintf(f, "  offline bytes   P0 %llu, P1 %llu (from the dealer)\n",
@@ -641,7 +702,15 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     fprintf(f, "  ratios          online / ring GEMM %.2f, online / float %.2f\n", ratio_ring,
             ratio_float);
   }
-  /* The targets of the issue that asked for this benchmark. */
+}
+
+/* The targets of the issues that asked for this benchmark (met or missed). */
+static void print_targets(FILE *f, const popts_t *o, const mpc_plan_t *plan, const pres_t *r,
+                          const plain_t *pl) {
+  int json = o->json;
+  int is_mm = o->matmul != NULL;
+  double ratio_ring = pl->ring_s > 0 ? r->online_s / pl->ring_s : NAN;
+  double ratio_float = pl->float_s > 0 ? r->online_s / pl->float_s : NAN;
   if (is_mm && o->m == 512 && o->k == 512 && o->n == 512) {
     int fresh = strcmp(o->mask, "fresh") == 0;
     print_target(f, json, "target_met",
@@ -679,7 +748,13 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
       print_target(f, json, "target_fss_float_met", "online within 10x of float",
                    ratio_float <= 10);
   }
-  if (proj != NULL) {
+}
+
+/* The network projection and, with --emulate, its check. */
+static void print_net(FILE *f, const popts_t *o, const pres_t *r, const proj_t *proj,
+                      const pres_t *emu) {
+  int json = o->json;
+  {
     if (json)
       fprintf(f, ",\"net\":{\"name\":\"%s\",\"rtt_ms\":%g,\"gbps\":%g,"
                  "\"projected_online_s\":%.6g,\"projected_dealer_transfer_s\":%.6g",
@@ -711,7 +786,12 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     if (json)
       fputc('}', f);
   }
-  if (o->by_gate) {
+}
+
+/* --by-gate: one row (or JSON object) per gate of the plan. */
+static void print_gates(FILE *f, const popts_t *o, const mpc_plan_t *plan, const pres_t *r) {
+  int json = o->json;
+  {
     if (json)
       fprintf(f, ",\"gates\":[");
     else
@@ -747,8 +827,115 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
     if (json)
       fputc(']', f);
   }
-  if (json)
+}
+
+static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
+                         const pres_t *r, const plain_t *pl, const proj_t *proj,
+                         const pres_t *emu) {
+  FILE *f = stdout;
+  print_summary(f, o, wk, r, pl);
+  print_targets(f, o, plan, r, pl);
+  if (proj != NULL)
+    print_net(f, o, r, proj, emu);
+  if (o->by_gate)
+    print_gates(f, o, plan, r);
+  if (o->json)
     fprintf(f, "}\n");
+}
+
+static size_t prep_total(const mpc_plan_t *p) {
+  return mpc_plan_prep_bytes(p, MPC_P0) + mpc_plan_prep_bytes(p, MPC_P1) +
+         mpc_plan_prep_bytes(p, MPC_CLIENT);
+}
+
+/* The queries a batch runs as. What the cluster's dealer would refuse is
+ * refused here, before this process makes that much preprocessing itself:
+ * a matmul (one query), or a model whose one row exceeds the message. A
+ * model's larger batch is split into the fewest queries that fit, of equal
+ * rows (the last may have fewer): what `tandem run` and `demo` do, and what
+ * any client of a cluster with that max_msg must do. */
+static int choose_chunks(popts_t *o, const work_t *wk, const mpc_plan_t *plan, char *err,
+                         size_t errlen) {
+  mpc_role_t big;
+  size_t need;
+  o->nq = 1;
+  o->chunk = o->batch;
+  o->prep_bytes = prep_total(plan);
+  if (cl_prep_fits(plan, o->max_msg, &big, &need))
+    return 0;
+  size_t fit = o->matmul != NULL ? 0 : cl_batch_fit(&wk->g, o->max_msg, o->batch);
+  while (fit > 0) {
+    o->nq = (o->batch + fit - 1) / fit;
+    o->chunk = (o->batch + o->nq - 1) / o->nq;
+    mpc_plan_t *p;
+    int rc = mpc_plan_new(&p, &wk->g, o->chunk, err, errlen);
+    if (rc != 0)
+      return rc;
+    int fits = cl_prep_fits(p, o->max_msg, &big, &need);
+    o->prep_bytes = prep_total(p);
+    mpc_plan_free(p);
+    if (fits)
+      return 0;
+    fit = o->chunk - 1; /* the per-row estimate was short: one row fewer */
+  }
+  snprintf(err, errlen,
+           "one query's preprocessing is %.2f GB for %s, over the largest message "
+           "(%.2f GB)%s", need / 1e9, mpc_role_name(big), o->max_msg / 1e9,
+           o->matmul != NULL ? ": use a smaller shape" : ", even for one row");
+  return TANDEM_EINVAL;
+}
+
+/* The cluster's max_msg: NET_DEFAULT_MAX_MSG, or TANDEM_MAX_MSG (a smaller
+ * limit for tests, as `tandem run` takes it). */
+static int max_msg_env(size_t *out) {
+  *out = NET_DEFAULT_MAX_MSG;
+  const char *mm = getenv("TANDEM_MAX_MSG");
+  if (mm == NULL)
+    return 0;
+  char *end;
+  unsigned long long v = strtoull(mm, &end, 10);
+  if (end == mm || *end != '\0' || mm[0] == '-' || v < 4096 || v > NET_DEFAULT_MAX_MSG) {
+    tandem_app_error(CMD, "TANDEM_MAX_MSG=%s: want 4096..%zu bytes", mm,
+                     (size_t)NET_DEFAULT_MAX_MSG);
+    return -1;
+  }
+  *out = (size_t)v;
+  return 0;
+}
+
+/* The plaintext baselines of the same work, timed first on an idle machine
+ * (no cluster yet): the ring GEMMs and OpenBLAS dgemms of the plan's
+ * bilinear gates, and Tandem's float evaluator. */
+static int time_plaintext(const popts_t *o, work_t *wk, const mpc_plan_t *plan, plain_t *pl,
+                          char *err, size_t errlen) {
+  int rc;
+  for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
+    mpc_gate_info_t gi;
+    double s;
+    if (mpc_plan_gate(plan, i, &gi) != 0 || gi.gemm_count == 0)
+      continue;
+    double d;
+    if ((rc = time_gemm(gi.gemm_m, gi.gemm_k, gi.gemm_n, &s, &d)) != 0) {
+      snprintf(err, errlen, "timing the ring GEMM: %s", tandem_strerror(rc));
+      return rc;
+    }
+    pl->ring_s += s * (double)gi.gemm_count;
+    pl->dgemm_s += d * (double)gi.gemm_count;
+  }
+  /* The float baseline is OpenBLAS on the linear layers (what a plaintext
+   * inference spends its time on: the rest is elementwise); Tandem's own
+   * float evaluator, plain loops, is timed beside it. */
+  pl->float_s = pl->dgemm_s;
+  if (o->matmul != NULL)
+    pl->float_what = "OpenBLAS dgemm";
+  float_ctx_t fc;
+  memset(&fc, 0, sizeof fc);
+  fc.wk = wk;
+  if ((rc = time_plain(op_float, &fc, &pl->eval_s)) != 0) {
+    snprintf(err, errlen, "the float evaluator failed: %s", tandem_strerror(rc));
+    return rc;
+  }
+  return 0;
 }
 
 /* ---- entry ------------------------------------------------------------------------- */
@@ -761,23 +948,23 @@ static int usage_error(const char *msg, const char *arg) {
   return 2;
 }
 
-int tandem_bench_proto_main(int argc, char **argv) {
+/* The options into *o: -1 to go on, else the exit code (0 for --help). */
+static int parse_popts(int argc, char **argv, popts_t *o) {
   static const char use[] =
       "usage: tandem bench --matmul MxKxN [--mask fresh|reused] [options]\n"
       "       tandem bench --model M.onnx [--batch B] [options]\n"
       "options: [--reps R] [--by-gate] [--json] [--net RTT_MS:GBPS|lan|wan [--emulate]]";
-  popts_t o;
-  memset(&o, 0, sizeof o);
+  memset(o, 0, sizeof *o);
   const char *batch_s = NULL, *reps_s = NULL;
-  const tandem_opt_t opts[] = {{"matmul", &o.matmul, NULL, NULL, 0},
-                               {"model", &o.model, NULL, NULL, 0},
-                               {"mask", &o.mask, NULL, NULL, 0},
+  const tandem_opt_t opts[] = {{"matmul", &o->matmul, NULL, NULL, 0},
+                               {"model", &o->model, NULL, NULL, 0},
+                               {"mask", &o->mask, NULL, NULL, 0},
                                {"batch", &batch_s, NULL, NULL, 0},
                                {"reps", &reps_s, NULL, NULL, 0},
-                               {"by-gate", NULL, &o.by_gate, NULL, 0},
-                               {"json", NULL, &o.json, NULL, 0},
-                               {"net", &o.net, NULL, NULL, 0},
-                               {"emulate", NULL, &o.emulate, NULL, 0},
+                               {"by-gate", NULL, &o->by_gate, NULL, 0},
+                               {"json", NULL, &o->json, NULL, 0},
+                               {"net", &o->net, NULL, NULL, 0},
+                               {"emulate", NULL, &o->emulate, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(
       argc, argv, opts, use,
@@ -797,33 +984,43 @@ int tandem_bench_proto_main(int argc, char **argv) {
       "  --json          one JSON object\n");
   if (rc >= 0)
     return rc;
-  if ((o.matmul == NULL) == (o.model == NULL))
+  if ((o->matmul == NULL) == (o->model == NULL))
     return usage_error("give one of --matmul MxKxN and --model M.onnx", NULL);
-  if (o.matmul != NULL && parse_mkn(o.matmul, &o.m, &o.k, &o.n) != 0)
-    return usage_error("--matmul wants MxKxN, each 1..65536, not", o.matmul);
-  if (o.mask == NULL)
-    o.mask = "fresh";
-  else if (o.matmul == NULL)
+  if (o->matmul != NULL && parse_mkn(o->matmul, &o->m, &o->k, &o->n) != 0)
+    return usage_error("--matmul wants MxKxN, each 1..65536, not", o->matmul);
+  if (o->mask == NULL)
+    o->mask = "fresh";
+  else if (o->matmul == NULL)
     return usage_error("--mask applies to --matmul only", NULL);
-  if (strcmp(o.mask, "fresh") != 0 && strcmp(o.mask, "reused") != 0)
-    return usage_error("--mask wants fresh or reused, not", o.mask);
-  o.batch = 1;
-  if (batch_s != NULL && (o.model == NULL || parse_size(batch_s, 1, 100000, &o.batch) != 0))
+  if (strcmp(o->mask, "fresh") != 0 && strcmp(o->mask, "reused") != 0)
+    return usage_error("--mask wants fresh or reused, not", o->mask);
+  o->batch = 1;
+  if (batch_s != NULL && (o->model == NULL || parse_size(batch_s, 1, 100000, &o->batch) != 0))
     return usage_error("--batch (with --model) wants 1..100000, not", batch_s);
-  o.reps = REPS_DEFAULT;
+  o->reps = REPS_DEFAULT;
   size_t reps;
   if (reps_s != NULL) {
     if (parse_size(reps_s, 1, REPS_MAX, &reps) != 0)
       return usage_error("--reps wants 1..1000, not", reps_s);
-    o.reps = (int)reps;
+    o->reps = (int)reps;
   }
-  if (o.net != NULL) {
-    if (parse_netspec(o.net, &o.spec) != 0)
-      return usage_error("--net wants RTT_MS:GBPS (e.g. 0.3:3), lan or wan, not", o.net);
-    o.have_net = 1;
-  } else if (o.emulate) {
+  if (o->net != NULL) {
+    if (parse_netspec(o->net, &o->spec) != 0)
+      return usage_error("--net wants RTT_MS:GBPS (e.g. 0.3:3), lan or wan, not", o->net);
+    o->have_net = 1;
+  } else if (o->emulate) {
     return usage_error("--emulate needs --net SPEC", NULL);
   }
+  if (max_msg_env(&o->max_msg) != 0)
+    return 2;
+  return -1;
+}
+
+int tandem_bench_proto_main(int argc, char **argv) {
+  popts_t o;
+  int rc = parse_popts(argc, argv, &o);
+  if (rc >= 0)
+    return rc;
   if (sodium_init() < 0 || kern_init() != 0) {
     tandem_app_error(CMD, "cannot initialise libsodium or the kernels (TANDEM_KERNEL?)");
     return 1;
@@ -833,7 +1030,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
   if (kern_set_threads(threads) != 0)
     return 1;
   openblas_set_num_threads(threads);
-  char err[1024];
+  char err[1024] = "";
   work_t wk;
   memset(&wk, 0, sizeof wk);
   rc = o.matmul != NULL ? build_matmul(&o, &wk, err, sizeof err)
@@ -850,47 +1047,12 @@ int tandem_bench_proto_main(int argc, char **argv) {
   plain_t pl = {0, 0, 0, 0, "OpenBLAS dgemm of the linear layers"};
   if ((rc = mpc_plan_new(&plan, &wk.g, o.matmul ? 0 : o.batch, err, sizeof err)) != 0)
     goto fail;
-  /* The plaintext work first, on an idle cluster-free machine. */
-  for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
-    mpc_gate_info_t gi;
-    double s;
-    if (mpc_plan_gate(plan, i, &gi) != 0 || gi.gemm_count == 0)
-      continue;
-    double d;
-    if ((rc = time_gemm(gi.gemm_m, gi.gemm_k, gi.gemm_n, &s, &d)) != 0) {
-      snprintf(err, sizeof err, "timing the ring GEMM: %s", tandem_strerror(rc));
-      goto fail;
-    }
-    pl.ring_s += s * (double)gi.gemm_count;
-    pl.dgemm_s += d * (double)gi.gemm_count;
-  }
-  /* The float baseline is OpenBLAS on the linear layers (what a plaintext
-   * inference spends its time on: the rest is elementwise); Tandem's own
-   * float evaluator, plain loops, is timed beside it. */
-  pl.float_s = pl.dgemm_s;
-  if (o.matmul != NULL)
-    pl.float_what = "OpenBLAS dgemm";
-  float_ctx_t fc;
-  memset(&fc, 0, sizeof fc);
-  fc.wk = &wk;
-  if ((rc = time_plain(op_float, &fc, &pl.eval_s)) != 0) {
-    snprintf(err, sizeof err, "the float evaluator failed: %s", tandem_strerror(rc));
+  if ((rc = time_plaintext(&o, &wk, plan, &pl, err, sizeof err)) != 0)
     goto fail;
-  }
-  /* What the cluster's dealer would refuse is refused here, before this
-   * process makes that much preprocessing itself. */
-  mpc_role_t big;
-  size_t need;
-  if (!cl_prep_fits(plan, NET_DEFAULT_MAX_MSG, &big, &need)) {
-    snprintf(err, sizeof err,
-             "one query's preprocessing is %.2f GB for %s, over the largest message "
-             "(%.2f GB): use a smaller batch",
-             need / 1e9, mpc_role_name(big), NET_DEFAULT_MAX_MSG / 1e9);
-    rc = TANDEM_EINVAL;
+  if ((rc = choose_chunks(&o, &wk, plan, err, sizeof err)) != 0)
     goto fail;
-  }
   double deal_s = 0;
-  if ((rc = time_dealer(plan, &deal_s)) != 0) {
+  if ((rc = time_dealer_batch(&o, &wk, plan, &deal_s)) != 0) {
     snprintf(err, sizeof err, "timing the dealer: %s", tandem_strerror(rc));
     goto fail;
   }
@@ -912,7 +1074,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
   }
   proj_t proj;
   if (o.have_net) {
-    project(plan, &res, &o.spec, &proj);
+    project(plan, o.nq, &res, &o.spec, &proj);
     if (o.emulate) {
       if ((rc = run_private(&o, &wk, &o.spec, gap_s, &emu, err, sizeof err)) != 0)
         goto fail;

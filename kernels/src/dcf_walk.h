@@ -43,7 +43,7 @@
 #define DCF_NQ (DCF_VB / 8)  /* 64-bit words per vector */
 #define DCF_GE (DCF_UE * DCF_L) /* instances per evaluation group */
 #define DCF_GG (DCF_UG * DCF_L) /* instances per generation group */
-#define DCF_AI __attribute__((always_inline)) inline
+#define DCF_AI KERN_AI /* kern_int.h: forced, except under ASan */
 /* AES blocks per instance and level: eval 1 + ceil(w/2), gen 2 * (2 + w). */
 #define DCF_EB (1 + (KERN_DCF_MAX_WIDTH + 1) / 2)
 #define DCF_GB (2 * (2 + KERN_DCF_MAX_WIDTH))
@@ -114,7 +114,7 @@ static DCF_AI void group_lanes(size_t nv, const unsigned U, size_t *first,
  * Prefetches never fault; past the last key they are merely wasted. */
 static DCF_AI void prefetch_group(const uint8_t *next, const unsigned G,
                                   size_t kb, size_t off, const int write) {
-#pragma GCC unroll 32
+KERN_UNROLL(32)
   for (unsigned i = 0; i < G; i++) {
     if (write)
       __builtin_prefetch(next + i * kb + off, 1);
@@ -148,23 +148,23 @@ static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
   ((!last && (j) == 0) ? (MX[u] & lo1)                                       \
                        : vpair(2 + (j) - v0, 0) +                             \
                              ((MX[u] & vpair(W, 0)) >> 1))
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++) {
     const vq xb = (X[u] >> sh) & lo1;
     BASE[u] = S[u] & not3;
     MX[u] = -xb; /* low half all ones where x's bit is 1 */
     /* Block 0 is the child x takes (tweak xb); its words xb*w .. xb*w+w-1
      * start in value block xb*w/2, whose tweak is 2 + xb*w/2. */
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (unsigned j = 0; j < NB; j++)
       B[j][u] = BASE[u] ^ EVAL_TWEAK(u, j);
   }
   int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_UE);
   prefetch_group(next, DCF_GE, kb, off, 0);
 
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++) {
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (unsigned j = 0; j < NB; j++) /* Matyas-Meyer-Oseas feed-forward */
       B[j][u] ^= BASE[u] ^ EVAL_TWEAK(u, j);
     const vq t = S[u] & lo1;
@@ -177,7 +177,7 @@ static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
       const vq tcw = vsel(MX[u], cw >> 1, cw) & lo1;
       S[u] = ((o & not3) ^ (cw & not3 & mt)) | ((o & lo1) ^ (tcw & t));
     }
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++) {
       /* For odd w the right child's words start mid-block. */
       vq wv = (W & 1u) ? vsel(MX[u], WORD_AT(B, v0, k + 1, u),
@@ -209,12 +209,12 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
   const uint8_t *next = keys + DCF_GE * kb;
   group_lanes(nv, DCF_UE, first, nl, ns);
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++) {
     kp[u] = keys + first[u] * kb;
     S[u] = (dcf_ld16(kp[u], kb, nl[u]) & not3) | vpair(party, 0);
     X[u] = dcf_ld8((const uint8_t *)(x + first[u]), 8, nl[u]);
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++)
       V[u][k] = vpair(0, 0);
   }
@@ -226,9 +226,9 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
                      next);
   rc |= eval_level(aes, W, 1, 0, kp, kb, nl, off, S, X, V, next);
   const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++)
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++)
       dcf_st8((uint8_t *)(y + first[u] * W + k), 8 * (size_t)W,
               (V[u][k] ^ mp) - mp, ns[u]);
@@ -256,11 +256,11 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
   vq B[DCF_GB][DCF_UG], B0[DCF_UG], B1[DCF_UG];
 
   /* Inputs are base ^ tweak, recomputed for the feed-forward (eval_level). */
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UG; u++) {
     B0[u] = S0[u] & not3;
     B1[u] = S1[u] & not3;
-#pragma GCC unroll 10
+KERN_UNROLL(10)
     for (unsigned j = 0; j < NP; j++) {
       B[j][u] = B0[u] ^ vpair(tw0 + j, 0);
       B[NP + j][u] = B1[u] ^ vpair(tw0 + j, 0);
@@ -270,9 +270,9 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
   prefetch_group(next0, DCF_GG, kb, off, 1);
   prefetch_group(next1, DCF_GG, kb, off, 1);
 
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UG; u++) {
-#pragma GCC unroll 10
+KERN_UNROLL(10)
     for (unsigned j = 0; j < NP; j++) {
       B[j][u] ^= B0[u] ^ vpair(tw0 + j, 0);
       B[NP + j][u] ^= B1[u] ^ vpair(tw0 + j, 0);
@@ -295,7 +295,7 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
       const vq tcwk = vsel(mal, tcwr, tcwl);
       const vq k0 = vsel(ma, sr0, sl0), k1 = vsel(ma, sr1, sl1);
       const vq mt0 = -(t0 | vswap(t0)), mt1 = -(t1 | vswap(t1));
-#pragma GCC unroll 8
+KERN_UNROLL(8)
       for (unsigned k = 0; k < W; k++) {
         const vq be = BE[u][k];
         const vq vl0 = WORD_AT(B, v0, k, u), vr0 = WORD_AT(B, v0, W + k, u);
@@ -314,10 +314,10 @@ static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
       S0[u] = ((k0 & not3) ^ (scw & mt0)) | ((k0 & lo1) ^ (tcwk & t0));
       S1[u] = ((k1 & not3) ^ (scw & mt1)) | ((k1 & lo1) ^ (tcwk & t1));
     } else {
-#pragma GCC unroll 8
+KERN_UNROLL(8)
       for (unsigned k = 0; k < W; k++) {
         const vq be = BE[u][k];
-#pragma GCC unroll 2
+KERN_UNROLL(2)
         for (unsigned c = 0; c < 2; c++) {
           const vq w0 = WORD_AT(B, 0, c * W + k, u);
           const vq w1 = WORD_AT(B, NP, c * W + k, u);
@@ -344,7 +344,7 @@ static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
   vq BE[DCF_UG][KERN_DCF_MAX_WIDTH];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
   group_lanes(nv, DCF_UG, first, nl, ns);
-#pragma GCC unroll 16
+KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UG; u++) {
     kp0[u] = k0 + first[u] * kb;
     kp1[u] = k1 + first[u] * kb;
@@ -356,7 +356,7 @@ static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
     dcf_st16(kp1[u], kb, S1[u], ns[u]);
     S1[u] |= vpair(1, 0);
     A[u] = dcf_ld8((const uint8_t *)(alpha + first[u]), 8, nl[u]);
-#pragma GCC unroll 8
+KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++) {
       V[u][k] = vpair(0, 0);
       BE[u][k] = dcf_ld8((const uint8_t *)(beta + first[u] * W + k),

@@ -8,7 +8,16 @@
  * memory-bound and the compiler vectorises the reference loops as well as
  * hand code would. The AES slot follows the chosen variant (aes_for below,
  * documented in kern.h); kern_aes_impl_select overrides it for tests.
+ *
+ * The table. Its slots (the ISA the GEMM runs, the AES implementation and
+ * its functions) are filled once, under pthread_once: first with the
+ * reference, then slot by slot with the best variant the CPU and OS run, or
+ * the one TANDEM_KERNEL names. Every kernel call reads the slots after the
+ * once has run, so no call can see a half-made choice; kern_isa_select and
+ * kern_aes_impl_select rewrite slots afterwards and must not race with
+ * other kernel calls (kern.h).
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +32,16 @@
 
 static const char *const isa_names[KERN_NISA] = {"ref", "avx2", "avx512"};
 
-static int initialised;
-static kern_isa_t active = KERN_REF;
+typedef struct {
+  kern_isa_t isa;                /* GEMM: kern__gemm_impl(isa), NULL = ref */
+  kern_aes_impl_t aes_id;        /* the AES slot and the DCF on it */
+  const kern__aes_impl_t *aes;
+} table_t;
+
+static table_t table = {KERN_REF, KERN_AES_OPENSSL, &kern__aes_openssl};
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+static atomic_int init_rc; /* the first kern_init's report of TANDEM_KERNEL */
 static int nthreads;
-static kern_aes_impl_t aes_active = KERN_AES_OPENSSL;
 static const char *const aes_names[KERN_AES_NIMPL] = {"openssl", "aesni",
                                                       "vaes256", "vaes512"};
 
@@ -145,19 +160,22 @@ static kern_aes_impl_t aes_for(kern_isa_t isa) {
   return KERN_AES_OPENSSL;
 }
 
+static void table_init(void);
+
 int kern_aes_impl_select(kern_aes_impl_t impl) {
   if ((unsigned)impl >= KERN_AES_NIMPL)
     return TANDEM_EINVAL;
   if (!kern_aes_impl_supported(impl))
     return TANDEM_ENOTSUP;
-  (void)kern_isa_active(); /* settle the default choice first */
-  aes_active = impl;
+  pthread_once(&table_once, table_init); /* settle the default choice first */
+  table.aes_id = impl;
+  table.aes = kern__aes_impl(impl);
   return 0;
 }
 
 kern_aes_impl_t kern_aes_impl_active(void) {
-  (void)kern_isa_active();
-  return aes_active;
+  pthread_once(&table_once, table_init);
+  return table.aes_id;
 }
 
 const kern__aes_impl_t *kern__aes_impl(kern_aes_impl_t impl) {
@@ -174,7 +192,8 @@ const kern__aes_impl_t *kern__aes_impl(kern_aes_impl_t impl) {
 }
 
 const kern__aes_impl_t *kern__active_aes(void) {
-  return kern__aes_impl(kern_aes_impl_active());
+  pthread_once(&table_once, table_init);
+  return table.aes;
 }
 
 const char *kern_isa_name(kern_isa_t isa) {
@@ -193,14 +212,25 @@ int kern_isa_parse(const char *name, kern_isa_t *out) {
   return TANDEM_EINVAL;
 }
 
+/* The slots for isa (supported): the reference first, then each slot isa
+ * (and the CPU's AES units) improves. */
+static void table_fill(table_t *t, kern_isa_t isa) {
+  t->isa = KERN_REF;
+  t->aes_id = KERN_AES_OPENSSL;
+  t->aes = &kern__aes_openssl;
+  if (isa != KERN_REF)
+    t->isa = isa;
+  t->aes_id = aes_for(isa);
+  t->aes = kern__aes_impl(t->aes_id);
+}
+
 int kern_isa_select(kern_isa_t isa) {
   if ((unsigned)isa >= KERN_NISA)
     return TANDEM_EINVAL;
   if (!kern_isa_supported(isa))
     return TANDEM_ENOTSUP;
-  active = isa;
-  aes_active = aes_for(isa);
-  initialised = 1;
+  pthread_once(&table_once, table_init);
+  table_fill(&table, isa);
   return 0;
 }
 
@@ -211,31 +241,34 @@ static kern_isa_t best_isa(void) {
   return KERN_REF;
 }
 
-int kern_init(void) {
-  if (initialised)
-    return 0;
-  initialised = 1;
-  active = KERN_REF;
-  aes_active = KERN_AES_OPENSSL;
+/* Runs once per process. A bad TANDEM_KERNEL leaves the reference and is
+ * reported by the first kern_init. */
+static void table_init(void) {
+  table_t t;
+  table_fill(&t, KERN_REF);
+  kern_isa_t want = best_isa();
+  int rc = 0;
   const char *env = getenv("TANDEM_KERNEL");
   if (env != NULL && env[0] != '\0') {
-    kern_isa_t want;
-    int rc = kern_isa_parse(env, &want);
-    if (rc != 0)
-      return rc;
-    return kern_isa_select(want);
+    if ((rc = kern_isa_parse(env, &want)) == 0 && !kern_isa_supported(want))
+      rc = TANDEM_ENOTSUP;
   }
-  active = best_isa();
-  aes_active = aes_for(active);
-  return 0;
+  if (rc == 0)
+    table_fill(&t, want);
+  table = t;
+  atomic_store(&init_rc, rc);
+}
+
+int kern_init(void) {
+  pthread_once(&table_once, table_init);
+  return atomic_exchange(&init_rc, 0); /* later calls: a no-op that succeeds */
 }
 
 kern_isa_t kern_isa_active(void) {
   /* An invalid TANDEM_KERNEL leaves the reference; kern_init reports it to
    * the callers that ask (tandem checks it at start-up). */
-  if (!initialised && kern_init() != 0)
-    return KERN_REF;
-  return active;
+  pthread_once(&table_once, table_init);
+  return table.isa;
 }
 
 const kern__gemm_impl_t *kern__gemm_impl(kern_isa_t isa) {

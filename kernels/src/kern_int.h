@@ -11,6 +11,22 @@
 
 #include "kern.h"
 
+/* Unrolling and forced inlining in the hand-written AES and DCF kernels
+ * (dcf_walk.h, x86_64/aes_x86.h), both off under AddressSanitizer. Fully
+ * unrolled and inlined, each of aes_vaes512.c's 16 walks (eval and gen at
+ * widths 1..8) is one function of thousands of vector operations whose
+ * every stack access ASan instruments: that one file took about 250 s to
+ * compile in the ASan tree. Built plain, the arithmetic is the same, so the
+ * sanitised tests still check every variant against the reference. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KERN_AI inline
+#define KERN_UNROLL(n)
+#else
+#define KERN_AI __attribute__((always_inline)) inline
+#define KERN_PRAGMA(x) _Pragma(#x)
+#define KERN_UNROLL(n) KERN_PRAGMA(GCC unroll n)
+#endif
+
 /* A blocked GEMM implementation: the register tile, the cache blocks and the
  * micro-kernel the generic driver (gemm.c) calls. The reference has no
  * descriptor: it is the plain loop in ref/gemm_ref.c. */

@@ -266,8 +266,13 @@ void mpc__dealer_set_ready(mpc_dealer_t *d);
 const mpc_plan_t *mpc__dealer_plan(const mpc_dealer_t *d);
 uint64_t *mpc__dealer_mask(const mpc_dealer_t *d, int v);
 
-/* Allocation that wipes on free (shares, masks, keys). */
+/* Allocation that wipes on free (shares, masks, keys); mpc__malloc does not
+ * zero (for buffers the caller writes whole). Both ask for huge pages on
+ * large buffers. */
 void *mpc__calloc(size_t n, size_t size);
+void *mpc__malloc(size_t bytes);
+/* Test hook of mpc_dealer_prep (dealer.c): -1, or a byte to fill messages. */
+extern int mpc__prep_poison;
 void mpc__wipe_free(void *ptr, size_t bytes);
 
 #endif /* TANDEM_MPC_INT_H */

@@ -13,10 +13,45 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "mpc_int.h"
 
-void *mpc__calloc(size_t n, size_t size) { return calloc(n ? n : 1, size ? size : 1); }
+/* Large buffers (a query's preprocessing, a gate's keys and masks) are
+ * fresh pages, and on the 2-vCPU VMs a page fault costs about 2 us: a
+ * batch-100 MLP query's 57 MB of dealer messages took 14,000 faults, most
+ * of the dealer's generation time (perf: exc_page_fault under the DCF
+ * generator). calloc maps such a buffer without touching it, so asking for
+ * transparent huge pages on its 2 MiB-aligned interior makes the first
+ * touch fault once per 2 MiB instead of once per 4 KiB. Advice only: where
+ * THP is off, or madvise fails, nothing changes. */
+#define HUGE_BYTES ((size_t)2 << 20)
+#define HUGE_MIN ((size_t)4 << 20)
+
+static void *advise_huge(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  if (p != NULL && bytes >= HUGE_MIN) {
+    uintptr_t a = ((uintptr_t)p + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(HUGE_BYTES - 1);
+    if (e > a)
+      (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+  }
+#else
+  (void)bytes;
+#endif
+  return p;
+}
+
+void *mpc__calloc(size_t n, size_t size) {
+  n = n ? n : 1;
+  size = size ? size : 1;
+  return advise_huge(calloc(n, size), n * size); /* calloc checked n * size */
+}
+
+void *mpc__malloc(size_t bytes) {
+  bytes = bytes ? bytes : 1;
+  return advise_huge(malloc(bytes), bytes);
+}
 
 void mpc__wipe_free(void *ptr, size_t bytes) {
   if (ptr == NULL)

@@ -106,6 +106,24 @@ bad 1 --matmul 4x8x5
 bad 1 --model "$TMP/missing.onnx"
 printf 'not onnx' >"$TMP/bad.onnx"
 bad 1 --model "$TMP/bad.onnx"
-# More preprocessing than one message may carry: refused before any is made.
-bad 1 --model "$M/fashion_cnn.onnx" --batch 100
+# A row's preprocessing over the largest message: refused before any is made.
+TANDEM_MAX_MSG=4096 bad 1 --model "$M/fashion_mlp.onnx" --batch 3
+TANDEM_MAX_MSG=12 bad 2 --model "$M/fashion_mlp.onnx"
+
+# --- a batch over the largest message: queries of fewer rows ------------------
+# (as `bench --model fashion_cnn.onnx --batch 100` runs as two of 50 under
+# the default 1 GiB). A limit of 8 rows (over the weight shares of the
+# setup): ten rows run as 5 + 5, with the rounds of one query and the bytes
+# of all.
+if bench row --model "$M/fashion_mlp.onnx" --reps 1; then
+  per=$(json_get "$TMP/row.json" "max(o['offline_bytes']['p0'], o['offline_bytes']['p1'])")
+  if TANDEM_MAX_MSG=$((per * 8)) bench chunked --model "$M/fashion_mlp.onnx" --batch 10 \
+    --reps 2 --by-gate; then
+    want chunked "o['queries'] == 2 and o['rows_per_query'] == 5 and o['rounds'] == 4"
+    want chunked "o['online_bytes']['p0'] == 10 * 4176 and o['online_bytes']['p1'] == 10 * 4176"
+    want chunked "o['offline_bytes']['p0'] > 9 * $per"
+    want chunked "o['max_abs_error'] < 0.05"
+    want chunked "sum(g['online_bytes'] for g in o['gates']) == 10 * 4096"
+  fi
+fi
 finish

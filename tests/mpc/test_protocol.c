@@ -491,26 +491,26 @@ START_TEST(test_triple_matmul) {
 }
 END_TEST
 
-/* A LeNet-style CNN: Conv, ReLU, MaxPool, Reshape, Gemm. */
-START_TEST(test_small_cnn) {
-  uint64_t seed = 9;
-  mpc_graph_t g;
-  mpc_graph_init(&g);
+/* A LeNet-style CNN: conv 3x3 (4 channels) -> ReLU -> maxpool 2x2 -> Gemm to 3: every FSS mode
+ * but truncation alone (ReLU + max levels; the conv's truncation fused). */
+static void build_small_cnn(mpc_graph_t *g, mpc_weights_t *w, uint64_t *seedp) {
+  uint64_t seed = *seedp;
+  mpc_graph_init(g);
   size_t xd[4] = {2, 1, 8, 8}, cwd[4] = {4, 1, 3, 3}, cbd[1] = {4}, fwd[2] = {3, 64},
          fbd[1] = {3};
-  int x = mpc_graph_input(&g, "x", 4, xd);
-  int cw = mpc_graph_param(&g, "cw", 4, cwd), cb = mpc_graph_param(&g, "cb", 1, cbd);
+  int x = mpc_graph_input(g, "x", 4, xd);
+  int cw = mpc_graph_param(g, "cw", 4, cwd), cb = mpc_graph_param(g, "cb", 1, cbd);
   mpc_attr_t ca;
   memset(&ca, 0, sizeof ca);
   ca.pads[0] = ca.pads[1] = ca.pads[2] = ca.pads[3] = 1;
-  int c = mpc_graph_op(&g, MPC_OP_CONV, x, cw, cb, &ca, "conv");
+  int c = mpc_graph_op(g, MPC_OP_CONV, x, cw, cb, &ca, "conv");
   ck_assert_int_ge(c, 0);
-  int r1 = mpc_graph_op(&g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
+  int r1 = mpc_graph_op(g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
   mpc_attr_t pa;
   memset(&pa, 0, sizeof pa);
   pa.kh = pa.kw = 2;
   pa.strides[0] = pa.strides[1] = 2;
-  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, r1, -1, -1, &pa, "pool");
+  int mp = mpc_graph_op(g, MPC_OP_MAXPOOL, r1, -1, -1, &pa, "pool");
   ck_assert_int_ge(mp, 0);
   mpc_node_t rs;
   memset(&rs, 0, sizeof rs);
@@ -521,18 +521,25 @@ START_TEST(test_small_cnn) {
   rs.shape.dim[0] = 2;
   rs.shape.dim[1] = 64;
   snprintf(rs.name, sizeof rs.name, "flatten");
-  int fl = mpc_graph_add(&g, &rs, NULL, 0);
+  int fl = mpc_graph_add(g, &rs, NULL, 0);
   ck_assert_int_ge(fl, 0);
-  int fw = mpc_graph_param(&g, "fw", 2, fwd), fb = mpc_graph_param(&g, "fb", 1, fbd);
+  int fw = mpc_graph_param(g, "fw", 2, fwd), fb = mpc_graph_param(g, "fb", 1, fbd);
   mpc_attr_t ga = gemm_attr(1);
-  int y = mpc_graph_op(&g, MPC_OP_GEMM, fl, fw, fb, &ga, "fc");
-  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  int y = mpc_graph_op(g, MPC_OP_GEMM, fl, fw, fb, &ga, "fc");
+  ck_assert_int_ge(mpc_graph_op(g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  ck_assert_int_eq(mpc_weights_init(w, g), 0);
+  harness_fill(&w->param[cw], &seed, -0.5, 0.5);
+  harness_fill(&w->param[cb], &seed, -0.5, 0.5);
+  harness_fill(&w->param[fw], &seed, -0.5, 0.5);
+  harness_fill(&w->param[fb], &seed, -0.5, 0.5);
+  *seedp = seed;
+}
+
+START_TEST(test_small_cnn) {
+  uint64_t seed = 9;
+  mpc_graph_t g;
   mpc_weights_t w;
-  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
-  harness_fill(&w.param[cw], &seed, -0.5, 0.5);
-  harness_fill(&w.param[cb], &seed, -0.5, 0.5);
-  harness_fill(&w.param[fw], &seed, -0.5, 0.5);
-  harness_fill(&w.param[fb], &seed, -0.5, 0.5);
+  build_small_cnn(&g, &w, &seed);
   mpc_ftensor_t in;
   mpc_shape_t s = {4, {2, 1, 8, 8}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
@@ -542,6 +549,97 @@ START_TEST(test_small_cnn) {
   /* ReLU (1) + two max levels (2) + the opening before the Gemm (1). */
   ck_assert_uint_eq(r.plan_rounds, 4);
   mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* The dealer's messages are not zeroed before the gates write them
+ * (dealer.c msg_alloc): every byte must be written, or a byte of an older
+ * buffer would go to a party. Filled with a different byte in each of five
+ * preparations, a byte left unwritten holds that fill in all five; a
+ * written byte does so with probability 2^-40 (random) or never (constant).
+ * Covers ReLU with truncation, max levels and exact truncation alone (both
+ * of its DCFs). Fails if a gate skips part of its keys or corrections. */
+extern int mpc__prep_poison;
+
+static int sink_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
+  (void)t, (void)to, (void)buf, (void)len;
+  return 0;
+}
+static int sink_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+  (void)t, (void)from, (void)buf, (void)len;
+  return TANDEM_EPROTO;
+}
+static int sink_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, size_t slen,
+                         void *rbuf, size_t rlen) {
+  (void)t, (void)peer, (void)sbuf, (void)slen, (void)rbuf, (void)rlen;
+  return TANDEM_EPROTO;
+}
+
+static void check_prep_written(const mpc_graph_t *g, size_t batch) {
+  mpc_plan_t *plan;
+  char err[256];
+  ck_assert_int_eq(mpc_plan_new(&plan, g, batch, err, sizeof err), 0);
+  mpc_dealer_t *d;
+  ck_assert_int_eq(mpc_dealer_new(&d, plan), 0);
+  static const mpc_transport_ops_t sink = {sink_send, sink_recv, sink_exchange, NULL};
+  mpc_transport_t t;
+  memset(&t, 0, sizeof t);
+  t.ops = &sink;
+  t.self = MPC_DEALER;
+  ck_assert_int_eq(mpc_dealer_model(d, &t), 0);
+  enum { RUNS = 5 };
+  mpc_prep_t pr[RUNS];
+  for (int k = 0; k < RUNS; k++) {
+    mpc__prep_poison = 0x11 * (k + 1);
+    ck_assert_int_eq(mpc_dealer_prep(d, 16, &pr[k]), 0);
+  }
+  mpc__prep_poison = -1;
+  for (int m = 0; m < 2; m++) {
+    ck_assert_uint_gt(pr[0].len[m], 16);
+    for (size_t i = 0; i < pr[0].len[m]; i++) {
+      int all = 1;
+      for (int k = 0; k < RUNS && all; k++)
+        all = pr[k].msg[m][16 + i] == 0x11 * (k + 1);
+      ck_assert_msg(!all, "byte %zu of %zu of P%d's message is never written", i,
+                    pr[0].len[m], m);
+    }
+  }
+  for (int k = 0; k < RUNS; k++)
+    mpc_prep_close(&pr[k]);
+  mpc_dealer_free(d);
+  mpc_plan_free(plan);
+}
+
+START_TEST(test_dealer_writes_every_byte) {
+  uint64_t seed = 77;
+  mpc_graph_t g;
+  mpc_weights_t w;
+  size_t sizes[4] = {20, 16, 12, 4};
+  build_mlp(&g, &w, sizes, 4, 3, 16, &seed, 0.5);
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  check_prep_written(&g, 3);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  build_small_cnn(&g, &w, &seed);
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  check_prep_written(&g, 2);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  /* Truncation alone: a product between two matmuls. */
+  mpc_graph_init(&g);
+  size_t dim[2] = {2, 9}, w0d[2] = {9, 6}, w1d[2] = {6, 4};
+  int x = mpc_graph_input(&g, "x", 2, dim);
+  int w0 = mpc_graph_param(&g, "w0", 2, w0d), w1 = mpc_graph_param(&g, "w1", 2, w1d);
+  int h = mpc_graph_op(&g, MPC_OP_MATMUL, x, w0, -1, NULL, "mm0");
+  int y = mpc_graph_op(&g, MPC_OP_MATMUL, h, w1, -1, NULL, "mm1");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[w0], &seed, -1, 1);
+  harness_fill(&w.param[w1], &seed, -1, 1);
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  check_prep_written(&g, 2);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
 }
@@ -1073,6 +1171,7 @@ Suite *protocol_suite(void) {
   tcase_add_test(tc, test_gates_frac_bits);
   tcase_add_test(tc, test_edges_of_the_bound);
   tcase_add_test(tc, test_small_cnn);
+  tcase_add_test(tc, test_dealer_writes_every_byte);
   tcase_add_test(tc, test_mlp_batch1);
   tcase_add_test(tc, test_mlp_batch100);
   tcase_add_test(tc, test_mlp_frac_bits);

@@ -9,34 +9,9 @@
 #include <string.h>
 
 #include "kern_int.h"
+#include "aes_x86.h"
 
-static inline __m128i expand_step(__m128i k, __m128i g) {
-  g = _mm_shuffle_epi32(g, 0xff);
-  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-  k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-  return _mm_xor_si128(k, g);
-}
-
-void kern__aes128_expand_aesni(kern_aes_ks_t *ks) {
-  __m128i k[11];
-  k[0] = _mm_loadu_si128((const __m128i *)ks->key);
-  /* The round constant must be an immediate. */
-#define STEP(i, rcon) k[i] = expand_step(k[i - 1], _mm_aeskeygenassist_si128(k[i - 1], rcon))
-  STEP(1, 0x01);
-  STEP(2, 0x02);
-  STEP(3, 0x04);
-  STEP(4, 0x08);
-  STEP(5, 0x10);
-  STEP(6, 0x20);
-  STEP(7, 0x40);
-  STEP(8, 0x80);
-  STEP(9, 0x1b);
-  STEP(10, 0x36);
-#undef STEP
-  for (int i = 0; i < 11; i++)
-    _mm_storeu_si128((__m128i *)ks->rk[i], k[i]);
-}
+void kern__aes128_expand_aesni(kern_aes_ks_t *ks) { aes_x86_expand(ks->key, ks->rk); }
 
 static inline __m128i enc1(const __m128i *rk, __m128i b) {
   b = _mm_xor_si128(b, rk[0]);
@@ -85,33 +60,10 @@ typedef uint64_t vq __attribute__((vector_size(16)));
 #define DCF_UG 2
 #define DCF_NAME(s) s##_aesni
 
-typedef struct {
-  vq k[11];
-} dcf_aes_t;
-
-static int dcf_aes_open(dcf_aes_t *a, const kern_aes_ks_t *ks) {
-  for (int i = 0; i < 11; i++)
-    memcpy(&a->k[i], ks->rk[i], 16);
-  return 0;
-}
-
-static void dcf_aes_close(dcf_aes_t *a) { (void)a; }
-
-static inline __attribute__((always_inline)) int
-dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
-#pragma GCC unroll 64
-  for (unsigned j = 0; j < n; j++)
-    b[j] ^= a->k[0];
-#pragma GCC unroll 16
-  for (int r = 1; r < 10; r++)
-#pragma GCC unroll 64
-    for (unsigned j = 0; j < n; j++)
-      b[j] = (vq)_mm_aesenc_si128((__m128i)b[j], (__m128i)a->k[r]);
-#pragma GCC unroll 64
-  for (unsigned j = 0; j < n; j++)
-    b[j] = (vq)_mm_aesenclast_si128((__m128i)b[j], (__m128i)a->k[10]);
-  return 0;
-}
+#define AES_X86_BCAST(p) ((vq)_mm_loadu_si128((const __m128i *)(p)))
+#define AES_X86_ENC(b, k) ((vq)_mm_aesenc_si128((__m128i)(b), (__m128i)(k)))
+#define AES_X86_ENCLAST(b, k) ((vq)_mm_aesenclast_si128((__m128i)(b), (__m128i)(k)))
+#include "aes_x86.h"
 
 static inline vq dcf_ld16(const uint8_t *p, size_t stride, unsigned n) {
   (void)stride;

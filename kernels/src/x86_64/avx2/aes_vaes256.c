@@ -3,7 +3,7 @@
  * cpuid reports VAES and AVX2 and the OS saves YMM state): the batched ECB
  * kernel (eight registers, sixteen blocks in flight) and the DCF walk of
  * dcf_walk.h on two instances per register. Round keys come from the AES-NI
- * expansion (x86_64/aesni.c), broadcast to both lanes.
+ * expansion (x86_64/aes_x86.h), broadcast to both lanes.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -65,34 +65,10 @@ typedef uint64_t vq __attribute__((vector_size(32)));
 #define DCF_UG 1
 #define DCF_NAME(s) s##_vaes256
 
-typedef struct {
-  vq k[11];
-} dcf_aes_t;
-
-static int dcf_aes_open(dcf_aes_t *a, const kern_aes_ks_t *ks) {
-  for (int i = 0; i < 11; i++)
-    a->k[i] = (vq)_mm256_broadcastsi128_si256(
-        _mm_loadu_si128((const __m128i *)ks->rk[i]));
-  return 0;
-}
-
-static void dcf_aes_close(dcf_aes_t *a) { (void)a; }
-
-static inline __attribute__((always_inline)) int
-dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
-#pragma GCC unroll 64
-  for (unsigned j = 0; j < n; j++)
-    b[j] ^= a->k[0];
-#pragma GCC unroll 16
-  for (int r = 1; r < 10; r++)
-#pragma GCC unroll 64
-    for (unsigned j = 0; j < n; j++)
-      b[j] = (vq)_mm256_aesenc_epi128((__m256i)b[j], (__m256i)a->k[r]);
-#pragma GCC unroll 64
-  for (unsigned j = 0; j < n; j++)
-    b[j] = (vq)_mm256_aesenclast_epi128((__m256i)b[j], (__m256i)a->k[10]);
-  return 0;
-}
+#define AES_X86_BCAST(p) ((vq)_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p))))
+#define AES_X86_ENC(b, k) ((vq)_mm256_aesenc_epi128((__m256i)(b), (__m256i)(k)))
+#define AES_X86_ENCLAST(b, k) ((vq)_mm256_aesenclast_epi128((__m256i)(b), (__m256i)(k)))
+#include "../aes_x86.h"
 
 /* Lane j's address: lanes past n repeat lane n - 1. */
 static inline const uint8_t *lane(const uint8_t *p, size_t s, unsigned j,
