@@ -125,7 +125,13 @@ typedef enum {
    * size `seq`; `peer` is 1 for the on-demand generator (a query waits for
    * it), 0 for the one refilling the pools ahead. May block (a slow
    * generation); the return value is ignored. */
-  CL_FAULT_DEALER_GENERATE
+  CL_FAULT_DEALER_GENERATE,
+  /* Dealer: the reader of owner or client `peer` is about to look for its
+   * next control message, on the peer's link number `seq` (net's count; 0:
+   * none yet), as it does at least every half second. May
+   * block (a reader that is slow to get to a message); the return value is
+   * ignored. */
+  CL_FAULT_DEALER_READ
 } cl_fault_t;
 
 /* Hooks of a service; any may be NULL. They run on the service's threads
@@ -228,6 +234,11 @@ TANDEM_WUR int cl_ctrl_send_on(net_node_t *node, int peer, uint64_t link, const 
 /* *payload is malloc'd and NUL-terminated (NULL when empty); the caller frees it. */
 TANDEM_WUR int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload,
                             size_t *plen, int timeout_ms);
+/* The same bound to one link of peer (net_msg_take_on's `link`; 0: any):
+ * only a message that arrived on that link, TANDEM_ECONNRESET once the peer
+ * is on another link and none of that link's is left. */
+TANDEM_WUR int cl_ctrl_recv_on(net_node_t *node, int peer, uint64_t link, cl_ctrl_t *h,
+                               uint8_t **payload, size_t *plen, int timeout_ms);
 
 /* Where a party's step failed (cl_party_stats_t.fail_where). */
 typedef enum {

@@ -819,17 +819,30 @@ static void *worker_main(void *arg) {
 /* One reader per owner or client for the dealer's lifetime: it moves the
  * peer's control messages into the FIFO (at most JOBS_PER_PEER waiting, so
  * one client cannot crowd out the others) and waits for the peer to come
- * back when its link ends. */
+ * back when its link ends.
+ *
+ * It reads the peer's links one after the other, each to its last queued
+ * message (cl_ctrl_recv_on), and a job records the link its message came
+ * on: the link up when the message is taken may be a newer process's under
+ * the same key. A request of a client that died, taken once the next process
+ * under its key was connected, was once served on the new process's link,
+ * and the parties' receive of the dead query dropped the new query's input
+ * (found by retry_same_key). */
 static void *reader_main(void *arg) {
   reader_arg_t *ra = arg;
   cl_dealer_t *d = ra->d;
   int id = ra->id;
+  uint64_t cur = 0; /* the link read now (net's count; 0: none made yet) */
   while (!atomic_load(&d->stop)) {
-    if (!net_peer_up(d->node, id)) {
+    (void)cl__fault(&d->hooks, CL_FAULT_DEALER_READ, cur, id);
+    uint64_t last = cl_peer_link(d->node, id);
+    if (cur == 0 && last == 0) {
       if (net_accept(d->node, id, 500) != 0)
         continue; /* not connected yet: look at the stop flag again */
       continue;
     }
+    if (cur == 0)
+      cur = 1;
     pthread_mutex_lock(&d->mu);
     int full = d->jobs[id] >= JOBS_PER_PEER;
     if (full)
@@ -840,30 +853,38 @@ static void *reader_main(void *arg) {
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
       break;
-    int rc = cl_ctrl_recv(d->node, id, &j->h, &j->payload, &j->plen, 500);
+    int rc = cl_ctrl_recv_on(d->node, id, cur, &j->h, &j->payload, &j->plen, 500);
     if (rc != 0) {
       free(j);
+      int live = net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur;
       if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
         LOG(d, "peer %d: %s", id, tandem_strerror(rc));
-      /* A bad message ends that link. A link that ended by itself is not
-       * closed again: the peer may already be on a newer one (a client
-       * that died and came back at once under its name), which closing
-       * "the peer's link" here would end (found by retry_same_key). */
-      if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET &&
-          net_peer_up(d->node, id))
+      /* A bad message ends that link, and that link only: the peer may
+       * already be on a newer one (a client that died and came back at once
+       * under its name), which closing "the peer's link" would end. */
+      if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET && live)
         (void)net_peer_close(d->node, id);
+      if (rc == TANDEM_ETIMEDOUT && live)
+        continue;
+      /* Link `cur` ended and nothing of it is left: on to the next one, or
+       * wait for the peer to come back. */
+      if (cur < cl_peer_link(d->node, id))
+        cur++;
+      else if (!net_peer_up(d->node, id) && net_accept(d->node, id, 500) != 0)
+        continue; /* not back yet: look at the stop flag again */
       continue;
     }
     if (j->h.type == CL_MSG_REQ && j->plen != 0) {
       LOG(d, "peer %d: a query with a payload; link closed", id);
       free(j->payload);
       free(j);
-      (void)net_peer_close(d->node, id);
+      if (net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur)
+        (void)net_peer_close(d->node, id);
       continue;
     }
     j->from = id;
     j->t_in = cl__now(&d->hooks);
-    j->links = cl_peer_link(d->node, id);
+    j->links = cur;
     pthread_mutex_lock(&d->mu);
     d->jobs[id]++;
     if (d->tail != NULL)
