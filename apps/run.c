@@ -246,6 +246,95 @@ static int parse_count(const char *v, size_t max, size_t *out) {
   return 0;
 }
 
+/* What the demo counts over its batches. */
+typedef struct {
+  size_t agree, priv_ok, plain_ok, done, batches;
+  unsigned rounds;
+  uint64_t on_bytes, off_bytes;
+  double on_s, off_s, max_err;
+} demo_tally_t;
+
+/* One batch of b images from image `t->done` on: the private query and the
+ * plaintext model, compared and counted in t. */
+static int demo_batch(cl_client_t *client, const mpc_graph_t *g, const mpc_weights_t *w,
+                      const mpc_shape_t *in_shape, const uint8_t *pix, const uint8_t *labels,
+                      size_t b, demo_tally_t *t, char *err, size_t errlen) {
+  mpc_shape_t s = *in_shape;
+  s.dim[0] = b;
+  mpc_ftensor_t x, y, ref[1];
+  int rc;
+  if ((rc = mpc_ftensor_init(&x, &s)) != 0)
+    return rc;
+  for (size_t i = 0; i < b * 784; i++)
+    x.data[i] = pix[t->done * 784 + i] / 255.0;
+  cl_query_stats_t st;
+  rc = cl_client_query(client, "demo", &x, 1, &y, 1, &st, err, errlen);
+  cl_query_stats_close(&st);
+  if (rc == 0 && (rc = mpc_eval_float(g, w, &x, ref)) != 0) {
+    snprintf(err, errlen, "plaintext evaluation failed: %s", tandem_strerror(rc));
+    mpc_ftensor_close(&y);
+  }
+  mpc_ftensor_close(&x);
+  if (rc != 0)
+    return rc;
+  size_t k = mpc_shape_numel(&y.shape) / b;
+  for (size_t i = 0; i < b; i++) {
+    size_t pp = argmax(y.data + i * k, k), pr = argmax(ref[0].data + i * k, k);
+    t->agree += pp == pr;
+    t->priv_ok += pp == labels[t->done + i];
+    t->plain_ok += pr == labels[t->done + i];
+    for (size_t j = 0; j < k; j++) {
+      double e = fabs(y.data[i * k + j] - ref[0].data[i * k + j]);
+      if (e > t->max_err)
+        t->max_err = e;
+    }
+  }
+  mpc_ftensor_close(&y);
+  mpc_ftensor_close(&ref[0]);
+  if (st.rounds > t->rounds)
+    t->rounds = st.rounds;
+  t->on_bytes += st.online_bytes[0] + st.online_bytes[1];
+  t->off_bytes += st.offline_bytes[0] + st.offline_bytes[1] + st.client_offline;
+  t->on_s += st.online_s;
+  t->off_s += st.offline_s;
+  t->done += b;
+  t->batches++;
+  return 0;
+}
+
+static void demo_report(const demo_tally_t *t, const char *model, size_t batch, int json,
+                        double total_s, double t_share) {
+  size_t done = t->done;
+  double pa = (double)t->priv_ok / (double)done, pl = (double)t->plain_ok / (double)done;
+  double ag = (double)t->agree / (double)done;
+  if (json) {
+    printf("{\"model\":\"%s\",\"images\":%zu,\"batch\":%zu,\"private_accuracy\":%.4f,"
+           "\"plaintext_accuracy\":%.4f,\"agreement\":%.4f,\"max_logit_error\":%.6f,"
+           "\"rounds_per_batch\":%u,\"online_bytes\":%llu,\"offline_bytes\":%llu,"
+           "\"online_s\":%.3f,\"offline_s\":%.3f,\"total_s\":%.3f,\"share_s\":%.3f,"
+           "\"s_per_image\":%.6f}\n",
+           model, done, batch, pa, pl, ag, t->max_err, t->rounds,
+           (unsigned long long)t->on_bytes, (unsigned long long)t->off_bytes, t->on_s,
+           t->off_s, total_s, t_share, total_s / (double)done);
+    return;
+  }
+  printf("images               %zu in %zu batches of %zu\n", done, t->batches, batch);
+  printf("private accuracy     %.4f\n", pa);
+  printf("plaintext accuracy   %.4f\n", pl);
+  printf("agreement            %.4f (%zu of %zu predictions equal)\n", ag, t->agree, done);
+  printf("max logit error      %.5f\n", t->max_err);
+  printf("rounds per batch     %u (online, between P0 and P1)\n", t->rounds);
+  printf("online bytes         %.2f MB sent by P0 and P1 together (%.1f KB per image)\n",
+         t->on_bytes / 1e6, t->on_bytes / 1e3 / (double)done);
+  printf("offline bytes        %.2f MB sent by the dealer (%.1f KB per image)\n",
+         t->off_bytes / 1e6, t->off_bytes / 1e3 / (double)done);
+  printf("time                 %.2f s total, %.2f ms per image (online %.2f s, offline "
+         "%.2f s)\n",
+         total_s, 1e3 * total_s / (double)done, t->on_s, t->off_s);
+  printf("who learns what      the client: its images and the predictions; P0, P1: "
+         "masked values only; the dealer: nothing but the model's shape\n");
+}
+
 int tandem_demo_main(int argc, char **argv) {
   static const char use[] = "usage: tandem demo [--model M.onnx] [--images N] [--batch B] [--json]";
   const char *model = NULL, *images_s = NULL, *batch_s = NULL;
@@ -344,53 +433,15 @@ int tandem_demo_main(int argc, char **argv) {
   int client_open = 0;
   if (rc == 0 && (rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0)
     client_open = 1;
-  size_t agree = 0, priv_ok = 0, plain_ok = 0, done = 0, batches = 0;
-  unsigned rounds = 0;
-  uint64_t on_bytes = 0, off_bytes = 0;
-  double on_s = 0, off_s = 0, t0 = cl_now(), max_err = 0;
-  while (rc == 0 && done < images && !atomic_load(&tandem_stop)) {
-    size_t b = images - done < batch ? images - done : batch;
-    mpc_shape_t s = in_shape;
-    s.dim[0] = b;
-    mpc_ftensor_t x, y, ref[1];
-    if ((rc = mpc_ftensor_init(&x, &s)) != 0)
+  demo_tally_t t;
+  memset(&t, 0, sizeof t);
+  double t0 = cl_now();
+  while (rc == 0 && t.done < images && !atomic_load(&tandem_stop)) {
+    size_t b = images - t.done < batch ? images - t.done : batch;
+    if ((rc = demo_batch(&client, &g, &w, &in_shape, pix, labels, b, &t, err, sizeof err)) != 0)
       break;
-    for (size_t i = 0; i < b * 784; i++)
-      x.data[i] = pix[done * 784 + i] / 255.0;
-    cl_query_stats_t st;
-    rc = cl_client_query(&client, "demo", &x, 1, &y, 1, &st, err, sizeof err);
-    cl_query_stats_close(&st);
-    if (rc == 0 && (rc = mpc_eval_float(&g, &w, &x, ref)) != 0) {
-      snprintf(err, sizeof err, "plaintext evaluation failed: %s", tandem_strerror(rc));
-      mpc_ftensor_close(&y);
-    }
-    mpc_ftensor_close(&x);
-    if (rc != 0)
-      break;
-    size_t k = mpc_shape_numel(&y.shape) / b;
-    for (size_t i = 0; i < b; i++) {
-      size_t pp = argmax(y.data + i * k, k), pr = argmax(ref[0].data + i * k, k);
-      agree += pp == pr;
-      priv_ok += pp == labels[done + i];
-      plain_ok += pr == labels[done + i];
-      for (size_t j = 0; j < k; j++) {
-        double e = fabs(y.data[i * k + j] - ref[0].data[i * k + j]);
-        if (e > max_err)
-          max_err = e;
-      }
-    }
-    mpc_ftensor_close(&y);
-    mpc_ftensor_close(&ref[0]);
-    if (st.rounds > rounds)
-      rounds = st.rounds;
-    on_bytes += st.online_bytes[0] + st.online_bytes[1];
-    off_bytes += st.offline_bytes[0] + st.offline_bytes[1] + st.client_offline;
-    on_s += st.online_s;
-    off_s += st.offline_s;
-    done += b;
-    batches++;
     if (tty)
-      progress(done, images, cl_now() - t0);
+      progress(t.done, images, cl_now() - t0);
   }
   double total_s = cl_now() - t0;
   if (tty)
@@ -412,33 +463,6 @@ int tandem_demo_main(int argc, char **argv) {
     tandem_app_error("demo", "%s", err);
     return 1;
   }
-  double pa = (double)priv_ok / (double)done, pl = (double)plain_ok / (double)done;
-  double ag = (double)agree / (double)done;
-  if (json) {
-    printf("{\"model\":\"%s\",\"images\":%zu,\"batch\":%zu,\"private_accuracy\":%.4f,"
-           "\"plaintext_accuracy\":%.4f,\"agreement\":%.4f,\"max_logit_error\":%.6f,"
-           "\"rounds_per_batch\":%u,\"online_bytes\":%llu,\"offline_bytes\":%llu,"
-           "\"online_s\":%.3f,\"offline_s\":%.3f,\"total_s\":%.3f,\"share_s\":%.3f,"
-           "\"s_per_image\":%.6f}\n",
-           model, done, batch, pa, pl, ag, max_err, rounds, (unsigned long long)on_bytes,
-           (unsigned long long)off_bytes, on_s, off_s, total_s, t_share,
-           total_s / (double)done);
-  } else {
-    printf("images               %zu in %zu batches of %zu\n", done, batches, batch);
-    printf("private accuracy     %.4f\n", pa);
-    printf("plaintext accuracy   %.4f\n", pl);
-    printf("agreement            %.4f (%zu of %zu predictions equal)\n", ag, agree, done);
-    printf("max logit error      %.5f\n", max_err);
-    printf("rounds per batch     %u (online, between P0 and P1)\n", rounds);
-    printf("online bytes         %.2f MB sent by P0 and P1 together (%.1f KB per image)\n",
-           on_bytes / 1e6, on_bytes / 1e3 / (double)done);
-    printf("offline bytes        %.2f MB sent by the dealer (%.1f KB per image)\n",
-           off_bytes / 1e6, off_bytes / 1e3 / (double)done);
-    printf("time                 %.2f s total, %.2f ms per image (online %.2f s, offline "
-           "%.2f s)\n",
-           total_s, 1e3 * total_s / (double)done, on_s, off_s);
-    printf("who learns what      the client: its images and the predictions; P0, P1: "
-           "masked values only; the dealer: nothing but the model's shape\n");
-  }
+  demo_report(&t, model, batch, json, total_s, t_share);
   return 0;
 }

@@ -264,6 +264,87 @@ static int check_window(const ectx_t *e, mpc_attr_t *at) {
   return 0;
 }
 
+/* Conv: NCHW input a, weights b [M, C, kh, kw], optional bias c [M]. */
+static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shape_t *c,
+                      mpc_shape_t *out, mpc_attr_t *attr, const ectx_t *e) {
+  int rc;
+  if (a->ndim != 4 || b->ndim != 4)
+    return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input and 4-D weights, got %s and %s",
+                 sstr(a).s, sstr(b).s);
+  if (a->dim[1] != b->dim[1])
+    return efail(e, TANDEM_ESHAPE,
+                 "input channels differ: %zu vs %zu (in0 %s, weights %s; grouped "
+                 "convolution is not supported)",
+                 a->dim[1], b->dim[1], sstr(a).s, sstr(b).s);
+  /* The kernel size comes from the weights; a kernel_shape attribute, when
+   * given, must agree with them. */
+  if ((attr->kh != 0 && attr->kh != b->dim[2]) || (attr->kw != 0 && attr->kw != b->dim[3]))
+    return efail(e, TANDEM_ESHAPE, "kernel attribute %zux%zu differs from weights %s",
+                 attr->kh, attr->kw, sstr(b).s);
+  attr->kh = b->dim[2];
+  attr->kw = b->dim[3];
+  rc = check_window(e, attr);
+  if (rc != 0)
+    return rc;
+  size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
+                       attr->dilations[0]);
+  size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
+                       attr->dilations[1]);
+  if (oh == 0 || ow == 0)
+    return efail(e, TANDEM_ESHAPE,
+                 "kernel %zux%zu (dilated %zux%zu) is larger than the padded input %zux%zu",
+                 attr->kh, attr->kw, (attr->kh - 1) * attr->dilations[0] + 1,
+                 (attr->kw - 1) * attr->dilations[1] + 1,
+                 a->dim[2] + attr->pads[0] + attr->pads[2],
+                 a->dim[3] + attr->pads[1] + attr->pads[3]);
+  if (c != NULL && (c->ndim != 1 || c->dim[0] != b->dim[0]))
+    return efail(e, TANDEM_ESHAPE, "bias must be [%zu] (one per output channel), got %s",
+                 b->dim[0], sstr(c).s);
+  out->ndim = 4;
+  out->dim[0] = a->dim[0];
+  out->dim[1] = b->dim[0];
+  out->dim[2] = oh;
+  out->dim[3] = ow;
+  return 0;
+}
+
+/* MaxPool and AveragePool over an NCHW input a. */
+static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_attr_t *attr,
+                      const ectx_t *e) {
+  int rc;
+  if (a->ndim != 4)
+    return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input, got %s", sstr(a).s);
+  if (attr->kh == 0 || attr->kw == 0)
+    return efail(e, TANDEM_EINVAL, "kernel %zux%zu is empty", attr->kh, attr->kw);
+  rc = check_window(e, attr);
+  if (rc != 0)
+    return rc;
+  size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
+                       attr->dilations[0]);
+  size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
+                       attr->dilations[1]);
+  if (oh == 0 || ow == 0)
+    return efail(e, TANDEM_ESHAPE, "window %zux%zu is larger than the padded input %zux%zu",
+                 attr->kh, attr->kw, a->dim[2] + attr->pads[0] + attr->pads[2],
+                 a->dim[3] + attr->pads[1] + attr->pads[3]);
+  /* A window entirely in the padding has no defined max, nor an average
+   * that leaves the padding out. */
+  if ((op == MPC_OP_MAXPOOL || !attr->count_include_pad) &&
+      (!axis_covered(a->dim[2], attr->pads[0], attr->kh, attr->strides[0],
+                     attr->dilations[0], oh) ||
+       !axis_covered(a->dim[3], attr->pads[1], attr->kw, attr->strides[1],
+                     attr->dilations[1], ow)))
+    return efail(e, TANDEM_ESHAPE, "a pooling window lies entirely in the padding (pads %zu %zu "
+                 "%zu %zu, window %zux%zu)", attr->pads[0], attr->pads[1], attr->pads[2],
+                 attr->pads[3], attr->kh, attr->kw);
+  out->ndim = 4;
+  out->dim[0] = a->dim[0];
+  out->dim[1] = a->dim[1];
+  out->dim[2] = oh;
+  out->dim[3] = ow;
+  return 0;
+}
+
 /* The output shape of node nd from the shapes of its inputs (in[k] NULL for
  * absent inputs), and its attributes with defaults filled in (*attr). With
  * follow_batch, a Reshape whose declared target has the wrong element count
@@ -323,46 +404,11 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
   }
 
-  case MPC_OP_CONV: {
-    if (a->ndim != 4 || b->ndim != 4)
-      return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input and 4-D weights, got %s and %s",
-                   sstr(a).s, sstr(b).s);
-    if (a->dim[1] != b->dim[1])
-      return efail(e, TANDEM_ESHAPE,
-                   "input channels differ: %zu vs %zu (in0 %s, weights %s; grouped "
-                   "convolution is not supported)",
-                   a->dim[1], b->dim[1], sstr(a).s, sstr(b).s);
-    /* The kernel size comes from the weights; a kernel_shape attribute, when
-     * given, must agree with them. */
-    if ((attr->kh != 0 && attr->kh != b->dim[2]) || (attr->kw != 0 && attr->kw != b->dim[3]))
-      return efail(e, TANDEM_ESHAPE, "kernel attribute %zux%zu differs from weights %s",
-                   attr->kh, attr->kw, sstr(b).s);
-    attr->kh = b->dim[2];
-    attr->kw = b->dim[3];
-    rc = check_window(e, attr);
+  case MPC_OP_CONV:
+    rc = infer_conv(a, b, c, out, attr, e);
     if (rc != 0)
       return rc;
-    size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
-                         attr->dilations[0]);
-    size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
-                         attr->dilations[1]);
-    if (oh == 0 || ow == 0)
-      return efail(e, TANDEM_ESHAPE,
-                   "kernel %zux%zu (dilated %zux%zu) is larger than the padded input %zux%zu",
-                   attr->kh, attr->kw, (attr->kh - 1) * attr->dilations[0] + 1,
-                   (attr->kw - 1) * attr->dilations[1] + 1,
-                   a->dim[2] + attr->pads[0] + attr->pads[2],
-                   a->dim[3] + attr->pads[1] + attr->pads[3]);
-    if (c != NULL && (c->ndim != 1 || c->dim[0] != b->dim[0]))
-      return efail(e, TANDEM_ESHAPE, "bias must be [%zu] (one per output channel), got %s",
-                   b->dim[0], sstr(c).s);
-    out->ndim = 4;
-    out->dim[0] = a->dim[0];
-    out->dim[1] = b->dim[0];
-    out->dim[2] = oh;
-    out->dim[3] = ow;
     break;
-  }
 
   case MPC_OP_ADD:
   case MPC_OP_SUB:
@@ -385,39 +431,11 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
 
   case MPC_OP_MAXPOOL:
-  case MPC_OP_AVGPOOL: {
-    if (a->ndim != 4)
-      return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input, got %s", sstr(a).s);
-    if (attr->kh == 0 || attr->kw == 0)
-      return efail(e, TANDEM_EINVAL, "kernel %zux%zu is empty", attr->kh, attr->kw);
-    rc = check_window(e, attr);
+  case MPC_OP_AVGPOOL:
+    rc = infer_pool(nd->op, a, out, attr, e);
     if (rc != 0)
       return rc;
-    size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
-                         attr->dilations[0]);
-    size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
-                         attr->dilations[1]);
-    if (oh == 0 || ow == 0)
-      return efail(e, TANDEM_ESHAPE, "window %zux%zu is larger than the padded input %zux%zu",
-                   attr->kh, attr->kw, a->dim[2] + attr->pads[0] + attr->pads[2],
-                   a->dim[3] + attr->pads[1] + attr->pads[3]);
-    /* A window entirely in the padding has no defined max, nor an average
-     * that leaves the padding out. */
-    if ((nd->op == MPC_OP_MAXPOOL || !attr->count_include_pad) &&
-        (!axis_covered(a->dim[2], attr->pads[0], attr->kh, attr->strides[0],
-                       attr->dilations[0], oh) ||
-         !axis_covered(a->dim[3], attr->pads[1], attr->kw, attr->strides[1],
-                       attr->dilations[1], ow)))
-      return efail(e, TANDEM_ESHAPE, "a pooling window lies entirely in the padding (pads %zu %zu "
-                   "%zu %zu, window %zux%zu)", attr->pads[0], attr->pads[1], attr->pads[2],
-                   attr->pads[3], attr->kh, attr->kw);
-    out->ndim = 4;
-    out->dim[0] = a->dim[0];
-    out->dim[1] = a->dim[1];
-    out->dim[2] = oh;
-    out->dim[3] = ow;
     break;
-  }
 
   case MPC_OP_RESHAPE: {
     rc = check_shape(e, &nd->shape, "target shape");

@@ -177,6 +177,98 @@ done:
   return rc;
 }
 
+/* Asks the dealer for one query of model `name` at `batch` rows: sends the
+ * REQ (with a nonce the REPLY echoes: a reply to a request of an earlier
+ * process of this client's name, which the dealer took only after this one
+ * had connected, is not this query's) and waits for the REPLY, whose
+ * payload (the public graph, malloc'd) goes to *graph. */
+static int query_ask(cl_client_t *c, const char *name, size_t batch, cl_ctrl_t *h,
+                     uint8_t **graph, size_t *glen, char *err, size_t errlen) {
+  memset(h, 0, sizeof *h);
+  h->type = CL_MSG_REQ;
+  h->batch = batch;
+  snprintf(h->name, sizeof h->name, "%s", name);
+  uint64_t nonce;
+  randombytes_buf(&nonce, sizeof nonce);
+  h->version = nonce;
+  int rc = cl_ctrl_send(c->node, CL_DEALER, h, NULL, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot reach the dealer: %s", tandem_strerror(rc));
+    return rc;
+  }
+  return wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, h, graph, glen, err, errlen);
+}
+
+/* After a failed query: a party that gave it up says why, where and with
+ * which code (its stats' failure record, then a text). When one party's
+ * failure made the other's (a dropped link), the cause is the failure that
+ * came before either phase ran. Fills st's failure and err. */
+static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t *st,
+                          char *err, size_t errlen) {
+  char why[2][512] = {"", ""};
+  cl_party_stats_t fail[2];
+  memset(fail, 0, sizeof fail);
+  for (int id = CL_P0; id <= CL_P1; id++) {
+    cl_ctrl_t a;
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    if (recv_ctrl(c, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
+        (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
+      cl_stats_decode(payload, &fail[id]);
+      snprintf(why[id], sizeof why[id], "%s: %s", c->cfg->m[id].name,
+               (const char *)payload + CL_STATS_BYTES);
+    }
+    free(payload);
+  }
+  int pick = -1;
+  for (int id = CL_P0; id <= CL_P1; id++)
+    if (fail[id].fail_code != 0 && (pick < 0 || fail[pick].fail_where != CL_FAIL_BEFORE))
+      pick = id;
+  if (pick >= 0) {
+    st->fail_party = (int)fail[pick].fail_party;
+    st->fail_where = (cl_fail_where_t)fail[pick].fail_where;
+    st->fail_code = fail[pick].fail_code;
+    snprintf(err, errlen, "%s", why[pick]);
+  } else if (err[0] == '\0') {
+    snprintf(err, errlen, "the query failed: %s", tandem_strerror(rc));
+  }
+}
+
+/* One party's ACK payload (plen bytes) into st: its stats, then each
+ * gate's offline and online seconds as little-endian binary64 pairs (a party
+ * that sends none leaves 0); the slower party's figures are kept. */
+static void query_ack_stats(cl_query_stats_t *st, int id, const uint8_t *payload, size_t plen,
+                            double *start, double *end) {
+  cl_party_stats_t ps;
+  cl_stats_decode(payload, &ps);
+  if (ps.rounds > st->rounds)
+    st->rounds = (unsigned)ps.rounds;
+  st->online_bytes[id] = ps.online_sent;
+  st->offline_bytes[id] = ps.offline_recvd;
+  if (ps.online_s > st->online_s)
+    st->online_s = ps.online_s;
+  if (ps.offline_s > st->offline_s)
+    st->offline_s = ps.offline_s;
+  *start = ps.online_start;
+  *end = ps.online_end;
+  if (plen != CL_STATS_BYTES + st->ngates * 16 || st->gate_offline_s == NULL ||
+      st->gate_online_s == NULL)
+    return;
+  for (size_t i = 0; i < st->ngates; i++) {
+    double t[2];
+    for (int k = 0; k < 2; k++) {
+      uint64_t v = 0;
+      for (int b = 0; b < 8; b++)
+        v |= (uint64_t)payload[CL_STATS_BYTES + i * 16 + (size_t)k * 8 + (size_t)b] << (8 * b);
+      memcpy(&t[k], &v, 8);
+    }
+    if (t[0] > st->gate_offline_s[i])
+      st->gate_offline_s[i] = t[0];
+    if (t[1] > st->gate_online_s[i])
+      st->gate_online_s[i] = t[1];
+  }
+}
+
 int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *inputs, size_t ninputs,
               mpc_ftensor_t *outputs, size_t noutputs, cl_query_stats_t *st, char *err,
               size_t errlen) {
@@ -195,24 +287,10 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
     }
   }
   cl_ctrl_t h;
-  memset(&h, 0, sizeof h);
-  h.type = CL_MSG_REQ;
-  h.batch = inputs[0].shape.dim[0];
-  snprintf(h.name, sizeof h.name, "%s", name);
-  /* A nonce the dealer's REPLY echoes: a reply to a request of an earlier
-   * process of this client's name, which the dealer took only after this
-   * one had connected, is not this query's. */
-  uint64_t nonce;
-  randombytes_buf(&nonce, sizeof nonce);
-  h.version = nonce;
-  int rc = cl_ctrl_send(c->node, CL_DEALER, &h, NULL, 0);
-  if (rc != 0) {
-    snprintf(err, errlen, "cannot reach the dealer: %s", tandem_strerror(rc));
-    return rc;
-  }
   uint8_t *graph = NULL;
   size_t glen = 0;
-  if ((rc = wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, &h, &graph, &glen, err, errlen)) != 0)
+  int rc = query_ask(c, name, inputs[0].shape.dim[0], &h, &graph, &glen, err, errlen);
+  if (rc != 0)
     return rc;
   st->waited = (h.flags & CL_FLAG_WAITED) != 0;
   uint64_t seq = h.seq; /* the query's: the parties' ACKs carry it */
@@ -238,38 +316,7 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
   err[0] = '\0';
   rc = mpc_client_run(plan, &link.base, inputs, outputs, err, errlen);
   if (rc != 0) {
-    /* A party that gave up on the query says why, where and with which
-     * code (its stats' failure record, then a text). When one party's
-     * failure made the other's (a dropped link), the cause is the failure
-     * that came before either phase ran. */
-    char why[2][512] = {"", ""};
-    cl_party_stats_t fail[2];
-    memset(fail, 0, sizeof fail);
-    for (int id = CL_P0; id <= CL_P1; id++) {
-      cl_ctrl_t a;
-      uint8_t *payload = NULL;
-      size_t plen = 0;
-      if (recv_ctrl(c, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
-          (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
-        cl_stats_decode(payload, &fail[id]);
-        snprintf(why[id], sizeof why[id], "%s: %s", c->cfg->m[id].name,
-                 (const char *)payload + CL_STATS_BYTES);
-      }
-      free(payload);
-    }
-    int pick = -1;
-    for (int id = CL_P0; id <= CL_P1; id++)
-      if (fail[id].fail_code != 0 && (pick < 0 || fail[pick].fail_where != CL_FAIL_BEFORE))
-        pick = id;
-    if (pick >= 0) {
-      st->fail_party = (int)fail[pick].fail_party;
-      st->fail_where = (cl_fail_where_t)fail[pick].fail_where;
-      st->fail_code = fail[pick].fail_code;
-      snprintf(err, errlen, "%s", why[pick]);
-      goto done;
-    }
-    if (err[0] == '\0')
-      snprintf(err, errlen, "the query failed: %s", tandem_strerror(rc));
+    query_failure(c, seq, rc, st, err, errlen);
     goto done;
   }
   st->client_offline = link.base.stats.recvd[MPC_DEALER][MPC_PHASE_OFFLINE];
@@ -282,40 +329,8 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
     size_t plen = 0;
     cl_ctrl_t a;
     rc = wait_ctrl(c, id, CL_MSG_ACK, seq, 0, &a, &payload, &plen, err, errlen);
-    if (rc == 0 && (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
-      cl_party_stats_t ps;
-      cl_stats_decode(payload, &ps);
-      if (ps.rounds > st->rounds)
-        st->rounds = (unsigned)ps.rounds;
-      st->online_bytes[id] = ps.online_sent;
-      st->offline_bytes[id] = ps.offline_recvd;
-      if (ps.online_s > st->online_s)
-        st->online_s = ps.online_s;
-      if (ps.offline_s > st->offline_s)
-        st->offline_s = ps.offline_s;
-      start[id] = ps.online_start;
-      end[id] = ps.online_end;
-    }
-    /* Each gate's offline and online seconds follow the stats, as
-     * little-endian binary64 pairs (a party that sends none leaves 0). */
-    if (rc == 0 && (a.flags & CL_FLAG_STATS) &&
-        plen == CL_STATS_BYTES + st->ngates * 16 && st->gate_offline_s != NULL &&
-        st->gate_online_s != NULL) {
-      for (size_t i = 0; i < st->ngates; i++) {
-        double t[2];
-        for (int k = 0; k < 2; k++) {
-          uint64_t v = 0;
-          for (int b = 0; b < 8; b++)
-            v |= (uint64_t)payload[CL_STATS_BYTES + i * 16 + (size_t)k * 8 + (size_t)b]
-                 << (8 * b);
-          memcpy(&t[k], &v, 8);
-        }
-        if (t[0] > st->gate_offline_s[i])
-          st->gate_offline_s[i] = t[0];
-        if (t[1] > st->gate_online_s[i])
-          st->gate_online_s[i] = t[1];
-      }
-    }
+    if (rc == 0 && (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES)
+      query_ack_stats(st, id, payload, plen, &start[id], &end[id]);
     free(payload);
     if (rc != 0) {
       for (size_t i = 0; i < noutputs; i++)
