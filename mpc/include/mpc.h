@@ -283,6 +283,12 @@ const mpc_shape_t *mpc_plan_input_shape(const mpc_plan_t *p, size_t i);
 const mpc_shape_t *mpc_plan_output_shape(const mpc_plan_t *p, size_t i);
 /* Bytes of the dealer's query message to role (P0, P1 or CLIENT). */
 size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role);
+/* An upper estimate of the bytes a plan of graph g at batch size `batch` (0:
+ * the declared one) takes once compiled with a party's or the dealer's
+ * object, read from the node shapes alone (plan_mem.c): to refuse a graph
+ * or a batch over a memory budget before compiling anything. SIZE_MAX when
+ * it does not fit a size_t. */
+size_t mpc_plan_mem_bytes(const mpc_graph_t *g, size_t batch);
 
 /* The gates of a plan, in execution order: what a per-gate table shows. */
 typedef struct {

@@ -275,6 +275,36 @@ static void timed_wait_ms(cl_dealer_t *d, long ms) {
   pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 }
 
+/* The plan of (name, batch) for a generator, with *pool the pool it makes
+ * it for: the cached one, or one compiled without d->mu (a large plan takes
+ * seconds, and every query and generator waits on d->mu; the model is not
+ * replaced meanwhile, as the generator holds its gen_mu) and then cached.
+ * The pool is marked `making` meanwhile, so the other generator leaves it
+ * alone; *pool is looked up again after (NULL when it was dropped or
+ * evicted meanwhile). Called and returns under d->mu. */
+static int gen_plan(cl_dealer_t *d, pool_t **pool, const char *name, size_t batch,
+                    cl_plan_t **pl, char *err, size_t errlen) {
+  cl_model_t *m;
+  int rc = cl_store_get(&d->store, name, &m, err, errlen);
+  if (rc != 0 || (*pl = cl_model_plan_find(m, batch)) != NULL)
+    return rc;
+  (*pool)->making = 1;
+  pthread_mutex_unlock(&d->mu);
+  (void)cl__fault(&d->hooks, CL_FAULT_DEALER_COMPILE, batch, 0);
+  cl_plan_t fresh;
+  rc = cl_model_plan_make(&d->store, m, batch, &fresh, err, errlen);
+  pthread_mutex_lock(&d->mu);
+  if ((*pool = pool_find(d, name, batch, 0)) != NULL)
+    (*pool)->making = 0;
+  if (rc != 0)
+    return rc;
+  if (*pool == NULL) {
+    cl_model_plan_discard(&d->store, &fresh);
+    return 0;
+  }
+  return cl_model_plan_put(&d->store, m, &fresh, pl, err, errlen);
+}
+
 /* Two generators: one refills the pools ahead, the other makes only what a
  * query waits for, so a query of a batch size with no pool never waits
  * behind another size's refill (it shares the cores with it instead; the
@@ -310,13 +340,15 @@ static void *generator_main(void *arg) {
     char name[CL_NAME_MAX], err[512];
     snprintf(name, sizeof name, "%s", best->name);
     size_t batch = best->batch;
-    cl_model_t *m;
-    cl_plan_t *pl;
-    int rc = cl_store_get(&d->store, name, &m, err, sizeof err);
-    if (rc == 0)
-      rc = cl_model_plan(&d->store, m, batch, &pl, err, sizeof err);
+    cl_plan_t *pl = NULL;
+    int rc = gen_plan(d, &best, name, batch, &pl, err, sizeof err);
     mpc_role_t big;
     size_t big_bytes;
+    if (rc == 0 && best == NULL) { /* the pool went while the plan was compiled */
+      pthread_mutex_unlock(&d->mu);
+      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
+      continue;
+    }
     if (rc == 0 && !cl_prep_fits(pl->plan, d->cfg->max_msg, &big, &big_bytes)) {
       /* A query whose preprocessing exceeds the largest message is refused
        * here, before any key is made. */
@@ -443,7 +475,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   }
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
-  if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
+  if ((rc = cl_plan_mem_check(&g, 1, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
+      (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
       (rc = mpc_dealer_new(&md, plan)) != 0 ||
       (rc = parties_up(d, reply_deadline(d, j->t_in), err, sizeof err)) != 0)
     goto done;
@@ -711,6 +744,42 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   return rc;
 }
 
+/* Whether a query of model m at `batch` can be served at all, before any
+ * plan of that batch is compiled or pool made for it (issue 15: batches of
+ * 20000 and 20001, each refused only after its plan was compiled and cached,
+ * left the dealer at 7 GB): its plan's memory within plan_mem_max, and its
+ * preprocessing, linear in the batch, within one message for every role (a
+ * query's preprocessing is one message; the client splits a larger batch,
+ * e.g. `infer --chunk`). Run by the worker without d->mu (the sizes are
+ * computed once per model, from two small plans). */
+static int query_admit(cl_dealer_t *d, cl_model_t *m, const char *name, size_t batch,
+                       char *err, size_t errlen) {
+  char why[256];
+  int rc = cl_plan_mem_check(&m->graph, batch, d->cfg->plan_mem_max, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s at batch %zu: %s", name, batch, why);
+    return rc;
+  }
+  size_t bytes[3];
+  if ((rc = cl_model_prep_bytes(&d->store, m, batch, bytes, err, errlen)) != 0)
+    return rc;
+  static const char *const role[3] = {"p0", "p1", "the client"};
+  size_t max = d->cfg->max_msg ? d->cfg->max_msg : NET_DEFAULT_MAX_MSG;
+  size_t room = max - CL_TAG_BYTES;
+  for (int r = 0; r < 3; r++)
+    if (bytes[r] > room) {
+      size_t fit = m->prep_base[r] < room && m->prep_row[r] > 0
+                       ? (room - m->prep_base[r]) / m->prep_row[r]
+                       : 0;
+      snprintf(err, errlen,
+               "%s at batch %zu: its preprocessing for %s would be %zu bytes, over max_msg "
+               "(%zu) and not split by the dealer; ask for at most %zu rows per query",
+               name, batch, role[r], bytes[r], max, fit);
+      return TANDEM_EINVAL;
+    }
+  return 0;
+}
+
 static void do_query(cl_dealer_t *d, job_t *j) {
   char err[512] = "";
   int rc = 0;
@@ -727,7 +796,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   size_t batch = (size_t)j->h.batch;
   double deadline = reply_deadline(d, j->t_in);
   pthread_mutex_lock(&d->mu);
-  cl_model_t *m;
+  cl_model_t *m = NULL;
   rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
   if (rc == 0 && (batch == 0 || batch > CL_MAX_BATCH)) {
     rc = TANDEM_EINVAL;
@@ -740,9 +809,16 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     memcpy(graph, m->graph_bytes, m->graph_len);
     glen = m->graph_len;
     version = m->version;
-    rc = prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
   }
   pthread_mutex_unlock(&d->mu);
+  /* m stays: only this thread (do_share) replaces a model. */
+  if (rc == 0)
+    rc = query_admit(d, m, j->h.name, batch, err, sizeof err);
+  if (rc == 0) {
+    pthread_mutex_lock(&d->mu);
+    rc = prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
+    pthread_mutex_unlock(&d->mu);
+  }
   if (rc == 0)
     rc = parties_up(d, deadline, err, sizeof err);
   /* A client that left, or gave up waiting for this reply, would never send
@@ -760,12 +836,11 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   uint64_t seq = ++d->seq;
   if (rc != 0) {
     LOG(d, "query from client %d refused: %s", j->from, err);
-    if (prep != NULL) {
-      pthread_mutex_lock(&d->mu);
+    pthread_mutex_lock(&d->mu);
+    if (prep != NULL)
       pool_return(d, j->h.name, batch, prep);
-      pthread_mutex_unlock(&d->mu);
-      prep = NULL;
-    }
+    prep = NULL;
+    pthread_mutex_unlock(&d->mu);
     if (requester_here(d, j))
       reply(d, j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
     goto out;
@@ -936,6 +1011,7 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     return rc;
   }
   cl_store_init(&d->store, d->cfg->m[CL_DEALER].data_dir, MPC_DEALER);
+  d->store.mem_max = d->cfg->plan_mem_max;
   *out = d;
   return 0;
 }

@@ -131,7 +131,10 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
   }
   if ((rc = mpc_graph_load(&g, graph, glen, err, sizeof err)) != 0)
     goto done_nograph;
-  if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0)
+  /* The graph is the owner's: its plan's memory is checked before the plan
+   * is compiled (the dealer checks too, with its own budget). */
+  if ((rc = cl_plan_mem_check(&g, 1, P->cfg.plan_mem_max, err, sizeof err)) != 0 ||
+      (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0)
     goto done;
   if ((rc = mpc_party_new(&pt, plan, (mpc_role_t)P->self)) != 0)
     goto done;
@@ -347,6 +350,7 @@ int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_ho
     return rc;
   }
   cl_store_init(&P->store, P->cfg.m[self].data_dir, self == CL_P0 ? MPC_P0 : MPC_P1);
+  P->store.mem_max = P->cfg.plan_mem_max;
   LOG(P, "listening on %s port %u", P->cfg.m[self].host, (unsigned)P->cfg.m[self].port);
   *out = P;
   return 0;

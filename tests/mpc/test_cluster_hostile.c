@@ -1,0 +1,290 @@
+/* test_cluster_hostile.c - Check suite for the dealer's and the parties'
+ * side of issue 15 (hostile clients and owners) in one process
+ * (cluster_harness.h, real loopback sockets): an authenticated client or
+ * owner that misbehaves through the control protocol, and what the cluster
+ * does about it.
+ * - size checks before work: a batch whose preprocessing exceeds max_msg is
+ *   refused with the reason before any plan is compiled or pool made (the
+ *   sizes are linear in the batch, computed once per model); a graph whose
+ *   plan would exceed plan_mem_max is refused before it is compiled, by the
+ *   dealer and by the parties; the dealer compiles plans without its lock;
+ * - a failed query whose client never connected to the parties leaves
+ *   nothing on the parties' dealer links;
+ * - one outstanding query per client key, and back-off for a key whose
+ *   queries keep failing;
+ * - cached plan objects keep no query's keys or masks between queries. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cluster_harness.h"
+#include "cluster_int.h"
+#include "mpc_int.h"
+
+#define TIMEOUT_MS 10000
+
+static void nap_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+  nanosleep(&ts, NULL);
+}
+
+static long peak_rss_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024;
+}
+
+/* Sends a raw REQ of model `name` at `batch` from client cl (nonce) and
+ * takes the dealer's REPLY into *h (its payload freed). */
+static int raw_req(cl_client_t *cl, const char *name, uint64_t batch, uint64_t nonce,
+                   cl_ctrl_t *h, char *why, size_t whylen) {
+  memset(h, 0, sizeof *h);
+  h->type = CL_MSG_REQ;
+  h->batch = batch;
+  h->version = nonce;
+  snprintf(h->name, sizeof h->name, "%s", name);
+  int rc = cl_ctrl_send(cl->node, CL_DEALER, h, NULL, 0);
+  if (rc != 0)
+    return rc;
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  rc = cl_ctrl_recv(cl->node, CL_DEALER, h, &payload, &plen, 3 * TIMEOUT_MS);
+  if (why != NULL)
+    snprintf(why, whylen, "%s", rc == 0 && h->status != 0 && payload ? (char *)payload : "");
+  free(payload);
+  return rc;
+}
+
+/* ---- size checks before work ------------------------------------------------------ */
+
+/* A query's preprocessing bytes are linear in the batch: the dealer's
+ * estimate from batches 1 and 2 is exact at other batch sizes. */
+START_TEST(prep_bytes_linear) {
+  static const char *const models[2] = {"fashion_mlp.onnx", "fashion_cnn.onnx"};
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  for (int k = 0; k < 2; k++) {
+    char path[600], err[512] = "";
+    snprintf(path, sizeof path, "%s/models/%s", TANDEM_SRC_DIR, models[k]);
+    cl_model_t m;
+    memset(&m, 0, sizeof m);
+    mpc_weights_t w;
+    ck_assert_msg(mpc_onnx_load(path, &m.graph, &w, err, sizeof err) == 0, "%s", err);
+    cl_store_t s;
+    memset(&s, 0, sizeof s);
+    s.role = MPC_DEALER;
+    static const size_t batches[4] = {1, 3, 7, 16};
+    for (int i = 0; i < 4; i++) {
+      size_t est[3];
+      ck_assert_int_eq(cl_model_prep_bytes(&s, &m, batches[i], est, err, sizeof err), 0);
+      mpc_plan_t *p;
+      ck_assert_int_eq(mpc_plan_new(&p, &m.graph, batches[i], err, sizeof err), 0);
+      for (int r = 0; r < 3; r++)
+        ck_assert_msg(est[r] == mpc_plan_prep_bytes(p, roles[r]), "%s batch %zu role %d: %zu vs %zu",
+                      models[k], batches[i], r, est[r], mpc_plan_prep_bytes(p, roles[r]));
+      mpc_plan_free(p);
+    }
+    mpc_weights_close(&w);
+    mpc_graph_close(&m.graph);
+  }
+}
+END_TEST
+
+/* A client asks for a batch whose preprocessing is over max_msg (here 4 MB,
+ * standing for the 1 GiB default that CNN batches of 20000 exceed): refused
+ * with the reason at once, and the dealer neither made a pool for it nor
+ * compiled its plan (before, both happened first: batches of 20000 left
+ * the dealer at 7 GB). A batch over the plan memory budget is refused so
+ * too. */
+START_TEST(big_batch_refused_before_work) {
+  ch_cluster_t c;
+  ch_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.cluster_lines = "max_msg = 4000000\n";
+  ch_start_opts(&c, TIMEOUT_MS, 1, 1, &o);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  size_t from = ch_mark(&c);
+  cl_ctrl_t h;
+  char why[512] = "";
+  ck_assert_int_eq(raw_req(&cl, "mlp", CL_MAX_BATCH, 2, &h, why, sizeof why), 0);
+  ck_assert_msg(h.status == TANDEM_ENOMEM && strstr(why, "plan_mem_max") != NULL, "%s", why);
+  ck_assert_int_eq(raw_req(&cl, "mlp", 2000, 1, &h, why, sizeof why), 0);
+  ck_assert_int_ne(h.status, 0);
+  ck_assert_msg(strstr(why, "over max_msg") != NULL && strstr(why, "rows per query") != NULL,
+                "%s", why);
+  ck_assert(ch_wait_line(&c, from, "dealer", "query from client 8 refused", TIMEOUT_MS));
+  ck_assert_msg(!ch_seen(&c, from, "waiting for it") && !ch_seen(&c, from, "cannot prepare"),
+                "a pool or a plan was made for a refused batch:\n%s", c.log + from);
+  /* The client is still served at a batch that fits. */
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &cl, 0, 2, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+/* A graph of two Transposes of n x n (one input, 1 x n x n), saved. */
+static void transposes(size_t n, uint8_t **gb, size_t *glen) {
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t dim[3] = {1, n, n};
+  int x = mpc_graph_input(&g, "x", 3, dim);
+  ck_assert_int_ge(x, 0);
+  mpc_attr_t at;
+  memset(&at, 0, sizeof at);
+  at.perm[0] = 0;
+  at.perm[1] = 2;
+  at.perm[2] = 1;
+  int t1 = mpc_graph_op(&g, MPC_OP_TRANSPOSE, x, -1, -1, &at, "t1");
+  ck_assert_int_ge(t1, 0);
+  int t2 = mpc_graph_op(&g, MPC_OP_TRANSPOSE, t1, -1, -1, &at, "t2");
+  ck_assert_int_ge(t2, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, t2, -1, -1, NULL, "y"), 0);
+  ck_assert_int_eq(mpc_graph_save(&g, gb, glen), 0);
+  mpc_graph_close(&g);
+}
+
+/* The owner sends graph gb as model `name`: the dealer's REPLY, then (if it
+ * accepted) both parties' ACKs. Returns the first refusal's status, its
+ * text in why. */
+static int raw_share(ch_cluster_t *c, const char *name, const uint8_t *gb, size_t glen,
+                     char *why, size_t whylen) {
+  cl_client_t owner;
+  char err[512] = "";
+  ck_assert_msg(cl_client_open(&owner, &c->cfg, CL_OWNER, err, sizeof err) == 0, "%s", err);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_SHARE;
+  snprintf(h.name, sizeof h.name, "%s", name);
+  ck_assert_int_eq(cl_ctrl_send(owner.node, CL_DEALER, &h, gb, glen), 0);
+  static const int peers[3] = {CL_DEALER, CL_P0, CL_P1};
+  int status = 0;
+  for (int k = 0; k < 3 && status == 0; k++) {
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    ck_assert_int_eq(cl_ctrl_recv(owner.node, peers[k], &h, &payload, &plen, 3 * TIMEOUT_MS), 0);
+    status = h.status;
+    if (status != 0)
+      snprintf(why, whylen, "%s: %s", c->cfg.m[peers[k]].name, payload ? (char *)payload : "");
+    free(payload);
+  }
+  cl_client_close(&owner);
+  return status;
+}
+
+/* The 1.1 KB graph of issue 15 (two Transposes of 1x8192x8192, whose plan
+ * took 515 MB): refused by the dealer before compiling (this process's peak
+ * memory barely moves). */
+START_TEST(huge_graph_refused_by_dealer) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 0);
+  uint8_t *gb;
+  size_t glen;
+  transposes(8192, &gb, &glen);
+  ck_assert_uint_lt(glen, 4096);
+  long rss0 = peak_rss_mb();
+  char why[512] = "";
+  ck_assert_int_eq(raw_share(&c, "big", gb, glen, why, sizeof why), TANDEM_ENOMEM);
+  ck_assert_msg(strstr(why, "dealer: ") == why && strstr(why, "plan_mem_max") != NULL, "%s",
+                why);
+  ck_assert_msg(peak_rss_mb() - rss0 < 200, "peak memory grew by %ld MB", peak_rss_mb() - rss0);
+  free(gb);
+  ch_stop(&c);
+}
+END_TEST
+
+/* The same at the parties, whose budget is their own: a dealer with room
+ * for the graph tells them, and each refuses it before compiling. */
+START_TEST(huge_graph_refused_by_parties) {
+  ch_cluster_t c;
+  ch_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.plan_mem_max[CL_P0] = o.plan_mem_max[CL_P1] = (size_t)64 << 20;
+  o.plan_mem_max[CL_DEALER] = (size_t)1 << 30;
+  ch_start_opts(&c, TIMEOUT_MS, 1, 0, &o);
+  uint8_t *gb;
+  size_t glen;
+  transposes(1024, &gb, &glen); /* about 200 MB by the estimate */
+  char why[512] = "";
+  ck_assert_int_eq(raw_share(&c, "big", gb, glen, why, sizeof why), TANDEM_ENOMEM);
+  ck_assert_msg((strncmp(why, "p0: ", 4) == 0 || strncmp(why, "p1: ", 4) == 0) &&
+                    strstr(why, "plan_mem_max") != NULL,
+                "%s", why);
+  free(gb);
+  ch_stop(&c);
+}
+END_TEST
+
+/* The dealer compiles a plan without its lock: while a generator compiles
+ * the plan of a new batch size (held here by the fault hook, as a large plan
+ * takes seconds), the dealer goes on: client a, who asked for that batch,
+ * leaves, and client b's query of a batch whose preprocessing is ready is
+ * served before the compilation ends. Under the lock, the worker waited for
+ * the compilation to notice a had left, and b's query timed out. */
+static atomic_int compile_held, release_compile;
+
+static int hold_compile(ch_cluster_t *c, int who, cl_fault_t where, uint64_t batch, int peer) {
+  (void)c, (void)peer;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_COMPILE && batch == 5) {
+    atomic_store(&compile_held, 1);
+    while (!atomic_load(&release_compile))
+      nap_ms(5);
+  }
+  return 0;
+}
+
+START_TEST(compile_outside_lock) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  atomic_store(&compile_held, 0);
+  atomic_store(&release_compile, 0);
+  c.fault = hold_compile;
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  ch_client_open(&c, 1, &cb);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = 5;
+  h.version = 7;
+  snprintf(h.name, sizeof h.name, "mlp");
+  ck_assert_int_eq(cl_ctrl_send(ca.node, CL_DEALER, &h, NULL, 0), 0);
+  for (int i = 0; i < 1000 && !atomic_load(&compile_held); i++)
+    nap_ms(10);
+  ck_assert(atomic_load(&compile_held));
+  cl_client_close(&ca);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  int rc = ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err);
+  int still_held = !atomic_load(&release_compile);
+  atomic_store(&release_compile, 1);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert(still_held);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  c.fault = NULL;
+  cl_client_close(&cb);
+  ch_stop(&c);
+}
+END_TEST
+
+Suite *cluster_hostile_suite(void) {
+  Suite *s = suite_create("cluster_hostile");
+  TCase *tc = tcase_create("hostile");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, prep_bytes_linear);
+  tcase_add_test(tc, big_batch_refused_before_work);
+  tcase_add_test(tc, huge_graph_refused_by_dealer);
+  tcase_add_test(tc, huge_graph_refused_by_parties);
+  tcase_add_test(tc, compile_outside_lock);
+  suite_add_tcase(s, tc);
+  return s;
+}
