@@ -276,6 +276,60 @@ START_TEST(compile_outside_lock) {
 }
 END_TEST
 
+/* ---- a client that never connects to the parties ------------------------------------ */
+
+/* Client a asks, takes its reply and its part from the dealer, and never
+ * connects to P0 or P1. Each party gives the query up at its timeout and
+ * leaves nothing of it on its dealer link (the dealer's part of a CNN query
+ * is hundreds of MB; left unread, a later client's query failed on it
+ * once); the next client is served. */
+START_TEST(client_never_connected) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS / 2, 1, 1);
+  net_node_t *node;
+  char err[512] = "";
+  ck_assert_msg(cl_node_open(&c.cfg, CL_CLIENT0, 0, &node, NULL, NULL, err, sizeof err) == 0,
+                "%s", err);
+  ck_assert_int_eq(cl_connect(node, CL_DEALER, TIMEOUT_MS), 0);
+  size_t from = ch_mark(&c);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = 1;
+  h.version = 3;
+  snprintf(h.name, sizeof h.name, "mlp");
+  ck_assert_int_eq(cl_ctrl_send(node, CL_DEALER, &h, NULL, 0), 0);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(node, CL_DEALER, &h, &payload, &plen, TIMEOUT_MS), 0);
+  free(payload);
+  ck_assert_int_eq(h.status, 0);
+  for (int id = 0; id < 2; id++) {
+    const char *who = id == 0 ? "party p0" : "party p1";
+    ck_assert(ch_wait_line(&c, from, who, "client 8): the client did not connect", 3 * TIMEOUT_MS));
+    /* Nothing of the query is queued on the party's dealer link. */
+    unsigned char *b = NULL;
+    size_t len = 0;
+    int rc = net_msg_take_on(cl_party_node(c.party[id].party), CL_DEALER, 0, CL_CHAN_DATA,
+                             SIZE_MAX, &b, &len, 0);
+    free(b);
+    ck_assert_msg(rc != 0, "%s: a %zu-byte message of the failed query was left on its dealer link",
+                  who, len);
+  }
+  ck_assert_msg(!ch_seen(&c, from, "closing the dealer link"), "%s", c.log + from);
+  net_node_free(node);
+  cl_client_t cb;
+  ch_client_open(&c, 1, &cb);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  ck_assert_msg(ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cb);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_hostile_suite(void) {
   Suite *s = suite_create("cluster_hostile");
   TCase *tc = tcase_create("hostile");
@@ -285,6 +339,7 @@ Suite *cluster_hostile_suite(void) {
   tcase_add_test(tc, huge_graph_refused_by_dealer);
   tcase_add_test(tc, huge_graph_refused_by_parties);
   tcase_add_test(tc, compile_outside_lock);
+  tcase_add_test(tc, client_never_connected);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -192,6 +192,38 @@ static void send_failure(cl_party_t *P, int client, uint64_t links, const cl_ctr
   send_status(P, client, links, CL_MSG_ACK, CL_FLAG_STATS, h, rc, b, CL_STATS_BYTES + n);
 }
 
+/* After a query that failed before its offline phase read anything (its
+ * client or the other party did not connect): the dealer's message of the
+ * query (its part, or its cancel) is taken off the dealer link the QUERY
+ * came on (`dl`) and dropped, with any older step's messages before it.
+ * Left there, a part of hundreds of MB stayed unread on the link, and a
+ * later query failed on it once (issue 15). When it does not come within
+ * the timeout, the link is closed instead (its messages go with it). */
+static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) {
+  double end = cl_now() + P->cfg.timeout_ms / 1000.0;
+  for (;;) {
+    double left_ms = (end - cl_now()) * 1000.0;
+    unsigned char *m = NULL;
+    size_t got = 0;
+    int rc = net_msg_take_on(P->node, CL_DEALER, dl, CL_CHAN_DATA, SIZE_MAX, &m, &got,
+                             left_ms < 1 ? 0 : (int)left_ms);
+    if (rc != 0) {
+      if (rc == TANDEM_ETIMEDOUT && cl_peer_link(P->node, CL_DEALER) == dl) {
+        LOG(P, "query %llu: the dealer's part did not come; closing the dealer link",
+            (unsigned long long)h->seq);
+        (void)net_peer_close(P->node, CL_DEALER);
+        cl_link_drain(P->node, CL_DEALER, dl);
+      }
+      return;
+    }
+    int mine = got >= CL_TAG_BYTES && memcmp(m, &h->tag, CL_TAG_BYTES) == 0;
+    sodium_memzero(m, got); /* seeds and keys of the abandoned query */
+    free(m);
+    if (mine)
+      return;
+  }
+}
+
 /* As if this party died here (the fault hook): every link closed. */
 static void drop_all_links(cl_party_t *P) {
   for (int id = 0; id < NET_MAX_PEERS; id++)
@@ -236,6 +268,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   cl_link_t link;
   memset(&link, 0, sizeof link);
   uint64_t client_links = 0; /* the query's client link */
+  uint64_t dealer_links = cl_peer_link(P->node, CL_DEALER); /* the QUERY's */
   cl_fail_where_t where = CL_FAIL_BEFORE;
   if (cl__fault(&P->hooks, CL_FAULT_PARTY_BEFORE_QUERY, h->seq, client) != 0) {
     LOG(P, "fault injection: query %llu: this party dies", (unsigned long long)h->seq);
@@ -258,6 +291,8 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
                tandem_strerror(rc));
   }
   if (rc != 0) {
+    if (link.base.phase == MPC_PHASE_SETUP)
+      discard_dealer_part(P, dealer_links, h);
     LOG(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
            h->name, (unsigned long long)h->batch, client, err);
     /* A part of the dealer's cut short may be left on its link: dropped with
