@@ -337,6 +337,9 @@ TANDEM_WUR int mpc_dealer_new(mpc_dealer_t **out, const mpc_plan_t *p);
 void mpc_dealer_free(mpc_dealer_t *d);
 TANDEM_WUR int mpc_dealer_model(mpc_dealer_t *d, mpc_transport_t *t);
 TANDEM_WUR int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t);
+/* Wipes the masks of the last query's activations from the dealer's object
+ * (the weight masks R_W stay): call between queries on a cached object. */
+void mpc_dealer_wipe_query(mpc_dealer_t *d);
 
 /* One query's preprocessing as the dealer's three messages, without sending
  * them: msg[0] for P0, msg[1] for P1, msg[2] for the client, each with
@@ -366,6 +369,12 @@ TANDEM_WUR int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t 
 void mpc_party_free(mpc_party_t *party);
 TANDEM_WUR int mpc_party_setup(mpc_party_t *party, mpc_transport_t *t);
 TANDEM_WUR int mpc_party_query(mpc_party_t *party, mpc_transport_t *t);
+/* Wipes what the last query left in the party's object (masked activations,
+ * mask shares, shares of intermediate values, gate offsets and FSS
+ * constants, the dealer's message with its seeds and keys, the round
+ * buffers), keeping the model state; the next query works as before. Call
+ * between queries on a cached object (wipe.c). */
+void mpc_party_wipe_query(mpc_party_t *party);
 /* The time gate i took in the last query: its offline preparation and its
  * online work (local compute; the exchange it shares with its round is not
  * charged to any gate). 0 or TANDEM_EINVAL. */

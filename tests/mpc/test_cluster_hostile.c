@@ -330,6 +330,72 @@ START_TEST(client_never_connected) {
 }
 END_TEST
 
+/* ---- no query's secrets in cached plans ------------------------------------------------ */
+
+static int all_zero(const void *p, size_t n) {
+  const unsigned char *b = p;
+  unsigned char acc = 0;
+  for (size_t i = 0; i < n; i++)
+    acc |= b[i];
+  return acc == 0;
+}
+
+/* After a query, the cached plan objects of both parties and the dealer
+ * hold none of its keys, masks or shares (they held the last query's until
+ * the next query of that batch size overwrote them); the next query is
+ * still right. */
+START_TEST(cached_plans_wiped) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &cl, 4, 2, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  /* The dealer's refill of batch 2 is done (then its generators rest). */
+  ck_assert(ch_wait_line(&c, from, "dealer", "mlp at batch 2: 1 queries prepared ahead", TIMEOUT_MS));
+  for (int who = 0; who < 3; who++) {
+    cl_store_t *s = who == CL_DEALER ? cl__dealer_store(c.dealer) : cl__party_store(c.party[who].party);
+    cl_model_t *m = NULL;
+    for (cl_model_t *q = s->models; q != NULL; q = q->next_model)
+      if (strcmp(q->name, "mlp") == 0)
+        m = q;
+    ck_assert_ptr_nonnull(m);
+    cl_plan_t *pl = cl_model_plan_find(m, 2);
+    ck_assert_ptr_nonnull(pl);
+    const mpc_plan_t *p = pl->plan;
+    if (who == CL_DEALER) {
+      for (size_t v = 0; v < p->nvals; v++)
+        if (p->vals[v].kind == MPC__V_MASKED)
+          ck_assert_msg(all_zero(mpc__dealer_mask(pl->obj, (int)v), p->vals[v].n * 8),
+                        "dealer: the mask of value %zu kept", v);
+      continue;
+    }
+    mpc_party_t *pt = pl->obj;
+    ck_assert_msg(all_zero(pt->prepbuf, pt->prepbytes), "p%d: the dealer's message kept", who);
+    for (size_t v = 0; v < p->nvals; v++)
+      if (p->vals[v].kind == MPC__V_MASKED)
+        ck_assert_msg(all_zero(pt->slot[v].msh, p->vals[v].n * 8) &&
+                          all_zero(pt->slot[v].pub, p->vals[v].n * 8),
+                      "p%d: value %zu kept", who, v);
+    for (size_t i = 0; i < p->ngates; i++)
+      ck_assert_msg(pt->gs[i].pre == NULL || all_zero(pt->gs[i].pre, pt->gs[i].npre * 8),
+                    "p%d: gate %zu's offsets kept", who, i);
+  }
+  /* The wiped objects serve the next query right. */
+  ck_assert_msg(ch_query(&c, &cl, 6, 2, &y, &st, err, sizeof err) == 0, "%s", err);
+  ch_check_output(&c, 6, 2, &y);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_hostile_suite(void) {
   Suite *s = suite_create("cluster_hostile");
   TCase *tc = tcase_create("hostile");
@@ -340,6 +406,7 @@ Suite *cluster_hostile_suite(void) {
   tcase_add_test(tc, huge_graph_refused_by_parties);
   tcase_add_test(tc, compile_outside_lock);
   tcase_add_test(tc, client_never_connected);
+  tcase_add_test(tc, cached_plans_wiped);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -378,6 +378,7 @@ static void *generator_main(void *arg) {
     (void)cl__fault(&d->hooks, CL_FAULT_DEALER_GENERATE, batch, ga->on_demand);
     prep_t *prep = calloc(1, sizeof *prep);
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_prep(dl, CL_TAG_BYTES, prep);
+    mpc_dealer_wipe_query(dl); /* the cached object keeps no query's masks */
     double took = cl__now(&d->hooks) - t0;
     pthread_mutex_lock(&d->mu);
     pool_t *p = pool_find(d, name, batch, 0);
@@ -1017,6 +1018,7 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
 }
 
 net_node_t *cl_dealer_node(cl_dealer_t *d) { return d->node; }
+cl_store_t *cl__dealer_store(cl_dealer_t *d) { return &d->store; }
 
 int cl_dealer_start(cl_dealer_t *d) {
   if (d->started)

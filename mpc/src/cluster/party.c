@@ -284,6 +284,9 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   } else {
     step_link_init(&link, P, client, client_links, h->tag);
     rc = mpc_party_query(pl->obj, &link.base);
+    /* The plan stays cached for the next query of this batch size; this
+     * query's keys, masks and shares do not stay with it. */
+    mpc_party_wipe_query(pl->obj);
     where = link.base.phase == MPC_PHASE_OFFLINE ? CL_FAIL_OFFLINE : CL_FAIL_ONLINE;
     if (rc != 0)
       snprintf(err, sizeof err, "%s phase failed: %s",
@@ -392,6 +395,7 @@ int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_ho
 }
 
 net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
+cl_store_t *cl__party_store(cl_party_t *P) { return &P->store; }
 
 void cl_party_step(cl_party_t *P, int timeout_ms) {
   /* The parties dial the dealer (and P0 dials P1); a peer that restarts is
