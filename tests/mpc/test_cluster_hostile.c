@@ -396,6 +396,81 @@ START_TEST(cached_plans_wiped) {
 }
 END_TEST
 
+/* ---- one query per client key; back-off ------------------------------------------------ */
+
+/* Client a asks, takes its reply and never sends its input (the parties
+ * hold the query until their timeout), then asks again at once. The
+ * second request is not served while the first query runs at the parties:
+ * its reply comes only once both parties ended the first (then it may be a
+ * refusal naming the query still running). Before, the dealer accepted it
+ * at once and queued a second stalled query behind the first. */
+START_TEST(one_query_per_key) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS / 2, 1, 1);
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  cl_ctrl_t h;
+  char why[512] = "";
+  ck_assert_int_eq(raw_req(&ca, "mlp", 1, 11, &h, why, sizeof why), 0);
+  ck_assert_int_eq(h.status, 0);
+  ck_assert_int_eq(raw_req(&ca, "mlp", 1, 12, &h, why, sizeof why), 0);
+  int first_done = ch_seen(&c, from, "client 8): online phase failed");
+  ck_assert_msg(first_done || (h.status != 0 && strstr(why, "one query at a time") != NULL),
+                "the second query was accepted while the first ran (status %d: %s)", h.status,
+                why);
+  if (h.status != 0)
+    ck_assert_msg(strstr(why, "one query at a time") != NULL, "%s", why);
+  cl_client_close(&ca);
+  /* Another client is served. */
+  cl_client_t cb;
+  ch_client_open(&c, 1, &cb);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cb);
+  ch_stop(&c);
+}
+END_TEST
+
+/* A client key whose queries fail three times in a row (here refused: batch
+ * 0) has its next requests refused for a while, with the reason, on the
+ * dealer's clock; another key is served meanwhile; once the back-off is
+ * over (the fake clock jumps), the key is served again. */
+START_TEST(backoff_failing_key) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  ch_client_open(&c, 1, &cb);
+  cl_ctrl_t h;
+  char why[512] = "";
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(raw_req(&ca, "mlp", 0, 20 + (uint64_t)i, &h, why, sizeof why), 0);
+    ck_assert_msg(h.status != 0 && strstr(why, "outside") != NULL, "%s", why);
+  }
+  ck_assert_int_eq(raw_req(&ca, "mlp", 1, 30, &h, why, sizeof why), 0);
+  ck_assert_msg(h.status != 0 && strstr(why, "back-off") != NULL,
+                "a failing key was served at once (status %d: %s)", h.status, why);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  atomic_store(&c.offset_us, 5LL * 1000 * 1000);
+  ck_assert_msg(ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_hostile_suite(void) {
   Suite *s = suite_create("cluster_hostile");
   TCase *tc = tcase_create("hostile");
@@ -407,6 +482,8 @@ Suite *cluster_hostile_suite(void) {
   tcase_add_test(tc, compile_outside_lock);
   tcase_add_test(tc, client_never_connected);
   tcase_add_test(tc, cached_plans_wiped);
+  tcase_add_test(tc, one_query_per_key);
+  tcase_add_test(tc, backoff_failing_key);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -30,6 +30,7 @@
  * dropped before the parties hear of it, and its unused preprocessing goes
  * back to the pool.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,6 +51,11 @@
 #define POOLS_CAP 8
 #define POOL_MAX 64 /* ready queries per (model, batch) */
 #define JOBS_PER_PEER 4
+/* A client key whose queries failed BACKOFF_AFTER times in a row has its
+ * requests refused for 1 s, then 2, 4, ... up to BACKOFF_MAX_S, until one
+ * of its queries succeeds. */
+#define BACKOFF_AFTER 3
+#define BACKOFF_MAX_S 60.0
 
 /* ---- one query's preprocessing, captured in memory --------------------------- */
 
@@ -133,6 +139,16 @@ struct cl_dealer_s {
   unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
   uint64_t seq;
   int sending; /* the worker is sending a query's preprocessing */
+  /* Per client key (peer id), under mu: its last query told to the
+   * parties, and the back-off of a key whose queries keep failing. */
+  struct {
+    uint64_t seq;         /* its last query told to the parties (0: none) */
+    double told_at;       /* when (cl__now) */
+    unsigned fails;       /* failed queries in a row */
+    uint64_t failed_seq;  /* the last query counted as failed (counted once) */
+    double backoff_until; /* its requests are refused until then */
+  } cli[NET_MAX_PEERS];
+  uint64_t done[2];       /* the last query P0, P1 reported done (CL_MSG_ACK) */
   struct { /* the generator's measured speed per model, for the wait estimate */
     char name[CL_NAME_MAX];
     double s_per_byte;
@@ -745,6 +761,51 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   return rc;
 }
 
+/* Counts a failed query of client k (seq 0: one the parties never heard
+ * of; a query both parties report failed is counted once) and starts its
+ * back-off after BACKOFF_AFTER in a row. Under d->mu. */
+static void client_failed(cl_dealer_t *d, int k, uint64_t seq) {
+  if (k < CL_CLIENT0 || k >= NET_MAX_PEERS || (seq != 0 && d->cli[k].failed_seq == seq))
+    return;
+  d->cli[k].failed_seq = seq;
+  unsigned n = ++d->cli[k].fails;
+  if (n < BACKOFF_AFTER)
+    return;
+  double wait = ldexp(1.0, (int)(n - BACKOFF_AFTER < 10 ? n - BACKOFF_AFTER : 10));
+  wait = wait > BACKOFF_MAX_S ? BACKOFF_MAX_S : wait;
+  d->cli[k].backoff_until = cl__now(&d->hooks) + wait;
+  LOG(d, "client %d: %u queries failed in a row; its requests are refused for %.0f s", k, n,
+      wait);
+}
+
+/* Client k's last query is still running at the parties: told to them, not
+ * reported done by both, and not older than twice the timeout (by then
+ * both gave it up; a party that died reports nothing). Under d->mu. */
+static int client_busy(cl_dealer_t *d, int k) {
+  uint64_t seq = d->cli[k].seq;
+  return seq != 0 && (d->done[0] < seq || d->done[1] < seq) &&
+         cl__now(&d->hooks) < d->cli[k].told_at + 2 * d->cfg->timeout_ms / 1000.0;
+}
+
+/* At most one query per client key at a time, and none during its
+ * back-off: 0, or the refusal with its reason. Under d->mu. */
+static int client_admit(cl_dealer_t *d, int k, char *err, size_t errlen) {
+  double now = cl__now(&d->hooks);
+  if (now < d->cli[k].backoff_until) {
+    snprintf(err, errlen,
+             "client %d: its last %u queries failed; refused for %.0f s more (back-off)", k,
+             d->cli[k].fails, d->cli[k].backoff_until - now + 0.5);
+    return TANDEM_EAUTH;
+  }
+  if (client_busy(d, k)) {
+    snprintf(err, errlen,
+             "client %d: its query %llu is still running at the parties (one query at a "
+             "time per client)", k, (unsigned long long)d->cli[k].seq);
+    return TANDEM_EINVAL;
+  }
+  return 0;
+}
+
 /* Whether a query of model m at `batch` can be served at all, before any
  * plan of that batch is compiled or pool made for it (issue 15: batches of
  * 20000 and 20001, each refused only after its plan was compiled and cached,
@@ -797,8 +858,12 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   size_t batch = (size_t)j->h.batch;
   double deadline = reply_deadline(d, j->t_in);
   pthread_mutex_lock(&d->mu);
+  /* A refusal of the admission itself is not counted as a failure: the
+   * back-off would never end. */
+  int admitted = (rc = client_admit(d, j->from, err, sizeof err)) == 0;
   cl_model_t *m = NULL;
-  rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
+  if (rc == 0)
+    rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
   if (rc == 0 && (batch == 0 || batch > CL_MAX_BATCH)) {
     rc = TANDEM_EINVAL;
     snprintf(err, sizeof err, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
@@ -829,6 +894,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
            j->h.name, batch, requester_here(d, j) ? "gave up waiting" : "left");
     pthread_mutex_lock(&d->mu);
     pool_return(d, j->h.name, batch, prep);
+    client_failed(d, j->from, 0);
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     prep = NULL;
@@ -841,6 +907,8 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     if (prep != NULL)
       pool_return(d, j->h.name, batch, prep);
     prep = NULL;
+    if (admitted)
+      client_failed(d, j->from, seq);
     pthread_mutex_unlock(&d->mu);
     if (requester_here(d, j))
       reply(d, j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
@@ -849,7 +917,16 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   uint64_t tag;
   randombytes_buf(&tag, sizeof tag);
   reply(d, j->from, j->links, &j->h, 0, seq, flags, tag, graph, glen);
+  pthread_mutex_lock(&d->mu);
+  d->cli[j->from].seq = seq;
+  d->cli[j->from].told_at = cl__now(&d->hooks);
+  pthread_mutex_unlock(&d->mu);
   rc = query_send(d, j, seq, tag, version, prep);
+  if (rc != 0) {
+    pthread_mutex_lock(&d->mu);
+    client_failed(d, j->from, seq);
+    pthread_mutex_unlock(&d->mu);
+  }
   if (rc == 0 && (flags & CL_FLAG_WAITED))
     LOG(d, "query %llu (%s, batch %zu, client %d): preprocessing sent (made on demand, "
            "waited %.2f s)", (unsigned long long)seq, j->h.name, batch, j->from, t_wait);
@@ -862,6 +939,29 @@ out:
   free(graph);
 }
 
+/* The first job of the FIFO that can be served now, taken out of it: an
+ * owner's SHARE, or a client's REQ unless that client's previous query is
+ * still running at the parties (then it waits its turn, behind other
+ * clients' queries, until its reply is due: do_query then refuses it with
+ * the reason). NULL if none. Under d->mu. */
+static job_t *job_pick(cl_dealer_t *d) {
+  job_t *prev = NULL;
+  for (job_t *j = d->head; j != NULL; prev = j, j = j->next) {
+    if (j->h.type == CL_MSG_REQ && j->from >= CL_CLIENT0 && client_busy(d, j->from) &&
+        cl__now(&d->hooks) < reply_deadline(d, j->t_in))
+      continue;
+    if (prev != NULL)
+      prev->next = j->next;
+    else
+      d->head = j->next;
+    if (d->tail == j)
+      d->tail = prev;
+    j->next = NULL;
+    return j;
+  }
+  return NULL;
+}
+
 static void *worker_main(void *arg) {
   cl_dealer_t *d = arg;
   pthread_mutex_lock(&d->mu);
@@ -870,10 +970,11 @@ static void *worker_main(void *arg) {
       timed_wait_ms(d, 200);
       continue;
     }
-    job_t *j = d->head;
-    d->head = j->next;
-    if (d->head == NULL)
-      d->tail = NULL;
+    job_t *j = job_pick(d);
+    if (j == NULL) { /* each waits for its client's previous query */
+      timed_wait_ms(d, 50);
+      continue;
+    }
     d->jobs[j->from]--;
     pthread_mutex_unlock(&d->mu);
     if (j->h.type == CL_MSG_SHARE)
@@ -974,6 +1075,46 @@ static void *reader_main(void *arg) {
   return NULL;
 }
 
+/* One reader per compute party: the party reports each query it ends
+ * (CL_MSG_ACK: seq, status, the client in peer), which ends that client's
+ * outstanding query (client_busy) and counts its failures (back-off). */
+static void *party_reader_main(void *arg) {
+  reader_arg_t *ra = arg;
+  cl_dealer_t *d = ra->d;
+  int id = ra->id;
+  while (!atomic_load(&d->stop)) {
+    if (!net_peer_up(d->node, id) && net_accept(d->node, id, 500) != 0)
+      continue;
+    cl_ctrl_t h;
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    int rc = cl_ctrl_recv(d->node, id, &h, &payload, &plen, 500);
+    free(payload);
+    if (rc != 0) {
+      if (rc != TANDEM_ETIMEDOUT && !net_peer_up(d->node, id)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* its link ended: wait for the next */
+      }
+      continue;
+    }
+    if (h.type != CL_MSG_ACK)
+      continue;
+    pthread_mutex_lock(&d->mu);
+    if (h.seq > d->done[id])
+      d->done[id] = h.seq;
+    int k = (int)h.peer;
+    if (k >= CL_CLIENT0 && k < NET_MAX_PEERS && h.seq == d->cli[k].seq) {
+      if (h.status != 0)
+        client_failed(d, k, h.seq);
+      else if (d->cli[k].failed_seq != h.seq)
+        d->cli[k].fails = 0;
+    }
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+  }
+  return NULL;
+}
+
 /* ---- the service ---------------------------------------------------------------- */
 
 int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *hooks,
@@ -1039,11 +1180,13 @@ int cl_dealer_start(cl_dealer_t *d) {
     }
   }
   d->started = 1;
-  /* A reader for the owner and for every client of the config. */
+  /* A reader for each party's reports, the owner and every client of the
+   * config. */
   for (int id = 0; id < NET_MAX_PEERS; id++) {
     d->reader_arg[id] = (reader_arg_t){d, id};
-    if (d->cfg->m[id].present && (id == CL_OWNER || id >= CL_CLIENT0) &&
-        pthread_create(&d->readers[id], NULL, reader_main, &d->reader_arg[id]) == 0)
+    void *(*fn)(void *) = id == CL_P0 || id == CL_P1 ? party_reader_main : reader_main;
+    if (d->cfg->m[id].present && (id <= CL_P1 || id == CL_OWNER || id >= CL_CLIENT0) &&
+        pthread_create(&d->readers[id], NULL, fn, &d->reader_arg[id]) == 0)
       d->reader_started[id] = 1;
   }
   return 0;

@@ -224,6 +224,23 @@ static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) 
   }
 }
 
+/* Tells the dealer that query h ended here with status rc (its client in
+ * peer): the dealer admits that client's next query once both parties
+ * ended this one, and backs off a client whose queries keep failing.
+ * Sent before the client hears of the end, so the dealer knows first. */
+static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
+  cl_ctrl_t r;
+  memset(&r, 0, sizeof r);
+  r.type = CL_MSG_ACK;
+  r.status = rc;
+  r.seq = h->seq;
+  r.batch = h->batch;
+  r.peer = h->peer;
+  memcpy(r.name, h->name, sizeof r.name);
+  if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) != 0)
+    LOG(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
+}
+
 /* As if this party died here (the fault hook): every link closed. */
 static void drop_all_links(cl_party_t *P) {
   for (int id = 0; id < NET_MAX_PEERS; id++)
@@ -256,6 +273,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
     /* The dealer's preprocessing for this query cannot be read without the
      * plan: drop the dealer link, which discards it (the loop reconnects). */
     LOG(P, "query %llu (%s): %s", (unsigned long long)h->seq, h->name, err);
+    report_done(P, h, rc);
     (void)net_peer_close(P->node, CL_DEALER);
     reset_party_link(P, 0); /* the other party fails fast instead of timing out */
     send_failure(P, client, 0, h, rc, CL_FAIL_BEFORE, err);
@@ -305,6 +323,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
       (void)net_peer_close(P->node, CL_DEALER);
       cl_link_drain(P->node, CL_DEALER, dl);
     }
+    report_done(P, h, rc);
     send_failure(P, client, client_links, h, rc, where, err);
     /* Only the client link of this query: a client that retries at once
      * (the same peer id) may already be on a newer one. Closed, because a
@@ -345,6 +364,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
         ack[CL_STATS_BYTES + i * 16 + (size_t)k * 8 + (size_t)j] = (uint8_t)(v >> (8 * j));
     }
   }
+  report_done(P, h, 0);
   send_status(P, client, client_links, CL_MSG_ACK, CL_FLAG_STATS, h, 0,
               ack != NULL ? ack : small, ack != NULL ? alen : CL_STATS_BYTES);
   free(ack);
