@@ -337,9 +337,6 @@ TANDEM_WUR int mpc_dealer_new(mpc_dealer_t **out, const mpc_plan_t *p);
 void mpc_dealer_free(mpc_dealer_t *d);
 TANDEM_WUR int mpc_dealer_model(mpc_dealer_t *d, mpc_transport_t *t);
 TANDEM_WUR int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t);
-/* Wipes the masks of the last query's activations from the dealer's object
- * (the weight masks R_W stay): call between queries on a cached object. */
-void mpc_dealer_wipe_query(mpc_dealer_t *d);
 
 /* One query's preprocessing as the dealer's three messages, without sending
  * them: msg[0] for P0, msg[1] for P1, msg[2] for the client, each with

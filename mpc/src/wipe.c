@@ -1,11 +1,12 @@
-/* wipe.c - wiping one query's secrets from a party's or the dealer's object
- * between queries (mpc_party_wipe_query, mpc_dealer_wipe_query, mpc.h).
+/* wipe.c - wiping one query's secrets from a party's object between
+ * queries (mpc_party_wipe_query, mpc.h). (The dealer's object needs no
+ * such call: mpc_dealer_prep wipes its query masks before it returns.)
  *
  * The cluster caches a plan with its party or dealer object per batch size,
  * so a query's keys and masks stayed in memory until the next query of that
  * size overwrote them, or for good (issue 15: "cached plan objects keep the
- * last query's keys and masks"). These wipe what a query wrote and the next
- * query rewrites, and keep the model state (weight shares, W + R_W, the
+ * last query's keys and masks"). This wipes what a query wrote and the next
+ * query rewrites, and keeps the model state (weight shares, W + R_W, the
  * weight masks R_W, public constants) that every query reuses. */
 #include <sodium.h>
 
@@ -43,13 +44,4 @@ void mpc_party_wipe_query(mpc_party_t *pt) {
   sodium_memzero(pt->sendbuf, mw * 8);
   sodium_memzero(pt->recvbuf, mw * 8);
   sodium_memzero(pt->prepbuf, pt->prepbytes); /* seeds, corrections, FSS keys */
-}
-
-void mpc_dealer_wipe_query(mpc_dealer_t *d) {
-  if (d == NULL)
-    return;
-  const mpc_plan_t *p = mpc__dealer_plan(d);
-  for (size_t v = 0; v < p->nvals; v++)
-    if (p->vals[v].kind == MPC__V_MASKED && mpc__dealer_mask(d, (int)v) != NULL)
-      sodium_memzero(mpc__dealer_mask(d, (int)v), p->vals[v].n * 8);
 }

@@ -394,7 +394,6 @@ static void *generator_main(void *arg) {
     (void)cl__fault(&d->hooks, CL_FAULT_DEALER_GENERATE, batch, ga->on_demand);
     prep_t *prep = calloc(1, sizeof *prep);
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_prep(dl, CL_TAG_BYTES, prep);
-    mpc_dealer_wipe_query(dl); /* the cached object keeps no query's masks */
     double took = cl__now(&d->hooks) - t0;
     pthread_mutex_lock(&d->mu);
     pool_t *p = pool_find(d, name, batch, 0);
