@@ -286,6 +286,12 @@ const mpc_shape_t *mpc_plan_input_shape(const mpc_plan_t *p, size_t i);
 const mpc_shape_t *mpc_plan_output_shape(const mpc_plan_t *p, size_t i);
 /* Bytes of the dealer's query message to role (P0, P1 or CLIENT). */
 size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role);
+/* An upper estimate of the bytes a plan of graph g at batch size `batch` (0:
+ * the declared one) takes once compiled with a party's or the dealer's
+ * object, read from the node shapes alone (plan_mem.c): to refuse a graph
+ * or a batch over a memory budget before compiling anything. SIZE_MAX when
+ * it does not fit a size_t. */
+size_t mpc_plan_mem_bytes(const mpc_graph_t *g, size_t batch);
 
 /* The gates of a plan, in execution order: what a per-gate table shows. */
 typedef struct {
@@ -363,6 +369,12 @@ TANDEM_WUR int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t 
 void mpc_party_free(mpc_party_t *party);
 TANDEM_WUR int mpc_party_setup(mpc_party_t *party, mpc_transport_t *t);
 TANDEM_WUR int mpc_party_query(mpc_party_t *party, mpc_transport_t *t);
+/* Wipes what the last query left in the party's object (masked activations,
+ * mask shares, shares of intermediate values, gate offsets and FSS
+ * constants, the dealer's message with its seeds and keys, the round
+ * buffers), keeping the model state; the next query works as before. Call
+ * between queries on a cached object (wipe.c). */
+void mpc_party_wipe_query(mpc_party_t *party);
 /* The time gate i took in the last query: its offline preparation and its
  * online work (local compute; the exchange it shares with its round is not
  * charged to any gate). 0 or TANDEM_EINVAL. */

@@ -67,6 +67,10 @@ typedef struct {
   int timeout_ms;          /* every blocking wait (default 30000) */
   size_t max_frame, max_msg, queue_bytes;
   unsigned pool;           /* dealer: preprocessed queries kept per model */
+  /* The memory budget of one plan with its party or dealer object, in bytes
+   * (mpc_plan_mem_bytes' estimate from the graph): a graph or a batch size
+   * over it is refused before anything is compiled. 0: no budget. */
+  size_t plan_mem_max;
   /* Benchmarks: every link of every process delayed by emulate_delay_us one
    * way and limited to emulate_rate_bps bytes/s (net/'s emulation); 0: off. */
   unsigned long emulate_delay_us;
@@ -125,7 +129,17 @@ typedef enum {
    * size `seq`; `peer` is 1 for the on-demand generator (a query waits for
    * it), 0 for the one refilling the pools ahead. May block (a slow
    * generation); the return value is ignored. */
-  CL_FAULT_DEALER_GENERATE
+  CL_FAULT_DEALER_GENERATE,
+  /* Dealer: the reader of owner or client `peer` is about to look for its
+   * next control message, on the peer's link number `seq` (net's count; 0:
+   * none yet), as it does at least every half second. May
+   * block (a reader that is slow to get to a message); the return value is
+   * ignored. */
+  CL_FAULT_DEALER_READ,
+  /* Dealer: a generator is about to compile the plan of batch size `seq`
+   * (without the dealer's lock). May block (a large plan); the return
+   * value is ignored. */
+  CL_FAULT_DEALER_COMPILE
 } cl_fault_t;
 
 /* Hooks of a service; any may be NULL. They run on the service's threads
@@ -228,6 +242,11 @@ TANDEM_WUR int cl_ctrl_send_on(net_node_t *node, int peer, uint64_t link, const 
 /* *payload is malloc'd and NUL-terminated (NULL when empty); the caller frees it. */
 TANDEM_WUR int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload,
                             size_t *plen, int timeout_ms);
+/* The same bound to one link of peer (net_msg_take_on's `link`; 0: any):
+ * only a message that arrived on that link, TANDEM_ECONNRESET once the peer
+ * is on another link and none of that link's is left. */
+TANDEM_WUR int cl_ctrl_recv_on(net_node_t *node, int peer, uint64_t link, cl_ctrl_t *h,
+                               uint8_t **payload, size_t *plen, int timeout_ms);
 
 /* Where a party's step failed (cl_party_stats_t.fail_where). */
 typedef enum {
@@ -297,6 +316,10 @@ typedef struct cl_model_s {
   uint64_t version; /* the tag of the setup that made the state */
   cl_plan_t plans[CL_PLANS];
   unsigned next; /* round-robin replacement */
+  /* One query's preprocessing bytes for P0, P1 and the client are
+   * prep_base + batch * prep_row (cl_model_prep_bytes), once prep_known. */
+  int prep_known;
+  size_t prep_base[3], prep_row[3];
   struct cl_model_s *next_model;
 } cl_model_t;
 
@@ -307,6 +330,7 @@ typedef struct {
   char dir[1024];
   const char *suffix; /* "p0", "p1", "dealer" */
   int role;           /* MPC_P0, MPC_P1 or MPC_DEALER */
+  size_t mem_max;     /* a plan's memory budget (config plan_mem_max; 0: none) */
   cl_model_t *models;
 } cl_store_t;
 
@@ -322,9 +346,36 @@ TANDEM_WUR int cl_store_get(cl_store_t *s, const char *name, cl_model_t **out, c
 TANDEM_WUR int cl_store_put(cl_store_t *s, const char *name, const uint8_t *graph,
                             size_t glen, uint64_t version, const uint8_t *state, size_t slen,
                             char *err, size_t errlen);
-/* The plan of batch size `batch` with a party/dealer object holding the state. */
+/* The plan of batch size `batch` with a party/dealer object holding the state
+ * (cl_model_plan_find, else cl_model_plan_make then cl_model_plan_put).
+ * TANDEM_ENOMEM, before anything is compiled, when the plan's estimated
+ * memory (mpc_plan_mem_bytes) exceeds the store's mem_max. */
 TANDEM_WUR int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out,
                              char *err, size_t errlen);
+/* The cached plan of that batch size, or NULL. */
+cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch);
+/* Compiles a plan with its object into *out, outside the store: it reads
+ * only m's graph and state, so the caller may run it without the lock that
+ * guards the store, as long as m is not replaced meanwhile. The budget is
+ * checked first. Free *out with cl_model_plan_discard or hand it to
+ * cl_model_plan_put. */
+TANDEM_WUR int cl_model_plan_make(const cl_store_t *s, const cl_model_t *m, size_t batch,
+                                  cl_plan_t *out, char *err, size_t errlen);
+void cl_model_plan_discard(const cl_store_t *s, cl_plan_t *p);
+/* Caches *fresh in m (replacing a plan not in use; *fresh is emptied) and
+ * points *out at it; TANDEM_ENOMEM (fresh discarded) when every plan is busy. */
+TANDEM_WUR int cl_model_plan_put(cl_store_t *s, cl_model_t *m, cl_plan_t *fresh,
+                                 cl_plan_t **out, char *err, size_t errlen);
+/* One query's preprocessing bytes at `batch` for P0, P1 and the client
+ * (bytes[0..2]), tag headroom not included: linear in the batch, from the
+ * plans at batch 1 and 2, compiled once per model (not kept), so a batch
+ * is checked against max_msg before its plan is compiled or a pool made. */
+TANDEM_WUR int cl_model_prep_bytes(cl_store_t *s, cl_model_t *m, size_t batch,
+                                   size_t bytes[3], char *err, size_t errlen);
+/* 0 if graph g's plan at `batch` fits a memory budget of mem_max bytes (0:
+ * no budget, mpc_plan_mem_bytes); else TANDEM_ENOMEM with the reason. */
+TANDEM_WUR int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t mem_max, char *err,
+                                 size_t errlen);
 
 /* Does a query's preprocessing of plan p fit one message of max_msg bytes
  * (0: net's default) for every role, with the tag's headroom? 1 if so; 0

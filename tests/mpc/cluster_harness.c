@@ -159,7 +159,7 @@ void ch_party_start(ch_cluster_t *c, int id) {
   p->c = c;
   p->self = id;
   atomic_store(&p->stop, 0);
-  ck_assert_msg(cl_party_new(&p->party, &c->cfg, id, &c->hooks[id], err, sizeof err) == 0, "%s",
+  ck_assert_msg(cl_party_new(&p->party, &c->svc_cfg[id], id, &c->hooks[id], err, sizeof err) == 0, "%s",
                 err);
   ck_assert_int_eq(pthread_create(&p->thread, NULL, party_main, p), 0);
   p->running = 1;
@@ -185,6 +185,11 @@ static const char *src_root(void) {
 }
 
 void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share) {
+  ch_start_opts(c, timeout_ms, pool, share, NULL);
+}
+
+void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
+                   const ch_opts_t *o) {
   memset(c, 0, sizeof *c);
   ck_assert_int_ge(sodium_init(), 0);
   pthread_mutex_init(&c->mu, NULL);
@@ -208,7 +213,8 @@ void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share) {
   snprintf(c->config, sizeof c->config, "%s/cluster.ini", c->dir);
   FILE *f = fopen(c->config, "w");
   ck_assert_ptr_nonnull(f);
-  fprintf(f, "[cluster]\ntimeout_ms = %d\npool = %u\nthreads = 1\n", timeout_ms, pool);
+  fprintf(f, "[cluster]\ntimeout_ms = %d\npool = %u\nthreads = 1\n%s", timeout_ms, pool,
+          o != NULL && o->cluster_lines != NULL ? o->cluster_lines : "");
   int port[3];
   free_ports(port, 3);
   for (int i = 0; i < 3; i++)
@@ -220,7 +226,13 @@ void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share) {
   fclose(f);
   char err[512] = "";
   ck_assert_msg(cl_config_load(c->config, &c->cfg, err, sizeof err) == 0, "%s", err);
-  ck_assert_msg(cl_dealer_new(&c->dealer, &c->cfg, &c->hooks[CL_DEALER], err, sizeof err) == 0, "%s", err);
+  for (int i = 0; i < 3; i++) {
+    c->svc_cfg[i] = c->cfg;
+    if (o != NULL && o->plan_mem_max[i] != 0)
+      c->svc_cfg[i].plan_mem_max = o->plan_mem_max[i];
+  }
+  ck_assert_msg(cl_dealer_new(&c->dealer, &c->svc_cfg[CL_DEALER], &c->hooks[CL_DEALER], err,
+                              sizeof err) == 0, "%s", err);
   ck_assert_int_eq(cl_dealer_start(c->dealer), 0);
   ch_party_start(c, CL_P1);
   ch_party_start(c, CL_P0);

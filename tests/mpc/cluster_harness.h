@@ -36,6 +36,7 @@ struct ch_cluster_s {
   char dir[256];
   char config[300];
   cl_config_t cfg;
+  cl_config_t svc_cfg[3];   /* P0's, P1's and the dealer's copy (ch_opts_t) */
   ch_svc_t svc[3];          /* the hooks' contexts of P0, P1, the dealer */
   cl_hooks_t hooks[3];      /* the services': the harness's log, clock and faults */
   cl_dealer_t *dealer;
@@ -58,6 +59,14 @@ struct ch_cluster_s {
 /* Makes the directory, keys, config (timeout_ms, pool) and starts the dealer
  * and both parties; shares "mlp" when share is set. Fails the test on error. */
 void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share);
+
+/* What ch_start_opts changes from ch_start's cluster. */
+typedef struct {
+  const char *cluster_lines; /* more lines of the config's [cluster] section */
+  size_t plan_mem_max[3];    /* P0, P1, dealer: their copy's plan_mem_max (0: the config's) */
+} ch_opts_t;
+void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
+                   const ch_opts_t *o);
 /* Stops every service and removes the directory. */
 void ch_stop(ch_cluster_t *c);
 

@@ -19,4 +19,9 @@ double cl__now(const cl_hooks_t *h);
 /* hooks->fault, or 0. */
 int cl__fault(const cl_hooks_t *h, cl_fault_t where, uint64_t seq, int peer);
 
+/* The services' model stores, for the cluster suites' white-box checks
+ * (nothing else reads another service's store). */
+cl_store_t *cl__party_store(cl_party_t *p);
+cl_store_t *cl__dealer_store(cl_dealer_t *d);
+
 #endif

@@ -97,6 +97,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
     else if (strcmp(key, "max_msg") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0 &&
              u > 0)
       c->max_msg = (size_t)u;
+    else if (strcmp(key, "plan_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0)
+      c->plan_mem_max = (size_t)u;
     else if (strcmp(key, "queue_bytes") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0)
       c->queue_bytes = (size_t)u;
     else if (strcmp(key, "pool") == 0 && parse_uint(value, 64, &u) == 0)
@@ -151,6 +153,7 @@ int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen)
   memset(cfg, 0, sizeof *cfg);
   cfg->timeout_ms = NET_DEFAULT_TIMEOUT_MS;
   cfg->pool = 2;
+  cfg->plan_mem_max = (size_t)4 << 30;
   snprintf(cfg->path, sizeof cfg->path, "%s", path);
   parse_t p;
   memset(&p, 0, sizeof p);

@@ -30,6 +30,7 @@
  * dropped before the parties hear of it, and its unused preprocessing goes
  * back to the pool.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -50,6 +51,11 @@
 #define POOLS_CAP 8
 #define POOL_MAX 64 /* ready queries per (model, batch) */
 #define JOBS_PER_PEER 4
+/* A client key whose queries failed BACKOFF_AFTER times in a row has its
+ * requests refused for 1 s, then 2, 4, ... up to BACKOFF_MAX_S, until one
+ * of its queries succeeds. */
+#define BACKOFF_AFTER 3
+#define BACKOFF_MAX_S 60.0
 
 /* ---- one query's preprocessing, captured in memory --------------------------- */
 
@@ -133,6 +139,16 @@ struct cl_dealer_s {
   unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
   uint64_t seq;
   int sending; /* the worker is sending a query's preprocessing */
+  /* Per client key (peer id), under mu: its last query told to the
+   * parties, and the back-off of a key whose queries keep failing. */
+  struct {
+    uint64_t seq;         /* its last query told to the parties (0: none) */
+    double told_at;       /* when (cl__now) */
+    unsigned fails;       /* failed queries in a row */
+    uint64_t failed_seq;  /* the last query counted as failed (counted once) */
+    double backoff_until; /* its requests are refused until then */
+  } cli[NET_MAX_PEERS];
+  uint64_t done[2];       /* the last query P0, P1 reported done (CL_MSG_ACK) */
   struct { /* the generator's measured speed per model, for the wait estimate */
     char name[CL_NAME_MAX];
     double s_per_byte;
@@ -275,6 +291,36 @@ static void timed_wait_ms(cl_dealer_t *d, long ms) {
   pthread_cond_timedwait(&d->cv, &d->mu, &ts);
 }
 
+/* The plan of (name, batch) for a generator, with *pool the pool it makes
+ * it for: the cached one, or one compiled without d->mu (a large plan takes
+ * seconds, and every query and generator waits on d->mu; the model is not
+ * replaced meanwhile, as the generator holds its gen_mu) and then cached.
+ * The pool is marked `making` meanwhile, so the other generator leaves it
+ * alone; *pool is looked up again after (NULL when it was dropped or
+ * evicted meanwhile). Called and returns under d->mu. */
+static int gen_plan(cl_dealer_t *d, pool_t **pool, const char *name, size_t batch,
+                    cl_plan_t **pl, char *err, size_t errlen) {
+  cl_model_t *m;
+  int rc = cl_store_get(&d->store, name, &m, err, errlen);
+  if (rc != 0 || (*pl = cl_model_plan_find(m, batch)) != NULL)
+    return rc;
+  (*pool)->making = 1;
+  pthread_mutex_unlock(&d->mu);
+  (void)cl__fault(&d->hooks, CL_FAULT_DEALER_COMPILE, batch, 0);
+  cl_plan_t fresh;
+  rc = cl_model_plan_make(&d->store, m, batch, &fresh, err, errlen);
+  pthread_mutex_lock(&d->mu);
+  if ((*pool = pool_find(d, name, batch, 0)) != NULL)
+    (*pool)->making = 0;
+  if (rc != 0)
+    return rc;
+  if (*pool == NULL) {
+    cl_model_plan_discard(&d->store, &fresh);
+    return 0;
+  }
+  return cl_model_plan_put(&d->store, m, &fresh, pl, err, errlen);
+}
+
 /* Two generators: one refills the pools ahead, the other makes only what a
  * query waits for, so a query of a batch size with no pool never waits
  * behind another size's refill (it shares the cores with it instead; the
@@ -310,13 +356,15 @@ static void *generator_main(void *arg) {
     char name[CL_NAME_MAX], err[512];
     snprintf(name, sizeof name, "%s", best->name);
     size_t batch = best->batch;
-    cl_model_t *m;
-    cl_plan_t *pl;
-    int rc = cl_store_get(&d->store, name, &m, err, sizeof err);
-    if (rc == 0)
-      rc = cl_model_plan(&d->store, m, batch, &pl, err, sizeof err);
+    cl_plan_t *pl = NULL;
+    int rc = gen_plan(d, &best, name, batch, &pl, err, sizeof err);
     mpc_role_t big;
     size_t big_bytes;
+    if (rc == 0 && best == NULL) { /* the pool went while the plan was compiled */
+      pthread_mutex_unlock(&d->mu);
+      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
+      continue;
+    }
     if (rc == 0 && !cl_prep_fits(pl->plan, d->cfg->max_msg, &big, &big_bytes)) {
       /* A query whose preprocessing exceeds the largest message is refused
        * here, before any key is made. */
@@ -443,7 +491,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   }
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
-  if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
+  if ((rc = cl_plan_mem_check(&g, 1, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
+      (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
       (rc = mpc_dealer_new(&md, plan)) != 0 ||
       (rc = parties_up(d, reply_deadline(d, j->t_in), err, sizeof err)) != 0)
     goto done;
@@ -711,6 +760,87 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   return rc;
 }
 
+/* Counts a failed query of client k (seq 0: one the parties never heard
+ * of; a query both parties report failed is counted once) and starts its
+ * back-off after BACKOFF_AFTER in a row. Under d->mu. */
+static void client_failed(cl_dealer_t *d, int k, uint64_t seq) {
+  if (k < CL_CLIENT0 || k >= NET_MAX_PEERS || (seq != 0 && d->cli[k].failed_seq == seq))
+    return;
+  d->cli[k].failed_seq = seq;
+  unsigned n = ++d->cli[k].fails;
+  if (n < BACKOFF_AFTER)
+    return;
+  double wait = ldexp(1.0, (int)(n - BACKOFF_AFTER < 10 ? n - BACKOFF_AFTER : 10));
+  wait = wait > BACKOFF_MAX_S ? BACKOFF_MAX_S : wait;
+  d->cli[k].backoff_until = cl__now(&d->hooks) + wait;
+  LOG(d, "client %d: %u queries failed in a row; its requests are refused for %.0f s", k, n,
+      wait);
+}
+
+/* Client k's last query is still running at the parties: told to them, not
+ * reported done by both, and not older than twice the timeout (by then
+ * both gave it up; a party that died reports nothing). Under d->mu. */
+static int client_busy(cl_dealer_t *d, int k) {
+  uint64_t seq = d->cli[k].seq;
+  return seq != 0 && (d->done[0] < seq || d->done[1] < seq) &&
+         cl__now(&d->hooks) < d->cli[k].told_at + 2 * d->cfg->timeout_ms / 1000.0;
+}
+
+/* At most one query per client key at a time, and none during its
+ * back-off: 0, or the refusal with its reason. Under d->mu. */
+static int client_admit(cl_dealer_t *d, int k, char *err, size_t errlen) {
+  double now = cl__now(&d->hooks);
+  if (now < d->cli[k].backoff_until) {
+    snprintf(err, errlen,
+             "client %d: its last %u queries failed; refused for %.0f s more (back-off)", k,
+             d->cli[k].fails, d->cli[k].backoff_until - now + 0.5);
+    return TANDEM_EAUTH;
+  }
+  if (client_busy(d, k)) {
+    snprintf(err, errlen,
+             "client %d: its query %llu is still running at the parties (one query at a "
+             "time per client)", k, (unsigned long long)d->cli[k].seq);
+    return TANDEM_EINVAL;
+  }
+  return 0;
+}
+
+/* Whether a query of model m at `batch` can be served at all, before any
+ * plan of that batch is compiled or pool made for it (issue 15: batches of
+ * 20000 and 20001, each refused only after its plan was compiled and cached,
+ * left the dealer at 7 GB): its plan's memory within plan_mem_max, and its
+ * preprocessing, linear in the batch, within one message for every role (a
+ * query's preprocessing is one message; the client splits a larger batch,
+ * e.g. `infer --chunk`). Run by the worker without d->mu (the sizes are
+ * computed once per model, from two small plans). */
+static int query_admit(cl_dealer_t *d, cl_model_t *m, const char *name, size_t batch,
+                       char *err, size_t errlen) {
+  char why[256];
+  int rc = cl_plan_mem_check(&m->graph, batch, d->cfg->plan_mem_max, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s at batch %zu: %s", name, batch, why);
+    return rc;
+  }
+  size_t bytes[3];
+  if ((rc = cl_model_prep_bytes(&d->store, m, batch, bytes, err, errlen)) != 0)
+    return rc;
+  static const char *const role[3] = {"p0", "p1", "the client"};
+  size_t max = d->cfg->max_msg ? d->cfg->max_msg : NET_DEFAULT_MAX_MSG;
+  size_t room = max - CL_TAG_BYTES;
+  for (int r = 0; r < 3; r++)
+    if (bytes[r] > room) {
+      size_t fit = m->prep_base[r] < room && m->prep_row[r] > 0
+                       ? (room - m->prep_base[r]) / m->prep_row[r]
+                       : 0;
+      snprintf(err, errlen,
+               "%s at batch %zu: its preprocessing for %s would be %zu bytes, over max_msg "
+               "(%zu) and not split by the dealer; ask for at most %zu rows per query",
+               name, batch, role[r], bytes[r], max, fit);
+      return TANDEM_EINVAL;
+    }
+  return 0;
+}
+
 static void do_query(cl_dealer_t *d, job_t *j) {
   char err[512] = "";
   int rc = 0;
@@ -727,8 +857,12 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   size_t batch = (size_t)j->h.batch;
   double deadline = reply_deadline(d, j->t_in);
   pthread_mutex_lock(&d->mu);
-  cl_model_t *m;
-  rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
+  /* A refusal of the admission itself is not counted as a failure: the
+   * back-off would never end. */
+  int admitted = (rc = client_admit(d, j->from, err, sizeof err)) == 0;
+  cl_model_t *m = NULL;
+  if (rc == 0)
+    rc = cl_store_get(&d->store, j->h.name, &m, err, sizeof err);
   if (rc == 0 && (batch == 0 || batch > CL_MAX_BATCH)) {
     rc = TANDEM_EINVAL;
     snprintf(err, sizeof err, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
@@ -740,9 +874,16 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     memcpy(graph, m->graph_bytes, m->graph_len);
     glen = m->graph_len;
     version = m->version;
-    rc = prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
   }
   pthread_mutex_unlock(&d->mu);
+  /* m stays: only this thread (do_share) replaces a model. */
+  if (rc == 0)
+    rc = query_admit(d, m, j->h.name, batch, err, sizeof err);
+  if (rc == 0) {
+    pthread_mutex_lock(&d->mu);
+    rc = prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
+    pthread_mutex_unlock(&d->mu);
+  }
   if (rc == 0)
     rc = parties_up(d, deadline, err, sizeof err);
   /* A client that left, or gave up waiting for this reply, would never send
@@ -752,6 +893,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
            j->h.name, batch, requester_here(d, j) ? "gave up waiting" : "left");
     pthread_mutex_lock(&d->mu);
     pool_return(d, j->h.name, batch, prep);
+    client_failed(d, j->from, 0);
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     prep = NULL;
@@ -760,12 +902,13 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   uint64_t seq = ++d->seq;
   if (rc != 0) {
     LOG(d, "query from client %d refused: %s", j->from, err);
-    if (prep != NULL) {
-      pthread_mutex_lock(&d->mu);
+    pthread_mutex_lock(&d->mu);
+    if (prep != NULL)
       pool_return(d, j->h.name, batch, prep);
-      pthread_mutex_unlock(&d->mu);
-      prep = NULL;
-    }
+    prep = NULL;
+    if (admitted)
+      client_failed(d, j->from, seq);
+    pthread_mutex_unlock(&d->mu);
     if (requester_here(d, j))
       reply(d, j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
     goto out;
@@ -773,7 +916,16 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   uint64_t tag;
   randombytes_buf(&tag, sizeof tag);
   reply(d, j->from, j->links, &j->h, 0, seq, flags, tag, graph, glen);
+  pthread_mutex_lock(&d->mu);
+  d->cli[j->from].seq = seq;
+  d->cli[j->from].told_at = cl__now(&d->hooks);
+  pthread_mutex_unlock(&d->mu);
   rc = query_send(d, j, seq, tag, version, prep);
+  if (rc != 0) {
+    pthread_mutex_lock(&d->mu);
+    client_failed(d, j->from, seq);
+    pthread_mutex_unlock(&d->mu);
+  }
   if (rc == 0 && (flags & CL_FLAG_WAITED))
     LOG(d, "query %llu (%s, batch %zu, client %d): preprocessing sent (made on demand, "
            "waited %.2f s)", (unsigned long long)seq, j->h.name, batch, j->from, t_wait);
@@ -786,6 +938,29 @@ out:
   free(graph);
 }
 
+/* The first job of the FIFO that can be served now, taken out of it: an
+ * owner's SHARE, or a client's REQ unless that client's previous query is
+ * still running at the parties (then it waits its turn, behind other
+ * clients' queries, until its reply is due: do_query then refuses it with
+ * the reason). NULL if none. Under d->mu. */
+static job_t *job_pick(cl_dealer_t *d) {
+  job_t *prev = NULL;
+  for (job_t *j = d->head; j != NULL; prev = j, j = j->next) {
+    if (j->h.type == CL_MSG_REQ && j->from >= CL_CLIENT0 && client_busy(d, j->from) &&
+        cl__now(&d->hooks) < reply_deadline(d, j->t_in))
+      continue;
+    if (prev != NULL)
+      prev->next = j->next;
+    else
+      d->head = j->next;
+    if (d->tail == j)
+      d->tail = prev;
+    j->next = NULL;
+    return j;
+  }
+  return NULL;
+}
+
 static void *worker_main(void *arg) {
   cl_dealer_t *d = arg;
   pthread_mutex_lock(&d->mu);
@@ -794,10 +969,11 @@ static void *worker_main(void *arg) {
       timed_wait_ms(d, 200);
       continue;
     }
-    job_t *j = d->head;
-    d->head = j->next;
-    if (d->head == NULL)
-      d->tail = NULL;
+    job_t *j = job_pick(d);
+    if (j == NULL) { /* each waits for its client's previous query */
+      timed_wait_ms(d, 50);
+      continue;
+    }
     d->jobs[j->from]--;
     pthread_mutex_unlock(&d->mu);
     if (j->h.type == CL_MSG_SHARE)
@@ -819,17 +995,30 @@ static void *worker_main(void *arg) {
 /* One reader per owner or client for the dealer's lifetime: it moves the
  * peer's control messages into the FIFO (at most JOBS_PER_PEER waiting, so
  * one client cannot crowd out the others) and waits for the peer to come
- * back when its link ends. */
+ * back when its link ends.
+ *
+ * It reads the peer's links one after the other, each to its last queued
+ * message (cl_ctrl_recv_on), and a job records the link its message came
+ * on: the link up when the message is taken may be a newer process's under
+ * the same key. A request of a client that died, taken once the next process
+ * under its key was connected, was once served on the new process's link,
+ * and the parties' receive of the dead query dropped the new query's input
+ * (found by retry_same_key). */
 static void *reader_main(void *arg) {
   reader_arg_t *ra = arg;
   cl_dealer_t *d = ra->d;
   int id = ra->id;
+  uint64_t cur = 0; /* the link read now (net's count; 0: none made yet) */
   while (!atomic_load(&d->stop)) {
-    if (!net_peer_up(d->node, id)) {
+    (void)cl__fault(&d->hooks, CL_FAULT_DEALER_READ, cur, id);
+    uint64_t last = cl_peer_link(d->node, id);
+    if (cur == 0 && last == 0) {
       if (net_accept(d->node, id, 500) != 0)
         continue; /* not connected yet: look at the stop flag again */
       continue;
     }
+    if (cur == 0)
+      cur = 1;
     pthread_mutex_lock(&d->mu);
     int full = d->jobs[id] >= JOBS_PER_PEER;
     if (full)
@@ -840,30 +1029,38 @@ static void *reader_main(void *arg) {
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
       break;
-    int rc = cl_ctrl_recv(d->node, id, &j->h, &j->payload, &j->plen, 500);
+    int rc = cl_ctrl_recv_on(d->node, id, cur, &j->h, &j->payload, &j->plen, 500);
     if (rc != 0) {
       free(j);
+      int live = net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur;
       if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
         LOG(d, "peer %d: %s", id, tandem_strerror(rc));
-      /* A bad message ends that link. A link that ended by itself is not
-       * closed again: the peer may already be on a newer one (a client
-       * that died and came back at once under its name), which closing
-       * "the peer's link" here would end (found by retry_same_key). */
-      if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET &&
-          net_peer_up(d->node, id))
+      /* A bad message ends that link, and that link only: the peer may
+       * already be on a newer one (a client that died and came back at once
+       * under its name), which closing "the peer's link" would end. */
+      if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET && live)
         (void)net_peer_close(d->node, id);
+      if (rc == TANDEM_ETIMEDOUT && live)
+        continue;
+      /* Link `cur` ended and nothing of it is left: on to the next one, or
+       * wait for the peer to come back. */
+      if (cur < cl_peer_link(d->node, id))
+        cur++;
+      else if (!net_peer_up(d->node, id) && net_accept(d->node, id, 500) != 0)
+        continue; /* not back yet: look at the stop flag again */
       continue;
     }
     if (j->h.type == CL_MSG_REQ && j->plen != 0) {
       LOG(d, "peer %d: a query with a payload; link closed", id);
       free(j->payload);
       free(j);
-      (void)net_peer_close(d->node, id);
+      if (net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur)
+        (void)net_peer_close(d->node, id);
       continue;
     }
     j->from = id;
     j->t_in = cl__now(&d->hooks);
-    j->links = cl_peer_link(d->node, id);
+    j->links = cur;
     pthread_mutex_lock(&d->mu);
     d->jobs[id]++;
     if (d->tail != NULL)
@@ -871,6 +1068,46 @@ static void *reader_main(void *arg) {
     else
       d->head = j;
     d->tail = j;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+  }
+  return NULL;
+}
+
+/* One reader per compute party: the party reports each query it ends
+ * (CL_MSG_ACK: seq, status, the client in peer), which ends that client's
+ * outstanding query (client_busy) and counts its failures (back-off). */
+static void *party_reader_main(void *arg) {
+  reader_arg_t *ra = arg;
+  cl_dealer_t *d = ra->d;
+  int id = ra->id;
+  while (!atomic_load(&d->stop)) {
+    if (!net_peer_up(d->node, id) && net_accept(d->node, id, 500) != 0)
+      continue;
+    cl_ctrl_t h;
+    uint8_t *payload = NULL;
+    size_t plen = 0;
+    int rc = cl_ctrl_recv(d->node, id, &h, &payload, &plen, 500);
+    free(payload);
+    if (rc != 0) {
+      if (rc != TANDEM_ETIMEDOUT && !net_peer_up(d->node, id)) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* its link ended: wait for the next */
+      }
+      continue;
+    }
+    if (h.type != CL_MSG_ACK)
+      continue;
+    pthread_mutex_lock(&d->mu);
+    if (h.seq > d->done[id])
+      d->done[id] = h.seq;
+    int k = (int)h.peer;
+    if (k >= CL_CLIENT0 && k < NET_MAX_PEERS && h.seq == d->cli[k].seq) {
+      if (h.status != 0)
+        client_failed(d, k, h.seq);
+      else if (d->cli[k].failed_seq != h.seq)
+        d->cli[k].fails = 0;
+    }
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
   }
@@ -915,11 +1152,13 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     return rc;
   }
   cl_store_init(&d->store, d->cfg->m[CL_DEALER].data_dir, MPC_DEALER);
+  d->store.mem_max = d->cfg->plan_mem_max;
   *out = d;
   return 0;
 }
 
 net_node_t *cl_dealer_node(cl_dealer_t *d) { return d->node; }
+cl_store_t *cl__dealer_store(cl_dealer_t *d) { return &d->store; }
 
 int cl_dealer_start(cl_dealer_t *d) {
   if (d->started)
@@ -940,11 +1179,13 @@ int cl_dealer_start(cl_dealer_t *d) {
     }
   }
   d->started = 1;
-  /* A reader for the owner and for every client of the config. */
+  /* A reader for each party's reports, the owner and every client of the
+   * config. */
   for (int id = 0; id < NET_MAX_PEERS; id++) {
     d->reader_arg[id] = (reader_arg_t){d, id};
-    if (d->cfg->m[id].present && (id == CL_OWNER || id >= CL_CLIENT0) &&
-        pthread_create(&d->readers[id], NULL, reader_main, &d->reader_arg[id]) == 0)
+    void *(*fn)(void *) = id == CL_P0 || id == CL_P1 ? party_reader_main : reader_main;
+    if (d->cfg->m[id].present && (id <= CL_P1 || id == CL_OWNER || id >= CL_CLIENT0) &&
+        pthread_create(&d->readers[id], NULL, fn, &d->reader_arg[id]) == 0)
       d->reader_started[id] = 1;
   }
   return 0;

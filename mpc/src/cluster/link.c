@@ -212,11 +212,17 @@ int cl_ctrl_send_on(net_node_t *node, int peer, uint64_t link, const cl_ctrl_t *
 
 int cl_ctrl_recv(net_node_t *node, int peer, cl_ctrl_t *h, uint8_t **payload, size_t *plen,
                  int timeout_ms) {
+  return cl_ctrl_recv_on(node, peer, 0, h, payload, plen, timeout_ms);
+}
+
+int cl_ctrl_recv_on(net_node_t *node, int peer, uint64_t link, cl_ctrl_t *h, uint8_t **payload,
+                    size_t *plen, int timeout_ms) {
   *payload = NULL;
   *plen = 0;
   unsigned char *b;
   size_t len;
-  int rc = net_msg_take(node, peer, CL_CHAN_CTRL, CL_CTRL_HDR + CL_CTRL_MAX, &b, &len, timeout_ms);
+  int rc = net_msg_take_on(node, peer, link, CL_CHAN_CTRL, CL_CTRL_HDR + CL_CTRL_MAX, &b, &len,
+                           timeout_ms);
   if (rc != 0)
     return rc;
   if (len < CL_CTRL_HDR) {

@@ -131,7 +131,10 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
   }
   if ((rc = mpc_graph_load(&g, graph, glen, err, sizeof err)) != 0)
     goto done_nograph;
-  if ((rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0)
+  /* The graph is the owner's: its plan's memory is checked before the plan
+   * is compiled (the dealer checks too, with its own budget). */
+  if ((rc = cl_plan_mem_check(&g, 1, P->cfg.plan_mem_max, err, sizeof err)) != 0 ||
+      (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0)
     goto done;
   if ((rc = mpc_party_new(&pt, plan, (mpc_role_t)P->self)) != 0)
     goto done;
@@ -189,6 +192,55 @@ static void send_failure(cl_party_t *P, int client, uint64_t links, const cl_ctr
   send_status(P, client, links, CL_MSG_ACK, CL_FLAG_STATS, h, rc, b, CL_STATS_BYTES + n);
 }
 
+/* After a query that failed before its offline phase read anything (its
+ * client or the other party did not connect): the dealer's message of the
+ * query (its part, or its cancel) is taken off the dealer link the QUERY
+ * came on (`dl`) and dropped, with any older step's messages before it.
+ * Left there, a part of hundreds of MB stayed unread on the link, and a
+ * later query failed on it once (issue 15). When it does not come within
+ * the timeout, the link is closed instead (its messages go with it). */
+static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) {
+  double end = cl_now() + P->cfg.timeout_ms / 1000.0;
+  for (;;) {
+    double left_ms = (end - cl_now()) * 1000.0;
+    unsigned char *m = NULL;
+    size_t got = 0;
+    int rc = net_msg_take_on(P->node, CL_DEALER, dl, CL_CHAN_DATA, SIZE_MAX, &m, &got,
+                             left_ms < 1 ? 0 : (int)left_ms);
+    if (rc != 0) {
+      if (rc == TANDEM_ETIMEDOUT && cl_peer_link(P->node, CL_DEALER) == dl) {
+        LOG(P, "query %llu: the dealer's part did not come; closing the dealer link",
+            (unsigned long long)h->seq);
+        (void)net_peer_close(P->node, CL_DEALER);
+        cl_link_drain(P->node, CL_DEALER, dl);
+      }
+      return;
+    }
+    int mine = got >= CL_TAG_BYTES && memcmp(m, &h->tag, CL_TAG_BYTES) == 0;
+    sodium_memzero(m, got); /* seeds and keys of the abandoned query */
+    free(m);
+    if (mine)
+      return;
+  }
+}
+
+/* Tells the dealer that query h ended here with status rc (its client in
+ * peer): the dealer admits that client's next query once both parties
+ * ended this one, and backs off a client whose queries keep failing.
+ * Sent before the client hears of the end, so the dealer knows first. */
+static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
+  cl_ctrl_t r;
+  memset(&r, 0, sizeof r);
+  r.type = CL_MSG_ACK;
+  r.status = rc;
+  r.seq = h->seq;
+  r.batch = h->batch;
+  r.peer = h->peer;
+  memcpy(r.name, h->name, sizeof r.name);
+  if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) != 0)
+    LOG(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
+}
+
 /* As if this party died here (the fault hook): every link closed. */
 static void drop_all_links(cl_party_t *P) {
   for (int id = 0; id < NET_MAX_PEERS; id++)
@@ -221,6 +273,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
     /* The dealer's preprocessing for this query cannot be read without the
      * plan: drop the dealer link, which discards it (the loop reconnects). */
     LOG(P, "query %llu (%s): %s", (unsigned long long)h->seq, h->name, err);
+    report_done(P, h, rc);
     (void)net_peer_close(P->node, CL_DEALER);
     reset_party_link(P, 0); /* the other party fails fast instead of timing out */
     send_failure(P, client, 0, h, rc, CL_FAIL_BEFORE, err);
@@ -233,6 +286,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   cl_link_t link;
   memset(&link, 0, sizeof link);
   uint64_t client_links = 0; /* the query's client link */
+  uint64_t dealer_links = cl_peer_link(P->node, CL_DEALER); /* the QUERY's */
   cl_fail_where_t where = CL_FAIL_BEFORE;
   if (cl__fault(&P->hooks, CL_FAULT_PARTY_BEFORE_QUERY, h->seq, client) != 0) {
     LOG(P, "fault injection: query %llu: this party dies", (unsigned long long)h->seq);
@@ -248,6 +302,9 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   } else {
     step_link_init(&link, P, client, client_links, h->tag);
     rc = mpc_party_query(pl->obj, &link.base);
+    /* The plan stays cached for the next query of this batch size; this
+     * query's keys, masks and shares do not stay with it. */
+    mpc_party_wipe_query(pl->obj);
     where = link.base.phase == MPC_PHASE_OFFLINE ? CL_FAIL_OFFLINE : CL_FAIL_ONLINE;
     if (rc != 0)
       snprintf(err, sizeof err, "%s phase failed: %s",
@@ -255,6 +312,8 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
                tandem_strerror(rc));
   }
   if (rc != 0) {
+    if (link.base.phase == MPC_PHASE_SETUP)
+      discard_dealer_part(P, dealer_links, h);
     LOG(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
            h->name, (unsigned long long)h->batch, client, err);
     /* A part of the dealer's cut short may be left on its link: dropped with
@@ -264,6 +323,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
       (void)net_peer_close(P->node, CL_DEALER);
       cl_link_drain(P->node, CL_DEALER, dl);
     }
+    report_done(P, h, rc);
     send_failure(P, client, client_links, h, rc, where, err);
     /* Only the client link of this query: a client that retries at once
      * (the same peer id) may already be on a newer one. Closed, because a
@@ -304,6 +364,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
         ack[CL_STATS_BYTES + i * 16 + (size_t)k * 8 + (size_t)j] = (uint8_t)(v >> (8 * j));
     }
   }
+  report_done(P, h, 0);
   send_status(P, client, client_links, CL_MSG_ACK, CL_FLAG_STATS, h, 0,
               ack != NULL ? ack : small, ack != NULL ? alen : CL_STATS_BYTES);
   free(ack);
@@ -347,12 +408,14 @@ int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_ho
     return rc;
   }
   cl_store_init(&P->store, P->cfg.m[self].data_dir, self == CL_P0 ? MPC_P0 : MPC_P1);
+  P->store.mem_max = P->cfg.plan_mem_max;
   LOG(P, "listening on %s port %u", P->cfg.m[self].host, (unsigned)P->cfg.m[self].port);
   *out = P;
   return 0;
 }
 
 net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
+cl_store_t *cl__party_store(cl_party_t *P) { return &P->store; }
 
 void cl_party_step(cl_party_t *P, int timeout_ms) {
   /* The parties dial the dealer (and P0 dials P1); a peer that restarts is

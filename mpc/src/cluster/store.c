@@ -275,17 +275,68 @@ int cl_store_put(cl_store_t *s, const char *name, const uint8_t *graph, size_t g
   return 0;
 }
 
-int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out, char *err,
-                  size_t errlen) {
+int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t mem_max, char *err,
+                      size_t errlen) {
+  size_t need = mpc_plan_mem_bytes(g, batch);
+  if (mem_max == 0 || need <= mem_max)
+    return 0;
+  snprintf(err, errlen,
+           "its plan at batch %zu would take about %.0f MB, over this node's plan_mem_max "
+           "(%.0f MB)", batch, (double)need / 1e6, (double)mem_max / 1e6);
+  return TANDEM_ENOMEM;
+}
+
+cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch) {
   for (int i = 0; i < CL_PLANS; i++)
-    if (m->plans[i].plan != NULL && m->plans[i].batch == batch) {
-      *out = &m->plans[i];
-      return 0;
-    }
+    if (m->plans[i].plan != NULL && m->plans[i].batch == batch)
+      return &m->plans[i];
+  return NULL;
+}
+
+int cl_model_plan_make(const cl_store_t *s, const cl_model_t *m, size_t batch, cl_plan_t *out,
+                       char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
   if (batch == 0 || batch > CL_MAX_BATCH) {
     snprintf(err, errlen, "batch size %zu outside 1..%u", batch, CL_MAX_BATCH);
     return TANDEM_EINVAL;
   }
+  /* Checked before anything is allocated: the graph came from the owner,
+   * the batch size from a client. */
+  char why[256];
+  int rc = cl_plan_mem_check(&m->graph, batch, s->mem_max, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "model %s: %s", m->name, why);
+    return rc;
+  }
+  if ((rc = mpc_plan_new(&out->plan, &m->graph, batch, err, errlen)) != 0)
+    return rc;
+  if (s->role == MPC_DEALER) {
+    mpc_dealer_t *d;
+    if ((rc = mpc_dealer_new(&d, out->plan)) == 0) {
+      out->obj = d;
+      rc = mpc_dealer_import(d, m->state, m->state_len);
+    }
+  } else {
+    mpc_party_t *pt;
+    if ((rc = mpc_party_new(&pt, out->plan, (mpc_role_t)s->role)) == 0) {
+      out->obj = pt;
+      rc = mpc_party_import(pt, m->state, m->state_len);
+    }
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "model %s: stored state does not fit its graph (%s)", m->name,
+             tandem_strerror(rc));
+    plan_clear(s->role, out);
+    return rc;
+  }
+  out->batch = batch;
+  return 0;
+}
+
+void cl_model_plan_discard(const cl_store_t *s, cl_plan_t *p) { plan_clear(s->role, p); }
+
+int cl_model_plan_put(cl_store_t *s, cl_model_t *m, cl_plan_t *fresh, cl_plan_t **out,
+                      char *err, size_t errlen) {
   /* Round-robin replacement, skipping plans in use (busy). */
   cl_plan_t *p = NULL;
   for (int i = 0; i < CL_PLANS && p == NULL; i++) {
@@ -295,33 +346,56 @@ int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out, c
   }
   if (p == NULL) {
     snprintf(err, errlen, "model %s: every plan is in use", m->name);
+    plan_clear(s->role, fresh);
     return TANDEM_ENOMEM;
   }
   plan_clear(s->role, p);
-  int rc = mpc_plan_new(&p->plan, &m->graph, batch, err, errlen);
-  if (rc != 0)
-    return rc;
-  if (s->role == MPC_DEALER) {
-    mpc_dealer_t *d;
-    if ((rc = mpc_dealer_new(&d, p->plan)) == 0) {
-      p->obj = d;
-      rc = mpc_dealer_import(d, m->state, m->state_len);
-    }
-  } else {
-    mpc_party_t *pt;
-    if ((rc = mpc_party_new(&pt, p->plan, (mpc_role_t)s->role)) == 0) {
-      p->obj = pt;
-      rc = mpc_party_import(pt, m->state, m->state_len);
-    }
-  }
-  if (rc != 0) {
-    snprintf(err, errlen, "model %s: stored state does not fit its graph (%s)", m->name,
-             tandem_strerror(rc));
-    plan_clear(s->role, p);
-    return rc;
-  }
-  p->batch = batch;
+  *p = *fresh;
+  memset(fresh, 0, sizeof *fresh);
   *out = p;
+  return 0;
+}
+
+int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out, char *err,
+                  size_t errlen) {
+  if ((*out = cl_model_plan_find(m, batch)) != NULL)
+    return 0;
+  cl_plan_t fresh;
+  int rc = cl_model_plan_make(s, m, batch, &fresh, err, errlen);
+  return rc != 0 ? rc : cl_model_plan_put(s, m, &fresh, out, err, errlen);
+}
+
+int cl_model_prep_bytes(cl_store_t *s, cl_model_t *m, size_t batch, size_t bytes[3],
+                        char *err, size_t errlen) {
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  if (!m->prep_known) {
+    /* Once per model: the sizes at batch 1 and 2 (plans only, no objects),
+     * whose difference is one row's. */
+    size_t at[2][3];
+    for (size_t b = 1; b <= 2; b++) {
+      mpc_plan_t *p;
+      char why[256];
+      int rc = cl_plan_mem_check(&m->graph, b, s->mem_max, why, sizeof why);
+      if (rc != 0) {
+        snprintf(err, errlen, "model %s: %s", m->name, why);
+        return rc;
+      }
+      if ((rc = mpc_plan_new(&p, &m->graph, b, err, errlen)) != 0)
+        return rc;
+      for (int r = 0; r < 3; r++)
+        at[b - 1][r] = mpc_plan_prep_bytes(p, roles[r]);
+      mpc_plan_free(p);
+    }
+    for (int r = 0; r < 3; r++) {
+      m->prep_row[r] = at[1][r] >= at[0][r] ? at[1][r] - at[0][r] : 0;
+      m->prep_base[r] = at[0][r] - (at[0][r] >= m->prep_row[r] ? m->prep_row[r] : at[0][r]);
+    }
+    m->prep_known = 1;
+  }
+  for (int r = 0; r < 3; r++) {
+    double b = (double)m->prep_base[r] + (double)m->prep_row[r] * (double)batch;
+    bytes[r] = b >= (double)SIZE_MAX ? SIZE_MAX : (size_t)b;
+  }
   return 0;
 }
 
