@@ -52,6 +52,41 @@ int net__chan_queued(const net__peer_t *p, uint8_t chan) {
   return 0;
 }
 
+/* Refuses a message at its first header, before any of its body is
+ * buffered, if its peer may not send it: a channel the peer does not use, a
+ * length over the peer's max_msg, or more unread bytes than the peer's
+ * bound. The bound counts every unread message of the peer, those its
+ * earlier links left included (net__link_up drops them when a new link
+ * comes up), so reconnecting does not reset it: a stranger with a client's
+ * key once left P0 1.3 GB by connecting, sending one large message on an
+ * unused channel and leaving, three times. A message going straight into a
+ * waiting receiver's buffer takes none of our memory. The second rule is
+ * the flood guard of the file comment: a receiver waits on another channel
+ * and this one's unread messages would pass twice queue_bytes. */
+static int admit(net__conn_t *c, const net__hdr_t *h, int posted) {
+  net_node_t *n = c->node;
+  net__peer_t *p = &n->peers[c->peer];
+  const char *why = NULL;
+  size_t bound = p->lim.max_msg + n->cfg.queue_bytes;
+  if (p->lim.chans && (h->chan > 63 || !(p->lim.chans >> h->chan & 1)))
+    why = "a channel this peer does not use";
+  else if (h->msg_len > p->lim.max_msg)
+    why = "longer than this peer's max_msg";
+  else if (!posted && h->msg_len > bound - p->rq_bytes)
+    why = "over the bound of its unread messages";
+  else if (!posted && p->rwaiters > 0 && !p->rwait[h->chan] &&
+           p->rq_bytes + h->msg_len > 2 * n->cfg.queue_bytes)
+    why = "over twice queue_bytes unread while a receiver waits on another channel";
+  if (!why)
+    return 0;
+  n->st.msgs_refused++;
+  net__log(n,
+           "net: peer %d: message of %llu bytes on channel %u refused (%s; %zu bytes unread, "
+           "bound %zu); link ended",
+           c->peer, (unsigned long long)h->msg_len, (unsigned)h->chan, why, p->rq_bytes, bound);
+  return TANDEM_EPROTO;
+}
+
 /* Checks a header against the connection state and says where its payload
  * goes. Every length is checked here, before anything is allocated. */
 static int on_header(net__conn_t *c) {
@@ -76,7 +111,7 @@ static int on_header(net__conn_t *c) {
       return TANDEM_EPROTO;
     break;
   case NET_C_UP:
-    if (h->type != NET_FT_DATA || h->len > n->cfg.max_frame || h->msg_len > n->cfg.max_msg)
+    if (h->type != NET_FT_DATA || h->len > n->cfg.max_frame)
       return TANDEM_EPROTO;
     if (h->seq != c->rx.seq || h->link_id != c->rx.link_id)
       return TANDEM_EPROTO;
@@ -96,13 +131,20 @@ static int on_header(net__conn_t *c) {
       /* The message is placed at its first header, whose lengths were just
        * checked, so its ciphertext can be read straight into it: into a
        * waiting receiver's buffer if it may take this message (nothing of
-       * the channel queued before it), else into memory of our own. */
+       * the channel queued before it), else into memory of our own, if the
+       * peer may have that much more unread (admit). */
       net__post_t *po = &n->peers[c->peer].post;
-      net__rmsg_t *m = calloc(1, sizeof(*m));
+      int posted = po->active && !po->m && !po->done && po->chan == h->chan &&
+                   h->msg_len > 0 && h->msg_len <= po->cap &&
+                   !net__chan_queued(&n->peers[c->peer], h->chan);
+      net__rmsg_t *m;
+      r = admit(c, h, posted);
+      if (r)
+        return r;
+      m = calloc(1, sizeof(*m));
       if (!m)
         return TANDEM_ENOMEM;
-      if (po->active && !po->m && !po->done && po->chan == h->chan && h->msg_len > 0 &&
-          h->msg_len <= po->cap && !net__chan_queued(&n->peers[c->peer], h->chan)) {
+      if (posted) {
         m->data = po->buf;
         m->user = 1;
         po->m = m;
@@ -166,8 +208,14 @@ static int on_data(net__conn_t *c) {
   if (!c->cur->data)
     return TANDEM_ENOMEM; /* detached from a posted buffer with no memory */
   r = net__frame_open(&c->rx, h, c->hdr_raw, c->cur->data + c->cur_off, c->tag);
-  if (r)
+  if (r) {
+    /* A frame that failed its tag was decrypted in place all the same:
+     * wiped here, as the bytes past cur_off are not counted as received
+     * when the message is freed or its posted buffer handed back. */
+    if (h->len)
+      sodium_memzero(c->cur->data + c->cur_off, h->len);
     return r;
+  }
   c->cur_off += h->len;
   if ((h->flags & NET_FF_LAST) && c->cur->user) {
     net__rmsg_t *m = c->cur;
@@ -184,16 +232,6 @@ static int on_data(net__conn_t *c) {
   } else if (h->flags & NET_FF_LAST) {
     net__rmsg_t *m = c->cur;
     c->cur = NULL;
-    if (p->rwaiters > 0 && !p->rwait[m->chan] && p->rq_bytes + m->len > 2 * n->cfg.queue_bytes) {
-      /* A receiver waits on another channel and this one's unread messages
-       * are past the hard bound: the peer floods (see the file comment). */
-      net__log(n,
-               "net: peer %d: %zu bytes unread on other channels while a receiver waits; "
-               "link ended",
-               c->peer, p->rq_bytes + m->len);
-      net__rmsg_free(m);
-      return TANDEM_EPROTO;
-    }
     if (p->rq_tail)
       p->rq_tail->next = m;
     else
