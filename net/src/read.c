@@ -60,9 +60,10 @@ int net__chan_queued(const net__peer_t *p, uint8_t chan) {
  * comes up), so reconnecting does not reset it: a stranger with a client's
  * key once left P0 1.3 GB by connecting, sending one large message on an
  * unused channel and leaving, three times. A message going straight into a
- * waiting receiver's buffer takes none of our memory. The second rule is
- * the flood guard of the file comment: a receiver waits on another channel
- * and this one's unread messages would pass twice queue_bytes. */
+ * waiting receiver's buffer takes none of our memory. (The flood guard of
+ * the file comment stays at the last frame: at the first header, the
+ * receiver of a control message just queued may not have woken yet to wait
+ * for the large message that follows it, which it then took for a flood.) */
 static int admit(net__conn_t *c, const net__hdr_t *h, int posted) {
   net_node_t *n = c->node;
   net__peer_t *p = &n->peers[c->peer];
@@ -72,11 +73,8 @@ static int admit(net__conn_t *c, const net__hdr_t *h, int posted) {
     why = "a channel this peer does not use";
   else if (h->msg_len > p->lim.max_msg)
     why = "longer than this peer's max_msg";
-  else if (!posted && h->msg_len > bound - p->rq_bytes)
+  else if (!posted && (p->rq_bytes > bound || h->msg_len > bound - p->rq_bytes))
     why = "over the bound of its unread messages";
-  else if (!posted && p->rwaiters > 0 && !p->rwait[h->chan] &&
-           p->rq_bytes + h->msg_len > 2 * n->cfg.queue_bytes)
-    why = "over twice queue_bytes unread while a receiver waits on another channel";
   if (!why)
     return 0;
   n->st.msgs_refused++;
@@ -232,6 +230,17 @@ static int on_data(net__conn_t *c) {
   } else if (h->flags & NET_FF_LAST) {
     net__rmsg_t *m = c->cur;
     c->cur = NULL;
+    if (p->rwaiters > 0 && !p->rwait[m->chan] && p->rq_bytes + m->len > 2 * n->cfg.queue_bytes) {
+      /* A receiver waits on another channel and this one's unread messages
+       * are past the hard bound: the peer floods (see the file comment). */
+      n->st.msgs_refused++;
+      net__log(n,
+               "net: peer %d: %zu bytes unread on other channels while a receiver waits; "
+               "link ended",
+               c->peer, p->rq_bytes + m->len);
+      net__rmsg_free(m);
+      return TANDEM_EPROTO;
+    }
     if (p->rq_tail)
       p->rq_tail->next = m;
     else
