@@ -291,8 +291,10 @@ TANDEM_WUR int net_recv(net_node_t *node, int peer, void *buf, size_t len);
  * cap, into buf; its length goes to *len. A longer message is dropped and
  * reported as TANDEM_EPROTO. timeout_ms: NET_TIMEOUT_DEFAULT, 0 to poll, or
  * milliseconds; while a message of chan is arriving the wait goes on as long
- * as it makes progress within the timeout (a poll's, the node's timeout). While the call waits, the loop may decrypt the message
- * straight into buf (no copy); after an error buf holds nothing of it (a
+ * as it makes progress within the timeout (a poll's, the node's timeout),
+ * except from a strict peer (net_limits_t): its wait ends at the timeout,
+ * and closes the link if the message is half in. While the call waits, the
+ * loop may decrypt the message straight into buf (no copy); after an error buf holds nothing of it (a
  * part that arrived is moved back and wiped). Errors as net_recv. */
 TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf, size_t cap,
                             size_t *len, int timeout_ms);

@@ -24,8 +24,11 @@
  * queue_bytes: a message of a channel nobody waits on that would take the
  * peer's unread messages past it is dropped and ends the link (a peer that
  * floods one channel while the receiver waits on another). Both bounds
- * count every unread message of the peer, those a replaced link left
- * behind included: they are held in memory until a receive takes them.
+ * count every unread message of the peer. A third is checked at each
+ * message's first header, before any of its body is buffered (admit): the
+ * peer's channels, its max_msg, and its unread bytes at most max_msg +
+ * queue_bytes. What a replaced link left unread is dropped when the new
+ * link comes up (conn.c), so reconnecting never adds to it.
  */
 #include <stdlib.h>
 #include <string.h>
