@@ -31,8 +31,8 @@
  * peer declared strict (net_limits_t), whose every wait ends at its
  * deadline, set when the call starts, however many bytes move meanwhile (a
  * peer sending or reading one byte a second holds a call for one timeout,
- * not for ever), and whose link is closed when a receive's deadline passes
- * with a message of its channel half arrived.
+ * not for ever), and each of whose messages is due a timeout after its
+ * first bytes came: its link is closed then if the message is not whole.
  *
  * Strangers: an inbound connection is half-open until its handshake ends. At
  * most max_halfopen are kept in all (over it the oldest is dropped, so a
@@ -97,8 +97,8 @@ typedef struct {
   uint64_t chans; /* bit c set: it may send on channel c (0..63; no channel
                      above 63 then); 0: every channel */
   int strict;     /* 1: every wait on it ends at its deadline, progress or
-                     not, and a receive that times out with a message of its
-                     channel half arrived closes the link (for clients and
+                     not, and a message of it not whole a timeout after its
+                     first bytes came closes the link (for clients and
                      other least-trusted peers) */
 } net_limits_t;
 
@@ -292,8 +292,8 @@ TANDEM_WUR int net_recv(net_node_t *node, int peer, void *buf, size_t len);
  * reported as TANDEM_EPROTO. timeout_ms: NET_TIMEOUT_DEFAULT, 0 to poll, or
  * milliseconds; while a message of chan is arriving the wait goes on as long
  * as it makes progress within the timeout (a poll's, the node's timeout),
- * except from a strict peer (net_limits_t): its wait ends at the timeout,
- * and closes the link if the message is half in. While the call waits, the
+ * except from a strict peer (net_limits_t), whose wait ends at the timeout.
+ * While the call waits, the
  * loop may decrypt the message straight into buf (no copy); after an error buf holds nothing of it (a
  * part that arrived is moved back and wiped). Errors as net_recv. */
 TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf, size_t cap,

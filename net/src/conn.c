@@ -220,12 +220,21 @@ int net__link_up(net__conn_t *c) {
   return 0;
 }
 
-static void timer_cb(uv_timer_t *t) {
+/* The connection's timer: the handshake's timeout, then on a strict peer's
+ * link the due time of the message under way (read.c, msg_due). */
+void net__timer_cb(uv_timer_t *t) {
   net__conn_t *c = t->data;
   net_node_t *n = c->node;
   uv_mutex_lock(&n->mu);
-  if (c->state != NET_C_UP)
+  if (c->state == NET_C_UP && (c->cur || c->hdr_have)) {
+    net__log(n, "net: peer %d: message on channel %u not in by its due time (%zu of %zu bytes); "
+             "link closed", c->peer, c->cur ? (unsigned)c->cur->chan : 0u,
+             c->cur ? net__msg_got(c) : 0, c->cur ? c->cur->len : 0);
+    n->st.links_due++;
     net__conn_fail(c, TANDEM_ETIMEDOUT);
+  } else if (c->state != NET_C_UP) {
+    net__conn_fail(c, TANDEM_ETIMEDOUT);
+  }
   uv_mutex_unlock(&n->mu);
 }
 
@@ -256,7 +265,7 @@ static net__conn_t *conn_new(net_node_t *n) {
   }
   c->next = n->conns;
   n->conns = c;
-  uv_timer_start(&c->timer, timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
+  uv_timer_start(&c->timer, net__timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
   return c;
 fail_mu:
   if (c->emu_fd >= 0)

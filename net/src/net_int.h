@@ -316,6 +316,9 @@ void net__shutdown_cb(uv_shutdown_t *req, int status);
 void net__conn_close(net__conn_t *c, int err, int graceful);
 /* A handshake failed (err) or an established link broke: count and log it. */
 void net__conn_fail(net__conn_t *c, int err);
+/* The connection timer's callback (handshake timeout, a strict peer's
+ * message due time). */
+void net__timer_cb(uv_timer_t *t);
 /* c leaves the half-open count (its handshake ended either way). */
 void net__halfopen_done(net__conn_t *c);
 /* Makes c, whose handshake just finished, the link of its peer. */

@@ -351,6 +351,22 @@ static void fill(unsigned char *dst, size_t *have, size_t need, const unsigned c
   *left -= take;
 }
 
+/* A strict peer's message is due a timeout after its first bytes came:
+ * progress does not move that on (a client sending one byte a second held
+ * both parties of a cluster while it liked). The connection's timer, idle
+ * once the handshake is over, runs while a message (or a header) is under
+ * way, and closes the link when it fires (conn.c, timer_cb). */
+static void msg_due(net__conn_t *c) {
+  net_node_t *n = c->node;
+  int mid = c->cur != NULL || c->hdr_have > 0;
+  if (c->state != NET_C_UP || !n->peers[c->peer].lim.strict)
+    return;
+  if (!mid)
+    uv_timer_stop(&c->timer);
+  else if (!uv_is_active((uv_handle_t *)&c->timer))
+    uv_timer_start(&c->timer, net__timer_cb, (uint64_t)n->cfg.timeout_ms, 0);
+}
+
 void net__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   net__conn_t *c = s->data;
   net_node_t *n = c->node;
@@ -411,5 +427,6 @@ void net__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->cur)
     c->cur_prog = uv_hrtime();
 out:
+  msg_due(c);
   uv_mutex_unlock(&n->mu);
 }

@@ -116,24 +116,6 @@ static void post_abandon(net_node_t *n, net__peer_t *p) {
   post_end(n, p);
 }
 
-/* A strict peer's receive timed out: if a message of its channel is half
- * arrived, or a frame header is, the peer is trickling it, and its link is
- * closed at this due time (the partial message is wiped with the
- * connection). */
-static void close_overdue(net_node_t *n, int id, uint8_t chan) {
-  net__peer_t *p = &n->peers[id];
-  net__conn_t *c = p->link;
-  if (!c || c->want_close || !((c->cur && c->cur->chan == chan) || (!c->cur && c->hdr_have)))
-    return;
-  net__log(n, "net: peer %d: message on channel %u not in by its due time (%zu of %zu bytes); "
-           "link closed", id, (unsigned)chan, c->cur ? net__msg_got(c) : 0,
-           c->cur ? c->cur->len : 0);
-  n->st.links_due++;
-  c->want_close = 2;
-  c->kill_err = TANDEM_ETIMEDOUT;
-  net__wake(n);
-}
-
 /* Takes the next message of channel chan from peer id, waiting up to
  * timeout_ms. With buf (cap > 0), the wait posts buf so that the message can
  * be decrypted straight into it: then 0 is returned with *out NULL and its
@@ -196,13 +178,12 @@ static int take_msg(net_node_t *n, int id, uint64_t link, uint8_t chan, int time
      * poll's too, timeout 0, by the node's timeout without progress);
      * except from a strict peer, whose deadline is the message's due time:
      * a trickle of bytes moved it on for ever (one byte a second held both
-     * parties while the client liked). */
+     * parties while the client liked). Its link is closed by the loop once
+     * a message has been arriving for a timeout (read.c, msg_due). */
     if (late && !(p->link && p->link->cur && p->link->cur->chan == chan && !p->lim.strict &&
                   net__extend(&deadline, p->link->cur_prog,
                               timeout_ms ? timeout_ms : n->cfg.timeout_ms))) {
       r = TANDEM_ETIMEDOUT;
-      if (p->lim.strict && timeout_ms != 0)
-        close_overdue(n, id, chan);
       break;
     }
   }
