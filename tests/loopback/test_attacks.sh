@@ -77,6 +77,7 @@ from0=$(lines log.p0)
 "$ATTACK" slow "$PORTD" "$PORT0" "$PORT1" keys/mallory.key keys/dealer.pub keys/p0.pub \
   keys/p1.pub mlp 20 >out.slow 2>err.slow ||
   fail "slow: the parties kept the trickling client's links: $(cat out.slow err.slow)"
+cat out.slow
 wait_log log.p0 "$from0" "not in by its due time" 5 ||
   fail "slow: no due-time line in P0's log"
 honest slow
@@ -91,6 +92,7 @@ BYTES=$((48 << 20))
 n=$(tail -n +"$((from0 + 1))" log.p0 | grep -c "of its earlier links dropped")
 [ "$n" -ge 5 ] || fail "requeue: P0 logged $n drops of earlier links' messages, want 5"
 rss1=$(rss)
+echo "requeue: P0 resident $((rss0 >> 20)) MiB before, $((rss1 >> 20)) MiB after six ${BYTES}-byte rounds"
 [ "$rss1" -le $((rss0 + 2 * BYTES)) ] ||
   fail "requeue: P0 grew from $rss0 to $rss1 bytes resident over six ${BYTES}-byte rounds"
 honest requeue
@@ -112,6 +114,7 @@ grep -q "closed 1[2-9] of 20\|closed 20 of 20" out.flood ||
   fail "flood: P0 closed too few: $(cat out.flood err.flood)"
 wait_log log.p0 "$from0" "refused a connection from 127.0.0.2" 5 ||
   fail "flood: no refusal line in P0's log"
+cat out.flood
 honest flood
 kill "$FLOOD" 2>/dev/null
 wait "$FLOOD" 2>/dev/null
