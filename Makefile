@@ -2,10 +2,12 @@
 # Each installs what is missing (scripts/deps.sh), configures, builds, then runs.
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 12
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_OPTS ?=
 
-.PHONY: demo test bench deps build build-san clean
+.PHONY: demo test bench deps build build-san fuzz clean
 
 deps:
 	@bash scripts/deps.sh
@@ -24,6 +26,17 @@ test: build build-san
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -LE slow
+	@$(MAKE) --no-print-directory fuzz
+
+# Every libFuzzer target for FUZZ_SECONDS each (tests/fuzz/run.sh), in a
+# clang tree of its own; skipped with a note when clang is absent.
+fuzz: deps
+	@if ! command -v clang >/dev/null 2>&1; then \
+	  echo "fuzz: clang not found; the fuzz targets were not run"; exit 0; fi; \
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_FUZZ=ON \
+	  $(CMAKE_OPTS) >/dev/null && \
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all && \
+	bash tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 # The private Fashion-MNIST demo: P0, P1 and the dealer as separate processes
 # on loopback (DEMO_OPTS, e.g. --images 1000 --model models/fashion_cnn.onnx).
@@ -37,4 +50,4 @@ bench: build
 	@bash scripts/bench.sh $(BUILD)/tandem bench
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

@@ -46,6 +46,7 @@ extern "C" {
 #define CL_NAME_MAX 64
 #define CL_TAG_BYTES 8 /* a step's tag, first in each of its protocol messages */
 #define CL_MAX_BATCH 100000u
+#define CL_CLIENT_MAX_MSG ((size_t)256 << 20) /* client_max_msg's default */
 
 /* ---- config ----------------------------------------------------------------- */
 
@@ -65,6 +66,9 @@ typedef struct {
   cl_member_t m[NET_MAX_PEERS];
   int nclients;
   int timeout_ms;          /* every blocking wait (default 30000) */
+  int handshake_timeout_ms; /* a connection's handshake (0: net's default) */
+  size_t client_max_msg;   /* the longest message a daemon takes from a
+                            * client or the owner (0: CL_CLIENT_MAX_MSG) */
   size_t max_frame, max_msg, queue_bytes;
   unsigned pool;           /* dealer: preprocessed queries kept per model */
   /* The memory budget of one plan with its party or dealer object, in bytes

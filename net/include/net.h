@@ -27,7 +27,28 @@
  * timeout counts time without progress: a receive whose message is arriving
  * waits while its bytes keep coming (one large message is not bounded by the
  * timeout of the whole transfer), and a send or net_peer_close waiting for a
- * full queue waits while the queue's writes keep completing.
+ * full queue waits while the queue's writes keep completing; except on a
+ * peer declared strict (net_limits_t), whose every wait ends at its
+ * deadline, set when the call starts, however many bytes move meanwhile (a
+ * peer sending or reading one byte a second holds a call for one timeout,
+ * not for ever), and each of whose messages is due a timeout after its
+ * first bytes came: its link is closed then if the message is not whole.
+ *
+ * Strangers: an inbound connection is half-open until its handshake ends. At
+ * most max_halfopen are kept in all (over it the oldest is dropped, so a
+ * stranger holding connections open cannot keep declared peers out) and at
+ * most max_halfopen_per_addr from one source address (over it the new one is
+ * closed at once, before it is read: no key agreement is computed for it);
+ * each is dropped after handshake_timeout_ms. A listening node raises its
+ * process's RLIMIT_NOFILE to the hard limit and keeps descriptors for its
+ * declared peers' links out of the half-open budget (NET_FD_RESERVE).
+ *
+ * Peers' messages are checked at their first frame header, before any of
+ * the body is buffered: a message on a channel the peer may not use, longer
+ * than its max_msg, or that would take the peer's unread messages past its
+ * bound (max_msg + queue_bytes, counted across all its links) ends the link
+ * with TANDEM_EPROTO and a log line. When a new link of a peer comes up,
+ * what its older links left unread is dropped.
  *
  * Thread affinity: a node may be used from any number of threads at once,
  * except net_node_free (no other call may run or start once it is called).
@@ -55,12 +76,31 @@ extern "C" {
 #define NET_DEFAULT_MAX_MSG ((size_t)1 << 30)    /* bytes per message */
 #define NET_DEFAULT_QUEUE_BYTES ((size_t)64 << 20)
 #define NET_DEFAULT_TIMEOUT_MS 30000
-#define NET_DEFAULT_HANDSHAKE_MS 10000
+#define NET_DEFAULT_HANDSHAKE_MS 5000
+#define NET_DEFAULT_MAX_HALFOPEN 64
+#define NET_DEFAULT_MAX_HALFOPEN_ADDR 8
+/* Descriptors a listening node keeps out of the half-open budget: the
+ * process's own files plus two per declared peer (a link and its
+ * replacement). */
+#define NET_FD_RESERVE 64
 
 /* A timeout argument below 0 means the node's configured default. */
 #define NET_TIMEOUT_DEFAULT (-1)
 
 typedef struct net_node_s net_node_t;
+
+/* What a node accepts from one peer (all zero: the node's defaults, every
+ * channel, deadlines extended by progress). */
+typedef struct {
+  size_t max_msg; /* the longest message accepted from it (0: the node's
+                     max_msg; never more than it) */
+  uint64_t chans; /* bit c set: it may send on channel c (0..63; no channel
+                     above 63 then); 0: every channel */
+  int strict;     /* 1: every wait on it ends at its deadline, progress or
+                     not, and a message of it not whole a timeout after its
+                     first bytes came closes the link (for clients and
+                     other least-trusted peers) */
+} net_limits_t;
 
 /* A peer declared when the node is made (see net_peer_add for the fields). */
 typedef struct {
@@ -68,6 +108,7 @@ typedef struct {
   const char *host; /* NULL for a peer that only dials in */
   uint16_t port;
   const unsigned char *pk;
+  net_limits_t limits;
 } net_peer_decl_t;
 
 typedef struct {
@@ -92,6 +133,9 @@ typedef struct {
   int timeout_ms;     /* default bound of every blocking call */
   int handshake_timeout_ms; /* connect plus handshake, and an inbound
                                connection's handshake */
+  unsigned max_halfopen;          /* inbound connections before their
+                                     handshake ends, in all */
+  unsigned max_halfopen_per_addr; /* the same from one source address */
   /* Optional: one line per event (connections, rejections, link errors; never
    * a secret). Called on the loop thread, so it must not call into the node. */
   void (*log)(void *ctx, const char *line);
@@ -137,6 +181,10 @@ typedef struct {
   uint64_t handshakes_ok;
   uint64_t handshakes_failed; /* rejected keys, garbage, timeouts */
   uint64_t links_failed;      /* established links ended by an error */
+  uint64_t halfopen_refused;  /* inbound connections closed unread: over a cap */
+  uint64_t halfopen_dropped;  /* half-open ones dropped for a newer one */
+  uint64_t msgs_refused;      /* messages refused at their first header */
+  uint64_t links_due;         /* strict links closed at a receive's deadline */
 } net_node_stats_t;
 
 /* ---- nodes ------------------------------------------------------------- */
@@ -170,6 +218,11 @@ void net_node_stats(net_node_t *node, net_node_stats_t *out);
  * another id). Does not block. */
 TANDEM_WUR int net_peer_add(net_node_t *node, int id, const char *host, uint16_t port,
                             const unsigned char *pk);
+
+/* Sets what the node accepts from peer id (declared or not yet). From the
+ * next message header on; a message under way is not cut. Errors:
+ * TANDEM_EINVAL. Does not block. */
+TANDEM_WUR int net_peer_limits(net_node_t *node, int id, const net_limits_t *lim);
 
 /* Dials peer id, runs the handshake as initiator and makes the result the
  * peer's link (replacing any previous one). Blocks for at most the handshake
@@ -238,8 +291,10 @@ TANDEM_WUR int net_recv(net_node_t *node, int peer, void *buf, size_t len);
  * cap, into buf; its length goes to *len. A longer message is dropped and
  * reported as TANDEM_EPROTO. timeout_ms: NET_TIMEOUT_DEFAULT, 0 to poll, or
  * milliseconds; while a message of chan is arriving the wait goes on as long
- * as it makes progress within the timeout (a poll's, the node's timeout). While the call waits, the loop may decrypt the message
- * straight into buf (no copy); after an error buf holds nothing of it (a
+ * as it makes progress within the timeout (a poll's, the node's timeout),
+ * except from a strict peer (net_limits_t), whose wait ends at the timeout.
+ * While the call waits, the
+ * loop may decrypt the message straight into buf (no copy); after an error buf holds nothing of it (a
  * part that arrived is moved back and wiped). Errors as net_recv. */
 TANDEM_WUR int net_msg_recv(net_node_t *node, int peer, uint8_t chan, void *buf, size_t cap,
                             size_t *len, int timeout_ms);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,6 +104,7 @@ void net__conn_close(net__conn_t *c, int err, int graceful) {
     n->peers[c->peer].err = err ? err : TANDEM_ECLOSED;
   }
   c->state = NET_C_CLOSING;
+  net__halfopen_done(c);
   uv_timer_stop(&c->timer);
   if (graceful && uv_is_active((uv_handle_t *)&c->tcp) && net__conn_flush(c) == 0) {
     if (c->emu_head) { /* net__emu_poll_cb shuts down after the held frames */
@@ -140,6 +142,33 @@ void net__conn_fail(net__conn_t *c, int err) {
   net__conn_close(c, err, 0);
 }
 
+void net__halfopen_done(net__conn_t *c) {
+  if (c->halfopen) {
+    c->halfopen = 0;
+    c->node->halfopen--;
+  }
+}
+
+/* A new link of p comes up: what its earlier links left unread is dropped
+ * (a receive bound to one of them fails with TANDEM_ECONNRESET, as it would
+ * once they were gone). Kept, it counted against the peer's bound for
+ * nothing, and a peer that reconnected after each message grew it. */
+static void drop_unread(net_node_t *n, net__peer_t *p, int id) {
+  size_t bytes = p->rq_bytes;
+  unsigned msgs = 0;
+  while (p->rq_head) {
+    net__rmsg_t *m = p->rq_head;
+    p->rq_head = m->next;
+    net__rmsg_free(m);
+    msgs++;
+  }
+  p->rq_tail = NULL;
+  p->rq_bytes = 0;
+  if (msgs)
+    net__log(n, "net: peer %d: %u unread messages (%zu bytes) of its earlier links dropped", id,
+             msgs, bytes);
+}
+
 /* Makes c, whose handshake just finished, the link of its peer. */
 int net__link_up(net__conn_t *c) {
   net_node_t *n = c->node;
@@ -163,10 +192,12 @@ int net__link_up(net__conn_t *c) {
     c->fd = fd;
   }
   uv_timer_stop(&c->timer);
+  net__halfopen_done(c);
   if (p->link && p->link != c) {
     net__log(n, "net: peer %d: new link replaces the old one", c->peer);
     net__conn_close(p->link, TANDEM_ECONNRESET, 0);
   }
+  drop_unread(n, p, c->peer);
   c->state = NET_C_UP;
   p->link = c;
   p->err = 0;
@@ -189,12 +220,21 @@ int net__link_up(net__conn_t *c) {
   return 0;
 }
 
-static void timer_cb(uv_timer_t *t) {
+/* The connection's timer: the handshake's timeout, then on a strict peer's
+ * link the due time of the message under way (read.c, msg_due). */
+void net__timer_cb(uv_timer_t *t) {
   net__conn_t *c = t->data;
   net_node_t *n = c->node;
   uv_mutex_lock(&n->mu);
-  if (c->state != NET_C_UP)
+  if (c->state == NET_C_UP && (c->cur || c->hdr_have)) {
+    net__log(n, "net: peer %d: message on channel %u not in by its due time (%zu of %zu bytes); "
+             "link closed", c->peer, c->cur ? (unsigned)c->cur->chan : 0u,
+             c->cur ? net__msg_got(c) : 0, c->cur ? c->cur->len : 0);
+    n->st.links_due++;
     net__conn_fail(c, TANDEM_ETIMEDOUT);
+  } else if (c->state != NET_C_UP) {
+    net__conn_fail(c, TANDEM_ETIMEDOUT);
+  }
   uv_mutex_unlock(&n->mu);
 }
 
@@ -225,7 +265,7 @@ static net__conn_t *conn_new(net_node_t *n) {
   }
   c->next = n->conns;
   n->conns = c;
-  uv_timer_start(&c->timer, timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
+  uv_timer_start(&c->timer, net__timer_cb, (uint64_t)n->cfg.handshake_timeout_ms, 0);
   return c;
 fail_mu:
   if (c->emu_fd >= 0)
@@ -287,9 +327,73 @@ void net__start_connect(net_node_t *n, net__creq_t *cr) {
     net__conn_fail(c, r);
 }
 
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family)
+    return 0;
+  if (a->ss_family == AF_INET)
+    return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                  &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+  if (a->ss_family == AF_INET6)
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+  return 0;
+}
+
+/* One line about the caps per second at most, with the count of those not
+ * logged since: a flood must not flood the log too. */
+static void cap_log(net_node_t *n, const net__conn_t *c, const char *what, unsigned count,
+                    unsigned cap) {
+  char addr[64] = "?";
+  uint64_t now = uv_hrtime();
+  if (n->caplog_at && now - n->caplog_at < 1000000000u) {
+    n->caplog_quiet++;
+    return;
+  }
+  if (c->src.ss_family == AF_INET)
+    (void)uv_ip4_name((const struct sockaddr_in *)&c->src, addr, sizeof(addr));
+  else if (c->src.ss_family == AF_INET6)
+    (void)uv_ip6_name((const struct sockaddr_in6 *)&c->src, addr, sizeof(addr));
+  net__log(n, "net: %s from %s: %u half-open connections (limit %u; %llu more not logged)",
+           what, addr, count, cap, (unsigned long long)n->caplog_quiet);
+  n->caplog_at = now;
+  n->caplog_quiet = 0;
+}
+
+/* Applies the half-open caps (net.h) to c, just accepted and not yet read:
+ * returns nonzero if c was closed. Over the per-address cap c itself goes
+ * (one source cannot take the others' room, and costs no key agreement);
+ * over the total, the oldest half-open connection goes, so strangers
+ * holding connections open cannot keep a declared peer's handshake out. */
+static int halfopen_caps(net_node_t *n, net__conn_t *c) {
+  unsigned same = 0;
+  size_t cap = n->cfg.max_halfopen < n->fd_budget ? n->cfg.max_halfopen : n->fd_budget;
+  net__conn_t *old = NULL;
+  for (net__conn_t *o = n->conns; o; o = o->next) {
+    if (o == c || !o->halfopen)
+      continue;
+    if (same_addr(&o->src, &c->src))
+      same++;
+    if (!old || o->born < old->born)
+      old = o;
+  }
+  if (same >= n->cfg.max_halfopen_per_addr) {
+    n->st.halfopen_refused++;
+    cap_log(n, c, "refused a connection", same + 1, n->cfg.max_halfopen_per_addr);
+    net__conn_close(c, TANDEM_ECLOSED, 0);
+    return 1;
+  }
+  if (n->halfopen > cap && old) {
+    n->st.halfopen_dropped++;
+    cap_log(n, old, "dropped the oldest connection", n->halfopen, (unsigned)cap);
+    net__conn_close(old, TANDEM_ECLOSED, 0);
+  }
+  return 0;
+}
+
 void net__connection_cb(uv_stream_t *server, int status) {
   net_node_t *n = server->data;
   net__conn_t *c;
+  int len = sizeof(c->src);
   uv_mutex_lock(&n->mu);
   if (status < 0 || n->stopping)
     goto out;
@@ -297,8 +401,18 @@ void net__connection_cb(uv_stream_t *server, int status) {
   if (!c)
     goto out;
   c->state = NET_C_WAIT1;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-      uv_read_start((uv_stream_t *)&c->tcp, net__alloc_cb, net__read_cb) != 0) {
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    net__conn_close(c, TANDEM_ECLOSED, 0);
+    goto out;
+  }
+  c->halfopen = 1;
+  n->halfopen++;
+  c->born = ++n->accepted;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->src, &len) != 0)
+    memset(&c->src, 0, sizeof(c->src));
+  if (halfopen_caps(n, c))
+    goto out;
+  if (uv_read_start((uv_stream_t *)&c->tcp, net__alloc_cb, net__read_cb) != 0) {
     net__conn_close(c, TANDEM_ECLOSED, 0);
     goto out;
   }

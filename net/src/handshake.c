@@ -103,6 +103,7 @@ static int derive(net__hs_t *hs, const unsigned char msg1[NET_HS1_BYTES],
     unsigned char id[32];
     kdf(id, hs->ck, "link-id");
     hs->link_id = ((uint32_t)id[0] << 24) | ((uint32_t)id[1] << 16) | ((uint32_t)id[2] << 8) | id[3];
+    sodium_memzero(id, sizeof(id));
   }
   return 0;
 }

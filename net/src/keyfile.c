@@ -116,14 +116,19 @@ static int read_line(const char *path, int secret, char *buf, size_t cap, size_t
 
 static int load(const char *path, const char *tag, int secret, unsigned char out[32]) {
   char buf[LINE_MAX_BYTES];
+  unsigned char key[32];
   size_t n = 0, tl = strlen(tag);
   int r = read_line(path, secret, buf, sizeof(buf), &n);
   if (r == 0) {
     if (n < tl || memcmp(buf, tag, tl) != 0)
       r = TANDEM_EPARSE;
     else
-      r = parse_hex32(buf + tl, n - tl, out);
+      r = parse_hex32(buf + tl, n - tl, key);
   }
+  /* A file that fails half way leaves no part of its key in out. */
+  if (r == 0)
+    memcpy(out, key, 32);
+  sodium_memzero(key, sizeof(key));
   sodium_memzero(buf, sizeof(buf));
   return r;
 }

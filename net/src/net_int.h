@@ -172,6 +172,9 @@ struct net__conn_s {
   int refs;    /* senders using tx */
   net__cstate_t state;
   int peer; /* -1 until the handshake names it */
+  int halfopen; /* an inbound connection counted in node->halfopen */
+  struct sockaddr_storage src; /* an inbound connection's source address */
+  uint64_t born; /* its place in the order of accepted connections */
   uint64_t gen; /* its number as its peer's link (net__peer_t.gen), once up */
   int initiator;
   int want_close; /* 1 graceful (flush then FIN), 2 hard */
@@ -252,6 +255,7 @@ typedef struct {
   unsigned rwait[256];
   net__post_t post;
   net_stats_t st;
+  net_limits_t lim; /* net_peer_limits; max_msg filled in */
 } net__peer_t;
 
 struct net_node_s {
@@ -274,6 +278,11 @@ struct net_node_s {
   int qwaiters; /* callers waiting for a send queue to drain */
   int emu;      /* link emulation on (cfg.emu_delay_us or cfg.emu_rate_bps) */
   net_node_stats_t st;
+  unsigned halfopen;        /* inbound connections whose handshake is under way */
+  uint64_t accepted;        /* inbound connections accepted (net__conn_t.born) */
+  size_t fd_budget;         /* half-open connections the descriptors allow */
+  uint64_t caplog_at;       /* uv_hrtime of the last line about the caps */
+  uint64_t caplog_quiet;    /* refusals since that line not logged */
 };
 
 /* node.c: helpers. */
@@ -307,6 +316,11 @@ void net__shutdown_cb(uv_shutdown_t *req, int status);
 void net__conn_close(net__conn_t *c, int err, int graceful);
 /* A handshake failed (err) or an established link broke: count and log it. */
 void net__conn_fail(net__conn_t *c, int err);
+/* The connection timer's callback (handshake timeout, a strict peer's
+ * message due time). */
+void net__timer_cb(uv_timer_t *t);
+/* c leaves the half-open count (its handshake ended either way). */
+void net__halfopen_done(net__conn_t *c);
 /* Makes c, whose handshake just finished, the link of its peer. */
 TANDEM_WUR int net__link_up(net__conn_t *c);
 /* Starts the outbound connection of a connect request (loop thread). */

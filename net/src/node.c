@@ -29,7 +29,9 @@
  * on, so one very large message on a slow or loaded link is not cut off at
  * the timeout of the whole transfer. A sender waiting for room in a full
  * queue, and net_peer_close waiting for it to drain, count the same way the
- * time since the last write that completed.
+ * time since the last write that completed. A peer declared strict
+ * (net_limits_t) gets none of this: its waits end at their deadlines, so
+ * that a client trickling one byte a second cannot hold a party for ever.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <sodium.h>
@@ -198,6 +201,26 @@ static void node_release(net_node_t *n) {
   free(n);
 }
 
+/* A listening node faces strangers: its process may hold as many
+ * descriptors as the hard limit allows (daemons start with the soft one,
+ * often 1024), and half-open connections may use them only beyond the
+ * reserve for the process's files and its declared peers' links (a flood
+ * of strangers otherwise takes the descriptors a peer's link needs). */
+static size_t fd_budget(size_t cap) {
+  struct rlimit rl;
+  size_t reserve = NET_FD_RESERVE + 2 * NET_MAX_PEERS;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return cap;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit up = {rl.rlim_max, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+      rl = up;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= cap + reserve)
+    return cap;
+  return rl.rlim_cur > reserve + 1 ? (size_t)rl.rlim_cur - reserve : 1;
+}
+
 int net_node_new(net_node_t **out, const net_config_t *cfg) {
   net_node_t *n;
   struct sockaddr_storage ss;
@@ -229,6 +252,15 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
     n->cfg.timeout_ms = NET_DEFAULT_TIMEOUT_MS;
   if (!n->cfg.handshake_timeout_ms)
     n->cfg.handshake_timeout_ms = NET_DEFAULT_HANDSHAKE_MS;
+  if (!n->cfg.max_halfopen)
+    n->cfg.max_halfopen = NET_DEFAULT_MAX_HALFOPEN;
+  if (!n->cfg.max_halfopen_per_addr)
+    n->cfg.max_halfopen_per_addr = NET_DEFAULT_MAX_HALFOPEN_ADDR;
+  n->fd_budget = n->cfg.max_halfopen;
+  if (cfg->listen_host)
+    n->fd_budget = fd_budget(n->cfg.max_halfopen);
+  for (int i = 0; i < NET_MAX_PEERS; i++)
+    n->peers[i].lim.max_msg = n->cfg.max_msg;
   n->emu = n->cfg.emu_delay_us > 0 || n->cfg.emu_rate_bps > 0;
   if (uv_mutex_init(&n->mu) != 0) {
     free(n);
@@ -249,6 +281,8 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
   for (size_t i = 0; i < cfg->npeers; i++) {
     const net_peer_decl_t *d = &cfg->peers[i];
     r = net_peer_add(n, d->id, d->host, d->port, d->pk);
+    if (r == 0)
+      r = net_peer_limits(n, d->id, &d->limits);
     if (r) {
       node_release(n);
       return r;
@@ -351,6 +385,17 @@ int net_peer_add(net_node_t *n, int id, const char *host, uint16_t port, const u
   p->has_addr = host != NULL;
   if (host)
     p->addr = ss;
+  uv_mutex_unlock(&n->mu);
+  return 0;
+}
+
+int net_peer_limits(net_node_t *n, int id, const net_limits_t *lim) {
+  if (!n || net__bad_id(id) || !lim)
+    return TANDEM_EINVAL;
+  uv_mutex_lock(&n->mu);
+  n->peers[id].lim = *lim;
+  if (!lim->max_msg || lim->max_msg > n->cfg.max_msg)
+    n->peers[id].lim.max_msg = n->cfg.max_msg;
   uv_mutex_unlock(&n->mu);
   return 0;
 }
@@ -464,7 +509,8 @@ int net_peer_close(net_node_t *n, int id) {
     n->qwaiters++;
     late = net__wait_until(n, deadline);
     n->qwaiters--;
-    if (late && !(p->link == c && net__extend(&deadline, c->wprog, n->cfg.timeout_ms))) {
+    if (late && !(p->link == c && !p->lim.strict &&
+                  net__extend(&deadline, c->wprog, n->cfg.timeout_ms))) {
       r = TANDEM_ETIMEDOUT;
       break;
     }

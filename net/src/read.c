@@ -24,8 +24,11 @@
  * queue_bytes: a message of a channel nobody waits on that would take the
  * peer's unread messages past it is dropped and ends the link (a peer that
  * floods one channel while the receiver waits on another). Both bounds
- * count every unread message of the peer, those a replaced link left
- * behind included: they are held in memory until a receive takes them.
+ * count every unread message of the peer. A third is checked at each
+ * message's first header, before any of its body is buffered (admit): the
+ * peer's channels, its max_msg, and its unread bytes at most max_msg +
+ * queue_bytes. What a replaced link left unread is dropped when the new
+ * link comes up (conn.c), so reconnecting never adds to it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +55,39 @@ int net__chan_queued(const net__peer_t *p, uint8_t chan) {
   return 0;
 }
 
+/* Refuses a message at its first header, before any of its body is
+ * buffered, if its peer may not send it: a channel the peer does not use, a
+ * length over the peer's max_msg, or more unread bytes than the peer's
+ * bound. The bound counts every unread message of the peer, those its
+ * earlier links left included (net__link_up drops them when a new link
+ * comes up), so reconnecting does not reset it: a stranger with a client's
+ * key once left P0 1.3 GB by connecting, sending one large message on an
+ * unused channel and leaving, three times. A message going straight into a
+ * waiting receiver's buffer takes none of our memory. (The flood guard of
+ * the file comment stays at the last frame: at the first header, the
+ * receiver of a control message just queued may not have woken yet to wait
+ * for the large message that follows it, which it then took for a flood.) */
+static int admit(net__conn_t *c, const net__hdr_t *h, int posted) {
+  net_node_t *n = c->node;
+  net__peer_t *p = &n->peers[c->peer];
+  const char *why = NULL;
+  size_t bound = p->lim.max_msg + n->cfg.queue_bytes;
+  if (p->lim.chans && (h->chan > 63 || !(p->lim.chans >> h->chan & 1)))
+    why = "a channel this peer does not use";
+  else if (h->msg_len > p->lim.max_msg)
+    why = "longer than this peer's max_msg";
+  else if (!posted && (p->rq_bytes > bound || h->msg_len > bound - p->rq_bytes))
+    why = "over the bound of its unread messages";
+  if (!why)
+    return 0;
+  n->st.msgs_refused++;
+  net__log(n,
+           "net: peer %d: message of %llu bytes on channel %u refused (%s; %zu bytes unread, "
+           "bound %zu); link ended",
+           c->peer, (unsigned long long)h->msg_len, (unsigned)h->chan, why, p->rq_bytes, bound);
+  return TANDEM_EPROTO;
+}
+
 /* Checks a header against the connection state and says where its payload
  * goes. Every length is checked here, before anything is allocated. */
 static int on_header(net__conn_t *c) {
@@ -76,7 +112,7 @@ static int on_header(net__conn_t *c) {
       return TANDEM_EPROTO;
     break;
   case NET_C_UP:
-    if (h->type != NET_FT_DATA || h->len > n->cfg.max_frame || h->msg_len > n->cfg.max_msg)
+    if (h->type != NET_FT_DATA || h->len > n->cfg.max_frame)
       return TANDEM_EPROTO;
     if (h->seq != c->rx.seq || h->link_id != c->rx.link_id)
       return TANDEM_EPROTO;
@@ -96,13 +132,20 @@ static int on_header(net__conn_t *c) {
       /* The message is placed at its first header, whose lengths were just
        * checked, so its ciphertext can be read straight into it: into a
        * waiting receiver's buffer if it may take this message (nothing of
-       * the channel queued before it), else into memory of our own. */
+       * the channel queued before it), else into memory of our own, if the
+       * peer may have that much more unread (admit). */
       net__post_t *po = &n->peers[c->peer].post;
-      net__rmsg_t *m = calloc(1, sizeof(*m));
+      int posted = po->active && !po->m && !po->done && po->chan == h->chan &&
+                   h->msg_len > 0 && h->msg_len <= po->cap &&
+                   !net__chan_queued(&n->peers[c->peer], h->chan);
+      net__rmsg_t *m;
+      r = admit(c, h, posted);
+      if (r)
+        return r;
+      m = calloc(1, sizeof(*m));
       if (!m)
         return TANDEM_ENOMEM;
-      if (po->active && !po->m && !po->done && po->chan == h->chan && h->msg_len > 0 &&
-          h->msg_len <= po->cap && !net__chan_queued(&n->peers[c->peer], h->chan)) {
+      if (posted) {
         m->data = po->buf;
         m->user = 1;
         po->m = m;
@@ -166,8 +209,14 @@ static int on_data(net__conn_t *c) {
   if (!c->cur->data)
     return TANDEM_ENOMEM; /* detached from a posted buffer with no memory */
   r = net__frame_open(&c->rx, h, c->hdr_raw, c->cur->data + c->cur_off, c->tag);
-  if (r)
+  if (r) {
+    /* A frame that failed its tag was decrypted in place all the same:
+     * wiped here, as the bytes past cur_off are not counted as received
+     * when the message is freed or its posted buffer handed back. */
+    if (h->len)
+      sodium_memzero(c->cur->data + c->cur_off, h->len);
     return r;
+  }
   c->cur_off += h->len;
   if ((h->flags & NET_FF_LAST) && c->cur->user) {
     net__rmsg_t *m = c->cur;
@@ -187,6 +236,7 @@ static int on_data(net__conn_t *c) {
     if (p->rwaiters > 0 && !p->rwait[m->chan] && p->rq_bytes + m->len > 2 * n->cfg.queue_bytes) {
       /* A receiver waits on another channel and this one's unread messages
        * are past the hard bound: the peer floods (see the file comment). */
+      n->st.msgs_refused++;
       net__log(n,
                "net: peer %d: %zu bytes unread on other channels while a receiver waits; "
                "link ended",
@@ -301,6 +351,22 @@ static void fill(unsigned char *dst, size_t *have, size_t need, const unsigned c
   *left -= take;
 }
 
+/* A strict peer's message is due a timeout after its first bytes came:
+ * progress does not move that on (a client sending one byte a second held
+ * both parties of a cluster while it liked). The connection's timer, idle
+ * once the handshake is over, runs while a message (or a header) is under
+ * way, and closes the link when it fires (conn.c, timer_cb). */
+static void msg_due(net__conn_t *c) {
+  net_node_t *n = c->node;
+  int mid = c->cur != NULL || c->hdr_have > 0;
+  if (c->state != NET_C_UP || !n->peers[c->peer].lim.strict)
+    return;
+  if (!mid)
+    uv_timer_stop(&c->timer);
+  else if (!uv_is_active((uv_handle_t *)&c->timer))
+    uv_timer_start(&c->timer, net__timer_cb, (uint64_t)n->cfg.timeout_ms, 0);
+}
+
 void net__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   net__conn_t *c = s->data;
   net_node_t *n = c->node;
@@ -361,5 +427,6 @@ void net__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->cur)
     c->cur_prog = uv_hrtime();
 out:
+  msg_due(c);
   uv_mutex_unlock(&n->mu);
 }

@@ -175,8 +175,12 @@ static int take_msg(net_node_t *n, int id, uint64_t link, uint8_t chan, int time
     p->rwait[chan]--;
     /* A message of chan being reassembled is the next one of chan, the one
      * this receiver waits for: while its bytes arrive, the wait goes on (a
-     * poll's too, timeout 0, by the node's timeout without progress). */
-    if (late && !(p->link && p->link->cur && p->link->cur->chan == chan &&
+     * poll's too, timeout 0, by the node's timeout without progress);
+     * except from a strict peer, whose deadline is the message's due time:
+     * a trickle of bytes moved it on for ever (one byte a second held both
+     * parties while the client liked). Its link is closed by the loop once
+     * a message has been arriving for a timeout (read.c, msg_due). */
+    if (late && !(p->link && p->link->cur && p->link->cur->chan == chan && !p->lim.strict &&
                   net__extend(&deadline, p->link->cur_prog,
                               timeout_ms ? timeout_ms : n->cfg.timeout_ms))) {
       r = TANDEM_ETIMEDOUT;

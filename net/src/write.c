@@ -154,7 +154,8 @@ int net_msg_send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const vo
     late = net__wait_until(n, deadline);
     n->qwaiters--;
     /* c may be gone once the wait returns: the link is looked up again. */
-    if (late && (c = p->link) != NULL && !net__extend(&deadline, c->wprog, n->cfg.timeout_ms)) {
+    if (late && (c = p->link) != NULL &&
+        (p->lim.strict || !net__extend(&deadline, c->wprog, n->cfg.timeout_ms))) {
       uv_mutex_unlock(&n->mu);
       return TANDEM_ETIMEDOUT;
     }

@@ -101,6 +101,12 @@ static int on_entry(void *user, const char *section, const char *key, const char
       c->plan_mem_max = (size_t)u;
     else if (strcmp(key, "queue_bytes") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0)
       c->queue_bytes = (size_t)u;
+    else if (strcmp(key, "handshake_timeout_ms") == 0 && parse_uint(value, 600000, &u) == 0 &&
+             u > 0)
+      c->handshake_timeout_ms = (int)u;
+    else if (strcmp(key, "client_max_msg") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0 &&
+             u > 0)
+      c->client_max_msg = (size_t)u;
     else if (strcmp(key, "pool") == 0 && parse_uint(value, 64, &u) == 0)
       c->pool = (unsigned)u;
     else if (strcmp(key, "threads") == 0 && parse_uint(value, 64, &u) == 0)
@@ -234,6 +240,30 @@ int cl_member_id(const cl_config_t *cfg, const char *name) {
   return -1;
 }
 
+/* What a daemon takes from each member (net_limits_t): the channels its role
+ * sends on (the data channel between the parties and from the owner and
+ * clients to them, control messages to the dealer), and from clients and the
+ * owner, the least trusted, a smaller message limit and deadlines that
+ * progress cannot extend. A client or the owner takes anything from the
+ * daemons it dials. */
+static net_limits_t peer_limits(const cl_config_t *cfg, int self, int id) {
+  net_limits_t l = {0};
+  int daemon_peer = id == CL_P0 || id == CL_P1 || id == CL_DEALER;
+  if (self != CL_P0 && self != CL_P1 && self != CL_DEALER)
+    return l;
+  if (!daemon_peer) {
+    l.max_msg = cfg->client_max_msg ? cfg->client_max_msg : CL_CLIENT_MAX_MSG;
+    l.strict = 1;
+  }
+  if (self == CL_DEALER)
+    l.chans = daemon_peer ? 0 : 1u << CL_CHAN_CTRL;
+  else if (id == CL_DEALER)
+    l.chans = 1u << CL_CHAN_DATA | 1u << CL_CHAN_CTRL;
+  else
+    l.chans = 1u << CL_CHAN_DATA;
+  return l;
+}
+
 int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
                  void (*log)(void *ctx, const char *line), void *log_ctx, char *err,
                  size_t errlen) {
@@ -271,6 +301,7 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
   nc.max_msg = cfg->max_msg;
   nc.queue_bytes = cfg->queue_bytes;
   nc.timeout_ms = cfg->timeout_ms;
+  nc.handshake_timeout_ms = cfg->handshake_timeout_ms;
   nc.log = log;
   nc.log_ctx = log_ctx;
   nc.emu_delay_us = (uint32_t)cfg->emulate_delay_us;
@@ -292,7 +323,8 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
         return TANDEM_ECONFIG;
       }
     }
-    decl[nc.npeers++] = (net_peer_decl_t){id, m->port ? m->host : NULL, m->port, m->pk};
+    decl[nc.npeers++] = (net_peer_decl_t){id, m->port ? m->host : NULL, m->port, m->pk,
+                                          peer_limits(cfg, self, id)};
   }
   nc.peers = decl;
   net_node_t *node;
