@@ -164,6 +164,7 @@ void mpc_party_free(mpc_party_t *pt) {
   free(pt->slot);
   free(pt->gs);
   size_t mw = max_round_words(p);
+  sodium_memzero(pt->pair_key, sizeof pt->pair_key);
   mpc__wipe_free(pt->sendbuf, (mw ? mw : 1) * 8);
   mpc__wipe_free(pt->recvbuf, (mw ? mw : 1) * 8);
   mpc__wipe_free(pt->prepbuf, pt->prepbytes ? pt->prepbytes : 1);
@@ -225,12 +226,23 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   kern_prg_close(&prg);
   if (rc < 0)
     return rc;
-  /* Open W^ = W + R_W: one round for every weight of the model. */
+  /* Open W^ = W + R_W: one round for every weight of the model, which also
+   * carries each party's half of the pair key. */
   mpc_role_t other = pt->self == 0 ? MPC_P1 : MPC_P0;
-  if (p->weight_words > 0 &&
-      (rc = mpc_net_exchange(t, other, pt->sendbuf, p->weight_words * 8, pt->recvbuf,
-                             p->weight_words * 8)) < 0)
+  uint8_t *half = (uint8_t *)(pt->sendbuf + p->weight_words);
+  randombytes_buf(half, IN_HASH_WORDS * 8);
+  size_t sb = (p->weight_words + IN_HASH_WORDS) * 8;
+  if ((rc = mpc_net_exchange(t, other, pt->sendbuf, sb, pt->recvbuf, sb)) < 0)
     return rc;
+  const uint8_t *theirs = (const uint8_t *)(pt->recvbuf + p->weight_words);
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, sizeof pt->pair_key);
+  crypto_generichash_update(&hs, pt->self == 0 ? half : theirs, IN_HASH_WORDS * 8);
+  crypto_generichash_update(&hs, pt->self == 0 ? theirs : half, IN_HASH_WORDS * 8);
+  crypto_generichash_final(&hs, pt->pair_key, sizeof pt->pair_key);
+  sodium_memzero(&hs, sizeof hs);
+  sodium_memzero(half, IN_HASH_WORDS * 8);
+  sodium_memzero(pt->recvbuf + p->weight_words, IN_HASH_WORDS * 8);
   off = 0;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
@@ -293,6 +305,30 @@ static int run_local(mpc_party_t *pt, unsigned r) {
   return 0;
 }
 
+/* sendbuf's out_words output shares +- PRF_K(in_hash) (see online). */
+static int pad_outputs(mpc_party_t *pt, const uint8_t *in_hash, size_t hlen) {
+  const mpc_plan_t *p = pt->plan;
+  uint8_t seed[32];
+  crypto_generichash(seed, sizeof seed, in_hash, hlen, pt->pair_key, sizeof pt->pair_key);
+  kern_prg_t prg;
+  int rc = kern_prg_init(&prg, seed, sizeof seed) != 0 ? TANDEM_ECRYPTO : 0;
+  sodium_memzero(seed, sizeof seed);
+  if (rc != 0)
+    return rc;
+  uint64_t *pad = pt->recvbuf; /* free once the input is in the slots */
+  if (kern_prg_u64(&prg, pad, p->out_words) != 0)
+    rc = TANDEM_ECRYPTO;
+  kern_prg_close(&prg);
+  if (rc == 0) {
+    if (pt->self == 0)
+      kern_add(pt->sendbuf, pt->sendbuf, pad, p->out_words);
+    else
+      kern_sub(pt->sendbuf, pt->sendbuf, pad, p->out_words);
+  }
+  sodium_memzero(pad, p->out_words * 8);
+  return rc;
+}
+
 static int online(mpc_party_t *pt, mpc_transport_t *t) {
   const mpc_plan_t *p = pt->plan;
   t->phase = MPC_PHASE_ONLINE;
@@ -315,8 +351,10 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
    * weights beyond the model's result (L(D, <W>_1) in the first layer). Each
    * adds a hash of its X^ (public to both, so the hash tells nothing new) to
    * its first round's frame, no extra round, and no output share leaves
-   * before the two agree. A plan with no round exchanges the hashes alone,
-   * before the outputs. */
+   * before the two agree. A plan with no round sends nothing between the
+   * parties: there each pads its output shares with PRF_K(hash), P0 adding
+   * and P1 subtracting, K the pair key the client does not know; the pads
+   * cancel when the hashes agree and leave the client noise when not. */
   uint8_t in_hash[IN_HASH_WORDS * 8];
   crypto_generichash(in_hash, sizeof in_hash, (const uint8_t *)pt->recvbuf, p->in_words * 8, NULL,
                      0);
@@ -324,7 +362,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
   for (unsigned r = 0; r <= p->rounds; r++) {
     if ((rc = run_local(pt, r)) < 0)
       return rc;
-    if (r == p->rounds && r > 0)
+    if (r == p->rounds)
       break;
     off = 0;
     for (size_t i = 0; i < p->ngates; i++) {
@@ -348,8 +386,6 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
     if (r == 0 &&
         sodium_memcmp(pt->recvbuf + p->round_words[0], in_hash, sizeof in_hash) != 0)
       return TANDEM_EINPUTS;
-    if (r == p->rounds)
-      break; /* a plan with no round: the hashes only */
     off = 0;
     for (size_t i = 0; i < p->ngates; i++) {
       const mpc__gate_t *g = &p->gates[i];
@@ -370,6 +406,8 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
     mpc__share_of(p, pt, v, pt->sendbuf + off);
     off += p->vals[v].n;
   }
+  if (p->rounds == 0 && (rc = pad_outputs(pt, in_hash, sizeof in_hash)) < 0)
+    return rc;
   rc = mpc_net_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
   t->stats.online_end = now_s();
   t->stats.seconds[MPC_PHASE_ONLINE] += t->stats.online_end - t_in;

@@ -201,6 +201,10 @@ struct mpc_party_s {
   uint8_t *prepbuf;     /* the dealer's query message */
   size_t prepbytes;
   int setup_done;
+  /* A key only P0 and P1 know (each drew half at setup): pads the outputs of
+   * a plan with no round, so that different masked inputs from a client give
+   * it noise (coord.c). Part of the model state. */
+  uint8_t pair_key[32];
 };
 
 /* Gate hooks (gate_*.c, dispatched by kind in coord.c). */

@@ -9,8 +9,9 @@
  * the graph were built by hand, and the inferred shapes must equal the ones
  * written: a file that parses is a graph the plan compiler accepts.
  *
- * Model state is everything a party keeps from mpc_party_setup: per param (in
- * the owner's order) its share, and for a weight also its share of R_W and the
+ * Model state is everything a party keeps from mpc_party_setup: the pair key
+ * P0 and P1 drew together (32 bytes), then per param (in the owner's order)
+ * its share, and for a weight also its share of R_W and the
  * opened W + R_W. The params of a graph are the same whatever the batch size
  * of the plan, so the state of one plan imports into the plan of any batch
  * size of the same graph (the daemons compile one plan per batch size they
@@ -28,7 +29,7 @@
 #define GRAPH_MAGIC 0x47444d54u /* "TMDG" */
 #define PARTY_MAGIC 0x50444d54u /* "TMDP" */
 #define DEALER_MAGIC 0x44444d54u /* "TMDD" */
-#define FORMAT_VERSION 1u      /* model states */
+#define FORMAT_VERSION 2u      /* model states; 2: the parties' pair key */
 #define GRAPH_VERSION 3u       /* public graphs; 2: input_bound; 3: mag_log2 */
 #define MAX_NODES ((size_t)1 << 20)
 
@@ -312,7 +313,7 @@ static int state_header_check(const uint8_t *b, size_t len, uint32_t magic, uint
 
 /* Words of state per param: the share, and for a weight R_W's share and W^. */
 static size_t party_words(const mpc_plan_t *p) {
-  size_t words = 0;
+  size_t words = 4; /* the pair key */
   for (size_t i = 0; i < p->nparams; i++) {
     const mpc__val_t *v = &p->vals[p->params[i]];
     words += v->kind == MPC__V_WEIGHT ? 3 * v->n : v->n;
@@ -332,7 +333,8 @@ int mpc_party_export(const mpc_party_t *pt, void *buf, size_t len) {
     return TANDEM_EINVAL;
   uint8_t *b = buf;
   state_header_put(b, PARTY_MAGIC, party_words(p));
-  size_t off = 16;
+  memcpy(b + 16, pt->pair_key, 32);
+  size_t off = 48;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
     size_t n = p->vals[v].n * 8;
@@ -355,7 +357,8 @@ int mpc_party_import(mpc_party_t *pt, const void *buf, size_t len) {
   int rc = state_header_check(b, len, PARTY_MAGIC, party_words(p));
   if (rc != 0)
     return rc;
-  size_t off = 16;
+  memcpy(pt->pair_key, b + 16, 32);
+  size_t off = 48;
   for (size_t i = 0; i < p->nparams; i++) {
     int v = p->params[i];
     size_t n = p->vals[v].n * 8;

@@ -52,10 +52,11 @@ if bench reused --matmul 16x40x24 --mask reused --reps 2 --by-gate; then
   want reused "[g['kind'] for g in o['gates']].count('bilinear') == 1"
   want reused "'triple' not in [g['kind'] for g in o['gates']]"
 fi
-# --- the MLP: 4 rounds at any batch, 4176 bytes per image and party ----------
+# --- the MLP: 4 rounds at any batch, 4176 bytes per image and party, and 32
+# per query (the hash of the masked input, in the first round) ---------------
 if bench mlp --model "$M/fashion_mlp.onnx" --batch 3 --reps 2 --by-gate; then
   want mlp "o['workload'] == 'model' and o['batch'] == 3 and o['rounds'] == 4"
-  want mlp "o['online_bytes']['p0'] == 3 * 4176 and o['online_bytes']['p1'] == 3 * 4176"
+  want mlp "o['online_bytes']['p0'] == 3 * 4176 + 32 and o['online_bytes']['p1'] == 3 * 4176 + 32"
   want mlp "o['offline_bytes']['p0'] > 256 * 3 * 1000"
   want mlp "o['max_abs_error'] < 0.05"
   want mlp "o['target_rounds_met'] is True"
@@ -120,7 +121,7 @@ if bench row --model "$M/fashion_mlp.onnx" --reps 1; then
   if TANDEM_MAX_MSG=$((per * 8)) bench chunked --model "$M/fashion_mlp.onnx" --batch 10 \
     --reps 2 --by-gate; then
     want chunked "o['queries'] == 2 and o['rows_per_query'] == 5 and o['rounds'] == 4"
-    want chunked "o['online_bytes']['p0'] == 10 * 4176 and o['online_bytes']['p1'] == 10 * 4176"
+    want chunked "o['online_bytes']['p0'] == 10 * 4176 + 2 * 32 and o['online_bytes']['p1'] == 10 * 4176 + 2 * 32"
     want chunked "o['offline_bytes']['p0'] > 9 * $per"
     want chunked "o['max_abs_error'] < 0.05"
     want chunked "sum(g['online_bytes'] for g in o['gates']) == 10 * 4096"

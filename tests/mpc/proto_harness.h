@@ -43,6 +43,9 @@ harness_result_t harness_check_private(const mpc_graph_t *g, const mpc_weights_t
  * word of its masked input to P1 only (a client that sends P0 and P1
  * different masked inputs). harness_lying_client(0) turns it off. */
 void harness_lying_client(uint64_t delta);
+/* While outputs != NULL, the client of a harness_run of two queries or more
+ * hands its first query's outputs there (the caller closes them). */
+void harness_keep_first(mpc_ftensor_t *outputs);
 
 /* Fixed coins for view tests: while on, every randombytes_buf of a role
  * thread the harness starts draws from a splitmix64 stream seeded by seed and

@@ -83,12 +83,10 @@ START_TEST(test_linear_gemm) {
   double tol = harness_layer_bound(0, 7, 2, 1, 16);
   harness_result_t r = harness_check_private(&g, &w, 3, &in, tol, 2);
   ck_assert_uint_eq(r.plan_rounds, 0);
-  /* Online, a linear layer sends only the output shares to the client; the
-   * parties, whose plan has no round, exchange the hash of the masked input
-   * they received before the outputs go (one 32-byte round per query). */
-  ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 2);
-  ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 2);
-  ck_assert_uint_eq(online_sent(&r, MPC_P0), 2 * (3 * 5 * 8 + 32));
+  ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 0);
+  ck_assert_uint_eq(r.stats[MPC_P1].rounds[MPC_PHASE_ONLINE], 0);
+  /* Online, a linear layer sends only the output shares to the client. */
+  ck_assert_uint_eq(online_sent(&r, MPC_P0), 2 * 3 * 5 * 8);
   mpc_ftensor_close(&in);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
@@ -1120,10 +1118,11 @@ START_TEST(test_dead_party_is_an_error) {
 END_TEST
 
 /* A client that sends P0 and P1 different masked inputs (X^_1 = X^_0 + D)
- * would learn L(D, <W>_1) beyond the model's result: both parties refuse the
- * query with TANDEM_EINPUTS before any output share leaves, with a ReLU
- * (the hashes ride in the first round) and without (a plan with no round
- * exchanges them alone). Honest queries before and after are served. */
+ * would learn L(D, <W>_1) beyond the model's result. With a ReLU, both
+ * parties refuse the query with TANDEM_EINPUTS before any output share
+ * leaves (the hashes ride in the first round); a plan with no round sends
+ * nothing between the parties, and the pair key's pads leave the client
+ * noise (tens of bits above any logit). Honest queries after are served. */
 START_TEST(test_different_masked_inputs) {
   for (int relu = 0; relu <= 1; relu++) {
     uint64_t seed = 0x4242 + (uint64_t)relu;
@@ -1136,15 +1135,36 @@ START_TEST(test_different_masked_inputs) {
     ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
     harness_fill(&in, &seed, -1, 1);
     harness_result_t r;
+    mpc_ftensor_t first[1];
+    memset(first, 0, sizeof first);
     harness_lying_client(1u << 16);
-    int rc = harness_run(&g, &w, 2, &in, out, 1, NULL, NULL, &r);
+    harness_keep_first(relu ? NULL : first);
+    int rc = harness_run(&g, &w, 2, &in, out, relu ? 1 : 2, NULL, NULL, &r);
+    harness_keep_first(NULL);
     harness_lying_client(0);
-    ck_assert_int_ne(rc, 0);
-    ck_assert_int_eq(r.rc[MPC_P0], TANDEM_EINPUTS);
-    ck_assert_int_eq(r.rc[MPC_P1], TANDEM_EINPUTS);
-    ck_assert_int_ne(r.rc[MPC_CLIENT], 0);
-    ck_assert_uint_eq(r.stats[MPC_P0].sent[MPC_CLIENT][MPC_PHASE_ONLINE], 0);
-    ck_assert_uint_eq(r.stats[MPC_P1].sent[MPC_CLIENT][MPC_PHASE_ONLINE], 0);
+    if (relu) {
+      ck_assert_int_ne(rc, 0);
+      ck_assert_int_eq(r.rc[MPC_P0], TANDEM_EINPUTS);
+      ck_assert_int_eq(r.rc[MPC_P1], TANDEM_EINPUTS);
+      ck_assert_int_ne(r.rc[MPC_CLIENT], 0);
+      ck_assert_uint_eq(r.stats[MPC_P0].sent[MPC_CLIENT][MPC_PHASE_ONLINE], 0);
+      ck_assert_uint_eq(r.stats[MPC_P1].sent[MPC_CLIENT][MPC_PHASE_ONLINE], 0);
+    } else {
+      ck_assert_int_eq(rc, 0);
+      ck_assert_uint_eq(r.stats[MPC_P0].rounds[MPC_PHASE_ONLINE], 0);
+      mpc_ftensor_t ref;
+      ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &ref), 0);
+      double d = harness_max_abs_diff(&out[0], &ref);
+      ck_assert_msg(!(d < 1e6), "a lying client's result is off by only %g", d);
+      /* Without the pads, the same lie on the same input gives the same
+       * deviation, -L(D, <R_W>_1), query after query: a function of P1's
+       * secrets. With them, fresh noise each query. */
+      double again = harness_max_abs_diff(&out[0], &first[0]);
+      ck_assert_msg(!(again < 1e6), "two lying queries agree to %g", again);
+      mpc_ftensor_close(&first[0]);
+      mpc_ftensor_close(&ref);
+      mpc_ftensor_close(&out[0]);
+    }
     harness_check_private(&g, &w, 2, &in, 1e-2, 1);
     mpc_ftensor_close(&in);
     mpc_weights_close(&w);
