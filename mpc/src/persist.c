@@ -29,7 +29,8 @@
 #define GRAPH_MAGIC 0x47444d54u /* "TMDG" */
 #define PARTY_MAGIC 0x50444d54u /* "TMDP" */
 #define DEALER_MAGIC 0x44444d54u /* "TMDD" */
-#define FORMAT_VERSION 2u      /* model states; 2: the parties' pair key */
+#define PARTY_VERSION 2u       /* a party's model state; 2: the pair key */
+#define DEALER_VERSION 1u      /* the dealer's model state */
 #define GRAPH_VERSION 3u       /* public graphs; 2: input_bound; 3: mag_log2 */
 #define MAX_NODES ((size_t)1 << 20)
 
@@ -290,7 +291,7 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
 
 /* The 16-byte header of a state: magic, version, words that follow. */
 static void state_header_put(uint8_t *b, uint32_t magic, uint64_t words) {
-  uint32_t hdr[2] = {magic, FORMAT_VERSION};
+  uint32_t hdr[2] = {magic, magic == PARTY_MAGIC ? PARTY_VERSION : DEALER_VERSION};
   memcpy(b, hdr, 8);
   memcpy(b + 8, &words, 8);
 }
@@ -304,7 +305,7 @@ static int state_header_check(const uint8_t *b, size_t len, uint32_t magic, uint
     return TANDEM_EPARSE;
   memcpy(hdr, b, 8);
   memcpy(&got, b + 8, 8);
-  if (hdr[0] != magic || hdr[1] != FORMAT_VERSION)
+  if (hdr[0] != magic || hdr[1] != (magic == PARTY_MAGIC ? PARTY_VERSION : DEALER_VERSION))
     return TANDEM_EPARSE;
   if (got != words || len != 16 + 8 * words)
     return TANDEM_ESHAPE;

@@ -188,11 +188,17 @@ START_TEST(test_state_of_another_model) {
   /* Garbage and a wrong size. */
   ck_assert_int_eq(mpc_party_import(pt, buf, n), TANDEM_EPARSE);
   memcpy(buf, "TMDP", 4);
-  uint32_t version = 1;
+  uint32_t version = 2;
   uint64_t words = (n - 16) / 8 + 1;
   memcpy(buf + 4, &version, 4);
   memcpy(buf + 8, &words, 8);
   ck_assert_int_eq(mpc_party_import(pt, buf, n + 8), TANDEM_ESHAPE);
+  /* A state of version 1 (no pair key) is refused: the model is re-shared. */
+  version = 1;
+  memcpy(buf + 4, &version, 4);
+  ck_assert_int_eq(mpc_party_import(pt, buf, n + 8), TANDEM_EPARSE);
+  version = 2;
+  memcpy(buf + 4, &version, 4);
   ck_assert_int_eq(mpc_party_import(pt, buf, 8), TANDEM_EPARSE);
   ck_assert_int_eq(mpc_dealer_import(d, buf, nd), TANDEM_EPARSE);
   mpc_dealer_free(d);
