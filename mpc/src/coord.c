@@ -160,6 +160,7 @@ void mpc_party_free(mpc_party_t *pt) {
     for (size_t i = 0; i < p->ngates; i++) {
       mpc__wipe_free(pt->gs[i].pre, pt->gs[i].npre * 8);
       mpc__wipe_free(pt->gs[i].consts, pt->gs[i].nconsts * 8);
+      mpc__wipe_free(pt->gs[i].work, pt->gs[i].nwork * 8);
     }
   free(pt->slot);
   free(pt->gs);

@@ -158,10 +158,11 @@ done:
   return rc;
 }
 
-/* A party's half: z = its share of the gate's output, from the opened yhat. */
+/* A party's half: z = its share of the gate's output, from the opened yhat.
+ * work: (2 + width) n words of scratch (fss_work). */
 static int fss_eval(int party, int mode, unsigned shift, unsigned bound, size_t n,
                     const uint64_t *yhat, const uint64_t *consts, const uint8_t *keys,
-                    uint64_t *z) {
+                    uint64_t *z, uint64_t *work) {
   const int relu = mode != FSS_TRUNC;
   const unsigned m = fss_m(shift, bound);
   const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
@@ -169,13 +170,8 @@ static int fss_eval(int party, int mode, unsigned shift, unsigned bound, size_t 
   const uint64_t two_m = m >= 64 ? 0 : (uint64_t)1 << m;
   const uint64_t p0 = party == 0;
   const size_t w = width(mode);
-  uint64_t *x = malloc((n + 1) * sizeof *x);
-  uint64_t *e = mpc__calloc(w * n + 1, sizeof *e), *lo = NULL;
-  int rc = TANDEM_ENOMEM;
-  if (x == NULL || e == NULL)
-    goto done;
-  if (!relu && shift && (lo = mpc__calloc(n + 1, sizeof *lo)) == NULL)
-    goto done;
+  uint64_t *x = work, *e = work + n, *lo = !relu && shift ? work + n + w * n : NULL;
+  int rc;
   const unsigned bits = relu ? m - 1 : m;
   const uint64_t mx = relu ? ml : mm;
   for (size_t i = 0; i < n; i++)
@@ -217,9 +213,6 @@ static int fss_eval(int party, int mode, unsigned shift, unsigned bound, size_t 
   }
   rc = 0;
 done:
-  free(x);
-  mpc__wipe_free(e, (w * n + 1) * sizeof *e);
-  mpc__wipe_free(lo, (n + 1) * sizeof *lo);
   return rc;
 }
 
@@ -274,21 +267,46 @@ int mpc__fss_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   return gs->keys == NULL && g->nkey ? TANDEM_EPROTO : 0;
 }
 
+/* The gate's online working buffers, made at its first query and kept with
+ * the party (wiped when it is freed, like the shares in its slots): yhat,
+ * then fss_eval's x, DCF outputs and low carries ((2 + width) n words), then
+ * a max level's input share (levelm levelp). Fresh buffers per query cost a
+ * page fault per 4 KiB on the 2-vCPU VMs: about 30 MB, thousands of faults,
+ * per query for the CNN's first max level. NULL when out of memory. */
+static uint64_t *fss_work(const mpc_plan_t *p, const mpc__gate_t *g, mpc__gstate_t *gs) {
+  size_t n = fss_n(p, g);
+  size_t words = (3 + width(fss_mode(g))) * n + 1;
+  if (g->kind == MPC__G_MAXLEVEL)
+    words += (size_t)g->levelm * g->levelp;
+  if (gs->nwork < words) {
+    mpc__wipe_free(gs->work, gs->nwork * 8);
+    gs->work = mpc__calloc(words, 8);
+    gs->nwork = gs->work != NULL ? words : 0;
+  }
+  return gs->work;
+}
+
+/* A max level's input share, in the gate's work buffers past yhat and
+ * fss_eval's scratch. */
+static uint64_t *fss_work_in(const mpc_plan_t *p, const mpc__gate_t *g, uint64_t *work) {
+  return work + (3 + width(fss_mode(g))) * fss_n(p, g);
+}
+
 /* The value whose comparison is opened: NONLIN its input; MAXLEVEL b - a. */
-static int fss_operand(const mpc_plan_t *p, const mpc__gate_t *g, const mpc_party_t *pt,
+static int fss_operand(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                        uint64_t *out) {
   if (g->kind == MPC__G_NONLIN) {
     mpc__share_of(p, pt, g->in[0], out);
     return 0;
   }
-  size_t P = g->levelp, q = g->levelm / 2, m = g->levelm;
-  uint64_t *in = malloc(m * P * sizeof *in + 1);
-  if (in == NULL)
+  size_t P = g->levelp, q = g->levelm / 2;
+  uint64_t *work = fss_work(p, g, &pt->gs[g - p->gates]);
+  if (work == NULL)
     return TANDEM_ENOMEM;
+  uint64_t *in = fss_work_in(p, g, work);
   mpc__share_of(p, pt, g->in[0], in);
   for (size_t j = 0; j < q; j++)
     kern_sub(out + j * P, in + (2 * j + 1) * P, in + 2 * j * P, P);
-  mpc__wipe_free(in, m * P * sizeof *in + 1);
   return 0;
 }
 
@@ -305,37 +323,31 @@ int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                     const uint64_t *mine, const uint64_t *theirs) {
   mpc__gstate_t *gs = &pt->gs[g - p->gates];
   size_t n = fss_n(p, g);
-  uint64_t *yhat = malloc((n + 1) * sizeof *yhat);
-  if (yhat == NULL)
+  uint64_t *work = fss_work(p, g, gs);
+  if (work == NULL)
     return TANDEM_ENOMEM;
+  uint64_t *yhat = work;
   if (g->rounds)
     kern_add(yhat, mine, theirs, n);
   else
     memcpy(yhat, pt->slot[g->in[0]].pub, n * sizeof *yhat);
   int rc;
   if (g->kind == MPC__G_NONLIN) {
-    rc = fss_eval(pt->self, fss_mode(g), g->shift, g->bound, n, yhat, gs->consts, gs->keys,
-                  pt->slot[g->out].sh);
-    free(yhat);
-    return rc;
+    return fss_eval(pt->self, fss_mode(g), g->shift, g->bound, n, yhat, gs->consts, gs->keys,
+                    pt->slot[g->out].sh, work + n);
   }
   /* Max level: out[j] = a_j + ReLU(b_j - a_j); an odd last candidate passes. */
   size_t P = g->levelp, q = g->levelm / 2, m = g->levelm;
-  uint64_t *in = malloc(m * P * sizeof *in + 1);
+  uint64_t *in = fss_work_in(p, g, work);
   uint64_t *out = pt->slot[g->out].sh;
-  if (in == NULL) {
-    free(yhat);
-    return TANDEM_ENOMEM;
-  }
   mpc__share_of(p, pt, g->in[0], in);
-  rc = fss_eval(pt->self, FSS_MAX, g->shift, g->bound, n, yhat, gs->consts, gs->keys, out);
+  rc = fss_eval(pt->self, FSS_MAX, g->shift, g->bound, n, yhat, gs->consts, gs->keys, out,
+                work + n);
   if (rc == 0) {
     for (size_t j = 0; j < q; j++)
       kern_add(out + j * P, out + j * P, in + 2 * j * P, P);
     if (m % 2)
       memcpy(out + q * P, in + (m - 1) * P, P * sizeof *out);
   }
-  free(yhat);
-  mpc__wipe_free(in, m * P * sizeof *in + 1);
   return rc;
 }

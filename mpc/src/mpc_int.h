@@ -189,6 +189,8 @@ typedef struct {
   uint64_t *consts;     /* NONLIN/MAXLEVEL: shares of the FSS constants */
   size_t npre, nconsts; /* their allocated words (for wiping) */
   const uint8_t *keys;  /* NONLIN/MAXLEVEL: this party's FSS keys */
+  uint64_t *work;       /* NONLIN/MAXLEVEL: online working buffers, kept */
+  size_t nwork;         /* its words */
   double offline_s, online_s; /* time spent on the last query, by phase */
 } mpc__gstate_t;
 
