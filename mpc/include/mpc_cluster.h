@@ -300,6 +300,10 @@ TANDEM_WUR int cl_file_read(const char *path, uint8_t **buf, size_t *len, char *
 
 /* mkdir -p with mode 0700. */
 TANDEM_WUR int cl_mkdirs(const char *path);
+/* A daemon's data directory: made (0700) if missing, then checked: a real
+ * directory (not a link), owned by this user, closed to group and others;
+ * else err says which and how to fix it. */
+TANDEM_WUR int cl_data_dir(const char *dir, char *err, size_t errlen);
 
 #define CL_PLANS 4
 

@@ -157,6 +157,10 @@ expect_fail "unknown model" "unknown model" "$TANDEM" infer --config cluster.ini
 cp keys/p0.key keys/loose.key; chmod 644 keys/loose.key
 sed "s#keys/p0.key#keys/loose.key#" cluster.ini >loose.ini
 expect_fail "world-readable key" "0600" "$TANDEM" party --config loose.ini --id p0
+mkdir -m 755 open-data
+read -r PORTX <<<"$(free_ports 1)"
+sed -e "s#data/p0#open-data#" -e "s/^port = $PORT0\$/port = $PORTX/" cluster.ini >opendata.ini
+expect_fail "data directory open to others" "open to others" "$TANDEM" party --config opendata.ini --id p0
 sed "s#keys/p0.key#keys/none.key#" cluster.ini >nokey.ini
 expect_fail "missing key" "none.key" "$TANDEM" party --config nokey.ini --id p0
 expect_fail "port in use" "in use" "$TANDEM" party --config cluster.ini --id p0

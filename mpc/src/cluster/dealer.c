@@ -1124,11 +1124,9 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     snprintf(err, errlen, "%s: [dealer] has no data directory", cfg->path);
     return TANDEM_ECONFIG;
   }
-  int rc = cl_mkdirs(dir);
-  if (rc != 0) {
-    snprintf(err, errlen, "%s: %s", dir, tandem_strerror(rc));
+  int rc = cl_data_dir(dir, err, errlen);
+  if (rc != 0)
     return rc;
-  }
   cl_dealer_t *d = calloc(1, sizeof *d);
   if (d == NULL)
     return TANDEM_ENOMEM;

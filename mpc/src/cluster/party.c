@@ -387,11 +387,9 @@ int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_ho
     snprintf(err, errlen, "%s: [p%d] has no data directory", cfg->path, self);
     return TANDEM_ECONFIG;
   }
-  int rc = cl_mkdirs(cfg->m[self].data_dir);
-  if (rc != 0) {
-    snprintf(err, errlen, "%s: %s", cfg->m[self].data_dir, tandem_strerror(rc));
+  int rc = cl_data_dir(cfg->m[self].data_dir, err, errlen);
+  if (rc != 0)
     return rc;
-  }
   cl_party_t *P = calloc(1, sizeof *P);
   if (P == NULL)
     return TANDEM_ENOMEM;

@@ -46,6 +46,37 @@ int cl_mkdirs(const char *path) {
   return 0;
 }
 
+int cl_data_dir(const char *dir, char *err, size_t errlen) {
+  int rc = cl_mkdirs(dir);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s: %s", dir, tandem_strerror(rc));
+    return rc;
+  }
+  /* The directory holds weight shares and keys' work: only its owner may
+   * enter it, as only the owner may read a secret key file. */
+  struct stat st;
+  if (lstat(dir, &st) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "%s: %s", dir, tandem_strerror(rc));
+    return rc;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "data directory %s is not a directory (a link is not taken)", dir);
+    return TANDEM_ECONFIG;
+  }
+  if (st.st_uid != geteuid()) {
+    snprintf(err, errlen, "data directory %s belongs to uid %u, not to this user (uid %u)", dir,
+             (unsigned)st.st_uid, (unsigned)geteuid());
+    return TANDEM_ECONFIG;
+  }
+  if ((st.st_mode & 077) != 0) {
+    snprintf(err, errlen, "data directory %s is open to others (mode %03o; want 0700: chmod 700 %s)",
+             dir, (unsigned)(st.st_mode & 0777), dir);
+    return TANDEM_EKEYPERM;
+  }
+  return 0;
+}
+
 int cl_file_write(const char *path, const void *buf, size_t len) {
   uint8_t hash[32];
   crypto_generichash(hash, sizeof hash, buf, len, NULL, 0);
