@@ -8,6 +8,7 @@
 
 #include "apps.h"
 #include "daemon.h"
+#include "kern.h"
 
 int tandem_dealer_main(int argc, char **argv) {
   static const char use[] = "usage: tandem dealer --config FILE";
@@ -28,6 +29,12 @@ int tandem_dealer_main(int argc, char **argv) {
   char err[1024];
   if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
     tandem_app_error("dealer", "%s", err);
+    return 1;
+  }
+  /* The dealer's key generation runs on as many kernel threads as a party's
+   * evaluation (the config's threads), as the benchmark's figures assume. */
+  if (cfg.threads > 0 && kern_set_threads((int)cfg.threads) != 0) {
+    tandem_app_error("dealer", "%s: bad threads = %u", config, cfg.threads);
     return 1;
   }
   tandem_signals();
