@@ -101,7 +101,7 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   }
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
-  if ((rc = cl_plan_mem_check(&g, 1, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
+  if ((rc = cl_plan_mem_check(&g, 1, 0, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
       (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
       (rc = mpc_dealer_new(&md, plan)) != 0 ||
       (rc = parties_up(d, reply_deadline(d, j->t_in), err, sizeof err)) != 0)
@@ -329,14 +329,18 @@ static int client_admit(cl_dealer_t *d, int k, char *err, size_t errlen) {
 static int query_admit(cl_dealer_t *d, cl_model_t *m, const char *name, size_t batch,
                        char *err, size_t errlen) {
   char why[256];
-  int rc = cl_plan_mem_check(&m->graph, batch, d->cfg->plan_mem_max, why, sizeof why);
+  int rc = cl_plan_mem_check(&m->graph, batch, 0, d->cfg->plan_mem_max, why, sizeof why);
+  size_t bytes[3];
+  if (rc == 0 && (rc = cl_model_prep_bytes(&d->store, m, batch, bytes, err, errlen)) != 0)
+    return rc;
+  /* The dealer's object holds the three messages of a query it makes. */
+  if (rc == 0)
+    rc = cl_plan_mem_check(&m->graph, batch, bytes[0] + bytes[1] + bytes[2],
+                           d->cfg->plan_mem_max, why, sizeof why);
   if (rc != 0) {
     snprintf(err, errlen, "%s at batch %zu: %s", name, batch, why);
     return rc;
   }
-  size_t bytes[3];
-  if ((rc = cl_model_prep_bytes(&d->store, m, batch, bytes, err, errlen)) != 0)
-    return rc;
   static const char *const role[3] = {"p0", "p1", "the client"};
   size_t max = d->cfg->max_msg ? d->cfg->max_msg : NET_DEFAULT_MAX_MSG;
   size_t room = max - CL_TAG_BYTES;
