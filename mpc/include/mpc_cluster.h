@@ -380,10 +380,12 @@ TANDEM_WUR int cl_model_plan_put(cl_store_t *s, cl_model_t *m, cl_plan_t *fresh,
  * is checked against max_msg before its plan is compiled or a pool made. */
 TANDEM_WUR int cl_model_prep_bytes(cl_store_t *s, cl_model_t *m, size_t batch,
                                    size_t bytes[3], char *err, size_t errlen);
-/* 0 if graph g's plan at `batch` fits a memory budget of mem_max bytes (0:
- * no budget, mpc_plan_mem_bytes); else TANDEM_ENOMEM with the reason. */
-TANDEM_WUR int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t mem_max, char *err,
-                                 size_t errlen);
+/* 0 if graph g's plan at `batch` with its object fits a memory budget of
+ * mem_max bytes (0: no budget): mpc_plan_mem_bytes plus `prep`, the bytes
+ * of the dealer's messages the object holds (0 before a plan says them);
+ * else TANDEM_ENOMEM with the reason. */
+TANDEM_WUR int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t prep,
+                                 size_t mem_max, char *err, size_t errlen);
 
 /* Does a query's preprocessing of plan p fit one message of max_msg bytes
  * (0: net's default) for every role, with the tag's headroom? 1 if so; 0

@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "cluster_harness.h"
+#include "kern.h"
 
 static const char *const member[4] = {"p0", "p1", "dealer", "owner"};
 
@@ -57,8 +58,9 @@ static void make_key(const char *dir, const char *name, char hex[2 * NET_KEY_BYT
 
 static void log_hook(void *ctx, const char *who, const char *line) {
   ch_cluster_t *c = ((ch_svc_t *)ctx)->c;
-  if (c->on_log != NULL)
-    c->on_log(c, who, line);
+  void (*on_log)(ch_cluster_t *, const char *, const char *) = c->on_log;
+  if (on_log != NULL)
+    on_log(c, who, line);
   pthread_mutex_lock(&c->mu);
   size_t n = strlen(who) + strlen(line) + 3;
   if (c->log_len + n + 1 > c->log_cap) {
@@ -86,7 +88,8 @@ static double clock_hook(void *ctx) {
 
 static int fault_hook(void *ctx, cl_fault_t where, uint64_t seq, int peer) {
   ch_svc_t *s = ctx;
-  return s->c->fault != NULL ? s->c->fault(s->c, s->who, where, seq, peer) : 0;
+  int (*fault)(ch_cluster_t *, int, cl_fault_t, uint64_t, int) = s->c->fault;
+  return fault != NULL ? fault(s->c, s->who, where, seq, peer) : 0;
 }
 
 size_t ch_mark(ch_cluster_t *c) {
@@ -226,6 +229,10 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
   fclose(f);
   char err[512] = "";
   ck_assert_msg(cl_config_load(c->config, &c->cfg, err, sizeof err) == 0, "%s", err);
+  /* The config's kernel threads, as `tandem party` sets them (one: the
+   * suites run under ThreadSanitizer too, which cannot see into libgomp's
+   * thread pool; two parties entering parallel regions at once hung there). */
+  ck_assert_int_eq(kern_set_threads((int)c->cfg.threads), 0);
   for (int i = 0; i < 3; i++) {
     c->svc_cfg[i] = c->cfg;
     if (o != NULL && o->plan_mem_max[i] != 0)

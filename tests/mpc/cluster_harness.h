@@ -46,9 +46,10 @@ struct ch_cluster_s {
   pthread_cond_t cv;
   char *log;
   size_t log_len, log_cap;
-  /* The test's hooks (NULL: none). */
-  int (*fault)(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer);
-  void (*on_log)(ch_cluster_t *c, const char *who, const char *line);
+  /* The test's hooks (NULL: none), atomic: a test sets them while the
+   * services' threads run. */
+  int (*_Atomic fault)(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer);
+  void (*_Atomic on_log)(ch_cluster_t *c, const char *who, const char *line);
   void *test_ctx;
   /* The fake clock: the real one plus offset_us (the dealer's deadlines). */
   atomic_llong offset_us;

@@ -31,8 +31,6 @@
  * back to the pool.
  */
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,394 +38,7 @@
 
 #include <sodium.h>
 
-#include "cluster_int.h"
-
-#define WHO "dealer"
-/* The pool's bound: at most POOLS_CAP (model, batch size) pools, each of at
- * most the config's `pool` ready queries (POOL_MAX at the most). A query of
- * a new (model, batch) when all POOLS_CAP are in use evicts the pool asked
- * for least recently (not one being made or waited for), so the memory held
- * ahead never grows with the number of batch sizes clients ask for. */
-#define POOLS_CAP 8
-#define POOL_MAX 64 /* ready queries per (model, batch) */
-#define JOBS_PER_PEER 4
-/* A client key whose queries failed BACKOFF_AFTER times in a row has its
- * requests refused for 1 s, then 2, 4, ... up to BACKOFF_MAX_S, until one
- * of its queries succeeds. */
-#define BACKOFF_AFTER 3
-#define BACKOFF_MAX_S 60.0
-
-/* ---- one query's preprocessing, captured in memory --------------------------- */
-
-/* A query's preprocessing (mpc_dealer_prep), each part behind CL_TAG_BYTES
- * of headroom, where the query's tag goes when it is sent
- * (cl_link_send_in_place): a part of hundreds of MB is sent without another
- * copy. */
-typedef mpc_prep_t prep_t;
-
-static void prep_free(prep_t *p) {
-  mpc_prep_close(p);
-  free(p);
-}
-
-/* ---- state -------------------------------------------------------------------- */
-
-typedef struct {
-  char name[CL_NAME_MAX];
-  size_t batch;
-  prep_t *ready[POOL_MAX];
-  unsigned n;
-  unsigned waiting; /* queries blocked on this pool */
-  int making;       /* the generator is making one for this pool now */
-  int was_full;     /* reached the target once (logged once) */
-  size_t bytes;     /* one query's preprocessing, all roles (0: not known yet) */
-  double since;     /* when the generator started the one it is making */
-  double used;      /* when a query last asked for it (eviction) */
-} pool_t;
-
-/* A generator thread: `on_demand` makes only what a query waits for; the
- * other refills the pools ahead. */
-typedef struct {
-  cl_dealer_t *d;
-  int on_demand;
-} gen_arg_t;
-
-typedef struct job_s {
-  cl_ctrl_t h;
-  int from;
-  double t_in; /* arrival (cl_now), from which the client's timeout runs */
-  uint64_t links; /* the requester's link it came on (net's count) */
-  uint8_t *payload;
-  size_t plen;
-  struct job_s *next;
-} job_t;
-
-typedef struct {
-  cl_dealer_t *d;
-  int id;
-} reader_arg_t;
-
-struct cl_dealer_s {
-  cl_config_t cfg_copy;
-  const cl_config_t *cfg;  /* &cfg_copy */
-  cl_hooks_t hooks;
-  cl__netlog_t netlog;
-  atomic_int stop;
-  int started;
-  pthread_t worker, gen[2];
-  gen_arg_t gen_arg[2];
-  int gens; /* generator threads started */
-  reader_arg_t reader_arg[NET_MAX_PEERS];
-  int was_up[2];           /* cl_dealer_step: the parties' links, last seen */
-  uint64_t was_link[2];    /* and their link numbers (a restart between two steps) */
-  net_node_t *node;
-  pthread_mutex_t gen_mu[2]; /* held by generator g while it uses a model; both by a SHARE */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;       /* jobs, pool changes */
-  job_t *head, *tail;
-  pool_t pools[POOLS_CAP];
-  unsigned npools;
-  cl_store_t store;        /* guarded by mu */
-  struct { /* why the generator gave up on a (model, batch), for the client */
-    char name[CL_NAME_MAX];
-    size_t batch;
-    char why[256];
-  } failed[8];
-  unsigned nfailed;
-  pthread_t readers[NET_MAX_PEERS];
-  int reader_started[NET_MAX_PEERS];
-  unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
-  uint64_t seq;
-  int sending; /* the worker is sending a query's preprocessing */
-  /* Per client key (peer id), under mu: its last query told to the
-   * parties, and the back-off of a key whose queries keep failing. */
-  struct {
-    uint64_t seq;         /* its last query told to the parties (0: none) */
-    double told_at;       /* when (cl__now) */
-    unsigned fails;       /* failed queries in a row */
-    uint64_t failed_seq;  /* the last query counted as failed (counted once) */
-    double backoff_until; /* its requests are refused until then */
-  } cli[NET_MAX_PEERS];
-  uint64_t done[2];       /* the last query P0, P1 reported done (CL_MSG_ACK) */
-  struct { /* the generator's measured speed per model, for the wait estimate */
-    char name[CL_NAME_MAX];
-    double s_per_byte;
-  } rate[8];
-  unsigned nrate;
-};
-
-#define LOG(d, ...) cl__log(&(d)->hooks, WHO, __VA_ARGS__)
-
-static pool_t *pool_find(cl_dealer_t *d, const char *name, size_t batch, int create) {
-  for (unsigned i = 0; i < d->npools; i++)
-    if (d->pools[i].batch == batch && strcmp(d->pools[i].name, name) == 0)
-      return &d->pools[i];
-  if (!create)
-    return NULL;
-  if (d->npools == POOLS_CAP) {
-    /* Evict the pool asked for least recently, of those nobody is making
-     * or waiting for (with two generators and one worker, one always is). */
-    pool_t *old = NULL;
-    for (unsigned i = 0; i < d->npools; i++) {
-      pool_t *q = &d->pools[i];
-      if (!q->making && q->waiting == 0 && (old == NULL || q->used < old->used))
-        old = q;
-    }
-    if (old == NULL)
-      return NULL;
-    LOG(d, "%s at batch %zu: pool evicted (%u pools at most)", old->name, old->batch,
-        (unsigned)POOLS_CAP);
-    for (unsigned i = 0; i < old->n; i++)
-      prep_free(old->ready[i]);
-    *old = d->pools[--d->npools];
-  }
-  pool_t *p = &d->pools[d->npools++];
-  memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "%s", name);
-  p->batch = batch;
-  return p;
-}
-
-static void pools_drop_model(cl_dealer_t *d, const char *name) {
-  for (unsigned i = 0; i < d->npools;) {
-    if (strcmp(d->pools[i].name, name) == 0) {
-      for (unsigned j = 0; j < d->pools[i].n; j++)
-        prep_free(d->pools[i].ready[j]);
-      d->pools[i] = d->pools[--d->npools];
-    } else {
-      i++;
-    }
-  }
-}
-
-/* ---- the generator ------------------------------------------------------------ */
-
-/* Drops the pool of one (model, batch). Under d->mu. */
-static void pool_drop(cl_dealer_t *d, const char *name, size_t batch) {
-  for (unsigned i = 0; i < d->npools; i++)
-    if (d->pools[i].batch == batch && strcmp(d->pools[i].name, name) == 0) {
-      for (unsigned j = 0; j < d->pools[i].n; j++)
-        prep_free(d->pools[i].ready[j]);
-      d->pools[i] = d->pools[--d->npools];
-      return;
-    }
-}
-
-/* Records why a (model, batch) cannot be prepared. Under d->mu. */
-static void failure_note(cl_dealer_t *d, const char *name, size_t batch, const char *why) {
-  unsigned i = d->nfailed++ % 8;
-  snprintf(d->failed[i].name, sizeof d->failed[i].name, "%s", name);
-  d->failed[i].batch = batch;
-  snprintf(d->failed[i].why, sizeof d->failed[i].why, "%s", why);
-}
-
-static const char *failure_find(cl_dealer_t *d, const char *name, size_t batch) {
-  for (unsigned k = 0; k < 8 && k < d->nfailed; k++) {
-    unsigned i = (d->nfailed - 1 - k) % 8;
-    if (d->failed[i].batch == batch && strcmp(d->failed[i].name, name) == 0)
-      return d->failed[i].why;
-  }
-  return NULL;
-}
-
-static unsigned pool_target(cl_dealer_t *d) {
-  unsigned target = d->cfg->pool ? d->cfg->pool : 1;
-  return target > POOL_MAX ? POOL_MAX : target;
-}
-
-/* The generator's seconds per byte of preprocessing for a model (0: not
- * measured yet). Under d->mu. */
-static double *rate_slot(cl_dealer_t *d, const char *name, int create) {
-  for (unsigned i = 0; i < d->nrate && i < 8; i++)
-    if (strcmp(d->rate[i].name, name) == 0)
-      return &d->rate[i].s_per_byte;
-  if (!create)
-    return NULL;
-  unsigned i = d->nrate++ % 8;
-  snprintf(d->rate[i].name, sizeof d->rate[i].name, "%s", name);
-  d->rate[i].s_per_byte = 0;
-  return &d->rate[i].s_per_byte;
-}
-
-/* Seconds until the generator has one query's preprocessing ready for p,
- * from its measured rate on that model; -1 when it cannot tell (no rate yet,
- * or the size is not known until the generator first looks at the pool).
- * Under d->mu. */
-static double pool_eta(cl_dealer_t *d, const pool_t *p) {
-  const double *r = rate_slot(d, p->name, 0);
-  if (r == NULL || *r <= 0 || p->bytes == 0)
-    return -1;
-  double one = *r * (double)p->bytes;
-  return p->making ? one - (cl__now(&d->hooks) - p->since) : one;
-}
-
-/* The pool a generator should work on, none being made already: for the
- * on-demand generator one a query waits for; for the refill generator the
- * emptiest below the target, and none while a query waits (the cores are the
- * on-demand one's then). Under d->mu. */
-static pool_t *pool_pick(cl_dealer_t *d, int on_demand) {
-  pool_t *best = NULL;
-  unsigned target = pool_target(d);
-  for (unsigned i = 0; i < d->npools; i++) {
-    pool_t *p = &d->pools[i];
-    if (p->waiting > 0 && p->n == 0) {
-      if (!on_demand)
-        return NULL;
-      if (!p->making)
-        return p;
-    } else if (!on_demand && !p->making && p->n < target && (best == NULL || p->n < best->n)) {
-      best = p;
-    }
-  }
-  return on_demand ? NULL : best;
-}
-
-static void timed_wait_ms(cl_dealer_t *d, long ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += ms * 1000 * 1000;
-  ts.tv_sec += ts.tv_nsec / 1000000000;
-  ts.tv_nsec %= 1000000000;
-  pthread_cond_timedwait(&d->cv, &d->mu, &ts);
-}
-
-/* The plan of (name, batch) for a generator, with *pool the pool it makes
- * it for: the cached one, or one compiled without d->mu (a large plan takes
- * seconds, and every query and generator waits on d->mu; the model is not
- * replaced meanwhile, as the generator holds its gen_mu) and then cached.
- * The pool is marked `making` meanwhile, so the other generator leaves it
- * alone; *pool is looked up again after (NULL when it was dropped or
- * evicted meanwhile). Called and returns under d->mu. */
-static int gen_plan(cl_dealer_t *d, pool_t **pool, const char *name, size_t batch,
-                    cl_plan_t **pl, char *err, size_t errlen) {
-  cl_model_t *m;
-  int rc = cl_store_get(&d->store, name, &m, err, errlen);
-  if (rc != 0 || (*pl = cl_model_plan_find(m, batch)) != NULL)
-    return rc;
-  (*pool)->making = 1;
-  pthread_mutex_unlock(&d->mu);
-  (void)cl__fault(&d->hooks, CL_FAULT_DEALER_COMPILE, batch, 0);
-  cl_plan_t fresh;
-  rc = cl_model_plan_make(&d->store, m, batch, &fresh, err, errlen);
-  pthread_mutex_lock(&d->mu);
-  if ((*pool = pool_find(d, name, batch, 0)) != NULL)
-    (*pool)->making = 0;
-  if (rc != 0)
-    return rc;
-  if (*pool == NULL) {
-    cl_model_plan_discard(&d->store, &fresh);
-    return 0;
-  }
-  return cl_model_plan_put(&d->store, m, &fresh, pl, err, errlen);
-}
-
-/* Two generators: one refills the pools ahead, the other makes only what a
- * query waits for, so a query of a batch size with no pool never waits
- * behind another size's refill (it shares the cores with it instead; the
- * refill starts nothing new while a query waits). They never work on the
- * same pool (`making`), so never on the same plan's dealer object, and the
- * plan they use is marked busy, so the store never replaces it under them.
- *
- * Lock order: gen_mu[0], gen_mu[1], then mu. Generator g holds gen_mu[g]
- * only while it makes keys from a model (never while idle), so a SHARE
- * (which takes both) never replaces the model under it.
- *
- * It starts nothing while the worker sends a query's preprocessing: the
- * parties wait for that message under their timeout, and on a small machine
- * a generator filling the pool ahead takes the cores that seal it (and that
- * the parties need to open it). No query waits for the pool meanwhile (the
- * worker serves one job at a time). */
-static void *generator_main(void *arg) {
-  gen_arg_t *ga = arg;
-  cl_dealer_t *d = ga->d;
-  while (!atomic_load(&d->stop)) {
-    pthread_mutex_lock(&d->mu);
-    if (d->sending || pool_pick(d, ga->on_demand) == NULL)
-      timed_wait_ms(d, ga->on_demand ? 50 : 200);
-    pthread_mutex_unlock(&d->mu);
-    pthread_mutex_lock(&d->gen_mu[ga->on_demand]);
-    pthread_mutex_lock(&d->mu);
-    pool_t *best = d->sending ? NULL : pool_pick(d, ga->on_demand);
-    if (best == NULL) {
-      pthread_mutex_unlock(&d->mu);
-      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
-      continue;
-    }
-    char name[CL_NAME_MAX], err[512];
-    snprintf(name, sizeof name, "%s", best->name);
-    size_t batch = best->batch;
-    cl_plan_t *pl = NULL;
-    int rc = gen_plan(d, &best, name, batch, &pl, err, sizeof err);
-    mpc_role_t big;
-    size_t big_bytes;
-    if (rc == 0 && best == NULL) { /* the pool went while the plan was compiled */
-      pthread_mutex_unlock(&d->mu);
-      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
-      continue;
-    }
-    if (rc == 0 && !cl_prep_fits(pl->plan, d->cfg->max_msg, &big, &big_bytes)) {
-      /* A query whose preprocessing exceeds the largest message is refused
-       * here, before any key is made. */
-      rc = TANDEM_EINVAL;
-      snprintf(err, sizeof err, "its preprocessing (%zu bytes for %s) exceeds max_msg",
-               big_bytes, mpc_role_name(big));
-    }
-    if (rc != 0) {
-      LOG(d, "cannot prepare %s at batch %zu: %s", name, batch, err);
-      failure_note(d, name, batch, err);
-      pool_drop(d, name, batch);
-      pthread_cond_broadcast(&d->cv);
-      pthread_mutex_unlock(&d->mu);
-      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
-      continue;
-    }
-    mpc_dealer_t *dl = pl->obj;
-    /* What a waiting query reads to tell whether it can still be served. */
-    static const mpc_role_t all[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-    best->bytes = 0;
-    for (int i = 0; i < 3; i++)
-      best->bytes += mpc_plan_prep_bytes(pl->plan, all[i]);
-    best->making = 1;
-    pl->busy = 1;
-    double t0 = best->since = cl__now(&d->hooks);
-    pthread_mutex_unlock(&d->mu);
-    (void)cl__fault(&d->hooks, CL_FAULT_DEALER_GENERATE, batch, ga->on_demand);
-    prep_t *prep = calloc(1, sizeof *prep);
-    rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_prep(dl, CL_TAG_BYTES, prep);
-    double took = cl__now(&d->hooks) - t0;
-    pthread_mutex_lock(&d->mu);
-    pool_t *p = pool_find(d, name, batch, 0);
-    if (p != NULL)
-      p->making = 0;
-    pl->busy = 0;
-    if (rc == 0 && p != NULL && p->bytes > 0) {
-      /* The latest measure counts most: the machine's load changes. */
-      double *r = rate_slot(d, name, 1), now = took / (double)p->bytes;
-      *r = *r > 0 ? 0.5 * *r + 0.5 * now : now;
-    }
-    if (rc != 0) {
-      /* Not retried: the next query of this batch size asks again. */
-      LOG(d, "preprocessing for %s at batch %zu failed: %s", name, batch,
-             tandem_strerror(rc));
-      free(prep); /* mpc_dealer_prep released its messages */
-      failure_note(d, name, batch, tandem_strerror(rc));
-      pool_drop(d, name, batch);
-    } else if (p == NULL || p->n == POOL_MAX) {
-      prep_free(prep);
-    } else {
-      p->ready[p->n++] = prep;
-      if (!p->was_full && p->n >= pool_target(d)) {
-        p->was_full = 1;
-        LOG(d, "%s at batch %zu: %u queries prepared ahead (%.1f MB, %.2f s each)", name,
-               batch, p->n, (double)p->bytes / 1e6, took);
-      }
-    }
-    pthread_cond_broadcast(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-    pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
-  }
-  return NULL;
-}
+#include "dealer_int.h"
 
 /* ---- the worker --------------------------------------------------------------- */
 
@@ -446,7 +57,6 @@ static void reply(cl_dealer_t *d, int peer, uint64_t link, const cl_ctrl_t *req,
   if (cl_ctrl_send_on(d->node, peer, link, &h, payload, plen) != 0)
     LOG(d, "could not reply to peer %d", peer);
 }
-
 
 /* Both parties connected, waiting for them until `deadline` (cl_now). */
 static int parties_up(cl_dealer_t *d, double deadline, char *err, size_t errlen) {
@@ -491,7 +101,7 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   }
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
-  if ((rc = cl_plan_mem_check(&g, 1, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
+  if ((rc = cl_plan_mem_check(&g, 1, 0, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
       (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0 ||
       (rc = mpc_dealer_new(&md, plan)) != 0 ||
       (rc = parties_up(d, reply_deadline(d, j->t_in), err, sizeof err)) != 0)
@@ -524,14 +134,14 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   pthread_mutex_lock(&d->gen_mu[0]);
   pthread_mutex_lock(&d->gen_mu[1]);
   pthread_mutex_lock(&d->mu);
-  pools_drop_model(d, j->h.name);
-  double *r = rate_slot(d, j->h.name, 0);
+  cl__pools_drop_model(d, j->h.name);
+  double *r = cl__rate_slot(d, j->h.name, 0);
   if (r != NULL)
     *r = 0; /* another graph under the same name: measure again */
   rc = cl_store_put(&d->store, j->h.name, j->payload, j->plen, tag, state, slen, err,
                     sizeof err);
   if (rc == 0)
-    pool_find(d, j->h.name, 1, 1);
+    cl__pool_find(d, j->h.name, 1, 1);
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
   pthread_mutex_unlock(&d->gen_mu[1]);
@@ -551,19 +161,6 @@ out:
   }
 }
 
-/* Puts an unused preprocessing back at the front of its pool (it was never
- * sent, so another query may use it), or frees it. Under d->mu. */
-static void pool_return(cl_dealer_t *d, const char *name, size_t batch, prep_t *prep) {
-  pool_t *p = pool_find(d, name, batch, 0);
-  if (p == NULL || p->n == POOL_MAX) {
-    prep_free(prep);
-    return;
-  }
-  memmove(p->ready + 1, p->ready, p->n * sizeof p->ready[0]);
-  p->ready[0] = prep;
-  p->n++;
-}
-
 /* One party's part of a query's preprocessing, sent from its own thread. */
 typedef struct {
   cl_link_t *link;
@@ -577,90 +174,6 @@ static void *part_send_main(void *arg) {
   part_send_t *p = arg;
   p->rc = cl_link_send_in_place(p->link, p->to, p->buf, p->len);
   return NULL;
-}
-
-/* The requester of j is still connected on the link its request came on (a
- * client that died and started again under its name is another query). */
-static int requester_here(cl_dealer_t *d, const job_t *j) {
-  return net_peer_up(d->node, j->from) && cl_peer_link(d->node, j->from) == j->links;
-}
-
-/* Takes one query's preprocessing for j out of its pool, waiting for the
- * generators while they can still make it before `deadline` (cl__now).
- * Under d->mu. 0 with *prep set, or an error with the reason in err. */
-static int prep_take(cl_dealer_t *d, const job_t *j, size_t batch, double deadline,
-                     prep_t **prep, uint32_t *flags, double *t_wait, char *err,
-                     size_t errlen) {
-  int rc = 0;
-  pool_t *p = pool_find(d, j->h.name, batch, 1);
-  int no_room = p == NULL;
-  if (p != NULL)
-    p->used = cl__now(&d->hooks);
-  /* A new request clears an old failure: memory or limits may have changed. */
-  for (unsigned k = 0; k < 8; k++)
-    if (d->failed[k].batch == batch && strcmp(d->failed[k].name, j->h.name) == 0)
-      d->failed[k].name[0] = '\0';
-  double t0 = cl__now(&d->hooks), eta = -1;
-  if (p != NULL && p->n == 0) {
-    *flags |= CL_FLAG_WAITED;
-    LOG(d, "query from client %d (%s, batch %zu): no preprocessing ready, waiting for it",
-           j->from, j->h.name, batch);
-  }
-  /* Wait while the generator can still make it in time: it is making it
-   * now or will next (a waiting pool comes first), it has not given up on
-   * it (the pool is gone then), and its rate does not say it takes far
-   * longer than the time left. */
-  int hopeless = 0, left = 0;
-  while (p != NULL && p->n == 0 && !atomic_load(&d->stop) && cl__now(&d->hooks) < deadline) {
-    eta = pool_eta(d, p);
-    if (eta > 4.0 * (deadline - cl__now(&d->hooks)) + 1.0) {
-      hopeless = 1;
-      break;
-    }
-    if (!requester_here(d, j)) {
-      left = 1;
-      break;
-    }
-    p->waiting++;
-    pthread_cond_broadcast(&d->cv);
-    timed_wait_ms(d, 100);
-    /* The generator may have dropped or moved the pool meanwhile. */
-    p = pool_find(d, j->h.name, batch, 0);
-    if (p != NULL)
-      p->waiting--;
-  }
-  *t_wait = cl__now(&d->hooks) - t0;
-  if (p == NULL || p->n == 0) {
-    const char *why = p == NULL ? failure_find(d, j->h.name, batch) : NULL;
-    if (no_room) {
-      rc = TANDEM_ENOMEM;
-      snprintf(err, errlen, "the dealer is making preprocessing for %u other batch "
-               "sizes at once; ask again later", (unsigned)POOLS_CAP);
-    } else if (why != NULL) {
-      rc = TANDEM_EINVAL;
-      snprintf(err, errlen, "no preprocessing for %s at batch %zu: %s", j->h.name, batch,
-               why);
-    } else if (left) {
-      rc = TANDEM_ECLOSED;
-      snprintf(err, errlen, "the client left while its preprocessing was being made");
-    } else {
-      rc = TANDEM_ETIMEDOUT;
-      char est[96] = "";
-      if (eta >= 0)
-        snprintf(est, sizeof est, ", about %.0f s more at its current rate", eta);
-      snprintf(err, errlen,
-               "no preprocessing for %s at batch %zu %s within the timeout (%.0f s): the "
-               "dealer is still making it%s; ask again later, or raise timeout_ms",
-               j->h.name, batch, hopeless ? "can be made" : "was made",
-               d->cfg->timeout_ms / 1000.0, est);
-    }
-  } else {
-    *prep = p->ready[0];
-    memmove(p->ready, p->ready + 1, (p->n - 1) * sizeof p->ready[0]);
-    p->n--;
-    pthread_cond_broadcast(&d->cv);
-  }
-  return rc;
 }
 
 /* Tells both parties of query seq (tag, the model's version) and sends the
@@ -816,14 +329,18 @@ static int client_admit(cl_dealer_t *d, int k, char *err, size_t errlen) {
 static int query_admit(cl_dealer_t *d, cl_model_t *m, const char *name, size_t batch,
                        char *err, size_t errlen) {
   char why[256];
-  int rc = cl_plan_mem_check(&m->graph, batch, d->cfg->plan_mem_max, why, sizeof why);
+  int rc = cl_plan_mem_check(&m->graph, batch, 0, d->cfg->plan_mem_max, why, sizeof why);
+  size_t bytes[3];
+  if (rc == 0 && (rc = cl_model_prep_bytes(&d->store, m, batch, bytes, err, errlen)) != 0)
+    return rc;
+  /* The dealer's object holds the three messages of a query it makes. */
+  if (rc == 0)
+    rc = cl_plan_mem_check(&m->graph, batch, bytes[0] + bytes[1] + bytes[2],
+                           d->cfg->plan_mem_max, why, sizeof why);
   if (rc != 0) {
     snprintf(err, errlen, "%s at batch %zu: %s", name, batch, why);
     return rc;
   }
-  size_t bytes[3];
-  if ((rc = cl_model_prep_bytes(&d->store, m, batch, bytes, err, errlen)) != 0)
-    return rc;
   static const char *const role[3] = {"p0", "p1", "the client"};
   size_t max = d->cfg->max_msg ? d->cfg->max_msg : NET_DEFAULT_MAX_MSG;
   size_t room = max - CL_TAG_BYTES;
@@ -881,18 +398,18 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     rc = query_admit(d, m, j->h.name, batch, err, sizeof err);
   if (rc == 0) {
     pthread_mutex_lock(&d->mu);
-    rc = prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
+    rc = cl__prep_take(d, j, batch, deadline, &prep, &flags, &t_wait, err, sizeof err);
     pthread_mutex_unlock(&d->mu);
   }
   if (rc == 0)
     rc = parties_up(d, deadline, err, sizeof err);
   /* A client that left, or gave up waiting for this reply, would never send
    * its masked input: the parties are not told of the query at all. */
-  if (rc == 0 && (!requester_here(d, j) || cl__now(&d->hooks) > j->t_in + d->cfg->timeout_ms / 1e3)) {
+  if (rc == 0 && (!cl__requester_here(d, j) || cl__now(&d->hooks) > j->t_in + d->cfg->timeout_ms / 1e3)) {
     LOG(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
-           j->h.name, batch, requester_here(d, j) ? "gave up waiting" : "left");
+           j->h.name, batch, cl__requester_here(d, j) ? "gave up waiting" : "left");
     pthread_mutex_lock(&d->mu);
-    pool_return(d, j->h.name, batch, prep);
+    cl__pool_return(d, j->h.name, batch, prep);
     client_failed(d, j->from, 0);
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
@@ -904,12 +421,12 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     LOG(d, "query from client %d refused: %s", j->from, err);
     pthread_mutex_lock(&d->mu);
     if (prep != NULL)
-      pool_return(d, j->h.name, batch, prep);
+      cl__pool_return(d, j->h.name, batch, prep);
     prep = NULL;
     if (admitted)
       client_failed(d, j->from, seq);
     pthread_mutex_unlock(&d->mu);
-    if (requester_here(d, j))
+    if (cl__requester_here(d, j))
       reply(d, j->from, j->links, &j->h, rc, seq, 0, 0, err, strlen(err));
     goto out;
   }
@@ -934,7 +451,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
            (unsigned long long)seq, j->h.name, batch, j->from);
 out:
   if (prep != NULL)
-    prep_free(prep);
+    cl__prep_free(prep);
   free(graph);
 }
 
@@ -966,12 +483,12 @@ static void *worker_main(void *arg) {
   pthread_mutex_lock(&d->mu);
   while (!atomic_load(&d->stop)) {
     if (d->head == NULL) {
-      timed_wait_ms(d, 200);
+      cl__timed_wait_ms(d, 200);
       continue;
     }
     job_t *j = job_pick(d);
     if (j == NULL) { /* each waits for its client's previous query */
-      timed_wait_ms(d, 50);
+      cl__timed_wait_ms(d, 50);
       continue;
     }
     d->jobs[j->from]--;
@@ -1022,7 +539,7 @@ static void *reader_main(void *arg) {
     pthread_mutex_lock(&d->mu);
     int full = d->jobs[id] >= JOBS_PER_PEER;
     if (full)
-      timed_wait_ms(d, 100);
+      cl__timed_wait_ms(d, 100);
     pthread_mutex_unlock(&d->mu);
     if (full)
       continue;
@@ -1168,7 +685,7 @@ int cl_dealer_start(cl_dealer_t *d) {
     return -rc;
   for (int g = 0; g < 2; g++) {
     d->gen_arg[g] = (gen_arg_t){d, g};
-    if ((rc = pthread_create(&d->gen[g], NULL, generator_main, &d->gen_arg[g])) != 0) {
+    if ((rc = pthread_create(&d->gen[g], NULL, cl__generator_main, &d->gen_arg[g])) != 0) {
       atomic_store(&d->stop, 1);
       pthread_join(d->worker, NULL);
       while (g-- > 0)
@@ -1232,7 +749,7 @@ void cl_dealer_free(cl_dealer_t *d) {
   net_node_free(d->node);
   for (unsigned i = 0; i < d->npools; i++)
     for (unsigned j = 0; j < d->pools[i].n; j++)
-      prep_free(d->pools[i].ready[j]);
+      cl__prep_free(d->pools[i].ready[j]);
   cl_store_close(&d->store);
   while (d->head != NULL) {
     job_t *j = d->head;

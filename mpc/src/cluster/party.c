@@ -133,7 +133,7 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
     goto done_nograph;
   /* The graph is the owner's: its plan's memory is checked before the plan
    * is compiled (the dealer checks too, with its own budget). */
-  if ((rc = cl_plan_mem_check(&g, 1, P->cfg.plan_mem_max, err, sizeof err)) != 0 ||
+  if ((rc = cl_plan_mem_check(&g, 1, 0, P->cfg.plan_mem_max, err, sizeof err)) != 0 ||
       (rc = mpc_plan_new(&plan, &g, 1, err, sizeof err)) != 0)
     goto done;
   if ((rc = mpc_party_new(&pt, plan, (mpc_role_t)P->self)) != 0)
