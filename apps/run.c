@@ -83,7 +83,17 @@ int tandem_run_main(int argc, char **argv) {
     tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
                      "--output (got %zu and %zu)", model, gin, gout, nin, nout);
     rc = 1;
-  } else if (plaintext) {
+  }
+  /* The batch comes from the model's batched inputs (a symbolic first
+   * dimension), never from axis 0 of every input: 0 when none is. */
+  size_t batch = 0;
+  int fixed_inputs = 0; /* an input of fixed shape: the query cannot be split */
+  for (size_t i = 0; i < g.nnodes; i++)
+    fixed_inputs |= g.nodes[i].op == MPC_OP_INPUT && !g.nodes[i].batched;
+  if (rc == 0 && mpc_graph_batch(&g, x, nin, &batch, err, sizeof err) != 0) {
+    tandem_app_error("run", "%s: %s", model, err);
+    rc = 1;
+  } else if (rc == 0 && plaintext) {
     if ((rc = mpc_eval_float(&g, &w, x, y)) != 0) {
       tandem_app_error("run", "%s: %s (input shape or values)", model, tandem_strerror(rc));
       rc = 1;
@@ -97,7 +107,7 @@ int tandem_run_main(int argc, char **argv) {
   /* A batch whose preprocessing would not fit one message (the throw-away
    * cluster keeps the default) runs as several queries: the CNN's is about
    * 100 MB per image. */
-  size_t rows = x[0].shape.ndim ? x[0].shape.dim[0] : 1;
+  size_t rows = batch ? batch : 1;
   size_t max_msg = NET_DEFAULT_MAX_MSG;
   char extra[64] = "";
   const char *mm = getenv("TANDEM_MAX_MSG"); /* a smaller cluster limit, e.g. for tests */
@@ -118,6 +128,10 @@ int tandem_run_main(int argc, char **argv) {
   mpc_graph_close(&g);
   if (rc == 0 && !plaintext && chunk == 0) {
     tandem_app_error("run", "%s: one row's preprocessing exceeds the largest message", model);
+    rc = 1;
+  } else if (rc == 0 && !plaintext && fixed_inputs && chunk < rows) {
+    tandem_app_error("run", "%s: a query of %zu rows exceeds the largest message, and the "
+                     "model's inputs of fixed shape keep it from being split", model, rows);
     rc = 1;
   }
   if (rc != 0 || plaintext) {
@@ -143,7 +157,11 @@ int tandem_run_main(int argc, char **argv) {
     if (chunk < rows)
       fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "
                       "preprocessing must fit one message)\n", rows, chunk);
-    rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err, sizeof err);
+    if (fixed_inputs)
+      rc = cl_client_query(&client, "model", x, nin, y, nout, &st, err, sizeof err);
+    else
+      rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err,
+                                   sizeof err);
     cl_client_close(&client);
   }
   cl_query_stats_close(&st);

@@ -516,6 +516,7 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
   size_t idx = g->nnodes;
   mpc_node_t nd = *node;
   copy_name(nd.name, node->name);
+  nd.batched = nd.op == MPC_OP_INPUT && node->batched != 0;
   if (nd.name[0] == '\0')
     snprintf(nd.name, sizeof nd.name, "%s_%zu", mpc_op_name(nd.op), idx);
   ectx_t e = {err, errlen, nd.name, nd.op};
@@ -562,6 +563,7 @@ static int add_source(mpc_graph_t *g, mpc_op_t op, const char *name, unsigned nd
   for (unsigned d = 0; d < ndim; d++)
     nd.shape.dim[d] = dim[d];
   copy_name(nd.name, name);
+  nd.batched = op == MPC_OP_INPUT;
   return mpc_graph_add(g, &nd, NULL, 0);
 }
 
@@ -879,6 +881,49 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   }
 }
 
+int mpc_graph_batch(const mpc_graph_t *g, const mpc_ftensor_t *inputs, size_t ninputs,
+                    size_t *batch, char *err, size_t errlen) {
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
+  if (g == NULL || batch == NULL || (ninputs > 0 && inputs == NULL))
+    return TANDEM_EINVAL;
+  *batch = 0;
+  size_t k = 0, first = 0, nin = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    nin += g->nodes[i].op == MPC_OP_INPUT;
+  if (nin != ninputs) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "the model has %zu inputs, not %zu", nin, ninputs);
+    return TANDEM_ESHAPE;
+  }
+  for (size_t i = 0; i < g->nnodes; i++) {
+    const mpc_node_t *nd = &g->nodes[i];
+    if (nd->op != MPC_OP_INPUT)
+      continue;
+    const mpc_ftensor_t *t = &inputs[k++];
+    ectx_t e = {err, errlen, nd->name, nd->op};
+    mpc_shape_t want = nd->shape;
+    if (nd->batched && t->shape.ndim == want.ndim && want.ndim >= 1) {
+      if (*batch == 0) {
+        *batch = t->shape.dim[0];
+        first = k;
+      } else if (t->shape.dim[0] != *batch) {
+        return efail(&e, TANDEM_ESHAPE,
+                     "input %zu has %zu rows but input %zu, also batched, has %zu", k,
+                     t->shape.dim[0], first, *batch);
+      }
+      want.dim[0] = t->shape.dim[0];
+    }
+    if (!shape_eq(&t->shape, &want) || want.dim[0] == 0) {
+      mpc_shape_t decl = nd->shape;
+      return efail(&e, TANDEM_ESHAPE, "input %zu has shape %s, the model declares %s%s", k,
+                   sstr(&t->shape).s, sstr(&decl).s,
+                   nd->batched ? " (dim 0: any batch size)" : "");
+    }
+  }
+  return 0;
+}
+
 /* The evaluator keeps one value per node: borrowed for inputs, weights and
  * constants, owned for computed nodes (freed, wiped, at the end). Shapes are
  * inferred again from the actual inputs, so the batch of the inputs flows
@@ -915,9 +960,11 @@ int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w, const mpc_ftens
       goto fail;
     if (nd->op == MPC_OP_INPUT) {
       const mpc_ftensor_t *t = &inputs[ii++];
-      /* Only the batch (dim 0) may differ from the declared shape. */
+      /* Only the batch (dim 0 of a batched input) may differ from the
+       * declared shape. */
       mpc_shape_t want = nd->shape;
-      want.dim[0] = t->shape.ndim >= 1 ? t->shape.dim[0] : 0;
+      if (nd->batched)
+        want.dim[0] = t->shape.ndim >= 1 ? t->shape.dim[0] : 0;
       rc = TANDEM_ESHAPE;
       if (t->data == NULL || !shape_eq(&t->shape, &want) || check_shape(NULL, &t->shape, "") != 0)
         goto fail;

@@ -668,9 +668,10 @@ int mpc__onnx_add_inputs(ctx_t *c) {
       const Onnx__TensorShapeProto__Dimension *dm = sp->dim[d];
       int sym = dm == NULL ||
                 dm->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
-                dm->dim_value == 0;
+                dm->dim_value == 0 || (d == 0 && dm->dim_value == -1);
       if (sym && d == 0) {
         nd.shape.dim[0] = 1; /* the batch, substituted later */
+        nd.batched = 1;
         continue;
       }
       if (sym)

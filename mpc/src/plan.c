@@ -817,8 +817,8 @@ static int lower_node(cc_t *cc, int node) {
   switch (nd->op) {
   case MPC_OP_INPUT: {
     mpc_shape_t s = nd->shape;
-    if (p->batch != 0)
-      s.dim[0] = p->batch; /* batch 0: the shapes the graph declares */
+    if (p->batch != 0 && nd->batched)
+      s.dim[0] = p->batch; /* batch 0 or a fixed input: the shapes the graph declares */
     int v = new_val(cc, &s, MPC__V_MASKED, 1, node);
     if (v < 0)
       return v;

@@ -584,6 +584,64 @@ START_TEST(test_gemm_trans_dynamic) {
 }
 END_TEST
 
+/* ---- the batch from the declared dimensions -------------------------------- */
+
+/* x [N, 4] (symbolic N) plus y [4] (fixed, broadcast), and a Gemm of two
+ * fixed inputs [3, 5] x [5, 4]: the batch comes from x alone, the fixed
+ * inputs keep their declared shapes whatever the plan's batch (once, a plan
+ * at batch 3 made y [3] and the Gemm's b [3, 4]: "inner dimensions
+ * differ"). Against the float evaluator, privately. */
+START_TEST(test_batch_from_declared_dims) {
+  uint64_t seed = 0x1101;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(-1, 4));
+  ob_input(b, "y", FLOAT, 1, I64(4));
+  ob_input(b, "p", FLOAT, 2, I64(3, 5));
+  ob_input(b, "q", FLOAT, 2, I64(5, 4));
+  ob_node(b, "Add", "add", "x,y", "s");
+  ob_node(b, "Gemm", "fc", "p,q", "t");
+  ob_output(b, "s");
+  ob_output(b, "t");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  ck_assert_int_eq(g.nodes[0].batched, 1);
+  ck_assert_int_eq(g.nodes[1].batched + g.nodes[2].batched + g.nodes[3].batched, 0);
+  mpc_ftensor_t in[4] = {RIN(&seed, -2, 2, 6, 4), RIN(&seed, -2, 2, 4), RIN(&seed, -2, 2, 3, 5),
+                         RIN(&seed, -2, 2, 5, 4)};
+  size_t batch = 0;
+  char err[256];
+  ck_assert_int_eq(mpc_graph_batch(&g, in, 4, &batch, err, sizeof err), 0);
+  ck_assert_uint_eq(batch, 6);
+  harness_check_private(&g, &w, batch, in, harness_layer_bound(0, 5, 2, 2, F), 1);
+  /* A fixed input of another shape is named; so is a missing tensor. */
+  mpc_ftensor_t bad = RIN(&seed, -2, 2, 6, 4);
+  mpc_ftensor_t in2[4] = {in[0], bad, in[2], in[3]};
+  ck_assert_int_eq(mpc_graph_batch(&g, in2, 4, &batch, err, sizeof err), TANDEM_ESHAPE);
+  ck_assert_msg(strstr(err, "'y'") != NULL, "%s", err);
+  ck_assert_int_eq(mpc_graph_batch(&g, in, 3, &batch, err, sizeof err), TANDEM_ESHAPE);
+  mpc_ftensor_close(&bad);
+  for (int i = 0; i < 4; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+
+  /* No batched input: batch 0, the declared shapes at any plan batch. */
+  b = ob_new(13);
+  ob_input(b, "a", FLOAT, 2, I64(3, 4));
+  ob_input(b, "c", FLOAT, 1, I64(4));
+  ob_node(b, "Sub", "sub", "a,c", "d");
+  ob_output(b, "d");
+  load(b, &g, &w);
+  mpc_ftensor_t in3[2] = {RIN(&seed, -2, 2, 3, 4), RIN(&seed, -2, 2, 4)};
+  ck_assert_int_eq(mpc_graph_batch(&g, in3, 2, &batch, err, sizeof err), 0);
+  ck_assert_uint_eq(batch, 0);
+  harness_check_private(&g, &w, 3, in3, 1.0 / (1 << F), 1);
+  mpc_ftensor_close(&in3[0]);
+  mpc_ftensor_close(&in3[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 /* A weight on the left with a transpose stays refused, naming the node. */
 START_TEST(test_gemm_weight_left_transposed_refused) {
   ob_t *b = ob_new(13);
@@ -622,6 +680,7 @@ Suite *private_ops_suite(void) {
   tcase_add_test(tc, test_gemm_trans_a);
   tcase_add_test(tc, test_gemm_trans_dynamic);
   tcase_add_test(tc, test_gemm_weight_left_transposed_refused);
+  tcase_add_test(tc, test_batch_from_declared_dims);
   suite_add_tcase(s, tc);
   return s;
 }
