@@ -23,7 +23,7 @@
 
 #include <sodium.h>
 
-#include "mpc.h"
+#include "mpc_int.h"
 
 /* The largest tensor a graph may hold, in elements. Far above any model this
  * project runs, and low enough that products of two dimensions and byte counts
@@ -309,6 +309,29 @@ static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shap
   return 0;
 }
 
+/* MatMul with batch dimensions: a [.., M, K] times b [.., K, N] (b of rank
+ * 3 or more), the leading dimensions broadcast both ways (numpy). */
+static int infer_bmm(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
+                     const ectx_t *e) {
+  unsigned r = a->ndim > b->ndim ? a->ndim : b->ndim;
+  size_t k = a->dim[a->ndim - 1];
+  if (k != b->dim[b->ndim - 2])
+    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
+                 b->dim[b->ndim - 2], sstr(a).s, sstr(b).s);
+  out->ndim = r;
+  for (unsigned i = 2; i < r; i++) {
+    size_t ad = i < a->ndim ? a->dim[a->ndim - 1 - i] : 1;
+    size_t bd = i < b->ndim ? b->dim[b->ndim - 1 - i] : 1;
+    if (ad != bd && ad != 1 && bd != 1)
+      return efail(e, TANDEM_ESHAPE, "batch dimensions of %s and %s do not broadcast",
+                   sstr(a).s, sstr(b).s);
+    out->dim[r - 1 - i] = ad > bd ? ad : bd;
+  }
+  out->dim[r - 2] = a->dim[a->ndim - 2];
+  out->dim[r - 1] = b->dim[b->ndim - 1];
+  return 0;
+}
+
 /* MaxPool and AveragePool over an NCHW input a. */
 static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_attr_t *attr,
                       const ectx_t *e) {
@@ -370,8 +393,10 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
 
   case MPC_OP_MATMUL: {
+    if (a->ndim >= 2 && b->ndim > 2)
+      return infer_bmm(a, b, out, e);
     if (a->ndim < 2 || b->ndim != 2)
-      return efail(e, TANDEM_ESHAPE, "needs in0 of rank 2 or more and a 2-D in1, got %s and %s",
+      return efail(e, TANDEM_ESHAPE, "needs operands of rank 2 or more, got %s and %s",
                    sstr(a).s, sstr(b).s);
     size_t k = a->dim[a->ndim - 1];
     if (k != b->dim[0])
@@ -728,6 +753,33 @@ static void ev_matmul(size_t m, size_t n, size_t k, const double *a, size_t ams,
   }
 }
 
+size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob) {
+  /* ob counts the output's matrices; its coordinates, last batch axis
+   * fastest, map to xs's matrix with broadcast axes fixed at 0. */
+  size_t idx = 0, stride = 1;
+  for (unsigned i = 2; i < os->ndim; i++) {
+    size_t od = os->dim[os->ndim - 1 - i];
+    size_t c = ob % od;
+    ob /= od;
+    if (i < xs->ndim) {
+      size_t xd = xs->dim[xs->ndim - 1 - i];
+      idx += (xd == 1 ? 0 : c) * stride;
+      stride *= xd;
+    }
+  }
+  return idx;
+}
+
+/* MatMul with batch dimensions (infer_bmm): one product per output matrix. */
+static void ev_bmm(const double *a, const mpc_shape_t *as, const double *b,
+                   const mpc_shape_t *bs, const mpc_shape_t *ys, double *y) {
+  size_t m = ys->dim[ys->ndim - 2], n = ys->dim[ys->ndim - 1], k = as->dim[as->ndim - 1];
+  size_t nb = mpc_shape_numel(ys) / (m * n);
+  for (size_t t = 0; t < nb; t++)
+    ev_matmul(m, n, k, a + mpc__bmm_index(ys, as, t) * m * k, k, 1,
+              b + mpc__bmm_index(ys, bs, t) * k * n, n, 1, y + t * m * n);
+}
+
 /* Direct convolution. For each (batch, out channel, in channel, tap) the
  * whole output plane is updated, so the inner loop runs along a row. */
 static void ev_conv(const mpc_attr_t *at, const double *x, const mpc_shape_t *xs,
@@ -832,6 +884,10 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   size_t n = mpc_shape_numel(ys);
   switch (nd->op) {
   case MPC_OP_MATMUL: {
+    if (s[1]->ndim > 2) {
+      ev_bmm(v[0], s[0], v[1], s[1], ys, y);
+      break;
+    }
     size_t k = s[1]->dim[0], cols = s[1]->dim[1];
     ev_matmul(mpc_shape_numel(s[0]) / k, cols, k, v[0], k, 1, v[1], cols, 1, y);
     break;

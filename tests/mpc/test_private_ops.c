@@ -642,6 +642,89 @@ START_TEST(test_batch_from_declared_dims) {
 }
 END_TEST
 
+/* ---- products of two operands supplied per query ------------------------ */
+
+/* Conv whose weights and bias are graph inputs (a triple of form CONV and a
+ * dynamic per-channel add), Gemm with a dynamic C and beta != 1. */
+START_TEST(test_conv_gemm_dynamic) {
+  uint64_t seed = 0x1201;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 2, 5, 5));
+  ob_input(b, "w", FLOAT, 4, I64(3, 2, 3, 3));
+  ob_input(b, "cb", FLOAT, 1, I64(3));
+  ob_input(b, "a", FLOAT, 2, I64(3, 4));
+  ob_input(b, "m", FLOAT, 2, I64(5, 4));
+  ob_input(b, "c", FLOAT, 2, I64(1, 5));
+  Onnx__NodeProto *n = ob_node(b, "Conv", "conv", "x,w,cb", "y");
+  ob_attr_ints(b, n, "pads", 4, I64(1, 0, 0, 1));
+  ob_attr_ints(b, n, "strides", 2, I64(2, 1));
+  n = ob_node(b, "Gemm", "fc", "a,m,c", "z");
+  ob_attr_i(b, n, "transB", 1);
+  ob_attr_f(b, n, "alpha", 1.0f);
+  ob_attr_f(b, n, "beta", 0.5f);
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[6] = {RIN(&seed, -2, 2, 2, 2, 5, 5), RIN(&seed, -1, 1, 3, 2, 3, 3),
+                         RIN(&seed, -1, 1, 3),          RIN(&seed, -2, 2, 3, 4),
+                         RIN(&seed, -1, 1, 5, 4),       RIN(&seed, -2, 2, 1, 5)};
+  harness_result_t r =
+      harness_check_private(&g, &w, 2, in, harness_layer_bound(0, 18, 2, 1, F) + 2.0 / (1 << F), 1);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  for (int i = 0; i < 6; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* MatMul with batch dimensions, broadcast both ways: a [2, 1, 3, 4] times
+ * b [3, 4, 5] (two inputs: triples) and times an initializer [1, 4, 2] (the
+ * owner's weight); the float evaluator itself checked against loops here. */
+START_TEST(test_matmul_batched) {
+  uint64_t seed = 0x1202;
+  ob_t *b = ob_new(13);
+  ob_input(b, "a", FLOAT, 4, I64(2, 1, 3, 4));
+  ob_input(b, "b", FLOAT, 3, I64(3, 4, 5));
+  double *wv = rvec(&seed, 8, -1, 1);
+  ob_init_f(b, "w", 3, I64(1, 4, 2), wv);
+  ob_node(b, "MatMul", "mm", "a,b", "y");
+  ob_node(b, "MatMul", "mw", "a,w", "z");
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[2] = {RIN(&seed, -2, 2, 2, 1, 3, 4), RIN(&seed, -2, 2, 3, 4, 5)};
+  mpc_ftensor_t ref[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, ref), 0);
+  ck_assert_uint_eq(ref[0].shape.ndim, 4);
+  ck_assert_uint_eq(ref[0].shape.dim[1], 3);
+  for (size_t i = 0; i < 2; i++)
+    for (size_t j = 0; j < 3; j++)
+      for (size_t r = 0; r < 3; r++)
+        for (size_t c = 0; c < 5; c++) {
+          double acc = 0, acc2 = 0;
+          for (size_t k = 0; k < 4; k++) {
+            acc += in[0].data[(i * 3 + r) * 4 + k] * in[1].data[(j * 4 + k) * 5 + c];
+            if (c < 2)
+              acc2 += in[0].data[(i * 3 + r) * 4 + k] * wv[k * 2 + c];
+          }
+          ck_assert_double_eq_tol(ref[0].data[((i * 3 + j) * 3 + r) * 5 + c], acc, 1e-12);
+          if (c < 2)
+            ck_assert_double_eq_tol(ref[1].data[(i * 3 + r) * 2 + c], acc2, 1e-12);
+        }
+  mpc_ftensor_close(&ref[0]);
+  mpc_ftensor_close(&ref[1]);
+  harness_check_private(&g, &w, 0, in, harness_layer_bound(0, 4, 2, 2, F), 1);
+  free(wv);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 /* A weight on the left with a transpose stays refused, naming the node. */
 START_TEST(test_gemm_weight_left_transposed_refused) {
   ob_t *b = ob_new(13);
@@ -681,6 +764,8 @@ Suite *private_ops_suite(void) {
   tcase_add_test(tc, test_gemm_trans_dynamic);
   tcase_add_test(tc, test_gemm_weight_left_transposed_refused);
   tcase_add_test(tc, test_batch_from_declared_dims);
+  tcase_add_test(tc, test_conv_gemm_dynamic);
+  tcase_add_test(tc, test_matmul_batched);
   suite_add_tcase(s, tc);
   return s;
 }
