@@ -539,8 +539,10 @@ static int lower_gemm(cc_t *cc, int node) {
     y = matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim, ys.dim[1]);
     if (y < 0)
       return y;
-    if (alpha != 1.0)
-      return fail(cc, TANDEM_EUNSUPOP, node, "alpha != 1 with two dynamic operands");
+    /* alpha on the product (public: a MulC; the truncation it needs first
+     * costs a round unless alpha is an integer). */
+    if (alpha != 1.0 && (y = mulc_val(cc, node, y, alpha)) < 0)
+      return y;
   }
   if (nd->op == MPC_OP_GEMM && nd->in[2] >= 0 && beta != 0.0) {
     y = add_any(cc, node, y, nd->in[2], beta, 0);

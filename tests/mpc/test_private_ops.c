@@ -645,7 +645,8 @@ END_TEST
 /* ---- products of two operands supplied per query ------------------------ */
 
 /* Conv whose weights and bias are graph inputs (a triple of form CONV and a
- * dynamic per-channel add), Gemm with a dynamic C and beta != 1. */
+ * dynamic per-channel add), Gemm of two inputs with alpha != 1 (a MulC after
+ * the truncation: one round) and a dynamic C with beta != 1. */
 START_TEST(test_conv_gemm_dynamic) {
   uint64_t seed = 0x1201;
   ob_t *b = ob_new(13);
@@ -660,7 +661,7 @@ START_TEST(test_conv_gemm_dynamic) {
   ob_attr_ints(b, n, "strides", 2, I64(2, 1));
   n = ob_node(b, "Gemm", "fc", "a,m,c", "z");
   ob_attr_i(b, n, "transB", 1);
-  ob_attr_f(b, n, "alpha", 1.0f);
+  ob_attr_f(b, n, "alpha", 0.25f);
   ob_attr_f(b, n, "beta", 0.5f);
   ob_output(b, "y");
   ob_output(b, "z");
@@ -672,7 +673,7 @@ START_TEST(test_conv_gemm_dynamic) {
                          RIN(&seed, -1, 1, 5, 4),       RIN(&seed, -2, 2, 1, 5)};
   harness_result_t r =
       harness_check_private(&g, &w, 2, in, harness_layer_bound(0, 18, 2, 1, F) + 2.0 / (1 << F), 1);
-  ck_assert_uint_eq(r.plan_rounds, 0);
+  ck_assert_uint_eq(r.plan_rounds, 1);
   for (int i = 0; i < 6; i++)
     mpc_ftensor_close(&in[i]);
   closeall(b, &g, &w);
