@@ -60,19 +60,36 @@ int tandem_run_main(int argc, char **argv) {
     return 1;
   char err[1024];
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  if (tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
-    tandem_app_error("run", "%s", err);
-    return 1;
-  }
   /* The model is imported here first, so that a bad file or a wrong number
-   * of tensors is reported before any process starts. */
+   * of tensors is reported before any process starts. Its INT64 inputs
+   * (shapes, axes, pads) are structure: their files are read by the import
+   * and become constants; the others are the client's. */
   mpc_graph_t g;
   mpc_weights_t w;
-  if (mpc_onnx_load(model, &g, &w, err, sizeof err) != 0) {
-    tandem_tensors_close(x, nin);
+  unsigned char bound[TANDEM_MAX_TENSORS];
+  if (mpc_onnx_load_bound(model, in, nin, bound, &g, &w, err, sizeof err) != 0) {
     tandem_app_error("run", "%s", err);
     return 1;
   }
+  const char *cin[TANDEM_MAX_TENSORS];
+  size_t nbound = 0;
+  for (size_t i = 0; i < nin; i++)
+    if (bound[i])
+      nbound++;
+    else
+      cin[i - nbound] = in[i];
+  nin -= nbound;
+  if (tandem_tensors_load(cin, nin, x, err, sizeof err) != 0) {
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  for (size_t i = 0; i < nin; i++)
+    if (x[i].shape.ndim == 0) { /* a scalar: the model's rank-0 input is a [1] */
+      x[i].shape.ndim = 1;
+      x[i].shape.dim[0] = 1;
+    }
   size_t gin = 0, gout = 0;
   rc = 0;
   for (size_t i = 0; i < g.nnodes; i++) {
@@ -81,7 +98,8 @@ int tandem_run_main(int argc, char **argv) {
   }
   if (gin != nin || gout != nout) {
     tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
-                     "--output (got %zu and %zu)", model, gin, gout, nin, nout);
+                     "--output (got %zu and %zu)", model, gin + nbound, gout, nin + nbound,
+                     nout);
     rc = 1;
   }
   /* The batch comes from the model's batched inputs (a symbolic first
@@ -124,8 +142,6 @@ int tandem_run_main(int argc, char **argv) {
     }
   }
   size_t chunk = rc == 0 ? cl_batch_fit(&g, max_msg, rows) : 0;
-  mpc_weights_close(&w);
-  mpc_graph_close(&g);
   if (rc == 0 && !plaintext && chunk == 0) {
     tandem_app_error("run", "%s: one row's preprocessing exceeds the largest message", model);
     rc = 1;
@@ -135,12 +151,16 @@ int tandem_run_main(int argc, char **argv) {
     rc = 1;
   }
   if (rc != 0 || plaintext) {
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
     tandem_tensors_close(x, nin);
     return rc;
   }
   tandem_signals();
   tandem_local_t c;
   if (tandem_local_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
     tandem_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
@@ -150,9 +170,12 @@ int tandem_run_main(int argc, char **argv) {
   memset(&st, 0, sizeof st);
   rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
   if (rc == 0) {
-    rc = cl_client_share_model(&owner, model, "model", err, sizeof err);
+    /* The graph imported above (with its bound shape inputs), not the file. */
+    rc = cl_client_share_graph(&owner, &g, &w, "model", err, sizeof err);
     cl_client_close(&owner);
   }
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
   if (rc == 0 && (rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
     if (chunk < rows)
       fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "

@@ -434,7 +434,7 @@ TANDEM_WUR int mpc_dealer_import(mpc_dealer_t *d, const void *buf, size_t len);
  * named as in the model, in the model's order; a symbolic, 0 or -1 first
  * dimension is the batch: the node is `batched`, declared as 1 (mpc_plan_new
  * and mpc_eval_float substitute the real one); an input whose dimensions are
- * all fixed keeps them. Initializers and Constant tensors
+ * all fixed keeps them; a rank-0 input is a fixed [1] (a scalar). Initializers and Constant tensors
  * used as operands become PARAM nodes (the model owner's) with their values in
  * w; shape-only tensors (Reshape's shape, axes, pads) are consumed here. Graph
  * outputs become OUTPUT nodes named as in the model, in the model's order.
@@ -450,6 +450,19 @@ TANDEM_WUR int mpc_onnx_load(const char *path, mpc_graph_t *g, mpc_weights_t *w,
                              char *err, size_t errlen);
 TANDEM_WUR int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g,
                                     mpc_weights_t *w, char *err, size_t errlen);
+
+/* mpc_onnx_load with the model's INT64 graph inputs (shape, axes or pads
+ * inputs: the model's structure, public) read at import from tensor files:
+ * paths[i] is the file of the i-th graph input that is not an initializer
+ * (npaths of them, as `tandem run --input` lists them; NULL entries allowed).
+ * Each INT64 input becomes a constant of the import, not an INPUT node, and
+ * bound[i] (npaths entries, or NULL) is set to 1 for its file, 0 for the
+ * others (the client's; their files are not read here). An INT64 input
+ * without a file is refused (TANDEM_EUNSUPOP), as is one used where the
+ * value would be an operand. Other errors as mpc_onnx_load. */
+TANDEM_WUR int mpc_onnx_load_bound(const char *path, const char *const *paths, size_t npaths,
+                                   unsigned char *bound, mpc_graph_t *g, mpc_weights_t *w,
+                                   char *err, size_t errlen);
 
 /* Reads a tensor file: an ONNX TensorProto (.pb, FLOAT or DOUBLE, as in the
  * ONNX backend test data) or a NumPy array (.npy, format 1.0 or 2.0, dtype

@@ -224,9 +224,11 @@ static int op_squeeze(ctx_t *c, size_t k, int unsq) {
       return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis %" PRId64 " is listed twice", a);
     mark |= 1u << a;
   }
-  /* The graph's first dimension is the batch; an activation whose batch axis
-   * is removed or displaced could not be evaluated at another batch size. */
-  if (e->kind == V_ACT && (mark & 1u))
+  /* The graph's first dimension is the batch (if an input has one); an
+   * activation whose batch axis is removed or displaced could not be
+   * evaluated at another batch size. */
+  int act_batch = e->kind == V_ACT && c->any_batched;
+  if (act_batch && (mark & 1u))
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                            "%s axis 0, the batch dimension, is not supported",
                            unsq ? "inserting a dimension at" : "squeezing");
@@ -243,7 +245,7 @@ static int op_squeeze(ctx_t *c, size_t k, int unsq) {
         return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "cannot squeeze axis %u of size %zu", d,
                                in.dim[d]);
       /* Without axes every dimension of 1 goes, except an activation's batch. */
-      int drop = na == SIZE_MAX ? in.dim[d] == 1 && !(e->kind == V_ACT && d == 0) : listed;
+      int drop = na == SIZE_MAX ? in.dim[d] == 1 && !(act_batch && d == 0) : listed;
       if (!drop)
         to.dim[to.ndim++] = in.dim[d];
     }
