@@ -408,6 +408,46 @@ static int check_autopad(ctx_t *c, size_t k, int *mode) {
                          ap);
 }
 
+/* The attributes of a 1-D window (3-D input [N, C, L]) as those of the 2-D
+ * window [1, k] over [N, C, 1, L]: the import runs a 1-D pool as a 2-D one
+ * of height 1 between two reshapes. */
+static int window_attrs_1d(ctx_t *c, size_t k, int dil, mpc_attr_t *at, int *pad_mode) {
+  int rc = check_autopad(c, k, pad_mode);
+  size_t ks = 0, st = 1, dl = 1, pads[2] = {0, 0};
+  if (rc == 0)
+    rc = attr_list(c, k, "kernel_shape", 1, 1, &ks);
+  if (rc == 0)
+    rc = attr_list(c, k, "strides", 1, 1, &st);
+  if (rc == 0 && dil)
+    rc = attr_list(c, k, "dilations", 1, 1, &dl);
+  if (rc == 0 && *pad_mode == PAD_NOTSET)
+    rc = attr_list(c, k, "pads", 2, 0, pads);
+  at->kh = ks ? 1 : 0;
+  at->kw = ks;
+  at->strides[0] = at->dilations[0] = 1;
+  at->strides[1] = st;
+  at->dilations[1] = dl;
+  at->pads[1] = pads[0];
+  at->pads[3] = pads[1];
+  return rc;
+}
+
+/* A reshape of activation x to shape s (the 1-D windows' way in and out). */
+static int reshape_act(ctx_t *c, size_t k, int x, const mpc_shape_t *s, const char *tag) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, x, -1, -1);
+  nd.shape = *s;
+  snprintf(nd.name, sizeof nd.name, "%.50s/%s", mpc__onnx_node_name(c, k), tag);
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* 1 if input 0 of node k is an activation of rank 3 (a 1-D window). */
+static int window_1d(ctx_t *c, size_t k) {
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  return e != NULL && e->kind == V_ACT && shape_of(c, e->node)->ndim == 3;
+}
+
 /* The window attributes common to Conv and the pools into at. */
 static int window_attrs(ctx_t *c, size_t k, int dil, mpc_attr_t *at, int *pad_mode) {
   int rc = check_autopad(c, k, pad_mode);
@@ -634,8 +674,8 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
     return rc;
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
-  int mode;
-  if ((rc = window_attrs(c, k, is_max, &nd.attr, &mode)) != 0)
+  int mode, oned = window_1d(c, k);
+  if ((rc = (oned ? window_attrs_1d : window_attrs)(c, k, is_max, &nd.attr, &mode)) != 0)
     return rc;
   if (nd.attr.kh == 0)
     return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is required");
@@ -649,9 +689,19 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
    * AveragePool only when the pool's own padding counts too (or it has none):
    * the result is one padding with count_include_pad=1. */
   int own_pads = nd.attr.pads[0] | nd.attr.pads[1] | nd.attr.pads[2] | nd.attr.pads[3];
-  int x, padded;
-  if ((rc = window_input(c, k, !is_max && (cip != 0 || !own_pads), &nd.attr, &x, &padded)) != 0)
+  int x, padded = 0;
+  mpc_shape_t s1;
+  if (oned) {
+    if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+      return rc;
+    s1 = *shape_of(c, x);
+    mpc_shape_t s2 = {4, {s1.dim[0], s1.dim[1], 1, s1.dim[2]}};
+    if ((x = reshape_act(c, k, x, &s2, "2d")) < 0)
+      return x;
+  } else if ((rc = window_input(c, k, !is_max && (cip != 0 || !own_pads), &nd.attr, &x,
+                                &padded)) != 0) {
     return rc;
+  }
   nd.attr.count_include_pad = cip != 0 || padded;
   nd.in[0] = x;
   int64_t ceil_mode;
@@ -663,6 +713,10 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
     if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the Indices output is not supported");
   int r = mpc__onnx_add_node(c, k, &nd);
+  if (r >= 0 && oned) {
+    s1.dim[2] = shape_of(c, r)->dim[3];
+    r = reshape_act(c, k, r, &s1, "1d");
+  }
   if (r < 0)
     return r;
   mpc__onnx_def_act(c, k, 0, r);

@@ -726,6 +726,49 @@ START_TEST(test_matmul_batched) {
 }
 END_TEST
 
+/* 1-D pools over [N, C, L] (as 2-D windows of height 1 between reshapes):
+ * MaxPool k=3 s=2 pads 1,1 and AveragePool k=2 (count_include_pad=0), the
+ * float evaluator checked by hand, then the private run. */
+START_TEST(test_pool_1d) {
+  uint64_t seed = 0x1301;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 3, I64(-1, 2, 7));
+  Onnx__NodeProto *n = ob_node(b, "MaxPool", "mp", "x", "y");
+  ob_attr_ints(b, n, "kernel_shape", 1, I64(3));
+  ob_attr_ints(b, n, "strides", 1, I64(2));
+  ob_attr_ints(b, n, "pads", 2, I64(1, 1));
+  n = ob_node(b, "AveragePool", "ap", "x", "z");
+  ob_attr_ints(b, n, "kernel_shape", 1, I64(2));
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in = RIN(&seed, -2, 2, 3, 2, 7), ref[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, ref), 0);
+  ck_assert_uint_eq(ref[0].shape.ndim, 3);
+  ck_assert_uint_eq(ref[0].shape.dim[2], 4);
+  ck_assert_uint_eq(ref[1].shape.dim[2], 6);
+  for (size_t r = 0; r < 6; r++) {
+    const double *x = in.data + r * 7;
+    for (int o = 0; o < 4; o++) {
+      double m = -INFINITY;
+      for (int t = 2 * o - 1; t <= 2 * o + 1; t++)
+        if (t >= 0 && t < 7)
+          m = fmax(m, x[t]);
+      ck_assert_double_eq(ref[0].data[r * 4 + (size_t)o], m);
+    }
+    for (int o = 0; o < 6; o++)
+      ck_assert_double_eq_tol(ref[1].data[r * 6 + (size_t)o], (x[o] + x[o + 1]) / 2, 1e-12);
+  }
+  mpc_ftensor_close(&ref[0]);
+  mpc_ftensor_close(&ref[1]);
+  harness_check_private(&g, &w, 3, &in, 2.0 / (1 << F), 1);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 /* A weight on the left with a transpose stays refused, naming the node. */
 START_TEST(test_gemm_weight_left_transposed_refused) {
   ob_t *b = ob_new(13);
@@ -767,6 +810,7 @@ Suite *private_ops_suite(void) {
   tcase_add_test(tc, test_batch_from_declared_dims);
   tcase_add_test(tc, test_conv_gemm_dynamic);
   tcase_add_test(tc, test_matmul_batched);
+  tcase_add_test(tc, test_pool_1d);
   suite_add_tcase(s, tc);
   return s;
 }
