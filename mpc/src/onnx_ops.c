@@ -574,6 +574,62 @@ static int emit_plain(ctx_t *c, size_t k, mpc_node_t *nd) {
   return 0;
 }
 
+/* A 1-D Conv (input [N, C, L], weights [M, C, k]) as a 2-D one of height 1
+ * between two reshapes; constant weights become the owner's [M, C, 1, k]
+ * parameter, computed ones are reshaped like the input. */
+static int conv_1d(ctx_t *c, size_t k, mpc_node_t *nd, int mode) {
+  int rc, x, wn;
+  if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_shape_t s1 = *shape_of(c, x);
+  mpc_shape_t s2 = {4, {s1.dim[0], s1.dim[1], 1, s1.dim[2]}};
+  if ((x = reshape_act(c, k, x, &s2, "2d")) < 0)
+    return x;
+  ent_t *e = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (e == NULL)
+    return rc;
+  if (e->kind == V_CONST) {
+    const mpc__ctensor_t *t = &c->konst[e->kidx].t;
+    if (t->f == NULL || t->ndim != 3)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "1-D weights must be a 3-D float tensor");
+    double *d = mpc__onnx_dup_doubles(t->f, t->numel);
+    if (d == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    size_t dims[4] = {t->dim[0], t->dim[1], 1, t->dim[2]};
+    if ((wn = mpc__onnx_make_param(c, k, e->name, 4, dims, d)) < 0)
+      return wn;
+  } else if ((rc = mpc__onnx_in_act(c, k, 1, &wn)) != 0) {
+    return rc;
+  } else {
+    const mpc_shape_t *ws = shape_of(c, wn);
+    if (ws->ndim != 3)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "1-D weights must be 3-D");
+    mpc_shape_t w4 = {4, {ws->dim[0], ws->dim[1], 1, ws->dim[2]}};
+    if ((wn = reshape_act(c, k, wn, &w4, "w2d")) < 0)
+      return wn;
+  }
+  nd->in[0] = x;
+  nd->in[1] = wn;
+  if (nd->attr.kw == 0) {
+    nd->attr.kh = 1;
+    nd->attr.kw = shape_of(c, wn)->dim[3];
+  }
+  if ((mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) &&
+      (rc = apply_window_pads(c, k, x, &nd->attr, mode, 0, 0)) != 0)
+    return rc;
+  if ((rc = mpc__onnx_in_operand(c, k, 2, 0, &nd->in[2])) != 0)
+    return rc;
+  int r = mpc__onnx_add_node(c, k, nd);
+  if (r < 0)
+    return r;
+  s1.dim[1] = shape_of(c, r)->dim[1];
+  s1.dim[2] = shape_of(c, r)->dim[3];
+  if ((r = reshape_act(c, k, r, &s1, "1d")) < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
 static int op_conv(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"auto_pad",     "dilations", "group", "kernel_shape",
@@ -589,6 +645,11 @@ static int op_conv(ctx_t *c, size_t k, int variant) {
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, MPC_OP_CONV, -1, -1, -1);
   int x, padded, mode;
+  if (window_1d(c, k)) {
+    if ((rc = window_attrs_1d(c, k, 1, &nd.attr, &mode)) != 0)
+      return rc;
+    return conv_1d(c, k, &nd, mode);
+  }
   if ((rc = window_attrs(c, k, 1, &nd.attr, &mode)) != 0)
     return rc;
   if ((rc = window_input(c, k, 1, &nd.attr, &x, &padded)) != 0)

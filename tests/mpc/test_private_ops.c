@@ -769,6 +769,55 @@ START_TEST(test_pool_1d) {
 }
 END_TEST
 
+/* 1-D Conv over [N, C, L]: constant weights [3, 2, 3] with a bias, stride
+ * 2, pads 1,0, and a second Conv whose weights are an input (a triple); the
+ * float evaluator checked by hand, then the private run. */
+START_TEST(test_conv_1d) {
+  uint64_t seed = 0x1302;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 3, I64(-1, 2, 8));
+  ob_input(b, "v", FLOAT, 3, I64(1, 2, 2));
+  double *wv = rvec(&seed, 18, -1, 1), *bv = rvec(&seed, 3, -1, 1);
+  ob_init_f(b, "w", 3, I64(3, 2, 3), wv);
+  ob_init_f(b, "bias", 1, I64(3), bv);
+  Onnx__NodeProto *n = ob_node(b, "Conv", "c1", "x,w,bias", "y");
+  ob_attr_ints(b, n, "strides", 1, I64(2));
+  ob_attr_ints(b, n, "pads", 2, I64(1, 0));
+  ob_node(b, "Conv", "c2", "x,v", "z");
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[2] = {RIN(&seed, -2, 2, 2, 2, 8), RIN(&seed, -1, 1, 1, 2, 2)}, ref[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, ref), 0);
+  ck_assert_uint_eq(ref[0].shape.ndim, 3);
+  ck_assert_uint_eq(ref[0].shape.dim[1], 3);
+  ck_assert_uint_eq(ref[0].shape.dim[2], 4); /* (8 + 1 - 3) / 2 + 1 */
+  ck_assert_uint_eq(ref[1].shape.dim[2], 7);
+  for (size_t nn = 0; nn < 2; nn++)
+    for (size_t m = 0; m < 3; m++)
+      for (size_t o = 0; o < 4; o++) {
+        double acc = bv[m];
+        for (size_t ch = 0; ch < 2; ch++)
+          for (size_t t = 0; t < 3; t++) {
+            long p = (long)(2 * o + t) - 1;
+            if (p >= 0 && p < 8)
+              acc += wv[(m * 2 + ch) * 3 + t] * in[0].data[(nn * 2 + ch) * 8 + (size_t)p];
+          }
+        ck_assert_double_eq_tol(ref[0].data[(nn * 3 + m) * 4 + o], acc, 1e-12);
+      }
+  mpc_ftensor_close(&ref[0]);
+  mpc_ftensor_close(&ref[1]);
+  harness_check_private(&g, &w, 2, in, harness_layer_bound(0, 6, 2, 1, F), 1);
+  free(wv);
+  free(bv);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 /* A weight on the left with a transpose stays refused, naming the node. */
 START_TEST(test_gemm_weight_left_transposed_refused) {
   ob_t *b = ob_new(13);
@@ -811,6 +860,7 @@ Suite *private_ops_suite(void) {
   tcase_add_test(tc, test_conv_gemm_dynamic);
   tcase_add_test(tc, test_matmul_batched);
   tcase_add_test(tc, test_pool_1d);
+  tcase_add_test(tc, test_conv_1d);
   suite_add_tcase(s, tc);
   return s;
 }
