@@ -32,6 +32,65 @@
 
 /* ---- tandem run -------------------------------------------------------------------- */
 
+/* `tandem run`'s model and tensors, before any process starts: the model
+ * imported (its INT64 inputs, shapes, axes and pads, are structure: the
+ * import reads their files as constants; the others are the client's, loaded
+ * into x, *nx of them, a rank-0 one as the [1] the model holds), the counts
+ * checked against the model's, and the batch derived from the inputs the
+ * model declares batched (0 when none is). *fixed: some input has a fixed
+ * shape. 0, or 1 after one error line (g, w and x then closed). */
+static int run_load(const char *model, const char *const *in, size_t nin, size_t nout,
+                    mpc_graph_t *g, mpc_weights_t *w, mpc_ftensor_t *x, size_t *nx,
+                    size_t *batch, int *fixed) {
+  char err[1024];
+  unsigned char bound[TANDEM_MAX_TENSORS];
+  if (mpc_onnx_load_bound(model, in, nin, bound, g, w, err, sizeof err) != 0) {
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  const char *cin[TANDEM_MAX_TENSORS];
+  size_t nbound = 0;
+  for (size_t i = 0; i < nin; i++)
+    if (bound[i])
+      nbound++;
+    else
+      cin[i - nbound] = in[i];
+  *nx = nin - nbound;
+  if (tandem_tensors_load(cin, *nx, x, err, sizeof err) != 0) {
+    mpc_weights_close(w);
+    mpc_graph_close(g);
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  for (size_t i = 0; i < *nx; i++)
+    if (x[i].shape.ndim == 0) {
+      x[i].shape.ndim = 1;
+      x[i].shape.dim[0] = 1;
+    }
+  size_t gin = 0, gout = 0;
+  *fixed = 0;
+  for (size_t i = 0; i < g->nnodes; i++) {
+    gin += g->nodes[i].op == MPC_OP_INPUT;
+    gout += g->nodes[i].op == MPC_OP_OUTPUT;
+    *fixed |= g->nodes[i].op == MPC_OP_INPUT && !g->nodes[i].batched;
+  }
+  int rc = 0;
+  if (gin != *nx || gout != nout) {
+    tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
+                     "--output (got %zu and %zu)", model, gin + nbound, gout, nin, nout);
+    rc = 1;
+  } else if (mpc_graph_batch(g, x, *nx, batch, err, sizeof err) != 0) {
+    tandem_app_error("run", "%s: %s", model, err);
+    rc = 1;
+  }
+  if (rc != 0) {
+    tandem_tensors_close(x, *nx);
+    mpc_weights_close(w);
+    mpc_graph_close(g);
+  }
+  return rc;
+}
+
 int tandem_run_main(int argc, char **argv) {
   static const char use[] = "usage: tandem run --model M.onnx --input X [--input X2 ...] "
                             "--output Y [--output Y2 ...] [--plaintext] [--stats FILE]";
@@ -60,58 +119,14 @@ int tandem_run_main(int argc, char **argv) {
     return 1;
   char err[1024];
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  /* The model is imported here first, so that a bad file or a wrong number
-   * of tensors is reported before any process starts. Its INT64 inputs
-   * (shapes, axes, pads) are structure: their files are read by the import
-   * and become constants; the others are the client's. */
   mpc_graph_t g;
   mpc_weights_t w;
-  unsigned char bound[TANDEM_MAX_TENSORS];
-  if (mpc_onnx_load_bound(model, in, nin, bound, &g, &w, err, sizeof err) != 0) {
-    tandem_app_error("run", "%s", err);
-    return 1;
-  }
-  const char *cin[TANDEM_MAX_TENSORS];
-  size_t nbound = 0;
-  for (size_t i = 0; i < nin; i++)
-    if (bound[i])
-      nbound++;
-    else
-      cin[i - nbound] = in[i];
-  nin -= nbound;
-  if (tandem_tensors_load(cin, nin, x, err, sizeof err) != 0) {
-    mpc_weights_close(&w);
-    mpc_graph_close(&g);
-    tandem_app_error("run", "%s", err);
-    return 1;
-  }
-  for (size_t i = 0; i < nin; i++)
-    if (x[i].shape.ndim == 0) { /* a scalar: the model's rank-0 input is a [1] */
-      x[i].shape.ndim = 1;
-      x[i].shape.dim[0] = 1;
-    }
-  size_t gin = 0, gout = 0;
-  rc = 0;
-  for (size_t i = 0; i < g.nnodes; i++) {
-    gin += g.nodes[i].op == MPC_OP_INPUT;
-    gout += g.nodes[i].op == MPC_OP_OUTPUT;
-  }
-  if (gin != nin || gout != nout) {
-    tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
-                     "--output (got %zu and %zu)", model, gin + nbound, gout, nin + nbound,
-                     nout);
-    rc = 1;
-  }
-  /* The batch comes from the model's batched inputs (a symbolic first
-   * dimension), never from axis 0 of every input: 0 when none is. */
   size_t batch = 0;
-  int fixed_inputs = 0; /* an input of fixed shape: the query cannot be split */
-  for (size_t i = 0; i < g.nnodes; i++)
-    fixed_inputs |= g.nodes[i].op == MPC_OP_INPUT && !g.nodes[i].batched;
-  if (rc == 0 && mpc_graph_batch(&g, x, nin, &batch, err, sizeof err) != 0) {
-    tandem_app_error("run", "%s: %s", model, err);
-    rc = 1;
-  } else if (rc == 0 && plaintext) {
+  int fixed_inputs; /* an input of fixed shape: the query cannot be split */
+  if (run_load(model, in, nin, nout, &g, &w, x, &nin, &batch, &fixed_inputs) != 0)
+    return 1;
+  rc = 0;
+  if (plaintext) {
     if ((rc = mpc_eval_float(&g, &w, x, y)) != 0) {
       tandem_app_error("run", "%s: %s (input shape or values)", model, tandem_strerror(rc));
       rc = 1;
