@@ -32,6 +32,65 @@
 
 /* ---- tandem run -------------------------------------------------------------------- */
 
+/* `tandem run`'s model and tensors, before any process starts: the model
+ * imported (its INT64 inputs, shapes, axes and pads, are structure: the
+ * import reads their files as constants; the others are the client's, loaded
+ * into x, *nx of them, a rank-0 one as the [1] the model holds), the counts
+ * checked against the model's, and the batch derived from the inputs the
+ * model declares batched (0 when none is). *fixed: some input has a fixed
+ * shape. 0, or 1 after one error line (g, w and x then closed). */
+static int run_load(const char *model, const char *const *in, size_t nin, size_t nout,
+                    mpc_graph_t *g, mpc_weights_t *w, mpc_ftensor_t *x, size_t *nx,
+                    size_t *batch, int *fixed) {
+  char err[1024];
+  unsigned char bound[TANDEM_MAX_TENSORS];
+  if (mpc_onnx_load_bound(model, in, nin, bound, g, w, err, sizeof err) != 0) {
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  const char *cin[TANDEM_MAX_TENSORS];
+  size_t nbound = 0;
+  for (size_t i = 0; i < nin; i++)
+    if (bound[i])
+      nbound++;
+    else
+      cin[i - nbound] = in[i];
+  *nx = nin - nbound;
+  if (tandem_tensors_load(cin, *nx, x, err, sizeof err) != 0) {
+    mpc_weights_close(w);
+    mpc_graph_close(g);
+    tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  for (size_t i = 0; i < *nx; i++)
+    if (x[i].shape.ndim == 0) {
+      x[i].shape.ndim = 1;
+      x[i].shape.dim[0] = 1;
+    }
+  size_t gin = 0, gout = 0;
+  *fixed = 0;
+  for (size_t i = 0; i < g->nnodes; i++) {
+    gin += g->nodes[i].op == MPC_OP_INPUT;
+    gout += g->nodes[i].op == MPC_OP_OUTPUT;
+    *fixed |= g->nodes[i].op == MPC_OP_INPUT && !g->nodes[i].batched;
+  }
+  int rc = 0;
+  if (gin != *nx || gout != nout) {
+    tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
+                     "--output (got %zu and %zu)", model, gin + nbound, gout, nin, nout);
+    rc = 1;
+  } else if (mpc_graph_batch(g, x, *nx, batch, err, sizeof err) != 0) {
+    tandem_app_error("run", "%s: %s", model, err);
+    rc = 1;
+  }
+  if (rc != 0) {
+    tandem_tensors_close(x, *nx);
+    mpc_weights_close(w);
+    mpc_graph_close(g);
+  }
+  return rc;
+}
+
 int tandem_run_main(int argc, char **argv) {
   static const char use[] = "usage: tandem run --model M.onnx --input X [--input X2 ...] "
                             "--output Y [--output Y2 ...] [--plaintext] [--stats FILE]";
@@ -60,31 +119,18 @@ int tandem_run_main(int argc, char **argv) {
     return 1;
   char err[1024];
   mpc_ftensor_t x[TANDEM_MAX_TENSORS], y[TANDEM_MAX_TENSORS];
-  if (tandem_paths_writable(out, nout, err, sizeof err) != 0 ||
-      tandem_tensors_load(in, nin, x, err, sizeof err) != 0) {
+  if (tandem_paths_writable(out, nout, err, sizeof err) != 0) {
     tandem_app_error("run", "%s", err);
     return 1;
   }
-  /* The model is imported here first, so that a bad file or a wrong number
-   * of tensors is reported before any process starts. */
   mpc_graph_t g;
   mpc_weights_t w;
-  if (mpc_onnx_load(model, &g, &w, err, sizeof err) != 0) {
-    tandem_tensors_close(x, nin);
-    tandem_app_error("run", "%s", err);
+  size_t batch = 0;
+  int fixed_inputs; /* an input of fixed shape: the query cannot be split */
+  if (run_load(model, in, nin, nout, &g, &w, x, &nin, &batch, &fixed_inputs) != 0)
     return 1;
-  }
-  size_t gin = 0, gout = 0;
   rc = 0;
-  for (size_t i = 0; i < g.nnodes; i++) {
-    gin += g.nodes[i].op == MPC_OP_INPUT;
-    gout += g.nodes[i].op == MPC_OP_OUTPUT;
-  }
-  if (gin != nin || gout != nout) {
-    tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
-                     "--output (got %zu and %zu)", model, gin, gout, nin, nout);
-    rc = 1;
-  } else if (plaintext) {
+  if (plaintext) {
     if ((rc = mpc_eval_float(&g, &w, x, y)) != 0) {
       tandem_app_error("run", "%s: %s (input shape or values)", model, tandem_strerror(rc));
       rc = 1;
@@ -98,7 +144,7 @@ int tandem_run_main(int argc, char **argv) {
   /* A batch whose preprocessing would not fit one message (the throw-away
    * cluster keeps the default) runs as several queries: the CNN's is about
    * 100 MB per image. */
-  size_t rows = x[0].shape.ndim ? x[0].shape.dim[0] : 1;
+  size_t rows = batch ? batch : 1;
   size_t max_msg = NET_DEFAULT_MAX_MSG;
   char extra[64] = "";
   const char *mm = getenv("TANDEM_MAX_MSG"); /* a smaller cluster limit, e.g. for tests */
@@ -115,19 +161,25 @@ int tandem_run_main(int argc, char **argv) {
     }
   }
   size_t chunk = rc == 0 ? cl_batch_fit(&g, max_msg, rows) : 0;
-  mpc_weights_close(&w);
-  mpc_graph_close(&g);
   if (rc == 0 && !plaintext && chunk == 0) {
     tandem_app_error("run", "%s: one row's preprocessing exceeds the largest message", model);
     rc = 1;
+  } else if (rc == 0 && !plaintext && fixed_inputs && chunk < rows) {
+    tandem_app_error("run", "%s: a query of %zu rows exceeds the largest message, and the "
+                     "model's inputs of fixed shape keep it from being split", model, rows);
+    rc = 1;
   }
   if (rc != 0 || plaintext) {
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
     tandem_tensors_close(x, nin);
     return rc;
   }
   tandem_signals();
   tandem_local_t c;
   if (tandem_local_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
     tandem_tensors_close(x, nin);
     tandem_app_error("run", "%s", err);
     return 1;
@@ -137,14 +189,21 @@ int tandem_run_main(int argc, char **argv) {
   memset(&st, 0, sizeof st);
   rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
   if (rc == 0) {
-    rc = cl_client_share_model(&owner, model, "model", err, sizeof err);
+    /* The graph imported above (with its bound shape inputs), not the file. */
+    rc = cl_client_share_graph(&owner, &g, &w, "model", err, sizeof err);
     cl_client_close(&owner);
   }
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
   if (rc == 0 && (rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, sizeof err)) == 0) {
     if (chunk < rows)
       fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "
                       "preprocessing must fit one message)\n", rows, chunk);
-    rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err, sizeof err);
+    if (fixed_inputs)
+      rc = cl_client_query(&client, "model", x, nin, y, nout, &st, err, sizeof err);
+    else
+      rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err,
+                                   sizeof err);
     cl_client_close(&client);
   }
   cl_query_stats_close(&st);

@@ -10,6 +10,7 @@ PKGS=(
   libuv1-dev libsodium-dev libssl-dev check zlib1g-dev libopenblas-dev
   libonnx-dev protobuf-c-compiler libprotobuf-c-dev
   libinih-dev dataset-fashion-mnist python3
+  libonnx-testdata
   "$@"
 )
 

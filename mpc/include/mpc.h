@@ -128,7 +128,8 @@ typedef struct {
 size_t mpc_shape_numel(const mpc_shape_t *s);
 
 typedef enum {
-  MPC_OP_INPUT,     /* a client input: out shape = shape (dim[0] is the batch) */
+  MPC_OP_INPUT,     /* a client input: out shape = shape (dim[0] is the batch
+                     * if the node's `batched` is set) */
   MPC_OP_PARAM,     /* a weight or bias of the model owner: out shape = shape */
   MPC_OP_CONST,     /* a public constant (data in the graph) */
   MPC_OP_MATMUL,    /* in0 (B x K) times in1 (K x N); either may be a PARAM */
@@ -168,6 +169,10 @@ typedef struct {
   mpc_shape_t shape;    /* output shape, filled by mpc_graph_add / infer */
   const double *cdata;  /* MPC_OP_CONST: numel(shape) values (borrowed) */
   char name[64];        /* for error messages */
+  /* MPC_OP_INPUT: 1 if dim[0] is the batch (a symbolic, 0 or -1 first
+   * dimension in the ONNX model; mpc_graph_input's inputs): mpc_plan_new
+   * and mpc_eval_float take it from the query; 0: the shape is fixed. */
+  int batched;
 } mpc_node_t;
 
 /* A graph is an append-only list of nodes in topological order; a node's
@@ -201,7 +206,8 @@ void mpc_graph_close(mpc_graph_t *g);
  * TANDEM_EINVAL, TANDEM_ENOMEM. */
 int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errlen);
 
-/* Convenience builders over mpc_graph_add. */
+/* Convenience builders over mpc_graph_add. mpc_graph_input's node is
+ * batched (dim[0] is the batch). */
 int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
 int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
 int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
@@ -269,8 +275,17 @@ TANDEM_WUR int mpc_graph_set_bounds(mpc_graph_t *g, const mpc_weights_t *w);
 
 typedef struct mpc_plan_s mpc_plan_t;
 
-/* Compiles g for batch size `batch` (replacing dim[0] of every INPUT; 0 keeps
- * the shapes the graph declares). Also initialises libsodium. The plan
+/* The batch size of a query of g on inputs (one tensor per INPUT node, in
+ * node order; ninputs must be their number): dim[0] of the batched inputs,
+ * which must agree, or 0 when no input is batched. Every input must have its
+ * declared shape, but for a batched input's dim[0]. 0 or TANDEM_ESHAPE /
+ * TANDEM_EINVAL with one line in err naming the input. */
+TANDEM_WUR int mpc_graph_batch(const mpc_graph_t *g, const mpc_ftensor_t *inputs,
+                               size_t ninputs, size_t *batch, char *err, size_t errlen);
+
+/* Compiles g for batch size `batch` (replacing dim[0] of every batched INPUT,
+ * the others keep their declared shape; 0 keeps the shapes the graph
+ * declares). Also initialises libsodium. The plan
  * keeps a pointer to g (which must outlive it). Errors: TANDEM_EUNSUPOP naming
  * the node in err, TANDEM_ESHAPE, TANDEM_EINVAL, TANDEM_ENOMEM. */
 TANDEM_WUR int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch,
@@ -428,9 +443,10 @@ TANDEM_WUR int mpc_dealer_import(mpc_dealer_t *d, const void *buf, size_t len);
  * on success the caller closes w and then g (mpc_weights_close before
  * mpc_graph_close: w refers to g). On failure both are left closed.
  * Graph inputs that are not initializers become INPUT nodes (the client's),
- * named as in the model, in the model's order; a symbolic or 0 first
- * dimension is the batch and is declared as 1 (mpc_plan_new and
- * mpc_eval_float substitute the real one). Initializers and Constant tensors
+ * named as in the model, in the model's order; a symbolic, 0 or -1 first
+ * dimension is the batch: the node is `batched`, declared as 1 (mpc_plan_new
+ * and mpc_eval_float substitute the real one); an input whose dimensions are
+ * all fixed keeps them; a rank-0 input is a fixed [1] (a scalar). Initializers and Constant tensors
  * used as operands become PARAM nodes (the model owner's) with their values in
  * w; shape-only tensors (Reshape's shape, axes, pads) are consumed here. Graph
  * outputs become OUTPUT nodes named as in the model, in the model's order.
@@ -446,6 +462,19 @@ TANDEM_WUR int mpc_onnx_load(const char *path, mpc_graph_t *g, mpc_weights_t *w,
                              char *err, size_t errlen);
 TANDEM_WUR int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g,
                                     mpc_weights_t *w, char *err, size_t errlen);
+
+/* mpc_onnx_load with the model's INT64 graph inputs (shape, axes or pads
+ * inputs: the model's structure, public) read at import from tensor files:
+ * paths[i] is the file of the i-th graph input that is not an initializer
+ * (npaths of them, as `tandem run --input` lists them; NULL entries allowed).
+ * Each INT64 input becomes a constant of the import, not an INPUT node, and
+ * bound[i] (npaths entries, or NULL) is set to 1 for its file, 0 for the
+ * others (the client's; their files are not read here). An INT64 input
+ * without a file is refused (TANDEM_EUNSUPOP), as is one used where the
+ * value would be an operand. Other errors as mpc_onnx_load. */
+TANDEM_WUR int mpc_onnx_load_bound(const char *path, const char *const *paths, size_t npaths,
+                                   unsigned char *bound, mpc_graph_t *g, mpc_weights_t *w,
+                                   char *err, size_t errlen);
 
 /* Reads a tensor file: an ONNX TensorProto (.pb, FLOAT or DOUBLE, as in the
  * ONNX backend test data) or a NumPy array (.npy, format 1.0 or 2.0, dtype

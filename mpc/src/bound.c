@@ -106,7 +106,8 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
   for (size_t i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op == MPC_OP_INPUT) {
       mpc_shape_t s = g->nodes[i].shape;
-      s.dim[0] = 1; /* every row of a batch has the same worst case */
+      if (g->nodes[i].batched)
+        s.dim[0] = 1; /* every row of a batch has the same worst case */
       if ((rc = mpc_ftensor_init(&m->in[k++], &s)) != 0)
         return rc;
     }

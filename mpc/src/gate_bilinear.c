@@ -1,5 +1,5 @@
-/* gate_bilinear.c - bilinear layers: MatMul, Gemm, 2-D convolution and the
- * elementwise product (Mul by the owner's scale, or of two activations).
+/* gate_bilinear.c - bilinear layers: MatMul (batched too), Gemm, 2-D
+ * convolution and the elementwise product (Mul by the owner's scale, or of two activations).
  *
  * With a weight W whose mask R_W was opened once at model setup (W^ = W + R_W
  * public to both parties) and a masked input X^ = X + R_X:
@@ -19,6 +19,8 @@
 static size_t out_words(const mpc__gate_t *g) {
   if (g->lin.form == MPC__L_CONV)
     return g->lin.batch * g->lin.cout * g->lin.ohw;
+  if (g->lin.form == MPC__L_BMM)
+    return g->lin.batch * g->lin.m * g->lin.n;
   return g->lin.m * g->lin.n;
 }
 
@@ -38,6 +40,16 @@ int mpc__bilin_apply(const mpc__gate_t *g, const uint64_t *x, const uint64_t *w,
       y[i] = acc ? y[i] + p : p;
     }
     return 0;
+  case MPC__L_BMM: {
+    size_t mk = l->m * l->k, kn = l->k * l->n, mn = l->m * l->n;
+    for (size_t t = 0; t < l->batch; t++) {
+      int rc = kern_gemm(KERN_NOTRANS, KERN_NOTRANS, l->m, l->n, l->k, x + g->bmap[2 * t] * mk,
+                         l->k, w + g->bmap[2 * t + 1] * kn, l->n, acc, y + t * mn, l->n);
+      if (rc != 0)
+        return rc;
+    }
+    return 0;
+  }
   case MPC__L_CONV: {
     size_t plane = l->conv.c * l->conv.h * l->conv.w;
     size_t ncols = l->k * l->ohw;
@@ -105,8 +117,10 @@ int mpc__bilin_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt
       kern_add(y, y, gs->pre, n);
     return rc;
   }
-  /* Triple: <Z>_i = X^ ([i=0] Y^ - <R_Y>_i) - <R_X>_i Y^ + <R_X R_Y>_i. */
-  size_t ny = g->lin.k * g->lin.n;
+  /* Triple: <Z>_i = X^ ([i=0] Y^ - <R_Y>_i) - <R_X>_i Y^ + <R_X R_Y>_i
+   * (Y: the second operand, whole: a convolution's weights, all of a
+   * batched product's matrices). */
+  size_t ny = p->vals[g->in[1]].n;
   uint64_t *t = mpc__calloc(ny ? ny : 1, sizeof *t);
   if (t == NULL)
     return TANDEM_ENOMEM;

@@ -23,7 +23,7 @@
 
 #include <sodium.h>
 
-#include "mpc.h"
+#include "mpc_int.h"
 
 /* The largest tensor a graph may hold, in elements. Far above any model this
  * project runs, and low enough that products of two dimensions and byte counts
@@ -309,6 +309,29 @@ static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shap
   return 0;
 }
 
+/* MatMul with batch dimensions: a [.., M, K] times b [.., K, N] (b of rank
+ * 3 or more), the leading dimensions broadcast both ways (numpy). */
+static int infer_bmm(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
+                     const ectx_t *e) {
+  unsigned r = a->ndim > b->ndim ? a->ndim : b->ndim;
+  size_t k = a->dim[a->ndim - 1];
+  if (k != b->dim[b->ndim - 2])
+    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
+                 b->dim[b->ndim - 2], sstr(a).s, sstr(b).s);
+  out->ndim = r;
+  for (unsigned i = 2; i < r; i++) {
+    size_t ad = i < a->ndim ? a->dim[a->ndim - 1 - i] : 1;
+    size_t bd = i < b->ndim ? b->dim[b->ndim - 1 - i] : 1;
+    if (ad != bd && ad != 1 && bd != 1)
+      return efail(e, TANDEM_ESHAPE, "batch dimensions of %s and %s do not broadcast",
+                   sstr(a).s, sstr(b).s);
+    out->dim[r - 1 - i] = ad > bd ? ad : bd;
+  }
+  out->dim[r - 2] = a->dim[a->ndim - 2];
+  out->dim[r - 1] = b->dim[b->ndim - 1];
+  return 0;
+}
+
 /* MaxPool and AveragePool over an NCHW input a. */
 static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_attr_t *attr,
                       const ectx_t *e) {
@@ -370,8 +393,10 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
 
   case MPC_OP_MATMUL: {
+    if (a->ndim >= 2 && b->ndim > 2)
+      return infer_bmm(a, b, out, e);
     if (a->ndim < 2 || b->ndim != 2)
-      return efail(e, TANDEM_ESHAPE, "needs in0 of rank 2 or more and a 2-D in1, got %s and %s",
+      return efail(e, TANDEM_ESHAPE, "needs operands of rank 2 or more, got %s and %s",
                    sstr(a).s, sstr(b).s);
     size_t k = a->dim[a->ndim - 1];
     if (k != b->dim[0])
@@ -516,6 +541,7 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
   size_t idx = g->nnodes;
   mpc_node_t nd = *node;
   copy_name(nd.name, node->name);
+  nd.batched = nd.op == MPC_OP_INPUT && node->batched != 0;
   if (nd.name[0] == '\0')
     snprintf(nd.name, sizeof nd.name, "%s_%zu", mpc_op_name(nd.op), idx);
   ectx_t e = {err, errlen, nd.name, nd.op};
@@ -562,6 +588,7 @@ static int add_source(mpc_graph_t *g, mpc_op_t op, const char *name, unsigned nd
   for (unsigned d = 0; d < ndim; d++)
     nd.shape.dim[d] = dim[d];
   copy_name(nd.name, name);
+  nd.batched = op == MPC_OP_INPUT;
   return mpc_graph_add(g, &nd, NULL, 0);
 }
 
@@ -726,6 +753,33 @@ static void ev_matmul(size_t m, size_t n, size_t k, const double *a, size_t ams,
   }
 }
 
+size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob) {
+  /* ob counts the output's matrices; its coordinates, last batch axis
+   * fastest, map to xs's matrix with broadcast axes fixed at 0. */
+  size_t idx = 0, stride = 1;
+  for (unsigned i = 2; i < os->ndim; i++) {
+    size_t od = os->dim[os->ndim - 1 - i];
+    size_t c = ob % od;
+    ob /= od;
+    if (i < xs->ndim) {
+      size_t xd = xs->dim[xs->ndim - 1 - i];
+      idx += (xd == 1 ? 0 : c) * stride;
+      stride *= xd;
+    }
+  }
+  return idx;
+}
+
+/* MatMul with batch dimensions (infer_bmm): one product per output matrix. */
+static void ev_bmm(const double *a, const mpc_shape_t *as, const double *b,
+                   const mpc_shape_t *bs, const mpc_shape_t *ys, double *y) {
+  size_t m = ys->dim[ys->ndim - 2], n = ys->dim[ys->ndim - 1], k = as->dim[as->ndim - 1];
+  size_t nb = mpc_shape_numel(ys) / (m * n);
+  for (size_t t = 0; t < nb; t++)
+    ev_matmul(m, n, k, a + mpc__bmm_index(ys, as, t) * m * k, k, 1,
+              b + mpc__bmm_index(ys, bs, t) * k * n, n, 1, y + t * m * n);
+}
+
 /* Direct convolution. For each (batch, out channel, in channel, tap) the
  * whole output plane is updated, so the inner loop runs along a row. */
 static void ev_conv(const mpc_attr_t *at, const double *x, const mpc_shape_t *xs,
@@ -830,6 +884,10 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   size_t n = mpc_shape_numel(ys);
   switch (nd->op) {
   case MPC_OP_MATMUL: {
+    if (s[1]->ndim > 2) {
+      ev_bmm(v[0], s[0], v[1], s[1], ys, y);
+      break;
+    }
     size_t k = s[1]->dim[0], cols = s[1]->dim[1];
     ev_matmul(mpc_shape_numel(s[0]) / k, cols, k, v[0], k, 1, v[1], cols, 1, y);
     break;
@@ -879,6 +937,49 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   }
 }
 
+int mpc_graph_batch(const mpc_graph_t *g, const mpc_ftensor_t *inputs, size_t ninputs,
+                    size_t *batch, char *err, size_t errlen) {
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
+  if (g == NULL || batch == NULL || (ninputs > 0 && inputs == NULL))
+    return TANDEM_EINVAL;
+  *batch = 0;
+  size_t k = 0, first = 0, nin = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    nin += g->nodes[i].op == MPC_OP_INPUT;
+  if (nin != ninputs) {
+    if (err != NULL && errlen > 0)
+      snprintf(err, errlen, "the model has %zu inputs, not %zu", nin, ninputs);
+    return TANDEM_ESHAPE;
+  }
+  for (size_t i = 0; i < g->nnodes; i++) {
+    const mpc_node_t *nd = &g->nodes[i];
+    if (nd->op != MPC_OP_INPUT)
+      continue;
+    const mpc_ftensor_t *t = &inputs[k++];
+    ectx_t e = {err, errlen, nd->name, nd->op};
+    mpc_shape_t want = nd->shape;
+    if (nd->batched && t->shape.ndim == want.ndim && want.ndim >= 1) {
+      if (*batch == 0) {
+        *batch = t->shape.dim[0];
+        first = k;
+      } else if (t->shape.dim[0] != *batch) {
+        return efail(&e, TANDEM_ESHAPE,
+                     "input %zu has %zu rows but input %zu, also batched, has %zu", k,
+                     t->shape.dim[0], first, *batch);
+      }
+      want.dim[0] = t->shape.dim[0];
+    }
+    if (!shape_eq(&t->shape, &want) || want.dim[0] == 0) {
+      mpc_shape_t decl = nd->shape;
+      return efail(&e, TANDEM_ESHAPE, "input %zu has shape %s, the model declares %s%s", k,
+                   sstr(&t->shape).s, sstr(&decl).s,
+                   nd->batched ? " (dim 0: any batch size)" : "");
+    }
+  }
+  return 0;
+}
+
 /* The evaluator keeps one value per node: borrowed for inputs, weights and
  * constants, owned for computed nodes (freed, wiped, at the end). Shapes are
  * inferred again from the actual inputs, so the batch of the inputs flows
@@ -915,9 +1016,11 @@ int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w, const mpc_ftens
       goto fail;
     if (nd->op == MPC_OP_INPUT) {
       const mpc_ftensor_t *t = &inputs[ii++];
-      /* Only the batch (dim 0) may differ from the declared shape. */
+      /* Only the batch (dim 0 of a batched input) may differ from the
+       * declared shape. */
       mpc_shape_t want = nd->shape;
-      want.dim[0] = t->shape.ndim >= 1 ? t->shape.dim[0] : 0;
+      if (nd->batched)
+        want.dim[0] = t->shape.ndim >= 1 ? t->shape.dim[0] : 0;
       rc = TANDEM_ESHAPE;
       if (t->data == NULL || !shape_eq(&t->shape, &want) || check_shape(NULL, &t->shape, "") != 0)
         goto fail;

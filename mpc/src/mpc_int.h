@@ -71,7 +71,9 @@ typedef enum {
   MPC__L_XWT, /* X [B x K] * W^T, W [N x K] */
   MPC__L_WX,  /* W [M x K] * X [K x N] */
   MPC__L_CONV, /* per image: W [M x CKK] * im2col(X_n) [CKK x OHW] */
-  MPC__L_EW    /* X [m] (*) W [k], elementwise, W[bmap[i]] (or W[i]) at i; n = 1 */
+  MPC__L_EW,   /* X [m] (*) W [k], elementwise, W[bmap[i]] (or W[i]) at i; n = 1 */
+  MPC__L_BMM   /* batch products: Y_t [m x n] = X_{bmap[2t]} [m x k] W_{bmap[2t+1]} [k x n],
+                * t < batch (MatMul with batch dimensions, broadcast) */
 } mpc__lform_t;
 
 typedef struct {
@@ -80,6 +82,11 @@ typedef struct {
   kern_conv2d_t conv;   /* CONV geometry (per image) */
   size_t batch, cout, ohw; /* CONV: images, output channels, output plane */
 } mpc__lin_t;
+
+/* The matrix of an operand of shape xs (rank >= 2) that the ob-th matrix of
+ * a batched MatMul's output (shape os) reads: numpy broadcasting of the
+ * leading dimensions (graph.c). */
+size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob);
 
 typedef struct mpc__gate_s {
   mpc__gkind_t kind;

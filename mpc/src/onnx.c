@@ -56,8 +56,9 @@ static int walk(ctx_t *c, const size_t *order) {
   return 0;
 }
 
-int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g, mpc_weights_t *w,
-                         char *err, size_t errlen) {
+static int load_buffer(const void *buf, size_t len, const char *const *bind, size_t nbind,
+                       unsigned char *bound, mpc_graph_t *g, mpc_weights_t *w, char *err,
+                       size_t errlen) {
   if (err != NULL && errlen > 0)
     err[0] = '\0';
   if (g == NULL || w == NULL || (buf == NULL && len > 0)) {
@@ -72,6 +73,11 @@ int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g, mpc_weight
   c.g = g;
   c.err = err;
   c.errlen = errlen;
+  c.bind = bind;
+  c.nbind = nbind;
+  c.bound = bound;
+  if (bound != NULL)
+    memset(bound, 0, nbind);
   if (len > MPC_FILE_MAX)
     return mpc__onnx_gfail(&c, TANDEM_EINVAL, "model of %zu bytes exceeds the limit of %zu", len,
                            MPC_FILE_MAX);
@@ -118,10 +124,21 @@ fail:
   return rc;
 }
 
+int mpc_onnx_load_buffer(const void *buf, size_t len, mpc_graph_t *g, mpc_weights_t *w,
+                         char *err, size_t errlen) {
+  return load_buffer(buf, len, NULL, 0, NULL, g, w, err, errlen);
+}
+
 int mpc_onnx_load(const char *path, mpc_graph_t *g, mpc_weights_t *w, char *err, size_t errlen) {
+  return mpc_onnx_load_bound(path, NULL, 0, NULL, g, w, err, errlen);
+}
+
+int mpc_onnx_load_bound(const char *path, const char *const *paths, size_t npaths,
+                        unsigned char *bound, mpc_graph_t *g, mpc_weights_t *w, char *err,
+                        size_t errlen) {
   if (err != NULL && errlen > 0)
     err[0] = '\0';
-  if (g == NULL || w == NULL || path == NULL)
+  if (g == NULL || w == NULL || path == NULL || (npaths > 0 && paths == NULL))
     return TANDEM_EINVAL;
   mpc_graph_init(g);
   memset(w, 0, sizeof *w);
@@ -131,7 +148,7 @@ int mpc_onnx_load(const char *path, mpc_graph_t *g, mpc_weights_t *w, char *err,
   if (rc != 0)
     return rc;
   char why[800];
-  rc = mpc_onnx_load_buffer(buf, len, g, w, why, sizeof why);
+  rc = load_buffer(buf, len, paths, npaths, bound, g, w, why, sizeof why);
   free(buf);
   if (rc != 0 && err != NULL && errlen > 0)
     snprintf(err, errlen, "%s: %s", path, why);

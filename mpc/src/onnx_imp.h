@@ -66,6 +66,13 @@ typedef struct {
   size_t npdat, cappdat;
 
   unsigned char *done; /* per node: already handled (Constant pre-pass, folded BN) */
+  /* Files of the graph inputs known at import (mpc_onnx_load_bound): paths
+   * [i] for the i-th graph input that is not an initializer; bound[i] set
+   * when an INT64 input's file becomes a constant. NULL: none. */
+  int any_batched; /* some graph input's first dimension is the batch */
+  const char *const *bind;
+  size_t nbind;
+  unsigned char *bound;
   char nbuf[96];       /* a node's display name */
 } ctx_t;
 

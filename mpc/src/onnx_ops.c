@@ -224,9 +224,11 @@ static int op_squeeze(ctx_t *c, size_t k, int unsq) {
       return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis %" PRId64 " is listed twice", a);
     mark |= 1u << a;
   }
-  /* The graph's first dimension is the batch; an activation whose batch axis
-   * is removed or displaced could not be evaluated at another batch size. */
-  if (e->kind == V_ACT && (mark & 1u))
+  /* The graph's first dimension is the batch (if an input has one); an
+   * activation whose batch axis is removed or displaced could not be
+   * evaluated at another batch size. */
+  int act_batch = e->kind == V_ACT && c->any_batched;
+  if (act_batch && (mark & 1u))
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                            "%s axis 0, the batch dimension, is not supported",
                            unsq ? "inserting a dimension at" : "squeezing");
@@ -243,7 +245,7 @@ static int op_squeeze(ctx_t *c, size_t k, int unsq) {
         return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "cannot squeeze axis %u of size %zu", d,
                                in.dim[d]);
       /* Without axes every dimension of 1 goes, except an activation's batch. */
-      int drop = na == SIZE_MAX ? in.dim[d] == 1 && !(e->kind == V_ACT && d == 0) : listed;
+      int drop = na == SIZE_MAX ? in.dim[d] == 1 && !(act_batch && d == 0) : listed;
       if (!drop)
         to.dim[to.ndim++] = in.dim[d];
     }
@@ -406,6 +408,46 @@ static int check_autopad(ctx_t *c, size_t k, int *mode) {
                          ap);
 }
 
+/* The attributes of a 1-D window (3-D input [N, C, L]) as those of the 2-D
+ * window [1, k] over [N, C, 1, L]: the import runs a 1-D pool as a 2-D one
+ * of height 1 between two reshapes. */
+static int window_attrs_1d(ctx_t *c, size_t k, int dil, mpc_attr_t *at, int *pad_mode) {
+  int rc = check_autopad(c, k, pad_mode);
+  size_t ks = 0, st = 1, dl = 1, pads[2] = {0, 0};
+  if (rc == 0)
+    rc = attr_list(c, k, "kernel_shape", 1, 1, &ks);
+  if (rc == 0)
+    rc = attr_list(c, k, "strides", 1, 1, &st);
+  if (rc == 0 && dil)
+    rc = attr_list(c, k, "dilations", 1, 1, &dl);
+  if (rc == 0 && *pad_mode == PAD_NOTSET)
+    rc = attr_list(c, k, "pads", 2, 0, pads);
+  at->kh = ks ? 1 : 0;
+  at->kw = ks;
+  at->strides[0] = at->dilations[0] = 1;
+  at->strides[1] = st;
+  at->dilations[1] = dl;
+  at->pads[1] = pads[0];
+  at->pads[3] = pads[1];
+  return rc;
+}
+
+/* A reshape of activation x to shape s (the 1-D windows' way in and out). */
+static int reshape_act(ctx_t *c, size_t k, int x, const mpc_shape_t *s, const char *tag) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, x, -1, -1);
+  nd.shape = *s;
+  snprintf(nd.name, sizeof nd.name, "%.50s/%s", mpc__onnx_node_name(c, k), tag);
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* 1 if input 0 of node k is an activation of rank 3 (a 1-D window). */
+static int window_1d(ctx_t *c, size_t k) {
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  return e != NULL && e->kind == V_ACT && shape_of(c, e->node)->ndim == 3;
+}
+
 /* The window attributes common to Conv and the pools into at. */
 static int window_attrs(ctx_t *c, size_t k, int dil, mpc_attr_t *at, int *pad_mode) {
   int rc = check_autopad(c, k, pad_mode);
@@ -532,6 +574,62 @@ static int emit_plain(ctx_t *c, size_t k, mpc_node_t *nd) {
   return 0;
 }
 
+/* A 1-D Conv (input [N, C, L], weights [M, C, k]) as a 2-D one of height 1
+ * between two reshapes; constant weights become the owner's [M, C, 1, k]
+ * parameter, computed ones are reshaped like the input. */
+static int conv_1d(ctx_t *c, size_t k, mpc_node_t *nd, int mode) {
+  int rc, x, wn;
+  if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_shape_t s1 = *shape_of(c, x);
+  mpc_shape_t s2 = {4, {s1.dim[0], s1.dim[1], 1, s1.dim[2]}};
+  if ((x = reshape_act(c, k, x, &s2, "2d")) < 0)
+    return x;
+  ent_t *e = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (e == NULL)
+    return rc;
+  if (e->kind == V_CONST) {
+    const mpc__ctensor_t *t = &c->konst[e->kidx].t;
+    if (t->f == NULL || t->ndim != 3)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "1-D weights must be a 3-D float tensor");
+    double *d = mpc__onnx_dup_doubles(t->f, t->numel);
+    if (d == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    size_t dims[4] = {t->dim[0], t->dim[1], 1, t->dim[2]};
+    if ((wn = mpc__onnx_make_param(c, k, e->name, 4, dims, d)) < 0)
+      return wn;
+  } else if ((rc = mpc__onnx_in_act(c, k, 1, &wn)) != 0) {
+    return rc;
+  } else {
+    const mpc_shape_t *ws = shape_of(c, wn);
+    if (ws->ndim != 3)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "1-D weights must be 3-D");
+    mpc_shape_t w4 = {4, {ws->dim[0], ws->dim[1], 1, ws->dim[2]}};
+    if ((wn = reshape_act(c, k, wn, &w4, "w2d")) < 0)
+      return wn;
+  }
+  nd->in[0] = x;
+  nd->in[1] = wn;
+  if (nd->attr.kw == 0) {
+    nd->attr.kh = 1;
+    nd->attr.kw = shape_of(c, wn)->dim[3];
+  }
+  if ((mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) &&
+      (rc = apply_window_pads(c, k, x, &nd->attr, mode, 0, 0)) != 0)
+    return rc;
+  if ((rc = mpc__onnx_in_operand(c, k, 2, 0, &nd->in[2])) != 0)
+    return rc;
+  int r = mpc__onnx_add_node(c, k, nd);
+  if (r < 0)
+    return r;
+  s1.dim[1] = shape_of(c, r)->dim[1];
+  s1.dim[2] = shape_of(c, r)->dim[3];
+  if ((r = reshape_act(c, k, r, &s1, "1d")) < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
 static int op_conv(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"auto_pad",     "dilations", "group", "kernel_shape",
@@ -547,6 +645,11 @@ static int op_conv(ctx_t *c, size_t k, int variant) {
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, MPC_OP_CONV, -1, -1, -1);
   int x, padded, mode;
+  if (window_1d(c, k)) {
+    if ((rc = window_attrs_1d(c, k, 1, &nd.attr, &mode)) != 0)
+      return rc;
+    return conv_1d(c, k, &nd, mode);
+  }
   if ((rc = window_attrs(c, k, 1, &nd.attr, &mode)) != 0)
     return rc;
   if ((rc = window_input(c, k, 1, &nd.attr, &x, &padded)) != 0)
@@ -632,8 +735,8 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
     return rc;
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
-  int mode;
-  if ((rc = window_attrs(c, k, is_max, &nd.attr, &mode)) != 0)
+  int mode, oned = window_1d(c, k);
+  if ((rc = (oned ? window_attrs_1d : window_attrs)(c, k, is_max, &nd.attr, &mode)) != 0)
     return rc;
   if (nd.attr.kh == 0)
     return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is required");
@@ -647,9 +750,19 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
    * AveragePool only when the pool's own padding counts too (or it has none):
    * the result is one padding with count_include_pad=1. */
   int own_pads = nd.attr.pads[0] | nd.attr.pads[1] | nd.attr.pads[2] | nd.attr.pads[3];
-  int x, padded;
-  if ((rc = window_input(c, k, !is_max && (cip != 0 || !own_pads), &nd.attr, &x, &padded)) != 0)
+  int x, padded = 0;
+  mpc_shape_t s1;
+  if (oned) {
+    if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+      return rc;
+    s1 = *shape_of(c, x);
+    mpc_shape_t s2 = {4, {s1.dim[0], s1.dim[1], 1, s1.dim[2]}};
+    if ((x = reshape_act(c, k, x, &s2, "2d")) < 0)
+      return x;
+  } else if ((rc = window_input(c, k, !is_max && (cip != 0 || !own_pads), &nd.attr, &x,
+                                &padded)) != 0) {
     return rc;
+  }
   nd.attr.count_include_pad = cip != 0 || padded;
   nd.in[0] = x;
   int64_t ceil_mode;
@@ -661,6 +774,10 @@ static int op_pool(ctx_t *c, size_t k, int is_max) {
     if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the Indices output is not supported");
   int r = mpc__onnx_add_node(c, k, &nd);
+  if (r >= 0 && oned) {
+    s1.dim[2] = shape_of(c, r)->dim[3];
+    r = reshape_act(c, k, r, &s1, "1d");
+  }
   if (r < 0)
     return r;
   mpc__onnx_def_act(c, k, 0, r);

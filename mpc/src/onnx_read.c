@@ -636,19 +636,70 @@ int mpc__onnx_index_and_sort(ctx_t *c, size_t **order_out) {
   return rc != 0 ? rc : sort_nodes(c, order_out);
 }
 
+/* Graph input e, of type INT64 (a shape, axes or pads input), as a constant
+ * read from the file given for it at import (position pos among the graph
+ * inputs that are not initializers): its values are the model's structure,
+ * public, not a client's secret. */
+static int bind_input(ctx_t *c, ent_t *e, size_t pos) {
+  if (c->bind == NULL || pos >= c->nbind || c->bind[pos] == NULL)
+    return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
+                           "graph input '%s' has type INT64 (a shape, axes or pads input): "
+                           "its values must be known at import (tandem run --input)",
+                           e->name);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  char why[300];
+  int rc = mpc__read_file(c->bind[pos], MPC_FILE_MAX, &buf, &len, why, sizeof why);
+  if (rc != 0)
+    return mpc__onnx_gfail(c, rc, "graph input '%s': %s", e->name, why);
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);
+  free(buf);
+  if (tp == NULL)
+    return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s': %s is not a TensorProto",
+                           e->name, c->bind[pos]);
+  mpc__ctensor_t t;
+  rc = mpc__ctensor_from_proto(tp, &t, why, sizeof why);
+  onnx__tensor_proto__free_unpacked(tp, NULL);
+  if (rc != 0)
+    return mpc__onnx_gfail(c, rc, "graph input '%s': %s", e->name, why);
+  if (t.dtype != ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
+    mpc__ctensor_close(&t);
+    return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is INT64 but %s is not",
+                           e->name, c->bind[pos]);
+  }
+  int ki = mpc__onnx_konst_add(c, &t);
+  if (ki < 0) {
+    mpc__ctensor_close(&t);
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  }
+  e->kind = V_CONST;
+  e->kidx = ki;
+  if (c->bound != NULL)
+    c->bound[pos] = 1;
+  return 0;
+}
+
 int mpc__onnx_add_inputs(ctx_t *c) {
   const Onnx__GraphProto *gp = c->gp;
   char nb[16];
+  size_t pos = 0;
   for (size_t i = 0; i < gp->n_input; i++) {
     const Onnx__ValueInfoProto *v = gp->input[i];
     ent_t *e = mpc__onnx_lookup(c, v->name);
     if (e == NULL || e->src != S_INPUT)
       continue;
+    size_t here = pos++;
     const Onnx__TypeProto *tp = v->type;
     if (tp == NULL || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
         tp->tensor_type == NULL)
       return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is not a tensor", v->name);
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
+    if (et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
+      int rc = bind_input(c, e, here);
+      if (rc != 0)
+        return rc;
+      continue;
+    }
     if (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && et != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
       return mpc__onnx_gfail(c, TANDEM_EPARSE,
                              "graph input '%s' has type %s (want FLOAT or DOUBLE)", v->name,
@@ -656,21 +707,29 @@ int mpc__onnx_add_inputs(ctx_t *c) {
     const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
     if (sp == NULL)
       return mpc__onnx_gfail(c, TANDEM_EUNSUPOP, "graph input '%s' has no shape", v->name);
-    if (sp->n_dim < 1 || sp->n_dim > MPC_MAX_DIMS)
+    if (sp->n_dim > MPC_MAX_DIMS)
       return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
-                             "graph input '%s' has rank %zu (supported: 1 to %d)", v->name,
+                             "graph input '%s' has rank %zu (supported: 0 to %d)", v->name,
                              sp->n_dim, MPC_MAX_DIMS);
     mpc_node_t nd;
     mpc__onnx_node_init(&nd, MPC_OP_INPUT, -1, -1, -1);
     snprintf(nd.name, sizeof nd.name, "%.63s", v->name);
     nd.shape.ndim = (unsigned)sp->n_dim;
+    if (sp->n_dim == 0) {
+      /* A scalar: one element of fixed shape [1] (the client's rank-0
+       * tensor is the same element; numpy broadcasting is unchanged). */
+      nd.shape.ndim = 1;
+      nd.shape.dim[0] = 1;
+    }
     for (size_t d = 0; d < sp->n_dim; d++) {
       const Onnx__TensorShapeProto__Dimension *dm = sp->dim[d];
       int sym = dm == NULL ||
                 dm->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
-                dm->dim_value == 0;
+                dm->dim_value == 0 || (d == 0 && dm->dim_value == -1);
       if (sym && d == 0) {
         nd.shape.dim[0] = 1; /* the batch, substituted later */
+        nd.batched = 1;
+        c->any_batched = 1;
         continue;
       }
       if (sym)
@@ -750,9 +809,26 @@ int mpc__onnx_check_opset(ctx_t *c, const Onnx__ModelProto *m) {
   }
   if (c->opset < 0)
     return mpc__onnx_gfail(c, TANDEM_EPARSE, "the model imports no default-domain opset");
-  if (c->opset < OPSET_MIN || c->opset > OPSET_MAX)
+  if (c->opset > OPSET_MAX || c->opset < 1)
     return mpc__onnx_gfail(c, TANDEM_EUNSUPOP, "opset %ld is not supported (%d to %d)", c->opset,
                            OPSET_MIN, OPSET_MAX);
+  if (c->opset < OPSET_MIN && m->graph != NULL) {
+    /* Older opsets only for operators whose form there is the opset-9 one
+     * (what differs is an attribute of theirs, which the handlers refuse). */
+    static const char *const same[] = {"AveragePool", "Conv",     "Flatten",   "GlobalAveragePool",
+                                       "Identity",    "MatMul",   "MaxPool",   "Relu",
+                                       "Transpose",   NULL};
+    for (size_t i = 0; i < m->graph->n_node; i++) {
+      const char *op = m->graph->node[i] != NULL ? m->graph->node[i]->op_type : NULL;
+      size_t j = 0;
+      while (op != NULL && same[j] != NULL && strcmp(same[j], op) != 0)
+        j++;
+      if (op == NULL || same[j] == NULL)
+        return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
+                               "opset %ld is not supported (%d to %d) for operator %s", c->opset,
+                               OPSET_MIN, OPSET_MAX, op != NULL ? op : "(none)");
+    }
+  }
   return 0;
 }
 

@@ -31,7 +31,10 @@
 #define DEALER_MAGIC 0x44444d54u /* "TMDD" */
 #define PARTY_VERSION 2u       /* a party's model state; 2: the pair key */
 #define DEALER_VERSION 1u      /* the dealer's model state */
-#define GRAPH_VERSION 3u       /* public graphs; 2: input_bound; 3: mag_log2 */
+/* Public graphs; 2: input_bound; 3: mag_log2; 4: per-node flags (an
+ * INPUT's `batched`; earlier versions load every INPUT as batched, which is
+ * what they meant). */
+#define GRAPH_VERSION 4u
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -131,6 +134,7 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
     for (int k = 0; k < MPC_MAX_DIMS; k++)
       put_u64(&w, nd->shape.dim[k]);
     put(&w, nd->name, sizeof nd->name);
+    put_u32(&w, nd->op == MPC_OP_INPUT && nd->batched ? 1u : 0u);
     if (nd->op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd->shape);
       if (n > 0 && nd->cdata == NULL)
@@ -177,7 +181,7 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
   uint64_t nnodes = get_u64(&r);
   if (r.fail || magic != GRAPH_MAGIC)
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "not a Tandem public graph", 0);
-  if (version != GRAPH_VERSION && version != 2)
+  if (version < 2 || version > GRAPH_VERSION)
     return gload_fail(g, NULL, TANDEM_EPARSE, err, errlen, "unknown format version", 0);
   if (f < KERN_FIX_FRAC_MIN || f > KERN_FIX_FRAC_MAX || bound < 2 * f || bound > 62 ||
       nnodes > MAX_NODES || !(input_bound >= 0 && input_bound < 1e300))
@@ -225,11 +229,15 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
         nd.shape.dim[k] = get_u64(&q);
       get(&q, nd.name, sizeof nd.name);
       nd.name[sizeof nd.name - 1] = '\0';
+      uint32_t flags = version >= 4 ? get_u32(&q) : (op == (uint32_t)MPC_OP_INPUT);
       if (q.fail)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "truncated", i);
       if (op > (uint32_t)MPC_OP_LAST || nd.shape.ndim > MPC_MAX_DIMS)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad operator or rank", i);
+      if (flags > 1 || (flags != 0 && op != (uint32_t)MPC_OP_INPUT))
+        return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad node flags", i);
       nd.op = (mpc_op_t)op;
+      nd.batched = (int)flags;
       if (nd.op == MPC_OP_CONST) {
         size_t n = 1;
         for (unsigned k = 0; k < nd.shape.ndim; k++) {

@@ -287,6 +287,85 @@ static int add_bias(cc_t *cc, int node, int y, int bnode, double fold, int chann
   return out;
 }
 
+/* Value v times the public number c (a MulC gate; an integer keeps the
+ * scale, any other number is encoded at f bits and raises it by one, after
+ * truncating a product first). Returns the new value or a negative error. */
+static int mulc_val(cc_t *cc, int node, int v, double c) {
+  const char *label = cc->g->nodes[node].name;
+  if (!isfinite(c))
+    return fail(cc, TANDEM_EINVAL, node, "the constant is not finite");
+  uint64_t cm;
+  unsigned scale = cc->p->vals[v].scale;
+  if (c == nearbyint(c) && fabs(c) < 1048576.0) {
+    cm = (uint64_t)(int64_t)c; /* an integer: exact, no scale change */
+  } else {
+    v = scale1(cc, v, label);
+    if (v < 0)
+      return v;
+    size_t bad;
+    if (kern_fix_encode(&cm, &c, 1, cc->p->f, &bad) != 0)
+      return fail(cc, TANDEM_ERANGE, node, "the constant is outside the fixed-point range");
+    scale = 2;
+  }
+  mpc_shape_t shape = cc->p->vals[v].shape;
+  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_MULC, v, -1, out, label);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->cmul = cm;
+  return out;
+}
+
+/* y + fold * (the activation at bnode), broadcast to y (or, with channel,
+ * one value per channel of an NCHW y): a local ADD gate at the larger of the
+ * two scales. Returns the new value or a negative error. */
+static int add_dynamic(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
+  int bv = cc->act[bnode];
+  if (bv < 0 || !is_dynamic(&cc->p->vals[bv]))
+    return fail(cc, TANDEM_EUNSUPOP, node, "the addend is neither a parameter nor an activation");
+  if (fold != 1.0 && (bv = mulc_val(cc, node, bv, fold)) < 0)
+    return bv;
+  const mpc__val_t *yv = &cc->p->vals[y], *b = &cc->p->vals[bv];
+  mpc_shape_t shape = yv->shape;
+  unsigned scale = yv->scale > b->scale ? yv->scale : b->scale;
+  uint64_t ascale = pow2(cc->p->f * (scale - yv->scale));
+  uint64_t bscale = pow2(cc->p->f * (scale - b->scale));
+  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_ADD, y, bv, out, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->ascale = ascale;
+  g->bscale = bscale;
+  size_t n = cc->p->vals[out].n;
+  if (channel) {
+    size_t m = shape.dim[1], plane = shape.dim[2] * shape.dim[3];
+    if (cc->p->vals[bv].n != m)
+      return fail(cc, TANDEM_ESHAPE, node, "bias length differs from output channels");
+    if ((g->bmap = malloc(n * sizeof *g->bmap)) == NULL)
+      return TANDEM_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+      g->bmap[i] = (uint32_t)((i / plane) % m);
+    return out;
+  }
+  int rc = broadcast_map(&shape, &cc->p->vals[bv].shape, &g->bmap);
+  if (rc < 0)
+    return fail(cc, rc, node, "the addend does not broadcast to the output");
+  return out;
+}
+
+/* A bias or Gemm's C: the owner's parameter or a public constant (add_bias),
+ * or an activation (add_dynamic). */
+static int add_any(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
+  mpc_op_t op = cc->g->nodes[bnode].op;
+  if (op == MPC_OP_PARAM || op == MPC_OP_CONST)
+    return add_bias(cc, node, y, bnode, fold, channel);
+  return add_dynamic(cc, node, y, bnode, fold, channel);
+}
+
 /* The output value (SHARED, scale 2f, of shape vshape) of a matrix product
  * x * w of form `form` with dimensions m x k x n, and its gate. Returns the
  * value or a negative error. */
@@ -328,10 +407,63 @@ static int transpose_2d(cc_t *cc, int node, int v) {
   return lower_layout(cc, node, v, &ts, map);
 }
 
+/* MatMul with batch dimensions (graph.c's infer_bmm): one gate of form BMM,
+ * a triple when in1 is an activation too, whose bmap pairs every output
+ * matrix with the matrices of the operands it reads (broadcasting). */
+static int lower_bmm(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int b = nd->in[1];
+  mpc_op_t bop = cc->g->nodes[b].op;
+  if (bop == MPC_OP_CONST)
+    return fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
+  int x = masked_s1(cc, cc->act[nd->in[0]], nd->name);
+  if (x < 0)
+    return fail(cc, x, node, "operand cannot be masked");
+  int w = bop == MPC_OP_PARAM ? weight_of(cc, b, 1.0) : masked_s1(cc, cc->act[b], nd->name);
+  if (w < 0)
+    return bop == MPC_OP_PARAM ? w : fail(cc, w, node, "operand cannot be masked");
+  mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape, ys;
+  /* The output's shape from the operands' (the plan's batch may differ from
+   * the declared one), as graph.c infers it. */
+  ys.ndim = xs.ndim > ws.ndim ? xs.ndim : ws.ndim;
+  for (unsigned i = 2; i < ys.ndim; i++) {
+    size_t ad = i < xs.ndim ? xs.dim[xs.ndim - 1 - i] : 1;
+    size_t bd = i < ws.ndim ? ws.dim[ws.ndim - 1 - i] : 1;
+    if (ad != bd && ad != 1 && bd != 1)
+      return fail(cc, TANDEM_ESHAPE, node, "batch dimensions do not broadcast");
+    ys.dim[ys.ndim - 1 - i] = ad > bd ? ad : bd;
+  }
+  ys.dim[ys.ndim - 2] = xs.dim[xs.ndim - 2];
+  ys.dim[ys.ndim - 1] = ws.dim[ws.ndim - 1];
+  size_t m = ys.dim[ys.ndim - 2], n = ys.dim[ys.ndim - 1], k = xs.dim[xs.ndim - 1];
+  if (k != ws.dim[ws.ndim - 2])
+    return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
+  size_t nb = mpc_shape_numel(&ys) / (m * n);
+  if (nb > UINT32_MAX / 2 || mpc_shape_numel(&xs) / (m * k) > UINT32_MAX ||
+      mpc_shape_numel(&ws) / (k * n) > UINT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "too many matrices");
+  int y = matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &ys,
+                     MPC__L_BMM, m, k, n);
+  if (y < 0)
+    return y;
+  mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
+  gt->lin.batch = nb;
+  if ((gt->bmap = malloc(2 * nb * sizeof *gt->bmap)) == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t t = 0; t < nb; t++) {
+    gt->bmap[2 * t] = (uint32_t)mpc__bmm_index(&ys, &xs, t);
+    gt->bmap[2 * t + 1] = (uint32_t)mpc__bmm_index(&ys, &ws, t);
+  }
+  cc->act[node] = y;
+  return 0;
+}
+
 static int lower_gemm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   const mpc_graph_t *g = cc->g;
   int a = nd->in[0], b = nd->in[1];
+  if (nd->op == MPC_OP_MATMUL && g->nodes[b].shape.ndim > 2)
+    return lower_bmm(cc, node);
   int trans_a = nd->op == MPC_OP_GEMM && nd->attr.trans_a;
   int trans_b = nd->op == MPC_OP_GEMM && nd->attr.trans_b;
   double alpha = nd->op == MPC_OP_GEMM ? nd->attr.alpha : 1.0;
@@ -407,18 +539,13 @@ static int lower_gemm(cc_t *cc, int node) {
     y = matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim, ys.dim[1]);
     if (y < 0)
       return y;
-    if (alpha != 1.0)
-      return fail(cc, TANDEM_EUNSUPOP, node, "alpha != 1 with two dynamic operands");
+    /* alpha on the product (public: a MulC; the truncation it needs first
+     * costs a round unless alpha is an integer). */
+    if (alpha != 1.0 && (y = mulc_val(cc, node, y, alpha)) < 0)
+      return y;
   }
   if (nd->op == MPC_OP_GEMM && nd->in[2] >= 0 && beta != 0.0) {
-    int c = nd->in[2];
-    if (g->nodes[c].op == MPC_OP_PARAM || g->nodes[c].op == MPC_OP_CONST) {
-      y = add_bias(cc, node, y, c, beta, 0);
-    } else {
-      if (beta != 1.0)
-        return fail(cc, TANDEM_EUNSUPOP, node, "beta != 1 with a dynamic C");
-      return fail(cc, TANDEM_EUNSUPOP, node, "a dynamic C operand is not supported");
-    }
+    y = add_any(cc, node, y, nd->in[2], beta, 0);
     if (y < 0)
       return y;
   }
@@ -429,21 +556,25 @@ static int lower_gemm(cc_t *cc, int node) {
 static int lower_conv(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   int wnode = nd->in[1];
-  if (cc->g->nodes[wnode].op != MPC_OP_PARAM)
-    return fail(cc, TANDEM_EUNSUPOP, node, "convolution weights must be model parameters");
+  mpc_op_t wop = cc->g->nodes[wnode].op;
+  if (wop == MPC_OP_CONST)
+    return fail(cc, TANDEM_EUNSUPOP, node, "public constant convolution weights are not supported");
   int x = masked_s1(cc, cc->act[nd->in[0]], nd->name);
   if (x < 0)
     return fail(cc, x, node, "operand cannot be masked");
-  int w = weight_of(cc, wnode, 1.0);
+  /* Weights supplied or computed per query: both operands masked, a fresh
+   * triple from the dealer (as for MatMul with two activations). */
+  int w = wop == MPC_OP_PARAM ? weight_of(cc, wnode, 1.0) : masked_s1(cc, cc->act[wnode], nd->name);
   if (w < 0)
-    return w;
+    return wop == MPC_OP_PARAM ? w : fail(cc, w, node, "weights cannot be masked");
   const mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
   mpc_shape_t ys = nd->shape;
   ys.dim[0] = xs.dim[0];
   int y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
   if (y < 0)
     return y;
-  mpc__gate_t *gt = new_gate(cc, MPC__G_BILIN, x, w, y, nd->name);
+  mpc__gate_t *gt =
+      new_gate(cc, wop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, y, nd->name);
   if (gt == NULL)
     return TANDEM_ENOMEM;
   gt->lin.form = MPC__L_CONV;
@@ -471,7 +602,7 @@ static int lower_conv(cc_t *cc, int node) {
   gt->lin.k = cv->c * cv->kh * cv->kw;
   gt->lin.n = oh * ow;
   if (nd->in[2] >= 0) {
-    y = add_bias(cc, node, y, nd->in[2], 1.0, 1);
+    y = add_any(cc, node, y, nd->in[2], 1.0, 1);
     if (y < 0)
       return y;
   }
@@ -530,31 +661,9 @@ static int lower_addsub(cc_t *cc, int node) {
 
 static int lower_mulc(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
-  double c = nd->attr.scalar;
-  if (!isfinite(c))
-    return fail(cc, TANDEM_EINVAL, node, "the constant is not finite");
-  int v = cc->act[nd->in[0]];
-  uint64_t cm;
-  unsigned scale = cc->p->vals[v].scale;
-  if (c == nearbyint(c) && fabs(c) < 1048576.0) {
-    cm = (uint64_t)(int64_t)c; /* an integer: exact, no scale change */
-  } else {
-    v = scale1(cc, v, nd->name);
-    if (v < 0)
-      return v;
-    size_t bad;
-    if (kern_fix_encode(&cm, &c, 1, cc->p->f, &bad) != 0)
-      return fail(cc, TANDEM_ERANGE, node, "the constant is outside the fixed-point range");
-    scale = 2;
-  }
-  mpc_shape_t shape = cc->p->vals[v].shape;
-  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  int out = mulc_val(cc, node, cc->act[nd->in[0]], nd->attr.scalar);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_MULC, v, -1, out, nd->name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->cmul = cm;
   cc->act[node] = out;
   return 0;
 }
@@ -817,8 +926,8 @@ static int lower_node(cc_t *cc, int node) {
   switch (nd->op) {
   case MPC_OP_INPUT: {
     mpc_shape_t s = nd->shape;
-    if (p->batch != 0)
-      s.dim[0] = p->batch; /* batch 0: the shapes the graph declares */
+    if (p->batch != 0 && nd->batched)
+      s.dim[0] = p->batch; /* batch 0 or a fixed input: the shapes the graph declares */
     int v = new_val(cc, &s, MPC__V_MASKED, 1, node);
     if (v < 0)
       return v;
@@ -1126,6 +1235,11 @@ int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
       out->gemm_m = l->cout;
       out->gemm_k = l->k;
       out->gemm_n = l->ohw;
+      out->gemm_count = l->batch;
+    } else if (l->form == MPC__L_BMM) {
+      out->gemm_m = l->m;
+      out->gemm_k = l->k;
+      out->gemm_n = l->n;
       out->gemm_count = l->batch;
     } else {
       out->gemm_m = l->m;

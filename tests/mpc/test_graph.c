@@ -317,8 +317,9 @@ START_TEST(test_infer_matmul) {
   ASSERT_FAILS(op(&g, MPC_OP_MATMUL, x, bad, -1, NULL, "fc1"), TANDEM_ESHAPE,
                "node 'fc1' (MatMul): inner dimensions differ: 784 vs 100", "[100, 784]",
                "[100, 10]");
+  /* A 4-D in1 makes a batched product, whose inner dimensions must agree. */
   ASSERT_FAILS(op(&g, MPC_OP_MATMUL, x, x4, -1, NULL, "r3"), TANDEM_ESHAPE, "node 'r3' (MatMul)",
-               "2-D in1");
+               "inner dimensions differ: 784 vs 4");
   int v = input(&g, "v", SHAPE(784));
   ASSERT_FAILS(op(&g, MPC_OP_MATMUL, v, w, -1, NULL, "r1"), TANDEM_ESHAPE, "node 'r1'");
   ASSERT_FAILS(op(&g, MPC_OP_MATMUL, x, w, 0, NULL, "three"), TANDEM_EINVAL, "node 'three'",

@@ -828,12 +828,13 @@ START_TEST(test_err_unsupported) {
   load_fail(b, TANDEM_EUNSUPOP, "node 'mp' (MaxPool)", "Pad node 'pad'");
   ob_free(b);
 
-  /* Opsets outside 9..17, and a foreign domain. */
+  /* Opsets outside 9..17 (below, only for operators whose form is the
+   * same there), and a foreign domain. */
   b = ob_new(8);
   ob_input(b, "x", FLOAT, 2, I64(-1, 4));
-  ob_node(b, "Relu", "r", "x", "y");
+  ob_node(b, "Sub", "r", "x,x", "y");
   ob_output(b, "y");
-  load_fail(b, TANDEM_EUNSUPOP, "opset 8", NULL);
+  load_fail(b, TANDEM_EUNSUPOP, "opset 8", "Sub");
   ob_free(b);
   b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 4));
@@ -926,7 +927,8 @@ START_TEST(test_err_malformed) {
   ob_input(b, "x", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 2, I64(-1, 4));
   ob_node(b, "Relu", "r", "x", "y");
   ob_output(b, "y");
-  load_fail(b, TANDEM_EPARSE, "graph input 'x'", "INT64");
+  /* An INT64 input is a shape input, known at import or refused. */
+  load_fail(b, TANDEM_EUNSUPOP, "graph input 'x'", "INT64");
   ob_free(b);
   b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 4));
@@ -1176,6 +1178,106 @@ START_TEST(test_tensor_errors) {
 }
 END_TEST
 
+/* Writes len bytes to dir/name; the path goes to path. */
+static void put_file(const char *dir, const char *name, const uint8_t *buf, size_t len,
+                     char *path, size_t plen) {
+  snprintf(path, plen, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Shape inputs given at import (mpc_onnx_load_bound): an INT64 graph input
+ * feeding Reshape's shape becomes a constant from its file and leaves the
+ * client's inputs; without a file it is refused, naming it. A rank-0 FLOAT
+ * input is a fixed [1]; Unsqueeze at axis 0 is fine in a graph of fixed
+ * shapes; GlobalAveragePool of opset 1 imports, Add of opset 1 does not. */
+START_TEST(test_bound_inputs) {
+  char dir[] = "/tmp/tandem-bound-XXXXXX", mpath[160], spath[160], err[512];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(2, 6));
+  ob_input(b, "shape", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, I64(3));
+  ob_input(b, "s", FLOAT, 0, NULL);
+  ob_node(b, "Reshape", "r", "x,shape", "y");
+  ob_node(b, "Mul", "m", "y,s", "z");
+  ob_init_i64(b, "ax", 1, I64(0));
+  ob_node(b, "Unsqueeze", "u", "z,ax", "o");
+  ob_output(b, "o");
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  put_file(dir, "m.onnx", buf, len, mpath, sizeof mpath);
+  free(buf);
+  ob_t *tb = ob_new(13);
+  Onnx__TensorProto *t = ob_tensor_i64(tb, "shape", 1, 1, I64(3), I64(3, -1, 2));
+  len = onnx__tensor_proto__get_packed_size(t);
+  buf = malloc(len);
+  onnx__tensor_proto__pack(t, buf);
+  put_file(dir, "shape.pb", buf, len, spath, sizeof spath);
+  free(buf);
+  ob_free(tb);
+  const char *paths[3] = {"unread-x.pb", spath, "unread-s.pb"};
+  unsigned char bound[3] = {9, 9, 9};
+  mpc_graph_t g;
+  mpc_weights_t w;
+  int rc = mpc_onnx_load_bound(mpath, paths, 3, bound, &g, &w, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_int_eq(bound[0] + bound[2], 0);
+  ck_assert_int_eq(bound[1], 1);
+  ck_assert_uint_eq(g.nodes[0].op, MPC_OP_INPUT);
+  ck_assert_uint_eq(g.nodes[1].op, MPC_OP_INPUT);
+  ck_assert_uint_eq(g.nodes[1].shape.ndim, 1);
+  ck_assert_uint_eq(g.nodes[1].shape.dim[0], 1);
+  ck_assert_int_eq(g.nodes[0].batched + g.nodes[1].batched, 0);
+  mpc_ftensor_t in[2] = {rin(SHAPE(2, 6)), rin(SHAPE(1))};
+  mpc_ftensor_t out;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+  ck_assert_uint_eq(out.shape.ndim, 4);
+  ck_assert_uint_eq(out.shape.dim[0], 1);
+  ck_assert_uint_eq(out.shape.dim[1], 3);
+  ck_assert_uint_eq(out.shape.dim[2], 2);
+  for (size_t i = 0; i < 12; i++)
+    ck_assert_double_eq(out.data[i], in[0].data[i] * in[1].data[0]);
+  mpc_ftensor_close(&out);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  rc = mpc_onnx_load(mpath, &g, &w, err, sizeof err);
+  ck_assert_int_eq(rc, TANDEM_EUNSUPOP);
+  ck_assert_msg(strstr(err, "'shape'") != NULL && strstr(err, "INT64") != NULL, "%s", err);
+  unlink(spath);
+  unlink(mpath);
+  rmdir(dir);
+  ob_free(b);
+
+  /* Axis 0 of an activation stays the batch when an input has one. */
+  b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(-1, 6));
+  ob_init_i64(b, "ax", 1, I64(0));
+  ob_node(b, "Unsqueeze", "u", "x,ax", "o");
+  ob_output(b, "o");
+  load_fail(b, TANDEM_EUNSUPOP, "axis 0, the batch dimension", NULL);
+  ob_free(b);
+
+  b = ob_new(1);
+  ob_input(b, "x", FLOAT, 4, I64(1, 3, 2, 2));
+  ob_node(b, "GlobalAveragePool", "gap", "x", "y");
+  ob_output(b, "y");
+  load_ok(b, &g, &w);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  ob_free(b);
+  b = ob_new(1);
+  ob_input(b, "x", FLOAT, 1, I64(3));
+  ob_node(b, "Add", "add", "x,x", "y");
+  ob_output(b, "y");
+  load_fail(b, TANDEM_EUNSUPOP, "opset 1", "Add");
+  ob_free(b);
+}
+END_TEST
+
 Suite *onnx_suite(void) {
   Suite *s = suite_create("onnx");
   TCase *tc = tcase_create("import");
@@ -1192,6 +1294,7 @@ Suite *onnx_suite(void) {
   tcase_add_test(tc, test_scalar_ops);
   tcase_add_test(tc, test_identity_dropout_transpose);
   tcase_add_test(tc, test_load_file);
+  tcase_add_test(tc, test_bound_inputs);
   suite_add_tcase(s, tc);
   tc = tcase_create("errors");
   tcase_add_test(tc, test_err_unsupported);

@@ -584,6 +584,240 @@ START_TEST(test_gemm_trans_dynamic) {
 }
 END_TEST
 
+/* ---- the batch from the declared dimensions -------------------------------- */
+
+/* x [N, 4] (symbolic N) plus y [4] (fixed, broadcast), and a Gemm of two
+ * fixed inputs [3, 5] x [5, 4]: the batch comes from x alone, the fixed
+ * inputs keep their declared shapes whatever the plan's batch (once, a plan
+ * at batch 3 made y [3] and the Gemm's b [3, 4]: "inner dimensions
+ * differ"). Against the float evaluator, privately. */
+START_TEST(test_batch_from_declared_dims) {
+  uint64_t seed = 0x1101;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(-1, 4));
+  ob_input(b, "y", FLOAT, 1, I64(4));
+  ob_input(b, "p", FLOAT, 2, I64(3, 5));
+  ob_input(b, "q", FLOAT, 2, I64(5, 4));
+  ob_node(b, "Add", "add", "x,y", "s");
+  ob_node(b, "Gemm", "fc", "p,q", "t");
+  ob_output(b, "s");
+  ob_output(b, "t");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  ck_assert_int_eq(g.nodes[0].batched, 1);
+  ck_assert_int_eq(g.nodes[1].batched + g.nodes[2].batched + g.nodes[3].batched, 0);
+  mpc_ftensor_t in[4] = {RIN(&seed, -2, 2, 6, 4), RIN(&seed, -2, 2, 4), RIN(&seed, -2, 2, 3, 5),
+                         RIN(&seed, -2, 2, 5, 4)};
+  size_t batch = 0;
+  char err[256];
+  ck_assert_int_eq(mpc_graph_batch(&g, in, 4, &batch, err, sizeof err), 0);
+  ck_assert_uint_eq(batch, 6);
+  harness_check_private(&g, &w, batch, in, harness_layer_bound(0, 5, 2, 2, F), 1);
+  /* A fixed input of another shape is named; so is a missing tensor. */
+  mpc_ftensor_t bad = RIN(&seed, -2, 2, 6, 4);
+  mpc_ftensor_t in2[4] = {in[0], bad, in[2], in[3]};
+  ck_assert_int_eq(mpc_graph_batch(&g, in2, 4, &batch, err, sizeof err), TANDEM_ESHAPE);
+  ck_assert_msg(strstr(err, "'y'") != NULL, "%s", err);
+  ck_assert_int_eq(mpc_graph_batch(&g, in, 3, &batch, err, sizeof err), TANDEM_ESHAPE);
+  mpc_ftensor_close(&bad);
+  for (int i = 0; i < 4; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+
+  /* No batched input: batch 0, the declared shapes at any plan batch. */
+  b = ob_new(13);
+  ob_input(b, "a", FLOAT, 2, I64(3, 4));
+  ob_input(b, "c", FLOAT, 1, I64(4));
+  ob_node(b, "Sub", "sub", "a,c", "d");
+  ob_output(b, "d");
+  load(b, &g, &w);
+  mpc_ftensor_t in3[2] = {RIN(&seed, -2, 2, 3, 4), RIN(&seed, -2, 2, 4)};
+  ck_assert_int_eq(mpc_graph_batch(&g, in3, 2, &batch, err, sizeof err), 0);
+  ck_assert_uint_eq(batch, 0);
+  harness_check_private(&g, &w, 3, in3, 1.0 / (1 << F), 1);
+  mpc_ftensor_close(&in3[0]);
+  mpc_ftensor_close(&in3[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* ---- products of two operands supplied per query ------------------------ */
+
+/* Conv whose weights and bias are graph inputs (a triple of form CONV and a
+ * dynamic per-channel add), Gemm of two inputs with alpha != 1 (a MulC after
+ * the truncation: one round) and a dynamic C with beta != 1. */
+START_TEST(test_conv_gemm_dynamic) {
+  uint64_t seed = 0x1201;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 2, 5, 5));
+  ob_input(b, "w", FLOAT, 4, I64(3, 2, 3, 3));
+  ob_input(b, "cb", FLOAT, 1, I64(3));
+  ob_input(b, "a", FLOAT, 2, I64(3, 4));
+  ob_input(b, "m", FLOAT, 2, I64(5, 4));
+  ob_input(b, "c", FLOAT, 2, I64(1, 5));
+  Onnx__NodeProto *n = ob_node(b, "Conv", "conv", "x,w,cb", "y");
+  ob_attr_ints(b, n, "pads", 4, I64(1, 0, 0, 1));
+  ob_attr_ints(b, n, "strides", 2, I64(2, 1));
+  n = ob_node(b, "Gemm", "fc", "a,m,c", "z");
+  ob_attr_i(b, n, "transB", 1);
+  ob_attr_f(b, n, "alpha", 0.25f);
+  ob_attr_f(b, n, "beta", 0.5f);
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[6] = {RIN(&seed, -2, 2, 2, 2, 5, 5), RIN(&seed, -1, 1, 3, 2, 3, 3),
+                         RIN(&seed, -1, 1, 3),          RIN(&seed, -2, 2, 3, 4),
+                         RIN(&seed, -1, 1, 5, 4),       RIN(&seed, -2, 2, 1, 5)};
+  harness_result_t r =
+      harness_check_private(&g, &w, 2, in, harness_layer_bound(0, 18, 2, 1, F) + 2.0 / (1 << F), 1);
+  ck_assert_uint_eq(r.plan_rounds, 1);
+  for (int i = 0; i < 6; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* MatMul with batch dimensions, broadcast both ways: a [2, 1, 3, 4] times
+ * b [3, 4, 5] (two inputs: triples) and times an initializer [1, 4, 2] (the
+ * owner's weight); the float evaluator itself checked against loops here. */
+START_TEST(test_matmul_batched) {
+  uint64_t seed = 0x1202;
+  ob_t *b = ob_new(13);
+  ob_input(b, "a", FLOAT, 4, I64(2, 1, 3, 4));
+  ob_input(b, "b", FLOAT, 3, I64(3, 4, 5));
+  double *wv = rvec(&seed, 8, -1, 1);
+  ob_init_f(b, "w", 3, I64(1, 4, 2), wv);
+  ob_node(b, "MatMul", "mm", "a,b", "y");
+  ob_node(b, "MatMul", "mw", "a,w", "z");
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[2] = {RIN(&seed, -2, 2, 2, 1, 3, 4), RIN(&seed, -2, 2, 3, 4, 5)};
+  mpc_ftensor_t ref[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, ref), 0);
+  ck_assert_uint_eq(ref[0].shape.ndim, 4);
+  ck_assert_uint_eq(ref[0].shape.dim[1], 3);
+  for (size_t i = 0; i < 2; i++)
+    for (size_t j = 0; j < 3; j++)
+      for (size_t r = 0; r < 3; r++)
+        for (size_t c = 0; c < 5; c++) {
+          double acc = 0, acc2 = 0;
+          for (size_t k = 0; k < 4; k++) {
+            acc += in[0].data[(i * 3 + r) * 4 + k] * in[1].data[(j * 4 + k) * 5 + c];
+            if (c < 2)
+              acc2 += in[0].data[(i * 3 + r) * 4 + k] * wv[k * 2 + c];
+          }
+          ck_assert_double_eq_tol(ref[0].data[((i * 3 + j) * 3 + r) * 5 + c], acc, 1e-12);
+          if (c < 2)
+            ck_assert_double_eq_tol(ref[1].data[(i * 3 + r) * 2 + c], acc2, 1e-12);
+        }
+  mpc_ftensor_close(&ref[0]);
+  mpc_ftensor_close(&ref[1]);
+  harness_check_private(&g, &w, 0, in, harness_layer_bound(0, 4, 2, 2, F), 1);
+  free(wv);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* 1-D pools over [N, C, L] (as 2-D windows of height 1 between reshapes):
+ * MaxPool k=3 s=2 pads 1,1 and AveragePool k=2 (count_include_pad=0), the
+ * float evaluator checked by hand, then the private run. */
+START_TEST(test_pool_1d) {
+  uint64_t seed = 0x1301;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 3, I64(-1, 2, 7));
+  Onnx__NodeProto *n = ob_node(b, "MaxPool", "mp", "x", "y");
+  ob_attr_ints(b, n, "kernel_shape", 1, I64(3));
+  ob_attr_ints(b, n, "strides", 1, I64(2));
+  ob_attr_ints(b, n, "pads", 2, I64(1, 1));
+  n = ob_node(b, "AveragePool", "ap", "x", "z");
+  ob_attr_ints(b, n, "kernel_shape", 1, I64(2));
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in = RIN(&seed, -2, 2, 3, 2, 7), ref[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, ref), 0);
+  ck_assert_uint_eq(ref[0].shape.ndim, 3);
+  ck_assert_uint_eq(ref[0].shape.dim[2], 4);
+  ck_assert_uint_eq(ref[1].shape.dim[2], 6);
+  for (size_t r = 0; r < 6; r++) {
+    const double *x = in.data + r * 7;
+    for (int o = 0; o < 4; o++) {
+      double m = -INFINITY;
+      for (int t = 2 * o - 1; t <= 2 * o + 1; t++)
+        if (t >= 0 && t < 7)
+          m = fmax(m, x[t]);
+      ck_assert_double_eq(ref[0].data[r * 4 + (size_t)o], m);
+    }
+    for (int o = 0; o < 6; o++)
+      ck_assert_double_eq_tol(ref[1].data[r * 6 + (size_t)o], (x[o] + x[o + 1]) / 2, 1e-12);
+  }
+  mpc_ftensor_close(&ref[0]);
+  mpc_ftensor_close(&ref[1]);
+  harness_check_private(&g, &w, 3, &in, 2.0 / (1 << F), 1);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* 1-D Conv over [N, C, L]: constant weights [3, 2, 3] with a bias, stride
+ * 2, pads 1,0, and a second Conv whose weights are an input (a triple); the
+ * float evaluator checked by hand, then the private run. */
+START_TEST(test_conv_1d) {
+  uint64_t seed = 0x1302;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 3, I64(-1, 2, 8));
+  ob_input(b, "v", FLOAT, 3, I64(1, 2, 2));
+  double *wv = rvec(&seed, 18, -1, 1), *bv = rvec(&seed, 3, -1, 1);
+  ob_init_f(b, "w", 3, I64(3, 2, 3), wv);
+  ob_init_f(b, "bias", 1, I64(3), bv);
+  Onnx__NodeProto *n = ob_node(b, "Conv", "c1", "x,w,bias", "y");
+  ob_attr_ints(b, n, "strides", 1, I64(2));
+  ob_attr_ints(b, n, "pads", 2, I64(1, 0));
+  ob_node(b, "Conv", "c2", "x,v", "z");
+  ob_output(b, "y");
+  ob_output(b, "z");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[2] = {RIN(&seed, -2, 2, 2, 2, 8), RIN(&seed, -1, 1, 1, 2, 2)}, ref[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, ref), 0);
+  ck_assert_uint_eq(ref[0].shape.ndim, 3);
+  ck_assert_uint_eq(ref[0].shape.dim[1], 3);
+  ck_assert_uint_eq(ref[0].shape.dim[2], 4); /* (8 + 1 - 3) / 2 + 1 */
+  ck_assert_uint_eq(ref[1].shape.dim[2], 7);
+  for (size_t nn = 0; nn < 2; nn++)
+    for (size_t m = 0; m < 3; m++)
+      for (size_t o = 0; o < 4; o++) {
+        double acc = bv[m];
+        for (size_t ch = 0; ch < 2; ch++)
+          for (size_t t = 0; t < 3; t++) {
+            long p = (long)(2 * o + t) - 1;
+            if (p >= 0 && p < 8)
+              acc += wv[(m * 2 + ch) * 3 + t] * in[0].data[(nn * 2 + ch) * 8 + (size_t)p];
+          }
+        ck_assert_double_eq_tol(ref[0].data[(nn * 3 + m) * 4 + o], acc, 1e-12);
+      }
+  mpc_ftensor_close(&ref[0]);
+  mpc_ftensor_close(&ref[1]);
+  harness_check_private(&g, &w, 2, in, harness_layer_bound(0, 6, 2, 1, F), 1);
+  free(wv);
+  free(bv);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 /* A weight on the left with a transpose stays refused, naming the node. */
 START_TEST(test_gemm_weight_left_transposed_refused) {
   ob_t *b = ob_new(13);
@@ -622,6 +856,11 @@ Suite *private_ops_suite(void) {
   tcase_add_test(tc, test_gemm_trans_a);
   tcase_add_test(tc, test_gemm_trans_dynamic);
   tcase_add_test(tc, test_gemm_weight_left_transposed_refused);
+  tcase_add_test(tc, test_batch_from_declared_dims);
+  tcase_add_test(tc, test_conv_gemm_dynamic);
+  tcase_add_test(tc, test_matmul_batched);
+  tcase_add_test(tc, test_pool_1d);
+  tcase_add_test(tc, test_conv_1d);
   suite_add_tcase(s, tc);
   return s;
 }

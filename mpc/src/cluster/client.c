@@ -275,21 +275,19 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
   memset(st, 0, sizeof *st);
   st->fail_party = -1;
   double t0 = cl_now();
-  if (ninputs == 0 || inputs[0].shape.ndim == 0 || inputs[0].shape.dim[0] == 0) {
-    snprintf(err, errlen, "the input has no batch dimension");
+  if (ninputs == 0 || (inputs[0].shape.ndim > 0 && inputs[0].shape.dim[0] == 0)) {
+    snprintf(err, errlen, "no input, or an empty one");
     return TANDEM_ESHAPE;
   }
-  for (size_t i = 1; i < ninputs; i++) {
-    if (inputs[i].shape.ndim == 0 || inputs[i].shape.dim[0] != inputs[0].shape.dim[0]) {
-      snprintf(err, errlen, "input %zu has another batch size than input 1 (%zu)", i + 1,
-               inputs[0].shape.dim[0]);
-      return TANDEM_ESHAPE;
-    }
-  }
+  /* The batch is dim 0 of the model's batched inputs, but the model comes
+   * with the dealer's reply: the query asks at the first input's rows (what
+   * the batched input of an exported model is) and checks below. A model
+   * with no batched input has the same plan at any batch. */
+  size_t ask = inputs[0].shape.ndim > 0 ? inputs[0].shape.dim[0] : 1;
   cl_ctrl_t h;
   uint8_t *graph = NULL;
   size_t glen = 0;
-  int rc = query_ask(c, name, inputs[0].shape.dim[0], &h, &graph, &glen, err, errlen);
+  int rc = query_ask(c, name, ask, &h, &graph, &glen, err, errlen);
   if (rc != 0)
     return rc;
   st->waited = (h.flags & CL_FLAG_WAITED) != 0;
@@ -300,6 +298,16 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
   free(graph);
   if (rc != 0)
     return rc;
+  size_t batch = 0;
+  if ((rc = mpc_graph_batch(&g, inputs, ninputs, &batch, err, errlen)) != 0 ||
+      (batch != 0 && batch != h.batch)) {
+    if (rc == 0)
+      snprintf(err, errlen, "model %s: the batched inputs have %zu rows, not the first "
+               "input's %zu (put a batched input first)", name, batch, (size_t)h.batch);
+    mpc_graph_close(&g);
+    /* The parties already expect this query: they time out on it. */
+    return rc != 0 ? rc : TANDEM_ESHAPE;
+  }
   if ((rc = mpc_plan_new(&plan, &g, (size_t)h.batch, err, errlen)) != 0) {
     mpc_graph_close(&g);
     return rc;
