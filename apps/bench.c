@@ -9,7 +9,7 @@
  * reuse the same option parser, timer and report printer. Every rate comes from
  * the median of R timed repetitions after a warm-up. A kernel whose result is
  * wrong never gets a speed: each workload checks its output before timing it.
- * The --net workload is the transport's: tandem_net_bench_run times small round trips
+ * The --transport workload is the transport's: tandem_net_bench_run times small round trips
  * and full-duplex exchanges through the secure channel and over plain TCP on
  * loopback in one run, and the report gives both and their ratios (its
  * figures are means over the iterations, as tandem_net_bench_run measures them).
@@ -73,7 +73,7 @@ void openblas_set_num_threads(int n);
 #define TRUNC_ELEMS (16u << 20)
 #define TRUNC_SHIFT 16u
 
-/* --net: the bounds of its options, and the targets its ratios are read
+/* --transport: the bounds of its options, and the targets its ratios are read
  * against (printed with the figures; missing one is not an error). The
  * defaults are tandem_net_bench_run's own (net.h): 2000 round trips of 64 bytes and
  * 20 exchanges of 8 MiB each way. The exchange size stays within the node's
@@ -105,9 +105,9 @@ typedef struct {
   int threads; /* --threads, default 1 */
   int reps;    /* --reps, 0: automatic */
   int json;
-  int net;          /* --net */
-  unsigned iters;   /* --iters (net round trips), 0: default */
-  size_t bytes;     /* --bytes (net exchange size), 0: default */
+  int transport;    /* --transport */
+  unsigned iters;   /* --iters (transport round trips), 0: default */
+  size_t bytes;     /* --bytes (transport exchange size), 0: default */
   kern_isa_t isa;   /* after kern_init */
   int isa_from_env; /* TANDEM_KERNEL chose it */
 } bench_opts_t;
@@ -159,105 +159,98 @@ static const workload_t kernel_workloads[] = {
 #define N_KERNEL_WORKLOADS (sizeof kernel_workloads / sizeof kernel_workloads[0])
 
 static const workload_t net_workload = {
-    "net", OPT_ITERS | OPT_BYTES, run_net,
+    "transport", OPT_ITERS | OPT_BYTES, run_net,
     "secure channel vs plain TCP on loopback: round trip and exchange rate"};
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: tandem bench --kernel gemm --shape MxKxN [--threads N] "
-          "[--reps R] [--json]\n"
+          "usage: tandem bench --kernel gemm --shape MxKxN [--threads N] [--reps R] [--json]\n"
           "       tandem bench --kernel prg|trunc [--reps R] [--json]\n"
-          "       tandem bench --net [--iters N] [--bytes B] [--reps R] "
-          "[--json]\n"
-          "       tandem bench --matmul MxKxN | --model M.onnx ... (private "
-          "workloads:\n"
-          "                    'tandem bench --matmul 1x1x1 --help')\n"
+          "       tandem bench --transport [--iters N] [--bytes B] [--reps R] [--json]\n"
+          "       tandem bench --matmul MxKxN [--mask fresh|reused] [protocol options]\n"
+          "       tandem bench --model M.onnx [--batch B] [protocol options]\n"
+          "       protocol options: [--reps R] [--by-gate] [--json]\n"
+          "                         [--link RTT_MS:GBPS|lan|wan [--emulate]]\n"
           "\n"
-          "Measures a kernel, or the transport, against a baseline timed in "
-          "the same run\n"
-          "on the same data.\n"
-          "Every output is checked before it is timed: a wrong kernel gets an "
-          "error, not a speed.\n\n"
-          "kernels:\n");
-  for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
-    fprintf(out, "  %-7s %s\n", kernel_workloads[i].name,
-            kernel_workloads[i].help);
-  fprintf(
-      out,
-      "\n"
-      "  gemm:  A is MxK, B is KxN, uniform ring elements from kern_prg. The "
-      "result is\n"
-      "         compared with the reference variant (up to 2^27 MACs) or "
-      "checked with\n"
-      "         %d rounds of Freivalds' test. Baselines: cblas_dgemm with 1 "
-      "thread and\n"
-      "         with N threads.\n"
-      "  prg:   %u MiB per rep in %u MiB calls; baseline: EVP AES-128-CTR in "
-      "place over\n"
-      "         the same bytes, so the ratio is the wrapper's overhead. The "
-      "streams are\n"
-      "         checked equal first.\n"
-      "  trunc: arithmetic shift by %u of %u Mi elements, out of place; "
-      "baseline: memcpy\n"
-      "         of the same bytes.\n"
-      "  net:   %s.\n"
-      "         Two nodes of this process with fresh keys on 127.0.0.1: N "
-      "round trips of a\n"
-      "         %d-byte message, then R full-duplex exchanges of B bytes each "
-      "way, through\n"
-      "         the secure channel (AES-256-GCM frames), then the same over "
-      "plain blocking\n"
-      "         TCP sockets (TCP_NODELAY, length-prefixed) as the baseline.\n"
-      "\n"
-      "options:\n"
-      "  --kernel NAME   the workload: gemm, prg or trunc\n"
-      "  --net           the transport workload (instead of --kernel)\n"
-      "  --iters N       net only; round trips timed (1..%d, default %d)\n"
-      "  --bytes B       net only; bytes each way per exchange (1..%zu, "
-      "default %zu)\n"
-      "  --shape MxKxN   gemm only; each 1..%u\n"
-      "  --threads N     gemm only; kern_set_threads(N) and N OpenBLAS "
-      "threads for the\n"
-      "                  threaded baseline (1..%d, default 1)\n"
-      "  --reps R        timed repetitions (1..%d; default: enough for about "
-      "%.1f s);\n"
-      "                  for net, the exchanges timed (default %d)\n"
-      "  --json          one JSON object on one line on stdout\n"
-      "  --help          this text\n"
-      "\n"
-      "figures (each from the MEDIAN time of R reps after one warm-up rep):\n"
-      "  gmacs           M*K*N / seconds / 1e9\n"
-      "  ratio           Tandem rate / baseline rate; for gemm the baseline "
-      "is OpenBLAS\n"
-      "                  with the same thread count (baseline_gmacs; "
-      "baseline_gmacs_1t is\n"
-      "                  1 thread)\n"
-      "  peak_gmacs      mr*nr*k*calls / seconds of the selected variant's "
-      "register-tile\n"
-      "                  micro-kernel on L1-resident packed panels, 1 thread "
-      "(for the\n"
-      "                  reference, whose kern_gemm is a plain loop: kern_gemm "
-      "on a\n"
-      "                  %ux%ux%u product)\n"
-      "  efficiency      gmacs / (peak_gmacs * threads), per-core efficiency\n"
-      "  gbps            bytes written / seconds / 1e9\n"
-      "  net (MEANS over the iterations, not medians):\n"
-      "  rtt_us_*        microseconds per round trip, secure channel and "
-      "plain TCP\n"
-      "  xchg_mbps_*     1e6 bytes per second each way during the exchanges\n"
-      "  rtt_ratio       rtt_us_secure / rtt_us_plain (target <= %.1f)\n"
-      "  throughput_ratio xchg_mbps_secure / xchg_mbps_plain (target >= "
-      "%.1f)\n"
-      "\n"
-      "environment: TANDEM_KERNEL=ref|avx2|avx512 forces a variant (default: "
-      "the best\n"
-      "this CPU and OS support).\n",
-      FREIVALDS_TRIALS, PRG_TOTAL_BYTES >> 20, PRG_CALL_BYTES >> 20,
-      TRUNC_SHIFT, TRUNC_ELEMS >> 20, net_workload.help, NET_SMALL_BYTES,
-      NET_RTT_ITERS_MAX, NET_RTT_ITERS_DEFAULT, (size_t)NET_XCHG_BYTES_MAX,
-      NET_XCHG_BYTES_DEFAULT, SHAPE_DIM_MAX, THREADS_MAX, REPS_MAX, TARGET_S,
-      NET_XCHG_ITERS_DEFAULT, PEAK_REF_DIM, PEAK_REF_DIM, PEAK_REF_DIM,
-      NET_TARGET_RTT, NET_TARGET_THROUGHPUT);
+          "Measures one workload against a baseline timed in the same run on the same data.\n"
+          "Every output is checked before it is timed: a wrong result gets an error, not a\n"
+          "speed.\n"
+          "\n"
+          "workloads (give exactly one):\n"
+          "  --kernel gemm    C = A*B over Z_2^64 with kern_gemm vs OpenBLAS cblas_dgemm\n"
+          "  --kernel prg     kern_prg_u64 vs raw OpenSSL EVP AES-128-CTR, same bytes\n"
+          "  --kernel trunc   kern_trunc vs memcpy of the same bytes\n"
+          "  --transport      the secure channel vs plain TCP on loopback (round trips, rate)\n"
+          "  --matmul MxKxN   a private X (MxK) times Y (KxN) on a loopback cluster (P0, P1,\n"
+          "                   the dealer) vs OpenBLAS dgemm and kern_gemm; each 1..65536\n"
+          "  --model M.onnx   a private inference of an ONNX model on a loopback cluster, on\n"
+          "                   random inputs in [0, 1], vs OpenBLAS dgemm of its linear layers\n"
+          "\n"
+          "options:\n"
+          "  --shape MxKxN    gemm: the product's shape, each 1..%u (required)\n"
+          "  --threads N      gemm: kern_set_threads(N) and N OpenBLAS threads for the\n"
+          "                   threaded baseline (1..%d, default 1)\n"
+          "  --iters N        transport: %d-byte round trips timed (1..%d, default %d)\n"
+          "  --bytes B        transport: bytes per exchange each way (1..%zu MiB, default %zu\n"
+          "                   MiB)\n"
+          "  --mask M         matmul: fresh (default): X and Y both the client's, masked per\n"
+          "                   query; reused: Y is the model owner's, its mask opened at setup\n"
+          "  --batch B        model: the batch size (1..100000, default 1)\n"
+          "  --by-gate        matmul, model: a table per gate (kind, shape, rounds, bytes,\n"
+          "                   online and offline ms)\n"
+          "  --link SPEC      matmul, model: project the online time on a network link,\n"
+          "                   RTT_MS:GBPS, lan (0.3:3) or wan (40:0.4) (default: none)\n"
+          "  --emulate        with --link: also measure on that link, emulated by net/'s\n"
+          "                   per-link delay and rate limit, and compare (within 20%%)\n"
+          "  --reps R         timed repetitions: kernels 1..%d (default: enough for about\n"
+          "                   %.1f s); transport: the exchanges timed (default %d);\n"
+          "                   matmul, model: queries after one warm-up (1..1000, default 5)\n"
+          "  --json           one JSON object on one line on stdout\n"
+          "  --help           this text\n"
+          "  --version        the version\n"
+          "\n"
+          "figures (kernels: from the MEDIAN time of R reps after one warm-up rep):\n"
+          "  gmacs            M*K*N / seconds / 1e9\n"
+          "  ratio            Tandem rate / baseline rate; for gemm the baseline is OpenBLAS\n"
+          "                   with the same thread count (baseline_gmacs; baseline_gmacs_1t\n"
+          "                   is 1 thread)\n"
+          "  peak_gmacs       mr*nr*k*calls / seconds of the selected variant's register-tile\n"
+          "                   micro-kernel on L1-resident packed panels, 1 thread (for the\n"
+          "                   reference, whose kern_gemm is a plain loop: kern_gemm on a\n"
+          "                   %ux%ux%u product)\n"
+          "  efficiency       gmacs / (peak_gmacs * threads), per-core efficiency\n"
+          "  gbps             bytes written / seconds / 1e9\n"
+          "  transport (MEANS over the iterations, not medians):\n"
+          "  rtt_us_*         microseconds per round trip, secure channel and plain TCP\n"
+          "  xchg_mbps_*      1e6 bytes per second each way during the exchanges\n"
+          "  rtt_ratio        rtt_us_secure / rtt_us_plain (target <= %.1f)\n"
+          "  throughput_ratio xchg_mbps_secure / xchg_mbps_plain (target >= %.1f)\n"
+          "  matmul, model (medians of R queries):\n"
+          "  online_s         the online time: from the moment both parties hold the masked\n"
+          "                   input and their preprocessing to the last output share sent\n"
+          "  online_party_s   the slower party's own online time, from its masked input's\n"
+          "                   arrival (includes waiting for the other party)\n"
+          "  offline_s        the slower party's offline phase\n"
+          "\n"
+          "  gemm:  A is MxK, B is KxN, uniform ring elements from kern_prg, compared with\n"
+          "         the reference variant (up to 2^27 MACs) or checked with %d rounds of\n"
+          "         Freivalds' test.\n"
+          "  prg:   %u MiB per rep in %u MiB calls, checked equal to EVP's stream first;\n"
+          "         the ratio is the wrapper's overhead.\n"
+          "  trunc: arithmetic shift by %u of %u Mi elements, out of place.\n"
+          "  transport: two nodes of this process with fresh keys on 127.0.0.1: N round\n"
+          "         trips, then R full-duplex exchanges of B bytes each way, through the\n"
+          "         secure channel (AES-256-GCM frames), then over plain blocking TCP\n"
+          "         sockets (TCP_NODELAY, length-prefixed) as the baseline.\n"
+          "\n"
+          "environment: TANDEM_KERNEL=ref|avx2|avx512 forces a variant (default: the best\n"
+          "this CPU and OS support); TANDEM_MAX_MSG lowers the cluster's largest message.\n",
+          SHAPE_DIM_MAX, THREADS_MAX, NET_SMALL_BYTES, NET_RTT_ITERS_MAX,
+          NET_RTT_ITERS_DEFAULT, (size_t)NET_XCHG_BYTES_MAX >> 20, NET_XCHG_BYTES_DEFAULT >> 20,
+          REPS_MAX,
+          TARGET_S, NET_XCHG_ITERS_DEFAULT, PEAK_REF_DIM, PEAK_REF_DIM, PEAK_REF_DIM,
+          NET_TARGET_RTT, NET_TARGET_THROUGHPUT, FREIVALDS_TRIALS, PRG_TOTAL_BYTES >> 20,
+          PRG_CALL_BYTES >> 20, TRUNC_SHIFT, TRUNC_ELEMS >> 20);
 }
 
 /* Parses a decimal integer in [lo, hi] made of digits only (no sign, no
@@ -1195,7 +1188,7 @@ static int run_net(const bench_opts_t *o, report_t *r) {
   double tput_ratio = res.xchg_mbps_secure / res.xchg_mbps_plain;
   /* JSON keys in the order of the documented object, then the run's
    * parameters. */
-  report_str(r, "workload", NULL, "net");
+  report_str(r, "workload", NULL, "transport");
   f = report_num(r, "rtt_us_secure", "rtt secure", res.rtt_us_secure, 1);
   field_note(f, "us  %zu-byte message and reply, secure channel, mean of %u",
              nb.small_bytes, nb.rtt_iters);
@@ -1226,137 +1219,186 @@ static int run_net(const bench_opts_t *o, report_t *r) {
 /* ------------------------------------------------------------------------ */
 /* Entry point                                                               */
 
-/* The value of option `name` at argv[*i]: "--name=value" or "--name value".
- * NULL if argv[*i] is not this option; *missing set if it lacks its value. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name,
-                             int *missing) {
-  size_t len = strlen(name);
-  const char *arg = argv[*i];
-  if (strncmp(arg, name, len) != 0)
-    return NULL;
-  if (arg[len] == '=')
-    return arg + len + 1;
-  if (arg[len] != '\0')
-    return NULL;
-  if (*i + 1 >= argc) {
-    *missing = 1;
-    return NULL;
+/* Every option of `tandem bench`, of every workload, in one table: each is
+ * named exactly (no abbreviations), and an option of the other family of
+ * workloads is named as such rather than as unknown. */
+enum {
+  B_KERNEL, B_SHAPE, B_THREADS, B_TRANSPORT, B_ITERS, B_BYTES, /* kernels, transport */
+  B_MATMUL, B_MODEL, B_MASK, B_BATCH, B_BY_GATE, B_LINK, B_EMULATE, /* protocols */
+  B_REPS, B_JSON, B_HELP, B_VERSION, B_NOPTS
+};
+#define FAM_KERN 1u  /* --kernel, --transport */
+#define FAM_PROTO 2u /* --matmul, --model */
+
+static const struct {
+  const char *name;
+  int takes_value;
+  unsigned fam;
+} bench_opts[B_NOPTS] = {
+    [B_KERNEL] = {"kernel", 1, FAM_KERN},      [B_SHAPE] = {"shape", 1, FAM_KERN},
+    [B_THREADS] = {"threads", 1, FAM_KERN},    [B_TRANSPORT] = {"transport", 0, FAM_KERN},
+    [B_ITERS] = {"iters", 1, FAM_KERN},        [B_BYTES] = {"bytes", 1, FAM_KERN},
+    [B_MATMUL] = {"matmul", 1, FAM_PROTO},     [B_MODEL] = {"model", 1, FAM_PROTO},
+    [B_MASK] = {"mask", 1, FAM_PROTO},         [B_BATCH] = {"batch", 1, FAM_PROTO},
+    [B_BY_GATE] = {"by-gate", 0, FAM_PROTO},   [B_LINK] = {"link", 1, FAM_PROTO},
+    [B_EMULATE] = {"emulate", 0, FAM_PROTO},   [B_REPS] = {"reps", 1, FAM_KERN | FAM_PROTO},
+    [B_JSON] = {"json", 0, FAM_KERN | FAM_PROTO}, [B_HELP] = {"help", 0, FAM_KERN | FAM_PROTO},
+    [B_VERSION] = {"version", 0, FAM_KERN | FAM_PROTO},
+};
+
+/* argv into val[] (the value of each option given, "" for a flag, NULL if
+ * absent): -1 to go on, else the exit code after one line on stderr. */
+static int bench_parse(int argc, char **argv, const char *val[B_NOPTS]) {
+  for (int i = 0; i < B_NOPTS; i++)
+    val[i] = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] != '-' || a[2] == '\0')
+      return usage_error("unexpected argument", a);
+    size_t len = strcspn(a + 2, "=");
+    const char *inl = a[2 + len] == '=' ? a + 3 + len : NULL;
+    /* --net once named both the transport workload and a protocol
+     * workload's network projection. */
+    if (len == 3 && strncmp(a + 2, "net", 3) == 0) {
+      tandem_app_error(CMD, "'--net' is gone: --transport for the transport workload, "
+                            "--link RTT_MS:GBPS|lan|wan for a protocol workload's network");
+      return EXIT_USAGE;
+    }
+    int o = -1;
+    for (int k = 0; k < B_NOPTS && o < 0; k++)
+      if (strlen(bench_opts[k].name) == len && strncmp(a + 2, bench_opts[k].name, len) == 0)
+        o = k;
+    if (o < 0)
+      return usage_error("unknown option", a);
+    if (val[o] != NULL) {
+      tandem_app_error(CMD, "option '--%s' given twice (try 'tandem bench --help')",
+                       bench_opts[o].name);
+      return EXIT_USAGE;
+    }
+    if (!bench_opts[o].takes_value) {
+      if (inl != NULL) {
+        tandem_app_error(CMD, "option '--%s' takes no value (try 'tandem bench --help')",
+                         bench_opts[o].name);
+        return EXIT_USAGE;
+      }
+      val[o] = "";
+    } else if (inl != NULL) {
+      val[o] = inl;
+    } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+      val[o] = argv[++i];
+    } else {
+      tandem_app_error(CMD, "option '--%s' needs a value (try 'tandem bench --help')",
+                       bench_opts[o].name);
+      return EXIT_USAGE;
+    }
   }
-  return argv[++*i];
+  if (val[B_HELP] != NULL) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (val[B_VERSION] != NULL) {
+    printf("tandem %s\n", TANDEM_VERSION);
+    return EXIT_OK;
+  }
+  /* An option of the other family of workloads is named, not ignored. */
+  unsigned fam = val[B_MATMUL] != NULL || val[B_MODEL] != NULL ? FAM_PROTO : FAM_KERN;
+  for (int k = 0; k < B_NOPTS; k++)
+    if (val[k] != NULL && !(bench_opts[k].fam & fam)) {
+      tandem_app_error(CMD, "--%s %s (try 'tandem bench --help')", bench_opts[k].name,
+                       fam == FAM_PROTO ? "does not apply to --matmul or --model"
+                                        : "applies to --matmul and --model only");
+      return EXIT_USAGE;
+    }
+  return -1;
+}
+
+/* The kernel and transport workload's options from val[] into *o and *w:
+ * -1 to go on, else the exit code. */
+static int kernel_opts(const char *val[B_NOPTS], bench_opts_t *o, const workload_t **wp) {
+  const workload_t *w = NULL;
+  memset(o, 0, sizeof *o);
+  o->threads = 1;
+  o->kernel = val[B_KERNEL];
+  o->json = val[B_JSON] != NULL;
+  o->transport = val[B_TRANSPORT] != NULL;
+  if (val[B_REPS] != NULL && parse_int_arg(val[B_REPS], 1, REPS_MAX, &o->reps) != 0)
+    return usage_error("--reps wants an integer in 1..10000, not", val[B_REPS]);
+  if (o->transport && o->kernel != NULL)
+    return usage_error("--transport and --kernel are two workloads; give one, not both", NULL);
+  if (o->transport) {
+    w = &net_workload;
+  } else {
+    if (o->kernel == NULL)
+      return usage_error("missing the workload: --kernel gemm|prg|trunc, --transport, "
+                         "--matmul MxKxN or --model M.onnx",
+                         NULL);
+    for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
+      if (strcmp(o->kernel, kernel_workloads[i].name) == 0)
+        w = &kernel_workloads[i];
+    if (w == NULL)
+      return usage_error("unknown --kernel (want gemm, prg or trunc):", o->kernel);
+  }
+  const char *wname = o->transport ? "--transport" : o->kernel;
+  if (val[B_SHAPE] != NULL) {
+    if (!(w->opts & OPT_SHAPE))
+      return usage_error("--shape applies to --kernel gemm only, not", wname);
+    if (parse_shape(val[B_SHAPE], &o->m, &o->k, &o->n) != 0)
+      return usage_error("--shape wants MxKxN, each an integer in 1..65536, not", val[B_SHAPE]);
+    o->have_shape = 1;
+  } else if (w->opts & OPT_SHAPE) {
+    return usage_error("missing --shape MxKxN for --kernel", o->kernel);
+  }
+  if (val[B_THREADS] != NULL) {
+    if (!(w->opts & OPT_THREADS))
+      return usage_error("--threads applies to --kernel gemm only, not", wname);
+    if (parse_int_arg(val[B_THREADS], 1, THREADS_MAX, &o->threads) != 0)
+      return usage_error("--threads wants an integer in 1..64, not", val[B_THREADS]);
+    o->have_threads = 1;
+  }
+  if (val[B_ITERS] != NULL) {
+    int n;
+    if (!(w->opts & OPT_ITERS))
+      return usage_error("--iters applies to --transport only, not", wname);
+    if (parse_int_arg(val[B_ITERS], 1, NET_RTT_ITERS_MAX, &n) != 0)
+      return usage_error("--iters wants an integer in 1..1000000, not", val[B_ITERS]);
+    o->iters = (unsigned)n;
+  }
+  if (val[B_BYTES] != NULL) {
+    unsigned long b;
+    const char *end;
+    if (!(w->opts & OPT_BYTES))
+      return usage_error("--bytes applies to --transport only, not", wname);
+    if (parse_uint(val[B_BYTES], 1, NET_XCHG_BYTES_MAX, &b, &end) != 0 || *end != '\0')
+      return usage_error("--bytes wants an integer in 1..67108864, not", val[B_BYTES]);
+    o->bytes = (size_t)b;
+  }
+  *wp = w;
+  return -1;
 }
 
 int tandem_bench_main(int argc, char **argv) {
   bench_opts_t o;
-  const char *shape_arg = NULL, *threads_arg = NULL;
-  const char *iters_arg = NULL, *bytes_arg = NULL;
-  report_t *rep = NULL;
-  int rc;
-
-  /* The protocol workloads have their own options (bench_proto.c). */
-  for (int i = 1; i < argc; i++)
-    if (strncmp(argv[i], "--matmul", 8) == 0 || strncmp(argv[i], "--model", 7) == 0)
-      return tandem_bench_proto_main(argc, argv);
-  memset(&o, 0, sizeof o);
-  o.threads = 1;
-  for (int i = 1; i < argc; i++) {
-    const char *v;
-    int missing = 0;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      usage(stdout);
-      return EXIT_OK;
-    } else if (strcmp(argv[i], "--json") == 0) {
-      o.json = 1;
-    } else if (strcmp(argv[i], "--net") == 0) {
-      o.net = 1;
-    } else if ((v = opt_value(argc, argv, &i, "--iters", &missing))) {
-      iters_arg = v;
-    } else if ((v = opt_value(argc, argv, &i, "--bytes", &missing))) {
-      bytes_arg = v;
-    } else if ((v = opt_value(argc, argv, &i, "--kernel", &missing))) {
-      o.kernel = v;
-    } else if ((v = opt_value(argc, argv, &i, "--shape", &missing))) {
-      shape_arg = v;
-    } else if ((v = opt_value(argc, argv, &i, "--threads", &missing))) {
-      threads_arg = v;
-    } else if ((v = opt_value(argc, argv, &i, "--reps", &missing))) {
-      if (parse_int_arg(v, 1, REPS_MAX, &o.reps) != 0)
-        return usage_error("--reps wants an integer in 1..10000, not", v);
-    } else if (missing) {
-      return usage_error("option needs a value:", argv[i]);
-    } else if (argv[i][0] == '-') {
-      return usage_error("unknown option", argv[i]);
-    } else {
-      return usage_error("unexpected argument", argv[i]);
-    }
-  }
-
+  const char *val[B_NOPTS];
   const workload_t *w = NULL;
-  if (o.net && o.kernel != NULL)
-    return usage_error("--net and --kernel are two workloads; give one, not "
-                       "both",
-                       NULL);
-  if (o.net) {
-    w = &net_workload;
-  } else {
-    if (o.kernel == NULL)
-      return usage_error("missing --kernel gemm|prg|trunc or --net", NULL);
-    for (size_t i = 0; i < N_KERNEL_WORKLOADS; i++)
-      if (strcmp(o.kernel, kernel_workloads[i].name) == 0)
-        w = &kernel_workloads[i];
-    if (w == NULL)
-      return usage_error("unknown --kernel (want gemm, prg or trunc):",
-                         o.kernel);
-  }
-  if (shape_arg != NULL) {
-    if (!(w->opts & OPT_SHAPE))
-      return usage_error("--shape applies to --kernel gemm only, not",
-                         w->name);
-    if (parse_shape(shape_arg, &o.m, &o.k, &o.n) != 0)
-      return usage_error("--shape wants MxKxN, each an integer in 1..65536, "
-                         "not",
-                         shape_arg);
-    o.have_shape = 1;
-  } else if (w->opts & OPT_SHAPE) {
-    return usage_error("missing --shape MxKxN for --kernel", o.kernel);
-  }
-  if (threads_arg != NULL) {
-    if (!(w->opts & OPT_THREADS))
-      return usage_error("--threads applies to --kernel gemm only, not",
-                         w->name);
-    if (parse_int_arg(threads_arg, 1, THREADS_MAX, &o.threads) != 0)
-      return usage_error("--threads wants an integer in 1..64, not",
-                         threads_arg);
-    o.have_threads = 1;
-  }
-  if (iters_arg != NULL) {
-    int n;
-    if (!(w->opts & OPT_ITERS))
-      return usage_error("--iters applies to --net only, not", w->name);
-    if (parse_int_arg(iters_arg, 1, NET_RTT_ITERS_MAX, &n) != 0)
-      return usage_error("--iters wants an integer in 1..1000000, not",
-                         iters_arg);
-    o.iters = (unsigned)n;
-  }
-  if (bytes_arg != NULL) {
-    unsigned long b;
-    const char *end;
-    if (!(w->opts & OPT_BYTES))
-      return usage_error("--bytes applies to --net only, not", w->name);
-    if (parse_uint(bytes_arg, 1, NET_XCHG_BYTES_MAX, &b, &end) != 0 ||
-        *end != '\0')
-      return usage_error("--bytes wants an integer in 1..67108864, not",
-                         bytes_arg);
-    o.bytes = (size_t)b;
-  }
+  report_t *rep = NULL;
+  int rc = bench_parse(argc, argv, val);
+  if (rc >= 0)
+    return rc;
+  /* The protocol workloads (bench_proto.c) read their options themselves,
+   * from an argv bench_parse has found well formed. */
+  if (val[B_MATMUL] != NULL || val[B_MODEL] != NULL)
+    return tandem_bench_proto_main(argc, argv);
+  if ((rc = kernel_opts(val, &o, &w)) >= 0)
+    return rc;
 
   if (sodium_init() < 0) {
     tandem_app_error(CMD, "libsodium failed to initialise");
     return EXIT_ERR;
   }
-  /* The transport does no arithmetic: --net neither needs nor reports a
-   * kernel variant, so a TANDEM_KERNEL meant for other runs does not stop
+  /* The transport does no arithmetic: --transport neither needs nor reports
+   * a kernel variant, so a TANDEM_KERNEL meant for other runs does not stop
    * it. */
-  if (!o.net) {
+  if (!o.transport) {
     rc = kern_init();
     if (rc != 0) {
       const char *env = getenv("TANDEM_KERNEL");

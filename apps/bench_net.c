@@ -1,7 +1,7 @@
 /* bench_net.c - tandem_net_bench_run: the round trip and full-duplex throughput of the
  * secure channel between two nodes of this process on 127.0.0.1, next to the
  * same patterns over plain blocking TCP sockets (TCP_NODELAY, an 8-byte
- * length before each message), so `tandem bench --net` can show what the
+ * length before each message), so `tandem bench --transport` can show what the
  * framing and AES-GCM cost. It uses net's public interface only (a
  * measurement, not part of the transport).
  */

@@ -5,16 +5,16 @@
  *
  * One workload: the model is shared once (setup), one query warms up, then
  * --reps queries are timed; the report gives the medians of the online phase
- * (from the moment both parties hold the masked input and their
- * preprocessing to the last output share sent, from the parties' clocks: all
- * run on this host) and of the slower party's offline phase, the online
+ * (the online time of the README and of `--stats`: from the moment both
+ * parties hold the masked input and their preprocessing to the last output
+ * share sent, from the parties' clocks: all run on this host) and of the slower party's offline phase, the online
  * rounds and bytes each party sends,
  * the dealer's bytes to each party, and the plaintext time of the same work:
  * the float evaluator (mpc_eval_float, or OpenBLAS dgemm for a matmul) and
  * the ring GEMMs of the plan's bilinear gates with kern_gemm. Every private
  * result is checked against the float reference before any time is printed.
  *
- * --net RTT_MS:GBPS (or lan, wan) projects the online time on that network
+ * --link RTT_MS:GBPS (or lan, wan) projects the online time on that network
  * from what was measured: each online round adds a one-way delay (both
  * parties send at once) and its bytes at the link rate; the dealer's message
  * takes one delay and its bytes (ahead of the query: the dealer works ahead).
@@ -55,11 +55,11 @@ typedef struct {
 static const netspec_t named_nets[] = {{"lan", 0.3, 3.0}, {"wan", 40.0, 0.4}};
 
 typedef struct {
-  const char *matmul, *model, *mask, *net;
+  const char *matmul, *model, *mask, *link;
   size_t m, k, n, batch;
   int reps, by_gate, json, emulate;
   netspec_t spec;
-  int have_net;
+  int have_link;
   /* A batch whose preprocessing exceeds one message (max_msg: the cluster's,
    * NET_DEFAULT_MAX_MSG or TANDEM_MAX_MSG) runs as nq queries of at most
    * chunk rows, as `tandem run` does; nq = 1 otherwise. */
@@ -411,7 +411,7 @@ typedef struct {
   uint64_t online_bytes[2], offline_bytes[2];
   double online_s, offline_s, setup_s, max_err;
   double online_min_s; /* the fastest query: the least disturbed by other work */
-  double online_wait_s; /* median of the slower party's own online time, which
+  double online_party_s; /* median of the slower party's own online time, which
                            includes waiting for the other party's offline work */
   double deal_s; /* the dealer's generation of one query, in this process */
   size_t ngates;
@@ -535,7 +535,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     rc = TANDEM_EIO;
     goto done;
   }
-  res->online_wait_s = median(onw, reps);
+  res->online_party_s = median(onw, reps);
   res->online_s = median(on, reps); /* sorts on */
   res->online_min_s = on[0];
   res->offline_s = median(off, reps);
@@ -665,7 +665,7 @@ static void print_summary(FILE *f, const popts_t *o, const work_t *wk, const pre
             "\"online_vs_float\":%.4g,\"kernel\":\"%s\",\"threads\":%d",
             r->rounds, o->nq, o->chunk, (unsigned long long)r->online_bytes[0],
             (unsigned long long)r->online_bytes[1], (unsigned long long)r->offline_bytes[0],
-            (unsigned long long)r->offline_bytes[1], r->online_s, r->offline_s, r->online_wait_s,
+            (unsigned long long)r->offline_bytes[1], r->online_s, r->offline_s, r->online_party_s,
             r->setup_s, r->deal_s, o->reps, r->max_err, pl->float_s, pl->float_what, pl->ring_s,
             ratio_ring,
             ratio_float, kern_isa_name(kern_isa_active()), kern_threads());
@@ -683,10 +683,12 @@ static void print_summary(FILE *f, const popts_t *o, const work_t *wk, const pre
             (unsigned long long)r->online_bytes[0], (unsigned long long)r->online_bytes[1]);
     fprintf(f, "  offline bytes   P0 %llu, P1 %llu (from the dealer)\n",
             (unsigned long long)r->offline_bytes[0], (unsigned long long)r->offline_bytes[1]);
-    fprintf(f, "  online          %.3f ms (median of %d, loopback; from both parties ready to "
-               "the last output share)\n", 1e3 * r->online_s, o->reps);
-    fprintf(f, "                  %.3f ms as the slower party times it (with its wait for the "
-               "other's offline work)\n", 1e3 * r->online_wait_s);
+    fprintf(f, "  online          %.3f ms (median of %d, loopback; from both parties holding "
+               "the masked input and their preprocessing to the last output share sent)\n",
+            1e3 * r->online_s, o->reps);
+    fprintf(f, "  online (party)  %.3f ms, the slower party's own online time (from its "
+               "masked input's arrival, with its wait for the other party)\n",
+            1e3 * r->online_party_s);
     fprintf(f, "  offline         %.3f ms (median; the dealer's message received and "
                "prepared)\n", 1e3 * r->offline_s);
     fprintf(f, "  setup           %.3f ms (sharing the model, once)\n", 1e3 * r->setup_s);
@@ -751,12 +753,12 @@ static void print_targets(FILE *f, const popts_t *o, const mpc_plan_t *plan, con
 }
 
 /* The network projection and, with --emulate, its check. */
-static void print_net(FILE *f, const popts_t *o, const pres_t *r, const proj_t *proj,
+static void print_link(FILE *f, const popts_t *o, const pres_t *r, const proj_t *proj,
                       const pres_t *emu) {
   int json = o->json;
   {
     if (json)
-      fprintf(f, ",\"net\":{\"name\":\"%s\",\"rtt_ms\":%g,\"gbps\":%g,"
+      fprintf(f, ",\"link\":{\"name\":\"%s\",\"rtt_ms\":%g,\"gbps\":%g,"
                  "\"projected_online_s\":%.6g,\"projected_dealer_transfer_s\":%.6g",
               o->spec.name, o->spec.rtt_ms, o->spec.gbps, proj->online_s, proj->offline_s);
     else
@@ -836,7 +838,7 @@ static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *p
   print_summary(f, o, wk, r, pl);
   print_targets(f, o, plan, r, pl);
   if (proj != NULL)
-    print_net(f, o, r, proj, emu);
+    print_link(f, o, r, proj, emu);
   if (o->by_gate)
     print_gates(f, o, plan, r);
   if (o->json)
@@ -950,10 +952,10 @@ static int usage_error(const char *msg, const char *arg) {
 
 /* The options into *o: -1 to go on, else the exit code (0 for --help). */
 static int parse_popts(int argc, char **argv, popts_t *o) {
-  static const char use[] =
-      "usage: tandem bench --matmul MxKxN [--mask fresh|reused] [options]\n"
-      "       tandem bench --model M.onnx [--batch B] [options]\n"
-      "options: [--reps R] [--by-gate] [--json] [--net RTT_MS:GBPS|lan|wan [--emulate]]";
+  /* tandem_bench_main has checked argv (names, values, --help, the other
+   * workloads' options) with the table of every bench option; this reads
+   * the protocol workloads' values from it. */
+  static const char use[] = "usage: tandem bench --matmul MxKxN | --model M.onnx [options]";
   memset(o, 0, sizeof *o);
   const char *batch_s = NULL, *reps_s = NULL;
   const tandem_opt_t opts[] = {{"matmul", &o->matmul, NULL, NULL, 0},
@@ -963,25 +965,10 @@ static int parse_popts(int argc, char **argv, popts_t *o) {
                                {"reps", &reps_s, NULL, NULL, 0},
                                {"by-gate", NULL, &o->by_gate, NULL, 0},
                                {"json", NULL, &o->json, NULL, 0},
-                               {"net", &o->net, NULL, NULL, 0},
+                               {"link", &o->link, NULL, NULL, 0},
                                {"emulate", NULL, &o->emulate, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
-  int rc = tandem_opts(
-      argc, argv, opts, use,
-      "A private workload over real processes on loopback (P0, P1 and the dealer), with\n"
-      "the plaintext work timed in the same run.\n"
-      "  --matmul MxKxN  X (M x K) times Y (K x N); --mask fresh (default): both are the\n"
-      "                  client's, masked per query (a matrix triple); --mask reused: Y is\n"
-      "                  the model owner's weight, its mask opened once at setup\n"
-      "  --model M.onnx  one inference of an ONNX model at --batch B (default 1) on\n"
-      "                  random inputs in [0, 1]\n"
-      "  --reps R        timed queries after one warm-up (default 5); medians reported\n"
-      "  --by-gate       a table per gate: kind, shape, rounds, bytes, online/offline ms\n"
-      "  --net SPEC      project the times on a network: RTT_MS:GBPS, lan (0.3:3) or\n"
-      "                  wan (40:0.4), from the measured compute, rounds and bytes\n"
-      "  --emulate       also measure on that network, emulated by net/ (delay and rate\n"
-      "                  limit on every link, in user space), and compare\n"
-      "  --json          one JSON object\n");
+  int rc = tandem_opts(argc, argv, opts, use, "See 'tandem bench --help'.\n");
   if (rc >= 0)
     return rc;
   if ((o->matmul == NULL) == (o->model == NULL))
@@ -1004,12 +991,12 @@ static int parse_popts(int argc, char **argv, popts_t *o) {
       return usage_error("--reps wants 1..1000, not", reps_s);
     o->reps = (int)reps;
   }
-  if (o->net != NULL) {
-    if (parse_netspec(o->net, &o->spec) != 0)
-      return usage_error("--net wants RTT_MS:GBPS (e.g. 0.3:3), lan or wan, not", o->net);
-    o->have_net = 1;
+  if (o->link != NULL) {
+    if (parse_netspec(o->link, &o->spec) != 0)
+      return usage_error("--link wants RTT_MS:GBPS (e.g. 0.3:3), lan or wan, not", o->link);
+    o->have_link = 1;
   } else if (o->emulate) {
-    return usage_error("--emulate needs --net SPEC", NULL);
+    return usage_error("--emulate needs --link SPEC", NULL);
   }
   if (max_msg_env(&o->max_msg) != 0)
     return 2;
@@ -1073,7 +1060,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
     goto fail;
   }
   proj_t proj;
-  if (o.have_net) {
+  if (o.have_link) {
     project(plan, o.nq, &res, &o.spec, &proj);
     if (o.emulate) {
       if ((rc = run_private(&o, &wk, &o.spec, gap_s, &emu, err, sizeof err)) != 0)
@@ -1081,7 +1068,7 @@ int tandem_bench_proto_main(int argc, char **argv) {
       have_emu = 1;
     }
   }
-  print_report(&o, &wk, plan, &res, &pl, o.have_net ? &proj : NULL, have_emu ? &emu : NULL);
+  print_report(&o, &wk, plan, &res, &pl, o.have_link ? &proj : NULL, have_emu ? &emu : NULL);
   pres_close(&res);
   pres_close(&emu);
   mpc_plan_free(plan);

@@ -31,12 +31,12 @@ if o["workload"] in ("matmul", "model"):
     s = "rounds %d, online %.2f ms, %d B/party online, %.1f KB/party offline" % (
         o["rounds"], 1e3 * o["online_s"], max(o["online_bytes"].values()),
         max(o["offline_bytes"].values()) / 1e3)
-    if "net" in o:
-        s += ", projected %.1f ms on %s" % (1e3 * o["net"]["projected_online_s"], o["net"]["name"])
-        if "emulated_online_s" in o["net"]:
-            s += " (emulated %.1f ms)" % (1e3 * o["net"]["emulated_online_s"])
+    if "link" in o:
+        s += ", projected %.1f ms on %s" % (1e3 * o["link"]["projected_online_s"], o["link"]["name"])
+        if "emulated_online_s" in o["link"]:
+            s += " (emulated %.1f ms)" % (1e3 * o["link"]["emulated_online_s"])
     print(s)
-elif o["workload"] == "net":
+elif o["workload"] == "transport":
     print("rtt ratio %.2f, throughput ratio %.2f" % (o["rtt_ratio"], o["throughput_ratio"]))
 else:
     print(", ".join("%s %s" % (k, o[k]) for k in ("kernel", "ratio") if k in o))
@@ -54,18 +54,18 @@ run "gemm 512x512x512, 1 thread" --kernel gemm --shape 512x512x512
 run "gemm 128x784x128, 1 thread" --kernel gemm --shape 128x784x128
 run "prg" --kernel prg
 run "trunc" --kernel trunc
-run "secure channel" --net
+run "secure channel" --transport
 for shape in 128x784x128 512x512x512; do
   run "matmul $shape, fresh" --matmul "$shape" --by-gate
   run "matmul $shape, reused weight mask" --matmul "$shape" --mask reused --by-gate
 done
 for b in 1 10 100; do
-  run "MLP batch $b" --model "$M/fashion_mlp.onnx" --batch "$b" --by-gate --net lan
+  run "MLP batch $b" --model "$M/fashion_mlp.onnx" --batch "$b" --by-gate --link lan
 done
-run "MLP batch 1, wan (emulated)" --model "$M/fashion_mlp.onnx" --batch 1 --net wan --emulate
-run "MLP batch 100, wan" --model "$M/fashion_mlp.onnx" --batch 100 --net wan
+run "MLP batch 1, wan (emulated)" --model "$M/fashion_mlp.onnx" --batch 1 --link wan --emulate
+run "MLP batch 100, wan" --model "$M/fashion_mlp.onnx" --batch 100 --link wan
 for b in 1 4 100; do
-  run "CNN batch $b" --model "$M/fashion_cnn.onnx" --batch "$b" --by-gate --net lan --reps 3
+  run "CNN batch $b" --model "$M/fashion_cnn.onnx" --batch "$b" --by-gate --link lan --reps 3
 done
 
 python3 - "$LINES" "$OUT" <<'PY'
@@ -79,7 +79,7 @@ for name in ("mlp", "cnn"):
     # One point per batch size: the LAN runs (the WAN ones repeat a batch).
     rows = sorted((o["batch"], 1e3 * o["online_s"], max(o["online_bytes"].values()))
                   for o in objs if o.get("workload") == "model" and name in o.get("model", "")
-                  and o.get("net", {}).get("name", "lan") == "lan")
+                  and o.get("link", {}).get("name", "lan") == "lan")
     with open(os.path.join(out, name + ".dat"), "w") as f:
         f.write("# batch online_ms online_bytes_per_party\n")
         for r in rows:

@@ -5,7 +5,7 @@
 # benchmark: runs the binary given as $1 on small shapes with --json and checks
 # the object's keys and figures, checks that TANDEM_KERNEL selects the named
 # variant (each variant this CPU lacks must be refused, and is reported as
-# skipped), runs --net with small counts and checks its figures and ratios, and
+# skipped), runs --transport with small counts and checks its figures and ratios, and
 # checks that every bad invocation exits non-zero with exactly one line on
 # stderr. Runs as a CTest loopback test (`bash test_bench.sh <path-to-tandem>`),
 # in a few seconds.
@@ -23,7 +23,7 @@ fail() {
 
 # check_json FILE WORKLOAD KERNEL KEY... : FILE holds exactly one line, a JSON
 # object whose workload and kernel are as given (an empty KERNEL: any, or none
-# as for --net), with every KEY present and every number in it positive and
+# as for --transport), with every KEY present and every number in it positive and
 # finite.
 check_json() {
   python3 - "$@" <<'EOF'
@@ -81,13 +81,13 @@ else
   fail "trunc exited $?: $(cat "$TMP/err")"
 fi
 
-# --net: one short run (few round trips, small exchanges). The ratios must be
+# --transport: one short run (few round trips, small exchanges). The ratios must be
 # the quotients of the figures beside them; the targets (throughput_ratio >=
 # 0.5, rtt_ratio <= 2) are printed, not asserted: a loaded machine can miss them.
 NET_KEYS="rtt_us_secure rtt_us_plain rtt_ratio xchg_mbps_secure xchg_mbps_plain throughput_ratio"
-if "$TANDEM" bench --net --iters 50 --reps 2 --bytes 262144 --json >"$TMP/out" 2>"$TMP/err"; then
-  check_json "$TMP/out" net "" $NET_KEYS || fail "net JSON: $(cat "$TMP/out")"
-  python3 - "$TMP/out" <<'PY' || fail "net JSON figures: $(cat "$TMP/out")"
+if "$TANDEM" bench --transport --iters 50 --reps 2 --bytes 262144 --json >"$TMP/out" 2>"$TMP/err"; then
+  check_json "$TMP/out" transport "" $NET_KEYS || fail "transport JSON: $(cat "$TMP/out")"
+  python3 - "$TMP/out" <<'PY' || fail "transport JSON figures: $(cat "$TMP/out")"
 import json, sys
 o = json.load(open(sys.argv[1]))
 def close(a, b):
@@ -97,27 +97,27 @@ if not close(o["rtt_ratio"], o["rtt_us_secure"] / o["rtt_us_plain"]):
 if not close(o["throughput_ratio"], o["xchg_mbps_secure"] / o["xchg_mbps_plain"]):
     sys.exit("throughput_ratio is not xchg_mbps_secure / xchg_mbps_plain")
 if "kernel" in o:
-    sys.exit("--net reports a kernel variant it does not use")
+    sys.exit("--transport reports a kernel variant it does not use")
 if (o.get("rtt_iters"), o.get("xchg_iters"), o.get("xchg_bytes")) != (50, 2, 262144):
     sys.exit("--iters/--reps/--bytes are not reported as given")
-print("net (small run): rtt_ratio %.2f, throughput_ratio %.2f"
+print("transport (small run): rtt_ratio %.2f, throughput_ratio %.2f"
       % (o["rtt_ratio"], o["throughput_ratio"]))
 PY
 else
-  fail "net exited $?: $(cat "$TMP/err")"
+  fail "transport exited $?: $(cat "$TMP/err")"
 fi
-if "$TANDEM" bench --net --iters 20 --reps 1 --bytes 65536 >"$TMP/out" 2>"$TMP/err"; then
+if "$TANDEM" bench --transport --iters 20 --reps 1 --bytes 65536 >"$TMP/out" 2>"$TMP/err"; then
   for label in "rtt secure" "rtt plain" "rtt ratio" "exchange secure" "exchange plain" \
       "throughput ratio"; do
-    grep -q "^$label " "$TMP/out" || fail "net human output lacks '$label': $(cat "$TMP/out")"
+    grep -q "^$label " "$TMP/out" || fail "transport human output lacks '$label': $(cat "$TMP/out")"
   done
-  grep -q '{' "$TMP/out" && fail "net human output contains JSON"
+  grep -q '{' "$TMP/out" && fail "transport human output contains JSON"
 else
-  fail "human net exited $?: $(cat "$TMP/err")"
+  fail "human transport exited $?: $(cat "$TMP/err")"
 fi
 # The transport uses no kernel: a bad TANDEM_KERNEL does not stop it.
-TANDEM_KERNEL=bogus "$TANDEM" bench --net --iters 5 --reps 1 --bytes 4096 --json \
-  >"$TMP/out" 2>"$TMP/err" || fail "net with TANDEM_KERNEL=bogus: $(cat "$TMP/err")"
+TANDEM_KERNEL=bogus "$TANDEM" bench --transport --iters 5 --reps 1 --bytes 4096 --json \
+  >"$TMP/out" 2>"$TMP/err" || fail "transport with TANDEM_KERNEL=bogus: $(cat "$TMP/err")"
 
 # Human output: aligned lines, no JSON.
 if "$TANDEM" bench --kernel gemm --shape 16x16x16 --reps 1 >"$TMP/out" 2>"$TMP/err"; then
@@ -181,16 +181,16 @@ expect_error 2 "" --kernel gemm --shape 8x8x8 --threads 65
 expect_error 2 "" --kernel gemm --shape 8x8x8 --reps
 expect_error 2 "" --kernel gemm --shape 8x8x8 --frobnicate
 expect_error 2 ""
-expect_error 2 "" --net --kernel prg
-expect_error 2 "" --net --shape 8x8x8
-expect_error 2 "" --net --threads 2
-expect_error 2 "" --net --iters 0
-expect_error 2 "" --net --iters 1000001
-expect_error 2 "" --net --bytes 0
-expect_error 2 "" --net --bytes 67108865
-expect_error 2 "" --net --bytes 1k
-expect_error 2 "" --net --bytes
-expect_error 2 "" --net --reps 0
+expect_error 2 "" --transport --kernel prg
+expect_error 2 "" --transport --shape 8x8x8
+expect_error 2 "" --transport --threads 2
+expect_error 2 "" --transport --iters 0
+expect_error 2 "" --transport --iters 1000001
+expect_error 2 "" --transport --bytes 0
+expect_error 2 "" --transport --bytes 67108865
+expect_error 2 "" --transport --bytes 1k
+expect_error 2 "" --transport --bytes
+expect_error 2 "" --transport --reps 0
 expect_error 2 "" --kernel prg --iters 10
 expect_error 2 "" --kernel trunc --bytes 4096
 expect_error 1 "TANDEM_KERNEL=bogus" --kernel gemm --shape 8x8x8
@@ -201,6 +201,48 @@ if [ -n "$mem_kib" ] && [ "$mem_kib" -lt $((300 * 1024 * 1024)) ]; then
 fi
 grep -q "TANDEM_KERNEL=bogus" <(env TANDEM_KERNEL=bogus "$TANDEM" bench --kernel gemm --shape 8x8x8 2>&1) ||
   fail "TANDEM_KERNEL=bogus: the message does not name the variable"
+
+# --- the command line (issue 12): every option named exactly, every error on
+# one line naming it, --net split into --transport and --link ----------------
+# expect_msg PATTERN ARGS...: exit 2, one line on stderr matching PATTERN.
+expect_msg() {
+  local pat=$1
+  shift
+  expect_error 2 "" "$@"
+  grep -q -- "$pat" "$TMP/err" || fail "tandem bench $*: stderr lacks '$pat': $(cat "$TMP/err")"
+}
+M=$(cd "$(dirname "$0")/../.." && pwd)/models/fashion_mlp.onnx
+expect_msg "'--kern'" --kern gemm --shape 8x8x8            # no abbreviations
+expect_msg "'--mas'" --matmul 4x4x4 --mas fresh
+expect_msg "'--matmulx'" --matmulx 4x4x4
+expect_msg "'--frobnicate'" --matmul 4x4x4 --frobnicate
+expect_msg "'--jso'" --model "$M" --jso
+expect_msg "'--matmul' needs a value" --matmul
+expect_msg "'--batch' needs a value" --model "$M" --batch
+expect_msg "'--link' needs a value" --model "$M" --link --emulate
+expect_msg "'--shape' needs a value" --kernel gemm --shape --json
+expect_msg "'--json' takes no value" --kernel prg --json=1
+expect_msg "'--kernel' given twice" --kernel gemm --kernel prg
+expect_msg "--batch applies to --matmul and --model only" --kernel gemm --shape 8x8x8 --batch 2
+expect_msg "--kernel does not apply to --matmul" --matmul 4x4x4 --kernel gemm
+expect_msg "--transport does not apply to --matmul" --matmul 4x4x4 --transport
+expect_msg "--transport.*--link" --net
+expect_msg "--transport.*--link" --model "$M" --net lan
+expect_msg "--transport.*--link" --net=lan --model "$M"
+expect_msg "missing the workload" --json
+if "$TANDEM" bench --version >"$TMP/out" 2>"$TMP/err"; then
+  grep -q "^tandem " "$TMP/out" || fail "bench --version: $(cat "$TMP/out")"
+else
+  fail "bench --version exited non-zero: $(cat "$TMP/err")"
+fi
+# --help names every workload and option, each on a line of its own.
+"$TANDEM" bench --help >"$TMP/out" 2>"$TMP/err" || fail "--help exited non-zero"
+for opt in --kernel --transport --matmul --model --shape --threads --iters --bytes --mask \
+    --batch --by-gate --link --emulate --reps --json --help --version; do
+  grep -q -- "^  $opt " "$TMP/out" || fail "bench --help lacks a line for $opt"
+done
+grep -q "online_s .*both parties hold the masked" "$TMP/out" ||
+  fail "bench --help does not define the online time"
 
 # --help: usage on stdout, exit 0.
 if "$TANDEM" bench --help >"$TMP/out" 2>"$TMP/err"; then

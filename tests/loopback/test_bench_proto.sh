@@ -5,7 +5,7 @@
 # processes on loopback: --matmul (fresh triple and reused weight mask) and
 # --model (the Fashion-MNIST MLP), checked for their counts (rounds, online
 # bytes per party, dealer bytes) against what the protocol must send, their
-# per-gate table, the float check of the private result, the --net projection
+# per-gate table, the float check of the private result, the --link projection
 # against --emulate (within 20%), and one clear line and a non-zero exit for
 # every bad invocation.
 set -u
@@ -70,15 +70,15 @@ fi
 # --- a network: the projection, and the emulation that checks it -------------
 # 40 ms of round trip dominates four rounds, so the two agree even on a busy
 # machine; the offline figure is not compared (the dealer works ahead).
-if bench wan --model "$M/fashion_mlp.onnx" --reps 2 --net 40:0.4 --emulate; then
-  want wan "o['net']['rtt_ms'] == 40 and o['net']['gbps'] == 0.4"
-  want wan "o['net']['projected_online_s'] >= o['online_s'] + 4 * 0.020"
-  want wan "o['net']['emulated_online_s'] >= 4 * 0.020"
-  want wan "o['net']['agree_within_20pct'] is True"
+if bench wan --model "$M/fashion_mlp.onnx" --reps 2 --link 40:0.4 --emulate; then
+  want wan "o['link']['rtt_ms'] == 40 and o['link']['gbps'] == 0.4"
+  want wan "o['link']['projected_online_s'] >= o['online_s'] + 4 * 0.020"
+  want wan "o['link']['emulated_online_s'] >= 4 * 0.020"
+  want wan "o['link']['agree_within_20pct'] is True"
 fi
-if bench lan --model "$M/fashion_mlp.onnx" --reps 2 --net lan; then
-  want lan "o['net']['name'] == 'lan' and o['net']['rtt_ms'] == 0.3 and o['net']['gbps'] == 3"
-  want lan "'emulated_online_s' not in o['net']"
+if bench lan --model "$M/fashion_mlp.onnx" --reps 2 --link lan; then
+  want lan "o['link']['name'] == 'lan' and o['link']['rtt_ms'] == 0.3 and o['link']['gbps'] == 3"
+  want lan "'emulated_online_s' not in o['link']"
 fi
 "$TANDEM" bench --model "$M/fashion_mlp.onnx" --reps 1 >"$TMP/human" 2>"$TMP/err" ||
   fail "human output: $(cat "$TMP/err")"
@@ -100,8 +100,8 @@ bad 2 --matmul 4x4x4 --mask other
 bad 2 --model "$M/fashion_mlp.onnx" --mask fresh
 bad 2 --model "$M/fashion_mlp.onnx" --batch 0
 bad 2 --model "$M/fashion_mlp.onnx" --emulate
-bad 2 --model "$M/fashion_mlp.onnx" --net 40
-bad 2 --model "$M/fashion_mlp.onnx" --net fast
+bad 2 --model "$M/fashion_mlp.onnx" --link 40
+bad 2 --model "$M/fashion_mlp.onnx" --link fast
 bad 2 --matmul 4x4x4 --reps 0
 bad 1 --matmul 4x8x5
 bad 1 --model "$TMP/missing.onnx"
