@@ -58,7 +58,7 @@ int tandem_tensors_save(const char *const *paths, size_t n, const mpc_ftensor_t 
                         size_t errlen);
 void tandem_tensors_close(mpc_ftensor_t *t, size_t n);
 
-/* tandem bench --net (bench_net.c): the transport's own figures. */
+/* tandem bench --transport (bench_net.c): the transport's own figures. */
 
 typedef struct {
   size_t small_bytes;   /* round-trip message size (0: 64) */
