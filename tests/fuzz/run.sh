@@ -20,7 +20,7 @@ for name in onnx tensor graph net_frame net_hs ctrl config; do
   [ "$name" = onnx ] && extra=(-dict="$(dirname "$0")/onnx.dict")
   seed=$seeds/$name
   [ -d "$seed" ] || mkdir -p "$seed"
-  if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+  if "$bin" -seed=1 -runs="${FUZZ_RUNS:-20000}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
        -artifact_prefix="$build/fuzz-crashes/$name-" "${extra[@]}" "$corpus" "$seed" \
        >"$build/fuzz-$name.log" 2>&1; then
     echo "fuzz_$name: ok ($(ls "$corpus" | wc -l) inputs in its corpus, ${secs} s)"
