@@ -53,7 +53,9 @@ extern "C" {
 typedef struct {
   char name[CL_NAME_MAX];  /* "p0", "p1", "dealer", "owner", "client NAME" */
   int present;
-  char host[64];
+  char host[64];           /* as written: an address or a hostname */
+  char addr[64];           /* host resolved at load (numeric, IPv4 or IPv6) */
+  char bind[64];           /* the numeric address it listens on (default addr) */
   uint16_t port;           /* 0: dials out only */
   unsigned char pk[NET_KEY_BYTES];
   int has_pk;

@@ -112,8 +112,9 @@ typedef struct {
 } net_peer_decl_t;
 
 typedef struct {
-  /* Numeric IPv4 or IPv6 address to listen on, or NULL for a node that only
-   * dials out. Port 0 lets the kernel choose (read it with net_node_port). */
+  /* Numeric IPv4 or IPv6 address to listen on ("0.0.0.0", "::1", "::"; an
+   * IPv6 literal without brackets, "fe80::1%eth0" for a link-local one; no
+   * hostnames: resolve them first), or NULL for a node that only dials out. Port 0 lets the kernel choose (read it with net_node_port). */
   const char *listen_host;
   uint16_t listen_port;
   /* The node's own static identity (NET_KEY_BYTES each); copied into locked
@@ -211,8 +212,8 @@ void net_node_stats(net_node_t *node, net_node_stats_t *out);
 /* ---- peers ------------------------------------------------------------- */
 
 /* Declares peer `id`: its static public key (NET_KEY_BYTES, copied), and the
- * numeric address and port it listens on (host may be NULL for a peer that
- * only dials in). Only declared keys pass the handshake. Redeclaring an id
+ * numeric IPv4 or IPv6 address (as cfg.listen_host) and port it listens on
+ * (host may be NULL for a peer that only dials in). Only declared keys pass the handshake. Redeclaring an id
  * changes its address and key for later links (a live link is dropped if the
  * key changes). Errors: TANDEM_EINVAL (id out of range, a key already used by
  * another id). Does not block. */

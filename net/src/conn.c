@@ -3,7 +3,9 @@
  * (NET_C_CONNECTING, NET_C_WAIT1..3) to NET_C_UP, where it becomes its peer's
  * link, then NET_C_CLOSING (gracefully: flush, then FIN; or at once) until
  * the close callbacks of its libuv handles have run and no sender holds it,
- * when its memory is freed. Every function here runs with node->mu held.
+ * when its memory is freed. Every function here runs with node->mu held;
+ * the libuv callbacks (net__*_cb, handle_close_cb, connect_cb) take it
+ * themselves.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,16 +58,22 @@ static void conn_unlink(net__conn_t *c) {
     *pp = c->next;
 }
 
+/* Like every other libuv callback here, takes node->mu itself: a sender
+ * (net_msg_send_on) drops its reference and calls net__conn_maybe_free under
+ * it, so c->handles and c->refs are read and written only under the mutex,
+ * and exactly one of the two sees both at zero and frees c. */
 static void handle_close_cb(uv_handle_t *h) {
   net__conn_t *c = h->data;
   net_node_t *n = c->node;
+  uv_mutex_lock(&n->mu);
   /* libuv no longer watches the timerfd once its handle is closed. */
   if (h == (uv_handle_t *)&c->emu_poll)
     (void)close(c->emu_fd);
   if (--c->handles == 0)
     conn_unlink(c);
-  net__conn_maybe_free(c);
+  net__conn_maybe_free(c); /* c may be gone from here on */
   uv_cond_broadcast(&n->cv);
+  uv_mutex_unlock(&n->mu);
 }
 
 void net__conn_close_handles(net__conn_t *c) {

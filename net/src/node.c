@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netdb.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -174,13 +175,29 @@ static void loop_main(void *arg) {
 
 /* ---- public calls --------------------------------------------------------- */
 
+/* A numeric address of either family (an IPv4 dotted quad, an IPv6
+ * literal, with a %scope for a link-local one) and a port, into ss. Names
+ * are not resolved here: this runs in callers that must not block on DNS
+ * (mpc/src/cluster/config.c resolves a config's hostnames once at load). */
 static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *ss) {
+  struct addrinfo hints, *ai = NULL;
+  char serv[8];
   memset(ss, 0, sizeof(*ss));
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
-    return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-    return 0;
-  return TANDEM_EINVAL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  snprintf(serv, sizeof(serv), "%u", (unsigned)port);
+  if (getaddrinfo(host, serv, &hints, &ai) != 0 || !ai)
+    return TANDEM_EINVAL;
+  if (ai->ai_addrlen > sizeof(*ss) ||
+      (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)) {
+    freeaddrinfo(ai);
+    return TANDEM_EINVAL;
+  }
+  memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+  freeaddrinfo(ai);
+  return 0;
 }
 
 static void node_release(net_node_t *n) {

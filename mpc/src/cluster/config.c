@@ -5,10 +5,12 @@
 #include <ini.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +86,53 @@ static int parse_uint(const char *v, unsigned long long max, unsigned long long 
   return 0;
 }
 
+/* A host or bind value: an IPv4 address, an IPv6 literal (bare or in
+ * brackets) or a hostname, resolved here once (getaddrinfo) into the numeric
+ * address net/ takes, written to out. A name with both takes its first IPv4
+ * address, else its first IPv6 one (write the address to choose). 0, or -1
+ * with the error naming the section, key and value. */
+static int resolve_host(parse_t *p, const char *section, const char *key, const char *value,
+                        char *out, size_t cap) {
+  char name[64];
+  size_t len = strlen(value);
+  if (len == 0 || len >= sizeof name) {
+    set_err(p, "[%s] %s = %s: %s", section, key, value, len ? "too long" : "empty");
+    return -1;
+  }
+  if (value[0] == '[' && len > 2 && value[len - 1] == ']')
+    snprintf(name, sizeof name, "%.*s", (int)(len - 2), value + 1);
+  else
+    snprintf(name, sizeof name, "%s", value);
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = getaddrinfo(name, NULL, &hints, &res);
+  if (rc != 0 || res == NULL) {
+    set_err(p, "[%s] %s = %s: cannot resolve the address: %s", section, key, value,
+            rc != 0 ? gai_strerror(rc) : "no address");
+    return -1;
+  }
+  const struct addrinfo *v4 = NULL, *v6 = NULL;
+  for (const struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+    if (a->ai_family == AF_INET && v4 == NULL)
+      v4 = a;
+    else if (a->ai_family == AF_INET6 && v6 == NULL)
+      v6 = a;
+  }
+  const struct addrinfo *pick = v4 != NULL ? v4 : v6;
+  rc = pick == NULL ? EAI_FAMILY
+                    : getnameinfo(pick->ai_addr, pick->ai_addrlen, out, (socklen_t)cap, NULL, 0,
+                                  NI_NUMERICHOST);
+  freeaddrinfo(res);
+  if (rc != 0) {
+    set_err(p, "[%s] %s = %s: no IPv4 or IPv6 address: %s", section, key, value,
+            gai_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
 static int on_entry(void *user, const char *section, const char *key, const char *value) {
   parse_t *p = user;
   cl_config_t *c = p->cfg;
@@ -130,7 +179,14 @@ static int on_entry(void *user, const char *section, const char *key, const char
   if (strcmp(key, "host") == 0) {
     if (strlen(value) >= sizeof m->host)
       return set_err(p, "[%s] host %s: too long", section, value);
+    if (resolve_host(p, section, key, value, m->addr, sizeof m->addr) != 0)
+      return 0;
     snprintf(m->host, sizeof m->host, "%s", value);
+  } else if (strcmp(key, "bind") == 0) {
+    if (id != CL_P0 && id != CL_P1 && id != CL_DEALER)
+      return set_err(p, "[%s] bind: only the daemons (p0, p1, dealer) listen", section);
+    if (resolve_host(p, section, key, value, m->bind, sizeof m->bind) != 0)
+      return 0;
   } else if (strcmp(key, "port") == 0) {
     if (parse_uint(value, 65535, &u) != 0)
       return set_err(p, "[%s] port = %s: not a port number", section, value);
@@ -218,6 +274,9 @@ int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen)
     }
   }
   for (int id = 0; id < NET_MAX_PEERS; id++)
+    if (cfg->m[id].present && cfg->m[id].bind[0] == '\0')
+      snprintf(cfg->m[id].bind, sizeof cfg->m[id].bind, "%s", cfg->m[id].addr);
+  for (int id = 0; id < NET_MAX_PEERS; id++)
     if (cfg->m[id].present && !cfg->m[id].has_pk) {
       snprintf(err, errlen, "%s: [%s] has no pubkey", path, cfg->m[id].name);
       return TANDEM_ECONFIG;
@@ -292,7 +351,7 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
   net_config_t nc;
   memset(&nc, 0, sizeof nc);
   if (listen && me->port != 0) {
-    nc.listen_host = me->host;
+    nc.listen_host = me->bind;
     nc.listen_port = me->port;
   }
   nc.pk = pk;
@@ -323,7 +382,7 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
         return TANDEM_ECONFIG;
       }
     }
-    decl[nc.npeers++] = (net_peer_decl_t){id, m->port ? m->host : NULL, m->port, m->pk,
+    decl[nc.npeers++] = (net_peer_decl_t){id, m->port ? m->addr : NULL, m->port, m->pk,
                                           peer_limits(cfg, self, id)};
   }
   nc.peers = decl;
@@ -332,8 +391,11 @@ int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
   sodium_free(sk);
   if (rc != 0) {
     if (rc == TANDEM_EADDRINUSE)
-      snprintf(err, errlen, "cannot listen on %s port %u: address already in use", me->host,
+      snprintf(err, errlen, "cannot listen on %s port %u: address already in use", me->bind,
                (unsigned)me->port);
+    else if (nc.listen_host != NULL && rc != TANDEM_ENOMEM)
+      snprintf(err, errlen, "[%s] cannot listen on %s port %u (bind, default its host): %s",
+               me->name, me->bind, (unsigned)me->port, tandem_strerror(rc));
     else
       snprintf(err, errlen, "cannot start the network node: %s", tandem_strerror(rc));
     return rc;
