@@ -1,8 +1,9 @@
-/* onnx_imp.h - the private interface between the four sources of the ONNX
+/* onnx_imp.h - the private interface between the five sources of the ONNX
  * importer: onnx.c (the public calls and the walk over the nodes),
  * onnx_read.c (the reader: messages, the name table, attributes, a node's
  * inputs and outputs, constants, and the graph's inputs and outputs),
- * onnx_ops.c (the operator handlers, in a table keyed by op_type) and
+ * onnx_ops.c (the operator handlers, in a table keyed by op_type; the
+ * windowed ones in onnx_window.c) and
  * onnx_fold.c (BatchNormalization folding and the constants computed at
  * import). Included by nothing else; tensor_io.c shares onnx_int.h only.
  */
@@ -157,8 +158,23 @@ void mpc__onnx_def_alias(ctx_t *c, size_t k, size_t j, const ent_t *src);
 
 /* ---- onnx_ops.c ---------------------------------------------------------- */
 
+/* Windows, pads and strides above this are refused (graph.c has the same bound). */
+#define MAX_WIN ((int64_t)1 << 16)
+
 /* Handles node k with the handler its op_type names in the table. */
 int mpc__onnx_run_node(ctx_t *c, size_t k);
+/* Emits node nd of node k with its own weight (input 1, required) and bias
+ * (input 2, optional) as operands. */
+int mpc__onnx_emit_plain(ctx_t *c, size_t k, mpc_node_t *nd);
+
+/* ---- onnx_window.c ------------------------------------------------------- */
+
+/* The handlers of Conv, MaxPool/AveragePool (variant: is_max),
+ * GlobalAveragePool and Pad. */
+int mpc__onnx_op_conv(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max);
+int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant);
 
 /* ---- onnx_fold.c --------------------------------------------------------- */
 
