@@ -107,6 +107,9 @@ static int resolve_host(parse_t *p, const char *section, const char *key, const 
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
+#ifdef TANDEM_FUZZING
+  hints.ai_flags = AI_NUMERICHOST; /* the fuzz tree: no DNS (CMakeLists.txt) */
+#endif
   int rc = getaddrinfo(name, NULL, &hints, &res);
   if (rc != 0 || res == NULL) {
     set_err(p, "[%s] %s = %s: cannot resolve the address: %s", section, key, value,
