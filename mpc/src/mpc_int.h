@@ -141,6 +141,11 @@ struct mpc_plan_s {
   size_t owner_words;          /* sum of param sizes (owner to P1) */
 };
 
+/* Schedules the lowered gates of p (plan_sched.c): each one-round gate its
+ * round, the rounds' words, and the preprocessing and message sizes. 0 or
+ * TANDEM_ENOMEM. */
+int mpc__plan_schedule(mpc_plan_t *p);
+
 /* ---- preprocessing streams ---------------------------------------------- */
 
 /* One party's view of a query's (or model's) preprocessing: its PRG and, for
