@@ -30,40 +30,9 @@ cd "$TMP"
 for id in p0 p1 dealer owner alice mallory; do
   "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
 done
-pub() { cut -d' ' -f2 "keys/$1.pub"; }
 read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
-cat >cluster.ini <<CFG
-[cluster]
-timeout_ms = 3000
-handshake_timeout_ms = 20000
-[p0]
-host = 127.0.0.1
-port = $PORT0
-pubkey = $(pub p0)
-key = keys/p0.key
-data = data/p0
-[p1]
-host = 127.0.0.1
-port = $PORT1
-pubkey = $(pub p1)
-key = keys/p1.key
-data = data/p1
-[dealer]
-host = 127.0.0.1
-port = $PORTD
-pubkey = $(pub dealer)
-key = keys/dealer.key
-data = data/dealer
-[owner]
-pubkey = $(pub owner)
-key = keys/owner.key
-[client alice]
-pubkey = $(pub alice)
-key = keys/alice.key
-[client mallory]
-pubkey = $(pub mallory)
-key = keys/mallory.key
-CFG
+cluster_config cluster.ini "timeout_ms = 3000
+handshake_timeout_ms = 20000" alice mallory
 
 declare -A PID
 start dealer; start p1; start p0

@@ -28,41 +28,10 @@ for id in p0 p1 dealer owner alice bob; do
 done
 [ "$(stat -c %a keys/p0.key)" = 600 ] || fail "p0.key mode is $(stat -c %a keys/p0.key)"
 "$TANDEM" keygen --out keys --id p0 >/dev/null 2>err && fail "keygen overwrote a key"
-pub() { cut -d' ' -f2 "keys/$1.pub"; }
 read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
 write_config() { # FILE TIMEOUT
-  cat >"$1" <<CFG
-[cluster]
-timeout_ms = $2
-pool = 2
-[p0]
-host = 127.0.0.1
-port = $PORT0
-pubkey = $(pub p0)
-key = keys/p0.key
-data = data/p0
-[p1]
-host = 127.0.0.1
-port = $PORT1
-pubkey = $(pub p1)
-key = keys/p1.key
-data = data/p1
-[dealer]
-host = 127.0.0.1
-port = $PORTD
-pubkey = $(pub dealer)
-key = keys/dealer.key
-data = data/dealer
-[owner]
-pubkey = $(pub owner)
-key = keys/owner.key
-[client alice]
-pubkey = $(pub alice)
-key = keys/alice.key
-[client bob]
-pubkey = $(pub bob)
-key = keys/bob.key
-CFG
+  cluster_config "$1" "timeout_ms = $2
+pool = 2" alice bob
 }
 write_config cluster.ini 5000
 

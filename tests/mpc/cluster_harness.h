@@ -92,6 +92,9 @@ void ch_client_open(ch_cluster_t *c, int k, cl_client_t *out);
  * (initialised on success) into *y. */
 int ch_query(ch_cluster_t *c, cl_client_t *cl, size_t r0, size_t n, mpc_ftensor_t *y,
              cl_query_stats_t *st, char *err, size_t errlen);
+/* The same query, which must succeed (the current test fails with the error
+ * otherwise); its output and stats are closed. */
+void ch_query_ok(ch_cluster_t *c, cl_client_t *cl, size_t r0, size_t n);
 
 /* y (rows r0 .. r0+n of c->images) matches the MLP's float evaluator. */
 void ch_check_output(ch_cluster_t *c, size_t r0, size_t n, const mpc_ftensor_t *y);

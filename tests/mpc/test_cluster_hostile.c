@@ -119,12 +119,7 @@ START_TEST(big_batch_refused_before_work) {
   ck_assert_msg(!ch_seen(&c, from, "waiting for it") && !ch_seen(&c, from, "cannot prepare"),
                 "a pool or a plan was made for a refused batch:\n%s", c.log + from);
   /* The client is still served at a batch that fits. */
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
-  ck_assert_msg(ch_query(&c, &cl, 0, 2, &y, &st, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_close(&y);
-  cl_query_stats_close(&st);
+  ch_query_ok(&c, &cl, 0, 2);
   cl_client_close(&cl);
   ch_stop(&c);
 }
@@ -349,17 +344,15 @@ START_TEST(cached_plans_wiped) {
   ch_start(&c, TIMEOUT_MS, 1, 1);
   cl_client_t cl;
   ch_client_open(&c, 0, &cl);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
-  ck_assert_msg(ch_query(&c, &cl, 4, 2, &y, &st, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_close(&y);
-  cl_query_stats_close(&st);
+  ch_query_ok(&c, &cl, 4, 2);
   /* The parties' objects now (each wipes before it reports the query's end),
    * the dealer's once its generators stopped (one may be refilling). */
   for (int who = 0; who < 3; who++) {
     if (who == CL_DEALER) {
       /* The wiped objects serve the next query right. */
+      mpc_ftensor_t y;
+      cl_query_stats_t st;
+      char err[512] = "";
       ck_assert_msg(ch_query(&c, &cl, 6, 2, &y, &st, err, sizeof err) == 0, "%s", err);
       ch_check_output(&c, 6, 2, &y);
       mpc_ftensor_close(&y);
@@ -427,12 +420,7 @@ START_TEST(one_query_per_key) {
   /* Another client is served. */
   cl_client_t cb;
   ch_client_open(&c, 1, &cb);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
-  ck_assert_msg(ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_close(&y);
-  cl_query_stats_close(&st);
+  ch_query_ok(&c, &cb, 0, 1);
   cl_client_close(&cb);
   ch_stop(&c);
 }
@@ -457,16 +445,9 @@ START_TEST(backoff_failing_key) {
   ck_assert_int_eq(raw_req(&ca, "mlp", 1, 30, &h, why, sizeof why), 0);
   ck_assert_msg(h.status != 0 && strstr(why, "back-off") != NULL,
                 "a failing key was served at once (status %d: %s)", h.status, why);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
-  ck_assert_msg(ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_close(&y);
-  cl_query_stats_close(&st);
+  ch_query_ok(&c, &cb, 0, 1);
   atomic_store(&c.offset_us, 5LL * 1000 * 1000);
-  ck_assert_msg(ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err) == 0, "%s", err);
-  mpc_ftensor_close(&y);
-  cl_query_stats_close(&st);
+  ch_query_ok(&c, &ca, 1, 1);
   cl_client_close(&cb);
   cl_client_close(&ca);
   ch_stop(&c);
