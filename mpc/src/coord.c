@@ -83,7 +83,7 @@ int mpc__gate_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
  * round's frame (32 bytes). */
 #define IN_HASH_WORDS 4
 
-static size_t max_round_words(const mpc_plan_t *p) {
+size_t mpc__max_round_words(const mpc_plan_t *p) {
   size_t m = 0;
   for (unsigned r = 0; r < p->rounds; r++)
     if (p->round_words[r] > m)
@@ -110,7 +110,7 @@ int mpc_party_new(mpc_party_t **out, const mpc_plan_t *p, mpc_role_t self) {
   pt->self = self == MPC_P0 ? 0 : 1;
   pt->slot = calloc(p->nvals ? p->nvals : 1, sizeof *pt->slot);
   pt->gs = calloc(p->ngates ? p->ngates : 1, sizeof *pt->gs);
-  size_t mw = max_round_words(p);
+  size_t mw = mpc__max_round_words(p);
   pt->sendbuf = mpc__calloc(mw, sizeof *pt->sendbuf);
   pt->recvbuf = mpc__calloc(mw, sizeof *pt->recvbuf);
   pt->prepbytes = mpc_plan_prep_bytes(p, self);
@@ -164,7 +164,7 @@ void mpc_party_free(mpc_party_t *pt) {
     }
   free(pt->slot);
   free(pt->gs);
-  size_t mw = max_round_words(p);
+  size_t mw = mpc__max_round_words(p);
   sodium_memzero(pt->pair_key, sizeof pt->pair_key);
   mpc__wipe_free(pt->sendbuf, (mw ? mw : 1) * 8);
   mpc__wipe_free(pt->recvbuf, (mw ? mw : 1) * 8);

@@ -221,6 +221,10 @@ struct mpc_party_s {
   uint8_t pair_key[32];
 };
 
+/* Words of a party's round buffers (sendbuf, recvbuf): the largest of its
+ * messages, plus the masked input's hash of the first round (coord.c). */
+size_t mpc__max_round_words(const mpc_plan_t *p);
+
 /* Gate hooks (gate_*.c, dispatched by kind in coord.c). */
 int mpc__gate_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
 int mpc__gate_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,

@@ -34,14 +34,9 @@ void mpc_party_wipe_query(mpc_party_t *pt) {
       sodium_memzero(gs->consts, gs->nconsts * 8);
     gs->keys = NULL; /* pointed into prepbuf, wiped below */
   }
-  /* The round buffers: as mpc_party_new sizes them (coord.c). */
-  size_t mw = p->weight_words;
-  for (unsigned r = 0; r < p->rounds; r++)
-    mw = p->round_words[r] > mw ? p->round_words[r] : mw;
-  mw = p->in_words > mw ? p->in_words : mw;
-  mw = p->out_words > mw ? p->out_words : mw;
-  mw = p->owner_words > mw ? p->owner_words : mw;
-  sodium_memzero(pt->sendbuf, mw * 8);
-  sodium_memzero(pt->recvbuf, mw * 8);
+  /* The round buffers, whole (as mpc_party_new sizes them). */
+  size_t mw = mpc__max_round_words(p);
+  sodium_memzero(pt->sendbuf, (mw ? mw : 1) * 8);
+  sodium_memzero(pt->recvbuf, (mw ? mw : 1) * 8);
   sodium_memzero(pt->prepbuf, pt->prepbytes); /* seeds, corrections, FSS keys */
 }
