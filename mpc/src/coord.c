@@ -306,6 +306,60 @@ static int run_local(mpc_party_t *pt, unsigned r) {
   return 0;
 }
 
+/* out (32 bytes) = a MAC of the client's masked input x (len bytes) under
+ * the pair key, which the client does not know, so it cannot make two inputs
+ * with one MAC: PMAC-style on the batched AES kernel, T = AES_K1(len ^ XOR_i
+ * AES_K1(x_i ^ AES_K2(i))) over the 16-byte blocks x_i (the last one
+ * zero-padded), then hashed to 32 bytes. BLAKE2b of the whole input cost
+ * 2.4 ms for the 1.6 MB of a 128x784 input; this is three AES passes. */
+static int input_mac(const mpc_party_t *pt, const uint8_t *x, size_t len, uint8_t *out) {
+  enum { CHUNK = 1024 };
+  uint8_t k[32], off[CHUNK * 16], blk[CHUNK * 16];
+  crypto_generichash(k, sizeof k, (const uint8_t *)"tandem input mac", 16, pt->pair_key,
+                     sizeof pt->pair_key);
+  kern_aes_ks_t ks1, ks2;
+  kern_aes128_init(&ks1, k);
+  kern_aes128_init(&ks2, k + 16);
+  uint64_t acc[2] = {0, 0};
+  size_t nb = (len + 15) / 16;
+  int rc = 0;
+  for (size_t b0 = 0; b0 < nb && rc == 0; b0 += CHUNK) {
+    size_t n = nb - b0 < CHUNK ? nb - b0 : CHUNK;
+    memset(off, 0, n * 16);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t idx = b0 + i;
+      memcpy(off + 16 * i, &idx, 8);
+    }
+    size_t bytes = len - b0 * 16 < n * 16 ? len - b0 * 16 : n * 16;
+    memcpy(blk, x + b0 * 16, bytes);
+    memset(blk + bytes, 0, n * 16 - bytes);
+    if ((rc = kern_aes128_ecb(&ks2, off, off, n)) != 0)
+      break;
+    for (size_t i = 0; i < n * 16; i++)
+      blk[i] ^= off[i];
+    if ((rc = kern_aes128_ecb(&ks1, blk, blk, n)) != 0)
+      break;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t w[2];
+      memcpy(w, blk + 16 * i, 16);
+      acc[0] ^= w[0];
+      acc[1] ^= w[1];
+    }
+  }
+  uint8_t fin[16];
+  acc[1] ^= (uint64_t)len;
+  memcpy(fin, acc, 16);
+  if (rc == 0 && (rc = kern_aes128_ecb(&ks1, fin, fin, 1)) == 0)
+    crypto_generichash(out, IN_HASH_WORDS * 8, fin, sizeof fin, NULL, 0);
+  sodium_memzero(k, sizeof k);
+  sodium_memzero(&ks1, sizeof ks1);
+  sodium_memzero(&ks2, sizeof ks2);
+  sodium_memzero(off, sizeof off);
+  sodium_memzero(blk, sizeof blk);
+  sodium_memzero(fin, sizeof fin);
+  return rc;
+}
+
 /* sendbuf's out_words output shares +- PRF_K(in_hash) (see online). */
 static int pad_outputs(mpc_party_t *pt, const uint8_t *in_hash, size_t hlen) {
   const mpc_plan_t *p = pt->plan;
@@ -350,15 +404,15 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
   /* P0 and P1 must hold the same masked input: a client that sent them
    * different ones (X^_1 = X^_0 + D) would get outputs that depend on the
    * weights beyond the model's result (L(D, <W>_1) in the first layer). Each
-   * adds a hash of its X^ (public to both, so the hash tells nothing new) to
-   * its first round's frame, no extra round, and no output share leaves
-   * before the two agree. A plan with no round sends nothing between the
+   * adds a MAC of its X^ under the pair key (input_mac; X^ is public to both,
+   * so it tells the other nothing new) to its first round's frame, no extra
+   * round, and no output share leaves before the two agree. A plan with no round sends nothing between the
    * parties: there each pads its output shares with PRF_K(hash), P0 adding
    * and P1 subtracting, K the pair key the client does not know; the pads
    * cancel when the hashes agree and leave the client noise when not. */
   uint8_t in_hash[IN_HASH_WORDS * 8];
-  crypto_generichash(in_hash, sizeof in_hash, (const uint8_t *)pt->recvbuf, p->in_words * 8, NULL,
-                     0);
+  if ((rc = input_mac(pt, (const uint8_t *)pt->recvbuf, p->in_words * 8, in_hash)) < 0)
+    return rc;
   mpc_role_t other = pt->self == 0 ? MPC_P1 : MPC_P0;
   for (unsigned r = 0; r <= p->rounds; r++) {
     if ((rc = run_local(pt, r)) < 0)
