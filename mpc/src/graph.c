@@ -265,6 +265,29 @@ static int check_window(const ectx_t *e, mpc_attr_t *at) {
   return 0;
 }
 
+
+/* The output height and width of a window (a kernel or a pool's) over the
+ * NCHW input a with attr's pads, strides and dilations, checked: else one
+ * error naming the window (`what`) and the padded input. */
+static int window_out(const ectx_t *e, const mpc_shape_t *a, mpc_attr_t *attr,
+                      const char *what, size_t *oh, size_t *ow) {
+  int rc = check_window(e, attr);
+  if (rc != 0)
+    return rc;
+  *oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
+                 attr->dilations[0]);
+  *ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
+                 attr->dilations[1]);
+  if (*oh == 0 || *ow == 0)
+    return efail(e, TANDEM_ESHAPE,
+                 "%s %zux%zu (dilated %zux%zu) is larger than the padded input %zux%zu", what,
+                 attr->kh, attr->kw, (attr->kh - 1) * attr->dilations[0] + 1,
+                 (attr->kw - 1) * attr->dilations[1] + 1,
+                 a->dim[2] + attr->pads[0] + attr->pads[2],
+                 a->dim[3] + attr->pads[1] + attr->pads[3]);
+  return 0;
+}
+
 /* Conv: NCHW input a, weights b [M, C, kh, kw], optional bias c [M]. */
 static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shape_t *c,
                       mpc_shape_t *out, mpc_attr_t *attr, const ectx_t *e) {
@@ -284,20 +307,9 @@ static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shap
                  attr->kh, attr->kw, sstr(b).s);
   attr->kh = b->dim[2];
   attr->kw = b->dim[3];
-  rc = check_window(e, attr);
-  if (rc != 0)
+  size_t oh, ow;
+  if ((rc = window_out(e, a, attr, "kernel", &oh, &ow)) != 0)
     return rc;
-  size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
-                       attr->dilations[0]);
-  size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
-                       attr->dilations[1]);
-  if (oh == 0 || ow == 0)
-    return efail(e, TANDEM_ESHAPE,
-                 "kernel %zux%zu (dilated %zux%zu) is larger than the padded input %zux%zu",
-                 attr->kh, attr->kw, (attr->kh - 1) * attr->dilations[0] + 1,
-                 (attr->kw - 1) * attr->dilations[1] + 1,
-                 a->dim[2] + attr->pads[0] + attr->pads[2],
-                 a->dim[3] + attr->pads[1] + attr->pads[3]);
   if (c != NULL && (c->ndim != 1 || c->dim[0] != b->dim[0]))
     return efail(e, TANDEM_ESHAPE, "bias must be [%zu] (one per output channel), got %s",
                  b->dim[0], sstr(c).s);
@@ -340,17 +352,9 @@ static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_a
     return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input, got %s", sstr(a).s);
   if (attr->kh == 0 || attr->kw == 0)
     return efail(e, TANDEM_EINVAL, "kernel %zux%zu is empty", attr->kh, attr->kw);
-  rc = check_window(e, attr);
-  if (rc != 0)
+  size_t oh, ow;
+  if ((rc = window_out(e, a, attr, "window", &oh, &ow)) != 0)
     return rc;
-  size_t oh = axis_out(a->dim[2], attr->pads[0], attr->pads[2], attr->kh, attr->strides[0],
-                       attr->dilations[0]);
-  size_t ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
-                       attr->dilations[1]);
-  if (oh == 0 || ow == 0)
-    return efail(e, TANDEM_ESHAPE, "window %zux%zu is larger than the padded input %zux%zu",
-                 attr->kh, attr->kw, a->dim[2] + attr->pads[0] + attr->pads[2],
-                 a->dim[3] + attr->pads[1] + attr->pads[3]);
   /* A window entirely in the padding has no defined max, nor an average
    * that leaves the padding out. */
   if ((op == MPC_OP_MAXPOOL || !attr->count_include_pad) &&

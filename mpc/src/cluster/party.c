@@ -49,6 +49,19 @@ struct cl_party_s {
 
 #define LOG(P, ...) cl__log(&(P)->hooks, (P)->who, __VA_ARGS__)
 
+/* *h = a control message of `type` and `status` about query req (its seq,
+ * batch and model name), naming `peer`. */
+static void ctrl_about(cl_ctrl_t *h, const cl_ctrl_t *req, uint32_t type, int status,
+                       uint32_t peer) {
+  memset(h, 0, sizeof *h);
+  h->type = type;
+  h->status = status;
+  h->seq = req->seq;
+  h->batch = req->batch;
+  h->peer = peer;
+  memcpy(h->name, req->name, sizeof h->name);
+}
+
 /* Reports a step's end to its owner or client, on the link it began with
  * (`links`, net's count; 0: the current one): a client that left and came
  * back under its name is not told of its predecessor's query. */
@@ -58,14 +71,8 @@ static void send_status(cl_party_t *P, int peer, uint64_t links, uint32_t type,
   if (peer < 0 || !net_peer_up(P->node, peer))
     return;
   cl_ctrl_t h;
-  memset(&h, 0, sizeof h);
-  h.type = type;
-  h.status = status;
-  h.seq = req->seq;
-  h.batch = req->batch;
-  h.peer = (uint32_t)P->self;
+  ctrl_about(&h, req, type, status, (uint32_t)P->self);
   h.flags = flags;
-  memcpy(h.name, req->name, sizeof h.name);
   if (cl_ctrl_send_on(P->node, peer, links, &h, payload, plen) != 0)
     LOG(P, "could not report to peer %d", peer);
 }
@@ -230,13 +237,7 @@ static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) 
  * Sent before the client hears of the end, so the dealer knows first. */
 static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
   cl_ctrl_t r;
-  memset(&r, 0, sizeof r);
-  r.type = CL_MSG_ACK;
-  r.status = rc;
-  r.seq = h->seq;
-  r.batch = h->batch;
-  r.peer = h->peer;
-  memcpy(r.name, h->name, sizeof r.name);
+  ctrl_about(&r, h, CL_MSG_ACK, rc, h->peer);
   if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) != 0)
     LOG(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
 }
