@@ -194,6 +194,13 @@ typedef struct {
    * takes bound_bits. Owned by the graph (freed by mpc_graph_close). */
   int8_t *mag_log2;
   size_t nmag;
+  /* 1: exact mode, the owner's public per-model choice. Every truncation is
+   * then exact (a query's result is the same bit for bit whatever the
+   * dealer's coins and equals the fixed-point reference): a ReLU or a max
+   * tree after a product runs on the exactly truncated value or on the
+   * untruncated one, at one more round per fused layer (mpc/src/plan.c).
+   * 0 (default): the carry of a truncation fused into a ReLU is dropped. */
+  int exact;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
 } mpc_graph_t;
 

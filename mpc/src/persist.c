@@ -33,8 +33,9 @@
 #define DEALER_VERSION 1u      /* the dealer's model state */
 /* Public graphs; 2: input_bound; 3: mag_log2; 4: per-node flags (an
  * INPUT's `batched`; earlier versions load every INPUT as batched, which is
- * what they meant). */
-#define GRAPH_VERSION 4u
+ * what they meant); 5: graph flags after the magnitudes (bit 0: exact
+ * mode; earlier versions load as default mode). */
+#define GRAPH_VERSION 5u
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -149,6 +150,7 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
   put_u32(&w, (uint32_t)has_mag);
   if (has_mag)
     put(&w, g->mag_log2, g->nnodes);
+  put_u32(&w, g->exact ? 1u : 0u);
   if (w.fail) {
     free(w.buf);
     return TANDEM_ENOMEM;
@@ -287,6 +289,12 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
           if (g->mag_log2[i] < -64 || g->mag_log2[i] > 64)
             return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad magnitude", i);
       }
+    }
+    if (pass == 1 && version >= 5) {
+      uint32_t flags = get_u32(&q);
+      if (q.fail || flags > 1)
+        return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad graph flags", nnodes);
+      g->exact = (int)flags;
     }
     if (pass == 1 && q.left != 0)
       return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "trailing bytes", nnodes);

@@ -700,9 +700,16 @@ static int lower_mul(cc_t *cc, int node) {
   return 0;
 }
 
-/* ReLU (with the truncation of a product fused in) of value v, for node. */
+/* ReLU (with the truncation of a product fused in) of value v, for node.
+ * In exact mode a product is first truncated by the exact truncation gate
+ * (one round) and the ReLU then runs on the truncated value with s = 0,
+ * which is exact: the fused gate would drop the carry c_s, and
+ * ReLU(trunc(y)) = ReLU(trunc(y) + c_s) - [trunc(y) >= 0] c_s needs the
+ * product of two shared bits, itself a round (gate_fss.c). */
 static int relu_gate(cc_t *cc, int node, int v) {
   const mpc_node_t *nd = &cc->g->nodes[node];
+  if (cc->g->exact && cc->p->vals[v].scale == 2 && (v = truncate_val(cc, v, nd->name)) < 0)
+    return v;
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned shift = val->scale == 2 ? cc->p->f : 0;
   mpc_shape_t shape = val->shape;
@@ -861,8 +868,10 @@ static int lower_maxpool(cc_t *cc, int node) {
     g->levelm = m;
     g->levelp = P;
     /* Untruncated products are compared on their bits above f (gate_fss.c:
-     * the level's maximum is then at most one ulp at scale f short). */
-    g->shift = scale == 2 ? cc->p->f : 0;
+     * the level's maximum is then at most one ulp at scale f short); in
+     * exact mode on all their bits (f more DCF bits, the same rounds), so
+     * the maximum is exact and its truncation, after the tree, too. */
+    g->shift = scale == 2 && !cc->g->exact ? cc->p->f : 0;
     g->bound = gate_bound(cc, cur, g->shift, 1);
     cur = out;
   }
