@@ -187,6 +187,12 @@ typedef struct {
    * model owner, who knows the weights); the client refuses larger inputs.
    * 0: unknown, not checked. */
   double input_bound;
+  /* The least value of a client input element, if the model declares one
+   * (metadata "tandem.input_min"; the Fashion-MNIST models declare 0, pixels
+   * in [0, 1]): the client refuses a smaller one, and the owner's bounds
+   * (mpc_weights_bounds) take the input interval [max(input_min,
+   * -input_bound), input_bound]. -HUGE_VAL (mpc_graph_init): none. */
+  double input_min;
   /* NULL, or nmag = nnodes entries: mag_log2[i] = e such that node i's value
    * satisfies |v| < 2^e (real units) for every client input within
    * input_bound (mpc_weights_bounds, set by the model owner). The plan sizes
