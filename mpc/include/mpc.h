@@ -270,7 +270,10 @@ TANDEM_WUR int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t
  * node, the magnitude exponent of its value (mpc_graph_t.mag_log2). The
  * bound is `declared` if > 0 (the range the model's inputs are known to
  * take, e.g. 1 for pixels in [0, 1]; TANDEM_ERANGE if the weights do not
- * allow it), else the largest safe bound (mpc_weights_input_bound). Each
+ * allow it), else the largest safe bound (mpc_weights_input_bound). The
+ * exponents bound each node's value for every input element in
+ * [max(g->input_min, -bound), bound], by interval arithmetic on its positive
+ * and negative parts (bound.c; TANDEM_ERANGE if g->input_min > bound). Each
  * exponent covers the fixed-point rounding of the protocol (a relative
  * 1% and an absolute 2^(10-f) of slack). *mag_log2 gets g->nnodes entries,
  * malloc'd, the caller's to free (or to hand to a graph). This reveals, by

@@ -1,4 +1,5 @@
-/* bound.c - the largest client input a model can take without overflow.
+/* bound.c - the largest client input a model can take without overflow,
+ * and the per-node bounds that size each comparison gate.
  *
  * The protocol computes in fixed point: a value v at scale 2 (a product not
  * yet truncated) must satisfy |v| 2^(2f) < 2^L (L = the graph's bound_bits)
@@ -19,6 +20,13 @@
  * of magnitudes bound theirs, an average is at most the largest term). The
  * largest B is found by bisection on that monotone test. This reveals, by
  * design, one number about the weights: their worst-case gain.
+ *
+ * The per-node exponents the owner publishes (mpc_weights_bounds) come from
+ * a tighter, sign-aware analysis of the same kind, the sign-part graph
+ * below: for the input interval (the declared least input up to B) it
+ * bounds each value's positive and negative parts apart, so that a layer
+ * after a ReLU, or on non-negative inputs, is bounded by the larger of its
+ * weights' positive and negative sums rather than by their total.
  */
 #include <math.h>
 #include <stdlib.h>
