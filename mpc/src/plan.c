@@ -852,14 +852,19 @@ static int lower_maxpool(cc_t *cc, int node) {
             map[j * P + pos] = (uint32_t)(s < 0 ? first : s);
           }
         }
+  /* With the ReLU moved after the pool (lower_relu), the tree compares the
+   * ReLU's input, which may lie far below the ReLU's output: every value up
+   * to the ReLU is bounded as that input node (gate_bound reads val->node). */
+  int bnode = cc->relu_later[nd->in[0]] ? cc->g->nodes[nd->in[0]].in[0] : node;
   mpc_shape_t cs = {2, {K, P}};
   int cur = lower_layout(cc, node, v, &cs, map);
   if (cur < 0)
     return cur;
+  cc->p->vals[cur].node = bnode;
   unsigned scale = cc->p->vals[v].scale;
   for (size_t m = K; m > 1; m = (m + 1) / 2) {
     mpc_shape_t ls = {2, {(m + 1) / 2, P}};
-    int out = new_val(cc, &ls, MPC__V_SHARED, scale, node);
+    int out = new_val(cc, &ls, MPC__V_SHARED, scale, bnode);
     if (out < 0)
       return out;
     mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, nd->name);
@@ -879,6 +884,7 @@ static int lower_maxpool(cc_t *cc, int node) {
   int out = lower_layout(cc, node, cur, &os, NULL);
   if (out < 0)
     return out;
+  cc->p->vals[out].node = bnode;
   if (cc->relu_later[nd->in[0]] && (out = relu_gate(cc, nd->in[0], out)) < 0)
     return out;
   cc->act[node] = out;

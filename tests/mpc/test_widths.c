@@ -244,12 +244,58 @@ START_TEST(test_sign_bounds_hold) {
 }
 END_TEST
 
+/* A ReLU whose one consumer is a MaxPool runs after the pool (plan.c), so
+ * the pool's max tree compares the values before the ReLU: its gates take
+ * the bound of the ReLU's input, not of the ReLU's output. With negative
+ * weights on non-negative inputs the convolution's values lie far below 0
+ * and the ReLU's output in [0, 0.1]: sized by the ReLU's output, the tree's
+ * comparisons wrap and the result is wrong (checked when written). */
+START_TEST(test_pool_before_relu_bound) {
+  uint64_t seed = 8;
+  mpc_graph_t g;
+  mpc_graph_init(&g);
+  size_t xd[4] = {2, 1, 4, 4}, wd[4] = {1, 1, 3, 3}, bd[1] = {1};
+  int x = mpc_graph_input(&g, "x", 4, xd);
+  int wn = mpc_graph_param(&g, "w", 4, wd), bn = mpc_graph_param(&g, "b", 1, bd);
+  mpc_attr_t ca;
+  memset(&ca, 0, sizeof ca);
+  ca.pads[0] = ca.pads[1] = ca.pads[2] = ca.pads[3] = 1;
+  int c = mpc_graph_op(&g, MPC_OP_CONV, x, wn, bn, &ca, "conv");
+  int r = mpc_graph_op(&g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 2;
+  pa.strides[0] = pa.strides[1] = 2;
+  int mp = mpc_graph_op(&g, MPC_OP_MAXPOOL, r, -1, -1, &pa, "pool");
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, mp, -1, -1, NULL, "y"), 0);
+  mpc_weights_t w;
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  harness_fill(&w.param[wn], &seed, -1, -0.5);
+  w.param[bn].data[0] = 0.1;
+  g.input_bound = 1;
+  g.input_min = 0;
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  ck_assert_int_lt(g.mag_log2[r] + 4, g.mag_log2[c]);
+  mpc_ftensor_t in;
+  mpc_shape_t s = {4, {2, 1, 4, 4}};
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  harness_fill(&in, &seed, 0, 1);
+  for (size_t j = 0; j < 4; j++)
+    in.data[j] = 0; /* a window whose maximum is the bias: 0.1 */
+  harness_check_private(&g, &w, 2, &in, harness_layer_bound(0, 9, 1, 1, F), 2);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *widths_suite(void) {
   Suite *s = suite_create("widths");
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_sign_widths_at_the_edge);
   tcase_add_test(tc, test_sign_bounds_hold);
+  tcase_add_test(tc, test_pool_before_relu_bound);
   suite_add_tcase(s, tc);
   return s;
 }
