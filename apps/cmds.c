@@ -70,14 +70,19 @@ int tandem_keygen_main(int argc, char **argv) {
 }
 
 int tandem_share_model_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME";
+  static const char use[] =
+      "usage: tandem share-model --config FILE --model M.onnx --name NAME [--exact]";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
+  int exact = 0;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"model", &model, NULL, NULL, 0},
                                {"name", &name, NULL, NULL, 0},     {"as", &as, NULL, NULL, 0},
-                               {NULL, NULL, NULL, NULL, 0}};
+                               {"exact", NULL, &exact, NULL, 0},   {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "The model owner secret-shares the weights of M.onnx between the parties;\n"
-                       "only the public graph reaches the dealer.\n");
+                       "only the public graph reaches the dealer. --exact publishes the model in\n"
+                       "exact mode: every truncation exact (a query's result the same bit for bit\n"
+                       "whatever the dealer's coins), one more round per ReLU or max pool after a\n"
+                       "product.\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || model == NULL || name == NULL) {
@@ -102,7 +107,17 @@ int tandem_share_model_main(int argc, char **argv) {
     tandem_app_error("share-model", "%s", err);
     return 1;
   }
-  rc = cl_client_share_model(&s, model, name, err, sizeof err);
+  /* The import of cl_client_share_model, with the mode set in the graph it
+   * publishes. */
+  mpc_graph_t g;
+  mpc_weights_t w;
+  rc = mpc_onnx_load(model, &g, &w, err, sizeof err);
+  if (rc == 0) {
+    g.exact = exact;
+    rc = cl_client_share_graph(&s, &g, &w, name, err, sizeof err);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+  }
   cl_client_close(&s);
   if (rc != 0) {
     tandem_app_error("share-model", "%s", err);

@@ -303,8 +303,10 @@ def export(model, path, opset, fold=True):
     torch.onnx.export(model, dummy, path, opset_version=opset, do_constant_folding=fold,
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    # Pixels are in [0, 1]: Tandem sizes every comparison gate for that range.
+    # Pixels are in [0, 1]: Tandem sizes every comparison gate for that range
+    # (|x| <= 1, and x >= 0: the sign of the first layer's terms is known).
     add_metadata(path, "tandem.input_bound", "1")
+    add_metadata(path, "tandem.input_min", "0")
 
 
 def main():
