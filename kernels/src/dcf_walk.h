@@ -8,14 +8,18 @@
  * bit 0 (seeds keep their two low bits clear, so t rides in the seed), a
  * value word in the low half of a lane, and so on. A group of vectors
  * (DCF_UE or DCF_UG of them, four lanes each at most) walks all levels with
- * its state in
- * registers (DCF_UE or DCF_UG vectors): at each level the AES inputs are formed from the seeds, the
- * whole group's blocks go through the AES rounds together (so 8 or more
- * blocks are in flight), and the Matyas-Meyer-Oseas feed-forward, the
- * correction words (loaded straight from the keys) and the value
- * accumulation are applied to the AES output while it is still in registers:
- * there is no separate folding pass and no state written back per level.
- * Keys of one instance are read front to back, a stream per lane.
+ * its state in registers: at each level the AES inputs are formed from the
+ * seeds, the whole group's blocks go through the AES rounds together (so 8
+ * or more blocks are in flight), and the Matyas-Meyer-Oseas feed-forward,
+ * the correction words and the value accumulation are applied to the AES
+ * output while it is still in registers: there is no separate folding pass
+ * and no state written back per level.
+ *
+ * Keys are stored by quads (dcf.c): a field of the lanes of one vector is
+ * one contiguous run of 16 or 8 bytes per lane, so each level's correction
+ * words come in with one vector load per field (one 512-bit load for the
+ * four seeds of a VAES512 vector) instead of one load and insert per lane,
+ * and a group reads one sequential stream per quad.
  *
  * The includer defines, before including:
  *   DCF_VB            vector bytes (16, 32, 64)
@@ -28,7 +32,12 @@
  *   dcf_ld16(p, stride, n) / dcf_ld8(p, stride, n): lane j gets the 16 (or 8,
  *   high half 0) bytes at p + j * stride for j < n, lanes j >= n repeat lane
  *   n - 1 (1 <= n <= lanes); dcf_st16 / dcf_st8 (p, stride, v, n): the
- *   reverse for lanes j < n only (n may be 0).
+ *   reverse for lanes j < n only (n may be 0);
+ *   optionally DCF_HAVE_KLD with dcf_kld16(p, n) / dcf_kld8(p, n): lane j < n
+ *   gets the 16 (8, high half anything) bytes at p + 16 j (p + 8 j), lanes
+ *   j >= n anything, never reading past p + 16 n (8 n); dcf_kst16 /
+ *   dcf_kst8 (p, v, n): the reverse for j < n (n may be 0). Without them
+ *   the strided hooks serve, with the stride the field's size.
  * It defines static DCF_NAME(dcf_eval) and DCF_NAME(dcf_gen) with the
  * contracts of kern__aes_impl_t's dcf_eval and dcf_gen.
  */
@@ -88,38 +97,72 @@ static DCF_AI vq vsel(vq m, vq a, vq b) { return (a & m) | (b & ~m); }
 #define WORD_AT(blk, j0, q, u)                                               \
   (((q) & 1u) ? vswap((blk)[(j0) + ((q) >> 1)][u]) : (blk)[(j0) + ((q) >> 1)][u])
 
-/* Lane bookkeeping of a group of nv (1..U*L) instances: vector u covers
- * instances u*L .. u*L+L-1; nl[u] lanes are loaded (at least 1: a vector
- * beyond nv reloads instance 0, harmlessly) and ns[u] are stored. */
-static DCF_AI void group_lanes(size_t nv, const unsigned U, size_t *first,
-                               unsigned *nl, unsigned *ns) {
+/* Lane bookkeeping of the group of nv (1..U*L) instances that starts at
+ * instance g of a call's n: vector u covers instances g + u*L .. g + u*L +
+ * L - 1, in quad (g + u*L) / 4 from its lane (g + u*L) % 4 on (L divides 4
+ * and g is a multiple of L, so no vector straddles two quads); nl lanes are
+ * loaded (at least 1: a vector beyond nv reads the group's first instance,
+ * harmlessly) and ns are stored. */
+typedef struct {
+  size_t q;     /* byte offset of the vector's quad from the call's keys */
+  size_t first; /* its first instance, counted from the group's start */
+  unsigned m;   /* instances in its quad: 4, fewer in the call's last */
+  unsigned j;   /* its first lane's place in the quad */
+  unsigned nl, ns;
+} dcf_lanes_t;
+
+static DCF_AI void group_lanes(size_t n, size_t g, size_t nv, size_t kb,
+                               const unsigned U, dcf_lanes_t *ln) {
   for (unsigned u = 0; u < U; u++) {
     size_t i0 = (size_t)u * DCF_L;
+    unsigned nl = 1, ns = 0;
     if (i0 < nv) {
       size_t r = nv - i0;
-      first[u] = i0;
-      nl[u] = ns[u] = r < DCF_L ? (unsigned)r : DCF_L;
+      nl = ns = r < DCF_L ? (unsigned)r : DCF_L;
     } else {
-      first[u] = 0;
-      nl[u] = 1;
-      ns[u] = 0;
+      i0 = 0;
     }
+    const size_t i = g + i0, qb = i & ~(size_t)3;
+    ln[u].q = qb * kb;
+    ln[u].first = i0;
+    ln[u].m = n - qb < 4 ? (unsigned)(n - qb) : 4u;
+    ln[u].j = (unsigned)(i & 3);
+    ln[u].nl = nl;
+    ln[u].ns = ns;
   }
 }
 
-/* The keys are walked with a stride of kb bytes per lane, 16 to 32
- * streams at once, which the hardware prefetchers do not follow: each level
- * asks for the same bytes of the next group's keys (G instances on), so a
- * group finds its key lines in cache and gen's stores find theirs owned.
- * Prefetches never fault; past the last key they are merely wasted. */
-static DCF_AI void prefetch_group(const uint8_t *next, const unsigned G,
-                                  size_t kb, size_t off, const int write) {
-KERN_UNROLL(32)
-  for (unsigned i = 0; i < G; i++) {
-    if (write)
-      __builtin_prefetch(next + i * kb + off, 1);
-    else
-      __builtin_prefetch(next + i * kb + off, 0);
+/* The vector's first lane's copy of the key field at offset off (in the
+ * one-instance layout) of size sz: its quad holds the field of its m
+ * instances one after another. */
+#define KEY_AT(base, l, off, sz)                                             \
+  ((base) + (l).q + (size_t)(l).m * (off) + (size_t)(l).j * (sz))
+
+#ifndef DCF_HAVE_KLD
+#define dcf_kld16(p, n) dcf_ld16((p), 16, (n))
+#define dcf_kld8(p, n) dcf_ld8((p), 8, (n))
+#define dcf_kst16(p, v, n) dcf_st16((p), 16, (v), (n))
+#define dcf_kst8(p, v, n) dcf_st8((p), 8, (v), (n))
+#endif
+
+/* Each quad is one sequential stream, but a group walks several at once;
+ * each level asks for the same level of the next group's quads (instances
+ * i0 .. i0 + G - 1), so a group finds its key lines in cache and gen's
+ * stores find theirs owned. Prefetches never fault; past the last key they
+ * are merely wasted. */
+static DCF_AI void prefetch_group(const uint8_t *keys, size_t i0,
+                                  const unsigned G, size_t kb, size_t off,
+                                  size_t lb, const int write) {
+  const size_t q1 = (i0 + G + 3) / 4;
+  for (size_t q = i0 / 4; q < q1; q++) {
+    const uint8_t *p = keys + 4 * q * kb + 4 * off;
+KERN_UNROLL(8)
+    for (size_t c = 0; c <= 4 * lb; c += 64) {
+      if (write)
+        __builtin_prefetch(p + c, 1);
+      else
+        __builtin_prefetch(p + c, 0);
+    }
   }
 }
 
@@ -128,12 +171,10 @@ KERN_UNROLL(32)
  * are updated. Last: the value blocks only, and V ends holding the leaf's
  * share before the party's sign. */
 static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
-                             const int last, unsigned sh,
-                             const uint8_t *const kp[DCF_UE], size_t kb,
-                             const unsigned nl[DCF_UE], size_t off,
-                             vq S[DCF_UE], const vq X[DCF_UE],
-                             vq V[DCF_UE][KERN_DCF_MAX_WIDTH],
-                             const uint8_t *next) {
+                             const int last, unsigned sh, const uint8_t *keys,
+                             const dcf_lanes_t ln[DCF_UE], size_t kb,
+                             size_t off, vq S[DCF_UE], const vq X[DCF_UE],
+                             vq V[DCF_UE][KERN_DCF_MAX_WIDTH], size_t inext) {
   const unsigned H = (W + 1) / 2;
   const unsigned NB = last ? H : 1 + H;
   const unsigned v0 = last ? 0 : 1;
@@ -160,7 +201,7 @@ KERN_UNROLL(8)
       B[j][u] = BASE[u] ^ EVAL_TWEAK(u, j);
   }
   int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_UE);
-  prefetch_group(next, DCF_GE, kb, off, 0);
+  prefetch_group(keys, inext, DCF_GE, kb, off, 16 + 8 * (size_t)W, 0);
 
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++) {
@@ -168,10 +209,10 @@ KERN_UNROLL(8)
     for (unsigned j = 0; j < NB; j++) /* Matyas-Meyer-Oseas feed-forward */
       B[j][u] ^= BASE[u] ^ EVAL_TWEAK(u, j);
     const vq t = S[u] & lo1;
-    const vq mtl = -t;
+    const vq mtl = -t; /* high halves 0: the loads' high halves drop out */
     if (!last) {
       const vq mt = -(t | vswap(t));
-      const vq cw = dcf_ld16(kp[u] + off, kb, nl[u]);
+      const vq cw = dcf_kld16(KEY_AT(keys, ln[u], off, 16), ln[u].nl);
       const vq o = B[0][u];
       /* t_CW^L is bit 0 of s_CW's first byte, t_CW^R bit 1. */
       const vq tcw = vsel(MX[u], cw >> 1, cw) & lo1;
@@ -185,10 +226,10 @@ KERN_UNROLL(8)
                        : WORD_AT(B, v0, k, u);
       vq c;
       if (!last) {
-        c = dcf_ld8(kp[u] + off + 16 + 8 * k, kb, nl[u]);
+        c = dcf_kld8(KEY_AT(keys, ln[u], off + 16 + 8 * k, 8), ln[u].nl);
       } else {
-        vq cl = dcf_ld8(kp[u] + off + 8 * k, kb, nl[u]);
-        vq cr = dcf_ld8(kp[u] + off + 8 * (W + k), kb, nl[u]);
+        vq cl = dcf_kld8(KEY_AT(keys, ln[u], off + 8 * k, 8), ln[u].nl);
+        vq cr = dcf_kld8(KEY_AT(keys, ln[u], off + 8 * (W + k), 8), ln[u].nl);
         c = vsel(MX[u], cr, cl);
       }
       V[u][k] += wv + (c & mtl);
@@ -198,22 +239,22 @@ KERN_UNROLL(8)
   return rc;
 }
 
+/* The group of nv instances from instance g of a call's n (keys and kb: the
+ * call's; x and y: from the group's first instance on). */
 static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
                              unsigned nbits, const unsigned W,
-                             const uint8_t *keys, size_t kb,
-                             const uint64_t *x, uint64_t *y, size_t nv) {
-  size_t first[DCF_UE];
-  unsigned nl[DCF_UE], ns[DCF_UE];
-  const uint8_t *kp[DCF_UE];
+                             const uint8_t *keys, size_t kb, size_t n,
+                             size_t g, const uint64_t *x, uint64_t *y,
+                             size_t nv) {
+  dcf_lanes_t ln[DCF_UE];
   vq S[DCF_UE], X[DCF_UE], V[DCF_UE][KERN_DCF_MAX_WIDTH];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  const uint8_t *next = keys + DCF_GE * kb;
-  group_lanes(nv, DCF_UE, first, nl, ns);
+  group_lanes(n, g, nv, kb, DCF_UE, ln);
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++) {
-    kp[u] = keys + first[u] * kb;
-    S[u] = (dcf_ld16(kp[u], kb, nl[u]) & not3) | vpair(party, 0);
-    X[u] = dcf_ld8((const uint8_t *)(x + first[u]), 8, nl[u]);
+    S[u] = (dcf_kld16(KEY_AT(keys, ln[u], 0, 16), ln[u].nl) & not3) |
+           vpair(party, 0);
+    X[u] = dcf_ld8((const uint8_t *)(x + ln[u].first), 8, ln[u].nl);
 KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++)
       V[u][k] = vpair(0, 0);
@@ -222,16 +263,16 @@ KERN_UNROLL(8)
   size_t off = 16;
   int rc = 0;
   for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
-    rc |= eval_level(aes, W, 0, nbits - 1 - l, kp, kb, nl, off, S, X, V,
-                     next);
-  rc |= eval_level(aes, W, 1, 0, kp, kb, nl, off, S, X, V, next);
+    rc |= eval_level(aes, W, 0, nbits - 1 - l, keys, ln, kb, off, S, X, V,
+                     g + DCF_GE);
+  rc |= eval_level(aes, W, 1, 0, keys, ln, kb, off, S, X, V, g + DCF_GE);
   const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++)
 KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++)
-      dcf_st8((uint8_t *)(y + first[u] * W + k), 8 * (size_t)W,
-              (V[u][k] ^ mp) - mp, ns[u]);
+      dcf_st8((uint8_t *)(y + ln[u].first * W + k), 8 * (size_t)W,
+              (V[u][k] ^ mp) - mp, ln[u].ns);
   return rc;
 }
 
@@ -239,15 +280,13 @@ KERN_UNROLL(8)
  * 2 seed blocks and w value blocks each; last: the w value blocks), the
  * correction words written to both keys, the seeds walked along alpha. */
 static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
-                            const int last, unsigned sh,
-                            uint8_t *const kp0[DCF_UG], uint8_t *const kp1[DCF_UG],
+                            const int last, unsigned sh, uint8_t *k0,
+                            uint8_t *k1, const dcf_lanes_t ln[DCF_UG],
                             size_t kb,
                             const vq BE[DCF_UG][KERN_DCF_MAX_WIDTH],
-                            const unsigned ns[DCF_UG],
                             size_t off, vq S0[DCF_UG], vq S1[DCF_UG],
                             const vq A[DCF_UG],
-                            vq V[DCF_UG][KERN_DCF_MAX_WIDTH],
-                            const uint8_t *next0, const uint8_t *next1) {
+                            vq V[DCF_UG][KERN_DCF_MAX_WIDTH], size_t inext) {
   const unsigned NP = last ? W : 2 + W; /* blocks per party */
   const unsigned tw0 = last ? 2 : 0;    /* tweak of the first */
   const unsigned v0 = last ? 0 : 2;     /* first value block */
@@ -267,8 +306,8 @@ KERN_UNROLL(10)
     }
   }
   int rc = dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_UG);
-  prefetch_group(next0, DCF_GG, kb, off, 1);
-  prefetch_group(next1, DCF_GG, kb, off, 1);
+  prefetch_group(k0, inext, DCF_GG, kb, off, 16 + 8 * (size_t)W, 1);
+  prefetch_group(k1, inext, DCF_GG, kb, off, 16 + 8 * (size_t)W, 1);
 
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UG; u++) {
@@ -282,6 +321,7 @@ KERN_UNROLL(10)
     const vq ma = -(a | vswap(a));     /* whole lane */
     const vq t0 = S0[u] & lo1, t1 = S1[u] & lo1;
     const vq m1 = -t1;
+    const unsigned ns = ln[u].ns;
     if (!last) {
       const vq sl0 = B[0][u], sr0 = B[1][u];
       const vq sl1 = B[NP][u], sr1 = B[NP + 1][u];
@@ -290,10 +330,10 @@ KERN_UNROLL(10)
       const vq tcwl = ((sl0 ^ sl1) & lo1) ^ a ^ lo1;
       const vq tcwr = ((sr0 ^ sr1) & lo1) ^ a;
       const vq cwb = scw | tcwl | (tcwr << 1);
-      dcf_st16(kp0[u] + off, kb, cwb, ns[u]);
-      dcf_st16(kp1[u] + off, kb, cwb, ns[u]);
+      dcf_kst16(KEY_AT(k0, ln[u], off, 16), cwb, ns);
+      dcf_kst16(KEY_AT(k1, ln[u], off, 16), cwb, ns);
       const vq tcwk = vsel(mal, tcwr, tcwl);
-      const vq k0 = vsel(ma, sr0, sl0), k1 = vsel(ma, sr1, sl1);
+      const vq c0 = vsel(ma, sr0, sl0), c1 = vsel(ma, sr1, sl1);
       const vq mt0 = -(t0 | vswap(t0)), mt1 = -(t1 | vswap(t1));
 KERN_UNROLL(8)
       for (unsigned k = 0; k < W; k++) {
@@ -308,11 +348,11 @@ KERN_UNROLL(8)
         const vq d = lose1 - lose0 - V[u][k] + (be & mal);
         const vq vcw = (d ^ m1) - m1;
         V[u][k] += keep0 - keep1 + ((vcw ^ m1) - m1);
-        dcf_st8(kp0[u] + off + 16 + 8 * k, kb, vcw, ns[u]);
-        dcf_st8(kp1[u] + off + 16 + 8 * k, kb, vcw, ns[u]);
+        dcf_kst8(KEY_AT(k0, ln[u], off + 16 + 8 * k, 8), vcw, ns);
+        dcf_kst8(KEY_AT(k1, ln[u], off + 16 + 8 * k, 8), vcw, ns);
       }
-      S0[u] = ((k0 & not3) ^ (scw & mt0)) | ((k0 & lo1) ^ (tcwk & t0));
-      S1[u] = ((k1 & not3) ^ (scw & mt1)) | ((k1 & lo1) ^ (tcwk & t1));
+      S0[u] = ((c0 & not3) ^ (scw & mt0)) | ((c0 & lo1) ^ (tcwk & t0));
+      S1[u] = ((c1 & not3) ^ (scw & mt1)) | ((c1 & lo1) ^ (tcwk & t1));
     } else {
 KERN_UNROLL(8)
       for (unsigned k = 0; k < W; k++) {
@@ -324,8 +364,8 @@ KERN_UNROLL(2)
           /* The left leaf is below alpha exactly when alpha's bit is 1. */
           const vq d = w1 - w0 - V[u][k] + (c == 0 ? (be & mal) : vpair(0, 0));
           const vq cw = (d ^ m1) - m1;
-          dcf_st8(kp0[u] + off + 8 * (c * W + k), kb, cw, ns[u]);
-          dcf_st8(kp1[u] + off + 8 * (c * W + k), kb, cw, ns[u]);
+          dcf_kst8(KEY_AT(k0, ln[u], off + 8 * (c * W + k), 8), cw, ns);
+          dcf_kst8(KEY_AT(k1, ln[u], off + 8 * (c * W + k), 8), cw, ns);
         }
       }
     }
@@ -333,44 +373,45 @@ KERN_UNROLL(2)
   return rc;
 }
 
+/* The group of nv instances from instance g of a call's n (k0, k1 and kb:
+ * the call's; roots, alpha and beta: from the group's first instance on). */
 static DCF_AI int gen_group(const dcf_aes_t *aes, unsigned nbits,
                             const unsigned W, const uint8_t *roots,
                             const uint64_t *alpha, const uint64_t *beta,
-                            uint8_t *k0, uint8_t *k1, size_t kb, size_t nv) {
-  size_t first[DCF_UG];
-  unsigned nl[DCF_UG], ns[DCF_UG];
-  uint8_t *kp0[DCF_UG], *kp1[DCF_UG];
+                            uint8_t *k0, uint8_t *k1, size_t kb, size_t n,
+                            size_t g, size_t nv) {
+  dcf_lanes_t ln[DCF_UG];
   vq S0[DCF_UG], S1[DCF_UG], A[DCF_UG], V[DCF_UG][KERN_DCF_MAX_WIDTH];
   vq BE[DCF_UG][KERN_DCF_MAX_WIDTH];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  group_lanes(nv, DCF_UG, first, nl, ns);
+  group_lanes(n, g, nv, kb, DCF_UG, ln);
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UG; u++) {
-    kp0[u] = k0 + first[u] * kb;
-    kp1[u] = k1 + first[u] * kb;
+    const size_t f = ln[u].first;
+    const unsigned nl = ln[u].nl;
     /* Root seeds: 32 bytes per instance, party 0's then party 1's, written
      * to the keys here with the rest (t_0 = 0, t_1 = 1). */
-    S0[u] = dcf_ld16(roots + 32 * first[u], 32, nl[u]) & not3;
-    S1[u] = dcf_ld16(roots + 32 * first[u] + 16, 32, nl[u]) & not3;
-    dcf_st16(kp0[u], kb, S0[u], ns[u]);
-    dcf_st16(kp1[u], kb, S1[u], ns[u]);
+    S0[u] = dcf_ld16(roots + 32 * f, 32, nl) & not3;
+    S1[u] = dcf_ld16(roots + 32 * f + 16, 32, nl) & not3;
+    dcf_kst16(KEY_AT(k0, ln[u], 0, 16), S0[u], ln[u].ns);
+    dcf_kst16(KEY_AT(k1, ln[u], 0, 16), S1[u], ln[u].ns);
     S1[u] |= vpair(1, 0);
-    A[u] = dcf_ld8((const uint8_t *)(alpha + first[u]), 8, nl[u]);
+    A[u] = dcf_ld8((const uint8_t *)(alpha + f), 8, nl);
 KERN_UNROLL(8)
     for (unsigned k = 0; k < W; k++) {
       V[u][k] = vpair(0, 0);
-      BE[u][k] = dcf_ld8((const uint8_t *)(beta + first[u] * W + k),
-                         8 * (size_t)W, nl[u]);
+      BE[u][k] = dcf_ld8((const uint8_t *)(beta + f * W + k), 8 * (size_t)W,
+                         nl);
     }
   }
   const size_t lb = 16 + 8 * (size_t)W;
   size_t off = 16;
   int rc = 0;
   for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
-    rc |= gen_level(aes, W, 0, nbits - 1 - l, kp0, kp1, kb, BE, ns, off,
-                    S0, S1, A, V, k0 + DCF_GG * kb, k1 + DCF_GG * kb);
-  rc |= gen_level(aes, W, 1, 0, kp0, kp1, kb, BE, ns, off, S0, S1, A, V,
-                  k0 + DCF_GG * kb, k1 + DCF_GG * kb);
+    rc |= gen_level(aes, W, 0, nbits - 1 - l, k0, k1, ln, kb, BE, off, S0,
+                    S1, A, V, g + DCF_GG);
+  rc |= gen_level(aes, W, 1, 0, k0, k1, ln, kb, BE, off, S0, S1, A, V,
+                  g + DCF_GG);
   return rc;
 }
 
@@ -384,7 +425,7 @@ KERN_UNROLL(8)
     int rc = 0;                                                              \
     for (size_t g = 0; g < n; g += DCF_GE) {                                 \
       const size_t nv = n - g < DCF_GE ? n - g : DCF_GE;                     \
-      rc |= eval_group(aes, party, nbits, w, keys + g * kb, kb, x + g,       \
+      rc |= eval_group(aes, party, nbits, w, keys, kb, n, g, x + g,          \
                        y + g * (w), nv);                                     \
     }                                                                        \
     return rc;                                                               \
@@ -397,7 +438,7 @@ KERN_UNROLL(8)
     for (size_t g = 0; g < n; g += DCF_GG) {                                 \
       const size_t nv = n - g < DCF_GG ? n - g : DCF_GG;                     \
       rc |= gen_group(aes, nbits, w, roots + 32 * g, alpha + g,              \
-                      beta + g * (w), k0 + g * kb, k1 + g * kb, kb, nv);     \
+                      beta + g * (w), k0, k1, kb, n, g, nv);                 \
     }                                                                        \
     return rc;                                                               \
   }
@@ -451,4 +492,5 @@ static int DCF_NAME(dcf_gen)(const kern_aes_ks_t *ks, unsigned nbits,
 
 #undef DCF_WIDTH_CASES
 #undef WORD_AT
+#undef KEY_AT
 #undef DCF_AI
