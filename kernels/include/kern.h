@@ -290,13 +290,15 @@ TANDEM_WUR int kern_aes_impl_select(kern_aes_impl_t impl);
  * (nbits-1)(1 + ceil(w/2)) + ceil(w/2) AES blocks per instance, generation
  * 2((nbits-1)(2 + w) + w).
  *
- * A batch of count keys (count * kern_dcf_key_bytes bytes) is stored by
- * quads: instances 4q .. 4q + m - 1 (m = 4, or count mod 4 for the last
- * quad) take the m * kb bytes from 4 q kb on, field by field: the field at
- * offset off and of size sz of the quad's instance j sits at m off + j sz
- * in it (so the four root seeds come first, then the four s_CW of level 0,
- * the four V_CW[0], ...). A vector load then takes one level's corrections
- * for four instances at once. A sub-batch of a batch's keys is a batch of
+ * The fields are the 16-byte seeds (root, s_CW) and the words of each of
+ * V_CW, CW_L and CW_R by pairs (16 bytes: words 2p and 2p + 1; 8 bytes for
+ * the last word of an odd w). A batch of count keys (count *
+ * kern_dcf_key_bytes bytes) is stored by quads: instances 4q .. 4q + m - 1
+ * (m = 4, or count mod 4 for the last quad) take the m * kb bytes from
+ * 4 q kb on, field by field: the field at offset off and of size sz of the
+ * quad's instance j sits at m off + j sz in it (so the four root seeds come
+ * first, then the four s_CW of level 0, the four pairs V_CW[0..1], ...). A
+ * vector load then takes a field of one level for four instances at once. A sub-batch of a batch's keys is a batch of
  * its own only if it starts at a multiple of KERN_DCF_QUAD instances and
  * ends at one or at the batch's end. */
 #define KERN_DCF_MAX_WIDTH 8u

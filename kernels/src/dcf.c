@@ -36,6 +36,18 @@
  * w = 1 (the old layout: 1624); 992 for nbits = 41, w = 1; 1328 for
  * nbits = 41, w = 2; 48 for nbits = 1, w = 2.
  *
+ * Keys of a batch are stored by quads (kern.h): the same fields, each
+ * (a 16-byte seed, or a pair of value words) written for the four
+ * instances of a quad one after another, level after level. A vector of
+ * the walk holds up to four instances of one quad, so it reads a level's
+ * s_CW with one load and each pair of V_CW words with one more, where the
+ * one-key-after-another layout took a load and an insert per instance and
+ * field (and 16 to 32 strided streams per group, which the hardware
+ * prefetchers do not follow). The walk keeps the value words by pairs
+ * too, as the value blocks hold them: a 128-bit lane adds two words at a
+ * time. The size is unchanged and the bytes of a quad are a permutation
+ * of its four one-instance keys.
+ *
  * Deeper early termination, weighed and left out: stopping nu levels early
  * with 2^nu leaves of w words each costs 16 + (n - nu)(16 + 8w) + 2^nu * 8w
  * bytes. From nu = 1 (this layout) to nu = 2 the key changes by

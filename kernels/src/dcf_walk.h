@@ -56,6 +56,8 @@
 /* AES blocks per instance and level: eval 1 + ceil(w/2), gen 2 * (2 + w). */
 #define DCF_EB (1 + (KERN_DCF_MAX_WIDTH + 1) / 2)
 #define DCF_GB (2 * (2 + KERN_DCF_MAX_WIDTH))
+/* Value words are kept by pairs, one pair per lane, when evaluating. */
+#define DCF_PW ((KERN_DCF_MAX_WIDTH + 1) / 2)
 
 /* Every lane = (lo, hi). */
 static DCF_AI vq vpair(uint64_t lo, uint64_t hi) {
@@ -91,6 +93,51 @@ static DCF_AI vq vswap(vq v) {
 
 /* a where m is all ones, b where it is 0 (m is a mask, never a branch). */
 static DCF_AI vq vsel(vq m, vq a, vq b) { return (a & m) | (b & ~m); }
+
+/* Every lane = (a's high half, b's low half): a pair of words that
+ * straddles two blocks. */
+static DCF_AI vq vshift(vq a, vq b) {
+#if defined(__clang__)
+#if DCF_NQ == 2
+  return __builtin_shufflevector(a, b, 1, 2);
+#elif DCF_NQ == 4
+  return __builtin_shufflevector(a, b, 1, 4, 3, 6);
+#else
+  return __builtin_shufflevector(a, b, 1, 8, 3, 10, 5, 12, 7, 14);
+#endif
+#else
+#if DCF_NQ == 2
+  const vq idx = {1, 2};
+#elif DCF_NQ == 4
+  const vq idx = {1, 4, 3, 6};
+#else
+  const vq idx = {1, 8, 3, 10, 5, 12, 7, 14};
+#endif
+  return __builtin_shuffle(a, b, idx);
+#endif
+}
+
+/* Every lane = (a's low half, b's low half): two words made a pair. */
+static DCF_AI vq vpack(vq a, vq b) {
+#if defined(__clang__)
+#if DCF_NQ == 2
+  return __builtin_shufflevector(a, b, 0, 2);
+#elif DCF_NQ == 4
+  return __builtin_shufflevector(a, b, 0, 4, 2, 6);
+#else
+  return __builtin_shufflevector(a, b, 0, 8, 2, 10, 4, 12, 6, 14);
+#endif
+#else
+#if DCF_NQ == 2
+  const vq idx = {0, 2};
+#elif DCF_NQ == 4
+  const vq idx = {0, 4, 2, 6};
+#else
+  const vq idx = {0, 8, 2, 10, 4, 12, 6, 14};
+#endif
+  return __builtin_shuffle(a, b, idx);
+#endif
+}
 
 /* Word q of the value words whose first block is blk[j0] (rows of u):
  * in the low half of each lane. */
@@ -166,15 +213,27 @@ KERN_UNROLL(8)
   }
 }
 
+/* The field at one-instance offset fo holding value words 2p and 2p + 1 of
+ * a key (just 2p, 8 bytes, when that is the last of an odd w), its pair in
+ * every lane. */
+static DCF_AI vq key_pair(const uint8_t *keys, const dcf_lanes_t *l,
+                          size_t fo, const unsigned W, unsigned p) {
+  if ((W & 1u) && 2 * p + 1 == W)
+    return dcf_kld8(KEY_AT(keys, *l, fo, 8), l->nl);
+  return dcf_kld16(KEY_AT(keys, *l, fo, 16), l->nl);
+}
+
 /* One level of evaluation for a group. Not last: child seed block (tweak
  * x_l) and the ceil(w/2) blocks holding the child's value words; s, t and V
  * are updated. Last: the value blocks only, and V ends holding the leaf's
- * share before the party's sign. */
+ * share before the party's sign. V holds the words by pairs (word 2p in the
+ * low half of V[u][p], 2p + 1 in the high half): the value blocks already
+ * hold them so, and a pair of correction words is one 16-byte key field. */
 static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
                              const int last, unsigned sh, const uint8_t *keys,
                              const dcf_lanes_t ln[DCF_UE], size_t kb,
                              size_t off, vq S[DCF_UE], const vq X[DCF_UE],
-                             vq V[DCF_UE][KERN_DCF_MAX_WIDTH], size_t inext) {
+                             vq V[DCF_UE][DCF_PW], size_t inext) {
   const unsigned H = (W + 1) / 2;
   const unsigned NB = last ? H : 1 + H;
   const unsigned v0 = last ? 0 : 1;
@@ -209,30 +268,30 @@ KERN_UNROLL(8)
     for (unsigned j = 0; j < NB; j++) /* Matyas-Meyer-Oseas feed-forward */
       B[j][u] ^= BASE[u] ^ EVAL_TWEAK(u, j);
     const vq t = S[u] & lo1;
-    const vq mtl = -t; /* high halves 0: the loads' high halves drop out */
+    const vq mt = -(t | vswap(t));
+    const vq mxl = MX[u] | vswap(MX[u]);
     if (!last) {
-      const vq mt = -(t | vswap(t));
       const vq cw = dcf_kld16(KEY_AT(keys, ln[u], off, 16), ln[u].nl);
       const vq o = B[0][u];
       /* t_CW^L is bit 0 of s_CW's first byte, t_CW^R bit 1. */
       const vq tcw = vsel(MX[u], cw >> 1, cw) & lo1;
       S[u] = ((o & not3) ^ (cw & not3 & mt)) | ((o & lo1) ^ (tcw & t));
     }
-KERN_UNROLL(8)
-    for (unsigned k = 0; k < W; k++) {
-      /* For odd w the right child's words start mid-block. */
-      vq wv = (W & 1u) ? vsel(MX[u], WORD_AT(B, v0, k + 1, u),
-                              WORD_AT(B, v0, k, u))
-                       : WORD_AT(B, v0, k, u);
+KERN_UNROLL(4)
+    for (unsigned p = 0; p < H; p++) {
+      /* For odd w the right child's pairs straddle two blocks. */
+      vq wv = B[v0 + p][u];
+      if (W & 1u)
+        wv = vsel(mxl, vshift(wv, B[v0 + (p + 1 < H ? p + 1 : p)][u]), wv);
       vq c;
       if (!last) {
-        c = dcf_kld8(KEY_AT(keys, ln[u], off + 16 + 8 * k, 8), ln[u].nl);
+        c = key_pair(keys, &ln[u], off + 16 + 16 * (size_t)p, W, p);
       } else {
-        vq cl = dcf_kld8(KEY_AT(keys, ln[u], off + 8 * k, 8), ln[u].nl);
-        vq cr = dcf_kld8(KEY_AT(keys, ln[u], off + 8 * (W + k), 8), ln[u].nl);
-        c = vsel(MX[u], cr, cl);
+        vq cl = key_pair(keys, &ln[u], off + 16 * (size_t)p, W, p);
+        vq cr = key_pair(keys, &ln[u], off + 8 * (size_t)W + 16 * p, W, p);
+        c = vsel(mxl, cr, cl);
       }
-      V[u][k] += wv + (c & mtl);
+      V[u][p] += wv + (c & mt);
     }
   }
 #undef EVAL_TWEAK
@@ -247,7 +306,7 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
                              size_t g, const uint64_t *x, uint64_t *y,
                              size_t nv) {
   dcf_lanes_t ln[DCF_UE];
-  vq S[DCF_UE], X[DCF_UE], V[DCF_UE][KERN_DCF_MAX_WIDTH];
+  vq S[DCF_UE], X[DCF_UE], V[DCF_UE][DCF_PW];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
   group_lanes(n, g, nv, kb, DCF_UE, ln);
 KERN_UNROLL(16)
@@ -255,9 +314,9 @@ KERN_UNROLL(16)
     S[u] = (dcf_kld16(KEY_AT(keys, ln[u], 0, 16), ln[u].nl) & not3) |
            vpair(party, 0);
     X[u] = dcf_ld8((const uint8_t *)(x + ln[u].first), 8, ln[u].nl);
-KERN_UNROLL(8)
-    for (unsigned k = 0; k < W; k++)
-      V[u][k] = vpair(0, 0);
+KERN_UNROLL(4)
+    for (unsigned p = 0; p < (W + 1) / 2; p++)
+      V[u][p] = vpair(0, 0);
   }
   const size_t lb = 16 + 8 * (size_t)W;
   size_t off = 16;
@@ -269,10 +328,15 @@ KERN_UNROLL(8)
   const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++)
-KERN_UNROLL(8)
-    for (unsigned k = 0; k < W; k++)
-      dcf_st8((uint8_t *)(y + ln[u].first * W + k), 8 * (size_t)W,
-              (V[u][k] ^ mp) - mp, ln[u].ns);
+KERN_UNROLL(4)
+    for (unsigned p = 0; p < (W + 1) / 2; p++) {
+      uint8_t *yp = (uint8_t *)(y + ln[u].first * W + 2 * p);
+      const vq r = (V[u][p] ^ mp) - mp;
+      if (2 * p + 1 < W)
+        dcf_st16(yp, 8 * (size_t)W, r, ln[u].ns);
+      else
+        dcf_st8(yp, 8 * (size_t)W, r, ln[u].ns);
+    }
   return rc;
 }
 
@@ -335,6 +399,7 @@ KERN_UNROLL(10)
       const vq tcwk = vsel(mal, tcwr, tcwl);
       const vq c0 = vsel(ma, sr0, sl0), c1 = vsel(ma, sr1, sl1);
       const vq mt0 = -(t0 | vswap(t0)), mt1 = -(t1 | vswap(t1));
+      vq prev = vpair(0, 0);
 KERN_UNROLL(8)
       for (unsigned k = 0; k < W; k++) {
         const vq be = BE[u][k];
@@ -348,24 +413,40 @@ KERN_UNROLL(8)
         const vq d = lose1 - lose0 - V[u][k] + (be & mal);
         const vq vcw = (d ^ m1) - m1;
         V[u][k] += keep0 - keep1 + ((vcw ^ m1) - m1);
-        dcf_kst8(KEY_AT(k0, ln[u], off + 16 + 8 * k, 8), vcw, ns);
-        dcf_kst8(KEY_AT(k1, ln[u], off + 16 + 8 * k, 8), vcw, ns);
+        /* Corrections go to the keys by pairs of words (key_pair). */
+        const size_t fo = off + 16 + 16 * (size_t)(k / 2);
+        if (k & 1u) {
+          dcf_kst16(KEY_AT(k0, ln[u], fo, 16), vpack(prev, vcw), ns);
+          dcf_kst16(KEY_AT(k1, ln[u], fo, 16), vpack(prev, vcw), ns);
+        } else if (k + 1 == W) {
+          dcf_kst8(KEY_AT(k0, ln[u], fo, 8), vcw, ns);
+          dcf_kst8(KEY_AT(k1, ln[u], fo, 8), vcw, ns);
+        }
+        prev = vcw;
       }
       S0[u] = ((c0 & not3) ^ (scw & mt0)) | ((c0 & lo1) ^ (tcwk & t0));
       S1[u] = ((c1 & not3) ^ (scw & mt1)) | ((c1 & lo1) ^ (tcwk & t1));
     } else {
-KERN_UNROLL(8)
-      for (unsigned k = 0; k < W; k++) {
-        const vq be = BE[u][k];
 KERN_UNROLL(2)
-        for (unsigned c = 0; c < 2; c++) {
+      for (unsigned c = 0; c < 2; c++) {
+        vq prev = vpair(0, 0);
+KERN_UNROLL(8)
+        for (unsigned k = 0; k < W; k++) {
           const vq w0 = WORD_AT(B, 0, c * W + k, u);
           const vq w1 = WORD_AT(B, NP, c * W + k, u);
           /* The left leaf is below alpha exactly when alpha's bit is 1. */
-          const vq d = w1 - w0 - V[u][k] + (c == 0 ? (be & mal) : vpair(0, 0));
+          const vq d = w1 - w0 - V[u][k] +
+                       (c == 0 ? (BE[u][k] & mal) : vpair(0, 0));
           const vq cw = (d ^ m1) - m1;
-          dcf_kst8(KEY_AT(k0, ln[u], off + 8 * (c * W + k), 8), cw, ns);
-          dcf_kst8(KEY_AT(k1, ln[u], off + 8 * (c * W + k), 8), cw, ns);
+          const size_t fo = off + 8 * (size_t)(c * W) + 16 * (size_t)(k / 2);
+          if (k & 1u) {
+            dcf_kst16(KEY_AT(k0, ln[u], fo, 16), vpack(prev, cw), ns);
+            dcf_kst16(KEY_AT(k1, ln[u], fo, 16), vpack(prev, cw), ns);
+          } else if (k + 1 == W) {
+            dcf_kst8(KEY_AT(k0, ln[u], fo, 8), cw, ns);
+            dcf_kst8(KEY_AT(k1, ln[u], fo, 8), cw, ns);
+          }
+          prev = cw;
         }
       }
     }

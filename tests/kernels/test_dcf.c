@@ -295,7 +295,7 @@ END_TEST
  * (one AES block at a time through kern_aes128_ecb_impl, OpenSSL): the
  * field at one-instance offset off and size sz of instance i of a batch of
  * count sits at 4 q kb + m off + j sz, q = i / 4, j = i % 4, m the quad's
- * size. */
+ * size; the fields are the seeds (16 bytes) and the value words by pairs. */
 static const uint8_t pi_key[16] = {0x24, 0x3f, 0x6a, 0x88, 0x85, 0xa3,
                                    0x08, 0xd3, 0x13, 0x19, 0x8a, 0x2e,
                                    0x03, 0x70, 0x73, 0x44};
@@ -311,6 +311,14 @@ static uint64_t le64(const uint8_t *p) {
   for (int b = 7; b >= 0; b--)
     v = v << 8 | p[b];
   return v;
+}
+
+/* Word k of the w words from one-instance offset base (V_CW, CW_L or
+ * CW_R): fields of two words, the last of one if w is odd. */
+static uint64_t key_word(const uint8_t *keys, size_t count, size_t kb,
+                         size_t i, size_t base, unsigned w, unsigned k) {
+  const size_t sz = 2 * (k / 2) + 1 < w ? 16 : 8;
+  return le64(field(keys, count, kb, i, base + 16 * (k / 2), sz) + 8 * (k & 1));
 }
 
 /* G_j(s) = AES(s ^ j) ^ (s ^ j), j in the low byte. */
@@ -349,7 +357,7 @@ static void eval_scalar(int party, unsigned nbits, unsigned w,
     for (unsigned k = 0; k < w; k++) {
       v[k] += child_word(&ks, s, xb * w + k);
       if (t)
-        v[k] += le64(field(keys, count, kb, i, off + 16 + 8 * k, 8));
+        v[k] += key_word(keys, count, kb, i, off + 16, w, k);
     }
     mmo(&ks, s, xb, o);
     const uint8_t *cw = field(keys, count, kb, i, off, 16);
@@ -363,7 +371,7 @@ static void eval_scalar(int party, unsigned nbits, unsigned w,
   for (unsigned k = 0; k < w; k++) {
     v[k] += child_word(&ks, s, xb * w + k);
     if (t)
-      v[k] += le64(field(keys, count, kb, i, off + 8 * (xb * w + k), 8));
+      v[k] += key_word(keys, count, kb, i, off + 8 * xb * w, w, k);
     y[k] = party ? (uint64_t)0 - v[k] : v[k];
   }
 }
