@@ -223,80 +223,56 @@ static DCF_AI vq key_pair(const uint8_t *keys, const dcf_lanes_t *l,
   return dcf_kld16(KEY_AT(keys, *l, fo, 16), l->nl);
 }
 
-/* Evaluation walks a group as two halves of DCF_UE / 2 vectors, one level
- * apart in a software pipeline: the AES rounds of one half are issued next
- * to the folding of the other (eval_group), which does not depend on them,
- * so the AES units keep busy while the corrections of the other half are
- * applied. With the whole group at one level, each level's folding waited
- * for all of its AES and the next level's AES for all of its folding. */
-#define DCF_UH (DCF_UE / 2)
+/* One level of evaluation for a group. Not last: child seed block (tweak
+ * x_l) and the ceil(w/2) blocks holding the child's value words; s, t and V
+ * are updated. Last: the value blocks only, and V ends holding the leaf's
+ * share before the party's sign. V holds the words by pairs (word 2p in the
+ * low half of V[u][p], 2p + 1 in the high half): the value blocks already
+ * hold them so, and a pair of correction words is one 16-byte key field. */
+static DCF_AI int eval_level(const dcf_aes_t *aes, const unsigned W,
+                             const int last, unsigned sh, const uint8_t *keys,
+                             const dcf_lanes_t ln[DCF_UE], size_t kb,
+                             size_t off, vq S[DCF_UE], const vq X[DCF_UE],
+                             vq V[DCF_UE][DCF_PW], size_t inext) {
+  const unsigned H = (W + 1) / 2;
+  const unsigned NB = last ? H : 1 + H;
+  const unsigned v0 = last ? 0 : 1;
+  const vq lo1 = vpair(1, 0);
+  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  vq B[DCF_EB][DCF_UE], BASE[DCF_UE], MX[DCF_UE];
 
-/* The AES input of block j is base ^ tweak_j: kept as base and the tweaks,
- * recomputed for the feed-forward, so that only the blocks in flight occupy
- * registers. Block 0 (not last) is the child x takes (tweak xb); its words
- * xb*w .. xb*w+w-1 start in value block xb*w/2, whose tweak is
- * 2 + xb*w/2. */
+  /* The AES input of block j is base ^ tweak_j: kept as base and the
+   * tweaks, recomputed for the feed-forward, so that only the blocks in
+   * flight occupy registers. */
 #define EVAL_TWEAK(u, j)                                                     \
   ((!last && (j) == 0) ? (MX[u] & lo1)                                       \
                        : vpair(2 + (j) - v0, 0) +                             \
                              ((MX[u] & vpair(W, 0)) >> 1))
-
-/* One level's AES for half h of a group. Not last: child seed block (tweak
- * x_l) and the ceil(w/2) blocks holding the child's value words. Last: the
- * value blocks only. */
-static DCF_AI int eval_aes(const dcf_aes_t *aes, const unsigned W,
-                           const int last, unsigned sh, const unsigned h,
-                           const vq S[DCF_UE], const vq X[DCF_UE],
-                           vq B[DCF_EB][DCF_UH], vq BASE[DCF_UE],
-                           vq MX[DCF_UE]) {
-  const unsigned H = (W + 1) / 2;
-  const unsigned NB = last ? H : 1 + H;
-  const unsigned v0 = last ? 0 : 1;
-  const vq lo1 = vpair(1, 0);
-  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
 KERN_UNROLL(16)
-  for (unsigned i = 0; i < DCF_UH; i++) {
-    const unsigned u = h * DCF_UH + i;
+  for (unsigned u = 0; u < DCF_UE; u++) {
     const vq xb = (X[u] >> sh) & lo1;
     BASE[u] = S[u] & not3;
     MX[u] = -xb; /* low half all ones where x's bit is 1 */
+    /* Block 0 is the child x takes (tweak xb); its words xb*w .. xb*w+w-1
+     * start in value block xb*w/2, whose tweak is 2 + xb*w/2. */
 KERN_UNROLL(8)
     for (unsigned j = 0; j < NB; j++)
-      B[j][i] = BASE[u] ^ EVAL_TWEAK(u, j);
+      B[j][u] = BASE[u] ^ EVAL_TWEAK(u, j);
   }
-  return dcf_aes_run(aes, &B[0][0], NB * DCF_UH);
-}
+  int rc = dcf_aes_run(aes, &B[0][0], NB * DCF_UE);
+  prefetch_group(keys, inext, DCF_GE, kb, off, 16 + 8 * (size_t)W, 0);
 
-/* The rest of a level for half h, on eval_aes's output: the MMO
- * feed-forward, the seed correction (not last: s and t updated) and the
- * value words with their corrections. V holds the words by pairs (word 2p
- * in the low half of V[u][p], 2p + 1 in the high half): the value blocks
- * already hold them so, and a pair of correction words is one 16-byte key
- * field. After the last level V holds the leaf's share before the party's
- * sign. */
-static DCF_AI void eval_fold(const unsigned W, const int last,
-                             const unsigned h, const uint8_t *keys,
-                             const dcf_lanes_t ln[DCF_UE], size_t off,
-                             vq S[DCF_UE], vq V[DCF_UE][DCF_PW],
-                             vq B[DCF_EB][DCF_UH], const vq BASE[DCF_UE],
-                             const vq MX[DCF_UE]) {
-  const unsigned H = (W + 1) / 2;
-  const unsigned NB = last ? H : 1 + H;
-  const unsigned v0 = last ? 0 : 1;
-  const vq lo1 = vpair(1, 0);
-  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
 KERN_UNROLL(16)
-  for (unsigned i = 0; i < DCF_UH; i++) {
-    const unsigned u = h * DCF_UH + i;
+  for (unsigned u = 0; u < DCF_UE; u++) {
 KERN_UNROLL(8)
     for (unsigned j = 0; j < NB; j++) /* Matyas-Meyer-Oseas feed-forward */
-      B[j][i] ^= BASE[u] ^ EVAL_TWEAK(u, j);
+      B[j][u] ^= BASE[u] ^ EVAL_TWEAK(u, j);
     const vq t = S[u] & lo1;
     const vq mt = -(t | vswap(t));
     const vq mxl = MX[u] | vswap(MX[u]);
     if (!last) {
       const vq cw = dcf_kld16(KEY_AT(keys, ln[u], off, 16), ln[u].nl);
-      const vq o = B[0][i];
+      const vq o = B[0][u];
       /* t_CW^L is bit 0 of s_CW's first byte, t_CW^R bit 1. */
       const vq tcw = vsel(MX[u], cw >> 1, cw) & lo1;
       S[u] = ((o & not3) ^ (cw & not3 & mt)) | ((o & lo1) ^ (tcw & t));
@@ -304,9 +280,9 @@ KERN_UNROLL(8)
 KERN_UNROLL(4)
     for (unsigned p = 0; p < H; p++) {
       /* For odd w the right child's pairs straddle two blocks. */
-      vq wv = B[v0 + p][i];
+      vq wv = B[v0 + p][u];
       if (W & 1u)
-        wv = vsel(mxl, vshift(wv, B[v0 + (p + 1 < H ? p + 1 : p)][i]), wv);
+        wv = vsel(mxl, vshift(wv, B[v0 + (p + 1 < H ? p + 1 : p)][u]), wv);
       vq c;
       if (!last) {
         c = key_pair(keys, &ln[u], off + 16 + 16 * (size_t)p, W, p);
@@ -318,8 +294,9 @@ KERN_UNROLL(4)
       V[u][p] += wv + (c & mt);
     }
   }
-}
 #undef EVAL_TWEAK
+  return rc;
+}
 
 /* The group of nv instances from instance g of a call's n (keys and kb: the
  * call's; x and y: from the group's first instance on). */
@@ -330,7 +307,6 @@ static DCF_AI int eval_group(const dcf_aes_t *aes, uint64_t party,
                              size_t nv) {
   dcf_lanes_t ln[DCF_UE];
   vq S[DCF_UE], X[DCF_UE], V[DCF_UE][DCF_PW];
-  vq B[2][DCF_EB][DCF_UH], BASE[DCF_UE], MX[DCF_UE];
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
   group_lanes(n, g, nv, kb, DCF_UE, ln);
 KERN_UNROLL(16)
@@ -345,23 +321,10 @@ KERN_UNROLL(4)
   const size_t lb = 16 + 8 * (size_t)W;
   size_t off = 16;
   int rc = 0;
-#define EA(h, l, last) eval_aes(aes, W, last, nbits - 1 - (l), h, S, X, B[h], BASE, MX)
-#define EF(h, last) eval_fold(W, last, h, keys, ln, off, S, V, B[h], BASE, MX)
-  /* Half 0 runs one step ahead: its AES of level l + 1 is issued between
-   * half 1's AES and folding of level l. */
-  rc |= nbits > 1 ? EA(0, 0, 0) : EA(0, 0, 1);
-  for (unsigned l = 0; l + 1 < nbits; l++, off += lb) {
-    rc |= EA(1, l, 0);
-    EF(0, 0);
-    prefetch_group(keys, g + DCF_GE, DCF_GE, kb, off, lb, 0);
-    rc |= l + 2 < nbits ? EA(0, l + 1, 0) : EA(0, l + 1, 1);
-    EF(1, 0);
-  }
-  rc |= EA(1, nbits - 1, 1);
-  EF(0, 1);
-  EF(1, 1);
-#undef EA
-#undef EF
+  for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
+    rc |= eval_level(aes, W, 0, nbits - 1 - l, keys, ln, kb, off, S, X, V,
+                     g + DCF_GE);
+  rc |= eval_level(aes, W, 1, 0, keys, ln, kb, off, S, X, V, g + DCF_GE);
   const vq mp = vpair((uint64_t)0 - party, (uint64_t)0 - party);
 KERN_UNROLL(16)
   for (unsigned u = 0; u < DCF_UE; u++)
@@ -377,60 +340,45 @@ KERN_UNROLL(4)
   return rc;
 }
 
-/* Generation walks a group as eval does (eval_group): two halves a level
- * apart where DCF_UG is even, one where it is 1. */
-#define DCF_GH (DCF_UG >= 2 ? 2 : 1)  /* halves */
-#define DCF_UGH (DCF_UG / DCF_GH)     /* vectors per half */
-
-/* One level's AES for half h of a generation group: both parties' children
- * (not last: 2 seed blocks and w value blocks each; last: the w value
- * blocks). */
-static DCF_AI int gen_aes(const dcf_aes_t *aes, const unsigned W,
-                          const int last, const unsigned h,
-                          const vq S0[DCF_UG], const vq S1[DCF_UG],
-                          vq B[DCF_GB][DCF_UGH], vq B0[DCF_UG],
-                          vq B1[DCF_UG]) {
-  const unsigned NP = last ? W : 2 + W; /* blocks per party */
-  const unsigned tw0 = last ? 2 : 0;    /* tweak of the first */
-  const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
-  /* Inputs are base ^ tweak, recomputed for the feed-forward (eval_aes). */
-KERN_UNROLL(16)
-  for (unsigned i = 0; i < DCF_UGH; i++) {
-    const unsigned u = h * DCF_UGH + i;
-    B0[u] = S0[u] & not3;
-    B1[u] = S1[u] & not3;
-KERN_UNROLL(10)
-    for (unsigned j = 0; j < NP; j++) {
-      B[j][i] = B0[u] ^ vpair(tw0 + j, 0);
-      B[NP + j][i] = B1[u] ^ vpair(tw0 + j, 0);
-    }
-  }
-  return dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_UGH);
-}
-
-/* The rest of a generation level for half h, on gen_aes's output: the
+/* One level of generation for a group: both parties' children (not last:
+ * 2 seed blocks and w value blocks each; last: the w value blocks), the
  * correction words written to both keys, the seeds walked along alpha. */
-static DCF_AI void gen_fold(const unsigned W, const int last, unsigned sh,
-                            const unsigned h, uint8_t *k0, uint8_t *k1,
-                            const dcf_lanes_t ln[DCF_UG],
+static DCF_AI int gen_level(const dcf_aes_t *aes, const unsigned W,
+                            const int last, unsigned sh, uint8_t *k0,
+                            uint8_t *k1, const dcf_lanes_t ln[DCF_UG],
+                            size_t kb,
                             const vq BE[DCF_UG][KERN_DCF_MAX_WIDTH],
                             size_t off, vq S0[DCF_UG], vq S1[DCF_UG],
                             const vq A[DCF_UG],
-                            vq V[DCF_UG][KERN_DCF_MAX_WIDTH],
-                            vq B[DCF_GB][DCF_UGH], const vq B0[DCF_UG],
-                            const vq B1[DCF_UG]) {
+                            vq V[DCF_UG][KERN_DCF_MAX_WIDTH], size_t inext) {
   const unsigned NP = last ? W : 2 + W; /* blocks per party */
   const unsigned tw0 = last ? 2 : 0;    /* tweak of the first */
   const unsigned v0 = last ? 0 : 2;     /* first value block */
   const vq lo1 = vpair(1, 0);
   const vq not3 = vpair(~(uint64_t)3, ~(uint64_t)0);
+  vq B[DCF_GB][DCF_UG], B0[DCF_UG], B1[DCF_UG];
+
+  /* Inputs are base ^ tweak, recomputed for the feed-forward (eval_level). */
 KERN_UNROLL(16)
-  for (unsigned i = 0; i < DCF_UGH; i++) {
-    const unsigned u = h * DCF_UGH + i;
+  for (unsigned u = 0; u < DCF_UG; u++) {
+    B0[u] = S0[u] & not3;
+    B1[u] = S1[u] & not3;
 KERN_UNROLL(10)
     for (unsigned j = 0; j < NP; j++) {
-      B[j][i] ^= B0[u] ^ vpair(tw0 + j, 0);
-      B[NP + j][i] ^= B1[u] ^ vpair(tw0 + j, 0);
+      B[j][u] = B0[u] ^ vpair(tw0 + j, 0);
+      B[NP + j][u] = B1[u] ^ vpair(tw0 + j, 0);
+    }
+  }
+  int rc = dcf_aes_run(aes, &B[0][0], 2 * NP * DCF_UG);
+  prefetch_group(k0, inext, DCF_GG, kb, off, 16 + 8 * (size_t)W, 1);
+  prefetch_group(k1, inext, DCF_GG, kb, off, 16 + 8 * (size_t)W, 1);
+
+KERN_UNROLL(16)
+  for (unsigned u = 0; u < DCF_UG; u++) {
+KERN_UNROLL(10)
+    for (unsigned j = 0; j < NP; j++) {
+      B[j][u] ^= B0[u] ^ vpair(tw0 + j, 0);
+      B[NP + j][u] ^= B1[u] ^ vpair(tw0 + j, 0);
     }
     const vq a = (A[u] >> sh) & lo1;
     const vq mal = -a;                 /* low half: alpha's bit */
@@ -439,8 +387,8 @@ KERN_UNROLL(10)
     const vq m1 = -t1;
     const unsigned ns = ln[u].ns;
     if (!last) {
-      const vq sl0 = B[0][i], sr0 = B[1][i];
-      const vq sl1 = B[NP][i], sr1 = B[NP + 1][i];
+      const vq sl0 = B[0][u], sr0 = B[1][u];
+      const vq sl1 = B[NP][u], sr1 = B[NP + 1][u];
       /* Lose is the left child where alpha's bit is 1. */
       const vq scw = (vsel(ma, sl0, sr0) ^ vsel(ma, sl1, sr1)) & not3;
       const vq tcwl = ((sl0 ^ sl1) & lo1) ^ a ^ lo1;
@@ -455,9 +403,9 @@ KERN_UNROLL(10)
 KERN_UNROLL(8)
       for (unsigned k = 0; k < W; k++) {
         const vq be = BE[u][k];
-        const vq vl0 = WORD_AT(B, v0, k, i), vr0 = WORD_AT(B, v0, W + k, i);
-        const vq vl1 = WORD_AT(B, NP + v0, k, i);
-        const vq vr1 = WORD_AT(B, NP + v0, W + k, i);
+        const vq vl0 = WORD_AT(B, v0, k, u), vr0 = WORD_AT(B, v0, W + k, u);
+        const vq vl1 = WORD_AT(B, NP + v0, k, u);
+        const vq vr1 = WORD_AT(B, NP + v0, W + k, u);
         const vq lose0 = vsel(mal, vl0, vr0), keep0 = vsel(mal, vr0, vl0);
         const vq lose1 = vsel(mal, vl1, vr1), keep1 = vsel(mal, vr1, vl1);
         /* Leaving alpha's path to the left of a 1-bit means x < alpha:
@@ -484,8 +432,8 @@ KERN_UNROLL(2)
         vq prev = vpair(0, 0);
 KERN_UNROLL(8)
         for (unsigned k = 0; k < W; k++) {
-          const vq w0 = WORD_AT(B, 0, c * W + k, i);
-          const vq w1 = WORD_AT(B, NP, c * W + k, i);
+          const vq w0 = WORD_AT(B, 0, c * W + k, u);
+          const vq w1 = WORD_AT(B, NP, c * W + k, u);
           /* The left leaf is below alpha exactly when alpha's bit is 1. */
           const vq d = w1 - w0 - V[u][k] +
                        (c == 0 ? (BE[u][k] & mal) : vpair(0, 0));
@@ -503,6 +451,7 @@ KERN_UNROLL(8)
       }
     }
   }
+  return rc;
 }
 
 /* The group of nv instances from instance g of a call's n (k0, k1 and kb:
@@ -539,37 +488,11 @@ KERN_UNROLL(8)
   const size_t lb = 16 + 8 * (size_t)W;
   size_t off = 16;
   int rc = 0;
-  vq B[DCF_GH][DCF_GB][DCF_UGH], B0[DCF_UG], B1[DCF_UG];
-#define GA(h, last) gen_aes(aes, W, last, h, S0, S1, B[h], B0, B1)
-#define GF(h, l, last)                                                       \
-  gen_fold(W, last, nbits - 1 - (l), h, k0, k1, ln, BE, off, S0, S1, A, V,   \
-           B[h], B0, B1)
-  if (DCF_GH == 2) {
-    /* Half 0 one step ahead, as in eval_group. */
-    rc |= nbits > 1 ? GA(0, 0) : GA(0, 1);
-    for (unsigned l = 0; l + 1 < nbits; l++, off += lb) {
-      rc |= GA(DCF_GH - 1, 0);
-      GF(0, l, 0);
-      prefetch_group(k0, g + DCF_GG, DCF_GG, kb, off, lb, 1);
-      prefetch_group(k1, g + DCF_GG, DCF_GG, kb, off, lb, 1);
-      rc |= l + 2 < nbits ? GA(0, 0) : GA(0, 1);
-      GF(DCF_GH - 1, l, 0);
-    }
-    rc |= GA(DCF_GH - 1, 1);
-    GF(0, nbits - 1, 1);
-    GF(DCF_GH - 1, nbits - 1, 1);
-  } else {
-    for (unsigned l = 0; l + 1 < nbits; l++, off += lb) {
-      rc |= GA(0, 0);
-      prefetch_group(k0, g + DCF_GG, DCF_GG, kb, off, lb, 1);
-      prefetch_group(k1, g + DCF_GG, DCF_GG, kb, off, lb, 1);
-      GF(0, l, 0);
-    }
-    rc |= GA(0, 1);
-    GF(0, nbits - 1, 1);
-  }
-#undef GA
-#undef GF
+  for (unsigned l = 0; l + 1 < nbits; l++, off += lb)
+    rc |= gen_level(aes, W, 0, nbits - 1 - l, k0, k1, ln, kb, BE, off, S0,
+                    S1, A, V, g + DCF_GG);
+  rc |= gen_level(aes, W, 1, 0, k0, k1, ln, kb, BE, off, S0, S1, A, V,
+                  g + DCF_GG);
   return rc;
 }
 
