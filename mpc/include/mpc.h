@@ -204,14 +204,17 @@ void mpc_graph_close(mpc_graph_t *g);
  * node's shape is given). Returns the new index (>= 0) or a negative error:
  * TANDEM_ESHAPE with a message in err (if not NULL) for incompatible shapes,
  * TANDEM_EINVAL, TANDEM_ENOMEM. */
-int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errlen);
+TANDEM_WUR int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err,
+                             size_t errlen);
 
 /* Convenience builders over mpc_graph_add. mpc_graph_input's node is
  * batched (dim[0] is the batch). */
-int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
-int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
-int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
-                 const mpc_attr_t *attr, const char *name);
+TANDEM_WUR int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim);
+TANDEM_WUR int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim);
+TANDEM_WUR int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
+                            const mpc_attr_t *attr, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Plaintext tensors (float64) for the client, the owner and the references. */
