@@ -498,6 +498,144 @@ START_TEST(retry_same_key_parties) {
 }
 END_TEST
 
+/* ---- a client dying while the parties run its query ------------------------------------ */
+
+/* At P0's first online round of client a's query (armed once), the client's
+ * links end from its side, as when its process is killed there: its node
+ * (c->test_ctx) closes them. */
+static atomic_int client_dies_armed;
+
+static int client_dies_at_round(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq,
+                                int peer) {
+  (void)seq;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
+      atomic_exchange(&client_dies_armed, 0)) {
+    cl_client_t *cl = c->test_ctx;
+    for (int id = CL_P0; id <= CL_DEALER; id++)
+      (void)net_peer_close(cl->node, id);
+  }
+  return 0;
+}
+
+/* The in-process form of test_faults.sh's killed client: its links end in
+ * the middle of the parties' online phase. Both parties end the query
+ * (failed, or done if its output was already on its way) well within their
+ * timeout, and the next client is served. */
+START_TEST(client_dies_mid_query) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  c.test_ctx = &ca;
+  atomic_store(&client_dies_armed, 1);
+  c.fault = client_dies_at_round;
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  double t0 = cl_now();
+  int rc = ch_query(&c, &ca, 0, 4, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_int_eq(atomic_load(&client_dies_armed), 0);
+  for (int id = 0; id < 2; id++) {
+    const char *who = id == 0 ? "party p0" : "party p1";
+    int ended = 0;
+    for (double end = cl_now() + TIMEOUT_MS / 1000.0; !ended && cl_now() < end;)
+      ended = ch_wait_line(&c, from, who, "client 8): online phase failed", 50) ||
+              ch_wait_line(&c, from, who, "client 8): ok", 0);
+    ck_assert_msg(ended, "%s did not end the query", who);
+  }
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the parties took %.1f s",
+                cl_now() - t0);
+  c.fault = NULL;
+  ch_client_open(&c, 1, &cb);
+  ch_query_ok(&c, &cb, 4, 3);
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- several clients at once, and the pool (from test_faults.sh) ---------------------- */
+
+typedef struct {
+  ch_cluster_t *c;
+  int k;
+  size_t r0, n;
+  mpc_ftensor_t y;
+  char err[512];
+  int rc;
+} many_t;
+
+static void *many_main(void *arg) {
+  many_t *m = arg;
+  cl_client_t cl;
+  cl_query_stats_t st;
+  ch_client_open(m->c, m->k, &cl);
+  m->rc = ch_query(m->c, &cl, m->r0, m->n, &m->y, &st, m->err, sizeof m->err);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  return NULL;
+}
+
+/* Every client at once, each with other rows and another batch size: each
+ * output matches the float evaluator on its own rows (an output handed to
+ * the wrong client, or shares of two queries mixed, would not). */
+START_TEST(clients_at_once) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  static const size_t rows[CH_CLIENTS][2] = {{0, 5}, {5, 11}, {9, 7}};
+  many_t m[CH_CLIENTS];
+  pthread_t th[CH_CLIENTS];
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    m[k] = (many_t){.c = &c, .k = k, .r0 = rows[k][0], .n = rows[k][1]};
+    ck_assert_int_eq(pthread_create(&th[k], NULL, many_main, &m[k]), 0);
+  }
+  for (int k = 0; k < CH_CLIENTS; k++)
+    pthread_join(th[k], NULL);
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    ck_assert_msg(m[k].rc == 0, "client %d: %s", k, m[k].err);
+    ch_check_output(&c, m[k].r0, m[k].n, &m[k].y);
+    mpc_ftensor_close(&m[k].y);
+  }
+  ch_stop(&c);
+}
+END_TEST
+
+/* The dealer's pool: the first query of a batch size waits for its
+ * preprocessing (made on demand), the dealer then prepares that size
+ * ahead, and the next queries of it, by any client, do not wait. */
+START_TEST(pool_first_query_waits) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  ch_client_open(&c, 1, &cb);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &ca, 3, 12, &y, &st, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(st.waited, "the first query of batch 12 did not wait for its preprocessing");
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  ck_assert(ch_wait_line(&c, from, "dealer", "mlp at batch 12: 2 queries prepared ahead",
+                         3 * TIMEOUT_MS));
+  for (int k = 0; k < 2; k++) {
+    ck_assert_msg(ch_query(&c, k ? &cb : &ca, 3, 12, &y, &st, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_msg(!st.waited, "query %d of batch 12 waited with the pool prepared", k + 2);
+    ch_check_output(&c, 3, 12, &y);
+    mpc_ftensor_close(&y);
+    cl_query_stats_close(&st);
+  }
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
 /* One case per test, so that one can be run alone
  * (CK_RUN_SUITE=cluster_faults CK_RUN_CASE=party_stalls_mid_step). */
 #define ADD_CASE(s, t)                                                                    \
@@ -516,5 +654,8 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, party_stalls_mid_step);
   ADD_CASE(s, retry_same_key);
   ADD_CASE(s, retry_same_key_parties);
+  ADD_CASE(s, client_dies_mid_query);
+  ADD_CASE(s, clients_at_once);
+  ADD_CASE(s, pool_first_query_waits);
   return s;
 }
