@@ -10,7 +10,7 @@
  *   owner    mpc_owner_share                      -> one weight share per party
  *   party    mpc_party_new, mpc_party_setup (opens W + R_W once, 1 round),
  *            mpc_party_query (offline from the dealer's message, then online)
- *   client   mpc_client_mask (X + R_X), mpc_client_output (adds the shares)
+ *   client   mpc_client_run (sends X + R_X, adds the output shares)
  * Messages travel through an mpc_transport_t: in-memory here (tests, threads of
  * one process), libuv sockets in net/. The coordinator batches every opening of
  * a round into one exchange per peer.
@@ -239,10 +239,9 @@ typedef struct {
 TANDEM_WUR int mpc_weights_init(mpc_weights_t *w, const mpc_graph_t *g);
 void mpc_weights_close(mpc_weights_t *w);
 
-/* Plaintext references of the graph. mpc_eval_float: IEEE double. mpc_eval_fixed:
- * the exact fixed-point semantics the protocol implements (f fractional bits,
- * round to nearest at encoding, floor at truncation), the bound tests use.
- * inputs: one tensor per INPUT node in node order; outputs: one per OUTPUT node,
+/* The plaintext reference of the graph, in IEEE double (what the private
+ * result is compared with, within the fixed point's error). inputs: one
+ * tensor per INPUT node in node order; outputs: one per OUTPUT node,
  * initialised by the callee (caller closes). */
 TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs);

@@ -47,7 +47,7 @@ done
 read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
 cluster_config cluster.ini "timeout_ms = $((TIMEOUT_S * 1000))
 pool = 2" $CLIENTS
-# Peer ids of the clients, in the order of their sections (cluster.h).
+# Peer ids of the clients, in the order of their sections (mpc_cluster.h).
 declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11)
 
 declare -A PID FROM
