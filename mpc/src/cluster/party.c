@@ -245,7 +245,8 @@ static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
 
 /* The transport of one query: cl_link's, with the fault hook before each
  * online round with the other party (CL_FAULT_PARTY_ROUND), where a test
- * makes a party stall mid-step with its links up. */
+ * makes a party stall mid-step with its links up, and a note of whether the
+ * client's input was taken (reset_client_link). */
 typedef struct {
   cl_link_t l; /* first: l.base is the query's transport */
   mpc_transport_ops_t ops;
@@ -253,7 +254,16 @@ typedef struct {
   const cl_hooks_t *hooks;
   uint64_t seq;
   int client;
+  int input_taken;
 } query_link_t;
+
+static int query_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+  query_link_t *q = (query_link_t *)t;
+  int rc = q->inner->recv(t, from, buf, len);
+  if (rc == 0 && from == MPC_CLIENT)
+    q->input_taken = 1;
+  return rc;
+}
 
 static int query_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, size_t slen,
                           void *rbuf, size_t rlen) {
@@ -268,6 +278,7 @@ static void query_link_init(query_link_t *q, cl_party_t *P, const cl_ctrl_t *h, 
   q->inner = q->l.base.ops;
   q->ops = *q->inner;
   q->ops.exchange = query_exchange;
+  q->ops.recv = query_recv;
   q->l.base.ops = &q->ops;
   q->hooks = &P->hooks;
   q->seq = h->seq;
@@ -283,19 +294,21 @@ static uint64_t wire_recvd(cl_party_t *P, int id) {
 
 /* After a failed query: its client link (`links`, the one up when the query
  * began; 0: none) is closed and its messages dropped only if it is the
- * query's, i.e. the client's input came on it, whole or in part (bytes
- * arrived on it during the query, wire0 being the count at its start). A
+ * query's, i.e. the client's input came on it, whole (`taken`) or in part
+ * (bytes arrived on it during the query, wire0 being the count at its
+ * start: a client that trickles its input is cut off so). A
  * link that carried nothing may be a newer process under the same key,
  * which connected after the dealer took the dead process's request: it
  * sends the parties nothing before the dealer admits its own query, which
  * it does once both parties ended this one (report_done), so closing or
  * draining it then failed the newer process's first query. A link already
  * replaced is the dead process's: its messages are dropped. */
-static void reset_client_link(cl_party_t *P, int client, uint64_t links, uint64_t wire0) {
+static void reset_client_link(cl_party_t *P, int client, uint64_t links, int taken,
+                              uint64_t wire0) {
   if (links == 0)
     return;
   int current = cl_peer_link(P->node, client) == links;
-  int ours = current && wire_recvd(P, client) > wire0;
+  int ours = current && (taken || wire_recvd(P, client) > wire0);
   if (ours)
     (void)net_peer_close(P->node, client);
   if (ours || !current)
@@ -392,7 +405,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
     /* Only the client link of this query, and only if it is the query's:
      * a client that retries at once (the same peer id) may already be on a
      * newer one (reset_client_link). */
-    reset_client_link(P, client, client_links, client_wire0);
+    reset_client_link(P, client, client_links, q.input_taken, client_wire0);
     reset_party_link(P, link->link[P->other]);
     return;
   }
