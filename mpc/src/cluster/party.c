@@ -406,7 +406,13 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
      * a client that retries at once (the same peer id) may already be on a
      * newer one (reset_client_link). */
     reset_client_link(P, client, client_links, q.input_taken, client_wire0);
-    reset_party_link(P, link->link[P->other]);
+    /* A query the dealer cancelled keeps the link to the other party: the
+     * dealer cancels it at both, which exchanged nothing of it. Closed, it
+     * could be the link the other party, done with the query first, had
+     * dialled for its next step (this party took the query up late), and
+     * that step failed (seen under ThreadSanitizer). */
+    if (rc != TANDEM_ECANCELED)
+      reset_party_link(P, link->link[P->other]);
     return;
   }
   const mpc_stats_t *s = &link->base.stats;
