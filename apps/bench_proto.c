@@ -216,7 +216,7 @@ static int build_model(const popts_t *o, work_t *wk, char *err, size_t errlen) {
   if (rc != 0)
     return rc;
   wk->have_w = 1;
-  /* The gates' widths as the owner publishes them (cl_client_share_graph), so the
+  /* The gates' widths as the owner publishes them (cli_share_graph), so the
    * per-gate table shows what the parties run. */
   if ((rc = mpc_graph_set_bounds(&wk->g, &wk->w)) != 0) {
     snprintf(err, errlen, "%s: cannot bound the model's values: %s", o->model,
