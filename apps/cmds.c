@@ -12,6 +12,7 @@
 
 #include "apps.h"
 #include "mpc_cluster.h"
+#include "tandem_file.h"
 
 int tandem_keygen_main(int argc, char **argv) {
   static const char use[] = "usage: tandem keygen --out DIR --id NAME";
@@ -271,13 +272,11 @@ void tandem_tensors_close(mpc_ftensor_t *t, size_t n) {
  * which includes waiting for the other party), so a span outside those bounds
  * comes from two hosts' clocks and is written as null. */
 int tandem_stats_write(const char *path, const cl_query_stats_t *st) {
-  FILE *f = fopen(path, "w");
-  if (f == NULL)
-    return -errno;
-  char online[32] = "null";
+  char online[32] = "null", json[1024];
   if (st->online_span_s >= 0 && st->online_span_s <= st->online_s * (1 + 1e-9))
     snprintf(online, sizeof online, "%.6f", st->online_span_s);
-  fprintf(f,
+  /* Written as every output file is, by the atomic writer (tandem_file.h). */
+  int n = snprintf(json, sizeof json,
           "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
           "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
           "\"online_s\":%s,\"online_party_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,"
@@ -289,5 +288,9 @@ int tandem_stats_write(const char *path, const cl_query_stats_t *st) {
           online, st->online_s, st->offline_s, st->wall_s,
           st->waited ? "true" : "false",
           st->queries ? st->queries : 1);
-  return fclose(f) == 0 ? 0 : -errno;
+  if (n < 0 || (size_t)n >= sizeof json)
+    return TANDEM_EINVAL;
+  const void *bufs[1] = {json};
+  size_t len = (size_t)n;
+  return tandem_file_write(path, bufs, &len, 1, 0600);
 }

@@ -10,7 +10,7 @@
  *   owner    mpc_owner_share                      -> one weight share per party
  *   party    mpc_party_new, mpc_party_setup (opens W + R_W once, 1 round),
  *            mpc_party_query (offline from the dealer's message, then online)
- *   client   mpc_client_mask (X + R_X), mpc_client_output (adds the shares)
+ *   client   mpc_client_run (sends X + R_X, adds the output shares)
  * Messages travel through an mpc_transport_t: in-memory here (tests, threads of
  * one process), libuv sockets in net/. The coordinator batches every opening of
  * a round into one exchange per peer.
@@ -217,14 +217,17 @@ void mpc_graph_close(mpc_graph_t *g);
  * node's shape is given). Returns the new index (>= 0) or a negative error:
  * TANDEM_ESHAPE with a message in err (if not NULL) for incompatible shapes,
  * TANDEM_EINVAL, TANDEM_ENOMEM. */
-int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errlen);
+TANDEM_WUR int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err,
+                             size_t errlen);
 
 /* Convenience builders over mpc_graph_add. mpc_graph_input's node is
  * batched (dim[0] is the batch). */
-int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
-int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
-int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
-                 const mpc_attr_t *attr, const char *name);
+TANDEM_WUR int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim);
+TANDEM_WUR int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim);
+TANDEM_WUR int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
+                            const mpc_attr_t *attr, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Plaintext tensors (float64) for the client, the owner and the references. */
@@ -249,10 +252,9 @@ typedef struct {
 TANDEM_WUR int mpc_weights_init(mpc_weights_t *w, const mpc_graph_t *g);
 void mpc_weights_close(mpc_weights_t *w);
 
-/* Plaintext references of the graph. mpc_eval_float: IEEE double. mpc_eval_fixed:
- * the exact fixed-point semantics the protocol implements (f fractional bits,
- * round to nearest at encoding, floor at truncation), the bound tests use.
- * inputs: one tensor per INPUT node in node order; outputs: one per OUTPUT node,
+/* The plaintext reference of the graph, in IEEE double (what the private
+ * result is compared with, within the fixed point's error). inputs: one
+ * tensor per INPUT node in node order; outputs: one per OUTPUT node,
  * initialised by the callee (caller closes). */
 TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs);

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "kern.h"
+#include "../test_rand.h"
 
 static double clock_s(clockid_t id) {
   struct timespec ts;
@@ -34,10 +35,7 @@ static double cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 static uint64_t sm_state = 0x5eed;
 static uint64_t sm_next(void) {
-  uint64_t z = (sm_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(&sm_state);
 }
 
 static void *xmalloc(size_t n) {

@@ -19,14 +19,12 @@
 #include <string.h>
 
 #include "kern.h"
+#include "../test_rand.h"
 
 /* Test data generator (not the DCF's PRG): splitmix64 with a fixed seed. */
 static uint64_t sm_state;
 static uint64_t sm_next(void) {
-  uint64_t z = (sm_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(&sm_state);
 }
 
 static uint64_t mask_of(unsigned nbits) {

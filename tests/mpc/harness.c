@@ -10,19 +10,13 @@
 #include <string.h>
 
 #include "proto_harness.h"
+#include "../test_rand.h"
 
 /* ---- fixed coins ------------------------------------------------------------ */
 
 static uint64_t coins_seed;           /* 0: off */
 static _Thread_local int coins_role = -1; /* set by role_main */
 static _Thread_local uint64_t coins_state;
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 static const char *coins_name(void) { return "tandem-test-fixed-coins"; }
 
@@ -33,7 +27,7 @@ static void coins_buf(void *const buf, const size_t size) {
   }
   uint8_t *b = buf;
   for (size_t i = 0; i < size; i += 8) {
-    uint64_t z = splitmix(&coins_state);
+    uint64_t z = test_splitmix64(&coins_state);
     memcpy(b + i, &z, size - i < 8 ? size - i : 8);
   }
 }
@@ -338,10 +332,7 @@ harness_result_t harness_check_private(const mpc_graph_t *g, const mpc_weights_t
 }
 
 uint64_t harness_rand(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(s);
 }
 
 double harness_uniform(uint64_t *s, double lo, double hi) {
