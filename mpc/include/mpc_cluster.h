@@ -73,6 +73,12 @@ typedef struct {
                             * client or the owner (0: CL_CLIENT_MAX_MSG) */
   size_t max_frame, max_msg, queue_bytes;
   unsigned pool;           /* dealer: preprocessed queries kept per model */
+  /* The dealer's memory budget for preprocessing, in bytes: the queries it
+   * holds ready in its pools, makes and sends, all at once. Pools are
+   * evicted least recently used to stay under it, and a query whose own
+   * preprocessing exceeds it is refused. Default: a quarter of the host's
+   * memory (cl_default_pool_mem). */
+  size_t pool_mem_max;
   /* The memory budget of one plan with its party or dealer object, in bytes
    * (mpc_plan_mem_bytes' estimate from the graph): a graph or a batch size
    * over it is refused before anything is compiled. 0: no budget. */
@@ -86,6 +92,10 @@ typedef struct {
   unsigned threads;
   unsigned long long emulate_rate_bps;
 } cl_config_t;
+
+/* A quarter of the host's physical memory (1 GiB when it cannot tell):
+ * pool_mem_max's default. */
+size_t cl_default_pool_mem(void);
 
 /* Reads an INI config (inih). Relative paths are taken from the config's
  * directory. TANDEM_ECONFIG (message in err) for anything malformed. */
@@ -212,7 +222,6 @@ enum {
   CL_MSG_ACK,       /* P0, P1 -> owner: model stored (or text); -> client: stats */
   CL_MSG_STOP       /* dealer -> P0, P1: the link is being closed on purpose */
 };
-
 #define CL_FLAG_WAITED 1u /* REPLY: the query's preprocessing was made on demand */
 #define CL_FLAG_STATS 2u  /* ACK of a query: the payload starts with the party's
                            * stats (cl_stats_encode), then on success each
@@ -362,6 +371,15 @@ TANDEM_WUR int cl_store_put(cl_store_t *s, const char *name, const uint8_t *grap
  * memory (mpc_plan_mem_bytes) exceeds the store's mem_max. */
 TANDEM_WUR int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out,
                              char *err, size_t errlen);
+/* The most memory a plan with its object may keep between queries (its
+ * mpc_plan_mem_bytes estimate plus the dealer's message(s) it holds): a
+ * compute party frees larger ones after their query (CNN at batch 100: 3
+ * GB each) and compiles them again for the next, so an idle party holds
+ * little more than its models. */
+#define CL_PLAN_KEEP ((size_t)64 << 20)
+/* Frees the cached plans of every model that are not busy and whose memory
+ * (as above) exceeds keep bytes; returns how many it freed. */
+unsigned cl_store_release(cl_store_t *s, size_t keep);
 /* The cached plan of that batch size, or NULL. */
 cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch);
 /* Compiles a plan with its object into *out, outside the store: it reads
@@ -421,6 +439,10 @@ void cl_dealer_stop(cl_dealer_t *d);
 void cl_dealer_free(cl_dealer_t *d);
 /* The dealer's node (its port, for tests). */
 net_node_t *cl_dealer_node(cl_dealer_t *d);
+/* The bytes of preprocessing the dealer holds now (ready, being made or
+ * sent) and the most it has held at once, both within pool_mem_max. Any
+ * thread. */
+void cl_dealer_mem(cl_dealer_t *d, size_t *held, size_t *peak);
 
 /* ---- a compute party ----------------------------------------------------------- */
 

@@ -151,6 +151,9 @@ static int on_entry(void *user, const char *section, const char *key, const char
       c->max_msg = (size_t)u;
     else if (strcmp(key, "plan_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0)
       c->plan_mem_max = (size_t)u;
+    else if (strcmp(key, "pool_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0 &&
+             u > 0)
+      c->pool_mem_max = (size_t)u;
     else if (strcmp(key, "queue_bytes") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0)
       c->queue_bytes = (size_t)u;
     else if (strcmp(key, "handshake_timeout_ms") == 0 && parse_uint(value, 600000, &u) == 0 &&
@@ -214,11 +217,19 @@ static int on_entry(void *user, const char *section, const char *key, const char
   return 1;
 }
 
+size_t cl_default_pool_mem(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0)
+    return (size_t)1 << 30;
+  return (size_t)pages / 4 * (size_t)page;
+}
+
 int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
   cfg->timeout_ms = NET_DEFAULT_TIMEOUT_MS;
   cfg->pool = 2;
   cfg->plan_mem_max = (size_t)4 << 30;
+  cfg->pool_mem_max = cl_default_pool_mem();
   snprintf(cfg->path, sizeof cfg->path, "%s", path);
   parse_t p;
   memset(&p, 0, sizeof p);

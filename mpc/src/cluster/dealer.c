@@ -341,6 +341,17 @@ static int query_admit(cl_dealer_t *d, cl_model_t *m, const char *name, size_t b
     snprintf(err, errlen, "%s at batch %zu: %s", name, batch, why);
     return rc;
   }
+  size_t all = bytes[0] + bytes[1] + bytes[2] + 3 * CL_TAG_BYTES;
+  if (d->cfg->pool_mem_max && all > d->cfg->pool_mem_max) {
+    size_t row = m->prep_row[0] + m->prep_row[1] + m->prep_row[2];
+    size_t base = m->prep_base[0] + m->prep_base[1] + m->prep_base[2] + 3 * CL_TAG_BYTES;
+    size_t fit = base < d->cfg->pool_mem_max && row > 0 ? (d->cfg->pool_mem_max - base) / row : 0;
+    snprintf(err, errlen,
+             "%s at batch %zu: its preprocessing would be %.1f MB, over the dealer's "
+             "pool_mem_max (%.1f MB); ask for at most %zu rows per query",
+             name, batch, (double)all / 1e6, (double)d->cfg->pool_mem_max / 1e6, fit);
+    return TANDEM_ENOMEM;
+  }
   static const char *const role[3] = {"p0", "p1", "the client"};
   size_t max = d->cfg->max_msg ? d->cfg->max_msg : NET_DEFAULT_MAX_MSG;
   size_t room = max - CL_TAG_BYTES;
@@ -451,7 +462,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
            (unsigned long long)seq, j->h.name, batch, j->from);
 out:
   if (prep != NULL)
-    cl__prep_free(prep);
+    cl__prep_free(d, prep);
   free(graph);
 }
 
@@ -653,6 +664,7 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     d->hooks = *hooks;
   d->netlog = (cl__netlog_t){&d->hooks, WHO};
   atomic_init(&d->stop, 0);
+  atomic_init(&d->mem_held, 0);
   for (int g = 0; g < 2; g++)
     pthread_mutex_init(&d->gen_mu[g], NULL);
   pthread_mutex_init(&d->mu, NULL);
@@ -673,13 +685,21 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
 }
 
 net_node_t *cl_dealer_node(cl_dealer_t *d) { return d->node; }
+
+void cl_dealer_mem(cl_dealer_t *d, size_t *held, size_t *peak) {
+  pthread_mutex_lock(&d->mu);
+  *held = atomic_load(&d->mem_held);
+  *peak = d->mem_peak;
+  pthread_mutex_unlock(&d->mu);
+}
 cl_store_t *cl__dealer_store(cl_dealer_t *d) { return &d->store; }
 
 int cl_dealer_start(cl_dealer_t *d) {
   if (d->started)
     return TANDEM_EINVAL;
-  LOG(d, "listening on %s port %u, pool of %u queries per model",
-      d->cfg->m[CL_DEALER].host, (unsigned)d->cfg->m[CL_DEALER].port, d->cfg->pool);
+  LOG(d, "listening on %s port %u, pool of %u queries per model within %.0f MB",
+      d->cfg->m[CL_DEALER].host, (unsigned)d->cfg->m[CL_DEALER].port, d->cfg->pool,
+      (double)d->cfg->pool_mem_max / 1e6);
   int rc = pthread_create(&d->worker, NULL, worker_main, d);
   if (rc != 0)
     return -rc;
@@ -749,7 +769,7 @@ void cl_dealer_free(cl_dealer_t *d) {
   net_node_free(d->node);
   for (unsigned i = 0; i < d->npools; i++)
     for (unsigned j = 0; j < d->pools[i].n; j++)
-      cl__prep_free(d->pools[i].ready[j]);
+      cl__prep_free(d, d->pools[i].ready[j]);
   cl_store_close(&d->store);
   while (d->head != NULL) {
     job_t *j = d->head;

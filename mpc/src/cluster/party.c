@@ -24,6 +24,7 @@
  * fails as soon as the other party's link is not the one it began with, and
  * a failed step closes only that link, never a newer one.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +461,15 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
   else
     LOG(P, "unexpected control message %u from the dealer", h.type);
   free(payload);
+  /* An idle party holds its models, not the buffers of its last large
+   * query (issue 12: 3.0 GB resident after CNN queries): large plans go,
+   * and the allocator gives the freed pages back to the system. */
+  unsigned freed = h.type == CL_MSG_QUERY ? cl_store_release(&P->store, CL_PLAN_KEEP) : 0;
+  if (freed > 0) {
+    malloc_trim(0);
+    LOG(P, "%u large plan(s) freed after the query (over %zu MB each)", freed,
+        CL_PLAN_KEEP >> 20);
+  }
 }
 
 void cl_party_free(cl_party_t *P) {

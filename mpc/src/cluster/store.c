@@ -318,6 +318,30 @@ int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t prep, size_t me
   return TANDEM_ENOMEM;
 }
 
+/* A cached plan's memory: the plan and its object, with the dealer's
+ * message(s) the object holds (cl_model_plan_make's estimate). */
+static size_t plan_bytes(const cl_store_t *s, const cl_model_t *m, const cl_plan_t *p) {
+  size_t b = mpc_plan_mem_bytes(&m->graph, p->batch);
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  for (int r = 0; r < 3; r++)
+    if (s->role == MPC_DEALER || (int)roles[r] == s->role)
+      b += mpc_plan_prep_bytes(p->plan, roles[r]);
+  return b;
+}
+
+unsigned cl_store_release(cl_store_t *s, size_t keep) {
+  unsigned n = 0;
+  for (cl_model_t *m = s->models; m != NULL; m = m->next_model)
+    for (int i = 0; i < CL_PLANS; i++) {
+      cl_plan_t *p = &m->plans[i];
+      if (p->plan != NULL && !p->busy && plan_bytes(s, m, p) > keep) {
+        plan_clear(s->role, p);
+        n++;
+      }
+    }
+  return n;
+}
+
 cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch) {
   for (int i = 0; i < CL_PLANS; i++)
     if (m->plans[i].plan != NULL && m->plans[i].batch == batch)

@@ -1,0 +1,161 @@
+/* test_cluster_deploy.c - Check suite for issue 12 (deployments) in one
+ * process (cluster_harness.h, real loopback sockets): the dealer's pools
+ * within their memory budget (pool_mem_max), evicted least recently used,
+ * and a query beyond the budget refused with the reason before any work;
+ * the parties freeing the plans of large queries once they are done; and
+ * several clients, each with its own key, querying at the same moment. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_harness.h"
+
+#define TIMEOUT_MS 20000
+
+/* The MLP's graph and weights, for sizes and the float reference. */
+static void mlp_load(mpc_graph_t *g, mpc_weights_t *w) {
+  char path[600], err[512] = "";
+  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
+  ck_assert_msg(mpc_onnx_load(path, g, w, err, sizeof err) == 0, "%s", err);
+  /* The owner's bounds, as the shared graph carries them: they size the
+   * comparison gates, so the preprocessing. */
+  ck_assert_int_eq(mpc_graph_set_bounds(g, w), 0);
+}
+
+/* One query's preprocessing of the MLP at `batch`, all roles, as the dealer
+ * holds it (with each part's tag headroom). */
+static size_t mlp_prep_bytes(size_t batch) {
+  mpc_graph_t g;
+  mpc_weights_t w;
+  mlp_load(&g, &w);
+  char err[512] = "";
+  mpc_plan_t *p;
+  ck_assert_msg(mpc_plan_new(&p, &g, batch, err, sizeof err) == 0, "%s", err);
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  size_t b = 3 * CL_TAG_BYTES;
+  for (int r = 0; r < 3; r++)
+    b += mpc_plan_prep_bytes(p, roles[r]);
+  mpc_plan_free(p);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  return b;
+}
+
+/* A query of "mlp" at any batch size: row i is test image i mod 16. 0 or
+ * the error (message in err); the output is checked against the float
+ * evaluator and closed. */
+static int query_rows(ch_cluster_t *c, cl_client_t *cl, size_t n, char *err, size_t errlen) {
+  size_t rows = c->images.shape.dim[0], row = mpc_shape_numel(&c->images.shape) / rows;
+  mpc_ftensor_t x = c->images, y, ref;
+  x.shape.dim[0] = n;
+  x.data = malloc(n * row * sizeof *x.data);
+  ck_assert_ptr_nonnull(x.data);
+  for (size_t i = 0; i < n; i++)
+    memcpy(x.data + i * row, c->images.data + (i % rows) * row, row * sizeof *x.data);
+  cl_query_stats_t st;
+  int rc = cl_client_query(cl, "mlp", &x, 1, &y, 1, &st, err, errlen);
+  cl_query_stats_close(&st);
+  if (rc == 0) {
+    mpc_graph_t g;
+    mpc_weights_t w;
+    mlp_load(&g, &w);
+    ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref), 0);
+    ck_assert_uint_eq(mpc_shape_numel(&ref.shape), mpc_shape_numel(&y.shape));
+    for (size_t i = 0; i < mpc_shape_numel(&ref.shape); i++)
+      ck_assert_msg(fabs(ref.data[i] - y.data[i]) < 0.05, "batch %zu output %zu: %f vs %f", n,
+                    i, y.data[i], ref.data[i]);
+    mpc_ftensor_close(&ref);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+    mpc_ftensor_close(&y);
+  }
+  free(x.data);
+  return rc;
+}
+
+/* The dealer's pools stay within pool_mem_max (here two and a half
+ * queries of batch 16, with a pool target of 8 queries per size, so the
+ * refill alone would hold 8): the most it held at once is within it across
+ * queries of three batch sizes, the pools asked for least recently are
+ * evicted, every query is served, and a batch whose own preprocessing
+ * exceeds the budget is refused with the reason. Before the budget the
+ * dealer held `pool` queries of every size ever asked for (issue 12: 893
+ * MB for the MLP after one batch-100 query). */
+START_TEST(pool_mem_budget) {
+  size_t one16 = mlp_prep_bytes(16), budget = one16 * 5 / 2;
+  char lines[128];
+  snprintf(lines, sizeof lines, "pool_mem_max = %zu\n", budget);
+  ch_opts_t o = {.cluster_lines = lines};
+  ch_cluster_t c;
+  ch_start_opts(&c, TIMEOUT_MS, 8, 1, &o);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  size_t from = ch_mark(&c);
+  char err[512] = "";
+  static const size_t sizes[6] = {16, 16, 12, 16, 12, 8};
+  for (int i = 0; i < 6; i++)
+    ck_assert_msg(query_rows(&c, &cl, sizes[i], err, sizeof err) == 0, "batch %zu: %s",
+                  sizes[i], err);
+  ck_assert(ch_wait_line(&c, from, "dealer", "evicted to stay within pool_mem_max", 10000));
+  /* Beyond the budget: refused at once, naming it. */
+  size_t over = 32;
+  while (mlp_prep_bytes(over) <= budget)
+    over *= 2;
+  ck_assert_int_ne(query_rows(&c, &cl, over, err, sizeof err), 0);
+  ck_assert_msg(strstr(err, "pool_mem_max") != NULL, "%s", err);
+  size_t held, peak;
+  cl_dealer_mem(c.dealer, &held, &peak);
+  ck_assert_msg(peak <= budget, "the dealer held %zu bytes, over its budget %zu", peak, budget);
+  ck_assert_uint_gt(peak, one16); /* it did hold preprocessing ahead */
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+/* A party frees the plan (and the buffers of its object) of a query over
+ * CL_PLAN_KEEP once the query is done, and keeps small ones; the next
+ * query of the large size works from a fresh plan. Before, an idle party
+ * held every cached plan's buffers (3.0 GB after CNN queries). */
+START_TEST(party_frees_large_plans) {
+  mpc_graph_t g;
+  mpc_weights_t w;
+  mlp_load(&g, &w);
+  size_t big = 16;
+  while (mpc_plan_mem_bytes(&g, big) <= CL_PLAN_KEEP)
+    big *= 2;
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  char err[512] = "";
+  size_t from = ch_mark(&c);
+  ck_assert_msg(query_rows(&c, &cl, 2, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(query_rows(&c, &cl, big, err, sizeof err) == 0, "batch %zu: %s", big, err);
+  ck_assert(ch_wait_line(&c, from, "party p0", "large plan(s) freed", 10000));
+  ck_assert(ch_wait_line(&c, from, "party p1", "large plan(s) freed", 10000));
+  from = ch_mark(&c);
+  ck_assert_msg(query_rows(&c, &cl, big, err, sizeof err) == 0, "batch %zu: %s", big, err);
+  ck_assert(ch_wait_line(&c, from, "party p0", "large plan(s) freed", 10000));
+  /* The small plan stayed: its second query frees nothing. */
+  from = ch_mark(&c);
+  ck_assert_msg(query_rows(&c, &cl, 2, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(query_rows(&c, &cl, 3, err, sizeof err) == 0, "%s", err);
+  ck_assert(!ch_seen(&c, from, "large plan(s) freed"));
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+Suite *cluster_deploy_suite(void) {
+  Suite *s = suite_create("cluster_deploy");
+  TCase *tc = tcase_create("deploy");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, pool_mem_budget);
+  tcase_add_test(tc, party_frees_large_plans);
+  suite_add_tcase(s, tc);
+  return s;
+}
