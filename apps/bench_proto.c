@@ -482,7 +482,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   if ((rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, errlen)) != 0)
     goto done;
   double t0 = now_s();
-  rc = cl_client_share_graph(&owner, &wk->g, &wk->w, "bench", err, errlen);
+  rc = cl_client_share_graph(&owner, &wk->g, &wk->w, "bench", CL_SHARE_REPLACE, err, errlen);
   cl_client_close(&owner);
   if (rc != 0)
     goto done;

@@ -69,46 +69,143 @@ int tandem_keygen_main(int argc, char **argv) {
   return 0;
 }
 
+/* Loads the config and connects as member `as` (must be the owner when
+ * owner is set): 0, or 1 after one line on stderr. */
+static int member_open(const char *cmd, const char *config, const char *as, int owner,
+                       cl_config_t *cfg, cl_client_t *c) {
+  char err[1024];
+  if (sodium_init() < 0) {
+    tandem_app_error(cmd, "libsodium failed to initialise");
+    return 1;
+  }
+  if (cl_config_load(config, cfg, err, sizeof err) != 0) {
+    tandem_app_error(cmd, "%s", err);
+    return 1;
+  }
+  int self = cl_member_id(cfg, as);
+  if (owner && self != CL_OWNER) {
+    tandem_app_error(cmd, "%s: no [owner] section", config);
+    return 1;
+  }
+  if (self != CL_OWNER && self < CL_CLIENT0) {
+    tandem_app_error(cmd, "%s: no client or owner named '%s'", config, as);
+    return 1;
+  }
+  if (cl_client_open(c, cfg, self, err, sizeof err) != 0) {
+    tandem_app_error(cmd, "%s", err);
+    return 1;
+  }
+  return 0;
+}
+
 int tandem_share_model_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME";
+  static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME "
+                            "[--replace]";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
+  int replace = 0;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"model", &model, NULL, NULL, 0},
                                {"name", &name, NULL, NULL, 0},     {"as", &as, NULL, NULL, 0},
+                               {"replace", NULL, &replace, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "The model owner secret-shares the weights of M.onnx between the parties;\n"
-                       "only the public graph reaches the dealer.\n");
+                       "only the public graph reaches the dealer. A model of that name is\n"
+                       "refused unless --replace is given (queries already sent then finish\n"
+                       "on the old model).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || model == NULL || name == NULL) {
     fprintf(stderr, "%s\n", use);
     return 2;
   }
-  if (sodium_init() < 0)
-    return 1;
   static cl_config_t cfg;
   char err[1024];
-  if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
-    tandem_app_error("share-model", "%s", err);
-    return 1;
-  }
-  int self = cl_member_id(&cfg, as);
-  if (self != CL_OWNER) {
-    tandem_app_error("share-model", "%s: no [owner] section", config);
-    return 1;
-  }
   cl_client_t s;
-  if (cl_client_open(&s, &cfg, self, err, sizeof err) != 0) {
-    tandem_app_error("share-model", "%s", err);
+  if (member_open("share-model", config, as, 1, &cfg, &s) != 0)
     return 1;
-  }
-  rc = cl_client_share_model(&s, model, name, err, sizeof err);
+  rc = cl_client_share_model(&s, model, name, replace ? CL_SHARE_REPLACE : 0, err, sizeof err);
   cl_client_close(&s);
   if (rc != 0) {
     tandem_app_error("share-model", "%s", err);
     return 1;
   }
-  printf("model %s shared\n", name);
+  printf("model %s %s\n", name, replace ? "shared (replacing any of that name)" : "shared");
+  return 0;
+}
+
+int tandem_remove_model_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem remove-model --config FILE --name NAME";
+  const char *config = NULL, *name = NULL, *as = "owner";
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"name", &name, NULL, NULL, 0},
+                               {"as", &as, NULL, NULL, 0},         {NULL, NULL, NULL, NULL, 0}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "The model owner removes a model from the dealer and both parties\n"
+                       "(its preprocessing, plans and files).\n");
+  if (rc >= 0)
+    return rc;
+  if (config == NULL || name == NULL) {
+    fprintf(stderr, "%s\n", use);
+    return 2;
+  }
+  static cl_config_t cfg;
+  char err[1024];
+  cl_client_t s;
+  if (member_open("remove-model", config, as, 1, &cfg, &s) != 0)
+    return 1;
+  rc = cl_client_remove_model(&s, name, err, sizeof err);
+  cl_client_close(&s);
+  if (rc != 0) {
+    tandem_app_error("remove-model", "%s", err);
+    return 1;
+  }
+  printf("model %s removed\n", name);
+  return 0;
+}
+
+int tandem_models_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem models --config FILE [--as NAME]";
+  const char *config = NULL, *as = "client";
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"as", &as, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Lists the models shared with the cluster (asked of the dealer): name,\n"
+                       "inputs' shapes (N: the batch), the largest safe input magnitude,\n"
+                       "weight elements, and when it was shared (UTC). --as: the config member\n"
+                       "to connect as (a client's name, or owner).\n");
+  if (rc >= 0)
+    return rc;
+  if (config == NULL) {
+    fprintf(stderr, "%s\n", use);
+    return 2;
+  }
+  static cl_config_t cfg;
+  char err[1024];
+  cl_client_t s;
+  if (member_open("models", config, as, 0, &cfg, &s) != 0)
+    return 1;
+  char *text = NULL;
+  rc = cl_client_models(&s, &text, err, sizeof err);
+  cl_client_close(&s);
+  if (rc != 0) {
+    tandem_app_error("models", "%s", err);
+    return 1;
+  }
+  printf("%-20s %-28s %-8s %-10s %s\n", "NAME", "INPUTS", "BOUND", "PARAMS", "SHARED");
+  for (char *line = text, *next; line != NULL && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next != NULL)
+      *next++ = '\0';
+    char *f[5] = {line, "", "", "", ""};
+    for (int k = 1; k < 5 && f[k - 1] != NULL; k++) {
+      char *tab = strchr(f[k - 1], '\t');
+      if (tab == NULL)
+        break;
+      *tab = '\0';
+      f[k] = tab + 1;
+    }
+    printf("%-20s %-28s %-8s %-10s %s\n", f[0], f[1], f[2], f[3], f[4]);
+  }
+  free(text);
   return 0;
 }
 

@@ -190,7 +190,7 @@ int tandem_run_main(int argc, char **argv) {
   rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
   if (rc == 0) {
     /* The graph imported above (with its bound shape inputs), not the file. */
-    rc = cl_client_share_graph(&owner, &g, &w, "model", err, sizeof err);
+    rc = cl_client_share_graph(&owner, &g, &w, "model", CL_SHARE_REPLACE, err, sizeof err);
     cl_client_close(&owner);
   }
   mpc_weights_close(&w);
@@ -490,7 +490,7 @@ int tandem_demo_main(int argc, char **argv) {
   cl_client_t owner, client;
   double t_share0 = cl_now();
   if (rc == 0 && (rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
-    rc = cl_client_share_model(&owner, model, "demo", err, sizeof err);
+    rc = cl_client_share_model(&owner, model, "demo", CL_SHARE_REPLACE, err, sizeof err);
     cl_client_close(&owner);
   }
   double t_share = cl_now() - t_share0;

@@ -220,9 +220,17 @@ enum {
   CL_MSG_QUERY,     /* dealer -> P0, P1: serve query seq for client `peer` */
   CL_MSG_REPLY,     /* dealer -> client/owner: accepted (payload: graph) or refused (text) */
   CL_MSG_ACK,       /* P0, P1 -> owner: model stored (or text); -> client: stats */
-  CL_MSG_STOP       /* dealer -> P0, P1: the link is being closed on purpose */
+  CL_MSG_STOP,      /* dealer -> P0, P1: the link is being closed on purpose */
+  CL_MSG_LIST,      /* owner/client -> dealer: the models (REPLY payload: one
+                     * line per model, cl_client_models' format) */
+  CL_MSG_GRAPH,     /* owner/client -> dealer: model `name`'s public graph
+                     * (REPLY payload), to check inputs before a REQ */
+  CL_MSG_REMOVE     /* owner -> dealer -> P0, P1: remove model `name` (the
+                     * parties ACK to the owner, as for a SETUP) */
 };
+
 #define CL_FLAG_WAITED 1u /* REPLY: the query's preprocessing was made on demand */
+#define CL_FLAG_REPLACE 4u /* SHARE: replace a model of that name (else refused) */
 #define CL_FLAG_STATS 2u  /* ACK of a query: the payload starts with the party's
                            * stats (cl_stats_encode), then on success each
                            * gate's offline and online seconds (little-endian
@@ -380,6 +388,17 @@ TANDEM_WUR int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan
 /* Frees the cached plans of every model that are not busy and whose memory
  * (as above) exceeds keep bytes; returns how many it freed. */
 unsigned cl_store_release(cl_store_t *s, size_t keep);
+/* Removes model `name`: its cached copy (no plan of it may be busy) and
+ * its files, the graph first (a model is visible while its graph is).
+ * TANDEM_ENOENT when there is none. Message in err. */
+TANDEM_WUR int cl_store_remove(cl_store_t *s, const char *name, char *err, size_t errlen);
+/* The models under the store's directory, one line each, "NAME\tINPUTS\t
+ * BOUND\tPARAMS\tSHARED\n" (INPUTS: "name[N,1,28,28]" joined by spaces, N
+ * the batch; BOUND: the largest input magnitude, "-" if unknown; PARAMS:
+ * weight elements; SHARED: when it was stored, UTC ISO 8601), sorted by
+ * name, into *text (malloc'd, NUL-terminated; caller frees). A model whose
+ * files cannot be read is listed with its error as INPUTS. */
+TANDEM_WUR int cl_store_list(cl_store_t *s, char **text, size_t *len);
 /* The cached plan of that batch size, or NULL. */
 cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch);
 /* Compiles a plan with its object into *out, outside the store: it reads
@@ -475,13 +494,27 @@ TANDEM_WUR int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, 
 void cl_client_close(cl_client_t *c);
 
 /* The owner: imports an ONNX model, sends its public graph to the dealer and
- * the weight shares to the parties, and waits until both parties stored it. */
+ * the weight shares to the parties, and waits until both parties stored it.
+ * A model of that name is refused unless flags has CL_SHARE_REPLACE (then
+ * queries already sent finish on the old one, later ones run on the new). */
+#define CL_SHARE_REPLACE 1u
 TANDEM_WUR int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name,
-                                     char *err, size_t errlen);
+                                     unsigned flags, char *err, size_t errlen);
 /* The same for a graph and weights already in memory (not kept). */
 TANDEM_WUR int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g,
-                                     const mpc_weights_t *w, const char *name, char *err,
-                                     size_t errlen);
+                                     const mpc_weights_t *w, const char *name,
+                                     unsigned flags, char *err, size_t errlen);
+/* The owner: removes model `name` from the dealer and both parties (their
+ * pools, plans and files), waiting for both parties. Message in err. */
+TANDEM_WUR int cl_client_remove_model(cl_client_t *c, const char *name, char *err,
+                                      size_t errlen);
+/* Any client or the owner: the dealer's models as cl_store_list's lines
+ * (*text malloc'd; caller frees). */
+TANDEM_WUR int cl_client_models(cl_client_t *c, char **text, char *err, size_t errlen);
+/* Any client or the owner: model `name`'s public graph from the dealer,
+ * initialised by the callee (close with mpc_graph_close). */
+TANDEM_WUR int cl_client_graph(cl_client_t *c, const char *name, mpc_graph_t *g, char *err,
+                               size_t errlen);
 
 /* Figures of one query. */
 typedef struct {

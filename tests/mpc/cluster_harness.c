@@ -250,7 +250,7 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
     cl_client_t owner;
     ck_assert_msg(cl_client_open(&owner, &c->cfg, CL_OWNER, err, sizeof err) == 0, "%s", err);
     snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", src_root());
-    ck_assert_msg(cl_client_share_model(&owner, path, "mlp", err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(cl_client_share_model(&owner, path, "mlp", CL_SHARE_REPLACE, err, sizeof err) == 0, "%s", err);
     cl_client_close(&owner);
   }
 }

@@ -94,8 +94,8 @@ static int wait_ctrl(cl_client_t *c, int peer, uint32_t type, uint64_t seq, uint
   return 0;
 }
 
-int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name, char *err,
-                    size_t errlen) {
+int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name,
+                          unsigned flags, char *err, size_t errlen) {
   if (!cl_name_ok(name)) {
     snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
              name);
@@ -106,14 +106,14 @@ int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *nam
   int rc = mpc_onnx_load(onnx_path, &g, &w, err, errlen);
   if (rc != 0)
     return rc;
-  rc = cl_client_share_graph(c, &g, &w, name, err, errlen);
+  rc = cl_client_share_graph(c, &g, &w, name, flags, err, errlen);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   return rc;
 }
 
 int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g, const mpc_weights_t *w,
-                    const char *name, char *err, size_t errlen) {
+                          const char *name, unsigned flags, char *err, size_t errlen) {
   int rc;
   if (!cl_name_ok(name)) {
     snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
@@ -150,6 +150,7 @@ int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g, const mpc_weight
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_SHARE;
+  h.flags = flags & CL_SHARE_REPLACE ? CL_FLAG_REPLACE : 0;
   snprintf(h.name, sizeof h.name, "%s", name);
   if ((rc = cl_ctrl_send(c->node, CL_DEALER, &h, gb, glen)) != 0) {
     snprintf(err, errlen, "cannot send the graph to the dealer: %s", tandem_strerror(rc));
@@ -174,6 +175,71 @@ done:
   free(payload);
   free(gb);
   mpc_plan_free(plan);
+  return rc;
+}
+
+/* Sends the dealer a request of `type` about model `name` (none: "") with
+ * a nonce and waits for its REPLY, whose payload goes to *payload. */
+static int ask_dealer(cl_client_t *c, uint32_t type, const char *name, uint8_t **payload,
+                      size_t *plen, char *err, size_t errlen) {
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = type;
+  snprintf(h.name, sizeof h.name, "%s", name);
+  uint64_t nonce;
+  randombytes_buf(&nonce, sizeof nonce);
+  h.version = nonce;
+  int rc = cl_ctrl_send(c->node, CL_DEALER, &h, NULL, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot reach %s: %s", c->cfg->m[CL_DEALER].name,
+             tandem_strerror(rc));
+    return rc;
+  }
+  return wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, &h, payload, plen, err, errlen);
+}
+
+int cl_client_models(cl_client_t *c, char **text, char *err, size_t errlen) {
+  size_t len = 0;
+  *text = NULL;
+  return ask_dealer(c, CL_MSG_LIST, "", (uint8_t **)text, &len, err, errlen);
+}
+
+int cl_client_graph(cl_client_t *c, const char *name, mpc_graph_t *g, char *err,
+                    size_t errlen) {
+  uint8_t *graph = NULL;
+  size_t glen = 0;
+  int rc = ask_dealer(c, CL_MSG_GRAPH, name, &graph, &glen, err, errlen);
+  if (rc == 0)
+    rc = mpc_graph_load(g, graph, glen, err, errlen);
+  free(graph);
+  return rc;
+}
+
+int cl_client_remove_model(cl_client_t *c, const char *name, char *err, size_t errlen) {
+  if (!cl_name_ok(name)) {
+    snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
+             name);
+    return TANDEM_EINVAL;
+  }
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REMOVE;
+  snprintf(h.name, sizeof h.name, "%s", name);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  int rc = cl_ctrl_send(c->node, CL_DEALER, &h, NULL, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot reach %s: %s", c->cfg->m[CL_DEALER].name,
+             tandem_strerror(rc));
+    return rc;
+  }
+  rc = wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, 0, &h, &payload, &plen, err, errlen);
+  for (int id = CL_P0; id <= CL_P1 && rc == 0; id++) {
+    free(payload);
+    payload = NULL;
+    rc = wait_ctrl(c, id, CL_MSG_ACK, 0, 0, &h, &payload, &plen, err, errlen);
+  }
+  free(payload);
   return rc;
 }
 

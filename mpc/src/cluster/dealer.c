@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -80,6 +81,21 @@ static double reply_deadline(cl_dealer_t *d, double t_in) {
   return t_in + budget - margin;
 }
 
+/* 0 when no model is stored under `name`; else refused
+ * with the reason: a SHARE replaces a model only when it says so
+ * (CL_FLAG_REPLACE; issue 12: a model shared under a name in use silently
+ * replaced it, and the next query returned the other model's logits). */
+static int model_absent(cl_dealer_t *d, const char *name, char *err, size_t errlen) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/%s.graph", d->store.dir, name);
+  if (access(path, F_OK) != 0)
+    return 0;
+  snprintf(err, errlen, "a model named %s is already shared; share it with --replace to "
+           "replace it (queries already sent finish on the old one), or remove it first "
+           "(tandem remove-model)", name);
+  return TANDEM_EINVAL;
+}
+
 static void do_share(cl_dealer_t *d, job_t *j) {
   char err[512] = "";
   mpc_graph_t g;
@@ -99,6 +115,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
              j->h.name);
     goto out;
   }
+  if (!(j->h.flags & CL_FLAG_REPLACE) && (rc = model_absent(d, j->h.name, err, sizeof err)) != 0)
+    goto out;
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
   if ((rc = cl_plan_mem_check(&g, 1, 0, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
@@ -466,6 +484,80 @@ out:
   free(graph);
 }
 
+/* An owner's REMOVE: the dealer's pools, plans and files of the model go
+ * (with both generators held, so neither uses it), then both parties are
+ * told; each reports to the owner. Queries already sent finish first: the
+ * parties serve the dealer's messages in order. */
+static void do_remove(cl_dealer_t *d, job_t *j) {
+  char err[512] = "";
+  int rc;
+  if (j->from != CL_OWNER) {
+    rc = TANDEM_EAUTH;
+    snprintf(err, sizeof err, "only the model owner may remove a model");
+  } else if ((rc = parties_up(d, reply_deadline(d, j->t_in), err, sizeof err)) == 0) {
+    pthread_mutex_lock(&d->gen_mu[0]);
+    pthread_mutex_lock(&d->gen_mu[1]);
+    pthread_mutex_lock(&d->mu);
+    cl__pools_drop_model(d, j->h.name);
+    rc = cl_store_remove(&d->store, j->h.name, err, sizeof err);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&d->gen_mu[1]);
+    pthread_mutex_unlock(&d->gen_mu[0]);
+  }
+  if (rc != 0) {
+    LOG(d, "removal of model %s refused: %s", j->h.name, err);
+    reply(d, j->from, j->links, &j->h, rc, 0, 0, 0, err, strlen(err));
+    return;
+  }
+  reply(d, j->from, j->links, &j->h, 0, 0, 0, 0, NULL, 0);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REMOVE;
+  h.peer = (uint32_t)j->from;
+  memcpy(h.name, j->h.name, sizeof h.name);
+  for (int id = CL_P0; id <= CL_P1; id++)
+    if ((rc = cl_ctrl_send(d->node, id, &h, NULL, 0)) != 0)
+      LOG(d, "model %s: telling p%d of its removal failed: %s", j->h.name, id,
+          tandem_strerror(rc));
+  LOG(d, "model %s removed", j->h.name);
+}
+
+/* A LIST or GRAPH request, answered by the reader at once (they change
+ * nothing, and a client checks its input with GRAPH before it queues a
+ * REQ behind other queries). */
+static void do_lookup(cl_dealer_t *d, int id, uint64_t link, const cl_ctrl_t *req) {
+  char err[512] = "";
+  char *text = NULL;
+  size_t len = 0;
+  uint8_t *graph = NULL;
+  pthread_mutex_lock(&d->mu);
+  int rc;
+  if (req->type == CL_MSG_LIST) {
+    rc = cl_store_list(&d->store, &text, &len);
+    if (rc != 0)
+      snprintf(err, sizeof err, "cannot list the models: %s", tandem_strerror(rc));
+  } else {
+    cl_model_t *m;
+    char name[CL_NAME_MAX];
+    memcpy(name, req->name, sizeof name);
+    name[sizeof name - 1] = '\0';
+    if ((rc = cl_store_get(&d->store, name, &m, err, sizeof err)) == 0) {
+      if ((graph = malloc(m->graph_len)) == NULL)
+        rc = TANDEM_ENOMEM;
+      else
+        memcpy(graph, m->graph_bytes, len = m->graph_len);
+    }
+  }
+  pthread_mutex_unlock(&d->mu);
+  if (rc != 0)
+    reply(d, id, link, req, rc, 0, 0, 0, err, strlen(err));
+  else
+    reply(d, id, link, req, 0, 0, 0, 0, text != NULL ? (void *)text : (void *)graph, len);
+  free(text);
+  free(graph);
+}
+
 /* The first job of the FIFO that can be served now, taken out of it: an
  * owner's SHARE, or a client's REQ unless that client's previous query is
  * still running at the parties (then it waits its turn, behind other
@@ -508,6 +600,8 @@ static void *worker_main(void *arg) {
       do_share(d, j);
     else if (j->h.type == CL_MSG_REQ)
       do_query(d, j);
+    else if (j->h.type == CL_MSG_REMOVE)
+      do_remove(d, j);
     else
       LOG(d, "unexpected control message %u from peer %d", j->h.type, j->from);
     free(j->payload);
@@ -584,6 +678,12 @@ static void *reader_main(void *arg) {
       free(j);
       if (net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur)
         (void)net_peer_close(d->node, id);
+      continue;
+    }
+    if (j->h.type == CL_MSG_LIST || j->h.type == CL_MSG_GRAPH) {
+      do_lookup(d, id, cur, &j->h);
+      free(j->payload);
+      free(j);
       continue;
     }
     j->from = id;

@@ -184,6 +184,23 @@ done_nograph:
   send_status(P, owner, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
 }
 
+/* The dealer's REMOVE of a model: its plans and files go (a query of it
+ * already ran: the dealer's messages come in order), and the owner is told
+ * (the dealer removed its own copy first). */
+static void do_remove(cl_party_t *P, const cl_ctrl_t *h) {
+  char err[512] = "", name[CL_NAME_MAX];
+  memcpy(name, h->name, sizeof name);
+  name[sizeof name - 1] = '\0';
+  int rc = cl_store_remove(&P->store, name, err, sizeof err);
+  if (rc == 0)
+    LOG(P, "model %s removed", name);
+  else
+    LOG(P, "model %s not removed: %s", name, err);
+  send_status(P, CL_OWNER, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
+  if (rc == 0)
+    malloc_trim(0);
+}
+
 /* Tells the client that query h failed here: the stats' failure record
  * (which party, where, the code), then the text. */
 static void send_failure(cl_party_t *P, int client, uint64_t links, const cl_ctrl_t *h, int rc,
@@ -458,6 +475,8 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
     do_setup(P, &h, payload, plen);
   else if (h.type == CL_MSG_QUERY)
     do_query(P, &h);
+  else if (h.type == CL_MSG_REMOVE)
+    do_remove(P, &h);
   else
     LOG(P, "unexpected control message %u from the dealer", h.type);
   free(payload);
