@@ -150,12 +150,58 @@ START_TEST(party_frees_large_plans) {
 }
 END_TEST
 
+/* ---- inputs checked before work ------------------------------------------------- */
+
+/* A wrong input shape, a NaN and one input too many are refused by the
+ * client before it asks the dealer for the query: one line naming the input
+ * and both shapes, and neither the dealer nor a party hears of a query (the
+ * parties logged a client's typo as "online phase failed: peer closed the
+ * connection" before). The next good query is served. */
+START_TEST(inputs_checked_before_request) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t x = c.images, y, two[2];
+  x.shape.ndim = 2;
+  x.shape.dim[0] = 4;
+  x.shape.dim[1] = 196;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_int_eq(cl_client_query(&cl, "mlp", &x, 1, &y, 1, &st, err, sizeof err),
+                   TANDEM_ESHAPE);
+  cl_query_stats_close(&st);
+  ck_assert_msg(strstr(err, "input") != NULL && strstr(err, "[4, 196]") != NULL &&
+                strstr(err, "28, 28]") != NULL && strchr(err, '\n') == NULL, "%s", err);
+  x = c.images;
+  x.shape.dim[0] = 2;
+  two[0] = two[1] = x;
+  ck_assert_int_eq(cl_client_query(&cl, "mlp", two, 2, &y, 1, &st, err, sizeof err),
+                   TANDEM_ESHAPE);
+  cl_query_stats_close(&st);
+  ck_assert_msg(strstr(err, "has 1 inputs, not 2") != NULL, "%s", err);
+  double keep = x.data[5];
+  x.data[5] = NAN;
+  ck_assert_int_eq(cl_client_query(&cl, "mlp", &x, 1, &y, 1, &st, err, sizeof err),
+                   TANDEM_ERANGE);
+  cl_query_stats_close(&st);
+  x.data[5] = keep;
+  ck_assert_msg(strstr(err, "element 5 is nan") != NULL, "%s", err);
+  ck_assert(!ch_seen(&c, from, "query"));
+  ch_query_ok(&c, &cl, 0, 2);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, pool_mem_budget);
   tcase_add_test(tc, party_frees_large_plans);
+  tcase_add_test(tc, inputs_checked_before_request);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -8,6 +8,7 @@
  * (ACK). The client alone sees the input and the result.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,47 @@ int cl_client_remove_model(cl_client_t *c, const char *name, char *err, size_t e
   return rc;
 }
 
+/* The client's inputs against the model's public graph, before the dealer
+ * makes anything for the query (issue 12: a wrong shape was found only
+ * after the dealer had sent its preprocessing, and the parties logged the
+ * client's mistake as a network fault): their number and shapes (one line
+ * naming the input, the shape the model declares and the one given), the
+ * outputs' number, and the owner's input bound. *batch: the rows to ask
+ * for. */
+static int inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t *inputs,
+                        size_t ninputs, size_t noutputs, size_t *batch, char *err,
+                        size_t errlen) {
+  char why[400];
+  int rc = mpc_graph_batch(g, inputs, ninputs, batch, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "model %s: %s", name, why);
+    return rc;
+  }
+  size_t nout = 0, k = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    nout += g->nodes[i].op == MPC_OP_OUTPUT;
+  if (nout != noutputs) {
+    snprintf(err, errlen, "model %s has %zu outputs, not %zu", name, nout, noutputs);
+    return TANDEM_ESHAPE;
+  }
+  for (size_t i = 0; i < g->nnodes && g->input_bound > 0; i++) {
+    if (g->nodes[i].op != MPC_OP_INPUT)
+      continue;
+    const mpc_ftensor_t *t = &inputs[k++];
+    size_t n = mpc_shape_numel(&t->shape);
+    for (size_t j = 0; j < n; j++)
+      if (!(fabs(t->data[j]) <= g->input_bound)) {
+        snprintf(err, errlen,
+                 "model %s: input '%s' element %zu is %g, beyond the model's safe input "
+                 "range +-%.6g", name, g->nodes[i].name, j, t->data[j], g->input_bound);
+        return TANDEM_ERANGE;
+      }
+  }
+  if (*batch == 0)
+    *batch = 1; /* no batched input: the same plan at any batch */
+  return 0;
+}
+
 /* Asks the dealer for one query of model `name` at `batch` rows: sends the
  * REQ (with a nonce the REPLY echoes: a reply to a request of an earlier
  * process of this client's name, which the dealer took only after this one
@@ -345,15 +387,22 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
     snprintf(err, errlen, "no input, or an empty one");
     return TANDEM_ESHAPE;
   }
-  /* The batch is dim 0 of the model's batched inputs, but the model comes
-   * with the dealer's reply: the query asks at the first input's rows (what
-   * the batched input of an exported model is) and checks below. A model
-   * with no batched input has the same plan at any batch. */
-  size_t ask = inputs[0].shape.ndim > 0 ? inputs[0].shape.dim[0] : 1;
+  /* The inputs are checked against the model's public graph before the
+   * dealer is asked for the query; its reply brings the graph again, which
+   * is the query's (the model may be replaced meanwhile). */
+  size_t ask = 0;
+  mpc_graph_t pre;
+  int rc = cl_client_graph(c, name, &pre, err, errlen);
+  if (rc == 0) {
+    rc = inputs_check(&pre, name, inputs, ninputs, noutputs, &ask, err, errlen);
+    mpc_graph_close(&pre);
+  }
+  if (rc != 0)
+    return rc;
   cl_ctrl_t h;
   uint8_t *graph = NULL;
   size_t glen = 0;
-  int rc = query_ask(c, name, ask, &h, &graph, &glen, err, errlen);
+  rc = query_ask(c, name, ask, &h, &graph, &glen, err, errlen);
   if (rc != 0)
     return rc;
   st->waited = (h.flags & CL_FLAG_WAITED) != 0;
