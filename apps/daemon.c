@@ -8,10 +8,13 @@
 #include "daemon.h"
 
 atomic_int tandem_stop;
+atomic_int tandem_reload;
 
 static void on_signal(int sig) {
-  (void)sig;
-  atomic_store(&tandem_stop, 1);
+  if (sig == SIGHUP)
+    atomic_store(&tandem_reload, 1);
+  else
+    atomic_store(&tandem_stop, 1);
 }
 
 void tandem_signals(void) {
@@ -21,6 +24,7 @@ void tandem_signals(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 }
 

@@ -13,7 +13,12 @@
  * run, demo and bench (lock-free on Linux). */
 extern atomic_int tandem_stop;
 
-/* Installs SIGINT/SIGTERM handlers that set tandem_stop, ignores SIGPIPE. */
+/* Set by SIGHUP: the daemons take the config's client sections again
+ * (cl_dealer_reload, cl_party_reload) and clear it. */
+extern atomic_int tandem_reload;
+
+/* Installs SIGINT/SIGTERM handlers that set tandem_stop, a SIGHUP handler
+ * that sets tandem_reload, ignores SIGPIPE. */
 void tandem_signals(void);
 
 /* "<time> tandem <who>: <line>" on stderr; never a secret. */

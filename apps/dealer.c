@@ -14,7 +14,9 @@ int tandem_dealer_main(int argc, char **argv) {
   static const char use[] = "usage: tandem dealer --config FILE";
   const char *config = NULL;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {NULL, NULL, NULL, NULL, 0}};
-  int rc = tandem_opts(argc, argv, opts, use, "Runs the dealer until SIGINT or SIGTERM.\n");
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Runs the dealer until SIGINT or SIGTERM. SIGHUP: take the config's\n"
+                       "client sections again (add a client without a restart).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL) {
@@ -48,8 +50,13 @@ int tandem_dealer_main(int argc, char **argv) {
     cl_dealer_free(d);
     return 1;
   }
-  while (!atomic_load(&tandem_stop))
+  while (!atomic_load(&tandem_stop)) {
     cl_dealer_step(d, 200);
+    if (atomic_exchange(&tandem_reload, 0))
+      if (cl_dealer_reload(d, err, sizeof err) != 0) {
+        /* logged by the service; the daemon keeps its clients */
+      }
+  }
   cl_dealer_free(d);
   return 0;
 }

@@ -17,7 +17,9 @@ int tandem_party_main(int argc, char **argv) {
   const char *config = NULL, *id = NULL;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"id", &id, NULL, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
-  int rc = tandem_opts(argc, argv, opts, use, "Runs a compute party until SIGINT or SIGTERM.\n");
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Runs a compute party until SIGINT or SIGTERM. SIGHUP: take the\n"
+                       "config's client sections again (add a client without a restart).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || id == NULL) {
@@ -53,8 +55,13 @@ int tandem_party_main(int argc, char **argv) {
     tandem_app_error("party", "%s", err);
     return 1;
   }
-  while (!atomic_load(&tandem_stop))
+  while (!atomic_load(&tandem_stop)) {
     cl_party_step(p, 200);
+    if (atomic_exchange(&tandem_reload, 0))
+      if (cl_party_reload(p, err, sizeof err) != 0) {
+        /* logged by the service; the daemon keeps its clients */
+      }
+  }
   cl_party_free(p);
   return 0;
 }

@@ -101,6 +101,16 @@ size_t cl_default_pool_mem(void);
  * directory. TANDEM_ECONFIG (message in err) for anything malformed. */
 TANDEM_WUR int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen);
 
+/* Reads cfg->path again and takes its client sections into *cfg, declaring
+ * on node (of member self) each client key that is new or changed, so a
+ * client is added without a restart (the daemons do it on SIGHUP, through
+ * cl_dealer_reload / cl_party_reload). The clients loaded must stay, in
+ * their order (removing or reordering one takes a restart); everything
+ * else of the file is left as loaded. *added: the keys declared. Message in
+ * err; *cfg is unchanged on error. */
+TANDEM_WUR int cl_config_reload_clients(cl_config_t *cfg, int self, net_node_t *node,
+                                        int *added, char *err, size_t errlen);
+
 /* The peer id of "p0", "p1", "dealer", "owner", "client" (the first client)
  * or a client's name; -1 if the config has no such member. */
 TANDEM_WUR int cl_member_id(const cl_config_t *cfg, const char *name);
@@ -456,6 +466,9 @@ TANDEM_WUR int cl_dealer_start(cl_dealer_t *d);
 void cl_dealer_step(cl_dealer_t *d, int timeout_ms);
 void cl_dealer_stop(cl_dealer_t *d);
 void cl_dealer_free(cl_dealer_t *d);
+/* Takes the config file's client sections again (cl_config_reload_clients)
+ * and starts a reader for each new client. Any thread. Message in err. */
+TANDEM_WUR int cl_dealer_reload(cl_dealer_t *d, char *err, size_t errlen);
 /* The dealer's node (its port, for tests). */
 net_node_t *cl_dealer_node(cl_dealer_t *d);
 /* The bytes of preprocessing the dealer holds now (ready, being made or
@@ -476,6 +489,9 @@ typedef struct cl_party_s cl_party_t;
 TANDEM_WUR int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self,
                             const cl_hooks_t *hooks, char *err, size_t errlen);
 void cl_party_step(cl_party_t *p, int timeout_ms);
+/* The same as cl_dealer_reload for a party; call it from the thread that
+ * steps the party, between steps. */
+TANDEM_WUR int cl_party_reload(cl_party_t *p, char *err, size_t errlen);
 void cl_party_free(cl_party_t *p);
 net_node_t *cl_party_node(cl_party_t *p);
 

@@ -6,6 +6,7 @@
  * several clients, each with its own key, querying at the same moment. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,56 @@ START_TEST(inputs_checked_before_request) {
 }
 END_TEST
 
+/* ---- many clients ---------------------------------------------------------------- */
+
+typedef struct {
+  ch_cluster_t *c;
+  int k;
+  int rc[3];
+  char err[512];
+} client_run_t;
+
+static void *client_main(void *arg) {
+  client_run_t *r = arg;
+  cl_client_t cl;
+  ch_client_open(r->c, r->k, &cl);
+  for (int q = 0; q < 3; q++) {
+    mpc_ftensor_t y;
+    cl_query_stats_t st;
+    r->rc[q] = ch_query(r->c, &cl, (size_t)r->k * 4 + (size_t)q, 2, &y, &st, r->err,
+                        sizeof r->err);
+    cl_query_stats_close(&st);
+    if (r->rc[q] == 0) {
+      ch_check_output(r->c, (size_t)r->k * 4 + (size_t)q, 2, &y);
+      mpc_ftensor_close(&y);
+    }
+  }
+  cl_client_close(&cl);
+  return NULL;
+}
+
+/* Every client of the config (each its own key) queries three times at
+ * the same moment: all are served, each answer right. */
+START_TEST(clients_side_by_side) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  client_run_t run[CH_CLIENTS];
+  pthread_t th[CH_CLIENTS];
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    memset(&run[k], 0, sizeof run[k]);
+    run[k].c = &c;
+    run[k].k = k;
+    ck_assert_int_eq(pthread_create(&th[k], NULL, client_main, &run[k]), 0);
+  }
+  for (int k = 0; k < CH_CLIENTS; k++)
+    pthread_join(th[k], NULL);
+  for (int k = 0; k < CH_CLIENTS; k++)
+    for (int q = 0; q < 3; q++)
+      ck_assert_msg(run[k].rc[q] == 0, "client %d query %d: %s", k, q, run[k].err);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
@@ -202,6 +253,7 @@ Suite *cluster_deploy_suite(void) {
   tcase_add_test(tc, pool_mem_budget);
   tcase_add_test(tc, party_frees_large_plans);
   tcase_add_test(tc, inputs_checked_before_request);
+  tcase_add_test(tc, clients_side_by_side);
   suite_add_tcase(s, tc);
   return s;
 }

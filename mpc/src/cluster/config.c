@@ -337,6 +337,51 @@ static net_limits_t peer_limits(const cl_config_t *cfg, int self, int id) {
   return l;
 }
 
+int cl_config_reload_clients(cl_config_t *cfg, int self, net_node_t *node, int *added,
+                             char *err, size_t errlen) {
+  *added = 0;
+  cl_config_t *fresh = malloc(sizeof *fresh);
+  if (fresh == NULL)
+    return TANDEM_ENOMEM;
+  int rc = cl_config_load(cfg->path, fresh, err, errlen);
+  if (rc == 0 && fresh->nclients < cfg->nclients) {
+    snprintf(err, errlen, "%s: %d client sections, fewer than the %d loaded (a client is "
+             "removed by a restart)", cfg->path, fresh->nclients, cfg->nclients);
+    rc = TANDEM_ECONFIG;
+  }
+  for (int i = 0; rc == 0 && i < cfg->nclients; i++)
+    if (strcmp(fresh->m[CL_CLIENT0 + i].name, cfg->m[CL_CLIENT0 + i].name) != 0) {
+      snprintf(err, errlen, "%s: [%s] is where [%s] was; add new clients after the others "
+               "(reordering them takes a restart)", cfg->path, fresh->m[CL_CLIENT0 + i].name,
+               cfg->m[CL_CLIENT0 + i].name);
+      rc = TANDEM_ECONFIG;
+    }
+  /* The keys first, then the config: a daemon's threads read a client's
+   * section only once its key is declared. */
+  for (int id = CL_CLIENT0; rc == 0 && id < CL_CLIENT0 + fresh->nclients; id++) {
+    const cl_member_t *m = &fresh->m[id];
+    if (!m->has_pk)
+      continue;
+    int known = id < CL_CLIENT0 + cfg->nclients && cfg->m[id].has_pk;
+    if (known && memcmp(cfg->m[id].pk, m->pk, NET_KEY_BYTES) == 0)
+      continue;
+    net_limits_t lim = peer_limits(fresh, self, id);
+    if ((rc = net_peer_limits(node, id, &lim)) == 0)
+      rc = net_peer_add(node, id, NULL, 0, m->pk);
+    if (rc != 0)
+      snprintf(err, errlen, "%s: [%s]: its key is another member's", cfg->path, m->name);
+    else
+      (*added)++;
+  }
+  if (rc == 0) {
+    for (int id = CL_CLIENT0; id < CL_CLIENT0 + fresh->nclients; id++)
+      cfg->m[id] = fresh->m[id];
+    cfg->nclients = fresh->nclients;
+  }
+  free(fresh);
+  return rc;
+}
+
 int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
                  void (*log)(void *ctx, const char *line), void *log_ctx, char *err,
                  size_t errlen) {

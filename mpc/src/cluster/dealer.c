@@ -784,6 +784,26 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
   return 0;
 }
 
+int cl_dealer_reload(cl_dealer_t *d, char *err, size_t errlen) {
+  int added = 0;
+  pthread_mutex_lock(&d->mu);
+  int rc = cl_config_reload_clients(&d->cfg_copy, CL_DEALER, d->node, &added, err, errlen);
+  pthread_mutex_unlock(&d->mu);
+  if (rc != 0) {
+    LOG(d, "config not reloaded: %s", err);
+    return rc;
+  }
+  for (int id = CL_CLIENT0; d->started && id < CL_CLIENT0 + d->cfg->nclients; id++) {
+    if (d->reader_started[id] || !d->cfg->m[id].present)
+      continue;
+    d->reader_arg[id] = (reader_arg_t){d, id};
+    if (pthread_create(&d->readers[id], NULL, reader_main, &d->reader_arg[id]) == 0)
+      d->reader_started[id] = 1;
+  }
+  LOG(d, "config reloaded: %d clients, %d keys new or changed", d->cfg->nclients, added);
+  return 0;
+}
+
 net_node_t *cl_dealer_node(cl_dealer_t *d) { return d->node; }
 
 void cl_dealer_mem(cl_dealer_t *d, size_t *held, size_t *peak) {

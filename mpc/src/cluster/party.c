@@ -431,6 +431,16 @@ int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_ho
   return 0;
 }
 
+int cl_party_reload(cl_party_t *P, char *err, size_t errlen) {
+  int added = 0;
+  int rc = cl_config_reload_clients(&P->cfg, P->self, P->node, &added, err, errlen);
+  if (rc != 0)
+    LOG(P, "config not reloaded: %s", err);
+  else
+    LOG(P, "config reloaded: %d clients, %d keys new or changed", P->cfg.nclients, added);
+  return rc;
+}
+
 net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
 cl_store_t *cl__party_store(cl_party_t *P) { return &P->store; }
 

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# labels: loopback
+#
+# test_clients.sh - clients of a running cluster (issue 12): a client added
+# to the config is refused until the daemons get SIGHUP, then served without
+# a restart; each client its own key, several at once, each answer right.
+set -u
+TANDEM=${1:?usage: test_clients.sh <path-to-tandem>}
+SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$SRC/tests/loopback/lib.sh"
+TMP=$(mktemp -d)
+PIDS=()
+trap stop_all EXIT
+M=$SRC/models
+cd "$TMP"
+
+for id in p0 p1 dealer owner alice bob carol; do
+  "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
+done
+read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
+cluster_config cluster.ini "timeout_ms = 5000
+pool = 2" alice bob
+declare -A PID
+start dealer; start p1; start p0
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp >/dev/null 2>err ||
+  fail "share mlp: $(cat err)"
+"$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$M/fashion_test16.npy" \
+  --output plain.npy 2>err || fail "plaintext: $(cat err)"
+infer() { # CLIENT OUT
+  "$TANDEM" infer --config cluster.ini --model mlp --input "$M/fashion_test16.npy" --output "$2" \
+    --as "$1"
+}
+
+# --- carol added to the config: refused until SIGHUP, then served ----------------------
+printf '[client carol]\npubkey = %s\nkey = keys/carol.key\n' "$(cut -d' ' -f2 keys/carol.pub)" \
+  >>cluster.ini
+if infer carol early.npy 2>err; then fail "a client unknown to the daemons was served"; fi
+one_line err || fail "carol before the reload: not one line: $(cat err)"
+declare -A AT
+for d in dealer p0 p1; do AT[$d]=$(lines "log.$d"); kill -HUP "${PID[$d]}"; done
+for d in dealer p0 p1; do
+  wait_log "log.$d" "${AT[$d]}" "config reloaded: 3 clients, 1 keys new" 10 ||
+    fail "$d did not reload its config: $(tail -3 "log.$d")"
+done
+infer carol carol.npy 2>err || fail "carol after SIGHUP: $(cat err)"
+npy_check carol.npy plain.npy 0.02 1 || fail "carol: private output differs"
+
+# --- three clients at once, each with its own key ------------------------------------
+infer alice a.npy 2>err.a & qa=$!
+infer bob b.npy 2>err.b & qb=$!
+infer carol c.npy 2>err.c & qc=$!
+for k in a b c; do
+  eval "wait \$q$k" || fail "client $k at once: $(cat err.$k)"
+  npy_check $k.npy plain.npy 0.02 1 || fail "client $k at once: output differs"
+done
+for d in dealer p0 p1; do kill -0 "${PID[$d]}" 2>/dev/null || fail "$d died"; done
+
+# --- a reordered config is refused by name, the daemons keep their clients -------------
+sed -i 's/^\[client alice\]/[client alicia]/' cluster.ini
+AT[dealer]=$(lines log.dealer)
+kill -HUP "${PID[dealer]}"
+wait_log log.dealer "${AT[dealer]}" "config not reloaded: .*\[client alicia\] is where \[client alice\] was" 10 ||
+  fail "dealer: no refusal of a reordered config: $(tail -2 log.dealer)"
+sed -i 's/^\[client alicia\]/[client alice]/' cluster.ini
+infer alice a2.npy 2>err || fail "alice after a refused reload: $(cat err)"
+finish
