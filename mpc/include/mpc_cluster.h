@@ -503,8 +503,10 @@ typedef struct {
   net_node_t *node;
 } cl_client_t;
 
-/* Loads self's key and connects to the dealer, P0 and P1 (retrying refused
- * connections for up to the config's timeout). Message in err. */
+/* Loads self's key and connects to the dealer, P0 and P1, retrying refused
+ * connections for up to CL_DOWN_GRACE_MS (the config's timeout if shorter);
+ * a daemon still refusing then is named in err by its config section. */
+#define CL_DOWN_GRACE_MS 5000
 TANDEM_WUR int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, char *err,
                               size_t errlen);
 void cl_client_close(cl_client_t *c);

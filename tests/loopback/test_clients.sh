@@ -55,6 +55,20 @@ for k in a b c; do
 done
 for d in dealer p0 p1; do kill -0 "${PID[$d]}" 2>/dev/null || fail "$d died"; done
 
+# --- a daemon down: named within seconds, p0 logs it once and its return -----------------
+AT[p0]=$(lines log.p0)
+stop p1
+t0=$(date +%s)
+if infer alice down.npy 2>err; then fail "a query with p1 down succeeded"; fi
+t1=$(date +%s)
+[ $((t1 - t0)) -le 8 ] || fail "p1 down: named after $((t1 - t0)) s"
+one_line err && grep -q "cannot reach p1 at 127.0.0.1 port $PORT1" err || fail "p1 down: $(cat err)"
+start p1
+wait_log log.p0 "${AT[p0]}" "p1 reachable again" 20 || fail "p0 did not log p1's return"
+[ "$(tail -n +$((AT[p0] + 1)) log.p0 | grep -c "cannot reach p1")" -eq 1 ] ||
+  fail "p0 logged p1's absence more than once: $(grep "cannot reach p1" log.p0)"
+infer alice back.npy 2>err || fail "alice with p1 back: $(cat err)"
+
 # --- a reordered config is refused by name, the daemons keep their clients -------------
 sed -i 's/^\[client alice\]/[client alicia]/' cluster.ini
 AT[dealer]=$(lines log.dealer)

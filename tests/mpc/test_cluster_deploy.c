@@ -123,13 +123,13 @@ START_TEST(party_frees_large_plans) {
   mpc_graph_t g;
   mpc_weights_t w;
   mlp_load(&g, &w);
-  size_t big = 16;
+  size_t big = 16; /* the smallest batch (to 16 rows) over it: its query is slow */
   while (mpc_plan_mem_bytes(&g, big) <= CL_PLAN_KEEP)
-    big *= 2;
+    big += 16;
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 1, 1);
+  ch_start(&c, 3 * TIMEOUT_MS, 1, 1); /* a loaded machine takes seconds per query */
   cl_client_t cl;
   ch_client_open(&c, 0, &cl);
   char err[512] = "";
@@ -246,6 +246,36 @@ START_TEST(clients_side_by_side) {
 }
 END_TEST
 
+/* ---- peers down ------------------------------------------------------------------ */
+
+/* P1 down: P0 logs that it cannot reach p1 once (not once per dial: it
+ * dials with a back-off meanwhile), a client's open fails within a few
+ * seconds naming p1 (not after the whole timeout), and P0 logs p1's return
+ * once it is back. */
+START_TEST(down_peer_named) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  size_t from = ch_mark(&c);
+  ch_party_stop(&c, CL_P1);
+  ck_assert(ch_wait_line(&c, from, "party p0", "cannot reach p1", 10000));
+  size_t once = ch_mark(&c);
+  cl_client_t cl;
+  char err[512] = "";
+  double t0 = cl_now();
+  ck_assert_int_ne(cl_client_open(&cl, &c.cfg, CL_CLIENT0, err, sizeof err), 0);
+  double took = cl_now() - t0;
+  ck_assert_msg(strstr(err, "cannot reach p1") != NULL, "%s", err);
+  ck_assert_msg(took < CL_DOWN_GRACE_MS / 1e3 + 3.0, "named after %.1f s", took);
+  ck_assert(!ch_seen(&c, once, "cannot reach p1"));
+  ch_party_start(&c, CL_P1);
+  ck_assert(ch_wait_line(&c, from, "party p0", "p1 reachable again", 10000));
+  ch_client_open(&c, 0, &cl);
+  ch_query_ok(&c, &cl, 0, 2);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
@@ -254,6 +284,7 @@ Suite *cluster_deploy_suite(void) {
   tcase_add_test(tc, party_frees_large_plans);
   tcase_add_test(tc, inputs_checked_before_request);
   tcase_add_test(tc, clients_side_by_side);
+  tcase_add_test(tc, down_peer_named);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -24,13 +24,18 @@ int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, char *err, 
   int rc = cl_node_open(cfg, self, 0, &c->node, NULL, NULL, err, errlen);
   if (rc != 0)
     return rc;
+  /* A daemon that refuses connections is down (or not yet up): it is named
+   * after CL_DOWN_GRACE_MS of retries, not after the whole timeout (issue
+   * 12: 30 s of silence before one line). */
   static const int peers[3] = {CL_DEALER, CL_P0, CL_P1};
+  int grace = cfg->timeout_ms < CL_DOWN_GRACE_MS ? cfg->timeout_ms : CL_DOWN_GRACE_MS;
   for (int i = 0; i < 3; i++) {
-    rc = cl_connect(c->node, peers[i], cfg->timeout_ms);
+    rc = cl_connect(c->node, peers[i], grace);
     if (rc != 0) {
       const cl_member_t *m = &cfg->m[peers[i]];
-      snprintf(err, errlen, "cannot reach %s at %s port %u: %s", m->name, m->host,
-               (unsigned)m->port, tandem_strerror(rc));
+      snprintf(err, errlen, "cannot reach %s at %s port %u: %s%s", m->name, m->host,
+               (unsigned)m->port, tandem_strerror(rc),
+               rc == -ECONNREFUSED ? " (is it running?)" : "");
       net_node_free(c->node);
       c->node = NULL;
       return rc;

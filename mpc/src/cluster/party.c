@@ -46,7 +46,14 @@ struct cl_party_s {
   int dealer_was_up;
   uint64_t dealer_was_link; /* a dealer restarted between two steps: a new link */
   double next_try;
+  /* Dialling the dealer (and P0 dialling P1): the last result per peer,
+   * logged only when it changes, and the back-off between failed rounds
+   * (0.2 s doubling to CL_DIAL_BACKOFF_MAX_S; 0 while all are up). */
+  int dial_rc[NET_MAX_PEERS];
+  double backoff;
 };
+
+#define CL_DIAL_BACKOFF_MAX_S 5.0
 
 #define LOG(P, ...) cl__log(&(P)->hooks, (P)->who, __VA_ARGS__)
 
@@ -444,18 +451,35 @@ int cl_party_reload(cl_party_t *P, char *err, size_t errlen) {
 net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
 cl_store_t *cl__party_store(cl_party_t *P) { return &P->store; }
 
+/* Dials peer id if it is down; logs, by the peer's config name, only a
+ * change of the outcome (issue 12: a refused dial was logged once a second
+ * for as long as the peer was down). 1 if the peer is still down. */
+static int dial(cl_party_t *P, int id) {
+  int rc = net_peer_up(P->node, id) ? 0 : net_connect(P->node, id);
+  if (rc != P->dial_rc[id]) {
+    const cl_member_t *m = &P->cfg.m[id];
+    if (rc != 0)
+      LOG(P, "cannot reach %s at %s port %u: %s; retrying every %.1f s at most", m->name,
+          m->host, (unsigned)m->port, tandem_strerror(rc), CL_DIAL_BACKOFF_MAX_S);
+    else
+      LOG(P, "%s reachable again", m->name);
+    P->dial_rc[id] = rc;
+  }
+  return rc != 0;
+}
+
 void cl_party_step(cl_party_t *P, int timeout_ms) {
   /* The parties dial the dealer (and P0 dials P1); a peer that restarts is
-   * dialled again here. A failed dial is retried a second later; the node
-   * logs why. */
+   * dialled again here, after a back-off that doubles while it stays down. */
   double now = cl_now();
   if (now >= P->next_try) {
-    int fails = 0;
-    if (!net_peer_up(P->node, CL_DEALER))
-      fails += net_connect(P->node, CL_DEALER) != 0;
-    if (P->self == CL_P0 && !net_peer_up(P->node, CL_P1))
-      fails += net_connect(P->node, CL_P1) != 0;
-    P->next_try = now + (fails ? 1.0 : 0.2);
+    int fails = dial(P, CL_DEALER);
+    if (P->self == CL_P0)
+      fails += dial(P, CL_P1);
+    P->backoff = !fails ? 0 : P->backoff == 0 ? 0.2 : P->backoff * 2;
+    if (P->backoff > CL_DIAL_BACKOFF_MAX_S)
+      P->backoff = CL_DIAL_BACKOFF_MAX_S;
+    P->next_try = now + (fails ? P->backoff : 0.2);
   }
   int up = net_peer_up(P->node, CL_DEALER);
   uint64_t link = cl_peer_link(P->node, CL_DEALER);
