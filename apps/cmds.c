@@ -209,6 +209,37 @@ int tandem_models_main(int argc, char **argv) {
   return 0;
 }
 
+/* How many rows of the inputs one query of `model` may take: its
+ * preprocessing within one message of max_msg for every role (as `run`
+ * splits) and, all roles together, within the config's pool_mem_max (the
+ * dealer refuses more). *rows: the inputs' rows; *chunk = *rows when the
+ * batch fits or the model's inputs cannot be split (an input of fixed
+ * shape: the query itself then says what is wrong). */
+static int infer_chunk(cl_client_t *s, const cl_config_t *cfg, const char *model,
+                       const mpc_ftensor_t *x, size_t nin, size_t *rows, size_t *chunk,
+                       char *err, size_t errlen) {
+  *rows = *chunk = nin > 0 && x[0].shape.ndim > 0 ? x[0].shape.dim[0] : 1;
+  mpc_graph_t g;
+  int rc = cl_client_graph(s, model, &g, err, errlen);
+  if (rc != 0)
+    return rc;
+  int fixed = 0;
+  for (size_t i = 0; i < g.nnodes; i++)
+    fixed |= g.nodes[i].op == MPC_OP_INPUT && !g.nodes[i].batched;
+  if (!fixed) {
+    size_t max_msg = cfg->max_msg ? cfg->max_msg : NET_DEFAULT_MAX_MSG;
+    *chunk = cl_batch_fit(&g, max_msg, *rows);
+    if (cfg->pool_mem_max > 0) {
+      size_t pool = cl_batch_fit(&g, cfg->pool_mem_max / 3, *rows);
+      *chunk = pool < *chunk ? pool : *chunk;
+    }
+    if (*chunk == 0)
+      *chunk = 1; /* one row over the limits: the dealer says which */
+  }
+  mpc_graph_close(&g);
+  return 0;
+}
+
 int tandem_infer_main(int argc, char **argv) {
   static const char use[] = "usage: tandem infer --config FILE --model NAME --input X "
                             "[--input X2 ...] --output Y [--output Y2 ...] [--stats FILE] "
@@ -259,7 +290,16 @@ int tandem_infer_main(int argc, char **argv) {
     return 1;
   }
   cl_query_stats_t st;
-  rc = cl_client_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
+  size_t rows = 0, chunk = 0;
+  rc = infer_chunk(&s, &cfg, model, x, nin, &rows, &chunk, err, sizeof err);
+  if (rc == 0 && chunk < rows) {
+    fprintf(stderr, "tandem infer: note: %zu rows in queries of at most %zu (one query's "
+                    "preprocessing must fit max_msg and the dealer's pool_mem_max)\n",
+            rows, chunk);
+    rc = cl_client_query_chunked(&s, model, chunk, x, nin, y, nout, &st, err, sizeof err);
+  } else if (rc == 0) {
+    rc = cl_client_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
+  }
   cl_client_close(&s);
   tandem_tensors_close(x, nin);
   cl_query_stats_close(&st);

@@ -3,7 +3,9 @@
 #
 # test_clients.sh - clients of a running cluster (issue 12): a client added
 # to the config is refused until the daemons get SIGHUP, then served without
-# a restart; each client its own key, several at once, each answer right.
+# a restart; each client its own key, several at once, each answer right;
+# a batch over max_msg split by infer into several queries; a daemon down
+# named within seconds.
 set -u
 TANDEM=${1:?usage: test_clients.sh <path-to-tandem>}
 SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -18,7 +20,10 @@ for id in p0 p1 dealer owner alice bob carol; do
   "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
 done
 read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
+# max_msg is small enough that a query of the 16 test rows does not fit one
+# message: infer splits it as run does.
 cluster_config cluster.ini "timeout_ms = 5000
+max_msg = 2000000
 pool = 2" alice bob
 declare -A PID
 start dealer; start p1; start p0
@@ -44,6 +49,7 @@ for d in dealer p0 p1; do
 done
 infer carol carol.npy 2>err || fail "carol after SIGHUP: $(cat err)"
 npy_check carol.npy plain.npy 0.02 1 || fail "carol: private output differs"
+grep -q "note: 16 rows in queries of at most" err || fail "infer did not split 16 rows: $(cat err)"
 
 # --- three clients at once, each with its own key ------------------------------------
 infer alice a.npy 2>err.a & qa=$!
