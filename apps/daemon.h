@@ -24,6 +24,12 @@ void tandem_signals(void);
 /* "<time> tandem <who>: <line>" on stderr; never a secret. */
 void tandem_log(const char *who, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The daemons' --log-level (error, warn, info, debug; NULL: info) and
+ * --log-file (appended; NULL: stderr); peers in log lines by cfg's section
+ * names (cfg kept). 0, or the exit code after one line on stderr. */
+int tandem_log_setup(const char *cmd, const char *level, const char *file,
+                     const cl_config_t *cfg);
+
 /* The hooks of a daemon's service: its log lines on stderr (tandem_log),
  * the real clock, no fault. */
 extern const cl_hooks_t tandem_daemon_hooks;

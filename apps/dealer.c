@@ -11,9 +11,13 @@
 #include "kern.h"
 
 int tandem_dealer_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem dealer --config FILE";
-  const char *config = NULL;
-  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {NULL, NULL, NULL, NULL, 0}};
+  static const char use[] = "usage: tandem dealer --config FILE "
+                            "[--log-level error|warn|info|debug] [--log-file PATH]";
+  const char *config = NULL, *level = NULL, *logfile = NULL;
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0},
+                               {"log-level", &level, NULL, NULL, 0},
+                               {"log-file", &logfile, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "Runs the dealer until SIGINT or SIGTERM. SIGHUP: take the config's\n"
                        "client sections again (add a client without a restart).\n");
@@ -39,6 +43,8 @@ int tandem_dealer_main(int argc, char **argv) {
     tandem_app_error("dealer", "%s: bad threads = %u", config, cfg.threads);
     return 1;
   }
+  if ((rc = tandem_log_setup("dealer", level, logfile, &cfg)) != 0)
+    return rc;
   tandem_signals();
   cl_dealer_t *d;
   if (cl_dealer_new(&d, &cfg, &tandem_daemon_hooks, err, sizeof err) != 0) {

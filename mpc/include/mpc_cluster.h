@@ -181,7 +181,12 @@ typedef struct {
    * returns 0 to go on. May block (a pause). */
   int (*fault)(void *ctx, cl_fault_t where, uint64_t seq, int peer);
   void *ctx;
+  /* The same line with its level (CL_LOG_*); when set, it is called
+   * instead of log. Lines of net/ are warnings when they tell of a refusal
+   * or failure, else information. */
+  void (*log_at)(void *ctx, int level, const char *who, const char *line);
 } cl_hooks_t;
+enum { CL_LOG_ERROR = 0, CL_LOG_WARN, CL_LOG_INFO, CL_LOG_DEBUG };
 
 /* ---- the mpc transport over net -------------------------------------------- */
 

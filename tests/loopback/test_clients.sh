@@ -14,6 +14,7 @@ TMP=$(mktemp -d)
 PIDS=()
 trap stop_all EXIT
 M=$SRC/models
+FORGE=$(dirname "$TANDEM")/net_forge
 cd "$TMP"
 
 for id in p0 p1 dealer owner alice bob carol; do
@@ -83,4 +84,16 @@ wait_log log.dealer "${AT[dealer]}" "config not reloaded: .*\[client alicia\] is
   fail "dealer: no refusal of a reordered config: $(tail -2 log.dealer)"
 sed -i 's/^\[client alicia\]/[client alice]/' cluster.ini
 infer alice a2.npy 2>err || fail "alice after a refused reload: $(cat err)"
+# --- logs: levels, a file, peers by name -------------------------------------------------
+stop p1
+"$TANDEM" party --config cluster.ini --id p1 --log-level shout 2>err && fail "a bad log level was taken"
+one_line err && grep -q "want error, warn, info or debug" err || fail "bad level: $(cat err)"
+"$TANDEM" party --config cluster.ini --id p1 --log-level warn --log-file p1.log 2>p1.stderr &
+PID[p1]=$!; PIDS+=($!)
+infer alice l.npy 2>err || fail "with p1 logging to a file: $(cat err)"
+"$FORGE" "$PORT1" keys/bob.key keys/p1.pub truncated 2>/dev/null
+wait_log p1.log 0 "warn: net: link to client bob ended" 10 || fail "p1.log: $(cat p1.log)"
+grep -q "ok, 4 rounds" p1.log && fail "an info line was logged at --log-level warn"
+grep -q "peer [0-9]\|client [0-9]" p1.log && fail "a peer by number: $(grep 'peer [0-9]\|client [0-9]' p1.log)"
+[ -s p1.stderr ] && fail "p1 wrote to stderr with --log-file: $(cat p1.stderr)"
 finish

@@ -105,7 +105,7 @@ for attack in truncated flipped replayed reordered; do
   from=$(lines log.p0)
   "$FORGE" "$PORT0" keys/bob.key keys/p0.pub $attack 2>err.f ||
     fail "forged frames ($attack): $(cat err.f)"
-  wait_log log.p0 "$from" "link to peer 9 ended: (authentication failed|protocol error)" 5 ||
+  wait_log log.p0 "$from" "link to client bob ended: (authentication failed|protocol error)" 5 ||
     fail "P0 did not log the end of the $attack link: $(tail -n 2 log.p0)"
 done
 kill -0 "${PID[p0]}" 2>/dev/null || fail "P0 died of forged frames"

@@ -238,7 +238,7 @@ if seen log.p1 "${FROM[p1]}" "$started"; then
   mark
   start p1
   # Back once the dealer and P0 have their links to it again.
-  wait_log log.dealer "${FROM[dealer]}" "p1 connected" 30 && wait_log log.p0 "${FROM[p0]}" "link up with peer 1" 30 ||
+  wait_log log.dealer "${FROM[dealer]}" "p1 connected" 30 && wait_log log.p0 "${FROM[p0]}" "link up with p1" 30 ||
     fail "P1 did not come back: $(tail -n 5 log.p1)"
   query p1_back bob "in.bob.npy"
   query p1_back2 carol "in.carol.npy"

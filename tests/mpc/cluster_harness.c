@@ -200,7 +200,7 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
   atomic_init(&c->offset_us, 0);
   for (int i = 0; i < 3; i++) {
     c->svc[i] = (ch_svc_t){c, i};
-    c->hooks[i] = (cl_hooks_t){log_hook, clock_hook, fault_hook, &c->svc[i]};
+    c->hooks[i] = (cl_hooks_t){log_hook, clock_hook, fault_hook, &c->svc[i], NULL};
   }
   const char *tmp = getenv("TMPDIR");
   snprintf(c->dir, sizeof c->dir, "%s/tandem-ch-XXXXXX", tmp != NULL ? tmp : "/tmp");

@@ -486,20 +486,41 @@ int cl_connect(net_node_t *node, int id, int timeout_ms) {
 
 /* ---- hooks ------------------------------------------------------------------ */
 
-void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...) {
-  if (h == NULL || h->log == NULL)
+static void log_v(const cl_hooks_t *h, int level, const char *who, const char *fmt,
+                  va_list ap) {
+  if (h == NULL || (h->log == NULL && h->log_at == NULL))
     return;
   char line[1024];
+  vsnprintf(line, sizeof line, fmt, ap);
+  if (h->log_at != NULL)
+    h->log_at(h->ctx, level, who, line);
+  else
+    h->log(h->ctx, who, line);
+}
+
+void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  log_v(h, CL_LOG_INFO, who, fmt, ap);
   va_end(ap);
-  h->log(h->ctx, who, line);
+}
+
+void cl__logl(const cl_hooks_t *h, int level, const char *who, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  log_v(h, level, who, fmt, ap);
+  va_end(ap);
 }
 
 void cl__net_log(void *ctx, const char *line) {
   const cl__netlog_t *nl = ctx;
-  cl__log(nl->hooks, nl->who, "%s", line);
+  static const char *const bad[] = {"failed", "rejected", "refused", "dropped", "not in by",
+                                    "error"};
+  int level = CL_LOG_INFO;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (strstr(line, bad[i]) != NULL)
+      level = CL_LOG_WARN;
+  cl__logl(nl->hooks, level, nl->who, "%s", line);
 }
 
 double cl__now(const cl_hooks_t *h) {

@@ -56,7 +56,7 @@ static void reply(cl_dealer_t *d, int peer, uint64_t link, const cl_ctrl_t *req,
   h.version = req->version; /* the requester's nonce */
   memcpy(h.name, req->name, sizeof h.name);
   if (cl_ctrl_send_on(d->node, peer, link, &h, payload, plen) != 0)
-    LOG(d, "could not reply to peer %d", peer);
+    LOGW(d, "could not reply to peer %d", peer);
 }
 
 /* Both parties connected, waiting for them until `deadline` (cl_now). */
@@ -174,7 +174,7 @@ out:
   if (rc == 0) {
     LOG(d, "model %s: setup sent to the parties", j->h.name);
   } else {
-    LOG(d, "model %s refused: %s", j->h.name, err);
+    LOGW(d, "model %s refused: %s", j->h.name, err);
     reply(d, j->from, j->links, &j->h, rc, 0, 0, 0, err, strlen(err));
   }
 }
@@ -221,7 +221,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   int told[2] = {0, 0}; /* which parties know of the query */
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     if (!(told[id] = (rc = cl_ctrl_send_on(d->node, id, links[id], &h, NULL, 0)) == 0))
-      LOG(d, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
+      LOGW(d, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
              tandem_strerror(rc));
   cl_link_t link;
   cl_link_init(&link, d->node, MPC_DEALER, j->from, tag, d->cfg->timeout_ms);
@@ -250,7 +250,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   if (rc == 0) {
     rc = cl_link_send_in_place(&link, MPC_CLIENT, prep->msg[2], prep->len[2]);
     if (rc != 0)
-      LOG(d, "query %llu: sending the client its preprocessing failed: %s",
+      LOGW(d, "query %llu: sending the client its preprocessing failed: %s",
              (unsigned long long)seq, tandem_strerror(rc));
   } else {
     /* Its query cannot run: it hears so now (a client that left hears nothing). */
@@ -279,7 +279,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
     if (part[i].rc == TANDEM_ECONNRESET)
       LOG(d, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
     else if (part[i].rc != 0)
-      LOG(d, "query %llu: sending p%d its preprocessing failed: %s",
+      LOGW(d, "query %llu: sending p%d its preprocessing failed: %s",
              (unsigned long long)seq, i, tandem_strerror(part[i].rc));
     if (rc == 0)
       rc = part[i].rc;
@@ -304,7 +304,7 @@ static void client_failed(cl_dealer_t *d, int k, uint64_t seq) {
   double wait = ldexp(1.0, (int)(n - BACKOFF_AFTER < 10 ? n - BACKOFF_AFTER : 10));
   wait = wait > BACKOFF_MAX_S ? BACKOFF_MAX_S : wait;
   d->cli[k].backoff_until = cl__now(&d->hooks) + wait;
-  LOG(d, "client %d: %u queries failed in a row; its requests are refused for %.0f s", k, n,
+  LOGW(d, "client %d: %u queries failed in a row; its requests are refused for %.0f s", k, n,
       wait);
 }
 
@@ -435,7 +435,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   /* A client that left, or gave up waiting for this reply, would never send
    * its masked input: the parties are not told of the query at all. */
   if (rc == 0 && (!cl__requester_here(d, j) || cl__now(&d->hooks) > j->t_in + d->cfg->timeout_ms / 1e3)) {
-    LOG(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
+    LOGW(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
            j->h.name, batch, cl__requester_here(d, j) ? "gave up waiting" : "left");
     pthread_mutex_lock(&d->mu);
     cl__pool_return(d, j->h.name, batch, prep);
@@ -447,7 +447,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   }
   uint64_t seq = ++d->seq;
   if (rc != 0) {
-    LOG(d, "query from client %d refused: %s", j->from, err);
+    LOGW(d, "query from client %d refused: %s", j->from, err);
     pthread_mutex_lock(&d->mu);
     if (prep != NULL)
       cl__pool_return(d, j->h.name, batch, prep);
@@ -506,7 +506,7 @@ static void do_remove(cl_dealer_t *d, job_t *j) {
     pthread_mutex_unlock(&d->gen_mu[0]);
   }
   if (rc != 0) {
-    LOG(d, "removal of model %s refused: %s", j->h.name, err);
+    LOGW(d, "removal of model %s refused: %s", j->h.name, err);
     reply(d, j->from, j->links, &j->h, rc, 0, 0, 0, err, strlen(err));
     return;
   }
@@ -518,7 +518,7 @@ static void do_remove(cl_dealer_t *d, job_t *j) {
   memcpy(h.name, j->h.name, sizeof h.name);
   for (int id = CL_P0; id <= CL_P1; id++)
     if ((rc = cl_ctrl_send(d->node, id, &h, NULL, 0)) != 0)
-      LOG(d, "model %s: telling p%d of its removal failed: %s", j->h.name, id,
+      LOGW(d, "model %s: telling p%d of its removal failed: %s", j->h.name, id,
           tandem_strerror(rc));
   LOG(d, "model %s removed", j->h.name);
 }
@@ -603,7 +603,7 @@ static void *worker_main(void *arg) {
     else if (j->h.type == CL_MSG_REMOVE)
       do_remove(d, j);
     else
-      LOG(d, "unexpected control message %u from peer %d", j->h.type, j->from);
+      LOGW(d, "unexpected control message %u from peer %d", j->h.type, j->from);
     free(j->payload);
     free(j);
     pthread_mutex_lock(&d->mu);
@@ -656,7 +656,7 @@ static void *reader_main(void *arg) {
       free(j);
       int live = net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur;
       if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
-        LOG(d, "peer %d: %s", id, tandem_strerror(rc));
+        LOGW(d, "peer %d: %s", id, tandem_strerror(rc));
       /* A bad message ends that link, and that link only: the peer may
        * already be on a newer one (a client that died and came back at once
        * under its name), which closing "the peer's link" would end. */
@@ -673,7 +673,7 @@ static void *reader_main(void *arg) {
       continue;
     }
     if (j->h.type == CL_MSG_REQ && j->plen != 0) {
-      LOG(d, "peer %d: a query with a payload; link closed", id);
+      LOGW(d, "peer %d: a query with a payload; link closed", id);
       free(j->payload);
       free(j);
       if (net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur)
@@ -790,7 +790,7 @@ int cl_dealer_reload(cl_dealer_t *d, char *err, size_t errlen) {
   int rc = cl_config_reload_clients(&d->cfg_copy, CL_DEALER, d->node, &added, err, errlen);
   pthread_mutex_unlock(&d->mu);
   if (rc != 0) {
-    LOG(d, "config not reloaded: %s", err);
+    LOGW(d, "config not reloaded: %s", err);
     return rc;
   }
   for (int id = CL_CLIENT0; d->started && id < CL_CLIENT0 + d->cfg->nclients; id++) {

@@ -127,6 +127,7 @@ struct cl_dealer_s {
 };
 
 #define LOG(d, ...) cl__log(&(d)->hooks, WHO, __VA_ARGS__)
+#define LOGW(d, ...) cl__logl(&(d)->hooks, CL_LOG_WARN, WHO, __VA_ARGS__)
 
 /* dealer_pool.c. Under d->mu where their comments say so; cl__timed_wait_ms
  * waits on d->cv (under d->mu) at most ms milliseconds. */

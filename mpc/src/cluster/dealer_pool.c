@@ -306,7 +306,7 @@ void *cl__generator_main(void *arg) {
                "pool_mem_max (%.1f MB)", (double)one / 1e6, (double)d->cfg->pool_mem_max / 1e6);
     }
     if (rc != 0) {
-      LOG(d, "cannot prepare %s at batch %zu: %s", name, batch, err);
+      LOGW(d, "cannot prepare %s at batch %zu: %s", name, batch, err);
       failure_note(d, name, batch, err);
       pool_drop(d, name, batch);
       pthread_cond_broadcast(&d->cv);
@@ -350,7 +350,7 @@ void *cl__generator_main(void *arg) {
     }
     if (rc != 0) {
       /* Not retried: the next query of this batch size asks again. */
-      LOG(d, "preprocessing for %s at batch %zu failed: %s", name, batch,
+      LOGW(d, "preprocessing for %s at batch %zu failed: %s", name, batch,
              tandem_strerror(rc));
       free(prep); /* mpc_dealer_prep released its messages */
       failure_note(d, name, batch, tandem_strerror(rc));

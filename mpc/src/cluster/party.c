@@ -56,6 +56,7 @@ struct cl_party_s {
 #define CL_DIAL_BACKOFF_MAX_S 5.0
 
 #define LOG(P, ...) cl__log(&(P)->hooks, (P)->who, __VA_ARGS__)
+#define LOGW(P, ...) cl__logl(&(P)->hooks, CL_LOG_WARN, (P)->who, __VA_ARGS__)
 
 /* *h = a control message of `type` and `status` about query req (its seq,
  * batch and model name), naming `peer`. */
@@ -82,7 +83,7 @@ static void send_status(cl_party_t *P, int peer, uint64_t links, uint32_t type,
   ctrl_about(&h, req, type, status, (uint32_t)P->self);
   h.flags = flags;
   if (cl_ctrl_send_on(P->node, peer, links, &h, payload, plen) != 0)
-    LOG(P, "could not report to peer %d", peer);
+    LOGW(P, "could not report to peer %d", peer);
 }
 
 /* After a failed step: the link to the other party may hold messages of the
@@ -129,7 +130,7 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
   char err[512] = "";
   int owner = (int)h->peer;
   if (owner != CL_OWNER) {
-    LOG(P, "setup of %s names peer %d as its owner; ignored", h->name, owner);
+    LOGW(P, "setup of %s names peer %d as its owner; ignored", h->name, owner);
     (void)net_peer_close(P->node, CL_DEALER);
     return;
   }
@@ -187,7 +188,7 @@ done_nograph:
   if (rc == 0)
     LOG(P, "model %s stored (%zu bytes of state)", h->name, slen);
   else
-    LOG(P, "model %s not set up: %s", h->name, err[0] ? err : tandem_strerror(rc));
+    LOGW(P, "model %s not set up: %s", h->name, err[0] ? err : tandem_strerror(rc));
   send_status(P, owner, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
 }
 
@@ -202,7 +203,7 @@ static void do_remove(cl_party_t *P, const cl_ctrl_t *h) {
   if (rc == 0)
     LOG(P, "model %s removed", name);
   else
-    LOG(P, "model %s not removed: %s", name, err);
+    LOGW(P, "model %s not removed: %s", name, err);
   send_status(P, CL_OWNER, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
   if (rc == 0)
     malloc_trim(0);
@@ -241,7 +242,7 @@ static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) 
                              left_ms < 1 ? 0 : (int)left_ms);
     if (rc != 0) {
       if (rc == TANDEM_ETIMEDOUT && cl_peer_link(P->node, CL_DEALER) == dl) {
-        LOG(P, "query %llu: the dealer's part did not come; closing the dealer link",
+        LOGW(P, "query %llu: the dealer's part did not come; closing the dealer link",
             (unsigned long long)h->seq);
         (void)net_peer_close(P->node, CL_DEALER);
         cl_link_drain(P->node, CL_DEALER, dl);
@@ -264,7 +265,7 @@ static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
   cl_ctrl_t r;
   ctrl_about(&r, h, CL_MSG_ACK, rc, h->peer);
   if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) != 0)
-    LOG(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
+    LOGW(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
 }
 
 /* As if this party died here (the fault hook): every link closed. */
@@ -281,7 +282,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   cl_plan_t *pl;
   int rc;
   if (client < CL_CLIENT0 || client >= CL_CLIENT0 + P->cfg.nclients) {
-    LOG(P, "query %llu: unknown client %d", (unsigned long long)h->seq, client);
+    LOGW(P, "query %llu: unknown client %d", (unsigned long long)h->seq, client);
     (void)net_peer_close(P->node, CL_DEALER);
     return;
   }
@@ -340,7 +341,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   if (rc != 0) {
     if (link.base.phase == MPC_PHASE_SETUP)
       discard_dealer_part(P, dealer_links, h);
-    LOG(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
+    LOGW(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
            h->name, (unsigned long long)h->batch, client, err);
     /* A part of the dealer's cut short may be left on its link: dropped with
      * the link. A cancelled query left nothing there. */
@@ -442,7 +443,7 @@ int cl_party_reload(cl_party_t *P, char *err, size_t errlen) {
   int added = 0;
   int rc = cl_config_reload_clients(&P->cfg, P->self, P->node, &added, err, errlen);
   if (rc != 0)
-    LOG(P, "config not reloaded: %s", err);
+    LOGW(P, "config not reloaded: %s", err);
   else
     LOG(P, "config reloaded: %d clients, %d keys new or changed", P->cfg.nclients, added);
   return rc;
@@ -459,7 +460,7 @@ static int dial(cl_party_t *P, int id) {
   if (rc != P->dial_rc[id]) {
     const cl_member_t *m = &P->cfg.m[id];
     if (rc != 0)
-      LOG(P, "cannot reach %s at %s port %u: %s; retrying every %.1f s at most", m->name,
+      LOGW(P, "cannot reach %s at %s port %u: %s; retrying every %.1f s at most", m->name,
           m->host, (unsigned)m->port, tandem_strerror(rc), CL_DIAL_BACKOFF_MAX_S);
     else
       LOG(P, "%s reachable again", m->name);
@@ -512,7 +513,7 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
   else if (h.type == CL_MSG_REMOVE)
     do_remove(P, &h);
   else
-    LOG(P, "unexpected control message %u from the dealer", h.type);
+    LOGW(P, "unexpected control message %u from the dealer", h.type);
   free(payload);
   /* An idle party holds its models, not the buffers of its last large
    * query (issue 12: 3.0 GB resident after CNN queries): large plans go,
