@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "apps.h"
+#include "daemon.h"
 #include "mpc_cluster.h"
 
 int tandem_keygen_main(int argc, char **argv) {
@@ -296,7 +297,13 @@ int tandem_infer_main(int argc, char **argv) {
     fprintf(stderr, "tandem infer: note: %zu rows in queries of at most %zu (one query's "
                     "preprocessing must fit max_msg and the dealer's pool_mem_max)\n",
             rows, chunk);
+    double t0 = cl_now();
+    s.progress = tandem_rows_progress;
+    s.progress_ctx = &t0;
     rc = cl_client_query_chunked(&s, model, chunk, x, nin, y, nout, &st, err, sizeof err);
+    if (rc == 0)
+      fprintf(stderr, "tandem infer: %zu rows in %zu queries, %.2f s\n", rows, st.queries,
+              cl_now() - t0);
   } else if (rc == 0) {
     rc = cl_client_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
   }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
@@ -119,3 +120,21 @@ static void log_at_hook(void *ctx, int level, const char *who, const char *line)
 }
 
 const cl_hooks_t tandem_daemon_hooks = {log_hook, NULL, NULL, NULL, log_at_hook};
+
+void tandem_progress(const char *what, size_t done, size_t total, double secs) {
+  if (!isatty(2))
+    return;
+  int width = 30, fill = total ? (int)((size_t)width * done / total) : width;
+  char eta[32] = "";
+  if (done > 0 && done < total)
+    snprintf(eta, sizeof eta, ", ETA %.0f s", secs / (double)done * (double)(total - done));
+  fprintf(stderr, "\r  [%.*s%*s] %zu/%zu %s  %.1f s%s   ", fill,
+          "##############################", width - fill, "", done, total, what, secs, eta);
+  if (done >= total)
+    fputc('\n', stderr);
+  fflush(stderr);
+}
+
+void tandem_rows_progress(void *ctx, size_t done, size_t total) {
+  tandem_progress("rows", done, total, cl_now() - *(const double *)ctx);
+}

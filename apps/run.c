@@ -199,11 +199,17 @@ int tandem_run_main(int argc, char **argv) {
     if (chunk < rows)
       fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "
                       "preprocessing must fit one message)\n", rows, chunk);
+    double t0 = cl_now();
+    client.progress = tandem_rows_progress;
+    client.progress_ctx = &t0;
     if (fixed_inputs)
       rc = cl_client_query(&client, "model", x, nin, y, nout, &st, err, sizeof err);
     else
       rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err,
                                    sizeof err);
+    if (rc == 0 && chunk < rows)
+      fprintf(stderr, "tandem run: %zu rows in %zu queries, %.2f s\n", rows, st.queries,
+              cl_now() - t0);
     cl_client_close(&client);
   }
   cl_query_stats_close(&st);
@@ -286,13 +292,6 @@ static size_t argmax(const double *v, size_t n) {
     if (v[i] > v[best])
       best = i;
   return best;
-}
-
-static void progress(size_t done, size_t total, double secs) {
-  int width = 40, fill = total ? (int)(width * done / total) : width;
-  fprintf(stderr, "\r  [%.*s%*s] %5zu/%zu images  %.1f s", fill,
-          "########################################", width - fill, "", done, total, secs);
-  fflush(stderr);
 }
 
 /* A count option: 0 and *out set, or -1 for anything but a number in 1..max. */
@@ -505,10 +504,10 @@ int tandem_demo_main(int argc, char **argv) {
     if ((rc = demo_batch(&client, &g, &w, &in_shape, pix, labels, b, &t, err, sizeof err)) != 0)
       break;
     if (tty)
-      progress(t.done, images, cl_now() - t0);
+      tandem_progress("images", t.done, images, cl_now() - t0);
   }
   double total_s = cl_now() - t0;
-  if (tty)
+  if (tty && t.done < images)
     fputc('\n', stderr);
   if (rc == 0 && atomic_load(&tandem_stop)) {
     rc = TANDEM_EIO;

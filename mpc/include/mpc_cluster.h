@@ -506,6 +506,10 @@ typedef struct {
   const cl_config_t *cfg; /* the caller's, kept until cl_client_close */
   int self;               /* CL_OWNER or a client id */
   net_node_t *node;
+  /* Called by cl_client_query_chunked after each query with the rows done
+   * and the total (NULL: none); the caller sets it after cl_client_open. */
+  void (*progress)(void *ctx, size_t done, size_t total);
+  void *progress_ctx;
 } cl_client_t;
 
 /* Loads self's key and connects to the dealer, P0 and P1, retrying refused

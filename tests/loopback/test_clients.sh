@@ -51,6 +51,15 @@ done
 infer carol carol.npy 2>err || fail "carol after SIGHUP: $(cat err)"
 npy_check carol.npy plain.npy 0.02 1 || fail "carol: private output differs"
 grep -q "note: 16 rows in queries of at most" err || fail "infer did not split 16 rows: $(cat err)"
+# Not a terminal: a one-line summary, no progress line.
+grep -q "tandem infer: 16 rows in [0-9]* queries" err || fail "no summary of the split: $(cat err)"
+grep -q $'\r' err && fail "a progress line on a stderr that is no terminal"
+# A terminal (script(1) gives one): the progress line is updated in place with an ETA.
+if command -v script >/dev/null; then
+  script -qec "$TANDEM infer --config cluster.ini --model mlp --input $M/fashion_test16.npy \
+    --output tty.npy --as carol" /dev/null >tty.out 2>&1 || fail "infer on a terminal: $(cat tty.out)"
+  grep -aq "ETA" tty.out && grep -aq "16/16 rows" tty.out || fail "no progress on a terminal: $(cat -A tty.out)"
+fi
 
 # --- three clients at once, each with its own key ------------------------------------
 infer alice a.npy 2>err.a & qa=$!

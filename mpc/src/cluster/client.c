@@ -574,6 +574,8 @@ int cl_client_query_chunked(cl_client_t *c, const char *name, size_t chunk,
     cl_query_stats_close(&q);
     st->queries++;
     done += n;
+    if (c->progress != NULL)
+      c->progress(c->progress_ctx, done, total);
   }
   if (rc != 0)
     tensors_close(outputs, nout_open);
