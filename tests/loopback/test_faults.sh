@@ -57,8 +57,9 @@ read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
   printf '[owner]\npubkey = %s\nkey = keys/owner.key\n' "$(pub owner)"
   for c in $CLIENTS; do printf '[client %s]\npubkey = %s\nkey = keys/%s.key\n' "$c" "$(pub $c)" "$c"; done
 } >cluster.ini
-# Peer ids of the clients, in the order of their sections (cluster.h).
-declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11)
+# How the daemons' logs name the clients: by their config sections ("client
+# alice"), no longer by peer id.
+declare -A CID=([alice]=alice [bob]=bob [carol]=carol [dave]=dave)
 
 declare -A PID FROM
 # mark: where each daemon's log stands now (FROM[NAME]), for wait_log and seen.
