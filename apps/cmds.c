@@ -101,18 +101,21 @@ static int member_open(const char *cmd, const char *config, const char *as, int 
 
 int tandem_share_model_main(int argc, char **argv) {
   static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME "
-                            "[--replace]";
+                            "[--exact] [--replace]";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
-  int replace = 0;
+  int exact = 0, replace = 0;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"model", &model, NULL, NULL, 0},
                                {"name", &name, NULL, NULL, 0},     {"as", &as, NULL, NULL, 0},
+                               {"exact", NULL, &exact, NULL, 0},
                                {"replace", NULL, &replace, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "The model owner secret-shares the weights of M.onnx between the parties;\n"
-                       "only the public graph reaches the dealer. A model of that name is\n"
-                       "refused unless --replace is given (queries already sent then finish\n"
-                       "on the old model).\n");
+                       "only the public graph reaches the dealer. --exact publishes the model in\n"
+                       "exact mode: every truncation exact (a query's result the same bit for bit\n"
+                       "whatever the dealer's coins), one more round per ReLU or max pool after a\n"
+                       "product. A model of that name is refused unless --replace is given\n"
+                       "(queries already sent then finish on the old model).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || model == NULL || name == NULL) {
@@ -124,7 +127,18 @@ int tandem_share_model_main(int argc, char **argv) {
   cl_client_t s;
   if (member_open("share-model", config, as, 1, &cfg, &s) != 0)
     return 1;
-  rc = cl_client_share_model(&s, model, name, replace ? CL_SHARE_REPLACE : 0, err, sizeof err);
+  /* The import of cl_client_share_model, with the mode set in the graph it
+   * publishes. */
+  mpc_graph_t g;
+  mpc_weights_t w;
+  rc = mpc_onnx_load(model, &g, &w, err, sizeof err);
+  if (rc == 0) {
+    g.exact = exact;
+    rc = cl_client_share_graph(&s, &g, &w, name, replace ? CL_SHARE_REPLACE : 0, err,
+                               sizeof err);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+  }
   cl_client_close(&s);
   if (rc != 0) {
     tandem_app_error("share-model", "%s", err);

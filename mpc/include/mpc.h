@@ -187,6 +187,12 @@ typedef struct {
    * model owner, who knows the weights); the client refuses larger inputs.
    * 0: unknown, not checked. */
   double input_bound;
+  /* The least value of a client input element, if the model declares one
+   * (metadata "tandem.input_min"; the Fashion-MNIST models declare 0, pixels
+   * in [0, 1]): the client refuses a smaller one, and the owner's bounds
+   * (mpc_weights_bounds) take the input interval [max(input_min,
+   * -input_bound), input_bound]. -HUGE_VAL (mpc_graph_init): none. */
+  double input_min;
   /* NULL, or nmag = nnodes entries: mag_log2[i] = e such that node i's value
    * satisfies |v| < 2^e (real units) for every client input within
    * input_bound (mpc_weights_bounds, set by the model owner). The plan sizes
@@ -194,6 +200,13 @@ typedef struct {
    * takes bound_bits. Owned by the graph (freed by mpc_graph_close). */
   int8_t *mag_log2;
   size_t nmag;
+  /* 1: exact mode, the owner's public per-model choice. Every truncation is
+   * then exact (a query's result is the same bit for bit whatever the
+   * dealer's coins and equals the fixed-point reference): a ReLU or a max
+   * tree after a product runs on the exactly truncated value or on the
+   * untruncated one, at one more round per fused layer (mpc/src/plan.c).
+   * 0 (default): the carry of a truncation fused into a ReLU is dropped. */
+  int exact;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
 } mpc_graph_t;
 
@@ -257,7 +270,10 @@ TANDEM_WUR int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t
  * node, the magnitude exponent of its value (mpc_graph_t.mag_log2). The
  * bound is `declared` if > 0 (the range the model's inputs are known to
  * take, e.g. 1 for pixels in [0, 1]; TANDEM_ERANGE if the weights do not
- * allow it), else the largest safe bound (mpc_weights_input_bound). Each
+ * allow it), else the largest safe bound (mpc_weights_input_bound). The
+ * exponents bound each node's value for every input element in
+ * [max(g->input_min, -bound), bound], by interval arithmetic on its positive
+ * and negative parts (bound.c; TANDEM_ERANGE if g->input_min > bound). Each
  * exponent covers the fixed-point rounding of the protocol (a relative
  * 1% and an absolute 2^(10-f) of slack). *mag_log2 gets g->nnodes entries,
  * malloc'd, the caller's to free (or to hand to a graph). This reveals, by
