@@ -305,6 +305,7 @@ int tandem_infer_main(int argc, char **argv) {
     return 1;
   }
   cl_query_stats_t st;
+  memset(&st, 0, sizeof st); /* closed below even when no query ran */
   size_t rows = 0, chunk = 0;
   rc = infer_chunk(&s, &cfg, model, x, nin, &rows, &chunk, err, sizeof err);
   if (rc == 0 && chunk < rows) {
