@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 12
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_OPTS ?=
 
-.PHONY: demo test bench deps build build-san build-tsan test-tsan fuzz clean
+.PHONY: demo test bench deps build build-san build-tsan test-tsan fuzz soak clean
 
 deps:
 	@bash scripts/deps.sh
@@ -56,6 +56,13 @@ fuzz: deps
 	  $(CMAKE_OPTS) >/dev/null && \
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all && \
 	bash tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+# The long soak of the daemons' memory (tests/loopback/test_soak.sh; `make
+# test` runs its short version): 20 rounds of MLP queries at five batch sizes
+# from two clients, a CNN query at 16 rows and a re-share per round.
+soak: build
+	@SOAK_ROUNDS=20 SOAK_CNN_BATCH=16 SOAK_POOL_MEM_MB=1024 TANDEM_SRC=$(CURDIR) \
+	  bash tests/loopback/test_soak.sh $(CURDIR)/$(BUILD)/tandem
 
 # The private Fashion-MNIST demo: P0, P1 and the dealer as separate processes
 # on loopback (DEMO_OPTS, e.g. --images 1000 --model models/fashion_cnn.onnx).

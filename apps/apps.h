@@ -16,6 +16,8 @@ int tandem_keygen_main(int argc, char **argv);
 int tandem_party_main(int argc, char **argv);
 int tandem_dealer_main(int argc, char **argv);
 int tandem_share_model_main(int argc, char **argv);
+int tandem_remove_model_main(int argc, char **argv);
+int tandem_models_main(int argc, char **argv);
 int tandem_infer_main(int argc, char **argv);
 int tandem_run_main(int argc, char **argv);
 int tandem_demo_main(int argc, char **argv);

@@ -33,6 +33,7 @@
 #include <sodium.h>
 
 #include "apps.h"
+#include "daemon.h"
 #include "mpc_cluster.h"
 #include "kern.h"
 #include "lcluster.h"
@@ -484,7 +485,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   if ((rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, errlen)) != 0)
     goto done;
   double t0 = now_s();
-  rc = cl_client_share_graph(&owner, &wk->g, &wk->w, "bench", err, errlen);
+  rc = cl_client_share_graph(&owner, &wk->g, &wk->w, "bench", CL_SHARE_REPLACE, err, errlen);
   cl_client_close(&owner);
   if (rc != 0)
     goto done;
@@ -492,7 +493,10 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
   if ((rc = cl_client_open(&client, &c.cfg, CL_CLIENT0, err, errlen)) != 0)
     goto done;
   client_open = 1;
+  double t_runs = now_s();
   for (size_t r = 0; r <= reps && !atomic_load(&tandem_stop); r++) {
+    if (r > 0) /* the warm-up and r - 1 measured runs done */
+      tandem_progress("runs", r, reps + 1, now_s() - t_runs);
     mpc_ftensor_t out[TANDEM_MAX_TENSORS];
     cl_query_stats_t st;
     struct timespec gap = {(time_t)gap_s, (long)((gap_s - (double)(time_t)gap_s) * 1e9)};
@@ -532,6 +536,7 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     st.gate_online_s = st.gate_offline_s = NULL;
     cl_query_stats_close(&st);
   }
+  tandem_progress("runs", reps + 1, reps + 1, now_s() - t_runs);
   if (atomic_load(&tandem_stop)) {
     snprintf(err, errlen, "interrupted");
     rc = TANDEM_EIO;
@@ -948,10 +953,10 @@ static int time_plaintext(const popts_t *o, work_t *wk, const mpc_plan_t *plan, 
   int rc;
   for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
     mpc_gate_info_t gi;
-    double s;
+    double s = 0;
     if (mpc_plan_gate(plan, i, &gi) != 0 || gi.gemm_count == 0)
       continue;
-    double d;
+    double d = 0; /* set by time_gemm; GCC cannot always tell */
     if ((rc = time_gemm(gi.gemm_m, gi.gemm_k, gi.gemm_n, &s, &d)) != 0) {
       snprintf(err, errlen, "timing the ring GEMM: %s", tandem_strerror(rc));
       return rc;

@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "apps.h"
+#include "daemon.h"
 #include "mpc_cluster.h"
 #include "tandem_file.h"
 
@@ -70,44 +71,63 @@ int tandem_keygen_main(int argc, char **argv) {
   return 0;
 }
 
+/* Loads the config and connects as member `as` (must be the owner when
+ * owner is set): 0, or 1 after one line on stderr. */
+static int member_open(const char *cmd, const char *config, const char *as, int owner,
+                       cl_config_t *cfg, cl_client_t *c) {
+  char err[1024];
+  if (sodium_init() < 0) {
+    tandem_app_error(cmd, "libsodium failed to initialise");
+    return 1;
+  }
+  if (cl_config_load(config, cfg, err, sizeof err) != 0) {
+    tandem_app_error(cmd, "%s", err);
+    return 1;
+  }
+  int self = cl_member_id(cfg, as);
+  if (owner && self != CL_OWNER) {
+    tandem_app_error(cmd, "%s: no [owner] section", config);
+    return 1;
+  }
+  if (self != CL_OWNER && self < CL_CLIENT0) {
+    tandem_app_error(cmd, "%s: no client or owner named '%s'", config, as);
+    return 1;
+  }
+  if (cl_client_open(c, cfg, self, err, sizeof err) != 0) {
+    tandem_app_error(cmd, "%s", err);
+    return 1;
+  }
+  return 0;
+}
+
 int tandem_share_model_main(int argc, char **argv) {
-  static const char use[] =
-      "usage: tandem share-model --config FILE --model M.onnx --name NAME [--exact]";
+  static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME "
+                            "[--exact] [--replace]";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
-  int exact = 0;
+  int exact = 0, replace = 0;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"model", &model, NULL, NULL, 0},
                                {"name", &name, NULL, NULL, 0},     {"as", &as, NULL, NULL, 0},
-                               {"exact", NULL, &exact, NULL, 0},   {NULL, NULL, NULL, NULL, 0}};
+                               {"exact", NULL, &exact, NULL, 0},
+                               {"replace", NULL, &replace, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "The model owner secret-shares the weights of M.onnx between the parties;\n"
                        "only the public graph reaches the dealer. --exact publishes the model in\n"
                        "exact mode: every truncation exact (a query's result the same bit for bit\n"
                        "whatever the dealer's coins), one more round per ReLU or max pool after a\n"
-                       "product.\n");
+                       "product. A model of that name is refused unless --replace is given\n"
+                       "(queries already sent then finish on the old model).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || model == NULL || name == NULL) {
     fprintf(stderr, "%s\n", use);
     return 2;
   }
-  if (sodium_init() < 0)
-    return 1;
   static cl_config_t cfg;
   char err[1024];
-  if (cl_config_load(config, &cfg, err, sizeof err) != 0) {
-    tandem_app_error("share-model", "%s", err);
-    return 1;
-  }
-  int self = cl_member_id(&cfg, as);
-  if (self != CL_OWNER) {
-    tandem_app_error("share-model", "%s: no [owner] section", config);
-    return 1;
-  }
   cl_client_t s;
-  if (cl_client_open(&s, &cfg, self, err, sizeof err) != 0) {
-    tandem_app_error("share-model", "%s", err);
+  if (member_open("share-model", config, as, 1, &cfg, &s) != 0)
     return 1;
-  }
   /* The import of cl_client_share_model, with the mode set in the graph it
    * publishes. */
   mpc_graph_t g;
@@ -115,7 +135,8 @@ int tandem_share_model_main(int argc, char **argv) {
   rc = mpc_onnx_load(model, &g, &w, err, sizeof err);
   if (rc == 0) {
     g.exact = exact;
-    rc = cl_client_share_graph(&s, &g, &w, name, err, sizeof err);
+    rc = cl_client_share_graph(&s, &g, &w, name, replace ? CL_SHARE_REPLACE : 0, err,
+                               sizeof err);
     mpc_weights_close(&w);
     mpc_graph_close(&g);
   }
@@ -124,7 +145,114 @@ int tandem_share_model_main(int argc, char **argv) {
     tandem_app_error("share-model", "%s", err);
     return 1;
   }
-  printf("model %s shared\n", name);
+  printf("model %s %s\n", name, replace ? "shared (replacing any of that name)" : "shared");
+  return 0;
+}
+
+int tandem_remove_model_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem remove-model --config FILE --name NAME";
+  const char *config = NULL, *name = NULL, *as = "owner";
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"name", &name, NULL, NULL, 0},
+                               {"as", &as, NULL, NULL, 0},         {NULL, NULL, NULL, NULL, 0}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "The model owner removes a model from the dealer and both parties\n"
+                       "(its preprocessing, plans and files).\n");
+  if (rc >= 0)
+    return rc;
+  if (config == NULL || name == NULL) {
+    fprintf(stderr, "%s\n", use);
+    return 2;
+  }
+  static cl_config_t cfg;
+  char err[1024];
+  cl_client_t s;
+  if (member_open("remove-model", config, as, 1, &cfg, &s) != 0)
+    return 1;
+  rc = cl_client_remove_model(&s, name, err, sizeof err);
+  cl_client_close(&s);
+  if (rc != 0) {
+    tandem_app_error("remove-model", "%s", err);
+    return 1;
+  }
+  printf("model %s removed\n", name);
+  return 0;
+}
+
+int tandem_models_main(int argc, char **argv) {
+  static const char use[] = "usage: tandem models --config FILE [--as NAME]";
+  const char *config = NULL, *as = "client";
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"as", &as, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Lists the models shared with the cluster (asked of the dealer): name,\n"
+                       "inputs' shapes (N: the batch), the largest safe input magnitude,\n"
+                       "weight elements, and when it was shared (UTC). --as: the config member\n"
+                       "to connect as (a client's name, or owner).\n");
+  if (rc >= 0)
+    return rc;
+  if (config == NULL) {
+    fprintf(stderr, "%s\n", use);
+    return 2;
+  }
+  static cl_config_t cfg;
+  char err[1024];
+  cl_client_t s;
+  if (member_open("models", config, as, 0, &cfg, &s) != 0)
+    return 1;
+  char *text = NULL;
+  rc = cl_client_models(&s, &text, err, sizeof err);
+  cl_client_close(&s);
+  if (rc != 0) {
+    tandem_app_error("models", "%s", err);
+    return 1;
+  }
+  printf("%-20s %-28s %-8s %-10s %s\n", "NAME", "INPUTS", "BOUND", "PARAMS", "SHARED");
+  for (char *line = text, *next; line != NULL && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next != NULL)
+      *next++ = '\0';
+    char *f[5] = {line, "", "", "", ""};
+    for (int k = 1; k < 5 && f[k - 1] != NULL; k++) {
+      char *tab = strchr(f[k - 1], '\t');
+      if (tab == NULL)
+        break;
+      *tab = '\0';
+      f[k] = tab + 1;
+    }
+    printf("%-20s %-28s %-8s %-10s %s\n", f[0], f[1], f[2], f[3], f[4]);
+  }
+  free(text);
+  return 0;
+}
+
+/* How many rows of the inputs one query of `model` may take: its
+ * preprocessing within one message of max_msg for every role (as `run`
+ * splits) and, all roles together, within the config's pool_mem_max (the
+ * dealer refuses more). *rows: the inputs' rows; *chunk = *rows when the
+ * batch fits or the model's inputs cannot be split (an input of fixed
+ * shape: the query itself then says what is wrong). */
+static int infer_chunk(cl_client_t *s, const cl_config_t *cfg, const char *model,
+                       const mpc_ftensor_t *x, size_t nin, size_t *rows, size_t *chunk,
+                       char *err, size_t errlen) {
+  *rows = *chunk = nin > 0 && x[0].shape.ndim > 0 ? x[0].shape.dim[0] : 1;
+  mpc_graph_t g;
+  int rc = cl_client_graph(s, model, &g, err, errlen);
+  if (rc != 0)
+    return rc;
+  int fixed = 0;
+  for (size_t i = 0; i < g.nnodes; i++)
+    fixed |= g.nodes[i].op == MPC_OP_INPUT && !g.nodes[i].batched;
+  if (!fixed) {
+    size_t max_msg = cfg->max_msg ? cfg->max_msg : NET_DEFAULT_MAX_MSG;
+    *chunk = cl_batch_fit(&g, max_msg, *rows);
+    if (cfg->pool_mem_max > 0) {
+      size_t pool = cl_batch_fit(&g, cfg->pool_mem_max / 3, *rows);
+      *chunk = pool < *chunk ? pool : *chunk;
+    }
+    if (*chunk == 0)
+      *chunk = 1; /* one row over the limits: the dealer says which */
+  }
+  mpc_graph_close(&g);
   return 0;
 }
 
@@ -178,7 +306,23 @@ int tandem_infer_main(int argc, char **argv) {
     return 1;
   }
   cl_query_stats_t st;
-  rc = cl_client_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
+  memset(&st, 0, sizeof st); /* closed below even when no query ran */
+  size_t rows = 0, chunk = 0;
+  rc = infer_chunk(&s, &cfg, model, x, nin, &rows, &chunk, err, sizeof err);
+  if (rc == 0 && chunk < rows) {
+    fprintf(stderr, "tandem infer: note: %zu rows in queries of at most %zu (one query's "
+                    "preprocessing must fit max_msg and the dealer's pool_mem_max)\n",
+            rows, chunk);
+    double t0 = cl_now();
+    s.progress = tandem_rows_progress;
+    s.progress_ctx = &t0;
+    rc = cl_client_query_chunked(&s, model, chunk, x, nin, y, nout, &st, err, sizeof err);
+    if (rc == 0)
+      fprintf(stderr, "tandem infer: %zu rows in %zu queries, %.2f s\n", rows, st.queries,
+              cl_now() - t0);
+  } else if (rc == 0) {
+    rc = cl_client_query(&s, model, x, nin, y, nout, &st, err, sizeof err);
+  }
   cl_client_close(&s);
   tandem_tensors_close(x, nin);
   cl_query_stats_close(&st);

@@ -1,17 +1,22 @@
 /* daemon.c - signals and logging of the daemon mains (daemon.h). */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
 atomic_int tandem_stop;
+atomic_int tandem_reload;
 
 static void on_signal(int sig) {
-  (void)sig;
-  atomic_store(&tandem_stop, 1);
+  if (sig == SIGHUP)
+    atomic_store(&tandem_reload, 1);
+  else
+    atomic_store(&tandem_stop, 1);
 }
 
 void tandem_signals(void) {
@@ -21,7 +26,78 @@ void tandem_signals(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
+
+/* The daemons' log: its level, file (NULL: stderr) and the config whose
+ * section names stand for peer numbers. */
+static int log_level = CL_LOG_INFO;
+static FILE *log_file;
+static const cl_config_t *log_cfg;
+static const char *const level_names[4] = {"error", "warn", "info", "debug"};
+
+int tandem_log_setup(const char *cmd, const char *level, const char *file,
+                     const cl_config_t *cfg) {
+  log_cfg = cfg;
+  if (level != NULL) {
+    int l = -1;
+    for (int i = 0; i < 4; i++)
+      if (strcmp(level, level_names[i]) == 0)
+        l = i;
+    if (l < 0) {
+      fprintf(stderr, "tandem %s: --log-level %s: want error, warn, info or debug\n", cmd,
+              level);
+      return 2;
+    }
+    log_level = l;
+  }
+  if (file != NULL) {
+    FILE *f = fopen(file, "a");
+    if (f == NULL) {
+      fprintf(stderr, "tandem %s: --log-file %s: %s\n", cmd, file, strerror(errno));
+      return 1;
+    }
+    setvbuf(f, NULL, _IOLBF, 0);
+    log_file = f;
+  }
+  return 0;
+}
+
+/* line with "peer N" and "client N" written as the config's section names
+ * ("peer 9" -> "client bob", "peer 2" -> "dealer"), into out. */
+static void with_names(const char *line, char *out, size_t outlen) {
+  size_t o = 0;
+  while (*line && o + 1 < outlen) {
+    int id = -1, used = 0;
+    if (log_cfg != NULL && (strncmp(line, "peer ", 5) == 0 || strncmp(line, "client ", 7) == 0)) {
+      const char *num = line + (line[0] == 'p' ? 5 : 7);
+      if (sscanf(num, "%d%n", &id, &used) == 1 && id >= 0 && id < NET_MAX_PEERS &&
+          log_cfg->m[id].present && log_cfg->m[id].name[0]) {
+        o += (size_t)snprintf(out + o, outlen - o, "%s", log_cfg->m[id].name);
+        line = num + used;
+        continue;
+      }
+    }
+    out[o++] = *line++;
+  }
+  out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+static void log_write(int level, const char *who, const char *line) {
+  if (level > log_level)
+    return;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char named[1200];
+  with_names(line, named, sizeof named);
+  fprintf(log_file != NULL ? log_file : stderr,
+          "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ tandem %s: %s%s%s\n", tm.tm_year + 1900,
+          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+          who, level == CL_LOG_INFO ? "" : level_names[level], level == CL_LOG_INFO ? "" : ": ",
+          named);
 }
 
 void tandem_log(const char *who, const char *fmt, ...) {
@@ -30,18 +106,35 @@ void tandem_log(const char *who, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  gmtime_r(&ts.tv_sec, &tm);
-  fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ tandem %s: %s\n", tm.tm_year + 1900,
-          tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-          who, line);
+  log_write(CL_LOG_INFO, who, line);
 }
 
 static void log_hook(void *ctx, const char *who, const char *line) {
   (void)ctx;
-  tandem_log(who, "%s", line);
+  log_write(CL_LOG_INFO, who, line);
 }
 
-const cl_hooks_t tandem_daemon_hooks = {log_hook, NULL, NULL, NULL};
+static void log_at_hook(void *ctx, int level, const char *who, const char *line) {
+  (void)ctx;
+  log_write(level < 0 ? 0 : level > 3 ? 3 : level, who, line);
+}
+
+const cl_hooks_t tandem_daemon_hooks = {log_hook, NULL, NULL, NULL, log_at_hook};
+
+void tandem_progress(const char *what, size_t done, size_t total, double secs) {
+  if (!isatty(2))
+    return;
+  int width = 30, fill = total ? (int)((size_t)width * done / total) : width;
+  char eta[32] = "";
+  if (done > 0 && done < total)
+    snprintf(eta, sizeof eta, ", ETA %.0f s", secs / (double)done * (double)(total - done));
+  fprintf(stderr, "\r  [%.*s%*s] %zu/%zu %s  %.1f s%s   ", fill,
+          "##############################", width - fill, "", done, total, what, secs, eta);
+  if (done >= total)
+    fputc('\n', stderr);
+  fflush(stderr);
+}
+
+void tandem_rows_progress(void *ctx, size_t done, size_t total) {
+  tandem_progress("rows", done, total, cl_now() - *(const double *)ctx);
+}

@@ -11,10 +11,16 @@
 #include "kern.h"
 
 int tandem_dealer_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem dealer --config FILE";
-  const char *config = NULL;
-  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {NULL, NULL, NULL, NULL, 0}};
-  int rc = tandem_opts(argc, argv, opts, use, "Runs the dealer until SIGINT or SIGTERM.\n");
+  static const char use[] = "usage: tandem dealer --config FILE "
+                            "[--log-level error|warn|info|debug] [--log-file PATH]";
+  const char *config = NULL, *level = NULL, *logfile = NULL;
+  const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0},
+                               {"log-level", &level, NULL, NULL, 0},
+                               {"log-file", &logfile, NULL, NULL, 0},
+                               {NULL, NULL, NULL, NULL, 0}};
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Runs the dealer until SIGINT or SIGTERM. SIGHUP: take the config's\n"
+                       "client sections again (add a client without a restart).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL) {
@@ -37,6 +43,8 @@ int tandem_dealer_main(int argc, char **argv) {
     tandem_app_error("dealer", "%s: bad threads = %u", config, cfg.threads);
     return 1;
   }
+  if ((rc = tandem_log_setup("dealer", level, logfile, &cfg)) != 0)
+    return rc;
   tandem_signals();
   cl_dealer_t *d;
   if (cl_dealer_new(&d, &cfg, &tandem_daemon_hooks, err, sizeof err) != 0) {
@@ -48,8 +56,13 @@ int tandem_dealer_main(int argc, char **argv) {
     cl_dealer_free(d);
     return 1;
   }
-  while (!atomic_load(&tandem_stop))
+  while (!atomic_load(&tandem_stop)) {
     cl_dealer_step(d, 200);
+    if (atomic_exchange(&tandem_reload, 0))
+      if (cl_dealer_reload(d, err, sizeof err) != 0) {
+        /* logged by the service; the daemon keeps its clients */
+      }
+  }
   cl_dealer_free(d);
   return 0;
 }

@@ -13,11 +13,16 @@
 #include "kern.h"
 
 int tandem_party_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem party --config FILE --id p0|p1";
-  const char *config = NULL, *id = NULL;
+  static const char use[] = "usage: tandem party --config FILE --id p0|p1 "
+                            "[--log-level error|warn|info|debug] [--log-file PATH]";
+  const char *config = NULL, *id = NULL, *level = NULL, *logfile = NULL;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"id", &id, NULL, NULL, 0},
+                               {"log-level", &level, NULL, NULL, 0},
+                               {"log-file", &logfile, NULL, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
-  int rc = tandem_opts(argc, argv, opts, use, "Runs a compute party until SIGINT or SIGTERM.\n");
+  int rc = tandem_opts(argc, argv, opts, use,
+                       "Runs a compute party until SIGINT or SIGTERM. SIGHUP: take the\n"
+                       "config's client sections again (add a client without a restart).\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || id == NULL) {
@@ -47,14 +52,21 @@ int tandem_party_main(int argc, char **argv) {
     tandem_app_error("party", "--id must be p0 or p1, not '%s'", id);
     return 2;
   }
+  if ((rc = tandem_log_setup("party", level, logfile, &cfg)) != 0)
+    return rc;
   tandem_signals();
   cl_party_t *p;
   if (cl_party_new(&p, &cfg, self, &tandem_daemon_hooks, err, sizeof err) != 0) {
     tandem_app_error("party", "%s", err);
     return 1;
   }
-  while (!atomic_load(&tandem_stop))
+  while (!atomic_load(&tandem_stop)) {
     cl_party_step(p, 200);
+    if (atomic_exchange(&tandem_reload, 0))
+      if (cl_party_reload(p, err, sizeof err) != 0) {
+        /* logged by the service; the daemon keeps its clients */
+      }
+  }
   cl_party_free(p);
   return 0;
 }

@@ -195,7 +195,7 @@ int tandem_run_main(int argc, char **argv) {
   rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err);
   if (rc == 0) {
     /* The graph imported above (with its bound shape inputs), not the file. */
-    rc = cl_client_share_graph(&owner, &g, &w, "model", err, sizeof err);
+    rc = cl_client_share_graph(&owner, &g, &w, "model", CL_SHARE_REPLACE, err, sizeof err);
     cl_client_close(&owner);
   }
   mpc_weights_close(&w);
@@ -204,11 +204,17 @@ int tandem_run_main(int argc, char **argv) {
     if (chunk < rows)
       fprintf(stderr, "tandem run: note: %zu rows in queries of at most %zu (one query's "
                       "preprocessing must fit one message)\n", rows, chunk);
+    double t0 = cl_now();
+    client.progress = tandem_rows_progress;
+    client.progress_ctx = &t0;
     if (fixed_inputs)
       rc = cl_client_query(&client, "model", x, nin, y, nout, &st, err, sizeof err);
     else
       rc = cl_client_query_chunked(&client, "model", chunk, x, nin, y, nout, &st, err,
                                    sizeof err);
+    if (rc == 0 && chunk < rows)
+      fprintf(stderr, "tandem run: %zu rows in %zu queries, %.2f s\n", rows, st.queries,
+              cl_now() - t0);
     cl_client_close(&client);
   }
   cl_query_stats_close(&st);
@@ -291,13 +297,6 @@ static size_t argmax(const double *v, size_t n) {
     if (v[i] > v[best])
       best = i;
   return best;
-}
-
-static void progress(size_t done, size_t total, double secs) {
-  int width = 40, fill = total ? (int)(width * done / total) : width;
-  fprintf(stderr, "\r  [%.*s%*s] %5zu/%zu images  %.1f s", fill,
-          "########################################", width - fill, "", done, total, secs);
-  fflush(stderr);
 }
 
 /* A count option: 0 and *out set, or -1 for anything but a number in 1..max. */
@@ -495,7 +494,7 @@ int tandem_demo_main(int argc, char **argv) {
   cl_client_t owner, client;
   double t_share0 = cl_now();
   if (rc == 0 && (rc = cl_client_open(&owner, &c.cfg, CL_OWNER, err, sizeof err)) == 0) {
-    rc = cl_client_share_model(&owner, model, "demo", err, sizeof err);
+    rc = cl_client_share_model(&owner, model, "demo", CL_SHARE_REPLACE, err, sizeof err);
     cl_client_close(&owner);
   }
   double t_share = cl_now() - t_share0;
@@ -510,10 +509,10 @@ int tandem_demo_main(int argc, char **argv) {
     if ((rc = demo_batch(&client, &g, &w, &in_shape, pix, labels, b, &t, err, sizeof err)) != 0)
       break;
     if (tty)
-      progress(t.done, images, cl_now() - t0);
+      tandem_progress("images", t.done, images, cl_now() - t0);
   }
   double total_s = cl_now() - t0;
-  if (tty)
+  if (tty && t.done < images)
     fputc('\n', stderr);
   if (rc == 0 && atomic_load(&tandem_stop)) {
     rc = TANDEM_EIO;

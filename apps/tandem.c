@@ -21,6 +21,8 @@ static const subcommand_t subcommands[] = {
     {"party", tandem_party_main, "run a compute party daemon (p0 or p1)"},
     {"dealer", tandem_dealer_main, "run the dealer daemon"},
     {"share-model", tandem_share_model_main, "secret-share an ONNX model's weights (owner)"},
+    {"remove-model", tandem_remove_model_main, "remove a shared model (owner)"},
+    {"models", tandem_models_main, "list the models shared with a cluster"},
     {"infer", tandem_infer_main, "run one private inference (client)"},
     {"run", tandem_run_main, "one private inference on a throw-away loopback cluster"},
     {"demo", tandem_demo_main, "private Fashion-MNIST classification on loopback"},

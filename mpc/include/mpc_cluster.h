@@ -73,6 +73,12 @@ typedef struct {
                             * client or the owner (0: CL_CLIENT_MAX_MSG) */
   size_t max_frame, max_msg, queue_bytes;
   unsigned pool;           /* dealer: preprocessed queries kept per model */
+  /* The dealer's memory budget for preprocessing, in bytes: the queries it
+   * holds ready in its pools, makes and sends, all at once. Pools are
+   * evicted least recently used to stay under it, and a query whose own
+   * preprocessing exceeds it is refused. Default: a quarter of the host's
+   * memory (cl_default_pool_mem). */
+  size_t pool_mem_max;
   /* The memory budget of one plan with its party or dealer object, in bytes
    * (mpc_plan_mem_bytes' estimate from the graph): a graph or a batch size
    * over it is refused before anything is compiled. 0: no budget. */
@@ -87,9 +93,23 @@ typedef struct {
   unsigned long long emulate_rate_bps;
 } cl_config_t;
 
+/* A quarter of the host's physical memory (1 GiB when it cannot tell):
+ * pool_mem_max's default. */
+size_t cl_default_pool_mem(void);
+
 /* Reads an INI config (inih). Relative paths are taken from the config's
  * directory. TANDEM_ECONFIG (message in err) for anything malformed. */
 TANDEM_WUR int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen);
+
+/* Reads cfg->path again and takes its client sections into *cfg, declaring
+ * on node (of member self) each client key that is new or changed, so a
+ * client is added without a restart (the daemons do it on SIGHUP, through
+ * cl_dealer_reload / cl_party_reload). The clients loaded must stay, in
+ * their order (removing or reordering one takes a restart); everything
+ * else of the file is left as loaded. *added: the keys declared. Message in
+ * err; *cfg is unchanged on error. */
+TANDEM_WUR int cl_config_reload_clients(cl_config_t *cfg, int self, net_node_t *node,
+                                        int *added, char *err, size_t errlen);
 
 /* The peer id of "p0", "p1", "dealer", "owner", "client" (the first client)
  * or a client's name; -1 if the config has no such member. */
@@ -166,7 +186,12 @@ typedef struct {
    * returns 0 to go on. May block (a pause). */
   int (*fault)(void *ctx, cl_fault_t where, uint64_t seq, int peer);
   void *ctx;
+  /* The same line with its level (CL_LOG_*); when set, it is called
+   * instead of log. Lines of net/ are warnings when they tell of a refusal
+   * or failure, else information. */
+  void (*log_at)(void *ctx, int level, const char *who, const char *line);
 } cl_hooks_t;
+enum { CL_LOG_ERROR = 0, CL_LOG_WARN, CL_LOG_INFO, CL_LOG_DEBUG };
 
 /* ---- the mpc transport over net -------------------------------------------- */
 
@@ -215,10 +240,17 @@ enum {
   CL_MSG_QUERY,     /* dealer -> P0, P1: serve query seq for client `peer` */
   CL_MSG_REPLY,     /* dealer -> client/owner: accepted (payload: graph) or refused (text) */
   CL_MSG_ACK,       /* P0, P1 -> owner: model stored (or text); -> client: stats */
-  CL_MSG_STOP       /* dealer -> P0, P1: the link is being closed on purpose */
+  CL_MSG_STOP,      /* dealer -> P0, P1: the link is being closed on purpose */
+  CL_MSG_LIST,      /* owner/client -> dealer: the models (REPLY payload: one
+                     * line per model, cl_client_models' format) */
+  CL_MSG_GRAPH,     /* owner/client -> dealer: model `name`'s public graph
+                     * (REPLY payload), to check inputs before a REQ */
+  CL_MSG_REMOVE     /* owner -> dealer -> P0, P1: remove model `name` (the
+                     * parties ACK to the owner, as for a SETUP) */
 };
 
 #define CL_FLAG_WAITED 1u /* REPLY: the query's preprocessing was made on demand */
+#define CL_FLAG_REPLACE 4u /* SHARE: replace a model of that name (else refused) */
 #define CL_FLAG_STATS 2u  /* ACK of a query: the payload starts with the party's
                            * stats (cl_stats_encode), then on success each
                            * gate's offline and online seconds (little-endian
@@ -367,6 +399,26 @@ TANDEM_WUR int cl_store_put(cl_store_t *s, const char *name, const uint8_t *grap
  * memory (mpc_plan_mem_bytes) exceeds the store's mem_max. */
 TANDEM_WUR int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out,
                              char *err, size_t errlen);
+/* The most memory a plan with its object may keep between queries (its
+ * mpc_plan_mem_bytes estimate plus the dealer's message(s) it holds): a
+ * compute party frees larger ones after their query (CNN at batch 100: 3
+ * GB each) and compiles them again for the next, so an idle party holds
+ * little more than its models. */
+#define CL_PLAN_KEEP ((size_t)64 << 20)
+/* Frees the cached plans of every model that are not busy and whose memory
+ * (as above) exceeds keep bytes; returns how many it freed. */
+unsigned cl_store_release(cl_store_t *s, size_t keep);
+/* Removes model `name`: its cached copy (no plan of it may be busy) and
+ * its files, the graph first (a model is visible while its graph is).
+ * TANDEM_ENOENT when there is none. Message in err. */
+TANDEM_WUR int cl_store_remove(cl_store_t *s, const char *name, char *err, size_t errlen);
+/* The models under the store's directory, one line each, "NAME\tINPUTS\t
+ * BOUND\tPARAMS\tSHARED\n" (INPUTS: "name[N,1,28,28]" joined by spaces, N
+ * the batch; BOUND: the largest input magnitude, "-" if unknown; PARAMS:
+ * weight elements; SHARED: when it was stored, UTC ISO 8601), sorted by
+ * name, into *text (malloc'd, NUL-terminated; caller frees). A model whose
+ * files cannot be read is listed with its error as INPUTS. */
+TANDEM_WUR int cl_store_list(cl_store_t *s, char **text, size_t *len);
 /* The cached plan of that batch size, or NULL. */
 cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch);
 /* Compiles a plan with its object into *out, outside the store: it reads
@@ -424,8 +476,15 @@ TANDEM_WUR int cl_dealer_start(cl_dealer_t *d);
 void cl_dealer_step(cl_dealer_t *d, int timeout_ms);
 void cl_dealer_stop(cl_dealer_t *d);
 void cl_dealer_free(cl_dealer_t *d);
+/* Takes the config file's client sections again (cl_config_reload_clients)
+ * and starts a reader for each new client. Any thread. Message in err. */
+TANDEM_WUR int cl_dealer_reload(cl_dealer_t *d, char *err, size_t errlen);
 /* The dealer's node (its port, for tests). */
 net_node_t *cl_dealer_node(cl_dealer_t *d);
+/* The bytes of preprocessing the dealer holds now (ready, being made or
+ * sent) and the most it has held at once, both within pool_mem_max. Any
+ * thread. */
+void cl_dealer_mem(cl_dealer_t *d, size_t *held, size_t *peak);
 
 /* ---- a compute party ----------------------------------------------------------- */
 
@@ -440,6 +499,9 @@ typedef struct cl_party_s cl_party_t;
 TANDEM_WUR int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self,
                             const cl_hooks_t *hooks, char *err, size_t errlen);
 void cl_party_step(cl_party_t *p, int timeout_ms);
+/* The same as cl_dealer_reload for a party; call it from the thread that
+ * steps the party, between steps. */
+TANDEM_WUR int cl_party_reload(cl_party_t *p, char *err, size_t errlen);
 void cl_party_free(cl_party_t *p);
 net_node_t *cl_party_node(cl_party_t *p);
 
@@ -449,22 +511,42 @@ typedef struct {
   const cl_config_t *cfg; /* the caller's, kept until cl_client_close */
   int self;               /* CL_OWNER or a client id */
   net_node_t *node;
+  /* Called by cl_client_query_chunked after each query with the rows done
+   * and the total (NULL: none); the caller sets it after cl_client_open. */
+  void (*progress)(void *ctx, size_t done, size_t total);
+  void *progress_ctx;
 } cl_client_t;
 
-/* Loads self's key and connects to the dealer, P0 and P1 (retrying refused
- * connections for up to the config's timeout). Message in err. */
+/* Loads self's key and connects to the dealer, P0 and P1, retrying refused
+ * connections for up to CL_DOWN_GRACE_MS (the config's timeout if shorter);
+ * a daemon still refusing then is named in err by its config section. */
+#define CL_DOWN_GRACE_MS 5000
 TANDEM_WUR int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, char *err,
                               size_t errlen);
 void cl_client_close(cl_client_t *c);
 
 /* The owner: imports an ONNX model, sends its public graph to the dealer and
- * the weight shares to the parties, and waits until both parties stored it. */
+ * the weight shares to the parties, and waits until both parties stored it.
+ * A model of that name is refused unless flags has CL_SHARE_REPLACE (then
+ * queries already sent finish on the old one, later ones run on the new). */
+#define CL_SHARE_REPLACE 1u
 TANDEM_WUR int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name,
-                                     char *err, size_t errlen);
+                                     unsigned flags, char *err, size_t errlen);
 /* The same for a graph and weights already in memory (not kept). */
 TANDEM_WUR int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g,
-                                     const mpc_weights_t *w, const char *name, char *err,
-                                     size_t errlen);
+                                     const mpc_weights_t *w, const char *name,
+                                     unsigned flags, char *err, size_t errlen);
+/* The owner: removes model `name` from the dealer and both parties (their
+ * pools, plans and files), waiting for both parties. Message in err. */
+TANDEM_WUR int cl_client_remove_model(cl_client_t *c, const char *name, char *err,
+                                      size_t errlen);
+/* Any client or the owner: the dealer's models as cl_store_list's lines
+ * (*text malloc'd; caller frees). */
+TANDEM_WUR int cl_client_models(cl_client_t *c, char **text, char *err, size_t errlen);
+/* Any client or the owner: model `name`'s public graph from the dealer,
+ * initialised by the callee (close with mpc_graph_close). */
+TANDEM_WUR int cl_client_graph(cl_client_t *c, const char *name, mpc_graph_t *g, char *err,
+                               size_t errlen);
 
 /* Figures of one query. */
 typedef struct {

@@ -77,7 +77,7 @@ static void handshakes(const char *dir) {
 
 static void ctrls(const char *dir) {
   uint8_t b[CL_CTRL_HDR + CL_STATS_BYTES];
-  for (uint32_t t = CL_MSG_SHARE; t <= CL_MSG_STOP; t++) {
+  for (uint32_t t = CL_MSG_SHARE; t <= CL_MSG_REMOVE; t++) {
     cl_ctrl_t h;
     cl_party_stats_t s;
     char name[32];

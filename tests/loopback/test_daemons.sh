@@ -117,7 +117,7 @@ for attack in truncated flipped replayed reordered; do
   from=$(lines log.p0)
   "$FORGE" "$PORT0" keys/bob.key keys/p0.pub $attack 2>err.f ||
     fail "forged frames ($attack): $(cat err.f)"
-  wait_log log.p0 "$from" "link to peer 9 ended: (authentication failed|protocol error)" 5 ||
+  wait_log log.p0 "$from" "link to client bob ended: (authentication failed|protocol error)" 5 ||
     fail "P0 did not log the end of the $attack link: $(tail -n 2 log.p0)"
 done
 kill -0 "${PID[p0]}" 2>/dev/null || fail "P0 died of forged frames"
@@ -168,7 +168,7 @@ infer_ok after_corrupt
 "$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 2>err ||
   fail "share mlp3: $(cat err)"
 mkdir old3 && cp data/p1/mlp3.graph data/p1/mlp3.p1 old3/
-"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 2>err ||
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 --replace 2>err ||
   fail "share mlp3 again: $(cat err)"
 stop p1
 cp old3/* data/p1/
@@ -177,7 +177,7 @@ sleep 0.3
 expect_fail "stale setup at p1" "share it again" "$TANDEM" infer --config cluster.ini --model mlp3 \
   --input "$M/fashion_test16.npy" --output stale.npy
 [ -e stale.npy ] && fail "a failed query wrote its output"
-"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 2>err ||
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp3 --replace 2>err ||
   fail "share mlp3 a third time: $(cat err)"
 "$TANDEM" infer --config cluster.ini --model mlp3 --input "$M/fashion_test16.npy" --output fresh3.npy \
   2>err || fail "mlp3 after sharing again: $(cat err)"

@@ -47,8 +47,9 @@ done
 read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
 cluster_config cluster.ini "timeout_ms = $((TIMEOUT_S * 1000))
 pool = 2" $CLIENTS
-# Peer ids of the clients, in the order of their sections (mpc_cluster.h).
-declare -A CID=([alice]=8 [bob]=9 [carol]=10 [dave]=11)
+# How the daemons' logs name the clients: by their config sections ("client
+# alice"), no longer by peer id.
+declare -A CID=([alice]=alice [bob]=bob [carol]=carol [dave]=dave)
 
 declare -A PID FROM
 # mark: where each daemon's log stands now (FROM[NAME]), for wait_log and seen.
@@ -194,7 +195,7 @@ if seen log.p1 "${FROM[p1]}" "$started"; then
   mark
   start p1
   # Back once the dealer and P0 have their links to it again.
-  wait_log log.dealer "${FROM[dealer]}" "p1 connected" 30 && wait_log log.p0 "${FROM[p0]}" "link up with peer 1" 30 ||
+  wait_log log.dealer "${FROM[dealer]}" "p1 connected" 30 && wait_log log.p0 "${FROM[p0]}" "link up with p1" 30 ||
     fail "P1 did not come back: $(tail -n 5 log.p1)"
   query p1_back bob "in.bob.npy"
   query p1_back2 carol "in.carol.npy"

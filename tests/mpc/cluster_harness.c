@@ -200,7 +200,7 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
   atomic_init(&c->offset_us, 0);
   for (int i = 0; i < 3; i++) {
     c->svc[i] = (ch_svc_t){c, i};
-    c->hooks[i] = (cl_hooks_t){log_hook, clock_hook, fault_hook, &c->svc[i]};
+    c->hooks[i] = (cl_hooks_t){log_hook, clock_hook, fault_hook, &c->svc[i], NULL};
   }
   const char *tmp = getenv("TMPDIR");
   snprintf(c->dir, sizeof c->dir, "%s/tandem-ch-XXXXXX", tmp != NULL ? tmp : "/tmp");
@@ -250,7 +250,7 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
     cl_client_t owner;
     ck_assert_msg(cl_client_open(&owner, &c->cfg, CL_OWNER, err, sizeof err) == 0, "%s", err);
     snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", src_root());
-    ck_assert_msg(cl_client_share_model(&owner, path, "mlp", err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(cl_client_share_model(&owner, path, "mlp", CL_SHARE_REPLACE, err, sizeof err) == 0, "%s", err);
     cl_client_close(&owner);
   }
 }

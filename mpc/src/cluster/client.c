@@ -8,6 +8,7 @@
  * (ACK). The client alone sees the input and the result.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +24,18 @@ int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, char *err, 
   int rc = cl_node_open(cfg, self, 0, &c->node, NULL, NULL, err, errlen);
   if (rc != 0)
     return rc;
+  /* A daemon that refuses connections is down (or not yet up): it is named
+   * after CL_DOWN_GRACE_MS of retries, not after the whole timeout (issue
+   * 12: 30 s of silence before one line). */
   static const int peers[3] = {CL_DEALER, CL_P0, CL_P1};
+  int grace = cfg->timeout_ms < CL_DOWN_GRACE_MS ? cfg->timeout_ms : CL_DOWN_GRACE_MS;
   for (int i = 0; i < 3; i++) {
-    rc = cl_connect(c->node, peers[i], cfg->timeout_ms);
+    rc = cl_connect(c->node, peers[i], grace);
     if (rc != 0) {
       const cl_member_t *m = &cfg->m[peers[i]];
-      snprintf(err, errlen, "cannot reach %s at %s port %u: %s", m->name, m->host,
-               (unsigned)m->port, tandem_strerror(rc));
+      snprintf(err, errlen, "cannot reach %s at %s port %u: %s%s", m->name, m->host,
+               (unsigned)m->port, tandem_strerror(rc),
+               rc == -ECONNREFUSED ? " (is it running?)" : "");
       net_node_free(c->node);
       c->node = NULL;
       return rc;
@@ -94,8 +100,8 @@ static int wait_ctrl(cl_client_t *c, int peer, uint32_t type, uint64_t seq, uint
   return 0;
 }
 
-int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name, char *err,
-                    size_t errlen) {
+int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *name,
+                          unsigned flags, char *err, size_t errlen) {
   if (!cl_name_ok(name)) {
     snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
              name);
@@ -106,14 +112,14 @@ int cl_client_share_model(cl_client_t *c, const char *onnx_path, const char *nam
   int rc = mpc_onnx_load(onnx_path, &g, &w, err, errlen);
   if (rc != 0)
     return rc;
-  rc = cl_client_share_graph(c, &g, &w, name, err, errlen);
+  rc = cl_client_share_graph(c, &g, &w, name, flags, err, errlen);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   return rc;
 }
 
 int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g, const mpc_weights_t *w,
-                    const char *name, char *err, size_t errlen) {
+                          const char *name, unsigned flags, char *err, size_t errlen) {
   int rc;
   if (!cl_name_ok(name)) {
     snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
@@ -150,6 +156,7 @@ int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g, const mpc_weight
   cl_ctrl_t h;
   memset(&h, 0, sizeof h);
   h.type = CL_MSG_SHARE;
+  h.flags = flags & CL_SHARE_REPLACE ? CL_FLAG_REPLACE : 0;
   snprintf(h.name, sizeof h.name, "%s", name);
   if ((rc = cl_ctrl_send(c->node, CL_DEALER, &h, gb, glen)) != 0) {
     snprintf(err, errlen, "cannot send the graph to the dealer: %s", tandem_strerror(rc));
@@ -175,6 +182,112 @@ done:
   free(gb);
   mpc_plan_free(plan);
   return rc;
+}
+
+/* Sends the dealer a request of `type` about model `name` (none: "") with
+ * a nonce and waits for its REPLY, whose payload goes to *payload. */
+static int ask_dealer(cl_client_t *c, uint32_t type, const char *name, uint8_t **payload,
+                      size_t *plen, char *err, size_t errlen) {
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = type;
+  snprintf(h.name, sizeof h.name, "%s", name);
+  uint64_t nonce;
+  randombytes_buf(&nonce, sizeof nonce);
+  h.version = nonce;
+  int rc = cl_ctrl_send(c->node, CL_DEALER, &h, NULL, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot reach %s: %s", c->cfg->m[CL_DEALER].name,
+             tandem_strerror(rc));
+    return rc;
+  }
+  return wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, &h, payload, plen, err, errlen);
+}
+
+int cl_client_models(cl_client_t *c, char **text, char *err, size_t errlen) {
+  size_t len = 0;
+  *text = NULL;
+  return ask_dealer(c, CL_MSG_LIST, "", (uint8_t **)text, &len, err, errlen);
+}
+
+int cl_client_graph(cl_client_t *c, const char *name, mpc_graph_t *g, char *err,
+                    size_t errlen) {
+  uint8_t *graph = NULL;
+  size_t glen = 0;
+  int rc = ask_dealer(c, CL_MSG_GRAPH, name, &graph, &glen, err, errlen);
+  if (rc == 0)
+    rc = mpc_graph_load(g, graph, glen, err, errlen);
+  free(graph);
+  return rc;
+}
+
+int cl_client_remove_model(cl_client_t *c, const char *name, char *err, size_t errlen) {
+  if (!cl_name_ok(name)) {
+    snprintf(err, errlen, "bad model name '%s' (1-63 of letters, digits, '_', '-', '.')",
+             name);
+    return TANDEM_EINVAL;
+  }
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REMOVE;
+  snprintf(h.name, sizeof h.name, "%s", name);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  int rc = cl_ctrl_send(c->node, CL_DEALER, &h, NULL, 0);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot reach %s: %s", c->cfg->m[CL_DEALER].name,
+             tandem_strerror(rc));
+    return rc;
+  }
+  rc = wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, 0, &h, &payload, &plen, err, errlen);
+  for (int id = CL_P0; id <= CL_P1 && rc == 0; id++) {
+    free(payload);
+    payload = NULL;
+    rc = wait_ctrl(c, id, CL_MSG_ACK, 0, 0, &h, &payload, &plen, err, errlen);
+  }
+  free(payload);
+  return rc;
+}
+
+/* The client's inputs against the model's public graph, before the dealer
+ * makes anything for the query (issue 12: a wrong shape was found only
+ * after the dealer had sent its preprocessing, and the parties logged the
+ * client's mistake as a network fault): their number and shapes (one line
+ * naming the input, the shape the model declares and the one given), the
+ * outputs' number, and the owner's input bound. *batch: the rows to ask
+ * for. */
+static int inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t *inputs,
+                        size_t ninputs, size_t noutputs, size_t *batch, char *err,
+                        size_t errlen) {
+  char why[400];
+  int rc = mpc_graph_batch(g, inputs, ninputs, batch, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "model %s: %s", name, why);
+    return rc;
+  }
+  size_t nout = 0, k = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    nout += g->nodes[i].op == MPC_OP_OUTPUT;
+  if (nout != noutputs) {
+    snprintf(err, errlen, "model %s has %zu outputs, not %zu", name, nout, noutputs);
+    return TANDEM_ESHAPE;
+  }
+  for (size_t i = 0; i < g->nnodes && g->input_bound > 0; i++) {
+    if (g->nodes[i].op != MPC_OP_INPUT)
+      continue;
+    const mpc_ftensor_t *t = &inputs[k++];
+    size_t n = mpc_shape_numel(&t->shape);
+    for (size_t j = 0; j < n; j++)
+      if (!(fabs(t->data[j]) <= g->input_bound)) {
+        snprintf(err, errlen,
+                 "model %s: input '%s' element %zu is %g, beyond the model's safe input "
+                 "range +-%.6g", name, g->nodes[i].name, j, t->data[j], g->input_bound);
+        return TANDEM_ERANGE;
+      }
+  }
+  if (*batch == 0)
+    *batch = 1; /* no batched input: the same plan at any batch */
+  return 0;
 }
 
 /* Asks the dealer for one query of model `name` at `batch` rows: sends the
@@ -279,15 +392,22 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
     snprintf(err, errlen, "no input, or an empty one");
     return TANDEM_ESHAPE;
   }
-  /* The batch is dim 0 of the model's batched inputs, but the model comes
-   * with the dealer's reply: the query asks at the first input's rows (what
-   * the batched input of an exported model is) and checks below. A model
-   * with no batched input has the same plan at any batch. */
-  size_t ask = inputs[0].shape.ndim > 0 ? inputs[0].shape.dim[0] : 1;
+  /* The inputs are checked against the model's public graph before the
+   * dealer is asked for the query; its reply brings the graph again, which
+   * is the query's (the model may be replaced meanwhile). */
+  size_t ask = 0;
+  mpc_graph_t pre;
+  int rc = cl_client_graph(c, name, &pre, err, errlen);
+  if (rc == 0) {
+    rc = inputs_check(&pre, name, inputs, ninputs, noutputs, &ask, err, errlen);
+    mpc_graph_close(&pre);
+  }
+  if (rc != 0)
+    return rc;
   cl_ctrl_t h;
   uint8_t *graph = NULL;
   size_t glen = 0;
-  int rc = query_ask(c, name, ask, &h, &graph, &glen, err, errlen);
+  rc = query_ask(c, name, ask, &h, &graph, &glen, err, errlen);
   if (rc != 0)
     return rc;
   st->waited = (h.flags & CL_FLAG_WAITED) != 0;
@@ -454,6 +574,8 @@ int cl_client_query_chunked(cl_client_t *c, const char *name, size_t chunk,
     cl_query_stats_close(&q);
     st->queries++;
     done += n;
+    if (c->progress != NULL)
+      c->progress(c->progress_ctx, done, total);
   }
   if (rc != 0)
     tensors_close(outputs, nout_open);

@@ -5,9 +5,12 @@
 
 #include "mpc_cluster.h"
 
-/* "line" through hooks->log (nothing when it is NULL). */
+/* "line" through hooks->log_at, else hooks->log (nothing when both are
+ * NULL): cl__log at CL_LOG_INFO, cl__logl at `level`. */
 void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void cl__logl(const cl_hooks_t *h, int level, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* The net log adapter of a service: ctx is a cl__netlog_t. */
 typedef struct {
   const cl_hooks_t *hooks;

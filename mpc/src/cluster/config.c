@@ -151,6 +151,9 @@ static int on_entry(void *user, const char *section, const char *key, const char
       c->max_msg = (size_t)u;
     else if (strcmp(key, "plan_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0)
       c->plan_mem_max = (size_t)u;
+    else if (strcmp(key, "pool_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0 &&
+             u > 0)
+      c->pool_mem_max = (size_t)u;
     else if (strcmp(key, "queue_bytes") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0)
       c->queue_bytes = (size_t)u;
     else if (strcmp(key, "handshake_timeout_ms") == 0 && parse_uint(value, 600000, &u) == 0 &&
@@ -214,11 +217,19 @@ static int on_entry(void *user, const char *section, const char *key, const char
   return 1;
 }
 
+size_t cl_default_pool_mem(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0)
+    return (size_t)1 << 30;
+  return (size_t)pages / 4 * (size_t)page;
+}
+
 int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
   cfg->timeout_ms = NET_DEFAULT_TIMEOUT_MS;
   cfg->pool = 2;
   cfg->plan_mem_max = (size_t)4 << 30;
+  cfg->pool_mem_max = cl_default_pool_mem();
   snprintf(cfg->path, sizeof cfg->path, "%s", path);
   parse_t p;
   memset(&p, 0, sizeof p);
@@ -326,6 +337,51 @@ static net_limits_t peer_limits(const cl_config_t *cfg, int self, int id) {
   return l;
 }
 
+int cl_config_reload_clients(cl_config_t *cfg, int self, net_node_t *node, int *added,
+                             char *err, size_t errlen) {
+  *added = 0;
+  cl_config_t *fresh = malloc(sizeof *fresh);
+  if (fresh == NULL)
+    return TANDEM_ENOMEM;
+  int rc = cl_config_load(cfg->path, fresh, err, errlen);
+  if (rc == 0 && fresh->nclients < cfg->nclients) {
+    snprintf(err, errlen, "%s: %d client sections, fewer than the %d loaded (a client is "
+             "removed by a restart)", cfg->path, fresh->nclients, cfg->nclients);
+    rc = TANDEM_ECONFIG;
+  }
+  for (int i = 0; rc == 0 && i < cfg->nclients; i++)
+    if (strcmp(fresh->m[CL_CLIENT0 + i].name, cfg->m[CL_CLIENT0 + i].name) != 0) {
+      snprintf(err, errlen, "%s: [%s] is where [%s] was; add new clients after the others "
+               "(reordering them takes a restart)", cfg->path, fresh->m[CL_CLIENT0 + i].name,
+               cfg->m[CL_CLIENT0 + i].name);
+      rc = TANDEM_ECONFIG;
+    }
+  /* The keys first, then the config: a daemon's threads read a client's
+   * section only once its key is declared. */
+  for (int id = CL_CLIENT0; rc == 0 && id < CL_CLIENT0 + fresh->nclients; id++) {
+    const cl_member_t *m = &fresh->m[id];
+    if (!m->has_pk)
+      continue;
+    int known = id < CL_CLIENT0 + cfg->nclients && cfg->m[id].has_pk;
+    if (known && memcmp(cfg->m[id].pk, m->pk, NET_KEY_BYTES) == 0)
+      continue;
+    net_limits_t lim = peer_limits(fresh, self, id);
+    if ((rc = net_peer_limits(node, id, &lim)) == 0)
+      rc = net_peer_add(node, id, NULL, 0, m->pk);
+    if (rc != 0)
+      snprintf(err, errlen, "%s: [%s]: its key is another member's", cfg->path, m->name);
+    else
+      (*added)++;
+  }
+  if (rc == 0) {
+    for (int id = CL_CLIENT0; id < CL_CLIENT0 + fresh->nclients; id++)
+      cfg->m[id] = fresh->m[id];
+    cfg->nclients = fresh->nclients;
+  }
+  free(fresh);
+  return rc;
+}
+
 int cl_node_open(const cl_config_t *cfg, int self, int listen, net_node_t **out,
                  void (*log)(void *ctx, const char *line), void *log_ctx, char *err,
                  size_t errlen) {
@@ -430,20 +486,41 @@ int cl_connect(net_node_t *node, int id, int timeout_ms) {
 
 /* ---- hooks ------------------------------------------------------------------ */
 
-void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...) {
-  if (h == NULL || h->log == NULL)
+static void log_v(const cl_hooks_t *h, int level, const char *who, const char *fmt,
+                  va_list ap) {
+  if (h == NULL || (h->log == NULL && h->log_at == NULL))
     return;
   char line[1024];
+  vsnprintf(line, sizeof line, fmt, ap);
+  if (h->log_at != NULL)
+    h->log_at(h->ctx, level, who, line);
+  else
+    h->log(h->ctx, who, line);
+}
+
+void cl__log(const cl_hooks_t *h, const char *who, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  log_v(h, CL_LOG_INFO, who, fmt, ap);
   va_end(ap);
-  h->log(h->ctx, who, line);
+}
+
+void cl__logl(const cl_hooks_t *h, int level, const char *who, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  log_v(h, level, who, fmt, ap);
+  va_end(ap);
 }
 
 void cl__net_log(void *ctx, const char *line) {
   const cl__netlog_t *nl = ctx;
-  cl__log(nl->hooks, nl->who, "%s", line);
+  static const char *const bad[] = {"failed", "rejected", "refused", "dropped", "not in by",
+                                    "error"};
+  int level = CL_LOG_INFO;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (strstr(line, bad[i]) != NULL)
+      level = CL_LOG_WARN;
+  cl__logl(nl->hooks, level, nl->who, "%s", line);
 }
 
 double cl__now(const cl_hooks_t *h) {

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -55,7 +56,7 @@ static void reply(cl_dealer_t *d, int peer, uint64_t link, const cl_ctrl_t *req,
   h.version = req->version; /* the requester's nonce */
   memcpy(h.name, req->name, sizeof h.name);
   if (cl_ctrl_send_on(d->node, peer, link, &h, payload, plen) != 0)
-    LOG(d, "could not reply to peer %d", peer);
+    LOGW(d, "could not reply to peer %d", peer);
 }
 
 /* Both parties connected, waiting for them until `deadline` (cl_now). */
@@ -80,6 +81,21 @@ static double reply_deadline(cl_dealer_t *d, double t_in) {
   return t_in + budget - margin;
 }
 
+/* 0 when no model is stored under `name`; else refused
+ * with the reason: a SHARE replaces a model only when it says so
+ * (CL_FLAG_REPLACE; issue 12: a model shared under a name in use silently
+ * replaced it, and the next query returned the other model's logits). */
+static int model_absent(cl_dealer_t *d, const char *name, char *err, size_t errlen) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/%s.graph", d->store.dir, name);
+  if (access(path, F_OK) != 0)
+    return 0;
+  snprintf(err, errlen, "a model named %s is already shared; share it with --replace to "
+           "replace it (queries already sent finish on the old one), or remove it first "
+           "(tandem remove-model)", name);
+  return TANDEM_EINVAL;
+}
+
 static void do_share(cl_dealer_t *d, job_t *j) {
   char err[512] = "";
   mpc_graph_t g;
@@ -99,6 +115,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
              j->h.name);
     goto out;
   }
+  if (!(j->h.flags & CL_FLAG_REPLACE) && (rc = model_absent(d, j->h.name, err, sizeof err)) != 0)
+    goto out;
   if ((rc = mpc_graph_load(&g, j->payload, j->plen, err, sizeof err)) != 0)
     goto out;
   if ((rc = cl_plan_mem_check(&g, 1, 0, d->cfg->plan_mem_max, err, sizeof err)) != 0 ||
@@ -156,7 +174,7 @@ out:
   if (rc == 0) {
     LOG(d, "model %s: setup sent to the parties", j->h.name);
   } else {
-    LOG(d, "model %s refused: %s", j->h.name, err);
+    LOGW(d, "model %s refused: %s", j->h.name, err);
     reply(d, j->from, j->links, &j->h, rc, 0, 0, 0, err, strlen(err));
   }
 }
@@ -203,7 +221,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   int told[2] = {0, 0}; /* which parties know of the query */
   for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
     if (!(told[id] = (rc = cl_ctrl_send_on(d->node, id, links[id], &h, NULL, 0)) == 0))
-      LOG(d, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
+      LOGW(d, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
              tandem_strerror(rc));
   cl_link_t link;
   cl_link_init(&link, d->node, MPC_DEALER, j->from, tag, d->cfg->timeout_ms);
@@ -232,7 +250,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   if (rc == 0) {
     rc = cl_link_send_in_place(&link, MPC_CLIENT, prep->msg[2], prep->len[2]);
     if (rc != 0)
-      LOG(d, "query %llu: sending the client its preprocessing failed: %s",
+      LOGW(d, "query %llu: sending the client its preprocessing failed: %s",
              (unsigned long long)seq, tandem_strerror(rc));
   } else {
     /* Its query cannot run: it hears so now (a client that left hears nothing). */
@@ -261,7 +279,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
     if (part[i].rc == TANDEM_ECONNRESET)
       LOG(d, "query %llu: p%d reconnected during the query", (unsigned long long)seq, i);
     else if (part[i].rc != 0)
-      LOG(d, "query %llu: sending p%d its preprocessing failed: %s",
+      LOGW(d, "query %llu: sending p%d its preprocessing failed: %s",
              (unsigned long long)seq, i, tandem_strerror(part[i].rc));
     if (rc == 0)
       rc = part[i].rc;
@@ -286,7 +304,7 @@ static void client_failed(cl_dealer_t *d, int k, uint64_t seq) {
   double wait = ldexp(1.0, (int)(n - BACKOFF_AFTER < 10 ? n - BACKOFF_AFTER : 10));
   wait = wait > BACKOFF_MAX_S ? BACKOFF_MAX_S : wait;
   d->cli[k].backoff_until = cl__now(&d->hooks) + wait;
-  LOG(d, "client %d: %u queries failed in a row; its requests are refused for %.0f s", k, n,
+  LOGW(d, "client %d: %u queries failed in a row; its requests are refused for %.0f s", k, n,
       wait);
 }
 
@@ -340,6 +358,17 @@ static int query_admit(cl_dealer_t *d, cl_model_t *m, const char *name, size_t b
   if (rc != 0) {
     snprintf(err, errlen, "%s at batch %zu: %s", name, batch, why);
     return rc;
+  }
+  size_t all = bytes[0] + bytes[1] + bytes[2] + 3 * CL_TAG_BYTES;
+  if (d->cfg->pool_mem_max && all > d->cfg->pool_mem_max) {
+    size_t row = m->prep_row[0] + m->prep_row[1] + m->prep_row[2];
+    size_t base = m->prep_base[0] + m->prep_base[1] + m->prep_base[2] + 3 * CL_TAG_BYTES;
+    size_t fit = base < d->cfg->pool_mem_max && row > 0 ? (d->cfg->pool_mem_max - base) / row : 0;
+    snprintf(err, errlen,
+             "%s at batch %zu: its preprocessing would be %.1f MB, over the dealer's "
+             "pool_mem_max (%.1f MB); ask for at most %zu rows per query",
+             name, batch, (double)all / 1e6, (double)d->cfg->pool_mem_max / 1e6, fit);
+    return TANDEM_ENOMEM;
   }
   static const char *const role[3] = {"p0", "p1", "the client"};
   size_t max = d->cfg->max_msg ? d->cfg->max_msg : NET_DEFAULT_MAX_MSG;
@@ -406,7 +435,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   /* A client that left, or gave up waiting for this reply, would never send
    * its masked input: the parties are not told of the query at all. */
   if (rc == 0 && (!cl__requester_here(d, j) || cl__now(&d->hooks) > j->t_in + d->cfg->timeout_ms / 1e3)) {
-    LOG(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
+    LOGW(d, "query from client %d (%s, batch %zu) dropped: the client %s", j->from,
            j->h.name, batch, cl__requester_here(d, j) ? "gave up waiting" : "left");
     pthread_mutex_lock(&d->mu);
     cl__pool_return(d, j->h.name, batch, prep);
@@ -418,7 +447,7 @@ static void do_query(cl_dealer_t *d, job_t *j) {
   }
   uint64_t seq = ++d->seq;
   if (rc != 0) {
-    LOG(d, "query from client %d refused: %s", j->from, err);
+    LOGW(d, "query from client %d refused: %s", j->from, err);
     pthread_mutex_lock(&d->mu);
     if (prep != NULL)
       cl__pool_return(d, j->h.name, batch, prep);
@@ -451,7 +480,81 @@ static void do_query(cl_dealer_t *d, job_t *j) {
            (unsigned long long)seq, j->h.name, batch, j->from);
 out:
   if (prep != NULL)
-    cl__prep_free(prep);
+    cl__prep_free(d, prep);
+  free(graph);
+}
+
+/* An owner's REMOVE: the dealer's pools, plans and files of the model go
+ * (with both generators held, so neither uses it), then both parties are
+ * told; each reports to the owner. Queries already sent finish first: the
+ * parties serve the dealer's messages in order. */
+static void do_remove(cl_dealer_t *d, job_t *j) {
+  char err[512] = "";
+  int rc;
+  if (j->from != CL_OWNER) {
+    rc = TANDEM_EAUTH;
+    snprintf(err, sizeof err, "only the model owner may remove a model");
+  } else if ((rc = parties_up(d, reply_deadline(d, j->t_in), err, sizeof err)) == 0) {
+    pthread_mutex_lock(&d->gen_mu[0]);
+    pthread_mutex_lock(&d->gen_mu[1]);
+    pthread_mutex_lock(&d->mu);
+    cl__pools_drop_model(d, j->h.name);
+    rc = cl_store_remove(&d->store, j->h.name, err, sizeof err);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_mutex_unlock(&d->gen_mu[1]);
+    pthread_mutex_unlock(&d->gen_mu[0]);
+  }
+  if (rc != 0) {
+    LOGW(d, "removal of model %s refused: %s", j->h.name, err);
+    reply(d, j->from, j->links, &j->h, rc, 0, 0, 0, err, strlen(err));
+    return;
+  }
+  reply(d, j->from, j->links, &j->h, 0, 0, 0, 0, NULL, 0);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REMOVE;
+  h.peer = (uint32_t)j->from;
+  memcpy(h.name, j->h.name, sizeof h.name);
+  for (int id = CL_P0; id <= CL_P1; id++)
+    if ((rc = cl_ctrl_send(d->node, id, &h, NULL, 0)) != 0)
+      LOGW(d, "model %s: telling p%d of its removal failed: %s", j->h.name, id,
+          tandem_strerror(rc));
+  LOG(d, "model %s removed", j->h.name);
+}
+
+/* A LIST or GRAPH request, answered by the reader at once (they change
+ * nothing, and a client checks its input with GRAPH before it queues a
+ * REQ behind other queries). */
+static void do_lookup(cl_dealer_t *d, int id, uint64_t link, const cl_ctrl_t *req) {
+  char err[512] = "";
+  char *text = NULL;
+  size_t len = 0;
+  uint8_t *graph = NULL;
+  pthread_mutex_lock(&d->mu);
+  int rc;
+  if (req->type == CL_MSG_LIST) {
+    rc = cl_store_list(&d->store, &text, &len);
+    if (rc != 0)
+      snprintf(err, sizeof err, "cannot list the models: %s", tandem_strerror(rc));
+  } else {
+    cl_model_t *m;
+    char name[CL_NAME_MAX];
+    memcpy(name, req->name, sizeof name);
+    name[sizeof name - 1] = '\0';
+    if ((rc = cl_store_get(&d->store, name, &m, err, sizeof err)) == 0) {
+      if ((graph = malloc(m->graph_len)) == NULL)
+        rc = TANDEM_ENOMEM;
+      else
+        memcpy(graph, m->graph_bytes, len = m->graph_len);
+    }
+  }
+  pthread_mutex_unlock(&d->mu);
+  if (rc != 0)
+    reply(d, id, link, req, rc, 0, 0, 0, err, strlen(err));
+  else
+    reply(d, id, link, req, 0, 0, 0, 0, text != NULL ? (void *)text : (void *)graph, len);
+  free(text);
   free(graph);
 }
 
@@ -497,8 +600,10 @@ static void *worker_main(void *arg) {
       do_share(d, j);
     else if (j->h.type == CL_MSG_REQ)
       do_query(d, j);
+    else if (j->h.type == CL_MSG_REMOVE)
+      do_remove(d, j);
     else
-      LOG(d, "unexpected control message %u from peer %d", j->h.type, j->from);
+      LOGW(d, "unexpected control message %u from peer %d", j->h.type, j->from);
     free(j->payload);
     free(j);
     pthread_mutex_lock(&d->mu);
@@ -551,7 +656,7 @@ static void *reader_main(void *arg) {
       free(j);
       int live = net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur;
       if (rc != TANDEM_ETIMEDOUT && rc != TANDEM_ECLOSED && rc != TANDEM_ECONNRESET)
-        LOG(d, "peer %d: %s", id, tandem_strerror(rc));
+        LOGW(d, "peer %d: %s", id, tandem_strerror(rc));
       /* A bad message ends that link, and that link only: the peer may
        * already be on a newer one (a client that died and came back at once
        * under its name), which closing "the peer's link" would end. */
@@ -568,11 +673,17 @@ static void *reader_main(void *arg) {
       continue;
     }
     if (j->h.type == CL_MSG_REQ && j->plen != 0) {
-      LOG(d, "peer %d: a query with a payload; link closed", id);
+      LOGW(d, "peer %d: a query with a payload; link closed", id);
       free(j->payload);
       free(j);
       if (net_peer_up(d->node, id) && cl_peer_link(d->node, id) == cur)
         (void)net_peer_close(d->node, id);
+      continue;
+    }
+    if (j->h.type == CL_MSG_LIST || j->h.type == CL_MSG_GRAPH) {
+      do_lookup(d, id, cur, &j->h);
+      free(j->payload);
+      free(j);
       continue;
     }
     j->from = id;
@@ -653,6 +764,7 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
     d->hooks = *hooks;
   d->netlog = (cl__netlog_t){&d->hooks, WHO};
   atomic_init(&d->stop, 0);
+  atomic_init(&d->mem_held, 0);
   for (int g = 0; g < 2; g++)
     pthread_mutex_init(&d->gen_mu[g], NULL);
   pthread_mutex_init(&d->mu, NULL);
@@ -672,14 +784,42 @@ int cl_dealer_new(cl_dealer_t **out, const cl_config_t *cfg, const cl_hooks_t *h
   return 0;
 }
 
+int cl_dealer_reload(cl_dealer_t *d, char *err, size_t errlen) {
+  int added = 0;
+  pthread_mutex_lock(&d->mu);
+  int rc = cl_config_reload_clients(&d->cfg_copy, CL_DEALER, d->node, &added, err, errlen);
+  pthread_mutex_unlock(&d->mu);
+  if (rc != 0) {
+    LOGW(d, "config not reloaded: %s", err);
+    return rc;
+  }
+  for (int id = CL_CLIENT0; d->started && id < CL_CLIENT0 + d->cfg->nclients; id++) {
+    if (d->reader_started[id] || !d->cfg->m[id].present)
+      continue;
+    d->reader_arg[id] = (reader_arg_t){d, id};
+    if (pthread_create(&d->readers[id], NULL, reader_main, &d->reader_arg[id]) == 0)
+      d->reader_started[id] = 1;
+  }
+  LOG(d, "config reloaded: %d clients, %d keys new or changed", d->cfg->nclients, added);
+  return 0;
+}
+
 net_node_t *cl_dealer_node(cl_dealer_t *d) { return d->node; }
+
+void cl_dealer_mem(cl_dealer_t *d, size_t *held, size_t *peak) {
+  pthread_mutex_lock(&d->mu);
+  *held = atomic_load(&d->mem_held);
+  *peak = d->mem_peak;
+  pthread_mutex_unlock(&d->mu);
+}
 cl_store_t *cl__dealer_store(cl_dealer_t *d) { return &d->store; }
 
 int cl_dealer_start(cl_dealer_t *d) {
   if (d->started)
     return TANDEM_EINVAL;
-  LOG(d, "listening on %s port %u, pool of %u queries per model",
-      d->cfg->m[CL_DEALER].host, (unsigned)d->cfg->m[CL_DEALER].port, d->cfg->pool);
+  LOG(d, "listening on %s port %u, pool of %u queries per model within %.0f MB",
+      d->cfg->m[CL_DEALER].host, (unsigned)d->cfg->m[CL_DEALER].port, d->cfg->pool,
+      (double)d->cfg->pool_mem_max / 1e6);
   int rc = pthread_create(&d->worker, NULL, worker_main, d);
   if (rc != 0)
     return -rc;
@@ -749,7 +889,7 @@ void cl_dealer_free(cl_dealer_t *d) {
   net_node_free(d->node);
   for (unsigned i = 0; i < d->npools; i++)
     for (unsigned j = 0; j < d->pools[i].n; j++)
-      cl__prep_free(d->pools[i].ready[j]);
+      cl__prep_free(d, d->pools[i].ready[j]);
   cl_store_close(&d->store);
   while (d->head != NULL) {
     job_t *j = d->head;

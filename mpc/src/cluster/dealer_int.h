@@ -103,6 +103,12 @@ struct cl_dealer_s {
   unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
   uint64_t seq;
   int sending; /* the worker is sending a query's preprocessing */
+  /* The bytes of preprocessing the dealer holds (ready in pools, being made,
+   * being sent), kept within cfg->pool_mem_max: added under mu when a
+   * generator starts one, taken off when one is freed (cl__prep_free). The
+   * peak is updated under mu (tests and the soak read it). */
+  atomic_size_t mem_held;
+  size_t mem_peak;
   /* Per client key (peer id), under mu: its last query told to the
    * parties, and the back-off of a key whose queries keep failing. */
   struct {
@@ -121,10 +127,12 @@ struct cl_dealer_s {
 };
 
 #define LOG(d, ...) cl__log(&(d)->hooks, WHO, __VA_ARGS__)
+#define LOGW(d, ...) cl__logl(&(d)->hooks, CL_LOG_WARN, WHO, __VA_ARGS__)
 
 /* dealer_pool.c. Under d->mu where their comments say so; cl__timed_wait_ms
  * waits on d->cv (under d->mu) at most ms milliseconds. */
-void cl__prep_free(prep_t *p);
+void cl__prep_free(cl_dealer_t *d, prep_t *p);
+size_t cl__prep_size(const prep_t *p);
 pool_t *cl__pool_find(cl_dealer_t *d, const char *name, size_t batch, int create);
 void cl__pools_drop_model(cl_dealer_t *d, const char *name);
 double *cl__rate_slot(cl_dealer_t *d, const char *name, int create);

@@ -9,9 +9,75 @@
 
 #include "dealer_int.h"
 
-void cl__prep_free(prep_t *p) {
+size_t cl__prep_size(const prep_t *p) {
+  return p->len[0] + p->len[1] + p->len[2] + 3 * CL_TAG_BYTES;
+}
+
+void cl__prep_free(cl_dealer_t *d, prep_t *p) {
+  atomic_fetch_sub(&d->mem_held, cl__prep_size(p));
   mpc_prep_close(p);
   free(p);
+}
+
+/* ---- the memory budget (pool_mem_max) ---------------------------------------- */
+
+/* One query's preprocessing of pool p as the dealer holds it (the tag's
+ * headroom included); 0 while not known. */
+static size_t pool_one(const pool_t *p) {
+  return p->bytes ? p->bytes + 3 * CL_TAG_BYTES : 0;
+}
+
+/* Whether pool q's ready queries may be evicted for pool p: nobody waits
+ * for q, and q was asked for less recently than p, or p is a query's (the
+ * on-demand generator's: a waiting query comes before any pool). */
+static int evictable(const pool_t *q, const pool_t *p, int for_query) {
+  return q != p && q->n > 0 && q->waiting == 0 && (for_query || q->used < p->used);
+}
+
+/* Whether `need` more bytes fit pool_mem_max once every ready query that
+ * may go for p (evictable) is freed. Under d->mu. */
+static int mem_could_fit(cl_dealer_t *d, const pool_t *p, size_t need, int for_query) {
+  size_t budget = d->cfg->pool_mem_max, held = atomic_load(&d->mem_held), spare = 0;
+  /* A query beyond the whole budget is refused by its generator (with the
+   * reason, for the client), not left waiting. */
+  if (budget == 0 || need > budget)
+    return 1;
+  for (unsigned i = 0; i < d->npools; i++)
+    if (evictable(&d->pools[i], p, for_query))
+      spare += d->pools[i].n * pool_one(&d->pools[i]);
+  return held - (spare < held ? spare : held) + need <= budget;
+}
+
+/* Frees ready queries of the pools asked for least recently (evictable for
+ * p), one at a time, until `need` more bytes fit pool_mem_max; 1 if they
+ * fit then (0: nothing is freed). Logs each pool it empties. Under d->mu. */
+static int mem_make_room(cl_dealer_t *d, const pool_t *p, size_t need, int for_query) {
+  size_t budget = d->cfg->pool_mem_max;
+  if (budget == 0)
+    return 1;
+  if (!mem_could_fit(d, p, need, for_query))
+    return 0;
+  while (atomic_load(&d->mem_held) + need > budget) {
+    pool_t *old = NULL;
+    for (unsigned i = 0; i < d->npools; i++)
+      if (evictable(&d->pools[i], p, for_query) && (old == NULL || d->pools[i].used < old->used))
+        old = &d->pools[i];
+    if (old == NULL)
+      return 0;
+    cl__prep_free(d, old->ready[--old->n]);
+    old->was_full = 0;
+    if (old->n == 0)
+      LOG(d, "%s at batch %zu: prepared queries evicted to stay within pool_mem_max "
+             "(%.1f MB)", old->name, old->batch, (double)budget / 1e6);
+  }
+  return 1;
+}
+
+/* Counts `add` more bytes held (a generator starting one). Under d->mu. */
+static void mem_add(cl_dealer_t *d, size_t add) {
+  size_t now = atomic_fetch_add(&d->mem_held, add) + add;
+  if (now > d->mem_peak)
+    d->mem_peak = now;
 }
 
 pool_t *cl__pool_find(cl_dealer_t *d, const char *name, size_t batch, int create) {
@@ -34,7 +100,7 @@ pool_t *cl__pool_find(cl_dealer_t *d, const char *name, size_t batch, int create
     LOG(d, "%s at batch %zu: pool evicted (%u pools at most)", old->name, old->batch,
         (unsigned)POOLS_CAP);
     for (unsigned i = 0; i < old->n; i++)
-      cl__prep_free(old->ready[i]);
+      cl__prep_free(d, old->ready[i]);
     *old = d->pools[--d->npools];
   }
   pool_t *p = &d->pools[d->npools++];
@@ -48,7 +114,7 @@ void cl__pools_drop_model(cl_dealer_t *d, const char *name) {
   for (unsigned i = 0; i < d->npools;) {
     if (strcmp(d->pools[i].name, name) == 0) {
       for (unsigned j = 0; j < d->pools[i].n; j++)
-        cl__prep_free(d->pools[i].ready[j]);
+        cl__prep_free(d, d->pools[i].ready[j]);
       d->pools[i] = d->pools[--d->npools];
     } else {
       i++;
@@ -61,7 +127,7 @@ static void pool_drop(cl_dealer_t *d, const char *name, size_t batch) {
   for (unsigned i = 0; i < d->npools; i++)
     if (d->pools[i].batch == batch && strcmp(d->pools[i].name, name) == 0) {
       for (unsigned j = 0; j < d->pools[i].n; j++)
-        cl__prep_free(d->pools[i].ready[j]);
+        cl__prep_free(d, d->pools[i].ready[j]);
       d->pools[i] = d->pools[--d->npools];
       return;
     }
@@ -127,9 +193,10 @@ static pool_t *pool_pick(cl_dealer_t *d, int on_demand) {
     if (p->waiting > 0 && p->n == 0) {
       if (!on_demand)
         return NULL;
-      if (!p->making)
+      if (!p->making && mem_could_fit(d, p, pool_one(p), 1))
         return p;
-    } else if (!on_demand && !p->making && p->n < target && (best == NULL || p->n < best->n)) {
+    } else if (!on_demand && !p->making && p->n < target && (best == NULL || p->n < best->n) &&
+               mem_could_fit(d, p, pool_one(p), 0)) {
       best = p;
     }
   }
@@ -226,8 +293,20 @@ void *cl__generator_main(void *arg) {
       snprintf(err, sizeof err, "its preprocessing (%zu bytes for %s) exceeds max_msg",
                big_bytes, mpc_role_name(big));
     }
+    size_t one = 0;
+    if (rc == 0) {
+      static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+      for (int i = 0; i < 3; i++)
+        one += mpc_plan_prep_bytes(pl->plan, roles[i]);
+      one += 3 * CL_TAG_BYTES;
+    }
+    if (rc == 0 && d->cfg->pool_mem_max && one > d->cfg->pool_mem_max) {
+      rc = TANDEM_ENOMEM;
+      snprintf(err, sizeof err, "its preprocessing (%.1f MB) exceeds the dealer's "
+               "pool_mem_max (%.1f MB)", (double)one / 1e6, (double)d->cfg->pool_mem_max / 1e6);
+    }
     if (rc != 0) {
-      LOG(d, "cannot prepare %s at batch %zu: %s", name, batch, err);
+      LOGW(d, "cannot prepare %s at batch %zu: %s", name, batch, err);
       failure_note(d, name, batch, err);
       pool_drop(d, name, batch);
       pthread_cond_broadcast(&d->cv);
@@ -236,11 +315,17 @@ void *cl__generator_main(void *arg) {
       continue;
     }
     mpc_dealer_t *dl = pl->obj;
-    /* What a waiting query reads to tell whether it can still be served. */
-    static const mpc_role_t all[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-    best->bytes = 0;
-    for (int i = 0; i < 3; i++)
-      best->bytes += mpc_plan_prep_bytes(pl->plan, all[i]);
+    /* What a waiting query reads to tell whether it can still be served,
+     * and what the budget counts. */
+    best->bytes = one - 3 * CL_TAG_BYTES;
+    if (!mem_make_room(d, best, one, ga->on_demand)) {
+      /* Not now: what is being made or sent meanwhile takes the budget.
+       * pool_pick passes this pool over until memory is freed. */
+      pthread_mutex_unlock(&d->mu);
+      pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
+      continue;
+    }
+    mem_add(d, one);
     best->making = 1;
     pl->busy = 1;
     double t0 = best->since = cl__now(&d->hooks);
@@ -250,6 +335,10 @@ void *cl__generator_main(void *arg) {
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_prep(dl, CL_TAG_BYTES, prep);
     double took = cl__now(&d->hooks) - t0;
     pthread_mutex_lock(&d->mu);
+    /* The reservation becomes what was made (the same, by construction). */
+    atomic_fetch_sub(&d->mem_held, one);
+    if (rc == 0)
+      mem_add(d, cl__prep_size(prep));
     pool_t *p = cl__pool_find(d, name, batch, 0);
     if (p != NULL)
       p->making = 0;
@@ -261,13 +350,13 @@ void *cl__generator_main(void *arg) {
     }
     if (rc != 0) {
       /* Not retried: the next query of this batch size asks again. */
-      LOG(d, "preprocessing for %s at batch %zu failed: %s", name, batch,
+      LOGW(d, "preprocessing for %s at batch %zu failed: %s", name, batch,
              tandem_strerror(rc));
       free(prep); /* mpc_dealer_prep released its messages */
       failure_note(d, name, batch, tandem_strerror(rc));
       pool_drop(d, name, batch);
     } else if (p == NULL || p->n == POOL_MAX) {
-      cl__prep_free(prep);
+      cl__prep_free(d, prep);
     } else {
       p->ready[p->n++] = prep;
       if (!p->was_full && p->n >= pool_target(d)) {
@@ -288,7 +377,7 @@ void *cl__generator_main(void *arg) {
 void cl__pool_return(cl_dealer_t *d, const char *name, size_t batch, prep_t *prep) {
   pool_t *p = cl__pool_find(d, name, batch, 0);
   if (p == NULL || p->n == POOL_MAX) {
-    cl__prep_free(prep);
+    cl__prep_free(d, prep);
     return;
   }
   memmove(p->ready + 1, p->ready, p->n * sizeof p->ready[0]);

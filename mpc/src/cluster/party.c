@@ -25,6 +25,7 @@
  * fails as soon as the other party's link is not the one it began with, and
  * a failed step closes only that link, never a newer one.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,17 @@ struct cl_party_s {
   int dealer_was_up;
   uint64_t dealer_was_link; /* a dealer restarted between two steps: a new link */
   double next_try;
+  /* Dialling the dealer (and P0 dialling P1): the last result per peer,
+   * logged only when it changes, and the back-off between failed rounds
+   * (0.2 s doubling to CL_DIAL_BACKOFF_MAX_S; 0 while all are up). */
+  int dial_rc[NET_MAX_PEERS];
+  double backoff;
 };
 
+#define CL_DIAL_BACKOFF_MAX_S 5.0
+
 #define LOG(P, ...) cl__log(&(P)->hooks, (P)->who, __VA_ARGS__)
+#define LOGW(P, ...) cl__logl(&(P)->hooks, CL_LOG_WARN, (P)->who, __VA_ARGS__)
 
 /* *h = a control message of `type` and `status` about query req (its seq,
  * batch and model name), naming `peer`. */
@@ -75,7 +84,7 @@ static void send_status(cl_party_t *P, int peer, uint64_t links, uint32_t type,
   ctrl_about(&h, req, type, status, (uint32_t)P->self);
   h.flags = flags;
   if (cl_ctrl_send_on(P->node, peer, links, &h, payload, plen) != 0)
-    LOG(P, "could not report to peer %d", peer);
+    LOGW(P, "could not report to peer %d", peer);
 }
 
 /* After a failed step: the link to the other party may hold messages of the
@@ -122,7 +131,7 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
   char err[512] = "";
   int owner = (int)h->peer;
   if (owner != CL_OWNER) {
-    LOG(P, "setup of %s names peer %d as its owner; ignored", h->name, owner);
+    LOGW(P, "setup of %s names peer %d as its owner; ignored", h->name, owner);
     (void)net_peer_close(P->node, CL_DEALER);
     return;
   }
@@ -180,8 +189,25 @@ done_nograph:
   if (rc == 0)
     LOG(P, "model %s stored (%zu bytes of state)", h->name, slen);
   else
-    LOG(P, "model %s not set up: %s", h->name, err[0] ? err : tandem_strerror(rc));
+    LOGW(P, "model %s not set up: %s", h->name, err[0] ? err : tandem_strerror(rc));
   send_status(P, owner, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
+}
+
+/* The dealer's REMOVE of a model: its plans and files go (a query of it
+ * already ran: the dealer's messages come in order), and the owner is told
+ * (the dealer removed its own copy first). */
+static void do_remove(cl_party_t *P, const cl_ctrl_t *h) {
+  char err[512] = "", name[CL_NAME_MAX];
+  memcpy(name, h->name, sizeof name);
+  name[sizeof name - 1] = '\0';
+  int rc = cl_store_remove(&P->store, name, err, sizeof err);
+  if (rc == 0)
+    LOG(P, "model %s removed", name);
+  else
+    LOGW(P, "model %s not removed: %s", name, err);
+  send_status(P, CL_OWNER, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
+  if (rc == 0)
+    malloc_trim(0);
 }
 
 /* Tells the client that query h failed here: the stats' failure record
@@ -217,7 +243,7 @@ static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) 
                              left_ms < 1 ? 0 : (int)left_ms);
     if (rc != 0) {
       if (rc == TANDEM_ETIMEDOUT && cl_peer_link(P->node, CL_DEALER) == dl) {
-        LOG(P, "query %llu: the dealer's part did not come; closing the dealer link",
+        LOGW(P, "query %llu: the dealer's part did not come; closing the dealer link",
             (unsigned long long)h->seq);
         (void)net_peer_close(P->node, CL_DEALER);
         cl_link_drain(P->node, CL_DEALER, dl);
@@ -240,7 +266,7 @@ static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
   cl_ctrl_t r;
   ctrl_about(&r, h, CL_MSG_ACK, rc, h->peer);
   if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) != 0)
-    LOG(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
+    LOGW(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
 }
 
 /* The transport of one query: cl_link's, with the fault hook before each
@@ -329,7 +355,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   cl_plan_t *pl;
   int rc;
   if (client < CL_CLIENT0 || client >= CL_CLIENT0 + P->cfg.nclients) {
-    LOG(P, "query %llu: unknown client %d", (unsigned long long)h->seq, client);
+    LOGW(P, "query %llu: unknown client %d", (unsigned long long)h->seq, client);
     (void)net_peer_close(P->node, CL_DEALER);
     return;
   }
@@ -391,7 +417,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   if (rc != 0) {
     if (link->base.phase == MPC_PHASE_SETUP)
       discard_dealer_part(P, dealer_links, h);
-    LOG(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
+    LOGW(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
            h->name, (unsigned long long)h->batch, client, err);
     /* A part of the dealer's cut short may be left on its link: dropped with
      * the link. A cancelled query left nothing there. */
@@ -491,21 +517,48 @@ int cl_party_new(cl_party_t **out, const cl_config_t *cfg, int self, const cl_ho
   return 0;
 }
 
+int cl_party_reload(cl_party_t *P, char *err, size_t errlen) {
+  int added = 0;
+  int rc = cl_config_reload_clients(&P->cfg, P->self, P->node, &added, err, errlen);
+  if (rc != 0)
+    LOGW(P, "config not reloaded: %s", err);
+  else
+    LOG(P, "config reloaded: %d clients, %d keys new or changed", P->cfg.nclients, added);
+  return rc;
+}
+
 net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
 cl_store_t *cl__party_store(cl_party_t *P) { return &P->store; }
 
+/* Dials peer id if it is down; logs, by the peer's config name, only a
+ * change of the outcome (issue 12: a refused dial was logged once a second
+ * for as long as the peer was down). 1 if the peer is still down. */
+static int dial(cl_party_t *P, int id) {
+  int rc = net_peer_up(P->node, id) ? 0 : net_connect(P->node, id);
+  if (rc != P->dial_rc[id]) {
+    const cl_member_t *m = &P->cfg.m[id];
+    if (rc != 0)
+      LOGW(P, "cannot reach %s at %s port %u: %s; retrying every %.1f s at most", m->name,
+          m->host, (unsigned)m->port, tandem_strerror(rc), CL_DIAL_BACKOFF_MAX_S);
+    else
+      LOG(P, "%s reachable again", m->name);
+    P->dial_rc[id] = rc;
+  }
+  return rc != 0;
+}
+
 void cl_party_step(cl_party_t *P, int timeout_ms) {
   /* The parties dial the dealer (and P0 dials P1); a peer that restarts is
-   * dialled again here. A failed dial is retried a second later; the node
-   * logs why. */
+   * dialled again here, after a back-off that doubles while it stays down. */
   double now = cl_now();
   if (now >= P->next_try) {
-    int fails = 0;
-    if (!net_peer_up(P->node, CL_DEALER))
-      fails += net_connect(P->node, CL_DEALER) != 0;
-    if (P->self == CL_P0 && !net_peer_up(P->node, CL_P1))
-      fails += net_connect(P->node, CL_P1) != 0;
-    P->next_try = now + (fails ? 1.0 : 0.2);
+    int fails = dial(P, CL_DEALER);
+    if (P->self == CL_P0)
+      fails += dial(P, CL_P1);
+    P->backoff = !fails ? 0 : P->backoff == 0 ? 0.2 : P->backoff * 2;
+    if (P->backoff > CL_DIAL_BACKOFF_MAX_S)
+      P->backoff = CL_DIAL_BACKOFF_MAX_S;
+    P->next_try = now + (fails ? P->backoff : 0.2);
   }
   int up = net_peer_up(P->node, CL_DEALER);
   uint64_t link = cl_peer_link(P->node, CL_DEALER);
@@ -535,9 +588,20 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
     do_setup(P, &h, payload, plen);
   else if (h.type == CL_MSG_QUERY)
     do_query(P, &h);
+  else if (h.type == CL_MSG_REMOVE)
+    do_remove(P, &h);
   else
-    LOG(P, "unexpected control message %u from the dealer", h.type);
+    LOGW(P, "unexpected control message %u from the dealer", h.type);
   free(payload);
+  /* An idle party holds its models, not the buffers of its last large
+   * query (issue 12: 3.0 GB resident after CNN queries): large plans go,
+   * and the allocator gives the freed pages back to the system. */
+  unsigned freed = h.type == CL_MSG_QUERY ? cl_store_release(&P->store, CL_PLAN_KEEP) : 0;
+  if (freed > 0) {
+    malloc_trim(0);
+    LOG(P, "%u large plan(s) freed after the query (over %zu MB each)", freed,
+        CL_PLAN_KEEP >> 20);
+  }
 }
 
 void cl_party_free(cl_party_t *P) {

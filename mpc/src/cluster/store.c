@@ -2,12 +2,14 @@
  * model store of a party or the dealer: the public graph and the role's
  * model state of each model under a data directory, with plans compiled per
  * batch size (mpc_cluster.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -306,6 +308,137 @@ int cl_store_put(cl_store_t *s, const char *name, const uint8_t *graph, size_t g
   return 0;
 }
 
+int cl_store_remove(cl_store_t *s, const char *name, char *err, size_t errlen) {
+  if (!cl_name_ok(name)) {
+    snprintf(err, errlen, "bad model name '%s'", name);
+    return TANDEM_EINVAL;
+  }
+  store_drop(s, name);
+  char gpath[1200], spath[1200];
+  snprintf(gpath, sizeof gpath, "%s/%s.graph", s->dir, name);
+  snprintf(spath, sizeof spath, "%s/%s.%s", s->dir, name, s->suffix);
+  if (unlink(gpath) != 0) {
+    int e = errno;
+    if (e == ENOENT) {
+      (void)unlink(spath); /* a state left by a setup that failed half-way */
+      snprintf(err, errlen, "unknown model '%s' (not shared with this cluster)", name);
+      return TANDEM_ENOENT;
+    }
+    snprintf(err, errlen, "cannot remove %s: %s", gpath, strerror(e));
+    return -e;
+  }
+  if (unlink(spath) != 0 && errno != ENOENT) {
+    int e = errno;
+    snprintf(err, errlen, "cannot remove %s: %s", spath, strerror(e));
+    return -e;
+  }
+  return 0;
+}
+
+/* One model's line of cl_store_list into out (at most outlen bytes). */
+static void list_line(cl_store_t *s, const char *name, char *out, size_t outlen) {
+  char err[256] = "", when[32] = "-", gpath[1200];
+  snprintf(gpath, sizeof gpath, "%s/%s.graph", s->dir, name);
+  struct stat st;
+  if (stat(gpath, &st) == 0) {
+    struct tm tm;
+    time_t t = st.st_mtime;
+    if (gmtime_r(&t, &tm) != NULL)
+      strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
+  cl_model_t *m;
+  if (cl_store_get(s, name, &m, err, sizeof err) != 0) {
+    snprintf(out, outlen, "%s\t(%s)\t-\t-\t%s\n", name, err, when);
+    return;
+  }
+  char inputs[512] = "", bound[32] = "-";
+  size_t used = 0;
+  unsigned long long params = 0;
+  for (size_t i = 0; i < m->graph.nnodes; i++) {
+    const mpc_node_t *n = &m->graph.nodes[i];
+    if (n->op == MPC_OP_PARAM)
+      params += mpc_shape_numel(&n->shape);
+    if (n->op != MPC_OP_INPUT || used >= sizeof inputs)
+      continue;
+    used += (size_t)snprintf(inputs + used, sizeof inputs - used, "%s%s[", used ? " " : "",
+                             n->name);
+    for (unsigned d = 0; d < n->shape.ndim && used < sizeof inputs; d++) {
+      if (d == 0 && n->batched)
+        used += (size_t)snprintf(inputs + used, sizeof inputs - used, "N");
+      else
+        used += (size_t)snprintf(inputs + used, sizeof inputs - used, "%s%zu", d ? "," : "",
+                                 n->shape.dim[d]);
+    }
+    if (used < sizeof inputs)
+      used += (size_t)snprintf(inputs + used, sizeof inputs - used, "]");
+  }
+  if (m->graph.input_bound > 0)
+    snprintf(bound, sizeof bound, "%g", m->graph.input_bound);
+  snprintf(out, outlen, "%s\t%s\t%s\t%llu\t%s\n", name, inputs, bound, params, when);
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cl_store_list(cl_store_t *s, char **text, size_t *len) {
+  *text = NULL;
+  *len = 0;
+  DIR *dir = opendir(s->dir);
+  if (dir == NULL)
+    return errno == ENOENT ? 0 : -errno;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    size_t l = strlen(e->d_name);
+    if (l <= 6 || strcmp(e->d_name + l - 6, ".graph") != 0)
+      continue;
+    char name[CL_NAME_MAX];
+    if (l - 6 >= sizeof name)
+      continue;
+    memcpy(name, e->d_name, l - 6);
+    name[l - 6] = '\0';
+    if (!cl_name_ok(name))
+      continue;
+    if (n == cap) {
+      char **grown = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof *names);
+      if (grown == NULL) {
+        rc = TANDEM_ENOMEM;
+        break;
+      }
+      names = grown;
+    }
+    if ((names[n] = strdup(name)) == NULL) {
+      rc = TANDEM_ENOMEM;
+      break;
+    }
+    n++;
+  }
+  closedir(dir);
+  if (n > 0)
+    qsort(names, n, sizeof *names, name_cmp);
+  char *out = rc == 0 ? malloc(n * 1024 + 1) : NULL;
+  if (rc == 0 && out == NULL)
+    rc = TANDEM_ENOMEM;
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (out != NULL) {
+      list_line(s, names[i], out + used, 1024);
+      used += strlen(out + used);
+    }
+    free(names[i]);
+  }
+  free(names);
+  if (out != NULL) {
+    out[used] = '\0';
+    *text = out;
+    *len = used;
+  }
+  return rc;
+}
+
 int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t prep, size_t mem_max,
                       char *err, size_t errlen) {
   size_t need = mpc_plan_mem_bytes(g, batch);
@@ -316,6 +449,30 @@ int cl_plan_mem_check(const mpc_graph_t *g, size_t batch, size_t prep, size_t me
            "its plan at batch %zu would take about %.0f MB, over this node's plan_mem_max "
            "(%.0f MB)", batch, (double)need / 1e6, (double)mem_max / 1e6);
   return TANDEM_ENOMEM;
+}
+
+/* A cached plan's memory: the plan and its object, with the dealer's
+ * message(s) the object holds (cl_model_plan_make's estimate). */
+static size_t plan_bytes(const cl_store_t *s, const cl_model_t *m, const cl_plan_t *p) {
+  size_t b = mpc_plan_mem_bytes(&m->graph, p->batch);
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  for (int r = 0; r < 3; r++)
+    if (s->role == MPC_DEALER || (int)roles[r] == s->role)
+      b += mpc_plan_prep_bytes(p->plan, roles[r]);
+  return b;
+}
+
+unsigned cl_store_release(cl_store_t *s, size_t keep) {
+  unsigned n = 0;
+  for (cl_model_t *m = s->models; m != NULL; m = m->next_model)
+    for (int i = 0; i < CL_PLANS; i++) {
+      cl_plan_t *p = &m->plans[i];
+      if (p->plan != NULL && !p->busy && plan_bytes(s, m, p) > keep) {
+        plan_clear(s->role, p);
+        n++;
+      }
+    }
+  return n;
 }
 
 cl_plan_t *cl_model_plan_find(cl_model_t *m, size_t batch) {

@@ -1,0 +1,290 @@
+/* test_cluster_deploy.c - Check suite for issue 12 (deployments) in one
+ * process (cluster_harness.h, real loopback sockets): the dealer's pools
+ * within their memory budget (pool_mem_max), evicted least recently used,
+ * and a query beyond the budget refused with the reason before any work;
+ * the parties freeing the plans of large queries once they are done; and
+ * several clients, each with its own key, querying at the same moment. */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_harness.h"
+
+#define TIMEOUT_MS 20000
+
+/* The MLP's graph and weights, for sizes and the float reference. */
+static void mlp_load(mpc_graph_t *g, mpc_weights_t *w) {
+  char path[600], err[512] = "";
+  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
+  ck_assert_msg(mpc_onnx_load(path, g, w, err, sizeof err) == 0, "%s", err);
+  /* The owner's bounds, as the shared graph carries them: they size the
+   * comparison gates, so the preprocessing. */
+  ck_assert_int_eq(mpc_graph_set_bounds(g, w), 0);
+}
+
+/* One query's preprocessing of the MLP at `batch`, all roles, as the dealer
+ * holds it (with each part's tag headroom). */
+static size_t mlp_prep_bytes(size_t batch) {
+  mpc_graph_t g;
+  mpc_weights_t w;
+  mlp_load(&g, &w);
+  char err[512] = "";
+  mpc_plan_t *p;
+  ck_assert_msg(mpc_plan_new(&p, &g, batch, err, sizeof err) == 0, "%s", err);
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  size_t b = 3 * CL_TAG_BYTES;
+  for (int r = 0; r < 3; r++)
+    b += mpc_plan_prep_bytes(p, roles[r]);
+  mpc_plan_free(p);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  return b;
+}
+
+/* A query of "mlp" at any batch size: row i is test image i mod 16. 0 or
+ * the error (message in err); the output is checked against the float
+ * evaluator and closed. */
+static int query_rows(ch_cluster_t *c, cl_client_t *cl, size_t n, char *err, size_t errlen) {
+  size_t rows = c->images.shape.dim[0], row = mpc_shape_numel(&c->images.shape) / rows;
+  mpc_ftensor_t x = c->images, y, ref;
+  x.shape.dim[0] = n;
+  x.data = malloc(n * row * sizeof *x.data);
+  ck_assert_ptr_nonnull(x.data);
+  for (size_t i = 0; i < n; i++)
+    memcpy(x.data + i * row, c->images.data + (i % rows) * row, row * sizeof *x.data);
+  cl_query_stats_t st;
+  int rc = cl_client_query(cl, "mlp", &x, 1, &y, 1, &st, err, errlen);
+  cl_query_stats_close(&st);
+  if (rc == 0) {
+    mpc_graph_t g;
+    mpc_weights_t w;
+    mlp_load(&g, &w);
+    ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref), 0);
+    ck_assert_uint_eq(mpc_shape_numel(&ref.shape), mpc_shape_numel(&y.shape));
+    for (size_t i = 0; i < mpc_shape_numel(&ref.shape); i++)
+      ck_assert_msg(fabs(ref.data[i] - y.data[i]) < 0.05, "batch %zu output %zu: %f vs %f", n,
+                    i, y.data[i], ref.data[i]);
+    mpc_ftensor_close(&ref);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+    mpc_ftensor_close(&y);
+  }
+  free(x.data);
+  return rc;
+}
+
+/* The dealer's pools stay within pool_mem_max (here two and a half
+ * queries of batch 16, with a pool target of 8 queries per size, so the
+ * refill alone would hold 8): the most it held at once is within it across
+ * queries of three batch sizes, the pools asked for least recently are
+ * evicted, every query is served, and a batch whose own preprocessing
+ * exceeds the budget is refused with the reason. Before the budget the
+ * dealer held `pool` queries of every size ever asked for (issue 12: 893
+ * MB for the MLP after one batch-100 query). */
+START_TEST(pool_mem_budget) {
+  size_t one16 = mlp_prep_bytes(16), budget = one16 * 5 / 2;
+  char lines[128];
+  snprintf(lines, sizeof lines, "pool_mem_max = %zu\n", budget);
+  ch_opts_t o = {.cluster_lines = lines};
+  ch_cluster_t c;
+  ch_start_opts(&c, TIMEOUT_MS, 8, 1, &o);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  size_t from = ch_mark(&c);
+  char err[512] = "";
+  static const size_t sizes[6] = {16, 16, 12, 16, 12, 8};
+  for (int i = 0; i < 6; i++)
+    ck_assert_msg(query_rows(&c, &cl, sizes[i], err, sizeof err) == 0, "batch %zu: %s",
+                  sizes[i], err);
+  ck_assert(ch_wait_line(&c, from, "dealer", "evicted to stay within pool_mem_max", 10000));
+  /* Beyond the budget: refused at once, naming it. */
+  size_t over = 32;
+  while (mlp_prep_bytes(over) <= budget)
+    over *= 2;
+  ck_assert_int_ne(query_rows(&c, &cl, over, err, sizeof err), 0);
+  ck_assert_msg(strstr(err, "pool_mem_max") != NULL, "%s", err);
+  size_t held, peak;
+  cl_dealer_mem(c.dealer, &held, &peak);
+  ck_assert_msg(peak <= budget, "the dealer held %zu bytes, over its budget %zu", peak, budget);
+  ck_assert_uint_gt(peak, one16); /* it did hold preprocessing ahead */
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+/* A party frees the plan (and the buffers of its object) of a query over
+ * CL_PLAN_KEEP once the query is done, and keeps small ones; the next
+ * query of the large size works from a fresh plan. Before, an idle party
+ * held every cached plan's buffers (3.0 GB after CNN queries). */
+START_TEST(party_frees_large_plans) {
+  mpc_graph_t g;
+  mpc_weights_t w;
+  mlp_load(&g, &w);
+  size_t big = 16; /* the smallest batch (to 16 rows) over it: its query is slow */
+  while (mpc_plan_mem_bytes(&g, big) <= CL_PLAN_KEEP)
+    big += 16;
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  ch_cluster_t c;
+  ch_start(&c, 3 * TIMEOUT_MS, 1, 1); /* a loaded machine takes seconds per query */
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  char err[512] = "";
+  size_t from = ch_mark(&c);
+  ck_assert_msg(query_rows(&c, &cl, 2, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(query_rows(&c, &cl, big, err, sizeof err) == 0, "batch %zu: %s", big, err);
+  ck_assert(ch_wait_line(&c, from, "party p0", "large plan(s) freed", 10000));
+  ck_assert(ch_wait_line(&c, from, "party p1", "large plan(s) freed", 10000));
+  from = ch_mark(&c);
+  ck_assert_msg(query_rows(&c, &cl, big, err, sizeof err) == 0, "batch %zu: %s", big, err);
+  ck_assert(ch_wait_line(&c, from, "party p0", "large plan(s) freed", 10000));
+  /* The small plan stayed: its second query frees nothing. */
+  from = ch_mark(&c);
+  ck_assert_msg(query_rows(&c, &cl, 2, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(query_rows(&c, &cl, 3, err, sizeof err) == 0, "%s", err);
+  ck_assert(!ch_seen(&c, from, "large plan(s) freed"));
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- inputs checked before work ------------------------------------------------- */
+
+/* A wrong input shape, a NaN and one input too many are refused by the
+ * client before it asks the dealer for the query: one line naming the input
+ * and both shapes, and neither the dealer nor a party hears of a query (the
+ * parties logged a client's typo as "online phase failed: peer closed the
+ * connection" before). The next good query is served. */
+START_TEST(inputs_checked_before_request) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t x = c.images, y, two[2];
+  x.shape.ndim = 2;
+  x.shape.dim[0] = 4;
+  x.shape.dim[1] = 196;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_int_eq(cl_client_query(&cl, "mlp", &x, 1, &y, 1, &st, err, sizeof err),
+                   TANDEM_ESHAPE);
+  cl_query_stats_close(&st);
+  ck_assert_msg(strstr(err, "input") != NULL && strstr(err, "[4, 196]") != NULL &&
+                strstr(err, "28, 28]") != NULL && strchr(err, '\n') == NULL, "%s", err);
+  x = c.images;
+  x.shape.dim[0] = 2;
+  two[0] = two[1] = x;
+  ck_assert_int_eq(cl_client_query(&cl, "mlp", two, 2, &y, 1, &st, err, sizeof err),
+                   TANDEM_ESHAPE);
+  cl_query_stats_close(&st);
+  ck_assert_msg(strstr(err, "has 1 inputs, not 2") != NULL, "%s", err);
+  double keep = x.data[5];
+  x.data[5] = NAN;
+  ck_assert_int_eq(cl_client_query(&cl, "mlp", &x, 1, &y, 1, &st, err, sizeof err),
+                   TANDEM_ERANGE);
+  cl_query_stats_close(&st);
+  x.data[5] = keep;
+  ck_assert_msg(strstr(err, "element 5 is nan") != NULL, "%s", err);
+  ck_assert(!ch_seen(&c, from, "query"));
+  ch_query_ok(&c, &cl, 0, 2);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- many clients ---------------------------------------------------------------- */
+
+typedef struct {
+  ch_cluster_t *c;
+  int k;
+  int rc[3];
+  char err[512];
+} client_run_t;
+
+static void *client_main(void *arg) {
+  client_run_t *r = arg;
+  cl_client_t cl;
+  ch_client_open(r->c, r->k, &cl);
+  for (int q = 0; q < 3; q++) {
+    mpc_ftensor_t y;
+    cl_query_stats_t st;
+    r->rc[q] = ch_query(r->c, &cl, (size_t)r->k * 4 + (size_t)q, 2, &y, &st, r->err,
+                        sizeof r->err);
+    cl_query_stats_close(&st);
+    if (r->rc[q] == 0) {
+      ch_check_output(r->c, (size_t)r->k * 4 + (size_t)q, 2, &y);
+      mpc_ftensor_close(&y);
+    }
+  }
+  cl_client_close(&cl);
+  return NULL;
+}
+
+/* Every client of the config (each its own key) queries three times at
+ * the same moment: all are served, each answer right. */
+START_TEST(clients_side_by_side) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  client_run_t run[CH_CLIENTS];
+  pthread_t th[CH_CLIENTS];
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    memset(&run[k], 0, sizeof run[k]);
+    run[k].c = &c;
+    run[k].k = k;
+    ck_assert_int_eq(pthread_create(&th[k], NULL, client_main, &run[k]), 0);
+  }
+  for (int k = 0; k < CH_CLIENTS; k++)
+    pthread_join(th[k], NULL);
+  for (int k = 0; k < CH_CLIENTS; k++)
+    for (int q = 0; q < 3; q++)
+      ck_assert_msg(run[k].rc[q] == 0, "client %d query %d: %s", k, q, run[k].err);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- peers down ------------------------------------------------------------------ */
+
+/* P1 down: P0 logs that it cannot reach p1 once (not once per dial: it
+ * dials with a back-off meanwhile), a client's open fails within a few
+ * seconds naming p1 (not after the whole timeout), and P0 logs p1's return
+ * once it is back. */
+START_TEST(down_peer_named) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  size_t from = ch_mark(&c);
+  ch_party_stop(&c, CL_P1);
+  ck_assert(ch_wait_line(&c, from, "party p0", "cannot reach p1", 10000));
+  size_t once = ch_mark(&c);
+  cl_client_t cl;
+  char err[512] = "";
+  double t0 = cl_now();
+  ck_assert_int_ne(cl_client_open(&cl, &c.cfg, CL_CLIENT0, err, sizeof err), 0);
+  double took = cl_now() - t0;
+  ck_assert_msg(strstr(err, "cannot reach p1") != NULL, "%s", err);
+  ck_assert_msg(took < CL_DOWN_GRACE_MS / 1e3 + 3.0, "named after %.1f s", took);
+  ck_assert(!ch_seen(&c, once, "cannot reach p1"));
+  ch_party_start(&c, CL_P1);
+  ck_assert(ch_wait_line(&c, from, "party p0", "p1 reachable again", 10000));
+  ch_client_open(&c, 0, &cl);
+  ch_query_ok(&c, &cl, 0, 2);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+Suite *cluster_deploy_suite(void) {
+  Suite *s = suite_create("cluster_deploy");
+  TCase *tc = tcase_create("deploy");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, pool_mem_budget);
+  tcase_add_test(tc, party_frees_large_plans);
+  tcase_add_test(tc, inputs_checked_before_request);
+  tcase_add_test(tc, clients_side_by_side);
+  tcase_add_test(tc, down_peer_named);
+  suite_add_tcase(s, tc);
+  return s;
+}
