@@ -144,10 +144,14 @@ typedef enum {
   MPC_OP_RESHAPE,   /* same elements, new shape (row-major order kept) */
   MPC_OP_TRANSPOSE, /* permutation of axes attr.perm */
   MPC_OP_OUTPUT,    /* marks in0 as a graph output */
-  MPC_OP_MUL        /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
+  MPC_OP_MUL,       /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
                      * owner's scale stays secret; or a computed value) */
+  /* Data movement (issue 11): local, no round, a masked value stays masked. */
+  MPC_OP_CONCAT,    /* in0 and in1 joined along attr.axis (their other dims agree) */
+  MPC_OP_SELECT     /* out[o] = in0[src(o)], each axis on its own (Slice, Pad with
+                     * zeros, nearest Resize, Expand, Gather): see mpc_attr_t */
 } mpc_op_t;
-#define MPC_OP_LAST MPC_OP_MUL
+#define MPC_OP_LAST MPC_OP_SELECT
 
 const char *mpc_op_name(mpc_op_t op);
 
@@ -160,6 +164,18 @@ typedef struct {
   size_t strides[2], dilations[2];   /* CONV, pools */
   int count_include_pad;             /* AVGPOOL */
   unsigned perm[MPC_MAX_DIMS];       /* TRANSPOSE */
+  /* CONCAT: the axis joined. SELECT: the axis an index table (in1, a CONST
+   * of integers, if present) selects on. */
+  int axis;
+  /* SELECT (same rank in and out, output shape = node shape): on axis d the
+   * output coordinate o reads input coordinate
+   *   sel_start[d] + floor(o * sel_step[d] / sel_div[d])
+   * (on the table's axis: table[o]); a coordinate outside the input reads 0
+   * (padding). With sel_batch set, axis 0 is the identity (start 0, step 1,
+   * div 1, no table) and its size follows the input's (the batch). */
+  int64_t sel_start[MPC_MAX_DIMS], sel_step[MPC_MAX_DIMS];
+  uint32_t sel_div[MPC_MAX_DIMS];
+  int sel_batch;
 } mpc_attr_t;
 
 typedef struct {
@@ -195,6 +211,7 @@ typedef struct {
   int8_t *mag_log2;
   size_t nmag;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
+  void *cblocks;        /* constants copied in by mpc_graph_const (a list), or NULL */
 } mpc_graph_t;
 
 void mpc_graph_init(mpc_graph_t *g);
@@ -212,6 +229,11 @@ int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_
 int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
 int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
                  const mpc_attr_t *attr, const char *name);
+/* A public constant (CONST node) of the given shape whose numel(shape)
+ * values are copied into memory the graph owns (freed by mpc_graph_close).
+ * Returns its index or a negative error as mpc_graph_add. */
+int mpc_graph_const(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim,
+                    const double *data);
 
 /* ------------------------------------------------------------------------ */
 /* Plaintext tensors (float64) for the client, the owner and the references. */

@@ -176,6 +176,16 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max);
 int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant);
 
+/* ---- onnx_move.c --------------------------------------------------------- */
+/* Concat, Split, Slice, Gather, Expand, Resize/Upsample (variant 1: Upsample). */
+int mpc__onnx_op_concat(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_split(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample);
+/* A stand-alone Pad of activation x with zeros: pads begins then ends. */
+int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn);
 /* ---- onnx_fold.c --------------------------------------------------------- */
 
 int mpc__onnx_bn_params(ctx_t *c, size_t k, size_t ch, int quiet, double **sp, double **tp);

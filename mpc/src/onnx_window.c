@@ -365,6 +365,20 @@ int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant) {
   return 0;
 }
 
+/* 1 if Pad node k's zeros go into the window of the one Conv or
+ * AveragePool that reads its output (spatial pads of a 4-D input only);
+ * otherwise the Pad is a Select of its own (onnx_move.c). */
+static int pad_folds(ctx_t *c, size_t k, const mpc_shape_t *s, const int64_t *pv, size_t pn) {
+  ent_t *o = mpc__onnx_out_ent(c, k, 0);
+  if (o == NULL || o->nuse != 1 || o->gout || s->ndim != 4 || pn != 8)
+    return 0;
+  for (int i = 0; i < 8; i++)
+    if (pv[i] < 0 || ((i % 4) < 2 && pv[i] != 0))
+      return 0;
+  const char *op = str_or(nodep(c, o->user)->op_type, "");
+  return strcmp(op, "Conv") == 0 || strcmp(op, "AveragePool") == 0;
+}
+
 int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"mode", "pads", "value", NULL};
@@ -411,6 +425,8 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   if (e->kind == V_CONST)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
   const mpc_shape_t *s = shape_of(c, e->node);
+  if (e->kind == V_ACT && !pad_folds(c, k, s, pv, pn))
+    return mpc__onnx_emit_pad(c, k, e->node, pv, pn);
   if (s->ndim != 4 || pn != 8)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                            "only padding of the two spatial axes of a 4-D NCHW "

@@ -37,7 +37,10 @@ static const char *const claimed[] = {
     "Add",     "AveragePool", "BatchNormalization", "Constant", "Conv",      "Div",
     "Dropout", "Flatten",     "Gemm",               "GlobalAveragePool",    "Identity",
     "MatMul",  "MaxPool",     "Mul",                "Pad",      "Relu",      "Reshape",
-    "Squeeze", "Sub",         "Transpose",          "Unsqueeze", NULL};
+    "Squeeze", "Sub",         "Transpose",          "Unsqueeze",
+    /* Issue 11: the CNN architectures' operators. */
+    "Concat",  "Split",       "Slice",              "Gather",   "Expand",    "Resize",
+    "Upsample", NULL};
 
 typedef struct {
   const char *name;
@@ -77,6 +80,28 @@ static const excl_t excluded[] = {
     {"test_averagepool_3d_default", "3-D pooling (2-D and 1-D only)"},
     {"test_reshape_allowzero_reordered", "empty tensors (a zero dimension)"},
     {"test_constant", "no graph input (a constant model: nothing for the client to send)"},
+    {"test_slice_start_out_of_bounds", "empty tensors (a zero dimension)"},
+    {"test_split_zero_size_splits", "empty tensors (a zero dimension)"},
+    {"test_resize_downsample_sizes_nearest", "a non-integer factor (4 to 3; only integer factors)"},
+    {"test_resize_upsample_sizes_nearest", "a non-integer factor (2 to 7; only integer factors)"},
+    {"test_resize_upsample_sizes_nearest_ceil_half_pixel", "a non-integer factor (only integer factors)"},
+    {"test_resize_upsample_sizes_nearest_floor_align_corners", "a non-integer factor (only integer factors)"},
+    {"test_resize_upsample_sizes_nearest_round_prefer_ceil_asymmetric", "a non-integer factor (only integer factors)"},
+    {"test_resize_tf_crop_and_resize", "mode=linear with tf_crop_and_resize (only nearest)"},
+    {"test_resize_downsample_scales_cubic", "mode=cubic (only nearest)"},
+    {"test_resize_downsample_scales_cubic_A_n0p5_exclude_outside", "mode=cubic (only nearest)"},
+    {"test_resize_downsample_scales_cubic_align_corners", "mode=cubic (only nearest)"},
+    {"test_resize_downsample_sizes_cubic", "mode=cubic (only nearest)"},
+    {"test_resize_upsample_scales_cubic", "mode=cubic (only nearest)"},
+    {"test_resize_upsample_scales_cubic_A_n0p5_exclude_outside", "mode=cubic (only nearest)"},
+    {"test_resize_upsample_scales_cubic_align_corners", "mode=cubic (only nearest)"},
+    {"test_resize_upsample_scales_cubic_asymmetric", "mode=cubic (only nearest)"},
+    {"test_resize_upsample_sizes_cubic", "mode=cubic (only nearest)"},
+    {"test_resize_downsample_scales_linear", "mode=linear (only nearest)"},
+    {"test_resize_downsample_scales_linear_align_corners", "mode=linear (only nearest)"},
+    {"test_resize_downsample_sizes_linear_pytorch_half_pixel", "mode=linear (only nearest)"},
+    {"test_resize_upsample_scales_linear", "mode=linear (only nearest)"},
+    {"test_resize_upsample_scales_linear_align_corners", "mode=linear (only nearest)"},
     {NULL, NULL}};
 
 static const char *excluded_why(const char *name) {

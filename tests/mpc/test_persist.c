@@ -170,15 +170,17 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(h.nodes[y].batched, 0);
   mpc_graph_close(&h);
   /* The same graph as version 3 wrote it: no flags word after each node's
-   * name (header 32 bytes, node record 272 bytes). */
-  const size_t hdr = 32, rec = 272;
-  ck_assert_uint_eq(n, hdr + g.nnodes * (rec + 4) + 4);
+   * name (header 32 bytes, node record 272 bytes), nor version 5's
+   * Concat/Select attributes after it (axis, then per axis start, step and
+   * divisor, then the batch flag: 4 + 6 * 20 + 4 bytes). */
+  const size_t hdr = 32, rec = 272, ext = 4 + 4 + 6 * 20 + 4;
+  ck_assert_uint_eq(n, hdr + g.nnodes * (rec + ext) + 4);
   uint8_t *v3 = malloc(n);
   size_t m = 0;
   memcpy(v3, b, hdr);
   m = hdr;
   for (size_t i = 0; i < g.nnodes; i++) {
-    memcpy(v3 + m, b + hdr + i * (rec + 4), rec);
+    memcpy(v3 + m, b + hdr + i * (rec + ext), rec);
     m += rec;
   }
   memcpy(v3 + m, b + n - 4, 4);
@@ -190,7 +192,7 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(h.nodes[y].batched, 1);
   mpc_graph_close(&h);
   /* A flag on a node that is not an input is refused. */
-  b[hdr + (rec + 4) * (size_t)s + rec] = 1;
+  b[hdr + (rec + ext) * (size_t)s + rec] = 1;
   ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
   free(v3);
   free(b);

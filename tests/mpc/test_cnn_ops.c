@@ -1,0 +1,169 @@
+/* test_cnn_ops.c - Check suite "cnn_ops": the operators of the common CNN
+ * architectures (issue 11) that the importer maps onto existing gates, run
+ * privately (owner, dealer, P0, P1 and client as threads over the in-memory
+ * hub, tests/mpc/harness.c) at a batch size other than the declared one and
+ * compared with the plaintext evaluator of the same imported graph; the
+ * evaluator itself is held to the ONNX backend node tests
+ * (test_onnx_conformance.c). Data movement (Concat, Split, Slice, Pad,
+ * Gather, Expand, Resize) costs no round: a masked value stays masked.
+ * Models are built in C (onnx_build.c); data from splitmix64, fixed seeds.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_build.h"
+#include "proto_harness.h"
+
+Suite *cnn_ops_suite(void);
+
+#define FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
+#define I64(...) ((const int64_t[]){__VA_ARGS__})
+#define F 16u
+
+static mpc_ftensor_t rin(uint64_t *seed, unsigned ndim, const size_t *dim, double lo,
+                         double hi) {
+  mpc_shape_t s;
+  memset(&s, 0, sizeof s);
+  s.ndim = ndim;
+  memcpy(s.dim, dim, ndim * sizeof *dim);
+  mpc_ftensor_t t;
+  ck_assert_int_eq(mpc_ftensor_init(&t, &s), 0);
+  harness_fill(&t, seed, lo, hi);
+  return t;
+}
+#define RIN(seed, lo, hi, ...)                                                            \
+  rin(seed, sizeof((size_t[]){__VA_ARGS__}) / sizeof(size_t), (size_t[]){__VA_ARGS__}, lo, \
+      hi)
+
+static int load_rc(ob_t *b, mpc_graph_t *g, mpc_weights_t *w, char *err, size_t errlen) {
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  int rc = mpc_onnx_load_buffer(buf, len, g, w, err, errlen);
+  free(buf);
+  return rc;
+}
+
+static void load(ob_t *b, mpc_graph_t *g, mpc_weights_t *w) {
+  char err[512];
+  int rc = load_rc(b, g, w, err, sizeof err);
+  ck_assert_msg(rc == 0, "import failed (%s): %s", tandem_err_name(rc), err);
+}
+
+static void closeall(ob_t *b, mpc_graph_t *g, mpc_weights_t *w) {
+  mpc_weights_close(w);
+  mpc_graph_close(g);
+  ob_free(b);
+}
+
+/* One element of a [N, C, H, W] tensor. */
+static double at4(const mpc_ftensor_t *t, size_t n, size_t c, size_t h, size_t w) {
+  const size_t *d = t->shape.dim;
+  return t->data[((n * d[1] + c) * d[2] + h) * d[3] + w];
+}
+
+/* ---- data movement ------------------------------------------------------ */
+
+/* Split, Concat (two masked operands, then a masked and a shared one),
+ * Slice with negative steps, a stand-alone Pad, Gather, Resize and Expand,
+ * on a batched input: the plaintext evaluator against loops over the input,
+ * then the private run against the evaluator at batch 3 (declared 1). */
+START_TEST(test_data_movement) {
+  uint64_t seed = 0x1101;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 2, 4, 4));
+  ob_init_i64(b, "sp", 2, I64(1, 1));
+  Onnx__NodeProto *n = ob_node(b, "Split", "split", "x,sp", "s1,s2");
+  ob_attr_i(b, n, "axis", 1);
+  n = ob_node(b, "Concat", "cat1", "s2,s1", "c1"); /* channels swapped */
+  ob_attr_i(b, n, "axis", 1);
+  ob_node(b, "Relu", "relu", "x", "r");
+  n = ob_node(b, "Concat", "cat2", "c1,r", "c2"); /* [N,4,4,4] */
+  ob_attr_i(b, n, "axis", -3);
+  ob_init_i64(b, "st", 2, I64(3, -1));
+  ob_init_i64(b, "en", 2, I64(0, -100));
+  ob_init_i64(b, "ax", 2, I64(1, 3));
+  ob_init_i64(b, "sp2", 2, I64(-1, -2));
+  ob_node(b, "Slice", "slice", "c2,st,en,ax,sp2", "sl"); /* [N,3,4,2]: ch 3,2,1; w 3,1 */
+  ob_init_i64(b, "pads", 8, I64(0, 0, 1, 0, 0, 0, 1, 1));
+  ob_node(b, "Pad", "pad", "sl,pads", "p"); /* [N,3,6,3] */
+  ob_init_i64(b, "idx", 2, I64(-1, 1));
+  n = ob_node(b, "Gather", "gather", "p,idx", "g"); /* [N,3,2,3]: rows 5, 1 */
+  ob_attr_i(b, n, "axis", 2);
+  ob_init_f(b, "scales", 1, I64(4), (double[]){1, 1, 2, 3});
+  ob_node(b, "Resize", "up", "g,,scales", "y0"); /* [N,3,4,9] */
+  ob_init_i64(b, "st3", 1, I64(0));
+  ob_init_i64(b, "en3", 1, I64(1));
+  ob_init_i64(b, "ax3", 1, I64(3));
+  ob_node(b, "Slice", "col", "x,st3,en3,ax3", "x0"); /* [N,2,4,1] */
+  ob_init_i64(b, "shape", 3, I64(2, 1, 3));
+  ob_node(b, "Expand", "expand", "x0,shape", "y1"); /* [N,2,4,3] */
+  ob_output(b, "y0");
+  ob_output(b, "y1");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in = RIN(&seed, -2, 2, 3, 2, 4, 4), out[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, out), 0);
+  ck_assert_uint_eq(out[0].shape.ndim, 4);
+  ck_assert_uint_eq(out[0].shape.dim[0], 3);
+  ck_assert_uint_eq(out[0].shape.dim[2], 4);
+  ck_assert_uint_eq(out[0].shape.dim[3], 9);
+  /* c2's channels: x1, x0, relu(x0), relu(x1); the slice takes 3, 2, 1. */
+  for (size_t nn = 0; nn < 3; nn++)
+    for (size_t c = 0; c < 3; c++)
+      for (size_t h = 0; h < 4; h++)
+        for (size_t wo = 0; wo < 9; wo++) {
+          size_t gi = h / 2, pw = wo / 3;  /* gathered row, padded column */
+          size_t prow = gi == 0 ? 5 : 1;   /* rows 5 and 1 of the padded slice */
+          double want = 0;
+          if (prow >= 1 && prow <= 4 && pw <= 1) {
+            size_t srow = prow - 1, sw = pw == 0 ? 3 : 1, ch = 3 - c;
+            double v = ch == 0 ? at4(&in, nn, 1, srow, sw) : at4(&in, nn, ch == 1 ? 0 : ch - 2, srow, sw);
+            want = ch >= 2 ? fmax(v, 0) : v;
+          }
+          ck_assert_msg(at4(&out[0], nn, c, h, wo) == want, "y0[%zu,%zu,%zu,%zu]", nn, c, h, wo);
+        }
+  for (size_t i = 0; i < mpc_shape_numel(&out[1].shape); i++) {
+    size_t h = (i / 3) % 4, c = (i / 12) % 2, nn = i / 24;
+    ck_assert(out[1].data[i] == at4(&in, nn, c, h, 0));
+  }
+  mpc_ftensor_close(&out[0]);
+  mpc_ftensor_close(&out[1]);
+  harness_result_t r = harness_check_private(&g, &w, 3, &in, 1.0 / (1 << F), 1);
+  /* No round at all: the ReLU reads the masked input, the rest is local. */
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* Moving data along the batch axis of a batched graph is refused at import,
+ * naming the node. */
+START_TEST(test_batch_axis_refused) {
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(-1, 4));
+  Onnx__NodeProto *n = ob_node(b, "Concat", "joinrows", "x,x", "y");
+  ob_attr_i(b, n, "axis", 0);
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  char err[512];
+  ck_assert_int_eq(load_rc(b, &g, &w, err, sizeof err), TANDEM_EUNSUPOP);
+  ck_assert_msg(strstr(err, "joinrows") != NULL && strstr(err, "batch") != NULL, "%s", err);
+  ob_free(b);
+}
+END_TEST
+
+Suite *cnn_ops_suite(void) {
+  Suite *s = suite_create("cnn_ops");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_data_movement);
+  tcase_add_test(tc, test_batch_axis_refused);
+  suite_add_tcase(s, tc);
+  return s;
+}
