@@ -155,6 +155,13 @@ typedef enum {
 
 const char *mpc_op_name(mpc_op_t op);
 
+enum {
+  MPC_POST_NONE = 0,
+  MPC_POST_SOFTMAX = 1,
+  MPC_POST_LOGSOFTMAX = 2,
+  MPC_POST_FLAT = 4 /* or'ed in: the axes from attr.axis on as one */
+};
+
 typedef struct {
   int trans_a, trans_b;              /* GEMM */
   double alpha, beta;                /* GEMM: public scalars */
@@ -176,6 +183,10 @@ typedef struct {
   int64_t sel_start[MPC_MAX_DIMS], sel_step[MPC_MAX_DIMS];
   uint32_t sel_div[MPC_MAX_DIMS];
   int sel_batch;
+  /* OUTPUT: a function the client applies to the reconstructed output (the
+   * graph's last operator, ONNX Softmax/LogSoftmax): MPC_POST_*, over
+   * attr.axis (FLAT: over every axis from it on, ONNX opsets before 13). */
+  int post;
 } mpc_attr_t;
 
 typedef struct {

@@ -534,8 +534,16 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     *out = *a;
     break;
 
-  case MPC_OP_RELU:
   case MPC_OP_OUTPUT:
+    if (nd->op == MPC_OP_OUTPUT && attr->post != MPC_POST_NONE &&
+        ((attr->post & ~MPC_POST_FLAT) < MPC_POST_SOFTMAX ||
+         (attr->post & ~MPC_POST_FLAT) > MPC_POST_LOGSOFTMAX || attr->post > 7 || attr->axis < 0 ||
+         (unsigned)attr->axis >= a->ndim))
+      return efail(e, TANDEM_EINVAL, "bad output function %d over axis %d of %s", attr->post,
+                   attr->axis, sstr(a).s);
+    *out = *a;
+    break;
+  case MPC_OP_RELU:
     *out = *a;
     break;
 
@@ -1018,6 +1026,30 @@ static void ev_transpose(const unsigned *perm, const double *x, const mpc_shape_
   }
 }
 
+void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t) {
+  int fn = at->post & ~MPC_POST_FLAT;
+  if (fn == MPC_POST_NONE || at->axis < 0 || (unsigned)at->axis >= t->shape.ndim)
+    return;
+  size_t len = t->shape.dim[at->axis], inner = 1, n = mpc_shape_numel(&t->shape);
+  for (unsigned d = (unsigned)at->axis + 1; d < t->shape.ndim; d++)
+    inner *= t->shape.dim[d];
+  if (at->post & MPC_POST_FLAT) {
+    len *= inner; /* one group of every element from the axis on */
+    inner = 1;
+  }
+  for (size_t g0 = 0; g0 < n; g0 += len * inner)
+    for (size_t in = 0; in < inner; in++) {
+      double *x = t->data + g0 + in, mx = -INFINITY, sum = 0;
+      for (size_t j = 0; j < len; j++)
+        mx = fmax(mx, x[j * inner]);
+      for (size_t j = 0; j < len; j++)
+        sum += exp(x[j * inner] - mx);
+      for (size_t j = 0; j < len; j++)
+        x[j * inner] = fn == MPC_POST_SOFTMAX ? exp(x[j * inner] - mx) / sum
+                                              : x[j * inner] - mx - log(sum);
+    }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
@@ -1224,6 +1256,8 @@ int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w, const mpc_ftens
         goto fail;
     }
     ev_node(nd, &at, v, s, &shp[i], y);
+    if (nd->op == MPC_OP_OUTPUT)
+      mpc__output_post(&at, &outputs[oi - 1]);
     val[i] = y;
   }
   rc = 0;

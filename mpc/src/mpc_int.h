@@ -95,6 +95,10 @@ size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob);
 long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_t *is,
                      const mpc_shape_t *os, size_t i);
 
+/* Applies an OUTPUT node's client-side function (attr post, axis) to the
+ * reconstructed output t in place (graph.c). */
+void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t);
+
 /* A LAYOUT map entry that reads zero (a Select's padding). */
 #define MPC__MAP_ZERO UINT32_MAX
 

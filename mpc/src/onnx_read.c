@@ -792,6 +792,8 @@ int mpc__onnx_add_outputs(ctx_t *c) {
                                                 : "not computed");
     mpc_node_t nd;
     mpc__onnx_node_init(&nd, MPC_OP_OUTPUT, e->node, -1, -1);
+    nd.attr.post = e->post;
+    nd.attr.axis = e->post_axis;
     snprintf(nd.name, sizeof nd.name, "%.63s", nm);
     int r = mpc__onnx_add_node(c, SIZE_MAX, &nd);
     if (r < 0)
@@ -841,7 +843,11 @@ int mpc__onnx_check_opset(ctx_t *c, const Onnx__ModelProto *m) {
      * (what differs is an attribute of theirs, which the handlers refuse). */
     static const char *const same[] = {"AveragePool", "Conv",     "Flatten",   "GlobalAveragePool",
                                        "Identity",    "MatMul",   "MaxPool",   "Relu",
-                                       "Transpose",   NULL};
+                                       "Transpose",
+                                       /* issue 11 */
+                                       "Clip",        "Concat",   "GlobalMaxPool", "HardSigmoid",
+                                       "LeakyRelu",   "Max",      "Mean",      "Min",
+                                       "PRelu",       "Sum",      "Upsample",  NULL};
     for (size_t i = 0; i < m->graph->n_node; i++) {
       const char *op = m->graph->node[i] != NULL ? m->graph->node[i]->op_type : NULL;
       size_t j = 0;

@@ -338,13 +338,12 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
   return 0;
 }
 
-int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant) {
-  (void)variant;
+int mpc__onnx_op_gap(ctx_t *c, size_t k, int is_max) {
   static const char *const known[] = {NULL};
   int rc = mpc__onnx_attr_check(c, k, known);
   int x, padded;
   mpc_node_t nd;
-  mpc__onnx_node_init(&nd, MPC_OP_AVGPOOL, -1, -1, -1);
+  mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
   if (rc == 0)
     rc = window_input(c, k, 0, &nd.attr, &x, &padded);
   if (rc != 0)

@@ -34,7 +34,7 @@
 /* Public graphs; 2: input_bound; 3: mag_log2; 4: per-node flags (an
  * INPUT's `batched`; earlier versions load every INPUT as batched, which is
  * what they meant); 5: the attributes of Concat and Select (axis, per-axis
- * start, step and divisor, and whether axis 0 follows the batch). */
+ * start, step and divisor, whether axis 0 follows the batch, and an output's client-side function). */
 #define GRAPH_VERSION 5u
 #define MAX_NODES ((size_t)1 << 20)
 
@@ -143,6 +143,7 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
       put_u32(&w, a->sel_div[k]);
     }
     put_i32(&w, a->sel_batch);
+    put_i32(&w, a->post);
     if (nd->op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd->shape);
       if (n > 0 && nd->cdata == NULL)
@@ -246,6 +247,7 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
           a->sel_div[k] = get_u32(&q);
         }
         a->sel_batch = get_i32(&q);
+        a->post = get_i32(&q);
       }
       if (q.fail)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "truncated", i);

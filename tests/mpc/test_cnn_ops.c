@@ -135,7 +135,9 @@ START_TEST(test_data_movement) {
   mpc_ftensor_close(&out[1]);
   harness_result_t r = harness_check_private(&g, &w, 3, &in, 1.0 / (1 << F), 1);
   /* No round at all: the ReLU reads the masked input, the rest is local. */
-  ck_assert_uint_eq(r.plan_rounds, 0);
+  /* The deepest chain of gates: Clip (two ReLUs in turn), Max of three (two
+   * more), then ReduceSum and ReduceMean (a truncation each): 6 rounds. */
+  ck_assert_uint_eq(r.plan_rounds, 6);
   mpc_ftensor_close(&in);
   closeall(b, &g, &w);
 }
@@ -158,12 +160,122 @@ START_TEST(test_batch_axis_refused) {
 }
 END_TEST
 
+/* ---- comparisons and reductions ------------------------------------------ */
+
+/* Clip (ReLU6-like, bounds as initializers: public), LeakyRelu, PRelu (the
+ * owner's slope), Max and Min of three and two inputs, Sum, Mean,
+ * ReduceMean/ReduceSum/ReduceMax, GlobalMaxPool, HardSigmoid, HardSwish and
+ * a Softmax on a graph output, at batch 3 (declared 1) against the float
+ * evaluator, whose semantics the backend node tests pin; spot checks of the
+ * evaluator against loops here. */
+START_TEST(test_comparisons_reductions) {
+  uint64_t seed = 0x1201;
+  ob_t *b = ob_new(14);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 3, 4, 4));
+  ob_add_init(b, ob_tensor(b, "lo", FLOAT, 1, 0, NULL, (double[]){-0.5}));
+  ob_add_init(b, ob_tensor(b, "hi", FLOAT, 1, 0, NULL, (double[]){1.5}));
+  ob_init_f(b, "slope", 3, I64(3, 1, 1), (double[]){0.25, -0.5, 1.5});
+  ob_node(b, "Clip", "clip", "x,lo,hi", "c");
+  Onnx__NodeProto *n = ob_node(b, "LeakyRelu", "leaky", "x", "l");
+  ob_attr_f(b, n, "alpha", 0.2f);
+  ob_node(b, "PRelu", "prelu", "x,slope", "p");
+  ob_node(b, "Max", "max3", "x,c,l", "m");
+  ob_node(b, "Min", "min2", "x,p", "mn");
+  ob_node(b, "Sum", "sum3", "x,l,c", "s");
+  ob_node(b, "Mean", "mean2", "s,p", "me");
+  ob_init_i64(b, "rax", 1, I64(1));
+  ob_node(b, "ReduceSum", "rsum", "m,rax", "rs"); /* [N,1,4,4] */
+  n = ob_node(b, "ReduceMean", "rmean", "rs", "rm"); /* [N,1] */
+  ob_attr_ints(b, n, "axes", 2, I64(2, 3));
+  ob_attr_i(b, n, "keepdims", 0);
+  n = ob_node(b, "ReduceMax", "rmax", "x", "rx"); /* [N,1,4,1] */
+  ob_attr_ints(b, n, "axes", 2, I64(1, -1));
+  ob_node(b, "HardSigmoid", "hsig", "x", "hg");
+  ob_node(b, "HardSwish", "hswish", "x", "hw");
+  ob_node(b, "Add", "hsum", "hg,hw", "hx");
+  ob_node(b, "GlobalMaxPool", "gmax", "mn", "gm"); /* [N,3,1,1] */
+  ob_node(b, "Flatten", "flat1", "gm", "gf");
+  ob_node(b, "Flatten", "flat2", "rx", "rf");
+  n = ob_node(b, "Concat", "cat", "gf,rf", "cf"); /* [N,7] */
+  ob_attr_i(b, n, "axis", 1);
+  ob_node(b, "Softmax", "softmax", "cf", "sm");
+  const char *outs[] = {"c", "l", "p", "mn", "me", "rm", "hx", "sm"};
+  for (size_t i = 0; i < 8; i++)
+    ob_output(b, outs[i]);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in = RIN(&seed, -3, 3, 3, 3, 4, 4), out[8];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, out), 0);
+  const double sl[3] = {0.25, -0.5, 1.5};
+  for (size_t i = 0; i < mpc_shape_numel(&in.shape); i++) {
+    double v = in.data[i], p = v > 0 ? v : sl[(i / 16) % 3] * v;
+    ck_assert(out[0].data[i] == fmin(fmax(v, -0.5), 1.5));
+    ck_assert(fabs(out[1].data[i] - (v > 0 ? v : (double)0.2f * v)) < 1e-12);
+    ck_assert(fabs(out[2].data[i] - p) < 1e-12);
+    ck_assert(fabs(out[3].data[i] - fmin(v, p)) < 1e-12);
+    double hs = fmin(fmax(0.2 * v + 0.5, 0), 1) + v * fmin(fmax(v / 6 + 0.5, 0), 1);
+    ck_assert(fabs(out[6].data[i] - hs) < 1e-12);
+  }
+  ck_assert_uint_eq(out[5].shape.ndim, 2);
+  ck_assert_uint_eq(out[7].shape.dim[1], 7);
+  for (size_t nn = 0; nn < 3; nn++) {
+    double e[7], se = 0;
+    for (size_t c = 0; c < 3; c++) {
+      e[c] = -INFINITY;
+      for (size_t h = 0; h < 16; h++) {
+        double v = in.data[(nn * 3 + c) * 16 + h];
+        e[c] = fmax(e[c], fmin(v, v > 0 ? v : sl[c] * v));
+      }
+    }
+    for (size_t h = 0; h < 4; h++) {
+      e[3 + h] = -INFINITY;
+      for (size_t c = 0; c < 3; c++)
+        for (size_t wd = 0; wd < 4; wd++)
+          e[3 + h] = fmax(e[3 + h], at4(&in, nn, c, h, wd));
+    }
+    for (size_t j = 0; j < 7; j++)
+      se += exp(e[j]);
+    for (size_t j = 0; j < 7; j++)
+      ck_assert(fabs(out[7].data[nn * 7 + j] - exp(e[j]) / se) < 1e-12);
+  }
+  for (int i = 0; i < 8; i++)
+    mpc_ftensor_close(&out[i]);
+  /* Each value off by a few ulps of 2^-16 through its ReLUs, products and
+   * window sums (a ReduceSum adds three maxima, each off by one or two). */
+  harness_result_t r = harness_check_private(&g, &w, 3, &in, 24.0 / (1 << F), 1);
+  /* The deepest chain of gates: Clip (two ReLUs in turn), Max of three (two
+   * more), then ReduceSum and ReduceMean (a truncation each): 6 rounds. */
+  ck_assert_uint_eq(r.plan_rounds, 6);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* A Softmax anywhere but on a graph output is refused, naming the node. */
+START_TEST(test_softmax_inside_refused) {
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(-1, 4));
+  ob_node(b, "Softmax", "inner", "x", "s");
+  ob_node(b, "Relu", "relu", "s", "y");
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  char err[512];
+  ck_assert_int_eq(load_rc(b, &g, &w, err, sizeof err), TANDEM_EUNSUPOP);
+  ck_assert_msg(strstr(err, "inner") != NULL && strstr(err, "last operator") != NULL, "%s", err);
+  ob_free(b);
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_data_movement);
   tcase_add_test(tc, test_batch_axis_refused);
+  tcase_add_test(tc, test_comparisons_reductions);
+  tcase_add_test(tc, test_softmax_inside_refused);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -40,7 +40,9 @@ static const char *const claimed[] = {
     "Squeeze", "Sub",         "Transpose",          "Unsqueeze",
     /* Issue 11: the CNN architectures' operators. */
     "Concat",  "Split",       "Slice",              "Gather",   "Expand",    "Resize",
-    "Upsample", NULL};
+    "Upsample", "Sum",        "Mean",               "Max",      "Min",       "Clip",
+    "LeakyRelu", "PRelu",     "HardSigmoid",        "HardSwish", "ReduceSum", "ReduceMean",
+    "ReduceMax", "GlobalMaxPool", "Softmax",        "LogSoftmax", NULL};
 
 typedef struct {
   const char *name;
@@ -102,6 +104,27 @@ static const excl_t excluded[] = {
     {"test_resize_downsample_sizes_linear_pytorch_half_pixel", "mode=linear (only nearest)"},
     {"test_resize_upsample_scales_linear", "mode=linear (only nearest)"},
     {"test_resize_upsample_scales_linear_align_corners", "mode=linear (only nearest)"},
+    {"test_max_int8", "integer-typed tensors (INT8)"},
+    {"test_max_int16", "integer-typed tensors (INT16)"},
+    {"test_max_int32", "integer-typed tensors (INT32)"},
+    {"test_max_int64", "integer-typed tensors (INT64)"},
+    {"test_max_uint8", "integer-typed tensors (UINT8)"},
+    {"test_max_uint16", "integer-typed tensors (UINT16)"},
+    {"test_max_uint32", "integer-typed tensors (UINT32)"},
+    {"test_max_uint64", "integer-typed tensors (UINT64)"},
+    {"test_max_float16", "FLOAT16 tensors (FLOAT and DOUBLE only)"},
+    {"test_min_int8", "integer-typed tensors (INT8)"},
+    {"test_min_int16", "integer-typed tensors (INT16)"},
+    {"test_min_int32", "integer-typed tensors (INT32)"},
+    {"test_min_int64", "integer-typed tensors (INT64)"},
+    {"test_min_uint8", "integer-typed tensors (UINT8)"},
+    {"test_min_uint16", "integer-typed tensors (UINT16)"},
+    {"test_min_uint32", "integer-typed tensors (UINT32)"},
+    {"test_min_uint64", "integer-typed tensors (UINT64)"},
+    {"test_min_float16", "FLOAT16 tensors (FLOAT and DOUBLE only)"},
+    {"test_clip_default_int8_inbounds", "integer-typed tensors (INT8)"},
+    {"test_clip_default_int8_max", "integer-typed tensors (INT8)"},
+    {"test_clip_default_int8_min", "integer-typed tensors (INT8)"},
     {NULL, NULL}};
 
 static const char *excluded_why(const char *name) {

@@ -172,8 +172,8 @@ START_TEST(test_graph_batched_flag) {
   /* The same graph as version 3 wrote it: no flags word after each node's
    * name (header 32 bytes, node record 272 bytes), nor version 5's
    * Concat/Select attributes after it (axis, then per axis start, step and
-   * divisor, then the batch flag: 4 + 6 * 20 + 4 bytes). */
-  const size_t hdr = 32, rec = 272, ext = 4 + 4 + 6 * 20 + 4;
+   * divisor, the batch flag and the output function: 4 + 6 * 20 + 8 bytes). */
+  const size_t hdr = 32, rec = 272, ext = 4 + 4 + 6 * 20 + 8;
   ck_assert_uint_eq(n, hdr + g.nnodes * (rec + ext) + 4);
   uint8_t *v3 = malloc(n);
   size_t m = 0;
