@@ -207,5 +207,12 @@ int mpc__onnx_const_reshape(ctx_t *c, size_t k, const ent_t *e, const dims_t *to
 int mpc__onnx_const_transpose(ctx_t *c, size_t k, const ent_t *e, dims_t in,
                               const unsigned perm[MPC__CT_MAX_DIMS]);
 int mpc__onnx_const_pass(ctx_t *c, const size_t *order);
+/* Shape subgraphs folded at import: Shape, Cast, ConstantOfShape, and
+ * Concat / Gather whose data are constants. */
+int mpc__onnx_op_shape(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_cast(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_const_of_shape(ctx_t *c, size_t k, int variant);
+int mpc__onnx_const_concat(ctx_t *c, size_t k, int64_t axis);
+int mpc__onnx_const_gather(ctx_t *c, size_t k, const mpc__ctensor_t *data, int64_t axis);
 
 #endif /* TANDEM_ONNX_IMP_H */

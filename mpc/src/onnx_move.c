@@ -80,6 +80,15 @@ int mpc__onnx_op_concat(ctx_t *c, size_t k, int variant) {
   size_t n = nodep(c, k)->n_input;
   if (n == 0)
     return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "needs at least one input");
+  int all_const = 1;
+  for (size_t j = 0; j < n && all_const; j++) {
+    ent_t *e = mpc__onnx_in_ent(c, k, j, 1, &rc);
+    if (e == NULL)
+      return rc;
+    all_const = e->kind == V_CONST;
+  }
+  if (all_const) /* a shape built from pieces: folded here */
+    return mpc__onnx_const_concat(c, k, axis);
   int cur;
   if ((rc = mpc__onnx_in_act(c, k, 0, &cur)) != 0)
     return rc;
@@ -226,11 +235,18 @@ int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant) {
   static const char *const known[] = {"axis", NULL};
   int rc = mpc__onnx_attr_check(c, k, known), x;
   int64_t axis;
-  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0 ||
-      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0)
     return rc;
   const mpc__ctensor_t *t;
-  if ((rc = mpc__onnx_in_const(c, k, 1, 1, &t)) != 0)
+  ent_t *de = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (de == NULL)
+    return rc;
+  if (de->kind == V_CONST) { /* a shape's entries: folded here */
+    if ((rc = mpc__onnx_in_const(c, k, 0, 1, &t)) != 0)
+      return rc;
+    return mpc__onnx_const_gather(c, k, t, axis);
+  }
+  if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0 || (rc = mpc__onnx_in_const(c, k, 1, 1, &t)) != 0)
     return rc;
   const mpc_shape_t is = *shape_of(c, x);
   unsigned ax = 0;

@@ -158,6 +158,56 @@ START_TEST(test_batch_axis_refused) {
 }
 END_TEST
 
+/* ---- shape subgraphs ------------------------------------------------------ */
+
+static size_t count_op(const mpc_graph_t *g, mpc_op_t op) {
+  size_t n = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    n += g->nodes[i].op == op;
+  return n;
+}
+
+/* What exporters write for x.view(x.size(0), -1) and friends: Shape ->
+ * Gather -> Unsqueeze -> Concat with a constant -> Reshape, a Cast of the
+ * shape, and a ConstantOfShape added to the input: folded at import into
+ * constants (no party spends anything on them), the Reshape's first
+ * dimension following the batch; private at batch 3 against the evaluator. */
+START_TEST(test_shape_subgraph) {
+  uint64_t seed = 0x1301;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 2, 3, 3));
+  ob_node(b, "Shape", "shape", "x", "sh");
+  ob_init_i64(b, "zero", 1, I64(0));
+  ob_node(b, "Gather", "g0", "sh,zero", "n0"); /* [1] */
+  ob_init_i64(b, "minus1", 1, I64(-1));
+  Onnx__NodeProto *n = ob_node(b, "Concat", "cat", "n0,minus1", "target");
+  ob_attr_i(b, n, "axis", 0);
+  n = ob_node(b, "Cast", "cast", "target", "target64");
+  ob_attr_i(b, n, "to", 7);
+  ob_node(b, "Reshape", "flat", "x,target64", "f"); /* [N,18] */
+  ob_init_i64(b, "one_by", 2, I64(1, 18));
+  n = ob_node(b, "ConstantOfShape", "cos", "one_by", "half");
+  ob_attr_t(b, n, "value", ob_tensor(b, NULL, FLOAT, 0, 1, I64(1), (double[]){0.5}));
+  ob_node(b, "Add", "add", "f,half", "y0");
+  ob_node(b, "Relu", "relu", "y0", "y");
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  ck_assert_uint_eq(g.nnodes - count_op(&g, MPC_OP_PARAM), 5); /* in, reshape, add, relu, out */
+  mpc_ftensor_t in = RIN(&seed, -2, 2, 3, 2, 3, 3), out[1];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, out), 0);
+  ck_assert_uint_eq(out[0].shape.dim[0], 3);
+  ck_assert_uint_eq(out[0].shape.dim[1], 18);
+  for (size_t i = 0; i < 54; i++)
+    ck_assert(out[0].data[i] == fmax(in.data[i] + 0.5, 0));
+  mpc_ftensor_close(&out[0]);
+  harness_check_private(&g, &w, 3, &in, 2.0 / (1 << F), 1);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 /* ---- comparisons and reductions ------------------------------------------ */
 
 /* Clip (ReLU6-like, bounds as initializers: public), LeakyRelu, PRelu (the
@@ -273,6 +323,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_data_movement);
   tcase_add_test(tc, test_batch_axis_refused);
   tcase_add_test(tc, test_comparisons_reductions);
+  tcase_add_test(tc, test_shape_subgraph);
   tcase_add_test(tc, test_softmax_inside_refused);
   suite_add_tcase(s, tc);
   return s;
