@@ -158,6 +158,78 @@ START_TEST(test_batch_axis_refused) {
 }
 END_TEST
 
+/* ---- grouped and depthwise convolution ------------------------------------- */
+
+static double *rvec(uint64_t *seed, size_t n, double lo, double hi) {
+  double *v = malloc(n * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < n; i++)
+    v[i] = (double)(float)harness_uniform(seed, lo, hi);
+  return v;
+}
+
+/* Conv with group 2 (pads 1, bias) and a depthwise one (group = channels,
+ * stride 2) on its output: the evaluator against a direct grouped
+ * convolution, then privately at batch 2 (declared 1): the rounds of two
+ * plain Convs (the truncation between the products, and the opening of its
+ * result under a fresh mask), none for the groups. */
+START_TEST(test_grouped_conv) {
+  uint64_t seed = 0x1401;
+  ob_t *b = ob_new(13);
+  double *w1 = rvec(&seed, 6 * 2 * 9, -1, 1), *b1 = rvec(&seed, 6, -1, 1);
+  double *w2 = rvec(&seed, 6 * 9, -1, 1);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 4, 5, 5));
+  ob_init_f(b, "w1", 4, I64(6, 2, 3, 3), w1);
+  ob_init_f(b, "b1", 1, I64(6), b1);
+  ob_init_f(b, "w2", 4, I64(6, 1, 3, 3), w2);
+  Onnx__NodeProto *n = ob_node(b, "Conv", "grouped", "x,w1,b1", "y1"); /* [N,6,5,5] */
+  ob_attr_i(b, n, "group", 2);
+  ob_attr_ints(b, n, "pads", 4, I64(1, 1, 1, 1));
+  n = ob_node(b, "Conv", "depthwise", "y1,w2", "y2"); /* [N,6,2,2] */
+  ob_attr_i(b, n, "group", 6);
+  ob_attr_ints(b, n, "strides", 2, I64(2, 2));
+  ob_output(b, "y1");
+  ob_output(b, "y2");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in = RIN(&seed, -1, 1, 2, 4, 5, 5), out[2];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, out), 0);
+  for (size_t nn = 0; nn < 2; nn++)
+    for (size_t m = 0; m < 6; m++)
+      for (size_t oy = 0; oy < 5; oy++)
+        for (size_t ox = 0; ox < 5; ox++) {
+          double acc = b1[m];
+          for (size_t ci = 0; ci < 2; ci++)
+            for (size_t ky = 0; ky < 3; ky++)
+              for (size_t kx = 0; kx < 3; kx++) {
+                long iy = (long)(oy + ky) - 1, ix = (long)(ox + kx) - 1;
+                if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5)
+                  acc += w1[((m * 2 + ci) * 3 + ky) * 3 + kx] *
+                         at4(&in, nn, (m / 3) * 2 + ci, (size_t)iy, (size_t)ix);
+              }
+          ck_assert(fabs(at4(&out[0], nn, m, oy, ox) - acc) < 1e-9);
+        }
+  for (size_t nn = 0; nn < 2; nn++)
+    for (size_t m = 0; m < 6; m++)
+      for (size_t oy = 0; oy < 2; oy++)
+        for (size_t ox = 0; ox < 2; ox++) {
+          double acc = 0;
+          for (size_t ky = 0; ky < 3; ky++)
+            for (size_t kx = 0; kx < 3; kx++)
+              acc += w2[(m * 3 + ky) * 3 + kx] * at4(&out[0], nn, m, oy * 2 + ky, ox * 2 + kx);
+          ck_assert(fabs(at4(&out[1], nn, m, oy, ox) - acc) < 1e-9);
+        }
+  mpc_ftensor_close(&out[0]);
+  mpc_ftensor_close(&out[1]);
+  harness_result_t r = harness_check_private(&g, &w, 2, &in, 40.0 / (1 << F), 1);
+  ck_assert_uint_eq(r.plan_rounds, 2);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+  free(w1), free(b1), free(w2);
+}
+END_TEST
+
 /* ---- shape subgraphs ------------------------------------------------------ */
 
 static size_t count_op(const mpc_graph_t *g, mpc_op_t op) {
@@ -324,6 +396,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_batch_axis_refused);
   tcase_add_test(tc, test_comparisons_reductions);
   tcase_add_test(tc, test_shape_subgraph);
+  tcase_add_test(tc, test_grouped_conv);
   tcase_add_test(tc, test_softmax_inside_refused);
   suite_add_tcase(s, tc);
   return s;
