@@ -177,7 +177,7 @@ typedef struct {
   /* SELECT (same rank in and out, output shape = node shape): on axis d the
    * output coordinate o reads input coordinate
    *   sel_start[d] + floor(o * sel_step[d] / sel_div[d])
-   * (on the table's axis: table[o]); a coordinate outside the input reads 0
+   * (on the table's axis: table[o], -1 for a 0); a coordinate outside the input reads 0
    * (padding). With sel_batch set, axis 0 is the identity (start 0, step 1,
    * div 1, no table) and its size follows the input's (the batch). */
   int64_t sel_start[MPC_MAX_DIMS], sel_step[MPC_MAX_DIMS];

@@ -672,8 +672,9 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
       return efail(&e, TANDEM_EINVAL, "the index table must be a constant");
     size_t nt = mpc_shape_numel(&t->shape), lim = in[0]->dim[attr.axis];
     for (size_t j = 0; j < nt; j++)
-      if (!(t->cdata[j] >= 0 && t->cdata[j] < (double)lim && t->cdata[j] == floor(t->cdata[j])))
-        return efail(&e, TANDEM_EINVAL, "index table entry %zu is not an index below %zu", j,
+      if (!(t->cdata[j] >= -1 && t->cdata[j] < (double)lim && t->cdata[j] == floor(t->cdata[j])))
+        return efail(&e, TANDEM_EINVAL,
+                     "index table entry %zu is neither an index below %zu nor -1 (a zero)", j,
                      lim);
   }
   nd.shape = shape;

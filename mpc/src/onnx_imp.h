@@ -185,6 +185,8 @@ int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample);
+/* ConvTranspose: zeros inserted by Selects, then a Conv of turned weights. */
+int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant);
 /* A stand-alone Pad of activation x with zeros: pads begins then ends. */
 int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn);
 /* ---- onnx_elem.c --------------------------------------------------------- */

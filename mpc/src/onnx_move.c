@@ -480,3 +480,184 @@ int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn) 
   }
   return def_result(c, k, 0, emit_select(c, k, x, &os, start, NULL, NULL, -1, 0));
 }
+
+/* An attribute list of n window values (absent: dflt each). */
+static int win_ints(ctx_t *c, size_t k, const char *name, size_t n, int64_t dflt, int64_t lo,
+                    int64_t *out) {
+  const int64_t *v;
+  size_t vn;
+  int rc = mpc__onnx_attr_ints(c, k, name, &v, &vn);
+  if (rc != 0)
+    return rc;
+  if (vn != SIZE_MAX && vn != n)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%s has %zu entries, want %zu", name, vn, n);
+  for (size_t i = 0; i < n; i++) {
+    out[i] = vn == SIZE_MAX ? dflt : v[i];
+    if (out[i] < lo || out[i] > (int64_t)MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "%s[%zu] = %" PRId64 " is not supported", name,
+                             i, out[i]);
+  }
+  return 0;
+}
+
+/* x with (s - 1) zeros between its elements on spatial axis ax (2 or 3)
+ * and p0, p1 more at the ends (negative: cropped): a Select whose index
+ * table reads -1 (a zero) between the input's elements. */
+static int dilate_axis(ctx_t *c, size_t k, int x, unsigned ax, int64_t s, int64_t p0,
+                       int64_t p1) {
+  mpc_shape_t os = *shape_of(c, x);
+  int64_t L = (int64_t)os.dim[ax], lz = (L - 1) * s + 1 + p0 + p1;
+  if (lz < 1 || lz > (int64_t)MPC__CT_MAX_NUMEL)
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "the output would be empty");
+  if (s == 1 && p0 == 0 && p1 == 0)
+    return x;
+  double *tab = malloc((size_t)lz * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (int64_t q = 0; q < lz; q++) {
+    int64_t r = q - p0;
+    tab[q] = r >= 0 && r % s == 0 && r / s < L ? (double)(r / s) : -1.0;
+  }
+  size_t n = (size_t)lz;
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.zeros%u", mpc__onnx_node_name(c, k), ax);
+  int t = mpc_graph_const(c->g, name, 1, &n, tab);
+  free(tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  os.dim[ax] = n;
+  return emit_select(c, k, x, &os, NULL, NULL, NULL, t, ax);
+}
+
+/* The weights of a ConvTranspose [Ci, Co, kh, kw] as a Conv's [Co, Ci, kh,
+ * kw] with each kernel turned by 180 degrees: a new parameter for the
+ * owner's constant, free layout nodes for an activation. */
+static int flipped_weights(ctx_t *c, size_t k, int rank3) {
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (e == NULL)
+    return rc;
+  if (e->kind == V_CONST) {
+    const mpc__ctensor_t *t;
+    if ((rc = mpc__onnx_in_const(c, k, 1, 1, &t)) != 0)
+      return rc;
+    if (t->f == NULL || t->ndim != (rank3 ? 3u : 4u))
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights of rank %u", t->ndim);
+    size_t ci = t->dim[0], co = t->dim[1], kh = rank3 ? 1 : t->dim[2], kw = t->dim[rank3 ? 2 : 3];
+    double *d = malloc(t->numel * sizeof *d);
+    if (d == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    for (size_t a = 0; a < ci; a++)
+      for (size_t b = 0; b < co; b++)
+        for (size_t i = 0; i < kh; i++)
+          for (size_t j = 0; j < kw; j++)
+            d[((b * ci + a) * kh + kh - 1 - i) * kw + kw - 1 - j] = t->f[((a * co + b) * kh + i) * kw + j];
+    size_t dim[4] = {co, ci, kh, kw};
+    char name[80];
+    snprintf(name, sizeof name, "%.60s.flipped", mpc__onnx_node_name(c, k));
+    return mpc__onnx_make_param(c, k, name, 4, dim, d);
+  }
+  int w;
+  if ((rc = mpc__onnx_in_act(c, k, 1, &w)) != 0)
+    return rc;
+  mpc_shape_t ws = *shape_of(c, w);
+  if (ws.ndim != (rank3 ? 3u : 4u))
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights of rank %u", ws.ndim);
+  if (rank3) {
+    mpc_shape_t w4 = {4, {ws.dim[0], ws.dim[1], 1, ws.dim[2]}};
+    if ((w = emit_reshape_to(c, k, w, &w4)) < 0)
+      return w;
+    ws = w4;
+  }
+  int64_t start[4] = {0, 0, (int64_t)ws.dim[2] - 1, (int64_t)ws.dim[3] - 1};
+  int64_t step[4] = {1, 1, -1, -1};
+  if ((w = emit_select(c, k, w, &ws, start, step, NULL, -1, 0)) < 0)
+    return w;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, w, -1, -1);
+  nd.attr.perm[0] = 1;
+  nd.attr.perm[1] = 0;
+  nd.attr.perm[2] = 2;
+  nd.attr.perm[3] = 3;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* ConvTranspose (group 1, 1-D and 2-D): the input with stride - 1 zeros
+ * inserted and padded (two free Selects), then a Conv of unit stride with
+ * the weights turned; a bilinear gate as a Conv, with s^2 times its MACs
+ * (the zeros are multiplied too). */
+int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"auto_pad", "dilations", "group", "kernel_shape",
+                                      "output_padding", "output_shape", "pads", "strides",
+                                      NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  int64_t group;
+  char ap[32];
+  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "group", 1, &group)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "auto_pad", "NOTSET", ap, sizeof ap)) != 0 ||
+      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  if (group != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
+  mpc_shape_t xs = *shape_of(c, x);
+  if (xs.ndim != 3 && xs.ndim != 4)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (1-D and 2-D only)", xs.ndim);
+  int rank3 = xs.ndim == 3;
+  size_t ns = rank3 ? 1 : 2;
+  int64_t s[2], d[2], op[2], pads[4], osh[2] = {-1, -1};
+  if ((rc = win_ints(c, k, "strides", ns, 1, 1, s)) != 0 ||
+      (rc = win_ints(c, k, "dilations", ns, 1, 1, d)) != 0 ||
+      (rc = win_ints(c, k, "output_padding", ns, 0, 0, op)) != 0 ||
+      (rc = win_ints(c, k, "pads", 2 * ns, 0, 0, pads)) != 0)
+    return rc;
+  if (mpc__onnx_attr_find(c, k, "output_shape") != NULL &&
+      (rc = win_ints(c, k, "output_shape", ns, 1, 1, osh)) != 0)
+    return rc;
+  int w = flipped_weights(c, k, rank3);
+  if (w < 0)
+    return w;
+  const mpc_shape_t ws = *shape_of(c, w);
+  if (rank3) {
+    mpc_shape_t x4 = {4, {xs.dim[0], xs.dim[1], 1, xs.dim[2]}};
+    if ((x = emit_reshape_to(c, k, x, &x4)) < 0)
+      return x;
+  }
+  if (ws.dim[1] != shape_of(c, x)->dim[1])
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights for %zu channels, input has %zu",
+                           ws.dim[1], shape_of(c, x)->dim[1]);
+  int same = strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0;
+  if (!same && strcmp(ap, "NOTSET") != 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "auto_pad=%s is not supported", ap);
+  for (size_t i = 0; i < ns; i++) {
+    unsigned ax = (unsigned)(4 - ns + i);
+    int64_t L = (int64_t)shape_of(c, x)->dim[ax], kk = (int64_t)ws.dim[ax];
+    int64_t full = s[i] * (L - 1) + op[i] + (kk - 1) * d[i] + 1, pb = pads[i], pe = pads[i + ns];
+    if (osh[i] < 0 && same)
+      osh[i] = L * s[i];
+    if (osh[i] >= 0) { /* pads from the output shape, as ONNX says */
+      int64_t tot = full - osh[i];
+      int upper = strcmp(ap, "SAME_LOWER") != 0;
+      pb = upper ? tot / 2 : tot - tot / 2;
+      pe = tot - pb;
+    }
+    int64_t ext = (kk - 1) * d[i];
+    if ((x = dilate_axis(c, k, x, ax, s[i], ext - pb, ext - pe + op[i])) < 0)
+      return x;
+  }
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONV, x, w, -1);
+  nd.attr.kh = ws.dim[2];
+  nd.attr.kw = ws.dim[3];
+  nd.attr.strides[0] = nd.attr.strides[1] = 1;
+  nd.attr.dilations[0] = rank3 ? 1 : (size_t)d[0];
+  nd.attr.dilations[1] = (size_t)d[ns - 1];
+  if (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_operand(c, k, 2, 0, &nd.in[2])) != 0)
+    return rc;
+  int y = mpc__onnx_add_node(c, k, &nd);
+  if (y < 0 || !rank3)
+    return def_result(c, k, 0, y);
+  const mpc_shape_t *ys = shape_of(c, y);
+  mpc_shape_t y3 = {3, {ys->dim[0], ys->dim[1], ys->dim[3]}};
+  return def_result(c, k, 0, emit_reshape_to(c, k, y, &y3));
+}

@@ -698,6 +698,7 @@ static const op_entry_t ops[] = {
     {"Constant", op_constant, 0},
     {"ConstantOfShape", mpc__onnx_op_const_of_shape, 0},
     {"Conv", mpc__onnx_op_conv, 0},
+    {"ConvTranspose", mpc__onnx_op_convtranspose, 0},
     {"Div", op_muldiv, 1},
     {"Dropout", op_identity, 1},
     {"Expand", mpc__onnx_op_expand, 0},

@@ -845,7 +845,8 @@ int mpc__onnx_check_opset(ctx_t *c, const Onnx__ModelProto *m) {
                                        "Identity",    "MatMul",   "MaxPool",   "Relu",
                                        "Transpose",
                                        /* issue 11 */
-                                       "Clip",        "Concat",   "GlobalMaxPool", "HardSigmoid",
+                                       "Clip",        "Concat",   "ConvTranspose", "GlobalMaxPool",
+                                       "HardSigmoid",
                                        "LeakyRelu",   "Max",      "Mean",      "Min",
                                        "PRelu",       "Sum",      "Upsample",  NULL};
     for (size_t i = 0; i < m->graph->n_node; i++) {

@@ -230,6 +230,55 @@ START_TEST(test_grouped_conv) {
 }
 END_TEST
 
+/* ConvTranspose with the owner's weights and bias (strides, pads,
+ * output_padding): the evaluator against the definition (each input element
+ * scatters its kernel), then privately at batch 2. */
+START_TEST(test_conv_transpose) {
+  uint64_t seed = 0x1402;
+  ob_t *b = ob_new(13);
+  double *wt = rvec(&seed, 2 * 3 * 9, -1, 1), *bias = rvec(&seed, 3, -1, 1);
+  ob_input(b, "x", FLOAT, 4, I64(-1, 2, 3, 3));
+  ob_init_f(b, "w", 4, I64(2, 3, 3, 3), wt);
+  ob_init_f(b, "b", 1, I64(3), bias);
+  Onnx__NodeProto *n = ob_node(b, "ConvTranspose", "up", "x,w,b", "y"); /* [N,3,6,6] */
+  ob_attr_ints(b, n, "strides", 2, I64(2, 2));
+  ob_attr_ints(b, n, "pads", 4, I64(1, 1, 1, 1));
+  ob_attr_ints(b, n, "output_padding", 2, I64(1, 1));
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in = RIN(&seed, -1, 1, 2, 2, 3, 3), out[1];
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, out), 0);
+  ck_assert_uint_eq(out[0].shape.dim[2], 6);
+  ck_assert_uint_eq(out[0].shape.dim[3], 6);
+  double want[2 * 3 * 36];
+  for (size_t i = 0; i < 2 * 3 * 36; i++)
+    want[i] = bias[(i / 36) % 3];
+  for (size_t nn = 0; nn < 2; nn++)
+    for (size_t ci = 0; ci < 2; ci++)
+      for (size_t iy = 0; iy < 3; iy++)
+        for (size_t ix = 0; ix < 3; ix++)
+          for (size_t co = 0; co < 3; co++)
+            for (size_t ky = 0; ky < 3; ky++)
+              for (size_t kx = 0; kx < 3; kx++) {
+                long oy = (long)(iy * 2 + ky) - 1, ox = (long)(ix * 2 + kx) - 1;
+                if (oy >= 0 && oy < 6 && ox >= 0 && ox < 6)
+                  want[(nn * 3 + co) * 36 + (size_t)oy * 6 + (size_t)ox] +=
+                      at4(&in, nn, ci, iy, ix) * wt[((ci * 3 + co) * 3 + ky) * 3 + kx];
+              }
+  for (size_t i = 0; i < 2 * 3 * 36; i++)
+    ck_assert_msg(fabs(out[0].data[i] - want[i]) < 1e-9, "y[%zu] %g want %g", i, out[0].data[i],
+                  want[i]);
+  mpc_ftensor_close(&out[0]);
+  harness_result_t r = harness_check_private(&g, &w, 2, &in, 24.0 / (1 << F), 1);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_close(&in);
+  closeall(b, &g, &w);
+  free(wt), free(bias);
+}
+END_TEST
+
 /* ---- shape subgraphs ------------------------------------------------------ */
 
 static size_t count_op(const mpc_graph_t *g, mpc_op_t op) {
@@ -397,6 +446,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_comparisons_reductions);
   tcase_add_test(tc, test_shape_subgraph);
   tcase_add_test(tc, test_grouped_conv);
+  tcase_add_test(tc, test_conv_transpose);
   tcase_add_test(tc, test_softmax_inside_refused);
   suite_add_tcase(s, tc);
   return s;
