@@ -47,8 +47,9 @@ static int pub_scalar(ctx_t *c, size_t k, double v, const char *what) {
   return r < 0 ? mpc__onnx_nfail(c, k, r, "cannot store the constant %s", what) : r;
 }
 
-/* Input j: an activation, or a float constant as a public CONST node. */
-static int operand_pub(ctx_t *c, size_t k, size_t j, int *node, int *is_const) {
+/* Input j: an activation, or a float constant as a public CONST node (as
+ * the owner's secret PARAM with secret set: an addend of Sum and Mean). */
+static int operand_any(ctx_t *c, size_t k, size_t j, int secret, int *node, int *is_const) {
   int rc;
   ent_t *e = mpc__onnx_in_ent(c, k, j, 1, &rc);
   if (e == NULL)
@@ -56,6 +57,8 @@ static int operand_pub(ctx_t *c, size_t k, size_t j, int *node, int *is_const) {
   *is_const = e->kind == V_CONST;
   if (e->kind != V_CONST)
     return mpc__onnx_in_act(c, k, j, node);
+  if (secret)
+    return mpc__onnx_in_operand(c, k, j, 1, node);
   const mpc__ctensor_t *t = &c->konst[e->kidx].t;
   if (t->f == NULL || t->numel == 0 || t->ndim > MPC_MAX_DIMS)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input '%s' must be a non-empty float tensor",
@@ -65,6 +68,10 @@ static int operand_pub(ctx_t *c, size_t k, size_t j, int *node, int *is_const) {
     dim[d] = t->dim[d];
   *node = mpc_graph_const(c->g, e->name, t->ndim ? t->ndim : 1, dim, t->f);
   return *node < 0 ? mpc__onnx_nfail(c, k, *node, "cannot store constant '%s'", e->name) : 0;
+}
+
+static int operand_pub(ctx_t *c, size_t k, size_t j, int *node, int *is_const) {
+  return operand_any(c, k, j, 0, node, is_const);
 }
 
 static size_t numel_of(ctx_t *c, int n) { return mpc_shape_numel(shape_of(c, n)); }
@@ -90,11 +97,13 @@ int mpc__onnx_op_variadic(ctx_t *c, size_t k, int variant) {
   size_t n = nodep(c, k)->n_input;
   if (rc != 0 || n == 0)
     return rc != 0 ? rc : mpc__onnx_nfail(c, k, TANDEM_EPARSE, "needs at least one input");
-  if ((rc = operand_pub(c, k, 0, &cur, &cur_const)) != 0)
+  /* Constants of a Sum or Mean are the owner's addends (secret); those of a
+   * Max or Min are compared, added at two scales: public. */
+  if ((rc = operand_any(c, k, 0, variant <= 1, &cur, &cur_const)) != 0)
     return rc;
   for (size_t j = 1; j < n; j++) {
     int x, x_const;
-    if ((rc = operand_pub(c, k, j, &x, &x_const)) != 0)
+    if ((rc = operand_any(c, k, j, variant <= 1, &x, &x_const)) != 0)
       return rc;
     /* The IR broadcasts the second operand: the larger goes first. */
     int a = cur, b = x;
@@ -102,7 +111,7 @@ int mpc__onnx_op_variadic(ctx_t *c, size_t k, int variant) {
       a = x;
       b = cur;
     }
-    if (c->g->nodes[a].op == MPC_OP_CONST)
+    if (c->g->nodes[a].op == MPC_OP_CONST || c->g->nodes[a].op == MPC_OP_PARAM)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "a constant larger than the activations");
     cur = variant <= 1 ? node2(c, k, MPC_OP_ADD, a, b) : max2(c, k, a, b, variant == 3);
     if (cur < 0)

@@ -332,7 +332,8 @@ END_TEST
 /* ---- comparisons and reductions ------------------------------------------ */
 
 /* Clip (ReLU6-like, bounds as initializers: public), LeakyRelu, PRelu (the
- * owner's slope), Max and Min of three and two inputs, Sum, Mean,
+ * owner's slope), Max and Min of three and two inputs, Sum (with the owner's
+ * constant, a secret PARAM), Mean,
  * ReduceMean/ReduceSum/ReduceMax, GlobalMaxPool, HardSigmoid, HardSwish and
  * a Softmax on a graph output, at batch 3 (declared 1) against the float
  * evaluator, whose semantics the backend node tests pin; spot checks of the
@@ -350,7 +351,8 @@ START_TEST(test_comparisons_reductions) {
   ob_node(b, "PRelu", "prelu", "x,slope", "p");
   ob_node(b, "Max", "max3", "x,c,l", "m");
   ob_node(b, "Min", "min2", "x,p", "mn");
-  ob_node(b, "Sum", "sum3", "x,l,c", "s");
+  ob_init_f(b, "sb", 3, I64(3, 1, 1), (double[]){0.5, -0.25, 1.0}); /* the owner's, secret */
+  ob_node(b, "Sum", "sum4", "x,l,c,sb", "s");
   ob_node(b, "Mean", "mean2", "s,p", "me");
   ob_init_i64(b, "rax", 1, I64(1));
   ob_node(b, "ReduceSum", "rsum", "m,rax", "rs"); /* [N,1,4,4] */
