@@ -144,12 +144,23 @@ typedef enum {
   MPC_OP_RESHAPE,   /* same elements, new shape (row-major order kept) */
   MPC_OP_TRANSPOSE, /* permutation of axes attr.perm */
   MPC_OP_OUTPUT,    /* marks in0 as a graph output */
-  MPC_OP_MUL        /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
+  MPC_OP_MUL,       /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
                      * owner's scale stays secret; or a computed value) */
+  /* Data movement (issue 11): local, no round, a masked value stays masked. */
+  MPC_OP_CONCAT,    /* in0 and in1 joined along attr.axis (their other dims agree) */
+  MPC_OP_SELECT     /* out[o] = in0[src(o)], each axis on its own (Slice, Pad with
+                     * zeros, nearest Resize, Expand, Gather): see mpc_attr_t */
 } mpc_op_t;
-#define MPC_OP_LAST MPC_OP_MUL
+#define MPC_OP_LAST MPC_OP_SELECT
 
 const char *mpc_op_name(mpc_op_t op);
+
+enum {
+  MPC_POST_NONE = 0,
+  MPC_POST_SOFTMAX = 1,
+  MPC_POST_LOGSOFTMAX = 2,
+  MPC_POST_FLAT = 4 /* or'ed in: the axes from attr.axis on as one */
+};
 
 typedef struct {
   int trans_a, trans_b;              /* GEMM */
@@ -160,6 +171,22 @@ typedef struct {
   size_t strides[2], dilations[2];   /* CONV, pools */
   int count_include_pad;             /* AVGPOOL */
   unsigned perm[MPC_MAX_DIMS];       /* TRANSPOSE */
+  /* CONCAT: the axis joined. SELECT: the axis an index table (in1, a CONST
+   * of integers, if present) selects on. */
+  int axis;
+  /* SELECT (same rank in and out, output shape = node shape): on axis d the
+   * output coordinate o reads input coordinate
+   *   sel_start[d] + floor(o * sel_step[d] / sel_div[d])
+   * (on the table's axis: table[o], -1 for a 0); a coordinate outside the input reads 0
+   * (padding). With sel_batch set, axis 0 is the identity (start 0, step 1,
+   * div 1, no table) and its size follows the input's (the batch). */
+  int64_t sel_start[MPC_MAX_DIMS], sel_step[MPC_MAX_DIMS];
+  uint32_t sel_div[MPC_MAX_DIMS];
+  int sel_batch;
+  /* OUTPUT: a function the client applies to the reconstructed output (the
+   * graph's last operator, ONNX Softmax/LogSoftmax): MPC_POST_*, over
+   * attr.axis (FLAT: over every axis from it on, ONNX opsets before 13). */
+  int post;
 } mpc_attr_t;
 
 typedef struct {
@@ -208,6 +235,7 @@ typedef struct {
    * 0 (default): the carry of a truncation fused into a ReLU is dropped. */
   int exact;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
+  void *cblocks;        /* constants copied in by mpc_graph_const (a list), or NULL */
 } mpc_graph_t;
 
 void mpc_graph_init(mpc_graph_t *g);
@@ -228,6 +256,11 @@ TANDEM_WUR int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim,
                                const size_t *dim);
 TANDEM_WUR int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
                             const mpc_attr_t *attr, const char *name);
+/* A public constant (CONST node) of the given shape whose numel(shape)
+ * values are copied into memory the graph owns (freed by mpc_graph_close).
+ * Returns its index or a negative error as mpc_graph_add. */
+TANDEM_WUR int mpc_graph_const(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim, const double *data);
 
 /* ------------------------------------------------------------------------ */
 /* Plaintext tensors (float64) for the client, the owner and the references. */

@@ -107,6 +107,7 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
     goto done;
   kern_add(buf, buf, other, p->out_words);
   off = 0;
+  size_t gi = 0; /* the graph's OUTPUT nodes, in the plan's order */
   for (size_t i = 0; i < p->noutputs; i++, nout++) {
     const mpc__val_t *v = &p->vals[p->outputs[i]];
     if ((rc = mpc_ftensor_init(&outputs[i], &v->shape)) < 0)
@@ -114,6 +115,10 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
     for (size_t j = 0; j < v->n; j++)
       outputs[i].data[j] = mpc__decode(buf[off + j], p->f, v->scale);
     off += v->n;
+    while (gi < p->graph->nnodes && p->graph->nodes[gi].op != MPC_OP_OUTPUT)
+      gi++;
+    if (gi < p->graph->nnodes)
+      mpc__output_post(&p->graph->nodes[gi++].attr, &outputs[i]);
   }
   rc = 0;
 done:

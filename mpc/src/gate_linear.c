@@ -36,13 +36,18 @@ void mpc__share_of(const mpc_plan_t *p, const mpc_party_t *pt, int v, uint64_t *
   }
 }
 
-static void apply_map(uint64_t *out, const uint64_t *in, const uint32_t *map, size_t n) {
+/* out[i] = (in0 then in1)[map[i]], 0 for MAP_ZERO; map NULL: a copy of in0.
+ * n0 is in0's length (in1 NULL for a single operand). */
+static void apply_map(uint64_t *out, const uint64_t *in0, size_t n0, const uint64_t *in1,
+                      const uint32_t *map, size_t n) {
   if (map == NULL) {
-    memcpy(out, in, n * sizeof *out);
+    memcpy(out, in0, n * sizeof *out);
     return;
   }
-  for (size_t i = 0; i < n; i++)
-    out[i] = in[map[i]];
+  for (size_t i = 0; i < n; i++) {
+    uint32_t m = map[i];
+    out[i] = m == MPC__MAP_ZERO ? 0 : m < n0 ? in0[m] : in1[m - n0];
+  }
 }
 
 int mpc__linear_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d) {
@@ -58,7 +63,8 @@ int mpc__linear_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t 
     return mpc__deal_rand(d, d->mask[g->out], n);
   case MPC__G_LAYOUT:
     if (p->vals[g->out].kind == MPC__V_MASKED)
-      apply_map(d->mask[g->out], d->mask[g->in[0]], g->map, n);
+      apply_map(d->mask[g->out], d->mask[g->in[0]], p->vals[g->in[0]].n,
+                g->in[1] >= 0 ? d->mask[g->in[1]] : NULL, g->map, n);
     return 0;
   default:
     return 0;
@@ -75,7 +81,8 @@ int mpc__linear_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *
     return mpc__prep_rand(prep, pt->slot[g->out].msh, n);
   case MPC__G_LAYOUT:
     if (p->vals[g->out].kind == MPC__V_MASKED)
-      apply_map(pt->slot[g->out].msh, pt->slot[g->in[0]].msh, g->map, n);
+      apply_map(pt->slot[g->out].msh, pt->slot[g->in[0]].msh, p->vals[g->in[0]].n,
+                g->in[1] >= 0 ? pt->slot[g->in[1]].msh : NULL, g->map, n);
     return 0;
   default:
     return 0;
@@ -137,6 +144,32 @@ static int avgpool(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt) {
   return 0;
 }
 
+/* A layout gate at a party: the masked values moved as the dealer moved the
+ * masks, or each party's shares of its operands moved alike. */
+static int layout(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt) {
+  size_t n = p->vals[g->out].n, n0 = p->vals[g->in[0]].n;
+  size_t n1 = g->in[1] >= 0 ? p->vals[g->in[1]].n : 0;
+  mpc__slot_t *out = &pt->slot[g->out];
+  if (p->vals[g->out].kind == MPC__V_MASKED) {
+    apply_map(out->pub, pt->slot[g->in[0]].pub, n0, n1 ? pt->slot[g->in[1]].pub : NULL, g->map,
+              n);
+    return 0;
+  }
+  if (g->map == NULL) {
+    mpc__share_of(p, pt, g->in[0], out->sh);
+    return 0;
+  }
+  uint64_t *x = malloc((n0 + n1 + 1) * sizeof *x);
+  if (x == NULL)
+    return TANDEM_ENOMEM;
+  mpc__share_of(p, pt, g->in[0], x);
+  if (n1)
+    mpc__share_of(p, pt, g->in[1], x + n0);
+  apply_map(out->sh, x, n0, x + n0, g->map, n);
+  mpc__wipe_free(x, (n0 + n1 + 1) * sizeof *x);
+  return 0;
+}
+
 int mpc__linear_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                        const uint64_t *mine, const uint64_t *theirs) {
   size_t n = g->out >= 0 ? p->vals[g->out].n : 0;
@@ -156,20 +189,7 @@ int mpc__linear_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *p
     kern_scale(out->sh, out->sh, g->cmul, n);
     return 0;
   case MPC__G_LAYOUT:
-    if (p->vals[g->out].kind == MPC__V_MASKED) {
-      apply_map(out->pub, pt->slot[g->in[0]].pub, g->map, n);
-    } else if (g->map == NULL) {
-      mpc__share_of(p, pt, g->in[0], out->sh);
-    } else {
-      size_t nin = p->vals[g->in[0]].n;
-      uint64_t *x = malloc((nin + 1) * sizeof *x);
-      if (x == NULL)
-        return TANDEM_ENOMEM;
-      mpc__share_of(p, pt, g->in[0], x);
-      apply_map(out->sh, x, g->map, n);
-      mpc__wipe_free(x, (nin + 1) * sizeof *x);
-    }
-    return 0;
+    return layout(p, g, pt);
   case MPC__G_AVGPOOL:
     return avgpool(p, g, pt);
   default:

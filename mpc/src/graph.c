@@ -45,7 +45,7 @@ const char *mpc_op_name(mpc_op_t op) {
   static const char *const names[] = {
       "Input", "Param",   "Const",       "MatMul",  "Gemm",      "Conv",   "Add",
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
-      "Output", "Mul"};
+      "Output", "Mul",   "Concat",  "Select"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -154,7 +154,12 @@ static void arity(mpc_op_t op, int *req, int *opt) {
   case MPC_OP_ADD:
   case MPC_OP_SUB:
   case MPC_OP_MUL:
+  case MPC_OP_CONCAT:
     *req = 2;
+    break;
+  case MPC_OP_SELECT:
+    *req = 1;
+    *opt = 1;
     break;
   case MPC_OP_GEMM:
   case MPC_OP_CONV:
@@ -373,6 +378,79 @@ static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_a
   return 0;
 }
 
+/* Concat: equal ranks and dimensions but on the axis, which adds up. */
+static int infer_concat(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
+                        const mpc_attr_t *attr, const ectx_t *e) {
+  if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
+    return efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
+  int same = a->ndim == b->ndim;
+  for (unsigned d = 0; same && d < a->ndim; d++)
+    same = d == (unsigned)attr->axis || a->dim[d] == b->dim[d];
+  if (!same)
+    return efail(e, TANDEM_ESHAPE, "cannot join %s and %s along axis %d", sstr(a).s, sstr(b).s,
+                 attr->axis);
+  *out = *a;
+  out->dim[attr->axis] += b->dim[attr->axis];
+  return 0;
+}
+
+/* Select: the node's shape, of the input's rank, with bounded coefficients
+ * (so that start + o * step never overflows) and a table as long as its axis. */
+static int infer_select(const mpc_node_t *nd, const mpc_shape_t *a, const mpc_shape_t *b,
+                        mpc_shape_t *out, const mpc_attr_t *attr, const ectx_t *e) {
+  int rc = check_shape(e, &nd->shape, "target shape");
+  if (rc != 0)
+    return rc;
+  if (nd->shape.ndim != a->ndim)
+    return efail(e, TANDEM_ESHAPE, "target shape %s and input %s differ in rank",
+                 sstr(&nd->shape).s, sstr(a).s);
+  for (unsigned d = 0; d < a->ndim; d++) {
+    int64_t st = attr->sel_start[d], sp = attr->sel_step[d];
+    if (attr->sel_div[d] < 1 || attr->sel_div[d] > MAX_WINDOW || st < -(int64_t)MAX_NUMEL ||
+        st > (int64_t)MAX_NUMEL || sp < -(int64_t)MAX_WINDOW || sp > (int64_t)MAX_WINDOW)
+      return efail(e, TANDEM_EINVAL, "axis %u: start, step or divisor out of range", d);
+  }
+  if (b != NULL) {
+    if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
+      return efail(e, TANDEM_EINVAL, "table axis %d is outside [0, %u)", attr->axis, a->ndim);
+    if (mpc_shape_numel(b) != nd->shape.dim[attr->axis])
+      return efail(e, TANDEM_ESHAPE, "the index table has %zu entries for an axis of %zu",
+                   mpc_shape_numel(b), nd->shape.dim[attr->axis]);
+  }
+  *out = nd->shape;
+  if (attr->sel_batch) {
+    if (attr->sel_start[0] != 0 || attr->sel_step[0] != 1 || attr->sel_div[0] != 1 ||
+        (b != NULL && attr->axis == 0))
+      return efail(e, TANDEM_EINVAL, "sel_batch needs the identity on axis 0");
+    out->dim[0] = a->dim[0];
+  }
+  return 0;
+}
+
+long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_t *is,
+                     const mpc_shape_t *os, size_t i) {
+  size_t src = 0, stride = 1;
+  for (int d = (int)os->ndim - 1; d >= 0; d--) {
+    size_t o = i % os->dim[d];
+    i /= os->dim[d];
+    int64_t c;
+    if (table != NULL && d == at->axis)
+      c = (int64_t)table[o];
+    else {
+      /* |o * step| < 2^56 (dimensions below 2^40, steps below 2^16). */
+      int64_t num = (int64_t)o * at->sel_step[d], q = num / (int64_t)at->sel_div[d];
+      if (num % (int64_t)at->sel_div[d] != 0 && num < 0)
+        q--; /* floor, not truncation */
+      c = at->sel_start[d] + q;
+    }
+    if (c < 0 || c >= (int64_t)is->dim[d])
+      return -1;
+    src += (size_t)c * stride;
+    stride *= is->dim[d];
+  }
+  return (long)src;
+}
+
 /* The output shape of node nd from the shapes of its inputs (in[k] NULL for
  * absent inputs), and its attributes with defaults filled in (*attr). With
  * follow_batch, a Reshape whose declared target has the wrong element count
@@ -456,8 +534,16 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     *out = *a;
     break;
 
-  case MPC_OP_RELU:
   case MPC_OP_OUTPUT:
+    if (nd->op == MPC_OP_OUTPUT && attr->post != MPC_POST_NONE &&
+        ((attr->post & ~MPC_POST_FLAT) < MPC_POST_SOFTMAX ||
+         (attr->post & ~MPC_POST_FLAT) > MPC_POST_LOGSOFTMAX || attr->post > 7 || attr->axis < 0 ||
+         (unsigned)attr->axis >= a->ndim))
+      return efail(e, TANDEM_EINVAL, "bad output function %d over axis %d of %s", attr->post,
+                   attr->axis, sstr(a).s);
+    *out = *a;
+    break;
+  case MPC_OP_RELU:
     *out = *a;
     break;
 
@@ -503,6 +589,18 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
   }
 
+  case MPC_OP_CONCAT:
+    rc = infer_concat(a, b, out, attr, e);
+    if (rc != 0)
+      return rc;
+    break;
+
+  case MPC_OP_SELECT:
+    rc = infer_select(nd, a, b, out, attr, e);
+    if (rc != 0)
+      return rc;
+    break;
+
   default:
     return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
   }
@@ -523,6 +621,11 @@ void mpc_graph_close(mpc_graph_t *g) {
     return;
   free(g->nodes);
   free(g->cstore);
+  while (g->cblocks != NULL) {
+    void *next = *(void **)g->cblocks;
+    free(g->cblocks);
+    g->cblocks = next;
+  }
   free(g->mag_log2);
   mpc_graph_init(g); /* a closed graph is an empty one: closing twice is harmless */
 }
@@ -564,6 +667,17 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
   rc = infer(&nd, in, 0, &shape, &attr, &e);
   if (rc != 0)
     return rc;
+  if (nd.op == MPC_OP_SELECT && nd.in[1] >= 0) {
+    const mpc_node_t *t = &g->nodes[nd.in[1]];
+    if (t->op != MPC_OP_CONST)
+      return efail(&e, TANDEM_EINVAL, "the index table must be a constant");
+    size_t nt = mpc_shape_numel(&t->shape), lim = in[0]->dim[attr.axis];
+    for (size_t j = 0; j < nt; j++)
+      if (!(t->cdata[j] >= -1 && t->cdata[j] < (double)lim && t->cdata[j] == floor(t->cdata[j])))
+        return efail(&e, TANDEM_EINVAL,
+                     "index table entry %zu is neither an index below %zu nor -1 (a zero)", j,
+                     lim);
+  }
   nd.shape = shape;
   nd.attr = attr;
 
@@ -638,6 +752,37 @@ int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
   }
   copy_name(nd.name, name);
   return mpc_graph_add(g, &nd, NULL, 0);
+}
+
+/* Each block: the next block's pointer, then the values. */
+int mpc_graph_const(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim,
+                    const double *data) {
+  if (g == NULL || data == NULL || ndim < 1 || ndim > MPC_MAX_DIMS || dim == NULL)
+    return TANDEM_EINVAL;
+  mpc_node_t nd;
+  memset(&nd, 0, sizeof nd);
+  nd.op = MPC_OP_CONST;
+  nd.in[0] = nd.in[1] = nd.in[2] = -1;
+  nd.shape.ndim = ndim;
+  for (unsigned d = 0; d < ndim; d++)
+    nd.shape.dim[d] = dim[d];
+  size_t n = mpc_shape_numel(&nd.shape);
+  if (n == 0 || (uint64_t)n > MAX_NUMEL)
+    return TANDEM_ESHAPE;
+  double *blk = malloc(sizeof(double) * (n + 1));
+  if (blk == NULL)
+    return TANDEM_ENOMEM;
+  memcpy(blk + 1, data, n * sizeof *blk);
+  nd.cdata = blk + 1;
+  copy_name(nd.name, name);
+  int r = mpc_graph_add(g, &nd, NULL, 0);
+  if (r < 0) {
+    free(blk);
+    return r;
+  }
+  *(void **)blk = g->cblocks;
+  g->cblocks = blk;
+  return r;
 }
 
 /* ---- plaintext tensors and weights -------------------------------------- */
@@ -883,6 +1028,30 @@ static void ev_transpose(const unsigned *perm, const double *x, const mpc_shape_
   }
 }
 
+void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t) {
+  int fn = at->post & ~MPC_POST_FLAT;
+  if (fn == MPC_POST_NONE || at->axis < 0 || (unsigned)at->axis >= t->shape.ndim)
+    return;
+  size_t len = t->shape.dim[at->axis], inner = 1, n = mpc_shape_numel(&t->shape);
+  for (unsigned d = (unsigned)at->axis + 1; d < t->shape.ndim; d++)
+    inner *= t->shape.dim[d];
+  if (at->post & MPC_POST_FLAT) {
+    len *= inner; /* one group of every element from the axis on */
+    inner = 1;
+  }
+  for (size_t g0 = 0; g0 < n; g0 += len * inner)
+    for (size_t in = 0; in < inner; in++) {
+      double *x = t->data + g0 + in, mx = -INFINITY, sum = 0;
+      for (size_t j = 0; j < len; j++)
+        mx = fmax(mx, x[j * inner]);
+      for (size_t j = 0; j < len; j++)
+        sum += exp(x[j * inner] - mx);
+      for (size_t j = 0; j < len; j++)
+        x[j * inner] = fn == MPC_POST_SOFTMAX ? exp(x[j * inner] - mx) / sum
+                                              : x[j * inner] - mx - log(sum);
+    }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
@@ -935,6 +1104,25 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
     break;
   case MPC_OP_TRANSPOSE:
     ev_transpose(at->perm, v[0], s[0], ys, y);
+    break;
+  case MPC_OP_CONCAT: {
+    /* Blocks of the joined axis and the ones after it alternate. */
+    size_t outer = 1, ia, ib;
+    for (int d = 0; d < at->axis; d++)
+      outer *= ys->dim[d];
+    ia = mpc_shape_numel(s[0]) / outer;
+    ib = mpc_shape_numel(s[1]) / outer;
+    for (size_t o = 0; o < outer; o++) {
+      memcpy(y + o * (ia + ib), v[0] + o * ia, ia * sizeof *y);
+      memcpy(y + o * (ia + ib) + ia, v[1] + o * ib, ib * sizeof *y);
+    }
+    break;
+  }
+  case MPC_OP_SELECT:
+    for (size_t i = 0; i < n; i++) {
+      long src = mpc__select_src(at, v[1], s[0], ys, i);
+      y[i] = src < 0 ? 0.0 : v[0][src];
+    }
     break;
   default: /* RESHAPE, OUTPUT: the same elements in the same order */
     memcpy(y, v[0], n * sizeof *y);
@@ -1070,6 +1258,8 @@ int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w, const mpc_ftens
         goto fail;
     }
     ev_node(nd, &at, v, s, &shp[i], y);
+    if (nd->op == MPC_OP_OUTPUT)
+      mpc__output_post(&at, &outputs[oi - 1]);
     val[i] = y;
   }
   rc = 0;

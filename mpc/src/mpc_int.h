@@ -60,7 +60,8 @@ typedef enum {
   MPC__G_ADD,      /* a + b (b broadcast by an index map), SHARED */
   MPC__G_SUB,
   MPC__G_MULC,     /* times a public ring constant (scale may grow) */
-  MPC__G_LAYOUT,   /* out[i] = in[map[i]] (reshape, transpose, gather) */
+  MPC__G_LAYOUT,   /* out[i] = in[map[i]] (reshape, transpose, gather); with
+                    * in[1], map indexes in[0] then in[1] (concat); MAP_ZERO: 0 */
   MPC__G_AVGPOOL,  /* window sums times public 1/count: scale +1 */
   MPC__G_OUTPUT    /* shares to the client */
 } mpc__gkind_t;
@@ -87,6 +88,19 @@ typedef struct {
  * a batched MatMul's output (shape os) reads: numpy broadcasting of the
  * leading dimensions (graph.c). */
 size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob);
+
+/* The input index that element i of a Select's output (shape os) reads from
+ * its input (shape is), or -1 for a zero (graph.c; table: the node's index
+ * table or NULL). */
+long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_t *is,
+                     const mpc_shape_t *os, size_t i);
+
+/* Applies an OUTPUT node's client-side function (attr post, axis) to the
+ * reconstructed output t in place (graph.c). */
+void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t);
+
+/* A LAYOUT map entry that reads zero (a Select's padding). */
+#define MPC__MAP_ZERO UINT32_MAX
 
 typedef struct mpc__gate_s {
   mpc__gkind_t kind;

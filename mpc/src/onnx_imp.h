@@ -41,6 +41,7 @@ typedef struct {
   int node;     /* V_ACT, V_PAD: the IR node */
   int kidx;     /* V_CONST: index into ctx.konst, -1 for an initializer not yet read */
   size_t pads[4];        /* V_PAD: top, left, bottom, right */
+  int post, post_axis;   /* a graph output's client-side Softmax (mpc_attr_t.post) */
   const char *pad_from;  /* V_PAD: the Pad node's name, for messages */
 } ent_t;
 
@@ -173,9 +174,32 @@ int mpc__onnx_emit_plain(ctx_t *c, size_t k, mpc_node_t *nd);
  * GlobalAveragePool and Pad. */
 int mpc__onnx_op_conv(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max);
-int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_gap(ctx_t *c, size_t k, int is_max);
 int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant);
 
+/* ---- onnx_move.c --------------------------------------------------------- */
+/* Concat, Split, Slice, Gather, Expand, Resize/Upsample (variant 1: Upsample). */
+int mpc__onnx_op_concat(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_split(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample);
+/* ConvTranspose: zeros inserted by Selects, then a Conv of turned weights. */
+int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant);
+/* A stand-alone Pad of activation x with zeros: pads begins then ends. */
+int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn);
+/* ---- onnx_elem.c --------------------------------------------------------- */
+/* Sum, Mean, Max, Min (variant 0 to 3); Clip; LeakyRelu; PRelu; HardSigmoid
+ * and HardSwish (variant 1); ReduceSum, ReduceMean, ReduceMax (0 to 2). */
+int mpc__onnx_op_variadic(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_clip(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_leaky(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_prelu(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_hard(ctx_t *c, size_t k, int swish);
+int mpc__onnx_op_reduce(ctx_t *c, size_t k, int variant);
+/* Softmax (variant 0) and LogSoftmax (1) as the graph's last operator. */
+int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant);
 /* ---- onnx_fold.c --------------------------------------------------------- */
 
 int mpc__onnx_bn_params(ctx_t *c, size_t k, size_t ch, int quiet, double **sp, double **tp);
@@ -185,5 +209,12 @@ int mpc__onnx_const_reshape(ctx_t *c, size_t k, const ent_t *e, const dims_t *to
 int mpc__onnx_const_transpose(ctx_t *c, size_t k, const ent_t *e, dims_t in,
                               const unsigned perm[MPC__CT_MAX_DIMS]);
 int mpc__onnx_const_pass(ctx_t *c, const size_t *order);
+/* Shape subgraphs folded at import: Shape, Cast, ConstantOfShape, and
+ * Concat / Gather whose data are constants. */
+int mpc__onnx_op_shape(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_cast(ctx_t *c, size_t k, int variant);
+int mpc__onnx_op_const_of_shape(ctx_t *c, size_t k, int variant);
+int mpc__onnx_const_concat(ctx_t *c, size_t k, int64_t axis);
+int mpc__onnx_const_gather(ctx_t *c, size_t k, const mpc__ctensor_t *data, int64_t axis);
 
 #endif /* TANDEM_ONNX_IMP_H */

@@ -640,7 +640,7 @@ int mpc__onnx_index_and_sort(ctx_t *c, size_t **order_out) {
  * read from the file given for it at import (position pos among the graph
  * inputs that are not initializers): its values are the model's structure,
  * public, not a client's secret. */
-static int bind_input(ctx_t *c, ent_t *e, size_t pos) {
+static int bind_input(ctx_t *c, ent_t *e, size_t pos, int dtype) {
   if (c->bind == NULL || pos >= c->nbind || c->bind[pos] == NULL)
     return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
                            "graph input '%s' has type INT64 (a shape, axes or pads input): "
@@ -662,10 +662,11 @@ static int bind_input(ctx_t *c, ent_t *e, size_t pos) {
   onnx__tensor_proto__free_unpacked(tp, NULL);
   if (rc != 0)
     return mpc__onnx_gfail(c, rc, "graph input '%s': %s", e->name, why);
-  if (t.dtype != ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
+  if (t.dtype != dtype) {
+    char nb[16];
     mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is INT64 but %s is not",
-                           e->name, c->bind[pos]);
+    return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is %s but %s is not", e->name,
+                           mpc__onnx_dtype_name(dtype, nb), c->bind[pos]);
   }
   int ki = mpc__onnx_konst_add(c, &t);
   if (ki < 0) {
@@ -677,6 +678,27 @@ static int bind_input(ctx_t *c, ent_t *e, size_t pos) {
   if (c->bound != NULL)
     c->bound[pos] = 1;
   return 0;
+}
+
+/* 1 if the graph input called name is read only as the scales of a Resize
+ * or Upsample (the model's structure, like a shape: bound at import when a
+ * file is given for it). */
+static int scales_only(const ctx_t *c, const char *name) {
+  size_t uses = 0;
+  for (size_t k = 0; k < c->gp->n_node; k++) {
+    const Onnx__NodeProto *n = c->gp->node[k];
+    const char *op = str_or(n->op_type, "");
+    size_t js = strcmp(op, "Upsample") == 0 || c->opset < 11 ? 1 : 2;
+    int resize = strcmp(op, "Resize") == 0 || strcmp(op, "Upsample") == 0;
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (n->input[j] == NULL || strcmp(n->input[j], name) != 0)
+        continue;
+      if (!resize || j != js)
+        return 0;
+      uses++;
+    }
+  }
+  return uses > 0;
 }
 
 int mpc__onnx_add_inputs(ctx_t *c) {
@@ -694,8 +716,10 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         tp->tensor_type == NULL)
       return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is not a tensor", v->name);
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
-    if (et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
-      int rc = bind_input(c, e, here);
+    if (et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+        (et == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && c->bind != NULL && here < c->nbind &&
+         c->bind[here] != NULL && scales_only(c, v->name))) {
+      int rc = bind_input(c, e, here, et);
       if (rc != 0)
         return rc;
       continue;
@@ -768,6 +792,8 @@ int mpc__onnx_add_outputs(ctx_t *c) {
                                                 : "not computed");
     mpc_node_t nd;
     mpc__onnx_node_init(&nd, MPC_OP_OUTPUT, e->node, -1, -1);
+    nd.attr.post = e->post;
+    nd.attr.axis = e->post_axis;
     snprintf(nd.name, sizeof nd.name, "%.63s", nm);
     int r = mpc__onnx_add_node(c, SIZE_MAX, &nd);
     if (r < 0)
@@ -829,7 +855,12 @@ int mpc__onnx_check_opset(ctx_t *c, const Onnx__ModelProto *m) {
      * (what differs is an attribute of theirs, which the handlers refuse). */
     static const char *const same[] = {"AveragePool", "Conv",     "Flatten",   "GlobalAveragePool",
                                        "Identity",    "MatMul",   "MaxPool",   "Relu",
-                                       "Transpose",   NULL};
+                                       "Transpose",
+                                       /* issue 11 */
+                                       "Clip",        "Concat",   "ConvTranspose", "GlobalMaxPool",
+                                       "HardSigmoid",
+                                       "LeakyRelu",   "Max",      "Mean",      "Min",
+                                       "PRelu",       "Sum",      "Upsample",  NULL};
     for (size_t i = 0; i < m->graph->n_node; i++) {
       const char *op = m->graph->node[i] != NULL ? m->graph->node[i]->op_type : NULL;
       size_t j = 0;

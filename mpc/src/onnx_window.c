@@ -235,6 +235,72 @@ static int conv_1d(ctx_t *c, size_t k, mpc_node_t *nd, int mode) {
   return 0;
 }
 
+/* Rows [r0, r0 + nr) of constant t (rows of `row` values) as a new PARAM. */
+static int param_rows(ctx_t *c, size_t k, const mpc__ctensor_t *t, size_t r0, size_t nr,
+                      size_t row, const char *what, size_t g) {
+  double *d = mpc__onnx_dup_doubles(t->f + r0 * row, nr * row);
+  if (d == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  size_t dim[4] = {nr, t->ndim > 1 ? t->dim[1] : 1, t->ndim > 2 ? t->dim[2] : 1,
+                   t->ndim > 3 ? t->dim[3] : 1};
+  char name[80];
+  snprintf(name, sizeof name, "%.56s.%s%zu", mpc__onnx_node_name(c, k), what, g);
+  return mpc__onnx_make_param(c, k, name, t->ndim, dim, d);
+}
+
+/* A grouped (or depthwise) Conv with the owner's weights: one Conv per
+ * group on its channels (a Select each, free), joined by Concat; the same
+ * bilinear gates as one Conv, no round more. nd: the Conv's input and
+ * window attributes. */
+static int conv_grouped(ctx_t *c, size_t k, mpc_node_t *nd, size_t G) {
+  const mpc__ctensor_t *wt, *bt = NULL;
+  int rc = mpc__onnx_in_const(c, k, 1, 1, &wt);
+  if (rc == 0 && mpc__onnx_in_name(c, k, 2) != NULL)
+    rc = mpc__onnx_in_const(c, k, 2, 1, &bt);
+  if (rc != 0)
+    return rc;
+  mpc_shape_t xs = *shape_of(c, nd->in[0]);
+  if (wt->f == NULL || wt->ndim != 4 || xs.ndim != 4 || xs.dim[1] % G != 0 ||
+      wt->dim[0] % G != 0 || wt->dim[1] != xs.dim[1] / G ||
+      (bt != NULL && (bt->f == NULL || bt->numel != wt->dim[0])))
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE,
+                           "group=%zu: input channels, weights [M, C/group, kh, kw] and bias [M] "
+                           "do not agree",
+                           G);
+  size_t cg = xs.dim[1] / G, mg = wt->dim[0] / G, wrow = wt->numel / wt->dim[0];
+  int cur = -1;
+  for (size_t g = 0; g < G; g++) {
+    mpc_node_t sel;
+    mpc__onnx_node_init(&sel, MPC_OP_SELECT, nd->in[0], -1, -1);
+    sel.shape = xs;
+    sel.shape.dim[1] = cg;
+    for (unsigned d = 0; d < 4; d++)
+      sel.attr.sel_step[d] = sel.attr.sel_div[d] = 1;
+    sel.attr.sel_start[1] = (int64_t)(g * cg);
+    sel.attr.sel_batch = 1;
+    mpc_node_t cv = *nd;
+    cv.in[0] = G == 1 ? nd->in[0] : mpc__onnx_add_node(c, k, &sel);
+    cv.in[1] = param_rows(c, k, wt, g * mg, mg, wrow, "w", g);
+    cv.in[2] = bt != NULL ? param_rows(c, k, bt, g * mg, mg, 1, "b", g) : -1;
+    if (cv.in[0] < 0 || cv.in[1] < 0 || (bt != NULL && cv.in[2] < 0))
+      return cv.in[0] < 0 ? cv.in[0] : cv.in[1] < 0 ? cv.in[1] : cv.in[2];
+    int y = mpc__onnx_add_node(c, k, &cv);
+    if (y < 0 || g == 0) {
+      cur = y;
+      if (y < 0)
+        return y;
+      continue;
+    }
+    mpc_node_t cat;
+    mpc__onnx_node_init(&cat, MPC_OP_CONCAT, cur, y, -1);
+    cat.attr.axis = 1;
+    if ((cur = mpc__onnx_add_node(c, k, &cat)) < 0)
+      return cur;
+  }
+  mpc__onnx_def_act(c, k, 0, cur);
+  return 0;
+}
+
 int mpc__onnx_op_conv(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"auto_pad",     "dilations", "group", "kernel_shape",
@@ -245,8 +311,11 @@ int mpc__onnx_op_conv(ctx_t *c, size_t k, int variant) {
   int64_t group;
   if ((rc = mpc__onnx_attr_int(c, k, "group", 1, &group)) != 0)
     return rc;
-  if (group != 1)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
+  if (group < 1 || group > (int64_t)MAX_WIN)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "group=%" PRId64 " is invalid", group);
+  if (group != 1 && window_1d(c, k))
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " on a 1-D Conv is not supported",
+                           group);
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, MPC_OP_CONV, -1, -1, -1);
   int x, padded, mode;
@@ -273,6 +342,8 @@ int mpc__onnx_op_conv(ctx_t *c, size_t k, int variant) {
       return rc;
   }
 
+  if (group != 1)
+    return conv_grouped(c, k, &nd, (size_t)group);
   int folded;
   if ((rc = mpc__onnx_fold_conv(c, k, &nd, &folded)) != 0 || folded)
     return rc;
@@ -338,13 +409,12 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
   return 0;
 }
 
-int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant) {
-  (void)variant;
+int mpc__onnx_op_gap(ctx_t *c, size_t k, int is_max) {
   static const char *const known[] = {NULL};
   int rc = mpc__onnx_attr_check(c, k, known);
   int x, padded;
   mpc_node_t nd;
-  mpc__onnx_node_init(&nd, MPC_OP_AVGPOOL, -1, -1, -1);
+  mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
   if (rc == 0)
     rc = window_input(c, k, 0, &nd.attr, &x, &padded);
   if (rc != 0)
@@ -363,6 +433,20 @@ int mpc__onnx_op_gap(ctx_t *c, size_t k, int variant) {
     return r;
   mpc__onnx_def_act(c, k, 0, r);
   return 0;
+}
+
+/* 1 if Pad node k's zeros go into the window of the one Conv or
+ * AveragePool that reads its output (spatial pads of a 4-D input only);
+ * otherwise the Pad is a Select of its own (onnx_move.c). */
+static int pad_folds(ctx_t *c, size_t k, const mpc_shape_t *s, const int64_t *pv, size_t pn) {
+  ent_t *o = mpc__onnx_out_ent(c, k, 0);
+  if (o == NULL || o->nuse != 1 || o->gout || s->ndim != 4 || pn != 8)
+    return 0;
+  for (int i = 0; i < 8; i++)
+    if (pv[i] < 0 || ((i % 4) < 2 && pv[i] != 0))
+      return 0;
+  const char *op = str_or(nodep(c, o->user)->op_type, "");
+  return strcmp(op, "Conv") == 0 || strcmp(op, "AveragePool") == 0;
 }
 
 int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
@@ -411,6 +495,8 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   if (e->kind == V_CONST)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
   const mpc_shape_t *s = shape_of(c, e->node);
+  if (e->kind == V_ACT && !pad_folds(c, k, s, pv, pn))
+    return mpc__onnx_emit_pad(c, k, e->node, pv, pn);
   if (s->ndim != 4 || pn != 8)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                            "only padding of the two spatial axes of a 4-D NCHW "

@@ -34,10 +34,13 @@
 #define DEALER_VERSION 1u      /* the dealer's model state */
 /* Public graphs; 2: input_bound; 3: mag_log2; 4: per-node flags (an
  * INPUT's `batched`; earlier versions load every INPUT as batched, which is
- * what they meant); 5: graph flags after the magnitudes (bit 0: exact
- * mode; earlier versions load as default mode) and the declared least
- * input (input_min; -infinity: none, as earlier versions load). */
-#define GRAPH_VERSION 5u
+ * what they meant); 5: the attributes of Concat and Select after each
+ * node's flags (axis, per-axis start, step and divisor, whether axis 0
+ * follows the batch, and an output's client-side function); 6: graph flags
+ * after the magnitudes (bit 0: exact mode; earlier versions load as default
+ * mode) and the declared least input (input_min; -infinity: none, as
+ * earlier versions load). */
+#define GRAPH_VERSION 6u
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -138,6 +141,14 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
       put_u64(&w, nd->shape.dim[k]);
     put(&w, nd->name, sizeof nd->name);
     put_u32(&w, nd->op == MPC_OP_INPUT && nd->batched ? 1u : 0u);
+    put_i32(&w, a->axis);
+    for (int k = 0; k < MPC_MAX_DIMS; k++) {
+      put_u64(&w, (uint64_t)a->sel_start[k]);
+      put_u64(&w, (uint64_t)a->sel_step[k]);
+      put_u32(&w, a->sel_div[k]);
+    }
+    put_i32(&w, a->sel_batch);
+    put_i32(&w, a->post);
     if (nd->op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd->shape);
       if (n > 0 && nd->cdata == NULL)
@@ -235,6 +246,16 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
       get(&q, nd.name, sizeof nd.name);
       nd.name[sizeof nd.name - 1] = '\0';
       uint32_t flags = version >= 4 ? get_u32(&q) : (op == (uint32_t)MPC_OP_INPUT);
+      if (version >= 5) {
+        a->axis = get_i32(&q);
+        for (int k = 0; k < MPC_MAX_DIMS; k++) {
+          a->sel_start[k] = (int64_t)get_u64(&q);
+          a->sel_step[k] = (int64_t)get_u64(&q);
+          a->sel_div[k] = get_u32(&q);
+        }
+        a->sel_batch = get_i32(&q);
+        a->post = get_i32(&q);
+      }
       if (q.fail)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "truncated", i);
       if (op > (uint32_t)MPC_OP_LAST || nd.shape.ndim > MPC_MAX_DIMS)
@@ -293,7 +314,7 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
             return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad magnitude", i);
       }
     }
-    if (pass == 1 && version >= 5) {
+    if (pass == 1 && version >= 6) {
       uint32_t flags = get_u32(&q);
       double lo = get_f64(&q);
       if (q.fail || flags > 1)

@@ -744,21 +744,117 @@ static int lower_relu(cc_t *cc, int node) {
   return 0;
 }
 
-static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map) {
+/* A layout gate over v (and, for a join, v1 >= 0 after it; same scale):
+ * MASKED if every operand is, so that no round is spent re-masking. */
+static int layout_gate(cc_t *cc, int node, int v, int v1, const mpc_shape_t *shape,
+                       uint32_t *map) {
   const mpc__val_t *val = &cc->p->vals[v];
-  mpc__vkind_t kind = val->kind == MPC__V_MASKED ? MPC__V_MASKED : MPC__V_SHARED;
-  int out = new_val(cc, shape, kind, val->scale, node);
+  int masked = val->kind == MPC__V_MASKED && (v1 < 0 || cc->p->vals[v1].kind == MPC__V_MASKED);
+  int out = new_val(cc, shape, masked ? MPC__V_MASKED : MPC__V_SHARED, val->scale, node);
   if (out < 0) {
     free(map);
     return out;
   }
-  mpc__gate_t *g = new_gate(cc, MPC__G_LAYOUT, v, -1, out, cc->g->nodes[node].name);
+  mpc__gate_t *g = new_gate(cc, MPC__G_LAYOUT, v, v1, out, cc->g->nodes[node].name);
   if (g == NULL) {
     free(map);
     return TANDEM_ENOMEM;
   }
   g->map = map;
   return out;
+}
+
+static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map) {
+  return layout_gate(cc, node, v, -1, shape, map);
+}
+
+/* Select (Slice, Pad, Resize, Expand, Gather): one index per output element,
+ * from the plan's input shape (its batch). */
+static int lower_select(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = cc->act[nd->in[0]];
+  const mpc_shape_t is = cc->p->vals[v].shape;
+  const double *table = nd->in[1] >= 0 ? cc->g->nodes[nd->in[1]].cdata : NULL;
+  mpc_shape_t os = nd->shape;
+  const mpc_attr_t *at = &nd->attr;
+  if (at->sel_batch)
+    os.dim[0] = is.dim[0]; /* the identity on axis 0: the batch follows */
+  size_t n = mpc_shape_numel(&os);
+  if (n == 0 || n >= UINT32_MAX || cc->p->vals[v].n >= UINT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  if (table != NULL)
+    for (size_t j = 0; j < os.dim[at->axis]; j++)
+      if (table[j] >= (double)is.dim[at->axis])
+        return fail(cc, TANDEM_ESHAPE, node, "an index is beyond the input at this batch size");
+  uint32_t *map = malloc(n * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    long src = mpc__select_src(at, table, &is, &os, i);
+    map[i] = src < 0 ? MPC__MAP_ZERO : (uint32_t)src;
+  }
+  int out = lower_layout(cc, node, v, &os, map);
+  if (out < 0)
+    return out;
+  cc->act[node] = out;
+  return 0;
+}
+
+/* v at scale 2 (times 2^f, exact and local) if it is at scale 1. */
+static int raise_scale(cc_t *cc, int node, int v) {
+  if (cc->p->vals[v].scale == 2)
+    return v;
+  mpc_shape_t shape = cc->p->vals[v].shape;
+  int out = new_val(cc, &shape, MPC__V_SHARED, 2, node);
+  if (out < 0)
+    return out;
+  mpc__gate_t *g = new_gate(cc, MPC__G_MULC, v, -1, out, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->cmul = pow2(cc->p->f);
+  return out;
+}
+
+/* Concat of two activations: one layout gate reading both (two masked
+ * operands stay masked; a product's scale is matched, never truncated). */
+static int lower_concat(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int a = cc->act[nd->in[0]], b = cc->act[nd->in[1]];
+  if (a < 0 || b < 0 || !is_dynamic(&cc->p->vals[a]) || !is_dynamic(&cc->p->vals[b]))
+    return fail(cc, TANDEM_EUNSUPOP, node, "both operands must be activations");
+  if (cc->p->vals[a].scale != cc->p->vals[b].scale &&
+      ((a = raise_scale(cc, node, a)) < 0 || (b = raise_scale(cc, node, b)) < 0))
+    return a < 0 ? a : b;
+  const mpc_shape_t as = cc->p->vals[a].shape, bs = cc->p->vals[b].shape;
+  unsigned ax = (unsigned)nd->attr.axis;
+  int ok = as.ndim == bs.ndim && ax < as.ndim;
+  for (unsigned d = 0; ok && d < as.ndim; d++)
+    ok = d == ax || as.dim[d] == bs.dim[d];
+  if (!ok)
+    return fail(cc, TANDEM_ESHAPE, node, "operands do not join at this batch size");
+  mpc_shape_t os = as;
+  os.dim[ax] += bs.dim[ax];
+  size_t n = mpc_shape_numel(&os), outer = 1;
+  if (n == 0 || n >= UINT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  for (unsigned d = 0; d < ax; d++)
+    outer *= os.dim[d];
+  size_t na = cc->p->vals[a].n, ia = na / outer, ib = cc->p->vals[b].n / outer;
+  uint32_t *map = malloc(n * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  size_t pos = 0;
+  for (size_t o = 0; o < outer; o++) {
+    for (size_t j = 0; j < ia; j++)
+      map[pos++] = (uint32_t)(o * ia + j);
+    for (size_t j = 0; j < ib; j++)
+      map[pos++] = (uint32_t)(na + o * ib + j);
+  }
+  int out = layout_gate(cc, node, a, b, &os, map);
+  if (out < 0)
+    return out;
+  cc->act[node] = out;
+  return 0;
 }
 
 static int lower_transpose(cc_t *cc, int node) {
@@ -965,6 +1061,8 @@ static int lower_node(cc_t *cc, int node) {
     return lower_addsub(cc, node);
   case MPC_OP_MUL:
     return lower_mul(cc, node);
+  case MPC_OP_CONCAT:
+    return lower_concat(cc, node);
   default:
     break;
   }
@@ -999,6 +1097,8 @@ static int lower_node(cc_t *cc, int node) {
   }
   case MPC_OP_TRANSPOSE:
     return lower_transpose(cc, node);
+  case MPC_OP_SELECT:
+    return lower_select(cc, node);
   case MPC_OP_OUTPUT: {
     int v = cc->act[in];
     if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)

@@ -170,16 +170,18 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(h.nodes[y].batched, 0);
   mpc_graph_close(&h);
   /* The same graph as version 3 wrote it: no flags word after each node's
-   * name (header 32 bytes, node record 272 bytes) and no graph flags after
-   * the magnitudes' word. */
-  const size_t hdr = 32, rec = 272;
-  ck_assert_uint_eq(n, hdr + g.nnodes * (rec + 4) + 4 + 12);
+   * name (header 32 bytes, node record 272 bytes), nor version 5's
+   * Concat/Select attributes after it (axis, then per axis start, step and
+   * divisor, the batch flag and the output function: 4 + 6 * 20 + 8 bytes),
+   * nor version 6's graph flags and least input after the magnitudes' word. */
+  const size_t hdr = 32, rec = 272, ext = 4 + 4 + 6 * 20 + 8;
+  ck_assert_uint_eq(n, hdr + g.nnodes * (rec + ext) + 4 + 12);
   uint8_t *v3 = malloc(n);
   size_t m = 0;
   memcpy(v3, b, hdr);
   m = hdr;
   for (size_t i = 0; i < g.nnodes; i++) {
-    memcpy(v3 + m, b + hdr + i * (rec + 4), rec);
+    memcpy(v3 + m, b + hdr + i * (rec + ext), rec);
     m += rec;
   }
   memcpy(v3 + m, b + n - 16, 4);
@@ -191,7 +193,7 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(h.nodes[y].batched, 1);
   mpc_graph_close(&h);
   /* A flag on a node that is not an input is refused. */
-  b[hdr + (rec + 4) * (size_t)s + rec] = 1;
+  b[hdr + (rec + ext) * (size_t)s + rec] = 1;
   ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
   free(v3);
   free(b);
@@ -199,8 +201,8 @@ START_TEST(test_graph_batched_flag) {
 }
 END_TEST
 
-/* Exact mode and the least input (version 5's graph flags and input_min)
- * survive the format; the same graph as version 4 wrote it (neither at the
+/* Exact mode and the least input (version 6's graph flags and input_min)
+ * survive the format; the same graph as version 5 wrote it (neither at the
  * end) loads in default mode with no least input; an unknown flag, or a
  * least input above the input bound, is refused. */
 START_TEST(test_graph_exact_flag) {
@@ -225,14 +227,14 @@ START_TEST(test_graph_exact_flag) {
   ck_assert_int_eq(mpc_graph_save(&g, &b, &n), 0);
   uint32_t v;
   memcpy(&v, b + 4, 4);
-  ck_assert_uint_eq(v, 5);
-  v = 4;
+  ck_assert_uint_eq(v, 6);
+  v = 5;
   memcpy(b + 4, &v, 4);
   ck_assert_int_eq(mpc_graph_load(&h, b, n - 12, err, sizeof err), 0);
   ck_assert_int_eq(h.exact, 0);
   ck_assert(h.input_min == -HUGE_VAL);
   mpc_graph_close(&h);
-  v = 5;
+  v = 6;
   memcpy(b + 4, &v, 4);
   b[n - 12] = 2;
   ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);

@@ -1,0 +1,663 @@
+/* onnx_move.c - the ONNX handlers of the operators that only move data:
+ * Concat, Split, Slice, Gather (constant indices), Expand, Resize/Upsample
+ * (nearest, integer factors) and a Pad that no Conv or AveragePool absorbs.
+ * Each becomes IR Concat or Select nodes (graph.c), which plan.c lowers to
+ * layout gates: local, no round, a masked value stays masked. The graph's
+ * first axis may be the batch (an input's symbolic first dimension): an
+ * operator that would move data across it is refused, naming the node.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_imp.h"
+
+/* An axis attribute in [-r, r) made non-negative. */
+static int norm_axis(ctx_t *c, size_t k, int64_t a, unsigned r, unsigned *out) {
+  if (a < -(int64_t)r || a >= (int64_t)r)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis %" PRId64 " is outside [-%u, %u)", a, r, r);
+  *out = (unsigned)(a < 0 ? a + (int64_t)r : a);
+  return 0;
+}
+
+/* Refuses to move data along axis 0 of a batched graph's activation. */
+static int batch_guard(ctx_t *c, size_t k, unsigned axis) {
+  if (axis == 0 && c->any_batched)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "moving data along axis 0, the batch dimension, is not supported");
+  return 0;
+}
+
+/* A Select node of x with output shape os; start/step/div per axis (NULL:
+ * the identity on every axis not given); table >= 0 selects on `axis`. */
+static int emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const int64_t *start,
+                       const int64_t *step, const uint32_t *div, int table, unsigned axis) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_SELECT, x, table, -1);
+  nd.shape = *os;
+  nd.attr.axis = (int)axis;
+  for (unsigned d = 0; d < os->ndim; d++) {
+    nd.attr.sel_start[d] = start != NULL ? start[d] : 0;
+    nd.attr.sel_step[d] = step != NULL ? step[d] : 1;
+    nd.attr.sel_div[d] = div != NULL ? div[d] : 1;
+  }
+  /* Axis 0 untouched: it follows the input's size (the batch, if any). */
+  const mpc_shape_t *is = shape_of(c, x);
+  nd.attr.sel_batch = nd.attr.sel_start[0] == 0 && nd.attr.sel_step[0] == 1 &&
+                      nd.attr.sel_div[0] == 1 && !(table >= 0 && axis == 0) &&
+                      os->dim[0] == is->dim[0];
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+static int emit_reshape_to(ctx_t *c, size_t k, int x, const mpc_shape_t *to) {
+  const mpc_shape_t *s = shape_of(c, x);
+  if (s->ndim == to->ndim && memcmp(s->dim, to->dim, s->ndim * sizeof s->dim[0]) == 0)
+    return x;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, x, -1, -1);
+  nd.shape = *to;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+static int def_result(ctx_t *c, size_t k, size_t j, int r) {
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, j, r);
+  return 0;
+}
+
+int mpc__onnx_op_concat(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known);
+  int64_t axis;
+  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "axis", c->opset < 4 ? 1 : INT64_MIN, &axis)) != 0)
+    return rc;
+  if (axis == INT64_MIN)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis is required");
+  size_t n = nodep(c, k)->n_input;
+  if (n == 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "needs at least one input");
+  int all_const = 1;
+  for (size_t j = 0; j < n && all_const; j++) {
+    ent_t *e = mpc__onnx_in_ent(c, k, j, 1, &rc);
+    if (e == NULL)
+      return rc;
+    all_const = e->kind == V_CONST;
+  }
+  if (all_const) /* a shape built from pieces: folded here */
+    return mpc__onnx_const_concat(c, k, axis);
+  int cur;
+  if ((rc = mpc__onnx_in_act(c, k, 0, &cur)) != 0)
+    return rc;
+  unsigned ax = 0;
+  if ((rc = norm_axis(c, k, axis, shape_of(c, cur)->ndim, &ax)) != 0)
+    return rc;
+  if (n > 1 && (rc = batch_guard(c, k, ax)) != 0)
+    return rc;
+  for (size_t j = 1; j < n; j++) {
+    int x;
+    if ((rc = mpc__onnx_in_act(c, k, j, &x)) != 0)
+      return rc;
+    mpc_node_t nd;
+    mpc__onnx_node_init(&nd, MPC_OP_CONCAT, cur, x, -1);
+    nd.attr.axis = (int)ax;
+    if ((cur = mpc__onnx_add_node(c, k, &nd)) < 0)
+      return cur;
+  }
+  return def_result(c, k, 0, cur);
+}
+
+int mpc__onnx_op_split(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", "split", "num_outputs", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  int64_t axis, nout_attr;
+  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "num_outputs", 0, &nout_attr)) != 0 ||
+      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  const mpc_shape_t is = *shape_of(c, x);
+  unsigned ax = 0;
+  if ((rc = norm_axis(c, k, axis, is.ndim, &ax)) != 0 || (rc = batch_guard(c, k, ax)) != 0)
+    return rc;
+  const int64_t *sv = NULL;
+  size_t sn = SIZE_MAX, nout = nodep(c, k)->n_output;
+  if (c->opset >= 13) {
+    if (mpc__onnx_attr_find(c, k, "split") != NULL)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "split is an input from opset 13 on");
+    if (mpc__onnx_in_name(c, k, 1) != NULL && (rc = mpc__onnx_in_ints(c, k, 1, 1, &sv, &sn)) != 0)
+      return rc;
+  } else if ((rc = mpc__onnx_attr_ints(c, k, "split", &sv, &sn)) != 0) {
+    return rc;
+  }
+  if (sn != SIZE_MAX && sn != nout)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "split lists %zu parts for %zu outputs", sn, nout);
+  size_t len = is.dim[ax], off = 0;
+  size_t part = (len + nout - 1) / nout; /* equal parts; the last may be smaller (opset 18) */
+  for (size_t j = 0; j < nout; j++) {
+    int64_t sz = sn != SIZE_MAX ? sv[j] : (int64_t)(j + 1 < nout ? part : len - off);
+    if (sn == SIZE_MAX && nout_attr == 0 && len % nout != 0)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "axis of %zu does not split into %zu parts",
+                             len, nout);
+    if (sz <= 0 || (uint64_t)sz > len - off)
+      return mpc__onnx_nfail(c, k, sz == 0 ? TANDEM_EUNSUPOP : TANDEM_ESHAPE,
+                             "part %zu of %" PRId64 " elements %s", j, sz,
+                             sz == 0 ? "(empty tensors are not supported)"
+                                     : "does not fit the axis");
+    mpc_shape_t os = is;
+    os.dim[ax] = (size_t)sz;
+    int64_t start[MPC_MAX_DIMS] = {0};
+    start[ax] = (int64_t)off;
+    off += (size_t)sz;
+    if (mpc__onnx_out_ent(c, k, j) == NULL)
+      continue;
+    if ((rc = def_result(c, k, j, emit_select(c, k, x, &os, start, NULL, NULL, -1, 0))) != 0)
+      return rc;
+  }
+  if (off != len)
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "parts add up to %zu, the axis has %zu", off, len);
+  return 0;
+}
+
+/* Starts, ends, axes and steps of a Slice: attributes before opset 10,
+ * inputs from it on. */
+static int slice_args(ctx_t *c, size_t k, const int64_t *v[4], size_t n[4]) {
+  static const char *const names[4] = {"starts", "ends", "axes", "steps"};
+  int rc;
+  for (int i = 0; i < 4; i++) {
+    v[i] = NULL;
+    n[i] = SIZE_MAX;
+    if (c->opset >= 10)
+      rc = mpc__onnx_in_name(c, k, (size_t)i + 1) == NULL && i >= 2
+               ? 0
+               : mpc__onnx_in_ints(c, k, (size_t)i + 1, i < 2, &v[i], &n[i]);
+    else
+      rc = i == 3 ? 0 : mpc__onnx_attr_ints(c, k, names[i], &v[i], &n[i]);
+    if (rc != 0)
+      return rc;
+  }
+  if (n[0] == SIZE_MAX || n[1] == SIZE_MAX || n[0] != n[1] || (n[2] != SIZE_MAX && n[2] != n[0]) ||
+      (n[3] != SIZE_MAX && n[3] != n[0]))
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "starts, ends, axes and steps differ in length");
+  return 0;
+}
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known9[] = {"starts", "ends", "axes", NULL};
+  static const char *const known10[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, c->opset >= 10 ? known10 : known9), x;
+  const int64_t *v[4];
+  size_t n[4];
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0 || (rc = slice_args(c, k, v, n)) != 0)
+    return rc;
+  const mpc_shape_t is = *shape_of(c, x);
+  mpc_shape_t os = is;
+  int64_t start[MPC_MAX_DIMS] = {0}, step[MPC_MAX_DIMS];
+  unsigned seen = 0;
+  for (unsigned d = 0; d < MPC_MAX_DIMS; d++)
+    step[d] = 1;
+  for (size_t i = 0; i < n[0]; i++) {
+    unsigned ax = 0;
+    if ((rc = norm_axis(c, k, n[2] != SIZE_MAX ? v[2][i] : (int64_t)i, is.ndim, &ax)) != 0)
+      return rc;
+    if ((seen >> ax) & 1u)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axis %u is listed twice", ax);
+    seen |= 1u << ax;
+    int64_t dim = (int64_t)is.dim[ax], st = n[3] != SIZE_MAX ? v[3][i] : 1;
+    int64_t b = v[0][i], e = v[1][i];
+    if (st == 0 || st < -(int64_t)MAX_WIN || st > (int64_t)MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "step %" PRId64 " is not supported", st);
+    b = b < 0 ? (b < -dim ? 0 : b + dim) : b; /* large magnitudes clamp, never overflow */
+    e = e < 0 ? (e < -dim ? -1 : e + dim) : e;
+    b = st > 0 ? clamp64(b, 0, dim) : clamp64(b, 0, dim - 1);
+    e = st > 0 ? clamp64(e, 0, dim) : clamp64(e, -1, dim - 1);
+    int64_t cnt = st > 0 ? (e - b + st - 1) / st : (b - e - st - 1) / -st;
+    if (cnt <= 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "axis %u would be empty (empty tensors are not supported)", ax);
+    if ((cnt != dim || st != 1) && (rc = batch_guard(c, k, ax)) != 0)
+      return rc;
+    os.dim[ax] = (size_t)cnt;
+    start[ax] = b;
+    step[ax] = st;
+  }
+  return def_result(c, k, 0, emit_select(c, k, x, &os, start, step, NULL, -1, 0));
+}
+
+int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  int64_t axis;
+  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0)
+    return rc;
+  const mpc__ctensor_t *t;
+  ent_t *de = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (de == NULL)
+    return rc;
+  if (de->kind == V_CONST) { /* a shape's entries: folded here */
+    if ((rc = mpc__onnx_in_const(c, k, 0, 1, &t)) != 0)
+      return rc;
+    return mpc__onnx_const_gather(c, k, t, axis);
+  }
+  if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0 || (rc = mpc__onnx_in_const(c, k, 1, 1, &t)) != 0)
+    return rc;
+  const mpc_shape_t is = *shape_of(c, x);
+  unsigned ax = 0;
+  if ((rc = norm_axis(c, k, axis, is.ndim, &ax)) != 0 || (rc = batch_guard(c, k, ax)) != 0)
+    return rc;
+  if (t->i == NULL || t->numel == 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "indices must be a non-empty integer tensor");
+  if (is.ndim - 1 + t->ndim > MPC_MAX_DIMS)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the result would have more than %d axes",
+                           MPC_MAX_DIMS);
+  double *idx = malloc(t->numel * sizeof *idx);
+  if (idx == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  int64_t dim = (int64_t)is.dim[ax];
+  for (size_t i = 0; i < t->numel; i++) {
+    int64_t j = t->i[i] < 0 ? t->i[i] + dim : t->i[i];
+    if (j < 0 || j >= dim) {
+      free(idx);
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "index %" PRId64 " is outside an axis of %" PRId64,
+                             t->i[i], dim);
+    }
+    idx[i] = (double)j;
+  }
+  size_t tn = t->numel;
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.indices", mpc__onnx_node_name(c, k));
+  int tab = mpc_graph_const(c->g, name, 1, &tn, idx);
+  free(idx);
+  if (tab < 0)
+    return mpc__onnx_nfail(c, k, tab, "cannot store the index table");
+  mpc_shape_t os = is, fin = {0, {0}};
+  os.dim[ax] = tn;
+  int r = emit_select(c, k, x, &os, NULL, NULL, NULL, tab, ax);
+  if (r < 0)
+    return r;
+  /* The indices' axes replace the gathered one. */
+  for (unsigned d = 0; d < ax; d++)
+    fin.dim[fin.ndim++] = is.dim[d];
+  for (unsigned d = 0; d < t->ndim; d++)
+    fin.dim[fin.ndim++] = t->dim[d];
+  for (unsigned d = ax + 1; d < is.ndim; d++)
+    fin.dim[fin.ndim++] = is.dim[d];
+  if (fin.ndim == 0)
+    fin.dim[fin.ndim++] = 1;
+  return def_result(c, k, 0, emit_reshape_to(c, k, r, &fin));
+}
+
+int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  const int64_t *sv;
+  size_t sn;
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0 ||
+      (rc = mpc__onnx_in_ints(c, k, 1, 1, &sv, &sn)) != 0)
+    return rc;
+  mpc_shape_t is = *shape_of(c, x);
+  unsigned r = sn > is.ndim ? (unsigned)sn : is.ndim;
+  if (r > MPC_MAX_DIMS)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "result of rank %u", r);
+  /* Both shapes aligned to the right; numpy broadcasting. */
+  mpc_shape_t xs = {r, {0}}, os = {r, {0}};
+  int64_t step[MPC_MAX_DIMS];
+  for (unsigned d = 0; d < r; d++) {
+    size_t a = d + is.ndim >= r ? is.dim[d + is.ndim - r] : 1;
+    int64_t b = d + sn >= r ? sv[d + sn - r] : 1;
+    if (b < 1 || (b != 1 && a != 1 && (size_t)b != a))
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "shape entry %" PRId64 " does not broadcast with %zu",
+                             b, a);
+    xs.dim[d] = a;
+    os.dim[d] = a != 1 ? a : (size_t)b;
+    step[d] = a == 1 && os.dim[d] != 1 ? 0 : 1;
+    if (step[d] == 0 && d == 0 && (rc = batch_guard(c, k, 0)) != 0)
+      return rc;
+  }
+  if (r > is.ndim && c->any_batched)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                           "adding leading axes would displace the batch dimension");
+  int xr = emit_reshape_to(c, k, x, &xs);
+  if (xr < 0)
+    return xr;
+  return def_result(c, k, 0, emit_select(c, k, xr, &os, NULL, step, NULL, -1, 0));
+}
+
+/* The input coordinate nearest Resize reads for output coordinate o on an
+ * axis of `in` resized to `out` at scale s (ONNX's formulas). */
+static int64_t nearest_src(const char *ctm, const char *nm, int64_t o, double s, size_t in,
+                           size_t out) {
+  double x;
+  if (strcmp(ctm, "asymmetric") == 0)
+    x = (double)o / s;
+  else if (strcmp(ctm, "align_corners") == 0)
+    x = out == 1 ? 0 : (double)o * (double)(in - 1) / (double)(out - 1);
+  else if (strcmp(ctm, "pytorch_half_pixel") == 0)
+    x = out > 1 ? ((double)o + 0.5) / s - 0.5 : 0;
+  else /* half_pixel */
+    x = ((double)o + 0.5) / s - 0.5;
+  double f = floor(x);
+  if (strcmp(nm, "floor") == 0)
+    x = f;
+  else if (strcmp(nm, "ceil") == 0)
+    x = ceil(x);
+  else if (strcmp(nm, "round_prefer_ceil") == 0)
+    x = x - f >= 0.5 ? f + 1 : f;
+  else /* round_prefer_floor */
+    x = x - f > 0.5 ? f + 1 : f;
+  return (int64_t)x;
+}
+
+/* Scales (or sizes) of a Resize or Upsample into out dims; 0 or an error. */
+static int resize_dims(ctx_t *c, size_t k, int upsample, const mpc_shape_t *is, mpc_shape_t *os,
+                       double *scale) {
+  const mpc__ctensor_t *sc = NULL;
+  const int64_t *sz = NULL;
+  size_t szn = SIZE_MAX;
+  int rc = 0;
+  const attr_t *sa = upsample ? mpc__onnx_attr_find(c, k, "scales") : NULL;
+  if (sa != NULL) {
+    if (sa->n_floats != is->ndim)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales has %zu entries for rank %u",
+                             sa->n_floats, is->ndim);
+    for (unsigned d = 0; d < is->ndim; d++)
+      scale[d] = sa->floats[d];
+  } else {
+    size_t js = upsample || c->opset < 11 ? 1 : 2;
+    if (mpc__onnx_in_name(c, k, js) != NULL && (rc = mpc__onnx_in_const(c, k, js, 1, &sc)) != 0)
+      return rc;
+    if (sc != NULL && sc->numel == 0)
+      sc = NULL;
+    if (sc == NULL && !upsample && c->opset >= 11 &&
+        (rc = mpc__onnx_in_ints(c, k, 3, 1, &sz, &szn)) != 0)
+      return rc;
+    if ((sc != NULL ? sc->numel : szn) != is->ndim || (sc != NULL && sc->f == NULL))
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales or sizes must give %u numbers", is->ndim);
+  }
+  *os = *is;
+  for (unsigned d = 0; d < is->ndim; d++) {
+    if (sz != NULL) {
+      if (sz[d] < 1 || sz[d] > (int64_t)MPC__CT_MAX_NUMEL)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "size %" PRId64 " is invalid", sz[d]);
+      os->dim[d] = (size_t)sz[d];
+      scale[d] = (double)sz[d] / (double)is->dim[d];
+    } else {
+      if (sc != NULL)
+        scale[d] = sc->f[d];
+      if (!(scale[d] > 0) || scale[d] > (double)MAX_WIN)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "scale %g is invalid", scale[d]);
+      os->dim[d] = (size_t)floor((double)is->dim[d] * scale[d]);
+      if (os->dim[d] == 0)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "axis %u would be empty", d);
+    }
+  }
+  return 0;
+}
+
+/* Resize (opset 10+) and Upsample (variant 1): nearest neighbour, each axis
+ * an integer up- or down-sampling that a Select expresses exactly; checked
+ * against ONNX's own coordinate formula on every output coordinate. */
+int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample) {
+  static const char *const known[] = {"mode", "coordinate_transformation_mode", "nearest_mode",
+                                      "cubic_coeff_a", "exclude_outside", "extrapolation_value",
+                                      "scales", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  char mode[32], ctm[32], nm[32];
+  if (rc != 0 || (rc = mpc__onnx_attr_str(c, k, "mode", "nearest", mode, sizeof mode)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "coordinate_transformation_mode",
+                               upsample || c->opset < 11 ? "asymmetric" : "half_pixel", ctm,
+                               sizeof ctm)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "nearest_mode",
+                               upsample || c->opset < 11 ? "floor" : "round_prefer_floor", nm,
+                               sizeof nm)) != 0 ||
+      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  if (strcmp(mode, "nearest") != 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported (only nearest)", mode);
+  if (strcmp(ctm, "tf_crop_and_resize") == 0 || strcmp(ctm, "tf_half_pixel_for_nn") == 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "coordinate_transformation_mode=%s is not "
+                           "supported", ctm);
+  const mpc_shape_t is = *shape_of(c, x);
+  mpc_shape_t os;
+  double scale[MPC__CT_MAX_DIMS];
+  if ((rc = resize_dims(c, k, upsample, &is, &os, scale)) != 0)
+    return rc;
+  int64_t start[MPC_MAX_DIMS], step[MPC_MAX_DIMS];
+  uint32_t div[MPC_MAX_DIMS];
+  for (unsigned d = 0; d < is.ndim; d++) {
+    size_t in = is.dim[d], out = os.dim[d];
+    /* up: floor(o / f) + start; down: o * f + start. */
+    int up = out >= in;
+    size_t f = up ? out / in : in / out;
+    if ((up ? f * in != out : f * out != in) || f > (size_t)MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "axis %u: %zu to %zu is not an integer factor (only those are "
+                             "supported)", d, in, out);
+    start[d] = nearest_src(ctm, nm, 0, scale[d], in, out);
+    step[d] = up ? 1 : (int64_t)f;
+    div[d] = up ? (uint32_t)f : 1;
+    for (size_t o = 0; o < out; o++) {
+      int64_t want = nearest_src(ctm, nm, (int64_t)o, scale[d], in, out);
+      int64_t got = start[d] + (up ? (int64_t)(o / f) : (int64_t)(o * f));
+      if (want != got || want < 0 || want >= (int64_t)in)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                               "axis %u: coordinate_transformation_mode=%s with nearest_mode=%s "
+                               "is not a plain integer resampling", d, ctm, nm);
+    }
+    if (out != in && (rc = batch_guard(c, k, d)) != 0)
+      return rc;
+  }
+  return def_result(c, k, 0, emit_select(c, k, x, &os, start, step, div, -1, 0));
+}
+
+/* A Pad that no Conv or AveragePool absorbs (onnx_window.c decides): zeros
+ * around any axis (negative pads crop). pads: begins then ends. */
+int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn) {
+  const mpc_shape_t is = *shape_of(c, x);
+  if (pn != 2 * (size_t)is.ndim)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for an input of rank %u", pn, is.ndim);
+  mpc_shape_t os = is;
+  int64_t start[MPC_MAX_DIMS];
+  for (unsigned d = 0; d < is.ndim; d++) {
+    int64_t b = pv[d], e = pv[d + is.ndim], len = (int64_t)is.dim[d] + b + e;
+    if (b < -(int64_t)MAX_WIN || b > (int64_t)MAX_WIN || e < -(int64_t)MAX_WIN ||
+        e > (int64_t)MAX_WIN || len < 1)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads %" PRId64 ", %" PRId64 " on axis %u are "
+                             "not supported", b, e, d);
+    int rc;
+    if ((b != 0 || e != 0) && (rc = batch_guard(c, k, d)) != 0)
+      return rc;
+    os.dim[d] = (size_t)len;
+    start[d] = -b;
+  }
+  return def_result(c, k, 0, emit_select(c, k, x, &os, start, NULL, NULL, -1, 0));
+}
+
+/* An attribute list of n window values (absent: dflt each). */
+static int win_ints(ctx_t *c, size_t k, const char *name, size_t n, int64_t dflt, int64_t lo,
+                    int64_t *out) {
+  const int64_t *v;
+  size_t vn;
+  int rc = mpc__onnx_attr_ints(c, k, name, &v, &vn);
+  if (rc != 0)
+    return rc;
+  if (vn != SIZE_MAX && vn != n)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%s has %zu entries, want %zu", name, vn, n);
+  for (size_t i = 0; i < n; i++) {
+    out[i] = vn == SIZE_MAX ? dflt : v[i];
+    if (out[i] < lo || out[i] > (int64_t)MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "%s[%zu] = %" PRId64 " is not supported", name,
+                             i, out[i]);
+  }
+  return 0;
+}
+
+/* x with (s - 1) zeros between its elements on spatial axis ax (2 or 3)
+ * and p0, p1 more at the ends (negative: cropped): a Select whose index
+ * table reads -1 (a zero) between the input's elements. */
+static int dilate_axis(ctx_t *c, size_t k, int x, unsigned ax, int64_t s, int64_t p0,
+                       int64_t p1) {
+  mpc_shape_t os = *shape_of(c, x);
+  int64_t L = (int64_t)os.dim[ax], lz = (L - 1) * s + 1 + p0 + p1;
+  if (lz < 1 || lz > (int64_t)MPC__CT_MAX_NUMEL)
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "the output would be empty");
+  if (s == 1 && p0 == 0 && p1 == 0)
+    return x;
+  double *tab = malloc((size_t)lz * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (int64_t q = 0; q < lz; q++) {
+    int64_t r = q - p0;
+    tab[q] = r >= 0 && r % s == 0 && r / s < L ? (double)(r / s) : -1.0;
+  }
+  size_t n = (size_t)lz;
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.zeros%u", mpc__onnx_node_name(c, k), ax);
+  int t = mpc_graph_const(c->g, name, 1, &n, tab);
+  free(tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  os.dim[ax] = n;
+  return emit_select(c, k, x, &os, NULL, NULL, NULL, t, ax);
+}
+
+/* The weights of a ConvTranspose [Ci, Co, kh, kw] as a Conv's [Co, Ci, kh,
+ * kw] with each kernel turned by 180 degrees: a new parameter for the
+ * owner's constant, free layout nodes for an activation. */
+static int flipped_weights(ctx_t *c, size_t k, int rank3) {
+  int rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (e == NULL)
+    return rc;
+  if (e->kind == V_CONST) {
+    const mpc__ctensor_t *t;
+    if ((rc = mpc__onnx_in_const(c, k, 1, 1, &t)) != 0)
+      return rc;
+    if (t->f == NULL || t->ndim != (rank3 ? 3u : 4u))
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights of rank %u", t->ndim);
+    size_t ci = t->dim[0], co = t->dim[1], kh = rank3 ? 1 : t->dim[2], kw = t->dim[rank3 ? 2 : 3];
+    double *d = malloc(t->numel * sizeof *d);
+    if (d == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    for (size_t a = 0; a < ci; a++)
+      for (size_t b = 0; b < co; b++)
+        for (size_t i = 0; i < kh; i++)
+          for (size_t j = 0; j < kw; j++)
+            d[((b * ci + a) * kh + kh - 1 - i) * kw + kw - 1 - j] = t->f[((a * co + b) * kh + i) * kw + j];
+    size_t dim[4] = {co, ci, kh, kw};
+    char name[80];
+    snprintf(name, sizeof name, "%.60s.flipped", mpc__onnx_node_name(c, k));
+    return mpc__onnx_make_param(c, k, name, 4, dim, d);
+  }
+  int w;
+  if ((rc = mpc__onnx_in_act(c, k, 1, &w)) != 0)
+    return rc;
+  mpc_shape_t ws = *shape_of(c, w);
+  if (ws.ndim != (rank3 ? 3u : 4u))
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights of rank %u", ws.ndim);
+  if (rank3) {
+    mpc_shape_t w4 = {4, {ws.dim[0], ws.dim[1], 1, ws.dim[2]}};
+    if ((w = emit_reshape_to(c, k, w, &w4)) < 0)
+      return w;
+    ws = w4;
+  }
+  int64_t start[4] = {0, 0, (int64_t)ws.dim[2] - 1, (int64_t)ws.dim[3] - 1};
+  int64_t step[4] = {1, 1, -1, -1};
+  if ((w = emit_select(c, k, w, &ws, start, step, NULL, -1, 0)) < 0)
+    return w;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, w, -1, -1);
+  nd.attr.perm[0] = 1;
+  nd.attr.perm[1] = 0;
+  nd.attr.perm[2] = 2;
+  nd.attr.perm[3] = 3;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* ConvTranspose (group 1, 1-D and 2-D): the input with stride - 1 zeros
+ * inserted and padded (two free Selects), then a Conv of unit stride with
+ * the weights turned; a bilinear gate as a Conv, with s^2 times its MACs
+ * (the zeros are multiplied too). */
+int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"auto_pad", "dilations", "group", "kernel_shape",
+                                      "output_padding", "output_shape", "pads", "strides",
+                                      NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  int64_t group;
+  char ap[32];
+  if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "group", 1, &group)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "auto_pad", "NOTSET", ap, sizeof ap)) != 0 ||
+      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  if (group != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
+  mpc_shape_t xs = *shape_of(c, x);
+  if (xs.ndim != 3 && xs.ndim != 4)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (1-D and 2-D only)", xs.ndim);
+  int rank3 = xs.ndim == 3;
+  size_t ns = rank3 ? 1 : 2;
+  int64_t s[2], d[2], op[2], pads[4], osh[2] = {-1, -1};
+  if ((rc = win_ints(c, k, "strides", ns, 1, 1, s)) != 0 ||
+      (rc = win_ints(c, k, "dilations", ns, 1, 1, d)) != 0 ||
+      (rc = win_ints(c, k, "output_padding", ns, 0, 0, op)) != 0 ||
+      (rc = win_ints(c, k, "pads", 2 * ns, 0, 0, pads)) != 0)
+    return rc;
+  if (mpc__onnx_attr_find(c, k, "output_shape") != NULL &&
+      (rc = win_ints(c, k, "output_shape", ns, 1, 1, osh)) != 0)
+    return rc;
+  int w = flipped_weights(c, k, rank3);
+  if (w < 0)
+    return w;
+  const mpc_shape_t ws = *shape_of(c, w);
+  if (rank3) {
+    mpc_shape_t x4 = {4, {xs.dim[0], xs.dim[1], 1, xs.dim[2]}};
+    if ((x = emit_reshape_to(c, k, x, &x4)) < 0)
+      return x;
+  }
+  if (ws.dim[1] != shape_of(c, x)->dim[1])
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights for %zu channels, input has %zu",
+                           ws.dim[1], shape_of(c, x)->dim[1]);
+  int same = strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0;
+  if (!same && strcmp(ap, "NOTSET") != 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "auto_pad=%s is not supported", ap);
+  for (size_t i = 0; i < ns; i++) {
+    unsigned ax = (unsigned)(4 - ns + i);
+    int64_t L = (int64_t)shape_of(c, x)->dim[ax], kk = (int64_t)ws.dim[ax];
+    int64_t full = s[i] * (L - 1) + op[i] + (kk - 1) * d[i] + 1, pb = pads[i], pe = pads[i + ns];
+    if (osh[i] < 0 && same)
+      osh[i] = L * s[i];
+    if (osh[i] >= 0) { /* pads from the output shape, as ONNX says */
+      int64_t tot = full - osh[i];
+      int upper = strcmp(ap, "SAME_LOWER") != 0;
+      pb = upper ? tot / 2 : tot - tot / 2;
+      pe = tot - pb;
+    }
+    int64_t ext = (kk - 1) * d[i];
+    if ((x = dilate_axis(c, k, x, ax, s[i], ext - pb, ext - pe + op[i])) < 0)
+      return x;
+  }
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONV, x, w, -1);
+  nd.attr.kh = ws.dim[2];
+  nd.attr.kw = ws.dim[3];
+  nd.attr.strides[0] = nd.attr.strides[1] = 1;
+  nd.attr.dilations[0] = rank3 ? 1 : (size_t)d[0];
+  nd.attr.dilations[1] = (size_t)d[ns - 1];
+  if (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_operand(c, k, 2, 0, &nd.in[2])) != 0)
+    return rc;
+  int y = mpc__onnx_add_node(c, k, &nd);
+  if (y < 0 || !rank3)
+    return def_result(c, k, 0, y);
+  const mpc_shape_t *ys = shape_of(c, y);
+  mpc_shape_t y3 = {3, {ys->dim[0], ys->dim[1], ys->dim[3]}};
+  return def_result(c, k, 0, emit_reshape_to(c, k, y, &y3));
+}
