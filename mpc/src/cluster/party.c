@@ -321,8 +321,9 @@ static uint64_t wire_recvd(cl_party_t *P, int id) {
 /* After a failed query: its client link (`links`, the one up when the query
  * began; 0: none) is closed and its messages dropped only if it is the
  * query's, i.e. the client's input came on it, whole (`taken`) or in part
- * (bytes arrived on it during the query, wire0 being the count at its
- * start: a client that trickles its input is cut off so). A
+ * (bytes arrived on it during the query: wire0 the count at its start,
+ * wire1 at its failure, before report_done; a client that trickles its
+ * input is cut off so). A
  * link that carried nothing may be a newer process under the same key,
  * which connected after the dealer took the dead process's request: it
  * sends the parties nothing before the dealer admits its own query, which
@@ -330,11 +331,11 @@ static uint64_t wire_recvd(cl_party_t *P, int id) {
  * draining it then failed the newer process's first query. A link already
  * replaced is the dead process's: its messages are dropped. */
 static void reset_client_link(cl_party_t *P, int client, uint64_t links, int taken,
-                              uint64_t wire0) {
+                              uint64_t wire0, uint64_t wire1) {
   if (links == 0)
     return;
   int current = cl_peer_link(P->node, client) == links;
-  int ours = current && (taken || wire_recvd(P, client) > wire0);
+  int ours = current && (taken || wire1 > wire0);
   if (ours)
     (void)net_peer_close(P->node, client);
   if (ours || !current)
@@ -415,6 +416,9 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
                tandem_strerror(rc));
   }
   if (rc != 0) {
+    /* Counted now: once report_done tells the dealer, it may admit the
+     * client's next query, whose input may then come on the same link. */
+    uint64_t client_wire1 = client_links != 0 ? wire_recvd(P, client) : 0;
     if (link->base.phase == MPC_PHASE_SETUP)
       discard_dealer_part(P, dealer_links, h);
     LOGW(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
@@ -431,7 +435,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
     /* Only the client link of this query, and only if it is the query's:
      * a client that retries at once (the same peer id) may already be on a
      * newer one (reset_client_link). */
-    reset_client_link(P, client, client_links, q.input_taken, client_wire0);
+    reset_client_link(P, client, client_links, q.input_taken, client_wire0, client_wire1);
     /* A query the dealer cancelled keeps the link to the other party: the
      * dealer cancels it at both, which exchanged nothing of it. Closed, it
      * could be the link the other party, done with the query first, had
