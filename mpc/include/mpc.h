@@ -144,10 +144,24 @@ typedef enum {
   MPC_OP_RESHAPE,   /* same elements, new shape (row-major order kept) */
   MPC_OP_TRANSPOSE, /* permutation of axes attr.perm */
   MPC_OP_OUTPUT,    /* marks in0 as a graph output */
-  MPC_OP_MUL        /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
+  MPC_OP_MUL,       /* in0 * in1 elementwise, in1 broadcast to in0 (a PARAM: the
                      * owner's scale stays secret; or a computed value) */
+  /* Smooth functions of one activation, elementwise (mpc/src/gate_smooth.c:
+   * piecewise cubics selected by comparisons; each private form is exact to
+   * its stated bound on its stated domain, README). */
+  MPC_OP_SIGMOID,   /* 1 / (1 + exp(-x)) */
+  MPC_OP_TANH,      /* tanh(x) */
+  MPC_OP_EXP,       /* exp(x); privately for x <= 0 (x > 0 gives 1) */
+  MPC_OP_ERF,       /* erf(x) */
+  MPC_OP_GELU,      /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 */
+  MPC_OP_GELU_TANH, /* x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 */
+  MPC_OP_RECIP,     /* 1 / x; privately for x in [1, 64] */
+  MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/64, 64] */
+  MPC_OP_SQRT       /* sqrt(x); privately for x in [0, 64] */
 } mpc_op_t;
-#define MPC_OP_LAST MPC_OP_MUL
+#define MPC_OP_LAST MPC_OP_SQRT
+/* 1 for the smooth functions above. */
+int mpc_op_is_smooth(mpc_op_t op);
 
 const char *mpc_op_name(mpc_op_t op);
 
@@ -160,6 +174,9 @@ typedef struct {
   size_t strides[2], dilations[2];   /* CONV, pools */
   int count_include_pad;             /* AVGPOOL */
   unsigned perm[MPC_MAX_DIMS];       /* TRANSPOSE */
+  /* Smooth ops: 1 = evaluate sup |f(x)| over |x| <= in0 instead of f (the
+   * magnitude graph of bound.c); never persisted, 0 in every model graph. */
+  int magnitude;
 } mpc_attr_t;
 
 typedef struct {

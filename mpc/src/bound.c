@@ -66,6 +66,7 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
     nd.attr.alpha = fabs(nd.attr.alpha);
     nd.attr.beta = fabs(nd.attr.beta);
     nd.attr.scalar = fabs(nd.attr.scalar);
+    nd.attr.magnitude = mpc_op_is_smooth(nd.op); /* sup |f| over |x| <= the input's bound */
     if (nd.op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd.shape);
       for (size_t j = 0; j < n; j++)

@@ -45,7 +45,8 @@ const char *mpc_op_name(mpc_op_t op) {
   static const char *const names[] = {
       "Input", "Param",   "Const",       "MatMul",  "Gemm",      "Conv",   "Add",
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
-      "Output", "Mul"};
+      "Output", "Mul",
+      "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -458,6 +459,18 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
 
   case MPC_OP_RELU:
   case MPC_OP_OUTPUT:
+    *out = *a;
+    break;
+
+  case MPC_OP_SIGMOID:
+  case MPC_OP_TANH:
+  case MPC_OP_EXP:
+  case MPC_OP_ERF:
+  case MPC_OP_GELU:
+  case MPC_OP_GELU_TANH:
+  case MPC_OP_RECIP:
+  case MPC_OP_RSQRT:
+  case MPC_OP_SQRT:
     *out = *a;
     break;
 
@@ -934,6 +947,18 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
     break;
   case MPC_OP_TRANSPOSE:
     ev_transpose(at->perm, v[0], s[0], ys, y);
+    break;
+  case MPC_OP_SIGMOID:
+  case MPC_OP_TANH:
+  case MPC_OP_EXP:
+  case MPC_OP_ERF:
+  case MPC_OP_GELU:
+  case MPC_OP_GELU_TANH:
+  case MPC_OP_RECIP:
+  case MPC_OP_RSQRT:
+  case MPC_OP_SQRT:
+    for (size_t i = 0; i < n; i++)
+      y[i] = at->magnitude ? mpc__smooth_mag(nd->op, v[0][i]) : mpc__smooth_float(nd->op, v[0][i]);
     break;
   default: /* RESHAPE, OUTPUT: the same elements in the same order */
     memcpy(y, v[0], n * sizeof *y);

@@ -712,6 +712,47 @@ static const op_entry_t ops[] = {
     {"Unsqueeze", op_squeeze, 1},
 };
 
+/* ---- smooth functions (gate_smooth.c) ---------------------------------- */
+
+/* Sigmoid, Tanh, Exp, Erf, Reciprocal, Sqrt (variant: the mpc_op_t) and
+ * Gelu (variant -1: its `approximate` attribute picks the form). */
+static int op_smooth(ctx_t *c, size_t k, int variant) {
+  static const char *const known[] = {NULL};
+  static const char *const kgelu[] = {"approximate", NULL};
+  int rc = mpc__onnx_attr_check(c, k, variant < 0 ? kgelu : known), x;
+  mpc_op_t op = (mpc_op_t)variant;
+  if (rc == 0 && variant < 0) {
+    char appr[16];
+    if ((rc = mpc__onnx_attr_str(c, k, "approximate", "none", appr, sizeof appr)) != 0)
+      return rc;
+    if (strcmp(appr, "none") == 0)
+      op = MPC_OP_GELU;
+    else if (strcmp(appr, "tanh") == 0)
+      op = MPC_OP_GELU_TANH;
+    else
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "approximate='%.20s' is not supported",
+                             appr);
+  }
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, op, x, -1, -1);
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+/* Sorted by op_type too; searched after ops[] (kept apart so that the
+ * operators of different changes stay grouped). */
+static const op_entry_t smooth_ops[] = {
+    {"Erf", op_smooth, MPC_OP_ERF},         {"Exp", op_smooth, MPC_OP_EXP},
+    {"Gelu", op_smooth, -1},                {"Reciprocal", op_smooth, MPC_OP_RECIP},
+    {"Sigmoid", op_smooth, MPC_OP_SIGMOID}, {"Sqrt", op_smooth, MPC_OP_SQRT},
+    {"Tanh", op_smooth, MPC_OP_TANH},
+};
+
 static int op_cmp(const void *key, const void *entry) {
   return strcmp(key, ((const op_entry_t *)entry)->op_type);
 }
@@ -725,6 +766,9 @@ int mpc__onnx_run_node(ctx_t *c, size_t k) {
                            "default ONNX domain)",
                            n->domain, op);
   const op_entry_t *e = bsearch(op, ops, sizeof ops / sizeof ops[0], sizeof ops[0], op_cmp);
+  if (e == NULL)
+    e = bsearch(op, smooth_ops, sizeof smooth_ops / sizeof smooth_ops[0], sizeof smooth_ops[0],
+                op_cmp);
   if (e != NULL)
     return e->fn(c, k, e->variant);
   return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "operator %.80s is not supported",

@@ -737,6 +737,61 @@ static int lower_relu(cc_t *cc, int node) {
   return 0;
 }
 
+/* A smooth function (gate_smooth.c) of node's operand, at scale 1 or 2
+ * (MASKED: no round; SHARED: one), then the exact truncation of its result
+ * from the gate's fout fractional bits to f (one round): SHARED at scale 1.
+ * The output's exponent comes from the model owner's analysis when there is
+ * one, else from the input's bound (and never above the graph-wide range). */
+static int lower_smooth(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  const mpc_graph_t *gr = cc->g;
+  int v = cc->act[nd->in[0]];
+  const mpc__val_t *val = &cc->p->vals[v];
+  unsigned f = cc->p->f, q = mpc__smooth_q(f);
+  if (q == 0 || f > 24)
+    return fail(cc, TANDEM_EUNSUPOP, node, "smooth functions need 10 to 24 fractional bits");
+  if (val->scale < 1 || val->scale > 2)
+    return fail(cc, TANDEM_EUNSUPOP, node, "operand at an unexpected scale");
+  unsigned s = val->scale * f - q;
+  unsigned L = gate_bound(cc, v, s, 0);
+  if (L < s + 4)
+    L = s + 4;
+  double inmax = ldexp(1.0, (int)L - 1 - (int)(val->scale * f));
+  double omax = 1.01 * mpc__smooth_mag(nd->op, inmax) + ldexp(1.0, 10 - (int)f);
+  int eout;
+  (void)frexp(omax, &eout);
+  int egraph = (int)cc->p->bound - 2 * (int)f - 1;
+  if (eout > egraph)
+    eout = egraph;
+  if (gr->mag_log2 != NULL && gr->nmag == gr->nnodes && gr->mag_log2[node] < eout)
+    eout = gr->mag_log2[node];
+  unsigned fout = mpc__smooth_fout(nd->op, eout, f);
+  if (fout == 0)
+    return fail(cc, TANDEM_EUNSUPOP, node, "output range too wide for the fixed-point format");
+  mpc_shape_t shape = val->shape;
+  int mid = new_val(cc, &shape, MPC__V_SHARED, 2, node);
+  if (mid < 0)
+    return mid;
+  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, mid, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->fn = (int)nd->op;
+  g->shift = s;
+  g->bound = L;
+  g->fout = fout;
+  int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
+  if (out < 0)
+    return out;
+  g = new_gate(cc, MPC__G_NONLIN, mid, -1, out, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->relu = 0;
+  g->shift = fout - f;
+  g->bound = fout + (unsigned)(eout < 1 ? 1 : eout) + 1;
+  cc->act[node] = out;
+  return 0;
+}
+
 static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map) {
   const mpc__val_t *val = &cc->p->vals[v];
   mpc__vkind_t kind = val->kind == MPC__V_MASKED ? MPC__V_MASKED : MPC__V_SHARED;
@@ -984,6 +1039,16 @@ static int lower_node(cc_t *cc, int node) {
   }
   case MPC_OP_TRANSPOSE:
     return lower_transpose(cc, node);
+  case MPC_OP_SIGMOID:
+  case MPC_OP_TANH:
+  case MPC_OP_EXP:
+  case MPC_OP_ERF:
+  case MPC_OP_GELU:
+  case MPC_OP_GELU_TANH:
+  case MPC_OP_RECIP:
+  case MPC_OP_RSQRT:
+  case MPC_OP_SQRT:
+    return lower_smooth(cc, node);
   case MPC_OP_OUTPUT: {
     int v = cc->act[in];
     if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
