@@ -155,7 +155,7 @@ typedef enum {
   MPC_OP_ERF,       /* erf(x) */
   MPC_OP_GELU,      /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 */
   MPC_OP_GELU_TANH, /* x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 */
-  MPC_OP_RECIP,     /* 1 / x; privately for x in [1, 64] */
+  MPC_OP_RECIP,     /* 1 / x; privately for x in [1/4, 64] */
   MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/64, 64] */
   MPC_OP_SQRT       /* sqrt(x); privately for x in [0, 64] */
 } mpc_op_t;

@@ -69,10 +69,9 @@ static const double bp_gelu[] = {-6,    -4,    -3.375, -2.75, -2,    -1.375, -0.
                                  0.375, 1.25,  1.875,  2.5,   3.125, 3.75,   4.875,  6};
 static const double bp_gelut[] = {-6,    -3.875, -3.375, -2.75, -2,    -1.375, -0.875, -0.25,
                                   0.375, 1.25,   1.875,  2.5,   3.125, 3.75,   5.125,  6};
-static const double bp_recip[] = {1,       1.6875,  2.4375,  3.4375,  4.0625,  4.8125,
-                                  5.8125,  6.8125,  8.0625,  9.5625,  11.5625, 13.5625,
-                                  16.0625, 19.0625, 23.0625, 27.0625, 32.0625, 38.0625,
-                                  46.0625, 54.0625, 64};
+static const double bp_recip[] = {0.25,  0.453125, 0.8125, 1.4375, 2.25,  3.5,   4.25,  5,
+                                  6,     7.25,     8.75,   10.25,  12.25, 14.75, 17.75, 20.75,
+                                  24.75, 29.75,    35.75,  41.75,  49.75, 59.75, 64};
 static const double bp_rsqrt[] = {0.015625,      0.0341796875,  0.0751953125,  0.1650390625,
                                   0.3681640625,  0.8212890625,  1.5712890625,  2.5087890625,
                                   3.2587890625,  4.2587890625,  5.5087890625,  7.2587890625,
@@ -101,7 +100,7 @@ static const sm_fn_t *sm_fn(int op) {
       {BP(bp_erf), -1, 0, 1, 0},    /* ERF */
       {BP(bp_gelu), 0, 0, 0, 1},    /* GELU: 0, then the identity */
       {BP(bp_gelut), 0, 0, 0, 1},   /* GELU_TANH */
-      {BP(bp_recip), 1, 0, 1.0 / 64, 0},
+      {BP(bp_recip), 4, 0, 1.0 / 64, 0},
       {BP(bp_rsqrt), 8, 0, 0.125, 0},
       {BP(bp_sqrt), 0, 0, 8, 0},
   };
@@ -142,7 +141,7 @@ double mpc__smooth_float(mpc_op_t op, double x) {
 }
 
 /* The private form's domains bound these: exp is taken on x <= 0, the
- * reciprocal on [1, 64], the inverse square root on [1/64, 64] (the gate
+ * reciprocal on [1/4, 64], the inverse square root on [1/64, 64] (the gate
  * clamps outside them). */
 double mpc__smooth_mag(mpc_op_t op, double b) {
   b = fabs(b);
@@ -154,13 +153,14 @@ double mpc__smooth_mag(mpc_op_t op, double b) {
   case MPC_OP_GELU:
   case MPC_OP_GELU_TANH:
     return b > 0.17 ? b : 0.17; /* |GELU(x)| <= max(|x|, 0.17) */
+  case MPC_OP_RECIP:
+    return 4;
   case MPC_OP_RSQRT:
     return 8;
   case MPC_OP_SQRT:
     return sqrt(b);
   case MPC_OP_SIGMOID:
   case MPC_OP_EXP:
-  case MPC_OP_RECIP:
     return 1;
   default:
     return NAN;
