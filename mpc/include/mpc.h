@@ -157,9 +157,10 @@ typedef enum {
   MPC_OP_GELU_TANH, /* x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 */
   MPC_OP_RECIP,     /* 1 / x; privately for x in [1/4, 64] */
   MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/64, 64] */
-  MPC_OP_SQRT       /* sqrt(x); privately for x in [0, 64] */
+  MPC_OP_SQRT,      /* sqrt(x); privately for x in [0, 64] */
+  MPC_OP_SOFTMAX    /* softmax along the last axis (at most 256 elements privately) */
 } mpc_op_t;
-#define MPC_OP_LAST MPC_OP_SQRT
+#define MPC_OP_LAST MPC_OP_SOFTMAX
 /* 1 for the smooth functions above. */
 int mpc_op_is_smooth(mpc_op_t op);
 

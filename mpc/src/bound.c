@@ -16,7 +16,8 @@
  * scalar replaced by its absolute value, subtraction by addition, and every
  * input element set to B. Each operator is then monotone in B and its result
  * bounds the magnitude of the real one (|sum w x| <= sum |w| |x|, ReLU and max
- * of magnitudes bound theirs, an average is at most the largest term). The
+ * of magnitudes bound theirs, an average is at most the largest term; a
+ * smooth function or a softmax gives its own bound, attr.magnitude). The
  * largest B is found by bisection on that monotone test. This reveals, by
  * design, one number about the weights: their worst-case gain.
  */
@@ -66,7 +67,8 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
     nd.attr.alpha = fabs(nd.attr.alpha);
     nd.attr.beta = fabs(nd.attr.beta);
     nd.attr.scalar = fabs(nd.attr.scalar);
-    nd.attr.magnitude = mpc_op_is_smooth(nd.op); /* sup |f| over |x| <= the input's bound */
+    /* sup |f| over |x| <= the input's bound (a softmax: 1) */
+    nd.attr.magnitude = mpc_op_is_smooth(nd.op) || nd.op == MPC_OP_SOFTMAX;
     if (nd.op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd.shape);
       for (size_t j = 0; j < n; j++)

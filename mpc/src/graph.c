@@ -46,7 +46,8 @@ const char *mpc_op_name(mpc_op_t op) {
       "Input", "Param",   "Const",       "MatMul",  "Gemm",      "Conv",   "Add",
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
       "Output", "Mul",
-      "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt"};
+      "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt",
+      "Softmax"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -471,6 +472,7 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
   case MPC_OP_RECIP:
   case MPC_OP_RSQRT:
   case MPC_OP_SQRT:
+  case MPC_OP_SOFTMAX:
     *out = *a;
     break;
 
@@ -895,6 +897,22 @@ static void ev_transpose(const unsigned *perm, const double *x, const mpc_shape_
   }
 }
 
+/* Softmax along the last axis of x (shape xs) into y; in the magnitude
+ * graph (bound.c) every output is at most 1. */
+static void ev_softmax(int magnitude, const double *x, const mpc_shape_t *xs, double *y) {
+  size_t N = mpc_shape_numel(xs), n = xs->ndim ? xs->dim[xs->ndim - 1] : 1;
+  for (size_t r = 0; r < N / n; r++) {
+    const double *xr = x + r * n;
+    double *yr = y + r * n, mx = xr[0], sum = 0;
+    for (size_t j = 1; j < n; j++)
+      mx = xr[j] > mx ? xr[j] : mx;
+    for (size_t j = 0; j < n; j++)
+      sum += (yr[j] = magnitude ? 1 : exp(xr[j] - mx));
+    for (size_t j = 0; j < n && !magnitude; j++)
+      yr[j] /= sum;
+  }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
@@ -959,6 +977,9 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   case MPC_OP_SQRT:
     for (size_t i = 0; i < n; i++)
       y[i] = at->magnitude ? mpc__smooth_mag(nd->op, v[0][i]) : mpc__smooth_float(nd->op, v[0][i]);
+    break;
+  case MPC_OP_SOFTMAX:
+    ev_softmax(at->magnitude, v[0], s[0], y);
     break;
   default: /* RESHAPE, OUTPUT: the same elements in the same order */
     memcpy(y, v[0], n * sizeof *y);

@@ -737,15 +737,15 @@ static int lower_relu(cc_t *cc, int node) {
   return 0;
 }
 
-/* A smooth function (gate_smooth.c) of node's operand, at scale 1 or 2
- * (MASKED: no round; SHARED: one), then the exact truncation of its result
- * from the gate's fout fractional bits to f (one round): SHARED at scale 1.
- * The output's exponent comes from the model owner's analysis when there is
- * one, else from the input's bound (and never above the graph-wide range). */
-static int lower_smooth(cc_t *cc, int node) {
-  const mpc_node_t *nd = &cc->g->nodes[node];
-  const mpc_graph_t *gr = cc->g;
-  int v = cc->act[nd->in[0]];
+/* Function op (gate_smooth.c) of value v (scale 1 or 2; MASKED: no round,
+ * SHARED: one), then the exact truncation of its result from the gate's fout
+ * fractional bits to f (one round): the SHARED scale-1 value it returns. The
+ * input's bound is the value's own (gate_bound, plus `extra` bits), at most
+ * 2^lmax when lmax > 0; the output's exponent eout (|f| < 2^eout) comes from
+ * the function on that bound, at most `ecap` when ecap > -64, and never above
+ * the graph-wide range. Gates are labelled and values attributed to node. */
+static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
+                      int ecap) {
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned f = cc->p->f, q = mpc__smooth_q(f);
   if (q == 0 || f > 24)
@@ -753,42 +753,161 @@ static int lower_smooth(cc_t *cc, int node) {
   if (val->scale < 1 || val->scale > 2)
     return fail(cc, TANDEM_EUNSUPOP, node, "operand at an unexpected scale");
   unsigned s = val->scale * f - q;
-  unsigned L = gate_bound(cc, v, s, 0);
+  unsigned L = gate_bound(cc, v, s, extra);
+  if (lmax > 0 && L > lmax)
+    L = lmax;
   if (L < s + 4)
     L = s + 4;
   double inmax = ldexp(1.0, (int)L - 1 - (int)(val->scale * f));
-  double omax = 1.01 * mpc__smooth_mag(nd->op, inmax) + ldexp(1.0, 10 - (int)f);
+  double omax = 1.01 * mpc__smooth_mag(op, inmax) + ldexp(1.0, 10 - (int)f);
   int eout;
   (void)frexp(omax, &eout);
   int egraph = (int)cc->p->bound - 2 * (int)f - 1;
   if (eout > egraph)
     eout = egraph;
-  if (gr->mag_log2 != NULL && gr->nmag == gr->nnodes && gr->mag_log2[node] < eout)
-    eout = gr->mag_log2[node];
-  unsigned fout = mpc__smooth_fout(nd->op, eout, f);
+  if (ecap > -64 && ecap < eout)
+    eout = ecap;
+  unsigned fout = mpc__smooth_fout(op, eout, f);
   if (fout == 0)
     return fail(cc, TANDEM_EUNSUPOP, node, "output range too wide for the fixed-point format");
   mpc_shape_t shape = val->shape;
   int mid = new_val(cc, &shape, MPC__V_SHARED, 2, node);
   if (mid < 0)
     return mid;
-  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, mid, nd->name);
+  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, mid, cc->g->nodes[node].name);
   if (g == NULL)
     return TANDEM_ENOMEM;
-  g->fn = (int)nd->op;
+  g->fn = (int)op;
   g->shift = s;
   g->bound = L;
   g->fout = fout;
   int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
   if (out < 0)
     return out;
-  g = new_gate(cc, MPC__G_NONLIN, mid, -1, out, nd->name);
+  g = new_gate(cc, MPC__G_NONLIN, mid, -1, out, cc->g->nodes[node].name);
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->relu = 0;
   g->shift = fout - f;
   g->bound = fout + (unsigned)(eout < 1 ? 1 : eout) + 1;
+  return out;
+}
+
+/* A smooth operator node: its output's exponent from the model owner's
+ * analysis when there is one. */
+static int lower_smooth(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  const mpc_graph_t *gr = cc->g;
+  int ecap = gr->mag_log2 != NULL && gr->nmag == gr->nnodes ? gr->mag_log2[node] : -64;
+  int out = smooth_val(cc, node, nd->op, cc->act[nd->in[0]], 0, 0, ecap);
+  if (out < 0)
+    return out;
   cc->act[node] = out;
+  return 0;
+}
+
+/* The maximum over the last axis (n candidates, P rows) of v by a
+ * comparison tree (MAXLEVEL gates, one round a level): a SHARED [1 x P]
+ * value at v's scale. Values keep v's node (their bound is v's). */
+static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
+  int vnode = cc->p->vals[v].node;
+  uint32_t *map = malloc((n * P + 1) * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t p = 0; p < P; p++)
+    for (size_t j = 0; j < n; j++)
+      map[j * P + p] = (uint32_t)(p * n + j);
+  mpc_shape_t cs = {2, {n, P}};
+  int cur = lower_layout(cc, vnode >= 0 ? vnode : node, v, &cs, map);
+  if (cur < 0)
+    return cur;
+  cc->p->vals[cur].node = vnode;
+  unsigned scale = cc->p->vals[v].scale;
+  for (size_t m = n; m > 1; m = (m + 1) / 2) {
+    mpc_shape_t ls = {2, {(m + 1) / 2, P}};
+    int out = new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
+    if (out < 0)
+      return out;
+    mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, cc->g->nodes[node].name);
+    if (g == NULL)
+      return TANDEM_ENOMEM;
+    g->levelm = m;
+    g->levelp = P;
+    g->shift = scale == 2 ? cc->p->f : 0;
+    g->bound = gate_bound(cc, cur, g->shift, 1);
+    cur = out;
+  }
+  return cur;
+}
+
+/* Softmax along the last axis (n <= 256): m = the row's maximum (a
+ * comparison tree), d = x - m <= 0, e = exp(d) (a smooth gate: x <= 0 is
+ * its domain), s = the row's sum of e (in [1, n]: the maximum's term is 1;
+ * a local window sum), r = 1/s on the reciprocal's domain [1/4, 64] (s / k
+ * for k = ceil(n / 64), then r k, one truncation round more), and y = e r
+ * (a product of two activations: one round to mask both). Rounds:
+ * ceil(log2 n) + 2 + 2 + 1 (+1 when n > 64), the result SHARED at scale 2f
+ * (its truncation fused into the consumer's gate). */
+static int lower_softmax(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = cc->act[nd->in[0]];
+  const mpc__val_t *val = &cc->p->vals[v];
+  mpc_shape_t xs = val->shape;
+  size_t N = val->n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
+  unsigned f = cc->p->f;
+  if (n > 256 || N > UINT32_MAX)
+    return fail(cc, TANDEM_EUNSUPOP, node, "Softmax over more than 256 elements is not supported");
+  int m = n > 1 ? row_max(cc, node, v, n, P) : v; /* one element: d = 0 */
+  if (m < 0)
+    return m;
+  int d = new_val(cc, &xs, MPC__V_SHARED, cc->p->vals[v].scale, cc->p->vals[v].node);
+  if (d < 0)
+    return d;
+  mpc__gate_t *gs = new_gate(cc, MPC__G_SUB, v, m, d, nd->name);
+  if (gs == NULL || (n > 1 && (gs->bmap = malloc(N * sizeof *gs->bmap)) == NULL))
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; n > 1 && i < N; i++)
+    gs->bmap[i] = (uint32_t)(i / n);
+  int e = smooth_val(cc, node, MPC_OP_EXP, d, 1, 0, 1);
+  if (e < 0)
+    return e;
+  size_t k = (n + 63) / 64;
+  mpc_shape_t ss = {2, {P, 1}};
+  int sum = new_val(cc, &ss, MPC__V_SHARED, 2, -1);
+  if (sum < 0)
+    return sum;
+  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, e, -1, sum, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->wsize = n;
+  g->win = malloc(N * sizeof *g->win);
+  g->wcoef = malloc((P ? P : 1) * sizeof *g->wcoef);
+  if (g->win == NULL || g->wcoef == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < N; i++)
+    g->win[i] = (int32_t)i;
+  double inv = 1.0 / (double)k;
+  for (size_t p = 0; p < P; p++)
+    if (kern_fix_encode(&g->wcoef[p], &inv, 1, f, NULL) != 0)
+      return TANDEM_ERANGE;
+  /* s / k < 1.01 * 64 + slack: 8 bits above the scale, one of margin. */
+  int r = smooth_val(cc, node, MPC_OP_RECIP, sum, 0, 2 * f + 8, 3);
+  if (r < 0)
+    return r;
+  if (k > 1 && (r = mulc_val(cc, node, r, 1.0 / (double)k)) < 0)
+    return r;
+  int x = masked_s1(cc, e, nd->name), w = x < 0 ? x : masked_s1(cc, r, nd->name);
+  if (w < 0)
+    return fail(cc, w, node, "operand cannot be masked");
+  int y = matrix_gate(cc, node, MPC__G_TRIPLE, x, w, &xs, MPC__L_EW, N, P, 1);
+  if (y < 0)
+    return y;
+  mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
+  if ((gt->bmap = malloc(N * sizeof *gt->bmap)) == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < N; i++)
+    gt->bmap[i] = (uint32_t)(i / n);
+  cc->act[node] = y;
   return 0;
 }
 
@@ -1049,6 +1168,8 @@ static int lower_node(cc_t *cc, int node) {
   case MPC_OP_RSQRT:
   case MPC_OP_SQRT:
     return lower_smooth(cc, node);
+  case MPC_OP_SOFTMAX:
+    return lower_softmax(cc, node);
   case MPC_OP_OUTPUT: {
     int v = cc->act[in];
     if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)

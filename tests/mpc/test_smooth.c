@@ -148,6 +148,53 @@ START_TEST(test_smooth_sweep_product) {
 }
 END_TEST
 
+/* Softmax along the last axis: rows of n (17: a ViT's tokens; 128: a
+ * BERT-tiny sequence, whose sums exceed the reciprocal's domain and take
+ * one round more), inputs in [-12, 12]; the error against the double
+ * softmax within 2e-3 (the reciprocal's 1.5e-3 relative, the exp's 1e-4),
+ * and the rounds: the max tree's ceil(log2 n) levels, exp and reciprocal
+ * two each, the product's masking one (and the k = 2 scaling one). */
+START_TEST(test_smooth_softmax) {
+  const size_t ns[2] = {17, 128}, rows = 24;
+  const unsigned want_rounds[2] = {5 + 2 + 2 + 1, 7 + 2 + 2 + 1 + 1};
+  size_t n = ns[_i];
+  mpc_graph_t g;
+  mpc_weights_t w;
+  mpc_graph_init(&g);
+  size_t d[2] = {rows, n};
+  int x = mpc_graph_input(&g, "x", 2, d);
+  int y = mpc_graph_op(&g, MPC_OP_SOFTMAX, x, -1, -1, NULL, "softmax");
+  ck_assert_int_ge(y, 0);
+  ck_assert_int_ge(mpc_graph_op(&g, MPC_OP_OUTPUT, y, -1, -1, NULL, "out"), 0);
+  ck_assert_int_eq(mpc_weights_init(&w, &g), 0);
+  g.input_bound = 12;
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  mpc_shape_t s2 = {2, {rows, n}};
+  mpc_ftensor_t in, out, ref;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s2), 0);
+  uint64_t seed = 0x50f7 + n;
+  harness_fill(&in, &seed, -12, 12);
+  for (size_t r = 0; r < rows; r++) /* ties and a flat row too */
+    in.data[r * n + (r % n)] = r % 3 == 0 ? in.data[r * n] : in.data[r * n + (r % n)];
+  for (size_t j = 0; j < n; j++)
+    in.data[j] = 0.5;
+  harness_result_t res;
+  int rc = harness_run(&g, &w, 0, &in, &out, 1, NULL, NULL, &res);
+  ck_assert_msg(rc == 0, "softmax: private run failed: %s", tandem_strerror(rc));
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &ref), 0);
+  double e = harness_max_abs_diff(&out, &ref);
+  fprintf(stderr, "smooth Softmax n=%zu: max absolute error %.3g, %u rounds\n", n, e,
+          res.plan_rounds);
+  ck_assert_msg(e <= 2e-3, "softmax n=%zu: error %g exceeds 2e-3", n, e);
+  ck_assert_uint_eq(res.plan_rounds, want_rounds[_i]);
+  mpc_ftensor_close(&in);
+  mpc_ftensor_close(&out);
+  mpc_ftensor_close(&ref);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *smooth_suite(void) {
   Suite *s = suite_create("smooth");
   TCase *tc = tcase_create("sweep");
@@ -155,6 +202,7 @@ Suite *smooth_suite(void) {
   int nc = (int)(sizeof cases / sizeof cases[0]);
   tcase_add_loop_test(tc, test_smooth_sweep, 0, nc);
   tcase_add_loop_test(tc, test_smooth_sweep_product, 0, nc);
+  tcase_add_loop_test(tc, test_smooth_softmax, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }
