@@ -744,12 +744,62 @@ static int op_smooth(ctx_t *c, size_t k, int variant) {
   return 0;
 }
 
+/* Softmax: the IR's is along the last axis. Opsets 13 on take one axis
+ * (a transpose to the last and back when it is another); before 13 the
+ * input is seen as 2-D, [dims before axis] x [dims from axis] (a reshape to
+ * that and back). */
+static int op_softmax(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_shape_t xs = *shape_of(c, x);
+  int64_t axis;
+  if ((rc = mpc__onnx_attr_int(c, k, "axis", c->opset >= 13 ? -1 : 1, &axis)) != 0)
+    return rc;
+  int64_t rank = xs.ndim;
+  if (axis < -rank || axis >= (rank ? rank : 1))
+    return mpc__onnx_nfail(c, k, TANDEM_EINVAL, "axis %" PRId64 " out of range", axis);
+  unsigned a = (unsigned)(axis < 0 ? axis + rank : axis), last = xs.ndim ? xs.ndim - 1 : 0;
+  mpc_node_t nd;
+  int cur = x;
+  mpc_shape_t flat = {2, {1, 1}};
+  unsigned perm[MPC_MAX_DIMS];
+  for (unsigned d = 0; d < MPC_MAX_DIMS; d++)
+    perm[d] = d;
+  perm[a] = last;
+  perm[last] = a;
+  int pre = a != last ? (c->opset >= 13 ? 1 : 2) : 0; /* 1: transpose, 2: reshape */
+  if (pre == 2)
+    for (unsigned d = 0; d < xs.ndim; d++)
+      flat.dim[d < a ? 0 : 1] *= xs.dim[d];
+  for (int step = 0; step < 3; step++) {
+    if (step != 1 && pre == 0)
+      continue;
+    if (step == 1) {
+      mpc__onnx_node_init(&nd, MPC_OP_SOFTMAX, cur, -1, -1);
+    } else if (pre == 1) {
+      mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, cur, -1, -1);
+      memcpy(nd.attr.perm, perm, sizeof perm);
+    } else {
+      mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, cur, -1, -1);
+      nd.shape = step == 0 ? flat : xs;
+    }
+    if ((cur = mpc__onnx_add_node(c, k, &nd)) < 0)
+      return cur;
+  }
+  mpc__onnx_def_act(c, k, 0, cur);
+  return 0;
+}
+
 /* Sorted by op_type too; searched after ops[] (kept apart so that the
  * operators of different changes stay grouped). */
 static const op_entry_t smooth_ops[] = {
     {"Erf", op_smooth, MPC_OP_ERF},         {"Exp", op_smooth, MPC_OP_EXP},
     {"Gelu", op_smooth, -1},                {"Reciprocal", op_smooth, MPC_OP_RECIP},
-    {"Sigmoid", op_smooth, MPC_OP_SIGMOID}, {"Sqrt", op_smooth, MPC_OP_SQRT},
+    {"Sigmoid", op_smooth, MPC_OP_SIGMOID}, {"Softmax", op_softmax, 0},
+    {"Sqrt", op_smooth, MPC_OP_SQRT},
     {"Tanh", op_smooth, MPC_OP_TANH},
 };
 

@@ -39,7 +39,7 @@ static const char *const claimed[] = {
     "MatMul",  "MaxPool",     "Mul",                "Pad",      "Relu",      "Reshape",
     "Squeeze", "Sub",         "Transpose",          "Unsqueeze",
     /* smooth functions (gate_smooth.c) */
-    "Sigmoid", "Tanh", "Exp", "Erf", "Reciprocal", "Sqrt", "Gelu", NULL};
+    "Sigmoid", "Tanh", "Exp", "Erf", "Reciprocal", "Sqrt", "Gelu", "Softmax", NULL};
 
 typedef struct {
   const char *name;
