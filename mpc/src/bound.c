@@ -68,7 +68,8 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
     nd.attr.beta = fabs(nd.attr.beta);
     nd.attr.scalar = fabs(nd.attr.scalar);
     /* sup |f| over |x| <= the input's bound (a softmax: 1) */
-    nd.attr.magnitude = mpc_op_is_smooth(nd.op) || nd.op == MPC_OP_SOFTMAX;
+    nd.attr.magnitude =
+        mpc_op_is_smooth(nd.op) || nd.op == MPC_OP_SOFTMAX || nd.op == MPC_OP_LNORM;
     if (nd.op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd.shape);
       for (size_t j = 0; j < n; j++)

@@ -47,7 +47,7 @@ const char *mpc_op_name(mpc_op_t op) {
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
       "Output", "Mul",
       "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt",
-      "Softmax"};
+      "Softmax", "LayerNorm"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -161,6 +161,10 @@ static void arity(mpc_op_t op, int *req, int *opt) {
   case MPC_OP_GEMM:
   case MPC_OP_CONV:
     *req = 2;
+    *opt = 1;
+    break;
+  case MPC_OP_LNORM:
+    *req = 1;
     *opt = 1;
     break;
   default:
@@ -473,6 +477,12 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
   case MPC_OP_RSQRT:
   case MPC_OP_SQRT:
   case MPC_OP_SOFTMAX:
+    *out = *a;
+    break;
+
+  case MPC_OP_LNORM:
+    if (b != NULL && mpc_shape_numel(b) != 1)
+      return efail(e, TANDEM_ESHAPE, "epsilon must be one element");
     *out = *a;
     break;
 
@@ -913,6 +923,25 @@ static void ev_softmax(int magnitude, const double *x, const mpc_shape_t *xs, do
   }
 }
 
+/* Layer normalization along the last axis of x into y; in the magnitude
+ * graph every output is at most sqrt(n) (a normalized row's largest). */
+static void ev_lnorm(int magnitude, const double *x, const mpc_shape_t *xs, double eps,
+                     double *y) {
+  size_t N = mpc_shape_numel(xs), n = xs->ndim ? xs->dim[xs->ndim - 1] : 1;
+  for (size_t r = 0; r < N / n; r++) {
+    const double *xr = x + r * n;
+    double mean = 0, var = 0;
+    for (size_t j = 0; j < n; j++)
+      mean += xr[j];
+    mean /= (double)n;
+    for (size_t j = 0; j < n; j++)
+      var += (xr[j] - mean) * (xr[j] - mean);
+    var /= (double)n;
+    for (size_t j = 0; j < n; j++)
+      y[r * n + j] = magnitude ? sqrt((double)n) : (xr[j] - mean) / sqrt(var + eps);
+  }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
@@ -980,6 +1009,9 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
     break;
   case MPC_OP_SOFTMAX:
     ev_softmax(at->magnitude, v[0], s[0], y);
+    break;
+  case MPC_OP_LNORM:
+    ev_lnorm(at->magnitude, v[0], s[0], v[1] != NULL ? v[1][0] : 0, y);
     break;
   default: /* RESHAPE, OUTPUT: the same elements in the same order */
     memcpy(y, v[0], n * sizeof *y);

@@ -840,6 +840,42 @@ static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
   return cur;
 }
 
+/* The sums over the last axis (n elements, P rows) of the scale-1 value v,
+ * times the public c (at f bits): a local window-sum gate, SHARED [P x 1] at
+ * scale 2, attributed to no node (its bound is the graph-wide one). */
+static int row_sum(cc_t *cc, int node, int v, size_t n, size_t P, double c) {
+  size_t N = n * P;
+  mpc_shape_t ss = {2, {P, 1}};
+  int sum = new_val(cc, &ss, MPC__V_SHARED, 2, -1);
+  if (sum < 0)
+    return sum;
+  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, v, -1, sum, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->wsize = n;
+  g->win = malloc((N + 1) * sizeof *g->win);
+  g->wcoef = malloc((P + 1) * sizeof *g->wcoef);
+  if (g->win == NULL || g->wcoef == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < N; i++)
+    g->win[i] = (int32_t)i;
+  for (size_t p = 0; p < P; p++)
+    if (kern_fix_encode(&g->wcoef[p], &c, 1, cc->p->f, NULL) != 0)
+      return TANDEM_ERANGE;
+  return sum;
+}
+
+/* The rows of an elementwise product y = x (*) w[i / n] (two activations:
+ * a triple), its gate's broadcast map. */
+static int row_bcast(cc_t *cc, mpc__gate_t *g, size_t N, size_t n) {
+  if ((g->bmap = malloc((N + 1) * sizeof *g->bmap)) == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < N; i++)
+    g->bmap[i] = (uint32_t)(i / n);
+  (void)cc;
+  return 0;
+}
+
 /* Softmax along the last axis (n <= 256): m = the row's maximum (a
  * comparison tree), d = x - m <= 0, e = exp(d) (a smooth gate: x <= 0 is
  * its domain), s = the row's sum of e (in [1, n]: the maximum's term is 1;
@@ -872,24 +908,9 @@ static int lower_softmax(cc_t *cc, int node) {
   if (e < 0)
     return e;
   size_t k = (n + 63) / 64;
-  mpc_shape_t ss = {2, {P, 1}};
-  int sum = new_val(cc, &ss, MPC__V_SHARED, 2, -1);
+  int sum = row_sum(cc, node, e, n, P, 1.0 / (double)k);
   if (sum < 0)
     return sum;
-  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, e, -1, sum, nd->name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->wsize = n;
-  g->win = malloc(N * sizeof *g->win);
-  g->wcoef = malloc((P ? P : 1) * sizeof *g->wcoef);
-  if (g->win == NULL || g->wcoef == NULL)
-    return TANDEM_ENOMEM;
-  for (size_t i = 0; i < N; i++)
-    g->win[i] = (int32_t)i;
-  double inv = 1.0 / (double)k;
-  for (size_t p = 0; p < P; p++)
-    if (kern_fix_encode(&g->wcoef[p], &inv, 1, f, NULL) != 0)
-      return TANDEM_ERANGE;
   /* s / k < 1.01 * 64 + slack: 8 bits above the scale, one of margin. */
   int r = smooth_val(cc, node, MPC_OP_RECIP, sum, 0, 2 * f + 8, 3);
   if (r < 0)
@@ -902,11 +923,72 @@ static int lower_softmax(cc_t *cc, int node) {
   int y = matrix_gate(cc, node, MPC__G_TRIPLE, x, w, &xs, MPC__L_EW, N, P, 1);
   if (y < 0)
     return y;
-  mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
-  if ((gt->bmap = malloc(N * sizeof *gt->bmap)) == NULL)
+  int rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, n);
+  if (rc < 0)
+    return rc;
+  cc->act[node] = y;
+  return 0;
+}
+
+/* Layer normalization along the last axis, (x - m) / sqrt(v + eps) with m
+ * and v the row's mean and variance (eps: in1, the owner's or a public
+ * constant, optional): m by a local window sum, d = x - m (local, at 2f),
+ * d masked (its truncation and opening: two rounds), d^2 by a triple on d
+ * with itself (no round), its truncation (one), v by a window sum, 1 /
+ * sqrt(v + eps) by the smooth gate (two: opening and truncation; v + eps in
+ * [1/64, 64] is its domain) and the product of d and that (one round to mask
+ * it): 6 rounds (7 on an untruncated input), SHARED at 2f. */
+static int lower_lnorm(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = scale1(cc, cc->act[nd->in[0]], nd->name);
+  if (v < 0)
+    return v;
+  mpc_shape_t xs = cc->p->vals[v].shape;
+  size_t N = cc->p->vals[v].n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
+  if (N > INT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  int mean = row_sum(cc, node, v, n, P, 1.0 / (double)n);
+  if (mean < 0)
+    return mean;
+  int d = new_val(cc, &xs, MPC__V_SHARED, 2, -1);
+  if (d < 0)
+    return d;
+  mpc__gate_t *g = new_gate(cc, MPC__G_SUB, v, mean, d, nd->name);
+  if (g == NULL)
     return TANDEM_ENOMEM;
-  for (size_t i = 0; i < N; i++)
-    gt->bmap[i] = (uint32_t)(i / n);
+  g->ascale = pow2(cc->p->f);
+  int rc = row_bcast(cc, g, N, n);
+  if (rc < 0)
+    return rc;
+  int dm = masked_s1(cc, d, nd->name);
+  if (dm < 0)
+    return fail(cc, dm, node, "operand cannot be masked");
+  int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
+  if (sq < 0)
+    return sq;
+  cc->p->vals[sq].node = -1;
+  int sq1 = scale1(cc, sq, nd->name);
+  if (sq1 < 0)
+    return sq1;
+  int var = row_sum(cc, node, sq1, n, P, 1.0 / (double)n);
+  if (var < 0)
+    return var;
+  if (nd->in[1] >= 0) {
+    if ((var = add_bias(cc, node, var, nd->in[1], 1.0, 0)) < 0)
+      return var;
+    cc->p->vals[var].node = -1;
+  }
+  int rs = smooth_val(cc, node, MPC_OP_RSQRT, var, 0, 0, 4);
+  if (rs < 0)
+    return rs;
+  int rm = masked_s1(cc, rs, nd->name);
+  if (rm < 0)
+    return fail(cc, rm, node, "operand cannot be masked");
+  int y = matrix_gate(cc, node, MPC__G_TRIPLE, dm, rm, &xs, MPC__L_EW, N, P, 1);
+  if (y < 0)
+    return y;
+  if ((rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, n)) < 0)
+    return rc;
   cc->act[node] = y;
   return 0;
 }
@@ -1170,6 +1252,8 @@ static int lower_node(cc_t *cc, int node) {
     return lower_smooth(cc, node);
   case MPC_OP_SOFTMAX:
     return lower_softmax(cc, node);
+  case MPC_OP_LNORM:
+    return lower_lnorm(cc, node);
   case MPC_OP_OUTPUT: {
     int v = cc->act[in];
     if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
