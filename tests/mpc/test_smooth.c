@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "onnx_build.h"
 #include "proto_harness.h"
 
 Suite *smooth_suite(void);
@@ -240,6 +241,54 @@ START_TEST(test_smooth_layernorm) {
 }
 END_TEST
 
+/* The ONNX importer's forms, private against plaintext: a transformer
+ * block's tail as PyTorch 1.13 exports it at opset 17, LayerNormalization
+ * (axis -1, Scale and B initializers, one output) on [N, 4, 16], then Erf,
+ * Tanh, Sigmoid and Softmax along axis 1 (not the last: a transpose around
+ * the IR's softmax). Tolerance 1e-2: LayerNorm's 2e-3 relative times the
+ * scale, and the smooth gates' bounds. */
+START_TEST(test_smooth_onnx) {
+  ob_t *b = ob_new(17);
+  ob_input(b, "x", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, (const int64_t[]){-1, 4, 16});
+  double gam[16], bet[16];
+  for (int i = 0; i < 16; i++) {
+    gam[i] = 0.5 + 0.0625 * i;
+    bet[i] = -0.25 + 0.03125 * i;
+  }
+  ob_init_f(b, "g", 1, (const int64_t[]){16}, gam);
+  ob_init_f(b, "b", 1, (const int64_t[]){16}, bet);
+  Onnx__NodeProto *n = ob_node(b, "LayerNormalization", "ln", "x,g,b", "h");
+  ob_attr_i(b, n, "axis", -1);
+  ob_attr_f(b, n, "epsilon", 1e-5f);
+  ob_node(b, "Erf", "erf", "h", "e");
+  ob_node(b, "Tanh", "tanh", "e", "t");
+  ob_node(b, "Sigmoid", "sig", "h", "s");
+  n = ob_node(b, "Softmax", "sm", "h", "y");
+  ob_attr_i(b, n, "axis", 1);
+  ob_output(b, "t");
+  ob_output(b, "s");
+  ob_output(b, "y");
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  char err[512];
+  int rc = mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err);
+  free(buf);
+  ob_free(b);
+  ck_assert_msg(rc == 0, "import failed (%s): %s", tandem_err_name(rc), err);
+  mpc_shape_t s3 = {3, {3, 4, 16}};
+  mpc_ftensor_t in;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s3), 0);
+  uint64_t seed = 0x0a11;
+  harness_fill(&in, &seed, -3, 3);
+  harness_check_private(&g, &w, 3, &in, 1e-2, 1);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *smooth_suite(void) {
   Suite *s = suite_create("smooth");
   TCase *tc = tcase_create("sweep");
@@ -249,6 +298,7 @@ Suite *smooth_suite(void) {
   tcase_add_loop_test(tc, test_smooth_sweep_product, 0, nc);
   tcase_add_loop_test(tc, test_smooth_softmax, 0, 2);
   tcase_add_test(tc, test_smooth_layernorm);
+  tcase_add_test(tc, test_smooth_onnx);
   suite_add_tcase(s, tc);
   return s;
 }
