@@ -786,9 +786,10 @@ static ob_t *mlp_model(void) {
 START_TEST(test_err_unsupported) {
   ob_t *b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 4));
-  ob_node(b, "Softmax", "sm", "x", "y");
+  ob_node(b, "LogSoftmax", "sm", "x", "y");
   ob_output(b, "y");
-  load_fail(b, TANDEM_EUNSUPOP, "node 'sm' (Softmax): operator Softmax is not supported", NULL);
+  load_fail(b, TANDEM_EUNSUPOP, "node 'sm' (LogSoftmax): operator LogSoftmax is not supported",
+            NULL);
   ob_free(b);
 
   b = ob_new(13);
