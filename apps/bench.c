@@ -169,7 +169,7 @@ static void usage(FILE *out) {
           "       tandem bench --transport [--iters N] [--bytes B] [--reps R] [--json]\n"
           "       tandem bench --matmul MxKxN [--mask fresh|reused] [protocol options]\n"
           "       tandem bench --model M.onnx [--batch B] [protocol options]\n"
-          "       protocol options: [--reps R] [--by-gate] [--json]\n"
+          "       protocol options: [--reps R] [--by-gate] [--exact] [--json]\n"
           "                         [--link RTT_MS:GBPS|lan|wan [--emulate]]\n"
           "\n"
           "Measures one workload against a baseline timed in the same run on the same data.\n"
@@ -198,6 +198,9 @@ static void usage(FILE *out) {
           "  --batch B        model: the batch size (1..100000, default 1)\n"
           "  --by-gate        matmul, model: a table per gate (kind, shape, rounds, bytes,\n"
           "                   online and offline ms)\n"
+          "  --exact          model: exact mode (every truncation exact, one more round per\n"
+          "                   ReLU or max pool after a product); the report gives the\n"
+          "                   default mode's rounds and bytes beside (from its plan)\n"
           "  --link SPEC      matmul, model: project the online time on a network link,\n"
           "                   RTT_MS:GBPS, lan (0.3:3) or wan (40:0.4) (default: none)\n"
           "  --emulate        with --link: also measure on that link, emulated by net/'s\n"
@@ -1224,7 +1227,7 @@ static int run_net(const bench_opts_t *o, report_t *r) {
  * workloads is named as such rather than as unknown. */
 enum {
   B_KERNEL, B_SHAPE, B_THREADS, B_TRANSPORT, B_ITERS, B_BYTES, /* kernels, transport */
-  B_MATMUL, B_MODEL, B_MASK, B_BATCH, B_BY_GATE, B_LINK, B_EMULATE, /* protocols */
+  B_MATMUL, B_MODEL, B_MASK, B_BATCH, B_BY_GATE, B_LINK, B_EMULATE, B_EXACT, /* protocols */
   B_REPS, B_JSON, B_HELP, B_VERSION, B_NOPTS
 };
 #define FAM_KERN 1u  /* --kernel, --transport */
@@ -1241,7 +1244,8 @@ static const struct {
     [B_MATMUL] = {"matmul", 1, FAM_PROTO},     [B_MODEL] = {"model", 1, FAM_PROTO},
     [B_MASK] = {"mask", 1, FAM_PROTO},         [B_BATCH] = {"batch", 1, FAM_PROTO},
     [B_BY_GATE] = {"by-gate", 0, FAM_PROTO},   [B_LINK] = {"link", 1, FAM_PROTO},
-    [B_EMULATE] = {"emulate", 0, FAM_PROTO},   [B_REPS] = {"reps", 1, FAM_KERN | FAM_PROTO},
+    [B_EMULATE] = {"emulate", 0, FAM_PROTO},   [B_EXACT] = {"exact", 0, FAM_PROTO},
+    [B_REPS] = {"reps", 1, FAM_KERN | FAM_PROTO},
     [B_JSON] = {"json", 0, FAM_KERN | FAM_PROTO}, [B_HELP] = {"help", 0, FAM_KERN | FAM_PROTO},
     [B_VERSION] = {"version", 0, FAM_KERN | FAM_PROTO},
 };

@@ -57,7 +57,7 @@ static const netspec_t named_nets[] = {{"lan", 0.3, 3.0}, {"wan", 40.0, 0.4}};
 typedef struct {
   const char *matmul, *model, *mask, *link;
   size_t m, k, n, batch;
-  int reps, by_gate, json, emulate;
+  int reps, by_gate, json, emulate, exact;
   netspec_t spec;
   int have_link;
   /* A batch whose preprocessing exceeds one message (max_msg: the cluster's,
@@ -216,6 +216,7 @@ static int build_model(const popts_t *o, work_t *wk, char *err, size_t errlen) {
   if (rc != 0)
     return rc;
   wk->have_w = 1;
+  wk->g.exact = o->exact; /* published with the graph: every role compiles it */
   /* The gates' widths as the owner publishes them (cli_share_graph), so the
    * per-gate table shows what the parties run. */
   if ((rc = mpc_graph_set_bounds(&wk->g, &wk->w)) != 0) {
@@ -252,7 +253,8 @@ static int build_model(const popts_t *o, work_t *wk, char *err, size_t errlen) {
     work_close(wk);
     return rc;
   }
-  snprintf(wk->title, sizeof wk->title, "model %s, batch %zu", o->model, o->batch);
+  snprintf(wk->title, sizeof wk->title, "model %s, batch %zu%s", o->model, o->batch,
+           o->exact ? ", exact mode" : "");
   return 0;
 }
 
@@ -831,12 +833,45 @@ static void print_gates(FILE *f, const popts_t *o, const mpc_plan_t *plan, const
   }
 }
 
+/* A plan's rounds, inter-party online bytes per party and dealer bytes to
+ * P0 and P1 (what it sends, whatever the machine). */
+static void plan_figures(FILE *f, int json, const char *what, const mpc_plan_t *p) {
+  uint64_t on = 0;
+  for (size_t i = 0; i < mpc_plan_ngates(p); i++) {
+    mpc_gate_info_t gi;
+    if (mpc_plan_gate(p, i, &gi) == 0)
+      on += gi.online_bytes;
+  }
+  size_t d0 = mpc_plan_prep_bytes(p, MPC_P0), d1 = mpc_plan_prep_bytes(p, MPC_P1);
+  if (json)
+    fprintf(f, ",\"%s\":{\"rounds\":%u,\"party_bytes\":%llu,\"dealer_bytes\":{\"p0\":%zu,"
+               "\"p1\":%zu}}", what, mpc_plan_rounds(p), (unsigned long long)on, d0, d1);
+  else
+    fprintf(f, "  %-15s %u rounds, %llu bytes each party sends the other, dealer bytes P0 "
+               "%zu, P1 %zu (from its plan)\n", what, mpc_plan_rounds(p),
+            (unsigned long long)on, d0, d1);
+}
+
+/* --exact: the figures of both modes of the same model and batch. */
+static void print_modes(FILE *f, const popts_t *o, const work_t *wk, const mpc_plan_t *plan) {
+  mpc_graph_t other = wk->g; /* a shallow copy: only the mode differs */
+  other.exact = !wk->g.exact;
+  mpc_plan_t *p2 = NULL;
+  char err[256];
+  plan_figures(f, o->json, wk->g.exact ? "exact_mode" : "default_mode", plan);
+  if (mpc_plan_new(&p2, &other, o->batch, err, sizeof err) == 0)
+    plan_figures(f, o->json, other.exact ? "exact_mode" : "default_mode", p2);
+  mpc_plan_free(p2);
+}
+
 static void print_report(const popts_t *o, const work_t *wk, const mpc_plan_t *plan,
                          const pres_t *r, const plain_t *pl, const proj_t *proj,
                          const pres_t *emu) {
   FILE *f = stdout;
   print_summary(f, o, wk, r, pl);
   print_targets(f, o, plan, r, pl);
+  if (o->exact)
+    print_modes(f, o, wk, plan);
   if (proj != NULL)
     print_link(f, o, r, proj, emu);
   if (o->by_gate)
@@ -967,6 +1002,7 @@ static int parse_popts(int argc, char **argv, popts_t *o) {
                                {"json", NULL, &o->json, NULL, 0},
                                {"link", &o->link, NULL, NULL, 0},
                                {"emulate", NULL, &o->emulate, NULL, 0},
+                               {"exact", NULL, &o->exact, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use, "See 'tandem bench --help'.\n");
   if (rc >= 0)
@@ -975,6 +1011,8 @@ static int parse_popts(int argc, char **argv, popts_t *o) {
     return usage_error("give one of --matmul MxKxN and --model M.onnx", NULL);
   if (o->matmul != NULL && parse_mkn(o->matmul, &o->m, &o->k, &o->n) != 0)
     return usage_error("--matmul wants MxKxN, each 1..65536, not", o->matmul);
+  if (o->exact && o->model == NULL)
+    return usage_error("--exact applies to --model only (a matmul truncates nothing)", NULL);
   if (o->mask == NULL)
     o->mask = "fresh";
   else if (o->matmul == NULL)

@@ -12,6 +12,7 @@
 
 #include "apps.h"
 #include "mpc_cluster.h"
+#include "tandem_file.h"
 
 int tandem_keygen_main(int argc, char **argv) {
   static const char use[] = "usage: tandem keygen --out DIR --id NAME";
@@ -70,14 +71,19 @@ int tandem_keygen_main(int argc, char **argv) {
 }
 
 int tandem_share_model_main(int argc, char **argv) {
-  static const char use[] = "usage: tandem share-model --config FILE --model M.onnx --name NAME";
+  static const char use[] =
+      "usage: tandem share-model --config FILE --model M.onnx --name NAME [--exact]";
   const char *config = NULL, *model = NULL, *name = NULL, *as = "owner";
+  int exact = 0;
   const tandem_opt_t opts[] = {{"config", &config, NULL, NULL, 0}, {"model", &model, NULL, NULL, 0},
                                {"name", &name, NULL, NULL, 0},     {"as", &as, NULL, NULL, 0},
-                               {NULL, NULL, NULL, NULL, 0}};
+                               {"exact", NULL, &exact, NULL, 0},   {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "The model owner secret-shares the weights of M.onnx between the parties;\n"
-                       "only the public graph reaches the dealer.\n");
+                       "only the public graph reaches the dealer. --exact publishes the model in\n"
+                       "exact mode: every truncation exact (a query's result the same bit for bit\n"
+                       "whatever the dealer's coins), one more round per ReLU or max pool after a\n"
+                       "product.\n");
   if (rc >= 0)
     return rc;
   if (config == NULL || model == NULL || name == NULL) {
@@ -102,7 +108,17 @@ int tandem_share_model_main(int argc, char **argv) {
     tandem_app_error("share-model", "%s", err);
     return 1;
   }
-  rc = cl_client_share_model(&s, model, name, err, sizeof err);
+  /* The import of cl_client_share_model, with the mode set in the graph it
+   * publishes. */
+  mpc_graph_t g;
+  mpc_weights_t w;
+  rc = mpc_onnx_load(model, &g, &w, err, sizeof err);
+  if (rc == 0) {
+    g.exact = exact;
+    rc = cl_client_share_graph(&s, &g, &w, name, err, sizeof err);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+  }
   cl_client_close(&s);
   if (rc != 0) {
     tandem_app_error("share-model", "%s", err);
@@ -256,13 +272,11 @@ void tandem_tensors_close(mpc_ftensor_t *t, size_t n) {
  * which includes waiting for the other party), so a span outside those bounds
  * comes from two hosts' clocks and is written as null. */
 int tandem_stats_write(const char *path, const cl_query_stats_t *st) {
-  FILE *f = fopen(path, "w");
-  if (f == NULL)
-    return -errno;
-  char online[32] = "null";
+  char online[32] = "null", json[1024];
   if (st->online_span_s >= 0 && st->online_span_s <= st->online_s * (1 + 1e-9))
     snprintf(online, sizeof online, "%.6f", st->online_span_s);
-  fprintf(f,
+  /* Written as every output file is, by the atomic writer (tandem_file.h). */
+  int n = snprintf(json, sizeof json,
           "{\"rounds\":%u,\"online_bytes\":{\"p0\":%llu,\"p1\":%llu},"
           "\"offline_bytes\":{\"p0\":%llu,\"p1\":%llu,\"client\":%llu},"
           "\"online_s\":%s,\"online_party_s\":%.6f,\"offline_s\":%.6f,\"wall_s\":%.6f,"
@@ -274,5 +288,9 @@ int tandem_stats_write(const char *path, const cl_query_stats_t *st) {
           online, st->online_s, st->offline_s, st->wall_s,
           st->waited ? "true" : "false",
           st->queries ? st->queries : 1);
-  return fclose(f) == 0 ? 0 : -errno;
+  if (n < 0 || (size_t)n >= sizeof json)
+    return TANDEM_EINVAL;
+  const void *bufs[1] = {json};
+  size_t len = (size_t)n;
+  return tandem_file_write(path, bufs, &len, 1, 0600);
 }

@@ -93,22 +93,26 @@ static int run_load(const char *model, const char *const *in, size_t nin, size_t
 
 int tandem_run_main(int argc, char **argv) {
   static const char use[] = "usage: tandem run --model M.onnx --input X [--input X2 ...] "
-                            "--output Y [--output Y2 ...] [--plaintext] [--stats FILE]";
+                            "--output Y [--output Y2 ...] [--plaintext] [--exact] "
+                            "[--stats FILE]";
   const char *model = NULL, *stats = NULL;
   const char *in[TANDEM_MAX_TENSORS], *out[TANDEM_MAX_TENSORS];
   size_t nin = 0, nout = 0;
-  int plaintext = 0;
+  int plaintext = 0, exact = 0;
   const tandem_opt_t opts[] = {{"model", &model, NULL, NULL, 0},
                                {"input", in, NULL, &nin, TANDEM_MAX_TENSORS},
                                {"output", out, NULL, &nout, TANDEM_MAX_TENSORS},
                                {"stats", &stats, NULL, NULL, 0},
                                {"plaintext", NULL, &plaintext, NULL, 0},
+                               {"exact", NULL, &exact, NULL, 0},
                                {NULL, NULL, NULL, NULL, 0}};
   int rc = tandem_opts(argc, argv, opts, use,
                        "Starts P0, P1 and the dealer on loopback with throw-away keys, shares the\n"
                        "model, runs one private inference and cleans up. --plaintext evaluates the\n"
                        "model in the clear instead (the reference). One --input per graph input\n"
-                       "and one --output per graph output, in the graph's order.\n");
+                       "and one --output per graph output, in the graph's order. --exact shares\n"
+                       "the model in exact mode: every truncation exact, the same output bit for\n"
+                       "bit on every run, one more round per ReLU or max pool after a product.\n");
   if (rc >= 0)
     return rc;
   if (model == NULL || nin == 0 || nout == 0) {
@@ -129,6 +133,7 @@ int tandem_run_main(int argc, char **argv) {
   int fixed_inputs; /* an input of fixed shape: the query cannot be split */
   if (run_load(model, in, nin, nout, &g, &w, x, &nin, &batch, &fixed_inputs) != 0)
     return 1;
+  g.exact = exact; /* published with the graph (cl_client_share_graph) */
   rc = 0;
   if (plaintext) {
     if ((rc = mpc_eval_float(&g, &w, x, y)) != 0) {

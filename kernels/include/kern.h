@@ -279,25 +279,39 @@ TANDEM_WUR int kern_aes_impl_select(kern_aes_impl_t impl);
  * it reveals neither alpha nor beta (126-bit seeds). 1 <= nbits <= 64,
  * 1 <= width <= 8.
  *
- * Key of one party for one instance, w = width, little-endian on every CPU:
+ * Key of one party for one instance, w = width, little-endian on every CPU,
+ * as a list of fields (offsets in this one-instance layout):
  *   [0, 16)                        root seed (its two low bits 0)
  *   16 + l (16 + 8w), l < nbits-1: s_CW (16 bytes; bit 0 = t_CW^L,
- *                                  bit 1 = t_CW^R), V_CW (w words)
+ *                                  bit 1 = t_CW^R), V_CW (w words of 8)
  *   16 + (nbits-1)(16 + 8w):       CW_L (w words), CW_R (w words)
  * so kern_dcf_key_bytes = 16 + (nbits - 1)(16 + 8 width) + 16 width:
  * 1544 at nbits = 64, width 1; 992 at nbits = 41, width 1. Evaluation costs
  * (nbits-1)(1 + ceil(w/2)) + ceil(w/2) AES blocks per instance, generation
- * 2((nbits-1)(2 + w) + w). */
+ * 2((nbits-1)(2 + w) + w).
+ *
+ * The fields are the 16-byte seeds (root, s_CW) and the words of each of
+ * V_CW, CW_L and CW_R by pairs (16 bytes: words 2p and 2p + 1; 8 bytes for
+ * the last word of an odd w). A batch of count keys (count *
+ * kern_dcf_key_bytes bytes) is stored by quads: instances 4q .. 4q + m - 1
+ * (m = 4, or count mod 4 for the last quad) take the m * kb bytes from
+ * 4 q kb on, field by field: the field at offset off and of size sz of the
+ * quad's instance j sits at m off + j sz in it (so the four root seeds come
+ * first, then the four s_CW of level 0, the four pairs V_CW[0..1], ...). A
+ * vector load then takes a field of one level for four instances at once. A sub-batch of a batch's keys is a batch of
+ * its own only if it starts at a multiple of KERN_DCF_QUAD instances and
+ * ends at one or at the batch's end. */
 #define KERN_DCF_MAX_WIDTH 8u
+#define KERN_DCF_QUAD 4u
 
-/* Bytes of one party's key for one instance (the wire size: keys are flat,
- * position-independent byte strings, little-endian on every CPU). 0 for
- * parameters out of range. */
+/* Bytes of one party's key for one instance (count keys of a batch take
+ * count times this, stored by quads as above). 0 for parameters out of
+ * range. */
 size_t kern_dcf_key_bytes(unsigned nbits, unsigned width);
 
 /* Generates count instances: alpha[i], beta[i*width .. i*width+width). Keys
- * are written to k0 and k1 (count * kern_dcf_key_bytes each). Root seeds are
- * drawn from prg (seeded by the caller from the OS), 32 bytes per instance in
+ * are written to k0 and k1 (count * kern_dcf_key_bytes each, by quads). Root
+ * seeds are drawn from prg (seeded by the caller from the OS), 32 bytes per instance in
  * instance order before any other work, so the keys depend only on prg's
  * stream, alpha and beta: never on the thread count or the AES
  * implementation. High bits of alpha above nbits must be 0. Returns 0,
@@ -309,7 +323,8 @@ TANDEM_WUR int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width,
                             size_t count, const uint64_t *alpha,
                             const uint64_t *beta, uint8_t *k0, uint8_t *k1);
 
-/* Party b (0 or 1) evaluates its keys at x[i] (taken mod 2^nbits):
+/* Party b (0 or 1) evaluates its keys (a batch of count, by quads) at x[i]
+ * (taken mod 2^nbits):
  * y[i*width .. i*width+width) = its share of f_i(x[i]). Returns 0,
  * TANDEM_EINVAL or TANDEM_ECRYPTO (y is then wiped); allocates nothing.
  * Local: no communication. Uses kern_threads() OpenMP threads; y is the same

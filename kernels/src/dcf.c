@@ -36,6 +36,18 @@
  * w = 1 (the old layout: 1624); 992 for nbits = 41, w = 1; 1328 for
  * nbits = 41, w = 2; 48 for nbits = 1, w = 2.
  *
+ * Keys of a batch are stored by quads (kern.h): the same fields, each
+ * (a 16-byte seed, or a pair of value words) written for the four
+ * instances of a quad one after another, level after level. A vector of
+ * the walk holds up to four instances of one quad, so it reads a level's
+ * s_CW with one load and each pair of V_CW words with one more, where the
+ * one-key-after-another layout took a load and an insert per instance and
+ * field (and 16 to 32 strided streams per group, which the hardware
+ * prefetchers do not follow). The walk keeps the value words by pairs
+ * too, as the value blocks hold them: a 128-bit lane adds two words at a
+ * time. The size is unchanged and the bytes of a quad are a permutation
+ * of its four one-instance keys.
+ *
  * Deeper early termination, weighed and left out: stopping nu levels early
  * with 2^nu leaves of w words each costs 16 + (n - nu)(16 + 8w) + 2^nu * 8w
  * bytes. From nu = 1 (this layout) to nu = 2 the key changes by
@@ -73,6 +85,19 @@
  * (the old EVP-chunked code: eval 460 ns and gen 1.8 us at nbits 64). Gen
  * costs three times eval's AES blocks (both children of both parties), so
  * at equal threads it stays 3x slower per instance than one party's eval.
+ * With keys by quads and words by pairs (2026-12-07, `bench_dcf mlp`, the
+ * MLP's ReLU DCFs: 12,800 instances of width 3, best of 9, three runs
+ * alternating with the one-key-after-another build on a loaded machine):
+ *   VAES512, nbits 25: eval 62.6-65.9 ns (was 71.6-75.8), 1.8-1.9x the
+ *     raw ECB time of its 74 blocks; gen 171-178 ns (was 212-218), 1.5-1.6x
+ *   VAES512, nbits 29: eval 74-80 ns (was 83-88); gen 205-211 (237-242)
+ *   AES-NI,  nbits 25: eval 226-233 ns (was 246-270), 2.1-2.2x raw
+ * A software pipeline of two half-groups a level apart (one half's AES
+ * issued beside the other's folding) was tried and measured slower (eval
+ * 77-84 ns at nbits 25): the extra live state spilled. What is left above
+ * raw AES is the folding's arithmetic (about 45 vector operations per
+ * vector and level against 30 AES rounds) and the spills of four vectors'
+ * state in 32 registers.
  *
  * Threads: the instances are cut into slices of DCF_SLICE, spread over
  * kern_threads() OpenMP threads. Generation draws every root seed from the

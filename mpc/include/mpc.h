@@ -10,7 +10,7 @@
  *   owner    mpc_owner_share                      -> one weight share per party
  *   party    mpc_party_new, mpc_party_setup (opens W + R_W once, 1 round),
  *            mpc_party_query (offline from the dealer's message, then online)
- *   client   mpc_client_mask (X + R_X), mpc_client_output (adds the shares)
+ *   client   mpc_client_run (sends X + R_X, adds the output shares)
  * Messages travel through an mpc_transport_t: in-memory here (tests, threads of
  * one process), libuv sockets in net/. The coordinator batches every opening of
  * a round into one exchange per peer.
@@ -208,6 +208,12 @@ typedef struct {
    * model owner, who knows the weights); the client refuses larger inputs.
    * 0: unknown, not checked. */
   double input_bound;
+  /* The least value of a client input element, if the model declares one
+   * (metadata "tandem.input_min"; the Fashion-MNIST models declare 0, pixels
+   * in [0, 1]): the client refuses a smaller one, and the owner's bounds
+   * (mpc_weights_bounds) take the input interval [max(input_min,
+   * -input_bound), input_bound]. -HUGE_VAL (mpc_graph_init): none. */
+  double input_min;
   /* NULL, or nmag = nnodes entries: mag_log2[i] = e such that node i's value
    * satisfies |v| < 2^e (real units) for every client input within
    * input_bound (mpc_weights_bounds, set by the model owner). The plan sizes
@@ -215,6 +221,13 @@ typedef struct {
    * takes bound_bits. Owned by the graph (freed by mpc_graph_close). */
   int8_t *mag_log2;
   size_t nmag;
+  /* 1: exact mode, the owner's public per-model choice. Every truncation is
+   * then exact (a query's result is the same bit for bit whatever the
+   * dealer's coins and equals the fixed-point reference): a ReLU or a max
+   * tree after a product runs on the exactly truncated value or on the
+   * untruncated one, at one more round per fused layer (mpc/src/plan.c).
+   * 0 (default): the carry of a truncation fused into a ReLU is dropped. */
+  int exact;
   double *cstore;       /* constants owned by the graph (mpc_graph_load), or NULL */
 } mpc_graph_t;
 
@@ -225,14 +238,17 @@ void mpc_graph_close(mpc_graph_t *g);
  * node's shape is given). Returns the new index (>= 0) or a negative error:
  * TANDEM_ESHAPE with a message in err (if not NULL) for incompatible shapes,
  * TANDEM_EINVAL, TANDEM_ENOMEM. */
-int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errlen);
+TANDEM_WUR int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err,
+                             size_t errlen);
 
 /* Convenience builders over mpc_graph_add. mpc_graph_input's node is
  * batched (dim[0] is the batch). */
-int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
-int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim, const size_t *dim);
-int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
-                 const mpc_attr_t *attr, const char *name);
+TANDEM_WUR int mpc_graph_input(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim);
+TANDEM_WUR int mpc_graph_param(mpc_graph_t *g, const char *name, unsigned ndim,
+                               const size_t *dim);
+TANDEM_WUR int mpc_graph_op(mpc_graph_t *g, mpc_op_t op, int in0, int in1, int in2,
+                            const mpc_attr_t *attr, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Plaintext tensors (float64) for the client, the owner and the references. */
@@ -257,10 +273,9 @@ typedef struct {
 TANDEM_WUR int mpc_weights_init(mpc_weights_t *w, const mpc_graph_t *g);
 void mpc_weights_close(mpc_weights_t *w);
 
-/* Plaintext references of the graph. mpc_eval_float: IEEE double. mpc_eval_fixed:
- * the exact fixed-point semantics the protocol implements (f fractional bits,
- * round to nearest at encoding, floor at truncation), the bound tests use.
- * inputs: one tensor per INPUT node in node order; outputs: one per OUTPUT node,
+/* The plaintext reference of the graph, in IEEE double (what the private
+ * result is compared with, within the fixed point's error). inputs: one
+ * tensor per INPUT node in node order; outputs: one per OUTPUT node,
  * initialised by the callee (caller closes). */
 TANDEM_WUR int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w,
                               const mpc_ftensor_t *inputs, mpc_ftensor_t *outputs);
@@ -278,7 +293,10 @@ TANDEM_WUR int mpc_weights_input_bound(const mpc_graph_t *g, const mpc_weights_t
  * node, the magnitude exponent of its value (mpc_graph_t.mag_log2). The
  * bound is `declared` if > 0 (the range the model's inputs are known to
  * take, e.g. 1 for pixels in [0, 1]; TANDEM_ERANGE if the weights do not
- * allow it), else the largest safe bound (mpc_weights_input_bound). Each
+ * allow it), else the largest safe bound (mpc_weights_input_bound). The
+ * exponents bound each node's value for every input element in
+ * [max(g->input_min, -bound), bound], by interval arithmetic on its positive
+ * and negative parts (bound.c; TANDEM_ERANGE if g->input_min > bound). Each
  * exponent covers the fixed-point rounding of the protocol (a relative
  * 1% and an absolute 2^(10-f) of slack). *mag_log2 gets g->nnodes entries,
  * malloc'd, the caller's to free (or to hand to a graph). This reveals, by

@@ -145,7 +145,12 @@ typedef enum {
   /* Dealer: a generator is about to compile the plan of batch size `seq`
    * (without the dealer's lock). May block (a large plan); the return
    * value is ignored. */
-  CL_FAULT_DEALER_COMPILE
+  CL_FAULT_DEALER_COMPILE,
+  /* Party: query `seq` of client `peer` is about to run one online round
+   * with the other party (every round of the query). May block (a party
+   * that stalls mid-step while its links stay up); the return value is
+   * ignored. */
+  CL_FAULT_PARTY_ROUND
 } cl_fault_t;
 
 /* Hooks of a service; any may be NULL. They run on the service's threads

@@ -47,8 +47,16 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
     }
     /* The model owner's bound: beyond it some value inside the model could
      * leave the fixed-point range, and the result would be garbage. */
-    for (size_t j = 0; bound > 0 && j < v->n; j++) {
-      if (!(fabs(inputs[i].data[j]) <= bound)) {
+    const double lo = p->graph->input_min;
+    for (size_t j = 0; (bound > 0 || lo > -HUGE_VAL) && j < v->n; j++) {
+      if (!(inputs[i].data[j] >= lo)) {
+        if (err != NULL && errlen > 0)
+          snprintf(err, errlen,
+                   "input '%s' element %zu is %g, below the model's declared least input "
+                   "%.6g (tandem.input_min)", name, j, inputs[i].data[j], lo);
+        return TANDEM_ERANGE;
+      }
+      if (bound > 0 && !(fabs(inputs[i].data[j]) <= bound)) {
         if (err != NULL && errlen > 0)
           snprintf(err, errlen,
                    "input '%s' element %zu is %g, beyond the model's safe input range "

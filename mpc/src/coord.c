@@ -191,11 +191,14 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   int rc;
   /* The owner's shares: P0 gets a seed, P1 the corrected values. */
   if (pt->self == 0) {
-    if ((rc = mpc_net_recv(t, MPC_OWNER, seed, sizeof seed)) < 0)
-      return rc;
-    if (kern_prg_init(&prg, seed, sizeof seed) != 0)
-      return TANDEM_ECRYPTO;
+    /* The seed is wiped on every path, the failed ones too (a transport
+     * may have written part of it before failing). */
+    rc = mpc_net_recv(t, MPC_OWNER, seed, sizeof seed);
+    if (rc >= 0 && kern_prg_init(&prg, seed, sizeof seed) != 0)
+      rc = TANDEM_ECRYPTO;
     sodium_memzero(seed, sizeof seed);
+    if (rc < 0)
+      return rc;
     for (size_t i = 0; i < p->nparams && rc == 0; i++) {
       int v = p->params[i];
       if (kern_prg_u64(&prg, pt->slot[v].sh, p->vals[v].n) != 0)
@@ -216,11 +219,12 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   if (rc < 0)
     return rc;
   /* The dealer's weight masks. */
-  if ((rc = mpc_net_recv(t, MPC_DEALER, seed, sizeof seed)) < 0)
-    return rc;
-  if (kern_prg_init(&prg, seed, sizeof seed) != 0)
-    return TANDEM_ECRYPTO;
+  rc = mpc_net_recv(t, MPC_DEALER, seed, sizeof seed);
+  if (rc >= 0 && kern_prg_init(&prg, seed, sizeof seed) != 0)
+    rc = TANDEM_ECRYPTO;
   sodium_memzero(seed, sizeof seed);
+  if (rc < 0)
+    return rc;
   size_t off = 0;
   for (size_t i = 0; i < p->nparams && rc == 0; i++) {
     int v = p->params[i];
@@ -241,8 +245,12 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   uint8_t *half = (uint8_t *)(pt->sendbuf + p->weight_words);
   randombytes_buf(half, IN_HASH_WORDS * 8);
   size_t sb = (p->weight_words + IN_HASH_WORDS) * 8;
-  if ((rc = mpc_net_exchange(t, other, pt->sendbuf, sb, pt->recvbuf, sb)) < 0)
+  if ((rc = mpc_net_exchange(t, other, pt->sendbuf, sb, pt->recvbuf, sb)) < 0) {
+    /* This party's half of the pair key, and whatever came of the other's. */
+    sodium_memzero(half, IN_HASH_WORDS * 8);
+    sodium_memzero(pt->recvbuf + p->weight_words, IN_HASH_WORDS * 8);
     return rc;
+  }
   const uint8_t *theirs = (const uint8_t *)(pt->recvbuf + p->weight_words);
   crypto_generichash_state hs;
   crypto_generichash_init(&hs, NULL, 0, sizeof pt->pair_key);

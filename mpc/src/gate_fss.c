@@ -25,7 +25,9 @@
  * the carry is dropped (at most one ulp, as SecureML and CrypTen), because
  * ReLU(trunc(y)) needs the product of the sign with c_s, two bits the two
  * DCFs give as independent shares, and a product of shares costs a round.
- * ReLU without truncation (s = 0, c_s = 0) is exact. H - 2^(m-1) is an
+ * ReLU without truncation (s = 0, c_s = 0) is exact; in exact mode
+ * (mpc_graph_t.exact) the plan never fuses: it truncates exactly first and
+ * gives the ReLU s = 0, one round more. H - 2^(m-1) is an
  * m-bit two's-complement value masked by R, so one DCF on the low m - 1 bits
  * does everything: with chi = bit m-1 of X, rho = bit m-1 of R and
  * c = [X mod 2^(m-1) < R mod 2^(m-1)],
@@ -48,7 +50,8 @@
  * compared are untruncated products (scale 2f) the plan gives the level
  * s = f: sign' is then the sign of trunc(y) + c_s, wrong only for
  * -2^s <= y < 0, where the level keeps b for a, less than one ulp at scale
- * f below the true maximum, and the DCF takes f fewer bits.
+ * f below the true maximum, and the DCF takes f fewer bits (in exact mode
+ * the plan gives it s = 0: exact, f bits more, the same rounds).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -540,6 +540,7 @@ void mpc_graph_init(mpc_graph_t *g) {
   memset(g, 0, sizeof *g);
   g->frac_bits = KERN_FIX_FRAC_DEFAULT;
   g->bound_bits = KERN_FIX_BOUND_BITS;
+  g->input_min = -HUGE_VAL;
 }
 
 void mpc_graph_close(mpc_graph_t *g) {

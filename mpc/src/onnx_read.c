@@ -778,18 +778,30 @@ int mpc__onnx_add_outputs(ctx_t *c) {
 
 /* The range the model's inputs are known to take, if its author declared it
  * in the model's metadata ("tandem.input_bound", a positive number: every
- * input element satisfies |x| <= it). The model owner publishes it as the
+ * input element satisfies |x| <= it; "tandem.input_min", a number: every
+ * input element is at least it). The model owner publishes it as the
  * input bound, and every comparison gate is sized for it (mpc_weights_bounds),
  * so a declared range much smaller than the largest safe one makes the gates
  * narrower. */
 int mpc__onnx_read_input_bound(ctx_t *c, const Onnx__ModelProto *m) {
   for (size_t i = 0; i < m->n_metadata_props; i++) {
     const Onnx__StringStringEntryProto *e = m->metadata_props[i];
-    if (e == NULL || e->key == NULL || strcmp(e->key, "tandem.input_bound") != 0)
+    if (e == NULL || e->key == NULL)
       continue;
     const char *v = str_or(e->value, "");
     char *end = NULL;
     double b = strtod(v, &end);
+    if (strcmp(e->key, "tandem.input_min") == 0) {
+      /* The least input element (pixels: 0), checked against the bound by
+       * the owner (mpc_weights_bounds) and enforced by the client. */
+      if (end == v || *end != '\0' || !(b > -1e300 && b < 1e300))
+        return mpc__onnx_gfail(c, TANDEM_EPARSE,
+                               "metadata tandem.input_min is '%.40s', not a number", v);
+      c->g->input_min = b;
+      continue;
+    }
+    if (strcmp(e->key, "tandem.input_bound") != 0)
+      continue;
     if (end == v || *end != '\0' || !(b > 0 && b < 1e300))
       return mpc__onnx_gfail(c, TANDEM_EPARSE,
                              "metadata tandem.input_bound is '%.40s', not a positive number", v);

@@ -19,6 +19,7 @@
  * against corruption on disk is the caller's (the daemons seal files with a
  * hash), this layer checks structure and sizes.
  */
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,10 @@
 #define DEALER_VERSION 1u      /* the dealer's model state */
 /* Public graphs; 2: input_bound; 3: mag_log2; 4: per-node flags (an
  * INPUT's `batched`; earlier versions load every INPUT as batched, which is
- * what they meant). */
-#define GRAPH_VERSION 4u
+ * what they meant); 5: graph flags after the magnitudes (bit 0: exact
+ * mode; earlier versions load as default mode) and the declared least
+ * input (input_min; -infinity: none, as earlier versions load). */
+#define GRAPH_VERSION 5u
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -149,6 +152,8 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
   put_u32(&w, (uint32_t)has_mag);
   if (has_mag)
     put(&w, g->mag_log2, g->nnodes);
+  put_u32(&w, g->exact ? 1u : 0u);
+  put_f64(&w, g->input_min);
   if (w.fail) {
     free(w.buf);
     return TANDEM_ENOMEM;
@@ -287,6 +292,17 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
           if (g->mag_log2[i] < -64 || g->mag_log2[i] > 64)
             return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad magnitude", i);
       }
+    }
+    if (pass == 1 && version >= 5) {
+      uint32_t flags = get_u32(&q);
+      double lo = get_f64(&q);
+      if (q.fail || flags > 1)
+        return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad graph flags", nnodes);
+      if (!(lo == -HUGE_VAL || (lo > -1e300 && lo < 1e300)) ||
+          (g->input_bound > 0 && lo > g->input_bound))
+        return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad least input", nnodes);
+      g->exact = (int)flags;
+      g->input_min = lo;
     }
     if (pass == 1 && q.left != 0)
       return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "trailing bytes", nnodes);

@@ -700,9 +700,16 @@ static int lower_mul(cc_t *cc, int node) {
   return 0;
 }
 
-/* ReLU (with the truncation of a product fused in) of value v, for node. */
+/* ReLU (with the truncation of a product fused in) of value v, for node.
+ * In exact mode a product is first truncated by the exact truncation gate
+ * (one round) and the ReLU then runs on the truncated value with s = 0,
+ * which is exact: the fused gate would drop the carry c_s, and
+ * ReLU(trunc(y)) = ReLU(trunc(y) + c_s) - [trunc(y) >= 0] c_s needs the
+ * product of two shared bits, itself a round (gate_fss.c). */
 static int relu_gate(cc_t *cc, int node, int v) {
   const mpc_node_t *nd = &cc->g->nodes[node];
+  if (cc->g->exact && cc->p->vals[v].scale == 2 && (v = truncate_val(cc, v, nd->name)) < 0)
+    return v;
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned shift = val->scale == 2 ? cc->p->f : 0;
   mpc_shape_t shape = val->shape;
@@ -1101,14 +1108,19 @@ static int lower_maxpool(cc_t *cc, int node) {
             map[j * P + pos] = (uint32_t)(s < 0 ? first : s);
           }
         }
+  /* With the ReLU moved after the pool (lower_relu), the tree compares the
+   * ReLU's input, which may lie far below the ReLU's output: every value up
+   * to the ReLU is bounded as that input node (gate_bound reads val->node). */
+  int bnode = cc->relu_later[nd->in[0]] ? cc->g->nodes[nd->in[0]].in[0] : node;
   mpc_shape_t cs = {2, {K, P}};
   int cur = lower_layout(cc, node, v, &cs, map);
   if (cur < 0)
     return cur;
+  cc->p->vals[cur].node = bnode;
   unsigned scale = cc->p->vals[v].scale;
   for (size_t m = K; m > 1; m = (m + 1) / 2) {
     mpc_shape_t ls = {2, {(m + 1) / 2, P}};
-    int out = new_val(cc, &ls, MPC__V_SHARED, scale, node);
+    int out = new_val(cc, &ls, MPC__V_SHARED, scale, bnode);
     if (out < 0)
       return out;
     mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, nd->name);
@@ -1117,8 +1129,10 @@ static int lower_maxpool(cc_t *cc, int node) {
     g->levelm = m;
     g->levelp = P;
     /* Untruncated products are compared on their bits above f (gate_fss.c:
-     * the level's maximum is then at most one ulp at scale f short). */
-    g->shift = scale == 2 ? cc->p->f : 0;
+     * the level's maximum is then at most one ulp at scale f short); in
+     * exact mode on all their bits (f more DCF bits, the same rounds), so
+     * the maximum is exact and its truncation, after the tree, too. */
+    g->shift = scale == 2 && !cc->g->exact ? cc->p->f : 0;
     g->bound = gate_bound(cc, cur, g->shift, 1);
     cur = out;
   }
@@ -1126,6 +1140,7 @@ static int lower_maxpool(cc_t *cc, int node) {
   int out = lower_layout(cc, node, cur, &os, NULL);
   if (out < 0)
     return out;
+  cc->p->vals[out].node = bnode;
   if (cc->relu_later[nd->in[0]] && (out = relu_gate(cc, nd->in[0], out)) < 0)
     return out;
   cc->act[node] = out;

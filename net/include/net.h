@@ -248,7 +248,8 @@ int net_peer_up(net_node_t *node, int id);
  * handed to the kernel, then closes the link. The peer's next receive sees
  * TANDEM_ECLOSED after the messages already sent. Returns 0 if there was no
  * link; TANDEM_ETIMEDOUT if the queue did not drain (the link is closed
- * anyway). */
+ * anyway). Not warn_unused_result, as close(2) is not: the link is closed
+ * whatever it returns, and a caller dropping a link has nothing to undo. */
 int net_peer_close(net_node_t *node, int id);
 
 /* Counters of peer id (zeros for an unknown id). */

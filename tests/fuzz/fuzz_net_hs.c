@@ -20,14 +20,14 @@
 #include <sodium.h>
 
 #include "net_int.h"
+#include "../test_rand.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint64_t rng_state;
 
 static uint32_t det_random(void) {
-  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-  return (uint32_t)(rng_state >> 32);
+  return (uint32_t)(test_splitmix64(&rng_state) >> 32);
 }
 
 static void det_buf(void *const buf, const size_t n) {

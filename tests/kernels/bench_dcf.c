@@ -8,8 +8,10 @@
  * figure is the best of three runs (two at 256,000 instances), key pages
  * touched beforehand, as wall time and as the process's CPU time (summed
  * over threads; on a shared machine the wall time includes waiting).
- * `bench_dcf mlp`: the MLP's ReLU shapes only (nbits 25 and 29, width 3,
- * 12,800 instances).
+ * `bench_dcf mlp [aes]`: the MLP's ReLU shapes only (nbits 25 and 29, width
+ * 3, 12,800 instances, best of 9), for one AES implementation if named. The
+ * last two columns divide the CPU time per instance and thread by the time
+ * raw ECB of the same run takes for the same number of blocks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <time.h>
 
 #include "kern.h"
+#include "../test_rand.h"
 
 static double clock_s(clockid_t id) {
   struct timespec ts;
@@ -32,10 +35,7 @@ static double cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 static uint64_t sm_state = 0x5eed;
 static uint64_t sm_next(void) {
-  uint64_t z = (sm_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(&sm_state);
 }
 
 static void *xmalloc(size_t n) {
@@ -53,6 +53,10 @@ static void check(int rc, const char *what) {
     exit(1);
   }
 }
+
+/* Raw ECB rate per implementation (blocks per ns), for the DCF's ratio to
+ * raw AES in the same run. */
+static double raw_bpns[KERN_AES_NIMPL];
 
 static void bench_aes(void) {
   const size_t nblk = 1u << 16; /* 1 MiB, stays in L2 */
@@ -82,6 +86,7 @@ static void bench_aes(void) {
         best = t;
     }
     double gbs = (double)nblk * 16 / best / 1e9;
+    raw_bpns[im] = gbs / 16;
     if (im == 0)
       base = gbs;
     printf("  %-8s %6.2f GB/s  %6.0f M blocks/s  %.2fx openssl\n",
@@ -105,6 +110,8 @@ int main(int argc, char **argv) {
   /* mlp: the ReLU gates of models/fashion_mlp.onnx at batch 100 (12,800
    * instances of width 3 at the DCF widths its bounds give, 25 and 29). */
   int mlp = argc > 1 && strcmp(argv[1], "mlp") == 0;
+  /* An optional second argument names the one AES implementation to run. */
+  const char *only = argc > 2 ? argv[2] : NULL;
   check(kern_init(), "kern_init");
   bench_aes();
 
@@ -123,15 +130,19 @@ int main(int argc, char **argv) {
     beta[i] = sm_next();
 
   printf("\nDCF, ns per instance (gen: both keys; eval: one party)\n");
-  printf("%-8s %5s %2s %7s %3s %8s %8s %8s %8s %7s %8s %6s\n", "aes",
-         "nbits", "w", "count", "thr", "gen ns", "gen cpu", "eval ns",
-         "eval cpu", "blk/gen", "blk/eval", "key B");
+  printf("(gen/raw, eval/raw: CPU time over the same blocks' time in raw ECB"
+         " of the same run)\n");
+  printf("%-8s %5s %2s %7s %3s %8s %8s %8s %8s %7s %8s %6s %7s %8s\n",
+         "aes", "nbits", "w", "count", "thr", "gen ns", "gen cpu", "eval ns",
+         "eval cpu", "blk/gen", "blk/eval", "key B", "gen/raw", "eval/raw");
   for (int im = 0; im < KERN_AES_NIMPL; im++) {
     if (!kern_aes_impl_supported((kern_aes_impl_t)im)) {
       printf("%-8s skipped (not supported by this CPU/OS)\n",
              kern_aes_impl_name((kern_aes_impl_t)im));
       continue;
     }
+    if (only != NULL && strcmp(only, kern_aes_impl_name((kern_aes_impl_t)im)))
+      continue;
     check(kern_aes_impl_select((kern_aes_impl_t)im), "select");
     for (size_t a = 0; a < 2; a++)
       for (size_t b = 0; b < (mlp ? 1u : 2u); b++)
@@ -148,7 +159,7 @@ int main(int argc, char **argv) {
             memset(k0, 0xff, count * kb);
             memset(k1, 0xff, count * kb);
             check(kern_set_threads(thr), "threads");
-            const int reps = count > 100000 ? 2 : 3;
+            const int reps = mlp ? 9 : count > 100000 ? 2 : 3;
             double bg = 1e30, be = 1e30, cg = 1e30, ce = 1e30;
             for (int r = 0; r < reps; r++) {
               uint8_t seed[16] = {7};
@@ -168,11 +179,14 @@ int main(int argc, char **argv) {
               ce = c3 - c2 < ce ? c3 - c2 : ce;
             }
             const double per = 1e9 / (double)count;
+            const double rg = (double)blocks_gen(nbits, w) / raw_bpns[im];
+            const double re = (double)blocks_eval(nbits, w) / raw_bpns[im];
             printf("%-8s %5u %2u %7zu %3d %8.1f %8.1f %8.1f %8.1f %7zu %8zu "
-                   "%6zu\n",
+                   "%6zu %7.2f %8.2f\n",
                    kern_aes_impl_name((kern_aes_impl_t)im), nbits, w, count,
                    thr, bg * per, cg * per, be * per, ce * per,
-                   blocks_gen(nbits, w), blocks_eval(nbits, w), kb);
+                   blocks_gen(nbits, w), blocks_eval(nbits, w), kb,
+                   cg * per / thr / rg, ce * per / thr / re);
             fflush(stdout);
             free(k0);
             free(k1);

@@ -15,13 +15,11 @@
 #include <openssl/evp.h>
 
 #include "kern.h"
+#include "../test_rand.h"
 
 static uint64_t sm_state;
 static uint64_t sm_next(void) {
-  uint64_t z = (sm_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(&sm_state);
 }
 
 static void fill(uint8_t *p, size_t n) {

@@ -4,7 +4,10 @@
  * across groups, slices and ragged tails, under every AES implementation this
  * CPU runs (those it lacks are reported on stderr as skipped); every
  * implementation and thread count gives the same keys and the same shares;
- * batched and one-by-one evaluation agree; keys are deterministic in the PRG
+ * batched evaluation and evaluation by quad-aligned sub-batches agree; every
+ * variant matches the reference walk bit for bit at every bit count, widths
+ * 1..3 and odd batch sizes; a scalar evaluator written from kern.h's key
+ * layout alone gives the kernel's shares (it pins the layout); keys are deterministic in the PRG
  * seed and look random; the key size follows its formula; bad parameters are
  * refused. All randomness comes from fixed seeds (printed in failure
  * messages), never from the OS.
@@ -16,14 +19,12 @@
 #include <string.h>
 
 #include "kern.h"
+#include "../test_rand.h"
 
 /* Test data generator (not the DCF's PRG): splitmix64 with a fixed seed. */
 static uint64_t sm_state;
 static uint64_t sm_next(void) {
-  uint64_t z = (sm_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(&sm_state);
 }
 
 static uint64_t mask_of(unsigned nbits) {
@@ -217,6 +218,205 @@ START_TEST(test_dcf_same_everywhere) {
 }
 END_TEST
 
+/* Every variant this CPU has against the reference walk (OpenSSL), gen and
+ * eval, at every bit count 1..64, widths 1..3 and odd batch sizes (ragged
+ * quads, vectors and groups): byte-identical keys and shares, and shares
+ * that add up to the comparison. The variants this CPU lacks are named on
+ * stderr as skipped. */
+START_TEST(test_dcf_variants_every_nbits) {
+  static const size_t counts[] = {1, 3, 5, 7, 9, 15, 17, 31, 33, 37, 63};
+  const size_t maxc = 63;
+  for (int im = 1; im < KERN_AES_NIMPL; im++)
+    if (!kern_aes_impl_supported((kern_aes_impl_t)im))
+      (void)use_impl(im);
+  uint64_t *alpha = xmalloc(maxc * 8), *x = xmalloc(maxc * 8);
+  uint64_t *beta = xmalloc(maxc * 3 * 8);
+  uint64_t *ry0 = xmalloc(maxc * 3 * 8), *ry1 = xmalloc(maxc * 3 * 8);
+  uint64_t *y0 = xmalloc(maxc * 3 * 8), *y1 = xmalloc(maxc * 3 * 8);
+  for (unsigned nbits = 1; nbits <= 64; nbits++) {
+    for (unsigned width = 1; width <= 3; width++) {
+      const size_t count = counts[(nbits + width) % 11];
+      const size_t kb = kern_dcf_key_bytes(nbits, width);
+      uint8_t *r0 = xmalloc(count * kb), *r1 = xmalloc(count * kb);
+      uint8_t *k0 = xmalloc(count * kb), *k1 = xmalloc(count * kb);
+      const uint64_t m = mask_of(nbits);
+      sm_state = 0xa11 + 16 * nbits + width;
+      for (size_t i = 0; i < count; i++) {
+        alpha[i] = sm_next() & m;
+        x[i] = (i % 4 == 1) ? alpha[i] : (i % 4 == 2) ? alpha[i] - 1 : sm_next();
+        for (unsigned k = 0; k < width; k++)
+          beta[i * width + k] = sm_next();
+      }
+      gen_eval(KERN_AES_OPENSSL, 1, nbits, width, count, alpha, beta, x, r0,
+               r1, ry0, ry1);
+      for (size_t i = 0; i < count; i++)
+        for (unsigned k = 0; k < width; k++)
+          ck_assert_msg(ry0[i * width + k] + ry1[i * width + k] ==
+                            ((x[i] & m) < alpha[i] ? beta[i * width + k] : 0),
+                        "reference: nbits %u width %u count %zu instance %zu",
+                        nbits, width, count, i);
+      for (int im = 1; im < KERN_AES_NIMPL; im++) {
+        if (!kern_aes_impl_supported((kern_aes_impl_t)im))
+          continue;
+        gen_eval(im, 1, nbits, width, count, alpha, beta, x, k0, k1, y0, y1);
+        ck_assert_msg(memcmp(k0, r0, count * kb) == 0 &&
+                          memcmp(k1, r1, count * kb) == 0,
+                      "%s: keys differ from the reference at nbits %u width "
+                      "%u count %zu",
+                      kern_aes_impl_name((kern_aes_impl_t)im), nbits, width,
+                      count);
+        ck_assert_msg(memcmp(y0, ry0, count * width * 8) == 0 &&
+                          memcmp(y1, ry1, count * width * 8) == 0,
+                      "%s: shares differ from the reference at nbits %u "
+                      "width %u count %zu",
+                      kern_aes_impl_name((kern_aes_impl_t)im), nbits, width,
+                      count);
+      }
+      free(r0);
+      free(r1);
+      free(k0);
+      free(k1);
+    }
+  }
+  ck_assert_int_eq(kern_set_threads(1), 0);
+  free(alpha);
+  free(x);
+  free(beta);
+  free(ry0);
+  free(ry1);
+  free(y0);
+  free(y1);
+}
+END_TEST
+
+/* A scalar evaluator written from kern.h's key layout and dcf.c's PRG alone
+ * (one AES block at a time through kern_aes128_ecb_impl, OpenSSL): the
+ * field at one-instance offset off and size sz of instance i of a batch of
+ * count sits at 4 q kb + m off + j sz, q = i / 4, j = i % 4, m the quad's
+ * size; the fields are the seeds (16 bytes) and the value words by pairs. */
+static const uint8_t pi_key[16] = {0x24, 0x3f, 0x6a, 0x88, 0x85, 0xa3,
+                                   0x08, 0xd3, 0x13, 0x19, 0x8a, 0x2e,
+                                   0x03, 0x70, 0x73, 0x44};
+
+static const uint8_t *field(const uint8_t *keys, size_t count, size_t kb,
+                            size_t i, size_t off, size_t sz) {
+  const size_t qb = i & ~(size_t)3, m = count - qb < 4 ? count - qb : 4;
+  return keys + qb * kb + m * off + (i - qb) * sz;
+}
+
+static uint64_t le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int b = 7; b >= 0; b--)
+    v = v << 8 | p[b];
+  return v;
+}
+
+/* Word k of the w words from one-instance offset base (V_CW, CW_L or
+ * CW_R): fields of two words, the last of one if w is odd. */
+static uint64_t key_word(const uint8_t *keys, size_t count, size_t kb,
+                         size_t i, size_t base, unsigned w, unsigned k) {
+  const size_t sz = 2 * (k / 2) + 1 < w ? 16 : 8;
+  return le64(field(keys, count, kb, i, base + 16 * (k / 2), sz) + 8 * (k & 1));
+}
+
+/* G_j(s) = AES(s ^ j) ^ (s ^ j), j in the low byte. */
+static void mmo(const kern_aes_ks_t *ks, const uint8_t s[16], unsigned j,
+                uint8_t out[16]) {
+  uint8_t in[16];
+  memcpy(in, s, 16);
+  in[0] ^= (uint8_t)j;
+  ck_assert_int_eq(kern_aes128_ecb_impl(KERN_AES_OPENSSL, ks, in, out, 1), 0);
+  for (int b = 0; b < 16; b++)
+    out[b] ^= in[b];
+}
+
+/* Value word q of the children of seed s: half q&1 of block 2 + q/2. */
+static uint64_t child_word(const kern_aes_ks_t *ks, const uint8_t s[16],
+                           unsigned q) {
+  uint8_t o[16];
+  mmo(ks, s, 2 + q / 2, o);
+  return le64(o + 8 * (q & 1));
+}
+
+static void eval_scalar(int party, unsigned nbits, unsigned w,
+                        const uint8_t *keys, size_t count, size_t i,
+                        uint64_t x, uint64_t *y) {
+  const size_t kb = kern_dcf_key_bytes(nbits, w);
+  kern_aes_ks_t ks;
+  kern_aes128_init(&ks, pi_key);
+  uint8_t s[16], o[16];
+  memcpy(s, field(keys, count, kb, i, 0, 16), 16);
+  s[0] &= 0xfc;
+  unsigned t = (unsigned)party;
+  uint64_t v[3] = {0, 0, 0};
+  size_t off = 16;
+  for (unsigned l = 0; l + 1 < nbits; l++, off += 16 + 8 * (size_t)w) {
+    const unsigned xb = (unsigned)(x >> (nbits - 1 - l)) & 1;
+    for (unsigned k = 0; k < w; k++) {
+      v[k] += child_word(&ks, s, xb * w + k);
+      if (t)
+        v[k] += key_word(keys, count, kb, i, off + 16, w, k);
+    }
+    mmo(&ks, s, xb, o);
+    const uint8_t *cw = field(keys, count, kb, i, off, 16);
+    const unsigned nt = (o[0] & 1) ^ (t & (cw[0] >> xb) & 1);
+    for (int b = 0; b < 16; b++)
+      s[b] = o[b] ^ (t ? cw[b] : 0);
+    s[0] &= 0xfc;
+    t = nt;
+  }
+  const unsigned xb = (unsigned)x & 1;
+  for (unsigned k = 0; k < w; k++) {
+    v[k] += child_word(&ks, s, xb * w + k);
+    if (t)
+      v[k] += key_word(keys, count, kb, i, off + 8 * xb * w, w, k);
+    y[k] = party ? (uint64_t)0 - v[k] : v[k];
+  }
+}
+
+/* The scalar evaluator equals every variant's shares on a batch of 7 (a
+ * full quad and a quad of 3), widths 1..3: it fails on any other layout. */
+START_TEST(test_dcf_layout) {
+  const size_t count = 7;
+  static const unsigned nb[] = {1, 2, 9, 25, 29, 64};
+  for (size_t a = 0; a < sizeof nb / sizeof nb[0]; a++) {
+    for (unsigned width = 1; width <= 3; width++) {
+      const unsigned nbits = nb[a];
+      const size_t kb = kern_dcf_key_bytes(nbits, width);
+      uint64_t alpha[7], x[7], beta[21], y0[21], y1[21];
+      uint8_t *k0 = xmalloc(count * kb), *k1 = xmalloc(count * kb);
+      sm_state = 0x1a4 + nbits * 4 + width;
+      for (size_t i = 0; i < count; i++) {
+        alpha[i] = sm_next() & mask_of(nbits);
+        x[i] = i == 3 ? alpha[i] : sm_next() & mask_of(nbits);
+        for (unsigned k = 0; k < width; k++)
+          beta[i * width + k] = sm_next();
+      }
+      for (int im = 0; im < KERN_AES_NIMPL; im++) {
+        if (!kern_aes_impl_supported((kern_aes_impl_t)im))
+          continue;
+        gen_eval(im, 1, nbits, width, count, alpha, beta, x, k0, k1, y0, y1);
+        for (size_t i = 0; i < count; i++) {
+          uint64_t s0[3], s1[3];
+          eval_scalar(0, nbits, width, k0, count, i, x[i], s0);
+          eval_scalar(1, nbits, width, k1, count, i, x[i], s1);
+          for (unsigned k = 0; k < width; k++)
+            ck_assert_msg(s0[k] == y0[i * width + k] &&
+                              s1[k] == y1[i * width + k],
+                          "%s: scalar evaluator differs at nbits %u width %u "
+                          "instance %zu word %u",
+                          kern_aes_impl_name((kern_aes_impl_t)im), nbits,
+                          width, i, k);
+        }
+      }
+      free(k0);
+      free(k1);
+    }
+  }
+  ck_assert_int_eq(kern_set_threads(1), 0);
+}
+END_TEST
+
 /* The key size: 16 + (nbits - 1)(16 + 8 width) + 16 width bytes. */
 START_TEST(test_dcf_key_size) {
   for (unsigned n = 1; n <= 64; n++)
@@ -257,8 +457,8 @@ END_TEST
 
 /* Many slices (512 instances in dcf.c) and groups (up to 32) with a ragged
  * tail, under every AES implementation, checked for correctness; batched
- * evaluation equals evaluating the same keys one, three or seventeen at a
- * time (partial groups). */
+ * evaluation equals evaluating the same keys one, three or five quads at a
+ * time (partial groups) and the ragged last quad alone. */
 START_TEST(test_dcf_batch_chunks) {
   const unsigned nbits = 16, width = 1;
   const size_t count = 2 * 4096 + 3;
@@ -286,14 +486,18 @@ START_TEST(test_dcf_batch_chunks) {
       const uint8_t *keys = party ? k1 : k0;
       ck_assert_int_eq(kern_dcf_eval(party, nbits, width, count, keys, x, y),
                        0);
-      /* A few at a time on a stride that hits both slice edges. */
+      /* A few quads at a time on a stride that hits both slice edges, and
+       * the ragged last quad alone: a sub-batch may start at any multiple
+       * of KERN_DCF_QUAD and end at one or at the batch's end. */
       for (size_t i = 0; i < count;
-           i += (i % 512 < 2 || i % 512 > 509) ? 1 : 97) {
-        static const size_t few[] = {1, 3, 17};
-        size_t nf = few[i % 3];
-        if (nf > count - i)
+           i += (i % 512 < 8 || i % 512 > 500) ? KERN_DCF_QUAD : 96) {
+        static const size_t few[] = {4, 12, 20};
+        size_t nf = few[(i / KERN_DCF_QUAD) % 3];
+        if (count - i <= KERN_DCF_QUAD)
           nf = count - i;
-        uint64_t yi[17];
+        else if (nf > count - i)
+          nf = (count - i) & ~(size_t)(KERN_DCF_QUAD - 1);
+        uint64_t yi[20];
         ck_assert_int_eq(kern_dcf_eval(party, nbits, width, nf, keys + i * kb,
                                        x + i, yi),
                          0);
@@ -497,6 +701,8 @@ Suite *dcf_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_dcf_correct);
   tcase_add_test(tc, test_dcf_same_everywhere);
+  tcase_add_test(tc, test_dcf_variants_every_nbits);
+  tcase_add_test(tc, test_dcf_layout);
   tcase_add_test(tc, test_dcf_key_size);
   tcase_add_test(tc, test_dcf_exhaustive8);
   tcase_add_test(tc, test_dcf_batch_chunks);

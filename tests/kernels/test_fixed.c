@@ -22,17 +22,11 @@
 #include <string.h>
 
 #include "kern.h"
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+#include "../test_rand.h"
 
 /* A uniform double in [0, 1). */
 static double unit(uint64_t *s) {
-  return (double)(splitmix64(s) >> 11) * 0x1p-53;
+  return (double)(test_splitmix64(s) >> 11) * 0x1p-53;
 }
 
 static const unsigned fracs[] = {1, 16, 30};
@@ -233,7 +227,7 @@ START_TEST(test_decode_edges) {
   uint64_t seed = 0xdec0de;
   for (unsigned f = KERN_FIX_FRAC_MIN; f <= KERN_FIX_FRAC_MAX; f++) {
     for (int i = 0; i < 64; i++) {
-      uint64_t v = splitmix64(&seed) >> (i % 64);
+      uint64_t v = test_splitmix64(&seed) >> (i % 64);
       double got;
       float gotf;
       ck_assert_int_eq(kern_fix_decode(&got, &v, 1, f), 0);
@@ -260,10 +254,10 @@ START_TEST(test_round_trip) {
     int emax = (int)KERN_FIX_BOUND_BITS - (int)f - 1;
     int emin = -(int)f - 4;
     for (size_t i = 0; i < N; i++) {
-      int e = emin + (int)(splitmix64(&seed) % (uint64_t)(emax - emin));
+      int e = emin + (int)(test_splitmix64(&seed) % (uint64_t)(emax - emin));
       double m = 1.0 + unit(&seed);
       double v = ldexp(m, e);
-      x[i] = (splitmix64(&seed) & 1) ? -v : v;
+      x[i] = (test_splitmix64(&seed) & 1) ? -v : v;
       xf[i] = (float)x[i];
     }
     size_t bad = 0;
@@ -323,7 +317,7 @@ START_TEST(test_trunc) {
   memcpy(x, edges, sizeof edges);
   uint64_t seed = 0x7275;
   for (size_t i = NE; i < N; i++)
-    x[i] = splitmix64(&seed);
+    x[i] = test_splitmix64(&seed);
   for (unsigned s = 0; s < 64; s++) {
     z[N] = 0xa5a5a5a5a5a5a5a5ull;
     kern_trunc(z, x, N, s);

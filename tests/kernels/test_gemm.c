@@ -22,22 +22,16 @@
 
 #include "kern.h"
 #include "kern_int.h"
+#include "../test_rand.h"
 
 /* ref/gemm_ref.c: the portable micro-kernel's descriptor. */
 extern const kern__gemm_impl_t kern__gemm_portable;
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 static uint64_t *rand_buf(size_t len, uint64_t seed) {
   uint64_t *p = malloc((len ? len : 1) * sizeof *p);
   ck_assert_ptr_nonnull(p);
   for (size_t i = 0; i < len; i++)
-    p[i] = splitmix64(&seed);
+    p[i] = test_splitmix64(&seed);
   return p;
 }
 
@@ -305,9 +299,9 @@ START_TEST(test_ukr) {
       uint64_t *want = malloc(t.mr * ldc * sizeof *want);
       ck_assert(ap && bp && want);
       for (size_t i = 0; i < k * t.mr; i++)
-        ap[i] = splitmix64(&seed);
+        ap[i] = test_splitmix64(&seed);
       for (size_t i = 0; i < k * t.nr; i++)
-        bp[i] = splitmix64(&seed);
+        bp[i] = test_splitmix64(&seed);
       memcpy(want, c, t.mr * ldc * sizeof *want);
       for (size_t i = 0; i < t.mr; i++)
         for (size_t j = 0; j < t.nr; j++)

@@ -15,19 +15,13 @@
 #include <string.h>
 
 #include "kern.h"
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+#include "../test_rand.h"
 
 static uint64_t *rand_vec(size_t n, uint64_t *s) {
   uint64_t *v = malloc((n ? n : 1) * sizeof *v);
   ck_assert_ptr_nonnull(v);
   for (size_t i = 0; i < n; i++)
-    v[i] = splitmix64(s);
+    v[i] = test_splitmix64(s);
   return v;
 }
 

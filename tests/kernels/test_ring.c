@@ -14,13 +14,7 @@
 #include <string.h>
 
 #include "kern.h"
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+#include "../test_rand.h"
 
 #define GUARD 0xa5a5a5a5a5a5a5a5ull
 
@@ -78,10 +72,10 @@ START_TEST(test_random) {
     uint64_t *z = malloc((n + 1) * sizeof *z);
     ck_assert(x && y && z);
     for (size_t i = 0; i < n; i++) {
-      x[i] = splitmix64(&seed);
-      y[i] = splitmix64(&seed);
+      x[i] = test_splitmix64(&seed);
+      y[i] = test_splitmix64(&seed);
     }
-    uint64_t c = splitmix64(&seed);
+    uint64_t c = test_splitmix64(&seed);
     for (int op = 0; op < NOPS; op++) {
       z[n] = GUARD;
       run(op, z, x, y, c, n);
@@ -158,8 +152,8 @@ START_TEST(test_alias) {
   uint64_t seed = 0xa11a5;
   uint64_t x0[N], y0[N], z[N], w[N];
   for (size_t i = 0; i < N; i++) {
-    x0[i] = splitmix64(&seed);
-    y0[i] = splitmix64(&seed);
+    x0[i] = test_splitmix64(&seed);
+    y0[i] = test_splitmix64(&seed);
   }
   const uint64_t c = 0x9e3779b97f4a7c15ull;
   for (int op = 0; op < NOPS; op++) {
@@ -196,8 +190,8 @@ START_TEST(test_identities) {
   ck_assert(x && y && t && u);
   uint64_t seed = 77;
   for (size_t i = 0; i < N; i++) {
-    x[i] = splitmix64(&seed);
-    y[i] = splitmix64(&seed);
+    x[i] = test_splitmix64(&seed);
+    y[i] = test_splitmix64(&seed);
   }
   kern_add(t, x, y, N);
   kern_sub(t, t, y, N);

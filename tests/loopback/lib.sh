@@ -173,20 +173,26 @@ stop_all() {
   [ -n "${TANDEM_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
 }
 
-# cluster_config FILE CLUSTER_LINES CLIENT...: a loopback cluster's config,
-# from the current directory (keys/ID.key and keys/ID.pub made by keygen,
-# data/ID): P0, P1 and the dealer on $PORT0, $PORT1 and $PORTD, the owner,
-# and a [client NAME] section for each CLIENT. CLUSTER_LINES go under
-# [cluster] (e.g. "timeout_ms = 3000").
+# cluster_config FILE CLUSTER_LINES CLIENT...: a cluster's config (the one
+# writer of the loopback tests), from the current directory (keys/ID.key and
+# keys/ID.pub made by keygen, data/ID): P0, P1 and the dealer on $PORT0,
+# $PORT1 and $PORTD, at 127.0.0.1 or at CL_HOST[ID] when the caller declares
+# that associative array (test_netns.sh), the owner, and a [client NAME]
+# section for each CLIENT. CLUSTER_LINES go under [cluster] (e.g.
+# "timeout_ms = 3000").
 cluster_config() {
-  local file=$1 extra=$2 d id
+  local file=$1 extra=$2 d id host
   shift 2
   {
     printf '[cluster]\n%s\n' "$extra"
     for d in "p0:$PORT0" "p1:$PORT1" "dealer:$PORTD"; do
       id=${d%%:*}
-      printf '[%s]\nhost = 127.0.0.1\nport = %s\npubkey = %s\nkey = keys/%s.key\ndata = data/%s\n' \
-        "$id" "${d#*:}" "$(cut -d' ' -f2 "keys/$id.pub")" "$id" "$id"
+      host=127.0.0.1
+      if declare -p CL_HOST >/dev/null 2>&1 && [ -n "${CL_HOST[$id]:-}" ]; then
+        host=${CL_HOST[$id]}
+      fi
+      printf '[%s]\nhost = %s\nport = %s\npubkey = %s\nkey = keys/%s.key\ndata = data/%s\n' \
+        "$id" "$host" "${d#*:}" "$(cut -d' ' -f2 "keys/$id.pub")" "$id" "$id"
     done
     printf '[owner]\npubkey = %s\nkey = keys/owner.key\n' "$(cut -d' ' -f2 keys/owner.pub)"
     for id in "$@"; do

@@ -3,7 +3,8 @@
 #
 # test_daemons.sh - the long-running daemons and the commands around them, as
 # separate processes on free loopback ports: keygen (0600 keys), a config for
-# P0, P1, the dealer, an owner and two clients; share-model; infer (.npy and
+# P0, P1, the dealer, an owner and two clients; share-model (and --exact:
+# two queries give the same bytes); infer (.npy and
 # .pb) checked against the plaintext evaluator; restarts (a restarted party
 # still serves the stored model; P1 killed between queries, then back; faults
 # in the middle of a query are test_faults.sh's); faults (garbage and a
@@ -54,6 +55,17 @@ infer_ok() { # TAG [CLIENT]
 }
 infer_ok first
 [ "$(json_get stats.first "o['rounds']")" -le 4 ] || fail "more than 4 rounds"
+# Exact mode, the owner's choice at share-model: the daemons compile the
+# published graph's plan (6 rounds), and two queries give the same bytes.
+"$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlpx --exact \
+  >out 2>err || fail "share-model --exact: $(cat err)"
+for i in 1 2; do
+  "$TANDEM" infer --config cluster.ini --model mlpx --input "$M/fashion_test16.npy" \
+    --output "outx.$i.npy" --stats "statsx.$i" 2>"err.x$i" || fail "exact infer $i: $(cat "err.x$i")"
+done
+[ "$(json_get statsx.1 "o['rounds']")" = 6 ] || fail "exact mode: not 6 rounds"
+cmp -s outx.1.npy outx.2.npy || fail "exact mode: two queries differ"
+npy_check outx.1.npy plain.npy 0.02 1 || fail "exact mode: private output differs"
 # Several clients at once (one link per identity: a second process with the
 # same key replaces the first one's link, so each runs as its own client).
 infer_ok a alice >q.a & qa=$!

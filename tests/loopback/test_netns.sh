@@ -114,16 +114,10 @@ for id in p0 p1 dealer owner alice; do
   "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
 done
 [ "$failures" -eq 0 ] || finish
-pub() { cut -d' ' -f2 "keys/$1.pub"; }
-{
-  printf '[cluster]\ntimeout_ms = 10000\npool = 2\n'
-  for r in $ROLES; do
-    printf '[%s]\nhost = %s\nport = %s\npubkey = %s\nkey = keys/%s.key\ndata = data/%s\n' \
-      "$r" "${ADDR[$r]}" "$PORT" "$(pub "$r")" "$r" "$r"
-  done
-  printf '[owner]\npubkey = %s\nkey = keys/owner.key\n' "$(pub owner)"
-  printf '[client alice]\npubkey = %s\nkey = keys/alice.key\n' "$(pub alice)"
-} >cluster.ini
+declare -A CL_HOST=([p0]=${ADDR[p0]} [p1]=${ADDR[p1]} [dealer]=${ADDR[dealer]})
+PORT0=$PORT PORT1=$PORT PORTD=$PORT
+cluster_config cluster.ini "timeout_ms = 10000
+pool = 2" alice
 
 # `ip netns exec` execs the command itself, so $! is the daemon's PID.
 for r in dealer p1 p0; do

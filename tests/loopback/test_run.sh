@@ -7,7 +7,8 @@
 # (`--plaintext`) within the fixed-point bound with the same predictions, the
 # plaintext evaluator must match PyTorch's stored logits, the --stats JSON
 # must show the round and byte budget of the MLP at batch 1 (<= 4 rounds,
-# <= 8 KiB online per party), and bad input must end in one line on stderr
+# <= 8 KiB online per party), exact mode (--exact) must give the same logits
+# on two runs, and bad input must end in one line on stderr
 # and a non-zero exit, leaving no process behind.
 set -u
 TANDEM=${1:?usage: test_run.sh <path-to-tandem>}
@@ -60,6 +61,21 @@ if "$TANDEM" run --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "
 else
   fail "MLP batch 1: $(cat "$TMP/err")"
 fi
+
+# Exact mode (--exact, published with the graph): every truncation exact, so
+# two runs give the same logits byte for byte (default mode differs from run
+# to run in the last bits), 6 rounds for the MLP instead of 4.
+for i in 1 2; do
+  if "$TANDEM" run --exact --model "$M/fashion_mlp.onnx" --input "$M/fashion_test16.npy" \
+      --output "$TMP/exact$i.npy" --stats "$TMP/exact$i.stats" 2>"$TMP/err"; then
+    r=$(json_get "$TMP/exact$i.stats" "o['rounds']")
+    [ "$r" -eq 6 ] || fail "MLP exact mode: $r rounds, want 6"
+  else
+    fail "MLP exact mode: $(cat "$TMP/err")"
+  fi
+done
+cmp -s "$TMP/exact1.npy" "$TMP/exact2.npy" || fail "MLP exact mode: two runs differ"
+npy_check "$TMP/exact1.npy" "$TMP/fashion_mlp.plain.npy" 0.02 1 || fail "MLP exact mode differs from plaintext"
 
 # A batch whose preprocessing exceeds the cluster's largest message runs as
 # several queries (here 16 rows under a 2.5 MB limit; about 0.3 MB per row

@@ -5,23 +5,18 @@
 #include <math.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto_harness.h"
+#include "../test_rand.h"
 
 /* ---- fixed coins ------------------------------------------------------------ */
 
 static uint64_t coins_seed;           /* 0: off */
 static _Thread_local int coins_role = -1; /* set by role_main */
 static _Thread_local uint64_t coins_state;
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 static const char *coins_name(void) { return "tandem-test-fixed-coins"; }
 
@@ -32,7 +27,7 @@ static void coins_buf(void *const buf, const size_t size) {
   }
   uint8_t *b = buf;
   for (size_t i = 0; i < size; i += 8) {
-    uint64_t z = splitmix(&coins_state);
+    uint64_t z = test_splitmix64(&coins_state);
     memcpy(b + i, &z, size - i < 8 ? size - i : 8);
   }
 }
@@ -337,10 +332,7 @@ harness_result_t harness_check_private(const mpc_graph_t *g, const mpc_weights_t
 }
 
 uint64_t harness_rand(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return test_splitmix64(s);
 }
 
 double harness_uniform(uint64_t *s, double lo, double hi) {
@@ -351,4 +343,94 @@ void harness_fill(mpc_ftensor_t *t, uint64_t *s, double lo, double hi) {
   size_t n = mpc_shape_numel(&t->shape);
   for (size_t i = 0; i < n; i++)
     t->data[i] = harness_uniform(s, lo, hi);
+}
+
+/* ---- test networks ------------------------------------------------------------- */
+
+mpc_attr_t harness_gemm_attr(int trans_b) {
+  mpc_attr_t a;
+  memset(&a, 0, sizeof a);
+  a.alpha = 1.0;
+  a.beta = 1.0;
+  a.trans_b = trans_b;
+  return a;
+}
+
+/* Builds an MLP in -> hidden... -> out with ReLU between layers (Gemm with
+ * transB = 1, as PyTorch exports Linear). Returns the weights, filled. */
+void harness_build_mlp(mpc_graph_t *g, mpc_weights_t *w, const size_t *sizes, size_t nl,
+                      size_t batch, unsigned f, uint64_t *seed, double wmax) {
+  mpc_graph_init(g);
+  g->frac_bits = f;
+  size_t dim[2] = {batch, sizes[0]};
+  int x = mpc_graph_input(g, "x", 2, dim);
+  ck_assert_int_ge(x, 0);
+  int wn[8], bn[8];
+  for (size_t l = 0; l + 1 < nl; l++) {
+    char name[32];
+    size_t wd[2] = {sizes[l + 1], sizes[l]}, bd[1] = {sizes[l + 1]};
+    snprintf(name, sizeof name, "w%zu", l);
+    wn[l] = mpc_graph_param(g, name, 2, wd);
+    snprintf(name, sizeof name, "b%zu", l);
+    bn[l] = mpc_graph_param(g, name, 1, bd);
+    mpc_attr_t a = harness_gemm_attr(1);
+    snprintf(name, sizeof name, "fc%zu", l);
+    x = mpc_graph_op(g, MPC_OP_GEMM, x, wn[l], bn[l], &a, name);
+    ck_assert_int_ge(x, 0);
+    if (l + 2 < nl) {
+      snprintf(name, sizeof name, "relu%zu", l);
+      x = mpc_graph_op(g, MPC_OP_RELU, x, -1, -1, NULL, name);
+      ck_assert_int_ge(x, 0);
+    }
+  }
+  ck_assert_int_ge(mpc_graph_op(g, MPC_OP_OUTPUT, x, -1, -1, NULL, "y"), 0);
+  ck_assert_int_eq(mpc_weights_init(w, g), 0);
+  for (size_t l = 0; l + 1 < nl; l++) {
+    harness_fill(&w->param[wn[l]], seed, -wmax, wmax);
+    harness_fill(&w->param[bn[l]], seed, -wmax, wmax);
+  }
+}
+
+/* A LeNet-style CNN: conv 3x3 (4 channels) -> ReLU -> maxpool 2x2 -> Gemm to 3: every FSS mode
+ * but truncation alone (ReLU + max levels; the conv's truncation fused). */
+void harness_build_small_cnn(mpc_graph_t *g, mpc_weights_t *w, uint64_t *seedp) {
+  uint64_t seed = *seedp;
+  mpc_graph_init(g);
+  size_t xd[4] = {2, 1, 8, 8}, cwd[4] = {4, 1, 3, 3}, cbd[1] = {4}, fwd[2] = {3, 64},
+         fbd[1] = {3};
+  int x = mpc_graph_input(g, "x", 4, xd);
+  int cw = mpc_graph_param(g, "cw", 4, cwd), cb = mpc_graph_param(g, "cb", 1, cbd);
+  mpc_attr_t ca;
+  memset(&ca, 0, sizeof ca);
+  ca.pads[0] = ca.pads[1] = ca.pads[2] = ca.pads[3] = 1;
+  int c = mpc_graph_op(g, MPC_OP_CONV, x, cw, cb, &ca, "conv");
+  ck_assert_int_ge(c, 0);
+  int r1 = mpc_graph_op(g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
+  mpc_attr_t pa;
+  memset(&pa, 0, sizeof pa);
+  pa.kh = pa.kw = 2;
+  pa.strides[0] = pa.strides[1] = 2;
+  int mp = mpc_graph_op(g, MPC_OP_MAXPOOL, r1, -1, -1, &pa, "pool");
+  ck_assert_int_ge(mp, 0);
+  mpc_node_t rs;
+  memset(&rs, 0, sizeof rs);
+  rs.op = MPC_OP_RESHAPE;
+  rs.in[0] = mp;
+  rs.in[1] = rs.in[2] = -1;
+  rs.shape.ndim = 2;
+  rs.shape.dim[0] = 2;
+  rs.shape.dim[1] = 64;
+  snprintf(rs.name, sizeof rs.name, "flatten");
+  int fl = mpc_graph_add(g, &rs, NULL, 0);
+  ck_assert_int_ge(fl, 0);
+  int fw = mpc_graph_param(g, "fw", 2, fwd), fb = mpc_graph_param(g, "fb", 1, fbd);
+  mpc_attr_t ga = harness_gemm_attr(1);
+  int y = mpc_graph_op(g, MPC_OP_GEMM, fl, fw, fb, &ga, "fc");
+  ck_assert_int_ge(mpc_graph_op(g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
+  ck_assert_int_eq(mpc_weights_init(w, g), 0);
+  harness_fill(&w->param[cw], &seed, -0.5, 0.5);
+  harness_fill(&w->param[cb], &seed, -0.5, 0.5);
+  harness_fill(&w->param[fw], &seed, -0.5, 0.5);
+  harness_fill(&w->param[fb], &seed, -0.5, 0.5);
+  *seedp = seed;
 }

@@ -54,6 +54,17 @@ void harness_keep_first(mpc_ftensor_t *outputs);
  * system's randomness. harness_fix_coins(0) turns it off. */
 void harness_fix_coins(uint64_t seed);
 
+/* Gemm attributes: alpha = beta = 1, transB as given. */
+mpc_attr_t harness_gemm_attr(int trans_b);
+/* An MLP sizes[0] -> ... -> sizes[nl-1] (nl <= 9) with ReLU between layers
+ * (Gemm with transB = 1, as PyTorch exports Linear), batch rows, f bits;
+ * weights and biases uniform in [-wmax, wmax) from *seed. */
+void harness_build_mlp(mpc_graph_t *g, mpc_weights_t *w, const size_t *sizes, size_t nl,
+                       size_t batch, unsigned f, uint64_t *seed, double wmax);
+/* A LeNet-style CNN on x [2, 1, 8, 8]: conv 3x3 (4 channels, pad 1) -> ReLU
+ * -> maxpool 2x2 -> flatten -> Gemm to 3; weights uniform in [-0.5, 0.5). */
+void harness_build_small_cnn(mpc_graph_t *g, mpc_weights_t *w, uint64_t *seedp);
+
 /* Deterministic test data (splitmix64). */
 uint64_t harness_rand(uint64_t *state);
 double harness_uniform(uint64_t *state, double lo, double hi);

@@ -11,14 +11,22 @@
  * - a party dying mid-step (its fault hook drops every link) and restarting
  *   on the same port: the query fails, the cluster serves the next queries
  *   (messages stay on the link they were meant for);
+ * - a party stalling mid-step with its links up (held at a round): released
+ *   after the other gave up and dialled anew, it ends the old query at once
+ *   (a step's messages stay on the link it began with, and the party that
+ *   gives up closes that link);
  * - retries with the same key: after a client process that dies right after
  *   its request (read by the dealer before or after the next process under
  *   its key connected), the next process's first query is served with its
- *   own answer (a request is pinned to the link it came on).
+ *   own answer (a request is pinned to the link it came on); and at the
+ *   parties, a dead process's query taken up once the next process is
+ *   connected leaves that process's link alone.
  * Waits are for log lines (events), bounded below the timeout where the
  * mechanism under test is what makes the difference. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +200,107 @@ START_TEST(party_dies_mid_step) {
 }
 END_TEST
 
+/* ---- a party stalling mid-step ---------------------------------------------------------- */
+
+/* P1 held (CL_FAULT_PARTY_ROUND) at the first online round of client a's
+ * query while stall_hold is set, its links up: a party that stalls instead
+ * of dying. */
+static atomic_int stall_armed, stall_held, stall_hold;
+
+static int p1_stalls(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if (who == CL_P1 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
+      atomic_exchange(&stall_armed, 0)) {
+    atomic_store(&stall_held, 1);
+    while (atomic_load(&stall_hold)) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return 0;
+}
+
+typedef struct {
+  ch_cluster_t *c;
+  cl_client_t *cl;
+  int rc;
+} bg_query_t;
+
+static void *bg_query_main(void *arg) {
+  bg_query_t *b = arg;
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  b->rc = ch_query(b->c, b->cl, 0, 1, &y, &st, err, sizeof err);
+  if (b->rc == 0)
+    mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  return NULL;
+}
+
+/* P1 stalls in the middle of a query with its links up; P0 gives the query
+ * up at its timeout, closes its link to P1 and dials a new one for its next
+ * step. Released, P1 must end the old query at once: its messages to P0 go
+ * only on the link the query began with, which is gone (party.c: pinned to
+ * the step's link, and that link closed by the party that gave up). Before
+ * either mechanism, P1 ran on into the new link (or the old one, left open),
+ * waited out its own timeout there for a P0 that had moved on, dropping any
+ * next step's messages meanwhile. Then the next client is served. */
+START_TEST(party_stalls_mid_step) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&stall_held, 0);
+  atomic_store(&stall_hold, 1);
+  atomic_store(&stall_armed, 1);
+  c.fault = p1_stalls;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  bg_query_t bq = {&c, &ca, 0};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, bg_query_main, &bq), 0);
+  for (double end = cl_now() + 3 * TIMEOUT_MS / 1000.0;
+       !atomic_load(&stall_held) && cl_now() < end;) {
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  ck_assert_msg(atomic_load(&stall_held), "P1 never reached its first round.");
+  /* P0 gives the query up (P1 says nothing: its timeout), then dials P1
+   * again for its next step (not asserted: without the close it does not,
+   * and the check below is what fails then). */
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", "client 8): online phase failed",
+                             3 * TIMEOUT_MS), "P0 did not give the query up.");
+  (void)ch_wait_line(&c, from, "party p0", "link up with peer 1", TIMEOUT_MS / 2);
+  double t0 = cl_now();
+  atomic_store(&stall_hold, 0);
+  ck_assert_msg(ch_wait_line(&c, from, "party p1", "client 8): online phase failed",
+                             3 * TIMEOUT_MS), "P1 did not end the stalled query.");
+  double took = cl_now() - t0;
+  ck_assert_msg(took < TIMEOUT_MS / 1000.0 / 3,
+                "P1 ended the stalled query %.1f s after it went on (timeout %.0f s)", took,
+                TIMEOUT_MS / 1000.0);
+  pthread_join(th, NULL);
+  ck_assert_int_ne(bq.rc, 0);
+  c.fault = NULL;
+  /* The next client is served, well within a timeout. */
+  cl_client_t cb;
+  ch_client_open(&c, 1, &cb);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  t0 = cl_now();
+  ck_assert_msg(ch_query(&c, &cb, 2, 2, &y, &st, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the next query took %.1f s",
+                cl_now() - t0);
+  ch_check_output(&c, 2, 2, &y);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
 /* ---- retries with the same key ------------------------------------------------------------ */
 
 /* Party `who` gave a query of client a up ("... failed: ..." or "the client
@@ -298,14 +407,255 @@ START_TEST(retry_same_key) {
 }
 END_TEST
 
+/* ---- the same key at the parties ----------------------------------------------------------- */
+
+/* The dealer's link to client a ends at its pause point (the process that
+ * asked died there; armed once), and the parties are held before the query
+ * while sk_hold is set, counting in sk_held. */
+static atomic_int sk_dealer_armed, sk_hold, sk_held;
+
+static int same_key_hooks(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq,
+                          int peer) {
+  (void)seq;
+  if (peer != CL_CLIENT0)
+    return 0;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP &&
+      atomic_exchange(&sk_dealer_armed, 0)) {
+    net_node_t *n = cl_dealer_node(c->dealer);
+    if (net_peer_up(n, peer))
+      (void)net_peer_close(n, peer);
+  }
+  if ((who == CL_P0 || who == CL_P1) && where == CL_FAULT_PARTY_BEFORE_QUERY &&
+      atomic_load(&sk_hold)) {
+    atomic_fetch_add(&sk_held, 1);
+    while (atomic_load(&sk_hold)) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return 0;
+}
+
+/* The parties' side of a retry with the same key: a process of client a
+ * asks, the dealer tells the parties, and the process dies before it sends
+ * its input; by the time the parties take the query up, the next process
+ * under the key is connected to them, so the link they see for client a is
+ * the new process's. The dead query fails (here by the dealer's cancel),
+ * and the new process's first query must be served: the parties close and
+ * drain a client link after a failed query only if the query's input came
+ * on it (party.c, reset_client_link). Before, they closed the new
+ * process's link, and its query failed. */
+START_TEST(retry_same_key_parties) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&sk_held, 0);
+  atomic_store(&sk_hold, 1);
+  atomic_store(&sk_dealer_armed, 1);
+  c.fault = same_key_hooks;
+  cl_client_t dead;
+  ch_client_open(&c, 0, &dead);
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = 1;
+  h.version = 0x5eed0100u; /* its nonce */
+  snprintf(h.name, sizeof h.name, "mlp");
+  ck_assert_int_eq(cl_ctrl_send(dead.node, CL_DEALER, &h, NULL, 0), 0);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(dead.node, CL_DEALER, &h, &payload, &plen, TIMEOUT_MS), 0);
+  free(payload);
+  ck_assert_int_eq(h.status, 0);
+  for (double end = cl_now() + 3 * TIMEOUT_MS / 1000.0;
+       atomic_load(&sk_held) < 2 && cl_now() < end;) {
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  ck_assert_msg(atomic_load(&sk_held) == 2, "the parties were not told of the query.");
+  cl_client_close(&dead);
+  /* The next process under the key connects to all three. */
+  size_t from = ch_mark(&c);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  ck_assert(ch_wait_line(&c, from, "party p0", "link up with peer 8", TIMEOUT_MS) &&
+            ch_wait_line(&c, from, "party p1", "link up with peer 8", TIMEOUT_MS));
+  atomic_store(&sk_hold, 0);
+  const char *failed = "client 8): offline phase failed";
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", failed, 3 * TIMEOUT_MS) &&
+                    ch_wait_line(&c, from, "party p1", failed, 3 * TIMEOUT_MS),
+                "the parties did not give the dead process's query up.");
+  c.fault = NULL;
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  int rc = ch_query(&c, &cl, 7, 1, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(rc == 0, "the new process's first query: %s", err);
+  ch_check_output(&c, 7, 1, &y);
+  mpc_ftensor_close(&y);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- a client dying while the parties run its query ------------------------------------ */
+
+/* At P0's first online round of client a's query (armed once), the client's
+ * links end from its side, as when its process is killed there: its node
+ * (c->test_ctx) closes them. */
+static atomic_int client_dies_armed;
+
+static int client_dies_at_round(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq,
+                                int peer) {
+  (void)seq;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
+      atomic_exchange(&client_dies_armed, 0)) {
+    cl_client_t *cl = c->test_ctx;
+    for (int id = CL_P0; id <= CL_DEALER; id++)
+      (void)net_peer_close(cl->node, id);
+  }
+  return 0;
+}
+
+/* The in-process form of test_faults.sh's killed client: its links end in
+ * the middle of the parties' online phase. Both parties end the query
+ * (failed, or done if its output was already on its way) well within their
+ * timeout, and the next client is served. */
+START_TEST(client_dies_mid_query) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  c.test_ctx = &ca;
+  atomic_store(&client_dies_armed, 1);
+  c.fault = client_dies_at_round;
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  double t0 = cl_now();
+  int rc = ch_query(&c, &ca, 0, 4, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_int_eq(atomic_load(&client_dies_armed), 0);
+  for (int id = 0; id < 2; id++) {
+    const char *who = id == 0 ? "party p0" : "party p1";
+    int ended = 0;
+    for (double end = cl_now() + TIMEOUT_MS / 1000.0; !ended && cl_now() < end;)
+      ended = ch_wait_line(&c, from, who, "client 8): online phase failed", 50) ||
+              ch_wait_line(&c, from, who, "client 8): ok", 0);
+    ck_assert_msg(ended, "%s did not end the query", who);
+  }
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the parties took %.1f s",
+                cl_now() - t0);
+  c.fault = NULL;
+  ch_client_open(&c, 1, &cb);
+  ch_query_ok(&c, &cb, 4, 3);
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- several clients at once, and the pool (from test_faults.sh) ---------------------- */
+
+typedef struct {
+  ch_cluster_t *c;
+  int k;
+  size_t r0, n;
+  mpc_ftensor_t y;
+  char err[512];
+  int rc;
+} many_t;
+
+static void *many_main(void *arg) {
+  many_t *m = arg;
+  cl_client_t cl;
+  cl_query_stats_t st;
+  ch_client_open(m->c, m->k, &cl);
+  m->rc = ch_query(m->c, &cl, m->r0, m->n, &m->y, &st, m->err, sizeof m->err);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  return NULL;
+}
+
+/* Every client at once, each with other rows and another batch size: each
+ * output matches the float evaluator on its own rows (an output handed to
+ * the wrong client, or shares of two queries mixed, would not). */
+START_TEST(clients_at_once) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  static const size_t rows[CH_CLIENTS][2] = {{0, 5}, {5, 11}, {9, 7}};
+  many_t m[CH_CLIENTS];
+  pthread_t th[CH_CLIENTS];
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    m[k] = (many_t){.c = &c, .k = k, .r0 = rows[k][0], .n = rows[k][1]};
+    ck_assert_int_eq(pthread_create(&th[k], NULL, many_main, &m[k]), 0);
+  }
+  for (int k = 0; k < CH_CLIENTS; k++)
+    pthread_join(th[k], NULL);
+  for (int k = 0; k < CH_CLIENTS; k++) {
+    ck_assert_msg(m[k].rc == 0, "client %d: %s", k, m[k].err);
+    ch_check_output(&c, m[k].r0, m[k].n, &m[k].y);
+    mpc_ftensor_close(&m[k].y);
+  }
+  ch_stop(&c);
+}
+END_TEST
+
+/* The dealer's pool: the first query of a batch size waits for its
+ * preprocessing (made on demand), the dealer then prepares that size
+ * ahead, and the next queries of it, by any client, do not wait. */
+START_TEST(pool_first_query_waits) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  cl_client_t ca, cb;
+  ch_client_open(&c, 0, &ca);
+  ch_client_open(&c, 1, &cb);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_msg(ch_query(&c, &ca, 3, 12, &y, &st, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(st.waited, "the first query of batch 12 did not wait for its preprocessing");
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  ck_assert(ch_wait_line(&c, from, "dealer", "mlp at batch 12: 2 queries prepared ahead",
+                         3 * TIMEOUT_MS));
+  for (int k = 0; k < 2; k++) {
+    ck_assert_msg(ch_query(&c, k ? &cb : &ca, 3, 12, &y, &st, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_msg(!st.waited, "query %d of batch 12 waited with the pool prepared", k + 2);
+    ch_check_output(&c, 3, 12, &y);
+    mpc_ftensor_close(&y);
+    cl_query_stats_close(&st);
+  }
+  cl_client_close(&cb);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
+/* One case per test, so that one can be run alone
+ * (CK_RUN_SUITE=cluster_faults CK_RUN_CASE=party_stalls_mid_step). */
+#define ADD_CASE(s, t)                                                                    \
+  do {                                                                                    \
+    TCase *tc_ = tcase_create(#t);                                                        \
+    tcase_set_timeout(tc_, 300);                                                          \
+    tcase_add_test(tc_, t);                                                               \
+    suite_add_tcase(s, tc_);                                                              \
+  } while (0)
+
 Suite *cluster_faults_suite(void) {
   Suite *s = suite_create("cluster_faults");
-  TCase *tc = tcase_create("faults");
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, cancel_when_client_gone);
-  tcase_add_test(tc, stalled_client);
-  tcase_add_test(tc, party_dies_mid_step);
-  tcase_add_test(tc, retry_same_key);
-  suite_add_tcase(s, tc);
+  ADD_CASE(s, cancel_when_client_gone);
+  ADD_CASE(s, stalled_client);
+  ADD_CASE(s, party_dies_mid_step);
+  ADD_CASE(s, party_stalls_mid_step);
+  ADD_CASE(s, retry_same_key);
+  ADD_CASE(s, retry_same_key_parties);
+  ADD_CASE(s, client_dies_mid_query);
+  ADD_CASE(s, clients_at_once);
+  ADD_CASE(s, pool_first_query_waits);
   return s;
 }

@@ -1,4 +1,4 @@
-/* test_cluster.c - Check suite for the cluster layer's mpc transport over net
+/* test_cluster_link.c - Check suite for the cluster layer's mpc transport over net
  * (mpc/src/cluster/link.c): a step's messages carry its tag, a receive drops other
  * steps' messages within one deadline, a tag alone cancels the step, a
  * per-role due time bounds a receive, and a link that ends under a receive

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mpc.h"
+#include "../test_rand.h"
 
 Suite *graph_suite(void); /* called by the generated Check main */
 
@@ -28,10 +29,7 @@ static void rng_seed(uint64_t seed) { rng_state = seed; }
 
 /* splitmix64, mapped to a double in [-1, 1). */
 static double rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  uint64_t z = test_splitmix64(&rng_state);
   return (double)(z >> 11) / (double)(1ull << 52) - 1.0;
 }
 

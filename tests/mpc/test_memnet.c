@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "mpc.h"
+#include "../test_rand.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -31,13 +32,9 @@ static void sleep_ms(long ms) {
 /* A deterministic byte pattern per (stream, index), so a receiver can check
  * a message without sharing a buffer with the sender. */
 static void fill(unsigned char *buf, size_t len, unsigned seed) {
-  uint64_t x = 0x9e3779b97f4a7c15ull * (seed + 1u);
-  for (size_t i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    buf[i] = (unsigned char)x;
-  }
+  uint64_t x = seed;
+  for (size_t i = 0; i < len; i++)
+    buf[i] = (unsigned char)test_splitmix64(&x);
 }
 
 static int check_fill(const unsigned char *buf, size_t len, unsigned seed) {

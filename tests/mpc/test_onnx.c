@@ -20,6 +20,7 @@
 
 #include "mpc.h"
 #include "onnx_build.h"
+#include "../test_rand.h"
 
 Suite *onnx_suite(void);
 
@@ -36,10 +37,7 @@ static void rng_seed(uint64_t seed) { rng_state = rng_seed0 = seed; }
 
 /* splitmix64 mapped to [-1, 1), rounded to float32 as the models store it. */
 static double rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
+  uint64_t z = test_splitmix64(&rng_state);
   return (double)(float)((double)(z >> 11) / (double)(1ull << 52) - 1.0);
 }
 

@@ -170,9 +170,10 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(h.nodes[y].batched, 0);
   mpc_graph_close(&h);
   /* The same graph as version 3 wrote it: no flags word after each node's
-   * name (header 32 bytes, node record 272 bytes). */
+   * name (header 32 bytes, node record 272 bytes) and no graph flags after
+   * the magnitudes' word. */
   const size_t hdr = 32, rec = 272;
-  ck_assert_uint_eq(n, hdr + g.nnodes * (rec + 4) + 4);
+  ck_assert_uint_eq(n, hdr + g.nnodes * (rec + 4) + 4 + 12);
   uint8_t *v3 = malloc(n);
   size_t m = 0;
   memcpy(v3, b, hdr);
@@ -181,7 +182,7 @@ START_TEST(test_graph_batched_flag) {
     memcpy(v3 + m, b + hdr + i * (rec + 4), rec);
     m += rec;
   }
-  memcpy(v3 + m, b + n - 4, 4);
+  memcpy(v3 + m, b + n - 16, 4);
   m += 4;
   uint32_t three = 3;
   memcpy(v3 + 4, &three, 4);
@@ -194,6 +195,59 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
   free(v3);
   free(b);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* Exact mode and the least input (version 5's graph flags and input_min)
+ * survive the format; the same graph as version 4 wrote it (neither at the
+ * end) loads in default mode with no least input; an unknown flag, or a
+ * least input above the input bound, is refused. */
+START_TEST(test_graph_exact_flag) {
+  uint64_t seed = 6;
+  mpc_graph_t g, h;
+  mpc_weights_t w;
+  build(&g, &w, 2, &seed);
+  char err[256];
+  uint8_t *b;
+  size_t n;
+  ck_assert(g.input_min == -HUGE_VAL);
+  for (int exact = 0; exact <= 1; exact++) {
+    g.exact = exact;
+    g.input_min = exact ? 0.0 : -HUGE_VAL;
+    ck_assert_int_eq(mpc_graph_save(&g, &b, &n), 0);
+    ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), 0);
+    ck_assert_int_eq(h.exact, exact);
+    ck_assert(h.input_min == g.input_min);
+    mpc_graph_close(&h);
+    free(b);
+  }
+  ck_assert_int_eq(mpc_graph_save(&g, &b, &n), 0);
+  uint32_t v;
+  memcpy(&v, b + 4, 4);
+  ck_assert_uint_eq(v, 5);
+  v = 4;
+  memcpy(b + 4, &v, 4);
+  ck_assert_int_eq(mpc_graph_load(&h, b, n - 12, err, sizeof err), 0);
+  ck_assert_int_eq(h.exact, 0);
+  ck_assert(h.input_min == -HUGE_VAL);
+  mpc_graph_close(&h);
+  v = 5;
+  memcpy(b + 4, &v, 4);
+  b[n - 12] = 2;
+  ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
+  ck_assert_uint_eq(h.nnodes, 0);
+  b[n - 12] = 1;
+  ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), 0);
+  mpc_graph_close(&h);
+  double above = 2.0;
+  g.input_bound = 1.0;
+  free(b);
+  ck_assert_int_eq(mpc_graph_save(&g, &b, &n), 0);
+  memcpy(b + n - 8, &above, 8);
+  ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
+  free(b);
+  mpc_weights_close(&w);
   mpc_graph_close(&g);
 }
 END_TEST
@@ -275,6 +329,7 @@ Suite *persist_suite(void) {
   tcase_add_test(tc, test_graph_round_trip);
   tcase_add_test(tc, test_graph_corrupt);
   tcase_add_test(tc, test_graph_batched_flag);
+  tcase_add_test(tc, test_graph_exact_flag);
   tcase_add_test(tc, test_state_reload_other_batch);
   tcase_add_test(tc, test_state_of_another_model);
   suite_add_tcase(s, tc);

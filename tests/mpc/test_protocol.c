@@ -17,50 +17,6 @@
 
 #include "proto_harness.h"
 
-static mpc_attr_t gemm_attr(int trans_b) {
-  mpc_attr_t a;
-  memset(&a, 0, sizeof a);
-  a.alpha = 1.0;
-  a.beta = 1.0;
-  a.trans_b = trans_b;
-  return a;
-}
-
-/* Builds an MLP in -> hidden... -> out with ReLU between layers (Gemm with
- * transB = 1, as PyTorch exports Linear). Returns the weights, filled. */
-static void build_mlp(mpc_graph_t *g, mpc_weights_t *w, const size_t *sizes, size_t nl,
-                      size_t batch, unsigned f, uint64_t *seed, double wmax) {
-  mpc_graph_init(g);
-  g->frac_bits = f;
-  size_t dim[2] = {batch, sizes[0]};
-  int x = mpc_graph_input(g, "x", 2, dim);
-  ck_assert_int_ge(x, 0);
-  int wn[8], bn[8];
-  for (size_t l = 0; l + 1 < nl; l++) {
-    char name[32];
-    size_t wd[2] = {sizes[l + 1], sizes[l]}, bd[1] = {sizes[l + 1]};
-    snprintf(name, sizeof name, "w%zu", l);
-    wn[l] = mpc_graph_param(g, name, 2, wd);
-    snprintf(name, sizeof name, "b%zu", l);
-    bn[l] = mpc_graph_param(g, name, 1, bd);
-    mpc_attr_t a = gemm_attr(1);
-    snprintf(name, sizeof name, "fc%zu", l);
-    x = mpc_graph_op(g, MPC_OP_GEMM, x, wn[l], bn[l], &a, name);
-    ck_assert_int_ge(x, 0);
-    if (l + 2 < nl) {
-      snprintf(name, sizeof name, "relu%zu", l);
-      x = mpc_graph_op(g, MPC_OP_RELU, x, -1, -1, NULL, name);
-      ck_assert_int_ge(x, 0);
-    }
-  }
-  ck_assert_int_ge(mpc_graph_op(g, MPC_OP_OUTPUT, x, -1, -1, NULL, "y"), 0);
-  ck_assert_int_eq(mpc_weights_init(w, g), 0);
-  for (size_t l = 0; l + 1 < nl; l++) {
-    harness_fill(&w->param[wn[l]], seed, -wmax, wmax);
-    harness_fill(&w->param[bn[l]], seed, -wmax, wmax);
-  }
-}
-
 static uint64_t online_sent(const harness_result_t *r, mpc_role_t role) {
   uint64_t s = 0;
   for (int to = 0; to < MPC_NROLES; to++)
@@ -75,7 +31,7 @@ START_TEST(test_linear_gemm) {
   size_t sizes[2] = {7, 5};
   mpc_graph_t g;
   mpc_weights_t w;
-  build_mlp(&g, &w, sizes, 2, 3, 16, &seed, 1.0);
+  harness_build_mlp(&g, &w, sizes, 2, 3, 16, &seed, 1.0);
   mpc_ftensor_t in;
   mpc_shape_t s = {2, {3, 7}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
@@ -99,7 +55,7 @@ static void mlp_case(size_t batch, unsigned f, int queries) {
   mpc_graph_t g;
   mpc_weights_t w;
   double wmax = 0.05;
-  build_mlp(&g, &w, sizes, 4, batch, f, &seed, wmax);
+  harness_build_mlp(&g, &w, sizes, 4, batch, f, &seed, wmax);
   mpc_ftensor_t in;
   mpc_shape_t s = {2, {batch, 784}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
@@ -489,55 +445,11 @@ START_TEST(test_triple_matmul) {
 }
 END_TEST
 
-/* A LeNet-style CNN: conv 3x3 (4 channels) -> ReLU -> maxpool 2x2 -> Gemm to 3: every FSS mode
- * but truncation alone (ReLU + max levels; the conv's truncation fused). */
-static void build_small_cnn(mpc_graph_t *g, mpc_weights_t *w, uint64_t *seedp) {
-  uint64_t seed = *seedp;
-  mpc_graph_init(g);
-  size_t xd[4] = {2, 1, 8, 8}, cwd[4] = {4, 1, 3, 3}, cbd[1] = {4}, fwd[2] = {3, 64},
-         fbd[1] = {3};
-  int x = mpc_graph_input(g, "x", 4, xd);
-  int cw = mpc_graph_param(g, "cw", 4, cwd), cb = mpc_graph_param(g, "cb", 1, cbd);
-  mpc_attr_t ca;
-  memset(&ca, 0, sizeof ca);
-  ca.pads[0] = ca.pads[1] = ca.pads[2] = ca.pads[3] = 1;
-  int c = mpc_graph_op(g, MPC_OP_CONV, x, cw, cb, &ca, "conv");
-  ck_assert_int_ge(c, 0);
-  int r1 = mpc_graph_op(g, MPC_OP_RELU, c, -1, -1, NULL, "relu");
-  mpc_attr_t pa;
-  memset(&pa, 0, sizeof pa);
-  pa.kh = pa.kw = 2;
-  pa.strides[0] = pa.strides[1] = 2;
-  int mp = mpc_graph_op(g, MPC_OP_MAXPOOL, r1, -1, -1, &pa, "pool");
-  ck_assert_int_ge(mp, 0);
-  mpc_node_t rs;
-  memset(&rs, 0, sizeof rs);
-  rs.op = MPC_OP_RESHAPE;
-  rs.in[0] = mp;
-  rs.in[1] = rs.in[2] = -1;
-  rs.shape.ndim = 2;
-  rs.shape.dim[0] = 2;
-  rs.shape.dim[1] = 64;
-  snprintf(rs.name, sizeof rs.name, "flatten");
-  int fl = mpc_graph_add(g, &rs, NULL, 0);
-  ck_assert_int_ge(fl, 0);
-  int fw = mpc_graph_param(g, "fw", 2, fwd), fb = mpc_graph_param(g, "fb", 1, fbd);
-  mpc_attr_t ga = gemm_attr(1);
-  int y = mpc_graph_op(g, MPC_OP_GEMM, fl, fw, fb, &ga, "fc");
-  ck_assert_int_ge(mpc_graph_op(g, MPC_OP_OUTPUT, y, -1, -1, NULL, "y"), 0);
-  ck_assert_int_eq(mpc_weights_init(w, g), 0);
-  harness_fill(&w->param[cw], &seed, -0.5, 0.5);
-  harness_fill(&w->param[cb], &seed, -0.5, 0.5);
-  harness_fill(&w->param[fw], &seed, -0.5, 0.5);
-  harness_fill(&w->param[fb], &seed, -0.5, 0.5);
-  *seedp = seed;
-}
-
 START_TEST(test_small_cnn) {
   uint64_t seed = 9;
   mpc_graph_t g;
   mpc_weights_t w;
-  build_small_cnn(&g, &w, &seed);
+  harness_build_small_cnn(&g, &w, &seed);
   mpc_ftensor_t in;
   mpc_shape_t s = {4, {2, 1, 8, 8}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
@@ -615,12 +527,12 @@ START_TEST(test_dealer_writes_every_byte) {
   mpc_graph_t g;
   mpc_weights_t w;
   size_t sizes[4] = {20, 16, 12, 4};
-  build_mlp(&g, &w, sizes, 4, 3, 16, &seed, 0.5);
+  harness_build_mlp(&g, &w, sizes, 4, 3, 16, &seed, 0.5);
   ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
   check_prep_written(&g, 3);
   mpc_weights_close(&w);
   mpc_graph_close(&g);
-  build_small_cnn(&g, &w, &seed);
+  harness_build_small_cnn(&g, &w, &seed);
   ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
   check_prep_written(&g, 2);
   mpc_weights_close(&w);
@@ -708,7 +620,7 @@ START_TEST(test_size_one) {
   size_t sizes[3] = {1, 1, 1};
   mpc_graph_t g;
   mpc_weights_t w;
-  build_mlp(&g, &w, sizes, 3, 1, 16, &seed, 1.0);
+  harness_build_mlp(&g, &w, sizes, 3, 1, 16, &seed, 1.0);
   mpc_ftensor_t in;
   mpc_shape_t s = {2, {1, 1}};
   ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
@@ -940,7 +852,7 @@ START_TEST(test_views_hide_inputs_and_weights) {
   for (int run = 0; run < 2; run++) {
     uint64_t seed = 21 + 1000 * (uint64_t)run;
     if (run == 0) {
-      build_mlp(&g, &w[0], sizes, 3, 8, 16, &seed, 0.5);
+      harness_build_mlp(&g, &w[0], sizes, 3, 8, 16, &seed, 0.5);
     } else {
       ck_assert_int_eq(mpc_weights_init(&w[1], &g), 0);
       for (size_t i = 0; i < g.nnodes; i++)
@@ -1054,7 +966,7 @@ START_TEST(test_client_rejects_bad_input) {
   size_t sizes[2] = {4, 2};
   mpc_graph_t g;
   mpc_weights_t w;
-  build_mlp(&g, &w, sizes, 2, 1, 16, &seed, 1.0);
+  harness_build_mlp(&g, &w, sizes, 2, 1, 16, &seed, 1.0);
   mpc_ftensor_t in, out[1];
   harness_result_t r;
   mpc_shape_t bad = {2, {1, 5}};
@@ -1093,7 +1005,7 @@ START_TEST(test_dead_party_is_an_error) {
   size_t sizes[3] = {8, 8, 2};
   mpc_graph_t g;
   mpc_weights_t w;
-  build_mlp(&g, &w, sizes, 3, 1, 16, &seed, 1.0);
+  harness_build_mlp(&g, &w, sizes, 3, 1, 16, &seed, 1.0);
   mpc_plan_t *plan;
   ck_assert_int_eq(mpc_plan_new(&plan, &g, 1, NULL, 0), 0);
   ck_assert_int_eq(mpc_memnet_new(&kill_hub, 5000), 0);
@@ -1129,7 +1041,7 @@ START_TEST(test_different_masked_inputs) {
     size_t sizes[3] = {6, 5, 3};
     mpc_graph_t g;
     mpc_weights_t w;
-    build_mlp(&g, &w, sizes, relu ? 3 : 2, 2, 16, &seed, 1.0);
+    harness_build_mlp(&g, &w, sizes, relu ? 3 : 2, 2, 16, &seed, 1.0);
     mpc_ftensor_t in, out[1];
     mpc_shape_t s = {2, {2, 6}};
     ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);

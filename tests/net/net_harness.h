@@ -22,8 +22,9 @@ typedef struct {
 } th_raw_t;
 
 /* A blocking TCP socket connected to 127.0.0.1:port, or -errno. The raw
- * peer's functions below use no Check assertion (tests/net/forge.c runs them
- * outside a suite); th_tcp_connect asserts that the connect succeeded. */
+ * peer's functions below use no Check assertion (tests/loopback/net_forge.c
+ * and net_attack.c run them outside a suite); th_tcp_connect asserts that
+ * the connect succeeded. */
 int th_tcp_dial(uint16_t port);
 int th_tcp_connect(uint16_t port);
 /* Handshake as initiator with identity me to a node with key peer_pk: 0, or

@@ -12,11 +12,11 @@
 #include <uv.h>
 
 #include "net_harness.h"
+#include "../test_rand.h"
 
 static void fill(unsigned char *p, size_t n, uint64_t seed) {
   for (size_t i = 0; i < n; i++) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    p[i] = (unsigned char)(seed >> 56);
+    p[i] = (unsigned char)(test_splitmix64(&seed) >> 56);
   }
 }
 

@@ -11,9 +11,10 @@
  * preprocessing, the client's masked input, the online rounds with the other
  * party, the output shares to the client, then its counters to the client.
  * A query that fails (a peer died or stalled past the timeout) is logged and
- * abandoned: the party drops its links to that client and to the other party
- * (P0 dials again before the next query), so no stale message of the failed
- * query can be read by the next one. Logs never hold a share or a key.
+ * abandoned: the party drops its link to the other party (P0 dials again
+ * before the next query) and its link to the client if the client's input
+ * came on it (reset_client_link), so no stale message of the failed query
+ * can be read by the next one. Logs never hold a share or a key.
  *
  * A step (setup or query) talks to the other party only over the link it
  * began with. The party that gives a step up first closes that link, and P0
@@ -242,6 +243,78 @@ static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
     LOG(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
 }
 
+/* The transport of one query: cl_link's, with the fault hook before each
+ * online round with the other party (CL_FAULT_PARTY_ROUND), where a test
+ * makes a party stall mid-step with its links up, and a note of whether the
+ * client's input was taken (reset_client_link). */
+typedef struct {
+  cl_link_t l; /* first: l.base is the query's transport */
+  mpc_transport_ops_t ops;
+  const mpc_transport_ops_t *inner;
+  const cl_hooks_t *hooks;
+  uint64_t seq;
+  int client;
+  int input_taken;
+} query_link_t;
+
+static int query_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+  query_link_t *q = (query_link_t *)t;
+  int rc = q->inner->recv(t, from, buf, len);
+  if (rc == 0 && from == MPC_CLIENT)
+    q->input_taken = 1;
+  return rc;
+}
+
+static int query_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, size_t slen,
+                          void *rbuf, size_t rlen) {
+  query_link_t *q = (query_link_t *)t;
+  (void)cl__fault(q->hooks, CL_FAULT_PARTY_ROUND, q->seq, q->client);
+  return q->inner->exchange(t, peer, sbuf, slen, rbuf, rlen);
+}
+
+static void query_link_init(query_link_t *q, cl_party_t *P, const cl_ctrl_t *h, int client,
+                            uint64_t client_links) {
+  step_link_init(&q->l, P, client, client_links, h->tag);
+  q->inner = q->l.base.ops;
+  q->ops = *q->inner;
+  q->ops.exchange = query_exchange;
+  q->ops.recv = query_recv;
+  q->l.base.ops = &q->ops;
+  q->hooks = &P->hooks;
+  q->seq = h->seq;
+  q->client = client;
+}
+
+/* The bytes received so far from peer id, over all its links. */
+static uint64_t wire_recvd(cl_party_t *P, int id) {
+  net_stats_t ns;
+  net_peer_stats(P->node, id, &ns);
+  return ns.wire_recvd;
+}
+
+/* After a failed query: its client link (`links`, the one up when the query
+ * began; 0: none) is closed and its messages dropped only if it is the
+ * query's, i.e. the client's input came on it, whole (`taken`) or in part
+ * (bytes arrived on it during the query, wire0 being the count at its
+ * start: a client that trickles its input is cut off so). A
+ * link that carried nothing may be a newer process under the same key,
+ * which connected after the dealer took the dead process's request: it
+ * sends the parties nothing before the dealer admits its own query, which
+ * it does once both parties ended this one (report_done), so closing or
+ * draining it then failed the newer process's first query. A link already
+ * replaced is the dead process's: its messages are dropped. */
+static void reset_client_link(cl_party_t *P, int client, uint64_t links, int taken,
+                              uint64_t wire0) {
+  if (links == 0)
+    return;
+  int current = cl_peer_link(P->node, client) == links;
+  int ours = current && (taken || wire_recvd(P, client) > wire0);
+  if (ours)
+    (void)net_peer_close(P->node, client);
+  if (ours || !current)
+    cl_link_drain(P->node, client, links);
+}
+
 /* As if this party died here (the fault hook): every link closed. */
 static void drop_all_links(cl_party_t *P) {
   for (int id = 0; id < NET_MAX_PEERS; id++)
@@ -284,9 +357,10 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
    * party was running when it failed or was killed. */
   LOG(P, "query %llu (%s, batch %llu, client %d): started", (unsigned long long)h->seq,
          h->name, (unsigned long long)h->batch, client);
-  cl_link_t link;
-  memset(&link, 0, sizeof link);
-  uint64_t client_links = 0; /* the query's client link */
+  query_link_t q;
+  memset(&q, 0, sizeof q);
+  cl_link_t *link = &q.l;
+  uint64_t client_links = 0, client_wire0 = 0; /* the query's client link */
   uint64_t dealer_links = cl_peer_link(P->node, CL_DEALER); /* the QUERY's */
   cl_fail_where_t where = CL_FAIL_BEFORE;
   if (cl__fault(&P->hooks, CL_FAULT_PARTY_BEFORE_QUERY, h->seq, client) != 0) {
@@ -294,50 +368,54 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
     drop_all_links(P);
     return;
   }
-  if ((rc = wait_peer(P, client)) == 0)
+  if ((rc = wait_peer(P, client)) == 0) {
     client_links = cl_peer_link(P->node, client);
+    client_wire0 = wire_recvd(P, client);
+  }
   if (rc != 0 || (rc = wait_peer(P, P->other)) != 0) {
     snprintf(err, sizeof err, "%s did not connect: %s",
              net_peer_up(P->node, client) ? "the other party" : "the client",
              tandem_strerror(rc));
   } else {
-    step_link_init(&link, P, client, client_links, h->tag);
-    rc = mpc_party_query(pl->obj, &link.base);
+    query_link_init(&q, P, h, client, client_links);
+    rc = mpc_party_query(pl->obj, &link->base);
     /* The plan stays cached for the next query of this batch size; this
      * query's keys, masks and shares do not stay with it. */
     mpc_party_wipe_query(pl->obj);
-    where = link.base.phase == MPC_PHASE_OFFLINE ? CL_FAIL_OFFLINE : CL_FAIL_ONLINE;
+    where = link->base.phase == MPC_PHASE_OFFLINE ? CL_FAIL_OFFLINE : CL_FAIL_ONLINE;
     if (rc != 0)
       snprintf(err, sizeof err, "%s phase failed: %s",
-               link.base.phase == MPC_PHASE_OFFLINE ? "offline" : "online",
+               link->base.phase == MPC_PHASE_OFFLINE ? "offline" : "online",
                tandem_strerror(rc));
   }
   if (rc != 0) {
-    if (link.base.phase == MPC_PHASE_SETUP)
+    if (link->base.phase == MPC_PHASE_SETUP)
       discard_dealer_part(P, dealer_links, h);
     LOG(P, "query %llu (%s, batch %llu, client %d): %s", (unsigned long long)h->seq,
            h->name, (unsigned long long)h->batch, client, err);
     /* A part of the dealer's cut short may be left on its link: dropped with
      * the link. A cancelled query left nothing there. */
-    if (link.base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED) {
+    if (link->base.phase == MPC_PHASE_OFFLINE && rc != TANDEM_ECANCELED) {
       uint64_t dl = cl_peer_link(P->node, CL_DEALER);
       (void)net_peer_close(P->node, CL_DEALER);
       cl_link_drain(P->node, CL_DEALER, dl);
     }
     report_done(P, h, rc);
     send_failure(P, client, client_links, h, rc, where, err);
-    /* Only the client link of this query: a client that retries at once
-     * (the same peer id) may already be on a newer one. Closed, because a
-     * receive of a later query would not find its client's messages behind
-     * this one's: the step's receive drops every message of another tag,
-     * a later step's too. */
-    if (client_links != 0 && cl_peer_link(P->node, client) == client_links)
-      (void)net_peer_close(P->node, client);
-    cl_link_drain(P->node, client, client_links);
-    reset_party_link(P, link.link[P->other]);
+    /* Only the client link of this query, and only if it is the query's:
+     * a client that retries at once (the same peer id) may already be on a
+     * newer one (reset_client_link). */
+    reset_client_link(P, client, client_links, q.input_taken, client_wire0);
+    /* A query the dealer cancelled keeps the link to the other party: the
+     * dealer cancels it at both, which exchanged nothing of it. Closed, it
+     * could be the link the other party, done with the query first, had
+     * dialled for its next step (this party took the query up late), and
+     * that step failed (seen under ThreadSanitizer). */
+    if (rc != TANDEM_ECANCELED)
+      reset_party_link(P, link->link[P->other]);
     return;
   }
-  const mpc_stats_t *s = &link.base.stats;
+  const mpc_stats_t *s = &link->base.stats;
   cl_party_stats_t st;
   memset(&st, 0, sizeof st);
   st.rounds = s->rounds[MPC_PHASE_ONLINE];

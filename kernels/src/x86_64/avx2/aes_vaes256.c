@@ -102,6 +102,38 @@ static inline void dcf_st8(uint8_t *p, size_t s, vq v, unsigned n) {
     _mm_storel_epi64((__m128i *)(p + s), _mm256_extracti128_si256((__m256i)v, 1));
 }
 
+/* The key fields of a vector's two lanes are contiguous (dcf_walk.h): one
+ * 256-bit move for the two seeds; two 8-byte words are spread to (or
+ * gathered from) the low halves of the lanes with one permute. */
+#define DCF_HAVE_KLD 1
+
+static inline vq dcf_kld16(const uint8_t *p, unsigned n) {
+  if (n > 1)
+    return (vq)_mm256_loadu_si256((const __m256i *)p);
+  return (vq)_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline vq dcf_kld8(const uint8_t *p, unsigned n) {
+  __m128i w = n > 1 ? _mm_loadu_si128((const __m128i *)p)
+                    : _mm_loadl_epi64((const __m128i *)p);
+  return (vq)_mm256_permute4x64_epi64(_mm256_zextsi128_si256(w), 0x50);
+}
+
+static inline void dcf_kst16(uint8_t *p, vq v, unsigned n) {
+  if (n > 1)
+    _mm256_storeu_si256((__m256i *)p, (__m256i)v);
+  else if (n == 1)
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128((__m256i)v));
+}
+
+static inline void dcf_kst8(uint8_t *p, vq v, unsigned n) {
+  __m128i w = _mm256_castsi256_si128(_mm256_permute4x64_epi64((__m256i)v, 0x08));
+  if (n > 1)
+    _mm_storeu_si128((__m128i *)p, w);
+  else if (n == 1)
+    _mm_storel_epi64((__m128i *)p, w);
+}
+
 #include "../../dcf_walk.h"
 
 const kern__aes_impl_t kern__aes_vaes256 = {KERN_AES_VAES256, ecb_vaes256,

@@ -109,6 +109,31 @@ static inline void dcf_st8(uint8_t *p, size_t s, vq v, unsigned n) {
     _mm_storel_epi64((__m128i *)(p + 3 * s), _mm512_extracti32x4_epi32(w, 3));
 }
 
+/* The key fields of a vector's four lanes are contiguous (dcf_walk.h):
+ * one masked 512-bit move for the four seeds; four 8-byte words are spread
+ * to (or gathered from) the low halves of the lanes with one permute. */
+#define DCF_HAVE_KLD 1
+
+static inline vq dcf_kld16(const uint8_t *p, unsigned n) {
+  return (vq)_mm512_maskz_loadu_epi64((__mmask8)((1u << (2 * n)) - 1), p);
+}
+
+static inline vq dcf_kld8(const uint8_t *p, unsigned n) {
+  const __m512i spread = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
+  __m512i v = _mm512_maskz_loadu_epi64((__mmask8)((1u << n) - 1), p);
+  return (vq)_mm512_permutexvar_epi64(spread, v);
+}
+
+static inline void dcf_kst16(uint8_t *p, vq v, unsigned n) {
+  _mm512_mask_storeu_epi64(p, (__mmask8)((1u << (2 * n)) - 1), (__m512i)v);
+}
+
+static inline void dcf_kst8(uint8_t *p, vq v, unsigned n) {
+  const __m512i gather = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
+  _mm512_mask_storeu_epi64(p, (__mmask8)((1u << n) - 1),
+                           _mm512_permutexvar_epi64(gather, (__m512i)v));
+}
+
 #include "../../dcf_walk.h"
 
 const kern__aes_impl_t kern__aes_vaes512 = {KERN_AES_VAES512, ecb_vaes512,
