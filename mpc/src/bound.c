@@ -303,6 +303,30 @@ static int sgn_product(sgn_t *s, const mpc_node_t *nd, int *P, int *N) {
   return *P < 0 ? *P : *N < 0 ? *N : 0;
 }
 
+/* A smooth function, a softmax or a layer norm: its own bound over
+ * |v| <= P + N (the node's magnitude form, attr.magnitude) for both parts,
+ * N = 0 for the non-negative ones (sigmoid, exp, the reciprocal, the square
+ * roots, softmax). Applying such a function to each part alike, as the
+ * layout operators are, is wrong (exp of the negative part). */
+static int sgn_smooth(sgn_t *s, const mpc_node_t *nd, int pa, int na, int *P, int *N) {
+  int ab = sgn_add(s, pa, na);
+  if (ab < 0)
+    return ab;
+  mpc_node_t n = *nd;
+  n.in[0] = ab;
+  n.in[1] = n.in[2] = -1;
+  n.attr.magnitude = 1;
+  int m = mpc_graph_add(&s->g, &n, NULL, 0);
+  if (m < 0)
+    return m;
+  mpc_op_t op = nd->op;
+  int nonneg = op == MPC_OP_SIGMOID || op == MPC_OP_EXP || op == MPC_OP_RECIP ||
+               op == MPC_OP_RSQRT || op == MPC_OP_SQRT || op == MPC_OP_SOFTMAX;
+  *P = m;
+  *N = nonneg ? sgn_scale(s, m, 0.0) : m;
+  return *N < 0 ? *N : 0;
+}
+
 /* The parts of computed model node i. */
 static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
   const mpc_node_t *nd = &g->nodes[i];
@@ -336,6 +360,8 @@ static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
     *N = sgn_scale(s, na, 0.0);
     break;
   default: /* the pools and the layout operators: each part alike */
+    if (mpc_op_is_smooth(nd->op) || nd->op == MPC_OP_SOFTMAX || nd->op == MPC_OP_LNORM)
+      return sgn_smooth(s, nd, pa, na, P, N);
     *P = sgn_copy(s, nd, pa, -1, -1, nd->attr.alpha, nd->attr.beta);
     *N = sgn_copy(s, nd, na, -1, -1, nd->attr.alpha, nd->attr.beta);
     break;
