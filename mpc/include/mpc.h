@@ -148,10 +148,28 @@ typedef enum {
                      * owner's scale stays secret; or a computed value) */
   /* Data movement (issue 11): local, no round, a masked value stays masked. */
   MPC_OP_CONCAT,    /* in0 and in1 joined along attr.axis (their other dims agree) */
-  MPC_OP_SELECT     /* out[o] = in0[src(o)], each axis on its own (Slice, Pad with
+  MPC_OP_SELECT,    /* out[o] = in0[src(o)], each axis on its own (Slice, Pad with
                      * zeros, nearest Resize, Expand, Gather): see mpc_attr_t */
+  /* Smooth functions of one activation, elementwise (mpc/src/gate_smooth.c:
+   * piecewise cubics selected by comparisons; each private form is exact to
+   * its stated bound on its stated domain, README). */
+  MPC_OP_SIGMOID,   /* 1 / (1 + exp(-x)) */
+  MPC_OP_TANH,      /* tanh(x) */
+  MPC_OP_EXP,       /* exp(x); privately for x <= 0 (x > 0 gives 1) */
+  MPC_OP_ERF,       /* erf(x) */
+  MPC_OP_GELU,      /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 */
+  MPC_OP_GELU_TANH, /* x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 */
+  MPC_OP_RECIP,     /* 1 / x; privately for x in [1/4, 64] */
+  MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/64, 64] */
+  MPC_OP_SQRT,      /* sqrt(x); privately for x in [0, 64] */
+  MPC_OP_SOFTMAX,   /* softmax along the last axis (at most 256 elements privately) */
+  MPC_OP_LNORM      /* (x - mean) / sqrt(var + eps) along the last axis; eps = in1
+                     * (optional, one element: a PARAM or CONST); privately for
+                     * var + eps in [1/64, 64] */
 } mpc_op_t;
-#define MPC_OP_LAST MPC_OP_SELECT
+#define MPC_OP_LAST MPC_OP_LNORM
+/* 1 for the smooth functions above. */
+int mpc_op_is_smooth(mpc_op_t op);
 
 const char *mpc_op_name(mpc_op_t op);
 
@@ -187,6 +205,9 @@ typedef struct {
    * graph's last operator, ONNX Softmax/LogSoftmax): MPC_POST_*, over
    * attr.axis (FLAT: over every axis from it on, ONNX opsets before 13). */
   int post;
+  /* Smooth ops: 1 = evaluate sup |f(x)| over |x| <= in0 instead of f (the
+   * magnitude graph of bound.c); never persisted, 0 in every model graph. */
+  int magnitude;
 } mpc_attr_t;
 
 typedef struct {

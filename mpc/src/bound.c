@@ -17,7 +17,8 @@
  * scalar replaced by its absolute value, subtraction by addition, and every
  * input element set to B. Each operator is then monotone in B and its result
  * bounds the magnitude of the real one (|sum w x| <= sum |w| |x|, ReLU and max
- * of magnitudes bound theirs, an average is at most the largest term). The
+ * of magnitudes bound theirs, an average is at most the largest term; a
+ * smooth function or a softmax gives its own bound, attr.magnitude). The
  * largest B is found by bisection on that monotone test. This reveals, by
  * design, one number about the weights: their worst-case gain.
  *
@@ -74,6 +75,9 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
     nd.attr.alpha = fabs(nd.attr.alpha);
     nd.attr.beta = fabs(nd.attr.beta);
     nd.attr.scalar = fabs(nd.attr.scalar);
+    /* sup |f| over |x| <= the input's bound (a softmax: 1) */
+    nd.attr.magnitude =
+        mpc_op_is_smooth(nd.op) || nd.op == MPC_OP_SOFTMAX || nd.op == MPC_OP_LNORM;
     if (nd.op == MPC_OP_CONST) {
       size_t n = mpc_shape_numel(&nd.shape);
       for (size_t j = 0; j < n; j++)
@@ -299,6 +303,30 @@ static int sgn_product(sgn_t *s, const mpc_node_t *nd, int *P, int *N) {
   return *P < 0 ? *P : *N < 0 ? *N : 0;
 }
 
+/* A smooth function, a softmax or a layer norm: its own bound over
+ * |v| <= P + N (the node's magnitude form, attr.magnitude) for both parts,
+ * N = 0 for the non-negative ones (sigmoid, exp, the reciprocal, the square
+ * roots, softmax). Applying such a function to each part alike, as the
+ * layout operators are, is wrong (exp of the negative part). */
+static int sgn_smooth(sgn_t *s, const mpc_node_t *nd, int pa, int na, int *P, int *N) {
+  int ab = sgn_add(s, pa, na);
+  if (ab < 0)
+    return ab;
+  mpc_node_t n = *nd;
+  n.in[0] = ab;
+  n.in[1] = n.in[2] = -1;
+  n.attr.magnitude = 1;
+  int m = mpc_graph_add(&s->g, &n, NULL, 0);
+  if (m < 0)
+    return m;
+  mpc_op_t op = nd->op;
+  int nonneg = op == MPC_OP_SIGMOID || op == MPC_OP_EXP || op == MPC_OP_RECIP ||
+               op == MPC_OP_RSQRT || op == MPC_OP_SQRT || op == MPC_OP_SOFTMAX;
+  *P = m;
+  *N = nonneg ? sgn_scale(s, m, 0.0) : m;
+  return *N < 0 ? *N : 0;
+}
+
 /* The parts of computed model node i. */
 static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
   const mpc_node_t *nd = &g->nodes[i];
@@ -332,6 +360,8 @@ static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
     *N = sgn_scale(s, na, 0.0);
     break;
   default: /* the pools and the layout operators: each part alike */
+    if (mpc_op_is_smooth(nd->op) || nd->op == MPC_OP_SOFTMAX || nd->op == MPC_OP_LNORM)
+      return sgn_smooth(s, nd, pa, na, P, N);
     *P = sgn_copy(s, nd, pa, -1, -1, nd->attr.alpha, nd->attr.beta);
     *N = sgn_copy(s, nd, na, -1, -1, nd->attr.alpha, nd->attr.beta);
     break;

@@ -33,6 +33,8 @@ int mpc__gate_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
     return mpc__fss_dealer(p, g, d);
+  case MPC__G_SMOOTH:
+    return mpc__smooth_dealer(p, g, d);
   default:
     return mpc__linear_dealer(p, g, d);
   }
@@ -47,6 +49,8 @@ int mpc__gate_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
     return mpc__fss_offline(p, g, pt, prep);
+  case MPC__G_SMOOTH:
+    return mpc__smooth_offline(p, g, pt, prep);
   default:
     return mpc__linear_offline(p, g, pt, prep);
   }
@@ -58,6 +62,8 @@ int mpc__gate_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
     return mpc__fss_send(p, g, pt, out);
+  case MPC__G_SMOOTH:
+    return mpc__smooth_send(p, g, pt, out);
   default:
     return mpc__linear_send(p, g, pt, out);
   }
@@ -72,6 +78,8 @@ int mpc__gate_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
     return mpc__fss_finish(p, g, pt, mine, theirs);
+  case MPC__G_SMOOTH:
+    return mpc__smooth_finish(p, g, pt, mine, theirs);
   default:
     return mpc__linear_finish(p, g, pt, mine, theirs);
   }

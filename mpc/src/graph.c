@@ -45,7 +45,9 @@ const char *mpc_op_name(mpc_op_t op) {
   static const char *const names[] = {
       "Input", "Param",   "Const",       "MatMul",  "Gemm",      "Conv",   "Add",
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
-      "Output", "Mul",   "Concat",  "Select"};
+      "Output", "Mul",   "Concat",  "Select",
+      "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt",
+      "Softmax", "LayerNorm"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -164,6 +166,10 @@ static void arity(mpc_op_t op, int *req, int *opt) {
   case MPC_OP_GEMM:
   case MPC_OP_CONV:
     *req = 2;
+    *opt = 1;
+    break;
+  case MPC_OP_LNORM:
+    *req = 1;
     *opt = 1;
     break;
   default:
@@ -544,6 +550,25 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     *out = *a;
     break;
   case MPC_OP_RELU:
+    *out = *a;
+    break;
+
+  case MPC_OP_SIGMOID:
+  case MPC_OP_TANH:
+  case MPC_OP_EXP:
+  case MPC_OP_ERF:
+  case MPC_OP_GELU:
+  case MPC_OP_GELU_TANH:
+  case MPC_OP_RECIP:
+  case MPC_OP_RSQRT:
+  case MPC_OP_SQRT:
+  case MPC_OP_SOFTMAX:
+    *out = *a;
+    break;
+
+  case MPC_OP_LNORM:
+    if (b != NULL && mpc_shape_numel(b) != 1)
+      return efail(e, TANDEM_ESHAPE, "epsilon must be one element");
     *out = *a;
     break;
 
@@ -1052,6 +1077,41 @@ void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t) {
     }
 }
 
+/* Softmax along the last axis of x (shape xs) into y; in the magnitude
+ * graph (bound.c) every output is at most 1. */
+static void ev_softmax(int magnitude, const double *x, const mpc_shape_t *xs, double *y) {
+  size_t N = mpc_shape_numel(xs), n = xs->ndim ? xs->dim[xs->ndim - 1] : 1;
+  for (size_t r = 0; r < N / n; r++) {
+    const double *xr = x + r * n;
+    double *yr = y + r * n, mx = xr[0], sum = 0;
+    for (size_t j = 1; j < n; j++)
+      mx = xr[j] > mx ? xr[j] : mx;
+    for (size_t j = 0; j < n; j++)
+      sum += (yr[j] = magnitude ? 1 : exp(xr[j] - mx));
+    for (size_t j = 0; j < n && !magnitude; j++)
+      yr[j] /= sum;
+  }
+}
+
+/* Layer normalization along the last axis of x into y; in the magnitude
+ * graph every output is at most sqrt(n) (a normalized row's largest). */
+static void ev_lnorm(int magnitude, const double *x, const mpc_shape_t *xs, double eps,
+                     double *y) {
+  size_t N = mpc_shape_numel(xs), n = xs->ndim ? xs->dim[xs->ndim - 1] : 1;
+  for (size_t r = 0; r < N / n; r++) {
+    const double *xr = x + r * n;
+    double mean = 0, var = 0;
+    for (size_t j = 0; j < n; j++)
+      mean += xr[j];
+    mean /= (double)n;
+    for (size_t j = 0; j < n; j++)
+      var += (xr[j] - mean) * (xr[j] - mean);
+    var /= (double)n;
+    for (size_t j = 0; j < n; j++)
+      y[r * n + j] = magnitude ? sqrt((double)n) : (xr[j] - mean) / sqrt(var + eps);
+  }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
@@ -1123,6 +1183,24 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
       long src = mpc__select_src(at, v[1], s[0], ys, i);
       y[i] = src < 0 ? 0.0 : v[0][src];
     }
+    break;
+  case MPC_OP_SIGMOID:
+  case MPC_OP_TANH:
+  case MPC_OP_EXP:
+  case MPC_OP_ERF:
+  case MPC_OP_GELU:
+  case MPC_OP_GELU_TANH:
+  case MPC_OP_RECIP:
+  case MPC_OP_RSQRT:
+  case MPC_OP_SQRT:
+    for (size_t i = 0; i < n; i++)
+      y[i] = at->magnitude ? mpc__smooth_mag(nd->op, v[0][i]) : mpc__smooth_float(nd->op, v[0][i]);
+    break;
+  case MPC_OP_SOFTMAX:
+    ev_softmax(at->magnitude, v[0], s[0], y);
+    break;
+  case MPC_OP_LNORM:
+    ev_lnorm(at->magnitude, v[0], s[0], v[1] != NULL ? v[1][0] : 0, y);
     break;
   default: /* RESHAPE, OUTPUT: the same elements in the same order */
     memcpy(y, v[0], n * sizeof *y);

@@ -63,7 +63,9 @@ typedef enum {
   MPC__G_LAYOUT,   /* out[i] = in[map[i]] (reshape, transpose, gather); with
                     * in[1], map indexes in[0] then in[1] (concat); MAP_ZERO: 0 */
   MPC__G_AVGPOOL,  /* window sums times public 1/count: scale +1 */
-  MPC__G_OUTPUT    /* shares to the client */
+  MPC__G_OUTPUT,   /* shares to the client */
+  MPC__G_SMOOTH    /* a smooth function by FSS (gate_smooth.c): SHARED at fout
+                    * fractional bits; 1 round (0 on MASKED) */
 } mpc__gkind_t;
 
 /* Bilinear forms, evaluated by kernels on any operands (public or shares). */
@@ -119,6 +121,10 @@ typedef struct mpc__gate_s {
                          * its comparisons ignore (f for untruncated products) */
   unsigned bound;       /* L: |input| < 2^L */
   size_t levelm, levelp; /* MAXLEVEL: candidates in, positions */
+  /* SMOOTH: the function (an mpc_op_t), shift = the input's low bits it
+   * ignores, bound = L of its input, fout = its output's fractional bits */
+  int fn;
+  unsigned fout;
   /* ADD/SUB: b index = bmap ? bmap[i] : i; b may be an ADDEND or PUBLIC */
   uint32_t *bmap;
   uint64_t bscale;      /* multiply b by this (aligning scales), 1 if none */
@@ -272,6 +278,28 @@ int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
 unsigned mpc__fss_dcf_bits(int mode, unsigned shift, unsigned bound);
 void mpc__fss_sizes(int mode, unsigned shift, unsigned bound, size_t n,
                     size_t *ncorr, size_t *nkey);
+
+/* Smooth functions (gate_smooth.c). The double reference of op at x, and
+ * sup |op(t)| over |t| <= b (bound.c's magnitude graph; on the private
+ * domain for the ops defined on one). */
+double mpc__smooth_float(mpc_op_t op, double x);
+double mpc__smooth_mag(mpc_op_t op, double b);
+/* The gate's output fractional bits for op when its output satisfies
+ * |v| < 2^out_log2 (real units), at f input bits. */
+unsigned mpc__smooth_fout(mpc_op_t op, int out_log2, unsigned f);
+/* The input bits q (<= f) the pieces read; 0 when f is too small. */
+unsigned mpc__smooth_q(unsigned f);
+/* Sizes for n elements: P1 correction words, key bytes per party, and the
+ * DCF input bits and instances per element (the comparisons it makes). */
+void mpc__smooth_sizes(const mpc__gate_t *g, unsigned f, size_t n, size_t *ncorr,
+                       size_t *nkey, unsigned *dcf_bits, size_t *ncmp);
+int mpc__smooth_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
+int mpc__smooth_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                        mpc__prep_t *prep);
+int mpc__smooth_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                     uint64_t *out);
+int mpc__smooth_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                       const uint64_t *mine, const uint64_t *theirs);
 
 /* Local linear gates (gate_linear.c). */
 int mpc__linear_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);

@@ -308,7 +308,8 @@ int mpc__onnx_op_reduce(ctx_t *c, size_t k, int variant) {
  * else: the client applies them to the reconstructed output (an OUTPUT
  * node's post function). The parties' output is then the pre-softmax
  * values, which the softmax determines up to a constant per group anyway.
- * Anywhere else they are refused (a smooth-function gate's job). */
+ * A Softmax anywhere else runs privately (gate_smooth.c's exp and
+ * reciprocal: mpc__onnx_op_softmax_private); a LogSoftmax is refused. */
 int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant) {
   static const char *const known[] = {"axis", NULL};
   int rc = mpc__onnx_attr_check(c, k, known), x;
@@ -317,7 +318,10 @@ int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant) {
       (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
     return rc;
   ent_t *o = mpc__onnx_out_ent(c, k, 0);
-  if (o == NULL || !o->gout || o->nuse != 1 || nodep(c, k)->n_output != 1)
+  int last = o != NULL && o->gout && o->nuse == 1 && nodep(c, k)->n_output == 1;
+  if (!last && variant == 0) /* inside the graph: the private smooth-function gates */
+    return mpc__onnx_op_softmax_private(c, k, 0);
+  if (!last)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                            "supported only as the graph's last operator (its output a graph "
                            "output that nothing else reads)");

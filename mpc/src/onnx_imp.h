@@ -200,6 +200,8 @@ int mpc__onnx_op_hard(ctx_t *c, size_t k, int swish);
 int mpc__onnx_op_reduce(ctx_t *c, size_t k, int variant);
 /* Softmax (variant 0) and LogSoftmax (1) as the graph's last operator. */
 int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant);
+/* Softmax inside the graph, on the private smooth-function gates (onnx_ops.c). */
+int mpc__onnx_op_softmax_private(ctx_t *c, size_t k, int variant);
 /* ---- onnx_fold.c --------------------------------------------------------- */
 
 int mpc__onnx_bn_params(ctx_t *c, size_t k, size_t ch, int quiet, double **sp, double **tp);

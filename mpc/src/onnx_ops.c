@@ -738,6 +738,161 @@ static const op_entry_t ops[] = {
     {"Upsample", mpc__onnx_op_resize, 1},
 };
 
+/* ---- smooth functions (gate_smooth.c) ---------------------------------- */
+
+/* Sigmoid, Tanh, Exp, Erf, Reciprocal, Sqrt (variant: the mpc_op_t) and
+ * Gelu (variant -1: its `approximate` attribute picks the form). */
+static int op_smooth(ctx_t *c, size_t k, int variant) {
+  static const char *const known[] = {NULL};
+  static const char *const kgelu[] = {"approximate", NULL};
+  int rc = mpc__onnx_attr_check(c, k, variant < 0 ? kgelu : known), x;
+  mpc_op_t op = (mpc_op_t)variant;
+  if (rc == 0 && variant < 0) {
+    char appr[16];
+    if ((rc = mpc__onnx_attr_str(c, k, "approximate", "none", appr, sizeof appr)) != 0)
+      return rc;
+    if (strcmp(appr, "none") == 0)
+      op = MPC_OP_GELU;
+    else if (strcmp(appr, "tanh") == 0)
+      op = MPC_OP_GELU_TANH;
+    else
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "approximate='%.20s' is not supported",
+                             appr);
+  }
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, op, x, -1, -1);
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
+/* Softmax: the IR's is along the last axis. Opsets 13 on take one axis
+ * (a transpose to the last and back when it is another); before 13 the
+ * input is seen as 2-D, [dims before axis] x [dims from axis] (a reshape to
+ * that and back). */
+int mpc__onnx_op_softmax_private(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x;
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  mpc_shape_t xs = *shape_of(c, x);
+  int64_t axis;
+  if ((rc = mpc__onnx_attr_int(c, k, "axis", c->opset >= 13 ? -1 : 1, &axis)) != 0)
+    return rc;
+  int64_t rank = xs.ndim;
+  if (axis < -rank || axis >= (rank ? rank : 1))
+    return mpc__onnx_nfail(c, k, TANDEM_EINVAL, "axis %" PRId64 " out of range", axis);
+  unsigned a = (unsigned)(axis < 0 ? axis + rank : axis), last = xs.ndim ? xs.ndim - 1 : 0;
+  mpc_node_t nd;
+  int cur = x;
+  mpc_shape_t flat = {2, {1, 1}};
+  unsigned perm[MPC_MAX_DIMS];
+  for (unsigned d = 0; d < MPC_MAX_DIMS; d++)
+    perm[d] = d;
+  perm[a] = last;
+  perm[last] = a;
+  int pre = a != last ? (c->opset >= 13 ? 1 : 2) : 0; /* 1: transpose, 2: reshape */
+  if (pre == 2)
+    for (unsigned d = 0; d < xs.ndim; d++)
+      flat.dim[d < a ? 0 : 1] *= xs.dim[d];
+  for (int step = 0; step < 3; step++) {
+    if (step != 1 && pre == 0)
+      continue;
+    if (step == 1) {
+      mpc__onnx_node_init(&nd, MPC_OP_SOFTMAX, cur, -1, -1);
+    } else if (pre == 1) {
+      mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, cur, -1, -1);
+      memcpy(nd.attr.perm, perm, sizeof perm);
+    } else {
+      mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, cur, -1, -1);
+      nd.shape = step == 0 ? flat : xs;
+    }
+    if ((cur = mpc__onnx_add_node(c, k, &nd)) < 0)
+      return cur;
+  }
+  mpc__onnx_def_act(c, k, 0, cur);
+  return 0;
+}
+
+/* LayerNormalization (opset 17): the IR's last-axis LayerNorm (inputs
+ * reshaped to [dims before axis] x [dims from axis] and back when axis is not
+ * the last), epsilon the owner's one-element parameter, then Mul by Scale
+ * and Add of B (broadcast over the normalized dimensions). The Mean and
+ * InvStdDev outputs are refused when used. */
+static int op_layernorm(ctx_t *c, size_t k, int variant) {
+  (void)variant;
+  static const char *const known[] = {"axis", "epsilon", "stash_type", NULL};
+  int rc = mpc__onnx_attr_check(c, k, known), x, sn, bn = -1;
+  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  for (size_t j = 1; j < nodep(c, k)->n_output; j++)
+    if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the Mean and InvStdDev outputs are not supported");
+  int64_t axis, stash;
+  double eps;
+  if ((rc = mpc__onnx_attr_int(c, k, "axis", -1, &axis)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "stash_type", 1, &stash)) != 0 ||
+      (rc = mpc__onnx_attr_float(c, k, "epsilon", 1e-5, &eps)) != 0)
+    return rc;
+  if (stash != 1 || !(eps >= 0) || !isfinite(eps))
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "stash_type %" PRId64 " or epsilon %g not supported",
+                           stash, eps);
+  mpc_shape_t xs = *shape_of(c, x);
+  int64_t rank = xs.ndim;
+  if (rank < 1 || axis < -rank || axis >= rank)
+    return mpc__onnx_nfail(c, k, TANDEM_EINVAL, "axis %" PRId64 " out of range", axis);
+  unsigned a = (unsigned)(axis < 0 ? axis + rank : axis);
+  if ((rc = mpc__onnx_in_operand(c, k, 1, 1, &sn)) != 0 ||
+      (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_operand(c, k, 2, 1, &bn)) != 0))
+    return rc;
+  double *ed = mpc__onnx_dup_doubles(&eps, 1);
+  if (ed == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  size_t one = 1;
+  int en = mpc__onnx_make_param(c, k, "epsilon", 1, &one, ed);
+  if (en < 0)
+    return en;
+  mpc_shape_t flat = {2, {1, 1}};
+  for (unsigned d = 0; d < xs.ndim; d++)
+    flat.dim[d < a ? 0 : 1] *= xs.dim[d];
+  int reshape = a + 1 != xs.ndim, cur = x;
+  mpc_node_t nd;
+  for (int step = 0; step < 5; step++) {
+    if ((step == 0 || step == 2) && !reshape)
+      continue;
+    if (step == 4 && bn < 0)
+      break;
+    if (step == 1) {
+      mpc__onnx_node_init(&nd, MPC_OP_LNORM, cur, en, -1);
+    } else if (step == 3 || step == 4) {
+      mpc__onnx_node_init(&nd, step == 3 ? MPC_OP_MUL : MPC_OP_ADD, cur, step == 3 ? sn : bn, -1);
+    } else {
+      mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, cur, -1, -1);
+      nd.shape = step == 0 ? flat : xs;
+    }
+    if ((cur = mpc__onnx_add_node(c, k, &nd)) < 0)
+      return cur;
+  }
+  mpc__onnx_def_act(c, k, 0, cur);
+  return 0;
+}
+
+/* Sorted by op_type too; searched after ops[] (kept apart so that the
+ * operators of different changes stay grouped). */
+static const op_entry_t smooth_ops[] = {
+    {"Erf", op_smooth, MPC_OP_ERF},         {"Exp", op_smooth, MPC_OP_EXP},
+    {"Gelu", op_smooth, -1},                {"LayerNormalization", op_layernorm, 0},
+    {"Reciprocal", op_smooth, MPC_OP_RECIP},
+    {"Sigmoid", op_smooth, MPC_OP_SIGMOID},
+    {"Sqrt", op_smooth, MPC_OP_SQRT},
+    {"Tanh", op_smooth, MPC_OP_TANH},
+};
+
 static int op_cmp(const void *key, const void *entry) {
   return strcmp(key, ((const op_entry_t *)entry)->op_type);
 }
@@ -751,6 +906,9 @@ int mpc__onnx_run_node(ctx_t *c, size_t k) {
                            "default ONNX domain)",
                            n->domain, op);
   const op_entry_t *e = bsearch(op, ops, sizeof ops / sizeof ops[0], sizeof ops[0], op_cmp);
+  if (e == NULL)
+    e = bsearch(op, smooth_ops, sizeof smooth_ops / sizeof smooth_ops[0], sizeof smooth_ops[0],
+                op_cmp);
   if (e != NULL)
     return e->fn(c, k, e->variant);
   return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "operator %.80s is not supported",

@@ -744,6 +744,264 @@ static int lower_relu(cc_t *cc, int node) {
   return 0;
 }
 
+static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map);
+
+/* Function op (gate_smooth.c) of value v (scale 1 or 2; MASKED: no round,
+ * SHARED: one), then the exact truncation of its result from the gate's fout
+ * fractional bits to f (one round): the SHARED scale-1 value it returns. The
+ * input's bound is the value's own (gate_bound, plus `extra` bits), at most
+ * 2^lmax when lmax > 0; the output's exponent eout (|f| < 2^eout) comes from
+ * the function on that bound, at most `ecap` when ecap > -64, and never above
+ * the graph-wide range. Gates are labelled and values attributed to node. */
+static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
+                      int ecap) {
+  const mpc__val_t *val = &cc->p->vals[v];
+  unsigned f = cc->p->f, q = mpc__smooth_q(f);
+  if (q == 0 || f > 24)
+    return fail(cc, TANDEM_EUNSUPOP, node, "smooth functions need 10 to 24 fractional bits");
+  if (val->scale < 1 || val->scale > 2)
+    return fail(cc, TANDEM_EUNSUPOP, node, "operand at an unexpected scale");
+  unsigned s = val->scale * f - q;
+  unsigned L = gate_bound(cc, v, s, extra);
+  if (lmax > 0 && L > lmax)
+    L = lmax;
+  if (L < s + 4)
+    L = s + 4;
+  double inmax = ldexp(1.0, (int)L - 1 - (int)(val->scale * f));
+  double omax = 1.01 * mpc__smooth_mag(op, inmax) + ldexp(1.0, 10 - (int)f);
+  int eout;
+  (void)frexp(omax, &eout);
+  int egraph = (int)cc->p->bound - 2 * (int)f - 1;
+  if (eout > egraph)
+    eout = egraph;
+  if (ecap > -64 && ecap < eout)
+    eout = ecap;
+  unsigned fout = mpc__smooth_fout(op, eout, f);
+  if (fout == 0)
+    return fail(cc, TANDEM_EUNSUPOP, node, "output range too wide for the fixed-point format");
+  mpc_shape_t shape = val->shape;
+  int mid = new_val(cc, &shape, MPC__V_SHARED, 2, node);
+  if (mid < 0)
+    return mid;
+  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, mid, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->fn = (int)op;
+  g->shift = s;
+  g->bound = L;
+  g->fout = fout;
+  int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
+  if (out < 0)
+    return out;
+  g = new_gate(cc, MPC__G_NONLIN, mid, -1, out, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->relu = 0;
+  g->shift = fout - f;
+  g->bound = fout + (unsigned)(eout < 1 ? 1 : eout) + 1;
+  return out;
+}
+
+/* A smooth operator node: its output's exponent from the model owner's
+ * analysis when there is one. */
+static int lower_smooth(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  const mpc_graph_t *gr = cc->g;
+  int ecap = gr->mag_log2 != NULL && gr->nmag == gr->nnodes ? gr->mag_log2[node] : -64;
+  int out = smooth_val(cc, node, nd->op, cc->act[nd->in[0]], 0, 0, ecap);
+  if (out < 0)
+    return out;
+  cc->act[node] = out;
+  return 0;
+}
+
+/* The maximum over the last axis (n candidates, P rows) of v by a
+ * comparison tree (MAXLEVEL gates, one round a level): a SHARED [1 x P]
+ * value at v's scale. Values keep v's node (their bound is v's). */
+static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
+  int vnode = cc->p->vals[v].node;
+  uint32_t *map = malloc((n * P + 1) * sizeof *map);
+  if (map == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t p = 0; p < P; p++)
+    for (size_t j = 0; j < n; j++)
+      map[j * P + p] = (uint32_t)(p * n + j);
+  mpc_shape_t cs = {2, {n, P}};
+  int cur = lower_layout(cc, vnode >= 0 ? vnode : node, v, &cs, map);
+  if (cur < 0)
+    return cur;
+  cc->p->vals[cur].node = vnode;
+  unsigned scale = cc->p->vals[v].scale;
+  for (size_t m = n; m > 1; m = (m + 1) / 2) {
+    mpc_shape_t ls = {2, {(m + 1) / 2, P}};
+    int out = new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
+    if (out < 0)
+      return out;
+    mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, cc->g->nodes[node].name);
+    if (g == NULL)
+      return TANDEM_ENOMEM;
+    g->levelm = m;
+    g->levelp = P;
+    g->shift = scale == 2 ? cc->p->f : 0;
+    g->bound = gate_bound(cc, cur, g->shift, 1);
+    cur = out;
+  }
+  return cur;
+}
+
+/* The sums over the last axis (n elements, P rows) of the scale-1 value v,
+ * times the public c (at f bits): a local window-sum gate, SHARED [P x 1] at
+ * scale 2, attributed to no node (its bound is the graph-wide one). */
+static int row_sum(cc_t *cc, int node, int v, size_t n, size_t P, double c) {
+  size_t N = n * P;
+  mpc_shape_t ss = {2, {P, 1}};
+  int sum = new_val(cc, &ss, MPC__V_SHARED, 2, -1);
+  if (sum < 0)
+    return sum;
+  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, v, -1, sum, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->wsize = n;
+  g->win = malloc((N + 1) * sizeof *g->win);
+  g->wcoef = malloc((P + 1) * sizeof *g->wcoef);
+  if (g->win == NULL || g->wcoef == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < N; i++)
+    g->win[i] = (int32_t)i;
+  for (size_t p = 0; p < P; p++)
+    if (kern_fix_encode(&g->wcoef[p], &c, 1, cc->p->f, NULL) != 0)
+      return TANDEM_ERANGE;
+  return sum;
+}
+
+/* The rows of an elementwise product y = x (*) w[i / n] (two activations:
+ * a triple), its gate's broadcast map. */
+static int row_bcast(cc_t *cc, mpc__gate_t *g, size_t N, size_t n) {
+  if ((g->bmap = malloc((N + 1) * sizeof *g->bmap)) == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; i < N; i++)
+    g->bmap[i] = (uint32_t)(i / n);
+  (void)cc;
+  return 0;
+}
+
+/* Softmax along the last axis (n <= 256): m = the row's maximum (a
+ * comparison tree), d = x - m <= 0, e = exp(d) (a smooth gate: x <= 0 is
+ * its domain), s = the row's sum of e (in [1, n]: the maximum's term is 1;
+ * a local window sum), r = 1/s on the reciprocal's domain [1/4, 64] (s / k
+ * for k = ceil(n / 64), then r k, one truncation round more), and y = e r
+ * (a product of two activations: one round to mask both). Rounds:
+ * ceil(log2 n) + 2 + 2 + 1 (+1 when n > 64), the result SHARED at scale 2f
+ * (its truncation fused into the consumer's gate). */
+static int lower_softmax(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = cc->act[nd->in[0]];
+  const mpc__val_t *val = &cc->p->vals[v];
+  mpc_shape_t xs = val->shape;
+  size_t N = val->n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
+  unsigned f = cc->p->f;
+  if (n > 256 || N > UINT32_MAX)
+    return fail(cc, TANDEM_EUNSUPOP, node, "Softmax over more than 256 elements is not supported");
+  int m = n > 1 ? row_max(cc, node, v, n, P) : v; /* one element: d = 0 */
+  if (m < 0)
+    return m;
+  int d = new_val(cc, &xs, MPC__V_SHARED, cc->p->vals[v].scale, cc->p->vals[v].node);
+  if (d < 0)
+    return d;
+  mpc__gate_t *gs = new_gate(cc, MPC__G_SUB, v, m, d, nd->name);
+  if (gs == NULL || (n > 1 && (gs->bmap = malloc(N * sizeof *gs->bmap)) == NULL))
+    return TANDEM_ENOMEM;
+  for (size_t i = 0; n > 1 && i < N; i++)
+    gs->bmap[i] = (uint32_t)(i / n);
+  int e = smooth_val(cc, node, MPC_OP_EXP, d, 1, 0, 1);
+  if (e < 0)
+    return e;
+  size_t k = (n + 63) / 64;
+  int sum = row_sum(cc, node, e, n, P, 1.0 / (double)k);
+  if (sum < 0)
+    return sum;
+  /* s / k < 1.01 * 64 + slack: 8 bits above the scale, one of margin. */
+  int r = smooth_val(cc, node, MPC_OP_RECIP, sum, 0, 2 * f + 8, 3);
+  if (r < 0)
+    return r;
+  if (k > 1 && (r = mulc_val(cc, node, r, 1.0 / (double)k)) < 0)
+    return r;
+  int x = masked_s1(cc, e, nd->name), w = x < 0 ? x : masked_s1(cc, r, nd->name);
+  if (w < 0)
+    return fail(cc, w, node, "operand cannot be masked");
+  int y = matrix_gate(cc, node, MPC__G_TRIPLE, x, w, &xs, MPC__L_EW, N, P, 1);
+  if (y < 0)
+    return y;
+  int rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, n);
+  if (rc < 0)
+    return rc;
+  cc->act[node] = y;
+  return 0;
+}
+
+/* Layer normalization along the last axis, (x - m) / sqrt(v + eps) with m
+ * and v the row's mean and variance (eps: in1, the owner's or a public
+ * constant, optional): m by a local window sum, d = x - m (local, at 2f),
+ * d masked (its truncation and opening: two rounds), d^2 by a triple on d
+ * with itself (no round), its truncation (one), v by a window sum, 1 /
+ * sqrt(v + eps) by the smooth gate (two: opening and truncation; v + eps in
+ * [1/64, 64] is its domain) and the product of d and that (one round to mask
+ * it): 6 rounds (7 on an untruncated input), SHARED at 2f. */
+static int lower_lnorm(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  int v = scale1(cc, cc->act[nd->in[0]], nd->name);
+  if (v < 0)
+    return v;
+  mpc_shape_t xs = cc->p->vals[v].shape;
+  size_t N = cc->p->vals[v].n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
+  if (N > INT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  int mean = row_sum(cc, node, v, n, P, 1.0 / (double)n);
+  if (mean < 0)
+    return mean;
+  int d = new_val(cc, &xs, MPC__V_SHARED, 2, -1);
+  if (d < 0)
+    return d;
+  mpc__gate_t *g = new_gate(cc, MPC__G_SUB, v, mean, d, nd->name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->ascale = pow2(cc->p->f);
+  int rc = row_bcast(cc, g, N, n);
+  if (rc < 0)
+    return rc;
+  int dm = masked_s1(cc, d, nd->name);
+  if (dm < 0)
+    return fail(cc, dm, node, "operand cannot be masked");
+  int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
+  if (sq < 0)
+    return sq;
+  cc->p->vals[sq].node = -1;
+  int sq1 = scale1(cc, sq, nd->name);
+  if (sq1 < 0)
+    return sq1;
+  int var = row_sum(cc, node, sq1, n, P, 1.0 / (double)n);
+  if (var < 0)
+    return var;
+  if (nd->in[1] >= 0) {
+    if ((var = add_bias(cc, node, var, nd->in[1], 1.0, 0)) < 0)
+      return var;
+    cc->p->vals[var].node = -1;
+  }
+  int rs = smooth_val(cc, node, MPC_OP_RSQRT, var, 0, 0, 4);
+  if (rs < 0)
+    return rs;
+  int rm = masked_s1(cc, rs, nd->name);
+  if (rm < 0)
+    return fail(cc, rm, node, "operand cannot be masked");
+  int y = matrix_gate(cc, node, MPC__G_TRIPLE, dm, rm, &xs, MPC__L_EW, N, P, 1);
+  if (y < 0)
+    return y;
+  if ((rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, n)) < 0)
+    return rc;
+  cc->act[node] = y;
+  return 0;
+}
+
 /* A layout gate over v (and, for a join, v1 >= 0 after it; same scale):
  * MASKED if every operand is, so that no round is spent re-masking. */
 static int layout_gate(cc_t *cc, int node, int v, int v1, const mpc_shape_t *shape,
@@ -1099,6 +1357,20 @@ static int lower_node(cc_t *cc, int node) {
     return lower_transpose(cc, node);
   case MPC_OP_SELECT:
     return lower_select(cc, node);
+  case MPC_OP_SIGMOID:
+  case MPC_OP_TANH:
+  case MPC_OP_EXP:
+  case MPC_OP_ERF:
+  case MPC_OP_GELU:
+  case MPC_OP_GELU_TANH:
+  case MPC_OP_RECIP:
+  case MPC_OP_RSQRT:
+  case MPC_OP_SQRT:
+    return lower_smooth(cc, node);
+  case MPC_OP_SOFTMAX:
+    return lower_softmax(cc, node);
+  case MPC_OP_LNORM:
+    return lower_lnorm(cc, node);
   case MPC_OP_OUTPUT: {
     int v = cc->act[in];
     if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)

@@ -26,6 +26,11 @@
 #define ACT_BYTES 80.0    /* per activation element, as above (with headroom) */
 #define PARAM_BYTES 64.0  /* per weight element: share, mask share, W^, dealer mask */
 #define IM2COL_BYTES 16.0 /* per element of a convolution's im2col operand */
+/* per element of a smooth function (and of a softmax or layer norm, which
+ * hold one): a party's working buffers for up to 25 DCFs of width 4 (the
+ * public x per DCF and its outputs, gate_smooth.c), and the dealer's
+ * thresholds and payloads while it makes the keys, 8 (1 + 5 * 25) bytes each */
+#define SMOOTH_BYTES 2048.0
 
 size_t mpc_plan_mem_bytes(const mpc_graph_t *g, size_t batch) {
   if (g == NULL || g->nnodes == 0)
@@ -53,6 +58,8 @@ size_t mpc_plan_mem_bytes(const mpc_graph_t *g, size_t batch) {
     }
     /* An activation's elements grow with the batch (ceil: at least one row). */
     total += ceil(n * scale) * ACT_BYTES;
+    if (mpc_op_is_smooth(nd->op) || nd->op == MPC_OP_SOFTMAX || nd->op == MPC_OP_LNORM)
+      total += ceil(n * scale) * SMOOTH_BYTES;
     if (nd->op == MPC_OP_CONV && nd->in[1] >= 0 && nd->shape.ndim == 4) {
       const mpc_shape_t *w = &g->nodes[nd->in[1]].shape;
       double cols = w->ndim == 4 ? (double)w->dim[1] * w->dim[2] * w->dim[3] : 0;

@@ -44,6 +44,11 @@ int mpc__plan_schedule(mpc_plan_t *p) {
       g->nsend = g->rounds ? n : 0;
       mpc__fss_sizes(g->relu, g->shift, g->bound, n, &g->ncorr, &g->nkey);
       break;
+    case MPC__G_SMOOTH:
+      g->rounds = p->vals[g->in[0]].kind == MPC__V_MASKED ? 0 : 1;
+      g->nsend = g->rounds ? n : 0;
+      mpc__smooth_sizes(g, p->f, n, &g->ncorr, &g->nkey, NULL, NULL);
+      break;
     case MPC__G_MAXLEVEL: {
       size_t pairs = (g->levelm / 2) * g->levelp;
       g->rounds = 1;
@@ -112,7 +117,7 @@ size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role) {
 static const char *gate_kind_name(mpc__gkind_t k) {
   static const char *const names[] = {"input", "bilinear", "triple", "open", "fss",
                                       "max-level", "add", "sub", "mulc", "layout",
-                                      "avgpool", "output"};
+                                      "avgpool", "output", "smooth"};
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
@@ -121,6 +126,8 @@ size_t mpc_plan_ngates(const mpc_plan_t *p) {
 }
 
 static const char *gate_what(const mpc__gate_t *g) {
+  if (g->kind == MPC__G_SMOOTH)
+    return mpc_op_name((mpc_op_t)g->fn);
   if (g->kind == MPC__G_NONLIN)
     return g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";
   return gate_kind_name(g->kind);
@@ -144,6 +151,13 @@ int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
     out->bound_bits = g->bound;
     out->dcf_bits = mpc__fss_dcf_bits(mode, g->shift, g->bound);
     out->compared = g->kind == MPC__G_MAXLEVEL ? (g->levelm / 2) * g->levelp : out->n;
+    out->key_bytes = g->nkey;
+  }
+  if (g->kind == MPC__G_SMOOTH) {
+    size_t nc, nk, k;
+    mpc__smooth_sizes(g, p->f, out->n, &nc, &nk, &out->dcf_bits, &k);
+    out->bound_bits = g->bound;
+    out->compared = out->n * k; /* DCF instances */
     out->key_bytes = g->nkey;
   }
   if (g->kind == MPC__G_BILIN || g->kind == MPC__G_TRIPLE) {

@@ -178,7 +178,12 @@ START_TEST(test_names) {
   static const char *const want[] = {"Input", "Param",   "Const",       "MatMul",  "Gemm",
                                      "Conv",  "Add",     "Sub",         "MulC",    "Relu",
                                      "MaxPool", "AveragePool", "Reshape", "Transpose", "Output",
-                                     "Mul",   "Concat",  "Select"};
+                                     "Mul",   "Concat",  "Select",
+
+                                     /* smooth functions, softmax, layer norm */
+                                     "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh",
+                                     "Reciprocal", "Rsqrt", "Sqrt", "Softmax", "LayerNorm"};
+  ck_assert_uint_eq(sizeof want / sizeof want[0], (size_t)MPC_OP_LAST + 1);
   for (int o = MPC_OP_INPUT; o <= MPC_OP_LAST; o++)
     ck_assert_str_eq(mpc_op_name((mpc_op_t)o), want[o]);
   ck_assert_str_eq(mpc_op_name((mpc_op_t)(MPC_OP_LAST + 1)), "unknown");

@@ -784,10 +784,11 @@ static ob_t *mlp_model(void) {
 START_TEST(test_err_unsupported) {
   ob_t *b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 4));
-  ob_node(b, "Softmax", "sm", "x", "s");
+  ob_node(b, "LogSoftmax", "sm", "x", "s");
   ob_node(b, "Relu", "r", "s", "y");
   ob_output(b, "y");
-  load_fail(b, TANDEM_EUNSUPOP, "node 'sm' (Softmax): supported only as the graph's last operator",
+  load_fail(b, TANDEM_EUNSUPOP,
+            "node 'sm' (LogSoftmax): supported only as the graph's last operator",
             NULL);
   ob_free(b);
 
