@@ -88,14 +88,14 @@ struct mpc_transport_s {
   const mpc_transport_ops_t *ops;
   mpc_role_t self;
   mpc_phase_t phase; /* the phase the counters charge; set by the protocol */
-  mpc_stats_t stats; /* updated by the mpc_net_* wrappers below */
+  mpc_stats_t stats; /* updated by the mpc_transport_* wrappers below */
 };
 
 /* Wrappers that count bytes and rounds (an exchange between P0 and P1 is one
  * round) and forward to the ops. */
-TANDEM_WUR int mpc_net_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len);
-TANDEM_WUR int mpc_net_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len);
-TANDEM_WUR int mpc_net_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf,
+TANDEM_WUR int mpc_transport_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len);
+TANDEM_WUR int mpc_transport_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len);
+TANDEM_WUR int mpc_transport_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf,
                                 size_t slen, void *rbuf, size_t rlen);
 
 /* In-memory transport for the roles of one process, each used by one thread.

@@ -2,7 +2,7 @@
  * parties, a dealer, a model owner and clients over net/.
  *
  * It holds what the daemons and the clients of one cluster share: the config
- * file, the peer numbering, the mpc transport over net (cl_link_t), the
+ * file, the peer numbering, the mpc transport over net (cl_step_t), the
  * control and stats codec (fixed little-endian offsets, never a raw struct on
  * the wire), the model store (checksummed files written atomically), and the
  * three services as objects: the dealer (cl_dealer_t), a compute party
@@ -123,7 +123,7 @@ TANDEM_WUR int cl_node_open(const cl_config_t *cfg, int self, int listen, net_no
                             char *err, size_t errlen);
 
 /* The number of peer id's current link (net_stats_t.links, which counts the
- * links made): what net_msg_send_on and cl_link_t.link take. */
+ * links made): what net_msg_send_on and cl_step_t.link take. */
 uint64_t cl_peer_link(net_node_t *node, int id);
 
 /* Frees whatever data-channel messages (CL_CHAN_DATA) of peer id's link
@@ -195,19 +195,22 @@ enum { CL_LOG_ERROR = 0, CL_LOG_WARN, CL_LOG_INFO, CL_LOG_DEBUG };
 
 /* ---- the mpc transport over net -------------------------------------------- */
 
-/* The mpc transport over a node: mpc roles map to peer ids (the client role
- * to the query's client). */
+/* The mpc transport of one step (a model setup or a query) over a node: mpc
+ * roles map to peer ids (the client role to the query's client). Words: a
+ * *link* is always one authenticated connection of net/ to a peer (numbered
+ * per peer by net_stats_t.links, a reconnection makes a new one); a *step*
+ * is one setup or query, and its transport pins each role to a link. */
 typedef struct {
   mpc_transport_t base;
   net_node_t *node;
   int peer[MPC_NROLES];
   uint64_t link[MPC_NROLES]; /* the link a role's messages go on (net_msg_send_on;
-                              * 0: the current one), set after cl_link_init */
+                              * 0: the current one), set after cl_step_init */
   uint64_t tag;
   int timeout_ms; /* bound of one receive, stale messages dropped included */
   double due[MPC_NROLES]; /* cl_now() by which a receive from a role ends at
-                           * the latest (0: none), set after cl_link_init */
-} cl_link_t;
+                           * the latest (0: none), set after cl_step_init */
+} cl_step_t;
 /* Every protocol message carries the 8-byte tag of its step (a query or a
  * model setup), chosen at random by the dealer: a receiver drops messages of
  * any other tag. After a failed step, messages of it may still be queued on a
@@ -219,17 +222,17 @@ typedef struct {
  * to a party in place of its preprocessing when it cannot send that after
  * telling the party of the query (the client left), so the party neither
  * waits out its timeout nor has to drop a link that holds nothing stale. */
-void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id,
+void cl_step_init(cl_step_t *l, net_node_t *node, mpc_role_t self, int client_id,
                   uint64_t tag, int timeout_ms);
 
-/* Sends the cancel message of the link's step to role `to` (see above). */
-TANDEM_WUR int cl_link_cancel(cl_link_t *l, mpc_role_t to);
+/* Sends the cancel message of the step to role `to` (see above). */
+TANDEM_WUR int cl_step_cancel(cl_step_t *l, mpc_role_t to);
 
 /* Sends one message of the step to role `to` without copying it: buf holds
  * CL_TAG_BYTES of headroom, then the len bytes of the message; the step's
- * tag is written into the headroom. What link's transport send does for a
+ * tag is written into the headroom. What the step transport's send does for a
  * buffer of its own (the dealer sends its large parts so). */
-TANDEM_WUR int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len);
+TANDEM_WUR int cl_step_send_in_place(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len);
 
 /* ---- control messages and stats --------------------------------------------- */
 

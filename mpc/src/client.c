@@ -75,7 +75,7 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
   if (buf == NULL || other == NULL || r == NULL)
     goto done;
   t->phase = MPC_PHASE_OFFLINE;
-  if ((rc = mpc_net_recv(t, MPC_DEALER, seed, sizeof seed)) < 0)
+  if ((rc = mpc_transport_recv(t, MPC_DEALER, seed, sizeof seed)) < 0)
     goto done;
   rc = TANDEM_ECRYPTO;
   if (kern_prg_init(&prg, seed, sizeof seed) != 0)
@@ -99,11 +99,11 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
     off += n;
   }
   kern_add(buf, buf, r, p->in_words);
-  if ((rc = mpc_net_send(t, MPC_P0, buf, p->in_words * 8)) < 0 ||
-      (rc = mpc_net_send(t, MPC_P1, buf, p->in_words * 8)) < 0)
+  if ((rc = mpc_transport_send(t, MPC_P0, buf, p->in_words * 8)) < 0 ||
+      (rc = mpc_transport_send(t, MPC_P1, buf, p->in_words * 8)) < 0)
     goto done;
-  if ((rc = mpc_net_recv(t, MPC_P0, buf, p->out_words * 8)) < 0 ||
-      (rc = mpc_net_recv(t, MPC_P1, other, p->out_words * 8)) < 0)
+  if ((rc = mpc_transport_recv(t, MPC_P0, buf, p->out_words * 8)) < 0 ||
+      (rc = mpc_transport_recv(t, MPC_P1, other, p->out_words * 8)) < 0)
     goto done;
   kern_add(buf, buf, other, p->out_words);
   off = 0;

@@ -193,7 +193,7 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   if (pt->self == 0) {
     /* The seed is wiped on every path, the failed ones too (a transport
      * may have written part of it before failing). */
-    rc = mpc_net_recv(t, MPC_OWNER, seed, sizeof seed);
+    rc = mpc_transport_recv(t, MPC_OWNER, seed, sizeof seed);
     if (rc >= 0 && kern_prg_init(&prg, seed, sizeof seed) != 0)
       rc = TANDEM_ECRYPTO;
     sodium_memzero(seed, sizeof seed);
@@ -207,7 +207,7 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
     kern_prg_close(&prg);
   } else {
     uint64_t *buf = pt->sendbuf;
-    if ((rc = mpc_net_recv(t, MPC_OWNER, buf, p->owner_words * 8)) < 0)
+    if ((rc = mpc_transport_recv(t, MPC_OWNER, buf, p->owner_words * 8)) < 0)
       return rc;
     size_t off = 0;
     for (size_t i = 0; i < p->nparams; i++) {
@@ -219,7 +219,7 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   if (rc < 0)
     return rc;
   /* The dealer's weight masks. */
-  rc = mpc_net_recv(t, MPC_DEALER, seed, sizeof seed);
+  rc = mpc_transport_recv(t, MPC_DEALER, seed, sizeof seed);
   if (rc >= 0 && kern_prg_init(&prg, seed, sizeof seed) != 0)
     rc = TANDEM_ECRYPTO;
   sodium_memzero(seed, sizeof seed);
@@ -245,7 +245,7 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
   uint8_t *half = (uint8_t *)(pt->sendbuf + p->weight_words);
   randombytes_buf(half, IN_HASH_WORDS * 8);
   size_t sb = (p->weight_words + IN_HASH_WORDS) * 8;
-  if ((rc = mpc_net_exchange(t, other, pt->sendbuf, sb, pt->recvbuf, sb)) < 0) {
+  if ((rc = mpc_transport_exchange(t, other, pt->sendbuf, sb, pt->recvbuf, sb)) < 0) {
     /* This party's half of the pair key, and whatever came of the other's. */
     sodium_memzero(half, IN_HASH_WORDS * 8);
     sodium_memzero(pt->recvbuf + p->weight_words, IN_HASH_WORDS * 8);
@@ -278,7 +278,7 @@ int mpc_party_setup(mpc_party_t *pt, mpc_transport_t *t) {
 static int offline(mpc_party_t *pt, mpc_transport_t *t) {
   const mpc_plan_t *p = pt->plan;
   t->phase = MPC_PHASE_OFFLINE;
-  int rc = mpc_net_recv(t, MPC_DEALER, pt->prepbuf, pt->prepbytes);
+  int rc = mpc_transport_recv(t, MPC_DEALER, pt->prepbuf, pt->prepbytes);
   if (rc < 0)
     return rc;
   mpc__prep_t prep;
@@ -404,7 +404,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
   const mpc_plan_t *p = pt->plan;
   t->phase = MPC_PHASE_ONLINE;
   /* The client's masked inputs, concatenated in input order. */
-  int rc = mpc_net_recv(t, MPC_CLIENT, pt->recvbuf, p->in_words * 8);
+  int rc = mpc_transport_recv(t, MPC_CLIENT, pt->recvbuf, p->in_words * 8);
   if (rc < 0)
     return rc;
   /* The online phase is timed from the masked input's arrival: how long the
@@ -452,7 +452,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
       memcpy(pt->sendbuf + p->round_words[0], in_hash, sizeof in_hash);
       bytes += sizeof in_hash;
     }
-    if ((rc = mpc_net_exchange(t, other, pt->sendbuf, bytes, pt->recvbuf, bytes)) < 0)
+    if ((rc = mpc_transport_exchange(t, other, pt->sendbuf, bytes, pt->recvbuf, bytes)) < 0)
       return rc;
     if (r == 0 &&
         sodium_memcmp(pt->recvbuf + p->round_words[0], in_hash, sizeof in_hash) != 0)
@@ -479,7 +479,7 @@ static int online(mpc_party_t *pt, mpc_transport_t *t) {
   }
   if (p->rounds == 0 && (rc = pad_outputs(pt, in_hash, sizeof in_hash)) < 0)
     return rc;
-  rc = mpc_net_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
+  rc = mpc_transport_send(t, MPC_CLIENT, pt->sendbuf, p->out_words * 8);
   t->stats.online_end = now_s();
   t->stats.seconds[MPC_PHASE_ONLINE] += t->stats.online_end - t_in;
   return rc;

@@ -97,8 +97,8 @@ int mpc_dealer_model(mpc_dealer_t *d, mpc_transport_t *t) {
       kern_add(d->mask[v], d->mask[v], t1, n);
     mpc__wipe_free(t1, (n ? n : 1) * 8);
   }
-  if (rc == 0 && (rc = mpc_net_send(t, MPC_P0, seeds, MPC__SEED_BYTES)) == 0)
-    rc = mpc_net_send(t, MPC_P1, seeds + MPC__SEED_BYTES, MPC__SEED_BYTES);
+  if (rc == 0 && (rc = mpc_transport_send(t, MPC_P0, seeds, MPC__SEED_BYTES)) == 0)
+    rc = mpc_transport_send(t, MPC_P1, seeds + MPC__SEED_BYTES, MPC__SEED_BYTES);
   if (rc == 0)
     d->model_ready = 1;
 done:
@@ -200,7 +200,7 @@ int mpc_dealer_query(mpc_dealer_t *d, mpc_transport_t *t) {
   t->phase = MPC_PHASE_OFFLINE;
   int rc = mpc_dealer_prep(d, 0, &prep);
   for (int i = 0; i < 3 && rc == 0; i++)
-    rc = mpc_net_send(t, to[i], prep.msg[i], prep.len[i]);
+    rc = mpc_transport_send(t, to[i], prep.msg[i], prep.len[i]);
   mpc_prep_close(&prep);
   return rc;
 }

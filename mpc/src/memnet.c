@@ -1,7 +1,7 @@
 /* memnet.c - the in-memory transport: a hub joining the MPC_NROLES roles of one
  * process, each role driven by its own thread.
  *
- * It sits under the mpc_net_* wrappers of transport.c exactly where net/'s
+ * It sits under the mpc_transport_* wrappers of transport.c exactly where net/'s
  * sockets sit in a deployment, so the protocol, the coordinator and the tests
  * run unchanged on either. The hub holds one mailbox per directed pair
  * (from, to): a FIFO of messages, each a malloc'd copy of what was sent. A send
@@ -91,7 +91,7 @@ static int memnet_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_
   memnet_msg_t *m;
   mpc_tap_cb tap;
 
-  /* The ops may be called without the mpc_net_* wrappers, and roles index
+  /* The ops may be called without the mpc_transport_* wrappers, and roles index
    * the mailboxes, so they are checked here too. */
   if (!role_ok(from) || !role_ok(to) || to == from || (buf == NULL && len > 0))
     return TANDEM_EINVAL;

@@ -56,8 +56,8 @@ int mpc_owner_share(const mpc_plan_t *p, const mpc_weights_t *w, mpc_transport_t
     }
     out[i] -= r;
   }
-  if ((rc = mpc_net_send(t, MPC_P0, seed, MPC__SEED_BYTES)) == 0)
-    rc = mpc_net_send(t, MPC_P1, out, p->owner_words * 8);
+  if ((rc = mpc_transport_send(t, MPC_P0, seed, MPC__SEED_BYTES)) == 0)
+    rc = mpc_transport_send(t, MPC_P1, out, p->owner_words * 8);
 done:
   if (prg_open)
     kern_prg_close(&prg);

@@ -1,7 +1,7 @@
 /* transport.c - the counting wrappers every protocol role sends through.
  *
  * The protocol layer never calls a transport's ops directly: it calls
- * mpc_net_send, mpc_net_recv and mpc_net_exchange, which check the arguments
+ * mpc_transport_send, mpc_transport_recv and mpc_transport_exchange, which check the arguments
  * once for every implementation (the in-memory hub of memnet.c, net/'s
  * sockets), forward to t->ops, and charge the bytes of each successful call to
  * t->stats under the phase the protocol has set in t->phase. An exchange
@@ -35,7 +35,7 @@ static int is_round(mpc_role_t a, mpc_role_t b) {
   return (a == MPC_P0 && b == MPC_P1) || (a == MPC_P1 && b == MPC_P0);
 }
 
-int mpc_net_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
+int mpc_transport_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
   int rc = check_common(t, to);
   if (rc != 0)
     return rc;
@@ -47,7 +47,7 @@ int mpc_net_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len)
   return rc;
 }
 
-int mpc_net_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
+int mpc_transport_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
   int rc = check_common(t, from);
   if (rc != 0)
     return rc;
@@ -59,7 +59,7 @@ int mpc_net_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
   return rc;
 }
 
-int mpc_net_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf,
+int mpc_transport_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf,
                      size_t slen, void *rbuf, size_t rlen) {
   int rc = check_common(t, peer);
   if (rc != 0)

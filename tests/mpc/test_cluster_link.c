@@ -20,7 +20,7 @@
 typedef struct {
   th_id_t ia, ib;
   net_node_t *a, *b; /* a: a party; b: its client (peer CL_CLIENT0 of a) */
-  cl_link_t la, lb;
+  cl_step_t la, lb;
 } pair_t;
 
 static void pair_up(pair_t *p, uint64_t tag) {
@@ -32,8 +32,8 @@ static void pair_up(pair_t *p, uint64_t tag) {
   ck_assert_int_eq(net_peer_add(p->b, CL_P0, "127.0.0.1", net_node_port(p->a), p->ia.pk), 0);
   ck_assert_int_eq(net_connect(p->b, CL_P0), 0);
   ck_assert_int_eq(net_accept(p->a, CL_CLIENT0, 2000), 0);
-  cl_link_init(&p->la, p->a, MPC_P0, CL_CLIENT0, tag, PARTY_TIMEOUT_MS);
-  cl_link_init(&p->lb, p->b, MPC_CLIENT, CL_CLIENT0, tag, PARTY_TIMEOUT_MS);
+  cl_step_init(&p->la, p->a, MPC_P0, CL_CLIENT0, tag, PARTY_TIMEOUT_MS);
+  cl_step_init(&p->lb, p->b, MPC_CLIENT, CL_CLIENT0, tag, PARTY_TIMEOUT_MS);
 }
 
 static void pair_free(pair_t *p) {
@@ -41,11 +41,11 @@ static void pair_free(pair_t *p) {
   net_node_free(p->b);
 }
 
-static int tsend(cl_link_t *l, mpc_role_t to, const void *buf, size_t len) {
+static int tsend(cl_step_t *l, mpc_role_t to, const void *buf, size_t len) {
   return l->base.ops->send(&l->base, to, buf, len);
 }
 
-static int trecv(cl_link_t *l, mpc_role_t from, void *buf, size_t len) {
+static int trecv(cl_step_t *l, mpc_role_t from, void *buf, size_t len) {
   return l->base.ops->recv(&l->base, from, buf, len);
 }
 
@@ -54,8 +54,8 @@ static int trecv(cl_link_t *l, mpc_role_t from, void *buf, size_t len) {
 START_TEST(tags_drop_and_cancel) {
   pair_t p;
   pair_up(&p, 0x1111);
-  cl_link_t other;
-  cl_link_init(&other, p.b, MPC_CLIENT, CL_CLIENT0, 0x2222, PARTY_TIMEOUT_MS);
+  cl_step_t other;
+  cl_step_init(&other, p.b, MPC_CLIENT, CL_CLIENT0, 0x2222, PARTY_TIMEOUT_MS);
   unsigned char big[100], got[16];
   memset(big, 7, sizeof big);
   ck_assert_int_eq(tsend(&other, MPC_P0, big, sizeof big), 0);  /* longer, other step */
@@ -65,11 +65,11 @@ START_TEST(tags_drop_and_cancel) {
   ck_assert(memcmp(got, "fedcba9876543210", 16) == 0);
   uint8_t room[CL_TAG_BYTES + 16];
   memcpy(room + CL_TAG_BYTES, "in place, no cpy", 16);
-  ck_assert_int_eq(cl_link_send_in_place(&p.lb, MPC_P0, room, 16), 0);
+  ck_assert_int_eq(cl_step_send_in_place(&p.lb, MPC_P0, room, 16), 0);
   ck_assert_int_eq(trecv(&p.la, MPC_CLIENT, got, 16), 0);
   ck_assert(memcmp(got, "in place, no cpy", 16) == 0);
-  ck_assert_int_eq(cl_link_cancel(&other, MPC_P0), 0); /* another step's cancel */
-  ck_assert_int_eq(cl_link_cancel(&p.lb, MPC_P0), 0);
+  ck_assert_int_eq(cl_step_cancel(&other, MPC_P0), 0); /* another step's cancel */
+  ck_assert_int_eq(cl_step_cancel(&p.lb, MPC_P0), 0);
   ck_assert_int_eq(trecv(&p.la, MPC_CLIENT, got, 16), TANDEM_ECANCELED);
   pair_free(&p);
 }
@@ -110,8 +110,8 @@ static void died_mid_message(double due_in) {
   th_raw_t r;
   ck_assert_int_eq(th_raw_open(&r, net_node_port(a), &ix, ia.pk), 0);
   ck_assert_int_eq(net_accept(a, CL_CLIENT0, 2000), 0);
-  cl_link_t l;
-  cl_link_init(&l, a, MPC_P0, CL_CLIENT0, 0x4444, PARTY_TIMEOUT_MS);
+  cl_step_t l;
+  cl_step_init(&l, a, MPC_P0, CL_CLIENT0, 0x4444, PARTY_TIMEOUT_MS);
   if (due_in != 0)
     l.due[MPC_CLIENT] = cl_now() + due_in;
   unsigned char msg[2500], wire[4000], got[2492];

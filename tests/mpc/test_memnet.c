@@ -71,7 +71,7 @@ static void *xchg_main(void *arg) {
   xchg_t *x = arg;
   x->rc = 0;
   for (int i = 0; i < x->reps && x->rc == 0; i++)
-    x->rc = mpc_net_exchange(x->t, x->peer, x->sbuf, x->slen, x->rbuf, x->rlen);
+    x->rc = mpc_transport_exchange(x->t, x->peer, x->sbuf, x->slen, x->rbuf, x->rlen);
   return NULL;
 }
 
@@ -110,7 +110,7 @@ static void *sender_main(void *arg) {
   for (unsigned i = 0; i < ORDER_N && s->rc == 0; i++) {
     size_t len = order_len(i);
     fill(buf, len, s->stream * 100000u + i);
-    s->rc = mpc_net_send(s->t, MPC_P0, buf, len);
+    s->rc = mpc_transport_send(s->t, MPC_P0, buf, len);
   }
   return NULL;
 }
@@ -127,9 +127,9 @@ START_TEST(test_order) {
   unsigned char buf[256];
   for (unsigned i = 0; i < ORDER_N; i++) {
     size_t len = order_len(i);
-    ck_assert_int_eq(mpc_net_recv(p0, MPC_DEALER, buf, len), 0);
+    ck_assert_int_eq(mpc_transport_recv(p0, MPC_DEALER, buf, len), 0);
     ck_assert_msg(check_fill(buf, len, 2u * 100000u + i), "dealer msg %u", i);
-    ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, buf, len), 0);
+    ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, buf, len), 0);
     ck_assert_msg(check_fill(buf, len, 1u * 100000u + i), "P1 msg %u", i);
   }
   pthread_join(t1, NULL);
@@ -189,15 +189,15 @@ START_TEST(test_length_mismatch) {
   unsigned char big[16], small[8], got[16];
   fill(big, sizeof big, 1);
   fill(small, sizeof small, 2);
-  ck_assert_int_eq(mpc_net_send(p1, MPC_P0, big, sizeof big), 0);
-  ck_assert_int_eq(mpc_net_send(p1, MPC_P0, small, sizeof small), 0);
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, got, 8), TANDEM_EPROTO);
+  ck_assert_int_eq(mpc_transport_send(p1, MPC_P0, big, sizeof big), 0);
+  ck_assert_int_eq(mpc_transport_send(p1, MPC_P0, small, sizeof small), 0);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, got, 8), TANDEM_EPROTO);
   /* The bad message was dropped: the next one is intact. */
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, got, 8), 0);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, got, 8), 0);
   ck_assert_mem_eq(got, small, 8);
   /* Shorter than expected is an error as well. */
-  ck_assert_int_eq(mpc_net_send(p1, MPC_P0, small, sizeof small), 0);
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, got, 16), TANDEM_EPROTO);
+  ck_assert_int_eq(mpc_transport_send(p1, MPC_P0, small, sizeof small), 0);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, got, 16), TANDEM_EPROTO);
   /* Only the successful receive was counted. */
   ck_assert_uint_eq(p0->stats.recvd[MPC_P1][MPC_PHASE_SETUP], 8);
   mpc_memnet_free(hub);
@@ -210,13 +210,13 @@ START_TEST(test_timeout) {
   mpc_transport_t *p0 = mpc_memnet_endpoint(hub, MPC_P0);
   uint64_t x = 7, y;
   double t0 = now_s();
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, &y, sizeof y), TANDEM_ETIMEDOUT);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, &y, sizeof y), TANDEM_ETIMEDOUT);
   double dt = now_s() - t0;
   ck_assert_msg(dt >= ms * 0.95e-3 && dt < 2 * ms * 1e-3, "recv took %.3f s", dt);
   /* An exchange whose peer never answers times out the same way (its send
    * went through and is counted nowhere: the call failed). */
   t0 = now_s();
-  ck_assert_int_eq(mpc_net_exchange(p0, MPC_P1, &x, sizeof x, &y, sizeof y),
+  ck_assert_int_eq(mpc_transport_exchange(p0, MPC_P1, &x, sizeof x, &y, sizeof y),
                    TANDEM_ETIMEDOUT);
   dt = now_s() - t0;
   ck_assert_msg(dt >= ms * 0.95e-3 && dt < 2 * ms * 1e-3, "exchange took %.3f s", dt);
@@ -237,7 +237,7 @@ static void *waiter_main(void *arg) {
   waiter_t *w = arg;
   uint64_t v;
   double t0 = now_s();
-  w->rc = mpc_net_recv(w->t, w->from, &v, sizeof v);
+  w->rc = mpc_transport_recv(w->t, w->from, &v, sizeof v);
   w->seconds = now_s() - t0;
   return NULL;
 }
@@ -264,16 +264,16 @@ START_TEST(test_kill_wakes) {
   uint64_t v = 1;
   mpc_transport_t *p1 = mpc_memnet_endpoint(hub, MPC_P1);
   mpc_transport_t *p0 = mpc_memnet_endpoint(hub, MPC_P0);
-  ck_assert_int_eq(mpc_net_send(p1, MPC_P0, &v, sizeof v), TANDEM_ECLOSED);
-  ck_assert_int_eq(mpc_net_recv(p1, MPC_P0, &v, sizeof v), TANDEM_ECLOSED);
-  ck_assert_int_eq(mpc_net_exchange(p1, MPC_P0, &v, sizeof v, &v, sizeof v),
+  ck_assert_int_eq(mpc_transport_send(p1, MPC_P0, &v, sizeof v), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_recv(p1, MPC_P0, &v, sizeof v), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_exchange(p1, MPC_P0, &v, sizeof v, &v, sizeof v),
                    TANDEM_ECLOSED);
-  ck_assert_int_eq(mpc_net_send(p0, MPC_P1, &v, sizeof v), TANDEM_ECLOSED);
-  ck_assert_int_eq(mpc_net_exchange(p0, MPC_P1, &v, sizeof v, &v, sizeof v),
+  ck_assert_int_eq(mpc_transport_send(p0, MPC_P1, &v, sizeof v), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_exchange(p0, MPC_P1, &v, sizeof v, &v, sizeof v),
                    TANDEM_ECLOSED);
   /* Roles not involved carry on. */
-  ck_assert_int_eq(mpc_net_send(p0, MPC_CLIENT, &v, sizeof v), 0);
-  ck_assert_int_eq(mpc_net_recv(mpc_memnet_endpoint(hub, MPC_CLIENT), MPC_P0, &v, sizeof v), 0);
+  ck_assert_int_eq(mpc_transport_send(p0, MPC_CLIENT, &v, sizeof v), 0);
+  ck_assert_int_eq(mpc_transport_recv(mpc_memnet_endpoint(hub, MPC_CLIENT), MPC_P0, &v, sizeof v), 0);
   mpc_memnet_free(hub);
 }
 END_TEST
@@ -283,19 +283,19 @@ START_TEST(test_kill_delivers_queued) {
   mpc_transport_t *p0 = mpc_memnet_endpoint(hub, MPC_P0);
   mpc_transport_t *p1 = mpc_memnet_endpoint(hub, MPC_P1);
   uint64_t v = 42, got = 0;
-  ck_assert_int_eq(mpc_net_send(p1, MPC_P0, &v, sizeof v), 0);
+  ck_assert_int_eq(mpc_transport_send(p1, MPC_P0, &v, sizeof v), 0);
   mpc_memnet_kill(hub, MPC_P1);
   /* What was sent before the death is still delivered, then the close. */
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, &got, sizeof got), 0);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, &got, sizeof got), 0);
   ck_assert_uint_eq(got, 42);
   double t0 = now_s();
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, &got, sizeof got), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, &got, sizeof got), TANDEM_ECLOSED);
   ck_assert(now_s() - t0 < 1.0);
 
   /* Closing an endpoint is leaving the hub: the same as a kill. */
   mpc_transport_t *client = mpc_memnet_endpoint(hub, MPC_CLIENT);
   client->ops->close(client);
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_CLIENT, &got, sizeof got), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_CLIENT, &got, sizeof got), TANDEM_ECLOSED);
   mpc_memnet_free(hub);
 }
 END_TEST
@@ -343,13 +343,13 @@ START_TEST(test_tap) {
   memset(d, 0xd2, sizeof d);
   run_pair(hub, MPC_P0, MPC_P1, a, sizeof a, ra, b, sizeof b, rb, 1);
   mpc_transport_t *dealer = mpc_memnet_endpoint(hub, MPC_DEALER);
-  ck_assert_int_eq(mpc_net_send(dealer, MPC_P0, d, sizeof d), 0);
-  ck_assert_int_eq(mpc_net_send(dealer, MPC_P1, d, 8), 0);
-  ck_assert_int_eq(mpc_net_send(dealer, MPC_CLIENT, NULL, 0), 0);
+  ck_assert_int_eq(mpc_transport_send(dealer, MPC_P0, d, sizeof d), 0);
+  ck_assert_int_eq(mpc_transport_send(dealer, MPC_P1, d, 8), 0);
+  ck_assert_int_eq(mpc_transport_send(dealer, MPC_CLIENT, NULL, 0), 0);
   /* Failed sends are not shown to the tap. */
-  ck_assert_int_eq(mpc_net_send(dealer, MPC_DEALER, d, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_send(dealer, MPC_DEALER, d, 8), TANDEM_EINVAL);
   mpc_memnet_kill(hub, MPC_OWNER);
-  ck_assert_int_eq(mpc_net_send(dealer, MPC_OWNER, d, 8), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_send(dealer, MPC_OWNER, d, 8), TANDEM_ECLOSED);
 
   ck_assert_uint_eq(log.n, 5);
   ck_assert_int_eq(tap_has(&log, MPC_P0, MPC_P1, 24, 0xa0), 1);
@@ -357,12 +357,12 @@ START_TEST(test_tap) {
   ck_assert_int_eq(tap_has(&log, MPC_DEALER, MPC_P0, 40, 0xd2), 1);
   ck_assert_int_eq(tap_has(&log, MPC_DEALER, MPC_P1, 8, 0xd2), 1);
   ck_assert_int_eq(tap_has(&log, MPC_DEALER, MPC_CLIENT, 0, 0), 1);
-  ck_assert_int_eq(mpc_net_recv(mpc_memnet_endpoint(hub, MPC_P0), MPC_DEALER, got, 40), 0);
+  ck_assert_int_eq(mpc_transport_recv(mpc_memnet_endpoint(hub, MPC_P0), MPC_DEALER, got, 40), 0);
   ck_assert_mem_eq(got, d, 40);
 
   /* With the tap removed, sends are no longer logged. */
   mpc_memnet_set_tap(hub, NULL, NULL);
-  ck_assert_int_eq(mpc_net_send(dealer, MPC_P0, d, 8), 0);
+  ck_assert_int_eq(mpc_transport_send(dealer, MPC_P0, d, 8), 0);
   ck_assert_uint_eq(log.n, 5);
   mpc_memnet_free(hub);
 }
@@ -383,20 +383,20 @@ START_TEST(test_counters) {
   memset(buf, 3, sizeof buf);
 
   /* Setup: the owner sends 100 bytes to each party (no rounds). */
-  ck_assert_int_eq(mpc_net_send(ep[MPC_OWNER], MPC_P0, buf, 100), 0);
-  ck_assert_int_eq(mpc_net_send(ep[MPC_OWNER], MPC_P1, buf, 100), 0);
-  ck_assert_int_eq(mpc_net_recv(ep[MPC_P0], MPC_OWNER, rbuf, 100), 0);
-  ck_assert_int_eq(mpc_net_recv(ep[MPC_P1], MPC_OWNER, rbuf, 100), 0);
+  ck_assert_int_eq(mpc_transport_send(ep[MPC_OWNER], MPC_P0, buf, 100), 0);
+  ck_assert_int_eq(mpc_transport_send(ep[MPC_OWNER], MPC_P1, buf, 100), 0);
+  ck_assert_int_eq(mpc_transport_recv(ep[MPC_P0], MPC_OWNER, rbuf, 100), 0);
+  ck_assert_int_eq(mpc_transport_recv(ep[MPC_P1], MPC_OWNER, rbuf, 100), 0);
   /* Setup round between the parties: 16 bytes each way. */
   run_pair(hub, MPC_P0, MPC_P1, buf, 16, rbuf, buf + 16, 16, rbuf + 16, 1);
 
   /* Offline: the dealer sends 200 to P0 and 50 to the client. */
   for (int r = 0; r < MPC_NROLES; r++)
     ep[r]->phase = MPC_PHASE_OFFLINE;
-  ck_assert_int_eq(mpc_net_send(ep[MPC_DEALER], MPC_P0, buf, 200), 0);
-  ck_assert_int_eq(mpc_net_send(ep[MPC_DEALER], MPC_CLIENT, buf, 50), 0);
-  ck_assert_int_eq(mpc_net_recv(ep[MPC_P0], MPC_DEALER, rbuf, 200), 0);
-  ck_assert_int_eq(mpc_net_recv(ep[MPC_CLIENT], MPC_DEALER, rbuf, 50), 0);
+  ck_assert_int_eq(mpc_transport_send(ep[MPC_DEALER], MPC_P0, buf, 200), 0);
+  ck_assert_int_eq(mpc_transport_send(ep[MPC_DEALER], MPC_CLIENT, buf, 50), 0);
+  ck_assert_int_eq(mpc_transport_recv(ep[MPC_P0], MPC_DEALER, rbuf, 200), 0);
+  ck_assert_int_eq(mpc_transport_recv(ep[MPC_CLIENT], MPC_DEALER, rbuf, 50), 0);
 
   /* Online: two asymmetric P0-P1 rounds (P0 sends 8, P1 sends 24), and an
    * exchange between the client and P1, which is not an inter-party round. */
@@ -467,26 +467,26 @@ START_TEST(test_invalid) {
   uint64_t v = 5, w = 0;
   const mpc_role_t bad[] = {MPC_P0, (mpc_role_t)MPC_NROLES, (mpc_role_t)-1};
 
-  ck_assert_int_eq(mpc_net_send(NULL, MPC_P1, &v, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_recv(NULL, MPC_P1, &v, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_exchange(NULL, MPC_P1, &v, 8, &w, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_send(&bare, MPC_P1, &v, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_recv(&bare, MPC_P1, &v, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_exchange(&bare, MPC_P1, &v, 8, &w, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_send(NULL, MPC_P1, &v, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_recv(NULL, MPC_P1, &v, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_exchange(NULL, MPC_P1, &v, 8, &w, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_send(&bare, MPC_P1, &v, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_recv(&bare, MPC_P1, &v, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_exchange(&bare, MPC_P1, &v, 8, &w, 8), TANDEM_EINVAL);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    ck_assert_int_eq(mpc_net_send(p0, bad[i], &v, 8), TANDEM_EINVAL);
-    ck_assert_int_eq(mpc_net_recv(p0, bad[i], &w, 8), TANDEM_EINVAL);
-    ck_assert_int_eq(mpc_net_exchange(p0, bad[i], &v, 8, &w, 8), TANDEM_EINVAL);
+    ck_assert_int_eq(mpc_transport_send(p0, bad[i], &v, 8), TANDEM_EINVAL);
+    ck_assert_int_eq(mpc_transport_recv(p0, bad[i], &w, 8), TANDEM_EINVAL);
+    ck_assert_int_eq(mpc_transport_exchange(p0, bad[i], &v, 8, &w, 8), TANDEM_EINVAL);
     /* The ops check roles themselves, as they index the mailboxes. */
     ck_assert_int_eq(p0->ops->send(p0, bad[i], &v, 8), TANDEM_EINVAL);
     ck_assert_int_eq(p0->ops->recv(p0, bad[i], &w, 8), TANDEM_EINVAL);
   }
-  ck_assert_int_eq(mpc_net_send(p0, MPC_P1, NULL, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_recv(p0, MPC_P1, NULL, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_exchange(p0, MPC_P1, NULL, 8, &w, 8), TANDEM_EINVAL);
-  ck_assert_int_eq(mpc_net_exchange(p0, MPC_P1, &v, 8, NULL, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_send(p0, MPC_P1, NULL, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_recv(p0, MPC_P1, NULL, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_exchange(p0, MPC_P1, NULL, 8, &w, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_exchange(p0, MPC_P1, &v, 8, NULL, 8), TANDEM_EINVAL);
   p0->phase = (mpc_phase_t)MPC_NPHASES;
-  ck_assert_int_eq(mpc_net_send(p0, MPC_P1, &v, 8), TANDEM_EINVAL);
+  ck_assert_int_eq(mpc_transport_send(p0, MPC_P1, &v, 8), TANDEM_EINVAL);
   p0->phase = MPC_PHASE_SETUP;
   mpc_memnet_set_tap(NULL, tap_cb, NULL); /* ignored */
   mpc_memnet_kill(NULL, MPC_P0);          /* ignored */
@@ -497,12 +497,12 @@ START_TEST(test_invalid) {
   mpc_stats_t zero;
   memset(&zero, 0, sizeof zero);
   ck_assert_mem_eq(&p0->stats, &zero, sizeof zero);
-  ck_assert_int_eq(mpc_net_recv(mpc_memnet_endpoint(hub, MPC_P1), MPC_P0, &w, 8),
+  ck_assert_int_eq(mpc_transport_recv(mpc_memnet_endpoint(hub, MPC_P1), MPC_P0, &w, 8),
                    TANDEM_ETIMEDOUT);
 
   /* Empty messages are valid, with or without a buffer. */
-  ck_assert_int_eq(mpc_net_send(p0, MPC_P1, NULL, 0), 0);
-  ck_assert_int_eq(mpc_net_recv(mpc_memnet_endpoint(hub, MPC_P1), MPC_P0, NULL, 0), 0);
+  ck_assert_int_eq(mpc_transport_send(p0, MPC_P1, NULL, 0), 0);
+  ck_assert_int_eq(mpc_transport_recv(mpc_memnet_endpoint(hub, MPC_P1), MPC_P0, NULL, 0), 0);
   mpc_memnet_free(hub);
 }
 END_TEST
@@ -520,10 +520,10 @@ START_TEST(test_free_undelivered) {
       if (to == f)
         continue;
       for (int k = 0; k < 3; k++)
-        ck_assert_int_eq(mpc_net_send(t, (mpc_role_t)to, big, (size_t)(k + 1) * 1000u * (unsigned)to), 0);
+        ck_assert_int_eq(mpc_transport_send(t, (mpc_role_t)to, big, (size_t)(k + 1) * 1000u * (unsigned)to), 0);
     }
   }
-  ck_assert_int_eq(mpc_net_send(mpc_memnet_endpoint(hub, MPC_P0), MPC_P1, big, (size_t)1 << 20), 0);
+  ck_assert_int_eq(mpc_transport_send(mpc_memnet_endpoint(hub, MPC_P0), MPC_P1, big, (size_t)1 << 20), 0);
   free(big);
   /* Everything still queued is wiped and freed here; ASan reports any leak. */
   mpc_memnet_free(hub);

@@ -1019,7 +1019,7 @@ START_TEST(test_dead_party_is_an_error) {
   mpc_memnet_kill(kill_hub, MPC_P1);
   ck_assert_int_eq(mpc_party_setup(p1, t1), TANDEM_ECLOSED);
   uint8_t b[8];
-  ck_assert_int_eq(mpc_net_recv(t0, MPC_P1, b, sizeof b), TANDEM_ECLOSED);
+  ck_assert_int_eq(mpc_transport_recv(t0, MPC_P1, b, sizeof b), TANDEM_ECLOSED);
   mpc_party_free(p1);
   mpc_memnet_free(kill_hub);
   kill_hub = NULL;

@@ -164,8 +164,8 @@ int cl_client_share_graph(cl_client_t *c, const mpc_graph_t *g, const mpc_weight
   }
   if ((rc = wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, 0, &h, &payload, &plen, err, errlen)) != 0)
     goto done;
-  cl_link_t link;
-  cl_link_init(&link, c->node, MPC_OWNER, -1, h.tag, c->cfg->timeout_ms);
+  cl_step_t link;
+  cl_step_init(&link, c->node, MPC_OWNER, -1, h.tag, c->cfg->timeout_ms);
   char why[512] = "";
   if ((rc = mpc_owner_share(plan, w, &link.base, why, sizeof why)) != 0) {
     snprintf(err, errlen, "sharing the weights failed: %s",
@@ -439,8 +439,8 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
     /* The parties already expect this query: they time out on it. */
     goto done;
   }
-  cl_link_t link;
-  cl_link_init(&link, c->node, MPC_CLIENT, c->self, h.tag, c->cfg->timeout_ms);
+  cl_step_t link;
+  cl_step_init(&link, c->node, MPC_CLIENT, c->self, h.tag, c->cfg->timeout_ms);
   err[0] = '\0';
   rc = mpc_client_run(plan, &link.base, inputs, outputs, err, errlen);
   if (rc != 0) {

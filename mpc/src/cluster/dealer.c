@@ -133,8 +133,8 @@ static void do_share(cl_dealer_t *d, job_t *j) {
   h.tag = tag;
   h.peer = (uint32_t)j->from;
   memcpy(h.name, j->h.name, sizeof h.name);
-  cl_link_t link;
-  cl_link_init(&link, d->node, MPC_DEALER, -1, tag, d->cfg->timeout_ms);
+  cl_step_t link;
+  cl_step_init(&link, d->node, MPC_DEALER, -1, tag, d->cfg->timeout_ms);
   if ((rc = cl_ctrl_send(d->node, CL_P0, &h, j->payload, j->plen)) != 0 ||
       (rc = cl_ctrl_send(d->node, CL_P1, &h, j->payload, j->plen)) != 0 ||
       (rc = mpc_dealer_model(md, &link.base)) != 0) {
@@ -181,7 +181,7 @@ out:
 
 /* One party's part of a query's preprocessing, sent from its own thread. */
 typedef struct {
-  cl_link_t *link;
+  cl_step_t *link;
   mpc_role_t to;
   uint8_t *buf; /* headroom, then len bytes */
   size_t len;
@@ -190,7 +190,7 @@ typedef struct {
 
 static void *part_send_main(void *arg) {
   part_send_t *p = arg;
-  p->rc = cl_link_send_in_place(p->link, p->to, p->buf, p->len);
+  p->rc = cl_step_send_in_place(p->link, p->to, p->buf, p->len);
   return NULL;
 }
 
@@ -223,8 +223,8 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
     if (!(told[id] = (rc = cl_ctrl_send_on(d->node, id, links[id], &h, NULL, 0)) == 0))
       LOGW(d, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
              tandem_strerror(rc));
-  cl_link_t link;
-  cl_link_init(&link, d->node, MPC_DEALER, j->from, tag, d->cfg->timeout_ms);
+  cl_step_t link;
+  cl_step_init(&link, d->node, MPC_DEALER, j->from, tag, d->cfg->timeout_ms);
   /* A part goes only on the link its party was told of the query on: net
    * refuses it on a newer one (a killed party that is back knows nothing of
    * the query), with TANDEM_ECONNRESET. */
@@ -248,13 +248,13 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   pthread_mutex_unlock(&d->mu);
   (void)cl__fault(&d->hooks, CL_FAULT_DEALER_BEFORE_PREP, seq, j->from);
   if (rc == 0) {
-    rc = cl_link_send_in_place(&link, MPC_CLIENT, prep->msg[2], prep->len[2]);
+    rc = cl_step_send_in_place(&link, MPC_CLIENT, prep->msg[2], prep->len[2]);
     if (rc != 0)
       LOGW(d, "query %llu: sending the client its preprocessing failed: %s",
              (unsigned long long)seq, tandem_strerror(rc));
   } else {
     /* Its query cannot run: it hears so now (a client that left hears nothing). */
-    int gone = cl_link_cancel(&link, MPC_CLIENT);
+    int gone = cl_step_cancel(&link, MPC_CLIENT);
     (void)gone;
   }
   part_send_t part[2];
@@ -265,7 +265,7 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
     if (!told[i])
       continue;
     if (!sending) {
-      if (cl_link_cancel(&link, (mpc_role_t)i) == 0)
+      if (cl_step_cancel(&link, (mpc_role_t)i) == 0)
         LOG(d, "query %llu: cancelled at p%d", (unsigned long long)seq, i);
     } else if (i == 0 && pthread_create(&helper, NULL, part_send_main, &part[0]) == 0) {
       helper_up = 1;

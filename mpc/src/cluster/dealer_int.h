@@ -29,7 +29,7 @@
 
 /* A query's preprocessing (mpc_dealer_prep), each part behind CL_TAG_BYTES
  * of headroom, where the query's tag goes when it is sent
- * (cl_link_send_in_place): a part of hundreds of MB is sent without another
+ * (cl_step_send_in_place): a part of hundreds of MB is sent without another
  * copy. */
 typedef mpc_prep_t prep_t;
 

@@ -1,4 +1,4 @@
-/* link.c - the mpc transport over net (cl_link_t: a step's tag on every
+/* link.c - the mpc transport over net (cl_step_t: a step's tag on every
  * message, stale messages dropped, a tag alone cancels) and the codec of the
  * control messages and the parties' stats, at fixed little-endian offsets
  * (mpc_cluster.h). */
@@ -11,7 +11,7 @@
 
 /* ---- the mpc transport --------------------------------------------------------- */
 
-int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len) {
+int cl_step_send_in_place(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len) {
   if (l->peer[to] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
   memcpy(buf, &l->tag, CL_TAG_BYTES);
@@ -20,7 +20,7 @@ int cl_link_send_in_place(cl_link_t *l, mpc_role_t to, uint8_t *buf, size_t len)
 }
 
 static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
-  cl_link_t *l = (cl_link_t *)t;
+  cl_step_t *l = (cl_step_t *)t;
   if (len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
   uint8_t *m = malloc(len + CL_TAG_BYTES);
@@ -28,14 +28,14 @@ static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t 
     return TANDEM_ENOMEM;
   if (len > 0)
     memcpy(m + CL_TAG_BYTES, buf, len);
-  int rc = cl_link_send_in_place(l, to, m, len);
+  int rc = cl_step_send_in_place(l, to, m, len);
   sodium_memzero(m, len + CL_TAG_BYTES); /* shares, seeds and keys pass through here */
   free(m);
   return rc;
 }
 
 static int link_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
-  cl_link_t *l = (cl_link_t *)t;
+  cl_step_t *l = (cl_step_t *)t;
   if (l->peer[from] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
   /* One deadline for the receive, however many messages of other steps are
@@ -79,7 +79,7 @@ static int link_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, 
 
 static void link_close(mpc_transport_t *t) { (void)t; }
 
-int cl_link_cancel(cl_link_t *l, mpc_role_t to) {
+int cl_step_cancel(cl_step_t *l, mpc_role_t to) {
   if (l->peer[to] < 0)
     return TANDEM_EINVAL;
   return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, &l->tag, CL_TAG_BYTES);
@@ -87,7 +87,7 @@ int cl_link_cancel(cl_link_t *l, mpc_role_t to) {
 
 static const mpc_transport_ops_t link_ops = {link_send, link_recv, link_exchange, link_close};
 
-void cl_link_init(cl_link_t *l, net_node_t *node, mpc_role_t self, int client_id,
+void cl_step_init(cl_step_t *l, net_node_t *node, mpc_role_t self, int client_id,
                   uint64_t tag, int timeout_ms) {
   memset(l, 0, sizeof *l);
   l->tag = tag;

@@ -98,14 +98,14 @@ static void reset_party_link(cl_party_t *P, uint64_t links) {
   cl_link_drain(P->node, P->other, links ? links : cur);
 }
 
-/* The transport of one step, cl_link's: call once its links are up. Its
+/* The transport of one step, cl_step_t's: call once its links are up. Its
  * messages to and from the other party go on the current link only (net
  * fails them with TANDEM_ECONNRESET once the link is another one), as do the
  * client's on client_links, the client link the step began with (0: no
  * client). */
-static void step_link_init(cl_link_t *l, cl_party_t *P, int client, uint64_t client_links,
+static void step_init(cl_step_t *l, cl_party_t *P, int client, uint64_t client_links,
                            uint64_t tag) {
-  cl_link_init(l, P->node, (mpc_role_t)P->self, client, tag, P->cfg.timeout_ms);
+  cl_step_init(l, P->node, (mpc_role_t)P->self, client, tag, P->cfg.timeout_ms);
   l->link[P->other] = cl_peer_link(P->node, P->other);
   /* The client's masked input is due a timeout after the step begins, not
    * after the offline phase: the client sends it as soon as it has its part
@@ -163,8 +163,8 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
     snprintf(err, sizeof err, "the other party is not connected: %s", tandem_strerror(rc));
     goto done;
   }
-  cl_link_t link;
-  step_link_init(&link, P, -1, 0, h->tag);
+  cl_step_t link;
+  step_init(&link, P, -1, 0, h->tag);
   if ((rc = mpc_party_setup(pt, &link.base)) != 0) {
     snprintf(err, sizeof err, "setup failed: %s", tandem_strerror(rc));
     reset_party_link(P, link.link[P->other]);
@@ -269,22 +269,22 @@ static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
     LOGW(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
 }
 
-/* The transport of one query: cl_link's, with the fault hook before each
+/* The transport of one query: cl_step_t's, with the fault hook before each
  * online round with the other party (CL_FAULT_PARTY_ROUND), where a test
  * makes a party stall mid-step with its links up, and a note of whether the
  * client's input was taken (reset_client_link). */
 typedef struct {
-  cl_link_t l; /* first: l.base is the query's transport */
+  cl_step_t l; /* first: l.base is the query's transport */
   mpc_transport_ops_t ops;
   const mpc_transport_ops_t *inner;
   const cl_hooks_t *hooks;
   uint64_t seq;
   int client;
   int input_taken;
-} query_link_t;
+} query_step_t;
 
 static int query_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len) {
-  query_link_t *q = (query_link_t *)t;
+  query_step_t *q = (query_step_t *)t;
   int rc = q->inner->recv(t, from, buf, len);
   if (rc == 0 && from == MPC_CLIENT)
     q->input_taken = 1;
@@ -293,14 +293,14 @@ static int query_recv(mpc_transport_t *t, mpc_role_t from, void *buf, size_t len
 
 static int query_exchange(mpc_transport_t *t, mpc_role_t peer, const void *sbuf, size_t slen,
                           void *rbuf, size_t rlen) {
-  query_link_t *q = (query_link_t *)t;
+  query_step_t *q = (query_step_t *)t;
   (void)cl__fault(q->hooks, CL_FAULT_PARTY_ROUND, q->seq, q->client);
   return q->inner->exchange(t, peer, sbuf, slen, rbuf, rlen);
 }
 
-static void query_link_init(query_link_t *q, cl_party_t *P, const cl_ctrl_t *h, int client,
+static void query_step_init(query_step_t *q, cl_party_t *P, const cl_ctrl_t *h, int client,
                             uint64_t client_links) {
-  step_link_init(&q->l, P, client, client_links, h->tag);
+  step_init(&q->l, P, client, client_links, h->tag);
   q->inner = q->l.base.ops;
   q->ops = *q->inner;
   q->ops.exchange = query_exchange;
@@ -384,9 +384,9 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
    * party was running when it failed or was killed. */
   LOG(P, "query %llu (%s, batch %llu, client %d): started", (unsigned long long)h->seq,
          h->name, (unsigned long long)h->batch, client);
-  query_link_t q;
+  query_step_t q;
   memset(&q, 0, sizeof q);
-  cl_link_t *link = &q.l;
+  cl_step_t *link = &q.l;
   uint64_t client_links = 0, client_wire0 = 0; /* the query's client link */
   uint64_t dealer_links = cl_peer_link(P->node, CL_DEALER); /* the QUERY's */
   cl_fail_where_t where = CL_FAIL_BEFORE;
@@ -404,7 +404,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
              net_peer_up(P->node, client) ? "the other party" : "the client",
              tandem_strerror(rc));
   } else {
-    query_link_init(&q, P, h, client, client_links);
+    query_step_init(&q, P, h, client, client_links);
     rc = mpc_party_query(pl->obj, &link->base);
     /* The plan stays cached for the next query of this batch size; this
      * query's keys, masks and shares do not stay with it. */
