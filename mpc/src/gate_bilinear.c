@@ -87,12 +87,9 @@ int mpc__bilin_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *p
   size_t gi = (size_t)(g - p->gates);
   mpc__gstate_t *gs = &pt->gs[gi];
   size_t n = out_words(g);
-  if (gs->pre == NULL) {
-    if ((gs->pre = mpc__calloc(n ? n : 1, sizeof *gs->pre)) == NULL)
-      return TANDEM_ENOMEM;
-    gs->npre = n ? n : 1;
-  }
-  int rc = mpc__prep_fixed(prep, gs->pre, n);
+  int rc = mpc__gstate_pre(gs, n);
+  if (rc == 0)
+    rc = mpc__prep_fixed(prep, gs->pre, n);
   if (rc < 0 || g->kind == MPC__G_TRIPLE)
     return rc; /* the triple's other terms need the online operands */
   uint64_t *t = mpc__calloc(n ? n : 1, sizeof *t);

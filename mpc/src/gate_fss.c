@@ -249,15 +249,9 @@ int mpc__fss_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   mpc__gstate_t *gs = &pt->gs[g - p->gates];
   size_t n = fss_n(p, g);
   int rc;
-  if (g->rounds) {
-    if (gs->pre == NULL) {
-      if ((gs->pre = mpc__calloc(n + 1, sizeof *gs->pre)) == NULL)
-        return TANDEM_ENOMEM;
-      gs->npre = n + 1;
-    }
-    if ((rc = mpc__prep_rand(prep, gs->pre, n)) < 0)
-      return rc;
-  }
+  if (g->rounds &&
+      ((rc = mpc__gstate_pre(gs, n)) < 0 || (rc = mpc__prep_rand(prep, gs->pre, n)) < 0))
+    return rc;
   size_t nc = nconsts(fss_mode(g)) * n;
   if (gs->consts == NULL) {
     if ((gs->consts = mpc__calloc(nc + 1, sizeof *gs->consts)) == NULL)

@@ -226,6 +226,11 @@ typedef struct {
   double offline_s, online_s; /* time spent on the last query, by phase */
 } mpc__gstate_t;
 
+/* The gate state's input-mask buffer (gs->pre) holding at least n words,
+ * allocated on first use and kept across queries (wiped by
+ * mpc_party_wipe_query). */
+int mpc__gstate_pre(mpc__gstate_t *gs, size_t n);
+
 struct mpc_party_s {
   const mpc_plan_t *plan;
   int self;             /* 0 or 1 */

@@ -87,6 +87,15 @@ int mpc__prep_rand(mpc__prep_t *p, uint64_t *share, size_t n) {
   return kern_prg_u64(&p->prg, share, n) == 0 ? 0 : TANDEM_ECRYPTO;
 }
 
+int mpc__gstate_pre(mpc__gstate_t *gs, size_t n) {
+  if (gs->pre == NULL) {
+    if ((gs->pre = mpc__calloc(n + 1, sizeof *gs->pre)) == NULL)
+      return TANDEM_ENOMEM;
+    gs->npre = n + 1;
+  }
+  return 0;
+}
+
 int mpc__prep_fixed(mpc__prep_t *p, uint64_t *share, size_t n) {
   if (p->party == 0)
     return mpc__prep_rand(p, share, n);
