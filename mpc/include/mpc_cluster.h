@@ -83,6 +83,13 @@ typedef struct {
    * (mpc_plan_mem_bytes' estimate from the graph): a graph or a batch size
    * over it is refused before anything is compiled. 0: no budget. */
   size_t plan_mem_max;
+  /* The most memory a compute party keeps cached for one plan between
+   * queries, in bytes (CL_PLAN_KEEP by default): a larger plan is freed after
+   * its query and compiled again for the next of its batch size, so an idle
+   * party holds little more than its models and at most CL_PLANS plans of
+   * this size per model; a smaller one stays, so its next query does not
+   * fault its buffers in again. */
+  size_t plan_keep;
   /* Benchmarks: every link of every process delayed by emulate_delay_us one
    * way and limited to emulate_rate_bps bytes/s (net/'s emulation); 0: off. */
   unsigned long emulate_delay_us;
@@ -402,12 +409,12 @@ TANDEM_WUR int cl_store_put(cl_store_t *s, const char *name, const uint8_t *grap
  * memory (mpc_plan_mem_bytes) exceeds the store's mem_max. */
 TANDEM_WUR int cl_model_plan(cl_store_t *s, cl_model_t *m, size_t batch, cl_plan_t **out,
                              char *err, size_t errlen);
-/* The most memory a plan with its object may keep between queries (its
- * mpc_plan_mem_bytes estimate plus the dealer's message(s) it holds): a
- * compute party frees larger ones after their query (CNN at batch 100: 3
- * GB each) and compiles them again for the next, so an idle party holds
- * little more than its models. */
-#define CL_PLAN_KEEP ((size_t)64 << 20)
+/* plan_keep's default: the most memory a plan with its object may keep
+ * between queries (its mpc_plan_mem_bytes estimate plus the dealer's
+ * message(s) it holds). The CNN at batch 50 (over 1 GB) is freed after its
+ * query; at batch 4, and a 512-cube matrix product, stay (freed, their next
+ * queries' online phases took 3-4x as long, faulting their buffers in). */
+#define CL_PLAN_KEEP ((size_t)1 << 30)
 /* Frees the cached plans of every model that are not busy and whose memory
  * (as above) exceeds keep bytes; returns how many it freed. */
 unsigned cl_store_release(cl_store_t *s, size_t keep);

@@ -64,7 +64,8 @@ read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
 cluster_config cluster.ini "timeout_ms = 60000
 pool = 2
 threads = 1
-pool_mem_max = $((POOL_MEM_MB << 20))" alice bob
+pool_mem_max = $((POOL_MEM_MB << 20))
+plan_keep = $((64 << 20))" alice bob
 declare -A PID
 start dealer; start p1; start p0
 

@@ -116,20 +116,23 @@ START_TEST(pool_mem_budget) {
 END_TEST
 
 /* A party frees the plan (and the buffers of its object) of a query over
- * CL_PLAN_KEEP once the query is done, and keeps small ones; the next
+ * the config's plan_keep once the query is done, and keeps small ones; the next
  * query of the large size works from a fresh plan. Before, an idle party
  * held every cached plan's buffers (3.0 GB after CNN queries). */
+#define KEEP ((size_t)64 << 20) /* the config's plan_keep here */
+#define KEEP_TEXT "67108864"
 START_TEST(party_frees_large_plans) {
   mpc_graph_t g;
   mpc_weights_t w;
   mlp_load(&g, &w);
   size_t big = 16; /* the smallest batch (to 16 rows) over it: its query is slow */
-  while (mpc_plan_mem_bytes(&g, big) <= CL_PLAN_KEEP)
+  while (mpc_plan_mem_bytes(&g, big) <= KEEP)
     big += 16;
   mpc_weights_close(&w);
   mpc_graph_close(&g);
   ch_cluster_t c;
-  ch_start(&c, 3 * TIMEOUT_MS, 1, 1); /* a loaded machine takes seconds per query */
+  ch_opts_t o = {.cluster_lines = "plan_keep = " KEEP_TEXT "\n"};
+  ch_start_opts(&c, 3 * TIMEOUT_MS, 1, 1, &o); /* a loaded machine takes seconds per query */
   cl_client_t cl;
   ch_client_open(&c, 0, &cl);
   char err[512] = "";

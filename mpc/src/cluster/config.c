@@ -151,6 +151,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
       c->max_msg = (size_t)u;
     else if (strcmp(key, "plan_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0)
       c->plan_mem_max = (size_t)u;
+    else if (strcmp(key, "plan_keep") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0)
+      c->plan_keep = (size_t)u;
     else if (strcmp(key, "pool_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0 &&
              u > 0)
       c->pool_mem_max = (size_t)u;
@@ -229,6 +231,7 @@ int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen)
   cfg->timeout_ms = NET_DEFAULT_TIMEOUT_MS;
   cfg->pool = 2;
   cfg->plan_mem_max = (size_t)4 << 30;
+  cfg->plan_keep = CL_PLAN_KEEP;
   cfg->pool_mem_max = cl_default_pool_mem();
   snprintf(cfg->path, sizeof cfg->path, "%s", path);
   parse_t p;

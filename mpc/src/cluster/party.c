@@ -600,11 +600,11 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
   /* An idle party holds its models, not the buffers of its last large
    * query (issue 12: 3.0 GB resident after CNN queries): large plans go,
    * and the allocator gives the freed pages back to the system. */
-  unsigned freed = h.type == CL_MSG_QUERY ? cl_store_release(&P->store, CL_PLAN_KEEP) : 0;
+  unsigned freed = h.type == CL_MSG_QUERY ? cl_store_release(&P->store, P->cfg.plan_keep) : 0;
   if (freed > 0) {
     malloc_trim(0);
     LOG(P, "%u large plan(s) freed after the query (over %zu MB each)", freed,
-        CL_PLAN_KEEP >> 20);
+        P->cfg.plan_keep >> 20);
   }
 }
 
