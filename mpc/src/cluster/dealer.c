@@ -171,6 +171,10 @@ done:
   mpc_plan_free(plan);
   mpc_graph_close(&g);
 out:
+  pthread_mutex_lock(&d->mu);
+  d->shares--;
+  pthread_cond_broadcast(&d->cv);
+  pthread_mutex_unlock(&d->mu);
   if (rc == 0) {
     LOG(d, "model %s: setup sent to the parties", j->h.name);
   } else {
@@ -542,7 +546,11 @@ static void do_lookup(cl_dealer_t *d, int id, uint64_t link, const cl_ctrl_t *re
     char name[CL_NAME_MAX];
     memcpy(name, req->name, sizeof name);
     name[sizeof name - 1] = '\0';
-    if ((rc = cl_store_get(&d->store, name, &m, err, sizeof err)) == 0) {
+    /* A share of it may be queued or under way (see shares): wait for it. */
+    while ((rc = cl_store_get(&d->store, name, &m, err, sizeof err)) != 0 && d->shares > 0 &&
+           !atomic_load(&d->stop))
+      cl__timed_wait_ms(d, 50);
+    if (rc == 0) {
       if ((graph = malloc(m->graph_len)) == NULL)
         rc = TANDEM_ENOMEM;
       else
@@ -691,6 +699,7 @@ static void *reader_main(void *arg) {
     j->links = cur;
     pthread_mutex_lock(&d->mu);
     d->jobs[id]++;
+    d->shares += j->h.type == CL_MSG_SHARE;
     if (d->tail != NULL)
       d->tail->next = j;
     else

@@ -101,6 +101,10 @@ struct cl_dealer_s {
   pthread_t readers[NET_MAX_PEERS];
   int reader_started[NET_MAX_PEERS];
   unsigned jobs[NET_MAX_PEERS]; /* jobs waiting in the FIFO, per peer */
+  /* Shares queued or being set up: a client's GRAPH for a model not stored
+   * yet waits for them (the owner hears the share's tag before the setup
+   * ends, and may ask its query at once: `tandem run`). */
+  unsigned shares;
   uint64_t seq;
   int sending; /* the worker is sending a query's preprocessing */
   /* The bytes of preprocessing the dealer holds (ready in pools, being made,
