@@ -116,10 +116,17 @@ p99=$(awk -v n="$q" 'NR == int((n * 99 + 99) / 100) {print $1}' lat.sorted)
 echo "soak: $ROUNDS rounds, $q queries (CNN at $CNN_BATCH rows): latency p50 ${p50} s, p99 ${p99} s;" \
   "dealer peak ${dealer_hwm} MB (pool_mem_max ${POOL_MEM_MB} MB + ${DEALER_BASE_MB});" \
   "idle parties ${p0_rss} / ${p1_rss} MB (bound ${PARTY_IDLE_MB}; p0 peaked at ${p0_hwm} MB)"
-[ "$dealer_hwm" -le $((POOL_MEM_MB + DEALER_BASE_MB)) ] ||
-  fail "the dealer peaked at $dealer_hwm MB, over $((POOL_MEM_MB + DEALER_BASE_MB)) MB"
-[ "$p0_rss" -le "$PARTY_IDLE_MB" ] || fail "idle p0 holds $p0_rss MB, over $PARTY_IDLE_MB MB"
-[ "$p1_rss" -le "$PARTY_IDLE_MB" ] || fail "idle p1 holds $p1_rss MB, over $PARTY_IDLE_MB MB"
+# Under AddressSanitizer freed memory waits in its quarantine (256 MB by
+# default) and is not given back to the system: the resident sizes are
+# checked in the plain build only (the answers are checked in both).
+if ldd "$TANDEM" 2>/dev/null | grep -q libasan; then
+  echo "note: AddressSanitizer build: the resident-memory bounds are not checked"
+else
+  [ "$dealer_hwm" -le $((POOL_MEM_MB + DEALER_BASE_MB)) ] ||
+    fail "the dealer peaked at $dealer_hwm MB, over $((POOL_MEM_MB + DEALER_BASE_MB)) MB"
+  [ "$p0_rss" -le "$PARTY_IDLE_MB" ] || fail "idle p0 holds $p0_rss MB, over $PARTY_IDLE_MB MB"
+  [ "$p1_rss" -le "$PARTY_IDLE_MB" ] || fail "idle p1 holds $p1_rss MB, over $PARTY_IDLE_MB MB"
+fi
 grep -q "evicted to stay within pool_mem_max" log.dealer ||
   echo "note: no pool was evicted (the budget was not reached)"
 finish
