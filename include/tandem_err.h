@@ -31,7 +31,7 @@
   XX(ENOENT, -ENOENT, "no such file or entry")                               \
   XX(EADDRINUSE, -EADDRINUSE, "address already in use")                      \
   XX(ECONNRESET, -ECONNRESET, "connection reset by peer")                    \
-  XX(ECANCELED, -ECANCELED, "cancelled by the dealer")                       \
+  XX(ECANCELED, -ECANCELED, "cancelled by the dealer or the other party")    \
   XX(EAUTH, -4001, "authentication failed")                                  \
   XX(ESHAPE, -4002, "tensor shape mismatch")                                 \
   XX(EPARSE, -4003, "malformed input")                                       \

@@ -64,7 +64,7 @@ START_TEST(cancel_when_client_gone) {
   int rc = ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err);
   ck_assert_int_ne(rc, 0);
   /* Both parties end the query by the cancel, well before their timeout. */
-  const char *cancelled = "client 9): offline phase failed: cancelled by the dealer";
+  const char *cancelled = "client 9): offline phase failed: cancelled by the dealer or the other party";
   ck_assert_msg(ch_wait_line(&c, from, "party p0", cancelled, TIMEOUT_MS / 3) &&
                     ch_wait_line(&c, from, "party p1", cancelled, TIMEOUT_MS / 3),
                 "the parties did not end the query by the cancel.");
@@ -647,6 +647,65 @@ START_TEST(pool_first_query_waits) {
 }
 END_TEST
 
+/* ---- a party refusing a query before its step ---------------------------------------- */
+
+/* P1 no longer holds "mlp" (its files gone, as after a setup that failed
+ * there), so it refuses client a's query before its step; P0 is held before
+ * its step until P1 has refused. P1's cancel on their link ends P0's step at
+ * once, however late P0 takes the query up: closing the link instead did not
+ * reach a P0 that redialled before reading it, which then waited out its
+ * timeout while the dealer held the client's next query as still running
+ * (test_daemons' stale-setup case failed so under load). */
+static int p0_after_p1_refused(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq,
+                               int peer) {
+  (void)peer;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_BEFORE_QUERY) {
+    char line[64];
+    snprintf(line, sizeof line, "query %llu (mlp): ", (unsigned long long)seq);
+    (void)ch_wait_line(c, 0, "party p1", line, TIMEOUT_MS);
+  }
+  return 0;
+}
+
+START_TEST(party_refusal_cancels_other) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  ch_party_stop(&c, CL_P1);
+  char path[400];
+  static const char *const files[] = {"mlp.p1", "mlp.graph"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/p1/%s", c.dir, files[i]);
+    ck_assert_msg(remove(path) == 0, "cannot remove %s", path);
+  }
+  ch_party_start(&c, CL_P1);
+  c.fault = p0_after_p1_refused;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  double t0 = cl_now();
+  ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
+  cl_query_stats_close(&st);
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", "cancelled by the dealer or the other party",
+                             TIMEOUT_MS / 3),
+                "P0 did not end the query by P1's cancel.");
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "P0 ended the query after %.1f s",
+                cl_now() - t0);
+  /* Both parties are done with it: the same client's next query is taken up
+   * at once (P1 refuses it again, without the model), not held as "still
+   * running at the parties". */
+  from = ch_mark(&c);
+  ck_assert_int_ne(ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err), 0);
+  cl_query_stats_close(&st);
+  ck_assert_msg(strstr(err, "still running") == NULL, "%s", err);
+  ck_assert_msg(strstr(err, "mlp") != NULL, "%s", err);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
 /* One case per test, so that one can be run alone
  * (CK_RUN_SUITE=cluster_faults CK_RUN_CASE=party_stalls_mid_step). */
 #define ADD_CASE(s, t)                                                                    \
@@ -668,5 +727,6 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, client_dies_mid_query);
   ADD_CASE(s, clients_at_once);
   ADD_CASE(s, pool_first_query_waits);
+  ADD_CASE(s, party_refusal_cancels_other);
   return s;
 }

@@ -342,6 +342,27 @@ static void reset_client_link(cl_party_t *P, int client, uint64_t links, int tak
     cl_link_drain(P->node, client, links);
 }
 
+/* A query this party refuses before its step begins: the other party is
+ * told on their link (the query's tag alone, which its step's receive from
+ * this party reads as cancelled), so it fails at once, not after the
+ * timeout. The link stays up: this party sent nothing else of the query.
+ * Closing it instead, as once, did not reach a P0 that redialled before its
+ * step read the link: it waited out the timeout, the dealer held the
+ * client's next query as "still running at the parties" and refused it
+ * (test_daemons' stale-setup case, under load). A link that is down (P0
+ * redials before each step) is waited for, as for a step; a party that
+ * never comes leaves nothing to tell. */
+static void cancel_other(cl_party_t *P, const cl_ctrl_t *h) {
+  if (wait_peer(P, P->other) != 0)
+    return;
+  cl_step_t l;
+  cl_step_init(&l, P->node, (mpc_role_t)P->self, -1, h->tag, P->cfg.timeout_ms);
+  l.link[P->other] = cl_peer_link(P->node, P->other);
+  if (cl_step_cancel(&l, (mpc_role_t)P->other) != 0)
+    LOGW(P, "query %llu: could not tell the other party it is cancelled",
+         (unsigned long long)h->seq);
+}
+
 /* As if this party died here (the fault hook): every link closed. */
 static void drop_all_links(cl_party_t *P) {
   for (int id = 0; id < NET_MAX_PEERS; id++)
@@ -371,13 +392,17 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
   }
   if (rc != 0 ||
       (rc = cl_model_plan(&P->store, m, (size_t)h->batch, &pl, err, sizeof err)) != 0) {
-    /* The dealer's preprocessing for this query cannot be read without the
-     * plan: drop the dealer link, which discards it (the loop reconnects). */
+    /* The dealer hears first, then the client; the other party's step is
+     * cancelled, and the dealer's part of the query taken off the link and
+     * dropped. Closing the dealer link instead, as once, lost the report:
+     * net drops what a link left unread once the party's next link is up,
+     * and the dealer held the client's next query as still running. */
     LOG(P, "query %llu (%s): %s", (unsigned long long)h->seq, h->name, err);
+    uint64_t dl = cl_peer_link(P->node, CL_DEALER);
     report_done(P, h, rc);
-    (void)net_peer_close(P->node, CL_DEALER);
-    reset_party_link(P, 0); /* the other party fails fast instead of timing out */
     send_failure(P, client, 0, h, rc, CL_FAIL_BEFORE, err);
+    cancel_other(P, h);
+    discard_dealer_part(P, dl, h);
     return;
   }
   /* Logged so that an operator (and the fault tests) can tell which query a
