@@ -75,7 +75,8 @@ if len(sys.argv) > 4 and sys.argv[4] == "1":
 PY
 }
 
-# npy_rows SRC DST N: the first N rows of SRC (any float .npy) into DST.
+# npy_rows SRC DST N: N rows of SRC (any float .npy) into DST, row i being
+# row i mod rows(SRC): the first N rows when SRC has that many.
 npy_rows() {
   python3 - "$@" <<'PY'
 import ast, struct, sys
@@ -93,7 +94,9 @@ hdr = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
     h["descr"], ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else ""))
 hdr = hdr + " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
 out = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode()
-open(dst, "wb").write(out + b[10 + hl:10 + hl + n * row * size])
+data, rows = b[10 + hl:], max(h["shape"][0], 1)
+open(dst, "wb").write(out + b"".join(
+    data[(i % rows) * row * size:(i % rows + 1) * row * size] for i in range(n)))
 PY
 }
 

@@ -32,29 +32,6 @@ trap stop_all EXIT
 M=$SRC/models
 cd "$TMP"
 
-# npy_tile SRC DST N: N rows, row i being row i mod rows(SRC) of SRC.
-npy_tile() {
-  python3 - "$@" <<'PY'
-import ast, struct, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-b = open(src, "rb").read()
-hl = struct.unpack("<H", b[8:10])[0]
-h = ast.literal_eval(b[10:10 + hl].decode())
-shape = list(h["shape"])
-row = 1
-for d in shape[1:]:
-    row *= d
-size = 4 if h["descr"] == "<f4" else 8
-data = b[10 + hl:]
-rows = [data[i * row * size:(i + 1) * row * size] for i in range(shape[0])]
-shape[0] = n
-hdr = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
-    h["descr"], ", ".join(str(d) for d in shape))
-hdr = hdr + " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
-out = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode()
-open(dst, "wb").write(out + b"".join(rows[i % len(rows)] for i in range(n)))
-PY
-}
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 
 for id in p0 p1 dealer owner alice bob; do
@@ -75,7 +52,7 @@ start dealer; start p1; start p0
   fail "share cnn: $(cat err)"
 SIZES="1 3 16 40 64"
 for n in $SIZES $CNN_BATCH; do
-  npy_tile "$M/fashion_test16.npy" "x$n.npy" "$n"
+  npy_rows "$M/fashion_test16.npy" "x$n.npy" "$n"
 done
 for n in $SIZES; do
   "$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "x$n.npy" --output "mlp$n.npy"
