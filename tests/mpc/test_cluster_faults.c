@@ -706,6 +706,58 @@ START_TEST(party_refusal_cancels_other) {
 }
 END_TEST
 
+/* ---- a party whose offline phase fails: its report to the dealer --------------------- */
+
+/* At the dealer's pause before client a's first query's preprocessing, its
+ * link to P1 ends: P1's offline phase fails on it, and P1 closes its dealer
+ * link. Its report that it ended the query goes on its next dealer link: the
+ * same client's next query is served at once. Sent on the closed link, as
+ * once, it was never read, and the dealer held that next query as "still
+ * running at the parties" until its reply was due, then refused it. */
+static atomic_int cut_once;
+
+static int cut_p1_at_prep(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP && peer == CL_CLIENT0 &&
+      atomic_exchange(&cut_once, 0)) {
+    net_node_t *n = cl_dealer_node(c->dealer);
+    if (net_peer_up(n, CL_P1))
+      (void)net_peer_close(n, CL_P1);
+  }
+  return 0;
+}
+
+START_TEST(offline_failure_reported) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&cut_once, 1);
+  c.fault = cut_p1_at_prep;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
+  cl_query_stats_close(&st);
+  ck_assert(ch_wait_line(&c, from, "party p1", "failed", TIMEOUT_MS));
+  /* The next process under the same key (a failed query's parties close
+   * its client link, so a client is not reused after a failure). */
+  cl_client_close(&ca);
+  ch_client_open(&c, 0, &ca);
+  double t0 = cl_now();
+  int rc = ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err);
+  ck_assert_msg(rc == 0, "the next query: %s", err);
+  ch_check_output(&c, 1, 1, &y);
+  mpc_ftensor_close(&y);
+  cl_query_stats_close(&st);
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the next query took %.1f s",
+                cl_now() - t0);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
 /* One case per test, so that one can be run alone
  * (CK_RUN_SUITE=cluster_faults CK_RUN_CASE=party_stalls_mid_step). */
 #define ADD_CASE(s, t)                                                                    \
@@ -728,5 +780,6 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, clients_at_once);
   ADD_CASE(s, pool_first_query_waits);
   ADD_CASE(s, party_refusal_cancels_other);
+  ADD_CASE(s, offline_failure_reported);
   return s;
 }

@@ -52,6 +52,10 @@ struct cl_party_s {
    * (0.2 s doubling to CL_DIAL_BACKOFF_MAX_S; 0 while all are up). */
   int dial_rc[NET_MAX_PEERS];
   double backoff;
+  /* A query's end that could not be reported to the dealer (its link was
+   * down, or closed by the failure itself): sent first on the next link. */
+  int done_pending;
+  cl_ctrl_t done_msg;
 };
 
 #define CL_DIAL_BACKOFF_MAX_S 5.0
@@ -265,8 +269,25 @@ static void discard_dealer_part(cl_party_t *P, uint64_t dl, const cl_ctrl_t *h) 
 static void report_done(cl_party_t *P, const cl_ctrl_t *h, int rc) {
   cl_ctrl_t r;
   ctrl_about(&r, h, CL_MSG_ACK, rc, h->peer);
-  if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) != 0)
-    LOGW(P, "could not report query %llu to the dealer", (unsigned long long)h->seq);
+  /* With the dealer link down (an offline phase that failed closes it), the
+   * report waits for the next link (send_pending_done): lost, it left the
+   * dealer holding the client's next query as still running, up to twice
+   * the timeout. Only the last one is kept: the dealer keeps the highest
+   * query a party ended. */
+  if (net_peer_up(P->node, CL_DEALER) && cl_ctrl_send(P->node, CL_DEALER, &r, NULL, 0) == 0)
+    return;
+  P->done_pending = 1;
+  P->done_msg = r;
+}
+
+/* The report report_done kept for the next dealer link, sent once it is up. */
+static void send_pending_done(cl_party_t *P) {
+  if (!P->done_pending)
+    return;
+  P->done_pending = 0;
+  if (cl_ctrl_send(P->node, CL_DEALER, &P->done_msg, NULL, 0) != 0)
+    LOGW(P, "could not report query %llu to the dealer",
+         (unsigned long long)P->done_msg.seq);
 }
 
 /* The transport of one query: cl_step_t's, with the fault hook before each
@@ -601,6 +622,7 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
     nanosleep(&ts, NULL);
     return;
   }
+  send_pending_done(P);
   cl_ctrl_t h;
   uint8_t *payload;
   size_t plen;
