@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # labels: loopback
 #
-# test_netns.sh - the cluster as separate machines: P0, P1 and the dealer each
-# run in a network namespace of their own with their own address, joined by
-# veth pairs to a bridge in a fourth namespace; the client stays in the root
-# namespace with an address on the same /24. share-model and infer then cross
-# real (virtual) links, never 127.0.0.1, and the private logits must match
-# `tandem run --plaintext` (npy_check, tolerance 0.02, argmax per row). The
-# test also checks that each daemon listens on its own address only and that
-# P0 reached P1 and the dealer at theirs. Needs root and iproute2 with netns,
-# veth and bridge support; without them it prints "SKIP: <reason>" and exits
-# 77, which CTest reports as skipped (SKIP_RETURN_CODE 77 on the test; the
-# automake convention). Every namespace, link and process it made is removed on exit, failure and
-# signals included; names carry the PID so parallel runs do not clash. Run as
-# `bash test_netns.sh <path-to-tandem>` with TANDEM_SRC the source directory.
+# test_netns.sh - the README's "Three machines" walk-through, run as written:
+# the dealer, P0, P1 and the laptop (the model owner and the client) are each
+# a network namespace of their own, with their own address, joined by veth
+# pairs to a bridge in a fifth namespace, and with their own /etc/hosts (ip
+# netns exec mounts /etc/netns/<ns>/hosts there), which gives the config's
+# host names (configs/lan.ini: dealer.lan, p0.lan, p1.lan). Each machine has
+# a directory of its own (its HOME; the laptop's holds a checkout with
+# configs/lan.ini and models/), `tandem` on its PATH, and `scp` copies
+# between those directories. Each line of the README's block after the
+# walkthrough marker runs on the machine its prompt names; a line ending in
+# `&` starts a daemon. Then: the private logits must match `tandem run
+# --plaintext` (npy_check, tolerance 0.02, argmax per row), each daemon
+# listens on its own address only, the laptop reached every daemon through
+# its link, and P0 reached P1 and the dealer at theirs. So traffic crosses
+# real (virtual) links, never 127.0.0.1, and the README's commands are the
+# ones that work.
+#
+# Needs root and iproute2 with netns, veth and bridge support; without them
+# it prints "SKIP: <reason>" and exits 77, which CTest reports as skipped
+# (SKIP_RETURN_CODE 77 on the test; the automake convention). Every
+# namespace, link, /etc/netns entry and process it made is removed on exit,
+# failure and signals included; names carry the PID so parallel runs do not
+# clash. Run as `bash test_netns.sh <path-to-tandem>` with TANDEM_SRC the
+# source directory.
 set -u
 TANDEM=${1:?usage: test_netns.sh <path-to-tandem>}
 TANDEM=$(cd "$(dirname "$TANDEM")" && pwd)/$(basename "$TANDEM")
@@ -30,13 +41,12 @@ skip() {
 command -v ip >/dev/null 2>&1 || skip "no ip command (iproute2)"
 command -v ss >/dev/null 2>&1 || skip "no ss command (iproute2)"
 
-# Names: namespaces tnd<PID>-<role>; the one link in the root namespace is
-# tn<PID>c (at most 11 characters, under the 15 of IFNAMSIZ). The other ends
-# are created directly inside their namespaces, where names cannot clash.
+# Names: namespaces tnd<PID>-<machine>; interfaces are created inside their
+# namespaces, where names cannot clash.
 ID=$$
 NS_BR=tnd$ID-br
-ROLES="p0 p1 dealer"
-ROOT_LINK=tn${ID}c
+DAEMONS="dealer p0 p1"
+MACHINES="$DAEMONS laptop"
 TMP=$(mktemp -d)
 PIDS=()
 MADE_NS=()
@@ -50,9 +60,11 @@ cleanup() {
   for ns in "${MADE_NS[@]}"; do
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
   done
-  ip link del "$ROOT_LINK" 2>/dev/null
   # Deleting a namespace deletes the veth ends in it, and with them their peers.
-  for ns in "${MADE_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  for ns in "${MADE_NS[@]}"; do
+    ip netns del "$ns" 2>/dev/null
+    rm -rf "/etc/netns/$ns"
+  done
   [ -n "${TANDEM_KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -63,22 +75,13 @@ ip netns add "$NS_BR" 2>"$TMP/err" || skip "ip netns add failed: $(head -n1 "$TM
 MADE_NS+=("$NS_BR")
 ip -n "$NS_BR" link add br0 type bridge 2>"$TMP/err" ||
   skip "cannot make a bridge: $(head -n1 "$TMP/err")"
-ip link add "$ROOT_LINK" type veth peer name client netns "$NS_BR" 2>"$TMP/err" ||
-  skip "cannot make a veth pair: $(head -n1 "$TMP/err")"
+mkdir -p "/etc/netns/$NS_BR" 2>"$TMP/err" || skip "cannot write /etc/netns: $(head -n1 "$TMP/err")"
 
-# A /24 in 10.213.0.0/16 that the root namespace does not route yet, starting
-# from one derived from the PID so parallel runs pick different ones.
-NET=
-for i in $(seq 0 253); do
-  x=$(((ID + i) % 254 + 1))
-  if ! ip -4 route show | grep -q "^10\.213\.$x\."; then
-    NET=10.213.$x
-    break
-  fi
-done
-[ -n "$NET" ] || skip "no free /24 in 10.213.0.0/16"
+# The namespaces reach nothing but each other, so any /24 will do; one
+# derived from the PID keeps parallel runs apart in logs.
+NET=10.213.$((ID % 254 + 1))
 
-# --- the network: a bridge, three daemon hosts, the client in the root namespace ----
+# --- the network: a bridge and four machines ----------------------------------------
 # The probes above passed, so an error from here on is a failure, not a skip.
 trap 'echo "FAIL: network setup failed at line $LINENO"' ERR
 set -e
@@ -86,7 +89,7 @@ ip -n "$NS_BR" link set lo up
 ip -n "$NS_BR" link set br0 up
 declare -A ADDR
 n=1
-for r in $ROLES; do
+for r in $MACHINES; do
   ns=tnd$ID-$r
   ip netns add "$ns"
   MADE_NS+=("$ns")
@@ -98,86 +101,136 @@ for r in $ROLES; do
   ip -n "$ns" link set eth0 up
   n=$((n + 1))
 done
-ip -n "$NS_BR" link set client master br0 up
-CLIENT_ADDR=$NET.254
-ip addr add "$CLIENT_ADDR/24" dev "$ROOT_LINK"
-ip link set "$ROOT_LINK" up
+for r in $MACHINES; do
+  mkdir -p "/etc/netns/tnd$ID-$r"
+  {
+    echo "127.0.0.1 localhost"
+    for h in $MACHINES; do echo "${ADDR[$h]} $h.lan"; done
+  } >"/etc/netns/tnd$ID-$r/hosts"
+done
 set +e
 trap - ERR
-echo "subnet $NET.0/24: p0 ${ADDR[p0]}, p1 ${ADDR[p1]}, dealer ${ADDR[dealer]}, client $CLIENT_ADDR"
+echo "subnet $NET.0/24: dealer ${ADDR[dealer]}, p0 ${ADDR[p0]}, p1 ${ADDR[p1]}, laptop ${ADDR[laptop]}"
 
-# --- keys and config: every member at its own address -----------------------------------
-# Each daemon has a port space of its own, so all of them can use one port.
-PORT=7300
-cd "$TMP"
-for id in p0 p1 dealer owner alice; do
-  "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
-done
-[ "$failures" -eq 0 ] || finish
-declare -A CL_HOST=([p0]=${ADDR[p0]} [p1]=${ADDR[p1]} [dealer]=${ADDR[dealer]})
-PORT0=$PORT PORT1=$PORT PORTD=$PORT
-cluster_config cluster.ini "timeout_ms = 10000
-pool = 2" alice
+# --- the machines' directories, PATH and scp -----------------------------------------------
+BIN=$TMP/bin
+mkdir -p "$BIN" "$TMP/laptop/tandem/configs"
+for r in $DAEMONS; do mkdir -p "$TMP/$r"; done
+ln -s "$TANDEM" "$BIN/tandem"
+cp "$SRC/configs/lan.ini" "$TMP/laptop/tandem/configs/"
+ln -s "$M" "$TMP/laptop/tandem/models"
+# scp SRC... HOST.lan:PATH: a copy into HOST's directory (PATH from its HOME).
+cat >"$BIN/scp" <<'EOF'
+#!/usr/bin/env bash
+set -eu
+dest=${!#}
+host=${dest%%:*}
+host=${host%.lan}
+[ -d "$WALK_ROOT/$host" ] || { echo "scp: no machine $host" >&2; exit 1; }
+cp -- "${@:1:$#-1}" "$WALK_ROOT/$host/${dest#*:}"
+EOF
+chmod +x "$BIN/scp"
 
-# `ip netns exec` execs the command itself, so $! is the daemon's PID.
-for r in dealer p1 p0; do
-  if [ "$r" = dealer ]; then
-    ip netns exec "tnd$ID-$r" "$TANDEM" dealer --config cluster.ini 2>"log.$r" &
-  else
-    ip netns exec "tnd$ID-$r" "$TANDEM" party --config cluster.ini --id "$r" 2>"log.$r" &
+# on MACHINE CMD: runs CMD with bash on MACHINE, in its directory (the
+# laptop's checkout), in the foreground, or as a daemon when it ends in `&`.
+on() {
+  local m=$1 cmd=$2 dir bg=0
+  dir=$TMP/$m
+  [ "$m" = laptop ] && dir=$TMP/laptop/tandem
+  if [[ $cmd =~ ^(.*[^[:space:]])[[:space:]]*\&$ ]]; then
+    cmd=${BASH_REMATCH[1]}
+    bg=1
   fi
-  PIDS+=($!)
-done
-
-# Each daemon listens on its own address (not 0.0.0.0, not loopback).
-listening() { # ROLE
-  ip netns exec "tnd$ID-$1" ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q "${ADDR[$1]}:$PORT"
+  [ $bg = 1 ] && cmd="exec $cmd"
+  local run=(ip netns exec "tnd$ID-$m" env PATH="$BIN:$PATH" HOME="$TMP/$m" WALK_ROOT="$TMP"
+    bash -c "cd \"$dir\" && $cmd")
+  if [ $bg = 1 ]; then
+    # `ip netns exec` and bash exec the daemon itself, so $! is its PID.
+    "${run[@]}" 2>"$TMP/$m.stderr" &
+    PIDS+=($!)
+  else
+    timeout 120 "${run[@]}" >"$TMP/out" 2>"$TMP/err"
+  fi
 }
-for r in $ROLES; do
-  for _ in $(seq 50); do
-    listening "$r" && break
-    sleep 0.1
+
+# The port of MACHINE's section in lan.ini.
+port_of() {
+  awk -v s="[$1]" '$0 == s {f = 1; next} /^\[/ {f = 0} f && $1 == "port" {print $3; exit}' \
+    "$SRC/configs/lan.ini"
+}
+# Whether MACHINE listens on its own address and port.
+listening() {
+  ip netns exec "tnd$ID-$1" ss -Hltn "sport = :$(port_of "$1")" 2>/dev/null |
+    grep -q "${ADDR[$1]}:$(port_of "$1")"
+}
+
+# --- the walk-through, line by line -----------------------------------------------------------
+# The lines of the first ```sh block after the marker, "machine$ command".
+mapfile -t LINES < <(awk '/<!-- walkthrough:/ {m = 1; next}
+  m == 1 && /^```/ {m = 2; next}
+  m == 2 && /^```/ {exit}
+  m == 2 {print}' "$SRC/README.md")
+[ "${#LINES[@]}" -ge 10 ] || fail "README: the walk-through block has ${#LINES[@]} lines"
+for line in "${LINES[@]}"; do
+  [[ $line =~ ^([a-z0-9]+)\$[[:space:]]+(.*)$ ]] || { fail "README: not 'machine\$ command': $line"; continue; }
+  m=${BASH_REMATCH[1]}
+  cmd=${BASH_REMATCH[2]}
+  [[ " $MACHINES " == *" $m "* ]] || { fail "README: unknown machine $m"; continue; }
+  echo "$m\$ $cmd"
+  if ! on "$m" "$cmd"; then
+    fail "$m\$ $cmd: $(cat "$TMP/err")"
+    break
+  fi
+  # A daemon is up once it listens (on its own address) before the next line.
+  if [[ $cmd =~ \&[[:space:]]*$ ]]; then
+    for _ in $(seq 100); do
+      listening "$m" && break
+      sleep 0.1
+    done
+    listening "$m" || fail "$m does not listen on ${ADDR[$m]}:$(port_of "$m"): $(cat "$TMP/$m.stderr" "$TMP/$m/$m.log" 2>/dev/null)"
+  fi
+  [ "$failures" -eq 0 ] || break
+done
+
+# --- the result and where the traffic went ----------------------------------------------------
+if [ "$failures" -eq 0 ]; then
+  "$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$M/fashion_test16.npy" \
+    --output "$TMP/plain.npy" 2>"$TMP/err" || fail "run --plaintext: $(cat "$TMP/err")"
+  npy_check "$TMP/laptop/tandem/logits.npy" "$TMP/plain.npy" 0.02 1 ||
+    fail "private logits differ from the plaintext ones"
+  for m in $MACHINES; do
+    for k in "$TMP/$m"/keys/*.key "$TMP/$m"/tandem/configs/keys/*.key; do
+      [ -e "$k" ] || continue
+      [ "$(stat -c %a "$k")" = 600 ] || fail "$k is mode $(stat -c %a "$k")"
+      [ "$(basename "$k" .key)" = "$m" ] || [ "$m" = laptop ] ||
+        fail "$m holds another machine's secret key: $k"
+    done
   done
-  listening "$r" || fail "$r does not listen on ${ADDR[$r]}:$PORT: $(cat "log.$r")"
-done
-[ "$failures" -eq 0 ] || finish
-
-# --- share, infer from the root namespace, compare ----------------------------------------
-timeout 60 "$TANDEM" share-model --config cluster.ini --model "$M/fashion_mlp.onnx" --name mlp \
-  >out 2>err || fail "share-model: $(cat err)"
-"$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$M/fashion_test16.npy" \
-  --output plain.npy 2>err || fail "run --plaintext: $(cat err)"
-if timeout 60 "$TANDEM" infer --config cluster.ini --model mlp --input "$M/fashion_test16.npy" \
-    --output out.npy --stats stats.json --as alice 2>err; then
-  npy_check out.npy plain.npy 0.02 1 || fail "private logits differ from the plaintext ones"
-else
-  fail "infer: $(cat err)"
+  # The laptop reached each daemon through its link (the only route there).
+  for r in $DAEMONS; do
+    ip -n "tnd$ID-laptop" route get "${ADDR[$r]}" | grep -q "dev eth0 " ||
+      fail "the laptop does not reach $r through its link: $(ip -n "tnd$ID-laptop" route get "${ADDR[$r]}")"
+  done
+  # P0 keeps its links to P1 and the dealer between queries, and they join
+  # P0's address to theirs.
+  p0_links=$(ip netns exec "tnd$ID-p0" ss -Htn state established 2>/dev/null)
+  for r in p1 dealer; do
+    grep -Eq "${ADDR[p0]}:[0-9]+ +${ADDR[$r]}:[0-9]+" <<<"$p0_links" ||
+      fail "no TCP link from P0 (${ADDR[p0]}) to $r (${ADDR[$r]}): $p0_links"
+  done
+  # Each daemon has exactly one listening socket, on its own address.
+  for r in $DAEMONS; do
+    lines=$(ip netns exec "tnd$ID-$r" ss -Hltn 2>/dev/null | wc -l)
+    [ "$lines" -eq 1 ] || fail "$r: $lines listening sockets, want 1 (on ${ADDR[$r]})"
+  done
+  for i in "${!PIDS[@]}"; do
+    kill -0 "${PIDS[$i]}" 2>/dev/null || fail "daemon ${PIDS[$i]} exited"
+  done
 fi
-
-# The traffic really crossed the namespaces. The client reached the daemons
-# through its veth (the only route to the subnet); P0 keeps its links to P1
-# and the dealer between queries, and they join P0's address to theirs.
-for r in $ROLES; do
-  ip route get "${ADDR[$r]}" | grep -q "dev $ROOT_LINK " ||
-    fail "the root namespace does not reach $r through $ROOT_LINK: $(ip route get "${ADDR[$r]}")"
-done
-p0_links=$(ip netns exec "tnd$ID-p0" ss -Htn state established 2>/dev/null)
-for r in p1 dealer; do
-  grep -Eq "${ADDR[p0]}:[0-9]+ +${ADDR[$r]}:[0-9]+" <<<"$p0_links" ||
-    fail "no TCP link from P0 (${ADDR[p0]}) to $r (${ADDR[$r]}): $p0_links"
-done
-# Each daemon has exactly one listening socket, on its own address.
-for r in $ROLES; do
-  lines=$(ip netns exec "tnd$ID-$r" ss -Hltn 2>/dev/null | wc -l)
-  [ "$lines" -eq 1 ] || fail "$r: $lines listening sockets, want 1 (on ${ADDR[$r]})"
-done
-for i in "${!PIDS[@]}"; do
-  kill -0 "${PIDS[$i]}" 2>/dev/null || fail "daemon ${PIDS[$i]} exited"
-done
 if [ "$failures" -ne 0 ]; then
-  for r in $ROLES; do
-    echo "--- log.$r"
-    cat "log.$r"
+  for r in $DAEMONS; do
+    echo "--- $r"
+    cat "$TMP/$r.stderr" "$TMP/$r/$r.log" 2>/dev/null
   done
 fi
 finish
