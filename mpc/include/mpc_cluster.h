@@ -553,6 +553,17 @@ TANDEM_WUR int cl_client_remove_model(cl_client_t *c, const char *name, char *er
 /* Any client or the owner: the dealer's models as cl_store_list's lines
  * (*text malloc'd; caller frees). */
 TANDEM_WUR int cl_client_models(cl_client_t *c, char **text, char *err, size_t errlen);
+/* A query's inputs against model `name`'s public graph g, with no network:
+ * their number and shapes (one line naming the input, the shape the model
+ * declares and the one given), the outputs' number (noutputs), every element
+ * finite, within the owner's input bound (g->input_bound, when > 0) and not
+ * under the declared least input (g->input_min). *batch: the rows to ask
+ * for (1 when no input is batched). 0, TANDEM_ESHAPE or TANDEM_ERANGE with
+ * the line in err. cl_client_query calls it before it asks the dealer;
+ * `tandem run` before it starts its cluster. */
+TANDEM_WUR int cl_inputs_check(const mpc_graph_t *g, const char *name,
+                               const mpc_ftensor_t *inputs, size_t ninputs, size_t noutputs,
+                               size_t *batch, char *err, size_t errlen);
 /* Any client or the owner: model `name`'s public graph from the dealer,
  * initialised by the callee (close with mpc_graph_close). */
 TANDEM_WUR int cl_client_graph(cl_client_t *c, const char *name, mpc_graph_t *g, char *err,

@@ -249,16 +249,11 @@ int cl_client_remove_model(cl_client_t *c, const char *name, char *err, size_t e
   return rc;
 }
 
-/* The client's inputs against the model's public graph, before the dealer
- * makes anything for the query (issue 12: a wrong shape was found only
- * after the dealer had sent its preprocessing, and the parties logged the
- * client's mistake as a network fault): their number and shapes (one line
- * naming the input, the shape the model declares and the one given), the
- * outputs' number, and the owner's input bound. *batch: the rows to ask
- * for. */
-static int inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t *inputs,
-                        size_t ninputs, size_t noutputs, size_t *batch, char *err,
-                        size_t errlen) {
+/* Issue 12: a wrong shape was found only after the dealer had sent its
+ * preprocessing, and the parties logged the client's mistake as a network
+ * fault; `tandem run` checks the same before it starts its cluster. */
+int cl_inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t *inputs,
+                    size_t ninputs, size_t noutputs, size_t *batch, char *err, size_t errlen) {
   char why[400];
   int rc = mpc_graph_batch(g, inputs, ninputs, batch, why, sizeof why);
   if (rc != 0) {
@@ -272,18 +267,31 @@ static int inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftenso
     snprintf(err, errlen, "model %s has %zu outputs, not %zu", name, nout, noutputs);
     return TANDEM_ESHAPE;
   }
-  for (size_t i = 0; i < g->nnodes && g->input_bound > 0; i++) {
+  const double lo = g->input_min;
+  for (size_t i = 0; i < g->nnodes; i++) {
     if (g->nodes[i].op != MPC_OP_INPUT)
       continue;
     const mpc_ftensor_t *t = &inputs[k++];
     size_t n = mpc_shape_numel(&t->shape);
-    for (size_t j = 0; j < n; j++)
-      if (!(fabs(t->data[j]) <= g->input_bound)) {
+    for (size_t j = 0; j < n; j++) {
+      if (!isfinite(t->data[j])) {
+        snprintf(err, errlen, "model %s: input '%s' element %zu is %g, not a finite number",
+                 name, g->nodes[i].name, j, t->data[j]);
+        return TANDEM_ERANGE;
+      }
+      if (t->data[j] < lo) {
+        snprintf(err, errlen,
+                 "model %s: input '%s' element %zu is %g, below the model's declared least "
+                 "input %.6g (tandem.input_min)", name, g->nodes[i].name, j, t->data[j], lo);
+        return TANDEM_ERANGE;
+      }
+      if (g->input_bound > 0 && !(fabs(t->data[j]) <= g->input_bound)) {
         snprintf(err, errlen,
                  "model %s: input '%s' element %zu is %g, beyond the model's safe input "
                  "range +-%.6g", name, g->nodes[i].name, j, t->data[j], g->input_bound);
         return TANDEM_ERANGE;
       }
+    }
   }
   if (*batch == 0)
     *batch = 1; /* no batched input: the same plan at any batch */
@@ -399,7 +407,7 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
   mpc_graph_t pre;
   int rc = cl_client_graph(c, name, &pre, err, errlen);
   if (rc == 0) {
-    rc = inputs_check(&pre, name, inputs, ninputs, noutputs, &ask, err, errlen);
+    rc = cl_inputs_check(&pre, name, inputs, ninputs, noutputs, &ask, err, errlen);
     mpc_graph_close(&pre);
   }
   if (rc != 0)
