@@ -7,6 +7,7 @@
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,6 +280,59 @@ START_TEST(down_peer_named) {
 }
 END_TEST
 
+/* ---- the failed party named ----------------------------------------------------- */
+
+/* Where P1 fails in the test: CL_FAULT_PARTY_BEFORE_QUERY (it "dies": the
+ * service drops every link) or CL_FAULT_PARTY_ROUND (the hook drops P1's
+ * links mid-step, at its first online round). Once. */
+static atomic_int p1_fail_at;
+
+static int p1_fails(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq, (void)peer;
+  if (who != CL_P1 || (int)where != atomic_load(&p1_fail_at))
+    return 0;
+  atomic_store(&p1_fail_at, 0);
+  if (where == CL_FAULT_PARTY_BEFORE_QUERY)
+    return 1;
+  net_node_t *n = cl_party_node(c->party[CL_P1].party);
+  for (int id = 0; id < NET_MAX_PEERS; id++)
+    if (id != CL_P1 && net_peer_up(n, id))
+      (void)net_peer_close(n, id);
+  return 0;
+}
+
+/* P1 fails in a query, before it or mid-step, its links ended as when its
+ * process is killed: the client's line names p1 first and its typed failure
+ * is P1's (issue 12: the line named p0, which only saw P1's link end, and
+ * st.fail_party was P0). Fails without the client's query_failure naming
+ * the silent party. */
+static void p1_fails_named(cl_fault_t where) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&p1_fail_at, (int)where);
+  c.fault = p1_fails;
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_int_ne(ch_query(&c, &cl, 0, 1, &y, &st, err, sizeof err), 0);
+  ck_assert_int_eq(atomic_load(&p1_fail_at), 0); /* the fault did fire */
+  ck_assert_msg(strncmp(err, "p1 ", 3) == 0 && strchr(err, '\n') == NULL, "%s", err);
+  ck_assert_int_eq(st.fail_party, CL_P1);
+  ck_assert_int_ne(st.fail_code, 0);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  c.fault = NULL;
+  ch_stop(&c);
+}
+
+START_TEST(p1_dead_before_query_named) { p1_fails_named(CL_FAULT_PARTY_BEFORE_QUERY); }
+END_TEST
+
+START_TEST(p1_links_dropped_mid_step_named) { p1_fails_named(CL_FAULT_PARTY_ROUND); }
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
@@ -288,6 +342,8 @@ Suite *cluster_deploy_suite(void) {
   tcase_add_test(tc, inputs_checked_before_request);
   tcase_add_test(tc, clients_side_by_side);
   tcase_add_test(tc, down_peer_named);
+  tcase_add_test(tc, p1_dead_before_query_named);
+  tcase_add_test(tc, p1_links_dropped_mid_step_named);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -320,14 +320,24 @@ static int query_ask(cl_client_t *c, const char *name, size_t batch, cl_ctrl_t *
   return wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, h, graph, glen, err, errlen);
 }
 
+/* Whether a party's failure code says its link to a peer ended. */
+static int link_ended(int code) {
+  return code == TANDEM_ECLOSED || code == -ECONNRESET || code == -EPIPE;
+}
+
 /* After a failed query: a party that gave it up says why, where and with
  * which code (its stats' failure record, then a text). When one party's
  * failure made the other's (a dropped link), the cause is the failure that
- * came before either phase ran. Fills st's failure and err. */
+ * came before either phase ran. A party that sent no report while the other
+ * reports a link that ended, or whose link to this client ended, is the one
+ * that failed, and is named first (issue 12: with P1 killed mid-query the
+ * line named P0, which had only seen P1's link end). Fills st's failure and
+ * err. */
 static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t *st,
                           char *err, size_t errlen) {
   char why[2][512] = {"", ""};
   cl_party_stats_t fail[2];
+  int heard[2] = {0, 0};
   memset(fail, 0, sizeof fail);
   for (int id = CL_P0; id <= CL_P1; id++) {
     cl_ctrl_t a;
@@ -335,6 +345,7 @@ static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t
     size_t plen = 0;
     if (recv_ctrl(c, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
         (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
+      heard[id] = 1;
       cl_stats_decode(payload, &fail[id]);
       snprintf(why[id], sizeof why[id], "%s: %s", c->cfg->m[id].name,
                (const char *)payload + CL_STATS_BYTES);
@@ -345,7 +356,27 @@ static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t
   for (int id = CL_P0; id <= CL_P1; id++)
     if (fail[id].fail_code != 0 && (pick < 0 || fail[pick].fail_where != CL_FAIL_BEFORE))
       pick = id;
-  if (pick >= 0) {
+  /* The silent party: no report, and its link ended (at this client) or
+   * the other party's did. */
+  int gone = -1;
+  for (int id = CL_P0; id <= CL_P1; id++) {
+    int other = CL_P0 + CL_P1 - id;
+    if (!heard[id] && (!net_peer_up(c->node, id) ||
+                       (heard[other] && link_ended(fail[other].fail_code))))
+      gone = id;
+  }
+  if (gone >= 0) {
+    const char *name = c->cfg->m[gone].name;
+    st->fail_party = gone;
+    st->fail_where = pick >= 0 ? (cl_fail_where_t)fail[pick].fail_where : CL_FAIL_ONLINE;
+    st->fail_code = pick >= 0 ? fail[pick].fail_code : rc;
+    if (pick >= 0)
+      snprintf(err, errlen, "%s left the query (no report from it%s); %s", name,
+               net_peer_up(c->node, gone) ? "" : ", its link to this client ended", why[pick]);
+    else
+      snprintf(err, errlen, "%s left the query (no report from it, its link to this client "
+               "ended): %s", name, tandem_strerror(rc));
+  } else if (pick >= 0) {
     st->fail_party = (int)fail[pick].fail_party;
     st->fail_where = (cl_fail_where_t)fail[pick].fail_where;
     st->fail_code = fail[pick].fail_code;
