@@ -79,6 +79,11 @@ typedef struct {
    * preprocessing exceeds it is refused. Default: a quarter of the host's
    * memory (cl_default_pool_mem). */
   size_t pool_mem_max;
+  /* Dealer: the most queries waiting in its FIFO from all clients together
+   * (each client key also has at most JOBS_PER_PEER, 4, of its own): a
+   * query past it is refused at once with the reason, rather than left to
+   * wait out its client's timeout behind the others. Default CL_QUEUE_MAX. */
+  unsigned queue_max;
   /* The memory budget of one plan with its party or dealer object, in bytes
    * (mpc_plan_mem_bytes' estimate from the graph): a graph or a batch size
    * over it is refused before anything is compiled. 0: no budget. */
@@ -99,6 +104,12 @@ typedef struct {
   unsigned threads;
   unsigned long long emulate_rate_bps;
 } cl_config_t;
+
+/* queue_max's default. The worker serves one query at a time: 32 queries
+ * of a CNN at batch 8 (about a second each on a 2-vCPU machine) are already
+ * about the 30 s a client waits by default, so a query further back would
+ * wait only to time out. */
+#define CL_QUEUE_MAX 32
 
 /* A quarter of the host's physical memory (1 GiB when it cannot tell):
  * pool_mem_max's default. */

@@ -5,12 +5,14 @@
  * the parties freeing the plans of large queries once they are done; and
  * several clients, each with its own key, querying at the same moment. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster_harness.h"
 
@@ -333,6 +335,98 @@ END_TEST
 START_TEST(p1_links_dropped_mid_step_named) { p1_fails_named(CL_FAULT_PARTY_ROUND); }
 END_TEST
 
+/* ---- the dealer's queue bound ----------------------------------------------------- */
+
+static atomic_int hold_worker, worker_held;
+
+static void nap_ms(long ms) {
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* The dealer's worker stops at client a's query (the parties told, its
+ * preprocessing not sent) until the test lets it go: the FIFO fills behind. */
+static int worker_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP && peer == CL_CLIENT0) {
+    atomic_store(&worker_held, 1);
+    while (atomic_load(&hold_worker))
+      nap_ms(5);
+  }
+  return 0;
+}
+
+typedef struct {
+  ch_cluster_t *c;
+  int k;
+  int rc;
+  atomic_int done;
+  char err[512];
+} queued_t;
+
+static void *queued_main(void *arg) {
+  queued_t *q = arg;
+  cl_client_t cl;
+  ch_client_open(q->c, q->k, &cl);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  q->rc = ch_query(q->c, &cl, (size_t)q->k, 1, &y, &st, q->err, sizeof q->err);
+  if (q->rc == 0) {
+    ch_check_output(q->c, (size_t)q->k, 1, &y);
+    mpc_ftensor_close(&y);
+  }
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  atomic_store(&q->done, 1);
+  return NULL;
+}
+
+/* queue_max = 1: while the worker is held at client a's query, clients b
+ * and c ask; one waits in the FIFO, the other is refused at once, with the
+ * reason (before the bound, it waited out its timeout, or with every key
+ * querying at once 64 queries waited). Once the worker goes on, a's query
+ * and the queued one are served, each answer right. Fails without the
+ * bound: neither b nor c returns while a is held. */
+START_TEST(queue_bound_refuses) {
+  ch_opts_t o = {.cluster_lines = "queue_max = 1\n"};
+  ch_cluster_t c;
+  ch_start_opts(&c, TIMEOUT_MS, 1, 1, &o);
+  atomic_store(&hold_worker, 1);
+  atomic_store(&worker_held, 0);
+  c.fault = worker_pause;
+  queued_t q[3];
+  pthread_t th[3];
+  for (int k = 0; k < 3; k++) {
+    memset(&q[k], 0, sizeof q[k]);
+    q[k].c = &c;
+    q[k].k = k;
+  }
+  ck_assert_int_eq(pthread_create(&th[0], NULL, queued_main, &q[0]), 0);
+  double end = cl_now() + 10;
+  while (!atomic_load(&worker_held) && cl_now() < end)
+    nap_ms(5);
+  ck_assert_msg(atomic_load(&worker_held), "client a's query did not reach the dealer");
+  for (int k = 1; k < 3; k++)
+    ck_assert_int_eq(pthread_create(&th[k], NULL, queued_main, &q[k]), 0);
+  /* Neither can be served while the worker is held: the first back is the
+   * refused one. */
+  end = cl_now() + 10;
+  while (!atomic_load(&q[1].done) && !atomic_load(&q[2].done) && cl_now() < end)
+    nap_ms(5);
+  int refused = atomic_load(&q[1].done) ? 1 : atomic_load(&q[2].done) ? 2 : 0;
+  atomic_store(&hold_worker, 0);
+  for (int k = 0; k < 3; k++)
+    pthread_join(th[k], NULL);
+  c.fault = NULL;
+  ck_assert_msg(refused != 0, "no query was refused while the queue was full");
+  ck_assert_int_eq(q[refused].rc, -EBUSY);
+  ck_assert_msg(strstr(q[refused].err, "queue_max") != NULL, "%s", q[refused].err);
+  ck_assert_msg(q[0].rc == 0, "client a: %s", q[0].err);
+  ck_assert_msg(q[3 - refused].rc == 0, "the queued query: %s", q[3 - refused].err);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
@@ -344,6 +438,7 @@ Suite *cluster_deploy_suite(void) {
   tcase_add_test(tc, down_peer_named);
   tcase_add_test(tc, p1_dead_before_query_named);
   tcase_add_test(tc, p1_links_dropped_mid_step_named);
+  tcase_add_test(tc, queue_bound_refuses);
   suite_add_tcase(s, tc);
   return s;
 }

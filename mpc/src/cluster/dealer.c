@@ -30,6 +30,7 @@
  * dropped before the parties hear of it, and its unused preprocessing goes
  * back to the pool.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -622,6 +623,30 @@ static void *worker_main(void *arg) {
 
 /* ---- readers ------------------------------------------------------------------ */
 
+/* Whether the FIFO holds queue_max queries of clients (an owner's jobs are
+ * not counted: a SHARE or REMOVE is never refused for clients' queries).
+ * Under d->mu. */
+static int queue_full(cl_dealer_t *d) {
+  unsigned n = 0;
+  for (int id = CL_CLIENT0; id < NET_MAX_PEERS; id++)
+    n += d->jobs[id];
+  return n >= d->cfg->queue_max;
+}
+
+/* Refuses request j at once, as the FIFO is full (issue 12: with every
+ * client key querying at once a query waited out its client's timeout
+ * behind the others, and failed with "no answer from dealer"). Frees j. */
+static void refuse_full(cl_dealer_t *d, job_t *j) {
+  char err[256];
+  snprintf(err, sizeof err, "the dealer is busy: %u queries are waiting before this one "
+           "(its queue_max); ask again later", d->cfg->queue_max);
+  LOGW(d, "query from client %d refused: %u queries waiting (queue_max)", j->from,
+       d->cfg->queue_max);
+  reply(d, j->from, j->links, &j->h, -EBUSY, 0, 0, 0, err, strlen(err));
+  free(j->payload);
+  free(j);
+}
+
 /* One reader per owner or client for the dealer's lifetime: it moves the
  * peer's control messages into the FIFO (at most JOBS_PER_PEER waiting, so
  * one client cannot crowd out the others) and waits for the peer to come
@@ -698,6 +723,11 @@ static void *reader_main(void *arg) {
     j->t_in = cl__now(&d->hooks);
     j->links = cur;
     pthread_mutex_lock(&d->mu);
+    if (j->h.type == CL_MSG_REQ && queue_full(d)) {
+      pthread_mutex_unlock(&d->mu);
+      refuse_full(d, j);
+      continue;
+    }
     d->jobs[id]++;
     d->shares += j->h.type == CL_MSG_SHARE;
     if (d->tail != NULL)
