@@ -427,6 +427,130 @@ START_TEST(queue_bound_refuses) {
 }
 END_TEST
 
+/* ---- a model replaced under queries in flight ----------------------------------- */
+
+static atomic_int round_hold, round_held;
+
+/* P0 stops at its first online round of client a's query while round_hold
+ * is set: the query is in flight (its preprocessing at both parties). */
+static int p0_round_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
+      atomic_load(&round_hold)) {
+    atomic_store(&round_held, 1);
+    while (atomic_load(&round_hold))
+      nap_ms(5);
+  }
+  return 0;
+}
+
+typedef struct {
+  ch_cluster_t *c;
+  cl_client_t *cl;
+  const mpc_ftensor_t *x;
+  const mpc_graph_t *g;
+  const mpc_weights_t *w;
+  mpc_ftensor_t y;
+  int rc;
+  char err[512];
+} bg_t;
+
+static void *bg_query(void *arg) {
+  bg_t *b = arg;
+  cl_query_stats_t st;
+  b->rc = cl_client_query(b->cl, "mlp", b->x, 1, &b->y, 1, &st, b->err, sizeof b->err);
+  cl_query_stats_close(&st);
+  return NULL;
+}
+
+static void *bg_share(void *arg) {
+  bg_t *b = arg;
+  cl_client_t owner;
+  b->rc = cl_client_open(&owner, &b->c->cfg, CL_OWNER, b->err, sizeof b->err);
+  if (b->rc == 0) {
+    b->rc = cl_client_share_graph(&owner, b->g, b->w, "mlp", CL_SHARE_REPLACE, b->err,
+                                  sizeof b->err);
+    cl_client_close(&owner);
+  }
+  return NULL;
+}
+
+/* The largest difference of two outputs of the same shape. */
+static double max_diff(const mpc_ftensor_t *a, const mpc_ftensor_t *b) {
+  ck_assert_uint_eq(mpc_shape_numel(&a->shape), mpc_shape_numel(&b->shape));
+  double m = 0;
+  for (size_t i = 0; i < mpc_shape_numel(&a->shape); i++)
+    m = fmax(m, fabs(a->data[i] - b->data[i]));
+  return m;
+}
+
+/* share-model --replace while a query is in flight (held at P0's first
+ * online round until the dealer has sent the new model's setup): the query
+ * finishes on the old model (its answer is the old weights' plaintext), and
+ * the next query uses the new one (its answer is the new weights'; they
+ * differ from the old by far more than the fixed-point error). */
+START_TEST(replace_under_query_in_flight) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  char path[600], err[512] = "";
+  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  ck_assert_msg(mpc_onnx_load(path, &g, &w, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_t x = c.images, ref_old, ref_new;
+  x.shape.dim[0] = 2;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref_old), 0);
+  /* The new model: every weight and bias halved. */
+  for (size_t i = 0; i < g.nnodes; i++)
+    for (size_t k = 0; w.param[i].data != NULL && k < mpc_shape_numel(&w.param[i].shape); k++)
+      w.param[i].data[k] *= 0.5;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref_new), 0);
+  ck_assert_double_gt(max_diff(&ref_old, &ref_new), 1.0);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  atomic_store(&round_hold, 1);
+  atomic_store(&round_held, 0);
+  c.fault = p0_round_pause;
+  bg_t q = {.c = &c, .cl = &cl, .x = &x}, sh = {.c = &c, .g = &g, .w = &w};
+  pthread_t tq, ts;
+  ck_assert_int_eq(pthread_create(&tq, NULL, bg_query, &q), 0);
+  double end = cl_now() + 10;
+  while (!atomic_load(&round_held) && cl_now() < end)
+    nap_ms(5);
+  int held = atomic_load(&round_held);
+  size_t from = ch_mark(&c);
+  if (held)
+    ck_assert_int_eq(pthread_create(&ts, NULL, bg_share, &sh), 0);
+  int sent = held && ch_wait_line(&c, from, "dealer", "model mlp: setup sent to the parties",
+                                  10000);
+  atomic_store(&round_hold, 0);
+  pthread_join(tq, NULL);
+  if (held)
+    pthread_join(ts, NULL);
+  c.fault = NULL;
+  ck_assert_msg(held, "the query did not reach its online phase");
+  ck_assert_msg(sent, "the dealer did not send the new model's setup during the query");
+  ck_assert_msg(q.rc == 0, "the query in flight: %s", q.err);
+  ck_assert_msg(sh.rc == 0, "the replacement: %s", sh.err);
+  ck_assert_msg(max_diff(&q.y, &ref_old) < 0.05, "the query in flight was not answered by "
+                "the old model (off by %g)", max_diff(&q.y, &ref_old));
+  mpc_ftensor_close(&q.y);
+  cl_query_stats_t st;
+  q.rc = cl_client_query(&cl, "mlp", &x, 1, &q.y, 1, &st, q.err, sizeof q.err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(q.rc == 0, "the next query: %s", q.err);
+  ck_assert_msg(max_diff(&q.y, &ref_new) < 0.05, "the next query was not answered by the "
+                "new model (off by %g)", max_diff(&q.y, &ref_new));
+  mpc_ftensor_close(&q.y);
+  mpc_ftensor_close(&ref_old);
+  mpc_ftensor_close(&ref_new);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
@@ -439,6 +563,7 @@ Suite *cluster_deploy_suite(void) {
   tcase_add_test(tc, p1_dead_before_query_named);
   tcase_add_test(tc, p1_links_dropped_mid_step_named);
   tcase_add_test(tc, queue_bound_refuses);
+  tcase_add_test(tc, replace_under_query_in_flight);
   suite_add_tcase(s, tc);
   return s;
 }
