@@ -79,6 +79,11 @@ typedef struct {
    * preprocessing exceeds it is refused. Default: a quarter of the host's
    * memory (cl_default_pool_mem). */
   size_t pool_mem_max;
+  /* Dealer: the most queries waiting in its FIFO from all clients together
+   * (each client key also has at most JOBS_PER_PEER, 4, of its own): a
+   * query past it is refused at once with the reason, rather than left to
+   * wait out its client's timeout behind the others. Default CL_QUEUE_MAX. */
+  unsigned queue_max;
   /* The memory budget of one plan with its party or dealer object, in bytes
    * (mpc_plan_mem_bytes' estimate from the graph): a graph or a batch size
    * over it is refused before anything is compiled. 0: no budget. */
@@ -99,6 +104,12 @@ typedef struct {
   unsigned threads;
   unsigned long long emulate_rate_bps;
 } cl_config_t;
+
+/* queue_max's default. The worker serves one query at a time: 32 queries
+ * of a CNN at batch 8 (about a second each on a 2-vCPU machine) are already
+ * about the 30 s a client waits by default, so a query further back would
+ * wait only to time out. */
+#define CL_QUEUE_MAX 32
 
 /* A quarter of the host's physical memory (1 GiB when it cannot tell):
  * pool_mem_max's default. */
@@ -553,6 +564,17 @@ TANDEM_WUR int cl_client_remove_model(cl_client_t *c, const char *name, char *er
 /* Any client or the owner: the dealer's models as cl_store_list's lines
  * (*text malloc'd; caller frees). */
 TANDEM_WUR int cl_client_models(cl_client_t *c, char **text, char *err, size_t errlen);
+/* A query's inputs against model `name`'s public graph g, with no network:
+ * their number and shapes (one line naming the input, the shape the model
+ * declares and the one given), the outputs' number (noutputs), every element
+ * finite, within the owner's input bound (g->input_bound, when > 0) and not
+ * under the declared least input (g->input_min). *batch: the rows to ask
+ * for (1 when no input is batched). 0, TANDEM_ESHAPE or TANDEM_ERANGE with
+ * the line in err. cl_client_query calls it before it asks the dealer;
+ * `tandem run` before it starts its cluster. */
+TANDEM_WUR int cl_inputs_check(const mpc_graph_t *g, const char *name,
+                               const mpc_ftensor_t *inputs, size_t ninputs, size_t noutputs,
+                               size_t *batch, char *err, size_t errlen);
 /* Any client or the owner: model `name`'s public graph from the dealer,
  * initialised by the callee (close with mpc_graph_close). */
 TANDEM_WUR int cl_client_graph(cl_client_t *c, const char *name, mpc_graph_t *g, char *err,

@@ -95,11 +95,13 @@ else
   fail "chunked run: $(cat "$TMP/err")"
 fi
 
-# Bad input: one line on stderr, exit 1.
+# Bad input: one line on stderr, exit 1. Found before the cluster starts:
+# run's temporary cluster would go under $TMPDIR, here a directory that does
+# not exist, so a run that got as far as starting daemons fails otherwise.
 expect_error() { # WHAT PATTERN ARGS...
   local what=$1 pat=$2
   shift 2
-  if "$TANDEM" run "$@" >"$TMP/out" 2>"$TMP/err"; then
+  if TMPDIR=$TMP/no-cluster "$TANDEM" run "$@" >"$TMP/out" 2>"$TMP/err"; then
     fail "$what: succeeded"
   elif ! one_line "$TMP/err" || ! grep -q "$pat" "$TMP/err"; then
     fail "$what: want one line matching '$pat', got: $(cat "$TMP/err")"
@@ -140,7 +142,7 @@ off = 10 + struct.unpack("<H", b[8:10])[0]
 b[off:off + 4] = struct.pack("<f", float("nan"))
 open(sys.argv[2], "wb").write(b)
 PY
-expect_error "NaN input" "nan" --model "$M/fashion_mlp.onnx" --input "$TMP/nan.npy" --output "$TMP/x.npy"
+expect_error "NaN input" "element 0 is nan" --model "$M/fashion_mlp.onnx" --input "$TMP/nan.npy" --output "$TMP/x.npy"
 "$TANDEM" --version | grep -qE '^tandem [0-9]+\.[0-9]+\.[0-9]+$' || fail "tandem --version"
 "$TANDEM" infer --version | grep -qE '^tandem [0-9]' || fail "tandem infer --version"
 TANDEM_MAX_MSG=10 expect_error "bad TANDEM_MAX_MSG" "TANDEM_MAX_MSG" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --output "$TMP/x.npy"
@@ -156,6 +158,15 @@ n = (len(b) - off) // 4
 open(sys.argv[2], "wb").write(b[:off] + struct.pack("<%df" % n, *([3e9] * n)))
 PY
 expect_error "overflowing input" "safe input range" --model "$M/fashion_mlp.onnx" --input "$TMP/huge.npy" --output "$TMP/x.npy"
+# Below the model's declared least input (tandem.input_min: pixels in [0, 1]).
+python3 - "$TMP/one.npy" "$TMP/neg.npy" <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+off = 10 + struct.unpack("<H", b[8:10])[0]
+b[off + 8:off + 12] = struct.pack("<f", -0.5)
+open(sys.argv[2], "wb").write(b)
+PY
+expect_error "input under input_min" "element 2 is -0.5, below the model's declared least input 0" --model "$M/fashion_mlp.onnx" --input "$TMP/neg.npy" --output "$TMP/x.npy"
 expect_error "two inputs for one" "1 inputs" --model "$M/fashion_mlp.onnx" --input "$TMP/one.npy" --input "$TMP/one.npy" --output "$TMP/x.npy"
 
 # No daemon left behind by any of the above.

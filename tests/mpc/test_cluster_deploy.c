@@ -5,11 +5,14 @@
  * the parties freeing the plans of large queries once they are done; and
  * several clients, each with its own key, querying at the same moment. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster_harness.h"
 
@@ -279,6 +282,275 @@ START_TEST(down_peer_named) {
 }
 END_TEST
 
+/* ---- the failed party named ----------------------------------------------------- */
+
+/* Where P1 fails in the test: CL_FAULT_PARTY_BEFORE_QUERY (it "dies": the
+ * service drops every link) or CL_FAULT_PARTY_ROUND (the hook drops P1's
+ * links mid-step, at its first online round). Once. */
+static atomic_int p1_fail_at;
+
+static int p1_fails(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq, (void)peer;
+  if (who != CL_P1 || (int)where != atomic_load(&p1_fail_at))
+    return 0;
+  atomic_store(&p1_fail_at, 0);
+  if (where == CL_FAULT_PARTY_BEFORE_QUERY)
+    return 1;
+  net_node_t *n = cl_party_node(c->party[CL_P1].party);
+  for (int id = 0; id < NET_MAX_PEERS; id++)
+    if (id != CL_P1 && net_peer_up(n, id))
+      (void)net_peer_close(n, id);
+  return 0;
+}
+
+/* P1 fails in a query, before it or mid-step, its links ended as when its
+ * process is killed: the client's line names p1 first and its typed failure
+ * is P1's (issue 12: the line named p0, which only saw P1's link end, and
+ * st.fail_party was P0). Fails without the client's query_failure naming
+ * the silent party. */
+static void p1_fails_named(cl_fault_t where) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&p1_fail_at, (int)where);
+  c.fault = p1_fails;
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  ck_assert_int_ne(ch_query(&c, &cl, 0, 1, &y, &st, err, sizeof err), 0);
+  ck_assert_int_eq(atomic_load(&p1_fail_at), 0); /* the fault did fire */
+  ck_assert_msg(strncmp(err, "p1 ", 3) == 0 && strchr(err, '\n') == NULL, "%s", err);
+  ck_assert_int_eq(st.fail_party, CL_P1);
+  ck_assert_int_ne(st.fail_code, 0);
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  c.fault = NULL;
+  ch_stop(&c);
+}
+
+START_TEST(p1_dead_before_query_named) { p1_fails_named(CL_FAULT_PARTY_BEFORE_QUERY); }
+END_TEST
+
+START_TEST(p1_links_dropped_mid_step_named) { p1_fails_named(CL_FAULT_PARTY_ROUND); }
+END_TEST
+
+/* ---- the dealer's queue bound ----------------------------------------------------- */
+
+static atomic_int hold_worker, worker_held;
+
+static void nap_ms(long ms) {
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* The dealer's worker stops at client a's query (the parties told, its
+ * preprocessing not sent) until the test lets it go: the FIFO fills behind. */
+static int worker_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP && peer == CL_CLIENT0) {
+    atomic_store(&worker_held, 1);
+    while (atomic_load(&hold_worker))
+      nap_ms(5);
+  }
+  return 0;
+}
+
+typedef struct {
+  ch_cluster_t *c;
+  int k;
+  int rc;
+  atomic_int done;
+  char err[512];
+} queued_t;
+
+static void *queued_main(void *arg) {
+  queued_t *q = arg;
+  cl_client_t cl;
+  ch_client_open(q->c, q->k, &cl);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  q->rc = ch_query(q->c, &cl, (size_t)q->k, 1, &y, &st, q->err, sizeof q->err);
+  if (q->rc == 0) {
+    ch_check_output(q->c, (size_t)q->k, 1, &y);
+    mpc_ftensor_close(&y);
+  }
+  cl_query_stats_close(&st);
+  cl_client_close(&cl);
+  atomic_store(&q->done, 1);
+  return NULL;
+}
+
+/* queue_max = 1: while the worker is held at client a's query, clients b
+ * and c ask; one waits in the FIFO, the other is refused at once, with the
+ * reason (before the bound, it waited out its timeout, or with every key
+ * querying at once 64 queries waited). Once the worker goes on, a's query
+ * and the queued one are served, each answer right. Fails without the
+ * bound: neither b nor c returns while a is held. */
+START_TEST(queue_bound_refuses) {
+  ch_opts_t o = {.cluster_lines = "queue_max = 1\n"};
+  ch_cluster_t c;
+  ch_start_opts(&c, TIMEOUT_MS, 1, 1, &o);
+  atomic_store(&hold_worker, 1);
+  atomic_store(&worker_held, 0);
+  c.fault = worker_pause;
+  queued_t q[3];
+  pthread_t th[3];
+  for (int k = 0; k < 3; k++) {
+    memset(&q[k], 0, sizeof q[k]);
+    q[k].c = &c;
+    q[k].k = k;
+  }
+  ck_assert_int_eq(pthread_create(&th[0], NULL, queued_main, &q[0]), 0);
+  double end = cl_now() + 10;
+  while (!atomic_load(&worker_held) && cl_now() < end)
+    nap_ms(5);
+  ck_assert_msg(atomic_load(&worker_held), "client a's query did not reach the dealer");
+  for (int k = 1; k < 3; k++)
+    ck_assert_int_eq(pthread_create(&th[k], NULL, queued_main, &q[k]), 0);
+  /* Neither can be served while the worker is held: the first back is the
+   * refused one. */
+  end = cl_now() + 10;
+  while (!atomic_load(&q[1].done) && !atomic_load(&q[2].done) && cl_now() < end)
+    nap_ms(5);
+  int refused = atomic_load(&q[1].done) ? 1 : atomic_load(&q[2].done) ? 2 : 0;
+  atomic_store(&hold_worker, 0);
+  for (int k = 0; k < 3; k++)
+    pthread_join(th[k], NULL);
+  c.fault = NULL;
+  ck_assert_msg(refused != 0, "no query was refused while the queue was full");
+  ck_assert_int_eq(q[refused].rc, -EBUSY);
+  ck_assert_msg(strstr(q[refused].err, "queue_max") != NULL, "%s", q[refused].err);
+  ck_assert_msg(q[0].rc == 0, "client a: %s", q[0].err);
+  ck_assert_msg(q[3 - refused].rc == 0, "the queued query: %s", q[3 - refused].err);
+  ch_stop(&c);
+}
+END_TEST
+
+/* ---- a model replaced under queries in flight ----------------------------------- */
+
+static atomic_int round_hold, round_held;
+
+/* P0 stops at its first online round of client a's query while round_hold
+ * is set: the query is in flight (its preprocessing at both parties). */
+static int p0_round_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
+      atomic_load(&round_hold)) {
+    atomic_store(&round_held, 1);
+    while (atomic_load(&round_hold))
+      nap_ms(5);
+  }
+  return 0;
+}
+
+typedef struct {
+  ch_cluster_t *c;
+  cl_client_t *cl;
+  const mpc_ftensor_t *x;
+  const mpc_graph_t *g;
+  const mpc_weights_t *w;
+  mpc_ftensor_t y;
+  int rc;
+  char err[512];
+} bg_t;
+
+static void *bg_query(void *arg) {
+  bg_t *b = arg;
+  cl_query_stats_t st;
+  b->rc = cl_client_query(b->cl, "mlp", b->x, 1, &b->y, 1, &st, b->err, sizeof b->err);
+  cl_query_stats_close(&st);
+  return NULL;
+}
+
+static void *bg_share(void *arg) {
+  bg_t *b = arg;
+  cl_client_t owner;
+  b->rc = cl_client_open(&owner, &b->c->cfg, CL_OWNER, b->err, sizeof b->err);
+  if (b->rc == 0) {
+    b->rc = cl_client_share_graph(&owner, b->g, b->w, "mlp", CL_SHARE_REPLACE, b->err,
+                                  sizeof b->err);
+    cl_client_close(&owner);
+  }
+  return NULL;
+}
+
+/* The largest difference of two outputs of the same shape. */
+static double max_diff(const mpc_ftensor_t *a, const mpc_ftensor_t *b) {
+  ck_assert_uint_eq(mpc_shape_numel(&a->shape), mpc_shape_numel(&b->shape));
+  double m = 0;
+  for (size_t i = 0; i < mpc_shape_numel(&a->shape); i++)
+    m = fmax(m, fabs(a->data[i] - b->data[i]));
+  return m;
+}
+
+/* share-model --replace while a query is in flight (held at P0's first
+ * online round until the dealer has sent the new model's setup): the query
+ * finishes on the old model (its answer is the old weights' plaintext), and
+ * the next query uses the new one (its answer is the new weights'; they
+ * differ from the old by far more than the fixed-point error). */
+START_TEST(replace_under_query_in_flight) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 1, 1);
+  char path[600], err[512] = "";
+  snprintf(path, sizeof path, "%s/models/fashion_mlp.onnx", TANDEM_SRC_DIR);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  ck_assert_msg(mpc_onnx_load(path, &g, &w, err, sizeof err) == 0, "%s", err);
+  mpc_ftensor_t x = c.images, ref_old, ref_new;
+  x.shape.dim[0] = 2;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref_old), 0);
+  /* The new model: every weight and bias halved. */
+  for (size_t i = 0; i < g.nnodes; i++)
+    for (size_t k = 0; w.param[i].data != NULL && k < mpc_shape_numel(&w.param[i].shape); k++)
+      w.param[i].data[k] *= 0.5;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &x, &ref_new), 0);
+  ck_assert_double_gt(max_diff(&ref_old, &ref_new), 1.0);
+  cl_client_t cl;
+  ch_client_open(&c, 0, &cl);
+  atomic_store(&round_hold, 1);
+  atomic_store(&round_held, 0);
+  c.fault = p0_round_pause;
+  bg_t q = {.c = &c, .cl = &cl, .x = &x}, sh = {.c = &c, .g = &g, .w = &w};
+  pthread_t tq, ts;
+  ck_assert_int_eq(pthread_create(&tq, NULL, bg_query, &q), 0);
+  double end = cl_now() + 10;
+  while (!atomic_load(&round_held) && cl_now() < end)
+    nap_ms(5);
+  int held = atomic_load(&round_held);
+  size_t from = ch_mark(&c);
+  if (held)
+    ck_assert_int_eq(pthread_create(&ts, NULL, bg_share, &sh), 0);
+  int sent = held && ch_wait_line(&c, from, "dealer", "model mlp: setup sent to the parties",
+                                  10000);
+  atomic_store(&round_hold, 0);
+  pthread_join(tq, NULL);
+  if (held)
+    pthread_join(ts, NULL);
+  c.fault = NULL;
+  ck_assert_msg(held, "the query did not reach its online phase");
+  ck_assert_msg(sent, "the dealer did not send the new model's setup during the query");
+  ck_assert_msg(q.rc == 0, "the query in flight: %s", q.err);
+  ck_assert_msg(sh.rc == 0, "the replacement: %s", sh.err);
+  ck_assert_msg(max_diff(&q.y, &ref_old) < 0.05, "the query in flight was not answered by "
+                "the old model (off by %g)", max_diff(&q.y, &ref_old));
+  mpc_ftensor_close(&q.y);
+  cl_query_stats_t st;
+  q.rc = cl_client_query(&cl, "mlp", &x, 1, &q.y, 1, &st, q.err, sizeof q.err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(q.rc == 0, "the next query: %s", q.err);
+  ck_assert_msg(max_diff(&q.y, &ref_new) < 0.05, "the next query was not answered by the "
+                "new model (off by %g)", max_diff(&q.y, &ref_new));
+  mpc_ftensor_close(&q.y);
+  mpc_ftensor_close(&ref_old);
+  mpc_ftensor_close(&ref_new);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  cl_client_close(&cl);
+  ch_stop(&c);
+}
+END_TEST
+
 Suite *cluster_deploy_suite(void) {
   Suite *s = suite_create("cluster_deploy");
   TCase *tc = tcase_create("deploy");
@@ -288,6 +560,10 @@ Suite *cluster_deploy_suite(void) {
   tcase_add_test(tc, inputs_checked_before_request);
   tcase_add_test(tc, clients_side_by_side);
   tcase_add_test(tc, down_peer_named);
+  tcase_add_test(tc, p1_dead_before_query_named);
+  tcase_add_test(tc, p1_links_dropped_mid_step_named);
+  tcase_add_test(tc, queue_bound_refuses);
+  tcase_add_test(tc, replace_under_query_in_flight);
   suite_add_tcase(s, tc);
   return s;
 }

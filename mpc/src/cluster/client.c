@@ -249,16 +249,11 @@ int cl_client_remove_model(cl_client_t *c, const char *name, char *err, size_t e
   return rc;
 }
 
-/* The client's inputs against the model's public graph, before the dealer
- * makes anything for the query (issue 12: a wrong shape was found only
- * after the dealer had sent its preprocessing, and the parties logged the
- * client's mistake as a network fault): their number and shapes (one line
- * naming the input, the shape the model declares and the one given), the
- * outputs' number, and the owner's input bound. *batch: the rows to ask
- * for. */
-static int inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t *inputs,
-                        size_t ninputs, size_t noutputs, size_t *batch, char *err,
-                        size_t errlen) {
+/* Issue 12: a wrong shape was found only after the dealer had sent its
+ * preprocessing, and the parties logged the client's mistake as a network
+ * fault; `tandem run` checks the same before it starts its cluster. */
+int cl_inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t *inputs,
+                    size_t ninputs, size_t noutputs, size_t *batch, char *err, size_t errlen) {
   char why[400];
   int rc = mpc_graph_batch(g, inputs, ninputs, batch, why, sizeof why);
   if (rc != 0) {
@@ -272,18 +267,31 @@ static int inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftenso
     snprintf(err, errlen, "model %s has %zu outputs, not %zu", name, nout, noutputs);
     return TANDEM_ESHAPE;
   }
-  for (size_t i = 0; i < g->nnodes && g->input_bound > 0; i++) {
+  const double lo = g->input_min;
+  for (size_t i = 0; i < g->nnodes; i++) {
     if (g->nodes[i].op != MPC_OP_INPUT)
       continue;
     const mpc_ftensor_t *t = &inputs[k++];
     size_t n = mpc_shape_numel(&t->shape);
-    for (size_t j = 0; j < n; j++)
-      if (!(fabs(t->data[j]) <= g->input_bound)) {
+    for (size_t j = 0; j < n; j++) {
+      if (!isfinite(t->data[j])) {
+        snprintf(err, errlen, "model %s: input '%s' element %zu is %g, not a finite number",
+                 name, g->nodes[i].name, j, t->data[j]);
+        return TANDEM_ERANGE;
+      }
+      if (t->data[j] < lo) {
+        snprintf(err, errlen,
+                 "model %s: input '%s' element %zu is %g, below the model's declared least "
+                 "input %.6g (tandem.input_min)", name, g->nodes[i].name, j, t->data[j], lo);
+        return TANDEM_ERANGE;
+      }
+      if (g->input_bound > 0 && !(fabs(t->data[j]) <= g->input_bound)) {
         snprintf(err, errlen,
                  "model %s: input '%s' element %zu is %g, beyond the model's safe input "
                  "range +-%.6g", name, g->nodes[i].name, j, t->data[j], g->input_bound);
         return TANDEM_ERANGE;
       }
+    }
   }
   if (*batch == 0)
     *batch = 1; /* no batched input: the same plan at any batch */
@@ -312,14 +320,24 @@ static int query_ask(cl_client_t *c, const char *name, size_t batch, cl_ctrl_t *
   return wait_ctrl(c, CL_DEALER, CL_MSG_REPLY, 0, nonce, h, graph, glen, err, errlen);
 }
 
+/* Whether a party's failure code says its link to a peer ended. */
+static int link_ended(int code) {
+  return code == TANDEM_ECLOSED || code == -ECONNRESET || code == -EPIPE;
+}
+
 /* After a failed query: a party that gave it up says why, where and with
  * which code (its stats' failure record, then a text). When one party's
  * failure made the other's (a dropped link), the cause is the failure that
- * came before either phase ran. Fills st's failure and err. */
+ * came before either phase ran. A party that sent no report while the other
+ * reports a link that ended, or whose link to this client ended, is the one
+ * that failed, and is named first (issue 12: with P1 killed mid-query the
+ * line named P0, which had only seen P1's link end). Fills st's failure and
+ * err. */
 static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t *st,
                           char *err, size_t errlen) {
   char why[2][512] = {"", ""};
   cl_party_stats_t fail[2];
+  int heard[2] = {0, 0};
   memset(fail, 0, sizeof fail);
   for (int id = CL_P0; id <= CL_P1; id++) {
     cl_ctrl_t a;
@@ -327,6 +345,7 @@ static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t
     size_t plen = 0;
     if (recv_ctrl(c, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
         (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
+      heard[id] = 1;
       cl_stats_decode(payload, &fail[id]);
       snprintf(why[id], sizeof why[id], "%s: %s", c->cfg->m[id].name,
                (const char *)payload + CL_STATS_BYTES);
@@ -337,7 +356,27 @@ static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t
   for (int id = CL_P0; id <= CL_P1; id++)
     if (fail[id].fail_code != 0 && (pick < 0 || fail[pick].fail_where != CL_FAIL_BEFORE))
       pick = id;
-  if (pick >= 0) {
+  /* The silent party: no report, and its link ended (at this client) or
+   * the other party's did. */
+  int gone = -1;
+  for (int id = CL_P0; id <= CL_P1; id++) {
+    int other = CL_P0 + CL_P1 - id;
+    if (!heard[id] && (!net_peer_up(c->node, id) ||
+                       (heard[other] && link_ended(fail[other].fail_code))))
+      gone = id;
+  }
+  if (gone >= 0) {
+    const char *name = c->cfg->m[gone].name;
+    st->fail_party = gone;
+    st->fail_where = pick >= 0 ? (cl_fail_where_t)fail[pick].fail_where : CL_FAIL_ONLINE;
+    st->fail_code = pick >= 0 ? fail[pick].fail_code : rc;
+    if (pick >= 0)
+      snprintf(err, errlen, "%s left the query (no report from it%s); %s", name,
+               net_peer_up(c->node, gone) ? "" : ", its link to this client ended", why[pick]);
+    else
+      snprintf(err, errlen, "%s left the query (no report from it, its link to this client "
+               "ended): %s", name, tandem_strerror(rc));
+  } else if (pick >= 0) {
     st->fail_party = (int)fail[pick].fail_party;
     st->fail_where = (cl_fail_where_t)fail[pick].fail_where;
     st->fail_code = fail[pick].fail_code;
@@ -399,7 +438,7 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
   mpc_graph_t pre;
   int rc = cl_client_graph(c, name, &pre, err, errlen);
   if (rc == 0) {
-    rc = inputs_check(&pre, name, inputs, ninputs, noutputs, &ask, err, errlen);
+    rc = cl_inputs_check(&pre, name, inputs, ninputs, noutputs, &ask, err, errlen);
     mpc_graph_close(&pre);
   }
   if (rc != 0)

@@ -156,6 +156,8 @@ static int on_entry(void *user, const char *section, const char *key, const char
     else if (strcmp(key, "pool_mem_max") == 0 && parse_uint(value, (size_t)1 << 44, &u) == 0 &&
              u > 0)
       c->pool_mem_max = (size_t)u;
+    else if (strcmp(key, "queue_max") == 0 && parse_uint(value, 1 << 20, &u) == 0 && u > 0)
+      c->queue_max = (unsigned)u;
     else if (strcmp(key, "queue_bytes") == 0 && parse_uint(value, (size_t)1 << 34, &u) == 0)
       c->queue_bytes = (size_t)u;
     else if (strcmp(key, "handshake_timeout_ms") == 0 && parse_uint(value, 600000, &u) == 0 &&
@@ -233,6 +235,7 @@ int cl_config_load(const char *path, cl_config_t *cfg, char *err, size_t errlen)
   cfg->plan_mem_max = (size_t)4 << 30;
   cfg->plan_keep = CL_PLAN_KEEP;
   cfg->pool_mem_max = cl_default_pool_mem();
+  cfg->queue_max = CL_QUEUE_MAX;
   snprintf(cfg->path, sizeof cfg->path, "%s", path);
   parse_t p;
   memset(&p, 0, sizeof p);

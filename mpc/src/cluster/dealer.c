@@ -30,6 +30,7 @@
  * dropped before the parties hear of it, and its unused preprocessing goes
  * back to the pool.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,48 @@ static void *part_send_main(void *arg) {
   return NULL;
 }
 
+/* The wire bytes sent so far to P0, P1 and `client` (net's counts, which
+ * grow as the socket takes the frames). */
+static void wire_marks(cl_dealer_t *d, int client, uint64_t out[3]) {
+  const int ids[3] = {CL_P0, CL_P1, client};
+  for (int i = 0; i < 3; i++) {
+    net_stats_t st;
+    net_peer_stats(d->node, ids[i], &st);
+    out[i] = st.wire_sent;
+  }
+}
+
+/* Waits until the parts just queued for P0, P1 and `client` (len[i] payload
+ * bytes each, on links[i], from wire marks from[i]) have left for their
+ * socket, or their link ended, or timeout_ms passed.
+ *
+ * Why: net seals a long message into its write queue whole, once there is
+ * room for its first piece, and the send returns then. Freed at that
+ * moment, a query's preprocessing left the budget while its sealed copy
+ * (the same size) still sat in the queue, and the generators made the next
+ * ones meanwhile: the dealer held up to one query's preprocessing more than
+ * pool_mem_max (measured in the soak: the CNN at 8 rows is 236 MB a query).
+ * The worker polls: net has no event for a drained queue. */
+static void parts_drained(cl_dealer_t *d, int client, const uint64_t links[3],
+                          const uint64_t from[3], const size_t len[3]) {
+  const int ids[3] = {CL_P0, CL_P1, client};
+  double end = cl_now() + d->cfg->timeout_ms / 1000.0;
+  for (;;) {
+    int left = 0;
+    for (int i = 0; i < 3; i++) {
+      net_stats_t st;
+      net_peer_stats(d->node, ids[i], &st);
+      if (len[i] > 0 && st.wire_sent - from[i] < len[i] && st.links == links[i] &&
+          net_peer_up(d->node, ids[i]))
+        left = 1;
+    }
+    if (!left || cl_now() >= end || atomic_load(&d->stop))
+      return;
+    struct timespec ts = {0, 2 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Tells both parties of query seq (tag, the model's version) and sends the
  * client and each party its part of prep, or, when the client's part cannot
  * go (it left), the query's cancel to each party told. 0 when every part
@@ -251,6 +294,8 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   d->sending = 1;
   pthread_mutex_unlock(&d->mu);
   (void)cl__fault(&d->hooks, CL_FAULT_DEALER_BEFORE_PREP, seq, j->from);
+  uint64_t marks[3];
+  wire_marks(d, j->from, marks);
   if (rc == 0) {
     rc = cl_step_send_in_place(&link, MPC_CLIENT, prep->msg[2], prep->len[2]);
     if (rc != 0)
@@ -292,6 +337,22 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   d->sending = 0;
   pthread_cond_broadcast(&d->cv);
   pthread_mutex_unlock(&d->mu);
+  if (sending) {
+    /* The sealed copies in net's queues take the place of the parts: the
+     * parts are freed (wiped) now, their bytes still counted as held until
+     * the copies have left (cl__prep_free then counts off the rest). The
+     * generators work meanwhile, within what is left of the budget. */
+    const uint64_t lk[3] = {links[CL_P0], links[CL_P1], j->links};
+    size_t len[3], held = prep->len[0] + prep->len[1] + prep->len[2];
+    for (int i = 0; i < 3; i++)
+      len[i] = i == 2 || (told[i] && part[i].rc == 0) ? prep->len[i] : 0;
+    mpc_prep_close(prep);
+    parts_drained(d, j->from, lk, marks, len);
+    pthread_mutex_lock(&d->mu);
+    atomic_fetch_sub(&d->mem_held, held);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+  }
   return rc;
 }
 
@@ -614,6 +675,7 @@ static void *worker_main(void *arg) {
       LOGW(d, "unexpected control message %u from peer %d", j->h.type, j->from);
     free(j->payload);
     free(j);
+    cl__heap_trim(d);
     pthread_mutex_lock(&d->mu);
   }
   pthread_mutex_unlock(&d->mu);
@@ -621,6 +683,30 @@ static void *worker_main(void *arg) {
 }
 
 /* ---- readers ------------------------------------------------------------------ */
+
+/* Whether the FIFO holds queue_max queries of clients (an owner's jobs are
+ * not counted: a SHARE or REMOVE is never refused for clients' queries).
+ * Under d->mu. */
+static int queue_full(cl_dealer_t *d) {
+  unsigned n = 0;
+  for (int id = CL_CLIENT0; id < NET_MAX_PEERS; id++)
+    n += d->jobs[id];
+  return n >= d->cfg->queue_max;
+}
+
+/* Refuses request j at once, as the FIFO is full (issue 12: with every
+ * client key querying at once a query waited out its client's timeout
+ * behind the others, and failed with "no answer from dealer"). Frees j. */
+static void refuse_full(cl_dealer_t *d, job_t *j) {
+  char err[256];
+  snprintf(err, sizeof err, "the dealer is busy: %u queries are waiting before this one "
+           "(its queue_max); ask again later", d->cfg->queue_max);
+  LOGW(d, "query from client %d refused: %u queries waiting (queue_max)", j->from,
+       d->cfg->queue_max);
+  reply(d, j->from, j->links, &j->h, -EBUSY, 0, 0, 0, err, strlen(err));
+  free(j->payload);
+  free(j);
+}
 
 /* One reader per owner or client for the dealer's lifetime: it moves the
  * peer's control messages into the FIFO (at most JOBS_PER_PEER waiting, so
@@ -698,6 +784,11 @@ static void *reader_main(void *arg) {
     j->t_in = cl__now(&d->hooks);
     j->links = cur;
     pthread_mutex_lock(&d->mu);
+    if (j->h.type == CL_MSG_REQ && queue_full(d)) {
+      pthread_mutex_unlock(&d->mu);
+      refuse_full(d, j);
+      continue;
+    }
     d->jobs[id]++;
     d->shares += j->h.type == CL_MSG_SHARE;
     if (d->tail != NULL)
