@@ -1328,6 +1328,8 @@ static int lower_node(cc_t *cc, int node) {
   int in = nd->in[0];
   if (in < 0 || cc->act[in] < 0 || !is_dynamic(&p->vals[cc->act[in]]))
     return fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
+  if (mpc_op_is_smooth(nd->op))
+    return lower_smooth(cc, node);
   switch (nd->op) {
   case MPC_OP_MULC:
     return lower_mulc(cc, node);
@@ -1357,16 +1359,6 @@ static int lower_node(cc_t *cc, int node) {
     return lower_transpose(cc, node);
   case MPC_OP_SELECT:
     return lower_select(cc, node);
-  case MPC_OP_SIGMOID:
-  case MPC_OP_TANH:
-  case MPC_OP_EXP:
-  case MPC_OP_ERF:
-  case MPC_OP_GELU:
-  case MPC_OP_GELU_TANH:
-  case MPC_OP_RECIP:
-  case MPC_OP_RSQRT:
-  case MPC_OP_SQRT:
-    return lower_smooth(cc, node);
   case MPC_OP_SOFTMAX:
     return lower_softmax(cc, node);
   case MPC_OP_LNORM:
