@@ -337,6 +337,7 @@ static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
   case MPC_OP_GEMM:
   case MPC_OP_CONV:
   case MPC_OP_MUL:
+  case MPC_OP_LINMAP:
     return sgn_product(s, nd, P, N);
   case MPC_OP_ADD:
     *P = sgn_copy(s, nd, pa, pb, -1, 1, 1);

@@ -47,7 +47,7 @@ const char *mpc_op_name(mpc_op_t op) {
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
       "Output", "Mul",   "Concat",  "Select",
       "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt",
-      "Softmax", "LayerNorm"};
+      "Softmax", "LayerNorm", "LinearMap"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -157,6 +157,7 @@ static void arity(mpc_op_t op, int *req, int *opt) {
   case MPC_OP_SUB:
   case MPC_OP_MUL:
   case MPC_OP_CONCAT:
+  case MPC_OP_LINMAP:
     *req = 2;
     break;
   case MPC_OP_SELECT:
@@ -537,6 +538,19 @@ static int infer_transpose(const mpc_shape_t *a, mpc_shape_t *out, const mpc_att
   return 0;
 }
 
+/* LinearMap: a 2-D matrix whose columns match the mapped axis. */
+static int infer_linmap(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
+                        const mpc_attr_t *attr, const ectx_t *e) {
+  if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
+    return efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
+  if (b->ndim != 2 || b->dim[1] != a->dim[attr->axis])
+    return efail(e, TANDEM_ESHAPE, "the matrix %s does not map axis %d of %s", sstr(b).s,
+                 attr->axis, sstr(a).s);
+  *out = *a;
+  out->dim[attr->axis] = b->dim[0];
+  return 0;
+}
+
 /* The output shape of node nd from the shapes of its inputs (in[k] NULL for
  * absent inputs), and its attributes with defaults filled in (*attr). With
  * follow_batch, a Reshape whose declared target has the wrong element count
@@ -620,6 +634,9 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
   case MPC_OP_SELECT:
     rc = infer_select(nd, a, b, out, attr, e);
     break;
+  case MPC_OP_LINMAP:
+    rc = infer_linmap(a, b, out, attr, e);
+    break;
 
   default:
     return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
@@ -700,6 +717,8 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
                      "index table entry %zu is neither an index below %zu nor -1 (a zero)", j,
                      lim);
   }
+  if (nd.op == MPC_OP_LINMAP && g->nodes[nd.in[1]].op != MPC_OP_CONST)
+    return efail(&e, TANDEM_EINVAL, "the matrix must be a constant");
   nd.shape = shape;
   nd.attr = attr;
 
@@ -1109,6 +1128,24 @@ static void ev_lnorm(int magnitude, const double *x, const mpc_shape_t *xs, doub
   }
 }
 
+/* y = M x along axis ax of x (shape xs), M of shape ms [m x n]. */
+static void ev_linmap(int ax, const double *x, const mpc_shape_t *xs, const double *M,
+                      const mpc_shape_t *ms, double *y) {
+  size_t outer = 1, inner = 1, m = ms->dim[0], n = ms->dim[1];
+  for (int d = 0; d < ax; d++)
+    outer *= xs->dim[d];
+  for (unsigned d = (unsigned)ax + 1; d < xs->ndim; d++)
+    inner *= xs->dim[d];
+  for (size_t o = 0; o < outer; o++)
+    for (size_t r = 0; r < m; r++)
+      for (size_t t = 0; t < inner; t++) {
+        double acc = 0;
+        for (size_t i = 0; i < n; i++)
+          acc += M[r * n + i] * x[(o * n + i) * inner + t];
+        y[(o * m + r) * inner + t] = acc;
+      }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
@@ -1188,6 +1225,9 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
     break;
   case MPC_OP_SOFTMAX:
     ev_softmax(at->magnitude, v[0], s[0], y);
+    break;
+  case MPC_OP_LINMAP:
+    ev_linmap(at->axis, v[0], s[0], v[1], s[1], y);
     break;
   case MPC_OP_LNORM:
     ev_lnorm(at->magnitude, v[0], s[0], v[1] != NULL ? v[1][0] : 0, y);

@@ -62,7 +62,8 @@ typedef enum {
   MPC__G_MULC,     /* times a public ring constant (scale may grow) */
   MPC__G_LAYOUT,   /* out[i] = in[map[i]] (reshape, transpose, gather); with
                     * in[1], map indexes in[0] then in[1] (concat); MAP_ZERO: 0 */
-  MPC__G_AVGPOOL,  /* window sums times public 1/count: scale +1 */
+  MPC__G_AVGPOOL,  /* window sums times public 1/count, or with public
+                    * coefficients per entry (wtap): scale +1 */
   MPC__G_OUTPUT,   /* shares to the client */
   MPC__G_SMOOTH    /* a smooth function by FSS (gate_smooth.c): SHARED at fout
                     * fractional bits; 1 round (0 on MASKED) */
@@ -136,6 +137,8 @@ typedef struct mpc__gate_s {
   /* AVGPOOL: window index lists flattened; -1 entries skipped */
   int32_t *win;         /* [npos][wsize] */
   uint64_t *wcoef;      /* [npos] public 1/count at f bits */
+  uint64_t *wtap;       /* [npos][wsize] public coefficients at f bits, one per
+                         * window entry (LINMAP), in place of wcoef; else NULL */
   size_t wsize;
   char label[80];       /* "Gemm fc1 1x784x128" for stats */
 } mpc__gate_t;

@@ -184,6 +184,14 @@ int mpc__onnx_op_split(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant);
+/* A Select node of x with output shape os (start/step/div per axis, NULL:
+ * the identity; table >= 0: an index table on axis), and the refusal to move
+ * data along a batched graph's axis 0. */
+int mpc__onnx_emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const int64_t *start,
+                          const int64_t *step, const uint32_t *div, int table, unsigned axis);
+int mpc__onnx_batch_guard(ctx_t *c, size_t k, unsigned axis);
+/* ---- onnx_resize.c ------------------------------------------------------- */
+/* Resize/Upsample (variant 1: Upsample): nearest, linear, cubic. */
 int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample);
 /* ConvTranspose: zeros inserted by Selects, then a Conv of turned weights. */
 int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant);

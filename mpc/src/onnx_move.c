@@ -1,6 +1,6 @@
 /* onnx_move.c - the ONNX handlers of the operators that only move data:
- * Concat, Split, Slice, Gather (constant indices), Expand, Resize/Upsample
- * (nearest, integer factors) and a Pad that no Conv or AveragePool absorbs.
+ * Concat, Split, Slice, Gather (constant indices), Expand and a Pad that no
+ * Conv or AveragePool absorbs (Resize/Upsample: onnx_resize.c).
  * Each becomes IR Concat or Select nodes (graph.c), which plan.c lowers to
  * layout gates: local, no round, a masked value stays masked. The graph's
  * first axis may be the batch (an input's symbolic first dimension): an
@@ -50,6 +50,13 @@ static int emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const i
                       os->dim[0] == is->dim[0];
   return mpc__onnx_add_node(c, k, &nd);
 }
+
+int mpc__onnx_emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const int64_t *start,
+                          const int64_t *step, const uint32_t *div, int table, unsigned axis) {
+  return emit_select(c, k, x, os, start, step, div, table, axis);
+}
+
+int mpc__onnx_batch_guard(ctx_t *c, size_t k, unsigned axis) { return batch_guard(c, k, axis); }
 
 static int emit_reshape_to(ctx_t *c, size_t k, int x, const mpc_shape_t *to) {
   const mpc_shape_t *s = shape_of(c, x);
@@ -329,133 +336,6 @@ int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant) {
   if (xr < 0)
     return xr;
   return def_result(c, k, 0, emit_select(c, k, xr, &os, NULL, step, NULL, -1, 0));
-}
-
-/* The input coordinate nearest Resize reads for output coordinate o on an
- * axis of `in` resized to `out` at scale s (ONNX's formulas). */
-static int64_t nearest_src(const char *ctm, const char *nm, int64_t o, double s, size_t in,
-                           size_t out) {
-  double x;
-  if (strcmp(ctm, "asymmetric") == 0)
-    x = (double)o / s;
-  else if (strcmp(ctm, "align_corners") == 0)
-    x = out == 1 ? 0 : (double)o * (double)(in - 1) / (double)(out - 1);
-  else if (strcmp(ctm, "pytorch_half_pixel") == 0)
-    x = out > 1 ? ((double)o + 0.5) / s - 0.5 : 0;
-  else /* half_pixel */
-    x = ((double)o + 0.5) / s - 0.5;
-  double f = floor(x);
-  if (strcmp(nm, "floor") == 0)
-    x = f;
-  else if (strcmp(nm, "ceil") == 0)
-    x = ceil(x);
-  else if (strcmp(nm, "round_prefer_ceil") == 0)
-    x = x - f >= 0.5 ? f + 1 : f;
-  else /* round_prefer_floor */
-    x = x - f > 0.5 ? f + 1 : f;
-  return (int64_t)x;
-}
-
-/* Scales (or sizes) of a Resize or Upsample into out dims; 0 or an error. */
-static int resize_dims(ctx_t *c, size_t k, int upsample, const mpc_shape_t *is, mpc_shape_t *os,
-                       double *scale) {
-  const mpc__ctensor_t *sc = NULL;
-  const int64_t *sz = NULL;
-  size_t szn = SIZE_MAX;
-  int rc = 0;
-  const attr_t *sa = upsample ? mpc__onnx_attr_find(c, k, "scales") : NULL;
-  if (sa != NULL) {
-    if (sa->n_floats != is->ndim)
-      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales has %zu entries for rank %u",
-                             sa->n_floats, is->ndim);
-    for (unsigned d = 0; d < is->ndim; d++)
-      scale[d] = sa->floats[d];
-  } else {
-    size_t js = upsample || c->opset < 11 ? 1 : 2;
-    if (mpc__onnx_in_name(c, k, js) != NULL && (rc = mpc__onnx_in_const(c, k, js, 1, &sc)) != 0)
-      return rc;
-    if (sc != NULL && sc->numel == 0)
-      sc = NULL;
-    if (sc == NULL && !upsample && c->opset >= 11 &&
-        (rc = mpc__onnx_in_ints(c, k, 3, 1, &sz, &szn)) != 0)
-      return rc;
-    if ((sc != NULL ? sc->numel : szn) != is->ndim || (sc != NULL && sc->f == NULL))
-      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales or sizes must give %u numbers", is->ndim);
-  }
-  *os = *is;
-  for (unsigned d = 0; d < is->ndim; d++) {
-    if (sz != NULL) {
-      if (sz[d] < 1 || sz[d] > (int64_t)MPC__CT_MAX_NUMEL)
-        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "size %" PRId64 " is invalid", sz[d]);
-      os->dim[d] = (size_t)sz[d];
-      scale[d] = (double)sz[d] / (double)is->dim[d];
-    } else {
-      if (sc != NULL)
-        scale[d] = sc->f[d];
-      if (!(scale[d] > 0) || scale[d] > (double)MAX_WIN)
-        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "scale %g is invalid", scale[d]);
-      os->dim[d] = (size_t)floor((double)is->dim[d] * scale[d]);
-      if (os->dim[d] == 0)
-        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "axis %u would be empty", d);
-    }
-  }
-  return 0;
-}
-
-/* Resize (opset 10+) and Upsample (variant 1): nearest neighbour, each axis
- * an integer up- or down-sampling that a Select expresses exactly; checked
- * against ONNX's own coordinate formula on every output coordinate. */
-int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample) {
-  static const char *const known[] = {"mode", "coordinate_transformation_mode", "nearest_mode",
-                                      "cubic_coeff_a", "exclude_outside", "extrapolation_value",
-                                      "scales", NULL};
-  int rc = mpc__onnx_attr_check(c, k, known), x;
-  char mode[32], ctm[32], nm[32];
-  if (rc != 0 || (rc = mpc__onnx_attr_str(c, k, "mode", "nearest", mode, sizeof mode)) != 0 ||
-      (rc = mpc__onnx_attr_str(c, k, "coordinate_transformation_mode",
-                               upsample || c->opset < 11 ? "asymmetric" : "half_pixel", ctm,
-                               sizeof ctm)) != 0 ||
-      (rc = mpc__onnx_attr_str(c, k, "nearest_mode",
-                               upsample || c->opset < 11 ? "floor" : "round_prefer_floor", nm,
-                               sizeof nm)) != 0 ||
-      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
-    return rc;
-  if (strcmp(mode, "nearest") != 0)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported (only nearest)", mode);
-  if (strcmp(ctm, "tf_crop_and_resize") == 0 || strcmp(ctm, "tf_half_pixel_for_nn") == 0)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "coordinate_transformation_mode=%s is not "
-                           "supported", ctm);
-  const mpc_shape_t is = *shape_of(c, x);
-  mpc_shape_t os;
-  double scale[MPC__CT_MAX_DIMS];
-  if ((rc = resize_dims(c, k, upsample, &is, &os, scale)) != 0)
-    return rc;
-  int64_t start[MPC_MAX_DIMS], step[MPC_MAX_DIMS];
-  uint32_t div[MPC_MAX_DIMS];
-  for (unsigned d = 0; d < is.ndim; d++) {
-    size_t in = is.dim[d], out = os.dim[d];
-    /* up: floor(o / f) + start; down: o * f + start. */
-    int up = out >= in;
-    size_t f = up ? out / in : in / out;
-    if ((up ? f * in != out : f * out != in) || f > (size_t)MAX_WIN)
-      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                             "axis %u: %zu to %zu is not an integer factor (only those are "
-                             "supported)", d, in, out);
-    start[d] = nearest_src(ctm, nm, 0, scale[d], in, out);
-    step[d] = up ? 1 : (int64_t)f;
-    div[d] = up ? (uint32_t)f : 1;
-    for (size_t o = 0; o < out; o++) {
-      int64_t want = nearest_src(ctm, nm, (int64_t)o, scale[d], in, out);
-      int64_t got = start[d] + (up ? (int64_t)(o / f) : (int64_t)(o * f));
-      if (want != got || want < 0 || want >= (int64_t)in)
-        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                               "axis %u: coordinate_transformation_mode=%s with nearest_mode=%s "
-                               "is not a plain integer resampling", d, ctm, nm);
-    }
-    if (out != in && (rc = batch_guard(c, k, d)) != 0)
-      return rc;
-  }
-  return def_result(c, k, 0, emit_select(c, k, x, &os, start, step, div, -1, 0));
 }
 
 /* A Pad that no Conv or AveragePool absorbs (onnx_window.c decides): zeros

@@ -680,8 +680,8 @@ static int bind_input(ctx_t *c, ent_t *e, size_t pos, int dtype) {
   return 0;
 }
 
-/* 1 if the graph input called name is read only as the scales of a Resize
- * or Upsample (the model's structure, like a shape: bound at import when a
+/* 1 if the graph input called name is read only as the scales (or roi) of
+ * a Resize or Upsample (the model's structure, like a shape: bound at import when a
  * file is given for it). */
 static int scales_only(const ctx_t *c, const char *name) {
   size_t uses = 0;
@@ -693,7 +693,8 @@ static int scales_only(const ctx_t *c, const char *name) {
     for (size_t j = 0; j < n->n_input; j++) {
       if (n->input[j] == NULL || strcmp(n->input[j], name) != 0)
         continue;
-      if (!resize || j != js)
+      /* Resize's roi (input 1 from opset 11) is structure too. */
+      if (!resize || (j != js && !(js == 2 && j == 1)))
         return 0;
       uses++;
     }
