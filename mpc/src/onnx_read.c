@@ -702,6 +702,52 @@ static int scales_only(const ctx_t *c, const char *name) {
   return uses > 0;
 }
 
+/* The types a client's input may have: real numbers, FLOAT16, and the
+ * integer types but INT64 (a shape's type; see data_only) and BOOL. Integers
+ * are computed as real numbers: exact while every value stays an integer
+ * below the fixed-point range, without an integer type's wrap-around or
+ * rounding division. */
+static int is_numeric(int et) {
+  switch (et) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* 1 if the INT64 graph input called name is data, not structure: read only
+ * by elementwise arithmetic (Max, Min, Sum, Mean, Add, Sub, Mul, Relu, Neg,
+ * Abs), never as a shape, axes, pads or indices. */
+static int data_only(const ctx_t *c, const char *name) {
+  static const char *const ops[] = {"Max", "Min", "Sum", "Mean", "Add", "Sub",
+                                    "Mul", "Relu", "Neg", "Abs", NULL};
+  size_t uses = 0;
+  for (size_t k = 0; k < c->gp->n_node; k++) {
+    const Onnx__NodeProto *n = c->gp->node[k];
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (n->input[j] == NULL || strcmp(n->input[j], name) != 0)
+        continue;
+      int data = 0;
+      for (size_t i = 0; ops[i] != NULL && !data; i++)
+        data = strcmp(str_or(n->op_type, ""), ops[i]) == 0;
+      if (!data)
+        return 0;
+      uses++;
+    }
+  }
+  return uses > 0;
+}
+
 int mpc__onnx_add_inputs(ctx_t *c) {
   const Onnx__GraphProto *gp = c->gp;
   char nb[16];
@@ -717,7 +763,8 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         tp->tensor_type == NULL)
       return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is not a tensor", v->name);
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
-    if (et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+    int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && data_only(c, v->name);
+    if ((et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && !data64) ||
         (et == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && c->bind != NULL && here < c->nbind &&
          c->bind[here] != NULL && scales_only(c, v->name))) {
       int rc = bind_input(c, e, here, et);
@@ -725,10 +772,10 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         return rc;
       continue;
     }
-    if (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && et != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
+    if (!data64 && !is_numeric(et))
       return mpc__onnx_gfail(c, TANDEM_EPARSE,
-                             "graph input '%s' has type %s (want FLOAT or DOUBLE)", v->name,
-                             mpc__onnx_dtype_name(et, nb));
+                             "graph input '%s' has type %s (want FLOAT, DOUBLE, FLOAT16 or an "
+                             "integer type)", v->name, mpc__onnx_dtype_name(et, nb));
     const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
     if (sp == NULL)
       return mpc__onnx_gfail(c, TANDEM_EUNSUPOP, "graph input '%s' has no shape", v->name);
