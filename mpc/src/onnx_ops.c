@@ -556,11 +556,24 @@ static int op_muldiv(ctx_t *c, size_t k, int div) {
     return mpc__onnx_pad_error(c, k, a);
   if (b->kind == V_PAD)
     return mpc__onnx_pad_error(c, k, b);
-  if (div && b->kind != V_CONST)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "division by a computed value is not supported");
   int xn, fn;
-  if (a->kind == V_CONST || b->kind == V_CONST) {
+  if (div && b->kind != V_CONST) {
+    /* a / b = a times the reciprocal gate of b (its private domain, README). */
+    if (a->kind == V_CONST)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "a constant divided by a computed value is not supported");
+    mpc_node_t rn;
+    mpc__onnx_node_init(&rn, MPC_OP_RECIP, b->node, -1, -1);
+    int rb = mpc__onnx_add_node(c, k, &rn);
+    if (rb < 0)
+      return rb;
+    xn = a->node;
+    fn = rb;
+    if (mpc_shape_numel(shape_of(c, xn)) < mpc_shape_numel(shape_of(c, fn))) {
+      xn = rb;
+      fn = a->node;
+    }
+  } else if (a->kind == V_CONST || b->kind == V_CONST) {
     ent_t *x = a->kind == V_CONST ? b : a, *kc = a->kind == V_CONST ? a : b;
     xn = x->node;
     if ((rc = factor_param(c, k, a->kind == V_CONST ? 0 : 1, kc, div, &fn)) != 0)

@@ -480,6 +480,37 @@ START_TEST(test_softmax_inside_refused) {
 }
 END_TEST
 
+/* Div by a computed value: a times the reciprocal gate of b (b in the
+ * gate's domain, [1/4, 64], and broadcast), against the plaintext evaluator
+ * and against a / b itself: the gate's 1.5e-3 relative bound. Two rounds:
+ * the reciprocal gate reads the masked input, and its output is masked for
+ * the product of two activations. */
+START_TEST(test_div_computed) {
+  uint64_t seed = 0x1107;
+  ob_t *b = ob_new(14);
+  ob_input(b, "a", FLOAT, 2, I64(3, 5));
+  ob_input(b, "d", FLOAT, 1, I64(5));
+  ob_node(b, "Div", "div", "a,d", "y");
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[2] = {RIN(&seed, -4, 4, 3, 5), RIN(&seed, 0.3, 60, 5)}, out;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+  for (size_t i = 0; i < 15; i++) {
+    double want = in[0].data[i] / in[1].data[i % 5];
+    ck_assert_msg(fabs(out.data[i] - want) <= 1.5e-3 * fabs(want) + 1e-4, "y[%zu] %g, want %g", i,
+                  out.data[i], want);
+  }
+  mpc_ftensor_close(&out);
+  harness_result_t r = harness_check_private(&g, &w, 1, in, 2e-3, 1);
+  ck_assert_uint_eq(r.plan_rounds, 2);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -491,6 +522,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_grouped_conv);
   tcase_add_test(tc, test_conv_transpose);
   tcase_add_test(tc, test_softmax_inside_refused);
+  tcase_add_test(tc, test_div_computed);
   suite_add_tcase(s, tc);
   return s;
 }
