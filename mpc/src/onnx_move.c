@@ -361,6 +361,105 @@ int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn) 
   return def_result(c, k, 0, emit_select(c, k, x, &os, start, NULL, NULL, -1, 0));
 }
 
+/* Pad mode edge (reflect 0) or reflect (1): on each padded axis a Select by
+ * an index table, output o reading the input at o - begin clamped to the
+ * axis (edge) or mirrored about its ends without repeating them (reflect,
+ * numpy's). Local, no round. */
+int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn,
+                            int reflect) {
+  unsigned r = shape_of(c, x)->ndim;
+  if (pn != 2 * (size_t)r)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for an input of rank %u", pn, r);
+  for (unsigned d = 0; d < r && x >= 0; d++) {
+    mpc_shape_t os = *shape_of(c, x);
+    int64_t b = pv[d], e = pv[d + r], in = (int64_t)os.dim[d], len = in + b + e;
+    if (b == 0 && e == 0)
+      continue;
+    if (b < -(int64_t)MAX_WIN || b > (int64_t)MAX_WIN || e < -(int64_t)MAX_WIN ||
+        e > (int64_t)MAX_WIN || len < 1 || (reflect && (b >= in || e >= in)))
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads %" PRId64 ", %" PRId64 " on axis %u are "
+                             "not supported", b, e, d);
+    int rc = batch_guard(c, k, d);
+    if (rc != 0)
+      return rc;
+    double *tab = malloc((size_t)len * sizeof *tab);
+    if (tab == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    for (int64_t o = 0; o < len; o++) {
+      int64_t i = o - b;
+      if (reflect && in > 1)
+        i = i < 0 ? -i : i >= in ? 2 * (in - 1) - i : i;
+      tab[o] = (double)(i < 0 ? 0 : i >= in ? in - 1 : i);
+    }
+    char name[80];
+    snprintf(name, sizeof name, "%.60s.pad%u", mpc__onnx_node_name(c, k), d);
+    size_t n = (size_t)len;
+    int t = mpc_graph_const(c->g, name, 1, &n, tab);
+    free(tab);
+    if (t < 0)
+      return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+    os.dim[d] = n;
+    x = emit_select(c, k, x, &os, NULL, NULL, NULL, t, d);
+  }
+  return def_result(c, k, 0, x);
+}
+
+/* Pad mode constant with a computed value v (a graph input: the client's
+ * secret): x flattened and v joined after it, then one Select by an index
+ * table reading x's element or v for each output element, reshaped: local,
+ * no round. Only for an unbatched x (v is one element for all rows). */
+int mpc__onnx_emit_pad_value(ctx_t *c, size_t k, int x, int v, const int64_t *pv, size_t pn) {
+  const mpc_shape_t is = *shape_of(c, x);
+  if (pn != 2 * (size_t)is.ndim)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for an input of rank %u", pn, is.ndim);
+  if (c->any_batched || mpc_shape_numel(shape_of(c, v)) != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "a computed padding value must be one element "
+                           "of an unbatched graph");
+  mpc_shape_t os = is;
+  for (unsigned d = 0; d < is.ndim; d++) {
+    int64_t len = (int64_t)is.dim[d] + pv[d] + pv[d + is.ndim];
+    if (pv[d] > (int64_t)MAX_WIN || pv[d + is.ndim] > (int64_t)MAX_WIN || len < 1)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads on axis %u are not supported", d);
+    os.dim[d] = (size_t)len;
+  }
+  size_t nin = mpc_shape_numel(&is), nout = mpc_shape_numel(&os);
+  mpc_shape_t flat = {2, {1, nin}}, one = {2, {1, 1}}, wide = {2, {1, nout}};
+  int xf = emit_reshape_to(c, k, x, &flat), vf = emit_reshape_to(c, k, v, &one);
+  if (xf < 0 || vf < 0)
+    return xf < 0 ? xf : vf;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONCAT, xf, vf, -1);
+  nd.attr.axis = 1;
+  int cat = mpc__onnx_add_node(c, k, &nd);
+  if (cat < 0)
+    return cat;
+  double *tab = malloc((nout + 1) * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t o = 0; o < nout; o++) {
+    size_t rem = o, src = 0, stride = 1;
+    int inside = 1;
+    for (int d = (int)os.ndim - 1; d >= 0; d--) {
+      int64_t i = (int64_t)(rem % os.dim[d]) - pv[d];
+      rem /= os.dim[d];
+      inside = inside && i >= 0 && i < (int64_t)is.dim[d];
+      src += inside ? (size_t)i * stride : 0;
+      stride *= is.dim[d];
+    }
+    tab[o] = (double)(inside ? src : nin);
+  }
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.padded", mpc__onnx_node_name(c, k));
+  int t = mpc_graph_const(c->g, name, 1, &nout, tab);
+  free(tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  int sel = emit_select(c, k, cat, &wide, NULL, NULL, NULL, t, 1);
+  if (sel < 0)
+    return sel;
+  return def_result(c, k, 0, emit_reshape_to(c, k, sel, &os));
+}
+
 /* An attribute list of n window values (absent: dflt each). */
 static int win_ints(ctx_t *c, size_t k, const char *name, size_t n, int64_t dflt, int64_t lo,
                     int64_t *out) {

@@ -458,8 +458,9 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   char mode[32];
   if ((rc = mpc__onnx_attr_str(c, k, "mode", "constant", mode, sizeof mode)) != 0)
     return rc;
-  if (strcmp(mode, "constant") != 0)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported (only constant)", mode);
+  int edge = strcmp(mode, "edge") == 0, reflect = strcmp(mode, "reflect") == 0;
+  if (strcmp(mode, "constant") != 0 && !edge && !reflect)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported", mode);
   const int64_t *pv;
   size_t pn;
   double value = 0.0;
@@ -468,7 +469,14 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
       return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "pads and value are inputs from opset 11 on");
     if ((rc = mpc__onnx_in_ints(c, k, 1, 1, &pv, &pn)) != 0)
       return rc;
-    const mpc__ctensor_t *cv;
+    const mpc__ctensor_t *cv = NULL;
+    ent_t *ve = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_in_ent(c, k, 2, 0, &rc) : NULL;
+    int x;
+    if (ve != NULL && ve->kind == V_ACT && !edge && !reflect) {
+      if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+        return rc;
+      return mpc__onnx_emit_pad_value(c, k, x, ve->node, pv, pn);
+    }
     if ((rc = mpc__onnx_in_const(c, k, 2, 0, &cv)) != 0)
       return rc;
     if (cv != NULL) {
@@ -494,6 +502,12 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
     return rc2;
   if (e->kind == V_CONST)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
+  if (edge || reflect) {
+    int x;
+    if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+      return rc;
+    return mpc__onnx_emit_pad_mode(c, k, x, pv, pn, reflect);
+  }
   const mpc_shape_t *s = shape_of(c, e->node);
   if (e->kind == V_ACT && !pad_folds(c, k, s, pv, pn))
     return mpc__onnx_emit_pad(c, k, e->node, pv, pn);

@@ -511,6 +511,62 @@ START_TEST(test_div_computed) {
 }
 END_TEST
 
+/* Pad modes edge and reflect (index tables per axis), and a constant pad
+ * whose value is a client's input (x and the value joined, one table):
+ * against loops over the input (numpy's definitions), then privately with
+ * no round. */
+START_TEST(test_pad_modes) {
+  static const char *const modes[] = {"edge", "reflect", "constant"};
+  for (int m = 0; m < 3; m++) {
+    uint64_t seed = 0x1108 + (uint64_t)m;
+    ob_t *b = ob_new(13);
+    ob_input(b, "x", FLOAT, 4, I64(1, 2, 3, 4));
+    ob_init_i64(b, "pads", 8, I64(0, 0, 2, 1, 0, 0, 1, 3)); /* [1,2,6,8] */
+    Onnx__NodeProto *n;
+    if (m == 2) {
+      ob_input(b, "v", FLOAT, 1, I64(1));
+      n = ob_node(b, "Pad", "pad", "x,pads,v", "y");
+    } else {
+      n = ob_node(b, "Pad", "pad", "x,pads", "y");
+    }
+    ob_attr_s(b, n, "mode", modes[m]);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    mpc_ftensor_t in[2] = {RIN(&seed, -3, 3, 1, 2, 3, 4), RIN(&seed, -3, 3, 1)}, out;
+    ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+    ck_assert_uint_eq(out.shape.dim[2], 6);
+    ck_assert_uint_eq(out.shape.dim[3], 8);
+    for (size_t c = 0; c < 2; c++)
+      for (long h = 0; h < 6; h++)
+        for (long x = 0; x < 8; x++) {
+          long i = h - 2, j = x - 1;
+          double want;
+          if (m == 2 && (i < 0 || i >= 3 || j < 0 || j >= 4)) {
+            want = in[1].data[0];
+          } else {
+            if (m == 1) {
+              i = i < 0 ? -i : i >= 3 ? 4 - i : i;
+              j = j < 0 ? -j : j >= 4 ? 6 - j : j;
+            }
+            i = i < 0 ? 0 : i > 2 ? 2 : i;
+            j = j < 0 ? 0 : j > 3 ? 3 : j;
+            want = at4(&in[0], 0, c, (size_t)i, (size_t)j);
+          }
+          ck_assert_msg(at4(&out, 0, c, (size_t)h, (size_t)x) == want, "%s [%zu,%ld,%ld]",
+                        modes[m], c, h, x);
+        }
+    mpc_ftensor_close(&out);
+    harness_result_t r = harness_check_private(&g, &w, 1, in, 1.0 / (1 << F), 1);
+    ck_assert_uint_eq(r.plan_rounds, 0);
+    mpc_ftensor_close(&in[0]);
+    mpc_ftensor_close(&in[1]);
+    closeall(b, &g, &w);
+  }
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -523,6 +579,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_conv_transpose);
   tcase_add_test(tc, test_softmax_inside_refused);
   tcase_add_test(tc, test_div_computed);
+  tcase_add_test(tc, test_pad_modes);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -56,9 +56,6 @@ typedef struct {
 /* Cases outside what Tandem supports, one reason each (README, operators). */
 static const excl_t excluded[] = {
     {"test_div_uint8", "integer division (integers are computed as reals) by a computed value"},
-    {"test_edge_pad", "edge padding"},
-    {"test_reflect_pad", "reflect padding"},
-    {"test_constant_pad", "the pad value is a graph input (a client's secret), not a constant"},
     {"test_batchnorm_epsilon", "BatchNormalization statistics given per query (1/sqrt of a secret)"},
     {"test_batchnorm_example", "BatchNormalization statistics given per query (1/sqrt of a secret)"},
     {"test_batchnorm_epsilon_training_mode", "training_mode=1 (inference only)"},
