@@ -693,8 +693,10 @@ static int scales_only(const ctx_t *c, const char *name) {
     for (size_t j = 0; j < n->n_input; j++) {
       if (n->input[j] == NULL || strcmp(n->input[j], name) != 0)
         continue;
-      /* Resize's roi (input 1 from opset 11) is structure too. */
-      if (!resize || (j != js && !(js == 2 && j == 1)))
+      /* Resize's roi (input 1 from opset 11) and Dropout's ratio are
+       * structure too. */
+      int dropout = strcmp(op, "Dropout") == 0 && j == 1;
+      if (!dropout && (!resize || (j != js && !(js == 2 && j == 1))))
         return 0;
       uses++;
     }
@@ -765,6 +767,8 @@ int mpc__onnx_add_inputs(ctx_t *c) {
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
     int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && data_only(c, v->name);
     if ((et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && !data64) ||
+        (et == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && c->bind != NULL && here < c->nbind &&
+         c->bind[here] != NULL) ||
         (et == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && c->bind != NULL && here < c->nbind &&
          c->bind[here] != NULL && scales_only(c, v->name))) {
       int rc = bind_input(c, e, here, et);
@@ -823,6 +827,29 @@ int mpc__onnx_add_inputs(ctx_t *c) {
   return 0;
 }
 
+/* A graph output that is a constant (a Constant node's, Dropout's mask):
+ * a public CONST node, its values published with the graph (the client
+ * learns them as the output anyway; an initializer output is refused, the
+ * owner's). Returns the node, -1 if it is none of these, or an error. */
+static int const_output(ctx_t *c, ent_t *e) {
+  if (e->src == S_INIT)
+    return -1;
+  if (e->kidx < 0 || (size_t)e->kidx >= c->nkonst)
+    return -1;
+  const mpc__ctensor_t *t = &c->konst[e->kidx].t;
+  if (t->numel == 0 || t->ndim > MPC_MAX_DIMS)
+    return -1;
+  double *v = malloc(t->numel * sizeof *v);
+  if (v == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < t->numel; i++)
+    v[i] = t->f != NULL ? t->f[i] : (double)t->i[i];
+  size_t one = 1;
+  int r = mpc_graph_const(c->g, e->name, t->ndim ? t->ndim : 1, t->ndim ? t->dim : &one, v);
+  free(v);
+  return r < 0 ? mpc__onnx_gfail(c, r, "graph output '%s': cannot store it", e->name) : r;
+}
+
 int mpc__onnx_add_outputs(ctx_t *c) {
   const Onnx__GraphProto *gp = c->gp;
   if (gp->n_output == 0)
@@ -830,7 +857,10 @@ int mpc__onnx_add_outputs(ctx_t *c) {
   for (size_t i = 0; i < gp->n_output; i++) {
     const char *nm = gp->output[i]->name;
     ent_t *e = mpc__onnx_lookup(c, nm);
-    if (e->kind != V_ACT)
+    int src = e->kind == V_ACT ? e->node : e->kind == V_CONST ? const_output(c, e) : -1;
+    if (src < -1)
+      return src;
+    if (src < 0)
       return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
                              "graph output '%s' is %s; only values computed from the "
                              "inputs can be outputs",
@@ -839,7 +869,7 @@ int mpc__onnx_add_outputs(ctx_t *c) {
                              : e->kind == V_PAD ? "a stand-alone Pad"
                                                 : "not computed");
     mpc_node_t nd;
-    mpc__onnx_node_init(&nd, MPC_OP_OUTPUT, e->node, -1, -1);
+    mpc__onnx_node_init(&nd, MPC_OP_OUTPUT, src, -1, -1);
     nd.attr.post = e->post;
     nd.attr.axis = e->post_axis;
     snprintf(nd.name, sizeof nd.name, "%.63s", nm);

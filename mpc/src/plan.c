@@ -1458,8 +1458,18 @@ static int lower_node(cc_t *cc, int node) {
   default:
     break;
   }
-  /* The remaining operators take one dynamic operand. */
+  /* The remaining operators take one dynamic operand; an output may also be
+   * a public constant (the parties hand out P0: it, P1: 0). */
   int in = nd->in[0];
+  if (nd->op == MPC_OP_OUTPUT && in >= 0 && cc->g->nodes[in].op == MPC_OP_CONST) {
+    int v = addend_of(cc, in, 1, 1.0);
+    if (v < 0)
+      return v;
+    if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
+      return TANDEM_ENOMEM;
+    cc->act[node] = v;
+    return push_index(&p->outputs, &p->noutputs, v);
+  }
   if (in < 0 || cc->act[in] < 0 || !is_dynamic(&p->vals[cc->act[in]]))
     return fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
   if (mpc_op_is_smooth(nd->op))
@@ -1570,8 +1580,8 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
       goto fail;
     }
   }
-  if (p->ninputs == 0 || p->noutputs == 0) {
-    rc = fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one input and one output");
+  if (p->noutputs == 0) {
+    rc = fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one output");
     goto fail;
   }
   rc = mpc__plan_schedule(p);

@@ -370,8 +370,10 @@ static int ftensor_from_proto(const Onnx__TensorProto *tp, mpc_ftensor_t *out, c
   int rc = mpc__ctensor_from_proto(tp, &ct, why, sizeof why);
   if (rc != 0)
     return tfail(err, errlen, rc, "TensorProto: %s", why);
-  if (ct.f == NULL && ct.dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
-    /* INT64 data (a Max of two INT64 inputs): reals, exact below 2^53. */
+  if (ct.f == NULL && (ct.dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                      ct.dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)) {
+    /* INT64 data (a Max of two INT64 inputs): reals, exact below 2^53; BOOL
+     * (Dropout's mask) as 0 and 1. */
     ct.f = malloc((ct.numel ? ct.numel : 1) * sizeof *ct.f);
     if (ct.f == NULL) {
       rc = tfail(err, errlen, TANDEM_ENOMEM, "out of memory");
