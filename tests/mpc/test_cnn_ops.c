@@ -567,6 +567,62 @@ START_TEST(test_pad_modes) {
 }
 END_TEST
 
+/* MaxPool and AveragePool over [N, C, D, H, W] (two 2-D pools between
+ * reshapes), with pads, strides and both count_include_pad values: against
+ * the window loops of ONNX's definition, then privately (batch 2). */
+START_TEST(test_pool_3d) {
+  static const int64_t ks[3] = {2, 3, 2}, st[3] = {1, 2, 1}, pd[6] = {1, 0, 1, 0, 1, 1};
+  const size_t D = 3, H = 5, W = 4, OD = 3, OH = 2, OW = 5; /* (in + pads - k) / s + 1 */
+  for (int v = 0; v < 3; v++) {
+    int is_max = v == 0, cip = v == 2;
+    uint64_t seed = 0x1109 + (uint64_t)v;
+    ob_t *b = ob_new(13);
+    ob_input(b, "x", FLOAT, 5, I64(-1, 2, 3, 5, 4));
+    Onnx__NodeProto *n = ob_node(b, is_max ? "MaxPool" : "AveragePool", "pool", "x", "y");
+    ob_attr_ints(b, n, "kernel_shape", 3, ks);
+    ob_attr_ints(b, n, "strides", 3, st);
+    ob_attr_ints(b, n, "pads", 6, pd);
+    if (cip)
+      ob_attr_i(b, n, "count_include_pad", 1);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    mpc_ftensor_t in = RIN(&seed, -2, 2, 2, 2, 3, 5, 4), out;
+    ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
+    ck_assert_uint_eq(out.shape.ndim, 5);
+    ck_assert_uint_eq(mpc_shape_numel(&out.shape), 2 * 2 * OD * OH * OW);
+    size_t o = 0;
+    for (size_t nc = 0; nc < 4; nc++)
+      for (size_t od = 0; od < OD; od++)
+        for (size_t oh = 0; oh < OH; oh++)
+          for (size_t ow = 0; ow < OW; ow++, o++) {
+            double m = -INFINITY, sum = 0;
+            size_t cnt = 0;
+            for (long a = 0; a < ks[0]; a++)
+              for (long bb = 0; bb < ks[1]; bb++)
+                for (long cc = 0; cc < ks[2]; cc++) {
+                  long d = (long)od * st[0] + a - pd[0], h = (long)oh * st[1] + bb - pd[1];
+                  long x = (long)ow * st[2] + cc - pd[2];
+                  if (d < 0 || d >= (long)D || h < 0 || h >= (long)H || x < 0 || x >= (long)W)
+                    continue;
+                  double e = in.data[((nc * D + (size_t)d) * H + (size_t)h) * W + (size_t)x];
+                  m = fmax(m, e);
+                  sum += e;
+                  cnt++;
+                }
+            double want = is_max ? m : sum / (double)(cip ? ks[0] * ks[1] * ks[2] : (int64_t)cnt);
+            ck_assert_msg(fabs(out.data[o] - want) < 1e-12, "variant %d [%zu]: %g, want %g", v, o,
+                          out.data[o], want);
+          }
+    mpc_ftensor_close(&out);
+    harness_check_private(&g, &w, 2, &in, 1e-3, 1);
+    mpc_ftensor_close(&in);
+    closeall(b, &g, &w);
+  }
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -580,6 +636,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_softmax_inside_refused);
   tcase_add_test(tc, test_div_computed);
   tcase_add_test(tc, test_pad_modes);
+  tcase_add_test(tc, test_pool_3d);
   suite_add_tcase(s, tc);
   return s;
 }

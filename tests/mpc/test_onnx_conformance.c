@@ -68,8 +68,6 @@ static const excl_t excluded[] = {
     {"test_identity_sequence", "sequence-typed input (not a tensor)"},
     {"test_maxpool_with_argmax_2d_precomputed_pads", "MaxPool's Indices output"},
     {"test_maxpool_with_argmax_2d_precomputed_strides", "MaxPool's Indices output (storage_order)"},
-    {"test_maxpool_3d_default", "3-D pooling (2-D and 1-D only)"},
-    {"test_averagepool_3d_default", "3-D pooling (2-D and 1-D only)"},
     {"test_reshape_allowzero_reordered", "empty tensors (a zero dimension)"},
     {"test_slice_start_out_of_bounds", "empty tensors (a zero dimension)"},
     {"test_split_zero_size_splits", "empty tensors (a zero dimension)"},
