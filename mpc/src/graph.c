@@ -1152,7 +1152,8 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
   size_t n = mpc_shape_numel(ys);
   if (mpc_op_is_smooth(nd->op)) {
     for (size_t i = 0; i < n; i++)
-      y[i] = at->magnitude ? mpc__smooth_mag(nd->op, v[0][i]) : mpc__smooth_float(nd->op, v[0][i]);
+      y[i] = at->magnitude ? mpc__smooth_mag(mpc__smooth_node_fn(nd->op), v[0][i])
+                           : mpc__smooth_float(nd->op, v[0][i]);
     return;
   }
   switch (nd->op) {

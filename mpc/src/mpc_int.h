@@ -292,6 +292,13 @@ void mpc__fss_sizes(int mode, unsigned shift, unsigned bound, size_t n,
  * domain for the ops defined on one). */
 double mpc__smooth_float(mpc_op_t op, double x);
 double mpc__smooth_mag(mpc_op_t op, double b);
+/* Gate functions beyond the operators: Exp on [-16, 4] (a graph's Exp node;
+ * Softmax keeps MPC_OP_EXP, x <= 0) and the Reciprocal on 1/4 <= |x| <= 64
+ * (a graph's Reciprocal and Div; Softmax and LayerNorm keep MPC_OP_RECIP,
+ * positive). The function a graph node of op runs on. */
+#define MPC__FN_EXP_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 1))
+#define MPC__FN_RECIP_SIGNED ((mpc_op_t)((int)MPC_OP_LAST + 2))
+mpc_op_t mpc__smooth_node_fn(mpc_op_t op);
 /* The gate's output fractional bits for op when its output satisfies
  * |v| < 2^out_log2 (real units), at f input bits. */
 unsigned mpc__smooth_fout(mpc_op_t op, int out_log2, unsigned f);

@@ -728,11 +728,10 @@ static int is_numeric(int et) {
 }
 
 /* 1 if the INT64 graph input called name is data, not structure: read only
- * by elementwise arithmetic (Max, Min, Sum, Mean, Add, Sub, Mul, Relu, Neg,
- * Abs), never as a shape, axes, pads or indices. */
+ * by the variadic elementwise operators (Max, Min, Sum, Mean), never as a
+ * shape, axes, pads or indices (or by an operator that may take either). */
 static int data_only(const ctx_t *c, const char *name) {
-  static const char *const ops[] = {"Max", "Min", "Sum", "Mean", "Add", "Sub",
-                                    "Mul", "Relu", "Neg", "Abs", NULL};
+  static const char *const ops[] = {"Max", "Min", "Sum", "Mean", NULL};
   size_t uses = 0;
   for (size_t k = 0; k < c->gp->n_node; k++) {
     const Onnx__NodeProto *n = c->gp->node[k];

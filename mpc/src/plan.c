@@ -808,7 +808,7 @@ static int lower_smooth(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   const mpc_graph_t *gr = cc->g;
   int ecap = gr->mag_log2 != NULL && gr->nmag == gr->nnodes ? gr->mag_log2[node] : -64;
-  int out = smooth_val(cc, node, nd->op, cc->act[nd->in[0]], 0, 0, ecap);
+  int out = smooth_val(cc, node, mpc__smooth_node_fn(nd->op), cc->act[nd->in[0]], 0, 0, ecap);
   if (out < 0)
     return out;
   cc->act[node] = out;

@@ -325,7 +325,8 @@ int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, ch
                    "raw_data has %zu bytes, want %" PRIu64 " (%" PRIu64 " elements of %zu bytes)",
                    tp->raw_data.len, n * esz, n, esz);
   } else if (typed != n) {
-    return tfail(why, whylen, TANDEM_EPARSE, "%s has %zu values, want %" PRIu64, field, typed, n);
+    return tfail(why, whylen, TANDEM_EPARSE, "%s tensor: %s has %zu values, want %" PRIu64,
+                 mpc__onnx_dtype_name(dt, nb), field, typed, n);
   }
 
   size_t alloc = n ? (size_t)n : 1;
