@@ -565,6 +565,134 @@ static int flipped_weights(ctx_t *c, size_t k, int rank3) {
  * inserted and padded (two free Selects), then a Conv of unit stride with
  * the weights turned; a bilinear gate as a Conv, with s^2 times its MACs
  * (the zeros are multiplied too). */
+/* A Select by index table of activation x flattened to [1, n]: output
+ * element o reads tab[o] (-1: a zero), reshaped to `to`. */
+static int gather_flat(ctx_t *c, size_t k, int x, double *tab, const mpc_shape_t *to,
+                       const char *tag) {
+  size_t n = mpc_shape_numel(shape_of(c, x)), m = mpc_shape_numel(to);
+  mpc_shape_t flat = {2, {1, n}}, wide = {2, {1, m}};
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.%s", mpc__onnx_node_name(c, k), tag);
+  int t = mpc_graph_const(c->g, name, 1, &m, tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  if ((x = emit_reshape_to(c, k, x, &flat)) < 0)
+    return x;
+  if ((x = emit_select(c, k, x, &wide, NULL, NULL, NULL, t, 1)) < 0)
+    return x;
+  return emit_reshape_to(c, k, x, to);
+}
+
+/* ConvTranspose of an unbatched [1, C, D, H, W] input (group 1, dilations
+ * 1): the input spread by the strides and padded to the full convolution's
+ * extent, its depth windows laid out by one index table as a batch of OD
+ * images [OD, KD*C, H', W'] (zeros as -1 entries), the weights
+ * [C, M, KD, KH, KW] turned and flipped into [M, KD*C, KH, KW] (a table of
+ * an activation, computed at import for a constant), one 2-D Conv, and the
+ * depth moved back. Local but for the Conv's product. */
+static int convtranspose_3d(ctx_t *c, size_t k, int x) {
+  const mpc_shape_t xs = *shape_of(c, x);
+  int64_t s[3], d[3], op[3], pads[6];
+  int rc;
+  if ((rc = win_ints(c, k, "strides", 3, 1, 1, s)) != 0 ||
+      (rc = win_ints(c, k, "dilations", 3, 1, 1, d)) != 0 ||
+      (rc = win_ints(c, k, "output_padding", 3, 0, 0, op)) != 0 ||
+      (rc = win_ints(c, k, "pads", 6, 0, 0, pads)) != 0)
+    return rc;
+  if (c->any_batched || xs.dim[0] != 1 || d[0] != 1 || d[1] != 1 || d[2] != 1 ||
+      mpc__onnx_attr_find(c, k, "output_shape") != NULL || mpc__onnx_in_name(c, k, 2) != NULL)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "3-D: only one unbatched image, dilations 1, "
+                           "no output_shape and no bias are supported");
+  ent_t *we = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (we == NULL)
+    return rc;
+  const mpc__ctensor_t *wt = NULL;
+  int w = -1;
+  if (we->kind == V_CONST ? (rc = mpc__onnx_in_const(c, k, 1, 1, &wt)) != 0
+                          : (rc = mpc__onnx_in_act(c, k, 1, &w)) != 0)
+    return rc;
+  size_t wd[5];
+  unsigned wr = wt != NULL ? wt->ndim : shape_of(c, w)->ndim;
+  for (unsigned i = 0; i < 5 && wr == 5; i++)
+    wd[i] = wt != NULL ? wt->dim[i] : shape_of(c, w)->dim[i];
+  if (wr != 5 || wd[0] != xs.dim[1] || (wt != NULL && wt->f == NULL))
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights must be [C, M, kD, kH, kW] for %zu "
+                           "channels", xs.dim[1]);
+  size_t C = wd[0], M = wd[1], K[3] = {wd[2], wd[3], wd[4]}, P[3], O[3];
+  for (int a = 0; a < 3; a++) {
+    int64_t lo = (int64_t)K[a] - 1 - pads[a], hi = (int64_t)K[a] - 1 - pads[a + 3] + op[a];
+    if (lo < 0 || hi < 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads larger than the kernel");
+    P[a] = (xs.dim[2 + a] - 1) * (size_t)s[a] + 1 + (size_t)lo + (size_t)hi;
+    O[a] = P[a] - K[a] + 1;
+  }
+  /* The depth windows: [OD, KD, C, P1, P2] reading the spread input. */
+  mpc_shape_t xw = {4, {O[0], K[0] * C, P[1], P[2]}};
+  size_t nx = mpc_shape_numel(&xw), at = 0;
+  double *tab = malloc((nx + 1) * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t od = 0; od < O[0]; od++)
+    for (size_t kd = 0; kd < K[0]; kd++)
+      for (size_t ch = 0; ch < C; ch++)
+        for (size_t ph = 0; ph < P[1]; ph++)
+          for (size_t pw = 0; pw < P[2]; pw++, at++) {
+            size_t pc[3] = {od + kd, ph, pw}, src = ch, ok = 1;
+            for (int a = 0; a < 3; a++) {
+              int64_t q = (int64_t)pc[a] - ((int64_t)K[a] - 1 - pads[a]);
+              ok = ok && q >= 0 && q % s[a] == 0 && q / s[a] < (int64_t)xs.dim[2 + a];
+              src = src * xs.dim[2 + a] + (ok ? (size_t)(q / s[a]) : 0);
+            }
+            tab[at] = ok ? (double)src : -1;
+          }
+  int xi = gather_flat(c, k, x, tab, &xw, "depth");
+  free(tab);
+  if (xi < 0)
+    return xi;
+  /* The weights: [M, KD*C, KH, KW], flipped on every spatial axis. */
+  mpc_shape_t wf = {4, {M, K[0] * C, K[1], K[2]}};
+  size_t nw = mpc_shape_numel(&wf);
+  double *wtab = malloc((nw + 1) * sizeof *wtab);
+  if (wtab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  at = 0;
+  for (size_t m = 0; m < M; m++)
+    for (size_t kd = 0; kd < K[0]; kd++)
+      for (size_t ch = 0; ch < C; ch++)
+        for (size_t i = 0; i < K[1]; i++)
+          for (size_t j = 0; j < K[2]; j++, at++) {
+            size_t src = (((ch * M + m) * K[0] + K[0] - 1 - kd) * K[1] + K[1] - 1 - i) * K[2] +
+                         K[2] - 1 - j;
+            wtab[at] = wt != NULL ? wt->f[src] : (double)src;
+          }
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.flipped", mpc__onnx_node_name(c, k));
+  int wi = wt != NULL ? mpc__onnx_make_param(c, k, name, 4, wf.dim, wtab)
+                      : gather_flat(c, k, w, wtab, &wf, "flipped");
+  if (wt == NULL)
+    free(wtab);
+  if (wi < 0)
+    return wi;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONV, xi, wi, -1);
+  nd.attr.kh = K[1];
+  nd.attr.kw = K[2];
+  nd.attr.strides[0] = nd.attr.strides[1] = 1;
+  nd.attr.dilations[0] = nd.attr.dilations[1] = 1;
+  int y = mpc__onnx_add_node(c, k, &nd); /* [OD, M, O1, O2] */
+  if (y < 0)
+    return y;
+  mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, y, -1, -1);
+  nd.attr.perm[0] = 1;
+  nd.attr.perm[1] = 0;
+  nd.attr.perm[2] = 2;
+  nd.attr.perm[3] = 3;
+  if ((y = mpc__onnx_add_node(c, k, &nd)) < 0)
+    return y;
+  mpc_shape_t ys = {5, {1, M, O[0], O[1], O[2]}};
+  return def_result(c, k, 0, emit_reshape_to(c, k, y, &ys));
+}
+
 int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"auto_pad", "dilations", "group", "kernel_shape",
@@ -580,8 +708,11 @@ int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant) {
   if (group != 1)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
   mpc_shape_t xs = *shape_of(c, x);
+  if (xs.ndim == 5)
+    return convtranspose_3d(c, k, x);
   if (xs.ndim != 3 && xs.ndim != 4)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (1-D and 2-D only)", xs.ndim);
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (1-D, 2-D and 3-D only)",
+                           xs.ndim);
   int rank3 = xs.ndim == 3;
   size_t ns = rank3 ? 1 : 2;
   int64_t s[2], d[2], op[2], pads[4], osh[2] = {-1, -1};

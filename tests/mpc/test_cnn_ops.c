@@ -623,6 +623,69 @@ START_TEST(test_pool_3d) {
 }
 END_TEST
 
+/* ConvTranspose 3-D (depth windows by an index table, one 2-D Conv) with
+ * strides, pads and output_padding, the weights an input (two activations:
+ * a triple) or the owner's: against the scatter loops of ONNX's
+ * definition, then privately. */
+START_TEST(test_conv_transpose_3d) {
+  static const int64_t st[3] = {2, 1, 2}, pd[6] = {1, 0, 1, 0, 1, 1}, opad[3] = {1, 0, 0};
+  const size_t C = 2, M = 3, D = 2, H = 3, W = 3, KD = 2, KH = 3, KW = 2;
+  size_t O[3];
+  const size_t in3[3] = {D, H, W}, k3[3] = {KD, KH, KW};
+  for (int a = 0; a < 3; a++)
+    O[a] = (size_t)((int64_t)(in3[a] - 1) * st[a] + (int64_t)k3[a] - pd[a] - pd[a + 3] + opad[a]);
+  for (int v = 0; v < 2; v++) {
+    uint64_t seed = 0x110a + (uint64_t)v;
+    ob_t *b = ob_new(13);
+    ob_input(b, "x", FLOAT, 5, I64(1, 2, 2, 3, 3));
+    mpc_ftensor_t in[2] = {RIN(&seed, -2, 2, 1, C, D, H, W), RIN(&seed, -1, 1, C, M, KD, KH, KW)};
+    for (size_t i = 0; i < mpc_shape_numel(&in[1].shape); i++)
+      in[1].data[i] = (float)in[1].data[i]; /* an initializer is FLOAT */
+    if (v == 0)
+      ob_input(b, "w", FLOAT, 5, I64(2, 3, 2, 3, 2));
+    else
+      ob_init_f(b, "w", 5, I64(2, 3, 2, 3, 2), in[1].data);
+    Onnx__NodeProto *n = ob_node(b, "ConvTranspose", "ct", "x,w", "y");
+    ob_attr_ints(b, n, "strides", 3, st);
+    ob_attr_ints(b, n, "pads", 6, pd);
+    ob_attr_ints(b, n, "output_padding", 3, opad);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    mpc_ftensor_t out;
+    ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+    ck_assert_uint_eq(mpc_shape_numel(&out.shape), M * O[0] * O[1] * O[2]);
+    double *want = calloc(M * O[0] * O[1] * O[2], sizeof *want);
+    for (size_t ch = 0; ch < C; ch++)
+      for (size_t m = 0; m < M; m++)
+        for (size_t z = 0; z < D * H * W; z++)
+          for (size_t kk = 0; kk < KD * KH * KW; kk++) {
+            size_t i3[3] = {z / (H * W), (z / W) % H, z % W};
+            size_t kc[3] = {kk / (KH * KW), (kk / KW) % KH, kk % KW}, o = m;
+            int inside = 1;
+            for (int a = 0; a < 3; a++) {
+              int64_t q = (int64_t)i3[a] * st[a] + (int64_t)kc[a] - pd[a];
+              inside = inside && q >= 0 && q < (int64_t)O[a];
+              o = o * O[a] + (inside ? (size_t)q : 0);
+            }
+            if (inside)
+              want[o] += in[0].data[ch * D * H * W + z] *
+                         in[1].data[((ch * M + m) * KD * KH * KW) + kk];
+          }
+    for (size_t i = 0; i < M * O[0] * O[1] * O[2]; i++)
+      ck_assert_msg(fabs(out.data[i] - want[i]) < 1e-12, "variant %d [%zu]: %g, want %g", v, i,
+                    out.data[i], want[i]);
+    free(want);
+    mpc_ftensor_close(&out);
+    harness_check_private(&g, &w, 1, in, 2e-3, 1);
+    mpc_ftensor_close(&in[0]);
+    mpc_ftensor_close(&in[1]);
+    closeall(b, &g, &w);
+  }
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -637,6 +700,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_div_computed);
   tcase_add_test(tc, test_pad_modes);
   tcase_add_test(tc, test_pool_3d);
+  tcase_add_test(tc, test_conv_transpose_3d);
   suite_add_tcase(s, tc);
   return s;
 }

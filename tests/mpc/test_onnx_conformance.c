@@ -71,7 +71,6 @@ static const excl_t excluded[] = {
     {"test_reshape_allowzero_reordered", "empty tensors (a zero dimension)"},
     {"test_slice_start_out_of_bounds", "empty tensors (a zero dimension)"},
     {"test_split_zero_size_splits", "empty tensors (a zero dimension)"},
-    {"test_convtranspose_3d", "3-D convolution (1-D and 2-D only)"},
     {NULL, NULL}};
 
 static const char *excluded_why(const char *name) {
