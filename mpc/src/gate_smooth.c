@@ -102,6 +102,13 @@ static const double bp_recip_signed[] = {
     5,      6,     7.25,   8.75,   10.25,    12.25,  14.75,  17.75,  20.75,  24.75,
     29.75,  35.75, 41.75,  49.75,  59.75,    64};
 
+/* The inverse square root from 1/128: two more pieces below bp_rsqrt's. */
+static const double bp_rsqrt_wide[] = {
+    0.0078125,     0.01171875,    0.015625,      0.0341796875,  0.0751953125, 0.1650390625,
+    0.3681640625,  0.8212890625,  1.5712890625,  2.5087890625,  3.2587890625, 4.2587890625,
+    5.5087890625,  7.2587890625,  9.5087890625,  12.5087890625, 16.5087890625, 21.5087890625,
+    28.5087890625, 37.5087890625, 49.5087890625, 64};
+
 typedef struct {
   const double *bp;
   size_t nbp;
@@ -126,8 +133,9 @@ static const sm_fn_t *sm_fn(int op) {
   static const sm_fn_t wide[] = {
       {BP(bp_exp_wide), 0, 0, 54.598150033144236, 0}, /* 0 below -16, exp(4) above 4 */
       {BP(bp_recip_signed), -1.0 / 64, 0, 1.0 / 64, 0},
+      {BP(bp_rsqrt_wide), 11.313708498984761, 0, 0.125, 0},
   };
-  if (op == (int)MPC__FN_EXP_WIDE || op == (int)MPC__FN_RECIP_SIGNED)
+  if (op >= (int)MPC__FN_EXP_WIDE && op <= (int)MPC__FN_RSQRT_WIDE)
     return &wide[op - (int)MPC__FN_EXP_WIDE];
   if (op < (int)MPC_OP_SIGMOID || op > (int)MPC_OP_SQRT)
     return NULL;
@@ -135,7 +143,10 @@ static const sm_fn_t *sm_fn(int op) {
 }
 
 mpc_op_t mpc__smooth_node_fn(mpc_op_t op) {
-  return op == MPC_OP_EXP ? MPC__FN_EXP_WIDE : op == MPC_OP_RECIP ? MPC__FN_RECIP_SIGNED : op;
+  return op == MPC_OP_EXP     ? MPC__FN_EXP_WIDE
+         : op == MPC_OP_RECIP ? MPC__FN_RECIP_SIGNED
+         : op == MPC_OP_RSQRT ? MPC__FN_RSQRT_WIDE
+                              : op;
 }
 
 int mpc_op_is_smooth(mpc_op_t op) {
@@ -151,6 +162,8 @@ double mpc__smooth_float(mpc_op_t op, double x) {
     return exp(x);
   if (op == MPC__FN_RECIP_SIGNED)
     return 1 / x;
+  if (op == MPC__FN_RSQRT_WIDE)
+    return 1 / sqrt(x);
   switch (op) {
   case MPC_OP_SIGMOID:
     return 1 / (1 + exp(-x));
@@ -185,6 +198,8 @@ double mpc__smooth_mag(mpc_op_t op, double b) {
     return exp(b < 4 ? b : 4);
   if (op == MPC__FN_RECIP_SIGNED)
     return 4;
+  if (op == MPC__FN_RSQRT_WIDE)
+    return 11.313708498984761;
   switch (op) {
   case MPC_OP_TANH:
     return tanh(b);

@@ -56,8 +56,6 @@ typedef struct {
 /* Cases outside what Tandem supports, one reason each (README, operators). */
 static const excl_t excluded[] = {
     {"test_div_uint8", "integer division (integers are computed as reals) by a computed value"},
-    {"test_batchnorm_epsilon", "BatchNormalization statistics given per query (1/sqrt of a secret)"},
-    {"test_batchnorm_example", "BatchNormalization statistics given per query (1/sqrt of a secret)"},
     {"test_batchnorm_epsilon_training_mode", "training_mode=1 (inference only)"},
     {"test_batchnorm_example_training_mode", "training_mode=1 (inference only)"},
     {"test_training_dropout", "training_mode with a random mask (inference only)"},

@@ -38,6 +38,7 @@ static const sm_case_t cases[] = {
      * (the final floor of a negative reciprocal adds to its fit's error
      * where the positive side's partly cancel). */
     {MPC_OP_EXP, 0, 4, 2e-4, 1},           {MPC_OP_RECIP, -64, -0.25, 2e-3, 1},
+    {MPC_OP_RSQRT, 1.0 / 128, 1.0 / 64, 1.5e-3, 1},
 };
 
 /* The product case's weight: x / WPROD times it is x, with low bits that
