@@ -211,6 +211,9 @@ int mpc__onnx_op_leaky(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_prelu(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_hard(ctx_t *c, size_t k, int swish);
 int mpc__onnx_op_reduce(ctx_t *c, size_t k, int variant);
+/* BatchNormalization of activation x whose scale and statistics are given
+ * per query (onnx_ops.c's handler calls it when one of them is computed). */
+int mpc__onnx_bn_computed(ctx_t *c, size_t k, int x);
 /* Softmax (variant 0) and LogSoftmax (1) as the graph's last operator. */
 int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant);
 /* Softmax inside the graph, on the private smooth-function gates (onnx_ops.c). */

@@ -686,6 +686,41 @@ START_TEST(test_conv_transpose_3d) {
 }
 END_TEST
 
+/* BatchNormalization with scale, B, mean and var given per query (the
+ * client's inputs): (x - mean) scale / sqrt(var + epsilon) + B against the
+ * formula, then privately (the inverse square root gate: 1.5e-3 relative). */
+START_TEST(test_batchnorm_per_query) {
+  uint64_t seed = 0x110b;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(2, 3, 4, 4));
+  ob_input(b, "s", FLOAT, 1, I64(3));
+  ob_input(b, "bias", FLOAT, 1, I64(3));
+  ob_input(b, "mean", FLOAT, 1, I64(3));
+  ob_input(b, "var", FLOAT, 1, I64(3));
+  Onnx__NodeProto *n = ob_node(b, "BatchNormalization", "bn", "x,s,bias,mean,var", "y");
+  ob_attr_f(b, n, "epsilon", 1e-3f);
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[5] = {RIN(&seed, -2, 2, 2, 3, 4, 4), RIN(&seed, -1, 1, 3), RIN(&seed, -1, 1, 3),
+                         RIN(&seed, -1, 1, 3), RIN(&seed, 0.02, 4, 3)},
+                out;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+  for (size_t i = 0; i < 96; i++) {
+    size_t ch = (i / 16) % 3;
+    double want = (in[0].data[i] - in[3].data[ch]) * in[1].data[ch] /
+                      sqrt(in[4].data[ch] + (double)1e-3f) + in[2].data[ch];
+    ck_assert_msg(fabs(out.data[i] - want) < 1e-9, "y[%zu] %g, want %g", i, out.data[i], want);
+  }
+  mpc_ftensor_close(&out);
+  harness_check_private(&g, &w, 1, in, 0.05, 1);
+  for (int i = 0; i < 5; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -701,6 +736,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_pad_modes);
   tcase_add_test(tc, test_pool_3d);
   tcase_add_test(tc, test_conv_transpose_3d);
+  tcase_add_test(tc, test_batchnorm_per_query);
   suite_add_tcase(s, tc);
   return s;
 }
