@@ -665,8 +665,8 @@ static int op_identity(ctx_t *c, size_t k, int dropout) {
     int zero = ratio != NULL && ratio->numel == 1 && ratio->f != NULL && ratio->f[0] == 0;
     if (tm != NULL && (tm->numel != 1 || (tm->i != NULL ? tm->i[0] : tm->f[0]) != 0) && !zero)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                             "training_mode=true is not supported (inference only) but "
-                             "with ratio 0");
+                             "training_mode=true is supported only with ratio 0 "
+                             "(inference only)");
     ent_t *m = nodep(c, k)->n_output > 1 ? mpc__onnx_out_ent(c, k, 1) : NULL;
     if (m != NULL && m->nuse > 0) {
       if (e->kind != V_ACT)
