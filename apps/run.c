@@ -145,7 +145,7 @@ int tandem_run_main(int argc, char **argv) {
                        "bit on every run, one more round per ReLU or max pool after a product.\n");
   if (rc >= 0)
     return rc;
-  if (model == NULL || nin == 0 || nout == 0) {
+  if (model == NULL || nout == 0) { /* no --input: a model without inputs */
     fprintf(stderr, "%s\n", use);
     return 2;
   }

@@ -163,11 +163,15 @@ typedef enum {
   MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/64, 64] */
   MPC_OP_SQRT,      /* sqrt(x); privately for x in [0, 64] */
   MPC_OP_SOFTMAX,   /* softmax along the last axis (at most 256 elements privately) */
-  MPC_OP_LNORM      /* (x - mean) / sqrt(var + eps) along the last axis; eps = in1
+  MPC_OP_LNORM,     /* (x - mean) / sqrt(var + eps) along the last axis; eps = in1
                      * (optional, one element: a PARAM or CONST); privately for
                      * var + eps in [1/64, 64] */
+  MPC_OP_LINMAP     /* a public linear map along attr.axis: in1 is a CONST matrix
+                     * M [m x n] (n = in0's dim[axis]) and out[.., o, ..] =
+                     * sum_i M[o][i] in0[.., i, ..], dim[axis] becoming m (linear
+                     * and cubic Resize): local, no round, scale +1 */
 } mpc_op_t;
-#define MPC_OP_LAST MPC_OP_LNORM
+#define MPC_OP_LAST MPC_OP_LINMAP
 /* 1 for the smooth functions above. */
 int mpc_op_is_smooth(mpc_op_t op);
 
@@ -190,7 +194,7 @@ typedef struct {
   int count_include_pad;             /* AVGPOOL */
   unsigned perm[MPC_MAX_DIMS];       /* TRANSPOSE */
   /* CONCAT: the axis joined. SELECT: the axis an index table (in1, a CONST
-   * of integers, if present) selects on. */
+   * of integers, if present) selects on. LINMAP: the axis mapped. */
   int axis;
   /* SELECT (same rank in and out, output shape = node shape): on axis d the
    * output coordinate o reads input coordinate

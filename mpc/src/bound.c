@@ -320,8 +320,8 @@ static int sgn_smooth(sgn_t *s, const mpc_node_t *nd, int pa, int na, int *P, in
   if (m < 0)
     return m;
   mpc_op_t op = nd->op;
-  int nonneg = op == MPC_OP_SIGMOID || op == MPC_OP_EXP || op == MPC_OP_RECIP ||
-               op == MPC_OP_RSQRT || op == MPC_OP_SQRT || op == MPC_OP_SOFTMAX;
+  int nonneg = op == MPC_OP_SIGMOID || op == MPC_OP_EXP || op == MPC_OP_RSQRT ||
+               op == MPC_OP_SQRT || op == MPC_OP_SOFTMAX; /* a Reciprocal has both signs */
   *P = m;
   *N = nonneg ? sgn_scale(s, m, 0.0) : m;
   return *N < 0 ? *N : 0;
@@ -337,6 +337,7 @@ static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
   case MPC_OP_GEMM:
   case MPC_OP_CONV:
   case MPC_OP_MUL:
+  case MPC_OP_LINMAP:
     return sgn_product(s, nd, P, N);
   case MPC_OP_ADD:
     *P = sgn_copy(s, nd, pa, pb, -1, 1, 1);

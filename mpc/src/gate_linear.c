@@ -135,6 +135,14 @@ static int avgpool(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt) {
   for (size_t q = 0; q < npos; q++) {
     uint64_t sum = 0;
     const int32_t *w = g->win + q * g->wsize;
+    if (g->wtap != NULL) {
+      const uint64_t *c = g->wtap + q * g->wsize;
+      for (size_t j = 0; j < g->wsize; j++)
+        if (w[j] >= 0)
+          sum += x[w[j]] * c[j];
+      y[q] = sum;
+      continue;
+    }
     for (size_t j = 0; j < g->wsize; j++)
       if (w[j] >= 0)
         sum += x[w[j]];

@@ -83,6 +83,32 @@ static const double bp_sqrt[] = {0,             0.0009765625,  0.0107421875,  0.
                                  10.2861328125, 14.2861328125, 19.2861328125, 25.2861328125,
                                  33.2861328125, 43.2861328125, 55.2861328125, 64};
 
+/* Exp on [-16, 4] (a graph's Exp node): the output's range (e^4 ~ 55)
+ * leaves fout = 54 bits, so the cubic coefficient's resolution is 2^-6 of
+ * its unit: pieces of 1/2 (1/4 on [-2, 0], where the cubic term is
+ * largest against the 2e-4 bound) keep its rounding under 1.2e-4 (relative
+ * on (0, 4]); exp(4) from 4 on. */
+static const double bp_exp_wide[] = {-16,  -12,   -10,  -8,    -7,   -6,    -5.5, -5,
+                                     -4.5, -4,    -3.5, -3,    -2.5, -2,    -1.75, -1.5,
+                                     -1.25, -1,   -0.75, -0.5, -0.25, 0,    0.5,  1,
+                                     1.5,  2,     2.5,  3,     3.5,  4};
+/* The reciprocal on both signs: bp_recip mirrored (pieces hold their left
+ * end, so the negative side's last one ends 2^-10 past -1/4; the piece
+ * across 0 is outside the domain). */
+static const double bp_recip_signed[] = {
+    -64,   -59.75, -49.75, -41.75, -35.75,   -29.75, -24.75, -20.75, -17.75, -14.75,
+    -12.25, -10.25, -8.75,  -7.25,  -6,       -5,     -4.25,  -3.5,   -2.25,  -1.4375,
+    -0.8125, -0.453125, -0.2490234375, 0.25, 0.453125, 0.8125, 1.4375, 2.25,  3.5,    4.25,
+    5,      6,     7.25,   8.75,   10.25,    12.25,  14.75,  17.75,  20.75,  24.75,
+    29.75,  35.75, 41.75,  49.75,  59.75,    64};
+
+/* The inverse square root from 1/128: two more pieces below bp_rsqrt's. */
+static const double bp_rsqrt_wide[] = {
+    0.0078125,     0.01171875,    0.015625,      0.0341796875,  0.0751953125, 0.1650390625,
+    0.3681640625,  0.8212890625,  1.5712890625,  2.5087890625,  3.2587890625, 4.2587890625,
+    5.5087890625,  7.2587890625,  9.5087890625,  12.5087890625, 16.5087890625, 21.5087890625,
+    28.5087890625, 37.5087890625, 49.5087890625, 64};
+
 typedef struct {
   const double *bp;
   size_t nbp;
@@ -104,18 +130,40 @@ static const sm_fn_t *sm_fn(int op) {
       {BP(bp_rsqrt), 8, 0, 0.125, 0},
       {BP(bp_sqrt), 0, 0, 8, 0},
   };
+  static const sm_fn_t wide[] = {
+      {BP(bp_exp_wide), 0, 0, 54.598150033144236, 0}, /* 0 below -16, exp(4) above 4 */
+      {BP(bp_recip_signed), -1.0 / 64, 0, 1.0 / 64, 0},
+      {BP(bp_rsqrt_wide), 11.313708498984761, 0, 0.125, 0},
+  };
+  if (op >= (int)MPC__FN_EXP_WIDE && op <= (int)MPC__FN_RSQRT_WIDE)
+    return &wide[op - (int)MPC__FN_EXP_WIDE];
   if (op < (int)MPC_OP_SIGMOID || op > (int)MPC_OP_SQRT)
     return NULL;
   return &fns[op - (int)MPC_OP_SIGMOID];
 }
 
-int mpc_op_is_smooth(mpc_op_t op) { return sm_fn((int)op) != NULL; }
+mpc_op_t mpc__smooth_node_fn(mpc_op_t op) {
+  return op == MPC_OP_EXP     ? MPC__FN_EXP_WIDE
+         : op == MPC_OP_RECIP ? MPC__FN_RECIP_SIGNED
+         : op == MPC_OP_RSQRT ? MPC__FN_RSQRT_WIDE
+                              : op;
+}
+
+int mpc_op_is_smooth(mpc_op_t op) {
+  return op >= MPC_OP_SIGMOID && op <= MPC_OP_SQRT;
+}
 
 static double gelu_tanh(double x) {
   return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
 }
 
 double mpc__smooth_float(mpc_op_t op, double x) {
+  if (op == MPC__FN_EXP_WIDE)
+    return exp(x);
+  if (op == MPC__FN_RECIP_SIGNED)
+    return 1 / x;
+  if (op == MPC__FN_RSQRT_WIDE)
+    return 1 / sqrt(x);
   switch (op) {
   case MPC_OP_SIGMOID:
     return 1 / (1 + exp(-x));
@@ -140,11 +188,18 @@ double mpc__smooth_float(mpc_op_t op, double x) {
   }
 }
 
-/* The private form's domains bound these: exp is taken on x <= 0, the
- * reciprocal on [1/4, 64], the inverse square root on [1/64, 64] (the gate
- * clamps outside them). */
+/* The private form's domains bound these: exp is taken on x <= 0 (a graph's
+ * Exp node on x <= 4), the reciprocal on [1/4, 64] (a graph's on both
+ * signs), the inverse square root on [1/64, 64] (the gate clamps outside
+ * them). */
 double mpc__smooth_mag(mpc_op_t op, double b) {
   b = fabs(b);
+  if (op == MPC__FN_EXP_WIDE)
+    return exp(b < 4 ? b : 4);
+  if (op == MPC__FN_RECIP_SIGNED)
+    return 4;
+  if (op == MPC__FN_RSQRT_WIDE)
+    return 11.313708498984761;
   switch (op) {
   case MPC_OP_TANH:
     return tanh(b);

@@ -47,7 +47,7 @@ const char *mpc_op_name(mpc_op_t op) {
       "Sub",   "MulC",    "Relu",        "MaxPool", "AveragePool", "Reshape", "Transpose",
       "Output", "Mul",   "Concat",  "Select",
       "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh", "Reciprocal", "Rsqrt", "Sqrt",
-      "Softmax", "LayerNorm"};
+      "Softmax", "LayerNorm", "LinearMap"};
   return (unsigned)op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
@@ -157,6 +157,7 @@ static void arity(mpc_op_t op, int *req, int *opt) {
   case MPC_OP_SUB:
   case MPC_OP_MUL:
   case MPC_OP_CONCAT:
+  case MPC_OP_LINMAP:
     *req = 2;
     break;
   case MPC_OP_SELECT:
@@ -457,6 +458,99 @@ long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_
   return (long)src;
 }
 
+/* MatMul: [.., M, K] x [K, N] -> [.., M, N], or with batch dimensions (infer_bmm). */
+static int infer_matmul(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
+                        const ectx_t *e) {
+  if (a->ndim >= 2 && b->ndim > 2)
+    return infer_bmm(a, b, out, e);
+  if (a->ndim < 2 || b->ndim != 2)
+    return efail(e, TANDEM_ESHAPE, "needs operands of rank 2 or more, got %s and %s",
+                 sstr(a).s, sstr(b).s);
+  size_t k = a->dim[a->ndim - 1];
+  if (k != b->dim[0])
+    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
+                 b->dim[0], sstr(a).s, sstr(b).s);
+  *out = *a;
+  out->dim[a->ndim - 1] = b->dim[1];
+  return 0;
+}
+
+/* Gemm: 2-D operands, either transposed, and a bias that broadcasts. */
+static int infer_gemm(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shape_t *c,
+                      mpc_shape_t *out, const mpc_attr_t *attr, const ectx_t *e) {
+  if (a->ndim != 2 || b->ndim != 2)
+    return efail(e, TANDEM_ESHAPE, "needs 2-D operands, got %s and %s", sstr(a).s, sstr(b).s);
+  if (!isfinite(attr->alpha) || !isfinite(attr->beta))
+    return efail(e, TANDEM_EINVAL, "alpha and beta must be finite");
+  size_t m = attr->trans_a ? a->dim[1] : a->dim[0];
+  size_t k = attr->trans_a ? a->dim[0] : a->dim[1];
+  size_t k2 = attr->trans_b ? b->dim[1] : b->dim[0];
+  size_t n = attr->trans_b ? b->dim[0] : b->dim[1];
+  if (k != k2)
+    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s%s, in1 %s%s)",
+                 k, k2, sstr(a).s, attr->trans_a ? " transposed" : "", sstr(b).s,
+                 attr->trans_b ? " transposed" : "");
+  out->ndim = 2;
+  out->dim[0] = m;
+  out->dim[1] = n;
+  if (c != NULL && !broadcasts(c, out))
+    return efail(e, TANDEM_ESHAPE, "bias %s does not broadcast to the output %s", sstr(c).s,
+                 sstr(out).s);
+  return 0;
+}
+
+/* Reshape to the node's declared shape; with follow_batch its first
+ * dimension follows the input's element count, as plan.c lowers it. */
+static int infer_reshape(const mpc_node_t *nd, const mpc_shape_t *a, int follow_batch,
+                         mpc_shape_t *out, const ectx_t *e) {
+  int rc = check_shape(e, &nd->shape, "target shape");
+  if (rc != 0)
+    return rc;
+  *out = nd->shape;
+  size_t nin = mpc_shape_numel(a);
+  if (follow_batch && mpc_shape_numel(out) != nin) {
+    size_t rest = 1;
+    for (unsigned d = 1; d < out->ndim; d++)
+      rest *= out->dim[d];
+    if (rest > 0 && nin % rest == 0)
+      out->dim[0] = nin / rest;
+  }
+  if (mpc_shape_numel(out) != nin)
+    return efail(e, TANDEM_ESHAPE, "reshape of %s to %s changes the element count", sstr(a).s,
+                 sstr(&nd->shape).s);
+  return 0;
+}
+
+/* Transpose: perm must permute the input's axes. */
+static int infer_transpose(const mpc_shape_t *a, mpc_shape_t *out, const mpc_attr_t *attr,
+                           const ectx_t *e) {
+  unsigned seen = 0;
+  for (unsigned d = 0; d < a->ndim; d++) {
+    unsigned p = attr->perm[d];
+    if (p >= a->ndim || (seen >> p) & 1u)
+      return efail(e, TANDEM_EINVAL, "perm is not a permutation of the %u axes of %s", a->ndim,
+                   sstr(a).s);
+    seen |= 1u << p;
+  }
+  out->ndim = a->ndim;
+  for (unsigned d = 0; d < a->ndim; d++)
+    out->dim[d] = a->dim[attr->perm[d]];
+  return 0;
+}
+
+/* LinearMap: a 2-D matrix whose columns match the mapped axis. */
+static int infer_linmap(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
+                        const mpc_attr_t *attr, const ectx_t *e) {
+  if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
+    return efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
+  if (b->ndim != 2 || b->dim[1] != a->dim[attr->axis])
+    return efail(e, TANDEM_ESHAPE, "the matrix %s does not map axis %d of %s", sstr(b).s,
+                 attr->axis, sstr(a).s);
+  *out = *a;
+  out->dim[attr->axis] = b->dim[0];
+  return 0;
+}
+
 /* The output shape of node nd from the shapes of its inputs (in[k] NULL for
  * absent inputs), and its attributes with defaults filled in (*attr). With
  * follow_batch, a Reshape whose declared target has the wrong element count
@@ -465,9 +559,13 @@ long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_
 static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follow_batch,
                  mpc_shape_t *out, mpc_attr_t *attr, const ectx_t *e) {
   const mpc_shape_t *a = in[0], *b = in[1], *c = in[2];
-  int rc;
+  int rc = 0;
   *attr = nd->attr;
   memset(out, 0, sizeof *out);
+  if (mpc_op_is_smooth(nd->op)) {
+    *out = *a; /* elementwise */
+    return check_shape(e, out, "output shape");
+  }
   switch (nd->op) {
   case MPC_OP_INPUT:
   case MPC_OP_PARAM:
@@ -479,51 +577,15 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
       return rc;
     *out = nd->shape;
     break;
-
-  case MPC_OP_MATMUL: {
-    if (a->ndim >= 2 && b->ndim > 2)
-      return infer_bmm(a, b, out, e);
-    if (a->ndim < 2 || b->ndim != 2)
-      return efail(e, TANDEM_ESHAPE, "needs operands of rank 2 or more, got %s and %s",
-                   sstr(a).s, sstr(b).s);
-    size_t k = a->dim[a->ndim - 1];
-    if (k != b->dim[0])
-      return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
-                   b->dim[0], sstr(a).s, sstr(b).s);
-    *out = *a; /* [.., M, K] x [K, N] -> [.., M, N] */
-    out->dim[a->ndim - 1] = b->dim[1];
+  case MPC_OP_MATMUL:
+    rc = infer_matmul(a, b, out, e);
     break;
-  }
-
-  case MPC_OP_GEMM: {
-    if (a->ndim != 2 || b->ndim != 2)
-      return efail(e, TANDEM_ESHAPE, "needs 2-D operands, got %s and %s", sstr(a).s, sstr(b).s);
-    if (!isfinite(attr->alpha) || !isfinite(attr->beta))
-      return efail(e, TANDEM_EINVAL, "alpha and beta must be finite");
-    size_t m = attr->trans_a ? a->dim[1] : a->dim[0];
-    size_t k = attr->trans_a ? a->dim[0] : a->dim[1];
-    size_t k2 = attr->trans_b ? b->dim[1] : b->dim[0];
-    size_t n = attr->trans_b ? b->dim[0] : b->dim[1];
-    if (k != k2)
-      return efail(e, TANDEM_ESHAPE,
-                   "inner dimensions differ: %zu vs %zu (in0 %s%s, in1 %s%s)", k, k2,
-                   sstr(a).s, attr->trans_a ? " transposed" : "", sstr(b).s,
-                   attr->trans_b ? " transposed" : "");
-    out->ndim = 2;
-    out->dim[0] = m;
-    out->dim[1] = n;
-    if (c != NULL && !broadcasts(c, out))
-      return efail(e, TANDEM_ESHAPE, "bias %s does not broadcast to the output %s", sstr(c).s,
-                   sstr(out).s);
+  case MPC_OP_GEMM:
+    rc = infer_gemm(a, b, c, out, attr, e);
     break;
-  }
-
   case MPC_OP_CONV:
     rc = infer_conv(a, b, c, out, attr, e);
-    if (rc != 0)
-      return rc;
     break;
-
   case MPC_OP_ADD:
   case MPC_OP_SUB:
   case MPC_OP_MUL:
@@ -533,13 +595,11 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
                    sstr(b).s, sstr(a).s);
     *out = *a;
     break;
-
   case MPC_OP_MULC:
     if (!isfinite(attr->scalar))
       return efail(e, TANDEM_EINVAL, "the scalar must be finite");
     *out = *a;
     break;
-
   case MPC_OP_OUTPUT:
     if (nd->op == MPC_OP_OUTPUT && attr->post != MPC_POST_NONE &&
         ((attr->post & ~MPC_POST_FLAT) < MPC_POST_SOFTMAX ||
@@ -550,85 +610,39 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     *out = *a;
     break;
   case MPC_OP_RELU:
-    *out = *a;
-    break;
-
-  case MPC_OP_SIGMOID:
-  case MPC_OP_TANH:
-  case MPC_OP_EXP:
-  case MPC_OP_ERF:
-  case MPC_OP_GELU:
-  case MPC_OP_GELU_TANH:
-  case MPC_OP_RECIP:
-  case MPC_OP_RSQRT:
-  case MPC_OP_SQRT:
   case MPC_OP_SOFTMAX:
     *out = *a;
     break;
-
   case MPC_OP_LNORM:
     if (b != NULL && mpc_shape_numel(b) != 1)
       return efail(e, TANDEM_ESHAPE, "epsilon must be one element");
     *out = *a;
     break;
-
   case MPC_OP_MAXPOOL:
   case MPC_OP_AVGPOOL:
     rc = infer_pool(nd->op, a, out, attr, e);
-    if (rc != 0)
-      return rc;
     break;
-
-  case MPC_OP_RESHAPE: {
-    rc = check_shape(e, &nd->shape, "target shape");
-    if (rc != 0)
-      return rc;
-    *out = nd->shape;
-    size_t nin = mpc_shape_numel(a);
-    if (follow_batch && mpc_shape_numel(out) != nin) {
-      /* The batch dimension follows the input, as plan.c lowers it. */
-      size_t rest = 1;
-      for (unsigned d = 1; d < out->ndim; d++)
-        rest *= out->dim[d];
-      if (nin % rest == 0)
-        out->dim[0] = nin / rest;
-    }
-    if (mpc_shape_numel(out) != nin)
-      return efail(e, TANDEM_ESHAPE, "reshape of %s to %s changes the element count", sstr(a).s,
-                   sstr(&nd->shape).s);
+  case MPC_OP_RESHAPE:
+    rc = infer_reshape(nd, a, follow_batch, out, e);
     break;
-  }
-
-  case MPC_OP_TRANSPOSE: {
-    unsigned seen = 0;
-    for (unsigned d = 0; d < a->ndim; d++) {
-      unsigned p = attr->perm[d];
-      if (p >= a->ndim || (seen >> p) & 1u)
-        return efail(e, TANDEM_EINVAL, "perm is not a permutation of the %u axes of %s",
-                     a->ndim, sstr(a).s);
-      seen |= 1u << p;
-    }
-    out->ndim = a->ndim;
-    for (unsigned d = 0; d < a->ndim; d++)
-      out->dim[d] = a->dim[attr->perm[d]];
+  case MPC_OP_TRANSPOSE:
+    rc = infer_transpose(a, out, attr, e);
     break;
-  }
-
   case MPC_OP_CONCAT:
     rc = infer_concat(a, b, out, attr, e);
-    if (rc != 0)
-      return rc;
     break;
-
   case MPC_OP_SELECT:
     rc = infer_select(nd, a, b, out, attr, e);
-    if (rc != 0)
-      return rc;
+    break;
+  case MPC_OP_LINMAP:
+    rc = infer_linmap(a, b, out, attr, e);
     break;
 
   default:
     return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
   }
+  if (rc != 0)
+    return rc;
   return check_shape(e, out, "output shape");
 }
 
@@ -703,6 +717,8 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
                      "index table entry %zu is neither an index below %zu nor -1 (a zero)", j,
                      lim);
   }
+  if (nd.op == MPC_OP_LINMAP && g->nodes[nd.in[1]].op != MPC_OP_CONST)
+    return efail(&e, TANDEM_EINVAL, "the matrix must be a constant");
   nd.shape = shape;
   nd.attr = attr;
 
@@ -1112,10 +1128,34 @@ static void ev_lnorm(int magnitude, const double *x, const mpc_shape_t *xs, doub
   }
 }
 
+/* y = M x along axis ax of x (shape xs), M of shape ms [m x n]. */
+static void ev_linmap(int ax, const double *x, const mpc_shape_t *xs, const double *M,
+                      const mpc_shape_t *ms, double *y) {
+  size_t outer = 1, inner = 1, m = ms->dim[0], n = ms->dim[1];
+  for (int d = 0; d < ax; d++)
+    outer *= xs->dim[d];
+  for (unsigned d = (unsigned)ax + 1; d < xs->ndim; d++)
+    inner *= xs->dim[d];
+  for (size_t o = 0; o < outer; o++)
+    for (size_t r = 0; r < m; r++)
+      for (size_t t = 0; t < inner; t++) {
+        double acc = 0;
+        for (size_t i = 0; i < n; i++)
+          acc += M[r * n + i] * x[(o * n + i) * inner + t];
+        y[(o * m + r) * inner + t] = acc;
+      }
+}
+
 /* Computes a non-source node into y (shape ys, attributes at as inferred). */
 static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
                     const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
   size_t n = mpc_shape_numel(ys);
+  if (mpc_op_is_smooth(nd->op)) {
+    for (size_t i = 0; i < n; i++)
+      y[i] = at->magnitude ? mpc__smooth_mag(mpc__smooth_node_fn(nd->op), v[0][i])
+                           : mpc__smooth_float(nd->op, v[0][i]);
+    return;
+  }
   switch (nd->op) {
   case MPC_OP_MATMUL: {
     if (s[1]->ndim > 2) {
@@ -1184,20 +1224,11 @@ static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *co
       y[i] = src < 0 ? 0.0 : v[0][src];
     }
     break;
-  case MPC_OP_SIGMOID:
-  case MPC_OP_TANH:
-  case MPC_OP_EXP:
-  case MPC_OP_ERF:
-  case MPC_OP_GELU:
-  case MPC_OP_GELU_TANH:
-  case MPC_OP_RECIP:
-  case MPC_OP_RSQRT:
-  case MPC_OP_SQRT:
-    for (size_t i = 0; i < n; i++)
-      y[i] = at->magnitude ? mpc__smooth_mag(nd->op, v[0][i]) : mpc__smooth_float(nd->op, v[0][i]);
-    break;
   case MPC_OP_SOFTMAX:
     ev_softmax(at->magnitude, v[0], s[0], y);
+    break;
+  case MPC_OP_LINMAP:
+    ev_linmap(at->axis, v[0], s[0], v[1], s[1], y);
     break;
   case MPC_OP_LNORM:
     ev_lnorm(at->magnitude, v[0], s[0], v[1] != NULL ? v[1][0] : 0, y);

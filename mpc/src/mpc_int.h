@@ -62,7 +62,8 @@ typedef enum {
   MPC__G_MULC,     /* times a public ring constant (scale may grow) */
   MPC__G_LAYOUT,   /* out[i] = in[map[i]] (reshape, transpose, gather); with
                     * in[1], map indexes in[0] then in[1] (concat); MAP_ZERO: 0 */
-  MPC__G_AVGPOOL,  /* window sums times public 1/count: scale +1 */
+  MPC__G_AVGPOOL,  /* window sums times public 1/count, or with public
+                    * coefficients per entry (wtap): scale +1 */
   MPC__G_OUTPUT,   /* shares to the client */
   MPC__G_SMOOTH    /* a smooth function by FSS (gate_smooth.c): SHARED at fout
                     * fractional bits; 1 round (0 on MASKED) */
@@ -136,6 +137,8 @@ typedef struct mpc__gate_s {
   /* AVGPOOL: window index lists flattened; -1 entries skipped */
   int32_t *win;         /* [npos][wsize] */
   uint64_t *wcoef;      /* [npos] public 1/count at f bits */
+  uint64_t *wtap;       /* [npos][wsize] public coefficients at f bits, one per
+                         * window entry (LINMAP), in place of wcoef; else NULL */
   size_t wsize;
   char label[80];       /* "Gemm fc1 1x784x128" for stats */
 } mpc__gate_t;
@@ -289,6 +292,17 @@ void mpc__fss_sizes(int mode, unsigned shift, unsigned bound, size_t n,
  * domain for the ops defined on one). */
 double mpc__smooth_float(mpc_op_t op, double x);
 double mpc__smooth_mag(mpc_op_t op, double b);
+/* Gate functions beyond the operators: Exp on [-16, 4] (a graph's Exp node;
+ * Softmax keeps MPC_OP_EXP, x <= 0) and the Reciprocal on 1/4 <= |x| <= 64
+ * (a graph's Reciprocal and Div; Softmax and LayerNorm keep MPC_OP_RECIP,
+ * positive). The function a graph node of op runs on. */
+#define MPC__FN_EXP_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 1))
+#define MPC__FN_RECIP_SIGNED ((mpc_op_t)((int)MPC_OP_LAST + 2))
+/* The inverse square root on [1/128, 64] (a graph's Rsqrt node: a
+ * BatchNormalization's statistics given per query); LayerNorm keeps
+ * MPC_OP_RSQRT, [1/64, 64]. */
+#define MPC__FN_RSQRT_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 3))
+mpc_op_t mpc__smooth_node_fn(mpc_op_t op);
 /* The gate's output fractional bits for op when its output satisfies
  * |v| < 2^out_log2 (real units), at f input bits. */
 unsigned mpc__smooth_fout(mpc_op_t op, int out_log2, unsigned f);

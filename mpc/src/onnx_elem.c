@@ -8,6 +8,7 @@
  * product of two activations the opening of its operands. Numbers of the
  * operators (Clip's bounds, LeakyRelu's alpha, HardSigmoid's alpha and beta)
  * are public constants of the graph; PRelu's slope is the owner's (a PARAM).
+ * Also a BatchNormalization whose scale and statistics are given per query.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -336,5 +337,62 @@ int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant) {
   mpc__onnx_def_act(c, k, 0, x);
   o->post = (variant ? MPC_POST_LOGSOFTMAX : MPC_POST_SOFTMAX) | (c->opset < 13 ? MPC_POST_FLAT : 0);
   o->post_axis = (int)(axis < 0 ? axis + (int64_t)r : axis);
+  return 0;
+}
+
+/* A reshape node of activation x to s. */
+static int reshape_to(ctx_t *c, size_t k, int x, const mpc_shape_t *s) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_RESHAPE, x, -1, -1);
+  nd.shape = *s;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* BatchNormalization whose statistics or scale are given per query (graph
+ * inputs: the client's secrets): y = (x - mean) * (scale * rsqrt(var +
+ * epsilon)) + B, the inverse square root by its gate (var + epsilon in its
+ * domain, [1/64, 64]), the per-channel vectors broadcast over the spatial
+ * axes. Rounds: the gate, and two products of activations. */
+int mpc__onnx_bn_computed(ctx_t *c, size_t k, int x) {
+  double eps;
+  int rc = mpc__onnx_attr_float(c, k, "epsilon", 1e-5, &eps), v[4];
+  if (rc != 0)
+    return rc;
+  const mpc_shape_t xs = *shape_of(c, x);
+  size_t ch = xs.dim[1];
+  mpc_shape_t cs = {xs.ndim - 1, {ch, 1, 1, 1}}; /* [C, 1, ...] against [N, C, ...] */
+  for (size_t j = 0; j < 4; j++) {
+    if ((rc = mpc__onnx_in_operand(c, k, j + 1, 1, &v[j])) != 0)
+      return rc;
+    if (mpc_shape_numel(shape_of(c, v[j])) != ch)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "input %zu is not one value per channel", j + 1);
+    if (c->g->nodes[v[j]].op != MPC_OP_PARAM && (v[j] = reshape_to(c, k, v[j], &cs)) < 0)
+      return v[j];
+  }
+  if (c->g->nodes[v[0]].op == MPC_OP_PARAM || c->g->nodes[v[3]].op == MPC_OP_PARAM)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "scale and var must both be computed (or "
+                           "both constants, folded)");
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.epsilon", mpc__onnx_node_name(c, k));
+  size_t one = 1;
+  int e = mpc_graph_const(c->g, name, 1, &one, &eps);
+  if (e < 0)
+    return mpc__onnx_nfail(c, k, e, "cannot store epsilon");
+  int r = node2(c, k, MPC_OP_ADD, v[3], e);
+  if (r >= 0) {
+    mpc_node_t nd;
+    mpc__onnx_node_init(&nd, MPC_OP_RSQRT, r, -1, -1);
+    r = mpc__onnx_add_node(c, k, &nd);
+  }
+  if (r >= 0)
+    r = node2(c, k, MPC_OP_MUL, v[0], r);
+  int y = r >= 0 ? node2(c, k, MPC_OP_SUB, x, v[2]) : r;
+  if (y >= 0)
+    y = node2(c, k, MPC_OP_MUL, y, r);
+  if (y >= 0)
+    y = node2(c, k, MPC_OP_ADD, y, v[1]);
+  if (y < 0)
+    return y;
+  mpc__onnx_def_act(c, k, 0, y);
   return 0;
 }

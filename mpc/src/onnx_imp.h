@@ -184,11 +184,24 @@ int mpc__onnx_op_split(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant);
+/* A Select node of x with output shape os (start/step/div per axis, NULL:
+ * the identity; table >= 0: an index table on axis), and the refusal to move
+ * data along a batched graph's axis 0. */
+int mpc__onnx_emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const int64_t *start,
+                          const int64_t *step, const uint32_t *div, int table, unsigned axis);
+int mpc__onnx_batch_guard(ctx_t *c, size_t k, unsigned axis);
+/* ---- onnx_resize.c ------------------------------------------------------- */
+/* Resize/Upsample (variant 1: Upsample): nearest, linear, cubic. */
 int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample);
 /* ConvTranspose: zeros inserted by Selects, then a Conv of turned weights. */
 int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant);
 /* A stand-alone Pad of activation x with zeros: pads begins then ends. */
 int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn);
+/* Pad modes edge (reflect 0) and reflect (1) of activation x; and a
+ * constant pad whose value is the activation v. */
+int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn,
+                            int reflect);
+int mpc__onnx_emit_pad_value(ctx_t *c, size_t k, int x, int v, const int64_t *pv, size_t pn);
 /* ---- onnx_elem.c --------------------------------------------------------- */
 /* Sum, Mean, Max, Min (variant 0 to 3); Clip; LeakyRelu; PRelu; HardSigmoid
  * and HardSwish (variant 1); ReduceSum, ReduceMean, ReduceMax (0 to 2). */
@@ -198,6 +211,9 @@ int mpc__onnx_op_leaky(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_prelu(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_hard(ctx_t *c, size_t k, int swish);
 int mpc__onnx_op_reduce(ctx_t *c, size_t k, int variant);
+/* BatchNormalization of activation x whose scale and statistics are given
+ * per query (onnx_ops.c's handler calls it when one of them is computed). */
+int mpc__onnx_bn_computed(ctx_t *c, size_t k, int x);
 /* Softmax (variant 0) and LogSoftmax (1) as the graph's last operator. */
 int mpc__onnx_op_softmax(ctx_t *c, size_t k, int variant);
 /* Softmax inside the graph, on the private smooth-function gates (onnx_ops.c). */

@@ -1,6 +1,6 @@
 /* onnx_move.c - the ONNX handlers of the operators that only move data:
- * Concat, Split, Slice, Gather (constant indices), Expand, Resize/Upsample
- * (nearest, integer factors) and a Pad that no Conv or AveragePool absorbs.
+ * Concat, Split, Slice, Gather (constant indices), Expand and a Pad that no
+ * Conv or AveragePool absorbs (Resize/Upsample: onnx_resize.c).
  * Each becomes IR Concat or Select nodes (graph.c), which plan.c lowers to
  * layout gates: local, no round, a masked value stays masked. The graph's
  * first axis may be the batch (an input's symbolic first dimension): an
@@ -50,6 +50,13 @@ static int emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const i
                       os->dim[0] == is->dim[0];
   return mpc__onnx_add_node(c, k, &nd);
 }
+
+int mpc__onnx_emit_select(ctx_t *c, size_t k, int x, const mpc_shape_t *os, const int64_t *start,
+                          const int64_t *step, const uint32_t *div, int table, unsigned axis) {
+  return emit_select(c, k, x, os, start, step, div, table, axis);
+}
+
+int mpc__onnx_batch_guard(ctx_t *c, size_t k, unsigned axis) { return batch_guard(c, k, axis); }
 
 static int emit_reshape_to(ctx_t *c, size_t k, int x, const mpc_shape_t *to) {
   const mpc_shape_t *s = shape_of(c, x);
@@ -331,133 +338,6 @@ int mpc__onnx_op_expand(ctx_t *c, size_t k, int variant) {
   return def_result(c, k, 0, emit_select(c, k, xr, &os, NULL, step, NULL, -1, 0));
 }
 
-/* The input coordinate nearest Resize reads for output coordinate o on an
- * axis of `in` resized to `out` at scale s (ONNX's formulas). */
-static int64_t nearest_src(const char *ctm, const char *nm, int64_t o, double s, size_t in,
-                           size_t out) {
-  double x;
-  if (strcmp(ctm, "asymmetric") == 0)
-    x = (double)o / s;
-  else if (strcmp(ctm, "align_corners") == 0)
-    x = out == 1 ? 0 : (double)o * (double)(in - 1) / (double)(out - 1);
-  else if (strcmp(ctm, "pytorch_half_pixel") == 0)
-    x = out > 1 ? ((double)o + 0.5) / s - 0.5 : 0;
-  else /* half_pixel */
-    x = ((double)o + 0.5) / s - 0.5;
-  double f = floor(x);
-  if (strcmp(nm, "floor") == 0)
-    x = f;
-  else if (strcmp(nm, "ceil") == 0)
-    x = ceil(x);
-  else if (strcmp(nm, "round_prefer_ceil") == 0)
-    x = x - f >= 0.5 ? f + 1 : f;
-  else /* round_prefer_floor */
-    x = x - f > 0.5 ? f + 1 : f;
-  return (int64_t)x;
-}
-
-/* Scales (or sizes) of a Resize or Upsample into out dims; 0 or an error. */
-static int resize_dims(ctx_t *c, size_t k, int upsample, const mpc_shape_t *is, mpc_shape_t *os,
-                       double *scale) {
-  const mpc__ctensor_t *sc = NULL;
-  const int64_t *sz = NULL;
-  size_t szn = SIZE_MAX;
-  int rc = 0;
-  const attr_t *sa = upsample ? mpc__onnx_attr_find(c, k, "scales") : NULL;
-  if (sa != NULL) {
-    if (sa->n_floats != is->ndim)
-      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales has %zu entries for rank %u",
-                             sa->n_floats, is->ndim);
-    for (unsigned d = 0; d < is->ndim; d++)
-      scale[d] = sa->floats[d];
-  } else {
-    size_t js = upsample || c->opset < 11 ? 1 : 2;
-    if (mpc__onnx_in_name(c, k, js) != NULL && (rc = mpc__onnx_in_const(c, k, js, 1, &sc)) != 0)
-      return rc;
-    if (sc != NULL && sc->numel == 0)
-      sc = NULL;
-    if (sc == NULL && !upsample && c->opset >= 11 &&
-        (rc = mpc__onnx_in_ints(c, k, 3, 1, &sz, &szn)) != 0)
-      return rc;
-    if ((sc != NULL ? sc->numel : szn) != is->ndim || (sc != NULL && sc->f == NULL))
-      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales or sizes must give %u numbers", is->ndim);
-  }
-  *os = *is;
-  for (unsigned d = 0; d < is->ndim; d++) {
-    if (sz != NULL) {
-      if (sz[d] < 1 || sz[d] > (int64_t)MPC__CT_MAX_NUMEL)
-        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "size %" PRId64 " is invalid", sz[d]);
-      os->dim[d] = (size_t)sz[d];
-      scale[d] = (double)sz[d] / (double)is->dim[d];
-    } else {
-      if (sc != NULL)
-        scale[d] = sc->f[d];
-      if (!(scale[d] > 0) || scale[d] > (double)MAX_WIN)
-        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "scale %g is invalid", scale[d]);
-      os->dim[d] = (size_t)floor((double)is->dim[d] * scale[d]);
-      if (os->dim[d] == 0)
-        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "axis %u would be empty", d);
-    }
-  }
-  return 0;
-}
-
-/* Resize (opset 10+) and Upsample (variant 1): nearest neighbour, each axis
- * an integer up- or down-sampling that a Select expresses exactly; checked
- * against ONNX's own coordinate formula on every output coordinate. */
-int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample) {
-  static const char *const known[] = {"mode", "coordinate_transformation_mode", "nearest_mode",
-                                      "cubic_coeff_a", "exclude_outside", "extrapolation_value",
-                                      "scales", NULL};
-  int rc = mpc__onnx_attr_check(c, k, known), x;
-  char mode[32], ctm[32], nm[32];
-  if (rc != 0 || (rc = mpc__onnx_attr_str(c, k, "mode", "nearest", mode, sizeof mode)) != 0 ||
-      (rc = mpc__onnx_attr_str(c, k, "coordinate_transformation_mode",
-                               upsample || c->opset < 11 ? "asymmetric" : "half_pixel", ctm,
-                               sizeof ctm)) != 0 ||
-      (rc = mpc__onnx_attr_str(c, k, "nearest_mode",
-                               upsample || c->opset < 11 ? "floor" : "round_prefer_floor", nm,
-                               sizeof nm)) != 0 ||
-      (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
-    return rc;
-  if (strcmp(mode, "nearest") != 0)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported (only nearest)", mode);
-  if (strcmp(ctm, "tf_crop_and_resize") == 0 || strcmp(ctm, "tf_half_pixel_for_nn") == 0)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "coordinate_transformation_mode=%s is not "
-                           "supported", ctm);
-  const mpc_shape_t is = *shape_of(c, x);
-  mpc_shape_t os;
-  double scale[MPC__CT_MAX_DIMS];
-  if ((rc = resize_dims(c, k, upsample, &is, &os, scale)) != 0)
-    return rc;
-  int64_t start[MPC_MAX_DIMS], step[MPC_MAX_DIMS];
-  uint32_t div[MPC_MAX_DIMS];
-  for (unsigned d = 0; d < is.ndim; d++) {
-    size_t in = is.dim[d], out = os.dim[d];
-    /* up: floor(o / f) + start; down: o * f + start. */
-    int up = out >= in;
-    size_t f = up ? out / in : in / out;
-    if ((up ? f * in != out : f * out != in) || f > (size_t)MAX_WIN)
-      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                             "axis %u: %zu to %zu is not an integer factor (only those are "
-                             "supported)", d, in, out);
-    start[d] = nearest_src(ctm, nm, 0, scale[d], in, out);
-    step[d] = up ? 1 : (int64_t)f;
-    div[d] = up ? (uint32_t)f : 1;
-    for (size_t o = 0; o < out; o++) {
-      int64_t want = nearest_src(ctm, nm, (int64_t)o, scale[d], in, out);
-      int64_t got = start[d] + (up ? (int64_t)(o / f) : (int64_t)(o * f));
-      if (want != got || want < 0 || want >= (int64_t)in)
-        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                               "axis %u: coordinate_transformation_mode=%s with nearest_mode=%s "
-                               "is not a plain integer resampling", d, ctm, nm);
-    }
-    if (out != in && (rc = batch_guard(c, k, d)) != 0)
-      return rc;
-  }
-  return def_result(c, k, 0, emit_select(c, k, x, &os, start, step, div, -1, 0));
-}
-
 /* A Pad that no Conv or AveragePool absorbs (onnx_window.c decides): zeros
  * around any axis (negative pads crop). pads: begins then ends. */
 int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn) {
@@ -479,6 +359,105 @@ int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn) 
     start[d] = -b;
   }
   return def_result(c, k, 0, emit_select(c, k, x, &os, start, NULL, NULL, -1, 0));
+}
+
+/* Pad mode edge (reflect 0) or reflect (1): on each padded axis a Select by
+ * an index table, output o reading the input at o - begin clamped to the
+ * axis (edge) or mirrored about its ends without repeating them (reflect,
+ * numpy's). Local, no round. */
+int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn,
+                            int reflect) {
+  unsigned r = shape_of(c, x)->ndim;
+  if (pn != 2 * (size_t)r)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for an input of rank %u", pn, r);
+  for (unsigned d = 0; d < r && x >= 0; d++) {
+    mpc_shape_t os = *shape_of(c, x);
+    int64_t b = pv[d], e = pv[d + r], in = (int64_t)os.dim[d], len = in + b + e;
+    if (b == 0 && e == 0)
+      continue;
+    if (b < -(int64_t)MAX_WIN || b > (int64_t)MAX_WIN || e < -(int64_t)MAX_WIN ||
+        e > (int64_t)MAX_WIN || len < 1 || (reflect && (b >= in || e >= in)))
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads %" PRId64 ", %" PRId64 " on axis %u are "
+                             "not supported", b, e, d);
+    int rc = batch_guard(c, k, d);
+    if (rc != 0)
+      return rc;
+    double *tab = malloc((size_t)len * sizeof *tab);
+    if (tab == NULL)
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    for (int64_t o = 0; o < len; o++) {
+      int64_t i = o - b;
+      if (reflect && in > 1)
+        i = i < 0 ? -i : i >= in ? 2 * (in - 1) - i : i;
+      tab[o] = (double)(i < 0 ? 0 : i >= in ? in - 1 : i);
+    }
+    char name[80];
+    snprintf(name, sizeof name, "%.60s.pad%u", mpc__onnx_node_name(c, k), d);
+    size_t n = (size_t)len;
+    int t = mpc_graph_const(c->g, name, 1, &n, tab);
+    free(tab);
+    if (t < 0)
+      return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+    os.dim[d] = n;
+    x = emit_select(c, k, x, &os, NULL, NULL, NULL, t, d);
+  }
+  return def_result(c, k, 0, x);
+}
+
+/* Pad mode constant with a computed value v (a graph input: the client's
+ * secret): x flattened and v joined after it, then one Select by an index
+ * table reading x's element or v for each output element, reshaped: local,
+ * no round. Only for an unbatched x (v is one element for all rows). */
+int mpc__onnx_emit_pad_value(ctx_t *c, size_t k, int x, int v, const int64_t *pv, size_t pn) {
+  const mpc_shape_t is = *shape_of(c, x);
+  if (pn != 2 * (size_t)is.ndim)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for an input of rank %u", pn, is.ndim);
+  if (c->any_batched || mpc_shape_numel(shape_of(c, v)) != 1)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "a computed padding value must be one element "
+                           "of an unbatched graph");
+  mpc_shape_t os = is;
+  for (unsigned d = 0; d < is.ndim; d++) {
+    int64_t len = (int64_t)is.dim[d] + pv[d] + pv[d + is.ndim];
+    if (pv[d] > (int64_t)MAX_WIN || pv[d + is.ndim] > (int64_t)MAX_WIN || len < 1)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads on axis %u are not supported", d);
+    os.dim[d] = (size_t)len;
+  }
+  size_t nin = mpc_shape_numel(&is), nout = mpc_shape_numel(&os);
+  mpc_shape_t flat = {2, {1, nin}}, one = {2, {1, 1}}, wide = {2, {1, nout}};
+  int xf = emit_reshape_to(c, k, x, &flat), vf = emit_reshape_to(c, k, v, &one);
+  if (xf < 0 || vf < 0)
+    return xf < 0 ? xf : vf;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONCAT, xf, vf, -1);
+  nd.attr.axis = 1;
+  int cat = mpc__onnx_add_node(c, k, &nd);
+  if (cat < 0)
+    return cat;
+  double *tab = malloc((nout + 1) * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t o = 0; o < nout; o++) {
+    size_t rem = o, src = 0, stride = 1;
+    int inside = 1;
+    for (int d = (int)os.ndim - 1; d >= 0; d--) {
+      int64_t i = (int64_t)(rem % os.dim[d]) - pv[d];
+      rem /= os.dim[d];
+      inside = inside && i >= 0 && i < (int64_t)is.dim[d];
+      src += inside ? (size_t)i * stride : 0;
+      stride *= is.dim[d];
+    }
+    tab[o] = (double)(inside ? src : nin);
+  }
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.padded", mpc__onnx_node_name(c, k));
+  int t = mpc_graph_const(c->g, name, 1, &nout, tab);
+  free(tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  int sel = emit_select(c, k, cat, &wide, NULL, NULL, NULL, t, 1);
+  if (sel < 0)
+    return sel;
+  return def_result(c, k, 0, emit_reshape_to(c, k, sel, &os));
 }
 
 /* An attribute list of n window values (absent: dflt each). */
@@ -586,6 +565,134 @@ static int flipped_weights(ctx_t *c, size_t k, int rank3) {
  * inserted and padded (two free Selects), then a Conv of unit stride with
  * the weights turned; a bilinear gate as a Conv, with s^2 times its MACs
  * (the zeros are multiplied too). */
+/* A Select by index table of activation x flattened to [1, n]: output
+ * element o reads tab[o] (-1: a zero), reshaped to `to`. */
+static int gather_flat(ctx_t *c, size_t k, int x, double *tab, const mpc_shape_t *to,
+                       const char *tag) {
+  size_t n = mpc_shape_numel(shape_of(c, x)), m = mpc_shape_numel(to);
+  mpc_shape_t flat = {2, {1, n}}, wide = {2, {1, m}};
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.%s", mpc__onnx_node_name(c, k), tag);
+  int t = mpc_graph_const(c->g, name, 1, &m, tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  if ((x = emit_reshape_to(c, k, x, &flat)) < 0)
+    return x;
+  if ((x = emit_select(c, k, x, &wide, NULL, NULL, NULL, t, 1)) < 0)
+    return x;
+  return emit_reshape_to(c, k, x, to);
+}
+
+/* ConvTranspose of an unbatched [1, C, D, H, W] input (group 1, dilations
+ * 1): the input spread by the strides and padded to the full convolution's
+ * extent, its depth windows laid out by one index table as a batch of OD
+ * images [OD, KD*C, H', W'] (zeros as -1 entries), the weights
+ * [C, M, KD, KH, KW] turned and flipped into [M, KD*C, KH, KW] (a table of
+ * an activation, computed at import for a constant), one 2-D Conv, and the
+ * depth moved back. Local but for the Conv's product. */
+static int convtranspose_3d(ctx_t *c, size_t k, int x) {
+  const mpc_shape_t xs = *shape_of(c, x);
+  int64_t s[3], d[3], op[3], pads[6];
+  int rc;
+  if ((rc = win_ints(c, k, "strides", 3, 1, 1, s)) != 0 ||
+      (rc = win_ints(c, k, "dilations", 3, 1, 1, d)) != 0 ||
+      (rc = win_ints(c, k, "output_padding", 3, 0, 0, op)) != 0 ||
+      (rc = win_ints(c, k, "pads", 6, 0, 0, pads)) != 0)
+    return rc;
+  if (c->any_batched || xs.dim[0] != 1 || d[0] != 1 || d[1] != 1 || d[2] != 1 ||
+      mpc__onnx_attr_find(c, k, "output_shape") != NULL || mpc__onnx_in_name(c, k, 2) != NULL)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "3-D: only one unbatched image, dilations 1, "
+                           "no output_shape and no bias are supported");
+  ent_t *we = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (we == NULL)
+    return rc;
+  const mpc__ctensor_t *wt = NULL;
+  int w = -1;
+  if (we->kind == V_CONST ? (rc = mpc__onnx_in_const(c, k, 1, 1, &wt)) != 0
+                          : (rc = mpc__onnx_in_act(c, k, 1, &w)) != 0)
+    return rc;
+  size_t wd[5];
+  unsigned wr = wt != NULL ? wt->ndim : shape_of(c, w)->ndim;
+  for (unsigned i = 0; i < 5 && wr == 5; i++)
+    wd[i] = wt != NULL ? wt->dim[i] : shape_of(c, w)->dim[i];
+  if (wr != 5 || wd[0] != xs.dim[1] || (wt != NULL && wt->f == NULL))
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "weights must be [C, M, kD, kH, kW] for %zu "
+                           "channels", xs.dim[1]);
+  size_t C = wd[0], M = wd[1], K[3] = {wd[2], wd[3], wd[4]}, P[3], O[3];
+  for (int a = 0; a < 3; a++) {
+    int64_t lo = (int64_t)K[a] - 1 - pads[a], hi = (int64_t)K[a] - 1 - pads[a + 3] + op[a];
+    if (lo < 0 || hi < 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads larger than the kernel");
+    P[a] = (xs.dim[2 + a] - 1) * (size_t)s[a] + 1 + (size_t)lo + (size_t)hi;
+    O[a] = P[a] - K[a] + 1;
+  }
+  /* The depth windows: [OD, KD, C, P1, P2] reading the spread input. */
+  mpc_shape_t xw = {4, {O[0], K[0] * C, P[1], P[2]}};
+  size_t nx = mpc_shape_numel(&xw), at = 0;
+  double *tab = malloc((nx + 1) * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t od = 0; od < O[0]; od++)
+    for (size_t kd = 0; kd < K[0]; kd++)
+      for (size_t ch = 0; ch < C; ch++)
+        for (size_t ph = 0; ph < P[1]; ph++)
+          for (size_t pw = 0; pw < P[2]; pw++, at++) {
+            size_t pc[3] = {od + kd, ph, pw}, src = ch, ok = 1;
+            for (int a = 0; a < 3; a++) {
+              int64_t q = (int64_t)pc[a] - ((int64_t)K[a] - 1 - pads[a]);
+              ok = ok && q >= 0 && q % s[a] == 0 && q / s[a] < (int64_t)xs.dim[2 + a];
+              src = src * xs.dim[2 + a] + (ok ? (size_t)(q / s[a]) : 0);
+            }
+            tab[at] = ok ? (double)src : -1;
+          }
+  int xi = gather_flat(c, k, x, tab, &xw, "depth");
+  free(tab);
+  if (xi < 0)
+    return xi;
+  /* The weights: [M, KD*C, KH, KW], flipped on every spatial axis. */
+  mpc_shape_t wf = {4, {M, K[0] * C, K[1], K[2]}};
+  size_t nw = mpc_shape_numel(&wf);
+  double *wtab = malloc((nw + 1) * sizeof *wtab);
+  if (wtab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  at = 0;
+  for (size_t m = 0; m < M; m++)
+    for (size_t kd = 0; kd < K[0]; kd++)
+      for (size_t ch = 0; ch < C; ch++)
+        for (size_t i = 0; i < K[1]; i++)
+          for (size_t j = 0; j < K[2]; j++, at++) {
+            size_t src = (((ch * M + m) * K[0] + K[0] - 1 - kd) * K[1] + K[1] - 1 - i) * K[2] +
+                         K[2] - 1 - j;
+            wtab[at] = wt != NULL ? wt->f[src] : (double)src;
+          }
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.flipped", mpc__onnx_node_name(c, k));
+  int wi = wt != NULL ? mpc__onnx_make_param(c, k, name, 4, wf.dim, wtab)
+                      : gather_flat(c, k, w, wtab, &wf, "flipped");
+  if (wt == NULL)
+    free(wtab);
+  if (wi < 0)
+    return wi;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_CONV, xi, wi, -1);
+  nd.attr.kh = K[1];
+  nd.attr.kw = K[2];
+  nd.attr.strides[0] = nd.attr.strides[1] = 1;
+  nd.attr.dilations[0] = nd.attr.dilations[1] = 1;
+  int y = mpc__onnx_add_node(c, k, &nd); /* [OD, M, O1, O2] */
+  if (y < 0)
+    return y;
+  mpc__onnx_node_init(&nd, MPC_OP_TRANSPOSE, y, -1, -1);
+  nd.attr.perm[0] = 1;
+  nd.attr.perm[1] = 0;
+  nd.attr.perm[2] = 2;
+  nd.attr.perm[3] = 3;
+  if ((y = mpc__onnx_add_node(c, k, &nd)) < 0)
+    return y;
+  mpc_shape_t ys = {5, {1, M, O[0], O[1], O[2]}};
+  return def_result(c, k, 0, emit_reshape_to(c, k, y, &ys));
+}
+
 int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"auto_pad", "dilations", "group", "kernel_shape",
@@ -601,8 +708,11 @@ int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant) {
   if (group != 1)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "group=%" PRId64 " is not supported", group);
   mpc_shape_t xs = *shape_of(c, x);
+  if (xs.ndim == 5)
+    return convtranspose_3d(c, k, x);
   if (xs.ndim != 3 && xs.ndim != 4)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (1-D and 2-D only)", xs.ndim);
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (1-D, 2-D and 3-D only)",
+                           xs.ndim);
   int rank3 = xs.ndim == 3;
   size_t ns = rank3 ? 1 : 2;
   int64_t s[2], d[2], op[2], pads[4], osh[2] = {-1, -1};

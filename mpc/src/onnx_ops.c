@@ -300,6 +300,11 @@ static int op_batchnorm(ctx_t *c, size_t k, int variant) {
   mpc_shape_t xs = *shape_of(c, x);
   if (xs.ndim < 2 || xs.ndim > 4)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "input of rank %u (supported: 2 to 4)", xs.ndim);
+  for (size_t j = 1; j <= 4; j++) {
+    ent_t *e = mpc__onnx_in_ent(c, k, j, 0, &rc);
+    if (e != NULL && e->kind == V_ACT && nodep(c, k)->n_output <= 1)
+      return mpc__onnx_bn_computed(c, k, x);
+  }
   size_t ch = xs.dim[1];
   double *s, *t;
   if ((rc = mpc__onnx_bn_params(c, k, ch, 0, &s, &t)) != 0)
@@ -556,11 +561,24 @@ static int op_muldiv(ctx_t *c, size_t k, int div) {
     return mpc__onnx_pad_error(c, k, a);
   if (b->kind == V_PAD)
     return mpc__onnx_pad_error(c, k, b);
-  if (div && b->kind != V_CONST)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "division by a computed value is not supported");
   int xn, fn;
-  if (a->kind == V_CONST || b->kind == V_CONST) {
+  if (div && b->kind != V_CONST) {
+    /* a / b = a times the reciprocal gate of b (its private domain, README). */
+    if (a->kind == V_CONST)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                             "a constant divided by a computed value is not supported");
+    mpc_node_t rn;
+    mpc__onnx_node_init(&rn, MPC_OP_RECIP, b->node, -1, -1);
+    int rb = mpc__onnx_add_node(c, k, &rn);
+    if (rb < 0)
+      return rb;
+    xn = a->node;
+    fn = rb;
+    if (mpc_shape_numel(shape_of(c, xn)) < mpc_shape_numel(shape_of(c, fn))) {
+      xn = rb;
+      fn = a->node;
+    }
+  } else if (a->kind == V_CONST || b->kind == V_CONST) {
     ent_t *x = a->kind == V_CONST ? b : a, *kc = a->kind == V_CONST ? a : b;
     xn = x->node;
     if ((rc = factor_param(c, k, a->kind == V_CONST ? 0 : 1, kc, div, &fn)) != 0)
@@ -600,29 +618,63 @@ static int op_relu(ctx_t *c, size_t k, int variant) {
   return 0;
 }
 
+/* Dropout's mask output at inference: all true, of x's shape (a constant). */
+static int dropout_mask(ctx_t *c, size_t k, const ent_t *x) {
+  const mpc_shape_t *s = shape_of(c, x->node);
+  mpc__ctensor_t t;
+  memset(&t, 0, sizeof t);
+  t.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+  t.ndim = s->ndim;
+  for (unsigned d = 0; d < s->ndim; d++)
+    t.dim[d] = s->dim[d];
+  t.numel = mpc_shape_numel(s);
+  if ((t.i = malloc(t.numel * sizeof *t.i)) == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < t.numel; i++)
+    t.i[i] = 1;
+  int ki = mpc__onnx_konst_add(c, &t);
+  if (ki < 0) {
+    mpc__ctensor_close(&t);
+    return mpc__onnx_gfail(c, ki, "out of memory");
+  }
+  mpc__onnx_def_const(c, k, 1, ki);
+  return 0;
+}
+
+/* Identity, and Dropout at inference: training_mode (an input from opset
+ * 12, read at import) true is accepted only with ratio 0, where it is the
+ * identity too; the mask output is all true. */
 static int op_identity(ctx_t *c, size_t k, int dropout) {
   static const char *const kid[] = {NULL};
   static const char *const kdrop[] = {"ratio", "seed", "is_test", NULL};
   int rc = mpc__onnx_attr_check(c, k, dropout ? kdrop : kid);
   if (rc != 0)
     return rc;
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (e == NULL)
+    return rc;
   if (dropout) {
     int64_t is_test;
     if ((rc = mpc__onnx_attr_int(c, k, "is_test", 1, &is_test)) != 0)
       return rc;
-    const mpc__ctensor_t *tm = NULL;
+    const mpc__ctensor_t *tm = NULL, *ratio = NULL;
     if (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_const(c, k, 2, 0, &tm)) != 0)
       return rc;
-    if (tm != NULL && (tm->numel != 1 || (tm->i != NULL ? tm->i[0] : tm->f[0]) != 0))
+    if (mpc__onnx_in_name(c, k, 1) != NULL && (rc = mpc__onnx_in_const(c, k, 1, 0, &ratio)) != 0)
+      return rc;
+    int zero = ratio != NULL && ratio->numel == 1 && ratio->f != NULL && ratio->f[0] == 0;
+    if (tm != NULL && (tm->numel != 1 || (tm->i != NULL ? tm->i[0] : tm->f[0]) != 0) && !zero)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                             "training_mode=true is not supported (inference only)");
-    for (size_t j = 1; j < nodep(c, k)->n_output; j++)
-      if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
-        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the mask output is not supported");
+                             "training_mode=true is supported only with ratio 0 "
+                             "(inference only)");
+    ent_t *m = nodep(c, k)->n_output > 1 ? mpc__onnx_out_ent(c, k, 1) : NULL;
+    if (m != NULL && m->nuse > 0) {
+      if (e->kind != V_ACT)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the mask of a constant is not supported");
+      if ((rc = dropout_mask(c, k, e)) != 0)
+        return rc;
+    }
   }
-  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
-  if (e == NULL)
-    return rc;
   mpc__onnx_def_alias(c, k, 0, e);
   return 0;
 }

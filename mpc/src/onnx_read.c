@@ -680,8 +680,8 @@ static int bind_input(ctx_t *c, ent_t *e, size_t pos, int dtype) {
   return 0;
 }
 
-/* 1 if the graph input called name is read only as the scales of a Resize
- * or Upsample (the model's structure, like a shape: bound at import when a
+/* 1 if the graph input called name is read only as the scales (or roi) of
+ * a Resize or Upsample (the model's structure, like a shape: bound at import when a
  * file is given for it). */
 static int scales_only(const ctx_t *c, const char *name) {
   size_t uses = 0;
@@ -693,7 +693,55 @@ static int scales_only(const ctx_t *c, const char *name) {
     for (size_t j = 0; j < n->n_input; j++) {
       if (n->input[j] == NULL || strcmp(n->input[j], name) != 0)
         continue;
-      if (!resize || j != js)
+      /* Resize's roi (input 1 from opset 11) and Dropout's ratio are
+       * structure too. */
+      int dropout = strcmp(op, "Dropout") == 0 && j == 1;
+      if (!dropout && (!resize || (j != js && !(js == 2 && j == 1))))
+        return 0;
+      uses++;
+    }
+  }
+  return uses > 0;
+}
+
+/* The types a client's input may have: real numbers, FLOAT16, and the
+ * integer types but INT64 (a shape's type; see data_only) and BOOL. Integers
+ * are computed as real numbers: exact while every value stays an integer
+ * below the fixed-point range, without an integer type's wrap-around or
+ * rounding division. */
+static int is_numeric(int et) {
+  switch (et) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* 1 if the INT64 graph input called name is data, not structure: read only
+ * by the variadic elementwise operators (Max, Min, Sum, Mean), never as a
+ * shape, axes, pads or indices (or by an operator that may take either). */
+static int data_only(const ctx_t *c, const char *name) {
+  static const char *const ops[] = {"Max", "Min", "Sum", "Mean", NULL};
+  size_t uses = 0;
+  for (size_t k = 0; k < c->gp->n_node; k++) {
+    const Onnx__NodeProto *n = c->gp->node[k];
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (n->input[j] == NULL || strcmp(n->input[j], name) != 0)
+        continue;
+      int data = 0;
+      for (size_t i = 0; ops[i] != NULL && !data; i++)
+        data = strcmp(str_or(n->op_type, ""), ops[i]) == 0;
+      if (!data)
         return 0;
       uses++;
     }
@@ -716,7 +764,10 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         tp->tensor_type == NULL)
       return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is not a tensor", v->name);
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
-    if (et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+    int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && data_only(c, v->name);
+    if ((et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && !data64) ||
+        (et == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && c->bind != NULL && here < c->nbind &&
+         c->bind[here] != NULL) ||
         (et == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && c->bind != NULL && here < c->nbind &&
          c->bind[here] != NULL && scales_only(c, v->name))) {
       int rc = bind_input(c, e, here, et);
@@ -724,10 +775,10 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         return rc;
       continue;
     }
-    if (et != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && et != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
+    if (!data64 && !is_numeric(et))
       return mpc__onnx_gfail(c, TANDEM_EPARSE,
-                             "graph input '%s' has type %s (want FLOAT or DOUBLE)", v->name,
-                             mpc__onnx_dtype_name(et, nb));
+                             "graph input '%s' has type %s (want FLOAT, DOUBLE, FLOAT16 or an "
+                             "integer type)", v->name, mpc__onnx_dtype_name(et, nb));
     const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
     if (sp == NULL)
       return mpc__onnx_gfail(c, TANDEM_EUNSUPOP, "graph input '%s' has no shape", v->name);
@@ -775,6 +826,29 @@ int mpc__onnx_add_inputs(ctx_t *c) {
   return 0;
 }
 
+/* A graph output that is a constant (a Constant node's, Dropout's mask):
+ * a public CONST node, its values published with the graph (the client
+ * learns them as the output anyway; an initializer output is refused, the
+ * owner's). Returns the node, -1 if it is none of these, or an error. */
+static int const_output(ctx_t *c, ent_t *e) {
+  if (e->src == S_INIT)
+    return -1;
+  if (e->kidx < 0 || (size_t)e->kidx >= c->nkonst)
+    return -1;
+  const mpc__ctensor_t *t = &c->konst[e->kidx].t;
+  if (t->numel == 0 || t->ndim > MPC_MAX_DIMS)
+    return -1;
+  double *v = malloc(t->numel * sizeof *v);
+  if (v == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < t->numel; i++)
+    v[i] = t->f != NULL ? t->f[i] : (double)t->i[i];
+  size_t one = 1;
+  int r = mpc_graph_const(c->g, e->name, t->ndim ? t->ndim : 1, t->ndim ? t->dim : &one, v);
+  free(v);
+  return r < 0 ? mpc__onnx_gfail(c, r, "graph output '%s': cannot store it", e->name) : r;
+}
+
 int mpc__onnx_add_outputs(ctx_t *c) {
   const Onnx__GraphProto *gp = c->gp;
   if (gp->n_output == 0)
@@ -782,7 +856,10 @@ int mpc__onnx_add_outputs(ctx_t *c) {
   for (size_t i = 0; i < gp->n_output; i++) {
     const char *nm = gp->output[i]->name;
     ent_t *e = mpc__onnx_lookup(c, nm);
-    if (e->kind != V_ACT)
+    int src = e->kind == V_ACT ? e->node : e->kind == V_CONST ? const_output(c, e) : -1;
+    if (src < -1)
+      return src;
+    if (src < 0)
       return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
                              "graph output '%s' is %s; only values computed from the "
                              "inputs can be outputs",
@@ -791,7 +868,7 @@ int mpc__onnx_add_outputs(ctx_t *c) {
                              : e->kind == V_PAD ? "a stand-alone Pad"
                                                 : "not computed");
     mpc_node_t nd;
-    mpc__onnx_node_init(&nd, MPC_OP_OUTPUT, e->node, -1, -1);
+    mpc__onnx_node_init(&nd, MPC_OP_OUTPUT, src, -1, -1);
     nd.attr.post = e->post;
     nd.attr.axis = e->post_axis;
     snprintf(nd.name, sizeof nd.name, "%.63s", nm);

@@ -23,7 +23,7 @@ static int attr_list(ctx_t *c, size_t k, const char *name, size_t n, int64_t lo,
     return rc;
   if (m != n)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "%s has %zu values (want %zu: only 1-D and 2-D windows are supported)", name, m, n);
+                           "%s has %zu values (want %zu: 1-D, 2-D and 3-D pools, 1-D and 2-D convolutions)", name, m, n);
   for (size_t i = 0; i < n; i++) {
     if (v[i] < lo || v[i] > MAX_WIN)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "%s[%zu] = %" PRId64 " is not supported", name,
@@ -350,6 +350,73 @@ int mpc__onnx_op_conv(ctx_t *c, size_t k, int variant) {
   return mpc__onnx_emit_plain(c, k, &nd);
 }
 
+/* A 2-D pool node over activation x with kernel kh x kw, strides, dilations
+ * and pads (top, left, bottom, right). */
+static int pool_node(ctx_t *c, size_t k, int is_max, int x, const size_t *kw, const size_t *st,
+                     const size_t *dl, const size_t *pads, int cip) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, x, -1, -1);
+  nd.attr.kh = kw[0];
+  nd.attr.kw = kw[1];
+  for (int i = 0; i < 2; i++) {
+    nd.attr.strides[i] = st[i];
+    nd.attr.dilations[i] = dl[i];
+  }
+  for (int i = 0; i < 4; i++)
+    nd.attr.pads[i] = pads[i];
+  nd.attr.count_include_pad = cip;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* A 3-D pool over [N, C, D, H, W] as two 2-D ones: the H x W window over
+ * [N, C*D, H, W], then the D window (kd x 1) over [N, C, D, OH*OW]. Exact: a
+ * max of maxes is the max, and an average's divisor is the product of the
+ * two stages' (a window box meets the padded input in a box, whose count is
+ * the product of the per-axis counts). auto_pad NOTSET or VALID, ceil_mode 0. */
+static int pool_3d(ctx_t *c, size_t k, int is_max, int x) {
+  size_t ks[3] = {0, 0, 0}, st[3] = {1, 1, 1}, dl[3] = {1, 1, 1}, p[6] = {0, 0, 0, 0, 0, 0};
+  int mode, rc = check_autopad(c, k, &mode);
+  int64_t cip = 0, ceil_mode = 0;
+  if (rc == 0)
+    rc = attr_list(c, k, "kernel_shape", 3, 1, ks);
+  if (rc == 0)
+    rc = attr_list(c, k, "strides", 3, 1, st);
+  if (rc == 0 && is_max)
+    rc = attr_list(c, k, "dilations", 3, 1, dl);
+  if (rc == 0 && mode == PAD_NOTSET)
+    rc = attr_list(c, k, "pads", 6, 0, p);
+  if (rc == 0 && (rc = mpc__onnx_attr_int(c, k, "count_include_pad", 0, &cip)) == 0)
+    rc = mpc__onnx_attr_int(c, k, "ceil_mode", 0, &ceil_mode);
+  if (rc != 0)
+    return rc;
+  if (ks[0] == 0)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is required");
+  if (ceil_mode != 0 || mode >= PAD_SAME_UPPER)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "3-D windows: ceil_mode and auto_pad SAME "
+                           "are not supported");
+  const mpc_shape_t s = *shape_of(c, x);
+  mpc_shape_t s1 = {4, {s.dim[0], s.dim[1] * s.dim[2], s.dim[3], s.dim[4]}};
+  int y = reshape_act(c, k, x, &s1, "3d_hw");
+  if (y >= 0)
+    y = pool_node(c, k, is_max, y, ks + 1, st + 1, dl + 1, (size_t[]){p[1], p[2], p[4], p[5]},
+                  cip != 0);
+  if (y < 0)
+    return y;
+  size_t oh = shape_of(c, y)->dim[2], ow = shape_of(c, y)->dim[3];
+  mpc_shape_t s2 = {4, {s.dim[0], s.dim[1], s.dim[2], oh * ow}};
+  y = reshape_act(c, k, y, &s2, "3d_d");
+  if (y >= 0)
+    y = pool_node(c, k, is_max, y, (size_t[]){ks[0], 1}, (size_t[]){st[0], 1},
+                  (size_t[]){dl[0], 1}, (size_t[]){p[0], 0, p[3], 0}, cip != 0);
+  if (y < 0)
+    return y;
+  mpc_shape_t s3 = {5, {s.dim[0], s.dim[1], shape_of(c, y)->dim[2], oh, ow}};
+  if ((y = reshape_act(c, k, y, &s3, "3d")) < 0)
+    return y;
+  mpc__onnx_def_act(c, k, 0, y);
+  return 0;
+}
+
 int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
   static const char *const kmax[] = {"auto_pad", "ceil_mode", "dilations", "kernel_shape",
                                      "pads", "storage_order", "strides", NULL};
@@ -358,6 +425,12 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
   int rc = mpc__onnx_attr_check(c, k, is_max ? kmax : kavg);
   if (rc != 0)
     return rc;
+  for (size_t j = 1; j < nodep(c, k)->n_output; j++)
+    if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the Indices output is not supported");
+  ent_t *e = mpc__onnx_in_ent(c, k, 0, 1, &rc);
+  if (e != NULL && e->kind == V_ACT && shape_of(c, e->node)->ndim == 5)
+    return pool_3d(c, k, is_max, e->node);
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
   int mode, oned = window_1d(c, k);
@@ -395,9 +468,6 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
       (rc = apply_window_pads(c, k, x, &nd.attr, mode, ceil_mode != 0,
                               !is_max && nd.attr.count_include_pad)) != 0)
     return rc;
-  for (size_t j = 1; j < nodep(c, k)->n_output; j++)
-    if (mpc__onnx_out_ent(c, k, j) != NULL && mpc__onnx_out_ent(c, k, j)->nuse > 0)
-      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the Indices output is not supported");
   int r = mpc__onnx_add_node(c, k, &nd);
   if (r >= 0 && oned) {
     s1.dim[2] = shape_of(c, r)->dim[3];
@@ -458,8 +528,9 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   char mode[32];
   if ((rc = mpc__onnx_attr_str(c, k, "mode", "constant", mode, sizeof mode)) != 0)
     return rc;
-  if (strcmp(mode, "constant") != 0)
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported (only constant)", mode);
+  int edge = strcmp(mode, "edge") == 0, reflect = strcmp(mode, "reflect") == 0;
+  if (strcmp(mode, "constant") != 0 && !edge && !reflect)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported", mode);
   const int64_t *pv;
   size_t pn;
   double value = 0.0;
@@ -468,7 +539,14 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
       return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "pads and value are inputs from opset 11 on");
     if ((rc = mpc__onnx_in_ints(c, k, 1, 1, &pv, &pn)) != 0)
       return rc;
-    const mpc__ctensor_t *cv;
+    const mpc__ctensor_t *cv = NULL;
+    ent_t *ve = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_in_ent(c, k, 2, 0, &rc) : NULL;
+    int x;
+    if (ve != NULL && ve->kind == V_ACT && !edge && !reflect) {
+      if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+        return rc;
+      return mpc__onnx_emit_pad_value(c, k, x, ve->node, pv, pn);
+    }
     if ((rc = mpc__onnx_in_const(c, k, 2, 0, &cv)) != 0)
       return rc;
     if (cv != NULL) {
@@ -494,6 +572,12 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
     return rc2;
   if (e->kind == V_CONST)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
+  if (edge || reflect) {
+    int x;
+    if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+      return rc;
+    return mpc__onnx_emit_pad_mode(c, k, x, pv, pn, reflect);
+  }
   const mpc_shape_t *s = shape_of(c, e->node);
   if (e->kind == V_ACT && !pad_folds(c, k, s, pv, pn))
     return mpc__onnx_emit_pad(c, k, e->node, pv, pn);

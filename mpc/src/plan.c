@@ -808,7 +808,7 @@ static int lower_smooth(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   const mpc_graph_t *gr = cc->g;
   int ecap = gr->mag_log2 != NULL && gr->nmag == gr->nnodes ? gr->mag_log2[node] : -64;
-  int out = smooth_val(cc, node, nd->op, cc->act[nd->in[0]], 0, 0, ecap);
+  int out = smooth_val(cc, node, mpc__smooth_node_fn(nd->op), cc->act[nd->in[0]], 0, 0, ecap);
   if (out < 0)
     return out;
   cc->act[node] = out;
@@ -1054,6 +1054,140 @@ static int lower_select(cc_t *cc, int node) {
   int out = lower_layout(cc, node, v, &os, map);
   if (out < 0)
     return out;
+  cc->act[node] = out;
+  return 0;
+}
+
+/* The taps of a LinearMap: per output element, wsize input indices (-1:
+ * none) and their coefficients. */
+typedef struct {
+  size_t npos, wsize;
+  int32_t *idx;
+  double *coef;
+} taps_t;
+
+static void taps_free(taps_t *t) {
+  free(t->idx);
+  free(t->coef);
+}
+
+/* The taps of y = M x along axis ax of x (shape xs): M's non-zero entries. */
+static int linmap_taps(const mpc_shape_t *xs, int ax, const double *M, size_t m, size_t n,
+                       taps_t *t) {
+  size_t outer = 1, inner = 1, K = 1;
+  for (int d = 0; d < ax; d++)
+    outer *= xs->dim[d];
+  for (unsigned d = (unsigned)ax + 1; d < xs->ndim; d++)
+    inner *= xs->dim[d];
+  for (size_t r = 0; r < m; r++) {
+    size_t nz = 0;
+    for (size_t i = 0; i < n; i++)
+      nz += M[r * n + i] != 0.0;
+    K = nz > K ? nz : K;
+  }
+  t->npos = outer * m * inner;
+  t->wsize = K;
+  t->idx = malloc((t->npos * K + 1) * sizeof *t->idx);
+  t->coef = malloc((t->npos * K + 1) * sizeof *t->coef);
+  if (t->idx == NULL || t->coef == NULL)
+    return TANDEM_ENOMEM;
+  for (size_t o = 0; o < outer; o++)
+    for (size_t r = 0; r < m; r++)
+      for (size_t s = 0; s < inner; s++) {
+        size_t q = ((o * m + r) * inner + s) * K, j = 0;
+        for (size_t i = 0; i < n; i++)
+          if (M[r * n + i] != 0.0) {
+            t->idx[q + j] = (int32_t)((o * n + i) * inner + s);
+            t->coef[q + j++] = M[r * n + i];
+          }
+        for (; j < K; j++) {
+          t->idx[q + j] = -1;
+          t->coef[q + j] = 0;
+        }
+      }
+  return 0;
+}
+
+/* t's taps read through the taps of gate g (whose output t reads): each
+ * pair of entries becomes one, the coefficients multiplied. */
+static int taps_compose(const mpc__gate_t *g, unsigned f, taps_t *t) {
+  size_t K0 = g->wsize, K = t->wsize * K0;
+  taps_t c = {t->npos, K, malloc((t->npos * K + 1) * sizeof(int32_t)),
+              malloc((t->npos * K + 1) * sizeof(double))};
+  if (c.idx == NULL || c.coef == NULL) {
+    taps_free(&c);
+    return TANDEM_ENOMEM;
+  }
+  for (size_t q = 0; q < t->npos; q++)
+    for (size_t j = 0; j < t->wsize; j++) {
+      int32_t e = t->idx[q * t->wsize + j];
+      for (size_t j0 = 0; j0 < K0; j0++) {
+        size_t at = q * K + j * K0 + j0;
+        double d = 0;
+        if (e >= 0 && g->win[(size_t)e * K0 + j0] >= 0 &&
+            kern_fix_decode(&d, &g->wtap[(size_t)e * K0 + j0], 1, f) != 0)
+          d = 0;
+        c.idx[at] = e >= 0 ? g->win[(size_t)e * K0 + j0] : -1;
+        c.coef[at] = d * t->coef[q * t->wsize + j];
+      }
+    }
+  taps_free(t);
+  *t = c;
+  return 0;
+}
+
+/* The gate that computes value v if it is a LinearMap's (a window gate with
+ * coefficients per entry), else -1. */
+static long linmap_producer(const cc_t *cc, int v) {
+  for (size_t i = cc->p->ngates; i-- > 0;)
+    if (cc->p->gates[i].out == v)
+      return cc->p->gates[i].kind == MPC__G_AVGPOOL && cc->p->gates[i].wtap != NULL ? (long)i
+                                                                                    : -1;
+  return -1;
+}
+
+/* LinearMap (linear and cubic Resize): a window gate whose entries are the
+ * matrix's non-zero entries, each with its public coefficient: local, SHARED
+ * at scale 2. A LinearMap of another's result (a 2-D resize is one per axis)
+ * reads that one's input through the composed taps instead, so that the
+ * pair needs no truncation between them: no round. */
+static int lower_linmap(cc_t *cc, int node) {
+  const mpc_node_t *nd = &cc->g->nodes[node];
+  const mpc_node_t *mn = &cc->g->nodes[nd->in[1]];
+  int v = cc->act[nd->in[0]];
+  long pg = linmap_producer(cc, v);
+  if (pg < 0 && (v = scale1(cc, v, nd->name)) < 0)
+    return v;
+  const mpc_shape_t xs = cc->p->vals[v].shape;
+  if (cc->p->vals[v].n > INT32_MAX)
+    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  taps_t t = {0, 0, NULL, NULL};
+  int rc = linmap_taps(&xs, nd->attr.axis, mn->cdata, mn->shape.dim[0], mn->shape.dim[1], &t);
+  if (rc == 0 && pg >= 0 && t.wsize * cc->p->gates[pg].wsize <= 64) {
+    rc = taps_compose(&cc->p->gates[pg], cc->p->f, &t);
+    v = cc->p->gates[pg].in[0];
+  } else if (rc == 0 && pg >= 0 && (v = scale1(cc, v, nd->name)) < 0) {
+    rc = v;
+  }
+  mpc_shape_t os = xs;
+  os.dim[nd->attr.axis] = mn->shape.dim[0];
+  int out = rc == 0 ? new_val(cc, &os, MPC__V_SHARED, 2, node) : rc;
+  mpc__gate_t *g = out >= 0 ? new_gate(cc, MPC__G_AVGPOOL, v, -1, out, nd->name) : NULL;
+  if (g == NULL) {
+    taps_free(&t);
+    return out < 0 ? out : TANDEM_ENOMEM;
+  }
+  g->wsize = t.wsize;
+  g->win = t.idx;
+  g->wtap = malloc((t.npos * t.wsize + 1) * sizeof *g->wtap);
+  if (g->wtap == NULL) {
+    free(t.coef);
+    return TANDEM_ENOMEM;
+  }
+  rc = kern_fix_encode(g->wtap, t.coef, t.npos * t.wsize, cc->p->f, NULL);
+  free(t.coef);
+  if (rc != 0)
+    return fail(cc, TANDEM_ERANGE, node, "a coefficient is outside the fixed-point range");
   cc->act[node] = out;
   return 0;
 }
@@ -1324,10 +1458,22 @@ static int lower_node(cc_t *cc, int node) {
   default:
     break;
   }
-  /* The remaining operators take one dynamic operand. */
+  /* The remaining operators take one dynamic operand; an output may also be
+   * a public constant (the parties hand out P0: it, P1: 0). */
   int in = nd->in[0];
+  if (nd->op == MPC_OP_OUTPUT && in >= 0 && cc->g->nodes[in].op == MPC_OP_CONST) {
+    int v = addend_of(cc, in, 1, 1.0);
+    if (v < 0)
+      return v;
+    if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
+      return TANDEM_ENOMEM;
+    cc->act[node] = v;
+    return push_index(&p->outputs, &p->noutputs, v);
+  }
   if (in < 0 || cc->act[in] < 0 || !is_dynamic(&p->vals[cc->act[in]]))
     return fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
+  if (mpc_op_is_smooth(nd->op))
+    return lower_smooth(cc, node);
   switch (nd->op) {
   case MPC_OP_MULC:
     return lower_mulc(cc, node);
@@ -1357,16 +1503,8 @@ static int lower_node(cc_t *cc, int node) {
     return lower_transpose(cc, node);
   case MPC_OP_SELECT:
     return lower_select(cc, node);
-  case MPC_OP_SIGMOID:
-  case MPC_OP_TANH:
-  case MPC_OP_EXP:
-  case MPC_OP_ERF:
-  case MPC_OP_GELU:
-  case MPC_OP_GELU_TANH:
-  case MPC_OP_RECIP:
-  case MPC_OP_RSQRT:
-  case MPC_OP_SQRT:
-    return lower_smooth(cc, node);
+  case MPC_OP_LINMAP:
+    return lower_linmap(cc, node);
   case MPC_OP_SOFTMAX:
     return lower_softmax(cc, node);
   case MPC_OP_LNORM:
@@ -1442,8 +1580,8 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
       goto fail;
     }
   }
-  if (p->ninputs == 0 || p->noutputs == 0) {
-    rc = fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one input and one output");
+  if (p->noutputs == 0) {
+    rc = fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one output");
     goto fail;
   }
   rc = mpc__plan_schedule(p);
@@ -1472,6 +1610,7 @@ void mpc_plan_free(mpc_plan_t *p) {
     free(p->gates[i].map);
     free(p->gates[i].win);
     free(p->gates[i].wcoef);
+    free(p->gates[i].wtap);
   }
   free(p->gates);
   free(p->vals);

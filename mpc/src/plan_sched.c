@@ -127,7 +127,10 @@ size_t mpc_plan_ngates(const mpc_plan_t *p) {
 
 static const char *gate_what(const mpc__gate_t *g) {
   if (g->kind == MPC__G_SMOOTH)
-    return mpc_op_name((mpc_op_t)g->fn);
+    return g->fn == (int)MPC__FN_EXP_WIDE       ? "Exp"
+           : g->fn == (int)MPC__FN_RECIP_SIGNED ? "Reciprocal"
+           : g->fn == (int)MPC__FN_RSQRT_WIDE   ? "Rsqrt"
+                                                : mpc_op_name((mpc_op_t)g->fn);
   if (g->kind == MPC__G_NONLIN)
     return g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";
   return gate_kind_name(g->kind);

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,6 +183,69 @@ void mpc__ctensor_close(mpc__ctensor_t *t) {
   memset(t, 0, sizeof *t);
 }
 
+/* The element size of the numeric types read as real numbers besides FLOAT
+ * and DOUBLE: FLOAT16 and the integer types but INT64 (a shape's type, kept
+ * as integers); 0 for any other type. */
+static size_t numeric_size(int dt) {
+  switch (dt) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8:
+    return 1;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
+    return 2;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+    return 4;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+    return 8;
+  default:
+    return 0;
+  }
+}
+
+/* IEEE half precision to double. */
+static double half_value(uint16_t h) {
+  int e = (h >> 10) & 31;
+  double m = h & 1023, v;
+  if (e == 0)
+    v = ldexp(m, -24);
+  else if (e == 31)
+    v = m != 0 ? NAN : INFINITY;
+  else
+    v = ldexp(m + 1024, e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
+/* Element k of a tensor of numeric type dt (numeric_size), as a real: raw
+ * bytes little endian, or the typed field ONNX stores it in (int32_data,
+ * FLOAT16 as its bits; uint64_data for UINT32 and UINT64). */
+static double numeric_value(const Onnx__TensorProto *tp, int dt, int raw, size_t k) {
+  const uint8_t *p = tp->raw_data.data;
+  uint64_t u = 0;
+  size_t sz = numeric_size(dt);
+  if (raw)
+    for (size_t b = 0; b < sz; b++)
+      u |= (uint64_t)p[sz * k + b] << (8 * b);
+  else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT32 || dt == ONNX__TENSOR_PROTO__DATA_TYPE__UINT64)
+    u = tp->uint64_data[k];
+  else
+    u = (uint64_t)(uint32_t)tp->int32_data[k] & (sz == 4 ? 0xffffffffu : sz == 2 ? 0xffffu : 0xffu);
+  switch (dt) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8:
+    return (double)(int8_t)u;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16:
+    return (double)(int16_t)u;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32:
+    return (double)(int32_t)u;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16:
+    return half_value((uint16_t)u);
+  default:
+    return (double)u;
+  }
+}
+
 int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, char *why,
                             size_t whylen) {
   char nb[16];
@@ -195,7 +259,7 @@ int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, ch
   if (tp->segment != NULL)
     return tfail(why, whylen, TANDEM_EUNSUPOP, "segmented tensors are not supported");
   int dt = tp->has_data_type ? tp->data_type : 0;
-  size_t esz;
+  size_t esz = numeric_size(dt);
   switch (dt) {
   case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT:
     esz = 4;
@@ -208,9 +272,10 @@ int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, ch
     esz = 1;
     break;
   default:
-    return tfail(why, whylen, TANDEM_EPARSE,
-                 "data type %s is not supported (want FLOAT, DOUBLE, or INT64 for shapes)",
-                 mpc__onnx_dtype_name(dt, nb));
+    if (esz == 0)
+      return tfail(why, whylen, TANDEM_EPARSE,
+                   "data type %s is not supported (want FLOAT, DOUBLE, FLOAT16, an integer type, "
+                   "or BOOL)", mpc__onnx_dtype_name(dt, nb));
   }
   if (tp->n_dims > MPC__CT_MAX_DIMS)
     return tfail(why, whylen, TANDEM_ESHAPE, "%zu dimensions (at most %d supported)", tp->n_dims,
@@ -243,6 +308,10 @@ int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, ch
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
     typed = tp->n_int64_data, field = "int64_data";
     break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64:
+    typed = tp->n_uint64_data, field = "uint64_data";
+    break;
   default:
     typed = tp->n_int32_data, field = "int32_data";
     break;
@@ -256,11 +325,13 @@ int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, ch
                    "raw_data has %zu bytes, want %" PRIu64 " (%" PRIu64 " elements of %zu bytes)",
                    tp->raw_data.len, n * esz, n, esz);
   } else if (typed != n) {
-    return tfail(why, whylen, TANDEM_EPARSE, "%s has %zu values, want %" PRIu64, field, typed, n);
+    return tfail(why, whylen, TANDEM_EPARSE, "%s tensor: %s has %zu values, want %" PRIu64,
+                 mpc__onnx_dtype_name(dt, nb), field, typed, n);
   }
 
   size_t alloc = n ? (size_t)n : 1;
-  int isf = dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;
+  int isf = dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
+            dt == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE || numeric_size(dt) != 0;
   if (isf)
     out->f = malloc(alloc * sizeof *out->f);
   else
@@ -281,8 +352,11 @@ int mpc__ctensor_from_proto(const Onnx__TensorProto *tp, mpc__ctensor_t *out, ch
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64:
       out->i[k] = raw ? load_le_i64(rd + 8 * k) : tp->int64_data[k];
       break;
-    default:
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL:
       out->i[k] = (raw ? rd[k] : tp->int32_data[k]) != 0;
+      break;
+    default:
+      out->f[k] = numeric_value(tp, dt, raw, k);
       break;
     }
   }
@@ -297,8 +371,21 @@ static int ftensor_from_proto(const Onnx__TensorProto *tp, mpc_ftensor_t *out, c
   int rc = mpc__ctensor_from_proto(tp, &ct, why, sizeof why);
   if (rc != 0)
     return tfail(err, errlen, rc, "TensorProto: %s", why);
+  if (ct.f == NULL && (ct.dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                      ct.dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL)) {
+    /* INT64 data (a Max of two INT64 inputs): reals, exact below 2^53; BOOL
+     * (Dropout's mask) as 0 and 1. */
+    ct.f = malloc((ct.numel ? ct.numel : 1) * sizeof *ct.f);
+    if (ct.f == NULL) {
+      rc = tfail(err, errlen, TANDEM_ENOMEM, "out of memory");
+      goto done;
+    }
+    for (size_t k = 0; k < ct.numel; k++)
+      ct.f[k] = (double)ct.i[k];
+  }
   if (ct.f == NULL) {
-    rc = tfail(err, errlen, TANDEM_EPARSE, "TensorProto: data type %s (want FLOAT or DOUBLE)",
+    rc = tfail(err, errlen, TANDEM_EPARSE,
+               "TensorProto: data type %s (want FLOAT, DOUBLE, FLOAT16 or an integer type)",
                mpc__onnx_dtype_name(ct.dtype, nb));
     goto done;
   }

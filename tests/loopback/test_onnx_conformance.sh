@@ -8,7 +8,9 @@
 # once failed there: two inputs of different leading sizes broadcast
 # (add_bcast: "input 2 has another batch size than input 1"), a Gemm of three
 # fixed-shape inputs ("inner dimensions differ"), a Reshape whose shape is an
-# input file, a Conv whose weights are an input, a 3-D MatMul of two inputs.
+# input file, a Conv whose weights are an input, a 3-D MatMul of two inputs;
+# and a model without inputs (constant: its output the graph's public
+# constant), a cubic Resize, UINT8 inputs, a Div by an input, an edge Pad.
 # Each private result must equal `--plaintext`'s within 1e-2 (the numerics of
 # every case against the expected outputs are the Check suite
 # onnx_conformance's, test conformance_onnx). Skipped (77) without the data.
@@ -28,12 +30,12 @@ export TMPDIR=$TMP/t
 mkdir -p "$TMPDIR"
 
 for c in add_bcast gemm_default_matrix_bias reshape_negative_dim basic_conv_with_padding \
-         matmul_3d; do
+         matmul_3d constant resize_upsample_scales_cubic max_uint8 div edge_pad; do
   d=$DATA/test_$c
   [ -d "$d" ] || { fail "$c: missing from $DATA"; continue; }
   args=(--model "$d/model.onnx")
   for f in "$d"/test_data_set_0/input_*.pb; do
-    args+=(--input "$f")
+    [ -e "$f" ] && args+=(--input "$f") # none for constant
   done
   if ! "$TANDEM" run --plaintext "${args[@]}" --output "$TMP/$c.plain.npy" 2>"$TMP/err"; then
     fail "$c --plaintext: $(cat "$TMP/err")"; continue

@@ -480,6 +480,247 @@ START_TEST(test_softmax_inside_refused) {
 }
 END_TEST
 
+/* Div by a computed value: a times the reciprocal gate of b (b in the
+ * gate's domain, [1/4, 64], and broadcast), against the plaintext evaluator
+ * and against a / b itself: the gate's 1.5e-3 relative bound. Two rounds:
+ * the reciprocal gate reads the masked input, and its output is masked for
+ * the product of two activations. */
+START_TEST(test_div_computed) {
+  uint64_t seed = 0x1107;
+  ob_t *b = ob_new(14);
+  ob_input(b, "a", FLOAT, 2, I64(3, 5));
+  ob_input(b, "d", FLOAT, 1, I64(5));
+  ob_node(b, "Div", "div", "a,d", "y");
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[2] = {RIN(&seed, -4, 4, 3, 5), RIN(&seed, 0.3, 60, 5)}, out;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+  for (size_t i = 0; i < 15; i++) {
+    double want = in[0].data[i] / in[1].data[i % 5];
+    ck_assert_msg(fabs(out.data[i] - want) <= 1.5e-3 * fabs(want) + 1e-4, "y[%zu] %g, want %g", i,
+                  out.data[i], want);
+  }
+  mpc_ftensor_close(&out);
+  harness_result_t r = harness_check_private(&g, &w, 1, in, 2e-3, 1);
+  ck_assert_uint_eq(r.plan_rounds, 2);
+  mpc_ftensor_close(&in[0]);
+  mpc_ftensor_close(&in[1]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
+/* Pad modes edge and reflect (index tables per axis), and a constant pad
+ * whose value is a client's input (x and the value joined, one table):
+ * against loops over the input (numpy's definitions), then privately with
+ * no round. */
+START_TEST(test_pad_modes) {
+  static const char *const modes[] = {"edge", "reflect", "constant"};
+  for (int m = 0; m < 3; m++) {
+    uint64_t seed = 0x1108 + (uint64_t)m;
+    ob_t *b = ob_new(13);
+    ob_input(b, "x", FLOAT, 4, I64(1, 2, 3, 4));
+    ob_init_i64(b, "pads", 8, I64(0, 0, 2, 1, 0, 0, 1, 3)); /* [1,2,6,8] */
+    Onnx__NodeProto *n;
+    if (m == 2) {
+      ob_input(b, "v", FLOAT, 1, I64(1));
+      n = ob_node(b, "Pad", "pad", "x,pads,v", "y");
+    } else {
+      n = ob_node(b, "Pad", "pad", "x,pads", "y");
+    }
+    ob_attr_s(b, n, "mode", modes[m]);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    mpc_ftensor_t in[2] = {RIN(&seed, -3, 3, 1, 2, 3, 4), RIN(&seed, -3, 3, 1)}, out;
+    ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+    ck_assert_uint_eq(out.shape.dim[2], 6);
+    ck_assert_uint_eq(out.shape.dim[3], 8);
+    for (size_t c = 0; c < 2; c++)
+      for (long h = 0; h < 6; h++)
+        for (long x = 0; x < 8; x++) {
+          long i = h - 2, j = x - 1;
+          double want;
+          if (m == 2 && (i < 0 || i >= 3 || j < 0 || j >= 4)) {
+            want = in[1].data[0];
+          } else {
+            if (m == 1) {
+              i = i < 0 ? -i : i >= 3 ? 4 - i : i;
+              j = j < 0 ? -j : j >= 4 ? 6 - j : j;
+            }
+            i = i < 0 ? 0 : i > 2 ? 2 : i;
+            j = j < 0 ? 0 : j > 3 ? 3 : j;
+            want = at4(&in[0], 0, c, (size_t)i, (size_t)j);
+          }
+          ck_assert_msg(at4(&out, 0, c, (size_t)h, (size_t)x) == want, "%s [%zu,%ld,%ld]",
+                        modes[m], c, h, x);
+        }
+    mpc_ftensor_close(&out);
+    harness_result_t r = harness_check_private(&g, &w, 1, in, 1.0 / (1 << F), 1);
+    ck_assert_uint_eq(r.plan_rounds, 0);
+    mpc_ftensor_close(&in[0]);
+    mpc_ftensor_close(&in[1]);
+    closeall(b, &g, &w);
+  }
+}
+END_TEST
+
+/* MaxPool and AveragePool over [N, C, D, H, W] (two 2-D pools between
+ * reshapes), with pads, strides and both count_include_pad values: against
+ * the window loops of ONNX's definition, then privately (batch 2). */
+START_TEST(test_pool_3d) {
+  static const int64_t ks[3] = {2, 3, 2}, st[3] = {1, 2, 1}, pd[6] = {1, 0, 1, 0, 1, 1};
+  const size_t D = 3, H = 5, W = 4, OD = 3, OH = 2, OW = 5; /* (in + pads - k) / s + 1 */
+  for (int v = 0; v < 3; v++) {
+    int is_max = v == 0, cip = v == 2;
+    uint64_t seed = 0x1109 + (uint64_t)v;
+    ob_t *b = ob_new(13);
+    ob_input(b, "x", FLOAT, 5, I64(-1, 2, 3, 5, 4));
+    Onnx__NodeProto *n = ob_node(b, is_max ? "MaxPool" : "AveragePool", "pool", "x", "y");
+    ob_attr_ints(b, n, "kernel_shape", 3, ks);
+    ob_attr_ints(b, n, "strides", 3, st);
+    ob_attr_ints(b, n, "pads", 6, pd);
+    if (cip)
+      ob_attr_i(b, n, "count_include_pad", 1);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    mpc_ftensor_t in = RIN(&seed, -2, 2, 2, 2, 3, 5, 4), out;
+    ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
+    ck_assert_uint_eq(out.shape.ndim, 5);
+    ck_assert_uint_eq(mpc_shape_numel(&out.shape), 2 * 2 * OD * OH * OW);
+    size_t o = 0;
+    for (size_t nc = 0; nc < 4; nc++)
+      for (size_t od = 0; od < OD; od++)
+        for (size_t oh = 0; oh < OH; oh++)
+          for (size_t ow = 0; ow < OW; ow++, o++) {
+            double m = -INFINITY, sum = 0;
+            size_t cnt = 0;
+            for (long a = 0; a < ks[0]; a++)
+              for (long bb = 0; bb < ks[1]; bb++)
+                for (long cc = 0; cc < ks[2]; cc++) {
+                  long d = (long)od * st[0] + a - pd[0], h = (long)oh * st[1] + bb - pd[1];
+                  long x = (long)ow * st[2] + cc - pd[2];
+                  if (d < 0 || d >= (long)D || h < 0 || h >= (long)H || x < 0 || x >= (long)W)
+                    continue;
+                  double e = in.data[((nc * D + (size_t)d) * H + (size_t)h) * W + (size_t)x];
+                  m = fmax(m, e);
+                  sum += e;
+                  cnt++;
+                }
+            double want = is_max ? m : sum / (double)(cip ? ks[0] * ks[1] * ks[2] : (int64_t)cnt);
+            ck_assert_msg(fabs(out.data[o] - want) < 1e-12, "variant %d [%zu]: %g, want %g", v, o,
+                          out.data[o], want);
+          }
+    mpc_ftensor_close(&out);
+    harness_check_private(&g, &w, 2, &in, 1e-3, 1);
+    mpc_ftensor_close(&in);
+    closeall(b, &g, &w);
+  }
+}
+END_TEST
+
+/* ConvTranspose 3-D (depth windows by an index table, one 2-D Conv) with
+ * strides, pads and output_padding, the weights an input (two activations:
+ * a triple) or the owner's: against the scatter loops of ONNX's
+ * definition, then privately. */
+START_TEST(test_conv_transpose_3d) {
+  static const int64_t st[3] = {2, 1, 2}, pd[6] = {1, 0, 1, 0, 1, 1}, opad[3] = {1, 0, 0};
+  const size_t C = 2, M = 3, D = 2, H = 3, W = 3, KD = 2, KH = 3, KW = 2;
+  size_t O[3];
+  const size_t in3[3] = {D, H, W}, k3[3] = {KD, KH, KW};
+  for (int a = 0; a < 3; a++)
+    O[a] = (size_t)((int64_t)(in3[a] - 1) * st[a] + (int64_t)k3[a] - pd[a] - pd[a + 3] + opad[a]);
+  for (int v = 0; v < 2; v++) {
+    uint64_t seed = 0x110a + (uint64_t)v;
+    ob_t *b = ob_new(13);
+    ob_input(b, "x", FLOAT, 5, I64(1, 2, 2, 3, 3));
+    mpc_ftensor_t in[2] = {RIN(&seed, -2, 2, 1, C, D, H, W), RIN(&seed, -1, 1, C, M, KD, KH, KW)};
+    for (size_t i = 0; i < mpc_shape_numel(&in[1].shape); i++)
+      in[1].data[i] = (float)in[1].data[i]; /* an initializer is FLOAT */
+    if (v == 0)
+      ob_input(b, "w", FLOAT, 5, I64(2, 3, 2, 3, 2));
+    else
+      ob_init_f(b, "w", 5, I64(2, 3, 2, 3, 2), in[1].data);
+    Onnx__NodeProto *n = ob_node(b, "ConvTranspose", "ct", "x,w", "y");
+    ob_attr_ints(b, n, "strides", 3, st);
+    ob_attr_ints(b, n, "pads", 6, pd);
+    ob_attr_ints(b, n, "output_padding", 3, opad);
+    ob_output(b, "y");
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load(b, &g, &w);
+    mpc_ftensor_t out;
+    ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+    ck_assert_uint_eq(mpc_shape_numel(&out.shape), M * O[0] * O[1] * O[2]);
+    double *want = calloc(M * O[0] * O[1] * O[2], sizeof *want);
+    for (size_t ch = 0; ch < C; ch++)
+      for (size_t m = 0; m < M; m++)
+        for (size_t z = 0; z < D * H * W; z++)
+          for (size_t kk = 0; kk < KD * KH * KW; kk++) {
+            size_t i3[3] = {z / (H * W), (z / W) % H, z % W};
+            size_t kc[3] = {kk / (KH * KW), (kk / KW) % KH, kk % KW}, o = m;
+            int inside = 1;
+            for (int a = 0; a < 3; a++) {
+              int64_t q = (int64_t)i3[a] * st[a] + (int64_t)kc[a] - pd[a];
+              inside = inside && q >= 0 && q < (int64_t)O[a];
+              o = o * O[a] + (inside ? (size_t)q : 0);
+            }
+            if (inside)
+              want[o] += in[0].data[ch * D * H * W + z] *
+                         in[1].data[((ch * M + m) * KD * KH * KW) + kk];
+          }
+    for (size_t i = 0; i < M * O[0] * O[1] * O[2]; i++)
+      ck_assert_msg(fabs(out.data[i] - want[i]) < 1e-12, "variant %d [%zu]: %g, want %g", v, i,
+                    out.data[i], want[i]);
+    free(want);
+    mpc_ftensor_close(&out);
+    harness_check_private(&g, &w, 1, in, 2e-3, 1);
+    mpc_ftensor_close(&in[0]);
+    mpc_ftensor_close(&in[1]);
+    closeall(b, &g, &w);
+  }
+}
+END_TEST
+
+/* BatchNormalization with scale, B, mean and var given per query (the
+ * client's inputs): (x - mean) scale / sqrt(var + epsilon) + B against the
+ * formula, then privately (the inverse square root gate: 1.5e-3 relative). */
+START_TEST(test_batchnorm_per_query) {
+  uint64_t seed = 0x110b;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(2, 3, 4, 4));
+  ob_input(b, "s", FLOAT, 1, I64(3));
+  ob_input(b, "bias", FLOAT, 1, I64(3));
+  ob_input(b, "mean", FLOAT, 1, I64(3));
+  ob_input(b, "var", FLOAT, 1, I64(3));
+  Onnx__NodeProto *n = ob_node(b, "BatchNormalization", "bn", "x,s,bias,mean,var", "y");
+  ob_attr_f(b, n, "epsilon", 1e-3f);
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[5] = {RIN(&seed, -2, 2, 2, 3, 4, 4), RIN(&seed, -1, 1, 3), RIN(&seed, -1, 1, 3),
+                         RIN(&seed, -1, 1, 3), RIN(&seed, 0.02, 4, 3)},
+                out;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+  for (size_t i = 0; i < 96; i++) {
+    size_t ch = (i / 16) % 3;
+    double want = (in[0].data[i] - in[3].data[ch]) * in[1].data[ch] /
+                      sqrt(in[4].data[ch] + (double)1e-3f) + in[2].data[ch];
+    ck_assert_msg(fabs(out.data[i] - want) < 1e-9, "y[%zu] %g, want %g", i, out.data[i], want);
+  }
+  mpc_ftensor_close(&out);
+  harness_check_private(&g, &w, 1, in, 0.05, 1);
+  for (int i = 0; i < 5; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -491,6 +732,11 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_grouped_conv);
   tcase_add_test(tc, test_conv_transpose);
   tcase_add_test(tc, test_softmax_inside_refused);
+  tcase_add_test(tc, test_div_computed);
+  tcase_add_test(tc, test_pad_modes);
+  tcase_add_test(tc, test_pool_3d);
+  tcase_add_test(tc, test_conv_transpose_3d);
+  tcase_add_test(tc, test_batchnorm_per_query);
   suite_add_tcase(s, tc);
   return s;
 }

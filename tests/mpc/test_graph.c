@@ -182,7 +182,9 @@ START_TEST(test_names) {
 
                                      /* smooth functions, softmax, layer norm */
                                      "Sigmoid", "Tanh", "Exp", "Erf", "Gelu", "GeluTanh",
-                                     "Reciprocal", "Rsqrt", "Sqrt", "Softmax", "LayerNorm"};
+                                     "Reciprocal", "Rsqrt", "Sqrt", "Softmax", "LayerNorm",
+                                     /* a public linear map (Resize) */
+                                     "LinearMap"};
   ck_assert_uint_eq(sizeof want / sizeof want[0], (size_t)MPC_OP_LAST + 1);
   for (int o = MPC_OP_INPUT; o <= MPC_OP_LAST; o++)
     ck_assert_str_eq(mpc_op_name((mpc_op_t)o), want[o]);

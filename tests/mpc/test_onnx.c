@@ -700,9 +700,12 @@ START_TEST(test_scalar_ops) {
   ob_output(b, "y");
   load_fail(b, TANDEM_ESHAPE, "node 'm' (Mul)", "broadcast");
   ob_free(b);
+  /* A constant divided by a computed value (a computed divisor is the
+   * product with its Reciprocal, test_cnn_ops.c). */
   b = ob_new(13);
   ob_input(b, "x", FLOAT, 2, I64(-1, 3));
-  ob_node(b, "Div", "m", "x,x", "y");
+  ob_init_f(b, "v", 1, I64(3), (double[]){1, 2, 3});
+  ob_node(b, "Div", "m", "v,x", "y");
   ob_output(b, "y");
   load_fail(b, TANDEM_EUNSUPOP, "node 'm' (Div)", "computed");
   ob_free(b);
@@ -1107,13 +1110,19 @@ START_TEST(test_tensor_formats) {
   for (size_t cut = 1; cut < len; cut++)
     ck_assert_int_ne(mpc_tensor_load_buffer(pb, cut, &t, err, sizeof err), 0);
   free(pb);
-  /* INT64 is not a tensor for inputs. */
-  tp = ob_tensor_i64(b, "i", 0, 1, I64(2), I64(1, 2));
+  /* INT64 data reads as reals (a Max of two INT64 inputs); a STRING tensor
+   * is refused, naming its type. */
+  tp = ob_tensor_i64(b, "i", 0, 1, I64(2), I64(1, -2));
   len = onnx__tensor_proto__get_packed_size(tp);
   pb = malloc(len);
   onnx__tensor_proto__pack(tp, pb);
+  ck_assert_int_eq(mpc_tensor_load_buffer(pb, len, &t, err, sizeof err), 0);
+  ck_assert(t.data[0] == 1 && t.data[1] == -2);
+  mpc_ftensor_close(&t);
+  tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__STRING;
+  onnx__tensor_proto__pack(tp, pb);
   ck_assert_int_eq(mpc_tensor_load_buffer(pb, len, &t, err, sizeof err), TANDEM_EPARSE);
-  ck_assert(strstr(err, "INT64") != NULL);
+  ck_assert(strstr(err, "STRING") != NULL);
   free(pb);
   ob_free(b);
 }

@@ -34,6 +34,11 @@ static const sm_case_t cases[] = {
     {MPC_OP_GELU, -8, 8, 2e-4, 0},         {MPC_OP_GELU_TANH, -8, 8, 2e-4, 0},
     {MPC_OP_RECIP, 0.25, 64, 1.5e-3, 1},      {MPC_OP_RSQRT, 1.0 / 64, 64, 1.5e-3, 1},
     {MPC_OP_SQRT, 0, 64, 5e-3, 0},
+    /* A graph's Exp and Reciprocal also take positive and negative inputs
+     * (the final floor of a negative reciprocal adds to its fit's error
+     * where the positive side's partly cancel). */
+    {MPC_OP_EXP, 0, 4, 2e-4, 1},           {MPC_OP_RECIP, -64, -0.25, 2e-3, 1},
+    {MPC_OP_RSQRT, 1.0 / 128, 1.0 / 64, 1.5e-3, 1},
 };
 
 /* The product case's weight: x / WPROD times it is x, with low bits that

@@ -427,8 +427,8 @@ int cl_client_query(cl_client_t *c, const char *name, const mpc_ftensor_t *input
   memset(st, 0, sizeof *st);
   st->fail_party = -1;
   double t0 = cl_now();
-  if (ninputs == 0 || (inputs[0].shape.ndim > 0 && inputs[0].shape.dim[0] == 0)) {
-    snprintf(err, errlen, "no input, or an empty one");
+  if (ninputs > 0 && inputs[0].shape.ndim > 0 && inputs[0].shape.dim[0] == 0) {
+    snprintf(err, errlen, "an empty input");
     return TANDEM_ESHAPE;
   }
   /* The inputs are checked against the model's public graph before the
@@ -537,6 +537,12 @@ int cl_client_query_chunked(cl_client_t *c, const char *name, size_t chunk,
                       size_t noutputs, cl_query_stats_t *st, char *err, size_t errlen) {
   memset(st, 0, sizeof *st);
   st->fail_party = -1;
+  if (ninputs == 0 && chunk != 0 && noutputs <= CL_MAX_TENSORS) {
+    /* A model without inputs (its outputs the graph's constants): one query. */
+    int rc = cl_client_query(c, name, inputs, 0, outputs, noutputs, st, err, errlen);
+    st->queries = 1;
+    return rc;
+  }
   if (ninputs == 0 || ninputs > CL_MAX_TENSORS || noutputs > CL_MAX_TENSORS ||
       inputs[0].shape.ndim == 0 || chunk == 0) {
     snprintf(err, errlen, "the input has no batch dimension");

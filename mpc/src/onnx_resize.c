@@ -1,0 +1,398 @@
+/* onnx_resize.c - the ONNX handler of Resize (opsets 10 to 13) and Upsample:
+ * every mode (nearest, linear, cubic) and coordinate transformation the
+ * operator defines, any scales or sizes.
+ *
+ * Each output element is a fixed linear combination of input elements whose
+ * coefficients depend only on the shapes and the attributes, never on the
+ * data, and the map is separable: one public matrix M_d [out x in] per axis
+ * (ONNX's reference, interpolate_1d_with_x: the coordinate transformation,
+ * the n nearest neighbours of the edge-padded axis, the mode's coefficients,
+ * exclude_outside). Nearest rows hold one 1: the axis becomes a Select
+ * (strided, or by an index table for a non-integer factor), local, no round,
+ * a masked value stays masked. Linear and cubic rows become IR LinearMap
+ * nodes (plan.c: one window gate with a public coefficient per entry, the
+ * axes composed into one gate, local, no round, the scale raised by one as a
+ * product's). tf_crop_and_resize's extrapolated rows are zero rows of M_d
+ * plus a public constant (the extrapolation value carried through the later
+ * axes), added at the end.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_imp.h"
+
+typedef enum { RS_NEAREST, RS_LINEAR, RS_CUBIC } rs_mode_t;
+
+/* A node's resampling attributes. */
+typedef struct {
+  rs_mode_t mode;
+  char ctm[32], nm[32];
+  double a;       /* cubic_coeff_a */
+  int exclude;    /* exclude_outside */
+  double extrap;  /* extrapolation_value */
+} rs_t;
+
+/* Scales (or sizes) of a Resize or Upsample into out dims; 0 or an error. */
+static int resize_dims(ctx_t *c, size_t k, int upsample, const mpc_shape_t *is, mpc_shape_t *os,
+                       double *scale) {
+  const mpc__ctensor_t *sc = NULL;
+  const int64_t *sz = NULL;
+  size_t szn = SIZE_MAX;
+  int rc = 0;
+  const attr_t *sa = upsample ? mpc__onnx_attr_find(c, k, "scales") : NULL;
+  if (sa != NULL) {
+    if (sa->n_floats != is->ndim)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales has %zu entries for rank %u",
+                             sa->n_floats, is->ndim);
+    for (unsigned d = 0; d < is->ndim; d++)
+      scale[d] = sa->floats[d];
+  } else {
+    size_t js = upsample || c->opset < 11 ? 1 : 2;
+    if (mpc__onnx_in_name(c, k, js) != NULL && (rc = mpc__onnx_in_const(c, k, js, 1, &sc)) != 0)
+      return rc;
+    if (sc != NULL && sc->numel == 0)
+      sc = NULL;
+    if (sc == NULL && !upsample && c->opset >= 11 &&
+        (rc = mpc__onnx_in_ints(c, k, 3, 1, &sz, &szn)) != 0)
+      return rc;
+    if ((sc != NULL ? sc->numel : szn) != is->ndim || (sc != NULL && sc->f == NULL))
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales or sizes must give %u numbers", is->ndim);
+  }
+  *os = *is;
+  for (unsigned d = 0; d < is->ndim; d++) {
+    if (sz != NULL) {
+      if (sz[d] < 1 || sz[d] > (int64_t)MPC__CT_MAX_NUMEL)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "size %" PRId64 " is invalid", sz[d]);
+      os->dim[d] = (size_t)sz[d];
+      scale[d] = (double)sz[d] / (double)is->dim[d];
+    } else {
+      if (sc != NULL)
+        scale[d] = sc->f[d];
+      if (!(scale[d] > 0) || scale[d] > (double)MAX_WIN)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "scale %g is invalid", scale[d]);
+      os->dim[d] = (size_t)floor((double)is->dim[d] * scale[d]);
+      if (os->dim[d] == 0)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "axis %u would be empty", d);
+    }
+  }
+  return 0;
+}
+
+/* The input coordinate of output coordinate o on an axis of `in` elements
+ * at scale s (ONNX's formulas; ow = s * in, a real number as in the
+ * reference). *ext is set when tf_crop_and_resize falls outside the input. */
+static double source_coord(const rs_t *r, double o, double s, size_t in, const double *roi,
+                           int *ext) {
+  double ow = s * (double)in, x;
+  *ext = 0;
+  if (strcmp(r->ctm, "align_corners") == 0) {
+    x = ow == 1 ? 0 : o * (double)(in - 1) / (ow - 1);
+  } else if (strcmp(r->ctm, "asymmetric") == 0) {
+    x = o / s;
+  } else if (strcmp(r->ctm, "tf_crop_and_resize") == 0) {
+    x = ow == 1 ? (roi[1] - roi[0]) * (double)(in - 1) / 2
+                : o * (roi[1] - roi[0]) * (double)(in - 1) / (ow - 1);
+    x += roi[0] * (double)(in - 1);
+    *ext = x < 0 || x > (double)(in - 1);
+  } else if (strcmp(r->ctm, "pytorch_half_pixel") == 0) {
+    x = ow == 1 ? -0.5 : (o + 0.5) / s - 0.5;
+  } else if (strcmp(r->ctm, "tf_half_pixel_for_nn") == 0) {
+    x = (o + 0.5) / s;
+  } else { /* half_pixel */
+    x = (o + 0.5) / s - 0.5;
+  }
+  return x;
+}
+
+/* The mode's coefficients at ratio t in (0, 1]; their number. */
+static size_t coeffs(const rs_t *r, double t, double cf[4]) {
+  if (r->mode == RS_CUBIC) {
+    double A = r->a, u = t + 1, v = 1 - t, w = 2 - t;
+    cf[0] = ((A * u - 5 * A) * u + 8 * A) * u - 4 * A;
+    cf[1] = ((A + 2) * t - (A + 3)) * t * t + 1;
+    cf[2] = ((A + 2) * v - (A + 3)) * v * v + 1;
+    cf[3] = ((A * w - 5 * A) * w + 8 * A) * w - 4 * A;
+    return 4;
+  }
+  if (r->mode == RS_LINEAR) {
+    cf[0] = 1 - t;
+    cf[1] = t;
+    return 2;
+  }
+  int hi = t == 1;
+  if (!hi && strcmp(r->nm, "round_prefer_floor") == 0)
+    hi = t > 0.5;
+  else if (!hi && strcmp(r->nm, "round_prefer_ceil") == 0)
+    hi = t >= 0.5;
+  else if (!hi && strcmp(r->nm, "ceil") == 0)
+    hi = 1;
+  cf[0] = !hi;
+  cf[1] = hi;
+  return 2;
+}
+
+/* Row o of the axis's matrix M [out x in] (zeroed by the caller): the n
+ * indices of the edge-padded axis nearest x (ties to the lower index),
+ * clamped to the axis. 1 if the row is extrapolated instead. */
+static int axis_row(const rs_t *r, size_t o, double s, size_t in, const double *roi, double *row) {
+  int ext;
+  double x = source_coord(r, (double)o, s, in, roi, &ext);
+  if (ext)
+    return 1;
+  double fl = floor(x), cf[4];
+  size_t n = coeffs(r, x == fl ? 1 : x - fl, cf);
+  long pad = (long)(n + 1) / 2, limit = (long)in + 2 * pad, idx[4];
+  double xp = x + (double)pad;
+  /* The n nearest of [0, limit) form a run; grow it from the nearest. */
+  long lo = (long)floor(xp);
+  if (xp - (double)lo > 0.5)
+    lo++;
+  lo = lo < 0 ? 0 : lo >= limit ? limit - 1 : lo;
+  long hi = lo;
+  for (size_t j = 1; j < n; j++) {
+    int left = lo > 0 && (hi + 1 >= limit || fabs(xp - (double)(lo - 1)) <= fabs(xp - (double)(hi + 1)));
+    if (left)
+      lo--;
+    else
+      hi++;
+  }
+  double sum = 0;
+  for (size_t j = 0; j < n; j++) {
+    idx[j] = lo + (long)j - pad;
+    if (r->exclude && (idx[j] < 0 || idx[j] >= (long)in))
+      cf[j] = 0;
+    sum += cf[j];
+  }
+  for (size_t j = 0; j < n; j++) {
+    long i = idx[j] < 0 ? 0 : idx[j] >= (long)in ? (long)in - 1 : idx[j];
+    row[i] += r->exclude ? cf[j] / sum : cf[j];
+  }
+  return 0;
+}
+
+/* The node's attributes; Upsample's and opset 10's defaults. */
+static int read_attrs(ctx_t *c, size_t k, int upsample, rs_t *r) {
+  static const char *const known[] = {"mode", "coordinate_transformation_mode", "nearest_mode",
+                                      "cubic_coeff_a", "exclude_outside", "extrapolation_value",
+                                      "scales", NULL};
+  char mode[32];
+  int64_t excl;
+  int old = upsample || c->opset < 11, rc = mpc__onnx_attr_check(c, k, known);
+  if (rc != 0 || (rc = mpc__onnx_attr_str(c, k, "mode", "nearest", mode, sizeof mode)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "coordinate_transformation_mode",
+                               old ? "asymmetric" : "half_pixel", r->ctm, sizeof r->ctm)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "nearest_mode", old ? "floor" : "round_prefer_floor", r->nm,
+                               sizeof r->nm)) != 0 ||
+      (rc = mpc__onnx_attr_float(c, k, "cubic_coeff_a", -0.75, &r->a)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "exclude_outside", 0, &excl)) != 0 ||
+      (rc = mpc__onnx_attr_float(c, k, "extrapolation_value", 0.0, &r->extrap)) != 0)
+    return rc;
+  r->exclude = excl != 0;
+  if (strcmp(mode, "nearest") == 0)
+    r->mode = RS_NEAREST;
+  else if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
+    r->mode = RS_LINEAR;
+  else if (strcmp(mode, "cubic") == 0)
+    r->mode = RS_CUBIC;
+  else
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported", mode);
+  static const char *const ctms[] = {"half_pixel", "pytorch_half_pixel", "align_corners",
+                                     "asymmetric", "tf_half_pixel_for_nn",
+                                     "tf_crop_and_resize", NULL};
+  for (size_t i = 0; ctms[i] != NULL; i++)
+    if (strcmp(r->ctm, ctms[i]) == 0)
+      return 0;
+  return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                         "coordinate_transformation_mode=%s is not supported", r->ctm);
+}
+
+/* The nearest axis d of x (one 1 a row, src[o] its column) as a Select:
+ * strided when src is start + floor(o step / div), else by an index table. */
+static int nearest_axis(ctx_t *c, size_t k, int x, unsigned d, const long *src, size_t out) {
+  mpc_shape_t os = *shape_of(c, x);
+  size_t in = os.dim[d];
+  os.dim[d] = out;
+  int64_t start[MPC_MAX_DIMS] = {0}, step[MPC_MAX_DIMS];
+  uint32_t div[MPC_MAX_DIMS];
+  for (unsigned e = 0; e < os.ndim; e++) {
+    step[e] = 1;
+    div[e] = 1;
+  }
+  int up = out >= in;
+  size_t f = up ? out / in : in / out;
+  int strided = f >= 1 && f <= (size_t)MAX_WIN;
+  for (size_t o = 0; o < out && strided; o++)
+    strided = src[o] == src[0] + (long)(up ? o / f : o * f);
+  if (strided) {
+    start[d] = src[0];
+    step[d] = up ? 1 : (int64_t)f;
+    div[d] = up ? (uint32_t)f : 1;
+    return mpc__onnx_emit_select(c, k, x, &os, start, step, div, -1, 0);
+  }
+  double *tab = malloc(out * sizeof *tab);
+  if (tab == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t o = 0; o < out; o++)
+    tab[o] = (double)src[o];
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.rows%u", mpc__onnx_node_name(c, k), d);
+  int t = mpc_graph_const(c->g, name, 1, &out, tab);
+  free(tab);
+  if (t < 0)
+    return mpc__onnx_nfail(c, k, t, "cannot store the index table");
+  return mpc__onnx_emit_select(c, k, x, &os, NULL, NULL, NULL, t, d);
+}
+
+/* Axis d of x by the public matrix M [out x in]: a LinearMap node. */
+static int linear_axis(ctx_t *c, size_t k, int x, unsigned d, const double *M, size_t out,
+                       size_t in) {
+  size_t dim[2] = {out, in};
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.map%u", mpc__onnx_node_name(c, k), d);
+  int m = mpc_graph_const(c->g, name, 2, dim, M);
+  if (m < 0)
+    return mpc__onnx_nfail(c, k, m, "cannot store the interpolation matrix");
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_LINMAP, x, m, -1);
+  nd.attr.axis = (int)d;
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* The constant term of tf_crop_and_resize after axis d: T (shape ts: the
+ * sizes of the axes mapped so far, 1 elsewhere, so constant along d) times
+ * M's row sums, the extrapolated rows set to e. Frees T; NULL if out of
+ * memory. */
+static double *bias_axis(double *T, mpc_shape_t *ts, unsigned d, const double *M,
+                         const unsigned char *ext, size_t out, size_t in, double e) {
+  size_t outer = 1, inner = 1;
+  for (unsigned a = 0; a < d; a++)
+    outer *= ts->dim[a];
+  for (unsigned a = d + 1; a < ts->ndim; a++)
+    inner *= ts->dim[a];
+  double *y = calloc(outer * out * inner + 1, sizeof *y);
+  if (y != NULL)
+    for (size_t r = 0; r < out; r++) {
+      double rs = 0;
+      for (size_t i = 0; i < in; i++)
+        rs += M[r * in + i];
+      for (size_t o = 0; o < outer; o++)
+        for (size_t t = 0; t < inner; t++)
+          y[(o * out + r) * inner + t] = ext[r] ? e : rs * T[o * inner + t];
+    }
+  free(T);
+  ts->dim[d] = out;
+  return y;
+}
+
+/* Adds the constant term T (shape ts) to x unless it is all zeros. */
+static int add_bias(ctx_t *c, size_t k, int x, const double *T, const mpc_shape_t *ts) {
+  size_t n = mpc_shape_numel(ts), nz = 0;
+  for (size_t i = 0; i < n; i++)
+    nz += T[i] != 0;
+  if (nz == 0)
+    return x;
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.extrapolated", mpc__onnx_node_name(c, k));
+  int b = mpc_graph_const(c->g, name, ts->ndim, ts->dim, T);
+  if (b < 0)
+    return mpc__onnx_nfail(c, k, b, "cannot store the extrapolated values");
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_ADD, x, b, -1);
+  return mpc__onnx_add_node(c, k, &nd);
+}
+
+/* One axis: its matrix, then a Select (nearest) or LinearMap; identity axes
+ * are skipped. T/ts: the constant term so far. Returns the new node. */
+static int resize_axis(ctx_t *c, size_t k, const rs_t *r, int x, unsigned d, size_t out,
+                       double s, const double *roi, double **T, mpc_shape_t *ts) {
+  size_t in = shape_of(c, x)->dim[d];
+  double *M = calloc(out * in + 1, sizeof *M);
+  unsigned char *ext = calloc(out + 1, 1);
+  long *src = malloc((out + 1) * sizeof *src);
+  int rc = 0, ident = out == in, anyext = 0, onehot = 1;
+  if (M == NULL || ext == NULL || src == NULL) {
+    rc = mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (size_t o = 0; o < out; o++) {
+    ext[o] = (unsigned char)axis_row(r, o, s, in, roi, M + o * in);
+    anyext |= ext[o];
+    size_t ones = 0;
+    src[o] = -1;
+    for (size_t i = 0; i < in; i++) {
+      double v = M[o * in + i];
+      ident = ident && v == (i == o ? 1.0 : 0.0);
+      if (v == 1.0) {
+        ones++;
+        src[o] = (long)i;
+      } else if (v != 0.0) {
+        onehot = 0;
+      }
+    }
+    onehot = onehot && ones == 1 && !ext[o];
+  }
+  if (ident && !anyext) {
+    rc = x;
+    goto done;
+  }
+  if ((rc = mpc__onnx_batch_guard(c, k, d)) != 0)
+    goto done;
+  rc = onehot ? nearest_axis(c, k, x, d, src, out) : linear_axis(c, k, x, d, M, out, in);
+  if (rc >= 0 && (*T = bias_axis(*T, ts, d, M, ext, out, in, r->extrap)) == NULL)
+    rc = mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+done:
+  free(M);
+  free(ext);
+  free(src);
+  return rc;
+}
+
+/* Resize (opset 10+) and Upsample (variant 1). The axes are mapped last
+ * first, as the reference nests them (an outer axis's extrapolated rows
+ * hold the extrapolation value whatever the inner axes gave). */
+int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample) {
+  rs_t r;
+  int rc, x;
+  if ((rc = read_attrs(c, k, upsample, &r)) != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
+    return rc;
+  const mpc_shape_t is = *shape_of(c, x);
+  mpc_shape_t os;
+  double scale[MPC__CT_MAX_DIMS], roi[2 * MPC__CT_MAX_DIMS];
+  if ((rc = resize_dims(c, k, upsample, &is, &os, scale)) != 0)
+    return rc;
+  for (unsigned d = 0; d < is.ndim; d++) {
+    roi[2 * d] = 0;
+    roi[2 * d + 1] = 1;
+  }
+  if (strcmp(r.ctm, "tf_crop_and_resize") == 0) {
+    const mpc__ctensor_t *rt = NULL;
+    if ((rc = mpc__onnx_in_const(c, k, 1, 1, &rt)) != 0)
+      return rc;
+    if (rt->f == NULL || rt->numel != 2 * (size_t)is.ndim)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "roi must give %u numbers", 2 * is.ndim);
+    for (unsigned d = 0; d < is.ndim; d++) {
+      roi[2 * d] = rt->f[d];
+      roi[2 * d + 1] = rt->f[d + is.ndim];
+    }
+  }
+  mpc_shape_t ts = is; /* the constant term: the resized axes so far */
+  for (unsigned d = 0; d < ts.ndim; d++)
+    ts.dim[d] = 1;
+  double *T = calloc(2, sizeof *T);
+  if (T == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (unsigned d = is.ndim; d-- > 0 && x >= 0;) {
+    int y = resize_axis(c, k, &r, x, d, os.dim[d], scale[d], roi + 2 * d, &T, &ts);
+    x = y;
+  }
+  if (x >= 0)
+    x = add_bias(c, k, x, T, &ts);
+  free(T);
+  if (x < 0)
+    return x;
+  mpc__onnx_def_act(c, k, 0, x);
+  return 0;
+}

@@ -1,0 +1,286 @@
+/* test_resize.c - Check suite "resize": ONNX Resize in every mode (nearest,
+ * linear, cubic), coordinate transformation, nearest rounding, cubic_coeff_a
+ * and exclude_outside, at integer and non-integer factors up and down, by
+ * scales and by sizes (mpc/src/onnx_resize.c). Each case is imported from a
+ * model built in C (onnx_build.c) and its plaintext evaluation compared with
+ * an independent port of ONNX's reference (interpolate_nd: every output
+ * element on its own, the neighbours found by sorting every index of the
+ * edge-padded axis by distance, as the reference does); then run privately
+ * (batch 2) against the evaluator, in no round at all (the
+ * axes' linear maps composed into one local gate). Data from splitmix64.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_build.h"
+#include "proto_harness.h"
+
+Suite *resize_suite(void);
+
+#define FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
+#define I64(...) ((const int64_t[]){__VA_ARGS__})
+
+typedef struct {
+  const char *mode, *ctm, *nm; /* NULL: the default */
+  double a;                    /* cubic_coeff_a, 0: the default */
+  int exclude;
+  size_t h, w;                 /* input [N, 2, h, w] */
+  double sh, sw;               /* scales on H and W, or */
+  size_t oh, ow;               /* sizes (when sh == 0) */
+} rcase_t;
+
+/* ---- the reference -------------------------------------------------------- */
+
+static const rcase_t *cur;
+
+static double ref_x(double o, double s, size_t in) {
+  const char *ctm = cur->ctm != NULL ? cur->ctm : "half_pixel";
+  double ow = s * (double)in;
+  if (strcmp(ctm, "align_corners") == 0)
+    return ow == 1 ? 0 : o * (double)(in - 1) / (ow - 1);
+  if (strcmp(ctm, "asymmetric") == 0)
+    return o / s;
+  if (strcmp(ctm, "pytorch_half_pixel") == 0)
+    return ow == 1 ? -0.5 : (o + 0.5) / s - 0.5;
+  return (o + 0.5) / s - 0.5;
+}
+
+static size_t ref_coeffs(double r, double *c) {
+  const char *mode = cur->mode != NULL ? cur->mode : "nearest";
+  if (strcmp(mode, "cubic") == 0) {
+    double A = cur->a != 0 ? (double)(float)cur->a : -0.75; /* an attribute is a float */
+    c[0] = ((A * (r + 1) - 5 * A) * (r + 1) + 8 * A) * (r + 1) - 4 * A;
+    c[1] = ((A + 2) * r - (A + 3)) * r * r + 1;
+    c[2] = ((A + 2) * (1 - r) - (A + 3)) * (1 - r) * (1 - r) + 1;
+    c[3] = ((A * ((1 - r) + 1) - 5 * A) * ((1 - r) + 1) + 8 * A) * ((1 - r) + 1) - 4 * A;
+    return 4;
+  }
+  if (strcmp(mode, "linear") == 0) {
+    c[0] = 1 - r;
+    c[1] = r;
+    return 2;
+  }
+  const char *nm = cur->nm != NULL ? cur->nm : "round_prefer_floor";
+  int hi;
+  if (r == 1 || strcmp(nm, "ceil") == 0)
+    hi = 1;
+  else if (strcmp(nm, "round_prefer_floor") == 0)
+    hi = r > 0.5;
+  else if (strcmp(nm, "round_prefer_ceil") == 0)
+    hi = r >= 0.5;
+  else
+    hi = 0;
+  c[0] = !hi;
+  c[1] = hi;
+  return 2;
+}
+
+static double sort_x; /* the point qsort measures from */
+static int by_dist(const void *pa, const void *pb) {
+  long a = *(const long *)pa, b = *(const long *)pb;
+  double da = fabs(sort_x - (double)a), db = fabs(sort_x - (double)b);
+  return da < db ? -1 : da > db ? 1 : (a > b) - (a < b);
+}
+static int by_idx(const void *pa, const void *pb) {
+  long a = *(const long *)pa, b = *(const long *)pb;
+  return (a > b) - (a < b);
+}
+
+/* interpolate_1d_with_x over data[0..in) (stride st). */
+static double ref_1d(const double *data, size_t in, double s, double o) {
+  double x = ref_x(o, s, in), c[4];
+  double r = x == floor(x) ? 1 : x - floor(x);
+  size_t n = ref_coeffs(r, c);
+  long pad = (long)ceil((double)n / 2), lim = (long)in + 2 * pad, all[64];
+  ck_assert(lim <= 64);
+  for (long i = 0; i < lim; i++)
+    all[i] = i;
+  sort_x = x + (double)pad;
+  qsort(all, (size_t)lim, sizeof *all, by_dist);
+  qsort(all, n, sizeof *all, by_idx);
+  double sum = 0, y = 0;
+  for (size_t j = 0; j < n; j++) {
+    long i = all[j] - pad;
+    if (cur->exclude && (i < 0 || i >= (long)in))
+      c[j] = 0;
+    sum += c[j];
+  }
+  for (size_t j = 0; j < n; j++) {
+    long i = all[j] - pad;
+    i = i < 0 ? 0 : i >= (long)in ? (long)in - 1 : i;
+    y += (cur->exclude ? c[j] / sum : c[j]) * data[i];
+  }
+  return y;
+}
+
+/* Output element (oy, ox) of one [h, w] plane: the rows' values first. */
+static double ref_2d(const double *plane, size_t h, size_t w, double sh, double sw, size_t oy,
+                     size_t ox) {
+  double col[64];
+  ck_assert(h <= 64);
+  for (size_t i = 0; i < h; i++)
+    col[i] = ref_1d(plane + i * w, w, sw, (double)ox);
+  return ref_1d(col, h, sh, (double)oy);
+}
+
+/* ---- the cases ------------------------------------------------------------ */
+
+static const rcase_t cases[] = {
+    {"nearest", NULL, NULL, 0, 0, 4, 4, 0.6, 0.6, 0, 0},
+    {"nearest", NULL, NULL, 0, 0, 2, 2, 0, 0, 7, 8},
+    {"nearest", "half_pixel", "ceil", 0, 0, 4, 4, 0, 0, 8, 6},
+    {"nearest", "align_corners", "floor", 0, 0, 4, 4, 0, 0, 8, 7},
+    {"nearest", "asymmetric", "round_prefer_ceil", 0, 0, 4, 4, 0, 0, 9, 5},
+    {"nearest", "pytorch_half_pixel", NULL, 0, 0, 5, 3, 0, 0, 3, 1},
+    {"linear", NULL, NULL, 0, 0, 2, 2, 2, 2, 0, 0},
+    {"linear", NULL, NULL, 0, 0, 4, 5, 0.6, 0.6, 0, 0},
+    {"linear", "align_corners", NULL, 0, 0, 2, 3, 2.5, 1.5, 0, 0},
+    {"linear", "align_corners", NULL, 0, 0, 4, 4, 0.6, 0.6, 0, 0},
+    {"linear", "pytorch_half_pixel", NULL, 0, 0, 4, 4, 0, 0, 3, 1},
+    {"linear", "asymmetric", NULL, 0, 0, 3, 5, 0, 0, 7, 9},
+    {"linear", "half_pixel", NULL, 0, 1, 5, 4, 0, 0, 11, 3},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 2, 2, 0, 0},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 0.8, 0.8, 0, 0},
+    {"cubic", NULL, NULL, -0.5, 1, 4, 4, 2, 2, 0, 0},
+    {"cubic", NULL, NULL, -0.5, 1, 4, 4, 0.8, 0.8, 0, 0},
+    {"cubic", "align_corners", NULL, 0, 0, 4, 4, 2, 2, 0, 0},
+    {"cubic", "align_corners", NULL, 0, 0, 4, 4, 0.8, 0.8, 0, 0},
+    {"cubic", "asymmetric", NULL, 0, 0, 4, 4, 2, 2, 0, 0},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 0, 0, 9, 10},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 0, 0, 3, 3},
+    {"cubic", "pytorch_half_pixel", NULL, 0, 0, 6, 5, 0, 0, 4, 13},
+    {"cubic", "half_pixel", NULL, -0.6, 1, 7, 2, 1.7, 3.25, 0, 0},
+};
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static void build(const rcase_t *c, mpc_graph_t *g, mpc_weights_t *w) {
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(2, 2, (int64_t)c->h, (int64_t)c->w));
+  ob_init_f(b, "roi", 1, I64(0), (double[]){0});
+  Onnx__NodeProto *n;
+  if (c->sh != 0) {
+    ob_init_f(b, "scales", 1, I64(4), (double[]){1, 1, c->sh, c->sw});
+    n = ob_node(b, "Resize", "rs", "x,roi,scales", "y");
+  } else {
+    ob_init_f(b, "scales", 1, I64(0), (double[]){0});
+    ob_init_i64(b, "sizes", 4, I64(2, 2, (int64_t)c->oh, (int64_t)c->ow));
+    n = ob_node(b, "Resize", "rs", "x,roi,scales,sizes", "y");
+  }
+  ob_attr_s(b, n, "mode", c->mode);
+  if (c->ctm != NULL)
+    ob_attr_s(b, n, "coordinate_transformation_mode", c->ctm);
+  if (c->nm != NULL)
+    ob_attr_s(b, n, "nearest_mode", c->nm);
+  if (c->a != 0)
+    ob_attr_f(b, n, "cubic_coeff_a", (float)c->a);
+  if (c->exclude)
+    ob_attr_i(b, n, "exclude_outside", 1);
+  ob_output(b, "y");
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  char err[512];
+  int rc = mpc_onnx_load_buffer(buf, len, g, w, err, sizeof err);
+  free(buf);
+  ob_free(b);
+  ck_assert_msg(rc == 0, "import failed: %s", err);
+}
+
+/* Case _i: the evaluator against the reference, then privately. */
+START_TEST(test_resize_case) {
+  const rcase_t *c = &cases[_i];
+  cur = c;
+  mpc_graph_t g;
+  mpc_weights_t w;
+  build(c, &g, &w);
+  mpc_shape_t s = {4, {2, 2, c->h, c->w}};
+  mpc_ftensor_t in, out;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  uint64_t seed = 0x5eed0 + (uint64_t)_i;
+  for (size_t i = 0; i < mpc_shape_numel(&s); i++)
+    in.data[i] = (double)(splitmix(&seed) >> 11) / 9007199254740992.0 * 8 - 4;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
+  /* The scales the reference sees: given, or sizes over the input's. */
+  size_t oh = c->sh != 0 ? (size_t)floor((double)c->h * c->sh) : c->oh;
+  size_t ow = c->sh != 0 ? (size_t)floor((double)c->w * c->sw) : c->ow;
+  double sh = c->sh != 0 ? (double)(float)c->sh : (double)c->oh / (double)c->h;
+  double sw = c->sh != 0 ? (double)(float)c->sw : (double)c->ow / (double)c->w;
+  ck_assert_uint_eq(out.shape.dim[2], oh);
+  ck_assert_uint_eq(out.shape.dim[3], ow);
+  for (size_t p = 0; p < 4; p++)
+    for (size_t y = 0; y < oh; y++)
+      for (size_t x = 0; x < ow; x++) {
+        double want = ref_2d(in.data + p * c->h * c->w, c->h, c->w, sh, sw, y, x);
+        double got = out.data[(p * oh + y) * ow + x];
+        ck_assert_msg(fabs(got - want) <= 1e-9, "case %d (%s %s): plane %zu [%zu,%zu] %.12g, want %.12g",
+                      _i, c->mode, c->ctm != NULL ? c->ctm : "half_pixel", p, y, x, got, want);
+      }
+  mpc_ftensor_close(&out);
+  harness_result_t r = harness_check_private(&g, &w, 2, &in, 2e-4, 1);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+/* tf_crop_and_resize with an extrapolation value: the rows outside the roi
+ * hold it, whatever the input. */
+START_TEST(test_crop_extrapolation) {
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(1, 1, 4, 4));
+  ob_init_f(b, "roi", 1, I64(8), (double[]){0, 0, 0.4, 0.6, 1, 1, 1.2, 1.7});
+  ob_init_f(b, "scales", 1, I64(0), (double[]){0});
+  ob_init_i64(b, "sizes", 4, I64(1, 1, 3, 3));
+  Onnx__NodeProto *n = ob_node(b, "Resize", "crop", "x,roi,scales,sizes", "y");
+  ob_attr_s(b, n, "mode", "linear");
+  ob_attr_s(b, n, "coordinate_transformation_mode", "tf_crop_and_resize");
+  ob_attr_f(b, n, "extrapolation_value", 10.0f);
+  ob_output(b, "y");
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  char err[512];
+  mpc_graph_t g;
+  mpc_weights_t w;
+  int rc = mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err);
+  free(buf);
+  ob_free(b);
+  ck_assert_msg(rc == 0, "import failed: %s", err);
+  mpc_shape_t s = {4, {1, 1, 4, 4}};
+  mpc_ftensor_t in, out;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &s), 0);
+  for (size_t i = 0; i < 16; i++)
+    in.data[i] = (double)i + 1;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
+  /* ONNX's expected output (resize.py, tf_crop_and_resize_extrapolation_value). */
+  static const double want[9] = {7.6, 10, 10, 12.4, 10, 10, 10, 10, 10};
+  for (size_t i = 0; i < 9; i++)
+    ck_assert_msg(fabs(out.data[i] - want[i]) < 1e-5, "[%zu] %g, want %g", i, out.data[i],
+                  want[i]);
+  mpc_ftensor_close(&out);
+  harness_result_t r = harness_check_private(&g, &w, 1, &in, 1e-3, 1);
+  ck_assert_uint_eq(r.plan_rounds, 0);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
+Suite *resize_suite(void) {
+  Suite *s = suite_create("resize");
+  TCase *tc = tcase_create("modes");
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, test_resize_case, 0, (int)(sizeof cases / sizeof cases[0]));
+  tcase_add_test(tc, test_crop_extrapolation);
+  suite_add_tcase(s, tc);
+  return s;
+}
