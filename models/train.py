@@ -4,7 +4,7 @@
 Not needed to build, test or run Tandem: its outputs are committed beside it.
     /usr/bin/python3 models/train.py [--out models] [--epochs-mlp 30] [--epochs-cnn 15]
                                      [--epochs-vit 12] [--threads 1]
-                                     [--nets mlp,cnn,variant,gap,vit,bert]
+                                     [--nets mlp,cnn,variant,gap,blocks,vit,bert]
 
 Writes
   fashion_mlp.onnx   784-128-128-10 with ReLU (Gemm nodes), opset 13, dynamic batch
@@ -22,6 +22,11 @@ Writes
                      logits in variants/<net>_logits16.npy (for mlp and cnn a
                      copy of fashion_<net>_logits16.npy: every model's logits are
                      <dir>/<name up to _opset or .onnx>_logits16.npy)
+  variants/{resnet,separable,inception}_opset13.onnx  torchvision-style blocks
+                     (--nets blocks): residual blocks with BatchNorm and a 1x1
+                     strided shortcut; MobileNet-style depthwise-separable blocks
+                     with ReLU6; an Inception-style module of four branches
+                     joined by Concat; trained 2 epochs on 10,000 images
   transformers/      (the transformer issue's models, in a directory of their own
                      until Tandem imports them: the models suite imports every
                      model in models/ and variants/)
@@ -143,6 +148,82 @@ class Gap(nn.Module):
         x = F.max_pool2d(F.relu(self.c2(x)), 2)             # 14 -> 7
         x = F.adaptive_avg_pool2d(x, 1)                     # GlobalAveragePool
         return self.fc(torch.flatten(x, 1))
+
+
+class ResNet(nn.Module):
+    """A torchvision-style residual network in small: a stem Conv-BN-ReLU, a
+    basic block (Conv-BN-ReLU-Conv-BN plus the identity, then ReLU), a
+    downsampling block whose shortcut is a strided 1x1 Conv-BN, a BatchNorm
+    after the last residual sum (no Conv to fold it into), GlobalAveragePool
+    and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(8), nn.ReLU())                # 28 -> 14
+        self.a1 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                                nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                                nn.BatchNorm2d(8))
+        self.b1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
+                                nn.BatchNorm2d(16), nn.ReLU(),
+                                nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                                nn.BatchNorm2d(16))                           # 14 -> 7
+        self.down = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16))
+        self.bn = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = F.relu(x + self.a1(x))
+        x = F.relu(self.bn(self.b1(x) + self.down(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Separable(nn.Module):
+    """MobileNet-style depthwise-separable blocks: a depthwise 3x3 Conv (group =
+    channels) with BatchNorm and ReLU6 (Clip 0..6), then a pointwise 1x1 Conv
+    with BatchNorm and ReLU6; one block strided; GlobalAveragePool."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(cin, cout, stride):
+            return nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin, bias=False),
+                nn.BatchNorm2d(cin), nn.ReLU6(),
+                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6())
+
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(8), nn.ReLU6())              # 28 -> 14
+        self.b1 = block(8, 16, 2)                                             # 14 -> 7
+        self.b2 = block(16, 24, 1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = self.b2(self.b1(self.stem(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class Inception(nn.Module):
+    """An Inception-style module: four branches (1x1; 1x1 then 3x3; 1x1 then
+    two 3x3; 3x3 max pool, stride 1, then 1x1) joined by Concat along the
+    channels, then a max pool and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, stride=2, padding=1)                  # 28 -> 14
+        self.b1 = nn.Conv2d(8, 4, 1)
+        self.b2 = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+        self.b3 = nn.Sequential(nn.Conv2d(8, 2, 1), nn.ReLU(), nn.Conv2d(2, 4, 3, padding=1),
+                                nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+        self.b4 = nn.Conv2d(8, 4, 1)
+        self.fc = nn.Linear(16 * 7 * 7, 10)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = torch.cat([self.b1(x), self.b2(x), self.b3(x),
+                       self.b4(F.max_pool2d(x, 3, stride=1, padding=1))], 1)
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(y), 2), 1))
 
 
 class Encoder(nn.Module):
@@ -317,8 +398,8 @@ def main():
     ap.add_argument("--epochs-variant", type=int, default=3)
     ap.add_argument("--epochs-vit", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--nets", default="mlp,cnn,variant,gap,vit,bert",
-                    help="comma-separated subset of mlp,cnn,variant,gap,vit,bert "
+    ap.add_argument("--nets", default="mlp,cnn,variant,gap,blocks,vit,bert",
+                    help="comma-separated subset of mlp,cnn,variant,gap,blocks,vit,bert "
                          "(mlp and cnn go together)")
     args = ap.parse_args()
     nets = set(args.nets.split(","))
@@ -360,6 +441,21 @@ def main():
                     model(x16).numpy().astype(np.float32))
         print(f"{name}: test accuracy {accuracy(model, xte, yte):.4f}", flush=True)
     ok = "mlp" not in results or (results["mlp"] >= 0.88 and results["cnn"] >= 0.90)
+
+    # The torchvision-style building blocks, each with seeds of its own so that
+    # they reproduce alone (--nets blocks) and leave the files above unchanged:
+    # trained two epochs on the first 10,000 training images (what is tested
+    # is the import and the private run against PyTorch's logits, not accuracy).
+    blocks = (("resnet", ResNet), ("separable", Separable), ("inception", Inception))
+    for k, (name, make) in enumerate(blocks if "blocks" in nets else ()):
+        torch.manual_seed(20261209 + k)
+        model = make()
+        train(model, xtr[:10000], ytr[:10000], 2, 3e-3, name)
+        export(model, os.path.join(args.out, "variants", f"{name}_opset13.onnx"), 13)
+        with torch.no_grad():
+            np.save(os.path.join(args.out, "variants", f"{name}_logits16.npy"),
+                    model(x16).numpy().astype(np.float32))
+        print(f"{name}: test accuracy {accuracy(model, xte, yte):.4f}", flush=True)
 
     tdir = os.path.join(args.out, "transformers")
     os.makedirs(tdir, exist_ok=True)

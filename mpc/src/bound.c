@@ -45,7 +45,7 @@ typedef struct {
 } mag_t;
 
 static void mag_close(mag_t *m) {
-  for (size_t i = 0; i < m->nin; i++)
+  for (size_t i = 0; m->in != NULL && i < m->nin; i++)
     mpc_ftensor_close(&m->in[i]);
   free(m->in);
   free(m->out);
@@ -234,7 +234,7 @@ typedef struct {
 } sgn_t;
 
 static void sgn_close(sgn_t *s) {
-  for (size_t i = 0; i < s->nin; i++)
+  for (size_t i = 0; s->in != NULL && i < s->nin; i++)
     mpc_ftensor_close(&s->in[i]);
   for (size_t i = 0; s->out != NULL && i < s->nout; i++)
     mpc_ftensor_close(&s->out[i]);
@@ -359,6 +359,10 @@ static int sgn_node(sgn_t *s, const mpc_graph_t *g, size_t i, int *P, int *N) {
   case MPC_OP_RELU:
     *P = pa;
     *N = sgn_scale(s, na, 0.0);
+    break;
+  case MPC_OP_CONCAT: /* each part joined to its like (Inception's branches) */
+    *P = sgn_copy(s, nd, pa, pb, -1, nd->attr.alpha, nd->attr.beta);
+    *N = sgn_copy(s, nd, na, nb, -1, nd->attr.alpha, nd->attr.beta);
     break;
   default: /* the pools and the layout operators: each part alike */
     if (mpc_op_is_smooth(nd->op) || nd->op == MPC_OP_SOFTMAX || nd->op == MPC_OP_LNORM)
