@@ -261,9 +261,9 @@ int net__mem_node_new(net_node_t **out, const net_config_t *cfg) {
     n->peers[i].lim.max_msg = n->cfg.max_msg;
   for (size_t i = 0; i < cfg->npeers; i++) {
     const net_peer_decl_t *d = &cfg->peers[i];
-    r = net__mem_peer_add(n, d->id, d->host, d->port, d->pk);
+    r = net_peer_add(n, d->id, d->host, d->port, d->pk); /* n->mem is set: mem.c's */
     if (r == 0)
-      r = net__mem_peer_limits(n, d->id, &d->limits);
+      r = net_peer_limits(n, d->id, &d->limits);
     if (r) {
       node_release(n);
       return r;
