@@ -311,6 +311,9 @@ START_TEST(key_check) {
   dup.npeers = 1;
   decl.host = "127.0.0.1";
   ck_assert_int_eq(net_node_new(&d, &dup), TANDEM_EINVAL);
+  decl.host = NAME;
+  decl.id = NET_MAX_PEERS;
+  ck_assert_int_eq(net_node_new(&d, &dup), TANDEM_EINVAL);
   dup.npeers = 0;
   dup.listen_host = "mem:";
   ck_assert_int_eq(net_node_new(&d, &dup), TANDEM_EINVAL);
