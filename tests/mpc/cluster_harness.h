@@ -1,6 +1,7 @@
 /* cluster_harness.h - a whole cluster in one test process for the cluster
  * suites (tests/mpc/test_cluster_*.c): fresh keys and a config in a
- * temporary directory with loopback ports free at run time, the dealer
+ * temporary directory with loopback ports free at run time (or, with
+ * ch_opts_t.mem, addresses in net's in-memory backend), the dealer
  * service, two party services each stepped by its own thread, and clients
  * opened on demand. Every service logs into the harness, where a test waits
  * for a line (an event, never a sleep); the hooks' clock and faults are the
