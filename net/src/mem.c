@@ -28,13 +28,17 @@
  * a message is copied on the sender's thread straight into the receiver's
  * queue.
  *
- * Locking: one mutex and one condition variable for every memory node of
- * the process (g_mu, g_cv), not each node's own: a link changes the state of
- * two nodes at once (a connect replaces the old link at the acceptor and
- * ends it at that link's other end, a third node), and one lock makes each
- * such change atomic with no lock order to keep. The log hook is called
- * with g_mu held, as the socket path calls it with node->mu held, so it
- * must not call into any memory node.
+ * Locking: one mutex for every memory node of the process (g_mu), not each
+ * node's own: a link changes the state of two nodes at once (a connect
+ * replaces the old link at the acceptor and ends it at that link's other
+ * end, a third node), and one lock makes each such change atomic with no
+ * lock order to keep. Each node has its own condition variable, on which
+ * its callers wait and which is broadcast only for a change at that node (a
+ * message queued there, a link of it up or down, room made at the other
+ * end of its link): one for all woke every caller of every cluster in the
+ * process at each message. The log hook is called with g_mu held, as the
+ * socket path calls it with node->mu held, so it must not call into any
+ * memory node.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -57,6 +61,8 @@ typedef struct net__mlink_s {
 
 struct net__mnode_s {
   net_node_t *node;
+  uv_cond_t cv;       /* its callers wait on it, under g_mu */
+  int cv_ok;
   net__mnode_t *next; /* the registry of listening nodes */
   char name[MEM_NAME]; /* "" for a node that only dials out */
   struct {
@@ -69,13 +75,12 @@ struct net__mnode_s {
 
 static uv_once_t g_once = UV_ONCE_INIT;
 static uv_mutex_t g_mu;
-static uv_cond_t g_cv;
 static net__mnode_t *g_nodes;
 static uint16_t g_next_port = MEM_PORT0;
 
 static void g_init(void) {
-  if (uv_mutex_init(&g_mu) != 0 || uv_cond_init(&g_cv) != 0)
-    abort(); /* pthread objects without attributes: cannot fail on Linux */
+  if (uv_mutex_init(&g_mu) != 0)
+    abort(); /* a pthread mutex without attributes: cannot fail on Linux */
 }
 
 static void g_lock(void) {
@@ -87,13 +92,25 @@ static void g_unlock(void) {
   uv_mutex_unlock(&g_mu);
 }
 
-/* As net__wait_until, on the memory nodes' condition variable. */
-static int wait_until(uint64_t deadline) {
+/* As net__wait_until: a caller of n waits under g_mu. */
+static int wait_until(net_node_t *n, uint64_t deadline) {
   uint64_t now = uv_hrtime();
   if (now >= deadline)
     return 1;
-  (void)uv_cond_timedwait(&g_cv, &g_mu, deadline - now);
+  (void)uv_cond_timedwait(&n->mem->cv, &g_mu, deadline - now);
   return 0;
+}
+
+static void wake(net_node_t *n) {
+  uv_cond_broadcast(&n->mem->cv);
+}
+
+/* Wakes the node at the other end of n's link to peer id, if any: a sender
+ * there may wait for room at n. */
+static void wake_sender(net_node_t *n, int id) {
+  mlink_t *l = n->mem->link[id];
+  if (l)
+    wake(l->end[l->end[0] == n && l->id[0] == id ? 1 : 0]);
 }
 
 int net__mem_host(const char *host) {
@@ -138,8 +155,9 @@ static void link_end(mlink_t *l, int by, int err0, int err1) {
       net__log(n, "net: link to peer %d ended: %s", l->id[i], tandem_strerror(err[i]));
     }
   }
+  wake(l->end[0]);
+  wake(l->end[1]);
   free(l);
-  uv_cond_broadcast(&g_cv);
 }
 
 /* What the earlier links of peer id left unread is dropped (conn.c's
@@ -210,6 +228,8 @@ static void node_release(net_node_t *n) {
     sodium_memzero(n->keys, 2 * NET_KEY_BYTES);
     sodium_free(n->keys);
   }
+  if (n->mem && n->mem->cv_ok)
+    uv_cond_destroy(&n->mem->cv);
   free(n->mem);
   free(n);
 }
@@ -249,10 +269,11 @@ int net__mem_node_new(net_node_t **out, const net_config_t *cfg) {
     return TANDEM_ENOMEM;
   n->mem = calloc(1, sizeof(*n->mem));
   n->keys = sodium_malloc(2 * NET_KEY_BYTES);
-  if (!n->mem || !n->keys) {
+  if (!n->mem || !n->keys || uv_cond_init(&n->mem->cv) != 0) {
     node_release(n);
     return TANDEM_ENOMEM;
   }
+  n->mem->cv_ok = 1;
   n->mem->node = n;
   memcpy(n->keys, cfg->pk, NET_KEY_BYTES);
   memcpy(n->keys + NET_KEY_BYTES, cfg->sk, NET_KEY_BYTES);
@@ -402,7 +423,8 @@ int net__mem_connect(net_node_t *n, int id) {
   *l = (mlink_t){{n, b}, {id, j}, {0, 0}};
   link_up(l, 0);
   link_up(l, 1);
-  uv_cond_broadcast(&g_cv);
+  wake(n);
+  wake(b);
   g_unlock();
   return 0;
 }
@@ -413,7 +435,7 @@ int net__mem_accept(net_node_t *n, int id, int timeout_ms) {
   g_lock();
   deadline = net__deadline_of(net__timeout_or_default(n, timeout_ms));
   while (!n->mem->link[id]) {
-    if (wait_until(deadline)) {
+    if (wait_until(n, deadline)) {
       r = TANDEM_ETIMEDOUT;
       break;
     }
@@ -440,7 +462,7 @@ int net__mem_accept_any(net_node_t *n, int *id, int timeout_ms) {
       r = 0;
       break;
     }
-    if (wait_until(deadline))
+    if (wait_until(n, deadline))
       break;
   }
   g_unlock();
@@ -525,7 +547,7 @@ static void deliver(net_node_t *n, int id, mlink_t *l, int i, net__rmsg_t *m) {
   p->st.payload_sent += m->len;
   p->st.wire_sent += m->len;
   p->st.msgs_sent++;
-  uv_cond_broadcast(&g_cv);
+  wake(b);
 }
 
 int net__mem_send(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
@@ -563,7 +585,7 @@ int net__mem_send(net_node_t *n, int id, uint64_t link, uint8_t chan, const void
      * there: a socket's reader would pause, and its sender wait. */
     if (q->rq_bytes <= l->end[1 - i]->cfg.queue_bytes || q->rwaiters > 0)
       break;
-    if (wait_until(deadline)) {
+    if (wait_until(n, deadline)) {
       r = TANDEM_ETIMEDOUT;
       goto out;
     }
@@ -585,7 +607,8 @@ out:
 
 /* Unlinks and returns the first queued message of chan from p that arrived
  * on link (0: on any link), or NULL (recv.c's dequeue). */
-static net__rmsg_t *dequeue(net__peer_t *p, uint64_t link, uint8_t chan) {
+static net__rmsg_t *dequeue(net_node_t *n, int id, uint64_t link, uint8_t chan) {
+  net__peer_t *p = &n->peers[id];
   net__rmsg_t *prev = NULL;
   for (net__rmsg_t **pp = &p->rq_head; *pp; prev = *pp, pp = &(*pp)->next) {
     net__rmsg_t *m = *pp;
@@ -595,7 +618,7 @@ static net__rmsg_t *dequeue(net__peer_t *p, uint64_t link, uint8_t chan) {
     if (p->rq_tail == m)
       p->rq_tail = prev;
     p->rq_bytes -= m->len;
-    uv_cond_broadcast(&g_cv); /* a sender may wait for room */
+    wake_sender(n, id); /* it may wait for room */
     return m;
   }
   return NULL;
@@ -613,7 +636,7 @@ static int take(net_node_t *n, int id, uint64_t link, uint8_t chan, int timeout_
   deadline = net__deadline_of(net__timeout_or_default(n, timeout_ms));
   gen = link ? link : p->gen;
   for (;;) {
-    if ((*out = dequeue(p, link, chan)) != NULL)
+    if ((*out = dequeue(n, id, link, chan)) != NULL)
       break;
     if (p->gen != gen) {
       r = TANDEM_ECONNRESET;
@@ -626,8 +649,8 @@ static int take(net_node_t *n, int id, uint64_t link, uint8_t chan, int timeout_
     /* A waiting receiver lets senders past the queue bound (read.c). */
     p->rwaiters++;
     p->rwait[chan]++;
-    uv_cond_broadcast(&g_cv);
-    r = wait_until(deadline);
+    wake_sender(n, id);
+    r = wait_until(n, deadline);
     p->rwaiters--;
     p->rwait[chan]--;
     if (r) {
