@@ -54,6 +54,17 @@
  * except net_node_free (no other call may run or start once it is called).
  * Messages to one peer on one channel are delivered in the order their
  * net_*send calls returned.
+ *
+ * In-memory nodes (tests): a node whose listen_host, or a declared peer's
+ * host, is "mem:<name>" links only with other such nodes of the same
+ * process, through memory (net/src/mem.c): (name, port) is its address. The
+ * calls above keep their semantics (link numbers, a new link replacing the
+ * old one and dropping its unread messages, the error codes, timeouts on
+ * the real clock, queue_bytes and the peers' limits, and identity by key: a
+ * link only between declared keys), but there is no handshake, no
+ * encryption and no framing (nothing crosses a wire; wire counters count
+ * payload bytes), no emulation, and one lock for all memory nodes, under
+ * which the log hook is called: it must call into no memory node.
  */
 #ifndef TANDEM_NET_H
 #define TANDEM_NET_H
@@ -114,7 +125,8 @@ typedef struct {
 typedef struct {
   /* Numeric IPv4 or IPv6 address to listen on ("0.0.0.0", "::1", "::"; an
    * IPv6 literal without brackets, "fe80::1%eth0" for a link-local one; no
-   * hostnames: resolve them first), or NULL for a node that only dials out. Port 0 lets the kernel choose (read it with net_node_port). */
+   * hostnames: resolve them first), "mem:<name>" for an in-memory node (see
+   * above), or NULL for a node that only dials out. Port 0 lets the kernel choose (read it with net_node_port). */
   const char *listen_host;
   uint16_t listen_port;
   /* The node's own static identity (NET_KEY_BYTES each); copied into locked

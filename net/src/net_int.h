@@ -132,6 +132,7 @@ typedef struct net__rmsg_s {
 } net__rmsg_t;
 
 typedef struct net__conn_s net__conn_t;
+typedef struct net__mnode_s net__mnode_t; /* mem.c's part of a memory node */
 
 typedef struct net__wreq_s {
   uv_write_t req;
@@ -283,9 +284,15 @@ struct net_node_s {
   size_t fd_budget;         /* half-open connections the descriptors allow */
   uint64_t caplog_at;       /* uv_hrtime of the last line about the caps */
   uint64_t caplog_quiet;    /* refusals since that line not logged */
+  net__mnode_t *mem;        /* non-NULL: an in-memory node (mem.c), whose
+                               calls all go there; none of the above but
+                               cfg, keys, peers, port, up_seq, any_seen, st */
 };
 
 /* node.c: helpers. */
+/* Copies cfg into out with the defaults of net.h for its 0 fields (no
+ * listen host, no peers: the caller declares them). */
+void net__config_defaults(net_config_t *out, const net_config_t *cfg);
 /* Calls the node's log hook with one formatted line (no-op without one). */
 void net__log(net_node_t *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The first 8 bytes of a key in hex, for log lines. */
@@ -354,5 +361,34 @@ int net__send_hs(net__conn_t *c, uint8_t type, const unsigned char *payload, siz
  * deliver it. */
 int net__emit(net__conn_t *c, net__wreq_t *w);
 void net__emu_poll_cb(uv_poll_t *h, int status, int events);
+
+/* mem.c: the in-memory backend. Each public call of net.h on a node with
+ * node->mem set goes to its net__mem_ twin (one test at the call's top,
+ * after its arguments are checked); mem.c's file comment says what it keeps
+ * of the socket path's semantics and what it leaves out. */
+/* 1 if host is a memory address, "mem:<name>". */
+int net__mem_host(const char *host);
+/* 1 if cfg asks for a memory node (its listen host or a peer's host is one). */
+int net__mem_config(const net_config_t *cfg);
+TANDEM_WUR int net__mem_node_new(net_node_t **out, const net_config_t *cfg);
+void net__mem_node_free(net_node_t *n);
+void net__mem_node_stats(net_node_t *n, net_node_stats_t *out);
+TANDEM_WUR int net__mem_peer_add(net_node_t *n, int id, const char *host, uint16_t port,
+                                 const unsigned char *pk);
+TANDEM_WUR int net__mem_peer_limits(net_node_t *n, int id, const net_limits_t *lim);
+TANDEM_WUR int net__mem_connect(net_node_t *n, int id);
+TANDEM_WUR int net__mem_accept(net_node_t *n, int id, int timeout_ms);
+TANDEM_WUR int net__mem_accept_any(net_node_t *n, int *id, int timeout_ms);
+int net__mem_peer_up(net_node_t *n, int id);
+int net__mem_peer_close(net_node_t *n, int id);
+void net__mem_peer_stats(net_node_t *n, int id, net_stats_t *out);
+TANDEM_WUR int net__mem_send(net_node_t *n, int id, uint64_t link, uint8_t chan,
+                             const void *buf, size_t len);
+TANDEM_WUR int net__mem_take(net_node_t *n, int id, uint64_t link, uint8_t chan, size_t cap,
+                             unsigned char **buf, size_t *len, int timeout_ms);
+TANDEM_WUR int net__mem_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap,
+                             size_t *len, int timeout_ms);
+TANDEM_WUR int net__mem_exchange(net_node_t *n, int id, const void *sbuf, size_t slen,
+                                 void *rbuf, size_t rlen);
 
 #endif /* TANDEM_NET_INT_H */

@@ -200,6 +200,27 @@ static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *
   return 0;
 }
 
+void net__config_defaults(net_config_t *out, const net_config_t *cfg) {
+  *out = *cfg;
+  out->listen_host = NULL; /* not kept: the caller owns the string */
+  out->peers = NULL;
+  out->npeers = 0;
+  if (!out->max_frame)
+    out->max_frame = NET_DEFAULT_MAX_FRAME;
+  if (!out->max_msg)
+    out->max_msg = NET_DEFAULT_MAX_MSG;
+  if (!out->queue_bytes)
+    out->queue_bytes = NET_DEFAULT_QUEUE_BYTES;
+  if (!out->timeout_ms)
+    out->timeout_ms = NET_DEFAULT_TIMEOUT_MS;
+  if (!out->handshake_timeout_ms)
+    out->handshake_timeout_ms = NET_DEFAULT_HANDSHAKE_MS;
+  if (!out->max_halfopen)
+    out->max_halfopen = NET_DEFAULT_MAX_HALFOPEN;
+  if (!out->max_halfopen_per_addr)
+    out->max_halfopen_per_addr = NET_DEFAULT_MAX_HALFOPEN_ADDR;
+}
+
 static void node_release(net_node_t *n) {
   for (int i = 0; i < NET_MAX_PEERS; i++) {
     net__peer_t *p = &n->peers[i];
@@ -248,6 +269,8 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
   if (cfg->max_frame > NET_FRAME_LIMIT || cfg->timeout_ms < 0 || cfg->handshake_timeout_ms < 0 ||
       (cfg->npeers && !cfg->peers) || cfg->npeers > NET_MAX_PEERS)
     return TANDEM_EINVAL;
+  if (net__mem_config(cfg))
+    return net__mem_node_new(out, cfg);
   if (cfg->listen_host && parse_addr(cfg->listen_host, cfg->listen_port, &ss) != 0)
     return TANDEM_EINVAL;
   if (sodium_init() < 0)
@@ -255,24 +278,7 @@ int net_node_new(net_node_t **out, const net_config_t *cfg) {
   n = calloc(1, sizeof(*n));
   if (!n)
     return TANDEM_ENOMEM;
-  n->cfg = *cfg;
-  n->cfg.listen_host = NULL; /* not kept: the caller owns the string */
-  n->cfg.peers = NULL;
-  n->cfg.npeers = 0;
-  if (!n->cfg.max_frame)
-    n->cfg.max_frame = NET_DEFAULT_MAX_FRAME;
-  if (!n->cfg.max_msg)
-    n->cfg.max_msg = NET_DEFAULT_MAX_MSG;
-  if (!n->cfg.queue_bytes)
-    n->cfg.queue_bytes = NET_DEFAULT_QUEUE_BYTES;
-  if (!n->cfg.timeout_ms)
-    n->cfg.timeout_ms = NET_DEFAULT_TIMEOUT_MS;
-  if (!n->cfg.handshake_timeout_ms)
-    n->cfg.handshake_timeout_ms = NET_DEFAULT_HANDSHAKE_MS;
-  if (!n->cfg.max_halfopen)
-    n->cfg.max_halfopen = NET_DEFAULT_MAX_HALFOPEN;
-  if (!n->cfg.max_halfopen_per_addr)
-    n->cfg.max_halfopen_per_addr = NET_DEFAULT_MAX_HALFOPEN_ADDR;
+  net__config_defaults(&n->cfg, cfg);
   n->fd_budget = n->cfg.max_halfopen;
   if (cfg->listen_host)
     n->fd_budget = fd_budget(n->cfg.max_halfopen);
@@ -350,6 +356,10 @@ fail_loop:
 void net_node_free(net_node_t *n) {
   if (!n)
     return;
+  if (n->mem) {
+    net__mem_node_free(n);
+    return;
+  }
   uv_mutex_lock(&n->mu);
   n->stopping = 1;
   uv_mutex_unlock(&n->mu);
@@ -364,6 +374,10 @@ uint16_t net_node_port(const net_node_t *n) {
 }
 
 void net_node_stats(net_node_t *n, net_node_stats_t *out) {
+  if (n->mem) {
+    net__mem_node_stats(n, out);
+    return;
+  }
   uv_mutex_lock(&n->mu);
   *out = n->st;
   uv_mutex_unlock(&n->mu);
@@ -382,6 +396,8 @@ int net_peer_add(net_node_t *n, int id, const char *host, uint16_t port, const u
   net__peer_t *p;
   if (!n || net__bad_id(id) || !pk)
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_peer_add(n, id, host, port, pk);
   if (host && parse_addr(host, port, &ss) != 0)
     return TANDEM_EINVAL;
   uv_mutex_lock(&n->mu);
@@ -409,6 +425,8 @@ int net_peer_add(net_node_t *n, int id, const char *host, uint16_t port, const u
 int net_peer_limits(net_node_t *n, int id, const net_limits_t *lim) {
   if (!n || net__bad_id(id) || !lim)
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_peer_limits(n, id, lim);
   uv_mutex_lock(&n->mu);
   n->peers[id].lim = *lim;
   if (!lim->max_msg || lim->max_msg > n->cfg.max_msg)
@@ -423,6 +441,8 @@ int net_connect(net_node_t *n, int id) {
   int r;
   if (!n || net__bad_id(id))
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_connect(n, id);
   uv_mutex_lock(&n->mu);
   if (!n->peers[id].declared || !n->peers[id].has_addr) {
     uv_mutex_unlock(&n->mu);
@@ -461,6 +481,8 @@ int net_accept(net_node_t *n, int id, int timeout_ms) {
   int r = 0;
   if (!n || net__bad_id(id))
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_accept(n, id, timeout_ms);
   uv_mutex_lock(&n->mu);
   deadline = net__deadline_of(net__timeout_or_default(n, timeout_ms));
   while (!n->peers[id].link) {
@@ -478,6 +500,8 @@ int net_accept_any(net_node_t *n, int *id, int timeout_ms) {
   int r = TANDEM_ETIMEDOUT;
   if (!n || !id)
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_accept_any(n, id, timeout_ms);
   uv_mutex_lock(&n->mu);
   deadline = net__deadline_of(net__timeout_or_default(n, timeout_ms));
   for (;;) {
@@ -504,6 +528,8 @@ int net_peer_up(net_node_t *n, int id) {
   int up;
   if (!n || net__bad_id(id))
     return 0;
+  if (n->mem)
+    return net__mem_peer_up(n, id);
   uv_mutex_lock(&n->mu);
   up = n->peers[id].link != NULL;
   uv_mutex_unlock(&n->mu);
@@ -517,6 +543,8 @@ int net_peer_close(net_node_t *n, int id) {
   int r = 0;
   if (!n || net__bad_id(id))
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_peer_close(n, id);
   uv_mutex_lock(&n->mu);
   p = &n->peers[id];
   c = p->link;
@@ -549,6 +577,10 @@ void net_peer_stats(net_node_t *n, int id, net_stats_t *out) {
   memset(out, 0, sizeof(*out));
   if (!n || net__bad_id(id))
     return;
+  if (n->mem) {
+    net__mem_peer_stats(n, id, out);
+    return;
+  }
   uv_mutex_lock(&n->mu);
   *out = n->peers[id].st;
   uv_mutex_unlock(&n->mu);

@@ -201,6 +201,8 @@ int net_msg_recv(net_node_t *n, int id, uint8_t chan, void *buf, size_t cap, siz
   int r;
   if (!n || net__bad_id(id) || (!buf && cap))
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_recv(n, id, chan, buf, cap, len, timeout_ms);
   if ((r = take_msg(n, id, 0, chan, timeout_ms, buf, cap, 0, &m, &got)) != 0) {
     net__rmsg_free(m);
     return r;
@@ -235,6 +237,8 @@ int net_msg_take_on(net_node_t *n, int id, uint64_t link, uint8_t chan, size_t c
     return TANDEM_EINVAL;
   *buf = NULL;
   *len = 0;
+  if (n->mem)
+    return net__mem_take(n, id, link, chan, cap, buf, len, timeout_ms);
   if ((r = take_msg(n, id, link, chan, timeout_ms, NULL, 0, 0, &m, len)) != 0)
     return r;
   if (m->len > cap) {
@@ -263,6 +267,8 @@ int net_exchange(net_node_t *n, int id, const void *sbuf, size_t slen, void *rbu
   int r, posted;
   if (!n || net__bad_id(id) || (!rbuf && rlen))
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_exchange(n, id, sbuf, slen, rbuf, rlen);
   uv_mutex_lock(&n->mu);
   posted = post_start(&n->peers[id], 0, rbuf, rlen);
   uv_mutex_unlock(&n->mu);

@@ -130,6 +130,8 @@ int net_msg_send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const vo
     return TANDEM_EINVAL;
   if (len > n->cfg.max_msg)
     return TANDEM_EINVAL;
+  if (n->mem)
+    return net__mem_send(n, id, link, chan, buf, len);
   /* With link emulation a frame is the unit of the emulated wire. */
   chunk = n->emu ? 1 : SEAL_CHUNK / n->cfg.max_frame;
   chunk = (chunk ? chunk : 1) * n->cfg.max_frame;

@@ -16,6 +16,7 @@
 
 #include "cluster_harness.h"
 #include "kern.h"
+#include "net_int.h" /* node->mem: the cluster really is on memory nodes */
 
 static const char *const member[4] = {"p0", "p1", "dealer", "owner"};
 
@@ -218,8 +219,10 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
   ck_assert_ptr_nonnull(f);
   fprintf(f, "[cluster]\ntimeout_ms = %d\npool = %u\nthreads = 1\n%s", timeout_ms, pool,
           o != NULL && o->cluster_lines != NULL ? o->cluster_lines : "");
-  int port[3];
-  free_ports(port, 3);
+  int port[3] = {1, 2, 3}; /* over memory, names only */
+  int mem = o != NULL && o->mem;
+  if (!mem)
+    free_ports(port, 3);
   for (int i = 0; i < 3; i++)
     fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n",
             member[i], port[i], hex[i], member[i], member[i]);
@@ -229,6 +232,11 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
   fclose(f);
   char err[512] = "";
   ck_assert_msg(cl_config_load(c->config, &c->cfg, err, sizeof err) == 0, "%s", err);
+  if (mem) /* after the load, which resolves hosts: "mem:" is net's, not a host */
+    for (int i = 0; i < 3; i++) {
+      snprintf(c->cfg.m[i].addr, sizeof c->cfg.m[i].addr, "mem:%s", strrchr(c->dir, '/') + 1);
+      snprintf(c->cfg.m[i].bind, sizeof c->cfg.m[i].bind, "%s", c->cfg.m[i].addr);
+    }
   /* The config's kernel threads, as `tandem party` sets them (one: the
    * suites run under ThreadSanitizer too, which cannot see into libgomp's
    * thread pool; two parties entering parallel regions at once hung there). */
@@ -241,6 +249,8 @@ void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
   ck_assert_msg(cl_dealer_new(&c->dealer, &c->svc_cfg[CL_DEALER], &c->hooks[CL_DEALER], err,
                               sizeof err) == 0, "%s", err);
   ck_assert_int_eq(cl_dealer_start(c->dealer), 0);
+  /* Over memory, really: a "mem:" address makes net's memory node. */
+  ck_assert_int_eq(cl_dealer_node(c->dealer)->mem != NULL, mem);
   ch_party_start(c, CL_P1);
   ch_party_start(c, CL_P0);
   char path[600];

@@ -1,6 +1,7 @@
 /* cluster_harness.h - a whole cluster in one test process for the cluster
  * suites (tests/mpc/test_cluster_*.c): fresh keys and a config in a
- * temporary directory with loopback ports free at run time, the dealer
+ * temporary directory with loopback ports free at run time (or, with
+ * ch_opts_t.mem, addresses in net's in-memory backend), the dealer
  * service, two party services each stepped by its own thread, and clients
  * opened on demand. Every service logs into the harness, where a test waits
  * for a line (an event, never a sleep); the hooks' clock and faults are the
@@ -65,6 +66,11 @@ void ch_start(ch_cluster_t *c, int timeout_ms, unsigned pool, int share);
 typedef struct {
   const char *cluster_lines; /* more lines of the config's [cluster] section */
   size_t plan_mem_max[3];    /* P0, P1, dealer: their copy's plan_mem_max (0: the config's) */
+  /* 1: every service and client on net's in-memory backend (net/src/mem.c)
+   * instead of loopback sockets: the members' addresses become
+   * "mem:<the cluster's directory name>" (the ports stay, as names), for the
+   * cases where sockets are not the point. */
+  int mem;
 } ch_opts_t;
 void ch_start_opts(ch_cluster_t *c, int timeout_ms, unsigned pool, int share,
                    const ch_opts_t *o);

@@ -1,6 +1,7 @@
 /* test_cluster_svc.c - Check suite for the cluster services (mpc_cluster.h)
  * in one process: a dealer, two parties and clients over real loopback
- * sockets (cluster_harness.h). A query's output against the float
+ * sockets (cluster_harness.h), and each case again over net's in-memory
+ * backend (the *_mem cases). A query's output against the float
  * evaluator, bit for bit the same on a second query; two clusters (two
  * dealers) in one process; the control and stats codec at its fixed
  * little-endian offsets; and the dealer's clock hook: a query whose
@@ -17,11 +18,18 @@
 
 #define TIMEOUT_MS 20000
 
+/* A cluster sharing "mlp", over loopback sockets or (mem) net's in-memory
+ * backend: each service case runs both ways (the *_mem cases). */
+static void start(ch_cluster_t *c, unsigned pool, int mem) {
+  ch_opts_t o = {.mem = mem};
+  ch_start_opts(c, TIMEOUT_MS, pool, 1, &o);
+}
+
 /* A query's output matches the float evaluator, twice (fresh
  * preprocessing each time), with the MLP's 4 online rounds. */
-START_TEST(query_matches_float) {
+static void query_matches_float_run(int mem) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
+  start(&c, 2, mem);
   cl_client_t cl;
   ch_client_open(&c, 0, &cl);
   mpc_ftensor_t y[2];
@@ -41,15 +49,24 @@ START_TEST(query_matches_float) {
   cl_client_close(&cl);
   ch_stop(&c);
 }
+
+START_TEST(query_matches_float) {
+  query_matches_float_run(0);
+}
+END_TEST
+
+START_TEST(query_matches_float_mem) {
+  query_matches_float_run(1);
+}
 END_TEST
 
 /* Two clusters, so two dealers, in one process: no service keeps static
  * state. Each serves its own client. */
-START_TEST(two_dealers_one_process) {
+static void two_dealers_one_process_run(int mem) {
   ch_cluster_t *c = calloc(2, sizeof *c);
   ck_assert_ptr_nonnull(c);
-  ch_start(&c[0], TIMEOUT_MS, 1, 1);
-  ch_start(&c[1], TIMEOUT_MS, 1, 1);
+  start(&c[0], 1, mem);
+  start(&c[1], 1, mem);
   for (int i = 0; i < 2; i++) {
     cl_client_t cl;
     ch_client_open(&c[i], 1, &cl);
@@ -65,6 +82,15 @@ START_TEST(two_dealers_one_process) {
   ch_stop(&c[1]);
   ch_stop(&c[0]);
   free(c);
+}
+
+START_TEST(two_dealers_one_process) {
+  two_dealers_one_process_run(0);
+}
+END_TEST
+
+START_TEST(two_dealers_one_process_mem) {
+  two_dealers_one_process_run(1);
 }
 END_TEST
 
@@ -147,9 +173,9 @@ static void jump_on_wait(ch_cluster_t *c, const char *who, const char *line) {
     atomic_store(&c->offset_us, (long long)(TIMEOUT_MS + 1000) * 1000);
 }
 
-START_TEST(fake_clock_deadline) {
+static void fake_clock_deadline_run(int mem) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 1, 1);
+  start(&c, 1, mem);
   c.on_log = jump_on_wait;
   cl_client_t cl;
   ch_client_open(&c, 2, &cl);
@@ -168,6 +194,15 @@ START_TEST(fake_clock_deadline) {
   cl_query_stats_close(&st);
   cl_client_close(&cl);
   ch_stop(&c);
+}
+
+START_TEST(fake_clock_deadline) {
+  fake_clock_deadline_run(0);
+}
+END_TEST
+
+START_TEST(fake_clock_deadline_mem) {
+  fake_clock_deadline_run(1);
 }
 END_TEST
 
@@ -188,9 +223,9 @@ static int hold_refill(ch_cluster_t *c, int who, cl_fault_t where, uint64_t batc
   return 0;
 }
 
-START_TEST(on_demand_not_behind_refill) {
+static void on_demand_not_behind_refill_run(int mem) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
+  start(&c, 2, mem);
   atomic_store(&refill_held, 0);
   atomic_store(&release_refill, 0);
   c.fault = hold_refill;
@@ -225,14 +260,23 @@ START_TEST(on_demand_not_behind_refill) {
   c.fault = NULL;
   ch_stop(&c);
 }
+
+START_TEST(on_demand_not_behind_refill) {
+  on_demand_not_behind_refill_run(0);
+}
+END_TEST
+
+START_TEST(on_demand_not_behind_refill_mem) {
+  on_demand_not_behind_refill_run(1);
+}
 END_TEST
 
 /* The pool is bounded: queries of more batch sizes than the dealer keeps
  * pools for evict the one asked for least recently, and every query is
  * still served. */
-START_TEST(pool_bounded) {
+static void pool_bounded_run(int mem) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 1, 1);
+  start(&c, 1, mem);
   cl_client_t cl;
   ch_client_open(&c, 1, &cl);
   size_t from = ch_mark(&c);
@@ -249,6 +293,15 @@ START_TEST(pool_bounded) {
   cl_client_close(&cl);
   ch_stop(&c);
 }
+
+START_TEST(pool_bounded) {
+  pool_bounded_run(0);
+}
+END_TEST
+
+START_TEST(pool_bounded_mem) {
+  pool_bounded_run(1);
+}
 END_TEST
 
 Suite *cluster_svc_suite(void) {
@@ -257,10 +310,15 @@ Suite *cluster_svc_suite(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, codec_offsets);
   tcase_add_test(tc, query_matches_float);
+  tcase_add_test(tc, query_matches_float_mem);
   tcase_add_test(tc, two_dealers_one_process);
+  tcase_add_test(tc, two_dealers_one_process_mem);
   tcase_add_test(tc, fake_clock_deadline);
+  tcase_add_test(tc, fake_clock_deadline_mem);
   tcase_add_test(tc, on_demand_not_behind_refill);
+  tcase_add_test(tc, on_demand_not_behind_refill_mem);
   tcase_add_test(tc, pool_bounded);
+  tcase_add_test(tc, pool_bounded_mem);
   suite_add_tcase(s, tc);
   return s;
 }
