@@ -905,6 +905,9 @@ int mpc__onnx_run_node(ctx_t *c, size_t k) {
                            "operator %.80s.%.80s is not supported (only the "
                            "default ONNX domain)",
                            n->domain, op);
+  int folded, rc = mpc__onnx_fold_node(c, k, &folded);
+  if (rc != 0 || folded)
+    return rc;
   const op_entry_t *e = bsearch(op, ops, sizeof ops / sizeof ops[0], sizeof ops[0], op_cmp);
   if (e == NULL)
     e = bsearch(op, smooth_ops, sizeof smooth_ops / sizeof smooth_ops[0], sizeof smooth_ops[0],
