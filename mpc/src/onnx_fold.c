@@ -822,3 +822,78 @@ int mpc__onnx_const_slice(ctx_t *c, size_t k, const mpc__ctensor_t *t, const dim
   free(idx);
   return rc;
 }
+
+/* ---- GELU written out: x * (1 + erf(x / sqrt 2)) * 0.5 -------------------- */
+
+/* The only reader of output 0 of node k, if it is an op node of the default
+ * domain reading it: its index, else SIZE_MAX. */
+static size_t sole_user(ctx_t *c, size_t k, const char *op) {
+  ent_t *e = mpc__onnx_out_ent(c, k, 0);
+  if (e == NULL || e->nuse != 1 || e->gout)
+    return SIZE_MAX;
+  const Onnx__NodeProto *u = nodep(c, e->user);
+  if (strcmp(str_or(u->op_type, ""), op) != 0 || str_or(u->domain, "")[0] != '\0')
+    return SIZE_MAX;
+  return e->user;
+}
+
+/* The input of node k other than the one named nm (k has two inputs), and
+ * whether it is a one-element float constant equal to want (within 1e-6
+ * relative: float32's rounding of sqrt 2). */
+static int other_is(ctx_t *c, size_t k, const char *nm, double want) {
+  const Onnx__NodeProto *n = nodep(c, k);
+  if (n->n_input != 2)
+    return 0;
+  size_t j = strcmp(str_or(mpc__onnx_in_name(c, k, 0), ""), nm) == 0 ? 1 : 0;
+  if (strcmp(str_or(mpc__onnx_in_name(c, k, 1 - j), ""), nm) != 0)
+    return 0;
+  const mpc__ctensor_t *t = mpc__onnx_peek_const(c, k, j);
+  return t != NULL && t->numel == 1 && fabs(t->f[0] - want) <= 1e-6 * fabs(want);
+}
+
+/* The exact GELU as PyTorch's exporters write it before opset 20: Div(x,
+ * sqrt 2) -> Erf -> Add 1 -> Mul by x -> Mul by 0.5, each the only reader of
+ * the one before. At node k (the Div) the chain becomes one GELU gate on x
+ * (two rounds, against seven for the pieces: the division, erf on a
+ * computed value, the product of two activations and the halving), and the
+ * four other nodes are marked done. */
+int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded) {
+  *folded = 0;
+  const char *x = mpc__onnx_in_name(c, k, 0);
+  ent_t *xe = x != NULL ? mpc__onnx_lookup(c, x) : NULL;
+  const mpc__ctensor_t *d = mpc__onnx_peek_const(c, k, 1);
+  if (xe == NULL || xe->kind != V_ACT || nodep(c, k)->n_input != 2 || d == NULL ||
+      d->numel != 1 || fabs(d->f[0] - M_SQRT2) > 1e-6)
+    return 0;
+  size_t u[4];
+  const char *const ops[4] = {"Erf", "Add", "Mul", "Mul"};
+  size_t prev = k;
+  for (int i = 0; i < 4; i++) {
+    if ((u[i] = sole_user(c, prev, ops[i])) == SIZE_MAX)
+      return 0;
+    prev = u[i];
+  }
+  const char *o0 = mpc__onnx_out_ent(c, k, 0)->name, *o1 = mpc__onnx_out_ent(c, u[0], 0)->name;
+  const char *o2 = mpc__onnx_out_ent(c, u[1], 0)->name, *o3 = mpc__onnx_out_ent(c, u[2], 0)->name;
+  if (strcmp(str_or(mpc__onnx_in_name(c, u[0], 0), ""), o0) != 0 || !other_is(c, u[1], o1, 1.0) ||
+      !other_is(c, u[3], o3, 0.5))
+    return 0;
+  const char *a = mpc__onnx_in_name(c, u[2], 0), *b = mpc__onnx_in_name(c, u[2], 1);
+  if (a == NULL || b == NULL || !((strcmp(a, x) == 0 && strcmp(b, o2) == 0) ||
+                                  (strcmp(b, x) == 0 && strcmp(a, o2) == 0)))
+    return 0;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_GELU, xe->node, -1, -1);
+  int r = mpc__onnx_add_node(c, u[3], &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, u[3], 0, r);
+  mpc__onnx_out_ent(c, k, 0)->folded = 1; /* read only inside the chain */
+  for (int i = 0; i < 4; i++) {
+    c->done[u[i]] = 1;
+    if (i < 3)
+      mpc__onnx_out_ent(c, u[i], 0)->folded = 1;
+  }
+  *folded = 1;
+  return 0;
+}

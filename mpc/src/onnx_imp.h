@@ -225,6 +225,9 @@ int mpc__onnx_const_gather(ctx_t *c, size_t k, const mpc__ctensor_t *data, int64
  * evaluated into a new constant (*folded = 1). *folded = 0 leaves the node
  * to its handler. */
 int mpc__onnx_fold_node(ctx_t *c, size_t k, int *folded);
+/* At a Div node k: the exact GELU written out (Div by sqrt 2, Erf, Add 1,
+ * Mul by the input, Mul by 0.5) as one GELU node (*folded = 1). */
+int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded);
 /* Output 0 of node k: constant t with output dims to, element o read from
  * t at start[d] + o_d * step[d] on each axis d (a Slice of a constant). */
 int mpc__onnx_const_slice(ctx_t *c, size_t k, const mpc__ctensor_t *t, const dims_t *to,
