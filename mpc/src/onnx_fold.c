@@ -897,3 +897,72 @@ int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded) {
   *folded = 1;
   return 0;
 }
+
+/* ---- LayerNormalization's Scale and B folded into the MatMul after it ------ */
+
+/* The MatMul node that reads LayerNormalization node k's output as its only
+ * reader, by the owner's constant W [D, M], with k's Scale (D floats) and B
+ * (absent or D floats) constants too: the MatMul's index, else SIZE_MAX. */
+static size_t ln_matmul_user(ctx_t *c, size_t k, size_t D, const mpc__ctensor_t **w,
+                             const mpc__ctensor_t **g, const mpc__ctensor_t **b) {
+  size_t u = sole_user(c, k, "MatMul");
+  if (u == SIZE_MAX || nodep(c, u)->n_input != 2 ||
+      strcmp(str_or(mpc__onnx_in_name(c, u, 0), ""), mpc__onnx_out_ent(c, k, 0)->name) != 0)
+    return SIZE_MAX;
+  *w = mpc__onnx_peek_const(c, u, 1);
+  *g = mpc__onnx_peek_const(c, k, 1);
+  *b = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
+  if (*w == NULL || (*w)->ndim != 2 || (*w)->dim[0] != D || *g == NULL || (*g)->numel != D ||
+      (mpc__onnx_in_name(c, k, 2) != NULL && (*b == NULL || (*b)->numel != D)))
+    return SIZE_MAX;
+  return u;
+}
+
+int mpc__onnx_ln_foldable(ctx_t *c, size_t k, size_t D) {
+  const mpc__ctensor_t *w, *g, *b;
+  return ln_matmul_user(c, k, D, &w, &g, &b) != SIZE_MAX;
+}
+
+/* (LN(x) Scale + B) W = LN(x) (diag(Scale) W) + B W: the MatMul by the owner's
+ * new weight diag(Scale) W and the new bias B W (both parameters, secret as
+ * the old ones), so the product by Scale (a masking, two rounds) is gone.
+ * ln: the LNORM node of k; the MatMul node is marked done. */
+int mpc__onnx_ln_fold_matmul(ctx_t *c, size_t k, size_t D, int ln) {
+  const mpc__ctensor_t *w, *g, *b;
+  size_t u = ln_matmul_user(c, k, D, &w, &g, &b), M = w->dim[1];
+  double *wd = malloc(D * M * sizeof *wd), *bd = calloc(M ? M : 1, sizeof *bd);
+  if (wd == NULL || bd == NULL) {
+    free(wd);
+    free(bd);
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < D; i++)
+    for (size_t j = 0; j < M; j++) {
+      wd[i * M + j] = g->f[i] * w->f[i * M + j];
+      bd[j] += b != NULL ? b->f[i] * w->f[i * M + j] : 0.0;
+    }
+  char name[80];
+  snprintf(name, sizeof name, "%.60s*scale", mpc__onnx_in_name(c, u, 1));
+  int wp = mpc__onnx_make_param(c, u, name, 2, w->dim, wd);
+  if (wp < 0) {
+    free(bd);
+    return wp;
+  }
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_MATMUL, ln, wp, -1);
+  int r = mpc__onnx_add_node(c, u, &nd);
+  if (r >= 0 && b != NULL) {
+    snprintf(name, sizeof name, "%.60s*B", mpc__onnx_in_name(c, u, 1));
+    int bp = mpc__onnx_make_param(c, u, name, 1, &M, bd);
+    bd = NULL;
+    mpc__onnx_node_init(&nd, MPC_OP_ADD, r, bp, -1);
+    r = bp < 0 ? bp : mpc__onnx_add_node(c, u, &nd);
+  }
+  free(bd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, u, 0, r);
+  mpc__onnx_out_ent(c, k, 0)->folded = 1;
+  c->done[u] = 1;
+  return 0;
+}

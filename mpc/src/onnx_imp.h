@@ -228,6 +228,12 @@ int mpc__onnx_fold_node(ctx_t *c, size_t k, int *folded);
 /* At a Div node k: the exact GELU written out (Div by sqrt 2, Erf, Add 1,
  * Mul by the input, Mul by 0.5) as one GELU node (*folded = 1). */
 int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded);
+/* LayerNormalization node k over a last axis of D elements whose only
+ * reader is a MatMul by the owner's constant: 1 if its Scale and B can go
+ * into that MatMul's weight (ln_foldable); ln_fold_matmul then emits the
+ * MatMul of LNORM node ln by the new weight and bias and marks it done. */
+int mpc__onnx_ln_foldable(ctx_t *c, size_t k, size_t D);
+int mpc__onnx_ln_fold_matmul(ctx_t *c, size_t k, size_t D, int ln);
 /* Output 0 of node k: constant t with output dims to, element o read from
  * t at start[d] + o_d * step[d] on each axis d (a Slice of a constant). */
 int mpc__onnx_const_slice(ctx_t *c, size_t k, const mpc__ctensor_t *t, const dims_t *to,

@@ -1,7 +1,8 @@
 /* test_onnx_fold.c - Check suite "onnx_fold": the exporter's shape arithmetic
  * folded at import (mpc/src/onnx_fold.c), the Concat of the owner's
  * constants beside activations (onnx_move.c) and the exact GELU written out
- * (Div by sqrt 2, Erf, Add 1, Mul, Mul by 0.5) imported as one gate.
+ * (Div by sqrt 2, Erf, Add 1, Mul, Mul by 0.5) imported as one gate, and
+ * a LayerNormalization's Scale and B folded into the MatMul after it.
  *
  * Models are built in C (onnx_build.c) as PyTorch 1.13 writes a ViT's class
  * token, `torch.cat([cls.expand(x.shape[0], -1, -1), x], 1)`: Shape, Gather,
@@ -221,12 +222,72 @@ START_TEST(test_gelu_chain) {
 }
 END_TEST
 
+/* LayerNormalization (Scale, B) then a MatMul by the owner's W: imported as
+ * the IR's LayerNorm and one MatMul by diag(Scale) W plus the bias B W (no
+ * product by Scale left); against the formula, and privately. */
+START_TEST(test_ln_matmul) {
+  const size_t D = 8, M = 3, nb = 2, T = 4;
+  double sc[8], bi[8], wt[24];
+  for (size_t i = 0; i < D; i++) {
+    sc[i] = 0.5 + 0.125 * (double)i;
+    bi[i] = 0.05 * (double)i - 0.2;
+  }
+  for (size_t i = 0; i < D * M; i++)
+    wt[i] = 0.1 * (double)((i * 5) % 11) - 0.5;
+  ob_t *b = ob_new(17);
+  ob_input(b, "x", FLOAT, 3, I64(-1, 4, 8));
+  ob_init_f(b, "scale", 1, I64(8), sc);
+  ob_init_f(b, "B", 1, I64(8), bi);
+  ob_init_f(b, "W", 2, I64(8, 3), wt);
+  ob_attr_i(b, ob_node(b, "LayerNormalization", "ln", "x,scale,B", "l"), "axis", -1);
+  ob_node(b, "MatMul", "mm", "l,W", "y");
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load_ok(b, &g, &w);
+  ob_free(b);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_LNORM), 1);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MUL), 0);
+  mpc_shape_t is = {3, {nb, T, D}};
+  mpc_ftensor_t in, out;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &is), 0);
+  for (size_t i = 0; i < nb * T * D; i++)
+    in.data[i] = 0.37 * (double)((i * 13) % 17) - 2.5;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
+  ck_assert_uint_eq(mpc_shape_numel(&out.shape), nb * T * M);
+  for (size_t r = 0; r < nb * T; r++) {
+    const double *xr = in.data + r * D;
+    double mean = 0, var = 0, nrm[8];
+    for (size_t i = 0; i < D; i++)
+      mean += xr[i] / (double)D;
+    for (size_t i = 0; i < D; i++)
+      var += (xr[i] - mean) * (xr[i] - mean) / (double)D;
+    for (size_t i = 0; i < D; i++) /* Scale and B as float32 stores them */
+      nrm[i] = (xr[i] - mean) / sqrt(var + 1e-5) * (double)(float)sc[i] + (double)(float)bi[i];
+    for (size_t j = 0; j < M; j++) {
+      double want = 0;
+      for (size_t i = 0; i < D; i++)
+        want += nrm[i] * (double)(float)wt[i * M + j];
+      ck_assert_msg(fabs(out.data[r * M + j] - want) < 1e-5, "row %zu col %zu: %g, want %g", r, j,
+                    out.data[r * M + j], want);
+    }
+  }
+  mpc_ftensor_close(&out);
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  harness_check_private(&g, &w, nb, &in, 2e-2, 1);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *onnx_fold_suite(void) {
   Suite *s = suite_create("onnx_fold");
   TCase *tc = tcase_create("fold");
   tcase_add_test(tc, test_class_token);
   tcase_add_test(tc, test_fold_errors);
   tcase_add_test(tc, test_gelu_chain);
+  tcase_add_test(tc, test_ln_matmul);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return s;
