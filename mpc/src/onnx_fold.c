@@ -155,16 +155,28 @@ static int emit_folded(ctx_t *c, size_t k, size_t bk, mpc_node_t *nd, const char
 /* Conv node k (its IR node nd, input set) with a following
  * BatchNormalization folded into its constant weights and bias, if it can
  * be: then nd is emitted and *folded set; else both are left to the caller. */
+/* Inputs 1 and 2 (if named) of node k as float constants, or NULL. Twice:
+ * a peek may load an initializer and so move c->konst, which the first
+ * pass's pointers point into; the second pass loads nothing. The caller
+ * calls it again after anything else that may load a constant. */
+static void peek_wb(ctx_t *c, size_t k, const mpc__ctensor_t **w, const mpc__ctensor_t **b) {
+  for (int pass = 0; pass < 2; pass++) {
+    *w = mpc__onnx_peek_const(c, k, 1);
+    *b = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
+  }
+}
+
 int mpc__onnx_fold_conv(ctx_t *c, size_t k, mpc_node_t *nd, int *folded) {
   *folded = 0;
   /* Fold a following BatchNormalization into constant weights and bias. */
   size_t bk = bn_after(c, k);
-  const mpc__ctensor_t *wt = mpc__onnx_peek_const(c, k, 1);
-  const mpc__ctensor_t *bt = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
+  const mpc__ctensor_t *wt, *bt;
+  peek_wb(c, k, &wt, &bt);
   double *s = NULL, *t = NULL;
   if (bk != SIZE_MAX && wt != NULL && wt->ndim == 4 && wt->numel > 0 &&
       (mpc__onnx_in_name(c, k, 2) == NULL || (bt != NULL && bt->numel == wt->dim[0])) &&
       mpc__onnx_bn_params(c, bk, wt->dim[0], 1, &s, &t) == 0) {
+    peek_wb(c, k, &wt, &bt); /* bn_params loaded the BatchNormalization's */
     size_t m = wt->dim[0], per = wt->numel / m;
     double *w2 = mpc__onnx_dup_doubles(wt->f, wt->numel), *b2 = malloc(m * sizeof *b2);
     if (w2 == NULL || b2 == NULL) {
@@ -195,14 +207,15 @@ int mpc__onnx_fold_gemm(ctx_t *c, size_t k, mpc_node_t *nd, int *folded) {
   /* Fold a following BatchNormalization (over the N output columns) into a
    * constant B and a bias that is a row vector, scalar or absent. */
   size_t bk = bn_after(c, k);
-  const mpc__ctensor_t *bt = mpc__onnx_peek_const(c, k, 1);
-  const mpc__ctensor_t *ct = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
+  const mpc__ctensor_t *bt, *ct;
+  peek_wb(c, k, &bt, &ct);
   size_t n = bt != NULL && bt->ndim == 2 ? bt->dim[nd->attr.trans_b ? 0 : 1] : 0;
   int c_ok = mpc__onnx_in_name(c, k, 2) == NULL ||
              (ct != NULL && ct->ndim <= 2 &&
               (ct->numel == 1 || (ct->numel == n && (ct->ndim == 1 || ct->dim[0] == 1))));
   double *s = NULL, *t = NULL;
   if (bk != SIZE_MAX && n > 0 && c_ok && mpc__onnx_bn_params(c, bk, n, 1, &s, &t) == 0) {
+    peek_wb(c, k, &bt, &ct); /* bn_params loaded the BatchNormalization's */
     size_t kk = bt->numel / n;
     double *b2 = mpc__onnx_dup_doubles(bt->f, bt->numel), *c2 = malloc(n * sizeof *c2);
     if (b2 == NULL || c2 == NULL) {
@@ -791,10 +804,15 @@ int mpc__onnx_fold_node(ctx_t *c, size_t k, int *folded) {
     ent_t *e = nm != NULL ? mpc__onnx_lookup(c, nm) : NULL;
     if (e == NULL || e->kind != V_CONST)
       return 0; /* an activation among the inputs: the handler's */
-    int rc = mpc__onnx_in_const(c, k, j, 1, &t[j]);
-    if (rc != 0)
-      return rc;
   }
+  /* Every input loaded first: loading an initializer may move c->konst, so
+   * the pointers are taken once nothing more is loaded. */
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t j = 0; j < n->n_input; j++) {
+      int rc = mpc__onnx_in_const(c, k, j, 1, &t[j]);
+      if (rc != 0)
+        return rc;
+    }
   *folded = 1;
   return fold_run(c, k, fold_ops[q].f, fold_ops[q].nin, t);
 }
@@ -909,9 +927,13 @@ static size_t ln_matmul_user(ctx_t *c, size_t k, size_t D, const mpc__ctensor_t 
   if (u == SIZE_MAX || nodep(c, u)->n_input != 2 ||
       strcmp(str_or(mpc__onnx_in_name(c, u, 0), ""), mpc__onnx_out_ent(c, k, 0)->name) != 0)
     return SIZE_MAX;
-  *w = mpc__onnx_peek_const(c, u, 1);
-  *g = mpc__onnx_peek_const(c, k, 1);
-  *b = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
+  /* Twice: a peek may load an initializer, and that may move c->konst (the
+   * pointers of the first pass); the second pass loads nothing. */
+  for (int pass = 0; pass < 2; pass++) {
+    *w = mpc__onnx_peek_const(c, u, 1);
+    *g = mpc__onnx_peek_const(c, k, 1);
+    *b = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_peek_const(c, k, 2) : NULL;
+  }
   if (*w == NULL || (*w)->ndim != 2 || (*w)->dim[0] != D || *g == NULL || (*g)->numel != D ||
       (mpc__onnx_in_name(c, k, 2) != NULL && (*b == NULL || (*b)->numel != D)))
     return SIZE_MAX;

@@ -295,6 +295,8 @@ int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant) {
   if (rc != 0 || (kt == NULL && (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0) ||
       (rc = slice_args(c, k, v, n)) != 0)
     return rc;
+  if (kt != NULL) /* again: reading the arguments may have moved the constants */
+    kt = mpc__onnx_peek_any_const(c, k, 0);
   mpc_shape_t is = {0, {0}};
   if (kt != NULL && kt->ndim > MPC_MAX_DIMS)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "a constant of rank %u", kt->ndim);
