@@ -2,7 +2,7 @@
 # bench.sh TANDEM OUTDIR - the standard benchmark set of `make bench`: the
 # kernels, the secure channel, private matrix products (128x784x128 and
 # 512x512x512, fresh and reused masks) and the Fashion-MNIST MLP and CNN at
-# several batch sizes, with LAN and WAN projections, each over real processes
+# several batch sizes and the ViT at batch 1, with LAN and WAN projections, each over real processes
 # on loopback. Writes OUTDIR/results.json (an array of the JSON objects of
 # `tandem bench --json`; a workload that cannot run is an object with its
 # "error") and OUTDIR/online.png (online time and bytes against batch size,
@@ -67,6 +67,8 @@ run "MLP batch 100, wan" --model "$M/fashion_mlp.onnx" --batch 100 --link wan
 for b in 1 4 100; do
   run "CNN batch $b" --model "$M/fashion_cnn.onnx" --batch "$b" --by-gate --link lan --reps 3
 done
+# The ViT (issue 13): about 25 s with its setup on the 2 vCPU, 50 ms online.
+run "ViT batch 1" --model "$M/transformers/fashion_vit.onnx" --batch 1 --by-gate --link lan --reps 3
 
 python3 - "$LINES" "$OUT" <<'PY'
 import json, os, sys

@@ -160,12 +160,12 @@ typedef enum {
   MPC_OP_GELU,      /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 */
   MPC_OP_GELU_TANH, /* x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 */
   MPC_OP_RECIP,     /* 1 / x; privately for x in [1/4, 64] */
-  MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/64, 64] */
+  MPC_OP_RSQRT,     /* 1 / sqrt(x); privately for x in [1/256, 64] */
   MPC_OP_SQRT,      /* sqrt(x); privately for x in [0, 64] */
   MPC_OP_SOFTMAX,   /* softmax along the last axis (at most 256 elements privately) */
   MPC_OP_LNORM,     /* (x - mean) / sqrt(var + eps) along the last axis; eps = in1
                      * (optional, one element: a PARAM or CONST); privately for
-                     * var + eps in [1/64, 64] */
+                     * var + eps in [1/256, 64] */
   MPC_OP_LINMAP     /* a public linear map along attr.axis: in1 is a CONST matrix
                      * M [m x n] (n = in0's dim[axis]) and out[.., o, ..] =
                      * sum_i M[o][i] in0[.., i, ..], dim[axis] becoming m (linear

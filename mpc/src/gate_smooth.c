@@ -72,7 +72,8 @@ static const double bp_gelut[] = {-6,    -3.875, -3.375, -2.75, -2,    -1.375, -
 static const double bp_recip[] = {0.25,  0.453125, 0.8125, 1.4375, 2.25,  3.5,   4.25,  5,
                                   6,     7.25,     8.75,   10.25,  12.25, 14.75, 17.75, 20.75,
                                   24.75, 29.75,    35.75,  41.75,  49.75, 59.75, 64};
-static const double bp_rsqrt[] = {0.015625,      0.0341796875,  0.0751953125,  0.1650390625,
+static const double bp_rsqrt[] = {0.00390625,    0.005859375,   0.009765625,
+                                  0.015625,      0.0341796875,  0.0751953125,  0.1650390625,
                                   0.3681640625,  0.8212890625,  1.5712890625,  2.5087890625,
                                   3.2587890625,  4.2587890625,  5.5087890625,  7.2587890625,
                                   9.5087890625,  12.5087890625, 16.5087890625, 21.5087890625,
@@ -102,13 +103,6 @@ static const double bp_recip_signed[] = {
     5,      6,     7.25,   8.75,   10.25,    12.25,  14.75,  17.75,  20.75,  24.75,
     29.75,  35.75, 41.75,  49.75,  59.75,    64};
 
-/* The inverse square root from 1/128: two more pieces below bp_rsqrt's. */
-static const double bp_rsqrt_wide[] = {
-    0.0078125,     0.01171875,    0.015625,      0.0341796875,  0.0751953125, 0.1650390625,
-    0.3681640625,  0.8212890625,  1.5712890625,  2.5087890625,  3.2587890625, 4.2587890625,
-    5.5087890625,  7.2587890625,  9.5087890625,  12.5087890625, 16.5087890625, 21.5087890625,
-    28.5087890625, 37.5087890625, 49.5087890625, 64};
-
 typedef struct {
   const double *bp;
   size_t nbp;
@@ -127,15 +121,14 @@ static const sm_fn_t *sm_fn(int op) {
       {BP(bp_gelu), 0, 0, 0, 1},    /* GELU: 0, then the identity */
       {BP(bp_gelut), 0, 0, 0, 1},   /* GELU_TANH */
       {BP(bp_recip), 4, 0, 1.0 / 64, 0},
-      {BP(bp_rsqrt), 8, 0, 0.125, 0},
+      {BP(bp_rsqrt), 16, 0, 0.125, 0},
       {BP(bp_sqrt), 0, 0, 8, 0},
   };
   static const sm_fn_t wide[] = {
       {BP(bp_exp_wide), 0, 0, 54.598150033144236, 0}, /* 0 below -16, exp(4) above 4 */
       {BP(bp_recip_signed), -1.0 / 64, 0, 1.0 / 64, 0},
-      {BP(bp_rsqrt_wide), 11.313708498984761, 0, 0.125, 0},
   };
-  if (op >= (int)MPC__FN_EXP_WIDE && op <= (int)MPC__FN_RSQRT_WIDE)
+  if (op >= (int)MPC__FN_EXP_WIDE && op <= (int)MPC__FN_RECIP_SIGNED)
     return &wide[op - (int)MPC__FN_EXP_WIDE];
   if (op < (int)MPC_OP_SIGMOID || op > (int)MPC_OP_SQRT)
     return NULL;
@@ -145,7 +138,6 @@ static const sm_fn_t *sm_fn(int op) {
 mpc_op_t mpc__smooth_node_fn(mpc_op_t op) {
   return op == MPC_OP_EXP     ? MPC__FN_EXP_WIDE
          : op == MPC_OP_RECIP ? MPC__FN_RECIP_SIGNED
-         : op == MPC_OP_RSQRT ? MPC__FN_RSQRT_WIDE
                               : op;
 }
 
@@ -162,8 +154,6 @@ double mpc__smooth_float(mpc_op_t op, double x) {
     return exp(x);
   if (op == MPC__FN_RECIP_SIGNED)
     return 1 / x;
-  if (op == MPC__FN_RSQRT_WIDE)
-    return 1 / sqrt(x);
   switch (op) {
   case MPC_OP_SIGMOID:
     return 1 / (1 + exp(-x));
@@ -190,7 +180,7 @@ double mpc__smooth_float(mpc_op_t op, double x) {
 
 /* The private form's domains bound these: exp is taken on x <= 0 (a graph's
  * Exp node on x <= 4), the reciprocal on [1/4, 64] (a graph's on both
- * signs), the inverse square root on [1/64, 64] (the gate clamps outside
+ * signs), the inverse square root on [1/256, 64] (the gate clamps outside
  * them). */
 double mpc__smooth_mag(mpc_op_t op, double b) {
   b = fabs(b);
@@ -198,8 +188,6 @@ double mpc__smooth_mag(mpc_op_t op, double b) {
     return exp(b < 4 ? b : 4);
   if (op == MPC__FN_RECIP_SIGNED)
     return 4;
-  if (op == MPC__FN_RSQRT_WIDE)
-    return 11.313708498984761;
   switch (op) {
   case MPC_OP_TANH:
     return tanh(b);
@@ -211,7 +199,7 @@ double mpc__smooth_mag(mpc_op_t op, double b) {
   case MPC_OP_RECIP:
     return 4;
   case MPC_OP_RSQRT:
-    return 8;
+    return 16;
   case MPC_OP_SQRT:
     return sqrt(b);
   case MPC_OP_SIGMOID:

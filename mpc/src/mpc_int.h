@@ -298,10 +298,6 @@ double mpc__smooth_mag(mpc_op_t op, double b);
  * positive). The function a graph node of op runs on. */
 #define MPC__FN_EXP_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 1))
 #define MPC__FN_RECIP_SIGNED ((mpc_op_t)((int)MPC_OP_LAST + 2))
-/* The inverse square root on [1/128, 64] (a graph's Rsqrt node: a
- * BatchNormalization's statistics given per query); LayerNorm keeps
- * MPC_OP_RSQRT, [1/64, 64]. */
-#define MPC__FN_RSQRT_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 3))
 mpc_op_t mpc__smooth_node_fn(mpc_op_t op);
 /* The gate's output fractional bits for op when its output satisfies
  * |v| < 2^out_log2 (real units), at f input bits. */

@@ -351,7 +351,7 @@ static int reshape_to(ctx_t *c, size_t k, int x, const mpc_shape_t *s) {
 /* BatchNormalization whose statistics or scale are given per query (graph
  * inputs: the client's secrets): y = (x - mean) * (scale * rsqrt(var +
  * epsilon)) + B, the inverse square root by its gate (var + epsilon in its
- * domain, [1/64, 64]), the per-channel vectors broadcast over the spatial
+ * domain, [1/256, 64]), the per-channel vectors broadcast over the spatial
  * axes. Rounds: the gate, and two products of activations. */
 int mpc__onnx_bn_computed(ctx_t *c, size_t k, int x) {
   double eps;

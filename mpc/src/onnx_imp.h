@@ -146,6 +146,8 @@ const char *mpc__onnx_in_name(const ctx_t *c, size_t k, size_t j);
 /* Input j of node k as a constant, loaded if need be, without an error: NULL
  * if it is not one. */
 const mpc__ctensor_t *mpc__onnx_peek_const(ctx_t *c, size_t k, size_t j);
+/* The same for a constant of any type (integers too). */
+const mpc__ctensor_t *mpc__onnx_peek_any_const(ctx_t *c, size_t k, size_t j);
 ent_t *mpc__onnx_in_ent(ctx_t *c, size_t k, size_t j, int required, int *rc);
 int mpc__onnx_pad_error(ctx_t *c, size_t k, const ent_t *e);
 int mpc__onnx_in_act(ctx_t *c, size_t k, size_t j, int *node);
@@ -234,5 +236,23 @@ int mpc__onnx_op_cast(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_const_of_shape(ctx_t *c, size_t k, int variant);
 int mpc__onnx_const_concat(ctx_t *c, size_t k, int64_t axis);
 int mpc__onnx_const_gather(ctx_t *c, size_t k, const mpc__ctensor_t *data, int64_t axis);
+/* Node k when every input is a constant and its operator is elementwise
+ * arithmetic (Add, Sub, Mul, Div, Equal, Less, Greater, Where) or Expand:
+ * evaluated into a new constant (*folded = 1). *folded = 0 leaves the node
+ * to its handler. */
+int mpc__onnx_fold_node(ctx_t *c, size_t k, int *folded);
+/* At a Div node k: the exact GELU written out (Div by sqrt 2, Erf, Add 1,
+ * Mul by the input, Mul by 0.5) as one GELU node (*folded = 1). */
+int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded);
+/* LayerNormalization node k over a last axis of D elements whose only
+ * reader is a MatMul by the owner's constant: 1 if its Scale and B can go
+ * into that MatMul's weight (ln_foldable); ln_fold_matmul then emits the
+ * MatMul of LNORM node ln by the new weight and bias and marks it done. */
+int mpc__onnx_ln_foldable(ctx_t *c, size_t k, size_t D);
+int mpc__onnx_ln_fold_matmul(ctx_t *c, size_t k, size_t D, int ln);
+/* Output 0 of node k: constant t with output dims to, element o read from
+ * t at start[d] + o_d * step[d] on each axis d (a Slice of a constant). */
+int mpc__onnx_const_slice(ctx_t *c, size_t k, const mpc__ctensor_t *t, const dims_t *to,
+                          const int64_t *start, const int64_t *step);
 
 #endif /* TANDEM_ONNX_IMP_H */

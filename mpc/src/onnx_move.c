@@ -75,6 +75,100 @@ static int def_result(ctx_t *c, size_t k, size_t j, int r) {
   return 0;
 }
 
+/* The output shape of a Concat along axis whose inputs are activations and
+ * constants (of the same rank; the first activation names the rank), and
+ * the first activation's node. */
+static int concat_shape(ctx_t *c, size_t k, int64_t axis, mpc_shape_t *os, unsigned *axp,
+                        int *first) {
+  size_t n = nodep(c, k)->n_input;
+  int rc;
+  *first = -1;
+  for (size_t j = 0; j < n && *first < 0; j++)
+    if (mpc__onnx_peek_any_const(c, k, j) == NULL && (rc = mpc__onnx_in_act(c, k, j, first)) != 0)
+      return rc;
+  *os = *shape_of(c, *first);
+  if ((rc = norm_axis(c, k, axis, os->ndim, axp)) != 0 || (rc = batch_guard(c, k, *axp)) != 0)
+    return rc;
+  os->dim[*axp] = 0;
+  for (size_t j = 0; j < n; j++) {
+    const mpc__ctensor_t *t = mpc__onnx_peek_any_const(c, k, j);
+    mpc_shape_t s;
+    int x;
+    if (t == NULL && (rc = mpc__onnx_in_act(c, k, j, &x)) != 0)
+      return rc;
+    if (t == NULL)
+      s = *shape_of(c, x);
+    else if (t->f == NULL || t->ndim != os->ndim)
+      return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "constant input %zu is not a float tensor "
+                             "of rank %u", j, os->ndim);
+    else
+      for (unsigned d = s.ndim = t->ndim; d-- > 0;)
+        s.dim[d] = t->dim[d];
+    for (unsigned d = 0; d < os->ndim; d++)
+      if (s.ndim != os->ndim || (d != *axp && s.dim[d] != os->dim[d]))
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "input %zu does not join the others", j);
+    os->dim[*axp] += s.dim[*axp];
+  }
+  return 0;
+}
+
+/* Concat of activations and the owner's constants (a class token before
+ * the patches): each activation padded with zeros to the output's extent
+ * (a Select reading outside its input), the padded ones added, and one
+ * parameter holding the constants in their places (zeros elsewhere) added
+ * last. Local: no round, as a Concat of activations. On a batched graph
+ * the constants' first dimension is 1 and the parameter broadcasts. */
+static int concat_mixed(ctx_t *c, size_t k, int64_t axis) {
+  size_t n = nodep(c, k)->n_input;
+  mpc_shape_t os;
+  unsigned ax = 0;
+  int first, rc, cur = -1;
+  if ((rc = concat_shape(c, k, axis, &os, &ax, &first)) != 0)
+    return rc;
+  size_t total = mpc_shape_numel(&os), outer = 1, inner = 1, off = 0;
+  for (unsigned d = 0; d < ax; d++)
+    outer *= os.dim[d];
+  for (unsigned d = ax + 1; d < os.ndim; d++)
+    inner *= os.dim[d];
+  double *pd = calloc(total ? total : 1, sizeof *pd);
+  if (pd == NULL)
+    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+  for (size_t j = 0; j < n; j++, rc = 0) {
+    const mpc__ctensor_t *t = mpc__onnx_peek_any_const(c, k, j);
+    int x = -1;
+    if (t == NULL && (rc = mpc__onnx_in_act(c, k, j, &x)) != 0)
+      break;
+    size_t len = t != NULL ? t->dim[ax] : shape_of(c, x)->dim[ax];
+    if (t != NULL) {
+      for (size_t o = 0; o < outer; o++)
+        memcpy(pd + (o * os.dim[ax] + off) * inner, t->f + o * len * inner,
+               len * inner * sizeof *pd);
+    } else {
+      int64_t start[MPC_MAX_DIMS] = {0};
+      start[ax] = -(int64_t)off;
+      int p = emit_select(c, k, x, &os, start, NULL, NULL, -1, 0);
+      mpc_node_t nd;
+      mpc__onnx_node_init(&nd, MPC_OP_ADD, cur, p, -1);
+      if ((rc = p) < 0 || (cur >= 0 && (rc = p = mpc__onnx_add_node(c, k, &nd)) < 0))
+        break;
+      cur = p;
+    }
+    off += len;
+  }
+  if (rc < 0) {
+    free(pd);
+    return rc;
+  }
+  char name[80];
+  snprintf(name, sizeof name, "%.60s.constants", mpc__onnx_node_name(c, k));
+  int pn = mpc__onnx_make_param(c, k, name, os.ndim, os.dim, pd);
+  if (pn < 0)
+    return pn;
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_ADD, cur, pn, -1);
+  return def_result(c, k, 0, mpc__onnx_add_node(c, k, &nd));
+}
+
 int mpc__onnx_op_concat(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"axis", NULL};
@@ -96,6 +190,9 @@ int mpc__onnx_op_concat(ctx_t *c, size_t k, int variant) {
   }
   if (all_const) /* a shape built from pieces: folded here */
     return mpc__onnx_const_concat(c, k, axis);
+  for (size_t j = 0; j < n; j++)
+    if (mpc__onnx_peek_any_const(c, k, j) != NULL)
+      return concat_mixed(c, k, axis);
   int cur;
   if ((rc = mpc__onnx_in_act(c, k, 0, &cur)) != 0)
     return rc;
@@ -198,12 +295,25 @@ int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known9[] = {"starts", "ends", "axes", NULL};
   static const char *const known10[] = {NULL};
-  int rc = mpc__onnx_attr_check(c, k, c->opset >= 10 ? known10 : known9), x;
+  int rc = mpc__onnx_attr_check(c, k, c->opset >= 10 ? known10 : known9), x = -1;
   const int64_t *v[4];
   size_t n[4];
-  if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0 || (rc = slice_args(c, k, v, n)) != 0)
+  const mpc__ctensor_t *kt = rc == 0 ? mpc__onnx_peek_any_const(c, k, 0) : NULL;
+  if (rc != 0 || (kt == NULL && (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0) ||
+      (rc = slice_args(c, k, v, n)) != 0)
     return rc;
-  const mpc_shape_t is = *shape_of(c, x);
+  if (kt != NULL) /* again: reading the arguments may have moved the constants */
+    kt = mpc__onnx_peek_any_const(c, k, 0);
+  mpc_shape_t is = {0, {0}};
+  if (kt != NULL && kt->ndim > MPC_MAX_DIMS)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "a constant of rank %u", kt->ndim);
+  if (kt != NULL) { /* a shape's entries: folded (never the batch's axis) */
+    is.ndim = kt->ndim;
+    for (unsigned d = 0; d < kt->ndim; d++)
+      is.dim[d] = kt->dim[d];
+  } else {
+    is = *shape_of(c, x);
+  }
   mpc_shape_t os = is;
   int64_t start[MPC_MAX_DIMS] = {0}, step[MPC_MAX_DIMS];
   unsigned seen = 0;
@@ -228,11 +338,17 @@ int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant) {
     if (cnt <= 0)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                              "axis %u would be empty (empty tensors are not supported)", ax);
-    if ((cnt != dim || st != 1) && (rc = batch_guard(c, k, ax)) != 0)
+    if (kt == NULL && (cnt != dim || st != 1) && (rc = batch_guard(c, k, ax)) != 0)
       return rc;
     os.dim[ax] = (size_t)cnt;
     start[ax] = b;
     step[ax] = st;
+  }
+  if (kt != NULL) {
+    dims_t to = {os.ndim, {0}};
+    for (unsigned d = 0; d < os.ndim; d++)
+      to.dim[d] = os.dim[d];
+    return mpc__onnx_const_slice(c, k, kt, &to, start, step);
   }
   return def_result(c, k, 0, emit_select(c, k, x, &os, start, step, NULL, -1, 0));
 }

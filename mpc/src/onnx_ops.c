@@ -879,7 +879,7 @@ int mpc__onnx_op_softmax_private(ctx_t *c, size_t k, int variant) {
 static int op_layernorm(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"axis", "epsilon", "stash_type", NULL};
-  int rc = mpc__onnx_attr_check(c, k, known), x, sn, bn = -1;
+  int rc = mpc__onnx_attr_check(c, k, known), x, sn = -1, bn = -1;
   if (rc != 0 || (rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
     return rc;
   for (size_t j = 1; j < nodep(c, k)->n_output; j++)
@@ -899,8 +899,9 @@ static int op_layernorm(ctx_t *c, size_t k, int variant) {
   if (rank < 1 || axis < -rank || axis >= rank)
     return mpc__onnx_nfail(c, k, TANDEM_EINVAL, "axis %" PRId64 " out of range", axis);
   unsigned a = (unsigned)(axis < 0 ? axis + rank : axis);
-  if ((rc = mpc__onnx_in_operand(c, k, 1, 1, &sn)) != 0 ||
-      (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_operand(c, k, 2, 1, &bn)) != 0))
+  int fold = a + 1 == xs.ndim && mpc__onnx_ln_foldable(c, k, xs.dim[a]);
+  if (!fold && ((rc = mpc__onnx_in_operand(c, k, 1, 1, &sn)) != 0 ||
+      (mpc__onnx_in_name(c, k, 2) != NULL && (rc = mpc__onnx_in_operand(c, k, 2, 1, &bn)) != 0)))
     return rc;
   double *ed = mpc__onnx_dup_doubles(&eps, 1);
   if (ed == NULL)
@@ -909,11 +910,16 @@ static int op_layernorm(ctx_t *c, size_t k, int variant) {
   int en = mpc__onnx_make_param(c, k, "epsilon", 1, &one, ed);
   if (en < 0)
     return en;
+  mpc_node_t nd;
+  if (fold) { /* Scale and B into the MatMul after it */
+    mpc__onnx_node_init(&nd, MPC_OP_LNORM, x, en, -1);
+    int ln = mpc__onnx_add_node(c, k, &nd);
+    return ln < 0 ? ln : mpc__onnx_ln_fold_matmul(c, k, xs.dim[a], ln);
+  }
   mpc_shape_t flat = {2, {1, 1}};
   for (unsigned d = 0; d < xs.ndim; d++)
     flat.dim[d < a ? 0 : 1] *= xs.dim[d];
   int reshape = a + 1 != xs.ndim, cur = x;
-  mpc_node_t nd;
   for (int step = 0; step < 5; step++) {
     if ((step == 0 || step == 2) && !reshape)
       continue;
@@ -957,6 +963,11 @@ int mpc__onnx_run_node(ctx_t *c, size_t k) {
                            "operator %.80s.%.80s is not supported (only the "
                            "default ONNX domain)",
                            n->domain, op);
+  int folded, rc = mpc__onnx_fold_node(c, k, &folded);
+  if (rc == 0 && !folded && strcmp(op, "Div") == 0)
+    rc = mpc__onnx_fold_gelu(c, k, &folded);
+  if (rc != 0 || folded)
+    return rc;
   const op_entry_t *e = bsearch(op, ops, sizeof ops / sizeof ops[0], sizeof ops[0], op_cmp);
   if (e == NULL)
     e = bsearch(op, smooth_ops, sizeof smooth_ops / sizeof smooth_ops[0], sizeof smooth_ops[0],

@@ -945,7 +945,7 @@ static int lower_softmax(cc_t *cc, int node) {
  * d masked (its truncation and opening: two rounds), d^2 by a triple on d
  * with itself (no round), its truncation (one), v by a window sum, 1 /
  * sqrt(v + eps) by the smooth gate (two: opening and truncation; v + eps in
- * [1/64, 64] is its domain) and the product of d and that (one round to mask
+ * [1/256, 64] is its domain) and the product of d and that (one round to mask
  * it): 6 rounds (7 on an untruncated input), SHARED at 2f. */
 static int lower_lnorm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
