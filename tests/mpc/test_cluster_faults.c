@@ -301,6 +301,107 @@ START_TEST(party_stalls_mid_step) {
 }
 END_TEST
 
+/* ---- a party late to a step the other gave up ------------------------------------------ */
+
+/* The late party (late_who) is held before client a's query (armed once)
+ * while late_hold is set; the other party, at its first round of that
+ * query (armed once), breaks their link, as a link that fails: it gives the
+ * query up at once and dials anew (P0) or is dialled anew (P1). */
+#define LATE_TIMEOUT_MS 30000
+static atomic_int late_who, late_armed, late_held, late_hold, late_break_armed;
+
+static int late_hooks(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq;
+  int late = atomic_load(&late_who);
+  if (peer != CL_CLIENT0 || (who != CL_P0 && who != CL_P1))
+    return 0;
+  if (who == late && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&late_armed, 0)) {
+    atomic_store(&late_held, 1);
+    while (atomic_load(&late_hold)) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (who != late && where == CL_FAULT_PARTY_ROUND && atomic_exchange(&late_break_armed, 0))
+    (void)net_peer_close(cl_party_node(c->party[who].party), late);
+  return 0;
+}
+
+/* One party takes client a's query up late, after the other gave it up on
+ * a broken link: the late party begins the query on the newer link, where
+ * nothing of it will ever come. It must end the query at once, cancelled by
+ * the tag the other party sends alone on that link (party.c,
+ * send_abandoned), not after its timeout of 30 s (which it waited out
+ * before, dropping any next step's messages meanwhile); then the next
+ * client is served. Each party is the late one in turn: P1, on the link P0
+ * redials at once; P0, on the link it dials itself for the late query. */
+START_TEST(late_party_cancelled) {
+  for (int late = CL_P0; late <= CL_P1; late++) {
+    const char *lwho = late == CL_P0 ? "party p0" : "party p1";
+    const char *owho = late == CL_P0 ? "party p1" : "party p0";
+    ch_cluster_t c;
+    ch_start(&c, LATE_TIMEOUT_MS, 2, 1);
+    atomic_store(&late_who, late);
+    atomic_store(&late_held, 0);
+    atomic_store(&late_hold, 1);
+    atomic_store(&late_armed, 1);
+    atomic_store(&late_break_armed, 1);
+    c.fault = late_hooks;
+    cl_client_t ca;
+    ch_client_open(&c, 0, &ca);
+    size_t from = ch_mark(&c);
+    bg_query_t bq = {&c, &ca, 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_query_main, &bq), 0);
+    ck_assert_msg(ch_wait_line(&c, from, owho, "client 8): online phase failed",
+                               LATE_TIMEOUT_MS / 3),
+                  "%s did not give the query up on the broken link.", owho);
+    /* The late party may take the query up only now: it is held there. */
+    for (double end = cl_now() + LATE_TIMEOUT_MS / 1000.0;
+         !atomic_load(&late_held) && cl_now() < end;) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    ck_assert_msg(atomic_load(&late_held), "%s never took the query up.", lwho);
+    /* The late party's node knows the old link is gone (else its step would
+     * begin on it and fail there, which is not the case under test); P1's
+     * next link is the one P0 redials now. */
+    ck_assert(ch_wait_line(&c, from, lwho, late == CL_P0 ? "link to peer 1 ended"
+                                                       : "link to peer 0 ended",
+                           LATE_TIMEOUT_MS / 3));
+    if (late == CL_P1)
+      ck_assert(ch_wait_line(&c, from, "party p1", "link up with peer 0", LATE_TIMEOUT_MS / 3));
+    double t0 = cl_now();
+    atomic_store(&late_hold, 0);
+    int ended = 0;
+    for (double end = t0 + 2 * LATE_TIMEOUT_MS / 1000.0; !ended && cl_now() < end;)
+      ended = ch_wait_line(&c, from, lwho, "client 8): online phase failed", 50) ||
+              ch_wait_line(&c, from, lwho, "client 8): offline phase failed", 0);
+    double took = cl_now() - t0;
+    ck_assert_msg(ended, "%s did not end the query.", lwho);
+    ck_assert_msg(took < LATE_TIMEOUT_MS / 1000.0 / 3,
+                  "%s ended the late query %.1f s after it went on (timeout %.0f s)", lwho,
+                  took, LATE_TIMEOUT_MS / 1000.0);
+    ck_assert_msg(ch_wait_line(&c, from, lwho,
+                               "client 8): online phase failed: cancelled by the dealer or "
+                               "the other party", 0),
+                  "%s did not end the query by the other party's cancel.", lwho);
+    pthread_join(th, NULL);
+    ck_assert_int_ne(bq.rc, 0);
+    c.fault = NULL;
+    cl_client_t cb;
+    ch_client_open(&c, 1, &cb);
+    t0 = cl_now();
+    ch_query_ok(&c, &cb, 2, 2);
+    ck_assert_msg(cl_now() - t0 < LATE_TIMEOUT_MS / 1000.0 / 3, "the next query took %.1f s",
+                  cl_now() - t0);
+    cl_client_close(&cb);
+    cl_client_close(&ca);
+    ch_stop(&c);
+  }
+}
+END_TEST
+
 /* ---- retries with the same key ------------------------------------------------------------ */
 
 /* Party `who` gave a query of client a up ("... failed: ..." or "the client
@@ -774,6 +875,7 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, stalled_client);
   ADD_CASE(s, party_dies_mid_step);
   ADD_CASE(s, party_stalls_mid_step);
+  ADD_CASE(s, late_party_cancelled);
   ADD_CASE(s, retry_same_key);
   ADD_CASE(s, retry_same_key_parties);
   ADD_CASE(s, client_dies_mid_query);
