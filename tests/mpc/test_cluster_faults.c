@@ -50,6 +50,55 @@ static int gone_at_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t se
   return 0;
 }
 
+/* Client b's request by hand (as its process sends it), then the dealer's
+ * REPLY; the query's seq to *seq. */
+static void ask_by_hand(cl_client_t *cl, uint64_t nonce, uint64_t *seq) {
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = 1;
+  h.version = nonce;
+  snprintf(h.name, sizeof h.name, "mlp");
+  ck_assert_int_eq(cl_ctrl_send(cl->node, CL_DEALER, &h, NULL, 0), 0);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(cl->node, CL_DEALER, &h, &payload, &plen, TIMEOUT_MS), 0);
+  free(payload);
+  ck_assert_int_eq(h.type, CL_MSG_REPLY);
+  ck_assert_int_eq(h.status, 0);
+  *seq = h.seq;
+}
+
+/* Party id's failure report of query seq to the client (its ACK), waited
+ * for: the typed record (party, phase, code) and the text. */
+static void expect_failure(cl_client_t *cl, int id, uint64_t seq, cl_fail_where_t where,
+                           int code, const char *text) {
+  cl_ctrl_t a;
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(cl->node, id, &a, &payload, &plen, TIMEOUT_MS), 0);
+  ck_assert_int_eq(a.type, CL_MSG_ACK);
+  ck_assert_uint_eq(a.seq, seq);
+  ck_assert_int_eq(a.status, code);
+  ck_assert(a.flags & CL_FLAG_STATS);
+  ck_assert_uint_ge(plen, CL_STATS_BYTES);
+  cl_party_stats_t ps;
+  cl_stats_decode(payload, &ps);
+  ck_assert_int_eq(ps.fail_party, id);
+  ck_assert_int_eq(ps.fail_where, where);
+  ck_assert_int_eq(ps.fail_code, code);
+  ck_assert_str_eq((const char *)payload + CL_STATS_BYTES, text);
+  free(payload);
+}
+
+/* The client's process is gone from the dealer once the parties are told of
+ * its query (its dealer link ends in the dealer's pause). The client hears
+ * it from the dealer at once, and the parties' typed failures come only
+ * after the dealer's cancel reached them: cl_client_query gives each party
+ * 500 ms after its own failure, so under load it held no party's record
+ * at times, and the check was conditional. The client here is its process's
+ * other links, read as they are: both parties' reports are waited for and
+ * checked whole. */
 START_TEST(cancel_when_client_gone) {
   ch_cluster_t c;
   ch_start(&c, TIMEOUT_MS, 2, 1);
@@ -57,12 +106,9 @@ START_TEST(cancel_when_client_gone) {
   cl_client_t cb;
   ch_client_open(&c, 1, &cb);
   size_t from = ch_mark(&c);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
   double t0 = cl_now();
-  int rc = ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err);
-  ck_assert_int_ne(rc, 0);
+  uint64_t seq;
+  ask_by_hand(&cb, 0x5eed0200u, &seq);
   /* Both parties end the query by the cancel, well before their timeout. */
   const char *cancelled = "client 9): offline phase failed: cancelled by the dealer or the other party";
   ck_assert_msg(ch_wait_line(&c, from, "party p0", cancelled, TIMEOUT_MS / 3) &&
@@ -70,12 +116,10 @@ START_TEST(cancel_when_client_gone) {
                 "the parties did not end the query by the cancel.");
   ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the cancel took %.1f s",
                 cl_now() - t0);
-  /* The client hears which party said what, typed. */
-  if (st.fail_party >= 0) {
-    ck_assert_int_eq(st.fail_where, CL_FAIL_OFFLINE);
-    ck_assert_int_eq(st.fail_code, TANDEM_ECANCELED);
-  }
-  cl_query_stats_close(&st);
+  /* Each party tells the client, typed. */
+  for (int id = CL_P0; id <= CL_P1; id++)
+    expect_failure(&cb, id, seq, CL_FAIL_OFFLINE, TANDEM_ECANCELED,
+                   "offline phase failed: cancelled by the dealer or the other party");
   cl_client_close(&cb);
   /* The parties kept their dealer link: a cancelled query left nothing on it. */
   ck_assert_msg(!ch_seen(&c, from, "closing link to peer 2") &&
@@ -85,6 +129,9 @@ START_TEST(cancel_when_client_gone) {
   c.fault = NULL;
   cl_client_t ca;
   ch_client_open(&c, 0, &ca);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
   ck_assert_msg(ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err) == 0, "%s", err);
   mpc_ftensor_close(&y);
   cl_query_stats_close(&st);
@@ -149,54 +196,117 @@ END_TEST
 
 /* ---- a party dying mid-step ------------------------------------------------------------ */
 
-static atomic_int die_once;
+/* P1 "dies" (its fault hook: every link closed, as a killed process's) at
+ * client a's query, and the client's own failure and P0's report race:
+ * - dies_late: P1 dies once P0's step began on their link (P0 at its first
+ *   round, held until its node sees the link end) and once the client's
+ *   input reached P1. P0's round fails at once ("peer closed the
+ *   connection"); it reports to the client, then closes the client link,
+ *   which is what ends the client's wait: P0's report is there first.
+ * - dies_early: P1 dies before P0 takes the query up and before the client
+ *   sends its input (the dealer's pause waits until the client's node sees
+ *   P1's link end). The client's send to P1 fails at once; P0 dialled P1's
+ *   node anew and waits for it there (its timeout, or P1's stop), so no
+ *   party can report within the client's wait: the client's own error, no
+ *   typed failure.
+ * Each was possible before, by the threads' order (the check was
+ * conditional); each is forced here and checked exactly. */
+static atomic_int dies_late, die_armed, p0_at_round;
+
+static int wait_until(atomic_int *flag, int (*cond)(ch_cluster_t *), ch_cluster_t *c) {
+  for (double end = cl_now() + 3 * TIMEOUT_MS / 1000.0; cl_now() < end;) {
+    if (flag != NULL ? atomic_load(flag) != 0 : cond(c))
+      return 1;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+static int p0_sees_p1_down(ch_cluster_t *c) {
+  return !net_peer_up(cl_party_node(c->party[CL_P0].party), CL_P1);
+}
+static int client_sees_p1_down(ch_cluster_t *c) {
+  return !net_peer_up(((cl_client_t *)c->test_ctx)->node, CL_P1);
+}
+static int p1_has_input(ch_cluster_t *c) {
+  net_stats_t ns;
+  net_peer_stats(cl_party_node(c->party[CL_P1].party), CL_CLIENT0, &ns);
+  return ns.msgs_recvd >= 1; /* the client's only message to P1: its input */
+}
 
 static int p1_dies(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
-  (void)c, (void)seq, (void)peer;
-  if (who == CL_P1 && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&die_once, 0))
+  (void)seq;
+  if (peer != CL_CLIENT0)
+    return 0;
+  int late = atomic_load(&dies_late);
+  if (who == CL_P1 && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&die_armed, 0)) {
+    if (late)
+      (void)(wait_until(&p0_at_round, NULL, c) && wait_until(NULL, p1_has_input, c));
     return 1;
+  }
+  if (late && who == CL_P0 && where == CL_FAULT_PARTY_ROUND &&
+      !atomic_exchange(&p0_at_round, 1))
+    (void)wait_until(NULL, p0_sees_p1_down, c);
+  if (!late && who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP)
+    (void)wait_until(NULL, client_sees_p1_down, c);
+  if (!late && who == CL_P0 && where == CL_FAULT_PARTY_BEFORE_QUERY)
+    (void)wait_until(NULL, p0_sees_p1_down, c);
   return 0;
 }
 
 START_TEST(party_dies_mid_step) {
-  ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
-  atomic_store(&die_once, 1);
-  c.fault = p1_dies;
-  cl_client_t ca;
-  ch_client_open(&c, 0, &ca);
-  size_t from = ch_mark(&c);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
-  ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
-  ck_assert(ch_seen(&c, from, "this party dies"));
-  /* A typed failure, if a party reported one, is P0's, in a phase (P1 said
-   * nothing: it "died"). */
-  if (st.fail_party >= 0) {
-    ck_assert_int_eq(st.fail_party, CL_P0);
-    ck_assert_int_ne(st.fail_where, CL_FAIL_BEFORE);
-    ck_assert_int_ne(st.fail_code, 0);
-    ck_assert_msg(strncmp(err, "p0: ", 4) == 0, "%s", err);
-  }
-  cl_query_stats_close(&st);
-  /* P1 restarts on the same port (a new process, a new link), while P0
-   * may still be in the old query. */
-  ch_party_stop(&c, CL_P1);
-  from = ch_mark(&c);
-  ch_party_start(&c, CL_P1);
-  /* The next queries succeed, each with its own client. */
-  for (int k = 1; k < 3; k++) {
-    cl_client_t cl;
-    ch_client_open(&c, k, &cl);
-    int rc = ch_query(&c, &cl, (size_t)k, 2, &y, &st, err, sizeof err);
-    ck_assert_msg(rc == 0, "query %d after the restart: %s", k, err);
-    mpc_ftensor_close(&y);
+  for (int late = 1; late >= 0; late--) {
+    ch_cluster_t c;
+    ch_start(&c, TIMEOUT_MS, 2, 1);
+    cl_client_t ca;
+    ch_client_open(&c, 0, &ca);
+    c.test_ctx = &ca;
+    atomic_store(&dies_late, late);
+    atomic_store(&p0_at_round, 0);
+    atomic_store(&die_armed, 1);
+    c.fault = p1_dies;
+    size_t from = ch_mark(&c);
+    mpc_ftensor_t y;
+    cl_query_stats_t st;
+    char err[512] = "";
+    ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
     cl_query_stats_close(&st);
-    cl_client_close(&cl);
+    ck_assert(ch_seen(&c, from, "this party dies"));
+    if (late) {
+      /* P0's report, typed: P1 said nothing (it "died"). */
+      ck_assert_int_eq(st.fail_party, CL_P0);
+      ck_assert_int_eq(st.fail_where, CL_FAIL_ONLINE);
+      ck_assert_int_eq(st.fail_code, TANDEM_ECLOSED);
+      ck_assert_str_eq(err, "p0: online phase failed: peer closed the connection");
+    } else {
+      ck_assert_int_eq(st.fail_party, -1);
+      ck_assert_str_eq(err, "the query failed: peer closed the connection");
+      ck_assert_msg(!ch_wait_line(&c, from, "party p0", "client 8): online", 0),
+                    "P0 ended the query before P1 stopped.");
+    }
+    /* P1 restarts on the same port (a new process, a new link), while P0
+     * may still be in the old query (dies_early: it is, and its link to the
+     * old P1 ends now). */
+    ch_party_stop(&c, CL_P1);
+    ck_assert(ch_wait_line(&c, from, "party p0", "client 8): online phase failed: peer closed",
+                           TIMEOUT_MS / 3));
+    from = ch_mark(&c);
+    ch_party_start(&c, CL_P1);
+    c.fault = NULL;
+    /* The next queries succeed, each with its own client. */
+    for (int k = 1; k < 3; k++) {
+      cl_client_t cl;
+      ch_client_open(&c, k, &cl);
+      int rc = ch_query(&c, &cl, (size_t)k, 2, &y, &st, err, sizeof err);
+      ck_assert_msg(rc == 0, "query %d after the restart: %s", k, err);
+      ch_check_output(&c, (size_t)k, 2, &y);
+      mpc_ftensor_close(&y);
+      cl_query_stats_close(&st);
+      cl_client_close(&cl);
+    }
+    cl_client_close(&ca);
+    ch_stop(&c);
   }
-  cl_client_close(&ca);
-  ch_stop(&c);
 }
 END_TEST
 
