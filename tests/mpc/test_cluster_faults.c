@@ -724,33 +724,64 @@ END_TEST
 
 /* At P0's first online round of client a's query (armed once), the client's
  * links end from its side, as when its process is killed there: its node
- * (c->test_ctx) closes them. */
-static atomic_int client_dies_armed;
+ * (c->test_ctx) closes them, and P0 goes on once both parties' nodes see
+ * the links end (so both fail at their output, exactly). At P0's first
+ * round of client b's query, cd_p0_next is set. P1, once it logs its
+ * failure of client a's query, is held there (before its reports and its
+ * links' reset) until cd_p0_next: it is late. */
+static atomic_int client_dies_armed, cd_p1_held, cd_p0_next;
+
+static int parties_see_client_down(ch_cluster_t *c) {
+  return !net_peer_up(cl_party_node(c->party[CL_P0].party), CL_CLIENT0) &&
+         !net_peer_up(cl_party_node(c->party[CL_P1].party), CL_CLIENT0);
+}
 
 static int client_dies_at_round(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq,
                                 int peer) {
   (void)seq;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 + 1)
+    atomic_store(&cd_p0_next, 1);
   if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
       atomic_exchange(&client_dies_armed, 0)) {
     cl_client_t *cl = c->test_ctx;
     for (int id = CL_P0; id <= CL_DEALER; id++)
       (void)net_peer_close(cl->node, id);
+    (void)wait_until(NULL, parties_see_client_down, c);
   }
   return 0;
 }
 
+static int p1_sees_p0_up(ch_cluster_t *c) {
+  return net_peer_up(cl_party_node(c->party[CL_P1].party), CL_P0);
+}
+
+static void p1_late_after_failure(ch_cluster_t *c, const char *who, const char *line) {
+  (void)c;
+  if (strcmp(who, "party p1") == 0 &&
+      strstr(line, "client 8): online phase failed: peer closed the connection") != NULL &&
+      !atomic_exchange(&cd_p1_held, 1))
+    (void)(wait_until(&cd_p0_next, NULL, c) && wait_until(NULL, p1_sees_p0_up, c));
+}
+
 /* The in-process form of test_faults.sh's killed client: its links end in
- * the middle of the parties' online phase. Both parties end the query
- * (failed, or done if its output was already on its way) well within their
- * timeout, and the next client is served. */
+ * the middle of the parties' online phase. Both parties end the query at
+ * their output, well within their timeout. P0 then dials P1 anew and begins
+ * the next client's query on that link while P1, late, has not yet reset
+ * its links after the killed query: P1 must close only the link that query
+ * began with (party.c, reset_party_link), and the next client's query is
+ * served. Closing the current link instead (before 57c9035) cut the next
+ * query's link from under both parties. */
 START_TEST(client_dies_mid_query) {
   ch_cluster_t c;
   ch_start(&c, TIMEOUT_MS, 2, 1);
-  cl_client_t ca, cb;
+  cl_client_t ca;
   ch_client_open(&c, 0, &ca);
   c.test_ctx = &ca;
+  atomic_store(&cd_p1_held, 0);
+  atomic_store(&cd_p0_next, 0);
   atomic_store(&client_dies_armed, 1);
   c.fault = client_dies_at_round;
+  c.on_log = p1_late_after_failure;
   size_t from = ch_mark(&c);
   mpc_ftensor_t y;
   cl_query_stats_t st;
@@ -760,19 +791,27 @@ START_TEST(client_dies_mid_query) {
   cl_query_stats_close(&st);
   ck_assert_int_ne(rc, 0);
   ck_assert_int_eq(atomic_load(&client_dies_armed), 0);
-  for (int id = 0; id < 2; id++) {
-    const char *who = id == 0 ? "party p0" : "party p1";
-    int ended = 0;
-    for (double end = cl_now() + TIMEOUT_MS / 1000.0; !ended && cl_now() < end;)
-      ended = ch_wait_line(&c, from, who, "client 8): online phase failed", 50) ||
-              ch_wait_line(&c, from, who, "client 8): ok", 0);
-    ck_assert_msg(ended, "%s did not end the query", who);
-  }
+  const char *failed = "client 8): online phase failed: peer closed the connection";
+  /* P1's line is held in the log hook until P0 is in the next query. */
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", failed, TIMEOUT_MS / 2) &&
+                    wait_until(&cd_p1_held, NULL, &c),
+                "the parties did not end the query at their output.");
   ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the parties took %.1f s",
                 cl_now() - t0);
-  c.fault = NULL;
+  /* The next client, while P1 is held late. */
+  cl_client_t cb;
   ch_client_open(&c, 1, &cb);
-  ch_query_ok(&c, &cb, 4, 3);
+  t0 = cl_now();
+  rc = ch_query(&c, &cb, 4, 3, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(rc == 0, "the next client's query: %s", err);
+  ck_assert_msg(atomic_load(&cd_p0_next), "P0 did not begin the next query while P1 was late.");
+  ch_check_output(&c, 4, 3, &y);
+  mpc_ftensor_close(&y);
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the next query took %.1f s",
+                cl_now() - t0);
+  c.fault = NULL;
+  c.on_log = NULL;
   cl_client_close(&cb);
   cl_client_close(&ca);
   ch_stop(&c);
