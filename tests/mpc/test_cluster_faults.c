@@ -872,6 +872,73 @@ START_TEST(clients_at_once) {
 }
 END_TEST
 
+/* Both parties held before client a's queries (counted in adm_held) while
+ * adm_hold is set. */
+static atomic_int adm_hold, adm_held;
+
+static int hold_parties_a(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if ((who == CL_P0 || who == CL_P1) && where == CL_FAULT_PARTY_BEFORE_QUERY &&
+      peer == CL_CLIENT0 && atomic_load(&adm_hold)) {
+    atomic_fetch_add(&adm_held, 1);
+    while (atomic_load(&adm_hold)) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return 0;
+}
+static int both_held(ch_cluster_t *c) {
+  (void)c;
+  return atomic_load(&adm_held) == 2;
+}
+
+/* One query at a time per client key (the dealer's admission): client a
+ * asks, and while the parties still hold its query (here: held before it;
+ * in life, a client that gave its query up at its end), it asks again. The
+ * dealer holds the second request until its reply is due, then refuses it
+ * naming the running query. Without the admission the parties were told of
+ * the second query at once: the first one's receive from the client took
+ * and dropped the second's input (another tag), and both failed by the
+ * timeout ("no answer"). Then, the parties done with the first, the same
+ * client is served. */
+START_TEST(one_query_per_client) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&adm_held, 0);
+  atomic_store(&adm_hold, 1);
+  c.fault = hold_parties_a;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  uint64_t seq1;
+  ask_by_hand(&ca, 0x5eed0300u, &seq1);
+  ck_assert_msg(wait_until(NULL, both_held, &c), "the parties were not told of the query.");
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  int rc = ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_int_ne(rc, 0);
+  char want[128];
+  snprintf(want, sizeof want, "its query %llu is still running at the parties",
+           (unsigned long long)seq1);
+  ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+  /* Released, the parties give the first query up (its input never comes). */
+  atomic_store(&adm_hold, 0);
+  ck_assert(gave_up(&c, from, "party p0", 3 * TIMEOUT_MS) &&
+            gave_up(&c, from, "party p1", 3 * TIMEOUT_MS));
+  c.fault = NULL;
+  rc = ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(rc == 0, "the next query: %s", err);
+  ch_check_output(&c, 1, 1, &y);
+  mpc_ftensor_close(&y);
+  cl_client_close(&ca);
+  ch_stop(&c);
+}
+END_TEST
+
 /* The dealer's pool: the first query of a batch size waits for its
  * preprocessing (made on demand), the dealer then prepares that size
  * ahead, and the next queries of it, by any client, do not wait. */
@@ -1037,6 +1104,7 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, retry_same_key_parties);
   ADD_CASE(s, client_dies_mid_query);
   ADD_CASE(s, clients_at_once);
+  ADD_CASE(s, one_query_per_client);
   ADD_CASE(s, pool_first_query_waits);
   ADD_CASE(s, party_refusal_cancels_other);
   ADD_CASE(s, offline_failure_reported);
