@@ -15,14 +15,19 @@
  *   after the other gave up and dialled anew, it ends the old query at once
  *   (a step's messages stay on the link it began with, and the party that
  *   gives up closes that link);
+ * - a party late to a step the other gave up (held before it while the
+ *   other's link broke): it ends the step at once on the newer link, by the
+ *   step's tag the other sends alone there (not after its timeout);
  * - retries with the same key: after a client process that dies right after
  *   its request (read by the dealer before or after the next process under
  *   its key connected), the next process's first query is served with its
  *   own answer (a request is pinned to the link it came on); and at the
  *   parties, a dead process's query taken up once the next process is
  *   connected leaves that process's link alone.
- * Waits are for log lines (events), bounded below the timeout where the
- * mechanism under test is what makes the difference. */
+ * Waits are for log lines, flags set by the hooks and net's link states
+ * (events), bounded below the timeout where the mechanism under test is
+ * what makes the difference; where two orders of the threads are possible,
+ * each is forced in turn and its outcome checked exactly. */
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
@@ -50,6 +55,55 @@ static int gone_at_pause(ch_cluster_t *c, int who, cl_fault_t where, uint64_t se
   return 0;
 }
 
+/* Client b's request by hand (as its process sends it), then the dealer's
+ * REPLY; the query's seq to *seq. */
+static void ask_by_hand(cl_client_t *cl, uint64_t nonce, uint64_t *seq) {
+  cl_ctrl_t h;
+  memset(&h, 0, sizeof h);
+  h.type = CL_MSG_REQ;
+  h.batch = 1;
+  h.version = nonce;
+  snprintf(h.name, sizeof h.name, "mlp");
+  ck_assert_int_eq(cl_ctrl_send(cl->node, CL_DEALER, &h, NULL, 0), 0);
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(cl->node, CL_DEALER, &h, &payload, &plen, TIMEOUT_MS), 0);
+  free(payload);
+  ck_assert_int_eq(h.type, CL_MSG_REPLY);
+  ck_assert_int_eq(h.status, 0);
+  *seq = h.seq;
+}
+
+/* Party id's failure report of query seq to the client (its ACK), waited
+ * for: the typed record (party, phase, code) and the text. */
+static void expect_failure(cl_client_t *cl, int id, uint64_t seq, cl_fail_where_t where,
+                           int code, const char *text) {
+  cl_ctrl_t a;
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ck_assert_int_eq(cl_ctrl_recv(cl->node, id, &a, &payload, &plen, TIMEOUT_MS), 0);
+  ck_assert_int_eq(a.type, CL_MSG_ACK);
+  ck_assert_uint_eq(a.seq, seq);
+  ck_assert_int_eq(a.status, code);
+  ck_assert(a.flags & CL_FLAG_STATS);
+  ck_assert_uint_ge(plen, CL_STATS_BYTES);
+  cl_party_stats_t ps;
+  cl_stats_decode(payload, &ps);
+  ck_assert_int_eq(ps.fail_party, id);
+  ck_assert_int_eq(ps.fail_where, where);
+  ck_assert_int_eq(ps.fail_code, code);
+  ck_assert_str_eq((const char *)payload + CL_STATS_BYTES, text);
+  free(payload);
+}
+
+/* The client's process is gone from the dealer once the parties are told of
+ * its query (its dealer link ends in the dealer's pause). The client hears
+ * it from the dealer at once, and the parties' typed failures come only
+ * after the dealer's cancel reached them: cl_client_query gives each party
+ * 500 ms after its own failure, so under load it held no party's record
+ * at times, and the check was conditional. The client here is its process's
+ * other links, read as they are: both parties' reports are waited for and
+ * checked whole. */
 START_TEST(cancel_when_client_gone) {
   ch_cluster_t c;
   ch_start(&c, TIMEOUT_MS, 2, 1);
@@ -57,12 +111,9 @@ START_TEST(cancel_when_client_gone) {
   cl_client_t cb;
   ch_client_open(&c, 1, &cb);
   size_t from = ch_mark(&c);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
   double t0 = cl_now();
-  int rc = ch_query(&c, &cb, 0, 1, &y, &st, err, sizeof err);
-  ck_assert_int_ne(rc, 0);
+  uint64_t seq;
+  ask_by_hand(&cb, 0x5eed0200u, &seq);
   /* Both parties end the query by the cancel, well before their timeout. */
   const char *cancelled = "client 9): offline phase failed: cancelled by the dealer or the other party";
   ck_assert_msg(ch_wait_line(&c, from, "party p0", cancelled, TIMEOUT_MS / 3) &&
@@ -70,12 +121,10 @@ START_TEST(cancel_when_client_gone) {
                 "the parties did not end the query by the cancel.");
   ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the cancel took %.1f s",
                 cl_now() - t0);
-  /* The client hears which party said what, typed. */
-  if (st.fail_party >= 0) {
-    ck_assert_int_eq(st.fail_where, CL_FAIL_OFFLINE);
-    ck_assert_int_eq(st.fail_code, TANDEM_ECANCELED);
-  }
-  cl_query_stats_close(&st);
+  /* Each party tells the client, typed. */
+  for (int id = CL_P0; id <= CL_P1; id++)
+    expect_failure(&cb, id, seq, CL_FAIL_OFFLINE, TANDEM_ECANCELED,
+                   "offline phase failed: cancelled by the dealer or the other party");
   cl_client_close(&cb);
   /* The parties kept their dealer link: a cancelled query left nothing on it. */
   ck_assert_msg(!ch_seen(&c, from, "closing link to peer 2") &&
@@ -85,6 +134,9 @@ START_TEST(cancel_when_client_gone) {
   c.fault = NULL;
   cl_client_t ca;
   ch_client_open(&c, 0, &ca);
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
   ck_assert_msg(ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err) == 0, "%s", err);
   mpc_ftensor_close(&y);
   cl_query_stats_close(&st);
@@ -149,54 +201,120 @@ END_TEST
 
 /* ---- a party dying mid-step ------------------------------------------------------------ */
 
-static atomic_int die_once;
+/* P1 "dies" (its fault hook: every link closed, as a killed process's) at
+ * client a's query, and the client's own failure and P0's report race:
+ * - dies_late: P1 dies once P0's step began on their link (P0 at its first
+ *   round, held until its node sees the link end) and once the client's
+ *   input reached P1. P0's round fails at once ("peer closed the
+ *   connection"); it reports to the client, then closes the client link,
+ *   which is what ends the client's wait: P0's report is there first.
+ * - dies_early: P1 dies before P0 takes the query up and before the client
+ *   sends its input (the dealer's pause waits until the client's node sees
+ *   P1's link end). The client's send to P1 fails at once; P0 dialled P1's
+ *   node anew and waits for it there (its timeout, or P1's stop), so no
+ *   party can report within the client's wait: the client's own error, no
+ *   typed failure.
+ * Each was possible before, by the threads' order (the check was
+ * conditional); each is forced here and checked exactly. */
+static atomic_int dies_late, die_armed, p0_at_round;
+
+static int wait_until(atomic_int *flag, int (*cond)(ch_cluster_t *), ch_cluster_t *c) {
+  for (double end = cl_now() + 3 * TIMEOUT_MS / 1000.0; cl_now() < end;) {
+    if (flag != NULL ? atomic_load(flag) != 0 : cond(c))
+      return 1;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+static int p0_sees_p1_down(ch_cluster_t *c) {
+  return !net_peer_up(cl_party_node(c->party[CL_P0].party), CL_P1);
+}
+static int client_sees_p1_down(ch_cluster_t *c) {
+  return !net_peer_up(((cl_client_t *)c->test_ctx)->node, CL_P1);
+}
+static int p1_has_input(ch_cluster_t *c) {
+  net_stats_t ns;
+  net_peer_stats(cl_party_node(c->party[CL_P1].party), CL_CLIENT0, &ns);
+  return ns.msgs_recvd >= 1; /* the client's only message to P1: its input */
+}
 
 static int p1_dies(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
-  (void)c, (void)seq, (void)peer;
-  if (who == CL_P1 && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&die_once, 0))
+  (void)seq;
+  if (peer != CL_CLIENT0)
+    return 0;
+  int late = atomic_load(&dies_late);
+  if (who == CL_P1 && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&die_armed, 0)) {
+    if (late)
+      (void)(wait_until(&p0_at_round, NULL, c) && wait_until(NULL, p1_has_input, c));
     return 1;
+  }
+  if (late && who == CL_P0 && where == CL_FAULT_PARTY_ROUND &&
+      !atomic_exchange(&p0_at_round, 1))
+    (void)wait_until(NULL, p0_sees_p1_down, c);
+  if (!late && who == CL_DEALER && where == CL_FAULT_DEALER_BEFORE_PREP)
+    (void)wait_until(NULL, client_sees_p1_down, c);
+  if (!late && who == CL_P0 && where == CL_FAULT_PARTY_BEFORE_QUERY)
+    (void)wait_until(NULL, p0_sees_p1_down, c);
   return 0;
 }
 
 START_TEST(party_dies_mid_step) {
-  ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
-  atomic_store(&die_once, 1);
-  c.fault = p1_dies;
-  cl_client_t ca;
-  ch_client_open(&c, 0, &ca);
-  size_t from = ch_mark(&c);
-  mpc_ftensor_t y;
-  cl_query_stats_t st;
-  char err[512] = "";
-  ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
-  ck_assert(ch_seen(&c, from, "this party dies"));
-  /* The typed failure names P1, which said nothing (it "died"), in the
-   * phase P0 reports (test_cluster_deploy's p1_*_named cases). */
-  if (st.fail_party >= 0) {
-    ck_assert_int_eq(st.fail_party, CL_P1);
-    ck_assert_int_ne(st.fail_where, CL_FAIL_BEFORE);
-    ck_assert_int_ne(st.fail_code, 0);
-    ck_assert_msg(strncmp(err, "p1 ", 3) == 0, "%s", err);
-  }
-  cl_query_stats_close(&st);
-  /* P1 restarts on the same port (a new process, a new link), while P0
-   * may still be in the old query. */
-  ch_party_stop(&c, CL_P1);
-  from = ch_mark(&c);
-  ch_party_start(&c, CL_P1);
-  /* The next queries succeed, each with its own client. */
-  for (int k = 1; k < 3; k++) {
-    cl_client_t cl;
-    ch_client_open(&c, k, &cl);
-    int rc = ch_query(&c, &cl, (size_t)k, 2, &y, &st, err, sizeof err);
-    ck_assert_msg(rc == 0, "query %d after the restart: %s", k, err);
-    mpc_ftensor_close(&y);
+  for (int late = 1; late >= 0; late--) {
+    ch_cluster_t c;
+    ch_start(&c, TIMEOUT_MS, 2, 1);
+    cl_client_t ca;
+    ch_client_open(&c, 0, &ca);
+    c.test_ctx = &ca;
+    atomic_store(&dies_late, late);
+    atomic_store(&p0_at_round, 0);
+    atomic_store(&die_armed, 1);
+    c.fault = p1_dies;
+    size_t from = ch_mark(&c);
+    mpc_ftensor_t y;
+    cl_query_stats_t st;
+    char err[512] = "";
+    ck_assert_int_ne(ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err), 0);
     cl_query_stats_close(&st);
-    cl_client_close(&cl);
+    ck_assert(ch_seen(&c, from, "this party dies"));
+    /* The failed party named is P1, which said nothing (it "died") and
+     * whose link to the client ended (test_cluster_deploy's p1_*_named). */
+    ck_assert_int_eq(st.fail_party, CL_P1);
+    if (late) {
+      /* With P0's report, typed, after it. */
+      ck_assert_int_eq(st.fail_where, CL_FAIL_ONLINE);
+      ck_assert_int_eq(st.fail_code, TANDEM_ECLOSED);
+      ck_assert_str_eq(err, "p1 left the query (no report from it, its link to this client "
+                            "ended); p0: online phase failed: peer closed the connection");
+    } else {
+      ck_assert_str_eq(err, "p1 left the query (no report from it, its link to this client "
+                            "ended): peer closed the connection");
+      ck_assert_msg(!ch_wait_line(&c, from, "party p0", "client 8): online", 0),
+                    "P0 ended the query before P1 stopped.");
+    }
+    /* P1 restarts on the same port (a new process, a new link), while P0
+     * may still be in the old query (dies_early: it is, and its link to the
+     * old P1 ends now). */
+    ch_party_stop(&c, CL_P1);
+    ck_assert(ch_wait_line(&c, from, "party p0", "client 8): online phase failed: peer closed",
+                           TIMEOUT_MS / 3));
+    from = ch_mark(&c);
+    ch_party_start(&c, CL_P1);
+    c.fault = NULL;
+    /* The next queries succeed, each with its own client. */
+    for (int k = 1; k < 3; k++) {
+      cl_client_t cl;
+      ch_client_open(&c, k, &cl);
+      int rc = ch_query(&c, &cl, (size_t)k, 2, &y, &st, err, sizeof err);
+      ck_assert_msg(rc == 0, "query %d after the restart: %s", k, err);
+      ch_check_output(&c, (size_t)k, 2, &y);
+      mpc_ftensor_close(&y);
+      cl_query_stats_close(&st);
+      cl_client_close(&cl);
+    }
+    cl_client_close(&ca);
+    ch_stop(&c);
   }
-  cl_client_close(&ca);
-  ch_stop(&c);
 }
 END_TEST
 
@@ -298,6 +416,107 @@ START_TEST(party_stalls_mid_step) {
   cl_client_close(&cb);
   cl_client_close(&ca);
   ch_stop(&c);
+}
+END_TEST
+
+/* ---- a party late to a step the other gave up ------------------------------------------ */
+
+/* The late party (late_who) is held before client a's query (armed once)
+ * while late_hold is set; the other party, at its first round of that
+ * query (armed once), breaks their link, as a link that fails: it gives the
+ * query up at once and dials anew (P0) or is dialled anew (P1). */
+#define LATE_TIMEOUT_MS 30000
+static atomic_int late_who, late_armed, late_held, late_hold, late_break_armed;
+
+static int late_hooks(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq;
+  int late = atomic_load(&late_who);
+  if (peer != CL_CLIENT0 || (who != CL_P0 && who != CL_P1))
+    return 0;
+  if (who == late && where == CL_FAULT_PARTY_BEFORE_QUERY && atomic_exchange(&late_armed, 0)) {
+    atomic_store(&late_held, 1);
+    while (atomic_load(&late_hold)) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (who != late && where == CL_FAULT_PARTY_ROUND && atomic_exchange(&late_break_armed, 0))
+    (void)net_peer_close(cl_party_node(c->party[who].party), late);
+  return 0;
+}
+
+/* One party takes client a's query up late, after the other gave it up on
+ * a broken link: the late party begins the query on the newer link, where
+ * nothing of it will ever come. It must end the query at once, cancelled by
+ * the tag the other party sends alone on that link (party.c,
+ * send_abandoned), not after its timeout of 30 s (which it waited out
+ * before, dropping any next step's messages meanwhile); then the next
+ * client is served. Each party is the late one in turn: P1, on the link P0
+ * redials at once; P0, on the link it dials itself for the late query. */
+START_TEST(late_party_cancelled) {
+  for (int late = CL_P0; late <= CL_P1; late++) {
+    const char *lwho = late == CL_P0 ? "party p0" : "party p1";
+    const char *owho = late == CL_P0 ? "party p1" : "party p0";
+    ch_cluster_t c;
+    ch_start(&c, LATE_TIMEOUT_MS, 2, 1);
+    atomic_store(&late_who, late);
+    atomic_store(&late_held, 0);
+    atomic_store(&late_hold, 1);
+    atomic_store(&late_armed, 1);
+    atomic_store(&late_break_armed, 1);
+    c.fault = late_hooks;
+    cl_client_t ca;
+    ch_client_open(&c, 0, &ca);
+    size_t from = ch_mark(&c);
+    bg_query_t bq = {&c, &ca, 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_query_main, &bq), 0);
+    ck_assert_msg(ch_wait_line(&c, from, owho, "client 8): online phase failed",
+                               LATE_TIMEOUT_MS / 3),
+                  "%s did not give the query up on the broken link.", owho);
+    /* The late party may take the query up only now: it is held there. */
+    for (double end = cl_now() + LATE_TIMEOUT_MS / 1000.0;
+         !atomic_load(&late_held) && cl_now() < end;) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    ck_assert_msg(atomic_load(&late_held), "%s never took the query up.", lwho);
+    /* The late party's node knows the old link is gone (else its step would
+     * begin on it and fail there, which is not the case under test); P1's
+     * next link is the one P0 redials now. */
+    ck_assert(ch_wait_line(&c, from, lwho, late == CL_P0 ? "link to peer 1 ended"
+                                                       : "link to peer 0 ended",
+                           LATE_TIMEOUT_MS / 3));
+    if (late == CL_P1)
+      ck_assert(ch_wait_line(&c, from, "party p1", "link up with peer 0", LATE_TIMEOUT_MS / 3));
+    double t0 = cl_now();
+    atomic_store(&late_hold, 0);
+    int ended = 0;
+    for (double end = t0 + 2 * LATE_TIMEOUT_MS / 1000.0; !ended && cl_now() < end;)
+      ended = ch_wait_line(&c, from, lwho, "client 8): online phase failed", 50) ||
+              ch_wait_line(&c, from, lwho, "client 8): offline phase failed", 0);
+    double took = cl_now() - t0;
+    ck_assert_msg(ended, "%s did not end the query.", lwho);
+    ck_assert_msg(took < LATE_TIMEOUT_MS / 1000.0 / 3,
+                  "%s ended the late query %.1f s after it went on (timeout %.0f s)", lwho,
+                  took, LATE_TIMEOUT_MS / 1000.0);
+    ck_assert_msg(ch_wait_line(&c, from, lwho,
+                               "client 8): online phase failed: cancelled by the dealer or "
+                               "the other party", 0),
+                  "%s did not end the query by the other party's cancel.", lwho);
+    pthread_join(th, NULL);
+    ck_assert_int_ne(bq.rc, 0);
+    c.fault = NULL;
+    cl_client_t cb;
+    ch_client_open(&c, 1, &cb);
+    t0 = cl_now();
+    ch_query_ok(&c, &cb, 2, 2);
+    ck_assert_msg(cl_now() - t0 < LATE_TIMEOUT_MS / 1000.0 / 3, "the next query took %.1f s",
+                  cl_now() - t0);
+    cl_client_close(&cb);
+    cl_client_close(&ca);
+    ch_stop(&c);
+  }
 }
 END_TEST
 
@@ -513,33 +732,64 @@ END_TEST
 
 /* At P0's first online round of client a's query (armed once), the client's
  * links end from its side, as when its process is killed there: its node
- * (c->test_ctx) closes them. */
-static atomic_int client_dies_armed;
+ * (c->test_ctx) closes them, and P0 goes on once both parties' nodes see
+ * the links end (so both fail at their output, exactly). At P0's first
+ * round of client b's query, cd_p0_next is set. P1, once it logs its
+ * failure of client a's query, is held there (before its reports and its
+ * links' reset) until cd_p0_next: it is late. */
+static atomic_int client_dies_armed, cd_p1_held, cd_p0_next;
+
+static int parties_see_client_down(ch_cluster_t *c) {
+  return !net_peer_up(cl_party_node(c->party[CL_P0].party), CL_CLIENT0) &&
+         !net_peer_up(cl_party_node(c->party[CL_P1].party), CL_CLIENT0);
+}
 
 static int client_dies_at_round(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq,
                                 int peer) {
   (void)seq;
+  if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 + 1)
+    atomic_store(&cd_p0_next, 1);
   if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
       atomic_exchange(&client_dies_armed, 0)) {
     cl_client_t *cl = c->test_ctx;
     for (int id = CL_P0; id <= CL_DEALER; id++)
       (void)net_peer_close(cl->node, id);
+    (void)wait_until(NULL, parties_see_client_down, c);
   }
   return 0;
 }
 
+static int p1_sees_p0_up(ch_cluster_t *c) {
+  return net_peer_up(cl_party_node(c->party[CL_P1].party), CL_P0);
+}
+
+static void p1_late_after_failure(ch_cluster_t *c, const char *who, const char *line) {
+  (void)c;
+  if (strcmp(who, "party p1") == 0 &&
+      strstr(line, "client 8): online phase failed: ") != NULL &&
+      !atomic_exchange(&cd_p1_held, 1))
+    (void)(wait_until(&cd_p0_next, NULL, c) && wait_until(NULL, p1_sees_p0_up, c));
+}
+
 /* The in-process form of test_faults.sh's killed client: its links end in
- * the middle of the parties' online phase. Both parties end the query
- * (failed, or done if its output was already on its way) well within their
- * timeout, and the next client is served. */
+ * the middle of the parties' online phase. Both parties end the query at
+ * their output, well within their timeout. P0 then dials P1 anew and begins
+ * the next client's query on that link while P1, late, has not yet reset
+ * its links after the killed query: P1 must close only the link that query
+ * began with (party.c, reset_party_link), and the next client's query is
+ * served. Closing the current link instead (before 57c9035) cut the next
+ * query's link from under both parties. */
 START_TEST(client_dies_mid_query) {
   ch_cluster_t c;
   ch_start(&c, TIMEOUT_MS, 2, 1);
-  cl_client_t ca, cb;
+  cl_client_t ca;
   ch_client_open(&c, 0, &ca);
   c.test_ctx = &ca;
+  atomic_store(&cd_p1_held, 0);
+  atomic_store(&cd_p0_next, 0);
   atomic_store(&client_dies_armed, 1);
   c.fault = client_dies_at_round;
+  c.on_log = p1_late_after_failure;
   size_t from = ch_mark(&c);
   mpc_ftensor_t y;
   cl_query_stats_t st;
@@ -549,19 +799,30 @@ START_TEST(client_dies_mid_query) {
   cl_query_stats_close(&st);
   ck_assert_int_ne(rc, 0);
   ck_assert_int_eq(atomic_load(&client_dies_armed), 0);
-  for (int id = 0; id < 2; id++) {
-    const char *who = id == 0 ? "party p0" : "party p1";
-    int ended = 0;
-    for (double end = cl_now() + TIMEOUT_MS / 1000.0; !ended && cl_now() < end;)
-      ended = ch_wait_line(&c, from, who, "client 8): online phase failed", 50) ||
-              ch_wait_line(&c, from, who, "client 8): ok", 0);
-    ck_assert_msg(ended, "%s did not end the query", who);
-  }
+  /* At the output, "peer closed the connection" or, when the client's
+   * socket closed with the party's bytes unread, the kernel's "connection
+   * reset by peer": the code is the socket's, the phase is exact. */
+  const char *failed = "client 8): online phase failed: ";
+  /* P1's line is held in the log hook until P0 is in the next query. */
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", failed, TIMEOUT_MS / 2) &&
+                    wait_until(&cd_p1_held, NULL, &c),
+                "the parties did not end the query at their output.");
   ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the parties took %.1f s",
                 cl_now() - t0);
-  c.fault = NULL;
+  /* The next client, while P1 is held late. */
+  cl_client_t cb;
   ch_client_open(&c, 1, &cb);
-  ch_query_ok(&c, &cb, 4, 3);
+  t0 = cl_now();
+  rc = ch_query(&c, &cb, 4, 3, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(rc == 0, "the next client's query: %s", err);
+  ck_assert_msg(atomic_load(&cd_p0_next), "P0 did not begin the next query while P1 was late.");
+  ch_check_output(&c, 4, 3, &y);
+  mpc_ftensor_close(&y);
+  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the next query took %.1f s",
+                cl_now() - t0);
+  c.fault = NULL;
+  c.on_log = NULL;
   cl_client_close(&cb);
   cl_client_close(&ca);
   ch_stop(&c);
@@ -610,6 +871,73 @@ START_TEST(clients_at_once) {
     ch_check_output(&c, m[k].r0, m[k].n, &m[k].y);
     mpc_ftensor_close(&m[k].y);
   }
+  ch_stop(&c);
+}
+END_TEST
+
+/* Both parties held before client a's queries (counted in adm_held) while
+ * adm_hold is set. */
+static atomic_int adm_hold, adm_held;
+
+static int hold_parties_a(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)c, (void)seq;
+  if ((who == CL_P0 || who == CL_P1) && where == CL_FAULT_PARTY_BEFORE_QUERY &&
+      peer == CL_CLIENT0 && atomic_load(&adm_hold)) {
+    atomic_fetch_add(&adm_held, 1);
+    while (atomic_load(&adm_hold)) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return 0;
+}
+static int both_held(ch_cluster_t *c) {
+  (void)c;
+  return atomic_load(&adm_held) == 2;
+}
+
+/* One query at a time per client key (the dealer's admission): client a
+ * asks, and while the parties still hold its query (here: held before it;
+ * in life, a client that gave its query up at its end), it asks again. The
+ * dealer holds the second request until its reply is due, then refuses it
+ * naming the running query. Without the admission the parties were told of
+ * the second query at once: the first one's receive from the client took
+ * and dropped the second's input (another tag), and both failed by the
+ * timeout ("no answer"). Then, the parties done with the first, the same
+ * client is served. */
+START_TEST(one_query_per_client) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&adm_held, 0);
+  atomic_store(&adm_hold, 1);
+  c.fault = hold_parties_a;
+  cl_client_t ca;
+  ch_client_open(&c, 0, &ca);
+  size_t from = ch_mark(&c);
+  uint64_t seq1;
+  ask_by_hand(&ca, 0x5eed0300u, &seq1);
+  ck_assert_msg(wait_until(NULL, both_held, &c), "the parties were not told of the query.");
+  mpc_ftensor_t y;
+  cl_query_stats_t st;
+  char err[512] = "";
+  int rc = ch_query(&c, &ca, 0, 1, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_int_ne(rc, 0);
+  char want[128];
+  snprintf(want, sizeof want, "its query %llu is still running at the parties",
+           (unsigned long long)seq1);
+  ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+  /* Released, the parties give the first query up (its input never comes). */
+  atomic_store(&adm_hold, 0);
+  ck_assert(gave_up(&c, from, "party p0", 3 * TIMEOUT_MS) &&
+            gave_up(&c, from, "party p1", 3 * TIMEOUT_MS));
+  c.fault = NULL;
+  rc = ch_query(&c, &ca, 1, 1, &y, &st, err, sizeof err);
+  cl_query_stats_close(&st);
+  ck_assert_msg(rc == 0, "the next query: %s", err);
+  ch_check_output(&c, 1, 1, &y);
+  mpc_ftensor_close(&y);
+  cl_client_close(&ca);
   ch_stop(&c);
 }
 END_TEST
@@ -774,10 +1102,12 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, stalled_client);
   ADD_CASE(s, party_dies_mid_step);
   ADD_CASE(s, party_stalls_mid_step);
+  ADD_CASE(s, late_party_cancelled);
   ADD_CASE(s, retry_same_key);
   ADD_CASE(s, retry_same_key_parties);
   ADD_CASE(s, client_dies_mid_query);
   ADD_CASE(s, clients_at_once);
+  ADD_CASE(s, one_query_per_client);
   ADD_CASE(s, pool_first_query_waits);
   ADD_CASE(s, party_refusal_cancels_other);
   ADD_CASE(s, offline_failure_reported);

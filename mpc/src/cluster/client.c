@@ -17,6 +17,9 @@
 
 #include "cluster_int.h"
 
+/* How long a failed query waits for each live party's report of why. */
+#define CL_REPORT_WAIT_MS 5000
+
 int cl_client_open(cl_client_t *c, const cl_config_t *cfg, int self, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   c->cfg = cfg;
@@ -339,11 +342,16 @@ static void query_failure(cl_client_t *c, uint64_t seq, int rc, cl_query_stats_t
   cl_party_stats_t fail[2];
   int heard[2] = {0, 0};
   memset(fail, 0, sizeof fail);
+  /* Whatever ended this client's query reached it first; the parties'
+   * reports follow, late under load (500 ms once missed both). A party
+   * whose link is down answers at once; only a live, silent one is waited
+   * for this long. */
+  int wait_ms = c->cfg->timeout_ms < CL_REPORT_WAIT_MS ? c->cfg->timeout_ms : CL_REPORT_WAIT_MS;
   for (int id = CL_P0; id <= CL_P1; id++) {
     cl_ctrl_t a;
     uint8_t *payload = NULL;
     size_t plen = 0;
-    if (recv_ctrl(c, id, seq, 0, 500, &a, &payload, &plen) == 0 && a.status != 0 &&
+    if (recv_ctrl(c, id, seq, 0, wait_ms, &a, &payload, &plen) == 0 && a.status != 0 &&
         (a.flags & CL_FLAG_STATS) && plen >= CL_STATS_BYTES) {
       heard[id] = 1;
       cl_stats_decode(payload, &fail[id]);

@@ -24,6 +24,14 @@
  * its own late reset would close the link the next step runs on. So a step
  * fails as soon as the other party's link is not the one it began with, and
  * a failed step closes only that link, never a newer one.
+ *
+ * The other way round, a late party may take a step up only after the other
+ * gave it up and dialled anew: it then begins the step on the newer link, on
+ * which nothing of the step will ever come, and waited out its timeout
+ * there. So a party that gives a step up keeps its tag (step_abandoned) and
+ * sends it alone on the first newer link to the other party, before anything
+ * of a later step (send_abandoned): the late party's step reads it as
+ * cancelled and ends at once, while every other step drops it as stale.
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -34,6 +42,11 @@
 #include <sodium.h>
 
 #include "cluster_int.h"
+
+/* Steps given up whose tag the other party may still wait for: one late
+ * step is the usual case; more than a few would each have waited out the
+ * other party's timeout, and the oldest is dropped. */
+#define CL_ABANDONED_MAX 4
 
 struct cl_party_s {
   cl_config_t cfg;
@@ -56,6 +69,13 @@ struct cl_party_s {
    * down, or closed by the failure itself): sent first on the next link. */
   int done_pending;
   cl_ctrl_t done_msg;
+  /* Steps given up on a link to the other party whose tag it has not been
+   * sent yet on a newer link (send_abandoned), oldest first. */
+  struct {
+    uint64_t tag;
+    uint64_t link; /* the link the step was given up on (net's count) */
+  } abandoned[CL_ABANDONED_MAX];
+  int nabandoned;
 };
 
 #define CL_DIAL_BACKOFF_MAX_S 5.0
@@ -91,15 +111,53 @@ static void send_status(cl_party_t *P, int peer, uint64_t links, uint32_t type,
     LOGW(P, "could not report to peer %d", peer);
 }
 
-/* After a failed step: the link to the other party may hold messages of the
- * abandoned step, so it is closed (P0 redials before the next step), unless
- * it is already a newer link than the step's own (`links`; 0: any), which
- * the other party made for its next step. */
-static void reset_party_link(cl_party_t *P, uint64_t links) {
+/* Sends the other party, on its link if that is newer than the one each
+ * abandoned step was given up on, the step's tag alone (the cancel of
+ * cl_step_t), oldest first; a tag that went out is forgotten. Called before
+ * any step talks to the other party and at every turn of the service, so
+ * the tag precedes every message of a later step on that link. */
+static void send_abandoned(cl_party_t *P) {
+  if (P->nabandoned == 0 || !net_peer_up(P->node, P->other))
+    return;
+  uint64_t cur = cl_peer_link(P->node, P->other);
+  int kept = 0;
+  for (int i = 0; i < P->nabandoned; i++) {
+    int sent = 0;
+    if (cur > P->abandoned[i].link &&
+        net_msg_send_on(P->node, P->other, cur, CL_CHAN_DATA, &P->abandoned[i].tag,
+                        CL_TAG_BYTES) == 0)
+      sent = 1;
+    if (!sent)
+      P->abandoned[kept++] = P->abandoned[i];
+  }
+  P->nabandoned = kept;
+}
+
+/* Step `tag`, given up on link `link` of the other party, is to be
+ * cancelled at the other party once a newer link is up (send_abandoned). */
+static void step_abandoned(cl_party_t *P, uint64_t tag, uint64_t link) {
+  if (P->nabandoned == CL_ABANDONED_MAX) {
+    memmove(&P->abandoned[0], &P->abandoned[1],
+            (CL_ABANDONED_MAX - 1) * sizeof P->abandoned[0]);
+    P->nabandoned--;
+  }
+  P->abandoned[P->nabandoned].tag = tag;
+  P->abandoned[P->nabandoned].link = link;
+  P->nabandoned++;
+  send_abandoned(P); /* the other party may have dialled anew already */
+}
+
+/* After a failed step (`tag`): the link to the other party may hold messages
+ * of the abandoned step, so it is closed (P0 redials before the next step),
+ * unless it is already a newer link than the step's own (`links`; 0: any),
+ * which the other party made for its next step. The other party, if it has
+ * not taken the step up yet, will be told on the next link (step_abandoned). */
+static void reset_party_link(cl_party_t *P, uint64_t links, uint64_t tag) {
   uint64_t cur = cl_peer_link(P->node, P->other);
   if (net_peer_up(P->node, P->other) && (links == 0 || cur == links))
     (void)net_peer_close(P->node, P->other);
   cl_link_drain(P->node, P->other, links ? links : cur);
+  step_abandoned(P, tag, links ? links : cur);
 }
 
 /* The transport of one step, cl_step_t's: call once its links are up. Its
@@ -122,13 +180,16 @@ static void step_init(cl_step_t *l, cl_party_t *P, int client, uint64_t client_l
   }
 }
 
-/* P0 dials P1; every other link is made by the peer. */
+/* P0 dials P1; every other link is made by the peer. A link to the other
+ * party first carries the tags of the steps this party gave up. */
 static int wait_peer(cl_party_t *P, int id) {
-  if (net_peer_up(P->node, id))
-    return 0;
-  if (P->self == CL_P0 && id == CL_P1)
-    return cl_connect(P->node, id, P->cfg.timeout_ms);
-  return net_accept(P->node, id, P->cfg.timeout_ms);
+  int rc = 0;
+  if (!net_peer_up(P->node, id))
+    rc = P->self == CL_P0 && id == CL_P1 ? cl_connect(P->node, id, P->cfg.timeout_ms)
+                                         : net_accept(P->node, id, P->cfg.timeout_ms);
+  if (rc == 0 && id == P->other)
+    send_abandoned(P);
+  return rc;
 }
 
 static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, size_t glen) {
@@ -171,7 +232,7 @@ static void do_setup(cl_party_t *P, const cl_ctrl_t *h, const uint8_t *graph, si
   step_init(&link, P, -1, 0, h->tag);
   if ((rc = mpc_party_setup(pt, &link.base)) != 0) {
     snprintf(err, sizeof err, "setup failed: %s", tandem_strerror(rc));
-    reset_party_link(P, link.link[P->other]);
+    reset_party_link(P, link.link[P->other], h->tag);
     goto done;
   }
   slen = mpc_party_state_bytes(plan);
@@ -488,7 +549,7 @@ static void do_query(cl_party_t *P, const cl_ctrl_t *h) {
      * dialled for its next step (this party took the query up late), and
      * that step failed (seen under ThreadSanitizer). */
     if (rc != TANDEM_ECANCELED)
-      reset_party_link(P, link->link[P->other]);
+      reset_party_link(P, link->link[P->other], h->tag);
     return;
   }
   const mpc_stats_t *s = &link->base.stats;
@@ -610,6 +671,9 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
       P->backoff = CL_DIAL_BACKOFF_MAX_S;
     P->next_try = now + (fails ? P->backoff : 0.2);
   }
+  /* A step given up is cancelled at the other party as soon as a newer
+   * link to it is up (P0 dials it; P1 sees it here). */
+  send_abandoned(P);
   int up = net_peer_up(P->node, CL_DEALER);
   uint64_t link = cl_peer_link(P->node, CL_DEALER);
   if (up != P->dealer_was_up || (up && link != P->dealer_was_link))
