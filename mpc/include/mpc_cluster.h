@@ -188,7 +188,11 @@ typedef enum {
    * with the other party (every round of the query). May block (a party
    * that stalls mid-step while its links stay up); the return value is
    * ignored. */
-  CL_FAULT_PARTY_ROUND
+  CL_FAULT_PARTY_ROUND,
+  /* Dealer: query `seq` of client `peer` was told to P0 and not yet to P1.
+   * May block (a dealer slow between the two); the return value is
+   * ignored. */
+  CL_FAULT_DEALER_TELL
 } cl_fault_t;
 
 /* Hooks of a service; any may be NULL. They run on the service's threads

@@ -875,6 +875,49 @@ START_TEST(clients_at_once) {
 }
 END_TEST
 
+/* Both parties hear every query in one order: the dealer's one worker tells
+ * P0 and P1 of a query and sends its parts before it takes up the next. Here
+ * it pauses between telling P0 and P1 of client a's query (CL_FAULT_DEALER_
+ * TELL) until client b's query is sent, or for 3 s; with one worker b's
+ * waits, and both queries are served. A dealer that served b meanwhile (more
+ * workers) told P0 a then b and P1 b then a: each party would wait in
+ * another query for the other until the timeout, and both would fail. */
+static atomic_int tell_paused, order_armed;
+
+static int pause_tell_a(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int peer) {
+  (void)seq;
+  if (who == CL_DEALER && where == CL_FAULT_DEALER_TELL && peer == CL_CLIENT0 &&
+      atomic_exchange(&order_armed, 0)) {
+    atomic_store(&tell_paused, 1);
+    (void)ch_wait_line(c, 0, "dealer", "client 9): preprocessing sent", 3000);
+  }
+  return 0;
+}
+
+START_TEST(parties_hear_one_order) {
+  ch_cluster_t c;
+  ch_start(&c, TIMEOUT_MS, 2, 1);
+  atomic_store(&tell_paused, 0);
+  atomic_store(&order_armed, 1);
+  c.fault = pause_tell_a;
+  many_t m[2] = {{.c = &c, .k = 0, .r0 = 0, .n = 3}, {.c = &c, .k = 1, .r0 = 3, .n = 2}};
+  pthread_t th[2];
+  ck_assert_int_eq(pthread_create(&th[0], NULL, many_main, &m[0]), 0);
+  /* b asks while the dealer is between a's two tells. */
+  ck_assert(wait_until(&tell_paused, NULL, &c));
+  ck_assert_int_eq(pthread_create(&th[1], NULL, many_main, &m[1]), 0);
+  for (int k = 0; k < 2; k++)
+    pthread_join(th[k], NULL);
+  for (int k = 0; k < 2; k++) {
+    ck_assert_msg(m[k].rc == 0, "client %d: %s", k, m[k].err);
+    ch_check_output(&c, m[k].r0, m[k].n, &m[k].y);
+    mpc_ftensor_close(&m[k].y);
+  }
+  c.fault = NULL;
+  ch_stop(&c);
+}
+END_TEST
+
 /* Both parties held before client a's queries (counted in adm_held) while
  * adm_hold is set. */
 static atomic_int adm_hold, adm_held;
@@ -1107,6 +1150,7 @@ Suite *cluster_faults_suite(void) {
   ADD_CASE(s, retry_same_key_parties);
   ADD_CASE(s, client_dies_mid_query);
   ADD_CASE(s, clients_at_once);
+  ADD_CASE(s, parties_hear_one_order);
   ADD_CASE(s, one_query_per_client);
   ADD_CASE(s, pool_first_query_waits);
   ADD_CASE(s, party_refusal_cancels_other);

@@ -266,10 +266,13 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   for (int id = CL_P0; id <= CL_P1; id++)
     links[id] = cl_peer_link(d->node, id);
   int told[2] = {0, 0}; /* which parties know of the query */
-  for (int id = CL_P0; id <= CL_P1 && rc == 0; id++)
+  for (int id = CL_P0; id <= CL_P1 && rc == 0; id++) {
+    if (id == CL_P1)
+      (void)cl__fault(&d->hooks, CL_FAULT_DEALER_TELL, seq, j->from);
     if (!(told[id] = (rc = cl_ctrl_send_on(d->node, id, links[id], &h, NULL, 0)) == 0))
       LOGW(d, "query %llu: telling p%d failed: %s", (unsigned long long)seq, id,
              tandem_strerror(rc));
+  }
   cl_step_t link;
   cl_step_init(&link, d->node, MPC_DEALER, j->from, tag, d->cfg->timeout_ms);
   /* A part goes only on the link its party was told of the query on: net
