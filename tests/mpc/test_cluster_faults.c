@@ -24,6 +24,9 @@
  *   own answer (a request is pinned to the link it came on); and at the
  *   parties, a dead process's query taken up once the next process is
  *   connected leaves that process's link alone.
+ * Where sockets are not the point (cancel_when_client_gone,
+ * party_dies_mid_step, clients_at_once, pool_first_query_waits), a case runs
+ * twice: over loopback sockets and over net's in-memory backend.
  * Waits are for log lines, flags set by the hooks and net's link states
  * (events), bounded below the timeout where the mechanism under test is
  * what makes the difference; where two orders of the threads are possible,
@@ -40,6 +43,14 @@
 #include "cluster_harness.h"
 
 #define TIMEOUT_MS 10000
+
+/* A cluster over loopback sockets (mem 0) or net's in-memory backend (mem
+ * 1: net/src/mem.c, where sockets are not the point). The cases that run
+ * both ways are Check loop tests over mem (ADD_CASE_BOTH). */
+static void start_on(ch_cluster_t *c, int mem) {
+  ch_opts_t o = {.mem = mem};
+  ch_start_opts(c, TIMEOUT_MS, 2, 1, &o);
+}
 
 /* ---- cancel ------------------------------------------------------------------- */
 
@@ -106,7 +117,7 @@ static void expect_failure(cl_client_t *cl, int id, uint64_t seq, cl_fail_where_
  * checked whole. */
 START_TEST(cancel_when_client_gone) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
+  start_on(&c, _i); /* _i: 0 loopback sockets, 1 net's memory backend */
   c.fault = gone_at_pause;
   cl_client_t cb;
   ch_client_open(&c, 1, &cb);
@@ -262,7 +273,7 @@ static int p1_dies(ch_cluster_t *c, int who, cl_fault_t where, uint64_t seq, int
 START_TEST(party_dies_mid_step) {
   for (int late = 1; late >= 0; late--) {
     ch_cluster_t c;
-    ch_start(&c, TIMEOUT_MS, 2, 1);
+    start_on(&c, _i); /* _i: 0 loopback sockets, 1 net's memory backend */
     cl_client_t ca;
     ch_client_open(&c, 0, &ca);
     c.test_ctx = &ca;
@@ -856,7 +867,7 @@ static void *many_main(void *arg) {
  * the wrong client, or shares of two queries mixed, would not). */
 START_TEST(clients_at_once) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
+  start_on(&c, _i); /* _i: 0 loopback sockets, 1 net's memory backend */
   static const size_t rows[CH_CLIENTS][2] = {{0, 5}, {5, 11}, {9, 7}};
   many_t m[CH_CLIENTS];
   pthread_t th[CH_CLIENTS];
@@ -990,7 +1001,7 @@ END_TEST
  * ahead, and the next queries of it, by any client, do not wait. */
 START_TEST(pool_first_query_waits) {
   ch_cluster_t c;
-  ch_start(&c, TIMEOUT_MS, 2, 1);
+  start_on(&c, _i); /* _i: 0 loopback sockets, 1 net's memory backend */
   cl_client_t ca, cb;
   ch_client_open(&c, 0, &ca);
   ch_client_open(&c, 1, &cb);
@@ -1139,20 +1150,29 @@ END_TEST
     suite_add_tcase(s, tc_);                                                              \
   } while (0)
 
+/* A case run twice: over sockets (_i = 0) and in memory (_i = 1). */
+#define ADD_CASE_BOTH(s, t)                                                               \
+  do {                                                                                    \
+    TCase *tc_ = tcase_create(#t);                                                        \
+    tcase_set_timeout(tc_, 300);                                                          \
+    tcase_add_loop_test(tc_, t, 0, 2);                                                    \
+    suite_add_tcase(s, tc_);                                                              \
+  } while (0)
+
 Suite *cluster_faults_suite(void) {
   Suite *s = suite_create("cluster_faults");
-  ADD_CASE(s, cancel_when_client_gone);
+  ADD_CASE_BOTH(s, cancel_when_client_gone);
   ADD_CASE(s, stalled_client);
-  ADD_CASE(s, party_dies_mid_step);
+  ADD_CASE_BOTH(s, party_dies_mid_step);
   ADD_CASE(s, party_stalls_mid_step);
   ADD_CASE(s, late_party_cancelled);
   ADD_CASE(s, retry_same_key);
   ADD_CASE(s, retry_same_key_parties);
   ADD_CASE(s, client_dies_mid_query);
-  ADD_CASE(s, clients_at_once);
+  ADD_CASE_BOTH(s, clients_at_once);
   ADD_CASE(s, parties_hear_one_order);
   ADD_CASE(s, one_query_per_client);
-  ADD_CASE(s, pool_first_query_waits);
+  ADD_CASE_BOTH(s, pool_first_query_waits);
   ADD_CASE(s, party_refusal_cancels_other);
   ADD_CASE(s, offline_failure_reported);
   return s;
