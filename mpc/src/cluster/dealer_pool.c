@@ -33,9 +33,12 @@ void cl__heap_trim(cl_dealer_t *d) {
    * soak (pool_mem_max 384 MB, CNN at 8 rows) the heap had 755 MB from the
    * system of which 402 MB were in use, and malloc_trim(0) took the
    * resident size from 731 MB to 395 MB. Its preprocessing is within the
-   * budget; the free heap beyond HEAP_SLACK goes back. */
+   * budget; once the heap it holds from the system is over the budget by
+   * more than HEAP_SLACK, the free heap beyond HEAP_SLACK goes back. Within
+   * it nothing is trimmed: trimming after every job made each next
+   * preprocessing fault its pages in again (what the heap setting avoids). */
   struct mallinfo2 mi = mallinfo2();
-  if (mi.fordblks <= HEAP_SLACK)
+  if (mi.fordblks <= HEAP_SLACK || mi.arena <= d->cfg->pool_mem_max + HEAP_SLACK)
     return;
   (void)malloc_trim(HEAP_SLACK);
   cl__logl(&d->hooks, CL_LOG_DEBUG, WHO, "memory: %.0f MB of preprocessing held (pool_mem_max "
