@@ -324,8 +324,9 @@ START_TEST(key_check) {
 }
 END_TEST
 
-/* The receiver's limits of a peer (channels, max_msg) and the flood guard
- * end the link with TANDEM_EPROTO there, counted and logged; the sender's
+/* The receiver's limits of a peer (channels, max_msg) end the link with
+ * TANDEM_EPROTO there, counted and logged (memory links have no flood
+ * guard: mem.c's refuse says why); the sender's
  * call succeeded, its next one sees the link gone. */
 START_TEST(limits_end_link) {
   th_id_t ia, ib;

@@ -513,7 +513,9 @@ static void do_query(cl_dealer_t *d, job_t *j) {
     prep = NULL;
     goto out;
   }
+  pthread_mutex_lock(&d->mu); /* the party readers compare their ACKs with it */
   uint64_t seq = ++d->seq;
+  pthread_mutex_unlock(&d->mu);
   if (rc != 0) {
     LOGW(d, "query from client %d refused: %s", j->from, err);
     pthread_mutex_lock(&d->mu);
@@ -694,7 +696,8 @@ static int queue_full(cl_dealer_t *d) {
   unsigned n = 0;
   for (int id = CL_CLIENT0; id < NET_MAX_PEERS; id++)
     n += d->jobs[id];
-  return n >= d->cfg->queue_max;
+  /* 0: a config not made by cl_config_load, which sets the default */
+  return n >= (d->cfg->queue_max ? d->cfg->queue_max : CL_QUEUE_MAX);
 }
 
 /* Refuses request j at once, as the FIFO is full (issue 12: with every
@@ -830,6 +833,17 @@ static void *party_reader_main(void *arg) {
     if (h.type != CL_MSG_ACK)
       continue;
     pthread_mutex_lock(&d->mu);
+    /* A report of a query this dealer never numbered is an earlier dealer
+     * process's (a party keeps a report it could not send for its next
+     * dealer link): taken, it would mark this one's queries up to that
+     * number done, and a client's next query would be admitted while its
+     * last one still ran. */
+    if (h.seq > d->seq) {
+      pthread_mutex_unlock(&d->mu);
+      LOG(d, "p%d reported query %llu, which this dealer never numbered (an earlier "
+          "process's); ignored", id, (unsigned long long)h.seq);
+      continue;
+    }
     if (h.seq > d->done[id])
       d->done[id] = h.seq;
     int k = (int)h.peer;

@@ -432,17 +432,20 @@ static void reset_client_link(cl_party_t *P, int client, uint64_t links, int tak
  * step read the link: it waited out the timeout, the dealer held the
  * client's next query as "still running at the parties" and refused it
  * (test_daemons' stale-setup case, under load). A link that is down (P0
- * redials before each step) is waited for, as for a step; a party that
- * never comes leaves nothing to tell. */
+ * redials before each step) is waited for, as for a step. The step is also
+ * kept as abandoned (step_abandoned), so its tag goes again on the first
+ * newer link: the cancel is not lost when the link it went on is drained
+ * (the other party failing its previous step) or was never up. */
 static void cancel_other(cl_party_t *P, const cl_ctrl_t *h) {
-  if (wait_peer(P, P->other) != 0)
-    return;
-  cl_step_t l;
-  cl_step_init(&l, P->node, (mpc_role_t)P->self, -1, h->tag, P->cfg.timeout_ms);
-  l.link[P->other] = cl_peer_link(P->node, P->other);
-  if (cl_step_cancel(&l, (mpc_role_t)P->other) != 0)
-    LOGW(P, "query %llu: could not tell the other party it is cancelled",
-         (unsigned long long)h->seq);
+  if (wait_peer(P, P->other) == 0) {
+    cl_step_t l;
+    cl_step_init(&l, P->node, (mpc_role_t)P->self, -1, h->tag, P->cfg.timeout_ms);
+    l.link[P->other] = cl_peer_link(P->node, P->other);
+    if (cl_step_cancel(&l, (mpc_role_t)P->other) != 0)
+      LOGW(P, "query %llu: could not tell the other party it is cancelled",
+           (unsigned long long)h->seq);
+  }
+  step_abandoned(P, h->tag, cl_peer_link(P->node, P->other));
 }
 
 /* As if this party died here (the fault hook): every link closed. */
