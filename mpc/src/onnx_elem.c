@@ -362,11 +362,35 @@ int mpc__onnx_bn_computed(ctx_t *c, size_t k, int x) {
   size_t ch = xs.dim[1];
   mpc_shape_t cs = {xs.ndim - 1, {ch, 1, 1, 1}}; /* [C, 1, ...] against [N, C, ...] */
   for (size_t j = 0; j < 4; j++) {
+    ent_t *ent = mpc__onnx_in_ent(c, k, j + 1, 1, &rc);
+    if (ent == NULL)
+      return rc;
+    if (ent->kind == V_CONST) {
+      /* The owner's vector as a parameter of shape [C, 1, ...] like the
+       * computed ones: one of shape [C] would broadcast along the last axis,
+       * not the channels (silently wrong when W = C). */
+      const mpc__ctensor_t *t;
+      if ((rc = mpc__onnx_in_const(c, k, j + 1, 1, &t)) != 0)
+        return rc;
+      if (t->numel != ch)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "input %zu is not one value per channel",
+                               j + 1);
+      double *d = malloc(ch * sizeof *d);
+      if (d == NULL)
+        return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+      for (size_t i = 0; i < ch; i++)
+        d[i] = t->f != NULL ? t->f[i] : (double)t->i[i];
+      char pname[80];
+      snprintf(pname, sizeof pname, "%.60s.in%zu", mpc__onnx_node_name(c, k), j + 1);
+      if ((v[j] = mpc__onnx_make_param(c, k, pname, cs.ndim, cs.dim, d)) < 0)
+        return v[j];
+      continue;
+    }
     if ((rc = mpc__onnx_in_operand(c, k, j + 1, 1, &v[j])) != 0)
       return rc;
     if (mpc_shape_numel(shape_of(c, v[j])) != ch)
       return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "input %zu is not one value per channel", j + 1);
-    if (c->g->nodes[v[j]].op != MPC_OP_PARAM && (v[j] = reshape_to(c, k, v[j], &cs)) < 0)
+    if ((v[j] = reshape_to(c, k, v[j], &cs)) < 0)
       return v[j];
   }
   if (c->g->nodes[v[0]].op == MPC_OP_PARAM || c->g->nodes[v[3]].op == MPC_OP_PARAM)

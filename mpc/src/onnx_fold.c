@@ -669,7 +669,7 @@ static int fold_elem(fop_t f, const mpc__ctensor_t *const *t, const size_t *ix, 
     const mpc__ctensor_t *s = t[take ? 1 : 2];
     size_t i = ix[take ? 1 : 2];
     *rf = ct_f(s, i);
-    *ri = s->i != NULL ? s->i[i] : (int64_t)s->f[i];
+    *ri = s->i != NULL ? s->i[i] : 0; /* unused when isf (a float may not fit) */
     return 0;
   }
   if (f == F_EXPAND) {

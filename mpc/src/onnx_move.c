@@ -533,8 +533,12 @@ int mpc__onnx_emit_pad_value(ctx_t *c, size_t k, int x, int v, const int64_t *pv
                            "of an unbatched graph");
   mpc_shape_t os = is;
   for (unsigned d = 0; d < is.ndim; d++) {
-    int64_t len = (int64_t)is.dim[d] + pv[d] + pv[d + is.ndim];
-    if (pv[d] > (int64_t)MAX_WIN || pv[d + is.ndim] > (int64_t)MAX_WIN || len < 1)
+    int64_t b = pv[d], e = pv[d + is.ndim];
+    if (b < -(int64_t)MAX_WIN || b > (int64_t)MAX_WIN || e < -(int64_t)MAX_WIN ||
+        e > (int64_t)MAX_WIN)
+      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads on axis %u are not supported", d);
+    int64_t len = (int64_t)is.dim[d] + b + e; /* bounded above: no overflow */
+    if (len < 1)
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads on axis %u are not supported", d);
     os.dim[d] = (size_t)len;
   }

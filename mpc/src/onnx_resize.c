@@ -309,6 +309,11 @@ static int add_bias(ctx_t *c, size_t k, int x, const double *T, const mpc_shape_
 static int resize_axis(ctx_t *c, size_t k, const rs_t *r, int x, unsigned d, size_t out,
                        double s, const double *roi, double **T, mpc_shape_t *ts) {
   size_t in = shape_of(c, x)->dim[d];
+  /* out and in come from the file (sizes or scales, a declared shape): the
+   * matrix's size is checked before it is made, or out * in could wrap. */
+  if (in == 0 || out == 0 || out > MPC__CT_MAX_NUMEL / in)
+    return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "axis %u: a %zu x %zu interpolation matrix is "
+                           "too large", d, out, in);
   double *M = calloc(out * in + 1, sizeof *M);
   unsigned char *ext = calloc(out + 1, 1);
   long *src = malloc((out + 1) * sizeof *src);

@@ -721,6 +721,43 @@ START_TEST(test_batchnorm_per_query) {
 }
 END_TEST
 
+/* The same with the bias and mean the owner's constants, on an input whose
+ * last axis is as long as its channels (W = C = 2): a constant vector of
+ * shape [C] broadcast along W, not the channels, and gave 10 20 10 20 ...
+ * for 10 10 10 10 20 20 20 20 (a reviewer's reproducer). */
+START_TEST(test_batchnorm_per_query_const_bias) {
+  uint64_t seed = 0x110c;
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 4, I64(1, 2, 2, 2));
+  ob_input(b, "s", FLOAT, 1, I64(2));
+  ob_input(b, "var", FLOAT, 1, I64(2));
+  ob_init_f(b, "bias", 1, I64(2), (const double[]){10, 20});
+  ob_init_f(b, "mean", 1, I64(2), (const double[]){0.5, -0.25});
+  Onnx__NodeProto *n = ob_node(b, "BatchNormalization", "bn", "x,s,bias,mean,var", "y");
+  ob_attr_f(b, n, "epsilon", 1e-3f);
+  ob_output(b, "y");
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load(b, &g, &w);
+  mpc_ftensor_t in[3] = {RIN(&seed, -2, 2, 1, 2, 2, 2), RIN(&seed, -1, 1, 2),
+                         RIN(&seed, 0.02, 4, 2)},
+                out;
+  static const double bias[2] = {10, 20}, mean[2] = {0.5, -0.25};
+  ck_assert_int_eq(mpc_eval_float(&g, &w, in, &out), 0);
+  for (size_t i = 0; i < 8; i++) {
+    size_t ch = i / 4;
+    double want = (in[0].data[i] - mean[ch]) * in[1].data[ch] /
+                      sqrt(in[2].data[ch] + (double)1e-3f) + bias[ch];
+    ck_assert_msg(fabs(out.data[i] - want) < 1e-9, "y[%zu] %g, want %g", i, out.data[i], want);
+  }
+  mpc_ftensor_close(&out);
+  harness_check_private(&g, &w, 1, in, 0.05, 1);
+  for (int i = 0; i < 3; i++)
+    mpc_ftensor_close(&in[i]);
+  closeall(b, &g, &w);
+}
+END_TEST
+
 Suite *cnn_ops_suite(void) {
   Suite *s = suite_create("cnn_ops");
   TCase *tc = tcase_create("core");
@@ -737,6 +774,7 @@ Suite *cnn_ops_suite(void) {
   tcase_add_test(tc, test_pool_3d);
   tcase_add_test(tc, test_conv_transpose_3d);
   tcase_add_test(tc, test_batchnorm_per_query);
+  tcase_add_test(tc, test_batchnorm_per_query_const_bias);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -233,6 +233,32 @@ START_TEST(test_resize_case) {
 }
 END_TEST
 
+/* Sizes from the file that would make an axis's interpolation matrix wrap
+ * size_t (2^40 input columns times 2^24 output ones: 2^64, 0 elements
+ * allocated then 2^40 written) are refused with a clear error, not a crash
+ * (a reviewer's reproducer, under AddressSanitizer). */
+START_TEST(test_resize_matrix_too_large) {
+  ob_t *b = ob_new(13);
+  ob_input(b, "x", FLOAT, 2, I64(1, (int64_t)1 << 40));
+  ob_init_f(b, "roi", 1, I64(0), (double[]){0});
+  ob_init_f(b, "scales", 1, I64(0), (double[]){0});
+  ob_init_i64(b, "sizes", 2, I64(1, (int64_t)1 << 24));
+  Onnx__NodeProto *n = ob_node(b, "Resize", "rs", "x,roi,scales,sizes", "y");
+  ob_attr_s(b, n, "mode", "linear");
+  ob_output(b, "y");
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  char err[512] = "";
+  mpc_graph_t g;
+  mpc_weights_t w;
+  int rc = mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err);
+  free(buf);
+  ob_free(b);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(err, "rs") != NULL, "%s", err);
+}
+END_TEST
+
 /* tf_crop_and_resize with an extrapolation value: the rows outside the roi
  * hold it, whatever the input. */
 START_TEST(test_crop_extrapolation) {
@@ -281,6 +307,7 @@ Suite *resize_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, test_resize_case, 0, (int)(sizeof cases / sizeof cases[0]));
   tcase_add_test(tc, test_crop_extrapolation);
+  tcase_add_test(tc, test_resize_matrix_too_large);
   suite_add_tcase(s, tc);
   return s;
 }
