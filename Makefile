@@ -27,7 +27,7 @@ build-san: deps
 # cluster harness applies the config's threads = 1, OMP_NUM_THREADS for the
 # rest): libgomp is not instrumented, and tests/tsan.supp covers what it
 # still does (nothing else is suppressed).
-TSAN_SUITES = cluster cluster_svc cluster_faults cluster_hostile cluster_hosts cluster_deploy
+TSAN_SUITES = cluster_link cluster_svc cluster_faults cluster_hostile cluster_hosts cluster_deploy
 build-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTANDEM_WERROR=ON \
 	  -DTANDEM_SANITIZE=thread $(CMAKE_OPTS) >/dev/null

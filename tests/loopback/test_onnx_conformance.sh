@@ -13,7 +13,7 @@
 # constant), a cubic Resize, UINT8 inputs, a Div by an input, an edge Pad.
 # Each private result must equal `--plaintext`'s within 1e-2 (the numerics of
 # every case against the expected outputs are the Check suite
-# onnx_conformance's, test conformance_onnx). Skipped (77) without the data.
+# onnx_conformance's, test unit_mpc_onnx_conformance). Skipped (77) without the data.
 set -u
 TANDEM=${1:?usage: test_onnx_conformance.sh <path-to-tandem>}
 SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}

@@ -143,7 +143,7 @@ START_TEST(peer_dies_mid_message_past_due) { died_mid_message(-1.0); }
 END_TEST
 
 Suite *cluster_link_suite(void) {
-  Suite *s = suite_create("cluster");
+  Suite *s = suite_create("cluster_link");
   TCase *tc = tcase_create("link");
   tcase_set_timeout(tc, 30);
   tcase_add_test(tc, tags_drop_and_cancel);

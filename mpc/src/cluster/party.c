@@ -645,11 +645,13 @@ net_node_t *cl_party_node(cl_party_t *P) { return P->node; }
 cl_store_t *cl__party_store(cl_party_t *P) { return &P->store; }
 
 /* Dials peer id if it is down; logs, by the peer's config name, only a
- * change of the outcome (issue 12: a refused dial was logged once a second
- * for as long as the peer was down). 1 if the peer is still down. */
+ * change between reachable and not (issue 12: a refused dial was logged once
+ * a second for as long as the peer was down; a peer going down shows first
+ * as a closed link, then as refused dials: one absence, one line).
+ * 1 if the peer is still down. */
 static int dial(cl_party_t *P, int id) {
   int rc = net_peer_up(P->node, id) ? 0 : net_connect(P->node, id);
-  if (rc != P->dial_rc[id]) {
+  if ((rc != 0) != (P->dial_rc[id] != 0)) {
     const cl_member_t *m = &P->cfg.m[id];
     if (rc != 0)
       LOGW(P, "cannot reach %s at %s port %u: %s; retrying every %.1f s at most", m->name,
