@@ -1,4 +1,4 @@
-/* onnx.c - the ONNX importer: a ModelProto (opsets 9 to 17) into an
+/* onnx.c - the ONNX importer: a ModelProto (opsets 9 to 21) into an
  * mpc_graph_t and the model owner's mpc_weights_t. This file holds the
  * public calls and the walk over the nodes; onnx_read.c reads the model,
  * onnx_ops.c holds the operator handlers and onnx_fold.c the folding and the

@@ -199,10 +199,9 @@ int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample);
 int mpc__onnx_op_convtranspose(ctx_t *c, size_t k, int variant);
 /* A stand-alone Pad of activation x with zeros: pads begins then ends. */
 int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn);
-/* Pad modes edge (reflect 0) and reflect (1) of activation x; and a
+/* Pad modes edge (mode 0), reflect (1) and wrap (2) of activation x; and a
  * constant pad whose value is the activation v. */
-int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn,
-                            int reflect);
+int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn, int mode);
 int mpc__onnx_emit_pad_value(ctx_t *c, size_t k, int x, int v, const int64_t *pv, size_t pn);
 /* ---- onnx_elem.c --------------------------------------------------------- */
 /* Sum, Mean, Max, Min (variant 0 to 3); Clip; LeakyRelu; PRelu; HardSigmoid

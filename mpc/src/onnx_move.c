@@ -477,12 +477,13 @@ int mpc__onnx_emit_pad(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn) 
   return def_result(c, k, 0, emit_select(c, k, x, &os, start, NULL, NULL, -1, 0));
 }
 
-/* Pad mode edge (reflect 0) or reflect (1): on each padded axis a Select by
- * an index table, output o reading the input at o - begin clamped to the
- * axis (edge) or mirrored about its ends without repeating them (reflect,
- * numpy's). Local, no round. */
-int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn,
-                            int reflect) {
+/* Pad mode edge (mode 0), reflect (1) or wrap (2, opset 19): on each
+ * padded axis a Select by an index table, output o reading the input at
+ * o - begin clamped to the axis (edge), mirrored about its ends without
+ * repeating them (reflect, numpy's) or modulo the axis (wrap, numpy's; no
+ * cropping). Local, no round. */
+int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t pn, int mode) {
+  const int reflect = mode == 1, wrap = mode == 2;
   unsigned r = shape_of(c, x)->ndim;
   if (pn != 2 * (size_t)r)
     return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for an input of rank %u", pn, r);
@@ -492,7 +493,8 @@ int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t
     if (b == 0 && e == 0)
       continue;
     if (b < -(int64_t)MAX_WIN || b > (int64_t)MAX_WIN || e < -(int64_t)MAX_WIN ||
-        e > (int64_t)MAX_WIN || len < 1 || (reflect && (b >= in || e >= in)))
+        e > (int64_t)MAX_WIN || len < 1 || (reflect && (b >= in || e >= in)) ||
+        (wrap && (b < 0 || e < 0)))
       return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "pads %" PRId64 ", %" PRId64 " on axis %u are "
                              "not supported", b, e, d);
     int rc = batch_guard(c, k, d);
@@ -505,6 +507,8 @@ int mpc__onnx_emit_pad_mode(ctx_t *c, size_t k, int x, const int64_t *pv, size_t
       int64_t i = o - b;
       if (reflect && in > 1)
         i = i < 0 ? -i : i >= in ? 2 * (in - 1) - i : i;
+      if (wrap)
+        i = ((i % in) + in) % in;
       tab[o] = (double)(i < 0 ? 0 : i >= in ? in - 1 : i);
     }
     char name[80];

@@ -18,7 +18,7 @@
 #include "onnx_imp.h"
 
 #define OPSET_MIN 9
-#define OPSET_MAX 17
+#define OPSET_MAX 21
 
 int mpc__onnx_gfail(ctx_t *c, int code, const char *fmt, ...) {
   if (c->err != NULL && c->errlen > 0) {

@@ -1,6 +1,7 @@
-/* onnx_resize.c - the ONNX handler of Resize (opsets 10 to 13) and Upsample:
+/* onnx_resize.c - the ONNX handler of Resize (opsets 10 to 21) and Upsample:
  * every mode (nearest, linear, cubic) and coordinate transformation the
- * operator defines, any scales or sizes.
+ * operator defines, any scales or sizes; opset 18's axes,
+ * keep_aspect_ratio_policy and antialias, opset 19's half_pixel_symmetric.
  *
  * Each output element is a fixed linear combination of input elements whose
  * coefficients depend only on the shapes and the attributes, never on the
@@ -25,6 +26,11 @@
 #include "onnx_imp.h"
 
 typedef enum { RS_NEAREST, RS_LINEAR, RS_CUBIC } rs_mode_t;
+typedef enum { RS_STRETCH, RS_NOT_LARGER, RS_NOT_SMALLER } rs_keep_t;
+
+/* Taps of one output element at most: antialias widens a linear or cubic
+ * filter by 1 / scale when downsampling (2 / s or 4 / s taps). */
+#define RS_MAXC 64
 
 /* A node's resampling attributes. */
 typedef struct {
@@ -33,44 +39,111 @@ typedef struct {
   double a;       /* cubic_coeff_a */
   int exclude;    /* exclude_outside */
   double extrap;  /* extrapolation_value */
+  int antialias;  /* opset 18 */
+  rs_keep_t keep; /* keep_aspect_ratio_policy, opset 18 */
+  int pos[MPC__CT_MAX_DIMS]; /* axis d's entry in scales, sizes, roi; -1 */
+  unsigned na;               /* the entries: opset 18's axes, else the rank */
 } rs_t;
 
-/* Scales (or sizes) of a Resize or Upsample into out dims; 0 or an error. */
-static int resize_dims(ctx_t *c, size_t k, int upsample, const mpc_shape_t *is, mpc_shape_t *os,
-                       double *scale) {
-  const mpc__ctensor_t *sc = NULL;
-  const int64_t *sz = NULL;
+/* Entry j of a list given for the axes (scales, sizes, roi) as axis d. */
+static int rs_axis_of(const rs_t *r, unsigned d) { return r->pos[d]; }
+
+/* Opset 18's axes attribute (every axis in order without it). */
+static int read_axes(ctx_t *c, size_t k, unsigned rank, rs_t *r) {
+  const int64_t *v = NULL;
+  size_t n = SIZE_MAX;
+  int rc = 0;
+  if (mpc__onnx_attr_find(c, k, "axes") != NULL &&
+      (rc = mpc__onnx_attr_ints(c, k, "axes", &v, &n)) != 0)
+    return rc;
+  for (unsigned d = 0; d < MPC__CT_MAX_DIMS; d++)
+    r->pos[d] = v == NULL && d < rank ? (int)d : -1;
+  r->na = v == NULL ? rank : (unsigned)n;
+  if (v == NULL)
+    return 0;
+  if (n == 0 || n > rank)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axes lists %zu axes for rank %u", n, rank);
+  for (size_t j = 0; j < n; j++) {
+    int64_t a = v[j] < 0 ? v[j] + (int64_t)rank : v[j];
+    if (a < 0 || a >= (int64_t)rank || r->pos[a] >= 0)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axes[%zu] = %" PRId64 " is %s", j, v[j],
+                             a < 0 || a >= (int64_t)rank ? "out of range" : "repeated");
+    r->pos[a] = (int)j;
+  }
+  return 0;
+}
+
+/* The scales or sizes given, for the r->na axes of r->axes: *sc (floats)
+ * or *sz (ints); Upsample's attribute is read into att. */
+static int given_scales(ctx_t *c, size_t k, int upsample, const rs_t *r,
+                        const mpc__ctensor_t **sc, const int64_t **sz, double *att) {
   size_t szn = SIZE_MAX;
   int rc = 0;
+  *sc = NULL;
+  *sz = NULL;
   const attr_t *sa = upsample ? mpc__onnx_attr_find(c, k, "scales") : NULL;
   if (sa != NULL) {
-    if (sa->n_floats != is->ndim)
+    if (sa->n_floats != r->na)
       return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales has %zu entries for rank %u",
-                             sa->n_floats, is->ndim);
-    for (unsigned d = 0; d < is->ndim; d++)
-      scale[d] = sa->floats[d];
-  } else {
-    size_t js = upsample || c->opset < 11 ? 1 : 2;
-    if (mpc__onnx_in_name(c, k, js) != NULL && (rc = mpc__onnx_in_const(c, k, js, 1, &sc)) != 0)
-      return rc;
-    if (sc != NULL && sc->numel == 0)
-      sc = NULL;
-    if (sc == NULL && !upsample && c->opset >= 11 &&
-        (rc = mpc__onnx_in_ints(c, k, 3, 1, &sz, &szn)) != 0)
-      return rc;
-    if ((sc != NULL ? sc->numel : szn) != is->ndim || (sc != NULL && sc->f == NULL))
-      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales or sizes must give %u numbers", is->ndim);
+                             sa->n_floats, r->na);
+    for (unsigned j = 0; j < r->na; j++)
+      att[j] = sa->floats[j];
+    return 0;
+  }
+  size_t js = upsample || c->opset < 11 ? 1 : 2;
+  if (mpc__onnx_in_name(c, k, js) != NULL && (rc = mpc__onnx_in_const(c, k, js, 1, sc)) != 0)
+    return rc;
+  if (*sc != NULL && (*sc)->numel == 0)
+    *sc = NULL;
+  if (*sc == NULL && !upsample && c->opset >= 11 &&
+      (rc = mpc__onnx_in_ints(c, k, 3, 1, sz, &szn)) != 0)
+    return rc;
+  if ((*sc != NULL ? (*sc)->numel : szn) != r->na || (*sc != NULL && (*sc)->f == NULL))
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "scales or sizes must give %u numbers", r->na);
+  if (*sc == NULL && sa == NULL)
+    for (unsigned j = 0; j < r->na; j++)
+      if ((*sz)[j] < 1 || (*sz)[j] > (int64_t)MPC__CT_MAX_NUMEL)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "size %" PRId64 " is invalid", (*sz)[j]);
+  return 0;
+}
+
+/* Scales (or sizes) of a Resize or Upsample into out dims and the scale of
+ * each axis (1 and the input's size on an axis not in r->axes); sizes with
+ * keep_aspect_ratio_policy not_larger / not_smaller give one scale, the
+ * least / greatest of the axes', and sizes round(scale * in) (the
+ * reference's numpy round: half to even); 0 or an error. */
+static int resize_dims(ctx_t *c, size_t k, int upsample, const rs_t *r, const mpc_shape_t *is,
+                       mpc_shape_t *os, double *scale) {
+  const mpc__ctensor_t *sc;
+  const int64_t *sz;
+  double att[MPC__CT_MAX_DIMS];
+  int rc = given_scales(c, k, upsample, r, &sc, &sz, att);
+  if (rc != 0)
+    return rc;
+  double keep = r->keep == RS_NOT_LARGER ? INFINITY : 0;
+  for (unsigned d = 0; d < is->ndim && sz != NULL && r->keep != RS_STRETCH; d++) {
+    int j = rs_axis_of(r, d);
+    double f = j < 0 ? 0 : (double)sz[j] / (double)is->dim[d];
+    if (j >= 0)
+      keep = r->keep == RS_NOT_LARGER ? fmin(keep, f) : fmax(keep, f);
   }
   *os = *is;
   for (unsigned d = 0; d < is->ndim; d++) {
-    if (sz != NULL) {
-      if (sz[d] < 1 || sz[d] > (int64_t)MPC__CT_MAX_NUMEL)
-        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "size %" PRId64 " is invalid", sz[d]);
-      os->dim[d] = (size_t)sz[d];
-      scale[d] = (double)sz[d] / (double)is->dim[d];
+    int j = rs_axis_of(r, d);
+    scale[d] = 1;
+    if (j < 0)
+      continue;
+    if (sz != NULL && r->keep != RS_STRETCH) {
+      double o = nearbyint(keep * (double)is->dim[d]);
+      if (!(o >= 1) || o > (double)MPC__CT_MAX_NUMEL)
+        return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "axis %u would have %g elements", d, o);
+      os->dim[d] = (size_t)o;
+      scale[d] = keep;
+    } else if (sz != NULL) {
+      os->dim[d] = (size_t)sz[j];
+      scale[d] = (double)sz[j] / (double)is->dim[d];
     } else {
-      if (sc != NULL)
-        scale[d] = sc->f[d];
+      scale[d] = sc != NULL ? sc->f[j] : att[j];
       if (!(scale[d] > 0) || scale[d] > (double)MAX_WIN)
         return mpc__onnx_nfail(c, k, TANDEM_ESHAPE, "scale %g is invalid", scale[d]);
       os->dim[d] = (size_t)floor((double)is->dim[d] * scale[d]);
@@ -82,10 +155,11 @@ static int resize_dims(ctx_t *c, size_t k, int upsample, const mpc_shape_t *is, 
 }
 
 /* The input coordinate of output coordinate o on an axis of `in` elements
- * at scale s (ONNX's formulas; ow = s * in, a real number as in the
- * reference). *ext is set when tf_crop_and_resize falls outside the input. */
-static double source_coord(const rs_t *r, double o, double s, size_t in, const double *roi,
-                           int *ext) {
+ * resized to `out` at scale s (ONNX's formulas; ow = s * in, a real number
+ * as in the reference). *ext is set when tf_crop_and_resize falls outside
+ * the input. */
+static double source_coord(const rs_t *r, double o, double s, size_t in, size_t out,
+                           const double *roi, int *ext) {
   double ow = s * (double)in, x;
   *ext = 0;
   if (strcmp(r->ctm, "align_corners") == 0) {
@@ -101,14 +175,49 @@ static double source_coord(const rs_t *r, double o, double s, size_t in, const d
     x = ow == 1 ? -0.5 : (o + 0.5) / s - 0.5;
   } else if (strcmp(r->ctm, "tf_half_pixel_for_nn") == 0) {
     x = (o + 0.5) / s;
+  } else if (strcmp(r->ctm, "half_pixel_symmetric") == 0) {
+    /* Opset 19: centred when out is ow rounded down. */
+    double adj = (double)out / ow, centre = (double)in / 2;
+    x = centre * (1 - adj) + (o + 0.5) / s - 0.5;
   } else { /* half_pixel */
     x = (o + 0.5) / s - 0.5;
   }
   return x;
 }
 
-/* The mode's coefficients at ratio t in (0, 1]; their number. */
-static size_t coeffs(const rs_t *r, double t, double cf[4]) {
+/* The cubic kernel at distance x (Keys, with a = A). */
+static double cubic_at(double A, double x) {
+  x = fabs(x);
+  if (x <= 1)
+    return ((A + 2) * x - (A + 3)) * x * x + 1;
+  if (x < 2)
+    return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+  return 0;
+}
+
+/* The mode's coefficients at ratio t in (0, 1] and scale s; their number
+ * (at most RS_MAXC), 0 if antialias would need more. Antialias (opset 18,
+ * linear and cubic, s < 1): the filter stretched by 1 / s and its taps
+ * normalised to sum 1, as the reference's *_coeffs_antialias. */
+static size_t coeffs(const rs_t *r, double t, double s, double cf[RS_MAXC]) {
+  if (r->mode != RS_NEAREST && r->antialias && s < 1) {
+    double sup = r->mode == RS_CUBIC ? 2 : 1, sum = 0;
+    /* Taps i0 .. 1 - i0 around floor(x): 2 / s or 4 / s of them. */
+    double f0 = floor(-sup / s) + 1;
+    if (f0 < 1 - RS_MAXC / 2)
+      return 0;
+    long i0 = (long)f0, n = 2 - 2 * i0;
+    if (n < 1 || n > RS_MAXC)
+      return 0;
+    for (long j = 0; j < n; j++) {
+      double a = s * ((double)(i0 + j) - t);
+      cf[j] = r->mode == RS_CUBIC ? cubic_at(r->a, a) : fmax(0, 1 - fabs(a));
+      sum += cf[j];
+    }
+    for (long j = 0; j < n; j++)
+      cf[j] /= sum;
+    return (size_t)n;
+  }
   if (r->mode == RS_CUBIC) {
     double A = r->a, u = t + 1, v = 1 - t, w = 2 - t;
     cf[0] = ((A * u - 5 * A) * u + 8 * A) * u - 4 * A;
@@ -136,15 +245,19 @@ static size_t coeffs(const rs_t *r, double t, double cf[4]) {
 
 /* Row o of the axis's matrix M [out x in] (zeroed by the caller): the n
  * indices of the edge-padded axis nearest x (ties to the lower index),
- * clamped to the axis. 1 if the row is extrapolated instead. */
-static int axis_row(const rs_t *r, size_t o, double s, size_t in, const double *roi, double *row) {
+ * clamped to the axis. 1 if the row is extrapolated instead, 2 if the
+ * antialiased filter would need more than RS_MAXC taps. */
+static int axis_row(const rs_t *r, size_t o, double s, size_t in, size_t out, const double *roi,
+                    double *row) {
   int ext;
-  double x = source_coord(r, (double)o, s, in, roi, &ext);
+  double x = source_coord(r, (double)o, s, in, out, roi, &ext);
   if (ext)
     return 1;
-  double fl = floor(x), cf[4];
-  size_t n = coeffs(r, x == fl ? 1 : x - fl, cf);
-  long pad = (long)(n + 1) / 2, limit = (long)in + 2 * pad, idx[4];
+  double fl = floor(x), cf[RS_MAXC];
+  size_t n = coeffs(r, x == fl ? 1 : x - fl, s, cf);
+  if (n == 0)
+    return 2;
+  long pad = (long)(n + 1) / 2, limit = (long)in + 2 * pad, idx[RS_MAXC];
   double xp = x + (double)pad;
   /* The n nearest of [0, limit) form a run; grow it from the nearest. */
   long lo = (long)floor(xp);
@@ -177,9 +290,10 @@ static int axis_row(const rs_t *r, size_t o, double s, size_t in, const double *
 static int read_attrs(ctx_t *c, size_t k, int upsample, rs_t *r) {
   static const char *const known[] = {"mode", "coordinate_transformation_mode", "nearest_mode",
                                       "cubic_coeff_a", "exclude_outside", "extrapolation_value",
-                                      "scales", NULL};
-  char mode[32];
-  int64_t excl;
+                                      "scales", "antialias", "axes", "keep_aspect_ratio_policy",
+                                      NULL};
+  char mode[32], keep[32];
+  int64_t excl, aa;
   int old = upsample || c->opset < 11, rc = mpc__onnx_attr_check(c, k, known);
   if (rc != 0 || (rc = mpc__onnx_attr_str(c, k, "mode", "nearest", mode, sizeof mode)) != 0 ||
       (rc = mpc__onnx_attr_str(c, k, "coordinate_transformation_mode",
@@ -188,9 +302,21 @@ static int read_attrs(ctx_t *c, size_t k, int upsample, rs_t *r) {
                                sizeof r->nm)) != 0 ||
       (rc = mpc__onnx_attr_float(c, k, "cubic_coeff_a", -0.75, &r->a)) != 0 ||
       (rc = mpc__onnx_attr_int(c, k, "exclude_outside", 0, &excl)) != 0 ||
-      (rc = mpc__onnx_attr_float(c, k, "extrapolation_value", 0.0, &r->extrap)) != 0)
+      (rc = mpc__onnx_attr_float(c, k, "extrapolation_value", 0.0, &r->extrap)) != 0 ||
+      (rc = mpc__onnx_attr_int(c, k, "antialias", 0, &aa)) != 0 ||
+      (rc = mpc__onnx_attr_str(c, k, "keep_aspect_ratio_policy", "stretch", keep, sizeof keep)) != 0)
     return rc;
   r->exclude = excl != 0;
+  r->antialias = aa != 0;
+  if (strcmp(keep, "stretch") == 0)
+    r->keep = RS_STRETCH;
+  else if (strcmp(keep, "not_larger") == 0)
+    r->keep = RS_NOT_LARGER;
+  else if (strcmp(keep, "not_smaller") == 0)
+    r->keep = RS_NOT_SMALLER;
+  else
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "keep_aspect_ratio_policy=%s is not supported",
+                           keep);
   if (strcmp(mode, "nearest") == 0)
     r->mode = RS_NEAREST;
   else if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
@@ -201,7 +327,7 @@ static int read_attrs(ctx_t *c, size_t k, int upsample, rs_t *r) {
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported", mode);
   static const char *const ctms[] = {"half_pixel", "pytorch_half_pixel", "align_corners",
                                      "asymmetric", "tf_half_pixel_for_nn",
-                                     "tf_crop_and_resize", NULL};
+                                     "tf_crop_and_resize", "half_pixel_symmetric", NULL};
   for (size_t i = 0; ctms[i] != NULL; i++)
     if (strcmp(r->ctm, ctms[i]) == 0)
       return 0;
@@ -323,7 +449,13 @@ static int resize_axis(ctx_t *c, size_t k, const rs_t *r, int x, unsigned d, siz
     goto done;
   }
   for (size_t o = 0; o < out; o++) {
-    ext[o] = (unsigned char)axis_row(r, o, s, in, roi, M + o * in);
+    int row = axis_row(r, o, s, in, out, roi, M + o * in);
+    if (row == 2) {
+      rc = mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "axis %u: antialias at scale %g needs more than "
+                           "%d taps per element", d, s, RS_MAXC);
+      goto done;
+    }
+    ext[o] = (unsigned char)row;
     anyext |= ext[o];
     size_t ones = 0;
     src[o] = -1;
@@ -366,7 +498,8 @@ int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample) {
   const mpc_shape_t is = *shape_of(c, x);
   mpc_shape_t os;
   double scale[MPC__CT_MAX_DIMS], roi[2 * MPC__CT_MAX_DIMS];
-  if ((rc = resize_dims(c, k, upsample, &is, &os, scale)) != 0)
+  if ((rc = read_axes(c, k, is.ndim, &r)) != 0 ||
+      (rc = resize_dims(c, k, upsample, &r, &is, &os, scale)) != 0)
     return rc;
   for (unsigned d = 0; d < is.ndim; d++) {
     roi[2 * d] = 0;
@@ -376,11 +509,14 @@ int mpc__onnx_op_resize(ctx_t *c, size_t k, int upsample) {
     const mpc__ctensor_t *rt = NULL;
     if ((rc = mpc__onnx_in_const(c, k, 1, 1, &rt)) != 0)
       return rc;
-    if (rt->f == NULL || rt->numel != 2 * (size_t)is.ndim)
-      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "roi must give %u numbers", 2 * is.ndim);
+    if (rt->f == NULL || rt->numel != 2 * (size_t)r.na)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "roi must give %u numbers", 2 * r.na);
     for (unsigned d = 0; d < is.ndim; d++) {
-      roi[2 * d] = rt->f[d];
-      roi[2 * d + 1] = rt->f[d + is.ndim];
+      int j = rs_axis_of(&r, d);
+      if (j >= 0) {
+        roi[2 * d] = rt->f[j];
+        roi[2 * d + 1] = rt->f[(unsigned)j + r.na];
+      }
     }
   }
   mpc_shape_t ts = is; /* the constant term: the resized axes so far */

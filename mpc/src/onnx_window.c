@@ -381,7 +381,7 @@ static int pool_3d(ctx_t *c, size_t k, int is_max, int x) {
     rc = attr_list(c, k, "kernel_shape", 3, 1, ks);
   if (rc == 0)
     rc = attr_list(c, k, "strides", 3, 1, st);
-  if (rc == 0 && is_max)
+  if (rc == 0 && (is_max || c->opset >= 19))
     rc = attr_list(c, k, "dilations", 3, 1, dl);
   if (rc == 0 && mode == PAD_NOTSET)
     rc = attr_list(c, k, "pads", 6, 0, p);
@@ -422,7 +422,12 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
                                      "pads", "storage_order", "strides", NULL};
   static const char *const kavg[] = {"auto_pad", "ceil_mode", "count_include_pad",
                                      "kernel_shape", "pads", "strides", NULL};
-  int rc = mpc__onnx_attr_check(c, k, is_max ? kmax : kavg);
+  /* AveragePool has dilations from opset 19 on. */
+  static const char *const kavg19[] = {"auto_pad",     "ceil_mode", "count_include_pad",
+                                       "dilations",    "kernel_shape", "pads",
+                                       "strides",      NULL};
+  const int dil = is_max || c->opset >= 19;
+  int rc = mpc__onnx_attr_check(c, k, is_max ? kmax : dil ? kavg19 : kavg);
   if (rc != 0)
     return rc;
   for (size_t j = 1; j < nodep(c, k)->n_output; j++)
@@ -434,7 +439,7 @@ int mpc__onnx_op_pool(ctx_t *c, size_t k, int is_max) {
   mpc_node_t nd;
   mpc__onnx_node_init(&nd, is_max ? MPC_OP_MAXPOOL : MPC_OP_AVGPOOL, -1, -1, -1);
   int mode, oned = window_1d(c, k);
-  if ((rc = (oned ? window_attrs_1d : window_attrs)(c, k, is_max, &nd.attr, &mode)) != 0)
+  if ((rc = (oned ? window_attrs_1d : window_attrs)(c, k, dil, &nd.attr, &mode)) != 0)
     return rc;
   if (nd.attr.kh == 0)
     return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "kernel_shape is required");
@@ -519,6 +524,39 @@ static int pad_folds(ctx_t *c, size_t k, const mpc_shape_t *s, const int64_t *pv
   return strcmp(op, "Conv") == 0 || strcmp(op, "AveragePool") == 0;
 }
 
+/* Opset 18's axes input: pads then speak of those axes only (begins, then
+ * ends, in the axes' order); *pv and *pn are made the full rank's, in full. */
+static int pad_axes(ctx_t *c, size_t k, const int64_t **pv, size_t *pn, int64_t *full) {
+  if (mpc__onnx_in_name(c, k, 3) == NULL)
+    return 0;
+  const int64_t *av;
+  size_t an;
+  int rc = mpc__onnx_in_ints(c, k, 3, 1, &av, &an);
+  ent_t *e = rc == 0 ? mpc__onnx_in_ent(c, k, 0, 1, &rc) : NULL;
+  if (e == NULL)
+    return rc;
+  if (e->kind != V_ACT && e->kind != V_PAD)
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
+  const unsigned r = shape_of(c, e->node)->ndim;
+  if (*pn != 2 * an)
+    return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "%zu pads for %zu axes", *pn, an);
+  for (unsigned i = 0; i < 2 * r; i++)
+    full[i] = 0;
+  unsigned seen = 0;
+  for (size_t j = 0; j < an; j++) {
+    int64_t a = av[j] < 0 ? av[j] + (int64_t)r : av[j];
+    if (a < 0 || a >= (int64_t)r || (seen >> a) & 1u)
+      return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "axes[%zu] = %" PRId64 " is %s for rank %u", j,
+                             av[j], a < 0 || a >= (int64_t)r ? "out of range" : "repeated", r);
+    seen |= 1u << a;
+    full[a] = (*pv)[j];
+    full[a + r] = (*pv)[j + an];
+  }
+  *pv = full;
+  *pn = 2 * r;
+  return 0;
+}
+
 int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"mode", "pads", "value", NULL};
@@ -528,21 +566,27 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
   char mode[32];
   if ((rc = mpc__onnx_attr_str(c, k, "mode", "constant", mode, sizeof mode)) != 0)
     return rc;
-  int edge = strcmp(mode, "edge") == 0, reflect = strcmp(mode, "reflect") == 0;
-  if (strcmp(mode, "constant") != 0 && !edge && !reflect)
+  /* Modes other than constant: 1 edge, 2 reflect, 3 wrap (opset 19). */
+  int other = strcmp(mode, "edge") == 0      ? 1
+              : strcmp(mode, "reflect") == 0 ? 2
+              : strcmp(mode, "wrap") == 0    ? 3
+                                             : 0;
+  if (strcmp(mode, "constant") != 0 && other == 0)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "mode=%s is not supported", mode);
   const int64_t *pv;
   size_t pn;
+  int64_t full[2 * MPC__CT_MAX_DIMS];
   double value = 0.0;
   if (c->opset >= 11) {
     if (mpc__onnx_attr_find(c, k, "pads") != NULL || mpc__onnx_attr_find(c, k, "value") != NULL)
       return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "pads and value are inputs from opset 11 on");
-    if ((rc = mpc__onnx_in_ints(c, k, 1, 1, &pv, &pn)) != 0)
+    if ((rc = mpc__onnx_in_ints(c, k, 1, 1, &pv, &pn)) != 0 ||
+        (rc = pad_axes(c, k, &pv, &pn, full)) != 0)
       return rc;
     const mpc__ctensor_t *cv = NULL;
     ent_t *ve = mpc__onnx_in_name(c, k, 2) != NULL ? mpc__onnx_in_ent(c, k, 2, 0, &rc) : NULL;
     int x;
-    if (ve != NULL && ve->kind == V_ACT && !edge && !reflect) {
+    if (ve != NULL && ve->kind == V_ACT && !other) {
       if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
         return rc;
       return mpc__onnx_emit_pad_value(c, k, x, ve->node, pv, pn);
@@ -554,8 +598,6 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
         return mpc__onnx_nfail(c, k, TANDEM_EPARSE, "constant_value must be a scalar");
       value = cv->f != NULL ? cv->f[0] : (double)cv->i[0];
     }
-    if (mpc__onnx_in_name(c, k, 3) != NULL)
-      return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "the axes input is not supported");
   } else {
     if ((rc = mpc__onnx_attr_ints(c, k, "pads", &pv, &pn)) != 0 ||
         (rc = mpc__onnx_attr_float(c, k, "value", 0.0, &value)) != 0)
@@ -572,11 +614,11 @@ int mpc__onnx_op_pad(ctx_t *c, size_t k, int variant) {
     return rc2;
   if (e->kind == V_CONST)
     return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "padding a constant is not supported");
-  if (edge || reflect) {
+  if (other) {
     int x;
     if ((rc = mpc__onnx_in_act(c, k, 0, &x)) != 0)
       return rc;
-    return mpc__onnx_emit_pad_mode(c, k, x, pv, pn, reflect);
+    return mpc__onnx_emit_pad_mode(c, k, x, pv, pn, other - 1);
   }
   const mpc_shape_t *s = shape_of(c, e->node);
   if (e->kind == V_ACT && !pad_folds(c, k, s, pv, pn))

@@ -8,6 +8,10 @@
  * edge-padded axis by distance, as the reference does); then run privately
  * (batch 2) against the evaluator, in no round at all (the
  * axes' linear maps composed into one local gate). Data from splitmix64.
+ * Opset 18's antialias, axes and keep_aspect_ratio_policy and opset 19's
+ * half_pixel_symmetric are ported from the same reference
+ * (_linear_coeffs_antialias, _cubic_coeffs_antialias, the policy's
+ * rounding of scale * size).
  */
 #include <check.h>
 #include <math.h>
@@ -31,13 +35,16 @@ typedef struct {
   size_t h, w;                 /* input [N, 2, h, w] */
   double sh, sw;               /* scales on H and W, or */
   size_t oh, ow;               /* sizes (when sh == 0) */
+  int aa;                      /* antialias (opset 18) */
+  const char *keep;            /* keep_aspect_ratio_policy (opset 18), NULL: stretch */
+  int axes;                    /* scales or sizes given for axes [3, 2] only (opset 18) */
 } rcase_t;
 
 /* ---- the reference -------------------------------------------------------- */
 
 static const rcase_t *cur;
 
-static double ref_x(double o, double s, size_t in) {
+static double ref_x(double o, double s, size_t in, size_t out) {
   const char *ctm = cur->ctm != NULL ? cur->ctm : "half_pixel";
   double ow = s * (double)in;
   if (strcmp(ctm, "align_corners") == 0)
@@ -46,13 +53,47 @@ static double ref_x(double o, double s, size_t in) {
     return o / s;
   if (strcmp(ctm, "pytorch_half_pixel") == 0)
     return ow == 1 ? -0.5 : (o + 0.5) / s - 0.5;
+  if (strcmp(ctm, "half_pixel_symmetric") == 0) {
+    double adjustment = (double)out / ow, center = (double)in / 2;
+    double offset = center * (1 - adjustment);
+    return offset + (o + 0.5) / s - 0.5;
+  }
   return (o + 0.5) / s - 0.5;
 }
 
-static size_t ref_coeffs(double r, double *c) {
+static double cubic_coeff(double x, double A) {
+  x = fabs(x);
+  if (x <= 1)
+    return ((A + 2) * x - (A + 3)) * x * x + 1;
+  if (x < 2)
+    return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+  return 0;
+}
+
+static size_t ref_coeffs(double r, double s, double *c) {
   const char *mode = cur->mode != NULL ? cur->mode : "nearest";
+  double A = cur->a != 0 ? (double)(float)cur->a : -0.75; /* an attribute is a float */
+  if (cur->aa && strcmp(mode, "nearest") != 0) {
+    double scale = s > 1.0 ? 1.0 : s, sum = 0;
+    size_t n = 0;
+    if (strcmp(mode, "cubic") == 0) {
+      long i_start = (long)floor(-2 / scale) + 1, i_end = 2 - i_start;
+      for (long i = i_start; i < i_end; i++)
+        c[n++] = cubic_coeff(scale * ((double)i - r), A);
+    } else {
+      long start = (long)floor(-1 / scale) + 1, footprint = 2 - 2 * start;
+      for (long i = start; i < start + footprint; i++) {
+        double a = ((double)i - r) * scale;
+        c[n++] = fmin(1, fmax(0, 1 - fabs(a)));
+      }
+    }
+    for (size_t j = 0; j < n; j++)
+      sum += c[j];
+    for (size_t j = 0; j < n; j++)
+      c[j] /= sum;
+    return n;
+  }
   if (strcmp(mode, "cubic") == 0) {
-    double A = cur->a != 0 ? (double)(float)cur->a : -0.75; /* an attribute is a float */
     c[0] = ((A * (r + 1) - 5 * A) * (r + 1) + 8 * A) * (r + 1) - 4 * A;
     c[1] = ((A + 2) * r - (A + 3)) * r * r + 1;
     c[2] = ((A + 2) * (1 - r) - (A + 3)) * (1 - r) * (1 - r) + 1;
@@ -91,12 +132,12 @@ static int by_idx(const void *pa, const void *pb) {
 }
 
 /* interpolate_1d_with_x over data[0..in) (stride st). */
-static double ref_1d(const double *data, size_t in, double s, double o) {
-  double x = ref_x(o, s, in), c[4];
+static double ref_1d(const double *data, size_t in, double s, size_t out, double o) {
+  double x = ref_x(o, s, in, out), c[64];
   double r = x == floor(x) ? 1 : x - floor(x);
-  size_t n = ref_coeffs(r, c);
-  long pad = (long)ceil((double)n / 2), lim = (long)in + 2 * pad, all[64];
-  ck_assert(lim <= 64);
+  size_t n = ref_coeffs(r, s, c);
+  long pad = (long)ceil((double)n / 2), lim = (long)in + 2 * pad, all[128];
+  ck_assert(lim <= 128);
   for (long i = 0; i < lim; i++)
     all[i] = i;
   sort_x = x + (double)pad;
@@ -118,42 +159,61 @@ static double ref_1d(const double *data, size_t in, double s, double o) {
 }
 
 /* Output element (oy, ox) of one [h, w] plane: the rows' values first. */
-static double ref_2d(const double *plane, size_t h, size_t w, double sh, double sw, size_t oy,
-                     size_t ox) {
+static double ref_2d(const double *plane, size_t h, size_t w, double sh, double sw, size_t oh,
+                     size_t ow, size_t oy, size_t ox) {
   double col[64];
   ck_assert(h <= 64);
   for (size_t i = 0; i < h; i++)
-    col[i] = ref_1d(plane + i * w, w, sw, (double)ox);
-  return ref_1d(col, h, sh, (double)oy);
+    col[i] = ref_1d(plane + i * w, w, sw, ow, (double)ox);
+  return ref_1d(col, h, sh, oh, (double)oy);
 }
 
 /* ---- the cases ------------------------------------------------------------ */
 
 static const rcase_t cases[] = {
-    {"nearest", NULL, NULL, 0, 0, 4, 4, 0.6, 0.6, 0, 0},
-    {"nearest", NULL, NULL, 0, 0, 2, 2, 0, 0, 7, 8},
-    {"nearest", "half_pixel", "ceil", 0, 0, 4, 4, 0, 0, 8, 6},
-    {"nearest", "align_corners", "floor", 0, 0, 4, 4, 0, 0, 8, 7},
-    {"nearest", "asymmetric", "round_prefer_ceil", 0, 0, 4, 4, 0, 0, 9, 5},
-    {"nearest", "pytorch_half_pixel", NULL, 0, 0, 5, 3, 0, 0, 3, 1},
-    {"linear", NULL, NULL, 0, 0, 2, 2, 2, 2, 0, 0},
-    {"linear", NULL, NULL, 0, 0, 4, 5, 0.6, 0.6, 0, 0},
-    {"linear", "align_corners", NULL, 0, 0, 2, 3, 2.5, 1.5, 0, 0},
-    {"linear", "align_corners", NULL, 0, 0, 4, 4, 0.6, 0.6, 0, 0},
-    {"linear", "pytorch_half_pixel", NULL, 0, 0, 4, 4, 0, 0, 3, 1},
-    {"linear", "asymmetric", NULL, 0, 0, 3, 5, 0, 0, 7, 9},
-    {"linear", "half_pixel", NULL, 0, 1, 5, 4, 0, 0, 11, 3},
-    {"cubic", NULL, NULL, 0, 0, 4, 4, 2, 2, 0, 0},
-    {"cubic", NULL, NULL, 0, 0, 4, 4, 0.8, 0.8, 0, 0},
-    {"cubic", NULL, NULL, -0.5, 1, 4, 4, 2, 2, 0, 0},
-    {"cubic", NULL, NULL, -0.5, 1, 4, 4, 0.8, 0.8, 0, 0},
-    {"cubic", "align_corners", NULL, 0, 0, 4, 4, 2, 2, 0, 0},
-    {"cubic", "align_corners", NULL, 0, 0, 4, 4, 0.8, 0.8, 0, 0},
-    {"cubic", "asymmetric", NULL, 0, 0, 4, 4, 2, 2, 0, 0},
-    {"cubic", NULL, NULL, 0, 0, 4, 4, 0, 0, 9, 10},
-    {"cubic", NULL, NULL, 0, 0, 4, 4, 0, 0, 3, 3},
-    {"cubic", "pytorch_half_pixel", NULL, 0, 0, 6, 5, 0, 0, 4, 13},
-    {"cubic", "half_pixel", NULL, -0.6, 1, 7, 2, 1.7, 3.25, 0, 0},
+    {"nearest", NULL, NULL, 0, 0, 4, 4, 0.6, 0.6, 0, 0, 0, NULL, 0},
+    {"nearest", NULL, NULL, 0, 0, 2, 2, 0, 0, 7, 8, 0, NULL, 0},
+    {"nearest", "half_pixel", "ceil", 0, 0, 4, 4, 0, 0, 8, 6, 0, NULL, 0},
+    {"nearest", "align_corners", "floor", 0, 0, 4, 4, 0, 0, 8, 7, 0, NULL, 0},
+    {"nearest", "asymmetric", "round_prefer_ceil", 0, 0, 4, 4, 0, 0, 9, 5, 0, NULL, 0},
+    {"nearest", "pytorch_half_pixel", NULL, 0, 0, 5, 3, 0, 0, 3, 1, 0, NULL, 0},
+    {"linear", NULL, NULL, 0, 0, 2, 2, 2, 2, 0, 0, 0, NULL, 0},
+    {"linear", NULL, NULL, 0, 0, 4, 5, 0.6, 0.6, 0, 0, 0, NULL, 0},
+    {"linear", "align_corners", NULL, 0, 0, 2, 3, 2.5, 1.5, 0, 0, 0, NULL, 0},
+    {"linear", "align_corners", NULL, 0, 0, 4, 4, 0.6, 0.6, 0, 0, 0, NULL, 0},
+    {"linear", "pytorch_half_pixel", NULL, 0, 0, 4, 4, 0, 0, 3, 1, 0, NULL, 0},
+    {"linear", "asymmetric", NULL, 0, 0, 3, 5, 0, 0, 7, 9, 0, NULL, 0},
+    {"linear", "half_pixel", NULL, 0, 1, 5, 4, 0, 0, 11, 3, 0, NULL, 0},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 2, 2, 0, 0, 0, NULL, 0},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 0.8, 0.8, 0, 0, 0, NULL, 0},
+    {"cubic", NULL, NULL, -0.5, 1, 4, 4, 2, 2, 0, 0, 0, NULL, 0},
+    {"cubic", NULL, NULL, -0.5, 1, 4, 4, 0.8, 0.8, 0, 0, 0, NULL, 0},
+    {"cubic", "align_corners", NULL, 0, 0, 4, 4, 2, 2, 0, 0, 0, NULL, 0},
+    {"cubic", "align_corners", NULL, 0, 0, 4, 4, 0.8, 0.8, 0, 0, 0, NULL, 0},
+    {"cubic", "asymmetric", NULL, 0, 0, 4, 4, 2, 2, 0, 0, 0, NULL, 0},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 0, 0, 9, 10, 0, NULL, 0},
+    {"cubic", NULL, NULL, 0, 0, 4, 4, 0, 0, 3, 3, 0, NULL, 0},
+    {"cubic", "pytorch_half_pixel", NULL, 0, 0, 6, 5, 0, 0, 4, 13, 0, NULL, 0},
+    {"cubic", "half_pixel", NULL, -0.6, 1, 7, 2, 1.7, 3.25, 0, 0, 0, NULL, 0},
+    /* opset 18: antialias when downsampling (linear and cubic) */
+    {"linear", NULL, NULL, 0, 0, 8, 8, 0.5, 0.5, 0, 0, 1, NULL, 0},
+    {"linear", "align_corners", NULL, 0, 0, 9, 7, 0.4, 0.6, 0, 0, 1, NULL, 0},
+    {"cubic", NULL, NULL, 0, 0, 8, 10, 0.5, 0.55, 0, 0, 1, NULL, 0},
+    {"cubic", NULL, NULL, -0.5, 1, 7, 9, 0.45, 0.7, 0, 0, 1, NULL, 0},
+    {"cubic", NULL, NULL, 0, 0, 5, 6, 0, 0, 3, 2, 1, NULL, 0},
+    {"linear", NULL, NULL, 0, 0, 4, 4, 2, 1.5, 0, 0, 1, NULL, 0}, /* upsampling: no effect */
+    /* opset 18: keep_aspect_ratio_policy with sizes; axes [3, 2] */
+    {"linear", NULL, NULL, 0, 0, 4, 6, 0, 0, 8, 9, 0, "not_larger", 0},
+    {"nearest", NULL, NULL, 0, 0, 4, 6, 0, 0, 8, 9, 0, "not_smaller", 1},
+    {"cubic", NULL, NULL, 0, 0, 5, 3, 0, 0, 3, 7, 0, "not_smaller", 1},
+    {"linear", NULL, NULL, 0, 0, 4, 5, 1.5, 0.75, 0, 0, 0, NULL, 1},
+    {"nearest", NULL, NULL, 0, 0, 4, 5, 0, 0, 7, 3, 0, NULL, 1},
+    {"cubic", NULL, NULL, 0, 0, 5, 4, 0, 0, 3, 8, 0, "not_larger", 1},
+    /* opset 19: half_pixel_symmetric */
+    {"linear", "half_pixel_symmetric", NULL, 0, 0, 4, 5, 0.6, 1.7, 0, 0, 0, NULL, 0},
+    {"nearest", "half_pixel_symmetric", NULL, 0, 0, 5, 4, 2.5, 0.6, 0, 0, 0, NULL, 0},
+    {"cubic", "half_pixel_symmetric", NULL, 0, 0, 4, 4, 0, 0, 7, 3, 0, NULL, 0},
+    {"linear", "half_pixel_symmetric", NULL, 0, 0, 9, 8, 0.35, 0.55, 0, 0, 1, NULL, 0},
 };
 
 static uint64_t splitmix(uint64_t *s) {
@@ -164,18 +224,31 @@ static uint64_t splitmix(uint64_t *s) {
 }
 
 static void build(const rcase_t *c, mpc_graph_t *g, mpc_weights_t *w) {
-  ob_t *b = ob_new(13);
+  int sym = c->ctm != NULL && strcmp(c->ctm, "half_pixel_symmetric") == 0;
+  ob_t *b = ob_new(sym ? 19 : c->aa || c->keep != NULL || c->axes ? 18 : 13);
   ob_input(b, "x", FLOAT, 4, I64(2, 2, (int64_t)c->h, (int64_t)c->w));
   ob_init_f(b, "roi", 1, I64(0), (double[]){0});
   Onnx__NodeProto *n;
-  if (c->sh != 0) {
+  if (c->sh != 0 && c->axes) {
+    ob_init_f(b, "scales", 1, I64(2), (double[]){c->sw, c->sh});
+    n = ob_node(b, "Resize", "rs", "x,roi,scales", "y");
+  } else if (c->sh != 0) {
     ob_init_f(b, "scales", 1, I64(4), (double[]){1, 1, c->sh, c->sw});
     n = ob_node(b, "Resize", "rs", "x,roi,scales", "y");
   } else {
     ob_init_f(b, "scales", 1, I64(0), (double[]){0});
-    ob_init_i64(b, "sizes", 4, I64(2, 2, (int64_t)c->oh, (int64_t)c->ow));
+    if (c->axes)
+      ob_init_i64(b, "sizes", 2, I64((int64_t)c->ow, (int64_t)c->oh));
+    else
+      ob_init_i64(b, "sizes", 4, I64(2, 2, (int64_t)c->oh, (int64_t)c->ow));
     n = ob_node(b, "Resize", "rs", "x,roi,scales,sizes", "y");
   }
+  if (c->axes)
+    ob_attr_ints(b, n, "axes", 2, I64(3, 2));
+  if (c->aa)
+    ob_attr_i(b, n, "antialias", 1);
+  if (c->keep != NULL)
+    ob_attr_s(b, n, "keep_aspect_ratio_policy", c->keep);
   ob_attr_s(b, n, "mode", c->mode);
   if (c->ctm != NULL)
     ob_attr_s(b, n, "coordinate_transformation_mode", c->ctm);
@@ -209,17 +282,28 @@ START_TEST(test_resize_case) {
   for (size_t i = 0; i < mpc_shape_numel(&s); i++)
     in.data[i] = (double)(splitmix(&seed) >> 11) / 9007199254740992.0 * 8 - 4;
   ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
-  /* The scales the reference sees: given, or sizes over the input's. */
+  /* The scales the reference sees: given, or sizes over the input's, or
+   * with a policy the least (not_larger) or greatest of those, the sizes
+   * then round(scale * input size), half to even as numpy's round. */
   size_t oh = c->sh != 0 ? (size_t)floor((double)c->h * c->sh) : c->oh;
   size_t ow = c->sh != 0 ? (size_t)floor((double)c->w * c->sw) : c->ow;
   double sh = c->sh != 0 ? (double)(float)c->sh : (double)c->oh / (double)c->h;
   double sw = c->sh != 0 ? (double)(float)c->sw : (double)c->ow / (double)c->w;
+  if (c->keep != NULL) {
+    /* Without axes the batch and channel axes' sizes (2 / 2) count too. */
+    int lt = strcmp(c->keep, "not_larger") == 0;
+    sh = sw = lt ? fmin(sh, sw) : fmax(sh, sw);
+    if (!c->axes)
+      sh = sw = lt ? fmin(sh, 1) : fmax(sh, 1);
+    oh = (size_t)nearbyint(sh * (double)c->h);
+    ow = (size_t)nearbyint(sw * (double)c->w);
+  }
   ck_assert_uint_eq(out.shape.dim[2], oh);
   ck_assert_uint_eq(out.shape.dim[3], ow);
   for (size_t p = 0; p < 4; p++)
     for (size_t y = 0; y < oh; y++)
       for (size_t x = 0; x < ow; x++) {
-        double want = ref_2d(in.data + p * c->h * c->w, c->h, c->w, sh, sw, y, x);
+        double want = ref_2d(in.data + p * c->h * c->w, c->h, c->w, sh, sw, oh, ow, y, x);
         double got = out.data[(p * oh + y) * ow + x];
         ck_assert_msg(fabs(got - want) <= 1e-9, "case %d (%s %s): plane %zu [%zu,%zu] %.12g, want %.12g",
                       _i, c->mode, c->ctm != NULL ? c->ctm : "half_pixel", p, y, x, got, want);
