@@ -41,6 +41,19 @@ static void load(ob_t *b, mpc_graph_t *g, mpc_weights_t *w) {
   ck_assert_msg(rc == 0, "import failed: %s", err);
 }
 
+/* b's import must fail (b is freed): its code, the message in err. */
+static int load_err(ob_t *b, char err[512]) {
+  size_t len;
+  uint8_t *buf = ob_pack(b, &len);
+  ob_free(b);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  int rc = mpc_onnx_load_buffer(buf, len, &g, &w, err, 512);
+  free(buf);
+  ck_assert_int_ne(rc, 0);
+  return rc;
+}
+
 /* Random input of shape s in [-4, 4). */
 static void fill(mpc_ftensor_t *in, const mpc_shape_t *s, uint64_t seed) {
   ck_assert_int_eq(mpc_ftensor_init(in, s), 0);
@@ -124,15 +137,8 @@ START_TEST(test_pad_axes_refused) {
     ob_init_i64(b, "axes", bad[t].na, bad[t].axes);
     ob_node(b, "Pad", "pad", "x,pads,,axes", "y");
     ob_output(b, "y");
-    size_t len;
-    uint8_t *buf = ob_pack(b, &len);
-    ob_free(b);
     char err[512];
-    mpc_graph_t g;
-    mpc_weights_t w;
-    int rc = mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err);
-    free(buf);
-    ck_assert_int_ne(rc, 0);
+    load_err(b, err);
     ck_assert_msg(strstr(err, "node 'pad' (Pad)") != NULL && strstr(err, bad[t].frag) != NULL,
                   "case %zu: '%s' lacks '%s'", t, err, bad[t].frag);
   }
@@ -184,14 +190,8 @@ START_TEST(test_avgpool_dilations) {
   ob_attr_ints(b, n, "kernel_shape", 2, I64(2, 2));
   ob_attr_ints(b, n, "dilations", 2, I64(2, 2));
   ob_output(b, "y");
-  size_t len;
-  uint8_t *buf = ob_pack(b, &len);
-  ob_free(b);
   char err[512];
-  mpc_graph_t g;
-  mpc_weights_t w;
-  ck_assert_int_ne(mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err), 0);
-  free(buf);
+  load_err(b, err);
   ck_assert_msg(strstr(err, "dilations") != NULL, "%s", err);
 }
 END_TEST
@@ -285,13 +285,8 @@ START_TEST(test_opset_range) {
   ob_input(b, "x", FLOAT, 2, I64(2, 4));
   ob_node(b, "Relu", "r", "x", "y");
   ob_output(b, "y");
-  size_t len;
-  uint8_t *buf = ob_pack(b, &len);
-  ob_free(b);
   char err[512];
-  int rc = mpc_onnx_load_buffer(buf, len, &g, &w, err, sizeof err);
-  free(buf);
-  ck_assert_int_eq(rc, TANDEM_EUNSUPOP);
+  ck_assert_int_eq(load_err(b, err), TANDEM_EUNSUPOP);
   ck_assert_msg(strstr(err, "opset 22") != NULL && strstr(err, "9 to 21") != NULL, "%s", err);
 }
 END_TEST
