@@ -124,11 +124,15 @@ static const sm_fn_t *sm_fn(int op) {
       {BP(bp_rsqrt), 16, 0, 0.125, 0},
       {BP(bp_sqrt), 0, 0, 8, 0},
   };
+  static const double bp_ramp6[] = {6};
   static const sm_fn_t wide[] = {
       {BP(bp_exp_wide), 0, 0, 54.598150033144236, 0}, /* 0 below -16, exp(4) above 4 */
       {BP(bp_recip_signed), -1.0 / 64, 0, 1.0 / 64, 0},
+      {BP(bp_gelu), 0, 0, 0, 0},  /* GELU_IN: GELU's pieces, 0 outside */
+      {BP(bp_gelut), 0, 0, 0, 0}, /* GELUT_IN */
+      {BP(bp_ramp6), 0, 0, 0, 1}, /* RAMP6: 0, then the identity from 6 */
   };
-  if (op >= (int)MPC__FN_EXP_WIDE && op <= (int)MPC__FN_RECIP_SIGNED)
+  if (op >= (int)MPC__FN_EXP_WIDE && op <= (int)MPC__FN_RAMP6)
     return &wide[op - (int)MPC__FN_EXP_WIDE];
   if (op < (int)MPC_OP_SIGMOID || op > (int)MPC_OP_SQRT)
     return NULL;
@@ -154,6 +158,12 @@ double mpc__smooth_float(mpc_op_t op, double x) {
     return exp(x);
   if (op == MPC__FN_RECIP_SIGNED)
     return 1 / x;
+  if (op == MPC__FN_GELU_IN)
+    return x < 6 ? mpc__smooth_float(MPC_OP_GELU, x) : 0;
+  if (op == MPC__FN_GELUT_IN)
+    return x < 6 ? gelu_tanh(x) : 0;
+  if (op == MPC__FN_RAMP6)
+    return x < 6 ? 0 : x;
   switch (op) {
   case MPC_OP_SIGMOID:
     return 1 / (1 + exp(-x));
@@ -188,6 +198,10 @@ double mpc__smooth_mag(mpc_op_t op, double b) {
     return exp(b < 4 ? b : 4);
   if (op == MPC__FN_RECIP_SIGNED)
     return 4;
+  if (op == MPC__FN_GELU_IN || op == MPC__FN_GELUT_IN)
+    return b < 6 ? (b > 0.17 ? b : 0.17) : 6; /* |GELU(x)| <= |x| for x > 0 */
+  if (op == MPC__FN_RAMP6)
+    return b < 6 ? 0 : b;
   switch (op) {
   case MPC_OP_TANH:
     return tanh(b);

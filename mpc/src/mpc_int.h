@@ -298,6 +298,13 @@ double mpc__smooth_mag(mpc_op_t op, double b);
  * positive). The function a graph node of op runs on. */
 #define MPC__FN_EXP_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 1))
 #define MPC__FN_RECIP_SIGNED ((mpc_op_t)((int)MPC_OP_LAST + 2))
+/* GELU as two gates on one input (plan.c): its pieces below 6, 0 from 6 on
+ * (an output under 6 in magnitude, so the cubic terms keep 57 fractional
+ * bits whatever the input's range), and the ramp, x from 6 on and 0 below
+ * (exact at f bits, no truncation); their sum is GELU. */
+#define MPC__FN_GELU_IN ((mpc_op_t)((int)MPC_OP_LAST + 3))
+#define MPC__FN_GELUT_IN ((mpc_op_t)((int)MPC_OP_LAST + 4))
+#define MPC__FN_RAMP6 ((mpc_op_t)((int)MPC_OP_LAST + 5))
 mpc_op_t mpc__smooth_node_fn(mpc_op_t op);
 /* The gate's output fractional bits for op when its output satisfies
  * |v| < 2^out_log2 (real units), at f input bits. */

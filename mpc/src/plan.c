@@ -802,12 +802,66 @@ static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, un
   return out;
 }
 
+/* GELU (either form) of v as two gates on one opening: its pieces below 6
+ * (an output under 6 whatever the input's range, so the cubic terms keep 57
+ * fractional bits; as one gate whose output shared GELU's range, a wide
+ * input left them 15 and an error of 2.4e-2), truncated as smooth_val's,
+ * plus the ramp (x from 6 on, 0 below: its one piece the identity, exact at
+ * f bits, no truncation) when the input can reach 6. Same rounds as one
+ * gate: the opening (none on a MASKED value), then the truncation. */
+static int gelu_val(cc_t *cc, int node, mpc_op_t op, int v) {
+  const char *name = cc->g->nodes[node].name;
+  mpc__val_t *val = &cc->p->vals[v];
+  unsigned f = cc->p->f, q = mpc__smooth_q(f);
+  if (q == 0 || f > 24 || val->scale < 1 || val->scale > 2)
+    return smooth_val(cc, node, op, v, 0, 0, -64); /* its own errors */
+  unsigned s = val->scale * f - q, L = gate_bound(cc, v, s, 0);
+  if (L < s + 4)
+    L = s + 4;
+  int inner = op == MPC_OP_GELU ? (int)MPC__FN_GELU_IN : (int)MPC__FN_GELUT_IN;
+  if (ldexp(1.0, (int)L - 1 - (int)(val->scale * f)) <= 6)
+    return smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64); /* never reaches 6 */
+  mpc_shape_t shape = val->shape;
+  if (val->kind != MPC__V_MASKED) { /* one opening for both gates */
+    int m = new_val(cc, &shape, MPC__V_MASKED, cc->p->vals[v].scale, cc->p->vals[v].node);
+    if (m < 0)
+      return m;
+    if (new_gate(cc, MPC__G_OPEN, v, -1, m, name) == NULL)
+      return TANDEM_ENOMEM;
+    v = m;
+  }
+  int in = smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64);
+  int ramp = in < 0 ? in : new_val(cc, &shape, MPC__V_SHARED, 1, node);
+  if (ramp < 0)
+    return ramp;
+  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, ramp, name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->fn = (int)MPC__FN_RAMP6;
+  g->shift = s;
+  g->bound = L;
+  g->fout = f;
+  int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
+  if (out < 0)
+    return out;
+  if ((g = new_gate(cc, MPC__G_ADD, in, ramp, out, name)) == NULL)
+    return TANDEM_ENOMEM;
+  return out;
+}
+
 /* A smooth operator node: its output's exponent from the model owner's
  * analysis when there is one. */
 static int lower_smooth(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   const mpc_graph_t *gr = cc->g;
   int ecap = gr->mag_log2 != NULL && gr->nmag == gr->nnodes ? gr->mag_log2[node] : -64;
+  if (nd->op == MPC_OP_GELU || nd->op == MPC_OP_GELU_TANH) {
+    int out = gelu_val(cc, node, nd->op, cc->act[nd->in[0]]);
+    if (out < 0)
+      return out;
+    cc->act[node] = out;
+    return 0;
+  }
   int out = smooth_val(cc, node, mpc__smooth_node_fn(nd->op), cc->act[nd->in[0]], 0, 0, ecap);
   if (out < 0)
     return out;

@@ -129,6 +129,9 @@ static const char *gate_what(const mpc__gate_t *g) {
   if (g->kind == MPC__G_SMOOTH)
     return g->fn == (int)MPC__FN_EXP_WIDE       ? "Exp"
            : g->fn == (int)MPC__FN_RECIP_SIGNED ? "Reciprocal"
+           : g->fn == (int)MPC__FN_GELU_IN      ? "Gelu"
+           : g->fn == (int)MPC__FN_GELUT_IN     ? "GeluTanh"
+           : g->fn == (int)MPC__FN_RAMP6        ? "Gelu ramp"
                                                 : mpc_op_name((mpc_op_t)g->fn);
   if (g->kind == MPC__G_NONLIN)
     return g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";

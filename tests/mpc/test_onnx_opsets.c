@@ -231,14 +231,20 @@ START_TEST(test_reduce_split_18) {
 END_TEST
 
 /* Gelu (opset 20) in both forms against its definition; privately within
- * the smooth gates' stated bound, 2e-4 (measured 9.9e-5). */
+ * the smooth gates' stated bound, 2e-4 (measured 9.9e-5): with the owner's
+ * bounds (input bound 4, as share-model sets them) and without any (the
+ * gate then spans the ring: as one gate sharing GELU's output range its
+ * cubic terms kept 15 fractional bits, an error of 2.4e-2; split into its
+ * pieces and the ramp from 6 on, plan.c's gelu_val, they keep 57), on
+ * inputs in [-4, 4) and on wide ones. */
 START_TEST(test_gelu_20) {
   static const char *const forms[] = {"none", "tanh"};
-  for (int t = 0; t < 2; t++) {
+  for (int t = 0; t < 8; t++) {
+    int tanh_form = t & 1, bounded = (t >> 1) & 1, wide = t >> 2;
     ob_t *b = ob_new(20);
     ob_input(b, "x", FLOAT, 2, I64(2, 16));
     Onnx__NodeProto *n = ob_node(b, "Gelu", "ge", "x", "y");
-    ob_attr_s(b, n, "approximate", forms[t]);
+    ob_attr_s(b, n, "approximate", forms[tanh_form]);
     ob_output(b, "y");
     mpc_graph_t g;
     mpc_weights_t w;
@@ -246,16 +252,17 @@ START_TEST(test_gelu_20) {
     mpc_shape_t s = {2, {2, 16}};
     mpc_ftensor_t in;
     fill(&in, &s, 0x6e1 + (uint64_t)t);
-    /* The owner's bounds, as share-model sets them (the README's error
-     * bounds assume them: without, the gate spans the whole ring and its
-     * cubic terms keep fewer bits, 2.4e-2 here). */
-    g.input_bound = 4;
-    ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+    for (int i = 0; wide && i < 32; i++)
+      in.data[i] *= 6; /* [-24, 24): both ends of the pieces, the ramp */
+    if (bounded) {
+      g.input_bound = wide ? 24 : 4;
+      ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+    }
     double want[32];
     for (int i = 0; i < 32; i++) {
       double x = in.data[i];
-      want[i] = t == 0 ? 0.5 * x * (1 + erf(x / sqrt(2.0)))
-                       : 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+      want[i] = !tanh_form ? 0.5 * x * (1 + erf(x / sqrt(2.0)))
+                           : 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     }
     check(&g, &w, &in, &s, want, 1e-9, 2e-4);
   }
