@@ -797,16 +797,108 @@ static void print_link(FILE *f, const popts_t *o, const pres_t *r, const proj_t 
   }
 }
 
-/* --by-gate: one row (or JSON object) per gate of the plan. */
+/* The group of a gate's label for --by-gate's summary by layer: its first
+ * two path components ("/layers.0/ln1/Mul" -> "/layers.0"), else the label's
+ * first component or "(unlabelled)"; written to out. */
+static void layer_of(const char *label, char *out, size_t outlen) {
+  if (label == NULL || label[0] == '\0') {
+    snprintf(out, outlen, "(unlabelled)");
+    return;
+  }
+  const char *a = strchr(label + 1, '/');
+  int len = a != NULL ? (int)(a - label) : (int)strlen(label);
+  snprintf(out, outlen, "%.*s", len > 40 ? 40 : len, label);
+}
+
+typedef struct {
+  char name[48];
+  size_t gates;
+  unsigned rounds;       /* distinct rounds its gates send in */
+  uint64_t online, prep; /* bytes: to the other party; from the dealer (P0 + P1) */
+  unsigned char *seen;   /* rounds seen, one byte each */
+} gsum_t;
+
+/* Adds gate gi to the row named name of sums (appending it), nrounds the
+ * plan's. 0, or TANDEM_ENOMEM. */
+static int gsum_add(gsum_t **sums, size_t *n, const char *name, const mpc_gate_info_t *gi,
+                    unsigned nrounds) {
+  size_t i = 0;
+  while (i < *n && strcmp((*sums)[i].name, name) != 0)
+    i++;
+  if (i == *n) {
+    gsum_t *t = realloc(*sums, (*n + 1) * sizeof *t);
+    if (t == NULL)
+      return TANDEM_ENOMEM;
+    *sums = t;
+    memset(&t[i], 0, sizeof t[i]);
+    snprintf(t[i].name, sizeof t[i].name, "%s", name);
+    if ((t[i].seen = calloc(nrounds + 1, 1)) == NULL)
+      return TANDEM_ENOMEM;
+    (*n)++;
+  }
+  gsum_t *g = &(*sums)[i];
+  g->gates++;
+  g->online += gi->online_bytes;
+  g->prep += gi->prep_bytes[0] + gi->prep_bytes[1];
+  if (gi->rounds > 0 && gi->round <= nrounds && !g->seen[gi->round]) {
+    g->seen[gi->round] = 1;
+    g->rounds++;
+  }
+  return 0;
+}
+
+/* --by-gate's totals by gate kind and by layer (text only). */
+static void print_gate_sums(FILE *f, const mpc_plan_t *plan) {
+  unsigned nrounds = 0;
+  for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
+    mpc_gate_info_t gi;
+    if (mpc_plan_gate(plan, i, &gi) == 0 && gi.rounds > 0 && gi.round + 1 > nrounds)
+      nrounds = gi.round + 1;
+  }
+  gsum_t *sums[2] = {NULL, NULL};
+  size_t n[2] = {0, 0};
+  int rc = 0;
+  for (size_t i = 0; i < mpc_plan_ngates(plan) && rc == 0; i++) {
+    mpc_gate_info_t gi;
+    char layer[48];
+    if (mpc_plan_gate(plan, i, &gi) != 0)
+      continue;
+    layer_of(gi.label, layer, sizeof layer);
+    rc = gsum_add(&sums[0], &n[0], gi.kind, &gi, nrounds);
+    if (rc == 0)
+      rc = gsum_add(&sums[1], &n[1], layer, &gi, nrounds);
+  }
+  static const char *const head[2] = {"by gate kind", "by layer (label prefix)"};
+  for (int t = 0; t < 2 && rc == 0; t++) {
+    fprintf(f, "  %-38s %6s %6s %14s %16s\n", head[t], "gates", "rounds", "online bytes",
+            "dealer bytes");
+    for (size_t i = 0; i < n[t]; i++)
+      fprintf(f, "  %-38.38s %6zu %6u %14llu %16llu\n", sums[t][i].name, sums[t][i].gates,
+              sums[t][i].rounds, (unsigned long long)sums[t][i].online,
+              (unsigned long long)sums[t][i].prep);
+  }
+  if (rc != 0)
+    fprintf(f, "  (no summary: out of memory)\n");
+  for (int t = 0; t < 2; t++) {
+    for (size_t i = 0; i < n[t]; i++)
+      free(sums[t][i].seen);
+    free(sums[t]);
+  }
+}
+
+/* --by-gate: one row (or JSON object) per gate of the plan; in text, then
+ * the totals by gate kind and by layer (rounds: the distinct rounds the
+ * group's gates send in; online bytes one party's, to the other; dealer
+ * bytes P0's and P1's together). */
 static void print_gates(FILE *f, const popts_t *o, const mpc_plan_t *plan, const pres_t *r) {
   int json = o->json;
   {
     if (json)
       fprintf(f, ",\"gates\":[");
     else
-      fprintf(f, "  %-4s %-11s %-28s %10s %6s %10s %10s %10s %5s %9s\n", "gate", "kind",
+      fprintf(f, "  %-4s %-11s %-28s %10s %6s %10s %10s %10s %5s %9s %12s\n", "gate", "kind",
               "label", "elements", "rounds", "bytes", "online ms", "offline ms", "bits",
-              "key B/el");
+              "key B/el", "dealer B");
     for (size_t i = 0; i < mpc_plan_ngates(plan); i++) {
       mpc_gate_info_t gi;
       if (mpc_plan_gate(plan, i, &gi) != 0)
@@ -818,23 +910,27 @@ static void print_gates(FILE *f, const popts_t *o, const mpc_plan_t *plan, const
         json_str(f, gi.label);
         fprintf(f, ",\"elements\":%zu,\"rounds\":%u,\"online_bytes\":%llu,"
                    "\"online_ms\":%.4g,\"offline_ms\":%.4g,\"bound_bits\":%u,"
-                   "\"dcf_bits\":%u,\"key_bytes_per_element\":%.1f}",
+                   "\"dcf_bits\":%u,\"key_bytes_per_element\":%.1f,\"dealer_bytes\":[%llu,%llu]}",
                 gi.n, gi.rounds, (unsigned long long)gi.online_bytes, 1e3 * gon, 1e3 * goff,
                 gi.bound_bits, gi.dcf_bits,
-                gi.compared ? (double)gi.key_bytes / (double)gi.compared : 0.0);
+                gi.compared ? (double)gi.key_bytes / (double)gi.compared : 0.0,
+                (unsigned long long)gi.prep_bytes[0], (unsigned long long)gi.prep_bytes[1]);
       } else {
         char bits[16] = "", kb[24] = "";
         if (gi.compared) {
           snprintf(bits, sizeof bits, "%u", gi.dcf_bits);
           snprintf(kb, sizeof kb, "%.0f", (double)gi.key_bytes / (double)gi.compared);
         }
-        fprintf(f, "  %-4zu %-11s %-28.28s %10zu %6u %10llu %10.3f %10.3f %5s %9s\n", i,
+        fprintf(f, "  %-4zu %-11s %-28.28s %10zu %6u %10llu %10.3f %10.3f %5s %9s %12llu\n", i,
                 gi.kind, gi.label, gi.n, gi.rounds, (unsigned long long)gi.online_bytes,
-                1e3 * gon, 1e3 * goff, bits, kb);
+                1e3 * gon, 1e3 * goff, bits, kb,
+                (unsigned long long)(gi.prep_bytes[0] + gi.prep_bytes[1]));
       }
     }
     if (json)
       fputc(']', f);
+    else
+      print_gate_sums(f, plan);
   }
 }
 

@@ -62,10 +62,23 @@ if bench mlp --model "$M/fashion_mlp.onnx" --batch 3 --reps 2 --by-gate; then
   want mlp "o['target_rounds_met'] is True"
   want mlp "sum(g['rounds'] for g in o['gates']) == 4"
   want mlp "sum(g['online_bytes'] for g in o['gates']) == 3 * 4096"
+  # Each gate's dealer bytes: together the query's, but for its 32-byte seed.
+  want mlp "0 <= o['offline_bytes']['p0'] - sum(g['dealer_bytes'][0] for g in o['gates']) <= 64"
+  want mlp "0 <= o['offline_bytes']['p1'] - sum(g['dealer_bytes'][1] for g in o['gates']) <= 64"
   want mlp "o['plaintext_float_s'] > 0 and o['dealer_gen_s'] > 0"
   # The online span (both parties ready to the last share) is within what
   # the slower party times, which also waits for the other's offline work.
   want mlp "0 < o['online_s'] <= o['online_party_s'] * 1.05"
+fi
+# In text, the gates' totals by kind and by layer: the MLP's two relu+trunc
+# gates in 2 rounds, and the four rounds by layer.
+if "$TANDEM" bench --model "$M/fashion_mlp.onnx" --batch 3 --reps 1 --by-gate >"$TMP/mlp.txt" 2>&1; then
+  sed -n '/by gate kind/,/by layer/p' "$TMP/mlp.txt" | grep -Eq '^  relu\+trunc +2 +2 ' ||
+    fail "mlp text: no relu+trunc total: $(cat "$TMP/mlp.txt")"
+  [ "$(sed -n '/by layer/,$p' "$TMP/mlp.txt" | awk 'NR > 1 {r += $3} END {print r}')" -ge 4 ] ||
+    fail "mlp text: the layers' rounds: $(cat "$TMP/mlp.txt")"
+else
+  fail "mlp text: bench failed: $(cat "$TMP/mlp.txt")"
 fi
 # --- a network: the projection, and the emulation that checks it -------------
 # 40 ms of round trip dominates four rounds. Whether the projection and the

@@ -358,9 +358,10 @@ START_TEST(test_vit) {
   int rc = mpc_onnx_load(path, &g, &w, err, sizeof err);
   ck_assert_msg(rc == 0, "vit: import failed: %s (%s)", tandem_strerror(rc), err);
   /* As a deployment's owner does (the model declares inputs within 1): the
-   * smooth gates are sized from the magnitudes. Without them the GELU gate
-   * assumes an output of up to 2^(bound_bits - 2f) and keeps too few
-   * coefficient bits (0.077 on these logits). */
+   * smooth gates are sized from the magnitudes. (Without them, before GELU
+   * ran as its pieces plus the ramp, its gate assumed an output of up to
+   * 2^(bound_bits - 2f) and kept too few coefficient bits: 0.077 on these
+   * logits.) */
   ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
   mpc_ftensor_t x, want, ref, out;
   join(path, sizeof path, "models/fashion_test16.npy", "");
