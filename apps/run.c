@@ -79,6 +79,10 @@ static int run_load(const char *model, const char *const *in, size_t nin, size_t
     tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
                      "--output (got %zu and %zu)", model, gin + nbound, gout, nin, nout);
     rc = 1;
+  } else if (mpc_inputs_encode_ids(g, x, *nx, err, sizeof err) != 0) {
+    /* Token ids, checked and one-hot encoded here, before anything else. */
+    tandem_app_error("run", "%s: %s", model, err);
+    rc = 1;
   } else if (mpc_graph_batch(g, x, *nx, batch, err, sizeof err) != 0) {
     tandem_app_error("run", "%s: %s", model, err);
     rc = 1;

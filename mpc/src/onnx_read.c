@@ -749,6 +749,75 @@ static int data_only(const ctx_t *c, const char *name) {
   return uses > 0;
 }
 
+/* The rows of the owner's table a Gather (node k) by the client's token ids
+ * reads: its data (input 0) must be an initializer [V, H] and its axis 0.
+ * V, or 0 after an error naming the node. */
+static size_t ids_table(ctx_t *c, size_t k, const char *ids, int *rc) {
+  const char *dn = mpc__onnx_in_name(c, k, 0);
+  ent_t *d = dn != NULL ? mpc__onnx_lookup(c, dn) : NULL;
+  const Onnx__TensorProto *t =
+      d != NULL && d->src == S_INIT && d->idx < c->gp->n_initializer
+          ? c->gp->initializer[d->idx] : NULL;
+  int64_t axis = 0;
+  if ((*rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0)
+    return 0;
+  if (t == NULL || t->n_dims != 2 || t->dims[0] <= 0 || t->dims[1] <= 0 ||
+      (uint64_t)t->dims[0] > MPC_IDS_VOCAB_MAX || (axis != 0 && axis != -2)) {
+    *rc = mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                          "indices '%s' are the client's token ids: a Gather by them must take "
+                          "rows (axis 0) of the owner's initializer [V, H] of at most %zu rows",
+                          ids, (size_t)MPC_IDS_VOCAB_MAX);
+    return 0;
+  }
+  return (size_t)t->dims[0];
+}
+
+/* Graph input e of an integer type (INT64, INT32): 1 if it is the client's
+ * token ids, read only as the indices of Gathers into the owner's [V, H]
+ * table (*vocab = V, the same for every reader); 0 if no Gather takes it as
+ * indices (it is then what an integer input was before: structure or data,
+ * below); an error naming the node when a Gather takes it as indices and
+ * anything reads it otherwise, or when such a Gather's table is not the
+ * owner's [V, H] on axis 0. */
+static int ids_input(ctx_t *c, const ent_t *e, size_t *vocab) {
+  size_t gathers = 0, other = SIZE_MAX;
+  *vocab = 0;
+  for (size_t k = 0; k < c->gp->n_node; k++) {
+    const Onnx__NodeProto *n = c->gp->node[k];
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (n->input[j] == NULL || strcmp(n->input[j], e->name) != 0)
+        continue;
+      if (strcmp(str_or(n->op_type, ""), "Gather") != 0 || j != 1) {
+        other = other == SIZE_MAX ? k : other;
+        continue;
+      }
+      int rc = 0;
+      size_t V = ids_table(c, k, e->name, &rc);
+      if (rc != 0)
+        return rc;
+      if (*vocab != 0 && V != *vocab)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                               "indices '%s' index a table of %zu rows, another Gather by "
+                               "them one of %zu (one vocabulary per token-id input)",
+                               e->name, V, *vocab);
+      *vocab = V;
+      gathers++;
+    }
+  }
+  if (gathers == 0)
+    return 0;
+  if (other != SIZE_MAX)
+    return mpc__onnx_nfail(c, other, TANDEM_EUNSUPOP,
+                           "reads input '%s', the client's token ids (Gather indices into the "
+                           "owner's table, one-hot encoded by the client): token ids may only "
+                           "be Gather indices", e->name);
+  if (e->gout)
+    return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
+                           "graph input '%s', the client's token ids, is also a graph output",
+                           e->name);
+  return 1;
+}
+
 int mpc__onnx_add_inputs(ctx_t *c) {
   const Onnx__GraphProto *gp = c->gp;
   char nb[16];
@@ -764,7 +833,13 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         tp->tensor_type == NULL)
       return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is not a tensor", v->name);
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
-    int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && data_only(c, v->name);
+    size_t vocab = 0;
+    int ids = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                      et == ONNX__TENSOR_PROTO__DATA_TYPE__INT32
+                  ? ids_input(c, e, &vocab) : 0;
+    if (ids < 0)
+      return ids;
+    int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && (ids || data_only(c, v->name));
     if ((et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && !data64) ||
         (et == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && c->bind != NULL && here < c->nbind &&
          c->bind[here] != NULL) ||
@@ -816,6 +891,14 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s': dimension %zu is %" PRId64,
                                v->name, d, dm->dim_value);
       nd.shape.dim[d] = (size_t)dm->dim_value;
+    }
+    if (ids && (sp->n_dim == 0 || sp->n_dim >= MPC_MAX_DIMS))
+      return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
+                             "graph input '%s', the client's token ids, has rank %zu "
+                             "(supported: 1 to %d)", v->name, sp->n_dim, MPC_MAX_DIMS - 1);
+    if (ids) { /* the one-hot axis the client adds */
+      nd.ids = 1;
+      nd.shape.dim[nd.shape.ndim++] = vocab;
     }
     int r = mpc__onnx_add_node(c, SIZE_MAX, &nd);
     if (r < 0)
