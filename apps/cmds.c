@@ -227,7 +227,7 @@ int tandem_models_main(int argc, char **argv) {
 
 /* How many rows of the inputs one query of `model` may take: its
  * preprocessing within one message of max_msg for every role (as `run`
- * splits) and, all roles together, within the config's pool_mem_max (the
+ * splits), its masked inputs within client_max_msg, and, all roles together, within the config's pool_mem_max (the
  * dealer refuses more). *rows: the inputs' rows; *chunk = *rows when the
  * batch fits or the model's inputs cannot be split (an input of fixed
  * shape: the query itself then says what is wrong). Token ids in x are
@@ -254,6 +254,9 @@ static int infer_chunk(cl_client_t *s, const cl_config_t *cfg, const char *model
   if (!fixed) {
     size_t max_msg = cfg->max_msg ? cfg->max_msg : NET_DEFAULT_MAX_MSG;
     *chunk = cl_batch_fit(&g, max_msg, *rows);
+    size_t cmax = cfg->client_max_msg ? cfg->client_max_msg : CL_CLIENT_MAX_MSG;
+    size_t in = cl_input_fit(&g, cmax, *rows);
+    *chunk = in < *chunk ? in : *chunk;
     if (cfg->pool_mem_max > 0) {
       size_t pool = cl_batch_fit(&g, cfg->pool_mem_max / 3, *rows);
       *chunk = pool < *chunk ? pool : *chunk;

@@ -125,6 +125,29 @@ static int run_check(const mpc_graph_t *g, const mpc_weights_t *w, const char *m
   return 0;
 }
 
+/* The error line of a model whose one row's preprocessing exceeds max_msg:
+ * how large it is, and for which role. */
+static void run_too_large(const mpc_graph_t *g, const mpc_weights_t *w, const char *model,
+                          size_t max_msg) {
+  mpc_plan_t *p;
+  mpc_role_t role = MPC_P1;
+  size_t need = 0;
+  /* With the gates' widths the owner publishes, as the dealer sizes them. */
+  mpc_graph_t pub = *g;
+  int8_t *mag = NULL;
+  if (mpc_weights_bounds(g, w, g->input_bound, &pub.input_bound, &mag) == 0) {
+    pub.mag_log2 = mag;
+    pub.nmag = g->nnodes;
+  }
+  if (mpc_plan_new(&p, &pub, 1, NULL, 0) == 0) {
+    (void)cl_prep_fits(p, max_msg, &role, &need);
+    mpc_plan_free(p);
+  }
+  free(mag);
+  tandem_app_error("run", "%s: one row's preprocessing is %.2f GB for %s, over the largest "
+                   "message (%.2f GB)", model, need / 1e9, mpc_role_name(role), max_msg / 1e9);
+}
+
 int tandem_run_main(int argc, char **argv) {
   static const char use[] = "usage: tandem run --model M.onnx --input X [--input X2 ...] "
                             "--output Y [--output Y2 ...] [--plaintext] [--exact] "
@@ -200,8 +223,13 @@ int tandem_run_main(int argc, char **argv) {
     }
   }
   size_t chunk = rc == 0 ? cl_batch_fit(&g, max_msg, rows) : 0;
+  size_t in_fit = rc == 0 ? cl_input_fit(&g, CL_CLIENT_MAX_MSG, rows) : 0;
   if (rc == 0 && !plaintext && chunk == 0) {
-    tandem_app_error("run", "%s: one row's preprocessing exceeds the largest message", model);
+    run_too_large(&g, &w, model, max_msg);
+    rc = 1;
+  } else if (rc == 0 && !plaintext && in_fit == 0) {
+    tandem_app_error("run", "%s: one row's masked inputs exceed the largest message a client "
+                     "may send (%zu bytes)", model, (size_t)CL_CLIENT_MAX_MSG);
     rc = 1;
   } else if (rc == 0 && !plaintext && fixed_inputs && chunk < rows) {
     tandem_app_error("run", "%s: a query of %zu rows exceeds the largest message, and the "
@@ -214,6 +242,7 @@ int tandem_run_main(int argc, char **argv) {
     tandem_tensors_close(x, nin);
     return rc;
   }
+  chunk = in_fit < chunk ? in_fit : chunk;
   tandem_signals();
   tandem_local_t c;
   if (tandem_local_start(&c, "run", extra[0] ? extra : NULL, err, sizeof err) != 0) {

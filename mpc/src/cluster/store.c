@@ -634,3 +634,15 @@ size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
   size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
   return fit < cap ? fit : cap;
 }
+
+size_t cl_input_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
+  /* 8 bytes per element of every input at one row (a batched input is
+   * declared with dim 0 = 1); a token-id input counts its one-hot rows, V
+   * elements per id, which the client sends. */
+  size_t per = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == MPC_OP_INPUT)
+      per += 8 * mpc_shape_numel(&g->nodes[i].shape);
+  size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
+  return fit < cap ? fit : cap;
+}
