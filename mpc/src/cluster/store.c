@@ -362,7 +362,10 @@ static void list_line(cl_store_t *s, const char *name, char *out, size_t outlen)
       continue;
     used += (size_t)snprintf(inputs + used, sizeof inputs - used, "%s%s[", used ? " " : "",
                              n->name);
-    for (unsigned d = 0; d < n->shape.ndim && used < sizeof inputs; d++) {
+    /* Token ids: the shape the client gives (less the one-hot axis), and
+     * the vocabulary. */
+    unsigned nd = n->ids ? n->shape.ndim - 1 : n->shape.ndim;
+    for (unsigned d = 0; d < nd && used < sizeof inputs; d++) {
       if (d == 0 && n->batched)
         used += (size_t)snprintf(inputs + used, sizeof inputs - used, "N");
       else
@@ -371,6 +374,9 @@ static void list_line(cl_store_t *s, const char *name, char *out, size_t outlen)
     }
     if (used < sizeof inputs)
       used += (size_t)snprintf(inputs + used, sizeof inputs - used, "]");
+    if (n->ids && used < sizeof inputs)
+      used += (size_t)snprintf(inputs + used, sizeof inputs - used, ":ids<%zu",
+                               n->shape.dim[nd]);
   }
   if (m->graph.input_bound > 0)
     snprintf(bound, sizeof bound, "%g", m->graph.input_bound);
