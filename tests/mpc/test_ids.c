@@ -204,6 +204,14 @@ END_TEST
  * and Gathers by ids of something other than the owner's [V, H] rows: each
  * refused at import, naming the node and the input. */
 START_TEST(test_ids_other_use) {
+  /* The ids also cast to reals (an activation's Cast imports: without the
+   * refusal this would read the one-hot rows). */
+  ob_t *c = ob_new(17);
+  build_gather(c, INT64);
+  Onnx__NodeProto *cast = ob_node(c, "Cast", "to_real", "ids", "r");
+  ob_attr_i(c, cast, "to", FLOAT);
+  ob_output(c, "r");
+  load_fail(c, TANDEM_EUNSUPOP, "'to_real'", "'ids'");
   /* The ids also read by an Add (as data). */
   ob_t *b = ob_new(17);
   build_gather(b, INT64);
