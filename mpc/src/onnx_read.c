@@ -749,63 +749,63 @@ static int data_only(const ctx_t *c, const char *name) {
   return uses > 0;
 }
 
-/* The rows of the owner's table a Gather (node k) by the client's token ids
- * reads: its data (input 0) must be an initializer [V, H] and its axis 0.
- * V, or 0 after an error naming the node. */
-static size_t ids_table(ctx_t *c, size_t k, const char *ids, int *rc) {
+/* The rows of the owner's table a Gather (node k) reads by the indices in
+ * its input 1: V if its data (input 0) is an initializer [V, H] and its
+ * axis 0 (a lookup by token ids), else 0. */
+static size_t ids_table(ctx_t *c, size_t k) {
   const char *dn = mpc__onnx_in_name(c, k, 0);
   ent_t *d = dn != NULL ? mpc__onnx_lookup(c, dn) : NULL;
   const Onnx__TensorProto *t =
       d != NULL && d->src == S_INIT && d->idx < c->gp->n_initializer
           ? c->gp->initializer[d->idx] : NULL;
-  int64_t axis = 0;
-  if ((*rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0)
-    return 0;
+  const attr_t *a = mpc__onnx_attr_find(c, k, "axis");
+  int64_t axis = a != NULL && is_type(a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, a->has_i)
+                     ? a->i : a != NULL ? -1 : 0;
   if (t == NULL || t->n_dims != 2 || t->dims[0] <= 0 || t->dims[1] <= 0 ||
-      (uint64_t)t->dims[0] > MPC_IDS_VOCAB_MAX || (axis != 0 && axis != -2)) {
-    *rc = mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                          "indices '%s' are the client's token ids: a Gather by them must take "
-                          "rows (axis 0) of the owner's initializer [V, H] of at most %zu rows",
-                          ids, (size_t)MPC_IDS_VOCAB_MAX);
+      (uint64_t)t->dims[0] > MPC_IDS_VOCAB_MAX || (axis != 0 && axis != -2))
     return 0;
-  }
   return (size_t)t->dims[0];
 }
 
 /* Graph input e of an integer type (INT64, INT32): 1 if it is the client's
- * token ids, read only as the indices of Gathers into the owner's [V, H]
- * table (*vocab = V, the same for every reader); 0 if no Gather takes it as
- * indices (it is then what an integer input was before: structure or data,
- * below); an error naming the node when a Gather takes it as indices and
- * anything reads it otherwise, or when such a Gather's table is not the
- * owner's [V, H] on axis 0. */
+ * token ids, read only as the indices of Gathers of rows of the owner's
+ * [V, H] table (*vocab = V, the same for every reader); 0 if no Gather reads
+ * such rows by it (it is then what an integer input was before: structure
+ * bound at import, or data; below); an error naming the node when a Gather
+ * takes it as such ids and anything reads it otherwise (another operator,
+ * a Gather of something else, a graph output). */
 static int ids_input(ctx_t *c, const ent_t *e, size_t *vocab) {
-  size_t gathers = 0, other = SIZE_MAX;
+  size_t tables = 0, other = SIZE_MAX, other_gather = 0;
   *vocab = 0;
   for (size_t k = 0; k < c->gp->n_node; k++) {
     const Onnx__NodeProto *n = c->gp->node[k];
     for (size_t j = 0; j < n->n_input; j++) {
       if (n->input[j] == NULL || strcmp(n->input[j], e->name) != 0)
         continue;
-      if (strcmp(str_or(n->op_type, ""), "Gather") != 0 || j != 1) {
-        other = other == SIZE_MAX ? k : other;
+      int gather = strcmp(str_or(n->op_type, ""), "Gather") == 0 && j == 1;
+      size_t V = gather ? ids_table(c, k) : 0;
+      if (V == 0) {
+        if (other == SIZE_MAX) {
+          other = k;
+          other_gather = (size_t)gather;
+        }
         continue;
       }
-      int rc = 0;
-      size_t V = ids_table(c, k, e->name, &rc);
-      if (rc != 0)
-        return rc;
       if (*vocab != 0 && V != *vocab)
         return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
                                "indices '%s' index a table of %zu rows, another Gather by "
                                "them one of %zu (one vocabulary per token-id input)",
                                e->name, V, *vocab);
       *vocab = V;
-      gathers++;
+      tables++;
     }
   }
-  if (gathers == 0)
+  if (tables == 0)
     return 0;
+  if (other != SIZE_MAX && other_gather)
+    return mpc__onnx_nfail(c, other, TANDEM_EUNSUPOP,
+                           "indices '%s' are the client's token ids: a Gather by them must "
+                           "take rows (axis 0) of the owner's initializer [V, H]", e->name);
   if (other != SIZE_MAX)
     return mpc__onnx_nfail(c, other, TANDEM_EUNSUPOP,
                            "reads input '%s', the client's token ids (Gather indices into the "
