@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "mpc.h"
+#include "mpc_cluster.h"
 #include "onnx_build.h"
 #include "proto_harness.h"
 
@@ -339,6 +340,25 @@ START_TEST(test_ids_npy) {
 }
 END_TEST
 
+/* A query's rows fit the masked inputs the client sends: token ids count
+ * as their one-hot rows (V elements an id, 8 bytes each). */
+START_TEST(test_ids_input_fit) {
+  ob_t *b = ob_new(17);
+  build_gather(b, INT64);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  char err[512] = "";
+  ck_assert_int_eq(load(b, &g, &w, err, sizeof err), 0);
+  /* One row: S ids of V = 5, 8 * 15 = 120 bytes; 1200 with a tenth of
+   * headroom holds 9 (45 if only the ids counted). */
+  ck_assert_uint_eq(cl_input_fit(&g, 1200, 100), 9);
+  ck_assert_uint_eq(cl_input_fit(&g, 1200, 4), 4);
+  ck_assert_uint_eq(cl_input_fit(&g, 100, 4), 0);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 Suite *ids_suite(void) {
   Suite *s = suite_create("ids");
   TCase *tc = tcase_create("ids");
@@ -348,6 +368,7 @@ Suite *ids_suite(void) {
   tcase_add_test(tc, test_ids_plan_refuses);
   tcase_add_test(tc, test_ids_bound);
   tcase_add_test(tc, test_ids_npy);
+  tcase_add_test(tc, test_ids_input_fit);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return s;
