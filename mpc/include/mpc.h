@@ -577,7 +577,8 @@ TANDEM_WUR int mpc_onnx_load_bound(const char *path, const char *const *paths, s
 
 /* Reads a tensor file: an ONNX TensorProto (.pb, FLOAT or DOUBLE, as in the
  * ONNX backend test data) or a NumPy array (.npy, format 1.0 or 2.0, dtype
- * <f4 or <f8, C order). The format is the .npy magic if present, else
+ * <f4 or <f8, or <i8 or <i4 for token ids, read as reals: exact below 2^53;
+ * C order). The format is the .npy magic if present, else
  * TensorProto; a path ending in .npy must have the magic. *out is initialised
  * by the callee (the caller closes it with mpc_ftensor_close); on failure it
  * is left closed. Rank 0 (a scalar) to MPC_MAX_DIMS, at least one element.
