@@ -212,6 +212,26 @@ static int build_matmul(const popts_t *o, work_t *wk, char *err, size_t errlen) 
   return 0;
 }
 
+/* 1 if the i-th INPUT node of g is token ids (one-hot along its last axis). */
+static int input_is_ids(const mpc_graph_t *g, size_t i) {
+  for (size_t k = 0; k < g->nnodes; k++)
+    if (g->nodes[k].op == MPC_OP_INPUT && i-- == 0)
+      return g->nodes[k].ids;
+  return 0;
+}
+
+/* t (uniform in [0, 1]) into one-hot rows along its last axis, each row's 1
+ * where its first element's value points. */
+static void one_hot_rows(mpc_ftensor_t *t) {
+  size_t V = t->shape.dim[t->shape.ndim - 1], n = mpc_shape_numel(&t->shape) / V;
+  for (size_t r = 0; r < n; r++) {
+    double *row = t->data + r * V;
+    size_t id = (size_t)(row[0] * (double)V);
+    memset(row, 0, V * sizeof *row);
+    row[id < V ? id : V - 1] = 1.0;
+  }
+}
+
 static int build_model(const popts_t *o, work_t *wk, char *err, size_t errlen) {
   int rc = mpc_onnx_load(o->model, &wk->g, &wk->w, err, errlen);
   if (rc != 0)
@@ -242,12 +262,15 @@ static int build_model(const popts_t *o, work_t *wk, char *err, size_t errlen) {
     if ((rc = mpc_ftensor_init(&wk->in[i], mpc_plan_input_shape(plan, i))) != 0)
       break;
     wk->nin++;
-    /* Images and activations of the test models lie in [0, 1]. */
+    /* Images and activations of the test models lie in [0, 1]; token ids
+     * are random ids, one-hot (what the client sends). */
     double *d = wk->in[i].data;
     size_t n = mpc_shape_numel(&wk->in[i].shape);
     fill_uniform(d, n);
     for (size_t j = 0; j < n; j++)
       d[j] = 0.5 * (d[j] + 1.0);
+    if (input_is_ids(&wk->g, i))
+      one_hot_rows(&wk->in[i]);
   }
   mpc_plan_free(plan);
   if (rc != 0) {

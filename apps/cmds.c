@@ -227,24 +227,36 @@ int tandem_models_main(int argc, char **argv) {
 
 /* How many rows of the inputs one query of `model` may take: its
  * preprocessing within one message of max_msg for every role (as `run`
- * splits) and, all roles together, within the config's pool_mem_max (the
+ * splits), its masked inputs within client_max_msg, and, all roles together, within the config's pool_mem_max (the
  * dealer refuses more). *rows: the inputs' rows; *chunk = *rows when the
  * batch fits or the model's inputs cannot be split (an input of fixed
- * shape: the query itself then says what is wrong). */
+ * shape: the query itself then says what is wrong). Token ids in x are
+ * one-hot encoded first (x replaced). */
 static int infer_chunk(cl_client_t *s, const cl_config_t *cfg, const char *model,
-                       const mpc_ftensor_t *x, size_t nin, size_t *rows, size_t *chunk,
+                       mpc_ftensor_t *x, size_t nin, size_t *rows, size_t *chunk,
                        char *err, size_t errlen) {
   *rows = *chunk = nin > 0 && x[0].shape.ndim > 0 ? x[0].shape.dim[0] : 1;
   mpc_graph_t g;
   int rc = cl_client_graph(s, model, &g, err, errlen);
   if (rc != 0)
     return rc;
+  /* Token ids: checked and one-hot encoded here, before any other check, any
+   * split and any message (they never leave this process). */
+  char why[512];
+  if ((rc = mpc_inputs_encode_ids(&g, x, nin, why, sizeof why)) != 0) {
+    snprintf(err, errlen, "model %s: %s", model, why);
+    mpc_graph_close(&g);
+    return rc;
+  }
   int fixed = 0;
   for (size_t i = 0; i < g.nnodes; i++)
     fixed |= g.nodes[i].op == MPC_OP_INPUT && !g.nodes[i].batched;
   if (!fixed) {
     size_t max_msg = cfg->max_msg ? cfg->max_msg : NET_DEFAULT_MAX_MSG;
     *chunk = cl_batch_fit(&g, max_msg, *rows);
+    size_t cmax = cfg->client_max_msg ? cfg->client_max_msg : CL_CLIENT_MAX_MSG;
+    size_t in = cl_input_fit(&g, cmax, *rows);
+    *chunk = in < *chunk ? in : *chunk;
     if (cfg->pool_mem_max > 0) {
       size_t pool = cl_batch_fit(&g, cfg->pool_mem_max / 3, *rows);
       *chunk = pool < *chunk ? pool : *chunk;

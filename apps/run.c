@@ -79,6 +79,10 @@ static int run_load(const char *model, const char *const *in, size_t nin, size_t
     tandem_app_error("run", "%s has %zu inputs and %zu outputs: give as many --input and "
                      "--output (got %zu and %zu)", model, gin + nbound, gout, nin, nout);
     rc = 1;
+  } else if (mpc_inputs_encode_ids(g, x, *nx, err, sizeof err) != 0) {
+    /* Token ids, checked and one-hot encoded here, before anything else. */
+    tandem_app_error("run", "%s: %s", model, err);
+    rc = 1;
   } else if (mpc_graph_batch(g, x, *nx, batch, err, sizeof err) != 0) {
     tandem_app_error("run", "%s: %s", model, err);
     rc = 1;
@@ -116,6 +120,75 @@ static int run_check(const mpc_graph_t *g, const mpc_weights_t *w, const char *m
   size_t rows;
   if (cl_inputs_check(&pub, model, x, nx, nout, &rows, err, sizeof err) != 0) {
     tandem_app_error("run", "%s", err);
+    return 1;
+  }
+  return 0;
+}
+
+/* The error line of a model whose one row's preprocessing exceeds max_msg:
+ * how large it is, and for which role. */
+static void run_too_large(const mpc_graph_t *g, const mpc_weights_t *w, const char *model,
+                          size_t max_msg) {
+  mpc_plan_t *p;
+  mpc_role_t role = MPC_P1;
+  size_t need = 0;
+  /* With the gates' widths the owner publishes, as the dealer sizes them. */
+  mpc_graph_t pub = *g;
+  int8_t *mag = NULL;
+  if (mpc_weights_bounds(g, w, g->input_bound, &pub.input_bound, &mag) == 0) {
+    pub.mag_log2 = mag;
+    pub.nmag = g->nnodes;
+  }
+  if (mpc_plan_new(&p, &pub, 1, NULL, 0) == 0) {
+    (void)cl_prep_fits(p, max_msg, &role, &need);
+    mpc_plan_free(p);
+  }
+  free(mag);
+  tandem_app_error("run", "%s: one row's preprocessing is %.2f GB for %s, over the largest "
+                   "message (%.2f GB)", model, need / 1e9, mpc_role_name(role), max_msg / 1e9);
+}
+
+/* The rows of one query (*chunk) of a batch of `rows`: a batch whose
+ * preprocessing would not fit one message (the throw-away cluster keeps the
+ * default, or TANDEM_MAX_MSG's smaller limit, which goes to *extra as a
+ * config line) runs as several queries (the CNN's is about 100 MB per
+ * image), as does one whose masked inputs would not fit the message a
+ * client may send (token ids: V elements per id). 0, or 1 after one error
+ * line (plaintext: only for a bad TANDEM_MAX_MSG). */
+static int run_chunk(const mpc_graph_t *g, const mpc_weights_t *w, const char *model,
+                     size_t rows, int fixed_inputs, int plaintext, char *extra, size_t extralen,
+                     size_t *chunk) {
+  size_t max_msg = NET_DEFAULT_MAX_MSG;
+  const char *mm = getenv("TANDEM_MAX_MSG"); /* a smaller cluster limit, e.g. for tests */
+  *chunk = 0;
+  if (mm != NULL) {
+    char *end;
+    unsigned long long v = strtoull(mm, &end, 10);
+    if (end == mm || *end != '\0' || v < 4096 || v > NET_DEFAULT_MAX_MSG) {
+      tandem_app_error("run", "TANDEM_MAX_MSG=%s: want 4096..%zu bytes", mm,
+                       (size_t)NET_DEFAULT_MAX_MSG);
+      return 1;
+    }
+    max_msg = (size_t)v;
+    snprintf(extra, extralen, "max_msg = %llu\n", v);
+  }
+  if (plaintext)
+    return 0;
+  size_t fit = cl_batch_fit(g, max_msg, rows);
+  size_t in_fit = cl_input_fit(g, CL_CLIENT_MAX_MSG, rows);
+  if (fit == 0) {
+    run_too_large(g, w, model, max_msg);
+    return 1;
+  }
+  if (in_fit == 0) {
+    tandem_app_error("run", "%s: one row's masked inputs exceed the largest message a client "
+                     "may send (%zu bytes)", model, (size_t)CL_CLIENT_MAX_MSG);
+    return 1;
+  }
+  *chunk = in_fit < fit ? in_fit : fit;
+  if (fixed_inputs && *chunk < rows) {
+    tandem_app_error("run", "%s: a query of %zu rows exceeds the largest message, and the "
+                     "model's inputs of fixed shape keep it from being split", model, rows);
     return 1;
   }
   return 0;
@@ -176,34 +249,10 @@ int tandem_run_main(int argc, char **argv) {
       tandem_tensors_close(y, nout);
     }
   }
-  /* A batch whose preprocessing would not fit one message (the throw-away
-   * cluster keeps the default) runs as several queries: the CNN's is about
-   * 100 MB per image. */
-  size_t rows = batch ? batch : 1;
-  size_t max_msg = NET_DEFAULT_MAX_MSG;
+  size_t rows = batch ? batch : 1, chunk = 0;
   char extra[64] = "";
-  const char *mm = getenv("TANDEM_MAX_MSG"); /* a smaller cluster limit, e.g. for tests */
-  if (mm != NULL) {
-    char *end;
-    unsigned long long v = strtoull(mm, &end, 10);
-    if (end == mm || *end != '\0' || v < 4096 || v > NET_DEFAULT_MAX_MSG) {
-      tandem_app_error("run", "TANDEM_MAX_MSG=%s: want 4096..%zu bytes", mm,
-                       (size_t)NET_DEFAULT_MAX_MSG);
-      rc = 1;
-    } else {
-      max_msg = (size_t)v;
-      snprintf(extra, sizeof extra, "max_msg = %llu\n", v);
-    }
-  }
-  size_t chunk = rc == 0 ? cl_batch_fit(&g, max_msg, rows) : 0;
-  if (rc == 0 && !plaintext && chunk == 0) {
-    tandem_app_error("run", "%s: one row's preprocessing exceeds the largest message", model);
-    rc = 1;
-  } else if (rc == 0 && !plaintext && fixed_inputs && chunk < rows) {
-    tandem_app_error("run", "%s: a query of %zu rows exceeds the largest message, and the "
-                     "model's inputs of fixed shape keep it from being split", model, rows);
-    rc = 1;
-  }
+  if (rc == 0)
+    rc = run_chunk(&g, &w, model, rows, fixed_inputs, plaintext, extra, sizeof extra, &chunk);
   if (rc != 0 || plaintext) {
     mpc_weights_close(&w);
     mpc_graph_close(&g);

@@ -40,6 +40,9 @@ Writes
                      of hidden 128, 2 heads, intermediate 512, tanh GELU, a
                      pooled 2-class head), opset 17; bert_tiny_ids.npy and
                      bert_tiny_logits.npy (one sequence and its logits)
+  transformers/bert_tiny16.onnx  the same at sequence 16 (own seed), the test-size
+                     variant the private tests run; bert_tiny16_ids.npy (2
+                     sequences) and bert_tiny16_logits.npy
 and prints the test accuracy of the models (targets: MLP >= 0.88, CNN >= 0.90,
 ViT >= 0.85). The ViT and BERT are made last with seeds of their own, so the
 other files are the same bit for bit with or without them; a subset (--nets)
@@ -302,6 +305,24 @@ class BertTiny(nn.Module):
         return self.cls(torch.tanh(self.pool(x[:, 0])))
 
 
+def export_bert(tdir, name, seq, rows, seed):
+    """BertTiny of sequence seq (random weights from seed) to tdir/name.onnx, with
+    rows sequences of ids (name_ids.npy, int64) and PyTorch's logits for them
+    (name_logits.npy). bert_tiny (seq 128) is the benchmark's; bert_tiny16 (seq
+    16, 2 sequences) the test-size variant the private tests run."""
+    torch.manual_seed(seed)
+    bert = BertTiny(seq=seq).eval()
+    ids = torch.randint(0, 1024, (rows, seq))
+    path = os.path.join(tdir, name + ".onnx")
+    torch.onnx.export(bert, ids, path, opset_version=17, do_constant_folding=True,
+                      input_names=["input_ids"], output_names=["logits"],
+                      dynamic_axes={"input_ids": {0: "batch"}, "logits": {0: "batch"}})
+    np.save(os.path.join(tdir, name + "_ids.npy"), ids.numpy())
+    with torch.no_grad():
+        np.save(os.path.join(tdir, name + "_logits.npy"), bert(ids).numpy().astype(np.float32))
+    print(f"{name}: exported (random weights, sequence {seq})", flush=True)
+
+
 def train(model, xs, ys, epochs, lr, name):
     """Adam, batch 128, one-cycle schedule per step: the learning rate warms up
     to lr over the first 10% of the steps, then decays to ~0 along a cosine."""
@@ -472,18 +493,8 @@ def main():
         print(f"vit: test accuracy {acc:.4f}", flush=True)
         ok = ok and acc >= 0.85
     if "bert" in nets:
-        torch.manual_seed(20261208)
-        bert = BertTiny().eval()
-        ids = torch.randint(0, 1024, (1, 128))
-        path = os.path.join(tdir, "bert_tiny.onnx")
-        torch.onnx.export(bert, ids, path, opset_version=17, do_constant_folding=True,
-                          input_names=["input_ids"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "batch"}, "logits": {0: "batch"}})
-        np.save(os.path.join(tdir, "bert_tiny_ids.npy"), ids.numpy())
-        with torch.no_grad():
-            np.save(os.path.join(tdir, "bert_tiny_logits.npy"),
-                    bert(ids).numpy().astype(np.float32))
-        print("bert: exported (random weights)", flush=True)
+        export_bert(tdir, "bert_tiny", seq=128, rows=1, seed=20261208)
+        export_bert(tdir, "bert_tiny16", seq=16, rows=2, seed=20261209)
     print("targets met" if ok else "TARGETS MISSED")
 
 

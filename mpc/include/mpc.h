@@ -225,6 +225,12 @@ typedef struct {
    * dimension in the ONNX model; mpc_graph_input's inputs): mpc_plan_new
    * and mpc_eval_float take it from the query; 0: the shape is fixed. */
   int batched;
+  /* MPC_OP_INPUT: 1 if the client gives token ids (an ONNX integer input
+   * read only as Gather indices into the owner's [V, H] table): the node's
+   * last axis is the vocabulary (V = dim[ndim - 1]) and the client sends the
+   * ids one-hot encoded along it (mpc_inputs_encode_ids), so that the Gather
+   * is a product of this input with the secret table (no round). */
+  int ids;
 } mpc_node_t;
 
 /* A graph is an append-only list of nodes in topological order; a node's
@@ -358,6 +364,23 @@ typedef struct mpc_plan_s mpc_plan_t;
  * TANDEM_EINVAL with one line in err naming the input. */
 TANDEM_WUR int mpc_graph_batch(const mpc_graph_t *g, const mpc_ftensor_t *inputs,
                                size_t ninputs, size_t *batch, char *err, size_t errlen);
+
+/* The largest vocabulary of a token-id input (mpc_node_t.ids). */
+#define MPC_IDS_VOCAB_MAX ((size_t)1 << 24)
+
+/* The client's token ids into what it sends: every input tensor of an ids
+ * INPUT node of g (one tensor per INPUT node, in node order, ninputs of
+ * them), given with the node's shape less its last axis (dim 0 any batch if
+ * the node is batched), is replaced by its one-hot encoding along a new last
+ * axis of V = the node's last dimension (the old tensor wiped and freed).
+ * Every id must be an integer in [0, V): checked before anything is
+ * replaced. Local, no communication; the ids stay with the caller. Other
+ * inputs are left alone. 0, or TANDEM_ESHAPE (a wrong shape), TANDEM_ERANGE
+ * (an id outside [0, V) or not an integer), TANDEM_ENOMEM, TANDEM_EINVAL,
+ * with one line in err naming the input (and the bad id's position); on
+ * an error no tensor is changed. */
+TANDEM_WUR int mpc_inputs_encode_ids(const mpc_graph_t *g, mpc_ftensor_t *inputs,
+                                     size_t ninputs, char *err, size_t errlen);
 
 /* Compiles g for batch size `batch` (replacing dim[0] of every batched INPUT,
  * the others keep their declared shape; 0 keeps the shapes the graph
@@ -554,7 +577,8 @@ TANDEM_WUR int mpc_onnx_load_bound(const char *path, const char *const *paths, s
 
 /* Reads a tensor file: an ONNX TensorProto (.pb, FLOAT or DOUBLE, as in the
  * ONNX backend test data) or a NumPy array (.npy, format 1.0 or 2.0, dtype
- * <f4 or <f8, C order). The format is the .npy magic if present, else
+ * <f4 or <f8, or <i8 or <i4 for token ids, read as reals: exact below 2^53;
+ * C order). The format is the .npy magic if present, else
  * TensorProto; a path ending in .npy must have the magic. *out is initialised
  * by the callee (the caller closes it with mpc_ftensor_close); on failure it
  * is left closed. Rank 0 (a scalar) to MPC_MAX_DIMS, at least one element.

@@ -481,6 +481,12 @@ int cl_prep_fits(const mpc_plan_t *p, size_t max_msg, mpc_role_t *role, size_t *
  * even one row does. */
 size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap);
 
+/* The largest batch (at most cap) of graph g whose masked inputs, the
+ * message the client sends each party, fit max_msg bytes (the daemons'
+ * client_max_msg) with a tenth of headroom; 0 if not even one row does.
+ * Token ids count as what is sent: their one-hot rows, V elements per id. */
+size_t cl_input_fit(const mpc_graph_t *g, size_t max_msg, size_t cap);
+
 /* ---- the dealer -------------------------------------------------------------- */
 
 /* The dealer service: listens, sequences the cluster (one FIFO of owners'

@@ -35,11 +35,55 @@
 
 #include "mpc_int.h"
 
+/* Token ids (an INPUT marked ids) are a one-hot row per id: each element in
+ * [0, 1] whatever the bound B of the other inputs, and one 1 per row. The
+ * product of such a row with the owner's table [V, H] is one row of the
+ * table, so its bound is the largest element of each column, not the
+ * column's sum that interval arithmetic on [0, 1]^V would give (V times
+ * larger for a vocabulary of V). A table read only by such products is
+ * therefore replaced, in the bound graphs below, by one row of its
+ * columns' maxima (of magnitudes, or of the positive and negative parts)
+ * and zeros: with every one-hot element at 1 the product gives exactly
+ * that row. */
+static int is_ids_input(const mpc_graph_t *g, int v) {
+  return v >= 0 && (size_t)v < g->nnodes && g->nodes[v].op == MPC_OP_INPUT && g->nodes[v].ids;
+}
+
+/* 1 if PARAM p is read only as the table of products by token ids. */
+static int ids_table_only(const mpc_graph_t *g, size_t p) {
+  size_t uses = 0;
+  for (size_t i = p + 1; i < g->nnodes; i++)
+    for (int k = 0; k < 3; k++) {
+      if (g->nodes[i].in[k] != (int)p)
+        continue;
+      if (g->nodes[i].op != MPC_OP_MATMUL || k != 1 || !is_ids_input(g, g->nodes[i].in[0]) ||
+          g->nodes[p].shape.ndim != 2)
+        return 0;
+      uses++;
+    }
+  return uses > 0;
+}
+
+/* Table src [V, H] into dst (same shape) as one row of its columns' largest
+ * fn(x) values, then zeros. */
+static void ids_table_rows(const mpc_shape_t *s, const double *src, double *dst,
+                           double (*fn)(double)) {
+  size_t V = s->dim[0], H = s->dim[1];
+  memset(dst, 0, V * H * sizeof *dst);
+  for (size_t v = 0; v < V; v++)
+    for (size_t h = 0; h < H; h++)
+      dst[h] = fmax(dst[h], fn(src[v * H + h]));
+}
+
+static double part_pos(double x) { return fmax(x, 0); }
+static double part_neg(double x) { return fmax(-x, 0); }
+
 typedef struct {
   mpc_graph_t g;      /* the magnitude graph: the model's nodes, then an OUTPUT for each */
   mpc_weights_t w;    /* |W| */
   double *consts;     /* |constants|, owned */
-  mpc_ftensor_t *in;  /* one per INPUT, filled with B */
+  mpc_ftensor_t *in;  /* one per INPUT, filled with B (token ids: 1) */
+  unsigned char *ids; /* per INPUT: token ids */
   size_t nin, nout;
   mpc_ftensor_t *out;
 } mag_t;
@@ -48,6 +92,7 @@ static void mag_close(mag_t *m) {
   for (size_t i = 0; m->in != NULL && i < m->nin; i++)
     mpc_ftensor_close(&m->in[i]);
   free(m->in);
+  free(m->ids);
   free(m->out);
   mpc_weights_close(&m->w);
   mpc_graph_close(&m->g);
@@ -107,6 +152,10 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
     if (w->param[i].data == NULL)
       return TANDEM_EINVAL;
     size_t n = mpc_shape_numel(&g->nodes[i].shape);
+    if (ids_table_only(g, i)) {
+      ids_table_rows(&g->nodes[i].shape, w->param[i].data, m->w.param[i].data, fabs);
+      continue;
+    }
     for (size_t j = 0; j < n; j++)
       m->w.param[i].data[j] = fabs(w->param[i].data[j]);
   }
@@ -114,12 +163,16 @@ static int mag_open(mag_t *m, const mpc_graph_t *g, const mpc_weights_t *w) {
   m->out = calloc(m->nout + 1, sizeof *m->out);
   if (m->in == NULL || m->out == NULL)
     return TANDEM_ENOMEM;
+  m->ids = calloc(m->nin + 1, 1);
+  if (m->ids == NULL)
+    return TANDEM_ENOMEM;
   size_t k = 0;
   for (size_t i = 0; i < g->nnodes; i++)
     if (g->nodes[i].op == MPC_OP_INPUT) {
       mpc_shape_t s = g->nodes[i].shape;
       if (g->nodes[i].batched)
         s.dim[0] = 1; /* every row of a batch has the same worst case */
+      m->ids[k] = (unsigned char)g->nodes[i].ids;
       if ((rc = mpc_ftensor_init(&m->in[k++], &s)) != 0)
         return rc;
     }
@@ -133,7 +186,7 @@ static int mag_eval(mag_t *m, double b) {
   for (size_t i = 0; i < m->nin; i++) {
     size_t n = mpc_shape_numel(&m->in[i].shape);
     for (size_t j = 0; j < n; j++)
-      m->in[i].data[j] = b;
+      m->in[i].data[j] = m->ids[i] ? 1.0 : b;
   }
   return mpc_eval_float(&m->g, &m->w, m->in, m->out);
 }
@@ -448,6 +501,11 @@ static int sgn_open(sgn_t *s, const mpc_graph_t *g, const mpc_weights_t *w, doub
       return TANDEM_EINVAL;
     size_t n = mpc_shape_numel(&g->nodes[i].shape);
     double *p = s->w.param[s->pos[i]].data, *q = s->w.param[s->neg[i]].data;
+    if (ids_table_only(g, i)) {
+      ids_table_rows(&g->nodes[i].shape, w->param[i].data, p, part_pos);
+      ids_table_rows(&g->nodes[i].shape, w->param[i].data, q, part_neg);
+      continue;
+    }
     for (size_t j = 0; j < n; j++) {
       p[j] = fmax(w->param[i].data[j], 0);
       q[j] = fmax(-w->param[i].data[j], 0);
@@ -468,8 +526,9 @@ static int sgn_open(sgn_t *s, const mpc_graph_t *g, const mpc_weights_t *w, doub
       if ((rc = mpc_ftensor_init(&s->in[k], &sh)) != 0)
         return rc;
       size_t n = mpc_shape_numel(&sh);
+      int ids = g->nodes[i].ids; /* one-hot: in [0, 1] */
       for (size_t j = 0; j < n; j++)
-        s->in[k].data[j] = part == 0 ? fmax(hi, 0) : fmax(-lo, 0);
+        s->in[k].data[j] = ids ? (part == 0 ? 1.0 : 0.0) : part == 0 ? fmax(hi, 0) : fmax(-lo, 0);
     }
   }
   return 0;
@@ -489,7 +548,7 @@ static int sgn_mags(const mpc_graph_t *g, const mpc_weights_t *w, double lo, dou
     size_t n = mpc_shape_numel(&nd->shape);
     double v = 0;
     if (nd->op == MPC_OP_INPUT) {
-      v = fmax(hi, -lo);
+      v = nd->ids ? 1.0 : fmax(hi, -lo);
     } else if (nd->op == MPC_OP_PARAM) {
       for (size_t j = 0; j < n; j++)
         v = fmax(v, fabs(w->param[i].data[j]));

@@ -85,7 +85,17 @@ int mpc_client_run(const mpc_plan_t *p, mpc_transport_t *t, const mpc_ftensor_t 
   size_t off = 0;
   for (size_t i = 0; i < p->ninputs; i++) {
     size_t n = p->vals[p->inputs[i]].n, bad = 0;
-    rc = kern_fix_encode(buf + off, inputs[i].data, n, p->f, &bad);
+    if (p->vals[p->inputs[i]].scale == 0) {
+      /* Token ids' one-hot rows, integers at scale 0 (plan.c). */
+      rc = 0;
+      for (size_t j = 0; j < n && rc == 0; j++)
+        if (inputs[i].data[j] == 0.0 || inputs[i].data[j] == 1.0)
+          buf[off + j] = (uint64_t)inputs[i].data[j];
+        else
+          rc = TANDEM_ERANGE, bad = j;
+    } else {
+      rc = kern_fix_encode(buf + off, inputs[i].data, n, p->f, &bad);
+    }
     if (rc < 0) {
       if (err != NULL && errlen > 0)
         snprintf(err, errlen, "input '%s' element %zu is outside the fixed-point range",

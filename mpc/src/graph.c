@@ -689,6 +689,7 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
   mpc_node_t nd = *node;
   copy_name(nd.name, node->name);
   nd.batched = nd.op == MPC_OP_INPUT && node->batched != 0;
+  nd.ids = nd.op == MPC_OP_INPUT && node->ids != 0;
   if (nd.name[0] == '\0')
     snprintf(nd.name, sizeof nd.name, "%s_%zu", mpc_op_name(nd.op), idx);
   ectx_t e = {err, errlen, nd.name, nd.op};
@@ -698,6 +699,11 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
   int rc = check_inputs(&nd, idx, &e);
   if (rc != 0)
     return rc;
+  /* Token ids: [..., V], the ids' axes then the vocabulary (the one-hot). */
+  if (nd.ids && (nd.shape.ndim < 2 || nd.shape.dim[nd.shape.ndim - 1] == 0 ||
+                 nd.shape.dim[nd.shape.ndim - 1] > MPC_IDS_VOCAB_MAX))
+    return efail(&e, TANDEM_EINVAL, "a token-id input needs at least one axis of ids and a "
+                 "vocabulary of 1 to %u", (unsigned)MPC_IDS_VOCAB_MAX);
   const mpc_shape_t *in[3];
   for (int k = 0; k < 3; k++)
     in[k] = nd.in[k] >= 0 ? &g->nodes[nd.in[k]].shape : NULL;

@@ -243,6 +243,10 @@ int mpc__onnx_fold_node(ctx_t *c, size_t k, int *folded);
 /* At a Div node k: the exact GELU written out (Div by sqrt 2, Erf, Add 1,
  * Mul by the input, Mul by 0.5) as one GELU node (*folded = 1). */
 int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded);
+/* At a Mul node k of an activation by itself: the tanh GELU written out
+ * (x^3 by two Muls, 0.044715, Add x, sqrt(2/pi), Tanh, Add 1, Mul by x, Mul
+ * by 0.5) as one GELU_TANH node (*folded = 1). */
+int mpc__onnx_fold_gelu_tanh(ctx_t *c, size_t k, int *folded);
 /* LayerNormalization node k over a last axis of D elements whose only
  * reader is a MatMul by the owner's constant: 1 if its Scale and B can go
  * into that MatMul's weight (ln_foldable); ln_fold_matmul then emits the

@@ -353,6 +353,24 @@ int mpc__onnx_op_slice(ctx_t *c, size_t k, int variant) {
   return def_result(c, k, 0, emit_select(c, k, x, &os, start, step, NULL, -1, 0));
 }
 
+/* A Gather by the client's token ids (input 1, an ids INPUT [..., V]: the
+ * import checked that input 0 is the owner's table [V, H] and the axis 0):
+ * the product of the one-hot ids with the table, [..., V] x [V, H] ->
+ * [..., H], the input-times-weights product of every linear layer (no
+ * round; the table's row exactly, a one-hot being 0 or 1). */
+static int gather_ids(ctx_t *c, size_t k, int ids) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, MPC_OP_MATMUL, ids, -1, -1);
+  int rc = mpc__onnx_in_operand(c, k, 0, 1, &nd.in[1]);
+  if (rc != 0)
+    return rc;
+  int r = mpc__onnx_add_node(c, k, &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, k, 0, r);
+  return 0;
+}
+
 int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant) {
   (void)variant;
   static const char *const known[] = {"axis", NULL};
@@ -361,6 +379,11 @@ int mpc__onnx_op_gather(ctx_t *c, size_t k, int variant) {
   if (rc != 0 || (rc = mpc__onnx_attr_int(c, k, "axis", 0, &axis)) != 0)
     return rc;
   const mpc__ctensor_t *t;
+  ent_t *ie = mpc__onnx_in_ent(c, k, 1, 1, &rc);
+  if (ie == NULL)
+    return rc;
+  if (ie->kind == V_ACT && c->g->nodes[ie->node].op == MPC_OP_INPUT && c->g->nodes[ie->node].ids)
+    return gather_ids(c, k, ie->node);
   ent_t *de = mpc__onnx_in_ent(c, k, 0, 1, &rc);
   if (de == NULL)
     return rc;

@@ -966,6 +966,8 @@ int mpc__onnx_run_node(ctx_t *c, size_t k) {
   int folded, rc = mpc__onnx_fold_node(c, k, &folded);
   if (rc == 0 && !folded && strcmp(op, "Div") == 0)
     rc = mpc__onnx_fold_gelu(c, k, &folded);
+  if (rc == 0 && !folded && strcmp(op, "Mul") == 0)
+    rc = mpc__onnx_fold_gelu_tanh(c, k, &folded);
   if (rc != 0 || folded)
     return rc;
   const op_entry_t *e = bsearch(op, ops, sizeof ops / sizeof ops[0], sizeof ops[0], op_cmp);

@@ -749,6 +749,75 @@ static int data_only(const ctx_t *c, const char *name) {
   return uses > 0;
 }
 
+/* The rows of the owner's table a Gather (node k) reads by the indices in
+ * its input 1: V if its data (input 0) is an initializer [V, H] and its
+ * axis 0 (a lookup by token ids), else 0. */
+static size_t ids_table(ctx_t *c, size_t k) {
+  const char *dn = mpc__onnx_in_name(c, k, 0);
+  ent_t *d = dn != NULL ? mpc__onnx_lookup(c, dn) : NULL;
+  const Onnx__TensorProto *t =
+      d != NULL && d->src == S_INIT && d->idx < c->gp->n_initializer
+          ? c->gp->initializer[d->idx] : NULL;
+  const attr_t *a = mpc__onnx_attr_find(c, k, "axis");
+  int64_t axis = a != NULL && is_type(a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, a->has_i)
+                     ? a->i : a != NULL ? -1 : 0;
+  if (t == NULL || t->n_dims != 2 || t->dims[0] <= 0 || t->dims[1] <= 0 ||
+      (uint64_t)t->dims[0] > MPC_IDS_VOCAB_MAX || (axis != 0 && axis != -2))
+    return 0;
+  return (size_t)t->dims[0];
+}
+
+/* Graph input e of an integer type (INT64, INT32): 1 if it is the client's
+ * token ids, read only as the indices of Gathers of rows of the owner's
+ * [V, H] table (*vocab = V, the same for every reader); 0 if no Gather reads
+ * such rows by it (it is then what an integer input was before: structure
+ * bound at import, or data; below); an error naming the node when a Gather
+ * takes it as such ids and anything reads it otherwise (another operator,
+ * a Gather of something else, a graph output). */
+static int ids_input(ctx_t *c, const ent_t *e, size_t *vocab) {
+  size_t tables = 0, other = SIZE_MAX, other_gather = 0;
+  *vocab = 0;
+  for (size_t k = 0; k < c->gp->n_node; k++) {
+    const Onnx__NodeProto *n = c->gp->node[k];
+    for (size_t j = 0; j < n->n_input; j++) {
+      if (n->input[j] == NULL || strcmp(n->input[j], e->name) != 0)
+        continue;
+      int gather = strcmp(str_or(n->op_type, ""), "Gather") == 0 && j == 1;
+      size_t V = gather ? ids_table(c, k) : 0;
+      if (V == 0) {
+        if (other == SIZE_MAX) {
+          other = k;
+          other_gather = (size_t)gather;
+        }
+        continue;
+      }
+      if (*vocab != 0 && V != *vocab)
+        return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
+                               "indices '%s' index a table of %zu rows, another Gather by "
+                               "them one of %zu (one vocabulary per token-id input)",
+                               e->name, V, *vocab);
+      *vocab = V;
+      tables++;
+    }
+  }
+  if (tables == 0)
+    return 0;
+  if (other != SIZE_MAX && other_gather)
+    return mpc__onnx_nfail(c, other, TANDEM_EUNSUPOP,
+                           "indices '%s' are the client's token ids: a Gather by them must "
+                           "take rows (axis 0) of the owner's initializer [V, H]", e->name);
+  if (other != SIZE_MAX)
+    return mpc__onnx_nfail(c, other, TANDEM_EUNSUPOP,
+                           "reads input '%s', the client's token ids (Gather indices into the "
+                           "owner's table, one-hot encoded by the client): token ids may only "
+                           "be Gather indices", e->name);
+  if (e->gout)
+    return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
+                           "graph input '%s', the client's token ids, is also a graph output",
+                           e->name);
+  return 1;
+}
+
 int mpc__onnx_add_inputs(ctx_t *c) {
   const Onnx__GraphProto *gp = c->gp;
   char nb[16];
@@ -764,7 +833,13 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         tp->tensor_type == NULL)
       return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s' is not a tensor", v->name);
     int et = tp->tensor_type->has_elem_type ? tp->tensor_type->elem_type : 0;
-    int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && data_only(c, v->name);
+    size_t vocab = 0;
+    int ids = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                      et == ONNX__TENSOR_PROTO__DATA_TYPE__INT32
+                  ? ids_input(c, e, &vocab) : 0;
+    if (ids < 0)
+      return ids;
+    int data64 = et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && (ids || data_only(c, v->name));
     if ((et == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && !data64) ||
         (et == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL && c->bind != NULL && here < c->nbind &&
          c->bind[here] != NULL) ||
@@ -816,6 +891,14 @@ int mpc__onnx_add_inputs(ctx_t *c) {
         return mpc__onnx_gfail(c, TANDEM_EPARSE, "graph input '%s': dimension %zu is %" PRId64,
                                v->name, d, dm->dim_value);
       nd.shape.dim[d] = (size_t)dm->dim_value;
+    }
+    if (ids && (sp->n_dim == 0 || sp->n_dim >= MPC_MAX_DIMS))
+      return mpc__onnx_gfail(c, TANDEM_EUNSUPOP,
+                             "graph input '%s', the client's token ids, has rank %zu "
+                             "(supported: 1 to %d)", v->name, sp->n_dim, MPC_MAX_DIMS - 1);
+    if (ids) { /* the one-hot axis the client adds */
+      nd.ids = 1;
+      nd.shape.dim[nd.shape.ndim++] = vocab;
     }
     int r = mpc__onnx_add_node(c, SIZE_MAX, &nd);
     if (r < 0)

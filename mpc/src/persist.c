@@ -39,8 +39,9 @@
  * follows the batch, and an output's client-side function); 6: graph flags
  * after the magnitudes (bit 0: exact mode; earlier versions load as default
  * mode) and the declared least input (input_min; -infinity: none, as
- * earlier versions load). */
-#define GRAPH_VERSION 6u
+ * earlier versions load); 7: bit 1 of an INPUT's flags, token ids (`ids`,
+ * one-hot along the last axis; earlier versions have none). */
+#define GRAPH_VERSION 7u
 #define MAX_NODES ((size_t)1 << 20)
 
 /* ---- a growable little-endian writer and a bounded reader ---------------- */
@@ -140,7 +141,7 @@ int mpc_graph_save(const mpc_graph_t *g, uint8_t **out, size_t *len) {
     for (int k = 0; k < MPC_MAX_DIMS; k++)
       put_u64(&w, nd->shape.dim[k]);
     put(&w, nd->name, sizeof nd->name);
-    put_u32(&w, nd->op == MPC_OP_INPUT && nd->batched ? 1u : 0u);
+    put_u32(&w, nd->op != MPC_OP_INPUT ? 0u : (nd->batched ? 1u : 0u) | (nd->ids ? 2u : 0u));
     put_i32(&w, a->axis);
     for (int k = 0; k < MPC_MAX_DIMS; k++) {
       put_u64(&w, (uint64_t)a->sel_start[k]);
@@ -260,10 +261,11 @@ int mpc_graph_load(mpc_graph_t *g, const void *buf, size_t len, char *err,
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "truncated", i);
       if (op > (uint32_t)MPC_OP_LAST || nd.shape.ndim > MPC_MAX_DIMS)
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad operator or rank", i);
-      if (flags > 1 || (flags != 0 && op != (uint32_t)MPC_OP_INPUT))
+      if (flags > (version >= 7 ? 3u : 1u) || (flags != 0 && op != (uint32_t)MPC_OP_INPUT))
         return gload_fail(g, store, TANDEM_EPARSE, err, errlen, "bad node flags", i);
       nd.op = (mpc_op_t)op;
-      nd.batched = (int)flags;
+      nd.batched = (int)(flags & 1u);
+      nd.ids = (int)(flags >> 1);
       if (nd.op == MPC_OP_CONST) {
         size_t n = 1;
         for (unsigned k = 0; k < nd.shape.ndim; k++) {

@@ -479,7 +479,9 @@ static int lower_gemm(cc_t *cc, int node) {
     int av = cc->act[a];
     if (trans_a && (av = transpose_2d(cc, node, av)) < 0)
       return av;
-    int x = masked_s1(cc, av, nd->name);
+    /* Token ids (one-hot, MASKED at scale 0) go in as they are. */
+    int ids = g->nodes[a].op == MPC_OP_INPUT && g->nodes[a].ids;
+    int x = ids ? av : masked_s1(cc, av, nd->name);
     if (x < 0)
       return fail(cc, x, node, "operand cannot be masked");
     int w = weight_of(cc, b, alpha);
@@ -503,6 +505,8 @@ static int lower_gemm(cc_t *cc, int node) {
                     ys.dim[0], kdim, ndim);
     if (y < 0)
       return y;
+    if (ids)
+      cc->p->vals[y].scale = 1; /* 0 + 1: a row of the table at f bits */
   } else if (a_param) {
     if (trans_a || trans_b)
       return fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
@@ -1478,6 +1482,22 @@ static int lower_avgpool(cc_t *cc, int node) {
   return 0;
 }
 
+/* 1 if every reader of ids INPUT node `node` is a MatMul of it (on the
+ * left) by a 2-D PARAM: the only use the import makes of token ids, and
+ * the only one lowered for a value at scale 0. */
+static int ids_readers_ok(const cc_t *cc, int node) {
+  const mpc_graph_t *g = cc->g;
+  for (size_t i = (size_t)node + 1; i < g->nnodes; i++) {
+    const mpc_node_t *nd = &g->nodes[i];
+    for (int k = 0; k < 3; k++)
+      if (nd->in[k] == node &&
+          (nd->op != MPC_OP_MATMUL || k != 0 || nd->in[1] < 0 ||
+           g->nodes[nd->in[1]].op != MPC_OP_PARAM || g->nodes[nd->in[1]].shape.ndim != 2))
+        return 0;
+  }
+  return 1;
+}
+
 static int lower_node(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   mpc_plan_t *p = cc->p;
@@ -1486,7 +1506,12 @@ static int lower_node(cc_t *cc, int node) {
     mpc_shape_t s = nd->shape;
     if (p->batch != 0 && nd->batched)
       s.dim[0] = p->batch; /* batch 0 or a fixed input: the shapes the graph declares */
-    int v = new_val(cc, &s, MPC__V_MASKED, 1, node);
+    if (nd->ids && !ids_readers_ok(cc, node))
+      return fail(cc, TANDEM_EUNSUPOP, node, "token ids may only be multiplied by the "
+                  "owner's table [V, H] (a Gather by ids)");
+    /* Token ids' one-hot rows at scale 0 (integers): their product with the
+     * table is at scale 1, with no truncation to spend a round on. */
+    int v = new_val(cc, &s, MPC__V_MASKED, nd->ids ? 0 : 1, node);
     if (v < 0)
       return v;
     if (new_gate(cc, MPC__G_INPUT, -1, -1, v, nd->name) == NULL)

@@ -86,6 +86,13 @@ static int64_t load_le_i64(const uint8_t *p) {
   return v;
 }
 
+static int32_t load_le_i32(const uint8_t *p) {
+  uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  int32_t v;
+  memcpy(&v, &u, 4);
+  return v;
+}
+
 static void store_le_f64(uint8_t *p, double v) {
   memcpy(p, &v, 8);
   if (!host_is_le())
@@ -592,18 +599,26 @@ static int npy_load(const uint8_t *buf, size_t len, mpc_ftensor_t *out, char *er
   int rc = npy_header((const char *)buf + off, hlen, &h, err, errlen);
   if (rc != 0)
     return rc;
+  /* Reals, and the integers of token ids (an int64 or int32 array, numpy's
+   * default for ids): as reals, exact below 2^53 (an id is checked against
+   * its vocabulary, mpc_inputs_encode_ids). */
   size_t esz;
+  int isint = 0;
   if (strcmp(h.descr, "<f4") == 0)
     esz = 4;
   else if (strcmp(h.descr, "<f8") == 0)
     esz = 8;
-  else if (strcmp(h.descr, ">f4") == 0 || strcmp(h.descr, ">f8") == 0)
+  else if (strcmp(h.descr, "<i8") == 0)
+    esz = 8, isint = 1;
+  else if (strcmp(h.descr, "<i4") == 0)
+    esz = 4, isint = 1;
+  else if (h.descr[0] == '>' && strchr("fi", h.descr[1]) != NULL)
     return tfail(err, errlen, TANDEM_EUNSUPOP,
-                 ".npy: big-endian dtype '%s' is not supported (want '<f4' or '<f8'; "
-                 "convert with arr.astype('<f8'))", h.descr);
+                 ".npy: big-endian dtype '%s' is not supported (want '<f4', '<f8', '<i4' or "
+                 "'<i8'; convert with arr.astype('<f8'))", h.descr);
   else
-    return tfail(err, errlen, TANDEM_EUNSUPOP, ".npy: dtype '%s' is not supported (want '<f4' or "
-                 "'<f8')", h.descr);
+    return tfail(err, errlen, TANDEM_EUNSUPOP, ".npy: dtype '%s' is not supported (want '<f4', "
+                 "'<f8', '<i4' or '<i8')", h.descr);
   if (h.fortran)
     return tfail(err, errlen, TANDEM_EUNSUPOP,
                  ".npy: Fortran order is not supported (save a C-ordered array, "
@@ -631,8 +646,14 @@ static int npy_load(const uint8_t *buf, size_t len, mpc_ftensor_t *out, char *er
   rc = mpc_ftensor_init(out, &s);
   if (rc != 0)
     return tfail(err, errlen, rc, ".npy: %s", tandem_strerror(rc));
-  for (size_t k = 0; k < (size_t)n; k++)
-    out->data[k] = esz == 4 ? load_le_f32(data + 4 * k) : load_le_f64(data + 8 * k);
+  for (size_t k = 0; k < (size_t)n; k++) {
+    if (!isint)
+      out->data[k] = esz == 4 ? load_le_f32(data + 4 * k) : load_le_f64(data + 8 * k);
+    else if (esz == 8)
+      out->data[k] = (double)load_le_i64(data + 8 * k);
+    else
+      out->data[k] = (double)load_le_i32(data + 4 * k);
+  }
   return 0;
 }
 

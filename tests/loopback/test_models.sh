@@ -5,7 +5,9 @@
 # `tandem models` lists each shared model (name, inputs' shapes, bound,
 # weights, when shared); share-model refuses a name in use unless --replace;
 # remove-model removes a model from the dealer and both parties (files and
-# all), after which a query of it is refused by name.
+# all), after which a query of it is refused by name. BERT-tiny16 answers
+# `tandem infer` on its int64 token ids (listed as ids with their
+# vocabulary); an id outside it is refused in one line naming its position.
 set -u
 TANDEM=${1:?usage: test_models.sh <path-to-tandem>}
 SRC=${TANDEM_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -20,7 +22,7 @@ for id in p0 p1 dealer owner alice; do
   "$TANDEM" keygen --out keys --id $id >/dev/null 2>err || fail "keygen $id: $(cat err)"
 done
 read -r PORT0 PORT1 PORTD <<<"$(free_ports 3)"
-cluster_config cluster.ini "timeout_ms = 10000
+cluster_config cluster.ini "timeout_ms = 30000
 pool = 1" alice
 declare -A PID
 start dealer; start p1; start p0
@@ -28,6 +30,8 @@ start dealer; start p1; start p0
 share() { "$TANDEM" share-model --config cluster.ini "$@"; }
 share --model "$M/fashion_mlp.onnx" --name mlp >/dev/null 2>err || fail "share mlp: $(cat err)"
 share --model "$M/fashion_cnn.onnx" --name cnn >/dev/null 2>err || fail "share cnn: $(cat err)"
+share --model "$M/transformers/bert_tiny16.onnx" --name bert >/dev/null 2>err ||
+  fail "share bert: $(cat err)"
 
 # --- the list ------------------------------------------------------------------------
 "$TANDEM" models --config cluster.ini --as alice >list 2>err || fail "models: $(cat err)"
@@ -35,7 +39,29 @@ grep -q "^NAME" list || fail "models: no header: $(cat list)"
 grep -Eq "^mlp +input\[N,1,28,28\] +[0-9.e+-]+ +[0-9]+ +20[0-9]{2}-[0-9]{2}-[0-9]{2}T" list ||
   fail "models: no mlp line with its input [N,1,28,28]: $(cat list)"
 grep -Eq "^cnn +[^ ]*\[N,1,28,28\]" list || fail "models: no cnn line: $(cat list)"
-[ "$(grep -c . list)" -eq 3 ] || fail "models: not 2 models: $(cat list)"
+grep -Eq "^bert +input_ids\[N,16\]:ids<1024 " list || fail "models: no bert line with its ids: $(cat list)"
+[ "$(grep -c . list)" -eq 4 ] || fail "models: not 3 models: $(cat list)"
+
+# --- token ids: BERT-tiny16 by its int64 input_ids, one-hot encoded by infer --------
+# One sequence (0.47 GB of preprocessing a party).
+B=$M/transformers/bert_tiny16
+npy_rows "${B}_ids.npy" ids1.npy 1
+npy_rows "${B}_logits.npy" logits1.npy 1
+"$TANDEM" infer --config cluster.ini --model bert --input ids1.npy --output bert.npy \
+  2>err || fail "bert: $(cat err)"
+npy_check bert.npy logits1.npy 2e-3 || fail "bert: private logits differ from PyTorch's"
+python3 - "${B}_ids.npy" badids.npy <<'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+off = 10 + struct.unpack("<H", b[8:10])[0]
+b[off:off + 8] = struct.pack("<q", -3)  # row 0, position 0
+open(sys.argv[2], "wb").write(b)
+PY
+if "$TANDEM" infer --config cluster.ini --model bert --input badids.npy --output x.npy 2>err; then
+  fail "bert: an id of -3 accepted"
+fi
+one_line err && grep -q "input 'input_ids': token id -3 at position \[0, 0\] is outside" err ||
+  fail "bert, bad id: $(cat err)"
 
 # --- a name in use: refused, unless --replace -----------------------------------------
 if share --model "$M/fashion_cnn.onnx" --name mlp >/dev/null 2>err; then

@@ -1,7 +1,8 @@
 /* test_onnx_fold.c - Check suite "onnx_fold": the exporter's shape arithmetic
  * folded at import (mpc/src/onnx_fold.c), the Concat of the owner's
  * constants beside activations (onnx_move.c) and the exact GELU written out
- * (Div by sqrt 2, Erf, Add 1, Mul, Mul by 0.5) imported as one gate, and
+ * (Div by sqrt 2, Erf, Add 1, Mul, Mul by 0.5) and its tanh form imported as
+ * one gate each, and
  * a LayerNormalization's Scale and B folded into the MatMul after it.
  *
  * Models are built in C (onnx_build.c) as PyTorch 1.13 writes a ViT's class
@@ -222,6 +223,72 @@ START_TEST(test_gelu_chain) {
 }
 END_TEST
 
+/* The tanh GELU as PyTorch 1.13 exports F.gelu(x, approximate='tanh'):
+ * x*x*x, 0.044715, + x, sqrt(2/pi), Tanh, + 1, * x, * 0.5; with tanh_out,
+ * the Tanh's output is a graph output too (the pieces then stay). */
+static void build_gelu_tanh(ob_t *b, int tanh_out) {
+  ob_input(b, "x", FLOAT, 2, I64(-1, 5));
+  ob_init_f(b, "c3", 0, NULL, (const double[]){0.044714998453855515});
+  ob_init_f(b, "k", 0, NULL, (const double[]){0.7978845834732056});
+  ob_init_f(b, "onef", 0, NULL, (const double[]){1.0});
+  ob_init_f(b, "half", 0, NULL, (const double[]){0.5});
+  ob_node(b, "Mul", "sq", "x,x", "a");
+  ob_node(b, "Mul", "cube", "x,a", "b3");
+  ob_node(b, "Mul", "c3mul", "c3,b3", "c");
+  ob_node(b, "Add", "addx", "x,c", "d");
+  ob_node(b, "Mul", "kmul", "k,d", "e");
+  ob_node(b, "Tanh", "tanh", "e", "t");
+  ob_node(b, "Add", "add1", "onef,t", "u");
+  ob_node(b, "Mul", "mulx", "x,u", "v");
+  ob_node(b, "Mul", "halve", "half,v", "y");
+  ob_output(b, "y");
+  if (tanh_out)
+    ob_output(b, "t");
+}
+
+START_TEST(test_gelu_tanh_chain) {
+  ob_t *b = ob_new(17);
+  build_gelu_tanh(b, 0);
+  mpc_graph_t g;
+  mpc_weights_t w;
+  load_ok(b, &g, &w);
+  ob_free(b);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_GELU_TANH), 1);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_TANH), 0);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_MUL), 0);
+  mpc_shape_t is = {2, {4, 5}};
+  mpc_ftensor_t in, out;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &is), 0);
+  for (size_t i = 0; i < 20; i++)
+    in.data[i] = -5 + 0.5 * (double)i;
+  ck_assert_int_eq(mpc_eval_float(&g, &w, &in, &out), 0);
+  for (size_t i = 0; i < 20; i++) {
+    double x = in.data[i];
+    double want = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    ck_assert_msg(fabs(out.data[i] - want) < 1e-6, "x = %g: %g, want %g", x, out.data[i], want);
+  }
+  /* Privately: one gate, two rounds (eight for the pieces); the inputs
+   * declared within 8, as an owner would, so the gate is sized for them. */
+  g.input_bound = 8;
+  ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+  harness_result_t res = harness_check_private(&g, &w, 4, &in, 2e-3, 1);
+  ck_assert_uint_le(res.plan_rounds, 2);
+  mpc_ftensor_close(&out);
+  mpc_ftensor_close(&in);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+  /* The Tanh's output read elsewhere: the pieces stay. */
+  b = ob_new(17);
+  build_gelu_tanh(b, 1);
+  load_ok(b, &g, &w);
+  ob_free(b);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_GELU_TANH), 0);
+  ck_assert_uint_eq(count_op(&g, MPC_OP_TANH), 1);
+  mpc_weights_close(&w);
+  mpc_graph_close(&g);
+}
+END_TEST
+
 /* LayerNormalization (Scale, B) then a MatMul by the owner's W: imported as
  * the IR's LayerNorm and one MatMul by diag(Scale) W plus the bias B W (no
  * product by Scale left); against the formula, and privately. */
@@ -287,6 +354,7 @@ Suite *onnx_fold_suite(void) {
   tcase_add_test(tc, test_class_token);
   tcase_add_test(tc, test_fold_errors);
   tcase_add_test(tc, test_gelu_chain);
+  tcase_add_test(tc, test_gelu_tanh_chain);
   tcase_add_test(tc, test_ln_matmul);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);

@@ -141,7 +141,8 @@ START_TEST(test_graph_corrupt) {
 END_TEST
 
 /* An INPUT's `batched` flag survives the format (version 4), and a graph
- * of version 3 (no flags) loads with every INPUT batched, as it meant. */
+ * of version 3 (no flags) loads with every INPUT batched, as it meant; its
+ * `ids` bit (version 7) loads, and is refused in a file of version 6. */
 START_TEST(test_graph_batched_flag) {
   mpc_graph_t g, h;
   mpc_graph_init(&g);
@@ -192,6 +193,19 @@ START_TEST(test_graph_batched_flag) {
   ck_assert_int_eq(h.nodes[x].batched, 1);
   ck_assert_int_eq(h.nodes[y].batched, 1);
   mpc_graph_close(&h);
+  /* Bit 1 of an input's flags (token ids, version 7: x [N, 4] as ids of a
+   * vocabulary of 4) loads as `ids`; a file of version 6 has no such bit. */
+  b[hdr + (rec + ext) * (size_t)x + rec] = 3;
+  ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), 0);
+  ck_assert_int_eq(h.nodes[x].ids, 1);
+  ck_assert_int_eq(h.nodes[x].batched, 1);
+  ck_assert_int_eq(h.nodes[y].ids, 0);
+  mpc_graph_close(&h);
+  uint32_t six = 6;
+  memcpy(b + 4, &six, 4);
+  ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
+  ck_assert(strstr(err, "bad node flags") != NULL);
+  b[hdr + (rec + ext) * (size_t)x + rec] = 1;
   /* A flag on a node that is not an input is refused. */
   b[hdr + (rec + ext) * (size_t)s + rec] = 1;
   ck_assert_int_eq(mpc_graph_load(&h, b, n, err, sizeof err), TANDEM_EPARSE);
@@ -227,7 +241,7 @@ START_TEST(test_graph_exact_flag) {
   ck_assert_int_eq(mpc_graph_save(&g, &b, &n), 0);
   uint32_t v;
   memcpy(&v, b + 4, 4);
-  ck_assert_uint_eq(v, 6);
+  ck_assert_uint_eq(v, 7);
   v = 5;
   memcpy(b + 4, &v, 4);
   ck_assert_int_eq(mpc_graph_load(&h, b, n - 12, err, sizeof err), 0);

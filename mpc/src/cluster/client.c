@@ -277,6 +277,15 @@ int cl_inputs_check(const mpc_graph_t *g, const char *name, const mpc_ftensor_t 
     const mpc_ftensor_t *t = &inputs[k++];
     size_t n = mpc_shape_numel(&t->shape);
     for (size_t j = 0; j < n; j++) {
+      /* Token ids arrive one-hot encoded (mpc_inputs_encode_ids checked the
+       * ids): 0 or 1, whatever the bound of the other inputs. */
+      if (g->nodes[i].ids && t->data[j] != 0.0 && t->data[j] != 1.0) {
+        snprintf(err, errlen, "model %s: input '%s' (token ids, one-hot encoded) element %zu "
+                 "is neither 0 nor 1", name, g->nodes[i].name, j);
+        return TANDEM_ERANGE;
+      }
+      if (g->nodes[i].ids)
+        continue;
       if (!isfinite(t->data[j])) {
         snprintf(err, errlen, "model %s: input '%s' element %zu is %g, not a finite number",
                  name, g->nodes[i].name, j, t->data[j]);

@@ -362,7 +362,10 @@ static void list_line(cl_store_t *s, const char *name, char *out, size_t outlen)
       continue;
     used += (size_t)snprintf(inputs + used, sizeof inputs - used, "%s%s[", used ? " " : "",
                              n->name);
-    for (unsigned d = 0; d < n->shape.ndim && used < sizeof inputs; d++) {
+    /* Token ids: the shape the client gives (less the one-hot axis), and
+     * the vocabulary. */
+    unsigned nd = n->ids ? n->shape.ndim - 1 : n->shape.ndim;
+    for (unsigned d = 0; d < nd && used < sizeof inputs; d++) {
       if (d == 0 && n->batched)
         used += (size_t)snprintf(inputs + used, sizeof inputs - used, "N");
       else
@@ -371,6 +374,9 @@ static void list_line(cl_store_t *s, const char *name, char *out, size_t outlen)
     }
     if (used < sizeof inputs)
       used += (size_t)snprintf(inputs + used, sizeof inputs - used, "]");
+    if (n->ids && used < sizeof inputs)
+      used += (size_t)snprintf(inputs + used, sizeof inputs - used, ":ids<%zu",
+                               n->shape.dim[nd]);
   }
   if (m->graph.input_bound > 0)
     snprintf(bound, sizeof bound, "%g", m->graph.input_bound);
@@ -631,6 +637,18 @@ size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
   mpc_plan_free(one);
   /* A tenth of headroom: a batch's message is a little over batch times
    * one row's (seeds and framing). */
+  size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
+  return fit < cap ? fit : cap;
+}
+
+size_t cl_input_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
+  /* 8 bytes per element of every input at one row (a batched input is
+   * declared with dim 0 = 1); a token-id input counts its one-hot rows, V
+   * elements per id, which the client sends. */
+  size_t per = 0;
+  for (size_t i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].op == MPC_OP_INPUT)
+      per += 8 * mpc_shape_numel(&g->nodes[i].shape);
   size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
   return fit < cap ? fit : cap;
 }
