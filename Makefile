@@ -72,7 +72,7 @@ demo: build
 
 # The standard benchmark set: bench/results.json and bench/online.png.
 bench: build
-	@bash scripts/deps.sh gnuplot-nox
+	@bash scripts/deps.sh gnuplot-nox python3-torch
 	@bash scripts/bench.sh $(BUILD)/tandem bench
 
 clean:

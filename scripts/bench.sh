@@ -3,7 +3,8 @@
 # kernels, the secure channel, private matrix products (128x784x128 and
 # 512x512x512, fresh and reused masks) and the Fashion-MNIST MLP and CNN at
 # several batch sizes, the ViT and BERT-tiny (sequence 16; 128 is over the largest message) at batch 1,
-# with LAN and WAN projections, each over real processes
+# with LAN and WAN projections, each over real processes, and PyTorch float
+# of the transformers in the same run (scripts/torch_baseline.py)
 # on loopback. Writes OUTDIR/results.json (an array of the JSON objects of
 # `tandem bench --json`; a workload that cannot run is an object with its
 # "error") and OUTDIR/online.png (online time and bytes against batch size,
@@ -76,10 +77,37 @@ run "ViT batch 1" --model "$M/transformers/fashion_vit.onnx" --batch 1 --by-gate
 run "BERT-tiny seq 16 batch 1" --model "$M/transformers/bert_tiny16.onnx" --batch 1 --by-gate --link lan --reps 3
 run "BERT-tiny seq 128 batch 1" --model "$M/transformers/bert_tiny.onnx" --batch 1 --by-gate --reps 1
 
+# PyTorch float of the transformers above, in the same run (issue 13: the
+# ViT's online phase within 50x of it): scripts/torch_baseline.py, with the
+# Python that has torch (Debian's python3-torch is /usr/bin/python3's).
+printf '%-44s ' "PyTorch float, batch 1, 1 thread"
+TORCH_PY=python3
+python3 -c 'import torch' 2>/dev/null || TORCH_PY=/usr/bin/python3
+if "$TORCH_PY" "$SRC/scripts/torch_baseline.py" "$M" >"$LINES.torch" 2>"$LINES.err"; then
+  cat "$LINES.torch" >>"$LINES"
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    o = json.loads(l)
+    print("%s %.3f ms" % (o["model"], 1e3 * o["float_s"]) if "float_s" in o else o["error"], end="; ")
+print()' "$LINES.torch"
+else
+  echo "not run: $(head -1 "$LINES.err")"
+fi
+
 python3 - "$LINES" "$OUT" <<'PY'
 import json, os, sys
 objs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 out = sys.argv[2]
+# Each private model run beside PyTorch's float of the same model and run.
+torch_s = {o["model"]: o["float_s"] for o in objs
+           if o.get("workload") == "pytorch" and "float_s" in o}
+for o in objs:
+    base = os.path.basename(o.get("model", "")) if o.get("workload") == "model" else ""
+    if base in torch_s and o.get("batch") == 1 and "online_s" in o:
+        o["pytorch_float_s"] = torch_s[base]
+        o["online_over_pytorch"] = o["online_s"] / torch_s[base]
+        print("%-44s online %.1f ms, PyTorch float %.3f ms: %.1fx" % (
+            base + " batch 1", 1e3 * o["online_s"], 1e3 * torch_s[base], o["online_over_pytorch"]))
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(objs, f, indent=1)
     f.write("\n")
