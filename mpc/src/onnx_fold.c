@@ -843,6 +843,27 @@ int mpc__onnx_const_slice(ctx_t *c, size_t k, const mpc__ctensor_t *t, const dim
 
 /* ---- GELU written out: x * (1 + erf(x / sqrt 2)) * 0.5 -------------------- */
 
+/* A chain from node k through u[0 .. n) made one gate of op on activation
+ * x: defined as the last node's output; the chain's nodes marked done and
+ * its inner values folded (read only inside it). */
+static int chain_to_gate(ctx_t *c, size_t k, mpc_op_t op, int x, const size_t *u, int n,
+                         int *folded) {
+  mpc_node_t nd;
+  mpc__onnx_node_init(&nd, op, x, -1, -1);
+  int r = mpc__onnx_add_node(c, u[n - 1], &nd);
+  if (r < 0)
+    return r;
+  mpc__onnx_def_act(c, u[n - 1], 0, r);
+  mpc__onnx_out_ent(c, k, 0)->folded = 1;
+  for (int i = 0; i < n; i++) {
+    c->done[u[i]] = 1;
+    if (i < n - 1)
+      mpc__onnx_out_ent(c, u[i], 0)->folded = 1;
+  }
+  *folded = 1;
+  return 0;
+}
+
 /* The only reader of output 0 of node k, if it is an op node of the default
  * domain reading it: its index, else SIZE_MAX. */
 static size_t sole_user(ctx_t *c, size_t k, const char *op) {
@@ -900,20 +921,7 @@ int mpc__onnx_fold_gelu(ctx_t *c, size_t k, int *folded) {
   if (a == NULL || b == NULL || !((strcmp(a, x) == 0 && strcmp(b, o2) == 0) ||
                                   (strcmp(b, x) == 0 && strcmp(a, o2) == 0)))
     return 0;
-  mpc_node_t nd;
-  mpc__onnx_node_init(&nd, MPC_OP_GELU, xe->node, -1, -1);
-  int r = mpc__onnx_add_node(c, u[3], &nd);
-  if (r < 0)
-    return r;
-  mpc__onnx_def_act(c, u[3], 0, r);
-  mpc__onnx_out_ent(c, k, 0)->folded = 1; /* read only inside the chain */
-  for (int i = 0; i < 4; i++) {
-    c->done[u[i]] = 1;
-    if (i < 3)
-      mpc__onnx_out_ent(c, u[i], 0)->folded = 1;
-  }
-  *folded = 1;
-  return 0;
+  return chain_to_gate(c, k, MPC_OP_GELU, xe->node, u, 4, folded);
 }
 
 /* 1 if node k has two inputs, named a and b in either order. */
@@ -953,20 +961,7 @@ int mpc__onnx_fold_gelu_tanh(ctx_t *c, size_t k, int *folded) {
       return 0;
     prev = u[i];
   }
-  mpc_node_t nd;
-  mpc__onnx_node_init(&nd, MPC_OP_GELU_TANH, xe->node, -1, -1);
-  int r = mpc__onnx_add_node(c, u[7], &nd);
-  if (r < 0)
-    return r;
-  mpc__onnx_def_act(c, u[7], 0, r);
-  mpc__onnx_out_ent(c, k, 0)->folded = 1; /* read only inside the chain */
-  for (int i = 0; i < 8; i++) {
-    c->done[u[i]] = 1;
-    if (i < 7)
-      mpc__onnx_out_ent(c, u[i], 0)->folded = 1;
-  }
-  *folded = 1;
-  return 0;
+  return chain_to_gate(c, k, MPC_OP_GELU_TANH, xe->node, u, 8, folded);
 }
 
 /* ---- LayerNormalization's Scale and B folded into the MatMul after it ------ */
