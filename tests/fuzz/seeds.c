@@ -25,6 +25,29 @@ static const double vals[64] = {0.5, -1, 2, 0.25, -0.75, 1.5, 3, -2, 1, 0.125, -
                                 0.5, -1, 2, 0.25, -0.75, 1.5, 3, -2, 1, 0.125, -0.5, 4,
                                 1,   2,  3, 4};
 
+/* A [2, 3] .npy of integers (descr "<i8" or "<i4", elements of `size`
+ * bytes) holding 0 .. 5, as NumPy writes token ids: 0, or -1 on error. */
+static int save_int_npy(const char *path, const char *descr, size_t size) {
+  char hdr[128];
+  int n = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (2, 3), }",
+                   descr);
+  size_t len = (size_t)n;
+  while ((10 + len + 1) % 64 != 0)
+    hdr[len++] = ' ';
+  hdr[len++] = '\n';
+  FILE *f = fopen(path, "wb");
+  if (f == NULL)
+    return -1;
+  unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff),
+                           (unsigned char)(len >> 8)};
+  int ok = fwrite(pre, 1, sizeof pre, f) == sizeof pre && fwrite(hdr, 1, len, f) == len;
+  for (unsigned i = 0; i < 6 && ok; i++) {
+    unsigned char v[8] = {(unsigned char)i, 0, 0, 0, 0, 0, 0, 0};
+    ok = fwrite(v, 1, size, f) == size;
+  }
+  return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static void save(ob_t *b, const char *dir, const char *name) {
   char path[512];
   size_t len;
@@ -201,5 +224,12 @@ int main(int argc, char **argv) {
       return 1;
   }
   mpc_ftensor_close(&t);
+  /* Token ids as clients give them (.npy <i8 and <i4). */
+  snprintf(sub, sizeof sub, "%s/tensor/ids8.npy", argv[1]);
+  if (save_int_npy(sub, "<i8", 8) != 0)
+    return 1;
+  snprintf(sub, sizeof sub, "%s/tensor/ids4.npy", argv[1]);
+  if (save_int_npy(sub, "<i4", 4) != 0)
+    return 1;
   return 0;
 }

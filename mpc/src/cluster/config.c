@@ -492,8 +492,9 @@ int cl_connect(net_node_t *node, int id, int timeout_ms) {
 
 /* ---- hooks ------------------------------------------------------------------ */
 
-static void log_v(const cl_hooks_t *h, int level, const char *who, const char *fmt,
-                  va_list ap) {
+__attribute__((format(printf, 4, 0))) static void log_v(const cl_hooks_t *h, int level,
+                                                        const char *who, const char *fmt,
+                                                        va_list ap) {
   if (h == NULL || (h->log == NULL && h->log_at == NULL))
     return;
   char line[1024];
