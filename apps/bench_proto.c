@@ -476,15 +476,8 @@ static int run_private(const popts_t *o, work_t *wk, const netspec_t *emu, doubl
     at += (size_t)snprintf(extra + at, sizeof extra - at, "pool = %zu\n",
                            o->nq < 64 ? o->nq : (size_t)64);
   /* A query waits for its preprocessing, made on demand for the warm-up and
-   * sent through the secure channel: the CNN's 1.5 GB at batch 50 took 8 s
-   * to make and 23 s to send on a loaded 2-core machine, past the default
-   * 30 s. Such a workload gets 30 s per 256 MB (unless TANDEM_TIMEOUT_MS
-   * says otherwise). */
-  if (o->prep_bytes > ((size_t)256 << 20) && getenv("TANDEM_TIMEOUT_MS") == NULL &&
-      at < sizeof extra) {
-    double ms = 30e3 * (double)o->prep_bytes / (double)((size_t)256 << 20);
-    snprintf(extra + at, sizeof extra - at, "timeout_ms = %.0f\n", ms < 3.6e6 ? ms : 3.6e6);
-  }
+   * sent through the secure channel: a large one raises the timeout. */
+  tandem_local_timeout_for(o->prep_bytes, extra, sizeof extra);
   tandem_local_t c;
   int rc = tandem_local_start(&c, "bench", extra[0] ? extra : NULL, err, errlen);
   if (rc != 0)

@@ -130,6 +130,15 @@ int tandem_local_threads(void) {
   return cpus >= 4 ? (int)(cpus / 2 > 64 ? 64 : cpus / 2) : 1;
 }
 
+void tandem_local_timeout_for(size_t prep, char *extra, size_t extralen) {
+  if (prep <= ((size_t)256 << 20) || getenv("TANDEM_TIMEOUT_MS") != NULL)
+    return;
+  size_t at = strlen(extra);
+  double ms = 30e3 * (double)prep / (double)((size_t)256 << 20);
+  if (at < extralen)
+    snprintf(extra + at, extralen - at, "timeout_ms = %.0f\n", ms < 3.6e6 ? ms : 3.6e6);
+}
+
 int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   const char *tmp = getenv("TMPDIR");

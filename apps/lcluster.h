@@ -24,6 +24,15 @@ typedef struct {
 int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, char *err, size_t errlen);
 /* Kernel threads each party of a loopback cluster gets: half the cores. */
 int tandem_local_threads(void);
+/* The config line raising the cluster's timeout for a query whose
+ * preprocessing is prep bytes (P0's, P1's and the client's): 30 s per 256 MB,
+ * at most an hour, so a large model's preprocessing is made and
+ * sent before a party gives up on a loaded machine (the CNN's 1.5 GB at
+ * batch 50 took 8 s to make and 23 s to send on a 2-core machine; BERT-tiny
+ * at sequence 16, 0.5 GB, over 20 s under ASan). Appended to extra (of
+ * extralen bytes) unless TANDEM_TIMEOUT_MS says the timeout or prep is
+ * under 256 MB. */
+void tandem_local_timeout_for(size_t prep, char *extra, size_t extralen);
 /* Stops the daemons (SIGTERM, then SIGKILL after 5 s) and removes the
  * directory (kept if TANDEM_KEEP_TMP is set). */
 void tandem_local_stop(tandem_local_t *c);

@@ -148,10 +148,11 @@ static void run_too_large(const mpc_graph_t *g, const mpc_weights_t *w, const ch
                    "message (%.2f GB)", model, need / 1e9, mpc_role_name(role), max_msg / 1e9);
 }
 
-/* The rows of one query (*chunk) of a batch of `rows`: a batch whose
+/* The rows of one query (*chunk) of a batch of `rows`, and the throw-away
+ * cluster's config lines (*extra: TANDEM_MAX_MSG's smaller limit, a timeout
+ * raised for a large query's preprocessing): a batch whose
  * preprocessing would not fit one message (the throw-away cluster keeps the
- * default, or TANDEM_MAX_MSG's smaller limit, which goes to *extra as a
- * config line) runs as several queries (the CNN's is about 100 MB per
+ * default, or that smaller limit) runs as several queries (the CNN's is about 100 MB per
  * image), as does one whose masked inputs would not fit the message a
  * client may send (token ids: V elements per id). 0, or 1 after one error
  * line (plaintext: only for a bad TANDEM_MAX_MSG). */
@@ -190,6 +191,14 @@ static int run_chunk(const mpc_graph_t *g, const mpc_weights_t *w, const char *m
     tandem_app_error("run", "%s: a query of %zu rows exceeds the largest message, and the "
                      "model's inputs of fixed shape keep it from being split", model, rows);
     return 1;
+  }
+  /* A large query's preprocessing raises the throw-away cluster's timeout. */
+  mpc_plan_t *one;
+  if (mpc_plan_new(&one, g, 1, NULL, 0) == 0) {
+    size_t per = mpc_plan_prep_bytes(one, MPC_P0) + mpc_plan_prep_bytes(one, MPC_P1) +
+                 mpc_plan_prep_bytes(one, MPC_CLIENT);
+    mpc_plan_free(one);
+    tandem_local_timeout_for(per * (*chunk < rows ? *chunk : rows), extra, extralen);
   }
   return 0;
 }
@@ -250,7 +259,7 @@ int tandem_run_main(int argc, char **argv) {
     }
   }
   size_t rows = batch ? batch : 1, chunk = 0;
-  char extra[64] = "";
+  char extra[128] = "";
   if (rc == 0)
     rc = run_chunk(&g, &w, model, rows, fixed_inputs, plaintext, extra, sizeof extra, &chunk);
   if (rc != 0 || plaintext) {
