@@ -522,9 +522,10 @@ int mpc__onnx_op_cast(ctx_t *c, size_t k, int variant) {
     mpc__onnx_def_alias(c, k, 0, e);
     return 0;
   }
+  char tb[16];
   if (e->kind != V_CONST || (!tofloat && !toint))
-    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP,
-                           "a cast to type %" PRId64 " of %s is not supported", to,
+    return mpc__onnx_nfail(c, k, TANDEM_EUNSUPOP, "a cast to %s of %s is not supported",
+                           mpc__onnx_dtype_name(to >= 0 && to < 1000 ? (int)to : -1, tb),
                            e->kind == V_CONST ? "a constant" : "an activation");
   const mpc__ctensor_t *src = &c->konst[e->kidx].t;
   mpc__ctensor_t like = *src;

@@ -103,7 +103,8 @@ const char *mpc__onnx_dtype_name(int dtype, char buf[16]) {
   static const char *const names[] = {"UNDEFINED", "FLOAT",  "UINT8",     "INT8",      "UINT16",
                                       "INT16",     "INT32",  "INT64",     "STRING",    "BOOL",
                                       "FLOAT16",   "DOUBLE", "UINT32",    "UINT64",    "COMPLEX64",
-                                      "COMPLEX128", "BFLOAT16"};
+                                      "COMPLEX128", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ",
+                                      "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4"};
   if (dtype >= 0 && (size_t)dtype < sizeof names / sizeof names[0])
     return names[dtype];
   snprintf(buf, 16, "type %d", dtype);

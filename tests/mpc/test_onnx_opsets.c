@@ -295,6 +295,25 @@ START_TEST(test_opset_range) {
   char err[512];
   ck_assert_int_eq(load_err(b, err), TANDEM_EUNSUPOP);
   ck_assert_msg(strstr(err, "opset 22") != NULL && strstr(err, "9 to 21") != NULL, "%s", err);
+
+  /* The types opsets 19 to 21 add (float8, 4-bit integers) refused by name. */
+  b = ob_new(21);
+  ob_input(b, "x", FLOAT, 2, I64(2, 4));
+  n = ob_node(b, "Cast", "c", "x", "y");
+  ob_attr_i(b, n, "to", 22);
+  ob_output(b, "y");
+  ck_assert_int_eq(load_err(b, err), TANDEM_EUNSUPOP);
+  ck_assert_msg(strstr(err, "node 'c' (Cast)") != NULL && strstr(err, "a cast to INT4") != NULL,
+                "%s", err);
+  b = ob_new(19);
+  ob_input(b, "x", FLOAT, 2, I64(2, 4));
+  Onnx__TensorProto *t = ob_tensor(b, "w", FLOAT, 1, 2, I64(4, 1), (double[]){1, 2, 3, 4});
+  t->data_type = 17;
+  ob_add_init(b, t);
+  ob_node(b, "MatMul", "mm", "x,w", "y");
+  ob_output(b, "y");
+  load_err(b, err);
+  ck_assert_msg(strstr(err, "FLOAT8E4M3FN") != NULL, "%s", err);
 }
 END_TEST
 
