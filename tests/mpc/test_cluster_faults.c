@@ -814,24 +814,24 @@ START_TEST(client_dies_mid_query) {
    * socket closed with the party's bytes unread, the kernel's "connection
    * reset by peer": the code is the socket's, the phase is exact. */
   const char *failed = "client 8): online phase failed: ";
-  /* P1's line is held in the log hook until P0 is in the next query. */
-  ck_assert_msg(ch_wait_line(&c, from, "party p0", failed, TIMEOUT_MS / 2) &&
+  /* P1's line is held in the log hook until P0 is in the next query. The
+   * parties end the query by the client's closed links, not by their
+   * timeout: no "timed out" (no bound on the time, which a loaded machine
+   * under ASan stretched past half the timeout). */
+  ck_assert_msg(ch_wait_line(&c, from, "party p0", failed, 3 * TIMEOUT_MS) &&
                     wait_until(&cd_p1_held, NULL, &c),
-                "the parties did not end the query at their output.");
-  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the parties took %.1f s",
-                cl_now() - t0);
+                "the parties did not end the query at their output (%.1f s).", cl_now() - t0);
+  ck_assert_msg(!ch_seen(&c, from, "online phase failed: timed out"),
+                "a party ended the killed client's query by its timeout.");
   /* The next client, while P1 is held late. */
   cl_client_t cb;
   ch_client_open(&c, 1, &cb);
-  t0 = cl_now();
   rc = ch_query(&c, &cb, 4, 3, &y, &st, err, sizeof err);
   cl_query_stats_close(&st);
   ck_assert_msg(rc == 0, "the next client's query: %s", err);
   ck_assert_msg(atomic_load(&cd_p0_next), "P0 did not begin the next query while P1 was late.");
   ch_check_output(&c, 4, 3, &y);
   mpc_ftensor_close(&y);
-  ck_assert_msg(cl_now() - t0 < TIMEOUT_MS / 1000.0 / 2, "the next query took %.1f s",
-                cl_now() - t0);
   c.fault = NULL;
   c.on_log = NULL;
   cl_client_close(&cb);
