@@ -218,12 +218,11 @@ static size_t coeffs(const rs_t *r, double t, double s, double cf[RS_MAXC]) {
       cf[j] /= sum;
     return (size_t)n;
   }
-  if (r->mode == RS_CUBIC) {
-    double A = r->a, u = t + 1, v = 1 - t, w = 2 - t;
-    cf[0] = ((A * u - 5 * A) * u + 8 * A) * u - 4 * A;
-    cf[1] = ((A + 2) * t - (A + 3)) * t * t + 1;
-    cf[2] = ((A + 2) * v - (A + 3)) * v * v + 1;
-    cf[3] = ((A * w - 5 * A) * w + 8 * A) * w - 4 * A;
+  if (r->mode == RS_CUBIC) { /* the kernel at the four neighbours' distances */
+    cf[0] = cubic_at(r->a, t + 1);
+    cf[1] = cubic_at(r->a, t);
+    cf[2] = cubic_at(r->a, 1 - t);
+    cf[3] = cubic_at(r->a, 2 - t);
     return 4;
   }
   if (r->mode == RS_LINEAR) {
