@@ -333,6 +333,21 @@ TANDEM_WUR int kern_dcf_eval(int party, unsigned nbits, unsigned width,
                              size_t count, const uint8_t *keys,
                              const uint64_t *x, uint64_t *y);
 
+/* Party b evaluates each of its count keys (a batch, by quads) at pts
+ * points: key i at x[j * count + i] for j < pts (taken mod 2^nbits), its
+ * share into y[(j * count + i) * width .. + width). One key answers several
+ * comparisons against the same secret alpha at public points, as the
+ * multiple interval containment gate of Boyle et al. (Eurocrypt 2021) does:
+ * the smooth gates read one key an element where they read one per
+ * breakpoint. y equals kern_dcf_eval on pts copies of the batch; the keys
+ * are walked by slices of KERN_DCF_PTS_SLICE, each slice at every point
+ * while it is in cache. Returns 0, TANDEM_EINVAL or TANDEM_ECRYPTO (y is
+ * then wiped); allocates nothing; kern_threads() OpenMP threads. */
+#define KERN_DCF_PTS_SLICE 128u
+TANDEM_WUR int kern_dcf_eval_pts(int party, unsigned nbits, unsigned width,
+                                 size_t count, size_t pts, const uint8_t *keys,
+                                 const uint64_t *x, uint64_t *y);
+
 #ifdef __cplusplus
 }
 #endif

@@ -299,3 +299,39 @@ int kern_dcf_eval(int party, unsigned nbits, unsigned width, size_t count,
     OPENSSL_cleanse(y, count * width * sizeof(uint64_t));
   return err;
 }
+
+int kern_dcf_eval_pts(int party, unsigned nbits, unsigned width, size_t count,
+                      size_t pts, const uint8_t *keys, const uint64_t *x,
+                      uint64_t *y) {
+  size_t kb = kern_dcf_key_bytes(nbits, width);
+  if (kb == 0 || (party != 0 && party != 1))
+    return TANDEM_EINVAL;
+  if (count == 0 || pts == 0)
+    return 0;
+  if (keys == NULL || x == NULL || y == NULL || count > SIZE_MAX / kb ||
+      pts > SIZE_MAX / count / width / sizeof(uint64_t))
+    return TANDEM_EINVAL;
+
+  kern_aes_ks_t ks;
+  kern_aes128_init(&ks, dcf_aes_key);
+  const kern__aes_impl_t *impl = kern__active_aes();
+  const size_t nslices = (count + KERN_DCF_PTS_SLICE - 1) / KERN_DCF_PTS_SLICE;
+  int err = 0;
+  /* A slice starts at a multiple of the quad, so its keys are a batch. */
+#pragma omp parallel for schedule(static) num_threads(slice_threads(nslices))
+  for (size_t s = 0; s < nslices; s++) {
+    size_t i0 = s * KERN_DCF_PTS_SLICE;
+    size_t n = count - i0 < KERN_DCF_PTS_SLICE ? count - i0 : KERN_DCF_PTS_SLICE;
+    int r = 0;
+    for (size_t j = 0; j < pts && r == 0; j++)
+      r = impl->dcf_eval(&ks, party, nbits, width, n, keys + i0 * kb, kb,
+                         x + j * count + i0, y + (j * count + i0) * width);
+    if (r != 0) {
+#pragma omp atomic write
+      err = r;
+    }
+  }
+  if (err != 0)
+    OPENSSL_cleanse(y, count * pts * width * sizeof(uint64_t));
+  return err;
+}

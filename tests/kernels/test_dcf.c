@@ -695,6 +695,73 @@ START_TEST(test_dcf_invalid) {
 }
 END_TEST
 
+/* kern_dcf_eval_pts: one key evaluated at several points gives, under
+ * every AES implementation, the comparison at each point and exactly what
+ * kern_dcf_eval gives on the same keys point by point. Counts straddle the
+ * slice and end off a quad; points 0, alpha - 1, alpha, alpha + 1 occur. */
+START_TEST(test_dcf_eval_pts) {
+  static const unsigned nb[] = {1, 13, 25, 64};
+  static const size_t counts[] = {1, 7, KERN_DCF_PTS_SLICE + 5};
+  const size_t pts = 6;
+  const unsigned width = 4;
+  for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++)
+    for (size_t bi = 0; bi < sizeof nb / sizeof nb[0]; bi++) {
+      const unsigned nbits = nb[bi];
+      const size_t count = counts[ci], kb = kern_dcf_key_bytes(nbits, width);
+      const uint64_t m = mask_of(nbits);
+      uint64_t *alpha = xmalloc(count * 8), *beta = xmalloc(count * width * 8);
+      uint64_t *x = xmalloc(count * pts * 8);
+      uint64_t *y0 = xmalloc(count * pts * width * 8), *y1 = xmalloc(count * pts * width * 8);
+      uint64_t *yr = xmalloc(count * width * 8);
+      uint8_t *k0 = xmalloc(count * kb), *k1 = xmalloc(count * kb);
+      sm_state = 0x5eed + ci * 7 + bi;
+      for (size_t i = 0; i < count; i++) {
+        alpha[i] = sm_next() & m;
+        for (unsigned k = 0; k < width; k++)
+          beta[i * width + k] = sm_next();
+        for (size_t j = 0; j < pts; j++)
+          x[j * count + i] = j == 0 ? 0 : j < 4 ? (alpha[i] + j - 2) & m : sm_next();
+      }
+      kern_prg_t prg;
+      prg_open(&prg, 0x33);
+      ck_assert_int_eq(kern_dcf_gen(&prg, nbits, width, count, alpha, beta, k0, k1), 0);
+      kern_prg_close(&prg);
+      for (int im = 0; im < KERN_AES_NIMPL; im++) {
+        if (!use_impl(im))
+          continue;
+        ck_assert_int_eq(kern_dcf_eval_pts(0, nbits, width, count, pts, k0, x, y0), 0);
+        ck_assert_int_eq(kern_dcf_eval_pts(1, nbits, width, count, pts, k1, x, y1), 0);
+        for (size_t j = 0; j < pts; j++) {
+          ck_assert_int_eq(kern_dcf_eval(1, nbits, width, count, k1, x + j * count, yr), 0);
+          ck_assert(memcmp(yr, y1 + j * count * width, count * width * 8) == 0);
+          for (size_t i = 0; i < count; i++) {
+            int below = (x[j * count + i] & m) < alpha[i];
+            for (unsigned k = 0; k < width; k++) {
+              size_t o = (j * count + i) * width + k;
+              ck_assert_msg(y0[o] + y1[o] == (below ? beta[i * width + k] : 0),
+                            "%s nbits %u count %zu key %zu point %zu word %u",
+                            kern_aes_impl_name((kern_aes_impl_t)im), nbits, count, i, j, k);
+            }
+          }
+        }
+      }
+      free(alpha);
+      free(beta);
+      free(x);
+      free(y0);
+      free(y1);
+      free(yr);
+      free(k0);
+      free(k1);
+    }
+  uint64_t xx[2] = {0, 0}, yy[8];
+  uint8_t kk[256];
+  ck_assert_int_eq(kern_dcf_eval_pts(2, 8, 1, 1, 2, kk, xx, yy), TANDEM_EINVAL);
+  ck_assert_int_eq(kern_dcf_eval_pts(0, 8, 1, 1, 2, NULL, xx, yy), TANDEM_EINVAL);
+  ck_assert_int_eq(kern_dcf_eval_pts(0, 8, 1, 1, 0, kk, xx, yy), 0);
+}
+END_TEST
+
 Suite *dcf_suite(void) {
   Suite *s = suite_create("dcf");
   TCase *tc = tcase_create("core");
@@ -710,6 +777,7 @@ Suite *dcf_suite(void) {
   tcase_add_test(tc, test_dcf_deterministic);
   tcase_add_test(tc, test_dcf_keys_look_random);
   tcase_add_test(tc, test_dcf_invalid);
+  tcase_add_test(tc, test_dcf_eval_pts);
   suite_add_tcase(s, tc);
   return s;
 }
