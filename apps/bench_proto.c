@@ -1032,6 +1032,20 @@ static int choose_chunks(popts_t *o, const work_t *wk, const mpc_plan_t *plan, c
       return 0;
     fit = o->chunk - 1; /* the per-row estimate was short: one row fewer */
   }
+  /* One row over the default message: the throw-away cluster takes a
+   * larger one where this machine's memory allows (TANDEM_MAX_MSG, a
+   * smaller limit for tests, keeps its own). */
+  if (o->matmul == NULL && o->max_msg == NET_DEFAULT_MAX_MSG && getenv("TANDEM_MAX_MSG") == NULL) {
+    mpc_plan_t *p1 = NULL;
+    size_t raised = 0;
+    if (o->batch == 1 || mpc_plan_new(&p1, &wk->g, 1, NULL, 0) == 0)
+      raised = tandem_local_max_msg_for(o->batch == 1 ? plan : p1);
+    mpc_plan_free(p1);
+    if (raised > o->max_msg) {
+      o->max_msg = raised;
+      return choose_chunks(o, wk, plan, err, errlen);
+    }
+  }
   snprintf(err, errlen,
            "one query's preprocessing is %.2f GB for %s, over the largest message "
            "(%.2f GB)%s", need / 1e9, mpc_role_name(big), o->max_msg / 1e9,

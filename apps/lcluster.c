@@ -139,6 +139,26 @@ void tandem_local_timeout_for(size_t prep, char *extra, size_t extralen) {
     snprintf(extra + at, extralen - at, "timeout_ms = %.0f\n", ms < 3.6e6 ? ms : 3.6e6);
 }
 
+size_t tandem_local_max_msg_for(const mpc_plan_t *p) {
+  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
+  size_t need = 0;
+  for (int i = 0; i < 3; i++) {
+    size_t b = mpc_plan_prep_bytes(p, roles[i]);
+    need = b > need ? b : need;
+  }
+  if (need <= NET_DEFAULT_MAX_MSG - CL_TAG_BYTES)
+    return NET_DEFAULT_MAX_MSG;
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  double cap = pages > 0 && psz > 0 ? (double)pages * (double)psz / 6 : 0;
+  if (cap > (double)((size_t)1 << 34)) /* the config's own limit */
+    cap = (double)((size_t)1 << 34);
+  const size_t mib = (size_t)1 << 20;
+  if ((double)need + (double)need / 8 + (double)mib > cap)
+    return 0;
+  size_t want = need + need / 8 + CL_TAG_BYTES;
+  return (want + mib - 1) / mib * mib;
+}
+
 int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   const char *tmp = getenv("TMPDIR");

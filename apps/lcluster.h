@@ -33,6 +33,13 @@ int tandem_local_threads(void);
  * extralen bytes) unless TANDEM_TIMEOUT_MS says the timeout or prep is
  * under 256 MB. */
 void tandem_local_timeout_for(size_t prep, char *extra, size_t extralen);
+/* The largest message (the config's max_msg) a throw-away cluster needs
+ * for queries of plan p: NET_DEFAULT_MAX_MSG when p's largest dealer
+ * message fits it, else that message with an eighth of headroom (rounded
+ * up to a MiB), at most a sixth of this machine's memory (each party holds
+ * its message while the dealer holds both and makes the next); 0 if more.
+ * BERT-tiny at sequence 128 needs 1.5 GB a party. */
+size_t tandem_local_max_msg_for(const mpc_plan_t *p);
 /* Stops the daemons (SIGTERM, then SIGKILL after 5 s) and removes the
  * directory (kept if TANDEM_KEEP_TMP is set). */
 void tandem_local_stop(tandem_local_t *c);

@@ -154,7 +154,9 @@ static void run_too_large(const mpc_graph_t *g, const mpc_weights_t *w, const ch
  * preprocessing would not fit one message (the throw-away cluster keeps the
  * default, or that smaller limit) runs as several queries (the CNN's is about 100 MB per
  * image), as does one whose masked inputs would not fit the message a
- * client may send (token ids: V elements per id). 0, or 1 after one error
+ * client may send (token ids: V elements per id). A model whose one row
+ * exceeds the default message gets a cluster with a larger one, where
+ * memory allows (tandem_local_max_msg_for). 0, or 1 after one error
  * line (plaintext: only for a bad TANDEM_MAX_MSG). */
 static int run_chunk(const mpc_graph_t *g, const mpc_weights_t *w, const char *model,
                      size_t rows, int fixed_inputs, int plaintext, char *extra, size_t extralen,
@@ -177,6 +179,18 @@ static int run_chunk(const mpc_graph_t *g, const mpc_weights_t *w, const char *m
     return 0;
   size_t fit = cl_batch_fit(g, max_msg, rows);
   size_t in_fit = cl_input_fit(g, CL_CLIENT_MAX_MSG, rows);
+  if (fit == 0 && mm == NULL) {
+    /* One row over the default message: a larger one where this machine's
+     * memory allows (sized as cl_batch_fit sizes a row). */
+    mpc_plan_t *p = NULL;
+    size_t raised = mpc_plan_new(&p, g, 1, NULL, 0) == 0 ? tandem_local_max_msg_for(p) : 0;
+    mpc_plan_free(p);
+    if (raised > max_msg) {
+      max_msg = raised;
+      snprintf(extra, extralen, "max_msg = %zu\n", raised);
+      fit = cl_batch_fit(g, max_msg, rows);
+    }
+  }
   if (fit == 0) {
     run_too_large(g, w, model, max_msg);
     return 1;

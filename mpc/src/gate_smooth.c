@@ -19,21 +19,41 @@
  * 2^-10): below b_0 and from b_n on it is a line a + b t (a clamp, or the
  * identity for GELU), on each [b_(i-1), b_i) a cubic fitted by Chebyshev
  * interpolation in tau = t - c_i (c_i the piece's centre on the 2^-q grid).
- * The dealer rounds each piece's coefficients for the integer variable
- * T = U - Z_i, Z_i = 2^(m-1) + c_i 2^q, at the output's fout fractional bits:
+ * The pieces are public: the dealer and both parties round each one's
+ * coefficients alike, for the integer variable T = U - Z_i, Z_i = 2^(m-1) + c_i 2^q, at the output's fout fractional bits:
  *   P_i(T) = sum_k round(p_ik 2^(fout - q k)) T^k  ~  f(t) 2^fout.
- * In x-space the piece boundaries are the public thresholds
- * (R + 2^(m-1) + b_j 2^q) mod 2^m, and R itself (where w changes); between
- * two of them piece and w are constant, so U = X - A with A known to the
- * dealer, and P_i(X - A) is a cubic in the public X whose coefficient vector
- * V the dealer knows. Sorting the K thresholds t_1 < ... < t_K, the vector at
- * X is V_K + sum_j [X < t_j] (V_(j-1) - V_j): K DCFs on m bits of width 4
- * (payload V_(j-1) - V_j) and V_K shared as constants. Each party sums its
- * DCF outputs and constants into shares of the four coefficients and
- * evaluates sum_k c_k X^k mod 2^64 (Horner on public X): its share of
- * P_i(U - Z_i), exact in the ring. Breakpoints outside the input's bound
- * (the model owner's magnitude analysis) never cross the valid U and are
- * dropped, so a narrow input takes fewer comparisons.
+ * As polynomials in U, Q_i(U) = P_i(U - Z_i) (exact integers in the ring),
+ * the output is, with thresholds T_j = 2^(m-1) + b_j 2^q and
+ * L_j = [U < T_j] (j = 1 .. k-1 over the k kept pieces),
+ *   Q_(k-1)(U) + sum_j L_j G_j(U),   G_j = Q_(j-1) - Q_j.
+ * One key answers every comparison (the multiple interval containment of
+ * Boyle et al., Eurocrypt 2021): with X_j = (X - T_j) mod 2^m and
+ * c_j = [X < T_j] public, L_j = c_j + [X_j < R] - w, and U is X - R when
+ * w = 0, X + 2^m - R when w = 1. So
+ *   c_j = 1:  L_j (1 - w) = 1 - w,             L_j w = [X_j < R]
+ *   c_j = 0:  L_j (1 - w) = [X_j < R] - w,     L_j w = 0
+ * (X_j > X exactly when c_j = 1, and then [X_j < R][X < R] = [X_j < R];
+ * when c_j = 0, X_j < X and the product is w). Every term is a comparison
+ * with R at a public point times a power of R, times a polynomial of
+ * public coefficients: G_j(X - R) = sum_s A_js(X) R^s. The dealer gives
+ * each element ONE DCF on m bits, alpha = R, payload (1, R, R^2, R^3), and
+ * shares of R, R^2 and R^3; each party evaluates its key at X (which gives
+ * w R^s) and at the k - 1 points X_j, and adds, with j* the first j whose
+ * c_j is 1,
+ *   Q_(j*-1)(X - R) (1 - w) + Q_(k-1)(X + 2^m - R) w
+ *   + sum_(j < j*) G_j(X - R) ([X_j < R] - w) + sum_(j >= j*) G_j(X + 2^m - R) [X_j < R]
+ * term by term in the shares of R^s, w R^s and [X_j < R] R^s (the first
+ * two sums telescope Q_(k-1) + sum_(j >= j*) G_j (1 - w)). The result is
+ * P_i(U - Z_i) exactly, as when each threshold had its own DCF of payload
+ * V_(j-1) - V_j (the form before 2026-12-07), with one key where there
+ * were k: 16 + (m - 1) 48 + 64 bytes an element (1,232 at m = 25) against
+ * k times that (GELU: k = 17). Evaluation is the same k walks of the tree
+ * (kern_dcf_eval_pts reads the key k times while it is in cache);
+ * generation is one key's where it was k. Breakpoints outside the input's
+ * bound (the model owner's magnitude analysis) never cross the valid U and
+ * are dropped, so a narrow input takes fewer points. A key evaluated at
+ * several points reveals no more than at one: alone it is pseudorandom
+ * whatever it is evaluated at (dcf.c), and the points are public.
  *
  * Rounds: the opening of y (none when y is already a masked value), then the
  * plan truncates the result exactly from fout to f bits (gate_fss.c's
@@ -253,18 +273,17 @@ static void sm_kept(const sm_fn_t *fn, unsigned q, unsigned m, size_t *j0, size_
 static unsigned sm_m(const mpc__gate_t *g) { return g->bound + 1 - g->shift; }
 
 void mpc__smooth_sizes(const mpc__gate_t *g, unsigned f, size_t n, size_t *ncorr,
-                       size_t *nkey, unsigned *dcf_bits, size_t *ncmp) {
+                       size_t *nkey, unsigned *dcf_bits, size_t *npts) {
   const sm_fn_t *fn = sm_fn(g->fn);
   size_t j0 = 0, j1 = 0;
   if (fn != NULL)
     sm_kept(fn, mpc__smooth_q(f), sm_m(g), &j0, &j1);
-  size_t k = j1 - j0 + 1;
-  *ncorr = SM_W * n;
-  *nkey = kern_dcf_key_bytes(sm_m(g), SM_W) * k * n;
+  *ncorr = g->keyfrom ? 0 : (SM_W - 1) * n; /* R, R^2, R^3 */
+  *nkey = g->keyfrom ? 0 : kern_dcf_key_bytes(sm_m(g), SM_W) * n;
   if (dcf_bits != NULL)
     *dcf_bits = sm_m(g);
-  if (ncmp != NULL)
-    *ncmp = k;
+  if (npts != NULL)
+    *npts = j1 - j0 + 1;
 }
 
 /* The integer coefficients of piece i (0: the left line, nbp: the right
@@ -300,119 +319,115 @@ static void sm_piece(const sm_fn_t *fn, int op, size_t i, unsigned q, unsigned f
 }
 
 /* V = the coefficients in X of P(X - A), P with coefficients b. */
-static void sm_expand(const int64_t b[SM_W], uint64_t A, uint64_t *V) {
+static void sm_expand(const uint64_t b[SM_W], uint64_t A, uint64_t V[SM_W]) {
   uint64_t a = (uint64_t)0 - A, a2 = a * a;
-  uint64_t b0 = (uint64_t)b[0], b1 = (uint64_t)b[1], b2 = (uint64_t)b[2], b3 = (uint64_t)b[3];
-  V[0] = b0 + b1 * a + b2 * a2 + b3 * a2 * a;
-  V[1] = b1 + 2 * b2 * a + 3 * b3 * a2;
-  V[2] = b2 + 3 * b3 * a;
-  V[3] = b3;
+  V[0] = b[0] + b[1] * a + b[2] * a2 + b[3] * a2 * a;
+  V[1] = b[1] + 2 * b[2] * a + 3 * b[3] * a2;
+  V[2] = b[2] + 3 * b[3] * a;
+  V[3] = b[3];
 }
 
-/* The dealer's per-gate tables: the kept pieces' coefficients and centres. */
+/* A = the coefficients in R of H(X - R), H with coefficients h in U:
+ * A_s = (-1)^s sum_(t >= s) binom(t, s) h_t X^(t - s). */
+static void sm_at(const uint64_t h[SM_W], uint64_t X, uint64_t A[SM_W]) {
+  uint64_t X2 = X * X;
+  A[0] = h[0] + h[1] * X + h[2] * X2 + h[3] * X2 * X;
+  A[1] = (uint64_t)0 - (h[1] + 2 * h[2] * X + 3 * h[3] * X2);
+  A[2] = h[2] + 3 * h[3] * X;
+  A[3] = (uint64_t)0 - h[3];
+}
+
+/* The public tables of a gate, the same at both parties: the kept
+ * thresholds in U-space T_1 < ... < T_(k-1) and the pieces Q_0 .. Q_(k-1)
+ * as polynomials in U (Q_i(U) = P_i(U - Z_i), exact in the ring), with
+ * G_j = Q_(j-1) - Q_j for j = 1 .. k-1. */
 typedef struct {
-  const sm_fn_t *fn;
-  size_t j0, j1, k;   /* kept breakpoints, DCFs per element */
+  size_t k;            /* pieces, = points evaluated per element */
   unsigned m, s;
-  int64_t (*b)[SM_W]; /* pieces j0 .. j1 */
-  int64_t *C;
-  uint64_t *P;        /* the kept breakpoints in U-space */
+  uint64_t (*Q)[SM_W]; /* k pieces */
+  uint64_t (*G)[SM_W]; /* G[j], j = 1 .. k-1 (G[0] unused) */
+  uint64_t *T;         /* T[j], j = 1 .. k-1 (T[0] unused) */
 } sm_tab_t;
+
+static void sm_tab_close(sm_tab_t *t) {
+  free(t->Q);
+  free(t->G);
+  free(t->T);
+}
 
 static int sm_tab_init(sm_tab_t *t, const mpc__gate_t *g, unsigned f) {
   unsigned q = mpc__smooth_q(f);
+  const sm_fn_t *fn = sm_fn(g->fn);
+  size_t j0, j1;
   memset(t, 0, sizeof *t);
-  t->fn = sm_fn(g->fn);
-  if (t->fn == NULL || q == 0)
+  if (fn == NULL || q == 0)
     return TANDEM_EINVAL;
   t->m = sm_m(g);
   t->s = g->shift;
-  sm_kept(t->fn, q, t->m, &t->j0, &t->j1);
-  t->k = t->j1 - t->j0 + 1;
-  t->b = calloc(t->k, sizeof *t->b);
-  t->C = calloc(t->k, sizeof *t->C);
-  t->P = calloc(t->k, sizeof *t->P);
-  if (t->b == NULL || t->C == NULL || t->P == NULL)
+  sm_kept(fn, q, t->m, &j0, &j1);
+  t->k = j1 - j0 + 1;
+  t->Q = calloc(t->k, sizeof *t->Q);
+  t->G = calloc(t->k, sizeof *t->G);
+  t->T = calloc(t->k, sizeof *t->T);
+  if (t->Q == NULL || t->G == NULL || t->T == NULL) {
+    sm_tab_close(t);
     return TANDEM_ENOMEM;
-  for (size_t i = 0; i < t->k; i++)
-    sm_piece(t->fn, g->fn, t->j0 + i, q, g->fout, t->b[i], &t->C[i]);
-  for (size_t j = t->j0; j < t->j1; j++)
-    t->P[j - t->j0] =
-        ((uint64_t)1 << (t->m - 1)) + (uint64_t)(int64_t)llround(ldexp(t->fn->bp[j], (int)q));
+  }
+  const uint64_t half = (uint64_t)1 << (t->m - 1);
+  for (size_t i = 0; i < t->k; i++) {
+    int64_t b[SM_W], C;
+    uint64_t bu[SM_W];
+    sm_piece(fn, g->fn, j0 + i, q, g->fout, b, &C);
+    for (unsigned c = 0; c < SM_W; c++)
+      bu[c] = (uint64_t)b[c];
+    sm_expand(bu, half + (uint64_t)C, t->Q[i]);
+    if (i > 0) {
+      t->T[i] = half + (uint64_t)(int64_t)llround(ldexp(fn->bp[j0 + i - 1], (int)q));
+      for (unsigned c = 0; c < SM_W; c++)
+        t->G[i][c] = t->Q[i - 1][c] - t->Q[i][c];
+    }
+  }
   return 0;
 }
 
-static void sm_tab_close(sm_tab_t *t) {
-  free(t->b);
-  free(t->C);
-  free(t->P);
-}
-
-/* One element: alpha (k thresholds), beta (k x SM_W payloads) and the
- * constants (SM_W) for mask R (the m bits the gate reads). */
-static void sm_deal_one(const sm_tab_t *t, uint64_t R, uint64_t *alpha, uint64_t *beta,
-                        uint64_t *cst) {
-  const uint64_t mm = mask_bits(t->m), two_m = t->m >= 64 ? 0 : (uint64_t)1 << t->m;
-  const size_t k = t->k;
-  alpha[0] = R;
-  for (size_t j = 1; j < k; j++)
-    alpha[j] = (R + t->P[j - 1]) & mm;
-  for (size_t i = 1; i < k; i++) /* insertion sort: k is small */
-    for (size_t j = i; j > 0 && alpha[j] < alpha[j - 1]; j--) {
-      uint64_t tmp = alpha[j];
-      alpha[j] = alpha[j - 1];
-      alpha[j - 1] = tmp;
-    }
-  uint64_t prev[SM_W], V[SM_W];
-  for (size_t iv = 0; iv <= k; iv++) {
-    uint64_t X = iv == 0 ? 0 : alpha[iv - 1];
-    uint64_t w = X < R, U = (X - R) & mm;
-    size_t pc = 0;
-    while (pc < k - 1 && t->P[pc] <= U)
-      pc++;
-    uint64_t Z = ((uint64_t)1 << (t->m - 1)) + (uint64_t)t->C[pc];
-    sm_expand(t->b[pc], R - two_m * w + Z, V);
-    if (iv > 0)
-      for (unsigned c = 0; c < SM_W; c++)
-        beta[(iv - 1) * SM_W + c] = prev[c] - V[c];
-    memcpy(prev, V, sizeof V);
-  }
-  memcpy(cst, prev, sizeof prev);
-}
-
+/* The dealer's half: per element one DCF of m bits, alpha = R, payload
+ * (1, R, R^2, R^3), and P1's shares of R, R^2, R^3 (P0's come from its
+ * PRG). */
 static int sm_deal(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d, size_t n,
                    const uint64_t *r) {
-  sm_tab_t t;
-  uint64_t *alpha = NULL, *beta = NULL, *cst = NULL;
-  int rc = sm_tab_init(&t, g, p->f);
-  if (rc < 0)
-    goto done;
-  rc = TANDEM_ENOMEM;
-  alpha = mpc__calloc(t.k * n + 1, sizeof *alpha);
-  beta = mpc__calloc(SM_W * t.k * n + 1, sizeof *beta);
-  cst = mpc__calloc(SM_W * n + 1, sizeof *cst);
+  const unsigned m = sm_m(g);
+  const uint64_t mm = mask_bits(m);
+  uint64_t *alpha = mpc__calloc(n + 1, sizeof *alpha);
+  uint64_t *beta = mpc__calloc(SM_W * n + 1, sizeof *beta);
+  uint64_t *cst = mpc__calloc((SM_W - 1) * n + 1, sizeof *cst);
+  int rc = TANDEM_ENOMEM;
+  (void)p;
   if (alpha == NULL || beta == NULL || cst == NULL)
     goto done;
-  const uint64_t mm = mask_bits(t.m);
-  for (size_t i = 0; i < n; i++)
-    sm_deal_one(&t, (r[i] >> t.s) & mm, alpha + i * t.k, beta + i * t.k * SM_W,
-                cst + i * SM_W);
-  if ((rc = mpc__deal_fixed(d, cst, SM_W * n)) < 0)
+  for (size_t i = 0; i < n; i++) {
+    uint64_t R = (r[i] >> g->shift) & mm;
+    alpha[i] = R;
+    beta[SM_W * i] = 1;
+    for (unsigned c = 1; c < SM_W; c++)
+      beta[SM_W * i + c] = cst[(SM_W - 1) * i + c - 1] = beta[SM_W * i + c - 1] * R;
+  }
+  if ((rc = mpc__deal_fixed(d, cst, (SM_W - 1) * n)) < 0)
     goto done;
   uint8_t *k0, *k1;
-  if ((rc = mpc__deal_keys(d, kern_dcf_key_bytes(t.m, SM_W) * t.k * n, &k0, &k1)) < 0)
+  if ((rc = mpc__deal_keys(d, kern_dcf_key_bytes(m, SM_W) * n, &k0, &k1)) < 0)
     goto done;
-  rc = kern_dcf_gen(&d->coins, t.m, SM_W, t.k * n, alpha, beta, k0, k1);
+  rc = kern_dcf_gen(&d->coins, m, SM_W, n, alpha, beta, k0, k1);
 done:
-  sm_tab_close(&t);
-  mpc__wipe_free(alpha, (t.k * n + 1) * sizeof *alpha);
-  mpc__wipe_free(beta, (SM_W * t.k * n + 1) * sizeof *beta);
-  mpc__wipe_free(cst, (SM_W * n + 1) * sizeof *cst);
+  mpc__wipe_free(alpha, (n + 1) * sizeof *alpha);
+  mpc__wipe_free(beta, (SM_W * n + 1) * sizeof *beta);
+  mpc__wipe_free(cst, ((SM_W - 1) * n + 1) * sizeof *cst);
   return rc;
 }
 
 int mpc__smooth_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d) {
   size_t n = p->vals[g->out].n;
+  if (g->keyfrom) /* the earlier gate's key serves */
+    return 0;
   if (g->rounds == 0) /* opens nothing: the input's own mask */
     return sm_deal(p, g, d, n, d->mask[g->in[0]]);
   uint64_t *r = mpc__calloc(n + 1, sizeof *r);
@@ -430,15 +445,17 @@ int mpc__smooth_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *
   mpc__gstate_t *gs = &pt->gs[g - p->gates];
   size_t n = p->vals[g->out].n;
   int rc;
+  if (g->keyfrom)
+    return 0;
   if (g->rounds &&
       ((rc = mpc__gstate_pre(gs, n)) < 0 || (rc = mpc__prep_rand(prep, gs->pre, n)) < 0))
     return rc;
   if (gs->consts == NULL) {
-    if ((gs->consts = mpc__calloc(SM_W * n + 1, sizeof *gs->consts)) == NULL)
+    if ((gs->consts = mpc__calloc((SM_W - 1) * n + 1, sizeof *gs->consts)) == NULL)
       return TANDEM_ENOMEM;
-    gs->nconsts = SM_W * n + 1;
+    gs->nconsts = (SM_W - 1) * n + 1;
   }
-  if ((rc = mpc__prep_fixed(prep, gs->consts, SM_W * n)) < 0)
+  if ((rc = mpc__prep_fixed(prep, gs->consts, (SM_W - 1) * n)) < 0)
     return rc;
   gs->keys = mpc__prep_keys(prep, g->nkey);
   return gs->keys == NULL && g->nkey ? TANDEM_EPROTO : 0;
@@ -452,8 +469,8 @@ int mpc__smooth_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   return 0;
 }
 
-/* The online buffers, kept with the party (as gate_fss.c's): yhat (n), X
- * repeated per comparison (k n) and the DCF outputs (SM_W k n). */
+/* The online buffers, kept with the party (as gate_fss.c's): X (n), the
+ * points point by point (k n) and the DCF outputs (SM_W k n). */
 static uint64_t *sm_work(mpc__gstate_t *gs, size_t n, size_t k) {
   size_t words = n + (1 + SM_W) * k * n + 1;
   if (gs->nwork < words) {
@@ -464,39 +481,78 @@ static uint64_t *sm_work(mpc__gstate_t *gs, size_t n, size_t k) {
   return gs->work;
 }
 
+/* One element's share of Q_pc(U) from its DCF outputs e (point j's four
+ * words at e + j * SM_W * n), its shares rs of (1, R, R^2, R^3) and the
+ * public X; the sums are the header's, j* the first threshold above X. */
+static uint64_t sm_combine(const sm_tab_t *t, uint64_t X, const uint64_t *e, size_t n,
+                           const uint64_t rs[SM_W]) {
+  const uint64_t XM = X + ((uint64_t)1 << t->m);
+  uint64_t A[SM_W], ex[SM_W], acc = 0;
+  size_t js = 1;
+  while (js < t->k && X >= t->T[js])
+    js++;
+  memcpy(ex, e, sizeof ex);
+  /* Q_(j*-1)(X - R) (1 - w) and Q_(k-1)(X + 2^m - R) w. */
+  sm_at(t->Q[js - 1], X, A);
+  for (unsigned c = 0; c < SM_W; c++)
+    acc += A[c] * (rs[c] - ex[c]);
+  sm_at(t->Q[t->k - 1], XM, A);
+  for (unsigned c = 0; c < SM_W; c++)
+    acc += A[c] * ex[c];
+  for (size_t j = 1; j < t->k; j++) {
+    const uint64_t *ej = e + j * SM_W * n;
+    if (j < js) { /* X >= T_j: G_j(X - R) [U < T_j] (1 - w) */
+      sm_at(t->G[j], X, A);
+      for (unsigned c = 0; c < SM_W; c++)
+        acc += A[c] * (ej[c] - ex[c]);
+    } else { /* X < T_j: G_j(X + 2^m - R) [U < T_j] w */
+      sm_at(t->G[j], XM, A);
+      for (unsigned c = 0; c < SM_W; c++)
+        acc += A[c] * ej[c];
+    }
+  }
+  return acc;
+}
+
 int mpc__smooth_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                        const uint64_t *mine, const uint64_t *theirs) {
   mpc__gstate_t *gs = &pt->gs[g - p->gates];
-  size_t n = p->vals[g->out].n, nc, nk, k;
-  unsigned m;
-  mpc__smooth_sizes(g, p->f, n, &nc, &nk, &m, &k);
+  size_t n = p->vals[g->out].n;
+  sm_tab_t t;
+  int rc = sm_tab_init(&t, g, p->f);
+  if (rc < 0)
+    return rc;
+  const size_t k = t.k;
   uint64_t *work = sm_work(gs, n, k);
-  if (work == NULL)
+  if (work == NULL) {
+    sm_tab_close(&t);
     return TANDEM_ENOMEM;
+  }
   uint64_t *yhat = work, *x = work + n, *e = x + k * n;
   if (g->rounds)
     kern_add(yhat, mine, theirs, n);
   else
     memcpy(yhat, pt->slot[g->in[0]].pub, n * sizeof *yhat);
-  const uint64_t two_l = (uint64_t)1 << g->bound, mm = mask_bits(m);
+  const uint64_t two_l = (uint64_t)1 << g->bound, mm = mask_bits(t.m);
   for (size_t i = 0; i < n; i++) {
     uint64_t X = ((yhat[i] + two_l) >> g->shift) & mm;
     yhat[i] = X;
-    for (size_t j = 0; j < k; j++)
-      x[i * k + j] = X;
+    x[i] = X;
+    for (size_t j = 1; j < k; j++)
+      x[j * n + i] = (X - t.T[j]) & mm;
   }
-  int rc = kern_dcf_eval(pt->self, m, SM_W, k * n, gs->keys, x, e);
-  if (rc < 0)
-    return rc;
-  uint64_t *z = pt->slot[g->out].sh;
-  for (size_t i = 0; i < n; i++) {
-    uint64_t c[SM_W];
-    memcpy(c, gs->consts + SM_W * i, sizeof c);
-    for (size_t j = 0; j < k; j++)
-      for (unsigned t = 0; t < SM_W; t++)
-        c[t] += e[(i * k + j) * SM_W + t];
-    uint64_t X = yhat[i];
-    z[i] = c[0] + X * (c[1] + X * (c[2] + X * c[3]));
+  /* A gate sharing an earlier one's key: the same mask, so the same key. */
+  const mpc__gstate_t *ks = g->keyfrom ? &pt->gs[g->keyfrom - 1] : gs;
+  rc = kern_dcf_eval_pts(pt->self, t.m, SM_W, n, k, ks->keys, x, e);
+  if (rc == 0) {
+    uint64_t *z = pt->slot[g->out].sh;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t rs[SM_W];
+      rs[0] = pt->self == 0;
+      memcpy(rs + 1, ks->consts + (SM_W - 1) * i, (SM_W - 1) * sizeof *rs);
+      z[i] = sm_combine(&t, yhat[i], e + SM_W * i, n, rs);
+    }
   }
-  return 0;
+  sm_tab_close(&t);
+  return rc;
 }

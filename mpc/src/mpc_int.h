@@ -126,6 +126,10 @@ typedef struct mpc__gate_s {
    * ignores, bound = L of its input, fout = its output's fractional bits */
   int fn;
   unsigned fout;
+  size_t keyfrom;       /* SMOOTH: 0, or 1 + an earlier SMOOTH gate on the same
+                         * MASKED input and m whose DCF key and constants
+                         * this one evaluates (both read alpha = R, payload
+                         * powers of R: gate_smooth.c); it takes none */
   /* ADD/SUB: b index = bmap ? bmap[i] : i; b may be an ADDEND or PUBLIC */
   uint32_t *bmap;
   uint64_t bscale;      /* multiply b by this (aligning scales), 1 if none */
@@ -312,9 +316,9 @@ unsigned mpc__smooth_fout(mpc_op_t op, int out_log2, unsigned f);
 /* The input bits q (<= f) the pieces read; 0 when f is too small. */
 unsigned mpc__smooth_q(unsigned f);
 /* Sizes for n elements: P1 correction words, key bytes per party, and the
- * DCF input bits and instances per element (the comparisons it makes). */
+ * DCF input bits and the points its one key per element is evaluated at. */
 void mpc__smooth_sizes(const mpc__gate_t *g, unsigned f, size_t n, size_t *ncorr,
-                       size_t *nkey, unsigned *dcf_bits, size_t *ncmp);
+                       size_t *nkey, unsigned *dcf_bits, size_t *npts);
 int mpc__smooth_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d);
 int mpc__smooth_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                         mpc__prep_t *prep);

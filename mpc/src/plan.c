@@ -812,7 +812,9 @@ static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, un
  * input left them 15 and an error of 2.4e-2), truncated as smooth_val's,
  * plus the ramp (x from 6 on, 0 below: its one piece the identity, exact at
  * f bits, no truncation) when the input can reach 6. Same rounds as one
- * gate: the opening (none on a MASKED value), then the truncation. */
+ * gate: the opening (none on a MASKED value), then the truncation. Both
+ * gates read the same mask at the same bits, so the ramp evaluates the
+ * pieces' DCF key (keyfrom) and costs the dealer nothing. */
 static int gelu_val(cc_t *cc, int node, mpc_op_t op, int v) {
   const char *name = cc->g->nodes[node].name;
   mpc__val_t *val = &cc->p->vals[v];
@@ -834,6 +836,7 @@ static int gelu_val(cc_t *cc, int node, mpc_op_t op, int v) {
       return TANDEM_ENOMEM;
     v = m;
   }
+  size_t gin = cc->p->ngates; /* smooth_val's first gate: GELU's pieces */
   int in = smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64);
   int ramp = in < 0 ? in : new_val(cc, &shape, MPC__V_SHARED, 1, node);
   if (ramp < 0)
@@ -845,6 +848,10 @@ static int gelu_val(cc_t *cc, int node, mpc_op_t op, int v) {
   g->shift = s;
   g->bound = L;
   g->fout = f;
+  /* Same masked input and m as the pieces' gate: its key serves both. */
+  const mpc__gate_t *gp = &cc->p->gates[gin];
+  if (gp->kind == MPC__G_SMOOTH && gp->in[0] == v && gp->shift == s && gp->bound == L)
+    g->keyfrom = gin + 1;
   int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
   if (out < 0)
     return out;
