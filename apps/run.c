@@ -177,20 +177,27 @@ static int run_chunk(const mpc_graph_t *g, const mpc_weights_t *w, const char *m
   }
   if (plaintext)
     return 0;
-  size_t fit = cl_batch_fit(g, max_msg, rows);
+  /* One plan at batch 1 sizes a row for everything below. */
+  mpc_plan_t *one = NULL;
+  if (mpc_plan_new(&one, g, 1, NULL, 0) != 0) {
+    *chunk = rows; /* the query itself will say what is wrong */
+    return 0;
+  }
+  size_t fit = cl_batch_fit_plan(one, max_msg, rows);
   size_t in_fit = cl_input_fit(g, CL_CLIENT_MAX_MSG, rows);
   if (fit == 0 && mm == NULL) {
     /* One row over the default message: a larger one where this machine's
-     * memory allows (sized as cl_batch_fit sizes a row). */
-    mpc_plan_t *p = NULL;
-    size_t raised = mpc_plan_new(&p, g, 1, NULL, 0) == 0 ? tandem_local_max_msg_for(p) : 0;
-    mpc_plan_free(p);
+     * memory allows. */
+    size_t raised = tandem_local_max_msg_for(one);
     if (raised > max_msg) {
       max_msg = raised;
       snprintf(extra, extralen, "max_msg = %zu\n", raised);
-      fit = cl_batch_fit(g, max_msg, rows);
+      fit = cl_batch_fit_plan(one, max_msg, rows);
     }
   }
+  size_t per = mpc_plan_prep_bytes(one, MPC_P0) + mpc_plan_prep_bytes(one, MPC_P1) +
+               mpc_plan_prep_bytes(one, MPC_CLIENT);
+  mpc_plan_free(one);
   if (fit == 0) {
     run_too_large(g, w, model, max_msg);
     return 1;
@@ -207,13 +214,7 @@ static int run_chunk(const mpc_graph_t *g, const mpc_weights_t *w, const char *m
     return 1;
   }
   /* A large query's preprocessing raises the throw-away cluster's timeout. */
-  mpc_plan_t *one;
-  if (mpc_plan_new(&one, g, 1, NULL, 0) == 0) {
-    size_t per = mpc_plan_prep_bytes(one, MPC_P0) + mpc_plan_prep_bytes(one, MPC_P1) +
-                 mpc_plan_prep_bytes(one, MPC_CLIENT);
-    mpc_plan_free(one);
-    tandem_local_timeout_for(per * (*chunk < rows ? *chunk : rows), extra, extralen);
-  }
+  tandem_local_timeout_for(per * (*chunk < rows ? *chunk : rows), extra, extralen);
   return 0;
 }
 

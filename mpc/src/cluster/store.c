@@ -624,21 +624,26 @@ int cl_prep_fits(const mpc_plan_t *p, size_t max_msg, mpc_role_t *role, size_t *
   return 1;
 }
 
-size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
+size_t cl_batch_fit_plan(const mpc_plan_t *one, size_t max_msg, size_t cap) {
   static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-  mpc_plan_t *one;
-  if (mpc_plan_new(&one, g, 1, NULL, 0) != 0)
-    return cap; /* the query itself will say what is wrong */
   size_t per = 0;
   for (int i = 0; i < 3; i++) {
     size_t b = mpc_plan_prep_bytes(one, roles[i]);
     per = b > per ? b : per;
   }
-  mpc_plan_free(one);
   /* A tenth of headroom: a batch's message is a little over batch times
    * one row's (seeds and framing). */
   size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
   return fit < cap ? fit : cap;
+}
+
+size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
+  mpc_plan_t *one;
+  if (mpc_plan_new(&one, g, 1, NULL, 0) != 0)
+    return cap; /* the query itself will say what is wrong */
+  size_t fit = cl_batch_fit_plan(one, max_msg, cap);
+  mpc_plan_free(one);
+  return fit;
 }
 
 size_t cl_input_fit(const mpc_graph_t *g, size_t max_msg, size_t cap) {
