@@ -193,9 +193,14 @@ int tandem_local_start(tandem_local_t *c, const char *cmd, const char *extra, ch
   /* P0 and P1 compute at the same moments: on one machine each gets half
    * of the cores (two parties each running a thread per core would fight
    * over every core). */
-  fprintf(f, "; made by tandem %s, deleted when it ends\n[cluster]\ntimeout_ms = %s\n"
-             "pool = 2\nthreads = %d\n%s\n", cmd, timeout != NULL ? timeout : "30000",
-          tandem_local_threads(), extra != NULL ? extra : "");
+  /* The defaults below, unless extra sets the key itself (each key once). */
+  const char *ex = extra != NULL ? extra : "";
+  fprintf(f, "; made by tandem %s, deleted when it ends\n[cluster]\n", cmd);
+  if (strstr(ex, "timeout_ms =") == NULL)
+    fprintf(f, "timeout_ms = %s\n", timeout != NULL ? timeout : "30000");
+  if (strstr(ex, "pool =") == NULL)
+    fprintf(f, "pool = 2\n");
+  fprintf(f, "threads = %d\n%s\n", tandem_local_threads(), ex);
   for (int i = 0; i < 3; i++)
     fprintf(f, "[%s]\nhost = 127.0.0.1\nport = %d\npubkey = %s\nkey = %s.key\ndata = %s\n\n",
             names[i], port[i], hex[i], names[i], names[i]);

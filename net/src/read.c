@@ -151,7 +151,7 @@ static int on_header(net__conn_t *c) {
         po->m = m;
         po->c = c;
       } else {
-        m->data = malloc(h->msg_len ? h->msg_len : 1);
+        m->data = net__msg_alloc(h->msg_len);
         if (!m->data) {
           free(m);
           return TANDEM_ENOMEM;

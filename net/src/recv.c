@@ -5,13 +5,29 @@
  * deadline that moves on while the message arrives (node.c's file comment).
  * A posted buffer is withdrawn before the call returns, whatever happened.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <sodium.h>
 #include <uv.h>
 
 #include "net_int.h"
+
+void *net__msg_alloc(size_t len) {
+  const size_t huge = (size_t)2 << 20;
+  void *p = malloc(len ? len : 1);
+#ifdef MADV_HUGEPAGE
+  if (p != NULL && len >= 2 * huge) {
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
+    uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)(huge - 1);
+    if (e > a)
+      (void)madvise((void *)a, e - a, MADV_HUGEPAGE); /* advice only */
+  }
+#endif
+  return p;
+}
 
 /* Takes the message being received on c out of its posted buffer, which
  * the receiver is leaving: what arrived is moved to a buffer of our own (or,
@@ -23,7 +39,7 @@ int net__post_detach(net__conn_t *c, net__post_t *po, int detach_only) {
   unsigned char *d = NULL;
   int r = 0;
   if (!detach_only) {
-    d = malloc(m->len ? m->len : 1);
+    d = net__msg_alloc(m->len);
     if (d)
       memcpy(d, m->data, got);
     else
@@ -96,7 +112,7 @@ static void post_abandon(net_node_t *n, net__peer_t *p) {
   net__post_t *po = &p->post;
   if (po->done) {
     net__rmsg_t *m = calloc(1, sizeof(*m));
-    unsigned char *d = malloc(po->len);
+    unsigned char *d = net__msg_alloc(po->len);
     if (m && d) {
       memcpy(d, po->buf, po->len);
       m->data = d;
