@@ -122,12 +122,22 @@ static void log_at_hook(void *ctx, int level, const char *who, const char *line)
 const cl_hooks_t tandem_daemon_hooks = {log_hook, NULL, NULL, NULL, log_at_hook};
 
 void tandem_progress(const char *what, size_t done, size_t total, double secs) {
-  if (!isatty(2))
-    return;
-  int width = 30, fill = total ? (int)((size_t)width * done / total) : width;
   char eta[32] = "";
   if (done > 0 && done < total)
     snprintf(eta, sizeof eta, ", ETA %.0f s", secs / (double)done * (double)(total - done));
+  if (!isatty(2)) {
+    /* A log, not a terminal: a plain line every 30 s of a long run (a
+     * 25-minute demo said nothing until its end), and its last one. */
+    static double next = 30;
+    if (secs + 30 < next) /* a new run: its clock started again */
+      next = 30;
+    if (secs < next)
+      return;
+    next = secs + 30;
+    fprintf(stderr, "  %zu/%zu %s, %.1f s%s\n", done, total, what, secs, eta);
+    return;
+  }
+  int width = 30, fill = total ? (int)((size_t)width * done / total) : width;
   fprintf(stderr, "\r  [%.*s%*s] %zu/%zu %s  %.1f s%s   ", fill,
           "##############################", width - fill, "", done, total, what, secs, eta);
   if (done >= total)

@@ -34,9 +34,11 @@ int tandem_log_setup(const char *cmd, const char *level, const char *file,
  * the real clock, no fault. */
 extern const cl_hooks_t tandem_daemon_hooks;
 
-/* Long commands' progress on stderr, only when it is a terminal: one line
- * updated in place ("[####   ] 300/1000 images  12.0 s, ETA 28 s"), ended
- * with a newline once done reaches total. secs: since the work began. */
+/* Long commands' progress on stderr: on a terminal one line updated in
+ * place ("[####   ] 300/1000 images  12.0 s, ETA 28 s"), ended with a
+ * newline once done reaches total; otherwise (a log) a plain line every
+ * 30 s of work ("  300/1000 images, 42.0 s, ETA 98 s"), none for work
+ * done within 30 s. secs: since the work began. */
 void tandem_progress(const char *what, size_t done, size_t total, double secs);
 /* cl_client_t's progress hook for split queries: ctx points at the
  * cl_now() the queries began. */

@@ -617,7 +617,7 @@ int tandem_demo_main(int argc, char **argv) {
     size_t b = images - t.done < batch ? images - t.done : batch;
     if ((rc = demo_batch(&client, &g, &w, &in_shape, pix, labels, b, &t, err, sizeof err)) != 0)
       break;
-    if (tty)
+    if (!json)
       tandem_progress("images", t.done, images, cl_now() - t0);
   }
   double total_s = cl_now() - t0;

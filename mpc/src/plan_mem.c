@@ -27,9 +27,10 @@
 #define PARAM_BYTES 64.0  /* per weight element: share, mask share, W^, dealer mask */
 #define IM2COL_BYTES 16.0 /* per element of a convolution's im2col operand */
 /* per element of a smooth function (and of a softmax or layer norm, which
- * hold one): a party's working buffers for up to 25 DCFs of width 4 (the
- * public x per DCF and its outputs, gate_smooth.c), and the dealer's
- * thresholds and payloads while it makes the keys, 8 (1 + 5 * 25) bytes each */
+ * hold one): a party's working buffers for its one DCF key of width 4
+ * evaluated at up to 47 points (each point and its outputs, gate_smooth.c),
+ * 8 (1 + 5 * 47) bytes; the dealer's alpha and payload while it makes the
+ * key are 40 */
 #define SMOOTH_BYTES 2048.0
 
 size_t mpc_plan_mem_bytes(const mpc_graph_t *g, size_t batch) {
