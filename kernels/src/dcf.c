@@ -268,41 +268,12 @@ int kern_dcf_gen(kern_prg_t *prg, unsigned nbits, unsigned width, size_t count,
   return rc;
 }
 
-int kern_dcf_eval(int party, unsigned nbits, unsigned width, size_t count,
-                  const uint8_t *keys, const uint64_t *x, uint64_t *y) {
-  size_t kb = kern_dcf_key_bytes(nbits, width);
-  if (kb == 0 || (party != 0 && party != 1))
-    return TANDEM_EINVAL;
-  if (count == 0)
-    return 0;
-  if (keys == NULL || x == NULL || y == NULL || count > SIZE_MAX / kb)
-    return TANDEM_EINVAL;
-
-  kern_aes_ks_t ks;
-  kern_aes128_init(&ks, dcf_aes_key);
-  const kern__aes_impl_t *impl = kern__active_aes();
-  const size_t nslices = (count + DCF_SLICE - 1) / DCF_SLICE;
-  int err = 0;
-  /* x is read bit by bit below nbits only, which takes it mod 2^nbits. */
-#pragma omp parallel for schedule(static) num_threads(slice_threads(nslices))
-  for (size_t s = 0; s < nslices; s++) {
-    size_t i0 = s * DCF_SLICE;
-    size_t n = count - i0 < DCF_SLICE ? count - i0 : DCF_SLICE;
-    int r = impl->dcf_eval(&ks, party, nbits, width, n, keys + i0 * kb, kb,
-                           x + i0, y + i0 * width);
-    if (r != 0) {
-#pragma omp atomic write
-      err = r;
-    }
-  }
-  if (err != 0)
-    OPENSSL_cleanse(y, count * width * sizeof(uint64_t));
-  return err;
-}
-
-int kern_dcf_eval_pts(int party, unsigned nbits, unsigned width, size_t count,
-                      size_t pts, const uint8_t *keys, const uint64_t *x,
-                      uint64_t *y) {
+/* kern_dcf_eval and kern_dcf_eval_pts: the keys by slices of `slice`
+ * instances (a multiple of the quad, so each slice's keys are a batch),
+ * each slice walked at its pts points in turn while its keys are in cache. */
+static int eval_slices(int party, unsigned nbits, unsigned width, size_t count,
+                       size_t pts, size_t slice, const uint8_t *keys,
+                       const uint64_t *x, uint64_t *y) {
   size_t kb = kern_dcf_key_bytes(nbits, width);
   if (kb == 0 || (party != 0 && party != 1))
     return TANDEM_EINVAL;
@@ -315,13 +286,13 @@ int kern_dcf_eval_pts(int party, unsigned nbits, unsigned width, size_t count,
   kern_aes_ks_t ks;
   kern_aes128_init(&ks, dcf_aes_key);
   const kern__aes_impl_t *impl = kern__active_aes();
-  const size_t nslices = (count + KERN_DCF_PTS_SLICE - 1) / KERN_DCF_PTS_SLICE;
+  const size_t nslices = (count + slice - 1) / slice;
   int err = 0;
-  /* A slice starts at a multiple of the quad, so its keys are a batch. */
+  /* x is read bit by bit below nbits only, which takes it mod 2^nbits. */
 #pragma omp parallel for schedule(static) num_threads(slice_threads(nslices))
   for (size_t s = 0; s < nslices; s++) {
-    size_t i0 = s * KERN_DCF_PTS_SLICE;
-    size_t n = count - i0 < KERN_DCF_PTS_SLICE ? count - i0 : KERN_DCF_PTS_SLICE;
+    size_t i0 = s * slice;
+    size_t n = count - i0 < slice ? count - i0 : slice;
     int r = 0;
     for (size_t j = 0; j < pts && r == 0; j++)
       r = impl->dcf_eval(&ks, party, nbits, width, n, keys + i0 * kb, kb,
@@ -334,4 +305,16 @@ int kern_dcf_eval_pts(int party, unsigned nbits, unsigned width, size_t count,
   if (err != 0)
     OPENSSL_cleanse(y, count * pts * width * sizeof(uint64_t));
   return err;
+}
+
+int kern_dcf_eval(int party, unsigned nbits, unsigned width, size_t count,
+                  const uint8_t *keys, const uint64_t *x, uint64_t *y) {
+  return eval_slices(party, nbits, width, count, 1, DCF_SLICE, keys, x, y);
+}
+
+int kern_dcf_eval_pts(int party, unsigned nbits, unsigned width, size_t count,
+                      size_t pts, const uint8_t *keys, const uint64_t *x,
+                      uint64_t *y) {
+  return eval_slices(party, nbits, width, count, pts, KERN_DCF_PTS_SLICE, keys,
+                     x, y);
 }
