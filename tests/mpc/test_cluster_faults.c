@@ -741,14 +741,17 @@ END_TEST
 
 /* ---- a client dying while the parties run its query ------------------------------------ */
 
-/* At P0's first online round of client a's query (armed once), the client's
+/* At P0's first online round of client a's query (armed once), once P1 too
+ * is at its first round (it has taken the client's input: a P1 that had not
+ * yet started the query when the client died would fail by the client's
+ * absence, not at its output, as a loaded ASan run once saw), the client's
  * links end from its side, as when its process is killed there: its node
  * (c->test_ctx) closes them, and P0 goes on once both parties' nodes see
  * the links end (so both fail at their output, exactly). At P0's first
  * round of client b's query, cd_p0_next is set. P1, once it logs its
  * failure of client a's query, is held there (before its reports and its
  * links' reset) until cd_p0_next: it is late. */
-static atomic_int client_dies_armed, cd_p1_held, cd_p0_next;
+static atomic_int client_dies_armed, cd_p1_held, cd_p0_next, cd_p1_round;
 
 static int parties_see_client_down(ch_cluster_t *c) {
   return !net_peer_up(cl_party_node(c->party[CL_P0].party), CL_CLIENT0) &&
@@ -760,9 +763,12 @@ static int client_dies_at_round(ch_cluster_t *c, int who, cl_fault_t where, uint
   (void)seq;
   if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 + 1)
     atomic_store(&cd_p0_next, 1);
+  if (who == CL_P1 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0)
+    atomic_store(&cd_p1_round, 1);
   if (who == CL_P0 && where == CL_FAULT_PARTY_ROUND && peer == CL_CLIENT0 &&
       atomic_exchange(&client_dies_armed, 0)) {
     cl_client_t *cl = c->test_ctx;
+    (void)wait_until(&cd_p1_round, NULL, c);
     for (int id = CL_P0; id <= CL_DEALER; id++)
       (void)net_peer_close(cl->node, id);
     (void)wait_until(NULL, parties_see_client_down, c);
@@ -798,6 +804,7 @@ START_TEST(client_dies_mid_query) {
   c.test_ctx = &ca;
   atomic_store(&cd_p1_held, 0);
   atomic_store(&cd_p0_next, 0);
+  atomic_store(&cd_p1_round, 0);
   atomic_store(&client_dies_armed, 1);
   c.fault = client_dies_at_round;
   c.on_log = p1_late_after_failure;
