@@ -140,12 +140,7 @@ void tandem_local_timeout_for(size_t prep, char *extra, size_t extralen) {
 }
 
 size_t tandem_local_max_msg_for(const mpc_plan_t *p) {
-  static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-  size_t need = 0;
-  for (int i = 0; i < 3; i++) {
-    size_t b = mpc_plan_prep_bytes(p, roles[i]);
-    need = b > need ? b : need;
-  }
+  size_t need = cl_prep_largest(p);
   if (need <= NET_DEFAULT_MAX_MSG - CL_TAG_BYTES)
     return NET_DEFAULT_MAX_MSG;
   long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);

@@ -480,6 +480,8 @@ int cl_prep_fits(const mpc_plan_t *p, size_t max_msg, mpc_role_t *role, size_t *
  * message of max_msg bytes for every role, with a tenth of headroom; 0 if not
  * even one row does. */
 size_t cl_batch_fit(const mpc_graph_t *g, size_t max_msg, size_t cap);
+/* The largest of a plan's dealer messages (P0's, P1's, the client's). */
+size_t cl_prep_largest(const mpc_plan_t *p);
 /* The same from a plan of g at batch 1 the caller already has. */
 size_t cl_batch_fit_plan(const mpc_plan_t *one, size_t max_msg, size_t cap);
 

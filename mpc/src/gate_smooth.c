@@ -393,7 +393,7 @@ static int sm_tab_init(sm_tab_t *t, const mpc__gate_t *g, unsigned f) {
 /* The dealer's half: per element one DCF of m bits, alpha = R, payload
  * (1, R, R^2, R^3), and P1's shares of R, R^2, R^3 (P0's come from its
  * PRG). */
-static int sm_deal(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d, size_t n,
+static int sm_deal(const mpc__gate_t *g, mpc__dealer_t *d, size_t n,
                    const uint64_t *r) {
   const unsigned m = sm_m(g);
   const uint64_t mm = mask_bits(m);
@@ -401,7 +401,6 @@ static int sm_deal(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d, 
   uint64_t *beta = mpc__calloc(SM_W * n + 1, sizeof *beta);
   uint64_t *cst = mpc__calloc((SM_W - 1) * n + 1, sizeof *cst);
   int rc = TANDEM_ENOMEM;
-  (void)p;
   if (alpha == NULL || beta == NULL || cst == NULL)
     goto done;
   for (size_t i = 0; i < n; i++) {
@@ -429,13 +428,13 @@ int mpc__smooth_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t 
   if (g->keyfrom) /* the earlier gate's key serves */
     return 0;
   if (g->rounds == 0) /* opens nothing: the input's own mask */
-    return sm_deal(p, g, d, n, d->mask[g->in[0]]);
+    return sm_deal(g, d, n, d->mask[g->in[0]]);
   uint64_t *r = mpc__calloc(n + 1, sizeof *r);
   if (r == NULL)
     return TANDEM_ENOMEM;
   int rc = mpc__deal_rand(d, r, n);
   if (rc == 0)
-    rc = sm_deal(p, g, d, n, r);
+    rc = sm_deal(g, d, n, r);
   mpc__wipe_free(r, (n + 1) * sizeof *r);
   return rc;
 }

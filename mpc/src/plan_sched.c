@@ -159,11 +159,10 @@ int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
     out->key_bytes = g->nkey;
   }
   if (g->kind == MPC__G_SMOOTH) {
-    size_t nc, nk, k;
-    mpc__smooth_sizes(g, p->f, out->n, &nc, &nk, &out->dcf_bits, &k);
+    size_t nc, nk;
+    mpc__smooth_sizes(g, p->f, out->n, &nc, &nk, &out->dcf_bits, NULL);
     out->bound_bits = g->bound;
-    (void)k;
-    out->compared = out->n; /* one DCF key each, evaluated at k points */
+    out->compared = out->n; /* one DCF key each, whatever its points */
     out->key_bytes = g->nkey;
   }
   if (g->kind == MPC__G_BILIN || g->kind == MPC__G_TRIPLE) {

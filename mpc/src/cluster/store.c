@@ -624,13 +624,18 @@ int cl_prep_fits(const mpc_plan_t *p, size_t max_msg, mpc_role_t *role, size_t *
   return 1;
 }
 
-size_t cl_batch_fit_plan(const mpc_plan_t *one, size_t max_msg, size_t cap) {
+size_t cl_prep_largest(const mpc_plan_t *p) {
   static const mpc_role_t roles[3] = {MPC_P0, MPC_P1, MPC_CLIENT};
-  size_t per = 0;
+  size_t most = 0;
   for (int i = 0; i < 3; i++) {
-    size_t b = mpc_plan_prep_bytes(one, roles[i]);
-    per = b > per ? b : per;
+    size_t b = mpc_plan_prep_bytes(p, roles[i]);
+    most = b > most ? b : most;
   }
+  return most;
+}
+
+size_t cl_batch_fit_plan(const mpc_plan_t *one, size_t max_msg, size_t cap) {
+  size_t per = cl_prep_largest(one);
   /* A tenth of headroom: a batch's message is a little over batch times
    * one row's (seeds and framing). */
   size_t fit = per > 0 ? (max_msg / 10 * 9) / per : cap;
