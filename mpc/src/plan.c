@@ -102,7 +102,7 @@ static uint64_t pow2(unsigned s) { return s >= 64 ? 0 : (uint64_t)1 << s; }
 /* The value bound L (|value| * 2^(scale f) < 2^(L-1)) of the comparison
  * gate on value v, whose candidates' differences need `extra` more bits: the
  * model owner's per-node magnitude (graph.mag_log2) plus one bit of margin,
- * never more than the graph-wide bound (plus extra), and at least shift + 2 (the gate's
+ * never more than the graph-wide bound (plus extra) nor 63, and at least shift + 2 (the gate's
  * DCF takes L + 1 - shift - 1 >= 1 bits; gate_fss.c). */
 static unsigned gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra) {
   const mpc__val_t *val = &cc->p->vals[v];
@@ -114,14 +114,17 @@ static unsigned gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra
     if (e < L)
       L = e;
   }
+  if (L > 63) /* u = y + 2^L in 64 bits */
+    L = 63;
   if (L < (int)shift + 2)
     L = (int)shift + 2;
   return (unsigned)L;
 }
 
-/* A SHARED value at scale 1 from v at scale 2: a truncation gate (one round;
- * none if v is MASKED, whose mask the dealer already knows). */
-static int truncate_val(cc_t *cc, int v, const char *label) {
+/* A SHARED value at scale 1: v divided by 2^shift, exactly (floor), by a
+ * truncation gate (one round; none if v is MASKED, whose mask the dealer
+ * already knows); v needs `extra` bits above its node's bound (gate_bound). */
+static int trunc_by(cc_t *cc, int v, unsigned shift, unsigned extra, const char *label) {
   mpc__val_t *val = &cc->p->vals[v];
   mpc_shape_t shape = val->shape;
   int out = new_val(cc, &shape, MPC__V_SHARED, 1, val->node);
@@ -131,9 +134,14 @@ static int truncate_val(cc_t *cc, int v, const char *label) {
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->relu = 0;
-  g->shift = cc->p->f;
-  g->bound = gate_bound(cc, v, g->shift, 0);
+  g->shift = shift;
+  g->bound = gate_bound(cc, v, g->shift, extra);
   return out;
+}
+
+/* A SHARED value at scale 1 from v at scale 2 (a truncation by f). */
+static int truncate_val(cc_t *cc, int v, const char *label) {
+  return trunc_by(cc, v, cc->p->f, 0, label);
 }
 
 /* A MASKED value at scale 1 from v, as a bilinear layer needs. */
@@ -750,28 +758,28 @@ static int lower_relu(cc_t *cc, int node) {
 
 static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map);
 
-/* Function op (gate_smooth.c) of value v (scale 1 or 2; MASKED: no round,
- * SHARED: one), then the exact truncation of its result from the gate's fout
+/* Function op (gate_smooth.c) of value v / 2^pre (v at scale 1 or 2;
+ * MASKED: no round, SHARED: one), then the exact truncation of its result from the gate's fout
  * fractional bits to f (one round): the SHARED scale-1 value it returns. The
  * input's bound is the value's own (gate_bound, plus `extra` bits), at most
  * 2^lmax when lmax > 0; the output's exponent eout (|f| < 2^eout) comes from
  * the function on that bound, at most `ecap` when ecap > -64, and never above
  * the graph-wide range. Gates are labelled and values attributed to node. */
-static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
-                      int ecap) {
+static int smooth_pre(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
+                      int ecap, unsigned pre) {
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned f = cc->p->f, q = mpc__smooth_q(f);
   if (q == 0 || f > 24)
     return fail(cc, TANDEM_EUNSUPOP, node, "smooth functions need 10 to 24 fractional bits");
   if (val->scale < 1 || val->scale > 2)
     return fail(cc, TANDEM_EUNSUPOP, node, "operand at an unexpected scale");
-  unsigned s = val->scale * f - q;
+  unsigned s = val->scale * f - q + pre;
   unsigned L = gate_bound(cc, v, s, extra);
   if (lmax > 0 && L > lmax)
     L = lmax;
   if (L < s + 4)
     L = s + 4;
-  double inmax = ldexp(1.0, (int)L - 1 - (int)(val->scale * f));
+  double inmax = ldexp(1.0, (int)L - 1 - (int)(val->scale * f + pre));
   double omax = 1.01 * mpc__smooth_mag(op, inmax) + ldexp(1.0, 10 - (int)f);
   int eout;
   (void)frexp(omax, &eout);
@@ -804,6 +812,11 @@ static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, un
   g->shift = fout - f;
   g->bound = fout + (unsigned)(eout < 1 ? 1 : eout) + 1;
   return out;
+}
+
+static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
+                      int ecap) {
+  return smooth_pre(cc, node, op, v, extra, lmax, ecap, 0);
 }
 
 /* GELU (either form) of v as two gates on one opening: its pieces below 6
@@ -939,6 +952,20 @@ static int row_sum(cc_t *cc, int node, int v, size_t n, size_t P, double c) {
   return sum;
 }
 
+/* The plain sums over the last axis (n elements, P rows) of v: a local
+ * window-sum gate with the integer coefficient 1, SHARED [P x 1] at v's own
+ * scale, attributed to no node. */
+static int row_total(cc_t *cc, int node, int v, size_t n, size_t P) {
+  int sum = row_sum(cc, node, v, n, P, 1.0);
+  if (sum < 0)
+    return sum;
+  mpc__gate_t *g = &cc->p->gates[cc->p->ngates - 1];
+  for (size_t p = 0; p < P; p++)
+    g->wcoef[p] = 1;
+  cc->p->vals[sum].scale = cc->p->vals[v].scale;
+  return sum;
+}
+
 /* The rows of an elementwise product y = x (*) w[i / n] (two activations:
  * a triple), its gate's broadcast map. */
 static int row_bcast(cc_t *cc, mpc__gate_t *g, size_t N, size_t n) {
@@ -1006,53 +1033,93 @@ static int lower_softmax(cc_t *cc, int node) {
 
 /* Layer normalization along the last axis, (x - m) / sqrt(v + eps) with m
  * and v the row's mean and variance (eps: in1, the owner's or a public
- * constant, optional): m by a local window sum, d = x - m (local, at 2f),
- * d masked (its truncation and opening: two rounds), d^2 by a triple on d
- * with itself (no round), its truncation (one), v by a window sum, 1 /
- * sqrt(v + eps) by the smooth gate (two: opening and truncation; v + eps in
- * [1/256, 64] is its domain) and the product of d and that (one round to mask
- * it): 6 rounds (7 on an untruncated input), SHARED at 2f. */
+ * constant, optional). It is the same for d = x - m and for any public
+ * multiple of d, which saves two rounds when the row's length n is a power
+ * of two 2^k (the models' widths): with S the row's sum (a local window sum,
+ * no truncation), n x - S = n d exactly, at x's scale, and one exact
+ * truncation by k (+ f at scale 2f) gives d at scale f (no truncation of x
+ * first, none of the mean); d masked (that round and its opening), d^2 by a
+ * triple on d with itself (no round) and its row sums n v at 2f, and the
+ * smooth 1 / sqrt(.) reads (n v + n eps) / 2^k at its own low bits (no
+ * truncation of d^2: the division by n is its shift); its output truncated
+ * and opened (two rounds): 5 rounds in all, then the product of d and that
+ * (no round), SHARED at 2f. Other lengths take d = x - m at 2f after
+ * truncating x and m, and truncate d^2 before the window sum: 7 rounds.
+ * When the one reader is a MatMul by the owner's weight, the product is
+ * left to it (ln_rm, lower_gemm): act[node] is then d masked. */
 static int lower_lnorm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
-  int v = scale1(cc, cc->act[nd->in[0]], nd->name);
-  if (v < 0)
-    return v;
-  mpc_shape_t xs = cc->p->vals[v].shape;
-  size_t N = cc->p->vals[v].n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
-  if (N > INT32_MAX)
+  int x = cc->act[nd->in[0]];
+  if (x < 0)
+    return TANDEM_EUNSUPOP;
+  unsigned f = cc->p->f;
+  mpc_shape_t xs = cc->p->vals[x].shape;
+  size_t N = cc->p->vals[x].n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = n ? N / n : 0;
+  if (N > INT32_MAX || n == 0)
     return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
-  int mean = row_sum(cc, node, v, n, P, 1.0 / (double)n);
-  if (mean < 0)
-    return mean;
-  int d = new_val(cc, &xs, MPC__V_SHARED, 2, -1);
-  if (d < 0)
-    return d;
-  mpc__gate_t *g = new_gate(cc, MPC__G_SUB, v, mean, d, nd->name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->ascale = pow2(cc->p->f);
-  int rc = row_bcast(cc, g, N, n);
-  if (rc < 0)
-    return rc;
-  int dm = masked_s1(cc, d, nd->name);
-  if (dm < 0)
-    return fail(cc, dm, node, "operand cannot be masked");
-  int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
-  if (sq < 0)
-    return sq;
-  cc->p->vals[sq].node = -1;
-  int sq1 = scale1(cc, sq, nd->name);
-  if (sq1 < 0)
-    return sq1;
-  int var = row_sum(cc, node, sq1, n, P, 1.0 / (double)n);
-  if (var < 0)
-    return var;
+  unsigned k = 0;
+  while (((size_t)1 << k) < n)
+    k++;
+  unsigned xscale = cc->p->vals[x].scale;
+  int npow2 = ((size_t)1 << k) == n && k <= 16 && (xscale == 1 || xscale == 2);
+  int dm, var, rc;
+  mpc__gate_t *g;
+  if (npow2) {
+    int sum = row_total(cc, node, x, n, P);
+    int z = sum < 0 ? sum : new_val(cc, &xs, MPC__V_SHARED, xscale, cc->p->vals[x].node);
+    if (z < 0)
+      return z;
+    if ((g = new_gate(cc, MPC__G_SUB, x, sum, z, nd->name)) == NULL)
+      return TANDEM_ENOMEM;
+    g->ascale = n;
+    if ((rc = row_bcast(cc, g, N, n)) < 0)
+      return rc;
+    /* |n x - S| <= 2 n max|x|: k + 1 bits above x's bound. */
+    int d = trunc_by(cc, z, (xscale - 1) * f + k, k + 1, nd->name);
+    if (d < 0)
+      return d;
+    if ((dm = masked_s1(cc, d, nd->name)) < 0)
+      return fail(cc, dm, node, "operand cannot be masked");
+    int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
+    if (sq < 0)
+      return sq;
+    cc->p->vals[sq].node = -1;
+    if ((var = row_total(cc, node, sq, n, P)) < 0)
+      return var;
+  } else {
+    int v = scale1(cc, x, nd->name);
+    if (v < 0)
+      return v;
+    int mean = row_sum(cc, node, v, n, P, 1.0 / (double)n);
+    if (mean < 0)
+      return mean;
+    int d = new_val(cc, &xs, MPC__V_SHARED, 2, -1);
+    if (d < 0)
+      return d;
+    if ((g = new_gate(cc, MPC__G_SUB, v, mean, d, nd->name)) == NULL)
+      return TANDEM_ENOMEM;
+    g->ascale = pow2(f);
+    if ((rc = row_bcast(cc, g, N, n)) < 0)
+      return rc;
+    if ((dm = masked_s1(cc, d, nd->name)) < 0)
+      return fail(cc, dm, node, "operand cannot be masked");
+    int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
+    if (sq < 0)
+      return sq;
+    cc->p->vals[sq].node = -1;
+    int sq1 = scale1(cc, sq, nd->name);
+    if (sq1 < 0)
+      return sq1;
+    if ((var = row_sum(cc, node, sq1, n, P, 1.0 / (double)n)) < 0)
+      return var;
+  }
   if (nd->in[1] >= 0) {
-    if ((var = add_bias(cc, node, var, nd->in[1], 1.0, 0)) < 0)
+    if ((var = add_bias(cc, node, var, nd->in[1], npow2 ? (double)n : 1.0, 0)) < 0)
       return var;
     cc->p->vals[var].node = -1;
   }
-  int rs = smooth_val(cc, node, MPC_OP_RSQRT, var, 0, 0, 4);
+  /* n v < 2^(L + k) where v < 2^L: k bits more, read k bits higher. */
+  int rs = smooth_pre(cc, node, MPC_OP_RSQRT, var, npow2 ? k : 0, 0, 4, npow2 ? k : 0);
   if (rs < 0)
     return rs;
   int rm = masked_s1(cc, rs, nd->name);
