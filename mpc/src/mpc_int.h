@@ -44,6 +44,8 @@ typedef struct {
   mpc__vkind_t kind;
   unsigned scale;      /* fixed-point scale in units of f: 0, 1 or 2 */
   int node;            /* graph node it comes from, or -1 */
+  int magset, mag;     /* magset: |value| < 2^mag (real units), in place of
+                        * node's bound (an intermediate no node has) */
   double fold;         /* params: factor the owner folds in (Gemm alpha/beta) */
   int pidx;            /* params: index among params (owner stream order) */
 } mpc__val_t;

@@ -26,6 +26,10 @@ typedef struct {
   int *weight; /* node -> WEIGHT value, -1 */
   int *addend; /* node -> ADDEND value, -1 */
   char *relu_later; /* node -> 1: a ReLU whose only consumer is a MaxPool (see lower_relu) */
+  int *rowf;   /* LNORM or SOFTMAX node -> the masked factor of each of its
+                * rows (1 / sqrt(v + eps), 1 / sum) when the MatMul that
+                * reads it takes the product (lower_lnorm, lower_softmax),
+                * its act then the rows before it; -1 */
   char *err;
   size_t errlen;
 } cc_t;
@@ -108,8 +112,10 @@ static unsigned gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra
   const mpc__val_t *val = &cc->p->vals[v];
   const mpc_graph_t *g = cc->g;
   int L = (int)(cc->p->bound + extra); /* at most 63: m = L + 1 <= 64 */
-  if (g->mag_log2 != NULL && g->nmag == g->nnodes && val->node >= 0 &&
-      (size_t)val->node < g->nnodes) {
+  if (val->magset) { /* its own bound, which may exceed the graph-wide one */
+    L = val->mag + (int)(val->scale * cc->p->f) + 1 + (int)extra;
+  } else if (g->mag_log2 != NULL && g->nmag == g->nnodes && val->node >= 0 &&
+             (size_t)val->node < g->nnodes) {
     int e = g->mag_log2[val->node] + (int)(val->scale * cc->p->f) + 1 + (int)extra;
     if (e < L)
       L = e;
@@ -130,6 +136,8 @@ static int trunc_by(cc_t *cc, int v, unsigned shift, unsigned extra, const char 
   int out = new_val(cc, &shape, MPC__V_SHARED, 1, val->node);
   if (out < 0)
     return out;
+  cc->p->vals[out].magset = cc->p->vals[v].magset;
+  cc->p->vals[out].mag = cc->p->vals[v].mag;
   mpc__gate_t *g = new_gate(cc, MPC__G_NONLIN, v, -1, out, label);
   if (g == NULL)
     return TANDEM_ENOMEM;
@@ -164,6 +172,8 @@ static int masked_s1(cc_t *cc, int v, const char *label) {
   int out = new_val(cc, &shape, MPC__V_MASKED, 1, cc->p->vals[v].node);
   if (out < 0)
     return out;
+  cc->p->vals[out].magset = cc->p->vals[v].magset;
+  cc->p->vals[out].mag = cc->p->vals[v].mag;
   if (new_gate(cc, MPC__G_OPEN, v, -1, out, label) == NULL)
     return TANDEM_ENOMEM;
   return out;
@@ -416,6 +426,10 @@ static int transpose_2d(cc_t *cc, int node, int v) {
   return lower_layout(cc, node, v, &ts, map);
 }
 
+static int row_rescale(cc_t *cc, int node, int y, int mag, int rm, size_t ncols);
+static int ln_dw_mag(const cc_t *cc, int ln, int mm);
+static int sm_ev_mag(const cc_t *cc, int sm, int v);
+
 /* MatMul with batch dimensions (graph.c's infer_bmm): one gate of form BMM,
  * a triple when in1 is an activation too, whose bmap pairs every output
  * matrix with the matrices of the operands it reads (broadcasting). */
@@ -463,9 +477,14 @@ static int lower_bmm(cc_t *cc, int node) {
     gt->bmap[2 * t] = (uint32_t)mpc__bmm_index(&ys, &xs, t);
     gt->bmap[2 * t + 1] = (uint32_t)mpc__bmm_index(&ys, &ws, t);
   }
+  int a = nd->in[0];
+  if (cc->rowf[a] >= 0 && bop != MPC_OP_PARAM &&
+      (y = row_rescale(cc, node, y, sm_ev_mag(cc, a, b), cc->rowf[a], n)) < 0)
+    return y;
   cc->act[node] = y;
   return 0;
 }
+
 
 static int lower_gemm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
@@ -515,6 +534,9 @@ static int lower_gemm(cc_t *cc, int node) {
       return y;
     if (ids)
       cc->p->vals[y].scale = 1; /* 0 + 1: a row of the table at f bits */
+    if (cc->rowf[a] >= 0 &&
+        (y = row_rescale(cc, node, y, ln_dw_mag(cc, a, node), cc->rowf[a], ndim)) < 0)
+      return y;
   } else if (a_param) {
     if (trans_a || trans_b)
       return fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
@@ -977,6 +999,52 @@ static int row_bcast(cc_t *cc, mpc__gate_t *g, size_t N, size_t n) {
   return 0;
 }
 
+/* The exponent e of |e V| < 2^e for the product of Softmax node sm's
+ * exponentials (each at most 1, a little more for the approximation) with
+ * V (graph node v): n of them summed. */
+static int sm_ev_mag(const cc_t *cc, int sm, int v) {
+  const mpc_shape_t *as = &cc->g->nodes[sm].shape;
+  size_t n = as->ndim ? as->dim[as->ndim - 1] : 1;
+  int k = 0;
+  while (((size_t)1 << k) < n)
+    k++;
+  return cc->g->mag_log2[v] + k + 1;
+}
+
+/* The one reader of node when nothing else reads it, else -1. */
+static int sole_reader(const mpc_graph_t *g, int node) {
+  int user = -1;
+  for (size_t j = (size_t)node + 1; j < g->nnodes; j++)
+    for (int k = 0; k < 3; k++)
+      if (g->nodes[j].in[k] == node) {
+        if (user >= 0)
+          return -1;
+        user = (int)j;
+      }
+  return user;
+}
+
+/* 1 when Softmax node's one reader is a batched MatMul A V of two
+ * activations with A = its output, whose output rows are A's (the same
+ * batch dimensions), and the bound of e V (lower_bmm) known and in range. */
+static int softmax_matmul_reader(const cc_t *cc, int node) {
+  const mpc_graph_t *g = cc->g;
+  int user = sole_reader(g, node);
+  if (user < 0 || g->mag_log2 == NULL || g->nmag != g->nnodes)
+    return 0;
+  const mpc_node_t *u = &g->nodes[user];
+  const mpc_shape_t *as = &g->nodes[node].shape, *os = &u->shape;
+  int b = u->in[1];
+  if (u->op != MPC_OP_MATMUL || u->in[0] != node || b < 0 || b == node ||
+      g->nodes[b].op == MPC_OP_PARAM || g->nodes[b].op == MPC_OP_CONST ||
+      g->nodes[b].shape.ndim <= 2 || as->ndim < 3 || os->ndim != as->ndim)
+    return 0;
+  for (unsigned d = 0; d + 1 < as->ndim; d++)
+    if (as->dim[d] != os->dim[d])
+      return 0;
+  return sm_ev_mag(cc, node, b) + 2 * (int)cc->p->f + 2 <= 63;
+}
+
 /* Softmax along the last axis (n <= 256): m = the row's maximum (a
  * comparison tree), d = x - m <= 0, e = exp(d) (a smooth gate: x <= 0 is
  * its domain), s = the row's sum of e (in [1, n]: the maximum's term is 1;
@@ -1021,6 +1089,11 @@ static int lower_softmax(cc_t *cc, int node) {
   int x = masked_s1(cc, e, nd->name), w = x < 0 ? x : masked_s1(cc, r, nd->name);
   if (w < 0)
     return fail(cc, w, node, "operand cannot be masked");
+  if (softmax_matmul_reader(cc, node)) {
+    cc->rowf[node] = w;
+    cc->act[node] = x;
+    return 0;
+  }
   int y = matrix_gate(cc, node, MPC__G_TRIPLE, x, w, &xs, MPC__L_EW, N, P, 1);
   if (y < 0)
     return y;
@@ -1046,7 +1119,59 @@ static int lower_softmax(cc_t *cc, int node) {
  * (no round), SHARED at 2f. Other lengths take d = x - m at 2f after
  * truncating x and m, and truncate d^2 before the window sum: 7 rounds.
  * When the one reader is a MatMul by the owner's weight, the product is
- * left to it (ln_rm, lower_gemm): act[node] is then d masked. */
+ * left to it (rowf, lower_gemm): act[node] is then d masked. */
+/* The exponent e of |d W| < 2^e for the MatMul mm after LNORM node ln, d its
+ * centred value (|d| < 2^(x's + 1)): the MatMul's bound is the LayerNorm's
+ * (at least 2^(its e - 1)) times W's gain, so W's gain is under 2^(mm's e -
+ * ln's e + 1). */
+static int ln_dw_mag(const cc_t *cc, int ln, int mm) {
+  const int8_t *e = cc->g->mag_log2;
+  return e[cc->g->nodes[ln].in[0]] + 1 + e[mm] - e[ln] + 1;
+}
+
+/* A MatMul node that takes the product by a row factor of the LayerNorm or
+ * Softmax it reads (lower_lnorm, lower_softmax): y = d W or e V (SHARED at
+ * 2f, |y| < 2^mag), truncated and masked, times the masked factor of its
+ * row, rm (a triple): (d rs) W = rs (d W) and (e r) V = r (e V), so the
+ * product by the factor and its truncation and opening (two rounds) before
+ * the MatMul are gone: y's truncation and opening overlap the factor's.
+ * Returns the product (SHARED at 2f) or a negative error. */
+static int row_rescale(cc_t *cc, int node, int y, int mag, int rm, size_t ncols) {
+  mpc__val_t *yv = &cc->p->vals[y];
+  yv->magset = 1;
+  yv->mag = mag;
+  yv->node = -1;
+  int ym = masked_s1(cc, y, cc->g->nodes[node].name);
+  if (ym < 0)
+    return ym;
+  mpc_shape_t ys = cc->p->vals[ym].shape;
+  size_t N = cc->p->vals[ym].n, P = cc->p->vals[rm].n;
+  if (ncols == 0 || N != P * ncols)
+    return fail(cc, TANDEM_ESHAPE, node, "rows differ from the LayerNorm's");
+  int out = matrix_gate(cc, node, MPC__G_TRIPLE, ym, rm, &ys, MPC__L_EW, N, P, 1);
+  if (out < 0)
+    return out;
+  int rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, ncols);
+  return rc < 0 ? rc : out;
+}
+
+/* 1 when LNORM node's one reader is a MatMul by the owner's 2-D weight
+ * [n, M] on its last axis (and nothing else reads it), with the magnitudes
+ * that bound d W (lower_gemm) known. */
+static int ln_matmul_reader(const cc_t *cc, int node, size_t n) {
+  const mpc_graph_t *g = cc->g;
+  if (g->mag_log2 == NULL || g->nmag != g->nnodes || g->nodes[node].in[0] < 0)
+    return 0;
+  int user = sole_reader(g, node);
+  if (user < 0)
+    return 0;
+  const mpc_node_t *u = &g->nodes[user];
+  int b = u->in[1];
+  return u->op == MPC_OP_MATMUL && u->in[0] == node && b >= 0 && b != node && g->nodes[b].op == MPC_OP_PARAM &&
+         g->nodes[b].shape.ndim == 2 && g->nodes[b].shape.dim[0] == n &&
+         ln_dw_mag(cc, node, user) + 2 * (int)cc->p->f + 2 <= 63;
+}
+
 static int lower_lnorm(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   int x = cc->act[nd->in[0]];
@@ -1125,6 +1250,11 @@ static int lower_lnorm(cc_t *cc, int node) {
   int rm = masked_s1(cc, rs, nd->name);
   if (rm < 0)
     return fail(cc, rm, node, "operand cannot be masked");
+  if (ln_matmul_reader(cc, node, n)) {
+    cc->rowf[node] = rm;
+    cc->act[node] = dm;
+    return 0;
+  }
   int y = matrix_gate(cc, node, MPC__G_TRIPLE, dm, rm, &xs, MPC__L_EW, N, P, 1);
   if (y < 0)
     return y;
@@ -1708,7 +1838,7 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   if (bound > 62 || bound <= f + 1)
     return TANDEM_EINVAL;
   mpc_plan_t *p = calloc(1, sizeof *p);
-  cc_t cc = {p, g, NULL, NULL, NULL, NULL, err, errlen};
+  cc_t cc = {p, g, NULL, NULL, NULL, NULL, NULL, err, errlen};
   int rc = TANDEM_ENOMEM;
   if (p == NULL)
     return rc;
@@ -1720,10 +1850,12 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   cc.weight = malloc(g->nnodes * sizeof *cc.weight);
   cc.addend = malloc(g->nnodes * sizeof *cc.addend);
   cc.relu_later = calloc(g->nnodes + 1, 1);
-  if (cc.act == NULL || cc.weight == NULL || cc.addend == NULL || cc.relu_later == NULL)
+  cc.rowf = malloc(g->nnodes * sizeof *cc.rowf);
+  if (cc.act == NULL || cc.weight == NULL || cc.addend == NULL || cc.relu_later == NULL ||
+      cc.rowf == NULL)
     goto fail;
   for (size_t i = 0; i < g->nnodes; i++)
-    cc.act[i] = cc.weight[i] = cc.addend[i] = -1;
+    cc.act[i] = cc.weight[i] = cc.addend[i] = cc.rowf[i] = -1;
   mark_relu_before_pool(g, cc.relu_later);
   for (size_t i = 0; i < g->nnodes; i++) {
     rc = lower_node(&cc, (int)i);
@@ -1744,6 +1876,7 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
   free(cc.weight);
   free(cc.addend);
   free(cc.relu_later);
+  free(cc.rowf);
   *out = p;
   return 0;
 fail:
@@ -1751,6 +1884,7 @@ fail:
   free(cc.weight);
   free(cc.addend);
   free(cc.relu_later);
+  free(cc.rowf);
   mpc_plan_free(p);
   return rc;
 }
