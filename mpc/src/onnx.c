@@ -110,6 +110,10 @@ static int load_buffer(const void *buf, size_t len, const char *const *bind, siz
     t->data = c.pdat[i].data;
     c.pdat[i].data = NULL;
   }
+  if ((rc = mpc__onnx_fold_scalars(g, w)) != 0) {
+    mpc__onnx_gfail(&c, rc, "out of memory");
+    goto fail;
+  }
   free(order);
   mpc__onnx_ctx_free(&c);
   onnx__model_proto__free_unpacked(m, NULL);

@@ -253,6 +253,11 @@ int mpc__onnx_fold_gelu_tanh(ctx_t *c, size_t k, int *folded);
  * MatMul of LNORM node ln by the new weight and bias and marks it done. */
 int mpc__onnx_ln_foldable(ctx_t *c, size_t k, size_t D);
 int mpc__onnx_ln_fold_matmul(ctx_t *c, size_t k, size_t D, int ln);
+/* After the import: every Mul of a product of two activations by the
+ * owner's scalar that can go into the owner's weights of one operand's
+ * columns goes there (onnx_fold.c, fold_scalar), the Mul left an identity
+ * Reshape. 0 or TANDEM_ENOMEM. */
+int mpc__onnx_fold_scalars(mpc_graph_t *g, mpc_weights_t *w);
 /* Output 0 of node k: constant t with output dims to, element o read from
  * t at start[d] + o_d * step[d] on each axis d (a Slice of a constant). */
 int mpc__onnx_const_slice(ctx_t *c, size_t k, const mpc__ctensor_t *t, const dims_t *to,

@@ -2,8 +2,10 @@
  * folded at import (mpc/src/onnx_fold.c), the Concat of the owner's
  * constants beside activations (onnx_move.c) and the exact GELU written out
  * (Div by sqrt 2, Erf, Add 1, Mul, Mul by 0.5) and its tanh form imported as
- * one gate each, and
- * a LayerNormalization's Scale and B folded into the MatMul after it.
+ * one gate each,
+ * a LayerNormalization's Scale and B folded into the MatMul after it, and
+ * attention's scalar (Q K^T / sqrt(dh)) folded into the Q columns of the
+ * owner's weights.
  *
  * Models are built in C (onnx_build.c) as PyTorch 1.13 writes a ViT's class
  * token, `torch.cat([cls.expand(x.shape[0], -1, -1), x], 1)`: Shape, Gather,
@@ -348,6 +350,114 @@ START_TEST(test_ln_matmul) {
 }
 END_TEST
 
+/* Attention as the exporters write it: qkv = x W + b, Q, K, V Slices of its
+ * columns, Reshape and Transpose to heads, Q K^T Div by sqrt(dh) (the
+ * owner's scalar), Softmax, times V. The scalar goes into the Q columns of W
+ * and b at import (no Mul left) and the result is the formula's, also
+ * privately. With share_q, more outputs read the Q and the K columns too
+ * (with the Q columns alone, K's take the scalar): the scalar stays a Mul,
+ * the result the same. */
+static void build_attention(ob_t *b, const double *wt, const double *bi, int share_q) {
+  ob_input(b, "x", FLOAT, 3, I64(-1, 4, 8));
+  ob_init_f(b, "W", 2, I64(8, 12), wt);
+  ob_init_f(b, "b", 1, I64(12), bi);
+  ob_init_f(b, "c", 0, NULL, (const double[]){1.4142135623730951});
+  ob_init_i64(b, "s0", 1, I64(0));
+  ob_init_i64(b, "s4", 1, I64(4));
+  ob_init_i64(b, "s8", 1, I64(8));
+  ob_init_i64(b, "s12", 1, I64(12));
+  ob_init_i64(b, "ax2", 1, I64(2));
+  ob_init_i64(b, "heads", 4, I64(0, 4, 2, 2));
+  ob_node(b, "MatMul", "qkv_mm", "x,W", "xw");
+  ob_node(b, "Add", "qkv_add", "b,xw", "qkv");
+  ob_node(b, "Slice", "slice_q", "qkv,s0,s4,ax2", "q");
+  ob_node(b, "Slice", "slice_k", "qkv,s4,s8,ax2", "k");
+  ob_node(b, "Slice", "slice_v", "qkv,s8,s12,ax2", "v");
+  ob_node(b, "Reshape", "rq", "q,heads", "q4");
+  ob_node(b, "Reshape", "rk", "k,heads", "k4");
+  ob_node(b, "Reshape", "rv", "v,heads", "v4");
+  ob_attr_ints(b, ob_node(b, "Transpose", "tq", "q4", "qt"), "perm", 4, I64(0, 2, 1, 3));
+  ob_attr_ints(b, ob_node(b, "Transpose", "tk", "k4", "kt"), "perm", 4, I64(0, 2, 3, 1));
+  ob_attr_ints(b, ob_node(b, "Transpose", "tv", "v4", "vt"), "perm", 4, I64(0, 2, 1, 3));
+  ob_node(b, "MatMul", "qk", "qt,kt", "s");
+  ob_node(b, "Div", "scale", "s,c", "sd");
+  axis_node(b, "Softmax", "softmax", "sd", "a", -1);
+  ob_node(b, "MatMul", "av", "a,vt", "y");
+  ob_output(b, "y");
+  if (share_q) {
+    ob_output(b, "q");
+    ob_output(b, "k");
+  }
+}
+
+START_TEST(test_attention_scale) {
+  const size_t nb = 2, T = 4, D = 8, H = 2, dh = 2;
+  double wt[96], bi[12];
+  for (size_t i = 0; i < 96; i++)
+    wt[i] = 0.05 * (double)((i * 7) % 13) - 0.3;
+  for (size_t i = 0; i < 12; i++)
+    bi[i] = 0.03 * (double)i - 0.15;
+  mpc_shape_t is = {3, {nb, T, D}};
+  mpc_ftensor_t in;
+  ck_assert_int_eq(mpc_ftensor_init(&in, &is), 0);
+  for (size_t i = 0; i < nb * T * D; i++)
+    in.data[i] = 0.29 * (double)((i * 11) % 19) - 2.6;
+  /* The formula, in float32's weights. */
+  double want[64];
+  for (size_t n = 0; n < nb; n++) {
+    double qkv[4][12];
+    for (size_t t = 0; t < T; t++)
+      for (size_t j = 0; j < 12; j++) {
+        double acc = (double)(float)bi[j];
+        for (size_t i = 0; i < D; i++)
+          acc += in.data[(n * T + t) * D + i] * (double)(float)wt[i * 12 + j];
+        qkv[t][j] = acc;
+      }
+    for (size_t h = 0; h < H; h++)
+      for (size_t t = 0; t < T; t++) {
+        double sc[4], mx = -INFINITY, sum = 0;
+        for (size_t u = 0; u < T; u++) {
+          sc[u] = 0;
+          for (size_t e = 0; e < dh; e++)
+            sc[u] += qkv[t][h * dh + e] * qkv[u][4 + h * dh + e];
+          sc[u] /= (double)(float)1.4142135623730951;
+          mx = fmax(mx, sc[u]);
+        }
+        for (size_t u = 0; u < T; u++)
+          sum += (sc[u] = exp(sc[u] - mx));
+        for (size_t e = 0; e < dh; e++) {
+          double acc = 0;
+          for (size_t u = 0; u < T; u++)
+            acc += sc[u] / sum * qkv[u][8 + h * dh + e];
+          want[((n * H + h) * T + t) * dh + e] = acc;
+        }
+      }
+  }
+  for (int share_q = 0; share_q < 2; share_q++) {
+    ob_t *b = ob_new(17);
+    build_attention(b, wt, bi, share_q);
+    mpc_graph_t g;
+    mpc_weights_t w;
+    load_ok(b, &g, &w);
+    ob_free(b);
+    ck_assert_uint_eq(count_op(&g, MPC_OP_MUL), (unsigned)(share_q ? 1 : 0));
+    mpc_ftensor_t out[3];
+    ck_assert_int_eq(mpc_eval_float(&g, &w, &in, out), 0);
+    ck_assert_uint_eq(mpc_shape_numel(&out[0].shape), nb * H * T * dh);
+    for (size_t i = 0; i < nb * H * T * dh; i++)
+      ck_assert_msg(fabs(out[0].data[i] - want[i]) < 1e-5, "share_q %d, element %zu: %g, want %g",
+                    share_q, i, out[0].data[i], want[i]);
+    for (int i = 0; i <= 2 * share_q; i++)
+      mpc_ftensor_close(&out[i]);
+    ck_assert_int_eq(mpc_graph_set_bounds(&g, &w), 0);
+    harness_check_private(&g, &w, nb, &in, 2e-2, 1);
+    mpc_weights_close(&w);
+    mpc_graph_close(&g);
+  }
+  mpc_ftensor_close(&in);
+}
+END_TEST
+
 Suite *onnx_fold_suite(void) {
   Suite *s = suite_create("onnx_fold");
   TCase *tc = tcase_create("fold");
@@ -356,6 +466,7 @@ Suite *onnx_fold_suite(void) {
   tcase_add_test(tc, test_gelu_chain);
   tcase_add_test(tc, test_gelu_tanh_chain);
   tcase_add_test(tc, test_ln_matmul);
+  tcase_add_test(tc, test_attention_scale);
   tcase_set_timeout(tc, 60);
   suite_add_tcase(s, tc);
   return s;
