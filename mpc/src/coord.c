@@ -32,6 +32,7 @@ int mpc__gate_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d
     return mpc__bilin_dealer(p, g, d);
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
+  case MPC__G_MAXALL:
     return mpc__fss_dealer(p, g, d);
   case MPC__G_SMOOTH:
     return mpc__smooth_dealer(p, g, d);
@@ -48,6 +49,7 @@ int mpc__gate_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt
     return mpc__bilin_offline(p, g, pt, prep);
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
+  case MPC__G_MAXALL:
     return mpc__fss_offline(p, g, pt, prep);
   case MPC__G_SMOOTH:
     return mpc__smooth_offline(p, g, pt, prep);
@@ -61,6 +63,7 @@ int mpc__gate_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   switch (g->kind) {
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
+  case MPC__G_MAXALL:
     return mpc__fss_send(p, g, pt, out);
   case MPC__G_SMOOTH:
     return mpc__smooth_send(p, g, pt, out);
@@ -77,6 +80,7 @@ int mpc__gate_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
     return mpc__bilin_finish(p, g, pt);
   case MPC__G_NONLIN:
   case MPC__G_MAXLEVEL:
+  case MPC__G_MAXALL:
     return mpc__fss_finish(p, g, pt, mine, theirs);
   case MPC__G_SMOOTH:
     return mpc__smooth_finish(p, g, pt, mine, theirs);

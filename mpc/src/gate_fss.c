@@ -60,13 +60,16 @@
 
 static uint64_t mask_bits(unsigned b) { return b >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << b) - 1; }
 
-/* The three gates of this file. */
-enum { FSS_TRUNC = 0, FSS_RELU = 1, FSS_MAX = 2 };
+/* The gates of this file: a MAXALL gate is two, its comparisons and its
+ * selection. */
+enum { FSS_TRUNC = 0, FSS_RELU = 1, FSS_MAX = 2, FSS_CMP = 3, FSS_PICK = 4 };
 
-/* Dealer-shared constants per element: ReLU rho, rho R, R; max rho, r,
- * rho r; truncation R. */
-static size_t nconsts(int mode) { return mode == FSS_TRUNC ? 1 : 3; }
-static unsigned width(int mode) { return mode == FSS_RELU ? 3 : mode == FSS_MAX ? 2 : 1; }
+/* Dealer-shared constants per element: ReLU rho, rho R, R; max and pick
+ * rho, r, rho r; comparison rho; truncation R. */
+static size_t nconsts(int mode) { return mode == FSS_TRUNC || mode == FSS_CMP ? 1 : 3; }
+static unsigned width(int mode) {
+  return mode == FSS_RELU ? 3 : mode == FSS_MAX || mode == FSS_PICK ? 2 : 1;
+}
 
 /* m = L + 1 - s: the bits of (u >> s). plan.c keeps L >= s + 1. */
 static unsigned fss_m(unsigned shift, unsigned bound) { return bound + 1 - shift; }
@@ -88,9 +91,10 @@ unsigned mpc__fss_dcf_bits(int mode, unsigned shift, unsigned bound) {
   return mode != FSS_TRUNC ? m - 1 : m;
 }
 
-/* The dealer's half for n elements whose opened values are masked by r. */
+/* The dealer's half for n elements whose opened values are masked by r (a
+ * pick's selected values by rv). */
 static int fss_deal(mpc__dealer_t *d, int mode, unsigned shift, unsigned bound, size_t n,
-                    const uint64_t *r) {
+                    const uint64_t *r, const uint64_t *rv) {
   const int relu = mode != FSS_TRUNC;
   const unsigned m = fss_m(shift, bound);
   const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
@@ -110,14 +114,19 @@ static int fss_deal(mpc__dealer_t *d, int mode, unsigned shift, unsigned bound, 
   }
   for (size_t i = 0; i < n; i++) {
     uint64_t R = (r[i] >> shift) & mm;
-    if (mode == FSS_MAX) {
-      uint64_t rho = R >> (m - 1);
+    if (mode == FSS_MAX || mode == FSS_PICK) {
+      uint64_t rho = R >> (m - 1), v = mode == FSS_PICK ? rv[i] : r[i];
       alpha[i] = R & ml;
       beta[2 * i] = 1 - 2 * rho;
-      beta[2 * i + 1] = (1 - 2 * rho) * r[i];
+      beta[2 * i + 1] = (1 - 2 * rho) * v;
       c[i] = rho;
-      c[n + i] = r[i];
-      c[2 * n + i] = rho * r[i];
+      c[n + i] = v;
+      c[2 * n + i] = rho * v;
+    } else if (mode == FSS_CMP) {
+      uint64_t rho = R >> (m - 1);
+      alpha[i] = R & ml;
+      beta[i] = 1 - 2 * rho;
+      c[i] = rho;
     } else if (relu) {
       uint64_t rho = R >> (m - 1);
       alpha[i] = R & ml;
@@ -161,11 +170,12 @@ done:
   return rc;
 }
 
-/* A party's half: z = its share of the gate's output, from the opened yhat.
- * work: (2 + width) n words of scratch (fss_work). */
+/* A party's half: z = its share of the gate's output, from the opened yhat
+ * (a pick's: times the public masked values Yv, not yhat). work: (2 +
+ * width) n words of scratch (fss_work). */
 static int fss_eval(int party, int mode, unsigned shift, unsigned bound, size_t n,
-                    const uint64_t *yhat, const uint64_t *consts, const uint8_t *keys,
-                    uint64_t *z, uint64_t *work) {
+                    const uint64_t *yhat, const uint64_t *Yv, const uint64_t *consts,
+                    const uint8_t *keys, uint64_t *z, uint64_t *work) {
   const int relu = mode != FSS_TRUNC;
   const unsigned m = fss_m(shift, bound);
   const uint64_t mm = mask_bits(m), ml = mask_bits(m - 1), ms = mask_bits(shift);
@@ -188,10 +198,16 @@ static int fss_eval(int party, int mode, unsigned shift, unsigned bound, size_t 
                             lo)) < 0)
       goto done;
   }
-  if (mode == FSS_MAX) {
+  if (mode == FSS_CMP) {
+    /* [y >= 0] = a + (1 - 2 a) c, a = chi XOR rho = chi + (1 - 2 chi) rho. */
+    for (size_t i = 0; i < n; i++) {
+      uint64_t chi = (((yhat[i] + two_l) >> shift) & mm) >> (m - 1);
+      z[i] = p0 * chi + (1 - 2 * chi) * (consts[i] + e[i]);
+    }
+  } else if (mode == FSS_MAX || mode == FSS_PICK) {
     const uint64_t *rho = consts, *r = consts + n, *rhor = consts + 2 * n;
     for (size_t i = 0; i < n; i++) {
-      uint64_t X = ((yhat[i] + two_l) >> shift) & mm, Y = yhat[i];
+      uint64_t X = ((yhat[i] + two_l) >> shift) & mm, Y = Yv != NULL ? Yv[i] : yhat[i];
       uint64_t d1 = e[2 * i], d2 = e[2 * i + 1];
       if ((X >> (m - 1)) == 0)
         z[i] = Y * (rho[i] + d1) - rhor[i] - d2;
@@ -219,27 +235,55 @@ done:
   return rc;
 }
 
-/* Elements the gate compares: NONLIN its output, MAXLEVEL its pairs. */
+/* Elements the gate compares: NONLIN its output, MAXLEVEL its pairs, a
+ * MAXALL's comparisons every pair of a row, its selection every candidate. */
 static size_t fss_n(const mpc_plan_t *p, const mpc__gate_t *g) {
   if (g->kind == MPC__G_MAXLEVEL)
     return (g->levelm / 2) * g->levelp;
+  if (g->kind == MPC__G_MAXALL)
+    return g->pick ? g->levelm * g->levelp : g->levelm * (g->levelm - 1) / 2 * g->levelp;
   return p->vals[g->out].n;
 }
 
 static int fss_mode(const mpc__gate_t *g) {
+  if (g->kind == MPC__G_MAXALL)
+    return g->pick ? FSS_PICK : FSS_CMP;
   return g->kind == MPC__G_MAXLEVEL ? FSS_MAX : g->relu ? FSS_RELU : FSS_TRUNC;
+}
+
+/* A MAXALL comparison's opened value, y = x_j - x_i for the pair (i < j) of
+ * row q (candidate c of row q at c P + q), masked by a[j] - a[i] when a are
+ * the candidates' (masked values or masks): the pairs row by row, i, then
+ * j. */
+static void pair_diffs(const mpc__gate_t *g, const uint64_t *a, uint64_t *y) {
+  size_t n = g->levelm, P = g->levelp, t = 0;
+  for (size_t q = 0; q < P; q++)
+    for (size_t i = 0; i < n; i++)
+      for (size_t j = i + 1; j < n; j++)
+        y[t++] = a[j * P + q] - a[i * P + q];
 }
 
 int mpc__fss_dealer(const mpc_plan_t *p, const mpc__gate_t *g, mpc__dealer_t *d) {
   size_t n = fss_n(p, g);
+  int mode = fss_mode(g);
+  if (mode == FSS_CMP) { /* the pairs' masks from the candidates' */
+    uint64_t *r = mpc__calloc(n + 1, sizeof *r);
+    if (r == NULL)
+      return TANDEM_ENOMEM;
+    pair_diffs(g, d->mask[g->in[0]], r);
+    int rc = fss_deal(d, mode, g->shift, g->bound, n, r, NULL);
+    mpc__wipe_free(r, (n + 1) * sizeof *r);
+    return rc;
+  }
   if (g->rounds == 0) /* opens nothing: the input's own mask */
-    return fss_deal(d, fss_mode(g), g->shift, g->bound, n, d->mask[g->in[0]]);
+    return fss_deal(d, mode, g->shift, g->bound, n, d->mask[g->in[0]], NULL);
   uint64_t *r = mpc__calloc(n + 1, sizeof *r);
   if (r == NULL)
     return TANDEM_ENOMEM;
   int rc = mpc__deal_rand(d, r, n);
   if (rc == 0)
-    rc = fss_deal(d, fss_mode(g), g->shift, g->bound, n, r);
+    rc = fss_deal(d, mode, g->shift, g->bound, n, r,
+                  mode == FSS_PICK ? d->mask[g->in[1]] : NULL);
   mpc__wipe_free(r, (n + 1) * sizeof *r);
   return rc;
 }
@@ -273,8 +317,10 @@ int mpc__fss_offline(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
 static uint64_t *fss_work(const mpc_plan_t *p, const mpc__gate_t *g, mpc__gstate_t *gs) {
   size_t n = fss_n(p, g);
   size_t words = (3 + width(fss_mode(g))) * n + 1;
-  if (g->kind == MPC__G_MAXLEVEL)
+  if (g->kind == MPC__G_MAXLEVEL || g->kind == MPC__G_MAXALL)
     words += (size_t)g->levelm * g->levelp;
+  if (g->kind == MPC__G_MAXALL)
+    words += n; /* the comparisons' or the selection's outputs */
   if (gs->nwork < words) {
     mpc__wipe_free(gs->work, gs->nwork * 8);
     gs->work = mpc__calloc(words, 8);
@@ -292,7 +338,7 @@ static uint64_t *fss_work_in(const mpc_plan_t *p, const mpc__gate_t *g, uint64_t
 /* The value whose comparison is opened: NONLIN its input; MAXLEVEL b - a. */
 static int fss_operand(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                        uint64_t *out) {
-  if (g->kind == MPC__G_NONLIN) {
+  if (g->kind == MPC__G_NONLIN || g->kind == MPC__G_MAXALL) { /* a pick: its counts */
     mpc__share_of(p, pt, g->in[0], out);
     return 0;
   }
@@ -316,6 +362,46 @@ int mpc__fss_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   return rc;
 }
 
+/* A MAXALL gate's local half, yhat (in work) its opened values: the
+ * comparisons' [x_j >= x_i] for every pair (i < j) of a row, and each
+ * candidate's count of those it beats (x_i beats x_j when x_i > x_j, or
+ * equal and i > j: a strict order, so exactly one beats n - 1), SHARED; or
+ * the selection: [count = n - 1] times the candidate (from its masked
+ * value), summed over the row. */
+static int maxall_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
+                         size_t n, uint64_t *work) {
+  const mpc__gstate_t *gs = &pt->gs[g - p->gates];
+  size_t c = g->levelm, P = g->levelp;
+  uint64_t *yhat = work, *z = work + (3 + width(fss_mode(g))) * n + c * P;
+  uint64_t *out = pt->slot[g->out].sh;
+  const uint64_t p0 = pt->self == 0;
+  int rc;
+  if (!g->pick) {
+    pair_diffs(g, pt->slot[g->in[0]].pub, yhat);
+    if ((rc = fss_eval(pt->self, FSS_CMP, g->shift, g->bound, n, yhat, NULL, gs->consts,
+                       gs->keys, z, work + n)) < 0)
+      return rc;
+    memset(out, 0, c * P * sizeof *out);
+    size_t t = 0;
+    for (size_t q = 0; q < P; q++)
+      for (size_t i = 0; i < c; i++)
+        for (size_t j = i + 1; j < c; j++, t++) {
+          out[i * P + q] += p0 - z[t]; /* i beats j: x_j < x_i */
+          out[j * P + q] += z[t];
+        }
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    yhat[i] -= (uint64_t)(c - 1); /* y = count - (n - 1) <= 0, public */
+  if ((rc = fss_eval(pt->self, FSS_PICK, g->shift, g->bound, n, yhat, pt->slot[g->in[1]].pub,
+                     gs->consts, gs->keys, z, work + n)) < 0)
+    return rc;
+  memset(out, 0, P * sizeof *out);
+  for (size_t i = 0; i < c; i++)
+    kern_add(out, out, z + i * P, P);
+  return 0;
+}
+
 int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                     const uint64_t *mine, const uint64_t *theirs) {
   mpc__gstate_t *gs = &pt->gs[g - p->gates];
@@ -324,21 +410,25 @@ int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
   if (work == NULL)
     return TANDEM_ENOMEM;
   uint64_t *yhat = work;
+  if (g->kind == MPC__G_MAXALL && !g->pick) /* no opening: the pairs' differences */
+    return maxall_finish(p, g, pt, n, work);
   if (g->rounds)
     kern_add(yhat, mine, theirs, n);
   else
     memcpy(yhat, pt->slot[g->in[0]].pub, n * sizeof *yhat);
   int rc;
   if (g->kind == MPC__G_NONLIN) {
-    return fss_eval(pt->self, fss_mode(g), g->shift, g->bound, n, yhat, gs->consts, gs->keys,
-                    pt->slot[g->out].sh, work + n);
+    return fss_eval(pt->self, fss_mode(g), g->shift, g->bound, n, yhat, NULL, gs->consts,
+                    gs->keys, pt->slot[g->out].sh, work + n);
   }
+  if (g->kind == MPC__G_MAXALL)
+    return maxall_finish(p, g, pt, n, work);
   /* Max level: out[j] = a_j + ReLU(b_j - a_j); an odd last candidate passes. */
   size_t P = g->levelp, q = g->levelm / 2, m = g->levelm;
   uint64_t *in = fss_work_in(p, g, work);
   uint64_t *out = pt->slot[g->out].sh;
   mpc__share_of(p, pt, g->in[0], in);
-  rc = fss_eval(pt->self, FSS_MAX, g->shift, g->bound, n, yhat, gs->consts, gs->keys, out,
+  rc = fss_eval(pt->self, FSS_MAX, g->shift, g->bound, n, yhat, NULL, gs->consts, gs->keys, out,
                 work + n);
   if (rc == 0) {
     for (size_t j = 0; j < q; j++)

@@ -67,8 +67,13 @@ typedef enum {
   MPC__G_AVGPOOL,  /* window sums times public 1/count, or with public
                     * coefficients per entry (wtap): scale +1 */
   MPC__G_OUTPUT,   /* shares to the client */
-  MPC__G_SMOOTH    /* a smooth function by FSS (gate_smooth.c): SHARED at fout
+  MPC__G_SMOOTH,   /* a smooth function by FSS (gate_smooth.c): SHARED at fout
                     * fractional bits; 1 round (0 on MASKED) */
+  MPC__G_MAXALL    /* a row maximum in two stages (gate_fss.c): !pick, every
+                    * pair of a MASKED [n x P] compared, SHARED counts of the
+                    * candidates each beats (no round); pick, the counts
+                    * opened (1 round), the one that beats n - 1 selected:
+                    * SHARED [1 x P] */
 } mpc__gkind_t;
 
 /* Bilinear forms, evaluated by kernels on any operands (public or shares). */
@@ -123,7 +128,9 @@ typedef struct mpc__gate_s {
   unsigned shift;       /* NONLIN: truncation shift s (0 or f); MAXLEVEL: low bits
                          * its comparisons ignore (f for untruncated products) */
   unsigned bound;       /* L: |input| < 2^L */
-  size_t levelm, levelp; /* MAXLEVEL: candidates in, positions */
+  size_t levelm, levelp; /* MAXLEVEL, MAXALL: candidates in, positions */
+  int pick;             /* MAXALL: 0 the comparisons, 1 the selection (in[1]:
+                         * the MASKED candidates) */
   /* SMOOTH: the function (an mpc_op_t), shift = the input's low bits it
    * ignores, bound = L of its input, fout = its output's fractional bits */
   int fn;
@@ -287,7 +294,8 @@ int mpc__fss_send(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
 int mpc__fss_finish(const mpc_plan_t *p, const mpc__gate_t *g, mpc_party_t *pt,
                     const uint64_t *mine, const uint64_t *theirs);
 /* FSS sizes for n elements: correction words and key bytes per party. */
-/* mode: 0 truncation, 1 ReLU (truncating by shift), 2 a max-tree level.
+/* mode: 0 truncation, 1 ReLU (truncating by shift), 2 a max-tree level,
+ * 3 a MAXALL gate's pair comparisons, 4 its selection.
  * Input bits of the gate's (first) DCF: what `bench --by-gate` shows. */
 unsigned mpc__fss_dcf_bits(int mode, unsigned shift, unsigned bound);
 void mpc__fss_sizes(int mode, unsigned shift, unsigned bound, size_t n,

@@ -915,9 +915,19 @@ static int lower_smooth(cc_t *cc, int node) {
   return 0;
 }
 
-/* The maximum over the last axis (n candidates, P rows) of v by a
- * comparison tree (MAXLEVEL gates, one round a level): a SHARED [1 x P]
- * value at v's scale. Values keep v's node (their bound is v's). */
+/* Rows of at most this many candidates take their maximum in two rounds
+ * from every pair's comparison (n (n - 1) / 2 DCFs a row) instead of the
+ * tree's ceil(log2 n) rounds (n - 1 DCFs). */
+#define MAXALL_N 32
+
+/* The maximum over the last axis (n candidates, P rows) of v: a SHARED
+ * [1 x P] value at v's scale. For 5 <= n <= MAXALL_N: the candidates
+ * masked (one round; none when they are), every pair compared exactly with
+ * no round (a MAXALL gate: the comparisons' keys on the masks' differences),
+ * each candidate's count of those it beats opened and the one that beats
+ * n - 1 selected (a MAXALL pick: one round). Otherwise by a comparison tree
+ * (MAXLEVEL gates, one round a level). Values keep v's node (their bound is
+ * v's). */
 static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
   int vnode = cc->p->vals[v].node;
   uint32_t *map = malloc((n * P + 1) * sizeof *map);
@@ -932,6 +942,41 @@ static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
     return cur;
   cc->p->vals[cur].node = vnode;
   unsigned scale = cc->p->vals[v].scale;
+  if (n >= 5 && n <= MAXALL_N) { /* two rounds where the tree takes 3 or more */
+    int xm = cur;
+    if (cc->p->vals[cur].kind != MPC__V_MASKED) {
+      mpc_shape_t ms = cs;
+      if ((xm = new_val(cc, &ms, MPC__V_MASKED, scale, vnode)) < 0)
+        return xm;
+      if (new_gate(cc, MPC__G_OPEN, cur, -1, xm, cc->g->nodes[node].name) == NULL)
+        return TANDEM_ENOMEM;
+    }
+    int cnt = new_val(cc, &cs, MPC__V_SHARED, 0, -1);
+    if (cnt < 0)
+      return cnt;
+    mpc__gate_t *g = new_gate(cc, MPC__G_MAXALL, xm, -1, cnt, cc->g->nodes[node].name);
+    if (g == NULL)
+      return TANDEM_ENOMEM;
+    g->levelm = n;
+    g->levelp = P;
+    g->shift = 0; /* exact: the order must be strict for one count to reach n - 1 */
+    g->bound = gate_bound(cc, xm, 0, 1);
+    mpc_shape_t ls = {2, {1, P}};
+    int out = new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
+    if (out < 0)
+      return out;
+    if ((g = new_gate(cc, MPC__G_MAXALL, cnt, xm, out, cc->g->nodes[node].name)) == NULL)
+      return TANDEM_ENOMEM;
+    g->levelm = n;
+    g->levelp = P;
+    g->pick = 1;
+    g->shift = 0;
+    unsigned lb = 2; /* |count - (n - 1)| < n <= 2^(lb - 1) */
+    while (((size_t)1 << (lb - 1)) < n)
+      lb++;
+    g->bound = lb;
+    return out;
+  }
   for (size_t m = n; m > 1; m = (m + 1) / 2) {
     mpc_shape_t ls = {2, {(m + 1) / 2, P}};
     int out = new_val(cc, &ls, MPC__V_SHARED, scale, vnode);

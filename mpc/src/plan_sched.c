@@ -56,6 +56,15 @@ int mpc__plan_schedule(mpc_plan_t *p) {
       mpc__fss_sizes(2, g->shift, g->bound, pairs, &g->ncorr, &g->nkey);
       break;
     }
+    case MPC__G_MAXALL: {
+      size_t m = g->levelm * g->levelp;
+      if (!g->pick)
+        m = g->levelm * (g->levelm - 1) / 2 * g->levelp;
+      g->rounds = g->pick ? 1 : 0;
+      g->nsend = g->pick ? m : 0;
+      mpc__fss_sizes(g->pick ? 4 : 3, g->shift, g->bound, m, &g->ncorr, &g->nkey);
+      break;
+    }
     default:
       break;
     }
@@ -117,7 +126,7 @@ size_t mpc_plan_prep_bytes(const mpc_plan_t *p, mpc_role_t role) {
 static const char *gate_kind_name(mpc__gkind_t k) {
   static const char *const names[] = {"input", "bilinear", "triple", "open", "fss",
                                       "max-level", "add", "sub", "mulc", "layout",
-                                      "avgpool", "output", "smooth"};
+                                      "avgpool", "output", "smooth", "max-all"};
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
@@ -135,6 +144,8 @@ static const char *gate_what(const mpc__gate_t *g) {
                                                 : mpc_op_name((mpc_op_t)g->fn);
   if (g->kind == MPC__G_NONLIN)
     return g->relu ? (g->shift ? "relu+trunc" : "relu") : "trunc";
+  if (g->kind == MPC__G_MAXALL)
+    return g->pick ? "max-pick" : "max-pairs";
   return gate_kind_name(g->kind);
 }
 
@@ -151,11 +162,16 @@ int mpc_plan_gate(const mpc_plan_t *p, size_t i, mpc_gate_info_t *out) {
   out->online_bytes = (uint64_t)g->nsend * 8;
   out->prep_bytes[0] = g->nkey;
   out->prep_bytes[1] = g->nkey + (uint64_t)g->ncorr * 8;
-  if (g->kind == MPC__G_NONLIN || g->kind == MPC__G_MAXLEVEL) {
-    int mode = g->kind == MPC__G_MAXLEVEL ? 2 : g->relu;
+  if (g->kind == MPC__G_NONLIN || g->kind == MPC__G_MAXLEVEL || g->kind == MPC__G_MAXALL) {
+    int mode = g->kind == MPC__G_MAXLEVEL ? 2
+               : g->kind == MPC__G_MAXALL ? (g->pick ? 4 : 3)
+                                          : g->relu;
     out->bound_bits = g->bound;
     out->dcf_bits = mpc__fss_dcf_bits(mode, g->shift, g->bound);
-    out->compared = g->kind == MPC__G_MAXLEVEL ? (g->levelm / 2) * g->levelp : out->n;
+    out->compared = g->kind == MPC__G_MAXLEVEL ? (g->levelm / 2) * g->levelp
+                    : g->kind == MPC__G_MAXALL && !g->pick
+                        ? g->levelm * (g->levelm - 1) / 2 * g->levelp
+                        : out->n;
     out->key_bytes = g->nkey;
   }
   if (g->kind == MPC__G_SMOOTH) {
