@@ -417,8 +417,13 @@ static int parse_count(const char *v, size_t max, size_t *out) {
 }
 
 /* What the demo counts over its batches. */
+/* A logit error the demo counts the images over: issue 13's bound for the
+ * ViT (the MLP's and CNN's are far below it). */
+#define DEMO_LOGIT_TOL 0.05
+
 typedef struct {
   size_t agree, priv_ok, plain_ok, done, batches;
+  size_t worst, over; /* the image of the largest logit error; images over DEMO_LOGIT_TOL */
   unsigned rounds;
   uint64_t on_bytes, off_bytes;
   double on_s, off_s, max_err;
@@ -453,11 +458,16 @@ static int demo_batch(cl_client_t *client, const mpc_graph_t *g, const mpc_weigh
     t->agree += pp == pr;
     t->priv_ok += pp == labels[t->done + i];
     t->plain_ok += pr == labels[t->done + i];
+    double ei = 0;
     for (size_t j = 0; j < k; j++) {
       double e = fabs(y.data[i * k + j] - ref[0].data[i * k + j]);
-      if (e > t->max_err)
-        t->max_err = e;
+      ei = e > ei || isnan(e) ? e : ei;
     }
+    if (!(ei <= t->max_err)) {
+      t->max_err = ei;
+      t->worst = t->done + i;
+    }
+    t->over += !(ei <= DEMO_LOGIT_TOL);
   }
   mpc_ftensor_close(&y);
   mpc_ftensor_close(&ref[0]);
@@ -484,10 +494,11 @@ static void demo_report(const demo_tally_t *t, const char *model, size_t batch, 
   if (json) {
     printf("{\"model\":\"%s\",\"images\":%zu,\"batch\":%zu,\"private_accuracy\":%.4f,"
            "\"plaintext_accuracy\":%.4f,\"agreement\":%.4f,\"max_logit_error\":%.6f,"
+           "\"max_logit_error_image\":%zu,\"logit_tol\":%g,\"images_over_tol\":%zu,"
            "\"rounds_per_batch\":%u,\"online_bytes\":%llu,\"offline_bytes\":%llu,"
            "\"online_s\":%.3f,\"offline_s\":%.3f,\"total_s\":%.3f,\"share_s\":%.3f,"
            "\"s_per_image\":%.6f}\n",
-           model, done, batch, pa, pl, ag, t->max_err, t->rounds,
+           model, done, batch, pa, pl, ag, t->max_err, t->worst, DEMO_LOGIT_TOL, t->over, t->rounds,
            (unsigned long long)t->on_bytes, (unsigned long long)t->off_bytes, t->on_s,
            t->off_s, total_s, t_share, total_s / (double)done);
     return;
@@ -496,7 +507,8 @@ static void demo_report(const demo_tally_t *t, const char *model, size_t batch, 
   printf("private accuracy     %.4f\n", pa);
   printf("plaintext accuracy   %.4f\n", pl);
   printf("agreement            %.4f (%zu of %zu predictions equal)\n", ag, t->agree, done);
-  printf("max logit error      %.5f\n", t->max_err);
+  printf("max logit error      %.5f (image %zu; %zu of %zu images over %g)\n", t->max_err,
+         t->worst, t->over, done, DEMO_LOGIT_TOL);
   printf("rounds per batch     %u (online, between P0 and P1)\n", t->rounds);
   printf("online bytes         %.2f MB sent by P0 and P1 together (%.1f KB per image)\n",
          t->on_bytes / 1e6, t->on_bytes / 1e3 / (double)done);
