@@ -255,7 +255,7 @@ int mpc__onnx_ln_foldable(ctx_t *c, size_t k, size_t D);
 int mpc__onnx_ln_fold_matmul(ctx_t *c, size_t k, size_t D, int ln);
 /* After the import: every Mul of a product of two activations by the
  * owner's scalar that can go into the owner's weights of one operand's
- * columns goes there (onnx_fold.c, fold_scalar), the Mul left an identity
+ * columns goes there (onnx_scalar.c, fold_scalar), the Mul left an identity
  * Reshape. 0 or TANDEM_ENOMEM. */
 int mpc__onnx_fold_scalars(mpc_graph_t *g, mpc_weights_t *w);
 /* Output 0 of node k: constant t with output dims to, element o read from
