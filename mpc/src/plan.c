@@ -9,7 +9,8 @@
  * is opened under a fresh mask. The schedule then gives every one-round gate
  * the earliest round at which its inputs exist, so that independent openings of
  * one round share one frame (plan_sched.c, with the queries on a compiled
- * plan).
+ * plan). The operators along a row (smooth functions, Softmax, LayerNorm)
+ * are lowered in plan_rows.c; plan_int.h holds what the two share.
  */
 #include <math.h>
 #include <sodium.h>
@@ -17,24 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mpc_int.h"
+#include "plan_int.h"
 
-typedef struct {
-  mpc_plan_t *p;
-  const mpc_graph_t *g;
-  int *act;    /* node -> value for activations and constants, -1 */
-  int *weight; /* node -> WEIGHT value, -1 */
-  int *addend; /* node -> ADDEND value, -1 */
-  char *relu_later; /* node -> 1: a ReLU whose only consumer is a MaxPool (see lower_relu) */
-  int *rowf;   /* LNORM or SOFTMAX node -> the masked factor of each of its
-                * rows (1 / sqrt(v + eps), 1 / sum) when the MatMul that
-                * reads it takes the product (lower_lnorm, lower_softmax),
-                * its act then the rows before it; -1 */
-  char *err;
-  size_t errlen;
-} cc_t;
 
-static int fail(cc_t *cc, int code, int node, const char *what) {
+int mpc__pc_fail(cc_t *cc, int code, int node, const char *what) {
   if (cc->err != NULL && cc->errlen > 0) {
     if (node >= 0)
       snprintf(cc->err, cc->errlen, "node '%s' (%s): %s", cc->g->nodes[node].name,
@@ -45,7 +32,7 @@ static int fail(cc_t *cc, int code, int node, const char *what) {
   return code;
 }
 
-static int new_val(cc_t *cc, const mpc_shape_t *shape, mpc__vkind_t kind,
+int mpc__pc_new_val(cc_t *cc, const mpc_shape_t *shape, mpc__vkind_t kind,
                    unsigned scale, int node) {
   mpc_plan_t *p = cc->p;
   if (p->nvals == p->capvals) {
@@ -68,7 +55,7 @@ static int new_val(cc_t *cc, const mpc_shape_t *shape, mpc__vkind_t kind,
   return (int)p->nvals++;
 }
 
-static mpc__gate_t *new_gate(cc_t *cc, mpc__gkind_t kind, int in0, int in1, int out,
+mpc__gate_t *mpc__pc_new_gate(cc_t *cc, mpc__gkind_t kind, int in0, int in1, int out,
                              const char *label) {
   mpc_plan_t *p = cc->p;
   if (p->ngates == p->capgates) {
@@ -99,7 +86,7 @@ static int push_index(int **arr, size_t *n, int v) {
   return 0;
 }
 
-static uint64_t pow2(unsigned s) { return s >= 64 ? 0 : (uint64_t)1 << s; }
+uint64_t mpc__pc_pow2(unsigned s) { return s >= 64 ? 0 : (uint64_t)1 << s; }
 
 /* ---- conversions --------------------------------------------------------- */
 
@@ -108,7 +95,7 @@ static uint64_t pow2(unsigned s) { return s >= 64 ? 0 : (uint64_t)1 << s; }
  * model owner's per-node magnitude (graph.mag_log2) plus one bit of margin,
  * never more than the graph-wide bound (plus extra) nor 63, and at least shift + 2 (the gate's
  * DCF takes L + 1 - shift - 1 >= 1 bits; gate_fss.c). */
-static unsigned gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra) {
+unsigned mpc__pc_gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra) {
   const mpc__val_t *val = &cc->p->vals[v];
   const mpc_graph_t *g = cc->g;
   int L = (int)(cc->p->bound + extra); /* at most 63: m = L + 1 <= 64 */
@@ -130,30 +117,30 @@ static unsigned gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extra
 /* A SHARED value at scale 1: v divided by 2^shift, exactly (floor), by a
  * truncation gate (one round; none if v is MASKED, whose mask the dealer
  * already knows); v needs `extra` bits above its node's bound (gate_bound). */
-static int trunc_by(cc_t *cc, int v, unsigned shift, unsigned extra, const char *label) {
+int mpc__pc_trunc_by(cc_t *cc, int v, unsigned shift, unsigned extra, const char *label) {
   mpc__val_t *val = &cc->p->vals[v];
   mpc_shape_t shape = val->shape;
-  int out = new_val(cc, &shape, MPC__V_SHARED, 1, val->node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, 1, val->node);
   if (out < 0)
     return out;
   cc->p->vals[out].magset = cc->p->vals[v].magset;
   cc->p->vals[out].mag = cc->p->vals[v].mag;
-  mpc__gate_t *g = new_gate(cc, MPC__G_NONLIN, v, -1, out, label);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_NONLIN, v, -1, out, label);
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->relu = 0;
   g->shift = shift;
-  g->bound = gate_bound(cc, v, g->shift, extra);
+  g->bound = mpc__pc_gate_bound(cc, v, g->shift, extra);
   return out;
 }
 
 /* A SHARED value at scale 1 from v at scale 2 (a truncation by f). */
 static int truncate_val(cc_t *cc, int v, const char *label) {
-  return trunc_by(cc, v, cc->p->f, 0, label);
+  return mpc__pc_trunc_by(cc, v, cc->p->f, 0, label);
 }
 
 /* A MASKED value at scale 1 from v, as a bilinear layer needs. */
-static int masked_s1(cc_t *cc, int v, const char *label) {
+int mpc__pc_masked_s1(cc_t *cc, int v, const char *label) {
   if (v < 0) /* not an activation: a parameter or constant where one is needed */
     return TANDEM_EUNSUPOP;
   mpc__val_t *val = &cc->p->vals[v];
@@ -169,18 +156,18 @@ static int masked_s1(cc_t *cc, int v, const char *label) {
     return TANDEM_EUNSUPOP;
   }
   mpc_shape_t shape = cc->p->vals[v].shape;
-  int out = new_val(cc, &shape, MPC__V_MASKED, 1, cc->p->vals[v].node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_MASKED, 1, cc->p->vals[v].node);
   if (out < 0)
     return out;
   cc->p->vals[out].magset = cc->p->vals[v].magset;
   cc->p->vals[out].mag = cc->p->vals[v].mag;
-  if (new_gate(cc, MPC__G_OPEN, v, -1, out, label) == NULL)
+  if (mpc__pc_new_gate(cc, MPC__G_OPEN, v, -1, out, label) == NULL)
     return TANDEM_ENOMEM;
   return out;
 }
 
 /* A dynamic value at scale 1 (truncating a product), any form. */
-static int scale1(cc_t *cc, int v, const char *label) {
+int mpc__pc_scale1(cc_t *cc, int v, const char *label) {
   if (v < 0)
     return TANDEM_EUNSUPOP;
   if (cc->p->vals[v].scale == 2)
@@ -195,13 +182,13 @@ static int is_dynamic(const mpc__val_t *v) {
 /* The parameter at node used as a bilinear weight (scale 1, alpha folded). */
 static int weight_of(cc_t *cc, int node, double fold) {
   if (cc->addend[node] >= 0)
-    return fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
   if (cc->weight[node] >= 0) {
     if (cc->p->vals[cc->weight[node]].fold != fold)
-      return fail(cc, TANDEM_EUNSUPOP, node, "a weight shared by layers with different alpha");
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a weight shared by layers with different alpha");
     return cc->weight[node];
   }
-  int v = new_val(cc, &cc->g->nodes[node].shape, MPC__V_WEIGHT, 1, node);
+  int v = mpc__pc_new_val(cc, &cc->g->nodes[node].shape, MPC__V_WEIGHT, 1, node);
   if (v < 0)
     return v;
   cc->p->vals[v].fold = fold;
@@ -217,20 +204,20 @@ static int weight_of(cc_t *cc, int node, double fold) {
 static int addend_of(cc_t *cc, int node, unsigned scale, double fold) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   if (nd->op == MPC_OP_CONST) {
-    int v = new_val(cc, &nd->shape, MPC__V_PUBLIC, scale, node);
+    int v = mpc__pc_new_val(cc, &nd->shape, MPC__V_PUBLIC, scale, node);
     if (v >= 0)
       cc->p->vals[v].fold = fold;
     return v;
   }
   if (cc->weight[node] >= 0)
-    return fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
   if (cc->addend[node] >= 0) {
     const mpc__val_t *a = &cc->p->vals[cc->addend[node]];
     if (a->scale != scale || a->fold != fold)
-      return fail(cc, TANDEM_EUNSUPOP, node, "a parameter added at two different scales");
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a parameter added at two different scales");
     return cc->addend[node];
   }
-  int v = new_val(cc, &nd->shape, MPC__V_ADDEND, scale, node);
+  int v = mpc__pc_new_val(cc, &nd->shape, MPC__V_ADDEND, scale, node);
   if (v < 0)
     return v;
   cc->p->vals[v].fold = fold;
@@ -274,17 +261,17 @@ static int broadcast_map(const mpc_shape_t *as, const mpc_shape_t *bs, uint32_t 
 
 /* ---- lowering of each operator ------------------------------------------ */
 
-static int add_bias(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
+int mpc__pc_add_bias(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
   const mpc__val_t *yv = &cc->p->vals[y];
   unsigned scale = yv->scale;
   mpc_shape_t shape = yv->shape;
   int b = addend_of(cc, bnode, scale, fold);
   if (b < 0)
     return b;
-  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, scale, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_ADD, y, b, out, cc->g->nodes[node].name);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_ADD, y, b, out, cc->g->nodes[node].name);
   if (g == NULL)
     return TANDEM_ENOMEM;
   const mpc__val_t *bv = &cc->p->vals[b];
@@ -292,7 +279,7 @@ static int add_bias(cc_t *cc, int node, int y, int bnode, double fold, int chann
     /* Conv bias [M] over [N, M, OH, OW]. */
     size_t n = cc->p->vals[out].n, m = shape.dim[1], plane = shape.dim[2] * shape.dim[3];
     if (bv->n != m)
-      return fail(cc, TANDEM_ESHAPE, node, "bias length differs from output channels");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "bias length differs from output channels");
     g->bmap = malloc(n * sizeof *g->bmap);
     if (g->bmap == NULL)
       return TANDEM_ENOMEM;
@@ -302,35 +289,35 @@ static int add_bias(cc_t *cc, int node, int y, int bnode, double fold, int chann
   }
   int rc = broadcast_map(&shape, &bv->shape, &g->bmap);
   if (rc < 0)
-    return fail(cc, rc, node, "bias does not broadcast to the output");
+    return mpc__pc_fail(cc, rc, node, "bias does not broadcast to the output");
   return out;
 }
 
 /* Value v times the public number c (a MulC gate; an integer keeps the
  * scale, any other number is encoded at f bits and raises it by one, after
  * truncating a product first). Returns the new value or a negative error. */
-static int mulc_val(cc_t *cc, int node, int v, double c) {
+int mpc__pc_mulc_val(cc_t *cc, int node, int v, double c) {
   const char *label = cc->g->nodes[node].name;
   if (!isfinite(c))
-    return fail(cc, TANDEM_EINVAL, node, "the constant is not finite");
+    return mpc__pc_fail(cc, TANDEM_EINVAL, node, "the constant is not finite");
   uint64_t cm;
   unsigned scale = cc->p->vals[v].scale;
   if (c == nearbyint(c) && fabs(c) < 1048576.0) {
     cm = (uint64_t)(int64_t)c; /* an integer: exact, no scale change */
   } else {
-    v = scale1(cc, v, label);
+    v = mpc__pc_scale1(cc, v, label);
     if (v < 0)
       return v;
     size_t bad;
     if (kern_fix_encode(&cm, &c, 1, cc->p->f, &bad) != 0)
-      return fail(cc, TANDEM_ERANGE, node, "the constant is outside the fixed-point range");
+      return mpc__pc_fail(cc, TANDEM_ERANGE, node, "the constant is outside the fixed-point range");
     scale = 2;
   }
   mpc_shape_t shape = cc->p->vals[v].shape;
-  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, scale, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_MULC, v, -1, out, label);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_MULC, v, -1, out, label);
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->cmul = cm;
@@ -343,18 +330,18 @@ static int mulc_val(cc_t *cc, int node, int v, double c) {
 static int add_dynamic(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
   int bv = cc->act[bnode];
   if (bv < 0 || !is_dynamic(&cc->p->vals[bv]))
-    return fail(cc, TANDEM_EUNSUPOP, node, "the addend is neither a parameter nor an activation");
-  if (fold != 1.0 && (bv = mulc_val(cc, node, bv, fold)) < 0)
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "the addend is neither a parameter nor an activation");
+  if (fold != 1.0 && (bv = mpc__pc_mulc_val(cc, node, bv, fold)) < 0)
     return bv;
   const mpc__val_t *yv = &cc->p->vals[y], *b = &cc->p->vals[bv];
   mpc_shape_t shape = yv->shape;
   unsigned scale = yv->scale > b->scale ? yv->scale : b->scale;
-  uint64_t ascale = pow2(cc->p->f * (scale - yv->scale));
-  uint64_t bscale = pow2(cc->p->f * (scale - b->scale));
-  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  uint64_t ascale = mpc__pc_pow2(cc->p->f * (scale - yv->scale));
+  uint64_t bscale = mpc__pc_pow2(cc->p->f * (scale - b->scale));
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, scale, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_ADD, y, bv, out, cc->g->nodes[node].name);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_ADD, y, bv, out, cc->g->nodes[node].name);
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->ascale = ascale;
@@ -363,7 +350,7 @@ static int add_dynamic(cc_t *cc, int node, int y, int bnode, double fold, int ch
   if (channel) {
     size_t m = shape.dim[1], plane = shape.dim[2] * shape.dim[3];
     if (cc->p->vals[bv].n != m)
-      return fail(cc, TANDEM_ESHAPE, node, "bias length differs from output channels");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "bias length differs from output channels");
     if ((g->bmap = malloc(n * sizeof *g->bmap)) == NULL)
       return TANDEM_ENOMEM;
     for (size_t i = 0; i < n; i++)
@@ -372,7 +359,7 @@ static int add_dynamic(cc_t *cc, int node, int y, int bnode, double fold, int ch
   }
   int rc = broadcast_map(&shape, &cc->p->vals[bv].shape, &g->bmap);
   if (rc < 0)
-    return fail(cc, rc, node, "the addend does not broadcast to the output");
+    return mpc__pc_fail(cc, rc, node, "the addend does not broadcast to the output");
   return out;
 }
 
@@ -381,20 +368,20 @@ static int add_dynamic(cc_t *cc, int node, int y, int bnode, double fold, int ch
 static int add_any(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
   mpc_op_t op = cc->g->nodes[bnode].op;
   if (op == MPC_OP_PARAM || op == MPC_OP_CONST)
-    return add_bias(cc, node, y, bnode, fold, channel);
+    return mpc__pc_add_bias(cc, node, y, bnode, fold, channel);
   return add_dynamic(cc, node, y, bnode, fold, channel);
 }
 
 /* The output value (SHARED, scale 2f, of shape vshape) of a matrix product
  * x * w of form `form` with dimensions m x k x n, and its gate. Returns the
  * value or a negative error. */
-static int matrix_gate(cc_t *cc, int node, mpc__gkind_t kind, int x, int w,
+int mpc__pc_matrix_gate(cc_t *cc, int node, mpc__gkind_t kind, int x, int w,
                        const mpc_shape_t *vshape, mpc__lform_t form, size_t m, size_t k,
                        size_t n) {
-  int y = new_val(cc, vshape, MPC__V_SHARED, 2, node);
+  int y = mpc__pc_new_val(cc, vshape, MPC__V_SHARED, 2, node);
   if (y < 0)
     return y;
-  mpc__gate_t *gt = new_gate(cc, kind, x, w, y, cc->g->nodes[node].name);
+  mpc__gate_t *gt = mpc__pc_new_gate(cc, kind, x, w, y, cc->g->nodes[node].name);
   if (gt == NULL)
     return TANDEM_ENOMEM;
   gt->lin.form = form;
@@ -404,18 +391,16 @@ static int matrix_gate(cc_t *cc, int node, mpc__gkind_t kind, int x, int w,
   return y;
 }
 
-static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map);
-
 /* The 2-D value v transposed by a local layout gate (no round: a MASKED value
  * stays masked, the dealer permuting its mask alike), for a Gemm's transA or
  * transB on a dynamic operand. Returns the new value or a negative error. */
 static int transpose_2d(cc_t *cc, int node, int v) {
   const mpc__val_t *val = &cc->p->vals[v];
   if (val->shape.ndim != 2)
-    return fail(cc, TANDEM_ESHAPE, node, "a transposed operand must be 2-D");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "a transposed operand must be 2-D");
   size_t r = val->shape.dim[0], c = val->shape.dim[1];
   if (val->n > UINT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   uint32_t *map = malloc((val->n ? val->n : 1) * sizeof *map);
   if (map == NULL)
     return TANDEM_ENOMEM;
@@ -423,12 +408,8 @@ static int transpose_2d(cc_t *cc, int node, int v) {
     for (size_t j = 0; j < r; j++)
       map[i * r + j] = (uint32_t)(j * c + i); /* out[i][j] = in[j][i] */
   mpc_shape_t ts = {2, {c, r}};
-  return lower_layout(cc, node, v, &ts, map);
+  return mpc__pc_lower_layout(cc, node, v, &ts, map);
 }
-
-static int row_rescale(cc_t *cc, int node, int y, int mag, int rm, size_t ncols);
-static int ln_dw_mag(const cc_t *cc, int ln, int mm);
-static int sm_ev_mag(const cc_t *cc, int sm, int v);
 
 /* MatMul with batch dimensions (graph.c's infer_bmm): one gate of form BMM,
  * a triple when in1 is an activation too, whose bmap pairs every output
@@ -438,13 +419,13 @@ static int lower_bmm(cc_t *cc, int node) {
   int b = nd->in[1];
   mpc_op_t bop = cc->g->nodes[b].op;
   if (bop == MPC_OP_CONST)
-    return fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
-  int x = masked_s1(cc, cc->act[nd->in[0]], nd->name);
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
+  int x = mpc__pc_masked_s1(cc, cc->act[nd->in[0]], nd->name);
   if (x < 0)
-    return fail(cc, x, node, "operand cannot be masked");
-  int w = bop == MPC_OP_PARAM ? weight_of(cc, b, 1.0) : masked_s1(cc, cc->act[b], nd->name);
+    return mpc__pc_fail(cc, x, node, "operand cannot be masked");
+  int w = bop == MPC_OP_PARAM ? weight_of(cc, b, 1.0) : mpc__pc_masked_s1(cc, cc->act[b], nd->name);
   if (w < 0)
-    return bop == MPC_OP_PARAM ? w : fail(cc, w, node, "operand cannot be masked");
+    return bop == MPC_OP_PARAM ? w : mpc__pc_fail(cc, w, node, "operand cannot be masked");
   mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape, ys;
   /* The output's shape from the operands' (the plan's batch may differ from
    * the declared one), as graph.c infers it. */
@@ -453,19 +434,19 @@ static int lower_bmm(cc_t *cc, int node) {
     size_t ad = i < xs.ndim ? xs.dim[xs.ndim - 1 - i] : 1;
     size_t bd = i < ws.ndim ? ws.dim[ws.ndim - 1 - i] : 1;
     if (ad != bd && ad != 1 && bd != 1)
-      return fail(cc, TANDEM_ESHAPE, node, "batch dimensions do not broadcast");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "batch dimensions do not broadcast");
     ys.dim[ys.ndim - 1 - i] = ad > bd ? ad : bd;
   }
   ys.dim[ys.ndim - 2] = xs.dim[xs.ndim - 2];
   ys.dim[ys.ndim - 1] = ws.dim[ws.ndim - 1];
   size_t m = ys.dim[ys.ndim - 2], n = ys.dim[ys.ndim - 1], k = xs.dim[xs.ndim - 1];
   if (k != ws.dim[ws.ndim - 2])
-    return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
   size_t nb = mpc_shape_numel(&ys) / (m * n);
   if (nb > UINT32_MAX / 2 || mpc_shape_numel(&xs) / (m * k) > UINT32_MAX ||
       mpc_shape_numel(&ws) / (k * n) > UINT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "too many matrices");
-  int y = matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &ys,
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "too many matrices");
+  int y = mpc__pc_matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &ys,
                      MPC__L_BMM, m, k, n);
   if (y < 0)
     return y;
@@ -479,7 +460,7 @@ static int lower_bmm(cc_t *cc, int node) {
   }
   int a = nd->in[0];
   if (cc->rowf[a] >= 0 && bop != MPC_OP_PARAM &&
-      (y = row_rescale(cc, node, y, sm_ev_mag(cc, a, b), cc->rowf[a], n)) < 0)
+      (y = mpc__pc_row_rescale(cc, node, y, mpc__pc_sm_ev_mag(cc, a, b), cc->rowf[a], n)) < 0)
     return y;
   cc->act[node] = y;
   return 0;
@@ -498,9 +479,9 @@ static int lower_gemm(cc_t *cc, int node) {
   double beta = nd->op == MPC_OP_GEMM ? nd->attr.beta : 1.0;
   int a_param = g->nodes[a].op == MPC_OP_PARAM, b_param = g->nodes[b].op == MPC_OP_PARAM;
   if (g->nodes[a].op == MPC_OP_CONST || g->nodes[b].op == MPC_OP_CONST)
-    return fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
   if (a_param && b_param)
-    return fail(cc, TANDEM_EUNSUPOP, node, "both operands are parameters (fold them offline)");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "both operands are parameters (fold them offline)");
   int y;
   if (b_param) {
     int av = cc->act[a];
@@ -508,9 +489,9 @@ static int lower_gemm(cc_t *cc, int node) {
       return av;
     /* Token ids (one-hot, MASKED at scale 0) go in as they are. */
     int ids = g->nodes[a].op == MPC_OP_INPUT && g->nodes[a].ids;
-    int x = ids ? av : masked_s1(cc, av, nd->name);
+    int x = ids ? av : mpc__pc_masked_s1(cc, av, nd->name);
     if (x < 0)
-      return fail(cc, x, node, "operand cannot be masked");
+      return mpc__pc_fail(cc, x, node, "operand cannot be masked");
     int w = weight_of(cc, b, alpha);
     if (w < 0)
       return w;
@@ -520,7 +501,7 @@ static int lower_gemm(cc_t *cc, int node) {
     size_t kdim = trans_b ? wv->shape.dim[1] : wv->shape.dim[0];
     size_t ndim = trans_b ? wv->shape.dim[0] : wv->shape.dim[1];
     if (kdim == 0 || xv->n % kdim != 0)
-      return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
     ys.dim[0] = xv->n / kdim;
     ys.dim[1] = ndim;
     mpc_shape_t full = xv->shape; /* [.., M, K] -> [.., M, N] */
@@ -528,30 +509,30 @@ static int lower_gemm(cc_t *cc, int node) {
       full.dim[full.ndim - 1] = ndim;
     else
       full = ys;
-    y = matrix_gate(cc, node, MPC__G_BILIN, x, w, &full, trans_b ? MPC__L_XWT : MPC__L_XW,
+    y = mpc__pc_matrix_gate(cc, node, MPC__G_BILIN, x, w, &full, trans_b ? MPC__L_XWT : MPC__L_XW,
                     ys.dim[0], kdim, ndim);
     if (y < 0)
       return y;
     if (ids)
       cc->p->vals[y].scale = 1; /* 0 + 1: a row of the table at f bits */
     if (cc->rowf[a] >= 0 &&
-        (y = row_rescale(cc, node, y, ln_dw_mag(cc, a, node), cc->rowf[a], ndim)) < 0)
+        (y = mpc__pc_row_rescale(cc, node, y, mpc__pc_ln_dw_mag(cc, a, node), cc->rowf[a], ndim)) < 0)
       return y;
   } else if (a_param) {
     if (trans_a || trans_b)
-      return fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
-    int x = masked_s1(cc, cc->act[b], nd->name);
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
+    int x = mpc__pc_masked_s1(cc, cc->act[b], nd->name);
     if (x < 0)
-      return fail(cc, x, node, "operand cannot be masked");
+      return mpc__pc_fail(cc, x, node, "operand cannot be masked");
     int w = weight_of(cc, a, alpha);
     if (w < 0)
       return w;
     const mpc__val_t *xv = &cc->p->vals[x], *wv = &cc->p->vals[w];
     if (xv->shape.ndim != 2 || wv->shape.ndim != 2 || wv->shape.dim[1] != xv->shape.dim[0])
-      return fail(cc, TANDEM_ESHAPE, node, "W x X needs 2-D operands with matching inner dimension");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "W x X needs 2-D operands with matching inner dimension");
     size_t kdim = wv->shape.dim[1];
     mpc_shape_t ys = {2, {wv->shape.dim[0], xv->shape.dim[1]}};
-    y = matrix_gate(cc, node, MPC__G_BILIN, x, w, &ys, MPC__L_WX, ys.dim[0], kdim, ys.dim[1]);
+    y = mpc__pc_matrix_gate(cc, node, MPC__G_BILIN, x, w, &ys, MPC__L_WX, ys.dim[0], kdim, ys.dim[1]);
     if (y < 0)
       return y;
   } else {
@@ -560,23 +541,23 @@ static int lower_gemm(cc_t *cc, int node) {
       return av;
     if (trans_b && (bv = transpose_2d(cc, node, bv)) < 0)
       return bv;
-    int x = masked_s1(cc, av, nd->name);
+    int x = mpc__pc_masked_s1(cc, av, nd->name);
     if (x < 0)
-      return fail(cc, x, node, "operand cannot be masked");
-    int z = masked_s1(cc, bv, nd->name);
+      return mpc__pc_fail(cc, x, node, "operand cannot be masked");
+    int z = mpc__pc_masked_s1(cc, bv, nd->name);
     if (z < 0)
-      return fail(cc, z, node, "operand cannot be masked");
+      return mpc__pc_fail(cc, z, node, "operand cannot be masked");
     const mpc__val_t *xv = &cc->p->vals[x], *zv = &cc->p->vals[z];
     if (zv->shape.ndim != 2 || xv->shape.dim[xv->shape.ndim - 1] != zv->shape.dim[0])
-      return fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
     size_t kdim = zv->shape.dim[0];
     mpc_shape_t ys = {2, {xv->n / kdim, zv->shape.dim[1]}};
-    y = matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim, ys.dim[1]);
+    y = mpc__pc_matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim, ys.dim[1]);
     if (y < 0)
       return y;
     /* alpha on the product (public: a MulC; the truncation it needs first
      * costs a round unless alpha is an integer). */
-    if (alpha != 1.0 && (y = mulc_val(cc, node, y, alpha)) < 0)
+    if (alpha != 1.0 && (y = mpc__pc_mulc_val(cc, node, y, alpha)) < 0)
       return y;
   }
   if (nd->op == MPC_OP_GEMM && nd->in[2] >= 0 && beta != 0.0) {
@@ -593,23 +574,23 @@ static int lower_conv(cc_t *cc, int node) {
   int wnode = nd->in[1];
   mpc_op_t wop = cc->g->nodes[wnode].op;
   if (wop == MPC_OP_CONST)
-    return fail(cc, TANDEM_EUNSUPOP, node, "public constant convolution weights are not supported");
-  int x = masked_s1(cc, cc->act[nd->in[0]], nd->name);
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "public constant convolution weights are not supported");
+  int x = mpc__pc_masked_s1(cc, cc->act[nd->in[0]], nd->name);
   if (x < 0)
-    return fail(cc, x, node, "operand cannot be masked");
+    return mpc__pc_fail(cc, x, node, "operand cannot be masked");
   /* Weights supplied or computed per query: both operands masked, a fresh
    * triple from the dealer (as for MatMul with two activations). */
-  int w = wop == MPC_OP_PARAM ? weight_of(cc, wnode, 1.0) : masked_s1(cc, cc->act[wnode], nd->name);
+  int w = wop == MPC_OP_PARAM ? weight_of(cc, wnode, 1.0) : mpc__pc_masked_s1(cc, cc->act[wnode], nd->name);
   if (w < 0)
-    return wop == MPC_OP_PARAM ? w : fail(cc, w, node, "weights cannot be masked");
+    return wop == MPC_OP_PARAM ? w : mpc__pc_fail(cc, w, node, "weights cannot be masked");
   const mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
   mpc_shape_t ys = nd->shape;
   ys.dim[0] = xs.dim[0];
-  int y = new_val(cc, &ys, MPC__V_SHARED, 2, node);
+  int y = mpc__pc_new_val(cc, &ys, MPC__V_SHARED, 2, node);
   if (y < 0)
     return y;
   mpc__gate_t *gt =
-      new_gate(cc, wop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, y, nd->name);
+      mpc__pc_new_gate(cc, wop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, y, nd->name);
   if (gt == NULL)
     return TANDEM_ENOMEM;
   gt->lin.form = MPC__L_CONV;
@@ -629,7 +610,7 @@ static int lower_conv(cc_t *cc, int node) {
   cv->dil_w = nd->attr.dilations[1] ? nd->attr.dilations[1] : 1;
   size_t oh, ow;
   if (kern_conv2d_out(cv, &oh, &ow) != 0 || oh != ys.dim[2] || ow != ys.dim[3])
-    return fail(cc, TANDEM_ESHAPE, node, "convolution geometry is inconsistent");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "convolution geometry is inconsistent");
   gt->lin.batch = ys.dim[0];
   gt->lin.cout = ws.dim[0];
   gt->lin.ohw = oh * ow;
@@ -651,10 +632,10 @@ static int lower_addsub(cc_t *cc, int node) {
   int a_static = cc->act[a] < 0 || !is_dynamic(&cc->p->vals[cc->act[a]]);
   int b_static = cc->act[b] < 0 || !is_dynamic(&cc->p->vals[cc->act[b]]);
   if (a_static && b_static)
-    return fail(cc, TANDEM_EUNSUPOP, node, "both operands are static (fold them offline)");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "both operands are static (fold them offline)");
   if (a_static) {
     if (nd->op == MPC_OP_SUB)
-      return fail(cc, TANDEM_EUNSUPOP, node, "a static minuend is not supported");
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a static minuend is not supported");
     int t = a;
     a = b;
     b = t;
@@ -672,16 +653,16 @@ static int lower_addsub(cc_t *cc, int node) {
     bv = cc->act[b];
     unsigned sb = cc->p->vals[bv].scale;
     if (sb < scale)
-      bscale = pow2(cc->p->f * (scale - sb));
+      bscale = mpc__pc_pow2(cc->p->f * (scale - sb));
     else if (sb > scale) {
-      ascale = pow2(cc->p->f * (sb - scale));
+      ascale = mpc__pc_pow2(cc->p->f * (sb - scale));
       scale = sb;
     }
   }
-  int out = new_val(cc, &shape, MPC__V_SHARED, scale, node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, scale, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, nd->op == MPC_OP_ADD ? MPC__G_ADD : MPC__G_SUB, av, bv,
+  mpc__gate_t *g = mpc__pc_new_gate(cc, nd->op == MPC_OP_ADD ? MPC__G_ADD : MPC__G_SUB, av, bv,
                             out, nd->name);
   if (g == NULL)
     return TANDEM_ENOMEM;
@@ -689,14 +670,14 @@ static int lower_addsub(cc_t *cc, int node) {
   g->bscale = bscale;
   int rc = broadcast_map(&shape, &cc->p->vals[bv].shape, &g->bmap);
   if (rc < 0)
-    return fail(cc, rc, node, "operands do not broadcast");
+    return mpc__pc_fail(cc, rc, node, "operands do not broadcast");
   cc->act[node] = out;
   return 0;
 }
 
 static int lower_mulc(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
-  int out = mulc_val(cc, node, cc->act[nd->in[0]], nd->attr.scalar);
+  int out = mpc__pc_mulc_val(cc, node, cc->act[nd->in[0]], nd->attr.scalar);
   if (out < 0)
     return out;
   cc->act[node] = out;
@@ -711,25 +692,25 @@ static int lower_mul(cc_t *cc, int node) {
   int a = nd->in[0], b = nd->in[1];
   mpc_op_t bop = cc->g->nodes[b].op;
   if (cc->act[a] < 0 || !is_dynamic(&cc->p->vals[cc->act[a]]))
-    return fail(cc, TANDEM_EUNSUPOP, node, "the first operand must be an activation");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "the first operand must be an activation");
   if (bop == MPC_OP_CONST)
-    return fail(cc, TANDEM_EUNSUPOP, node, "a public constant factor is not supported (use MulC)");
-  int x = masked_s1(cc, cc->act[a], nd->name);
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a public constant factor is not supported (use MulC)");
+  int x = mpc__pc_masked_s1(cc, cc->act[a], nd->name);
   if (x < 0)
-    return fail(cc, x, node, "operand cannot be masked");
-  int w = bop == MPC_OP_PARAM ? weight_of(cc, b, 1.0) : masked_s1(cc, cc->act[b], nd->name);
+    return mpc__pc_fail(cc, x, node, "operand cannot be masked");
+  int w = bop == MPC_OP_PARAM ? weight_of(cc, b, 1.0) : mpc__pc_masked_s1(cc, cc->act[b], nd->name);
   if (w < 0)
-    return bop == MPC_OP_PARAM ? w : fail(cc, w, node, "operand cannot be masked");
+    return bop == MPC_OP_PARAM ? w : mpc__pc_fail(cc, w, node, "operand cannot be masked");
   mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
   size_t nx = cc->p->vals[x].n, nw = cc->p->vals[w].n;
-  int y = matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &xs,
+  int y = mpc__pc_matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &xs,
                       MPC__L_EW, nx, nw, 1);
   if (y < 0)
     return y;
   mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
   int rc = broadcast_map(&xs, &ws, &gt->bmap);
   if (rc < 0)
-    return fail(cc, rc, node, "the factor does not broadcast to the operand");
+    return mpc__pc_fail(cc, rc, node, "the factor does not broadcast to the operand");
   cc->act[node] = y;
   return 0;
 }
@@ -747,15 +728,15 @@ static int relu_gate(cc_t *cc, int node, int v) {
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned shift = val->scale == 2 ? cc->p->f : 0;
   mpc_shape_t shape = val->shape;
-  int out = new_val(cc, &shape, MPC__V_SHARED, val->scale == 2 ? 1 : val->scale, node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, val->scale == 2 ? 1 : val->scale, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_NONLIN, v, -1, out, nd->name);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_NONLIN, v, -1, out, nd->name);
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->relu = 1;
   g->shift = shift;
-  g->bound = gate_bound(cc, v, shift, 0);
+  g->bound = mpc__pc_gate_bound(cc, v, shift, 0);
   return out;
 }
 
@@ -778,549 +759,18 @@ static int lower_relu(cc_t *cc, int node) {
   return 0;
 }
 
-static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map);
-
-/* Function op (gate_smooth.c) of value v / 2^pre (v at scale 1 or 2;
- * MASKED: no round, SHARED: one), then the exact truncation of its result from the gate's fout
- * fractional bits to f (one round): the SHARED scale-1 value it returns. The
- * input's bound is the value's own (gate_bound, plus `extra` bits), at most
- * 2^lmax when lmax > 0; the output's exponent eout (|f| < 2^eout) comes from
- * the function on that bound, at most `ecap` when ecap > -64, and never above
- * the graph-wide range. Gates are labelled and values attributed to node. */
-static int smooth_pre(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
-                      int ecap, unsigned pre) {
-  const mpc__val_t *val = &cc->p->vals[v];
-  unsigned f = cc->p->f, q = mpc__smooth_q(f);
-  if (q == 0 || f > 24)
-    return fail(cc, TANDEM_EUNSUPOP, node, "smooth functions need 10 to 24 fractional bits");
-  if (val->scale < 1 || val->scale > 2)
-    return fail(cc, TANDEM_EUNSUPOP, node, "operand at an unexpected scale");
-  unsigned s = val->scale * f - q + pre;
-  unsigned L = gate_bound(cc, v, s, extra);
-  if (lmax > 0 && L > lmax)
-    L = lmax;
-  if (L < s + 4)
-    L = s + 4;
-  double inmax = ldexp(1.0, (int)L - 1 - (int)(val->scale * f + pre));
-  double omax = 1.01 * mpc__smooth_mag(op, inmax) + ldexp(1.0, 10 - (int)f);
-  int eout;
-  (void)frexp(omax, &eout);
-  int egraph = (int)cc->p->bound - 2 * (int)f - 1;
-  if (eout > egraph)
-    eout = egraph;
-  if (ecap > -64 && ecap < eout)
-    eout = ecap;
-  unsigned fout = mpc__smooth_fout(op, eout, f);
-  if (fout == 0)
-    return fail(cc, TANDEM_EUNSUPOP, node, "output range too wide for the fixed-point format");
-  mpc_shape_t shape = val->shape;
-  int mid = new_val(cc, &shape, MPC__V_SHARED, 2, node);
-  if (mid < 0)
-    return mid;
-  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, mid, cc->g->nodes[node].name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->fn = (int)op;
-  g->shift = s;
-  g->bound = L;
-  g->fout = fout;
-  int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
-  if (out < 0)
-    return out;
-  g = new_gate(cc, MPC__G_NONLIN, mid, -1, out, cc->g->nodes[node].name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->relu = 0;
-  g->shift = fout - f;
-  g->bound = fout + (unsigned)(eout < 1 ? 1 : eout) + 1;
-  return out;
-}
-
-static int smooth_val(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, unsigned lmax,
-                      int ecap) {
-  return smooth_pre(cc, node, op, v, extra, lmax, ecap, 0);
-}
-
-/* GELU (either form) of v as two gates on one opening: its pieces below 6
- * (an output under 6 whatever the input's range, so the cubic terms keep 57
- * fractional bits; as one gate whose output shared GELU's range, a wide
- * input left them 15 and an error of 2.4e-2), truncated as smooth_val's,
- * plus the ramp (x from 6 on, 0 below: its one piece the identity, exact at
- * f bits, no truncation) when the input can reach 6. Same rounds as one
- * gate: the opening (none on a MASKED value), then the truncation. Both
- * gates read the same mask at the same bits, so the ramp evaluates the
- * pieces' DCF key (keyfrom) and costs the dealer nothing. */
-static int gelu_val(cc_t *cc, int node, mpc_op_t op, int v) {
-  const char *name = cc->g->nodes[node].name;
-  mpc__val_t *val = &cc->p->vals[v];
-  unsigned f = cc->p->f, q = mpc__smooth_q(f);
-  if (q == 0 || f > 24 || val->scale < 1 || val->scale > 2)
-    return smooth_val(cc, node, op, v, 0, 0, -64); /* its own errors */
-  unsigned s = val->scale * f - q, L = gate_bound(cc, v, s, 0);
-  if (L < s + 4)
-    L = s + 4;
-  int inner = op == MPC_OP_GELU ? (int)MPC__FN_GELU_IN : (int)MPC__FN_GELUT_IN;
-  if (ldexp(1.0, (int)L - 1 - (int)(val->scale * f)) <= 6)
-    return smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64); /* never reaches 6 */
-  mpc_shape_t shape = val->shape;
-  if (val->kind != MPC__V_MASKED) { /* one opening for both gates */
-    int m = new_val(cc, &shape, MPC__V_MASKED, cc->p->vals[v].scale, cc->p->vals[v].node);
-    if (m < 0)
-      return m;
-    if (new_gate(cc, MPC__G_OPEN, v, -1, m, name) == NULL)
-      return TANDEM_ENOMEM;
-    v = m;
-  }
-  size_t gin = cc->p->ngates; /* smooth_val's first gate: GELU's pieces */
-  int in = smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64);
-  int ramp = in < 0 ? in : new_val(cc, &shape, MPC__V_SHARED, 1, node);
-  if (ramp < 0)
-    return ramp;
-  mpc__gate_t *g = new_gate(cc, MPC__G_SMOOTH, v, -1, ramp, name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->fn = (int)MPC__FN_RAMP6;
-  g->shift = s;
-  g->bound = L;
-  g->fout = f;
-  /* Same masked input and m as the pieces' gate: its key serves both. */
-  const mpc__gate_t *gp = &cc->p->gates[gin];
-  if (gp->kind == MPC__G_SMOOTH && gp->in[0] == v && gp->shift == s && gp->bound == L)
-    g->keyfrom = gin + 1;
-  int out = new_val(cc, &shape, MPC__V_SHARED, 1, node);
-  if (out < 0)
-    return out;
-  if ((g = new_gate(cc, MPC__G_ADD, in, ramp, out, name)) == NULL)
-    return TANDEM_ENOMEM;
-  return out;
-}
-
-/* A smooth operator node: its output's exponent from the model owner's
- * analysis when there is one. */
-static int lower_smooth(cc_t *cc, int node) {
-  const mpc_node_t *nd = &cc->g->nodes[node];
-  const mpc_graph_t *gr = cc->g;
-  int ecap = gr->mag_log2 != NULL && gr->nmag == gr->nnodes ? gr->mag_log2[node] : -64;
-  if (nd->op == MPC_OP_GELU || nd->op == MPC_OP_GELU_TANH) {
-    int out = gelu_val(cc, node, nd->op, cc->act[nd->in[0]]);
-    if (out < 0)
-      return out;
-    cc->act[node] = out;
-    return 0;
-  }
-  int out = smooth_val(cc, node, mpc__smooth_node_fn(nd->op), cc->act[nd->in[0]], 0, 0, ecap);
-  if (out < 0)
-    return out;
-  cc->act[node] = out;
-  return 0;
-}
-
-/* Rows of at most this many candidates take their maximum in two rounds
- * from every pair's comparison (n (n - 1) / 2 DCFs a row) instead of the
- * tree's ceil(log2 n) rounds (n - 1 DCFs). */
-#define MAXALL_N 32
-
-/* The maximum over the last axis (n candidates, P rows) of v: a SHARED
- * [1 x P] value at v's scale. For 5 <= n <= MAXALL_N: the candidates
- * masked (one round; none when they are), every pair compared exactly with
- * no round (a MAXALL gate: the comparisons' keys on the masks' differences),
- * each candidate's count of those it beats opened and the one that beats
- * n - 1 selected (a MAXALL pick: one round). Otherwise by a comparison tree
- * (MAXLEVEL gates, one round a level). Values keep v's node (their bound is
- * v's). */
-static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
-  int vnode = cc->p->vals[v].node;
-  uint32_t *map = malloc((n * P + 1) * sizeof *map);
-  if (map == NULL)
-    return TANDEM_ENOMEM;
-  for (size_t p = 0; p < P; p++)
-    for (size_t j = 0; j < n; j++)
-      map[j * P + p] = (uint32_t)(p * n + j);
-  mpc_shape_t cs = {2, {n, P}};
-  int cur = lower_layout(cc, vnode >= 0 ? vnode : node, v, &cs, map);
-  if (cur < 0)
-    return cur;
-  cc->p->vals[cur].node = vnode;
-  unsigned scale = cc->p->vals[v].scale;
-  if (n >= 5 && n <= MAXALL_N) { /* two rounds where the tree takes 3 or more */
-    int xm = cur;
-    if (cc->p->vals[cur].kind != MPC__V_MASKED) {
-      mpc_shape_t ms = cs;
-      if ((xm = new_val(cc, &ms, MPC__V_MASKED, scale, vnode)) < 0)
-        return xm;
-      if (new_gate(cc, MPC__G_OPEN, cur, -1, xm, cc->g->nodes[node].name) == NULL)
-        return TANDEM_ENOMEM;
-    }
-    int cnt = new_val(cc, &cs, MPC__V_SHARED, 0, -1);
-    if (cnt < 0)
-      return cnt;
-    mpc__gate_t *g = new_gate(cc, MPC__G_MAXALL, xm, -1, cnt, cc->g->nodes[node].name);
-    if (g == NULL)
-      return TANDEM_ENOMEM;
-    g->levelm = n;
-    g->levelp = P;
-    g->shift = 0; /* exact: the order must be strict for one count to reach n - 1 */
-    g->bound = gate_bound(cc, xm, 0, 1);
-    mpc_shape_t ls = {2, {1, P}};
-    int out = new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
-    if (out < 0)
-      return out;
-    if ((g = new_gate(cc, MPC__G_MAXALL, cnt, xm, out, cc->g->nodes[node].name)) == NULL)
-      return TANDEM_ENOMEM;
-    g->levelm = n;
-    g->levelp = P;
-    g->pick = 1;
-    g->shift = 0;
-    unsigned lb = 2; /* |count - (n - 1)| < n <= 2^(lb - 1) */
-    while (((size_t)1 << (lb - 1)) < n)
-      lb++;
-    g->bound = lb;
-    return out;
-  }
-  for (size_t m = n; m > 1; m = (m + 1) / 2) {
-    mpc_shape_t ls = {2, {(m + 1) / 2, P}};
-    int out = new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
-    if (out < 0)
-      return out;
-    mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, cc->g->nodes[node].name);
-    if (g == NULL)
-      return TANDEM_ENOMEM;
-    g->levelm = m;
-    g->levelp = P;
-    g->shift = scale == 2 ? cc->p->f : 0;
-    g->bound = gate_bound(cc, cur, g->shift, 1);
-    cur = out;
-  }
-  return cur;
-}
-
-/* The sums over the last axis (n elements, P rows) of the scale-1 value v,
- * times the public c (at f bits): a local window-sum gate, SHARED [P x 1] at
- * scale 2, attributed to no node (its bound is the graph-wide one). */
-static int row_sum(cc_t *cc, int node, int v, size_t n, size_t P, double c) {
-  size_t N = n * P;
-  mpc_shape_t ss = {2, {P, 1}};
-  int sum = new_val(cc, &ss, MPC__V_SHARED, 2, -1);
-  if (sum < 0)
-    return sum;
-  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, v, -1, sum, cc->g->nodes[node].name);
-  if (g == NULL)
-    return TANDEM_ENOMEM;
-  g->wsize = n;
-  g->win = malloc((N + 1) * sizeof *g->win);
-  g->wcoef = malloc((P + 1) * sizeof *g->wcoef);
-  if (g->win == NULL || g->wcoef == NULL)
-    return TANDEM_ENOMEM;
-  for (size_t i = 0; i < N; i++)
-    g->win[i] = (int32_t)i;
-  for (size_t p = 0; p < P; p++)
-    if (kern_fix_encode(&g->wcoef[p], &c, 1, cc->p->f, NULL) != 0)
-      return TANDEM_ERANGE;
-  return sum;
-}
-
-/* The plain sums over the last axis (n elements, P rows) of v: a local
- * window-sum gate with the integer coefficient 1, SHARED [P x 1] at v's own
- * scale, attributed to no node. */
-static int row_total(cc_t *cc, int node, int v, size_t n, size_t P) {
-  int sum = row_sum(cc, node, v, n, P, 1.0);
-  if (sum < 0)
-    return sum;
-  mpc__gate_t *g = &cc->p->gates[cc->p->ngates - 1];
-  for (size_t p = 0; p < P; p++)
-    g->wcoef[p] = 1;
-  cc->p->vals[sum].scale = cc->p->vals[v].scale;
-  return sum;
-}
-
-/* The rows of an elementwise product y = x (*) w[i / n] (two activations:
- * a triple), its gate's broadcast map. */
-static int row_bcast(cc_t *cc, mpc__gate_t *g, size_t N, size_t n) {
-  if ((g->bmap = malloc((N + 1) * sizeof *g->bmap)) == NULL)
-    return TANDEM_ENOMEM;
-  for (size_t i = 0; i < N; i++)
-    g->bmap[i] = (uint32_t)(i / n);
-  (void)cc;
-  return 0;
-}
-
-/* The exponent e of |e V| < 2^e for the product of Softmax node sm's
- * exponentials (each at most 1, a little more for the approximation) with
- * V (graph node v): n of them summed. */
-static int sm_ev_mag(const cc_t *cc, int sm, int v) {
-  const mpc_shape_t *as = &cc->g->nodes[sm].shape;
-  size_t n = as->ndim ? as->dim[as->ndim - 1] : 1;
-  int k = 0;
-  while (((size_t)1 << k) < n)
-    k++;
-  return cc->g->mag_log2[v] + k + 1;
-}
-
-/* The one reader of node when nothing else reads it, else -1. */
-static int sole_reader(const mpc_graph_t *g, int node) {
-  int user = -1;
-  for (size_t j = (size_t)node + 1; j < g->nnodes; j++)
-    for (int k = 0; k < 3; k++)
-      if (g->nodes[j].in[k] == node) {
-        if (user >= 0)
-          return -1;
-        user = (int)j;
-      }
-  return user;
-}
-
-/* 1 when Softmax node's one reader is a batched MatMul A V of two
- * activations with A = its output, whose output rows are A's (the same
- * batch dimensions), and the bound of e V (lower_bmm) known and in range. */
-static int softmax_matmul_reader(const cc_t *cc, int node) {
-  const mpc_graph_t *g = cc->g;
-  int user = sole_reader(g, node);
-  if (user < 0 || g->mag_log2 == NULL || g->nmag != g->nnodes)
-    return 0;
-  const mpc_node_t *u = &g->nodes[user];
-  const mpc_shape_t *as = &g->nodes[node].shape, *os = &u->shape;
-  int b = u->in[1];
-  if (u->op != MPC_OP_MATMUL || u->in[0] != node || b < 0 || b == node ||
-      g->nodes[b].op == MPC_OP_PARAM || g->nodes[b].op == MPC_OP_CONST ||
-      g->nodes[b].shape.ndim <= 2 || as->ndim < 3 || os->ndim != as->ndim)
-    return 0;
-  for (unsigned d = 0; d + 1 < as->ndim; d++)
-    if (as->dim[d] != os->dim[d])
-      return 0;
-  return sm_ev_mag(cc, node, b) + 2 * (int)cc->p->f + 2 <= 63;
-}
-
-/* Softmax along the last axis (n <= 256): m = the row's maximum (a
- * comparison tree), d = x - m <= 0, e = exp(d) (a smooth gate: x <= 0 is
- * its domain), s = the row's sum of e (in [1, n]: the maximum's term is 1;
- * a local window sum), r = 1/s on the reciprocal's domain [1/4, 64] (s / k
- * for k = ceil(n / 64), then r k, one truncation round more), and y = e r
- * (a product of two activations: one round to mask both). Rounds:
- * ceil(log2 n) + 2 + 2 + 1 (+1 when n > 64), the result SHARED at scale 2f
- * (its truncation fused into the consumer's gate). */
-static int lower_softmax(cc_t *cc, int node) {
-  const mpc_node_t *nd = &cc->g->nodes[node];
-  int v = cc->act[nd->in[0]];
-  const mpc__val_t *val = &cc->p->vals[v];
-  mpc_shape_t xs = val->shape;
-  size_t N = val->n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
-  unsigned f = cc->p->f;
-  if (n > 256 || N > UINT32_MAX)
-    return fail(cc, TANDEM_EUNSUPOP, node, "Softmax over more than 256 elements is not supported");
-  int m = n > 1 ? row_max(cc, node, v, n, P) : v; /* one element: d = 0 */
-  if (m < 0)
-    return m;
-  int d = new_val(cc, &xs, MPC__V_SHARED, cc->p->vals[v].scale, cc->p->vals[v].node);
-  if (d < 0)
-    return d;
-  mpc__gate_t *gs = new_gate(cc, MPC__G_SUB, v, m, d, nd->name);
-  if (gs == NULL || (n > 1 && (gs->bmap = malloc(N * sizeof *gs->bmap)) == NULL))
-    return TANDEM_ENOMEM;
-  for (size_t i = 0; n > 1 && i < N; i++)
-    gs->bmap[i] = (uint32_t)(i / n);
-  int e = smooth_val(cc, node, MPC_OP_EXP, d, 1, 0, 1);
-  if (e < 0)
-    return e;
-  size_t k = (n + 63) / 64;
-  int sum = row_sum(cc, node, e, n, P, 1.0 / (double)k);
-  if (sum < 0)
-    return sum;
-  /* s / k < 1.01 * 64 + slack: 8 bits above the scale, one of margin. */
-  int r = smooth_val(cc, node, MPC_OP_RECIP, sum, 0, 2 * f + 8, 3);
-  if (r < 0)
-    return r;
-  if (k > 1 && (r = mulc_val(cc, node, r, 1.0 / (double)k)) < 0)
-    return r;
-  int x = masked_s1(cc, e, nd->name), w = x < 0 ? x : masked_s1(cc, r, nd->name);
-  if (w < 0)
-    return fail(cc, w, node, "operand cannot be masked");
-  if (softmax_matmul_reader(cc, node)) {
-    cc->rowf[node] = w;
-    cc->act[node] = x;
-    return 0;
-  }
-  int y = matrix_gate(cc, node, MPC__G_TRIPLE, x, w, &xs, MPC__L_EW, N, P, 1);
-  if (y < 0)
-    return y;
-  int rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, n);
-  if (rc < 0)
-    return rc;
-  cc->act[node] = y;
-  return 0;
-}
-
-/* Layer normalization along the last axis, (x - m) / sqrt(v + eps) with m
- * and v the row's mean and variance (eps: in1, the owner's or a public
- * constant, optional). It is the same for d = x - m and for any public
- * multiple of d, which saves two rounds when the row's length n is a power
- * of two 2^k (the models' widths): with S the row's sum (a local window sum,
- * no truncation), n x - S = n d exactly, at x's scale, and one exact
- * truncation by k (+ f at scale 2f) gives d at scale f (no truncation of x
- * first, none of the mean); d masked (that round and its opening), d^2 by a
- * triple on d with itself (no round) and its row sums n v at 2f, and the
- * smooth 1 / sqrt(.) reads (n v + n eps) / 2^k at its own low bits (no
- * truncation of d^2: the division by n is its shift); its output truncated
- * and opened (two rounds): 5 rounds in all, then the product of d and that
- * (no round), SHARED at 2f. Other lengths take d = x - m at 2f after
- * truncating x and m, and truncate d^2 before the window sum: 7 rounds.
- * When the one reader is a MatMul by the owner's weight, the product is
- * left to it (rowf, lower_gemm): act[node] is then d masked. */
-/* The exponent e of |d W| < 2^e for the MatMul mm after LNORM node ln, d its
- * centred value (|d| < 2^(x's + 1)): the MatMul's bound is the LayerNorm's
- * (at least 2^(its e - 1)) times W's gain, so W's gain is under 2^(mm's e -
- * ln's e + 1). */
-static int ln_dw_mag(const cc_t *cc, int ln, int mm) {
-  const int8_t *e = cc->g->mag_log2;
-  return e[cc->g->nodes[ln].in[0]] + 1 + e[mm] - e[ln] + 1;
-}
-
-/* A MatMul node that takes the product by a row factor of the LayerNorm or
- * Softmax it reads (lower_lnorm, lower_softmax): y = d W or e V (SHARED at
- * 2f, |y| < 2^mag), truncated and masked, times the masked factor of its
- * row, rm (a triple): (d rs) W = rs (d W) and (e r) V = r (e V), so the
- * product by the factor and its truncation and opening (two rounds) before
- * the MatMul are gone: y's truncation and opening overlap the factor's.
- * Returns the product (SHARED at 2f) or a negative error. */
-static int row_rescale(cc_t *cc, int node, int y, int mag, int rm, size_t ncols) {
-  mpc__val_t *yv = &cc->p->vals[y];
-  yv->magset = 1;
-  yv->mag = mag;
-  yv->node = -1;
-  int ym = masked_s1(cc, y, cc->g->nodes[node].name);
-  if (ym < 0)
-    return ym;
-  mpc_shape_t ys = cc->p->vals[ym].shape;
-  size_t N = cc->p->vals[ym].n, P = cc->p->vals[rm].n;
-  if (ncols == 0 || N != P * ncols)
-    return fail(cc, TANDEM_ESHAPE, node, "rows differ from the LayerNorm's");
-  int out = matrix_gate(cc, node, MPC__G_TRIPLE, ym, rm, &ys, MPC__L_EW, N, P, 1);
-  if (out < 0)
-    return out;
-  int rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, ncols);
-  return rc < 0 ? rc : out;
-}
-
-/* 1 when LNORM node's one reader is a MatMul by the owner's 2-D weight
- * [n, M] on its last axis (and nothing else reads it), with the magnitudes
- * that bound d W (lower_gemm) known. */
-static int ln_matmul_reader(const cc_t *cc, int node, size_t n) {
-  const mpc_graph_t *g = cc->g;
-  if (g->mag_log2 == NULL || g->nmag != g->nnodes || g->nodes[node].in[0] < 0)
-    return 0;
-  int user = sole_reader(g, node);
-  if (user < 0)
-    return 0;
-  const mpc_node_t *u = &g->nodes[user];
-  int b = u->in[1];
-  return u->op == MPC_OP_MATMUL && u->in[0] == node && b >= 0 && b != node && g->nodes[b].op == MPC_OP_PARAM &&
-         g->nodes[b].shape.ndim == 2 && g->nodes[b].shape.dim[0] == n &&
-         ln_dw_mag(cc, node, user) + 2 * (int)cc->p->f + 2 <= 63;
-}
-
-static int lower_lnorm(cc_t *cc, int node) {
-  const mpc_node_t *nd = &cc->g->nodes[node];
-  int x = cc->act[nd->in[0]];
-  if (x < 0)
-    return TANDEM_EUNSUPOP;
-  unsigned f = cc->p->f;
-  mpc_shape_t xs = cc->p->vals[x].shape;
-  size_t N = cc->p->vals[x].n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = n ? N / n : 0;
-  if (N > INT32_MAX || n == 0)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
-  unsigned k = 0;
-  while (((size_t)1 << k) < n)
-    k++;
-  unsigned xscale = cc->p->vals[x].scale;
-  int npow2 = ((size_t)1 << k) == n && k <= 16 && (xscale == 1 || xscale == 2);
-  int dm, var, rc;
-  mpc__gate_t *g;
-  if (npow2) {
-    int sum = row_total(cc, node, x, n, P);
-    int z = sum < 0 ? sum : new_val(cc, &xs, MPC__V_SHARED, xscale, cc->p->vals[x].node);
-    if (z < 0)
-      return z;
-    if ((g = new_gate(cc, MPC__G_SUB, x, sum, z, nd->name)) == NULL)
-      return TANDEM_ENOMEM;
-    g->ascale = n;
-    if ((rc = row_bcast(cc, g, N, n)) < 0)
-      return rc;
-    /* |n x - S| <= 2 n max|x|: k + 1 bits above x's bound. */
-    int d = trunc_by(cc, z, (xscale - 1) * f + k, k + 1, nd->name);
-    if (d < 0)
-      return d;
-    if ((dm = masked_s1(cc, d, nd->name)) < 0)
-      return fail(cc, dm, node, "operand cannot be masked");
-    int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
-    if (sq < 0)
-      return sq;
-    cc->p->vals[sq].node = -1;
-    if ((var = row_total(cc, node, sq, n, P)) < 0)
-      return var;
-  } else {
-    int v = scale1(cc, x, nd->name);
-    if (v < 0)
-      return v;
-    int mean = row_sum(cc, node, v, n, P, 1.0 / (double)n);
-    if (mean < 0)
-      return mean;
-    int d = new_val(cc, &xs, MPC__V_SHARED, 2, -1);
-    if (d < 0)
-      return d;
-    if ((g = new_gate(cc, MPC__G_SUB, v, mean, d, nd->name)) == NULL)
-      return TANDEM_ENOMEM;
-    g->ascale = pow2(f);
-    if ((rc = row_bcast(cc, g, N, n)) < 0)
-      return rc;
-    if ((dm = masked_s1(cc, d, nd->name)) < 0)
-      return fail(cc, dm, node, "operand cannot be masked");
-    int sq = matrix_gate(cc, node, MPC__G_TRIPLE, dm, dm, &xs, MPC__L_EW, N, N, 1);
-    if (sq < 0)
-      return sq;
-    cc->p->vals[sq].node = -1;
-    int sq1 = scale1(cc, sq, nd->name);
-    if (sq1 < 0)
-      return sq1;
-    if ((var = row_sum(cc, node, sq1, n, P, 1.0 / (double)n)) < 0)
-      return var;
-  }
-  if (nd->in[1] >= 0) {
-    if ((var = add_bias(cc, node, var, nd->in[1], npow2 ? (double)n : 1.0, 0)) < 0)
-      return var;
-    cc->p->vals[var].node = -1;
-  }
-  /* n v < 2^(L + k) where v < 2^L: k bits more, read k bits higher. */
-  int rs = smooth_pre(cc, node, MPC_OP_RSQRT, var, npow2 ? k : 0, 0, 4, npow2 ? k : 0);
-  if (rs < 0)
-    return rs;
-  int rm = masked_s1(cc, rs, nd->name);
-  if (rm < 0)
-    return fail(cc, rm, node, "operand cannot be masked");
-  if (ln_matmul_reader(cc, node, n)) {
-    cc->rowf[node] = rm;
-    cc->act[node] = dm;
-    return 0;
-  }
-  int y = matrix_gate(cc, node, MPC__G_TRIPLE, dm, rm, &xs, MPC__L_EW, N, P, 1);
-  if (y < 0)
-    return y;
-  if ((rc = row_bcast(cc, &cc->p->gates[cc->p->ngates - 1], N, n)) < 0)
-    return rc;
-  cc->act[node] = y;
-  return 0;
-}
-
 /* A layout gate over v (and, for a join, v1 >= 0 after it; same scale):
  * MASKED if every operand is, so that no round is spent re-masking. */
 static int layout_gate(cc_t *cc, int node, int v, int v1, const mpc_shape_t *shape,
                        uint32_t *map) {
   const mpc__val_t *val = &cc->p->vals[v];
   int masked = val->kind == MPC__V_MASKED && (v1 < 0 || cc->p->vals[v1].kind == MPC__V_MASKED);
-  int out = new_val(cc, shape, masked ? MPC__V_MASKED : MPC__V_SHARED, val->scale, node);
+  int out = mpc__pc_new_val(cc, shape, masked ? MPC__V_MASKED : MPC__V_SHARED, val->scale, node);
   if (out < 0) {
     free(map);
     return out;
   }
-  mpc__gate_t *g = new_gate(cc, MPC__G_LAYOUT, v, v1, out, cc->g->nodes[node].name);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_LAYOUT, v, v1, out, cc->g->nodes[node].name);
   if (g == NULL) {
     free(map);
     return TANDEM_ENOMEM;
@@ -1329,7 +779,7 @@ static int layout_gate(cc_t *cc, int node, int v, int v1, const mpc_shape_t *sha
   return out;
 }
 
-static int lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map) {
+int mpc__pc_lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map) {
   return layout_gate(cc, node, v, -1, shape, map);
 }
 
@@ -1346,11 +796,11 @@ static int lower_select(cc_t *cc, int node) {
     os.dim[0] = is.dim[0]; /* the identity on axis 0: the batch follows */
   size_t n = mpc_shape_numel(&os);
   if (n == 0 || n >= UINT32_MAX || cc->p->vals[v].n >= UINT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   if (table != NULL)
     for (size_t j = 0; j < os.dim[at->axis]; j++)
       if (table[j] >= (double)is.dim[at->axis])
-        return fail(cc, TANDEM_ESHAPE, node, "an index is beyond the input at this batch size");
+        return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "an index is beyond the input at this batch size");
   uint32_t *map = malloc(n * sizeof *map);
   if (map == NULL)
     return TANDEM_ENOMEM;
@@ -1358,7 +808,7 @@ static int lower_select(cc_t *cc, int node) {
     long src = mpc__select_src(at, table, &is, &os, i);
     map[i] = src < 0 ? MPC__MAP_ZERO : (uint32_t)src;
   }
-  int out = lower_layout(cc, node, v, &os, map);
+  int out = mpc__pc_lower_layout(cc, node, v, &os, map);
   if (out < 0)
     return out;
   cc->act[node] = out;
@@ -1463,23 +913,23 @@ static int lower_linmap(cc_t *cc, int node) {
   const mpc_node_t *mn = &cc->g->nodes[nd->in[1]];
   int v = cc->act[nd->in[0]];
   long pg = linmap_producer(cc, v);
-  if (pg < 0 && (v = scale1(cc, v, nd->name)) < 0)
+  if (pg < 0 && (v = mpc__pc_scale1(cc, v, nd->name)) < 0)
     return v;
   const mpc_shape_t xs = cc->p->vals[v].shape;
   if (cc->p->vals[v].n > INT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   taps_t t = {0, 0, NULL, NULL};
   int rc = linmap_taps(&xs, nd->attr.axis, mn->cdata, mn->shape.dim[0], mn->shape.dim[1], &t);
   if (rc == 0 && pg >= 0 && t.wsize * cc->p->gates[pg].wsize <= 64) {
     rc = taps_compose(&cc->p->gates[pg], cc->p->f, &t);
     v = cc->p->gates[pg].in[0];
-  } else if (rc == 0 && pg >= 0 && (v = scale1(cc, v, nd->name)) < 0) {
+  } else if (rc == 0 && pg >= 0 && (v = mpc__pc_scale1(cc, v, nd->name)) < 0) {
     rc = v;
   }
   mpc_shape_t os = xs;
   os.dim[nd->attr.axis] = mn->shape.dim[0];
-  int out = rc == 0 ? new_val(cc, &os, MPC__V_SHARED, 2, node) : rc;
-  mpc__gate_t *g = out >= 0 ? new_gate(cc, MPC__G_AVGPOOL, v, -1, out, nd->name) : NULL;
+  int out = rc == 0 ? mpc__pc_new_val(cc, &os, MPC__V_SHARED, 2, node) : rc;
+  mpc__gate_t *g = out >= 0 ? mpc__pc_new_gate(cc, MPC__G_AVGPOOL, v, -1, out, nd->name) : NULL;
   if (g == NULL) {
     taps_free(&t);
     return out < 0 ? out : TANDEM_ENOMEM;
@@ -1494,7 +944,7 @@ static int lower_linmap(cc_t *cc, int node) {
   rc = kern_fix_encode(g->wtap, t.coef, t.npos * t.wsize, cc->p->f, NULL);
   free(t.coef);
   if (rc != 0)
-    return fail(cc, TANDEM_ERANGE, node, "a coefficient is outside the fixed-point range");
+    return mpc__pc_fail(cc, TANDEM_ERANGE, node, "a coefficient is outside the fixed-point range");
   cc->act[node] = out;
   return 0;
 }
@@ -1504,13 +954,13 @@ static int raise_scale(cc_t *cc, int node, int v) {
   if (cc->p->vals[v].scale == 2)
     return v;
   mpc_shape_t shape = cc->p->vals[v].shape;
-  int out = new_val(cc, &shape, MPC__V_SHARED, 2, node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, 2, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_MULC, v, -1, out, cc->g->nodes[node].name);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_MULC, v, -1, out, cc->g->nodes[node].name);
   if (g == NULL)
     return TANDEM_ENOMEM;
-  g->cmul = pow2(cc->p->f);
+  g->cmul = mpc__pc_pow2(cc->p->f);
   return out;
 }
 
@@ -1520,7 +970,7 @@ static int lower_concat(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   int a = cc->act[nd->in[0]], b = cc->act[nd->in[1]];
   if (a < 0 || b < 0 || !is_dynamic(&cc->p->vals[a]) || !is_dynamic(&cc->p->vals[b]))
-    return fail(cc, TANDEM_EUNSUPOP, node, "both operands must be activations");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "both operands must be activations");
   if (cc->p->vals[a].scale != cc->p->vals[b].scale &&
       ((a = raise_scale(cc, node, a)) < 0 || (b = raise_scale(cc, node, b)) < 0))
     return a < 0 ? a : b;
@@ -1530,12 +980,12 @@ static int lower_concat(cc_t *cc, int node) {
   for (unsigned d = 0; ok && d < as.ndim; d++)
     ok = d == ax || as.dim[d] == bs.dim[d];
   if (!ok)
-    return fail(cc, TANDEM_ESHAPE, node, "operands do not join at this batch size");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "operands do not join at this batch size");
   mpc_shape_t os = as;
   os.dim[ax] += bs.dim[ax];
   size_t n = mpc_shape_numel(&os), outer = 1;
   if (n == 0 || n >= UINT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   for (unsigned d = 0; d < ax; d++)
     outer *= os.dim[d];
   size_t na = cc->p->vals[a].n, ia = na / outer, ib = cc->p->vals[b].n / outer;
@@ -1566,7 +1016,7 @@ static int lower_transpose(cc_t *cc, int node) {
     os.dim[d] = is->dim[nd->attr.perm[d]];
   size_t n = cc->p->vals[v].n;
   if (n > UINT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   uint32_t *map = malloc((n ? n : 1) * sizeof *map);
   if (map == NULL)
     return TANDEM_ENOMEM;
@@ -1585,7 +1035,7 @@ static int lower_transpose(cc_t *cc, int node) {
     }
     map[i] = (uint32_t)src;
   }
-  int out = lower_layout(cc, node, v, &os, map);
+  int out = mpc__pc_lower_layout(cc, node, v, &os, map);
   if (out < 0)
     return out;
   cc->act[node] = out;
@@ -1624,7 +1074,7 @@ static int lower_maxpool(cc_t *cc, int node) {
   size_t K = nd->attr.kh * nd->attr.kw;
   size_t P = is.dim[0] * is.dim[1] * oh * ow;
   if (K * P > UINT32_MAX)
-    return fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   size_t nmap = K * P;
   uint32_t *map = malloc((nmap ? nmap : 1) * sizeof *map);
   if (map == NULL)
@@ -1639,7 +1089,7 @@ static int lower_maxpool(cc_t *cc, int node) {
             first = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
           if (first < 0) {
             free(map);
-            return fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
+            return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
           }
           for (size_t j = 0; j < K; j++) {
             long s = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
@@ -1652,17 +1102,17 @@ static int lower_maxpool(cc_t *cc, int node) {
    * to the ReLU is bounded as that input node (gate_bound reads val->node). */
   int bnode = cc->relu_later[nd->in[0]] ? cc->g->nodes[nd->in[0]].in[0] : node;
   mpc_shape_t cs = {2, {K, P}};
-  int cur = lower_layout(cc, node, v, &cs, map);
+  int cur = mpc__pc_lower_layout(cc, node, v, &cs, map);
   if (cur < 0)
     return cur;
   cc->p->vals[cur].node = bnode;
   unsigned scale = cc->p->vals[v].scale;
   for (size_t m = K; m > 1; m = (m + 1) / 2) {
     mpc_shape_t ls = {2, {(m + 1) / 2, P}};
-    int out = new_val(cc, &ls, MPC__V_SHARED, scale, bnode);
+    int out = mpc__pc_new_val(cc, &ls, MPC__V_SHARED, scale, bnode);
     if (out < 0)
       return out;
-    mpc__gate_t *g = new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, nd->name);
+    mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_MAXLEVEL, cur, -1, out, nd->name);
     if (g == NULL)
       return TANDEM_ENOMEM;
     g->levelm = m;
@@ -1672,11 +1122,11 @@ static int lower_maxpool(cc_t *cc, int node) {
      * exact mode on all their bits (f more DCF bits, the same rounds), so
      * the maximum is exact and its truncation, after the tree, too. */
     g->shift = scale == 2 && !cc->g->exact ? cc->p->f : 0;
-    g->bound = gate_bound(cc, cur, g->shift, 1);
+    g->bound = mpc__pc_gate_bound(cc, cur, g->shift, 1);
     cur = out;
   }
   mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
-  int out = lower_layout(cc, node, cur, &os, NULL);
+  int out = mpc__pc_lower_layout(cc, node, cur, &os, NULL);
   if (out < 0)
     return out;
   cc->p->vals[out].node = bnode;
@@ -1688,7 +1138,7 @@ static int lower_maxpool(cc_t *cc, int node) {
 
 static int lower_avgpool(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
-  int v = scale1(cc, cc->act[nd->in[0]], nd->name);
+  int v = mpc__pc_scale1(cc, cc->act[nd->in[0]], nd->name);
   if (v < 0)
     return v;
   const mpc_shape_t is = cc->p->vals[v].shape;
@@ -1697,10 +1147,10 @@ static int lower_avgpool(cc_t *cc, int node) {
   size_t K = nd->attr.kh * nd->attr.kw;
   size_t P = is.dim[0] * is.dim[1] * oh * ow;
   mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
-  int out = new_val(cc, &os, MPC__V_SHARED, 2, node);
+  int out = mpc__pc_new_val(cc, &os, MPC__V_SHARED, 2, node);
   if (out < 0)
     return out;
-  mpc__gate_t *g = new_gate(cc, MPC__G_AVGPOOL, v, -1, out, nd->name);
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_AVGPOOL, v, -1, out, nd->name);
   if (g == NULL)
     return TANDEM_ENOMEM;
   g->wsize = K;
@@ -1722,7 +1172,7 @@ static int lower_avgpool(cc_t *cc, int node) {
           }
           double div = nd->attr.count_include_pad ? (double)K : (double)count;
           if (div == 0)
-            return fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
+            return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
           double inv = 1.0 / div;
           if (kern_fix_encode(&g->wcoef[pos], &inv, 1, cc->p->f, NULL) != 0)
             return TANDEM_ERANGE;
@@ -1756,14 +1206,14 @@ static int lower_node(cc_t *cc, int node) {
     if (p->batch != 0 && nd->batched)
       s.dim[0] = p->batch; /* batch 0 or a fixed input: the shapes the graph declares */
     if (nd->ids && !ids_readers_ok(cc, node))
-      return fail(cc, TANDEM_EUNSUPOP, node, "token ids may only be multiplied by the "
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "token ids may only be multiplied by the "
                   "owner's table [V, H] (a Gather by ids)");
     /* Token ids' one-hot rows at scale 0 (integers): their product with the
      * table is at scale 1, with no truncation to spend a round on. */
-    int v = new_val(cc, &s, MPC__V_MASKED, nd->ids ? 0 : 1, node);
+    int v = mpc__pc_new_val(cc, &s, MPC__V_MASKED, nd->ids ? 0 : 1, node);
     if (v < 0)
       return v;
-    if (new_gate(cc, MPC__G_INPUT, -1, -1, v, nd->name) == NULL)
+    if (mpc__pc_new_gate(cc, MPC__G_INPUT, -1, -1, v, nd->name) == NULL)
       return TANDEM_ENOMEM;
     cc->act[node] = v;
     return push_index(&p->inputs, &p->ninputs, v);
@@ -1793,15 +1243,15 @@ static int lower_node(cc_t *cc, int node) {
     int v = addend_of(cc, in, 1, 1.0);
     if (v < 0)
       return v;
-    if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
+    if (mpc__pc_new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
       return TANDEM_ENOMEM;
     cc->act[node] = v;
     return push_index(&p->outputs, &p->noutputs, v);
   }
   if (in < 0 || cc->act[in] < 0 || !is_dynamic(&p->vals[cc->act[in]]))
-    return fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
   if (mpc_op_is_smooth(nd->op))
-    return lower_smooth(cc, node);
+    return mpc__pc_lower_smooth(cc, node);
   switch (nd->op) {
   case MPC_OP_MULC:
     return lower_mulc(cc, node);
@@ -1820,8 +1270,8 @@ static int lower_node(cc_t *cc, int node) {
     if (s.ndim > 0 && rest > 0 && iv->n % rest == 0)
       s.dim[0] = iv->n / rest; /* the batch dimension follows the plan's batch */
     if (mpc_shape_numel(&s) != iv->n)
-      return fail(cc, TANDEM_ESHAPE, node, "reshape changes the element count");
-    int out = lower_layout(cc, node, cc->act[in], &s, NULL);
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "reshape changes the element count");
+    int out = mpc__pc_lower_layout(cc, node, cc->act[in], &s, NULL);
     if (out < 0)
       return out;
     cc->act[node] = out;
@@ -1834,18 +1284,18 @@ static int lower_node(cc_t *cc, int node) {
   case MPC_OP_LINMAP:
     return lower_linmap(cc, node);
   case MPC_OP_SOFTMAX:
-    return lower_softmax(cc, node);
+    return mpc__pc_lower_softmax(cc, node);
   case MPC_OP_LNORM:
-    return lower_lnorm(cc, node);
+    return mpc__pc_lower_lnorm(cc, node);
   case MPC_OP_OUTPUT: {
     int v = cc->act[in];
-    if (new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
+    if (mpc__pc_new_gate(cc, MPC__G_OUTPUT, v, -1, -1, nd->name) == NULL)
       return TANDEM_ENOMEM;
     cc->act[node] = v;
     return push_index(&p->outputs, &p->noutputs, v);
   }
   default:
-    return fail(cc, TANDEM_EUNSUPOP, node, "operator not supported by the protocol");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "operator not supported by the protocol");
   }
 }
 
@@ -1906,12 +1356,12 @@ int mpc_plan_new(mpc_plan_t **out, const mpc_graph_t *g, size_t batch, char *err
     rc = lower_node(&cc, (int)i);
     if (rc < 0) {
       if (err != NULL && errlen > 0 && err[0] == '\0')
-        fail(&cc, rc, (int)i, tandem_strerror(rc));
+        mpc__pc_fail(&cc, rc, (int)i, tandem_strerror(rc));
       goto fail;
     }
   }
   if (p->noutputs == 0) {
-    rc = fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one output");
+    rc = mpc__pc_fail(&cc, TANDEM_EINVAL, -1, "the graph needs at least one output");
     goto fail;
   }
   rc = mpc__plan_schedule(p);
