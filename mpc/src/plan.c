@@ -185,7 +185,8 @@ static int weight_of(cc_t *cc, int node, double fold) {
     return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a parameter used both as weight and as addend");
   if (cc->weight[node] >= 0) {
     if (cc->p->vals[cc->weight[node]].fold != fold)
-      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a weight shared by layers with different alpha");
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                          "a weight shared by layers with different alpha");
     return cc->weight[node];
   }
   int v = mpc__pc_new_val(cc, &cc->g->nodes[node].shape, MPC__V_WEIGHT, 1, node);
@@ -330,7 +331,8 @@ int mpc__pc_mulc_val(cc_t *cc, int node, int v, double c) {
 static int add_dynamic(cc_t *cc, int node, int y, int bnode, double fold, int channel) {
   int bv = cc->act[bnode];
   if (bv < 0 || !is_dynamic(&cc->p->vals[bv]))
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "the addend is neither a parameter nor an activation");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "the addend is neither a parameter nor an activation");
   if (fold != 1.0 && (bv = mpc__pc_mulc_val(cc, node, bv, fold)) < 0)
     return bv;
   const mpc__val_t *yv = &cc->p->vals[y], *b = &cc->p->vals[bv];
@@ -419,7 +421,8 @@ static int lower_bmm(cc_t *cc, int node) {
   int b = nd->in[1];
   mpc_op_t bop = cc->g->nodes[b].op;
   if (bop == MPC_OP_CONST)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "a public constant as matrix operand is not supported");
   int x = mpc__pc_masked_s1(cc, cc->act[nd->in[0]], nd->name);
   if (x < 0)
     return mpc__pc_fail(cc, x, node, "operand cannot be masked");
@@ -446,8 +449,8 @@ static int lower_bmm(cc_t *cc, int node) {
   if (nb > UINT32_MAX / 2 || mpc_shape_numel(&xs) / (m * k) > UINT32_MAX ||
       mpc_shape_numel(&ws) / (k * n) > UINT32_MAX)
     return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "too many matrices");
-  int y = mpc__pc_matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &ys,
-                     MPC__L_BMM, m, k, n);
+  int y = mpc__pc_matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w,
+                              &ys, MPC__L_BMM, m, k, n);
   if (y < 0)
     return y;
   mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
@@ -479,9 +482,11 @@ static int lower_gemm(cc_t *cc, int node) {
   double beta = nd->op == MPC_OP_GEMM ? nd->attr.beta : 1.0;
   int a_param = g->nodes[a].op == MPC_OP_PARAM, b_param = g->nodes[b].op == MPC_OP_PARAM;
   if (g->nodes[a].op == MPC_OP_CONST || g->nodes[b].op == MPC_OP_CONST)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a public constant as matrix operand is not supported");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "a public constant as matrix operand is not supported");
   if (a_param && b_param)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "both operands are parameters (fold them offline)");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "both operands are parameters (fold them offline)");
   int y;
   if (b_param) {
     int av = cc->act[a];
@@ -515,12 +520,13 @@ static int lower_gemm(cc_t *cc, int node) {
       return y;
     if (ids)
       cc->p->vals[y].scale = 1; /* 0 + 1: a row of the table at f bits */
-    if (cc->rowf[a] >= 0 &&
-        (y = mpc__pc_row_rescale(cc, node, y, mpc__pc_ln_dw_mag(cc, a, node), cc->rowf[a], ndim)) < 0)
+    if (cc->rowf[a] >= 0 && (y = mpc__pc_row_rescale(cc, node, y, mpc__pc_ln_dw_mag(cc, a, node),
+                                                     cc->rowf[a], ndim)) < 0)
       return y;
   } else if (a_param) {
     if (trans_a || trans_b)
-      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "transposes with a weight on the left are not supported");
+      return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                          "transposes with a weight on the left are not supported");
     int x = mpc__pc_masked_s1(cc, cc->act[b], nd->name);
     if (x < 0)
       return mpc__pc_fail(cc, x, node, "operand cannot be masked");
@@ -529,10 +535,12 @@ static int lower_gemm(cc_t *cc, int node) {
       return w;
     const mpc__val_t *xv = &cc->p->vals[x], *wv = &cc->p->vals[w];
     if (xv->shape.ndim != 2 || wv->shape.ndim != 2 || wv->shape.dim[1] != xv->shape.dim[0])
-      return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "W x X needs 2-D operands with matching inner dimension");
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
+                          "W x X needs 2-D operands with matching inner dimension");
     size_t kdim = wv->shape.dim[1];
     mpc_shape_t ys = {2, {wv->shape.dim[0], xv->shape.dim[1]}};
-    y = mpc__pc_matrix_gate(cc, node, MPC__G_BILIN, x, w, &ys, MPC__L_WX, ys.dim[0], kdim, ys.dim[1]);
+    y = mpc__pc_matrix_gate(cc, node, MPC__G_BILIN, x, w, &ys, MPC__L_WX, ys.dim[0], kdim,
+                            ys.dim[1]);
     if (y < 0)
       return y;
   } else {
@@ -552,7 +560,8 @@ static int lower_gemm(cc_t *cc, int node) {
       return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "inner dimensions differ");
     size_t kdim = zv->shape.dim[0];
     mpc_shape_t ys = {2, {xv->n / kdim, zv->shape.dim[1]}};
-    y = mpc__pc_matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim, ys.dim[1]);
+    y = mpc__pc_matrix_gate(cc, node, MPC__G_TRIPLE, x, z, &ys, MPC__L_XW, ys.dim[0], kdim,
+                            ys.dim[1]);
     if (y < 0)
       return y;
     /* alpha on the product (public: a MulC; the truncation it needs first
@@ -574,13 +583,15 @@ static int lower_conv(cc_t *cc, int node) {
   int wnode = nd->in[1];
   mpc_op_t wop = cc->g->nodes[wnode].op;
   if (wop == MPC_OP_CONST)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "public constant convolution weights are not supported");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "public constant convolution weights are not supported");
   int x = mpc__pc_masked_s1(cc, cc->act[nd->in[0]], nd->name);
   if (x < 0)
     return mpc__pc_fail(cc, x, node, "operand cannot be masked");
   /* Weights supplied or computed per query: both operands masked, a fresh
    * triple from the dealer (as for MatMul with two activations). */
-  int w = wop == MPC_OP_PARAM ? weight_of(cc, wnode, 1.0) : mpc__pc_masked_s1(cc, cc->act[wnode], nd->name);
+  int w = wop == MPC_OP_PARAM ? weight_of(cc, wnode, 1.0)
+                              : mpc__pc_masked_s1(cc, cc->act[wnode], nd->name);
   if (w < 0)
     return wop == MPC_OP_PARAM ? w : mpc__pc_fail(cc, w, node, "weights cannot be masked");
   const mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
@@ -694,7 +705,8 @@ static int lower_mul(cc_t *cc, int node) {
   if (cc->act[a] < 0 || !is_dynamic(&cc->p->vals[cc->act[a]]))
     return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "the first operand must be an activation");
   if (bop == MPC_OP_CONST)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "a public constant factor is not supported (use MulC)");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "a public constant factor is not supported (use MulC)");
   int x = mpc__pc_masked_s1(cc, cc->act[a], nd->name);
   if (x < 0)
     return mpc__pc_fail(cc, x, node, "operand cannot be masked");
@@ -703,8 +715,8 @@ static int lower_mul(cc_t *cc, int node) {
     return bop == MPC_OP_PARAM ? w : mpc__pc_fail(cc, w, node, "operand cannot be masked");
   mpc_shape_t xs = cc->p->vals[x].shape, ws = cc->p->vals[w].shape;
   size_t nx = cc->p->vals[x].n, nw = cc->p->vals[w].n;
-  int y = mpc__pc_matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w, &xs,
-                      MPC__L_EW, nx, nw, 1);
+  int y = mpc__pc_matrix_gate(cc, node, bop == MPC_OP_PARAM ? MPC__G_BILIN : MPC__G_TRIPLE, x, w,
+                              &xs, MPC__L_EW, nx, nw, 1);
   if (y < 0)
     return y;
   mpc__gate_t *gt = &cc->p->gates[cc->p->ngates - 1];
@@ -800,7 +812,8 @@ static int lower_select(cc_t *cc, int node) {
   if (table != NULL)
     for (size_t j = 0; j < os.dim[at->axis]; j++)
       if (table[j] >= (double)is.dim[at->axis])
-        return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "an index is beyond the input at this batch size");
+        return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
+                            "an index is beyond the input at this batch size");
   uint32_t *map = malloc(n * sizeof *map);
   if (map == NULL)
     return TANDEM_ENOMEM;
@@ -1086,13 +1099,16 @@ static int lower_maxpool(cc_t *cc, int node) {
         for (size_t ox = 0; ox < ow; ox++, pos++) {
           long first = -1;
           for (size_t j = 0; j < K && first < 0; j++)
-            first = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
+            first =
+                window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
           if (first < 0) {
             free(map);
-            return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
+            return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
+                                "a pooling window lies entirely in the padding");
           }
           for (size_t j = 0; j < K; j++) {
-            long s = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
+            long s =
+                window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
             /* Padding repeats a real element of the window: max is unchanged. */
             map[j * P + pos] = (uint32_t)(s < 0 ? first : s);
           }
@@ -1166,13 +1182,15 @@ static int lower_avgpool(cc_t *cc, int node) {
         for (size_t ox = 0; ox < ow; ox++, pos++) {
           size_t count = 0;
           for (size_t j = 0; j < K; j++) {
-            long s = window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
+            long s =
+                window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
             g->win[pos * K + j] = (int32_t)s;
             count += s >= 0;
           }
           double div = nd->attr.count_include_pad ? (double)K : (double)count;
           if (div == 0)
-            return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "a pooling window lies entirely in the padding");
+            return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
+                                "a pooling window lies entirely in the padding");
           double inv = 1.0 / div;
           if (kern_fix_encode(&g->wcoef[pos], &inv, 1, cc->p->f, NULL) != 0)
             return TANDEM_ERANGE;
@@ -1249,7 +1267,8 @@ static int lower_node(cc_t *cc, int node) {
     return push_index(&p->outputs, &p->noutputs, v);
   }
   if (in < 0 || cc->act[in] < 0 || !is_dynamic(&p->vals[cc->act[in]]))
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "operand must be an activation, not a parameter or constant");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "operand must be an activation, not a parameter or constant");
   if (mpc_op_is_smooth(nd->op))
     return mpc__pc_lower_smooth(cc, node);
   switch (nd->op) {

@@ -25,7 +25,8 @@ static int smooth_pre(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, un
   const mpc__val_t *val = &cc->p->vals[v];
   unsigned f = cc->p->f, q = mpc__smooth_q(f);
   if (q == 0 || f > 24)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "smooth functions need 10 to 24 fractional bits");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "smooth functions need 10 to 24 fractional bits");
   if (val->scale < 1 || val->scale > 2)
     return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "operand at an unexpected scale");
   unsigned s = val->scale * f - q + pre;
@@ -45,7 +46,8 @@ static int smooth_pre(cc_t *cc, int node, mpc_op_t op, int v, unsigned extra, un
     eout = ecap;
   unsigned fout = mpc__smooth_fout(op, eout, f);
   if (fout == 0)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "output range too wide for the fixed-point format");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "output range too wide for the fixed-point format");
   mpc_shape_t shape = val->shape;
   int mid = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, 2, node);
   if (mid < 0)
@@ -339,7 +341,8 @@ int mpc__pc_lower_softmax(cc_t *cc, int node) {
   size_t N = val->n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = N / n;
   unsigned f = cc->p->f;
   if (n > 256 || N > UINT32_MAX)
-    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node, "Softmax over more than 256 elements is not supported");
+    return mpc__pc_fail(cc, TANDEM_EUNSUPOP, node,
+                        "Softmax over more than 256 elements is not supported");
   int m = n > 1 ? row_max(cc, node, v, n, P) : v; /* one element: d = 0 */
   if (m < 0)
     return m;
@@ -445,8 +448,9 @@ static int ln_matmul_reader(const cc_t *cc, int node, size_t n) {
     return 0;
   const mpc_node_t *u = &g->nodes[user];
   int b = u->in[1];
-  return u->op == MPC_OP_MATMUL && u->in[0] == node && b >= 0 && b != node && g->nodes[b].op == MPC_OP_PARAM &&
-         g->nodes[b].shape.ndim == 2 && g->nodes[b].shape.dim[0] == n &&
+  return u->op == MPC_OP_MATMUL && u->in[0] == node && b >= 0 && b != node &&
+         g->nodes[b].op == MPC_OP_PARAM && g->nodes[b].shape.ndim == 2 &&
+         g->nodes[b].shape.dim[0] == n &&
          mpc__pc_ln_dw_mag(cc, node, user) + 2 * (int)cc->p->f + 2 <= 63;
 }
 
