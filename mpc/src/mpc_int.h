@@ -2,10 +2,11 @@
  * the preprocessing streams and the per-role runtime state. Never included
  * from outside mpc/.
  *
- * How the pieces fit. plan.c lowers a graph to gates over plan values. A value
- * is MASKED (both parties hold the same public v^ = v + R and additive shares of
- * the mask R, which the dealer knows), SHARED (additive shares only) or a model
- * parameter. Each gate kind has four hooks, run in plan order by every role:
+ * How the pieces fit. plan.c (with plan_rows.c) lowers a graph to gates over
+ * plan values. A value is MASKED (both parties hold the same public v^ = v + R
+ * and additive shares of the mask R, which the dealer knows), SHARED
+ * (additive shares only) or a model parameter. Each gate kind has four
+ * hooks, run in plan order by every role:
  *   dealer   generate this gate's correlated randomness (mpc__dealer_t);
  *   offline  a party reads it (mpc__prep_t) and precomputes what it can;
  *   send     (1-round gates) the party's words for the round's single frame;
@@ -312,7 +313,7 @@ double mpc__smooth_mag(mpc_op_t op, double b);
  * positive). The function a graph node of op runs on. */
 #define MPC__FN_EXP_WIDE ((mpc_op_t)((int)MPC_OP_LAST + 1))
 #define MPC__FN_RECIP_SIGNED ((mpc_op_t)((int)MPC_OP_LAST + 2))
-/* GELU as two gates on one input (plan.c): its pieces below 6, 0 from 6 on
+/* GELU as two gates on one input (plan_rows.c): its pieces below 6, 0 from 6 on
  * (an output under 6 in magnitude, so the cubic terms keep 57 fractional
  * bits whatever the input's range), and the ramp, x from 6 on and 0 below
  * (exact at f bits, no truncation); their sum is GELU. */
