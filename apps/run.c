@@ -416,11 +416,11 @@ static int parse_count(const char *v, size_t max, size_t *out) {
   return 0;
 }
 
-/* What the demo counts over its batches. */
 /* A logit error the demo counts the images over: issue 13's bound for the
  * ViT (the MLP's and CNN's are far below it). */
 #define DEMO_LOGIT_TOL 0.05
 
+/* What the demo counts over its batches. */
 typedef struct {
   size_t agree, priv_ok, plain_ok, done, batches;
   size_t worst, over; /* the image of the largest logit error; images over DEMO_LOGIT_TOL */

@@ -114,6 +114,19 @@ unsigned mpc__pc_gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extr
   return (unsigned)L;
 }
 
+/* Value out takes v's own bound, if it has one (val.magset). */
+static void copy_bound(cc_t *cc, int out, int v) {
+  cc->p->vals[out].magset = cc->p->vals[v].magset;
+  cc->p->vals[out].mag = cc->p->vals[v].mag;
+}
+
+unsigned mpc__pc_log2_ceil(size_t n) {
+  unsigned k = 0;
+  while (k < 63 && ((size_t)1 << k) < n)
+    k++;
+  return k;
+}
+
 /* A SHARED value at scale 1: v divided by 2^shift, exactly (floor), by a
  * truncation gate (one round; none if v is MASKED, whose mask the dealer
  * already knows); v needs `extra` bits above its node's bound (gate_bound). */
@@ -123,8 +136,7 @@ int mpc__pc_trunc_by(cc_t *cc, int v, unsigned shift, unsigned extra, const char
   int out = mpc__pc_new_val(cc, &shape, MPC__V_SHARED, 1, val->node);
   if (out < 0)
     return out;
-  cc->p->vals[out].magset = cc->p->vals[v].magset;
-  cc->p->vals[out].mag = cc->p->vals[v].mag;
+  copy_bound(cc, out, v);
   mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_NONLIN, v, -1, out, label);
   if (g == NULL)
     return TANDEM_ENOMEM;
@@ -155,12 +167,18 @@ int mpc__pc_masked_s1(cc_t *cc, int v, const char *label) {
   } else if (val->scale != 1) {
     return TANDEM_EUNSUPOP;
   }
+  return mpc__pc_open(cc, v, label);
+}
+
+int mpc__pc_open(cc_t *cc, int v, const char *label) {
+  if (cc->p->vals[v].kind == MPC__V_MASKED)
+    return v;
   mpc_shape_t shape = cc->p->vals[v].shape;
-  int out = mpc__pc_new_val(cc, &shape, MPC__V_MASKED, 1, cc->p->vals[v].node);
+  int out = mpc__pc_new_val(cc, &shape, MPC__V_MASKED, cc->p->vals[v].scale,
+                            cc->p->vals[v].node);
   if (out < 0)
     return out;
-  cc->p->vals[out].magset = cc->p->vals[v].magset;
-  cc->p->vals[out].mag = cc->p->vals[v].mag;
+  copy_bound(cc, out, v);
   if (mpc__pc_new_gate(cc, MPC__G_OPEN, v, -1, out, label) == NULL)
     return TANDEM_ENOMEM;
   return out;

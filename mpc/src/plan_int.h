@@ -47,6 +47,11 @@ unsigned mpc__pc_gate_bound(const cc_t *cc, int v, unsigned shift, unsigned extr
 int mpc__pc_trunc_by(cc_t *cc, int v, unsigned shift, unsigned extra, const char *label);
 /* v MASKED at scale 1 (truncated and opened as needed). */
 int mpc__pc_masked_s1(cc_t *cc, int v, const char *label);
+/* v MASKED at its own scale: an opening (one round), v itself when it is
+ * MASKED already. */
+int mpc__pc_open(cc_t *cc, int v, const char *label);
+/* The least k with 2^k >= n. */
+unsigned mpc__pc_log2_ceil(size_t n);
 /* v at scale 1 (truncated when at 2), any form. */
 int mpc__pc_scale1(cc_t *cc, int v, const char *label);
 /* The SHARED scale-2 product x w of form `form` (m x k x n) and its gate. */

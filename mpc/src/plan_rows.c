@@ -98,14 +98,8 @@ static int gelu_val(cc_t *cc, int node, mpc_op_t op, int v) {
   if (ldexp(1.0, (int)L - 1 - (int)(val->scale * f)) <= 6)
     return smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64); /* never reaches 6 */
   mpc_shape_t shape = val->shape;
-  if (val->kind != MPC__V_MASKED) { /* one opening for both gates */
-    int m = mpc__pc_new_val(cc, &shape, MPC__V_MASKED, cc->p->vals[v].scale, cc->p->vals[v].node);
-    if (m < 0)
-      return m;
-    if (mpc__pc_new_gate(cc, MPC__G_OPEN, v, -1, m, name) == NULL)
-      return TANDEM_ENOMEM;
-    v = m;
-  }
+  if ((v = mpc__pc_open(cc, v, name)) < 0) /* one opening for both gates */
+    return v;
   size_t gin = cc->p->ngates; /* smooth_val's first gate: GELU's pieces */
   int in = smooth_val(cc, node, (mpc_op_t)inner, v, 0, 0, -64);
   int ramp = in < 0 ? in : mpc__pc_new_val(cc, &shape, MPC__V_SHARED, 1, node);
@@ -150,6 +144,22 @@ int mpc__pc_lower_smooth(cc_t *cc, int node) {
   return 0;
 }
 
+/* A MAXALL gate over n candidates in each of P rows: its comparisons
+ * (in1 < 0) or its selection (in1 the masked candidates), exact (shift 0),
+ * on bound bits. Returns out or a negative error. */
+static int maxall_gate(cc_t *cc, int node, int in0, int in1, int out, size_t n, size_t P,
+                       unsigned bound) {
+  mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_MAXALL, in0, in1, out, cc->g->nodes[node].name);
+  if (g == NULL)
+    return TANDEM_ENOMEM;
+  g->levelm = n;
+  g->levelp = P;
+  g->pick = in1 >= 0;
+  g->shift = 0;
+  g->bound = bound;
+  return out;
+}
+
 /* Rows of at most this many candidates take their maximum in two rounds
  * from every pair's comparison (n (n - 1) / 2 DCFs a row) instead of the
  * tree's ceil(log2 n) rounds (n - 1 DCFs). */
@@ -178,39 +188,15 @@ static int row_max(cc_t *cc, int node, int v, size_t n, size_t P) {
   cc->p->vals[cur].node = vnode;
   unsigned scale = cc->p->vals[v].scale;
   if (n >= 5 && n <= MAXALL_N) { /* two rounds where the tree takes 3 or more */
-    int xm = cur;
-    if (cc->p->vals[cur].kind != MPC__V_MASKED) {
-      mpc_shape_t ms = cs;
-      if ((xm = mpc__pc_new_val(cc, &ms, MPC__V_MASKED, scale, vnode)) < 0)
-        return xm;
-      if (mpc__pc_new_gate(cc, MPC__G_OPEN, cur, -1, xm, cc->g->nodes[node].name) == NULL)
-        return TANDEM_ENOMEM;
-    }
-    int cnt = mpc__pc_new_val(cc, &cs, MPC__V_SHARED, 0, -1);
-    if (cnt < 0)
-      return cnt;
-    mpc__gate_t *g = mpc__pc_new_gate(cc, MPC__G_MAXALL, xm, -1, cnt, cc->g->nodes[node].name);
-    if (g == NULL)
-      return TANDEM_ENOMEM;
-    g->levelm = n;
-    g->levelp = P;
-    g->shift = 0; /* exact: the order must be strict for one count to reach n - 1 */
-    g->bound = mpc__pc_gate_bound(cc, xm, 0, 1);
+    int xm = mpc__pc_open(cc, cur, cc->g->nodes[node].name);
+    int cnt = xm < 0 ? xm : mpc__pc_new_val(cc, &cs, MPC__V_SHARED, 0, -1);
+    /* Exact comparisons (the order must be strict for one count to reach
+     * n - 1); then |count - (n - 1)| < n <= 2^(bound - 1). */
+    if (cnt >= 0)
+      cnt = maxall_gate(cc, node, xm, -1, cnt, n, P, mpc__pc_gate_bound(cc, xm, 0, 1));
     mpc_shape_t ls = {2, {1, P}};
-    int out = mpc__pc_new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
-    if (out < 0)
-      return out;
-    if ((g = mpc__pc_new_gate(cc, MPC__G_MAXALL, cnt, xm, out, cc->g->nodes[node].name)) == NULL)
-      return TANDEM_ENOMEM;
-    g->levelm = n;
-    g->levelp = P;
-    g->pick = 1;
-    g->shift = 0;
-    unsigned lb = 2; /* |count - (n - 1)| < n <= 2^(lb - 1) */
-    while (((size_t)1 << (lb - 1)) < n)
-      lb++;
-    g->bound = lb;
-    return out;
+    int out = cnt < 0 ? cnt : mpc__pc_new_val(cc, &ls, MPC__V_SHARED, scale, vnode);
+    return out < 0 ? out : maxall_gate(cc, node, cnt, xm, out, n, P, mpc__pc_log2_ceil(n) + 1);
   }
   for (size_t m = n; m > 1; m = (m + 1) / 2) {
     mpc_shape_t ls = {2, {(m + 1) / 2, P}};
@@ -285,10 +271,7 @@ static int row_bcast(cc_t *cc, mpc__gate_t *g, size_t N, size_t n) {
 int mpc__pc_sm_ev_mag(const cc_t *cc, int sm, int v) {
   const mpc_shape_t *as = &cc->g->nodes[sm].shape;
   size_t n = as->ndim ? as->dim[as->ndim - 1] : 1;
-  int k = 0;
-  while (((size_t)1 << k) < n)
-    k++;
-  return cc->g->mag_log2[v] + k + 1;
+  return cc->g->mag_log2[v] + (int)mpc__pc_log2_ceil(n) + 1;
 }
 
 /* The one reader of node when nothing else reads it, else -1. */
@@ -464,9 +447,7 @@ int mpc__pc_lower_lnorm(cc_t *cc, int node) {
   size_t N = cc->p->vals[x].n, n = xs.ndim ? xs.dim[xs.ndim - 1] : 1, P = n ? N / n : 0;
   if (N > INT32_MAX || n == 0)
     return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
-  unsigned k = 0;
-  while (((size_t)1 << k) < n)
-    k++;
+  unsigned k = mpc__pc_log2_ceil(n);
   unsigned xscale = cc->p->vals[x].scale;
   int npow2 = ((size_t)1 << k) == n && k <= 16 && (xscale == 1 || xscale == 2);
   int dm, var, rc;
