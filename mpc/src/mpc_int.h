@@ -2,11 +2,11 @@
  * the preprocessing streams and the per-role runtime state. Never included
  * from outside mpc/.
  *
- * How the pieces fit. plan.c (with plan_rows.c) lowers a graph to gates over
- * plan values. A value is MASKED (both parties hold the same public v^ = v + R
- * and additive shares of the mask R, which the dealer knows), SHARED
- * (additive shares only) or a model parameter. Each gate kind has four
- * hooks, run in plan order by every role:
+ * How the pieces fit. plan.c (with plan_rows.c and plan_layout.c) lowers a
+ * graph to gates over plan values. A value is MASKED (both parties hold the
+ * same public v^ = v + R and additive shares of the mask R, which the dealer
+ * knows), SHARED (additive shares only) or a model parameter. Each gate kind
+ * has four hooks, run in plan order by every role:
  *   dealer   generate this gate's correlated randomness (mpc__dealer_t);
  *   offline  a party reads it (mpc__prep_t) and precomputes what it can;
  *   send     (1-round gates) the party's words for the round's single frame;

@@ -1,7 +1,8 @@
-/* plan_int.h - what the two halves of the plan compiler share: plan.c
- * (values, gates, the linear and layout operators, and the walk over the
- * graph) and plan_rows.c (the operators along a row: the smooth functions,
- * Softmax, LayerNormalization). Private to mpc/src. The compiler's state
+/* plan_int.h - what the parts of the plan compiler share: plan.c (values,
+ * gates, the linear operators and the walk over the graph), plan_rows.c
+ * (the operators along a row: the smooth functions, Softmax,
+ * LayerNormalization) and plan_layout.c (the layout operators and the
+ * pools). Private to mpc/src. The compiler's state
  * is one cc_t for the lowering of one graph; every function returns a plan
  * value index (or 0) or a negative error code, and fail() writes the
  * message that names the node.
@@ -62,8 +63,28 @@ int mpc__pc_matrix_gate(cc_t *cc, int node, mpc__gkind_t kind, int x, int w,
 int mpc__pc_add_bias(cc_t *cc, int node, int y, int bnode, double fold, int channel);
 /* v times the public number c. */
 int mpc__pc_mulc_val(cc_t *cc, int node, int v, double c);
+/* A value that changes per query (MASKED or SHARED), not the owner's or a
+ * public constant. */
+static inline int mpc__pc_is_dynamic(const mpc__val_t *v) {
+  return v->kind == MPC__V_MASKED || v->kind == MPC__V_SHARED;
+}
+/* ReLU of v (truncated inside when v is a product's, at scale 2): one FSS
+ * gate, its output attributed to node. */
+int mpc__pc_relu_gate(cc_t *cc, int node, int v);
+
+/* ---- plan_layout.c: layout operators and pools -------------------------- */
+
 /* v moved to shape by map (NULL: a reshape), a local gate; map is taken. */
 int mpc__pc_lower_layout(cc_t *cc, int node, int v, const mpc_shape_t *shape, uint32_t *map);
+/* The lowering of node for Slice, Pad, Resize-nearest, Expand, Gather
+ * (select); linear and cubic Resize (linmap); Concat; Transpose; MaxPool
+ * and GlobalMaxPool; AveragePool and GlobalAveragePool. */
+int mpc__pc_lower_select(cc_t *cc, int node);
+int mpc__pc_lower_linmap(cc_t *cc, int node);
+int mpc__pc_lower_concat(cc_t *cc, int node);
+int mpc__pc_lower_transpose(cc_t *cc, int node);
+int mpc__pc_lower_maxpool(cc_t *cc, int node);
+int mpc__pc_lower_avgpool(cc_t *cc, int node);
 
 /* ---- plan_rows.c: the operators along a row ----------------------------- */
 
