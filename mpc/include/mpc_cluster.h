@@ -255,6 +255,11 @@ TANDEM_WUR int cl_step_cancel(cl_step_t *l, mpc_role_t to);
  * tag is written into the headroom. What the step transport's send does for a
  * buffer of its own (the dealer sends its large parts so). */
 TANDEM_WUR int cl_step_send_in_place(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len);
+/* cl_step_send_in_place of a buffer the caller is done with: the message,
+ * headroom included, is wiped as it is sealed (net_msg_send_consume);
+ * *wiped says how many of its bytes from the start are. */
+TANDEM_WUR int cl_step_send_consume(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len,
+                                    size_t *wiped);
 
 /* ---- control messages and stats --------------------------------------------- */
 

@@ -116,6 +116,14 @@ void mpc_prep_close(mpc_prep_t *p) {
   }
 }
 
+void mpc_prep_free_wiped(mpc_prep_t *p, int i) {
+  if (i < 0 || i > 2)
+    return;
+  free(p->msg[i]);
+  p->msg[i] = NULL;
+  p->len[i] = 0;
+}
+
 /* Test hook: 0..255 fills each message with that byte before the gates
  * write it, so a test can show every byte is written; -1 (default) leaves
  * malloc's bytes. */

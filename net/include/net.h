@@ -293,6 +293,17 @@ TANDEM_WUR int net_msg_send(net_node_t *node, int peer, uint8_t chan, const void
 TANDEM_WUR int net_msg_send_on(net_node_t *node, int peer, uint64_t link, uint8_t chan,
                                const void *buf, size_t len);
 
+/* net_msg_send_on for a buffer the caller is done with: each piece of buf
+ * is wiped once it is sealed, and the whole pages wiped give their memory
+ * back to the system (madvise MADV_DONTNEED where there is one), so the
+ * plaintext shrinks as the sealed copy grows instead of the two coexisting
+ * whole (the dealer's parts are hundreds of MB). buf stays the caller's to
+ * free; *wiped is set to the bytes from its start that are wiped (len on
+ * success: nothing is left to wipe, and writing to those pages again would
+ * only fault them back in). */
+TANDEM_WUR int net_msg_send_consume(net_node_t *node, int peer, uint64_t link, uint8_t chan,
+                                    void *buf, size_t len, size_t *wiped);
+
 /* Receives the next message of channel 0 from peer into buf, which must be
  * exactly len bytes long: a message of another length is taken, dropped and
  * reported as TANDEM_EPROTO. Waits up to the default timeout. Messages that

@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "net_int.h"
@@ -119,8 +122,47 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
   return net_msg_send_on(n, id, 0, chan, buf, len);
 }
 
+/* Wipes buf[*done .. to) and gives the whole pages of buf[0 .. to) not yet
+ * given back to the system (net_msg_send_consume). */
+static void consume(uint8_t *buf, size_t to, size_t *done) {
+  sodium_memzero(buf + *done, to - *done);
+#ifdef MADV_DONTNEED
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0 && (ps & (ps - 1)) == 0) {
+    /* The pages wholly inside the wiped prefix that the last call left. */
+    const uintptr_t pg = (uintptr_t)ps;
+    uintptr_t a = ((uintptr_t)buf + *done + pg - 1) & ~(pg - 1);
+    uintptr_t b = ((uintptr_t)buf + to) & ~(pg - 1);
+    if (*done > 0) /* the page the last call ended in, if now whole */
+      a = ((uintptr_t)buf + *done) & ~(pg - 1);
+    if (a < (uintptr_t)buf)
+      a += pg;
+    if (b > a)
+      (void)madvise((void *)a, b - a, MADV_DONTNEED);
+  }
+#endif
+  *done = to;
+}
+
+static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
+                   size_t len, uint8_t *wipe, size_t *wiped);
+
 int net_msg_send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
                     size_t len) {
+  return send_on(n, id, link, chan, buf, len, NULL, NULL);
+}
+
+int net_msg_send_consume(net_node_t *n, int id, uint64_t link, uint8_t chan, void *buf,
+                         size_t len, size_t *wiped) {
+  size_t done = 0;
+  int r = send_on(n, id, link, chan, buf, len, buf, &done);
+  if (wiped)
+    *wiped = done;
+  return r;
+}
+
+static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
+                   size_t len, uint8_t *wipe, size_t *wiped) {
   net__peer_t *p;
   net__conn_t *c;
   size_t chunk, off = 0;
@@ -177,6 +219,8 @@ int net_msg_send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const vo
       r = TANDEM_ENOMEM;
     else
       r = net__msg_seal_part(&c->tx, chan, buf, len, off, k, n->cfg.max_frame, w->buf);
+    if (r == 0 && wipe != NULL)
+      consume(wipe, off + k, wiped);
     uv_mutex_lock(&n->mu);
     if (r == 0 && c->state != NET_C_UP)
       r = p->gen != gen ? TANDEM_ECONNRESET : net__link_error(p);

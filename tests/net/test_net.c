@@ -7,6 +7,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -116,6 +117,56 @@ START_TEST(msg_sizes) {
   duo_free(&d);
   free(s);
   free(r);
+}
+END_TEST
+
+/* net_msg_send_consume: the message arrives whole; the sender's buffer is
+ * all zeros afterwards, every byte reported wiped, and the pages wholly
+ * inside it given back (mincore: not resident), from an aligned and an
+ * unaligned start, in several seal pieces (1 MiB each) and in one. */
+START_TEST(send_consume_wipes) {
+  duo_t d;
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE), big = (size_t)3 << 20;
+  size_t sizes[] = {0, 1, 5000, big + 12345};
+  size_t offs[] = {0, 24};
+  unsigned char *r = malloc(big + 12345), *want = malloc(big + 12345);
+  unsigned char *buf = aligned_alloc(page, big + 12345 + 2 * page);
+  ck_assert(r && want && buf);
+  duo_up(&d, 0, 5000);
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    for (size_t o = 0; o < 2; o++) {
+      size_t n = sizes[i], got = 0, wiped = 7;
+      unsigned char *s = buf + offs[o];
+      fill(want, n, 40 + i);
+      memcpy(s, want, n);
+      ck_assert_int_eq(net_msg_send_consume(d.a, 0, 0, 0, s, n, &wiped), 0);
+      ck_assert_uint_eq(wiped, n);
+      ck_assert_int_eq(net_msg_recv(d.b, 0, 0, r, big + 12345, &got, 5000), 0);
+      ck_assert_uint_eq(got, n);
+      ck_assert_msg(memcmp(r, want, n) == 0, "size %zu at offset %zu", n, offs[o]);
+      for (size_t k = 0; k < n; k++)
+        ck_assert_msg(s[k] == 0, "byte %zu of %zu not wiped", k, n);
+      if (n == big + 12345) {
+        /* Reading s above faulted zero pages back in: this time, look
+         * before reading. */
+        memcpy(s, want, n);
+        ck_assert_int_eq(net_msg_send_consume(d.a, 0, 0, 0, s, n, &wiped), 0);
+        ck_assert_int_eq(net_msg_recv(d.b, 0, 0, r, big + 12345, &got, 5000), 0);
+        uintptr_t a = ((uintptr_t)s + page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t e = ((uintptr_t)s + n) & ~(uintptr_t)(page - 1);
+        size_t np = (e - a) / page, resident = 0;
+        unsigned char *vec = malloc(np);
+        ck_assert_int_eq(mincore((void *)a, e - a, vec), 0);
+        for (size_t k = 0; k < np; k++)
+          resident += vec[k] & 1;
+        ck_assert_msg(resident == 0, "%zu of %zu pages still resident", resident, np);
+        free(vec);
+      }
+    }
+  duo_free(&d);
+  free(buf);
+  free(r);
+  free(want);
 }
 END_TEST
 
@@ -716,6 +767,7 @@ Suite *net_suite(void) {
   tcase_add_test(tc, handshake_ok);
   tcase_add_test(tc, unknown_key_rejected);
   tcase_add_test(tc, msg_sizes);
+  tcase_add_test(tc, send_consume_wipes);
   tcase_add_test(tc, big_full_duplex);
   tcase_add_test(tc, channels_and_order);
   tcase_add_test(tc, timeouts_and_mismatch);

@@ -19,6 +19,16 @@ int cl_step_send_in_place(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len)
                          len + CL_TAG_BYTES);
 }
 
+int cl_step_send_consume(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len,
+                         size_t *wiped) {
+  *wiped = 0;
+  if (l->peer[to] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
+    return TANDEM_EINVAL;
+  memcpy(buf, &l->tag, CL_TAG_BYTES);
+  return net_msg_send_consume(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, buf,
+                              len + CL_TAG_BYTES, wiped);
+}
+
 static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {
   cl_step_t *l = (cl_step_t *)t;
   if (len > SIZE_MAX - CL_TAG_BYTES)
