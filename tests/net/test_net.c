@@ -130,8 +130,10 @@ START_TEST(send_consume_wipes) {
   size_t sizes[] = {0, 1, 5000, big + 12345};
   size_t offs[] = {0, 24};
   unsigned char *r = malloc(big + 12345), *want = malloc(big + 12345);
-  unsigned char *buf = aligned_alloc(page, big + 12345 + 2 * page);
-  ck_assert(r && want && buf);
+  void *mem = NULL; /* page-aligned, so offs[0] starts a page */
+  ck_assert_int_eq(posix_memalign(&mem, page, big + 12345 + 2 * page), 0);
+  unsigned char *buf = mem;
+  ck_assert(r && want);
   duo_up(&d, 0, 5000);
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
     for (size_t o = 0; o < 2; o++) {
