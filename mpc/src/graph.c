@@ -1,11 +1,11 @@
-/* graph.c - the public part of a model (operators and shapes) and its
- * plaintext floating-point reference.
+/* graph.c - the public part of a model (operators and shapes); its
+ * plaintext floating-point reference is eval_float.c.
  *
  * A graph sits at the bottom of mpc/: the ONNX importer and the tests append
  * nodes here, plan.c lowers the finished graph to gates, and mpc_eval_float is
  * the IEEE-double reference that every private result is compared with (and
  * what `tandem run --plaintext` prints). Nothing here is secret-dependent or
- * talks to a peer. Shape inference is one function, infer(), used twice: by
+ * talks to a peer. Shape inference is one function, mpc__infer(), used twice: by
  * mpc_graph_add on the declared shapes, so a bad model is rejected with a
  * message naming the node before any protocol starts, and by mpc_eval_float
  * on the shapes of the actual inputs, so a graph declared for one batch size
@@ -23,7 +23,7 @@
 
 #include <sodium.h>
 
-#include "mpc_int.h"
+#include "graph_int.h"
 
 /* The largest tensor a graph may hold, in elements. Far above any model this
  * project runs, and low enough that products of two dimensions and byte counts
@@ -69,7 +69,7 @@ size_t mpc_shape_numel(const mpc_shape_t *s) {
   return n;
 }
 
-static int shape_eq(const mpc_shape_t *a, const mpc_shape_t *b) {
+int mpc__shape_eq(const mpc_shape_t *a, const mpc_shape_t *b) {
   if (a->ndim != b->ndim)
     return 0;
   for (unsigned d = 0; d < a->ndim; d++)
@@ -78,15 +78,8 @@ static int shape_eq(const mpc_shape_t *a, const mpc_shape_t *b) {
   return 1;
 }
 
-/* "[100, 784]" for error messages. Returned by value so that several shapes
- * can appear in one printf call (the temporary lives to the end of the full
- * expression). */
-typedef struct {
-  char s[MPC_MAX_DIMS * 22 + 4];
-} sstr_t;
-
-static sstr_t sstr(const mpc_shape_t *s) {
-  sstr_t r;
+mpc__sstr_t mpc__sstr(const mpc_shape_t *s) {
+  mpc__sstr_t r;
   size_t pos = 0;
   unsigned nd = s->ndim > MPC_MAX_DIMS ? MPC_MAX_DIMS : s->ndim;
   r.s[pos++] = '[';
@@ -104,17 +97,7 @@ static sstr_t sstr(const mpc_shape_t *s) {
 
 /* ---- errors -------------------------------------------------------------- */
 
-/* Where a message goes and which node it names. buf may be NULL (the builders
- * and the evaluator have no message buffer). */
-typedef struct {
-  char *buf;
-  size_t len;
-  const char *name;
-  mpc_op_t op;
-} ectx_t;
-
-__attribute__((format(printf, 3, 4)))
-static int efail(const ectx_t *e, int code, const char *fmt, ...) {
+int mpc__efail(const mpc__ectx_t *e, int code, const char *fmt, ...) {
   if (e != NULL && e->buf != NULL && e->len > 0) {
     char what[512];
     va_list ap;
@@ -128,16 +111,16 @@ static int efail(const ectx_t *e, int code, const char *fmt, ...) {
 
 /* A shape a graph may hold: 1..MPC_MAX_DIMS dimensions, each at least 1, at
  * most MAX_NUMEL elements. */
-static int check_shape(const ectx_t *e, const mpc_shape_t *s, const char *what) {
+int mpc__check_shape(const mpc__ectx_t *e, const mpc_shape_t *s, const char *what) {
   if (s->ndim < 1 || s->ndim > MPC_MAX_DIMS)
-    return efail(e, TANDEM_ESHAPE, "%s has %u dimensions (want 1 to %d)", what, s->ndim,
+    return mpc__efail(e, TANDEM_ESHAPE, "%s has %u dimensions (want 1 to %d)", what, s->ndim,
                  MPC_MAX_DIMS);
   for (unsigned d = 0; d < s->ndim; d++)
     if (s->dim[d] == 0)
-      return efail(e, TANDEM_ESHAPE, "%s %s has a zero dimension", what, sstr(s).s);
+      return mpc__efail(e, TANDEM_ESHAPE, "%s %s has a zero dimension", what, mpc__sstr(s).s);
   size_t n = mpc_shape_numel(s);
   if (n == 0 || (uint64_t)n > MAX_NUMEL)
-    return efail(e, TANDEM_ESHAPE, "%s %s has more than 2^40 elements", what, sstr(s).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "%s %s has more than 2^40 elements", what, mpc__sstr(s).s);
   return 0;
 }
 
@@ -183,23 +166,24 @@ static void arity(mpc_op_t op, int *req, int *opt) {
  * what keeps a graph topologically ordered and acyclic); unused slots are -1,
  * so that a half-filled node (say a zeroed struct whose in[] are all node 0)
  * is caught here rather than silently read. */
-static int check_inputs(const mpc_node_t *nd, size_t idx, const ectx_t *e) {
+int mpc__check_inputs(const mpc_node_t *nd, size_t idx, const mpc__ectx_t *e) {
   if ((unsigned)nd->op > (unsigned)MPC_OP_LAST)
-    return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
+    return mpc__efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
   int req, opt;
   arity(nd->op, &req, &opt);
   for (int k = 0; k < 3; k++) {
     int v = nd->in[k];
     if (k >= req + opt) {
       if (v != -1)
-        return efail(e, TANDEM_EINVAL, "takes %d input%s but in[%d] is %d (want -1)", req + opt,
-                     req + opt == 1 ? "" : "s", k, v);
+        return mpc__efail(e, TANDEM_EINVAL,
+                          "takes %d input%s but in[%d] is %d (want -1)",
+                          req + opt, req + opt == 1 ? "" : "s", k, v);
       continue;
     }
     if (v == -1 && k >= req)
       continue;
     if (v < 0 || (size_t)v >= idx)
-      return efail(e, TANDEM_EINVAL,
+      return mpc__efail(e, TANDEM_EINVAL,
                    "input %d refers to node %d, which is not an earlier node (nodes must be "
                    "appended in topological order; this is node %zu)",
                    k, v, idx);
@@ -259,13 +243,13 @@ static int axis_covered(size_t in, size_t p0, size_t k, size_t s, size_t d, size
 
 /* Window attributes shared by Conv and the pools: all bounded, strides and
  * dilations of 0 normalised to 1 (the ONNX default). */
-static int check_window(const ectx_t *e, mpc_attr_t *at) {
+static int check_window(const mpc__ectx_t *e, mpc_attr_t *at) {
   size_t v[10] = {at->kh,         at->kw,         at->pads[0],     at->pads[1],
                   at->pads[2],    at->pads[3],    at->strides[0],  at->strides[1],
                   at->dilations[0], at->dilations[1]};
   for (int i = 0; i < 10; i++)
     if (v[i] > MAX_WINDOW)
-      return efail(e, TANDEM_EINVAL,
+      return mpc__efail(e, TANDEM_EINVAL,
                    "kernel, padding, stride or dilation %zu exceeds the limit of %zu", v[i],
                    MAX_WINDOW);
   for (int i = 0; i < 2; i++) {
@@ -281,7 +265,7 @@ static int check_window(const ectx_t *e, mpc_attr_t *at) {
 /* The output height and width of a window (a kernel or a pool's) over the
  * NCHW input a with attr's pads, strides and dilations, checked: else one
  * error naming the window (`what`) and the padded input. */
-static int window_out(const ectx_t *e, const mpc_shape_t *a, mpc_attr_t *attr,
+static int window_out(const mpc__ectx_t *e, const mpc_shape_t *a, mpc_attr_t *attr,
                       const char *what, size_t *oh, size_t *ow) {
   int rc = check_window(e, attr);
   if (rc != 0)
@@ -291,7 +275,7 @@ static int window_out(const ectx_t *e, const mpc_shape_t *a, mpc_attr_t *attr,
   *ow = axis_out(a->dim[3], attr->pads[1], attr->pads[3], attr->kw, attr->strides[1],
                  attr->dilations[1]);
   if (*oh == 0 || *ow == 0)
-    return efail(e, TANDEM_ESHAPE,
+    return mpc__efail(e, TANDEM_ESHAPE,
                  "%s %zux%zu (dilated %zux%zu) is larger than the padded input %zux%zu", what,
                  attr->kh, attr->kw, (attr->kh - 1) * attr->dilations[0] + 1,
                  (attr->kw - 1) * attr->dilations[1] + 1,
@@ -302,29 +286,29 @@ static int window_out(const ectx_t *e, const mpc_shape_t *a, mpc_attr_t *attr,
 
 /* Conv: NCHW input a, weights b [M, C, kh, kw], optional bias c [M]. */
 static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shape_t *c,
-                      mpc_shape_t *out, mpc_attr_t *attr, const ectx_t *e) {
+                      mpc_shape_t *out, mpc_attr_t *attr, const mpc__ectx_t *e) {
   int rc;
   if (a->ndim != 4 || b->ndim != 4)
-    return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input and 4-D weights, got %s and %s",
-                 sstr(a).s, sstr(b).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input and 4-D weights, got %s and %s",
+                 mpc__sstr(a).s, mpc__sstr(b).s);
   if (a->dim[1] != b->dim[1])
-    return efail(e, TANDEM_ESHAPE,
+    return mpc__efail(e, TANDEM_ESHAPE,
                  "input channels differ: %zu vs %zu (in0 %s, weights %s; grouped "
                  "convolution is not supported)",
-                 a->dim[1], b->dim[1], sstr(a).s, sstr(b).s);
+                 a->dim[1], b->dim[1], mpc__sstr(a).s, mpc__sstr(b).s);
   /* The kernel size comes from the weights; a kernel_shape attribute, when
    * given, must agree with them. */
   if ((attr->kh != 0 && attr->kh != b->dim[2]) || (attr->kw != 0 && attr->kw != b->dim[3]))
-    return efail(e, TANDEM_ESHAPE, "kernel attribute %zux%zu differs from weights %s",
-                 attr->kh, attr->kw, sstr(b).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "kernel attribute %zux%zu differs from weights %s",
+                 attr->kh, attr->kw, mpc__sstr(b).s);
   attr->kh = b->dim[2];
   attr->kw = b->dim[3];
   size_t oh, ow;
   if ((rc = window_out(e, a, attr, "kernel", &oh, &ow)) != 0)
     return rc;
   if (c != NULL && (c->ndim != 1 || c->dim[0] != b->dim[0]))
-    return efail(e, TANDEM_ESHAPE, "bias must be [%zu] (one per output channel), got %s",
-                 b->dim[0], sstr(c).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "bias must be [%zu] (one per output channel), got %s",
+                 b->dim[0], mpc__sstr(c).s);
   out->ndim = 4;
   out->dim[0] = a->dim[0];
   out->dim[1] = b->dim[0];
@@ -336,19 +320,19 @@ static int infer_conv(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shap
 /* MatMul with batch dimensions: a [.., M, K] times b [.., K, N] (b of rank
  * 3 or more), the leading dimensions broadcast both ways (numpy). */
 static int infer_bmm(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
-                     const ectx_t *e) {
+                     const mpc__ectx_t *e) {
   unsigned r = a->ndim > b->ndim ? a->ndim : b->ndim;
   size_t k = a->dim[a->ndim - 1];
   if (k != b->dim[b->ndim - 2])
-    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
-                 b->dim[b->ndim - 2], sstr(a).s, sstr(b).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
+                 b->dim[b->ndim - 2], mpc__sstr(a).s, mpc__sstr(b).s);
   out->ndim = r;
   for (unsigned i = 2; i < r; i++) {
     size_t ad = i < a->ndim ? a->dim[a->ndim - 1 - i] : 1;
     size_t bd = i < b->ndim ? b->dim[b->ndim - 1 - i] : 1;
     if (ad != bd && ad != 1 && bd != 1)
-      return efail(e, TANDEM_ESHAPE, "batch dimensions of %s and %s do not broadcast",
-                   sstr(a).s, sstr(b).s);
+      return mpc__efail(e, TANDEM_ESHAPE, "batch dimensions of %s and %s do not broadcast",
+                   mpc__sstr(a).s, mpc__sstr(b).s);
     out->dim[r - 1 - i] = ad > bd ? ad : bd;
   }
   out->dim[r - 2] = a->dim[a->ndim - 2];
@@ -358,12 +342,12 @@ static int infer_bmm(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *ou
 
 /* MaxPool and AveragePool over an NCHW input a. */
 static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_attr_t *attr,
-                      const ectx_t *e) {
+                      const mpc__ectx_t *e) {
   int rc;
   if (a->ndim != 4)
-    return efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input, got %s", sstr(a).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "needs a 4-D NCHW input, got %s", mpc__sstr(a).s);
   if (attr->kh == 0 || attr->kw == 0)
-    return efail(e, TANDEM_EINVAL, "kernel %zux%zu is empty", attr->kh, attr->kw);
+    return mpc__efail(e, TANDEM_EINVAL, "kernel %zux%zu is empty", attr->kh, attr->kw);
   size_t oh, ow;
   if ((rc = window_out(e, a, attr, "window", &oh, &ow)) != 0)
     return rc;
@@ -374,9 +358,12 @@ static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_a
                      attr->dilations[0], oh) ||
        !axis_covered(a->dim[3], attr->pads[1], attr->kw, attr->strides[1],
                      attr->dilations[1], ow)))
-    return efail(e, TANDEM_ESHAPE, "a pooling window lies entirely in the padding (pads %zu %zu "
-                 "%zu %zu, window %zux%zu)", attr->pads[0], attr->pads[1], attr->pads[2],
-                 attr->pads[3], attr->kh, attr->kw);
+    return mpc__efail(
+        e, TANDEM_ESHAPE,
+        "a pooling window lies entirely in the padding (pads %zu %zu "
+        "%zu %zu, window %zux%zu)",
+        attr->pads[0], attr->pads[1], attr->pads[2], attr->pads[3], attr->kh,
+        attr->kw);
   out->ndim = 4;
   out->dim[0] = a->dim[0];
   out->dim[1] = a->dim[1];
@@ -387,15 +374,15 @@ static int infer_pool(mpc_op_t op, const mpc_shape_t *a, mpc_shape_t *out, mpc_a
 
 /* Concat: equal ranks and dimensions but on the axis, which adds up. */
 static int infer_concat(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
-                        const mpc_attr_t *attr, const ectx_t *e) {
+                        const mpc_attr_t *attr, const mpc__ectx_t *e) {
   if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
-    return efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
+    return mpc__efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
   int same = a->ndim == b->ndim;
   for (unsigned d = 0; same && d < a->ndim; d++)
     same = d == (unsigned)attr->axis || a->dim[d] == b->dim[d];
   if (!same)
-    return efail(e, TANDEM_ESHAPE, "cannot join %s and %s along axis %d", sstr(a).s, sstr(b).s,
-                 attr->axis);
+    return mpc__efail(e, TANDEM_ESHAPE, "cannot join %s and %s along axis %d",
+                      mpc__sstr(a).s, mpc__sstr(b).s, attr->axis);
   *out = *a;
   out->dim[attr->axis] += b->dim[attr->axis];
   return 0;
@@ -404,31 +391,31 @@ static int infer_concat(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t 
 /* Select: the node's shape, of the input's rank, with bounded coefficients
  * (so that start + o * step never overflows) and a table as long as its axis. */
 static int infer_select(const mpc_node_t *nd, const mpc_shape_t *a, const mpc_shape_t *b,
-                        mpc_shape_t *out, const mpc_attr_t *attr, const ectx_t *e) {
-  int rc = check_shape(e, &nd->shape, "target shape");
+                        mpc_shape_t *out, const mpc_attr_t *attr, const mpc__ectx_t *e) {
+  int rc = mpc__check_shape(e, &nd->shape, "target shape");
   if (rc != 0)
     return rc;
   if (nd->shape.ndim != a->ndim)
-    return efail(e, TANDEM_ESHAPE, "target shape %s and input %s differ in rank",
-                 sstr(&nd->shape).s, sstr(a).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "target shape %s and input %s differ in rank",
+                 mpc__sstr(&nd->shape).s, mpc__sstr(a).s);
   for (unsigned d = 0; d < a->ndim; d++) {
     int64_t st = attr->sel_start[d], sp = attr->sel_step[d];
     if (attr->sel_div[d] < 1 || attr->sel_div[d] > MAX_WINDOW || st < -(int64_t)MAX_NUMEL ||
         st > (int64_t)MAX_NUMEL || sp < -(int64_t)MAX_WINDOW || sp > (int64_t)MAX_WINDOW)
-      return efail(e, TANDEM_EINVAL, "axis %u: start, step or divisor out of range", d);
+      return mpc__efail(e, TANDEM_EINVAL, "axis %u: start, step or divisor out of range", d);
   }
   if (b != NULL) {
     if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
-      return efail(e, TANDEM_EINVAL, "table axis %d is outside [0, %u)", attr->axis, a->ndim);
+      return mpc__efail(e, TANDEM_EINVAL, "table axis %d is outside [0, %u)", attr->axis, a->ndim);
     if (mpc_shape_numel(b) != nd->shape.dim[attr->axis])
-      return efail(e, TANDEM_ESHAPE, "the index table has %zu entries for an axis of %zu",
+      return mpc__efail(e, TANDEM_ESHAPE, "the index table has %zu entries for an axis of %zu",
                    mpc_shape_numel(b), nd->shape.dim[attr->axis]);
   }
   *out = nd->shape;
   if (attr->sel_batch) {
     if (attr->sel_start[0] != 0 || attr->sel_step[0] != 1 || attr->sel_div[0] != 1 ||
         (b != NULL && attr->axis == 0))
-      return efail(e, TANDEM_EINVAL, "sel_batch needs the identity on axis 0");
+      return mpc__efail(e, TANDEM_EINVAL, "sel_batch needs the identity on axis 0");
     out->dim[0] = a->dim[0];
   }
   return 0;
@@ -460,16 +447,16 @@ long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_
 
 /* MatMul: [.., M, K] x [K, N] -> [.., M, N], or with batch dimensions (infer_bmm). */
 static int infer_matmul(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
-                        const ectx_t *e) {
+                        const mpc__ectx_t *e) {
   if (a->ndim >= 2 && b->ndim > 2)
     return infer_bmm(a, b, out, e);
   if (a->ndim < 2 || b->ndim != 2)
-    return efail(e, TANDEM_ESHAPE, "needs operands of rank 2 or more, got %s and %s",
-                 sstr(a).s, sstr(b).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "needs operands of rank 2 or more, got %s and %s",
+                 mpc__sstr(a).s, mpc__sstr(b).s);
   size_t k = a->dim[a->ndim - 1];
   if (k != b->dim[0])
-    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
-                 b->dim[0], sstr(a).s, sstr(b).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s, in1 %s)", k,
+                 b->dim[0], mpc__sstr(a).s, mpc__sstr(b).s);
   *out = *a;
   out->dim[a->ndim - 1] = b->dim[1];
   return 0;
@@ -477,33 +464,35 @@ static int infer_matmul(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t 
 
 /* Gemm: 2-D operands, either transposed, and a bias that broadcasts. */
 static int infer_gemm(const mpc_shape_t *a, const mpc_shape_t *b, const mpc_shape_t *c,
-                      mpc_shape_t *out, const mpc_attr_t *attr, const ectx_t *e) {
+                      mpc_shape_t *out, const mpc_attr_t *attr, const mpc__ectx_t *e) {
   if (a->ndim != 2 || b->ndim != 2)
-    return efail(e, TANDEM_ESHAPE, "needs 2-D operands, got %s and %s", sstr(a).s, sstr(b).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "needs 2-D operands, got %s and %s",
+                      mpc__sstr(a).s, mpc__sstr(b).s);
   if (!isfinite(attr->alpha) || !isfinite(attr->beta))
-    return efail(e, TANDEM_EINVAL, "alpha and beta must be finite");
+    return mpc__efail(e, TANDEM_EINVAL, "alpha and beta must be finite");
   size_t m = attr->trans_a ? a->dim[1] : a->dim[0];
   size_t k = attr->trans_a ? a->dim[0] : a->dim[1];
   size_t k2 = attr->trans_b ? b->dim[1] : b->dim[0];
   size_t n = attr->trans_b ? b->dim[0] : b->dim[1];
   if (k != k2)
-    return efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s%s, in1 %s%s)",
-                 k, k2, sstr(a).s, attr->trans_a ? " transposed" : "", sstr(b).s,
+    return mpc__efail(e, TANDEM_ESHAPE, "inner dimensions differ: %zu vs %zu (in0 %s%s, in1 %s%s)",
+                 k, k2, mpc__sstr(a).s, attr->trans_a ? " transposed" : "", mpc__sstr(b).s,
                  attr->trans_b ? " transposed" : "");
   out->ndim = 2;
   out->dim[0] = m;
   out->dim[1] = n;
   if (c != NULL && !broadcasts(c, out))
-    return efail(e, TANDEM_ESHAPE, "bias %s does not broadcast to the output %s", sstr(c).s,
-                 sstr(out).s);
+    return mpc__efail(e, TANDEM_ESHAPE,
+                      "bias %s does not broadcast to the output %s",
+                      mpc__sstr(c).s, mpc__sstr(out).s);
   return 0;
 }
 
 /* Reshape to the node's declared shape; with follow_batch its first
  * dimension follows the input's element count, as plan.c lowers it. */
 static int infer_reshape(const mpc_node_t *nd, const mpc_shape_t *a, int follow_batch,
-                         mpc_shape_t *out, const ectx_t *e) {
-  int rc = check_shape(e, &nd->shape, "target shape");
+                         mpc_shape_t *out, const mpc__ectx_t *e) {
+  int rc = mpc__check_shape(e, &nd->shape, "target shape");
   if (rc != 0)
     return rc;
   *out = nd->shape;
@@ -516,20 +505,21 @@ static int infer_reshape(const mpc_node_t *nd, const mpc_shape_t *a, int follow_
       out->dim[0] = nin / rest;
   }
   if (mpc_shape_numel(out) != nin)
-    return efail(e, TANDEM_ESHAPE, "reshape of %s to %s changes the element count", sstr(a).s,
-                 sstr(&nd->shape).s);
+    return mpc__efail(e, TANDEM_ESHAPE,
+                      "reshape of %s to %s changes the element count",
+                      mpc__sstr(a).s, mpc__sstr(&nd->shape).s);
   return 0;
 }
 
 /* Transpose: perm must permute the input's axes. */
 static int infer_transpose(const mpc_shape_t *a, mpc_shape_t *out, const mpc_attr_t *attr,
-                           const ectx_t *e) {
+                           const mpc__ectx_t *e) {
   unsigned seen = 0;
   for (unsigned d = 0; d < a->ndim; d++) {
     unsigned p = attr->perm[d];
     if (p >= a->ndim || (seen >> p) & 1u)
-      return efail(e, TANDEM_EINVAL, "perm is not a permutation of the %u axes of %s", a->ndim,
-                   sstr(a).s);
+      return mpc__efail(e, TANDEM_EINVAL, "perm is not a permutation of the %u axes of %s", a->ndim,
+                   mpc__sstr(a).s);
     seen |= 1u << p;
   }
   out->ndim = a->ndim;
@@ -540,12 +530,12 @@ static int infer_transpose(const mpc_shape_t *a, mpc_shape_t *out, const mpc_att
 
 /* LinearMap: a 2-D matrix whose columns match the mapped axis. */
 static int infer_linmap(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t *out,
-                        const mpc_attr_t *attr, const ectx_t *e) {
+                        const mpc_attr_t *attr, const mpc__ectx_t *e) {
   if (attr->axis < 0 || (unsigned)attr->axis >= a->ndim)
-    return efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
+    return mpc__efail(e, TANDEM_EINVAL, "axis %d is outside [0, %u)", attr->axis, a->ndim);
   if (b->ndim != 2 || b->dim[1] != a->dim[attr->axis])
-    return efail(e, TANDEM_ESHAPE, "the matrix %s does not map axis %d of %s", sstr(b).s,
-                 attr->axis, sstr(a).s);
+    return mpc__efail(e, TANDEM_ESHAPE, "the matrix %s does not map axis %d of %s", mpc__sstr(b).s,
+                 attr->axis, mpc__sstr(a).s);
   *out = *a;
   out->dim[attr->axis] = b->dim[0];
   return 0;
@@ -556,23 +546,23 @@ static int infer_linmap(const mpc_shape_t *a, const mpc_shape_t *b, mpc_shape_t 
  * follow_batch, a Reshape whose declared target has the wrong element count
  * lets its first dimension follow the input (the evaluator at another batch);
  * otherwise element counts must agree exactly. */
-static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follow_batch,
-                 mpc_shape_t *out, mpc_attr_t *attr, const ectx_t *e) {
+int mpc__infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follow_batch,
+                 mpc_shape_t *out, mpc_attr_t *attr, const mpc__ectx_t *e) {
   const mpc_shape_t *a = in[0], *b = in[1], *c = in[2];
   int rc = 0;
   *attr = nd->attr;
   memset(out, 0, sizeof *out);
   if (mpc_op_is_smooth(nd->op)) {
     *out = *a; /* elementwise */
-    return check_shape(e, out, "output shape");
+    return mpc__check_shape(e, out, "output shape");
   }
   switch (nd->op) {
   case MPC_OP_INPUT:
   case MPC_OP_PARAM:
   case MPC_OP_CONST:
     if (nd->op == MPC_OP_CONST && nd->cdata == NULL)
-      return efail(e, TANDEM_EINVAL, "a constant needs data (cdata is NULL)");
-    rc = check_shape(e, &nd->shape, "shape");
+      return mpc__efail(e, TANDEM_EINVAL, "a constant needs data (cdata is NULL)");
+    rc = mpc__check_shape(e, &nd->shape, "shape");
     if (rc != 0)
       return rc;
     *out = nd->shape;
@@ -590,14 +580,14 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
   case MPC_OP_SUB:
   case MPC_OP_MUL:
     if (!broadcasts(b, a))
-      return efail(e, TANDEM_ESHAPE,
+      return mpc__efail(e, TANDEM_ESHAPE,
                    "in1 %s does not broadcast to in0 %s (in1 may only be broadcast, never in0)",
-                   sstr(b).s, sstr(a).s);
+                   mpc__sstr(b).s, mpc__sstr(a).s);
     *out = *a;
     break;
   case MPC_OP_MULC:
     if (!isfinite(attr->scalar))
-      return efail(e, TANDEM_EINVAL, "the scalar must be finite");
+      return mpc__efail(e, TANDEM_EINVAL, "the scalar must be finite");
     *out = *a;
     break;
   case MPC_OP_OUTPUT:
@@ -605,8 +595,8 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
         ((attr->post & ~MPC_POST_FLAT) < MPC_POST_SOFTMAX ||
          (attr->post & ~MPC_POST_FLAT) > MPC_POST_LOGSOFTMAX || attr->post > 7 || attr->axis < 0 ||
          (unsigned)attr->axis >= a->ndim))
-      return efail(e, TANDEM_EINVAL, "bad output function %d over axis %d of %s", attr->post,
-                   attr->axis, sstr(a).s);
+      return mpc__efail(e, TANDEM_EINVAL, "bad output function %d over axis %d of %s", attr->post,
+                   attr->axis, mpc__sstr(a).s);
     *out = *a;
     break;
   case MPC_OP_RELU:
@@ -615,7 +605,7 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
   case MPC_OP_LNORM:
     if (b != NULL && mpc_shape_numel(b) != 1)
-      return efail(e, TANDEM_ESHAPE, "epsilon must be one element");
+      return mpc__efail(e, TANDEM_ESHAPE, "epsilon must be one element");
     *out = *a;
     break;
   case MPC_OP_MAXPOOL:
@@ -639,11 +629,11 @@ static int infer(const mpc_node_t *nd, const mpc_shape_t *const in[3], int follo
     break;
 
   default:
-    return efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
+    return mpc__efail(e, TANDEM_EINVAL, "unknown operator %d", (int)nd->op);
   }
   if (rc != 0)
     return rc;
-  return check_shape(e, out, "output shape");
+  return mpc__check_shape(e, out, "output shape");
 }
 
 /* ---- graphs -------------------------------------------------------------- */
@@ -692,39 +682,39 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
   nd.ids = nd.op == MPC_OP_INPUT && node->ids != 0;
   if (nd.name[0] == '\0')
     snprintf(nd.name, sizeof nd.name, "%s_%zu", mpc_op_name(nd.op), idx);
-  ectx_t e = {err, errlen, nd.name, nd.op};
+  mpc__ectx_t e = {err, errlen, nd.name, nd.op};
   if (idx >= (size_t)INT_MAX)
-    return efail(&e, TANDEM_EINVAL, "the graph is full");
+    return mpc__efail(&e, TANDEM_EINVAL, "the graph is full");
 
-  int rc = check_inputs(&nd, idx, &e);
+  int rc = mpc__check_inputs(&nd, idx, &e);
   if (rc != 0)
     return rc;
   /* Token ids: [..., V], the ids' axes then the vocabulary (the one-hot). */
   if (nd.ids && (nd.shape.ndim < 2 || nd.shape.dim[nd.shape.ndim - 1] == 0 ||
                  nd.shape.dim[nd.shape.ndim - 1] > MPC_IDS_VOCAB_MAX))
-    return efail(&e, TANDEM_EINVAL, "a token-id input needs at least one axis of ids and a "
+    return mpc__efail(&e, TANDEM_EINVAL, "a token-id input needs at least one axis of ids and a "
                  "vocabulary of 1 to %u", (unsigned)MPC_IDS_VOCAB_MAX);
   const mpc_shape_t *in[3];
   for (int k = 0; k < 3; k++)
     in[k] = nd.in[k] >= 0 ? &g->nodes[nd.in[k]].shape : NULL;
   mpc_shape_t shape;
   mpc_attr_t attr;
-  rc = infer(&nd, in, 0, &shape, &attr, &e);
+  rc = mpc__infer(&nd, in, 0, &shape, &attr, &e);
   if (rc != 0)
     return rc;
   if (nd.op == MPC_OP_SELECT && nd.in[1] >= 0) {
     const mpc_node_t *t = &g->nodes[nd.in[1]];
     if (t->op != MPC_OP_CONST)
-      return efail(&e, TANDEM_EINVAL, "the index table must be a constant");
+      return mpc__efail(&e, TANDEM_EINVAL, "the index table must be a constant");
     size_t nt = mpc_shape_numel(&t->shape), lim = in[0]->dim[attr.axis];
     for (size_t j = 0; j < nt; j++)
       if (!(t->cdata[j] >= -1 && t->cdata[j] < (double)lim && t->cdata[j] == floor(t->cdata[j])))
-        return efail(&e, TANDEM_EINVAL,
+        return mpc__efail(&e, TANDEM_EINVAL,
                      "index table entry %zu is neither an index below %zu nor -1 (a zero)", j,
                      lim);
   }
   if (nd.op == MPC_OP_LINMAP && g->nodes[nd.in[1]].op != MPC_OP_CONST)
-    return efail(&e, TANDEM_EINVAL, "the matrix must be a constant");
+    return mpc__efail(&e, TANDEM_EINVAL, "the matrix must be a constant");
   nd.shape = shape;
   nd.attr = attr;
 
@@ -732,7 +722,7 @@ int mpc_graph_add(mpc_graph_t *g, const mpc_node_t *node, char *err, size_t errl
     size_t cap = g->cap ? 2 * g->cap : 16;
     mpc_node_t *nodes = realloc(g->nodes, cap * sizeof *nodes);
     if (nodes == NULL)
-      return efail(&e, TANDEM_ENOMEM, "out of memory");
+      return mpc__efail(&e, TANDEM_ENOMEM, "out of memory");
     g->nodes = nodes;
     g->cap = cap;
   }
@@ -896,501 +886,4 @@ void mpc_weights_close(mpc_weights_t *w) {
       mpc_ftensor_close(&w->param[i]);
   free(w->param);
   memset(w, 0, sizeof *w);
-}
-
-/* ---- the floating-point evaluator --------------------------------------- */
-
-/* out[i] = sa * a[i] + sb * b[j(i)] over a's shape, with b broadcast to it
- * (aligned right, dimensions of 1 repeated). An odometer over a's coordinates
- * carries b's index along, so no division happens per element. out may be a. */
-/* out = sa a + sb b, or a * b when sb is NAN (in1 broadcast to in0). */
-static void ev_bcast(double sa, const double *a, const mpc_shape_t *as, double sb,
-                     const double *b, const mpc_shape_t *bs, double *out) {
-  int mul = isnan(sb);
-  size_t st[MPC_MAX_DIMS], coord[MPC_MAX_DIMS] = {0};
-  unsigned off = as->ndim - bs->ndim;
-  size_t s = 1;
-  for (int d = (int)as->ndim - 1; d >= 0; d--) {
-    if ((unsigned)d < off) {
-      st[d] = 0;
-      continue;
-    }
-    size_t bd = bs->dim[(unsigned)d - off];
-    st[d] = bd == 1 ? 0 : s;
-    s *= bd;
-  }
-  size_t n = mpc_shape_numel(as), bi = 0;
-  for (size_t i = 0; i < n; i++) {
-    out[i] = mul ? a[i] * b[bi] : sa * a[i] + sb * b[bi];
-    for (int d = (int)as->ndim - 1; d >= 0; d--) {
-      coord[d]++;
-      bi += st[d];
-      if (coord[d] < as->dim[d])
-        break;
-      bi -= st[d] * coord[d];
-      coord[d] = 0;
-    }
-  }
-}
-
-/* c[m][n] = sum_k opA(m,k) * opB(k,n), where element (m,k) of opA lives at
- * a[m*ams + k*aks] (strides express the transposes). The k-outer, n-inner
- * order streams through b and c rows when b is not transposed. */
-static void ev_matmul(size_t m, size_t n, size_t k, const double *a, size_t ams, size_t aks,
-                      const double *b, size_t bks, size_t bns, double *c) {
-  memset(c, 0, m * n * sizeof *c);
-  for (size_t i = 0; i < m; i++) {
-    double *crow = c + i * n;
-    for (size_t p = 0; p < k; p++) {
-      double av = a[i * ams + p * aks];
-      const double *bp = b + p * bks;
-      for (size_t j = 0; j < n; j++)
-        crow[j] += av * bp[j * bns];
-    }
-  }
-}
-
-size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob) {
-  /* ob counts the output's matrices; its coordinates, last batch axis
-   * fastest, map to xs's matrix with broadcast axes fixed at 0. */
-  size_t idx = 0, stride = 1;
-  for (unsigned i = 2; i < os->ndim; i++) {
-    size_t od = os->dim[os->ndim - 1 - i];
-    size_t c = ob % od;
-    ob /= od;
-    if (i < xs->ndim) {
-      size_t xd = xs->dim[xs->ndim - 1 - i];
-      idx += (xd == 1 ? 0 : c) * stride;
-      stride *= xd;
-    }
-  }
-  return idx;
-}
-
-/* MatMul with batch dimensions (infer_bmm): one product per output matrix. */
-static void ev_bmm(const double *a, const mpc_shape_t *as, const double *b,
-                   const mpc_shape_t *bs, const mpc_shape_t *ys, double *y) {
-  size_t m = ys->dim[ys->ndim - 2], n = ys->dim[ys->ndim - 1], k = as->dim[as->ndim - 1];
-  size_t nb = mpc_shape_numel(ys) / (m * n);
-  for (size_t t = 0; t < nb; t++)
-    ev_matmul(m, n, k, a + mpc__bmm_index(ys, as, t) * m * k, k, 1,
-              b + mpc__bmm_index(ys, bs, t) * k * n, n, 1, y + t * m * n);
-}
-
-/* Direct convolution. For each (batch, out channel, in channel, tap) the
- * whole output plane is updated, so the inner loop runs along a row. */
-static void ev_conv(const mpc_attr_t *at, const double *x, const mpc_shape_t *xs,
-                    const double *w, const mpc_shape_t *ws, const double *bias,
-                    const mpc_shape_t *os, double *y) {
-  size_t nb = xs->dim[0], ci = xs->dim[1], h = xs->dim[2], wd = xs->dim[3];
-  size_t co = ws->dim[0], kh = ws->dim[2], kw = ws->dim[3];
-  size_t oh = os->dim[2], ow = os->dim[3];
-  size_t sh = at->strides[0], sw = at->strides[1], dh = at->dilations[0], dw = at->dilations[1];
-  long long pt = (long long)at->pads[0], pl = (long long)at->pads[1];
-  for (size_t b = 0; b < nb; b++)
-    for (size_t m = 0; m < co; m++) {
-      double *plane = y + (b * co + m) * oh * ow;
-      double b0 = bias != NULL ? bias[m] : 0.0;
-      for (size_t i = 0; i < oh * ow; i++)
-        plane[i] = b0;
-      for (size_t c = 0; c < ci; c++) {
-        const double *xp = x + (b * ci + c) * h * wd;
-        for (size_t ki = 0; ki < kh; ki++)
-          for (size_t kj = 0; kj < kw; kj++) {
-            double wv = w[((m * ci + c) * kh + ki) * kw + kj];
-            for (size_t oy = 0; oy < oh; oy++) {
-              long long iy = (long long)(oy * sh + ki * dh) - pt;
-              if (iy < 0 || iy >= (long long)h)
-                continue;
-              for (size_t ox = 0; ox < ow; ox++) {
-                long long ix = (long long)(ox * sw + kj * dw) - pl;
-                if (ix >= 0 && ix < (long long)wd)
-                  plane[oy * ow + ox] += wv * xp[(size_t)iy * wd + (size_t)ix];
-              }
-            }
-          }
-      }
-    }
-}
-
-/* Max or average pooling; taps in the padding are skipped (a max over -inf
- * padding, an average whose divisor counts them or not). Shape inference has
- * ensured every window has at least one tap inside the input. */
-static void ev_pool(int is_max, const mpc_attr_t *at, const double *x, const mpc_shape_t *xs,
-                    const mpc_shape_t *os, double *y) {
-  size_t planes = xs->dim[0] * xs->dim[1], h = xs->dim[2], wd = xs->dim[3];
-  size_t oh = os->dim[2], ow = os->dim[3];
-  long long pt = (long long)at->pads[0], pl = (long long)at->pads[1];
-  for (size_t p = 0; p < planes; p++) {
-    const double *xp = x + p * h * wd;
-    for (size_t oy = 0; oy < oh; oy++)
-      for (size_t ox = 0; ox < ow; ox++) {
-        double acc = is_max ? -INFINITY : 0.0;
-        size_t cnt = 0;
-        for (size_t ki = 0; ki < at->kh; ki++) {
-          long long iy = (long long)(oy * at->strides[0] + ki * at->dilations[0]) - pt;
-          if (iy < 0 || iy >= (long long)h)
-            continue;
-          for (size_t kj = 0; kj < at->kw; kj++) {
-            long long ix = (long long)(ox * at->strides[1] + kj * at->dilations[1]) - pl;
-            if (ix < 0 || ix >= (long long)wd)
-              continue;
-            double v = xp[(size_t)iy * wd + (size_t)ix];
-            if (is_max)
-              acc = v > acc ? v : acc;
-            else
-              acc += v;
-            cnt++;
-          }
-        }
-        if (!is_max)
-          acc /= (double)(at->count_include_pad ? at->kh * at->kw : cnt);
-        y[(p * oh + oy) * ow + ox] = acc;
-      }
-  }
-}
-
-/* y = x with axes permuted: y's axis d is x's axis perm[d]. */
-static void ev_transpose(const unsigned *perm, const double *x, const mpc_shape_t *xs,
-                         const mpc_shape_t *ys, double *y) {
-  size_t xst[MPC_MAX_DIMS], st[MPC_MAX_DIMS], coord[MPC_MAX_DIMS] = {0};
-  size_t s = 1;
-  for (int d = (int)xs->ndim - 1; d >= 0; d--) {
-    xst[d] = s;
-    s *= xs->dim[d];
-  }
-  for (unsigned d = 0; d < ys->ndim; d++)
-    st[d] = xst[perm[d]];
-  size_t n = mpc_shape_numel(ys), src = 0;
-  for (size_t i = 0; i < n; i++) {
-    y[i] = x[src];
-    for (int d = (int)ys->ndim - 1; d >= 0; d--) {
-      coord[d]++;
-      src += st[d];
-      if (coord[d] < ys->dim[d])
-        break;
-      src -= st[d] * coord[d];
-      coord[d] = 0;
-    }
-  }
-}
-
-void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t) {
-  int fn = at->post & ~MPC_POST_FLAT;
-  if (fn == MPC_POST_NONE || at->axis < 0 || (unsigned)at->axis >= t->shape.ndim)
-    return;
-  size_t len = t->shape.dim[at->axis], inner = 1, n = mpc_shape_numel(&t->shape);
-  for (unsigned d = (unsigned)at->axis + 1; d < t->shape.ndim; d++)
-    inner *= t->shape.dim[d];
-  if (at->post & MPC_POST_FLAT) {
-    len *= inner; /* one group of every element from the axis on */
-    inner = 1;
-  }
-  for (size_t g0 = 0; g0 < n; g0 += len * inner)
-    for (size_t in = 0; in < inner; in++) {
-      double *x = t->data + g0 + in, mx = -INFINITY, sum = 0;
-      for (size_t j = 0; j < len; j++)
-        mx = fmax(mx, x[j * inner]);
-      for (size_t j = 0; j < len; j++)
-        sum += exp(x[j * inner] - mx);
-      for (size_t j = 0; j < len; j++)
-        x[j * inner] = fn == MPC_POST_SOFTMAX ? exp(x[j * inner] - mx) / sum
-                                              : x[j * inner] - mx - log(sum);
-    }
-}
-
-/* Softmax along the last axis of x (shape xs) into y; in the magnitude
- * graph (bound.c) every output is at most 1. */
-static void ev_softmax(int magnitude, const double *x, const mpc_shape_t *xs, double *y) {
-  size_t N = mpc_shape_numel(xs), n = xs->ndim ? xs->dim[xs->ndim - 1] : 1;
-  for (size_t r = 0; r < N / n; r++) {
-    const double *xr = x + r * n;
-    double *yr = y + r * n, mx = xr[0], sum = 0;
-    for (size_t j = 1; j < n; j++)
-      mx = xr[j] > mx ? xr[j] : mx;
-    for (size_t j = 0; j < n; j++)
-      sum += (yr[j] = magnitude ? 1 : exp(xr[j] - mx));
-    for (size_t j = 0; j < n && !magnitude; j++)
-      yr[j] /= sum;
-  }
-}
-
-/* Layer normalization along the last axis of x into y; in the magnitude
- * graph every output is at most sqrt(n) (a normalized row's largest). */
-static void ev_lnorm(int magnitude, const double *x, const mpc_shape_t *xs, double eps,
-                     double *y) {
-  size_t N = mpc_shape_numel(xs), n = xs->ndim ? xs->dim[xs->ndim - 1] : 1;
-  for (size_t r = 0; r < N / n; r++) {
-    const double *xr = x + r * n;
-    double mean = 0, var = 0;
-    for (size_t j = 0; j < n; j++)
-      mean += xr[j];
-    mean /= (double)n;
-    for (size_t j = 0; j < n; j++)
-      var += (xr[j] - mean) * (xr[j] - mean);
-    var /= (double)n;
-    for (size_t j = 0; j < n; j++)
-      y[r * n + j] = magnitude ? sqrt((double)n) : (xr[j] - mean) / sqrt(var + eps);
-  }
-}
-
-/* y = M x along axis ax of x (shape xs), M of shape ms [m x n]. */
-static void ev_linmap(int ax, const double *x, const mpc_shape_t *xs, const double *M,
-                      const mpc_shape_t *ms, double *y) {
-  size_t outer = 1, inner = 1, m = ms->dim[0], n = ms->dim[1];
-  for (int d = 0; d < ax; d++)
-    outer *= xs->dim[d];
-  for (unsigned d = (unsigned)ax + 1; d < xs->ndim; d++)
-    inner *= xs->dim[d];
-  for (size_t o = 0; o < outer; o++)
-    for (size_t r = 0; r < m; r++)
-      for (size_t t = 0; t < inner; t++) {
-        double acc = 0;
-        for (size_t i = 0; i < n; i++)
-          acc += M[r * n + i] * x[(o * n + i) * inner + t];
-        y[(o * m + r) * inner + t] = acc;
-      }
-}
-
-/* Computes a non-source node into y (shape ys, attributes at as inferred). */
-static void ev_node(const mpc_node_t *nd, const mpc_attr_t *at, const double *const v[3],
-                    const mpc_shape_t *const s[3], const mpc_shape_t *ys, double *y) {
-  size_t n = mpc_shape_numel(ys);
-  if (mpc_op_is_smooth(nd->op)) {
-    for (size_t i = 0; i < n; i++)
-      y[i] = at->magnitude ? mpc__smooth_mag(mpc__smooth_node_fn(nd->op), v[0][i])
-                           : mpc__smooth_float(nd->op, v[0][i]);
-    return;
-  }
-  switch (nd->op) {
-  case MPC_OP_MATMUL: {
-    if (s[1]->ndim > 2) {
-      ev_bmm(v[0], s[0], v[1], s[1], ys, y);
-      break;
-    }
-    size_t k = s[1]->dim[0], cols = s[1]->dim[1];
-    ev_matmul(mpc_shape_numel(s[0]) / k, cols, k, v[0], k, 1, v[1], cols, 1, y);
-    break;
-  }
-  case MPC_OP_GEMM: {
-    /* A is [M,K] or, transposed, [K,M]; B is [K,N] or [N,K]. Either way the
-     * row stride of the stored matrix is its second dimension. */
-    size_t a0 = s[0]->dim[0], a1 = s[0]->dim[1], b1 = s[1]->dim[1];
-    size_t m = ys->dim[0], cols = ys->dim[1], k = at->trans_a ? a0 : a1;
-    ev_matmul(m, cols, k, v[0], at->trans_a ? 1 : a1, at->trans_a ? a1 : 1, v[1],
-              at->trans_b ? 1 : b1, at->trans_b ? b1 : 1, y);
-    if (v[2] != NULL)
-      ev_bcast(at->alpha, y, ys, at->beta, v[2], s[2], y);
-    else
-      for (size_t i = 0; i < n; i++)
-        y[i] *= at->alpha;
-    break;
-  }
-  case MPC_OP_CONV:
-    ev_conv(at, v[0], s[0], v[1], s[1], v[2], ys, y);
-    break;
-  case MPC_OP_ADD:
-  case MPC_OP_SUB:
-    ev_bcast(1.0, v[0], s[0], nd->op == MPC_OP_ADD ? 1.0 : -1.0, v[1], s[1], y);
-    break;
-  case MPC_OP_MULC:
-    for (size_t i = 0; i < n; i++)
-      y[i] = v[0][i] * at->scalar;
-    break;
-  case MPC_OP_MUL:
-    ev_bcast(1.0, v[0], s[0], NAN, v[1], s[1], y);
-    break;
-  case MPC_OP_RELU:
-    for (size_t i = 0; i < n; i++)
-      y[i] = v[0][i] > 0.0 ? v[0][i] : 0.0;
-    break;
-  case MPC_OP_MAXPOOL:
-  case MPC_OP_AVGPOOL:
-    ev_pool(nd->op == MPC_OP_MAXPOOL, at, v[0], s[0], ys, y);
-    break;
-  case MPC_OP_TRANSPOSE:
-    ev_transpose(at->perm, v[0], s[0], ys, y);
-    break;
-  case MPC_OP_CONCAT: {
-    /* Blocks of the joined axis and the ones after it alternate. */
-    size_t outer = 1, ia, ib;
-    for (int d = 0; d < at->axis; d++)
-      outer *= ys->dim[d];
-    ia = mpc_shape_numel(s[0]) / outer;
-    ib = mpc_shape_numel(s[1]) / outer;
-    for (size_t o = 0; o < outer; o++) {
-      memcpy(y + o * (ia + ib), v[0] + o * ia, ia * sizeof *y);
-      memcpy(y + o * (ia + ib) + ia, v[1] + o * ib, ib * sizeof *y);
-    }
-    break;
-  }
-  case MPC_OP_SELECT:
-    for (size_t i = 0; i < n; i++) {
-      long src = mpc__select_src(at, v[1], s[0], ys, i);
-      y[i] = src < 0 ? 0.0 : v[0][src];
-    }
-    break;
-  case MPC_OP_SOFTMAX:
-    ev_softmax(at->magnitude, v[0], s[0], y);
-    break;
-  case MPC_OP_LINMAP:
-    ev_linmap(at->axis, v[0], s[0], v[1], s[1], y);
-    break;
-  case MPC_OP_LNORM:
-    ev_lnorm(at->magnitude, v[0], s[0], v[1] != NULL ? v[1][0] : 0, y);
-    break;
-  default: /* RESHAPE, OUTPUT: the same elements in the same order */
-    memcpy(y, v[0], n * sizeof *y);
-    break;
-  }
-}
-
-int mpc_graph_batch(const mpc_graph_t *g, const mpc_ftensor_t *inputs, size_t ninputs,
-                    size_t *batch, char *err, size_t errlen) {
-  if (err != NULL && errlen > 0)
-    err[0] = '\0';
-  if (g == NULL || batch == NULL || (ninputs > 0 && inputs == NULL))
-    return TANDEM_EINVAL;
-  *batch = 0;
-  size_t k = 0, first = 0, nin = 0;
-  for (size_t i = 0; i < g->nnodes; i++)
-    nin += g->nodes[i].op == MPC_OP_INPUT;
-  if (nin != ninputs) {
-    if (err != NULL && errlen > 0)
-      snprintf(err, errlen, "the model has %zu inputs, not %zu", nin, ninputs);
-    return TANDEM_ESHAPE;
-  }
-  for (size_t i = 0; i < g->nnodes; i++) {
-    const mpc_node_t *nd = &g->nodes[i];
-    if (nd->op != MPC_OP_INPUT)
-      continue;
-    const mpc_ftensor_t *t = &inputs[k++];
-    ectx_t e = {err, errlen, nd->name, nd->op};
-    mpc_shape_t want = nd->shape;
-    if (nd->batched && t->shape.ndim == want.ndim && want.ndim >= 1) {
-      if (*batch == 0) {
-        *batch = t->shape.dim[0];
-        first = k;
-      } else if (t->shape.dim[0] != *batch) {
-        return efail(&e, TANDEM_ESHAPE,
-                     "input %zu has %zu rows but input %zu, also batched, has %zu", k,
-                     t->shape.dim[0], first, *batch);
-      }
-      want.dim[0] = t->shape.dim[0];
-    }
-    if (!shape_eq(&t->shape, &want) || want.dim[0] == 0) {
-      mpc_shape_t decl = nd->shape;
-      return efail(&e, TANDEM_ESHAPE, "input %zu has shape %s, the model declares %s%s", k,
-                   sstr(&t->shape).s, sstr(&decl).s,
-                   nd->batched ? " (dim 0: any batch size)" : "");
-    }
-  }
-  return 0;
-}
-
-/* The evaluator keeps one value per node: borrowed for inputs, weights and
- * constants, owned for computed nodes (freed, wiped, at the end). Shapes are
- * inferred again from the actual inputs, so the batch of the inputs flows
- * through the graph. */
-int mpc_eval_float(const mpc_graph_t *g, const mpc_weights_t *w, const mpc_ftensor_t *inputs,
-                   mpc_ftensor_t *outputs) {
-  if (g == NULL || (g->nnodes > 0 && g->nodes == NULL))
-    return TANDEM_EINVAL;
-  size_t nn = g->nnodes, nin = 0, nout = 0, npar = 0;
-  for (size_t i = 0; i < nn; i++) {
-    nin += g->nodes[i].op == MPC_OP_INPUT;
-    nout += g->nodes[i].op == MPC_OP_OUTPUT;
-    npar += g->nodes[i].op == MPC_OP_PARAM;
-  }
-  if ((nin > 0 && inputs == NULL) || (nout > 0 && outputs == NULL))
-    return TANDEM_EINVAL;
-  if (npar > 0 && (w == NULL || w->graph != g || w->param == NULL))
-    return TANDEM_EINVAL;
-  for (size_t j = 0; j < nout; j++)
-    memset(&outputs[j], 0, sizeof outputs[j]); /* closable whatever happens */
-
-  int rc = TANDEM_ENOMEM;
-  size_t ii = 0, oi = 0;
-  mpc_shape_t *shp = calloc(nn ? nn : 1, sizeof *shp);
-  const double **val = calloc(nn ? nn : 1, sizeof *val);
-  double **own = calloc(nn ? nn : 1, sizeof *own);
-  if (shp == NULL || val == NULL || own == NULL)
-    goto fail;
-
-  for (size_t i = 0; i < nn; i++) {
-    const mpc_node_t *nd = &g->nodes[i];
-    rc = check_inputs(nd, i, NULL);
-    if (rc != 0)
-      goto fail;
-    if (nd->op == MPC_OP_INPUT) {
-      const mpc_ftensor_t *t = &inputs[ii++];
-      /* Only the batch (dim 0 of a batched input) may differ from the
-       * declared shape. */
-      mpc_shape_t want = nd->shape;
-      if (nd->batched)
-        want.dim[0] = t->shape.ndim >= 1 ? t->shape.dim[0] : 0;
-      rc = TANDEM_ESHAPE;
-      if (t->data == NULL || !shape_eq(&t->shape, &want) || check_shape(NULL, &t->shape, "") != 0)
-        goto fail;
-      shp[i] = t->shape;
-      val[i] = t->data;
-      continue;
-    }
-    if (nd->op == MPC_OP_PARAM) {
-      const mpc_ftensor_t *t = &w->param[i];
-      rc = TANDEM_ESHAPE;
-      if (t->data == NULL || !shape_eq(&t->shape, &nd->shape) ||
-          check_shape(NULL, &t->shape, "") != 0)
-        goto fail;
-      shp[i] = t->shape;
-      val[i] = t->data;
-      continue;
-    }
-    const mpc_shape_t *s[3];
-    const double *v[3];
-    for (int k = 0; k < 3; k++) {
-      s[k] = nd->in[k] >= 0 ? &shp[nd->in[k]] : NULL;
-      v[k] = nd->in[k] >= 0 ? val[nd->in[k]] : NULL;
-    }
-    mpc_attr_t at;
-    rc = infer(nd, s, 1, &shp[i], &at, NULL);
-    if (rc != 0)
-      goto fail;
-    if (nd->op == MPC_OP_CONST) {
-      val[i] = nd->cdata;
-      continue;
-    }
-    double *y;
-    if (nd->op == MPC_OP_OUTPUT) {
-      rc = mpc_ftensor_init(&outputs[oi], &shp[i]);
-      if (rc != 0)
-        goto fail;
-      y = outputs[oi++].data;
-    } else {
-      y = own[i] = malloc(mpc_shape_numel(&shp[i]) * sizeof *y);
-      rc = TANDEM_ENOMEM;
-      if (y == NULL)
-        goto fail;
-    }
-    ev_node(nd, &at, v, s, &shp[i], y);
-    if (nd->op == MPC_OP_OUTPUT)
-      mpc__output_post(&at, &outputs[oi - 1]);
-    val[i] = y;
-  }
-  rc = 0;
-
-fail:
-  if (rc != 0)
-    for (size_t j = 0; j < oi; j++)
-      mpc_ftensor_close(&outputs[j]);
-  if (own != NULL)
-    for (size_t i = 0; i < nn; i++)
-      if (own[i] != NULL) {
-        sodium_memzero(own[i], mpc_shape_numel(&shp[i]) * sizeof *own[i]);
-        free(own[i]);
-      }
-  free(own);
-  free(val);
-  free(shp);
-  return rc;
 }

@@ -97,7 +97,7 @@ typedef struct {
 
 /* The matrix of an operand of shape xs (rank >= 2) that the ob-th matrix of
  * a batched MatMul's output (shape os) reads: numpy broadcasting of the
- * leading dimensions (graph.c). */
+ * leading dimensions (eval_float.c). */
 size_t mpc__bmm_index(const mpc_shape_t *os, const mpc_shape_t *xs, size_t ob);
 
 /* The input index that element i of a Select's output (shape os) reads from
@@ -107,7 +107,7 @@ long mpc__select_src(const mpc_attr_t *at, const double *table, const mpc_shape_
                      const mpc_shape_t *os, size_t i);
 
 /* Applies an OUTPUT node's client-side function (attr post, axis) to the
- * reconstructed output t in place (graph.c). */
+ * reconstructed output t in place (eval_float.c). */
 void mpc__output_post(const mpc_attr_t *at, mpc_ftensor_t *t);
 
 /* A LAYOUT map entry that reads zero (a Select's padding). */
