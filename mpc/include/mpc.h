@@ -469,10 +469,12 @@ typedef struct {
 } mpc_prep_t;
 TANDEM_WUR int mpc_dealer_prep(mpc_dealer_t *d, size_t headroom, mpc_prep_t *out);
 void mpc_prep_close(mpc_prep_t *p);
-/* Frees message i of p without wiping it: for a message its sender has
- * already wiped whole (the cluster's dealer sends its parties' parts with
- * net_msg_send_consume, which wipes them as it seals them). */
-void mpc_prep_free_wiped(mpc_prep_t *p, int i);
+/* Closes message i of p alone, of which its sender already wiped the first
+ * `wiped` bytes (headroom included): the rest is wiped, then the message is
+ * freed. The cluster's dealer sends its parties' large parts with
+ * net_msg_send_consume, which wipes them as it seals them and gives their
+ * pages back: wiping those again would only fault them in. */
+void mpc_prep_close_part(mpc_prep_t *p, int i, size_t wiped);
 
 /* A compute party (P0 or P1). mpc_party_setup receives the owner's weight
  * shares and the dealer's weight-mask seeds, opens W^ = W + R_W with the other

@@ -116,9 +116,12 @@ void mpc_prep_close(mpc_prep_t *p) {
   }
 }
 
-void mpc_prep_free_wiped(mpc_prep_t *p, int i) {
-  if (i < 0 || i > 2)
+void mpc_prep_close_part(mpc_prep_t *p, int i, size_t wiped) {
+  if (i < 0 || i > 2 || p->msg[i] == NULL)
     return;
+  size_t all = p->len[i] + p->headroom;
+  if (wiped < all)
+    sodium_memzero(p->msg[i] + wiped, all - wiped);
   free(p->msg[i]);
   p->msg[i] = NULL;
   p->len[i] = 0;

@@ -297,10 +297,13 @@ TANDEM_WUR int net_msg_send_on(net_node_t *node, int peer, uint64_t link, uint8_
  * is wiped once it is sealed, and the whole pages wiped give their memory
  * back to the system (madvise MADV_DONTNEED where there is one), so the
  * plaintext shrinks as the sealed copy grows instead of the two coexisting
- * whole (the dealer's parts are hundreds of MB). buf stays the caller's to
- * free; *wiped is set to the bytes from its start that are wiped (len on
- * success: nothing is left to wipe, and writing to those pages again would
- * only fault them back in). */
+ * whole (the dealer's parts are hundreds of MB). buf must be private
+ * anonymous memory (malloc's; not a file mapping, where the pages given
+ * back would show the file again, nor locked memory, which keeps them) and
+ * stays the caller's to free. *wiped (wiped may be NULL) is set to the
+ * bytes from buf's start that are wiped: len on success, nothing left to
+ * wipe (writing to those pages again would only fault them back in); on an
+ * error, the caller wipes the rest. */
 TANDEM_WUR int net_msg_send_consume(net_node_t *node, int peer, uint64_t link, uint8_t chan,
                                     void *buf, size_t len, size_t *wiped);
 

@@ -125,6 +125,8 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
 /* Wipes buf[*done .. to) and gives the whole pages of buf[0 .. to) not yet
  * given back to the system (net_msg_send_consume). */
 static void consume(uint8_t *buf, size_t to, size_t *done) {
+  if (to == *done)
+    return; /* also keeps a NULL buf of length 0 out of the arithmetic */
   sodium_memzero(buf + *done, to - *done);
 #ifdef MADV_DONTNEED
   long ps = sysconf(_SC_PAGESIZE);
@@ -172,8 +174,13 @@ static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const voi
     return TANDEM_EINVAL;
   if (len > n->cfg.max_msg)
     return TANDEM_EINVAL;
-  if (n->mem)
-    return net__mem_send(n, id, link, chan, buf, len);
+  if (n->mem) {
+    /* The in-memory transport copies the message whole: wiped after. */
+    r = net__mem_send(n, id, link, chan, buf, len);
+    if (r == 0 && wipe != NULL)
+      consume(wipe, len, wiped);
+    return r;
+  }
   /* With link emulation a frame is the unit of the emulated wire. */
   chunk = n->emu ? 1 : SEAL_CHUNK / n->cfg.max_frame;
   chunk = (chunk ? chunk : 1) * n->cfg.max_frame;

@@ -120,53 +120,62 @@ START_TEST(msg_sizes) {
 }
 END_TEST
 
-/* net_msg_send_consume: the message arrives whole; the sender's buffer is
- * all zeros afterwards, every byte reported wiped, and the pages wholly
- * inside it given back (mincore: not resident), from an aligned and an
- * unaligned start, in several seal pieces (1 MiB each) and in one. */
+/* One net_msg_send_consume of want[0..n) from s (copied there first) to
+ * d's b, checked: delivered whole, every byte of s zero and reported wiped,
+ * the canary bytes either side of s untouched and, when `look`, the pages
+ * wholly inside s not resident (mincore, before anything reads s again). */
+static void consume_one(duo_t *d, unsigned char *s, const unsigned char *want, size_t n,
+                        unsigned char *r, size_t rcap, int look) {
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t got = 0, wiped = 7;
+  memset(s - 24, 0xA5, 24);
+  memcpy(s, want, n);
+  memset(s + n, 0x5A, 24);
+  ck_assert_int_eq(net_msg_send_consume(d->a, 0, 0, 0, s, n, &wiped), 0);
+  ck_assert_uint_eq(wiped, n);
+  if (look && n >= 4 * page) {
+    uintptr_t a = ((uintptr_t)s + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t e = ((uintptr_t)s + n) & ~(uintptr_t)(page - 1);
+    size_t np = (e - a) / page, resident = 0;
+    unsigned char *vec = malloc(np);
+    ck_assert_ptr_nonnull(vec);
+    ck_assert_int_eq(mincore((void *)a, e - a, vec), 0);
+    for (size_t k = 0; k < np; k++)
+      resident += vec[k] & 1;
+    ck_assert_msg(resident == 0, "%zu of %zu pages still resident", resident, np);
+    free(vec);
+  }
+  ck_assert_int_eq(net_msg_recv(d->b, 0, 0, r, rcap, &got, 5000), 0);
+  ck_assert_uint_eq(got, n);
+  ck_assert_msg(memcmp(r, want, n) == 0, "%zu bytes: delivered otherwise", n);
+  for (size_t k = 0; k < n; k++)
+    ck_assert_msg(s[k] == 0, "byte %zu of %zu not wiped", k, n);
+  for (size_t k = 0; k < 24; k++)
+    ck_assert_msg(s[-1 - (long)k] == 0xA5 && s[n + k] == 0x5A, "a canary beside %zu bytes", n);
+}
+
+/* net_msg_send_consume from an aligned and an unaligned start, empty, in one
+ * seal piece and in several (1 MiB each), and with frames of 1,000 bytes
+ * (pieces of 1,048,000: their ends fall inside pages). */
 START_TEST(send_consume_wipes) {
-  duo_t d;
-  const size_t page = (size_t)sysconf(_SC_PAGESIZE), big = (size_t)3 << 20;
-  size_t sizes[] = {0, 1, 5000, big + 12345};
-  size_t offs[] = {0, 24};
-  unsigned char *r = malloc(big + 12345), *want = malloc(big + 12345);
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE), big = ((size_t)3 << 20) + 12345;
+  size_t sizes[] = {0, 1, 5000, big};
+  size_t offs[] = {page, page + 24};
+  unsigned char *r = malloc(big), *want = malloc(big);
   void *mem = NULL; /* page-aligned, so offs[0] starts a page */
-  ck_assert_int_eq(posix_memalign(&mem, page, big + 12345 + 2 * page), 0);
-  unsigned char *buf = mem;
+  ck_assert_int_eq(posix_memalign(&mem, page, big + 3 * page), 0);
   ck_assert(r && want);
-  duo_up(&d, 0, 5000);
-  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-    for (size_t o = 0; o < 2; o++) {
-      size_t n = sizes[i], got = 0, wiped = 7;
-      unsigned char *s = buf + offs[o];
-      fill(want, n, 40 + i);
-      memcpy(s, want, n);
-      ck_assert_int_eq(net_msg_send_consume(d.a, 0, 0, 0, s, n, &wiped), 0);
-      ck_assert_uint_eq(wiped, n);
-      ck_assert_int_eq(net_msg_recv(d.b, 0, 0, r, big + 12345, &got, 5000), 0);
-      ck_assert_uint_eq(got, n);
-      ck_assert_msg(memcmp(r, want, n) == 0, "size %zu at offset %zu", n, offs[o]);
-      for (size_t k = 0; k < n; k++)
-        ck_assert_msg(s[k] == 0, "byte %zu of %zu not wiped", k, n);
-      if (n == big + 12345) {
-        /* Reading s above faulted zero pages back in: this time, look
-         * before reading. */
-        memcpy(s, want, n);
-        ck_assert_int_eq(net_msg_send_consume(d.a, 0, 0, 0, s, n, &wiped), 0);
-        ck_assert_int_eq(net_msg_recv(d.b, 0, 0, r, big + 12345, &got, 5000), 0);
-        uintptr_t a = ((uintptr_t)s + page - 1) & ~(uintptr_t)(page - 1);
-        uintptr_t e = ((uintptr_t)s + n) & ~(uintptr_t)(page - 1);
-        size_t np = (e - a) / page, resident = 0;
-        unsigned char *vec = malloc(np);
-        ck_assert_int_eq(mincore((void *)a, e - a, vec), 0);
-        for (size_t k = 0; k < np; k++)
-          resident += vec[k] & 1;
-        ck_assert_msg(resident == 0, "%zu of %zu pages still resident", resident, np);
-        free(vec);
+  for (int frames = 0; frames < 2; frames++) {
+    duo_t d;
+    duo_up(&d, frames ? 1000 : 0, 5000);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+      for (size_t o = 0; o < 2; o++) {
+        fill(want, sizes[i], 40 + i + 10 * o);
+        consume_one(&d, (unsigned char *)mem + offs[o], want, sizes[i], r, big, 1);
       }
-    }
-  duo_free(&d);
-  free(buf);
+    duo_free(&d);
+  }
+  free(mem);
   free(r);
   free(want);
 }

@@ -403,6 +403,35 @@ START_TEST(exchange_both_ways) {
 }
 END_TEST
 
+/* net_msg_send_consume over the in-memory backend, which copies the
+ * message whole: delivered, then the sender's buffer wiped and reported so,
+ * as over sockets. */
+START_TEST(send_consume_wipes) {
+  th_id_t ia, ib;
+  th_id(&ia);
+  th_id(&ib);
+  net_node_t *a = mnode(&ia, 5000, 0, NULL), *b = mnode(&ib, 5000, 0, NULL);
+  pair(a, &ia, b, &ib);
+  ck_assert_int_eq(net_connect(a, 0), 0);
+  size_t len = (size_t)2 << 20, wiped = 0, got = 0;
+  unsigned char *s = malloc(len), *r = malloc(len);
+  ck_assert(s && r);
+  memset(s, 'q', len);
+  ck_assert_int_eq(net_msg_send_consume(a, 0, 0, 0, s, len, &wiped), 0);
+  ck_assert_uint_eq(wiped, len);
+  for (size_t k = 0; k < len; k++)
+    ck_assert_msg(s[k] == 0, "byte %zu not wiped", k);
+  ck_assert_int_eq(net_msg_recv(b, 0, 0, r, len, &got, 5000), 0);
+  ck_assert_uint_eq(got, len);
+  for (size_t k = 0; k < len; k++)
+    ck_assert_msg(r[k] == 'q', "byte %zu delivered otherwise", k);
+  free(s);
+  free(r);
+  net_node_free(a);
+  net_node_free(b);
+}
+END_TEST
+
 Suite *netmem_suite(void) {
   Suite *s = suite_create("netmem");
   TCase *tc = tcase_create("mem");
@@ -411,6 +440,7 @@ Suite *netmem_suite(void) {
   tcase_add_test(tc, close_and_free);
   tcase_add_test(tc, timeouts_and_queue_bound);
   tcase_add_test(tc, key_check);
+  tcase_add_test(tc, send_consume_wipes);
   tcase_add_test(tc, limits_end_link);
   tcase_add_test(tc, exchange_both_ways);
   suite_add_tcase(s, tc);

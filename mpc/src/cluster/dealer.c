@@ -365,8 +365,8 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
     for (int i = 0; i < 3; i++)
       len[i] = i == 2 || (told[i] && part[i].rc == 0) ? prep->len[i] : 0;
     for (int i = 0; i < 2; i++)
-      if (len[i] > 0 && part[i].wiped == prep->len[i] + CL_TAG_BYTES)
-        mpc_prep_free_wiped(prep, i); /* net wiped it as it sealed it */
+      if (part[i].wiped > 0) /* net wiped that much as it sealed it */
+        mpc_prep_close_part(prep, i, part[i].wiped);
     mpc_prep_close(prep);
     parts_drained(d, j->from, lk, marks, len);
     pthread_mutex_lock(&d->mu);
@@ -698,7 +698,7 @@ static void *worker_main(void *arg) {
       LOGW(d, "unexpected control message %u from peer %d", j->h.type, j->from);
     free(j->payload);
     free(j);
-    cl__heap_trim(d, 0);
+    cl__heap_trim(d);
     pthread_mutex_lock(&d->mu);
   }
   pthread_mutex_unlock(&d->mu);

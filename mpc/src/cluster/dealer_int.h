@@ -142,9 +142,8 @@ void cl__pools_drop_model(cl_dealer_t *d, const char *name);
 double *cl__rate_slot(cl_dealer_t *d, const char *name, int create);
 void cl__timed_wait_ms(cl_dealer_t *d, long ms);
 /* Gives the heap's free memory beyond a slack back to the system (not under
- * d->mu): called once a job or a generation is done (coming 0) and before
- * a generator allocates a query's `coming` bytes. */
-void cl__heap_trim(cl_dealer_t *d, size_t coming);
+ * d->mu): called once a job or a generation is done. */
+void cl__heap_trim(cl_dealer_t *d);
 void *cl__generator_main(void *arg);
 void cl__pool_return(cl_dealer_t *d, const char *name, size_t batch, prep_t *prep);
 int cl__requester_here(cl_dealer_t *d, const job_t *j);

@@ -26,29 +26,19 @@ void cl__prep_free(cl_dealer_t *d, prep_t *p) {
  * rest back to the system. */
 #define HEAP_SLACK ((size_t)64 << 20)
 
-void cl__heap_trim(cl_dealer_t *d, size_t coming) {
+void cl__heap_trim(cl_dealer_t *d) {
   /* tandem's main keeps freed memory in the heap (M_TRIM_THRESHOLD 1 GiB,
    * no mmap: the next query reuses the pages without faulting them in).
    * In the dealer that kept every byte it had ever held resident: in the
    * soak (pool_mem_max 384 MB, CNN at 8 rows) the heap had 755 MB from the
    * system of which 402 MB were in use, and malloc_trim(0) took the
    * resident size from 731 MB to 395 MB. Its preprocessing is within the
-   * budget; once the heap it holds from the system, with the `coming`
-   * bytes a generator is about to allocate, is over the budget by more
-   * than HEAP_SLACK, the free heap beyond HEAP_SLACK goes back. Within it
-   * nothing is trimmed: trimming after every job made each next
-   * preprocessing fault its pages in again (what the heap setting avoids).
-   *
-   * Why `coming`: a generator allocates after the pools' evictions made
-   * room in the count, and a fragmented heap may not hold the new query
-   * in the holes those left; the heap then grows by the query while the
-   * evicted queries' pages stay resident until the next trim. Trimmed
-   * before such a generation, the resident free heap is at most
-   * HEAP_SLACK when the new query's pages come in. (The soak's peaks over
-   * its bound were mostly a part held beside its sealed copy: dealer.c,
-   * CONSUME_MIN.) */
+   * budget; once the heap it holds from the system is over the budget by
+   * more than HEAP_SLACK, the free heap beyond HEAP_SLACK goes back. Within
+   * it nothing is trimmed: trimming after every job made each next
+   * preprocessing fault its pages in again (what the heap setting avoids). */
   struct mallinfo2 mi = mallinfo2();
-  if (mi.fordblks <= HEAP_SLACK || mi.arena + coming <= d->cfg->pool_mem_max + HEAP_SLACK)
+  if (mi.fordblks <= HEAP_SLACK || mi.arena <= d->cfg->pool_mem_max + HEAP_SLACK)
     return;
   (void)malloc_trim(HEAP_SLACK);
   cl__logl(&d->hooks, CL_LOG_DEBUG, WHO, "memory: %.0f MB of preprocessing held (pool_mem_max "
@@ -366,7 +356,6 @@ void *cl__generator_main(void *arg) {
     pl->busy = 1;
     double t0 = best->since = cl__now(&d->hooks);
     pthread_mutex_unlock(&d->mu);
-    cl__heap_trim(d, one);
     (void)cl__fault(&d->hooks, CL_FAULT_DEALER_GENERATE, batch, ga->on_demand);
     prep_t *prep = calloc(1, sizeof *prep);
     rc = prep == NULL ? TANDEM_ENOMEM : mpc_dealer_prep(dl, CL_TAG_BYTES, prep);
@@ -405,7 +394,7 @@ void *cl__generator_main(void *arg) {
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     pthread_mutex_unlock(&d->gen_mu[ga->on_demand]);
-    cl__heap_trim(d, 0); /* what it evicted for this one, in other sizes' holes */
+    cl__heap_trim(d); /* what it evicted for this one, in other sizes' holes */
   }
   return NULL;
 }
