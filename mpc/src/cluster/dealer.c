@@ -191,23 +191,26 @@ typedef struct {
   uint8_t *buf; /* headroom, then len bytes */
   size_t len;
   int rc;
+  int consume;  /* send it with net_msg_send_consume */
   size_t wiped; /* bytes of buf wiped as they were sealed */
 } part_send_t;
 
-/* A part of CONSUME_MIN bytes or more is wiped as it is sealed, its pages
- * given back as it goes: held whole beside net's sealed copy, a CNN
- * query's 236 MB took the dealer up to one query over pool_mem_max while it
- * was sealed (the soak's peaks of 532-566 MiB against 544, 2026-12-07).
- * Smaller parts are sent as they were: their pages stay in the heap for
- * the next generation, which would otherwise fault them in again (the MLP
- * at batch 100: 27 MB a part, 14 huge pages and their zeroing per part),
- * and the two parts' copies then add at most 2 CONSUME_MIN, within the
- * free heap the dealer keeps anyway (HEAP_SLACK). */
-#define CONSUME_MIN ((size_t)32 << 20)
+/* A part of an eighth of pool_mem_max or more is wiped as it is sealed,
+ * its pages given back as it goes. Held whole beside net's sealed copy, a
+ * CNN query's 236 MB took the dealer up to one query over pool_mem_max
+ * while it was sealed (the soak, budget 384 MiB: peaks of 466-553 MiB
+ * against its bound of 544, 2026-12-07). Smaller parts are sent as they
+ * were: the next generation reuses their pages, where pages given back
+ * must be faulted in and zeroed again (the CNN at 8 rows: 58-59 ms a
+ * generation against 36.5, one thread), and both parties' copies of such
+ * parts add at most a quarter of the budget while they are sealed. */
+static int part_consumed(const cl_dealer_t *d, size_t len) {
+  return d->cfg->pool_mem_max > 0 && len >= d->cfg->pool_mem_max / 8;
+}
 
 static void *part_send_main(void *arg) {
   part_send_t *p = arg;
-  if (p->len >= CONSUME_MIN)
+  if (p->consume)
     p->rc = cl_step_send_consume(p->link, p->to, p->buf, p->len, &p->wiped);
   else
     p->rc = cl_step_send_in_place(p->link, p->to, p->buf, p->len);
@@ -328,7 +331,8 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
   pthread_t helper;
   int helper_up = 0, sending = rc == 0;
   for (int i = 0; i < 2; i++) {
-    part[i] = (part_send_t){&link, (mpc_role_t)i, prep->msg[i], prep->len[i], 0, 0};
+    part[i] = (part_send_t){&link, (mpc_role_t)i, prep->msg[i], prep->len[i], 0,
+                            part_consumed(d, prep->len[i]), 0};
     if (!told[i])
       continue;
     if (!sending) {
