@@ -37,6 +37,8 @@ void cl__heap_trim(cl_dealer_t *d) {
    * more than HEAP_SLACK, the free heap beyond HEAP_SLACK goes back. Within
    * it nothing is trimmed: trimming after every job made each next
    * preprocessing fault its pages in again (what the heap setting avoids). */
+  if (!CL_GLIBC_HEAP)
+    return;
   struct mallinfo2 mi = mallinfo2();
   if (mi.fordblks <= HEAP_SLACK || mi.arena <= d->cfg->pool_mem_max + HEAP_SLACK)
     return;

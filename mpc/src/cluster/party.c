@@ -271,7 +271,7 @@ static void do_remove(cl_party_t *P, const cl_ctrl_t *h) {
   else
     LOGW(P, "model %s not removed: %s", name, err);
   send_status(P, CL_OWNER, 0, CL_MSG_ACK, 0, h, rc, err, rc ? strlen(err) : 0);
-  if (rc == 0)
+  if (rc == 0 && CL_GLIBC_HEAP)
     malloc_trim(0);
 }
 
@@ -718,7 +718,8 @@ void cl_party_step(cl_party_t *P, int timeout_ms) {
    * and the allocator gives the freed pages back to the system. */
   unsigned freed = h.type == CL_MSG_QUERY ? cl_store_release(&P->store, P->cfg.plan_keep) : 0;
   if (freed > 0) {
-    malloc_trim(0);
+    if (CL_GLIBC_HEAP)
+      malloc_trim(0);
     LOG(P, "%u large plan(s) freed after the query (over %zu MB each)", freed,
         P->cfg.plan_keep >> 20);
   }
