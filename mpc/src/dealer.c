@@ -109,18 +109,15 @@ done:
 }
 
 void mpc_prep_close(mpc_prep_t *p) {
-  for (int i = 0; i < 3; i++) {
-    mpc__wipe_free(p->msg[i], p->len[i] + p->headroom);
-    p->msg[i] = NULL;
-    p->len[i] = 0;
-  }
+  for (int i = 0; i < 3; i++)
+    mpc_prep_close_part(p, i, 0);
 }
 
 void mpc_prep_close_part(mpc_prep_t *p, int i, size_t wiped) {
-  if (i < 0 || i > 2 || p->msg[i] == NULL)
+  if (i < 0 || i > 2)
     return;
   size_t all = p->len[i] + p->headroom;
-  if (wiped < all)
+  if (p->msg[i] != NULL && wiped < all)
     sodium_memzero(p->msg[i] + wiped, all - wiped);
   free(p->msg[i]);
   p->msg[i] = NULL;

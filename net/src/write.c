@@ -122,49 +122,57 @@ int net_msg_send(net_node_t *n, int id, uint8_t chan, const void *buf, size_t le
   return net_msg_send_on(n, id, 0, chan, buf, len);
 }
 
-/* Wipes buf[*done .. to) and gives the whole pages of buf[0 .. to) not yet
- * given back to the system (net_msg_send_consume). */
-static void consume(uint8_t *buf, size_t to, size_t *done) {
-  if (to == *done)
+/* What net_msg_send_consume has wiped of its buffer so far, and the page size
+ * for giving whole pages back (0: none given back). */
+typedef struct {
+  uint8_t *buf;
+  size_t done;
+  uintptr_t pg;
+} consume_t;
+
+/* Wipes buf[done .. to) and gives back to the system the whole pages of
+ * buf[0 .. to) not yet given back: those from the page done ended in (whole
+ * now if to passed its end), but none before buf's first whole page. */
+static void consume(consume_t *w, size_t to) {
+  if (to == w->done)
     return; /* also keeps a NULL buf of length 0 out of the arithmetic */
-  sodium_memzero(buf + *done, to - *done);
+  sodium_memzero(w->buf + w->done, to - w->done);
 #ifdef MADV_DONTNEED
-  long ps = sysconf(_SC_PAGESIZE);
-  if (ps > 0 && (ps & (ps - 1)) == 0) {
-    /* The pages wholly inside the wiped prefix that the last call left. */
-    const uintptr_t pg = (uintptr_t)ps;
-    uintptr_t a = ((uintptr_t)buf + *done + pg - 1) & ~(pg - 1);
-    uintptr_t b = ((uintptr_t)buf + to) & ~(pg - 1);
-    if (*done > 0) /* the page the last call ended in, if now whole */
-      a = ((uintptr_t)buf + *done) & ~(pg - 1);
-    if (a < (uintptr_t)buf)
-      a += pg;
+  if (w->pg > 0) {
+    const uintptr_t m = ~(w->pg - 1), first = ((uintptr_t)w->buf + w->pg - 1) & m;
+    const uintptr_t from = ((uintptr_t)w->buf + w->done) & m;
+    uintptr_t a = from > first ? from : first, b = ((uintptr_t)w->buf + to) & m;
     if (b > a)
       (void)madvise((void *)a, b - a, MADV_DONTNEED);
   }
 #endif
-  *done = to;
+  w->done = to;
 }
 
 static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
-                   size_t len, uint8_t *wipe, size_t *wiped);
+                   size_t len, consume_t *wipe);
 
 int net_msg_send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
                     size_t len) {
-  return send_on(n, id, link, chan, buf, len, NULL, NULL);
+  return send_on(n, id, link, chan, buf, len, NULL);
 }
 
 int net_msg_send_consume(net_node_t *n, int id, uint64_t link, uint8_t chan, void *buf,
                          size_t len, size_t *wiped) {
-  size_t done = 0;
-  int r = send_on(n, id, link, chan, buf, len, buf, &done);
+  consume_t w = {buf, 0, 0};
+#ifdef MADV_DONTNEED
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0 && (ps & (ps - 1)) == 0)
+    w.pg = (uintptr_t)ps;
+#endif
+  int r = send_on(n, id, link, chan, buf, len, &w);
   if (wiped)
-    *wiped = done;
+    *wiped = w.done;
   return r;
 }
 
 static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const void *buf,
-                   size_t len, uint8_t *wipe, size_t *wiped) {
+                   size_t len, consume_t *wipe) {
   net__peer_t *p;
   net__conn_t *c;
   size_t chunk, off = 0;
@@ -178,7 +186,7 @@ static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const voi
     /* The in-memory transport copies the message whole: wiped after. */
     r = net__mem_send(n, id, link, chan, buf, len);
     if (r == 0 && wipe != NULL)
-      consume(wipe, len, wiped);
+      consume(wipe, len);
     return r;
   }
   /* With link emulation a frame is the unit of the emulated wire. */
@@ -227,7 +235,7 @@ static int send_on(net_node_t *n, int id, uint64_t link, uint8_t chan, const voi
     else
       r = net__msg_seal_part(&c->tx, chan, buf, len, off, k, n->cfg.max_frame, w->buf);
     if (r == 0 && wipe != NULL)
-      consume(wipe, off + k, wiped);
+      consume(wipe, off + k);
     uv_mutex_lock(&n->mu);
     if (r == 0 && c->state != NET_C_UP)
       r = p->gen != gen ? TANDEM_ECONNRESET : net__link_error(p);

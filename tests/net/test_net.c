@@ -181,6 +181,42 @@ START_TEST(send_consume_wipes) {
 }
 END_TEST
 
+/* A consuming send that fails midway: the receiver refuses the message at
+ * its first frame (max_msg of 1,000) and ends the link, so the sender's
+ * later pieces find it gone. What the call reports wiped is exactly the zero
+ * prefix of the buffer, and the rest is as it was, for its caller to wipe
+ * (mpc_prep_close_part). The sender may seal all 128 pieces before it
+ * hears of the refusal (a starved receiver): the call then succeeded, and
+ * the whole buffer must be wiped. */
+START_TEST(send_consume_fails_midway) {
+  const size_t n = (size_t)128 << 20;
+  unsigned char *s = malloc(n);
+  ck_assert_ptr_nonnull(s);
+  memset(s, 0x77, n);
+  duo_t d;
+  duo_up(&d, 0, 5000);
+  net_limits_t lim = {1000, 0, 0};
+  ck_assert_int_eq(net_peer_limits(d.b, 0, &lim), 0);
+  size_t wiped = 12345;
+  int rc = net_msg_send_consume(d.a, 0, 0, 0, s, n, &wiped);
+  if (rc == 0) {
+    ck_assert_uint_eq(wiped, n);
+  } else {
+    ck_assert_msg(wiped > 0 && wiped < n, "%s with %zu of %zu bytes wiped",
+                  tandem_err_name(rc), wiped, n);
+  }
+  size_t k = 0;
+  while (k < wiped && s[k] == 0)
+    k++;
+  ck_assert_msg(k == wiped, "byte %zu of the %zu reported wiped is not", k, wiped);
+  while (k < n && s[k] == 0x77)
+    k++;
+  ck_assert_msg(k == n, "byte %zu, after the %zu reported wiped, changed", k, wiped);
+  duo_free(&d);
+  free(s);
+}
+END_TEST
+
 typedef struct {
   net_node_t *n;
   const unsigned char *s;
@@ -779,6 +815,7 @@ Suite *net_suite(void) {
   tcase_add_test(tc, unknown_key_rejected);
   tcase_add_test(tc, msg_sizes);
   tcase_add_test(tc, send_consume_wipes);
+  tcase_add_test(tc, send_consume_fails_midway);
   tcase_add_test(tc, big_full_duplex);
   tcase_add_test(tc, channels_and_order);
   tcase_add_test(tc, timeouts_and_mismatch);

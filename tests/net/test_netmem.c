@@ -72,6 +72,17 @@ static void pair(net_node_t *a, const th_id_t *ia, net_node_t *b, const th_id_t 
   ck_assert_int_eq(net_peer_add(b, 0, NAME, net_node_port(a), ia->pk), 0);
 }
 
+/* Two memory nodes a and b, of the same timeout and queue bound, each
+ * declared to the other as peer 0 (not yet linked). */
+static void two_nodes(net_node_t **a, net_node_t **b, int timeout_ms, size_t queue_bytes) {
+  th_id_t ia, ib;
+  th_id(&ia);
+  th_id(&ib);
+  *a = mnode(&ia, timeout_ms, queue_bytes, NULL);
+  *b = mnode(&ib, timeout_ms, queue_bytes, NULL);
+  pair(*a, &ia, *b, &ib);
+}
+
 static uint64_t links(net_node_t *n) {
   net_stats_t st;
   net_peer_stats(n, 0, &st);
@@ -167,11 +178,8 @@ static void *wait_main(void *arg) {
  * TANDEM_ECLOSED, and one bound to a link that another replaces gets
  * TANDEM_ECONNRESET, well before their timeouts. */
 START_TEST(close_and_free) {
-  th_id_t ia, ib;
-  th_id(&ia);
-  th_id(&ib);
-  net_node_t *a = mnode(&ia, 2000, 0, NULL), *b = mnode(&ib, 2000, 0, NULL);
-  pair(a, &ia, b, &ib);
+  net_node_t *a, *b;
+  two_nodes(&a, &b, 2000, 0);
   ck_assert_int_eq(net_connect(b, 0), 0);
   ck_assert_int_eq(net_send(b, 0, "x", 1), 0);
   ck_assert_int_eq(net_send(b, 0, "y", 1), 0);
@@ -209,11 +217,8 @@ END_TEST
  * receiver's unread messages are over queue_bytes, and goes on once they are
  * taken. */
 START_TEST(timeouts_and_queue_bound) {
-  th_id_t ia, ib;
-  th_id(&ia);
-  th_id(&ib);
-  net_node_t *a = mnode(&ia, 300, 1000, NULL), *b = mnode(&ib, 300, 1000, NULL);
-  pair(a, &ia, b, &ib);
+  net_node_t *a, *b;
+  two_nodes(&a, &b, 300, 1000);
   ck_assert_int_eq(net_connect(b, 0), 0);
   uint64_t t0 = uv_hrtime();
   ck_assert_int_eq(take_rc(a, 0, 0, 200), TANDEM_ETIMEDOUT);
@@ -373,11 +378,8 @@ static void *xchg_main(void *arg) {
 
 /* Both sides exchange 4 MB at once, as an MPC round does. */
 START_TEST(exchange_both_ways) {
-  th_id_t ia, ib;
-  th_id(&ia);
-  th_id(&ib);
-  net_node_t *a = mnode(&ia, 5000, 0, NULL), *b = mnode(&ib, 5000, 0, NULL);
-  pair(a, &ia, b, &ib);
+  net_node_t *a, *b;
+  two_nodes(&a, &b, 5000, 0);
   ck_assert_int_eq(net_connect(a, 0), 0);
   size_t len = (size_t)4 << 20;
   xchg_t x[2];
@@ -407,11 +409,8 @@ END_TEST
  * message whole: delivered, then the sender's buffer wiped and reported so,
  * as over sockets. */
 START_TEST(send_consume_wipes) {
-  th_id_t ia, ib;
-  th_id(&ia);
-  th_id(&ib);
-  net_node_t *a = mnode(&ia, 5000, 0, NULL), *b = mnode(&ib, 5000, 0, NULL);
-  pair(a, &ia, b, &ib);
+  net_node_t *a, *b;
+  two_nodes(&a, &b, 5000, 0);
   ck_assert_int_eq(net_connect(a, 0), 0);
   size_t len = (size_t)2 << 20, wiped = 0, got = 0;
   unsigned char *s = malloc(len), *r = malloc(len);
