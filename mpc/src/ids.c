@@ -2,7 +2,7 @@
  *
  * A model that looks a table up by the client's integer ids (ONNX Gather of
  * the owner's embedding [V, H] by `input_ids`) is imported with an INPUT of
- * shape [..., V] marked `ids` (onnx_read.c) and the Gather as the product of
+ * shape [..., V] marked `ids` (onnx_io.c) and the Gather as the product of
  * that input with the secret table (no round: the input is masked like any
  * other and the table's mask is the weight mask). The ids themselves never
  * leave the client: it checks them and encodes them here, locally, before

@@ -1,8 +1,9 @@
 /* onnx.c - the ONNX importer: a ModelProto (opsets 9 to 21) into an
  * mpc_graph_t and the model owner's mpc_weights_t. This file holds the
- * public calls and the walk over the nodes; onnx_read.c reads the model,
- * onnx_ops.c holds the operator handlers and onnx_fold.c the folding and the
- * constants computed at import (their shared interface: onnx_imp.h).
+ * public calls and the walk over the nodes; onnx_read.c reads the model's
+ * nodes and onnx_io.c its inputs and outputs, onnx_ops.c holds the operator
+ * handlers and onnx_fold.c the folding and the constants computed at import
+ * (their shared interface: onnx_imp.h).
  *
  * This is where a user's PyTorch export meets the protocol: everything the
  * parties, the dealer and the client later agree on comes from the graph

@@ -1,11 +1,12 @@
-/* onnx_imp.h - the private interface between the five sources of the ONNX
+/* onnx_imp.h - the private interface between the sources of the ONNX
  * importer: onnx.c (the public calls and the walk over the nodes),
  * onnx_read.c (the reader: messages, the name table, attributes, a node's
- * inputs and outputs, constants, and the graph's inputs and outputs),
+ * inputs and outputs, constants), onnx_io.c (the graph's inputs and
+ * outputs, the input bound and the opsets),
  * onnx_ops.c (the operator handlers, in a table keyed by op_type; the
  * windowed ones in onnx_window.c) and
  * onnx_fold.c (BatchNormalization folding and the constants computed at
- * import). Included by nothing else; tensor_io.c shares onnx_int.h only.
+ * import; the shape subgraphs in onnx_shape.c). Included by nothing else; tensor_io.c shares onnx_int.h only.
  */
 #ifndef TANDEM_ONNX_IMP_H
 #define TANDEM_ONNX_IMP_H
@@ -112,15 +113,21 @@ int mpc__onnx_nfail(ctx_t *c, size_t k, int code, const char *fmt, ...);
 const char *mpc__onnx_node_name(ctx_t *c, size_t k);
 
 /* Steps 1 and 2 of the import (the name table, reader counts, the order),
- * the graph's inputs and outputs as IR nodes, the opset check, the declared
- * input range, and the context's memory. */
+ * and the context's memory. */
 int mpc__onnx_index_and_sort(ctx_t *c, size_t **order_out);
+void mpc__onnx_ctx_free(ctx_t *c);
+
+/* ---- onnx_io.c ----------------------------------------------------------- */
+
+/* The graph's inputs and outputs as IR nodes, the opset check, the declared
+ * input range. */
 int mpc__onnx_add_inputs(ctx_t *c);
 int mpc__onnx_add_outputs(ctx_t *c);
 int mpc__onnx_check_opset(ctx_t *c, const Onnx__ModelProto *m);
 /* The input range declared in the model's metadata, if any, into c->g. */
 int mpc__onnx_read_input_bound(ctx_t *c, const Onnx__ModelProto *m);
-void mpc__onnx_ctx_free(ctx_t *c);
+
+/* ---- onnx_read.c, continued ---------------------------------------------- */
 
 /* Values, constants and IR nodes. */
 ent_t *mpc__onnx_lookup(ctx_t *c, const char *name);
@@ -228,6 +235,14 @@ int mpc__onnx_const_reshape(ctx_t *c, size_t k, const ent_t *e, const dims_t *to
 int mpc__onnx_const_transpose(ctx_t *c, size_t k, const ent_t *e, dims_t in,
                               const unsigned perm[MPC__CT_MAX_DIMS]);
 int mpc__onnx_const_pass(ctx_t *c, const size_t *order);
+
+/* ---- onnx_shape.c -------------------------------------------------------- */
+
+/* Output j of node k: a new constant of the dtype of src[0] (FLOAT/DOUBLE
+ * kept as doubles, else integers), dimensions to, element i read from
+ * sources: src[s[i]] at index idx[i] (s NULL: one source). Takes nothing. */
+int mpc__onnx_const_pick(ctx_t *c, size_t k, size_t j, const mpc__ctensor_t *const *src,
+                         const size_t *s, const size_t *idx, const dims_t *to);
 /* Shape subgraphs folded at import: Shape, Cast, ConstantOfShape, and
  * Concat / Gather whose data are constants. */
 int mpc__onnx_op_shape(ctx_t *c, size_t k, int variant);
@@ -235,6 +250,9 @@ int mpc__onnx_op_cast(ctx_t *c, size_t k, int variant);
 int mpc__onnx_op_const_of_shape(ctx_t *c, size_t k, int variant);
 int mpc__onnx_const_concat(ctx_t *c, size_t k, int64_t axis);
 int mpc__onnx_const_gather(ctx_t *c, size_t k, const mpc__ctensor_t *data, int64_t axis);
+
+/* ---- onnx_fold.c, continued ---------------------------------------------- */
+
 /* Node k when every input is a constant and its operator is elementwise
  * arithmetic (Add, Sub, Mul, Div, Equal, Less, Greater, Where) or Expand:
  * evaluated into a new constant (*folded = 1). *folded = 0 leaves the node
