@@ -297,64 +297,65 @@ int mpc__pc_lower_transpose(cc_t *cc, int node) {
   return 0;
 }
 
-static void pool_geometry(const mpc_node_t *nd, const mpc_shape_t *is, size_t *sh,
-                          size_t *sw, size_t *dh, size_t *dw, size_t *oh, size_t *ow) {
-  *sh = nd->attr.strides[0] ? nd->attr.strides[0] : 1;
-  *sw = nd->attr.strides[1] ? nd->attr.strides[1] : 1;
-  *dh = nd->attr.dilations[0] ? nd->attr.dilations[0] : 1;
-  *dw = nd->attr.dilations[1] ? nd->attr.dilations[1] : 1;
-  size_t eh = (nd->attr.kh - 1) * *dh + 1, ew = (nd->attr.kw - 1) * *dw + 1;
-  *oh = (is->dim[2] + nd->attr.pads[0] + nd->attr.pads[2] - eh) / *sh + 1;
-  *ow = (is->dim[3] + nd->attr.pads[1] + nd->attr.pads[3] - ew) / *sw + 1;
+/* A pooling node's geometry on input shape is: strides, dilations, output
+ * height and width, window elements K and output positions P. */
+typedef struct {
+  size_t sh, sw, dh, dw, oh, ow, K, P;
+} pool_t;
+
+static pool_t pool_geometry(const mpc_node_t *nd, const mpc_shape_t *is) {
+  pool_t g;
+  g.sh = nd->attr.strides[0] ? nd->attr.strides[0] : 1;
+  g.sw = nd->attr.strides[1] ? nd->attr.strides[1] : 1;
+  g.dh = nd->attr.dilations[0] ? nd->attr.dilations[0] : 1;
+  g.dw = nd->attr.dilations[1] ? nd->attr.dilations[1] : 1;
+  size_t eh = (nd->attr.kh - 1) * g.dh + 1, ew = (nd->attr.kw - 1) * g.dw + 1;
+  g.oh = (is->dim[2] + nd->attr.pads[0] + nd->attr.pads[2] - eh) / g.sh + 1;
+  g.ow = (is->dim[3] + nd->attr.pads[1] + nd->attr.pads[3] - ew) / g.sw + 1;
+  g.K = nd->attr.kh * nd->attr.kw;
+  g.P = is->dim[0] * is->dim[1] * g.oh * g.ow;
+  return g;
 }
 
-/* The input index of window element (ki, kj) of output (b, c, oy, ox), or -1
- * in the padding. */
-static long window_src(const mpc_node_t *nd, const mpc_shape_t *is, size_t b, size_t c,
-                       size_t oy, size_t ox, size_t ki, size_t kj, size_t sh, size_t sw,
-                       size_t dh, size_t dw) {
-  long iy = (long)(oy * sh + ki * dh) - (long)nd->attr.pads[0];
-  long ix = (long)(ox * sw + kj * dw) - (long)nd->attr.pads[1];
+/* The input index of window element j (row-major in kh x kw) of output
+ * position pos (b, c, oy, ox in row-major order), or -1 in the padding. */
+static long window_src(const mpc_node_t *nd, const mpc_shape_t *is, const pool_t *g, size_t pos,
+                       size_t j) {
+  size_t ox = pos % g->ow, oy = pos / g->ow % g->oh, bc = pos / (g->ow * g->oh);
+  long iy = (long)(oy * g->sh + j / nd->attr.kw * g->dh) - (long)nd->attr.pads[0];
+  long ix = (long)(ox * g->sw + j % nd->attr.kw * g->dw) - (long)nd->attr.pads[1];
   if (iy < 0 || ix < 0 || iy >= (long)is->dim[2] || ix >= (long)is->dim[3])
     return -1;
-  return (long)(((b * is->dim[1] + c) * is->dim[2] + (size_t)iy) * is->dim[3] + (size_t)ix);
+  return (long)((bc * is->dim[2] + (size_t)iy) * is->dim[3] + (size_t)ix);
 }
 
 int mpc__pc_lower_maxpool(cc_t *cc, int node) {
   const mpc_node_t *nd = &cc->g->nodes[node];
   int v = cc->act[nd->in[0]];
   const mpc_shape_t is = cc->p->vals[v].shape;
-  size_t sh, sw, dh, dw, oh, ow;
-  pool_geometry(nd, &is, &sh, &sw, &dh, &dw, &oh, &ow);
-  size_t K = nd->attr.kh * nd->attr.kw;
-  size_t P = is.dim[0] * is.dim[1] * oh * ow;
+  const pool_t pg = pool_geometry(nd, &is);
+  const size_t K = pg.K, P = pg.P;
   if (K * P > UINT32_MAX)
     return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   size_t nmap = K * P;
   uint32_t *map = malloc((nmap ? nmap : 1) * sizeof *map);
   if (map == NULL)
     return TANDEM_ENOMEM;
-  size_t pos = 0;
-  for (size_t b = 0; b < is.dim[0]; b++)
-    for (size_t c = 0; c < is.dim[1]; c++)
-      for (size_t oy = 0; oy < oh; oy++)
-        for (size_t ox = 0; ox < ow; ox++, pos++) {
-          long first = -1;
-          for (size_t j = 0; j < K && first < 0; j++)
-            first =
-                window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
-          if (first < 0) {
-            free(map);
-            return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
-                                "a pooling window lies entirely in the padding");
-          }
-          for (size_t j = 0; j < K; j++) {
-            long s =
-                window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
-            /* Padding repeats a real element of the window: max is unchanged. */
-            map[j * P + pos] = (uint32_t)(s < 0 ? first : s);
-          }
-        }
+  for (size_t pos = 0; pos < P; pos++) {
+    long first = -1;
+    for (size_t j = 0; j < K && first < 0; j++)
+      first = window_src(nd, &is, &pg, pos, j);
+    if (first < 0) {
+      free(map);
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
+                          "a pooling window lies entirely in the padding");
+    }
+    for (size_t j = 0; j < K; j++) {
+      long s = window_src(nd, &is, &pg, pos, j);
+      /* Padding repeats a real element of the window: max is unchanged. */
+      map[j * P + pos] = (uint32_t)(s < 0 ? first : s);
+    }
+  }
   /* With the ReLU moved after the pool (lower_relu), the tree compares the
    * ReLU's input, which may lie far below the ReLU's output: every value up
    * to the ReLU is bounded as that input node (gate_bound reads val->node). */
@@ -383,7 +384,7 @@ int mpc__pc_lower_maxpool(cc_t *cc, int node) {
     g->bound = mpc__pc_gate_bound(cc, cur, g->shift, 1);
     cur = out;
   }
-  mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
+  mpc_shape_t os = {4, {is.dim[0], is.dim[1], pg.oh, pg.ow}};
   int out = mpc__pc_lower_layout(cc, node, cur, &os, NULL);
   if (out < 0)
     return out;
@@ -400,11 +401,11 @@ int mpc__pc_lower_avgpool(cc_t *cc, int node) {
   if (v < 0)
     return v;
   const mpc_shape_t is = cc->p->vals[v].shape;
-  size_t sh, sw, dh, dw, oh, ow;
-  pool_geometry(nd, &is, &sh, &sw, &dh, &dw, &oh, &ow);
-  size_t K = nd->attr.kh * nd->attr.kw;
-  size_t P = is.dim[0] * is.dim[1] * oh * ow;
-  mpc_shape_t os = {4, {is.dim[0], is.dim[1], oh, ow}};
+  const pool_t pg = pool_geometry(nd, &is);
+  const size_t K = pg.K, P = pg.P;
+  if (K * P > INT32_MAX)
+    return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
+  mpc_shape_t os = {4, {is.dim[0], is.dim[1], pg.oh, pg.ow}};
   int out = mpc__pc_new_val(cc, &os, MPC__V_SHARED, 2, node);
   if (out < 0)
     return out;
@@ -417,26 +418,21 @@ int mpc__pc_lower_avgpool(cc_t *cc, int node) {
   g->wcoef = malloc((P ? P : 1) * sizeof *g->wcoef);
   if (g->win == NULL || g->wcoef == NULL)
     return TANDEM_ENOMEM;
-  size_t pos = 0;
-  for (size_t b = 0; b < is.dim[0]; b++)
-    for (size_t c = 0; c < is.dim[1]; c++)
-      for (size_t oy = 0; oy < oh; oy++)
-        for (size_t ox = 0; ox < ow; ox++, pos++) {
-          size_t count = 0;
-          for (size_t j = 0; j < K; j++) {
-            long s =
-                window_src(nd, &is, b, c, oy, ox, j / nd->attr.kw, j % nd->attr.kw, sh, sw, dh, dw);
-            g->win[pos * K + j] = (int32_t)s;
-            count += s >= 0;
-          }
-          double div = nd->attr.count_include_pad ? (double)K : (double)count;
-          if (div == 0)
-            return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
-                                "a pooling window lies entirely in the padding");
-          double inv = 1.0 / div;
-          if (kern_fix_encode(&g->wcoef[pos], &inv, 1, cc->p->f, NULL) != 0)
-            return TANDEM_ERANGE;
-        }
+  for (size_t pos = 0; pos < P; pos++) {
+    size_t count = 0;
+    for (size_t j = 0; j < K; j++) {
+      long s = window_src(nd, &is, &pg, pos, j);
+      g->win[pos * K + j] = (int32_t)s;
+      count += s >= 0;
+    }
+    double div = nd->attr.count_include_pad ? (double)K : (double)count;
+    if (div == 0)
+      return mpc__pc_fail(cc, TANDEM_ESHAPE, node,
+                          "a pooling window lies entirely in the padding");
+    double inv = 1.0 / div;
+    if (kern_fix_encode(&g->wcoef[pos], &inv, 1, cc->p->f, NULL) != 0)
+      return TANDEM_ERANGE;
+  }
   cc->act[node] = out;
   return 0;
 }
