@@ -1,7 +1,8 @@
 /* aes.c - the batched AES-128 kernel's public entry points and its reference
  * implementation, OpenSSL's EVP AES-128-ECB. The hand-written AES-NI and VAES
  * variants (x86_64/aesni.c, x86_64/avx2/aes_vaes256.c,
- * x86_64/avx512/aes_vaes512.c) are tested bit for bit against this one; the
+ * x86_64/avx512/aes_vaes512.c; x86_64/avx2/aes_ni256.c, whose ECB is
+ * aesni.c's) are tested bit for bit against this one; the
  * dispatch table (dispatch.c) picks one for kern_aes128_ecb and the DCF.
  * There is deliberately no table-lookup C AES here: its S-box lookups would
  * index memory with key- and data-dependent bytes, which kernels never do.

@@ -5,7 +5,8 @@
  * the masks it knows, each party runs kern_dcf_eval on the opened masked value.
  * This file holds the public entry points (checks, root seeds, threads) and
  * the reference walk; the walk itself is dcf_walk.h, compiled once per AES
- * implementation (OpenSSL here; AES-NI, VAES256, VAES512 under x86_64/).
+ * implementation (OpenSSL here; AES-NI, VAES256, VAES512 and AES-NI on
+ * 256-bit lanes under x86_64/).
  *
  * The tree. A GGM tree walked from the most significant bit of x, as in the
  * DPF of Boyle, Gilboa and Ishai (2016), where every level also carries a

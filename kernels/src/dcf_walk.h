@@ -2,7 +2,9 @@
  * once over GCC vector types and included by each AES implementation: dcf.c
  * (128-bit vectors, OpenSSL as the AES: the reference), x86_64/aesni.c
  * (128-bit, AES-NI), x86_64/avx2/aes_vaes256.c (256-bit, two instances per
- * vector) and x86_64/avx512/aes_vaes512.c (512-bit, four per vector).
+ * vector), x86_64/avx2/aes_ni256.c (the same with AES-NI rounds on each
+ * 128-bit lane, for CPUs without VAES) and x86_64/avx512/aes_vaes512.c
+ * (512-bit, four per vector).
  *
  * One 128-bit lane holds one instance: its seed with the control bit t in
  * bit 0 (seeds keep their two low bits clear, so t rides in the seed), a

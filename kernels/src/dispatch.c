@@ -42,8 +42,8 @@ static table_t table = {KERN_REF, KERN_AES_OPENSSL, &kern__aes_openssl};
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 static atomic_int init_rc; /* the first kern_init's report of TANDEM_KERNEL */
 static int nthreads;
-static const char *const aes_names[KERN_AES_NIMPL] = {"openssl", "aesni",
-                                                      "vaes256", "vaes512"};
+static const char *const aes_names[KERN_AES_NIMPL] = {
+    "openssl", "aesni", "vaes256", "vaes512", "aesni256"};
 
 #ifdef KERN_X86
 static uint64_t xgetbv0(void) {
@@ -140,6 +140,8 @@ int kern_aes_impl_supported(kern_aes_impl_t impl) {
   case KERN_AES_VAES512:
     return kern__cpu_has_aesni() && kern__cpu_has_vaes() &&
            kern_isa_supported(KERN_AVX512);
+  case KERN_AES_NI256:
+    return kern__cpu_has_aesni() && kern_isa_supported(KERN_AVX2);
   default:
     return 0;
   }
@@ -155,6 +157,9 @@ static kern_aes_impl_t aes_for(kern_isa_t isa) {
     return KERN_AES_VAES512;
   if (isa == KERN_AVX2 && kern_aes_impl_supported(KERN_AES_VAES256))
     return KERN_AES_VAES256;
+  /* Every CPU with AVX-512 has AVX2. */
+  if (isa != KERN_REF && kern_aes_impl_supported(KERN_AES_NI256))
+    return KERN_AES_NI256;
   if (isa != KERN_REF && kern_aes_impl_supported(KERN_AES_AESNI))
     return KERN_AES_AESNI;
   return KERN_AES_OPENSSL;
@@ -186,6 +191,8 @@ const kern__aes_impl_t *kern__aes_impl(kern_aes_impl_t impl) {
     return &kern__aes_vaes256;
   case KERN_AES_VAES512:
     return &kern__aes_vaes512;
+  case KERN_AES_NI256:
+    return &kern__aes_ni256;
   default:
     return &kern__aes_openssl;
   }

@@ -81,7 +81,8 @@ const kern__gemm_impl_t *kern__gemm_impl(kern_isa_t isa);
 const kern__gemm_impl_t *kern__active_gemm(void);
 
 /* The AES slot: one descriptor per implementation (aes.c for OpenSSL,
- * x86_64/aesni.c, x86_64/avx2/aes_vaes256.c, x86_64/avx512/aes_vaes512.c).
+ * x86_64/aesni.c, x86_64/avx2/aes_vaes256.c, x86_64/avx512/aes_vaes512.c,
+ * and x86_64/avx2/aes_ni256.c, the 256-bit walk with AES-NI rounds).
  * Each carries the batched ECB kernel and the DCF walk built on it, with
  * the Matyas-Meyer-Oseas feed-forward and the correction words applied to
  * the AES output while it is still in registers (dcf_walk.h).
@@ -108,6 +109,7 @@ extern const kern__aes_impl_t kern__aes_openssl;
 extern const kern__aes_impl_t kern__aes_aesni;
 extern const kern__aes_impl_t kern__aes_vaes256;
 extern const kern__aes_impl_t kern__aes_vaes512;
+extern const kern__aes_impl_t kern__aes_ni256;
 
 /* The reference ECB kernel (aes.c); its descriptor, with the reference DCF
  * walk, is in dcf.c. */
@@ -117,6 +119,9 @@ int kern__aes_ecb_openssl(const kern_aes_ks_t *ks, const uint8_t *in,
 /* The AES-NI key expansion (x86_64/aesni.c); only called where the CPU has
  * AES-NI. */
 void kern__aes128_expand_aesni(kern_aes_ks_t *ks);
+/* AES-NI's batched ECB (x86_64/aesni.c), also aes_ni256.c's. */
+int kern__aes_ecb_aesni(const kern_aes_ks_t *ks, const uint8_t *in, uint8_t *out,
+                        size_t nblocks);
 
 /* The descriptor for impl (caller checked support), and the active one
  * (calls kern_init with the default choice if nothing was chosen yet). */

@@ -125,6 +125,7 @@ END_TEST
 START_TEST(test_aes_dispatch) {
   ck_assert_int_eq(kern_aes_impl_supported(KERN_AES_OPENSSL), 1);
   ck_assert_str_eq(kern_aes_impl_name(KERN_AES_VAES512), "vaes512");
+  ck_assert_str_eq(kern_aes_impl_name(KERN_AES_NI256), "aesni256");
   ck_assert_str_eq(kern_aes_impl_name((kern_aes_impl_t)KERN_AES_NIMPL), "?");
   ck_assert_int_eq(kern_aes_impl_select((kern_aes_impl_t)KERN_AES_NIMPL),
                    TANDEM_EINVAL);
@@ -141,16 +142,18 @@ START_TEST(test_aes_dispatch) {
   int vaes = kern_aes_impl_supported(KERN_AES_VAES256) ||
              kern_aes_impl_supported(KERN_AES_VAES512);
   int ni = kern_aes_impl_supported(KERN_AES_AESNI);
+  /* Without VAES, the AVX2 walk with AES-NI rounds (AVX2 is there). */
   if (kern_isa_supported(KERN_AVX2)) {
+    ck_assert_int_eq(kern_aes_impl_supported(KERN_AES_NI256), ni);
     ck_assert_int_eq(kern_isa_select(KERN_AVX2), 0);
     ck_assert_int_eq(kern_aes_impl_active(),
-                     vaes ? KERN_AES_VAES256 : ni ? KERN_AES_AESNI
+                     vaes ? KERN_AES_VAES256 : ni ? KERN_AES_NI256
                                                   : KERN_AES_OPENSSL);
   }
   if (kern_isa_supported(KERN_AVX512)) {
     ck_assert_int_eq(kern_isa_select(KERN_AVX512), 0);
     ck_assert_int_eq(kern_aes_impl_active(),
-                     vaes ? KERN_AES_VAES512 : ni ? KERN_AES_AESNI
+                     vaes ? KERN_AES_VAES512 : ni ? KERN_AES_NI256
                                                   : KERN_AES_OPENSSL);
   }
   uint8_t in[16 * 40], a[16 * 40], b[16 * 40];

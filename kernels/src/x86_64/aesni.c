@@ -21,8 +21,8 @@ static inline __m128i enc1(const __m128i *rk, __m128i b) {
   return _mm_aesenclast_si128(b, rk[10]);
 }
 
-static int ecb_aesni(const kern_aes_ks_t *ks, const uint8_t *in, uint8_t *out,
-                     size_t nblocks) {
+int kern__aes_ecb_aesni(const kern_aes_ks_t *ks, const uint8_t *in, uint8_t *out,
+                        size_t nblocks) {
   __m128i rk[11];
 #pragma GCC unroll 16
   for (int i = 0; i < 11; i++)
@@ -91,5 +91,5 @@ static inline void dcf_st8(uint8_t *p, size_t stride, vq v, unsigned n) {
 
 #include "../dcf_walk.h"
 
-const kern__aes_impl_t kern__aes_aesni = {KERN_AES_AESNI, ecb_aesni,
+const kern__aes_impl_t kern__aes_aesni = {KERN_AES_AESNI, kern__aes_ecb_aesni,
                                           dcf_eval_aesni, dcf_gen_aesni};
