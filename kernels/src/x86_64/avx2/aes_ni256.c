@@ -33,11 +33,13 @@ typedef uint64_t vq __attribute__((vector_size(32)));
 
 typedef struct {
   __m128i k[11];
+  vq k0; /* k[0] in both lanes: the first xor on whole vectors */
 } dcf_aes_t;
 
 static int dcf_aes_open(dcf_aes_t *a, const kern_aes_ks_t *ks) {
   for (int i = 0; i < 11; i++)
     a->k[i] = _mm_loadu_si128((const __m128i *)ks->rk[i]);
+  a->k0 = (vq)_mm256_broadcastsi128_si256(a->k[0]);
   return 0;
 }
 
@@ -48,8 +50,9 @@ static KERN_AI int dcf_aes_run(const dcf_aes_t *a, vq *b, unsigned n) {
   __m128i x[2 * NI_MAXV];
 KERN_UNROLL(64)
   for (unsigned j = 0; j < n; j++) {
-    x[2 * j] = _mm_xor_si128(_mm256_castsi256_si128((__m256i)b[j]), a->k[0]);
-    x[2 * j + 1] = _mm_xor_si128(_mm256_extracti128_si256((__m256i)b[j], 1), a->k[0]);
+    const __m256i v = (__m256i)(b[j] ^ a->k0);
+    x[2 * j] = _mm256_castsi256_si128(v);
+    x[2 * j + 1] = _mm256_extracti128_si256(v, 1);
   }
 KERN_UNROLL(16)
   for (int r = 1; r < 10; r++)
