@@ -126,9 +126,19 @@ void tandem_local_logs(const tandem_local_t *c) {
   }
 }
 
+/* The CPUs this process may run on (its affinity, which a container or
+ * taskset may restrict), else those online. */
+static int usable_cpus(void) {
+  cpu_set_t all;
+  if (sched_getaffinity(0, sizeof all, &all) == 0 && CPU_COUNT(&all) > 0)
+    return CPU_COUNT(&all);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)(n < 65536 ? n : 65536) : 1;
+}
+
 int tandem_local_threads(void) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  return cpus >= 4 ? (int)(cpus / 2 > 64 ? 64 : cpus / 2) : 1;
+  int cpus = usable_cpus();
+  return cpus >= 4 ? (cpus / 2 > 64 ? 64 : cpus / 2) : 1;
 }
 
 void tandem_local_timeout_for(size_t prep, char *extra, size_t extralen) {
@@ -155,23 +165,61 @@ size_t tandem_local_max_msg_for(const mpc_plan_t *p) {
   return (want + mib - 1) / mib * mib;
 }
 
-/* The CPUs this process may run on, cut in two halves for P0 and P1; 0 if
- * there are fewer than two. `tandem bench` pins each party to its half, as
- * if each had a machine of its own: unpinned, the scheduler at times ran
- * both parties' threads on one core of a 2-core machine while the other
- * waited (the MLP's online phase at batch 100 was 10.9-19.3x OpenBLAS in 5
- * runs unpinned, 9.9-14.4x pinned, alternating, Zen 4, 2026-12-08). The
- * dealer and the client are not pinned. */
+/* The lowest CPU of cpu's core (its hyperthread siblings share it), or cpu
+ * itself where sysfs does not say. */
+static int core_of(int cpu) {
+  char path[96];
+  snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+           cpu);
+  FILE *f = fopen(path, "r");
+  int first = cpu;
+  if (f != NULL) {
+    if (fscanf(f, "%d", &first) != 1 || first < 0)
+      first = cpu;
+    fclose(f);
+  }
+  return first;
+}
+
+/* The CPUs this process may run on, cut in two halves for P0 and P1 by
+ * whole cores (hyperthread siblings, often numbered N/2 apart, stay in one
+ * half), by CPU where all share one core; 0 if there are fewer than two
+ * CPUs. `tandem bench` pins each party to its half, as if each had a
+ * machine of its own: unpinned, the scheduler at times ran both parties'
+ * threads on one core of a 2-core machine while the other waited (the
+ * MLP's online phase at batch 100 was 10.9-19.3x OpenBLAS in 5 runs
+ * unpinned, 9.9-14.4x pinned, alternating, Zen 4, 2026-12-08). The dealer
+ * and the client are not pinned. */
 static int party_halves(cpu_set_t half[2]) {
+  static int core[CPU_SETSIZE], rank[CPU_SETSIZE];
   cpu_set_t all;
   CPU_ZERO(&half[0]);
   CPU_ZERO(&half[1]);
-  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2)
+  int n = sched_getaffinity(0, sizeof all, &all) == 0 ? CPU_COUNT(&all) : 0;
+  if (n < 2)
     return 0;
-  int n = CPU_COUNT(&all), k = 0;
-  for (int cpu = 0; cpu < CPU_SETSIZE && k < n; cpu++)
-    if (CPU_ISSET(cpu, &all))
-      CPU_SET(cpu, &half[k++ < n / 2 ? 0 : 1]);
+  /* A core is named by its lowest CPU (core_of), so names are CPU numbers:
+   * rank[name] numbers the cores in order, -1 for names of no core. */
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    rank[c] = -1;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &all)) {
+      core[c] = core_of(c);
+      if (core[c] >= CPU_SETSIZE)
+        core[c] = c;
+      rank[core[c]] = 0;
+    }
+  int cores = 0;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (rank[c] >= 0)
+      rank[c] = cores++;
+  for (int c = 0, i = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &all)) {
+      /* Whole cores to each half; one core's CPUs split between them. */
+      int first = cores >= 2 ? rank[core[c]] < cores / 2 : i < n / 2;
+      CPU_SET(c, &half[first ? 0 : 1]);
+      i++;
+    }
   return 1;
 }
 

@@ -213,10 +213,11 @@ TANDEM_WUR int kern_prg_bits(kern_prg_t *prg, uint8_t *out, size_t n);
  *                            KERN_AES_NI256 if it has AES-NI, else OpenSSL
  *   TANDEM_KERNEL=avx512  -> KERN_AES_VAES512 if the CPU has VAES, else
  *                            KERN_AES_NI256 if it has AES-NI, else OpenSSL
- * (KERN_AES_AESNI, the 128-bit walk, serves where neither variant runs: an
- * x86_64 with AES-NI but no AVX2. A 512-bit walk with AES-NI rounds was
- * measured slower than KERN_AES_NI256 on Zen 4, 180 against 152 ns per
- * DCF evaluation at the MLP's widths, and is not kept).
+ * (KERN_AES_AESNI, the 128-bit walk, is chosen by kern_aes_impl_select
+ * only: a CPU without AVX2 runs the ref variant, hence OpenSSL. A 512-bit
+ * walk with AES-NI rounds was measured slower than KERN_AES_NI256 on Zen 4,
+ * 180 against 152 ns per DCF evaluation at the MLP's widths, and is not
+ * kept).
  * and the default choice follows the variant chosen for the GEMM the same
  * way. Every implementation is bit-identical to OpenSSL's AES-128. */
 typedef enum {

@@ -157,11 +157,10 @@ static kern_aes_impl_t aes_for(kern_isa_t isa) {
     return KERN_AES_VAES512;
   if (isa == KERN_AVX2 && kern_aes_impl_supported(KERN_AES_VAES256))
     return KERN_AES_VAES256;
-  /* Every CPU with AVX-512 has AVX2. */
+  /* Every CPU with AVX-512 has AVX2, and only those have either variant:
+   * KERN_AES_AESNI is reached by kern_aes_impl_select alone. */
   if (isa != KERN_REF && kern_aes_impl_supported(KERN_AES_NI256))
     return KERN_AES_NI256;
-  if (isa != KERN_REF && kern_aes_impl_supported(KERN_AES_AESNI))
-    return KERN_AES_AESNI;
   return KERN_AES_OPENSSL;
 }
 

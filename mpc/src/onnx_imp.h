@@ -6,7 +6,8 @@
  * onnx_ops.c (the operator handlers, in a table keyed by op_type; the
  * windowed ones in onnx_window.c) and
  * onnx_fold.c (BatchNormalization folding and the constants computed at
- * import; the shape subgraphs in onnx_shape.c). Included by nothing else; tensor_io.c shares onnx_int.h only.
+ * import; the shape subgraphs in onnx_shape.c).
+ * Included by nothing else; tensor_io.c shares onnx_int.h only.
  */
 #ifndef TANDEM_ONNX_IMP_H
 #define TANDEM_ONNX_IMP_H

@@ -335,7 +335,8 @@ int mpc__pc_lower_maxpool(cc_t *cc, int node) {
   const mpc_shape_t is = cc->p->vals[v].shape;
   const pool_t pg = pool_geometry(nd, &is);
   const size_t K = pg.K, P = pg.P;
-  if (K * P > UINT32_MAX)
+  /* Map entries are input indices, UINT32_MAX the zero marker. */
+  if (K * P > UINT32_MAX || cc->p->vals[v].n >= MPC__MAP_ZERO)
     return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   size_t nmap = K * P;
   uint32_t *map = malloc((nmap ? nmap : 1) * sizeof *map);
@@ -403,7 +404,8 @@ int mpc__pc_lower_avgpool(cc_t *cc, int node) {
   const mpc_shape_t is = cc->p->vals[v].shape;
   const pool_t pg = pool_geometry(nd, &is);
   const size_t K = pg.K, P = pg.P;
-  if (K * P > INT32_MAX)
+  /* The window table holds input indices, -1 for the padding. */
+  if (K * P > INT32_MAX || cc->p->vals[v].n > INT32_MAX)
     return mpc__pc_fail(cc, TANDEM_ESHAPE, node, "tensor too large");
   mpc_shape_t os = {4, {is.dim[0], is.dim[1], pg.oh, pg.ow}};
   int out = mpc__pc_new_val(cc, &os, MPC__V_SHARED, 2, node);

@@ -11,15 +11,17 @@
 
 /* ---- the mpc transport --------------------------------------------------------- */
 
-/* Both sends of a caller's buffer with CL_TAG_BYTES of headroom: wiped NULL
- * sends it as it is, else consumes it (net_msg_send_consume). */
-static int step_send(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len, size_t *wiped) {
+/* Both sends of a caller's buffer with CL_TAG_BYTES of headroom: as it is,
+ * or consumed (net_msg_send_consume), what was wiped then to *wiped if
+ * wiped is not NULL. */
+static int step_send(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len, int consume,
+                     size_t *wiped) {
   if (wiped)
     *wiped = 0;
   if (l->peer[to] < 0 || len > SIZE_MAX - CL_TAG_BYTES)
     return TANDEM_EINVAL;
   memcpy(buf, &l->tag, CL_TAG_BYTES);
-  if (wiped)
+  if (consume)
     return net_msg_send_consume(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, buf,
                                 len + CL_TAG_BYTES, wiped);
   return net_msg_send_on(l->node, l->peer[to], l->link[to], CL_CHAN_DATA, buf,
@@ -27,12 +29,12 @@ static int step_send(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len, size
 }
 
 int cl_step_send_in_place(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len) {
-  return step_send(l, to, buf, len, NULL);
+  return step_send(l, to, buf, len, 0, NULL);
 }
 
 int cl_step_send_consume(cl_step_t *l, mpc_role_t to, uint8_t *buf, size_t len,
                          size_t *wiped) {
-  return step_send(l, to, buf, len, wiped);
+  return step_send(l, to, buf, len, 1, wiped);
 }
 
 static int link_send(mpc_transport_t *t, mpc_role_t to, const void *buf, size_t len) {

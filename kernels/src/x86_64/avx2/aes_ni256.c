@@ -18,7 +18,6 @@
  * were slower (653 against 621 ns per instance), their blocks spilling.
  */
 #include <immintrin.h>
-#include <string.h>
 
 #include "kern_int.h"
 
@@ -28,8 +27,11 @@ typedef uint64_t vq __attribute__((vector_size(32)));
 #define DCF_UG 1
 #define DCF_NAME(s) s##_ni256
 
-/* The most vectors one dcf_aes_run takes: a generation level's. */
+/* The most vectors one dcf_aes_run takes: a generation level's (an
+ * evaluation level's are fewer). */
 #define NI_MAXV (2 * (2 + KERN_DCF_MAX_WIDTH) * DCF_UG)
+_Static_assert(DCF_UE * (1 + (KERN_DCF_MAX_WIDTH + 1) / 2) <= NI_MAXV,
+               "an evaluation level's blocks exceed dcf_aes_run's buffer");
 
 typedef struct {
   __m128i k[11];
