@@ -258,13 +258,7 @@ int mpc__onnx_const_reshape(ctx_t *c, size_t k, const ent_t *e, const dims_t *to
     memcpy(t.i, src->i, src->numel * sizeof *t.i);
   if (t.f == NULL && t.i == NULL)
     return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, 0, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, 0, &t);
 }
 
 /* Output 0 of Transpose node k is constant e, of dimensions in, with its
@@ -300,13 +294,7 @@ int mpc__onnx_const_transpose(ctx_t *c, size_t k, const ent_t *e, dims_t in,
       coord[d] = 0;
     }
   }
-  int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, 0, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, 0, &t);
 }
 
 /* Constants first: a BatchNormalization folded into the layer before it
@@ -500,13 +488,7 @@ static int fold_run(ctx_t *c, size_t k, fop_t f, size_t nin, const mpc__ctensor_
       co[d] = 0;
     }
   }
-  int ki = mpc__onnx_konst_add(c, &r);
-  if (ki < 0) {
-    mpc__ctensor_close(&r);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, 0, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, 0, &r);
 }
 
 int mpc__onnx_fold_node(ctx_t *c, size_t k, int *folded) {

@@ -132,7 +132,11 @@ int mpc__onnx_read_input_bound(ctx_t *c, const Onnx__ModelProto *m);
 
 /* Values, constants and IR nodes. */
 ent_t *mpc__onnx_lookup(ctx_t *c, const char *name);
+/* Takes t as a new constant (t is left empty): its index, or
+ * TANDEM_ENOMEM with t closed and the message set. mpc__onnx_def_new_const
+ * also makes it output j of node k: 0 or TANDEM_ENOMEM. */
 int mpc__onnx_konst_add(ctx_t *c, mpc__ctensor_t *t);
+int mpc__onnx_def_new_const(ctx_t *c, size_t k, size_t j, mpc__ctensor_t *t);
 int mpc__onnx_add_node(ctx_t *c, size_t k, mpc_node_t *nd);
 void mpc__onnx_node_init(mpc_node_t *nd, mpc_op_t op, int in0, int in1, int in2);
 int mpc__onnx_make_param(ctx_t *c, size_t k, const char *name, unsigned ndim, const size_t *dim,

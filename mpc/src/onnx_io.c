@@ -47,10 +47,8 @@ static int bind_input(ctx_t *c, ent_t *e, size_t pos, int dtype) {
                            mpc__onnx_dtype_name(dtype, nb), c->bind[pos]);
   }
   int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
+  if (ki < 0)
+    return ki;
   e->kind = V_CONST;
   e->kidx = ki;
   if (c->bound != NULL)

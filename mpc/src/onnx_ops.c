@@ -632,13 +632,7 @@ static int dropout_mask(ctx_t *c, size_t k, const ent_t *x) {
     return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
   for (size_t i = 0; i < t.numel; i++)
     t.i[i] = 1;
-  int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, ki, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, 1, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, 1, &t);
 }
 
 /* Identity, and Dropout at inference: training_mode (an input from opset
@@ -729,13 +723,7 @@ static int op_constant(ctx_t *c, size_t k, int variant) {
         t.i[i] = list ? a->ints[i] : a->i;
     }
   }
-  int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, 0, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, 0, &t);
 }
 
 /* The supported operators of the default domain, sorted by op_type (for

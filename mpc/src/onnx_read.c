@@ -96,8 +96,10 @@ int mpc__onnx_konst_add(ctx_t *c, mpc__ctensor_t *t) {
   if (c->nkonst == c->capkonst) {
     size_t cap = c->capkonst ? 2 * c->capkonst : 16;
     konst_t *k = realloc(c->konst, cap * sizeof *k);
-    if (k == NULL)
-      return TANDEM_ENOMEM;
+    if (k == NULL) {
+      mpc__ctensor_close(t);
+      return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
+    }
     c->konst = k;
     c->capkonst = cap;
   }
@@ -199,10 +201,8 @@ int mpc__onnx_load_init(ctx_t *c, size_t k, ent_t *e) {
     return k != SIZE_MAX ? mpc__onnx_nfail(c, k, rc, "initializer '%s': %s", e->name, why)
                          : mpc__onnx_gfail(c, rc, "initializer '%s': %s", e->name, why);
   int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
+  if (ki < 0)
+    return ki;
   e->kidx = ki;
   return 0;
 }
@@ -453,6 +453,14 @@ void mpc__onnx_def_const(ctx_t *c, size_t k, size_t j, int kidx) {
     e->kind = V_CONST;
     e->kidx = kidx;
   }
+}
+
+int mpc__onnx_def_new_const(ctx_t *c, size_t k, size_t j, mpc__ctensor_t *t) {
+  int ki = mpc__onnx_konst_add(c, t);
+  if (ki < 0)
+    return ki;
+  mpc__onnx_def_const(c, k, j, ki);
+  return 0;
 }
 
 /* Output j becomes another name for value src (Identity, Dropout). */

@@ -33,13 +33,7 @@ int mpc__onnx_const_pick(ctx_t *c, size_t k, size_t j, const mpc__ctensor_t *con
     else
       t.i[i] = from->i != NULL ? from->i[idx[i]] : (int64_t)from->f[idx[i]];
   }
-  int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, j, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, j, &t);
 }
 
 /* Shape: the dimensions of its input (an activation's as the graph declares
@@ -81,13 +75,7 @@ int mpc__onnx_op_shape(ctx_t *c, size_t k, int variant) {
     return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
   for (size_t i = 0; i < t.numel; i++)
     t.i[i] = dims[st + (int64_t)i];
-  int ki = mpc__onnx_konst_add(c, &t);
-  if (ki < 0) {
-    mpc__ctensor_close(&t);
-    return mpc__onnx_gfail(c, TANDEM_ENOMEM, "out of memory");
-  }
-  mpc__onnx_def_const(c, k, 0, ki);
-  return 0;
+  return mpc__onnx_def_new_const(c, k, 0, &t);
 }
 
 /* Concat of constants only (a shape built from pieces). */
