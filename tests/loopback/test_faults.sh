@@ -95,14 +95,20 @@ hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
 open(dst, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + out)
 PY
 }
+# plain_check TAG INPUT WHAT: out.TAG.npy against the plaintext evaluator on
+# INPUT; fails with WHAT if they differ.
+plain_check() {
+  "$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$2" --output "plain.$1.npy" \
+    2>"err.$1.plain" || { fail "$1: plaintext run: $(cat "err.$1.plain")"; return; }
+  npy_check "out.$1.npy" "plain.$1.npy" 0.02 1 || fail "$3"
+}
+
 # query TAG CLIENT INPUT: a private query, checked against the plaintext
 # evaluator on the same rows.
 query() {
-  "$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input "$3" --output "plain.$1.npy" \
-    2>"err.$1" || { fail "$1: plaintext run: $(cat "err.$1")"; return; }
   if "$TANDEM" infer --config cluster.ini --model mlp --input "$3" --output "out.$1.npy" \
       --stats "stats.$1" --as "$2" 2>"err.$1"; then
-    npy_check "out.$1.npy" "plain.$1.npy" 0.02 1 || fail "$1: private output differs"
+    plain_check "$1" "$3" "$1: private output differs"
   else
     fail "$1: infer as $2 failed: $(cat "err.$1")"
   fi
@@ -185,10 +191,8 @@ if seen log.p1 "${FROM[p1]}" "$started"; then
       # What must hold then is the answer itself.
       if ! seen log.p1 "${FROM[p1]}" "client ${CID[alice]}\): ok"; then
         echo "note: P1 sent its output before it was killed, not its log line"
-        "$TANDEM" run --plaintext --model "$M/fashion_mlp.onnx" --input big.npy \
-          --output plain.p1dead.npy 2>err.p1plain || fail "plaintext run: $(cat err.p1plain)"
-        npy_check out.p1dead.npy plain.p1dead.npy 0.02 1 ||
-          fail "the query succeeded though P1 was killed during it, with a wrong answer"
+        plain_check p1dead big.npy \
+          "the query succeeded though P1 was killed during it, with a wrong answer"
       fi
     else
       one_line err.p1dead || fail "P1 killed: not one line: $(cat err.p1dead)"

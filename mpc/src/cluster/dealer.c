@@ -368,9 +368,8 @@ static int query_send(cl_dealer_t *d, const job_t *j, uint64_t seq, uint64_t tag
     size_t len[3], held = prep->len[0] + prep->len[1] + prep->len[2];
     for (int i = 0; i < 3; i++)
       len[i] = i == 2 || (told[i] && part[i].rc == 0) ? prep->len[i] : 0;
-    for (int i = 0; i < 2; i++)
-      if (part[i].wiped > 0) /* net wiped that much as it sealed it */
-        mpc_prep_close_part(prep, i, part[i].wiped);
+    for (int i = 0; i < 2; i++) /* net wiped part[i].wiped as it sealed it */
+      mpc_prep_close_part(prep, i, part[i].wiped);
     mpc_prep_close(prep);
     parts_drained(d, j->from, lk, marks, len);
     pthread_mutex_lock(&d->mu);
